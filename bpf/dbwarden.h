@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The one header shared by the BPF programs and userspace: every event that
+ * crosses the ring buffer and every map key/value userspace touches.
+ *
+ * Rules: fixed-width types only, explicit enum values, append only.
+ */
+#ifndef DBWARDEN_BPF_DBWARDEN_H
+#define DBWARDEN_BPF_DBWARDEN_H
+
+#ifndef __VMLINUX_H__
+#include <stdint.h>
+typedef uint8_t __u8;
+typedef uint16_t __u16;
+typedef uint32_t __u32;
+typedef uint64_t __u64;
+#endif
+
+/* Payload bytes copied per ring-buffer record. A syscall moving more bytes is
+ * split into several records (up to DBW_MAX_CHUNKS); the rest is reported as a
+ * gap of known length through the next record's offset. */
+#define DBW_CHUNK_BYTES 8192
+#define DBW_MAX_CHUNKS 4
+#define DBW_UNIX_PATH_MAX 108
+#define DBW_MAX_PORTS 16
+
+enum dbw_event_kind {
+	DBW_EV_DATA = 1,      /* struct dbw_data_event */
+	DBW_EV_CONN_OPEN = 2, /* struct dbw_conn_event: first sighting of a socket */
+	DBW_EV_CONN_CLOSE = 3, /* struct dbw_conn_event: last reference closed */
+	DBW_EV_PROC_EXIT = 4, /* struct dbw_proc_event: a tracked process exited */
+};
+
+/* Direction seen from the database server. */
+enum dbw_direction {
+	DBW_DIR_INGRESS = 0, /* client -> server (the server read it) */
+	DBW_DIR_EGRESS = 1,  /* server -> client (the server wrote it) */
+};
+
+enum dbw_sock_family {
+	DBW_FAMILY_UNIX = 1,
+	DBW_FAMILY_INET = 2,
+	DBW_FAMILY_INET6 = 10,
+};
+
+/* Index of each drop counter in the per-CPU `drops` array map. */
+enum dbw_drop_reason {
+	DBW_DROP_RINGBUF_FULL = 0,   /* a record could not be reserved */
+	DBW_DROP_TRUNCATED = 1,      /* bytes beyond DBW_MAX_CHUNKS * DBW_CHUNK_BYTES */
+	DBW_DROP_CONN_TABLE_FULL = 2, /* the conns map had no room for a new socket */
+	DBW_DROP_READ_FAILED = 3,    /* bpf_probe_read_user of the payload failed */
+	DBW_DROP_MAX = 4,
+};
+
+struct dbw_event_header {
+	__u32 kind;  /* enum dbw_event_kind */
+	__u32 pid;   /* tgid of the process that made the syscall */
+	__u32 tid;
+	__u32 _pad;
+	__u64 ts_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	__u64 conn_id; /* unique per socket for the life of the pinned maps */
+};
+
+struct dbw_data_event {
+	struct dbw_event_header hdr;
+	__u64 offset;   /* position of data[0] in this direction's byte stream */
+	__u32 length;   /* bytes this record stands for (data holds `captured` of them) */
+	__u32 captured; /* bytes present in data[]; length - captured were not copied */
+	__u8 direction; /* enum dbw_direction */
+	__u8 _pad[7];
+	__u8 data[DBW_CHUNK_BYTES];
+};
+
+struct dbw_conn_event {
+	struct dbw_event_header hdr;
+	__u8 family;     /* enum dbw_sock_family */
+	__u8 _pad[3];
+	__u16 server_port; /* host order; for unix sockets the port in .s.PGSQL.<port> */
+	__u16 client_port; /* host order; 0 for unix sockets */
+	__u8 server_addr[16]; /* IPv4 in the first 4 bytes */
+	__u8 client_addr[16];
+	__u64 ingress_bytes; /* totals at close (CONN_CLOSE only) */
+	__u64 egress_bytes;
+};
+
+struct dbw_proc_event {
+	struct dbw_event_header hdr;
+};
+
+/* Value of the `conns` map, keyed by the socket inode number (__u64). */
+struct dbw_conn_state {
+	__u64 conn_id;
+	__u64 offset[2]; /* next stream offset per enum dbw_direction */
+	__u16 server_port;
+	__u8 family;
+	__u8 _pad[5];
+};
+
+/* Key of the `unix_paths` map: a server's listening unix socket path,
+ * NUL-padded. The value is the server port it stands for (__u16). */
+struct dbw_unix_path {
+	char path[DBW_UNIX_PATH_MAX];
+};
+
+#endif /* DBWARDEN_BPF_DBWARDEN_H */

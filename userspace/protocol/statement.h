@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The protocol-neutral result of decoding: one Statement per SQL statement a
+// client ran, with the identity of the connection it ran on. Protocol decoders
+// produce them; the agent analyses them (userspace/sql) and hands them to the
+// audit writer and the metrics exporter, which both implement StatementSink.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace dbwarden {
+
+// Who is on the other end of a connection, as far as the wire and the socket
+// tell. Filled in by capture (addresses, pid) and by the decoder (startup).
+struct ConnectionInfo {
+  uint64_t connection_id = 0;
+  std::string db_system;         // "postgresql", later "mysql"
+  std::string client_address;    // "127.0.0.1", "::1"; empty for unix sockets
+  uint16_t client_port = 0;      // 0 for unix sockets
+  uint16_t server_port = 0;      // the database port (also for unix sockets)
+  bool unix_socket = false;
+  uint32_t server_pid = 0;       // the backend process serving the connection
+  // From the protocol's startup/handshake. Empty until seen.
+  std::string user;
+  std::string database;
+  std::string application_name;
+};
+
+struct Statement {
+  const ConnectionInfo* connection = nullptr;  // valid for the duration of the callback
+  uint64_t start_ns = 0;  // CLOCK_MONOTONIC: first request byte
+  uint64_t end_ns = 0;    // CLOCK_MONOTONIC: completion (CommandComplete/Error/...)
+  std::string text;       // the statement's SQL, at most Limits::max_query_bytes
+  bool text_truncated = false;
+  std::string status_code = "00000";  // SQLSTATE; "00000" on success
+  std::string error_message;          // server's message on failure (never auth data)
+  std::optional<uint64_t> returned_rows;
+  std::string command_tag;  // e.g. "SELECT 3", "INSERT 0 1"
+  std::string statement_name;  // extended protocol: prepared statement name, if any
+  bool capture_gap = false;   // bytes of this connection were missed around it
+  uint64_t request_bytes = 0;
+  uint64_t response_bytes = 0;
+  // Filled by the SQL analyser (agent pipeline), not by decoders.
+  std::string operation;  // db.operation.name, e.g. "SELECT"
+};
+
+class StatementSink {
+ public:
+  virtual ~StatementSink() = default;
+  virtual void on_statement(const Statement& statement) = 0;
+};
+
+}  // namespace dbwarden
