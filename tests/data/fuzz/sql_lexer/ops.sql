@@ -1,0 +1,2 @@
+UPDATE t SET a = a::int + -- c
+ 1 WHERE b <>/*x*/ 2

@@ -1,0 +1,1 @@
+/* a /* nested */ */ INSERT INTO "Quoted ""T""" VALUES (E'a\'b', U&'\0041', X'ff', 1.5e-3, 0x1F)
