@@ -9,11 +9,7 @@
 #define DBWARDEN_BPF_DBWARDEN_H
 
 #ifndef __VMLINUX_H__
-#include <stdint.h>
-typedef uint8_t __u8;
-typedef uint16_t __u16;
-typedef uint32_t __u32;
-typedef uint64_t __u64;
+#include <linux/types.h>
 #endif
 
 /* Payload bytes copied per ring-buffer record. A syscall moving more bytes is
@@ -79,6 +75,7 @@ struct dbw_conn_event {
 	__u16 client_port; /* host order; 0 for unix sockets */
 	__u8 server_addr[16]; /* IPv4 in the first 4 bytes */
 	__u8 client_addr[16];
+	__u64 sock_ino;      /* key of the `conns` map entry */
 	__u64 ingress_bytes; /* totals at close (CONN_CLOSE only) */
 	__u64 egress_bytes;
 };

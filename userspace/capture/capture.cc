@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "capture/capture.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+#include "dbwarden.skel.h"
+
+namespace dbwarden::capture {
+namespace {
+
+std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
+
+// libbpf prints through this; keep its warnings, drop its debug chatter.
+int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
+  if (level == LIBBPF_DEBUG) return 0;
+  return vfprintf(stderr, fmt, args);
+}
+
+Status ensure_tracefs() {
+  struct stat st {};
+  if (stat("/sys/kernel/tracing/events", &st) == 0 ||
+      stat("/sys/kernel/debug/tracing/events", &st) == 0) {
+    return Status::Ok();
+  }
+  return Status::Error(
+      "tracefs is not mounted: run `mount -t tracefs tracefs /sys/kernel/tracing` (the systemd "
+      "unit and `make run` do this for you)");
+}
+
+}  // namespace
+
+const char* drop_reason_name(int reason) {
+  switch (reason) {
+    case DBW_DROP_RINGBUF_FULL: return "ringbuf_full";
+    case DBW_DROP_TRUNCATED: return "truncated";
+    case DBW_DROP_CONN_TABLE_FULL: return "conn_table_full";
+    case DBW_DROP_READ_FAILED: return "read_failed";
+    default: return "unknown";
+  }
+}
+
+struct BpfCapture::Impl {
+  dbwarden_bpf* skel = nullptr;
+  ring_buffer* ring = nullptr;
+  EventHandler* handler = nullptr;
+  ~Impl() {
+    ring_buffer__free(ring);
+    dbwarden_bpf__destroy(skel);
+  }
+};
+
+BpfCapture::BpfCapture(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+BpfCapture::~BpfCapture() = default;
+
+Result<std::unique_ptr<BpfCapture>> BpfCapture::Open(const Options& options,
+                                                     EventHandler& handler) {
+  libbpf_set_print(libbpf_print);
+  if (geteuid() != 0) {
+    return Status::Error("capture needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN) to load "
+                         "eBPF programs: run as root or through the systemd unit");
+  }
+  if (Status s = ensure_tracefs(); !s.ok()) return s;
+  if (options.ringbuf_bytes < 4096 || (options.ringbuf_bytes & (options.ringbuf_bytes - 1))) {
+    return Status::Error("ring buffer size must be a power of two of at least 4096 bytes, got " +
+                         std::to_string(options.ringbuf_bytes));
+  }
+
+  auto impl = std::make_unique<Impl>();
+  impl->handler = &handler;
+  impl->skel = dbwarden_bpf__open();
+  if (!impl->skel) {
+    return Status::Error("opening the BPF object failed: " + errno_text(errno));
+  }
+  impl->skel->rodata->wakeup_bytes = options.wakeup_bytes;
+  if (int err = bpf_map__set_max_entries(impl->skel->maps.events, options.ringbuf_bytes)) {
+    return Status::Error("sizing the ring buffer failed: " + errno_text(err));
+  }
+  if (int err = dbwarden_bpf__load(impl->skel)) {
+    return Status::Error("loading the BPF programs failed (" + errno_text(err) +
+                         "); the kernel needs BTF (/sys/kernel/btf/vmlinux) and the agent "
+                         "CAP_BPF/CAP_SYS_ADMIN");
+  }
+  if (int err = dbwarden_bpf__attach(impl->skel)) {
+    return Status::Error("attaching the BPF programs failed: " + errno_text(err));
+  }
+  auto capture = std::unique_ptr<BpfCapture>(new BpfCapture(std::move(impl)));
+  capture->impl_->ring = ring_buffer__new(bpf_map__fd(capture->impl_->skel->maps.events),
+                                          &BpfCapture::dispatch, capture.get(), nullptr);
+  if (!capture->impl_->ring) {
+    return Status::Error("opening the ring buffer failed: " + errno_text(errno));
+  }
+  return capture;
+}
+
+int BpfCapture::dispatch(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<BpfCapture*>(ctx);
+  EventHandler& h = *self->impl_->handler;
+  if (size < sizeof(dbw_event_header)) {
+    self->malformed_++;
+    return 0;
+  }
+  // Ring-buffer records are 8-byte aligned, so the casts below are sound.
+  const auto* hdr = static_cast<const dbw_event_header*>(data);
+  self->records_++;
+  switch (hdr->kind) {
+    case DBW_EV_DATA: {
+      const auto* e = static_cast<const dbw_data_event*>(data);
+      if (size < offsetof(dbw_data_event, data) || e->captured > DBW_CHUNK_BYTES ||
+          e->captured > e->length || size < offsetof(dbw_data_event, data) + e->captured) {
+        self->malformed_++;
+        return 0;
+      }
+      self->payload_bytes_ += e->captured;
+      h.on_data(*e);
+      return 0;
+    }
+    case DBW_EV_CONN_OPEN:
+    case DBW_EV_CONN_CLOSE: {
+      if (size < sizeof(dbw_conn_event)) break;
+      const auto* e = static_cast<const dbw_conn_event*>(data);
+      if (hdr->kind == DBW_EV_CONN_OPEN) {
+        h.on_conn_open(*e);
+      } else {
+        h.on_conn_close(*e);
+      }
+      return 0;
+    }
+    case DBW_EV_PROC_EXIT: {
+      if (size < sizeof(dbw_proc_event)) break;
+      h.on_proc_exit(*static_cast<const dbw_proc_event*>(data));
+      return 0;
+    }
+    default:
+      break;
+  }
+  self->malformed_++;
+  return 0;
+}
+
+Status BpfCapture::watch_port(uint16_t port) {
+  uint32_t key = port;
+  uint8_t on = 1;
+  if (bpf_map__update_elem(impl_->skel->maps.ports, &key, sizeof(key), &on, sizeof(on), BPF_ANY)) {
+    return Status::Error("watching port " + std::to_string(port) + ": " + errno_text(errno));
+  }
+  return Status::Ok();
+}
+
+Status BpfCapture::watch_unix_path(const std::string& path, uint16_t port) {
+  dbw_unix_path key{};
+  if (path.size() >= sizeof(key.path)) {
+    return Status::Error("unix socket path too long: " + path);
+  }
+  std::memcpy(key.path, path.data(), path.size());
+  if (bpf_map__update_elem(impl_->skel->maps.unix_paths, &key, sizeof(key), &port, sizeof(port),
+                           BPF_ANY)) {
+    return Status::Error("watching " + path + ": " + errno_text(errno));
+  }
+  return Status::Ok();
+}
+
+Status BpfCapture::track_process(uint32_t pid) {
+  uint8_t on = 1;
+  if (bpf_map__update_elem(impl_->skel->maps.pids, &pid, sizeof(pid), &on, sizeof(on), BPF_ANY)) {
+    return Status::Error("tracking pid " + std::to_string(pid) + ": " + errno_text(errno));
+  }
+  return Status::Ok();
+}
+
+bool BpfCapture::is_tracked(uint32_t pid) const {
+  uint8_t v = 0;
+  return bpf_map__lookup_elem(impl_->skel->maps.pids, &pid, sizeof(pid), &v, sizeof(v), 0) == 0;
+}
+
+void BpfCapture::forget_socket(uint64_t sock_ino) {
+  bpf_map__delete_elem(impl_->skel->maps.conns, &sock_ino, sizeof(sock_ino), 0);
+}
+
+Result<int> BpfCapture::poll(int timeout_ms) {
+  int n = ring_buffer__poll(impl_->ring, timeout_ms);
+  if (n < 0 && n != -EINTR) {
+    return Status::Error("reading the ring buffer failed: " + errno_text(n));
+  }
+  return n < 0 ? 0 : n;
+}
+
+DropCounts BpfCapture::drops() const {
+  DropCounts out;
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return out;
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
+  for (uint32_t reason = 0; reason < DBW_DROP_MAX; reason++) {
+    if (bpf_map__lookup_elem(impl_->skel->maps.drops, &reason, sizeof(reason), per_cpu.data(),
+                             per_cpu.size() * sizeof(uint64_t), 0) == 0) {
+      for (uint64_t v : per_cpu) out.by_reason[reason] += v;
+    }
+  }
+  out.malformed_records = malformed_;
+  return out;
+}
+
+}  // namespace dbwarden::capture

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Live capture: loads the BPF programs (bpf/dbwarden.bpf.c), tells them what to
+// watch, and hands every ring-buffer record to an EventHandler. Nothing above
+// this header knows what a skeleton, a map or a ring buffer is.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "dbwarden.h"
+
+namespace dbwarden::capture {
+
+struct Options {
+  uint32_t ringbuf_bytes = 16u << 20;  // power of two
+  uint32_t wakeup_bytes = 256u << 10;  // backlog that wakes the reader early
+};
+
+// Records arrive in ring-buffer order. `data.captured` bytes of `data.data`
+// are valid; `data.length - data.captured` bytes at the end were not copied.
+class EventHandler {
+ public:
+  virtual ~EventHandler() = default;
+  virtual void on_conn_open(const dbw_conn_event& event) = 0;
+  virtual void on_conn_close(const dbw_conn_event& event) = 0;
+  virtual void on_data(const dbw_data_event& event) = 0;
+  virtual void on_proc_exit(const dbw_proc_event& event) = 0;
+};
+
+struct DropCounts {
+  std::array<uint64_t, DBW_DROP_MAX> by_reason{};  // index: enum dbw_drop_reason
+  uint64_t malformed_records = 0;  // records userspace could not interpret
+};
+
+const char* drop_reason_name(int reason);
+
+class BpfCapture {
+ public:
+  // Loads and attaches the programs. Fails with an actionable message (missing
+  // privilege, no BTF, tracefs not mounted, ...).
+  static Result<std::unique_ptr<BpfCapture>> Open(const Options& options, EventHandler& handler);
+  ~BpfCapture();
+  BpfCapture(const BpfCapture&) = delete;
+  BpfCapture& operator=(const BpfCapture&) = delete;
+
+  Status watch_port(uint16_t port);
+  Status watch_unix_path(const std::string& path, uint16_t port);
+  Status track_process(uint32_t pid);
+  bool is_tracked(uint32_t pid) const;
+  // Drops the kernel's state for a socket whose owner went away without close(2).
+  void forget_socket(uint64_t sock_ino);
+
+  // Consumes ready records, waiting up to timeout_ms. Returns records handled.
+  Result<int> poll(int timeout_ms);
+  DropCounts drops() const;
+  uint64_t records() const { return records_; }
+  uint64_t payload_bytes() const { return payload_bytes_; }
+
+ private:
+  struct Impl;
+  explicit BpfCapture(std::unique_ptr<Impl> impl);
+  static int dispatch(void* ctx, void* data, size_t size);
+  std::unique_ptr<Impl> impl_;
+  uint64_t records_ = 0;
+  uint64_t payload_bytes_ = 0;
+  uint64_t malformed_ = 0;
+};
+
+}  // namespace dbwarden::capture

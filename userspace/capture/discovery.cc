@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "capture/discovery.h"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace dbwarden::capture {
+namespace {
+
+constexpr int kTcpListen = 0x0A;          // TCP_LISTEN in /proc/net/tcp's `st` column
+constexpr unsigned kSoAcceptCon = 0x10000;  // __SO_ACCEPTCON in /proc/net/unix's Flags
+constexpr unsigned kSockStream = 1;
+
+std::vector<std::string> split_ws(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<std::string> out;
+  for (std::string f; in >> f;) out.push_back(f);
+  return out;
+}
+
+bool parse_hex(std::string_view s, unsigned long long& out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out, 16);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+bool parse_dec(std::string_view s, unsigned long long& out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out, 10);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+std::vector<uint32_t> numeric_dirs(const std::string& dir) {
+  std::vector<uint32_t> out;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = readdir(d)) {
+    unsigned long long v = 0;
+    if (parse_dec(e->d_name, v)) out.push_back(static_cast<uint32_t>(v));
+  }
+  closedir(d);
+  return out;
+}
+
+}  // namespace
+
+std::set<uint64_t> Listeners::unix_inodes() const {
+  std::set<uint64_t> out;
+  for (const auto& u : unix) out.insert(u.inode);
+  return out;
+}
+
+// /proc/net/tcp: "sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ..."
+// local_address is "HEXADDR:HEXPORT".
+bool parse_tcp_listen_line(const std::string& line, uint16_t& port, uint64_t& inode) {
+  auto f = split_ws(line);
+  if (f.size() < 10) return false;
+  unsigned long long st = 0, p = 0, ino = 0;
+  auto colon = f[1].rfind(':');
+  if (colon == std::string::npos || !parse_hex(f[3], st) || st != kTcpListen) return false;
+  if (!parse_hex(std::string_view(f[1]).substr(colon + 1), p) || p > 0xFFFF) return false;
+  if (!parse_dec(f[9], ino)) return false;
+  port = static_cast<uint16_t>(p);
+  inode = ino;
+  return true;
+}
+
+// /proc/net/unix: "Num RefCount Protocol Flags Type St Inode [Path]"
+bool parse_unix_listen_line(const std::string& line, std::string& path, uint64_t& inode) {
+  auto f = split_ws(line);
+  if (f.size() < 8) return false;
+  unsigned long long flags = 0, type = 0, ino = 0;
+  if (!parse_hex(f[3], flags) || !parse_hex(f[4], type) || !parse_dec(f[6], ino)) return false;
+  if (!(flags & kSoAcceptCon) || type != kSockStream) return false;
+  path = f[7];
+  inode = ino;
+  return true;
+}
+
+uint16_t pgsql_socket_port(const std::string& path) {
+  static constexpr std::string_view kPrefix = ".s.PGSQL.";
+  auto slash = path.rfind('/');
+  std::string_view name = std::string_view(path).substr(slash == std::string::npos ? 0 : slash + 1);
+  if (name.substr(0, kPrefix.size()) != kPrefix) return 0;
+  unsigned long long port = 0;
+  if (!parse_dec(name.substr(kPrefix.size()), port) || port == 0 || port > 0xFFFF) return 0;
+  return static_cast<uint16_t>(port);
+}
+
+Listeners find_listeners(const std::vector<uint16_t>& ports, const std::string& proc_root) {
+  Listeners out;
+  auto watched = [&](uint16_t p) { return std::find(ports.begin(), ports.end(), p) != ports.end(); };
+  for (const char* file : {"/net/tcp", "/net/tcp6"}) {
+    std::ifstream in(proc_root + file);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      uint16_t port = 0;
+      uint64_t inode = 0;
+      if (parse_tcp_listen_line(line, port, inode) && watched(port) && inode != 0) {
+        out.tcp_inodes.insert(inode);
+      }
+    }
+  }
+  std::ifstream in(proc_root + "/net/unix");
+  std::string line;
+  std::getline(in, line);
+  while (std::getline(in, line)) {
+    UnixListener u;
+    if (!parse_unix_listen_line(line, u.path, u.inode)) continue;
+    u.port = pgsql_socket_port(u.path);
+    if (u.port != 0 && watched(u.port)) out.unix.insert(u);
+  }
+  return out;
+}
+
+std::vector<uint32_t> pids_owning(const std::set<uint64_t>& inodes, const std::string& proc_root) {
+  std::vector<uint32_t> out;
+  if (inodes.empty()) return out;
+  char target[64];
+  for (uint32_t pid : numeric_dirs(proc_root)) {
+    std::string fd_dir = proc_root + "/" + std::to_string(pid) + "/fd";
+    for (uint32_t fd : numeric_dirs(fd_dir)) {
+      std::string link = fd_dir + "/" + std::to_string(fd);
+      ssize_t n = readlink(link.c_str(), target, sizeof(target) - 1);
+      if (n <= 0) continue;
+      std::string_view t(target, static_cast<size_t>(n));
+      static constexpr std::string_view kSocket = "socket:[";
+      if (t.substr(0, kSocket.size()) != kSocket || t.back() != ']') continue;
+      unsigned long long ino = 0;
+      if (parse_dec(t.substr(kSocket.size(), t.size() - kSocket.size() - 1), ino) &&
+          inodes.count(ino)) {
+        out.push_back(pid);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<uint32_t> with_descendants(const std::vector<uint32_t>& roots,
+                                       const std::string& proc_root) {
+  std::multimap<uint32_t, uint32_t> children;
+  for (uint32_t pid : numeric_dirs(proc_root)) {
+    std::ifstream in(proc_root + "/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    std::getline(in, stat);
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    auto f = split_ws(stat.substr(close + 1));
+    unsigned long long ppid = 0;
+    if (f.size() >= 2 && parse_dec(f[1], ppid)) children.emplace(static_cast<uint32_t>(ppid), pid);
+  }
+  std::vector<uint32_t> out;
+  std::vector<uint32_t> todo(roots.begin(), roots.end());
+  while (!todo.empty()) {
+    uint32_t p = todo.back();
+    todo.pop_back();
+    if (std::find(out.begin(), out.end(), p) != out.end()) continue;
+    out.push_back(p);
+    auto [b, e] = children.equal_range(p);
+    for (auto it = b; it != e; ++it) todo.push_back(it->second);
+  }
+  return out;
+}
+
+}  // namespace dbwarden::capture

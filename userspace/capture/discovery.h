@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Finds the database servers to watch from /proc: which processes listen on
+// the configured ports (TCP, IPv4 and IPv6) and on `.s.PGSQL.<port>` unix
+// sockets, wherever unix_socket_directories puts them.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace dbwarden::capture {
+
+struct UnixListener {
+  std::string path;
+  uint16_t port = 0;
+  uint64_t inode = 0;
+  bool operator<(const UnixListener& o) const { return path < o.path; }
+};
+
+struct Listeners {
+  std::set<uint64_t> tcp_inodes;     // listening TCP sockets on a watched port
+  std::set<UnixListener> unix;       // listening unix sockets named .s.PGSQL.<watched port>
+  bool operator==(const Listeners& o) const {
+    return tcp_inodes == o.tcp_inodes && unix_inodes() == o.unix_inodes();
+  }
+  std::set<uint64_t> unix_inodes() const;
+};
+
+// Parses /proc/net/{tcp,tcp6,unix} under proc_root. Cheap: run it every second.
+Listeners find_listeners(const std::vector<uint16_t>& ports, const std::string& proc_root = "/proc");
+
+// Pids owning any of the socket inodes (scans /proc/*/fd: run it only when the
+// listener set changed).
+std::vector<uint32_t> pids_owning(const std::set<uint64_t>& inodes,
+                                  const std::string& proc_root = "/proc");
+
+// The given pids and all their descendants.
+std::vector<uint32_t> with_descendants(const std::vector<uint32_t>& roots,
+                                       const std::string& proc_root = "/proc");
+
+// Parsers, exposed for unit tests.
+// One /proc/net/tcp{,6} line -> (port, inode) if it is a LISTEN socket.
+bool parse_tcp_listen_line(const std::string& line, uint16_t& port, uint64_t& inode);
+// One /proc/net/unix line -> (path, inode) if it is a listening stream socket.
+bool parse_unix_listen_line(const std::string& line, std::string& path, uint64_t& inode);
+// ".../.s.PGSQL.5432" -> 5432; 0 if the name is not a PostgreSQL socket.
+uint16_t pgsql_socket_port(const std::string& path);
+
+}  // namespace dbwarden::capture
