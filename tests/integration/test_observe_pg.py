@@ -1,0 +1,546 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""Acceptance test of issue 2: every statement PostgreSQL logs appears once in the audit log.
+
+Starts a private PostgreSQL 15 with log_statement=all and a csvlog, starts `dbwarden run`,
+drives psql (unix socket and TCP) and pgbench (simple and extended protocol, unix and TCP),
+then compares the server's own log with the agent's audit file statement by statement:
+text, user, database, SQLSTATE, row counts (where the harness knows them), transport and
+client address. The server log is the reference; the harness's own setup sessions
+(application_name dbw-setup) are left out.
+
+Exit codes: 0 pass, 1 fail, 77 skip (not root, or the agent says it lacks privilege).
+DBWARDEN_REQUIRE_KERNEL_TESTS=1 turns a skip into a failure.
+"""
+
+import argparse
+import collections
+import difflib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pg_cluster  # noqa: E402
+from pg_cluster import SETUP_APP, AgentError, PgCluster, log  # noqa: E402
+
+APP_ROLE = "dbw_app"          # non-superuser owning the test database
+PW_ROLE = "dbw_pw"            # authenticates with a password
+PW_SECRET = "Dbw-s3cret-Pa55word-7Q"
+TEST_DB = "dbw_test"
+BENCH_DB = "dbw_bench"
+PGBENCH_TX = 50
+PGBENCH_CLIENTS = 2
+LONG_STATEMENT_BYTES = 200 * 1024
+
+# The statements of pgbench's built-in TPC-B-like script as the server logs them, with the
+# row count each reports; None means the command tag carries no count.
+PGBENCH_TX_STATEMENTS = {
+    "BEGIN;": None,
+    "UPDATE pgbench_accounts SET abalance = abalance + {p} WHERE aid = {p};": 1,
+    "SELECT abalance FROM pgbench_accounts WHERE aid = {p};": 1,
+    "UPDATE pgbench_tellers SET tbalance = tbalance + {p} WHERE tid = {p};": 1,
+    "UPDATE pgbench_branches SET bbalance = bbalance + {p} WHERE bid = {p};": 1,
+    "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) "
+    "VALUES ({p}, {p}, {p}, {p}, CURRENT_TIMESTAMP);": 1,
+    "END;": None,
+}
+_PGBENCH_PARAM = re.compile(r"\$\d+|-?\d+")
+
+
+def pgbench_shape(text):
+    """The TPC-B template a logged pgbench statement came from, or None."""
+    shape = _PGBENCH_PARAM.sub("{p}", text)
+    return shape if shape in PGBENCH_TX_STATEMENTS else None
+
+
+# --- the psql workload -------------------------------------------------------------------------
+
+class Step:
+    """One statement the harness sends, and what the server must answer."""
+
+    def __init__(self, sql, rows=None, status="00000"):
+        self.sql = sql
+        self.rows = rows          # expected db.response.returned_rows; None: no row count
+        self.status = status      # expected SQLSTATE
+
+
+def psql_script(table):
+    """Statements for one psql -f run; each is sent on its own by psql."""
+    long_literal = "x" * LONG_STATEMENT_BYTES
+    t = table
+    return [
+        Step(f"CREATE TABLE {t} (id int PRIMARY KEY, name text, qty int);"),
+        Step(f"INSERT INTO {t} SELECT g, 'item ' || g, g % 7 FROM generate_series(1, 25) g;",
+             rows=25),
+        Step(f"INSERT INTO {t} VALUES (100, 'single', 1);", rows=1),
+        Step(f"UPDATE {t} SET qty = qty + 1 WHERE id <= 10;", rows=10),
+        Step(f"DELETE FROM {t} WHERE id > 20 AND id <= 25;", rows=5),
+        Step(f"SELECT id, name FROM {t} WHERE id <= 7 ORDER BY id;", rows=7),
+        Step(f"SELECT count(*) FROM {t};", rows=1),
+        Step(f"SELECT * FROM {t} WHERE id < 0;", rows=0),
+        Step("SELECT 1/0;", status="22012"),
+        Step(f"SELECT * FROM no_such_table_{t};", status="42P01"),
+        # Rejected by the parser: the server logs it only as the query of its ERROR line.
+        Step("SELEC 1;", status="42601"),
+        Step(f"INSERT INTO {t} VALUES (1, 'duplicate', 0);", status="23505"),
+        Step("BEGIN;"),
+        Step(f"INSERT INTO {t} VALUES (200, 'in tx', 2);", rows=1),
+        Step("SELECT 1/0;", status="22012"),
+        Step("SELECT 1;", status="25P02"),
+        Step("ROLLBACK;"),
+        Step(f"SELECT 'it''s' AS \"quoted \"\"col\"\"\", 'héllo wörld ✓ 日本語 🐘' AS uni, "
+             f"E'back\\\\slash\\ttab' AS esc, $$dollar ' quoted$$ AS dq;", rows=1),
+        Step(f"SELECT id,\n       qty\n  FROM {t}\n WHERE id IN (1, 2, 3);", rows=3),
+        Step(f"SELECT length('{long_literal}') AS long_len;", rows=1),
+        Step(f"DROP TABLE {t};"),
+    ]
+
+
+class MultiStep:
+    """A multi-statement simple query (psql -c) and the records it must produce."""
+
+    def __init__(self, sql, parts):
+        self.sql = sql
+        self.parts = parts  # list of Step; statements after a failing one produce none
+
+
+def multi_steps(table):
+    t = table
+    return [
+        MultiStep("SELECT 1; SELECT 2", [Step("SELECT 1", rows=1), Step("SELECT 2", rows=1)]),
+        MultiStep(f"CREATE TABLE {t} (a int); INSERT INTO {t} VALUES (1), (2), (3);\n"
+                  f"UPDATE {t} SET a = a + 1 WHERE a >= 2; DELETE FROM {t}; DROP TABLE {t}",
+                  [Step(f"CREATE TABLE {t} (a int)"),
+                   Step(f"INSERT INTO {t} VALUES (1), (2), (3)", rows=3),
+                   Step(f"UPDATE {t} SET a = a + 1 WHERE a >= 2", rows=2),
+                   Step(f"DELETE FROM {t}", rows=3),
+                   Step(f"DROP TABLE {t}")]),
+        MultiStep("SELECT 1; SELECT 1/0; SELECT 3",
+                  [Step("SELECT 1", rows=1), Step("SELECT 1/0", status="22012")]),
+    ]
+
+
+def norm_part(text):
+    """Text of one statement cut out of a multi-statement string, compared loosely: where the
+    agent cuts (before or after the ';', with or without surrounding blanks) is its choice."""
+    return text.strip().rstrip(";").strip()
+
+
+# --- expectations from the server log ------------------------------------------------------------
+
+class Expected:
+    """One audit record the agent must have written."""
+
+    def __init__(self, entry, text, status, rows=None, rows_known=False, loose_text=False):
+        self.pid = entry.pid
+        self.user = entry.user_name
+        self.database = entry.database_name
+        self.app = entry.application_name
+        self.unix = entry.is_unix
+        self.client_address = entry.client_address
+        self.client_port = entry.client_port
+        self.text = text
+        self.status = status
+        self.rows = rows
+        self.rows_known = rows_known
+        self.loose_text = loose_text
+        self.extended = entry.extended
+
+    def key(self):
+        return norm_part(self.text) if self.loose_text else self.text
+
+
+def logged_statements(entries):
+    """Per backend pid, the statements the server logged, each as (entry, text, sqlstate).
+
+    A statement is a "statement:"/"execute ...:" LOG line; an ERROR whose query field is the
+    current statement gives it its SQLSTATE. An ERROR whose query was never logged as a
+    statement (a syntax error is rejected before log_statement runs) is a statement of its own.
+    Sessions of the harness itself (application_name dbw-setup) are skipped.
+    """
+    per_pid = collections.OrderedDict()
+    for e in entries:
+        if e.backend_type != "client backend" or e.application_name == SETUP_APP:
+            continue
+        stmts = per_pid.setdefault(e.pid, [])
+        if e.statement is not None:
+            stmts.append([e, e.statement, "00000"])
+        elif e.error_severity == "ERROR" and e.query:
+            if stmts and stmts[-1][1] == e.query and stmts[-1][2] == "00000":
+                stmts[-1][2] = e.sql_state_code
+            else:
+                stmts.append([e, e.query, e.sql_state_code])
+    return {pid: [tuple(s) for s in stmts] for pid, stmts in per_pid.items() if stmts}
+
+
+class HarnessError(RuntimeError):
+    pass
+
+
+def build_expected(entries, scripts, multis):
+    """Turns the server log into the list of audit records the agent must have written.
+
+    scripts: app name -> [Step] sent by psql -f in that session; multis: app name -> MultiStep.
+    Where the harness sent the statement itself, the log must agree with what it sent (else
+    the harness is broken, not the agent) and the expected row counts come from the Step.
+    """
+    expected = []
+    for pid, stmts in logged_statements(entries).items():
+        app = stmts[0][0].application_name
+        if app in scripts:
+            steps = scripts[app]
+            got = [(text, status) for _, text, status in stmts]
+            want = [(s.sql, s.status) for s in steps]
+            if got != want:
+                raise HarnessError(f"session {app} logged an unexpected sequence:\n" +
+                                   "\n".join(difflib.unified_diff(
+                                       [repr(w)[:200] for w in want],
+                                       [repr(g)[:200] for g in got], lineterm="")))
+            for (entry, text, status), step in zip(stmts, steps):
+                expected.append(Expected(entry, text, status, step.rows, rows_known=True))
+        elif app in multis:
+            m = multis[app]
+            if len(stmts) != 1 or stmts[0][1] != m.sql:
+                raise HarnessError(f"session {app} logged {[s[1] for s in stmts]!r}, "
+                                   f"sent {m.sql!r}")
+            want_status = next((p.status for p in m.parts if p.status != "00000"), "00000")
+            if stmts[0][2] != want_status:
+                raise HarnessError(f"session {app}: server says {stmts[0][2]}, "
+                                   f"harness expected {want_status}")
+            for p in m.parts:
+                expected.append(Expected(stmts[0][0], p.sql, p.status, p.rows, rows_known=True,
+                                         loose_text=True))
+        else:
+            for entry, text, status in stmts:
+                shape = pgbench_shape(text)
+                known = shape is not None and status == "00000"
+                expected.append(Expected(entry, text, status,
+                                         PGBENCH_TX_STATEMENTS[shape] if known else None,
+                                         rows_known=known))
+    return expected
+
+
+# --- comparing ---------------------------------------------------------------------------------
+
+def short(text, n=160):
+    r = repr(text)
+    return r if len(r) <= n else f"{r[:n]}...({len(text)} chars)"
+
+
+def text_difference(want, got):
+    at = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), min(len(want), len(got)))
+    return (f"db.query.text differs at char {at} (want {len(want)} chars, got {len(got)}): "
+            f"want ...{want[max(0, at - 20):at + 40]!r}, got ...{got[max(0, at - 20):at + 40]!r}")
+
+
+def check_record(exp, rec, server_port):
+    """Differences between an expected statement and its audit record, as strings."""
+    problems = []
+
+    def want(key, value):
+        if rec.get(key) != value:
+            problems.append(f"{key}: want {value!r}, got {rec.get(key, '<absent>')!r}")
+
+    got_text = rec.get("db.query.text")
+    if not isinstance(got_text, str):
+        problems.append(f"db.query.text: want a string, got {got_text!r}")
+    elif (norm_part(got_text) != norm_part(exp.text) if exp.loose_text
+          else got_text != exp.text):
+        problems.append(text_difference(exp.text, got_text))
+    want("db.system.name", "postgresql")
+    want("db.user", exp.user)
+    want("db.namespace", exp.database)
+    want("db.response.status_code", exp.status)
+    want("server.port", server_port)
+    if exp.rows_known:
+        if exp.rows is None:
+            if rec.get("db.response.returned_rows") is not None:
+                problems.append("db.response.returned_rows: want absent, got "
+                                f"{rec['db.response.returned_rows']!r}")
+        else:
+            want("db.response.returned_rows", exp.rows)
+    if exp.unix:
+        want("network.transport", "unix")
+    else:
+        want("network.transport", "tcp")
+        want("client.address", exp.client_address)
+        want("client.port", exp.client_port)
+    if rec.get("dbwarden.capture_gap"):
+        problems.append("dbwarden.capture_gap is set")
+    d = rec.get("duration_us")
+    if not isinstance(d, (int, float)) or d < 0:
+        problems.append(f"duration_us: want a number >= 0, got {d!r}")
+    if not re.match(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z\Z", str(rec.get("time", ""))):
+        problems.append(f"time: want RFC 3339 UTC, got {rec.get('time')!r}")
+    if rec.get("connection_id") in (None, ""):
+        problems.append("connection_id: absent")
+    return problems
+
+
+class Report:
+    def __init__(self):
+        self.missing = []      # Expected with no record
+        self.extra = []        # records with no logged statement
+        self.mismatched = []   # (Expected, record, [problems])
+        self.other = []        # other failed checks
+        self.matched = 0
+
+    def ok(self):
+        return not (self.missing or self.extra or self.mismatched or self.other)
+
+    def print(self, out=sys.stdout, limit=40):
+        print(f"matched {self.matched} statements; missing {len(self.missing)}, "
+              f"extra {len(self.extra)}, mismatched {len(self.mismatched)}, "
+              f"other failures {len(self.other)}", file=out)
+        for e in self.missing[:limit]:
+            print(f"  MISSING  pid {e.pid} {e.app} {e.user}@{e.database}: {short(e.text)}",
+                  file=out)
+        for r in self.extra[:limit]:
+            print(f"  EXTRA    pid {r.get('process.pid')}: {short(r.get('db.query.text'))} "
+                  f"{short(json.dumps(r, ensure_ascii=False), 300)}", file=out)
+        for e, r, problems in self.mismatched[:limit]:
+            print(f"  MISMATCH pid {e.pid} {e.app}: {short(e.text)}", file=out)
+            for p in problems:
+                print(f"           {short(p, 300)}", file=out)
+        for o in self.other:
+            print(f"  FAIL     {o}", file=out)
+        for what, items in (("missing", self.missing), ("extra", self.extra),
+                            ("mismatched", self.mismatched)):
+            if len(items) > limit:
+                print(f"  ... and {len(items) - limit} more {what}", file=out)
+
+
+def compare(expected, records, server_port, ignore_pids=()):
+    """Matches expected statements to audit records per backend pid, in order."""
+    report = Report()
+    exp_by_pid = collections.OrderedDict()
+    for e in expected:
+        exp_by_pid.setdefault(e.pid, []).append(e)
+    rec_by_pid = collections.OrderedDict()
+    for r in records:
+        rec_by_pid.setdefault(r.get("process.pid"), []).append(r)
+
+    conn_ids = {}
+    for pid in list(exp_by_pid) + [p for p in rec_by_pid if p not in exp_by_pid]:
+        if pid in ignore_pids and pid not in exp_by_pid:
+            continue
+        exps, recs = exp_by_pid.get(pid, []), rec_by_pid.get(pid, [])
+        loose = any(e.loose_text for e in exps)
+        rec_keys = [norm_part(r.get("db.query.text", "")) if loose
+                    else r.get("db.query.text") for r in recs]
+        exp_keys = [norm_part(e.text) if loose else e.text for e in exps]
+        sm = difflib.SequenceMatcher(a=exp_keys, b=rec_keys, autojunk=False)
+        for op, a0, a1, b0, b1 in sm.get_opcodes():
+            if op == "equal":
+                for e, r in zip(exps[a0:a1], recs[b0:b1]):
+                    problems = check_record(e, r, server_port)
+                    if problems:
+                        report.mismatched.append((e, r, problems))
+                    else:
+                        report.matched += 1
+            elif op == "replace" and a1 - a0 == b1 - b0:
+                # Same number on both sides: most likely the texts differ; show how.
+                for e, r in zip(exps[a0:a1], recs[b0:b1]):
+                    report.mismatched.append((e, r, check_record(e, r, server_port)))
+            else:
+                report.missing.extend(exps[a0:a1])
+                report.extra.extend(recs[b0:b1])
+        ids = {r.get("connection_id") for r in recs}
+        if len(ids) > 1:
+            report.other.append(f"pid {pid}: records carry {len(ids)} connection_ids {ids}")
+        for cid in ids:
+            if cid in conn_ids and conn_ids[cid] != pid:
+                report.other.append(f"connection_id {cid!r} used by pids {conn_ids[cid]} "
+                                    f"and {pid}")
+            conn_ids[cid] = pid
+    return report
+
+
+def check_pgbench_counts(runs, expected, records, report):
+    """pgbench's own transaction count x 7 must equal the logged and the audited statements."""
+    rec_by_pid = collections.Counter()
+    for r in records:
+        if pgbench_shape(r.get("db.query.text", "") or ""):
+            rec_by_pid[r.get("process.pid")] += 1
+    for app, processed in runs.items():
+        pids = {e.pid for e in expected if e.app == app}
+        logged = sum(1 for e in expected if e.app == app and pgbench_shape(e.text))
+        audited = sum(rec_by_pid[p] for p in pids)
+        want = processed * len(PGBENCH_TX_STATEMENTS)
+        line = (f"{app}: pgbench processed {processed} tx -> {want} statements; "
+                f"server logged {logged}, audit has {audited}")
+        log(line)
+        if not (want == logged == audited):
+            report.other.append(line)
+
+
+def read_audit(path):
+    records, bad = [], []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except ValueError as e:
+                    bad.append(f"audit line {n} is not JSON ({e}): {short(line)}")
+    except FileNotFoundError:
+        bad.append(f"audit file {path} does not exist")
+    return records, bad
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+def setup(cluster):
+    cluster.setup_sql(f"CREATE ROLE {APP_ROLE} LOGIN")
+    cluster.setup_sql(f"CREATE ROLE {PW_ROLE} LOGIN PASSWORD '{PW_SECRET}'")
+    cluster.setup_sql(f"CREATE DATABASE {TEST_DB} OWNER {APP_ROLE}")
+    cluster.setup_sql(f"CREATE DATABASE {BENCH_DB} OWNER {APP_ROLE}")
+    cluster.setup_sql(f"GRANT CONNECT ON DATABASE {TEST_DB} TO {PW_ROLE}")
+    cluster.pgbench(["-i", "-q", "-s", "1"], user=APP_ROLE, dbname=BENCH_DB, app=SETUP_APP)
+
+
+def run_workload(cluster, workdir):
+    """Drives every client the acceptance criteria name; returns what build_expected needs."""
+    scripts, multis, pgbench_runs = {}, {}, {}
+    for transport in ("unix", "tcp"):
+        tcp = transport == "tcp"
+        app = f"dbw-psql-{transport}"
+        steps = psql_script(f"items_{transport}")
+        path = os.path.join(workdir, f"{app}.sql")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(s.sql for s in steps) + "\n")
+        cluster.psql(["-f", path], check=False, user=APP_ROLE, dbname=TEST_DB, tcp=tcp,
+                     app=app)
+        scripts[app] = [s for s in steps]
+
+        for i, m in enumerate(multi_steps(f"multi_{transport}")):
+            app = f"dbw-multi{i}-{transport}"
+            cluster.psql(["-c", m.sql], check=False, user=APP_ROLE, dbname=TEST_DB, tcp=tcp,
+                         app=app)
+            multis[app] = m
+
+        app = f"dbw-password-{transport}"
+        r = cluster.psql(["-c", "SELECT current_user;"], check=False, user=PW_ROLE,
+                         dbname=TEST_DB, tcp=tcp, app=app, password=PW_SECRET)
+        if r.returncode != 0 or PW_ROLE not in r.stdout:
+            raise HarnessError(f"password login as {PW_ROLE} over {transport} failed: "
+                               f"{r.stderr.strip()}")
+        scripts[app] = [Step("SELECT current_user;", rows=1)]
+
+        for mode in ("simple", "extended"):
+            app = f"dbw-pgbench-{mode}-{transport}"
+            out = cluster.pgbench(["-M", mode, "-t", str(PGBENCH_TX), "-c",
+                                   str(PGBENCH_CLIENTS)],
+                                  user=APP_ROLE, dbname=BENCH_DB, tcp=tcp, app=app)
+            m = re.search(r"number of transactions actually processed: (\d+)", out)
+            if not m:
+                raise HarnessError(f"cannot read pgbench output: {out}")
+            pgbench_runs[app] = int(m.group(1))
+    return scripts, multis, pgbench_runs
+
+
+def skip_or_fail(reason):
+    if os.environ.get("DBWARDEN_REQUIRE_KERNEL_TESTS") == "1":
+        print(f"FAIL (DBWARDEN_REQUIRE_KERNEL_TESTS=1): {reason}")
+        return 1
+    print(f"SKIP: {reason}")
+    return pg_cluster.EXIT_SKIP
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--agent", required=True, help="path to the dbwarden executable")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir even on success")
+    args = ap.parse_args(argv)
+
+    if os.geteuid() != 0:
+        return skip_or_fail("needs root (CAP_BPF/CAP_SYS_ADMIN) to load BPF programs and to "
+                            "run PostgreSQL as the postgres user; run via `sudo make test`")
+    workdir = tempfile.mkdtemp(prefix="dbw-integ-")
+    os.chmod(workdir, 0o755)
+    audit_path = os.path.join(workdir, "audit.jsonl")
+    ok = False
+    try:
+        rc = run(args.agent, workdir, audit_path)
+        ok = rc == 0
+        return rc
+    finally:
+        if ok and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"work dir kept: {workdir}")
+
+
+def run(agent_exe, workdir, audit_path):
+    # Cleartext password over TCP is the strongest test that authentication messages never
+    # leak; SCRAM over the unix socket covers the usual exchange.
+    hba = [("host", "password", PW_ROLE), ("local", "scram-sha-256", PW_ROLE)]
+    with PgCluster(hba_rules=hba) as cluster:
+        setup(cluster)
+
+        agent = pg_cluster.Agent(agent_exe, audit_path, [cluster.port])
+        try:
+            agent.start()
+        except AgentError as e:
+            print(f"agent stderr:\n{e.stderr}")
+            if e.returncode == pg_cluster.EXIT_SKIP:
+                return skip_or_fail(f"agent lacks privilege: {e.stderr.strip()}")
+            print(f"FAIL: {e}")
+            return 1
+        try:
+            scripts, multis, pgbench_runs = run_workload(cluster, workdir)
+            entries = cluster.sync_log()
+            expected = build_expected(entries, scripts, multis)
+            audited = agent.wait_audit_settled(expected=len(expected), timeout=60)
+            metrics = agent.scrape()
+        finally:
+            try:
+                agent.stop()
+            except AgentError as e:
+                print(f"FAIL: {e}\nagent stderr:\n{e.stderr}")
+                return 1
+        stderr = agent.stderr
+
+    records, bad = read_audit(audit_path)
+    setup_pids = {e.pid for e in entries if e.application_name == SETUP_APP}
+    report = compare(expected, records, cluster.port, ignore_pids=setup_pids)
+    report.other.extend(bad)
+    check_pgbench_counts(pgbench_runs, expected, records, report)
+    audit_bytes = b""
+    if os.path.exists(audit_path):
+        with open(audit_path, "rb") as f:
+            audit_bytes = f.read()
+    if PW_SECRET.encode() in audit_bytes:
+        report.other.append("the password appears in the audit file")
+    if PW_SECRET in stderr:
+        report.other.append("the password appears in the agent's stderr")
+    if PW_SECRET in metrics:
+        report.other.append("the password appears in the metrics")
+    if audited is not None and int(audited) < len(expected):
+        report.other.append(f"dbwarden_audit_records_total is {audited}, "
+                            f"server logged {len(expected)} statements")
+    dropped = agent_metric_lines(metrics, "dbwarden_capture_dropped_total")
+    log(f"{len(expected)} statements expected, {len(records)} audit records, "
+        f"dbwarden_audit_records_total {audited}; drops: {dropped or 'none'}")
+    report.print()
+    if not report.ok():
+        print(f"agent stderr:\n{stderr}")
+        print("FAIL")
+        return 1
+    print("PASS")
+    return 0
+
+
+def agent_metric_lines(text, name):
+    return [line for line in text.splitlines()
+            if line.startswith(name) and not line.rstrip().endswith(" 0")]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
