@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/config.h"
+
+#include <boost/program_options.hpp>
+#include <fstream>
+#include <ostream>
+
+#include "agent/version.h"
+
+namespace dbwarden::agent {
+namespace po = boost::program_options;
+namespace {
+
+po::options_description settings() {
+  po::options_description d("Settings (also accepted in the config file as key = value)");
+  d.add_options()
+      ("audit-file", po::value<std::string>(), "audit log path, JSON Lines "
+       "(default /var/log/dbwarden/audit.jsonl)")
+      ("metrics-address", po::value<std::string>(),
+       "Prometheus endpoint HOST:PORT (default 127.0.0.1:9977; loopback unless you mean it)")
+      ("postgres-port", po::value<std::vector<unsigned>>(),
+       "PostgreSQL port to watch, repeatable (default 5432); its unix sockets are found too")
+      ("max-query-bytes", po::value<uint64_t>(),
+       "longest statement text kept in a record; longer is cut and marked (default 1048576)")
+      ("ringbuf-bytes", po::value<uint32_t>(),
+       "kernel ring buffer size, a power of two (default 16777216)");
+  return d;
+}
+
+Status validate(Config& c) {
+  if (c.audit_file.empty()) return Status::Error("--audit-file must not be empty");
+  auto colon = c.metrics_address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == c.metrics_address.size()) {
+    return Status::Error("--metrics-address must be HOST:PORT, got '" + c.metrics_address + "'");
+  }
+  try {
+    unsigned long port = std::stoul(c.metrics_address.substr(colon + 1));
+    if (port == 0 || port > 65535) throw std::out_of_range("port");
+  } catch (const std::exception&) {
+    return Status::Error("--metrics-address has a bad port: '" + c.metrics_address + "'");
+  }
+  if (c.postgres_ports.empty()) return Status::Error("at least one --postgres-port is needed");
+  if (c.max_query_bytes < 64) return Status::Error("--max-query-bytes must be at least 64");
+  if (c.ringbuf_bytes < 4096 || (c.ringbuf_bytes & (c.ringbuf_bytes - 1))) {
+    return Status::Error("--ringbuf-bytes must be a power of two >= 4096, got " +
+                         std::to_string(c.ringbuf_bytes));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv,
+                                               std::ostream& out) {
+  po::options_description general("dbwarden run: observe database traffic on this host");
+  general.add_options()
+      ("help,h", "show this help")
+      ("version", "print the version")
+      ("config,c", po::value<std::string>(), "config file (same keys as the options below)");
+  po::options_description all;
+  all.add(general).add(settings());
+
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+    if (vm.count("help")) {
+      out << "Usage: dbwarden run [options]\n\n" << all << "\n";
+      return std::optional<Config>();
+    }
+    if (vm.count("version")) {
+      out << "dbwarden " << kVersion << "\n";
+      return std::optional<Config>();
+    }
+    Config c;
+    if (vm.count("config")) {
+      c.config_file = vm["config"].as<std::string>();
+      std::ifstream file(c.config_file);
+      if (!file) {
+        return Status::Error("cannot read config file " + c.config_file +
+                             ": check the path and permissions");
+      }
+      // Stored second: the command line wins over the file.
+      po::store(po::parse_config_file(file, settings()), vm);
+    }
+    po::notify(vm);
+    if (vm.count("audit-file")) c.audit_file = vm["audit-file"].as<std::string>();
+    if (vm.count("metrics-address")) c.metrics_address = vm["metrics-address"].as<std::string>();
+    if (vm.count("postgres-port")) {
+      c.postgres_ports.clear();
+      for (unsigned p : vm["postgres-port"].as<std::vector<unsigned>>()) {
+        if (p == 0 || p > 65535) {
+          return Status::Error("--postgres-port must be 1..65535, got " + std::to_string(p));
+        }
+        c.postgres_ports.push_back(static_cast<uint16_t>(p));
+      }
+    }
+    if (vm.count("max-query-bytes")) c.max_query_bytes = vm["max-query-bytes"].as<uint64_t>();
+    if (vm.count("ringbuf-bytes")) c.ringbuf_bytes = vm["ringbuf-bytes"].as<uint32_t>();
+    if (Status s = validate(c); !s.ok()) return s;
+    return std::optional<Config>(std::move(c));
+  } catch (const po::error& e) {
+    return Status::Error(std::string(e.what()) + " (see `dbwarden run --help`)");
+  }
+}
+
+}  // namespace dbwarden::agent

@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// dbwarden: database activity monitor. Subcommands: run, version.
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+
+#include "agent/config.h"
+#include "agent/run.h"
+#include "agent/version.h"
+
+namespace {
+
+void usage(std::FILE* out) {
+  std::fprintf(out,
+               "Usage: dbwarden <command> [options]\n\n"
+               "Commands:\n"
+               "  run       observe database traffic on this host (see `dbwarden run --help`)\n"
+               "  version   print the version\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace dbwarden::agent;
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
+      !std::strcmp(argv[1], "help")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? kExitUsage : kExitOk;
+  }
+  if (!std::strcmp(argv[1], "version") || !std::strcmp(argv[1], "--version")) {
+    std::printf("dbwarden %s\n", kVersion);
+    return kExitOk;
+  }
+  if (!std::strcmp(argv[1], "run")) {
+    auto config = parse_run_config(argc - 1, argv + 1, std::cout);
+    if (!config.ok()) {
+      std::fprintf(stderr, "dbwarden: %s\n", config.status().message().c_str());
+      return kExitUsage;
+    }
+    if (!config.value()) return kExitOk;  // --help / --version
+    return run(*config.value());
+  }
+  std::fprintf(stderr, "dbwarden: unknown command '%s' (try `dbwarden --help`)\n", argv[1]);
+  return kExitUsage;
+}

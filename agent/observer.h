@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The connection table: turns capture records into per-connection byte
+// streams (stream::Reassembler, one per direction) and feeds them to the
+// PostgreSQL decoder. Statements flow on to the pipeline's sink.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+
+#include "capture/capture.h"
+#include "protocol/pgsql/session.h"
+#include "protocol/statement.h"
+#include "stream/reassembler.h"
+
+namespace dbwarden::agent {
+
+struct ObserverCounters {
+  uint64_t connections_opened = 0;
+  uint64_t connections_closed = 0;
+  uint64_t unknown_connection_records = 0;  // data for a connection whose open was missed
+};
+
+class Observer : public capture::EventHandler {
+ public:
+  Observer(StatementSink& sink, const pgsql::Limits& limits);
+  ~Observer() override;
+
+  // Lets the observer drop kernel state for sockets of exited processes.
+  void set_capture(capture::BpfCapture* capture) { capture_ = capture; }
+
+  void on_conn_open(const dbw_conn_event& event) override;
+  void on_conn_close(const dbw_conn_event& event) override;
+  void on_data(const dbw_data_event& event) override;
+  void on_proc_exit(const dbw_proc_event& event) override;
+
+  // Ends every connection, emitting what is pending (agent shutdown).
+  void close_all(uint64_t ts_ns);
+
+  size_t active_connections() const { return conns_.size(); }
+  const stream::Counters& stream_counters() const { return stream_counters_; }
+  const pgsql::Counters& pgsql_counters() const { return pgsql_counters_; }
+  const ObserverCounters& counters() const { return counters_; }
+
+ private:
+  struct Connection;
+  Connection& get_or_create(uint64_t conn_id, uint32_t pid);
+  void close(uint64_t conn_id, uint64_t ts_ns);
+
+  StatementSink& sink_;
+  pgsql::Limits limits_;
+  capture::BpfCapture* capture_ = nullptr;
+  stream::Counters stream_counters_;
+  pgsql::Counters pgsql_counters_;
+  ObserverCounters counters_;
+  std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns_;
+};
+
+// "postgres: alice shop 127.0.0.1(50312) idle" -> user, database. Used for
+// connections whose startup happened before capture began.
+bool parse_backend_title(const std::string& title, std::string& user, std::string& database);
+
+}  // namespace dbwarden::agent

@@ -1,0 +1,15 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/pipeline.h"
+
+#include "sql/operation.h"
+
+namespace dbwarden::agent {
+
+void Pipeline::on_statement(const Statement& statement) {
+  scratch_ = statement;
+  scratch_.operation = sql::operation_name(scratch_.text);
+  statements_++;
+  for (StatementSink* out : outputs_) out->on_statement(scratch_);
+}
+
+}  // namespace dbwarden::agent

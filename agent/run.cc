@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/run.h"
+
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+#include "agent/observer.h"
+#include "agent/pipeline.h"
+#include "agent/server_watcher.h"
+#include "agent/version.h"
+#include "audit/jsonl_writer.h"
+#include "capture/capture.h"
+#include "metrics/exporter.h"
+
+namespace dbwarden::agent {
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+
+void on_signal(int) { g_stop = 1; }
+
+uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: let the ring-buffer wait return EINTR
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+void publish(metrics::Exporter& m, const capture::BpfCapture& cap, const Observer& obs,
+             const audit::JsonlWriter& audit) {
+  metrics::CaptureCounters cc;
+  cc.events = cap.records();
+  cc.bytes = cap.payload_bytes();
+  capture::DropCounts d = cap.drops();
+  for (size_t i = 0; i < d.by_reason.size() && i < std::size(cc.drops); i++) {
+    cc.drops[i] = d.by_reason[i];
+  }
+  cc.gaps = obs.stream_counters().gaps;
+  cc.gap_bytes = obs.stream_counters().gap_bytes;
+  const pgsql::Counters& p = obs.pgsql_counters();
+  metrics::DecoderCounters dc;
+  dc.messages = p.messages;
+  dc.invalid_messages = p.invalid_messages;
+  dc.resyncs = p.resyncs;
+  dc.truncated_queries = p.truncated_queries;
+  dc.encrypted_connections = p.encrypted_connections;
+  dc.midstream_joins = p.midstream_joins;
+  m.publish(cc, dc);
+  m.set_active_connections("postgresql", static_cast<int64_t>(obs.active_connections()));
+  m.publish_audit(audit.records_written(), audit.bytes_written(), audit.write_errors(),
+                  audit.records_dropped());
+}
+
+std::string join_ports(const std::vector<uint16_t>& ports) {
+  std::string out;
+  for (uint16_t p : ports) out += (out.empty() ? "" : ",") + std::to_string(p);
+  return out;
+}
+
+}  // namespace
+
+int run(const Config& config) {
+  if (geteuid() != 0) {
+    std::fprintf(stderr,
+                 "dbwarden: capture needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN): run it as "
+                 "root, with sudo, or through the systemd unit\n");
+    return kExitNoPrivilege;
+  }
+  install_signal_handlers();
+
+  audit::WriterOptions wopts;
+  wopts.path = config.audit_file;
+  auto audit = audit::JsonlWriter::Open(wopts);
+  if (!audit.ok()) {
+    std::fprintf(stderr, "dbwarden: %s\n", audit.status().message().c_str());
+    return kExitError;
+  }
+  auto exporter = metrics::Exporter::Start(config.metrics_address, kVersion);
+  if (!exporter.ok()) {
+    std::fprintf(stderr, "dbwarden: %s\n", exporter.status().message().c_str());
+    return kExitError;
+  }
+
+  Pipeline pipeline({audit.value().get(), exporter.value().get()});
+  pgsql::Limits limits;
+  limits.max_query_bytes = config.max_query_bytes;
+  Observer observer(pipeline, limits);
+
+  capture::Options copts;
+  copts.ringbuf_bytes = config.ringbuf_bytes;
+  auto capture = capture::BpfCapture::Open(copts, observer);
+  if (!capture.ok()) {
+    std::fprintf(stderr, "dbwarden: %s\n", capture.status().message().c_str());
+    return kExitError;
+  }
+  observer.set_capture(capture.value().get());
+  ServerWatcher watcher(*capture.value(), config.postgres_ports);
+  if (Status s = watcher.start(); !s.ok()) {
+    std::fprintf(stderr, "dbwarden: %s\n", s.message().c_str());
+    return kExitError;
+  }
+  std::fprintf(stderr,
+               "dbwarden: observing PostgreSQL on port(s) %s: %zu server process(es) found now, "
+               "new ones picked up as they start; audit log %s; metrics http://%s/metrics\n",
+               join_ports(config.postgres_ports).c_str(), watcher.server_processes(),
+               config.audit_file.c_str(), config.metrics_address.c_str());
+
+  uint64_t last_tick = 0;
+  int status = kExitOk;
+  while (!g_stop) {
+    auto polled = capture.value()->poll(100);
+    if (!polled.ok()) {
+      std::fprintf(stderr, "dbwarden: %s\n", polled.status().message().c_str());
+      status = kExitError;
+      break;
+    }
+    uint64_t now = monotonic_ns();
+    audit.value()->flush_if_due(now);
+    if (now - last_tick >= 1'000'000'000ull) {
+      last_tick = now;
+      if (Status s = watcher.refresh(); !s.ok()) {
+        std::fprintf(stderr, "dbwarden: refreshing the server list: %s\n", s.message().c_str());
+      }
+      publish(*exporter.value(), *capture.value(), observer, *audit.value());
+    }
+  }
+
+  // Drain what the kernel already captured, then end every connection so that
+  // statements waiting for a response are still recorded.
+  while (true) {
+    auto n = capture.value()->poll(0);
+    if (!n.ok() || n.value() == 0) break;
+  }
+  observer.close_all(monotonic_ns());
+  if (Status s = audit.value()->flush(); !s.ok()) {
+    std::fprintf(stderr, "dbwarden: final audit flush failed: %s\n", s.message().c_str());
+    status = kExitError;
+  }
+  std::fprintf(stderr, "dbwarden: stopped; %llu statements audited\n",
+               static_cast<unsigned long long>(audit.value()->records_written()));
+  return status;
+}
+
+}  // namespace dbwarden::agent

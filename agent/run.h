@@ -1,0 +1,17 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include "agent/config.h"
+
+namespace dbwarden::agent {
+
+// Exit codes of `dbwarden run`.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitError = 1;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitNoPrivilege = 77;
+
+// Observes until SIGINT/SIGTERM; returns the process exit code.
+int run(const Config& config);
+
+}  // namespace dbwarden::agent

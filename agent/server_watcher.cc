@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/server_watcher.h"
+
+#include <algorithm>
+
+namespace dbwarden::agent {
+
+Status ServerWatcher::start() {
+  for (uint16_t port : ports_) {
+    if (Status s = capture_.watch_port(port); !s.ok()) return s;
+  }
+  return refresh();
+}
+
+Status ServerWatcher::refresh() {
+  capture::Listeners now = capture::find_listeners(ports_);
+  if (!first_ && now == last_) {
+    // Same listeners. A server that restarted on the same port gets new
+    // socket inodes, so it does not take this path.
+    return Status::Ok();
+  }
+  first_ = false;
+  last_ = now;
+  for (const auto& u : now.unix) {
+    if (std::find(unix_paths_.begin(), unix_paths_.end(), u.path) != unix_paths_.end()) continue;
+    if (Status s = capture_.watch_unix_path(u.path, u.port); !s.ok()) return s;
+    unix_paths_.push_back(u.path);
+  }
+  std::set<uint64_t> inodes = now.tcp_inodes;
+  for (uint64_t ino : now.unix_inodes()) inodes.insert(ino);
+  // Track the servers before listing their children: a child forked in
+  // between is then either seen by the kernel's fork hook or listed here.
+  std::vector<uint32_t> roots = capture::pids_owning(inodes);
+  for (uint32_t pid : roots) {
+    if (Status s = capture_.track_process(pid); !s.ok()) return s;
+  }
+  for (uint32_t pid : capture::with_descendants(roots)) {
+    if (Status s = capture_.track_process(pid); !s.ok()) return s;
+  }
+  servers_ = roots;
+  return Status::Ok();
+}
+
+}  // namespace dbwarden::agent

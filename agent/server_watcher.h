@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Keeps the kernel's idea of "the database servers" current: finds the
+// processes listening on the watched ports and unix sockets, tracks them and
+// their existing children (the kernel tracks later children itself), and
+// picks up servers that start or restart after the agent.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "capture/capture.h"
+#include "capture/discovery.h"
+
+namespace dbwarden::agent {
+
+class ServerWatcher {
+ public:
+  ServerWatcher(capture::BpfCapture& capture, std::vector<uint16_t> ports)
+      : capture_(capture), ports_(std::move(ports)) {}
+
+  Status start();    // watch the ports, then the first refresh
+  Status refresh();  // cheap when nothing changed: run it every second
+  size_t server_processes() const { return servers_.size(); }
+  const std::vector<std::string>& unix_paths() const { return unix_paths_; }
+
+ private:
+  capture::BpfCapture& capture_;
+  std::vector<uint16_t> ports_;
+  capture::Listeners last_;
+  bool first_ = true;
+  std::vector<uint32_t> servers_;
+  std::vector<std::string> unix_paths_;
+};
+
+}  // namespace dbwarden::agent

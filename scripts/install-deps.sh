@@ -1,0 +1,48 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+#
+# Installs every Debian 12 package dbwarden needs to build, run and test, and
+# prepares the kernel interfaces it uses. Idempotent: installs only what is
+# missing, so running it again costs a dpkg query.
+set -eu
+
+# Build: compilers, CMake, BPF toolchain (clang -target bpf, bpftool for
+# vmlinux.h and skeletons, libbpf), and the libraries the agent links.
+BUILD_PACKAGES="cmake make pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
+  libssl-dev prometheus-cpp-dev libboost-program-options-dev nlohmann-json3-dev libzstd-dev
+  libpg-query-dev"
+# Tests: Catch2, libFuzzer, a real PostgreSQL server with psql/pgbench, the
+# Python driver, and promtool (package prometheus) to lint the metrics.
+TEST_PACKAGES="catch2 libfuzzer-14-dev libclang-rt-14-dev postgresql postgresql-contrib
+  postgresql-client python3 python3-psycopg2 prometheus procps iproute2 util-linux"
+
+missing=""
+for pkg in $BUILD_PACKAGES $TEST_PACKAGES; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $pkg"
+  fi
+done
+
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages:$missing; run as root (sudo make ...)" >&2
+    exit 1
+  fi
+  echo "install-deps: installing$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+else
+  echo "install-deps: all packages present"
+fi
+
+# Kernel interfaces: tracefs for tracepoints, bpffs for pinned maps.
+if [ "$(id -u)" -eq 0 ]; then
+  if [ ! -d /sys/kernel/tracing/events ] && [ ! -d /sys/kernel/debug/tracing/events ]; then
+    mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null ||
+      { echo "install-deps: could not mount tracefs on /sys/kernel/tracing" >&2; exit 1; }
+  fi
+  if ! grep -q " /sys/fs/bpf bpf " /proc/mounts; then
+    mount -t bpf bpf /sys/fs/bpf 2>/dev/null || echo "install-deps: note: bpffs not mounted" >&2
+  fi
+fi
