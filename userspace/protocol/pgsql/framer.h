@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Bytes -> messages for one direction of one connection. Chunks may split a
+// message anywhere; the framer keeps at most a header's worth of bytes plus the
+// body prefix the session needs (query text, command tag, error fields).
+// Bodies nobody reads (DataRow, CopyData, RowDescription, ...) are skipped by
+// their length and never buffered, so a 100 MB DataRow costs no memory.
+// Authentication bodies (PasswordMessage, SASL*, Authentication*) and the
+// CancelRequest key are skipped the same way: they are never copied anywhere.
+//
+// Layouts: see messages.h and
+// https://www.postgresql.org/docs/15/protocol-message-formats.html
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "protocol/pgsql/messages.h"
+
+namespace dbwarden::pgsql {
+
+struct Frame {
+  uint8_t type = 0;  // type byte; 0 for an untyped startup-phase packet
+  StartupKind startup = StartupKind::kNone;  // for type 0
+  bool single_byte = false;  // the backend's 'S'/'G'/'N' answer to SSL/GSSENC requests
+  uint32_t length = 0;       // length field as on the wire (1 for single_byte)
+  std::span<const uint8_t> body;  // kept prefix of the body (startup: after the code)
+  bool body_complete = false;     // body holds the whole body, no bytes missing
+  bool gap = false;               // bytes inside this message were not captured
+  uint64_t start_ns = 0;          // chunk holding the first byte
+  uint64_t end_ns = 0;            // chunk holding the last byte
+  uint64_t wire_bytes() const { return single_byte ? 1 : (type == 0 ? length : 1ull + length); }
+};
+
+class FrameHandler {
+ public:
+  virtual ~FrameHandler() = default;
+  virtual void on_frame(Direction dir, const Frame& frame) = 0;
+  // Message boundaries were lost (invalid bytes or a gap over a header); the
+  // framer is now scanning for the next plausible header.
+  virtual void on_framing_lost(Direction dir) = 0;
+};
+
+class Framer {
+ public:
+  Framer(Direction dir, const Limits& limits, Counters& counters, FrameHandler& handler);
+
+  void feed(std::span<const uint8_t> data, uint64_t ts_ns);
+  // `length` bytes were not captured. Inside a body they are skipped exactly;
+  // once they reach past a message end the framing is lost and we resync.
+  void gap(uint64_t length, uint64_t ts_ns);
+  // Backend: the next byte is the one-byte answer to an SSL/GSSENC request.
+  void expect_answer(StartupKind request) { answer_for_ = request; }
+  // The rest of the stream is opaque (encrypted): ignore it.
+  void stop() { mode_ = Mode::kStopped; }
+  bool stopped() const { return mode_ == Mode::kStopped; }
+
+ private:
+  enum class Mode : uint8_t { kHeader, kBody, kResync, kStopped };
+
+  std::span<const uint8_t> read_header(std::span<const uint8_t> data, uint64_t ts_ns);
+  std::span<const uint8_t> read_body(std::span<const uint8_t> data, uint64_t ts_ns);
+  std::span<const uint8_t> resync(std::span<const uint8_t> data, uint64_t ts_ns);
+  void finish_typed_header(uint64_t ts_ns);
+  void begin(uint8_t type, StartupKind startup, uint32_t length, uint32_t body_length);
+  void deliver(std::span<const uint8_t> body, uint64_t ts_ns);
+  void lose_framing(const uint8_t* carry, size_t carry_len);
+  void leave_startup_phase();
+  size_t keep_limit(uint8_t type, StartupKind startup, uint32_t body_length) const;
+
+  const Direction dir_;
+  const Limits limits_;
+  Counters& counters_;
+  FrameHandler& handler_;
+
+  Mode mode_ = Mode::kHeader;
+  bool untyped_;  // frontend before StartupMessage: untyped startup packets
+  StartupKind answer_for_ = StartupKind::kNone;
+
+  uint8_t header_[kStartupHeaderSize] = {};
+  size_t header_len_ = 0;
+  uint64_t msg_start_ns_ = 0;
+
+  // Current message.
+  Frame cur_;
+  uint32_t remaining_ = 0;  // body bytes still to come
+  uint32_t body_seen_ = 0;  // body bytes already passed (kept or not)
+  size_t keep_ = 0;         // body bytes to keep
+  std::vector<uint8_t> body_;
+
+  // Resync: trailing bytes (< 5) whose candidacy as a header is undecided.
+  uint8_t carry_[kTypedHeaderSize] = {};
+  size_t carry_len_ = 0;
+};
+
+}  // namespace dbwarden::pgsql

@@ -1,0 +1,624 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "protocol/pgsql/session.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace dbwarden::pgsql {
+namespace {
+
+// Requests waiting for answers. A client that pipelines more than this
+// without the server answering (or whose answers we cannot see) has its
+// oldest requests emitted with an unknown outcome rather than held forever.
+constexpr size_t kMaxPendingOps = 10000;
+constexpr size_t kMaxPortals = 1024;
+
+
+bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; }
+
+// Consumes `word` (case-insensitive, followed by a non-identifier byte) at
+// the start of `s`.
+bool TakeKeyword(std::string_view* s, std::string_view word) {
+  while (!s->empty() && IsSpace(s->front())) s->remove_prefix(1);
+  if (s->size() < word.size()) return false;
+  for (size_t i = 0; i < word.size(); ++i) {
+    char c = (*s)[i];
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    if (c != word[i]) return false;
+  }
+  if (s->size() > word.size()) {
+    const char next = (*s)[word.size()];
+    if ((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') || next == '_' ||
+        (next >= '0' && next <= '9')) {
+      return false;
+    }
+  }
+  s->remove_prefix(word.size());
+  return true;
+}
+
+// The statement name in "DEALLOCATE [PREPARE] name": quoted names as written,
+// unquoted ones folded to lower case like the server does.
+bool DeallocatedName(std::string_view s, std::string* name) {
+  if (!TakeKeyword(&s, "DEALLOCATE")) return false;
+  TakeKeyword(&s, "PREPARE");
+  while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
+  name->clear();
+  if (!s.empty() && s.front() == '"') {
+    for (size_t i = 1; i < s.size(); ++i) {
+      if (s[i] == '"') {
+        if (i + 1 < s.size() && s[i + 1] == '"') {
+          name->push_back('"');
+          ++i;
+          continue;
+        }
+        return true;
+      }
+      name->push_back(s[i]);
+    }
+    return false;
+  }
+  for (char c : s) {
+    const bool ident = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                       (c >= '0' && c <= '9') || c == '$' || static_cast<unsigned char>(c) >= 0x80;
+    if (!ident) break;
+    name->push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  }
+  return !name->empty();
+}
+
+}  // namespace
+
+Session::Session(ConnectionInfo& info, StatementSink& sink, const Limits& limits,
+                 Counters& counters)
+    : info_(info),
+      sink_(sink),
+      limits_(limits),
+      counters_(counters),
+      frontend_(Direction::kFrontend, limits, counters, *this),
+      backend_(Direction::kBackend, limits, counters, *this) {
+  if (info_.db_system.empty()) info_.db_system = "postgresql";
+}
+
+Session::~Session() = default;
+
+void Session::on_data(Direction dir, std::span<const uint8_t> bytes, uint64_t ts_ns) {
+  (dir == Direction::kFrontend ? frontend_ : backend_).feed(bytes, ts_ns);
+}
+
+void Session::on_gap(Direction dir, uint64_t length, uint64_t ts_ns) {
+  if (length == 0) return;
+  ++counters_.gaps;
+  counters_.gap_bytes += length;
+  Framer& framer = dir == Direction::kFrontend ? frontend_ : backend_;
+  if (framer.stopped()) return;
+  mark_gap(dir);
+  framer.gap(length, ts_ns);
+}
+
+void Session::on_close(uint64_t ts_ns) {
+  for (Op& op : ops_) {
+    if (op.kind == OpKind::kExecute) {
+      emit_unknown_outcome(execute_statement(op), ts_ns);
+    } else if (op.kind == OpKind::kQuery) {
+      finish_query(op, ts_ns, /*closing=*/true);
+    }
+  }
+  ops_.clear();
+}
+
+void Session::on_framing_lost(Direction dir) { mark_gap(dir); }
+
+void Session::mark_gap(Direction dir) {
+  for (Op& op : ops_) op.gap = true;
+  if (dir == Direction::kFrontend) frontend_gap_ = true;
+}
+
+void Session::on_frame(Direction dir, const Frame& f) {
+  if (dir == Direction::kFrontend) {
+    on_frontend(f);
+  } else {
+    on_backend(f);
+  }
+}
+
+// ---- frontend ----------------------------------------------------------------
+
+void Session::on_startup(const Frame& f) {
+  switch (f.startup) {
+    case StartupKind::kSsl:
+    case StartupKind::kGssEnc: backend_.expect_answer(f.startup); break;
+    case StartupKind::kStartup: {
+      StartupParams params;
+      ParseStartupParams(f.body, &params);
+      info_.user = params.user;
+      // The server's rule: the database defaults to the user name.
+      info_.database = params.database.empty() ? params.user : params.database;
+      info_.application_name = params.application_name;
+      break;
+    }
+    default: break;  // CancelRequest: its key is never kept
+  }
+}
+
+void Session::on_frontend(const Frame& f) {
+  if (f.type == 0) {
+    on_startup(f);
+    return;
+  }
+  // After an error in the extended protocol the server ignores everything up
+  // to Sync: so do we (those messages never ran).
+  if (discard_until_sync_ && f.type != 'S') return;
+  switch (f.type) {
+    case 'Q': on_query(f); break;
+    case 'P': on_parse(f); break;
+    case 'B': on_bind(f); break;
+    case 'E': on_execute(f); break;
+    case 'C': on_close_message(f); break;
+    case 'D':
+      open_group(f);
+      push(OpKind::kDescribe, f);
+      break;
+    case 'S':
+      push(OpKind::kSync, f);
+      discard_until_sync_ = false;
+      group_open_ = false;
+      frontend_gap_ = false;
+      break;
+    case 'F': push(OpKind::kFunctionCall, f); break;
+    default: break;  // 'p' authentication, CopyData/Done/Fail, Flush, Terminate
+  }
+}
+
+Session::Op& Session::push(OpKind kind, const Frame& f) {
+  if (ops_.size() >= kMaxPendingOps) {
+    Op& old = ops_.front();
+    old.gap = true;
+    if (old.kind == OpKind::kExecute) emit_unknown_outcome(execute_statement(old), f.start_ns);
+    if (old.kind == OpKind::kQuery) finish_query(old, f.start_ns, /*closing=*/true);
+    ops_.pop_front();
+  }
+  Op& op = ops_.emplace_back();
+  op.kind = kind;
+  op.gap = frontend_gap_ || f.gap;
+  op.start_ns = f.start_ns;
+  op.request_bytes = f.wire_bytes();
+  return op;
+}
+
+void Session::open_group(const Frame& f) {
+  if (!group_open_) {
+    group_open_ = true;
+    group_start_ns_ = f.start_ns;
+    group_bytes_ = 0;
+  }
+  group_bytes_ += f.wire_bytes();
+}
+
+void Session::on_query(const Frame& f) {
+  BodyReader r(f.body);
+  bool terminated = false;
+  std::string_view text = r.until_nul(&terminated);
+  auto q = std::make_unique<QueryState>();
+  q->truncated = text.size() > limits_.max_query_bytes || (!terminated && !f.body_complete);
+  if (text.size() > limits_.max_query_bytes) text = text.substr(0, limits_.max_query_bytes);
+  if (q->truncated) ++counters_.truncated_queries;
+  q->text.assign(text);
+  SplitStatements(q->text, &q->pieces);
+  uint64_t piece_bytes = 0;
+  for (const SqlPiece& p : q->pieces) piece_bytes += p.length;
+  q->first_extra_bytes = f.wire_bytes() > piece_bytes ? f.wire_bytes() - piece_bytes : 0;
+  group_open_ = false;
+  Op& op = push(OpKind::kQuery, f);
+  op.query = std::move(q);
+  frontend_gap_ = false;  // a Query starts a fresh cycle
+}
+
+void Session::on_parse(const Frame& f) {
+  // Parse: String name, String query, Int16 n, Int32[n] parameter type OIDs.
+  BodyReader r(f.body);
+  std::string_view name;
+  const bool named_ok = r.cstring(&name);
+  bool terminated = false;
+  std::string_view text = named_ok ? r.until_nul(&terminated) : std::string_view();
+  auto p = std::make_shared<Prepared>();
+  p->truncated = text.size() > limits_.max_query_bytes || (!terminated && !f.body_complete);
+  if (text.size() > limits_.max_query_bytes) text = text.substr(0, limits_.max_query_bytes);
+  if (p->truncated) ++counters_.truncated_queries;
+  p->text.assign(text);
+  if (named_ok) remember(name, p);
+  open_group(f);
+  Op& op = push(OpKind::kParse, f);
+  op.prepared = std::move(p);
+  if (named_ok) op.statement_name.assign(name);
+}
+
+void Session::remember(std::string_view name, std::shared_ptr<const Prepared> p) {
+  key_.assign(name);
+  auto it = prepared_.find(key_);
+  if (it != prepared_.end()) {
+    // A named statement cannot be redefined (the server rejects the Parse),
+    // so only the unnamed one is replaced.
+    if (!name.empty()) return;
+    prepared_bytes_ -= it->second->text.size();
+    prepared_bytes_ += p->text.size();
+    it->second = std::move(p);
+    return;
+  }
+  if (prepared_.size() >= limits_.max_prepared_statements ||
+      prepared_bytes_ + p->text.size() > limits_.max_prepared_bytes) {
+    return;  // its Executes will have empty text, as if prepared before capture
+  }
+  prepared_bytes_ += p->text.size();
+  prepared_.emplace(key_, std::move(p));
+}
+
+void Session::forget(const std::string& name) {
+  auto it = prepared_.find(name);
+  if (it == prepared_.end()) return;
+  prepared_bytes_ -= it->second->text.size();
+  prepared_.erase(it);
+}
+
+void Session::on_bind(const Frame& f) {
+  // Bind: String portal, String statement, then formats and parameter values
+  // (values may be large and are not kept).
+  BodyReader r(f.body);
+  std::string_view portal, statement;
+  if (r.cstring(&portal) && r.cstring(&statement)) {
+    if (portals_.size() >= kMaxPortals) portals_.clear();
+    key_.assign(portal);
+    portals_[key_].assign(statement);
+  }
+  open_group(f);
+  push(OpKind::kBind, f);
+}
+
+void Session::on_execute(const Frame& f) {
+  // Execute: String portal, Int32 max rows.
+  BodyReader r(f.body);
+  std::string_view portal;
+  const bool portal_ok = r.cstring(&portal);
+  const uint64_t start = group_open_ ? group_start_ns_ : f.start_ns;
+  const uint64_t bytes = (group_open_ ? group_bytes_ : 0) + f.wire_bytes();
+  group_open_ = false;
+  Op& op = push(OpKind::kExecute, f);
+  op.start_ns = start;
+  op.request_bytes = bytes;
+  if (!portal_ok) return;
+  key_.assign(portal);
+  auto bound = portals_.find(key_);
+  if (bound == portals_.end()) return;  // Bind not seen: statement unknown
+  op.statement_name = bound->second;
+  auto it = prepared_.find(op.statement_name);
+  if (it != prepared_.end()) op.prepared = it->second;
+}
+
+void Session::on_close_message(const Frame& f) {
+  // Close: Byte1 'S' (statement) or 'P' (portal), String name.
+  BodyReader r(f.body);
+  uint8_t what = 0;
+  std::string_view name;
+  if (r.byte(&what) && r.cstring(&name)) {
+    key_.assign(name);
+    if (what == 'S') forget(key_);
+    if (what == 'P') portals_.erase(key_);
+  }
+  push(OpKind::kClose, f);
+}
+
+// ---- backend -----------------------------------------------------------------
+
+void Session::on_backend(const Frame& f) {
+  if (f.single_byte) {
+    if (f.type == 'S' || f.type == 'G') {
+      // Encryption accepted: what follows is TLS/GSSAPI ciphertext. Decoding
+      // it would only produce garbage; the plaintext, if any, comes from the
+      // library uprobes as a separate stream.
+      ++counters_.encrypted_connections;
+      frontend_.stop();
+      backend_.stop();
+    }
+    return;
+  }
+  response_bytes_ += f.wire_bytes();
+  switch (f.type) {
+    case 'D': ++rows_; break;
+    case 'C': {
+      BodyReader r(f.body);
+      bool terminated = false;
+      on_complete(f, r.until_nul(&terminated), true);
+      break;
+    }
+    case 'I': on_complete(f, {}, false); break;
+    case 's': on_suspended(f); break;
+    case 'E': on_error(f); break;
+    case 'Z': on_ready(f); break;
+    case '1': pop_expected(OpKind::kParse); break;
+    case '2': pop_expected(OpKind::kBind); break;
+    case '3': pop_expected(OpKind::kClose); break;
+    case 'T':  // answers Describe, or precedes rows in a simple Query
+      if (!ops_.empty() && ops_.front().kind == OpKind::kDescribe) ops_.pop_front();
+      break;
+    case 'n': pop_expected(OpKind::kDescribe); break;
+    case 'S': {
+      BodyReader r(f.body);
+      std::string_view name, value;
+      if (r.cstring(&name) && r.cstring(&value) && name == "application_name") {
+        info_.application_name.assign(value);
+      }
+      break;
+    }
+    default: break;
+  }
+}
+
+void Session::after_response() {
+  rows_ = 0;
+  response_bytes_ = 0;
+}
+
+void Session::pop_expected(OpKind kind) {
+  if (!ops_.empty() && ops_.front().kind == kind) {
+    ops_.pop_front();
+  } else {
+    ++counters_.unmatched_responses;
+  }
+}
+
+void Session::emit(Statement& s) {
+  s.connection = &info_;
+  sink_.on_statement(s);
+}
+
+Statement Session::execute_statement(const Op& op) const {
+  Statement s;
+  s.start_ns = op.start_ns;
+  if (op.prepared) {
+    s.text = op.prepared->text;
+    s.text_truncated = op.prepared->truncated;
+  }
+  s.statement_name = op.statement_name;
+  s.capture_gap = op.gap;
+  s.request_bytes = op.request_bytes;
+  s.response_bytes = response_bytes_;
+  return s;
+}
+
+Statement Session::piece_statement(const Op& op, size_t i) const {
+  const QueryState& q = *op.query;
+  const SqlPiece& piece = q.pieces[i];
+  Statement s;
+  s.start_ns = i == 0 ? op.start_ns : q.last_end_ns;
+  s.text.assign(q.text, piece.offset, piece.length);
+  s.text_truncated = q.truncated && i + 1 == q.pieces.size();
+  s.capture_gap = op.gap;
+  s.request_bytes = piece.length + (i == 0 ? q.first_extra_bytes : 0);
+  s.response_bytes = response_bytes_;
+  return s;
+}
+
+void Session::emit_unknown_outcome(Statement s, uint64_t end_ns) {
+  s.end_ns = end_ns;
+  s.status_code.clear();
+  s.capture_gap = true;
+  emit(s);
+}
+
+void Session::flush_held(QueryState& q) {
+  if (!q.has_held) return;
+  q.has_held = false;
+  emit(q.held);
+}
+
+void Session::complete_piece(Op& op, const Frame& f, std::string_view tag, bool has_tag) {
+  QueryState& q = *op.query;
+  if (q.failed) {
+    ++counters_.unmatched_responses;
+    return;
+  }
+  if (q.next >= q.pieces.size()) {
+    // An empty query string is answered by one EmptyQueryResponse: nothing ran.
+    if (!has_tag && q.pieces.empty() && q.next == 0) {
+      ++q.next;
+      return;
+    }
+    // The server ran more statements than we split out; we cannot name it.
+    flush_held(q);
+    ++counters_.unmatched_responses;
+    Statement s;
+    s.start_ns = q.last_end_ns ? q.last_end_ns : op.start_ns;
+    s.end_ns = f.end_ns;
+    s.capture_gap = op.gap;
+    s.command_tag.assign(tag);
+    uint64_t rows = 0;
+    if (RowsFromCommandTag(tag, &rows)) s.returned_rows = rows;
+    s.response_bytes = response_bytes_;
+    emit(s);
+    q.last_end_ns = f.end_ns;
+    return;
+  }
+  flush_held(q);
+  q.held = piece_statement(op, q.next);
+  q.held.end_ns = f.end_ns;
+  q.held.command_tag.assign(tag);
+  uint64_t rows = 0;
+  if (RowsFromCommandTag(tag, &rows)) q.held.returned_rows = rows;
+  q.held_piece = q.next;
+  q.has_held = true;
+  ++q.next;
+  q.last_end_ns = f.end_ns;
+  forget_deallocated(tag, q.held.text);
+}
+
+void Session::finish_query(Op& op, uint64_t end_ns, bool closing) {
+  QueryState& q = *op.query;
+  const bool leftovers = !q.failed && q.next < q.pieces.size();
+  if (leftovers && q.has_held && !op.gap && !closing) {
+    // Fewer completions than pieces, no error, nothing lost: our splitter cut
+    // where the server did not. Give the rest of the text to the last
+    // confirmed statement rather than inventing records the server never
+    // confirmed (see session.h).
+    const SqlPiece& first = q.pieces[q.held_piece];
+    const SqlPiece& last = q.pieces.back();
+    q.held.text.assign(q.text, first.offset, last.offset + last.length - first.offset);
+    q.held.text_truncated = q.truncated;
+    q.next = q.pieces.size();
+  }
+  flush_held(q);
+  if (q.failed) return;
+  for (; q.next < q.pieces.size(); ++q.next) {
+    Statement s = piece_statement(op, q.next);
+    if (q.next > 0 && q.last_end_ns == 0) s.start_ns = op.start_ns;
+    s.response_bytes = 0;
+    emit_unknown_outcome(std::move(s), end_ns);
+  }
+}
+
+void Session::on_complete(const Frame& f, std::string_view tag, bool has_tag) {
+  if (ops_.empty()) {
+    ++counters_.unmatched_responses;
+  } else if (Op& op = ops_.front(); op.kind == OpKind::kQuery) {
+    complete_piece(op, f, tag, has_tag);
+  } else if (op.kind == OpKind::kExecute) {
+    Statement s = execute_statement(op);
+    s.end_ns = f.end_ns;
+    s.command_tag.assign(tag);
+    uint64_t rows = 0;
+    if (RowsFromCommandTag(tag, &rows)) s.returned_rows = rows;
+    emit(s);
+    forget_deallocated(tag, s.text);
+    ops_.pop_front();
+  } else {
+    ++counters_.unmatched_responses;
+  }
+  after_response();
+}
+
+void Session::on_suspended(const Frame& f) {
+  if (!ops_.empty() && ops_.front().kind == OpKind::kExecute) {
+    Statement s = execute_statement(ops_.front());
+    s.end_ns = f.end_ns;
+    s.returned_rows = rows_;  // the portal stopped at Execute's row limit
+    emit(s);
+    ops_.pop_front();
+  } else {
+    ++counters_.unmatched_responses;
+  }
+  after_response();
+}
+
+void Session::discard_until_sync() {
+  while (!ops_.empty() && ops_.front().kind != OpKind::kSync) ops_.pop_front();
+  if (ops_.empty()) discard_until_sync_ = true;  // the Sync is still to come
+}
+
+void Session::on_error(const Frame& f) {
+  ErrorFields fields;
+  ParseErrorFields(f.body, &fields);
+  auto fill = [&](Statement& s) {
+    s.end_ns = f.end_ns;
+    s.status_code.assign(fields.sqlstate);
+    s.error_message.assign(fields.message);
+  };
+  if (ops_.empty()) {
+    // Before the first ReadyForQuery this is a startup/authentication failure:
+    // no statement, and nothing of it is kept.
+    if (ready_seen_) ++counters_.unmatched_responses;
+    after_response();
+    return;
+  }
+  Op& op = ops_.front();
+  switch (op.kind) {
+    case OpKind::kQuery: {
+      QueryState& q = *op.query;
+      if (q.failed) {
+        ++counters_.unmatched_responses;
+      } else if (q.next < q.pieces.size()) {
+        flush_held(q);
+        Statement s = piece_statement(op, q.next);
+        fill(s);
+        emit(s);
+        q.next = q.pieces.size();
+      } else if (q.has_held) {
+        // Every statement completed, then the implicit transaction's commit
+        // failed (e.g. a deferred constraint): the last statement carries it.
+        fill(q.held);
+        q.held.returned_rows.reset();
+        flush_held(q);
+      } else {
+        ++counters_.unmatched_responses;
+      }
+      q.failed = true;
+      break;
+    }
+    case OpKind::kParse:
+    case OpKind::kBind:
+    case OpKind::kDescribe:
+    case OpKind::kClose:
+    case OpKind::kExecute: {
+      // The statement the client was trying to run is the next Execute
+      // before Sync; a lone failing Parse still deserves a record.
+      auto target = ops_.end();
+      for (auto it = ops_.begin(); it != ops_.end() && it->kind != OpKind::kSync; ++it) {
+        if (it->kind == OpKind::kExecute) {
+          target = it;
+          break;
+        }
+      }
+      if (target != ops_.end()) {
+        Statement s = execute_statement(*target);
+        fill(s);
+        emit(s);
+      } else if (op.kind == OpKind::kParse) {
+        Statement s = execute_statement(op);
+        fill(s);
+        emit(s);
+      }
+      discard_until_sync();
+      break;
+    }
+    case OpKind::kSync:
+    case OpKind::kFunctionCall:
+      break;  // no statement record to carry it; ReadyForQuery follows
+  }
+  after_response();
+}
+
+void Session::on_ready(const Frame& f) {
+  // A ReadyForQuery means the server saw our Sync, even if we did not.
+  discard_until_sync_ = false;
+  auto end = std::find_if(ops_.begin(), ops_.end(), [](const Op& op) {
+    return op.kind == OpKind::kSync || op.kind == OpKind::kQuery ||
+           op.kind == OpKind::kFunctionCall;
+  });
+  if (end == ops_.end()) {
+    if (ready_seen_) ++counters_.unmatched_responses;
+    ready_seen_ = true;
+    after_response();
+    return;
+  }
+  ready_seen_ = true;
+  ++end;
+  for (auto it = ops_.begin(); it != end; ++it) {
+    if (it->kind == OpKind::kExecute) {
+      emit_unknown_outcome(execute_statement(*it), f.end_ns);
+    } else if (it->kind == OpKind::kQuery) {
+      finish_query(*it, f.end_ns, /*closing=*/false);
+    }
+  }
+  ops_.erase(ops_.begin(), end);
+  after_response();
+}
+
+void Session::forget_deallocated(std::string_view tag, std::string_view text) {
+  if (tag == "DEALLOCATE ALL" || tag == "DISCARD ALL") {
+    prepared_.clear();
+    prepared_bytes_ = 0;
+    portals_.clear();
+  } else if (tag == "DEALLOCATE" && DeallocatedName(text, &key_)) {
+    forget(key_);
+  }
+}
+
+}  // namespace dbwarden::pgsql

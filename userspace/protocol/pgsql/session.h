@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// PostgreSQL v3 decoder for one connection: the public entry point. Feeds both
+// directions into a Framer each and stitches the messages into one Statement
+// per SQL statement the client ran.
+//
+// Message flow: https://www.postgresql.org/docs/15/protocol-flow.html
+//
+// What comes out, and when:
+// - Simple Query 'Q': the string is split into statements (split.h); each
+//   CommandComplete 'C' / EmptyQueryResponse 'I' completes the next one.
+//   ErrorResponse 'E' completes the running one with its SQLSTATE and message;
+//   later statements of that string never ran and produce no record.
+//   The first statement starts at the Query's first byte; each later one at the
+//   previous one's completion (when the server got to it).
+//   Each record is held back until the next completion or ReadyForQuery, so
+//   that if the server confirms fewer statements than we split (the splitter
+//   cut where the server's grammar did not), the leftover text is appended to
+//   the last confirmed record: every record is server-confirmed and no SQL
+//   text is lost or invented. Completions beyond our pieces come out with
+//   empty text (the server ran something we cannot name) and count as
+//   `unmatched_responses`.
+// - Extended protocol: Parse stores the text under its name (unnamed replaced
+//   by each Parse; named until Close, DEALLOCATE or DISCARD ALL); Bind ties a
+//   portal to a statement; each Execute gives one record, completed by
+//   CommandComplete / EmptyQueryResponse / ErrorResponse / PortalSuspended
+//   (rows so far). Its start is the first byte of the Parse/Bind/Describe/
+//   Execute group. An error on Parse/Bind/Describe is reported on the next
+//   Execute before Sync (the statement the client tried to run), or, with no
+//   Execute, on a record for the failed Parse. Everything else up to Sync was
+//   skipped by the server and gets no record. Execute of a statement prepared
+//   before capture: empty text, `statement_name` set.
+// - Outcome unknown: an Execute/statement still pending when ReadyForQuery
+//   ends its cycle without a completion (lost in a capture gap) or when the
+//   connection closes is emitted with `capture_gap = true` and
+//   `status_code = ""` (empty, deliberately not "00000": we do not know that
+//   it succeeded). Nothing the client sent is dropped silently.
+// - Any gap or loss of framing marks the statements in flight, and those
+//   whose requests follow a frontend gap up to the next Sync/Query, with
+//   `capture_gap = true`.
+// - Authentication ('p', 'R') and CancelRequest contents are never kept.
+// - SSLRequest/GSSENCRequest answered 'S'/'G': the rest is encrypted; both
+//   directions are ignored and `encrypted_connections` counts it.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "protocol/pgsql/framer.h"
+#include "protocol/pgsql/messages.h"
+#include "protocol/pgsql/split.h"
+#include "protocol/statement.h"
+
+namespace dbwarden::pgsql {
+
+class Session final : private FrameHandler {
+ public:
+  // `info`, `sink` and `counters` must outlive the session.
+  Session(ConnectionInfo& info, StatementSink& sink, const Limits& limits, Counters& counters);
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  ~Session() override;
+
+  // Calls arrive in capture order (a request's bytes before its response's).
+  void on_data(Direction dir, std::span<const uint8_t> bytes, uint64_t ts_ns);
+  // `length` bytes of `dir` were not captured (known length).
+  void on_gap(Direction dir, uint64_t length, uint64_t ts_ns);
+  // Emits everything still pending (outcome unknown, see above).
+  void on_close(uint64_t ts_ns);
+
+ private:
+  struct Prepared {
+    std::string text;
+    bool truncated = false;
+  };
+  enum class OpKind : uint8_t {
+    kQuery, kParse, kBind, kDescribe, kExecute, kClose, kSync, kFunctionCall
+  };
+  struct QueryState {
+    std::string text;
+    bool truncated = false;
+    std::vector<SqlPiece> pieces;
+    size_t next = 0;               // next piece to complete
+    uint64_t first_extra_bytes = 0;  // Query framing, charged to the first piece
+    uint64_t last_end_ns = 0;
+    bool failed = false;
+    bool has_held = false;
+    size_t held_piece = 0;
+    Statement held;
+  };
+  // A frontend message that the backend will answer, in order.
+  struct Op {
+    OpKind kind = OpKind::kSync;
+    bool gap = false;
+    uint64_t start_ns = 0;
+    uint64_t request_bytes = 0;
+    std::shared_ptr<const Prepared> prepared;  // kParse, kExecute
+    std::string statement_name;                // kParse, kExecute
+    std::unique_ptr<QueryState> query;         // kQuery
+  };
+
+  void on_frame(Direction dir, const Frame& frame) override;
+  void on_framing_lost(Direction dir) override;
+  void mark_gap(Direction dir);
+
+  void on_startup(const Frame& f);
+  void on_frontend(const Frame& f);
+  void on_query(const Frame& f);
+  void on_parse(const Frame& f);
+  void on_bind(const Frame& f);
+  void on_execute(const Frame& f);
+  void on_close_message(const Frame& f);
+  void open_group(const Frame& f);
+  Op& push(OpKind kind, const Frame& f);
+
+  void on_backend(const Frame& f);
+  void on_complete(const Frame& f, std::string_view tag, bool has_tag);
+  void on_suspended(const Frame& f);
+  void on_error(const Frame& f);
+  void on_ready(const Frame& f);
+  void pop_expected(OpKind kind);
+  void discard_until_sync();
+  void after_response();
+
+  Statement piece_statement(const Op& op, size_t piece) const;
+  Statement execute_statement(const Op& op) const;
+  void complete_piece(Op& op, const Frame& f, std::string_view tag, bool has_tag);
+  void finish_query(Op& op, uint64_t end_ns, bool closing);
+  void emit_unknown_outcome(Statement s, uint64_t end_ns);
+  void flush_held(QueryState& q);
+  void emit(Statement& s);
+  void forget_deallocated(std::string_view tag, std::string_view text);
+  void remember(std::string_view name, std::shared_ptr<const Prepared> p);
+  void forget(const std::string& name);
+
+  ConnectionInfo& info_;
+  StatementSink& sink_;
+  const Limits limits_;
+  Counters& counters_;
+  Framer frontend_;
+  Framer backend_;
+
+  std::deque<Op> ops_;
+  std::unordered_map<std::string, std::shared_ptr<const Prepared>> prepared_;
+  size_t prepared_bytes_ = 0;
+  std::unordered_map<std::string, std::string> portals_;  // portal -> statement name
+  std::string key_;  // reused for map lookups
+
+  bool ready_seen_ = false;          // first ReadyForQuery ends the startup phase
+  bool discard_until_sync_ = false;  // server is skipping to Sync after an error
+  bool frontend_gap_ = false;        // frontend bytes lost since the last Sync/Query
+  bool group_open_ = false;          // Parse/Bind/Describe seen since the last Execute
+  uint64_t group_start_ns_ = 0;
+  uint64_t group_bytes_ = 0;
+  uint64_t rows_ = 0;            // DataRows since the last completion
+  uint64_t response_bytes_ = 0;  // backend bytes since the last completion
+};
+
+}  // namespace dbwarden::pgsql

@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "protocol/pgsql/split.h"
+
+namespace dbwarden::pgsql {
+namespace {
+
+bool IsSpace(unsigned char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+bool IsDigit(unsigned char c) { return c >= '0' && c <= '9'; }
+// Identifiers start with a letter, '_' or any non-ASCII byte; later bytes may
+// also be digits or '$'.
+bool IsIdentStart(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+}
+bool IsIdentChar(unsigned char c) { return IsIdentStart(c) || IsDigit(c) || c == '$'; }
+
+bool EqualsNoCase(std::string_view word, std::string_view upper) {
+  if (word.size() != upper.size()) return false;
+  for (size_t i = 0; i < word.size(); ++i) {
+    char c = word[i];
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    if (c != upper[i]) return false;
+  }
+  return true;
+}
+
+// `open` is the index of the opening quote; returns the index after the
+// closing one (or the end for an unterminated literal). '' is an escaped
+// quote; with `backslash` (E'...'), so is \' and \\.
+size_t SkipQuoted(std::string_view s, size_t open, char quote, bool backslash) {
+  size_t i = open + 1;
+  while (i < s.size()) {
+    if (backslash && s[i] == '\\') {
+      i += 2;
+    } else if (s[i] == quote) {
+      if (i + 1 < s.size() && s[i + 1] == quote) {
+        i += 2;
+      } else {
+        return i + 1;
+      }
+    } else {
+      ++i;
+    }
+  }
+  return s.size();
+}
+
+size_t SkipBlockComment(std::string_view s, size_t i) {
+  int depth = 0;  // comments nest in PostgreSQL, unlike the SQL standard
+  while (i < s.size()) {
+    if (s[i] == '/' && i + 1 < s.size() && s[i + 1] == '*') {
+      ++depth;
+      i += 2;
+    } else if (s[i] == '*' && i + 1 < s.size() && s[i + 1] == '/') {
+      i += 2;
+      if (--depth == 0) return i;
+    } else {
+      ++i;
+    }
+  }
+  return s.size();
+}
+
+// Tracks the words of the current statement that decide whether ';' ends it:
+// CREATE FUNCTION/PROCEDURE ... BEGIN ATOMIC ... END holds ';' inside, with
+// CASE ... END nesting within.
+struct AtomicTracker {
+  size_t words = 0;
+  bool create = false;
+  bool after_begin = false;
+  int depth = 0;
+
+  void word(std::string_view w) {
+    if (words++ == 0) create = EqualsNoCase(w, "CREATE");
+    if (depth > 0) {
+      if (EqualsNoCase(w, "CASE") || EqualsNoCase(w, "BEGIN")) ++depth;
+      if (EqualsNoCase(w, "END")) --depth;
+    } else if (create && after_begin && EqualsNoCase(w, "ATOMIC")) {
+      depth = 1;
+    }
+    after_begin = EqualsNoCase(w, "BEGIN");
+  }
+  void other_token() { after_begin = false; }
+};
+
+}  // namespace
+
+void SplitStatements(std::string_view sql, std::vector<SqlPiece>* out) {
+  out->clear();
+  size_t start = 0;
+  bool has_sql = false;
+  AtomicTracker atomic;
+  auto finish = [&](size_t end) {
+    if (has_sql) {
+      size_t b = start;
+      size_t e = end;
+      while (b < e && IsSpace(sql[b])) ++b;
+      while (e > b && IsSpace(sql[e - 1])) --e;
+      out->push_back({b, e - b});
+    }
+    has_sql = false;
+    atomic = AtomicTracker{};
+  };
+
+  size_t i = 0;
+  const size_t n = sql.size();
+  while (i < n) {
+    const unsigned char c = sql[i];
+    if (c == '-' && i + 1 < n && sql[i + 1] == '-') {
+      const size_t eol = sql.find('\n', i);
+      i = eol == std::string_view::npos ? n : eol + 1;
+      continue;
+    }
+    if (c == '/' && i + 1 < n && sql[i + 1] == '*') {
+      i = SkipBlockComment(sql, i);
+      continue;
+    }
+    if (IsSpace(c)) {
+      ++i;
+      continue;
+    }
+    if (c == ';') {
+      if (atomic.depth <= 0) {
+        finish(i);
+        start = i + 1;
+      }
+      ++i;
+      continue;
+    }
+    has_sql = true;
+    if (c == '\'') {
+      i = SkipQuoted(sql, i, '\'', false);
+      atomic.other_token();
+    } else if (c == '"') {
+      i = SkipQuoted(sql, i, '"', false);
+      atomic.other_token();
+    } else if (c == '$') {
+      // $1 is a parameter; $tag$ (tag empty or an identifier without '$')
+      // opens a dollar quote that only the same $tag$ closes.
+      size_t j = i + 1;
+      if (j < n && IsIdentStart(sql[j])) {
+        while (j < n && IsIdentChar(sql[j]) && sql[j] != '$') ++j;
+      }
+      if (j < n && sql[j] == '$') {
+        const std::string_view tag = sql.substr(i, j - i + 1);
+        const size_t close = sql.find(tag, j + 1);
+        i = close == std::string_view::npos ? n : close + tag.size();
+      } else {
+        i = i + 1;
+        while (i < n && IsDigit(sql[i])) ++i;
+      }
+      atomic.other_token();
+    } else if (IsIdentStart(c)) {
+      size_t j = i;
+      while (j < n && IsIdentChar(sql[j])) ++j;
+      const std::string_view word = sql.substr(i, j - i);
+      if ((word == "E" || word == "e") && j < n && sql[j] == '\'') {
+        i = SkipQuoted(sql, j, '\'', true);  // E'...': backslash escapes
+        atomic.other_token();
+      } else {
+        atomic.word(word);
+        i = j;
+      }
+    } else {
+      ++i;
+      // Digits and operators; a number like 1e5 is harmless here.
+      if (!IsDigit(c)) atomic.other_token();
+    }
+  }
+  finish(n);
+}
+
+}  // namespace dbwarden::pgsql
