@@ -173,12 +173,12 @@ static __always_inline void emit_conn_event(__u32 kind, __u64 ino, struct sock *
 	e->ingress_bytes = st->offset[DBW_DIR_INGRESS];
 	e->egress_bytes = st->offset[DBW_DIR_EGRESS];
 	if (sk && st->family == DBW_FAMILY_INET) {
-		BPF_CORE_READ_INTO(e->server_addr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO(e->client_addr, sk, __sk_common.skc_daddr);
+		bpf_core_read(e->server_addr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(e->client_addr, 4, &sk->__sk_common.skc_daddr);
 		e->client_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	} else if (sk && st->family == DBW_FAMILY_INET6) {
-		BPF_CORE_READ_INTO(e->server_addr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(e->client_addr, sk, __sk_common.skc_v6_daddr);
+		bpf_core_read(e->server_addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(e->client_addr, 16, &sk->__sk_common.skc_v6_daddr);
 		e->client_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	}
 	bpf_ringbuf_submit(e, 0);
