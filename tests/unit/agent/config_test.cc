@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/config.h"
+
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "agent/observer.h"
+
+namespace dbwarden::agent {
+namespace {
+
+Result<std::optional<Config>> parse(std::vector<const char*> args, std::string* printed = nullptr) {
+  args.insert(args.begin(), "run");
+  std::ostringstream out;
+  auto r = parse_run_config(static_cast<int>(args.size()), args.data(), out);
+  if (printed) *printed = out.str();
+  return r;
+}
+
+struct TempFile {
+  std::string path;
+  explicit TempFile(const std::string& text) {
+    char tmpl[] = "/tmp/dbw-config-XXXXXX";
+    int fd = mkstemp(tmpl);
+    REQUIRE(fd >= 0);
+    close(fd);
+    path = tmpl;
+    std::ofstream(path) << text;
+  }
+  ~TempFile() { std::remove(path.c_str()); }
+};
+
+TEST_CASE("defaults without options", "[agent][config]") {
+  auto r = parse({});
+  REQUIRE(r.ok());
+  REQUIRE(r.value().has_value());
+  const Config& c = *r.value();
+  CHECK(c.audit_file == "/var/log/dbwarden/audit.jsonl");
+  CHECK(c.metrics_address == "127.0.0.1:9977");
+  CHECK(c.postgres_ports == std::vector<uint16_t>{5432});
+  CHECK(c.max_query_bytes == 1u << 20);
+}
+
+TEST_CASE("options on the command line", "[agent][config]") {
+  auto r = parse({"--audit-file", "/tmp/a.jsonl", "--metrics-address", "127.0.0.1:19000",
+                  "--postgres-port", "5433", "--postgres-port", "6000", "--max-query-bytes",
+                  "4096"});
+  REQUIRE(r.ok());
+  const Config& c = *r.value();
+  CHECK(c.audit_file == "/tmp/a.jsonl");
+  CHECK(c.metrics_address == "127.0.0.1:19000");
+  CHECK(c.postgres_ports == std::vector<uint16_t>{5433, 6000});
+  CHECK(c.max_query_bytes == 4096);
+}
+
+TEST_CASE("the config file takes the same keys; the command line wins", "[agent][config]") {
+  TempFile f("# comment\naudit-file = /tmp/from-file.jsonl\npostgres-port = 7000\n"
+             "postgres-port = 7001\nmetrics-address = 127.0.0.1:9100\n");
+  auto r = parse({"--config", f.path.c_str(), "--metrics-address", "127.0.0.1:9200"});
+  REQUIRE(r.ok());
+  const Config& c = *r.value();
+  CHECK(c.audit_file == "/tmp/from-file.jsonl");
+  CHECK(c.postgres_ports == std::vector<uint16_t>{7000, 7001});
+  CHECK(c.metrics_address == "127.0.0.1:9200");
+}
+
+TEST_CASE("bad input gives one clear error", "[agent][config]") {
+  CHECK_THAT(parse({"--bogus"}).status().message(), Catch::Contains("bogus"));
+  CHECK_THAT(parse({"--postgres-port", "70000"}).status().message(),
+             Catch::Contains("postgres-port"));
+  CHECK_THAT(parse({"--postgres-port", "abc"}).status().message(),
+             Catch::Contains("postgres-port"));
+  CHECK_THAT(parse({"--metrics-address", "nocolon"}).status().message(),
+             Catch::Contains("HOST:PORT"));
+  CHECK_THAT(parse({"--config", "/nonexistent/dbwarden.conf"}).status().message(),
+             Catch::Contains("/nonexistent/dbwarden.conf"));
+  CHECK_THAT(parse({"--ringbuf-bytes", "5000"}).status().message(),
+             Catch::Contains("power of two"));
+  TempFile bad("no-such-key = 1\n");
+  CHECK_FALSE(parse({"--config", bad.path.c_str()}).ok());
+}
+
+TEST_CASE("--help and --version print and ask to exit", "[agent][config]") {
+  std::string printed;
+  auto r = parse({"--help"}, &printed);
+  REQUIRE(r.ok());
+  CHECK_FALSE(r.value().has_value());
+  CHECK_THAT(printed, Catch::Contains("--postgres-port"));
+  r = parse({"--version"}, &printed);
+  REQUIRE(r.ok());
+  CHECK_THAT(printed, Catch::StartsWith("dbwarden "));
+}
+
+TEST_CASE("backend process titles give user and database", "[agent][identity]") {
+  std::string user, db;
+  REQUIRE(parse_backend_title("postgres: alice shop 127.0.0.1(50312) idle", user, db));
+  CHECK(user == "alice");
+  CHECK(db == "shop");
+  REQUIRE(parse_backend_title("postgres: 15/main: bob postgres [local] SELECT", user, db));
+  CHECK(user == "bob");
+  CHECK(db == "postgres");
+  CHECK_FALSE(parse_backend_title("postgres: checkpointer ", user, db));
+  CHECK_FALSE(parse_backend_title("/usr/lib/postgresql/15/bin/postgres -D x", user, db));
+}
+
+}  // namespace
+}  // namespace dbwarden::agent
