@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "audit/record.h"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+
+namespace {
+
+using dbwarden::ConnectionInfo;
+using dbwarden::Statement;
+using dbwarden::audit::format_record;
+
+// 2023-11-14T22:13:20.123456789Z
+constexpr int64_t kWallNs = 1'700'000'000'123'456'789;
+
+ConnectionInfo tcp_connection() {
+  ConnectionInfo c;
+  c.connection_id = 42;
+  c.db_system = "postgresql";
+  c.client_address = "10.1.2.3";
+  c.client_port = 51234;
+  c.server_port = 5432;
+  c.server_pid = 4321;
+  c.user = "alice";
+  c.database = "shop";
+  c.application_name = "psql";
+  return c;
+}
+
+Statement full_statement(const ConnectionInfo* c) {
+  Statement s;
+  s.connection = c;
+  s.start_ns = 1'000'000'000;
+  s.end_ns = 1'000'000'000 + 1'234'567;
+  s.text = "SELECT * FROM t WHERE name = 'x\"y'";
+  s.text_truncated = true;
+  s.status_code = "42P01";
+  s.error_message = "relation \"t\" does not exist";
+  s.returned_rows = 3;
+  s.statement_name = "s1";
+  s.capture_gap = true;
+  s.operation = "SELECT";
+  return s;
+}
+
+nlohmann::json format(const Statement& s, int64_t offset) {
+  std::string line;
+  format_record(s, offset, line);
+  REQUIRE(!line.empty());
+  REQUIRE(line.back() == '\n');
+  REQUIRE(line.find('\n') == line.size() - 1);  // exactly one line
+  return nlohmann::json::parse(line);
+}
+
+std::set<std::string> keys(const nlohmann::json& j) {
+  std::set<std::string> out;
+  for (const auto& [k, v] : j.items()) out.insert(k);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("record: every field of a TCP statement", "[audit][record]") {
+  const ConnectionInfo c = tcp_connection();
+  const Statement s = full_statement(&c);
+  const auto j = format(s, kWallNs - 1'000'000'000);
+  CHECK(j["time"] == "2023-11-14T22:13:20.123456789Z");
+  CHECK(j["duration_us"] == 1234);
+  CHECK(j["connection_id"] == 42);
+  CHECK(j["db.system.name"] == "postgresql");
+  CHECK(j["db.namespace"] == "shop");
+  CHECK(j["db.user"] == "alice");
+  CHECK(j["db.query.text"] == "SELECT * FROM t WHERE name = 'x\"y'");
+  CHECK(j["db.operation.name"] == "SELECT");
+  CHECK(j["db.response.status_code"] == "42P01");
+  CHECK(j["db.response.returned_rows"] == 3);
+  CHECK(j["db.statement.name"] == "s1");
+  CHECK(j["network.transport"] == "tcp");
+  CHECK(j["client.address"] == "10.1.2.3");
+  CHECK(j["client.port"] == 51234);
+  CHECK(j["server.port"] == 5432);
+  CHECK(j["process.pid"] == 4321);
+  CHECK(j["db.client.application_name"] == "psql");
+  CHECK(j["error.message"] == "relation \"t\" does not exist");
+  CHECK(j["dbwarden.query_truncated"] == true);
+  CHECK(j["dbwarden.capture_gap"] == true);
+  CHECK(keys(j).size() == 20);
+}
+
+TEST_CASE("record: optional fields are omitted; unix socket has no client address",
+          "[audit][record]") {
+  ConnectionInfo c = tcp_connection();
+  c.unix_socket = true;
+  c.client_address.clear();
+  c.client_port = 0;
+  c.application_name.clear();
+  Statement s;
+  s.connection = &c;
+  s.start_ns = 5;
+  s.end_ns = 5;
+  s.text = "BEGIN";
+  s.operation = "BEGIN";
+  const auto j = format(s, 0);
+  CHECK(keys(j) == std::set<std::string>{"time", "duration_us", "connection_id", "db.system.name",
+                                         "db.namespace", "db.user", "db.query.text",
+                                         "db.operation.name", "db.response.status_code",
+                                         "network.transport", "server.port", "process.pid"});
+  CHECK(j["network.transport"] == "unix");
+  CHECK(j["db.response.status_code"] == "00000");
+  CHECK(j["time"] == "1970-01-01T00:00:00.000000005Z");
+  CHECK(j["duration_us"] == 0);
+}
+
+TEST_CASE("record: zero returned rows is present, not omitted", "[audit][record]") {
+  const ConnectionInfo c = tcp_connection();
+  Statement s;
+  s.connection = &c;
+  s.returned_rows = 0;
+  CHECK(format(s, 0)["db.response.returned_rows"] == 0);
+}
+
+TEST_CASE("record: clock edge cases", "[audit][record]") {
+  Statement s;  // no connection at all
+  s.start_ns = 10'000;
+  s.end_ns = 5'000;  // end before start: duration 0, not a huge unsigned value
+  auto j = format(s, -1'000'000);  // wall time before the epoch clamps to it
+  CHECK(j["time"] == "1970-01-01T00:00:00.000000000Z");
+  CHECK(j["duration_us"] == 0);
+  CHECK(j["connection_id"] == 0);
+  s.start_ns = 0;
+  j = format(s, 951'782'400'000'000'000);  // 2000-02-29 (leap day)
+  CHECK(j["time"] == "2000-02-29T00:00:00.000000000Z");
+  j = format(s, 4'102'444'799'999'999'999);
+  CHECK(j["time"] == "2099-12-31T23:59:59.999999999Z");
+}
+
+TEST_CASE("record: hostile strings in every text field still give valid JSON", "[audit][record]") {
+  ConnectionInfo c = tcp_connection();
+  static constexpr char kHostile[] =
+      "\"}\n{\"evil\":1,\\\x00\x01\xff\xc0\xed\xa0\x80\xe2\x82\r\t\x7f";
+  const std::string hostile(kHostile, sizeof(kHostile) - 1);
+  c.user = hostile;
+  c.database = hostile;
+  c.application_name = hostile;
+  c.client_address = hostile;
+  c.db_system = hostile;
+  Statement s = full_statement(&c);
+  s.text = hostile;
+  s.error_message = hostile;
+  s.statement_name = hostile;
+  s.status_code = hostile;
+  s.operation = hostile;
+  const auto j = format(s, 0);
+  CHECK(!j.contains("evil"));
+  CHECK(j["db.user"].get<std::string>().substr(0, 4) == "\"}\n{");
+  CHECK(keys(j).size() == 20);
+}

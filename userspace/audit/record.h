@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// One audit record per statement, as one line of JSON (JSON Lines). Keys follow
+// the OpenTelemetry database semantic conventions where one exists
+// (https://opentelemetry.io/docs/specs/semconv/database/database-spans/), in
+// this order:
+//   time                        RFC 3339 UTC, 9 fractional digits, from start_ns
+//   duration_us                 (end_ns - start_ns) / 1000, integer
+//   connection_id
+//   db.system.name, db.namespace, db.user
+//   db.query.text, db.operation.name, db.response.status_code
+//   db.response.returned_rows   only if known
+//   db.statement.name           only if non-empty
+//   network.transport           "tcp" or "unix"
+//   client.address, client.port only for tcp
+//   server.port, process.pid
+//   db.client.application_name  only if non-empty
+//   error.message               only if non-empty
+//   dbwarden.query_truncated    only when true
+//   dbwarden.capture_gap        only when true
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "protocol/statement.h"
+
+namespace dbwarden::audit {
+
+// Appends one record, terminated by '\n', to `out`. Monotonic times become
+// wall-clock time by adding realtime_offset_ns (CLOCK_REALTIME minus
+// CLOCK_MONOTONIC, sampled once). A statement without a connection gets the
+// fields of an empty ConnectionInfo.
+void format_record(const Statement& statement, int64_t realtime_offset_ns, std::string& out);
+
+// Appends `unix_ns` (nanoseconds since the epoch, clamped at 0) as
+// "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ".
+void append_rfc3339_nanos(int64_t unix_ns, std::string& out);
+
+}  // namespace dbwarden::audit
