@@ -408,11 +408,11 @@ class Agent:
         return total if seen else None
 
     def wait_audit_settled(self, expected=None, timeout=30.0, quiet=2.0):
-        """Waits until dbwarden_audit_records_total reaches `expected` (if given) or stops
-        growing for `quiet` seconds; returns the last value seen (None if never readable)."""
+        """Waits until dbwarden_audit_records_total reaches `expected` (if given) or has not
+        changed for `quiet` seconds; returns the last value seen (None if never readable)."""
         deadline = time.monotonic() + timeout
         last, last_change = None, time.monotonic()
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.alive():
             try:
                 value = self.metric_sum("dbwarden_audit_records_total")
             except OSError:
@@ -420,13 +420,12 @@ class Agent:
             now = time.monotonic()
             if value != last:
                 last, last_change = value, now
-            if value is not None and expected is not None and value >= expected:
-                return value
-            if value is not None and expected is None and now - last_change >= quiet:
-                return value
-            if not self.alive():
-                return last
-            time.sleep(0.2)
+            if value is not None:
+                if expected is not None and value >= expected:
+                    break
+                if now - last_change >= quiet:
+                    break
+            time.sleep(0.1)
         return last
 
 

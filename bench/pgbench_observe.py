@@ -1,0 +1,245 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""pgbench -S throughput with dbwarden observing vs not, and CPU per audited statement.
+
+Issue 2's performance check. A private PostgreSQL (statement logging off) is loaded with
+`pgbench -i`; then pairs of `pgbench -S -M simple` runs over 127.0.0.1 TCP alternate
+between "agent stopped" (baseline) and "agent observing", the order flipping every pair so
+that slow drift (page cache, thermal, neighbours) cancels. Reports the median TPS ratio
+observed/baseline and, for observed runs, CPU per audited statement: BPF run time of the
+agent's programs (kernel.bpf_stats_enabled, programs named dbw_*) plus the agent's own
+utime+stime, divided by the growth of dbwarden_audit_records_total.
+
+See bench/README.md. Needs root. Prints one line per pair, a summary table and a final
+machine-readable JSON line prefixed with "RESULT ".
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                 "integration"))
+import pg_cluster  # noqa: E402
+from pg_cluster import SETUP_APP, Agent, PgCluster, log, proc_cpu_seconds  # noqa: E402
+
+TARGET_RATIO = 0.95
+TARGET_US_PER_STATEMENT = 1.5
+BPF_STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
+BPF_PROG_PREFIX = "dbw_"
+
+
+def bpf_snapshot(agent_pid):
+    """{prog id: (run_time_ns, run_cnt)} for the agent's BPF programs.
+
+    A program is the agent's when its name starts with dbw_ and, where bpftool can tell which
+    processes hold it (the "pids" field), the agent is one of them: other dbwarden instances
+    on the machine must not count.
+    """
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], check=True, text=True,
+                         stdout=subprocess.PIPE).stdout
+    snap = {}
+    for prog in json.loads(out or "[]"):
+        if not str(prog.get("name", "")).startswith(BPF_PROG_PREFIX):
+            continue
+        pids = prog.get("pids")
+        if pids is not None and agent_pid not in {p.get("pid") for p in pids}:
+            continue
+        snap[prog["id"]] = (int(prog.get("run_time_ns", 0)), int(prog.get("run_cnt", 0)))
+    return snap
+
+
+def bpf_delta(before, after):
+    """(run_time_ns, run_cnt, programs) grown between two snapshots, over programs in both."""
+    ids = before.keys() & after.keys()
+    return (sum(after[i][0] - before[i][0] for i in ids),
+            sum(after[i][1] - before[i][1] for i in ids), len(ids))
+
+
+def run_pgbench(cluster, args):
+    cmd = ["-n", "-S", "-M", "simple", "-c", str(args.clients), "-j", str(args.clients),
+           "-T", str(args.seconds)]
+    out = cluster.pgbench(cmd, user="postgres", dbname="postgres", tcp=True, app="dbw-bench")
+    tps = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
+    tx = re.search(r"number of transactions actually processed: (\d+)", out)
+    if not tps or not tx:
+        raise RuntimeError(f"cannot read pgbench output:\n{out}")
+    return float(tps.group(1)), int(tx.group(1))
+
+
+def baseline_run(cluster, args):
+    tps, tx = run_pgbench(cluster, args)
+    return {"tps": tps, "transactions": tx}
+
+
+def observed_run(cluster, args, workdir):
+    audit = os.path.join(workdir, "audit.jsonl")
+    agent = Agent(args.agent, audit, [cluster.port])
+    agent.start()
+    try:
+        agent.wait_audit_settled(timeout=10, quiet=0.5)  # let start-up work finish
+        rec0 = agent.metric_sum("dbwarden_audit_records_total") or 0.0
+        drop0 = agent.metric_sum("dbwarden_capture_dropped_total") or 0.0
+        bpf_before = bpf_snapshot(agent.pid)
+        cpu0 = proc_cpu_seconds(agent.pid)
+        tps, tx = run_pgbench(cluster, args)
+        # The agent may still be draining its ring buffer: its CPU for that counts too.
+        rec1 = agent.wait_audit_settled(expected=rec0 + tx, timeout=30, quiet=1.0) or 0.0
+        bpf_ns, bpf_runs, nprogs = bpf_delta(bpf_before, bpf_snapshot(agent.pid))
+        cpu1 = proc_cpu_seconds(agent.pid)
+        drop1 = agent.metric_sum("dbwarden_capture_dropped_total") or 0.0
+    finally:
+        agent.stop()
+        if os.path.exists(audit):
+            os.unlink(audit)  # ~0.5 KB per statement: do not let runs fill the disk
+    audited = rec1 - rec0
+    agent_ns = (cpu1 - cpu0) * 1e9
+    per = (lambda v: v / audited / 1000.0) if audited > 0 else (lambda v: float("nan"))
+    return {
+        "tps": tps, "transactions": tx, "audited": int(audited),
+        "coverage": audited / tx if tx else float("nan"),
+        "dropped": int(drop1 - drop0), "bpf_programs": nprogs,
+        "bpf_runs": bpf_runs, "bpf_ns": bpf_ns, "agent_cpu_ns": agent_ns,
+        "bpf_us_per_stmt": per(bpf_ns), "agent_us_per_stmt": per(agent_ns),
+        "us_per_stmt": per(bpf_ns + agent_ns),
+        "bpf_ns_per_run": bpf_ns / bpf_runs if bpf_runs > 0 else float("nan"),
+    }
+
+
+def median(values):
+    values = [v for v in values if v == v]  # drop NaN
+    return statistics.median(values) if values else float("nan")
+
+
+def nan_to_null(v):
+    """Strict JSON has no NaN."""
+    if isinstance(v, float) and v != v:
+        return None
+    if isinstance(v, dict):
+        return {k: nan_to_null(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [nan_to_null(x) for x in v]
+    return v
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--agent", required=True, help="path to the dbwarden executable")
+    ap.add_argument("--pairs", type=int, default=9)
+    ap.add_argument("--seconds", type=int, default=20, help="duration of each pgbench run")
+    ap.add_argument("--scale", type=int, default=10, help="pgbench -i scale factor")
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--quick", action="store_true", help="smoke check: 3 pairs of 5 s")
+    ap.add_argument("--no-bpf-stats", action="store_true",
+                    help="leave kernel.bpf_stats_enabled alone (TPS only; stats cost a little)")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = ap.parse_args()
+    if args.quick:
+        args.pairs, args.seconds = 3, 5
+    if os.geteuid() != 0:
+        print("pgbench_observe: needs root (the agent loads BPF programs); run with sudo",
+              file=sys.stderr)
+        return pg_cluster.EXIT_SKIP
+    if not shutil.which("bpftool"):
+        print("pgbench_observe: bpftool not found (Debian package bpftool)", file=sys.stderr)
+        return 2
+
+    with open(BPF_STATS_SYSCTL) as f:
+        old_stats = f.read().strip()
+    workdir = tempfile.mkdtemp(prefix="dbw-bench-")
+    pairs = []
+    conf = {"log_statement": "'none'", "log_connections": "off", "log_disconnections": "off",
+            "logging_collector": "off", "log_destination": "'stderr'",
+            "shared_buffers": "'256MB'"}
+    try:
+        if not args.no_bpf_stats:
+            with open(BPF_STATS_SYSCTL, "w") as f:
+                f.write("1")
+        with PgCluster(extra_conf=conf) as cluster:
+            log(f"pgbench -i -s {args.scale}")
+            cluster.pgbench(["-i", "-q", "-s", str(args.scale)], app=SETUP_APP)
+            log("warm-up run")
+            run_pgbench(cluster, argparse.Namespace(**{**vars(args),
+                                                        "seconds": min(args.seconds, 5)}))
+            for i in range(args.pairs):
+                order = ("baseline", "observed") if i % 2 == 0 else ("observed", "baseline")
+                pair = {"pair": i + 1, "order": "/".join(order)}
+                for kind in order:
+                    pair[kind] = (baseline_run(cluster, args) if kind == "baseline"
+                                  else observed_run(cluster, args, workdir))
+                    time.sleep(1)
+                pair["ratio"] = pair["observed"]["tps"] / pair["baseline"]["tps"]
+                pairs.append(pair)
+                o = pair["observed"]
+                print(f"pair {i + 1:2d} ({pair['order']:17s}) baseline "
+                      f"{pair['baseline']['tps']:9.0f} tps, observed {o['tps']:9.0f} tps, "
+                      f"ratio {pair['ratio']:.3f}; "
+                      f"{o['us_per_stmt']:.2f} us/stmt (bpf {o['bpf_us_per_stmt']:.2f} + agent "
+                      f"{o['agent_us_per_stmt']:.2f}), audited {o['audited']}/{o['transactions']}"
+                      f", dropped {o['dropped']}", flush=True)
+    finally:
+        if not args.no_bpf_stats:
+            with open(BPF_STATS_SYSCTL, "w") as f:
+                f.write(old_stats)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    obs = [p["observed"] for p in pairs]
+    summary = {
+        "bench": "pgbench_observe", "pairs": len(pairs), "seconds": args.seconds,
+        "clients": args.clients, "scale": args.scale,
+        "bpf_stats": not args.no_bpf_stats,
+        "baseline_tps_median": median([p["baseline"]["tps"] for p in pairs]),
+        "observed_tps_median": median([o["tps"] for o in obs]),
+        "tps_ratio_median": median([p["ratio"] for p in pairs]),
+        "tps_ratio_min": min(p["ratio"] for p in pairs),
+        "tps_ratio_max": max(p["ratio"] for p in pairs),
+        "us_per_stmt_median": median([o["us_per_stmt"] for o in obs]),
+        "bpf_us_per_stmt_median": median([o["bpf_us_per_stmt"] for o in obs]),
+        "agent_us_per_stmt_median": median([o["agent_us_per_stmt"] for o in obs]),
+        "bpf_ns_per_program_run_median": median([o["bpf_ns_per_run"] for o in obs]),
+        "coverage_min": min(o["coverage"] for o in obs),
+        "dropped_total": sum(o["dropped"] for o in obs),
+        "bpf_programs_min": min(o["bpf_programs"] for o in obs),
+        "target_tps_ratio": TARGET_RATIO, "target_us_per_stmt": TARGET_US_PER_STATEMENT,
+    }
+    summary["ratio_ok"] = summary["tps_ratio_median"] >= TARGET_RATIO
+    # Without the agent's programs in view the BPF share would read as zero: no verdict then.
+    summary["cpu_ok"] = (summary["bpf_programs_min"] > 0 and
+                         summary["us_per_stmt_median"] <= TARGET_US_PER_STATEMENT)
+    if summary["bpf_programs_min"] == 0:
+        print(f"warning: no BPF programs named {BPF_PROG_PREFIX}* held by the agent were seen; "
+              "the CPU figure leaves out BPF time", file=sys.stderr)
+    print()
+    print(f"{'metric':36s} {'value':>12s} {'target':>10s}")
+    rows = [
+        ("baseline TPS (median)", f"{summary['baseline_tps_median']:.0f}", ""),
+        ("observed TPS (median)", f"{summary['observed_tps_median']:.0f}", ""),
+        ("TPS ratio observed/baseline (median)", f"{summary['tps_ratio_median']:.3f}",
+         f">= {TARGET_RATIO}"),
+        ("TPS ratio range", f"{summary['tps_ratio_min']:.3f}-{summary['tps_ratio_max']:.3f}", ""),
+        ("CPU us per audited statement", f"{summary['us_per_stmt_median']:.2f}",
+         f"<= {TARGET_US_PER_STATEMENT}"),
+        ("  of which BPF", f"{summary['bpf_us_per_stmt_median']:.2f}", ""),
+        ("  of which agent userspace", f"{summary['agent_us_per_stmt_median']:.2f}", ""),
+        ("BPF ns per program run", f"{summary['bpf_ns_per_program_run_median']:.0f}", ""),
+        ("audited / pgbench statements (min)", f"{summary['coverage_min']:.4f}", "1.0"),
+        ("capture drops", f"{summary['dropped_total']}", "0"),
+    ]
+    for name, value, target in rows:
+        print(f"{name:36s} {value:>12s} {target:>10s}")
+    verdict = "PASS" if summary["ratio_ok"] and summary["cpu_ok"] else "MISS"
+    print(f"targets: {verdict} (ratio {'ok' if summary['ratio_ok'] else 'missed'}, "
+          f"cpu {'ok' if summary['cpu_ok'] else 'missed'})")
+    print("RESULT " + json.dumps(nan_to_null({**summary, "runs": pairs}), sort_keys=True))
+    return 1 if args.check and verdict != "PASS" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
