@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "metrics/exporter.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <exception>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+
+#include "metrics/label_value.h"
+
+namespace dbwarden::metrics {
+namespace {
+
+using prometheus::Counter;
+using prometheus::Family;
+using prometheus::Gauge;
+using prometheus::Histogram;
+
+constexpr std::string_view kOther = "__other__";
+// A handful of database systems; anything beyond is a bug, not a workload.
+constexpr size_t kMaxDbSystems = 16;
+
+const char* const kDropReasons[4] = {"ringbuf_full", "truncated", "conn_table_full",
+                                     "read_failed"};
+
+// Statement latency: from a cached point select (tens of µs on loopback) to a
+// report query (seconds).
+const Histogram::BucketBoundaries& duration_buckets() {
+  static const Histogram::BucketBoundaries kBuckets = {
+      0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+      0.05,    0.1,    0.25,    0.5,    1.0,   2.5,    5.0,   10.0};
+  return kBuckets;
+}
+
+// Totals from a source that may restart become counter increments.
+uint64_t delta(uint64_t now, uint64_t& last) {
+  const uint64_t d = now >= last ? now - last : now;
+  last = now;
+  return d;
+}
+
+void add(Counter* c, uint64_t now, uint64_t& last) {
+  if (const uint64_t d = delta(now, last); d != 0) c->Increment(static_cast<double>(d));
+}
+
+// Lookup key for a label set: length-prefixed raw values, so that no two
+// different tuples share a key whatever bytes they contain.
+void append_key_part(std::string_view part, std::string& key) {
+  const auto n = static_cast<uint32_t>(part.size());
+  key.append(reinterpret_cast<const char*>(&n), sizeof(n));
+  key.append(part);
+}
+
+}  // namespace
+
+struct Exporter::Impl {
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<prometheus::Exposer> exposer;
+
+  Family<Counter>* statements = nullptr;
+  Family<Histogram>* durations = nullptr;
+  Family<Gauge>* connections = nullptr;
+  Counter* label_overflow = nullptr;
+  Counter* other_statements = nullptr;  // created on first overflow
+
+  std::unordered_map<std::string, Counter*> statement_counters;
+  std::unordered_map<std::string, Histogram*> duration_histograms;
+  std::unordered_map<std::string, Gauge*> connection_gauges;
+  std::string key;  // scratch, reused so that a cache hit allocates nothing
+
+  Counter* capture_events = nullptr;
+  Counter* capture_bytes = nullptr;
+  Counter* capture_drops[4] = {};
+  Counter* capture_gaps = nullptr;
+  Counter* capture_gap_bytes = nullptr;
+  Counter* decoder_messages = nullptr;
+  Counter* decoder_invalid = nullptr;
+  Counter* decoder_resyncs = nullptr;
+  Counter* decoder_truncated = nullptr;
+  Counter* decoder_encrypted = nullptr;
+  Counter* decoder_midstream = nullptr;
+  Counter* audit_records = nullptr;
+  Counter* audit_bytes = nullptr;
+  Counter* audit_write_errors = nullptr;
+  Counter* audit_dropped = nullptr;
+
+  CaptureCounters last_capture;
+  DecoderCounters last_decoder;
+  uint64_t last_audit[4] = {};
+
+  Counter* counter(const std::string& name, const std::string& help) {
+    return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry).Add({});
+  }
+
+  explicit Impl(const std::string& version) {
+    statements = &prometheus::BuildCounter()
+                      .Name("dbwarden_statements_total")
+                      .Help("SQL statements observed, by database, user, operation and SQLSTATE.")
+                      .Register(*registry);
+    durations = &prometheus::BuildHistogram()
+                     .Name("dbwarden_statement_duration_seconds")
+                     .Help("Time from a statement's first request byte to its completion.")
+                     .Register(*registry);
+    connections = &prometheus::BuildGauge()
+                       .Name("dbwarden_connections_active")
+                       .Help("Database connections currently tracked.")
+                       .Register(*registry);
+    label_overflow = counter("dbwarden_metrics_label_overflow_total",
+                             "Statements counted under __other__ labels because "
+                             "dbwarden_statements_total reached its label-set limit.");
+
+    capture_events = counter("dbwarden_capture_events_total", "Capture events read from the kernel.");
+    capture_bytes = counter("dbwarden_capture_bytes_total", "Payload bytes captured.");
+    auto& dropped = prometheus::BuildCounter()
+                        .Name("dbwarden_capture_dropped_total")
+                        .Help("Capture events lost, by reason.")
+                        .Register(*registry);
+    for (int i = 0; i < 4; ++i) capture_drops[i] = &dropped.Add({{"reason", kDropReasons[i]}});
+    capture_gaps = counter("dbwarden_capture_gaps_total", "Stream gaps: bytes the capture missed.");
+    capture_gap_bytes = counter("dbwarden_capture_gap_bytes_total", "Bytes missed in stream gaps.");
+
+    decoder_messages = counter("dbwarden_decoder_messages_total", "Protocol messages decoded.");
+    auto& errors = prometheus::BuildCounter()
+                       .Name("dbwarden_decoder_errors_total")
+                       .Help("Protocol decoding errors, by kind.")
+                       .Register(*registry);
+    decoder_invalid = &errors.Add({{"kind", "invalid_message"}});
+    decoder_resyncs = &errors.Add({{"kind", "resync"}});
+    decoder_truncated = counter("dbwarden_decoder_truncated_queries_total",
+                                "Statements whose text was cut to the configured maximum.");
+    decoder_encrypted = counter("dbwarden_decoder_encrypted_connections_total",
+                                "Connections that switched to TLS the agent could not read.");
+    decoder_midstream = counter("dbwarden_decoder_midstream_joins_total",
+                                "Connections picked up after their startup (no identity yet).");
+
+    audit_records = counter("dbwarden_audit_records_total", "Audit records written.");
+    audit_bytes = counter("dbwarden_audit_bytes_total", "Audit bytes written.");
+    audit_write_errors = counter("dbwarden_audit_write_errors_total", "Failed audit log writes.");
+    audit_dropped = counter("dbwarden_audit_dropped_total",
+                            "Audit records dropped because the write buffer was full.");
+
+    prometheus::BuildGauge()
+        .Name("dbwarden_build_info")
+        .Help("Always 1; the version label names the running agent.")
+        .Register(*registry)
+        .Add({{"version", label_value(version)}})
+        .Set(1);
+  }
+
+  Counter* statement_counter(const ConnectionInfo& c, const Statement& s) {
+    key.clear();
+    append_key_part(c.db_system, key);
+    append_key_part(c.database, key);
+    append_key_part(c.user, key);
+    append_key_part(s.operation, key);
+    append_key_part(s.status_code, key);
+    if (auto it = statement_counters.find(key); it != statement_counters.end()) return it->second;
+    if (statement_counters.size() >= kMaxStatementLabelSets) {
+      label_overflow->Increment();
+      if (other_statements == nullptr) {
+        const std::string other(kOther);
+        other_statements = &statements->Add({{"db_system", other},
+                                             {"db_namespace", other},
+                                             {"db_user", other},
+                                             {"operation", other},
+                                             {"status_code", other}});
+      }
+      return other_statements;
+    }
+    Counter* counter = &statements->Add({{"db_system", label_value(c.db_system)},
+                                         {"db_namespace", label_value(c.database)},
+                                         {"db_user", label_value(c.user)},
+                                         {"operation", label_value(s.operation)},
+                                         {"status_code", label_value(s.status_code)}});
+    statement_counters.emplace(key, counter);
+    return counter;
+  }
+
+  // db_system is set by our own decoders, so a small fixed bound is enough.
+  template <typename T, typename... Args>
+  T* per_db_system(Family<T>& family, std::unordered_map<std::string, T*>& cache,
+                   const std::string& db_system, Args&&... args) {
+    if (auto it = cache.find(db_system); it != cache.end()) return it->second;
+    const bool overflow = cache.size() >= kMaxDbSystems;
+    T* metric = &family.Add({{"db_system", overflow ? std::string(kOther) : label_value(db_system)}},
+                            std::forward<Args>(args)...);
+    if (!overflow) cache.emplace(db_system, metric);
+    return metric;
+  }
+};
+
+Result<std::unique_ptr<Exporter>> Exporter::Start(const std::string& address,
+                                                  const std::string& version) {
+  auto impl = std::make_unique<Impl>(version);
+  if (!address.empty()) {
+    try {
+      impl->exposer = std::make_unique<prometheus::Exposer>(address);
+    } catch (const std::exception& e) {
+      return Status::Error("metrics: cannot serve on " + address +
+                           " (is the address valid and the port free?): " + e.what());
+    }
+    impl->exposer->RegisterCollectable(impl->registry);
+  }
+  return std::unique_ptr<Exporter>(new Exporter(std::move(impl)));
+}
+
+Exporter::Exporter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Exporter::~Exporter() = default;
+
+void Exporter::on_statement(const Statement& statement) {
+  static const ConnectionInfo kNoConnection;
+  const ConnectionInfo& c = statement.connection != nullptr ? *statement.connection : kNoConnection;
+  impl_->statement_counter(c, statement)->Increment();
+  const uint64_t ns = statement.end_ns > statement.start_ns ? statement.end_ns - statement.start_ns : 0;
+  impl_->per_db_system(*impl_->durations, impl_->duration_histograms, c.db_system,
+                       duration_buckets())
+      ->Observe(static_cast<double>(ns) * 1e-9);
+}
+
+void Exporter::set_active_connections(const std::string& db_system, int64_t n) {
+  impl_->per_db_system(*impl_->connections, impl_->connection_gauges, db_system)
+      ->Set(static_cast<double>(n));
+}
+
+void Exporter::publish(const CaptureCounters& capture, const DecoderCounters& decoder) {
+  Impl& m = *impl_;
+  CaptureCounters& lc = m.last_capture;
+  add(m.capture_events, capture.events, lc.events);
+  add(m.capture_bytes, capture.bytes, lc.bytes);
+  for (int i = 0; i < 4; ++i) add(m.capture_drops[i], capture.drops[i], lc.drops[i]);
+  add(m.capture_gaps, capture.gaps, lc.gaps);
+  add(m.capture_gap_bytes, capture.gap_bytes, lc.gap_bytes);
+
+  DecoderCounters& ld = m.last_decoder;
+  add(m.decoder_messages, decoder.messages, ld.messages);
+  add(m.decoder_invalid, decoder.invalid_messages, ld.invalid_messages);
+  add(m.decoder_resyncs, decoder.resyncs, ld.resyncs);
+  add(m.decoder_truncated, decoder.truncated_queries, ld.truncated_queries);
+  add(m.decoder_encrypted, decoder.encrypted_connections, ld.encrypted_connections);
+  add(m.decoder_midstream, decoder.midstream_joins, ld.midstream_joins);
+}
+
+void Exporter::publish_audit(uint64_t records, uint64_t bytes, uint64_t write_errors,
+                             uint64_t dropped) {
+  Impl& m = *impl_;
+  add(m.audit_records, records, m.last_audit[0]);
+  add(m.audit_bytes, bytes, m.last_audit[1]);
+  add(m.audit_write_errors, write_errors, m.last_audit[2]);
+  add(m.audit_dropped, dropped, m.last_audit[3]);
+}
+
+std::string Exporter::serialize() const {
+  return prometheus::TextSerializer().Serialize(impl_->registry->Collect());
+}
+
+}  // namespace dbwarden::metrics

@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Prometheus metrics for the agent, served over HTTP (/metrics) by
+// prometheus-cpp. Names follow https://prometheus.io/docs/practices/naming/:
+//
+//   dbwarden_statements_total{db_system,db_namespace,db_user,operation,status_code}
+//   dbwarden_statement_duration_seconds{db_system}        histogram, 50 us .. 10 s
+//   dbwarden_connections_active{db_system}                gauge
+//   dbwarden_capture_events_total, dbwarden_capture_bytes_total
+//   dbwarden_capture_dropped_total{reason}  ringbuf_full|truncated|conn_table_full|read_failed
+//   dbwarden_capture_gaps_total, dbwarden_capture_gap_bytes_total
+//   dbwarden_decoder_messages_total
+//   dbwarden_decoder_errors_total{kind}     invalid_message|resync
+//   dbwarden_decoder_truncated_queries_total, dbwarden_decoder_encrypted_connections_total,
+//   dbwarden_decoder_midstream_joins_total
+//   dbwarden_audit_records_total, dbwarden_audit_bytes_total,
+//   dbwarden_audit_write_errors_total, dbwarden_audit_dropped_total
+//   dbwarden_metrics_label_overflow_total   statements counted under "__other__"
+//   dbwarden_build_info{version}            gauge, always 1
+//
+// Cardinality is bounded: at most kMaxStatementLabelSets distinct label sets
+// for dbwarden_statements_total; statements beyond that are counted with every
+// label set to "__other__". Label values are made valid UTF-8 and cut to 128
+// bytes (metrics/label_value.h).
+//
+// Threads: on_statement, set_active_connections and the publish calls come
+// from one thread (the agent's decode thread); the HTTP server collects from
+// its own threads, which prometheus-cpp synchronises.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "protocol/statement.h"
+
+namespace dbwarden::metrics {
+
+// Snapshot of capture totals since the agent started, published each second.
+struct CaptureCounters {
+  uint64_t events = 0, bytes = 0;
+  uint64_t drops[4] = {};  // ringbuf_full, truncated, conn_table_full, read_failed
+  uint64_t gaps = 0, gap_bytes = 0;
+};
+
+// Snapshot of protocol decoder totals since the agent started.
+struct DecoderCounters {
+  uint64_t messages = 0, invalid_messages = 0, resyncs = 0, truncated_queries = 0,
+           encrypted_connections = 0, midstream_joins = 0;
+};
+
+inline constexpr size_t kMaxStatementLabelSets = 1000;
+
+class Exporter : public StatementSink {
+ public:
+  // Serves the registry on `address` ("127.0.0.1:9977", "[::1]:9977"). An
+  // empty address builds the registry but serves nothing (tests, selfcheck).
+  static Result<std::unique_ptr<Exporter>> Start(const std::string& address,
+                                                 const std::string& version);
+  ~Exporter() override;
+  Exporter(const Exporter&) = delete;
+  Exporter& operator=(const Exporter&) = delete;
+
+  void on_statement(const Statement& statement) override;
+  void set_active_connections(const std::string& db_system, int64_t n);
+  // Arguments are running totals; the exporter adds the difference since the
+  // previous call. A total that went down (its source restarted) counts from 0.
+  void publish(const CaptureCounters& capture, const DecoderCounters& decoder);
+  void publish_audit(uint64_t records, uint64_t bytes, uint64_t write_errors, uint64_t dropped);
+
+  // The whole registry in the text exposition format (tests, promtool).
+  std::string serialize() const;
+
+ private:
+  struct Impl;
+  explicit Exporter(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dbwarden::metrics
