@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Test helpers: a tiny encoder for PostgreSQL v3 messages (lengths computed,
+// never hand-written), a recording sink, and a runner that feeds chunks into
+// a Session. Layouts: https://www.postgresql.org/docs/15/protocol-message-formats.html
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/pgsql/session.h"
+#include "protocol/statement.h"
+
+namespace pgtest {
+
+using dbwarden::ConnectionInfo;
+using dbwarden::Statement;
+using dbwarden::pgsql::Counters;
+using dbwarden::pgsql::Direction;
+using dbwarden::pgsql::Limits;
+using dbwarden::pgsql::Session;
+using Bytes = std::string;  // raw bytes; std::string keeps the helpers short
+
+inline std::string CStr(std::string_view s) { return std::string(s) + '\0'; }
+inline std::string I16(uint16_t v) { return {char(v >> 8), char(v & 0xff)}; }
+inline std::string I32(uint32_t v) {
+  return {char(v >> 24), char((v >> 16) & 0xff), char((v >> 8) & 0xff), char(v & 0xff)};
+}
+inline Bytes Typed(char type, std::string_view body) {
+  return std::string(1, type) + I32(static_cast<uint32_t>(body.size() + 4)) + std::string(body);
+}
+
+// Frontend.
+inline Bytes Startup(std::string_view user, std::string_view db, std::string_view app = "") {
+  std::string body = I32(3u << 16) + CStr("user") + CStr(user);
+  if (!db.empty()) body += CStr("database") + CStr(db);
+  if (!app.empty()) body += CStr("application_name") + CStr(app);
+  body += CStr("client_encoding") + CStr("UTF8") + '\0';
+  return I32(static_cast<uint32_t>(body.size() + 4)) + body;
+}
+inline Bytes SslRequest() { return I32(8) + I32(80877103); }
+inline Bytes GssEncRequest() { return I32(8) + I32(80877104); }
+inline Bytes CancelRequest() { return I32(16) + I32(80877102) + I32(1234) + I32(0x5ec7e7); }
+inline Bytes Query(std::string_view sql) { return Typed('Q', CStr(sql)); }
+inline Bytes Parse(std::string_view name, std::string_view sql) {
+  return Typed('P', CStr(name) + CStr(sql) + I16(0));
+}
+inline Bytes Bind(std::string_view portal, std::string_view stmt, std::string_view param = "") {
+  std::string body = CStr(portal) + CStr(stmt) + I16(0);
+  if (param.empty()) {
+    body += I16(0);
+  } else {
+    body += I16(1) + I32(static_cast<uint32_t>(param.size())) + std::string(param);
+  }
+  return Typed('B', body + I16(0));
+}
+inline Bytes Describe(char what, std::string_view name) {
+  return Typed('D', std::string(1, what) + CStr(name));
+}
+inline Bytes Execute(std::string_view portal, uint32_t max_rows = 0) {
+  return Typed('E', CStr(portal) + I32(max_rows));
+}
+inline Bytes Close(char what, std::string_view name) {
+  return Typed('C', std::string(1, what) + CStr(name));
+}
+inline Bytes Sync() { return Typed('S', ""); }
+inline Bytes Password(std::string_view pw) { return Typed('p', CStr(pw)); }
+inline Bytes Terminate() { return Typed('X', ""); }
+
+// Backend.
+inline Bytes AuthCleartext() { return Typed('R', I32(3)); }
+inline Bytes AuthOk() { return Typed('R', I32(0)); }
+inline Bytes ParamStatus(std::string_view n, std::string_view v) {
+  return Typed('S', CStr(n) + CStr(v));
+}
+inline Bytes KeyData() { return Typed('K', I32(42) + I32(7)); }
+inline Bytes Ready(char status = 'I') { return Typed('Z', std::string(1, status)); }
+inline Bytes RowDesc() {
+  return Typed('T', I16(1) + CStr("c") + I32(0) + I16(0) + I32(23) + I16(4) + I32(0) + I16(0));
+}
+inline Bytes DataRow(std::string_view value) {
+  return Typed('D', I16(1) + I32(static_cast<uint32_t>(value.size())) + std::string(value));
+}
+inline Bytes Complete(std::string_view tag) { return Typed('C', CStr(tag)); }
+inline Bytes Error(std::string_view sqlstate, std::string_view msg) {
+  return Typed('E', "SERROR" + std::string(1, '\0') + "C" + CStr(sqlstate) + "M" + CStr(msg) +
+                        std::string(1, '\0'));
+}
+inline Bytes ParseComplete() { return Typed('1', ""); }
+inline Bytes BindComplete() { return Typed('2', ""); }
+inline Bytes CloseComplete() { return Typed('3', ""); }
+inline Bytes NoData() { return Typed('n', ""); }
+inline Bytes EmptyQuery() { return Typed('I', ""); }
+inline Bytes Suspended() { return Typed('s', ""); }
+
+inline Bytes Handshake() {
+  return AuthOk() + ParamStatus("server_version", "15.18") + KeyData() + Ready();
+}
+
+struct Chunk {
+  Direction dir;
+  Bytes bytes;
+  uint64_t ts = 0;
+  uint64_t gap = 0;  // if nonzero: a gap of this many bytes instead of data
+};
+
+// One line per statement holding every field, so runs compare as strings.
+inline std::string Describe(const Statement& s) {
+  std::ostringstream o;
+  o << s.start_ns << '|' << s.end_ns << '|' << s.text << '|' << s.text_truncated << '|'
+    << s.status_code << '|' << s.error_message << '|'
+    << (s.returned_rows ? std::to_string(*s.returned_rows) : "-") << '|' << s.command_tag << '|'
+    << s.statement_name << '|' << s.capture_gap << '|' << s.request_bytes << '|'
+    << s.response_bytes;
+  return o.str();
+}
+
+class Recorder : public dbwarden::StatementSink {
+ public:
+  void on_statement(const Statement& s) override {
+    if (s.connection == nullptr) throw std::runtime_error("statement without connection");
+    got.push_back(s);
+    got.back().connection = nullptr;
+  }
+  std::vector<std::string> lines() const {
+    std::vector<std::string> out;
+    for (const Statement& s : got) out.push_back(Describe(s));
+    return out;
+  }
+  std::vector<Statement> got;
+};
+
+struct Run {
+  ConnectionInfo info;
+  Counters counters;
+  Recorder sink;
+  Limits limits;
+};
+
+// Feeds chunks; `max_piece` > 0 cuts every data chunk into pieces of that size.
+inline void Feed(Run& run, const std::vector<Chunk>& chunks, size_t max_piece = 0,
+                 bool close = true) {
+  Session session(run.info, run.sink, run.limits, run.counters);
+  uint64_t last_ts = 0;
+  for (const Chunk& c : chunks) {
+    last_ts = c.ts;
+    if (c.gap) {
+      session.on_gap(c.dir, c.gap, c.ts);
+      continue;
+    }
+    const auto* p = reinterpret_cast<const uint8_t*>(c.bytes.data());
+    const size_t step = max_piece ? max_piece : std::max<size_t>(c.bytes.size(), 1);
+    for (size_t off = 0; off < c.bytes.size(); off += step) {
+      session.on_data(c.dir, {p + off, std::min(step, c.bytes.size() - off)}, c.ts);
+    }
+  }
+  if (close) session.on_close(last_ts + 1);
+}
+
+// Golden capture files: records of Byte1 'F'|'B', Int32 length, bytes (see
+// tests/data/pgsql/README.md). Timestamps are synthetic: 1000 * (index + 1).
+inline std::vector<Chunk> LoadCapture(const std::string& name) {
+  std::ifstream in(std::string(DBW_TEST_DATA_DIR) + "/pgsql/" + name, std::ios::binary);
+  if (!in) throw std::runtime_error("missing capture " + name);
+  const std::string d((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<Chunk> out;
+  size_t i = 0;
+  while (i + 5 <= d.size()) {
+    const auto* p = reinterpret_cast<const uint8_t*>(d.data() + i + 1);
+    const size_t n = (size_t{p[0]} << 24) | (size_t{p[1]} << 16) | (size_t{p[2]} << 8) | p[3];
+    if (i + 5 + n > d.size()) throw std::runtime_error("truncated capture " + name);
+    out.push_back({d[i] == 'F' ? Direction::kFrontend : Direction::kBackend, d.substr(i + 5, n),
+                   1000 * (out.size() + 1)});
+    i += 5 + n;
+  }
+  return out;
+}
+
+}  // namespace pgtest

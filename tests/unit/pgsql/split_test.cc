@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <catch2/catch.hpp>
+
+#include "protocol/pgsql/split.h"
+
+using dbwarden::pgsql::SplitStatements;
+using dbwarden::pgsql::SqlPiece;
+
+namespace {
+std::vector<std::string> Split(std::string_view sql) {
+  std::vector<SqlPiece> pieces;
+  SplitStatements(sql, &pieces);
+  std::vector<std::string> out;
+  for (const SqlPiece& p : pieces) out.emplace_back(sql.substr(p.offset, p.length));
+  return out;
+}
+using V = std::vector<std::string>;
+}  // namespace
+
+TEST_CASE("pgsql split: top-level semicolons only", "[pgsql]") {
+  CHECK(Split("SELECT 1") == V{"SELECT 1"});
+  CHECK(Split("  SELECT 1 ;  SELECT 2;") == V{"SELECT 1", "SELECT 2"});
+  CHECK(Split("SELECT 'a;b'; SELECT 'it''s;'") == V{"SELECT 'a;b'", "SELECT 'it''s;'"});
+  CHECK(Split(R"(SELECT E'x\';y'; SELECT 2)") == V{R"(SELECT E'x\';y')", "SELECT 2"});
+  CHECK(Split(R"(SELECT 'x\'; SELECT 2)") == V{R"(SELECT 'x\')", "SELECT 2"});
+  CHECK(Split(R"(SELECT "a;""b" FROM t; SELECT 2)") == V{R"(SELECT "a;""b" FROM t)", "SELECT 2"});
+  CHECK(Split("SELECT $$a;b$$; SELECT $f$ $$; $f$") == V{"SELECT $$a;b$$", "SELECT $f$ $$; $f$"});
+  CHECK(Split("SELECT $1; SELECT $2") == V{"SELECT $1", "SELECT $2"});
+  CHECK(Split("SELECT a$b; SELECT 2") == V{"SELECT a$b", "SELECT 2"});
+  CHECK(Split("SELECT 1 -- x;y\n; SELECT 2") == V{"SELECT 1 -- x;y", "SELECT 2"});
+  CHECK(Split("SELECT /* a /* nested; */ still; */ 1; SELECT 2") ==
+        V{"SELECT /* a /* nested; */ still; */ 1", "SELECT 2"});
+}
+
+TEST_CASE("pgsql split: empty pieces are dropped", "[pgsql]") {
+  CHECK(Split("").empty());
+  CHECK(Split(" ; ;; ").empty());
+  CHECK(Split("-- only a comment").empty());
+  CHECK(Split("SELECT 1; -- trailing comment") == V{"SELECT 1"});
+  CHECK(Split("/* c */ ; SELECT 1") == V{"SELECT 1"});
+}
+
+TEST_CASE("pgsql split: BEGIN ATOMIC bodies stay whole", "[pgsql]") {
+  const std::string f =
+      "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN "
+      "true THEN 2 END; END";
+  CHECK(Split(f + "; SELECT 3") == V{f, "SELECT 3"});
+  CHECK(Split("BEGIN; SELECT 1; END") == V{"BEGIN", "SELECT 1", "END"});
+}
+
+TEST_CASE("pgsql split: unterminated quotes swallow the rest", "[pgsql]") {
+  CHECK(Split("SELECT 'abc; SELECT 2") == V{"SELECT 'abc; SELECT 2"});
+  CHECK(Split("SELECT $$abc; SELECT 2") == V{"SELECT $$abc; SELECT 2"});
+  CHECK(Split("SELECT /* abc; SELECT 2") == V{"SELECT /* abc; SELECT 2"});
+}
