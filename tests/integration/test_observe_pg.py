@@ -36,24 +36,24 @@ PGBENCH_TX = 50
 PGBENCH_CLIENTS = 2
 LONG_STATEMENT_BYTES = 200 * 1024
 
-# The statements of pgbench's built-in TPC-B-like script as the server logs them, with the
+# The statements of pgbench's built-in TPC-B-like script (without their ';'), with the
 # row count each reports; None means the command tag carries no count.
 PGBENCH_TX_STATEMENTS = {
-    "BEGIN;": None,
-    "UPDATE pgbench_accounts SET abalance = abalance + {p} WHERE aid = {p};": 1,
-    "SELECT abalance FROM pgbench_accounts WHERE aid = {p};": 1,
-    "UPDATE pgbench_tellers SET tbalance = tbalance + {p} WHERE tid = {p};": 1,
-    "UPDATE pgbench_branches SET bbalance = bbalance + {p} WHERE bid = {p};": 1,
+    "BEGIN": None,
+    "UPDATE pgbench_accounts SET abalance = abalance + {p} WHERE aid = {p}": 1,
+    "SELECT abalance FROM pgbench_accounts WHERE aid = {p}": 1,
+    "UPDATE pgbench_tellers SET tbalance = tbalance + {p} WHERE tid = {p}": 1,
+    "UPDATE pgbench_branches SET bbalance = bbalance + {p} WHERE bid = {p}": 1,
     "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) "
-    "VALUES ({p}, {p}, {p}, {p}, CURRENT_TIMESTAMP);": 1,
-    "END;": None,
+    "VALUES ({p}, {p}, {p}, {p}, CURRENT_TIMESTAMP)": 1,
+    "END": None,
 }
 _PGBENCH_PARAM = re.compile(r"\$\d+|-?\d+")
 
 
 def pgbench_shape(text):
-    """The TPC-B template a logged pgbench statement came from, or None."""
-    shape = _PGBENCH_PARAM.sub("{p}", text)
+    """The TPC-B template a pgbench statement came from, or None."""
+    shape = _PGBENCH_PARAM.sub("{p}", norm_part(text))
     return shape if shape in PGBENCH_TX_STATEMENTS else None
 
 
@@ -125,9 +125,16 @@ def multi_steps(table):
 
 
 def norm_part(text):
-    """Text of one statement cut out of a multi-statement string, compared loosely: where the
-    agent cuts (before or after the ';', with or without surrounding blanks) is its choice."""
-    return text.strip().rstrip(";").strip()
+    """A statement without the blanks around it and its terminating ';'.
+
+    A simple Query message carries a string of statements; the agent cuts it into statements
+    the way PostgreSQL's grammar does (pg_stat_statements too): the ';' that ends a statement
+    and the blanks between statements belong to none of them. So a simple-protocol statement
+    is compared after this normalisation, also when the string held just one statement
+    (psql sends "SELECT 1;"). Parse carries exactly one statement, kept verbatim: statements
+    of the extended protocol are compared exactly.
+    """
+    return text.strip().rstrip(";").rstrip()
 
 
 # --- expectations from the server log ------------------------------------------------------------
@@ -147,11 +154,8 @@ class Expected:
         self.status = status
         self.rows = rows
         self.rows_known = rows_known
-        self.loose_text = loose_text
         self.extended = entry.extended
-
-    def key(self):
-        return norm_part(self.text) if self.loose_text else self.text
+        self.loose_text = loose_text or not self.extended
 
 
 def logged_statements(entries):
@@ -248,14 +252,18 @@ def check_record(exp, rec, server_port):
     got_text = rec.get("db.query.text")
     if not isinstance(got_text, str):
         problems.append(f"db.query.text: want a string, got {got_text!r}")
-    elif (norm_part(got_text) != norm_part(exp.text) if exp.loose_text
-          else got_text != exp.text):
+    elif exp.loose_text:
+        if norm_part(got_text) != norm_part(exp.text):
+            problems.append(text_difference(norm_part(exp.text), norm_part(got_text)))
+    elif got_text != exp.text:
         problems.append(text_difference(exp.text, got_text))
     want("db.system.name", "postgresql")
     want("db.user", exp.user)
     want("db.namespace", exp.database)
     want("db.response.status_code", exp.status)
     want("server.port", server_port)
+    if "db.client.application_name" in rec:
+        want("db.client.application_name", exp.app)
     if exp.rows_known:
         if exp.rows is None:
             if rec.get("db.response.returned_rows") is not None:
@@ -329,26 +337,39 @@ def compare(expected, records, server_port, ignore_pids=()):
         if pid in ignore_pids and pid not in exp_by_pid:
             continue
         exps, recs = exp_by_pid.get(pid, []), rec_by_pid.get(pid, [])
-        loose = any(e.loose_text for e in exps)
-        rec_keys = [norm_part(r.get("db.query.text", "")) if loose
-                    else r.get("db.query.text") for r in recs]
-        exp_keys = [norm_part(e.text) if loose else e.text for e in exps]
+        # Pair by normalised text; check_record then applies the exact rule per statement.
+        rec_keys = [norm_part(str(r.get("db.query.text", ""))) for r in recs]
+        exp_keys = [norm_part(e.text) for e in exps]
         sm = difflib.SequenceMatcher(a=exp_keys, b=rec_keys, autojunk=False)
+        pairs, left_e, left_r = [], [], []
         for op, a0, a1, b0, b1 in sm.get_opcodes():
             if op == "equal":
-                for e, r in zip(exps[a0:a1], recs[b0:b1]):
-                    problems = check_record(e, r, server_port)
-                    if problems:
-                        report.mismatched.append((e, r, problems))
-                    else:
-                        report.matched += 1
-            elif op == "replace" and a1 - a0 == b1 - b0:
-                # Same number on both sides: most likely the texts differ; show how.
-                for e, r in zip(exps[a0:a1], recs[b0:b1]):
-                    report.mismatched.append((e, r, check_record(e, r, server_port)))
+                pairs.extend(zip(exps[a0:a1], recs[b0:b1]))
             else:
-                report.missing.extend(exps[a0:a1])
-                report.extra.extend(recs[b0:b1])
+                left_e.extend(range(a0, a1))
+                left_r.extend(range(b0, b1))
+        # Repetitive sessions (pgbench) make the alignment ragged: pair equal texts among the
+        # leftovers first, in order, then report what is still unpaired.
+        unpaired_e = []
+        for i in left_e:
+            j = next((j for j in left_r if rec_keys[j] == exp_keys[i]), None)
+            if j is None:
+                unpaired_e.append(exps[i])
+            else:
+                left_r.remove(j)
+                pairs.append((exps[i], recs[j]))
+        if len(unpaired_e) == len(left_r):
+            # Same number on both sides: most likely the texts differ; show how.
+            pairs.extend(zip(unpaired_e, (recs[j] for j in left_r)))
+        else:
+            report.missing.extend(unpaired_e)
+            report.extra.extend(recs[j] for j in left_r)
+        for e, r in pairs:
+            problems = check_record(e, r, server_port)
+            if problems:
+                report.mismatched.append((e, r, problems))
+            else:
+                report.matched += 1
         ids = {r.get("connection_id") for r in recs}
         if len(ids) > 1:
             report.other.append(f"pid {pid}: records carry {len(ids)} connection_ids {ids}")
