@@ -23,7 +23,10 @@ po::options_description settings() {
       ("max-query-bytes", po::value<uint64_t>(),
        "longest statement text kept in a record; longer is cut and marked (default 1048576)")
       ("ringbuf-bytes", po::value<uint32_t>(),
-       "kernel ring buffer size, a power of two (default 16777216)");
+       "kernel ring buffer size, a power of two (default 16777216)")
+      ("record", po::value<std::string>(),
+       "also write every raw capture record to this new file (replay it with `dbwarden "
+       "replay`); it holds statement text: protect it like the audit log");
   return d;
 }
 
@@ -96,10 +99,43 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
     }
     if (vm.count("max-query-bytes")) c.max_query_bytes = vm["max-query-bytes"].as<uint64_t>();
     if (vm.count("ringbuf-bytes")) c.ringbuf_bytes = vm["ringbuf-bytes"].as<uint32_t>();
+    if (vm.count("record")) c.record_file = vm["record"].as<std::string>();
     if (Status s = validate(c); !s.ok()) return s;
     return std::optional<Config>(std::move(c));
   } catch (const po::error& e) {
     return Status::Error(std::string(e.what()) + " (see `dbwarden run --help`)");
+  }
+}
+
+Result<std::optional<ReplayConfig>> parse_replay_config(int argc, const char* const* argv,
+                                                        std::ostream& out) {
+  po::options_description d("dbwarden replay: decode a capture recording offline");
+  d.add_options()
+      ("help,h", "show this help")
+      ("recording", po::value<std::string>(), "recording made with `dbwarden run --record`")
+      ("audit-file", po::value<std::string>(), "where to write the audit records")
+      ("max-query-bytes", po::value<uint64_t>(), "as for `dbwarden run`");
+  po::positional_options_description pos;
+  pos.add("recording", 1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(d).positional(pos).run(), vm);
+    po::notify(vm);
+    if (vm.count("help")) {
+      out << "Usage: dbwarden replay RECORDING --audit-file PATH\n\n" << d << "\n";
+      return std::optional<ReplayConfig>();
+    }
+    ReplayConfig c;
+    if (!vm.count("recording") || !vm.count("audit-file")) {
+      return Status::Error("replay needs a recording and --audit-file (see `dbwarden replay "
+                           "--help`)");
+    }
+    c.recording = vm["recording"].as<std::string>();
+    c.audit_file = vm["audit-file"].as<std::string>();
+    if (vm.count("max-query-bytes")) c.max_query_bytes = vm["max-query-bytes"].as<uint64_t>();
+    return std::optional<ReplayConfig>(std::move(c));
+  } catch (const po::error& e) {
+    return Status::Error(std::string(e.what()) + " (see `dbwarden replay --help`)");
   }
 }
 

@@ -21,11 +21,21 @@ struct Config {
   std::vector<uint16_t> postgres_ports{5432};
   uint64_t max_query_bytes = 1u << 20;
   uint32_t ringbuf_bytes = 16u << 20;
+  std::string record_file;  // non-empty: also record raw capture records (for replay)
 };
 
 // Parses `dbwarden run` arguments (argv[0] is "run"). Returns nullopt after
 // printing --help or --version to `out`; an error Status names the problem.
 Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv,
                                                std::ostream& out);
+
+// `dbwarden replay FILE --audit-file PATH`: decodes a recording offline.
+struct ReplayConfig {
+  std::string recording;
+  std::string audit_file;
+  uint64_t max_query_bytes = 1u << 20;
+};
+Result<std::optional<ReplayConfig>> parse_replay_config(int argc, const char* const* argv,
+                                                        std::ostream& out);
 
 }  // namespace dbwarden::agent

@@ -16,6 +16,7 @@ void usage(std::FILE* out) {
                "Usage: dbwarden <command> [options]\n\n"
                "Commands:\n"
                "  run       observe database traffic on this host (see `dbwarden run --help`)\n"
+               "  replay    decode a recording made with `run --record` into an audit file\n"
                "  version   print the version\n");
 }
 
@@ -31,6 +32,15 @@ int main(int argc, char** argv) {
   if (!std::strcmp(argv[1], "version") || !std::strcmp(argv[1], "--version")) {
     std::printf("dbwarden %s\n", kVersion);
     return kExitOk;
+  }
+  if (!std::strcmp(argv[1], "replay")) {
+    auto config = parse_replay_config(argc - 1, argv + 1, std::cout);
+    if (!config.ok()) {
+      std::fprintf(stderr, "dbwarden: %s\n", config.status().message().c_str());
+      return kExitUsage;
+    }
+    if (!config.value()) return kExitOk;
+    return replay(*config.value());
   }
   if (!std::strcmp(argv[1], "run")) {
     auto config = parse_run_config(argc - 1, argv + 1, std::cout);

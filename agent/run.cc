@@ -101,6 +101,7 @@ int run(const Config& config) {
 
   capture::Options copts;
   copts.ringbuf_bytes = config.ringbuf_bytes;
+  copts.record_path = config.record_file;
   auto capture = capture::BpfCapture::Open(copts, observer);
   if (!capture.ok()) {
     std::fprintf(stderr, "dbwarden: %s\n", capture.status().message().c_str());
@@ -152,6 +153,35 @@ int run(const Config& config) {
   std::fprintf(stderr, "dbwarden: stopped; %llu statements audited\n",
                static_cast<unsigned long long>(audit.value()->records_written()));
   return status;
+}
+
+int replay(const ReplayConfig& config) {
+  audit::WriterOptions wopts;
+  wopts.path = config.audit_file;
+  auto audit = audit::JsonlWriter::Open(wopts);
+  if (!audit.ok()) {
+    std::fprintf(stderr, "dbwarden: %s\n", audit.status().message().c_str());
+    return kExitError;
+  }
+  Pipeline pipeline({audit.value().get()});
+  pgsql::Limits limits;
+  limits.max_query_bytes = config.max_query_bytes;
+  Observer observer(pipeline, limits);
+  auto stats = capture::replay(config.recording, observer);
+  if (!stats.ok()) {
+    std::fprintf(stderr, "dbwarden: %s\n", stats.status().message().c_str());
+    return kExitError;
+  }
+  observer.close_all(0);
+  if (Status s = audit.value()->flush(); !s.ok()) {
+    std::fprintf(stderr, "dbwarden: %s\n", s.message().c_str());
+    return kExitError;
+  }
+  std::fprintf(stderr, "dbwarden: replayed %llu records (%llu malformed); %llu statements\n",
+               static_cast<unsigned long long>(stats.value().records),
+               static_cast<unsigned long long>(stats.value().malformed),
+               static_cast<unsigned long long>(audit.value()->records_written()));
+  return stats.value().malformed ? kExitError : kExitOk;
 }
 
 }  // namespace dbwarden::agent

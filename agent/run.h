@@ -14,4 +14,7 @@ inline constexpr int kExitNoPrivilege = 77;
 // Observes until SIGINT/SIGTERM; returns the process exit code.
 int run(const Config& config);
 
+// Decodes a recording into an audit file; returns the process exit code.
+int replay(const ReplayConfig& config);
+
 }  // namespace dbwarden::agent

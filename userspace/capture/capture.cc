@@ -92,6 +92,11 @@ Result<std::unique_ptr<BpfCapture>> BpfCapture::Open(const Options& options,
     return Status::Error("attaching the BPF programs failed: " + errno_text(err));
   }
   auto capture = std::unique_ptr<BpfCapture>(new BpfCapture(std::move(impl)));
+  if (!options.record_path.empty()) {
+    auto rec = RecordingWriter::Create(options.record_path);
+    if (!rec.ok()) return rec.status();
+    capture->recording_ = std::move(rec.value());
+  }
   capture->impl_->ring = ring_buffer__new(bpf_map__fd(capture->impl_->skel->maps.events),
                                           &BpfCapture::dispatch, capture.get(), nullptr);
   if (!capture->impl_->ring) {
@@ -102,46 +107,13 @@ Result<std::unique_ptr<BpfCapture>> BpfCapture::Open(const Options& options,
 
 int BpfCapture::dispatch(void* ctx, void* data, size_t size) {
   auto* self = static_cast<BpfCapture*>(ctx);
-  EventHandler& h = *self->impl_->handler;
-  if (size < sizeof(dbw_event_header)) {
-    self->malformed_++;
-    return 0;
-  }
-  // Ring-buffer records are 8-byte aligned, so the casts below are sound.
-  const auto* hdr = static_cast<const dbw_event_header*>(data);
   self->records_++;
-  switch (hdr->kind) {
-    case DBW_EV_DATA: {
-      const auto* e = static_cast<const dbw_data_event*>(data);
-      if (size < offsetof(dbw_data_event, data) || e->captured > DBW_CHUNK_BYTES ||
-          e->captured > e->length || size < offsetof(dbw_data_event, data) + e->captured) {
-        self->malformed_++;
-        return 0;
-      }
-      self->payload_bytes_ += e->captured;
-      h.on_data(*e);
-      return 0;
-    }
-    case DBW_EV_CONN_OPEN:
-    case DBW_EV_CONN_CLOSE: {
-      if (size < sizeof(dbw_conn_event)) break;
-      const auto* e = static_cast<const dbw_conn_event*>(data);
-      if (hdr->kind == DBW_EV_CONN_OPEN) {
-        h.on_conn_open(*e);
-      } else {
-        h.on_conn_close(*e);
-      }
-      return 0;
-    }
-    case DBW_EV_PROC_EXIT: {
-      if (size < sizeof(dbw_proc_event)) break;
-      h.on_proc_exit(*static_cast<const dbw_proc_event*>(data));
-      return 0;
-    }
-    default:
-      break;
+  if (self->recording_) self->recording_->write(data, size);
+  if (!capture::dispatch(data, size, *self->impl_->handler)) {
+    self->malformed_++;
+  } else if (static_cast<const dbw_event_header*>(data)->kind == DBW_EV_DATA) {
+    self->payload_bytes_ += static_cast<const dbw_data_event*>(data)->captured;
   }
-  self->malformed_++;
   return 0;
 }
 
@@ -185,11 +157,16 @@ void BpfCapture::forget_socket(uint64_t sock_ino) {
 }
 
 Result<int> BpfCapture::poll(int timeout_ms) {
+  // The programs submit with BPF_RB_NO_WAKEUP (a wake-up per record would cost
+  // more than the capture), so epoll only fires past wakeup_bytes of backlog.
+  // Wait for that or the timeout, then consume whatever is there either way.
   int n = ring_buffer__poll(impl_->ring, timeout_ms);
   if (n < 0 && n != -EINTR) {
     return Status::Error("reading the ring buffer failed: " + errno_text(n));
   }
-  return n < 0 ? 0 : n;
+  int m = ring_buffer__consume(impl_->ring);
+  if (m < 0) return Status::Error("reading the ring buffer failed: " + errno_text(m));
+  return (n < 0 ? 0 : n) + m;
 }
 
 DropCounts BpfCapture::drops() const {

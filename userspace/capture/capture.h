@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "capture/records.h"
 #include "dbwarden.h"
 
 namespace dbwarden::capture {
@@ -18,17 +19,7 @@ namespace dbwarden::capture {
 struct Options {
   uint32_t ringbuf_bytes = 16u << 20;  // power of two
   uint32_t wakeup_bytes = 256u << 10;  // backlog that wakes the reader early
-};
-
-// Records arrive in ring-buffer order. `data.captured` bytes of `data.data`
-// are valid; `data.length - data.captured` bytes at the end were not copied.
-class EventHandler {
- public:
-  virtual ~EventHandler() = default;
-  virtual void on_conn_open(const dbw_conn_event& event) = 0;
-  virtual void on_conn_close(const dbw_conn_event& event) = 0;
-  virtual void on_data(const dbw_data_event& event) = 0;
-  virtual void on_proc_exit(const dbw_proc_event& event) = 0;
+  std::string record_path;             // non-empty: also write every record here
 };
 
 struct DropCounts {
@@ -68,6 +59,7 @@ class BpfCapture {
   uint64_t records_ = 0;
   uint64_t payload_bytes_ = 0;
   uint64_t malformed_ = 0;
+  std::unique_ptr<RecordingWriter> recording_;
 };
 
 }  // namespace dbwarden::capture
