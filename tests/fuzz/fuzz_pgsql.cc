@@ -14,8 +14,8 @@ class TouchSink : public dbwarden::StatementSink {
  public:
   void on_statement(const dbwarden::Statement& s) override {
     sum += s.start_ns ^ s.end_ns ^ s.request_bytes ^ s.response_bytes;
-    sum += s.text.size() + s.status_code.size() + s.error_message.size() +
-           s.command_tag.size() + s.statement_name.size() + s.operation.size();
+    sum += s.text.size() + s.status_code.size() + s.error_message.size() + s.command_tag.size() +
+           s.statement_name.size() + s.operation.size();
     for (char c : s.text) sum += static_cast<uint8_t>(c);
     for (char c : s.error_message) sum += static_cast<uint8_t>(c);
     sum += s.returned_rows.value_or(0) + s.text_truncated + s.capture_gap;
@@ -87,5 +87,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     ++ts;
   }
   session.on_close(ts);
-  return sink.sum == 42 ? 0 : 0;
+  // Returning a value derived from every read keeps them from being optimised out.
+  return static_cast<int>(sink.sum & 0);
 }

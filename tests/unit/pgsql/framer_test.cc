@@ -2,10 +2,11 @@
 // Header parsing and framing: one byte short asks for more, two messages in
 // one buffer come out one at a time, hostile lengths are rejected, skipped
 // bodies are never buffered.
+#include "protocol/pgsql/framer.h"
+
 #include <catch2/catch.hpp>
 
 #include "pg_wire.h"
-#include "protocol/pgsql/framer.h"
 #include "protocol/pgsql/messages.h"
 
 using namespace pgtest;
@@ -128,8 +129,7 @@ TEST_CASE("pgsql framer: a 100 MB DataRow is skipped by length", "[pgsql]") {
   CHECK(counters.invalid_messages == 0);
 }
 
-TEST_CASE("pgsql framer: gap inside a body keeps framing, gap over a header resyncs",
-          "[pgsql]") {
+TEST_CASE("pgsql framer: gap inside a body keeps framing, gap over a header resyncs", "[pgsql]") {
   Counters counters;
   Collector c;
   Framer f(Direction::kBackend, Limits{}, counters, c);

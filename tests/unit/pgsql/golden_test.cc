@@ -135,7 +135,8 @@ TEST_CASE("pgsql golden: the login password never appears in any record", "[pgsq
     for (size_t piece : {size_t{0}, size_t{1}}) {
       Run run;
       Feed(run, chunks, piece);
-      for (const Statement& s : run.sink.got) CHECK(Describe(s).find(kPassword) == std::string::npos);
+      for (const Statement& s : run.sink.got)
+        CHECK(Describe(s).find(kPassword) == std::string::npos);
       CHECK(run.info.user.find(kPassword) == std::string::npos);
       CHECK(run.info.database.find(kPassword) == std::string::npos);
       CHECK(run.info.application_name.find(kPassword) == std::string::npos);

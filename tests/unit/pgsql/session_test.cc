@@ -56,13 +56,13 @@ TEST_CASE("pgsql session: database defaults to the user", "[pgsql]") {
 
 TEST_CASE("pgsql session: multi-statement query, error stops the rest", "[pgsql]") {
   Run run;
-  Feed(run, With(Login(),
-                 {{kF, Query("CREATE TABLE t(a int); INSERT INTO t VALUES (1); SELECT 1/0; "
-                             "SELECT 2"),
-                   10},
-                  {kB, Complete("CREATE TABLE"), 20},
-                  {kB, Complete("INSERT 0 1"), 30},
-                  {kB, Error("22012", "division by zero") + Ready(), 40}}));
+  Feed(run, With(Login(), {{kF,
+                            Query("CREATE TABLE t(a int); INSERT INTO t VALUES (1); SELECT 1/0; "
+                                  "SELECT 2"),
+                            10},
+                           {kB, Complete("CREATE TABLE"), 20},
+                           {kB, Complete("INSERT 0 1"), 30},
+                           {kB, Error("22012", "division by zero") + Ready(), 40}}));
   REQUIRE(run.sink.got.size() == 3);
   CHECK(run.sink.got[0].text == "CREATE TABLE t(a int)");
   CHECK(run.sink.got[0].command_tag == "CREATE TABLE");
@@ -110,13 +110,14 @@ TEST_CASE("pgsql session: more completions than pieces are unmatched", "[pgsql]"
 TEST_CASE("pgsql session: long query text is cut and counted", "[pgsql]") {
   Run run;
   run.limits.max_query_bytes = 16;
-  Feed(run, With(Login(), {{kF, Query("SELECT 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'"), 10},
-                           {kF, Parse("", "SELECT 'bbbbbbbbbbbbbbbbbbbbbb'") + Bind("", "") +
-                                    Execute("") + Sync(),
-                            30},
-                           {kB, Complete("SELECT 1") + Ready(), 20},
-                           {kB, ParseComplete() + BindComplete() + Complete("SELECT 1") + Ready(),
-                            40}}));
+  Feed(
+      run,
+      With(Login(),
+           {{kF, Query("SELECT 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'"), 10},
+            {kF, Parse("", "SELECT 'bbbbbbbbbbbbbbbbbbbbbb'") + Bind("", "") + Execute("") + Sync(),
+             30},
+            {kB, Complete("SELECT 1") + Ready(), 20},
+            {kB, ParseComplete() + BindComplete() + Complete("SELECT 1") + Ready(), 40}}));
   REQUIRE(run.sink.got.size() == 2);
   CHECK(run.sink.got[0].text == "SELECT 'aaaaaaaa");
   CHECK(run.sink.got[0].text_truncated);
@@ -127,14 +128,14 @@ TEST_CASE("pgsql session: long query text is cut and counted", "[pgsql]") {
 
 TEST_CASE("pgsql session: extended protocol, named and unnamed", "[pgsql]") {
   Run run;
-  Feed(run, With(Login(),
-                 {{kF, Parse("s1", "SELECT * FROM t WHERE a = $1") + Sync(), 10},
-                  {kB, ParseComplete() + Ready(), 11},
-                  {kF, Bind("", "s1", "42") + Describe('P', "") + Execute("") + Sync(), 20},
-                  {kB, BindComplete() + RowDesc() + DataRow("42") + Complete("SELECT 1") + Ready(),
-                   21},
-                  {kF, Parse("", "UPDATE t SET a = 1") + Bind("", "") + Execute("") + Sync(), 30},
-                  {kB, ParseComplete() + BindComplete() + Complete("UPDATE 3") + Ready(), 31}}));
+  Feed(run,
+       With(Login(),
+            {{kF, Parse("s1", "SELECT * FROM t WHERE a = $1") + Sync(), 10},
+             {kB, ParseComplete() + Ready(), 11},
+             {kF, Bind("", "s1", "42") + Describe('P', "") + Execute("") + Sync(), 20},
+             {kB, BindComplete() + RowDesc() + DataRow("42") + Complete("SELECT 1") + Ready(), 21},
+             {kF, Parse("", "UPDATE t SET a = 1") + Bind("", "") + Execute("") + Sync(), 30},
+             {kB, ParseComplete() + BindComplete() + Complete("UPDATE 3") + Ready(), 31}}));
   REQUIRE(run.sink.got.size() == 2);
   CHECK(run.sink.got[0].text == "SELECT * FROM t WHERE a = $1");
   CHECK(run.sink.got[0].statement_name == "s1");
@@ -149,15 +150,15 @@ TEST_CASE("pgsql session: extended protocol, named and unnamed", "[pgsql]") {
 
 TEST_CASE("pgsql session: pipelined executes complete in order", "[pgsql]") {
   Run run;
-  Feed(run,
-       With(Login(), {{kF,
-                       Parse("", "SELECT 1") + Bind("", "") + Execute("") + Parse("", "SELECT 2") +
-                           Bind("", "") + Execute("") + Parse("", "SELECT 3") + Bind("", "") +
-                           Execute("") + Sync(),
-                       10},
-                      {kB, ParseComplete() + BindComplete() + Complete("SELECT 1"), 20},
-                      {kB, ParseComplete() + BindComplete() + Complete("SELECT 2"), 30},
-                      {kB, ParseComplete() + BindComplete() + Complete("SELECT 3") + Ready(), 40}}));
+  Feed(run, With(Login(),
+                 {{kF,
+                   Parse("", "SELECT 1") + Bind("", "") + Execute("") + Parse("", "SELECT 2") +
+                       Bind("", "") + Execute("") + Parse("", "SELECT 3") + Bind("", "") +
+                       Execute("") + Sync(),
+                   10},
+                  {kB, ParseComplete() + BindComplete() + Complete("SELECT 1"), 20},
+                  {kB, ParseComplete() + BindComplete() + Complete("SELECT 2"), 30},
+                  {kB, ParseComplete() + BindComplete() + Complete("SELECT 3") + Ready(), 40}}));
   REQUIRE(run.sink.got.size() == 3);
   for (int i = 0; i < 3; ++i) {
     CHECK(run.sink.got[i].text == "SELECT " + std::to_string(i + 1));
@@ -168,18 +169,18 @@ TEST_CASE("pgsql session: pipelined executes complete in order", "[pgsql]") {
 
 TEST_CASE("pgsql session: error in extended protocol skips to Sync", "[pgsql]") {
   Run run;
-  Feed(run, With(Login(),
-                 {{kF,
-                   Parse("", "SELECT 1") + Bind("", "") + Execute("") + Parse("", "SELECT 1/0") +
-                       Bind("", "") + Execute("") + Parse("", "SELECT 3") + Bind("", "") +
-                       Execute("") + Sync() + Parse("", "SELECT 4") + Bind("", "") + Execute("") +
-                       Sync(),
-                   10},
-                  {kB,
-                   ParseComplete() + BindComplete() + Complete("SELECT 1") + ParseComplete() +
-                       BindComplete() + Error("22012", "division by zero") + Ready('E'),
-                   20},
-                  {kB, ParseComplete() + BindComplete() + Complete("SELECT 1") + Ready(), 30}}));
+  Feed(run,
+       With(Login(),
+            {{kF,
+              Parse("", "SELECT 1") + Bind("", "") + Execute("") + Parse("", "SELECT 1/0") +
+                  Bind("", "") + Execute("") + Parse("", "SELECT 3") + Bind("", "") + Execute("") +
+                  Sync() + Parse("", "SELECT 4") + Bind("", "") + Execute("") + Sync(),
+              10},
+             {kB,
+              ParseComplete() + BindComplete() + Complete("SELECT 1") + ParseComplete() +
+                  BindComplete() + Error("22012", "division by zero") + Ready('E'),
+              20},
+             {kB, ParseComplete() + BindComplete() + Complete("SELECT 1") + Ready(), 30}}));
   REQUIRE(run.sink.got.size() == 3);
   CHECK(run.sink.got[0].text == "SELECT 1");
   CHECK(run.sink.got[1].text == "SELECT 1/0");
@@ -219,18 +220,17 @@ TEST_CASE("pgsql session: error arrives before the client's Sync", "[pgsql]") {
 
 TEST_CASE("pgsql session: unknown prepared statement, suspended portal, Close", "[pgsql]") {
   Run run;
-  Feed(run, With(Login(),
-                 {{kF, Bind("", "before_capture") + Execute("", 2) + Execute("", 2) + Sync(), 10},
-                  {kB,
-                   BindComplete() + DataRow("a") + DataRow("b") + Suspended() + DataRow("c") +
-                       Complete("SELECT 1") + Ready(),
-                   20},
-                  {kF, Parse("x", "SELECT 9") + Close('S', "x") + Bind("", "x") + Execute("") +
-                           Sync(),
-                   30},
-                  {kB, ParseComplete() + CloseComplete() + Error("26000", "no such statement") +
-                           Ready(),
-                   40}}));
+  Feed(run,
+       With(Login(),
+            {{kF, Bind("", "before_capture") + Execute("", 2) + Execute("", 2) + Sync(), 10},
+             {kB,
+              BindComplete() + DataRow("a") + DataRow("b") + Suspended() + DataRow("c") +
+                  Complete("SELECT 1") + Ready(),
+              20},
+             {kF, Parse("x", "SELECT 9") + Close('S', "x") + Bind("", "x") + Execute("") + Sync(),
+              30},
+             {kB, ParseComplete() + CloseComplete() + Error("26000", "no such statement") + Ready(),
+              40}}));
   REQUIRE(run.sink.got.size() == 3);
   CHECK(run.sink.got[0].text.empty());
   CHECK(run.sink.got[0].statement_name == "before_capture");
@@ -245,16 +245,16 @@ TEST_CASE("pgsql session: unknown prepared statement, suspended portal, Close", 
 
 TEST_CASE("pgsql session: DEALLOCATE forgets a named statement", "[pgsql]") {
   Run run;
-  Feed(run, With(Login(), {{kF, Parse("Foo", "SELECT 1") + Parse("bar", "SELECT 2") + Sync(), 10},
-                           {kB, ParseComplete() + ParseComplete() + Ready(), 11},
-                           {kF, Query("DEALLOCATE \"Foo\"; DEALLOCATE PREPARE BAR"), 20},
-                           {kB, Complete("DEALLOCATE") + Complete("DEALLOCATE") + Ready(), 21},
-                           {kF, Bind("", "Foo") + Execute("") + Bind("", "bar") + Execute("") +
-                                    Sync(),
-                            30},
-                           {kB, BindComplete() + Complete("SELECT 1") + BindComplete() +
-                                    Complete("SELECT 1") + Ready(),
-                            31}}));
+  Feed(run, With(Login(),
+                 {{kF, Parse("Foo", "SELECT 1") + Parse("bar", "SELECT 2") + Sync(), 10},
+                  {kB, ParseComplete() + ParseComplete() + Ready(), 11},
+                  {kF, Query("DEALLOCATE \"Foo\"; DEALLOCATE PREPARE BAR"), 20},
+                  {kB, Complete("DEALLOCATE") + Complete("DEALLOCATE") + Ready(), 21},
+                  {kF, Bind("", "Foo") + Execute("") + Bind("", "bar") + Execute("") + Sync(), 30},
+                  {kB,
+                   BindComplete() + Complete("SELECT 1") + BindComplete() + Complete("SELECT 1") +
+                       Ready(),
+                   31}}));
   REQUIRE(run.sink.got.size() == 4);
   CHECK(run.sink.got[2].statement_name == "Foo");
   CHECK(run.sink.got[2].text.empty());
@@ -265,11 +265,11 @@ TEST_CASE("pgsql session: a password on the wire never reaches a record", "[pgsq
   const std::string pw = "s3cret-Pa55";
   Run run;
   // Also: a client that retries auth, and a SASL exchange.
-  Feed(run, With(Login(), {{kF, Query("SELECT 1"), 10},
-                           {kB, Complete("SELECT 1") + Ready(), 20},
-                           {kF, Typed('p', "SCRAM-SHA-256" + std::string(1, '\0') + I32(11) + pw),
-                            30},
-                           {kF, Password(pw), 40}}));
+  Feed(run,
+       With(Login(), {{kF, Query("SELECT 1"), 10},
+                      {kB, Complete("SELECT 1") + Ready(), 20},
+                      {kF, Typed('p', "SCRAM-SHA-256" + std::string(1, '\0') + I32(11) + pw), 30},
+                      {kF, Password(pw), 40}}));
   REQUIRE(run.sink.got.size() == 1);
   for (const Statement& s : run.sink.got) {
     CHECK(Describe(s).find(pw) == std::string::npos);
@@ -357,8 +357,7 @@ TEST_CASE("pgsql session: gap inside a DataRow keeps framing", "[pgsql]") {
   CHECK(run.counters.resyncs == 0);
 }
 
-TEST_CASE("pgsql session: gap over a header resyncs without losing the connection",
-          "[pgsql]") {
+TEST_CASE("pgsql session: gap over a header resyncs without losing the connection", "[pgsql]") {
   Run run;
   const std::string resp = DataRow("1") + Complete("SELECT 1") + Ready();
   Feed(run, With(Login(), {{kF, Query("SELECT 1"), 10},
@@ -403,9 +402,9 @@ TEST_CASE("pgsql session: pending statements come out on close", "[pgsql]") {
 
 TEST_CASE("pgsql session: application_name follows ParameterStatus", "[pgsql]") {
   Run run;
-  Feed(run, With(Login(), {{kF, Query("SET application_name = 'b'"), 10},
-                           {kB, Complete("SET") + ParamStatus("application_name", "b") + Ready(),
-                            20}}));
+  Feed(run,
+       With(Login(), {{kF, Query("SET application_name = 'b'"), 10},
+                      {kB, Complete("SET") + ParamStatus("application_name", "b") + Ready(), 20}}));
   CHECK(run.info.application_name == "b");
 }
 

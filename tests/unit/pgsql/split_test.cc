@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-#include <catch2/catch.hpp>
-
 #include "protocol/pgsql/split.h"
+
+#include <catch2/catch.hpp>
 
 using dbwarden::pgsql::SplitStatements;
 using dbwarden::pgsql::SqlPiece;

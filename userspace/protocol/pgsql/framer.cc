@@ -30,20 +30,36 @@ size_t Framer::keep_limit(uint8_t type, StartupKind startup, uint32_t body_lengt
     limit = startup == StartupKind::kStartup ? body_length : 0;
   } else if (dir_ == Direction::kFrontend) {
     switch (type) {
-      case 'Q': limit = limits_.max_query_bytes + 1; break;  // + the \0
-      case 'P': limit = limits_.max_query_bytes + 1 + kNameBytes; break;
+      case 'Q':
+        limit = limits_.max_query_bytes + 1;
+        break;  // + the \0
+      case 'P':
+        limit = limits_.max_query_bytes + 1 + kNameBytes;
+        break;
       case 'B':
       case 'E':
-      case 'C': limit = kNameBytes; break;
-      default: limit = 0; break;  // includes 'p': passwords are never kept
+      case 'C':
+        limit = kNameBytes;
+        break;
+      default:
+        limit = 0;
+        break;  // includes 'p': passwords are never kept
     }
   } else {
     switch (type) {
       case 'C':
-      case 'S': limit = kNameBytes; break;
-      case 'E': limit = kErrorBytes; break;
-      case 'Z': limit = 1; break;
-      default: limit = 0; break;  // includes 'R': authentication is never kept
+      case 'S':
+        limit = kNameBytes;
+        break;
+      case 'E':
+        limit = kErrorBytes;
+        break;
+      case 'Z':
+        limit = 1;
+        break;
+      default:
+        limit = 0;
+        break;  // includes 'R': authentication is never kept
     }
   }
   return std::min<size_t>(limit, body_length);
@@ -52,10 +68,17 @@ size_t Framer::keep_limit(uint8_t type, StartupKind startup, uint32_t body_lengt
 void Framer::feed(std::span<const uint8_t> data, uint64_t ts_ns) {
   while (!data.empty()) {
     switch (mode_) {
-      case Mode::kStopped: return;
-      case Mode::kHeader: data = read_header(data, ts_ns); break;
-      case Mode::kBody: data = read_body(data, ts_ns); break;
-      case Mode::kResync: data = resync(data, ts_ns); break;
+      case Mode::kStopped:
+        return;
+      case Mode::kHeader:
+        data = read_header(data, ts_ns);
+        break;
+      case Mode::kBody:
+        data = read_body(data, ts_ns);
+        break;
+      case Mode::kResync:
+        data = resync(data, ts_ns);
+        break;
     }
   }
 }
@@ -73,8 +96,8 @@ std::span<const uint8_t> Framer::read_header(std::span<const uint8_t> data, uint
     const uint8_t b = data[0];
     const StartupKind request = answer_for_;
     answer_for_ = StartupKind::kNone;
-    const bool accepted = (request == StartupKind::kSsl && b == 'S') ||
-                          (request == StartupKind::kGssEnc && b == 'G');
+    const bool accepted =
+        (request == StartupKind::kSsl && b == 'S') || (request == StartupKind::kGssEnc && b == 'G');
     if (accepted || b == 'N') {
       cur_ = Frame{};
       cur_.type = b;
@@ -176,8 +199,7 @@ void Framer::deliver(std::span<const uint8_t> body, uint64_t ts_ns) {
   } else {
     cur_.start_ns = ts_ns;
   }
-  if (cur_.type == 0 && cur_.startup != StartupKind::kSsl &&
-      cur_.startup != StartupKind::kGssEnc) {
+  if (cur_.type == 0 && cur_.startup != StartupKind::kSsl && cur_.startup != StartupKind::kGssEnc) {
     untyped_ = false;  // StartupMessage or CancelRequest ends the untyped phase
   }
   ++counters_.messages;
@@ -231,8 +253,11 @@ std::span<const uint8_t> Framer::resync(std::span<const uint8_t> data, uint64_t 
 void Framer::gap(uint64_t length, uint64_t ts_ns) {
   if (length == 0) return;
   switch (mode_) {
-    case Mode::kStopped: return;
-    case Mode::kResync: carry_len_ = 0; return;  // carried bytes are no longer adjacent
+    case Mode::kStopped:
+      return;
+    case Mode::kResync:
+      carry_len_ = 0;
+      return;  // carried bytes are no longer adjacent
     case Mode::kBody:
       cur_.gap = true;
       if (length < remaining_) {
@@ -245,7 +270,8 @@ void Framer::gap(uint64_t length, uint64_t ts_ns) {
       deliver(body_, ts_ns);
       if (length == 0 || mode_ == Mode::kStopped) return;  // ended on a boundary: framing kept
       break;
-    case Mode::kHeader: break;
+    case Mode::kHeader:
+      break;
   }
   // The gap covers (part of) a header: we no longer know where messages start.
   untyped_ = false;

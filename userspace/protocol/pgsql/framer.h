@@ -21,10 +21,10 @@
 namespace dbwarden::pgsql {
 
 struct Frame {
-  uint8_t type = 0;  // type byte; 0 for an untyped startup-phase packet
+  uint8_t type = 0;                          // type byte; 0 for an untyped startup-phase packet
   StartupKind startup = StartupKind::kNone;  // for type 0
-  bool single_byte = false;  // the backend's 'S'/'G'/'N' answer to SSL/GSSENC requests
-  uint32_t length = 0;       // length field as on the wire (1 for single_byte)
+  bool single_byte = false;       // the backend's 'S'/'G'/'N' answer to SSL/GSSENC requests
+  uint32_t length = 0;            // length field as on the wire (1 for single_byte)
   std::span<const uint8_t> body;  // kept prefix of the body (startup: after the code)
   bool body_complete = false;     // body holds the whole body, no bytes missing
   bool gap = false;               // bytes inside this message were not captured

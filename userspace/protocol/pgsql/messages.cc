@@ -39,30 +39,30 @@ constexpr std::array<LengthRule, 256> FrontendRules() {
 
 constexpr std::array<LengthRule, 256> BackendRules() {
   std::array<LengthRule, 256> r{};
-  r['R'] = {8, kAny};    // Authentication*: Int32 code [data]
-  r['K'] = {12, 268};    // BackendKeyData: Int32 pid, key (4 bytes in 3.0, up to 256 in 3.2)
-  r['1'] = {4, 4};       // ParseComplete
-  r['2'] = {4, 4};       // BindComplete
-  r['3'] = {4, 4};       // CloseComplete
-  r['C'] = {5, kAny};    // CommandComplete: tag\0
-  r['d'] = {4, kAny};    // CopyData
-  r['c'] = {4, 4};       // CopyDone
-  r['G'] = {7, kAny};    // CopyInResponse: Int8 Int16 Int16[]
-  r['H'] = {7, kAny};    // CopyOutResponse
-  r['W'] = {7, kAny};    // CopyBothResponse
-  r['D'] = {6, kAny};    // DataRow: Int16 n, (Int32 len, bytes)*
-  r['I'] = {4, 4};       // EmptyQueryResponse
-  r['E'] = {5, kAny};    // ErrorResponse: (Byte1 String)* Byte1 0
-  r['V'] = {8, kAny};    // FunctionCallResponse
-  r['v'] = {12, kAny};   // NegotiateProtocolVersion
-  r['n'] = {4, 4};       // NoData
-  r['N'] = {5, kAny};    // NoticeResponse
-  r['A'] = {10, kAny};   // NotificationResponse
-  r['t'] = {6, kAny};    // ParameterDescription
-  r['S'] = {6, kAny};    // ParameterStatus: name\0 value\0
-  r['s'] = {4, 4};       // PortalSuspended
-  r['Z'] = {5, 5};       // ReadyForQuery: Byte1 status
-  r['T'] = {6, kAny};    // RowDescription
+  r['R'] = {8, kAny};   // Authentication*: Int32 code [data]
+  r['K'] = {12, 268};   // BackendKeyData: Int32 pid, key (4 bytes in 3.0, up to 256 in 3.2)
+  r['1'] = {4, 4};      // ParseComplete
+  r['2'] = {4, 4};      // BindComplete
+  r['3'] = {4, 4};      // CloseComplete
+  r['C'] = {5, kAny};   // CommandComplete: tag\0
+  r['d'] = {4, kAny};   // CopyData
+  r['c'] = {4, 4};      // CopyDone
+  r['G'] = {7, kAny};   // CopyInResponse: Int8 Int16 Int16[]
+  r['H'] = {7, kAny};   // CopyOutResponse
+  r['W'] = {7, kAny};   // CopyBothResponse
+  r['D'] = {6, kAny};   // DataRow: Int16 n, (Int32 len, bytes)*
+  r['I'] = {4, 4};      // EmptyQueryResponse
+  r['E'] = {5, kAny};   // ErrorResponse: (Byte1 String)* Byte1 0
+  r['V'] = {8, kAny};   // FunctionCallResponse
+  r['v'] = {12, kAny};  // NegotiateProtocolVersion
+  r['n'] = {4, 4};      // NoData
+  r['N'] = {5, kAny};   // NoticeResponse
+  r['A'] = {10, kAny};  // NotificationResponse
+  r['t'] = {6, kAny};   // ParameterDescription
+  r['S'] = {6, kAny};   // ParameterStatus: name\0 value\0
+  r['s'] = {4, 4};      // PortalSuspended
+  r['Z'] = {5, 5};      // ReadyForQuery: Byte1 status
+  r['T'] = {6, kAny};   // RowDescription
   return r;
 }
 

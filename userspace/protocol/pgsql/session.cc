@@ -13,7 +13,6 @@ namespace {
 constexpr size_t kMaxPendingOps = 10000;
 constexpr size_t kMaxPortals = 1024;
 
-
 bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; }
 
 // Consumes `word` (case-insensitive, followed by a non-identifier byte) at
@@ -127,7 +126,9 @@ void Session::on_frame(Direction dir, const Frame& f) {
 void Session::on_startup(const Frame& f) {
   switch (f.startup) {
     case StartupKind::kSsl:
-    case StartupKind::kGssEnc: backend_.expect_answer(f.startup); break;
+    case StartupKind::kGssEnc:
+      backend_.expect_answer(f.startup);
+      break;
     case StartupKind::kStartup: {
       StartupParams params;
       ParseStartupParams(f.body, &params);
@@ -137,7 +138,8 @@ void Session::on_startup(const Frame& f) {
       info_.application_name = params.application_name;
       break;
     }
-    default: break;  // CancelRequest: its key is never kept
+    default:
+      break;  // CancelRequest: its key is never kept
   }
 }
 
@@ -150,11 +152,21 @@ void Session::on_frontend(const Frame& f) {
   // to Sync: so do we (those messages never ran).
   if (discard_until_sync_ && f.type != 'S') return;
   switch (f.type) {
-    case 'Q': on_query(f); break;
-    case 'P': on_parse(f); break;
-    case 'B': on_bind(f); break;
-    case 'E': on_execute(f); break;
-    case 'C': on_close_message(f); break;
+    case 'Q':
+      on_query(f);
+      break;
+    case 'P':
+      on_parse(f);
+      break;
+    case 'B':
+      on_bind(f);
+      break;
+    case 'E':
+      on_execute(f);
+      break;
+    case 'C':
+      on_close_message(f);
+      break;
     case 'D':
       open_group(f);
       push(OpKind::kDescribe, f);
@@ -165,8 +177,11 @@ void Session::on_frontend(const Frame& f) {
       group_open_ = false;
       frontend_gap_ = false;
       break;
-    case 'F': push(OpKind::kFunctionCall, f); break;
-    default: break;  // 'p' authentication, CopyData/Done/Fail, Flush, Terminate
+    case 'F':
+      push(OpKind::kFunctionCall, f);
+      break;
+    default:
+      break;  // 'p' authentication, CopyData/Done/Fail, Flush, Terminate
   }
 }
 
@@ -323,24 +338,42 @@ void Session::on_backend(const Frame& f) {
   }
   response_bytes_ += f.wire_bytes();
   switch (f.type) {
-    case 'D': ++rows_; break;
+    case 'D':
+      ++rows_;
+      break;
     case 'C': {
       BodyReader r(f.body);
       bool terminated = false;
       on_complete(f, r.until_nul(&terminated), true);
       break;
     }
-    case 'I': on_complete(f, {}, false); break;
-    case 's': on_suspended(f); break;
-    case 'E': on_error(f); break;
-    case 'Z': on_ready(f); break;
-    case '1': pop_expected(OpKind::kParse); break;
-    case '2': pop_expected(OpKind::kBind); break;
-    case '3': pop_expected(OpKind::kClose); break;
+    case 'I':
+      on_complete(f, {}, false);
+      break;
+    case 's':
+      on_suspended(f);
+      break;
+    case 'E':
+      on_error(f);
+      break;
+    case 'Z':
+      on_ready(f);
+      break;
+    case '1':
+      pop_expected(OpKind::kParse);
+      break;
+    case '2':
+      pop_expected(OpKind::kBind);
+      break;
+    case '3':
+      pop_expected(OpKind::kClose);
+      break;
     case 'T':  // answers Describe, or precedes rows in a simple Query
       if (!ops_.empty() && ops_.front().kind == OpKind::kDescribe) ops_.pop_front();
       break;
-    case 'n': pop_expected(OpKind::kDescribe); break;
+    case 'n':
+      pop_expected(OpKind::kDescribe);
+      break;
     case 'S': {
       BodyReader r(f.body);
       std::string_view name, value;
@@ -349,7 +382,8 @@ void Session::on_backend(const Frame& f) {
       }
       break;
     }
-    default: break;
+    default:
+      break;
   }
 }
 

@@ -79,13 +79,20 @@ class Session final : private FrameHandler {
     bool truncated = false;
   };
   enum class OpKind : uint8_t {
-    kQuery, kParse, kBind, kDescribe, kExecute, kClose, kSync, kFunctionCall
+    kQuery,
+    kParse,
+    kBind,
+    kDescribe,
+    kExecute,
+    kClose,
+    kSync,
+    kFunctionCall
   };
   struct QueryState {
     std::string text;
     bool truncated = false;
     std::vector<SqlPiece> pieces;
-    size_t next = 0;               // next piece to complete
+    size_t next = 0;                 // next piece to complete
     uint64_t first_extra_bytes = 0;  // Query framing, charged to the first piece
     uint64_t last_end_ns = 0;
     bool failed = false;
@@ -149,7 +156,7 @@ class Session final : private FrameHandler {
   std::unordered_map<std::string, std::shared_ptr<const Prepared>> prepared_;
   size_t prepared_bytes_ = 0;
   std::unordered_map<std::string, std::string> portals_;  // portal -> statement name
-  std::string key_;  // reused for map lookups
+  std::string key_;                                       // reused for map lookups
 
   bool ready_seen_ = false;          // first ReadyForQuery ends the startup phase
   bool discard_until_sync_ = false;  // server is skipping to Sync after an error
