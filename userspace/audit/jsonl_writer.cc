@@ -118,7 +118,8 @@ Status JsonlWriter::flush() {
   }
   // Records are newline-terminated and JSON escapes every newline inside them,
   // so the newlines in the written prefix count the complete records written.
-  records_written_ += static_cast<uint64_t>(std::count(buffer_.data(), buffer_.data() + done, '\n'));
+  records_written_ +=
+      static_cast<uint64_t>(std::count(buffer_.data(), buffer_.data() + done, '\n'));
   bytes_written_ += done;
   buffer_.erase(0, done);
   last_flush_failed_ = !result.ok();

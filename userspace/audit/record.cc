@@ -67,8 +67,8 @@ void format_record(const Statement& st, int64_t realtime_offset_ns, std::string&
   out.append("{\"time\":\"");
   append_rfc3339_nanos(static_cast<int64_t>(st.start_ns) + realtime_offset_ns, out);
   out.push_back('"');
-  append_uint_field(",\"duration_us\":", st.end_ns > st.start_ns ? (st.end_ns - st.start_ns) / 1000 : 0,
-                    out);
+  append_uint_field(
+      ",\"duration_us\":", st.end_ns > st.start_ns ? (st.end_ns - st.start_ns) / 1000 : 0, out);
   append_uint_field(",\"connection_id\":", c.connection_id, out);
   append_string_field(",\"db.system.name\":", c.db_system, out);
   append_string_field(",\"db.namespace\":", c.database, out);

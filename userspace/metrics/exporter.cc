@@ -28,8 +28,7 @@ constexpr std::string_view kOther = "__other__";
 // A handful of database systems; anything beyond is a bug, not a workload.
 constexpr size_t kMaxDbSystems = 16;
 
-const char* const kDropReasons[4] = {"ringbuf_full", "truncated", "conn_table_full",
-                                     "read_failed"};
+const char* const kDropReasons[4] = {"ringbuf_full", "truncated", "conn_table_full", "read_failed"};
 
 // Statement latency: from a cached point select (tens of µs on loopback) to a
 // report query (seconds).
@@ -117,7 +116,8 @@ struct Exporter::Impl {
                              "Statements counted under __other__ labels because "
                              "dbwarden_statements_total reached its label-set limit.");
 
-    capture_events = counter("dbwarden_capture_events_total", "Capture events read from the kernel.");
+    capture_events =
+        counter("dbwarden_capture_events_total", "Capture events read from the kernel.");
     capture_bytes = counter("dbwarden_capture_bytes_total", "Payload bytes captured.");
     auto& dropped = prometheus::BuildCounter()
                         .Name("dbwarden_capture_dropped_total")
@@ -190,8 +190,9 @@ struct Exporter::Impl {
                    const std::string& db_system, Args&&... args) {
     if (auto it = cache.find(db_system); it != cache.end()) return it->second;
     const bool overflow = cache.size() >= kMaxDbSystems;
-    T* metric = &family.Add({{"db_system", overflow ? std::string(kOther) : label_value(db_system)}},
-                            std::forward<Args>(args)...);
+    T* metric =
+        &family.Add({{"db_system", overflow ? std::string(kOther) : label_value(db_system)}},
+                    std::forward<Args>(args)...);
     if (!overflow) cache.emplace(db_system, metric);
     return metric;
   }
@@ -219,9 +220,11 @@ void Exporter::on_statement(const Statement& statement) {
   static const ConnectionInfo kNoConnection;
   const ConnectionInfo& c = statement.connection != nullptr ? *statement.connection : kNoConnection;
   impl_->statement_counter(c, statement)->Increment();
-  const uint64_t ns = statement.end_ns > statement.start_ns ? statement.end_ns - statement.start_ns : 0;
-  impl_->per_db_system(*impl_->durations, impl_->duration_histograms, c.db_system,
-                       duration_buckets())
+  const uint64_t ns =
+      statement.end_ns > statement.start_ns ? statement.end_ns - statement.start_ns : 0;
+  impl_
+      ->per_db_system(*impl_->durations, impl_->duration_histograms, c.db_system,
+                      duration_buckets())
       ->Observe(static_cast<double>(ns) * 1e-9);
 }
 

@@ -23,8 +23,7 @@ size_t sequence_length(std::string_view s, size_t i) {
   if (in(b0, 0xF0, 0xF4)) {
     const uint8_t lo = b0 == 0xF0 ? 0x90 : 0x80;
     const uint8_t hi = b0 == 0xF4 ? 0x8F : 0xBF;
-    return left >= 4 && in(at(1), lo, hi) && in(at(2), 0x80, 0xBF) && in(at(3), 0x80, 0xBF) ? 4
-                                                                                          : 0;
+    return left >= 4 && in(at(1), lo, hi) && in(at(2), 0x80, 0xBF) && in(at(3), 0x80, 0xBF) ? 4 : 0;
   }
   return 0;
 }

@@ -14,12 +14,29 @@ constexpr bool is_ident_start(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
 }
 // Unquoted identifiers may contain '$' (scan.l ident_cont); dollar-quote tags may not.
-constexpr bool is_ident_cont(unsigned char c) { return is_ident_start(c) || is_digit(c) || c == '$'; }
+constexpr bool is_ident_cont(unsigned char c) {
+  return is_ident_start(c) || is_digit(c) || c == '$';
+}
 constexpr bool is_tag_cont(unsigned char c) { return is_ident_start(c) || is_digit(c); }
 constexpr bool is_op_char(unsigned char c) {
   switch (c) {
-    case '~': case '!': case '@': case '#': case '^': case '&': case '|': case '`': case '?':
-    case '+': case '-': case '*': case '/': case '%': case '<': case '>': case '=':
+    case '~':
+    case '!':
+    case '@':
+    case '#':
+    case '^':
+    case '&':
+    case '|':
+    case '`':
+    case '?':
+    case '+':
+    case '-':
+    case '*':
+    case '/':
+    case '%':
+    case '<':
+    case '>':
+    case '=':
       return true;
     default:
       return false;
@@ -170,8 +187,8 @@ Token Lexer::next() {
   } else if ((c | 0x20) == 'u' && c1 == '&' && (c2 == '\'' || c2 == '"')) {
     t.kind = c2 == '\'' ? TokenKind::kString : TokenKind::kQuotedIdent;
     end = scan_quoted(pos_ + 3, static_cast<char>(c2), false, &t.unterminated);
-  } else if (c1 == '\'' && ((c | 0x20) == 'e' || (c | 0x20) == 'b' || (c | 0x20) == 'x' ||
-                            (c | 0x20) == 'n')) {
+  } else if (c1 == '\'' &&
+             ((c | 0x20) == 'e' || (c | 0x20) == 'b' || (c | 0x20) == 'x' || (c | 0x20) == 'n')) {
     t.kind = TokenKind::kString;
     end = scan_quoted(pos_ + 2, '\'', (c | 0x20) == 'e', &t.unterminated);
   } else if (is_ident_start(c)) {

@@ -25,7 +25,8 @@ std::string upper(std::string_view word) {
 }
 
 bool is_main_verb(std::string_view word) {
-  for (std::string_view verb : {"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "VALUES", "TABLE"}) {
+  for (std::string_view verb :
+       {"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "VALUES", "TABLE"}) {
     if (keyword_equals(word, verb)) return true;
   }
   return false;

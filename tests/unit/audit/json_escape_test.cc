@@ -25,7 +25,11 @@ std::string reference_sanitise(std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
     const auto b = static_cast<uint8_t>(s[i]);
-    size_t len = b < 0x80 ? 1 : (b >> 5) == 0x6 ? 2 : (b >> 4) == 0xE ? 3 : (b >> 3) == 0x1E ? 4 : 0;
+    size_t len = b < 0x80           ? 1
+                 : (b >> 5) == 0x6  ? 2
+                 : (b >> 4) == 0xE  ? 3
+                 : (b >> 3) == 0x1E ? 4
+                                    : 0;
     bool ok = len != 0 && i + len <= s.size();
     uint32_t cp = len == 1 ? b : len == 2 ? (b & 0x1F) : len == 3 ? (b & 0x0F) : (b & 0x07);
     for (size_t k = 1; ok && k < len; ++k) {
@@ -70,17 +74,18 @@ TEST_CASE("json escape: UTF-8 kept, invalid bytes replaced", "[audit][json]") {
   CHECK(escape("\xf4\x8f\xbf\xbf") == "\"\xf4\x8f\xbf\xbf\"");  // U+10FFFF
   CHECK(escape("\xff") == R"("\ufffd")");
   CHECK(escape("\x80") == R"("\ufffd")");
-  CHECK(escape("\xc0\xaf") == R"("\ufffd\ufffd")");          // overlong '/'
-  CHECK(escape("\xe0\x80\xaf") == R"("\ufffd\ufffd\ufffd")");  // overlong
-  CHECK(escape("\xed\xa0\x80") == R"("\ufffd\ufffd\ufffd")");  // surrogate U+D800
+  CHECK(escape("\xc0\xaf") == R"("\ufffd\ufffd")");                      // overlong '/'
+  CHECK(escape("\xe0\x80\xaf") == R"("\ufffd\ufffd\ufffd")");            // overlong
+  CHECK(escape("\xed\xa0\x80") == R"("\ufffd\ufffd\ufffd")");            // surrogate U+D800
   CHECK(escape("\xf4\x90\x80\x80") == R"("\ufffd\ufffd\ufffd\ufffd")");  // > U+10FFFF
-  CHECK(escape("a\xc3") == R"("a\ufffd")");                  // truncated at the end
+  CHECK(escape("a\xc3") == R"("a\ufffd")");                              // truncated at the end
   CHECK(escape("\xe2\x82x") == R"("\ufffd\ufffdx")");
   CHECK(escape("\xf5\x80\x80\x80") == R"("\ufffd\ufffd\ufffd\ufffd")");
 }
 
 TEST_CASE("json escape: reference agrees on the hand-picked cases", "[audit][json]") {
-  for (std::string_view s : {"\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "a\xc3", "\xf0\x9f\x98\x80"}) {
+  for (std::string_view s :
+       {"\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "a\xc3", "\xf0\x9f\x98\x80"}) {
     CHECK(parse_string(escape(s)) == reference_sanitise(s));
   }
 }
@@ -88,9 +93,9 @@ TEST_CASE("json escape: reference agrees on the hand-picked cases", "[audit][jso
 TEST_CASE("json escape: random bytes always give valid JSON (fixed seed)", "[audit][json]") {
   // Biased towards the interesting bytes: quotes, backslash, controls, UTF-8
   // lead and continuation bytes, and the edges of the valid ranges.
-  static constexpr uint8_t kInteresting[] = {'"',  '\\', 0x00, 0x1f, 0x7f, 0x80, 0xbf, 0xc0, 0xc1,
-                                             0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff,
-                                             0x9f, 0xa0, 0x8f, 0x90, '\n', 'a'};
+  static constexpr uint8_t kInteresting[] = {'"',  '\\', 0x00, 0x1f, 0x7f, 0x80, 0xbf, 0xc0,
+                                             0xc1, 0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4,
+                                             0xf5, 0xff, 0x9f, 0xa0, 0x8f, 0x90, '\n', 'a'};
   std::mt19937_64 rng(20240601);
   for (int round = 0; round < 20000; ++round) {
     const size_t len = rng() % 40;

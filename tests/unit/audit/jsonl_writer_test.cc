@@ -102,7 +102,8 @@ TEST_CASE("writer: open errors name the path and the reason", "[audit][writer]")
   o.path = file + "/sub/audit.jsonl";
   auto r = JsonlWriter::Open(o);
   REQUIRE(!r.ok());
-  CHECK_THAT(r.status().message(), Catch::Contains(file + "/sub") && Catch::Contains("Not a directory"));
+  CHECK_THAT(r.status().message(),
+             Catch::Contains(file + "/sub") && Catch::Contains("Not a directory"));
 
   o.path = tmp.path;  // a directory
   r = JsonlWriter::Open(o);
@@ -177,7 +178,8 @@ TEST_CASE("writer: partial writes keep whole records in order", "[audit][writer]
 
   rlimit old{};
   REQUIRE(getrlimit(RLIMIT_FSIZE, &old) == 0);
-  struct sigaction ignore {}, previous {};
+  struct sigaction ignore {
+  }, previous{};
   ignore.sa_handler = SIG_IGN;
   REQUIRE(sigaction(SIGXFSZ, &ignore, &previous) == 0);
   rlimit small = old;

@@ -124,7 +124,7 @@ TEST_CASE("record: zero returned rows is present, not omitted", "[audit][record]
 TEST_CASE("record: clock edge cases", "[audit][record]") {
   Statement s;  // no connection at all
   s.start_ns = 10'000;
-  s.end_ns = 5'000;  // end before start: duration 0, not a huge unsigned value
+  s.end_ns = 5'000;                // end before start: duration 0, not a huge unsigned value
   auto j = format(s, -1'000'000);  // wall time before the epoch clamps to it
   CHECK(j["time"] == "1970-01-01T00:00:00.000000000Z");
   CHECK(j["duration_us"] == 0);

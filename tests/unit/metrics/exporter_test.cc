@@ -117,9 +117,9 @@ TEST_CASE("exporter: statements by labels, durations by db_system", "[metrics]")
   const auto e = make_exporter();
   const ConnectionInfo alice = pg_connection("alice");
   const ConnectionInfo bob = pg_connection("bob");
-  e->on_statement(statement(&alice, "SELECT", 30'000));         // 30 µs
-  e->on_statement(statement(&alice, "SELECT", 2'000'000));      // 2 ms
-  e->on_statement(statement(&bob, "INSERT", 20'000'000'000));   // 20 s: only +Inf
+  e->on_statement(statement(&alice, "SELECT", 30'000));        // 30 µs
+  e->on_statement(statement(&alice, "SELECT", 2'000'000));     // 2 ms
+  e->on_statement(statement(&bob, "INSERT", 20'000'000'000));  // 20 s: only +Inf
   e->on_statement(statement(&bob, "INSERT", 1'000, "23505"));
   const std::string text = e->serialize();
   CHECK(value_of(text, R"(dbwarden_statements_total{db_namespace="shop",db_system="postgresql",)"
@@ -166,7 +166,10 @@ TEST_CASE("exporter: label sets are bounded and overflow to __other__", "[metric
 TEST_CASE("exporter: hostile label values are made valid and short", "[metrics]") {
   using dbwarden::metrics::label_value;
   CHECK(label_value("alice") == "alice");
-  CHECK(label_value("a\xff" "b") == "a\xEF\xBF\xBD" "b");
+  CHECK(label_value("a\xff"
+                    "b") ==
+        "a\xEF\xBF\xBD"
+        "b");
   CHECK(label_value("\xed\xa0\x80") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
   CHECK(label_value(std::string(500, 'x')) == std::string(128, 'x'));
   // Cut on a character boundary: 127 ASCII bytes then a 2-byte character.
@@ -175,9 +178,10 @@ TEST_CASE("exporter: hostile label values are made valid and short", "[metrics]"
   const auto e = make_exporter();
   const ConnectionInfo c = pg_connection("ev\"il\n\xff");
   e->on_statement(statement(&c, "SELECT", 1));
-  CHECK(value_of(e->serialize(), "dbwarden_statements_total{db_namespace=\"shop\","
-                                 "db_system=\"postgresql\",db_user=\"ev\\\"il\\n\xEF\xBF\xBD\","
-                                 "operation=\"SELECT\",status_code=\"00000\"}") == 1);
+  CHECK(value_of(e->serialize(),
+                 "dbwarden_statements_total{db_namespace=\"shop\","
+                 "db_system=\"postgresql\",db_user=\"ev\\\"il\\n\xEF\xBF\xBD\","
+                 "operation=\"SELECT\",status_code=\"00000\"}") == 1);
 }
 
 TEST_CASE("exporter: published totals become counter increments", "[metrics]") {

@@ -52,11 +52,17 @@ constexpr auto X = TokenKind::kOther;
 }  // namespace
 
 TEST_CASE("lexer: plain statement", "[sql][lexer]") {
-  CHECK(lex("SELECT a, b FROM t WHERE id = $1;") ==
-        std::vector<Lexed>{{W, "SELECT", false}, {W, "a", false},  {U, ",", false},
-                           {W, "b", false},      {W, "FROM", false}, {W, "t", false},
-                           {W, "WHERE", false},  {W, "id", false},   {O, "=", false},
-                           {P, "$1", false},     {U, ";", false}});
+  CHECK(lex("SELECT a, b FROM t WHERE id = $1;") == std::vector<Lexed>{{W, "SELECT", false},
+                                                                       {W, "a", false},
+                                                                       {U, ",", false},
+                                                                       {W, "b", false},
+                                                                       {W, "FROM", false},
+                                                                       {W, "t", false},
+                                                                       {W, "WHERE", false},
+                                                                       {W, "id", false},
+                                                                       {O, "=", false},
+                                                                       {P, "$1", false},
+                                                                       {U, ";", false}});
 }
 
 TEST_CASE("lexer: empty and whitespace-only text", "[sql][lexer]") {
@@ -89,11 +95,10 @@ TEST_CASE("lexer: escape strings", "[sql][lexer]") {
 }
 
 TEST_CASE("lexer: prefixed strings and identifiers", "[sql][lexer]") {
-  CHECK(lex("B'101' X'ff' N'nat' U&'\\0041'") ==
-        std::vector<Lexed>{{S, "B'101'", false},
-                           {S, "X'ff'", false},
-                           {S, "N'nat'", false},
-                           {S, "U&'\\0041'", false}});
+  CHECK(lex("B'101' X'ff' N'nat' U&'\\0041'") == std::vector<Lexed>{{S, "B'101'", false},
+                                                                    {S, "X'ff'", false},
+                                                                    {S, "N'nat'", false},
+                                                                    {S, "U&'\\0041'", false}});
   CHECK(lex("U&\"d\\0061t\"") == std::vector<Lexed>{{Q, "U&\"d\\0061t\"", false}});
   CHECK(lex("u & x") == std::vector<Lexed>{{W, "u", false}, {O, "&", false}, {W, "x", false}});
 }
@@ -108,7 +113,8 @@ TEST_CASE("lexer: quoted identifiers", "[sql][lexer]") {
 TEST_CASE("lexer: dollar quotes", "[sql][lexer]") {
   CHECK(lex("$$it's $x$ \"q\"$$ y") ==
         std::vector<Lexed>{{D, "$$it's $x$ \"q\"$$", false}, {W, "y", false}});
-  CHECK(lex("$fn$ a $$ b $fn$;") == std::vector<Lexed>{{D, "$fn$ a $$ b $fn$", false}, {U, ";", false}});
+  CHECK(lex("$fn$ a $$ b $fn$;") ==
+        std::vector<Lexed>{{D, "$fn$ a $$ b $fn$", false}, {U, ";", false}});
   // Tags are case-sensitive.
   CHECK(lex("$a$ x $A$") == std::vector<Lexed>{{D, "$a$ x $A$", true}});
   CHECK(lex("$tag$ never closed") == std::vector<Lexed>{{D, "$tag$ never closed", true}});
@@ -142,23 +148,22 @@ TEST_CASE("lexer: operators stop before comments", "[sql][lexer]") {
         std::vector<Lexed>{{W, "a", false}, {O, "*", false}, {C, "/*c*/", false}, {W, "b", false}});
   CHECK(lex("x::int") == std::vector<Lexed>{{W, "x", false}, {U, "::", false}, {W, "int", false}});
   CHECK(lex("a[1:2]") == std::vector<Lexed>{{W, "a", false},
-                                             {U, "[", false},
-                                             {N, "1", false},
-                                             {U, ":", false},
-                                             {N, "2", false},
-                                             {U, "]", false}});
+                                            {U, "[", false},
+                                            {N, "1", false},
+                                            {U, ":", false},
+                                            {N, "2", false},
+                                            {U, "]", false}});
 }
 
 TEST_CASE("lexer: numbers", "[sql][lexer]") {
-  CHECK(lex("1 3.14 .5 1e10 2.5E-3 0x1F 1_000 5.") ==
-        std::vector<Lexed>{{N, "1", false},
-                           {N, "3.14", false},
-                           {N, ".5", false},
-                           {N, "1e10", false},
-                           {N, "2.5E-3", false},
-                           {N, "0x1F", false},
-                           {N, "1_000", false},
-                           {N, "5.", false}});
+  CHECK(lex("1 3.14 .5 1e10 2.5E-3 0x1F 1_000 5.") == std::vector<Lexed>{{N, "1", false},
+                                                                         {N, "3.14", false},
+                                                                         {N, ".5", false},
+                                                                         {N, "1e10", false},
+                                                                         {N, "2.5E-3", false},
+                                                                         {N, "0x1F", false},
+                                                                         {N, "1_000", false},
+                                                                         {N, "5.", false}});
   CHECK(lex("1-2") == std::vector<Lexed>{{N, "1", false}, {O, "-", false}, {N, "2", false}});
   CHECK(lex("1e-2") == std::vector<Lexed>{{N, "1e-2", false}});
   CHECK(lex("a.b") == std::vector<Lexed>{{W, "a", false}, {U, ".", false}, {W, "b", false}});
@@ -168,8 +173,8 @@ TEST_CASE("lexer: non-ASCII identifiers and stray bytes", "[sql][lexer]") {
   CHECK(lex("SELECT \xc3\xa9t\xc3\xa9") ==
         std::vector<Lexed>{{W, "SELECT", false}, {W, "\xc3\xa9t\xc3\xa9", false}});
   const std::string with_nul("a\0b", 3);
-  CHECK(lex(with_nul) == std::vector<Lexed>{{W, "a", false}, {X, std::string(1, '\0'), false},
-                                             {W, "b", false}});
+  CHECK(lex(with_nul) ==
+        std::vector<Lexed>{{W, "a", false}, {X, std::string(1, '\0'), false}, {W, "b", false}});
   CHECK(lex("\\dt") == std::vector<Lexed>{{X, "\\", false}, {W, "dt", false}});
 }
 

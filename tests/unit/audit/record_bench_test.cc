@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Throughput checks, hidden from the default run (tag [.bench]); run them on a
+// build without sanitizers: unit_tests "[.bench]"
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "audit/jsonl_writer.h"
+#include "audit/record.h"
+
+namespace {
+
+template <typename F>
+double per_second(int iterations, F&& f) {
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < iterations; ++i) f(i);
+  const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+  return iterations / took.count();
+}
+
+}  // namespace
+
+TEST_CASE("bench: format_record and the writer with a 100-byte query", "[.bench][audit]") {
+  dbwarden::ConnectionInfo c;
+  c.connection_id = 12345;
+  c.db_system = "postgresql";
+  c.client_address = "127.0.0.1";
+  c.client_port = 54321;
+  c.server_port = 5432;
+  c.server_pid = 4242;
+  c.user = "app_user";
+  c.database = "shop";
+  c.application_name = "pgbench";
+  dbwarden::Statement s;
+  s.connection = &c;
+  s.text =
+      "SELECT a.id, a.name, b.total FROM accounts a JOIN balances b ON b.id = a.id WHERE "
+      "a.name = 'o''x''y'";
+  REQUIRE(s.text.size() == 100);
+  s.operation = "SELECT";
+  s.returned_rows = 1;
+  s.start_ns = 1'000'000'000;
+  std::string out;
+  size_t bytes = 0;
+  const double rate = per_second(2'000'000, [&](int i) {
+    out.clear();
+    s.start_ns += 1000;  // advance time like a real stream of statements
+    s.end_ns = s.start_ns + 30'000 + i % 1000;
+    dbwarden::audit::format_record(s, 1'700'000'000'000'000'000, out);
+    bytes += out.size();
+  });
+  std::printf("format_record, 100-byte query: %.2f M records/s (%zu bytes/record)\n", rate / 1e6,
+              out.size());
+
+  dbwarden::audit::WriterOptions o;
+  o.path = "/dev/null";
+  auto w = dbwarden::audit::JsonlWriter::Open(o);
+  REQUIRE(w.ok());
+  const double writer_rate = per_second(2'000'000, [&](int) { w.value()->on_statement(s); });
+  REQUIRE(w.value()->flush().ok());
+  std::printf("JsonlWriter::on_statement to /dev/null (64 KiB writes): %.2f M records/s\n",
+              writer_rate / 1e6);
+  CHECK(w.value()->records_written() == 2'000'000);
+  CHECK(bytes > 0);
+}
