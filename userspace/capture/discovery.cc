@@ -2,6 +2,11 @@
 #include "capture/discovery.h"
 
 #include <dirent.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,6 +50,59 @@ std::vector<uint32_t> numeric_dirs(const std::string& dir) {
   }
   closedir(d);
   return out;
+}
+
+constexpr int kTcpListenState = 10;  // TCP_LISTEN
+
+// Asks the kernel for listening TCP sockets of one family over sock_diag
+// netlink. Unlike /proc/net/tcp, the kernel filters by state, so the cost does
+// not grow with the number of established connections on a busy server.
+// Returns false if netlink is unavailable (the caller falls back to /proc).
+bool netlink_tcp_listeners(uint8_t family, std::vector<std::pair<uint16_t, uint64_t>>& out) {
+  int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) return false;
+  struct {
+    nlmsghdr nlh;
+    inet_diag_req_v2 req;
+  } msg{};
+  msg.nlh.nlmsg_len = sizeof(msg);
+  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  msg.req.sdiag_family = family;
+  msg.req.sdiag_protocol = IPPROTO_TCP;
+  msg.req.idiag_states = 1u << kTcpListenState;
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (sendto(fd, &msg, sizeof(msg), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0) {
+    close(fd);
+    return false;
+  }
+  alignas(nlmsghdr) char buf[16384];
+  bool ok = false, done = false;
+  while (!done) {
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    int len = static_cast<int>(n);
+// NLMSG_OK compares the header's unsigned length with the signed byte count.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsign-compare"
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+#pragma GCC diagnostic pop
+      if (h->nlmsg_type == NLMSG_DONE) {
+        ok = done = true;
+        break;
+      }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        done = true;
+        break;
+      }
+      if (h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) continue;
+      const auto* d = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
+      out.emplace_back(ntohs(d->id.idiag_sport), d->idiag_inode);
+    }
+  }
+  close(fd);
+  return ok;
 }
 
 }  // namespace
@@ -92,9 +150,8 @@ uint16_t pgsql_socket_port(const std::string& path) {
   return static_cast<uint16_t>(port);
 }
 
-Listeners find_listeners(const std::vector<uint16_t>& ports, const std::string& proc_root) {
-  Listeners out;
-  auto watched = [&](uint16_t p) { return std::find(ports.begin(), ports.end(), p) != ports.end(); };
+template <typename Watched>
+void read_proc_tcp_listeners(const std::string& proc_root, Watched watched, Listeners& out) {
   for (const char* file : {"/net/tcp", "/net/tcp6"}) {
     std::ifstream in(proc_root + file);
     std::string line;
@@ -107,6 +164,10 @@ Listeners find_listeners(const std::vector<uint16_t>& ports, const std::string& 
       }
     }
   }
+}
+
+template <typename Watched>
+void read_proc_unix_listeners(const std::string& proc_root, Watched watched, Listeners& out) {
   std::ifstream in(proc_root + "/net/unix");
   std::string line;
   std::getline(in, line);
@@ -116,6 +177,21 @@ Listeners find_listeners(const std::vector<uint16_t>& ports, const std::string& 
     u.port = pgsql_socket_port(u.path);
     if (u.port != 0 && watched(u.port)) out.unix.insert(u);
   }
+}
+
+Listeners find_listeners(const std::vector<uint16_t>& ports, const std::string& proc_root) {
+  Listeners out;
+  auto watched = [&](uint16_t p) { return std::find(ports.begin(), ports.end(), p) != ports.end(); };
+  std::vector<std::pair<uint16_t, uint64_t>> tcp;
+  if (proc_root == "/proc" && netlink_tcp_listeners(AF_INET, tcp) &&
+      netlink_tcp_listeners(AF_INET6, tcp)) {
+    for (auto [port, inode] : tcp) {
+      if (watched(port) && inode != 0) out.tcp_inodes.insert(inode);
+    }
+  } else {
+    read_proc_tcp_listeners(proc_root, watched, out);
+  }
+  read_proc_unix_listeners(proc_root, watched, out);
   return out;
 }
 

@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "capture/discovery.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -55,6 +59,30 @@ TEST_CASE("PostgreSQL socket names carry the port", "[capture][discovery]") {
   CHECK(pgsql_socket_port("/tmp/.s.PGSQL.") == 0);
   CHECK(pgsql_socket_port("/tmp/.s.PGSQL.99999") == 0);
   CHECK(pgsql_socket_port("/tmp/mysql.sock") == 0);
+}
+
+TEST_CASE("a listening socket of this process is found, via netlink and via /proc",
+          "[capture][discovery]") {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  REQUIRE(listen(fd, 1) == 0);
+  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  uint16_t port = ntohs(a.sin_port);
+  struct stat st {};
+  REQUIRE(fstat(fd, &st) == 0);
+  for (const char* root : {"/proc", "/proc/"}) {  // "/proc/" takes the /proc/net/tcp path
+    Listeners l = find_listeners({port}, root);
+    CHECK(l.tcp_inodes == std::set<uint64_t>{st.st_ino});
+    CHECK(find_listeners({static_cast<uint16_t>(port + 1)}, root).tcp_inodes.count(st.st_ino) == 0);
+  }
+  auto owners = pids_owning({st.st_ino});
+  CHECK(owners == std::vector<uint32_t>{static_cast<uint32_t>(getpid())});
+  close(fd);
 }
 
 TEST_CASE("this process is found among the descendants of its parent", "[capture][discovery]") {
