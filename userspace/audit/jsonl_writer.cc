@@ -84,6 +84,7 @@ void JsonlWriter::on_statement(const Statement& statement) {
     return;
   }
   buffer_.append(scratch_);
+  ++buffered_records_;
   // While writes fail, only the timer retries, not every statement.
   if (buffer_.size() >= options_.flush_bytes && !last_flush_failed_) (void)flush();
 }
@@ -117,9 +118,14 @@ Status JsonlWriter::flush() {
     done += static_cast<size_t>(n);
   }
   // Records are newline-terminated and JSON escapes every newline inside them,
-  // so the newlines in the written prefix count the complete records written.
-  records_written_ +=
-      static_cast<uint64_t>(std::count(buffer_.data(), buffer_.data() + done, '\n'));
+  // so after a partial write the newlines in the written prefix count the
+  // complete records written. A full write needs no counting.
+  const uint64_t written_records =
+      done == buffer_.size()
+          ? buffered_records_
+          : static_cast<uint64_t>(std::count(buffer_.data(), buffer_.data() + done, '\n'));
+  records_written_ += written_records;
+  buffered_records_ -= written_records;
   bytes_written_ += done;
   buffer_.erase(0, done);
   last_flush_failed_ = !result.ok();

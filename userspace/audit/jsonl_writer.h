@@ -64,6 +64,7 @@ class JsonlWriter : public StatementSink {
   uint64_t last_flush_ns_ = 0;
   bool last_flush_failed_ = false;
   uint64_t records_written_ = 0;
+  uint64_t buffered_records_ = 0;  // complete records in buffer_
   uint64_t bytes_written_ = 0;
   uint64_t write_errors_ = 0;
   uint64_t records_dropped_ = 0;
