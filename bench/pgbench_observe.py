@@ -15,10 +15,13 @@ machine-readable JSON line prefixed with "RESULT ".
 """
 
 import argparse
+import ctypes
 import json
 import os
+import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -34,6 +37,41 @@ TARGET_RATIO = 0.95
 TARGET_US_PER_STATEMENT = 1.5
 BPF_STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
 BPF_PROG_PREFIX = "dbw_"
+# bpf(2): BPF_ENABLE_STATS (cmd 32, union bpf_attr.enable_stats.type = BPF_STATS_RUN_TIME 0)
+# turns run-time statistics on for as long as the returned fd stays open. The kernel counts
+# holders, so two benchmarks (or a user's sysctl) never switch each other's statistics off,
+# which saving and restoring the sysctl would. See include/uapi/linux/bpf.h.
+_NR_BPF = {"x86_64": 321, "aarch64": 280}
+_BPF_ENABLE_STATS = 32
+
+
+class BpfStats:
+    """kernel.bpf_stats_enabled=1 for the lifetime of the object."""
+
+    def __init__(self):
+        self.fd = -1
+        self.sysctl_old = None
+
+    def __enter__(self):
+        nr = _NR_BPF.get(platform.machine())
+        if nr is not None:
+            libc = ctypes.CDLL(None, use_errno=True)
+            attr = ctypes.create_string_buffer(16)  # zeroed: type = BPF_STATS_RUN_TIME
+            self.fd = libc.syscall(nr, _BPF_ENABLE_STATS, attr, len(attr))
+        if self.fd < 0:  # older kernel or other arch: the global switch
+            with open(BPF_STATS_SYSCTL) as f:
+                self.sysctl_old = f.read().strip()
+            with open(BPF_STATS_SYSCTL, "w") as f:
+                f.write("1")
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd >= 0:
+            os.close(self.fd)
+        elif self.sysctl_old is not None:
+            with open(BPF_STATS_SYSCTL, "w") as f:
+                f.write(self.sysctl_old)
+        return False
 
 
 def bpf_snapshot(agent_pid):
@@ -101,6 +139,8 @@ def observed_run(cluster, args, workdir):
             os.unlink(audit)  # ~0.5 KB per statement: do not let runs fill the disk
     audited = rec1 - rec0
     agent_ns = (cpu1 - cpu0) * 1e9
+    if bpf_runs > 0 and bpf_ns == 0:
+        log("warning: BPF programs ran but run_time_ns did not grow: statistics are off")
     per = (lambda v: v / audited / 1000.0) if audited > 0 else (lambda v: float("nan"))
     return {
         "tps": tps, "transactions": tx, "audited": int(audited),
@@ -138,7 +178,7 @@ def main():
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="smoke check: 3 pairs of 5 s")
     ap.add_argument("--no-bpf-stats", action="store_true",
-                    help="leave kernel.bpf_stats_enabled alone (TPS only; stats cost a little)")
+                    help="do not enable BPF run-time statistics (TPS only; stats cost a little)")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = ap.parse_args()
     if args.quick:
@@ -151,17 +191,16 @@ def main():
         print("pgbench_observe: bpftool not found (Debian package bpftool)", file=sys.stderr)
         return 2
 
-    with open(BPF_STATS_SYSCTL) as f:
-        old_stats = f.read().strip()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below
     workdir = tempfile.mkdtemp(prefix="dbw-bench-")
     pairs = []
     conf = {"log_statement": "'none'", "log_connections": "off", "log_disconnections": "off",
             "logging_collector": "off", "log_destination": "'stderr'",
             "shared_buffers": "'256MB'"}
+    stats = BpfStats() if not args.no_bpf_stats else None
     try:
-        if not args.no_bpf_stats:
-            with open(BPF_STATS_SYSCTL, "w") as f:
-                f.write("1")
+        if stats:
+            stats.__enter__()
         with PgCluster(extra_conf=conf) as cluster:
             log(f"pgbench -i -s {args.scale}")
             cluster.pgbench(["-i", "-q", "-s", str(args.scale)], app=SETUP_APP)
@@ -185,9 +224,8 @@ def main():
                       f"{o['agent_us_per_stmt']:.2f}), audited {o['audited']}/{o['transactions']}"
                       f", dropped {o['dropped']}", flush=True)
     finally:
-        if not args.no_bpf_stats:
-            with open(BPF_STATS_SYSCTL, "w") as f:
-                f.write(old_stats)
+        if stats:
+            stats.__exit__(None, None, None)
         shutil.rmtree(workdir, ignore_errors=True)
 
     obs = [p["observed"] for p in pairs]

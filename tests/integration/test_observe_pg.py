@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 
@@ -479,6 +480,7 @@ def main(argv=None):
     ap.add_argument("--agent", required=True, help="path to the dbwarden executable")
     ap.add_argument("--keep", action="store_true", help="keep the work dir even on success")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop servers on the way out
 
     if os.geteuid() != 0:
         return skip_or_fail("needs root (CAP_BPF/CAP_SYS_ADMIN) to load BPF programs and to "
