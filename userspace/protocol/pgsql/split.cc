@@ -73,6 +73,9 @@ struct AtomicTracker {
 
   void word(std::string_view w) {
     if (words++ == 0) create = EqualsNoCase(w, "CREATE");
+    // Only CREATE ... BEGIN ATOMIC bodies matter: skip the keyword tests for
+    // every other statement (the common case, on the hot path).
+    if (!create) return;
     if (depth > 0) {
       if (EqualsNoCase(w, "CASE") || EqualsNoCase(w, "BEGIN")) ++depth;
       if (EqualsNoCase(w, "END")) --depth;
