@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "audit/jsonl_writer.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,22 +12,26 @@
 #include <ctime>
 #include <utility>
 
+#include "audit/chain_state.h"
+#include "audit/compress.h"
 #include "audit/record.h"
 
 namespace dbwarden::audit {
 namespace {
+
+// The longest last line read back at open to continue the chain.
+constexpr size_t kMaxTailBytes = 64 * 1024 * 1024;
+// Rotated names: `<name>.YYYYMMDDTHHMMSS.uuuuuuZ`.
+constexpr size_t kStampBytes = 23;
 
 Status errno_error(const char* what, const std::string& path, int err) {
   return Status::Error(std::string("audit log: cannot ") + what + " " + path + ": " +
                        std::strerror(err));
 }
 
-// mkdir -p for the directory part of `path`; new directories get 0700 because
-// audit records contain query text.
-Status create_parent_directories(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos || slash == 0) return Status::Ok();
-  const std::string dir = path.substr(0, slash);
+// mkdir -p; new directories get 0700 because audit records contain query text.
+Status create_directories(const std::string& dir) {
+  if (dir.empty() || dir == "/" || dir == ".") return Status::Ok();
   for (size_t pos = 1; pos <= dir.size(); ++pos) {
     if (pos != dir.size() && dir[pos] != '/') continue;
     const std::string prefix = dir.substr(0, pos);
@@ -48,88 +53,463 @@ int64_t sample_realtime_offset_ns() {
          (static_cast<int64_t>(real.tv_nsec) - mono.tv_nsec);
 }
 
-uint64_t monotonic_now_ns() {
-  timespec mono{};
-  clock_gettime(CLOCK_MONOTONIC, &mono);
-  return static_cast<uint64_t>(mono.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(mono.tv_nsec);
+uint64_t clock_ns(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
+}
+uint64_t mono_now() { return clock_ns(CLOCK_MONOTONIC); }
+int64_t real_now() { return static_cast<int64_t>(clock_ns(CLOCK_REALTIME)); }
+
+uint64_t to_ns(std::chrono::nanoseconds d) { return static_cast<uint64_t>(d.count()); }
+
+std::string rotation_stamp(int64_t unix_ns) {
+  const time_t secs = static_cast<time_t>(unix_ns / 1'000'000'000);
+  struct tm tm {};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  const size_t n = strftime(buf, sizeof(buf), "%Y%m%dT%H%M%S", &tm);
+  std::snprintf(buf + n, sizeof(buf) - n, ".%06lldZ",
+                static_cast<long long>(unix_ns % 1'000'000'000 / 1000));
+  return buf;
+}
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+// The last line of the file (without '\n'), and whether the file ends in '\n'.
+struct Tail {
+  std::string line;
+  bool ends_with_newline = true;
+};
+Tail read_tail(int fd, uint64_t size) {
+  Tail tail;
+  if (size == 0) return tail;
+  std::string buf;
+  for (uint64_t window = 64 * 1024;; window *= 4) {
+    const uint64_t len = std::min<uint64_t>({window, size, kMaxTailBytes});
+    buf.resize(len);
+    const ssize_t n = ::pread(fd, buf.data(), len, static_cast<off_t>(size - len));
+    if (n != static_cast<ssize_t>(len)) return tail;
+    tail.ends_with_newline = buf.back() == '\n';
+    const size_t end = tail.ends_with_newline ? len - 1 : len;
+    const size_t nl = std::string_view(buf).substr(0, end).find_last_of('\n');
+    if (nl != std::string::npos || len == size) {
+      const size_t begin = nl == std::string::npos ? 0 : nl + 1;
+      tail.line.assign(buf, begin, end - begin);
+      return tail;
+    }
+    if (len == kMaxTailBytes) return tail;
+  }
+}
+
+// Complete lines in the file: the records it already holds, for the
+// checkpoints' file_records. Bounded by the rotation size.
+uint64_t count_lines(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  uint64_t lines = 0;
+  std::unique_ptr<char[]> buf(new char[1 << 16]);
+  while (true) {
+    const ssize_t n = ::read(fd, buf.get(), 1 << 16);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    lines += static_cast<uint64_t>(std::count(buf.get(), buf.get() + n, '\n'));
+  }
+  ::close(fd);
+  return lines;
 }
 
 }  // namespace
 
 Result<std::unique_ptr<JsonlWriter>> JsonlWriter::Open(const WriterOptions& options) {
   if (options.path.empty()) return Status::Error("audit log: no path configured");
-  if (Status s = create_parent_directories(options.path); !s.ok()) return s;
-  const int fd = ::open(options.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return errno_error("open", options.path, errno);
-  return std::unique_ptr<JsonlWriter>(new JsonlWriter(options, fd, sample_realtime_offset_ns()));
+  std::unique_ptr<JsonlWriter> w(new JsonlWriter(options));
+  if (Status s = w->start(); !s.ok()) return s;
+  return w;
 }
 
-JsonlWriter::JsonlWriter(WriterOptions options, int fd, int64_t realtime_offset_ns)
-    : options_(std::move(options)), fd_(fd), realtime_offset_ns_(realtime_offset_ns) {
-  buffer_.reserve(std::min(options_.flush_bytes * 2, options_.max_buffered_bytes));
-  scratch_.reserve(4096);
-  last_flush_ns_ = monotonic_now_ns();
+JsonlWriter::JsonlWriter(WriterOptions options)
+    : options_(std::move(options)), realtime_offset_ns_(sample_realtime_offset_ns()) {
+  const size_t slash = options_.path.find_last_of('/');
+  dir_ = slash == std::string::npos ? "." : (slash == 0 ? "/" : options_.path.substr(0, slash));
+  base_ = slash == std::string::npos ? options_.path : options_.path.substr(slash + 1);
+  batch_.reserve(std::min(options_.flush_bytes + 4096, options_.max_buffered_bytes));
+}
+
+Status JsonlWriter::start() {
+  if (base_.empty()) return Status::Error("audit log: " + options_.path + " names no file");
+  if (Status s = create_directories(dir_); !s.ok()) return s;
+  std::string key;
+  if (!options_.hmac_key_file.empty()) {
+    auto k = load_hmac_key(options_.hmac_key_file);
+    if (!k.ok()) return k.status();
+    key = std::move(k.value());
+  }
+  auto hasher = ChainHasher::Create(key);
+  if (!hasher.ok()) return hasher.status();
+  hasher_ = std::move(hasher.value());
+
+  fd_ = ::open(options_.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd_ < 0) return errno_error("open", options_.path, errno);
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) return errno_error("stat", options_.path, errno);
+  regular_file_ = S_ISREG(st.st_mode);
+  if (regular_file_ && (st.st_mode & 0077) != 0) (void)::fchmod(fd_, 0600);
+  file_bytes_ = regular_file_ ? static_cast<uint64_t>(st.st_size) : 0;
+
+  // Continue the chain: the state file says where it ended when last synced;
+  // the file's last record may be newer (written after the last state
+  // update). The file wins only if it is ahead, or level with the same head:
+  // a log whose tail was cut while the agent was down must not become the
+  // new truth, so the chain then continues from the state and the gap shows.
+  file_started_ns_ = real_now();
+  if (regular_file_) {
+    const std::string sdir = options_.state_dir.empty() ? dir_ : options_.state_dir;
+    if (Status s = create_directories(sdir); !s.ok()) return s;
+    state_path_ = sdir + "/" + base_ + ".state";
+    std::optional<ChainState> state;
+    if (exists(state_path_)) {
+      auto r = read_state_file(state_path_);
+      if (!r.ok()) return r.status();
+      state = std::move(r.value());
+    }
+    const Tail tail = read_tail(fd_, file_bytes_);
+    const auto last = parse_record_chain(tail.line);
+    if (last && tail.ends_with_newline &&
+        (!state || last->seq + 1 > state->next_seq ||
+         (last->seq + 1 == state->next_seq && last->chain == state->chain))) {
+      next_seq_ = last->seq + 1;
+      chain_ = last->chain;
+    } else if (state) {
+      next_seq_ = state->next_seq;
+      chain_ = state->chain;
+    }
+    if (state && state->file == base_ && file_bytes_ > 0 && state->file_started_ns > 0) {
+      file_started_ns_ = state->file_started_ns;
+    }
+    // A crash mid-line left a partial record: end it so new records start on
+    // their own line (verify-audit reports the broken one).
+    if (!tail.ends_with_newline) out_.push_back('\n');
+    file_records_ = count_lines(options_.path) + (tail.ends_with_newline ? 0 : 1);
+    file_statements_ = file_records_;  // only used as "has records" for rotation
+  }
+  durable_seq_ = next_seq_;
+  durable_chain_ = chain_;
+  const uint64_t now = mono_now();
+  last_handoff_ns_ = now;
+  append_checkpoint("open", "", now);
+  state_dirty_ = true;
+
+  // Rotated files left uncompressed by an earlier run.
+  if (regular_file_ && options_.compress_rotated) {
+    if (DIR* d = ::opendir(dir_.c_str())) {
+      while (dirent* e = ::readdir(d)) {
+        const std::string name = e->d_name;
+        if (name.size() == base_.size() + 1 + kStampBytes &&
+            name.compare(0, base_.size(), base_) == 0 && name[base_.size()] == '.' &&
+            name.back() == 'Z') {
+          cjobs_.push_back(dir_ + "/" + name);
+        }
+      }
+      ::closedir(d);
+    }
+  }
+  writer_ = std::thread([this] { writer_main(); });
+  compressor_ = std::thread([this] { compressor_main(); });
+  return Status::Ok();
 }
 
 JsonlWriter::~JsonlWriter() {
-  (void)flush();
-  ::close(fd_);
+  if (writer_.joinable()) {
+    hand_off();
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    wake_.notify_one();
+    writer_.join();
+  }
+  if (compressor_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lk(cmu_);
+      cstop_ = true;
+    }
+    cwake_.notify_one();
+    compressor_.join();
+  }
+  if (fd_ >= 0) ::close(fd_);
 }
 
 void JsonlWriter::on_statement(const Statement& statement) {
-  scratch_.clear();
-  format_record(statement, realtime_offset_ns_, scratch_);
-  if (buffer_.size() + scratch_.size() > options_.max_buffered_bytes) {
-    ++records_dropped_;
+  const size_t before = batch_.size();
+  format_record(statement, realtime_offset_ns_, batch_);
+  if (batch_.size() + queued_bytes_.load(std::memory_order_relaxed) +
+          out_pending_.load(std::memory_order_relaxed) >
+      options_.max_buffered_bytes) {
+    batch_.resize(before);
+    records_dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  buffer_.append(scratch_);
-  ++buffered_records_;
-  // While writes fail, only the timer retries, not every statement.
-  if (buffer_.size() >= options_.flush_bytes && !last_flush_failed_) (void)flush();
+  batch_bytes_.store(batch_.size(), std::memory_order_relaxed);
+  if (batch_.size() >= options_.flush_bytes) hand_off();
 }
 
 void JsonlWriter::flush_if_due(uint64_t now_mono_ns) {
-  const auto interval_ns = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(options_.flush_interval).count());
-  const bool timer = now_mono_ns - last_flush_ns_ >= interval_ns;
-  const bool size = buffer_.size() >= options_.flush_bytes && !last_flush_failed_;
-  if (!timer && !size) return;
-  last_flush_ns_ = now_mono_ns;
-  (void)flush();
+  if (now_mono_ns - last_handoff_ns_ < to_ns(options_.flush_interval)) return;
+  last_handoff_ns_ = now_mono_ns;
+  if (!batch_.empty()) hand_off();
+}
+
+void JsonlWriter::hand_off() {
+  if (batch_.empty()) return;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    queued_bytes_.fetch_add(batch_.size());
+    queue_.push_back(std::move(batch_));
+    if (!spare_.empty()) {
+      batch_ = std::move(spare_.back());
+      spare_.pop_back();
+    } else {
+      batch_ = std::string();
+      batch_.reserve(options_.flush_bytes + 4096);
+    }
+  }
+  batch_.clear();
+  batch_bytes_.store(0, std::memory_order_relaxed);
+  wake_.notify_one();
 }
 
 Status JsonlWriter::flush() {
-  size_t done = 0;
-  Status result;
-  while (done < buffer_.size()) {
-    const ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      ++write_errors_;
-      result = errno_error("write", options_.path, errno);
-      break;
+  hand_off();
+  std::unique_lock<std::mutex> lk(mu_);
+  const uint64_t target = ++flush_requested_;
+  wake_.notify_one();
+  done_.wait(lk, [&] { return flush_completed_ >= target; });
+  return flush_status_;
+}
+
+void JsonlWriter::writer_main() {
+  std::unique_lock<std::mutex> lk(mu_);
+  std::deque<std::string> work;
+  while (true) {
+    const auto tick = std::chrono::steady_clock::now() +
+                      std::max(options_.flush_interval, std::chrono::milliseconds(1));
+    wake_.wait_until(lk, tick, [&] {
+      return stop_ || flush_requested_ > flush_completed_ ||
+             (!queue_.empty() && out_written_ == out_.size());
+    });
+    const bool stopping = stop_;
+    const uint64_t flush_target = flush_requested_;
+    const bool flushing = flush_target > flush_completed_;
+    uint64_t now = mono_now();
+    if (out_written_ < out_.size() && (now >= retry_mono_ || stopping || flushing)) {
+      lk.unlock();
+      write_out(now);
+      lk.lock();
     }
-    if (n == 0) {  // not expected from a file; treat like an error rather than spin
-      ++write_errors_;
-      result = errno_error("write", options_.path, EIO);
-      break;
+    // While writes fail, new batches wait in the queue (bounded; the decode
+    // thread drops beyond it) instead of piling up behind the unwritten ones.
+    if (out_written_ == out_.size() || stopping) work.swap(queue_);
+    lk.unlock();
+    size_t taken = 0;
+    for (const std::string& batch : work) taken += batch.size();
+    queued_bytes_.fetch_sub(taken);
+
+    for (std::string& batch : work) {
+      process_batch(batch, now);
+      batch.clear();
     }
-    done += static_cast<size_t>(n);
+    if (!work.empty() && out_written_ < out_.size()) write_out(now);
+    timers(now);
+    update_state(now, stopping || flushing);
+    out_pending_.store(out_.size() - out_written_);
+
+    lk.lock();
+    for (std::string& batch : work) {
+      if (spare_.size() < 4) spare_.push_back(std::move(batch));
+    }
+    work.clear();
+    if (flushing) {
+      flush_completed_ = flush_target;
+      flush_status_ = out_written_ < out_.size() ? last_error_ : Status::Ok();
+      done_.notify_all();
+    }
+    if (stopping && queue_.empty()) break;
   }
-  // Records are newline-terminated and JSON escapes every newline inside them,
-  // so after a partial write the newlines in the written prefix count the
-  // complete records written. A full write needs no counting.
-  const uint64_t written_records =
-      done == buffer_.size()
-          ? buffered_records_
-          : static_cast<uint64_t>(std::count(buffer_.data(), buffer_.data() + done, '\n'));
-  records_written_ += written_records;
-  buffered_records_ -= written_records;
-  bytes_written_ += done;
-  buffer_.erase(0, done);
-  last_flush_failed_ = !result.ok();
-  return result;
+}
+
+void JsonlWriter::process_batch(const std::string& batch, uint64_t now_mono) {
+  size_t pos = 0;
+  while (pos < batch.size()) {
+    const char* nl =
+        static_cast<const char*>(std::memchr(batch.data() + pos, '\n', batch.size() - pos));
+    const size_t end = nl == nullptr ? batch.size() : static_cast<size_t>(nl - batch.data());
+    // format_record ends every record with "}\n"; the chain fields go before
+    // the brace.
+    if (end > pos && batch[end - 1] == '}') {
+      if (options_.rotate_bytes > 0 && regular_file_ && file_statements_ > 0 &&
+          file_bytes_ + (out_.size() - out_written_) >= options_.rotate_bytes &&
+          now_mono >= rotate_retry_mono_ && write_out(now_mono)) {
+        rotate(now_mono);
+      }
+      const size_t start = out_.size();
+      out_.append(batch, pos, end - 1 - pos);
+      chain_ = append_chain_fields(*hasher_, chain_, next_seq_++, start, out_);
+      entries_.push_back({out_.size(), true});
+      ++file_records_;
+      ++file_statements_;
+      if (options_.checkpoint_records > 0 && ++since_checkpoint_ >= options_.checkpoint_records) {
+        append_checkpoint("interval", "", now_mono);
+      }
+    }
+    pos = end + 1;
+  }
+}
+
+void JsonlWriter::append_checkpoint(const char* reason, const std::string& prev_file,
+                                    uint64_t now_mono) {
+  Checkpoint c;
+  c.unix_ns = real_now();
+  c.reason = reason;
+  c.file = base_;
+  c.file_records = file_records_;
+  c.prev_file = prev_file;
+  c.prev_chain = chain_;
+  c.chain_alg = hasher_->algorithm();
+  c.records_dropped = records_dropped_.load();
+  const size_t start = out_.size();
+  append_checkpoint_prefix(c, out_);
+  chain_ = append_chain_fields(*hasher_, chain_, next_seq_++, start, out_);
+  entries_.push_back({out_.size(), false});
+  ++file_records_;
+  since_checkpoint_ = 0;
+  last_checkpoint_mono_ = now_mono;
+}
+
+bool JsonlWriter::write_out(uint64_t now_mono) {
+  while (out_written_ < out_.size()) {
+    const ssize_t n = ::write(fd_, out_.data() + out_written_, out_.size() - out_written_);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      const int err = n < 0 ? errno : EIO;  // 0 is not expected from a file: do not spin
+      write_errors_.fetch_add(1);
+      last_error_ = errno_error("write", options_.path, err);
+      failing_ = true;
+      retry_mono_ = now_mono + to_ns(options_.flush_interval);
+      return false;
+    }
+    out_written_ += static_cast<size_t>(n);
+    file_bytes_ += static_cast<uint64_t>(n);
+    bytes_written_.fetch_add(static_cast<uint64_t>(n));
+    uint64_t statements = 0;
+    while (!entries_.empty() && entries_.front().end <= out_written_) {
+      statements += entries_.front().statement;
+      entries_.pop_front();
+    }
+    records_written_.fetch_add(statements);
+  }
+  out_.clear();
+  out_written_ = 0;
+  failing_ = false;
+  durable_seq_ = next_seq_;
+  durable_chain_ = chain_;
+  state_dirty_ = true;
+  return true;
+}
+
+void JsonlWriter::rotate(uint64_t now_mono) {
+  const int64_t now_real = real_now();
+  (void)::fdatasync(fd_);
+  std::string rotated;
+  for (int64_t t = now_real;; t += 1000) {  // the next free microsecond
+    rotated = options_.path + "." + rotation_stamp(t);
+    if (!exists(rotated) && !exists(rotated + std::string(kZstdSuffix))) break;
+  }
+  if (::rename(options_.path.c_str(), rotated.c_str()) != 0) {
+    write_errors_.fetch_add(1);
+    last_error_ = errno_error("rename to", rotated, errno);
+    rotate_retry_mono_ = now_mono + 1'000'000'000;
+    return;
+  }
+  const int fd = ::open(options_.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    write_errors_.fetch_add(1);
+    last_error_ = errno_error("open", options_.path, errno);
+    (void)::rename(rotated.c_str(), options_.path.c_str());
+    rotate_retry_mono_ = now_mono + 1'000'000'000;
+    return;
+  }
+  ::close(fd_);
+  fd_ = fd;
+  rotations_.fetch_add(1);
+  file_bytes_ = 0;
+  file_records_ = 0;
+  file_statements_ = 0;
+  file_started_ns_ = now_real;
+  // The new file opens with a checkpoint that names its predecessor; its
+  // chain field links it to that file's last record.
+  append_checkpoint("rotation", rotated.substr(rotated.find_last_of('/') + 1), now_mono);
+  if (write_out(now_mono)) update_state(now_mono, /*force=*/true);
+  if (options_.compress_rotated) {
+    {
+      std::lock_guard<std::mutex> lk(cmu_);
+      cjobs_.push_back(rotated);
+    }
+    cwake_.notify_one();
+  }
+}
+
+void JsonlWriter::timers(uint64_t now_mono) {
+  if (options_.rotate_age.count() > 0 && regular_file_ && file_statements_ > 0 &&
+      now_mono >= rotate_retry_mono_ &&
+      real_now() - file_started_ns_ >= static_cast<int64_t>(to_ns(options_.rotate_age)) &&
+      write_out(now_mono)) {
+    rotate(now_mono);
+  }
+  if (options_.checkpoint_interval.count() > 0 && since_checkpoint_ > 0 &&
+      now_mono - last_checkpoint_mono_ >= to_ns(options_.checkpoint_interval)) {
+    append_checkpoint("interval", "", now_mono);
+    if (!failing_) write_out(now_mono);
+  }
+}
+
+void JsonlWriter::update_state(uint64_t now_mono, bool force) {
+  if (!regular_file_ || !state_dirty_ || out_written_ < out_.size()) return;
+  if (!force && now_mono - last_state_mono_ < to_ns(options_.state_interval)) return;
+  last_state_mono_ = now_mono;
+  // The state must never name records that are not on disk yet.
+  if (::fdatasync(fd_) != 0) {
+    write_errors_.fetch_add(1);
+    last_error_ = errno_error("sync", options_.path, errno);
+    return;
+  }
+  ChainState s;
+  s.file = base_;
+  s.next_seq = durable_seq_;
+  s.chain = durable_chain_;
+  s.file_started_ns = file_started_ns_;
+  if (Status st = write_state_file(state_path_, s); !st.ok()) {
+    write_errors_.fetch_add(1);
+    last_error_ = st;
+    return;
+  }
+  state_dirty_ = false;
+}
+
+void JsonlWriter::compressor_main() {
+  std::unique_lock<std::mutex> lk(cmu_);
+  while (true) {
+    cwake_.wait(lk, [&] { return cstop_ || !cjobs_.empty(); });
+    if (cjobs_.empty()) break;  // stopping, nothing left
+    const std::string path = std::move(cjobs_.front());
+    cjobs_.pop_front();
+    lk.unlock();
+    if (!zstd_compress_file(path, options_.zstd_level).ok()) compress_errors_.fetch_add(1);
+    lk.lock();
+  }
 }
 
 }  // namespace dbwarden::audit

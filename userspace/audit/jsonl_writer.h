@@ -1,19 +1,41 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// Appends audit records to a JSON Lines file. Records are formatted into a
-// memory buffer on the decode thread and written with write(2) in batches
-// (when flush_bytes are buffered, or flush_interval has passed). Memory is
-// bounded: when the file cannot be written (disk full, I/O error) at most
-// max_buffered_bytes stay buffered for the next attempt and further records
-// are dropped and counted, never held without bound.
+// Appends audit records to a tamper-evident, rotating JSON Lines file.
+//
+// Threads: the decode thread only formats records (format_record) into a
+// batch and hands full batches to a bounded queue; it never waits for the
+// disk. A writer thread gives each record its seq and chain fields (see
+// chain.h; hashing has to follow file order, and costs ~1 us a record, so it
+// stays off the decode thread), writes with write(2), rotates files,
+// writes checkpoints and keeps the state file. A third thread zstd-compresses
+// rotated files. While the disk is slow or full, queued plus unwritten bytes
+// stay under about twice max_buffered_bytes (the limit counts queued bytes
+// and unwritten chained bytes; chaining adds ~100 bytes a record): further
+// records are dropped and counted
+// (records_dropped), failed writes are counted (write_errors) and retried
+// every flush_interval. A dropped record never gets a seq, so drops do not
+// break the chain; checkpoints carry the running drop count.
+//
+// Files: the active file is `path`; a rotated one is renamed to
+// `path.YYYYMMDDTHHMMSS.uuuuuuZ` (UTC) and then compressed to `... .zst`.
+// The first record of every file written is a checkpoint (reason "open" or
+// "rotation"); the state file <state_dir>/<name>.state keeps the chain head.
+// Rotation and the state file apply to regular files only (not /dev/null).
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
+#include "audit/chain.h"
 #include "common/status.h"
 #include "protocol/statement.h"
 
@@ -21,53 +43,141 @@ namespace dbwarden::audit {
 
 struct WriterOptions {
   std::string path;
-  size_t flush_bytes = 64 * 1024;
-  std::chrono::milliseconds flush_interval{200};
-  size_t max_buffered_bytes = 16 * 1024 * 1024;
+  size_t flush_bytes = 64 * 1024;                 // hand a batch to the writer thread at this size
+  std::chrono::milliseconds flush_interval{200};  // ... or this long after the last one
+  size_t max_buffered_bytes = 16 * 1024 * 1024;   // queued + unwritten bytes, at most
+  // Tamper evidence.
+  std::string hmac_key_file;  // empty: plain SHA-256 chain; the key is never logged
+  std::string state_dir;      // empty: the log file's directory
+  std::chrono::milliseconds state_interval{1000};  // at most one state update (fsync) per
+  // Rotation; 0 disables each trigger.
+  uint64_t rotate_bytes = 128ull * 1024 * 1024;
+  std::chrono::seconds rotate_age{24 * 3600};
+  bool compress_rotated = true;
+  int zstd_level = 3;
+  // Checkpoints besides those at open and rotation; 0 disables each trigger.
+  uint64_t checkpoint_records = 100'000;
+  std::chrono::seconds checkpoint_interval{300};
 };
 
 class JsonlWriter : public StatementSink {
  public:
-  // Creates missing parent directories (0700) and opens `path` for appending,
-  // creating it 0600. The error names the path and the errno text.
+  // Creates missing parent directories (0700), opens `path` for appending
+  // (0600), reads the state file and the file's last record to continue the
+  // chain, and starts the writer threads. The error names the path and why.
   static Result<std::unique_ptr<JsonlWriter>> Open(const WriterOptions& options);
-  ~JsonlWriter() override;  // flushes what it can, then closes
+  ~JsonlWriter() override;  // writes what it can, updates the state, joins threads
   JsonlWriter(const JsonlWriter&) = delete;
   JsonlWriter& operator=(const JsonlWriter&) = delete;
 
-  // Formats the record into the buffer; writes once flush_bytes are buffered.
+  // Decode thread: formats the record into the current batch (dropping it
+  // when the bound is reached); hands the batch over at flush_bytes.
   void on_statement(const Statement& statement) override;
-  // Flushes when flush_bytes are buffered or flush_interval has passed since
-  // the last flush. now_mono_ns is CLOCK_MONOTONIC. The agent calls this
-  // periodically, also when no statements arrive.
+  // Decode thread: hands the batch over when flush_interval has passed since
+  // the last hand-over. Never waits for the disk. now_mono_ns is
+  // CLOCK_MONOTONIC.
   void flush_if_due(uint64_t now_mono_ns);
-  // Writes everything buffered (retrying on EINTR and partial writes). On
-  // failure the unwritten rest stays buffered and write_errors() counts it.
+  // Hands the batch over and waits until the writer thread has tried to write
+  // everything queued and to update the state file. On failure the unwritten
+  // rest stays queued (retried later) and the error names the file and errno.
+  // For shutdown and tests, not for the decode loop.
   Status flush();
 
-  uint64_t records_written() const { return records_written_; }
-  uint64_t bytes_written() const { return bytes_written_; }
-  uint64_t write_errors() const { return write_errors_; }
-  uint64_t records_dropped() const { return records_dropped_; }
-  size_t buffered_bytes() const { return buffer_.size(); }
+  // Counters, readable from any thread.
+  uint64_t records_written() const { return records_written_.load(); }  // statements on disk
+  uint64_t bytes_written() const { return bytes_written_.load(); }      // all bytes, all files
+  uint64_t write_errors() const { return write_errors_.load(); }  // failed writes/syncs/renames
+  uint64_t records_dropped() const { return records_dropped_.load(); }
+  uint64_t rotations() const { return rotations_.load(); }
+  uint64_t compress_errors() const { return compress_errors_.load(); }
+  size_t buffered_bytes() const {
+    return batch_bytes_.load() + queued_bytes_.load() + out_pending_.load();
+  }
   int64_t realtime_offset_ns() const { return realtime_offset_ns_; }
   const std::string& path() const { return options_.path; }
+  const std::string& state_path() const { return state_path_; }
 
  private:
-  JsonlWriter(WriterOptions options, int fd, int64_t realtime_offset_ns);
+  struct Entry {
+    size_t end;  // offset in out_ just past the record's '\n'
+    bool statement;
+  };
+
+  explicit JsonlWriter(WriterOptions options);
+  Status start();  // Open's work after construction
+  void hand_off();
+
+  // Writer thread.
+  void writer_main();
+  void process_batch(const std::string& batch, uint64_t now_mono);
+  void append_checkpoint(const char* reason, const std::string& prev_file, uint64_t now_mono);
+  bool write_out(uint64_t now_mono);  // true when out_ is fully written
+  void rotate(uint64_t now_mono);
+  void timers(uint64_t now_mono);
+  void update_state(uint64_t now_mono, bool force);
+  void compressor_main();
 
   WriterOptions options_;
-  int fd_;
-  int64_t realtime_offset_ns_;
-  std::string buffer_;   // complete records only, each ending in '\n'
-  std::string scratch_;  // one formatted record, reused to avoid allocation
-  uint64_t last_flush_ns_ = 0;
-  bool last_flush_failed_ = false;
-  uint64_t records_written_ = 0;
-  uint64_t buffered_records_ = 0;  // complete records in buffer_
-  uint64_t bytes_written_ = 0;
-  uint64_t write_errors_ = 0;
-  uint64_t records_dropped_ = 0;
+  int64_t realtime_offset_ns_ = 0;
+  std::string dir_, base_, state_path_;
+
+  // Decode thread only.
+  std::string batch_;
+  uint64_t last_handoff_ns_ = 0;
+  std::atomic<size_t> batch_bytes_{0};
+
+  // Shared with the writer thread, under mu_.
+  std::mutex mu_;
+  std::condition_variable wake_;  // the writer waits on it
+  std::condition_variable done_;  // flush() waits on it
+  std::deque<std::string> queue_;
+  std::vector<std::string> spare_;  // reusable batch buffers
+  bool stop_ = false;
+  uint64_t flush_requested_ = 0;
+  uint64_t flush_completed_ = 0;
+  Status flush_status_;
+  std::atomic<size_t> queued_bytes_{0};  // bytes in queue_
+  std::atomic<size_t> out_pending_{0};   // unwritten bytes in out_
+
+  // Writer thread only (after start()).
+  int fd_ = -1;
+  bool regular_file_ = false;
+  std::unique_ptr<ChainHasher> hasher_;
+  uint64_t next_seq_ = 0;
+  Digest chain_{};
+  uint64_t durable_seq_ = 0;  // chain position of the last record fully written
+  Digest durable_chain_{};
+  bool state_dirty_ = false;
+  uint64_t last_state_mono_ = 0;
+  uint64_t file_bytes_ = 0;
+  uint64_t file_records_ = 0;
+  uint64_t file_statements_ = 0;
+  int64_t file_started_ns_ = 0;  // CLOCK_REALTIME
+  uint64_t since_checkpoint_ = 0;
+  uint64_t last_checkpoint_mono_ = 0;
+  uint64_t rotate_retry_mono_ = 0;
+  std::string out_;  // chained records waiting for write(2)
+  size_t out_written_ = 0;
+  std::deque<Entry> entries_;
+  bool failing_ = false;
+  uint64_t retry_mono_ = 0;
+  Status last_error_;
+
+  // Compressor thread.
+  std::mutex cmu_;
+  std::condition_variable cwake_;
+  std::deque<std::string> cjobs_;
+  bool cstop_ = false;
+
+  std::atomic<uint64_t> records_written_{0};
+  std::atomic<uint64_t> bytes_written_{0};
+  std::atomic<uint64_t> write_errors_{0};
+  std::atomic<uint64_t> records_dropped_{0};
+  std::atomic<uint64_t> rotations_{0};
+  std::atomic<uint64_t> compress_errors_{0};
+
+  std::thread writer_;
+  std::thread compressor_;
 };
 
 }  // namespace dbwarden::audit

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Helpers shared by the audit tests: a temporary directory, statements,
+// reading logs back.
+#pragma once
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "audit/jsonl_writer.h"
+#include "protocol/statement.h"
+
+namespace dbw_audit_test {
+
+namespace fs = std::filesystem;
+
+struct TempDir {
+  TempDir() {
+    char tmpl[] = "/tmp/dbw-audit-test-XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string path;
+};
+
+inline std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+inline void write_lines(const std::string& path, const std::vector<std::string>& lines) {
+  std::ofstream out(path, std::ios::trunc);
+  for (const std::string& l : lines) out << l << '\n';
+}
+
+inline bool is_checkpoint(const std::string& line) {
+  return line.find("\"dbwarden.record_type\":\"checkpoint\"") != std::string::npos;
+}
+
+// The query texts of the statement records, in file order.
+inline std::vector<std::string> statement_texts(const std::vector<std::string>& lines) {
+  std::vector<std::string> out;
+  for (const std::string& l : lines) {
+    if (is_checkpoint(l)) continue;
+    out.push_back(nlohmann::json::parse(l)["db.query.text"].get<std::string>());
+  }
+  return out;
+}
+
+inline dbwarden::Statement make_statement(const dbwarden::ConnectionInfo* c, uint64_t i) {
+  dbwarden::Statement s;
+  s.connection = c;
+  s.start_ns = 1'000'000 + i;
+  s.end_ns = 2'000'000 + i;
+  s.text = "SELECT " + std::to_string(i);
+  s.operation = "SELECT";
+  return s;
+}
+
+inline std::unique_ptr<dbwarden::audit::JsonlWriter> open_writer(
+    const dbwarden::audit::WriterOptions& o) {
+  auto r = dbwarden::audit::JsonlWriter::Open(o);
+  if (!r.ok()) FAIL(r.status().message());
+  return std::move(r.value());
+}
+
+}  // namespace dbw_audit_test

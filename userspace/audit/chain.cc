@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "audit/chain.h"
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
+#include <charconv>
+#include <fstream>
+#include <iterator>
+
+namespace dbwarden::audit {
+namespace {
+
+constexpr char kHexDigits[] = "0123456789abcdef";
+// Keys shorter than the digest weaken HMAC (RFC 2104 section 3).
+constexpr size_t kMinKeyBytes = 16;
+constexpr size_t kMaxKeyBytes = 4096;
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ChainHasher>> ChainHasher::Create(std::string_view key) {
+  std::unique_ptr<ChainHasher> h(new ChainHasher());
+  if (key.empty()) {
+    // Fetch once: EVP_DigestInit_ex with a fetched EVP_MD skips the
+    // per-call algorithm lookup.
+    h->md_ = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    h->md_ctx_ = EVP_MD_CTX_new();
+    if (h->md_ == nullptr || h->md_ctx_ == nullptr) {
+      return Status::Error("audit chain: OpenSSL has no SHA-256");
+    }
+    return h;
+  }
+  EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  if (mac == nullptr) return Status::Error("audit chain: OpenSSL has no HMAC");
+  h->mac_ctx_ = EVP_MAC_CTX_new(mac);
+  EVP_MAC_free(mac);  // the context keeps its own reference
+  if (h->mac_ctx_ == nullptr) return Status::Error("audit chain: cannot create an HMAC context");
+  char digest[] = "SHA256";
+  const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                               OSSL_PARAM_END};
+  if (EVP_MAC_init(h->mac_ctx_, reinterpret_cast<const unsigned char*>(key.data()), key.size(),
+                   params) != 1) {
+    return Status::Error("audit chain: cannot initialise HMAC-SHA-256");
+  }
+  return h;
+}
+
+ChainHasher::~ChainHasher() {
+  EVP_MD_CTX_free(md_ctx_);
+  EVP_MD_free(md_);
+  EVP_MAC_CTX_free(mac_ctx_);
+}
+
+Digest ChainHasher::next(const Digest& prev, std::string_view prefix) {
+  Digest out{};
+  const auto* p = reinterpret_cast<const unsigned char*>(prefix.data());
+  if (mac_ctx_ != nullptr) {
+    size_t len = 0;
+    // A null key re-initialises with the key given at creation.
+    EVP_MAC_init(mac_ctx_, nullptr, 0, nullptr);
+    EVP_MAC_update(mac_ctx_, prev.data(), prev.size());
+    EVP_MAC_update(mac_ctx_, p, prefix.size());
+    EVP_MAC_update(mac_ctx_, reinterpret_cast<const unsigned char*>("}"), 1);
+    EVP_MAC_final(mac_ctx_, out.data(), &len, out.size());
+    return out;
+  }
+  unsigned int len = 0;
+  EVP_DigestInit_ex(md_ctx_, md_, nullptr);
+  EVP_DigestUpdate(md_ctx_, prev.data(), prev.size());
+  EVP_DigestUpdate(md_ctx_, p, prefix.size());
+  EVP_DigestUpdate(md_ctx_, "}", 1);
+  EVP_DigestFinal_ex(md_ctx_, out.data(), &len);
+  return out;
+}
+
+Result<std::string> load_hmac_key(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::Error("audit chain: cannot read HMAC key file " + path);
+  std::string key;
+  char buf[512];
+  while (in.read(buf, sizeof(buf)) || in.gcount() > 0) {
+    key.append(buf, static_cast<size_t>(in.gcount()));
+    if (key.size() > kMaxKeyBytes + 2) break;
+  }
+  while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
+  if (key.size() < kMinKeyBytes) {
+    return Status::Error("audit chain: HMAC key file " + path + " holds fewer than " +
+                         std::to_string(kMinKeyBytes) + " bytes");
+  }
+  if (key.size() > kMaxKeyBytes) {
+    return Status::Error("audit chain: HMAC key file " + path + " holds more than " +
+                         std::to_string(kMaxKeyBytes) + " bytes");
+  }
+  return key;
+}
+
+void append_hex(const Digest& digest, std::string& out) {
+  char buf[64];
+  for (size_t i = 0; i < digest.size(); ++i) {
+    buf[2 * i] = kHexDigits[digest[i] >> 4];
+    buf[2 * i + 1] = kHexDigits[digest[i] & 0xF];
+  }
+  out.append(buf, sizeof(buf));
+}
+
+std::string to_hex(const Digest& digest) {
+  std::string s;
+  append_hex(digest, s);
+  return s;
+}
+
+bool parse_hex(std::string_view hex, Digest& out) {
+  if (hex.size() != 64) return false;
+  for (size_t i = 0; i < 32; ++i) {
+    const int hi = hex_value(hex[2 * i]);
+    const int lo = hex_value(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return true;
+}
+
+std::optional<RecordChain> parse_record_chain(std::string_view line) {
+  if (line.size() < kChainFieldBytes + 2) return std::nullopt;
+  const size_t chain_at = line.size() - kChainFieldBytes;
+  if (line.substr(chain_at, kChainKey.size()) != kChainKey) return std::nullopt;
+  if (line.substr(line.size() - 2) != "\"}") return std::nullopt;
+  RecordChain rc;
+  if (!parse_hex(line.substr(chain_at + kChainKey.size(), 64), rc.chain)) return std::nullopt;
+  rc.prefix = line.substr(0, chain_at);
+  // The seq digits end the prefix: `...,"dbwarden.seq":123`.
+  size_t digits = rc.prefix.size();
+  while (digits > 0 && rc.prefix[digits - 1] >= '0' && rc.prefix[digits - 1] <= '9') --digits;
+  if (digits == rc.prefix.size() || rc.prefix.size() - digits > 20) return std::nullopt;
+  if (digits < kSeqKey.size() + 1 ||
+      rc.prefix.substr(digits - kSeqKey.size(), kSeqKey.size()) != kSeqKey) {
+    return std::nullopt;
+  }
+  const char* first = rc.prefix.data() + digits;
+  const char* last = rc.prefix.data() + rc.prefix.size();
+  const auto r = std::from_chars(first, last, rc.seq);
+  if (r.ec != std::errc() || r.ptr != last) return std::nullopt;
+  if (last - first > 1 && *first == '0') return std::nullopt;  // one spelling per number
+  if (rc.prefix.front() != '{') return std::nullopt;
+  return rc;
+}
+
+Digest append_chain_fields(ChainHasher& hasher, const Digest& prev, uint64_t seq, size_t start,
+                           std::string& out) {
+  out.append(kSeqKey);
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof(buf), seq);
+  out.append(buf, r.ptr);
+  const Digest chain = hasher.next(prev, std::string_view(out).substr(start, out.size() - start));
+  out.append(kChainKey);
+  append_hex(chain, out);
+  out.append("\"}\n");
+  return chain;
+}
+
+}  // namespace dbwarden::audit

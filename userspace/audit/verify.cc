@@ -1,0 +1,398 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "audit/verify.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "audit/compress.h"
+
+namespace dbwarden::audit {
+namespace {
+
+constexpr std::string_view kCheckpointMarker = "\"dbwarden.record_type\":\"checkpoint\"";
+
+std::string base_name(const std::string& path) {
+  std::string b = path.substr(path.find_last_of('/') + 1);
+  if (b.size() > kZstdSuffix.size() && b.ends_with(kZstdSuffix)) {
+    b.resize(b.size() - kZstdSuffix.size());
+  }
+  return b;
+}
+
+// Parses a checkpoint record's canonical JSON (prefix + "}"); nullopt if the
+// line is not a well-formed checkpoint.
+struct CheckpointView {
+  std::string reason, prev_file, chain_alg;
+  uint64_t file_records = 0;
+  Digest prev_chain{};
+};
+std::optional<CheckpointView> parse_checkpoint(std::string_view prefix) {
+  if (prefix.find(kCheckpointMarker) == std::string_view::npos) return std::nullopt;
+  std::string canonical(prefix);
+  canonical.push_back('}');
+  const auto j = nlohmann::json::parse(canonical, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  auto str = [&](const char* key, std::string& out) {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_string()) return false;
+    out = it->get<std::string>();
+    return true;
+  };
+  CheckpointView c;
+  std::string type, prev_chain;
+  if (!str("dbwarden.record_type", type) || type != "checkpoint" ||
+      !str("dbwarden.reason", c.reason) || !str("dbwarden.prev_file", c.prev_file) ||
+      !str("dbwarden.chain_alg", c.chain_alg) || !str("dbwarden.prev_chain", prev_chain) ||
+      !parse_hex(prev_chain, c.prev_chain)) {
+    return std::nullopt;
+  }
+  auto fr = j.find("dbwarden.file_records");
+  if (fr == j.end() || !fr->is_number_unsigned()) return std::nullopt;
+  c.file_records = fr->get<uint64_t>();
+  return c;
+}
+
+std::string range(uint64_t from, uint64_t to_exclusive) {
+  if (to_exclusive - from == 1) return "record seq " + std::to_string(from) + " is";
+  return "records seq " + std::to_string(from) + ".." + std::to_string(to_exclusive - 1) + " are";
+}
+
+}  // namespace
+
+// A record whose chain value did not match: judged once the next line is
+// known (an inserted or swapped record is told apart by what follows it).
+struct ChainVerifier::Pending {
+  uint64_t line;
+  std::string text;
+  RecordChain rc;
+};
+
+Result<std::unique_ptr<ChainVerifier>> ChainVerifier::Create(VerifyOptions options) {
+  std::unique_ptr<ChainVerifier> v(new ChainVerifier(std::move(options)));
+  auto h = ChainHasher::Create(v->options_.hmac_key);
+  if (!h.ok()) return h.status();
+  v->hasher_ = std::move(h.value());
+  return v;
+}
+
+ChainVerifier::ChainVerifier(VerifyOptions options) : options_(std::move(options)) {}
+ChainVerifier::~ChainVerifier() = default;
+
+void ChainVerifier::fail(uint64_t line, std::string reason, bool needs_key) {
+  if (failed()) return;
+  summary_.failure = VerifyFailure{file_, line, std::move(reason), needs_key};
+}
+
+void ChainVerifier::begin_file(const std::string& name) {
+  if (!file_base_.empty()) prev_file_base_ = file_base_;
+  file_ = name;
+  file_base_ = base_name(name);
+  line_ = 0;
+  file_records_ = 0;
+  partial_.clear();
+  ++summary_.files;
+}
+
+void ChainVerifier::feed(std::string_view bytes) {
+  while (!bytes.empty() && !failed()) {
+    const size_t nl = bytes.find('\n');
+    if (nl == std::string_view::npos) {
+      if (partial_.size() + bytes.size() > options_.max_line_bytes) {
+        fail(line_ + 1, "line longer than " + std::to_string(options_.max_line_bytes) +
+                            " bytes: not an audit record");
+        return;
+      }
+      partial_.append(bytes);
+      return;
+    }
+    if (partial_.empty()) {
+      on_line(bytes.substr(0, nl));
+    } else {
+      partial_.append(bytes.substr(0, nl));
+      const std::string line = std::move(partial_);
+      partial_.clear();
+      on_line(line);
+    }
+    bytes.remove_prefix(nl + 1);
+  }
+}
+
+void ChainVerifier::end_file(std::optional<std::string> damaged) {
+  if (pending_) {
+    if (!partial_.empty()) {
+      const std::string_view next = partial_;
+      finalize_pending(&next);
+    } else {
+      finalize_pending(nullptr);
+    }
+  }
+  if (!failed() && !partial_.empty()) {
+    fail(line_ + 1, "truncated: the last line is incomplete (" + std::to_string(partial_.size()) +
+                        " bytes without a newline)");
+  }
+  if (!failed() && damaged) fail(0, *damaged);
+  if (!failed() && line_ == 0) summary_.notes.push_back(file_ + ": empty file");
+  partial_.clear();
+}
+
+void ChainVerifier::on_line(std::string_view line) {
+  if (failed()) return;
+  if (pending_) {
+    finalize_pending(&line);
+    return;
+  }
+  ++line_;
+  const auto rc = parse_record_chain(line);
+  if (!rc) {
+    fail(line_, line.empty() ? "inserted or damaged: an empty line"
+                             : "damaged or inserted: the line does not end in valid "
+                               "\"dbwarden.seq\" and \"dbwarden.chain\" fields");
+    return;
+  }
+  if (!anchored_) {
+    anchored_ = true;
+    const auto cp = parse_checkpoint(rc->prefix);
+    if (cp && cp->chain_alg != hasher_->algorithm()) {
+      fail(line_,
+           hasher_->keyed()
+               ? "the chain is plain SHA-256 (" + cp->chain_alg + "), but an HMAC key was given"
+               : "the chain is keyed (" + cp->chain_alg + "): give the HMAC key (--hmac-key)",
+           /*needs_key=*/true);
+      return;
+    }
+    if (options_.partial && rc->seq > 0) {
+      if (!cp) {
+        fail(line_, "cannot start mid-chain here: the first record is not a checkpoint");
+        return;
+      }
+      expect_seq_ = rc->seq;
+      prev_ = cp->prev_chain;
+      summary_.notes.push_back("checked from record seq " + std::to_string(rc->seq) +
+                               " on (the chain before it was not given)");
+    } else if (rc->seq > 0) {
+      fail(line_, "the chain does not start here: the first record has seq " +
+                      std::to_string(rc->seq) + " (" +
+                      (cp && !cp->prev_file.empty() ? "file '" + cp->prev_file + "'"
+                                                    : std::string("earlier records")) +
+                      " missing; --partial checks from this checkpoint on)");
+      return;
+    }
+    summary_.first_seq = expect_seq_;
+  }
+  if (rc->seq == expect_seq_ && hasher_->next(prev_, rc->prefix) == rc->chain) {
+    accept(*rc, line);
+    return;
+  }
+  pending_ = std::make_unique<Pending>(Pending{line_, std::string(line), {}});
+  pending_->rc = *parse_record_chain(pending_->text);  // views into the copy
+}
+
+void ChainVerifier::accept(const RecordChain& rc, std::string_view line) {
+  (void)line;
+  if (rc.prefix.find(kCheckpointMarker) != std::string_view::npos) {
+    const auto cp = parse_checkpoint(rc.prefix);
+    if (!cp) {
+      fail(line_, "malformed checkpoint record");
+      return;
+    }
+    if (cp->prev_chain != prev_ || cp->file_records != file_records_) {
+      fail(line_, "checkpoint disagrees with the records before it (file_records " +
+                      std::to_string(cp->file_records) + ", counted " +
+                      std::to_string(file_records_) + ")");
+      return;
+    }
+    if (cp->reason == "rotation" && !prev_file_base_.empty() && file_records_ == 0 &&
+        cp->prev_file != prev_file_base_) {
+      summary_.notes.push_back(file_ + ": follows '" + cp->prev_file + "', given after '" +
+                               prev_file_base_ + "' (renamed?)");
+    }
+    ++summary_.checkpoints;
+  } else {
+    ++summary_.statements;
+  }
+  if (options_.state && rc.seq + 1 == options_.state->next_seq) {
+    if (rc.chain != options_.state->chain) {
+      fail(line_, "the state file's chain head for seq " + std::to_string(rc.seq) +
+                      " differs: the log was rewritten");
+      return;
+    }
+    state_seen_ = true;
+  }
+  prev_ = rc.chain;
+  ++expect_seq_;
+  ++file_records_;
+  ++summary_.records;
+}
+
+void ChainVerifier::finalize_pending(const std::string_view* next) {
+  const std::unique_ptr<Pending> p = std::move(pending_);
+  const uint64_t s = p->rc.seq;
+  const uint64_t e = expect_seq_;
+  if (next != nullptr) {
+    const auto n = parse_record_chain(*next);
+    if (n && n->seq == e && hasher_->next(prev_, n->prefix) == n->chain) {
+      if (s == e + 1 && hasher_->next(n->chain, p->rc.prefix) == p->rc.chain) {
+        fail(p->line, "reordered: this record (seq " + std::to_string(s) +
+                          ") belongs after the next line's (seq " + std::to_string(e) + ")");
+      } else {
+        fail(p->line,
+             "inserted: this record is not part of the chain (the next line continues it)");
+      }
+      return;
+    }
+  }
+  if (s == e) {
+    fail(p->line,
+         "edited: the record does not match its chain value (seq " + std::to_string(s) + ")");
+  } else if (s > e) {
+    const auto cp = parse_checkpoint(p->rc.prefix);
+    if (p->line == 1 && cp && cp->reason == "rotation" && cp->prev_file != prev_file_base_) {
+      fail(p->line, "file missing: '" + cp->prev_file + "' comes before this file (" + range(e, s) +
+                        " missing)");
+    } else if (p->line == 1 && summary_.files > 1) {
+      fail(p->line, "deleted: " + range(e, s) + " missing before this file (the end of '" +
+                        prev_file_base_ + "' was removed)");
+    } else {
+      fail(p->line, "deleted: " + range(e, s) + " missing before this line");
+    }
+  } else {
+    fail(p->line, "reordered or duplicated: seq " + std::to_string(s) + " comes after seq " +
+                      std::to_string(e == 0 ? 0 : e - 1));
+  }
+}
+
+void ChainVerifier::finish() {
+  if (pending_) finalize_pending(nullptr);
+  summary_.next_seq = expect_seq_;
+  summary_.head = prev_;
+  if (failed()) return;
+  if (summary_.records == 0) {
+    fail(0, "no audit records");
+    return;
+  }
+  if (!options_.state) {
+    summary_.notes.push_back(
+        "no state file given: removal of the newest records is not detectable");
+    return;
+  }
+  const ChainState& st = *options_.state;
+  if (st.next_seq > expect_seq_) {
+    fail(line_ + 1, "missing tail: the state file says the chain has " +
+                        std::to_string(st.next_seq) + " records, the log ends after " +
+                        std::to_string(expect_seq_) + " (the newest records were removed)");
+  } else if (st.next_seq > summary_.first_seq && !state_seen_) {
+    fail(0, "the state file's chain head was not found in the log");
+  } else if (st.next_seq < expect_seq_) {
+    summary_.notes.push_back(std::to_string(expect_seq_ - st.next_seq) +
+                             " records were written after the state file's last update");
+  }
+}
+
+Result<std::vector<std::string>> expand_audit_paths(const std::vector<std::string>& paths,
+                                                    std::string* state_file) {
+  std::vector<std::string> files;
+  for (const std::string& path : paths) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+      return Status::Error("cannot access " + path + ": " + std::strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode)) {
+      files.push_back(path);
+      continue;
+    }
+    DIR* d = ::opendir(path.c_str());
+    if (d == nullptr)
+      return Status::Error("cannot read directory " + path + ": " + std::strerror(errno));
+    std::vector<std::string> names;
+    while (dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name.empty() || name[0] == '.' || name.ends_with(".state") || name.ends_with(".tmp"))
+        continue;
+      names.push_back(std::move(name));
+    }
+    ::closedir(d);
+    // A rotated name is `<active>.YYYYMMDDTHHMMSS.uuuuuuZ[.zst]`; its time
+    // stamp sorts as text. The active file comes after its rotated ones.
+    std::map<std::string, std::vector<std::string>> families;
+    auto is_stamp = [](std::string_view s) {
+      if (s.size() != 23 || s[8] != 'T' || s[15] != '.' || s[22] != 'Z') return false;
+      for (size_t i : {0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 16, 17, 18, 19, 20, 21}) {
+        if (s[i] < '0' || s[i] > '9') return false;
+      }
+      return true;
+    };
+    for (const std::string& name : names) {
+      std::string_view n = name;
+      if (n.ends_with(kZstdSuffix)) n.remove_suffix(kZstdSuffix.size());
+      if (n.size() > 24 && n[n.size() - 24] == '.' && is_stamp(n.substr(n.size() - 23))) {
+        families[std::string(n.substr(0, n.size() - 24))].push_back(name);
+      } else {
+        families[name];
+      }
+    }
+    if (families.size() != 1) {
+      return Status::Error(families.empty()
+                               ? "no audit files in " + path
+                               : "directory " + path + " holds several audit logs: name the files");
+    }
+    auto& [active, rotated] = *families.begin();
+    std::sort(rotated.begin(), rotated.end());
+    for (const std::string& name : rotated) files.push_back(path + "/" + name);
+    if (std::find(names.begin(), names.end(), active) != names.end()) {
+      files.push_back(path + "/" + active);
+    }
+    const std::string state = path + "/" + active + ".state";
+    if (state_file != nullptr && ::stat(state.c_str(), &st) == 0) *state_file = state;
+  }
+  return files;
+}
+
+Result<VerifySummary> verify_audit_files(const std::vector<std::string>& files,
+                                         VerifyOptions options) {
+  auto v = ChainVerifier::Create(std::move(options));
+  if (!v.ok()) return v.status();
+  ChainVerifier& verifier = *v.value();
+  std::unique_ptr<char[]> buf(new char[1 << 16]);
+  for (const std::string& file : files) {
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Status::Error("cannot open " + file + ": " + std::strerror(errno));
+    verifier.begin_file(file);
+    const bool zst = file.ends_with(kZstdSuffix);
+    ZstdDecoder decoder;
+    std::optional<std::string> damaged;
+    auto sink = [&](std::string_view piece) { verifier.feed(piece); };
+    while (!verifier.failed()) {
+      const ssize_t n = ::read(fd, buf.get(), 1 << 16);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        const std::string err = std::strerror(errno);
+        ::close(fd);
+        return Status::Error("cannot read " + file + ": " + err);
+      }
+      if (n == 0) break;
+      const std::string_view chunk(buf.get(), static_cast<size_t>(n));
+      if (!zst) {
+        verifier.feed(chunk);
+      } else if (Status s = decoder.feed(chunk, sink); !s.ok()) {
+        damaged = s.message();
+        break;
+      }
+    }
+    ::close(fd);
+    if (zst && !damaged && !decoder.at_frame_end()) damaged = "compressed data is truncated";
+    verifier.end_file(damaged);
+    if (verifier.failed()) break;
+  }
+  verifier.finish();
+  return verifier.summary();
+}
+
+}  // namespace dbwarden::audit

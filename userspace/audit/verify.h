@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Checks an audit trail written by JsonlWriter (see chain.h for the chain,
+// chain_state.h for checkpoints and the state file): recomputes every chain
+// value in order across files, and names the first bad record with the most
+// likely cause (edited, deleted, reordered, inserted, truncated, a missing
+// file, a missing tail against the state file).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "audit/chain.h"
+#include "audit/chain_state.h"
+#include "common/status.h"
+
+namespace dbwarden::audit {
+
+struct VerifyOptions {
+  std::string hmac_key;  // the key itself (see load_hmac_key); empty: SHA-256
+  std::optional<ChainState> state;
+  // Start at the first file's first checkpoint instead of at record 0 (for
+  // trails whose oldest files were archived elsewhere).
+  bool partial = false;
+  size_t max_line_bytes = 64 * 1024 * 1024;
+};
+
+struct VerifyFailure {
+  std::string file;
+  uint64_t line = 0;  // 1-based; 0 when the problem is the file itself
+  std::string reason;
+  bool needs_key = false;  // the chain is keyed and no (or the wrong kind of) key was given
+};
+
+struct VerifySummary {
+  uint64_t files = 0;
+  uint64_t records = 0;
+  uint64_t statements = 0;
+  uint64_t checkpoints = 0;
+  uint64_t first_seq = 0;
+  uint64_t next_seq = 0;
+  Digest head{};
+  std::vector<std::string> notes;
+  std::optional<VerifyFailure> failure;
+  bool valid() const { return !failure.has_value(); }
+};
+
+// Streaming verifier: begin_file, feed bytes (any split), end_file, ...,
+// finish. Stops at the first failure. Memory is bounded by max_line_bytes.
+class ChainVerifier {
+ public:
+  static Result<std::unique_ptr<ChainVerifier>> Create(VerifyOptions options);
+  ~ChainVerifier();
+
+  void begin_file(const std::string& name);
+  void feed(std::string_view bytes);
+  // `damaged` reports a problem with the file itself (corrupt compression).
+  void end_file(std::optional<std::string> damaged = std::nullopt);
+  void finish();
+  const VerifySummary& summary() const { return summary_; }
+  bool failed() const { return summary_.failure.has_value(); }
+
+ private:
+  struct Pending;
+  explicit ChainVerifier(VerifyOptions options);
+  void on_line(std::string_view line);
+  void accept(const RecordChain& rc, std::string_view line);
+  void finalize_pending(const std::string_view* next);
+  void fail(uint64_t line, std::string reason, bool needs_key = false);
+
+  VerifyOptions options_;
+  std::unique_ptr<ChainHasher> hasher_;
+  VerifySummary summary_;
+  std::string file_;       // as given
+  std::string file_base_;  // base name without .zst
+  std::string prev_file_base_;
+  uint64_t line_ = 0;
+  uint64_t file_records_ = 0;
+  bool anchored_ = false;
+  uint64_t expect_seq_ = 0;
+  Digest prev_{};
+  bool state_seen_ = false;
+  std::string partial_;
+  std::unique_ptr<Pending> pending_;
+};
+
+// Expands directories into their log files in chain order (rotated files by
+// time stamp, then the active file); files are kept as given. Sets
+// *state_file to the directory's state file when there is one.
+Result<std::vector<std::string>> expand_audit_paths(const std::vector<std::string>& paths,
+                                                    std::string* state_file);
+
+// Verifies the files in order (plain or .zst). An error Status means a file
+// could not be read at all; a damaged file is a failure in the summary.
+Result<VerifySummary> verify_audit_files(const std::vector<std::string>& files,
+                                         VerifyOptions options);
+
+}  // namespace dbwarden::audit
