@@ -202,12 +202,13 @@ def main():
                      (5, False, struct.pack("<d", 19.5)), (12, False, date), (6, False, None)])
     execute(c, ins, [(3, True, struct.pack("<I", 102)), (253, False, lenstr("gadget")),
                      (253, False, lenstr("7.25")), (10, False, struct.pack("<BHBB", 4, 2023, 12, 1)),
-                     (252, False, b"")])
+                     (252, False, lenstr("blob\x00bytes"))])
     # Long data for the note of row 103, then execute without the value inline.
     c.command(b"\x18" + struct.pack("<IH", ins, 4) + b"long note part 1; ")
     c.command(b"\x18" + struct.pack("<IH", ins, 4) + b"part 2")
     execute(c, ins, [(1, False, struct.pack("<b", 103)), (253, False, lenstr("gizmo")),
-                     (4, False, struct.pack("<f", 2.5)), (6, False, None), (252, False, b"")],
+                     (4, False, struct.pack("<f", 2.5)), (11, False, struct.pack("<BBIBBB", 8, 1, 1, 2, 3, 4)),
+                     (252, False, b"")],
             long_data=(4,))
     # Duplicate key: ERR 1062 on execute.
     execute(c, ins, [(8, False, struct.pack("<q", 101)), (253, False, lenstr("dup")),

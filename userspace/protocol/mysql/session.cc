@@ -481,11 +481,10 @@ void Session::on_server(const Frame& f) {
     case Resp::kPrepareDefs:
       if (f.first == 0xff) {
         on_err(c, f);
-      } else if (defs_left_ > 0) {
-        --defs_left_;
-        if (defs_left_ == 0 && deprecate_eof_) finish(f.end_ns);
-      } else if (f.first == 0xfe) {
+      } else if (defs_left_ <= 1) {
         finish(f.end_ns);
+      } else {
+        --defs_left_;
       }
       break;
     case Resp::kFieldList:
@@ -556,6 +555,9 @@ void Session::on_first(Cmd& c, const Frame& f) {
   if (c.command == kComStmtPrepare && first == 0x00) {
     on_prepare_ok(c, f);
     return;
+  }
+  if (c.command == kComChangeUser && (first == 0xfe || first == 0x01)) {
+    return;  // authentication switch / more data: the client answers, then OK / ERR
   }
   if (c.command == kComStatistics) {  // a bare string, no header byte
     finish(f.end_ns);
