@@ -676,20 +676,21 @@ void Session::result(Cmd& c, const Frame& f, bool rowset, uint64_t rows, uint16_
       const bool call = c.next < c.pieces.size() &&
                         IsCall(std::string_view(c.text).substr(c.pieces[c.next].offset,
                                                                c.pieces[c.next].length));
-      if (call && (rowset || more)) {
+      if (call && rowset) {
         // A procedure's result sets: collect them until its final OK.
-        if (rowset) {
-          c.call_rows += rows;
-          c.call_rowsets = true;
+        c.call_rows += rows;
+        c.call_rowsets = true;
+        if (more) {
+          rows_ = 0;
+          resp_ = Resp::kFirst;
+          return;
         }
-        if (more) break;
       }
-      uint64_t n = rows;
-      if (call && c.call_rowsets) n = c.call_rows;
+      const bool call_rows = call && c.call_rowsets;
+      const uint64_t n = call_rows ? c.call_rows : rows;
       c.call_rows = 0;
       c.call_rowsets = false;
-      complete_piece(c, f, rowset || (call && n > 0 && rows == 0) ? "RESULTSET" : "OK", n,
-                     nullptr);
+      complete_piece(c, f, rowset || call_rows ? "RESULTSET" : "OK", n, nullptr);
       break;
     }
     case kComStmtExecute: {
