@@ -355,3 +355,16 @@ TEST_CASE("chain: state file round trip and bad state files", "[audit][chain]") 
   REQUIRE(!w.ok());
   CHECK_THAT(w.status().message(), Catch::Contains(".state"));
 }
+
+TEST_CASE("chain: a log written by an earlier build still verifies (format is stable)",
+          "[audit][chain]") {
+  // tests/data/audit/golden_hmac.*: 3 statements and 1 checkpoint, keyed.
+  const std::string dir = std::string(DBW_TEST_DATA_DIR) + "/audit/";
+  auto key = load_hmac_key(dir + "golden_hmac.key");
+  REQUIRE(key.ok());
+  const auto s = verify({dir + "golden_hmac.jsonl"}, dir + "golden_hmac.jsonl.state", key.value());
+  INFO((s.failure ? s.failure->reason : std::string()));
+  CHECK(s.valid());
+  CHECK(s.statements == 3);
+  CHECK(s.checkpoints == 1);
+}

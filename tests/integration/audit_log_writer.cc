@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Writes an audit log with the real JsonlWriter for test_verify_audit.sh:
+//   audit_log_writer PATH COUNT [ROTATE_BYTES [HMAC_KEY_FILE]]
+// Statement i has the query text "SELECT i"; a second run continues the chain
+// (numbering restarts at 0, which the script does not rely on).
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "audit/jsonl_writer.h"
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: %s PATH COUNT [ROTATE_BYTES [HMAC_KEY_FILE]]\n", argv[0]);
+    return 2;
+  }
+  dbwarden::audit::WriterOptions o;
+  o.path = argv[1];
+  o.rotate_bytes = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 0;
+  o.checkpoint_records = 10;
+  if (argc > 4) o.hmac_key_file = argv[4];
+  auto w = dbwarden::audit::JsonlWriter::Open(o);
+  if (!w.ok()) {
+    std::fprintf(stderr, "%s\n", w.status().message().c_str());
+    return 1;
+  }
+  dbwarden::ConnectionInfo c;
+  c.connection_id = 7;
+  c.db_system = "postgresql";
+  c.user = "alice";
+  c.database = "shop";
+  c.client_address = "127.0.0.1";
+  c.client_port = 40000;
+  c.server_port = 5432;
+  const long n = std::atol(argv[2]);
+  for (long i = 0; i < n; ++i) {
+    dbwarden::Statement s;
+    s.connection = &c;
+    s.start_ns = 1'000'000'000ull + static_cast<uint64_t>(i) * 1000;
+    s.end_ns = s.start_ns + 500;
+    s.text = "SELECT " + std::to_string(i);
+    s.operation = "SELECT";
+    w.value()->on_statement(s);
+  }
+  const auto status = w.value()->flush();
+  if (!status.ok()) {
+    std::fprintf(stderr, "%s\n", status.message().c_str());
+    return 1;
+  }
+  return 0;
+}

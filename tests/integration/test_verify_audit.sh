@@ -1,0 +1,106 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+#
+# `dbwarden verify-audit` against logs written by the real JsonlWriter
+# (audit_log_writer), tampered with by sed, dd and rm.
+#   test_verify_audit.sh AUDIT_LOG_WRITER VERIFY-COMMAND...
+# e.g. test_verify_audit.sh ./audit_log_writer ./dbwarden verify-audit
+set -u
+writer=$1
+shift
+work=$(mktemp -d /tmp/dbw-verify-audit-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+failures=0
+
+# expect CODE PATTERN ARGS...: runs the verifier, checks exit code and output.
+expect() {
+  code=$1
+  pattern=$2
+  shift 2
+  "$@" >"$work/out" 2>&1
+  got=$?
+  if [ "$got" -ne "$code" ] || ! grep -q -- "$pattern" "$work/out"; then
+    echo "FAIL: $* -> exit $got (want $code), output:"
+    sed 's/^/    /' "$work/out"
+    echo "    (wanted /$pattern/)"
+    failures=$((failures + 1))
+  else
+    echo "ok: exit $got: $(grep -- "$pattern" "$work/out" | head -n 1)"
+  fi
+}
+
+# fresh NAME [ROTATE_BYTES [KEY]]: a new log of 40 statements in $work/NAME (the
+# writer adds a checkpoint at open and after every 10 records).
+fresh() {
+  rm -rf "${work:?}/$1"
+  "$writer" "$work/$1/audit.jsonl" 40 ${2:-0} ${3:-} || { echo "writer failed"; exit 1; }
+}
+
+# Untouched: one file, then a rotated and compressed set plus a restart.
+fresh plain
+expect 0 "^valid: 45 records (40 statements" "$@" "$work/plain/audit.jsonl"
+fresh rot 2500
+"$writer" "$work/rot/audit.jsonl" 15 2500 || exit 1
+[ "$(ls "$work/rot" | grep -c '\.zst$')" -ge 3 ] || { echo "FAIL: no rotated .zst files"; failures=$((failures + 1)); }
+[ "$(stat -c %a "$work/rot")" = 700 ] || { echo "FAIL: directory mode"; failures=$((failures + 1)); }
+[ "$(stat -c %a "$work/rot/audit.jsonl")" = 600 ] || { echo "FAIL: file mode"; failures=$((failures + 1)); }
+expect 0 "^valid: .*(55 statements" "$@" "$work/rot"
+
+# One byte edited in place.
+fresh edit
+sed -i 's/"SELECT 17"/"SELECT 71"/' "$work/edit/audit.jsonl"
+expect 1 "audit.jsonl:20: edited" "$@" "$work/edit/audit.jsonl"
+
+# A record deleted, two swapped, a forged one inserted.
+fresh del
+sed -i '10d' "$work/del/audit.jsonl"
+expect 1 "audit.jsonl:10: deleted: record seq 9 is missing" "$@" "$work/del/audit.jsonl"
+fresh swap
+sed -i '12{h;d};13{G}' "$work/swap/audit.jsonl"
+expect 1 "audit.jsonl:12: reordered" "$@" "$work/swap/audit.jsonl"
+fresh ins
+sed -i '20{p;s/SELECT 18/DROP TABLE x/}' "$work/ins/audit.jsonl"
+expect 1 "audit.jsonl:21: inserted" "$@" "$work/ins/audit.jsonl"
+
+# Truncated mid-record with dd.
+fresh trunc
+size=$(stat -c %s "$work/trunc/audit.jsonl")
+dd if=/dev/null of="$work/trunc/audit.jsonl" bs=1 seek=$((size - 40)) 2>/dev/null
+expect 1 "truncated" "$@" "$work/trunc/audit.jsonl"
+
+# The newest records deleted: valid as a chain, caught by the state file.
+fresh tail
+head -n -3 "$work/tail/audit.jsonl" >"$work/tail/cut" && cat "$work/tail/cut" >"$work/tail/audit.jsonl"
+rm "$work/tail/cut"
+expect 0 "^valid" "$@" "$work/tail/audit.jsonl"
+expect 1 "missing tail" "$@" --state "$work/tail/audit.jsonl.state" "$work/tail/audit.jsonl"
+expect 1 "missing tail" "$@" "$work/tail"
+
+# A whole rotated file removed; a compressed file corrupted.
+fresh gone 2500
+victim=$(ls "$work/gone" | grep '\.zst$' | sed -n 2p)
+rm "$work/gone/$victim"
+expect 1 "file missing: '${victim%.zst}'" "$@" "$work/gone"
+fresh zcorrupt 2500
+victim=$(ls "$work/zcorrupt" | grep '\.zst$' | sed -n 2p)
+printf 'XXXX' | dd of="$work/zcorrupt/$victim" bs=1 seek=30 conv=notrunc 2>/dev/null
+expect 1 "$victim" "$@" "$work/zcorrupt"
+
+# HMAC: the key is needed, the wrong key fails.
+printf '%s\n' "integration-test-key-0123456789" >"$work/key"
+printf '%s\n' "another-key-9876543210-abcdef" >"$work/key2"
+fresh keyed 0 "$work/key"
+expect 0 "^valid" "$@" --hmac-key "$work/key" "$work/keyed"
+expect 2 "give the HMAC key" "$@" "$work/keyed"
+expect 1 "audit.jsonl:1: edited" "$@" --hmac-key "$work/key2" "$work/keyed/audit.jsonl"
+
+# Usage errors.
+expect 2 "Usage" "$@"
+expect 2 "unknown option" "$@" --bogus "$work/plain/audit.jsonl"
+expect 2 "cannot access" "$@" "$work/no-such-file"
+
+if [ "$failures" -ne 0 ]; then
+  echo "$failures check(s) failed"
+  exit 1
+fi
+echo "all verify-audit checks passed"
