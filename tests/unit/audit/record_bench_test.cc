@@ -60,8 +60,12 @@ TEST_CASE("bench: format_record and the writer with a 100-byte query", "[.bench]
   REQUIRE(w.ok());
   const double writer_rate = per_second(2'000'000, [&](int) { w.value()->on_statement(s); });
   REQUIRE(w.value()->flush().ok());
-  std::printf("JsonlWriter::on_statement to /dev/null (64 KiB writes): %.2f M records/s\n",
-              writer_rate / 1e6);
-  CHECK(w.value()->records_written() == 2'000'000);
+  // The producer outruns the writer thread here, so some records are dropped
+  // at the queue bound; this measures the decode thread's cost only.
+  std::printf(
+      "JsonlWriter::on_statement to /dev/null (decode thread only): %.2f M records/s, %llu "
+      "dropped at the queue bound\n",
+      writer_rate / 1e6, static_cast<unsigned long long>(w.value()->records_dropped()));
+  CHECK(w.value()->records_written() + w.value()->records_dropped() == 2'000'000);
   CHECK(bytes > 0);
 }
