@@ -63,10 +63,10 @@
 //   byte (the protocol is request/response). Both count `resyncs`; records in
 //   flight are marked `capture_gap`.
 // - Mid-stream join: a first client packet that is a command (sequence 0)
-//   rather than a handshake response counts `midstream_joins`; capabilities
-//   are then unknown and guessed from the packets (DEPRECATE_EOF from the
-//   shape of result sets is not guessed: EOF is assumed, which MariaDB and
-//   MySQL clients mostly negotiate off... see known gaps in the README).
+//   rather than a handshake response counts `midstream_joins`; server bytes
+//   before it are skipped. Capabilities are then unknown: multi-statements
+//   are assumed on, and CLIENT_DEPRECATE_EOF is learned from the first result
+//   set (a row where the EOF after the column definitions would be).
 #pragma once
 
 #include <cstdint>
