@@ -83,16 +83,32 @@ TEST_CASE("mysql golden: own binary-protocol client, EOF on and off", "[mysql]")
                    {"SELECT COUNT(*) FROM items", "00000", "RESULTSET", 1, ""},
                });
     CHECK(run.sink.got[5].error_message == "Duplicate entry '101' for key 'PRIMARY'");
-    const std::vector<std::string> params = {
-        ins + "#0=101", ins + "#1=O'Brien widget", ins + "#2=19.5",
-        ins + "#3=2024-02-29 13:45:30", ins + "#4=NULL", ins + "#0=102", ins + "#1=gadget",
-        ins + "#2=7.25", ins + "#3=2023-12-01", ins + "#4=blob" + std::string(1, '\0') + "bytes",
-        ins + "#0=103", ins + "#1=gizmo", ins + "#2=2.5", ins + "#3=-26:03:04",
-        ins + "#4=long note part 1; part 2", ins + "#0=101", ins + "#1=dup", ins + "#2=NULL",
-        ins + "#3=NULL", ins + "#4=NULL", sel + "#0=101", sel + "#0=102"};
+    const std::vector<std::string> params = {ins + "#0=101",
+                                             ins + "#1=O'Brien widget",
+                                             ins + "#2=19.5",
+                                             ins + "#3=2024-02-29 13:45:30",
+                                             ins + "#4=NULL",
+                                             ins + "#0=102",
+                                             ins + "#1=gadget",
+                                             ins + "#2=7.25",
+                                             ins + "#3=2023-12-01",
+                                             ins + "#4=blob" + std::string(1, '\0') + "bytes",
+                                             ins + "#0=103",
+                                             ins + "#1=gizmo",
+                                             ins + "#2=2.5",
+                                             ins + "#3=-26:03:04",
+                                             ins + "#4=long note part 1; part 2",
+                                             ins + "#0=101",
+                                             ins + "#1=dup",
+                                             ins + "#2=NULL",
+                                             ins + "#3=NULL",
+                                             ins + "#4=NULL",
+                                             sel + "#0=101",
+                                             sel + "#0=102"};
     CHECK(run.params == params);
     // The LOCAL INFILE content never reaches a record.
-    for (const Statement& s : run.sink.got) CHECK(Describe(s).find("secret-file-row") == std::string::npos);
+    for (const Statement& s : run.sink.got)
+      CHECK(Describe(s).find("secret-file-row") == std::string::npos);
   }
 }
 

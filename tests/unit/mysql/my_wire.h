@@ -111,8 +111,8 @@ inline Bytes Command(uint8_t cmd, std::string_view body) {
 }
 inline Bytes Query(std::string_view sql) { return Command(0x03, sql); }
 inline Bytes PrepareOk(uint8_t seq, uint32_t id, uint16_t cols, uint16_t params, bool eof) {
-  Bytes out = Packet(seq++, std::string(1, '\0') + U32(id) + U16(cols) + U16(params) + '\0' +
-                                U16(0));
+  Bytes out =
+      Packet(seq++, std::string(1, '\0') + U32(id) + U16(cols) + U16(params) + '\0' + U16(0));
   for (int i = 0; i < params; ++i) out += ColumnDef(seq++, "?");
   if (params && eof) out += Eof(seq++);
   for (int i = 0; i < cols; ++i) out += ColumnDef(seq++, "c");

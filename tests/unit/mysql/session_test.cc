@@ -135,19 +135,19 @@ TEST_CASE("mysql session: prepared statements, parameters, unresolved execute", 
 
 TEST_CASE("mysql session: LOCAL INFILE content is counted, never kept", "[mysql]") {
   Run run;
-  Feed(run, With(Login(kBaseCaps),
-                 {{kC, Query("LOAD DATA LOCAL INFILE 'f' INTO TABLE t"), 10},
-                  {kS, Packet(1, "\xfbrows.csv"), 20},
-                  {kC, Packet(2, "top-secret-line\n") + Packet(3, ""), 30},
-                  {kS, Ok(4, 1), 40},
-                  {kC, Query("SELECT 1"), 50},
-                  {kS, ResultSet(1, {"1"}, true), 60}}));
+  Feed(run, With(Login(kBaseCaps), {{kC, Query("LOAD DATA LOCAL INFILE 'f' INTO TABLE t"), 10},
+                                    {kS, Packet(1, "\xfbrows.csv"), 20},
+                                    {kC, Packet(2, "top-secret-line\n") + Packet(3, ""), 30},
+                                    {kS, Ok(4, 1), 40},
+                                    {kC, Query("SELECT 1"), 50},
+                                    {kS, ResultSet(1, {"1"}, true), 60}}));
   REQUIRE(run.sink.got.size() == 2);
   CHECK(run.sink.got[0].returned_rows == 1);
   CHECK(run.sink.got[0].end_ns == 40);
   CHECK(run.counters.local_infile_bytes == 16);
   CHECK(run.sink.got[1].text == "SELECT 1");
-  for (const Statement& s : run.sink.got) CHECK(Describe(s).find("top-secret") == std::string::npos);
+  for (const Statement& s : run.sink.got)
+    CHECK(Describe(s).find("top-secret") == std::string::npos);
 }
 
 TEST_CASE("mysql session: cleartext auth switch and COM_CHANGE_USER never leak", "[mysql]") {
@@ -173,7 +173,9 @@ TEST_CASE("mysql session: cleartext auth switch and COM_CHANGE_USER never leak",
 TEST_CASE("mysql session: SSL request and compression stop decoding", "[mysql]") {
   {
     Run run;
-    Feed(run, {{kS, Greeting(), 1}, {kC, SslRequest(kBaseCaps), 2}, {kC, "\x16\x03\x01garbage", 3},
+    Feed(run, {{kS, Greeting(), 1},
+               {kC, SslRequest(kBaseCaps), 2},
+               {kC, "\x16\x03\x01garbage", 3},
                {kS, "\x16\x03\x03more", 4}});
     CHECK(run.counters.encrypted_connections == 1);
     CHECK(run.sink.got.empty());
@@ -272,8 +274,8 @@ TEST_CASE("mysql session: hostile lengths and truncated fields never crash", "[m
   std::vector<Chunk> chunks = Login(kBaseCaps);
   chunks.push_back({kC, Query("SELECT 1"), 10});
   chunks.push_back({kS, Packet(1, "\xfe\xff\xff\xff\xff\xff\xff\xff\xff"), 11});  // huge count
-  chunks.push_back({kC, Command(0x17, "\x01"), 12});                          // cut execute
-  chunks.push_back({kS, Packet(1, "\xff\x01"), 13});                          // cut ERR
+  chunks.push_back({kC, Command(0x17, "\x01"), 12});                              // cut execute
+  chunks.push_back({kS, Packet(1, "\xff\x01"), 13});                              // cut ERR
   chunks.push_back({kC, Command(0x16, "SELECT ?"), 14});
   chunks.push_back({kS, Packet(1, std::string("\0\x01", 2)), 15});  // cut prepare OK
   chunks.push_back({kC, std::string("\xff\xff\xff\x00\x03", 5) + "SEL", 16});

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-#include <catch2/catch.hpp>
-
 #include "protocol/mysql/split.h"
+
+#include <catch2/catch.hpp>
 
 using dbwarden::mysql::IsCall;
 using dbwarden::mysql::SplitStatements;
@@ -29,8 +29,7 @@ TEST_CASE("mysql split: quotes, identifiers, comments", "[mysql]") {
   CHECK(Split("SELECT 1 -- c;\n; SELECT 2") == V{"SELECT 1 -- c;", "SELECT 2"});
   CHECK(Split("SELECT 1 --c; SELECT 2") == V{"SELECT 1 --c", "SELECT 2"});  // not a comment
   CHECK(Split("SELECT 1 # c;\n; SELECT 2") == V{"SELECT 1 # c;", "SELECT 2"});
-  CHECK(Split("/* ; */ SELECT 1 /* ; /* ; */; SELECT 2") == V{"SELECT 1 /* ; /* ; */",
-                                                              "SELECT 2"});
+  CHECK(Split("/* ; */ SELECT 1 /* ; /* ; */; SELECT 2") == V{"SELECT 1 /* ; /* ; */", "SELECT 2"});
   CHECK(Split(" ;; -- only\n ; /* c */ ").empty());
   CHECK(Split("SELECT 'unterminated; x") == V{"SELECT 'unterminated; x"});
   CHECK(Split("") == V{});

@@ -204,8 +204,8 @@ bool ParsePrepareOk(std::span<const uint8_t> payload, PrepareOk* out);
 // with CLIENT_DEPRECATE_EOF) rather than being a text row whose first value
 // has an 8-byte length (such rows are at least 0xffffff bytes).
 inline bool IsEndOfRows(uint8_t first, uint64_t first_packet_length, bool deprecate_eof) {
-  return first == 0xfe && (deprecate_eof ? first_packet_length < kMaxPacket
-                                         : first_packet_length < 9);
+  return first == 0xfe &&
+         (deprecate_eof ? first_packet_length < kMaxPacket : first_packet_length < 9);
 }
 
 }  // namespace dbwarden::mysql

@@ -379,7 +379,8 @@ void Session::on_long_data(const Frame& f) {
   p.has_long_data[param] = true;
   std::string& v = p.long_data[param];
   const std::string_view data = r.rest();
-  v.append(data.substr(0, limits_.max_parameter_bytes - std::min(v.size(), limits_.max_parameter_bytes)));
+  v.append(data.substr(
+      0, limits_.max_parameter_bytes - std::min(v.size(), limits_.max_parameter_bytes)));
 }
 
 void Session::on_statement_id_command(const Frame& f) {
@@ -490,7 +491,8 @@ void Session::on_server(const Frame& f) {
     case Resp::kFieldList:
       if (f.first == 0xff) {
         on_err(c, f);
-      } else if (IsEndOfRows(static_cast<uint8_t>(f.first), f.first_packet_length, deprecate_eof_)) {
+      } else if (IsEndOfRows(static_cast<uint8_t>(f.first), f.first_packet_length,
+                             deprecate_eof_)) {
         finish(f.end_ns);
       }
       break;
@@ -673,9 +675,9 @@ void Session::result(Cmd& c, const Frame& f, bool rowset, uint64_t rows, uint16_
   const bool more = (status & kStatusMoreResults) != 0;
   switch (c.command) {
     case kComQuery: {
-      const bool call = c.next < c.pieces.size() &&
-                        IsCall(std::string_view(c.text).substr(c.pieces[c.next].offset,
-                                                               c.pieces[c.next].length));
+      const bool call =
+          c.next < c.pieces.size() &&
+          IsCall(std::string_view(c.text).substr(c.pieces[c.next].offset, c.pieces[c.next].length));
       if (call && rowset) {
         // A procedure's result sets: collect them until its final OK.
         c.call_rows += rows;
@@ -765,9 +767,9 @@ Statement Session::base_statement(const Cmd& c) const {
         s.text = c.prepared->text;
         s.text_truncated = c.prepared->truncated;
       }
-      s.statement_name = "stmt:" + std::to_string(c.prepared && c.statement_id == 0xffffffffu
-                                                       ? c.prepared->id
-                                                       : c.statement_id);
+      s.statement_name =
+          "stmt:" + std::to_string(c.prepared && c.statement_id == 0xffffffffu ? c.prepared->id
+                                                                               : c.statement_id);
       break;
     case kComStmtPrepare:
       if (c.prepared) {

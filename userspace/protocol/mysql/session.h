@@ -112,13 +112,13 @@ class Session final : private FrameHandler {
  private:
   enum class Phase : uint8_t { kStart, kAuth, kCommand, kStopped };
   enum class Resp : uint8_t {
-    kFirst,       // the first packet of a result
-    kColumns,     // column definitions
-    kColumnsEof,  // the EOF after them (without CLIENT_DEPRECATE_EOF)
-    kRows,        // rows until EOF / OK / ERR
-    kPrepareDefs, // parameter and column definitions after a prepare OK
-    kFieldList,   // COM_FIELD_LIST definitions until EOF
-    kInfile,      // LOCAL INFILE: waiting for the final OK / ERR
+    kFirst,        // the first packet of a result
+    kColumns,      // column definitions
+    kColumnsEof,   // the EOF after them (without CLIENT_DEPRECATE_EOF)
+    kRows,         // rows until EOF / OK / ERR
+    kPrepareDefs,  // parameter and column definitions after a prepare OK
+    kFieldList,    // COM_FIELD_LIST definitions until EOF
+    kInfile,       // LOCAL INFILE: waiting for the final OK / ERR
   };
   struct Prepared {
     std::string text;
@@ -144,7 +144,7 @@ class Session final : private FrameHandler {
     bool has_held = false;
     size_t held_piece = 0;
     Statement held;
-    uint64_t call_rows = 0;      // rows of a CALL's result sets so far
+    uint64_t call_rows = 0;  // rows of a CALL's result sets so far
     bool call_rowsets = false;
     // COM_STMT_PREPARE / EXECUTE
     std::shared_ptr<Prepared> prepared;

@@ -47,8 +47,8 @@ bool DecodeTime(Reader& r, std::string* out) {
   uint32_t days = 0, micro = 0;
   if (!r.u8(&len)) return false;
   if (len != 0 && len != 8 && len != 12) return false;
-  if (len >= 8 && (!r.u8(&negative) || !r.u32(&days) || !r.u8(&hour) || !r.u8(&minute) ||
-                   !r.u8(&second))) {
+  if (len >= 8 &&
+      (!r.u8(&negative) || !r.u32(&days) || !r.u8(&hour) || !r.u8(&minute) || !r.u8(&second))) {
     return false;
   }
   if (len >= 12 && !r.u32(&micro)) return false;
@@ -133,19 +133,19 @@ bool DecodeBinaryValue(Reader& r, uint8_t type, bool is_unsigned, size_t max_byt
       return DecodeDateTime(r, out);
     case 11:  // TIME
       return DecodeTime(r, out);
-    case 0:    // DECIMAL
-    case 15:   // VARCHAR
-    case 16:   // BIT
-    case 245:  // JSON (MySQL)
-    case 246:  // NEWDECIMAL
-    case 247:  // ENUM
-    case 248:  // SET
-    case 249:  // TINY_BLOB
-    case 250:  // MEDIUM_BLOB
-    case 251:  // LONG_BLOB
-    case 252:  // BLOB
-    case 253:  // VAR_STRING
-    case 254:  // STRING
+    case 0:      // DECIMAL
+    case 15:     // VARCHAR
+    case 16:     // BIT
+    case 245:    // JSON (MySQL)
+    case 246:    // NEWDECIMAL
+    case 247:    // ENUM
+    case 248:    // SET
+    case 249:    // TINY_BLOB
+    case 250:    // MEDIUM_BLOB
+    case 251:    // LONG_BLOB
+    case 252:    // BLOB
+    case 253:    // VAR_STRING
+    case 254:    // STRING
     case 255: {  // GEOMETRY
       uint64_t n = 0;
       if (!r.lenenc(&n)) return false;
@@ -208,8 +208,8 @@ bool DecodeParameters(std::span<const uint8_t> payload, uint16_t count, bool que
       continue;
     }
     const uint16_t t = bound->types[i];
-    const bool ok = DecodeBinaryValue(r, static_cast<uint8_t>(t & 0xff), (t & 0x8000) != 0,
-                                      max_bytes, &value);
+    const bool ok =
+        DecodeBinaryValue(r, static_cast<uint8_t>(t & 0xff), (t & 0x8000) != 0, max_bytes, &value);
     if (!ok) {
       if (!value.empty()) out->push_back(value);
       return false;
