@@ -3,6 +3,7 @@
 
 #include <boost/program_options.hpp>
 #include <fstream>
+#include <type_traits>
 #include <ostream>
 
 #include "agent/version.h"
@@ -24,6 +25,19 @@ po::options_description settings() {
        "longest statement text kept in a record; longer is cut and marked (default 1048576)")
       ("ringbuf-bytes", po::value<uint32_t>(),
        "kernel ring buffer size, a power of two (default 16777216)")
+      ("audit-hmac-key-file", po::value<std::string>(),
+       "key file for an HMAC-SHA-256 audit chain (default: plain SHA-256); never logged")
+      ("audit-state-dir", po::value<std::string>(),
+       "where the chain head is kept between restarts (default: next to the audit log)")
+      ("audit-rotate-bytes", po::value<uint64_t>(),
+       "rotate the audit log at this size; rotated files are zstd-compressed "
+       "(default 134217728, 0: never)")
+      ("audit-rotate-age-seconds", po::value<uint64_t>(),
+       "rotate the audit log at this age (default 86400, 0: never)")
+      ("audit-checkpoint-records", po::value<uint64_t>(),
+       "write a chain checkpoint every N records (default 100000, 0: only at rotation)")
+      ("audit-checkpoint-interval-seconds", po::value<uint64_t>(),
+       "... and every N seconds (default 300, 0: never)")
       ("record", po::value<std::string>(),
        "also write every raw capture record to this new file (replay it with `dbwarden "
        "replay`); it holds statement text: protect it like the audit log");
@@ -100,6 +114,15 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
     if (vm.count("max-query-bytes")) c.max_query_bytes = vm["max-query-bytes"].as<uint64_t>();
     if (vm.count("ringbuf-bytes")) c.ringbuf_bytes = vm["ringbuf-bytes"].as<uint32_t>();
     if (vm.count("record")) c.record_file = vm["record"].as<std::string>();
+    auto take = [&](const char* key, auto& field) {
+      if (vm.count(key)) field = vm[key].as<std::remove_reference_t<decltype(field)>>();
+    };
+    take("audit-hmac-key-file", c.audit_hmac_key_file);
+    take("audit-state-dir", c.audit_state_dir);
+    take("audit-rotate-bytes", c.audit_rotate_bytes);
+    take("audit-rotate-age-seconds", c.audit_rotate_age_seconds);
+    take("audit-checkpoint-records", c.audit_checkpoint_records);
+    take("audit-checkpoint-interval-seconds", c.audit_checkpoint_interval_seconds);
     if (Status s = validate(c); !s.ok()) return s;
     return std::optional<Config>(std::move(c));
   } catch (const po::error& e) {

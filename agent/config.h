@@ -22,6 +22,13 @@ struct Config {
   uint64_t max_query_bytes = 1u << 20;
   uint32_t ringbuf_bytes = 16u << 20;
   std::string record_file;  // non-empty: also record raw capture records (for replay)
+  // Tamper-evident audit trail (see userspace/audit/jsonl_writer.h).
+  std::string audit_hmac_key_file;  // empty: plain SHA-256 chain
+  std::string audit_state_dir;      // empty: next to the audit log
+  uint64_t audit_rotate_bytes = 128ull << 20;
+  uint64_t audit_rotate_age_seconds = 86400;
+  uint64_t audit_checkpoint_records = 100000;
+  uint64_t audit_checkpoint_interval_seconds = 300;
 };
 
 // Parses `dbwarden run` arguments (argv[0] is "run"). Returns nullopt after

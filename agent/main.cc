@@ -7,6 +7,7 @@
 
 #include "agent/config.h"
 #include "agent/run.h"
+#include "agent/verify_audit.h"
 #include "agent/version.h"
 
 namespace {
@@ -17,6 +18,7 @@ void usage(std::FILE* out) {
                "Commands:\n"
                "  run       observe database traffic on this host (see `dbwarden run --help`)\n"
                "  replay    decode a recording made with `run --record` into an audit file\n"
+               "  verify-audit  check the audit trail's hash chain (`dbwarden verify-audit --help`)\n"
                "  version   print the version\n");
 }
 
@@ -33,6 +35,7 @@ int main(int argc, char** argv) {
     std::printf("dbwarden %s\n", kVersion);
     return kExitOk;
   }
+  if (!std::strcmp(argv[1], "verify-audit")) return verify_audit_main(argc - 1, argv + 1);
   if (!std::strcmp(argv[1], "replay")) {
     auto config = parse_replay_config(argc - 1, argv + 1, std::cout);
     if (!config.ok()) {

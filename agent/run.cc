@@ -83,6 +83,12 @@ int run(const Config& config) {
 
   audit::WriterOptions wopts;
   wopts.path = config.audit_file;
+  wopts.hmac_key_file = config.audit_hmac_key_file;
+  wopts.state_dir = config.audit_state_dir;
+  wopts.rotate_bytes = config.audit_rotate_bytes;
+  wopts.rotate_age = std::chrono::seconds(config.audit_rotate_age_seconds);
+  wopts.checkpoint_records = config.audit_checkpoint_records;
+  wopts.checkpoint_interval = std::chrono::seconds(config.audit_checkpoint_interval_seconds);
   auto audit = audit::JsonlWriter::Open(wopts);
   if (!audit.ok()) {
     std::fprintf(stderr, "dbwarden: %s\n", audit.status().message().c_str());
