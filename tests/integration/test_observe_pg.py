@@ -17,6 +17,7 @@ import argparse
 import collections
 import difflib
 import json
+import subprocess
 import os
 import re
 import shutil
@@ -408,9 +409,13 @@ def read_audit(path):
                 if not line.strip():
                     continue
                 try:
-                    records.append(json.loads(line))
+                    record = json.loads(line)
                 except ValueError as e:
                     bad.append(f"audit line {n} is not JSON ({e}): {short(line)}")
+                    continue
+                # Chain checkpoints are the audit trail's own records, not statements.
+                if record.get("dbwarden.record_type") != "checkpoint":
+                    records.append(record)
     except FileNotFoundError:
         bad.append(f"audit file {path} does not exist")
     return records, bad
@@ -546,6 +551,12 @@ def run(agent_exe, workdir, audit_path):
         report.other.append("the password appears in the agent's stderr")
     if PW_SECRET in metrics:
         report.other.append("the password appears in the metrics")
+    # The trail the agent left must verify: hash chain, checkpoints and state file.
+    verify = subprocess.run([agent_exe, "verify-audit", audit_path], capture_output=True,
+                            text=True, timeout=120)
+    if verify.returncode != 0:
+        report.other.append(f"verify-audit failed ({verify.returncode}): "
+                            f"{(verify.stdout + verify.stderr).strip()}")
     if audited is not None and int(audited) < len(expected):
         report.other.append(f"dbwarden_audit_records_total is {audited}, "
                             f"server logged {len(expected)} statements")
