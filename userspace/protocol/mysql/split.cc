@@ -8,26 +8,6 @@ bool IsBlank(unsigned char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-// `open` is the index of the opening quote; returns the index after the
-// closing one (or the end for an unterminated literal).
-size_t SkipQuoted(std::string_view s, size_t open, char quote, bool backslash) {
-  size_t i = open + 1;
-  while (i < s.size()) {
-    if (backslash && s[i] == '\\') {
-      i += 2;
-    } else if (s[i] == quote) {
-      if (i + 1 < s.size() && s[i + 1] == quote) {
-        i += 2;
-      } else {
-        return i + 1;
-      }
-    } else {
-      ++i;
-    }
-  }
-  return s.size();
-}
-
 size_t SkipLine(std::string_view s, size_t i) {
   while (i < s.size() && s[i] != '\n') ++i;
   return i;

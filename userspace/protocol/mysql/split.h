@@ -23,12 +23,11 @@
 #include <string_view>
 #include <vector>
 
+#include "protocol/sql_text.h"
+
 namespace dbwarden::mysql {
 
-struct SqlPiece {
-  size_t offset = 0;  // into the query string; blanks around the piece trimmed
-  size_t length = 0;  // excludes the ';'
-};
+using SqlPiece = dbwarden::SqlPiece;
 
 // Replaces the contents of `out` (its capacity is reused).
 void SplitStatements(std::string_view sql, bool backslash_escapes, std::vector<SqlPiece>* out);

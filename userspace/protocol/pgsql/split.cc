@@ -25,27 +25,6 @@ bool EqualsNoCase(std::string_view word, std::string_view upper) {
   return true;
 }
 
-// `open` is the index of the opening quote; returns the index after the
-// closing one (or the end for an unterminated literal). '' is an escaped
-// quote; with `backslash` (E'...'), so is \' and \\.
-size_t SkipQuoted(std::string_view s, size_t open, char quote, bool backslash) {
-  size_t i = open + 1;
-  while (i < s.size()) {
-    if (backslash && s[i] == '\\') {
-      i += 2;
-    } else if (s[i] == quote) {
-      if (i + 1 < s.size() && s[i + 1] == quote) {
-        i += 2;
-      } else {
-        return i + 1;
-      }
-    } else {
-      ++i;
-    }
-  }
-  return s.size();
-}
-
 size_t SkipBlockComment(std::string_view s, size_t i) {
   int depth = 0;  // comments nest in PostgreSQL, unlike the SQL standard
   while (i < s.size()) {
