@@ -108,7 +108,7 @@ TEST_CASE("mysql golden: own binary-protocol client, EOF on and off", "[mysql]")
     CHECK(run.params == params);
     // The LOCAL INFILE content never reaches a record.
     for (const Statement& s : run.sink.got)
-      CHECK(Describe(s).find("secret-file-row") == std::string::npos);
+      CHECK(DescribeStatement(s).find("secret-file-row") == std::string::npos);
   }
 }
 
@@ -172,15 +172,9 @@ TEST_CASE("mysql golden: same records at every chunk boundary", "[mysql]") {
     REQUIRE_FALSE(whole.empty());
     CHECK(Decode(chunks, 1) == whole);
     CHECK(Decode(chunks, 7) == whole);
-    for (size_t c = 0; c < chunks.size(); ++c) {
-      for (size_t cut = 1; cut < chunks[c].bytes.size(); ++cut) {
-        std::vector<Chunk> split(chunks.begin(), chunks.begin() + c);
-        split.push_back({chunks[c].dir, chunks[c].bytes.substr(0, cut), chunks[c].ts});
-        split.push_back({chunks[c].dir, chunks[c].bytes.substr(cut), chunks[c].ts});
-        split.insert(split.end(), chunks.begin() + c + 1, chunks.end());
-        if (Decode(split) != whole) FAIL("differs when chunk " << c << " is cut at " << cut);
-      }
-    }
+    dbw_test::ForEachSingleCut(chunks, [&](const std::vector<Chunk>& split, size_t c, size_t cut) {
+      if (Decode(split) != whole) FAIL("differs when chunk " << c << " is cut at " << cut);
+    });
   }
 }
 
@@ -192,8 +186,8 @@ TEST_CASE("mysql golden: the password and its scramble never appear in any recor
       Run run;
       Feed(run, chunks, piece);
       for (const Statement& s : run.sink.got) {
-        CHECK(Describe(s).find(kPassword) == std::string::npos);
-        CHECK(Describe(s).find("mysql_native_password") == std::string::npos);
+        CHECK(DescribeStatement(s).find(kPassword) == std::string::npos);
+        CHECK(DescribeStatement(s).find("mysql_native_password") == std::string::npos);
       }
       CHECK(run.info.user == "golden");
       for (const std::string& p : run.params) CHECK(p.find(kPassword) == std::string::npos);

@@ -44,7 +44,7 @@ TEST_CASE("mysql session: handshake and one query, EOF on and off", "[mysql]") {
     CHECK(s.end_ns == 20);
     CHECK(s.request_bytes == Query("SELECT c FROM t").size());
     CHECK(s.response_bytes == ResultSet(1, {"a", "b", "c"}, !deprecate).size());
-    CHECK(Describe(s).find(kToken) == std::string::npos);
+    CHECK(DescribeStatement(s).find(kToken) == std::string::npos);
   }
 }
 
@@ -147,7 +147,7 @@ TEST_CASE("mysql session: LOCAL INFILE content is counted, never kept", "[mysql]
   CHECK(run.counters.local_infile_bytes == 16);
   CHECK(run.sink.got[1].text == "SELECT 1");
   for (const Statement& s : run.sink.got)
-    CHECK(Describe(s).find("top-secret") == std::string::npos);
+    CHECK(DescribeStatement(s).find("top-secret") == std::string::npos);
 }
 
 TEST_CASE("mysql session: cleartext auth switch and COM_CHANGE_USER never leak", "[mysql]") {
@@ -166,7 +166,7 @@ TEST_CASE("mysql session: cleartext auth switch and COM_CHANGE_USER never leak",
   CHECK(run.info.user == "bob");
   CHECK(run.info.database == "sales");
   REQUIRE(run.sink.got.size() == 1);
-  CHECK(Describe(run.sink.got[0]).find("Cleartext") == std::string::npos);
+  CHECK(DescribeStatement(run.sink.got[0]).find("Cleartext") == std::string::npos);
   CHECK(run.counters.invalid_packets == 0);
 }
 

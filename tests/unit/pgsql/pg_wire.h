@@ -6,13 +6,12 @@
 #pragma once
 
 #include <cstdint>
-#include <fstream>
-#include <iterator>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "../support/capture_chunks.h"
+#include "../support/recording_sink.h"
 #include "protocol/pgsql/session.h"
 #include "protocol/statement.h"
 
@@ -102,38 +101,9 @@ inline Bytes Handshake() {
   return AuthOk() + ParamStatus("server_version", "15.18") + KeyData() + Ready();
 }
 
-struct Chunk {
-  Direction dir;
-  Bytes bytes;
-  uint64_t ts = 0;
-  uint64_t gap = 0;  // if nonzero: a gap of this many bytes instead of data
-};
-
-// One line per statement holding every field, so runs compare as strings.
-inline std::string Describe(const Statement& s) {
-  std::ostringstream o;
-  o << s.start_ns << '|' << s.end_ns << '|' << s.text << '|' << s.text_truncated << '|'
-    << s.status_code << '|' << s.error_message << '|'
-    << (s.returned_rows ? std::to_string(*s.returned_rows) : "-") << '|' << s.command_tag << '|'
-    << s.statement_name << '|' << s.capture_gap << '|' << s.request_bytes << '|'
-    << s.response_bytes;
-  return o.str();
-}
-
-class Recorder : public dbwarden::StatementSink {
- public:
-  void on_statement(const Statement& s) override {
-    if (s.connection == nullptr) throw std::runtime_error("statement without connection");
-    got.push_back(s);
-    got.back().connection = nullptr;
-  }
-  std::vector<std::string> lines() const {
-    std::vector<std::string> out;
-    for (const Statement& s : got) out.push_back(Describe(s));
-    return out;
-  }
-  std::vector<Statement> got;
-};
+using Chunk = dbw_test::Chunk<Direction>;
+using Recorder = dbw_test::RecordingSink;
+using dbw_test::DescribeStatement;
 
 struct Run {
   ConnectionInfo info;
@@ -146,39 +116,13 @@ struct Run {
 inline void Feed(Run& run, const std::vector<Chunk>& chunks, size_t max_piece = 0,
                  bool close = true) {
   Session session(run.info, run.sink, run.limits, run.counters);
-  uint64_t last_ts = 0;
-  for (const Chunk& c : chunks) {
-    last_ts = c.ts;
-    if (c.gap) {
-      session.on_gap(c.dir, c.gap, c.ts);
-      continue;
-    }
-    const auto* p = reinterpret_cast<const uint8_t*>(c.bytes.data());
-    const size_t step = max_piece ? max_piece : std::max<size_t>(c.bytes.size(), 1);
-    for (size_t off = 0; off < c.bytes.size(); off += step) {
-      session.on_data(c.dir, {p + off, std::min(step, c.bytes.size() - off)}, c.ts);
-    }
-  }
-  if (close) session.on_close(last_ts + 1);
+  dbw_test::FeedChunks(session, chunks, max_piece, close);
 }
 
 // Golden capture files: records of Byte1 'F'|'B', Int32 length, bytes (see
 // tests/data/pgsql/README.md). Timestamps are synthetic: 1000 * (index + 1).
 inline std::vector<Chunk> LoadCapture(const std::string& name) {
-  std::ifstream in(std::string(DBW_TEST_DATA_DIR) + "/pgsql/" + name, std::ios::binary);
-  if (!in) throw std::runtime_error("missing capture " + name);
-  const std::string d((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<Chunk> out;
-  size_t i = 0;
-  while (i + 5 <= d.size()) {
-    const auto* p = reinterpret_cast<const uint8_t*>(d.data() + i + 1);
-    const size_t n = (size_t{p[0]} << 24) | (size_t{p[1]} << 16) | (size_t{p[2]} << 8) | p[3];
-    if (i + 5 + n > d.size()) throw std::runtime_error("truncated capture " + name);
-    out.push_back({d[i] == 'F' ? Direction::kFrontend : Direction::kBackend, d.substr(i + 5, n),
-                   1000 * (out.size() + 1)});
-    i += 5 + n;
-  }
-  return out;
+  return dbw_test::LoadCapture("pgsql", name, 'F', Direction::kFrontend, Direction::kBackend);
 }
 
 }  // namespace pgtest

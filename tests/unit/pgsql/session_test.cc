@@ -272,7 +272,7 @@ TEST_CASE("pgsql session: a password on the wire never reaches a record", "[pgsq
                       {kF, Password(pw), 40}}));
   REQUIRE(run.sink.got.size() == 1);
   for (const Statement& s : run.sink.got) {
-    CHECK(Describe(s).find(pw) == std::string::npos);
+    CHECK(DescribeStatement(s).find(pw) == std::string::npos);
   }
   CHECK(run.info.user.find(pw) == std::string::npos);
   CHECK(run.info.database.find(pw) == std::string::npos);
