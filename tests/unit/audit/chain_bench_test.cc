@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include "../support/bench_statement.h"
 #include "audit/chain.h"
 #include "audit/verify.h"
 #include "audit_test_util.h"
@@ -25,24 +26,8 @@ double seconds_since(Clock::time_point t) {
 }  // namespace
 
 TEST_CASE("bench: chained, rotating, compressed audit writes", "[.bench][audit][chain]") {
-  dbwarden::ConnectionInfo c;
-  c.connection_id = 12345;
-  c.db_system = "postgresql";
-  c.client_address = "127.0.0.1";
-  c.client_port = 54321;
-  c.server_port = 5432;
-  c.server_pid = 4242;
-  c.user = "app_user";
-  c.database = "shop";
-  c.application_name = "pgbench";
-  dbwarden::Statement s;
-  s.connection = &c;
-  s.text =
-      "SELECT a.id, a.name, b.total FROM accounts a JOIN balances b ON b.id = a.id WHERE "
-      "a.name = 'o''x''y'";
-  s.operation = "SELECT";
-  s.returned_rows = 1;
-  s.start_ns = 1'000'000'000;
+  dbw_test::BenchStatement bench;
+  dbwarden::Statement& s = bench.statement;
 
   // The chain alone: SHA-256 over a typical 400-byte record.
   {

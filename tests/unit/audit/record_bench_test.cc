@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <string>
 
+#include "../support/bench_statement.h"
 #include "audit/jsonl_writer.h"
 #include "audit/record.h"
 
@@ -23,25 +24,9 @@ double per_second(int iterations, F&& f) {
 }  // namespace
 
 TEST_CASE("bench: format_record and the writer with a 100-byte query", "[.bench][audit]") {
-  dbwarden::ConnectionInfo c;
-  c.connection_id = 12345;
-  c.db_system = "postgresql";
-  c.client_address = "127.0.0.1";
-  c.client_port = 54321;
-  c.server_port = 5432;
-  c.server_pid = 4242;
-  c.user = "app_user";
-  c.database = "shop";
-  c.application_name = "pgbench";
-  dbwarden::Statement s;
-  s.connection = &c;
-  s.text =
-      "SELECT a.id, a.name, b.total FROM accounts a JOIN balances b ON b.id = a.id WHERE "
-      "a.name = 'o''x''y'";
+  dbw_test::BenchStatement bench;
+  dbwarden::Statement& s = bench.statement;
   REQUIRE(s.text.size() == 100);
-  s.operation = "SELECT";
-  s.returned_rows = 1;
-  s.start_ns = 1'000'000'000;
   std::string out;
   size_t bytes = 0;
   const double rate = per_second(2'000'000, [&](int i) {
