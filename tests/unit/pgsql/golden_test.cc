@@ -3,6 +3,7 @@
 // exact records, and the same records however the bytes are chunked.
 #include <catch2/catch.hpp>
 
+#include "../support/chunking_check.h"
 #include "pg_wire.h"
 
 using namespace pgtest;
@@ -107,14 +108,8 @@ TEST_CASE("pgsql golden: same records at every chunk boundary", "[pgsql]") {
   for (const char* name : kCaptures) {
     INFO(name);
     const std::vector<Chunk> chunks = LoadCapture(name);
-    const std::vector<std::string> whole = Decode(chunks);
-    REQUIRE_FALSE(whole.empty());
-    CHECK(Decode(chunks, 1) == whole);
-    CHECK(Decode(chunks, 7) == whole);
-    // Split the capture at every byte position (one extra cut per run).
-    dbw_test::ForEachSingleCut(chunks, [&](const std::vector<Chunk>& split, size_t c, size_t cut) {
-      if (Decode(split) != whole) FAIL("differs when chunk " << c << " is cut at " << cut);
-    });
+    dbw_test::CheckSameRecordsHoweverChunked(
+        chunks, [](const std::vector<Chunk>& c, size_t piece) { return Decode(c, piece); });
   }
 }
 
