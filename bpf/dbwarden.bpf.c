@@ -251,9 +251,16 @@ ignore:
 	return NULL;
 }
 
-static __always_inline __u64 ringbuf_flags(void)
+/* Records are submitted without waking the reader, which polls on a timer:
+ * a wake-up per record would cost more than the capture itself. The one
+ * exception is the record that takes the backlog across wakeup_bytes, so that
+ * a burst is drained before the ring fills. Only the crossing wakes: once the
+ * backlog is above the mark, later records do not wake again. */
+static __always_inline __u64 ringbuf_flags(__u64 record_bytes)
 {
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+
+	return avail >= wakeup_bytes && avail < wakeup_bytes + record_bytes ? BPF_RB_FORCE_WAKEUP
 									     : BPF_RB_NO_WAKEUP;
 }
 
@@ -296,7 +303,7 @@ static __always_inline void emit_small(struct dbw_conn_state *st, __u8 dir, cons
 		count_drop(DBW_DROP_READ_FAILED);
 		e->captured = 0;
 	}
-	bpf_ringbuf_submit(e, ringbuf_flags());
+	bpf_ringbuf_submit(e, ringbuf_flags(offsetof(struct dbw_data_event, data) + DBW_SMALL_BYTES));
 }
 
 static __always_inline void emit_data(struct dbw_conn_state *st, __u8 dir, const char *buf,
@@ -331,7 +338,7 @@ static __always_inline void emit_data(struct dbw_conn_state *st, __u8 dir, const
 			n = 0;
 		}
 		if (bpf_ringbuf_output(&events, e, offsetof(struct dbw_data_event, data) + n,
-				       ringbuf_flags()))
+				       ringbuf_flags(offsetof(struct dbw_data_event, data) + n)))
 			count_drop(DBW_DROP_RINGBUF_FULL);
 		done += e->length;
 	}
