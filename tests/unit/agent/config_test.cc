@@ -109,3 +109,25 @@ TEST_CASE("backend process titles give user and database", "[agent][identity]") 
 
 }  // namespace
 }  // namespace dbwarden::agent
+
+namespace dbwarden::agent {
+namespace {
+
+TEST_CASE("the shipped default config parses and matches the built-in defaults",
+          "[agent][config]") {
+  const std::string path = std::string(DBW_TEST_DATA_DIR) + "/../../packaging/dbwarden.conf";
+  auto r = parse({"--config", path.c_str()});
+  REQUIRE(r.ok());
+  const Config& c = *r.value();
+  const Config defaults;
+  CHECK(c.audit_file == defaults.audit_file);
+  CHECK(c.metrics_address == defaults.metrics_address);
+  CHECK(c.postgres_ports == defaults.postgres_ports);
+  CHECK(c.max_query_bytes == defaults.max_query_bytes);
+  CHECK(c.ringbuf_bytes == defaults.ringbuf_bytes);
+  CHECK(c.audit_rotate_bytes == defaults.audit_rotate_bytes);
+  CHECK(c.audit_checkpoint_records == defaults.audit_checkpoint_records);
+}
+
+}  // namespace
+}  // namespace dbwarden::agent
