@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Resolver: sock_diag finds the peer's socket inode, InodeOwners the process
+// holding it, describe() reads that process from /proc.
+#include <fcntl.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <vector>
+
+#include "identity/identity.h"
+#include "identity/inode_owners.h"
+#include "identity/sock_diag.h"
+
+namespace dbwarden::identity {
+namespace {
+
+// Small /proc files only; a bounded read, "" when unreadable.
+std::string read_small(const std::string& path, size_t limit = 64 * 1024) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  std::string out;
+  char buf[4096];
+  while (out.size() < limit) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return out;
+}
+
+std::string user_name_of(uint32_t uid) {
+  passwd pw{};
+  passwd* found = nullptr;
+  std::vector<char> buf(4096);
+  for (int i = 0; i < 4; i++) {
+    int rc = getpwuid_r(uid, &pw, buf.data(), buf.size(), &found);
+    if (rc == ERANGE) {
+      buf.resize(buf.size() * 4);
+      continue;
+    }
+    if (rc != 0 || found == nullptr) return "";
+    return pw.pw_name;
+  }
+  return "";
+}
+
+}  // namespace
+
+struct Resolver::Impl {
+  explicit Impl(Options o)
+      : options(std::move(o)),
+        owners(options.proc_root, options.full_rescan_interval, options.max_cached_sockets) {}
+  Options options;
+  std::mutex mu;  // one lookup at a time: the cache and the netlink socket are shared
+  SockDiag diag;
+  InodeOwners owners;
+  Stats stats;
+
+  PeerProcess describe(uint32_t pid);
+  std::optional<PeerProcess> owner_of(uint64_t inode);
+};
+
+PeerProcess Resolver::Impl::describe(uint32_t pid) {
+  PeerProcess p;
+  p.pid = pid;
+  const std::string base = options.proc_root + "/" + std::to_string(pid);
+  std::string status = read_small(base + "/status");
+  if (status.empty()) return p;  // gone
+  if (auto uid = effective_uid_from_status(status)) {
+    p.uid = *uid;
+    p.user_name = user_name_of(*uid);
+  }
+  p.login_uid = login_uid_from_file(read_small(base + "/loginuid"));
+  if (p.login_uid) p.login_user = user_name_of(*p.login_uid);
+  p.comm = read_small(base + "/comm", 64);
+  if (!p.comm.empty() && p.comm.back() == '\n') p.comm.pop_back();
+  char exe[4096];
+  ssize_t n = readlink((base + "/exe").c_str(), exe, sizeof(exe));
+  if (n > 0) p.executable.assign(exe, static_cast<size_t>(n));  // kernel threads have none
+  p.cgroup = cgroup_path_from_proc_file(read_small(base + "/cgroup"));
+  p.systemd_unit = systemd_unit_from_cgroup(p.cgroup);
+  p.container_id = container_id_from_cgroup(p.cgroup);
+  return p;
+}
+
+std::optional<PeerProcess> Resolver::Impl::owner_of(uint64_t inode) {
+  auto owner = owners.find(inode);
+  if (!owner) {
+    stats.owner_not_found++;
+    return std::nullopt;
+  }
+  PeerProcess p = describe(owner->pid);
+  // The process may have exited (and its pid been reused) while we read it:
+  // only answer if it still holds the socket afterwards.
+  if (p.comm.empty() || !owners.still_holds(*owner, inode)) {
+    stats.owner_not_found++;
+    return std::nullopt;
+  }
+  return p;
+}
+
+Resolver::Resolver() : Resolver(Options{}) {}
+Resolver::Resolver(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Resolver::~Resolver() = default;
+
+std::optional<PeerProcess> Resolver::tcp_peer(const std::string& client_addr, uint16_t client_port,
+                                              const std::string& server_addr,
+                                              uint16_t server_port) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->stats.lookups++;
+  Endpoint local, remote;
+  if (!parse_endpoint(client_addr, client_port, local) ||
+      !parse_endpoint(server_addr, server_port, remote) || local.family != remote.family) {
+    impl_->stats.bad_arguments++;
+    return std::nullopt;
+  }
+  DiagAnswer a = impl_->diag.tcp_socket(local, remote);
+  if (a.outcome == DiagOutcome::kError) {
+    impl_->stats.diag_errors++;
+    return std::nullopt;
+  }
+  if (a.outcome == DiagOutcome::kNoSuchSocket) {
+    impl_->stats.socket_not_found++;
+    return std::nullopt;
+  }
+  return impl_->owner_of(a.inode);
+}
+
+std::optional<PeerProcess> Resolver::unix_peer(uint64_t server_socket_inode) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->stats.lookups++;
+  // unix_diag carries inodes as u32 (linux/unix_diag.h).
+  if (server_socket_inode == 0 || server_socket_inode > UINT32_MAX) {
+    impl_->stats.bad_arguments++;
+    return std::nullopt;
+  }
+  DiagAnswer a = impl_->diag.unix_peer(static_cast<uint32_t>(server_socket_inode));
+  if (a.outcome == DiagOutcome::kError) {
+    impl_->stats.diag_errors++;
+    return std::nullopt;
+  }
+  if (a.outcome == DiagOutcome::kNoSuchSocket) {
+    impl_->stats.socket_not_found++;
+    return std::nullopt;
+  }
+  return impl_->owner_of(a.inode);
+}
+
+PeerProcess Resolver::describe(uint32_t pid) {
+  // No lock: reads /proc only, touches no shared state.
+  return impl_->describe(pid);
+}
+
+Resolver::Stats Resolver::stats() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Stats s = impl_->stats;
+  const auto& c = impl_->owners.counters();
+  s.cache_hits = c.hits;
+  s.full_scans = c.full_scans;
+  s.new_pid_scans = c.new_pid_scans;
+  s.cache_overflow = c.overflow;
+  return s;
+}
+
+}  // namespace dbwarden::identity
