@@ -2,6 +2,7 @@
 #include "agent/config.h"
 
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <fstream>
 #include <type_traits>
 #include <ostream>
@@ -21,6 +22,9 @@ po::options_description settings() {
        "Prometheus endpoint HOST:PORT (default 127.0.0.1:9977; loopback unless you mean it)")
       ("postgres-port", po::value<std::vector<unsigned>>(),
        "PostgreSQL port to watch, repeatable (default 5432); its unix sockets are found too")
+      ("mysql-port", po::value<std::vector<unsigned>>(),
+       "MySQL/MariaDB port to watch, repeatable (default none); the unix sockets of the server "
+       "listening there are found too")
       ("max-query-bytes", po::value<uint64_t>(),
        "longest statement text kept in a record; longer is cut and marked (default 1048576)")
       ("ringbuf-bytes", po::value<uint32_t>(),
@@ -56,7 +60,15 @@ Status validate(Config& c) {
   } catch (const std::exception&) {
     return Status::Error("--metrics-address has a bad port: '" + c.metrics_address + "'");
   }
-  if (c.postgres_ports.empty()) return Status::Error("at least one --postgres-port is needed");
+  if (c.postgres_ports.empty() && c.mysql_ports.empty()) {
+    return Status::Error("at least one --postgres-port or --mysql-port is needed");
+  }
+  for (uint16_t p : c.mysql_ports) {
+    if (std::find(c.postgres_ports.begin(), c.postgres_ports.end(), p) != c.postgres_ports.end()) {
+      return Status::Error("port " + std::to_string(p) +
+                           " is given as both --postgres-port and --mysql-port");
+    }
+  }
   if (c.max_query_bytes < 64) return Status::Error("--max-query-bytes must be at least 64");
   if (c.ringbuf_bytes < 4096 || (c.ringbuf_bytes & (c.ringbuf_bytes - 1))) {
     return Status::Error("--ringbuf-bytes must be a power of two >= 4096, got " +
@@ -102,15 +114,20 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
     po::notify(vm);
     if (vm.count("audit-file")) c.audit_file = vm["audit-file"].as<std::string>();
     if (vm.count("metrics-address")) c.metrics_address = vm["metrics-address"].as<std::string>();
-    if (vm.count("postgres-port")) {
-      c.postgres_ports.clear();
-      for (unsigned p : vm["postgres-port"].as<std::vector<unsigned>>()) {
+    auto ports = [&](const char* key, std::vector<uint16_t>& out) -> Status {
+      if (!vm.count(key)) return Status::Ok();
+      out.clear();
+      for (unsigned p : vm[key].as<std::vector<unsigned>>()) {
         if (p == 0 || p > 65535) {
-          return Status::Error("--postgres-port must be 1..65535, got " + std::to_string(p));
+          return Status::Error(std::string("--") + key + " must be 1..65535, got " +
+                               std::to_string(p));
         }
-        c.postgres_ports.push_back(static_cast<uint16_t>(p));
+        out.push_back(static_cast<uint16_t>(p));
       }
-    }
+      return Status::Ok();
+    };
+    if (Status s = ports("postgres-port", c.postgres_ports); !s.ok()) return s;
+    if (Status s = ports("mysql-port", c.mysql_ports); !s.ok()) return s;
     if (vm.count("max-query-bytes")) c.max_query_bytes = vm["max-query-bytes"].as<uint64_t>();
     if (vm.count("ringbuf-bytes")) c.ringbuf_bytes = vm["ringbuf-bytes"].as<uint32_t>();
     if (vm.count("record")) c.record_file = vm["record"].as<std::string>();
@@ -137,7 +154,12 @@ Result<std::optional<ReplayConfig>> parse_replay_config(int argc, const char* co
       ("help,h", "show this help")
       ("recording", po::value<std::string>(), "recording made with `dbwarden run --record`")
       ("audit-file", po::value<std::string>(), "where to write the audit records")
-      ("max-query-bytes", po::value<uint64_t>(), "as for `dbwarden run`");
+      ("mysql-port", po::value<std::vector<unsigned>>(),
+       "MySQL/MariaDB port to watch, repeatable (default none); the unix sockets of the server "
+       "listening there are found too")
+      ("max-query-bytes", po::value<uint64_t>(), "as for `dbwarden run`")
+      ("mysql-port", po::value<std::vector<unsigned>>(),
+       "as for `dbwarden run`: connections to these ports are decoded as MySQL");
   po::positional_options_description pos;
   pos.add("recording", 1);
   po::variables_map vm;
@@ -156,6 +178,12 @@ Result<std::optional<ReplayConfig>> parse_replay_config(int argc, const char* co
     c.recording = vm["recording"].as<std::string>();
     c.audit_file = vm["audit-file"].as<std::string>();
     if (vm.count("max-query-bytes")) c.max_query_bytes = vm["max-query-bytes"].as<uint64_t>();
+    if (vm.count("mysql-port")) {
+      for (unsigned p : vm["mysql-port"].as<std::vector<unsigned>>()) {
+        if (p == 0 || p > 65535) return Status::Error("--mysql-port must be 1..65535");
+        c.mysql_ports.push_back(static_cast<uint16_t>(p));
+      }
+    }
     return std::optional<ReplayConfig>(std::move(c));
   } catch (const po::error& e) {
     return Status::Error(std::string(e.what()) + " (see `dbwarden replay --help`)");

@@ -19,6 +19,7 @@ struct Config {
   std::string audit_file = "/var/log/dbwarden/audit.jsonl";
   std::string metrics_address = "127.0.0.1:9977";
   std::vector<uint16_t> postgres_ports{5432};
+  std::vector<uint16_t> mysql_ports;  // none by default
   uint64_t max_query_bytes = 1u << 20;
   uint32_t ringbuf_bytes = 16u << 20;
   std::string record_file;  // non-empty: also record raw capture records (for replay)
@@ -41,6 +42,7 @@ struct ReplayConfig {
   std::string recording;
   std::string audit_file;
   uint64_t max_query_bytes = 1u << 20;
+  std::vector<uint16_t> mysql_ports;  // as given to `run`: they pick the decoder
 };
 Result<std::optional<ReplayConfig>> parse_replay_config(int argc, const char* const* argv,
                                                         std::ostream& out);

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <vector>
@@ -43,35 +44,69 @@ bool parse_backend_title(const std::string& title, std::string& user, std::strin
   return true;
 }
 
+// The two decoders behind one face: bytes towards the server, bytes towards
+// the client, gaps, close.
+class Decoder {
+ public:
+  virtual ~Decoder() = default;
+  virtual void on_data(bool to_server, std::span<const uint8_t> b, uint64_t ts) = 0;
+  virtual void on_gap(bool to_server, uint64_t n, uint64_t ts) = 0;
+  virtual void on_close(uint64_t ts) = 0;
+};
+
+template <typename Session, typename Direction, Direction kToServer, Direction kToClient>
+class DecoderFor : public Decoder {
+ public:
+  template <typename Limits, typename Counters>
+  DecoderFor(ConnectionInfo& info, StatementSink& sink, const Limits& limits, Counters& counters)
+      : session_(info, sink, limits, counters) {}
+  void on_data(bool to_server, std::span<const uint8_t> b, uint64_t ts) override {
+    session_.on_data(to_server ? kToServer : kToClient, b, ts);
+  }
+  void on_gap(bool to_server, uint64_t n, uint64_t ts) override {
+    session_.on_gap(to_server ? kToServer : kToClient, n, ts);
+  }
+  void on_close(uint64_t ts) override { session_.on_close(ts); }
+
+ private:
+  Session session_;
+};
+
+using PgsqlDecoder = DecoderFor<pgsql::Session, pgsql::Direction, pgsql::Direction::kFrontend,
+                                pgsql::Direction::kBackend>;
+using MysqlDecoder = DecoderFor<mysql::Session, mysql::Direction, mysql::Direction::kClient,
+                                mysql::Direction::kServer>;
+
 // One client connection: identity, one reassembler per direction, a decoder.
 struct Observer::Connection : StatementSink {
   // Adapts a reassembled direction to the decoder.
   struct Direction : stream::Consumer {
     Connection* conn = nullptr;
-    pgsql::Direction dir{};
+    bool to_server = false;
     void on_bytes(std::span<const uint8_t> b, uint64_t ts) override {
-      conn->session->on_data(dir, b, ts);
+      conn->decoder->on_data(to_server, b, ts);
     }
     void on_gap(uint64_t n, uint64_t ts) override {
       conn->had_gap = true;
-      conn->session->on_gap(dir, n, ts);
+      conn->decoder->on_gap(to_server, n, ts);
     }
   };
 
-  Connection(StatementSink& out, const pgsql::Limits& limits, const stream::Limits& slimits,
-             stream::Counters& scounters, pgsql::Counters& pcounters)
-      : downstream(out), ingress(slimits, scounters), egress(slimits, scounters) {
+  Connection(Protocol proto, StatementSink& out, const stream::Limits& slimits,
+             stream::Counters& scounters)
+      : protocol(proto), downstream(out), ingress(slimits, scounters), egress(slimits, scounters) {
     to_server.conn = this;
-    to_server.dir = pgsql::Direction::kFrontend;
+    to_server.to_server = true;
     to_client.conn = this;
-    to_client.dir = pgsql::Direction::kBackend;
-    session = std::make_unique<pgsql::Session>(info, *this, limits, pcounters);
+    to_client.to_server = false;
+    info.db_system = proto == Protocol::kMysql ? "mysql" : "postgresql";
   }
 
   // Fills identity the startup message did not give us (capture joined late),
   // once per connection, then passes the statement on.
   void on_statement(const Statement& s) override {
-    if (info.user.empty() && !title_checked && info.server_pid != 0) {
+    if (protocol == Protocol::kPostgresql && info.user.empty() && !title_checked &&
+        info.server_pid != 0) {
       title_checked = true;
       parse_backend_title(read_cmdline(info.server_pid), info.user, info.database);
     }
@@ -84,6 +119,7 @@ struct Observer::Connection : StatementSink {
     downstream.on_statement(s);
   }
 
+  Protocol protocol;
   StatementSink& downstream;
   ConnectionInfo info;
   uint64_t sock_ino = 0;
@@ -91,27 +127,48 @@ struct Observer::Connection : StatementSink {
   bool had_gap = false;  // sticky: later statements may lack context (e.g. prepared text)
   stream::Reassembler ingress, egress;
   Direction to_server, to_client;
-  std::unique_ptr<pgsql::Session> session;
+  std::unique_ptr<Decoder> decoder;
 };
 
-Observer::Observer(StatementSink& sink, const pgsql::Limits& limits)
-    : sink_(sink), limits_(limits) {}
+Observer::Observer(StatementSink& sink, const DecoderLimits& limits,
+                   std::vector<uint16_t> mysql_ports)
+    : sink_(sink), limits_(limits), mysql_ports_(std::move(mysql_ports)) {}
 Observer::~Observer() = default;
 
-Observer::Connection& Observer::get_or_create(uint64_t conn_id, uint32_t pid) {
+Protocol Observer::protocol_of(uint16_t server_port) const {
+  return std::find(mysql_ports_.begin(), mysql_ports_.end(), server_port) != mysql_ports_.end()
+             ? Protocol::kMysql
+             : Protocol::kPostgresql;
+}
+
+size_t Observer::active_connections(Protocol protocol) const {
+  size_t n = 0;
+  for (const auto& [id, conn] : conns_) n += conn->protocol == protocol;
+  return n;
+}
+
+Observer::Connection& Observer::get_or_create(uint64_t conn_id, uint32_t pid,
+                                              uint16_t server_port) {
   auto it = conns_.find(conn_id);
   if (it != conns_.end()) return *it->second;
-  auto conn = std::make_unique<Connection>(sink_, limits_, stream::Limits{}, stream_counters_,
-                                           pgsql_counters_);
+  Protocol proto = protocol_of(server_port);
+  auto conn = std::make_unique<Connection>(proto, sink_, stream::Limits{}, stream_counters_);
   conn->info.connection_id = conn_id;
-  conn->info.db_system = "postgresql";
   conn->info.server_pid = pid;
+  conn->info.server_port = server_port;
+  if (proto == Protocol::kMysql) {
+    conn->decoder = std::make_unique<MysqlDecoder>(conn->info, *conn, limits_.mysql,
+                                                   mysql_counters_);
+  } else {
+    conn->decoder = std::make_unique<PgsqlDecoder>(conn->info, *conn, limits_.pgsql,
+                                                   pgsql_counters_);
+  }
   counters_.connections_opened++;
   return *conns_.emplace(conn_id, std::move(conn)).first->second;
 }
 
 void Observer::on_conn_open(const dbw_conn_event& e) {
-  Connection& c = get_or_create(e.hdr.conn_id, e.hdr.pid);
+  Connection& c = get_or_create(e.hdr.conn_id, e.hdr.pid, e.server_port);
   c.sock_ino = e.sock_ino;
   c.info.server_port = e.server_port;
   c.info.unix_socket = e.family == DBW_FAMILY_UNIX;
@@ -124,7 +181,9 @@ void Observer::on_conn_open(const dbw_conn_event& e) {
 void Observer::on_data(const dbw_data_event& e) {
   auto it = conns_.find(e.hdr.conn_id);
   if (it == conns_.end()) counters_.unknown_connection_records++;
-  Connection& c = it != conns_.end() ? *it->second : get_or_create(e.hdr.conn_id, e.hdr.pid);
+  // A connection whose open record was lost: its port, and so its protocol,
+  // is unknown; PostgreSQL is the default until the open record says more.
+  Connection& c = it != conns_.end() ? *it->second : get_or_create(e.hdr.conn_id, e.hdr.pid, 0);
   c.info.server_pid = e.hdr.pid;
   std::span<const uint8_t> bytes(e.data, e.captured);
   if (e.direction == DBW_DIR_INGRESS) {
@@ -140,7 +199,7 @@ void Observer::close(uint64_t conn_id, uint64_t ts_ns) {
   Connection& c = *it->second;
   c.ingress.flush(c.to_server);
   c.egress.flush(c.to_client);
-  c.session->on_close(ts_ns);
+  c.decoder->on_close(ts_ns);
   counters_.connections_closed++;
   conns_.erase(it);
 }

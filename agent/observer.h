@@ -2,14 +2,17 @@
 //
 // The connection table: turns capture records into per-connection byte
 // streams (stream::Reassembler, one per direction) and feeds them to the
-// PostgreSQL decoder. Statements flow on to the pipeline's sink.
+// decoder of the protocol spoken on the connection's server port (PostgreSQL
+// or MySQL). Statements flow on to the pipeline's sink.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 #include "capture/capture.h"
+#include "protocol/mysql/session.h"
 #include "protocol/pgsql/session.h"
 #include "protocol/statement.h"
 #include "stream/reassembler.h"
@@ -22,9 +25,18 @@ struct ObserverCounters {
   uint64_t unknown_connection_records = 0;  // data for a connection whose open was missed
 };
 
+enum class Protocol { kPostgresql, kMysql };
+
+struct DecoderLimits {
+  pgsql::Limits pgsql;
+  mysql::Limits mysql;
+};
+
 class Observer : public capture::EventHandler {
  public:
-  Observer(StatementSink& sink, const pgsql::Limits& limits);
+  // `mysql_ports`: server ports that speak the MySQL protocol; every other
+  // captured port is PostgreSQL.
+  Observer(StatementSink& sink, const DecoderLimits& limits, std::vector<uint16_t> mysql_ports);
   ~Observer() override;
 
   // Lets the observer drop kernel state for sockets of exited processes.
@@ -38,21 +50,25 @@ class Observer : public capture::EventHandler {
   // Ends every connection, emitting what is pending (agent shutdown).
   void close_all(uint64_t ts_ns);
 
-  size_t active_connections() const { return conns_.size(); }
+  size_t active_connections(Protocol protocol) const;
   const stream::Counters& stream_counters() const { return stream_counters_; }
   const pgsql::Counters& pgsql_counters() const { return pgsql_counters_; }
+  const mysql::Counters& mysql_counters() const { return mysql_counters_; }
   const ObserverCounters& counters() const { return counters_; }
 
  private:
   struct Connection;
-  Connection& get_or_create(uint64_t conn_id, uint32_t pid);
+  Connection& get_or_create(uint64_t conn_id, uint32_t pid, uint16_t server_port);
+  Protocol protocol_of(uint16_t server_port) const;
   void close(uint64_t conn_id, uint64_t ts_ns);
 
   StatementSink& sink_;
-  pgsql::Limits limits_;
+  DecoderLimits limits_;
+  std::vector<uint16_t> mysql_ports_;
   capture::BpfCapture* capture_ = nullptr;
   stream::Counters stream_counters_;
   pgsql::Counters pgsql_counters_;
+  mysql::Counters mysql_counters_;
   ObserverCounters counters_;
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns_;
 };

@@ -50,16 +50,20 @@ void publish(metrics::Exporter& m, const capture::BpfCapture& cap, const Observe
   }
   cc.gaps = obs.stream_counters().gaps;
   cc.gap_bytes = obs.stream_counters().gap_bytes;
+  // One set of decoder counters for now: both protocols' figures are summed.
   const pgsql::Counters& p = obs.pgsql_counters();
+  const mysql::Counters& y = obs.mysql_counters();
   metrics::DecoderCounters dc;
-  dc.messages = p.messages;
-  dc.invalid_messages = p.invalid_messages;
-  dc.resyncs = p.resyncs;
-  dc.truncated_queries = p.truncated_queries;
-  dc.encrypted_connections = p.encrypted_connections;
-  dc.midstream_joins = p.midstream_joins;
+  dc.messages = p.messages + y.packets;
+  dc.invalid_messages = p.invalid_messages + y.invalid_packets;
+  dc.resyncs = p.resyncs + y.resyncs;
+  dc.truncated_queries = p.truncated_queries + y.truncated_queries;
+  dc.encrypted_connections = p.encrypted_connections + y.encrypted_connections;
+  dc.midstream_joins = p.midstream_joins + y.midstream_joins;
   m.publish(cc, dc);
-  m.set_active_connections("postgresql", static_cast<int64_t>(obs.active_connections()));
+  m.set_active_connections("postgresql",
+                           static_cast<int64_t>(obs.active_connections(Protocol::kPostgresql)));
+  m.set_active_connections("mysql", static_cast<int64_t>(obs.active_connections(Protocol::kMysql)));
   m.publish_audit(audit.records_written(), audit.bytes_written(), audit.write_errors(),
                   audit.records_dropped());
 }
@@ -101,9 +105,10 @@ int run(const Config& config) {
   }
 
   Pipeline pipeline({audit.value().get(), exporter.value().get()});
-  pgsql::Limits limits;
-  limits.max_query_bytes = config.max_query_bytes;
-  Observer observer(pipeline, limits);
+  DecoderLimits limits;
+  limits.pgsql.max_query_bytes = config.max_query_bytes;
+  limits.mysql.max_query_bytes = config.max_query_bytes;
+  Observer observer(pipeline, limits, config.mysql_ports);
 
   capture::Options copts;
   copts.ringbuf_bytes = config.ringbuf_bytes;
@@ -114,16 +119,22 @@ int run(const Config& config) {
     return kExitError;
   }
   observer.set_capture(capture.value().get());
-  ServerWatcher watcher(*capture.value(), config.postgres_ports);
+  ServerWatcher watcher(*capture.value(), config.postgres_ports, config.mysql_ports);
   if (Status s = watcher.start(); !s.ok()) {
     std::fprintf(stderr, "dbwarden: %s\n", s.message().c_str());
     return kExitError;
   }
+  std::string watching = "PostgreSQL on port(s) " + join_ports(config.postgres_ports);
+  if (config.postgres_ports.empty()) watching = "";
+  if (!config.mysql_ports.empty()) {
+    watching += (watching.empty() ? "" : " and ") + std::string("MySQL on port(s) ") +
+                join_ports(config.mysql_ports);
+  }
   std::fprintf(stderr,
-               "dbwarden: observing PostgreSQL on port(s) %s: %zu server process(es) found now, "
-               "new ones picked up as they start; audit log %s; metrics http://%s/metrics\n",
-               join_ports(config.postgres_ports).c_str(), watcher.server_processes(),
-               config.audit_file.c_str(), config.metrics_address.c_str());
+               "dbwarden: observing %s: %zu server process(es) found now, new ones picked up as "
+               "they start; audit log %s; metrics http://%s/metrics\n",
+               watching.c_str(), watcher.server_processes(), config.audit_file.c_str(),
+               config.metrics_address.c_str());
 
   uint64_t last_tick = 0;
   int status = kExitOk;
@@ -170,9 +181,10 @@ int replay(const ReplayConfig& config) {
     return kExitError;
   }
   Pipeline pipeline({audit.value().get()});
-  pgsql::Limits limits;
-  limits.max_query_bytes = config.max_query_bytes;
-  Observer observer(pipeline, limits);
+  DecoderLimits limits;
+  limits.pgsql.max_query_bytes = config.max_query_bytes;
+  limits.mysql.max_query_bytes = config.max_query_bytes;
+  Observer observer(pipeline, limits, config.mysql_ports);
   auto stats = capture::replay(config.recording, observer);
   if (!stats.ok()) {
     std::fprintf(stderr, "dbwarden: %s\n", stats.status().message().c_str());

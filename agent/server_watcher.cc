@@ -5,6 +5,12 @@
 
 namespace dbwarden::agent {
 
+ServerWatcher::ServerWatcher(capture::BpfCapture& capture, std::vector<uint16_t> postgres_ports,
+                             std::vector<uint16_t> mysql_ports)
+    : capture_(capture), ports_(std::move(postgres_ports)), mysql_ports_(std::move(mysql_ports)) {
+  ports_.insert(ports_.end(), mysql_ports_.begin(), mysql_ports_.end());
+}
+
 Status ServerWatcher::start() {
   for (uint16_t port : ports_) {
     if (Status s = capture_.watch_port(port); !s.ok()) return s;
@@ -25,6 +31,18 @@ Status ServerWatcher::refresh() {
     if (std::find(unix_paths_.begin(), unix_paths_.end(), u.path) != unix_paths_.end()) continue;
     if (Status s = capture_.watch_unix_path(u.path, u.port); !s.ok()) return s;
     unix_paths_.push_back(u.path);
+  }
+  for (const auto& [inode, port] : now.tcp_ports) {
+    if (std::find(mysql_ports_.begin(), mysql_ports_.end(), port) == mysql_ports_.end()) continue;
+    for (uint32_t pid : capture::pids_owning({inode})) {
+      for (const auto& u : capture::unix_listeners_of(pid)) {
+        if (std::find(unix_paths_.begin(), unix_paths_.end(), u.path) != unix_paths_.end()) {
+          continue;
+        }
+        if (Status s = capture_.watch_unix_path(u.path, port); !s.ok()) return s;
+        unix_paths_.push_back(u.path);
+      }
+    }
   }
   std::set<uint64_t> inodes = now.tcp_inodes;
   for (uint64_t ino : now.unix_inodes()) inodes.insert(ino);

@@ -3,7 +3,9 @@
 // Keeps the kernel's idea of "the database servers" current: finds the
 // processes listening on the watched ports and unix sockets, tracks them and
 // their existing children (the kernel tracks later children itself), and
-// picks up servers that start or restart after the agent.
+// picks up servers that start or restart after the agent. PostgreSQL's unix
+// sockets are found by name (.s.PGSQL.<port>); MySQL's are whatever unix
+// sockets the process listening on the MySQL port holds.
 #pragma once
 
 #include <cstdint>
@@ -17,8 +19,8 @@ namespace dbwarden::agent {
 
 class ServerWatcher {
  public:
-  ServerWatcher(capture::BpfCapture& capture, std::vector<uint16_t> ports)
-      : capture_(capture), ports_(std::move(ports)) {}
+  ServerWatcher(capture::BpfCapture& capture, std::vector<uint16_t> postgres_ports,
+                std::vector<uint16_t> mysql_ports);
 
   Status start();    // watch the ports, then the first refresh
   Status refresh();  // cheap when nothing changed: run it every second
@@ -27,7 +29,8 @@ class ServerWatcher {
 
  private:
   capture::BpfCapture& capture_;
-  std::vector<uint16_t> ports_;
+  std::vector<uint16_t> ports_;  // all of them
+  std::vector<uint16_t> mysql_ports_;
   capture::Listeners last_;
   bool first_ = true;
   std::vector<uint32_t> servers_;

@@ -161,6 +161,7 @@ void read_proc_tcp_listeners(const std::string& proc_root, Watched watched, List
       uint64_t inode = 0;
       if (parse_tcp_listen_line(line, port, inode) && watched(port) && inode != 0) {
         out.tcp_inodes.insert(inode);
+        out.tcp_ports[inode] = port;
       }
     }
   }
@@ -186,7 +187,10 @@ Listeners find_listeners(const std::vector<uint16_t>& ports, const std::string& 
   if (proc_root == "/proc" && netlink_tcp_listeners(AF_INET, tcp) &&
       netlink_tcp_listeners(AF_INET6, tcp)) {
     for (auto [port, inode] : tcp) {
-      if (watched(port) && inode != 0) out.tcp_inodes.insert(inode);
+      if (watched(port) && inode != 0) {
+        out.tcp_inodes.insert(inode);
+        out.tcp_ports[inode] = port;
+      }
     }
   } else {
     read_proc_tcp_listeners(proc_root, watched, out);
@@ -195,26 +199,60 @@ Listeners find_listeners(const std::vector<uint16_t>& ports, const std::string& 
   return out;
 }
 
+namespace {
+
+// Socket inodes behind /proc/<pid>/fd, calling `visit(inode)` for each until it returns true.
+template <typename Visit>
+void for_each_socket_inode(uint32_t pid, const std::string& proc_root, Visit visit) {
+  static constexpr std::string_view kSocket = "socket:[";
+  char target[64];
+  std::string fd_dir = proc_root + "/" + std::to_string(pid) + "/fd";
+  for (uint32_t fd : numeric_dirs(fd_dir)) {
+    std::string link = fd_dir + "/" + std::to_string(fd);
+    ssize_t n = readlink(link.c_str(), target, sizeof(target) - 1);
+    if (n <= 0) continue;
+    std::string_view t(target, static_cast<size_t>(n));
+    if (t.substr(0, kSocket.size()) != kSocket || t.back() != ']') continue;
+    unsigned long long ino = 0;
+    if (parse_dec(t.substr(kSocket.size(), t.size() - kSocket.size() - 1), ino) && visit(ino)) {
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<UnixListener> unix_listeners_of(uint32_t pid, const std::string& proc_root) {
+  std::map<uint64_t, std::string> listening;  // inode -> path, from /proc/net/unix
+  std::ifstream in(proc_root + "/net/unix");
+  std::string line;
+  std::getline(in, line);
+  while (std::getline(in, line)) {
+    std::string path;
+    uint64_t inode = 0;
+    if (parse_unix_listen_line(line, path, inode) && !path.empty() && path[0] == '/') {
+      listening[inode] = path;
+    }
+  }
+  std::vector<UnixListener> out;
+  for_each_socket_inode(pid, proc_root, [&](uint64_t ino) {
+    if (auto it = listening.find(ino); it != listening.end()) {
+      out.push_back(UnixListener{it->second, 0, ino});
+    }
+    return false;
+  });
+  return out;
+}
+
 std::vector<uint32_t> pids_owning(const std::set<uint64_t>& inodes, const std::string& proc_root) {
   std::vector<uint32_t> out;
   if (inodes.empty()) return out;
-  char target[64];
   for (uint32_t pid : numeric_dirs(proc_root)) {
-    std::string fd_dir = proc_root + "/" + std::to_string(pid) + "/fd";
-    for (uint32_t fd : numeric_dirs(fd_dir)) {
-      std::string link = fd_dir + "/" + std::to_string(fd);
-      ssize_t n = readlink(link.c_str(), target, sizeof(target) - 1);
-      if (n <= 0) continue;
-      std::string_view t(target, static_cast<size_t>(n));
-      static constexpr std::string_view kSocket = "socket:[";
-      if (t.substr(0, kSocket.size()) != kSocket || t.back() != ']') continue;
-      unsigned long long ino = 0;
-      if (parse_dec(t.substr(kSocket.size(), t.size() - kSocket.size() - 1), ino) &&
-          inodes.count(ino)) {
-        out.push_back(pid);
-        break;
-      }
-    }
+    for_each_socket_inode(pid, proc_root, [&](uint64_t ino) {
+      if (!inodes.count(ino)) return false;
+      out.push_back(pid);
+      return true;
+    });
   }
   return out;
 }

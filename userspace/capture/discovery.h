@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
@@ -22,6 +23,7 @@ struct UnixListener {
 
 struct Listeners {
   std::set<uint64_t> tcp_inodes;     // listening TCP sockets on a watched port
+  std::map<uint64_t, uint16_t> tcp_ports;  // inode -> port, for the same sockets
   std::set<UnixListener> unix;       // listening unix sockets named .s.PGSQL.<watched port>
   bool operator==(const Listeners& o) const {
     return tcp_inodes == o.tcp_inodes && unix_inodes() == o.unix_inodes();
@@ -36,6 +38,11 @@ Listeners find_listeners(const std::vector<uint16_t>& ports, const std::string& 
 // listener set changed).
 std::vector<uint32_t> pids_owning(const std::set<uint64_t>& inodes,
                                   const std::string& proc_root = "/proc");
+
+// Listening unix stream sockets held open by `pid`, whatever their names
+// (`port` left 0). MySQL's socket path is a setting, so it is found through
+// the process that listens on the MySQL TCP port.
+std::vector<UnixListener> unix_listeners_of(uint32_t pid, const std::string& proc_root = "/proc");
 
 // The given pids and all their descendants.
 std::vector<uint32_t> with_descendants(const std::vector<uint32_t>& roots,

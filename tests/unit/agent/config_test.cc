@@ -68,6 +68,16 @@ TEST_CASE("the config file takes the same keys; the command line wins", "[agent]
   CHECK(c.metrics_address == "127.0.0.1:9200");
 }
 
+TEST_CASE("MySQL ports are their own option and may stand alone", "[agent][config]") {
+  auto r = parse({"--mysql-port", "3306", "--mysql-port", "3307"});
+  REQUIRE(r.ok());
+  CHECK(r.value()->mysql_ports == std::vector<uint16_t>{3306, 3307});
+  CHECK(r.value()->postgres_ports == std::vector<uint16_t>{5432});
+  CHECK_THAT(parse({"--postgres-port", "3306", "--mysql-port", "3306"}).status().message(),
+             Catch::Contains("both"));
+  CHECK_THAT(parse({"--mysql-port", "0"}).status().message(), Catch::Contains("mysql-port"));
+}
+
 TEST_CASE("bad input gives one clear error", "[agent][config]") {
   CHECK_THAT(parse({"--bogus"}).status().message(), Catch::Contains("bogus"));
   CHECK_THAT(parse({"--postgres-port", "70000"}).status().message(),
