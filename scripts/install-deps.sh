@@ -11,10 +11,12 @@ set -eu
 BUILD_PACKAGES="cmake make pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   libssl-dev prometheus-cpp-dev libboost-program-options-dev nlohmann-json3-dev libzstd-dev
   libpg-query-dev"
-# Tests: Catch2, libFuzzer, a real PostgreSQL server with psql/pgbench, the
-# Python driver, and promtool (package prometheus) to lint the metrics.
+# Tests: Catch2, libFuzzer, real PostgreSQL and MariaDB servers with their
+# clients (psql/pgbench, mariadb), the Python drivers, and promtool (package
+# prometheus) to lint the metrics.
 TEST_PACKAGES="catch2 libfuzzer-14-dev libclang-rt-14-dev postgresql postgresql-contrib
-  postgresql-client python3 python3-psycopg2 prometheus procps iproute2 util-linux"
+  postgresql-client python3 python3-psycopg2 mariadb-server mariadb-client python3-pymysql
+  prometheus procps iproute2 util-linux"
 
 missing=""
 for pkg in $BUILD_PACKAGES $TEST_PACKAGES; do
