@@ -6,7 +6,10 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "identity/identity.h"
@@ -59,9 +62,30 @@ struct Resolver::Impl {
   InodeOwners owners;
   Stats stats;
 
+  // getpwuid_r reads /etc/passwd on every call (about half the cost of a
+  // lookup): names are kept for a minute, at most kMaxNames of them.
+  static constexpr size_t kMaxNames = 1024;
+  static constexpr std::chrono::seconds kNameTtl{60};
+  struct CachedName {
+    std::string name;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::unordered_map<uint32_t, CachedName> names;
+
+  std::string cached_user_name(uint32_t uid);
   PeerProcess describe(uint32_t pid);
   std::optional<PeerProcess> owner_of(uint64_t inode);
 };
+
+std::string Resolver::Impl::cached_user_name(uint32_t uid) {
+  auto now = std::chrono::steady_clock::now();
+  auto it = names.find(uid);
+  if (it != names.end() && now - it->second.at < kNameTtl) return it->second.name;
+  if (names.size() >= kMaxNames) names.clear();
+  std::string name = user_name_of(uid);
+  names[uid] = CachedName{name, now};
+  return name;
+}
 
 PeerProcess Resolver::Impl::describe(uint32_t pid) {
   PeerProcess p;
@@ -71,10 +95,10 @@ PeerProcess Resolver::Impl::describe(uint32_t pid) {
   if (status.empty()) return p;  // gone
   if (auto uid = effective_uid_from_status(status)) {
     p.uid = *uid;
-    p.user_name = user_name_of(*uid);
+    p.user_name = cached_user_name(*uid);
   }
   p.login_uid = login_uid_from_file(read_small(base + "/loginuid"));
-  if (p.login_uid) p.login_user = user_name_of(*p.login_uid);
+  if (p.login_uid) p.login_user = cached_user_name(*p.login_uid);
   p.comm = read_small(base + "/comm", 64);
   if (!p.comm.empty() && p.comm.back() == '\n') p.comm.pop_back();
   char exe[4096];
@@ -150,7 +174,7 @@ std::optional<PeerProcess> Resolver::unix_peer(uint64_t server_socket_inode) {
 }
 
 PeerProcess Resolver::describe(uint32_t pid) {
-  // No lock: reads /proc only, touches no shared state.
+  std::lock_guard<std::mutex> lock(impl_->mu);
   return impl_->describe(pid);
 }
 
