@@ -1,0 +1,584 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""Acceptance test of MySQL observation: every statement MariaDB logs appears once in the audit.
+
+Starts a private MariaDB with the general query log on, starts `dbwarden run --mysql-port`,
+drives the `mariadb` CLI and python3-pymysql over TCP and over the unix socket, then compares
+the server's general log with the agent's audit file statement by statement: text, user,
+database, SQLSTATE, row counts, transport and client address. The general log is the
+reference; the harness's own setup sessions (user root) are left out. The general log carries
+no outcome, so SQLSTATE and row counts come from the statements the harness sent, after it
+checked that the server logged exactly those.
+
+Exit codes: 0 pass, 1 fail, 77 skip (not root, or the agent says it lacks privilege).
+DBWARDEN_REQUIRE_KERNEL_TESTS=1 turns a skip into a failure.
+"""
+
+import argparse
+import collections
+import difflib
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pg_cluster  # noqa: E402
+from pg_cluster import AgentError, log  # noqa: E402
+from mariadb_server import APP_PASSWORD, APP_USER, TEST_DB, MariaDB  # noqa: E402
+
+import pymysql  # noqa: E402  (python3-pymysql; loads under /usr/bin/python3)
+
+OTHER_DB = "dbw_other"      # a second database the workload switches to with USE
+ANY = object()              # a row count the harness does not check
+
+SETUP_USER = "root"         # the harness's own sessions connect as root
+DEFAULT_PG_PORT = 5432      # watched by the agent without --postgres-port
+
+
+class Step:
+    """One statement the server logs as one Query (or Init DB), and the record(s) it gives.
+
+    parts: for a multi-statement COM_QUERY, the statements the agent must cut it into (each a
+    Step); statements after a failing one never ran and give no record.
+    """
+
+    def __init__(self, sql, rows=ANY, status="00000", command="Query", logged=None,
+                 parts=None, client_text=None):
+        self.sql = sql
+        self.rows = rows          # expected db.response.returned_rows; None: absent
+        self.status = status      # expected SQLSTATE
+        self.command = command    # general-log command
+        self.logged = sql if logged is None else logged   # general-log argument
+        self.parts = parts
+        self.client_text = client_text  # what a CLI script says for it; "": sent by the CLI
+
+    def records(self):
+        return self.parts if self.parts is not None else [self]
+
+
+def err(sql, status):
+    # An ERR answer carries no row count.
+    return Step(sql, rows=None, status=status)
+
+
+def tag_step(session):
+    """First statement of every session: names it in the log and the audit, and tells the
+    harness the client address the server saw ("127.0.0.1:port", or "localhost")."""
+    return Step(f"SELECT 'dbw-session:{session}' AS tag, HOST FROM "
+                "information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()", rows=1)
+
+
+def cli_script(session, t, unix):
+    """Statements for one `mariadb --force` script. The CLI cuts the script at ';' itself and
+    sends each statement as its own COM_QUERY, without the ';'."""
+    values = ", ".join(f"({i}, 'item {i}', {i % 7})" for i in range(1, 26))
+    return [
+        tag_step(session),
+        Step(f"CREATE TABLE {t} (id INT PRIMARY KEY, name VARCHAR(64), qty INT)", rows=0),
+        Step(f"INSERT INTO {t} VALUES {values}", rows=25),
+        Step(f"INSERT INTO {t} VALUES (100, 'single', 1)", rows=1),
+        Step(f"UPDATE {t} SET qty = qty + 1 WHERE id <= 10", rows=10),
+        Step(f"DELETE FROM {t} WHERE id > 20 AND id <= 25", rows=5),
+        Step(f"SELECT id, name FROM {t} WHERE id <= 7 ORDER BY id", rows=7),
+        Step(f"SELECT COUNT(*) FROM {t}", rows=1),
+        Step(f"SELECT * FROM {t} WHERE id < 0", rows=0),
+        err("SELECT * FROM missing_table", "42S02"),
+        err("SELEC 1", "42000"),
+        err(f"INSERT INTO {t} VALUES (1, 'duplicate', 0)", "23000"),
+        Step("SELECT 'it''s' AS `quoted ``col```, 'héllo wörld ✓ 日本語 🐬' AS uni, "
+             "'back\\\\slash\\ttab' AS esc", rows=1),
+        Step(f"SELECT id,\n       qty\n  FROM {t}\n WHERE id IN (1, 2, 3)", rows=3),
+        # The CLI's own `use` command: it asks for the current database, then sends
+        # COM_INIT_DB, which the agent records as "USE `db`". A refused one is logged with
+        # the server's message instead of the name and leaves the database as it was.
+        Step("SELECT DATABASE()", rows=1, client_text=""),
+        Step("USE `dbw_nosuch`", rows=None, status="42000", command="Init DB",
+             logged=f"Access denied for user '{APP_USER}'@'{'localhost' if unix else '%'}' "
+                    "to database 'dbw_nosuch'",
+             client_text="use dbw_nosuch"),
+        Step("SELECT DATABASE() AS still_in", rows=1),
+        Step("SELECT DATABASE()", rows=1, client_text=""),
+        Step(f"USE `{OTHER_DB}`", command="Init DB", logged=OTHER_DB,
+             client_text=f"use {OTHER_DB}"),
+        Step("SELECT DATABASE() AS now_in", rows=1),
+        Step(f"SELECT COUNT(*) FROM {TEST_DB}.{t}", rows=1),
+        Step(f"DROP TABLE {TEST_DB}.{t}", rows=0),
+    ]
+
+
+def cli_text(steps):
+    """The script for a CLI session: `use` is a client command, the rest is SQL."""
+    return "\n".join(s.sql + ";" if s.client_text is None else s.client_text
+                     for s in steps if s.client_text != "")
+
+
+def cli_multi_steps(session):
+    return [tag_step(session), Step("SELECT 1", rows=1), Step("SELECT 2", rows=1)]
+
+
+def pymysql_steps(session, t):
+    """What pymysql_session sends, in order. executemany of a plain INSERT ... VALUES is
+    rewritten by pymysql into one multi-row INSERT: one statement, 4 affected rows."""
+    return [
+        tag_step(session),
+        Step(f"CREATE TABLE {t} (id INT PRIMARY KEY, v VARCHAR(32))", rows=0),
+        Step(f"INSERT INTO {t} (id, v) VALUES (1,'a'),(2,'b'),(3,'c'),(4,'d')", rows=4),
+        Step(f"SELECT id, v FROM {t} WHERE id >= 2 ORDER BY id", rows=3),
+        Step(f"UPDATE {t} SET v = 'z' WHERE id IN (1,2)", rows=2),
+        err(f"SELECT nope FROM {t}", "42S22"),
+        Step(f"DELETE FROM {t}", rows=4),
+        # One COM_QUERY with several statements (CLIENT_MULTI_STATEMENTS): one general-log
+        # entry, one record per statement; nothing after the failing one runs.
+        Step(f"SELECT 1; SELECT COUNT(*) FROM {t};\nINSERT INTO {t} VALUES (9, 'x')",
+             parts=[Step("SELECT 1", rows=1), Step(f"SELECT COUNT(*) FROM {t}", rows=1),
+                    Step(f"INSERT INTO {t} VALUES (9, 'x')", rows=1)]),
+        Step("SELECT 1; SELECT * FROM missing_table; SELECT 3",
+             parts=[Step("SELECT 1", rows=1), err("SELECT * FROM missing_table", "42S02")]),
+        Step(f"DROP TABLE {t}", rows=0),
+    ]
+
+
+# Server error number for each SQLSTATE the pymysql workload provokes (pymysql exposes only the
+# number): https://mariadb.com/kb/en/mariadb-error-code-reference/
+PYMYSQL_ERRNO = {"42S22": 1054, "42S02": 1146}
+
+
+def pymysql_session(server, session, tcp, steps):
+    kw = dict(user=APP_USER, password=APP_PASSWORD, database=TEST_DB, autocommit=True,
+              client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS, connect_timeout=10)
+    if tcp:
+        kw.update(host="127.0.0.1", port=server.port)
+    else:
+        kw.update(unix_socket=server.socket_path)
+    conn = pymysql.connect(**kw)
+    host, errors = None, []
+    try:
+        with conn.cursor() as cur:
+            for s in steps:
+                if s.sql.startswith("INSERT") and s.parts is None:
+                    t = s.sql.split()[2]
+                    cur.executemany(f"INSERT INTO {t} (id, v) VALUES (%s,%s)",
+                                    [(1, "a"), (2, "b"), (3, "c"), (4, "d")])
+                    continue
+                try:
+                    cur.execute(s.sql)
+                    if s.sql.startswith("SELECT 'dbw-session:"):
+                        host = cur.fetchone()[1]
+                    while cur.nextset():
+                        pass
+                except pymysql.MySQLError as e:
+                    errors.append(e.args[0])
+    finally:
+        conn.close()
+    # The general log has no outcomes: the errors the client saw confirm the statuses.
+    want = [PYMYSQL_ERRNO[p.status] for st in steps for p in st.records()
+            if p.status != "00000"]
+    if errors != want:
+        raise HarnessError(f"{session}: pymysql saw errors {errors}, harness expected {want}")
+    return host
+
+
+# --- expectations from the general log ---------------------------------------------------------
+
+def norm_part(text):
+    """A statement without the blanks around it and a terminating ';' (how a multi-statement
+    string's pieces are compared)."""
+    return text.strip().rstrip(";").rstrip()
+
+
+class Session:
+    def __init__(self, name, steps, unix):
+        self.name = name
+        self.steps = steps
+        self.unix = unix
+        self.thread_id = None
+        self.client_address = None
+        self.client_port = None
+        self.host = None          # the client address as the server saw it
+
+
+class Expected:
+    """One audit record the agent must have written."""
+
+    def __init__(self, session, step, database, loose):
+        self.session = session
+        self.text = step.sql
+        self.rows = step.rows
+        self.status = step.status
+        self.database = database
+        self.loose = loose
+
+
+class HarnessError(RuntimeError):
+    pass
+
+
+def build_expected(entries, sessions):
+    """Checks that each workload session logged exactly what the harness sent, and turns the
+    log into the list of records the agent must have written."""
+    by_thread = collections.OrderedDict()
+    for e in entries:
+        by_thread.setdefault(e.thread_id, []).append(e)
+    by_name = {s.name: s for s in sessions}
+    expected = []
+    for tid, es in by_thread.items():
+        connect = next((e for e in es if e.command == "Connect"), None)
+        if connect is None or connect.user == SETUP_USER:
+            continue
+        logged = [e for e in es if e.command in ("Query", "Init DB", "Prepare", "Execute")]
+        m = re.match(r"\ASELECT 'dbw-session:([^']+)'", logged[0].argument) if logged else None
+        if not m or m.group(1) not in by_name:
+            raise HarnessError(f"thread {tid} ({connect.argument}) is no session of the "
+                               f"harness: {[e.argument[:80] for e in logged]}")
+        s = by_name[m.group(1)]
+        s.thread_id = tid
+        if (connect.transport == "Socket") != s.unix:
+            raise HarnessError(f"session {s.name} connected using {connect.transport}")
+        got = [(e.command, e.argument) for e in logged]
+        want = [(st.command, st.logged) for st in s.steps]
+        if got != want:
+            raise HarnessError(f"session {s.name} logged an unexpected sequence:\n" +
+                               "\n".join(difflib.unified_diff(
+                                   [repr(w)[:200] for w in want],
+                                   [repr(g)[:200] for g in got], lineterm="")))
+        db = connect.database
+        for st in s.steps:
+            # A USE that succeeded is recorded in the database it switched to.
+            if st.command == "Init DB" and st.status == "00000":
+                db = st.logged
+            for part in st.records():
+                expected.append(Expected(s, part, db, loose=st.parts is not None))
+    missing = [s.name for s in sessions if s.thread_id is None]
+    if missing:
+        raise HarnessError(f"sessions not in the general log: {missing}")
+    return expected
+
+
+# --- comparing ---------------------------------------------------------------------------------
+
+def short(text, n=160):
+    r = repr(text)
+    return r if len(r) <= n else f"{r[:n]}...({len(text)} chars)"
+
+
+def text_difference(want, got):
+    at = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), min(len(want), len(got)))
+    return (f"db.query.text differs at char {at} (want {len(want)} chars, got {len(got)}): "
+            f"want ...{want[max(0, at - 20):at + 40]!r}, got ...{got[max(0, at - 20):at + 40]!r}")
+
+
+def check_record(exp, rec, server_port):
+    """Differences between an expected statement and its audit record, as strings."""
+    problems = []
+
+    def want(key, value):
+        if rec.get(key) != value:
+            problems.append(f"{key}: want {value!r}, got {rec.get(key, '<absent>')!r}")
+
+    got_text = rec.get("db.query.text")
+    if not isinstance(got_text, str):
+        problems.append(f"db.query.text: want a string, got {got_text!r}")
+    elif exp.loose:
+        if norm_part(got_text) != norm_part(exp.text):
+            problems.append(text_difference(norm_part(exp.text), norm_part(got_text)))
+    elif got_text != exp.text:
+        problems.append(text_difference(exp.text, got_text))
+    want("db.system.name", "mysql")
+    want("db.user", APP_USER)
+    want("db.namespace", exp.database)
+    want("db.response.status_code", exp.status)
+    want("server.port", server_port)
+    if exp.rows is None:
+        if rec.get("db.response.returned_rows") is not None:
+            problems.append("db.response.returned_rows: want absent, got "
+                            f"{rec['db.response.returned_rows']!r}")
+    elif exp.rows is not ANY:
+        want("db.response.returned_rows", exp.rows)
+    if exp.session.unix:
+        want("network.transport", "unix")
+    else:
+        want("network.transport", "tcp")
+        want("client.address", exp.session.client_address)
+        want("client.port", exp.session.client_port)
+    if rec.get("dbwarden.capture_gap"):
+        problems.append("dbwarden.capture_gap is set")
+    d = rec.get("duration_us")
+    if not isinstance(d, (int, float)) or d < 0:
+        problems.append(f"duration_us: want a number >= 0, got {d!r}")
+    if not re.match(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z\Z", str(rec.get("time", ""))):
+        problems.append(f"time: want RFC 3339 UTC, got {rec.get('time')!r}")
+    if rec.get("connection_id") in (None, ""):
+        problems.append("connection_id: absent")
+    return problems
+
+
+class Report:
+    def __init__(self):
+        self.missing = []      # Expected with no record
+        self.extra = []        # records with no logged statement
+        self.mismatched = []   # (Expected, record, [problems])
+        self.other = []        # other failed checks
+        self.matched = 0
+
+    def ok(self):
+        return not (self.missing or self.extra or self.mismatched or self.other)
+
+    def print(self, out=sys.stdout, limit=40):
+        print(f"matched {self.matched} statements; missing {len(self.missing)}, "
+              f"extra {len(self.extra)}, mismatched {len(self.mismatched)}, "
+              f"other failures {len(self.other)}", file=out)
+        for e in self.missing[:limit]:
+            print(f"  MISSING  thread {e.session.thread_id} {e.session.name}: {short(e.text)}",
+                  file=out)
+        for r in self.extra[:limit]:
+            print(f"  EXTRA    connection {r.get('connection_id')}: "
+                  f"{short(r.get('db.query.text'))} "
+                  f"{short(json.dumps(r, ensure_ascii=False), 300)}", file=out)
+        for e, r, problems in self.mismatched[:limit]:
+            print(f"  MISMATCH thread {e.session.thread_id} {e.session.name}: {short(e.text)}",
+                  file=out)
+            for p in problems:
+                print(f"           {short(p, 300)}", file=out)
+        for o in self.other:
+            print(f"  FAIL     {o}", file=out)
+        for what, items in (("missing", self.missing), ("extra", self.extra),
+                            ("mismatched", self.mismatched)):
+            if len(items) > limit:
+                print(f"  ... and {len(items) - limit} more {what}", file=out)
+
+
+def session_of(recs):
+    """The harness session a connection's records belong to, from its tag statement."""
+    for r in recs:
+        m = re.match(r"\ASELECT 'dbw-session:([^']+)'", str(r.get("db.query.text", "")))
+        if m:
+            return m.group(1)
+    return None
+
+
+def compare(expected, records, server_port):
+    """Matches expected statements to audit records per session, in order.
+
+    A session is found in the audit by its connection_id: the connection whose records hold
+    the session's tag statement. Records of MySQL connections without a tag are extra (the
+    agent may also see the harness's root sentinel session: those are not statements of the
+    workload, but they are real statements, so root's records are left out instead).
+    """
+    report = Report()
+    exp_by_session = collections.OrderedDict()
+    for e in expected:
+        exp_by_session.setdefault(e.session.name, []).append(e)
+    rec_by_conn = collections.OrderedDict()
+    for r in records:
+        if r.get("db.system.name") == "mysql" and r.get("db.user") == SETUP_USER:
+            continue
+        if r.get("server.port") == DEFAULT_PG_PORT:
+            continue  # the agent also watches PostgreSQL's default port; not this test's
+        rec_by_conn.setdefault(r.get("connection_id"), []).append(r)
+    rec_by_session = collections.OrderedDict()
+    for cid, recs in rec_by_conn.items():
+        name = session_of(recs)
+        if name is None or name not in exp_by_session:
+            report.extra.extend(recs)
+        elif name in rec_by_session:
+            report.other.append(f"session {name} appears on two connection_ids")
+            report.extra.extend(recs)
+        else:
+            rec_by_session[name] = recs
+
+    for name, exps in exp_by_session.items():
+        recs = rec_by_session.get(name, [])
+        rec_keys = [norm_part(str(r.get("db.query.text", ""))) for r in recs]
+        exp_keys = [norm_part(e.text) for e in exps]
+        sm = difflib.SequenceMatcher(a=exp_keys, b=rec_keys, autojunk=False)
+        pairs, left_e, left_r = [], [], []
+        for op, a0, a1, b0, b1 in sm.get_opcodes():
+            if op == "equal":
+                pairs.extend(zip(exps[a0:a1], recs[b0:b1]))
+            elif op == "replace" and a1 - a0 == b1 - b0:
+                # Same number on both sides: most likely the texts differ; show how.
+                pairs.extend(zip(exps[a0:a1], recs[b0:b1]))
+            else:
+                left_e.extend(exps[a0:a1])
+                left_r.extend(recs[b0:b1])
+        report.missing.extend(left_e)
+        report.extra.extend(left_r)
+        for e, r in pairs:
+            problems = check_record(e, r, server_port)
+            if problems:
+                report.mismatched.append((e, r, problems))
+            else:
+                report.matched += 1
+    return report
+
+
+def read_audit(path):
+    records, bad = [], []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError as e:
+                    bad.append(f"audit line {n} is not JSON ({e}): {short(line)}")
+                    continue
+                # Chain checkpoints are the audit trail's own records, not statements.
+                if record.get("dbwarden.record_type") != "checkpoint":
+                    records.append(record)
+    except FileNotFoundError:
+        bad.append(f"audit file {path} does not exist")
+    return records, bad
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+def setup(server):
+    server.setup_sql(f"CREATE DATABASE {OTHER_DB};"
+                     f"GRANT ALL PRIVILEGES ON {OTHER_DB}.* TO '{APP_USER}'@'%';"
+                     f"GRANT ALL PRIVILEGES ON {OTHER_DB}.* TO '{APP_USER}'@'localhost'")
+
+
+def run_workload(server):
+    """Drives every client; returns the sessions with what each sent."""
+    sessions = []
+    for transport in ("unix", "tcp"):
+        tcp = transport == "tcp"
+
+        name = f"cli-{transport}"
+        s = Session(name, cli_script(name, f"items_{transport}", not tcp), unix=not tcp)
+        r = server.cli(cli_text(s.steps), force=True, tcp=tcp)
+        s.host = _tag_host(r.stdout)
+        # The general log has no outcomes: the client's error lines confirm the statuses.
+        got = re.findall(r"^ERROR \d+ \(([0-9A-Z]{5})\)", r.stderr, re.M)
+        want = [st.status for st in s.steps if st.status != "00000"]
+        if got != want:
+            raise HarnessError(f"{s.name}: the CLI reports SQLSTATEs {got}, harness expected "
+                               f"{want}: {r.stderr.strip()}")
+        sessions.append(s)
+
+        s = Session(f"cli-multi-{transport}", cli_multi_steps(f"cli-multi-{transport}"),
+                    unix=not tcp)
+        r = server.cli(";\n".join(st.sql for st in s.steps), tcp=tcp)
+        if r.returncode != 0:
+            raise HarnessError(f"{s.name} failed: {r.stderr.strip()}")
+        s.host = _tag_host(r.stdout)
+        sessions.append(s)
+
+        s = Session(f"pymysql-{transport}",
+                    pymysql_steps(f"pymysql-{transport}", f"py_{transport}"), unix=not tcp)
+        s.host = pymysql_session(server, s.name, tcp, s.steps)
+        sessions.append(s)
+
+    for s in sessions:
+        m = re.match(r"\A(.*):(\d+)\Z", s.host or "")
+        if not s.unix:
+            if not m:
+                raise HarnessError(f"session {s.name}: server reports host {s.host!r}")
+            s.client_address, s.client_port = m.group(1), int(m.group(2))
+    return sessions
+
+
+def _tag_host(stdout):
+    # --batch output: a header line, then "dbw-session:<name>\t<host>".
+    for line in stdout.splitlines():
+        if line.startswith("dbw-session:"):
+            return line.split("\t")[1]
+    return None
+
+
+def skip_or_fail(reason):
+    if os.environ.get("DBWARDEN_REQUIRE_KERNEL_TESTS") == "1":
+        print(f"FAIL (DBWARDEN_REQUIRE_KERNEL_TESTS=1): {reason}")
+        return 1
+    print(f"SKIP: {reason}")
+    return pg_cluster.EXIT_SKIP
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--agent", required=True, help="path to the dbwarden executable")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir even on success")
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop servers on the way out
+
+    if os.geteuid() != 0:
+        return skip_or_fail("needs root (CAP_BPF/CAP_SYS_ADMIN) to load BPF programs and to "
+                            "run MariaDB as the mysql user; run via `sudo make test`")
+    workdir = tempfile.mkdtemp(prefix="dbw-integ-mdb-")
+    os.chmod(workdir, 0o755)
+    audit_path = os.path.join(workdir, "audit.jsonl")
+    ok = False
+    try:
+        rc = run(args.agent, audit_path)
+        ok = rc in (0, pg_cluster.EXIT_SKIP)
+        return rc
+    except HarnessError as e:
+        print(f"FAIL (the harness, not the agent): {e}")
+        return 1
+    finally:
+        if ok and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"work dir kept: {workdir}")
+
+
+def run(agent_exe, audit_path):
+    with MariaDB() as server:
+        setup(server)
+        # Setup sessions end before the agent starts: it never sees them.
+        agent = pg_cluster.Agent(agent_exe, audit_path, pg_ports=[],
+                                 extra_args=["--mysql-port", str(server.port)])
+        try:
+            agent.start()
+        except AgentError as e:
+            print(f"agent stderr:\n{e.stderr}")
+            if e.returncode == pg_cluster.EXIT_SKIP:
+                return skip_or_fail(f"agent lacks privilege: {e.stderr.strip()}")
+            print(f"FAIL: {e}")
+            return 1
+        try:
+            sessions = run_workload(server)
+            entries = server.sync_log()
+            expected = build_expected(entries, sessions)
+            audited = agent.wait_audit_settled(expected=len(expected), timeout=60, quiet=5.0)
+        finally:
+            try:
+                agent.stop()
+            except AgentError as e:
+                print(f"FAIL: {e}\nagent stderr:\n{e.stderr}")
+                return 1
+        stderr = agent.stderr
+
+    records, bad = read_audit(audit_path)
+    report = compare(expected, records, server.port)
+    report.other.extend(bad)
+    audit_bytes = b""
+    if os.path.exists(audit_path):
+        with open(audit_path, "rb") as f:
+            audit_bytes = f.read()
+    if APP_PASSWORD.encode() in audit_bytes:
+        report.other.append("the password appears in the audit file")
+    if APP_PASSWORD in stderr:
+        report.other.append("the password appears in the agent's stderr")
+    if audited is not None and int(audited) < len(expected):
+        report.other.append(f"dbwarden_audit_records_total is {audited}, "
+                            f"expected at least {len(expected)} statements")
+    log(f"{len(expected)} statements expected, {len(records)} audit records, "
+        f"dbwarden_audit_records_total {audited}")
+    report.print()
+    if not report.ok():
+        print(f"agent stderr:\n{stderr}")
+        print("FAIL")
+        return 1
+    print("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
