@@ -131,8 +131,8 @@ struct Observer::Connection : StatementSink {
 };
 
 Observer::Observer(StatementSink& sink, const DecoderLimits& limits,
-                   std::vector<uint16_t> mysql_ports)
-    : sink_(sink), limits_(limits), mysql_ports_(std::move(mysql_ports)) {}
+                   std::vector<uint16_t> mysql_ports, identity::Resolver* resolver)
+    : sink_(sink), limits_(limits), mysql_ports_(std::move(mysql_ports)), resolver_(resolver) {}
 Observer::~Observer() = default;
 
 Protocol Observer::protocol_of(uint16_t server_port) const {
@@ -176,6 +176,40 @@ void Observer::on_conn_open(const dbw_conn_event& e) {
     c.info.client_address = format_address(e.client_addr, e.family);
     c.info.client_port = e.client_port;
   }
+  resolve_peer(c, e);
+}
+
+// A client on this host (unix socket, or TCP from one of our own addresses):
+// name its process once, now, while it is most likely still there.
+void Observer::resolve_peer(Connection& c, const dbw_conn_event& e) {
+  if (!resolver_) return;
+  std::optional<identity::PeerProcess> peer;
+  if (c.info.unix_socket) {
+    peer = resolver_->unix_peer(e.sock_ino);
+  } else {
+    std::string server_address = format_address(e.server_addr, e.family);
+    bool local = c.info.client_address == server_address ||
+                 c.info.client_address.rfind("127.", 0) == 0 || c.info.client_address == "::1" ||
+                 c.info.client_address.rfind("::ffff:127.", 0) == 0;
+    if (!local) return;  // a remote peer: its address and port are the identity
+    peer = resolver_->tcp_peer(c.info.client_address, c.info.client_port, server_address,
+                               c.info.server_port);
+  }
+  if (!peer) {
+    counters_.peers_unresolved++;
+    return;
+  }
+  counters_.peers_resolved++;
+  PeerIdentity& p = c.info.peer;
+  p.pid = peer->pid;
+  p.uid = peer->uid;
+  p.user_name = peer->user_name;
+  p.login_uid = peer->login_uid;
+  p.login_user = peer->login_user;
+  p.command = peer->comm;
+  p.executable = peer->executable;
+  p.systemd_unit = peer->systemd_unit;
+  p.container_id = peer->container_id;
 }
 
 void Observer::on_data(const dbw_data_event& e) {

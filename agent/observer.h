@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "capture/capture.h"
+#include "identity/identity.h"
 #include "protocol/mysql/session.h"
 #include "protocol/pgsql/session.h"
 #include "protocol/statement.h"
@@ -23,6 +24,8 @@ struct ObserverCounters {
   uint64_t connections_opened = 0;
   uint64_t connections_closed = 0;
   uint64_t unknown_connection_records = 0;  // data for a connection whose open was missed
+  uint64_t peers_resolved = 0;    // local client process found
+  uint64_t peers_unresolved = 0;  // local client, but its process was not found (gone already)
 };
 
 enum class Protocol { kPostgresql, kMysql };
@@ -36,7 +39,10 @@ class Observer : public capture::EventHandler {
  public:
   // `mysql_ports`: server ports that speak the MySQL protocol; every other
   // captured port is PostgreSQL.
-  Observer(StatementSink& sink, const DecoderLimits& limits, std::vector<uint16_t> mysql_ports);
+  // `resolver` (may be null: replay) names the local client process of each
+  // new connection, once per connection.
+  Observer(StatementSink& sink, const DecoderLimits& limits, std::vector<uint16_t> mysql_ports,
+           identity::Resolver* resolver = nullptr);
   ~Observer() override;
 
   // Lets the observer drop kernel state for sockets of exited processes.
@@ -60,12 +66,14 @@ class Observer : public capture::EventHandler {
   struct Connection;
   Connection& get_or_create(uint64_t conn_id, uint32_t pid, uint16_t server_port);
   Protocol protocol_of(uint16_t server_port) const;
+  void resolve_peer(Connection& c, const dbw_conn_event& e);
   void close(uint64_t conn_id, uint64_t ts_ns);
 
   StatementSink& sink_;
   DecoderLimits limits_;
   std::vector<uint16_t> mysql_ports_;
   capture::BpfCapture* capture_ = nullptr;
+  identity::Resolver* resolver_ = nullptr;
   stream::Counters stream_counters_;
   pgsql::Counters pgsql_counters_;
   mysql::Counters mysql_counters_;

@@ -108,7 +108,8 @@ int run(const Config& config) {
   DecoderLimits limits;
   limits.pgsql.max_query_bytes = config.max_query_bytes;
   limits.mysql.max_query_bytes = config.max_query_bytes;
-  Observer observer(pipeline, limits, config.mysql_ports);
+  identity::Resolver resolver;
+  Observer observer(pipeline, limits, config.mysql_ports, &resolver);
 
   capture::Options copts;
   copts.ringbuf_bytes = config.ringbuf_bytes;

@@ -112,6 +112,8 @@ def main():
                     "db.response.status_code": sqlstate,
                     "db.response.returned_rows": rows, "network.transport": transport,
                 }
+                # The client is this very process: the agent names it, once per connection.
+                checks.update({"client.process.pid": os.getpid(), "client.user.id": os.geteuid()})
                 for key, value in checks.items():
                     if r.get(key) != value:
                         failures.append(f"{tag}: {text!r}: {key} is {r.get(key)!r}, want {value!r}")

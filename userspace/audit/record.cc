@@ -60,6 +60,32 @@ void append_rfc3339_nanos(int64_t unix_ns, std::string& out) {
   out.append(frac, sizeof(frac));
 }
 
+namespace {
+
+// The local client process, when the agent resolved one. Keys follow the
+// OpenTelemetry process/user conventions under `client.`, since `process.pid`
+// is the database server's own process.
+void append_peer_fields(const PeerIdentity& p, std::string& out) {
+  if (p.pid == 0) return;
+  append_uint_field(",\"client.process.pid\":", p.pid, out);
+  append_string_field(",\"client.process.command\":", p.command, out);
+  append_string_field(",\"client.process.executable.path\":", p.executable, out);
+  append_uint_field(",\"client.user.id\":", p.uid, out);
+  if (!p.user_name.empty()) append_string_field(",\"client.user.name\":", p.user_name, out);
+  if (p.login_uid.has_value()) {
+    append_uint_field(",\"dbwarden.login_uid\":", *p.login_uid, out);
+    if (!p.login_user.empty()) {
+      append_string_field(",\"dbwarden.login_user\":", p.login_user, out);
+    }
+  }
+  if (!p.systemd_unit.empty()) {
+    append_string_field(",\"dbwarden.client.systemd_unit\":", p.systemd_unit, out);
+  }
+  if (!p.container_id.empty()) append_string_field(",\"container.id\":", p.container_id, out);
+}
+
+}  // namespace
+
 void format_record(const Statement& st, int64_t realtime_offset_ns, std::string& out) {
   static const ConnectionInfo kNoConnection;
   const ConnectionInfo& c = st.connection != nullptr ? *st.connection : kNoConnection;
@@ -97,6 +123,7 @@ void format_record(const Statement& st, int64_t realtime_offset_ns, std::string&
   if (!st.error_message.empty()) {
     append_string_field(",\"error.message\":", st.error_message, out);
   }
+  append_peer_fields(c.peer, out);
   if (st.text_truncated) out.append(",\"dbwarden.query_truncated\":true");
   if (st.capture_gap) out.append(",\"dbwarden.capture_gap\":true");
   out.append("}\n");

@@ -12,6 +12,21 @@
 
 namespace dbwarden {
 
+// The local process on the client end of a connection (loopback TCP or a unix
+// socket), resolved once per connection by the agent; pid 0 when unknown or
+// remote.
+struct PeerIdentity {
+  uint32_t pid = 0;
+  uint32_t uid = 0;
+  std::string user_name;
+  std::optional<uint32_t> login_uid;  // audit loginuid: the human behind sudo
+  std::string login_user;
+  std::string command;     // comm
+  std::string executable;  // /proc/<pid>/exe
+  std::string systemd_unit;
+  std::string container_id;
+};
+
 // Who is on the other end of a connection, as far as the wire and the socket
 // tell. Filled in by capture (addresses, pid) and by the decoder (startup).
 struct ConnectionInfo {
@@ -26,6 +41,7 @@ struct ConnectionInfo {
   std::string user;
   std::string database;
   std::string application_name;
+  PeerIdentity peer;
 };
 
 struct Statement {
