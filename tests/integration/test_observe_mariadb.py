@@ -20,6 +20,7 @@ import difflib
 import json
 import os
 import re
+import subprocess
 import shutil
 import signal
 import sys
@@ -566,6 +567,11 @@ def run(agent_exe, audit_path):
         report.other.append("the password appears in the audit file")
     if APP_PASSWORD in stderr:
         report.other.append("the password appears in the agent's stderr")
+    verify = subprocess.run([agent_exe, "verify-audit", audit_path], capture_output=True,
+                            text=True, timeout=120)
+    if verify.returncode != 0:
+        report.other.append(f"verify-audit failed ({verify.returncode}): "
+                            f"{(verify.stdout + verify.stderr).strip()}")
     if audited is not None and int(audited) < len(expected):
         report.other.append(f"dbwarden_audit_records_total is {audited}, "
                             f"expected at least {len(expected)} statements")
