@@ -4,7 +4,7 @@
 
 1. `promtool check rules` on dashboards/prometheus/dbwarden-rules.yml, and static checks of
    dashboards/grafana/*.json (schema version, a `datasource` variable used by every panel
-   and target, the label variables).
+   and target, no undefined variable, the files match dashboards/build_dashboards.py).
 2. A private PostgreSQL (PgCluster), the real agent, and a real Prometheus (Debian
    `prometheus`) scraping the agent every second as job "dbwarden" with the rules file
    loaded; all on loopback, Prometheus's TSDB in the work dir.
@@ -497,6 +497,13 @@ def main():
     problems, rule_count = promtool_check()
     dashboards = load_dashboards()
     problems += static_checks(dashboards)
+    if DASHBOARD_DIR == os.path.join(REPO, "dashboards", "grafana"):
+        # The committed JSON must be what its generator writes.
+        r = subprocess.run([sys.executable, os.path.join(REPO, "dashboards",
+                                                         "build_dashboards.py"), "--check"],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            problems.append((r.stdout + r.stderr).strip())
     if problems:
         for p in problems:
             print(f"FAIL   {p}")
