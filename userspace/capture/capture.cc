@@ -31,8 +31,8 @@ Status ensure_tracefs() {
     return Status::Ok();
   }
   return Status::Error(
-      "tracefs is not mounted: run `mount -t tracefs tracefs /sys/kernel/tracing` (the systemd "
-      "unit and `make run` do this for you)");
+      "tracefs is not mounted: run `mount -t tracefs tracefs /sys/kernel/tracing` (`make run` "
+      "does this; under systemd, sys-kernel-tracing.mount does)");
 }
 
 }  // namespace
