@@ -42,6 +42,8 @@ po::options_description settings() {
        "write a chain checkpoint every N records (default 100000, 0: only at rotation)")
       ("audit-checkpoint-interval-seconds", po::value<uint64_t>(),
        "... and every N seconds (default 300, 0: never)")
+      ("log-level", po::value<std::string>(),
+       "the agent's own log on stderr/journald: error, warning, info or debug (default info)")
       ("record", po::value<std::string>(),
        "also write every raw capture record to this new file (replay it with `dbwarden "
        "replay`); it holds statement text: protect it like the audit log");
@@ -70,6 +72,11 @@ Status validate(Config& c) {
     }
   }
   if (c.max_query_bytes < 64) return Status::Error("--max-query-bytes must be at least 64");
+  if (c.log_level != "error" && c.log_level != "warning" && c.log_level != "info" &&
+      c.log_level != "debug") {
+    return Status::Error("--log-level must be error, warning, info or debug, got '" +
+                         c.log_level + "'");
+  }
   if (c.ringbuf_bytes < 4096 || (c.ringbuf_bytes & (c.ringbuf_bytes - 1))) {
     return Status::Error("--ringbuf-bytes must be a power of two >= 4096, got " +
                          std::to_string(c.ringbuf_bytes));
@@ -134,6 +141,7 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
     auto take = [&](const char* key, auto& field) {
       if (vm.count(key)) field = vm[key].as<std::remove_reference_t<decltype(field)>>();
     };
+    take("log-level", c.log_level);
     take("audit-hmac-key-file", c.audit_hmac_key_file);
     take("audit-state-dir", c.audit_state_dir);
     take("audit-rotate-bytes", c.audit_rotate_bytes);

@@ -23,6 +23,7 @@ struct Config {
   uint64_t max_query_bytes = 1u << 20;
   uint32_t ringbuf_bytes = 16u << 20;
   std::string record_file;  // non-empty: also record raw capture records (for replay)
+  std::string log_level = "info";  // error, warning, info, debug
   // Tamper-evident audit trail (see userspace/audit/jsonl_writer.h).
   std::string audit_hmac_key_file;  // empty: plain SHA-256 chain
   std::string audit_state_dir;      // empty: next to the audit log

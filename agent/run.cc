@@ -8,9 +8,11 @@
 #include <cstdio>
 #include <string>
 
+#include "agent/log.h"
 #include "agent/observer.h"
 #include "agent/pipeline.h"
 #include "agent/server_watcher.h"
+#include "agent/systemd_notify.h"
 #include "agent/version.h"
 #include "audit/jsonl_writer.h"
 #include "capture/capture.h"
@@ -68,6 +70,21 @@ void publish(metrics::Exporter& m, const capture::BpfCapture& cap, const Observe
                   audit.records_dropped());
 }
 
+// The systemd unit runs as root with only the capabilities capture needs in
+// its bounding set; a non-root caller with them (setcap) is fine too.
+bool has_bpf_capabilities() {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return false;
+  char line[256];
+  unsigned long long eff = 0;
+  while (std::fgets(line, sizeof(line), f)) {
+    if (std::sscanf(line, "CapEff: %llx", &eff) == 1) break;
+  }
+  std::fclose(f);
+  constexpr int kCapPerfmon = 38, kCapBpf = 39;
+  return (eff >> kCapBpf & 1) && (eff >> kCapPerfmon & 1);
+}
+
 std::string join_ports(const std::vector<uint16_t>& ports) {
   std::string out;
   for (uint16_t p : ports) out += (out.empty() ? "" : ",") + std::to_string(p);
@@ -77,10 +94,13 @@ std::string join_ports(const std::vector<uint16_t>& ports) {
 }  // namespace
 
 int run(const Config& config) {
-  if (geteuid() != 0) {
-    std::fprintf(stderr,
-                 "dbwarden: capture needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN): run it as "
-                 "root, with sudo, or through the systemd unit\n");
+  log::Level level = log::Level::kInfo;
+  log::parse_level(config.log_level, level);
+  log::set_level(level);
+  if (geteuid() != 0 && !has_bpf_capabilities()) {
+    DBW_LOG(kError,
+            "capture needs root or CAP_BPF and CAP_PERFMON: run it as root, with sudo, or "
+            "through the systemd unit");
     return kExitNoPrivilege;
   }
   install_signal_handlers();
@@ -95,12 +115,12 @@ int run(const Config& config) {
   wopts.checkpoint_interval = std::chrono::seconds(config.audit_checkpoint_interval_seconds);
   auto audit = audit::JsonlWriter::Open(wopts);
   if (!audit.ok()) {
-    std::fprintf(stderr, "dbwarden: %s\n", audit.status().message().c_str());
+    DBW_LOG(kError, "%s", audit.status().message().c_str());
     return kExitError;
   }
   auto exporter = metrics::Exporter::Start(config.metrics_address, kVersion);
   if (!exporter.ok()) {
-    std::fprintf(stderr, "dbwarden: %s\n", exporter.status().message().c_str());
+    DBW_LOG(kError, "%s", exporter.status().message().c_str());
     return kExitError;
   }
 
@@ -116,13 +136,13 @@ int run(const Config& config) {
   copts.record_path = config.record_file;
   auto capture = capture::BpfCapture::Open(copts, observer);
   if (!capture.ok()) {
-    std::fprintf(stderr, "dbwarden: %s\n", capture.status().message().c_str());
+    DBW_LOG(kError, "%s", capture.status().message().c_str());
     return kExitError;
   }
   observer.set_capture(capture.value().get());
   ServerWatcher watcher(*capture.value(), config.postgres_ports, config.mysql_ports);
   if (Status s = watcher.start(); !s.ok()) {
-    std::fprintf(stderr, "dbwarden: %s\n", s.message().c_str());
+    DBW_LOG(kError, "%s", s.message().c_str());
     return kExitError;
   }
   std::string watching = "PostgreSQL on port(s) " + join_ports(config.postgres_ports);
@@ -131,32 +151,42 @@ int run(const Config& config) {
     watching += (watching.empty() ? "" : " and ") + std::string("MySQL on port(s) ") +
                 join_ports(config.mysql_ports);
   }
-  std::fprintf(stderr,
-               "dbwarden: observing %s: %zu server process(es) found now, new ones picked up as "
-               "they start; audit log %s; metrics http://%s/metrics\n",
-               watching.c_str(), watcher.server_processes(), config.audit_file.c_str(),
-               config.metrics_address.c_str());
+  DBW_LOG(kInfo,
+          "observing %s: %zu server process(es) found now, new ones picked up as they start; "
+          "audit log %s; metrics http://%s/metrics",
+          watching.c_str(), watcher.server_processes(), config.audit_file.c_str(),
+          config.metrics_address.c_str());
+  SystemdNotifier systemd = SystemdNotifier::FromEnvironment();
+  systemd.ready("observing " + watching);
+  uint64_t last_watchdog = 0;
 
   uint64_t last_tick = 0;
   int status = kExitOk;
   while (!g_stop) {
     auto polled = capture.value()->poll(100);
     if (!polled.ok()) {
-      std::fprintf(stderr, "dbwarden: %s\n", polled.status().message().c_str());
+      DBW_LOG(kError, "%s", polled.status().message().c_str());
       status = kExitError;
       break;
     }
     uint64_t now = monotonic_ns();
     audit.value()->flush_if_due(now);
+    // The loop turns at least every 100 ms; a stuck loop stops the pets and
+    // systemd restarts the agent.
+    if (systemd.watchdog_interval_ns() && now - last_watchdog >= systemd.watchdog_interval_ns()) {
+      last_watchdog = now;
+      systemd.watchdog();
+    }
     if (now - last_tick >= 1'000'000'000ull) {
       last_tick = now;
       if (Status s = watcher.refresh(); !s.ok()) {
-        std::fprintf(stderr, "dbwarden: refreshing the server list: %s\n", s.message().c_str());
+        DBW_LOG(kWarning, "refreshing the server list: %s", s.message().c_str());
       }
       publish(*exporter.value(), *capture.value(), observer, *audit.value());
     }
   }
 
+  systemd.stopping();
   // Drain what the kernel already captured, then end every connection so that
   // statements waiting for a response are still recorded.
   while (true) {
@@ -165,11 +195,11 @@ int run(const Config& config) {
   }
   observer.close_all(monotonic_ns());
   if (Status s = audit.value()->flush(); !s.ok()) {
-    std::fprintf(stderr, "dbwarden: final audit flush failed: %s\n", s.message().c_str());
+    DBW_LOG(kError, "final audit flush failed: %s", s.message().c_str());
     status = kExitError;
   }
-  std::fprintf(stderr, "dbwarden: stopped; %llu statements audited\n",
-               static_cast<unsigned long long>(audit.value()->records_written()));
+  DBW_LOG(kInfo, "stopped; %llu statements audited",
+          static_cast<unsigned long long>(audit.value()->records_written()));
   return status;
 }
 
@@ -178,7 +208,7 @@ int replay(const ReplayConfig& config) {
   wopts.path = config.audit_file;
   auto audit = audit::JsonlWriter::Open(wopts);
   if (!audit.ok()) {
-    std::fprintf(stderr, "dbwarden: %s\n", audit.status().message().c_str());
+    DBW_LOG(kError, "%s", audit.status().message().c_str());
     return kExitError;
   }
   Pipeline pipeline({audit.value().get()});
@@ -188,15 +218,15 @@ int replay(const ReplayConfig& config) {
   Observer observer(pipeline, limits, config.mysql_ports);
   auto stats = capture::replay(config.recording, observer);
   if (!stats.ok()) {
-    std::fprintf(stderr, "dbwarden: %s\n", stats.status().message().c_str());
+    DBW_LOG(kError, "%s", stats.status().message().c_str());
     return kExitError;
   }
   observer.close_all(0);
   if (Status s = audit.value()->flush(); !s.ok()) {
-    std::fprintf(stderr, "dbwarden: %s\n", s.message().c_str());
+    DBW_LOG(kError, "%s", s.message().c_str());
     return kExitError;
   }
-  std::fprintf(stderr, "dbwarden: replayed %llu records (%llu malformed); %llu statements\n",
+  DBW_LOG(kInfo, "replayed %llu records (%llu malformed); %llu statements",
                static_cast<unsigned long long>(stats.value().records),
                static_cast<unsigned long long>(stats.value().malformed),
                static_cast<unsigned long long>(audit.value()->records_written()));

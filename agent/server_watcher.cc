@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "agent/log.h"
+
 namespace dbwarden::agent {
 
 ServerWatcher::ServerWatcher(capture::BpfCapture& capture, std::vector<uint16_t> postgres_ports,
@@ -30,6 +32,7 @@ Status ServerWatcher::refresh() {
   for (const auto& u : now.unix) {
     if (std::find(unix_paths_.begin(), unix_paths_.end(), u.path) != unix_paths_.end()) continue;
     if (Status s = capture_.watch_unix_path(u.path, u.port); !s.ok()) return s;
+    DBW_LOG(kInfo, "watching unix socket %s (PostgreSQL port %u)", u.path.c_str(), u.port);
     unix_paths_.push_back(u.path);
   }
   for (const auto& [inode, port] : now.tcp_ports) {
@@ -40,6 +43,7 @@ Status ServerWatcher::refresh() {
           continue;
         }
         if (Status s = capture_.watch_unix_path(u.path, port); !s.ok()) return s;
+        DBW_LOG(kInfo, "watching unix socket %s (MySQL port %u)", u.path.c_str(), port);
         unix_paths_.push_back(u.path);
       }
     }
@@ -54,6 +58,11 @@ Status ServerWatcher::refresh() {
   }
   for (uint32_t pid : capture::with_descendants(roots)) {
     if (Status s = capture_.track_process(pid); !s.ok()) return s;
+  }
+  for (uint32_t pid : roots) {
+    if (std::find(servers_.begin(), servers_.end(), pid) == servers_.end()) {
+      DBW_LOG(kInfo, "watching database server process %u", pid);
+    }
   }
   servers_ = roots;
   return Status::Ok();

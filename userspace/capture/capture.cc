@@ -63,10 +63,6 @@ BpfCapture::~BpfCapture() = default;
 Result<std::unique_ptr<BpfCapture>> BpfCapture::Open(const Options& options,
                                                      EventHandler& handler) {
   libbpf_set_print(libbpf_print);
-  if (geteuid() != 0) {
-    return Status::Error("capture needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN) to load "
-                         "eBPF programs: run as root or through the systemd unit");
-  }
   if (Status s = ensure_tracefs(); !s.ok()) return s;
   if (options.ringbuf_bytes < 4096 || (options.ringbuf_bytes & (options.ringbuf_bytes - 1))) {
     return Status::Error("ring buffer size must be a power of two of at least 4096 bytes, got " +

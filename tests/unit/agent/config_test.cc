@@ -90,6 +90,7 @@ TEST_CASE("bad input gives one clear error", "[agent][config]") {
              Catch::Contains("/nonexistent/dbwarden.conf"));
   CHECK_THAT(parse({"--ringbuf-bytes", "5000"}).status().message(),
              Catch::Contains("power of two"));
+  CHECK_THAT(parse({"--log-level", "loud"}).status().message(), Catch::Contains("log-level"));
   TempFile bad("no-such-key = 1\n");
   CHECK_FALSE(parse({"--config", bad.path.c_str()}).ok());
 }
