@@ -68,6 +68,7 @@ void publish(metrics::Exporter& m, const capture::BpfCapture& cap, const Observe
   m.set_active_connections("mysql", static_cast<int64_t>(obs.active_connections(Protocol::kMysql)));
   m.publish_audit(audit.records_written(), audit.bytes_written(), audit.write_errors(),
                   audit.records_dropped());
+  m.set_audit_queue_bytes(audit.buffered_bytes());
 }
 
 // The systemd unit runs as root with only the capabilities capture needs in

@@ -56,6 +56,16 @@ int main() {
   decoder.midstream_joins = 3;
   exporter.publish(capture, decoder);
   exporter.publish_audit(1200, 480000, 1, 0);
+  exporter.set_audit_queue_bytes(4096);
+  dbwarden::metrics::ShippingCounters ship;
+  ship.sent = 1100;
+  ship.dropped = 2;
+  ship.reconnects = 1;
+  ship.send_errors = 3;
+  ship.queue_bytes = 512;
+  ship.spool_bytes = 65536;
+  ship.lag_seconds = 1.5;
+  exporter.publish_shipping("syslog", ship);
   std::cout << exporter.serialize();
   return 0;
 }

@@ -91,6 +91,22 @@ struct Exporter::Impl {
   Counter* audit_write_errors = nullptr;
   Counter* audit_dropped = nullptr;
 
+  Gauge* audit_queue = nullptr;
+  Family<Counter>* ship_sent = nullptr;
+  Family<Counter>* ship_dropped = nullptr;
+  Family<Counter>* ship_reconnects = nullptr;
+  Family<Counter>* ship_errors = nullptr;
+  Family<Gauge>* ship_queue = nullptr;
+  Family<Gauge>* ship_spool = nullptr;
+  Family<Gauge>* ship_lag = nullptr;
+  // Per sink: the metrics and the totals last published (sinks are ours: few).
+  struct Shipping {
+    Counter *sent, *dropped, *reconnects, *errors;
+    Gauge *queue, *spool, *lag;
+    ShippingCounters last;
+  };
+  std::unordered_map<std::string, Shipping> shipping;
+
   CaptureCounters last_capture;
   DecoderCounters last_decoder;
   uint64_t last_audit[4] = {};
@@ -146,6 +162,32 @@ struct Exporter::Impl {
     audit_write_errors = counter("dbwarden_audit_write_errors_total", "Failed audit log writes.");
     audit_dropped = counter("dbwarden_audit_dropped_total",
                             "Audit records dropped because the write buffer was full.");
+
+    audit_queue = &prometheus::BuildGauge()
+                       .Name("dbwarden_audit_queue_bytes")
+                       .Help("Audit bytes formatted and waiting for the writer thread.")
+                       .Register(*registry)
+                       .Add({});
+    auto sink_counter = [&](const char* name, const char* help) {
+      return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry);
+    };
+    auto sink_gauge = [&](const char* name, const char* help) {
+      return &prometheus::BuildGauge().Name(name).Help(help).Register(*registry);
+    };
+    ship_sent = sink_counter("dbwarden_shipping_sent_total",
+                             "Audit records delivered to a shipping destination.");
+    ship_dropped = sink_counter("dbwarden_shipping_dropped_total",
+                                "Audit records a shipping destination lost (queue and spool full).");
+    ship_reconnects = sink_counter("dbwarden_shipping_reconnects_total",
+                                   "Connections re-established to a shipping destination.");
+    ship_errors = sink_counter("dbwarden_shipping_errors_total",
+                               "Failed sends or connection attempts to a shipping destination.");
+    ship_queue = sink_gauge("dbwarden_shipping_queue_bytes",
+                            "Bytes waiting in memory for a shipping destination.");
+    ship_spool = sink_gauge("dbwarden_shipping_spool_bytes",
+                            "Bytes spooled on disk while a shipping destination is unreachable.");
+    ship_lag = sink_gauge("dbwarden_shipping_lag_seconds",
+                          "Age of the oldest audit record not yet delivered to a destination.");
 
     prometheus::BuildGauge()
         .Name("dbwarden_build_info")
@@ -258,6 +300,31 @@ void Exporter::publish_audit(uint64_t records, uint64_t bytes, uint64_t write_er
   add(m.audit_bytes, bytes, m.last_audit[1]);
   add(m.audit_write_errors, write_errors, m.last_audit[2]);
   add(m.audit_dropped, dropped, m.last_audit[3]);
+}
+
+void Exporter::set_audit_queue_bytes(uint64_t bytes) {
+  impl_->audit_queue->Set(static_cast<double>(bytes));
+}
+
+void Exporter::publish_shipping(const std::string& sink, const ShippingCounters& c) {
+  Impl& m = *impl_;
+  auto it = m.shipping.find(sink);
+  if (it == m.shipping.end()) {
+    const prometheus::Labels labels{{"sink", label_value(sink)}};
+    Impl::Shipping s{&m.ship_sent->Add(labels),   &m.ship_dropped->Add(labels),
+                     &m.ship_reconnects->Add(labels), &m.ship_errors->Add(labels),
+                     &m.ship_queue->Add(labels),  &m.ship_spool->Add(labels),
+                     &m.ship_lag->Add(labels),    ShippingCounters{}};
+    it = m.shipping.emplace(sink, s).first;
+  }
+  Impl::Shipping& s = it->second;
+  add(s.sent, c.sent, s.last.sent);
+  add(s.dropped, c.dropped, s.last.dropped);
+  add(s.reconnects, c.reconnects, s.last.reconnects);
+  add(s.errors, c.send_errors, s.last.send_errors);
+  s.queue->Set(static_cast<double>(c.queue_bytes));
+  s.spool->Set(static_cast<double>(c.spool_bytes));
+  s.lag->Set(c.lag_seconds);
 }
 
 std::string Exporter::serialize() const {

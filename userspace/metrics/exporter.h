@@ -52,6 +52,12 @@ struct DecoderCounters {
 
 inline constexpr size_t kMaxStatementLabelSets = 1000;
 
+struct ShippingCounters {
+  uint64_t sent = 0, dropped = 0, reconnects = 0, send_errors = 0;  // totals
+  uint64_t queue_bytes = 0, spool_bytes = 0;                         // levels
+  double lag_seconds = 0;  // age of the oldest record not yet delivered
+};
+
 class Exporter : public StatementSink {
  public:
   // Serves the registry on `address` ("127.0.0.1:9977", "[::1]:9977"). An
@@ -68,6 +74,10 @@ class Exporter : public StatementSink {
   // previous call. A total that went down (its source restarted) counts from 0.
   void publish(const CaptureCounters& capture, const DecoderCounters& decoder);
   void publish_audit(uint64_t records, uint64_t bytes, uint64_t write_errors, uint64_t dropped);
+  // Queue of the audit writer thread (bytes formatted, not yet written).
+  void set_audit_queue_bytes(uint64_t bytes);
+  // One shipping destination ("stdout", "syslog"): monotonic totals and levels.
+  void publish_shipping(const std::string& sink, const ShippingCounters& counters);
 
   // The whole registry in the text exposition format (tests, promtool).
   std::string serialize() const;
