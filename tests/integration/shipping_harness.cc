@@ -27,8 +27,7 @@ int64_t clock_ns(clockid_t id) {
 
 int main(int argc, char** argv) {
   if (argc != 7) {
-    std::fprintf(stderr,
-                 "usage: %s ADDRESS SPOOL_DIR FIRST COUNT INTERVAL_US FLUSH_TIMEOUT_MS\n",
+    std::fprintf(stderr, "usage: %s ADDRESS SPOOL_DIR FIRST COUNT INTERVAL_US FLUSH_TIMEOUT_MS\n",
                  argv[0]);
     return 2;
   }
