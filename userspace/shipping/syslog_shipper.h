@@ -10,9 +10,11 @@
 // or slow, so the queue stays bounded.
 //
 // Order: records leave in on_statement order. The spool only ever holds
-// records older than those in the queue (queued records are moved to its
-// end, and only when none of them is in flight), and the sender empties the
-// spool before it sends from the queue.
+// records older than those in the queue: queued records move to its end
+// (records already in flight keep counting as in flight there; none of the
+// spool's records is unread while any queued record is in flight, because the
+// sender reads the spool dry before it sends from the queue), and the sender
+// empties the spool before it sends from the queue.
 //
 // Delivery is at-least-once. Syslog over TCP has no acknowledgements, so a
 // record counts as delivered ("sent") only once the collector's TCP has
