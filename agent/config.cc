@@ -42,6 +42,22 @@ po::options_description settings() {
        "write a chain checkpoint every N records (default 100000, 0: only at rotation)")
       ("audit-checkpoint-interval-seconds", po::value<uint64_t>(),
        "... and every N seconds (default 300, 0: never)")
+      ("audit-stdout", po::value<bool>(),
+       "also write every audit record to stdout, one JSON line each (containers, journald); "
+       "default false")
+      ("syslog-address", po::value<std::string>(),
+       "also ship every audit record to this RFC 5424 syslog collector, HOST:PORT over TCP "
+       "with octet-counted framing (default: off)")
+      ("syslog-tls", po::value<bool>(), "use TLS to the syslog collector (default false)")
+      ("syslog-ca-file", po::value<std::string>(),
+       "CA certificates to trust for the collector (default: the system store)")
+      ("syslog-server-name", po::value<std::string>(),
+       "name expected in the collector's certificate (default: the HOST of --syslog-address)")
+      ("syslog-spool-dir", po::value<std::string>(),
+       "where records wait on disk while the collector is unreachable (default: "
+       "syslog-spool next to the audit chain state)")
+      ("syslog-spool-max-bytes", po::value<uint64_t>(),
+       "spool bound; beyond it new records are dropped and counted (default 268435456)")
       ("log-level", po::value<std::string>(),
        "the agent's own log on stderr/journald: error, warning, info or debug (default info)")
       ("record", po::value<std::string>(),
@@ -142,6 +158,13 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
       if (vm.count(key)) field = vm[key].as<std::remove_reference_t<decltype(field)>>();
     };
     take("log-level", c.log_level);
+    take("audit-stdout", c.audit_stdout);
+    take("syslog-address", c.syslog_address);
+    take("syslog-tls", c.syslog_tls);
+    take("syslog-ca-file", c.syslog_ca_file);
+    take("syslog-server-name", c.syslog_server_name);
+    take("syslog-spool-dir", c.syslog_spool_dir);
+    take("syslog-spool-max-bytes", c.syslog_spool_max_bytes);
     take("audit-hmac-key-file", c.audit_hmac_key_file);
     take("audit-state-dir", c.audit_state_dir);
     take("audit-rotate-bytes", c.audit_rotate_bytes);

@@ -24,6 +24,14 @@ struct Config {
   uint32_t ringbuf_bytes = 16u << 20;
   std::string record_file;  // non-empty: also record raw capture records (for replay)
   std::string log_level = "info";  // error, warning, info, debug
+  // Shipping: besides the file, every record to stdout and/or a syslog collector.
+  bool audit_stdout = false;
+  std::string syslog_address;  // HOST:PORT; empty: off
+  bool syslog_tls = false;
+  std::string syslog_ca_file;
+  std::string syslog_server_name;
+  std::string syslog_spool_dir;  // empty: <audit state dir or log dir>/syslog-spool
+  uint64_t syslog_spool_max_bytes = 256ull << 20;
   // Tamper-evident audit trail (see userspace/audit/jsonl_writer.h).
   std::string audit_hmac_key_file;  // empty: plain SHA-256 chain
   std::string audit_state_dir;      // empty: next to the audit log

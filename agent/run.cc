@@ -17,6 +17,8 @@
 #include "audit/jsonl_writer.h"
 #include "capture/capture.h"
 #include "metrics/exporter.h"
+#include "shipping/stdout_shipper.h"
+#include "shipping/syslog_shipper.h"
 
 namespace dbwarden::agent {
 namespace {
@@ -86,6 +88,31 @@ bool has_bpf_capabilities() {
   return (eff >> kCapBpf & 1) && (eff >> kCapPerfmon & 1);
 }
 
+void publish_shipping(metrics::Exporter& m, const shipping::StdoutShipper* out,
+                      const shipping::SyslogShipper* syslog) {
+  if (out) {
+    auto s = out->stats();
+    metrics::ShippingCounters c;
+    c.sent = s.written;
+    c.dropped = s.dropped;
+    c.send_errors = s.write_errors;
+    c.queue_bytes = s.buffered_bytes;
+    m.publish_shipping("stdout", c);
+  }
+  if (syslog) {
+    auto s = syslog->stats();
+    metrics::ShippingCounters c;
+    c.sent = s.sent;
+    c.dropped = s.dropped;
+    c.reconnects = s.reconnects;
+    c.send_errors = s.send_errors + s.connect_errors + s.spool_errors;
+    c.queue_bytes = s.queue_bytes;
+    c.spool_bytes = s.spool_bytes;
+    c.lag_seconds = static_cast<double>(s.lag_ms) / 1000.0;
+    m.publish_shipping("syslog", c);
+  }
+}
+
 std::string join_ports(const std::vector<uint16_t>& ports) {
   std::string out;
   for (uint16_t p : ports) out += (out.empty() ? "" : ",") + std::to_string(p);
@@ -125,7 +152,45 @@ int run(const Config& config) {
     return kExitError;
   }
 
-  Pipeline pipeline({audit.value().get(), exporter.value().get()});
+  std::vector<StatementSink*> outputs{audit.value().get(), exporter.value().get()};
+  std::unique_ptr<shipping::StdoutShipper> to_stdout;
+  if (config.audit_stdout) {
+    auto s = shipping::StdoutShipper::Start({}, audit.value()->realtime_offset_ns());
+    if (!s.ok()) {
+      DBW_LOG(kError, "%s", s.status().message().c_str());
+      return kExitError;
+    }
+    to_stdout = std::move(s.value());
+    outputs.push_back(to_stdout.get());
+  }
+  std::unique_ptr<shipping::SyslogShipper> to_syslog;
+  if (!config.syslog_address.empty()) {
+    shipping::SyslogOptions o;
+    o.address = config.syslog_address;
+    o.tls = config.syslog_tls;
+    o.ca_file = config.syslog_ca_file;
+    o.server_name = config.syslog_server_name;
+    o.spool_dir = config.syslog_spool_dir;
+    if (o.spool_dir.empty()) {
+      std::string base = config.audit_state_dir;
+      if (base.empty()) {
+        auto slash = config.audit_file.rfind('/');
+        base = slash == std::string::npos ? "." : config.audit_file.substr(0, slash);
+      }
+      o.spool_dir = base + "/syslog-spool";
+    }
+    o.spool_max_bytes = config.syslog_spool_max_bytes;
+    auto s = shipping::SyslogShipper::Start(o, audit.value()->realtime_offset_ns());
+    if (!s.ok()) {
+      DBW_LOG(kError, "%s", s.status().message().c_str());
+      return kExitError;
+    }
+    to_syslog = std::move(s.value());
+    outputs.push_back(to_syslog.get());
+    DBW_LOG(kInfo, "shipping audit records to syslog at %s (spool %s)", o.address.c_str(),
+            o.spool_dir.c_str());
+  }
+  Pipeline pipeline(outputs);
   DecoderLimits limits;
   limits.pgsql.max_query_bytes = config.max_query_bytes;
   limits.mysql.max_query_bytes = config.max_query_bytes;
@@ -184,6 +249,7 @@ int run(const Config& config) {
         DBW_LOG(kWarning, "refreshing the server list: %s", s.message().c_str());
       }
       publish(*exporter.value(), *capture.value(), observer, *audit.value());
+      publish_shipping(*exporter.value(), to_stdout.get(), to_syslog.get());
     }
   }
 
@@ -199,6 +265,13 @@ int run(const Config& config) {
     DBW_LOG(kError, "final audit flush failed: %s", s.message().c_str());
     status = kExitError;
   }
+  // Give the collectors a few seconds; what is left waits in the spool.
+  if (to_syslog) {
+    if (Status s = to_syslog->flush(std::chrono::seconds(5)); !s.ok()) {
+      DBW_LOG(kWarning, "syslog: %s (kept in the spool for the next start)", s.message().c_str());
+    }
+  }
+  if (to_stdout) (void)to_stdout->flush(std::chrono::seconds(2));
   DBW_LOG(kInfo, "stopped; %llu statements audited",
           static_cast<unsigned long long>(audit.value()->records_written()));
   return status;

@@ -16,7 +16,7 @@ BUILD_PACKAGES="cmake make pkg-config clang llvm libbpf-dev bpftool libelf-dev z
 # prometheus) to lint the metrics.
 TEST_PACKAGES="catch2 libfuzzer-14-dev libclang-rt-14-dev postgresql postgresql-contrib
   postgresql-client python3 python3-psycopg2 mariadb-server mariadb-client python3-pymysql
-  prometheus procps iproute2 util-linux"
+  prometheus rsyslog procps iproute2 util-linux"
 # Packaging test: CPack's DEB generator (dpkg-shlibdeps from dpkg-dev, file,
 # strip from binutils), systemd-analyze, and strace to check the unit's
 # system-call filter against what the agent really calls.
