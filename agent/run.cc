@@ -64,6 +64,8 @@ void publish(metrics::Exporter& m, const capture::BpfCapture& cap, const Observe
   dc.truncated_queries = p.truncated_queries + y.truncated_queries;
   dc.encrypted_connections = p.encrypted_connections + y.encrypted_connections;
   dc.midstream_joins = p.midstream_joins + y.midstream_joins;
+  dc.login_failures_authentication = p.login_failures_authentication;
+  dc.login_failures_other = p.login_failures_other;
   m.publish(cc, dc);
   m.set_active_connections("postgresql",
                            static_cast<int64_t>(obs.active_connections(Protocol::kPostgresql)));

@@ -237,8 +237,13 @@ def security():
         (f"sum by (db_namespace, db_user, status_code) (rate(dbwarden_statements_total"
          f"{{{STMT}, {AUTHZ}}}[{RI}]))", "{{db_user}}@{{db_namespace}} {{status_code}}")],
         "reqps", "Statements refused with SQLSTATE 42501 (insufficient_privilege) or class 28 "
-        "(invalid authorization specification). Failed logins are not counted here: the "
-        "agent exports no metric for them yet"), 12, 8)
+        "(invalid authorization specification). Refused logins are in the next panel"), 12, 8)
+    L.add(timeseries("Failed logins / s by reason", [
+        (f"sum by (instance, reason) (rate(dbwarden_login_failures_total{{{INST}}}[{RI}]))",
+         "{{instance}} {{reason}}")],
+        "reqps", "Logins the server refused (PostgreSQL): authentication = SQLSTATE class 28 "
+        "(wrong password, no pg_hba.conf entry); other = unknown database, too many "
+        "connections, ..."), 12, 8)
     L.add(timeseries("Schema and privilege changes / s by user", [
         (f"sum by (db_namespace, db_user, operation) (rate(dbwarden_statements_total"
          f"{{{STMT}, {DDL}}}[{RI}]))", "{{db_user}}@{{db_namespace}} {{operation}}")],

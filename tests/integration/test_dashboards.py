@@ -300,6 +300,14 @@ class FailingSession(threading.Thread):
                     except psycopg2.Error:
                         pass
                     self.ran += 1
+                # A refused login (unknown database, SQLSTATE 3D000) for the
+                # failed-logins panel.
+                try:
+                    psycopg2.connect(host=self.cluster.socket_dir, port=self.cluster.port,
+                                     user=APP_ROLE, dbname="dbw_no_such_db",
+                                     connect_timeout=10).close()
+                except psycopg2.Error:
+                    pass
                 self.stop_event.wait(0.2)
             conn.close()
         except Exception as e:  # reported by the main thread

@@ -86,6 +86,8 @@ struct Exporter::Impl {
   Counter* decoder_truncated = nullptr;
   Counter* decoder_encrypted = nullptr;
   Counter* decoder_midstream = nullptr;
+  Counter* login_failures_auth = nullptr;
+  Counter* login_failures_other = nullptr;
   Counter* audit_records = nullptr;
   Counter* audit_bytes = nullptr;
   Counter* audit_write_errors = nullptr;
@@ -154,6 +156,13 @@ struct Exporter::Impl {
                                 "Statements whose text was cut to the configured maximum.");
     decoder_encrypted = counter("dbwarden_decoder_encrypted_connections_total",
                                 "Connections that switched to TLS the agent could not read.");
+    auto& logins = prometheus::BuildCounter()
+                       .Name("dbwarden_login_failures_total")
+                       .Help("Logins the server refused: authentication (SQLSTATE class 28) "
+                             "or other (unknown database, too many connections, ...).")
+                       .Register(*registry);
+    login_failures_auth = &logins.Add({{"reason", "authentication"}});
+    login_failures_other = &logins.Add({{"reason", "other"}});
     decoder_midstream = counter("dbwarden_decoder_midstream_joins_total",
                                 "Connections picked up after their startup (no identity yet).");
 
@@ -291,6 +300,9 @@ void Exporter::publish(const CaptureCounters& capture, const DecoderCounters& de
   add(m.decoder_truncated, decoder.truncated_queries, ld.truncated_queries);
   add(m.decoder_encrypted, decoder.encrypted_connections, ld.encrypted_connections);
   add(m.decoder_midstream, decoder.midstream_joins, ld.midstream_joins);
+  add(m.login_failures_auth, decoder.login_failures_authentication,
+      ld.login_failures_authentication);
+  add(m.login_failures_other, decoder.login_failures_other, ld.login_failures_other);
 }
 
 void Exporter::publish_audit(uint64_t records, uint64_t bytes, uint64_t write_errors,

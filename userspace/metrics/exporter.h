@@ -46,6 +46,7 @@ struct CaptureCounters {
 
 // Snapshot of protocol decoder totals since the agent started.
 struct DecoderCounters {
+  uint64_t login_failures_authentication = 0, login_failures_other = 0;
   uint64_t messages = 0, invalid_messages = 0, resyncs = 0, truncated_queries = 0,
            encrypted_connections = 0, midstream_joins = 0;
 };

@@ -444,3 +444,28 @@ TEST_CASE("pgsql session: every field truncated, message by message", "[pgsql]")
     }
   }
 }
+
+TEST_CASE("pgsql session: a refused login is counted, by reason, and makes no record",
+          "[pgsql]") {
+  Run wrong_password;
+  Feed(wrong_password, {{kF, Startup("alice", "shop"), 1},
+                        {kB, AuthCleartext(), 2},
+                        {kF, Password("not-it"), 3},
+                        {kB, Error("28P01", "password authentication failed"), 4}});
+  CHECK(wrong_password.sink.got.empty());
+  CHECK(wrong_password.counters.login_failures_authentication == 1);
+  CHECK(wrong_password.counters.login_failures_other == 0);
+
+  Run no_database;
+  Feed(no_database, {{kF, Startup("alice", "nowhere"), 1},
+                     {kB, Error("3D000", "database \"nowhere\" does not exist"), 2}});
+  CHECK(no_database.sink.got.empty());
+  CHECK(no_database.counters.login_failures_authentication == 0);
+  CHECK(no_database.counters.login_failures_other == 1);
+
+  // Joined mid-stream: an error before any ReadyForQuery is not a login.
+  Run midstream;
+  Feed(midstream, {{kF, Query("SELECT 1/0"), 1}, {kB, Error("22012", "division by zero"), 2}});
+  CHECK(midstream.counters.login_failures_authentication == 0);
+  CHECK(midstream.counters.login_failures_other == 0);
+}

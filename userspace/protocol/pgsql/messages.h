@@ -44,6 +44,10 @@ struct Counters {
   uint64_t messages = 0, invalid_messages = 0, resyncs = 0, gaps = 0, gap_bytes = 0,
            truncated_queries = 0, encrypted_connections = 0, midstream_joins = 0,
            unmatched_responses = 0;
+  // Errors before the first ReadyForQuery: the login failed. Class 28 is
+  // invalid authorization (wrong password, no pg_hba entry); the rest are
+  // e.g. an unknown database (3D000) or too many connections (53300).
+  uint64_t login_failures_authentication = 0, login_failures_other = 0;
 };
 
 enum class ParseState { kNeedsMoreData, kInvalid, kSuccess };

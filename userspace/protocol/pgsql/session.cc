@@ -130,6 +130,7 @@ void Session::on_startup(const Frame& f) {
       backend_.expect_answer(f.startup);
       break;
     case StartupKind::kStartup: {
+      startup_seen_ = true;
       StartupParams params;
       ParseStartupParams(f.body, &params);
       info_.user = params.user;
@@ -557,8 +558,14 @@ void Session::on_error(const Frame& f) {
   };
   if (ops_.empty()) {
     // Before the first ReadyForQuery this is a startup/authentication failure:
-    // no statement, and nothing of it is kept.
-    if (ready_seen_) ++counters_.unmatched_responses;
+    // no statement, and nothing of it is kept but the count.
+    if (ready_seen_) {
+      ++counters_.unmatched_responses;
+    } else if (startup_seen_ && fields.sqlstate.substr(0, 2) == "28") {
+      ++counters_.login_failures_authentication;
+    } else if (startup_seen_) {
+      ++counters_.login_failures_other;
+    }
     after_response();
     return;
   }

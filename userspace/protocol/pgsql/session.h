@@ -159,6 +159,7 @@ class Session final : private FrameHandler {
   std::string key_;                                       // reused for map lookups
 
   bool ready_seen_ = false;          // first ReadyForQuery ends the startup phase
+  bool startup_seen_ = false;        // a StartupMessage (not a mid-stream join)
   bool discard_until_sync_ = false;  // server is skipping to Sync after an error
   bool frontend_gap_ = false;        // frontend bytes lost since the last Sync/Query
   bool group_open_ = false;          // Parse/Bind/Describe seen since the last Execute
