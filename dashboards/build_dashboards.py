@@ -304,6 +304,27 @@ def agent_health():
         (f"sum by (instance) (rate(dbwarden_audit_dropped_total{{{INST}}}[{RI}]))",
          "{{instance}} dropped (queue full)"),
     ], "ops", "Anything above zero means statements are missing from the audit trail"), 8, 8)
+    L.add(timeseries("Audit write queue", [
+        (f"max by (instance) (dbwarden_audit_queue_bytes{{{INST}}})", "{{instance}}")],
+        "bytes", "Formatted records waiting for the writer thread; growth means a slow disk"),
+        12, 8)
+    L.row("Shipping")
+    L.add(timeseries("Records shipped / s by destination", [
+        (f"sum by (instance, sink) (rate(dbwarden_shipping_sent_total{{{INST}}}[{RI}]))",
+         "{{instance}} {{sink}}"),
+        (f"sum by (instance, sink) (rate(dbwarden_shipping_dropped_total{{{INST}}}[{RI}]))",
+         "{{instance}} {{sink}} dropped"),
+    ], "ops", "stdout and syslog destinations; dropped means queue and spool were full"), 8, 8)
+    L.add(timeseries("Shipping lag", [
+        (f"max by (instance, sink) (dbwarden_shipping_lag_seconds{{{INST}}})",
+         "{{instance}} {{sink}}")], "s",
+        "Age of the oldest record not yet delivered (a collector outage shows here)"), 8, 8)
+    L.add(timeseries("Shipping queue and spool", [
+        (f"max by (instance, sink) (dbwarden_shipping_queue_bytes{{{INST}}})",
+         "{{instance}} {{sink}} queue"),
+        (f"max by (instance, sink) (dbwarden_shipping_spool_bytes{{{INST}}})",
+         "{{instance}} {{sink}} spool"),
+    ], "bytes", "Records waiting in memory and on disk"), 8, 8)
     L.add(timeseries("Statements counted under __other__ / s", [
         (f"sum by (instance) (rate(dbwarden_metrics_label_overflow_total{{{INST}}}[{RI}]))",
          "{{instance}}")], "ops", "dbwarden_statements_total hit its label-set limit"), 12, 8)

@@ -421,7 +421,8 @@ def run(agent_exe, workdir, dashboards, rule_count):
     failures, empty = [], []
     with PgCluster() as cluster:
         setup(cluster)
-        agent = Agent(agent_exe, os.path.join(workdir, "audit.jsonl"), [cluster.port])
+        agent = Agent(agent_exe, os.path.join(workdir, "audit.jsonl"), [cluster.port],
+                      extra_args=["--audit-stdout", "true"])  # a shipping destination
         try:
             agent.start()
         except AgentError as e:
