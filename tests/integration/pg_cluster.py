@@ -7,6 +7,7 @@ the agent through SIGTERM to the pid it spawned. Nothing is ever killed by name.
 """
 
 import csv
+import json
 import os
 import pwd
 import re
@@ -436,3 +437,40 @@ def proc_cpu_seconds(pid):
     fields = data[data.rindex(")") + 2:].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- shared by the acceptance tests -----------------------------------------------------------
+
+def short(text, n=160):
+    r = repr(text)
+    return r if len(r) <= n else f"{r[:n]}...({len(text)} chars)"
+
+
+def read_audit(path):
+    """Statement records of an audit file (checkpoints left out), and problems found."""
+    records, bad = [], []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError as e:
+                    bad.append(f"audit line {n} is not JSON ({e}): {short(line)}")
+                    continue
+                # Chain checkpoints are the audit trail's own records, not statements.
+                if record.get("dbwarden.record_type") != "checkpoint":
+                    records.append(record)
+    except FileNotFoundError:
+        bad.append(f"audit file {path} does not exist")
+    return records, bad
+
+
+def skip_or_fail(reason):
+    """Exit code for a test that cannot run here: 77 (skip), or 1 in CI where skips fail."""
+    if os.environ.get("DBWARDEN_REQUIRE_KERNEL_TESTS") == "1":
+        print(f"FAIL (DBWARDEN_REQUIRE_KERNEL_TESTS=1): {reason}")
+        return 1
+    print(f"SKIP: {reason}")
+    return EXIT_SKIP

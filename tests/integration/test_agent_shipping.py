@@ -24,8 +24,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import pg_cluster  # noqa: E402
-from pg_cluster import Agent, PgCluster, free_port, log  # noqa: E402
+from pg_cluster import Agent, PgCluster, free_port, log, read_audit, skip_or_fail  # noqa: E402
 
 FRAME_HEADER = re.compile(rb"<(\d+)>1 (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) ")
 
@@ -91,11 +90,7 @@ def main():
     ap.add_argument("--agent", required=True)
     args = ap.parse_args()
     if os.geteuid() != 0:
-        if os.environ.get("DBWARDEN_REQUIRE_KERNEL_TESTS") == "1":
-            print("FAIL (DBWARDEN_REQUIRE_KERNEL_TESTS=1): needs root to load BPF programs")
-            return 1
-        print("SKIP: needs root to load BPF programs")
-        return pg_cluster.EXIT_SKIP
+        return skip_or_fail("needs root to load BPF programs")
 
     workdir = tempfile.mkdtemp(prefix="dbw-ship-")
     os.chmod(workdir, 0o755)
@@ -123,12 +118,8 @@ def main():
                     failures.append(f"dbwarden_shipping_sent_total{{sink=\"syslog\"}} is {sent}")
         collector.close()
 
-        records = []
-        with open(audit_path, encoding="utf-8") as f:
-            for line in f:
-                r = json.loads(line)
-                if r.get("dbwarden.record_type") != "checkpoint":
-                    records.append(r)
+        records, bad = read_audit(audit_path)
+        failures.extend(bad)
         shipped = []
         for msg in collector.messages:
             m = FRAME_HEADER.match(msg)

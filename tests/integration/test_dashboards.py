@@ -43,7 +43,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
-from pg_cluster import SETUP_APP, Agent, AgentError, PgCluster, free_port, log  # noqa: E402
+from pg_cluster import (SETUP_APP, Agent, AgentError, PgCluster, free_port, log,  # noqa: E402
+                        skip_or_fail)
 
 import psycopg2  # noqa: E402  (Debian python3-psycopg2, under /usr/bin/python3)
 
@@ -315,13 +316,6 @@ class FailingSession(threading.Thread):
 
 
 # --- the run ---------------------------------------------------------------------------------
-
-def skip_or_fail(reason):
-    if os.environ.get("DBWARDEN_REQUIRE_KERNEL_TESTS") == "1":
-        print(f"FAIL (DBWARDEN_REQUIRE_KERNEL_TESTS=1): {reason}")
-        return 1
-    print(f"SKIP: {reason}")
-    return pg_cluster.EXIT_SKIP
 
 
 def wait_for(what, predicate, timeout):

@@ -28,7 +28,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
-from pg_cluster import AgentError, log  # noqa: E402
+from pg_cluster import AgentError, log, read_audit, short, skip_or_fail  # noqa: E402
 from mariadb_server import APP_PASSWORD, APP_USER, TEST_DB, MariaDB  # noqa: E402
 
 import pymysql  # noqa: E402  (python3-pymysql; loads under /usr/bin/python3)
@@ -261,10 +261,6 @@ def build_expected(entries, sessions):
 
 # --- comparing ---------------------------------------------------------------------------------
 
-def short(text, n=160):
-    r = repr(text)
-    return r if len(r) <= n else f"{r[:n]}...({len(text)} chars)"
-
 
 def text_difference(want, got):
     at = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), min(len(want), len(got)))
@@ -417,25 +413,6 @@ def compare(expected, records, server_port):
     return report
 
 
-def read_audit(path):
-    records, bad = [], []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError as e:
-                    bad.append(f"audit line {n} is not JSON ({e}): {short(line)}")
-                    continue
-                # Chain checkpoints are the audit trail's own records, not statements.
-                if record.get("dbwarden.record_type") != "checkpoint":
-                    records.append(record)
-    except FileNotFoundError:
-        bad.append(f"audit file {path} does not exist")
-    return records, bad
-
 
 # --- the run -----------------------------------------------------------------------------------
 
@@ -492,13 +469,6 @@ def _tag_host(stdout):
             return line.split("\t")[1]
     return None
 
-
-def skip_or_fail(reason):
-    if os.environ.get("DBWARDEN_REQUIRE_KERNEL_TESTS") == "1":
-        print(f"FAIL (DBWARDEN_REQUIRE_KERNEL_TESTS=1): {reason}")
-        return 1
-    print(f"SKIP: {reason}")
-    return pg_cluster.EXIT_SKIP
 
 
 def main(argv=None):

@@ -27,7 +27,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
-from pg_cluster import SETUP_APP, AgentError, PgCluster, log  # noqa: E402
+from pg_cluster import (SETUP_APP, AgentError, PgCluster, log, read_audit, short,  # noqa: E402
+                        skip_or_fail)
 
 APP_ROLE = "dbw_app"          # non-superuser owning the test database
 PW_ROLE = "dbw_pw"            # authenticates with a password
@@ -232,10 +233,6 @@ def build_expected(entries, scripts, multis):
 
 # --- comparing ---------------------------------------------------------------------------------
 
-def short(text, n=160):
-    r = repr(text)
-    return r if len(r) <= n else f"{r[:n]}...({len(text)} chars)"
-
 
 def text_difference(want, got):
     at = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), min(len(want), len(got)))
@@ -401,25 +398,6 @@ def check_pgbench_counts(runs, expected, records, report):
             report.other.append(line)
 
 
-def read_audit(path):
-    records, bad = [], []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError as e:
-                    bad.append(f"audit line {n} is not JSON ({e}): {short(line)}")
-                    continue
-                # Chain checkpoints are the audit trail's own records, not statements.
-                if record.get("dbwarden.record_type") != "checkpoint":
-                    records.append(record)
-    except FileNotFoundError:
-        bad.append(f"audit file {path} does not exist")
-    return records, bad
-
 
 # --- the run -----------------------------------------------------------------------------------
 
@@ -471,13 +449,6 @@ def run_workload(cluster, workdir):
             pgbench_runs[app] = int(m.group(1))
     return scripts, multis, pgbench_runs
 
-
-def skip_or_fail(reason):
-    if os.environ.get("DBWARDEN_REQUIRE_KERNEL_TESTS") == "1":
-        print(f"FAIL (DBWARDEN_REQUIRE_KERNEL_TESTS=1): {reason}")
-        return 1
-    print(f"SKIP: {reason}")
-    return pg_cluster.EXIT_SKIP
 
 
 def main(argv=None):

@@ -14,15 +14,13 @@ Exit 77 (skip) without root, or 1 instead when DBWARDEN_REQUIRE_KERNEL_TESTS=1.
 """
 
 import argparse
-import json
 import os
 import shutil
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import pg_cluster  # noqa: E402
-from pg_cluster import Agent, PgCluster, log  # noqa: E402
+from pg_cluster import Agent, PgCluster, log, read_audit, skip_or_fail  # noqa: E402
 
 import psycopg2  # noqa: E402  (Debian python3-psycopg2, under /usr/bin/python3)
 
@@ -66,12 +64,7 @@ def main():
     ap.add_argument("--agent", required=True)
     args = ap.parse_args()
     if os.geteuid() != 0:
-        reason = "needs root to load BPF programs"
-        if os.environ.get("DBWARDEN_REQUIRE_KERNEL_TESTS") == "1":
-            print(f"FAIL (DBWARDEN_REQUIRE_KERNEL_TESTS=1): {reason}")
-            return 1
-        print(f"SKIP: {reason}")
-        return pg_cluster.EXIT_SKIP
+        return skip_or_fail("needs root to load BPF programs")
 
     workdir = tempfile.mkdtemp(prefix="dbw-early-")
     os.chmod(workdir, 0o755)
@@ -93,12 +86,8 @@ def main():
             for conn in sessions.values():
                 conn.close()
 
-        records = []
-        with open(audit_path, encoding="utf-8") as f:
-            for line in f:
-                r = json.loads(line)
-                if r.get("dbwarden.record_type") != "checkpoint":
-                    records.append(r)
+        records, bad = read_audit(audit_path)
+        failures.extend(bad)
         for tag, want in expected.items():
             transport = "tcp" if tag == "tcp" else "unix"
             for text, sqlstate, rows in want:
