@@ -2,6 +2,7 @@
 #include "agent/server_watcher.h"
 
 #include <algorithm>
+#include <map>
 
 #include "agent/log.h"
 
@@ -35,9 +36,13 @@ Status ServerWatcher::refresh() {
     DBW_LOG(kInfo, "watching unix socket %s (PostgreSQL port %u)", u.path.c_str(), u.port);
     unix_paths_.push_back(u.path);
   }
+  std::set<uint64_t> inodes = now.tcp_inodes;
+  for (uint64_t ino : now.unix_inodes()) inodes.insert(ino);
+  // One /proc scan serves both the server processes and MySQL's unix sockets.
+  std::map<uint64_t, std::vector<uint32_t>> owners = capture::owners_of(inodes);
   for (const auto& [inode, port] : now.tcp_ports) {
     if (std::find(mysql_ports_.begin(), mysql_ports_.end(), port) == mysql_ports_.end()) continue;
-    for (uint32_t pid : capture::pids_owning({inode})) {
+    for (uint32_t pid : owners[inode]) {
       for (const auto& u : capture::unix_listeners_of(pid)) {
         if (std::find(unix_paths_.begin(), unix_paths_.end(), u.path) != unix_paths_.end()) {
           continue;
@@ -48,11 +53,9 @@ Status ServerWatcher::refresh() {
       }
     }
   }
-  std::set<uint64_t> inodes = now.tcp_inodes;
-  for (uint64_t ino : now.unix_inodes()) inodes.insert(ino);
   // Track the servers before listing their children: a child forked in
   // between is then either seen by the kernel's fork hook or listed here.
-  std::vector<uint32_t> roots = capture::pids_owning(inodes);
+  std::vector<uint32_t> roots = capture::distinct_pids(owners);
   for (uint32_t pid : roots) {
     if (Status s = capture_.track_process(pid); !s.ok()) return s;
   }

@@ -244,17 +244,26 @@ std::vector<UnixListener> unix_listeners_of(uint32_t pid, const std::string& pro
   return out;
 }
 
-std::vector<uint32_t> pids_owning(const std::set<uint64_t>& inodes, const std::string& proc_root) {
-  std::vector<uint32_t> out;
+std::map<uint64_t, std::vector<uint32_t>> owners_of(const std::set<uint64_t>& inodes,
+                                                    const std::string& proc_root) {
+  std::map<uint64_t, std::vector<uint32_t>> out;
   if (inodes.empty()) return out;
   for (uint32_t pid : numeric_dirs(proc_root)) {
     for_each_socket_inode(pid, proc_root, [&](uint64_t ino) {
-      if (!inodes.count(ino)) return false;
-      out.push_back(pid);
-      return true;
+      if (inodes.count(ino)) {
+        auto& pids = out[ino];
+        if (pids.empty() || pids.back() != pid) pids.push_back(pid);
+      }
+      return false;
     });
   }
   return out;
+}
+
+std::vector<uint32_t> distinct_pids(const std::map<uint64_t, std::vector<uint32_t>>& owners) {
+  std::set<uint32_t> pids;
+  for (const auto& [ino, holders] : owners) pids.insert(holders.begin(), holders.end());
+  return {pids.begin(), pids.end()};
 }
 
 std::vector<uint32_t> with_descendants(const std::vector<uint32_t>& roots,

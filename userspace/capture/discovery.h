@@ -34,10 +34,13 @@ struct Listeners {
 // Parses /proc/net/{tcp,tcp6,unix} under proc_root. Cheap: run it every second.
 Listeners find_listeners(const std::vector<uint16_t>& ports, const std::string& proc_root = "/proc");
 
-// Pids owning any of the socket inodes (scans /proc/*/fd: run it only when the
-// listener set changed).
-std::vector<uint32_t> pids_owning(const std::set<uint64_t>& inodes,
-                                  const std::string& proc_root = "/proc");
+// For each of the socket inodes, the pids holding it (one scan of /proc/*/fd:
+// run it only when the listener set changed).
+std::map<uint64_t, std::vector<uint32_t>> owners_of(const std::set<uint64_t>& inodes,
+                                                    const std::string& proc_root = "/proc");
+
+// Every pid of an owners_of() result, each once, in ascending order.
+std::vector<uint32_t> distinct_pids(const std::map<uint64_t, std::vector<uint32_t>>& owners);
 
 // Listening unix stream sockets held open by `pid`, whatever their names
 // (`port` left 0). MySQL's socket path is a setting, so it is found through

@@ -80,8 +80,9 @@ TEST_CASE("a listening socket of this process is found, via netlink and via /pro
     CHECK(l.tcp_inodes == std::set<uint64_t>{st.st_ino});
     CHECK(find_listeners({static_cast<uint16_t>(port + 1)}, root).tcp_inodes.count(st.st_ino) == 0);
   }
-  auto owners = pids_owning({st.st_ino});
-  CHECK(owners == std::vector<uint32_t>{static_cast<uint32_t>(getpid())});
+  auto owners = owners_of({st.st_ino});
+  CHECK(owners[st.st_ino] == std::vector<uint32_t>{static_cast<uint32_t>(getpid())});
+  CHECK(distinct_pids(owners) == std::vector<uint32_t>{static_cast<uint32_t>(getpid())});
   close(fd);
 }
 
