@@ -66,6 +66,19 @@ po::options_description settings() {
   return d;
 }
 
+// A repeatable port option: replaces `out` when given, each value 1..65535.
+Status take_ports(const po::variables_map& vm, const char* key, std::vector<uint16_t>& out) {
+  if (!vm.count(key)) return Status::Ok();
+  out.clear();
+  for (unsigned p : vm[key].as<std::vector<unsigned>>()) {
+    if (p == 0 || p > 65535) {
+      return Status::Error(std::string("--") + key + " must be 1..65535, got " + std::to_string(p));
+    }
+    out.push_back(static_cast<uint16_t>(p));
+  }
+  return Status::Ok();
+}
+
 Status validate(Config& c) {
   if (c.audit_file.empty()) return Status::Error("--audit-file must not be empty");
   auto colon = c.metrics_address.rfind(':');
@@ -137,20 +150,8 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
     po::notify(vm);
     if (vm.count("audit-file")) c.audit_file = vm["audit-file"].as<std::string>();
     if (vm.count("metrics-address")) c.metrics_address = vm["metrics-address"].as<std::string>();
-    auto ports = [&](const char* key, std::vector<uint16_t>& out) -> Status {
-      if (!vm.count(key)) return Status::Ok();
-      out.clear();
-      for (unsigned p : vm[key].as<std::vector<unsigned>>()) {
-        if (p == 0 || p > 65535) {
-          return Status::Error(std::string("--") + key + " must be 1..65535, got " +
-                               std::to_string(p));
-        }
-        out.push_back(static_cast<uint16_t>(p));
-      }
-      return Status::Ok();
-    };
-    if (Status s = ports("postgres-port", c.postgres_ports); !s.ok()) return s;
-    if (Status s = ports("mysql-port", c.mysql_ports); !s.ok()) return s;
+    if (Status s = take_ports(vm, "postgres-port", c.postgres_ports); !s.ok()) return s;
+    if (Status s = take_ports(vm, "mysql-port", c.mysql_ports); !s.ok()) return s;
     if (vm.count("max-query-bytes")) c.max_query_bytes = vm["max-query-bytes"].as<uint64_t>();
     if (vm.count("ringbuf-bytes")) c.ringbuf_bytes = vm["ringbuf-bytes"].as<uint32_t>();
     if (vm.count("record")) c.record_file = vm["record"].as<std::string>();
@@ -209,12 +210,7 @@ Result<std::optional<ReplayConfig>> parse_replay_config(int argc, const char* co
     c.recording = vm["recording"].as<std::string>();
     c.audit_file = vm["audit-file"].as<std::string>();
     if (vm.count("max-query-bytes")) c.max_query_bytes = vm["max-query-bytes"].as<uint64_t>();
-    if (vm.count("mysql-port")) {
-      for (unsigned p : vm["mysql-port"].as<std::vector<unsigned>>()) {
-        if (p == 0 || p > 65535) return Status::Error("--mysql-port must be 1..65535");
-        c.mysql_ports.push_back(static_cast<uint16_t>(p));
-      }
-    }
+    if (Status s = take_ports(vm, "mysql-port", c.mysql_ports); !s.ok()) return s;
     return std::optional<ReplayConfig>(std::move(c));
   } catch (const po::error& e) {
     return Status::Error(std::string(e.what()) + " (see `dbwarden replay --help`)");
