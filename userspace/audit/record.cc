@@ -84,6 +84,21 @@ void append_peer_fields(const PeerIdentity& p, std::string& out) {
   if (!p.container_id.empty()) append_string_field(",\"container.id\":", p.container_id, out);
 }
 
+// db.query.parameter.N (OpenTelemetry: the key is the parameter's index).
+void append_parameters(const std::vector<std::optional<std::string>>& parameters,
+                       std::string& out) {
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    out.append(",\"db.query.parameter.");
+    append_uint(i, out);
+    out.append("\":");
+    if (parameters[i].has_value()) {
+      append_json_string(*parameters[i], out);
+    } else {
+      out.append("null");
+    }
+  }
+}
+
 }  // namespace
 
 void format_record(const Statement& st, int64_t realtime_offset_ns, std::string& out) {
@@ -101,6 +116,19 @@ void format_record(const Statement& st, int64_t realtime_offset_ns, std::string&
   append_string_field(",\"db.user\":", c.user, out);
   append_string_field(",\"db.query.text\":", st.text, out);
   append_string_field(",\"db.operation.name\":", st.operation, out);
+  if (!st.summary.empty()) append_string_field(",\"db.query.summary\":", st.summary, out);
+  if (!st.collections.empty()) {
+    append_string_field(",\"db.collection.name\":", st.collections.front(), out);
+    out.append(",\"dbwarden.collections\":[");
+    for (size_t i = 0; i < st.collections.size(); ++i) {
+      if (i > 0) out.push_back(',');
+      append_json_string(st.collections[i], out);
+    }
+    out.push_back(']');
+  }
+  if (!st.fingerprint.empty()) {
+    append_string_field(",\"dbwarden.fingerprint\":", st.fingerprint, out);
+  }
   append_string_field(",\"db.response.status_code\":", st.status_code, out);
   if (st.returned_rows.has_value()) {
     append_uint_field(",\"db.response.returned_rows\":", *st.returned_rows, out);
@@ -108,6 +136,7 @@ void format_record(const Statement& st, int64_t realtime_offset_ns, std::string&
   if (!st.statement_name.empty()) {
     append_string_field(",\"db.statement.name\":", st.statement_name, out);
   }
+  append_parameters(st.parameters, out);
   if (c.unix_socket) {
     out.append(",\"network.transport\":\"unix\"");
   } else {
@@ -126,6 +155,8 @@ void format_record(const Statement& st, int64_t realtime_offset_ns, std::string&
   append_peer_fields(c.peer, out);
   if (st.text_truncated) out.append(",\"dbwarden.query_truncated\":true");
   if (st.capture_gap) out.append(",\"dbwarden.capture_gap\":true");
+  if (st.statement_unresolved) out.append(",\"dbwarden.statement_unresolved\":true");
+  if (st.unbounded_write) out.append(",\"dbwarden.unbounded_write\":true");
   out.append("}\n");
 }
 

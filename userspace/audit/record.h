@@ -8,9 +8,15 @@
 //   duration_us                 (end_ns - start_ns) / 1000, integer
 //   connection_id
 //   db.system.name, db.namespace, db.user
-//   db.query.text, db.operation.name, db.response.status_code
+//   db.query.text, db.operation.name
+//   db.query.summary            only if non-empty
+//   db.collection.name          the first of collections, only if any
+//   dbwarden.collections        JSON array of strings, only if any
+//   dbwarden.fingerprint        only if non-empty
+//   db.response.status_code
 //   db.response.returned_rows   only if known
 //   db.statement.name           only if non-empty
+//   db.query.parameter.N        one per bound parameter (N from 0), string or null
 //   network.transport           "tcp" or "unix"
 //   client.address, client.port only for tcp
 //   server.port, process.pid
@@ -18,6 +24,8 @@
 //   error.message               only if non-empty
 //   dbwarden.query_truncated    only when true
 //   dbwarden.capture_gap        only when true
+//   dbwarden.statement_unresolved only when true
+//   dbwarden.unbounded_write    only when true
 #pragma once
 
 #include <cstdint>

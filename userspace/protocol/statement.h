@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace dbwarden {
 
@@ -58,8 +59,24 @@ struct Statement {
   bool capture_gap = false;   // bytes of this connection were missed around it
   uint64_t request_bytes = 0;
   uint64_t response_bytes = 0;
+  // Bound values of an extended-protocol Bind or COM_STMT_EXECUTE, by
+  // position (db.query.parameter.N, N from 0); nullopt is SQL NULL. Decoders
+  // fill it; the pipeline passes it through one hook (ParameterPolicy) before
+  // any output sees it, which is where masking plugs in.
+  std::vector<std::optional<std::string>> parameters;
+  // The statement ran through a prepared statement/portal whose SQL text was
+  // never seen (prepared before capture); `statement_name` says which.
+  bool statement_unresolved = false;
+
   // Filled by the SQL analyser (agent pipeline), not by decoders.
-  std::string operation;  // db.operation.name, e.g. "SELECT"
+  std::string operation;    // db.operation.name, e.g. "SELECT"
+  std::string summary;      // db.query.summary: operation + main table, "SELECT accounts"
+  std::string fingerprint;  // dbwarden.fingerprint: 16 hex digits, stable across literals
+  // Tables touched, schema-qualified where written, first = main table
+  // (db.collection.name), all of them in dbwarden.collections.
+  std::vector<std::string> collections;
+  // UPDATE/DELETE without a WHERE clause (dbwarden.unbounded_write).
+  bool unbounded_write = false;
 };
 
 class StatementSink {

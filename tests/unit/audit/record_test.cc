@@ -157,3 +157,28 @@ TEST_CASE("record: hostile strings in every text field still give valid JSON", "
   CHECK(j["db.user"].get<std::string>().substr(0, 4) == "\"}\n{");
   CHECK(keys(j).size() == 20);
 }
+
+TEST_CASE("record: analysis fields, parameters and unresolved statements", "[audit][record]") {
+  const ConnectionInfo c = tcp_connection();
+  Statement s;
+  s.connection = &c;
+  s.text = "UPDATE shop.accounts SET balance = $1 FROM t2 WHERE id = $2";
+  s.operation = "UPDATE";
+  s.summary = "UPDATE shop.accounts";
+  s.fingerprint = "0123456789abcdef";
+  s.collections = {"shop.accounts", "t2"};
+  s.parameters = {std::string("10\"0"), std::nullopt, std::string("")};
+  s.statement_unresolved = true;
+  s.unbounded_write = true;
+  const auto j = format(s, 0);
+  CHECK(j["db.query.summary"] == "UPDATE shop.accounts");
+  CHECK(j["db.collection.name"] == "shop.accounts");
+  CHECK(j["dbwarden.collections"] == nlohmann::json::array({"shop.accounts", "t2"}));
+  CHECK(j["dbwarden.fingerprint"] == "0123456789abcdef");
+  CHECK(j["db.query.parameter.0"] == "10\"0");
+  CHECK(j["db.query.parameter.1"].is_null());
+  CHECK(j["db.query.parameter.2"] == "");
+  CHECK(!j.contains("db.query.parameter.3"));
+  CHECK(j["dbwarden.statement_unresolved"] == true);
+  CHECK(j["dbwarden.unbounded_write"] == true);
+}
