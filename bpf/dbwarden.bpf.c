@@ -30,13 +30,41 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define SOCK_STREAM 1
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
+#define SHUT_RDWR 2
+#define EINPROGRESS 115
+#define PIDS_SERVER 1 /* `pids` values: a database server process ... */
+#define PIDS_CLIENT 2 /* ... or a local client of a database captured client side */
+
+/* Iovecs per readv/writev/sendmsg/recvmsg, and messages per sendmmsg/recvmmsg,
+ * that are copied; bytes beyond are reported as a gap of known length. */
+#define DBW_MAX_IOV 8
+#define DBW_MAX_MMSG 8
+/* UIO_MAXIOV: the kernel's bound on iovecs and on mmsg vectors. */
+#define DBW_UIO_MAXIOV 1024
 
 /* x86_64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl). */
 #if defined(__TARGET_ARCH_x86)
 #define NR_read 0
 #define NR_write 1
+#define NR_readv 19
+#define NR_writev 20
+#define NR_connect 42
+#define NR_accept 43
 #define NR_sendto 44
 #define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+#define NR_shutdown 48
+#define NR_accept4 288
+#define NR_recvmmsg 299
+#define NR_sendmmsg 307
+/* The syscalls below 64 that the exit program handles, as one bit each: the
+ * rejection of every other syscall is one shift and one test. */
+#define DBW_NR_MASK                                                                    \
+	((1ULL << NR_read) | (1ULL << NR_write) | (1ULL << NR_readv) | (1ULL << NR_writev) | \
+	 (1ULL << NR_connect) | (1ULL << NR_accept) | (1ULL << NR_sendto) |                 \
+	 (1ULL << NR_recvfrom) | (1ULL << NR_sendmsg) | (1ULL << NR_recvmsg) |              \
+	 (1ULL << NR_shutdown))
 #else
 #error "dbwarden's syscall capture supports x86_64 only for now"
 #endif
@@ -175,18 +203,26 @@ static __always_inline void emit_conn_event(__u32 kind, __u64 ino, struct sock *
 	e->hdr.conn_id = st->conn_id;
 	e->sock_ino = ino;
 	e->family = st->family;
+	e->side = st->side;
 	e->server_port = st->server_port;
 	e->ingress_bytes = st->offset[DBW_DIR_INGRESS];
 	e->egress_bytes = st->offset[DBW_DIR_EGRESS];
+	/* The socket's own end is the server on the server side, the client on
+	 * the client side. */
+	__u8 *local = st->side == DBW_SIDE_CLIENT ? e->client_addr : e->server_addr;
+	__u8 *peer = st->side == DBW_SIDE_CLIENT ? e->server_addr : e->client_addr;
+
 	if (sk && st->family == DBW_FAMILY_INET) {
-		bpf_core_read(e->server_addr, 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_core_read(e->client_addr, 4, &sk->__sk_common.skc_daddr);
-		e->client_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		bpf_core_read(local, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(peer, 4, &sk->__sk_common.skc_daddr);
 	} else if (sk && st->family == DBW_FAMILY_INET6) {
-		bpf_core_read(e->server_addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_core_read(e->client_addr, 16, &sk->__sk_common.skc_v6_daddr);
-		e->client_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		bpf_core_read(local, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(peer, 16, &sk->__sk_common.skc_v6_daddr);
 	}
+	if (sk && st->family != DBW_FAMILY_UNIX)
+		e->client_port = st->side == DBW_SIDE_CLIENT
+					 ? BPF_CORE_READ(sk, __sk_common.skc_num)
+					 : bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -269,8 +305,7 @@ static __always_inline __u64 ringbuf_flags(__u64 record_bytes)
  * per-CPU scratch record and bpf_ringbuf_output (two copies, exact size). */
 #define DBW_SMALL_BYTES 256
 
-static __always_inline void fill_header(struct dbw_data_event *e, struct dbw_conn_state *st,
-					__u8 dir)
+static __always_inline void fill_header(struct dbw_data_event *e, __u64 conn_id, __u8 dir)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
@@ -279,12 +314,12 @@ static __always_inline void fill_header(struct dbw_data_event *e, struct dbw_con
 	e->hdr.tid = (__u32)pid_tgid;
 	e->hdr._pad = 0;
 	e->hdr.ts_ns = bpf_ktime_get_ns();
-	e->hdr.conn_id = st->conn_id;
+	e->hdr.conn_id = conn_id;
 	e->direction = dir;
 }
 
-static __always_inline void emit_small(struct dbw_conn_state *st, __u8 dir, const char *buf,
-				       __u32 len, __u64 offset)
+static __always_inline void emit_small(__u64 conn_id, __u8 dir, const char *buf, __u32 len,
+				       __u64 offset)
 {
 	struct dbw_data_event *e;
 
@@ -294,7 +329,7 @@ static __always_inline void emit_small(struct dbw_conn_state *st, __u8 dir, cons
 		count_drop(DBW_DROP_RINGBUF_FULL);
 		return;
 	}
-	fill_header(e, st, dir);
+	fill_header(e, conn_id, dir);
 	e->offset = offset;
 	e->length = len;
 	e->captured = len;
@@ -306,22 +341,41 @@ static __always_inline void emit_small(struct dbw_conn_state *st, __u8 dir, cons
 	bpf_ringbuf_submit(e, ringbuf_flags(offsetof(struct dbw_data_event, data) + DBW_SMALL_BYTES));
 }
 
-static __always_inline void emit_data(struct dbw_conn_state *st, __u8 dir, const char *buf,
-				      __u64 len)
+/* `len` bytes at `offset` that are not copied (beyond a bound): a record with
+ * no payload, so that userspace knows exactly what it misses. */
+static __always_inline void emit_gap(__u64 conn_id, __u8 dir, __u64 len, __u64 offset)
+{
+	struct dbw_data_event *e;
+
+	count_drop(DBW_DROP_TRUNCATED);
+	e = bpf_ringbuf_reserve(&events, offsetof(struct dbw_data_event, data), 0);
+	if (!e) {
+		count_drop(DBW_DROP_RINGBUF_FULL);
+		return;
+	}
+	fill_header(e, conn_id, dir);
+	e->offset = offset;
+	e->length = len > 0xffffffffULL ? 0xffffffffU : (__u32)len;
+	e->captured = 0;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* `len` bytes of the user buffer `buf`, which sit at `offset` of the stream. */
+static __always_inline void emit_range(__u64 conn_id, __u8 dir, const char *buf, __u64 len,
+				       __u64 offset)
 {
 	__u32 zero = 0;
 	struct dbw_data_event *e;
-	__u64 offset = __sync_fetch_and_add(&st->offset[dir & 1], len);
 	__u64 done = 0;
 
 	if (len <= DBW_SMALL_BYTES) {
-		emit_small(st, dir, buf, (__u32)len, offset);
+		emit_small(conn_id, dir, buf, (__u32)len, offset);
 		return;
 	}
 	e = bpf_map_lookup_elem(&scratch, &zero);
 	if (!e)
 		return;
-	fill_header(e, st, dir);
+	fill_header(e, conn_id, dir);
 
 	for (int i = 0; i < DBW_MAX_CHUNKS; i++) {
 		__u64 left = len - done;
@@ -342,46 +396,218 @@ static __always_inline void emit_data(struct dbw_conn_state *st, __u8 dir, const
 			count_drop(DBW_DROP_RINGBUF_FULL);
 		done += e->length;
 	}
-	if (done < len) {
-		/* Too large for DBW_MAX_CHUNKS: tell userspace exactly what it misses. */
-		count_drop(DBW_DROP_TRUNCATED);
-		e->offset = offset + done;
-		e->length = len - done;
-		e->captured = 0;
-		if (bpf_ringbuf_output(&events, e, offsetof(struct dbw_data_event, data), 0))
-			count_drop(DBW_DROP_RINGBUF_FULL);
-	}
+	if (done < len) /* too large for DBW_MAX_CHUNKS */
+		emit_gap(conn_id, dir, len - done, offset + done);
 }
 
-/* One program for the exit of every syscall: cheaper than entry+exit pairs
- * on the four data syscalls (no map to carry arguments from entry to exit),
- * since the saved user registers still hold the arguments at exit. */
-SEC("tp_btf/sys_exit")
-int BPF_PROG(dbw_sys_exit, struct pt_regs *regs, long ret)
+/* `dir` is seen from the process that moved the bytes; a client-side
+ * connection flips it, so records are always seen from the server. */
+static __always_inline void emit_data(struct dbw_conn_state *st, __u8 dir, const char *buf,
+				      __u64 len)
 {
-	struct dbw_conn_state *st;
+	dir = (dir ^ st->side) & 1;
+	emit_range(st->conn_id, dir, buf, len, __sync_fetch_and_add(&st->offset[dir], len));
+}
+
+/* An iovec array (readv/writev, the iov of a msghdr) that moved `total` bytes
+ * at `offset`: the kernel fills/drains the iovecs in order. A separate
+ * (global) function, verified once, with scalar arguments only; BPF calls take
+ * at most five, so `cnt_dir` is (iovec count << 1) | direction. */
+#define IOV_CNT_DIR(cnt, dir) (((__u64)(cnt) << 1) | ((dir) & 1))
+__noinline int dbw_emit_iov(__u64 conn_id, __u64 iov_ptr, __u64 cnt_dir, __u64 total,
+			    __u64 offset)
+{
+	const struct iovec *iov = (const struct iovec *)iov_ptr;
+	__u64 iovcnt = cnt_dir >> 1;
+	__u8 dir = cnt_dir & 1;
+	__u64 done = 0;
+
+	for (int i = 0; i < DBW_MAX_IOV; i++) {
+		struct iovec v;
+		__u64 n;
+
+		if (i >= iovcnt || done >= total)
+			break;
+		if (bpf_probe_read_user(&v, sizeof(v), &iov[i]))
+			break;
+		n = v.iov_len < total - done ? v.iov_len : total - done;
+		if (n)
+			emit_range(conn_id, dir, (const char *)v.iov_base, n, offset + done);
+		done += n;
+	}
+	if (done < total)
+		emit_gap(conn_id, dir, total - done, offset + done);
+	return 0;
+}
+
+/* A connection ends: close(2) of its last reference, or shutdown(SHUT_RDWR). */
+static __always_inline void end_connection(__u64 ino, struct dbw_conn_state *st)
+{
+	emit_conn_event(DBW_EV_CONN_CLOSE, ino, NULL, st);
+	bpf_map_delete_elem(&conns, &ino);
+}
+
+/* 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104, or the socket's own address: the
+ * peer is on this host. */
+static __always_inline int peer_is_local(struct sock *sk, __u16 family)
+{
+	if (family == AF_INET) {
+		__u32 daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__u32 saddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+
+		return daddr == 0 || (daddr & 0xff) == 127 || daddr == saddr;
+	}
+	struct in6_addr d = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr);
+	struct in6_addr s = BPF_CORE_READ(sk, __sk_common.skc_v6_rcv_saddr);
+	__u32 *dw = d.in6_u.u6_addr32, *sw = s.in6_u.u6_addr32;
+
+	if (dw[0] == sw[0] && dw[1] == sw[1] && dw[2] == sw[2] && dw[3] == sw[3])
+		return 1;
+	if (dw[0] == 0 && dw[1] == 0 && dw[2] == 0 && (dw[3] == 0 || dw[3] == bpf_htonl(1)))
+		return 1; /* :: and ::1 */
+	return dw[0] == 0 && dw[1] == 0 && dw[2] == bpf_htonl(0xffff) && (dw[3] & 0xff) == 127;
+}
+
+/*
+ * Client side. connect(2) by any process to a watched database port. A peer
+ * on this host is the local server, which is captured on its own side: the
+ * client end is not tracked at all (capturing both ends of a local connection
+ * would double the cost and the records). A peer elsewhere is a remote
+ * database: the socket is tracked as a client-side connection and the process
+ * joins `pids`, so that its reads and writes pass the tracked-process check.
+ * Unix sockets are always local: never captured on the client side.
+ */
+static __always_inline int on_connect(struct pt_regs *regs, long ret)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct dbw_conn_state st = {};
+	__u8 client = PIDS_CLIENT;
+	struct socket *sock;
 	struct file *file;
-	long nr;
-	__u8 dir;
+	struct sock *sk;
+	__u8 *watched;
+	__u16 family;
+	__u32 port;
 	__u64 ino;
 
-	if (ret <= 0)
+	if (ret != 0 && ret != -EINPROGRESS)
 		return 0;
-	nr = regs->orig_ax;
-	if (nr == NR_read || nr == NR_recvfrom)
-		dir = DBW_DIR_INGRESS;
-	else if (nr == NR_write || nr == NR_sendto)
-		dir = DBW_DIR_EGRESS;
-	else
-		return 0;
-	if (!is_tracked_process(bpf_get_current_pid_tgid() >> 32))
-		return 0;
-
 	file = fd_to_file((int)regs->di);
 	if (!file)
 		return 0;
 	ino = socket_ino(file);
 	if (!ino)
+		return 0;
+	sock = BPF_CORE_READ(file, private_data);
+	if (!sock || BPF_CORE_READ(sock, type) != SOCK_STREAM)
+		return 0;
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return 0;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	watched = bpf_map_lookup_elem(&ports, &port);
+	if (!watched || !*watched || peer_is_local(sk, family))
+		return 0;
+
+	st.conn_id = __sync_fetch_and_add(&next_conn_id, 1);
+	st.family = family == AF_INET ? DBW_FAMILY_INET : DBW_FAMILY_INET6;
+	st.server_port = port;
+	st.side = DBW_SIDE_CLIENT;
+	bpf_map_delete_elem(&ignored, &ino);
+	if (bpf_map_update_elem(&conns, &ino, &st, BPF_NOEXIST)) {
+		if (!bpf_map_lookup_elem(&conns, &ino))
+			count_drop(DBW_DROP_CONN_TABLE_FULL);
+		return 0;
+	}
+	emit_conn_event(DBW_EV_CONN_OPEN, ino, sk, &st);
+	bpf_map_update_elem(&pids, &tgid, &client, BPF_NOEXIST);
+	return 0;
+}
+
+/* sendmmsg/recvmmsg: `count` messages, each an iovec array and msg_len bytes. */
+static __always_inline void emit_mmsg(struct dbw_conn_state *st, __u8 dir, __u64 vec,
+				      __u64 count)
+{
+	const struct mmsghdr *m = (const struct mmsghdr *)vec;
+	__u64 rest = 0;
+	int i;
+
+	for (i = 0; i < DBW_MAX_MMSG; i++) {
+		struct mmsghdr h;
+		__u64 off;
+
+		if (i >= count)
+			return;
+		if (bpf_probe_read_user(&h, sizeof(h), &m[i]))
+			return; /* the caller's own vector: cannot fault after the call */
+		off = __sync_fetch_and_add(&st->offset[dir], h.msg_len);
+		dbw_emit_iov(st->conn_id, (__u64)h.msg_hdr.msg_iov,
+			     IOV_CNT_DIR(h.msg_hdr.msg_iovlen, dir), h.msg_len, off);
+	}
+	/* More messages than copied: only their lengths, as one gap. */
+	for (i = DBW_MAX_MMSG; i < DBW_UIO_MAXIOV; i++) {
+		__u32 len = 0;
+
+		if (i >= count)
+			break;
+		bpf_probe_read_user(&len, sizeof(len), &m[i].msg_len);
+		rest += len;
+	}
+	if (rest)
+		emit_gap(st->conn_id, dir, rest, __sync_fetch_and_add(&st->offset[dir], rest));
+}
+
+/* One program for the exit of every syscall: cheaper than entry+exit pairs
+ * (no map to carry arguments from entry to exit), since the saved user
+ * registers still hold the arguments at exit. Rejection order: syscall
+ * number (a bit test), then the tracked-process lookup. */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(dbw_sys_exit, struct pt_regs *regs, long ret)
+{
+	struct dbw_conn_state *st;
+	struct file *file;
+	long nr = regs->orig_ax;
+	__u8 dir;
+	__u64 ino;
+
+	if ((__u64)nr < 64) {
+		if (!((DBW_NR_MASK >> nr) & 1))
+			return 0;
+	} else if (nr != NR_accept4 && nr != NR_recvmmsg && nr != NR_sendmmsg) {
+		return 0;
+	}
+	if (nr == NR_connect)
+		return on_connect(regs, ret);
+	if (ret < 0 || !is_tracked_process(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+
+	if (nr == NR_accept || nr == NR_accept4) {
+		/* The earliest sighting of a server-side connection. */
+		file = fd_to_file((int)ret);
+		if (!file)
+			return 0;
+		ino = socket_ino(file);
+		if (ino && !bpf_map_lookup_elem(&conns, &ino) && !bpf_map_lookup_elem(&ignored, &ino))
+			classify(file, ino);
+		return 0;
+	}
+	file = fd_to_file((int)regs->di);
+	if (!file)
+		return 0;
+	ino = socket_ino(file);
+	if (!ino)
+		return 0;
+	if (nr == NR_shutdown) {
+		/* SHUT_RD/SHUT_WR leave one direction open: only both end it. */
+		st = regs->si == SHUT_RDWR ? bpf_map_lookup_elem(&conns, &ino) : NULL;
+		if (st)
+			end_connection(ino, st);
+		return 0;
+	}
+	if (ret == 0)
 		return 0;
 	st = bpf_map_lookup_elem(&conns, &ino);
 	if (!st) {
@@ -390,6 +616,41 @@ int BPF_PROG(dbw_sys_exit, struct pt_regs *regs, long ret)
 		st = classify(file, ino);
 		if (!st)
 			return 0;
+	}
+
+	switch (nr) {
+	case NR_read:
+	case NR_recvfrom:
+		dir = DBW_DIR_INGRESS;
+		break;
+	case NR_write:
+	case NR_sendto:
+		dir = DBW_DIR_EGRESS;
+		break;
+	case NR_readv:
+	case NR_writev: {
+		__u8 d = ((nr == NR_readv ? DBW_DIR_INGRESS : DBW_DIR_EGRESS) ^ st->side) & 1;
+		__u64 off = __sync_fetch_and_add(&st->offset[d], (__u64)ret);
+
+		dbw_emit_iov(st->conn_id, regs->si, IOV_CNT_DIR(regs->dx, d), (__u64)ret, off);
+		return 0;
+	}
+	case NR_recvmsg:
+	case NR_sendmsg: {
+		__u8 d = ((nr == NR_recvmsg ? DBW_DIR_INGRESS : DBW_DIR_EGRESS) ^ st->side) & 1;
+		struct user_msghdr h;
+		__u64 off = __sync_fetch_and_add(&st->offset[d], (__u64)ret);
+
+		if (bpf_probe_read_user(&h, sizeof(h), (void *)regs->si))
+			__builtin_memset(&h, 0, sizeof(h)); /* all of it becomes a gap */
+		dbw_emit_iov(st->conn_id, (__u64)h.msg_iov, IOV_CNT_DIR(h.msg_iovlen, d), (__u64)ret,
+			     off);
+		return 0;
+	}
+	default: /* NR_recvmmsg, NR_sendmmsg: ret is a message count */
+		emit_mmsg(st, ((nr == NR_recvmmsg ? DBW_DIR_INGRESS : DBW_DIR_EGRESS) ^ st->side) & 1,
+			  regs->si, (__u64)ret);
+		return 0;
 	}
 	emit_data(st, dir, (const char *)regs->si, (__u64)ret);
 	return 0;
@@ -430,8 +691,7 @@ int dbw_close(struct trace_event_raw_sys_enter *ctx)
 	}
 	if (!is_last_reference(file))
 		return 0;
-	emit_conn_event(DBW_EV_CONN_CLOSE, ino, NULL, st);
-	bpf_map_delete_elem(&conns, &ino);
+	end_connection(ino, st);
 	return 0;
 }
 

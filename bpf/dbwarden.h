@@ -27,7 +27,15 @@ enum dbw_event_kind {
 	DBW_EV_PROC_EXIT = 4, /* struct dbw_proc_event: a tracked process exited */
 };
 
-/* Direction seen from the database server. */
+/* Which end of the connection the capturing process is. Server side: the
+ * database's own processes. Client side: a local client connected to a
+ * database that is not captured on this host (a remote server). */
+enum dbw_side {
+	DBW_SIDE_SERVER = 0,
+	DBW_SIDE_CLIENT = 1,
+};
+
+/* Direction seen from the database server, whichever side captured it. */
 enum dbw_direction {
 	DBW_DIR_INGRESS = 0, /* client -> server (the server read it) */
 	DBW_DIR_EGRESS = 1,  /* server -> client (the server wrote it) */
@@ -70,7 +78,8 @@ struct dbw_data_event {
 struct dbw_conn_event {
 	struct dbw_event_header hdr;
 	__u8 family;     /* enum dbw_sock_family */
-	__u8 _pad[3];
+	__u8 side;       /* enum dbw_side (was padding: old recordings read as server side) */
+	__u8 _pad[2];
 	__u16 server_port; /* host order; for unix sockets the port in .s.PGSQL.<port> */
 	__u16 client_port; /* host order; 0 for unix sockets */
 	__u8 server_addr[16]; /* IPv4 in the first 4 bytes */
@@ -90,7 +99,8 @@ struct dbw_conn_state {
 	__u64 offset[2]; /* next stream offset per enum dbw_direction */
 	__u16 server_port;
 	__u8 family;
-	__u8 _pad[5];
+	__u8 side; /* enum dbw_side */
+	__u8 _pad[4];
 };
 
 /* Key of the `unix_paths` map: a server's listening unix socket path,

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -194,7 +195,8 @@ TEST_CASE("a socket shared across fork is one connection; the child's I/O is cap
   drain(*cap);
 
   REQUIRE(rec.r.opens.size() == 1);
-  CHECK(rec.r.opens[0].hdr.pid == static_cast<uint32_t>(child));
+  // accept(2) in the parent is the first sighting; the child does the I/O.
+  CHECK(rec.r.opens[0].hdr.pid == static_cast<uint32_t>(getpid()));
   CHECK(rec.r.closes.empty());  // the parent's close was not the last reference
   REQUIRE(rec.r.data.size() == 2);
   CHECK(rec.r.data[0].hdr.pid == static_cast<uint32_t>(child));
@@ -287,6 +289,219 @@ TEST_CASE("a write larger than the per-syscall bound is chunked and the rest cou
   if (missing > 0) {
     CHECK(cap->drops().by_reason[DBW_DROP_TRUNCATED] > truncated_before);
   }
+}
+
+std::string egress(const Recorded& r, uint64_t conn) {
+  std::string out;
+  for (const auto& d : r.data) {
+    if (d.hdr.conn_id == conn && d.direction == DBW_DIR_EGRESS) out += d.bytes;
+  }
+  return out;
+}
+
+// Offsets of each direction are contiguous from 0 and every byte was copied.
+void check_contiguous(const Recorded& r, uint64_t conn) {
+  uint64_t next[2] = {0, 0};
+  for (const auto& d : r.data) {
+    if (d.hdr.conn_id != conn) continue;
+    CHECK(d.offset == next[d.direction]);
+    CHECK(d.length == d.bytes.size());
+    next[d.direction] += d.length;
+  }
+}
+
+TEST_CASE("readv/writev on the server side: every iovec, in order, contiguous offsets",
+          "[kernel]") {
+  Recorder rec;
+  auto cap = open_capture(rec);
+  TcpPair p;
+  REQUIRE(cap->watch_port(p.port).ok());
+  p.connect_now();
+  REQUIRE(write(p.client, "hello world", 11) == 11);
+  char a[3], b[100];
+  iovec in[2] = {{a, sizeof(a)}, {b, sizeof(b)}};
+  REQUIRE(readv(p.server, in, 2) == 11);
+  char x[] = "ab", y[] = "cdef";
+  iovec out[3] = {{x, 2}, {nullptr, 0}, {y, 4}};  // an empty iovec in the middle
+  REQUIRE(writev(p.server, out, 3) == 6);
+  char buf[16];
+  REQUIRE(read(p.client, buf, sizeof(buf)) == 6);
+  drain(*cap);
+  REQUIRE(rec.r.opens.size() == 1);
+  uint64_t id = rec.r.opens[0].hdr.conn_id;
+  CHECK(rec.r.opens[0].side == DBW_SIDE_SERVER);
+  CHECK(ingress(rec.r, id) == "hello world");
+  CHECK(egress(rec.r, id) == "abcdef");
+  check_contiguous(rec.r, id);
+}
+
+TEST_CASE("recvmsg/sendmsg on the server side (IPv6)", "[kernel]") {
+  Recorder rec;
+  auto cap = open_capture(rec);
+  int listener = socket(AF_INET6, SOCK_STREAM, 0);
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_loopback;
+  socklen_t len = sizeof(a);
+  REQUIRE(bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  REQUIRE(listen(listener, 4) == 0);
+  REQUIRE(getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  uint16_t port = ntohs(a.sin6_port);
+  REQUIRE(cap->watch_port(port).ok());
+  int client = socket(AF_INET6, SOCK_STREAM, 0);
+  REQUIRE(connect(client, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  int server = accept(listener, nullptr, nullptr);
+  REQUIRE(server >= 0);
+  REQUIRE(send(client, "query-bytes", 11, 0) == 11);
+  char p1[5], p2[64];
+  iovec in[2] = {{p1, sizeof(p1)}, {p2, sizeof(p2)}};
+  msghdr m{};
+  m.msg_iov = in;
+  m.msg_iovlen = 2;
+  REQUIRE(recvmsg(server, &m, 0) == 11);
+  char r1[] = "row", r2[] = "-data";
+  iovec out[2] = {{r1, 3}, {r2, 5}};
+  msghdr w{};
+  w.msg_iov = out;
+  w.msg_iovlen = 2;
+  REQUIRE(sendmsg(server, &w, 0) == 8);
+  char buf[16];
+  REQUIRE(recv(client, buf, sizeof(buf), 0) == 8);
+  drain(*cap);
+  REQUIRE(rec.r.opens.size() == 1);
+  const dbw_conn_event& open = rec.r.opens[0];
+  CHECK(open.family == DBW_FAMILY_INET6);
+  CHECK(open.server_port == port);
+  CHECK(std::memcmp(open.server_addr, &in6addr_loopback, 16) == 0);
+  CHECK(std::memcmp(open.client_addr, &in6addr_loopback, 16) == 0);
+  CHECK(ingress(rec.r, open.hdr.conn_id) == "query-bytes");
+  CHECK(egress(rec.r, open.hdr.conn_id) == "row-data");
+  check_contiguous(rec.r, open.hdr.conn_id);
+  close(client);
+  close(server);
+  close(listener);
+}
+
+TEST_CASE("recvmmsg/sendmmsg on the server side: each message, msg_len bytes each", "[kernel]") {
+  Recorder rec;
+  auto cap = open_capture(rec);
+  TcpPair p;
+  REQUIRE(cap->watch_port(p.port).ok());
+  p.connect_now();
+  REQUIRE(write(p.client, "abcdefgh", 8) == 8);
+  char m1[3], m2[64];
+  iovec in[2] = {{m1, sizeof(m1)}, {m2, sizeof(m2)}};
+  mmsghdr rv[2]{};
+  rv[0].msg_hdr.msg_iov = &in[0];
+  rv[0].msg_hdr.msg_iovlen = 1;
+  rv[1].msg_hdr.msg_iov = &in[1];
+  rv[1].msg_hdr.msg_iovlen = 1;
+  int k = recvmmsg(p.server, rv, 2, MSG_WAITFORONE, nullptr);
+  REQUIRE(k == 2);  // 3 bytes, then the 5 already queued
+  REQUIRE(rv[0].msg_len + rv[1].msg_len == 8);
+  char o1[] = "one", o2[] = "two", o3[] = "three";
+  iovec out[3] = {{o1, 3}, {o2, 3}, {o3, 5}};
+  mmsghdr sv[2]{};
+  sv[0].msg_hdr.msg_iov = &out[0];
+  sv[0].msg_hdr.msg_iovlen = 1;
+  sv[1].msg_hdr.msg_iov = &out[1];
+  sv[1].msg_hdr.msg_iovlen = 2;  // a message of two iovecs
+  REQUIRE(sendmmsg(p.server, sv, 2, 0) == 2);
+  char buf[32];
+  size_t got = 0;
+  while (got < 11) {
+    ssize_t n = read(p.client, buf + got, sizeof(buf) - got);
+    REQUIRE(n > 0);
+    got += static_cast<size_t>(n);
+  }
+  drain(*cap);
+  REQUIRE(rec.r.opens.size() == 1);
+  uint64_t id = rec.r.opens[0].hdr.conn_id;
+  CHECK(ingress(rec.r, id) == "abcdefgh");
+  CHECK(egress(rec.r, id) == "onetwothree");
+  check_contiguous(rec.r, id);
+}
+
+TEST_CASE("more iovecs than the bound: the rest is a gap of exact length", "[kernel]") {
+  Recorder rec;
+  auto cap = open_capture(rec);
+  TcpPair p;
+  REQUIRE(cap->watch_port(p.port).ok());
+  p.connect_now();
+  constexpr int kIov = 12;  // > DBW_MAX_IOV (8)
+  std::string pieces[kIov];
+  iovec out[kIov];
+  std::string all;
+  for (int i = 0; i < kIov; i++) {
+    pieces[i] = std::string(static_cast<size_t>(i + 1), static_cast<char>('a' + i));
+    out[i] = {pieces[i].data(), pieces[i].size()};
+    all += pieces[i];
+  }
+  uint64_t truncated_before = cap->drops().by_reason[DBW_DROP_TRUNCATED];
+  REQUIRE(writev(p.server, out, kIov) == static_cast<ssize_t>(all.size()));
+  drain(*cap);
+  REQUIRE(rec.r.opens.size() == 1);
+  std::string captured;
+  uint64_t next = 0, missing = 0;
+  for (const auto& d : rec.r.data) {
+    CHECK(d.offset == next);
+    next += d.length;
+    missing += d.length - d.bytes.size();
+    captured += d.bytes;
+  }
+  CHECK(next == all.size());
+  CHECK(all.compare(0, captured.size(), captured) == 0);
+  CHECK(captured.size() == 36);  // 1 + 2 + ... + 8
+  CHECK(missing == all.size() - 36);
+  CHECK(cap->drops().by_reason[DBW_DROP_TRUNCATED] > truncated_before);
+}
+
+TEST_CASE("accept is the earliest sighting; shutdown(SHUT_RDWR) ends the connection",
+          "[kernel]") {
+  Recorder rec;
+  auto cap = open_capture(rec);
+  TcpPair p;
+  REQUIRE(cap->watch_port(p.port).ok());
+  p.connect_now();  // accept(2), no I/O yet
+  drain(*cap);
+  REQUIRE(rec.r.opens.size() == 1);
+  CHECK(rec.r.opens[0].client_port == p.client_port);
+  CHECK(rec.r.opens[0].sock_ino == inode_of(p.server));
+  CHECK(rec.r.data.empty());
+  REQUIRE(write(p.client, "bye", 3) == 3);
+  char buf[8];
+  REQUIRE(read(p.server, buf, sizeof(buf)) == 3);
+  REQUIRE(shutdown(p.server, SHUT_WR) == 0);  // one direction only: still open
+  drain(*cap);
+  CHECK(rec.r.closes.empty());
+  REQUIRE(shutdown(p.server, SHUT_RDWR) == 0);
+  drain(*cap);
+  REQUIRE(rec.r.closes.size() == 1);
+  CHECK(rec.r.closes[0].hdr.conn_id == rec.r.opens[0].hdr.conn_id);
+  CHECK(rec.r.closes[0].ingress_bytes == 3);
+  close(p.server);  // no second close record
+  p.server = -1;
+  drain(*cap);
+  CHECK(rec.r.closes.size() == 1);
+}
+
+TEST_CASE("a local client of a watched port is not captured on the client side (dedupe)",
+          "[kernel]") {
+  Recorder rec;
+  auto cap = open_capture(rec);
+  TcpPair p;
+  REQUIRE(cap->watch_port(p.port).ok());
+  // This process is both ends: connect(2) to a local watched port must not
+  // add a client-side connection; the server side records the bytes once.
+  p.connect_now();
+  REQUIRE(write(p.client, "once", 4) == 4);
+  char buf[8];
+  REQUIRE(read(p.server, buf, sizeof(buf)) == 4);
+  drain(*cap);
+  REQUIRE(rec.r.opens.size() == 1);
+  CHECK(rec.r.opens[0].side == DBW_SIDE_SERVER);
+  CHECK(ingress(rec.r, rec.r.opens[0].hdr.conn_id) == "once");
+  CHECK(rec.r.data.size() == 1);
 }
 
 }  // namespace
