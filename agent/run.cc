@@ -115,6 +115,30 @@ void publish_shipping(metrics::Exporter& m, const shipping::StdoutShipper* out,
   }
 }
 
+// TLS capture: hooks libssl files that appeared since the last scan, logs
+// what it found, and logs the counters whenever one that means loss changes
+// (unknown SSL*, unhooked libraries, connections whose TLS was not captured).
+void rescan_tls(capture::BpfCapture& cap, const Observer& obs, std::string& last) {
+  for (const std::string& note : cap.tls().rescan()) DBW_LOG(kInfo, "%s", note.c_str());
+  capture::TlsStats t = cap.tls().stats();
+  char key[160];
+  std::snprintf(key, sizeof(key), "%llu/%llu/%llu/%llu",
+                static_cast<unsigned long long>(t.libraries_hooked),
+                static_cast<unsigned long long>(t.unhooked_libraries),
+                static_cast<unsigned long long>(t.unknown_ssl),
+                static_cast<unsigned long long>(obs.pgsql_counters().tls_not_captured));
+  if (last == key) return;
+  last = key;
+  DBW_LOG(kInfo,
+          "TLS: %llu libssl file(s) hooked, %llu unhooked TLS librar(ies), %llu connection(s) "
+          "decrypted, %llu call(s) on an unknown SSL*, %llu connection(s) not captured",
+          static_cast<unsigned long long>(t.libraries_hooked),
+          static_cast<unsigned long long>(t.unhooked_libraries),
+          static_cast<unsigned long long>(t.connections),
+          static_cast<unsigned long long>(t.unknown_ssl),
+          static_cast<unsigned long long>(obs.pgsql_counters().tls_not_captured));
+}
+
 std::string join_ports(const std::vector<uint16_t>& ports) {
   std::string out;
   for (uint16_t p : ports) out += (out.empty() ? "" : ",") + std::to_string(p);
@@ -213,6 +237,8 @@ int run(const Config& config) {
     DBW_LOG(kError, "%s", s.message().c_str());
     return kExitError;
   }
+  std::string tls_report;
+  rescan_tls(*capture.value(), observer, tls_report);  // before "observing": probes are live
   std::string watching = "PostgreSQL on port(s) " + join_ports(config.postgres_ports);
   if (config.postgres_ports.empty()) watching = "";
   if (!config.mysql_ports.empty()) {
@@ -250,6 +276,7 @@ int run(const Config& config) {
       if (Status s = watcher.refresh(); !s.ok()) {
         DBW_LOG(kWarning, "refreshing the server list: %s", s.message().c_str());
       }
+      rescan_tls(*capture.value(), observer, tls_report);
       publish(*exporter.value(), *capture.value(), observer, *audit.value());
       publish_shipping(*exporter.value(), to_stdout.get(), to_syslog.get());
     }
@@ -263,6 +290,8 @@ int run(const Config& config) {
     if (!n.ok() || n.value() == 0) break;
   }
   observer.close_all(monotonic_ns());
+  tls_report.clear();  // the TLS counters once more, whatever changed
+  rescan_tls(*capture.value(), observer, tls_report);
   if (Status s = audit.value()->flush(); !s.ok()) {
     DBW_LOG(kError, "final audit flush failed: %s", s.message().c_str());
     status = kExitError;

@@ -109,4 +109,13 @@ struct dbw_unix_path {
 	char path[DBW_UNIX_PATH_MAX];
 };
 
+/* Index of each TLS counter in the per-CPU `tls_stats` array map (bpf/tls.bpf.h). */
+enum dbw_tls_stat {
+	DBW_TLS_STAT_CONNECTIONS = 0,          /* tracked connections found to carry TLS */
+	DBW_TLS_STAT_PLAINTEXT_CALLS = 1,      /* SSL_read/SSL_write results emitted */
+	DBW_TLS_STAT_CIPHERTEXT_SUPPRESSED = 2, /* syscalls of TLS connections not emitted */
+	DBW_TLS_STAT_UNKNOWN_SSL = 3,          /* TLS calls of a server on an SSL* of no tracked socket */
+	DBW_TLS_STAT_MAX = 4,
+};
+
 #endif /* DBWARDEN_BPF_DBWARDEN_H */

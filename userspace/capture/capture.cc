@@ -51,7 +51,9 @@ struct BpfCapture::Impl {
   dbwarden_bpf* skel = nullptr;
   ring_buffer* ring = nullptr;
   EventHandler* handler = nullptr;
+  std::unique_ptr<TlsAttacher> tls;
   ~Impl() {
+    tls.reset();  // detach the uprobes before the object goes
     ring_buffer__free(ring);
     dbwarden_bpf__destroy(skel);
   }
@@ -87,6 +89,13 @@ Result<std::unique_ptr<BpfCapture>> BpfCapture::Open(const Options& options,
   if (int err = dbwarden_bpf__attach(impl->skel)) {
     return Status::Error("attaching the BPF programs failed: " + errno_text(err));
   }
+  auto tls = TlsAttacher::Create(
+      impl->skel->obj, [skel = impl->skel](uint32_t pid) {
+        uint8_t v = 0;
+        return bpf_map__lookup_elem(skel->maps.pids, &pid, sizeof(pid), &v, sizeof(v), 0) == 0;
+      });
+  if (!tls.ok()) return tls.status();
+  impl->tls = std::move(tls.value());
   auto capture = std::unique_ptr<BpfCapture>(new BpfCapture(std::move(impl)));
   if (!options.record_path.empty()) {
     auto rec = RecordingWriter::Create(options.record_path);
@@ -164,6 +173,8 @@ Result<int> BpfCapture::poll(int timeout_ms) {
   if (m < 0) return Status::Error("reading the ring buffer failed: " + errno_text(m));
   return (n < 0 ? 0 : n) + m;
 }
+
+TlsAttacher& BpfCapture::tls() { return *impl_->tls; }
 
 DropCounts BpfCapture::drops() const {
   DropCounts out;

@@ -12,6 +12,7 @@
 
 #include "common/status.h"
 #include "capture/records.h"
+#include "capture/tls_attach.h"
 #include "dbwarden.h"
 
 namespace dbwarden::capture {
@@ -48,6 +49,8 @@ class BpfCapture {
   // Consumes ready records, waiting up to timeout_ms. Returns records handled.
   Result<int> poll(int timeout_ms);
   DropCounts drops() const;
+  // libssl uprobes (bpf/tls.bpf.h): the agent calls tls().rescan() periodically.
+  TlsAttacher& tls();
   uint64_t records() const { return records_; }
   uint64_t payload_bytes() const { return payload_bytes_; }
 

@@ -43,6 +43,7 @@ struct Limits {
 struct Counters {
   uint64_t messages = 0, invalid_messages = 0, resyncs = 0, gaps = 0, gap_bytes = 0,
            truncated_queries = 0, encrypted_connections = 0, midstream_joins = 0,
+           tls_not_captured = 0,  // 'S' answered but the bytes after it were ciphertext
            unmatched_responses = 0;
   // Errors before the first ReadyForQuery: the login failed. Class 28 is
   // invalid authorization (wrong password, no pg_hba entry); the rest are

@@ -82,7 +82,25 @@ Session::Session(ConnectionInfo& info, StatementSink& sink, const Limits& limits
 Session::~Session() = default;
 
 void Session::on_data(Direction dir, std::span<const uint8_t> bytes, uint64_t ts_ns) {
+  if (tls_pending_ && !bytes.empty() && !tls_plaintext(dir, bytes)) return;
   (dir == Direction::kFrontend ? frontend_ : backend_).feed(bytes, ts_ns);
+}
+
+// A TLS record starts with its content type, 20..23
+// (https://www.rfc-editor.org/rfc/rfc8446#section-5.1); a StartupMessage with
+// its 4-byte big-endian length, whose first byte is 0 (lengths < 16 MiB).
+bool Session::tls_plaintext(Direction dir, std::span<const uint8_t> bytes) {
+  const bool record = bytes[0] >= 0x14 && bytes[0] <= 0x17;
+  if (dir == Direction::kBackend && !record) return true;  // decided by the client's bytes
+  if (dir == Direction::kFrontend && bytes[0] == 0x00) {
+    tls_pending_ = false;
+    return true;
+  }
+  tls_pending_ = false;
+  ++counters_.tls_not_captured;
+  frontend_.stop();
+  backend_.stop();
+  return false;
 }
 
 void Session::on_gap(Direction dir, uint64_t length, uint64_t ts_ns) {
@@ -327,10 +345,14 @@ void Session::on_close_message(const Frame& f) {
 
 void Session::on_backend(const Frame& f) {
   if (f.single_byte) {
-    if (f.type == 'S' || f.type == 'G') {
-      // Encryption accepted: what follows is TLS/GSSAPI ciphertext. Decoding
-      // it would only produce garbage; the plaintext, if any, comes from the
-      // library uprobes as a separate stream.
+    if (f.type == 'S') {
+      // TLS accepted: the capture's libssl probes continue the same streams
+      // with plaintext, or nothing hooked this TLS library and ciphertext
+      // follows. The client's next bytes tell (tls_plaintext).
+      ++counters_.encrypted_connections;
+      tls_pending_ = true;
+    } else if (f.type == 'G') {
+      // GSSAPI encryption is not captured: what follows is ciphertext.
       ++counters_.encrypted_connections;
       frontend_.stop();
       backend_.stop();

@@ -39,8 +39,12 @@
 //   whose requests follow a frontend gap up to the next Sync/Query, with
 //   `capture_gap = true`.
 // - Authentication ('p', 'R') and CancelRequest contents are never kept.
-// - SSLRequest/GSSENCRequest answered 'S'/'G': the rest is encrypted; both
-//   directions are ignored and `encrypted_connections` counts it.
+// - SSLRequest/GSSENCRequest answered 'S'/'G': `encrypted_connections`
+//   counts it. After 'G' both directions are ignored. After 'S' the capture's
+//   libssl probes may deliver the plaintext on the same stream: the session
+//   decodes on if the client's next bytes start a StartupMessage (length,
+//   first byte 0x00), and otherwise (a TLS record, first byte 0x14..0x17)
+//   ignores the connection and counts `tls_not_captured`.
 #pragma once
 
 #include <cstdint>
@@ -68,6 +72,8 @@ class Session final : private FrameHandler {
 
   // Calls arrive in capture order (a request's bytes before its response's).
   void on_data(Direction dir, std::span<const uint8_t> bytes, uint64_t ts_ns);
+  // After 'S': false (and both directions stopped) if `bytes` are ciphertext.
+  bool tls_plaintext(Direction dir, std::span<const uint8_t> bytes);
   // `length` bytes of `dir` were not captured (known length).
   void on_gap(Direction dir, uint64_t length, uint64_t ts_ns);
   // Emits everything still pending (outcome unknown, see above).
@@ -160,6 +166,7 @@ class Session final : private FrameHandler {
 
   bool ready_seen_ = false;          // first ReadyForQuery ends the startup phase
   bool startup_seen_ = false;        // a StartupMessage (not a mid-stream join)
+  bool tls_pending_ = false;         // 'S' seen: plaintext or ciphertext next?
   bool discard_until_sync_ = false;  // server is skipping to Sync after an error
   bool frontend_gap_ = false;        // frontend bytes lost since the last Sync/Query
   bool group_open_ = false;          // Parse/Bind/Describe seen since the last Execute

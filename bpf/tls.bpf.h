@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * TLS plaintext capture: uprobes on OpenSSL's libssl, #included by
+ * dbwarden.bpf.c after emit_data() and before the syscall program.
+ *
+ * How a TLS connection keeps its identity. PostgreSQL (server and libpq) gives
+ * OpenSSL a custom BIO, not a file descriptor, so the SSL* cannot be tied to a
+ * socket by reading the SSL object. Instead:
+ *   1. entry probes on SSL_read/SSL_write/_ex and on the handshake calls
+ *      (SSL_do_handshake/SSL_accept/SSL_connect) remember, per thread, the SSL*
+ *      the thread is inside of (tls_calls);
+ *   2. the syscall program, for a socket already tracked in `conns`, asks
+ *      dbw_tls_syscall(): a syscall made from inside an SSL call moves the
+ *      ciphertext of that SSL*, so SSL* -> socket inode goes into tls_ssl_sock
+ *      and the socket into tls_socks. Every syscall byte of a socket in
+ *      tls_socks is ciphertext and is not emitted;
+ *   3. the exit probes of SSL_read/SSL_write emit the plaintext through
+ *      emit_data() on the connection found via SSL* -> inode, with the
+ *      connection's own stream offsets: the plaintext continues exactly where
+ *      the plaintext SSLRequest / 'S' exchange stopped, same conn_id, same
+ *      record layout. An SSL_read served from OpenSSL's buffer (no syscall
+ *      underneath) still finds its connection through the SSL*.
+ *
+ * The probes are attached per libssl file with pid -1 (userspace, see
+ * userspace/capture/tls_attach.cc), so they fire in every process that maps
+ * that file; the first check rejects processes that are not tracked servers.
+ *
+ * OpenSSL signatures (https://www.openssl.org/docs/man3.0/man3/SSL_read.html):
+ *   int SSL_read(SSL *ssl, void *buf, int num);          returns bytes or <= 0
+ *   int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes);  1/0
+ *   int SSL_write(SSL *ssl, const void *buf, int num);
+ *   int SSL_write_ex(SSL *s, const void *buf, size_t num, size_t *written);
+ *   int SSL_do_handshake(SSL *ssl); SSL_accept(SSL *ssl); SSL_connect(SSL *ssl);
+ */
+#ifndef DBWARDEN_BPF_TLS_BPF_H
+#define DBWARDEN_BPF_TLS_BPF_H
+
+enum dbw_tls_op {
+	DBW_TLS_OP_HANDSHAKE = 0,
+	DBW_TLS_OP_READ = 1,
+	DBW_TLS_OP_WRITE = 2,
+};
+
+/* What a thread is doing inside libssl, from the entry probe to the exit. */
+struct dbw_tls_call {
+	__u64 ssl;     /* SSL* in the caller's address space */
+	__u64 buf;     /* plaintext buffer (read/write) */
+	__u64 len_ptr; /* size_t* readbytes/written of the _ex variants, else 0 */
+	__u8 op;       /* enum dbw_tls_op */
+	__u8 _pad[7];
+};
+
+/* SSL* values are addresses: unique only within one process. */
+struct dbw_tls_ssl_key {
+	__u64 ssl;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+/* pid_tgid -> the libssl call the thread is in. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct dbw_tls_call);
+} tls_calls SEC(".maps");
+
+/* (tgid, SSL*) -> socket inode, learned from the syscalls under SSL calls.
+ * LRU: an SSL* that is gone costs nothing but a slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct dbw_tls_ssl_key);
+	__type(value, __u64);
+} tls_ssl_sock SEC(".maps");
+
+/* Socket inodes of tracked connections that carry TLS: their syscall bytes
+ * are ciphertext. LRU, sized like `conns`: a stale inode is only a risk if
+ * the kernel hands the same inode number to a new socket before it ages out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} tls_socks SEC(".maps");
+
+/* Per-CPU counters, index enum dbw_tls_stat (dbwarden.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DBW_TLS_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} tls_stats SEC(".maps");
+
+static __always_inline void tls_count(__u32 stat)
+{
+	__u64 *v = bpf_map_lookup_elem(&tls_stats, &stat);
+
+	if (v)
+		*v += 1;
+}
+
+/*
+ * Called by the syscall program for every syscall moving bytes on a tracked
+ * connection. Returns 1 when the bytes are ciphertext and must not be emitted.
+ */
+static __always_inline int dbw_tls_syscall(__u64 ino)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct dbw_tls_call *call = bpf_map_lookup_elem(&tls_calls, &pid_tgid);
+	__u8 one = 1;
+
+	if (call) {
+		struct dbw_tls_ssl_key key = { .ssl = call->ssl, .tgid = pid_tgid >> 32 };
+
+		if (!bpf_map_lookup_elem(&tls_socks, &ino)) {
+			bpf_map_update_elem(&tls_socks, &ino, &one, BPF_ANY);
+			tls_count(DBW_TLS_STAT_CONNECTIONS);
+		}
+		bpf_map_update_elem(&tls_ssl_sock, &key, &ino, BPF_ANY);
+		tls_count(DBW_TLS_STAT_CIPHERTEXT_SUPPRESSED);
+		return 1;
+	}
+	if (bpf_map_lookup_elem(&tls_socks, &ino)) {
+		tls_count(DBW_TLS_STAT_CIPHERTEXT_SUPPRESSED);
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline int tls_enter(__u8 op, __u64 ssl, __u64 buf, __u64 len_ptr)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct dbw_tls_call call = { .ssl = ssl, .buf = buf, .len_ptr = len_ptr, .op = op };
+
+	if (!is_tracked_process(pid_tgid >> 32))
+		return 0;
+	bpf_map_update_elem(&tls_calls, &pid_tgid, &call, BPF_ANY);
+	return 0;
+}
+
+/* ret: the function's return value. For SSL_read/SSL_write it is the byte
+ * count; for the _ex variants (len_ptr set) success is 1 and the count is in
+ * *len_ptr. */
+static __always_inline int tls_exit(long ret)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct dbw_tls_call *call = bpf_map_lookup_elem(&tls_calls, &pid_tgid);
+	struct dbw_tls_ssl_key key = {};
+	struct dbw_conn_state *st;
+	__u64 *ino, n = 0;
+	__u8 op;
+	__u64 buf;
+
+	if (!call)
+		return 0;
+	op = call->op;
+	buf = call->buf;
+	key.ssl = call->ssl;
+	key.tgid = pid_tgid >> 32;
+	if (call->len_ptr) {
+		if (ret == 1)
+			bpf_probe_read_user(&n, sizeof(n), (void *)call->len_ptr);
+	} else if (ret > 0) {
+		n = (__u64)ret;
+	}
+	bpf_map_delete_elem(&tls_calls, &pid_tgid);
+	if (op == DBW_TLS_OP_HANDSHAKE || n == 0)
+		return 0;
+	ino = bpf_map_lookup_elem(&tls_ssl_sock, &key);
+	st = ino ? bpf_map_lookup_elem(&conns, ino) : NULL;
+	if (!st) {
+		/* Not a tracked connection (another TLS peer of a server process,
+		 * or a connection whose handshake predates the probes). */
+		tls_count(DBW_TLS_STAT_UNKNOWN_SSL);
+		return 0;
+	}
+	tls_count(DBW_TLS_STAT_PLAINTEXT_CALLS);
+	/* Seen from the server: what it reads came from the client. */
+	emit_data(st, op == DBW_TLS_OP_READ ? DBW_DIR_INGRESS : DBW_DIR_EGRESS, (const char *)buf,
+		  n);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(dbw_ssl_read_enter, void *ssl, void *buf)
+{
+	return tls_enter(DBW_TLS_OP_READ, (__u64)ssl, (__u64)buf, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(dbw_ssl_write_enter, void *ssl, const void *buf)
+{
+	return tls_enter(DBW_TLS_OP_WRITE, (__u64)ssl, (__u64)buf, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(dbw_ssl_read_ex_enter, void *ssl, void *buf, __u64 num, __u64 *readbytes)
+{
+	return tls_enter(DBW_TLS_OP_READ, (__u64)ssl, (__u64)buf, (__u64)readbytes);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(dbw_ssl_write_ex_enter, void *ssl, const void *buf, __u64 num, __u64 *written)
+{
+	return tls_enter(DBW_TLS_OP_WRITE, (__u64)ssl, (__u64)buf, (__u64)written);
+}
+
+/* SSL_do_handshake, SSL_accept and SSL_connect share it. A handshake call
+ * nested in a read or write (renegotiation, or SSL_accept -> SSL_do_handshake)
+ * must not replace the outer call's saved buffer: only a thread that is in no
+ * libssl call records one. */
+SEC("uprobe")
+int BPF_KPROBE(dbw_ssl_handshake_enter, void *ssl)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	if (bpf_map_lookup_elem(&tls_calls, &pid_tgid))
+		return 0;
+	return tls_enter(DBW_TLS_OP_HANDSHAKE, (__u64)ssl, 0, 0);
+}
+
+/* Ends only a handshake call: the nested case above leaves the outer read or
+ * write in place for its own return probe. */
+SEC("uretprobe")
+int BPF_KRETPROBE(dbw_ssl_handshake_exit)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct dbw_tls_call *call = bpf_map_lookup_elem(&tls_calls, &pid_tgid);
+
+	if (call && call->op == DBW_TLS_OP_HANDSHAKE)
+		bpf_map_delete_elem(&tls_calls, &pid_tgid);
+	return 0;
+}
+
+/* One return probe serves the four data calls: the entry saved what it means.
+ * The functions return C int: only the low 32 bits of the return register
+ * are defined, so -1 (SSL_ERROR_WANT_READ) must not read as 4294967295. */
+SEC("uretprobe")
+int BPF_KRETPROBE(dbw_ssl_exit, int ret)
+{
+	return tls_exit(ret);
+}
+
+#endif /* DBWARDEN_BPF_TLS_BPF_H */

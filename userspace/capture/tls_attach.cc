@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "capture/tls_attach.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <dirent.h>
+#include <sys/sysmacros.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <tuple>
+
+#include "dbwarden.h"
+
+namespace dbwarden::capture {
+namespace {
+
+bool parse_num(std::string_view s, int base, uint64_t& out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out, base);
+  return ec == std::errc() && p == s.data() + s.size() && !s.empty();
+}
+
+// Next whitespace-separated field of `line` from `pos`.
+std::string_view next_field(std::string_view line, size_t& pos) {
+  while (pos < line.size() && line[pos] == ' ') pos++;
+  size_t start = pos;
+  while (pos < line.size() && line[pos] != ' ') pos++;
+  return line.substr(start, pos - start);
+}
+
+std::string basename_of(std::string_view path) {
+  auto slash = path.rfind('/');
+  return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+std::string comm_of(uint32_t pid) {
+  std::string c = read_file("/proc/" + std::to_string(pid) + "/comm");
+  while (!c.empty() && c.back() == '\n') c.pop_back();
+  return c;
+}
+
+std::vector<uint32_t> all_pids() {
+  std::vector<uint32_t> out;
+  DIR* d = opendir("/proc");
+  if (!d) return out;
+  while (dirent* e = readdir(d)) {
+    uint64_t v = 0;
+    if (parse_num(e->d_name, 10, v) && v <= UINT32_MAX) out.push_back(static_cast<uint32_t>(v));
+  }
+  closedir(d);
+  return out;
+}
+
+}  // namespace
+
+std::vector<MappedFile> parse_maps(std::string_view text) {
+  // Each line: "start-end perms offset major:minor inode   pathname"
+  // (https://www.kernel.org/doc/html/latest/filesystems/proc.html, /proc/PID/maps).
+  std::set<MappedFile> files;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    size_t pos = 0;
+    next_field(line, pos);  // address range
+    next_field(line, pos);  // perms
+    next_field(line, pos);  // offset
+    std::string_view dev = next_field(line, pos);
+    std::string_view ino = next_field(line, pos);
+    while (pos < line.size() && line[pos] == ' ') pos++;
+    std::string_view path = line.substr(std::min(pos, line.size()));
+    uint64_t inode = 0, major = 0, minor = 0;
+    auto colon = dev.find(':');
+    if (path.empty() || path[0] != '/' || colon == std::string_view::npos ||
+        !parse_num(ino, 10, inode) || inode == 0 || !parse_num(dev.substr(0, colon), 16, major) ||
+        !parse_num(dev.substr(colon + 1), 16, minor)) {
+      continue;  // anonymous, [heap], [vdso], or a malformed line
+    }
+    // A file replaced on disk (package upgrade) is still mapped but has no path to attach to.
+    if (path.size() > 10 && path.substr(path.size() - 10) == " (deleted)") continue;
+    files.insert({makedev(static_cast<unsigned>(major), static_cast<unsigned>(minor)), inode,
+                  std::string(path)});
+  }
+  return {files.begin(), files.end()};
+}
+
+TlsLibrary classify_tls_library(std::string_view path) {
+  std::string name = basename_of(path);
+  auto starts = [&](std::string_view p) { return name.compare(0, p.size(), p) == 0; };
+  // OpenSSL: libssl.so, libssl.so.3, libssl.so.1.1. NSS's "libssl3.so" is not OpenSSL.
+  if (starts("libssl.so")) return TlsLibrary::kOpenSsl;
+  if (starts("libgnutls.so") || starts("libssl3.so") || starts("libnss3.so") ||
+      starts("libwolfssl.so") || starts("libmbedtls.so") || starts("libboringssl") ||
+      starts("libs2n.so")) {
+    return TlsLibrary::kOther;
+  }
+  return TlsLibrary::kNone;
+}
+
+namespace {
+// A program of bpf/tls.bpf.h and where it goes. `required`: a libssl without
+// it cannot be captured (SSL_read_ex and friends only exist since 1.1.1).
+constexpr struct {
+  const char* program;
+  const char* function;
+  bool retprobe;
+  bool required;
+} kProbes[] = {
+    {"dbw_ssl_read_enter", "SSL_read", false, true},
+    {"dbw_ssl_exit", "SSL_read", true, true},
+    {"dbw_ssl_write_enter", "SSL_write", false, true},
+    {"dbw_ssl_exit", "SSL_write", true, true},
+    {"dbw_ssl_read_ex_enter", "SSL_read_ex", false, false},
+    {"dbw_ssl_exit", "SSL_read_ex", true, false},
+    {"dbw_ssl_write_ex_enter", "SSL_write_ex", false, false},
+    {"dbw_ssl_exit", "SSL_write_ex", true, false},
+    // The handshake moves ciphertext too: it is where a connection becomes TLS.
+    {"dbw_ssl_handshake_enter", "SSL_do_handshake", false, true},
+    {"dbw_ssl_handshake_exit", "SSL_do_handshake", true, true},
+    {"dbw_ssl_handshake_enter", "SSL_accept", false, true},
+    {"dbw_ssl_handshake_exit", "SSL_accept", true, true},
+    {"dbw_ssl_handshake_enter", "SSL_connect", false, true},
+    {"dbw_ssl_handshake_exit", "SSL_connect", true, true},
+};
+}  // namespace
+
+TlsAttacher::TlsAttacher(bpf_object* obj, std::function<bool(uint32_t)> relevant)
+    : obj_(obj), relevant_(std::move(relevant)) {}
+
+TlsAttacher::~TlsAttacher() {
+  for (bpf_link* l : links_) bpf_link__destroy(l);
+}
+
+Result<std::unique_ptr<TlsAttacher>> TlsAttacher::Create(bpf_object* obj,
+                                                         std::function<bool(uint32_t)> relevant) {
+  for (const auto& p : kProbes) {
+    if (!bpf_object__find_program_by_name(obj, p.program)) {
+      return Status::Error(std::string("TLS capture: the BPF object has no program ") +
+                           p.program);
+    }
+  }
+  if (!bpf_object__find_map_by_name(obj, "tls_stats")) {
+    return Status::Error("TLS capture: the BPF object has no tls_stats map");
+  }
+  return std::unique_ptr<TlsAttacher>(new TlsAttacher(obj, std::move(relevant)));
+}
+
+void TlsAttacher::attach_file(uint32_t pid, const MappedFile& f, std::vector<std::string>& notes) {
+  // Through the process's root, so that a container's own libssl is the file attached.
+  std::string path = "/proc/" + std::to_string(pid) + "/root" + f.path;
+  std::vector<bpf_link*> made;
+  std::string missing;
+  bool ok = true;
+  for (const auto& p : kProbes) {
+    bpf_program* prog = bpf_object__find_program_by_name(obj_, p.program);
+    bpf_uprobe_opts opts{};
+    opts.sz = sizeof(opts);
+    opts.retprobe = p.retprobe;
+    opts.func_name = p.function;
+    bpf_link* link = bpf_program__attach_uprobe_opts(prog, -1, path.c_str(), 0, &opts);
+    if (!link) {
+      missing += std::string(missing.empty() ? "" : ", ") + p.function;
+      if (p.required) ok = false;
+      continue;
+    }
+    made.push_back(link);
+  }
+  if (!ok) {
+    for (bpf_link* l : made) bpf_link__destroy(l);
+    attach_failures_++;
+    notes.push_back("TLS: cannot hook " + f.path + " (pid " + std::to_string(pid) +
+                    "): no " + missing + "; its TLS connections are not decoded");
+    return;
+  }
+  links_.insert(links_.end(), made.begin(), made.end());
+  notes.push_back("TLS: hooked " + f.path + " (first seen in pid " + std::to_string(pid) + " " +
+                  comm_of(pid) + ")" + (missing.empty() ? "" : "; absent: " + missing));
+}
+
+void TlsAttacher::scan_process(uint32_t pid, std::vector<std::string>& notes) {
+  std::string maps = read_file("/proc/" + std::to_string(pid) + "/maps");
+  std::vector<MappedFile> files = parse_maps(maps);
+  // A process with OpenSSL's libssl speaks TLS through it; another TLS library
+  // next to it is a dependency's (PostgreSQL's libldap pulls in GnuTLS).
+  bool has_openssl = false;
+  for (const MappedFile& f : files) {
+    has_openssl |= classify_tls_library(f.path) == TlsLibrary::kOpenSsl;
+  }
+  for (const MappedFile& f : files) {
+    TlsLibrary kind = classify_tls_library(f.path);
+    if (kind == TlsLibrary::kNone) continue;
+    auto key = std::make_pair(f.dev, f.inode);
+    if (kind == TlsLibrary::kOpenSsl) {
+      // A failed file is also remembered: retrying every second would only repeat the note.
+      if (hooked_.insert(key).second) attach_file(pid, f, notes);
+    } else if (!has_openssl && relevant_ && relevant_(pid) && unhooked_.insert(key).second) {
+      notes.push_back("TLS: " + f.path + " in pid " + std::to_string(pid) + " (" + comm_of(pid) +
+                      ") is not hooked; TLS connections made with it are counted as "
+                      "tls_not_captured and not decoded");
+    }
+  }
+}
+
+std::vector<std::string> TlsAttacher::rescan() {
+  std::vector<std::string> notes;
+  bool full = scans_++ % kFullRescanEvery == 0;
+  std::set<uint32_t> now;
+  for (uint32_t pid : all_pids()) {
+    now.insert(pid);
+    // Server processes are few and may dlopen: always. Others: when new, or on a full scan.
+    if (full || !seen_pids_.count(pid) || (relevant_ && relevant_(pid))) {
+      scan_process(pid, notes);
+    }
+  }
+  seen_pids_ = std::move(now);
+  return notes;
+}
+
+TlsStats TlsAttacher::stats() const {
+  TlsStats s;
+  std::vector<uint64_t> by_stat(DBW_TLS_STAT_MAX, 0);
+  const bpf_map* map = bpf_object__find_map_by_name(obj_, "tls_stats");
+  int ncpu = libbpf_num_possible_cpus();
+  if (map && ncpu > 0) {
+    std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
+    for (uint32_t i = 0; i < DBW_TLS_STAT_MAX; i++) {
+      if (bpf_map__lookup_elem(map, &i, sizeof(i), per_cpu.data(),
+                               per_cpu.size() * sizeof(uint64_t), 0) == 0) {
+        for (uint64_t v : per_cpu) by_stat[i] += v;
+      }
+    }
+  }
+  s.connections = by_stat[DBW_TLS_STAT_CONNECTIONS];
+  s.plaintext_calls = by_stat[DBW_TLS_STAT_PLAINTEXT_CALLS];
+  s.ciphertext_suppressed = by_stat[DBW_TLS_STAT_CIPHERTEXT_SUPPRESSED];
+  s.unknown_ssl = by_stat[DBW_TLS_STAT_UNKNOWN_SSL];
+  s.libraries_hooked = hooked_.size() - attach_failures_;
+  s.unhooked_libraries = unhooked_.size();
+  s.attach_failures = attach_failures_;
+  return s;
+}
+
+}  // namespace dbwarden::capture
