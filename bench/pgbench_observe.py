@@ -104,6 +104,8 @@ def bpf_delta(before, after):
 def run_pgbench(cluster, args):
     cmd = ["-n", "-S", "-M", "simple", "-c", str(args.clients), "-j", str(args.clients),
            "-T", str(args.seconds)]
+    if getattr(args, "tls", False):
+        cmd.append("dbname=postgres sslmode=require")  # a conninfo in place of the db name
     out = cluster.pgbench(cmd, user="postgres", dbname="postgres", tcp=True, app="dbw-bench")
     tps = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
     tx = re.search(r"number of transactions actually processed: (\d+)", out)
@@ -179,6 +181,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smoke check: 3 pairs of 5 s")
     ap.add_argument("--no-bpf-stats", action="store_true",
                     help="do not enable BPF run-time statistics (TPS only; stats cost a little)")
+    ap.add_argument("--tls", action="store_true",
+                    help="ssl=on with a self-signed certificate; pgbench over sslmode=require")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = ap.parse_args()
     if args.quick:
@@ -197,6 +201,13 @@ def main():
     conf = {"log_statement": "'none'", "log_connections": "off", "log_disconnections": "off",
             "logging_collector": "off", "log_destination": "'stderr'",
             "shared_buffers": "'256MB'"}
+    if args.tls:
+        import test_tls  # noqa: E402  (tests/integration, on sys.path above)
+        os.chmod(workdir, 0o755)
+        certdir = os.path.join(workdir, "cert")
+        os.mkdir(certdir, 0o755)
+        crt, key = test_tls.make_certificate(certdir)
+        conf.update({"ssl": "on", "ssl_cert_file": f"'{crt}'", "ssl_key_file": f"'{key}'"})
     stats = BpfStats() if not args.no_bpf_stats else None
     try:
         if stats:
