@@ -18,6 +18,11 @@ std::vector<std::string> Decode(const std::vector<Chunk>& chunks, size_t piece =
   Run run;
   Feed(run, chunks, piece);
   std::vector<std::string> out = run.sink.lines();
+  for (const Statement& s : run.sink.got) {
+    std::string p = s.statement_unresolved ? "unresolved" : "";
+    for (const auto& v : s.parameters) p += "|" + (v ? "'" + *v + "'" : std::string("NULL"));
+    out.push_back(p);
+  }
   out.insert(out.end(), run.params.begin(), run.params.end());
   return out;
 }
@@ -49,8 +54,8 @@ TEST_CASE("mysql golden: own binary-protocol client, EOF on and off", "[mysql]")
   for (const char* name : {"stmt_client.mycap", "stmt_client_deprecate_eof.mycap"}) {
     INFO(name);
     const bool deprecate = std::string(name) == "stmt_client_deprecate_eof.mycap";
-    const std::string ins = deprecate ? "stmt:4" : "stmt:1";
-    const std::string sel = deprecate ? "stmt:5" : "stmt:2";
+    const std::string ins = deprecate ? "4" : "1";
+    const std::string sel = deprecate ? "5" : "2";
     const std::string insert =
         "INSERT INTO items(id, name, price, added, note) VALUES (?, ?, ?, ?, ?)";
     const std::string select = "SELECT id, name, price, added FROM items WHERE id >= ? ORDER BY id";
@@ -74,7 +79,7 @@ TEST_CASE("mysql golden: own binary-protocol client, EOF on and off", "[mysql]")
                    {select, "00000", "RESULTSET", 3, sel},
                    {select, "00000", "RESULTSET", 2, sel},
                    {"SELEKT nothing", "42000", "ERR 1064", std::nullopt, ""},
-                   {"", "HY000", "ERR 1243", std::nullopt, "stmt:4242"},
+                   {"", "HY000", "ERR 1243", std::nullopt, "4242"},
                    {"UPDATE items SET price = price + 1 WHERE id = 101", "00000", "OK", 1, ""},
                    {"SELECT name FROM items WHERE id IN (101, 102)", "00000", "RESULTSET", 2, ""},
                    {"DO 1", "00000", "OK", 0, ""},
@@ -107,6 +112,17 @@ TEST_CASE("mysql golden: own binary-protocol client, EOF on and off", "[mysql]")
                                              sel + "#0=101",
                                              sel + "#0=102"};
     CHECK(run.params == params);
+    // The same values reach the record itself, NULL as nullopt.
+    std::vector<std::string> from_records;
+    for (const Statement& s : run.sink.got) {
+      for (size_t i = 0; i < s.parameters.size(); ++i) {
+        from_records.push_back(s.statement_name + "#" + std::to_string(i) + "=" +
+                               s.parameters[i].value_or("NULL"));
+      }
+      CHECK(s.statement_unresolved == (s.statement_name == "4242"));
+    }
+    CHECK(from_records == params);
+    CHECK_FALSE(run.sink.got[6 - 1].parameters[2].has_value());  // the duplicate's NULL price
     // The LOCAL INFILE content never reaches a record.
     for (const Statement& s : run.sink.got)
       CHECK(DescribeStatement(s).find("secret-file-row") == std::string::npos);

@@ -120,17 +120,23 @@ TEST_CASE("mysql session: prepared statements, parameters, unresolved execute", 
                   {kS, Err(1, 1243, "HY000", "Unknown prepared statement handler"), 90}}));
   REQUIRE(run.sink.got.size() == 3);
   CHECK(run.sink.got[0].text == "SELECT ? + ?, ?");
-  CHECK(run.sink.got[0].statement_name == "stmt:7");
+  CHECK(run.sink.got[0].statement_name == "7");
+  CHECK_FALSE(run.sink.got[0].statement_unresolved);
   CHECK(run.sink.got[0].returned_rows == 1);
   CHECK(run.sink.got[0].start_ns == 30);
   CHECK(run.sink.got[1].text.empty());
-  CHECK(run.sink.got[1].statement_name == "stmt:99");
-  CHECK(run.sink.got[2].statement_name == "stmt:7");
+  CHECK(run.sink.got[1].statement_name == "99");
+  CHECK(run.sink.got[1].statement_unresolved);
+  CHECK(run.sink.got[2].statement_name == "7");
+  CHECK(run.sink.got[2].statement_unresolved);
   CHECK(run.sink.got[2].text.empty());
   CHECK(run.sink.got[2].command_tag == "ERR 1243");
   CHECK(run.counters.unresolved_statements == 2);
   // Parameter 1 is NULL (bitmap bit 1); the unsigned LONG is 7.
-  CHECK(run.params == std::vector<std::string>{"stmt:7#0=42", "stmt:7#1=NULL", "stmt:7#2=7"});
+  CHECK(run.params == std::vector<std::string>{"7#0=42", "7#1=NULL", "7#2=7"});
+  CHECK(run.sink.got[0].parameters ==
+        std::vector<std::optional<std::string>>{"42", std::nullopt, "7"});
+  CHECK(run.sink.got[1].parameters.empty());
 }
 
 TEST_CASE("mysql session: LOCAL INFILE content is counted, never kept", "[mysql]") {

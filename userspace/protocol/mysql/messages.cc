@@ -226,6 +226,10 @@ bool ParseErr(std::span<const uint8_t> payload, ErrPacket* out) {
   return true;
 }
 
+bool IsAuthenticationError(const ErrPacket& err) {
+  return err.code == 1045 || err.code == 1698 || err.sqlstate.substr(0, 2) == "28";
+}
+
 bool ParsePrepareOk(std::span<const uint8_t> payload, PrepareOk* out) {
   Reader r(payload);
   uint8_t header = 0;

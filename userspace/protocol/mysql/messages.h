@@ -41,6 +41,10 @@ struct Counters {
            truncated_queries = 0, encrypted_connections = 0, midstream_joins = 0,
            compressed_connections = 0, unmatched_responses = 0, unresolved_statements = 0,
            local_infile_bytes = 0;  // file content sent for LOAD DATA LOCAL (never stored)
+  // Logins the server refused (ERR in the handshake, before it, or answering
+  // COM_CHANGE_USER): bad credentials vs anything else (too many
+  // connections, host blocked, unknown database, ...). See IsAuthenticationError.
+  uint64_t login_failures_authentication = 0, login_failures_other = 0;
 };
 
 inline constexpr size_t kHeaderSize = 4;
@@ -190,6 +194,12 @@ struct ErrPacket {
   std::string_view message;
 };
 bool ParseErr(std::span<const uint8_t> payload, ErrPacket* out);
+
+// The server refused the credentials: ER_ACCESS_DENIED_ERROR (1045),
+// ER_ACCESS_DENIED_NO_PASSWORD_ERROR (1698) or any SQLSTATE of class 28
+// (invalid authorization). Error codes:
+// https://mariadb.com/kb/en/mariadb-error-code-reference/
+bool IsAuthenticationError(const ErrPacket& err);
 
 // COM_STMT_PREPARE OK: int<1> 0, int<4> statement id, int<2> columns,
 // int<2> parameters, int<1> 0, int<2> warnings.

@@ -142,10 +142,13 @@ Keep Session::keep_server(uint8_t seq, int first, uint32_t len) {
       // Only a greeting (sequence 0, protocol 10) or an ERR refusing us can
       // open a connection; anything else means we joined mid-stream and
       // wait for the client's next command.
-      if (seq == 0 && (first == 10 || first == 0xff)) return {first == 10 ? kReplyBytes : 0};
+      if (seq == 0 && (first == 10 || first == 0xff)) return {kReplyBytes};
       return {0, true, false};
     case Phase::kAuth:
-      return {first == 0x00 ? kReplyBytes : 0, false, first != 0x00};
+      // OK and ERR carry no authentication data; the rest (auth switch, more
+      // data) is never kept.
+      if (first == 0x00 || first == 0xff) return {kReplyBytes};
+      return {0, false, true};
     case Phase::kCommand:
       break;
   }
@@ -347,6 +350,8 @@ void Session::on_execute(const Frame& f) {
     p = it->second;
   }
   if (!p) {
+    // Prepared before capture (or beyond our limits): recorded by id.
+    c.unresolved = true;
     ++counters_.unresolved_statements;
     return;
   }
@@ -424,7 +429,10 @@ void Session::on_server(const Frame& f) {
       return;
     case Phase::kStart:
       if (f.first == 10) on_greeting(f);
-      if (f.first == 0xff) stop_decoding();  // refused before the handshake
+      if (f.first == 0xff) {  // refused before the handshake (too many connections, ...)
+        count_login_failure(f);
+        stop_decoding();
+      }
       return;
     case Phase::kAuth:
       on_auth_reply(f);
@@ -519,7 +527,18 @@ void Session::on_auth_reply(const Frame& f) {
       stop_decoding();
     }
   } else if (f.first == 0xff) {
+    count_login_failure(f);
     stop_decoding();
+  }
+}
+
+void Session::count_login_failure(const Frame& f) {
+  ErrPacket err;
+  if (!ParseErr(f.body, &err)) err = ErrPacket{};
+  if (IsAuthenticationError(err)) {
+    ++counters_.login_failures_authentication;
+  } else {
+    ++counters_.login_failures_other;
   }
 }
 
@@ -539,7 +558,7 @@ void Session::end_of_rows(Cmd& c, const Frame& f) {
     OkPacket ok;
     if (ParseOk(f.body, caps_, &ok)) {
       status = ok.status;
-      if (ok.schema_changed) info_.database.assign(ok.schema);
+      if (ok.schema_changed) change_schema(c, ok.schema);
     } else {
       ParseEofStatus(f.body, &status);
     }
@@ -560,6 +579,12 @@ void Session::on_first(Cmd& c, const Frame& f) {
   }
   if (c.command == kComChangeUser && (first == 0xfe || first == 0x01)) {
     return;  // authentication switch / more data: the client answers, then OK / ERR
+  }
+  if (c.command == kComStmtFetch) {
+    // Binary rows of an open cursor (header 0x00, not an OK), then EOF/OK.
+    resp_ = Resp::kRows;
+    end_of_rows(c, f);
+    return;
   }
   if (c.command == kComStatistics) {  // a bare string, no header byte
     finish(f.end_ns);
@@ -611,12 +636,19 @@ void Session::on_ok(Cmd& c, const Frame& f, bool eof) {
     if (ParseOk(f.body, caps_, &ok)) {
       status = ok.status;
       affected = ok.affected_rows;
-      if (ok.schema_changed) info_.database.assign(ok.schema);
+      if (ok.schema_changed) change_schema(c, ok.schema);
     }
   }
   backslash_escapes_ = (status & kStatusNoBackslashEscapes) == 0;
   infile_ = false;
   result(c, f, false, affected, status);
+}
+
+void Session::change_schema(Cmd& c, std::string_view schema) {
+  // Records are read with the connection's identity when emitted: the one
+  // held back (the statement before the USE) still ran in the old schema.
+  if (c.command == kComQuery) flush_held(c);
+  info_.database.assign(schema);
 }
 
 void Session::on_prepare_ok(Cmd& c, const Frame& f) {
@@ -650,6 +682,9 @@ void Session::on_err(Cmd& c, const Frame& f) {
   infile_ = false;
   const std::string tag = "ERR " + std::to_string(err.code);
   switch (c.command) {
+    case kComChangeUser:
+      count_login_failure(f);
+      break;
     case kComQuery:
       complete_piece(c, f, tag, std::nullopt, &err);
       break;
@@ -686,6 +721,12 @@ void Session::result(Cmd& c, const Frame& f, bool rowset, uint64_t rows, uint16_
           rows_ = 0;
           resp_ = Resp::kFirst;
           return;
+        }
+      }
+      if (!rowset && c.next < c.pieces.size()) {
+        const SqlPiece& piece = c.pieces[c.next];
+        if (auto schema = UseSchema(std::string_view(c.text).substr(piece.offset, piece.length))) {
+          change_schema(c, *schema);
         }
       }
       const bool call_rows = call && c.call_rowsets;
@@ -767,9 +808,10 @@ Statement Session::base_statement(const Cmd& c) const {
         s.text = c.prepared->text;
         s.text_truncated = c.prepared->truncated;
       }
-      s.statement_name =
-          "stmt:" + std::to_string(c.prepared && c.statement_id == 0xffffffffu ? c.prepared->id
-                                                                               : c.statement_id);
+      s.statement_name = std::to_string(
+          c.prepared && c.statement_id == 0xffffffffu ? c.prepared->id : c.statement_id);
+      s.statement_unresolved = c.unresolved;
+      s.parameters = c.params;
       break;
     case kComStmtPrepare:
       if (c.prepared) {
@@ -887,7 +929,9 @@ void Session::emit_unknown(Cmd& c, uint64_t end_ns) {
 void Session::emit(Statement& s, const Cmd* c) {
   s.connection = &info_;
   if (c && c->command == kComStmtExecute && observer_) {
-    for (size_t i = 0; i < c->params.size(); ++i) observer_(s, i, c->params[i]);
+    for (size_t i = 0; i < c->params.size(); ++i) {
+      observer_(s, i, c->params[i] ? std::string_view(*c->params[i]) : std::string_view("NULL"));
+    }
   }
   sink_.on_statement(s);
 }

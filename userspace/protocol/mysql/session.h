@@ -16,7 +16,10 @@
 //   `encrypted_connections` counts it. CLIENT_COMPRESS (or zstd) negotiated:
 //   after the authentication OK the stream is compressed, which this decoder
 //   does not inflate: both directions are ignored and
-//   `compressed_connections` counts it.
+//   `compressed_connections` counts it. An ERR refusing the login (before
+//   the greeting, after the response, or answering COM_CHANGE_USER) counts
+//   `login_failures_authentication` (bad credentials) or
+//   `login_failures_other`; it gives no record.
 // - COM_QUERY: split into statements (split.h) when multi-statements are on
 //   (CLIENT_MULTI_STATEMENTS / COM_SET_OPTION; assumed on after a mid-stream
 //   join). Each result (OK, ERR, or a result set ended by EOF/OK) completes
@@ -35,16 +38,21 @@
 // - COM_INIT_DB: a record with text "USE `<db>`" (backticks doubled inside)
 //   and `command_tag` "COM_INIT_DB"; updates `info.database` on success. An
 //   OK carrying the session-state schema (a `USE db` with session tracking)
-//   updates `info.database` too.
+//   updates `info.database` too, as does a successful `USE db` statement
+//   (servers without session tracking report it nowhere else). Records are
+//   read with `info` when emitted, so a record held back is emitted before
+//   the schema changes: each record carries the schema it ran in.
 // - COM_STMT_PREPARE: no record on success (nothing ran), the text is kept by
 //   statement id; a failed prepare gives a record with its text and the ERR.
 //   COM_STMT_EXECUTE: a record with the prepared text and `statement_name`
-//   "stmt:<id>"; an id never seen prepared gives empty text, is counted in
-//   `unresolved_statements` and is never dropped. Bound parameters are
-//   decoded by type (values.h) and handed, one by one, to the parameter
-//   observer just before the record is emitted; they are not part of the
-//   Statement. COM_STMT_SEND_LONG_DATA values are collected (bounded) and
-//   reported as their parameter's value. COM_STMT_CLOSE forgets the id;
+//   the statement id in decimal ("7"); an id never seen prepared gives empty
+//   text and `statement_unresolved`, is counted in `unresolved_statements`
+//   and is never dropped. Bound parameters are decoded by type (values.h)
+//   into `Statement::parameters` (nullopt for NULL) and also handed, one by
+//   one, to the parameter observer just before the record is emitted.
+//   COM_STMT_SEND_LONG_DATA values are collected (bounded) and reported as
+//   their parameter's value. COM_STMT_FETCH (cursor) rows are counted and
+//   give no record. COM_STMT_CLOSE forgets the id;
 //   COM_STMT_RESET drops long data; COM_RESET_CONNECTION and a successful
 //   COM_CHANGE_USER forget all ids (the server does).
 // - COM_PING, COM_QUIT, COM_STMT_RESET, COM_SET_OPTION, COM_STATISTICS, ...:
@@ -149,7 +157,8 @@ class Session final : private FrameHandler {
     // COM_STMT_PREPARE / EXECUTE
     std::shared_ptr<Prepared> prepared;
     uint32_t statement_id = 0;
-    std::vector<std::string> params;
+    std::vector<std::optional<std::string>> params;  // nullopt: SQL NULL
+    bool unresolved = false;  // executed id never seen prepared
     // COM_CHANGE_USER / COM_INIT_DB / COM_SET_OPTION
     std::string user, database;
     uint16_t option = 0;
@@ -175,10 +184,12 @@ class Session final : private FrameHandler {
   void on_server(const Frame& f);
   void on_greeting(const Frame& f);
   void on_auth_reply(const Frame& f);
+  void count_login_failure(const Frame& err);
   void on_first(Cmd& c, const Frame& f);
   void on_err(Cmd& c, const Frame& f);
   void on_ok(Cmd& c, const Frame& f, bool eof);
   void on_prepare_ok(Cmd& c, const Frame& f);
+  void change_schema(Cmd& c, std::string_view schema);
   void end_of_rows(Cmd& c, const Frame& f);
   // One result of `c` is complete.
   void result(Cmd& c, const Frame& f, bool rowset, uint64_t rows, uint16_t status);

@@ -64,6 +64,38 @@ void SplitStatements(std::string_view s, bool backslash_escapes, std::vector<Sql
   AddPiece(s, start, s.size(), out);
 }
 
+std::optional<std::string> UseSchema(std::string_view p) {
+  if (p.size() < 5) return std::nullopt;
+  for (size_t i = 0; i < 3; ++i) {
+    if ((p[i] & ~0x20) != "USE"[i]) return std::nullopt;
+  }
+  size_t i = 3;
+  if (!IsBlank(static_cast<unsigned char>(p[i])) && p[i] != '`') return std::nullopt;
+  while (i < p.size() && IsBlank(static_cast<unsigned char>(p[i]))) ++i;
+  std::string name;
+  if (i < p.size() && p[i] == '`') {
+    for (++i; i < p.size(); ++i) {
+      if (p[i] != '`') {
+        name.push_back(p[i]);
+      } else if (i + 1 < p.size() && p[i + 1] == '`') {
+        name.push_back('`');
+        ++i;
+      } else {
+        break;
+      }
+    }
+    if (i >= p.size()) return std::nullopt;  // unterminated
+    ++i;
+  } else {
+    while (i < p.size() && !IsBlank(static_cast<unsigned char>(p[i])) && p[i] != ';') {
+      name.push_back(p[i++]);
+    }
+  }
+  while (i < p.size() && IsBlank(static_cast<unsigned char>(p[i]))) ++i;
+  if (name.empty() || i != p.size()) return std::nullopt;
+  return name;
+}
+
 bool IsCall(std::string_view p) {
   if (p.size() < 4) return false;
   for (size_t i = 0; i < 4; ++i) {

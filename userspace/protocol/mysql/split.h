@@ -20,6 +20,8 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -35,5 +37,10 @@ void SplitStatements(std::string_view sql, bool backslash_escapes, std::vector<S
 // True when `piece` starts with the CALL keyword (a stored procedure call,
 // which may answer with several result sets before its final OK).
 bool IsCall(std::string_view piece);
+
+// The schema a `USE db` / USE `d``b` statement switches to (backtick quotes
+// undone), or nullopt when `piece` is not such a statement. Servers without
+// session tracking report the new schema nowhere else.
+std::optional<std::string> UseSchema(std::string_view piece);
 
 }  // namespace dbwarden::mysql

@@ -170,7 +170,8 @@ bool DecodeBinaryValue(Reader& r, uint8_t type, bool is_unsigned, size_t max_byt
 bool DecodeParameters(std::span<const uint8_t> payload, uint16_t count, bool query_attributes,
                       size_t max_bytes, BoundParameters* bound,
                       const std::vector<std::string>& long_data,
-                      const std::vector<bool>& has_long_data, std::vector<std::string>* out) {
+                      const std::vector<bool>& has_long_data,
+                      std::vector<std::optional<std::string>>* out) {
   out->clear();
   Reader r(payload);
   if (!r.skip(10)) return false;  // command, id, flags, iteration count
@@ -200,7 +201,7 @@ bool DecodeParameters(std::span<const uint8_t> payload, uint16_t count, bool que
   std::string value;
   for (uint64_t i = 0; i < n; ++i) {
     if (static_cast<uint8_t>(bitmap[i / 8]) & (1u << (i % 8))) {
-      out->emplace_back("NULL");
+      out->emplace_back(std::nullopt);
       continue;
     }
     if (i < has_long_data.size() && has_long_data[i]) {

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -45,11 +46,13 @@ struct BoundParameters {
 // execute and is updated when the request rebinds them. Parameters whose
 // value came earlier by COM_STMT_SEND_LONG_DATA are taken from `long_data`
 // (one entry per parameter; empty optional-like: `has_long_data[i]`).
-// NULL values come out as "NULL". Stops at the first value it cannot read
-// (the request was cut): `out` then holds the ones before it, and false.
+// NULL values come out as nullopt. Stops at the first value it cannot read
+// (the request was cut): `out` then holds the ones before it (and the part
+// of the cut one that was there), and false.
 bool DecodeParameters(std::span<const uint8_t> payload, uint16_t count, bool query_attributes,
                       size_t max_bytes, BoundParameters* types,
                       const std::vector<std::string>& long_data,
-                      const std::vector<bool>& has_long_data, std::vector<std::string>* out);
+                      const std::vector<bool>& has_long_data,
+                      std::vector<std::optional<std::string>>* out);
 
 }  // namespace dbwarden::mysql
