@@ -27,6 +27,9 @@ po::options_description settings() {
        "listening there are found too")
       ("max-query-bytes", po::value<uint64_t>(),
        "longest statement text kept in a record; longer is cut and marked (default 1048576)")
+      ("record-parameters", po::value<bool>(),
+       "record bound parameter values (extended protocol, prepared statements) as "
+       "db.query.parameter.N (default true; false: never recorded)")
       ("ringbuf-bytes", po::value<uint32_t>(),
        "kernel ring buffer size, a power of two (default 16777216)")
       ("audit-hmac-key-file", po::value<std::string>(),
@@ -160,6 +163,7 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
     if (Status s = take_ports(vm, "postgres-port", c.postgres_ports); !s.ok()) return s;
     if (Status s = take_ports(vm, "mysql-port", c.mysql_ports); !s.ok()) return s;
     if (vm.count("max-query-bytes")) c.max_query_bytes = vm["max-query-bytes"].as<uint64_t>();
+    if (vm.count("record-parameters")) c.record_parameters = vm["record-parameters"].as<bool>();
     if (vm.count("ringbuf-bytes")) c.ringbuf_bytes = vm["ringbuf-bytes"].as<uint32_t>();
     if (vm.count("record")) c.record_file = vm["record"].as<std::string>();
     auto take = [&](const char* key, auto& field) {

@@ -21,6 +21,7 @@ struct Config {
   std::vector<uint16_t> postgres_ports{5432};
   std::vector<uint16_t> mysql_ports;  // none by default
   uint64_t max_query_bytes = 1u << 20;
+  bool record_parameters = true;  // bound values as db.query.parameter.N (parameter_policy.h)
   uint32_t ringbuf_bytes = 16u << 20;
   std::string record_file;  // non-empty: also record raw capture records (for replay)
   std::string log_level = "info";  // error, warning, info, debug

@@ -7,6 +7,7 @@ namespace dbwarden::agent {
 
 void Pipeline::on_statement(const Statement& statement) {
   scratch_ = statement;
+  if (parameters_ != nullptr) parameters_->apply(scratch_);
   scratch_.operation = sql::operation_name(scratch_.text);
   statements_++;
   for (StatementSink* out : outputs_) out->on_statement(scratch_);

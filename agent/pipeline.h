@@ -7,18 +7,24 @@
 
 #include <vector>
 
+#include "agent/parameter_policy.h"
 #include "protocol/statement.h"
 
 namespace dbwarden::agent {
 
 class Pipeline : public StatementSink {
  public:
-  explicit Pipeline(std::vector<StatementSink*> outputs) : outputs_(std::move(outputs)) {}
+  // `parameters` (null: keep them) is applied to every statement before any
+  // output sees it; it must outlive the pipeline.
+  explicit Pipeline(std::vector<StatementSink*> outputs,
+                    const ParameterPolicy* parameters = nullptr)
+      : outputs_(std::move(outputs)), parameters_(parameters) {}
   void on_statement(const Statement& statement) override;
   uint64_t statements() const { return statements_; }
 
  private:
   std::vector<StatementSink*> outputs_;
+  const ParameterPolicy* parameters_;
   Statement scratch_;  // reused: copy-assignment keeps its string capacity
   uint64_t statements_ = 0;
 };

@@ -218,7 +218,8 @@ int run(const Config& config) {
     DBW_LOG(kInfo, "shipping audit records to syslog at %s (spool %s)", o.address.c_str(),
             o.spool_dir.c_str());
   }
-  Pipeline pipeline(outputs);
+  const auto parameter_policy = MakeParameterPolicy(config.record_parameters);
+  Pipeline pipeline(outputs, parameter_policy.get());
   DecoderLimits limits;
   limits.pgsql.max_query_bytes = config.max_query_bytes;
   limits.mysql.max_query_bytes = config.max_query_bytes;

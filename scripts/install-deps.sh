@@ -13,10 +13,10 @@ BUILD_PACKAGES="cmake make pkg-config clang llvm libbpf-dev bpftool libelf-dev z
   libpg-query-dev"
 # Tests: Catch2, libFuzzer, real PostgreSQL and MariaDB servers with their
 # clients (psql/pgbench, mariadb), the Python drivers, and promtool (package
-# prometheus) to lint the metrics.
+# prometheus) to lint the metrics; libpq-dev for the pipeline-mode test client.
 TEST_PACKAGES="catch2 libfuzzer-14-dev libclang-rt-14-dev postgresql postgresql-contrib
   postgresql-client python3 python3-psycopg2 mariadb-server mariadb-client python3-pymysql
-  prometheus rsyslog procps iproute2 util-linux"
+  prometheus rsyslog procps iproute2 util-linux libpq-dev"
 # Packaging test: CPack's DEB generator (dpkg-shlibdeps from dpkg-dev, file,
 # strip from binutils), systemd-analyze, and strace to check the unit's
 # system-call filter against what the agent really calls.

@@ -58,6 +58,43 @@ inline Bytes Bind(std::string_view portal, std::string_view stmt, std::string_vi
   }
   return Typed('B', body + I16(0));
 }
+// Parse with parameter type OIDs.
+inline Bytes ParseTyped(std::string_view name, std::string_view sql,
+                        const std::vector<uint32_t>& types) {
+  std::string body = CStr(name) + CStr(sql) + I16(static_cast<uint16_t>(types.size()));
+  for (uint32_t t : types) body += I32(t);
+  return Typed('P', body);
+}
+// A bound value: nullopt-like NULL when `null`, else bytes in `format` (0 text, 1 binary).
+struct Value {
+  std::string bytes;
+  int16_t format = 0;
+  bool null = false;
+};
+inline std::string ValuesSection(const std::vector<Value>& values, bool per_value_formats = true) {
+  std::string body;
+  if (per_value_formats) {
+    body += I16(static_cast<uint16_t>(values.size()));
+    for (const Value& v : values) body += I16(static_cast<uint16_t>(v.format));
+  } else {
+    body += I16(0);
+  }
+  body += I16(static_cast<uint16_t>(values.size()));
+  for (const Value& v : values) {
+    body += v.null ? I32(0xffffffffu) : I32(static_cast<uint32_t>(v.bytes.size())) + v.bytes;
+  }
+  return body;
+}
+inline Bytes BindValues(std::string_view portal, std::string_view stmt,
+                        const std::vector<Value>& values) {
+  return Typed('B', CStr(portal) + CStr(stmt) + ValuesSection(values) + I16(0));
+}
+inline Bytes FunctionCall(uint32_t oid, const std::vector<Value>& args) {
+  return Typed('F', I32(oid) + ValuesSection(args) + I16(0));
+}
+inline Bytes CopyData(std::string_view data) { return Typed('d', data); }
+inline Bytes CopyDone() { return Typed('c', ""); }
+inline Bytes CopyFail(std::string_view why) { return Typed('f', CStr(why)); }
 inline Bytes Describe(char what, std::string_view name) {
   return Typed('D', std::string(1, what) + CStr(name));
 }
@@ -68,6 +105,7 @@ inline Bytes Close(char what, std::string_view name) {
   return Typed('C', std::string(1, what) + CStr(name));
 }
 inline Bytes Sync() { return Typed('S', ""); }
+inline Bytes Flush() { return Typed('H', ""); }
 inline Bytes Password(std::string_view pw) { return Typed('p', CStr(pw)); }
 inline Bytes Terminate() { return Typed('X', ""); }
 
@@ -96,6 +134,19 @@ inline Bytes CloseComplete() { return Typed('3', ""); }
 inline Bytes NoData() { return Typed('n', ""); }
 inline Bytes EmptyQuery() { return Typed('I', ""); }
 inline Bytes Suspended() { return Typed('s', ""); }
+// CopyInResponse / CopyOutResponse: Int8 overall format, Int16 n, Int16[n] column formats.
+inline Bytes CopyInResponse() { return Typed('G', std::string(1, '\0') + I16(1) + I16(0)); }
+inline Bytes CopyOutResponse() { return Typed('H', std::string(1, '\0') + I16(1) + I16(0)); }
+inline Bytes Notice(std::string_view msg) {
+  return Typed('N', "SNOTICE" + std::string(1, '\0') + "C" + CStr("00000") + "M" + CStr(msg) +
+                        std::string(1, '\0'));
+}
+inline Bytes Notification(uint32_t pid, std::string_view channel, std::string_view payload) {
+  return Typed('A', I32(pid) + CStr(channel) + CStr(payload));
+}
+inline Bytes FunctionResult(std::string_view value) {
+  return Typed('V', I32(static_cast<uint32_t>(value.size())) + std::string(value));
+}
 
 inline Bytes Handshake() {
   return AuthOk() + ParamStatus("server_version", "15.18") + KeyData() + Ready();

@@ -33,10 +33,15 @@ size_t Framer::keep_limit(uint8_t type, StartupKind startup, uint32_t body_lengt
       case 'Q':
         limit = limits_.max_query_bytes + 1;
         break;  // + the \0
-      case 'P':
-        limit = limits_.max_query_bytes + 1 + kNameBytes;
+      case 'P':  // + the parameter type OIDs (Int16 n, Int32[n])
+        limit = limits_.max_query_bytes + 1 + kNameBytes + 2 + 4 * 65535;
         break;
-      case 'B':
+      case 'B':  // names, then the bound values (parameters.h)
+        limit = 2 * kNameBytes + limits_.max_bind_bytes;
+        break;
+      case 'F':  // FunctionCall: OID and arguments
+        limit = limits_.max_bind_bytes;
+        break;
       case 'E':
       case 'C':
         limit = kNameBytes;

@@ -37,6 +37,13 @@ struct Limits {
   // prepared before capture). Bounds memory against hostile clients.
   size_t max_prepared_statements = 4096;
   size_t max_prepared_bytes = 64 << 20;
+  // Bound parameters (parameters.h): values kept per Bind/FunctionCall, output
+  // bytes per value, Bind body bytes read (values past them are marked, not
+  // read), and the bytes of values held for bound-but-not-yet-executed portals.
+  size_t max_parameters = 1024;
+  size_t max_parameter_bytes = 4096;
+  size_t max_bind_bytes = 256 << 10;
+  size_t max_portal_parameter_bytes = 8 << 20;
 };
 
 // Plain counters; the agent copies them to Prometheus.
@@ -49,6 +56,15 @@ struct Counters {
   // invalid authorization (wrong password, no pg_hba entry); the rest are
   // e.g. an unknown database (3D000) or too many connections (53300).
   uint64_t login_failures_authentication = 0, login_failures_other = 0;
+  // CancelRequest packets (each on a connection of its own; the key is never kept).
+  uint64_t cancel_requests = 0;
+  // Records for an Execute/Bind whose Parse was never seen (prepared before
+  // capture, or beyond max_prepared_*): text empty, statement_unresolved set.
+  uint64_t unresolved_statements = 0;
+  // Bound values cut (max_parameter_bytes, or not captured) and dropped
+  // (beyond max_parameters or max_portal_parameter_bytes).
+  uint64_t parameters_cut = 0, parameters_dropped = 0;
+  uint64_t function_calls = 0;
 };
 
 enum class ParseState { kNeedsMoreData, kInvalid, kSuccess };

@@ -115,7 +115,7 @@ void Session::on_gap(Direction dir, uint64_t length, uint64_t ts_ns) {
 
 void Session::on_close(uint64_t ts_ns) {
   for (Op& op : ops_) {
-    if (op.kind == OpKind::kExecute) {
+    if (op.kind == OpKind::kExecute || op.kind == OpKind::kFunctionCall) {
       emit_unknown_outcome(execute_statement(op), ts_ns);
     } else if (op.kind == OpKind::kQuery) {
       finish_query(op, ts_ns, /*closing=*/true);
@@ -157,8 +157,11 @@ void Session::on_startup(const Frame& f) {
       info_.application_name = params.application_name;
       break;
     }
+    case StartupKind::kCancel:
+      ++counters_.cancel_requests;  // its key is never kept
+      break;
     default:
-      break;  // CancelRequest: its key is never kept
+      break;
   }
 }
 
@@ -197,7 +200,7 @@ void Session::on_frontend(const Frame& f) {
       frontend_gap_ = false;
       break;
     case 'F':
-      push(OpKind::kFunctionCall, f);
+      on_function_call(f);
       break;
     default:
       break;  // 'p' authentication, CopyData/Done/Fail, Flush, Terminate
@@ -260,6 +263,7 @@ void Session::on_parse(const Frame& f) {
   if (text.size() > limits_.max_query_bytes) text = text.substr(0, limits_.max_query_bytes);
   if (p->truncated) ++counters_.truncated_queries;
   p->text.assign(text);
+  p->types = ParseParameterTypes(f.body);
   if (named_ok) remember(name, p);
   open_group(f);
   Op& op = push(OpKind::kParse, f);
@@ -296,16 +300,81 @@ void Session::forget(const std::string& name) {
 
 void Session::on_bind(const Frame& f) {
   // Bind: String portal, String statement, then formats and parameter values
-  // (values may be large and are not kept).
+  // (layout in parameters.h; the framer keeps a bounded prefix of the values).
   BodyReader r(f.body);
   std::string_view portal, statement;
   if (r.cstring(&portal) && r.cstring(&statement)) {
-    if (portals_.size() >= kMaxPortals) portals_.clear();
+    key_.assign(statement);
+    auto st = prepared_.find(key_);
+    std::span<const uint32_t> types;
+    if (st != prepared_.end()) types = st->second->types;
+    auto values = std::make_shared<ParameterValues>();
+    ParameterStats stats;
+    ReadParameterValues(f.body, portal.size() + statement.size() + 2, f.length - 4, types,
+                        limits_, values.get(), &stats);
+    counters_.parameters_cut += stats.cut_values;
+    counters_.parameters_dropped += stats.dropped_values;
+    size_t bytes = 0;
+    for (const auto& v : *values) bytes += sizeof(v) + (v ? v->size() : 0);
     key_.assign(portal);
-    portals_[key_].assign(statement);
+    erase_portal(key_);
+    if (portals_.size() >= kMaxPortals) clear_portals();
+    Portal& p = portals_[key_];
+    p.statement.assign(statement);
+    if (portal_parameter_bytes_ + bytes > limits_.max_portal_parameter_bytes) {
+      counters_.parameters_dropped += values->size();  // held memory is bounded
+    } else if (!values->empty()) {
+      p.parameters = std::move(values);
+      p.parameter_bytes = bytes;
+      portal_parameter_bytes_ += bytes;
+    }
   }
   open_group(f);
   push(OpKind::kBind, f);
+}
+
+void Session::erase_portal(const std::string& name) {
+  auto it = portals_.find(name);
+  if (it == portals_.end()) return;
+  portal_parameter_bytes_ -= it->second.parameter_bytes;
+  portals_.erase(it);
+}
+
+void Session::clear_portals() {
+  portals_.clear();
+  portal_parameter_bytes_ = 0;
+}
+
+void Session::on_function_call(const Frame& f) {
+  // FunctionCall: Int32 function OID, then argument values like Bind's.
+  Op& op = push(OpKind::kFunctionCall, f);
+  ++counters_.function_calls;
+  if (f.body.size() < 4) return;
+  op.function_oid = ReadBe32(f.body.data());
+  auto values = std::make_shared<ParameterValues>();
+  ParameterStats stats;
+  ReadParameterValues(f.body, 4, f.length - 4, {}, limits_, values.get(), &stats);
+  counters_.parameters_cut += stats.cut_values;
+  counters_.parameters_dropped += stats.dropped_values;
+  if (!values->empty()) op.parameters = std::move(values);
+}
+
+void Session::on_function_result(const Frame& f, const ErrorFields* error) {
+  if (ops_.empty() || ops_.front().kind != OpKind::kFunctionCall) {
+    ++counters_.unmatched_responses;
+    return;
+  }
+  Op& op = ops_.front();
+  Statement s = execute_statement(op);
+  s.end_ns = f.end_ns;
+  s.command_tag = "FUNCTION CALL " + std::to_string(op.function_oid);
+  if (error != nullptr) {
+    s.status_code.assign(error->sqlstate);
+    s.error_message.assign(error->message);
+  }
+  emit(s);
+  // The op stays until ReadyForQuery, which ends its cycle; mark it answered.
+  op.kind = OpKind::kSync;
 }
 
 void Session::on_execute(const Frame& f) {
@@ -319,13 +388,20 @@ void Session::on_execute(const Frame& f) {
   Op& op = push(OpKind::kExecute, f);
   op.start_ns = start;
   op.request_bytes = bytes;
+  op.unresolved = true;
   if (!portal_ok) return;
   key_.assign(portal);
   auto bound = portals_.find(key_);
-  if (bound == portals_.end()) return;  // Bind not seen: statement unknown
-  op.statement_name = bound->second;
+  if (bound == portals_.end()) {
+    op.statement_name.assign(portal);  // Bind not seen: only the portal is known
+    return;
+  }
+  op.statement_name = bound->second.statement;
+  op.parameters = bound->second.parameters;
   auto it = prepared_.find(op.statement_name);
-  if (it != prepared_.end()) op.prepared = it->second;
+  if (it == prepared_.end()) return;
+  op.prepared = it->second;
+  op.unresolved = false;
 }
 
 void Session::on_close_message(const Frame& f) {
@@ -336,7 +412,7 @@ void Session::on_close_message(const Frame& f) {
   if (r.byte(&what) && r.cstring(&name)) {
     key_.assign(name);
     if (what == 'S') forget(key_);
-    if (what == 'P') portals_.erase(key_);
+    if (what == 'P') erase_portal(key_);
   }
   push(OpKind::kClose, f);
 }
@@ -378,6 +454,10 @@ void Session::on_backend(const Frame& f) {
       break;
     case 'E':
       on_error(f);
+      break;
+    case 'V':
+      on_function_result(f, nullptr);
+      after_response();
       break;
     case 'Z':
       on_ready(f);
@@ -425,6 +505,7 @@ void Session::pop_expected(OpKind kind) {
 
 void Session::emit(Statement& s) {
   s.connection = &info_;
+  if (s.statement_unresolved) ++counters_.unresolved_statements;
   sink_.on_statement(s);
 }
 
@@ -436,6 +517,8 @@ Statement Session::execute_statement(const Op& op) const {
     s.text_truncated = op.prepared->truncated;
   }
   s.statement_name = op.statement_name;
+  s.statement_unresolved = op.unresolved;
+  if (op.parameters) s.parameters = *op.parameters;
   s.capture_gap = op.gap;
   s.request_bytes = op.request_bytes;
   s.response_bytes = response_bytes_;
@@ -641,8 +724,10 @@ void Session::on_error(const Frame& f) {
       discard_until_sync();
       break;
     }
-    case OpKind::kSync:
     case OpKind::kFunctionCall:
+      on_function_result(f, &fields);
+      break;
+    case OpKind::kSync:
       break;  // no statement record to carry it; ReadyForQuery follows
   }
   after_response();
@@ -664,7 +749,7 @@ void Session::on_ready(const Frame& f) {
   ready_seen_ = true;
   ++end;
   for (auto it = ops_.begin(); it != end; ++it) {
-    if (it->kind == OpKind::kExecute) {
+    if (it->kind == OpKind::kExecute || it->kind == OpKind::kFunctionCall) {
       emit_unknown_outcome(execute_statement(*it), f.end_ns);
     } else if (it->kind == OpKind::kQuery) {
       finish_query(*it, f.end_ns, /*closing=*/false);
@@ -678,7 +763,7 @@ void Session::forget_deallocated(std::string_view tag, std::string_view text) {
   if (tag == "DEALLOCATE ALL" || tag == "DISCARD ALL") {
     prepared_.clear();
     prepared_bytes_ = 0;
-    portals_.clear();
+    clear_portals();
   } else if (tag == "DEALLOCATE" && DeallocatedName(text, &key_)) {
     forget(key_);
   }

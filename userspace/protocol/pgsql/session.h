@@ -28,8 +28,27 @@
 //   Execute group. An error on Parse/Bind/Describe is reported on the next
 //   Execute before Sync (the statement the client tried to run), or, with no
 //   Execute, on a record for the failed Parse. Everything else up to Sync was
-//   skipped by the server and gets no record. Execute of a statement prepared
-//   before capture: empty text, `statement_name` set.
+//   skipped by the server and gets no record.
+// - Prepared before capture: an Execute whose portal's Bind, or whose
+//   statement's Parse, was never seen (or not kept, see Limits) gives a
+//   record with empty text, `statement_unresolved = true` and
+//   `statement_name` = the statement's name (the portal's name when even the
+//   Bind is unknown); counted in `unresolved_statements`. Never dropped.
+// - Portals with a row limit: one record per Execute. An Execute that stops
+//   at its limit ends with PortalSuspended and its record has the rows it
+//   returned and no command tag; the next Execute of the portal is a new
+//   record with the same text, name and parameters, and the last one carries
+//   the CommandComplete tag. This matches the server, which logs and counts
+//   each Execute (its tag counts only that Execute's rows).
+// - Parameters: each Execute's record carries the values of the Bind that
+//   made its portal (parameters.h); a FunctionCall's record carries its
+//   arguments, with empty text and command tag "FUNCTION CALL <oid>".
+// - COPY: CopyData in either direction is skipped by length (never kept or
+//   taken for messages); the rows come from the "COPY n" tag.
+// - NoticeResponse / NotificationResponse / ParameterStatus may arrive at any
+//   time and never complete anything. CancelRequest (a connection of its own)
+//   is counted in `cancel_requests`; the cancelled statement's record, on its
+//   own connection, carries SQLSTATE 57014.
 // - Outcome unknown: an Execute/statement still pending when ReadyForQuery
 //   ends its cycle without a completion (lost in a capture gap) or when the
 //   connection closes is emitted with `capture_gap = true` and
@@ -57,6 +76,7 @@
 
 #include "protocol/pgsql/framer.h"
 #include "protocol/pgsql/messages.h"
+#include "protocol/pgsql/parameters.h"
 #include "protocol/pgsql/split.h"
 #include "protocol/statement.h"
 
@@ -83,6 +103,12 @@ class Session final : private FrameHandler {
   struct Prepared {
     std::string text;
     bool truncated = false;
+    std::vector<uint32_t> types;  // parameter type OIDs from the Parse (0 = unspecified)
+  };
+  struct Portal {
+    std::string statement;
+    std::shared_ptr<const ParameterValues> parameters;  // null: none kept
+    size_t parameter_bytes = 0;  // charged to portal_parameter_bytes_
   };
   enum class OpKind : uint8_t {
     kQuery,
@@ -114,7 +140,10 @@ class Session final : private FrameHandler {
     uint64_t request_bytes = 0;
     std::shared_ptr<const Prepared> prepared;  // kParse, kExecute
     std::string statement_name;                // kParse, kExecute
-    std::unique_ptr<QueryState> query;         // kQuery
+    bool unresolved = false;                   // kExecute: its Parse (or Bind) was never seen
+    std::shared_ptr<const ParameterValues> parameters;  // kExecute, kFunctionCall
+    uint32_t function_oid = 0;                          // kFunctionCall
+    std::unique_ptr<QueryState> query;                  // kQuery
   };
 
   void on_frame(Direction dir, const Frame& frame) override;
@@ -128,6 +157,10 @@ class Session final : private FrameHandler {
   void on_bind(const Frame& f);
   void on_execute(const Frame& f);
   void on_close_message(const Frame& f);
+  void on_function_call(const Frame& f);
+  void on_function_result(const Frame& f, const ErrorFields* error);
+  void erase_portal(const std::string& name);
+  void clear_portals();
   void open_group(const Frame& f);
   Op& push(OpKind kind, const Frame& f);
 
@@ -161,7 +194,8 @@ class Session final : private FrameHandler {
   std::deque<Op> ops_;
   std::unordered_map<std::string, std::shared_ptr<const Prepared>> prepared_;
   size_t prepared_bytes_ = 0;
-  std::unordered_map<std::string, std::string> portals_;  // portal -> statement name
+  std::unordered_map<std::string, Portal> portals_;
+  size_t portal_parameter_bytes_ = 0;
   std::string key_;                                       // reused for map lookups
 
   bool ready_seen_ = false;          // first ReadyForQuery ends the startup phase
