@@ -106,7 +106,7 @@ struct Observer::Connection : StatementSink {
   // once per connection, then passes the statement on.
   void on_statement(const Statement& s) override {
     if (protocol == Protocol::kPostgresql && info.user.empty() && !title_checked &&
-        info.server_pid != 0) {
+        !client_side && info.server_pid != 0) {
       title_checked = true;
       parse_backend_title(read_cmdline(info.server_pid), info.user, info.database);
     }
@@ -123,6 +123,10 @@ struct Observer::Connection : StatementSink {
   StatementSink& downstream;
   ConnectionInfo info;
   uint64_t sock_ino = 0;
+  // The process whose syscalls feed this connection: the backend on the server
+  // side, the local client on the client side (the server is on another host).
+  uint32_t owner_pid = 0;
+  bool client_side = false;
   bool title_checked = false;
   bool had_gap = false;  // sticky: later statements may lack context (e.g. prepared text)
   stream::Reassembler ingress, egress;
@@ -155,6 +159,7 @@ Observer::Connection& Observer::get_or_create(uint64_t conn_id, uint32_t pid,
   auto conn = std::make_unique<Connection>(proto, sink_, stream::Limits{}, stream_counters_);
   conn->info.connection_id = conn_id;
   conn->info.server_pid = pid;
+  conn->owner_pid = pid;
   conn->info.server_port = server_port;
   if (proto == Protocol::kMysql) {
     conn->decoder = std::make_unique<MysqlDecoder>(conn->info, *conn, limits_.mysql,
@@ -170,6 +175,9 @@ Observer::Connection& Observer::get_or_create(uint64_t conn_id, uint32_t pid,
 void Observer::on_conn_open(const dbw_conn_event& e) {
   Connection& c = get_or_create(e.hdr.conn_id, e.hdr.pid, e.server_port);
   c.sock_ino = e.sock_ino;
+  c.client_side = e.side == DBW_SIDE_CLIENT;
+  // Client side: the server process is on another host; process.pid stays unset.
+  if (c.client_side) c.info.server_pid = 0;
   c.info.server_port = e.server_port;
   c.info.unix_socket = e.family == DBW_FAMILY_UNIX;
   if (!c.info.unix_socket) {
@@ -184,7 +192,10 @@ void Observer::on_conn_open(const dbw_conn_event& e) {
 void Observer::resolve_peer(Connection& c, const dbw_conn_event& e) {
   if (!resolver_) return;
   std::optional<identity::PeerProcess> peer;
-  if (c.info.unix_socket) {
+  if (c.client_side) {
+    // Captured in the client itself: the peer process is the one that connected.
+    peer = resolver_->describe(e.hdr.pid);
+  } else if (c.info.unix_socket) {
     peer = resolver_->unix_peer(e.sock_ino);
   } else {
     std::string server_address = format_address(e.server_addr, e.family);
@@ -218,7 +229,8 @@ void Observer::on_data(const dbw_data_event& e) {
   // A connection whose open record was lost: its port, and so its protocol,
   // is unknown; PostgreSQL is the default until the open record says more.
   Connection& c = it != conns_.end() ? *it->second : get_or_create(e.hdr.conn_id, e.hdr.pid, 0);
-  c.info.server_pid = e.hdr.pid;
+  c.owner_pid = e.hdr.pid;
+  if (!c.client_side) c.info.server_pid = e.hdr.pid;
   std::span<const uint8_t> bytes(e.data, e.captured);
   if (e.direction == DBW_DIR_INGRESS) {
     c.ingress.push(e.offset, bytes, e.length, e.hdr.ts_ns, c.to_server);
@@ -244,7 +256,7 @@ void Observer::on_proc_exit(const dbw_proc_event& e) {
   // The process's sockets closed without close(2): retire what it owned.
   std::vector<uint64_t> owned;
   for (const auto& [id, conn] : conns_) {
-    if (conn->info.server_pid == e.hdr.pid) owned.push_back(id);
+    if (conn->owner_pid == e.hdr.pid) owned.push_back(id);
   }
   for (uint64_t id : owned) {
     if (capture_ && conns_[id]->sock_ino) capture_->forget_socket(conns_[id]->sock_ino);
