@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // Where decoded statements go: the SQL analyser fills in what the wire does not
-// say (the operation), then every output (audit log, metrics, later policy)
-// receives the same record.
+// say (operation, summary, fingerprint, tables, unbounded write), then every
+// output (audit log, metrics, later policy) receives the same record.
 #pragma once
 
 #include <vector>
 
 #include "agent/parameter_policy.h"
 #include "protocol/statement.h"
+#include "sql/analyzer.h"
 
 namespace dbwarden::agent {
 
@@ -21,10 +22,12 @@ class Pipeline : public StatementSink {
       : outputs_(std::move(outputs)), parameters_(parameters) {}
   void on_statement(const Statement& statement) override;
   uint64_t statements() const { return statements_; }
+  const sql::Analyzer& analyzer() const { return analyzer_; }
 
  private:
   std::vector<StatementSink*> outputs_;
   const ParameterPolicy* parameters_;
+  sql::Analyzer analyzer_;
   Statement scratch_;  // reused: copy-assignment keeps its string capacity
   uint64_t statements_ = 0;
 };

@@ -1,22 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "sql/lexer.h"
 
+#include "sql/char_class.h"
+
 namespace dbwarden::sql {
 namespace {
 
-// Character classes of scan.l. Bytes >= 0x80 count as letters so that UTF-8
-// identifiers stay one token whatever their encoding.
-constexpr bool is_space(unsigned char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-constexpr bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-constexpr bool is_ident_start(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
-}
-// Unquoted identifiers may contain '$' (scan.l ident_cont); dollar-quote tags may not.
-constexpr bool is_ident_cont(unsigned char c) {
-  return is_ident_start(c) || is_digit(c) || c == '$';
-}
+using chars::is_digit;
+using chars::is_ident_cont;
+using chars::is_ident_start;
+using chars::is_space;
+using chars::to_upper;
+
+// Dollar-quote tags may not contain '$' (scan.l dolq_cont).
 constexpr bool is_tag_cont(unsigned char c) { return is_ident_start(c) || is_digit(c); }
 constexpr bool is_op_char(unsigned char c) {
   switch (c) {
@@ -41,9 +37,6 @@ constexpr bool is_op_char(unsigned char c) {
     default:
       return false;
   }
-}
-constexpr unsigned char to_upper(unsigned char c) {
-  return (c >= 'a' && c <= 'z') ? static_cast<unsigned char>(c - 'a' + 'A') : c;
 }
 
 }  // namespace

@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// What the analyser knows about one statement text: its normalised form and
+// fingerprint (sql/normalize.h), and its classification.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sql/dialect.h"
+
+namespace dbwarden::sql {
+
+enum class AnalysisSource : uint8_t {
+  kLexer,          // MySQL: the project's own classifier
+  kParser,         // PostgreSQL: libpg_query's grammar
+  kLexerFallback,  // PostgreSQL text libpg_query rejected (truncated, psql meta, ...)
+};
+
+struct Analysis {
+  Dialect dialect = Dialect::kPostgresql;
+  std::string normalized;
+  uint64_t fingerprint_value = 0;
+  std::string fingerprint;  // 16 lower-case hex digits
+  // db.operation.name: sql/operation.h's rule (first word, or the main verb after WITH).
+  std::string operation;
+  // db.query.summary: operation, a space and the main table ("SELECT accounts"),
+  // or the operation alone.
+  std::string summary;
+  // Tables touched, main table first, each once, schema-qualified where
+  // written; quotes removed (PostgreSQL unquoted names folded to lower case).
+  std::vector<std::string> collections;
+  bool unbounded_write = false;  // an UPDATE or DELETE without WHERE
+  uint32_t statements = 0;       // ';'-separated statements in the text
+  AnalysisSource source = AnalysisSource::kLexer;
+};
+
+}  // namespace dbwarden::sql

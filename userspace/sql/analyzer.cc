@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "sql/analyzer.h"
+
+#include "sql/classify.h"
+#include "sql/normalize.h"
+
+namespace dbwarden::sql {
+namespace {
+
+// Keeps "SELECT ?" of the two dialects apart in the cache.
+constexpr uint64_t kMysqlKeySalt = 0x9e3779b97f4a7c15ULL;
+
+}  // namespace
+
+Analyzer::Analyzer(AnalyzerOptions options) : options_(options), cache_(options.cache) {}
+
+const Analysis& Analyzer::analyze(Dialect dialect, std::string_view text) {
+  ++statements_;
+  tokenize(dialect, options_.mysql, text, tokens_);
+  normalize_tokens(dialect, text, tokens_, normalized_);
+  const uint64_t fp = fingerprint64(normalized_);
+  const uint64_t key = dialect == Dialect::kMysql ? fp ^ kMysqlKeySalt : fp;
+  if (const Analysis* hit = cache_.find(key, dialect, normalized_)) return *hit;
+
+  scratch_.dialect = dialect;
+  scratch_.normalized = normalized_;
+  scratch_.fingerprint_value = fp;
+  scratch_.fingerprint = fingerprint_hex(fp);
+  classify_miss(dialect, text);
+  const Analysis* stored = cache_.insert(key, scratch_);
+  return stored != nullptr ? *stored : scratch_;
+}
+
+void Analyzer::classify_miss(Dialect dialect, std::string_view text) {
+  classify_tokens(dialect, text, tokens_, scratch_);
+  scratch_.source = AnalysisSource::kLexer;
+  if (dialect != Dialect::kPostgresql) return;
+  ++parses_;
+  nul_text_.assign(text);
+  if (!pg_parse(nul_text_, parsed_)) {
+    ++parse_failures_;
+    scratch_.source = AnalysisSource::kLexerFallback;
+    return;
+  }
+  // The operation keeps the token rule (operation_name); the grammar decides
+  // the tables and the WHERE question.
+  scratch_.source = AnalysisSource::kParser;
+  scratch_.collections = parsed_.collections;
+  scratch_.unbounded_write = parsed_.unbounded_write;
+  scratch_.statements = parsed_.statements;
+  set_summary(scratch_);
+}
+
+AnalyzerCounters Analyzer::counters() const {
+  const CacheCounters& c = cache_.counters();
+  AnalyzerCounters out;
+  out.statements = statements_;
+  out.cache_hits = c.hits;
+  out.cache_misses = c.misses;
+  out.cache_evictions = c.evictions;
+  out.cache_rejected = c.rejected;
+  out.parses = parses_;
+  out.parse_failures = parse_failures_;
+  return out;
+}
+
+}  // namespace dbwarden::sql

@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The one entry point of SQL analysis: statement text in, Analysis out
+// (normalised text, fingerprint, operation, tables, summary, unbounded
+// write). Per statement it tokenises and normalises the text (allocation-free
+// once its buffers have grown), then looks the normalised text up in a
+// bounded LRU cache; only a miss classifies, so a repeated statement is never
+// re-parsed. PostgreSQL misses go through libpg_query (sql/pg_parse.h) and
+// fall back to the token classifier (sql/classify.h) when it rejects the
+// text; MySQL uses the token classifier.
+//
+// Not thread-safe: one Analyzer per thread (the agent's decode thread).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sql/analysis.h"
+#include "sql/analysis_cache.h"
+#include "sql/dialect.h"
+#include "sql/lexer.h"
+#include "sql/pg_parse.h"
+
+namespace dbwarden::sql {
+
+struct AnalyzerOptions {
+  CacheLimits cache;
+  MysqlMode mysql;  // the server's sql_mode as far as tokenising goes
+};
+
+struct AnalyzerCounters {
+  uint64_t statements = 0;
+  uint64_t cache_hits = 0;
+  uint64_t cache_misses = 0;
+  uint64_t cache_evictions = 0;
+  uint64_t cache_rejected = 0;
+  uint64_t parses = 0;           // libpg_query runs
+  uint64_t parse_failures = 0;   // of which rejected: classified by tokens instead
+};
+
+class Analyzer {
+ public:
+  explicit Analyzer(AnalyzerOptions options = {});
+
+  // The analysis of `text`; valid until the next call.
+  const Analysis& analyze(Dialect dialect, std::string_view text);
+
+  AnalyzerCounters counters() const;
+  size_t cache_entries() const { return cache_.entries(); }
+  size_t cache_bytes() const { return cache_.bytes(); }
+
+ private:
+  void classify_miss(Dialect dialect, std::string_view text);
+
+  AnalyzerOptions options_;
+  AnalysisCache cache_;
+  std::vector<Token> tokens_;
+  std::string normalized_;
+  Analysis scratch_;      // a miss is built here, then copied into the cache
+  std::string nul_text_;  // libpg_query wants a NUL-terminated copy
+  ParsedStatement parsed_;
+  uint64_t statements_ = 0;
+  uint64_t parses_ = 0;
+  uint64_t parse_failures_ = 0;
+};
+
+}  // namespace dbwarden::sql

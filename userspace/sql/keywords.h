@@ -1,0 +1,16 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The SQL keywords the normaliser upper-cases and the classifier recognises:
+// the common statement and clause words of PostgreSQL and MySQL, not either
+// grammar's full list. A word missing here is kept as written, which only
+// costs fingerprint stability across the case it is written in.
+#pragma once
+
+#include <string_view>
+
+namespace dbwarden::sql {
+
+// ASCII case-insensitive membership in the keyword list.
+bool is_keyword(std::string_view word);
+
+}  // namespace dbwarden::sql
