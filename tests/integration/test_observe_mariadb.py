@@ -3,7 +3,8 @@
 """Acceptance test of MySQL observation: every statement MariaDB logs appears once in the audit.
 
 Starts a private MariaDB with the general query log on, starts `dbwarden run --mysql-port`,
-drives the `mariadb` CLI and python3-pymysql over TCP and over the unix socket, then compares
+drives the `mariadb` CLI, python3-pymysql and our own prepared-statement client
+(clients/my_stmt_client.cc, MariaDB C API) over TCP and over the unix socket, then compares
 the server's general log with the agent's audit file statement by statement: text, user,
 database, SQLSTATE, row counts, transport and client address. The general log is the
 reference; the harness's own setup sessions (user root) are left out. The general log carries
@@ -48,7 +49,7 @@ class Step:
     """
 
     def __init__(self, sql, rows=ANY, status="00000", command="Query", logged=None,
-                 parts=None, client_text=None):
+                 parts=None, client_text=None, params=None):
         self.sql = sql
         self.rows = rows          # expected db.response.returned_rows; None: absent
         self.status = status      # expected SQLSTATE
@@ -56,6 +57,7 @@ class Step:
         self.logged = sql if logged is None else logged   # general-log argument
         self.parts = parts
         self.client_text = client_text  # what a CLI script says for it; "": sent by the CLI
+        self.params = params      # COM_STMT_EXECUTE: db.query.parameter.N values (None: NULL)
 
     def records(self):
         return self.parts if self.parts is not None else [self]
@@ -143,6 +145,68 @@ def pymysql_steps(session, t):
     ]
 
 
+def prepare(sql):
+    """A COM_STMT_PREPARE the server accepted: logged, but nothing ran, so no record."""
+    return Step(sql, command="Prepare", parts=[])
+
+
+def execute(sql, logged, params, rows=ANY, status="00000"):
+    """A COM_STMT_EXECUTE: the general log shows the text with the values put in; the record
+    holds the prepared text and the values as parameters."""
+    return Step(sql, rows=rows, status=status, command="Execute", logged=logged, params=params)
+
+
+def my_stmt_steps(session, t):
+    """What tests/integration/clients/my_stmt_client.cc sends (MariaDB C API), in order."""
+    ins = f"INSERT INTO {t} (id, d, s, n, b) VALUES (?, ?, ?, ?, ?)"
+    sel = f"SELECT id, d, s, b FROM {t} WHERE id >= ? ORDER BY id"
+    upd = f"UPDATE {t} SET s = ? WHERE id <= ?"
+
+    def ins_logged(i, d, s):
+        return (f"INSERT INTO {t} (id, d, s, n, b) VALUES ({i}, {d}, {s}, NULL, "
+                f"'blob-{i}-part1;part2')")
+
+    # Parameter values as the decoder renders binary values: integers and doubles in their
+    # shortest decimal form, strings and the long-data blob as sent, NULL as null.
+    return [
+        tag_step(session),
+        Step(f"CREATE TABLE {t} (id INT PRIMARY KEY, d DOUBLE, s VARCHAR(64), n INT, b BLOB)",
+             rows=0),
+        prepare(ins),
+        execute(ins, ins_logged(1, "1.5", "'alpha'"),
+                ["1", "1.5", "alpha", None, "blob-1-part1;part2"], rows=1),
+        execute(ins, ins_logged(2, "-2.25", "'it\\'s'"),
+                ["2", "-2.25", "it's", None, "blob-2-part1;part2"], rows=1),
+        execute(ins, ins_logged(3, "1e20", "'gamma'"),
+                ["3", "1e+20", "gamma", None, "blob-3-part1;part2"], rows=1),
+        execute(ins, ins_logged(1, "0", "'dup'"),
+                ["1", "0", "dup", None, "blob-1-part1;part2"], rows=None, status="23000"),
+        prepare(sel),
+        execute(sel, sel.replace("?", "1"), ["1"], rows=3),
+        execute(sel, sel.replace("?", "2"), ["2"], rows=2),  # after mysql_stmt_reset
+        prepare(upd),
+        execute(upd, f"UPDATE {t} SET s = 'updated' WHERE id <= 2", ["updated", "2"], rows=2),
+        Step(f"DROP TABLE {t}", rows=0),
+    ]
+
+
+def my_stmt_session(server, client, session, tcp, steps):
+    """Runs the C client; checks each outcome it saw against the steps; returns the host."""
+    where = ["--port", str(server.port)] if tcp else ["--socket", server.socket_path]
+    r = subprocess.run([client] + where + ["--user", APP_USER, "--password", APP_PASSWORD,
+                                           "--database", TEST_DB, "--session", session,
+                                           "--table", f"stmt_{'tcp' if tcp else 'unix'}"],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise HarnessError(f"{session}: my_stmt_client failed: {r.stderr.strip()}")
+    got = re.findall(r"^OUTCOME (\S+) (\S+)$", r.stdout, re.M)
+    want = [(st.status, "-" if st.rows is None else str(st.rows))
+            for st in steps if st.command != "Prepare"]
+    if got != want:
+        raise HarnessError(f"{session}: the client saw {got}, harness expected {want}")
+    return _tag_host(r.stdout)
+
+
 # Server error number for each SQLSTATE the pymysql workload provokes (pymysql exposes only the
 # number): https://mariadb.com/kb/en/mariadb-error-code-reference/
 PYMYSQL_ERRNO = {"42S22": 1054, "42S02": 1146}
@@ -212,6 +276,7 @@ class Expected:
         self.status = step.status
         self.database = database
         self.loose = loose
+        self.params = step.params
 
 
 class HarnessError(RuntimeError):
@@ -295,6 +360,14 @@ def check_record(exp, rec, server_port):
                             f"{rec['db.response.returned_rows']!r}")
     elif exp.rows is not ANY:
         want("db.response.returned_rows", exp.rows)
+    got_params = sorted(k for k in rec if k.startswith("db.query.parameter."))
+    want_params = [] if exp.params is None else exp.params
+    if got_params != sorted(f"db.query.parameter.{i}" for i in range(len(want_params))):
+        problems.append(f"parameters: want {len(want_params)}, got keys {got_params}")
+    for i, v in enumerate(want_params):
+        want(f"db.query.parameter.{i}", v)
+    if rec.get("dbwarden.statement_unresolved"):
+        problems.append("dbwarden.statement_unresolved is set")
     if exp.session.unix:
         want("network.transport", "unix")
     else:
@@ -422,7 +495,7 @@ def setup(server):
                      f"GRANT ALL PRIVILEGES ON {OTHER_DB}.* TO '{APP_USER}'@'localhost'")
 
 
-def run_workload(server):
+def run_workload(server, stmt_client=None):
     """Drives every client; returns the sessions with what each sent."""
     sessions = []
     for transport in ("unix", "tcp"):
@@ -453,6 +526,12 @@ def run_workload(server):
         s.host = pymysql_session(server, s.name, tcp, s.steps)
         sessions.append(s)
 
+        if stmt_client:
+            name = f"my-stmt-{transport}"
+            s = Session(name, my_stmt_steps(name, f"stmt_{transport}"), unix=not tcp)
+            s.host = my_stmt_session(server, stmt_client, name, tcp, s.steps)
+            sessions.append(s)
+
     for s in sessions:
         m = re.match(r"\A(.*):(\d+)\Z", s.host or "")
         if not s.unix:
@@ -475,6 +554,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--agent", required=True, help="path to the dbwarden executable")
     ap.add_argument("--keep", action="store_true", help="keep the work dir even on success")
+    ap.add_argument("--stmt-client", help="tests/integration/clients/my_stmt_client (built "
+                    "when libmariadb-dev is installed); without it, no prepared statements")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop servers on the way out
 
@@ -486,7 +567,7 @@ def main(argv=None):
     audit_path = os.path.join(workdir, "audit.jsonl")
     ok = False
     try:
-        rc = run(args.agent, audit_path)
+        rc = run(args.agent, audit_path, args.stmt_client)
         ok = rc in (0, pg_cluster.EXIT_SKIP)
         return rc
     except HarnessError as e:
@@ -499,7 +580,7 @@ def main(argv=None):
             print(f"work dir kept: {workdir}")
 
 
-def run(agent_exe, audit_path):
+def run(agent_exe, audit_path, stmt_client=None):
     with MariaDB() as server:
         setup(server)
         # Setup sessions end before the agent starts: it never sees them.
@@ -514,7 +595,7 @@ def run(agent_exe, audit_path):
             print(f"FAIL: {e}")
             return 1
         try:
-            sessions = run_workload(server)
+            sessions = run_workload(server, stmt_client)
             entries = server.sync_log()
             expected = build_expected(entries, sessions)
             audited = agent.wait_audit_settled(expected=len(expected), timeout=60, quiet=5.0)

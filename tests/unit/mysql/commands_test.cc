@@ -74,8 +74,10 @@ std::vector<std::string> Describe(const std::vector<Chunk>& chunks, size_t piece
 std::vector<Chunk> LifeCycle(bool eof) {
   const uint32_t caps = kBaseCaps | (eof ? 0 : kDeprecateEof);
   const std::string types = std::string(1, '\x01') + U16(8) + U16(5) + U16(253) + U16(6) + U16(252);
-  // NULL bitmap: parameter 3 (bit 3). Parameter 4 came as long data: no value.
-  const std::string first = std::string(1, '\x08') + types + U64(42) + U64(0x400c000000000000) +
+  // NULL bitmap: parameter 3 (bit 3), and parameter 4 (bit 4) as libmariadb
+  // sets it for a parameter bound without a buffer: its value came as long
+  // data, which wins (the server's rule), and has no bytes here.
+  const std::string first = std::string(1, '\x18') + types + U64(42) + U64(0x400c000000000000) +
                             LenStr("O'Brien");
   // Second execute: nothing rebound, parameter 4 now NULL too, no long data.
   const std::string second =

@@ -13,6 +13,8 @@ namespace {
 constexpr const char* kCaptures[] = {"stmt_client.mycap", "stmt_client_deprecate_eof.mycap",
                                      "mariadb_cli.mycap", "pymysql.mycap"};
 constexpr const char* kPassword = "mysqlpw-4d2e8b";
+// Recorded with the integration harness's server and user (tests/data/mysql/README.md).
+constexpr const char* kHarnessPassword = "Dbw-my5ql-S3cret-Zx9";
 
 std::vector<std::string> Decode(const std::vector<Chunk>& chunks, size_t piece = 0) {
   Run run;
@@ -205,4 +207,64 @@ TEST_CASE("mysql golden: the password and its scramble never appear in any recor
       for (const std::string& p : run.params) CHECK(p.find(kPassword) == std::string::npos);
     }
   }
+}
+
+TEST_CASE("mysql golden: own C API client (libmariadb), binary protocol", "[mysql]") {
+  const std::vector<Chunk> chunks = LoadCapture("my_stmt_client.mycap");
+  Run run;
+  Feed(run, chunks);
+  CHECK(run.info.user == "dbw_app");
+  CHECK(run.info.database == "dbw_test");
+  CHECK(run.counters.invalid_packets == 0);
+  CHECK(run.counters.unmatched_responses == 0);
+  CHECK(run.counters.unresolved_statements == 0);
+  const std::string ins = "INSERT INTO items (id, d, s, n, b) VALUES (?, ?, ?, ?, ?)";
+  const std::string sel = "SELECT id, d, s, b FROM items WHERE id >= ? ORDER BY id";
+  const std::string upd = "UPDATE items SET s = ? WHERE id <= ?";
+  Check(run, {
+                 {"SELECT 'dbw-session:golden' AS tag, HOST FROM information_schema.PROCESSLIST "
+                  "WHERE ID = CONNECTION_ID()",
+                  "00000", "RESULTSET", 1, ""},
+                 {"CREATE TABLE items (id INT PRIMARY KEY, d DOUBLE, s VARCHAR(64), n INT, b BLOB)",
+                  "00000", "OK", 0, ""},
+                 {ins, "00000", "OK", 1, "1"},
+                 {ins, "00000", "OK", 1, "1"},
+                 {ins, "00000", "OK", 1, "1"},
+                 {ins, "23000", "ERR 1062", std::nullopt, "1"},
+                 {sel, "00000", "RESULTSET", 3, "2"},
+                 {sel, "00000", "RESULTSET", 2, "2"},
+                 {upd, "00000", "OK", 2, "3"},
+                 {"DROP TABLE items", "00000", "OK", 0, ""},
+             });
+  using P = std::vector<std::optional<std::string>>;
+  CHECK(run.sink.got[2].parameters == P{"1", "1.5", "alpha", std::nullopt, "blob-1-part1;part2"});
+  CHECK(run.sink.got[3].parameters == P{"2", "-2.25", "it's", std::nullopt, "blob-2-part1;part2"});
+  CHECK(run.sink.got[4].parameters == P{"3", "1e+20", "gamma", std::nullopt, "blob-3-part1;part2"});
+  CHECK(run.sink.got[5].parameters == P{"1", "0", "dup", std::nullopt, "blob-1-part1;part2"});
+  CHECK(run.sink.got[6].parameters == P{"1"});
+  CHECK(run.sink.got[7].parameters == P{"2"});
+  CHECK(run.sink.got[8].parameters == P{"updated", "2"});
+  for (const Statement& s : run.sink.got) {
+    CHECK(DescribeStatement(s).find(kHarnessPassword) == std::string::npos);
+  }
+  dbw_test::CheckSameRecordsHoweverChunked(
+      chunks, [](const std::vector<Chunk>& c, size_t piece) { return Decode(c, piece); });
+}
+
+TEST_CASE("mysql golden: result-heavy text result sets (the decoder bench's stream)", "[mysql]") {
+  // 400 kB: checked whole, in 1-byte and in 1000-byte pieces (a cut at every
+  // byte of every chunk would decode it 400,000 times).
+  const std::vector<Chunk> chunks = LoadCapture("result_heavy.mycap");
+  Run run;
+  Feed(run, chunks);
+  REQUIRE(run.sink.got.size() == 2);
+  CHECK(run.sink.got[0].text.rfind("SELECT seq AS id, CONCAT('customer-', seq)", 0) == 0);
+  CHECK(run.sink.got[0].returned_rows == 3000);
+  CHECK(run.sink.got[1].returned_rows == 1500);
+  for (const Statement& s : run.sink.got) CHECK(s.status_code == "00000");
+  CHECK(run.counters.invalid_packets == 0);
+  CHECK(run.counters.unmatched_responses == 0);
+  const std::vector<std::string> whole = Decode(chunks, 0);
+  CHECK(Decode(chunks, 1) == whole);
+  CHECK(Decode(chunks, 1000) == whole);
 }

@@ -200,12 +200,15 @@ bool DecodeParameters(std::span<const uint8_t> payload, uint16_t count, bool que
   if (bound->types.size() != n) return false;  // types bound before capture: unknown
   std::string value;
   for (uint64_t i = 0; i < n; ++i) {
-    if (static_cast<uint8_t>(bitmap[i / 8]) & (1u << (i % 8))) {
-      out->emplace_back(std::nullopt);
-      continue;
-    }
+    // Long data first: the server uses it whatever the NULL bitmap says, and
+    // libmariadb sets the NULL bit for a parameter bound without a buffer
+    // whose value went by COM_STMT_SEND_LONG_DATA.
     if (i < has_long_data.size() && has_long_data[i]) {
       out->push_back(long_data[i]);
+      continue;
+    }
+    if (static_cast<uint8_t>(bitmap[i / 8]) & (1u << (i % 8))) {
+      out->emplace_back(std::nullopt);
       continue;
     }
     const uint16_t t = bound->types[i];

@@ -46,7 +46,8 @@ struct BoundParameters {
 // execute and is updated when the request rebinds them. Parameters whose
 // value came earlier by COM_STMT_SEND_LONG_DATA are taken from `long_data`
 // (one entry per parameter; empty optional-like: `has_long_data[i]`).
-// NULL values come out as nullopt. Stops at the first value it cannot read
+// A parameter with long data takes it even when its NULL bit is set (as the
+// server does). NULL values come out as nullopt. Stops at the first value it cannot read
 // (the request was cut): `out` then holds the ones before it (and the part
 // of the cut one that was there), and false.
 bool DecodeParameters(std::span<const uint8_t> payload, uint16_t count, bool query_attributes,
