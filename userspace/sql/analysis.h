@@ -33,6 +33,10 @@ struct Analysis {
   std::vector<std::string> collections;
   bool unbounded_write = false;  // an UPDATE or DELETE without WHERE
   uint32_t statements = 0;       // ';'-separated statements in the text
+  // A string, identifier or comment ran to the end: the text is cut short.
+  // Part of the cache key: "SELECT 'a" and "SELECT 'a'" normalise alike but
+  // only the second one parses.
+  bool unterminated = false;
   AnalysisSource source = AnalysisSource::kLexer;
 };
 

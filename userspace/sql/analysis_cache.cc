@@ -12,9 +12,11 @@ size_t AnalysisCache::cost(const Analysis& a) {
   return n;
 }
 
-const Analysis* AnalysisCache::find(uint64_t key, Dialect dialect, std::string_view normalized) {
+const Analysis* AnalysisCache::find(uint64_t key, Dialect dialect, bool unterminated,
+                                    std::string_view normalized) {
   const auto it = map_.find(key);
   if (it == map_.end() || it->second->analysis.dialect != dialect ||
+      it->second->analysis.unterminated != unterminated ||
       it->second->analysis.normalized != normalized) {
     ++counters_.misses;
     return nullptr;

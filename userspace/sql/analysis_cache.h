@@ -33,7 +33,8 @@ class AnalysisCache {
   explicit AnalysisCache(CacheLimits limits) : limits_(limits) {}
 
   // The cached analysis of `normalized` (now most recently used), or nullptr.
-  const Analysis* find(uint64_t key, Dialect dialect, std::string_view normalized);
+  const Analysis* find(uint64_t key, Dialect dialect, bool unterminated,
+                       std::string_view normalized);
   // Stores a copy of `a` under `key`, evicting least recently used entries
   // until both limits hold. Returns the stored copy, or nullptr when `a` alone
   // is over the byte limit.

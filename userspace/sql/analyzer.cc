@@ -7,8 +7,9 @@
 namespace dbwarden::sql {
 namespace {
 
-// Keeps "SELECT ?" of the two dialects apart in the cache.
+// Keep "SELECT ?" of the two dialects, and cut-short texts, apart in the cache.
 constexpr uint64_t kMysqlKeySalt = 0x9e3779b97f4a7c15ULL;
+constexpr uint64_t kUnterminatedKeySalt = 0xc2b2ae3d27d4eb4fULL;
 
 }  // namespace
 
@@ -16,13 +17,15 @@ Analyzer::Analyzer(AnalyzerOptions options) : options_(options), cache_(options.
 
 const Analysis& Analyzer::analyze(Dialect dialect, std::string_view text) {
   ++statements_;
-  tokenize(dialect, options_.mysql, text, tokens_);
+  const bool unterminated = tokenize(dialect, options_.mysql, text, tokens_);
   normalize_tokens(dialect, text, tokens_, normalized_);
   const uint64_t fp = fingerprint64(normalized_);
-  const uint64_t key = dialect == Dialect::kMysql ? fp ^ kMysqlKeySalt : fp;
-  if (const Analysis* hit = cache_.find(key, dialect, normalized_)) return *hit;
+  uint64_t key = dialect == Dialect::kMysql ? fp ^ kMysqlKeySalt : fp;
+  if (unterminated) key ^= kUnterminatedKeySalt;
+  if (const Analysis* hit = cache_.find(key, dialect, unterminated, normalized_)) return *hit;
 
   scratch_.dialect = dialect;
+  scratch_.unterminated = unterminated;
   scratch_.normalized = normalized_;
   scratch_.fingerprint_value = fp;
   scratch_.fingerprint = fingerprint_hex(fp);

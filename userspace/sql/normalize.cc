@@ -211,11 +211,13 @@ class Normalizer {
 };
 
 template <typename L>
-void collect(L& lexer, std::vector<Token>& out) {
-  for (Token t = lexer.next_significant(); t.kind != TokenKind::kEnd;
-       t = lexer.next_significant()) {
-    out.push_back(t);
+bool collect(L& lexer, std::vector<Token>& out) {
+  bool unterminated = false;
+  for (Token t = lexer.next(); t.kind != TokenKind::kEnd; t = lexer.next()) {
+    unterminated = unterminated || t.unterminated;
+    if (t.kind != TokenKind::kComment) out.push_back(t);
   }
+  return unterminated;
 }
 
 uint64_t mix(uint64_t h) {
@@ -229,16 +231,15 @@ uint64_t mix(uint64_t h) {
 
 }  // namespace
 
-void tokenize(Dialect dialect, const MysqlMode& mode, std::string_view text,
+bool tokenize(Dialect dialect, const MysqlMode& mode, std::string_view text,
               std::vector<Token>& out) {
   out.clear();
   if (dialect == Dialect::kMysql) {
     MysqlLexer lexer(text, mode);
-    collect(lexer, out);
-  } else {
-    Lexer lexer(text);
-    collect(lexer, out);
+    return collect(lexer, out);
   }
+  Lexer lexer(text);
+  return collect(lexer, out);
 }
 
 void normalize_tokens(Dialect dialect, std::string_view text, const std::vector<Token>& tokens,

@@ -37,8 +37,10 @@
 namespace dbwarden::sql {
 
 // The significant tokens of `text` (comments dropped) into `out`, which is
-// cleared first and keeps its capacity across calls.
-void tokenize(Dialect dialect, const MysqlMode& mode, std::string_view text,
+// cleared first and keeps its capacity across calls. Returns true when a
+// string, identifier or comment (dropped or not) ran to the end of the text
+// unterminated: truncated text, which never parses.
+bool tokenize(Dialect dialect, const MysqlMode& mode, std::string_view text,
               std::vector<Token>& out);
 
 // The normalised form of `tokens` (from tokenize on `text`) into `out`, which
