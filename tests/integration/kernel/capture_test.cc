@@ -6,6 +6,8 @@
 // is set (CI).
 #define CATCH_CONFIG_RUNNER
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -502,6 +504,110 @@ TEST_CASE("a local client of a watched port is not captured on the client side (
   CHECK(rec.r.opens[0].side == DBW_SIDE_SERVER);
   CHECK(ingress(rec.r, rec.r.opens[0].hdr.conn_id) == "once");
   CHECK(rec.r.data.size() == 1);
+}
+
+// A network namespace joined to this one by a veth pair: a server in it is, for
+// this namespace, on another host. Torn down by the destructor.
+struct RemoteNetns {
+  std::string ns, host_if;
+  bool ok = false;
+  std::string host_addr, ns_addr;
+  RemoteNetns() {
+    std::string id = std::to_string(getpid());
+    ns = "dbwkt" + id;
+    host_if = "dbwkh" + id;
+    host_addr = "10.232." + std::to_string(getpid() % 200 + 20) + ".1";
+    ns_addr = "10.232." + std::to_string(getpid() % 200 + 20) + ".2";
+    std::string cmd = "ip netns add " + ns + " && ip link add " + host_if +
+                      " type veth peer name dbwkn" + id + " && ip link set dbwkn" + id +
+                      " netns " + ns + " && ip addr add " + host_addr + "/24 dev " + host_if +
+                      " && ip link set " + host_if + " up && ip netns exec " + ns +
+                      " ip addr add " + ns_addr + "/24 dev dbwkn" + id + " && ip netns exec " +
+                      ns + " ip link set dbwkn" + id + " up";
+    ok = std::system((cmd + " 2>/dev/null").c_str()) == 0;
+  }
+  ~RemoteNetns() {
+    std::system(("ip netns del " + ns + " 2>/dev/null; ip link del " + host_if + " 2>/dev/null")
+                    .c_str());
+  }
+};
+
+TEST_CASE("client side: a connection to a watched port on another host is captured in the "
+          "client, directions and addresses seen from the server", "[kernel]") {
+  RemoteNetns net;
+  if (!net.ok) {
+    WARN("cannot create a network namespace with a veth pair: client-side case not run");
+    return;
+  }
+  constexpr uint16_t kPort = 5433;
+  int ready[2];
+  REQUIRE(pipe(ready) == 0);
+  // The server is forked before capture starts, so it is not tracked: it stands for
+  // a database on another host.
+  pid_t server = fork();
+  if (server == 0) {
+    int nsfd = open(("/run/netns/" + net.ns).c_str(), O_RDONLY);
+    if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) != 0) _exit(2);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(kPort);
+    inet_pton(AF_INET, net.ns_addr.c_str(), &a.sin_addr);
+    int one = 1;
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(l, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(l, 1) != 0) _exit(3);
+    if (write(ready[1], "r", 1) != 1) _exit(4);
+    int c = accept(l, nullptr, nullptr);
+    char buf[16];
+    if (c < 0 || read(c, buf, sizeof(buf)) != 5 || write(c, "pong", 4) != 4) _exit(5);
+    _exit(read(c, buf, sizeof(buf)) == 0 ? 0 : 6);
+  }
+  char r;
+  REQUIRE(read(ready[0], &r, 1) == 1);
+  Recorder rec;
+  auto cap = open_capture(rec);
+  REQUIRE(cap->watch_port(kPort).ok());
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(kPort);
+  inet_pton(AF_INET, net.ns_addr.c_str(), &a.sin_addr);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  socklen_t len = sizeof(a);
+  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  uint16_t local_port = ntohs(a.sin_port);
+  REQUIRE(send(fd, "query", 5, 0) == 5);
+  char buf[8];
+  REQUIRE(recv(fd, buf, sizeof(buf), 0) == 4);
+  uint64_t ino = inode_of(fd);
+  close(fd);
+  int status = 0;
+  REQUIRE(waitpid(server, &status, 0) == server);
+  CHECK(WEXITSTATUS(status) == 0);
+  drain(*cap);
+
+  REQUIRE(rec.r.opens.size() == 1);
+  const dbw_conn_event& open = rec.r.opens[0];
+  CHECK(open.side == DBW_SIDE_CLIENT);
+  CHECK(open.hdr.pid == static_cast<uint32_t>(getpid()));
+  CHECK(open.sock_ino == ino);
+  CHECK(open.family == DBW_FAMILY_INET);
+  CHECK(open.server_port == kPort);
+  CHECK(open.client_port == local_port);
+  in_addr want_server{}, want_client{};
+  inet_pton(AF_INET, net.ns_addr.c_str(), &want_server);
+  inet_pton(AF_INET, net.host_addr.c_str(), &want_client);
+  CHECK(std::memcmp(open.server_addr, &want_server, 4) == 0);
+  CHECK(std::memcmp(open.client_addr, &want_client, 4) == 0);
+  // The client's send is client -> server (ingress), its recv server -> client.
+  CHECK(ingress(rec.r, open.hdr.conn_id) == "query");
+  CHECK(egress(rec.r, open.hdr.conn_id) == "pong");
+  check_contiguous(rec.r, open.hdr.conn_id);
+  REQUIRE(rec.r.closes.size() == 1);
+  CHECK(rec.r.closes[0].ingress_bytes == 5);
+  CHECK(rec.r.closes[0].egress_bytes == 4);
+  close(ready[0]);
+  close(ready[1]);
 }
 
 }  // namespace
