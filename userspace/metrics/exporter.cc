@@ -71,6 +71,10 @@ struct Exporter::Impl {
   Counter* other_statements = nullptr;  // created on first overflow
 
   std::unordered_map<std::string, Counter*> statement_counters;
+  Family<Counter>* fingerprints = nullptr;
+  std::unordered_map<std::string, Counter*> fingerprint_counters;
+  Counter* other_fingerprints = nullptr;  // created on first overflow
+  size_t max_fingerprints = kDefaultMaxFingerprints;
   std::unordered_map<std::string, Histogram*> duration_histograms;
   std::unordered_map<std::string, Gauge*> connection_gauges;
   std::string key;  // scratch, reused so that a cache hit allocates nothing
@@ -117,11 +121,16 @@ struct Exporter::Impl {
     return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry).Add({});
   }
 
-  explicit Impl(const std::string& version) {
+  Impl(const std::string& version, size_t fingerprint_limit) : max_fingerprints(fingerprint_limit) {
     statements = &prometheus::BuildCounter()
                       .Name("dbwarden_statements_total")
                       .Help("SQL statements observed, by database, user, operation and SQLSTATE.")
                       .Register(*registry);
+    fingerprints = &prometheus::BuildCounter()
+                        .Name("dbwarden_fingerprint_statements_total")
+                        .Help("SQL statements observed, by statement fingerprint (literals "
+                              "replaced) and summary; bounded, the rest under __other__.")
+                        .Register(*registry);
     durations = &prometheus::BuildHistogram()
                      .Name("dbwarden_statement_duration_seconds")
                      .Help("Time from a statement's first request byte to its completion.")
@@ -235,6 +244,25 @@ struct Exporter::Impl {
     return counter;
   }
 
+  // Keyed by the fingerprint alone: its summary never changes (both derive
+  // from the same normalised text).
+  Counter* fingerprint_counter(const Statement& s) {
+    if (auto it = fingerprint_counters.find(s.fingerprint); it != fingerprint_counters.end()) {
+      return it->second;
+    }
+    if (fingerprint_counters.size() >= max_fingerprints) {
+      if (other_fingerprints == nullptr) {
+        const std::string other(kOther);
+        other_fingerprints = &fingerprints->Add({{"fingerprint", other}, {"summary", other}});
+      }
+      return other_fingerprints;
+    }
+    Counter* counter = &fingerprints->Add(
+        {{"fingerprint", label_value(s.fingerprint)}, {"summary", label_value(s.summary)}});
+    fingerprint_counters.emplace(s.fingerprint, counter);
+    return counter;
+  }
+
   // db_system is set by our own decoders, so a small fixed bound is enough.
   template <typename T, typename... Args>
   T* per_db_system(Family<T>& family, std::unordered_map<std::string, T*>& cache,
@@ -250,8 +278,9 @@ struct Exporter::Impl {
 };
 
 Result<std::unique_ptr<Exporter>> Exporter::Start(const std::string& address,
-                                                  const std::string& version) {
-  auto impl = std::make_unique<Impl>(version);
+                                                  const std::string& version,
+                                                  size_t max_fingerprints) {
+  auto impl = std::make_unique<Impl>(version, max_fingerprints);
   if (!address.empty()) {
     try {
       impl->exposer = std::make_unique<prometheus::Exposer>(address);
@@ -271,6 +300,7 @@ void Exporter::on_statement(const Statement& statement) {
   static const ConnectionInfo kNoConnection;
   const ConnectionInfo& c = statement.connection != nullptr ? *statement.connection : kNoConnection;
   impl_->statement_counter(c, statement)->Increment();
+  if (!statement.fingerprint.empty()) impl_->fingerprint_counter(statement)->Increment();
   const uint64_t ns =
       statement.end_ns > statement.start_ns ? statement.end_ns - statement.start_ns : 0;
   impl_

@@ -16,12 +16,18 @@
 //   dbwarden_audit_records_total, dbwarden_audit_bytes_total,
 //   dbwarden_audit_write_errors_total, dbwarden_audit_dropped_total
 //   dbwarden_metrics_label_overflow_total   statements counted under "__other__"
+//   dbwarden_fingerprint_statements_total{fingerprint,summary}
+//                                           per statement fingerprint (sql/normalize.h)
 //   dbwarden_build_info{version}            gauge, always 1
 //
 // Cardinality is bounded: at most kMaxStatementLabelSets distinct label sets
 // for dbwarden_statements_total; statements beyond that are counted with every
 // label set to "__other__". Label values are made valid UTF-8 and cut to 128
-// bytes (metrics/label_value.h).
+// bytes (metrics/label_value.h). dbwarden_fingerprint_statements_total has
+// at most `max_fingerprints` label sets (default kDefaultMaxFingerprints): the
+// first fingerprints seen get their own series, later new ones are counted
+// under fingerprint="__other__", summary="__other__". First come rather than a
+// moving top-N on purpose: a counter that changed series would break rate().
 //
 // Threads: on_statement, set_active_connections and the publish calls come
 // from one thread (the agent's decode thread); the HTTP server collects from
@@ -52,6 +58,7 @@ struct DecoderCounters {
 };
 
 inline constexpr size_t kMaxStatementLabelSets = 1000;
+inline constexpr size_t kDefaultMaxFingerprints = 100;
 
 struct ShippingCounters {
   uint64_t sent = 0, dropped = 0, reconnects = 0, send_errors = 0;  // totals
@@ -63,8 +70,9 @@ class Exporter : public StatementSink {
  public:
   // Serves the registry on `address` ("127.0.0.1:9977", "[::1]:9977"). An
   // empty address builds the registry but serves nothing (tests, selfcheck).
-  static Result<std::unique_ptr<Exporter>> Start(const std::string& address,
-                                                 const std::string& version);
+  static Result<std::unique_ptr<Exporter>> Start(
+      const std::string& address, const std::string& version,
+      size_t max_fingerprints = kDefaultMaxFingerprints);
   ~Exporter() override;
   Exporter(const Exporter&) = delete;
   Exporter& operator=(const Exporter&) = delete;
