@@ -10,10 +10,27 @@
 #include "fuzz_driver.h"
 #include "protocol/mysql/session.h"
 
+namespace {
+// Also reads the bound parameters each record carries.
+class ParameterTouchSink : public dbw_fuzz::TouchSink {
+ public:
+  void on_statement(const dbwarden::Statement& s) override {
+    TouchSink::on_statement(s);
+    sum += s.statement_unresolved;
+    for (const auto& p : s.parameters) {
+      sum += p ? p->size() + 1 : 0;
+      if (p) {
+        for (char c : *p) sum += static_cast<uint8_t>(c);
+      }
+    }
+  }
+};
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
   dbwarden::ConnectionInfo info;
-  dbw_fuzz::TouchSink sink;
+  ParameterTouchSink sink;
   dbwarden::mysql::Counters counters;
   dbwarden::mysql::Limits limits;
   limits.max_query_bytes = 256;  // exercise truncation

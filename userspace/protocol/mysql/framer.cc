@@ -70,11 +70,18 @@ bool Framer::decide(uint8_t first, bool empty) {
 
 std::span<const uint8_t> Framer::read_header(std::span<const uint8_t> data, uint64_t ts_ns) {
   if (header_len_ == 0 && !continuation_) msg_start_ns_ = ts_ns;
-  const size_t take = std::min(kHeaderSize - header_len_, data.size());
-  std::memcpy(header_ + header_len_, data.data(), take);
-  header_len_ += take;
-  data = data.subspan(take);
-  if (header_len_ < kHeaderSize) return data;
+  if (header_len_ == 0 && data.size() >= kHeaderSize) {
+    // The usual case (a whole header in the chunk): a fixed-size copy the
+    // compiler inlines, rather than a library call per row.
+    std::memcpy(header_, data.data(), kHeaderSize);
+    data = data.subspan(kHeaderSize);
+  } else {
+    const size_t take = std::min(kHeaderSize - header_len_, data.size());
+    std::memcpy(header_ + header_len_, data.data(), take);
+    header_len_ += take;
+    data = data.subspan(take);
+    if (header_len_ < kHeaderSize) return data;
+  }
   header_len_ = 0;
   const uint32_t len = header_[0] | (uint32_t{header_[1]} << 8) | (uint32_t{header_[2]} << 16);
   if (!continuation_) {
