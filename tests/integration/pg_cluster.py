@@ -474,3 +474,28 @@ def skip_or_fail(reason):
         return 1
     print(f"SKIP: {reason}")
     return EXIT_SKIP
+
+
+def start_agent(agent):
+    """Starts `agent`. Returns None when it is observing; otherwise prints why and returns the
+    exit code the test should end with: a skip when the agent lacks privilege (a failure where
+    skips are not allowed), 1 for anything else."""
+    try:
+        agent.start()
+        return None
+    except AgentError as e:
+        print(f"agent stderr:\n{e.stderr}")
+        if e.returncode == EXIT_SKIP:
+            return skip_or_fail(f"agent lacks privilege: {e.stderr.strip()}")
+        print(f"FAIL: {e}")
+        return 1
+
+
+def stop_agent(agent):
+    """Stops `agent`. Returns None when it ended cleanly, else prints why and returns 1."""
+    try:
+        agent.stop()
+        return None
+    except AgentError as e:
+        print(f"FAIL: {e}\nagent stderr:\n{e.stderr}")
+        return 1

@@ -44,7 +44,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
 from pg_cluster import (SETUP_APP, Agent, AgentError, PgCluster, free_port, log,  # noqa: E402
-                        skip_or_fail)
+                        skip_or_fail, start_agent)
 
 import psycopg2  # noqa: E402  (Debian python3-psycopg2, under /usr/bin/python3)
 
@@ -417,14 +417,8 @@ def run(agent_exe, workdir, dashboards, rule_count):
         setup(cluster)
         agent = Agent(agent_exe, os.path.join(workdir, "audit.jsonl"), [cluster.port],
                       extra_args=["--audit-stdout", "true"])  # a shipping destination
-        try:
-            agent.start()
-        except AgentError as e:
-            print(f"agent stderr:\n{e.stderr}")
-            if e.returncode == pg_cluster.EXIT_SKIP:
-                return skip_or_fail(f"agent lacks privilege: {e.stderr.strip()}")
-            print(f"FAIL: {e}")
-            return 1
+        if (rc := start_agent(agent)) is not None:
+            return rc
         prom = Prometheus(workdir, f"127.0.0.1:{agent.metrics_port}")
         failing = FailingSession(cluster)
         pgbench = None

@@ -27,8 +27,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
-from pg_cluster import (SETUP_APP, AgentError, PgCluster, log, read_audit, short,  # noqa: E402
-                        skip_or_fail)
+from pg_cluster import (SETUP_APP, PgCluster, log, read_audit, short,  # noqa: E402
+                        skip_or_fail, start_agent, stop_agent)
 
 APP_ROLE = "dbw_app"          # non-superuser owning the test database
 PW_ROLE = "dbw_pw"            # authenticates with a password
@@ -484,14 +484,8 @@ def run(agent_exe, workdir, audit_path):
         setup(cluster)
 
         agent = pg_cluster.Agent(agent_exe, audit_path, [cluster.port])
-        try:
-            agent.start()
-        except AgentError as e:
-            print(f"agent stderr:\n{e.stderr}")
-            if e.returncode == pg_cluster.EXIT_SKIP:
-                return skip_or_fail(f"agent lacks privilege: {e.stderr.strip()}")
-            print(f"FAIL: {e}")
-            return 1
+        if (rc := start_agent(agent)) is not None:
+            return rc
         try:
             scripts, multis, pgbench_runs = run_workload(cluster, workdir)
             entries = cluster.sync_log()
@@ -500,11 +494,9 @@ def run(agent_exe, workdir, audit_path):
                                                  quiet=5.0)
             metrics = agent.scrape()
         finally:
-            try:
-                agent.stop()
-            except AgentError as e:
-                print(f"FAIL: {e}\nagent stderr:\n{e.stderr}")
-                return 1
+            stopped = stop_agent(agent)
+        if stopped is not None:
+            return stopped
         stderr = agent.stderr
 
     records, bad = read_audit(audit_path)

@@ -29,8 +29,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
-from pg_cluster import (SETUP_APP, AgentError, PgCluster, log, read_audit,  # noqa: E402
-                        skip_or_fail)
+from pg_cluster import (SETUP_APP, PgCluster, log, read_audit,  # noqa: E402
+                        skip_or_fail, start_agent, stop_agent)
 from test_observe_pg import (Expected, compare, logged_statements,  # noqa: E402
                              pgbench_shape, PGBENCH_TX_STATEMENTS)
 
@@ -66,16 +66,10 @@ def run(agent_exe, client_exe, workdir, audit_path):
             return 1
 
         agent = pg_cluster.Agent(agent_exe, audit_path, [cluster.port])
-        try:
-            agent.start()
-        except AgentError as e:
+        if (rc := start_agent(agent)) is not None:
             early.kill()
             early.wait()
-            print(f"agent stderr:\n{e.stderr}")
-            if e.returncode == pg_cluster.EXIT_SKIP:
-                return skip_or_fail(f"agent lacks privilege: {e.stderr.strip()}")
-            print(f"FAIL: {e}")
-            return 1
+            return rc
         try:
             out, err = early.communicate("go\n", timeout=60)
             if early.returncode != 0 or "done" not in out:
@@ -127,11 +121,9 @@ def run(agent_exe, client_exe, workdir, audit_path):
                     expected.append(Expected(entry, text, status, rows, rows_known=known))
             agent.wait_audit_settled(expected=len(expected) + 2, timeout=60, quiet=5.0)
         finally:
-            try:
-                agent.stop()
-            except AgentError as e:
-                print(f"FAIL: {e}\nagent stderr:\n{e.stderr}")
-                return 1
+            stopped = stop_agent(agent)
+        if stopped is not None:
+            return stopped
         port = cluster.port
 
     records, bad = read_audit(audit_path)
