@@ -133,17 +133,15 @@ int main(int argc, char** argv) {
     });
     Analyzer warm;
     for (const std::string& t : warm_in) warm.analyze(d, t);  // fill the cache
-    const double warm_rate = rate(seconds, warm_in, [&](const std::string& t) {
-      sink += warm.analyze(d, t).summary.size();
-    });
+    const double warm_rate = rate(
+        seconds, warm_in, [&](const std::string& t) { sink += warm.analyze(d, t).summary.size(); });
     // Cold: more distinct shapes than the cache holds, each seen once per pass.
     AnalyzerOptions cold_options;
     cold_options.cache.max_entries = 1000;
     Analyzer cold(cold_options);
     const std::vector<std::string> cold_in = texts(d, 20000, true);
-    const double cold_rate = rate(seconds, cold_in, [&](const std::string& t) {
-      sink += cold.analyze(d, t).summary.size();
-    });
+    const double cold_rate = rate(
+        seconds, cold_in, [&](const std::string& t) { sink += cold.analyze(d, t).summary.size(); });
     const auto c = cold.counters();
     std::printf("%-11s %14.0f %14.0f %14.0f %9.1f%%\n", name, tok, warm_rate, cold_rate,
                 100.0 * static_cast<double>(c.cache_misses) / static_cast<double>(c.statements));

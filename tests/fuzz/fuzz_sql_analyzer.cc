@@ -54,8 +54,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Analyzer fresh(options);
     if (!same(first, fresh.analyze(dialect, sql))) std::abort();
     if (first.fingerprint.size() != 16) std::abort();
-    if (!first.collections.empty() && first.summary.find(first.collections.front()) ==
-                                          std::string::npos && !first.operation.empty()) {
+    if (!first.collections.empty() &&
+        first.summary.find(first.collections.front()) == std::string::npos &&
+        !first.operation.empty()) {
       std::abort();
     }
     if (cached.cache_entries() > 3 || cached.cache_bytes() > 4096) std::abort();

@@ -36,8 +36,8 @@ struct AnalyzerCounters {
   uint64_t cache_misses = 0;
   uint64_t cache_evictions = 0;
   uint64_t cache_rejected = 0;
-  uint64_t parses = 0;           // libpg_query runs
-  uint64_t parse_failures = 0;   // of which rejected: classified by tokens instead
+  uint64_t parses = 0;          // libpg_query runs
+  uint64_t parse_failures = 0;  // of which rejected: classified by tokens instead
 };
 
 class Analyzer {

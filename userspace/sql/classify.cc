@@ -170,8 +170,8 @@ class StatementClassifier {
       } else if (i == verb_idx_ && (keyword_equals(w, "INSERT") || keyword_equals(w, "REPLACE"))) {
         // MySQL: INTO is optional.
         size_t k = i + 1;
-        while (word_at(k, "LOW_PRIORITY") || word_at(k, "DELAYED") ||
-               word_at(k, "HIGH_PRIORITY") || word_at(k, "IGNORE")) {
+        while (word_at(k, "LOW_PRIORITY") || word_at(k, "DELAYED") || word_at(k, "HIGH_PRIORITY") ||
+               word_at(k, "IGNORE")) {
           ++k;
         }
         if (!word_at(k, "INTO")) read_one(k, i, depth, false);
@@ -201,9 +201,9 @@ class StatementClassifier {
     std::string name;
     append_identifier(dialect_, tk_[i], text_, name);
     size_t k = i + 1;
-    for (int parts = 1; parts < 3 && punct_at(k, '.') && k + 1 < e_ &&
-                        (tk_[k + 1].kind == TokenKind::kWord ||
-                         tk_[k + 1].kind == TokenKind::kQuotedIdent);
+    for (int parts = 1;
+         parts < 3 && punct_at(k, '.') && k + 1 < e_ &&
+         (tk_[k + 1].kind == TokenKind::kWord || tk_[k + 1].kind == TokenKind::kQuotedIdent);
          ++parts) {
       name.push_back('.');
       append_identifier(dialect_, tk_[k + 1], text_, name);
@@ -227,7 +227,7 @@ class StatementClassifier {
         i = next;
       }
       if (word_at(i, "AS")) ++i;
-      if (name_part(i)) ++i;  // alias
+      if (name_part(i)) ++i;                     // alias
       if (punct_at(i, '(')) i = skip_parens(i);  // alias column list
       if (!punct_at(i, ',')) return;
       ++i;
@@ -280,7 +280,8 @@ void append_identifier(Dialect dialect, const Token& t, std::string_view text, s
     if (dialect == Dialect::kMysql) {
       out.append(s);
     } else {
-      for (char c : s) out.push_back(static_cast<char>(chars::to_lower(static_cast<unsigned char>(c))));
+      for (char c : s)
+        out.push_back(static_cast<char>(chars::to_lower(static_cast<unsigned char>(c))));
     }
     return;
   }

@@ -105,8 +105,8 @@ bool MysqlLexer::dash_comment_at(size_t i) const {
 // MySQL has a fixed set of operators, unlike PostgreSQL's user-defined runs:
 // the longest of these, else one character ("5--3" is 5 - -3).
 size_t MysqlLexer::scan_operator(size_t from) const {
-  static constexpr std::string_view kMulti[] = {"<=>", "->>", "<=", ">=", "<>", "!=", "<<",
-                                                ">>",  "&&",  "||", ":=", "->"};
+  static constexpr std::string_view kMulti[] = {
+      "<=>", "->>", "<=", ">=", "<>", "!=", "<<", ">>", "&&", "||", ":=", "->"};
   const std::string_view rest = sql_.substr(from);
   for (std::string_view op : kMulti) {
     if (rest.substr(0, op.size()) == op) return from + op.size();

@@ -16,9 +16,9 @@ enum class Prev : uint8_t {
   kKeyword,
   kIdent,
   kValue,
-  kOpen,     // ( or [
-  kJoiner,   // . or ::
-  kClose,    // ) or ]
+  kOpen,    // ( or [
+  kJoiner,  // . or ::
+  kClose,   // ) or ]
   kComma,
   kOperator,
   kOther,
@@ -159,7 +159,7 @@ class Normalizer {
     } else if (t.kind == TokenKind::kOperator) {
       cur = Prev::kOperator;
     } else if (t.kind == TokenKind::kPunct) {
-      if (sv == "," ) {
+      if (sv == ",") {
         cur = Prev::kComma;
       } else if (sv == "." || sv == "::") {
         cur = Prev::kJoiner;
@@ -179,12 +179,14 @@ class Normalizer {
     if (cur == Prev::kValue) {
       out_.push_back('?');
     } else if (keyword) {
-      for (char c : sv) out_.push_back(static_cast<char>(chars::to_upper(static_cast<unsigned char>(c))));
+      for (char c : sv)
+        out_.push_back(static_cast<char>(chars::to_upper(static_cast<unsigned char>(c))));
       last_keyword_is_in_ = sv.size() == 2 && keyword_equals(sv, "IN");
       last_keyword_is_values_ = sv.size() == 6 && keyword_equals(sv, "VALUES");
       last_keyword_is_array_ = sv.size() == 5 && keyword_equals(sv, "ARRAY");
     } else if (t.kind == TokenKind::kWord && dialect_ == Dialect::kPostgresql) {
-      for (char c : sv) out_.push_back(static_cast<char>(chars::to_lower(static_cast<unsigned char>(c))));
+      for (char c : sv)
+        out_.push_back(static_cast<char>(chars::to_lower(static_cast<unsigned char>(c))));
     } else {
       out_.append(sv);
     }

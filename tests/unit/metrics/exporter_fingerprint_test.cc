@@ -100,8 +100,7 @@ TEST_CASE("metrics: fingerprint label sets are bounded, the rest under __other__
   run(pipeline, my, "SELECT * FROM t0");  // an early fingerprint keeps its own series
   const std::string text = exporter->serialize();
   CHECK(count_lines_with(text, "dbwarden_fingerprint_statements_total{") == 4);
-  CHECK(value_of(text, "dbwarden_fingerprint_statements_total{", "fingerprint=\"__other__\"") ==
-        7);
+  CHECK(value_of(text, "dbwarden_fingerprint_statements_total{", "fingerprint=\"__other__\"") == 7);
   CHECK(value_of(text, "dbwarden_fingerprint_statements_total{", "summary=\"SELECT t0\"") == 2);
 }
 

@@ -51,7 +51,8 @@ TEST_CASE("analyzer: cache is bounded in entries and evicts the least recent", "
   AnalyzerOptions options;
   options.cache.max_entries = 3;
   Analyzer analyzer(options);
-  for (const char* t : {"a", "b", "c"}) analyzer.analyze(Dialect::kMysql, std::string("SELECT * FROM ") + t);
+  for (const char* t : {"a", "b", "c"})
+    analyzer.analyze(Dialect::kMysql, std::string("SELECT * FROM ") + t);
   analyzer.analyze(Dialect::kMysql, "SELECT * FROM a");  // a is now most recent
   analyzer.analyze(Dialect::kMysql, "SELECT * FROM d");  // evicts b
   CHECK(analyzer.cache_entries() == 3);
@@ -133,10 +134,14 @@ TEST_CASE("mysql lexer: version comments, hints and dash comments", "[sql][lexer
     got.emplace_back(t.kind, std::string(t.text(sql)));
   }
   const std::vector<std::pair<TokenKind, std::string>> want = {
-      {TokenKind::kComment, "/*!50001"}, {TokenKind::kWord, "SELECT"},
-      {TokenKind::kComment, "*/"},       {TokenKind::kNumber, "1"},
-      {TokenKind::kOperator, "-"},       {TokenKind::kOperator, "-"},
-      {TokenKind::kWord, "x"},           {TokenKind::kComment, "-- c"},
+      {TokenKind::kComment, "/*!50001"},
+      {TokenKind::kWord, "SELECT"},
+      {TokenKind::kComment, "*/"},
+      {TokenKind::kNumber, "1"},
+      {TokenKind::kOperator, "-"},
+      {TokenKind::kOperator, "-"},
+      {TokenKind::kWord, "x"},
+      {TokenKind::kComment, "-- c"},
       {TokenKind::kComment, "/*+ hint */"}};
   CHECK(got == want);
 }

@@ -41,9 +41,8 @@ struct Block {
 };
 
 std::string unescape(std::string s) {
-  for (const auto& [from, to] :
-       std::vector<std::pair<std::string, std::string>>{{"{NL}", "\n"}, {"{TAB}", "\t"},
-                                                        {"{CR}", "\r"}}) {
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"{NL}", "\n"}, {"{TAB}", "\t"}, {"{CR}", "\r"}}) {
     for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) {
       s.replace(p, from.size(), to);
     }
