@@ -92,6 +92,14 @@ struct {
 	__type(value, __u8);
 } pids SEC(".maps");
 
+/* The same set as one bit per pid (PID_MAX_LIMIT is 2^22 on 64-bit: 512 KiB),
+ * for the check every data syscall of every process makes: a load from a
+ * global array instead of a hash lookup. `pids` stays the set userspace reads.
+ * Writers on both sides use atomic OR/AND (userspace through the mmapped
+ * .bss), so concurrent updates of neighbouring pids are never lost. */
+#define DBW_PID_WORDS (1u << 16)
+__u64 pid_bits[DBW_PID_WORDS];
+
 /* Local TCP ports the database listens on: index = port, value != 0. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -159,7 +167,19 @@ static __always_inline void count_drop(__u32 reason)
 
 static __always_inline int is_tracked_process(__u32 tgid)
 {
-	return bpf_map_lookup_elem(&pids, &tgid) != NULL;
+	return (pid_bits[(tgid >> 6) & (DBW_PID_WORDS - 1)] >> (tgid & 63)) & 1;
+}
+
+static __always_inline void track(__u32 tgid, __u8 kind, __u64 flags)
+{
+	bpf_map_update_elem(&pids, &tgid, &kind, flags);
+	__sync_fetch_and_or(&pid_bits[(tgid >> 6) & (DBW_PID_WORDS - 1)], 1ULL << (tgid & 63));
+}
+
+static __always_inline void untrack(__u32 tgid)
+{
+	bpf_map_delete_elem(&pids, &tgid);
+	__sync_fetch_and_and(&pid_bits[(tgid >> 6) & (DBW_PID_WORDS - 1)], ~(1ULL << (tgid & 63)));
 }
 
 static __always_inline struct file *fd_to_file(int fd)
@@ -523,7 +543,8 @@ static __always_inline int on_connect(struct pt_regs *regs, long ret)
 		return 0;
 	}
 	emit_conn_event(DBW_EV_CONN_OPEN, ino, sk, &st);
-	bpf_map_update_elem(&pids, &tgid, &client, BPF_NOEXIST);
+	if (!is_tracked_process(tgid))
+		track(tgid, client, BPF_NOEXIST);
 	return 0;
 }
 
@@ -706,11 +727,12 @@ int BPF_PROG(dbw_fork, struct task_struct *parent, struct task_struct *child)
 {
 	__u32 ptgid = parent->tgid;
 	__u32 ctgid = child->tgid;
-	__u8 one = 1;
+	__u8 *kind;
 
 	if (ptgid == ctgid || !is_tracked_process(ptgid))
 		return 0; /* a new thread, or not ours */
-	bpf_map_update_elem(&pids, &ctgid, &one, BPF_ANY);
+	kind = bpf_map_lookup_elem(&pids, &ptgid); /* server or client, like the parent */
+	track(ctgid, kind ? *kind : PIDS_SERVER, BPF_ANY);
 	return 0;
 }
 
@@ -725,7 +747,7 @@ int BPF_PROG(dbw_exit, struct task_struct *task)
 
 	if ((__u32)pid_tgid != tgid || !is_tracked_process(tgid))
 		return 0;
-	bpf_map_delete_elem(&pids, &tgid);
+	untrack(tgid);
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_drop(DBW_DROP_RINGBUF_FULL);

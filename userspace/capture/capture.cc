@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <iterator>
 #include <vector>
 
 #include "dbwarden.skel.h"
@@ -149,6 +150,11 @@ Status BpfCapture::track_process(uint32_t pid) {
   if (bpf_map__update_elem(impl_->skel->maps.pids, &pid, sizeof(pid), &on, sizeof(on), BPF_ANY)) {
     return Status::Error("tracking pid " + std::to_string(pid) + ": " + errno_text(errno));
   }
+  // The bit the programs test (pid_bits in bpf/dbwarden.bpf.c), in the mmapped .bss; atomic,
+  // because the fork hook may set a neighbouring pid's bit in the same word meanwhile.
+  auto& bits = impl_->skel->bss->pid_bits;
+  __atomic_fetch_or(&bits[(pid >> 6) & (std::size(bits) - 1)], uint64_t{1} << (pid & 63),
+                    __ATOMIC_SEQ_CST);
   return Status::Ok();
 }
 
