@@ -627,8 +627,10 @@ int BPF_PROG(dbw_sys_exit, struct pt_regs *regs, long ret)
 	if (nr == NR_shutdown) {
 		/* SHUT_RD/SHUT_WR leave one direction open: only both end it. */
 		st = regs->si == SHUT_RDWR ? bpf_map_lookup_elem(&conns, &ino) : NULL;
-		if (st)
+		if (st) {
+			dbw_tls_forget(ino);
 			end_connection(ino, st);
+		}
 		return 0;
 	}
 	if (ret == 0)
@@ -717,6 +719,7 @@ int dbw_close(struct trace_event_raw_sys_enter *ctx)
 	}
 	if (!is_last_reference(file))
 		return 0;
+	dbw_tls_forget(ino);
 	end_connection(ino, st);
 	return 0;
 }

@@ -24,6 +24,10 @@
  * The probes are attached per libssl file with pid -1 (userspace, see
  * userspace/capture/tls_attach.cc), so they fire in every process that maps
  * that file; the first check rejects processes that are not tracked servers.
+ * The "entry" probes may sit a few instructions into the function and the
+ * "exit" probes on the function's return sites instead of a uretprobe
+ * (tls_probe_sites.h says why: no single-step); the argument registers are
+ * unchanged at an entry site and rax holds the return value at a return site.
  *
  * OpenSSL signatures (https://www.openssl.org/docs/man3.0/man3/SSL_read.html):
  *   int SSL_read(SSL *ssl, void *buf, int num);          returns bytes or <= 0
@@ -126,6 +130,16 @@ static __always_inline int dbw_tls_syscall(__u64 ino)
 		return 1;
 	}
 	return 0;
+}
+
+/*
+ * A tracked connection ends (close of the last reference, shutdown(SHUT_RDWR)):
+ * its inode number may be handed to a new socket later, which must not be
+ * taken for TLS. Called by dbwarden.bpf.c next to end_connection().
+ */
+static __always_inline void dbw_tls_forget(__u64 ino)
+{
+	bpf_map_delete_elem(&tls_socks, &ino);
 }
 
 static __always_inline int tls_enter(__u8 op, __u64 ssl, __u64 buf, __u64 len_ptr)
@@ -234,6 +248,10 @@ int BPF_KRETPROBE(dbw_ssl_handshake_exit)
 }
 
 /* One return probe serves the four data calls: the entry saved what it means.
+ * Attached either as a uretprobe or, to spare the kernel a single-step, as a
+ * plain uprobe on each return site (userspace/capture/tls_probe_sites.h): an
+ * emulated instruction from which the function falls through to its ret with
+ * rax final, so PT_REGS_RC reads the return value in both cases.
  * The functions return C int: only the low 32 bits of the return register
  * are defined, so -1 (SSL_ERROR_WANT_READ) must not read as 4294967295. */
 SEC("uretprobe")

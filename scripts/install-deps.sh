@@ -10,7 +10,7 @@ set -eu
 # vmlinux.h and skeletons, libbpf), and the libraries the agent links.
 BUILD_PACKAGES="cmake make pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   libssl-dev prometheus-cpp-dev libboost-program-options-dev nlohmann-json3-dev libzstd-dev
-  libpg-query-dev"
+  libpg-query-dev libcapstone-dev"
 # Tests: Catch2, libFuzzer, real PostgreSQL and MariaDB servers with their
 # clients (psql/pgbench, mariadb), the Python drivers, the MariaDB C API for our own
 # prepared-statement test client, and promtool (package

@@ -8,11 +8,14 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <tuple>
 
+#include "capture/tls_elf.h"
+#include "capture/tls_probe_sites.h"
 #include "dbwarden.h"
 
 namespace dbwarden::capture {
@@ -106,30 +109,49 @@ TlsLibrary classify_tls_library(std::string_view path) {
 }
 
 namespace {
-// A program of bpf/tls.bpf.h and where it goes. `required`: a libssl without
-// it cannot be captured (SSL_read_ex and friends only exist since 1.1.1).
+// A hooked function and its programs of bpf/tls.bpf.h. `required`: a libssl
+// without it cannot be captured (SSL_read_ex and friends only exist since 1.1.1).
 constexpr struct {
-  const char* program;
   const char* function;
-  bool retprobe;
+  const char* enter;  // at the entry site
+  const char* exit;   // at every return site, or as the uretprobe
   bool required;
-} kProbes[] = {
-    {"dbw_ssl_read_enter", "SSL_read", false, true},
-    {"dbw_ssl_exit", "SSL_read", true, true},
-    {"dbw_ssl_write_enter", "SSL_write", false, true},
-    {"dbw_ssl_exit", "SSL_write", true, true},
-    {"dbw_ssl_read_ex_enter", "SSL_read_ex", false, false},
-    {"dbw_ssl_exit", "SSL_read_ex", true, false},
-    {"dbw_ssl_write_ex_enter", "SSL_write_ex", false, false},
-    {"dbw_ssl_exit", "SSL_write_ex", true, false},
+} kFunctions[] = {
+    {"SSL_read", "dbw_ssl_read_enter", "dbw_ssl_exit", true},
+    {"SSL_write", "dbw_ssl_write_enter", "dbw_ssl_exit", true},
+    {"SSL_read_ex", "dbw_ssl_read_ex_enter", "dbw_ssl_exit", false},
+    {"SSL_write_ex", "dbw_ssl_write_ex_enter", "dbw_ssl_exit", false},
     // The handshake moves ciphertext too: it is where a connection becomes TLS.
-    {"dbw_ssl_handshake_enter", "SSL_do_handshake", false, true},
-    {"dbw_ssl_handshake_exit", "SSL_do_handshake", true, true},
-    {"dbw_ssl_handshake_enter", "SSL_accept", false, true},
-    {"dbw_ssl_handshake_exit", "SSL_accept", true, true},
-    {"dbw_ssl_handshake_enter", "SSL_connect", false, true},
-    {"dbw_ssl_handshake_exit", "SSL_connect", true, true},
+    {"SSL_do_handshake", "dbw_ssl_handshake_enter", "dbw_ssl_handshake_exit", true},
+    {"SSL_accept", "dbw_ssl_handshake_enter", "dbw_ssl_handshake_exit", true},
+    {"SSL_connect", "dbw_ssl_handshake_enter", "dbw_ssl_handshake_exit", true},
 };
+
+bpf_link* attach_at(bpf_program* prog, const std::string& path, const char* function,
+                    uint64_t offset, bool retprobe) {
+  bpf_uprobe_opts opts{};
+  opts.sz = sizeof(opts);
+  opts.retprobe = retprobe;
+  opts.func_name = function;  // libbpf adds the symbol's file offset to `offset`
+  return bpf_program__attach_uprobe_opts(prog, -1, path.c_str(), offset, &opts);
+}
+
+// DBWARDEN_TLS_PROBE_SITES=0 puts every function back on entry + uretprobe:
+// the comparison of bench/README.md ("TLS"), and a way out should a site ever
+// be wrong on some libssl build.
+bool probe_sites_enabled() {
+  const char* v = getenv("DBWARDEN_TLS_PROBE_SITES");
+  return !(v && std::string_view(v) == "0");
+}
+
+std::string describe(const char* function, const ProbeSites& s) {
+  std::string d = std::string(function) + " entry +" + std::to_string(s.entry) +
+                  (s.entry_emulated ? "" : " (single-step)");
+  if (s.returns.empty()) return d + ", uretprobe (" + s.fallback_reason + ")";
+  d += ", returns";
+  for (uint64_t r : s.returns) d += " +" + std::to_string(r);
+  return d;
+}
 }  // namespace
 
 TlsAttacher::TlsAttacher(bpf_object* obj, std::function<bool(uint32_t)> relevant)
@@ -141,10 +163,11 @@ TlsAttacher::~TlsAttacher() {
 
 Result<std::unique_ptr<TlsAttacher>> TlsAttacher::Create(bpf_object* obj,
                                                          std::function<bool(uint32_t)> relevant) {
-  for (const auto& p : kProbes) {
-    if (!bpf_object__find_program_by_name(obj, p.program)) {
-      return Status::Error(std::string("TLS capture: the BPF object has no program ") +
-                           p.program);
+  for (const auto& fn : kFunctions) {
+    for (const char* program : {fn.enter, fn.exit}) {
+      if (!bpf_object__find_program_by_name(obj, program)) {
+        return Status::Error(std::string("TLS capture: the BPF object has no program ") + program);
+      }
     }
   }
   if (!bpf_object__find_map_by_name(obj, "tls_stats")) {
@@ -157,32 +180,59 @@ void TlsAttacher::attach_file(uint32_t pid, const MappedFile& f, std::vector<std
   // Through the process's root, so that a container's own libssl is the file attached.
   std::string path = "/proc/" + std::to_string(pid) + "/root" + f.path;
   std::vector<bpf_link*> made;
-  std::string missing;
+  std::string missing, placed;
   bool ok = true;
-  for (const auto& p : kProbes) {
-    bpf_program* prog = bpf_object__find_program_by_name(obj_, p.program);
-    bpf_uprobe_opts opts{};
-    opts.sz = sizeof(opts);
-    opts.retprobe = p.retprobe;
-    opts.func_name = p.function;
-    bpf_link* link = bpf_program__attach_uprobe_opts(prog, -1, path.c_str(), 0, &opts);
-    if (!link) {
-      missing += std::string(missing.empty() ? "" : ", ") + p.function;
-      if (p.required) ok = false;
+  uint64_t at_sites = 0, on_uretprobe = 0;
+  for (const auto& fn : kFunctions) {
+    bpf_program* enter = bpf_object__find_program_by_name(obj_, fn.enter);
+    bpf_program* exit = bpf_object__find_program_by_name(obj_, fn.exit);
+    // No code or no site: the uretprobe, which works everywhere (with a single-step).
+    ProbeSites sites;
+    Result<FunctionCode> code = read_function_code(path, fn.function);
+    if (!code.ok()) {
+      sites.fallback_reason = code.status().message();
+    } else if (!probe_sites_enabled()) {
+      sites.fallback_reason = "DBWARDEN_TLS_PROBE_SITES=0";
+    } else {
+      Result<ProbeSites> chosen = choose_probe_sites(code->bytes);
+      if (chosen.ok()) {
+        sites = std::move(chosen.value());
+      } else {
+        sites.fallback_reason = chosen.status().message();
+      }
+    }
+    std::vector<bpf_link*> mine;
+    mine.push_back(attach_at(enter, path, fn.function, sites.entry, false));
+    if (sites.returns.empty()) {
+      mine.push_back(attach_at(exit, path, fn.function, 0, true));
+    } else {
+      for (uint64_t r : sites.returns) mine.push_back(attach_at(exit, path, fn.function, r, false));
+    }
+    bool all = true;
+    for (bpf_link* l : mine) all &= l != nullptr;
+    if (!all) {
+      for (bpf_link* l : mine) bpf_link__destroy(l);  // accepts nullptr
+      missing += std::string(missing.empty() ? "" : ", ") + fn.function;
+      if (fn.required) ok = false;
       continue;
     }
-    made.push_back(link);
+    made.insert(made.end(), mine.begin(), mine.end());
+    (sites.returns.empty() ? on_uretprobe : at_sites)++;
+    placed += std::string(placed.empty() ? "" : "; ") + describe(fn.function, sites);
   }
   if (!ok) {
     for (bpf_link* l : made) bpf_link__destroy(l);
     attach_failures_++;
-    notes.push_back("TLS: cannot hook " + f.path + " (pid " + std::to_string(pid) +
-                    "): no " + missing + "; its TLS connections are not decoded");
+    notes.push_back("TLS: cannot hook " + f.path + " (pid " + std::to_string(pid) + "): no " +
+                    missing + "; its TLS connections are not decoded");
     return;
   }
   links_.insert(links_.end(), made.begin(), made.end());
+  functions_at_sites_ += at_sites;
+  functions_on_uretprobe_ += on_uretprobe;
   notes.push_back("TLS: hooked " + f.path + " (first seen in pid " + std::to_string(pid) + " " +
                   comm_of(pid) + ")" + (missing.empty() ? "" : "; absent: " + missing));
+  notes.push_back("TLS: probe sites in " + f.path + ": " + placed);
 }
 
 void TlsAttacher::scan_process(uint32_t pid, std::vector<std::string>& notes) {
@@ -245,6 +295,8 @@ TlsStats TlsAttacher::stats() const {
   s.libraries_hooked = hooked_.size() - attach_failures_;
   s.unhooked_libraries = unhooked_.size();
   s.attach_failures = attach_failures_;
+  s.functions_at_sites = functions_at_sites_;
+  s.functions_on_uretprobe = functions_on_uretprobe_;
   return s;
 }
 

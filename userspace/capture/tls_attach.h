@@ -59,6 +59,9 @@ struct TlsStats {
   uint64_t libraries_hooked = 0;    // distinct libssl files with probes attached
   uint64_t unhooked_libraries = 0;  // distinct other TLS library files in relevant processes
   uint64_t attach_failures = 0;     // libssl files whose SSL_read/SSL_write could not be hooked
+  // Where the probes went (tls_probe_sites.h), summed over hooked files.
+  uint64_t functions_at_sites = 0;      // entry + return sites, no uretprobe
+  uint64_t functions_on_uretprobe = 0;  // fallback: entry at offset 0 + uretprobe
 };
 
 class TlsAttacher {
@@ -92,6 +95,8 @@ class TlsAttacher {
   std::set<std::pair<uint64_t, uint64_t>> unhooked_;  // other TLS libraries reported
   std::set<uint32_t> seen_pids_;
   uint64_t attach_failures_ = 0;
+  uint64_t functions_at_sites_ = 0;
+  uint64_t functions_on_uretprobe_ = 0;
   int scans_ = 0;
 };
 
