@@ -118,9 +118,13 @@ void publish_shipping(metrics::Exporter& m, const shipping::StdoutShipper* out,
 // TLS capture: hooks libssl files that appeared since the last scan, logs
 // what it found, and logs the counters whenever one that means loss changes
 // (unknown SSL*, unhooked libraries, connections whose TLS was not captured).
-void rescan_tls(capture::BpfCapture& cap, const Observer& obs, std::string& last) {
+void rescan_tls(capture::BpfCapture& cap, const Observer& obs, metrics::Exporter& m,
+                std::string& last) {
   for (const std::string& note : cap.tls().rescan()) DBW_LOG(kInfo, "%s", note.c_str());
   capture::TlsStats t = cap.tls().stats();
+  m.publish_tls({t.connections, t.plaintext_calls, t.ciphertext_suppressed, t.unknown_ssl,
+                 t.libraries_hooked, t.unhooked_libraries, t.attach_failures, t.functions_at_sites,
+                 t.functions_on_uretprobe});
   char key[160];
   std::snprintf(key, sizeof(key), "%llu/%llu/%llu/%llu",
                 static_cast<unsigned long long>(t.libraries_hooked),
@@ -241,7 +245,8 @@ int run(const Config& config) {
     return kExitError;
   }
   std::string tls_report;
-  rescan_tls(*capture.value(), observer, tls_report);  // before "observing": probes are live
+  // Before "observing": the probes are live.
+  rescan_tls(*capture.value(), observer, *exporter.value(), tls_report);
   std::string watching = "PostgreSQL on port(s) " + join_ports(config.postgres_ports);
   if (config.postgres_ports.empty()) watching = "";
   if (!config.mysql_ports.empty()) {
@@ -279,7 +284,7 @@ int run(const Config& config) {
       if (Status s = watcher.refresh(); !s.ok()) {
         DBW_LOG(kWarning, "refreshing the server list: %s", s.message().c_str());
       }
-      rescan_tls(*capture.value(), observer, tls_report);
+      rescan_tls(*capture.value(), observer, *exporter.value(), tls_report);
       publish(*exporter.value(), *capture.value(), observer, *audit.value());
       publish_shipping(*exporter.value(), to_stdout.get(), to_syslog.get());
     }
@@ -294,7 +299,7 @@ int run(const Config& config) {
   }
   observer.close_all(monotonic_ns());
   tls_report.clear();  // the TLS counters once more, whatever changed
-  rescan_tls(*capture.value(), observer, tls_report);
+  rescan_tls(*capture.value(), observer, *exporter.value(), tls_report);
   if (Status s = audit.value()->flush(); !s.ok()) {
     DBW_LOG(kError, "final audit flush failed: %s", s.message().c_str());
     status = kExitError;

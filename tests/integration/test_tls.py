@@ -222,6 +222,19 @@ def run(agent_exe, workdir):
     tls_lines = [line for line in stderr.splitlines() if "TLS: " in line]
     if not any("TLS: hooked" in line for line in tls_lines):
         problems.append("the agent never said it hooked libssl")
+    # 5. Probe placement: on this machine's libssl the per-statement calls need no
+    # single-step (userspace/capture/tls_probe_sites.h); the counters reach the metrics.
+    sites = [line for line in tls_lines if "TLS: probe sites in" in line]
+    if not sites:
+        problems.append("the agent never said where it put the libssl probes")
+    for line in sites:
+        if "/usr/lib/x86_64-linux-gnu/libssl.so.3" not in line:
+            continue
+        for fn in ("SSL_read", "SSL_write"):
+            if not re.search(rf"\b{fn} entry \+\d+, returns( \+\d+)+", line):
+                problems.append(f"{fn} not on emulated probe sites: {short(line)}")
+    if not agent.metric_sum("dbwarden_tls_events_total", metrics):
+        problems.append("dbwarden_tls_events_total is 0 or absent")
     last = next((line for line in reversed(tls_lines) if "not captured" in line), "")
     m = re.search(r"(\d+) connection\(s\) decrypted, (\d+) call\(s\) on an unknown SSL\*, "
                   r"(\d+) connection\(s\) not captured", last)

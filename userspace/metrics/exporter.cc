@@ -116,6 +116,11 @@ struct Exporter::Impl {
   CaptureCounters last_capture;
   DecoderCounters last_decoder;
   uint64_t last_audit[4] = {};
+  // TLS: events (counters, last totals) and levels.
+  Counter* tls_events[4] = {};
+  uint64_t last_tls[4] = {};
+  Gauge *tls_hooked = nullptr, *tls_unhooked = nullptr, *tls_failed = nullptr;
+  Gauge *tls_at_sites = nullptr, *tls_on_uretprobe = nullptr;
 
   Counter* counter(const std::string& name, const std::string& help) {
     return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry).Add({});
@@ -180,6 +185,32 @@ struct Exporter::Impl {
     audit_write_errors = counter("dbwarden_audit_write_errors_total", "Failed audit log writes.");
     audit_dropped = counter("dbwarden_audit_dropped_total",
                             "Audit records dropped because the write buffer was full.");
+
+    auto& tls = prometheus::BuildCounter()
+                    .Name("dbwarden_tls_events_total")
+                    .Help("TLS capture events, by kind: connections found to carry TLS, "
+                          "plaintext SSL_read/SSL_write results emitted, ciphertext syscalls "
+                          "suppressed, libssl calls on an SSL* of no tracked socket.")
+                    .Register(*registry);
+    tls_events[0] = &tls.Add({{"kind", "connection"}});
+    tls_events[1] = &tls.Add({{"kind", "plaintext_call"}});
+    tls_events[2] = &tls.Add({{"kind", "ciphertext_suppressed"}});
+    tls_events[3] = &tls.Add({{"kind", "unknown_ssl"}});
+    auto& libs = prometheus::BuildGauge()
+                     .Name("dbwarden_tls_libraries")
+                     .Help("TLS library files seen: libssl hooked, other TLS libraries not "
+                           "hooked, libssl files that could not be hooked.")
+                     .Register(*registry);
+    tls_hooked = &libs.Add({{"state", "hooked"}});
+    tls_unhooked = &libs.Add({{"state", "unhooked"}});
+    tls_failed = &libs.Add({{"state", "attach_failed"}});
+    auto& placed = prometheus::BuildGauge()
+                       .Name("dbwarden_tls_probed_functions")
+                       .Help("libssl functions hooked, by probe placement: on emulated "
+                             "instructions (sites) or entry + uretprobe (single-stepped).")
+                       .Register(*registry);
+    tls_at_sites = &placed.Add({{"placement", "sites"}});
+    tls_on_uretprobe = &placed.Add({{"placement", "uretprobe"}});
 
     audit_queue = &prometheus::BuildGauge()
                        .Name("dbwarden_audit_queue_bytes")
@@ -333,6 +364,19 @@ void Exporter::publish(const CaptureCounters& capture, const DecoderCounters& de
   add(m.login_failures_auth, decoder.login_failures_authentication,
       ld.login_failures_authentication);
   add(m.login_failures_other, decoder.login_failures_other, ld.login_failures_other);
+}
+
+void Exporter::publish_tls(const TlsCounters& tls) {
+  Impl& m = *impl_;
+  add(m.tls_events[0], tls.connections, m.last_tls[0]);
+  add(m.tls_events[1], tls.plaintext_calls, m.last_tls[1]);
+  add(m.tls_events[2], tls.ciphertext_suppressed, m.last_tls[2]);
+  add(m.tls_events[3], tls.unknown_ssl, m.last_tls[3]);
+  m.tls_hooked->Set(static_cast<double>(tls.libraries_hooked));
+  m.tls_unhooked->Set(static_cast<double>(tls.unhooked_libraries));
+  m.tls_failed->Set(static_cast<double>(tls.attach_failures));
+  m.tls_at_sites->Set(static_cast<double>(tls.functions_at_sites));
+  m.tls_on_uretprobe->Set(static_cast<double>(tls.functions_on_uretprobe));
 }
 
 void Exporter::publish_audit(uint64_t records, uint64_t bytes, uint64_t write_errors,

@@ -66,6 +66,13 @@ struct ShippingCounters {
   double lag_seconds = 0;  // age of the oldest record not yet delivered
 };
 
+// TLS capture (capture/tls_attach.h TlsStats): totals and levels.
+struct TlsCounters {
+  uint64_t connections = 0, plaintext_calls = 0, ciphertext_suppressed = 0, unknown_ssl = 0;
+  uint64_t libraries_hooked = 0, unhooked_libraries = 0, attach_failures = 0;
+  uint64_t functions_at_sites = 0, functions_on_uretprobe = 0;
+};
+
 class Exporter : public StatementSink {
  public:
   // Serves the registry on `address` ("127.0.0.1:9977", "[::1]:9977"). An
@@ -87,6 +94,9 @@ class Exporter : public StatementSink {
   void set_audit_queue_bytes(uint64_t bytes);
   // One shipping destination ("stdout", "syslog"): monotonic totals and levels.
   void publish_shipping(const std::string& sink, const ShippingCounters& counters);
+  // TLS capture: dbwarden_tls_events_total{kind}, dbwarden_tls_libraries{state},
+  // dbwarden_tls_probed_functions{placement}.
+  void publish_tls(const TlsCounters& tls);
 
   // The whole registry in the text exposition format (tests, promtool).
   std::string serialize() const;
