@@ -460,6 +460,9 @@ __noinline int dbw_emit_iov(__u64 conn_id, __u64 iov_ptr, __u64 cnt_dir, __u64 t
 	return 0;
 }
 
+/* TLS plaintext from libssl uprobes; needs emit_data() above. */
+#include "tls.bpf.h"
+
 /* A connection ends: close(2) of its last reference, or shutdown(SHUT_RDWR). */
 static __always_inline void end_connection(__u64 ino, struct dbw_conn_state *st)
 {
@@ -581,9 +584,6 @@ static __always_inline void emit_mmsg(struct dbw_conn_state *st, __u8 dir, __u64
 		emit_gap(st->conn_id, dir, rest, __sync_fetch_and_add(&st->offset[dir], rest));
 }
 
-/* TLS plaintext from libssl uprobes; needs emit_data() above. */
-#include "tls.bpf.h"
-
 /* One program for the exit of every syscall: cheaper than entry+exit pairs
  * (no map to carry arguments from entry to exit), since the saved user
  * registers still hold the arguments at exit. Rejection order: syscall
@@ -643,6 +643,8 @@ int BPF_PROG(dbw_sys_exit, struct pt_regs *regs, long ret)
 		if (!st)
 			return 0;
 	}
+	if (dbw_tls_syscall(ino))
+		return 0; /* ciphertext: the plaintext comes from the libssl probes */
 
 	switch (nr) {
 	case NR_read:
@@ -678,8 +680,6 @@ int BPF_PROG(dbw_sys_exit, struct pt_regs *regs, long ret)
 			  regs->si, (__u64)ret);
 		return 0;
 	}
-	if (dbw_tls_syscall(ino))
-		return 0; /* ciphertext: the plaintext comes from the libssl probes */
 	emit_data(st, dir, (const char *)regs->si, (__u64)ret);
 	return 0;
 }
