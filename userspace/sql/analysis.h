@@ -13,7 +13,7 @@
 namespace dbwarden::sql {
 
 enum class AnalysisSource : uint8_t {
-  kLexer,          // MySQL: the project's own classifier
+  kLexer,          // the project's own classifier: MySQL, and PostgreSQL where certain
   kParser,         // PostgreSQL: libpg_query's grammar
   kLexerFallback,  // PostgreSQL text libpg_query rejected (truncated, psql meta, ...)
 };

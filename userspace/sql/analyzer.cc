@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "sql/analyzer.h"
 
+#include "sql/certainty.h"
 #include "sql/classify.h"
 #include "sql/normalize.h"
 
@@ -38,6 +39,10 @@ void Analyzer::classify_miss(Dialect dialect, std::string_view text) {
   classify_tokens(dialect, text, tokens_, scratch_);
   scratch_.source = AnalysisSource::kLexer;
   if (dialect != Dialect::kPostgresql) return;
+  if (token_classification_certain(text, tokens_, scratch_)) {
+    ++parses_skipped_;  // plain DML or a table-less command: the grammar would agree
+    return;
+  }
   ++parses_;
   nul_text_.assign(text);
   if (!pg_parse(nul_text_, parsed_)) {
@@ -64,6 +69,7 @@ AnalyzerCounters Analyzer::counters() const {
   out.cache_rejected = c.rejected;
   out.parses = parses_;
   out.parse_failures = parse_failures_;
+  out.parses_skipped = parses_skipped_;
   return out;
 }
 

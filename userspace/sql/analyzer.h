@@ -5,9 +5,10 @@
 // write). Per statement it tokenises and normalises the text (allocation-free
 // once its buffers have grown), then looks the normalised text up in a
 // bounded LRU cache; only a miss classifies, so a repeated statement is never
-// re-parsed. PostgreSQL misses go through libpg_query (sql/pg_parse.h) and
-// fall back to the token classifier (sql/classify.h) when it rejects the
-// text; MySQL uses the token classifier.
+// re-parsed. MySQL uses the token classifier (sql/classify.h). PostgreSQL
+// misses use it too when sql/certainty.h says the grammar would agree (plain
+// DML, table-less commands); the rest go through libpg_query (sql/pg_parse.h),
+// falling back to the token classifier when it rejects the text.
 //
 // Not thread-safe: one Analyzer per thread (the agent's decode thread).
 #pragma once
@@ -38,6 +39,7 @@ struct AnalyzerCounters {
   uint64_t cache_rejected = 0;
   uint64_t parses = 0;          // libpg_query runs
   uint64_t parse_failures = 0;  // of which rejected: classified by tokens instead
+  uint64_t parses_skipped = 0;  // PostgreSQL misses the token classifier was certain of
 };
 
 class Analyzer {
@@ -64,6 +66,7 @@ class Analyzer {
   uint64_t statements_ = 0;
   uint64_t parses_ = 0;
   uint64_t parse_failures_ = 0;
+  uint64_t parses_skipped_ = 0;
 };
 
 }  // namespace dbwarden::sql
