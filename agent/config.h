@@ -37,6 +37,7 @@ struct Config {
   std::string audit_state_dir;      // empty: next to the audit log
   uint64_t audit_rotate_bytes = 128ull << 20;
   uint64_t audit_rotate_age_seconds = 86400;
+  int audit_compress_level = 1;  // zstd level for rotated files; 0: keep them uncompressed
   uint64_t audit_checkpoint_records = 100000;
   uint64_t audit_checkpoint_interval_seconds = 300;
 };

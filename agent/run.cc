@@ -141,6 +141,8 @@ int run(const Config& config) {
   wopts.state_dir = config.audit_state_dir;
   wopts.rotate_bytes = config.audit_rotate_bytes;
   wopts.rotate_age = std::chrono::seconds(config.audit_rotate_age_seconds);
+  wopts.compress_rotated = config.audit_compress_level > 0;
+  if (wopts.compress_rotated) wopts.zstd_level = config.audit_compress_level;
   wopts.checkpoint_records = config.audit_checkpoint_records;
   wopts.checkpoint_interval = std::chrono::seconds(config.audit_checkpoint_interval_seconds);
   auto audit = audit::JsonlWriter::Open(wopts);

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -500,6 +501,10 @@ void JsonlWriter::update_state(uint64_t now_mono, bool force) {
 }
 
 void JsonlWriter::compressor_main() {
+  // A finished file can wait; the database cannot. Run at the lowest
+  // priority so compression takes only CPU the host would leave idle.
+  // (Linux: setpriority on a thread id changes that thread alone.)
+  setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
   std::unique_lock<std::mutex> lk(cmu_);
   while (true) {
     cwake_.wait(lk, [&] { return cstop_ || !cjobs_.empty(); });

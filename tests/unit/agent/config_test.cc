@@ -91,6 +91,10 @@ TEST_CASE("bad input gives one clear error", "[agent][config]") {
   CHECK_THAT(parse({"--ringbuf-bytes", "5000"}).status().message(),
              Catch::Contains("power of two"));
   CHECK_THAT(parse({"--log-level", "loud"}).status().message(), Catch::Contains("log-level"));
+  CHECK_THAT(parse({"--audit-compress-level", "20"}).status().message(),
+             Catch::Contains("audit-compress-level"));
+  CHECK_THAT(parse({"--audit-compress-level", "-1"}).status().message(),
+             Catch::Contains("audit-compress-level"));
   TempFile bad("no-such-key = 1\n");
   CHECK_FALSE(parse({"--config", bad.path.c_str()}).ok());
 }
@@ -138,6 +142,7 @@ TEST_CASE("the shipped default config parses and matches the built-in defaults",
   CHECK(c.ringbuf_bytes == defaults.ringbuf_bytes);
   CHECK(c.audit_rotate_bytes == defaults.audit_rotate_bytes);
   CHECK(c.audit_checkpoint_records == defaults.audit_checkpoint_records);
+  CHECK(c.audit_compress_level == defaults.audit_compress_level);
 }
 
 }  // namespace
