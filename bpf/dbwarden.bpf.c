@@ -106,7 +106,15 @@ struct {
 	__type(value, struct dbw_data_event);
 } scratch SEC(".maps");
 
-__u64 next_conn_id = 1;
+/* The connection id counter and the identifier of the object that created the
+ * pins. A map rather than a global: a pinned map survives an agent restart, so
+ * connection ids stay unique across it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dbw_meta);
+} meta SEC(".maps");
 
 /* Turns a kernel pointer obtained by a probe read into a BTF-typed pointer, so
  * that its fields are read with plain (fault-safe) loads instead of one helper
@@ -199,7 +207,9 @@ static __always_inline struct dbw_conn_state *classify(struct file *file, __u64 
 {
 	struct socket *sock = BPF_CORE_READ(file, private_data);
 	struct dbw_conn_state st = {};
+	struct dbw_meta *m;
 	struct sock *sk;
+	__u32 zero = 0;
 	__u8 one = 1;
 	__u16 family;
 
@@ -235,7 +245,10 @@ static __always_inline struct dbw_conn_state *classify(struct file *file, __u64 
 		goto ignore;
 	}
 
-	st.conn_id = __sync_fetch_and_add(&next_conn_id, 1);
+	m = bpf_map_lookup_elem(&meta, &zero);
+	if (!m)
+		goto ignore; /* cannot happen: an array map always has its entry */
+	st.conn_id = __sync_fetch_and_add(&m->next_conn_id, 1);
 	if (bpf_map_update_elem(&conns, &ino, &st, BPF_NOEXIST)) {
 		struct dbw_conn_state *raced = bpf_map_lookup_elem(&conns, &ino);
 

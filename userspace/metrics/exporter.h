@@ -80,6 +80,9 @@ class Exporter : public StatementSink {
   // One shipping destination ("stdout", "syslog"): monotonic totals and levels.
   void publish_shipping(const std::string& sink, const ShippingCounters& counters);
 
+  // One SIGHUP config reload: applied (ok) or refused, running config kept.
+  void count_config_reload(bool ok);
+
   // The whole registry in the text exposition format (tests, promtool).
   std::string serialize() const;
 
