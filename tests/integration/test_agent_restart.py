@@ -219,9 +219,15 @@ def main():
         if len(bench_ids) != CLIENTS:
             failures.append(f"pgbench statements carry {len(bench_ids)} connection ids, want "
                             f"{CLIENTS} (the same ones before and after the restart)")
-        gaps = sum(1 for r in bench_records if r.get("dbwarden.capture_gap"))
-        if gaps and not dropped:
-            failures.append(f"{gaps} pgbench records marked capture_gap without drops")
+        # A statement in flight when agent A stops is audited by A at its shutdown, without
+        # its response (status) and marked capture_gap: at most one per connection. Any
+        # other gap means bytes were lost.
+        gaps = [r for r in bench_records if r.get("dbwarden.capture_gap")]
+        in_flight = [r for r in gaps if r.get("db.response.status_code") is None]
+        log(f"{len(in_flight)} statement(s) in flight at the stop, audited without a response")
+        if len(in_flight) > CLIENTS or (len(gaps) != len(in_flight) and not dropped):
+            failures.append(f"{len(gaps)} pgbench records marked capture_gap without drops "
+                            f"({len(in_flight)} in flight at the stop)")
     finally:
         if os.path.exists(pin_dir):
             subprocess.run([args.agent, "detach", "--bpf-pin-dir", pin_dir], check=False)
