@@ -54,7 +54,9 @@ uint64_t identifier(const Options& options) {
 // Before load: decide between resuming and starting fresh, and point libbpf's
 // maps at their pins (it reuses a pinned map, or creates and pins it). When
 // resuming, the programs are not loaded at all: the pinned ones run on.
-Result<bool> prepare_pins(dbwarden_bpf* skel, const Options& options) {
+enum class PinMode { kUnpinned, kFresh, kResume };
+
+Result<PinMode> prepare_pins(dbwarden_bpf* skel, const Options& options) {
   const std::string& dir = options.pin_dir;
   std::vector<std::string> programs = program_names(skel->obj);
   PinCheck check = check_pins(dir, identifier(options), programs);
@@ -65,8 +67,13 @@ Result<bool> prepare_pins(dbwarden_bpf* skel, const Options& options) {
   }
   bool resume = check.state == PinState::kResumable;
   if (!resume && mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return Status::Error("cannot create the BPF pin directory " + dir + ": " + errno_text(errno) +
-                         " (is bpffs mounted at /sys/fs/bpf?)");
+    // Capture matters more than surviving a restart: go on unpinned, loudly.
+    std::fprintf(stderr,
+                 "dbwarden: cannot create the BPF pin directory %s (%s; is bpffs mounted at "
+                 "/sys/fs/bpf and writable?): capturing without pins, a restart will not "
+                 "resume\n",
+                 dir.c_str(), errno_text(errno).c_str());
+    return PinMode::kUnpinned;
   }
   for (const std::string& name : pinned_map_names()) {
     bpf_map* map = bpf_object__find_map_by_name(skel->obj, name.c_str());
@@ -79,7 +86,7 @@ Result<bool> prepare_pins(dbwarden_bpf* skel, const Options& options) {
     bpf_program* p = nullptr;
     while ((p = bpf_object__next_program(skel->obj, p))) bpf_program__set_autoload(p, false);
   }
-  return resume;
+  return resume ? PinMode::kResume : PinMode::kFresh;
 }
 
 // A fresh start: stamp the pins with the object's identifier and start
@@ -154,10 +161,12 @@ Result<std::unique_ptr<BpfCapture>> BpfCapture::Open(const Options& options,
   if (int err = bpf_map__set_max_entries(impl->skel->maps.events, options.ringbuf_bytes)) {
     return Status::Error("sizing the ring buffer failed: " + errno_text(err));
   }
+  bool pinned = false;
   if (!options.pin_dir.empty()) {
-    auto resumed = prepare_pins(impl->skel, options);
-    if (!resumed.ok()) return resumed.status();
-    impl->resumed = resumed.value();
+    auto mode = prepare_pins(impl->skel, options);
+    if (!mode.ok()) return mode.status();
+    impl->resumed = mode.value() == PinMode::kResume;
+    pinned = mode.value() != PinMode::kUnpinned;
   }
   if (int err = dbwarden_bpf__load(impl->skel)) {
     return Status::Error("loading the BPF programs failed (" + errno_text(err) +
@@ -165,13 +174,12 @@ Result<std::unique_ptr<BpfCapture>> BpfCapture::Open(const Options& options,
                          "CAP_BPF/CAP_SYS_ADMIN");
   }
   if (!impl->resumed) {
-    if (!options.pin_dir.empty()) {
-      if (Status s = init_meta(impl->skel, options); !s.ok()) return s;
-    }
+    // Unpinned, the counter starts at 1 too: the meta map is always initialised.
+    if (Status s = init_meta(impl->skel, options); !s.ok()) return s;
     if (int err = dbwarden_bpf__attach(impl->skel)) {
       return Status::Error("attaching the BPF programs failed: " + errno_text(err));
     }
-    if (!options.pin_dir.empty()) {
+    if (pinned) {
       if (Status s = pin_links(impl->skel, options.pin_dir); !s.ok()) return s;
     }
   }
