@@ -64,8 +64,7 @@ Status Reloader::reload() {
   auto next = reparse_config(config_);
   Status result = Status::Ok();
   if (!next.ok()) {
-    result = Status::Error("config reload failed, running config kept: " +
-                           next.status().message());
+    result = Status::Error("config reload failed, running config kept: " + next.status().message());
   } else {
     Config& n = next.value();
     ConfigDiff d = diff_config(config_, n);

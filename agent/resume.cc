@@ -65,7 +65,8 @@ std::map<uint64_t, TcpSocketLine> tcp_sockets(const std::string& proc_root,
 
 }  // namespace
 
-// "  sl  local_address rem_address   st tx_queue:rx_queue tr:tm->when retrnsmt   uid  timeout inode"
+// "  sl  local_address rem_address   st tx_queue:rx_queue tr:tm->when retrnsmt   uid  timeout
+// inode"
 bool parse_tcp_socket_line(const std::string& line, bool ipv6, TcpSocketLine& out) {
   std::istringstream in(line);
   std::string f[10];

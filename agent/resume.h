@@ -19,7 +19,7 @@ namespace dbwarden::agent {
 
 // One established TCP socket from /proc/net/tcp or /proc/net/tcp6.
 struct TcpSocketLine {
-  uint8_t local_addr[16] = {};   // network order; IPv4 in the first 4 bytes
+  uint8_t local_addr[16] = {};  // network order; IPv4 in the first 4 bytes
   uint8_t remote_addr[16] = {};
   uint16_t local_port = 0;
   uint16_t remote_port = 0;

@@ -21,7 +21,7 @@ Status ServerWatcher::start() {
   return refresh();
 }
 
-Status ServerWatcher::set_ports(std::vector<uint16_t> postgres_ports,
+Status ServerWatcher::set_ports(const std::vector<uint16_t>& postgres_ports,
                                 std::vector<uint16_t> mysql_ports) {
   std::vector<uint16_t> all = postgres_ports;
   all.insert(all.end(), mysql_ports.begin(), mysql_ports.end());

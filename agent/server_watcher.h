@@ -27,7 +27,8 @@ class ServerWatcher {
   Status refresh();  // cheap when nothing changed: run it every second
   // New port lists (config reload): ports no longer listed stop being
   // watched, with their unix sockets; new ones start. Tracked connections stay.
-  Status set_ports(std::vector<uint16_t> postgres_ports, std::vector<uint16_t> mysql_ports);
+  Status set_ports(const std::vector<uint16_t>& postgres_ports,
+                   std::vector<uint16_t> mysql_ports);
   size_t server_processes() const { return servers_.size(); }
   const std::vector<std::string>& unix_paths() const { return unix_paths_; }
 

@@ -36,8 +36,8 @@ struct Fd {
 }  // namespace
 
 const std::vector<std::string>& pinned_map_names() {
-  static const std::vector<std::string> names{"pids",    "ports", "unix_paths", "conns",
-                                              "ignored", "events", "drops",     "meta"};
+  static const std::vector<std::string> names{"pids",    "ports",  "unix_paths", "conns",
+                                              "ignored", "events", "drops",      "meta"};
   return names;
 }
 

@@ -55,7 +55,7 @@ struct TrackedSocket {
   uint64_t sock_ino = 0;
   uint64_t conn_id = 0;
   uint16_t server_port = 0;
-  uint8_t family = 0;  // enum dbw_sock_family
+  uint8_t family = 0;           // enum dbw_sock_family
   uint64_t offset[2] = {0, 0};  // bytes seen so far per enum dbw_direction
 };
 // Reads the whole `conns` map (by fd).

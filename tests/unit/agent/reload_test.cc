@@ -64,9 +64,8 @@ TEST_CASE("diff_config: live settings are told apart from restart-only ones") {
                   "--metrics-address", "127.0.0.1:1", "--bpf-pin-dir", "/sys/fs/bpf/x"}));
     CHECK_FALSE(d.ports);
     CHECK(d.any());
-    CHECK(d.needs_restart ==
-          std::vector<std::string>{"audit-file", "metrics-address", "ringbuf-bytes",
-                                   "bpf-pin-dir"});
+    CHECK(d.needs_restart == std::vector<std::string>{"audit-file", "metrics-address",
+                                                      "ringbuf-bytes", "bpf-pin-dir"});
   }
 }
 
@@ -75,8 +74,9 @@ TEST_CASE("reparse_config reads the changed config file, the command line still 
   Config running = parse({"--config", file.path.c_str(), "--log-level", "warning"});
   CHECK(running.postgres_ports == std::vector<uint16_t>{5432});
 
-  file.write("postgres-port = 5432\npostgres-port = 6543\nmax-query-bytes = 2000\n"
-             "log-level = debug\n");
+  file.write(
+      "postgres-port = 5432\npostgres-port = 6543\nmax-query-bytes = 2000\n"
+      "log-level = debug\n");
   auto next = reparse_config(running);
   REQUIRE(next.ok());
   CHECK(next.value().postgres_ports == std::vector<uint16_t>{5432, 6543});
@@ -100,9 +100,10 @@ TEST_CASE("reparse_config without a command line is an error, not a crash") {
 TEST_CASE("parse_tcp_socket_line reads addresses, ports and inode") {
   TcpSocketLine t;
   // /proc/net/tcp, 127.0.0.1:5432 <- 127.0.0.2:40000, established.
-  REQUIRE(parse_tcp_socket_line("   3: 0100007F:1538 0200007F:9C40 01 00000000:00000000 "
-                                "00:00000000 00000000   108        0 123456 1 0000 20 4 30 10 -1",
-                                false, t));
+  REQUIRE(
+      parse_tcp_socket_line("   3: 0100007F:1538 0200007F:9C40 01 00000000:00000000 "
+                            "00:00000000 00000000   108        0 123456 1 0000 20 4 30 10 -1",
+                            false, t));
   CHECK(t.local_port == 5432);
   CHECK(t.remote_port == 40000);
   CHECK(t.inode == 123456);
@@ -121,10 +122,10 @@ TEST_CASE("parse_tcp_socket_line reads addresses, ports and inode") {
 
   CHECK_FALSE(parse_tcp_socket_line("  sl  local_address rem_address   st", false, t));
   CHECK_FALSE(parse_tcp_socket_line("0: 0100007F:1538 0200007F:9C40", false, t));
-  CHECK_FALSE(parse_tcp_socket_line(
-      "3: 0100007F:1538 0200007F:9C40 01 0:0 0:0 0 108 0 12x 1", false, t));  // bad inode
-  CHECK_FALSE(parse_tcp_socket_line(
-      "3: 0100007F:1538 0200007F:9C40 01 0:0 0:0 0 108 0 12 1", true, t));  // v4 line as v6
+  CHECK_FALSE(parse_tcp_socket_line("3: 0100007F:1538 0200007F:9C40 01 0:0 0:0 0 108 0 12x 1",
+                                    false, t));  // bad inode
+  CHECK_FALSE(parse_tcp_socket_line("3: 0100007F:1538 0200007F:9C40 01 0:0 0:0 0 108 0 12 1", true,
+                                    t));  // v4 line as v6
 }
 
 TEST_CASE("object_identifier changes with the object and with every load setting") {
