@@ -66,6 +66,10 @@ po::options_description settings() {
        "spool bound; beyond it new records are dropped and counted (default 268435456)")
       ("log-level", po::value<std::string>(),
        "the agent's own log on stderr/journald: error, warning, info or debug (default info)")
+      ("bpf-pin-dir", po::value<std::string>(),
+       "bpffs directory where the kernel state is pinned, so that a restarted agent resumes "
+       "the connections it was tracking (default /sys/fs/bpf/dbwarden; empty: do not pin). "
+       "`dbwarden detach` removes it")
       ("record", po::value<std::string>(),
        "also write every raw capture record to this new file (replay it with `dbwarden "
        "replay`); it holds statement text: protect it like the audit log");
@@ -170,6 +174,8 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
       if (vm.count(key)) field = vm[key].as<std::remove_reference_t<decltype(field)>>();
     };
     take("log-level", c.log_level);
+    take("bpf-pin-dir", c.bpf_pin_dir);
+    c.args.assign(argv, argv + argc);
     take("audit-stdout", c.audit_stdout);
     take("syslog-address", c.syslog_address);
     take("syslog-tls", c.syslog_tls);

@@ -25,6 +25,12 @@ struct Config {
   uint32_t ringbuf_bytes = 16u << 20;
   std::string record_file;  // non-empty: also record raw capture records (for replay)
   std::string log_level = "info";  // error, warning, info, debug
+  // Where the capture state is pinned in bpffs; empty: not pinned (the
+  // programs go away with the process).
+  std::string bpf_pin_dir = "/sys/fs/bpf/dbwarden";
+  // The `run` arguments this was parsed from, so that SIGHUP can parse the
+  // same command line and the (changed) config file again.
+  std::vector<std::string> args;
   // Shipping: besides the file, every record to stdout and/or a syslog collector.
   bool audit_stdout = false;
   std::string syslog_address;  // HOST:PORT; empty: off

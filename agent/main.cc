@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "agent/config.h"
+#include "agent/detach.h"
 #include "agent/run.h"
 #include "agent/verify_audit.h"
 #include "agent/version.h"
@@ -18,6 +19,7 @@ void usage(std::FILE* out) {
                "Commands:\n"
                "  run       observe database traffic on this host (see `dbwarden run --help`)\n"
                "  replay    decode a recording made with `run --record` into an audit file\n"
+               "  detach    remove the capture programs a stopped agent left pinned\n"
                "  verify-audit  check the audit trail's hash chain (`dbwarden verify-audit --help`)\n"
                "  version   print the version\n");
 }
@@ -35,6 +37,7 @@ int main(int argc, char** argv) {
     std::printf("dbwarden %s\n", kVersion);
     return kExitOk;
   }
+  if (!std::strcmp(argv[1], "detach")) return detach_main(argc - 1, argv + 1);
   if (!std::strcmp(argv[1], "verify-audit")) return verify_audit_main(argc - 1, argv + 1);
   if (!std::strcmp(argv[1], "replay")) {
     auto config = parse_replay_config(argc - 1, argv + 1, std::cout);

@@ -53,6 +53,11 @@ class Observer : public capture::EventHandler {
   void on_data(const dbw_data_event& event) override;
   void on_proc_exit(const dbw_proc_event& event) override;
 
+  // Config reload: connections opened from now on use these; open ones keep
+  // the decoder (and protocol) they started with.
+  void set_limits(const DecoderLimits& limits) { limits_ = limits; }
+  void set_mysql_ports(std::vector<uint16_t> ports) { mysql_ports_ = std::move(ports); }
+
   // Ends every connection, emitting what is pending (agent shutdown).
   void close_all(uint64_t ts_ns);
 

@@ -11,6 +11,8 @@
 #include "agent/log.h"
 #include "agent/observer.h"
 #include "agent/pipeline.h"
+#include "agent/reload.h"
+#include "agent/resume.h"
 #include "agent/server_watcher.h"
 #include "agent/systemd_notify.h"
 #include "agent/version.h"
@@ -24,8 +26,10 @@ namespace dbwarden::agent {
 namespace {
 
 volatile sig_atomic_t g_stop = 0;
+volatile sig_atomic_t g_reload = 0;
 
 void on_signal(int) { g_stop = 1; }
+void on_hangup(int) { g_reload = 1; }
 
 uint64_t monotonic_ns() {
   timespec ts{};
@@ -40,6 +44,8 @@ void install_signal_handlers() {
   sa.sa_flags = 0;  // no SA_RESTART: let the ring-buffer wait return EINTR
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  sa.sa_handler = on_hangup;
+  sigaction(SIGHUP, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
 }
 
@@ -233,12 +239,26 @@ int run(const Config& config) {
   capture::Options copts;
   copts.ringbuf_bytes = config.ringbuf_bytes;
   copts.record_path = config.record_file;
+  copts.pin_dir = config.bpf_pin_dir;
   auto capture = capture::BpfCapture::Open(copts, observer);
   if (!capture.ok()) {
     DBW_LOG(kError, "%s", capture.status().message().c_str());
     return kExitError;
   }
   observer.set_capture(capture.value().get());
+  if (capture.value()->resumed()) {
+    std::vector<uint16_t> all_ports = config.postgres_ports;
+    all_ports.insert(all_ports.end(), config.mysql_ports.begin(), config.mysql_ports.end());
+    if (Status s = unwatch_stale_ports(*capture.value(), all_ports); !s.ok()) {
+      DBW_LOG(kWarning, "%s", s.message().c_str());
+    }
+    size_t n = resume_connections(*capture.value(), observer);
+    DBW_LOG(kInfo, "resumed the capture pinned at %s: %zu connection(s) carried over",
+            config.bpf_pin_dir.c_str(), n);
+  } else if (!config.bpf_pin_dir.empty()) {
+    DBW_LOG(kInfo, "capture pinned at %s: it stays attached across restarts (`dbwarden detach` "
+            "removes it)", config.bpf_pin_dir.c_str());
+  }
   ServerWatcher watcher(*capture.value(), config.postgres_ports, config.mysql_ports);
   if (Status s = watcher.start(); !s.ok()) {
     DBW_LOG(kError, "%s", s.message().c_str());
@@ -262,9 +282,16 @@ int run(const Config& config) {
   systemd.ready("observing " + watching);
   uint64_t last_watchdog = 0;
 
+  Config running = config;
+  Reloader reloader(running, watcher, observer, exporter.value().get());
+
   uint64_t last_tick = 0;
   int status = kExitOk;
   while (!g_stop) {
+    if (g_reload) {
+      g_reload = 0;
+      (void)reloader.reload();  // logged and counted; the running config stays on error
+    }
     auto polled = capture.value()->poll(100);
     if (!polled.ok()) {
       DBW_LOG(kError, "%s", polled.status().message().c_str());

@@ -21,6 +21,34 @@ Status ServerWatcher::start() {
   return refresh();
 }
 
+Status ServerWatcher::set_ports(const std::vector<uint16_t>& postgres_ports,
+                                std::vector<uint16_t> mysql_ports) {
+  std::vector<uint16_t> all = postgres_ports;
+  all.insert(all.end(), mysql_ports.begin(), mysql_ports.end());
+  for (uint16_t port : all) {
+    if (Status s = capture_.watch_port(port); !s.ok()) return s;
+  }
+  for (uint16_t port : ports_) {
+    if (std::find(all.begin(), all.end(), port) != all.end()) continue;
+    if (Status s = capture_.unwatch_port(port); !s.ok()) return s;
+    DBW_LOG(kInfo, "no longer watching port %u", port);
+  }
+  for (auto it = unix_path_ports_.begin(); it != unix_path_ports_.end();) {
+    if (std::find(all.begin(), all.end(), it->second) != all.end()) {
+      ++it;
+      continue;
+    }
+    if (Status s = capture_.unwatch_unix_path(it->first); !s.ok()) return s;
+    DBW_LOG(kInfo, "no longer watching unix socket %s", it->first.c_str());
+    unix_paths_.erase(std::find(unix_paths_.begin(), unix_paths_.end(), it->first));
+    it = unix_path_ports_.erase(it);
+  }
+  ports_ = std::move(all);
+  mysql_ports_ = std::move(mysql_ports);
+  first_ = true;  // list the listeners of the new port set now
+  return refresh();
+}
+
 Status ServerWatcher::refresh() {
   capture::Listeners now = capture::find_listeners(ports_);
   if (!first_ && now == last_) {
@@ -35,6 +63,7 @@ Status ServerWatcher::refresh() {
     if (Status s = capture_.watch_unix_path(u.path, u.port); !s.ok()) return s;
     DBW_LOG(kInfo, "watching unix socket %s (PostgreSQL port %u)", u.path.c_str(), u.port);
     unix_paths_.push_back(u.path);
+    unix_path_ports_[u.path] = u.port;
   }
   std::set<uint64_t> inodes = now.tcp_inodes;
   for (uint64_t ino : now.unix_inodes()) inodes.insert(ino);
@@ -50,6 +79,7 @@ Status ServerWatcher::refresh() {
         if (Status s = capture_.watch_unix_path(u.path, port); !s.ok()) return s;
         DBW_LOG(kInfo, "watching unix socket %s (MySQL port %u)", u.path.c_str(), port);
         unix_paths_.push_back(u.path);
+        unix_path_ports_[u.path] = port;
       }
     }
   }

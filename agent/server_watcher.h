@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,10 @@ class ServerWatcher {
 
   Status start();    // watch the ports, then the first refresh
   Status refresh();  // cheap when nothing changed: run it every second
+  // New port lists (config reload): ports no longer listed stop being
+  // watched, with their unix sockets; new ones start. Tracked connections stay.
+  Status set_ports(const std::vector<uint16_t>& postgres_ports,
+                   std::vector<uint16_t> mysql_ports);
   size_t server_processes() const { return servers_.size(); }
   const std::vector<std::string>& unix_paths() const { return unix_paths_; }
 
@@ -35,6 +40,7 @@ class ServerWatcher {
   bool first_ = true;
   std::vector<uint32_t> servers_;
   std::vector<std::string> unix_paths_;
+  std::map<std::string, uint16_t> unix_path_ports_;  // path -> the port it stands for
 };
 
 }  // namespace dbwarden::agent

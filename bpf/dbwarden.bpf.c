@@ -142,7 +142,15 @@ struct {
 	__type(value, struct dbw_data_event);
 } scratch SEC(".maps");
 
-__u64 next_conn_id = 1;
+/* The connection id counter and the identifier of the object that created the
+ * pins. A map rather than a global: a pinned map survives an agent restart, so
+ * connection ids stay unique across it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dbw_meta);
+} meta SEC(".maps");
 
 /* Turns a kernel pointer obtained by a probe read into a BTF-typed pointer, so
  * that its fields are read with plain (fault-safe) loads instead of one helper
@@ -255,7 +263,9 @@ static __always_inline struct dbw_conn_state *classify(struct file *file, __u64 
 {
 	struct socket *sock = BPF_CORE_READ(file, private_data);
 	struct dbw_conn_state st = {};
+	struct dbw_meta *m;
 	struct sock *sk;
+	__u32 zero = 0;
 	__u8 one = 1;
 	__u16 family;
 
@@ -291,7 +301,10 @@ static __always_inline struct dbw_conn_state *classify(struct file *file, __u64 
 		goto ignore;
 	}
 
-	st.conn_id = __sync_fetch_and_add(&next_conn_id, 1);
+	m = bpf_map_lookup_elem(&meta, &zero);
+	if (!m)
+		goto ignore; /* cannot happen: an array map always has its entry */
+	st.conn_id = __sync_fetch_and_add(&m->next_conn_id, 1);
 	if (bpf_map_update_elem(&conns, &ino, &st, BPF_NOEXIST)) {
 		struct dbw_conn_state *raced = bpf_map_lookup_elem(&conns, &ino);
 
@@ -505,6 +518,8 @@ static __always_inline int on_connect(struct pt_regs *regs, long ret)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct dbw_conn_state st = {};
 	__u8 client = PIDS_CLIENT;
+	struct dbw_meta *m;
+	__u32 zero = 0;
 	struct socket *sock;
 	struct file *file;
 	struct sock *sk;
@@ -535,7 +550,10 @@ static __always_inline int on_connect(struct pt_regs *regs, long ret)
 	if (!watched || !*watched || peer_is_local(sk, family))
 		return 0;
 
-	st.conn_id = __sync_fetch_and_add(&next_conn_id, 1);
+	m = bpf_map_lookup_elem(&meta, &zero);
+	if (!m)
+		return 0; /* cannot happen: an array map always has its entry */
+	st.conn_id = __sync_fetch_and_add(&m->next_conn_id, 1);
 	st.family = family == AF_INET ? DBW_FAMILY_INET : DBW_FAMILY_INET6;
 	st.server_port = port;
 	st.side = DBW_SIDE_CLIENT;

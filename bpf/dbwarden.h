@@ -118,4 +118,13 @@ enum dbw_tls_stat {
 	DBW_TLS_STAT_MAX = 4,
 };
 
+/* Value of the one-entry `meta` array map. It is pinned with the other state
+ * maps, so it outlives the agent: a restarted agent compares object_id with
+ * the identifier of the object it embeds to decide whether the pinned programs
+ * and maps are its own (resume) or stale (remove and start fresh). */
+struct dbw_meta {
+	__u64 object_id;    /* written by userspace once, before the programs attach */
+	__u64 next_conn_id; /* next connection id (atomic add in the programs) */
+};
+
 #endif /* DBWARDEN_BPF_DBWARDEN_H */

@@ -276,16 +276,32 @@ class AgentError(RuntimeError):
         self.stderr = stderr
 
 
+_pin_dirs_made = [0]
+
+
+def private_pin_dir():
+    """A bpffs pin directory no other test agent on this machine uses."""
+    _pin_dirs_made[0] += 1
+    return f"/sys/fs/bpf/dbw-test-{os.getpid()}-{_pin_dirs_made[0]}-{time.monotonic_ns()}"
+
+
 class Agent:
     """Runs `dbwarden run` and waits until it says capture is live.
 
     Usage: with Agent(path, audit_file, [port]) as agent: ...; agent.returncode and
     agent.stderr are available after the block. stop() raises AgentError unless it exited 0.
+
+    Every agent pins its kernel state in its own bpffs directory (pin_dir, by default a
+    fresh one: concurrent tests must not resume each other's capture) and stop() detaches it,
+    unless keep_pins is set (a restart test hands the directory to the next Agent and calls
+    detach() itself at the end).
     """
 
     def __init__(self, exe, audit_file, pg_ports, metrics_port=None, config=None,
-                 extra_args=None, ready_timeout=120.0):
+                 extra_args=None, ready_timeout=120.0, pin_dir=None, keep_pins=False):
         self.exe = exe
+        self.pin_dir = pin_dir or private_pin_dir()
+        self.keep_pins = keep_pins
         self.audit_file = audit_file
         self.pg_ports = list(pg_ports)
         self.metrics_port = metrics_port or free_port()
@@ -331,7 +347,18 @@ class Agent:
             cmd += ["--postgres-port", str(p)]
         if self.config:
             cmd += ["--config", self.config]
+        if not any(a.startswith("--bpf-pin-dir") for a in self.extra_args):
+            cmd += ["--bpf-pin-dir", self.pin_dir]
         return cmd + self.extra_args
+
+    def detach(self, check=True):
+        """`dbwarden detach` for this agent's pin directory; returns the CompletedProcess."""
+        r = subprocess.run([self.exe, "detach", "--bpf-pin-dir", self.pin_dir], text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        if check and r.returncode != 0:
+            raise AgentError(f"dbwarden detach failed: {r.stderr.strip()}", r.returncode,
+                             r.stderr)
+        return r
 
     def _read_stderr(self):
         for line in self.proc.stderr:
@@ -355,6 +382,8 @@ class Agent:
             self.returncode = self.proc.wait(timeout=30)
             self._reader.join(timeout=5)
             self.proc = None
+            if not self.keep_pins:
+                self.detach(check=False)
             raise AgentError(f"agent exited with code {self.returncode} before observing",
                              self.returncode, self.stderr)
         log(f"agent {self.proc.pid} observing, metrics on {self.metrics_url}")
@@ -373,6 +402,10 @@ class Agent:
         self.returncode = self.proc.returncode
         self._reader.join(timeout=5)
         self.proc = None
+        if not self.keep_pins:
+            r = self.detach(check=False)
+            if r.returncode != 0:
+                log(f"detaching {self.pin_dir} failed: {r.stderr.strip()}")
 
     def stop(self):
         """SIGTERM, wait, require exit code 0."""

@@ -8,8 +8,11 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 #include <iterator>
+#include <span>
+#include <string_view>
 #include <vector>
 
 #include "dbwarden.skel.h"
@@ -36,6 +39,98 @@ Status ensure_tracefs() {
       "does this; under systemd, sys-kernel-tracing.mount does)");
 }
 
+// TLS uprobes are attached per libssl file by TlsAttacher, never by the
+// skeleton, and so never pinned: a resumed agent loads and attaches them again
+// (they share the pinned maps with the pinned syscall programs).
+bool is_uprobe(bpf_program* p) {
+  const std::string_view section = bpf_program__section_name(p);
+  return section.rfind("uprobe", 0) == 0 || section.rfind("uretprobe", 0) == 0;
+}
+
+// The programs the skeleton attaches, whose links are pinned.
+std::vector<std::string> pinned_program_names(bpf_object* obj) {
+  std::vector<std::string> out;
+  bpf_program* p = nullptr;
+  while ((p = bpf_object__next_program(obj, p))) {
+    if (!is_uprobe(p)) out.emplace_back(bpf_program__name(p));
+  }
+  return out;
+}
+
+uint64_t identifier(const Options& options) {
+  size_t size = 0;
+  const void* elf = dbwarden_bpf__elf_bytes(&size);
+  return object_identifier(std::span(static_cast<const uint8_t*>(elf), size),
+                           options.ringbuf_bytes, options.wakeup_bytes);
+}
+
+// Before load: decide between resuming and starting fresh, and point libbpf's
+// maps at their pins (it reuses a pinned map, or creates and pins it). When
+// resuming, the programs are not loaded at all: the pinned ones run on.
+enum class PinMode { kUnpinned, kFresh, kResume };
+
+Result<PinMode> prepare_pins(dbwarden_bpf* skel, const Options& options) {
+  const std::string& dir = options.pin_dir;
+  std::vector<std::string> programs = pinned_program_names(skel->obj);
+  PinCheck check = check_pins(dir, identifier(options), programs);
+  if (check.state == PinState::kStale) {
+    std::fprintf(stderr, "dbwarden: removing stale BPF pins in %s: %s\n", dir.c_str(),
+                 check.reason.c_str());
+    if (Status s = remove_pins(dir); !s.ok()) return s;
+  }
+  bool resume = check.state == PinState::kResumable;
+  if (!resume && mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    // Capture matters more than surviving a restart: go on unpinned, loudly.
+    std::fprintf(stderr,
+                 "dbwarden: cannot create the BPF pin directory %s (%s; is bpffs mounted at "
+                 "/sys/fs/bpf and writable?): capturing without pins, a restart will not "
+                 "resume\n",
+                 dir.c_str(), errno_text(errno).c_str());
+    return PinMode::kUnpinned;
+  }
+  for (const std::string& name : pinned_map_names()) {
+    bpf_map* map = bpf_object__find_map_by_name(skel->obj, name.c_str());
+    if (!map) return Status::Error("BPF object has no map " + name);
+    if (int err = bpf_map__set_pin_path(map, (dir + "/" + map_pin_name(name)).c_str())) {
+      return Status::Error("pinning map " + name + ": " + errno_text(err));
+    }
+  }
+  if (resume) {
+    bpf_program* p = nullptr;
+    while ((p = bpf_object__next_program(skel->obj, p))) {
+      if (!is_uprobe(p)) bpf_program__set_autoload(p, false);
+    }
+  }
+  return resume ? PinMode::kResume : PinMode::kFresh;
+}
+
+// A fresh start: stamp the pins with the object's identifier and start
+// connection ids at 1, before any program can run.
+Status init_meta(dbwarden_bpf* skel, const Options& options) {
+  uint32_t zero = 0;
+  dbw_meta meta{};
+  meta.object_id = identifier(options);
+  meta.next_conn_id = 1;
+  if (bpf_map__update_elem(skel->maps.meta, &zero, sizeof(zero), &meta, sizeof(meta), BPF_ANY)) {
+    return Status::Error("writing the meta map: " + errno_text(errno));
+  }
+  return Status::Ok();
+}
+
+Status pin_links(dbwarden_bpf* skel, const std::string& dir) {
+  for (int i = 0; i < skel->skeleton->prog_cnt; i++) {
+    bpf_link* link = *skel->skeleton->progs[i].link;
+    std::string path = dir + "/" + link_pin_name(skel->skeleton->progs[i].name);
+    if (!link) continue;
+    if (int err = bpf_link__pin(link, path.c_str())) {
+      Status s = Status::Error("pinning " + path + ": " + errno_text(err));
+      (void)remove_pins(dir);  // incomplete pins would only be removed at the next start
+      return s;
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 const char* drop_reason_name(int reason) {
@@ -50,6 +145,7 @@ const char* drop_reason_name(int reason) {
 
 struct BpfCapture::Impl {
   dbwarden_bpf* skel = nullptr;
+  bool resumed = false;
   ring_buffer* ring = nullptr;
   EventHandler* handler = nullptr;
   std::unique_ptr<TlsAttacher> tls;
@@ -82,13 +178,27 @@ Result<std::unique_ptr<BpfCapture>> BpfCapture::Open(const Options& options,
   if (int err = bpf_map__set_max_entries(impl->skel->maps.events, options.ringbuf_bytes)) {
     return Status::Error("sizing the ring buffer failed: " + errno_text(err));
   }
+  bool pinned = false;
+  if (!options.pin_dir.empty()) {
+    auto mode = prepare_pins(impl->skel, options);
+    if (!mode.ok()) return mode.status();
+    impl->resumed = mode.value() == PinMode::kResume;
+    pinned = mode.value() != PinMode::kUnpinned;
+  }
   if (int err = dbwarden_bpf__load(impl->skel)) {
     return Status::Error("loading the BPF programs failed (" + errno_text(err) +
                          "); the kernel needs BTF (/sys/kernel/btf/vmlinux) and the agent "
                          "CAP_BPF/CAP_SYS_ADMIN");
   }
-  if (int err = dbwarden_bpf__attach(impl->skel)) {
-    return Status::Error("attaching the BPF programs failed: " + errno_text(err));
+  if (!impl->resumed) {
+    // Unpinned, the counter starts at 1 too: the meta map is always initialised.
+    if (Status s = init_meta(impl->skel, options); !s.ok()) return s;
+    if (int err = dbwarden_bpf__attach(impl->skel)) {
+      return Status::Error("attaching the BPF programs failed: " + errno_text(err));
+    }
+    if (pinned) {
+      if (Status s = pin_links(impl->skel, options.pin_dir); !s.ok()) return s;
+    }
   }
   auto tls = TlsAttacher::Create(
       impl->skel->obj, [skel = impl->skel](uint32_t pid) {
@@ -161,6 +271,37 @@ Status BpfCapture::track_process(uint32_t pid) {
 bool BpfCapture::is_tracked(uint32_t pid) const {
   uint8_t v = 0;
   return bpf_map__lookup_elem(impl_->skel->maps.pids, &pid, sizeof(pid), &v, sizeof(v), 0) == 0;
+}
+
+Status BpfCapture::unwatch_port(uint16_t port) {
+  uint32_t key = port;
+  uint8_t off = 0;
+  if (bpf_map__update_elem(impl_->skel->maps.ports, &key, sizeof(key), &off, sizeof(off),
+                           BPF_ANY)) {
+    return Status::Error("unwatching port " + std::to_string(port) + ": " + errno_text(errno));
+  }
+  return Status::Ok();
+}
+
+Status BpfCapture::unwatch_unix_path(const std::string& path) {
+  dbw_unix_path key{};
+  if (path.size() >= sizeof(key.path)) return Status::Ok();  // never watched
+  std::memcpy(key.path, path.data(), path.size());
+  if (bpf_map__delete_elem(impl_->skel->maps.unix_paths, &key, sizeof(key), 0) &&
+      errno != ENOENT) {
+    return Status::Error("unwatching " + path + ": " + errno_text(errno));
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<uint16_t>> BpfCapture::watched_ports() const {
+  return read_watched_ports(bpf_map__fd(impl_->skel->maps.ports));
+}
+
+bool BpfCapture::resumed() const { return impl_->resumed; }
+
+Result<std::vector<TrackedSocket>> BpfCapture::tracked_sockets() const {
+  return read_tracked_sockets(bpf_map__fd(impl_->skel->maps.conns));
 }
 
 void BpfCapture::forget_socket(uint64_t sock_ino) {

@@ -9,8 +9,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
+#include "capture/pinning.h"
 #include "capture/records.h"
 #include "capture/tls_attach.h"
 #include "dbwarden.h"
@@ -21,6 +23,9 @@ struct Options {
   uint32_t ringbuf_bytes = 16u << 20;  // power of two
   uint32_t wakeup_bytes = 256u << 10;  // backlog that wakes the reader early
   std::string record_path;             // non-empty: also write every record here
+  // Non-empty: pin the state maps and the program links here (see
+  // capture/pinning.h) and resume from pins a previous agent left.
+  std::string pin_dir;
 };
 
 struct DropCounts {
@@ -40,7 +45,15 @@ class BpfCapture {
   BpfCapture& operator=(const BpfCapture&) = delete;
 
   Status watch_port(uint16_t port);
+  Status unwatch_port(uint16_t port);
   Status watch_unix_path(const std::string& path, uint16_t port);
+  Status unwatch_unix_path(const std::string& path);
+  // Ports the kernel watches now (pinned state may hold a previous run's).
+  Result<std::vector<uint16_t>> watched_ports() const;
+  // True when Open reused the pins of a previous agent (programs already attached).
+  bool resumed() const;
+  // The connections the kernel tracks now (after a resume: the previous agent's).
+  Result<std::vector<TrackedSocket>> tracked_sockets() const;
   Status track_process(uint32_t pid);
   bool is_tracked(uint32_t pid) const;
   // Drops the kernel's state for a socket whose owner went away without close(2).

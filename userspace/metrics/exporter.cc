@@ -98,6 +98,8 @@ struct Exporter::Impl {
   Counter* audit_dropped = nullptr;
 
   Gauge* audit_queue = nullptr;
+  Counter* reloads_ok = nullptr;
+  Counter* reloads_failed = nullptr;
   Family<Counter>* ship_sent = nullptr;
   Family<Counter>* ship_dropped = nullptr;
   Family<Counter>* ship_reconnects = nullptr;
@@ -147,6 +149,13 @@ struct Exporter::Impl {
     label_overflow = counter("dbwarden_metrics_label_overflow_total",
                              "Statements counted under __other__ labels because "
                              "dbwarden_statements_total reached its label-set limit.");
+
+    auto& reloads = prometheus::BuildCounter()
+                        .Name("dbwarden_config_reloads_total")
+                        .Help("Config reloads on SIGHUP, by result (failed: running config kept).")
+                        .Register(*registry);
+    reloads_ok = &reloads.Add({{"result", "ok"}});
+    reloads_failed = &reloads.Add({{"result", "failed"}});
 
     capture_events =
         counter("dbwarden_capture_events_total", "Capture events read from the kernel.");
@@ -338,6 +347,10 @@ void Exporter::on_statement(const Statement& statement) {
       ->per_db_system(*impl_->durations, impl_->duration_histograms, c.db_system,
                       duration_buckets())
       ->Observe(static_cast<double>(ns) * 1e-9);
+}
+
+void Exporter::count_config_reload(bool ok) {
+  (ok ? impl_->reloads_ok : impl_->reloads_failed)->Increment();
 }
 
 void Exporter::set_active_connections(const std::string& db_system, int64_t n) {

@@ -98,6 +98,9 @@ class Exporter : public StatementSink {
   // dbwarden_tls_probed_functions{placement}.
   void publish_tls(const TlsCounters& tls);
 
+  // One SIGHUP config reload: applied (ok) or refused, running config kept.
+  void count_config_reload(bool ok);
+
   // The whole registry in the text exposition format (tests, promtool).
   std::string serialize() const;
 
