@@ -136,8 +136,12 @@ class Disasm {
     cs_option(h_, CS_OPT_DETAIL, CS_OPT_ON);
     cs_insn* in = nullptr;
     size_t n = cs_disasm(h_, code.data() + offset, code.size() - offset, offset, 1, &in);
-    EmulatedKind k = n == 1 ? kind_of(in[0]) : EmulatedKind::kNone;
-    if (in) cs_free(in, n);
+    if (n != 1 || in == nullptr) {
+      if (in != nullptr) cs_free(in, n);
+      return EmulatedKind::kNone;
+    }
+    const EmulatedKind k = kind_of(in[0]);
+    cs_free(in, n);
     return k;
   }
 

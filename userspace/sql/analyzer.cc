@@ -14,7 +14,7 @@ constexpr uint64_t kUnterminatedKeySalt = 0xc2b2ae3d27d4eb4fULL;
 
 }  // namespace
 
-Analyzer::Analyzer(AnalyzerOptions options) : options_(options), cache_(options.cache) {}
+Analyzer::Analyzer(const AnalyzerOptions& options) : options_(options), cache_(options.cache) {}
 
 const Analysis& Analyzer::analyze(Dialect dialect, std::string_view text) {
   ++statements_;

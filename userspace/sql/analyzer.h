@@ -44,7 +44,7 @@ struct AnalyzerCounters {
 
 class Analyzer {
  public:
-  explicit Analyzer(AnalyzerOptions options = {});
+  explicit Analyzer(const AnalyzerOptions& options = {});
 
   // The analysis of `text`; valid until the next call.
   const Analysis& analyze(Dialect dialect, std::string_view text);
