@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -21,6 +22,7 @@
 #include "metrics/exporter.h"
 #include "shipping/stdout_shipper.h"
 #include "shipping/syslog_shipper.h"
+#include "sql/analyzer.h"
 
 namespace dbwarden::agent {
 namespace {
@@ -70,8 +72,15 @@ void publish(metrics::Exporter& m, const capture::BpfCapture& cap, const Observe
   dc.truncated_queries = p.truncated_queries + y.truncated_queries;
   dc.encrypted_connections = p.encrypted_connections + y.encrypted_connections;
   dc.midstream_joins = p.midstream_joins + y.midstream_joins;
-  dc.login_failures_authentication = p.login_failures_authentication;
-  dc.login_failures_other = p.login_failures_other;
+  dc.login_failures_authentication =
+      p.login_failures_authentication + y.login_failures_authentication;
+  dc.login_failures_other = p.login_failures_other + y.login_failures_other;
+  dc.unresolved_statements = p.unresolved_statements + y.unresolved_statements;
+  dc.cancel_requests = p.cancel_requests;
+  dc.compressed_connections = y.compressed_connections;
+  dc.tls_not_captured = p.tls_not_captured;
+  dc.parameters_cut = p.parameters_cut;
+  dc.parameters_dropped = p.parameters_dropped;
   m.publish(cc, dc);
   m.set_active_connections("postgresql",
                            static_cast<int64_t>(obs.active_connections(Protocol::kPostgresql)));
@@ -124,6 +133,18 @@ void publish_shipping(metrics::Exporter& m, const shipping::StdoutShipper* out,
 // TLS capture: hooks libssl files that appeared since the last scan, logs
 // what it found, and logs the counters whenever one that means loss changes
 // (unknown SSL*, unhooked libraries, connections whose TLS was not captured).
+void publish_sql(metrics::Exporter& m, const sql::Analyzer& analyzer) {
+  const sql::AnalyzerCounters a = analyzer.counters();
+  metrics::SqlCounters s;
+  s.cache_hits = a.cache_hits;
+  s.cache_misses = a.cache_misses;
+  s.parsed = a.parses - std::min(a.parses, a.parse_failures);
+  s.parse_failures = a.parse_failures;
+  s.parses_skipped = a.parses_skipped;
+  s.cache_entries = analyzer.cache_entries();
+  m.publish_sql(s);
+}
+
 void rescan_tls(capture::BpfCapture& cap, const Observer& obs, metrics::Exporter& m,
                 std::string& last) {
   for (const std::string& note : cap.tls().rescan()) DBW_LOG(kInfo, "%s", note.c_str());
@@ -256,8 +277,10 @@ int run(const Config& config) {
     DBW_LOG(kInfo, "resumed the capture pinned at %s: %zu connection(s) carried over",
             config.bpf_pin_dir.c_str(), n);
   } else if (!config.bpf_pin_dir.empty()) {
-    DBW_LOG(kInfo, "capture pinned at %s: it stays attached across restarts (`dbwarden detach` "
-            "removes it)", config.bpf_pin_dir.c_str());
+    DBW_LOG(kInfo,
+            "capture pinned at %s: it stays attached across restarts (`dbwarden detach` "
+            "removes it)",
+            config.bpf_pin_dir.c_str());
   }
   ServerWatcher watcher(*capture.value(), config.postgres_ports, config.mysql_ports);
   if (Status s = watcher.start(); !s.ok()) {
@@ -313,6 +336,7 @@ int run(const Config& config) {
       }
       rescan_tls(*capture.value(), observer, *exporter.value(), tls_report);
       publish(*exporter.value(), *capture.value(), observer, *audit.value());
+      publish_sql(*exporter.value(), pipeline.analyzer());
       publish_shipping(*exporter.value(), to_stdout.get(), to_syslog.get());
     }
   }
@@ -367,9 +391,9 @@ int replay(const ReplayConfig& config) {
     return kExitError;
   }
   DBW_LOG(kInfo, "replayed %llu records (%llu malformed); %llu statements",
-               static_cast<unsigned long long>(stats.value().records),
-               static_cast<unsigned long long>(stats.value().malformed),
-               static_cast<unsigned long long>(audit.value()->records_written()));
+          static_cast<unsigned long long>(stats.value().records),
+          static_cast<unsigned long long>(stats.value().malformed),
+          static_cast<unsigned long long>(audit.value()->records_written()));
   return stats.value().malformed ? kExitError : kExitOk;
 }
 

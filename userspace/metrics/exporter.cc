@@ -90,6 +90,19 @@ struct Exporter::Impl {
   Counter* decoder_truncated = nullptr;
   Counter* decoder_encrypted = nullptr;
   Counter* decoder_midstream = nullptr;
+  Counter* decoder_unresolved = nullptr;
+  Counter* decoder_cancels = nullptr;
+  Counter* decoder_compressed = nullptr;
+  Counter* decoder_tls_not_captured = nullptr;
+  Counter* parameters_cut = nullptr;
+  Counter* parameters_dropped = nullptr;
+  Counter* sql_hits = nullptr;
+  Counter* sql_misses = nullptr;
+  Counter* sql_parsed = nullptr;
+  Counter* sql_parse_failed = nullptr;
+  Counter* sql_parse_skipped = nullptr;
+  Gauge* sql_cache_entries = nullptr;
+  SqlCounters last_sql;
   Counter* login_failures_auth = nullptr;
   Counter* login_failures_other = nullptr;
   Counter* audit_records = nullptr;
@@ -135,8 +148,9 @@ struct Exporter::Impl {
                       .Register(*registry);
     fingerprints = &prometheus::BuildCounter()
                         .Name("dbwarden_fingerprint_statements_total")
-                        .Help("SQL statements observed, by statement fingerprint (literals "
-                              "replaced) and summary; bounded, the rest under __other__.")
+                        .Help(
+                            "SQL statements observed, by statement fingerprint (literals "
+                            "replaced) and summary; bounded, the rest under __other__.")
                         .Register(*registry);
     durations = &prometheus::BuildHistogram()
                      .Name("dbwarden_statement_duration_seconds")
@@ -181,13 +195,53 @@ struct Exporter::Impl {
                                 "Connections that switched to TLS the agent could not read.");
     auto& logins = prometheus::BuildCounter()
                        .Name("dbwarden_login_failures_total")
-                       .Help("Logins the server refused: authentication (SQLSTATE class 28) "
-                             "or other (unknown database, too many connections, ...).")
+                       .Help(
+                           "Logins the server refused: authentication (SQLSTATE class 28) "
+                           "or other (unknown database, too many connections, ...).")
                        .Register(*registry);
     login_failures_auth = &logins.Add({{"reason", "authentication"}});
     login_failures_other = &logins.Add({{"reason", "other"}});
     decoder_midstream = counter("dbwarden_decoder_midstream_joins_total",
                                 "Connections picked up after their startup (no identity yet).");
+    decoder_unresolved =
+        counter("dbwarden_decoder_unresolved_statements_total",
+                "Executions of a prepared statement whose text was never seen (prepared "
+                "before capture): recorded with its name, dbwarden.statement_unresolved.");
+    decoder_cancels = counter("dbwarden_decoder_cancel_requests_total",
+                              "PostgreSQL CancelRequest packets (the key is never kept).");
+    decoder_compressed = counter("dbwarden_decoder_compressed_connections_total",
+                                 "MySQL connections using the compressed protocol (not decoded).");
+    decoder_tls_not_captured =
+        counter("dbwarden_decoder_tls_not_captured_total",
+                "Connections that switched to TLS whose plaintext was not captured.");
+    auto& bounded = prometheus::BuildCounter()
+                        .Name("dbwarden_decoder_parameters_bounded_total")
+                        .Help(
+                            "Bound parameter values cut to the per-value bound, or dropped "
+                            "beyond the per-statement bounds.")
+                        .Register(*registry);
+    parameters_cut = &bounded.Add({{"outcome", "cut"}});
+    parameters_dropped = &bounded.Add({{"outcome", "dropped"}});
+    auto& analyses = prometheus::BuildCounter()
+                         .Name("dbwarden_sql_analyses_total")
+                         .Help("Statements analysed, by whether their normalised text was cached.")
+                         .Register(*registry);
+    sql_hits = &analyses.Add({{"result", "cache_hit"}});
+    sql_misses = &analyses.Add({{"result", "cache_miss"}});
+    auto& parses = prometheus::BuildCounter()
+                       .Name("dbwarden_sql_parses_total")
+                       .Help(
+                           "PostgreSQL cache misses by grammar use: parsed by libpg_query, "
+                           "failed (classified by tokens), skipped (token answer certain).")
+                       .Register(*registry);
+    sql_parsed = &parses.Add({{"result", "parsed"}});
+    sql_parse_failed = &parses.Add({{"result", "failed"}});
+    sql_parse_skipped = &parses.Add({{"result", "skipped"}});
+    sql_cache_entries = &prometheus::BuildGauge()
+                             .Name("dbwarden_sql_cache_entries")
+                             .Help("Normalised statements in the analysis cache.")
+                             .Register(*registry)
+                             .Add({});
 
     audit_records = counter("dbwarden_audit_records_total", "Audit records written.");
     audit_bytes = counter("dbwarden_audit_bytes_total", "Audit bytes written.");
@@ -197,9 +251,10 @@ struct Exporter::Impl {
 
     auto& tls = prometheus::BuildCounter()
                     .Name("dbwarden_tls_events_total")
-                    .Help("TLS capture events, by kind: connections found to carry TLS, "
-                          "plaintext SSL_read/SSL_write results emitted, ciphertext syscalls "
-                          "suppressed, libssl calls on an SSL* of no tracked socket.")
+                    .Help(
+                        "TLS capture events, by kind: connections found to carry TLS, "
+                        "plaintext SSL_read/SSL_write results emitted, ciphertext syscalls "
+                        "suppressed, libssl calls on an SSL* of no tracked socket.")
                     .Register(*registry);
     tls_events[0] = &tls.Add({{"kind", "connection"}});
     tls_events[1] = &tls.Add({{"kind", "plaintext_call"}});
@@ -207,16 +262,18 @@ struct Exporter::Impl {
     tls_events[3] = &tls.Add({{"kind", "unknown_ssl"}});
     auto& libs = prometheus::BuildGauge()
                      .Name("dbwarden_tls_libraries")
-                     .Help("TLS library files seen: libssl hooked, other TLS libraries not "
-                           "hooked, libssl files that could not be hooked.")
+                     .Help(
+                         "TLS library files seen: libssl hooked, other TLS libraries not "
+                         "hooked, libssl files that could not be hooked.")
                      .Register(*registry);
     tls_hooked = &libs.Add({{"state", "hooked"}});
     tls_unhooked = &libs.Add({{"state", "unhooked"}});
     tls_failed = &libs.Add({{"state", "attach_failed"}});
     auto& placed = prometheus::BuildGauge()
                        .Name("dbwarden_tls_probed_functions")
-                       .Help("libssl functions hooked, by probe placement: on emulated "
-                             "instructions (sites) or entry + uretprobe (single-stepped).")
+                       .Help(
+                           "libssl functions hooked, by probe placement: on emulated "
+                           "instructions (sites) or entry + uretprobe (single-stepped).")
                        .Register(*registry);
     tls_at_sites = &placed.Add({{"placement", "sites"}});
     tls_on_uretprobe = &placed.Add({{"placement", "uretprobe"}});
@@ -234,8 +291,9 @@ struct Exporter::Impl {
     };
     ship_sent = sink_counter("dbwarden_shipping_sent_total",
                              "Audit records delivered to a shipping destination.");
-    ship_dropped = sink_counter("dbwarden_shipping_dropped_total",
-                                "Audit records a shipping destination lost (queue and spool full).");
+    ship_dropped =
+        sink_counter("dbwarden_shipping_dropped_total",
+                     "Audit records a shipping destination lost (queue and spool full).");
     ship_reconnects = sink_counter("dbwarden_shipping_reconnects_total",
                                    "Connections re-established to a shipping destination.");
     ship_errors = sink_counter("dbwarden_shipping_errors_total",
@@ -377,6 +435,23 @@ void Exporter::publish(const CaptureCounters& capture, const DecoderCounters& de
   add(m.login_failures_auth, decoder.login_failures_authentication,
       ld.login_failures_authentication);
   add(m.login_failures_other, decoder.login_failures_other, ld.login_failures_other);
+  add(m.decoder_unresolved, decoder.unresolved_statements, ld.unresolved_statements);
+  add(m.decoder_cancels, decoder.cancel_requests, ld.cancel_requests);
+  add(m.decoder_compressed, decoder.compressed_connections, ld.compressed_connections);
+  add(m.decoder_tls_not_captured, decoder.tls_not_captured, ld.tls_not_captured);
+  add(m.parameters_cut, decoder.parameters_cut, ld.parameters_cut);
+  add(m.parameters_dropped, decoder.parameters_dropped, ld.parameters_dropped);
+}
+
+void Exporter::publish_sql(const SqlCounters& sql) {
+  Impl& m = *impl_;
+  SqlCounters& l = m.last_sql;
+  add(m.sql_hits, sql.cache_hits, l.cache_hits);
+  add(m.sql_misses, sql.cache_misses, l.cache_misses);
+  add(m.sql_parsed, sql.parsed, l.parsed);
+  add(m.sql_parse_failed, sql.parse_failures, l.parse_failures);
+  add(m.sql_parse_skipped, sql.parses_skipped, l.parses_skipped);
+  m.sql_cache_entries->Set(static_cast<double>(sql.cache_entries));
 }
 
 void Exporter::publish_tls(const TlsCounters& tls) {
@@ -410,10 +485,10 @@ void Exporter::publish_shipping(const std::string& sink, const ShippingCounters&
   auto it = m.shipping.find(sink);
   if (it == m.shipping.end()) {
     const prometheus::Labels labels{{"sink", label_value(sink)}};
-    Impl::Shipping s{&m.ship_sent->Add(labels),   &m.ship_dropped->Add(labels),
+    Impl::Shipping s{&m.ship_sent->Add(labels),       &m.ship_dropped->Add(labels),
                      &m.ship_reconnects->Add(labels), &m.ship_errors->Add(labels),
-                     &m.ship_queue->Add(labels),  &m.ship_spool->Add(labels),
-                     &m.ship_lag->Add(labels),    ShippingCounters{}};
+                     &m.ship_queue->Add(labels),      &m.ship_spool->Add(labels),
+                     &m.ship_lag->Add(labels),        ShippingCounters{}};
     it = m.shipping.emplace(sink, s).first;
   }
   Impl::Shipping& s = it->second;

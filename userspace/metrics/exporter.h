@@ -13,6 +13,13 @@
 //   dbwarden_decoder_errors_total{kind}     invalid_message|resync
 //   dbwarden_decoder_truncated_queries_total, dbwarden_decoder_encrypted_connections_total,
 //   dbwarden_decoder_midstream_joins_total
+//   dbwarden_decoder_unresolved_statements_total  executes of statements prepared before capture
+//   dbwarden_decoder_cancel_requests_total, dbwarden_decoder_compressed_connections_total,
+//   dbwarden_decoder_tls_not_captured_total
+//   dbwarden_decoder_parameters_bounded_total{outcome}  cut|dropped (limits on bound values)
+//   dbwarden_sql_analyses_total{result}     cache_hit|cache_miss
+//   dbwarden_sql_parses_total{result}       parsed|failed|skipped (libpg_query on a miss)
+//   dbwarden_sql_cache_entries              gauge
 //   dbwarden_audit_records_total, dbwarden_audit_bytes_total,
 //   dbwarden_audit_write_errors_total, dbwarden_audit_dropped_total
 //   dbwarden_metrics_label_overflow_total   statements counted under "__other__"
@@ -55,6 +62,16 @@ struct DecoderCounters {
   uint64_t login_failures_authentication = 0, login_failures_other = 0;
   uint64_t messages = 0, invalid_messages = 0, resyncs = 0, truncated_queries = 0,
            encrypted_connections = 0, midstream_joins = 0;
+  uint64_t unresolved_statements = 0, cancel_requests = 0, compressed_connections = 0,
+           tls_not_captured = 0, parameters_cut = 0, parameters_dropped = 0;
+};
+
+// Snapshot of SQL analysis totals (sql/analyzer.h AnalyzerCounters) and the
+// cache's size.
+struct SqlCounters {
+  uint64_t cache_hits = 0, cache_misses = 0;
+  uint64_t parsed = 0, parse_failures = 0, parses_skipped = 0;
+  uint64_t cache_entries = 0;
 };
 
 inline constexpr size_t kMaxStatementLabelSets = 1000;
@@ -62,7 +79,7 @@ inline constexpr size_t kDefaultMaxFingerprints = 100;
 
 struct ShippingCounters {
   uint64_t sent = 0, dropped = 0, reconnects = 0, send_errors = 0;  // totals
-  uint64_t queue_bytes = 0, spool_bytes = 0;                         // levels
+  uint64_t queue_bytes = 0, spool_bytes = 0;                        // levels
   double lag_seconds = 0;  // age of the oldest record not yet delivered
 };
 
@@ -77,9 +94,9 @@ class Exporter : public StatementSink {
  public:
   // Serves the registry on `address` ("127.0.0.1:9977", "[::1]:9977"). An
   // empty address builds the registry but serves nothing (tests, selfcheck).
-  static Result<std::unique_ptr<Exporter>> Start(
-      const std::string& address, const std::string& version,
-      size_t max_fingerprints = kDefaultMaxFingerprints);
+  static Result<std::unique_ptr<Exporter>> Start(const std::string& address,
+                                                 const std::string& version,
+                                                 size_t max_fingerprints = kDefaultMaxFingerprints);
   ~Exporter() override;
   Exporter(const Exporter&) = delete;
   Exporter& operator=(const Exporter&) = delete;
@@ -97,6 +114,7 @@ class Exporter : public StatementSink {
   // TLS capture: dbwarden_tls_events_total{kind}, dbwarden_tls_libraries{state},
   // dbwarden_tls_probed_functions{placement}.
   void publish_tls(const TlsCounters& tls);
+  void publish_sql(const SqlCounters& sql);
 
   // One SIGHUP config reload: applied (ok) or refused, running config kept.
   void count_config_reload(bool ok);

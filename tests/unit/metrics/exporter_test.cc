@@ -233,6 +233,42 @@ TEST_CASE("exporter: published totals become counter increments", "[metrics]") {
   CHECK(value_of(text, "dbwarden_audit_dropped_total") == 3);
 }
 
+TEST_CASE("exporter: decoder details and SQL analysis counters", "[metrics]") {
+  const auto e = make_exporter();
+  DecoderCounters dec;
+  dec.unresolved_statements = 2;
+  dec.cancel_requests = 1;
+  dec.compressed_connections = 3;
+  dec.tls_not_captured = 4;
+  dec.parameters_cut = 5;
+  dec.parameters_dropped = 6;
+  e->publish(CaptureCounters{}, dec);
+  dbwarden::metrics::SqlCounters sql;
+  sql.cache_hits = 90;
+  sql.cache_misses = 10;
+  sql.parsed = 3;
+  sql.parse_failures = 1;
+  sql.parses_skipped = 6;
+  sql.cache_entries = 10;
+  e->publish_sql(sql);
+  sql.cache_hits = 95;
+  sql.cache_entries = 9;
+  e->publish_sql(sql);
+  const std::string text = e->serialize();
+  CHECK(value_of(text, "dbwarden_decoder_unresolved_statements_total") == 2);
+  CHECK(value_of(text, "dbwarden_decoder_cancel_requests_total") == 1);
+  CHECK(value_of(text, "dbwarden_decoder_compressed_connections_total") == 3);
+  CHECK(value_of(text, "dbwarden_decoder_tls_not_captured_total") == 4);
+  CHECK(value_of(text, R"(dbwarden_decoder_parameters_bounded_total{outcome="cut"})") == 5);
+  CHECK(value_of(text, R"(dbwarden_decoder_parameters_bounded_total{outcome="dropped"})") == 6);
+  CHECK(value_of(text, R"(dbwarden_sql_analyses_total{result="cache_hit"})") == 95);
+  CHECK(value_of(text, R"(dbwarden_sql_analyses_total{result="cache_miss"})") == 10);
+  CHECK(value_of(text, R"(dbwarden_sql_parses_total{result="parsed"})") == 3);
+  CHECK(value_of(text, R"(dbwarden_sql_parses_total{result="failed"})") == 1);
+  CHECK(value_of(text, R"(dbwarden_sql_parses_total{result="skipped"})") == 6);
+  CHECK(value_of(text, "dbwarden_sql_cache_entries") == 9);
+}
+
 TEST_CASE("exporter: active connections gauge", "[metrics]") {
   const auto e = make_exporter();
   e->set_active_connections("postgresql", 7);
