@@ -273,6 +273,8 @@ int main(int argc, char** argv) {
   try {
     cases.push_back({"mysql", "result_heavy.mycap",
                      Load(data_dir + "/mysql/result_heavy.mycap", 'C')});
+    cases.push_back({"pgsql", "result_heavy.pgcap",
+                     Load(data_dir + "/pgsql/result_heavy.pgcap", 'F')});
     cases.push_back({"pgsql", "psql_simple.pgcap, DataRow x" + std::to_string(kPgRows),
                      PgResultHeavy(data_dir)});
     for (const auto& [protocol, path] : files) {

@@ -64,6 +64,23 @@ TEST_CASE("pgsql golden: psql simple, multi-statement, error, COPY", "[pgsql]") 
   CHECK(run.sink.got[6].error_message == "division by zero");
 }
 
+TEST_CASE("pgsql golden: result-heavy text result sets", "[pgsql]") {
+  // The decoder throughput bench's PostgreSQL stream (bench/decode_throughput.cc).
+  const auto chunks = LoadCapture("result_heavy.pgcap");
+  for (size_t piece : {size_t{0}, size_t{1000}, size_t{4096}}) {
+    INFO("piece " << piece);
+    Run run;
+    Feed(run, chunks, piece);
+    CHECK(run.counters.invalid_messages == 0);
+    REQUIRE(run.sink.got.size() == 2);
+    CHECK(run.sink.got[0].returned_rows == 3000);
+    CHECK(run.sink.got[0].command_tag == "SELECT 3000");
+    CHECK(run.sink.got[1].returned_rows == 1500);
+    CHECK(run.sink.got[1].text.rfind("SELECT g, md5(g::text)", 0) == 0);
+    for (const Statement& s : run.sink.got) CHECK(s.status_code == "00000");
+  }
+}
+
 TEST_CASE("pgsql golden: pgbench extended and prepared", "[pgsql]") {
   for (const char* name : {"pgbench_extended.pgcap", "pgbench_prepared.pgcap"}) {
     INFO(name);
