@@ -532,3 +532,16 @@ def stop_agent(agent):
     except AgentError as e:
         print(f"FAIL: {e}\nagent stderr:\n{e.stderr}")
         return 1
+
+
+def verdict(failures, workdir):
+    """Exit code of a test that collected `failures` (strings): prints each, then PASS or FAIL.
+    A failing run's work directory is kept for inspection, a passing run's removed."""
+    if failures:
+        print(f"work dir kept: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for f in failures:
+        print(f"  FAIL {f}")
+    print("FAIL" if failures else "PASS")
+    return 1 if failures else 0

@@ -24,7 +24,6 @@ import argparse
 import collections
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pg_cluster import (Agent, PgCluster, log, private_pin_dir, read_audit, short,  # noqa: E402
-                        skip_or_fail)
+                        skip_or_fail, verdict)
 
 import psycopg2  # noqa: E402  (Debian python3-psycopg2, under /usr/bin/python3)
 
@@ -231,14 +230,7 @@ def main():
     finally:
         if os.path.exists(pin_dir):
             subprocess.run([args.agent, "detach", "--bpf-pin-dir", pin_dir], check=False)
-        if failures:
-            print(f"work dir kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    for f in failures:
-        print(f"  FAIL {f}")
-    print("FAIL" if failures else "PASS")
-    return 1 if failures else 0
+    return verdict(failures, workdir)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import socket
 import sys
 import tempfile
@@ -24,7 +23,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pg_cluster import Agent, PgCluster, free_port, log, read_audit, skip_or_fail  # noqa: E402
+from pg_cluster import (Agent, PgCluster, free_port, log, read_audit,  # noqa: E402
+                        skip_or_fail, verdict)
 
 FRAME_HEADER = re.compile(rb"<(\d+)>1 (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) ")
 
@@ -144,14 +144,7 @@ def main():
         log(f"{len(records)} records in the file, {len(shipped)} shipped")
     finally:
         collector.close()
-        if failures:
-            print(f"work dir kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    for f in failures:
-        print(f"  FAIL {f}")
-    print("FAIL" if failures else "PASS")
-    return 1 if failures else 0
+    return verdict(failures, workdir)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ Exit 77 (skip) without root, or 1 instead when DBWARDEN_REQUIRE_KERNEL_TESTS=1.
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pg_cluster import Agent, PgCluster, log, read_audit, skip_or_fail  # noqa: E402
+from pg_cluster import (Agent, PgCluster, log, read_audit, skip_or_fail,  # noqa: E402
+                        verdict)
 
 import psycopg2  # noqa: E402  (Debian python3-psycopg2, under /usr/bin/python3)
 
@@ -110,15 +110,10 @@ def main():
             if "before the agent" in r.get("db.query.text", ""):
                 failures.append(f"a statement from before the agent started was audited: {r}")
         log(f"{len(records)} audit records; {sum(len(v) for v in expected.values())} expected")
-    finally:
-        if failures:
-            print(f"work dir kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    for f in failures:
-        print(f"  FAIL {f}")
-    print("FAIL" if failures else "PASS")
-    return 1 if failures else 0
+    except BaseException:
+        print(f"work dir kept: {workdir}")
+        raise
+    return verdict(failures, workdir)
 
 
 if __name__ == "__main__":

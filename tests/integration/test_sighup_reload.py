@@ -16,14 +16,14 @@ Exit 77 (skip) without root, or 1 instead when DBWARDEN_REQUIRE_KERNEL_TESTS=1.
 import argparse
 import os
 import re
-import shutil
 import signal
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pg_cluster import Agent, PgCluster, log, read_audit, short, skip_or_fail  # noqa: E402
+from pg_cluster import (Agent, PgCluster, log, read_audit, short, skip_or_fail,  # noqa: E402
+                        verdict)
 
 import psycopg2  # noqa: E402  (Debian python3-psycopg2, under /usr/bin/python3)
 
@@ -131,15 +131,10 @@ def main():
         if len(ids) != 1:
             failures.append(f"the first session's statements carry connection ids {ids}, want one")
         log(f"{len(records)} audit records, {len(expected)} expected")
-    finally:
-        if failures:
-            print(f"work dir kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    for f in failures:
-        print(f"  FAIL {f}")
-    print("FAIL" if failures else "PASS")
-    return 1 if failures else 0
+    except BaseException:
+        print(f"work dir kept: {workdir}")
+        raise
+    return verdict(failures, workdir)
 
 
 if __name__ == "__main__":
