@@ -231,7 +231,9 @@ class UnitAgent(Agent):
 
 tag = f"dbw-package-{os.getpid()}-{time.monotonic_ns()}"
 with PgCluster() as cluster:
-    agent = UnitAgent("/usr/sbin/dbwarden", audit, [cluster.port])
+    # The unit's default pin directory, left pinned by the agent: the package's
+    # prerm must detach it (checked after dpkg -r below), not the harness.
+    agent = UnitAgent("/usr/sbin/dbwarden", audit, [cluster.port], keep_pins=True)
     agent.start()
     try:
         with open(os.path.join(work, "agent.pid"), "w") as f:
@@ -304,7 +306,8 @@ left=$(for p in /proc/[0-9]*; do
            [ "$(readlink "$p/exe" 2>/dev/null)" = "/usr/sbin/dbwarden (deleted)" ] && echo "${p#/proc/}"
        done)
 [ -z "$left" ] || fail "dbwarden process(es) still running after dpkg -r: $left"
-echo "ok: dpkg -r: agent stopped, binary and unit gone, conffile kept"
+[ -e /sys/fs/bpf/dbwarden ] && fail "dpkg -r left the pinned capture in /sys/fs/bpf/dbwarden"
+echo "ok: dpkg -r: agent stopped, binary and unit gone, pins detached, conffile kept"
 dpkg --purge dbwarden >"$work/purge.log" 2>&1 || { cat "$work/purge.log"; fail "dpkg --purge"; }
 [ -e /etc/dbwarden/dbwarden.conf ] && fail "purge left the conffile"
 [ -e /var/lib/dbwarden ] && fail "purge left /var/lib/dbwarden"

@@ -182,6 +182,7 @@ void TlsAttacher::attach_file(uint32_t pid, const MappedFile& f, std::vector<std
   std::vector<bpf_link*> made;
   std::string missing, placed;
   bool ok = true;
+  bool denied = false;
   uint64_t at_sites = 0, on_uretprobe = 0;
   for (const auto& fn : kFunctions) {
     bpf_program* enter = bpf_object__find_program_by_name(obj_, fn.enter);
@@ -202,14 +203,19 @@ void TlsAttacher::attach_file(uint32_t pid, const MappedFile& f, std::vector<std
       }
     }
     std::vector<bpf_link*> mine;
-    mine.push_back(attach_at(enter, path, fn.function, sites.entry, false));
-    if (sites.returns.empty()) {
-      mine.push_back(attach_at(exit, path, fn.function, 0, true));
-    } else {
-      for (uint64_t r : sites.returns) mine.push_back(attach_at(exit, path, fn.function, r, false));
-    }
     bool all = true;
-    for (bpf_link* l : mine) all &= l != nullptr;
+    auto attach = [&](bpf_program* prog, uint64_t offset, bool retprobe) {
+      bpf_link* l = attach_at(prog, path, fn.function, offset, retprobe);
+      if (!l && (errno == EACCES || errno == EPERM)) denied = true;
+      all &= l != nullptr;
+      mine.push_back(l);
+    };
+    attach(enter, sites.entry, false);
+    if (sites.returns.empty()) {
+      attach(exit, 0, true);
+    } else {
+      for (uint64_t r : sites.returns) attach(exit, r, false);
+    }
     if (!all) {
       for (bpf_link* l : mine) bpf_link__destroy(l);  // accepts nullptr
       missing += std::string(missing.empty() ? "" : ", ") + fn.function;
@@ -223,8 +229,13 @@ void TlsAttacher::attach_file(uint32_t pid, const MappedFile& f, std::vector<std
   if (!ok) {
     for (bpf_link* l : made) bpf_link__destroy(l);
     attach_failures_++;
+    // Kernel 6.x lets only CAP_SYS_ADMIN create uprobe perf events (CAP_PERFMON
+    // is not enough), and the packaged unit leaves it out by default.
     notes.push_back("TLS: cannot hook " + f.path + " (pid " + std::to_string(pid) + "): no " +
-                    missing + "; its TLS connections are not decoded");
+                    missing + "; its TLS connections are not decoded" +
+                    (denied ? " (permission denied: uprobes need CAP_SYS_ADMIN; see README, "
+                              "\"TLS capture\")"
+                            : ""));
     return;
   }
   links_.insert(links_.end(), made.begin(), made.end());
