@@ -102,8 +102,9 @@ class MariaDB:
     a password (the harness's own setup connections).
     """
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, extra_args=None):
         self.port = port or free_port()
+        self.extra_args = list(extra_args or [])  # more mariadbd options (e.g. --ssl-cert)
         self.base = None
         self.proc = None
 
@@ -162,7 +163,7 @@ class MariaDB:
                "--skip-name-resolve", "--innodb-buffer-pool-size=32M",
                # A test server: durability buys nothing and costs start-up and fsyncs.
                "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0",
-               "--skip-log-bin", "--max-connections=50"]
+               "--skip-log-bin", "--max-connections=50"] + self.extra_args
         log("starting mariadbd: " + " ".join(cmd))
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)

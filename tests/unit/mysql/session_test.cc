@@ -182,7 +182,8 @@ TEST_CASE("mysql session: SSL request and compression stop decoding", "[mysql]")
     Feed(run, {{kS, Greeting(), 1},
                {kC, SslRequest(kBaseCaps), 2},
                {kC, "\x16\x03\x01garbage", 3},
-               {kS, "\x16\x03\x03more", 4}});
+               {kS, "\x16\x03\x03more", 4},
+               {kC, Query("SELECT 1"), 5}});  // looks like a command: still never decoded
     CHECK(run.counters.encrypted_connections == 1);
     CHECK(run.sink.got.empty());
     CHECK(run.counters.invalid_packets == 0);
@@ -192,6 +193,30 @@ TEST_CASE("mysql session: SSL request and compression stop decoding", "[mysql]")
     Feed(run, With(Login(kBaseCaps | 0x20), {{kC, "\x0d\x00\x00\x00\x00\x00\x00x", 10}}));
     CHECK(run.counters.compressed_connections == 1);
     CHECK(run.sink.got.empty());
+  }
+}
+
+TEST_CASE("mysql session: over captured TLS the plaintext handshake and commands decode",
+          "[mysql]") {
+  // What the agent sees with libssl probed: the SSL request in plaintext, then
+  // (TLS handshake suppressed) the HandshakeResponse as sequence 2 and the
+  // session's plaintext, as the server's SSL_read/SSL_write return it.
+  std::string response = HandshakeResponse(kBaseCaps | 0x800, "tess", "vault", kToken);
+  response[3] = 2;  // sequence 2 after the SSL request
+  const std::vector<Chunk> chunks = {
+      {kS, Greeting(), 1}, {kC, SslRequest(kBaseCaps), 2}, {kC, response, 3},
+      {kS, Ok(3), 4},      {kC, Query("SELECT 1"), 5},     {kS, ResultSet(1, {"1"}, true), 6}};
+  for (size_t piece : {size_t{0}, size_t{1}, size_t{2}, size_t{3}}) {
+    INFO("piece " << piece);
+    Run run;
+    Feed(run, chunks, piece);
+    CHECK(run.info.user == "tess");
+    CHECK(run.info.database == "vault");
+    CHECK(run.counters.encrypted_connections == 0);
+    CHECK(run.counters.invalid_packets == 0);
+    REQUIRE(run.sink.got.size() == 1);
+    CHECK(run.sink.got[0].text == "SELECT 1");
+    CHECK(run.sink.got[0].returned_rows == 1);
   }
 }
 

@@ -42,7 +42,39 @@ Session::Session(ConnectionInfo& info, StatementSink& sink, const Limits& limits
 Session::~Session() = default;
 
 void Session::on_data(Direction dir, std::span<const uint8_t> bytes, uint64_t ts_ns) {
+  if (tls_pending_) {
+    on_data_after_ssl_request(dir, bytes, ts_ns);
+    return;
+  }
   (dir == Direction::kClient ? client_ : server_).feed(bytes, ts_ns);
+}
+
+// A TLS record starts with its content type (0x16: handshake) and the major
+// version 3; a plaintext MySQL packet here is the HandshakeResponse (three
+// length bytes, sequence 2), whose length would have to be 790 + 65536 * n
+// bytes to start the same way.
+void Session::on_data_after_ssl_request(Direction dir, std::span<const uint8_t> bytes,
+                                        uint64_t ts_ns) {
+  std::vector<uint8_t>& hold = tls_hold_[dir == Direction::kClient ? 0 : 1];
+  hold.insert(hold.end(), bytes.begin(), bytes.end());
+  if (hold.size() < 2) return;
+  if (hold[0] == 0x16 && hold[1] == 0x03) {
+    // Ciphertext: the TLS library of this connection is not captured.
+    ++counters_.encrypted_connections;
+    tls_pending_ = false;
+    for (std::vector<uint8_t>& h : tls_hold_) h.clear();
+    stop_decoding();
+    return;
+  }
+  if (dir == Direction::kClient) tls_pending_ = false;  // plaintext from the TLS probes
+  const std::vector<uint8_t> held = std::move(hold);
+  hold.clear();
+  (dir == Direction::kClient ? client_ : server_).feed(held, ts_ns);
+  if (!tls_pending_ && !tls_hold_[1].empty()) {
+    const std::vector<uint8_t> server_held = std::move(tls_hold_[1]);
+    tls_hold_[1].clear();
+    server_.feed(server_held, ts_ns);
+  }
 }
 
 void Session::on_gap(Direction dir, uint64_t length, uint64_t ts_ns) {
@@ -100,7 +132,7 @@ Keep Session::keep_client(uint8_t seq, int first, uint32_t len) {
       if (seq == 0 && first >= 0 && IsKnownCommand(static_cast<uint8_t>(first))) break;
       return {0, true, false};
     case Phase::kAuth:
-      if (!handshake_seen_ && seq == 1 && first >= 0) return {len, false, true};
+      if (!handshake_seen_ && seq == response_seq_ && first >= 0) return {len, false, true};
       return {0, false, true};  // authentication data: never kept
     case Phase::kCommand:
       break;
@@ -198,7 +230,7 @@ void Session::on_client(const Frame& f) {
       on_command(f);
       return;
     case Phase::kAuth:
-      if (!handshake_seen_ && f.seq == 1) on_handshake_response(f);
+      if (!handshake_seen_ && f.seq == response_seq_) on_handshake_response(f);
       return;  // authentication data
     case Phase::kCommand:
       break;
@@ -220,10 +252,11 @@ void Session::on_handshake_response(const Frame& f) {
     return;
   }
   if (hr.ssl_request) {
-    // TLS follows: the plaintext, if any, comes from the library uprobes as a
-    // separate stream. Decoding ciphertext would only produce garbage.
-    ++counters_.encrypted_connections;
-    stop_decoding();
+    // TLS follows. With the TLS library's calls captured the plaintext goes on
+    // in this stream (the full HandshakeResponse, sequence 2); without, the
+    // bytes are ciphertext and are never decoded (on_data_after_ssl_request).
+    tls_pending_ = true;
+    response_seq_ = 2;
     return;
   }
   handshake_seen_ = true;

@@ -158,7 +158,7 @@ class Session final : private FrameHandler {
     std::shared_ptr<Prepared> prepared;
     uint32_t statement_id = 0;
     std::vector<std::optional<std::string>> params;  // nullopt: SQL NULL
-    bool unresolved = false;  // executed id never seen prepared
+    bool unresolved = false;                         // executed id never seen prepared
     // COM_CHANGE_USER / COM_INIT_DB / COM_SET_OPTION
     std::string user, database;
     uint16_t option = 0;
@@ -174,6 +174,7 @@ class Session final : private FrameHandler {
 
   void on_client(const Frame& f);
   void on_handshake_response(const Frame& f);
+  void on_data_after_ssl_request(Direction dir, std::span<const uint8_t> bytes, uint64_t ts_ns);
   void on_command(const Frame& f);
   Cmd& push(uint8_t command, const Frame& f);
   void on_query(const Frame& f);
@@ -218,6 +219,13 @@ class Session final : private FrameHandler {
   uint64_t server_caps_ = 0;
   uint64_t caps_ = 0;  // negotiated
   bool handshake_seen_ = false;
+  // After the client's SSL request: the HandshakeResponse comes next as
+  // sequence 2, in plaintext when the TLS library's calls are captured
+  // (capture/tls_attach.h) and as a TLS record (16 03 ..) when they are not.
+  // The first two bytes of each direction are held until that is decided.
+  bool tls_pending_ = false;
+  uint8_t response_seq_ = 1;
+  std::vector<uint8_t> tls_hold_[2];  // index: Direction
   bool multi_statements_ = true;
   bool backslash_escapes_ = true;
   bool deprecate_eof_ = false;
