@@ -337,6 +337,7 @@ int run(const Config& config) {
       rescan_tls(*capture.value(), observer, *exporter.value(), tls_report);
       publish(*exporter.value(), *capture.value(), observer, *audit.value());
       publish_sql(*exporter.value(), pipeline.analyzer());
+      exporter.value()->publish_fingerprints();
       publish_shipping(*exporter.value(), to_stdout.get(), to_syslog.get());
     }
   }

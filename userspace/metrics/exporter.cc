@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "metrics/label_value.h"
+#include "metrics/top_fingerprints.h"
 
 namespace dbwarden::metrics {
 namespace {
@@ -72,9 +73,13 @@ struct Exporter::Impl {
 
   std::unordered_map<std::string, Counter*> statement_counters;
   Family<Counter>* fingerprints = nullptr;
-  std::unordered_map<std::string, Counter*> fingerprint_counters;
-  Counter* other_fingerprints = nullptr;  // created on first overflow
   size_t max_fingerprints = kDefaultMaxFingerprints;
+  TopFingerprints top_fingerprints{10 * kDefaultMaxFingerprints};
+  struct ExportedFingerprint {
+    Counter* counter = nullptr;
+    uint64_t count = 0;  // what the series shows
+  };
+  std::unordered_map<std::string, ExportedFingerprint> exported_fingerprints;
   std::unordered_map<std::string, Histogram*> duration_histograms;
   std::unordered_map<std::string, Gauge*> connection_gauges;
   std::string key;  // scratch, reused so that a cache hit allocates nothing
@@ -141,7 +146,8 @@ struct Exporter::Impl {
     return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry).Add({});
   }
 
-  Impl(const std::string& version, size_t fingerprint_limit) : max_fingerprints(fingerprint_limit) {
+  Impl(const std::string& version, size_t fingerprint_limit)
+      : max_fingerprints(fingerprint_limit), top_fingerprints(10 * fingerprint_limit) {
     statements = &prometheus::BuildCounter()
                       .Name("dbwarden_statements_total")
                       .Help("SQL statements observed, by database, user, operation and SQLSTATE.")
@@ -150,7 +156,8 @@ struct Exporter::Impl {
                         .Name("dbwarden_fingerprint_statements_total")
                         .Help(
                             "SQL statements observed, by statement fingerprint (literals "
-                            "replaced) and summary; bounded, the rest under __other__.")
+                            "replaced) and summary: the most frequent fingerprints only "
+                            "(space-saving counts, exact for clear leaders).")
                         .Register(*registry);
     durations = &prometheus::BuildHistogram()
                      .Name("dbwarden_statement_duration_seconds")
@@ -342,23 +349,33 @@ struct Exporter::Impl {
     return counter;
   }
 
-  // Keyed by the fingerprint alone: its summary never changes (both derive
-  // from the same normalised text).
-  Counter* fingerprint_counter(const Statement& s) {
-    if (auto it = fingerprint_counters.find(s.fingerprint); it != fingerprint_counters.end()) {
-      return it->second;
-    }
-    if (fingerprint_counters.size() >= max_fingerprints) {
-      if (other_fingerprints == nullptr) {
-        const std::string other(kOther);
-        other_fingerprints = &fingerprints->Add({{"fingerprint", other}, {"summary", other}});
+  // Series follow the current top: a fingerprint entering it gets a series
+  // starting at its count, one leaving it loses its series (a later return
+  // starts a new one). While in the top a series only grows, so it stays a
+  // valid counter; the space-saving count of a candidate never decreases.
+  void sync_fingerprints() {
+    std::unordered_map<std::string, ExportedFingerprint> next;
+    for (TopFingerprints::Entry& e : top_fingerprints.top(max_fingerprints)) {
+      ExportedFingerprint x;
+      if (auto it = exported_fingerprints.find(e.fingerprint); it != exported_fingerprints.end()) {
+        // Its count only fell if it was evicted and counted anew: a new series.
+        if (e.count >= it->second.count) {
+          x = it->second;
+        } else {
+          fingerprints->Remove(it->second.counter);
+        }
+        exported_fingerprints.erase(it);
       }
-      return other_fingerprints;
+      if (x.counter == nullptr) {
+        x.counter = &fingerprints->Add({{"fingerprint", label_value(e.fingerprint)},
+                                        {"summary", label_value(e.summary)}});
+      }
+      if (e.count > x.count) x.counter->Increment(static_cast<double>(e.count - x.count));
+      x.count = e.count;
+      next.emplace(std::move(e.fingerprint), x);
     }
-    Counter* counter = &fingerprints->Add(
-        {{"fingerprint", label_value(s.fingerprint)}, {"summary", label_value(s.summary)}});
-    fingerprint_counters.emplace(s.fingerprint, counter);
-    return counter;
+    for (auto& [fp, x] : exported_fingerprints) fingerprints->Remove(x.counter);
+    exported_fingerprints = std::move(next);
   }
 
   // db_system is set by our own decoders, so a small fixed bound is enough.
@@ -398,7 +415,9 @@ void Exporter::on_statement(const Statement& statement) {
   static const ConnectionInfo kNoConnection;
   const ConnectionInfo& c = statement.connection != nullptr ? *statement.connection : kNoConnection;
   impl_->statement_counter(c, statement)->Increment();
-  if (!statement.fingerprint.empty()) impl_->fingerprint_counter(statement)->Increment();
+  if (!statement.fingerprint.empty()) {
+    impl_->top_fingerprints.add(statement.fingerprint, statement.summary);
+  }
   const uint64_t ns =
       statement.end_ns > statement.start_ns ? statement.end_ns - statement.start_ns : 0;
   impl_
@@ -442,6 +461,8 @@ void Exporter::publish(const CaptureCounters& capture, const DecoderCounters& de
   add(m.parameters_cut, decoder.parameters_cut, ld.parameters_cut);
   add(m.parameters_dropped, decoder.parameters_dropped, ld.parameters_dropped);
 }
+
+void Exporter::publish_fingerprints() { impl_->sync_fingerprints(); }
 
 void Exporter::publish_sql(const SqlCounters& sql) {
   Impl& m = *impl_;

@@ -31,10 +31,10 @@
 // for dbwarden_statements_total; statements beyond that are counted with every
 // label set to "__other__". Label values are made valid UTF-8 and cut to 128
 // bytes (metrics/label_value.h). dbwarden_fingerprint_statements_total has
-// at most `max_fingerprints` label sets (default kDefaultMaxFingerprints): the
-// first fingerprints seen get their own series, later new ones are counted
-// under fingerprint="__other__", summary="__other__". First come rather than a
-// moving top-N on purpose: a counter that changed series would break rate().
+// one series for each of the `max_fingerprints` (default kDefaultMaxFingerprints)
+// most frequent fingerprints, counted in bounded memory (metrics/top_fingerprints.h,
+// 10 x max_fingerprints candidates) and re-ranked by publish_fingerprints():
+// a fingerprint that leaves the top loses its series.
 //
 // Threads: on_statement, set_active_connections and the publish calls come
 // from one thread (the agent's decode thread); the HTTP server collects from
@@ -115,6 +115,8 @@ class Exporter : public StatementSink {
   // dbwarden_tls_probed_functions{placement}.
   void publish_tls(const TlsCounters& tls);
   void publish_sql(const SqlCounters& sql);
+  // Re-ranks the fingerprints and updates dbwarden_fingerprint_statements_total.
+  void publish_fingerprints();
 
   // One SIGHUP config reload: applied (ok) or refused, running config kept.
   void count_config_reload(bool ok);

@@ -83,6 +83,7 @@ TEST_CASE("metrics: statements are counted per fingerprint, literals ignored", "
     run(pipeline, pg, "SELECT * FROM accounts WHERE id IN (" + std::to_string(i) + ", 7)");
   }
   run(pipeline, pg, "DELETE FROM accounts");
+  exporter->publish_fingerprints();
   const std::string text = exporter->serialize();
   CHECK(count_lines_with(text, "dbwarden_fingerprint_statements_total{") == 2);
   CHECK(value_of(text, "dbwarden_fingerprint_statements_total{", "summary=\"SELECT accounts\"") ==
@@ -91,17 +92,33 @@ TEST_CASE("metrics: statements are counted per fingerprint, literals ignored", "
         1);
 }
 
-TEST_CASE("metrics: fingerprint label sets are bounded, the rest under __other__",
+TEST_CASE("metrics: only the most frequent fingerprints have series, re-ranked as they change",
           "[metrics][sql]") {
   auto exporter = make_exporter(3);
   dbwarden::agent::Pipeline pipeline({exporter.get()});
   const ConnectionInfo my = connection("mysql");
-  for (int i = 0; i < 10; ++i) run(pipeline, my, "SELECT * FROM t" + std::to_string(i));
-  run(pipeline, my, "SELECT * FROM t0");  // an early fingerprint keeps its own series
-  const std::string text = exporter->serialize();
-  CHECK(count_lines_with(text, "dbwarden_fingerprint_statements_total{") == 4);
-  CHECK(value_of(text, "dbwarden_fingerprint_statements_total{", "fingerprint=\"__other__\"") == 7);
-  CHECK(value_of(text, "dbwarden_fingerprint_statements_total{", "summary=\"SELECT t0\"") == 2);
+  // t0..t2 three times each, t3..t9 once: the top three are t0..t2.
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 3; ++i) run(pipeline, my, "SELECT * FROM t" + std::to_string(i));
+  }
+  for (int i = 3; i < 10; ++i) run(pipeline, my, "SELECT * FROM t" + std::to_string(i));
+  exporter->publish_fingerprints();
+  std::string text = exporter->serialize();
+  CHECK(count_lines_with(text, "dbwarden_fingerprint_statements_total{") == 3);
+  for (int i = 0; i < 3; ++i) {
+    CHECK(value_of(text, "dbwarden_fingerprint_statements_total{",
+                   "summary=\"SELECT t" + std::to_string(i) + "\"") == 3);
+  }
+  // t9 becomes the most frequent: it takes a series, the last of the old top loses its own.
+  for (int k = 0; k < 5; ++k) run(pipeline, my, "SELECT * FROM t9");
+  run(pipeline, my, "SELECT * FROM t0");
+  run(pipeline, my, "SELECT * FROM t1");
+  exporter->publish_fingerprints();
+  text = exporter->serialize();
+  CHECK(count_lines_with(text, "dbwarden_fingerprint_statements_total{") == 3);
+  CHECK(value_of(text, "dbwarden_fingerprint_statements_total{", "summary=\"SELECT t9\"") == 6);
+  CHECK(value_of(text, "dbwarden_fingerprint_statements_total{", "summary=\"SELECT t0\"") == 4);
+  CHECK(value_of(text, "dbwarden_fingerprint_statements_total{", "summary=\"SELECT t2\"") == -1);
 }
 
 TEST_CASE("metrics: promtool accepts the exposition with fingerprints", "[metrics][sql]") {
@@ -115,6 +132,7 @@ TEST_CASE("metrics: promtool accepts the exposition with fingerprints", "[metric
   for (const char* sql : {"SELECT \"x\" FROM `we\"ird`", "UPDATE t SET a = 1", "TRUNCATE t2"}) {
     run(pipeline, my, sql);
   }
+  exporter->publish_fingerprints();
   char path[] = "/tmp/dbw_metrics_XXXXXX";
   const int fd = mkstemp(path);
   REQUIRE(fd >= 0);
