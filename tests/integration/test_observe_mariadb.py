@@ -29,7 +29,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
-from pg_cluster import AgentError, log, read_audit, short, skip_or_fail  # noqa: E402
+from pg_cluster import (log, read_audit, short, skip_or_fail, start_agent,  # noqa: E402
+                        stop_agent)
 from mariadb_server import APP_PASSWORD, APP_USER, TEST_DB, MariaDB  # noqa: E402
 
 import pymysql  # noqa: E402  (python3-pymysql; loads under /usr/bin/python3)
@@ -586,25 +587,17 @@ def run(agent_exe, audit_path, stmt_client=None):
         # Setup sessions end before the agent starts: it never sees them.
         agent = pg_cluster.Agent(agent_exe, audit_path, pg_ports=[],
                                  extra_args=["--mysql-port", str(server.port)])
-        try:
-            agent.start()
-        except AgentError as e:
-            print(f"agent stderr:\n{e.stderr}")
-            if e.returncode == pg_cluster.EXIT_SKIP:
-                return skip_or_fail(f"agent lacks privilege: {e.stderr.strip()}")
-            print(f"FAIL: {e}")
-            return 1
+        if (rc := start_agent(agent)) is not None:
+            return rc
         try:
             sessions = run_workload(server, stmt_client)
             entries = server.sync_log()
             expected = build_expected(entries, sessions)
             audited = agent.wait_audit_settled(expected=len(expected), timeout=60, quiet=5.0)
         finally:
-            try:
-                agent.stop()
-            except AgentError as e:
-                print(f"FAIL: {e}\nagent stderr:\n{e.stderr}")
-                return 1
+            stopped = stop_agent(agent)
+        if stopped is not None:
+            return stopped
         stderr = agent.stderr
 
     records, bad = read_audit(audit_path)

@@ -28,8 +28,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
-from pg_cluster import (SETUP_APP, AgentError, PgCluster, log, read_audit, short,  # noqa: E402
-                        skip_or_fail)
+from pg_cluster import (SETUP_APP, PgCluster, log, read_audit, short,  # noqa: E402
+                        skip_or_fail, start_agent, stop_agent)
 
 BIG_QUERY_BYTES = 64 * 1024
 
@@ -134,14 +134,8 @@ def run(agent_exe, workdir):
     with PgCluster(extra_conf=conf) as cluster:
         cluster.pgbench(["-i", "-s", "1", "-q"], app=SETUP_APP)
         agent = pg_cluster.Agent(agent_exe, audit_path, [cluster.port])
-        try:
-            agent.start()
-        except AgentError as e:
-            print(f"agent stderr:\n{e.stderr}")
-            if e.returncode == pg_cluster.EXIT_SKIP:
-                return skip_or_fail(f"agent lacks privilege: {e.stderr.strip()}")
-            print(f"FAIL: {e}")
-            return 1
+        if (rc := start_agent(agent)) is not None:
+            return rc
         try:
             for sslmode, want_ssl in (("disable", "f"), ("require", "t")):
                 got_ssl, r = run_psql(cluster, workdir, sslmode, f"tls-psql-{sslmode}")
@@ -156,11 +150,9 @@ def run(agent_exe, workdir):
             agent.wait_audit_settled(expected=None, timeout=60, quiet=3.0)
             metrics = agent.scrape()
         finally:
-            try:
-                agent.stop()
-            except AgentError as e:
-                print(f"FAIL: {e}\nagent stderr:\n{e.stderr}")
-                return 1
+            stopped = stop_agent(agent)
+        if stopped is not None:
+            return stopped
         stderr = agent.stderr
 
     records, bad = read_audit(audit_path)
