@@ -4,9 +4,9 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
-#include <fstream>
-#include <iterator>
 #include <vector>
+
+#include "common/read_file.h"
 
 namespace dbwarden::agent {
 namespace {
@@ -19,8 +19,7 @@ std::string format_address(const uint8_t* addr, uint8_t family) {
 }
 
 std::string read_cmdline(uint32_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string s = read_whole_file("/proc/" + std::to_string(pid) + "/cmdline");
   for (char& c : s) {
     if (c == '\0') c = ' ';
   }

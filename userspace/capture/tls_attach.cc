@@ -10,12 +10,11 @@
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <tuple>
 
 #include "capture/tls_elf.h"
 #include "capture/tls_probe_sites.h"
+#include "common/read_file.h"
 #include "dbwarden.h"
 
 namespace dbwarden::capture {
@@ -39,10 +38,7 @@ std::string basename_of(std::string_view path) {
   return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+std::string read_file(const std::string& path) { return read_whole_file(path); }
 
 std::string comm_of(uint32_t pid) {
   std::string c = read_file("/proc/" + std::to_string(pid) + "/comm");

@@ -70,6 +70,18 @@ struct AtomicTracker {
 
 void SplitStatements(std::string_view sql, std::vector<SqlPiece>* out) {
   out->clear();
+  // Most queries hold one statement and no comment: with no ';' nothing can
+  // split, and with no comment opener the piece has SQL as soon as it has a
+  // non-blank byte. Three memchr-speed scans instead of the byte-wise lexer.
+  if (sql.find(';') == std::string_view::npos && sql.find("--") == std::string_view::npos &&
+      sql.find("/*") == std::string_view::npos) {
+    size_t b = 0;
+    size_t e = sql.size();
+    while (b < e && IsSpace(sql[b])) ++b;
+    while (e > b && IsSpace(sql[e - 1])) --e;
+    if (b < e) out->push_back({b, e - b});
+    return;
+  }
   size_t start = 0;
   bool has_sql = false;
   AtomicTracker atomic;
