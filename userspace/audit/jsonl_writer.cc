@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -293,6 +294,9 @@ Status JsonlWriter::flush() {
 }
 
 void JsonlWriter::writer_main() {
+  // Named so that per-thread CPU (top -H, /proc/PID/task/*/comm, bench/) tells
+  // the chain and the disk from decoding.
+  pthread_setname_np(pthread_self(), "dbw-audit-write");
   std::unique_lock<std::mutex> lk(mu_);
   std::deque<std::string> work;
   while (true) {
@@ -505,6 +509,7 @@ void JsonlWriter::compressor_main() {
   // priority so compression takes only CPU the host would leave idle.
   // (Linux: setpriority on a thread id changes that thread alone.)
   setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
+  pthread_setname_np(pthread_self(), "dbw-audit-zstd");
   std::unique_lock<std::mutex> lk(cmu_);
   while (true) {
     cwake_.wait(lk, [&] { return cstop_ || !cjobs_.empty(); });

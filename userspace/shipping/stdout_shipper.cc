@@ -3,6 +3,7 @@
 
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -113,6 +114,7 @@ bool StdoutShipper::write_out(const std::string& data, size_t* done) {
 }
 
 void StdoutShipper::writer_main() {
+  pthread_setname_np(pthread_self(), "dbw-ship-stdout");  // per-thread CPU in top -H
   sigset_t set;  // a closed reader must not kill the process
   sigemptyset(&set);
   sigaddset(&set, SIGPIPE);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "shipping/syslog_shipper.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -145,6 +146,7 @@ void SyslogShipper::publish() {
 }
 
 void SyslogShipper::sender_main() {
+  pthread_setname_np(pthread_self(), "dbw-ship-syslog");  // per-thread CPU in top -H
   // OpenSSL writes with write(2): a collector gone away must not kill the
   // process with SIGPIPE. Blocked on this thread only.
   sigset_t set;
