@@ -18,7 +18,32 @@ Status ServerWatcher::start() {
   for (uint16_t port : ports_) {
     if (Status s = capture_.watch_port(port); !s.ok()) return s;
   }
+  if (Status s = track_remote_clients(); !s.ok()) return s;
   return refresh();
+}
+
+Status ServerWatcher::track_remote_clients() {
+  // The connect(2) hook is live before this runs, so a connection is either
+  // made after it (the hook sees it) or listed here.
+  Result<std::set<uint64_t>> sockets = capture::remote_database_sockets(ports_);
+  if (!sockets.ok()) {
+    // Not fatal: connections made from now on are still found by the hook.
+    DBW_LOG(kWarning,
+            "%s: client connections to remote databases opened before now "
+            "are not captured",
+            sockets.status().message().c_str());
+    return Status::Ok();
+  }
+  if (sockets->empty()) return Status::Ok();
+  for (uint32_t pid : capture::distinct_pids(capture::owners_of(*sockets))) {
+    if (capture_.is_tracked(pid)) continue;
+    if (Status s = capture_.track_client_process(pid); !s.ok()) return s;
+    DBW_LOG(kInfo,
+            "capturing process %u on the client side: connected to a remote database "
+            "before the agent started",
+            pid);
+  }
+  return Status::Ok();
 }
 
 Status ServerWatcher::set_ports(const std::vector<uint16_t>& postgres_ports,
@@ -46,6 +71,7 @@ Status ServerWatcher::set_ports(const std::vector<uint16_t>& postgres_ports,
   ports_ = std::move(all);
   mysql_ports_ = std::move(mysql_ports);
   first_ = true;  // list the listeners of the new port set now
+  if (Status s = track_remote_clients(); !s.ok()) return s;
   return refresh();
 }
 

@@ -23,7 +23,9 @@ class ServerWatcher {
   ServerWatcher(capture::BpfCapture& capture, std::vector<uint16_t> postgres_ports,
                 std::vector<uint16_t> mysql_ports);
 
-  Status start();    // watch the ports, then the first refresh
+  // Watch the ports, pick up clients of remote databases already connected,
+  // then the first refresh.
+  Status start();
   Status refresh();  // cheap when nothing changed: run it every second
   // New port lists (config reload): ports no longer listed stop being
   // watched, with their unix sockets; new ones start. Tracked connections stay.
@@ -33,6 +35,10 @@ class ServerWatcher {
   const std::vector<std::string>& unix_paths() const { return unix_paths_; }
 
  private:
+  // Processes with a connection to a watched port on another host, opened
+  // before the agent watched that port, are tracked as clients.
+  Status track_remote_clients();
+
   capture::BpfCapture& capture_;
   std::vector<uint16_t> ports_;  // all of them
   std::vector<uint16_t> mysql_ports_;

@@ -32,8 +32,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define S_IFSOCK 0140000
 #define SHUT_RDWR 2
 #define EINPROGRESS 115
-#define PIDS_SERVER 1 /* `pids` values: a database server process ... */
-#define PIDS_CLIENT 2 /* ... or a local client of a database captured client side */
 
 /* Iovecs per readv/writev/sendmsg/recvmsg, and messages per sendmmsg/recvmmsg,
  * that are copied; bytes beyond are reported as a gap of known length. */
@@ -254,6 +252,27 @@ static __always_inline void emit_conn_event(__u32 kind, __u64 ino, struct sock *
 	bpf_ringbuf_submit(e, 0);
 }
 
+/* 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104, or the socket's own address: the
+ * peer is on this host. */
+static __always_inline int peer_is_local(struct sock *sk, __u16 family)
+{
+	if (family == AF_INET) {
+		__u32 daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__u32 saddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+
+		return daddr == 0 || (daddr & 0xff) == 127 || daddr == saddr;
+	}
+	struct in6_addr d = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr);
+	struct in6_addr s = BPF_CORE_READ(sk, __sk_common.skc_v6_rcv_saddr);
+	__u32 *dw = d.in6_u.u6_addr32, *sw = s.in6_u.u6_addr32;
+
+	if (dw[0] == sw[0] && dw[1] == sw[1] && dw[2] == sw[2] && dw[3] == sw[3])
+		return 1;
+	if (dw[0] == 0 && dw[1] == 0 && dw[2] == 0 && (dw[3] == 0 || dw[3] == bpf_htonl(1)))
+		return 1; /* :: and ::1 */
+	return dw[0] == 0 && dw[1] == 0 && dw[2] == bpf_htonl(0xffff) && (dw[3] & 0xff) == 127;
+}
+
 /*
  * First I/O on a socket of a tracked process: decide whether it is a client
  * connection to the database (server side of a TCP connection on a watched
@@ -279,9 +298,18 @@ static __always_inline struct dbw_conn_state *classify(struct file *file, __u64 
 		__u32 port = BPF_CORE_READ(sk, __sk_common.skc_num);
 		__u8 *watched = bpf_map_lookup_elem(&ports, &port);
 
-		if (!watched || !*watched)
-			goto ignore;
 		st.family = family == AF_INET ? DBW_FAMILY_INET : DBW_FAMILY_INET6;
+		if (!watched || !*watched) {
+			/* Not the server end: maybe the client end of a connection to a
+			 * remote database that was open before the agent started (its
+			 * process was tracked by userspace; later ones come through
+			 * on_connect). Same rule as on_connect. */
+			port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+			watched = bpf_map_lookup_elem(&ports, &port);
+			if (!watched || !*watched || peer_is_local(sk, family))
+				goto ignore;
+			st.side = DBW_SIDE_CLIENT;
+		}
 		st.server_port = port;
 	} else if (family == AF_UNIX) {
 		struct unix_sock *us = (struct unix_sock *)sk;
@@ -483,27 +511,6 @@ static __always_inline void end_connection(__u64 ino, struct dbw_conn_state *st)
 	bpf_map_delete_elem(&conns, &ino);
 }
 
-/* 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104, or the socket's own address: the
- * peer is on this host. */
-static __always_inline int peer_is_local(struct sock *sk, __u16 family)
-{
-	if (family == AF_INET) {
-		__u32 daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__u32 saddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-
-		return daddr == 0 || (daddr & 0xff) == 127 || daddr == saddr;
-	}
-	struct in6_addr d = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr);
-	struct in6_addr s = BPF_CORE_READ(sk, __sk_common.skc_v6_rcv_saddr);
-	__u32 *dw = d.in6_u.u6_addr32, *sw = s.in6_u.u6_addr32;
-
-	if (dw[0] == sw[0] && dw[1] == sw[1] && dw[2] == sw[2] && dw[3] == sw[3])
-		return 1;
-	if (dw[0] == 0 && dw[1] == 0 && dw[2] == 0 && (dw[3] == 0 || dw[3] == bpf_htonl(1)))
-		return 1; /* :: and ::1 */
-	return dw[0] == 0 && dw[1] == 0 && dw[2] == bpf_htonl(0xffff) && (dw[3] & 0xff) == 127;
-}
-
 /*
  * Client side. connect(2) by any process to a watched database port. A peer
  * on this host is the local server, which is captured on its own side: the
@@ -517,7 +524,7 @@ static __always_inline int on_connect(struct pt_regs *regs, long ret)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct dbw_conn_state st = {};
-	__u8 client = PIDS_CLIENT;
+	__u8 client = DBW_PID_CLIENT;
 	struct dbw_meta *m;
 	__u32 zero = 0;
 	struct socket *sock;
@@ -753,7 +760,7 @@ int BPF_PROG(dbw_fork, struct task_struct *parent, struct task_struct *child)
 	if (ptgid == ctgid || !is_tracked_process(ptgid))
 		return 0; /* a new thread, or not ours */
 	kind = bpf_map_lookup_elem(&pids, &ptgid); /* server or client, like the parent */
-	track(ctgid, kind ? *kind : PIDS_SERVER, BPF_ANY);
+	track(ctgid, kind ? *kind : DBW_PID_SERVER, BPF_ANY);
 	return 0;
 }
 

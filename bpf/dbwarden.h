@@ -47,6 +47,12 @@ enum dbw_sock_family {
 	DBW_FAMILY_INET6 = 10,
 };
 
+/* Value of the `pids` map: why a process is tracked. Fork children inherit it. */
+enum dbw_pid_kind {
+	DBW_PID_SERVER = 1, /* a database server process */
+	DBW_PID_CLIENT = 2, /* a local client of a database captured client side */
+};
+
 /* Index of each drop counter in the per-CPU `drops` array map. */
 enum dbw_drop_reason {
 	DBW_DROP_RINGBUF_FULL = 0,   /* a record could not be reserved */

@@ -255,9 +255,16 @@ Status BpfCapture::watch_unix_path(const std::string& path, uint16_t port) {
   return Status::Ok();
 }
 
-Status BpfCapture::track_process(uint32_t pid) {
-  uint8_t on = 1;
-  if (bpf_map__update_elem(impl_->skel->maps.pids, &pid, sizeof(pid), &on, sizeof(on), BPF_ANY)) {
+Status BpfCapture::track_process(uint32_t pid) { return track(pid, DBW_PID_SERVER, BPF_ANY); }
+
+Status BpfCapture::track_client_process(uint32_t pid) {
+  // BPF_NOEXIST: a server process stays one (its fork children inherit the kind).
+  Status s = track(pid, DBW_PID_CLIENT, BPF_NOEXIST);
+  return !s.ok() && is_tracked(pid) ? Status::Ok() : s;
+}
+
+Status BpfCapture::track(uint32_t pid, uint8_t kind, uint64_t flags) {
+  if (bpf_map__update_elem(impl_->skel->maps.pids, &pid, sizeof(pid), &kind, sizeof(kind), flags)) {
     return Status::Error("tracking pid " + std::to_string(pid) + ": " + errno_text(errno));
   }
   // The bit the programs test (pid_bits in bpf/dbwarden.bpf.c), in the mmapped .bss; atomic,

@@ -54,7 +54,12 @@ class BpfCapture {
   bool resumed() const;
   // The connections the kernel tracks now (after a resume: the previous agent's).
   Result<std::vector<TrackedSocket>> tracked_sockets() const;
+  // A database server process: its sockets on watched ports are captured server side.
   Status track_process(uint32_t pid);
+  // A local client of a remote database whose connection was open before capture
+  // started (new ones are found by the connect(2) hook): its sockets to a watched
+  // port on another host are captured client side from their next read or write.
+  Status track_client_process(uint32_t pid);
   bool is_tracked(uint32_t pid) const;
   // Drops the kernel's state for a socket whose owner went away without close(2).
   void forget_socket(uint64_t sock_ino);
@@ -71,6 +76,7 @@ class BpfCapture {
   struct Impl;
   explicit BpfCapture(std::unique_ptr<Impl> impl);
   static int dispatch(void* ctx, void* data, size_t size);
+  Status track(uint32_t pid, uint8_t kind, uint64_t flags);  // kind: enum dbw_pid_kind
   std::unique_ptr<Impl> impl_;
   uint64_t records_ = 0;
   uint64_t payload_bytes_ = 0;

@@ -12,7 +12,9 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 
@@ -52,13 +54,16 @@ std::vector<uint32_t> numeric_dirs(const std::string& dir) {
   return out;
 }
 
-constexpr int kTcpListenState = 10;  // TCP_LISTEN
+constexpr int kTcpEstablishedState = 1;  // TCP_ESTABLISHED
+constexpr int kTcpListenState = 10;      // TCP_LISTEN
 
-// Asks the kernel for listening TCP sockets of one family over sock_diag
-// netlink. Unlike /proc/net/tcp, the kernel filters by state, so the cost does
-// not grow with the number of established connections on a busy server.
-// Returns false if netlink is unavailable (the caller falls back to /proc).
-bool netlink_tcp_listeners(uint8_t family, std::vector<std::pair<uint16_t, uint64_t>>& out) {
+// Dumps the TCP sockets of one family in the given states (a bit per TCP
+// state) over sock_diag netlink, calling on_socket for each. Unlike
+// /proc/net/tcp, the kernel filters by state, so asking for listeners costs
+// nothing per established connection on a busy server. Returns false if
+// netlink is unavailable or the dump failed.
+bool netlink_tcp_dump(uint8_t family, uint32_t states,
+                      const std::function<void(const inet_diag_msg&)>& on_socket) {
   int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (fd < 0) return false;
   struct {
@@ -70,7 +75,7 @@ bool netlink_tcp_listeners(uint8_t family, std::vector<std::pair<uint16_t, uint6
   msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   msg.req.sdiag_family = family;
   msg.req.sdiag_protocol = IPPROTO_TCP;
-  msg.req.idiag_states = 1u << kTcpListenState;
+  msg.req.idiag_states = states;
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
   if (sendto(fd, &msg, sizeof(msg), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0) {
@@ -97,12 +102,17 @@ bool netlink_tcp_listeners(uint8_t family, std::vector<std::pair<uint16_t, uint6
         break;
       }
       if (h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) continue;
-      const auto* d = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
-      out.emplace_back(ntohs(d->id.idiag_sport), d->idiag_inode);
+      on_socket(*static_cast<const inet_diag_msg*>(NLMSG_DATA(h)));
     }
   }
   close(fd);
   return ok;
+}
+
+bool netlink_tcp_listeners(uint8_t family, std::vector<std::pair<uint16_t, uint64_t>>& out) {
+  return netlink_tcp_dump(family, 1u << kTcpListenState, [&](const inet_diag_msg& d) {
+    out.emplace_back(ntohs(d.id.idiag_sport), d.idiag_inode);
+  });
 }
 
 }  // namespace
@@ -289,6 +299,42 @@ std::vector<uint32_t> with_descendants(const std::vector<uint32_t>& roots,
     out.push_back(p);
     auto [b, e] = children.equal_range(p);
     for (auto it = b; it != e; ++it) todo.push_back(it->second);
+  }
+  return out;
+}
+
+bool is_local_peer(const SocketEnds& ends) {
+  // The rule of peer_is_local() in bpf/dbwarden.bpf.c, so that userspace and the
+  // kernel agree on what "another host" is.
+  const uint32_t* d = ends.remote;
+  const uint32_t* s = ends.local;
+  if (ends.family == AF_INET) {
+    const uint32_t daddr = ntohl(d[0]);
+    return daddr == 0 || (daddr >> 24) == 127 || d[0] == s[0];
+  }
+  if (d[0] == s[0] && d[1] == s[1] && d[2] == s[2] && d[3] == s[3]) return true;
+  if (d[0] == 0 && d[1] == 0 && d[2] == 0 && (d[3] == 0 || d[3] == htonl(1))) return true;
+  return d[0] == 0 && d[1] == 0 && d[2] == htonl(0xffff) && (ntohl(d[3]) >> 24) == 127;
+}
+
+Result<std::set<uint64_t>> remote_database_sockets(const std::vector<uint16_t>& ports) {
+  const std::set<uint16_t> watched(ports.begin(), ports.end());
+  std::set<uint64_t> out;
+  for (uint8_t family : {uint8_t{AF_INET}, uint8_t{AF_INET6}}) {
+    const bool ok =
+        netlink_tcp_dump(family, 1u << kTcpEstablishedState, [&](const inet_diag_msg& m) {
+          SocketEnds ends;
+          ends.family = m.idiag_family;
+          std::memcpy(ends.local, m.id.idiag_src, sizeof(ends.local));
+          std::memcpy(ends.remote, m.id.idiag_dst, sizeof(ends.remote));
+          if (watched.count(ntohs(m.id.idiag_dport)) && !is_local_peer(ends) &&
+              m.idiag_inode != 0) {
+            out.insert(m.idiag_inode);
+          }
+        });
+    if (!ok) {
+      return Status::Error("listing established TCP connections over sock_diag netlink failed");
+    }
   }
   return out;
 }

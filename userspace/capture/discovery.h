@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/status.h"
+
 namespace dbwarden::capture {
 
 struct UnixListener {
@@ -50,6 +52,22 @@ std::vector<UnixListener> unix_listeners_of(uint32_t pid, const std::string& pro
 // The given pids and all their descendants.
 std::vector<uint32_t> with_descendants(const std::vector<uint32_t>& roots,
                                        const std::string& proc_root = "/proc");
+
+// Both ends of a TCP socket, addresses in network byte order (IPv4 in [0]).
+struct SocketEnds {
+  uint8_t family = 0;  // AF_INET or AF_INET6
+  uint32_t local[4] = {0, 0, 0, 0};
+  uint32_t remote[4] = {0, 0, 0, 0};
+};
+
+// True when the remote end is on this host: loopback, unspecified, or the
+// socket's own address (the kernel side applies the same rule).
+bool is_local_peer(const SocketEnds& ends);
+
+// Inodes of established TCP sockets whose remote end is a watched port on
+// another host: local clients of remote databases. The connect(2) hook sees
+// new ones; these are the ones that were open before capture started.
+Result<std::set<uint64_t>> remote_database_sockets(const std::vector<uint16_t>& ports);
 
 // Parsers, exposed for unit tests.
 // One /proc/net/tcp{,6} line -> (port, inode) if it is a LISTEN socket.

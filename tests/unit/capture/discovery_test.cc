@@ -93,3 +93,33 @@ TEST_CASE("this process is found among the descendants of its parent", "[capture
 
 }  // namespace
 }  // namespace dbwarden::capture
+
+namespace {
+dbwarden::capture::SocketEnds ends_of(int family, const char* local, const char* remote) {
+  dbwarden::capture::SocketEnds e;
+  e.family = static_cast<uint8_t>(family);
+  REQUIRE(inet_pton(family, local, e.local) == 1);
+  REQUIRE(inet_pton(family, remote, e.remote) == 1);
+  return e;
+}
+}  // namespace
+
+TEST_CASE("is_local_peer: the kernel side's rule for 'on this host'", "[discovery]") {
+  using dbwarden::capture::is_local_peer;
+  // Loopback, unspecified and the socket's own address are this host.
+  CHECK(is_local_peer(ends_of(AF_INET, "127.0.0.1", "127.0.0.1")));
+  CHECK(is_local_peer(ends_of(AF_INET, "10.0.0.5", "127.8.9.10")));
+  CHECK(is_local_peer(ends_of(AF_INET, "10.0.0.5", "10.0.0.5")));
+  CHECK(is_local_peer(ends_of(AF_INET, "10.0.0.5", "0.0.0.0")));
+  CHECK(is_local_peer(ends_of(AF_INET6, "::1", "::1")));
+  CHECK(is_local_peer(ends_of(AF_INET6, "fd00::5", "fd00::5")));
+  CHECK(is_local_peer(ends_of(AF_INET6, "fd00::5", "::")));
+  CHECK(is_local_peer(ends_of(AF_INET6, "::ffff:10.0.0.5", "::ffff:127.0.0.1")));
+  // Anything else is another host, including addresses that merely contain 127.
+  CHECK_FALSE(is_local_peer(ends_of(AF_INET, "10.0.0.5", "10.0.0.6")));
+  CHECK_FALSE(is_local_peer(ends_of(AF_INET, "10.0.0.5", "10.0.0.127")));
+  CHECK_FALSE(is_local_peer(ends_of(AF_INET, "10.0.0.5", "128.0.0.1")));
+  CHECK_FALSE(is_local_peer(ends_of(AF_INET6, "fd00::5", "fd00::6")));
+  CHECK_FALSE(is_local_peer(ends_of(AF_INET6, "fd00::5", "::2")));
+  CHECK_FALSE(is_local_peer(ends_of(AF_INET6, "::ffff:10.0.0.5", "::ffff:10.0.0.127")));
+}
