@@ -110,3 +110,26 @@ TEST_CASE("json escape: random bytes always give valid JSON (fixed seed)", "[aud
     REQUIRE(parsed == reference_sanitise(s));
   }
 }
+
+TEST_CASE("json escape: one special byte at every position of long plain runs", "[audit][json]") {
+  // The plain-run scan works sixteen bytes at a time: a special byte must stop it
+  // wherever it sits in a block, in the scalar tail, and at block boundaries.
+  for (uint8_t special : {uint8_t{'"'}, uint8_t{'\\'}, uint8_t{0x00}, uint8_t{0x1f},
+                          uint8_t{0x7f}, uint8_t{0x80}, uint8_t{0xc3}, uint8_t{0xff}}) {
+    for (size_t len = 1; len <= 70; ++len) {
+      for (size_t at = 0; at < len; ++at) {
+        std::string s;
+        for (size_t i = 0; i < len; ++i) s.push_back(static_cast<char>('a' + i % 26));
+        s[at] = static_cast<char>(special);
+        std::string parsed;
+        REQUIRE_NOTHROW(parsed = parse_string(escape(s)));
+        REQUIRE(parsed == reference_sanitise(s));
+      }
+    }
+  }
+  // Plain text of every length comes out unchanged between its quotes.
+  for (size_t len = 0; len <= 70; ++len) {
+    const std::string s(len, 'x');
+    REQUIRE(escape(s) == "\"" + s + "\"");
+  }
+}
