@@ -78,7 +78,8 @@ const volatile __u32 wakeup_bytes = 256 * 1024; /* wake the reader past this bac
  * PostgreSQL decoder needs no DataRow/CopyData byte to count rows (they come
  * from the CommandComplete tag), and PostgreSQL flushes at ReadyForQuery, so a
  * response's last write ends with CommandComplete/ErrorResponse and
- * ReadyForQuery: the tail. Client-to-server bytes (queries) are never bound.
+ * ReadyForQuery: the tail. Only a response's first write keeps its head
+ * (DBW_CONN_RESPONSE_START). Client-to-server bytes (queries) are never bound.
  * 0 (tail) turns the bound off. Each at most DBW_BULK_MAX_BYTES. */
 const volatile __u32 bulk_head_bytes = 0;
 const volatile __u32 bulk_tail_bytes = 0;
@@ -497,6 +498,18 @@ static __always_inline void emit_data(struct dbw_conn_state *st, __u8 dir, const
 
 	dir = (dir ^ st->side) & 1;
 	offset = __sync_fetch_and_add(&st->offset[dir], len);
+	if ((st->flags & DBW_CONN_BULK_BOUND) && tail) {
+		/* Only the first write of a response keeps a head (RowDescription,
+		 * ParseComplete, ...); a connection's I/O is its backend's, in order. */
+		if (dir == DBW_DIR_INGRESS) {
+			if (!(st->flags & DBW_CONN_RESPONSE_START))
+				st->flags |= DBW_CONN_RESPONSE_START;
+		} else if (st->flags & DBW_CONN_RESPONSE_START) {
+			st->flags &= ~DBW_CONN_RESPONSE_START;
+		} else {
+			head = 0;
+		}
+	}
 	if (dir != DBW_DIR_EGRESS || !(st->flags & DBW_CONN_BULK_BOUND) || tail == 0 ||
 	    head > DBW_BULK_MAX_BYTES || tail > DBW_BULK_MAX_BYTES || len <= head + tail) {
 		emit_range(st->conn_id, dir, buf, len, offset);

@@ -117,6 +117,10 @@ struct dbw_conn_state {
 /* Bits of dbw_conn_state.flags, copied from the `ports` value at first sighting. */
 enum dbw_conn_flags {
 	DBW_CONN_BULK_BOUND = 1, /* server-to-client writes are cut to head + tail */
+	/* Client bytes arrived since the last server write: the next server write
+	 * starts a response and keeps its head. Later writes of the same response
+	 * (the server flushes every 8 KiB) keep only their tail. */
+	DBW_CONN_RESPONSE_START = 2,
 };
 
 /* Bits of a `ports` map value (index = port). Any non-zero value watches the

@@ -192,9 +192,16 @@ bool MayFollow(uint8_t previous, uint8_t next) {
 }
 
 std::optional<Anchor> FindAnchor(std::span<const uint8_t> bytes) {
+  std::vector<Anchor> all = FindAnchors(bytes, 1);
+  if (all.empty()) return std::nullopt;
+  return std::move(all.front());
+}
+
+std::vector<Anchor> FindAnchors(std::span<const uint8_t> bytes, size_t max) {
+  std::vector<Anchor> out;
   const size_t n = bytes.size();
   // Cheap rejection first: the bytes must end with a ReadyForQuery.
-  if (n < 6 || bytes[n - 6] != 'Z' || ReadBe32(bytes.data() + n - 5) != 5) return std::nullopt;
+  if (n < 6 || bytes[n - 6] != 'Z' || ReadBe32(bytes.data() + n - 5) != 5) return out;
   // next[p]: end of the valid message at p, or 0; reach[p]: its chain ends at
   // n with a ReadyForQuery. Computed from the end backwards.
   std::vector<uint32_t> next(n, 0);
@@ -210,25 +217,22 @@ std::optional<Anchor> FindAnchor(std::span<const uint8_t> bytes) {
     }
     if (reach[p]) next[p] = static_cast<uint32_t>(end);
   }
-  // The earliest start recovers the most. If it is a fake chain inside row
-  // data that ends where a real message starts, what it adds before the real
-  // messages is either harmless (rows, notices) or a completion too many,
-  // which the session detects (see header).
-  size_t q = 0;
-  while (q < n && !reach[q]) ++q;
-  if (q >= n) return std::nullopt;
-  Anchor a;
-  a.start = q;
-  uint32_t completions = 0;
-  for (size_t p = q; p < n; p = next[p]) {
-    if (bytes[p] == 'Z') {
-      a.cycles.push_back(completions);
-      completions = 0;
-    } else {
-      completions += IsCompletion(bytes[p]);
+  for (size_t q = 0; q < n && out.size() < max; ++q) {
+    if (!reach[q]) continue;
+    Anchor a;
+    a.start = q;
+    uint32_t completions = 0;
+    for (size_t p = q; p < n; p = next[p]) {
+      if (bytes[p] == 'Z') {
+        a.cycles.push_back(completions);
+        completions = 0;
+      } else {
+        completions += IsCompletion(bytes[p]);
+      }
     }
+    out.push_back(std::move(a));
   }
-  return a;
+  return out;
 }
 
 }  // namespace dbwarden::pgsql

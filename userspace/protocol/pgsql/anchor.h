@@ -12,12 +12,14 @@
 // Row data can look like headers, so every message is checked in full (a
 // DataRow's field lengths must sum to its length exactly, a CommandComplete is
 // one printable NUL-terminated tag, ...), neighbours must be possible in the
-// protocol (no DataRow right after a completion), and the earliest anchoring
-// position is taken. A fake chain inside row data could still end exactly
-// where a real message starts: every real message after it is in the chain
-// anyway, so a fake completion or ReadyForQuery shows up as one too many in
-// Anchor::cycles, and the session marks the statements capture_gap instead of believing it; fake
-// ParameterStatus messages are ignored up to the chain's ReadyForQuery.
+// protocol (no DataRow right after a completion). A fake chain inside row
+// data can still end exactly where a real message starts; every real message
+// after it is in its chain too, so a fake completion or ReadyForQuery shows up
+// as one too many in Anchor::cycles. The session therefore takes the earliest
+// start whose completions per ReadyForQuery are exactly those it awaits (a
+// fake prefix without completions is harmless: rows, notices; its
+// ParameterStatus messages are ignored), and with none, marks the statements
+// capture_gap instead of believing any.
 //
 // Layouts: https://www.postgresql.org/docs/15/protocol-message-formats.html
 #pragma once
@@ -46,8 +48,11 @@ struct Anchor {
   std::vector<uint32_t> cycles;
 };
 
-// The anchoring start in `bytes` (see above), or nullopt. Cost: one message
-// check per position, and only when `bytes` end like a ReadyForQuery.
+// The anchoring starts in `bytes` (see above), earliest first, at most
+// `max`. Cost: one message check per position, and only when `bytes` end like
+// a ReadyForQuery.
+std::vector<Anchor> FindAnchors(std::span<const uint8_t> bytes, size_t max);
+// The earliest of them, or nullopt.
 std::optional<Anchor> FindAnchor(std::span<const uint8_t> bytes);
 
 }  // namespace dbwarden::pgsql

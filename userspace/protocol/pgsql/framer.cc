@@ -340,8 +340,18 @@ void Framer::anchor(std::span<const uint8_t> data, uint64_t ts_ns) {
     unframed_ += drop;
     anchor_.erase(anchor_.begin(), anchor_.begin() + static_cast<std::ptrdiff_t>(drop));
   }
-  const std::optional<Anchor> found = FindAnchor(anchor_);
-  if (!found) return;
+  // Few candidates in practice: the real boundaries of the tail's messages
+  // before its first completion, and fakes inside row data.
+  constexpr size_t kMaxCandidates = 64;
+  const std::vector<Anchor> candidates = FindAnchors(anchor_, kMaxCandidates);
+  if (candidates.empty()) return;
+  const Anchor* found = &candidates.front();
+  for (const Anchor& c : candidates) {
+    if (handler_.accept_anchor(dir_, c.cycles)) {
+      found = &c;
+      break;
+    }
+  }
   std::vector<uint8_t> chain = std::move(anchor_);
   anchor_.clear();
   const uint64_t unframed = unframed_ + found->start;

@@ -46,6 +46,12 @@ class FrameHandler {
   // and discarded bytes that belong to no delivered frame.
   virtual void on_anchored(Direction /*dir*/, std::span<const uint32_t> /*cycles*/,
                            uint64_t /*unframed_bytes*/) {}
+  // Whether a candidate chain's completions per ReadyForQuery are the ones
+  // awaited; the framer anchors at the earliest accepted candidate, else at
+  // the earliest one.
+  virtual bool accept_anchor(Direction /*dir*/, std::span<const uint32_t> /*cycles*/) {
+    return true;
+  }
 };
 
 class Framer {

@@ -151,14 +151,18 @@ std::vector<uint32_t> Session::awaited_cycles() const {
   return cycles;
 }
 
+bool Session::accept_anchor(Direction /*dir*/, std::span<const uint32_t> cycles) {
+  const std::vector<uint32_t> awaited = awaited_cycles();
+  return cycles.size() <= awaited.size() &&
+         std::equal(cycles.begin(), cycles.end(), awaited.begin());
+}
+
 void Session::on_anchored(Direction dir, std::span<const uint32_t> cycles,
                           uint64_t unframed_bytes) {
   if (dir != Direction::kBackend) return;
   response_bytes_ += unframed_bytes;
   anchored_readies_left_ = cycles.size();
-  const std::vector<uint32_t> awaited = awaited_cycles();
-  anchored_mismatch_ = cycles.size() > awaited.size() ||
-                       !std::equal(cycles.begin(), cycles.end(), awaited.begin());
+  anchored_mismatch_ = !accept_anchor(dir, cycles);
   if (!anchored_mismatch_) {
     ++counters_.bulk_anchored;
     return;

@@ -158,6 +158,7 @@ class Session final : private FrameHandler {
   void on_framing_lost(Direction dir) override;
   void on_anchored(Direction dir, std::span<const uint32_t> cycles,
                    uint64_t unframed_bytes) override;
+  bool accept_anchor(Direction dir, std::span<const uint32_t> cycles) override;
   std::vector<uint32_t> awaited_cycles() const;
   void mark_gap(Direction dir);
 
