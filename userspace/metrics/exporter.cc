@@ -199,8 +199,9 @@ struct Exporter::Impl {
                 "Server-to-client bytes left out on purpose by the bulk-data bound.");
     auto& recoveries = prometheus::BuildCounter()
                            .Name("dbwarden_decoder_bulk_recoveries_total")
-                           .Help("Message boundaries found again after a bulk-data skip: "
-                                 "anchored, or mismatched (completions lost in the skip).")
+                           .Help(
+                               "Message boundaries found again after a bulk-data skip: "
+                               "anchored, or mismatched (completions lost in the skip).")
                            .Register(*registry);
     bulk_anchored = &recoveries.Add({{"outcome", "anchored"}});
     bulk_mismatched = &recoveries.Add({{"outcome", "mismatched"}});

@@ -26,10 +26,14 @@ std::span<const uint8_t> B(const std::string& s) {
 // validator that trusts type bytes and lengths alone anchors inside them.
 std::string FakeValue(int i) {
   switch (i % 4) {
-    case 0: return Complete("SELECT 1") + Ready();
-    case 1: return "Z" + I32(5) + "I";
-    case 2: return Complete("SELECT 7") + Ready() + Complete("SELECT 8") + Ready();
-    default: return DataRow("x") + Error("42P01", "no") + Ready('E');
+    case 0:
+      return Complete("SELECT 1") + Ready();
+    case 1:
+      return "Z" + I32(5) + "I";
+    case 2:
+      return Complete("SELECT 7") + Ready() + Complete("SELECT 8") + Ready();
+    default:
+      return DataRow("x") + Error("42P01", "no") + Ready('E');
   }
 }
 
@@ -154,8 +158,7 @@ TEST_CASE("pgsql bulk skip: pipelined statements completed inside the skip get c
   CHECK(b.run.counters.bulk_mismatched == 1);
 }
 
-TEST_CASE("pgsql bulk skip: fake messages at the end of the last row are not believed",
-          "[pgsql]") {
+TEST_CASE("pgsql bulk skip: fake messages at the end of the last row are not believed", "[pgsql]") {
   // The last row's value ends with a whole fake response. Tails that start
   // inside that value see the fake CommandComplete first: it must never
   // complete the statement with its row count.

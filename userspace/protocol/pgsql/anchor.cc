@@ -133,11 +133,19 @@ size_t ValidBackendMessage(std::span<const uint8_t> bytes, size_t pos) {
   Cursor body{bytes.data() + pos + kTypedHeaderSize, length - 4};
   bool ok = false;
   switch (type) {
-    case 'D': ok = DataRowOk(body); break;
-    case 'C': ok = CommandCompleteOk(body); break;
+    case 'D':
+      ok = DataRowOk(body);
+      break;
+    case 'C':
+      ok = CommandCompleteOk(body);
+      break;
     case 'E':
-    case 'N': ok = ErrorOk(body); break;
-    case 'T': ok = RowDescriptionOk(body); break;
+    case 'N':
+      ok = ErrorOk(body);
+      break;
+    case 'T':
+      ok = RowDescriptionOk(body);
+      break;
     case 'Z':
       ok = length == 5 && (body.p[0] == 'I' || body.p[0] == 'T' || body.p[0] == 'E');
       break;
@@ -155,7 +163,9 @@ size_t ValidBackendMessage(std::span<const uint8_t> bytes, size_t pos) {
       break;
     case 'H':
     case 'G':
-    case 'W': ok = CopyResponseOk(body); break;
+    case 'W':
+      ok = CopyResponseOk(body);
+      break;
     case 'S': {  // ParameterStatus: name, value
       ok = body.cstring(true) && body.cstring(false) && body.left == 0;
       break;

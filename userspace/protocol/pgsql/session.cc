@@ -142,8 +142,7 @@ std::vector<uint32_t> Session::awaited_cycles() const {
       default:
         break;
     }
-    if (op.kind == OpKind::kQuery || op.kind == OpKind::kFunctionCall ||
-        op.kind == OpKind::kSync) {
+    if (op.kind == OpKind::kQuery || op.kind == OpKind::kFunctionCall || op.kind == OpKind::kSync) {
       cycles.push_back(m);
       m = 0;
     }
