@@ -8,6 +8,7 @@
 #include <ostream>
 
 #include "agent/version.h"
+#include "capture/capture.h"
 
 namespace dbwarden::agent {
 namespace po = boost::program_options;
@@ -32,6 +33,13 @@ po::options_description settings() {
        "db.query.parameter.N (default true; false: never recorded)")
       ("ringbuf-bytes", po::value<uint32_t>(),
        "kernel ring buffer size, a power of two (default 16777216)")
+      ("bulk-head-bytes", po::value<uint32_t>(),
+       "PostgreSQL server-to-client writes longer than head + tail (result rows, COPY out) "
+       "are captured as their first this many bytes and their last --bulk-tail-bytes; the "
+       "middle is counted, not copied (default 1024, at most 8192)")
+      ("bulk-tail-bytes", po::value<uint32_t>(),
+       "see --bulk-head-bytes; must hold CommandComplete + ReadyForQuery: 0 (with head 0: "
+       "the bound is off) or 64..8192 (default 1024)")
       ("audit-hmac-key-file", po::value<std::string>(),
        "key file for an HMAC-SHA-256 audit chain (default: plain SHA-256); never logged")
       ("audit-state-dir", po::value<std::string>(),
@@ -124,6 +132,9 @@ Status validate(Config& c) {
     return Status::Error("--ringbuf-bytes must be a power of two >= 4096, got " +
                          std::to_string(c.ringbuf_bytes));
   }
+  if (Status s = capture::validate_bulk_bound(c.bulk_head_bytes, c.bulk_tail_bytes); !s.ok()) {
+    return s;
+  }
   return Status::Ok();
 }
 
@@ -169,6 +180,8 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
     if (vm.count("max-query-bytes")) c.max_query_bytes = vm["max-query-bytes"].as<uint64_t>();
     if (vm.count("record-parameters")) c.record_parameters = vm["record-parameters"].as<bool>();
     if (vm.count("ringbuf-bytes")) c.ringbuf_bytes = vm["ringbuf-bytes"].as<uint32_t>();
+    if (vm.count("bulk-head-bytes")) c.bulk_head_bytes = vm["bulk-head-bytes"].as<uint32_t>();
+    if (vm.count("bulk-tail-bytes")) c.bulk_tail_bytes = vm["bulk-tail-bytes"].as<uint32_t>();
     if (vm.count("record")) c.record_file = vm["record"].as<std::string>();
     auto take = [&](const char* key, auto& field) {
       if (vm.count(key)) field = vm[key].as<std::remove_reference_t<decltype(field)>>();

@@ -23,6 +23,10 @@ struct Config {
   uint64_t max_query_bytes = 1u << 20;
   bool record_parameters = true;  // bound values as db.query.parameter.N (parameter_policy.h)
   uint32_t ringbuf_bytes = 16u << 20;
+  // The bulk-data bound (capture::Options): PostgreSQL server-to-client writes
+  // keep their first/last this many bytes; both 0: off.
+  uint32_t bulk_head_bytes = 1024;
+  uint32_t bulk_tail_bytes = 1024;
   std::string record_file;  // non-empty: also record raw capture records (for replay)
   std::string log_level = "info";  // error, warning, info, debug
   // Where the capture state is pinned in bpffs; empty: not pinned (the

@@ -50,6 +50,9 @@ class Decoder {
   virtual ~Decoder() = default;
   virtual void on_data(bool to_server, std::span<const uint8_t> b, uint64_t ts) = 0;
   virtual void on_gap(bool to_server, uint64_t n, uint64_t ts) = 0;
+  // Bytes left out on purpose (the bulk-data bound): the PostgreSQL decoder
+  // resynchronises on the tail; any other decoder takes them as a gap.
+  virtual void on_skip(bool to_server, uint64_t n, uint64_t ts) { on_gap(to_server, n, ts); }
   virtual void on_close(uint64_t ts) = 0;
 };
 
@@ -64,6 +67,13 @@ class DecoderFor : public Decoder {
   }
   void on_gap(bool to_server, uint64_t n, uint64_t ts) override {
     session_.on_gap(to_server ? kToServer : kToClient, n, ts);
+  }
+  void on_skip(bool to_server, uint64_t n, uint64_t ts) override {
+    if constexpr (requires(Session& s) { s.on_skip(kToServer, n, ts); }) {
+      session_.on_skip(to_server ? kToServer : kToClient, n, ts);
+    } else {
+      session_.on_gap(to_server ? kToServer : kToClient, n, ts);
+    }
   }
   void on_close(uint64_t ts) override { session_.on_close(ts); }
 
@@ -89,6 +99,8 @@ struct Observer::Connection : StatementSink {
       conn->had_gap = true;
       conn->decoder->on_gap(to_server, n, ts);
     }
+    // Not a loss: no sticky had_gap. The decoder marks what it cannot recover.
+    void on_skip(uint64_t n, uint64_t ts) override { conn->decoder->on_skip(to_server, n, ts); }
   };
 
   Connection(Protocol proto, StatementSink& out, const stream::Limits& slimits,
@@ -234,7 +246,8 @@ void Observer::on_data(const dbw_data_event& e) {
   if (e.direction == DBW_DIR_INGRESS) {
     c.ingress.push(e.offset, bytes, e.length, e.hdr.ts_ns, c.to_server);
   } else {
-    c.egress.push(e.offset, bytes, e.length, e.hdr.ts_ns, c.to_client);
+    c.egress.push(e.offset, bytes, e.length, e.hdr.ts_ns, c.to_client,
+                  (e.flags & DBW_DATA_BULK_SKIPPED) != 0);
   }
 }
 

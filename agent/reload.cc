@@ -29,6 +29,8 @@ ConfigDiff diff_config(const Config& a, const Config& b) {
   fixed("audit-file", a.audit_file != b.audit_file);
   fixed("metrics-address", a.metrics_address != b.metrics_address);
   fixed("ringbuf-bytes", a.ringbuf_bytes != b.ringbuf_bytes);
+  fixed("bulk-head-bytes", a.bulk_head_bytes != b.bulk_head_bytes);
+  fixed("bulk-tail-bytes", a.bulk_tail_bytes != b.bulk_tail_bytes);
   fixed("record", a.record_file != b.record_file);
   fixed("bpf-pin-dir", a.bpf_pin_dir != b.bpf_pin_dir);
   fixed("audit-stdout", a.audit_stdout != b.audit_stdout);

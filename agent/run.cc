@@ -62,6 +62,8 @@ void publish(metrics::Exporter& m, const capture::BpfCapture& cap, const Observe
   }
   cc.gaps = obs.stream_counters().gaps;
   cc.gap_bytes = obs.stream_counters().gap_bytes;
+  cc.ring_bytes = cap.ring_bytes();
+  cc.bulk_skipped_bytes = cap.bulk().skipped_bytes;
   // One set of decoder counters for now: both protocols' figures are summed.
   const pgsql::Counters& p = obs.pgsql_counters();
   const mysql::Counters& y = obs.mysql_counters();
@@ -78,6 +80,8 @@ void publish(metrics::Exporter& m, const capture::BpfCapture& cap, const Observe
   dc.unresolved_statements = p.unresolved_statements + y.unresolved_statements;
   dc.cancel_requests = p.cancel_requests;
   dc.compressed_connections = y.compressed_connections;
+  dc.bulk_anchored = p.bulk_anchored;
+  dc.bulk_mismatched = p.bulk_mismatched;
   dc.tls_not_captured = p.tls_not_captured;
   dc.parameters_cut = p.parameters_cut;
   dc.parameters_dropped = p.parameters_dropped;
@@ -259,6 +263,8 @@ int run(const Config& config) {
 
   capture::Options copts;
   copts.ringbuf_bytes = config.ringbuf_bytes;
+  copts.bulk_head_bytes = config.bulk_head_bytes;
+  copts.bulk_tail_bytes = config.bulk_tail_bytes;
   copts.record_path = config.record_file;
   copts.pin_dir = config.bpf_pin_dir;
   auto capture = capture::BpfCapture::Open(copts, observer);

@@ -14,9 +14,19 @@ ServerWatcher::ServerWatcher(capture::BpfCapture& capture, std::vector<uint16_t>
   ports_.insert(ports_.end(), mysql_ports_.begin(), mysql_ports_.end());
 }
 
+namespace {
+
+// PostgreSQL ports get the bulk-data bound; MySQL ports never (its decoder
+// counts rows from every row packet: see DBW_PORT_BULK_BOUND).
+bool bulk_bound(uint16_t port, const std::vector<uint16_t>& mysql_ports) {
+  return std::find(mysql_ports.begin(), mysql_ports.end(), port) == mysql_ports.end();
+}
+
+}  // namespace
+
 Status ServerWatcher::start() {
   for (uint16_t port : ports_) {
-    if (Status s = capture_.watch_port(port); !s.ok()) return s;
+    if (Status s = capture_.watch_port(port, bulk_bound(port, mysql_ports_)); !s.ok()) return s;
   }
   if (Status s = track_remote_clients(); !s.ok()) return s;
   return refresh();
@@ -51,7 +61,7 @@ Status ServerWatcher::set_ports(const std::vector<uint16_t>& postgres_ports,
   std::vector<uint16_t> all = postgres_ports;
   all.insert(all.end(), mysql_ports.begin(), mysql_ports.end());
   for (uint16_t port : all) {
-    if (Status s = capture_.watch_port(port); !s.ok()) return s;
+    if (Status s = capture_.watch_port(port, bulk_bound(port, mysql_ports)); !s.ok()) return s;
   }
   for (uint16_t port : ports_) {
     if (std::find(all.begin(), all.end(), port) != all.end()) continue;

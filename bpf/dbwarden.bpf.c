@@ -69,6 +69,18 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by userspace between open and load. */
 const volatile __u32 wakeup_bytes = 256 * 1024; /* wake the reader past this backlog */
+/* The bulk-data bound: a server-to-client write of a connection flagged
+ * DBW_CONN_BULK_BOUND (PostgreSQL) longer than head + tail is captured as its
+ * first bulk_head_bytes, one DBW_DATA_BULK_SKIPPED record standing for the
+ * middle (exact length, exact offset), and its last bulk_tail_bytes. The
+ * PostgreSQL decoder needs no DataRow/CopyData byte to count rows (they come
+ * from the CommandComplete tag), and PostgreSQL flushes at ReadyForQuery, so a
+ * response's last write ends with CommandComplete/ErrorResponse and
+ * ReadyForQuery: the tail. Only a response's first write keeps its head
+ * (DBW_CONN_RESPONSE_START). Client-to-server bytes (queries) are never bound.
+ * 0 (tail) turns the bound off. Each at most DBW_BULK_MAX_BYTES. */
+const volatile __u32 bulk_head_bytes = 0;
+const volatile __u32 bulk_tail_bytes = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -81,6 +93,14 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } drops SEC(".maps");
+
+/* Bytes and records left out by the bulk-data bound (enum dbw_bulk_stat). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DBW_BULK_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} bulk SEC(".maps");
 
 /* tgids of database server processes (postmaster and its children). */
 struct {
@@ -98,7 +118,8 @@ struct {
 #define DBW_PID_WORDS (1u << 16)
 __u64 pid_bits[DBW_PID_WORDS];
 
-/* Local TCP ports the database listens on: index = port, value != 0. */
+/* Local TCP ports the database listens on: index = port, value != 0 (enum
+ * dbw_port_flags). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 65536);
@@ -311,6 +332,7 @@ static __always_inline struct dbw_conn_state *classify(struct file *file, __u64 
 			st.side = DBW_SIDE_CLIENT;
 		}
 		st.server_port = port;
+		st.flags = *watched & DBW_PORT_BULK_BOUND ? DBW_CONN_BULK_BOUND : 0;
 	} else if (family == AF_UNIX) {
 		struct unix_sock *us = (struct unix_sock *)sk;
 		struct unix_address *addr = BPF_CORE_READ(us, addr);
@@ -325,6 +347,12 @@ static __always_inline struct dbw_conn_state *classify(struct file *file, __u64 
 			goto ignore;
 		st.family = DBW_FAMILY_UNIX;
 		st.server_port = *port;
+		/* The protocol (and so the bound) is the server port's. */
+		__u32 port_key = *port;
+		__u8 *port_flags = bpf_map_lookup_elem(&ports, &port_key);
+
+		if (port_flags && (*port_flags & DBW_PORT_BULK_BOUND))
+			st.flags = DBW_CONN_BULK_BOUND;
 	} else {
 		goto ignore;
 	}
@@ -377,6 +405,7 @@ static __always_inline void fill_header(struct dbw_data_event *e, __u64 conn_id,
 	e->hdr.ts_ns = bpf_ktime_get_ns();
 	e->hdr.conn_id = conn_id;
 	e->direction = dir;
+	e->flags = 0;
 }
 
 static __always_inline void emit_small(__u64 conn_id, __u8 dir, const char *buf, __u32 len,
@@ -461,13 +490,65 @@ static __always_inline void emit_range(__u64 conn_id, __u8 dir, const char *buf,
 		emit_gap(conn_id, dir, len - done, offset + done);
 }
 
+/* `len` bytes at `offset` left out by the bulk-data bound on purpose: a record
+ * with no payload and DBW_DATA_BULK_SKIPPED, counted in `bulk`, not `drops`. */
+static __always_inline void emit_skip(__u64 conn_id, __u8 dir, __u64 len, __u64 offset)
+{
+	struct dbw_data_event *e;
+	__u32 key = DBW_BULK_SKIPPED_BYTES;
+	__u64 *v = bpf_map_lookup_elem(&bulk, &key);
+
+	if (v)
+		*v += len; /* per-CPU: no atomic needed */
+	key = DBW_BULK_SKIPPED_RECORDS;
+	v = bpf_map_lookup_elem(&bulk, &key);
+	if (v)
+		*v += 1;
+	e = bpf_ringbuf_reserve(&events, offsetof(struct dbw_data_event, data), 0);
+	if (!e) {
+		count_drop(DBW_DROP_RINGBUF_FULL);
+		return;
+	}
+	fill_header(e, conn_id, dir);
+	e->flags = DBW_DATA_BULK_SKIPPED;
+	e->offset = offset;
+	e->length = len > 0xffffffffULL ? 0xffffffffU : (__u32)len;
+	e->captured = 0;
+	bpf_ringbuf_submit(e, 0);
+}
+
 /* `dir` is seen from the process that moved the bytes; a client-side
  * connection flips it, so records are always seen from the server. */
 static __always_inline void emit_data(struct dbw_conn_state *st, __u8 dir, const char *buf,
 				      __u64 len)
 {
+	__u64 head = bulk_head_bytes, tail = bulk_tail_bytes, offset;
+
 	dir = (dir ^ st->side) & 1;
-	emit_range(st->conn_id, dir, buf, len, __sync_fetch_and_add(&st->offset[dir], len));
+	offset = __sync_fetch_and_add(&st->offset[dir], len);
+	if ((st->flags & DBW_CONN_BULK_BOUND) && tail) {
+		/* Only the first write of a response keeps a head (RowDescription,
+		 * ParseComplete, ...); a connection's I/O is its backend's, in order. */
+		if (dir == DBW_DIR_INGRESS) {
+			if (!(st->flags & DBW_CONN_RESPONSE_START))
+				st->flags |= DBW_CONN_RESPONSE_START;
+		} else if (st->flags & DBW_CONN_RESPONSE_START) {
+			st->flags &= ~DBW_CONN_RESPONSE_START;
+		} else {
+			head = 0;
+		}
+	}
+	if (dir != DBW_DIR_EGRESS || !(st->flags & DBW_CONN_BULK_BOUND) || tail == 0 ||
+	    head > DBW_BULK_MAX_BYTES || tail > DBW_BULK_MAX_BYTES || len <= head + tail) {
+		emit_range(st->conn_id, dir, buf, len, offset);
+		return;
+	}
+	/* A length above 4 GiB cannot be written in one call; the skip record's
+	 * 32-bit length would saturate (emit_gap does the same). */
+	if (head)
+		emit_range(st->conn_id, dir, buf, head, offset);
+	emit_skip(st->conn_id, dir, len - head - tail, offset + head);
+	emit_range(st->conn_id, dir, buf + len - tail, tail, offset + len - tail);
 }
 
 /* An iovec array (readv/writev, the iov of a msghdr) that moved `total` bytes
@@ -564,6 +645,7 @@ static __always_inline int on_connect(struct pt_regs *regs, long ret)
 	st.family = family == AF_INET ? DBW_FAMILY_INET : DBW_FAMILY_INET6;
 	st.server_port = port;
 	st.side = DBW_SIDE_CLIENT;
+	st.flags = *watched & DBW_PORT_BULK_BOUND ? DBW_CONN_BULK_BOUND : 0;
 	bpf_map_delete_elem(&ignored, &ino);
 	if (bpf_map_update_elem(&conns, &ino, &st, BPF_NOEXIST)) {
 		if (!bpf_map_lookup_elem(&conns, &ino))

@@ -77,8 +77,18 @@ struct dbw_data_event {
 	__u32 length;   /* bytes this record stands for (data holds `captured` of them) */
 	__u32 captured; /* bytes present in data[]; length - captured were not copied */
 	__u8 direction; /* enum dbw_direction */
-	__u8 _pad[7];
+	__u8 flags;     /* enum dbw_data_flags (was padding: old recordings read as 0) */
+	__u8 _pad[6];
 	__u8 data[DBW_CHUNK_BYTES];
+};
+
+/* Bits of dbw_data_event.flags. */
+enum dbw_data_flags {
+	/* A record with no payload standing for the middle of a large
+	 * server-to-client write that was left out on purpose (the bulk-data
+	 * bound, see `bulk_head_bytes` in dbwarden.bpf.c): not a loss. It is
+	 * counted in the `bulk` map, never as DBW_DROP_TRUNCATED. */
+	DBW_DATA_BULK_SKIPPED = 1,
 };
 
 struct dbw_conn_event {
@@ -106,7 +116,38 @@ struct dbw_conn_state {
 	__u16 server_port;
 	__u8 family;
 	__u8 side; /* enum dbw_side */
-	__u8 _pad[4];
+	__u8 flags; /* enum dbw_conn_flags (was padding: pinned entries of older agents read 0) */
+	__u8 _pad[3];
+};
+
+/* Bits of dbw_conn_state.flags, copied from the `ports` value at first sighting. */
+enum dbw_conn_flags {
+	DBW_CONN_BULK_BOUND = 1, /* server-to-client writes are cut to head + tail */
+	/* Client bytes arrived since the last server write: the next server write
+	 * starts a response and keeps its head. Later writes of the same response
+	 * (the server flushes every 8 KiB) keep only their tail. */
+	DBW_CONN_RESPONSE_START = 2,
+};
+
+/* Bits of a `ports` map value (index = port). Any non-zero value watches the
+ * port; older agents wrote 1. */
+enum dbw_port_flags {
+	DBW_PORT_WATCHED = 1,
+	/* PostgreSQL: bound server-to-client bulk data (DataRow, CopyData) to a
+	 * head and a tail per write. Never set for MySQL: its decoder counts a
+	 * SELECT's rows from every row packet header (the final OK/EOF carries no
+	 * row count), so it needs every server byte. */
+	DBW_PORT_BULK_BOUND = 2,
+};
+
+/* The bulk-data bound's head and tail are each at most one chunk. */
+#define DBW_BULK_MAX_BYTES DBW_CHUNK_BYTES
+
+/* Index of each counter in the per-CPU `bulk` array map. */
+enum dbw_bulk_stat {
+	DBW_BULK_SKIPPED_BYTES = 0,   /* bytes left out by the bulk-data bound */
+	DBW_BULK_SKIPPED_RECORDS = 1, /* DBW_DATA_BULK_SKIPPED records (skips) */
+	DBW_BULK_STAT_MAX = 2,
 };
 
 /* Key of the `unix_paths` map: a server's listening unix socket path,

@@ -61,7 +61,8 @@ uint64_t identifier(const Options& options) {
   size_t size = 0;
   const void* elf = dbwarden_bpf__elf_bytes(&size);
   return object_identifier(std::span(static_cast<const uint8_t*>(elf), size),
-                           options.ringbuf_bytes, options.wakeup_bytes);
+                           options.ringbuf_bytes, options.wakeup_bytes, options.bulk_head_bytes,
+                           options.bulk_tail_bytes);
 }
 
 // Before load: decide between resuming and starting fresh, and point libbpf's
@@ -133,6 +134,30 @@ Status pin_links(dbwarden_bpf* skel, const std::string& dir) {
 
 }  // namespace
 
+Status validate_bulk_bound(uint32_t head_bytes, uint32_t tail_bytes) {
+  const std::string max = std::to_string(DBW_BULK_MAX_BYTES);
+  if (head_bytes > DBW_BULK_MAX_BYTES) {
+    return Status::Error("--bulk-head-bytes must be at most " + max + ", got " +
+                         std::to_string(head_bytes));
+  }
+  if (tail_bytes > DBW_BULK_MAX_BYTES) {
+    return Status::Error("--bulk-tail-bytes must be at most " + max + ", got " +
+                         std::to_string(tail_bytes));
+  }
+  // The tail must hold CommandComplete + ReadyForQuery (and an ErrorResponse
+  // if it fits); without one the decoder could never recover a completion.
+  if (tail_bytes == 0 && head_bytes != 0) {
+    return Status::Error(
+        "--bulk-head-bytes needs --bulk-tail-bytes: set both to 0 to turn the bulk-data bound "
+        "off");
+  }
+  if (tail_bytes != 0 && tail_bytes < 64) {
+    return Status::Error("--bulk-tail-bytes must be 0 (off) or at least 64, got " +
+                         std::to_string(tail_bytes));
+  }
+  return Status::Ok();
+}
+
 const char* drop_reason_name(int reason) {
   switch (reason) {
     case DBW_DROP_RINGBUF_FULL: return "ringbuf_full";
@@ -175,6 +200,11 @@ Result<std::unique_ptr<BpfCapture>> BpfCapture::Open(const Options& options,
     return Status::Error("opening the BPF object failed: " + errno_text(errno));
   }
   impl->skel->rodata->wakeup_bytes = options.wakeup_bytes;
+  if (Status s = validate_bulk_bound(options.bulk_head_bytes, options.bulk_tail_bytes); !s.ok()) {
+    return s;
+  }
+  impl->skel->rodata->bulk_head_bytes = options.bulk_head_bytes;
+  impl->skel->rodata->bulk_tail_bytes = options.bulk_tail_bytes;
   if (int err = bpf_map__set_max_entries(impl->skel->maps.events, options.ringbuf_bytes)) {
     return Status::Error("sizing the ring buffer failed: " + errno_text(err));
   }
@@ -224,6 +254,7 @@ Result<std::unique_ptr<BpfCapture>> BpfCapture::Open(const Options& options,
 int BpfCapture::dispatch(void* ctx, void* data, size_t size) {
   auto* self = static_cast<BpfCapture*>(ctx);
   self->records_++;
+  self->ring_bytes_ += (size + 8 + 7) & ~size_t{7};  // BPF_RINGBUF_HDR_SZ, 8-byte aligned
   if (self->recording_) self->recording_->write(data, size);
   if (!capture::dispatch(data, size, *self->impl_->handler)) {
     self->malformed_++;
@@ -233,9 +264,9 @@ int BpfCapture::dispatch(void* ctx, void* data, size_t size) {
   return 0;
 }
 
-Status BpfCapture::watch_port(uint16_t port) {
+Status BpfCapture::watch_port(uint16_t port, bool bulk_bound) {
   uint32_t key = port;
-  uint8_t on = 1;
+  uint8_t on = DBW_PORT_WATCHED | (bulk_bound ? DBW_PORT_BULK_BOUND : 0);
   if (bpf_map__update_elem(impl_->skel->maps.ports, &key, sizeof(key), &on, sizeof(on), BPF_ANY)) {
     return Status::Error("watching port " + std::to_string(port) + ": " + errno_text(errno));
   }
@@ -342,6 +373,21 @@ DropCounts BpfCapture::drops() const {
     }
   }
   out.malformed_records = malformed_;
+  return out;
+}
+
+BulkCounts BpfCapture::bulk() const {
+  BulkCounts out;
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return out;
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
+  uint64_t* fields[DBW_BULK_STAT_MAX] = {&out.skipped_bytes, &out.skipped_records};
+  for (uint32_t stat = 0; stat < DBW_BULK_STAT_MAX; stat++) {
+    if (bpf_map__lookup_elem(impl_->skel->maps.bulk, &stat, sizeof(stat), per_cpu.data(),
+                             per_cpu.size() * sizeof(uint64_t), 0) == 0) {
+      for (uint64_t v : per_cpu) *fields[stat] += v;
+    }
+  }
   return out;
 }
 

@@ -22,6 +22,12 @@ namespace dbwarden::capture {
 struct Options {
   uint32_t ringbuf_bytes = 16u << 20;  // power of two
   uint32_t wakeup_bytes = 256u << 10;  // backlog that wakes the reader early
+  // The bulk-data bound (bpf/dbwarden.bpf.c bulk_head_bytes): server-to-client
+  // writes of ports watched with bulk_bound longer than head + tail keep only
+  // their first `bulk_head_bytes` and last `bulk_tail_bytes`; the middle is a
+  // DBW_DATA_BULK_SKIPPED record. bulk_tail_bytes 0: off. Each <= DBW_BULK_MAX_BYTES.
+  uint32_t bulk_head_bytes = 1024;
+  uint32_t bulk_tail_bytes = 1024;
   std::string record_path;             // non-empty: also write every record here
   // Non-empty: pin the state maps and the program links here (see
   // capture/pinning.h) and resume from pins a previous agent left.
@@ -32,6 +38,15 @@ struct DropCounts {
   std::array<uint64_t, DBW_DROP_MAX> by_reason{};  // index: enum dbw_drop_reason
   uint64_t malformed_records = 0;  // records userspace could not interpret
 };
+
+// What the bulk-data bound left out (the kernel's per-CPU `bulk` map, summed).
+struct BulkCounts {
+  uint64_t skipped_bytes = 0;
+  uint64_t skipped_records = 0;
+};
+
+// Checks the bound's settings; the error names the option to fix.
+Status validate_bulk_bound(uint32_t head_bytes, uint32_t tail_bytes);
 
 const char* drop_reason_name(int reason);
 
@@ -44,7 +59,9 @@ class BpfCapture {
   BpfCapture(const BpfCapture&) = delete;
   BpfCapture& operator=(const BpfCapture&) = delete;
 
-  Status watch_port(uint16_t port);
+  // `bulk_bound`: server-to-client bulk data of this port's connections is
+  // bound (PostgreSQL only; see DBW_PORT_BULK_BOUND).
+  Status watch_port(uint16_t port, bool bulk_bound = false);
   Status unwatch_port(uint16_t port);
   Status watch_unix_path(const std::string& path, uint16_t port);
   Status unwatch_unix_path(const std::string& path);
@@ -67,10 +84,14 @@ class BpfCapture {
   // Consumes ready records, waiting up to timeout_ms. Returns records handled.
   Result<int> poll(int timeout_ms);
   DropCounts drops() const;
+  BulkCounts bulk() const;
   // libssl uprobes (bpf/tls.bpf.h): the agent calls tls().rescan() periodically.
   TlsAttacher& tls();
   uint64_t records() const { return records_; }
   uint64_t payload_bytes() const { return payload_bytes_; }
+  // Ring-buffer space the consumed records took: each record's size plus the
+  // ring's 8-byte record header, rounded up to 8 (kernel/bpf/ringbuf.c).
+  uint64_t ring_bytes() const { return ring_bytes_; }
 
  private:
   struct Impl;
@@ -80,6 +101,7 @@ class BpfCapture {
   std::unique_ptr<Impl> impl_;
   uint64_t records_ = 0;
   uint64_t payload_bytes_ = 0;
+  uint64_t ring_bytes_ = 0;
   uint64_t malformed_ = 0;
   std::unique_ptr<RecordingWriter> recording_;
 };

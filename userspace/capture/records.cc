@@ -22,7 +22,10 @@ bool dispatch(const void* data, size_t size, EventHandler& h) {
       const auto* e = static_cast<const dbw_data_event*>(data);
       if (size < offsetof(dbw_data_event, data) || e->captured > DBW_CHUNK_BYTES ||
           e->captured > e->length || size < offsetof(dbw_data_event, data) + e->captured ||
-          e->direction > DBW_DIR_EGRESS) {
+          e->direction > DBW_DIR_EGRESS ||
+          // A deliberate skip carries no payload and only stands for server bytes.
+          ((e->flags & DBW_DATA_BULK_SKIPPED) &&
+           (e->captured != 0 || e->direction != DBW_DIR_EGRESS))) {
         return false;
       }
       h.on_data(*e);

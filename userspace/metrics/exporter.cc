@@ -89,6 +89,10 @@ struct Exporter::Impl {
   Counter* capture_drops[4] = {};
   Counter* capture_gaps = nullptr;
   Counter* capture_gap_bytes = nullptr;
+  Counter* capture_ring_bytes = nullptr;
+  Counter* capture_bulk_skipped_bytes = nullptr;
+  Counter* bulk_anchored = nullptr;
+  Counter* bulk_mismatched = nullptr;
   Counter* decoder_messages = nullptr;
   Counter* decoder_invalid = nullptr;
   Counter* decoder_resyncs = nullptr;
@@ -188,6 +192,19 @@ struct Exporter::Impl {
     for (int i = 0; i < 4; ++i) capture_drops[i] = &dropped.Add({{"reason", kDropReasons[i]}});
     capture_gaps = counter("dbwarden_capture_gaps_total", "Stream gaps: bytes the capture missed.");
     capture_gap_bytes = counter("dbwarden_capture_gap_bytes_total", "Bytes missed in stream gaps.");
+    capture_ring_bytes = counter("dbwarden_capture_ring_bytes_total",
+                                 "Ring-buffer bytes consumed (records with their ring headers).");
+    capture_bulk_skipped_bytes =
+        counter("dbwarden_capture_bulk_skipped_bytes_total",
+                "Server-to-client bytes left out on purpose by the bulk-data bound.");
+    auto& recoveries = prometheus::BuildCounter()
+                           .Name("dbwarden_decoder_bulk_recoveries_total")
+                           .Help(
+                               "Message boundaries found again after a bulk-data skip: "
+                               "anchored, or mismatched (completions lost in the skip).")
+                           .Register(*registry);
+    bulk_anchored = &recoveries.Add({{"outcome", "anchored"}});
+    bulk_mismatched = &recoveries.Add({{"outcome", "mismatched"}});
 
     decoder_messages = counter("dbwarden_decoder_messages_total", "Protocol messages decoded.");
     auto& errors = prometheus::BuildCounter()
@@ -443,6 +460,8 @@ void Exporter::publish(const CaptureCounters& capture, const DecoderCounters& de
   for (int i = 0; i < 4; ++i) add(m.capture_drops[i], capture.drops[i], lc.drops[i]);
   add(m.capture_gaps, capture.gaps, lc.gaps);
   add(m.capture_gap_bytes, capture.gap_bytes, lc.gap_bytes);
+  add(m.capture_ring_bytes, capture.ring_bytes, lc.ring_bytes);
+  add(m.capture_bulk_skipped_bytes, capture.bulk_skipped_bytes, lc.bulk_skipped_bytes);
 
   DecoderCounters& ld = m.last_decoder;
   add(m.decoder_messages, decoder.messages, ld.messages);
@@ -460,6 +479,8 @@ void Exporter::publish(const CaptureCounters& capture, const DecoderCounters& de
   add(m.decoder_tls_not_captured, decoder.tls_not_captured, ld.tls_not_captured);
   add(m.parameters_cut, decoder.parameters_cut, ld.parameters_cut);
   add(m.parameters_dropped, decoder.parameters_dropped, ld.parameters_dropped);
+  add(m.bulk_anchored, decoder.bulk_anchored, ld.bulk_anchored);
+  add(m.bulk_mismatched, decoder.bulk_mismatched, ld.bulk_mismatched);
 }
 
 void Exporter::publish_fingerprints() { impl_->sync_fingerprints(); }

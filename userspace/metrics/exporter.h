@@ -9,6 +9,9 @@
 //   dbwarden_capture_events_total, dbwarden_capture_bytes_total
 //   dbwarden_capture_dropped_total{reason}  ringbuf_full|truncated|conn_table_full|read_failed
 //   dbwarden_capture_gaps_total, dbwarden_capture_gap_bytes_total
+//   dbwarden_capture_ring_bytes_total       ring-buffer bytes the agent consumed
+//   dbwarden_capture_bulk_skipped_bytes_total  left out on purpose by the bulk-data bound
+//   dbwarden_decoder_bulk_recoveries_total{outcome}  anchored|mismatched (after a bulk skip)
 //   dbwarden_decoder_messages_total
 //   dbwarden_decoder_errors_total{kind}     invalid_message|resync
 //   dbwarden_decoder_truncated_queries_total, dbwarden_decoder_encrypted_connections_total,
@@ -55,6 +58,7 @@ struct CaptureCounters {
   uint64_t events = 0, bytes = 0;
   uint64_t drops[4] = {};  // ringbuf_full, truncated, conn_table_full, read_failed
   uint64_t gaps = 0, gap_bytes = 0;
+  uint64_t ring_bytes = 0, bulk_skipped_bytes = 0;
 };
 
 // Snapshot of protocol decoder totals since the agent started.
@@ -64,6 +68,7 @@ struct DecoderCounters {
            encrypted_connections = 0, midstream_joins = 0;
   uint64_t unresolved_statements = 0, cancel_requests = 0, compressed_connections = 0,
            tls_not_captured = 0, parameters_cut = 0, parameters_dropped = 0;
+  uint64_t bulk_anchored = 0, bulk_mismatched = 0;
 };
 
 // Snapshot of SQL analysis totals (sql/analyzer.h AnalyzerCounters) and the

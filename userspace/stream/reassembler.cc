@@ -15,7 +15,7 @@ void Reassembler::gap(uint64_t length, uint64_t ts_ns, Consumer& out) {
 // Delivers a chunk that starts at or before next_, trimming what was already
 // delivered.
 void Reassembler::deliver(uint64_t offset, std::span<const uint8_t> data, uint64_t length,
-                          uint64_t ts_ns, Consumer& out) {
+                          uint64_t ts_ns, bool skipped, Consumer& out) {
   uint64_t end = offset + length;
   if (end <= next_) {
     counters_.duplicate_bytes += length;
@@ -28,7 +28,13 @@ void Reassembler::deliver(uint64_t offset, std::span<const uint8_t> data, uint64
     out.on_bytes(bytes, ts_ns);
     next_ += bytes.size();
   }
-  gap(end - next_, ts_ns, out);  // the part that was never copied
+  if (skipped && end > next_) {  // left out on purpose: not a loss
+    counters_.skips++;
+    counters_.skipped_bytes += end - next_;
+    out.on_skip(end - next_, ts_ns);
+  } else {
+    gap(end - next_, ts_ns, out);  // the part that was never copied
+  }
   next_ = end;
 }
 
@@ -36,19 +42,20 @@ void Reassembler::drain(Consumer& out) {
   while (!pending_.empty() && pending_.begin()->first <= next_) {
     auto node = pending_.extract(pending_.begin());
     pending_bytes_ -= node.mapped().data.size();
-    deliver(node.key(), node.mapped().data, node.mapped().length, node.mapped().ts_ns, out);
+    deliver(node.key(), node.mapped().data, node.mapped().length, node.mapped().ts_ns,
+            node.mapped().skipped, out);
   }
 }
 
 void Reassembler::push(uint64_t offset, std::span<const uint8_t> data, uint64_t length,
-                       uint64_t ts_ns, Consumer& out) {
+                       uint64_t ts_ns, Consumer& out, bool skipped) {
   data = data.first(std::min<size_t>(data.size(), length));
   if (!started_) {
     started_ = true;
     next_ = offset;  // joined wherever capture began
   }
   if (offset <= next_) {
-    deliver(offset, data, length, ts_ns, out);
+    deliver(offset, data, length, ts_ns, skipped, out);
     drain(out);
     return;
   }
@@ -58,6 +65,7 @@ void Reassembler::push(uint64_t offset, std::span<const uint8_t> data, uint64_t 
     it->second.data.assign(data.begin(), data.end());
     it->second.length = length;
     it->second.ts_ns = ts_ns;
+    it->second.skipped = skipped;
     pending_bytes_ += data.size();
   } else {
     counters_.duplicate_bytes += length;

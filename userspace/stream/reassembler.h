@@ -24,6 +24,10 @@ class Consumer {
   virtual ~Consumer() = default;
   virtual void on_bytes(std::span<const uint8_t> bytes, uint64_t ts_ns) = 0;
   virtual void on_gap(uint64_t length, uint64_t ts_ns) = 0;
+  // `length` bytes left out on purpose by the capture (the bulk-data bound,
+  // DBW_DATA_BULK_SKIPPED): not a loss. A consumer that cannot tell them from
+  // a loss treats them as one.
+  virtual void on_skip(uint64_t length, uint64_t ts_ns) { on_gap(length, ts_ns); }
 };
 
 struct Limits {
@@ -36,6 +40,8 @@ struct Counters {
   uint64_t gap_bytes = 0;        // bytes in those holes
   uint64_t out_of_order = 0;     // chunks that had to wait for an earlier one
   uint64_t duplicate_bytes = 0;  // bytes at offsets already delivered
+  uint64_t skips = 0;            // deliberate skips reported (never counted as gaps)
+  uint64_t skipped_bytes = 0;
 };
 
 class Reassembler {
@@ -43,8 +49,9 @@ class Reassembler {
   Reassembler(const Limits& limits, Counters& counters) : limits_(limits), counters_(counters) {}
 
   // `data` holds the first data.size() of the `length` bytes at `offset`.
+  // `skipped`: the bytes not in `data` were left out on purpose (on_skip).
   void push(uint64_t offset, std::span<const uint8_t> data, uint64_t length, uint64_t ts_ns,
-            Consumer& out);
+            Consumer& out, bool skipped = false);
   // Delivers everything pending, declaring each hole a gap (connection end).
   void flush(Consumer& out);
   uint64_t next_offset() const { return next_; }
@@ -55,9 +62,10 @@ class Reassembler {
     std::vector<uint8_t> data;
     uint64_t length = 0;
     uint64_t ts_ns = 0;
+    bool skipped = false;
   };
   void deliver(uint64_t offset, std::span<const uint8_t> data, uint64_t length, uint64_t ts_ns,
-               Consumer& out);
+               bool skipped, Consumer& out);
   void drain(Consumer& out);
   void gap(uint64_t length, uint64_t ts_ns, Consumer& out);
 

@@ -45,6 +45,30 @@ TEST_CASE("defaults without options", "[agent][config]") {
   CHECK(c.max_query_bytes == 1u << 20);
 }
 
+TEST_CASE("the bulk-data bound: defaults, off, and bad values named", "[agent][config]") {
+  auto d = parse({});
+  REQUIRE(d.ok());
+  CHECK(d.value()->bulk_head_bytes == 1024);
+  CHECK(d.value()->bulk_tail_bytes == 1024);
+  auto off = parse({"--bulk-head-bytes", "0", "--bulk-tail-bytes", "0"});
+  REQUIRE(off.ok());
+  CHECK(off.value()->bulk_tail_bytes == 0);
+  TempFile f("bulk-head-bytes = 256\nbulk-tail-bytes = 512\n");
+  auto file = parse({"--config", f.path.c_str()});
+  REQUIRE(file.ok());
+  CHECK(file.value()->bulk_head_bytes == 256);
+  CHECK(file.value()->bulk_tail_bytes == 512);
+  auto big = parse({"--bulk-head-bytes", "9000"});
+  REQUIRE_FALSE(big.ok());
+  CHECK_THAT(big.status().message(), Catch::Contains("--bulk-head-bytes"));
+  auto short_tail = parse({"--bulk-tail-bytes", "10"});
+  REQUIRE_FALSE(short_tail.ok());
+  CHECK_THAT(short_tail.status().message(), Catch::Contains("--bulk-tail-bytes"));
+  auto head_only = parse({"--bulk-tail-bytes", "0"});
+  REQUIRE_FALSE(head_only.ok());
+  CHECK_THAT(head_only.status().message(), Catch::Contains("both to 0"));
+}
+
 TEST_CASE("options on the command line", "[agent][config]") {
   auto r = parse({"--audit-file", "/tmp/a.jsonl", "--metrics-address", "127.0.0.1:19000",
                   "--postgres-port", "5433", "--postgres-port", "6000", "--max-query-bytes",

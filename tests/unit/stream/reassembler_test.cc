@@ -120,3 +120,47 @@ TEST_CASE("any arrival order within the bound gives the original stream", "[stre
 
 }  // namespace
 }  // namespace dbwarden::stream
+
+namespace dbwarden::stream {
+namespace {
+
+struct SkipRecorder : Consumer {
+  std::string seen;
+  void on_bytes(std::span<const uint8_t> b, uint64_t) override {
+    seen.append(reinterpret_cast<const char*>(b.data()), b.size());
+  }
+  void on_gap(uint64_t n, uint64_t) override { seen += "<gap " + std::to_string(n) + ">"; }
+  void on_skip(uint64_t n, uint64_t) override { seen += "<skip " + std::to_string(n) + ">"; }
+};
+
+TEST_CASE("a deliberate skip is reported as a skip, never as a gap, even out of order",
+          "[stream]") {
+  Counters c;
+  Reassembler r({}, c);
+  SkipRecorder out;
+  r.push(0, bytes("head"), 4, 1, out);
+  // The tail committed before the skip record (another CPU): it waits.
+  r.push(104, bytes("tail"), 4, 3, out);
+  r.push(4, {}, 100, 2, out, /*skipped=*/true);
+  CHECK(out.seen == "head<skip 100>tail");
+  CHECK(c.gaps == 0);
+  CHECK(c.skips == 1);
+  CHECK(c.skipped_bytes == 100);
+  // A real loss right after is still a gap.
+  r.push(200, bytes("x"), 1, 4, out);
+  r.flush(out);
+  CHECK(out.seen == "head<skip 100>tail<gap 92>x");
+  CHECK(c.gaps == 1);
+}
+
+TEST_CASE("a consumer that knows no skips sees them as gaps", "[stream]") {
+  Counters c;
+  Reassembler r({}, c);
+  Recorder out;
+  r.push(0, bytes("a"), 1, 1, out);
+  r.push(1, {}, 10, 2, out, /*skipped=*/true);
+  CHECK(out.seen == "a<gap 10>");
+}
+
+}  // namespace
+}  // namespace dbwarden::stream

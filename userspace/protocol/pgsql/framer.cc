@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
+
+#include "protocol/pgsql/anchor.h"
 
 namespace dbwarden::pgsql {
 namespace {
@@ -84,6 +87,9 @@ void Framer::feed(std::span<const uint8_t> data, uint64_t ts_ns) {
       case Mode::kResync:
         data = resync(data, ts_ns);
         break;
+      case Mode::kAnchor:
+        anchor(data, ts_ns);
+        return;
     }
   }
 }
@@ -263,6 +269,11 @@ void Framer::gap(uint64_t length, uint64_t ts_ns) {
     case Mode::kResync:
       carry_len_ = 0;
       return;  // carried bytes are no longer adjacent
+    case Mode::kAnchor:
+      anchor_.clear();  // no longer adjacent; a loss: resync the usual way
+      untyped_ = false;
+      lose_framing(nullptr, 0);
+      return;
     case Mode::kBody:
       cur_.gap = true;
       if (length < remaining_) {
@@ -281,6 +292,76 @@ void Framer::gap(uint64_t length, uint64_t ts_ns) {
   // The gap covers (part of) a header: we no longer know where messages start.
   untyped_ = false;
   lose_framing(nullptr, 0);
+}
+
+void Framer::skip(uint64_t length, uint64_t ts_ns) {
+  if (length == 0) return;
+  switch (mode_) {
+    case Mode::kStopped:
+      return;
+    case Mode::kBody:
+      // Kept bytes (a tag, error fields) among the skipped ones: the body is
+      // incomplete. Passed-over bytes (DataRow, CopyData) lose nothing.
+      if (body_.size() < keep_) cur_.gap = true;
+      if (length < remaining_) {
+        remaining_ -= static_cast<uint32_t>(length);
+        body_seen_ += static_cast<uint32_t>(length);
+        return;
+      }
+      length -= remaining_;
+      remaining_ = 0;
+      deliver(body_, ts_ns);
+      if (length == 0 || mode_ == Mode::kStopped) return;  // ended on a boundary
+      break;
+    case Mode::kHeader:
+      unframed_ += header_len_;
+      header_len_ = 0;
+      break;
+    case Mode::kResync:
+      carry_len_ = 0;
+      break;
+    case Mode::kAnchor:
+      unframed_ += anchor_.size();  // no longer adjacent to what follows
+      anchor_.clear();
+      break;
+  }
+  untyped_ = false;
+  answer_for_ = StartupKind::kNone;
+  unframed_ += length;
+  mode_ = Mode::kAnchor;
+}
+
+void Framer::anchor(std::span<const uint8_t> data, uint64_t ts_ns) {
+  anchor_.insert(anchor_.end(), data.begin(), data.end());
+  if (anchor_.size() > kMaxAnchorBytes) {
+    // Bounded: an anchor is found in a response's last write, so the newest
+    // bytes are the ones that matter.
+    const size_t drop = anchor_.size() - kMaxAnchorBytes;
+    unframed_ += drop;
+    anchor_.erase(anchor_.begin(), anchor_.begin() + static_cast<std::ptrdiff_t>(drop));
+  }
+  // Few candidates in practice: the real boundaries of the tail's messages
+  // before its first completion, and fakes inside row data.
+  constexpr size_t kMaxCandidates = 64;
+  const std::vector<Anchor> candidates = FindAnchors(anchor_, kMaxCandidates);
+  if (candidates.empty()) return;
+  const Anchor* found = &candidates.front();
+  for (const Anchor& c : candidates) {
+    if (handler_.accept_anchor(dir_, c.cycles)) {
+      found = &c;
+      break;
+    }
+  }
+  std::vector<uint8_t> chain = std::move(anchor_);
+  anchor_.clear();
+  const uint64_t unframed = unframed_ + found->start;
+  unframed_ = 0;
+  mode_ = Mode::kHeader;
+  header_len_ = 0;
+  msg_start_ns_ = ts_ns;
+  handler_.on_anchored(dir_, found->cycles, unframed);
+  if (mode_ != Mode::kHeader) return;  // the handler stopped the framer
+  feed(std::span<const uint8_t>(chain).subspan(found->start), ts_ns);
 }
 
 }  // namespace dbwarden::pgsql

@@ -40,6 +40,18 @@ class FrameHandler {
   // Message boundaries were lost (invalid bytes or a gap over a header); the
   // framer is now scanning for the next plausible header.
   virtual void on_framing_lost(Direction dir) = 0;
+  // After a deliberate skip lost the boundaries, a chain of messages ending
+  // in ReadyForQuery anchored (anchor.h): its frames follow. `cycles`: the
+  // completions before each of its ReadyForQuery; `unframed_bytes`: skipped
+  // and discarded bytes that belong to no delivered frame.
+  virtual void on_anchored(Direction /*dir*/, std::span<const uint32_t> /*cycles*/,
+                           uint64_t /*unframed_bytes*/) {}
+  // Whether a candidate chain's completions per ReadyForQuery are the ones
+  // awaited; the framer anchors at the earliest accepted candidate, else at
+  // the earliest one.
+  virtual bool accept_anchor(Direction /*dir*/, std::span<const uint32_t> /*cycles*/) {
+    return true;
+  }
 };
 
 class Framer {
@@ -50,6 +62,13 @@ class Framer {
   // `length` bytes were not captured. Inside a body they are skipped exactly;
   // once they reach past a message end the framing is lost and we resync.
   void gap(uint64_t length, uint64_t ts_ns);
+  // `length` bytes were left out on purpose (backend bulk data). Inside a body
+  // they are passed over like a gap but are no loss; past a message end the
+  // framer keeps the following bytes (at most kMaxAnchorBytes, the newest)
+  // until they anchor (anchor.h), and frames on from there.
+  void skip(uint64_t length, uint64_t ts_ns);
+  static constexpr size_t kMaxAnchorBytes = 32 * 1024;
+  size_t anchor_bytes() const { return anchor_.size(); }
   // Backend: the next byte is the one-byte answer to an SSL/GSSENC request.
   void expect_answer(StartupKind request) { answer_for_ = request; }
   // The rest of the stream is opaque (encrypted): ignore it.
@@ -57,7 +76,7 @@ class Framer {
   bool stopped() const { return mode_ == Mode::kStopped; }
 
  private:
-  enum class Mode : uint8_t { kHeader, kBody, kResync, kStopped };
+  enum class Mode : uint8_t { kHeader, kBody, kResync, kAnchor, kStopped };
 
   std::span<const uint8_t> read_header(std::span<const uint8_t> data, uint64_t ts_ns);
   std::span<const uint8_t> read_body(std::span<const uint8_t> data, uint64_t ts_ns);
@@ -66,6 +85,7 @@ class Framer {
   void begin(uint8_t type, StartupKind startup, uint32_t length, uint32_t body_length);
   void deliver(std::span<const uint8_t> body, uint64_t ts_ns);
   void lose_framing(const uint8_t* carry, size_t carry_len);
+  void anchor(std::span<const uint8_t> data, uint64_t ts_ns);
   void leave_startup_phase();
   size_t keep_limit(uint8_t type, StartupKind startup, uint32_t body_length) const;
 
@@ -92,6 +112,10 @@ class Framer {
   // Resync: trailing bytes (< 5) whose candidacy as a header is undecided.
   uint8_t carry_[kTypedHeaderSize] = {};
   size_t carry_len_ = 0;
+
+  // Anchor: bytes since the last deliberate skip, and the bytes no frame holds.
+  std::vector<uint8_t> anchor_;
+  uint64_t unframed_ = 0;
 };
 
 }  // namespace dbwarden::pgsql

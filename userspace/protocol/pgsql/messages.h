@@ -65,6 +65,11 @@ struct Counters {
   // (beyond max_parameters or max_portal_parameter_bytes).
   uint64_t parameters_cut = 0, parameters_dropped = 0;
   uint64_t function_calls = 0;
+  // The capture's bulk-data bound: deliberate skips of backend bytes, and how
+  // the framing came back after those that lost it: anchored with as many
+  // completions as were awaited, or mismatched (completions fell inside the
+  // skip: the statements are marked capture_gap).
+  uint64_t bulk_skips = 0, bulk_skipped_bytes = 0, bulk_anchored = 0, bulk_mismatched = 0;
 };
 
 enum class ParseState { kNeedsMoreData, kInvalid, kSuccess };

@@ -113,6 +113,65 @@ void Session::on_gap(Direction dir, uint64_t length, uint64_t ts_ns) {
   framer.gap(length, ts_ns);
 }
 
+void Session::on_skip(Direction dir, uint64_t length, uint64_t ts_ns) {
+  if (dir == Direction::kFrontend) {  // never bound by the capture: a loss
+    on_gap(dir, length, ts_ns);
+    return;
+  }
+  if (length == 0 || backend_.stopped()) return;
+  ++counters_.bulk_skips;
+  counters_.bulk_skipped_bytes += length;
+  rows_inexact_ = true;
+  backend_.skip(length, ts_ns);
+}
+
+// Completions the backend owes per ReadyForQuery to come: each cycle ends
+// with a Sync, a Query or a FunctionCall.
+std::vector<uint32_t> Session::awaited_cycles() const {
+  std::vector<uint32_t> cycles;
+  uint32_t m = 0;
+  for (const Op& op : ops_) {
+    switch (op.kind) {
+      case OpKind::kQuery:
+        m += op.query->failed ? 0 : static_cast<uint32_t>(op.query->pieces.size() - op.query->next);
+        break;
+      case OpKind::kFunctionCall:
+      case OpKind::kExecute:
+        ++m;
+        break;
+      default:
+        break;
+    }
+    if (op.kind == OpKind::kQuery || op.kind == OpKind::kFunctionCall || op.kind == OpKind::kSync) {
+      cycles.push_back(m);
+      m = 0;
+    }
+  }
+  return cycles;
+}
+
+bool Session::accept_anchor(Direction /*dir*/, std::span<const uint32_t> cycles) {
+  const std::vector<uint32_t> awaited = awaited_cycles();
+  return cycles.size() <= awaited.size() &&
+         std::equal(cycles.begin(), cycles.end(), awaited.begin());
+}
+
+void Session::on_anchored(Direction dir, std::span<const uint32_t> cycles,
+                          uint64_t unframed_bytes) {
+  if (dir != Direction::kBackend) return;
+  response_bytes_ += unframed_bytes;
+  anchored_readies_left_ = cycles.size();
+  anchored_mismatch_ = !accept_anchor(dir, cycles);
+  if (!anchored_mismatch_) {
+    ++counters_.bulk_anchored;
+    return;
+  }
+  // Completions fell inside the skip (or the chain is not what it seems):
+  // which statement each recovered completion belongs to is unknown.
+  ++counters_.bulk_mismatched;
+  mark_gap(dir);
+}
+
 void Session::on_close(uint64_t ts_ns) {
   for (Op& op : ops_) {
     if (op.kind == OpKind::kExecute || op.kind == OpKind::kFunctionCall) {
@@ -436,6 +495,13 @@ void Session::on_backend(const Frame& f) {
     return;
   }
   response_bytes_ += f.wire_bytes();
+  if (anchored_readies_left_ > 0) {
+    if (f.type == 'Z') {
+      if (--anchored_readies_left_ == 0) anchored_mismatch_ = false;
+    } else if (anchored_mismatch_ || f.type == 'S') {
+      return;
+    }
+  }
   switch (f.type) {
     case 'D':
       ++rows_;
@@ -492,6 +558,7 @@ void Session::on_backend(const Frame& f) {
 
 void Session::after_response() {
   rows_ = 0;
+  rows_inexact_ = false;
   response_bytes_ = 0;
 }
 
@@ -639,7 +706,11 @@ void Session::on_suspended(const Frame& f) {
   if (!ops_.empty() && ops_.front().kind == OpKind::kExecute) {
     Statement s = execute_statement(ops_.front());
     s.end_ns = f.end_ns;
-    s.returned_rows = rows_;  // the portal stopped at Execute's row limit
+    if (rows_inexact_) {
+      s.capture_gap = true;  // rows were skipped: no exact count
+    } else {
+      s.returned_rows = rows_;  // the portal stopped at Execute's row limit
+    }
     emit(s);
     ops_.pop_front();
   } else {

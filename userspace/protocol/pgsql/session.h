@@ -96,6 +96,14 @@ class Session final : private FrameHandler {
   bool tls_plaintext(Direction dir, std::span<const uint8_t> bytes);
   // `length` bytes of `dir` were not captured (known length).
   void on_gap(Direction dir, uint64_t length, uint64_t ts_ns);
+  // `length` backend bytes were left out on purpose (the capture's bulk-data
+  // bound). Rows come from the CommandComplete tag, so a statement whose
+  // completion and ReadyForQuery are in the captured tail gets a normal
+  // record; when the tail holds fewer or more completions than are awaited
+  // (pipelined statements completed inside the skip), the cycle's statements
+  // get records with `capture_gap` and no status, as for a loss. A
+  // PortalSuspended after a skip has no exact row count: capture_gap.
+  void on_skip(Direction dir, uint64_t length, uint64_t ts_ns);
   // Emits everything still pending (outcome unknown, see above).
   void on_close(uint64_t ts_ns);
 
@@ -148,6 +156,10 @@ class Session final : private FrameHandler {
 
   void on_frame(Direction dir, const Frame& frame) override;
   void on_framing_lost(Direction dir) override;
+  void on_anchored(Direction dir, std::span<const uint32_t> cycles,
+                   uint64_t unframed_bytes) override;
+  bool accept_anchor(Direction dir, std::span<const uint32_t> cycles) override;
+  std::vector<uint32_t> awaited_cycles() const;
   void mark_gap(Direction dir);
 
   void on_startup(const Frame& f);
@@ -206,6 +218,12 @@ class Session final : private FrameHandler {
   bool group_open_ = false;          // Parse/Bind/Describe seen since the last Execute
   uint64_t group_start_ns_ = 0;
   uint64_t group_bytes_ = 0;
+  // An anchored chain (anchor.h) is being framed, up to its last ReadyForQuery:
+  // its ParameterStatus may be row data (ignored); with the wrong completion
+  // counts only its ReadyForQuery messages are taken.
+  size_t anchored_readies_left_ = 0;
+  bool anchored_mismatch_ = false;
+  bool rows_inexact_ = false;          // DataRows were skipped since the last completion
   uint64_t rows_ = 0;            // DataRows since the last completion
   uint64_t response_bytes_ = 0;  // backend bytes since the last completion
 };
