@@ -243,7 +243,7 @@ def run(agent_exe, workdir):
     if problems:
         for p in problems[:60]:
             print(f"  - {p}")
-        print(f"agent stderr (TLS lines):\n" + "\n".join(tls_lines[-20:]))
+        print("agent stderr (TLS lines):\n" + "\n".join(tls_lines[-20:]))
         print("FAIL")
         return 1
     print("PASS")
