@@ -9,7 +9,9 @@ collects the outcome in a Report. Stdlib only, like the rest of the harness.
 
 import difflib
 import json
+import os
 import re
+import subprocess
 import sys
 
 from pg_cluster import short
@@ -134,6 +136,18 @@ class Report:
             else:
                 self.matched += 1
 
+    def verdict(self, agent_stderr=None):
+        """Prints the report, then PASS or FAIL (with the agent's stderr when given); returns
+        the test's exit code."""
+        self.print()
+        if not self.ok():
+            if agent_stderr is not None:
+                print(f"agent stderr:\n{agent_stderr}")
+            print("FAIL")
+            return 1
+        print("PASS")
+        return 0
+
     def print(self, out=sys.stdout, limit=40):
         print(f"matched {self.matched} statements; missing {len(self.missing)}, "
               f"extra {len(self.extra)}, mismatched {len(self.mismatched)}, "
@@ -153,3 +167,40 @@ class Report:
                             ("mismatched", self.mismatched)):
             if len(items) > limit:
                 print(f"  ... and {len(items) - limit} more {what}", file=out)
+
+
+# --- checks on the whole run ---------------------------------------------------------------------
+
+def password_leaks(password, audit_path, texts):
+    """Where a password the workload logged in with shows up: the audit file, or any of
+    `texts` (a dict, e.g. {"the agent's stderr": ..., "the metrics": ...})."""
+    leaks = []
+    audit_bytes = b""
+    if os.path.exists(audit_path):
+        with open(audit_path, "rb") as f:
+            audit_bytes = f.read()
+    if password.encode() in audit_bytes:
+        leaks.append("the password appears in the audit file")
+    for where, text in texts.items():
+        if password in text:
+            leaks.append(f"the password appears in {where}")
+    return leaks
+
+
+def verify_audit_problems(agent_exe, audit_path):
+    """The trail the agent left must verify (`dbwarden verify-audit`: hash chain, checkpoints
+    and state file); returns what went wrong, if anything."""
+    verify = subprocess.run([agent_exe, "verify-audit", audit_path], capture_output=True,
+                            text=True, timeout=120)
+    if verify.returncode != 0:
+        return [f"verify-audit failed ({verify.returncode}): "
+                f"{(verify.stdout + verify.stderr).strip()}"]
+    return []
+
+
+def audited_total_problems(audited, expected_count):
+    """dbwarden_audit_records_total (None: never readable) must reach the expected count."""
+    if audited is not None and int(audited) < expected_count:
+        return [f"dbwarden_audit_records_total is {audited}, "
+                f"{expected_count} statements expected"]
+    return []

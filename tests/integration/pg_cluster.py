@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.request
@@ -487,6 +488,24 @@ def stop_agent(agent):
     except AgentError as e:
         print(f"FAIL: {e}\nagent stderr:\n{e.stderr}")
         return 1
+
+
+def in_workdir(prefix, keep, run):
+    """Exit code of run(workdir), run in a fresh work directory that the servers' users can
+    read. The directory is removed after a pass or a skip, kept (and named) after a failure,
+    an exception, or when `keep` is set."""
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(workdir, 0o755)
+    ok = False
+    try:
+        rc = run(workdir)
+        ok = rc in (0, EXIT_SKIP)
+        return rc
+    finally:
+        if ok and not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"work dir kept: {workdir}")
 
 
 def verdict(failures, workdir):

@@ -21,15 +21,15 @@ import difflib
 import os
 import re
 import subprocess
-import shutil
 import signal
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
-from pg_cluster import log, read_audit, skip_or_fail, start_agent, stop_agent  # noqa: E402
-from audit_match import RecordChecker, Report, align  # noqa: E402
+from pg_cluster import (in_workdir, log, read_audit, skip_or_fail, start_agent,  # noqa: E402
+                        stop_agent)
+from audit_match import (RecordChecker, Report, align, audited_total_problems,  # noqa: E402
+                         password_leaks, verify_audit_problems)
 from mariadb_server import APP_PASSWORD, APP_USER, TEST_DB, MariaDB  # noqa: E402
 
 import pymysql  # noqa: E402  (python3-pymysql; loads under /usr/bin/python3)
@@ -474,22 +474,15 @@ def main(argv=None):
     if os.geteuid() != 0:
         return skip_or_fail("needs root (CAP_BPF/CAP_SYS_ADMIN) to load BPF programs and to "
                             "run MariaDB as the mysql user; run via `sudo make test`")
-    workdir = tempfile.mkdtemp(prefix="dbw-integ-mdb-")
-    os.chmod(workdir, 0o755)
-    audit_path = os.path.join(workdir, "audit.jsonl")
-    ok = False
-    try:
-        rc = run(args.agent, audit_path, args.stmt_client)
-        ok = rc in (0, pg_cluster.EXIT_SKIP)
-        return rc
-    except HarnessError as e:
-        print(f"FAIL (the harness, not the agent): {e}")
-        return 1
-    finally:
-        if ok and not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"work dir kept: {workdir}")
+
+    def attempt(workdir):
+        try:
+            return run(args.agent, os.path.join(workdir, "audit.jsonl"), args.stmt_client)
+        except HarnessError as e:
+            print(f"FAIL (the harness, not the agent): {e}")
+            return 1
+
+    return in_workdir("dbw-integ-mdb-", args.keep, attempt)
 
 
 def run(agent_exe, audit_path, stmt_client=None):
@@ -514,31 +507,13 @@ def run(agent_exe, audit_path, stmt_client=None):
     records, bad = read_audit(audit_path)
     report = compare(expected, records, server.port)
     report.other.extend(bad)
-    audit_bytes = b""
-    if os.path.exists(audit_path):
-        with open(audit_path, "rb") as f:
-            audit_bytes = f.read()
-    if APP_PASSWORD.encode() in audit_bytes:
-        report.other.append("the password appears in the audit file")
-    if APP_PASSWORD in stderr:
-        report.other.append("the password appears in the agent's stderr")
-    verify = subprocess.run([agent_exe, "verify-audit", audit_path], capture_output=True,
-                            text=True, timeout=120)
-    if verify.returncode != 0:
-        report.other.append(f"verify-audit failed ({verify.returncode}): "
-                            f"{(verify.stdout + verify.stderr).strip()}")
-    if audited is not None and int(audited) < len(expected):
-        report.other.append(f"dbwarden_audit_records_total is {audited}, "
-                            f"expected at least {len(expected)} statements")
+    report.other.extend(password_leaks(APP_PASSWORD, audit_path,
+                                       {"the agent's stderr": stderr}))
+    report.other.extend(verify_audit_problems(agent_exe, audit_path))
+    report.other.extend(audited_total_problems(audited, len(expected)))
     log(f"{len(expected)} statements expected, {len(records)} audit records, "
         f"dbwarden_audit_records_total {audited}")
-    report.print()
-    if not report.ok():
-        print(f"agent stderr:\n{stderr}")
-        print("FAIL")
-        return 1
-    print("PASS")
-    return 0
+    return report.verdict(agent_stderr=stderr)
 
 
 if __name__ == "__main__":

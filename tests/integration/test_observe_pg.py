@@ -16,19 +16,17 @@ DBWARDEN_REQUIRE_KERNEL_TESTS=1 turns a skip into a failure.
 import argparse
 import collections
 import difflib
-import subprocess
 import os
 import re
-import shutil
 import signal
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
-from pg_cluster import (SETUP_APP, PgCluster, log, read_audit,  # noqa: E402
+from pg_cluster import (SETUP_APP, PgCluster, in_workdir, log, read_audit,  # noqa: E402
                         skip_or_fail, start_agent, stop_agent)
-from audit_match import RecordChecker, Report, align, norm_part  # noqa: E402
+from audit_match import (RecordChecker, Report, align, audited_total_problems,  # noqa: E402
+                         norm_part, password_leaks, verify_audit_problems)
 
 APP_ROLE = "dbw_app"          # non-superuser owning the test database
 PW_ROLE = "dbw_pw"            # authenticates with a password
@@ -369,22 +367,11 @@ def main(argv=None):
     if os.geteuid() != 0:
         return skip_or_fail("needs root (CAP_BPF/CAP_SYS_ADMIN) to load BPF programs and to "
                             "run PostgreSQL as the postgres user; run via `sudo make test`")
-    workdir = tempfile.mkdtemp(prefix="dbw-integ-")
-    os.chmod(workdir, 0o755)
+    return in_workdir("dbw-integ-", args.keep, lambda workdir: run(args.agent, workdir))
+
+
+def run(agent_exe, workdir):
     audit_path = os.path.join(workdir, "audit.jsonl")
-    ok = False
-    try:
-        rc = run(args.agent, workdir, audit_path)
-        ok = rc in (0, pg_cluster.EXIT_SKIP)
-        return rc
-    finally:
-        if ok and not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"work dir kept: {workdir}")
-
-
-def run(agent_exe, workdir, audit_path):
     # Cleartext password over TCP is the strongest test that authentication messages never
     # leak; SCRAM over the unix socket covers the usual exchange.
     hba = [("host", "password", PW_ROLE), ("local", "scram-sha-256", PW_ROLE)]
@@ -412,35 +399,14 @@ def run(agent_exe, workdir, audit_path):
     report = compare(expected, records, cluster.port, ignore_pids=setup_pids)
     report.other.extend(bad)
     check_pgbench_counts(pgbench_runs, expected, records, report)
-    audit_bytes = b""
-    if os.path.exists(audit_path):
-        with open(audit_path, "rb") as f:
-            audit_bytes = f.read()
-    if PW_SECRET.encode() in audit_bytes:
-        report.other.append("the password appears in the audit file")
-    if PW_SECRET in stderr:
-        report.other.append("the password appears in the agent's stderr")
-    if PW_SECRET in metrics:
-        report.other.append("the password appears in the metrics")
-    # The trail the agent left must verify: hash chain, checkpoints and state file.
-    verify = subprocess.run([agent_exe, "verify-audit", audit_path], capture_output=True,
-                            text=True, timeout=120)
-    if verify.returncode != 0:
-        report.other.append(f"verify-audit failed ({verify.returncode}): "
-                            f"{(verify.stdout + verify.stderr).strip()}")
-    if audited is not None and int(audited) < len(expected):
-        report.other.append(f"dbwarden_audit_records_total is {audited}, "
-                            f"server logged {len(expected)} statements")
+    report.other.extend(password_leaks(PW_SECRET, audit_path, {
+        "the agent's stderr": stderr, "the metrics": metrics}))
+    report.other.extend(verify_audit_problems(agent_exe, audit_path))
+    report.other.extend(audited_total_problems(audited, len(expected)))
     dropped = agent_metric_lines(metrics, "dbwarden_capture_dropped_total")
     log(f"{len(expected)} statements expected, {len(records)} audit records, "
         f"dbwarden_audit_records_total {audited}; drops: {dropped or 'none'}")
-    report.print()
-    if not report.ok():
-        print(f"agent stderr:\n{stderr}")
-        print("FAIL")
-        return 1
-    print("PASS")
-    return 0
+    return report.verdict(agent_stderr=stderr)
 
 
 def agent_metric_lines(text, name):
