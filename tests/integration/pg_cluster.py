@@ -490,12 +490,18 @@ def stop_agent(agent):
         return 1
 
 
+def make_workdir(prefix):
+    """A fresh work directory (audit file, configs, certificates) the servers' users can read."""
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(workdir, 0o755)
+    return workdir
+
+
 def in_workdir(prefix, keep, run):
     """Exit code of run(workdir), run in a fresh work directory that the servers' users can
     read. The directory is removed after a pass or a skip, kept (and named) after a failure,
     an exception, or when `keep` is set."""
-    workdir = tempfile.mkdtemp(prefix=prefix)
-    os.chmod(workdir, 0o755)
+    workdir = make_workdir(prefix)
     ok = False
     try:
         rc = run(workdir)
