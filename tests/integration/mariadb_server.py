@@ -15,15 +15,10 @@ newlines continues on the following lines verbatim, without any prefix.
 """
 
 import os
-import pwd
 import re
-import shutil
-import signal
 import subprocess
-import tempfile
-import time
 
-from pg_cluster import free_port, log
+from private_server import PrivateServer, kill_if_alive, log, poll_until
 
 MYSQL_OS_USER = "mysql"
 MARIADBD = "/usr/sbin/mariadbd"
@@ -94,7 +89,7 @@ def _is_banner(line):
             line.startswith("Time\t") or line.startswith("Time "))
 
 
-class MariaDB:
+class MariaDB(PrivateServer):
     """A throw-away MariaDB server: own data dir, port, unix socket and general log.
 
     After start() the database TEST_DB exists and APP_USER (password APP_PASSWORD, from
@@ -102,10 +97,14 @@ class MariaDB:
     a password (the harness's own setup connections).
     """
 
+    OS_USER = MYSQL_OS_USER
+    DIR_PREFIX = "dbw-mdb-"
+    KEEP_DIR_ENV = "DBWARDEN_KEEP_MARIADB_DIR"
+    LOG_NAME = "general log"
+
     def __init__(self, port=None, extra_args=None):
-        self.port = port or free_port()
+        super().__init__(port)
         self.extra_args = list(extra_args or [])  # more mariadbd options (e.g. --ssl-cert)
-        self.base = None
         self.proc = None
 
     # --- paths -------------------------------------------------------------------------
@@ -129,24 +128,9 @@ class MariaDB:
     def pid_path(self):
         return os.path.join(self.base, "mariadbd.pid")
 
-    # --- lifecycle ---------------------------------------------------------------------
-    def __enter__(self):
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
+    # --- lifecycle (stop() and the context manager: PrivateServer) ---------------------
     def start(self, timeout=60.0):
-        pw = pwd.getpwnam(MYSQL_OS_USER)
-        self.base = tempfile.mkdtemp(prefix="dbw-mdb-")
-        os.chmod(self.base, 0o755)
-        os.chown(self.base, pw.pw_uid, pw.pw_gid)
+        self.make_base()
         r = subprocess.run(["mariadb-install-db", "--no-defaults", f"--user={MYSQL_OS_USER}",
                             f"--datadir={self.data_dir}",
                             "--auth-root-authentication-method=normal", "--skip-test-db",
@@ -167,18 +151,16 @@ class MariaDB:
         log("starting mariadbd: " + " ".join(cmd))
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def answers():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mariadbd exited with {self.proc.returncode}: "
                                    f"{self._error_log_tail()}")
-            r = self.admin(["ping"], check=False)
-            if r.returncode == 0:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mariadbd did not answer ping within {timeout}s: "
-                                   f"{self._error_log_tail()}")
-            time.sleep(0.1)
+            return True if self.admin(["ping"], check=False).returncode == 0 else None
+
+        if poll_until(answers, timeout) is None:
+            raise RuntimeError(f"mariadbd did not answer ping within {timeout}s: "
+                               f"{self._error_log_tail()}")
         q = APP_PASSWORD.replace("'", "''")
         self.setup_sql(f"CREATE DATABASE {TEST_DB};"
                        f"CREATE USER '{APP_USER}'@'%' IDENTIFIED BY '{q}';"
@@ -187,9 +169,7 @@ class MariaDB:
                        f"GRANT ALL PRIVILEGES ON {TEST_DB}.* TO '{APP_USER}'@'localhost';")
         log(f"mariadbd {self.proc.pid} on 127.0.0.1:{self.port} and {self.socket_path}")
 
-    def stop(self):
-        if self.base is None:
-            return
+    def _shutdown(self):
         if self.proc is not None:
             if self.proc.poll() is None:
                 r = self.admin(["shutdown"], check=False)
@@ -198,14 +178,9 @@ class MariaDB:
                 except subprocess.TimeoutExpired:
                     log(f"mariadb-admin shutdown did not stop mariadbd ({r.stdout.strip()}); "
                         f"SIGKILL {self.proc.pid}")
-                    self.proc.send_signal(signal.SIGKILL)
+                    kill_if_alive(self.proc.pid)
                     self.proc.wait()
             self.proc = None
-        if os.environ.get("DBWARDEN_KEEP_MARIADB_DIR"):
-            log(f"keeping {self.base}")
-        else:
-            shutil.rmtree(self.base, ignore_errors=True)
-        self.base = None
 
     def _error_log_tail(self, n=20):
         try:
@@ -263,18 +238,9 @@ class MariaDB:
         except FileNotFoundError:
             return []
 
-    def sync_log(self, timeout=30.0):
-        """Waits until a fresh sentinel statement is in the general log; returns all entries.
-
-        The file log is written synchronously by the thread that runs the command, so once
-        the sentinel's entry is there, every entry of sessions that ended before it is too.
-        """
-        tag = f"dbw-sentinel-{os.getpid()}-{time.monotonic_ns()}"
-        self.setup_sql(f"SELECT '{tag}'")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            entries = self.read_log()
-            if any(e.command == "Query" and tag in e.argument for e in entries):
-                return entries
-            time.sleep(0.1)
-        raise RuntimeError(f"general log did not show {tag} within {timeout}s")
+    # sync_log() (PrivateServer) waits for a sentinel statement: the file log is written
+    # synchronously by the thread that runs the command, so once the sentinel's entry is
+    # there, every entry of sessions that ended before it is too.
+    @staticmethod
+    def _is_sentinel(entry, tag):
+        return entry.command == "Query" and tag in entry.argument

@@ -9,17 +9,17 @@ the agent through SIGTERM to the pid it spawned. Nothing is ever killed by name.
 import csv
 import json
 import os
-import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import urllib.request
+
+# free_port and log are the harness's; tests import them from here too.
+from private_server import PrivateServer, free_port, kill_if_alive, log  # noqa: F401
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 PG_OS_USER = "postgres"
@@ -42,17 +42,6 @@ CSVLOG_COLUMNS = (
 # "execute <name>: <text>" for Execute of a prepared or unnamed statement (name "<unnamed>");
 # "execute fetch from <stmt>/<portal>: <text>" when a portal is resumed.
 _STATEMENT_RE = re.compile(r"\A(?:statement|execute(?: fetch from)? [^:]*): ", re.S)
-
-
-def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def log(msg):
-    print(f"[harness] {msg}", file=sys.stderr, flush=True)
 
 
 class LogEntry:
@@ -83,7 +72,7 @@ class LogEntry:
         return m.group(1) if m else None
 
 
-class PgCluster:
+class PgCluster(PrivateServer):
     """A throw-away PostgreSQL server: own data dir, port, unix socket dir and csvlog.
 
     hba_rules: pg_hba.conf rules (connection type "local" or "host", method, role) placed
@@ -91,12 +80,16 @@ class PgCluster:
     cleartext password over TCP.
     """
 
+    OS_USER = PG_OS_USER
+    DIR_PREFIX = "dbw-pg-"
+    KEEP_DIR_ENV = "DBWARDEN_KEEP_PG_DIR"
+    LOG_NAME = "server log"
+
     def __init__(self, port=None, extra_conf=None, hba_rules=None, fsync=False):
-        self.port = port or free_port()
+        super().__init__(port)
         self.extra_conf = dict(extra_conf or {})
         self.hba_rules = list(hba_rules or [])
         self.fsync = fsync
-        self.base = None
         self.postmaster_pid = None
 
     # --- paths -------------------------------------------------------------------------
@@ -116,28 +109,14 @@ class PgCluster:
     def csvlog_path(self):
         return os.path.join(self.log_dir, "postgresql.csv")
 
-    # --- lifecycle ---------------------------------------------------------------------
-    def __enter__(self):
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
+    # --- lifecycle (stop() and the context manager: PrivateServer) ---------------------
     def _as_postgres(self, args, **kw):
         return subprocess.run(["runuser", "-u", PG_OS_USER, "--"] + args, check=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
     def start(self):
-        pw = pwd.getpwnam(PG_OS_USER)
-        self.base = tempfile.mkdtemp(prefix="dbw-pg-")
-        os.chmod(self.base, 0o755)
-        os.chown(self.base, pw.pw_uid, pw.pw_gid)
+        # pg_ctl -w returns once the server accepts connections.
+        pw = self.make_base()
         for d in (self.socket_dir, self.log_dir):
             os.mkdir(d, 0o700)
             os.chown(d, pw.pw_uid, pw.pw_gid)
@@ -177,22 +156,15 @@ class PgCluster:
             self.postmaster_pid = int(f.readline())
         log(f"postgres {self.postmaster_pid} on 127.0.0.1:{self.port} and {self.socket_dir}")
 
-    def stop(self):
-        if self.base is None:
-            return
+    def _shutdown(self):
         if self.postmaster_pid is not None:
             try:
                 self._as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.data_dir, "-m", "fast",
                                    "-w", "-t", "60", "stop"])
             except subprocess.CalledProcessError as e:
                 log(f"pg_ctl stop failed: {e.stdout.strip()}; SIGKILL {self.postmaster_pid}")
-                _kill_if_alive(self.postmaster_pid, signal.SIGKILL)
+                kill_if_alive(self.postmaster_pid, signal.SIGKILL)
             self.postmaster_pid = None
-        if os.environ.get("DBWARDEN_KEEP_PG_DIR"):
-            log(f"keeping {self.base}")
-        else:
-            shutil.rmtree(self.base, ignore_errors=True)
-        self.base = None
 
     # --- clients -----------------------------------------------------------------------
     def client_env(self, user="postgres", dbname="postgres", tcp=False, app=None,
@@ -239,28 +211,12 @@ class PgCluster:
         except FileNotFoundError:
             return []
 
-    def sync_log(self, timeout=30.0):
-        """Waits until everything logged so far is in the csvlog.
-
-        The logging collector writes asynchronously; a uniquely tagged statement from a fresh
-        session shows up only after the log lines that were written before it.
-        """
-        tag = f"dbw-sentinel-{os.getpid()}-{time.monotonic_ns()}"
-        self.setup_sql(f"SELECT '{tag}'")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            entries = self.read_log()
-            if any(e.statement is not None and tag in e.statement for e in entries):
-                return entries
-            time.sleep(0.1)
-        raise RuntimeError(f"server log did not show {tag} within {timeout}s")
-
-
-def _kill_if_alive(pid, sig):
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
+    # sync_log() (PrivateServer) waits for a sentinel statement: the logging collector
+    # writes asynchronously, and a uniquely tagged statement from a fresh session shows up
+    # only after the log lines that were written before it.
+    @staticmethod
+    def _is_sentinel(entry, tag):
+        return entry.statement is not None and tag in entry.statement
 
 
 # --- the agent -------------------------------------------------------------------------------
@@ -532,6 +488,30 @@ def stop_agent(agent):
     except AgentError as e:
         print(f"FAIL: {e}\nagent stderr:\n{e.stderr}")
         return 1
+
+
+def make_workdir(prefix):
+    """A fresh work directory (audit file, configs, certificates) the servers' users can read."""
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(workdir, 0o755)
+    return workdir
+
+
+def in_workdir(prefix, keep, run):
+    """Exit code of run(workdir), run in a fresh work directory that the servers' users can
+    read. The directory is removed after a pass or a skip, kept (and named) after a failure,
+    an exception, or when `keep` is set."""
+    workdir = make_workdir(prefix)
+    ok = False
+    try:
+        rc = run(workdir)
+        ok = rc in (0, EXIT_SKIP)
+        return rc
+    finally:
+        if ok and not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"work dir kept: {workdir}")
 
 
 def verdict(failures, workdir):

@@ -26,13 +26,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pg_cluster import (Agent, PgCluster, log, private_pin_dir, read_audit, short,  # noqa: E402
-                        skip_or_fail, verdict)
+from pg_cluster import (Agent, PgCluster, log, make_workdir, private_pin_dir,  # noqa: E402
+                        read_audit, short, skip_or_fail, verdict)
 
 import psycopg2  # noqa: E402  (Debian python3-psycopg2, under /usr/bin/python3)
 
@@ -89,8 +88,7 @@ def main():
     if os.geteuid() != 0:
         return skip_or_fail("needs root to load BPF programs")
 
-    workdir = tempfile.mkdtemp(prefix="dbw-restart-")
-    os.chmod(workdir, 0o755)
+    workdir = make_workdir("dbw-restart-")
     audit_path = os.path.join(workdir, "audit.jsonl")
     pin_dir = private_pin_dir()
     failures = []

@@ -18,13 +18,12 @@ import os
 import re
 import socket
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pg_cluster import (Agent, PgCluster, free_port, log, read_audit,  # noqa: E402
-                        skip_or_fail, verdict)
+from pg_cluster import (Agent, PgCluster, free_port, log, make_workdir,  # noqa: E402
+                        read_audit, skip_or_fail, verdict)
 
 FRAME_HEADER = re.compile(rb"<(\d+)>1 (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) ")
 
@@ -92,8 +91,7 @@ def main():
     if os.geteuid() != 0:
         return skip_or_fail("needs root to load BPF programs")
 
-    workdir = tempfile.mkdtemp(prefix="dbw-ship-")
-    os.chmod(workdir, 0o755)
+    workdir = make_workdir("dbw-ship-")
     audit_path = os.path.join(workdir, "audit.jsonl")
     collector = Collector()
     failures = []

@@ -14,12 +14,12 @@ import os
 import pwd
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
 from mariadb_server import APP_USER, MYSQL_OS_USER, TEST_DB, MariaDB  # noqa: E402
-from pg_cluster import log, read_audit, skip_or_fail, start_agent, stop_agent, verdict  # noqa: E402
+from pg_cluster import (log, make_workdir, read_audit, skip_or_fail,  # noqa: E402
+                        start_agent, stop_agent, verdict)
 
 STATEMENTS = [
     "CREATE TABLE tls_t (a INT, b VARCHAR(20))",
@@ -67,8 +67,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         return skip_or_fail("needs root to load BPF programs and run MariaDB")
-    workdir = tempfile.mkdtemp(prefix="dbw-mytls-")
-    os.chmod(workdir, 0o755)
+    workdir = make_workdir("dbw-mytls-")
     certdir = os.path.join(workdir, "cert")
     os.mkdir(certdir, 0o755)
     crt, key = make_certificate(certdir)

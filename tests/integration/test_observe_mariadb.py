@@ -18,19 +18,18 @@ DBWARDEN_REQUIRE_KERNEL_TESTS=1 turns a skip into a failure.
 import argparse
 import collections
 import difflib
-import json
 import os
 import re
 import subprocess
-import shutil
 import signal
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
-from pg_cluster import (log, read_audit, short, skip_or_fail, start_agent,  # noqa: E402
+from pg_cluster import (in_workdir, log, read_audit, skip_or_fail, start_agent,  # noqa: E402
                         stop_agent)
+from audit_match import (RecordChecker, Report, align, audited_total_problems,  # noqa: E402
+                         password_leaks, verify_audit_problems)
 from mariadb_server import APP_PASSWORD, APP_USER, TEST_DB, MariaDB  # noqa: E402
 
 import pymysql  # noqa: E402  (python3-pymysql; loads under /usr/bin/python3)
@@ -250,12 +249,6 @@ def pymysql_session(server, session, tcp, steps):
 
 # --- expectations from the general log ---------------------------------------------------------
 
-def norm_part(text):
-    """A statement without the blanks around it and a terminating ';' (how a multi-statement
-    string's pieces are compared)."""
-    return text.strip().rstrip(";").rstrip()
-
-
 class Session:
     def __init__(self, name, steps, unix):
         self.name = name
@@ -328,98 +321,28 @@ def build_expected(entries, sessions):
 # --- comparing ---------------------------------------------------------------------------------
 
 
-def text_difference(want, got):
-    at = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), min(len(want), len(got)))
-    return (f"db.query.text differs at char {at} (want {len(want)} chars, got {len(got)}): "
-            f"want ...{want[max(0, at - 20):at + 40]!r}, got ...{got[max(0, at - 20):at + 40]!r}")
-
-
 def check_record(exp, rec, server_port):
     """Differences between an expected statement and its audit record, as strings."""
-    problems = []
-
-    def want(key, value):
-        if rec.get(key) != value:
-            problems.append(f"{key}: want {value!r}, got {rec.get(key, '<absent>')!r}")
-
-    got_text = rec.get("db.query.text")
-    if not isinstance(got_text, str):
-        problems.append(f"db.query.text: want a string, got {got_text!r}")
-    elif exp.loose:
-        if norm_part(got_text) != norm_part(exp.text):
-            problems.append(text_difference(norm_part(exp.text), norm_part(got_text)))
-    elif got_text != exp.text:
-        problems.append(text_difference(exp.text, got_text))
-    want("db.system.name", "mysql")
-    want("db.user", APP_USER)
-    want("db.namespace", exp.database)
-    want("db.response.status_code", exp.status)
-    want("server.port", server_port)
-    if exp.rows is None:
-        if rec.get("db.response.returned_rows") is not None:
-            problems.append("db.response.returned_rows: want absent, got "
-                            f"{rec['db.response.returned_rows']!r}")
-    elif exp.rows is not ANY:
-        want("db.response.returned_rows", exp.rows)
+    c = RecordChecker(rec)
+    c.text(exp.text, exp.loose)
+    c.want("db.system.name", "mysql")
+    c.want("db.user", APP_USER)
+    c.want("db.namespace", exp.database)
+    c.want("db.response.status_code", exp.status)
+    c.want("server.port", server_port)
+    if exp.rows is not ANY:
+        c.rows(exp.rows)
     got_params = sorted(k for k in rec if k.startswith("db.query.parameter."))
     want_params = [] if exp.params is None else exp.params
     if got_params != sorted(f"db.query.parameter.{i}" for i in range(len(want_params))):
-        problems.append(f"parameters: want {len(want_params)}, got keys {got_params}")
+        c.problems.append(f"parameters: want {len(want_params)}, got keys {got_params}")
     for i, v in enumerate(want_params):
-        want(f"db.query.parameter.{i}", v)
+        c.want(f"db.query.parameter.{i}", v)
     if rec.get("dbwarden.statement_unresolved"):
-        problems.append("dbwarden.statement_unresolved is set")
-    if exp.session.unix:
-        want("network.transport", "unix")
-    else:
-        want("network.transport", "tcp")
-        want("client.address", exp.session.client_address)
-        want("client.port", exp.session.client_port)
-    if rec.get("dbwarden.capture_gap"):
-        problems.append("dbwarden.capture_gap is set")
-    d = rec.get("duration_us")
-    if not isinstance(d, (int, float)) or d < 0:
-        problems.append(f"duration_us: want a number >= 0, got {d!r}")
-    if not re.match(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z\Z", str(rec.get("time", ""))):
-        problems.append(f"time: want RFC 3339 UTC, got {rec.get('time')!r}")
-    if rec.get("connection_id") in (None, ""):
-        problems.append("connection_id: absent")
-    return problems
-
-
-class Report:
-    def __init__(self):
-        self.missing = []      # Expected with no record
-        self.extra = []        # records with no logged statement
-        self.mismatched = []   # (Expected, record, [problems])
-        self.other = []        # other failed checks
-        self.matched = 0
-
-    def ok(self):
-        return not (self.missing or self.extra or self.mismatched or self.other)
-
-    def print(self, out=sys.stdout, limit=40):
-        print(f"matched {self.matched} statements; missing {len(self.missing)}, "
-              f"extra {len(self.extra)}, mismatched {len(self.mismatched)}, "
-              f"other failures {len(self.other)}", file=out)
-        for e in self.missing[:limit]:
-            print(f"  MISSING  thread {e.session.thread_id} {e.session.name}: {short(e.text)}",
-                  file=out)
-        for r in self.extra[:limit]:
-            print(f"  EXTRA    connection {r.get('connection_id')}: "
-                  f"{short(r.get('db.query.text'))} "
-                  f"{short(json.dumps(r, ensure_ascii=False), 300)}", file=out)
-        for e, r, problems in self.mismatched[:limit]:
-            print(f"  MISMATCH thread {e.session.thread_id} {e.session.name}: {short(e.text)}",
-                  file=out)
-            for p in problems:
-                print(f"           {short(p, 300)}", file=out)
-        for o in self.other:
-            print(f"  FAIL     {o}", file=out)
-        for what, items in (("missing", self.missing), ("extra", self.extra),
-                            ("mismatched", self.mismatched)):
-            if len(items) > limit:
-                print(f"  ... and {len(items) - limit} more {what}", file=out)
+        c.problems.append("dbwarden.statement_unresolved is set")
+    c.transport(exp.session.unix, exp.session.client_address, exp.session.client_port)
+    c.envelope()
+    return c.problems
 
 
 def session_of(recs):
@@ -439,7 +362,8 @@ def compare(expected, records, server_port):
     agent may also see the harness's root sentinel session: those are not statements of the
     workload, but they are real statements, so root's records are left out instead).
     """
-    report = Report()
+    report = Report(where=lambda e: f"thread {e.session.thread_id} {e.session.name}",
+                    where_record=lambda r: f"connection {r.get('connection_id')}")
     exp_by_session = collections.OrderedDict()
     for e in expected:
         exp_by_session.setdefault(e.session.name, []).append(e)
@@ -462,28 +386,15 @@ def compare(expected, records, server_port):
             rec_by_session[name] = recs
 
     for name, exps in exp_by_session.items():
-        recs = rec_by_session.get(name, [])
-        rec_keys = [norm_part(str(r.get("db.query.text", ""))) for r in recs]
-        exp_keys = [norm_part(e.text) for e in exps]
-        sm = difflib.SequenceMatcher(a=exp_keys, b=rec_keys, autojunk=False)
-        pairs, left_e, left_r = [], [], []
-        for op, a0, a1, b0, b1 in sm.get_opcodes():
-            if op == "equal":
-                pairs.extend(zip(exps[a0:a1], recs[b0:b1]))
-            elif op == "replace" and a1 - a0 == b1 - b0:
+        pairs, blocks = align(exps, rec_by_session.get(name, []))
+        for op, es, rs in blocks:
+            if op == "replace" and len(es) == len(rs):
                 # Same number on both sides: most likely the texts differ; show how.
-                pairs.extend(zip(exps[a0:a1], recs[b0:b1]))
+                pairs.extend(zip(es, rs))
             else:
-                left_e.extend(exps[a0:a1])
-                left_r.extend(recs[b0:b1])
-        report.missing.extend(left_e)
-        report.extra.extend(left_r)
-        for e, r in pairs:
-            problems = check_record(e, r, server_port)
-            if problems:
-                report.mismatched.append((e, r, problems))
-            else:
-                report.matched += 1
+                report.missing.extend(es)
+                report.extra.extend(rs)
+        report.check_pairs(pairs, lambda e, r: check_record(e, r, server_port))
     return report
 
 
@@ -563,22 +474,15 @@ def main(argv=None):
     if os.geteuid() != 0:
         return skip_or_fail("needs root (CAP_BPF/CAP_SYS_ADMIN) to load BPF programs and to "
                             "run MariaDB as the mysql user; run via `sudo make test`")
-    workdir = tempfile.mkdtemp(prefix="dbw-integ-mdb-")
-    os.chmod(workdir, 0o755)
-    audit_path = os.path.join(workdir, "audit.jsonl")
-    ok = False
-    try:
-        rc = run(args.agent, audit_path, args.stmt_client)
-        ok = rc in (0, pg_cluster.EXIT_SKIP)
-        return rc
-    except HarnessError as e:
-        print(f"FAIL (the harness, not the agent): {e}")
-        return 1
-    finally:
-        if ok and not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"work dir kept: {workdir}")
+
+    def attempt(workdir):
+        try:
+            return run(args.agent, os.path.join(workdir, "audit.jsonl"), args.stmt_client)
+        except HarnessError as e:
+            print(f"FAIL (the harness, not the agent): {e}")
+            return 1
+
+    return in_workdir("dbw-integ-mdb-", args.keep, attempt)
 
 
 def run(agent_exe, audit_path, stmt_client=None):
@@ -603,31 +507,13 @@ def run(agent_exe, audit_path, stmt_client=None):
     records, bad = read_audit(audit_path)
     report = compare(expected, records, server.port)
     report.other.extend(bad)
-    audit_bytes = b""
-    if os.path.exists(audit_path):
-        with open(audit_path, "rb") as f:
-            audit_bytes = f.read()
-    if APP_PASSWORD.encode() in audit_bytes:
-        report.other.append("the password appears in the audit file")
-    if APP_PASSWORD in stderr:
-        report.other.append("the password appears in the agent's stderr")
-    verify = subprocess.run([agent_exe, "verify-audit", audit_path], capture_output=True,
-                            text=True, timeout=120)
-    if verify.returncode != 0:
-        report.other.append(f"verify-audit failed ({verify.returncode}): "
-                            f"{(verify.stdout + verify.stderr).strip()}")
-    if audited is not None and int(audited) < len(expected):
-        report.other.append(f"dbwarden_audit_records_total is {audited}, "
-                            f"expected at least {len(expected)} statements")
+    report.other.extend(password_leaks(APP_PASSWORD, audit_path,
+                                       {"the agent's stderr": stderr}))
+    report.other.extend(verify_audit_problems(agent_exe, audit_path))
+    report.other.extend(audited_total_problems(audited, len(expected)))
     log(f"{len(expected)} statements expected, {len(records)} audit records, "
         f"dbwarden_audit_records_total {audited}")
-    report.print()
-    if not report.ok():
-        print(f"agent stderr:\n{stderr}")
-        print("FAIL")
-        return 1
-    print("PASS")
-    return 0
+    return report.verdict(agent_stderr=stderr)
 
 
 if __name__ == "__main__":

@@ -16,19 +16,17 @@ DBWARDEN_REQUIRE_KERNEL_TESTS=1 turns a skip into a failure.
 import argparse
 import collections
 import difflib
-import json
-import subprocess
 import os
 import re
-import shutil
 import signal
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
-from pg_cluster import (SETUP_APP, PgCluster, log, read_audit, short,  # noqa: E402
+from pg_cluster import (SETUP_APP, PgCluster, in_workdir, log, read_audit,  # noqa: E402
                         skip_or_fail, start_agent, stop_agent)
+from audit_match import (RecordChecker, Report, align, audited_total_problems,  # noqa: E402
+                         norm_part, password_leaks, verify_audit_problems)
 
 APP_ROLE = "dbw_app"          # non-superuser owning the test database
 PW_ROLE = "dbw_pw"            # authenticates with a password
@@ -127,19 +125,6 @@ def multi_steps(table):
     ]
 
 
-def norm_part(text):
-    """A statement without the blanks around it and its terminating ';'.
-
-    A simple Query message carries a string of statements; the agent cuts it into statements
-    the way PostgreSQL's grammar does (pg_stat_statements too): the ';' that ends a statement
-    and the blanks between statements belong to none of them. So a simple-protocol statement
-    is compared after this normalisation, also when the string held just one statement
-    (psql sends "SELECT 1;"). Parse carries exactly one statement, kept verbatim: statements
-    of the extended protocol are compared exactly.
-    """
-    return text.strip().rstrip(";").rstrip()
-
-
 # --- expectations from the server log ------------------------------------------------------------
 
 class Expected:
@@ -234,96 +219,28 @@ def build_expected(entries, scripts, multis):
 # --- comparing ---------------------------------------------------------------------------------
 
 
-def text_difference(want, got):
-    at = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), min(len(want), len(got)))
-    return (f"db.query.text differs at char {at} (want {len(want)} chars, got {len(got)}): "
-            f"want ...{want[max(0, at - 20):at + 40]!r}, got ...{got[max(0, at - 20):at + 40]!r}")
-
-
 def check_record(exp, rec, server_port):
     """Differences between an expected statement and its audit record, as strings."""
-    problems = []
-
-    def want(key, value):
-        if rec.get(key) != value:
-            problems.append(f"{key}: want {value!r}, got {rec.get(key, '<absent>')!r}")
-
-    got_text = rec.get("db.query.text")
-    if not isinstance(got_text, str):
-        problems.append(f"db.query.text: want a string, got {got_text!r}")
-    elif exp.loose_text:
-        if norm_part(got_text) != norm_part(exp.text):
-            problems.append(text_difference(norm_part(exp.text), norm_part(got_text)))
-    elif got_text != exp.text:
-        problems.append(text_difference(exp.text, got_text))
-    want("db.system.name", "postgresql")
-    want("db.user", exp.user)
-    want("db.namespace", exp.database)
-    want("db.response.status_code", exp.status)
-    want("server.port", server_port)
+    c = RecordChecker(rec)
+    c.text(exp.text, exp.loose_text)
+    c.want("db.system.name", "postgresql")
+    c.want("db.user", exp.user)
+    c.want("db.namespace", exp.database)
+    c.want("db.response.status_code", exp.status)
+    c.want("server.port", server_port)
     if "db.client.application_name" in rec:
-        want("db.client.application_name", exp.app)
+        c.want("db.client.application_name", exp.app)
     if exp.rows_known:
-        if exp.rows is None:
-            if rec.get("db.response.returned_rows") is not None:
-                problems.append("db.response.returned_rows: want absent, got "
-                                f"{rec['db.response.returned_rows']!r}")
-        else:
-            want("db.response.returned_rows", exp.rows)
-    if exp.unix:
-        want("network.transport", "unix")
-    else:
-        want("network.transport", "tcp")
-        want("client.address", exp.client_address)
-        want("client.port", exp.client_port)
-    if rec.get("dbwarden.capture_gap"):
-        problems.append("dbwarden.capture_gap is set")
-    d = rec.get("duration_us")
-    if not isinstance(d, (int, float)) or d < 0:
-        problems.append(f"duration_us: want a number >= 0, got {d!r}")
-    if not re.match(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z\Z", str(rec.get("time", ""))):
-        problems.append(f"time: want RFC 3339 UTC, got {rec.get('time')!r}")
-    if rec.get("connection_id") in (None, ""):
-        problems.append("connection_id: absent")
-    return problems
-
-
-class Report:
-    def __init__(self):
-        self.missing = []      # Expected with no record
-        self.extra = []        # records with no logged statement
-        self.mismatched = []   # (Expected, record, [problems])
-        self.other = []        # other failed checks
-        self.matched = 0
-
-    def ok(self):
-        return not (self.missing or self.extra or self.mismatched or self.other)
-
-    def print(self, out=sys.stdout, limit=40):
-        print(f"matched {self.matched} statements; missing {len(self.missing)}, "
-              f"extra {len(self.extra)}, mismatched {len(self.mismatched)}, "
-              f"other failures {len(self.other)}", file=out)
-        for e in self.missing[:limit]:
-            print(f"  MISSING  pid {e.pid} {e.app} {e.user}@{e.database}: {short(e.text)}",
-                  file=out)
-        for r in self.extra[:limit]:
-            print(f"  EXTRA    pid {r.get('process.pid')}: {short(r.get('db.query.text'))} "
-                  f"{short(json.dumps(r, ensure_ascii=False), 300)}", file=out)
-        for e, r, problems in self.mismatched[:limit]:
-            print(f"  MISMATCH pid {e.pid} {e.app}: {short(e.text)}", file=out)
-            for p in problems:
-                print(f"           {short(p, 300)}", file=out)
-        for o in self.other:
-            print(f"  FAIL     {o}", file=out)
-        for what, items in (("missing", self.missing), ("extra", self.extra),
-                            ("mismatched", self.mismatched)):
-            if len(items) > limit:
-                print(f"  ... and {len(items) - limit} more {what}", file=out)
+        c.rows(exp.rows)
+    c.transport(exp.unix, exp.client_address, exp.client_port)
+    c.envelope()
+    return c.problems
 
 
 def compare(expected, records, server_port, ignore_pids=()):
     """Matches expected statements to audit records per backend pid, in order."""
-    report = Report()
+    report = Report(where=lambda e: f"pid {e.pid} {e.app} {e.user}@{e.database}",
+                    where_record=lambda r: f"pid {r.get('process.pid')}")
     exp_by_pid = collections.OrderedDict()
     for e in expected:
         exp_by_pid.setdefault(e.pid, []).append(e)
@@ -335,40 +252,29 @@ def compare(expected, records, server_port, ignore_pids=()):
     for pid in list(exp_by_pid) + [p for p in rec_by_pid if p not in exp_by_pid]:
         if pid in ignore_pids and pid not in exp_by_pid:
             continue
-        exps, recs = exp_by_pid.get(pid, []), rec_by_pid.get(pid, [])
+        recs = rec_by_pid.get(pid, [])
         # Pair by normalised text; check_record then applies the exact rule per statement.
-        rec_keys = [norm_part(str(r.get("db.query.text", ""))) for r in recs]
-        exp_keys = [norm_part(e.text) for e in exps]
-        sm = difflib.SequenceMatcher(a=exp_keys, b=rec_keys, autojunk=False)
-        pairs, left_e, left_r = [], [], []
-        for op, a0, a1, b0, b1 in sm.get_opcodes():
-            if op == "equal":
-                pairs.extend(zip(exps[a0:a1], recs[b0:b1]))
-            else:
-                left_e.extend(range(a0, a1))
-                left_r.extend(range(b0, b1))
+        pairs, blocks = align(exp_by_pid.get(pid, []), recs)
+        left_e = [e for _, es, _ in blocks for e in es]
+        left_r = [r for _, _, rs in blocks for r in rs]
         # Repetitive sessions (pgbench) make the alignment ragged: pair equal texts among the
         # leftovers first, in order, then report what is still unpaired.
         unpaired_e = []
-        for i in left_e:
-            j = next((j for j in left_r if rec_keys[j] == exp_keys[i]), None)
+        for e in left_e:
+            key = norm_part(e.text)
+            j = next((j for j, r in enumerate(left_r)
+                      if norm_part(str(r.get("db.query.text", ""))) == key), None)
             if j is None:
-                unpaired_e.append(exps[i])
+                unpaired_e.append(e)
             else:
-                left_r.remove(j)
-                pairs.append((exps[i], recs[j]))
+                pairs.append((e, left_r.pop(j)))
         if len(unpaired_e) == len(left_r):
             # Same number on both sides: most likely the texts differ; show how.
-            pairs.extend(zip(unpaired_e, (recs[j] for j in left_r)))
+            pairs.extend(zip(unpaired_e, left_r))
         else:
             report.missing.extend(unpaired_e)
-            report.extra.extend(recs[j] for j in left_r)
-        for e, r in pairs:
-            problems = check_record(e, r, server_port)
-            if problems:
-                report.mismatched.append((e, r, problems))
-            else:
-                report.matched += 1
+            report.extra.extend(left_r)
+        report.check_pairs(pairs, lambda e, r: check_record(e, r, server_port))
         ids = {r.get("connection_id") for r in recs}
         if len(ids) > 1:
             report.other.append(f"pid {pid}: records carry {len(ids)} connection_ids {ids}")
@@ -461,22 +367,11 @@ def main(argv=None):
     if os.geteuid() != 0:
         return skip_or_fail("needs root (CAP_BPF/CAP_SYS_ADMIN) to load BPF programs and to "
                             "run PostgreSQL as the postgres user; run via `sudo make test`")
-    workdir = tempfile.mkdtemp(prefix="dbw-integ-")
-    os.chmod(workdir, 0o755)
+    return in_workdir("dbw-integ-", args.keep, lambda workdir: run(args.agent, workdir))
+
+
+def run(agent_exe, workdir):
     audit_path = os.path.join(workdir, "audit.jsonl")
-    ok = False
-    try:
-        rc = run(args.agent, workdir, audit_path)
-        ok = rc in (0, pg_cluster.EXIT_SKIP)
-        return rc
-    finally:
-        if ok and not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"work dir kept: {workdir}")
-
-
-def run(agent_exe, workdir, audit_path):
     # Cleartext password over TCP is the strongest test that authentication messages never
     # leak; SCRAM over the unix socket covers the usual exchange.
     hba = [("host", "password", PW_ROLE), ("local", "scram-sha-256", PW_ROLE)]
@@ -504,35 +399,14 @@ def run(agent_exe, workdir, audit_path):
     report = compare(expected, records, cluster.port, ignore_pids=setup_pids)
     report.other.extend(bad)
     check_pgbench_counts(pgbench_runs, expected, records, report)
-    audit_bytes = b""
-    if os.path.exists(audit_path):
-        with open(audit_path, "rb") as f:
-            audit_bytes = f.read()
-    if PW_SECRET.encode() in audit_bytes:
-        report.other.append("the password appears in the audit file")
-    if PW_SECRET in stderr:
-        report.other.append("the password appears in the agent's stderr")
-    if PW_SECRET in metrics:
-        report.other.append("the password appears in the metrics")
-    # The trail the agent left must verify: hash chain, checkpoints and state file.
-    verify = subprocess.run([agent_exe, "verify-audit", audit_path], capture_output=True,
-                            text=True, timeout=120)
-    if verify.returncode != 0:
-        report.other.append(f"verify-audit failed ({verify.returncode}): "
-                            f"{(verify.stdout + verify.stderr).strip()}")
-    if audited is not None and int(audited) < len(expected):
-        report.other.append(f"dbwarden_audit_records_total is {audited}, "
-                            f"server logged {len(expected)} statements")
+    report.other.extend(password_leaks(PW_SECRET, audit_path, {
+        "the agent's stderr": stderr, "the metrics": metrics}))
+    report.other.extend(verify_audit_problems(agent_exe, audit_path))
+    report.other.extend(audited_total_problems(audited, len(expected)))
     dropped = agent_metric_lines(metrics, "dbwarden_capture_dropped_total")
     log(f"{len(expected)} statements expected, {len(records)} audit records, "
         f"dbwarden_audit_records_total {audited}; drops: {dropped or 'none'}")
-    report.print()
-    if not report.ok():
-        print(f"agent stderr:\n{stderr}")
-        print("FAIL")
-        return 1
-    print("PASS")
-    return 0
+    return report.verdict(agent_stderr=stderr)
 
 
 def agent_metric_lines(text, name):

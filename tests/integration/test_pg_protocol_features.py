@@ -21,15 +21,13 @@ Exit codes: 0 pass, 1 fail, 77 skip (not root, or the agent lacks privilege).
 import argparse
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
-from pg_cluster import (SETUP_APP, PgCluster, log, read_audit,  # noqa: E402
+from pg_cluster import (SETUP_APP, PgCluster, in_workdir, log, read_audit,  # noqa: E402
                         skip_or_fail, start_agent, stop_agent)
 from test_observe_pg import (Expected, compare, logged_statements,  # noqa: E402
                              pgbench_shape, PGBENCH_TX_STATEMENTS)
@@ -180,12 +178,7 @@ def run(agent_exe, client_exe, workdir, audit_path):
 
     report.other.extend(problems)
     log(f"{len(expected)} logged statements compared, {len(records)} audit records")
-    report.print()
-    if not report.ok():
-        print("FAIL")
-        return 1
-    print("PASS")
-    return 0
+    return report.verdict()
 
 
 def main(argv=None):
@@ -197,19 +190,8 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if os.geteuid() != 0:
         return skip_or_fail("needs root (CAP_BPF/CAP_SYS_ADMIN) and the postgres user")
-    workdir = tempfile.mkdtemp(prefix="dbw-pgproto-")
-    os.chmod(workdir, 0o755)
-    audit_path = os.path.join(workdir, "audit.jsonl")
-    ok = False
-    try:
-        rc = run(args.agent, args.client, workdir, audit_path)
-        ok = rc in (0, pg_cluster.EXIT_SKIP)
-        return rc
-    finally:
-        if ok and not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"work dir kept: {workdir}")
+    return in_workdir("dbw-pgproto-", args.keep, lambda workdir: run(
+        args.agent, args.client, workdir, os.path.join(workdir, "audit.jsonl")))
 
 
 if __name__ == "__main__":

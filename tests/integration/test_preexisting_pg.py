@@ -16,11 +16,10 @@ Exit 77 (skip) without root, or 1 instead when DBWARDEN_REQUIRE_KERNEL_TESTS=1.
 import argparse
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pg_cluster import (Agent, PgCluster, log, read_audit, skip_or_fail,  # noqa: E402
-                        verdict)
+from pg_cluster import (Agent, PgCluster, log, make_workdir, read_audit,  # noqa: E402
+                        skip_or_fail, verdict)
 
 import psycopg2  # noqa: E402  (Debian python3-psycopg2, under /usr/bin/python3)
 
@@ -66,8 +65,7 @@ def main():
     if os.geteuid() != 0:
         return skip_or_fail("needs root to load BPF programs")
 
-    workdir = tempfile.mkdtemp(prefix="dbw-early-")
-    os.chmod(workdir, 0o755)
+    workdir = make_workdir("dbw-early-")
     audit_path = os.path.join(workdir, "audit.jsonl")
     failures = []
     try:

@@ -23,7 +23,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
-from pg_cluster import AgentError, PgCluster, log, read_audit, short, skip_or_fail  # noqa: E402
+from pg_cluster import (PgCluster, log, read_audit, short, skip_or_fail,  # noqa: E402
+                        start_agent, stop_agent)
 
 # (clients, transactions per client, ring buffer bytes). The last run gives the kernel a ring
 # far smaller than the reader's wake-up mark, so that records are dropped for certain and the
@@ -65,24 +66,25 @@ def main():
             audit_path = os.path.join(tmp, f"audit-{n}.jsonl")
             agent_args = ["--ringbuf-bytes", str(ring)] if ring else []
             app = f"dbw-sat-{n}-{clients}"
+            agent = pg_cluster.Agent(args.agent, audit_path, [cluster.port],
+                                     extra_args=agent_args)
+            if (rc := start_agent(agent)) is not None:
+                return rc
             try:
-                with pg_cluster.Agent(args.agent, audit_path, [cluster.port],
-                                      extra_args=agent_args) as agent:
-                    d0 = drops_by_reason(agent)
-                    out = cluster.pgbench(["-n", "-S", "-M", "simple", "-c", str(clients), "-j",
-                                           str(min(clients, 4)), "-t", str(per_client)],
-                                          tcp=True, app=app)
-                    tps = re.search(r"tps = ([\d.]+)", out)
-                    entries = cluster.sync_log()
-                    logged = [e for e in entries if e.statement is not None and
-                              e.application_name == app and SELECT_RE.match(norm(e.statement))]
-                    agent.wait_audit_settled(timeout=120, quiet=3.0)
-                    d1 = drops_by_reason(agent)
-            except AgentError as e:
-                if "privilege" in e.stderr or "CAP_BPF" in e.stderr:
-                    return skip_or_fail(f"agent lacks privilege: {e.stderr.strip()[-300:]}")
-                print(f"FAIL: {e}\n{e.stderr}")
-                return 1
+                d0 = drops_by_reason(agent)
+                out = cluster.pgbench(["-n", "-S", "-M", "simple", "-c", str(clients), "-j",
+                                       str(min(clients, 4)), "-t", str(per_client)],
+                                      tcp=True, app=app)
+                tps = re.search(r"tps = ([\d.]+)", out)
+                entries = cluster.sync_log()
+                logged = [e for e in entries if e.statement is not None and
+                          e.application_name == app and SELECT_RE.match(norm(e.statement))]
+                agent.wait_audit_settled(timeout=120, quiet=3.0)
+                d1 = drops_by_reason(agent)
+            finally:
+                stopped = stop_agent(agent)
+            if stopped is not None:
+                return stopped
             dropped = {k: d1.get(k, 0) - d0.get(k, 0) for k in d1}
             runs.append((clients, per_client, ring, app, logged, dropped,
                          tps.group(1) if tps else "?", audit_path))

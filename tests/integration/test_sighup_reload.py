@@ -18,12 +18,11 @@ import os
 import re
 import signal
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pg_cluster import (Agent, PgCluster, log, read_audit, short, skip_or_fail,  # noqa: E402
-                        verdict)
+from pg_cluster import (Agent, PgCluster, log, make_workdir, read_audit, short,  # noqa: E402
+                        skip_or_fail, verdict)
 
 import psycopg2  # noqa: E402  (Debian python3-psycopg2, under /usr/bin/python3)
 
@@ -65,8 +64,7 @@ def main():
     if os.geteuid() != 0:
         return skip_or_fail("needs root to load BPF programs")
 
-    workdir = tempfile.mkdtemp(prefix="dbw-sighup-")
-    os.chmod(workdir, 0o755)
+    workdir = make_workdir("dbw-sighup-")
     audit_path = os.path.join(workdir, "audit.jsonl")
     config = os.path.join(workdir, "dbwarden.conf")
     failures = []

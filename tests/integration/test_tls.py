@@ -24,11 +24,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
-from pg_cluster import (SETUP_APP, PgCluster, log, read_audit, short,  # noqa: E402
+from pg_cluster import (SETUP_APP, PgCluster, in_workdir, log, read_audit, short,  # noqa: E402
                         skip_or_fail, start_agent, stop_agent)
 
 BIG_QUERY_BYTES = 64 * 1024
@@ -110,18 +109,7 @@ def main(argv=None):
         return skip_or_fail("needs root to load BPF programs and run PostgreSQL")
     if not shutil.which("openssl"):
         return skip_or_fail("the openssl CLI is needed to make a certificate")
-    workdir = tempfile.mkdtemp(prefix="dbw-tls-")
-    os.chmod(workdir, 0o755)
-    ok = False
-    try:
-        rc = run(args.agent, workdir)
-        ok = rc in (0, pg_cluster.EXIT_SKIP)
-        return rc
-    finally:
-        if ok and not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"work dir kept: {workdir}")
+    return in_workdir("dbw-tls-", args.keep, lambda workdir: run(args.agent, workdir))
 
 
 def run(agent_exe, workdir):
@@ -243,7 +231,7 @@ def run(agent_exe, workdir):
     if problems:
         for p in problems[:60]:
             print(f"  - {p}")
-        print(f"agent stderr (TLS lines):\n" + "\n".join(tls_lines[-20:]))
+        print("agent stderr (TLS lines):\n" + "\n".join(tls_lines[-20:]))
         print("FAIL")
         return 1
     print("PASS")

@@ -20,6 +20,7 @@ DBWARDEN_REQUIRE_KERNEL_TESTS=1.
 
 import argparse
 import collections
+import contextlib
 import os
 import subprocess
 import sys
@@ -27,7 +28,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pg_cluster  # noqa: E402
-from pg_cluster import AgentError, PgCluster, log, read_audit, short, skip_or_fail  # noqa: E402
+from pg_cluster import (PgCluster, log, read_audit, short, skip_or_fail,  # noqa: E402
+                        start_agent, stop_agent)
 
 MODES = ("rw", "send", "vec", "msg", "mmsg")
 APP_PREFIX = "dbw-sc-"
@@ -111,6 +113,13 @@ class NetnsCluster(PgCluster):
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
+def allow_host(cluster, cidr):
+    """Trusts TCP clients from `cidr` on a running cluster (pg_hba.conf rule, then reload)."""
+    with open(os.path.join(cluster.data_dir, "pg_hba.conf"), "a") as f:
+        f.write(f"host all all {cidr} trust\n")
+    cluster._as_postgres([f"{pg_cluster.PG_BIN}/pg_ctl", "-D", cluster.data_dir, "reload"])
+
+
 def sh(*args):
     subprocess.run(list(args), check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -158,62 +167,52 @@ def main():
             return skip_or_fail(f"cannot make a network namespace with a veth pair: {e}")
     try:
         with tempfile.TemporaryDirectory(prefix="dbw-sc-") as tmp, \
-                PgCluster(extra_conf={"listen_addresses": "'127.0.0.1,::1'"}) as local:
-            with open(os.path.join(local.data_dir, "pg_hba.conf"), "a") as f:
-                f.write("host all all ::1/128 trust\n")
-            local._as_postgres([f"{pg_cluster.PG_BIN}/pg_ctl", "-D", local.data_dir, "reload"])
-            remote = None
+                PgCluster(extra_conf={"listen_addresses": "'127.0.0.1,::1'"}) as local, \
+                (NetnsCluster(netns[0], REMOTE_HOST_ADDR[1]) if netns
+                 else contextlib.nullcontext()) as remote:
+            allow_host(local, "::1/128")
             ports = [local.port]
-            if netns:
-                remote = NetnsCluster(netns[0], REMOTE_HOST_ADDR[1])
-                remote.start()
-                with open(os.path.join(remote.data_dir, "pg_hba.conf"), "a") as f:
-                    f.write(f"host all all {REMOTE_HOST_ADDR[0]}/32 trust\n")
-                remote._as_postgres([f"{pg_cluster.PG_BIN}/pg_ctl", "-D", remote.data_dir,
-                                     "reload"])
+            if remote:
+                allow_host(remote, f"{REMOTE_HOST_ADDR[0]}/32")
                 ports.append(remote.port)
+            audit_path = os.path.join(tmp, "audit.jsonl")
+            expected, remote_expected = [], []
+            agent = pg_cluster.Agent(args.agent, audit_path, ports)
+            if (rc := start_agent(agent)) is not None:
+                return rc
             try:
-                audit_path = os.path.join(tmp, "audit.jsonl")
-                expected, remote_expected = [], []
-                try:
-                    with pg_cluster.Agent(args.agent, audit_path, ports) as agent:
-                        for mode in MODES:
-                            for tname, host, transport in (
-                                    ("v4", "127.0.0.1", "tcp"), ("v6", "::1", "tcp"),
-                                    ("unix", local.socket_dir, "unix")):
-                                tag = f"{mode}-{tname}"
-                                app = APP_PREFIX + tag
-                                stmts = statements(tag)
-                                run_client(args.client, mode, host, local.port, app, stmts)
-                                expected += [(app, s, r, st, transport) for s, r, st in stmts]
-                            if remote:
-                                tag = f"{mode}-remote"
-                                app = APP_PREFIX + tag
-                                stmts = statements(tag)
-                                run_client(args.client, mode, REMOTE_HOST_ADDR[1], remote.port,
-                                           app, stmts, sleep_ms=150)
-                                remote_expected += [(app, s, r, st, "tcp")
-                                                    for s, r, st in stmts]
-                        agent.wait_audit_settled(timeout=30, quiet=2.0)
-                except AgentError as e:
-                    if "privilege" in e.stderr or "CAP_BPF" in e.stderr:
-                        return skip_or_fail(f"agent lacks privilege: {e.stderr.strip()[-300:]}")
-                    print(f"FAIL: {e}\n{e.stderr}")
-                    return 1
-                records, bad = read_audit(audit_path)
-                failures += bad
-                ours = [r for r in records
-                        if str(r.get("db.client.application_name", "")).startswith(APP_PREFIX)]
-                check(ours, expected, failures)
-                check(ours, remote_expected, failures, remote=True)
-                log(f"{len(ours)} audit records of the test clients, "
-                    f"{len(expected) + len(remote_expected)} statements expected")
-                if len(ours) != len(expected) + len(remote_expected):
-                    failures.append(f"{len(ours)} audit records for "
-                                    f"{len(expected) + len(remote_expected)} statements")
+                for mode in MODES:
+                    for tname, host, transport in (
+                            ("v4", "127.0.0.1", "tcp"), ("v6", "::1", "tcp"),
+                            ("unix", local.socket_dir, "unix")):
+                        tag = f"{mode}-{tname}"
+                        app = APP_PREFIX + tag
+                        stmts = statements(tag)
+                        run_client(args.client, mode, host, local.port, app, stmts)
+                        expected += [(app, s, r, st, transport) for s, r, st in stmts]
+                    if remote:
+                        tag = f"{mode}-remote"
+                        app = APP_PREFIX + tag
+                        stmts = statements(tag)
+                        run_client(args.client, mode, REMOTE_HOST_ADDR[1], remote.port,
+                                   app, stmts, sleep_ms=150)
+                        remote_expected += [(app, s, r, st, "tcp") for s, r, st in stmts]
+                agent.wait_audit_settled(timeout=30, quiet=2.0)
             finally:
-                if remote:
-                    remote.stop()
+                stopped = stop_agent(agent)
+            if stopped is not None:
+                return stopped
+            records, bad = read_audit(audit_path)
+            failures += bad
+            ours = [r for r in records
+                    if str(r.get("db.client.application_name", "")).startswith(APP_PREFIX)]
+            check(ours, expected, failures)
+            check(ours, remote_expected, failures, remote=True)
+            log(f"{len(ours)} audit records of the test clients, "
+                f"{len(expected) + len(remote_expected)} statements expected")
+            if len(ours) != len(expected) + len(remote_expected):
+                failures.append(f"{len(ours)} audit records for "
+                                f"{len(expected) + len(remote_expected)} statements")
     finally:
         if netns:
             delete_netns(*netns)

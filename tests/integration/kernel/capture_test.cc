@@ -5,10 +5,12 @@
 // without it the binary exits 77 (skip), or 1 when DBWARDEN_REQUIRE_KERNEL_TESTS
 // is set (CI).
 #define CATCH_CONFIG_RUNNER
+#include "capture/capture.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -21,8 +23,6 @@
 #include <cstring>
 #include <string>
 #include <vector>
-
-#include "capture/capture.h"
 
 namespace dbwarden::capture {
 namespace {
@@ -69,30 +69,57 @@ std::string ingress(const Recorded& r, uint64_t conn) {
   return out;
 }
 
+// An IPv4 address and port as connect(2)/bind(2) take them.
+sockaddr_in ipv4(const std::string& addr, uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  REQUIRE(inet_pton(AF_INET, addr.c_str(), &a.sin_addr) == 1);
+  return a;
+}
+
+// The local port of a bound or connected socket.
+uint16_t local_port(int fd) {
+  sockaddr_storage a{};
+  socklen_t len = sizeof(a);
+  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  return ntohs(a.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&a)->sin6_port
+                                       : reinterpret_cast<sockaddr_in*>(&a)->sin_port);
+}
+
+// A listener on the loopback address of `family` (AF_INET or AF_INET6) and, after
+// connect_now(), both ends of one connection to it.
 struct TcpPair {
+  int family;
   int listener = -1, client = -1, server = -1;
   uint16_t port = 0, client_port = 0;
-  TcpPair() {
-    listener = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
+  explicit TcpPair(int fam = AF_INET) : family(fam) {
+    listener = socket(family, SOCK_STREAM, 0);
+    sockaddr_storage a = loopback(0);
     REQUIRE(bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
     REQUIRE(listen(listener, 8) == 0);
-    REQUIRE(getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-    port = ntohs(a.sin_port);
+    port = local_port(listener);
+  }
+  sockaddr_storage loopback(uint16_t p) const {
+    sockaddr_storage a{};
+    if (family == AF_INET6) {
+      auto* a6 = reinterpret_cast<sockaddr_in6*>(&a);
+      a6->sin6_family = AF_INET6;
+      a6->sin6_addr = in6addr_loopback;
+      a6->sin6_port = htons(p);
+    } else {
+      auto* a4 = reinterpret_cast<sockaddr_in*>(&a);
+      a4->sin_family = AF_INET;
+      a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a4->sin_port = htons(p);
+    }
+    return a;
   }
   void connect_now() {
-    client = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
+    client = socket(family, SOCK_STREAM, 0);
+    sockaddr_storage a = loopback(port);
     REQUIRE(connect(client, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-    socklen_t len = sizeof(a);
-    REQUIRE(getsockname(client, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-    client_port = ntohs(a.sin_port);
+    client_port = local_port(client);
     server = accept(listener, nullptr, nullptr);
     REQUIRE(server >= 0);
   }
@@ -110,13 +137,44 @@ std::unique_ptr<BpfCapture> open_capture(Recorder& rec) {
   return std::move(cap.value());
 }
 
-TEST_CASE("server-side TCP reads and writes are captured with offsets", "[kernel]") {
+// The set-up most cases share: capture running for this process, a loopback listener
+// whose port is watched, and one connection to it (accepted, so already seen).
+struct WatchedTcp {
   Recorder rec;
-  auto cap = open_capture(rec);
+  std::unique_ptr<BpfCapture> cap = open_capture(rec);
   TcpPair p;
-  REQUIRE(cap->watch_port(p.port).ok());
-  p.connect_now();
+  explicit WatchedTcp(int family = AF_INET) : p(family) {
+    REQUIRE(cap->watch_port(p.port).ok());
+    p.connect_now();
+  }
+};
 
+struct WatchedTcp6 : WatchedTcp {
+  WatchedTcp6() : WatchedTcp(AF_INET6) {}
+};
+
+// The data records of one capture read back in order: the bytes copied, how far the
+// offsets reach, how many bytes they cover that were not copied (a counted gap), and
+// whether every record starts where the previous one ended.
+struct Walk {
+  std::string captured;
+  uint64_t next = 0, missing = 0;
+  bool contiguous = true;
+};
+
+Walk walk(const std::vector<Recorded::Data>& data) {
+  Walk w;
+  for (const auto& d : data) {
+    w.contiguous = w.contiguous && d.offset == w.next;
+    w.captured += d.bytes;
+    w.missing += d.length - d.bytes.size();
+    w.next += d.length;
+  }
+  return w;
+}
+
+TEST_CASE_METHOD(WatchedTcp, "server-side TCP reads and writes are captured with offsets",
+                 "[kernel]") {
   REQUIRE(write(p.client, "hello", 5) == 5);
   char buf[64];
   REQUIRE(read(p.server, buf, sizeof(buf)) == 5);
@@ -174,13 +232,9 @@ TEST_CASE("a port that is not watched produces nothing", "[kernel]") {
   CHECK(rec.r.data.empty());
 }
 
-TEST_CASE("a socket shared across fork is one connection; the child's I/O is captured",
-          "[kernel]") {
-  Recorder rec;
-  auto cap = open_capture(rec);
-  TcpPair p;
-  REQUIRE(cap->watch_port(p.port).ok());
-  p.connect_now();
+TEST_CASE_METHOD(WatchedTcp,
+                 "a socket shared across fork is one connection; the child's I/O is captured",
+                 "[kernel]") {
   pid_t child = fork();
   if (child == 0) {
     // Like a PostgreSQL backend: read the inherited socket, answer, exit.
@@ -242,13 +296,9 @@ TEST_CASE("unix sockets accepted on a watched path are captured", "[kernel]") {
   rmdir(dir);
 }
 
-TEST_CASE("a write larger than the per-syscall bound is chunked and the rest counted",
-          "[kernel]") {
-  Recorder rec;
-  auto cap = open_capture(rec);
-  TcpPair p;
-  REQUIRE(cap->watch_port(p.port).ok());
-  p.connect_now();
+TEST_CASE_METHOD(WatchedTcp,
+                 "a write larger than the per-syscall bound is chunked and the rest counted",
+                 "[kernel]") {
   const size_t bound = size_t{DBW_CHUNK_BYTES} * DBW_MAX_CHUNKS;
   std::string big(bound + 1000, 'q');
   for (size_t i = 0; i < big.size(); i++) big[i] = static_cast<char>('a' + i % 26);
@@ -275,20 +325,16 @@ TEST_CASE("a write larger than the per-syscall bound is chunked and the rest cou
   REQUIRE(waitpid(child, &status, 0) == child);
   drain(*cap);
 
-  std::string captured;
-  uint64_t next = 0, missing = 0;
   for (const auto& d : rec.r.data) {
     REQUIRE(d.direction == DBW_DIR_EGRESS);
-    REQUIRE(d.offset == next);  // contiguous offsets, nothing unaccounted
     REQUIRE(d.bytes.size() <= DBW_CHUNK_BYTES);
-    captured += d.bytes;
-    missing += d.length - d.bytes.size();
-    next += d.length;
   }
-  CHECK(next == big.size());
-  CHECK(captured.size() + missing == big.size());
-  CHECK(big.compare(0, captured.size(), captured) == 0);
-  if (missing > 0) {
+  const Walk w = walk(rec.r.data);
+  REQUIRE(w.contiguous);  // contiguous offsets, nothing unaccounted
+  CHECK(w.next == big.size());
+  CHECK(w.captured.size() + w.missing == big.size());
+  CHECK(big.compare(0, w.captured.size(), w.captured) == 0);
+  if (w.missing > 0) {
     CHECK(cap->drops().by_reason[DBW_DROP_TRUNCATED] > truncated_before);
   }
 }
@@ -312,13 +358,9 @@ void check_contiguous(const Recorded& r, uint64_t conn) {
   }
 }
 
-TEST_CASE("readv/writev on the server side: every iovec, in order, contiguous offsets",
-          "[kernel]") {
-  Recorder rec;
-  auto cap = open_capture(rec);
-  TcpPair p;
-  REQUIRE(cap->watch_port(p.port).ok());
-  p.connect_now();
+TEST_CASE_METHOD(WatchedTcp,
+                 "readv/writev on the server side: every iovec, in order, contiguous offsets",
+                 "[kernel]") {
   REQUIRE(write(p.client, "hello world", 11) == 11);
   char a[3], b[100];
   iovec in[2] = {{a, sizeof(a)}, {b, sizeof(b)}};
@@ -337,23 +379,8 @@ TEST_CASE("readv/writev on the server side: every iovec, in order, contiguous of
   check_contiguous(rec.r, id);
 }
 
-TEST_CASE("recvmsg/sendmsg on the server side (IPv6)", "[kernel]") {
-  Recorder rec;
-  auto cap = open_capture(rec);
-  int listener = socket(AF_INET6, SOCK_STREAM, 0);
-  sockaddr_in6 a{};
-  a.sin6_family = AF_INET6;
-  a.sin6_addr = in6addr_loopback;
-  socklen_t len = sizeof(a);
-  REQUIRE(bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  REQUIRE(listen(listener, 4) == 0);
-  REQUIRE(getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  uint16_t port = ntohs(a.sin6_port);
-  REQUIRE(cap->watch_port(port).ok());
-  int client = socket(AF_INET6, SOCK_STREAM, 0);
-  REQUIRE(connect(client, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  int server = accept(listener, nullptr, nullptr);
-  REQUIRE(server >= 0);
+TEST_CASE_METHOD(WatchedTcp6, "recvmsg/sendmsg on the server side (IPv6)", "[kernel]") {
+  const int client = p.client, server = p.server;
   REQUIRE(send(client, "query-bytes", 11, 0) == 11);
   char p1[5], p2[64];
   iovec in[2] = {{p1, sizeof(p1)}, {p2, sizeof(p2)}};
@@ -373,23 +400,17 @@ TEST_CASE("recvmsg/sendmsg on the server side (IPv6)", "[kernel]") {
   REQUIRE(rec.r.opens.size() == 1);
   const dbw_conn_event& open = rec.r.opens[0];
   CHECK(open.family == DBW_FAMILY_INET6);
-  CHECK(open.server_port == port);
+  CHECK(open.server_port == p.port);
   CHECK(std::memcmp(open.server_addr, &in6addr_loopback, 16) == 0);
   CHECK(std::memcmp(open.client_addr, &in6addr_loopback, 16) == 0);
   CHECK(ingress(rec.r, open.hdr.conn_id) == "query-bytes");
   CHECK(egress(rec.r, open.hdr.conn_id) == "row-data");
   check_contiguous(rec.r, open.hdr.conn_id);
-  close(client);
-  close(server);
-  close(listener);
 }
 
-TEST_CASE("recvmmsg/sendmmsg on the server side: each message, msg_len bytes each", "[kernel]") {
-  Recorder rec;
-  auto cap = open_capture(rec);
-  TcpPair p;
-  REQUIRE(cap->watch_port(p.port).ok());
-  p.connect_now();
+TEST_CASE_METHOD(WatchedTcp,
+                 "recvmmsg/sendmmsg on the server side: each message, msg_len bytes each",
+                 "[kernel]") {
   REQUIRE(write(p.client, "abcdefgh", 8) == 8);
   char m1[3], m2[64];
   iovec in[2] = {{m1, sizeof(m1)}, {m2, sizeof(m2)}};
@@ -424,12 +445,8 @@ TEST_CASE("recvmmsg/sendmmsg on the server side: each message, msg_len bytes eac
   check_contiguous(rec.r, id);
 }
 
-TEST_CASE("more iovecs than the bound: the rest is a gap of exact length", "[kernel]") {
-  Recorder rec;
-  auto cap = open_capture(rec);
-  TcpPair p;
-  REQUIRE(cap->watch_port(p.port).ok());
-  p.connect_now();
+TEST_CASE_METHOD(WatchedTcp, "more iovecs than the bound: the rest is a gap of exact length",
+                 "[kernel]") {
   constexpr int kIov = 12;  // > DBW_MAX_IOV (8)
   std::string pieces[kIov];
   iovec out[kIov];
@@ -443,29 +460,19 @@ TEST_CASE("more iovecs than the bound: the rest is a gap of exact length", "[ker
   REQUIRE(writev(p.server, out, kIov) == static_cast<ssize_t>(all.size()));
   drain(*cap);
   REQUIRE(rec.r.opens.size() == 1);
-  std::string captured;
-  uint64_t next = 0, missing = 0;
-  for (const auto& d : rec.r.data) {
-    CHECK(d.offset == next);
-    next += d.length;
-    missing += d.length - d.bytes.size();
-    captured += d.bytes;
-  }
-  CHECK(next == all.size());
-  CHECK(all.compare(0, captured.size(), captured) == 0);
-  CHECK(captured.size() == 36);  // 1 + 2 + ... + 8
-  CHECK(missing == all.size() - 36);
+  const Walk w = walk(rec.r.data);
+  CHECK(w.contiguous);
+  CHECK(w.next == all.size());
+  CHECK(all.compare(0, w.captured.size(), w.captured) == 0);
+  CHECK(w.captured.size() == 36);  // 1 + 2 + ... + 8
+  CHECK(w.missing == all.size() - 36);
   CHECK(cap->drops().by_reason[DBW_DROP_TRUNCATED] > truncated_before);
 }
 
-TEST_CASE("accept is the earliest sighting; shutdown(SHUT_RDWR) ends the connection",
-          "[kernel]") {
-  Recorder rec;
-  auto cap = open_capture(rec);
-  TcpPair p;
-  REQUIRE(cap->watch_port(p.port).ok());
-  p.connect_now();  // accept(2), no I/O yet
-  drain(*cap);
+TEST_CASE_METHOD(WatchedTcp,
+                 "accept is the earliest sighting; shutdown(SHUT_RDWR) ends the connection",
+                 "[kernel]") {
+  drain(*cap);  // accept(2), no I/O yet
   REQUIRE(rec.r.opens.size() == 1);
   CHECK(rec.r.opens[0].client_port == p.client_port);
   CHECK(rec.r.opens[0].sock_ino == inode_of(p.server));
@@ -487,15 +494,11 @@ TEST_CASE("accept is the earliest sighting; shutdown(SHUT_RDWR) ends the connect
   CHECK(rec.r.closes.size() == 1);
 }
 
-TEST_CASE("a local client of a watched port is not captured on the client side (dedupe)",
-          "[kernel]") {
-  Recorder rec;
-  auto cap = open_capture(rec);
-  TcpPair p;
-  REQUIRE(cap->watch_port(p.port).ok());
-  // This process is both ends: connect(2) to a local watched port must not
-  // add a client-side connection; the server side records the bytes once.
-  p.connect_now();
+// This process is both ends: connect(2) to a local watched port (in the fixture) must not
+// add a client-side connection; the server side records the bytes once.
+TEST_CASE_METHOD(WatchedTcp,
+                 "a local client of a watched port is not captured on the client side (dedupe)",
+                 "[kernel]") {
   REQUIRE(write(p.client, "once", 4) == 4);
   char buf[8];
   REQUIRE(read(p.server, buf, sizeof(buf)) == 4);
@@ -519,21 +522,23 @@ struct RemoteNetns {
     host_addr = "10.232." + std::to_string(getpid() % 200 + 20) + ".1";
     ns_addr = "10.232." + std::to_string(getpid() % 200 + 20) + ".2";
     std::string cmd = "ip netns add " + ns + " && ip link add " + host_if +
-                      " type veth peer name dbwkn" + id + " && ip link set dbwkn" + id +
-                      " netns " + ns + " && ip addr add " + host_addr + "/24 dev " + host_if +
+                      " type veth peer name dbwkn" + id + " && ip link set dbwkn" + id + " netns " +
+                      ns + " && ip addr add " + host_addr + "/24 dev " + host_if +
                       " && ip link set " + host_if + " up && ip netns exec " + ns +
-                      " ip addr add " + ns_addr + "/24 dev dbwkn" + id + " && ip netns exec " +
-                      ns + " ip link set dbwkn" + id + " up";
+                      " ip addr add " + ns_addr + "/24 dev dbwkn" + id + " && ip netns exec " + ns +
+                      " ip link set dbwkn" + id + " up";
     ok = std::system((cmd + " 2>/dev/null").c_str()) == 0;
   }
   ~RemoteNetns() {
-    std::system(("ip netns del " + ns + " 2>/dev/null; ip link del " + host_if + " 2>/dev/null")
-                    .c_str());
+    std::system(
+        ("ip netns del " + ns + " 2>/dev/null; ip link del " + host_if + " 2>/dev/null").c_str());
   }
 };
 
-TEST_CASE("client side: a connection to a watched port on another host is captured in the "
-          "client, directions and addresses seen from the server", "[kernel]") {
+TEST_CASE(
+    "client side: a connection to a watched port on another host is captured in the "
+    "client, directions and addresses seen from the server",
+    "[kernel]") {
   RemoteNetns net;
   if (!net.ok) {
     WARN("cannot create a network namespace with a veth pair: client-side case not run");
@@ -549,10 +554,7 @@ TEST_CASE("client side: a connection to a watched port on another host is captur
     int nsfd = open(("/run/netns/" + net.ns).c_str(), O_RDONLY);
     if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) != 0) _exit(2);
     int l = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(kPort);
-    inet_pton(AF_INET, net.ns_addr.c_str(), &a.sin_addr);
+    sockaddr_in a = ipv4(net.ns_addr, kPort);
     int one = 1;
     setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(l, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(l, 1) != 0) _exit(3);
@@ -568,14 +570,9 @@ TEST_CASE("client side: a connection to a watched port on another host is captur
   auto cap = open_capture(rec);
   REQUIRE(cap->watch_port(kPort).ok());
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(kPort);
-  inet_pton(AF_INET, net.ns_addr.c_str(), &a.sin_addr);
+  sockaddr_in a = ipv4(net.ns_addr, kPort);
   REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  socklen_t len = sizeof(a);
-  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  uint16_t local_port = ntohs(a.sin_port);
+  const uint16_t client_port = local_port(fd);
   REQUIRE(send(fd, "query", 5, 0) == 5);
   char buf[8];
   REQUIRE(recv(fd, buf, sizeof(buf), 0) == 4);
@@ -593,12 +590,10 @@ TEST_CASE("client side: a connection to a watched port on another host is captur
   CHECK(open.sock_ino == ino);
   CHECK(open.family == DBW_FAMILY_INET);
   CHECK(open.server_port == kPort);
-  CHECK(open.client_port == local_port);
-  in_addr want_server{}, want_client{};
-  inet_pton(AF_INET, net.ns_addr.c_str(), &want_server);
-  inet_pton(AF_INET, net.host_addr.c_str(), &want_client);
-  CHECK(std::memcmp(open.server_addr, &want_server, 4) == 0);
-  CHECK(std::memcmp(open.client_addr, &want_client, 4) == 0);
+  CHECK(open.client_port == client_port);
+  const sockaddr_in want_server = ipv4(net.ns_addr, kPort), want_client = ipv4(net.host_addr, 0);
+  CHECK(std::memcmp(open.server_addr, &want_server.sin_addr, 4) == 0);
+  CHECK(std::memcmp(open.client_addr, &want_client.sin_addr, 4) == 0);
   // The client's send is client -> server (ingress), its recv server -> client.
   CHECK(ingress(rec.r, open.hdr.conn_id) == "query");
   CHECK(egress(rec.r, open.hdr.conn_id) == "pong");
