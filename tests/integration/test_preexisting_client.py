@@ -21,15 +21,14 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "clients"))
 import pg_cluster  # noqa: E402
 from pg_cluster import Agent, log, read_audit, short, skip_or_fail, verdict  # noqa: E402
-from syscall_capture_test import (REMOTE_HOST_ADDR, NetnsCluster, delete_netns,  # noqa: E402
-                                  make_netns)
+from syscall_capture_test import (REMOTE_HOST_ADDR, NetnsCluster, allow_host,  # noqa: E402
+                                  delete_netns, make_netns)
 
 import psycopg2  # noqa: E402  (Debian python3-psycopg2, under /usr/bin/python3)
 
@@ -96,14 +95,12 @@ def main():
         ns, host_if = make_netns()
     except (subprocess.CalledProcessError, FileNotFoundError) as e:
         return skip_or_fail(f"cannot make a network namespace with a veth pair: {e}")
-    workdir = tempfile.mkdtemp(prefix="dbw-early-client-")
+    workdir = pg_cluster.make_workdir("dbw-early-client-")
     failures = []
     remote = NetnsCluster(ns, REMOTE_HOST_ADDR[1])
     try:
         remote.start()
-        with open(os.path.join(remote.data_dir, "pg_hba.conf"), "a") as f:
-            f.write(f"host all all {REMOTE_HOST_ADDR[0]}/32 trust\n")
-        remote._as_postgres([f"{pg_cluster.PG_BIN}/pg_ctl", "-D", remote.data_dir, "reload"])
+        allow_host(remote, f"{REMOTE_HOST_ADDR[0]}/32")
         early = connect(remote)
         early.cursor().execute("SELECT 'dbw_before_agent'")
         audit_path = os.path.join(workdir, "audit.jsonl")
