@@ -66,22 +66,55 @@ struct AtomicTracker {
   void other_token() { after_begin = false; }
 };
 
+// True when `body` may hold what changes how ';' splits: a quote or dollar
+// quote that could hide one, a comment, or BEGIN ATOMIC (whose body keeps its
+// ';'). Conservative: a false "yes" only costs the byte-wise lexer.
+bool MaySplitDifferently(std::string_view body) {
+  if (body.find_first_of("'\"$") != std::string_view::npos) return true;
+  if (body.find("--") != std::string_view::npos || body.find("/*") != std::string_view::npos) {
+    return true;
+  }
+  for (size_t i = 0; i + 6 <= body.size(); ++i) {
+    if ((body[i] | 0x20) == 'a' && EqualsNoCase(body.substr(i, 6), "ATOMIC")) return true;
+  }
+  return false;
+}
+
+// The one piece of `sql[0, end)`, trimmed; none if it is blank.
+void OnePiece(std::string_view sql, size_t end, std::vector<SqlPiece>* out) {
+  size_t b = 0;
+  while (b < end && IsSpace(sql[b])) ++b;
+  while (end > b && IsSpace(sql[end - 1])) --end;
+  if (b < end) out->push_back({b, end - b});
+}
+
 }  // namespace
 
 void SplitStatements(std::string_view sql, std::vector<SqlPiece>* out) {
   out->clear();
-  // Most queries hold one statement and no comment: with no ';' nothing can
-  // split, and with no comment opener the piece has SQL as soon as it has a
-  // non-blank byte. Three memchr-speed scans instead of the byte-wise lexer.
+  // Most queries hold one statement: memchr-speed scans instead of the
+  // byte-wise lexer when they prove it. With no ';' nothing can split, and
+  // with no comment opener the piece has SQL as soon as it has a non-blank
+  // byte. Many clients (pgbench, scripts) end the statement with ';': with
+  // nothing after it but blanks and ';', and nothing before it that could
+  // hide or keep a ';', the text before it is the one piece.
   if (sql.find(';') == std::string_view::npos && sql.find("--") == std::string_view::npos &&
       sql.find("/*") == std::string_view::npos) {
-    size_t b = 0;
-    size_t e = sql.size();
-    while (b < e && IsSpace(sql[b])) ++b;
-    while (e > b && IsSpace(sql[e - 1])) --e;
-    if (b < e) out->push_back({b, e - b});
+    OnePiece(sql, sql.size(), out);
     return;
   }
+  size_t body_end = sql.size();
+  while (body_end > 0 && (IsSpace(sql[body_end - 1]) || sql[body_end - 1] == ';')) --body_end;
+  const std::string_view body = sql.substr(0, body_end);
+  if (body.find(';') == std::string_view::npos && !MaySplitDifferently(body)) {
+    OnePiece(sql, body_end, out);
+    return;
+  }
+  SplitStatementsByLexer(sql, out);
+}
+
+void SplitStatementsByLexer(std::string_view sql, std::vector<SqlPiece>* out) {
+  out->clear();
   size_t start = 0;
   bool has_sql = false;
   AtomicTracker atomic;

@@ -26,4 +26,8 @@ using SqlPiece = dbwarden::SqlPiece;
 // Replaces the contents of `out` (its capacity is reused).
 void SplitStatements(std::string_view sql, std::vector<SqlPiece>* out);
 
+// The same without the fast paths for one-statement texts (always the
+// byte-wise lexer): for tests that check the fast paths agree with it.
+void SplitStatementsByLexer(std::string_view sql, std::vector<SqlPiece>* out);
+
 }  // namespace dbwarden::pgsql
