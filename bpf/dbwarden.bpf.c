@@ -695,6 +695,21 @@ static __always_inline void emit_mmsg(struct dbw_conn_state *st, __u8 dir, __u64
  * (no map to carry arguments from entry to exit), since the saved user
  * registers still hold the arguments at exit. Rejection order: syscall
  * number (a bit test), then the tracked-process lookup. */
+/* TS_COMPAT (arch/x86/include/asm/thread_info.h): the current syscall is a
+ * 32-bit one, whatever the process's bitness (the kernel's in_ia32_syscall). */
+#define DBW_TS_COMPAT 0x0002
+
+static __always_inline int in_compat_syscall(void)
+{
+#if defined(__TARGET_ARCH_x86)
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	if (bpf_core_field_exists(task->thread_info.status))
+		return (task->thread_info.status & DBW_TS_COMPAT) != 0;
+#endif
+	return 0;
+}
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(dbw_sys_exit, struct pt_regs *regs, long ret)
 {
@@ -704,6 +719,16 @@ int BPF_PROG(dbw_sys_exit, struct pt_regs *regs, long ret)
 	__u8 dir;
 	__u64 ino;
 
+	/* First, before the number means anything: a 32-bit syscall (int 0x80,
+	 * or a 32-bit process) has other numbers and argument registers than
+	 * the x86-64 ones decoded here (its 4 is write, 64-bit 4 is stat). Never
+	 * misread it; count it when the process is one we capture, since it may
+	 * have moved database bytes. One load from the current task. */
+	if (in_compat_syscall()) {
+		if (is_tracked_process(bpf_get_current_pid_tgid() >> 32))
+			count_drop(DBW_DROP_COMPAT_SYSCALL);
+		return 0;
+	}
 	if ((__u64)nr < 64) {
 		if (!((DBW_NR_MASK >> nr) & 1))
 			return 0;

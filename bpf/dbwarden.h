@@ -59,7 +59,8 @@ enum dbw_drop_reason {
 	DBW_DROP_TRUNCATED = 1,      /* bytes beyond DBW_MAX_CHUNKS * DBW_CHUNK_BYTES */
 	DBW_DROP_CONN_TABLE_FULL = 2, /* the conns map had no room for a new socket */
 	DBW_DROP_READ_FAILED = 3,    /* bpf_probe_read_user of the payload failed */
-	DBW_DROP_MAX = 4,
+	DBW_DROP_COMPAT_SYSCALL = 4, /* a tracked process made a 32-bit (compat) syscall: not decoded */
+	DBW_DROP_MAX = 5,
 };
 
 struct dbw_event_header {

@@ -139,7 +139,8 @@ def main():
                 failures.append("pgbench: " + bench_out["error"])
             entries = cluster.sync_log()
             second.wait_audit_settled(timeout=60)
-            for name in ("ringbuf_full", "truncated", "conn_table_full", "read_failed"):
+            for name in ("ringbuf_full", "truncated", "conn_table_full", "read_failed",
+                         "compat_syscall"):
                 text = second.scrape()
                 for line in text.splitlines():
                     if line.startswith("dbwarden_capture_dropped_total") and name in line:

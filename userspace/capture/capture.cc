@@ -164,6 +164,8 @@ const char* drop_reason_name(int reason) {
     case DBW_DROP_TRUNCATED: return "truncated";
     case DBW_DROP_CONN_TABLE_FULL: return "conn_table_full";
     case DBW_DROP_READ_FAILED: return "read_failed";
+    case DBW_DROP_COMPAT_SYSCALL:
+      return "compat_syscall";
     default: return "unknown";
   }
 }

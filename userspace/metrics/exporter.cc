@@ -29,7 +29,8 @@ constexpr std::string_view kOther = "__other__";
 // A handful of database systems; anything beyond is a bug, not a workload.
 constexpr size_t kMaxDbSystems = 16;
 
-const char* const kDropReasons[4] = {"ringbuf_full", "truncated", "conn_table_full", "read_failed"};
+const char* const kDropReasons[5] = {"ringbuf_full", "truncated", "conn_table_full", "read_failed",
+                                     "compat_syscall"};
 
 // Statement latency: from a cached point select (tens of µs on loopback) to a
 // report query (seconds).
@@ -86,7 +87,7 @@ struct Exporter::Impl {
 
   Counter* capture_events = nullptr;
   Counter* capture_bytes = nullptr;
-  Counter* capture_drops[4] = {};
+  Counter* capture_drops[5] = {};
   Counter* capture_gaps = nullptr;
   Counter* capture_gap_bytes = nullptr;
   Counter* capture_ring_bytes = nullptr;
@@ -189,7 +190,7 @@ struct Exporter::Impl {
                         .Name("dbwarden_capture_dropped_total")
                         .Help("Capture events lost, by reason.")
                         .Register(*registry);
-    for (int i = 0; i < 4; ++i) capture_drops[i] = &dropped.Add({{"reason", kDropReasons[i]}});
+    for (int i = 0; i < 5; ++i) capture_drops[i] = &dropped.Add({{"reason", kDropReasons[i]}});
     capture_gaps = counter("dbwarden_capture_gaps_total", "Stream gaps: bytes the capture missed.");
     capture_gap_bytes = counter("dbwarden_capture_gap_bytes_total", "Bytes missed in stream gaps.");
     capture_ring_bytes = counter("dbwarden_capture_ring_bytes_total",
@@ -457,7 +458,7 @@ void Exporter::publish(const CaptureCounters& capture, const DecoderCounters& de
   CaptureCounters& lc = m.last_capture;
   add(m.capture_events, capture.events, lc.events);
   add(m.capture_bytes, capture.bytes, lc.bytes);
-  for (int i = 0; i < 4; ++i) add(m.capture_drops[i], capture.drops[i], lc.drops[i]);
+  for (int i = 0; i < 5; ++i) add(m.capture_drops[i], capture.drops[i], lc.drops[i]);
   add(m.capture_gaps, capture.gaps, lc.gaps);
   add(m.capture_gap_bytes, capture.gap_bytes, lc.gap_bytes);
   add(m.capture_ring_bytes, capture.ring_bytes, lc.ring_bytes);

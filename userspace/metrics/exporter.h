@@ -7,11 +7,11 @@
 //   dbwarden_statement_duration_seconds{db_system}        histogram, 50 us .. 10 s
 //   dbwarden_connections_active{db_system}                gauge
 //   dbwarden_capture_events_total, dbwarden_capture_bytes_total
-//   dbwarden_capture_dropped_total{reason}  ringbuf_full|truncated|conn_table_full|read_failed
-//   dbwarden_capture_gaps_total, dbwarden_capture_gap_bytes_total
-//   dbwarden_capture_ring_bytes_total       ring-buffer bytes the agent consumed
-//   dbwarden_capture_bulk_skipped_bytes_total  left out on purpose by the bulk-data bound
-//   dbwarden_decoder_bulk_recoveries_total{outcome}  anchored|mismatched (after a bulk skip)
+//   dbwarden_capture_dropped_total{reason}
+//   ringbuf_full|truncated|conn_table_full|read_failed|compat_syscall dbwarden_capture_gaps_total,
+//   dbwarden_capture_gap_bytes_total dbwarden_capture_ring_bytes_total       ring-buffer bytes the
+//   agent consumed dbwarden_capture_bulk_skipped_bytes_total  left out on purpose by the bulk-data
+//   bound dbwarden_decoder_bulk_recoveries_total{outcome}  anchored|mismatched (after a bulk skip)
 //   dbwarden_decoder_messages_total
 //   dbwarden_decoder_errors_total{kind}     invalid_message|resync
 //   dbwarden_decoder_truncated_queries_total, dbwarden_decoder_encrypted_connections_total,
@@ -56,7 +56,8 @@ namespace dbwarden::metrics {
 // Snapshot of capture totals since the agent started, published each second.
 struct CaptureCounters {
   uint64_t events = 0, bytes = 0;
-  uint64_t drops[4] = {};  // ringbuf_full, truncated, conn_table_full, read_failed
+  // ringbuf_full, truncated, conn_table_full, read_failed, compat_syscall
+  uint64_t drops[5] = {};
   uint64_t gaps = 0, gap_bytes = 0;
   uint64_t ring_bytes = 0, bulk_skipped_bytes = 0;
 };
