@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "protocol/pgsql/split.h"
 
+#include <array>
+
 namespace dbwarden::pgsql {
 namespace {
 
@@ -66,18 +68,41 @@ struct AtomicTracker {
   void other_token() { after_begin = false; }
 };
 
-// True when `body` may hold what changes how ';' splits: a quote or dollar
-// quote that could hide one, a comment, or BEGIN ATOMIC (whose body keeps its
-// ';'). Conservative: a false "yes" only costs the byte-wise lexer.
-bool MaySplitDifferently(std::string_view body) {
-  if (body.find_first_of("'\"$") != std::string_view::npos) return true;
-  if (body.find("--") != std::string_view::npos || body.find("/*") != std::string_view::npos) {
-    return true;
+// Bytes that may change how ';' splits a text: ';' itself, quote and dollar
+// quote openers (they may hide a ';'), comment openers, and the 'a' of ATOMIC
+// (a BEGIN ATOMIC body keeps its ';').
+constexpr std::array<bool, 256> kSplitSensitive = [] {
+  std::array<bool, 256> t{};
+  for (unsigned char c : {';', '\'', '"', '$', '-', '/', 'a', 'A'}) t[c] = true;
+  return t;
+}();
+
+// True when `sql` is one statement that ends at `end`: nothing but blanks and
+// ';' follow `end`, and before it no ';', no comment and, where a ';' follows,
+// nothing that could hide or keep that ';' (a quote, dollar quote, ATOMIC).
+// Conservative: a false "no" only costs the byte-wise lexer. One table-driven
+// pass, where the lexer branches on every byte.
+bool IsOneStatement(std::string_view sql, size_t end) {
+  const bool semicolon_follows = sql.find(';', end) != std::string_view::npos;
+  for (size_t i = 0; i < end; ++i) {
+    const auto c = static_cast<unsigned char>(sql[i]);
+    if (!kSplitSensitive[c]) continue;
+    switch (c) {
+      case ';':
+        return false;
+      case '-':
+      case '/':
+        if (i + 1 < end && sql[i + 1] == (c == '-' ? '-' : '*')) return false;
+        break;
+      case 'a':
+      case 'A':
+        if (semicolon_follows && EqualsNoCase(sql.substr(i, 6), "ATOMIC")) return false;
+        break;
+      default:  // a quote or a dollar
+        if (semicolon_follows) return false;
+    }
   }
-  for (size_t i = 0; i + 6 <= body.size(); ++i) {
-    if ((body[i] | 0x20) == 'a' && EqualsNoCase(body.substr(i, 6), "ATOMIC")) return true;
-  }
-  return false;
+  return true;
 }
 
 // The one piece of `sql[0, end)`, trimmed; none if it is blank.
@@ -92,21 +117,11 @@ void OnePiece(std::string_view sql, size_t end, std::vector<SqlPiece>* out) {
 
 void SplitStatements(std::string_view sql, std::vector<SqlPiece>* out) {
   out->clear();
-  // Most queries hold one statement: memchr-speed scans instead of the
-  // byte-wise lexer when they prove it. With no ';' nothing can split, and
-  // with no comment opener the piece has SQL as soon as it has a non-blank
-  // byte. Many clients (pgbench, scripts) end the statement with ';': with
-  // nothing after it but blanks and ';', and nothing before it that could
-  // hide or keep a ';', the text before it is the one piece.
-  if (sql.find(';') == std::string_view::npos && sql.find("--") == std::string_view::npos &&
-      sql.find("/*") == std::string_view::npos) {
-    OnePiece(sql, sql.size(), out);
-    return;
-  }
+  // Most queries hold one statement, many of them ending in ';' (pgbench,
+  // scripts): when a quick pass proves it, skip the byte-wise lexer.
   size_t body_end = sql.size();
   while (body_end > 0 && (IsSpace(sql[body_end - 1]) || sql[body_end - 1] == ';')) --body_end;
-  const std::string_view body = sql.substr(0, body_end);
-  if (body.find(';') == std::string_view::npos && !MaySplitDifferently(body)) {
+  if (IsOneStatement(sql, body_end)) {
     OnePiece(sql, body_end, out);
     return;
   }
