@@ -377,6 +377,7 @@ int run(const Config& config) {
 int replay(const ReplayConfig& config) {
   audit::WriterOptions wopts;
   wopts.path = config.audit_file;
+  wopts.wait_when_full = true;  // offline: every record, however fast the input comes
   auto audit = audit::JsonlWriter::Open(wopts);
   if (!audit.ok()) {
     DBW_LOG(kError, "%s", audit.status().message().c_str());

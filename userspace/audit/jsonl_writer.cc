@@ -251,12 +251,28 @@ void JsonlWriter::on_statement(const Statement& statement) {
   if (batch_.size() + queued_bytes_.load(std::memory_order_relaxed) +
           out_pending_.load(std::memory_order_relaxed) >
       options_.max_buffered_bytes) {
+    if (options_.wait_when_full && wait_for_room()) {
+      batch_bytes_.store(batch_.size(), std::memory_order_relaxed);
+      if (batch_.size() >= options_.flush_bytes) hand_off();
+      return;
+    }
     batch_.resize(before);
     records_dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   batch_bytes_.store(batch_.size(), std::memory_order_relaxed);
   if (batch_.size() >= options_.flush_bytes) hand_off();
+}
+
+bool JsonlWriter::wait_for_room() {
+  hand_off();  // the batch, new record included, goes over the bound by one batch at most
+  std::unique_lock<std::mutex> lk(mu_);
+  room_.wait(lk, [&] {
+    return stop_ || failing_now_ ||
+           batch_.size() + queued_bytes_.load() + out_pending_.load() <=
+               options_.max_buffered_bytes;
+  });
+  return !stop_ && !failing_now_;
 }
 
 void JsonlWriter::flush_if_due(uint64_t now_mono_ns) {
@@ -337,6 +353,8 @@ void JsonlWriter::writer_main() {
       if (spare_.size() < 4) spare_.push_back(std::move(batch));
     }
     work.clear();
+    failing_now_ = failing_;
+    room_.notify_all();
     if (flushing) {
       flush_completed_ = flush_target;
       flush_status_ = out_written_ < out_.size() ? last_error_ : Status::Ok();

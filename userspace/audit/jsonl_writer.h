@@ -60,6 +60,11 @@ struct WriterOptions {
   int zstd_level = 1;
   // Checkpoints besides those at open and rotation; 0 disables each trigger.
   uint64_t checkpoint_records = 100'000;
+  // At the buffer bound, wait for the writer thread instead of dropping the
+  // record: for offline work (`dbwarden replay`), where nothing is live to keep
+  // up with and a dropped record would be a silently different result. Still
+  // drops (counted) while writes are failing, so a dead disk cannot hang it.
+  bool wait_when_full = false;
   std::chrono::seconds checkpoint_interval{300};
 };
 
@@ -109,6 +114,8 @@ class JsonlWriter : public StatementSink {
   explicit JsonlWriter(WriterOptions options);
   Status start();  // Open's work after construction
   void hand_off();
+  // wait_when_full: true once the writer made room, false while writes fail.
+  bool wait_for_room();
 
   // Writer thread.
   void writer_main();
@@ -133,6 +140,7 @@ class JsonlWriter : public StatementSink {
   std::mutex mu_;
   std::condition_variable wake_;  // the writer waits on it
   std::condition_variable done_;  // flush() waits on it
+  std::condition_variable room_;  // on_statement waits on it (wait_when_full)
   std::deque<std::string> queue_;
   std::vector<std::string> spare_;  // reusable batch buffers
   bool stop_ = false;
@@ -141,6 +149,7 @@ class JsonlWriter : public StatementSink {
   Status flush_status_;
   std::atomic<size_t> queued_bytes_{0};  // bytes in queue_
   std::atomic<size_t> out_pending_{0};   // unwritten bytes in out_
+  bool failing_now_ = false;             // writes are failing (wait_when_full gives up)
 
   // Writer thread only (after start()).
   int fd_ = -1;

@@ -158,6 +158,41 @@ TEST_CASE("writer: a full disk counts errors, bounds memory, drops, never blocks
   CHECK(w->records_dropped() > 19'000);
 }
 
+TEST_CASE("writer: wait_when_full keeps every record at the bound (offline replay)",
+          "[audit][writer]") {
+  // A producer far faster than the writer thread (a replay) and a tiny bound: with
+  // wait_when_full nothing is dropped and the file holds every record in order.
+  TempDir tmp;
+  WriterOptions o;
+  o.path = tmp.path + "/audit.jsonl";
+  o.flush_bytes = 512;
+  o.max_buffered_bytes = 4096;
+  o.wait_when_full = true;
+  ConnectionInfo c;
+  auto w = open_writer(o);
+  constexpr uint64_t kRecords = 20'000;
+  for (uint64_t i = 0; i < kRecords; ++i) w->on_statement(make_statement(&c, i));
+  REQUIRE(w->flush().ok());
+  CHECK(w->records_dropped() == 0);
+  CHECK(w->records_written() == kRecords);
+  CHECK(statement_texts(read_lines(o.path)) == expected_texts(kRecords));
+}
+
+TEST_CASE("writer: wait_when_full still drops (counted) while writes fail: no hang",
+          "[audit][writer]") {
+  WriterOptions o;
+  o.path = "/dev/full";
+  o.flush_bytes = 512;
+  o.max_buffered_bytes = 4096;
+  o.wait_when_full = true;
+  ConnectionInfo c;
+  auto w = open_writer(o);
+  for (uint64_t i = 0; i < 20'000; ++i) w->on_statement(make_statement(&c, i));
+  CHECK(!w->flush().ok());
+  CHECK(w->records_written() == 0);
+  CHECK(w->records_dropped() > 0);
+}
+
 TEST_CASE("writer: partial writes keep whole records in order", "[audit][writer]") {
   // RLIMIT_FSIZE makes write(2) write only up to the limit, then fail with
   // EFBIG: a real partial write followed by an error.
