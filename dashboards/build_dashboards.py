@@ -265,9 +265,15 @@ def agent_health():
     L.add(timeseries("Capture events / s", [
         (f"sum by (instance) (rate(dbwarden_capture_events_total{{{INST}}}[{RI}]))",
          "{{instance}}")], "ops"), 8, 8)
-    L.add(timeseries("Captured bytes / s", [
+    L.add(timeseries("Captured, ring and bulk-skipped bytes / s", [
         (f"sum by (instance) (rate(dbwarden_capture_bytes_total{{{INST}}}[{RI}]))",
-         "{{instance}}")], "Bps"), 8, 8)
+         "{{instance}} payload"),
+        (f"sum by (instance) (rate(dbwarden_capture_ring_bytes_total{{{INST}}}[{RI}]))",
+         "{{instance}} ring buffer"),
+        (f"sum by (instance) (rate(dbwarden_capture_bulk_skipped_bytes_total{{{INST}}}[{RI}]))",
+         "{{instance}} result bytes skipped by the bulk bound")], "Bps",
+        "Payload copied, ring-buffer bytes read, and large-result bytes the bulk-data bound "
+        "kept out of the ring (row counts stay exact)"), 8, 8)
     L.add(timeseries("Capture drops / s by reason", [
         (f"sum by (instance, reason) (rate(dbwarden_capture_dropped_total{{{INST}}}[{RI}]))",
          "{{instance}} {{reason}}")], "ops", "Events lost before userspace read them"), 8, 8)
