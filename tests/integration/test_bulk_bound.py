@@ -3,7 +3,9 @@
 """Acceptance test of the bulk-data bound (issue 3, item 4) against a real PostgreSQL.
 
 The agent runs with its default bound (1024 head + 1024 tail bytes per server-to-client
-write). psql and psycopg2, over TCP and over the unix socket, run a 200,000-row SELECT,
+write). psql and psycopg2, over TCP, over TLS (`sslmode=require`: the plaintext comes
+from the libssl probes and goes through the same bound) and over the unix socket, run a
+200,000-row SELECT,
 `COPY (SELECT ...) TO STDOUT`, and a failing query after a big result. Every statement the
 server logged is audited once with the exact row count and SQLSTATE and without
 `dbwarden.capture_gap`; dbwarden_capture_bulk_skipped_bytes_total is positive and the
@@ -22,8 +24,9 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
-from pg_cluster import (SETUP_APP, PgCluster, log, read_audit, skip_or_fail,  # noqa: E402
+from pg_cluster import (PgCluster, log, read_audit, skip_or_fail,  # noqa: E402
                         start_agent, stop_agent, verdict)
+import test_tls  # noqa: E402
 
 ROWS = 200000
 BIG = f"SELECT g, repeat('x', 100) FROM generate_series(1, {ROWS}) g"
@@ -35,7 +38,7 @@ RESULT_BYTES = ROWS * 110
 PSYCOPG_SCRIPT = r"""
 import sys, psycopg2
 conn = psycopg2.connect(host=sys.argv[1], port=sys.argv[2], user="postgres",
-                        dbname="postgres", application_name=sys.argv[3])
+                        dbname="postgres", application_name=sys.argv[3], sslmode=sys.argv[6])
 conn.autocommit = True
 cur = conn.cursor()
 cur.execute(sys.argv[4])
@@ -49,22 +52,30 @@ print(cur.fetchone()[0])
 """
 
 
+# (name, over TCP, libpq sslmode): the server has TLS on, so TCP says which it wants.
+VIAS = (("tcp", True, "disable"), ("tls", True, "require"), ("unix", False, "disable"))
+
+
 def run(agent_exe, workdir, audit_path):
     failures = []
-    with PgCluster() as cluster:
+    certdir = os.path.join(workdir, "cert")
+    os.mkdir(certdir, 0o755)
+    crt, key = test_tls.make_certificate(certdir)
+    conf = {"ssl": "on", "ssl_cert_file": f"'{crt}'", "ssl_key_file": f"'{key}'"}
+    with PgCluster(extra_conf=conf) as cluster:
         agent = pg_cluster.Agent(agent_exe, audit_path, [cluster.port])
         if (rc := start_agent(agent)) is not None:
             return rc
         apps = []
         try:
-            for tcp in (True, False):
-                via = "tcp" if tcp else "unix"
+            for via, tcp, sslmode in VIAS:
                 app = f"dbw-bulk-psql-{via}"
                 apps.append(app)
                 sql = f"{BIG};\n{COPY};\n{FAIL};\nSELECT 42;\n"
                 r = subprocess.run(["psql", "-X", "-q", "-o", "/dev/null", "-v",
                                     "ON_ERROR_STOP=0"], input=sql, text=True,
-                                   env=cluster.client_env(tcp=tcp, app=app),
+                                   env={**cluster.client_env(tcp=tcp, app=app),
+                                        "PGSSLMODE": sslmode},
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
                 if "division by zero" not in r.stderr:
                     failures.append(f"psql {via}: expected the division error: {r.stderr}")
@@ -72,7 +83,7 @@ def run(agent_exe, workdir, audit_path):
                 apps.append(app)
                 host = "127.0.0.1" if tcp else cluster.socket_dir
                 r = subprocess.run(["/usr/bin/python3", "-c", PSYCOPG_SCRIPT, host,
-                                    str(cluster.port), app, BIG, FAIL], text=True,
+                                    str(cluster.port), app, BIG, FAIL, sslmode], text=True,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
                 if r.stdout.split() != [str(ROWS), "22012", "42"]:
                     failures.append(f"psycopg2 {via}: {r.stdout!r} {r.stderr!r}")
@@ -84,6 +95,8 @@ def run(agent_exe, workdir, audit_path):
             skipped = agent.metric_sum("dbwarden_capture_bulk_skipped_bytes_total", text) or 0
             ring = agent.metric_sum("dbwarden_capture_ring_bytes_total", text) or 0
             mismatched = agent.metric_sum("dbwarden_decoder_bulk_recoveries_total", text)
+            tls_calls = sum(float(line.split()[-1]) for line in text.splitlines()
+                            if line.startswith('dbwarden_tls_events_total{kind="plaintext_call"}'))
         finally:
             stopped = stop_agent(agent)
         if stopped is not None:
@@ -114,6 +127,8 @@ def run(agent_exe, workdir, audit_path):
                 failures.append(f"{app}: {t[:40]!r} status {r.get('db.response.status_code')}")
             if rows is not None and r.get("db.response.returned_rows") != rows:
                 failures.append(f"{app}: {t[:40]!r} rows {r.get('db.response.returned_rows')}")
+    if tls_calls == 0:
+        failures.append("no TLS plaintext call was captured: the tls cases did not use TLS")
     # PostgreSQL writes a large result in 8 KiB flushes; each keeps its 1 KiB tail (only
     # a response's first write keeps a head): about an eighth of the bytes reach the ring.
     if skipped < 0.6 * 6 * RESULT_BYTES:
