@@ -251,28 +251,35 @@ void JsonlWriter::on_statement(const Statement& statement) {
   if (batch_.size() + queued_bytes_.load(std::memory_order_relaxed) +
           out_pending_.load(std::memory_order_relaxed) >
       options_.max_buffered_bytes) {
-    if (options_.wait_when_full && wait_for_room()) {
-      batch_bytes_.store(batch_.size(), std::memory_order_relaxed);
-      if (batch_.size() >= options_.flush_bytes) hand_off();
+    // wait_for_room keeps the record unless writes are failing; otherwise it
+    // has already taken the record out of batch_.
+    if (!options_.wait_when_full) batch_.resize(before);
+    if (!options_.wait_when_full || !wait_for_room(before)) {
+      records_dropped_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    batch_.resize(before);
-    records_dropped_.fetch_add(1, std::memory_order_relaxed);
-    return;
   }
   batch_bytes_.store(batch_.size(), std::memory_order_relaxed);
   if (batch_.size() >= options_.flush_bytes) hand_off();
 }
 
-bool JsonlWriter::wait_for_room() {
-  hand_off();  // the batch, new record included, goes over the bound by one batch at most
-  std::unique_lock<std::mutex> lk(mu_);
-  room_.wait(lk, [&] {
-    return stop_ || failing_now_ ||
-           batch_.size() + queued_bytes_.load() + out_pending_.load() <=
-               options_.max_buffered_bytes;
-  });
-  return !stop_ && !failing_now_;
+bool JsonlWriter::wait_for_room(size_t record_start) {
+  // The record waits aside while the records before it go to the writer.
+  std::string record = batch_.substr(record_start);
+  batch_.resize(record_start);
+  hand_off();
+  bool room = false;
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    room_.wait(lk, [&] {
+      return stop_ || failing_now_ ||
+             record.size() + queued_bytes_.load() + out_pending_.load() <=
+                 options_.max_buffered_bytes;
+    });
+    room = !stop_ && !failing_now_;
+  }
+  if (room) batch_.append(record);
+  return room;
 }
 
 void JsonlWriter::flush_if_due(uint64_t now_mono_ns) {

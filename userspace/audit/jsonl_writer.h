@@ -114,8 +114,10 @@ class JsonlWriter : public StatementSink {
   explicit JsonlWriter(WriterOptions options);
   Status start();  // Open's work after construction
   void hand_off();
-  // wait_when_full: true once the writer made room, false while writes fail.
-  bool wait_for_room();
+  // wait_when_full: the record at batch_[record_start..] waits until the
+  // writer has room for it (true, the record is back in batch_) or writes are
+  // failing (false, the record is no longer in batch_).
+  bool wait_for_room(size_t record_start);
 
   // Writer thread.
   void writer_main();

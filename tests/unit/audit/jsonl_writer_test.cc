@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -191,6 +192,48 @@ TEST_CASE("writer: wait_when_full still drops (counted) while writes fail: no ha
   CHECK(!w->flush().ok());
   CHECK(w->records_written() == 0);
   CHECK(w->records_dropped() > 0);
+}
+
+TEST_CASE("writer: wait_when_full drops whole records while writes fail, then recovers",
+          "[audit][writer]") {
+  // Writes fail (RLIMIT_FSIZE, EFBIG) while a fast producer is at the bound: the records
+  // it cannot place are dropped whole and counted; once writes work again, the file holds
+  // only complete records, in order, and nothing else (no stray bytes of a dropped one).
+  TempDir tmp;
+  WriterOptions o;
+  o.path = tmp.path + "/audit.jsonl";
+  o.flush_bytes = 512;
+  o.max_buffered_bytes = 4096;
+  o.wait_when_full = true;
+  ConnectionInfo c;
+  auto w = open_writer(o);
+  REQUIRE(w->flush().ok());  // the opening checkpoint
+  rlimit old{};
+  REQUIRE(getrlimit(RLIMIT_FSIZE, &old) == 0);
+  struct sigaction ignore {
+  }, previous{};
+  ignore.sa_handler = SIG_IGN;
+  REQUIRE(sigaction(SIGXFSZ, &ignore, &previous) == 0);
+  rlimit small = old;
+  small.rlim_cur = w->bytes_written();  // not one more byte
+  REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0);
+  constexpr uint64_t kRecords = 2000;
+  for (uint64_t i = 0; i < kRecords; ++i) w->on_statement(make_statement(&c, i));
+  REQUIRE(setrlimit(RLIMIT_FSIZE, &old) == 0);
+  REQUIRE(sigaction(SIGXFSZ, &previous, nullptr) == 0);
+  REQUIRE(w->flush().ok());
+  CHECK(w->records_dropped() > 0);
+  CHECK(w->records_written() + w->records_dropped() == kRecords);
+  const std::vector<std::string> lines = read_lines(o.path);
+  for (const std::string& line : lines) {
+    REQUIRE(line.find('\0') == std::string::npos);
+    REQUIRE_NOTHROW(nlohmann::json::parse(line));
+  }
+  const std::vector<std::string> texts = statement_texts(lines);
+  CHECK(texts.size() == w->records_written());
+  CHECK(std::is_sorted(texts.begin(), texts.end(), [](const std::string& a, const std::string& b) {
+    return std::stoull(a.substr(a.rfind(' ') + 1)) < std::stoull(b.substr(b.rfind(' ') + 1));
+  }));
 }
 
 TEST_CASE("writer: partial writes keep whole records in order", "[audit][writer]") {
