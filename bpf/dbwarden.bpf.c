@@ -431,23 +431,31 @@ static __always_inline void emit_small(__u64 conn_id, __u8 dir, const char *buf,
 	bpf_ringbuf_submit(e, ringbuf_flags(offsetof(struct dbw_data_event, data) + DBW_SMALL_BYTES));
 }
 
-/* `len` bytes at `offset` that are not copied (beyond a bound): a record with
- * no payload, so that userspace knows exactly what it misses. */
-static __always_inline void emit_gap(__u64 conn_id, __u8 dir, __u64 len, __u64 offset)
+/* `len` bytes at `offset` that are not copied: a record with no payload, so
+ * that userspace knows exactly what it misses; `flags` says why (0: a loss). */
+static __always_inline void emit_no_payload(__u64 conn_id, __u8 dir, __u64 len, __u64 offset,
+					    __u8 flags)
 {
 	struct dbw_data_event *e;
 
-	count_drop(DBW_DROP_TRUNCATED);
 	e = bpf_ringbuf_reserve(&events, offsetof(struct dbw_data_event, data), 0);
 	if (!e) {
 		count_drop(DBW_DROP_RINGBUF_FULL);
 		return;
 	}
 	fill_header(e, conn_id, dir);
+	e->flags = flags;
 	e->offset = offset;
 	e->length = len > 0xffffffffULL ? 0xffffffffU : (__u32)len;
 	e->captured = 0;
 	bpf_ringbuf_submit(e, 0);
+}
+
+/* `len` bytes beyond the per-syscall bound: lost, and counted as such. */
+static __always_inline void emit_gap(__u64 conn_id, __u8 dir, __u64 len, __u64 offset)
+{
+	count_drop(DBW_DROP_TRUNCATED);
+	emit_no_payload(conn_id, dir, len, offset, 0);
 }
 
 /* `len` bytes of the user buffer `buf`, which sit at `offset` of the stream. */
@@ -494,7 +502,6 @@ static __always_inline void emit_range(__u64 conn_id, __u8 dir, const char *buf,
  * with no payload and DBW_DATA_BULK_SKIPPED, counted in `bulk`, not `drops`. */
 static __always_inline void emit_skip(__u64 conn_id, __u8 dir, __u64 len, __u64 offset)
 {
-	struct dbw_data_event *e;
 	__u32 key = DBW_BULK_SKIPPED_BYTES;
 	__u64 *v = bpf_map_lookup_elem(&bulk, &key);
 
@@ -504,17 +511,7 @@ static __always_inline void emit_skip(__u64 conn_id, __u8 dir, __u64 len, __u64 
 	v = bpf_map_lookup_elem(&bulk, &key);
 	if (v)
 		*v += 1;
-	e = bpf_ringbuf_reserve(&events, offsetof(struct dbw_data_event, data), 0);
-	if (!e) {
-		count_drop(DBW_DROP_RINGBUF_FULL);
-		return;
-	}
-	fill_header(e, conn_id, dir);
-	e->flags = DBW_DATA_BULK_SKIPPED;
-	e->offset = offset;
-	e->length = len > 0xffffffffULL ? 0xffffffffU : (__u32)len;
-	e->captured = 0;
-	bpf_ringbuf_submit(e, 0);
+	emit_no_payload(conn_id, dir, len, offset, DBW_DATA_BULK_SKIPPED);
 }
 
 /* `dir` is seen from the process that moved the bytes; a client-side

@@ -38,10 +38,8 @@ std::string basename_of(std::string_view path) {
   return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
 }
 
-std::string read_file(const std::string& path) { return read_whole_file(path); }
-
 std::string comm_of(uint32_t pid) {
-  std::string c = read_file("/proc/" + std::to_string(pid) + "/comm");
+  std::string c = read_whole_file("/proc/" + std::to_string(pid) + "/comm");
   while (!c.empty() && c.back() == '\n') c.pop_back();
   return c;
 }
@@ -243,7 +241,7 @@ void TlsAttacher::attach_file(uint32_t pid, const MappedFile& f, std::vector<std
 }
 
 void TlsAttacher::scan_process(uint32_t pid, std::vector<std::string>& notes) {
-  std::string maps = read_file("/proc/" + std::to_string(pid) + "/maps");
+  std::string maps = read_whole_file("/proc/" + std::to_string(pid) + "/maps");
   std::vector<MappedFile> files = parse_maps(maps);
   // A process with OpenSSL's libssl speaks TLS through it; another TLS library
   // next to it is a dependency's (PostgreSQL's libldap pulls in GnuTLS).

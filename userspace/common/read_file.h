@@ -10,22 +10,28 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstddef>
+#include <limits>
 #include <string>
 
 namespace dbwarden {
 
-// The file's bytes; empty when it cannot be opened or read (a process that
-// exited between listing and reading is the usual reason, not an error).
-inline std::string read_whole_file(const std::string& path) {
+// The file's bytes, at most `limit` of them; empty when it cannot be opened
+// or read (a process that exited between listing and reading is the usual
+// reason, not an error).
+inline std::string read_whole_file(const std::string& path,
+                                   size_t limit = std::numeric_limits<size_t>::max()) {
   std::string out;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return out;
   constexpr size_t kBlock = 64 * 1024;
-  for (;;) {
+  while (out.size() < limit) {
     const size_t used = out.size();
-    out.resize(used + kBlock);
-    const ssize_t n = ::read(fd, out.data() + used, kBlock);
+    const size_t want = std::min(kBlock, limit - used);
+    out.resize(used + want);
+    const ssize_t n = ::read(fd, out.data() + used, want);
     if (n < 0 && errno == EINTR) {
       out.resize(used);
       continue;

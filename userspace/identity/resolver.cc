@@ -2,7 +2,6 @@
 //
 // Resolver: sock_diag finds the peer's socket inode, InodeOwners the process
 // holding it, describe() reads that process from /proc.
-#include <fcntl.h>
 #include <pwd.h>
 #include <unistd.h>
 
@@ -12,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/read_file.h"
 #include "identity/identity.h"
 #include "identity/inode_owners.h"
 #include "identity/sock_diag.h"
@@ -19,20 +19,8 @@
 namespace dbwarden::identity {
 namespace {
 
-// Small /proc files only; a bounded read, "" when unreadable.
-std::string read_small(const std::string& path, size_t limit = 64 * 1024) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return "";
-  std::string out;
-  char buf[4096];
-  while (out.size() < limit) {
-    ssize_t n = read(fd, buf, sizeof(buf));
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return out;
-}
+// Small /proc files only: reads are bounded.
+constexpr size_t kSmallProcFile = 64 * 1024;
 
 std::string user_name_of(uint32_t uid) {
   passwd pw{};
@@ -91,20 +79,20 @@ PeerProcess Resolver::Impl::describe(uint32_t pid) {
   PeerProcess p;
   p.pid = pid;
   const std::string base = options.proc_root + "/" + std::to_string(pid);
-  std::string status = read_small(base + "/status");
+  std::string status = read_whole_file(base + "/status", kSmallProcFile);
   if (status.empty()) return p;  // gone
   if (auto uid = effective_uid_from_status(status)) {
     p.uid = *uid;
     p.user_name = cached_user_name(*uid);
   }
-  p.login_uid = login_uid_from_file(read_small(base + "/loginuid"));
+  p.login_uid = login_uid_from_file(read_whole_file(base + "/loginuid", kSmallProcFile));
   if (p.login_uid) p.login_user = cached_user_name(*p.login_uid);
-  p.comm = read_small(base + "/comm", 64);
+  p.comm = read_whole_file(base + "/comm", 64);
   if (!p.comm.empty() && p.comm.back() == '\n') p.comm.pop_back();
   char exe[4096];
   ssize_t n = readlink((base + "/exe").c_str(), exe, sizeof(exe));
   if (n > 0) p.executable.assign(exe, static_cast<size_t>(n));  // kernel threads have none
-  p.cgroup = cgroup_path_from_proc_file(read_small(base + "/cgroup"));
+  p.cgroup = cgroup_path_from_proc_file(read_whole_file(base + "/cgroup", kSmallProcFile));
   p.systemd_unit = systemd_unit_from_cgroup(p.cgroup);
   p.container_id = container_id_from_cgroup(p.cgroup);
   return p;

@@ -261,6 +261,18 @@ std::span<const uint8_t> Framer::resync(std::span<const uint8_t> data, uint64_t 
   return {};
 }
 
+bool Framer::pass_body(uint64_t& length, uint64_t ts_ns) {
+  if (length < remaining_) {
+    remaining_ -= static_cast<uint32_t>(length);
+    body_seen_ += static_cast<uint32_t>(length);
+    return true;
+  }
+  length -= remaining_;
+  remaining_ = 0;
+  deliver(body_, ts_ns);
+  return length == 0 || mode_ == Mode::kStopped;
+}
+
 void Framer::gap(uint64_t length, uint64_t ts_ns) {
   if (length == 0) return;
   switch (mode_) {
@@ -276,15 +288,7 @@ void Framer::gap(uint64_t length, uint64_t ts_ns) {
       return;
     case Mode::kBody:
       cur_.gap = true;
-      if (length < remaining_) {
-        remaining_ -= static_cast<uint32_t>(length);
-        body_seen_ += static_cast<uint32_t>(length);
-        return;
-      }
-      length -= remaining_;
-      remaining_ = 0;
-      deliver(body_, ts_ns);
-      if (length == 0 || mode_ == Mode::kStopped) return;  // ended on a boundary: framing kept
+      if (pass_body(length, ts_ns)) return;  // ended inside or on a boundary: framing kept
       break;
     case Mode::kHeader:
       break;
@@ -303,15 +307,7 @@ void Framer::skip(uint64_t length, uint64_t ts_ns) {
       // Kept bytes (a tag, error fields) among the skipped ones: the body is
       // incomplete. Passed-over bytes (DataRow, CopyData) lose nothing.
       if (body_.size() < keep_) cur_.gap = true;
-      if (length < remaining_) {
-        remaining_ -= static_cast<uint32_t>(length);
-        body_seen_ += static_cast<uint32_t>(length);
-        return;
-      }
-      length -= remaining_;
-      remaining_ = 0;
-      deliver(body_, ts_ns);
-      if (length == 0 || mode_ == Mode::kStopped) return;  // ended on a boundary
+      if (pass_body(length, ts_ns)) return;
       break;
     case Mode::kHeader:
       unframed_ += header_len_;

@@ -82,6 +82,11 @@ class Framer {
   std::span<const uint8_t> read_body(std::span<const uint8_t> data, uint64_t ts_ns);
   std::span<const uint8_t> resync(std::span<const uint8_t> data, uint64_t ts_ns);
   void finish_typed_header(uint64_t ts_ns);
+  // The first `length` uncaptured bytes (a gap or a skip) start inside the
+  // current body: passes over them, delivering the body if they reach its end.
+  // True when nothing is left (they ended inside or exactly at the body's end,
+  // or the framer stopped); otherwise `length` becomes what lies beyond it.
+  bool pass_body(uint64_t& length, uint64_t ts_ns);
   void begin(uint8_t type, StartupKind startup, uint32_t length, uint32_t body_length);
   void deliver(std::span<const uint8_t> body, uint64_t ts_ns);
   void lose_framing(const uint8_t* carry, size_t carry_len);
