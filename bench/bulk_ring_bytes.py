@@ -21,8 +21,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                  "integration"))
-import pg_cluster  # noqa: E402
-from pg_cluster import SETUP_APP, Agent, PgCluster, log  # noqa: E402
+from pg_cluster import SETUP_APP, Agent, PgCluster  # noqa: E402
 
 BULK_SQL = ("SELECT g, repeat('x', 100) FROM generate_series(1, 200000) g;\n"
             "COPY (SELECT g, repeat('y', 100) FROM generate_series(1, 200000) g) TO STDOUT;\n"

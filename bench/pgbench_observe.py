@@ -31,7 +31,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                  "integration"))
 import pg_cluster  # noqa: E402
-from pg_cluster import SETUP_APP, Agent, PgCluster, log, proc_cpu_seconds  # noqa: E402
+from pg_cluster import (SETUP_APP, Agent, PgCluster, log, proc_cpu_seconds,  # noqa: E402
+                        stat_cpu_seconds)
 
 TARGET_RATIO = 0.95
 TARGET_US_PER_STATEMENT = 1.5
@@ -113,13 +114,10 @@ def thread_cpu_seconds(pid):
         try:
             with open(f"/proc/{pid}/task/{tid}/comm") as f:
                 name = f.read().strip()
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                data = f.read()
+            seconds = stat_cpu_seconds(f"/proc/{pid}/task/{tid}/stat")
         except OSError:
             continue  # the thread ended meanwhile
-        fields = data[data.rindex(")") + 2:].split()
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf(
-            "SC_CLK_TCK")
+        out[name] = out.get(name, 0.0) + seconds
     return out
 
 
@@ -144,6 +142,13 @@ def wait_rotated_compressed(audit, timeout=60.0):
             return
         time.sleep(0.2)
     log("warning: rotated audit files still uncompressed after 60 s")
+
+
+# Statement and connection logging off, so that the server's own logging does not hide the
+# agent's cost; shared with bench/replay_cost.py.
+QUIET_SERVER_CONF = {"log_statement": "'none'", "log_connections": "off",
+                     "log_disconnections": "off", "logging_collector": "off",
+                     "log_destination": "'stderr'", "shared_buffers": "'256MB'"}
 
 
 def run_pgbench(cluster, args):
@@ -250,9 +255,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below
     workdir = tempfile.mkdtemp(prefix="dbw-bench-")
     pairs = []
-    conf = {"log_statement": "'none'", "log_connections": "off", "log_disconnections": "off",
-            "logging_collector": "off", "log_destination": "'stderr'",
-            "shared_buffers": "'256MB'"}
+    conf = dict(QUIET_SERVER_CONF)
     if args.tls:
         import test_tls  # noqa: E402  (tests/integration, on sys.path above)
         os.chmod(workdir, 0o755)

@@ -31,14 +31,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "integration"))
 import pg_cluster  # noqa: E402
 from pg_cluster import SETUP_APP, Agent, PgCluster, log  # noqa: E402
+from pgbench_observe import QUIET_SERVER_CONF  # noqa: E402  (this folder)
 
 
 def record(agent, path, seconds):
-    conf = {"log_statement": "'none'", "log_connections": "off", "log_disconnections": "off",
-            "logging_collector": "off", "log_destination": "'stderr'",
-            "shared_buffers": "'256MB'"}
     with tempfile.TemporaryDirectory(prefix="dbw-replay-rec-") as tmp, \
-            PgCluster(extra_conf=conf) as cluster:
+            PgCluster(extra_conf=QUIET_SERVER_CONF) as cluster:
         cluster.pgbench(["-i", "-q", "-s", "10"], app=SETUP_APP)
         with Agent(agent, os.path.join(tmp, "audit.jsonl"), [cluster.port],
                    extra_args=["--record", path]) as a:

@@ -421,7 +421,12 @@ class Agent:
 
 def proc_cpu_seconds(pid):
     """utime+stime of a process in seconds, from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat") as f:
+    return stat_cpu_seconds(f"/proc/{pid}/stat")
+
+
+def stat_cpu_seconds(path):
+    """utime+stime in seconds from a stat file (/proc/<pid>/stat or .../task/<tid>/stat)."""
+    with open(path) as f:
         data = f.read()
     fields = data[data.rindex(")") + 2:].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
