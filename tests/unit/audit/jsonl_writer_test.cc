@@ -29,6 +29,41 @@ std::vector<std::string> expected_texts(uint64_t n) {
   return v;
 }
 
+// A writer that waits for room at a tiny bound instead of dropping (replay's mode).
+WriterOptions waiting_options(const std::string& path) {
+  WriterOptions o;
+  o.path = path;
+  o.flush_bytes = 512;
+  o.max_buffered_bytes = 4096;
+  o.wait_when_full = true;
+  return o;
+}
+
+// While alive, this process may not make files longer than `bytes` (RLIMIT_FSIZE):
+// write(2) writes up to it, then fails with EFBIG (SIGXFSZ ignored meanwhile).
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(uint64_t bytes) {
+    REQUIRE(getrlimit(RLIMIT_FSIZE, &old_) == 0);
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    REQUIRE(sigaction(SIGXFSZ, &ignore, &previous_) == 0);
+    rlimit small = old_;
+    small.rlim_cur = bytes;
+    REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0);
+  }
+  ~FileSizeLimit() {  // CHECK, not REQUIRE: a destructor must not throw
+    CHECK(setrlimit(RLIMIT_FSIZE, &old_) == 0);
+    CHECK(sigaction(SIGXFSZ, &previous_, nullptr) == 0);
+  }
+  FileSizeLimit(const FileSizeLimit&) = delete;
+  FileSizeLimit& operator=(const FileSizeLimit&) = delete;
+
+ private:
+  rlimit old_{};
+  struct sigaction previous_ {};
+};
+
 }  // namespace
 
 TEST_CASE("writer: creates directories 0700 and file 0600, appends lines", "[audit][writer]") {
@@ -164,11 +199,7 @@ TEST_CASE("writer: wait_when_full keeps every record at the bound (offline repla
   // A producer far faster than the writer thread (a replay) and a tiny bound: with
   // wait_when_full nothing is dropped and the file holds every record in order.
   TempDir tmp;
-  WriterOptions o;
-  o.path = tmp.path + "/audit.jsonl";
-  o.flush_bytes = 512;
-  o.max_buffered_bytes = 4096;
-  o.wait_when_full = true;
+  const WriterOptions o = waiting_options(tmp.path + "/audit.jsonl");
   ConnectionInfo c;
   auto w = open_writer(o);
   constexpr uint64_t kRecords = 20'000;
@@ -181,11 +212,7 @@ TEST_CASE("writer: wait_when_full keeps every record at the bound (offline repla
 
 TEST_CASE("writer: wait_when_full still drops (counted) while writes fail: no hang",
           "[audit][writer]") {
-  WriterOptions o;
-  o.path = "/dev/full";
-  o.flush_bytes = 512;
-  o.max_buffered_bytes = 4096;
-  o.wait_when_full = true;
+  const WriterOptions o = waiting_options("/dev/full");
   ConnectionInfo c;
   auto w = open_writer(o);
   for (uint64_t i = 0; i < 20'000; ++i) w->on_statement(make_statement(&c, i));
@@ -200,27 +227,15 @@ TEST_CASE("writer: wait_when_full drops whole records while writes fail, then re
   // it cannot place are dropped whole and counted; once writes work again, the file holds
   // only complete records, in order, and nothing else (no stray bytes of a dropped one).
   TempDir tmp;
-  WriterOptions o;
-  o.path = tmp.path + "/audit.jsonl";
-  o.flush_bytes = 512;
-  o.max_buffered_bytes = 4096;
-  o.wait_when_full = true;
+  const WriterOptions o = waiting_options(tmp.path + "/audit.jsonl");
   ConnectionInfo c;
   auto w = open_writer(o);
   REQUIRE(w->flush().ok());  // the opening checkpoint
-  rlimit old{};
-  REQUIRE(getrlimit(RLIMIT_FSIZE, &old) == 0);
-  struct sigaction ignore {
-  }, previous{};
-  ignore.sa_handler = SIG_IGN;
-  REQUIRE(sigaction(SIGXFSZ, &ignore, &previous) == 0);
-  rlimit small = old;
-  small.rlim_cur = w->bytes_written();  // not one more byte
-  REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0);
   constexpr uint64_t kRecords = 2000;
-  for (uint64_t i = 0; i < kRecords; ++i) w->on_statement(make_statement(&c, i));
-  REQUIRE(setrlimit(RLIMIT_FSIZE, &old) == 0);
-  REQUIRE(sigaction(SIGXFSZ, &previous, nullptr) == 0);
+  {
+    const FileSizeLimit limit(w->bytes_written());  // not one more byte
+    for (uint64_t i = 0; i < kRecords; ++i) w->on_statement(make_statement(&c, i));
+  }
   REQUIRE(w->flush().ok());
   CHECK(w->records_dropped() > 0);
   CHECK(w->records_written() + w->records_dropped() == kRecords);
@@ -250,18 +265,11 @@ TEST_CASE("writer: partial writes keep whole records in order", "[audit][writer]
   const uint64_t opening = w->bytes_written();
   for (uint64_t i = 0; i < 50; ++i) w->on_statement(make_statement(&c, i));
 
-  rlimit old{};
-  REQUIRE(getrlimit(RLIMIT_FSIZE, &old) == 0);
-  struct sigaction ignore {
-  }, previous{};
-  ignore.sa_handler = SIG_IGN;
-  REQUIRE(sigaction(SIGXFSZ, &ignore, &previous) == 0);
-  rlimit small = old;
-  small.rlim_cur = opening + 1000;
-  REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0);
-  const Status s = w->flush();
-  REQUIRE(setrlimit(RLIMIT_FSIZE, &old) == 0);
-  REQUIRE(sigaction(SIGXFSZ, &previous, nullptr) == 0);
+  Status s;
+  {
+    const FileSizeLimit limit(opening + 1000);
+    s = w->flush();
+  }
 
   CHECK(!s.ok());
   CHECK(w->bytes_written() == opening + 1000);
