@@ -4,8 +4,10 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
+#include "capture/local_client_key.h"
 #include "common/read_file.h"
 
 namespace dbwarden::agent {
@@ -16,6 +18,15 @@ std::string format_address(const uint8_t* addr, uint8_t family) {
   int af = family == DBW_FAMILY_INET6 ? AF_INET6 : AF_INET;
   if (!inet_ntop(af, addr, buf, sizeof(buf))) return "";
   return buf;
+}
+
+identity::SeenConnector seen_connector(const dbw_client_info& info) {
+  identity::SeenConnector s;
+  s.pid = info.tgid;
+  s.uid = info.uid;
+  if (info.loginuid != UINT32_MAX) s.login_uid = info.loginuid;
+  s.comm.assign(info.comm, strnlen(info.comm, sizeof(info.comm)));
+  return s;
 }
 
 std::string read_cmdline(uint32_t pid) {
@@ -202,12 +213,20 @@ void Observer::on_conn_open(const dbw_conn_event& e) {
 // name its process once, now, while it is most likely still there.
 void Observer::resolve_peer(Connection& c, const dbw_conn_event& e) {
   if (!resolver_) return;
+  // Who connected, as the kernel saw it (capture/local_client_key.h).
+  std::optional<identity::SeenConnector> seen;
+  if (capture_ != nullptr) {
+    if (auto key = capture::local_client_key(e)) {
+      if (auto info = capture_->local_client(*key)) seen = seen_connector(*info);
+    }
+  }
+  const identity::SeenConnector* hint = seen ? &*seen : nullptr;
   std::optional<identity::PeerProcess> peer;
   if (c.client_side) {
     // Captured in the client itself: the peer process is the one that connected.
     peer = resolver_->describe(e.hdr.pid);
   } else if (c.info.unix_socket) {
-    peer = resolver_->unix_peer(e.sock_ino);
+    peer = resolver_->unix_peer(e.sock_ino, hint);
   } else {
     std::string server_address = format_address(e.server_addr, e.family);
     bool local = c.info.client_address == server_address ||
@@ -215,7 +234,7 @@ void Observer::resolve_peer(Connection& c, const dbw_conn_event& e) {
                  c.info.client_address.rfind("::ffff:127.", 0) == 0;
     if (!local) return;  // a remote peer: its address and port are the identity
     peer = resolver_->tcp_peer(c.info.client_address, c.info.client_port, server_address,
-                               c.info.server_port);
+                               c.info.server_port, hint);
   }
   if (!peer) {
     counters_.peers_unresolved++;

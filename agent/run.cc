@@ -94,6 +94,16 @@ void publish(metrics::Exporter& m, const capture::BpfCapture& cap, const Observe
   m.set_audit_queue_bytes(audit.buffered_bytes());
 }
 
+void publish_identity(metrics::Exporter& m, const Observer& obs,
+                      const identity::Resolver& resolver) {
+  metrics::IdentityCounters c;
+  const uint64_t hook_only = resolver.stats().from_connector;
+  c.from_connect_hook = hook_only;
+  c.from_proc = obs.counters().peers_resolved - std::min(hook_only, obs.counters().peers_resolved);
+  c.unresolved = obs.counters().peers_unresolved;
+  m.publish_identity(c);
+}
+
 // The systemd unit runs as root with only the capabilities capture needs in
 // its bounding set; a non-root caller with them (setcap) is fine too.
 bool has_bpf_capabilities() {
@@ -343,6 +353,7 @@ int run(const Config& config) {
       rescan_tls(*capture.value(), observer, *exporter.value(), tls_report);
       publish(*exporter.value(), *capture.value(), observer, *audit.value());
       publish_sql(*exporter.value(), pipeline.analyzer());
+      publish_identity(*exporter.value(), observer, resolver);
       exporter.value()->publish_fingerprints();
       publish_shipping(*exporter.value(), to_stdout.get(), to_syslog.get());
     }

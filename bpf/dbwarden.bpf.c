@@ -143,6 +143,20 @@ struct {
 	__type(value, struct dbw_conn_state);
 } conns SEC(".maps");
 
+/* Client ends of local connections to the database (TCP to a watched port
+ * with a peer on this host, unix sockets to a watched path) -> the process
+ * that connected them. Not captured (the server side is), but the agent names
+ * the client process from here: exactly, where a /proc scan can only guess
+ * which process took a new socket, and even when a short-lived client has
+ * exited before the agent looks. LRU: entries of closed sockets age out; a
+ * lost entry only sends the agent back to /proc. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct dbw_client_key);
+	__type(value, struct dbw_client_info);
+} local_clients SEC(".maps");
+
 /* Sockets of tracked processes that are not database client connections
  * (replication to elsewhere, stats, ...). LRU: a stale entry only costs a
  * re-classification. */
@@ -270,7 +284,16 @@ static __always_inline void emit_conn_event(__u32 kind, __u64 ino, struct sock *
 		e->client_port = st->side == DBW_SIDE_CLIENT
 					 ? BPF_CORE_READ(sk, __sk_common.skc_num)
 					 : bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	bpf_ringbuf_submit(e, 0);
+	if (sk && st->family == DBW_FAMILY_UNIX) {
+		struct sock *peer = BPF_CORE_READ((struct unix_sock *)sk, peer);
+
+		if (peer)
+			e->peer_ino = BPF_CORE_READ(peer, sk_socket, file, f_inode, i_ino);
+	}
+	/* An open wakes the reader at once: the agent names a local client
+	 * from /proc while it still runs, and a psql -c is gone within
+	 * milliseconds. One wake-up per connection, not per record. */
+	bpf_ringbuf_submit(e, kind == DBW_EV_CONN_OPEN ? BPF_RB_FORCE_WAKEUP : 0);
 }
 
 /* 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104, or the socket's own address: the
@@ -292,6 +315,19 @@ static __always_inline int peer_is_local(struct sock *sk, __u16 family)
 	if (dw[0] == 0 && dw[1] == 0 && dw[2] == 0 && (dw[3] == 0 || dw[3] == bpf_htonl(1)))
 		return 1; /* :: and ::1 */
 	return dw[0] == 0 && dw[1] == 0 && dw[2] == bpf_htonl(0xffff) && (dw[3] & 0xff) == 127;
+}
+
+/* The server port of the watched path a unix socket is bound to (accepted
+ * sockets share their listener's address), or NULL. */
+static __always_inline __u16 *watched_unix_path(struct unix_sock *us)
+{
+	struct unix_address *addr = BPF_CORE_READ(us, addr);
+	struct dbw_unix_path key = {};
+
+	if (!addr)
+		return NULL;
+	bpf_probe_read_kernel_str(key.path, sizeof(key.path), &addr->name[0].sun_path);
+	return bpf_map_lookup_elem(&unix_paths, &key);
 }
 
 /*
@@ -334,15 +370,8 @@ static __always_inline struct dbw_conn_state *classify(struct file *file, __u64 
 		st.server_port = port;
 		st.flags = *watched & DBW_PORT_BULK_BOUND ? DBW_CONN_BULK_BOUND : 0;
 	} else if (family == AF_UNIX) {
-		struct unix_sock *us = (struct unix_sock *)sk;
-		struct unix_address *addr = BPF_CORE_READ(us, addr);
-		struct dbw_unix_path key = {};
-		__u16 *port;
+		__u16 *port = watched_unix_path((struct unix_sock *)sk);
 
-		if (!addr)
-			goto ignore;
-		bpf_probe_read_kernel_str(key.path, sizeof(key.path), &addr->name[0].sun_path);
-		port = bpf_map_lookup_elem(&unix_paths, &key);
 		if (!port)
 			goto ignore;
 		st.family = DBW_FAMILY_UNIX;
@@ -589,14 +618,48 @@ static __always_inline void end_connection(__u64 ino, struct dbw_conn_state *st)
 	bpf_map_delete_elem(&conns, &ino);
 }
 
+/* An address of `sk` in the IPv6 form of struct dbw_client_key. */
+static __always_inline void key_addr(__u8 out[16], struct sock *sk, __u16 family, int remote)
+{
+	if (family == AF_INET) {
+		__u32 a = remote ? BPF_CORE_READ(sk, __sk_common.skc_daddr)
+				 : BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+
+		out[10] = 0xff;
+		out[11] = 0xff;
+		__builtin_memcpy(out + 12, &a, 4);
+	} else if (remote) {
+		bpf_core_read(out, 16, &sk->__sk_common.skc_v6_daddr);
+	} else {
+		bpf_core_read(out, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+	}
+}
+
+/* Records who connected a local client socket (see `local_clients`). */
+static __always_inline void note_local_client(struct dbw_client_key *key, __u32 tgid)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct dbw_client_info info = {};
+
+	info.tgid = tgid;
+	info.uid = (__u32)bpf_get_current_uid_gid();
+	info.loginuid = (__u32)-1;
+	if (bpf_core_field_exists(task->loginuid))
+		info.loginuid = task->loginuid.val;
+	bpf_get_current_comm(info.comm, sizeof(info.comm));
+	bpf_map_update_elem(&local_clients, key, &info, BPF_ANY);
+}
+
 /*
  * Client side. connect(2) by any process to a watched database port. A peer
  * on this host is the local server, which is captured on its own side: the
  * client end is not tracked at all (capturing both ends of a local connection
- * would double the cost and the records). A peer elsewhere is a remote
+ * would double the cost and the records); its socket goes into
+ * `local_clients`, so the agent knows the process behind the server side's
+ * connection. A peer elsewhere is a remote
  * database: the socket is tracked as a client-side connection and the process
  * joins `pids`, so that its reads and writes pass the tracked-process check.
- * Unix sockets are always local: never captured on the client side.
+ * Unix sockets are always local: only noted in `local_clients`.
  */
 static __always_inline int on_connect(struct pt_regs *regs, long ret)
 {
@@ -628,12 +691,32 @@ static __always_inline int on_connect(struct pt_regs *regs, long ret)
 	if (!sk)
 		return 0;
 	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family == AF_UNIX) {
+		/* Connected: the peer is the server's new socket, bound to the
+		 * listener's path. */
+		struct sock *peer = BPF_CORE_READ((struct unix_sock *)sk, peer);
+		struct dbw_client_key key = {.unix_ino = ino};
+
+		if (peer && watched_unix_path((struct unix_sock *)peer))
+			note_local_client(&key, tgid);
+		return 0;
+	}
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
 	port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	watched = bpf_map_lookup_elem(&ports, &port);
-	if (!watched || !*watched || peer_is_local(sk, family))
+	if (!watched || !*watched)
 		return 0;
+	if (peer_is_local(sk, family)) {
+		struct dbw_client_key key = {};
+
+		key_addr(key.client_addr, sk, family, 0);
+		key_addr(key.server_addr, sk, family, 1);
+		key.client_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+		key.server_port = port;
+		note_local_client(&key, tgid);
+		return 0;
+	}
 
 	m = bpf_map_lookup_elem(&meta, &zero);
 	if (!m)

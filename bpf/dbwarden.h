@@ -104,6 +104,33 @@ struct dbw_conn_event {
 	__u64 sock_ino;      /* key of the `conns` map entry */
 	__u64 ingress_bytes; /* totals at close (CONN_CLOSE only) */
 	__u64 egress_bytes;
+	/* Unix sockets, server side: the inode of the client's socket (its key
+	 * in `local_clients`); 0 otherwise. Absent from older recordings, which
+	 * read as 0. */
+	__u64 peer_ino;
+};
+
+/* Key of the `local_clients` map: the client end of a connection from a
+ * process on this host to the database. TCP: both ends, addresses in IPv6
+ * form (IPv4 as ::ffff:a.b.c.d), so an IPv4 client of a dual-stack listener
+ * meets its server side's key. Unix: only the client socket's inode. */
+struct dbw_client_key {
+	__u64 unix_ino;
+	__u8 client_addr[16];
+	__u8 server_addr[16];
+	__u16 client_port; /* host order */
+	__u16 server_port;
+	__u32 _pad;
+};
+
+/* Value of `local_clients`: who connect(2)ed, as the kernel saw it then, for
+ * when the process is gone before the agent reads /proc. */
+struct dbw_client_info {
+	__u32 tgid;
+	__u32 uid;      /* effective uid at connect */
+	__u32 loginuid; /* (__u32)-1 when unset */
+	__u32 _pad;
+	char comm[16];
 };
 
 struct dbw_proc_event {

@@ -304,6 +304,24 @@ def check_pgbench_counts(runs, expected, records, report):
             report.other.append(line)
 
 
+def check_client_processes(records, report):
+    """Every workload record names its local client program, whatever its connection order.
+
+    pgbench opens several connections from one process within milliseconds: each must be
+    resolved, not only the first (the inode-owner cache once missed a known process's new
+    sockets until its next full rescan)."""
+    missing = collections.Counter()
+    for r in records:
+        app = r.get("db.client.application_name") or ""
+        if not app.startswith("dbw-"):
+            continue
+        program = "pgbench" if app.startswith("dbw-pgbench-") else "psql"
+        if r.get("client.process.command") != program or not r.get("client.process.pid"):
+            missing[(app, r.get("client.process.command"))] += 1
+    for (app, got), n in sorted(missing.items()):
+        report.other.append(f"{app}: {n} records without client.process.command "
+                            f"{'pgbench' if 'pgbench' in app else 'psql'} (got {got!r})")
+
 
 # --- the run -----------------------------------------------------------------------------------
 
@@ -399,6 +417,7 @@ def run(agent_exe, workdir):
     report = compare(expected, records, cluster.port, ignore_pids=setup_pids)
     report.other.extend(bad)
     check_pgbench_counts(pgbench_runs, expected, records, report)
+    check_client_processes(records, report)
     report.other.extend(password_leaks(PW_SECRET, audit_path, {
         "the agent's stderr": stderr, "the metrics": metrics}))
     report.other.extend(verify_audit_problems(agent_exe, audit_path))

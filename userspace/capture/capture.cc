@@ -313,6 +313,15 @@ bool BpfCapture::is_tracked(uint32_t pid) const {
   return bpf_map__lookup_elem(impl_->skel->maps.pids, &pid, sizeof(pid), &v, sizeof(v), 0) == 0;
 }
 
+std::optional<dbw_client_info> BpfCapture::local_client(const dbw_client_key& key) const {
+  dbw_client_info info{};
+  if (bpf_map__lookup_elem(impl_->skel->maps.local_clients, &key, sizeof(key), &info, sizeof(info),
+                           0) != 0) {
+    return std::nullopt;
+  }
+  return info;
+}
+
 Status BpfCapture::unwatch_port(uint16_t port) {
   uint32_t key = port;
   uint8_t off = 0;

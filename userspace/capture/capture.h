@@ -8,13 +8,14 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "common/status.h"
 #include "capture/pinning.h"
 #include "capture/records.h"
 #include "capture/tls_attach.h"
+#include "common/status.h"
 #include "dbwarden.h"
 
 namespace dbwarden::capture {
@@ -78,6 +79,10 @@ class BpfCapture {
   // port on another host are captured client side from their next read or write.
   Status track_client_process(uint32_t pid);
   bool is_tracked(uint32_t pid) const;
+  // The process that connect(2)ed the client end of a local connection to a
+  // watched port or path, as the kernel saw it then; nullopt when no such
+  // connect was seen (before capture started, or aged out).
+  std::optional<dbw_client_info> local_client(const dbw_client_key& key) const;
   // Drops the kernel's state for a socket whose owner went away without close(2).
   void forget_socket(uint64_t sock_ino);
 

@@ -36,10 +36,10 @@ struct Fd {
 }  // namespace
 
 const std::vector<std::string>& pinned_map_names() {
-  static const std::vector<std::string> names{
-      "pids",   "ports", "unix_paths", "conns",     "ignored",      "events",
-      "drops",  "meta",  ".bss",       "tls_calls", "tls_ssl_sock", "tls_socks",
-      "tls_stats", "bulk"};
+  static const std::vector<std::string> names{"pids",      "ports",     "unix_paths",   "conns",
+                                              "ignored",   "events",    "drops",        "meta",
+                                              ".bss",      "tls_calls", "tls_ssl_sock", "tls_socks",
+                                              "tls_stats", "bulk",      "local_clients"};
   return names;
 }
 

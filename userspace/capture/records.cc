@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "capture/records.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -33,12 +34,14 @@ bool dispatch(const void* data, size_t size, EventHandler& h) {
     }
     case DBW_EV_CONN_OPEN:
     case DBW_EV_CONN_CLOSE: {
-      if (size < sizeof(dbw_conn_event)) return false;
-      const auto* e = static_cast<const dbw_conn_event*>(data);
+      // Recordings made before peer_ino existed end where it starts.
+      if (size < offsetof(dbw_conn_event, peer_ino)) return false;
+      dbw_conn_event e{};
+      std::memcpy(&e, data, std::min(size, sizeof(e)));
       if (hdr->kind == DBW_EV_CONN_OPEN) {
-        h.on_conn_open(*e);
+        h.on_conn_open(e);
       } else {
-        h.on_conn_close(*e);
+        h.on_conn_close(e);
       }
       return true;
     }

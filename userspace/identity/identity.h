@@ -20,6 +20,16 @@
 
 namespace dbwarden::identity {
 
+// What the kernel saw of the process that connect(2)ed a local client socket
+// (the capture's connect hook): names the process exactly, and is all there
+// is once a short-lived client has exited.
+struct SeenConnector {
+  uint32_t pid = 0;
+  uint32_t uid = 0;  // effective uid at connect
+  std::optional<uint32_t> login_uid;
+  std::string comm;
+};
+
 struct PeerProcess {
   uint32_t pid = 0;
   uint32_t uid = 0;                   // effective uid (/proc/<pid>/status)
@@ -39,8 +49,8 @@ class Resolver {
     std::string proc_root = "/proc";
     // A lookup that misses the inode cache rescans all of /proc at most this
     // often; in between, a miss scans only processes that appeared since the
-    // last scan (a fresh psql is found at once; a new socket of a long-lived
-    // process waits for the next full rescan).
+    // last scan and processes already found as clients. A SeenConnector from
+    // the caller comes first and needs no scan at all.
     std::chrono::milliseconds full_rescan_interval{1000};
     // Bound on cached sockets; sockets beyond it are counted, not cached.
     size_t max_cached_sockets = 1u << 20;
@@ -50,6 +60,9 @@ class Resolver {
     uint64_t cache_hits = 0;  // inode found in the cache and still valid
     uint64_t full_scans = 0;
     uint64_t new_pid_scans = 0;
+    uint64_t client_pid_scans = 0;  // misses that rescanned the known client processes
+    uint64_t connector_hits = 0;    // owner named by the SeenConnector, checked in /proc
+    uint64_t from_connector = 0;    // process gone: answered from the SeenConnector alone
     uint64_t socket_not_found = 0;  // sock_diag has no such socket (closed, other netns)
     uint64_t owner_not_found = 0;   // socket exists, no process found holding it
     uint64_t diag_errors = 0;       // netlink failures other than "no such socket"
@@ -67,11 +80,17 @@ class Resolver {
   // and whose remote end is server_addr:server_port, then the process owning it.
   // Addresses are IPv4 or IPv6 text; IPv4-mapped IPv6 ("::ffff:127.0.0.1") is
   // looked up as IPv4.
+  // `seen`, when given, is checked against /proc/<pid>/fd before it is
+  // believed; without it, or when the check fails, the /proc scan decides;
+  // when the socket or the process is gone, `seen` alone answers (no
+  // executable, cgroup or unit then).
   std::optional<PeerProcess> tcp_peer(const std::string& client_addr, uint16_t client_port,
-                                      const std::string& server_addr, uint16_t server_port);
+                                      const std::string& server_addr, uint16_t server_port,
+                                      const SeenConnector* seen = nullptr);
   // Unix stream socket: the server-side socket inode -> its peer socket inode
   // (unix_diag, UDIAG_SHOW_PEER) -> the process owning the peer.
-  std::optional<PeerProcess> unix_peer(uint64_t server_socket_inode);
+  std::optional<PeerProcess> unix_peer(uint64_t server_socket_inode,
+                                       const SeenConnector* seen = nullptr);
   // The /proc reads for one pid. A pid that is gone gives only `pid` set.
   PeerProcess describe(uint32_t pid);
 

@@ -58,15 +58,15 @@ bool InodeOwners::still_holds(const Owner& owner, uint64_t inode) const {
   return got && *got == inode;
 }
 
-void InodeOwners::scan_pid(uint32_t pid) {
+bool InodeOwners::scan_pid(uint32_t pid) {
   std::string dir = proc_root_ + "/" + std::to_string(pid) + "/fd";
   // Processes we may not inspect (not root) or that just exited are skipped.
   int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return;
+  if (dfd < 0) return false;
   DIR* d = fdopendir(dfd);
   if (d == nullptr) {
     close(dfd);
-    return;
+    return false;
   }
   char buf[64];
   while (dirent* e = readdir(d)) {
@@ -86,6 +86,7 @@ void InodeOwners::scan_pid(uint32_t pid) {
     owners_.try_emplace(*inode, Owner{pid, static_cast<int>(*fd)});
   }
   closedir(d);  // also closes dfd
+  return true;
 }
 
 void InodeOwners::full_scan() {
@@ -107,6 +108,27 @@ void InodeOwners::new_pid_scan() {
   });
 }
 
+void InodeOwners::client_pid_scan() {
+  counters_.client_pid_scans++;
+  std::erase_if(client_pids_, [&](uint32_t pid) { return !scan_pid(pid); });  // gone: forget
+}
+
+void InodeOwners::remember_client(uint32_t pid) {
+  std::erase(client_pids_, pid);
+  if (client_pids_.size() >= kMaxClientPids) client_pids_.erase(client_pids_.begin());
+  client_pids_.push_back(pid);
+}
+
+std::optional<Owner> InodeOwners::held_by(uint32_t pid, uint64_t inode) {
+  owners_.erase(inode);  // whatever was cached, this scan is newer
+  if (!scan_pid(pid)) return std::nullopt;
+  known_pids_.insert(pid);
+  auto it = owners_.find(inode);
+  if (it == owners_.end() || it->second.pid != pid) return std::nullopt;
+  remember_client(pid);
+  return it->second;
+}
+
 std::optional<Owner> InodeOwners::find(uint64_t inode) {
   auto lookup = [&]() -> std::optional<Owner> {
     auto it = owners_.find(inode);
@@ -117,6 +139,7 @@ std::optional<Owner> InodeOwners::find(uint64_t inode) {
   };
   if (auto hit = lookup()) {
     counters_.hits++;
+    remember_client(hit->pid);
     return hit;
   }
   auto now = std::chrono::steady_clock::now();
@@ -124,8 +147,11 @@ std::optional<Owner> InodeOwners::find(uint64_t inode) {
     full_scan();
   } else {
     new_pid_scan();
+    client_pid_scan();
   }
-  return lookup();
+  auto found = lookup();
+  if (found) remember_client(found->pid);
+  return found;
 }
 
 }  // namespace dbwarden::identity

@@ -62,8 +62,29 @@ struct Resolver::Impl {
 
   std::string cached_user_name(uint32_t uid);
   PeerProcess describe(uint32_t pid);
-  std::optional<PeerProcess> owner_of(uint64_t inode);
+  std::optional<PeerProcess> owner_of(uint64_t inode, const SeenConnector* seen);
+  // The answers when /proc has nothing: the connector as the kernel saw it.
+  std::optional<PeerProcess> from_seen(const SeenConnector* seen);
+  std::optional<PeerProcess> socket_gone(const SeenConnector* seen);
 };
+
+std::optional<PeerProcess> Resolver::Impl::from_seen(const SeenConnector* seen) {
+  if (seen == nullptr || seen->pid == 0) return std::nullopt;
+  stats.from_connector++;
+  PeerProcess p;
+  p.pid = seen->pid;
+  p.uid = seen->uid;
+  p.user_name = cached_user_name(seen->uid);
+  p.login_uid = seen->login_uid;
+  if (p.login_uid) p.login_user = cached_user_name(*p.login_uid);
+  p.comm = seen->comm;
+  return p;
+}
+
+std::optional<PeerProcess> Resolver::Impl::socket_gone(const SeenConnector* seen) {
+  stats.socket_not_found++;
+  return from_seen(seen);
+}
 
 std::string Resolver::Impl::cached_user_name(uint32_t uid) {
   auto now = std::chrono::steady_clock::now();
@@ -98,18 +119,23 @@ PeerProcess Resolver::Impl::describe(uint32_t pid) {
   return p;
 }
 
-std::optional<PeerProcess> Resolver::Impl::owner_of(uint64_t inode) {
-  auto owner = owners.find(inode);
+std::optional<PeerProcess> Resolver::Impl::owner_of(uint64_t inode, const SeenConnector* seen) {
+  std::optional<Owner> owner;
+  if (seen != nullptr) {
+    owner = owners.held_by(seen->pid, inode);
+    if (owner) stats.connector_hits++;
+  }
+  if (!owner) owner = owners.find(inode);
   if (!owner) {
     stats.owner_not_found++;
-    return std::nullopt;
+    return from_seen(seen);
   }
   PeerProcess p = describe(owner->pid);
   // The process may have exited (and its pid been reused) while we read it:
   // only answer if it still holds the socket afterwards.
   if (p.comm.empty() || !owners.still_holds(*owner, inode)) {
     stats.owner_not_found++;
-    return std::nullopt;
+    return from_seen(seen);
   }
   return p;
 }
@@ -119,8 +145,8 @@ Resolver::Resolver(Options options) : impl_(std::make_unique<Impl>(std::move(opt
 Resolver::~Resolver() = default;
 
 std::optional<PeerProcess> Resolver::tcp_peer(const std::string& client_addr, uint16_t client_port,
-                                              const std::string& server_addr,
-                                              uint16_t server_port) {
+                                              const std::string& server_addr, uint16_t server_port,
+                                              const SeenConnector* seen) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->stats.lookups++;
   Endpoint local, remote;
@@ -134,14 +160,12 @@ std::optional<PeerProcess> Resolver::tcp_peer(const std::string& client_addr, ui
     impl_->stats.diag_errors++;
     return std::nullopt;
   }
-  if (a.outcome == DiagOutcome::kNoSuchSocket) {
-    impl_->stats.socket_not_found++;
-    return std::nullopt;
-  }
-  return impl_->owner_of(a.inode);
+  if (a.outcome == DiagOutcome::kNoSuchSocket) return impl_->socket_gone(seen);
+  return impl_->owner_of(a.inode, seen);
 }
 
-std::optional<PeerProcess> Resolver::unix_peer(uint64_t server_socket_inode) {
+std::optional<PeerProcess> Resolver::unix_peer(uint64_t server_socket_inode,
+                                               const SeenConnector* seen) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->stats.lookups++;
   // unix_diag carries inodes as u32 (linux/unix_diag.h).
@@ -154,11 +178,8 @@ std::optional<PeerProcess> Resolver::unix_peer(uint64_t server_socket_inode) {
     impl_->stats.diag_errors++;
     return std::nullopt;
   }
-  if (a.outcome == DiagOutcome::kNoSuchSocket) {
-    impl_->stats.socket_not_found++;
-    return std::nullopt;
-  }
-  return impl_->owner_of(a.inode);
+  if (a.outcome == DiagOutcome::kNoSuchSocket) return impl_->socket_gone(seen);
+  return impl_->owner_of(a.inode, seen);
 }
 
 PeerProcess Resolver::describe(uint32_t pid) {
@@ -173,6 +194,7 @@ Resolver::Stats Resolver::stats() const {
   s.cache_hits = c.hits;
   s.full_scans = c.full_scans;
   s.new_pid_scans = c.new_pid_scans;
+  s.client_pid_scans = c.client_pid_scans;
   s.cache_overflow = c.overflow;
   return s;
 }

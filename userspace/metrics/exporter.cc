@@ -113,6 +113,8 @@ struct Exporter::Impl {
   Counter* sql_parse_skipped = nullptr;
   Gauge* sql_cache_entries = nullptr;
   SqlCounters last_sql;
+  Counter* identity_sources[3] = {};
+  IdentityCounters last_identity;
   Counter* login_failures_auth = nullptr;
   Counter* login_failures_other = nullptr;
   Counter* audit_records = nullptr;
@@ -267,6 +269,18 @@ struct Exporter::Impl {
                              .Help("Normalised statements in the analysis cache.")
                              .Register(*registry)
                              .Add({});
+
+    auto& identity = prometheus::BuildCounter()
+                         .Name("dbwarden_identity_local_clients_total")
+                         .Help(
+                             "Connections from processes on this host, by how the client "
+                             "process was named: from /proc while it ran, from the connect "
+                             "hook alone (it had exited: no executable or unit), or not at "
+                             "all.")
+                         .Register(*registry);
+    identity_sources[0] = &identity.Add({{"source", "proc"}});
+    identity_sources[1] = &identity.Add({{"source", "connect_hook"}});
+    identity_sources[2] = &identity.Add({{"source", "unresolved"}});
 
     audit_records = counter("dbwarden_audit_records_total", "Audit records written.");
     audit_bytes = counter("dbwarden_audit_bytes_total", "Audit bytes written.");
@@ -495,6 +509,14 @@ void Exporter::publish_sql(const SqlCounters& sql) {
   add(m.sql_parse_failed, sql.parse_failures, l.parse_failures);
   add(m.sql_parse_skipped, sql.parses_skipped, l.parses_skipped);
   m.sql_cache_entries->Set(static_cast<double>(sql.cache_entries));
+}
+
+void Exporter::publish_identity(const IdentityCounters& identity) {
+  Impl& m = *impl_;
+  IdentityCounters& l = m.last_identity;
+  add(m.identity_sources[0], identity.from_proc, l.from_proc);
+  add(m.identity_sources[1], identity.from_connect_hook, l.from_connect_hook);
+  add(m.identity_sources[2], identity.unresolved, l.unresolved);
 }
 
 void Exporter::publish_tls(const TlsCounters& tls) {

@@ -96,6 +96,13 @@ struct TlsCounters {
   uint64_t functions_at_sites = 0, functions_on_uretprobe = 0;
 };
 
+// Local client connections by how their process was named (totals).
+struct IdentityCounters {
+  uint64_t from_proc = 0;          // /proc read while the client ran (full identity)
+  uint64_t from_connect_hook = 0;  // the client had exited: the connect hook's view alone
+  uint64_t unresolved = 0;         // neither
+};
+
 class Exporter : public StatementSink {
  public:
   // Serves the registry on `address` ("127.0.0.1:9977", "[::1]:9977"). An
@@ -121,6 +128,8 @@ class Exporter : public StatementSink {
   // dbwarden_tls_probed_functions{placement}.
   void publish_tls(const TlsCounters& tls);
   void publish_sql(const SqlCounters& sql);
+  // dbwarden_identity_local_clients_total{source}.
+  void publish_identity(const IdentityCounters& identity);
   // Re-ranks the fingerprints and updates dbwarden_fingerprint_statements_total.
   void publish_fingerprints();
 

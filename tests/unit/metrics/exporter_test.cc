@@ -269,6 +269,21 @@ TEST_CASE("exporter: decoder details and SQL analysis counters", "[metrics]") {
   CHECK(value_of(text, "dbwarden_sql_cache_entries") == 9);
 }
 
+TEST_CASE("exporter: local client identity sources count differences", "[metrics]") {
+  const auto e = make_exporter();
+  dbwarden::metrics::IdentityCounters c;
+  c.from_proc = 7;
+  c.from_connect_hook = 2;
+  c.unresolved = 1;
+  e->publish_identity(c);
+  c.from_proc = 9;
+  e->publish_identity(c);
+  const std::string text = e->serialize();
+  CHECK(value_of(text, R"(dbwarden_identity_local_clients_total{source="proc"})") == 9);
+  CHECK(value_of(text, R"(dbwarden_identity_local_clients_total{source="connect_hook"})") == 2);
+  CHECK(value_of(text, R"(dbwarden_identity_local_clients_total{source="unresolved"})") == 1);
+}
+
 TEST_CASE("exporter: active connections gauge", "[metrics]") {
   const auto e = make_exporter();
   e->set_active_connections("postgresql", 7);

@@ -22,21 +22,14 @@
 #include <thread>
 #include <vector>
 
+#include "../support/temp_dir.h"
 #include "protocol/statement.h"
 
 namespace dbw_shipping_test {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  TempDir() {
-    char tmpl[] = "/tmp/dbw-shipping-test-XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string path;
-};
+using dbw_test::TempDir;
 
 // Statement `seq` carries its number in the query text "SELECT <seq>".
 inline dbwarden::Statement numbered(const dbwarden::ConnectionInfo* c, uint64_t seq) {

@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "capture/local_client_key.h"
+
+#include <cstring>
+
+namespace dbwarden::capture {
+namespace {
+
+// dbw_conn_event addresses: IPv4 in the first 4 bytes, IPv6 in all 16.
+void mapped_address(const __u8 (&in)[16], __u8 family, __u8 (&out)[16]) {
+  if (family == DBW_FAMILY_INET) {
+    std::memset(out, 0, sizeof(out));
+    out[10] = 0xff;
+    out[11] = 0xff;
+    std::memcpy(out + 12, in, 4);
+  } else {
+    std::memcpy(out, in, sizeof(out));
+  }
+}
+
+}  // namespace
+
+std::optional<dbw_client_key> local_client_key(const dbw_conn_event& e) {
+  if (e.side != DBW_SIDE_SERVER) return std::nullopt;
+  dbw_client_key key{};
+  if (e.family == DBW_FAMILY_UNIX) {
+    if (e.peer_ino == 0) return std::nullopt;
+    key.unix_ino = e.peer_ino;
+    return key;
+  }
+  if (e.family != DBW_FAMILY_INET && e.family != DBW_FAMILY_INET6) return std::nullopt;
+  mapped_address(e.client_addr, e.family, key.client_addr);
+  mapped_address(e.server_addr, e.family, key.server_addr);
+  key.client_port = e.client_port;
+  key.server_port = e.server_port;
+  return key;
+}
+
+}  // namespace dbwarden::capture
