@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 
 #include "common/utf8.h"
 
@@ -48,16 +49,20 @@ size_t plain_run_end(std::string_view text, size_t i) {
 
 }  // namespace
 
-void append_json_string(std::string_view text, std::string& out) {
+char* write_json_string(std::string_view text, char* p) {
   static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
+  const auto put = [&p](std::string_view s) {
+    std::memcpy(p, s.data(), s.size());
+    p += s.size();
+  };
+  *p++ = '"';
   size_t i = 0;
   const size_t n = text.size();
   while (i < n) {
-    // Copy the longest run that needs no escaping in one append.
+    // Copy the longest run that needs no escaping in one go.
     size_t run = plain_run_end(text, i);
     if (run != i) {
-      out.append(text.data() + i, run - i);
+      put(text.substr(i, run - i));
       i = run;
       if (i == n) break;
     }
@@ -65,44 +70,52 @@ void append_json_string(std::string_view text, std::string& out) {
     if (c >= 0x80) {
       const size_t len = Utf8SequenceLength(text, i);
       if (len == 0) {
-        out.append("\\ufffd");
+        put("\\ufffd");
         ++i;
       } else {
-        out.append(text.data() + i, len);
+        put(text.substr(i, len));
         i += len;
       }
       continue;
     }
     switch (c) {
       case '"':
-        out.append("\\\"");
+        put("\\\"");
         break;
       case '\\':
-        out.append("\\\\");
+        put("\\\\");
         break;
       case '\n':
-        out.append("\\n");
+        put("\\n");
         break;
       case '\r':
-        out.append("\\r");
+        put("\\r");
         break;
       case '\t':
-        out.append("\\t");
+        put("\\t");
         break;
       case '\b':
-        out.append("\\b");
+        put("\\b");
         break;
       case '\f':
-        out.append("\\f");
+        put("\\f");
         break;
       default: {
         const char esc[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xF]};
-        out.append(esc, sizeof(esc));
+        put({esc, sizeof(esc)});
       }
     }
     ++i;
   }
-  out.push_back('"');
+  *p++ = '"';
+  return p;
+}
+
+void append_json_string(std::string_view text, std::string& out) {
+  const size_t at = out.size();
+  out.resize(at + json_string_bound(text.size()));
+  char* end = write_json_string(text, out.data() + at);
+  out.resize(static_cast<size_t>(end - out.data()));
 }
 
 }  // namespace dbwarden::audit

@@ -12,27 +12,11 @@ namespace dbwarden::audit {
 namespace {
 
 constexpr int64_t kNanosPerSecond = 1'000'000'000;
+constexpr size_t kRfc3339NanosBytes = 30;  // "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ"
+constexpr size_t kMaxUintDigits = 20;
 
-void append_uint(uint64_t v, std::string& out) {
-  char buf[24];
-  const auto r = std::to_chars(buf, buf + sizeof(buf), v);
-  out.append(buf, r.ptr);
-}
-
-// `key` is a JSON string literal with its quotes and the colon, e.g. ",\"k\":".
-void append_string_field(std::string_view key, std::string_view value, std::string& out) {
-  out.append(key);
-  append_json_string(value, out);
-}
-
-void append_uint_field(std::string_view key, uint64_t value, std::string& out) {
-  out.append(key);
-  append_uint(value, out);
-}
-
-}  // namespace
-
-void append_rfc3339_nanos(int64_t unix_ns, std::string& out) {
+// Writes kRfc3339NanosBytes bytes at `p`; returns their end.
+char* write_rfc3339_nanos(int64_t unix_ns, char* p) {
   if (unix_ns < 0) unix_ns = 0;
   const int64_t seconds = unix_ns / kNanosPerSecond;
   const auto nanos = static_cast<uint32_t>(unix_ns % kNanosPerSecond);
@@ -49,7 +33,8 @@ void append_rfc3339_nanos(int64_t unix_ns, std::string& out) {
     cached_length = strftime(cached_prefix, sizeof(cached_prefix), "%Y-%m-%dT%H:%M:%S", &tm);
     cached_second = seconds;
   }
-  out.append(cached_prefix, cached_length);
+  std::memcpy(p, cached_prefix, cached_length);
+  p += cached_length;
 
   char frac[11] = {'.', '0', '0', '0', '0', '0', '0', '0', '0', '0', 'Z'};
   uint32_t v = nanos;
@@ -57,107 +42,162 @@ void append_rfc3339_nanos(int64_t unix_ns, std::string& out) {
     frac[i] = static_cast<char>('0' + v % 10);
     v /= 10;
   }
-  out.append(frac, sizeof(frac));
+  std::memcpy(p, frac, sizeof(frac));
+  return p + sizeof(frac);
 }
+
+// Writes a record straight into the bytes of `out`: each piece makes room for
+// its worst case (one inlined comparison), then copies with a raw pointer.
+// std::string::append is an out-of-line call with its own checks per piece,
+// and a record is some thirty pieces. Room grows in steps of kSlack; what
+// was not written is cut off at the end.
+class RecordBuffer {
+ public:
+  explicit RecordBuffer(std::string& out) : out_(out), length_(out.size()) {}
+  ~RecordBuffer() { out_.resize(length_); }
+  RecordBuffer(const RecordBuffer&) = delete;
+  RecordBuffer& operator=(const RecordBuffer&) = delete;
+
+  // `s` as it is: a key (a JSON literal with its quotes and colon,
+  // e.g. ",\"k\":") or another piece of fixed JSON.
+  void raw(std::string_view s) {
+    std::memcpy(room(s.size()), s.data(), s.size());
+    length_ += s.size();
+  }
+  void json_string(std::string_view s) {
+    end_at(write_json_string(s, room(json_string_bound(s.size()))));
+  }
+  void uint(uint64_t v) {
+    char* p = room(kMaxUintDigits);
+    end_at(std::to_chars(p, p + kMaxUintDigits, v).ptr);
+  }
+  void time(int64_t unix_ns) { end_at(write_rfc3339_nanos(unix_ns, room(kRfc3339NanosBytes))); }
+
+  void string_field(std::string_view key, std::string_view value) {
+    raw(key);
+    json_string(value);
+  }
+  void uint_field(std::string_view key, uint64_t value) {
+    raw(key);
+    uint(value);
+  }
+
+ private:
+  static constexpr size_t kSlack = 1024;
+
+  char* room(size_t n) {
+    if (out_.size() - length_ < n) out_.resize(length_ + n + kSlack);
+    return out_.data() + length_;
+  }
+  void end_at(const char* p) { length_ = static_cast<size_t>(p - out_.data()); }
+
+  std::string& out_;
+  size_t length_;  // bytes of out_ written; out_.size() - length_ is room
+};
+
+}  // namespace
+
+void append_rfc3339_nanos(int64_t unix_ns, std::string& out) { RecordBuffer(out).time(unix_ns); }
 
 namespace {
 
 // The local client process, when the agent resolved one. Keys follow the
 // OpenTelemetry process/user conventions under `client.`, since `process.pid`
 // is the database server's own process.
-void append_peer_fields(const PeerIdentity& p, std::string& out) {
+void append_peer_fields(const PeerIdentity& p, RecordBuffer& out) {
   if (p.pid == 0) return;
-  append_uint_field(",\"client.process.pid\":", p.pid, out);
-  append_string_field(",\"client.process.command\":", p.command, out);
-  append_string_field(",\"client.process.executable.path\":", p.executable, out);
-  append_uint_field(",\"client.user.id\":", p.uid, out);
-  if (!p.user_name.empty()) append_string_field(",\"client.user.name\":", p.user_name, out);
+  out.uint_field(",\"client.process.pid\":", p.pid);
+  out.string_field(",\"client.process.command\":", p.command);
+  out.string_field(",\"client.process.executable.path\":", p.executable);
+  out.uint_field(",\"client.user.id\":", p.uid);
+  if (!p.user_name.empty()) out.string_field(",\"client.user.name\":", p.user_name);
   if (p.login_uid.has_value()) {
-    append_uint_field(",\"dbwarden.login_uid\":", *p.login_uid, out);
+    out.uint_field(",\"dbwarden.login_uid\":", *p.login_uid);
     if (!p.login_user.empty()) {
-      append_string_field(",\"dbwarden.login_user\":", p.login_user, out);
+      out.string_field(",\"dbwarden.login_user\":", p.login_user);
     }
   }
   if (!p.systemd_unit.empty()) {
-    append_string_field(",\"dbwarden.client.systemd_unit\":", p.systemd_unit, out);
+    out.string_field(",\"dbwarden.client.systemd_unit\":", p.systemd_unit);
   }
-  if (!p.container_id.empty()) append_string_field(",\"container.id\":", p.container_id, out);
+  if (!p.container_id.empty()) out.string_field(",\"container.id\":", p.container_id);
 }
 
 // db.query.parameter.N (OpenTelemetry: the key is the parameter's index).
 void append_parameters(const std::vector<std::optional<std::string>>& parameters,
-                       std::string& out) {
+                       RecordBuffer& out) {
   for (size_t i = 0; i < parameters.size(); ++i) {
-    out.append(",\"db.query.parameter.");
-    append_uint(i, out);
-    out.append("\":");
+    out.raw(",\"db.query.parameter.");
+    out.uint(i);
+    out.raw("\":");
     if (parameters[i].has_value()) {
-      append_json_string(*parameters[i], out);
+      out.json_string(*parameters[i]);
     } else {
-      out.append("null");
+      out.raw("null");
     }
   }
 }
 
 }  // namespace
 
-void format_record(const Statement& st, int64_t realtime_offset_ns, std::string& out) {
+void format_record(const Statement& st, int64_t realtime_offset_ns, std::string& text) {
   static const ConnectionInfo kNoConnection;
+  RecordBuffer out(text);
   const ConnectionInfo& c = st.connection != nullptr ? *st.connection : kNoConnection;
 
-  out.append("{\"time\":\"");
-  append_rfc3339_nanos(static_cast<int64_t>(st.start_ns) + realtime_offset_ns, out);
-  out.push_back('"');
-  append_uint_field(
-      ",\"duration_us\":", st.end_ns > st.start_ns ? (st.end_ns - st.start_ns) / 1000 : 0, out);
-  append_uint_field(",\"connection_id\":", c.connection_id, out);
-  append_string_field(",\"db.system.name\":", c.db_system, out);
-  append_string_field(",\"db.namespace\":", c.database, out);
-  append_string_field(",\"db.user\":", c.user, out);
-  append_string_field(",\"db.query.text\":", st.text, out);
-  append_string_field(",\"db.operation.name\":", st.operation, out);
-  if (!st.summary.empty()) append_string_field(",\"db.query.summary\":", st.summary, out);
+  out.raw("{\"time\":\"");
+  out.time(static_cast<int64_t>(st.start_ns) + realtime_offset_ns);
+  out.raw("\"");
+  out.uint_field(",\"duration_us\":",
+                 st.end_ns > st.start_ns ? (st.end_ns - st.start_ns) / 1000 : 0);
+  out.uint_field(",\"connection_id\":", c.connection_id);
+  out.string_field(",\"db.system.name\":", c.db_system);
+  out.string_field(",\"db.namespace\":", c.database);
+  out.string_field(",\"db.user\":", c.user);
+  out.string_field(",\"db.query.text\":", st.text);
+  out.string_field(",\"db.operation.name\":", st.operation);
+  if (!st.summary.empty()) out.string_field(",\"db.query.summary\":", st.summary);
   if (!st.collections.empty()) {
-    append_string_field(",\"db.collection.name\":", st.collections.front(), out);
-    out.append(",\"dbwarden.collections\":[");
+    out.string_field(",\"db.collection.name\":", st.collections.front());
+    out.raw(",\"dbwarden.collections\":[");
     for (size_t i = 0; i < st.collections.size(); ++i) {
-      if (i > 0) out.push_back(',');
-      append_json_string(st.collections[i], out);
+      if (i > 0) out.raw(",");
+      out.json_string(st.collections[i]);
     }
-    out.push_back(']');
+    out.raw("]");
   }
   if (!st.fingerprint.empty()) {
-    append_string_field(",\"dbwarden.fingerprint\":", st.fingerprint, out);
+    out.string_field(",\"dbwarden.fingerprint\":", st.fingerprint);
   }
-  append_string_field(",\"db.response.status_code\":", st.status_code, out);
+  out.string_field(",\"db.response.status_code\":", st.status_code);
   if (st.returned_rows.has_value()) {
-    append_uint_field(",\"db.response.returned_rows\":", *st.returned_rows, out);
+    out.uint_field(",\"db.response.returned_rows\":", *st.returned_rows);
   }
   if (!st.statement_name.empty()) {
-    append_string_field(",\"db.statement.name\":", st.statement_name, out);
+    out.string_field(",\"db.statement.name\":", st.statement_name);
   }
   append_parameters(st.parameters, out);
   if (c.unix_socket) {
-    out.append(",\"network.transport\":\"unix\"");
+    out.raw(",\"network.transport\":\"unix\"");
   } else {
-    out.append(",\"network.transport\":\"tcp\"");
-    append_string_field(",\"client.address\":", c.client_address, out);
-    append_uint_field(",\"client.port\":", c.client_port, out);
+    out.raw(",\"network.transport\":\"tcp\"");
+    out.string_field(",\"client.address\":", c.client_address);
+    out.uint_field(",\"client.port\":", c.client_port);
   }
-  append_uint_field(",\"server.port\":", c.server_port, out);
-  append_uint_field(",\"process.pid\":", c.server_pid, out);
+  out.uint_field(",\"server.port\":", c.server_port);
+  out.uint_field(",\"process.pid\":", c.server_pid);
   if (!c.application_name.empty()) {
-    append_string_field(",\"db.client.application_name\":", c.application_name, out);
+    out.string_field(",\"db.client.application_name\":", c.application_name);
   }
   if (!st.error_message.empty()) {
-    append_string_field(",\"error.message\":", st.error_message, out);
+    out.string_field(",\"error.message\":", st.error_message);
   }
   append_peer_fields(c.peer, out);
-  if (st.text_truncated) out.append(",\"dbwarden.query_truncated\":true");
-  if (st.capture_gap) out.append(",\"dbwarden.capture_gap\":true");
-  if (st.statement_unresolved) out.append(",\"dbwarden.statement_unresolved\":true");
-  if (st.unbounded_write) out.append(",\"dbwarden.unbounded_write\":true");
-  out.append("}\n");
+  if (st.text_truncated) out.raw(",\"dbwarden.query_truncated\":true");
+  if (st.capture_gap) out.raw(",\"dbwarden.capture_gap\":true");
+  if (st.statement_unresolved) out.raw(",\"dbwarden.statement_unresolved\":true");
+  if (st.unbounded_write) out.raw(",\"dbwarden.unbounded_write\":true");
+  out.raw("}\n");
 }
 
 }  // namespace dbwarden::audit

@@ -77,6 +77,32 @@ struct Statement {
   std::vector<std::string> collections;
   // UPDATE/DELETE without a WHERE clause (dbwarden.unbounded_write).
   bool unbounded_write = false;
+
+  // Back to the default values, keeping the strings' and vectors' capacity:
+  // a decoder that refills one Statement per statement then allocates nothing
+  // once the buffers have grown.
+  void reset() {
+    connection = nullptr;
+    start_ns = 0;
+    end_ns = 0;
+    text.clear();
+    text_truncated = false;
+    status_code.assign("00000");
+    error_message.clear();
+    returned_rows.reset();
+    command_tag.clear();
+    statement_name.clear();
+    capture_gap = false;
+    request_bytes = 0;
+    response_bytes = 0;
+    parameters.clear();
+    statement_unresolved = false;
+    operation.clear();
+    summary.clear();
+    fingerprint.clear();
+    collections.clear();
+    unbounded_write = false;
+  }
 };
 
 class StatementSink {

@@ -2,14 +2,14 @@
 #include "sql/keywords.h"
 
 #include <array>
-#include <cstring>
+#include <cstdint>
 
 #include "sql/char_class.h"
 
 namespace dbwarden::sql {
 namespace {
 
-// Sorted (checked by the unit tests through is_keyword on every entry).
+// Sorted, upper case (the unit tests check both).
 constexpr std::array<std::string_view, 154> kKeywords = {
     "ADD",
     "ALL",
@@ -168,47 +168,67 @@ constexpr std::array<std::string_view, 154> kKeywords = {
 };
 
 constexpr size_t kMaxKeyword = 19;  // SQL_CALC_FOUND_ROWS
+static_assert(kKeywords.size() < 255, "slot entries are bytes, 255 marks an empty slot");
 
-// kKeywords is sorted, so the words starting with each letter are one run:
-// index the runs once (at compile time) and search only the word's run, a
-// handful of entries instead of the whole list. Every word of a statement
-// goes through here, so this is the normaliser's hottest lookup.
-struct LetterRuns {
-  std::array<uint8_t, 27> begin{};  // begin[c]..begin[c + 1]: words starting with 'A' + c
-};
+// Every word of a statement is looked up here (the normaliser's hottest
+// lookup), so it is one hash, one table read and at most one comparison: a
+// perfect hash of the keywords. A word is keyed by its length and its first
+// two and last two bytes, each OR 0x20 (letters fold to lower case; the final
+// comparison is exact, so folding other bytes too only costs a comparison).
+// The multiplier is the first odd 64-bit value a random search (seed 1) found
+// that gives every keyword a slot of its own; kSlots checks that at compile
+// time, so a keyword added to the list that collides fails the build (search
+// again: any odd multiplier with a perfect table will do).
+constexpr uint64_t kHashMultiplier = 0x9f960f659c4e3e91ULL;
+constexpr unsigned kSlotBits = 10;
+constexpr uint8_t kEmptySlot = 0xff;
 
-constexpr LetterRuns make_letter_runs() {
-  LetterRuns runs;
-  size_t k = 0;
-  for (size_t c = 0; c < 26; ++c) {
-    runs.begin[c] = static_cast<uint8_t>(k);
-    while (k < kKeywords.size() && kKeywords[k][0] == static_cast<char>('A' + c)) ++k;
-  }
-  runs.begin[26] = static_cast<uint8_t>(k);
-  return runs;
+// `word` has at least two bytes.
+constexpr size_t slot_of(std::string_view word) {
+  const size_t n = word.size();
+  const auto folded = [&](size_t i) {
+    return uint64_t{static_cast<unsigned char>(word[i])} | 0x20u;
+  };
+  const uint64_t key =
+      folded(0) | folded(1) << 8 | folded(n - 1) << 16 | folded(n - 2) << 24 | uint64_t{n} << 32;
+  return static_cast<size_t>((key * kHashMultiplier) >> (64 - kSlotBits));
 }
 
-constexpr LetterRuns kRuns = make_letter_runs();
-static_assert(kRuns.begin[26] == kKeywords.size(), "every keyword starts with a letter A-Z");
-static_assert(kKeywords.size() < 256, "run offsets are bytes");
+struct SlotTable {
+  std::array<uint8_t, size_t{1} << kSlotBits> keyword{};  // index into kKeywords, or kEmptySlot
+  bool perfect = true;                                    // no two keywords share a slot
+};
+
+constexpr SlotTable make_slots() {
+  SlotTable t;
+  for (uint8_t& k : t.keyword) k = kEmptySlot;
+  for (size_t k = 0; k < kKeywords.size(); ++k) {
+    uint8_t& slot = t.keyword[slot_of(kKeywords[k])];
+    if (slot != kEmptySlot) t.perfect = false;
+    slot = static_cast<uint8_t>(k);
+  }
+  return t;
+}
+
+constexpr SlotTable kSlots = make_slots();
+static_assert(kSlots.perfect, "two keywords share a hash slot: pick another kHashMultiplier");
 
 }  // namespace
 
 bool is_keyword(std::string_view word) {
   if (word.size() < 2 || word.size() > kMaxKeyword) return false;
-  char upper[kMaxKeyword];
-  for (size_t i = 0; i < word.size(); ++i) {
-    upper[i] = static_cast<char>(chars::to_upper(static_cast<unsigned char>(word[i])));
+  const uint8_t k = kSlots.keyword[slot_of(word)];
+  if (k == kEmptySlot) return false;
+  const std::string_view kw = kKeywords[k];
+  if (kw.size() != word.size()) return false;
+  for (size_t i = 0; i < kw.size(); ++i) {
+    if (chars::to_upper(static_cast<unsigned char>(word[i])) != static_cast<unsigned char>(kw[i])) {
+      return false;
+    }
   }
-  if (upper[0] < 'A' || upper[0] > 'Z') return false;
-  const size_t letter = static_cast<size_t>(upper[0] - 'A');
-  // A run holds at most a couple of dozen words; most differ in length, so a
-  // linear scan comparing lengths first beats a binary search's memcmp calls.
-  for (size_t k = kRuns.begin[letter]; k < kRuns.begin[letter + 1]; ++k) {
-    const std::string_view kw = kKeywords[k];
-    if (kw.size() == word.size() && std::memcmp(kw.data(), upper, kw.size()) == 0) return true;
-  }
-  return false;
+  return true;
 }
+
+std::span<const std::string_view> keyword_list() { return kKeywords; }
 
 }  // namespace dbwarden::sql

@@ -6,11 +6,16 @@
 // costs fingerprint stability across the case it is written in.
 #pragma once
 
+#include <span>
 #include <string_view>
 
 namespace dbwarden::sql {
 
 // ASCII case-insensitive membership in the keyword list.
 bool is_keyword(std::string_view word);
+
+// The list itself (upper case, sorted): for tests that check is_keyword
+// against a plain search of it.
+std::span<const std::string_view> keyword_list();
 
 }  // namespace dbwarden::sql

@@ -184,19 +184,27 @@ class Normalizer {
     if (cur == Prev::kValue) {
       out_.push_back('?');
     } else if (keyword) {
-      for (char c : sv)
-        out_.push_back(static_cast<char>(chars::to_upper(static_cast<unsigned char>(c))));
+      append_folded(sv, chars::to_upper);
       last_keyword_is_in_ = sv.size() == 2 && keyword_equals(sv, "IN");
       last_keyword_is_values_ = sv.size() == 6 && keyword_equals(sv, "VALUES");
       last_keyword_is_array_ = sv.size() == 5 && keyword_equals(sv, "ARRAY");
     } else if (t.kind == TokenKind::kWord && dialect_ == Dialect::kPostgresql) {
-      for (char c : sv)
-        out_.push_back(static_cast<char>(chars::to_lower(static_cast<unsigned char>(c))));
+      append_folded(sv, chars::to_lower);
     } else {
       out_.append(sv);
     }
     if (cur == Prev::kClose) cur = Prev::kOther;  // ';' between statements
     prev_ = cur;
+  }
+
+  // One append, then the case change in place: a push_back per byte checked
+  // the capacity per byte.
+  void append_folded(std::string_view sv, unsigned char (*fold)(unsigned char)) {
+    const size_t at = out_.size();
+    out_.append(sv);
+    for (size_t i = at; i < out_.size(); ++i) {
+      out_[i] = static_cast<char>(fold(static_cast<unsigned char>(out_[i])));
+    }
   }
 
   enum class ValuesState : uint8_t { kNone, kAfterTuple, kAfterComma };

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -132,4 +133,30 @@ TEST_CASE("json escape: one special byte at every position of long plain runs", 
     const std::string s(len, 'x');
     REQUIRE(escape(s) == "\"" + s + "\"");
   }
+}
+
+TEST_CASE("json escape: write_json_string stays within json_string_bound", "[audit][json]") {
+  // Worst cases (six output bytes per input byte) and random bytes, fixed
+  // seed: the writer ends inside the bound, never past it (a canary after the
+  // bound stays intact), and writes exactly what append_json_string appends.
+  using dbwarden::audit::json_string_bound;
+  using dbwarden::audit::write_json_string;
+  std::mt19937 rng(77);
+  std::vector<std::string> texts = {"", std::string(100, '\x01'), std::string(100, '\xff'),
+                                    std::string(33, '"'), std::string(17, '\\')};
+  for (int i = 0; i < 2000; ++i) {
+    std::string t(rng() % 80, '\0');
+    for (char& c : t) c = static_cast<char>(rng());
+    texts.push_back(t);
+  }
+  for (const std::string& t : texts) {
+    const size_t bound = json_string_bound(t.size());
+    std::string buf(bound + 16, '#');
+    const char* end = write_json_string(t, buf.data());
+    const auto written = static_cast<size_t>(end - buf.data());
+    REQUIRE(written <= bound);
+    CHECK(buf.compare(bound, 16, std::string(16, '#')) == 0);
+    CHECK(buf.substr(0, written) == escape(t));
+  }
+  CHECK(escape(std::string(100, '\x01')).size() == json_string_bound(100));
 }

@@ -182,3 +182,47 @@ TEST_CASE("record: analysis fields, parameters and unresolved statements", "[aud
   CHECK(j["dbwarden.statement_unresolved"] == true);
   CHECK(j["dbwarden.unbounded_write"] == true);
 }
+
+TEST_CASE("record: worst-case growth, appended after what the buffer holds", "[audit][record]") {
+  // Records are written straight into the buffer's bytes after making room
+  // for each piece's worst case: every string at six bytes per input byte
+  // (control bytes, bytes that are not UTF-8), many parameters, a long text,
+  // after existing content and across the buffer's growth steps.
+  ConnectionInfo c = tcp_connection();
+  c.peer.pid = 7;
+  c.peer.command = std::string(300, '\x01');
+  c.peer.executable = std::string(300, '\xff');
+  c.peer.login_uid = 1000;
+  c.peer.login_user = "bob";
+  for (size_t text_bytes : {0, 1, 15, 16, 17, 170, 1023, 1024, 1025, 5000}) {
+    Statement s = full_statement(&c);
+    s.text = std::string(text_bytes, '\x02');
+    s.collections = {std::string(100, '\x1f'), "t2"};
+    s.fingerprint = "0123456789abcdef";
+    for (int i = 0; i < 200; ++i) {
+      if (i % 3 == 0) {
+        s.parameters.emplace_back(std::nullopt);
+      } else {
+        s.parameters.emplace_back(std::string(static_cast<size_t>(i), i % 2 ? '\xc0' : '"'));
+      }
+    }
+    std::string out = "previous record\n";
+    format_record(s, kWallNs, out);
+    REQUIRE(out.compare(0, 16, "previous record\n") == 0);
+    const std::string line = out.substr(16);
+    REQUIRE(line.back() == '\n');
+    REQUIRE(line.find('\n') == line.size() - 1);
+    const auto j = nlohmann::json::parse(line);
+    CHECK(j["db.query.text"].get<std::string>() == std::string(text_bytes, '\x02'));
+    CHECK(j["client.process.executable.path"].get<std::string>().size() == 300 * 3);  // U+FFFD
+    CHECK(j["db.query.parameter.0"].is_null());
+    CHECK(j["db.query.parameter.199"].get<std::string>().size() == 199 * 3);
+    CHECK_FALSE(j.contains("db.query.parameter.200"));
+    CHECK(j["db.query.parameter.2"].get<std::string>() == "\"\"");
+    CHECK(j["dbwarden.collections"][0].get<std::string>() == std::string(100, '\x1f'));
+    // The same record formatted alone: appending changes nothing in it.
+    std::string alone;
+    format_record(s, kWallNs, alone);
+    CHECK(alone == line);
+  }
+}

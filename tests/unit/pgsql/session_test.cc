@@ -469,3 +469,37 @@ TEST_CASE("pgsql session: a refused login is counted, by reason, and makes no re
   CHECK(midstream.counters.login_failures_authentication == 0);
   CHECK(midstream.counters.login_failures_other == 0);
 }
+
+TEST_CASE("pgsql session: a reused Query state carries nothing into the next Query", "[pgsql]") {
+  // Each Query reuses the previous one's buffers (spare_query_): rows, errors,
+  // flags and text of one record must not leak into the next.
+  Run run;
+  const std::string long_text = "SELECT '" + std::string(300, 'x') + "'";
+  Feed(run, With(Login(), {{kF, Query(long_text + "; SELECT 1/0"), 10},
+                           {kB, DataRow("x") + Complete("SELECT 1"), 20},
+                           {kB, Error("22012", "division by zero") + Ready(), 30},
+                           {kF, Query("BEGIN"), 40},
+                           {kB, Complete("BEGIN") + Ready(), 50},
+                           {kF, Query("SELECT 2;"), 60},
+                           {kB, DataRow("2") + Complete("SELECT 1") + Ready(), 70}}));
+  REQUIRE(run.sink.got.size() == 4);
+  CHECK(run.sink.got[0].text == long_text);
+  CHECK(run.sink.got[0].returned_rows == 1);
+  CHECK(run.sink.got[1].status_code == "22012");
+  const Statement& begin = run.sink.got[2];
+  CHECK(begin.text == "BEGIN");
+  CHECK(begin.start_ns == 40);
+  CHECK(begin.end_ns == 50);
+  CHECK(begin.status_code == "00000");
+  CHECK(begin.error_message.empty());
+  CHECK(begin.command_tag == "BEGIN");
+  CHECK_FALSE(begin.returned_rows.has_value());
+  CHECK_FALSE(begin.text_truncated);
+  CHECK_FALSE(begin.capture_gap);
+  CHECK(begin.request_bytes == Query("BEGIN").size());
+  const Statement& two = run.sink.got[3];
+  CHECK(two.text == "SELECT 2");
+  CHECK(two.returned_rows == 1);
+  CHECK(two.start_ns == 60);
+  CHECK(run.counters.unmatched_responses == 0);
+}

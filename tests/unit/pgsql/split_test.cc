@@ -105,3 +105,29 @@ TEST_CASE("pgsql split: the one-statement fast paths agree with the lexer", "[pg
   CHECK(Split("  UPDATE t SET x = 1 ;; \n") == V{"UPDATE t SET x = 1"});
   CHECK(Split("SELECT 'a;b';") == V{"SELECT 'a;b'"});
 }
+
+TEST_CASE("pgsql split: each sensitive byte at every position of a plain run", "[pgsql]") {
+  // The fast path looks for these bytes sixteen at a time: put each one at
+  // every position (both sides of each 16-byte block edge) of plain texts of
+  // 1..70 bytes, with and without a trailing ';', and compare with the lexer.
+  std::vector<SqlPiece> fast, lexer;
+  for (const char* insert : {";", "'", "\"", "$$", "--", "/*", "ATOMIC ", "atomic ", "a", "A"}) {
+    for (size_t len = 1; len <= 70; ++len) {
+      for (size_t at = 0; at <= len; ++at) {
+        for (const char* tail : {"", ";", " ; 'x';"}) {
+          std::string sql(len, 'x');
+          sql.insert(at, insert);
+          sql += tail;
+          SplitStatements(sql, &fast);
+          dbwarden::pgsql::SplitStatementsByLexer(sql, &lexer);
+          INFO(sql);
+          REQUIRE(fast.size() == lexer.size());
+          for (size_t i = 0; i < fast.size(); ++i) {
+            REQUIRE(fast[i].offset == lexer[i].offset);
+            REQUIRE(fast[i].length == lexer[i].length);
+          }
+        }
+      }
+    }
+  }
+}

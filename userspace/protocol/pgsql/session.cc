@@ -11,6 +11,8 @@ namespace {
 // without the server answering (or whose answers we cannot see) has its
 // oldest requests emitted with an unknown outcome rather than held forever.
 constexpr size_t kMaxPendingOps = 10000;
+// A finished Query's buffers are kept for the next one up to this size.
+constexpr size_t kMaxSpareQueryBytes = 4096;
 constexpr size_t kMaxPortals = 1024;
 
 bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; }
@@ -295,7 +297,12 @@ void Session::on_query(const Frame& f) {
   BodyReader r(f.body);
   bool terminated = false;
   std::string_view text = r.until_nul(&terminated);
-  auto q = std::make_unique<QueryState>();
+  std::unique_ptr<QueryState> q = std::move(spare_query_);
+  if (q) {
+    q->clear();
+  } else {
+    q = std::make_unique<QueryState>();
+  }
   q->truncated = text.size() > limits_.max_query_bytes || (!terminated && !f.body_complete);
   if (text.size() > limits_.max_query_bytes) text = text.substr(0, limits_.max_query_bytes);
   if (q->truncated) ++counters_.truncated_queries;
@@ -592,17 +599,16 @@ Statement Session::execute_statement(const Op& op) const {
   return s;
 }
 
-Statement Session::piece_statement(const Op& op, size_t i) const {
+void Session::piece_statement(const Op& op, size_t i, Statement& s) const {
   const QueryState& q = *op.query;
   const SqlPiece& piece = q.pieces[i];
-  Statement s;
+  s.reset();
   s.start_ns = i == 0 ? op.start_ns : q.last_end_ns;
   s.text.assign(q.text, piece.offset, piece.length);
   s.text_truncated = q.truncated && i + 1 == q.pieces.size();
   s.capture_gap = op.gap;
   s.request_bytes = piece.length + (i == 0 ? q.first_extra_bytes : 0);
   s.response_bytes = response_bytes_;
-  return s;
 }
 
 void Session::emit_unknown_outcome(Statement s, uint64_t end_ns) {
@@ -646,7 +652,7 @@ void Session::complete_piece(Op& op, const Frame& f, std::string_view tag, bool 
     return;
   }
   flush_held(q);
-  q.held = piece_statement(op, q.next);
+  piece_statement(op, q.next, q.held);
   q.held.end_ns = f.end_ns;
   q.held.command_tag.assign(tag);
   uint64_t rows = 0;
@@ -675,7 +681,8 @@ void Session::finish_query(Op& op, uint64_t end_ns, bool closing) {
   flush_held(q);
   if (q.failed) return;
   for (; q.next < q.pieces.size(); ++q.next) {
-    Statement s = piece_statement(op, q.next);
+    Statement s;
+    piece_statement(op, q.next, s);
     if (q.next > 0 && q.last_end_ns == 0) s.start_ns = op.start_ns;
     s.response_bytes = 0;
     emit_unknown_outcome(std::move(s), end_ns);
@@ -753,7 +760,8 @@ void Session::on_error(const Frame& f) {
         ++counters_.unmatched_responses;
       } else if (q.next < q.pieces.size()) {
         flush_held(q);
-        Statement s = piece_statement(op, q.next);
+        Statement s;
+        piece_statement(op, q.next, s);
         fill(s);
         emit(s);
         q.next = q.pieces.size();
@@ -824,6 +832,14 @@ void Session::on_ready(const Frame& f) {
       emit_unknown_outcome(execute_statement(*it), f.end_ns);
     } else if (it->kind == OpKind::kQuery) {
       finish_query(*it, f.end_ns, /*closing=*/false);
+    }
+  }
+  // Keep one finished Query's buffers for the next Query; big ones go, so an
+  // idle connection holds at most a few KB.
+  for (auto it = ops_.begin(); it != end && !spare_query_; ++it) {
+    if (it->query && it->query->text.capacity() <= kMaxSpareQueryBytes &&
+        it->query->held.text.capacity() <= kMaxSpareQueryBytes) {
+      spare_query_ = std::move(it->query);
     }
   }
   ops_.erase(ops_.begin(), end);

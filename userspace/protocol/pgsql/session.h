@@ -139,6 +139,20 @@ class Session final : private FrameHandler {
     bool has_held = false;
     size_t held_piece = 0;
     Statement held;
+
+    // Ready for the next Query, keeping the buffers' capacity (see spare_query_).
+    void clear() {
+      text.clear();
+      truncated = false;
+      pieces.clear();
+      next = 0;
+      first_extra_bytes = 0;
+      last_end_ns = 0;
+      failed = false;
+      has_held = false;
+      held_piece = 0;
+      held.reset();
+    }
   };
   // A frontend message that the backend will answer, in order.
   struct Op {
@@ -185,7 +199,8 @@ class Session final : private FrameHandler {
   void discard_until_sync();
   void after_response();
 
-  Statement piece_statement(const Op& op, size_t piece) const;
+  // Resets `s` and fills it with the record of piece `piece` of a Query.
+  void piece_statement(const Op& op, size_t piece, Statement& s) const;
   Statement execute_statement(const Op& op) const;
   void complete_piece(Op& op, const Frame& f, std::string_view tag, bool has_tag);
   void finish_query(Op& op, uint64_t end_ns, bool closing);
@@ -204,6 +219,9 @@ class Session final : private FrameHandler {
   Framer backend_;
 
   std::deque<Op> ops_;
+  // The QueryState of the last finished Query, for the next one: with its
+  // text, pieces and held record it is four heap blocks per Query otherwise.
+  std::unique_ptr<QueryState> spare_query_;
   std::unordered_map<std::string, std::shared_ptr<const Prepared>> prepared_;
   size_t prepared_bytes_ = 0;
   std::unordered_map<std::string, Portal> portals_;
