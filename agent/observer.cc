@@ -26,6 +26,7 @@ identity::SeenConnector seen_connector(const dbw_client_info& info) {
   s.uid = info.uid;
   if (info.loginuid != UINT32_MAX) s.login_uid = info.loginuid;
   s.comm.assign(info.comm, strnlen(info.comm, sizeof(info.comm)));
+  s.cgroup = capture::cgroup_path(info);
   return s;
 }
 

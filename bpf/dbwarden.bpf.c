@@ -152,10 +152,18 @@ struct {
  * lost entry only sends the agent back to /proc. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 8192); /* ~1.8 MB preallocated */
 	__type(key, struct dbw_client_key);
 	__type(value, struct dbw_client_info);
 } local_clients SEC(".maps");
+
+/* Scratch space for a local_clients value. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dbw_client_info);
+} client_scratch SEC(".maps");
 
 /* Sockets of tracked processes that are not database client connections
  * (replication to elsewhere, stats, ...). LRU: a stale entry only costs a
@@ -635,19 +643,46 @@ static __always_inline void key_addr(__u8 out[16], struct sock *sk, __u16 family
 	}
 }
 
-/* Records who connected a local client socket (see `local_clients`). */
+/* kernfs_node.parent became __parent in 6.15 (commit 633488947ef6, "kernfs:
+ * Use RCU to access kernfs_node::parent"). */
+struct kernfs_node___pre_6_15 {
+	struct kernfs_node *parent;
+} __attribute__((preserve_access_index));
+
+static __always_inline struct kernfs_node *kernfs_parent(struct kernfs_node *kn)
+{
+	if (bpf_core_field_exists(kn->__parent))
+		return BPF_CORE_READ(kn, __parent);
+	return BPF_CORE_READ((struct kernfs_node___pre_6_15 *)kn, parent);
+}
+
+/* Records who connected a local client socket (see `local_clients`). The
+ * value is built in per-CPU scratch space: it is too large for the stack. */
 static __always_inline void note_local_client(struct dbw_client_key *key, __u32 tgid)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct dbw_client_info info = {};
+	struct dbw_client_info *info;
+	struct kernfs_node *kn;
+	__u32 zero = 0;
+	int i;
 
-	info.tgid = tgid;
-	info.uid = (__u32)bpf_get_current_uid_gid();
-	info.loginuid = (__u32)-1;
+	info = bpf_map_lookup_elem(&client_scratch, &zero);
+	if (!info)
+		return; /* cannot happen: an array map always has its entry */
+	__builtin_memset(info, 0, sizeof(*info));
+	info->tgid = tgid;
+	info->uid = (__u32)bpf_get_current_uid_gid();
+	info->loginuid = (__u32)-1;
 	if (bpf_core_field_exists(task->loginuid))
-		info.loginuid = task->loginuid.val;
-	bpf_get_current_comm(info.comm, sizeof(info.comm));
-	bpf_map_update_elem(&local_clients, key, &info, BPF_ANY);
+		info->loginuid = task->loginuid.val;
+	bpf_get_current_comm(info->comm, sizeof(info->comm));
+	kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
+	for (i = 0; i < DBW_CGROUP_LEVELS && kn; i++) {
+		bpf_probe_read_kernel_str(info->cgroup[i], DBW_CGROUP_NAME_BYTES,
+					  BPF_CORE_READ(kn, name));
+		kn = kernfs_parent(kn);
+	}
+	bpf_map_update_elem(&local_clients, key, info, BPF_ANY);
 }
 
 /*

@@ -123,6 +123,9 @@ struct dbw_client_key {
 	__u32 _pad;
 };
 
+#define DBW_CGROUP_LEVELS 3
+#define DBW_CGROUP_NAME_BYTES 64
+
 /* Value of `local_clients`: who connect(2)ed, as the kernel saw it then, for
  * when the process is gone before the agent reads /proc. */
 struct dbw_client_info {
@@ -131,6 +134,10 @@ struct dbw_client_info {
 	__u32 loginuid; /* (__u32)-1 when unset */
 	__u32 _pad;
 	char comm[16];
+	/* The names of its cgroup (v2) and of the parents above it, innermost
+	 * first, NUL-terminated, "" past the root: where the systemd unit or the
+	 * container id is, even after a transient unit's cgroup is gone. */
+	char cgroup[DBW_CGROUP_LEVELS][DBW_CGROUP_NAME_BYTES];
 };
 
 struct dbw_proc_event {

@@ -36,4 +36,14 @@ std::optional<dbw_client_key> local_client_key(const dbw_conn_event& e) {
   return key;
 }
 
+std::string cgroup_path(const dbw_client_info& info) {
+  std::string path;
+  for (const auto& level : info.cgroup) {
+    const size_t n = strnlen(level, sizeof(level));
+    if (n == 0) return path.empty() ? "/" : path;  // the root: the path is whole
+    path.insert(0, "/" + std::string(level, n));
+  }
+  return "..." + path;
+}
+
 }  // namespace dbwarden::capture

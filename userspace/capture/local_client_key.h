@@ -5,6 +5,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 
 #include "dbwarden.h"
 
@@ -15,5 +16,10 @@ namespace dbwarden::capture {
 // inode (peer_ino; nullopt when the kernel did not give one). Client-side
 // connections (to a remote database) have no local client to name.
 std::optional<dbw_client_key> local_client_key(const dbw_conn_event& e);
+
+// The cgroup names the hook read (innermost first) as a path: "/a/b/c" when it
+// reached the root, ".../b/c" (a suffix) when the cgroup is deeper; "/" for the
+// root cgroup itself.
+std::string cgroup_path(const dbw_client_info& info);
 
 }  // namespace dbwarden::capture

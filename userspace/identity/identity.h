@@ -28,6 +28,9 @@ struct SeenConnector {
   uint32_t uid = 0;  // effective uid at connect
   std::optional<uint32_t> login_uid;
   std::string comm;
+  // The cgroup path, or its innermost components when it is deeper than the
+  // hook reads ("/system.slice/cron.service", ".../docker-<id>.scope").
+  std::string cgroup;
 };
 
 struct PeerProcess {

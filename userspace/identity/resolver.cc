@@ -78,6 +78,9 @@ std::optional<PeerProcess> Resolver::Impl::from_seen(const SeenConnector* seen) 
   p.login_uid = seen->login_uid;
   if (p.login_uid) p.login_user = cached_user_name(*p.login_uid);
   p.comm = seen->comm;
+  p.cgroup = seen->cgroup;
+  p.systemd_unit = systemd_unit_from_cgroup(p.cgroup);
+  p.container_id = container_id_from_cgroup(p.cgroup);
   return p;
 }
 

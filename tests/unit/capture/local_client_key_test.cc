@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <initializer_list>
+#include <string>
 
 namespace dbwarden::capture {
 namespace {
@@ -70,6 +72,30 @@ TEST_CASE("local client key: client-side connections have no local client") {
   dbw_conn_event e = tcp_event(DBW_FAMILY_INET);
   e.side = DBW_SIDE_CLIENT;
   CHECK(!local_client_key(e));
+}
+
+dbw_client_info with_cgroups(std::initializer_list<const char*> innermost_first) {
+  dbw_client_info info{};
+  int i = 0;
+  for (const char* name : innermost_first) {
+    std::strncpy(info.cgroup[i++], name, DBW_CGROUP_NAME_BYTES - 1);
+  }
+  return info;
+}
+
+TEST_CASE("local client cgroup: names innermost first become a path") {
+  CHECK(cgroup_path(with_cgroups({"cron.service", "system.slice", ""})) ==
+        "/system.slice/cron.service");
+  CHECK(cgroup_path(with_cgroups({"system.slice", ""})) == "/system.slice");
+  CHECK(cgroup_path(with_cgroups({""})) == "/");
+  CHECK(cgroup_path(with_cgroups({})) == "/");
+  // Deeper than the hook reads: a suffix, marked as one.
+  CHECK(cgroup_path(with_cgroups({"payload", "app.service", "user@1000.service"})) ==
+        ".../user@1000.service/app.service/payload");
+  // A full-length name (no NUL within the field) is read up to the field's end.
+  dbw_client_info full{};
+  std::memset(full.cgroup[0], 'a', DBW_CGROUP_NAME_BYTES);
+  CHECK(cgroup_path(full) == "/" + std::string(DBW_CGROUP_NAME_BYTES, 'a'));
 }
 
 }  // namespace

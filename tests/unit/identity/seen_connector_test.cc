@@ -34,6 +34,7 @@ TEST_CASE("identity: a gone client is named from the connect hook's view") {
   CHECK(*p->login_uid == 0);
   CHECK(p->login_user == "root");
   CHECK(p->executable.empty());  // not seen by the hook: not made up
+  CHECK(p->systemd_unit.empty());
   CHECK(r.stats().socket_not_found == 1);
   CHECK(r.stats().from_connector == 1);
 
@@ -43,6 +44,24 @@ TEST_CASE("identity: a gone client is named from the connect hook's view") {
   REQUIRE(q);
   CHECK(!q->login_uid);
   CHECK(q->login_user.empty());
+}
+
+TEST_CASE("identity: a gone client's unit and container come from the hook's cgroup names") {
+  Resolver r;
+  SeenConnector seen;
+  seen.pid = 77;
+  seen.comm = "psql";
+  seen.cgroup = ".../system.slice/backup.service";
+  auto p = r.unix_peer(kNoSuchSocket, &seen);
+  REQUIRE(p);
+  CHECK(p->systemd_unit == "backup.service");
+  CHECK(p->cgroup == seen.cgroup);
+
+  const std::string id(64, 'c');
+  seen.cgroup = "/system.slice/docker-" + id + ".scope";
+  p = r.unix_peer(kNoSuchSocket, &seen);
+  REQUIRE(p);
+  CHECK(p->container_id == id);
 }
 
 TEST_CASE("identity: without the connect hook's view a gone client stays unnamed") {
