@@ -385,9 +385,8 @@ void JsonlWriter::process_batch(const std::string& batch, uint64_t now_mono) {
           now_mono >= rotate_retry_mono_ && write_out(now_mono)) {
         rotate(now_mono);
       }
-      const size_t start = out_.size();
-      out_.append(batch, pos, end - 1 - pos);
-      chain_ = append_chain_fields(*hasher_, chain_, next_seq_++, start, out_);
+      const std::string_view body(batch.data() + pos, end - 1 - pos);
+      chain_ = append_chained_record(*hasher_, chain_, next_seq_++, body, out_);
       entries_.push_back({out_.size(), true});
       ++file_records_;
       ++file_statements_;
