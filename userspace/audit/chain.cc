@@ -14,6 +14,28 @@ namespace dbwarden::audit {
 namespace {
 
 constexpr char kHexDigits[] = "0123456789abcdef";
+
+// Both hex digits of every byte value: one lookup and one 2-byte copy a byte
+// instead of two of each (the digit loop was ~2/3 of the writer's own code in
+// a replay profile).
+struct HexPairs {
+  char pairs[256][2];
+};
+constexpr HexPairs make_hex_pairs() {
+  HexPairs t{};
+  for (int b = 0; b < 256; ++b) {
+    t.pairs[b][0] = kHexDigits[b >> 4];
+    t.pairs[b][1] = kHexDigits[b & 0xF];
+  }
+  return t;
+}
+constexpr HexPairs kHexPairs = make_hex_pairs();
+
+// 64 lowercase hex digits of `digest` at `out`.
+void write_hex(const Digest& digest, char* out) {
+  for (size_t i = 0; i < digest.size(); ++i)
+    std::memcpy(out + 2 * i, kHexPairs.pairs[digest[i]], 2);
+}
 // Keys shorter than the digest weaken HMAC (RFC 2104 section 3).
 constexpr size_t kMinKeyBytes = 16;
 constexpr size_t kMaxKeyBytes = 4096;
@@ -33,10 +55,7 @@ size_t format_seq_field(uint64_t seq, char* buf) {
 void format_chain_line_end(const Digest& chain, char* buf) {
   std::memcpy(buf, kChainKey.data(), kChainKey.size());
   char* hex = buf + kChainKey.size();
-  for (size_t i = 0; i < chain.size(); ++i) {
-    hex[2 * i] = kHexDigits[chain[i] >> 4];
-    hex[2 * i + 1] = kHexDigits[chain[i] & 0xF];
-  }
+  write_hex(chain, hex);
   std::memcpy(hex + 64, "\"}\n", 3);
 }
 
@@ -132,10 +151,7 @@ Result<std::string> load_hmac_key(const std::string& path) {
 
 void append_hex(const Digest& digest, std::string& out) {
   char buf[64];
-  for (size_t i = 0; i < digest.size(); ++i) {
-    buf[2 * i] = kHexDigits[digest[i] >> 4];
-    buf[2 * i + 1] = kHexDigits[digest[i] & 0xF];
-  }
+  write_hex(digest, buf);
   out.append(buf, sizeof(buf));
 }
 
@@ -185,8 +201,8 @@ Digest append_chain_fields(ChainHasher& hasher, const Digest& prev, uint64_t seq
                            std::string& out) {
   char buf[kSeqFieldMax + kChainLineEnd];
   const size_t seq_len = format_seq_field(seq, buf);
-  const Digest chain = hasher.next(prev, std::string_view(out).substr(start),
-                                   std::string_view(buf, seq_len));
+  const Digest chain =
+      hasher.next(prev, std::string_view(out).substr(start), std::string_view(buf, seq_len));
   format_chain_line_end(chain, buf + seq_len);
   out.append(buf, seq_len + kChainLineEnd);
   return chain;

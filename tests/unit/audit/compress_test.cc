@@ -14,8 +14,8 @@
 
 namespace {
 
-using dbwarden::audit::ZstdDecoder;
 using dbwarden::audit::zstd_compress_file;
+using dbwarden::audit::ZstdDecoder;
 using namespace dbw_audit_test;
 
 constexpr size_t kFrame = 2u << 20;  // compress.cc's frame size
@@ -124,8 +124,7 @@ TEST_CASE("compress: a truncated multi-frame file is not at a frame end", "[audi
   CHECK(text.compare(0, decoded.size(), decoded) == 0);
 }
 
-TEST_CASE("compress: a missing source is an error and leaves nothing behind",
-          "[audit][compress]") {
+TEST_CASE("compress: a missing source is an error and leaves nothing behind", "[audit][compress]") {
   TempDir tmp;
   const std::string src = tmp.path + "/gone";
   const auto s = zstd_compress_file(src, 1);
