@@ -103,27 +103,25 @@ ChainHasher::~ChainHasher() {
   EVP_MAC_CTX_free(mac_ctx_);
 }
 
-Digest ChainHasher::next(const Digest& prev, std::string_view body, std::string_view tail) {
+Digest ChainHasher::hash(const Digest& prev, std::string_view a, std::string_view b) {
   Digest out{};
-  const auto* b = reinterpret_cast<const unsigned char*>(body.data());
-  const auto* t = reinterpret_cast<const unsigned char*>(tail.data());
+  const auto* pa = reinterpret_cast<const unsigned char*>(a.data());
+  const auto* pb = reinterpret_cast<const unsigned char*>(b.data());
   if (mac_ctx_ != nullptr) {
     size_t len = 0;
     // A null key re-initialises with the key given at creation.
     EVP_MAC_init(mac_ctx_, nullptr, 0, nullptr);
     EVP_MAC_update(mac_ctx_, prev.data(), prev.size());
-    EVP_MAC_update(mac_ctx_, b, body.size());
-    if (!tail.empty()) EVP_MAC_update(mac_ctx_, t, tail.size());
-    EVP_MAC_update(mac_ctx_, reinterpret_cast<const unsigned char*>("}"), 1);
+    EVP_MAC_update(mac_ctx_, pa, a.size());
+    EVP_MAC_update(mac_ctx_, pb, b.size());
     EVP_MAC_final(mac_ctx_, out.data(), &len, out.size());
     return out;
   }
   unsigned int len = 0;
   EVP_DigestInit_ex2(md_ctx_, nullptr, nullptr);
   EVP_DigestUpdate(md_ctx_, prev.data(), prev.size());
-  EVP_DigestUpdate(md_ctx_, b, body.size());
-  if (!tail.empty()) EVP_DigestUpdate(md_ctx_, t, tail.size());
-  EVP_DigestUpdate(md_ctx_, "}", 1);
+  EVP_DigestUpdate(md_ctx_, pa, a.size());
+  EVP_DigestUpdate(md_ctx_, pb, b.size());
   EVP_DigestFinal_ex(md_ctx_, out.data(), &len);
   return out;
 }
@@ -197,12 +195,23 @@ std::optional<RecordChain> parse_record_chain(std::string_view line) {
   return rc;
 }
 
+namespace {
+
+// The canonical record ends with the seq field and the brace: hashed as one
+// piece from `buf`, where the chain field then overwrites the brace.
+Digest hash_record(ChainHasher& hasher, const Digest& prev, std::string_view body, char* buf,
+                   size_t seq_len) {
+  buf[seq_len] = '}';
+  return hasher.hash(prev, body, std::string_view(buf, seq_len + 1));
+}
+
+}  // namespace
+
 Digest append_chain_fields(ChainHasher& hasher, const Digest& prev, uint64_t seq, size_t start,
                            std::string& out) {
   char buf[kSeqFieldMax + kChainLineEnd];
   const size_t seq_len = format_seq_field(seq, buf);
-  const Digest chain =
-      hasher.next(prev, std::string_view(out).substr(start), std::string_view(buf, seq_len));
+  const Digest chain = hash_record(hasher, prev, std::string_view(out).substr(start), buf, seq_len);
   format_chain_line_end(chain, buf + seq_len);
   out.append(buf, seq_len + kChainLineEnd);
   return chain;
@@ -212,7 +221,7 @@ Digest append_chained_record(ChainHasher& hasher, const Digest& prev, uint64_t s
                              std::string_view body, std::string& out) {
   char buf[kSeqFieldMax + kChainLineEnd];
   const size_t seq_len = format_seq_field(seq, buf);
-  const Digest chain = hasher.next(prev, body, std::string_view(buf, seq_len));
+  const Digest chain = hash_record(hasher, prev, body, buf, seq_len);
   format_chain_line_end(chain, buf + seq_len);
   out.append(body);
   out.append(buf, seq_len + kChainLineEnd);

@@ -53,10 +53,10 @@ class ChainHasher {
 
   // H(prev || prefix || "}"): `prefix` is the canonical record without its
   // closing brace, which the writer has not written yet at that point.
-  Digest next(const Digest& prev, std::string_view prefix) { return next(prev, prefix, {}); }
-  // The same with the prefix in two pieces, `body` then `tail`, so that the
-  // writer hashes a record where it lies and its seq field from the stack.
-  Digest next(const Digest& prev, std::string_view body, std::string_view tail);
+  Digest next(const Digest& prev, std::string_view prefix) { return hash(prev, prefix, "}"); }
+  // H(prev || a || b): the writer hashes a record where it lies (`a`) and its
+  // seq field with the closing brace from the stack (`b`).
+  Digest hash(const Digest& prev, std::string_view a, std::string_view b);
   bool keyed() const { return mac_ctx_ != nullptr; }
   std::string_view algorithm() const { return keyed() ? kAlgHmacSha256 : kAlgSha256; }
 
