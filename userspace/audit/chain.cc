@@ -36,6 +36,7 @@ void write_hex(const Digest& digest, char* out) {
   for (size_t i = 0; i < digest.size(); ++i)
     std::memcpy(out + 2 * i, kHexPairs.pairs[digest[i]], 2);
 }
+
 // Keys shorter than the digest weaken HMAC (RFC 2104 section 3).
 constexpr size_t kMinKeyBytes = 16;
 constexpr size_t kMaxKeyBytes = 4096;
