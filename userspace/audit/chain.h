@@ -53,7 +53,10 @@ class ChainHasher {
 
   // H(prev || prefix || "}"): `prefix` is the canonical record without its
   // closing brace, which the writer has not written yet at that point.
-  Digest next(const Digest& prev, std::string_view prefix);
+  Digest next(const Digest& prev, std::string_view prefix) { return hash(prev, prefix, "}"); }
+  // H(prev || a || b): the writer hashes a record where it lies (`a`) and its
+  // seq field with the closing brace from the stack (`b`).
+  Digest hash(const Digest& prev, std::string_view a, std::string_view b);
   bool keyed() const { return mac_ctx_ != nullptr; }
   std::string_view algorithm() const { return keyed() ? kAlgHmacSha256 : kAlgSha256; }
 
@@ -87,5 +90,10 @@ std::optional<RecordChain> parse_record_chain(std::string_view line);
 // closing brace. Returns the new chain value.
 Digest append_chain_fields(ChainHasher& hasher, const Digest& prev, uint64_t seq, size_t start,
                            std::string& out);
+// The same for a record that lies elsewhere: appends `body` (a record without
+// its closing brace) and its seq and chain fields and '\n' to `out`. Hashes
+// `body` where it lies: the same bytes as append_chain_fields would write.
+Digest append_chained_record(ChainHasher& hasher, const Digest& prev, uint64_t seq,
+                             std::string_view body, std::string& out);
 
 }  // namespace dbwarden::audit

@@ -20,7 +20,9 @@ namespace dbwarden::audit {
 inline constexpr std::string_view kZstdSuffix = ".zst";
 
 // Compresses `src` into `src + ".zst"` (written as .tmp, fsynced, renamed,
-// mode 0600), then removes `src`. On failure `src` is left as it was.
+// mode 0600), then removes `src`. On failure `src` is left as it was. The
+// .zst holds one frame per 2 MiB of `src` (at least one), each with its
+// checksum; decoded in order they give back `src`'s bytes exactly.
 Status zstd_compress_file(const std::string& src, int level);
 
 // Decodes a stream of zstd frames chunk by chunk. The window is capped so a

@@ -4,6 +4,7 @@
 // tampered with as an intruder would, checked by the verifier.
 #include "audit/chain.h"
 
+#include <openssl/evp.h>
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
@@ -367,4 +368,46 @@ TEST_CASE("chain: a log written by an earlier build still verifies (format is st
   CHECK(s.valid());
   CHECK(s.statements == 3);
   CHECK(s.checkpoints == 1);
+}
+
+TEST_CASE("chain: the writer's record bytes and chain value, against OpenSSL one-shots",
+          "[audit][chain]") {
+  // Computed independently of ChainHasher (EVP_Q_digest / EVP_Q_mac over
+  // prev || canonical line): the in-place hashing and the stack-built fields
+  // must give the very bytes the format defines, keyed and not.
+  const std::string key = "0123456789abcdef-secret";
+  const std::string body = "{\"time\":\"2026-01-01T00:00:00Z\",\"db.query.text\":\"SELECT 1\"";
+  for (const bool keyed : {false, true}) {
+    auto hasher = ChainHasher::Create(keyed ? key : "");
+    REQUIRE(hasher.ok());
+    Digest prev{};
+    prev[0] = 0x5a;
+    for (const uint64_t seq : {uint64_t{0}, uint64_t{9}, uint64_t{10}, UINT64_MAX}) {
+      const std::string canonical = body + ",\"dbwarden.seq\":" + std::to_string(seq) + "}";
+      std::string input(reinterpret_cast<const char*>(prev.data()), prev.size());
+      input += canonical;
+      Digest expect{};
+      size_t len = 0;
+      if (keyed) {
+        REQUIRE(EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, key.data(), key.size(),
+                          reinterpret_cast<const unsigned char*>(input.data()), input.size(),
+                          expect.data(), expect.size(), &len) != nullptr);
+      } else {
+        REQUIRE(EVP_Q_digest(nullptr, "SHA256", nullptr, input.data(), input.size(), expect.data(),
+                             &len) == 1);
+      }
+      REQUIRE(len == 32);
+      const std::string line = canonical.substr(0, canonical.size() - 1) +
+                               ",\"dbwarden.chain\":\"" + to_hex(expect) + "\"}\n";
+
+      std::string from_elsewhere = "kept";
+      CHECK(append_chained_record(*hasher.value(), prev, seq, body, from_elsewhere) == expect);
+      CHECK(from_elsewhere == "kept" + line);
+      std::string in_place = "kept" + body;
+      CHECK(append_chain_fields(*hasher.value(), prev, seq, 4, in_place) == expect);
+      CHECK(in_place == "kept" + line);
+      CHECK(hasher.value()->next(prev, canonical.substr(0, canonical.size() - 1)) == expect);
+      prev = expect;
+    }
+  }
 }

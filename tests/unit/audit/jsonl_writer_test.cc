@@ -284,3 +284,48 @@ TEST_CASE("writer: partial writes keep whole records in order", "[audit][writer]
   CHECK(w->bytes_written() == fs::file_size(o.path));
   CHECK(statement_texts(read_lines(o.path)) == expected_texts(50));
 }
+
+TEST_CASE("writer: a backlog is written in pieces; a failure among them loses and repeats nothing",
+          "[audit][writer]") {
+  // One batch of ~1.9 MB goes out in several write(2)s of about 256 KiB. The
+  // file may not grow past ~700 KB at first (RLIMIT_FSIZE): a piece is cut short
+  // there and fails, and the writer tries no further piece in that round (one
+  // error a round: on hand-over and on flush). Once the limit is gone, the file
+  // holds every record once, in order.
+  TempDir tmp;
+  WriterOptions o;
+  o.path = tmp.path + "/audit.jsonl";
+  o.flush_bytes = 64 << 20;  // everything in one batch, handed over by flush()
+  o.max_buffered_bytes = 64 << 20;
+  ConnectionInfo c;
+  auto w = open_writer(o);
+  REQUIRE(w->flush().ok());  // the opening checkpoint
+  const uint64_t opening = w->bytes_written();
+  constexpr uint64_t kRecords = 3000;
+  const std::string padding(500, 'x');
+  std::vector<std::string> texts;
+  for (uint64_t i = 0; i < kRecords; ++i) {
+    dbwarden::Statement s = make_statement(&c, i);
+    s.text += " -- " + padding;
+    texts.push_back(s.text);
+    w->on_statement(s);
+  }
+  Status s;
+  {
+    const FileSizeLimit limit(opening + 700'000);
+    s = w->flush();
+  }
+  CHECK(!s.ok());
+  CHECK(w->write_errors() >= 1);
+  CHECK(w->write_errors() <= 2);
+  CHECK(w->bytes_written() == opening + 700'000);
+  CHECK(w->records_written() > 0);
+  CHECK(w->records_written() < kRecords);
+
+  REQUIRE(w->flush().ok());
+  CHECK(w->records_written() == kRecords);
+  CHECK(w->records_dropped() == 0);
+  CHECK(w->bytes_written() == fs::file_size(o.path));
+  CHECK(w->bytes_written() > opening + 1'800'000);
+  CHECK(statement_texts(read_lines(o.path)) == texts);
+}
