@@ -41,8 +41,8 @@ TEST_CASE("replay config: --no-metrics, --metrics-file, --mysql-port", "[agent][
 
 TEST_CASE("replay config: contradictions and missing arguments are named errors",
           "[agent][config]") {
-  auto both = parse_replay({"rec.bin", "--audit-file", "a.jsonl", "--no-metrics",
-                            "--metrics-file", "m.txt"});
+  auto both = parse_replay(
+      {"rec.bin", "--audit-file", "a.jsonl", "--no-metrics", "--metrics-file", "m.txt"});
   REQUIRE_FALSE(both.ok());
   CHECK(both.status().message().find("--metrics-file") != std::string::npos);
   auto missing = parse_replay({"rec.bin"});
