@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <string_view>
 
 #include "audit/json_escape.h"
@@ -72,6 +73,7 @@ class RecordBuffer {
     end_at(std::to_chars(p, p + kMaxUintDigits, v).ptr);
   }
   void time(int64_t unix_ns) { end_at(write_rfc3339_nanos(unix_ns, room(kRfc3339NanosBytes))); }
+  size_t size() const { return length_; }  // bytes written so far
 
   void string_field(std::string_view key, std::string_view value) {
     raw(key);
@@ -101,6 +103,69 @@ void append_rfc3339_nanos(int64_t unix_ns, std::string& out) { RecordBuffer(out)
 
 namespace {
 
+// The fields a connection repeats in every record, formatted once per
+// connection and then copied as three runs of bytes (they sit at three places
+// in the key order). A slot is a memo keyed by the connection id that holds a
+// copy of every input it was made from and serves only a connection equal to
+// it in all of them: a later USE or SET application_name, a peer resolved
+// after the first statement, or another connection in the same slot is a miss
+// that formats anew. Comparing is cheaper than formatting: no escaping, no
+// number printing. One table per thread (records are formatted on the decode
+// thread; a shipper formatting too shares it).
+class ConnectionFields {
+ public:
+  struct Fragments {
+    std::string_view head;  // connection_id .. db.user
+    std::string_view tail;  // network.transport .. db.client.application_name
+    std::string_view peer;  // client.process.* .. container.id, if any
+  };
+
+  const Fragments& of(const ConnectionInfo& c) {
+    Slot& slot = slots_[c.connection_id & (kSlots - 1)];
+    if (!slot.filled || !same(slot.source, c)) fill(slot, c);
+    return slot.fragments;
+  }
+
+ private:
+  // A new field of ConnectionInfo or PeerIdentity must be compared in same()
+  // (and formatted in fill() if it goes into the record); these sizes are
+  // here to make the one who adds it look.
+  static_assert(sizeof(PeerIdentity) == 2 * sizeof(uint32_t) + sizeof(std::optional<uint32_t>) +
+                                            6 * sizeof(std::string),
+                "compare the new field in same()");
+  // 16: the two ports, the unix flag and the server pid, padded.
+  static_assert(sizeof(ConnectionInfo) ==
+                    sizeof(uint64_t) + 5 * sizeof(std::string) + 16 + sizeof(PeerIdentity),
+                "compare the new field in same()");
+
+  static constexpr size_t kSlots = 256;  // a power of two
+
+  struct Slot {
+    bool filled = false;
+    ConnectionInfo source;
+    std::string text;
+    Fragments fragments;
+  };
+
+  static bool same(const PeerIdentity& a, const PeerIdentity& b) {
+    return a.pid == b.pid && a.uid == b.uid && a.login_uid == b.login_uid &&
+           a.command == b.command && a.executable == b.executable && a.user_name == b.user_name &&
+           a.login_user == b.login_user && a.systemd_unit == b.systemd_unit &&
+           a.container_id == b.container_id;
+  }
+  static bool same(const ConnectionInfo& a, const ConnectionInfo& b) {
+    return a.connection_id == b.connection_id && a.client_port == b.client_port &&
+           a.server_port == b.server_port && a.unix_socket == b.unix_socket &&
+           a.server_pid == b.server_pid && a.user == b.user && a.database == b.database &&
+           a.db_system == b.db_system && a.client_address == b.client_address &&
+           a.application_name == b.application_name && same(a.peer, b.peer);
+  }
+
+  static void fill(Slot& slot, const ConnectionInfo& c);
+
+  std::unique_ptr<Slot[]> slots_ = std::make_unique<Slot[]>(kSlots);
+};
+
 // The local client process, when the agent resolved one. Keys follow the
 // OpenTelemetry process/user conventions under `client.`, since `process.pid`
 // is the database server's own process.
@@ -123,6 +188,40 @@ void append_peer_fields(const PeerIdentity& p, RecordBuffer& out) {
   if (!p.container_id.empty()) out.string_field(",\"container.id\":", p.container_id);
 }
 
+void ConnectionFields::fill(Slot& slot, const ConnectionInfo& c) {
+  slot.source = c;
+  slot.filled = true;
+  std::string& text = slot.text;
+  text.clear();
+  size_t head_end = 0, tail_end = 0;
+  {
+    RecordBuffer out(text);
+    out.uint_field(",\"connection_id\":", c.connection_id);
+    out.string_field(",\"db.system.name\":", c.db_system);
+    out.string_field(",\"db.namespace\":", c.database);
+    out.string_field(",\"db.user\":", c.user);
+    head_end = out.size();
+    if (c.unix_socket) {
+      out.raw(",\"network.transport\":\"unix\"");
+    } else {
+      out.raw(",\"network.transport\":\"tcp\"");
+      out.string_field(",\"client.address\":", c.client_address);
+      out.uint_field(",\"client.port\":", c.client_port);
+    }
+    out.uint_field(",\"server.port\":", c.server_port);
+    out.uint_field(",\"process.pid\":", c.server_pid);
+    if (!c.application_name.empty()) {
+      out.string_field(",\"db.client.application_name\":", c.application_name);
+    }
+    tail_end = out.size();
+    append_peer_fields(c.peer, out);
+  }
+  const std::string_view all(text);
+  slot.fragments.head = all.substr(0, head_end);
+  slot.fragments.tail = all.substr(head_end, tail_end - head_end);
+  slot.fragments.peer = all.substr(tail_end);
+}
+
 // db.query.parameter.N (OpenTelemetry: the key is the parameter's index).
 void append_parameters(const std::vector<std::optional<std::string>>& parameters,
                        RecordBuffer& out) {
@@ -142,18 +241,17 @@ void append_parameters(const std::vector<std::optional<std::string>>& parameters
 
 void format_record(const Statement& st, int64_t realtime_offset_ns, std::string& text) {
   static const ConnectionInfo kNoConnection;
-  RecordBuffer out(text);
+  thread_local ConnectionFields connection_fields;
   const ConnectionInfo& c = st.connection != nullptr ? *st.connection : kNoConnection;
+  const ConnectionFields::Fragments& f = connection_fields.of(c);
+  RecordBuffer out(text);
 
   out.raw("{\"time\":\"");
   out.time(static_cast<int64_t>(st.start_ns) + realtime_offset_ns);
   out.raw("\"");
   out.uint_field(",\"duration_us\":",
                  st.end_ns > st.start_ns ? (st.end_ns - st.start_ns) / 1000 : 0);
-  out.uint_field(",\"connection_id\":", c.connection_id);
-  out.string_field(",\"db.system.name\":", c.db_system);
-  out.string_field(",\"db.namespace\":", c.database);
-  out.string_field(",\"db.user\":", c.user);
+  out.raw(f.head);
   out.string_field(",\"db.query.text\":", st.text);
   out.string_field(",\"db.operation.name\":", st.operation);
   if (!st.summary.empty()) out.string_field(",\"db.query.summary\":", st.summary);
@@ -177,22 +275,11 @@ void format_record(const Statement& st, int64_t realtime_offset_ns, std::string&
     out.string_field(",\"db.statement.name\":", st.statement_name);
   }
   append_parameters(st.parameters, out);
-  if (c.unix_socket) {
-    out.raw(",\"network.transport\":\"unix\"");
-  } else {
-    out.raw(",\"network.transport\":\"tcp\"");
-    out.string_field(",\"client.address\":", c.client_address);
-    out.uint_field(",\"client.port\":", c.client_port);
-  }
-  out.uint_field(",\"server.port\":", c.server_port);
-  out.uint_field(",\"process.pid\":", c.server_pid);
-  if (!c.application_name.empty()) {
-    out.string_field(",\"db.client.application_name\":", c.application_name);
-  }
+  out.raw(f.tail);
   if (!st.error_message.empty()) {
     out.string_field(",\"error.message\":", st.error_message);
   }
-  append_peer_fields(c.peer, out);
+  out.raw(f.peer);
   if (st.text_truncated) out.raw(",\"dbwarden.query_truncated\":true");
   if (st.capture_gap) out.raw(",\"dbwarden.capture_gap\":true");
   if (st.statement_unresolved) out.raw(",\"dbwarden.statement_unresolved\":true");
