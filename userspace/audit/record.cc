@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "audit/record.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <ctime>
@@ -222,6 +223,66 @@ void ConnectionFields::fill(Slot& slot, const ConnectionInfo& c) {
   slot.fragments.peer = all.substr(tail_end);
 }
 
+// db.operation.name .. dbwarden.fingerprint: what the SQL analyser said,
+// the same for every statement of one fingerprint (a workload has few).
+// Formatted once per distinct analysis, copied as one run: a memo of 64
+// slots per thread, by the fingerprint's first bytes, that serves only a
+// statement equal to its copy in all five fields (a collision or a changed
+// analysis formats anew).
+class AnalysisFields {
+ public:
+  std::string_view of(const Statement& st) {
+    Slot& slot = slots_[slot_of(st.fingerprint)];
+    if (!slot.filled || !same(slot, st)) fill(slot, st);
+    return slot.text;
+  }
+
+ private:
+  static constexpr size_t kSlots = 64;  // a power of two
+
+  struct Slot {
+    bool filled = false;
+    std::string operation, summary, fingerprint;
+    std::vector<std::string> collections;
+    std::string text;
+  };
+
+  static size_t slot_of(const std::string& fingerprint) {
+    uint64_t w = 0;
+    std::memcpy(&w, fingerprint.data(), std::min<size_t>(fingerprint.size(), sizeof(w)));
+    return static_cast<size_t>((w * 0x9e3779b97f4a7c15ULL) >> 58) & (kSlots - 1);
+  }
+  static bool same(const Slot& a, const Statement& b) {
+    return a.fingerprint == b.fingerprint && a.operation == b.operation && a.summary == b.summary &&
+           a.collections == b.collections;
+  }
+  static void fill(Slot& slot, const Statement& st) {
+    slot.filled = true;
+    slot.operation = st.operation;
+    slot.summary = st.summary;
+    slot.fingerprint = st.fingerprint;
+    slot.collections = st.collections;
+    slot.text.clear();
+    RecordBuffer out(slot.text);
+    out.string_field(",\"db.operation.name\":", st.operation);
+    if (!st.summary.empty()) out.string_field(",\"db.query.summary\":", st.summary);
+    if (!st.collections.empty()) {
+      out.string_field(",\"db.collection.name\":", st.collections.front());
+      out.raw(",\"dbwarden.collections\":[");
+      for (size_t i = 0; i < st.collections.size(); ++i) {
+        if (i > 0) out.raw(",");
+        out.json_string(st.collections[i]);
+      }
+      out.raw("]");
+    }
+    if (!st.fingerprint.empty()) {
+      out.string_field(",\"dbwarden.fingerprint\":", st.fingerprint);
+    }
+  }
+
+  std::unique_ptr<Slot[]> slots_ = std::make_unique<Slot[]>(kSlots);
+};
+
 // db.query.parameter.N (OpenTelemetry: the key is the parameter's index).
 void append_parameters(const std::vector<std::optional<std::string>>& parameters,
                        RecordBuffer& out) {
@@ -242,6 +303,7 @@ void append_parameters(const std::vector<std::optional<std::string>>& parameters
 void format_record(const Statement& st, int64_t realtime_offset_ns, std::string& text) {
   static const ConnectionInfo kNoConnection;
   thread_local ConnectionFields connection_fields;
+  thread_local AnalysisFields analysis_fields;
   const ConnectionInfo& c = st.connection != nullptr ? *st.connection : kNoConnection;
   const ConnectionFields::Fragments& f = connection_fields.of(c);
   RecordBuffer out(text);
@@ -253,20 +315,7 @@ void format_record(const Statement& st, int64_t realtime_offset_ns, std::string&
                  st.end_ns > st.start_ns ? (st.end_ns - st.start_ns) / 1000 : 0);
   out.raw(f.head);
   out.string_field(",\"db.query.text\":", st.text);
-  out.string_field(",\"db.operation.name\":", st.operation);
-  if (!st.summary.empty()) out.string_field(",\"db.query.summary\":", st.summary);
-  if (!st.collections.empty()) {
-    out.string_field(",\"db.collection.name\":", st.collections.front());
-    out.raw(",\"dbwarden.collections\":[");
-    for (size_t i = 0; i < st.collections.size(); ++i) {
-      if (i > 0) out.raw(",");
-      out.json_string(st.collections[i]);
-    }
-    out.raw("]");
-  }
-  if (!st.fingerprint.empty()) {
-    out.string_field(",\"dbwarden.fingerprint\":", st.fingerprint);
-  }
+  out.raw(analysis_fields.of(st));
   out.string_field(",\"db.response.status_code\":", st.status_code);
   if (st.returned_rows.has_value()) {
     out.uint_field(",\"db.response.returned_rows\":", *st.returned_rows);

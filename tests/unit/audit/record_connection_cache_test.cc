@@ -178,8 +178,47 @@ TEST_CASE("record cache: random changes over shared slots match fresh records",
       default:
         break;  // most statements change nothing
     }
-    const Statement s = statement(c, "SELECT " + std::to_string(n));
+    Statement s = statement(c, "SELECT " + std::to_string(n));
+    const unsigned kind = rng() % 4;  // a few analyses, some sharing a fingerprint
+    s.fingerprint = kind == 3 ? "" : "00000000000000f" + std::to_string(kind % 2);
+    s.summary = kind == 2 ? "SELECT a" : "SELECT b";
+    if (kind != 0) s.collections = {kind == 1 ? "a" : "b"};
     const std::string got = warm(s);
     REQUIRE(got == fresh(s));
+  }
+}
+
+// The analyser's fields (operation .. fingerprint) are memoised per
+// fingerprint: each one changed under an unchanged fingerprint, and
+// fingerprints sharing their first bytes, must still show as they are.
+TEST_CASE("record cache: analysis fields changed under the same fingerprint show",
+          "[audit][record][cache]") {
+  const ConnectionInfo c = full_connection(11);
+  Statement base = statement(c);
+  base.summary = "SELECT accounts";
+  base.fingerprint = "0123456789abcdef";
+  base.collections = {"accounts", "public.branches"};
+  using Change = std::function<void(Statement&)>;
+  const std::vector<std::pair<const char*, Change>> changes = {
+      {"operation", [](Statement& s) { s.operation = "UPDATE"; }},
+      {"summary", [](Statement& s) { s.summary = "SELECT branches"; }},
+      {"summary gone", [](Statement& s) { s.summary.clear(); }},
+      {"collection renamed in place", [](Statement& s) { s.collections[1][0] = 'P'; }},
+      {"collection added", [](Statement& s) { s.collections.push_back("tellers"); }},
+      {"collections gone", [](Statement& s) { s.collections.clear(); }},
+      {"fingerprint, same first bytes", [](Statement& s) { s.fingerprint = "0123456789abcdee"; }},
+      {"fingerprint gone", [](Statement& s) { s.fingerprint.clear(); }},
+  };
+  for (const auto& [name, change] : changes) {
+    SECTION(name) {
+      Statement s = base;
+      const std::string before = warm(s);
+      CHECK(before == fresh(s));
+      change(s);
+      const std::string after = warm(s);
+      CHECK(after != before);
+      CHECK(after == fresh(s));
+      CHECK(warm(base) == before);  // and back
+    }
   }
 }
