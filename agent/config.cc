@@ -221,8 +221,10 @@ Result<std::optional<ReplayConfig>> parse_replay_config(int argc, const char* co
        "MySQL/MariaDB port to watch, repeatable (default none); the unix sockets of the server "
        "listening there are found too")
       ("max-query-bytes", po::value<uint64_t>(), "as for `dbwarden run`")
-      ("mysql-port", po::value<std::vector<unsigned>>(),
-       "as for `dbwarden run`: connections to these ports are decoded as MySQL");
+      ("no-metrics", "do not feed the metrics exporter (by default every statement is counted "
+       "as `dbwarden run` counts it, without serving the metrics)")
+      ("metrics-file", po::value<std::string>(),
+       "write the metrics in the Prometheus text format to this file at the end");
   po::positional_options_description pos;
   pos.add("recording", 1);
   po::variables_map vm;
@@ -242,6 +244,11 @@ Result<std::optional<ReplayConfig>> parse_replay_config(int argc, const char* co
     c.audit_file = vm["audit-file"].as<std::string>();
     if (vm.count("max-query-bytes")) c.max_query_bytes = vm["max-query-bytes"].as<uint64_t>();
     if (Status s = take_ports(vm, "mysql-port", c.mysql_ports); !s.ok()) return s;
+    c.metrics = vm.count("no-metrics") == 0;
+    if (vm.count("metrics-file")) c.metrics_file = vm["metrics-file"].as<std::string>();
+    if (!c.metrics && !c.metrics_file.empty()) {
+      return Status::Error("replay: --metrics-file needs the metrics (drop --no-metrics)");
+    }
     return std::optional<ReplayConfig>(std::move(c));
   } catch (const po::error& e) {
     return Status::Error(std::string(e.what()) + " (see `dbwarden replay --help`)");

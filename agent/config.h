@@ -64,6 +64,10 @@ struct ReplayConfig {
   std::string audit_file;
   uint64_t max_query_bytes = 1u << 20;
   std::vector<uint16_t> mysql_ports;  // as given to `run`: they pick the decoder
+  // Statements also go to a metrics exporter (registry only, nothing served),
+  // as in `run`: the replay costs what the live agent's decode thread does.
+  bool metrics = true;
+  std::string metrics_file;  // non-empty: the registry's exposition text, written at the end
 };
 Result<std::optional<ReplayConfig>> parse_replay_config(int argc, const char* const* argv,
                                                         std::ostream& out);

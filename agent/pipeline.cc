@@ -1,12 +1,59 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "agent/pipeline.h"
 
+#include <optional>
+#include <string>
+#include <vector>
+
 #include "sql/dialect.h"
 
 namespace dbwarden::agent {
 
+namespace {
+
+// Most statements have no error message and no statement name: clearing is
+// inline, an assignment is a call even from an empty string.
+void assign(std::string& to, const std::string& from) {
+  if (from.empty()) {
+    to.clear();
+  } else {
+    to = from;
+  }
+}
+
+// What a decoder fills in, copied into the reused statement; the analyser's
+// fields are left out, since on_statement assigns them right after (a whole
+// copy assigned each of them twice). Each assignment reuses the capacity of
+// the previous statement's strings.
+void copy_decoded(const Statement& from, Statement& to) {
+  // A new Statement field must be copied here (or be an analysis field);
+  // this size makes the one who adds it look.
+  static_assert(sizeof(Statement) ==
+                    8 * sizeof(std::string) + 4 * sizeof(uint64_t) +
+                        sizeof(std::optional<uint64_t>) + 2 * sizeof(std::vector<std::string>) +
+                        4 * 8 /* four flags, each padded */ + sizeof(void*) /* connection */,
+                "copy the new Statement field in copy_decoded()");
+  to.connection = from.connection;
+  to.start_ns = from.start_ns;
+  to.end_ns = from.end_ns;
+  assign(to.text, from.text);
+  to.text_truncated = from.text_truncated;
+  assign(to.status_code, from.status_code);
+  assign(to.error_message, from.error_message);
+  to.returned_rows = from.returned_rows;
+  assign(to.command_tag, from.command_tag);
+  assign(to.statement_name, from.statement_name);
+  to.capture_gap = from.capture_gap;
+  to.request_bytes = from.request_bytes;
+  to.response_bytes = from.response_bytes;
+  to.parameters = from.parameters;
+  to.statement_unresolved = from.statement_unresolved;
+}
+
+}  // namespace
+
 void Pipeline::on_statement(const Statement& statement) {
-  scratch_ = statement;
+  copy_decoded(statement, scratch_);
   if (parameters_ != nullptr) parameters_->apply(scratch_);
   const sql::Dialect dialect = sql::dialect_of(
       statement.connection != nullptr ? std::string_view(statement.connection->db_system)

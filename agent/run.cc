@@ -184,6 +184,16 @@ void rescan_tls(capture::BpfCapture& cap, const Observer& obs, metrics::Exporter
           static_cast<unsigned long long>(obs.pgsql_counters().tls_not_captured));
 }
 
+// The replay's metrics, for comparing two builds' counts of one recording.
+Status write_metrics(const metrics::Exporter& m, const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) return Status::Error("cannot write the metrics to " + path);
+  const std::string text = m.serialize();
+  const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  if (std::fclose(f) != 0 || !written) return Status::Error("writing the metrics to " + path);
+  return Status::Ok();
+}
+
 std::string join_ports(const std::vector<uint16_t>& ports) {
   std::string out;
   for (uint16_t p : ports) out += (out.empty() ? "" : ",") + std::to_string(p);
@@ -394,7 +404,20 @@ int replay(const ReplayConfig& config) {
     DBW_LOG(kError, "%s", audit.status().message().c_str());
     return kExitError;
   }
-  Pipeline pipeline({audit.value().get()});
+  std::vector<StatementSink*> outputs{audit.value().get()};
+  // The live agent counts every statement in the exporter too; so does the
+  // replay (registry only: an empty address serves nothing).
+  std::unique_ptr<metrics::Exporter> exporter;
+  if (config.metrics) {
+    auto e = metrics::Exporter::Start("", kVersion);
+    if (!e.ok()) {
+      DBW_LOG(kError, "%s", e.status().message().c_str());
+      return kExitError;
+    }
+    exporter = std::move(e.value());
+    outputs.push_back(exporter.get());
+  }
+  Pipeline pipeline(outputs);
   DecoderLimits limits;
   limits.pgsql.max_query_bytes = config.max_query_bytes;
   limits.mysql.max_query_bytes = config.max_query_bytes;
@@ -408,6 +431,16 @@ int replay(const ReplayConfig& config) {
   if (Status s = audit.value()->flush(); !s.ok()) {
     DBW_LOG(kError, "%s", s.message().c_str());
     return kExitError;
+  }
+  if (exporter) {
+    publish_sql(*exporter, pipeline.analyzer());
+    exporter->publish_fingerprints();
+    if (!config.metrics_file.empty()) {
+      if (Status s = write_metrics(*exporter, config.metrics_file); !s.ok()) {
+        DBW_LOG(kError, "%s", s.message().c_str());
+        return kExitError;
+      }
+    }
   }
   DBW_LOG(kInfo, "replayed %llu records (%llu malformed); %llu statements",
           static_cast<unsigned long long>(stats.value().records),

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "audit/record.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <string_view>
 
 #include "audit/json_escape.h"
@@ -72,6 +74,7 @@ class RecordBuffer {
     end_at(std::to_chars(p, p + kMaxUintDigits, v).ptr);
   }
   void time(int64_t unix_ns) { end_at(write_rfc3339_nanos(unix_ns, room(kRfc3339NanosBytes))); }
+  size_t size() const { return length_; }  // bytes written so far
 
   void string_field(std::string_view key, std::string_view value) {
     raw(key);
@@ -101,6 +104,69 @@ void append_rfc3339_nanos(int64_t unix_ns, std::string& out) { RecordBuffer(out)
 
 namespace {
 
+// The fields a connection repeats in every record, formatted once per
+// connection and then copied as three runs of bytes (they sit at three places
+// in the key order). A slot is a memo keyed by the connection id that holds a
+// copy of every input it was made from and serves only a connection equal to
+// it in all of them: a later USE or SET application_name, a peer resolved
+// after the first statement, or another connection in the same slot is a miss
+// that formats anew. Comparing is cheaper than formatting: no escaping, no
+// number printing. One table per thread (records are formatted on the decode
+// thread; a shipper formatting too shares it).
+class ConnectionFields {
+ public:
+  struct Fragments {
+    std::string_view head;  // connection_id .. db.user
+    std::string_view tail;  // network.transport .. db.client.application_name
+    std::string_view peer;  // client.process.* .. container.id, if any
+  };
+
+  const Fragments& of(const ConnectionInfo& c) {
+    Slot& slot = slots_[c.connection_id & (kSlots - 1)];
+    if (!slot.filled || !same(slot.source, c)) fill(slot, c);
+    return slot.fragments;
+  }
+
+ private:
+  // A new field of ConnectionInfo or PeerIdentity must be compared in same()
+  // (and formatted in fill() if it goes into the record); these sizes are
+  // here to make the one who adds it look.
+  static_assert(sizeof(PeerIdentity) == 2 * sizeof(uint32_t) + sizeof(std::optional<uint32_t>) +
+                                            6 * sizeof(std::string),
+                "compare the new field in same()");
+  // 16: the two ports, the unix flag and the server pid, padded.
+  static_assert(sizeof(ConnectionInfo) ==
+                    sizeof(uint64_t) + 5 * sizeof(std::string) + 16 + sizeof(PeerIdentity),
+                "compare the new field in same()");
+
+  static constexpr size_t kSlots = 256;  // a power of two
+
+  struct Slot {
+    bool filled = false;
+    ConnectionInfo source;
+    std::string text;
+    Fragments fragments;
+  };
+
+  static bool same(const PeerIdentity& a, const PeerIdentity& b) {
+    return a.pid == b.pid && a.uid == b.uid && a.login_uid == b.login_uid &&
+           a.command == b.command && a.executable == b.executable && a.user_name == b.user_name &&
+           a.login_user == b.login_user && a.systemd_unit == b.systemd_unit &&
+           a.container_id == b.container_id;
+  }
+  static bool same(const ConnectionInfo& a, const ConnectionInfo& b) {
+    return a.connection_id == b.connection_id && a.client_port == b.client_port &&
+           a.server_port == b.server_port && a.unix_socket == b.unix_socket &&
+           a.server_pid == b.server_pid && a.user == b.user && a.database == b.database &&
+           a.db_system == b.db_system && a.client_address == b.client_address &&
+           a.application_name == b.application_name && same(a.peer, b.peer);
+  }
+
+  static void fill(Slot& slot, const ConnectionInfo& c);
+
+  std::unique_ptr<Slot[]> slots_ = std::make_unique<Slot[]>(kSlots);
+};
+
 // The local client process, when the agent resolved one. Keys follow the
 // OpenTelemetry process/user conventions under `client.`, since `process.pid`
 // is the database server's own process.
@@ -123,6 +189,100 @@ void append_peer_fields(const PeerIdentity& p, RecordBuffer& out) {
   if (!p.container_id.empty()) out.string_field(",\"container.id\":", p.container_id);
 }
 
+void ConnectionFields::fill(Slot& slot, const ConnectionInfo& c) {
+  slot.source = c;
+  slot.filled = true;
+  std::string& text = slot.text;
+  text.clear();
+  size_t head_end = 0, tail_end = 0;
+  {
+    RecordBuffer out(text);
+    out.uint_field(",\"connection_id\":", c.connection_id);
+    out.string_field(",\"db.system.name\":", c.db_system);
+    out.string_field(",\"db.namespace\":", c.database);
+    out.string_field(",\"db.user\":", c.user);
+    head_end = out.size();
+    if (c.unix_socket) {
+      out.raw(",\"network.transport\":\"unix\"");
+    } else {
+      out.raw(",\"network.transport\":\"tcp\"");
+      out.string_field(",\"client.address\":", c.client_address);
+      out.uint_field(",\"client.port\":", c.client_port);
+    }
+    out.uint_field(",\"server.port\":", c.server_port);
+    out.uint_field(",\"process.pid\":", c.server_pid);
+    if (!c.application_name.empty()) {
+      out.string_field(",\"db.client.application_name\":", c.application_name);
+    }
+    tail_end = out.size();
+    append_peer_fields(c.peer, out);
+  }
+  const std::string_view all(text);
+  slot.fragments.head = all.substr(0, head_end);
+  slot.fragments.tail = all.substr(head_end, tail_end - head_end);
+  slot.fragments.peer = all.substr(tail_end);
+}
+
+// db.operation.name .. dbwarden.fingerprint: what the SQL analyser said,
+// the same for every statement of one fingerprint (a workload has few).
+// Formatted once per distinct analysis, copied as one run: a memo of 64
+// slots per thread, by the fingerprint's first bytes, that serves only a
+// statement equal to its copy in all five fields (a collision or a changed
+// analysis formats anew).
+class AnalysisFields {
+ public:
+  std::string_view of(const Statement& st) {
+    Slot& slot = slots_[slot_of(st.fingerprint)];
+    if (!slot.filled || !same(slot, st)) fill(slot, st);
+    return slot.text;
+  }
+
+ private:
+  static constexpr size_t kSlots = 64;  // a power of two
+
+  struct Slot {
+    bool filled = false;
+    std::string operation, summary, fingerprint;
+    std::vector<std::string> collections;
+    std::string text;
+  };
+
+  static size_t slot_of(const std::string& fingerprint) {
+    uint64_t w = 0;
+    std::memcpy(&w, fingerprint.data(), std::min<size_t>(fingerprint.size(), sizeof(w)));
+    return static_cast<size_t>((w * 0x9e3779b97f4a7c15ULL) >> 58) & (kSlots - 1);
+  }
+  static bool same(const Slot& a, const Statement& b) {
+    return a.fingerprint == b.fingerprint && a.operation == b.operation && a.summary == b.summary &&
+           a.collections == b.collections;
+  }
+  static void fill(Slot& slot, const Statement& st) {
+    slot.filled = true;
+    slot.operation = st.operation;
+    slot.summary = st.summary;
+    slot.fingerprint = st.fingerprint;
+    slot.collections = st.collections;
+    slot.text.clear();
+    RecordBuffer out(slot.text);
+    out.string_field(",\"db.operation.name\":", st.operation);
+    if (!st.summary.empty()) out.string_field(",\"db.query.summary\":", st.summary);
+    if (!st.collections.empty()) {
+      out.string_field(",\"db.collection.name\":", st.collections.front());
+      out.raw(",\"dbwarden.collections\":[");
+      for (size_t i = 0; i < st.collections.size(); ++i) {
+        if (i > 0) out.raw(",");
+        out.json_string(st.collections[i]);
+      }
+      out.raw("]");
+    }
+    if (!st.fingerprint.empty()) {
+      out.string_field(",\"dbwarden.fingerprint\":", st.fingerprint);
+    }
+  }
+
+  std::unique_ptr<Slot[]> slots_ = std::make_unique<Slot[]>(kSlots);
+};
+
 // db.query.parameter.N (OpenTelemetry: the key is the parameter's index).
 void append_parameters(const std::vector<std::optional<std::string>>& parameters,
                        RecordBuffer& out) {
@@ -142,33 +302,20 @@ void append_parameters(const std::vector<std::optional<std::string>>& parameters
 
 void format_record(const Statement& st, int64_t realtime_offset_ns, std::string& text) {
   static const ConnectionInfo kNoConnection;
-  RecordBuffer out(text);
+  thread_local ConnectionFields connection_fields;
+  thread_local AnalysisFields analysis_fields;
   const ConnectionInfo& c = st.connection != nullptr ? *st.connection : kNoConnection;
+  const ConnectionFields::Fragments& f = connection_fields.of(c);
+  RecordBuffer out(text);
 
   out.raw("{\"time\":\"");
   out.time(static_cast<int64_t>(st.start_ns) + realtime_offset_ns);
   out.raw("\"");
   out.uint_field(",\"duration_us\":",
                  st.end_ns > st.start_ns ? (st.end_ns - st.start_ns) / 1000 : 0);
-  out.uint_field(",\"connection_id\":", c.connection_id);
-  out.string_field(",\"db.system.name\":", c.db_system);
-  out.string_field(",\"db.namespace\":", c.database);
-  out.string_field(",\"db.user\":", c.user);
+  out.raw(f.head);
   out.string_field(",\"db.query.text\":", st.text);
-  out.string_field(",\"db.operation.name\":", st.operation);
-  if (!st.summary.empty()) out.string_field(",\"db.query.summary\":", st.summary);
-  if (!st.collections.empty()) {
-    out.string_field(",\"db.collection.name\":", st.collections.front());
-    out.raw(",\"dbwarden.collections\":[");
-    for (size_t i = 0; i < st.collections.size(); ++i) {
-      if (i > 0) out.raw(",");
-      out.json_string(st.collections[i]);
-    }
-    out.raw("]");
-  }
-  if (!st.fingerprint.empty()) {
-    out.string_field(",\"dbwarden.fingerprint\":", st.fingerprint);
-  }
+  out.raw(analysis_fields.of(st));
   out.string_field(",\"db.response.status_code\":", st.status_code);
   if (st.returned_rows.has_value()) {
     out.uint_field(",\"db.response.returned_rows\":", *st.returned_rows);
@@ -177,22 +324,11 @@ void format_record(const Statement& st, int64_t realtime_offset_ns, std::string&
     out.string_field(",\"db.statement.name\":", st.statement_name);
   }
   append_parameters(st.parameters, out);
-  if (c.unix_socket) {
-    out.raw(",\"network.transport\":\"unix\"");
-  } else {
-    out.raw(",\"network.transport\":\"tcp\"");
-    out.string_field(",\"client.address\":", c.client_address);
-    out.uint_field(",\"client.port\":", c.client_port);
-  }
-  out.uint_field(",\"server.port\":", c.server_port);
-  out.uint_field(",\"process.pid\":", c.server_pid);
-  if (!c.application_name.empty()) {
-    out.string_field(",\"db.client.application_name\":", c.application_name);
-  }
+  out.raw(f.tail);
   if (!st.error_message.empty()) {
     out.string_field(",\"error.message\":", st.error_message);
   }
-  append_peer_fields(c.peer, out);
+  out.raw(f.peer);
   if (st.text_truncated) out.raw(",\"dbwarden.query_truncated\":true");
   if (st.capture_gap) out.raw(",\"dbwarden.capture_gap\":true");
   if (st.statement_unresolved) out.raw(",\"dbwarden.statement_unresolved\":true");

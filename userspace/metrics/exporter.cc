@@ -9,6 +9,7 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <cstring>
 #include <exception>
 #include <string_view>
 #include <unordered_map>
@@ -82,6 +83,23 @@ struct Exporter::Impl {
   };
   std::unordered_map<std::string, ExportedFingerprint> exported_fingerprints;
   std::unordered_map<std::string, Histogram*> duration_histograms;
+
+  // The series a statement's labels led to last time, per connection and
+  // operation: the common statement finds its counter and histogram by one
+  // slot read and five short comparisons, no key built and no string hashed.
+  // An entry is only a memo of statement_counter()/per_db_system(): it holds
+  // the label values it was made from and serves only a statement with the
+  // same ones, so a connection whose database, user or application changed
+  // (or a new connection in the slot) just misses. Series are never removed
+  // from those families, so the pointers stay valid.
+  struct CachedSeries {
+    std::string db_system, database, user, operation, status_code;
+    Counter* counter = nullptr;  // null: empty slot
+    Histogram* duration = nullptr;
+    bool overflow = false;  // counted under __other__: also a label_overflow
+  };
+  static constexpr size_t kCachedSeries = 1024;  // a power of two
+  std::unique_ptr<CachedSeries[]> series_cache = std::make_unique<CachedSeries[]>(kCachedSeries);
   std::unordered_map<std::string, Gauge*> connection_gauges;
   std::string key;  // scratch, reused so that a cache hit allocates nothing
 
@@ -352,6 +370,47 @@ struct Exporter::Impl {
         .Set(1);
   }
 
+  static bool same(const std::string& cached, const std::string& value) {
+    return cached.size() == value.size() &&
+           std::memcmp(cached.data(), value.data(), value.size()) == 0;
+  }
+
+  // Slot of a connection's statements of one operation: the connection id
+  // spreads connections, the operation's length and ends its statements
+  // (BEGIN, SELECT, UPDATE, COMMIT of one transaction take different slots).
+  static size_t series_slot(const ConnectionInfo& c, const Statement& s) {
+    uint64_t h = c.connection_id * 0x9e3779b97f4a7c15ULL;
+    const std::string& op = s.operation;
+    if (!op.empty()) {
+      h ^= (static_cast<uint64_t>(op.size()) << 16) |
+           (static_cast<uint64_t>(static_cast<unsigned char>(op.front())) << 8) |
+           static_cast<unsigned char>(op.back());
+      h *= 0xc2b2ae3d27d4eb4fULL;
+    }
+    return static_cast<size_t>(h >> 32) & (kCachedSeries - 1);
+  }
+
+  void count_statement(const ConnectionInfo& c, const Statement& s) {
+    CachedSeries& e = series_cache[series_slot(c, s)];
+    if (e.counter == nullptr || !same(e.status_code, s.status_code) ||
+        !same(e.operation, s.operation) || !same(e.user, c.user) || !same(e.database, c.database) ||
+        !same(e.db_system, c.db_system)) {
+      e.counter = statement_counter(c, s);
+      e.overflow = e.counter == other_statements;
+      e.duration = per_db_system(*durations, duration_histograms, c.db_system, duration_buckets());
+      e.db_system.assign(c.db_system);
+      e.database.assign(c.database);
+      e.user.assign(c.user);
+      e.operation.assign(s.operation);
+      e.status_code.assign(s.status_code);
+    } else if (e.overflow) {
+      label_overflow->Increment();  // as statement_counter() does for every such statement
+    }
+    e.counter->Increment();
+    const uint64_t ns = s.end_ns > s.start_ns ? s.end_ns - s.start_ns : 0;
+    e.duration->Observe(static_cast<double>(ns) * 1e-9);
+  }
+
   Counter* statement_counter(const ConnectionInfo& c, const Statement& s) {
     key.clear();
     append_key_part(c.db_system, key);
@@ -446,16 +505,10 @@ Exporter::~Exporter() = default;
 void Exporter::on_statement(const Statement& statement) {
   static const ConnectionInfo kNoConnection;
   const ConnectionInfo& c = statement.connection != nullptr ? *statement.connection : kNoConnection;
-  impl_->statement_counter(c, statement)->Increment();
+  impl_->count_statement(c, statement);
   if (!statement.fingerprint.empty()) {
     impl_->top_fingerprints.add(statement.fingerprint, statement.summary);
   }
-  const uint64_t ns =
-      statement.end_ns > statement.start_ns ? statement.end_ns - statement.start_ns : 0;
-  impl_
-      ->per_db_system(*impl_->durations, impl_->duration_histograms, c.db_system,
-                      duration_buckets())
-      ->Observe(static_cast<double>(ns) * 1e-9);
 }
 
 void Exporter::count_config_reload(bool ok) {

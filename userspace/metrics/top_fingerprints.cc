@@ -6,16 +6,12 @@
 namespace dbwarden::metrics {
 
 void TopFingerprints::add(std::string_view fingerprint, std::string_view summary) {
-  // A reused key buffer keeps a hit allocation-free (16 hex digits do not
-  // fit std::string's small-string buffer).
-  std::string& key = key_;
-  key.assign(fingerprint);
-  if (auto it = entries_.find(key); it != entries_.end()) {
+  if (auto it = entries_.find(fingerprint); it != entries_.end()) {
     ++it->second.count;
     return;
   }
   Entry e;
-  e.fingerprint = key;
+  e.fingerprint.assign(fingerprint);
   e.summary.assign(summary);
   e.count = 1;
   if (entries_.size() >= capacity_) {
@@ -28,7 +24,8 @@ void TopFingerprints::add(std::string_view fingerprint, std::string_view summary
     entries_.erase(least);
     ++evictions_;
   }
-  entries_.emplace(key, std::move(e));
+  std::string key = e.fingerprint;
+  entries_.emplace(std::move(key), std::move(e));
 }
 
 std::vector<TopFingerprints::Entry> TopFingerprints::top(size_t n) const {

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -43,10 +44,16 @@ class TopFingerprints {
   uint64_t evictions() const { return evictions_; }
 
  private:
+  // Looked up by string_view (heterogeneous lookup): a hit neither copies
+  // nor allocates a key.
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+
   size_t capacity_;
-  std::unordered_map<std::string, Entry> entries_;  // key: fingerprint
+  std::unordered_map<std::string, Entry, Hash, std::equal_to<>> entries_;  // key: fingerprint
   uint64_t evictions_ = 0;
-  std::string key_;  // lookup buffer
 };
 
 }  // namespace dbwarden::metrics

@@ -40,4 +40,18 @@ constexpr unsigned char to_lower(unsigned char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<unsigned char>(c - 'A' + 'a') : c;
 }
 
+// to_lower of each of the eight bytes of `w` at once (SWAR). Per byte, with
+// the top bit cleared first so that no sum carries into the next byte:
+// adding 0x80 - 'A' sets the top bit from 'A' up, adding 0x80 - 'Z' - 1 sets
+// it above 'Z'; a byte that had its own top bit set (not ASCII) is left out.
+// The bit left for the letters A-Z, moved down to 0x20, is the case bit.
+constexpr uint64_t fold_lower8(uint64_t w) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  const uint64_t low7 = w & (kOnes * 0x7f);
+  const uint64_t from_a = low7 + kOnes * (0x80 - 'A');
+  const uint64_t after_z = low7 + kOnes * (0x80 - 'Z' - 1);
+  const uint64_t letters = from_a & ~after_z & ~w & (kOnes * 0x80);
+  return w | (letters >> 2);
+}
+
 }  // namespace dbwarden::sql::chars

@@ -215,19 +215,21 @@ static_assert(kSlots.perfect, "two keywords share a hash slot: pick another kHas
 
 }  // namespace
 
-bool is_keyword(std::string_view word) {
-  if (word.size() < 2 || word.size() > kMaxKeyword) return false;
+std::string_view keyword_upper(std::string_view word) {
+  if (word.size() < 2 || word.size() > kMaxKeyword) return {};
   const uint8_t k = kSlots.keyword[slot_of(word)];
-  if (k == kEmptySlot) return false;
+  if (k == kEmptySlot) return {};
   const std::string_view kw = kKeywords[k];
-  if (kw.size() != word.size()) return false;
+  if (kw.size() != word.size()) return {};
   for (size_t i = 0; i < kw.size(); ++i) {
     if (chars::to_upper(static_cast<unsigned char>(word[i])) != static_cast<unsigned char>(kw[i])) {
-      return false;
+      return {};
     }
   }
-  return true;
+  return kw;
 }
+
+bool is_keyword(std::string_view word) { return !keyword_upper(word).empty(); }
 
 std::span<const std::string_view> keyword_list() { return kKeywords; }
 

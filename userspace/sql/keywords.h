@@ -14,6 +14,11 @@ namespace dbwarden::sql {
 // ASCII case-insensitive membership in the keyword list.
 bool is_keyword(std::string_view word);
 
+// The keyword `word` spells in any case, as the list writes it (upper case),
+// or an empty view when it is not one. The view is static: the normaliser
+// appends it instead of upper-casing the word byte by byte.
+std::string_view keyword_upper(std::string_view word);
+
 // The list itself (upper case, sorted): for tests that check is_keyword
 // against a plain search of it.
 std::span<const std::string_view> keyword_list();

@@ -154,10 +154,12 @@ class Normalizer {
   void other(const Token& t, std::string_view sv) {
     Prev cur = Prev::kOther;
     bool keyword = false;
+    std::string_view upper;  // a keyword as the list writes it
     if (is_value(t.kind)) {
       cur = Prev::kValue;
     } else if (t.kind == TokenKind::kWord) {
-      keyword = is_keyword(sv);
+      upper = keyword_upper(sv);
+      keyword = !upper.empty();
       cur = keyword ? Prev::kKeyword : Prev::kIdent;
     } else if (t.kind == TokenKind::kQuotedIdent) {
       cur = Prev::kIdent;
@@ -184,12 +186,12 @@ class Normalizer {
     if (cur == Prev::kValue) {
       out_.push_back('?');
     } else if (keyword) {
-      append_folded(sv, chars::to_upper);
-      last_keyword_is_in_ = sv.size() == 2 && keyword_equals(sv, "IN");
-      last_keyword_is_values_ = sv.size() == 6 && keyword_equals(sv, "VALUES");
-      last_keyword_is_array_ = sv.size() == 5 && keyword_equals(sv, "ARRAY");
+      out_.append(upper);  // already upper case: no byte to fold
+      last_keyword_is_in_ = upper == "IN";
+      last_keyword_is_values_ = upper == "VALUES";
+      last_keyword_is_array_ = upper == "ARRAY";
     } else if (t.kind == TokenKind::kWord && dialect_ == Dialect::kPostgresql) {
-      append_folded(sv, chars::to_lower);
+      append_lower(sv);
     } else {
       out_.append(sv);
     }
@@ -197,13 +199,28 @@ class Normalizer {
     prev_ = cur;
   }
 
-  // One append, then the case change in place: a push_back per byte checked
-  // the capacity per byte.
-  void append_folded(std::string_view sv, unsigned char (*fold)(unsigned char)) {
+  // One append, then the case change in place, eight bytes at a time
+  // (chars::fold_lower8); the last word overlaps the one before when the
+  // length is not a multiple of eight (folding twice changes nothing), and
+  // only words under eight bytes go byte by byte.
+  void append_lower(std::string_view sv) {
     const size_t at = out_.size();
     out_.append(sv);
-    for (size_t i = at; i < out_.size(); ++i) {
-      out_[i] = static_cast<char>(fold(static_cast<unsigned char>(out_[i])));
+    char* p = out_.data() + at;
+    const size_t n = sv.size();
+    if (n < 8) {
+      for (size_t i = 0; i < n; ++i) {
+        p[i] = static_cast<char>(chars::to_lower(static_cast<unsigned char>(p[i])));
+      }
+      return;
+    }
+    for (size_t i = 0;; i += 8) {
+      if (i + 8 > n) i = n - 8;
+      uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      w = chars::fold_lower8(w);
+      std::memcpy(p + i, &w, 8);
+      if (i + 8 == n) return;
     }
   }
 

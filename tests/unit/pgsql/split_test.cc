@@ -131,3 +131,28 @@ TEST_CASE("pgsql split: each sensitive byte at every position of a plain run", "
     }
   }
 }
+
+TEST_CASE("pgsql split: BEGIN ATOMIC found wherever it sits in the 16-byte blocks", "[pgsql]") {
+  // The 16-byte search stops at an 'a' only before a 't' (or at a block's
+  // last byte). An unfinished BEGIN ATOMIC body keeps its trailing ';', which
+  // a one-statement answer would cut off: ATOMIC in any case, shifted over
+  // both sides of each block edge, among a's that are not ATOMIC, must split
+  // as the lexer does.
+  std::vector<SqlPiece> fast, lexer;
+  for (const char* atomic : {"ATOMIC", "atomic", "aTOMIC", "Atomic"}) {
+    for (size_t lead = 0; lead < 20; ++lead) {
+      for (size_t gap = 1; gap < 20; ++gap) {
+        const std::string sql = std::string(lead, ' ') + "CREATE FUNCTION fa() RETURNS int BEGIN" +
+                                std::string(gap, ' ') + atomic + " SELECT abalance FROM ta;";
+        SplitStatements(sql, &fast);
+        dbwarden::pgsql::SplitStatementsByLexer(sql, &lexer);
+        INFO(sql);
+        REQUIRE(lexer.size() == 1);
+        REQUIRE(sql[lexer[0].offset + lexer[0].length - 1] == ';');  // kept in the body
+        REQUIRE(fast.size() == 1);
+        REQUIRE(fast[0].offset == lexer[0].offset);
+        REQUIRE(fast[0].length == lexer[0].length);
+      }
+    }
+  }
+}

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// is_keyword is a perfect hash over the keyword list: it must answer exactly
+// is_keyword and keyword_upper are a perfect hash over the keyword list: they
+// must answer (membership, and the entry in its upper-case spelling) exactly
 // as a plain case-insensitive search of that list, on every keyword and on
 // the words closest to them (one byte changed, dropped or added, prefixes,
 // other bytes that fold alike under the hash's OR 0x20).
@@ -16,11 +17,13 @@ namespace {
 
 using dbwarden::sql::is_keyword;
 using dbwarden::sql::keyword_list;
+using dbwarden::sql::keyword_upper;
 
-// The reference: the list searched one entry at a time.
-bool listed(std::string_view word) {
+// The reference: the list searched one entry at a time; the entry found, or
+// an empty view.
+std::string_view listed(std::string_view word) {
   const auto list = keyword_list();
-  return std::any_of(list.begin(), list.end(), [&](std::string_view k) {
+  const auto it = std::find_if(list.begin(), list.end(), [&](std::string_view k) {
     if (k.size() != word.size()) return false;
     for (size_t i = 0; i < k.size(); ++i) {
       char c = word[i];
@@ -29,6 +32,7 @@ bool listed(std::string_view word) {
     }
     return true;
   });
+  return it == list.end() ? std::string_view() : *it;
 }
 
 size_t mismatches = 0;
@@ -36,7 +40,8 @@ size_t checked = 0;
 
 void agree(const std::string& word) {
   ++checked;
-  if (is_keyword(word) != listed(word)) {
+  const std::string_view expected = listed(word);
+  if (is_keyword(word) != !expected.empty() || keyword_upper(word) != expected) {
     ++mismatches;
     UNSCOPED_INFO("disagree on \"" << word << "\"");
   }
