@@ -12,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "exposition.h"
 #include "metrics/exporter.h"
 
 namespace {
@@ -20,32 +21,9 @@ using dbwarden::ConnectionInfo;
 using dbwarden::Statement;
 using dbwarden::metrics::Exporter;
 
-std::unique_ptr<Exporter> make_exporter() {
-  auto r = Exporter::Start("", "cache-test");
-  if (!r.ok()) FAIL(r.status().message());
-  return std::move(r.value());
-}
-
-// Value of the series line starting with `series` then a space; -1 if none.
-double value_of(const std::string& text, const std::string& series) {
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 &&
-        line[series.size()] == ' ') {
-      return std::stod(line.substr(series.size() + 1));
-    }
-  }
-  return -1;
-}
-
-size_t count_series(const std::string& text, const std::string& name) {
-  std::istringstream in(text);
-  size_t n = 0;
-  for (std::string line; std::getline(in, line);) {
-    if (line.compare(0, name.size() + 1, name + "{") == 0) ++n;
-  }
-  return n;
-}
+using dbw_metrics_test::count_series;
+using dbw_metrics_test::make_exporter;
+using dbw_metrics_test::value_of;
 
 std::string series(const std::string& system, const std::string& db, const std::string& user,
                    const std::string& op, const std::string& status) {

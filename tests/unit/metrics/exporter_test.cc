@@ -10,6 +10,7 @@
 #include <sstream>
 #include <string>
 
+#include "exposition.h"
 #include "metrics/label_value.h"
 
 namespace {
@@ -20,33 +21,9 @@ using dbwarden::metrics::CaptureCounters;
 using dbwarden::metrics::DecoderCounters;
 using dbwarden::metrics::Exporter;
 
-std::unique_ptr<Exporter> make_exporter() {
-  auto r = Exporter::Start("", "1.2.3-test");
-  if (!r.ok()) FAIL(r.status().message());
-  return std::move(r.value());
-}
-
-// The value of the series whose line starts with `series` followed by a space,
-// or -1 when there is no such line.
-double value_of(const std::string& text, const std::string& series) {
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 &&
-        line[series.size()] == ' ') {
-      return std::stod(line.substr(series.size() + 1));
-    }
-  }
-  return -1;
-}
-
-size_t count_series(const std::string& text, const std::string& name) {
-  std::istringstream in(text);
-  size_t n = 0;
-  for (std::string line; std::getline(in, line);) {
-    if (line.compare(0, name.size() + 1, name + "{") == 0) ++n;
-  }
-  return n;
-}
+using dbw_metrics_test::count_series;
+using dbw_metrics_test::make_exporter;
+using dbw_metrics_test::value_of;
 
 ConnectionInfo pg_connection(const std::string& user) {
   ConnectionInfo c;
