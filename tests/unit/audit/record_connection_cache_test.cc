@@ -13,9 +13,11 @@
 #include <vector>
 
 #include "audit/record.h"
+#include "connection_fixture.h"
 
 namespace {
 
+using dbw_audit_test::tcp_connection;
 using dbwarden::ConnectionInfo;
 using dbwarden::Statement;
 using dbwarden::audit::format_record;
@@ -35,20 +37,6 @@ std::string fresh(const Statement& s) {
   return out;
 }
 
-ConnectionInfo full_connection(uint64_t id) {
-  ConnectionInfo c;
-  c.connection_id = id;
-  c.db_system = "postgresql";
-  c.client_address = "10.1.2.3";
-  c.client_port = 51234;
-  c.server_port = 5432;
-  c.server_pid = 4321;
-  c.user = "alice";
-  c.database = "shop";
-  c.application_name = "psql";
-  return c;
-}
-
 Statement statement(const ConnectionInfo& c, std::string text = "SELECT 1") {
   Statement s;
   s.connection = &c;
@@ -58,6 +46,17 @@ Statement statement(const ConnectionInfo& c, std::string text = "SELECT 1") {
   s.operation = "SELECT";
   s.error_message = "between the tail and the peer";
   return s;
+}
+
+// A record formatted after `change` differs from the one before and equals
+// one formatted with nothing remembered.
+void check_change_shows(ConnectionInfo& c, const std::function<void(ConnectionInfo&)>& change) {
+  const std::string before = warm(statement(c));
+  CHECK(before == fresh(statement(c)));
+  change(c);
+  const std::string after = warm(statement(c));
+  CHECK(after != before);
+  CHECK(after == fresh(statement(c)));
 }
 
 }  // namespace
@@ -81,13 +80,8 @@ TEST_CASE("record cache: every connection field changed under it shows in the ne
   };
   for (const auto& [name, change] : changes) {
     SECTION(name) {
-      ConnectionInfo c = full_connection(3);
-      const std::string before = warm(statement(c));
-      CHECK(before == fresh(statement(c)));
-      change(c);
-      const std::string after = warm(statement(c));
-      CHECK(after != before);
-      CHECK(after == fresh(statement(c)));
+      ConnectionInfo c = tcp_connection(3);
+      check_change_shows(c, change);
     }
   }
 }
@@ -109,7 +103,7 @@ TEST_CASE("record cache: each peer identity field changed under it shows in the 
   };
   for (const auto& [name, change] : changes) {
     SECTION(name) {
-      ConnectionInfo c = full_connection(9);
+      ConnectionInfo c = tcp_connection(9);
       c.peer.pid = 777;
       c.peer.uid = 1000;
       c.peer.user_name = "alice";
@@ -118,20 +112,15 @@ TEST_CASE("record cache: each peer identity field changed under it shows in the 
       c.peer.command = "psql";
       c.peer.executable = "/usr/bin/psql";
       c.peer.systemd_unit = "session-3.scope";
-      const std::string before = warm(statement(c));
-      CHECK(before == fresh(statement(c)));
-      change(c);
-      const std::string after = warm(statement(c));
-      CHECK(after != before);
-      CHECK(after == fresh(statement(c)));
+      check_change_shows(c, change);
     }
   }
 }
 
 TEST_CASE("record cache: connections sharing a slot and a reused address stay apart",
           "[audit][record][cache]") {
-  const ConnectionInfo a = full_connection(1);
-  ConnectionInfo b = full_connection(257);  // 257 % 256 == 1: the same slot
+  const ConnectionInfo a = tcp_connection(1);
+  ConnectionInfo b = tcp_connection(257);  // 257 % 256 == 1: the same slot
   b.user = "bob";
   for (int i = 0; i < 3; ++i) {
     CHECK(warm(statement(a)) == fresh(statement(a)));
@@ -139,9 +128,9 @@ TEST_CASE("record cache: connections sharing a slot and a reused address stay ap
   }
   // A connection ends and the next one, with the same id, lives at the same
   // address (the observer reuses its storage): only the values decide.
-  auto storage = std::make_unique<ConnectionInfo>(full_connection(5));
+  auto storage = std::make_unique<ConnectionInfo>(tcp_connection(5));
   const std::string first = warm(statement(*storage));
-  *storage = full_connection(5);
+  *storage = tcp_connection(5);
   storage->client_port = 40000;
   storage->application_name = "pgbench";
   const std::string second = warm(statement(*storage));
@@ -160,7 +149,7 @@ TEST_CASE("record cache: random changes over shared slots match fresh records",
           "[audit][record][cache]") {
   std::mt19937 rng(20261126);
   std::vector<ConnectionInfo> conns;
-  for (uint64_t i = 0; i < 700; ++i) conns.push_back(full_connection(i * 7));
+  for (uint64_t i = 0; i < 700; ++i) conns.push_back(tcp_connection(i * 7));
   const char* const names[] = {"psql", "", "pgbench", "app\"quoted\""};
   for (int n = 0; n < 400; ++n) {
     ConnectionInfo& c = conns[rng() % conns.size()];
@@ -193,7 +182,7 @@ TEST_CASE("record cache: random changes over shared slots match fresh records",
 // fingerprints sharing their first bytes, must still show as they are.
 TEST_CASE("record cache: analysis fields changed under the same fingerprint show",
           "[audit][record][cache]") {
-  const ConnectionInfo c = full_connection(11);
+  const ConnectionInfo c = tcp_connection(11);
   Statement base = statement(c);
   base.summary = "SELECT accounts";
   base.fingerprint = "0123456789abcdef";

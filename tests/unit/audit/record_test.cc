@@ -6,28 +6,17 @@
 #include <set>
 #include <string>
 
+#include "connection_fixture.h"
+
 namespace {
 
+using dbw_audit_test::tcp_connection;
 using dbwarden::ConnectionInfo;
 using dbwarden::Statement;
 using dbwarden::audit::format_record;
 
 // 2023-11-14T22:13:20.123456789Z
 constexpr int64_t kWallNs = 1'700'000'000'123'456'789;
-
-ConnectionInfo tcp_connection() {
-  ConnectionInfo c;
-  c.connection_id = 42;
-  c.db_system = "postgresql";
-  c.client_address = "10.1.2.3";
-  c.client_port = 51234;
-  c.server_port = 5432;
-  c.server_pid = 4321;
-  c.user = "alice";
-  c.database = "shop";
-  c.application_name = "psql";
-  return c;
-}
 
 Statement full_statement(const ConnectionInfo* c) {
   Statement s;

@@ -1,0 +1,27 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// A TCP connection with every ConnectionInfo field the record prints set, for
+// the record formatting tests.
+#pragma once
+
+#include <cstdint>
+
+#include "protocol/statement.h"
+
+namespace dbw_audit_test {
+
+inline dbwarden::ConnectionInfo tcp_connection(uint64_t id = 42) {
+  dbwarden::ConnectionInfo c;
+  c.connection_id = id;
+  c.db_system = "postgresql";
+  c.client_address = "10.1.2.3";
+  c.client_port = 51234;
+  c.server_port = 5432;
+  c.server_pid = 4321;
+  c.user = "alice";
+  c.database = "shop";
+  c.application_name = "psql";
+  return c;
+}
+
+}  // namespace dbw_audit_test
