@@ -874,10 +874,8 @@ int BPF_PROG(dbw_sys_exit, struct pt_regs *regs, long ret)
 	if (nr == NR_shutdown) {
 		/* SHUT_RD/SHUT_WR leave one direction open: only both end it. */
 		st = regs->si == SHUT_RDWR ? bpf_map_lookup_elem(&conns, &ino) : NULL;
-		if (st) {
-			dbw_tls_forget(ino);
+		if (st)
 			end_connection(ino, st);
-		}
 		return 0;
 	}
 	if (ret == 0)
@@ -890,7 +888,7 @@ int BPF_PROG(dbw_sys_exit, struct pt_regs *regs, long ret)
 		if (!st)
 			return 0;
 	}
-	if (dbw_tls_syscall(ino))
+	if (dbw_tls_syscall(ino, st))
 		return 0; /* ciphertext: the plaintext comes from the libssl probes */
 
 	switch (nr) {
@@ -966,7 +964,6 @@ int dbw_close(struct trace_event_raw_sys_enter *ctx)
 	}
 	if (!is_last_reference(file))
 		return 0;
-	dbw_tls_forget(ino);
 	end_connection(ino, st);
 	return 0;
 }

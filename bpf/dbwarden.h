@@ -152,7 +152,11 @@ struct dbw_conn_state {
 	__u8 family;
 	__u8 side; /* enum dbw_side */
 	__u8 flags; /* enum dbw_conn_flags (was padding: pinned entries of older agents read 0) */
-	__u8 _pad[3];
+	/* 1: the connection carries TLS, its syscall bytes are ciphertext (set by
+	 * the syscall program, bpf/tls.bpf.h). A byte of its own, so that setting
+	 * it never races with the read-modify-write of `flags`. */
+	__u8 tls;
+	__u8 _pad[2];
 };
 
 /* Bits of dbw_conn_state.flags, copied from the `ports` value at first sighting. */

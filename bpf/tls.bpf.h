@@ -12,8 +12,8 @@
  *   2. the syscall program, for a socket already tracked in `conns`, asks
  *      dbw_tls_syscall(): a syscall made from inside an SSL call moves the
  *      ciphertext of that SSL*, so SSL* -> socket inode goes into tls_ssl_sock
- *      and the socket into tls_socks. Every syscall byte of a socket in
- *      tls_socks is ciphertext and is not emitted;
+ *      and the connection is marked (dbw_conn_state.tls). Every syscall byte
+ *      of a marked connection is ciphertext and is not emitted;
  *   3. the exit probes of SSL_read/SSL_write emit the plaintext through
  *      emit_data() on the connection found via SSL* -> inode, with the
  *      connection's own stream offsets: the plaintext continues exactly where
@@ -78,15 +78,37 @@ struct {
 	__type(value, __u64);
 } tls_ssl_sock SEC(".maps");
 
-/* Socket inodes of tracked connections that carry TLS: their syscall bytes
- * are ciphertext. LRU, sized like `conns`: a stale inode is only a risk if
- * the kernel hands the same inode number to a new socket before it ages out. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, __u8);
-} tls_socks SEC(".maps");
+/* Threads inside a libssl call, counted per slot of their thread id: nonzero
+ * means "maybe in a call, look in tls_calls". Every syscall moving bytes on a
+ * tracked connection asks; without this gate each one paid a hash lookup
+ * although almost none is made from inside libssl. A count only grows with an
+ * entry inserted into tls_calls and only shrinks with one deleted, so it is
+ * never zero while a thread of its slot is in a call (a thread that dies
+ * inside a call leaves its slot nonzero: a lookup too many, never one too
+ * few). In .bss, which is pinned with tls_calls. */
+#define DBW_TLS_BUSY_SLOTS 4096
+__u32 tls_busy[DBW_TLS_BUSY_SLOTS];
+
+static __always_inline __u32 *tls_busy_slot(__u64 pid_tgid)
+{
+	return &tls_busy[(__u32)pid_tgid & (DBW_TLS_BUSY_SLOTS - 1)];
+}
+
+/* Starts the thread's libssl call. An entry left by a call whose exit was
+ * missed is replaced without counting the thread twice. */
+static __always_inline void tls_call_begin(__u64 pid_tgid, const struct dbw_tls_call *call)
+{
+	if (bpf_map_update_elem(&tls_calls, &pid_tgid, call, BPF_NOEXIST) == 0)
+		__sync_fetch_and_add(tls_busy_slot(pid_tgid), 1);
+	else
+		bpf_map_update_elem(&tls_calls, &pid_tgid, call, BPF_ANY);
+}
+
+static __always_inline void tls_call_end(__u64 pid_tgid)
+{
+	if (bpf_map_delete_elem(&tls_calls, &pid_tgid) == 0)
+		__sync_fetch_and_add(tls_busy_slot(pid_tgid), (__u32)-1); /* no atomic sub in BPF v1-v2 */
+}
 
 /* Per-CPU counters, index enum dbw_tls_stat (dbwarden.h). */
 struct {
@@ -108,38 +130,29 @@ static __always_inline void tls_count(__u32 stat)
  * Called by the syscall program for every syscall moving bytes on a tracked
  * connection. Returns 1 when the bytes are ciphertext and must not be emitted.
  */
-static __always_inline int dbw_tls_syscall(__u64 ino)
+static __always_inline int dbw_tls_syscall(__u64 ino, struct dbw_conn_state *st)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct dbw_tls_call *call = bpf_map_lookup_elem(&tls_calls, &pid_tgid);
-	__u8 one = 1;
+	__u64 pid_tgid;
+	struct dbw_tls_call *call;
 
-	if (call) {
-		struct dbw_tls_ssl_key key = { .ssl = call->ssl, .tgid = pid_tgid >> 32 };
-
-		if (!bpf_map_lookup_elem(&tls_socks, &ino)) {
-			bpf_map_update_elem(&tls_socks, &ino, &one, BPF_ANY);
-			tls_count(DBW_TLS_STAT_CONNECTIONS);
-		}
-		bpf_map_update_elem(&tls_ssl_sock, &key, &ino, BPF_ANY);
+	if (st->tls) {
 		tls_count(DBW_TLS_STAT_CIPHERTEXT_SUPPRESSED);
 		return 1;
 	}
-	if (bpf_map_lookup_elem(&tls_socks, &ino)) {
-		tls_count(DBW_TLS_STAT_CIPHERTEXT_SUPPRESSED);
-		return 1;
-	}
-	return 0;
-}
+	pid_tgid = bpf_get_current_pid_tgid();
+	if (!*tls_busy_slot(pid_tgid))
+		return 0;
+	call = bpf_map_lookup_elem(&tls_calls, &pid_tgid);
+	if (!call)
+		return 0;
+	struct dbw_tls_ssl_key key = { .ssl = call->ssl, .tgid = pid_tgid >> 32 };
 
-/*
- * A tracked connection ends (close of the last reference, shutdown(SHUT_RDWR)):
- * its inode number may be handed to a new socket later, which must not be
- * taken for TLS. Called by dbwarden.bpf.c next to end_connection().
- */
-static __always_inline void dbw_tls_forget(__u64 ino)
-{
-	bpf_map_delete_elem(&tls_socks, &ino);
+	/* A plain byte store: the connection's other flags are not touched. */
+	st->tls = 1;
+	tls_count(DBW_TLS_STAT_CONNECTIONS);
+	bpf_map_update_elem(&tls_ssl_sock, &key, &ino, BPF_ANY);
+	tls_count(DBW_TLS_STAT_CIPHERTEXT_SUPPRESSED);
+	return 1;
 }
 
 static __always_inline int tls_enter(__u8 op, __u64 ssl, __u64 buf, __u64 len_ptr)
@@ -149,7 +162,7 @@ static __always_inline int tls_enter(__u8 op, __u64 ssl, __u64 buf, __u64 len_pt
 
 	if (!is_tracked_process(pid_tgid >> 32))
 		return 0;
-	bpf_map_update_elem(&tls_calls, &pid_tgid, &call, BPF_ANY);
+	tls_call_begin(pid_tgid, &call);
 	return 0;
 }
 
@@ -178,7 +191,7 @@ static __always_inline int tls_exit(long ret)
 	} else if (ret > 0) {
 		n = (__u64)ret;
 	}
-	bpf_map_delete_elem(&tls_calls, &pid_tgid);
+	tls_call_end(pid_tgid);
 	if (op == DBW_TLS_OP_HANDSHAKE || n == 0)
 		return 0;
 	ino = bpf_map_lookup_elem(&tls_ssl_sock, &key);
@@ -243,7 +256,7 @@ int BPF_KRETPROBE(dbw_ssl_handshake_exit)
 	struct dbw_tls_call *call = bpf_map_lookup_elem(&tls_calls, &pid_tgid);
 
 	if (call && call->op == DBW_TLS_OP_HANDSHAKE)
-		bpf_map_delete_elem(&tls_calls, &pid_tgid);
+		tls_call_end(pid_tgid);
 	return 0;
 }
 
