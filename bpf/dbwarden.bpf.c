@@ -426,9 +426,14 @@ static __always_inline __u64 ringbuf_flags(__u64 record_bytes)
 									     : BPF_RB_NO_WAKEUP;
 }
 
-/* Most database messages are small: reserve a fixed-size record and copy the
- * user buffer straight into the ring (one copy). Larger ones go through the
- * per-CPU scratch record and bpf_ringbuf_output (two copies, exact size). */
+/* Most database messages are small: reserve a record of fixed size and copy
+ * the user buffer straight into the ring (one copy). The reservation size
+ * must be a constant, so there are three: a record takes the smallest that
+ * holds it. Every byte reserved is a byte the CPU writes into and the reader
+ * pulls through its cache, so a 60-byte query does not take 256 (measured:
+ * the reservation, copy and submit were half the program's time per
+ * statement). Larger messages go through the per-CPU scratch record and
+ * bpf_ringbuf_output (two copies, exact size). */
 #define DBW_SMALL_BYTES 256
 
 static __always_inline void fill_header(struct dbw_data_event *e, __u64 conn_id, __u8 dir)
@@ -445,13 +450,17 @@ static __always_inline void fill_header(struct dbw_data_event *e, __u64 conn_id,
 	e->flags = 0;
 }
 
-static __always_inline void emit_small(__u64 conn_id, __u8 dir, const char *buf, __u32 len,
-				       __u64 offset)
+/* `size`, the reservation and the copy's bound, is a constant after inlining.
+ * `len` is 64-bit so that the bound check and the copy use one register: a
+ * 32-bit length is compared on a zero-extended copy whose bound the verifier
+ * does not carry over to the register passed to the copy. */
+static __always_inline void emit_sized(__u64 conn_id, __u8 dir, const char *buf, __u64 len,
+				       __u64 offset, const __u32 size)
 {
+	const __u64 record_bytes = offsetof(struct dbw_data_event, data) + size;
 	struct dbw_data_event *e;
 
-	e = bpf_ringbuf_reserve(&events, offsetof(struct dbw_data_event, data) + DBW_SMALL_BYTES,
-				0);
+	e = bpf_ringbuf_reserve(&events, record_bytes, 0);
 	if (!e) {
 		count_drop(DBW_DROP_RINGBUF_FULL);
 		return;
@@ -461,11 +470,22 @@ static __always_inline void emit_small(__u64 conn_id, __u8 dir, const char *buf,
 	e->length = len;
 	e->captured = len;
 	barrier_var(len); /* keep the bound check below visible to the verifier */
-	if (len > DBW_SMALL_BYTES || bpf_probe_read_user(e->data, len, buf)) {
+	if (len > size || bpf_probe_read_user(e->data, len, buf)) {
 		count_drop(DBW_DROP_READ_FAILED);
 		e->captured = 0;
 	}
-	bpf_ringbuf_submit(e, ringbuf_flags(offsetof(struct dbw_data_event, data) + DBW_SMALL_BYTES));
+	bpf_ringbuf_submit(e, ringbuf_flags(record_bytes));
+}
+
+static __always_inline void emit_small(__u64 conn_id, __u8 dir, const char *buf, __u32 len,
+				       __u64 offset)
+{
+	if (len <= 64)
+		emit_sized(conn_id, dir, buf, len, offset, 64);
+	else if (len <= 128)
+		emit_sized(conn_id, dir, buf, len, offset, 128);
+	else
+		emit_sized(conn_id, dir, buf, len, offset, DBW_SMALL_BYTES);
 }
 
 /* `len` bytes at `offset` that are not copied: a record with no payload, so
