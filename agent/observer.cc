@@ -227,7 +227,9 @@ void Observer::resolve_peer(Connection& c, const dbw_conn_event& e) {
     // Captured in the client itself: the peer process is the one that connected.
     peer = resolver_->describe(e.hdr.pid);
   } else if (c.info.unix_socket) {
-    peer = resolver_->unix_peer(e.sock_ino, hint);
+    // peer_ino: the client socket, read at accept (0 for a connection found
+    // already open, or from an older recording: unix_diag finds it then).
+    peer = resolver_->unix_peer(e.sock_ino, hint, e.peer_ino);
   } else {
     std::string server_address = format_address(e.server_addr, e.family);
     bool local = c.info.client_address == server_address ||

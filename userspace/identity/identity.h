@@ -69,6 +69,7 @@ class Resolver {
     uint64_t socket_not_found = 0;  // sock_diag has no such socket (closed, other netns)
     uint64_t owner_not_found = 0;   // socket exists, no process found holding it
     uint64_t diag_errors = 0;       // netlink failures other than "no such socket"
+    uint64_t peer_inode_given = 0;  // unix peer inode from the capture: no unix_diag query
     uint64_t cache_overflow = 0;    // sockets not cached because of max_cached_sockets
     uint64_t bad_arguments = 0;     // unparsable address, inode out of range
   };
@@ -91,9 +92,12 @@ class Resolver {
                                       const std::string& server_addr, uint16_t server_port,
                                       const SeenConnector* seen = nullptr);
   // Unix stream socket: the server-side socket inode -> its peer socket inode
-  // (unix_diag, UDIAG_SHOW_PEER) -> the process owning the peer.
+  // (unix_diag, UDIAG_SHOW_PEER) -> the process owning the peer. A nonzero
+  // `peer_socket_inode` is that peer inode already known (the capture reads
+  // it from the kernel at accept): no unix_diag round trip then.
   std::optional<PeerProcess> unix_peer(uint64_t server_socket_inode,
-                                       const SeenConnector* seen = nullptr);
+                                       const SeenConnector* seen = nullptr,
+                                       uint64_t peer_socket_inode = 0);
   // The /proc reads for one pid. A pid that is gone gives only `pid` set.
   PeerProcess describe(uint32_t pid);
 

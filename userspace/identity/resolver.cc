@@ -168,9 +168,14 @@ std::optional<PeerProcess> Resolver::tcp_peer(const std::string& client_addr, ui
 }
 
 std::optional<PeerProcess> Resolver::unix_peer(uint64_t server_socket_inode,
-                                               const SeenConnector* seen) {
+                                               const SeenConnector* seen,
+                                               uint64_t peer_socket_inode) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->stats.lookups++;
+  if (peer_socket_inode != 0) {
+    impl_->stats.peer_inode_given++;
+    return impl_->owner_of(peer_socket_inode, seen);
+  }
   // unix_diag carries inodes as u32 (linux/unix_diag.h).
   if (server_socket_inode == 0 || server_socket_inode > UINT32_MAX) {
     impl_->stats.bad_arguments++;
