@@ -316,7 +316,13 @@ void format_record(const Statement& st, int64_t realtime_offset_ns, std::string&
   out.raw(f.head);
   out.string_field(",\"db.query.text\":", st.text);
   out.raw(analysis_fields.of(st));
-  out.string_field(",\"db.response.status_code\":", st.status_code);
+  if (st.status_code.empty()) {
+    // No response was seen (the connection ended or bytes were lost first):
+    // the outcome is unknown, which is not a SQLSTATE, not even an empty one.
+    out.raw(",\"db.response.status_code\":null");
+  } else {
+    out.string_field(",\"db.response.status_code\":", st.status_code);
+  }
   if (st.returned_rows.has_value()) {
     out.uint_field(",\"db.response.returned_rows\":", *st.returned_rows);
   }

@@ -102,6 +102,18 @@ TEST_CASE("record: optional fields are omitted; unix socket has no client addres
   CHECK(j["duration_us"] == 0);
 }
 
+TEST_CASE("record: an unknown outcome is a null status, not an empty SQLSTATE", "[audit][record]") {
+  const ConnectionInfo c = tcp_connection();
+  Statement s;
+  s.connection = &c;
+  s.status_code.clear();  // what a session sets when no response was seen
+  s.capture_gap = true;
+  const auto j = format(s, 0);
+  REQUIRE(j.contains("db.response.status_code"));
+  CHECK(j["db.response.status_code"].is_null());
+  CHECK(!j.contains("db.response.returned_rows"));
+}
+
 TEST_CASE("record: zero returned rows is present, not omitted", "[audit][record]") {
   const ConnectionInfo c = tcp_connection();
   Statement s;
