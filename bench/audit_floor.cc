@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// What the audit trail issue 5 requires costs per statement record, measured
+// with the agent's own code on this machine: the SHA-256 chain
+// (ChainHasher, as the writer calls it), the write(2) of the line into the
+// page cache, and zstd of the rotated file (zstd_compress_file). Issues 2 and
+// 3 budget 1.5 us of CPU per audited statement for everything, capture and
+// decoding included; this prints how much of it these three steps alone
+// take, as a ratio to that budget.
+//
+// Records come from an audit file (plain JSONL, e.g. one written during
+// `pgbench -S`); their seq and chain fields are recomputed, so any valid or
+// invalid file of statement records will do. With --minimal, each record is
+// cut down to the keys issue 2 requires (the smallest record the issues
+// allow), to show the floor does not come from optional fields.
+//
+// Usage: audit_floor --records FILE [--minimal] [--level N] [--rounds N]
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "audit/chain.h"
+#include "audit/compress.h"
+
+namespace {
+
+using dbwarden::audit::ChainHasher;
+using dbwarden::audit::Digest;
+
+// The keys issue 2 requires of every statement record.
+const char* const kRequiredKeys[] = {"time",
+                                     "duration_us",
+                                     "connection_id",
+                                     "db.system.name",
+                                     "db.namespace",
+                                     "db.user",
+                                     "db.query.text",
+                                     "db.operation.name",
+                                     "db.response.status_code",
+                                     "db.response.returned_rows",
+                                     "client.address",
+                                     "client.port",
+                                     "server.port",
+                                     "process.pid"};
+
+double thread_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// A record's canonical prefix: the line without its seq and chain fields and
+// without the closing brace (what the writer hashes first).
+std::string canonical_prefix(const std::string& line, bool minimal) {
+  auto j = nlohmann::json::parse(line, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("db.query.text")) return {};
+  if (minimal) {
+    nlohmann::json m = nlohmann::json::object();
+    for (const char* k : kRequiredKeys) {
+      if (j.contains(k)) m[k] = j[k];
+    }
+    j = std::move(m);
+  } else {
+    j.erase("dbwarden.seq");
+    j.erase("dbwarden.chain");
+  }
+  // nlohmann sorts keys; the byte count and content are what matter here.
+  std::string out = j.dump();
+  out.pop_back();  // the closing brace
+  return out;
+}
+
+struct Lines {
+  std::vector<std::string> prefixes;
+  size_t bytes = 0;  // of the finished lines, chain fields included
+};
+
+// Chains every record as the writer does: the hashing alone is timed, over
+// the whole loop (a clock read per record would cost more than a hash), and
+// its CPU time goes to `hash_ns`; then the finished lines are put together.
+std::string chain_all(const Lines& in, ChainHasher& hasher, double& hash_ns) {
+  std::vector<std::string> tails(in.prefixes.size());
+  for (size_t seq = 0; seq < tails.size(); ++seq) {
+    tails[seq].assign(dbwarden::audit::kSeqKey).append(std::to_string(seq)).append("}");
+  }
+  std::vector<Digest> chain(in.prefixes.size());
+  Digest prev{};
+  const double t0 = thread_cpu_ns();
+  for (size_t seq = 0; seq < in.prefixes.size(); ++seq) {
+    prev = hasher.hash(prev, in.prefixes[seq], tails[seq]);
+    chain[seq] = prev;
+  }
+  hash_ns = thread_cpu_ns() - t0;
+
+  std::string out;
+  out.reserve(in.bytes + 64);
+  for (size_t seq = 0; seq < in.prefixes.size(); ++seq) {
+    out.append(in.prefixes[seq]).append(tails[seq], 0, tails[seq].size() - 1);
+    out.append(dbwarden::audit::kChainKey);
+    dbwarden::audit::append_hex(chain[seq], out);
+    out.append("\"}\n");
+  }
+  return out;
+}
+
+// CPU time of writing `text` to `path` in 256 KiB pieces, as the writer does.
+double write_file(const std::string& path, const std::string& text) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    std::perror(path.c_str());
+    std::exit(1);
+  }
+  constexpr size_t kPiece = 256 * 1024;
+  const double t0 = thread_cpu_ns();
+  for (size_t off = 0; off < text.size(); off += kPiece) {
+    const size_t n = std::min(kPiece, text.size() - off);
+    if (write(fd, text.data() + off, n) != static_cast<ssize_t>(n)) {
+      std::perror("write");
+      std::exit(1);
+    }
+  }
+  const double spent = thread_cpu_ns() - t0;
+  close(fd);
+  return spent;
+}
+
+[[noreturn]] void usage() {
+  std::fprintf(stderr,
+               "usage: audit_floor --records FILE [--minimal] [--level N] [--rounds N]\n"
+               "  FILE: plain JSONL audit records (e.g. written during pgbench -S)\n");
+  std::exit(2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string records;
+  bool minimal = false;
+  int level = 1;  // the agent's default --audit-compress-level
+  int rounds = 5;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--records" && i + 1 < argc) {
+      records = argv[++i];
+    } else if (a == "--minimal") {
+      minimal = true;
+    } else if (a == "--level" && i + 1 < argc) {
+      level = std::atoi(argv[++i]);
+    } else if (a == "--rounds" && i + 1 < argc) {
+      rounds = std::max(1, std::atoi(argv[++i]));
+    } else {
+      usage();
+    }
+  }
+  if (records.empty()) usage();
+
+  std::ifstream in(records);
+  if (!in) {
+    std::fprintf(stderr, "audit_floor: cannot read %s\n", records.c_str());
+    return 1;
+  }
+  Lines lines;
+  std::string line;
+  constexpr size_t kMaxRecords = 200000;
+  while (lines.prefixes.size() < kMaxRecords && std::getline(in, line)) {
+    std::string p = canonical_prefix(line, minimal);
+    if (p.empty()) continue;  // checkpoints and anything that is not a statement
+    lines.bytes += p.size() + 90;
+    lines.prefixes.push_back(std::move(p));
+  }
+  if (lines.prefixes.empty()) {
+    std::fprintf(stderr, "audit_floor: no statement records in %s\n", records.c_str());
+    return 1;
+  }
+  auto hasher = ChainHasher::Create("");
+  if (!hasher.ok()) {
+    std::fprintf(stderr, "audit_floor: %s\n", hasher.status().message().c_str());
+    return 1;
+  }
+
+  char dir_tmpl[] = "/tmp/dbw-audit-floor-XXXXXX";
+  if (mkdtemp(dir_tmpl) == nullptr) {
+    std::perror("mkdtemp");
+    return 1;
+  }
+  const std::string path = std::string(dir_tmpl) + "/audit.jsonl";
+  std::vector<double> hash_ns, write_ns, zstd_ns;
+  size_t line_bytes = 0, zst_bytes = 0;
+  for (int r = 0; r < rounds; ++r) {
+    double h = 0;
+    const std::string text = chain_all(lines, **hasher, h);
+    line_bytes = text.size();
+    hash_ns.push_back(h);
+    write_ns.push_back(write_file(path, text));
+    const double t0 = thread_cpu_ns();
+    const auto st = dbwarden::audit::zstd_compress_file(path, level);
+    zstd_ns.push_back(thread_cpu_ns() - t0);
+    if (!st.ok()) {
+      std::fprintf(stderr, "audit_floor: zstd: %s\n", st.message().c_str());
+      return 1;
+    }
+    struct stat sb {};
+    if (stat((path + ".zst").c_str(), &sb) == 0) zst_bytes = static_cast<size_t>(sb.st_size);
+    unlink((path + ".zst").c_str());
+  }
+  rmdir(dir_tmpl);
+
+  const double n = static_cast<double>(lines.prefixes.size());
+  const double hash = median(hash_ns) / n, wr = median(write_ns) / n, zs = median(zstd_ns) / n;
+  const double sum = hash + wr + zs;
+  constexpr double kBudgetNs = 1500;
+  std::printf("%zu %s records, %.0f bytes each (chained), zstd level %d: x%.1f, %d rounds\n",
+              lines.prefixes.size(), minimal ? "minimal (issue 2 keys only)" : "full",
+              static_cast<double>(line_bytes) / n, level,
+              static_cast<double>(line_bytes) / static_cast<double>(std::max<size_t>(zst_bytes, 1)),
+              rounds);
+  std::printf("  SHA-256 chain      %7.0f ns/record\n", hash);
+  std::printf("  write(2)           %7.0f ns/record\n", wr);
+  std::printf("  zstd (rotation)    %7.0f ns/record\n", zs);
+  std::printf("  sum                %7.0f ns/record = %.2f of the 1.5 us budget\n", sum,
+              sum / kBudgetNs);
+  std::printf(
+      "RESULT {\"records\": %zu, \"minimal\": %s, \"bytes_per_record\": %.1f, \"hash_ns\": %.1f, "
+      "\"write_ns\": %.1f, \"zstd_ns\": %.1f, \"sum_ns\": %.1f, \"budget_ratio\": %.3f}\n",
+      lines.prefixes.size(), minimal ? "true" : "false", static_cast<double>(line_bytes) / n, hash,
+      wr, zs, sum, sum / kBudgetNs);
+  return 0;
+}
