@@ -21,6 +21,7 @@
 
 #include <catch2/catch.hpp>
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -219,6 +220,60 @@ TEST_CASE_METHOD(WatchedTcp, "server-side TCP reads and writes are captured with
   CHECK(rec.r.closes[0].hdr.conn_id == open.hdr.conn_id);
   CHECK(rec.r.closes[0].ingress_bytes == 10);
   CHECK(rec.r.closes[0].egress_bytes == 6);
+}
+
+// A message of `n` bytes each way: the client writes, the server reads it in one
+// read(2), answers with the same bytes in one write(2), and the client reads them.
+void echo_exchange(const TcpPair& p, const std::string& msg) {
+  REQUIRE(write(p.client, msg.data(), msg.size()) == static_cast<ssize_t>(msg.size()));
+  std::string buf(msg.size(), '\0');
+  REQUIRE(read(p.server, buf.data(), buf.size()) == static_cast<ssize_t>(msg.size()));
+  REQUIRE(write(p.server, buf.data(), buf.size()) == static_cast<ssize_t>(msg.size()));
+  REQUIRE(recv(p.client, buf.data(), buf.size(), MSG_WAITALL) == static_cast<ssize_t>(msg.size()));
+}
+
+std::string pattern(size_t n) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; i++) s[i] = static_cast<char>('a' + i % 26);
+  return s;
+}
+
+TEST_CASE_METHOD(WatchedTcp,
+                 "small messages take the smallest ring slot that holds them, whole at every size",
+                 "[kernel]") {
+  // The program reserves 64, 128 or 256 bytes of payload for a small message and
+  // copies larger ones in exact-size chunks: every size on either side of each
+  // step must arrive whole and in order.
+  const std::vector<size_t> sizes{1, 63, 64, 65, 127, 128, 129, 255, 256, 257, 1000};
+  std::vector<uint64_t> ring_growth;
+  for (size_t n : sizes) {
+    drain(*cap);
+    const uint64_t before = cap->ring_bytes();
+    echo_exchange(p, pattern(n));
+    drain(*cap);
+    ring_growth.push_back(cap->ring_bytes() - before);
+  }
+  REQUIRE(rec.r.data.size() == 2 * sizes.size());
+  uint64_t offset = 0;
+  for (size_t i = 0; i < sizes.size(); i++) {
+    INFO("message of " << sizes[i] << " bytes");
+    const auto& in = rec.r.data[2 * i];
+    const auto& out = rec.r.data[2 * i + 1];
+    CHECK(in.direction == DBW_DIR_INGRESS);
+    CHECK(out.direction == DBW_DIR_EGRESS);
+    CHECK(in.offset == offset);
+    CHECK(out.offset == offset);
+    CHECK(in.length == sizes[i]);
+    CHECK(in.bytes == pattern(sizes[i]));
+    CHECK(out.bytes == pattern(sizes[i]));
+    offset += sizes[i];
+  }
+  // Two records per exchange. A 1-byte message must not take the slot of a
+  // 256-byte one: the ring carries what was said, not the largest slot.
+  const uint64_t record_head = offsetof(dbw_data_event, data) + 8;  // + the ring's own header
+  CHECK(ring_growth[0] <= 2 * (record_head + 64));
+  CHECK(ring_growth[0] < ring_growth[4]);  // 1 byte < 127 bytes
+  CHECK(ring_growth[4] < ring_growth[7]);  // 127 bytes < 255 bytes
 }
 
 TEST_CASE("a port that is not watched produces nothing", "[kernel]") {
