@@ -75,19 +75,24 @@ class BpfStats:
         return False
 
 
+def dbwarden_programs():
+    """bpftool's records of every loaded BPF program named like dbwarden's."""
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], check=True, text=True,
+                         stdout=subprocess.PIPE).stdout
+    return [p for p in json.loads(out or "[]")
+            if str(p.get("name", "")).startswith(BPF_PROG_PREFIX)]
+
+
 def bpf_snapshot(agent_pid):
     """{prog id: (run_time_ns, run_cnt)} for the agent's BPF programs.
 
     A program is the agent's when its name starts with dbw_ and, where bpftool can tell which
-    processes hold it (the "pids" field), the agent is one of them: other dbwarden instances
-    on the machine must not count.
+    processes hold it (the "pids" field; not every bpftool build fills it in), the agent is
+    one of them. Programs of other dbwarden instances are refused before the run starts
+    (main), since they would also tax the baseline.
     """
-    out = subprocess.run(["bpftool", "-j", "prog", "show"], check=True, text=True,
-                         stdout=subprocess.PIPE).stdout
     snap = {}
-    for prog in json.loads(out or "[]"):
-        if not str(prog.get("name", "")).startswith(BPF_PROG_PREFIX):
-            continue
+    for prog in dbwarden_programs():
         pids = prog.get("pids")
         if pids is not None and agent_pid not in {p.get("pid") for p in pids}:
             continue
@@ -250,6 +255,17 @@ def main():
         return pg_cluster.EXIT_SKIP
     if not shutil.which("bpftool"):
         print("pgbench_observe: bpftool not found (Debian package bpftool)", file=sys.stderr)
+        return 2
+
+    # A stopped agent leaves its programs pinned and attached (so that a restart resumes),
+    # and a running one is attached anyway: either would run in the baseline too and be
+    # summed with this agent's BPF time.
+    foreign = dbwarden_programs()
+    if foreign:
+        print(f"pgbench_observe: {len(foreign)} dbwarden BPF programs are already loaded "
+              f"(ids {', '.join(str(p['id']) for p in foreign[:8])}); they would run in the "
+              "baseline too. Stop that agent, or remove what a stopped one left pinned with "
+              "`dbwarden detach` (or `dbwarden detach --bpf-pin-dir DIR`)", file=sys.stderr)
         return 2
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below

@@ -26,7 +26,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "integration"))
-from pgbench_observe import QUIET_SERVER_CONF, run_pgbench  # noqa: E402
+from pgbench_observe import QUIET_SERVER_CONF, dbwarden_programs, run_pgbench  # noqa: E402
 from pg_cluster import SETUP_APP, Agent, PgCluster, log  # noqa: E402
 
 
@@ -60,6 +60,11 @@ def main():
     if os.geteuid() != 0:
         print("tracepoint_floor: needs root", file=sys.stderr)
         return 77
+    if dbwarden_programs():
+        print("tracepoint_floor: dbwarden BPF programs are already loaded; they would run in "
+              "the no-program condition too. Stop that agent or run `dbwarden detach`",
+              file=sys.stderr)
+        return 2
     out = tempfile.mkdtemp(prefix="dbw-floor-")
     bench = argparse.Namespace(clients=4, seconds=args.seconds, tls=False)
     rounds = []
