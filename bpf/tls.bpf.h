@@ -172,13 +172,18 @@ static __always_inline int tls_enter(__u8 op, __u64 ssl, __u64 buf, __u64 len_pt
 static __always_inline int tls_exit(long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct dbw_tls_call *call = bpf_map_lookup_elem(&tls_calls, &pid_tgid);
 	struct dbw_tls_ssl_key key = {};
+	struct dbw_tls_call *call;
 	struct dbw_conn_state *st;
 	__u64 *ino, n = 0;
 	__u8 op;
 	__u64 buf;
 
+	/* Every libssl user on the host comes here (clients too): no thread of
+	 * this slot in a call means no entry to look for. */
+	if (!*tls_busy_slot(pid_tgid))
+		return 0;
+	call = bpf_map_lookup_elem(&tls_calls, &pid_tgid);
 	if (!call)
 		return 0;
 	op = call->op;
@@ -242,7 +247,9 @@ int BPF_KPROBE(dbw_ssl_handshake_enter, void *ssl)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
-	if (bpf_map_lookup_elem(&tls_calls, &pid_tgid))
+	if (!is_tracked_process(pid_tgid >> 32))
+		return 0;
+	if (*tls_busy_slot(pid_tgid) && bpf_map_lookup_elem(&tls_calls, &pid_tgid))
 		return 0;
 	return tls_enter(DBW_TLS_OP_HANDSHAKE, (__u64)ssl, 0, 0);
 }
@@ -253,8 +260,11 @@ SEC("uretprobe")
 int BPF_KRETPROBE(dbw_ssl_handshake_exit)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct dbw_tls_call *call = bpf_map_lookup_elem(&tls_calls, &pid_tgid);
+	struct dbw_tls_call *call;
 
+	if (!*tls_busy_slot(pid_tgid))
+		return 0;
+	call = bpf_map_lookup_elem(&tls_calls, &pid_tgid);
 	if (call && call->op == DBW_TLS_OP_HANDSHAKE)
 		tls_call_end(pid_tgid);
 	return 0;
