@@ -164,8 +164,8 @@ void rescan_tls(capture::BpfCapture& cap, const Observer& obs, metrics::Exporter
   for (const std::string& note : cap.tls().rescan()) DBW_LOG(kInfo, "%s", note.c_str());
   capture::TlsStats t = cap.tls().stats();
   m.publish_tls({t.connections, t.plaintext_calls, t.ciphertext_suppressed, t.unknown_ssl,
-                 t.libraries_hooked, t.unhooked_libraries, t.attach_failures, t.functions_at_sites,
-                 t.functions_on_uretprobe});
+                 t.calls_not_recorded, t.libraries_hooked, t.unhooked_libraries, t.attach_failures,
+                 t.functions_at_sites, t.functions_on_uretprobe});
   char key[160];
   std::snprintf(key, sizeof(key), "%llu/%llu/%llu/%llu",
                 static_cast<unsigned long long>(t.libraries_hooked),

@@ -201,7 +201,8 @@ enum dbw_tls_stat {
 	DBW_TLS_STAT_PLAINTEXT_CALLS = 1,      /* SSL_read/SSL_write results emitted */
 	DBW_TLS_STAT_CIPHERTEXT_SUPPRESSED = 2, /* syscalls of TLS connections not emitted */
 	DBW_TLS_STAT_UNKNOWN_SSL = 3,          /* TLS calls of a server on an SSL* of no tracked socket */
-	DBW_TLS_STAT_MAX = 4,
+	DBW_TLS_STAT_CALL_NOT_RECORDED = 4,    /* no memory to note a server thread's libssl call */
+	DBW_TLS_STAT_MAX = 5,
 };
 
 /* Value of the one-entry `meta` array map. It is pinned with the other state

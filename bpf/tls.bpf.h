@@ -51,7 +51,8 @@ struct dbw_tls_call {
 	__u64 buf;     /* plaintext buffer (read/write) */
 	__u64 len_ptr; /* size_t* readbytes/written of the _ex variants, else 0 */
 	__u8 op;       /* enum dbw_tls_op */
-	__u8 _pad[7];
+	__u8 active;   /* 1 from the entry probe to the exit probe */
+	__u8 _pad[6];
 };
 
 /* SSL* values are addresses: unique only within one process. */
@@ -61,13 +62,25 @@ struct dbw_tls_ssl_key {
 	__u32 _pad;
 };
 
-/* pid_tgid -> the libssl call the thread is in. */
+/* The libssl call a thread is in, stored with the thread itself (task local
+ * storage): reaching it is a pointer walk from the task, not a hash lookup,
+ * and it goes away with the thread. Every syscall on a tracked connection
+ * and every libssl probe asks for it. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct dbw_tls_call);
 } tls_calls SEC(".maps");
+
+/* The current thread's call, or NULL when it is in none. */
+static __always_inline struct dbw_tls_call *tls_current_call(void)
+{
+	struct dbw_tls_call *call =
+		bpf_task_storage_get(&tls_calls, bpf_get_current_task_btf(), 0, 0);
+
+	return call && call->active ? call : NULL;
+}
 
 /* (tgid, SSL*) -> socket inode, learned from the syscalls under SSL calls.
  * LRU: an SSL* that is gone costs nothing but a slot. */
@@ -77,38 +90,6 @@ struct {
 	__type(key, struct dbw_tls_ssl_key);
 	__type(value, __u64);
 } tls_ssl_sock SEC(".maps");
-
-/* Threads inside a libssl call, counted per slot of their thread id: nonzero
- * means "maybe in a call, look in tls_calls". Every syscall moving bytes on a
- * tracked connection asks; without this gate each one paid a hash lookup
- * although almost none is made from inside libssl. A count only grows with an
- * entry inserted into tls_calls and only shrinks with one deleted, so it is
- * never zero while a thread of its slot is in a call (a thread that dies
- * inside a call leaves its slot nonzero: a lookup too many, never one too
- * few). In .bss, which is pinned with tls_calls. */
-#define DBW_TLS_BUSY_SLOTS 4096
-__u32 tls_busy[DBW_TLS_BUSY_SLOTS];
-
-static __always_inline __u32 *tls_busy_slot(__u64 pid_tgid)
-{
-	return &tls_busy[(__u32)pid_tgid & (DBW_TLS_BUSY_SLOTS - 1)];
-}
-
-/* Starts the thread's libssl call. An entry left by a call whose exit was
- * missed is replaced without counting the thread twice. */
-static __always_inline void tls_call_begin(__u64 pid_tgid, const struct dbw_tls_call *call)
-{
-	if (bpf_map_update_elem(&tls_calls, &pid_tgid, call, BPF_NOEXIST) == 0)
-		__sync_fetch_and_add(tls_busy_slot(pid_tgid), 1);
-	else
-		bpf_map_update_elem(&tls_calls, &pid_tgid, call, BPF_ANY);
-}
-
-static __always_inline void tls_call_end(__u64 pid_tgid)
-{
-	if (bpf_map_delete_elem(&tls_calls, &pid_tgid) == 0)
-		__sync_fetch_and_add(tls_busy_slot(pid_tgid), (__u32)-1); /* no atomic sub in BPF v1-v2 */
-}
 
 /* Per-CPU counters, index enum dbw_tls_stat (dbwarden.h). */
 struct {
@@ -132,20 +113,17 @@ static __always_inline void tls_count(__u32 stat)
  */
 static __always_inline int dbw_tls_syscall(__u64 ino, struct dbw_conn_state *st)
 {
-	__u64 pid_tgid;
 	struct dbw_tls_call *call;
 
 	if (st->tls) {
 		tls_count(DBW_TLS_STAT_CIPHERTEXT_SUPPRESSED);
 		return 1;
 	}
-	pid_tgid = bpf_get_current_pid_tgid();
-	if (!*tls_busy_slot(pid_tgid))
-		return 0;
-	call = bpf_map_lookup_elem(&tls_calls, &pid_tgid);
+	call = tls_current_call();
 	if (!call)
 		return 0;
-	struct dbw_tls_ssl_key key = { .ssl = call->ssl, .tgid = pid_tgid >> 32 };
+	struct dbw_tls_ssl_key key = { .ssl = call->ssl,
+				       .tgid = bpf_get_current_pid_tgid() >> 32 };
 
 	/* A plain byte store: the connection's other flags are not touched. */
 	st->tls = 1;
@@ -155,15 +133,32 @@ static __always_inline int dbw_tls_syscall(__u64 ino, struct dbw_conn_state *st)
 	return 1;
 }
 
+/* Starts the current thread's libssl call; the caller checked that the
+ * process is tracked. A call whose exit was missed is simply replaced. */
+static __always_inline int tls_begin(__u8 op, __u64 ssl, __u64 buf, __u64 len_ptr)
+{
+	struct dbw_tls_call *call = bpf_task_storage_get(
+		&tls_calls, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (!call) {
+		/* No memory for the thread's slot: its syscalls would not be
+		 * known as ciphertext until the connection is marked. */
+		tls_count(DBW_TLS_STAT_CALL_NOT_RECORDED);
+		return 0;
+	}
+	call->ssl = ssl;
+	call->buf = buf;
+	call->len_ptr = len_ptr;
+	call->op = op;
+	call->active = 1;
+	return 0;
+}
+
 static __always_inline int tls_enter(__u8 op, __u64 ssl, __u64 buf, __u64 len_ptr)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct dbw_tls_call call = { .ssl = ssl, .buf = buf, .len_ptr = len_ptr, .op = op };
-
-	if (!is_tracked_process(pid_tgid >> 32))
+	if (!is_tracked_process(bpf_get_current_pid_tgid() >> 32))
 		return 0;
-	tls_call_begin(pid_tgid, &call);
-	return 0;
+	return tls_begin(op, ssl, buf, len_ptr);
 }
 
 /* ret: the function's return value. For SSL_read/SSL_write it is the byte
@@ -179,11 +174,9 @@ static __always_inline int tls_exit(long ret)
 	__u8 op;
 	__u64 buf;
 
-	/* Every libssl user on the host comes here (clients too): no thread of
-	 * this slot in a call means no entry to look for. */
-	if (!*tls_busy_slot(pid_tgid))
-		return 0;
-	call = bpf_map_lookup_elem(&tls_calls, &pid_tgid);
+	/* Every libssl user on the host comes here (clients too); only a
+	 * thread of a tracked process has a call recorded. */
+	call = tls_current_call();
 	if (!call)
 		return 0;
 	op = call->op;
@@ -196,7 +189,7 @@ static __always_inline int tls_exit(long ret)
 	} else if (ret > 0) {
 		n = (__u64)ret;
 	}
-	tls_call_end(pid_tgid);
+	call->active = 0;
 	if (op == DBW_TLS_OP_HANDSHAKE || n == 0)
 		return 0;
 	ino = bpf_map_lookup_elem(&tls_ssl_sock, &key);
@@ -245,13 +238,11 @@ int BPF_KPROBE(dbw_ssl_write_ex_enter, void *ssl, const void *buf, __u64 num, __
 SEC("uprobe")
 int BPF_KPROBE(dbw_ssl_handshake_enter, void *ssl)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-
-	if (!is_tracked_process(pid_tgid >> 32))
+	if (!is_tracked_process(bpf_get_current_pid_tgid() >> 32))
 		return 0;
-	if (*tls_busy_slot(pid_tgid) && bpf_map_lookup_elem(&tls_calls, &pid_tgid))
+	if (tls_current_call())
 		return 0;
-	return tls_enter(DBW_TLS_OP_HANDSHAKE, (__u64)ssl, 0, 0);
+	return tls_begin(DBW_TLS_OP_HANDSHAKE, (__u64)ssl, 0, 0);
 }
 
 /* Ends only a handshake call: the nested case above leaves the outer read or
@@ -259,14 +250,10 @@ int BPF_KPROBE(dbw_ssl_handshake_enter, void *ssl)
 SEC("uretprobe")
 int BPF_KRETPROBE(dbw_ssl_handshake_exit)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct dbw_tls_call *call;
+	struct dbw_tls_call *call = tls_current_call();
 
-	if (!*tls_busy_slot(pid_tgid))
-		return 0;
-	call = bpf_map_lookup_elem(&tls_calls, &pid_tgid);
 	if (call && call->op == DBW_TLS_OP_HANDSHAKE)
-		tls_call_end(pid_tgid);
+		call->active = 0;
 	return 0;
 }
 

@@ -297,6 +297,7 @@ TlsStats TlsAttacher::stats() const {
   s.plaintext_calls = by_stat[DBW_TLS_STAT_PLAINTEXT_CALLS];
   s.ciphertext_suppressed = by_stat[DBW_TLS_STAT_CIPHERTEXT_SUPPRESSED];
   s.unknown_ssl = by_stat[DBW_TLS_STAT_UNKNOWN_SSL];
+  s.calls_not_recorded = by_stat[DBW_TLS_STAT_CALL_NOT_RECORDED];
   s.libraries_hooked = hooked_.size() - attach_failures_;
   s.unhooked_libraries = unhooked_.size();
   s.attach_failures = attach_failures_;

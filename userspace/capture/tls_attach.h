@@ -55,6 +55,7 @@ struct TlsStats {
   uint64_t plaintext_calls = 0;        // SSL_read/SSL_write results emitted
   uint64_t ciphertext_suppressed = 0;  // syscalls of TLS connections not emitted
   uint64_t unknown_ssl = 0;            // server TLS calls on an SSL* of no tracked socket
+  uint64_t calls_not_recorded = 0;     // server libssl calls the kernel had no memory to note
   // From the scans.
   uint64_t libraries_hooked = 0;    // distinct libssl files with probes attached
   uint64_t unhooked_libraries = 0;  // distinct other TLS library files in relevant processes

@@ -162,8 +162,8 @@ struct Exporter::Impl {
   DecoderCounters last_decoder;
   uint64_t last_audit[4] = {};
   // TLS: events (counters, last totals) and levels.
-  Counter* tls_events[4] = {};
-  uint64_t last_tls[4] = {};
+  Counter* tls_events[5] = {};
+  uint64_t last_tls[5] = {};
   Gauge *tls_hooked = nullptr, *tls_unhooked = nullptr, *tls_failed = nullptr;
   Gauge *tls_at_sites = nullptr, *tls_on_uretprobe = nullptr;
 
@@ -311,12 +311,14 @@ struct Exporter::Impl {
                     .Help(
                         "TLS capture events, by kind: connections found to carry TLS, "
                         "plaintext SSL_read/SSL_write results emitted, ciphertext syscalls "
-                        "suppressed, libssl calls on an SSL* of no tracked socket.")
+                        "suppressed, libssl calls on an SSL* of no tracked socket, server "
+                        "libssl calls the kernel had no memory to note.")
                     .Register(*registry);
     tls_events[0] = &tls.Add({{"kind", "connection"}});
     tls_events[1] = &tls.Add({{"kind", "plaintext_call"}});
     tls_events[2] = &tls.Add({{"kind", "ciphertext_suppressed"}});
     tls_events[3] = &tls.Add({{"kind", "unknown_ssl"}});
+    tls_events[4] = &tls.Add({{"kind", "call_not_recorded"}});
     auto& libs = prometheus::BuildGauge()
                      .Name("dbwarden_tls_libraries")
                      .Help(
@@ -578,6 +580,7 @@ void Exporter::publish_tls(const TlsCounters& tls) {
   add(m.tls_events[1], tls.plaintext_calls, m.last_tls[1]);
   add(m.tls_events[2], tls.ciphertext_suppressed, m.last_tls[2]);
   add(m.tls_events[3], tls.unknown_ssl, m.last_tls[3]);
+  add(m.tls_events[4], tls.calls_not_recorded, m.last_tls[4]);
   m.tls_hooked->Set(static_cast<double>(tls.libraries_hooked));
   m.tls_unhooked->Set(static_cast<double>(tls.unhooked_libraries));
   m.tls_failed->Set(static_cast<double>(tls.attach_failures));

@@ -92,6 +92,7 @@ struct ShippingCounters {
 // TLS capture (capture/tls_attach.h TlsStats): totals and levels.
 struct TlsCounters {
   uint64_t connections = 0, plaintext_calls = 0, ciphertext_suppressed = 0, unknown_ssl = 0;
+  uint64_t calls_not_recorded = 0;
   uint64_t libraries_hooked = 0, unhooked_libraries = 0, attach_failures = 0;
   uint64_t functions_at_sites = 0, functions_on_uretprobe = 0;
 };
