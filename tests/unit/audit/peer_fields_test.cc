@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "audit/record.h"
+#include "connection_fixture.h"
 
 namespace dbwarden::audit {
 namespace {
@@ -19,15 +20,7 @@ nlohmann::json format(const ConnectionInfo& c) {
 TEST_CASE("the local client process is recorded under client.*", "[audit][identity]") {
   ConnectionInfo c;
   c.server_pid = 100;
-  c.peer.pid = 4242;
-  c.peer.uid = 1000;
-  c.peer.user_name = "alice";
-  c.peer.login_uid = 1001;
-  c.peer.login_user = "bob";
-  c.peer.command = "psql";
-  c.peer.executable = "/usr/lib/postgresql/15/bin/psql";
-  c.peer.systemd_unit = "session-3.scope";
-  c.peer.container_id = std::string(64, 'a');
+  c.peer = dbw_audit_test::local_peer();
   auto j = format(c);
   CHECK(j["process.pid"] == 100);  // the server backend stays process.pid
   CHECK(j["client.process.pid"] == 4242);

@@ -17,6 +17,7 @@
 
 namespace {
 
+using dbw_audit_test::local_peer;
 using dbw_audit_test::tcp_connection;
 using dbwarden::ConnectionInfo;
 using dbwarden::Statement;
@@ -104,14 +105,7 @@ TEST_CASE("record cache: each peer identity field changed under it shows in the 
   for (const auto& [name, change] : changes) {
     SECTION(name) {
       ConnectionInfo c = tcp_connection(9);
-      c.peer.pid = 777;
-      c.peer.uid = 1000;
-      c.peer.user_name = "alice";
-      c.peer.login_uid = 1001;
-      c.peer.login_user = "bob";
-      c.peer.command = "psql";
-      c.peer.executable = "/usr/bin/psql";
-      c.peer.systemd_unit = "session-3.scope";
+      c.peer = local_peer();
       check_change_shows(c, change);
     }
   }
