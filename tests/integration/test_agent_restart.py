@@ -221,8 +221,8 @@ def main():
         # its response (status) and marked capture_gap: at most one per connection. Any
         # other gap means bytes were lost.
         gaps = [r for r in bench_records if r.get("dbwarden.capture_gap")]
-        # (the record's status is empty: no response was seen)
-        in_flight = [r for r in gaps if not r.get("db.response.status_code")
+        # (the record's status is null: no response was seen)
+        in_flight = [r for r in gaps if r.get("db.response.status_code") is None
                      and r.get("db.response.returned_rows") is None]
         log(f"{len(in_flight)} statement(s) in flight at the stop, audited without a response")
         if len(in_flight) > CLIENTS or (len(gaps) != len(in_flight) and not dropped):
