@@ -80,7 +80,8 @@ po::options_description settings() {
        "`dbwarden detach` removes it")
       ("record", po::value<std::string>(),
        "also write every raw capture record to this new file (replay it with `dbwarden "
-       "replay`); it holds statement text: protect it like the audit log");
+       "replay`), created 0600; it holds statement text as captured, before redaction, "
+       "so passwords too: protect it more than the audit log");
   return d;
 }
 

@@ -77,6 +77,9 @@ struct Statement {
   std::vector<std::string> collections;
   // UPDATE/DELETE without a WHERE clause (dbwarden.unbounded_write).
   bool unbounded_write = false;
+  // Set by the pipeline: a credential was cut out of the text, a bound value
+  // or the error message (sql/redact.h; dbwarden.redacted).
+  bool redacted = false;
 
   // Back to the default values, keeping the strings' and vectors' capacity:
   // a decoder that refills one Statement per statement then allocates nothing
@@ -102,6 +105,7 @@ struct Statement {
     fingerprint.clear();
     collections.clear();
     unbounded_write = false;
+    redacted = false;
   }
 };
 
