@@ -62,7 +62,8 @@ void Pipeline::on_statement(const Statement& statement) {
   // found in the analyser's own token pass, so a statement without any pays
   // one look per token (sql/redact.h).
   const sql::Analysis& a = analyzer_.analyze(dialect, scratch_.text, redaction_);
-  scratch_.redacted = redaction_.any();
+  // Only what was removed counts: PASSWORD(?) prepared without values is not.
+  scratch_.redacted = redaction_.text_redacted;
   if (redaction_.text_redacted) scratch_.text.swap(redaction_.text);
   if (!scratch_.parameters.empty() && sql::redact_parameters(redaction_, scratch_.parameters)) {
     scratch_.redacted = true;

@@ -110,11 +110,13 @@ struct Range {
   size_t begin, end;
 };
 
-// Credentials inside `s`, a literal's content or a bound value: the ranges to
-// replace with kRedactedValue are appended to `ranges`. Returns false when
-// all of `s` must go instead (a quoted connection-string password, whose end
-// cannot be told from the raw text).
-bool find_in_literal(std::string_view s, std::vector<Range>& ranges) {
+// Credentials inside `s`, a literal's content (`raw` false: still in its SQL
+// quoting) or a bound value or message (`raw` true): the ranges to replace
+// with kRedactedValue are appended to `ranges`. A quoted connection-string
+// password (password='a b') runs to its closing quote in raw text; inside a
+// literal its quotes are the SQL's escapes too, so there the function returns
+// false instead: all of `s` must go.
+bool find_in_literal(std::string_view s, std::vector<Range>& ranges, bool raw) {
   const size_t n = s.size();
   // libpq key=value (https://www.postgresql.org/docs/current/libpq-connect.html
   // #LIBPQ-CONNSTRING-KEYWORD-VALUE): spaces may surround '='; a URI query
@@ -128,7 +130,13 @@ bool find_in_literal(std::string_view s, std::vector<Range>& ranges) {
     const bool query = key > 0 && (s[key - 1] == '?' || s[key - 1] == '&');
     size_t v = eq + 1;
     while (v < n && is_space(static_cast<unsigned char>(s[v]))) ++v;
-    if (v < n && (s[v] == '\'' || s[v] == '"' || s[v] == '\\')) return false;
+    if (v < n && (s[v] == '\'' || s[v] == '"' || s[v] == '\\')) {
+      if (!raw) return false;
+      size_t e = v + 1;  // libpq: backslash escapes the next byte inside quotes
+      while (e < n && s[e] != s[v]) e += s[e] == '\\' ? 2 : 1;
+      ranges.push_back({v, std::min(e + 1, n)});
+      continue;
+    }
     size_t e = v;
     while (e < n && !is_space(static_cast<unsigned char>(s[e])) &&
            !(query && (s[e] == '&' || s[e] == '#'))) {
@@ -197,9 +205,15 @@ bool Redactor::find(Dialect dialect, const MysqlMode& mode, std::string_view tex
   for (const Edit& e : edits_) {
     if (e.end <= pos) continue;  // inside one already applied
     out.text.append(text.substr(pos, std::max(e.begin, pos) - pos));
+    // A marker must not run into its neighbours where the secret did not:
+    // 'u'"x" (MySQL) would become the one string 'u''<redacted>', x"y" the hex
+    // literal x'<redacted>', PASSWORD "x"'y' the string '<redacted>''y'.
+    if (e.whole && e.begin > 0 && text[e.begin] != '\'' && e.begin >= pos &&
+        (text[e.begin - 1] == '\'' ||
+         is_ident_cont(static_cast<unsigned char>(text[e.begin - 1])))) {
+      out.text.push_back(' ');
+    }
     if (e.begin >= pos) out.text.append(e.whole ? kRedactedLiteral : kRedactedValue);
-    // A word or a "string" right before a quote ('x'"y" in MySQL, PASSWORD
-    // "x"'y') would otherwise run into it: '<redacted>''y' is one string.
     if (e.whole && e.end < text.size() && text[e.end] == '\'') out.text.push_back(' ');
     pos = e.end;
   }
@@ -228,7 +242,7 @@ void Redactor::scan_literal(std::string_view text, const Token& t, size_t base, 
   if (!literal_may_hold(content)) return;
   thread_local std::vector<Range> ranges;
   ranges.clear();
-  if (!find_in_literal(content, ranges)) {
+  if (!find_in_literal(content, ranges, false)) {
     mark_token(text, t, base, out);
     return;
   }
@@ -396,11 +410,7 @@ bool redact_credentials(Dialect dialect, std::string_view in, std::string& out,
 bool redact_parameter(std::string_view value, std::string& out, std::vector<std::string>* secrets) {
   if (!literal_may_hold(value)) return false;
   std::vector<Range> ranges;
-  if (!find_in_literal(value, ranges)) {
-    if (secrets != nullptr) secrets->emplace_back(value);
-    out.assign(kRedactedValue);
-    return true;
-  }
+  find_in_literal(value, ranges, true);
   if (ranges.empty()) return false;
   if (secrets != nullptr) {
     for (const Range& r : ranges) secrets->emplace_back(value.substr(r.begin, r.end - r.begin));

@@ -40,7 +40,8 @@
 // kRedactedLiteral, '<redacted>'; a password inside a connection string or
 // URI becomes kRedactedValue, <redacted>, and the rest of the literal stays; a
 // connection-string password that is itself quoted (password='a b') takes the
-// whole literal with it. A secret bound parameter becomes kRedactedValue.
+// whole literal with it (in a bound value, just itself with its quotes). A
+// secret bound parameter becomes kRedactedValue.
 // Nothing else changes: the text keeps its tokens, so its normalised form and
 // fingerprint are those of the original (sql/normalize.h: every literal is ?).
 // `ALTER ROLE bob CONNECTION LIMIT 5` keeps its text.
@@ -122,7 +123,7 @@ bool redact_credentials(Dialect dialect, std::string_view in, Redaction& out,
                         const MysqlMode& mode = {});
 
 // One bound parameter value on its own: a connection string or URI password in
-// it is redacted (the whole value when the password is itself quoted). Returns
+// it is redacted (a quoted one up to its closing quote). Returns
 // whether anything was; `out` then holds the value to use. `secrets`, when
 // given, receives what was removed.
 bool redact_parameter(std::string_view value, std::string& out,
