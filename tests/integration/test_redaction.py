@@ -14,7 +14,8 @@ my_stmt_client (server-side prepared statements with bound values). Some succeed
 Checks: no planted secret, nor its first eight bytes, in the audit file, stdout, the syslog
 messages, the metrics or the agent's log; each statement's record is there with its text as
 sent except the secret replaced by the marker (the statement's shape), its bound values
-likewise, and "dbwarden.redacted": true; the --record file (which holds secrets) is 0600.
+likewise, and "dbwarden.redacted": true; dbwarden_sql_redacted_statements_total counts them;
+the --record file (which holds secrets) is 0600.
 
 Exit 77 (skip) without root, or 1 instead when DBWARDEN_REQUIRE_KERNEL_TESTS=1.
 """
@@ -341,6 +342,10 @@ def run(args, workdir):
         failures.extend(f"stdout: {f}" for f in check_records(entries, stdout_records))
         failures.extend(f"syslog: {f}" for f in check_records(
             entries, [json.loads(s) for s in shipped]))
+        redacted = agent.metric_sum("dbwarden_sql_redacted_statements_total", metrics) or 0
+        if redacted < len(entries):
+            failures.append(f"dbwarden_sql_redacted_statements_total is {redacted}, "
+                            f"below the corpus' {len(entries)} statements")
         mode = stat.S_IMODE(os.stat(record_path).st_mode)
         if mode != 0o600:
             failures.append(f"--record file mode is {oct(mode)}, not 0600")
