@@ -110,6 +110,8 @@ def pg_corpus():
         e("psql", "SELECT 'dbname=x password=@S@'::text AS m15"),
         e("psql", "SELECT dblink_connect('host=127.0.0.1 port=1 password=@S@')"),
         e("psql", "DO $$BEGIN ALTER ROLE rd_a PASSWORD '@S@'; END$$"),
+        e("psql", "DO $$BEGIN EXECUTE 'ALTER ROLE rd_a LOGIN PASSWORD ''@S@'''; END$$",
+          want=f"DO $$BEGIN EXECUTE 'ALTER ROLE rd_a LOGIN PASSWORD ''{MARK}'''; END$$"),
         e("psycopg2", "ALTER ROLE rd_a WITH PASSWORD '@S@'"),
         e("psycopg2", "CREATE ROLE rd_a WITH PASSWORD '@S@'"),  # fails: it exists
         e("psycopg2", "SET application_name = 'rd'; ALTER ROLE rd_a LOGIN ENCRYPTED PASSWORD "
@@ -150,6 +152,8 @@ def my_corpus():
                  "MASTER_PASSWORD='@S@'"),
         e("cli", "START SLAVE USER='rd' PASSWORD='@S@'"),  # MariaDB: a syntax error
         e("cli", "SELECT 'mysql://root:@S@@127.0.0.1:3306/app' AS m11"),
+        e("cli", "PREPARE rd_s FROM 'ALTER USER ''rd_u1''@''%'' IDENTIFIED BY ''@S@'''",
+          want=f"PREPARE rd_s FROM 'ALTER USER ''rd_u1''@''%'' IDENTIFIED BY ''{MARK}'''"),
         e("cli", "CREATE USER 'rd_u4'@'%' IDENTIFIED BY @S@",  # does not parse
           want=f"CREATE USER 'rd_u4'@'%' IDENTIFIED BY '{MARK}'"),
         e("pymysql", "ALTER USER 'rd_u2'@'%' IDENTIFIED BY '@S@'"),

@@ -2,6 +2,7 @@
 #include "sql/redact.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "sql/char_class.h"
@@ -69,14 +70,50 @@ std::string_view literal_content(std::string_view text, const Token& t, size_t* 
   return s.substr(open, end - open);
 }
 
-// A literal that may hold a connection string ('=') or URI ("://").
-bool literal_may_hold(std::string_view s) {
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (c == '=') return true;
-    if (c == ':' && i + 2 < s.size() && s[i + 1] == '/' && s[i + 2] == '/') return true;
+// Byte classes of a literal's content, for literal_may_hold().
+enum : uint8_t { kPlainByte, kEqualsByte, kColonByte, kQuoteByte };
+constexpr std::array<uint8_t, 256> kLiteralBytes = [] {
+  std::array<uint8_t, 256> t{};
+  t['='] = kEqualsByte;
+  t[':'] = kColonByte;
+  t['\''] = t['"'] = t['\\'] = kQuoteByte;
+  return t;
+}();
+
+// PASSWORD (any word ending in it) or IDENTIFIED anywhere in `s`, any case.
+bool has_secret_word(std::string_view s) {
+  for (size_t i = 0; i + 8 <= s.size(); ++i) {
+    const char c = static_cast<char>(s[i] | 0x20);
+    if (c != 'p' && c != 'i') continue;
+    const uint64_t w = chars::fold_lower8(load8(s.data() + i));
+    if (w == kPassword) return true;
+    if (w == kIdentifi && i + 10 <= s.size() && (s[i + 8] | 0x20) == 'e' &&
+        (s[i + 9] | 0x20) == 'd') {
+      return true;
+    }
   }
   return false;
+}
+
+// A literal's content that may hold a connection string ('='), a URI ("://")
+// or SQL with a quoted secret (a quote and PASSWORD or IDENTIFIED).
+bool literal_may_hold(std::string_view s) {
+  bool quote = false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    switch (kLiteralBytes[static_cast<unsigned char>(s[i])]) {
+      case kEqualsByte:
+        return true;
+      case kColonByte:
+        if (i + 2 < s.size() && s[i + 1] == '/' && s[i + 2] == '/') return true;
+        break;
+      case kQuoteByte:
+        quote = true;
+        break;
+      default:
+        break;
+    }
+  }
+  return quote && has_secret_word(s);
 }
 
 // One look per token: nothing here means nothing for scan() to find.
@@ -95,7 +132,12 @@ bool may_hold(std::string_view text, const std::vector<Token>& tokens) {
         }
         break;
       case TokenKind::kString:
-        if (literal_may_hold(t.text(text))) return true;
+        // Between the first and last byte: the quotes themselves are no
+        // quote inside (a prefix like E' only costs the secret-word look).
+        if (t.end - t.begin > 2 &&
+            literal_may_hold(text.substr(t.begin + 1, t.end - t.begin - 2))) {
+          return true;
+        }
         break;
       case TokenKind::kDollarString:
         return true;  // a body: look inside
@@ -196,25 +238,31 @@ bool Redactor::find(Dialect dialect, const MysqlMode& mode, std::string_view tex
   out.clear();
   if (!may_hold(text, tokens)) return false;
   edits_.clear();
-  scan(dialect, mode, text, tokens, 0, 0, out);
+  floor_ = 0;
+  scan(dialect, mode, text, tokens, 0, 0, false, out);
   if (edits_.empty()) return out.any();
   std::sort(edits_.begin(), edits_.end(),
             [](const Edit& a, const Edit& b) { return a.begin < b.begin; });
-  out.text.reserve(text.size() + edits_.size() * kRedactedLiteral.size());
+  out.text.reserve(text.size() + edits_.size() * (kRedactedLiteral.size() + 4));
   size_t pos = 0;
   for (const Edit& e : edits_) {
     if (e.end <= pos) continue;  // inside one already applied
     out.text.append(text.substr(pos, std::max(e.begin, pos) - pos));
-    // A marker must not run into its neighbours where the secret did not:
-    // 'u'"x" (MySQL) would become the one string 'u''<redacted>', x"y" the hex
-    // literal x'<redacted>', PASSWORD "x"'y' the string '<redacted>''y'.
-    if (e.whole && e.begin > 0 && text[e.begin] != '\'' && e.begin >= pos &&
-        (text[e.begin - 1] == '\'' ||
-         is_ident_cont(static_cast<unsigned char>(text[e.begin - 1])))) {
-      out.text.push_back(' ');
+    if (e.begin >= pos) {
+      if (e.space_before) out.text.push_back(' ');
+      switch (e.marker) {
+        case Marker::kValue:
+          out.text.append(kRedactedValue);
+          break;
+        case Marker::kLiteral:
+          out.text.append(kRedactedLiteral);
+          break;
+        case Marker::kLiteralDoubled:
+          out.text.append("''").append(kRedactedValue).append("''");
+          break;
+      }
+      if (e.space_after) out.text.push_back(' ');
     }
-    if (e.begin >= pos) out.text.append(e.whole ? kRedactedLiteral : kRedactedValue);
-    if (e.whole && e.end < text.size() && text[e.end] == '\'') out.text.push_back(' ');
     pos = e.end;
   }
   out.text.append(text.substr(pos));
@@ -225,8 +273,12 @@ bool Redactor::find(Dialect dialect, const MysqlMode& mode, std::string_view tex
 // A token standing for a whole secret. A bound parameter is only noted: its
 // value is redacted by redact_parameters().
 void Redactor::mark_token(std::string_view text, const Token& t, size_t base, Redaction& out) {
-  if (!edits_.empty() && edits_.back().end > base + t.begin) return;  // marked already
-  edits_.push_back({base + t.begin, base + t.end, true});
+  if (edits_.size() > floor_ && edits_.back().end > base + t.begin) return;  // marked already
+  const bool before =
+      t.begin > 0 && text[t.begin] != '\'' &&
+      (text[t.begin - 1] == '\'' || is_ident_cont(static_cast<unsigned char>(text[t.begin - 1])));
+  const bool after = t.end < text.size() && text[t.end] == '\'';
+  edits_.push_back({base + t.begin, base + t.end, Marker::kLiteral, before, after});
   std::string_view secret = t.text(text);
   if (t.kind == TokenKind::kString || t.kind == TokenKind::kDollarString ||
       t.kind == TokenKind::kQuotedIdent) {
@@ -236,25 +288,89 @@ void Redactor::mark_token(std::string_view text, const Token& t, size_t base, Re
   if (!secret.empty()) out.secrets.emplace_back(secret);
 }
 
-void Redactor::scan_literal(std::string_view text, const Token& t, size_t base, Redaction& out) {
+void Redactor::scan_literal(Dialect dialect, const MysqlMode& mode, std::string_view text,
+                            const Token& t, size_t base, int depth, bool in_string,
+                            Redaction& out) {
   size_t offset = 0;
   const std::string_view content = literal_content(text, t, &offset);
   if (!literal_may_hold(content)) return;
+  const size_t at = base + t.begin + offset;
+  if (!in_string && depth < kMaxDepth &&
+      scan_nested_string(dialect, mode, text, t, offset, at, depth, out)) {
+    return;
+  }
   thread_local std::vector<Range> ranges;
   ranges.clear();
   if (!find_in_literal(content, ranges, false)) {
     mark_token(text, t, base, out);
     return;
   }
-  const size_t at = base + t.begin + offset;
   for (const Range& r : ranges) {
-    edits_.push_back({at + r.begin, at + r.end, false});
+    edits_.push_back({at + r.begin, at + r.end, Marker::kValue, false, false});
     out.secrets.emplace_back(content.substr(r.begin, r.end - r.begin));
   }
 }
 
+// A quoted literal's content as SQL. Its quote escapes ('' and, where
+// backslashes escape, \') are undone into a view, each view byte mapped back
+// to its content offset; the view is scanned like a statement; its edits are
+// mapped back to the text, a literal marker with its quotes doubled (map
+// entries never split an escape). Returns whether it found any.
+bool Redactor::scan_nested_string(Dialect dialect, const MysqlMode& mode, std::string_view text,
+                                  const Token& t, size_t offset, size_t at, int depth,
+                                  Redaction& out) {
+  const std::string_view token = t.text(text);
+  if (offset == 0 || offset > 2) return false;  // U&'..'
+  const char quote = token[offset - 1];
+  const char prefix = static_cast<char>(offset == 2 ? token[0] | 0x20 : 0);
+  if (prefix == 'b' || prefix == 'x') return false;  // bits, hex
+  const bool backslashes = dialect == Dialect::kMysql ? !mode.no_backslash_escapes : prefix == 'e';
+  size_t unused = 0;
+  const std::string_view content = literal_content(text, t, &unused);
+  if (!has_secret_word(content)) return false;
+  std::string& view = views_[depth];
+  std::vector<uint32_t>& map = maps_[depth];
+  view.clear();
+  map.clear();
+  const size_t n = content.size();
+  for (size_t i = 0; i < n;) {
+    map.push_back(static_cast<uint32_t>(i));
+    const bool escape = backslashes && content[i] == '\\' && i + 1 < n;
+    if ((content[i] == quote && i + 1 < n && content[i + 1] == quote) ||
+        (escape && content[i + 1] == quote)) {
+      view.push_back(quote);
+      i += 2;
+    } else if (escape) {  // \x stays two bytes, each mapped
+      view.push_back('\\');
+      map.push_back(static_cast<uint32_t>(i + 1));
+      view.push_back(content[i + 1]);
+      i += 2;
+    } else {
+      view.push_back(content[i]);
+      ++i;
+    }
+  }
+  map.push_back(static_cast<uint32_t>(n));
+  std::vector<Token>& inner = nested_[depth];
+  tokenize(dialect, mode, view, inner);
+  if (!may_hold(view, inner)) return false;
+  const size_t before = edits_.size();
+  const size_t floor = floor_;
+  floor_ = before;
+  scan(dialect, mode, view, inner, 0, depth + 1, true, out);
+  floor_ = floor;
+  for (size_t k = before; k < edits_.size(); ++k) {
+    Edit& e = edits_[k];
+    e.begin = at + map[e.begin];
+    e.end = at + map[e.end];
+    if (e.marker == Marker::kLiteral && quote == '\'') e.marker = Marker::kLiteralDoubled;
+  }
+  return edits_.size() > before;
+}
+
 void Redactor::scan(Dialect dialect, const MysqlMode& mode, std::string_view text,
-                    const std::vector<Token>& tokens, size_t base, int depth, Redaction& out) {
+                    const std::vector<Token>& tokens, size_t base, int depth, bool in_string,
+                    Redaction& out) {
   const size_t n = tokens.size();
   bool at_start = true;
   bool role = false;          // PostgreSQL CREATE|ALTER ROLE|USER|GROUP
@@ -363,7 +479,7 @@ void Redactor::scan(Dialect dialect, const MysqlMode& mode, std::string_view tex
         break;
       }
       case TokenKind::kString:
-        if (i != marked) scan_literal(text, t, base, out);
+        if (i != marked) scan_literal(dialect, mode, text, t, base, depth, in_string, out);
         break;
       case TokenKind::kDollarString: {
         if (i == marked) break;
@@ -376,10 +492,12 @@ void Redactor::scan(Dialect dialect, const MysqlMode& mode, std::string_view tex
           std::vector<Token>& inner = nested_[depth];
           tokenize(dialect, mode, body, inner);
           if (may_hold(body, inner)) {
-            scan(dialect, mode, body, inner, base + t.begin + offset, depth + 1, out);
+            scan(dialect, mode, body, inner, base + t.begin + offset, depth + 1, in_string, out);
           }
         }
-        if (edits_.size() == before) scan_literal(text, t, base, out);
+        if (edits_.size() == before) {
+          scan_literal(dialect, mode, text, t, base, depth, in_string, out);
+        }
         break;
       }
       default:

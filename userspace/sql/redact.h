@@ -34,7 +34,11 @@
 //   `sslpassword=..`), and the password of a URI's user information
 //   (`postgresql://user:pw@host`, `mysql://user:pw@host`, any scheme).
 //   The body of a dollar-quoted literal (PostgreSQL: DO blocks, function
-//   bodies) is redacted as SQL too, two levels deep.
+//   bodies) is redacted as SQL too, two levels deep, and so is a quoted
+//   literal that holds a quote and PASSWORD or IDENTIFIED (EXECUTE 'ALTER ROLE
+//   a PASSWORD ''x''' in a DO body, MySQL PREPARE s FROM '..'), one level
+//   deep: there the marker is written with the literal's own escaping,
+//   ''<redacted>''.
 //
 // What replaces it: a whole literal (or the token standing for one) becomes
 // kRedactedLiteral, '<redacted>'; a password inside a connection string or
@@ -46,9 +50,9 @@
 // fingerprint are those of the original (sql/normalize.h: every literal is ?).
 // `ALTER ROLE bob CONNECTION LIMIT 5` keeps its text.
 //
-// Not covered: secrets in comments, SQL nested in a quoted string literal
-// (PREPARE s FROM '..', EXECUTE '..'), values computed by expressions
-// (IDENTIFIED BY CONCAT(..)), user variables (IDENTIFIED BY @pw).
+// Not covered: secrets in comments, a quoted literal in a quoted literal in
+// a quoted literal, values computed by expressions (IDENTIFIED BY CONCAT(..),
+// format('.. PASSWORD %L', ..)), user variables (IDENTIFIED BY @pw).
 #pragma once
 
 #include <cstdint>
@@ -86,8 +90,9 @@ struct Redaction {
 };
 
 // The redaction pass over tokens the analyser already has. A text without a
-// word ending in PASSWORD, without IDENTIFIED and without a literal holding
-// '=', "://" or a dollar-quoted body costs one look at each token and no
+// word ending in PASSWORD, without IDENTIFIED, without a dollar-quoted body
+// and without a literal holding '=', "://" or a quote and one of those words
+// costs one look at each token (and at each literal's bytes) and no
 // allocation. Not thread-safe: one per thread.
 class Redactor {
  public:
@@ -97,19 +102,34 @@ class Redactor {
             const std::vector<Token>& tokens, Redaction& out);
 
  private:
+  enum class Marker : uint8_t {
+    kValue,           // kRedactedValue
+    kLiteral,         // kRedactedLiteral
+    kLiteralDoubled,  // kRedactedLiteral inside a '...' literal: ''<redacted>''
+  };
   struct Edit {
     size_t begin, end;
-    bool whole;  // kRedactedLiteral, else kRedactedValue
+    Marker marker;
+    // A space keeps the marker from running into a neighbouring quote or
+    // word where the secret did not ('u'"x" in MySQL, PASSWORD "x"'y').
+    bool space_before, space_after;
   };
   static constexpr int kMaxDepth = 2;
 
   void scan(Dialect dialect, const MysqlMode& mode, std::string_view text,
-            const std::vector<Token>& tokens, size_t base, int depth, Redaction& out);
+            const std::vector<Token>& tokens, size_t base, int depth, bool in_string,
+            Redaction& out);
   void mark_token(std::string_view text, const Token& t, size_t base, Redaction& out);
-  void scan_literal(std::string_view text, const Token& t, size_t base, Redaction& out);
+  void scan_literal(Dialect dialect, const MysqlMode& mode, std::string_view text, const Token& t,
+                    size_t base, int depth, bool in_string, Redaction& out);
+  bool scan_nested_string(Dialect dialect, const MysqlMode& mode, std::string_view text,
+                          const Token& t, size_t offset, size_t at, int depth, Redaction& out);
 
   std::vector<Edit> edits_;
+  size_t floor_ = 0;  // edits_ below this index belong to an enclosing literal's text
   std::vector<Token> nested_[kMaxDepth];
+  std::string views_[kMaxDepth];           // a quoted literal's content, quote escapes undone
+  std::vector<uint32_t> maps_[kMaxDepth];  // view offset -> content offset
 };
 
 // For callers without the analyser's tokens (the enforcement proxy): `in`

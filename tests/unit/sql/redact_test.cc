@@ -137,14 +137,17 @@ TEST_CASE("redact: user mappings, servers, subscriptions, connection strings", "
            "password=<redacted>' PUBLICATION p"},
           {"ALTER SUBSCRIPTION sub CONNECTION 'password = x host=h'",
            "ALTER SUBSCRIPTION sub CONNECTION 'password = <redacted> host=h'"},
-          // A quoted connection-string value cannot be cut cleanly: the literal goes.
+          // A quoted connection-string value: the literal read as SQL finds it.
           {"ALTER SUBSCRIPTION sub CONNECTION 'host=h password=''a b'''",
-           "ALTER SUBSCRIPTION sub CONNECTION '<redacted>'"},
+           "ALTER SUBSCRIPTION sub CONNECTION 'host=h password=''<redacted>'''"},
+          {"ALTER SUBSCRIPTION sub CONNECTION 'host=h password=''a b'' application_name=''s=t'''",
+           "ALTER SUBSCRIPTION sub CONNECTION 'host=h password=''<redacted>'' "
+           "application_name=''s=t'''"},
           {"SELECT dblink_connect('c', 'dbname=d password=x')",
            "SELECT dblink_connect('c', 'dbname=d password=<redacted>')"},
           {"SELECT pglogical.create_node(node_name := 'n', dsn := E'host=h password=x\\'')",
            "SELECT pglogical.create_node(node_name := 'n', dsn := E'host=h "
-           "password=<redacted>')"},
+           "password=''<redacted>''')"},
           {"SELECT dblink('postgresql://app:pw@db.example:5432/d', 'SELECT 1')",
            "SELECT dblink('postgresql://app:<redacted>@db.example:5432/d', 'SELECT 1')"},
           {"SELECT dblink('postgres://h/d?user=u&password=pw&sslmode=require', 'SELECT 1')",
@@ -178,6 +181,31 @@ TEST_CASE("redact: SQL inside a dollar-quoted body", "[sql][redact]") {
            "LANGUAGE sql"},
           {"DO $$ BEGIN PERFORM 1; END $$", "DO $$ BEGIN PERFORM 1; END $$"},
       });
+}
+
+TEST_CASE("redact: SQL inside a quoted literal", "[sql][redact]") {
+  check_cases(
+      kPg,
+      {
+          {"DO $$BEGIN EXECUTE 'CREATE ROLE app LOGIN PASSWORD ''s3cret'''; END$$",
+           "DO $$BEGIN EXECUTE 'CREATE ROLE app LOGIN PASSWORD ''<redacted>'''; END$$"},
+          {"SELECT E'ALTER ROLE a PASSWORD \\'x\\' LOGIN'",
+           "SELECT E'ALTER ROLE a PASSWORD ''<redacted>'' LOGIN'"},
+          {"SELECT 'reset your password, it''s easy'", "SELECT 'reset your password, it''s easy'"},
+          {"SELECT 'it''s the password'", "SELECT 'it''s the password'"},
+      });
+  check_cases(kMy,
+              {
+                  {"PREPARE s FROM 'CREATE USER a IDENTIFIED BY ''x'' PASSWORD EXPIRE'",
+                   "PREPARE s FROM 'CREATE USER a IDENTIFIED BY ''<redacted>'' PASSWORD EXPIRE'"},
+                  {"PREPARE s FROM 'SET PASSWORD = PASSWORD(\\'x\\')'",
+                   "PREPARE s FROM 'SET PASSWORD = PASSWORD(''<redacted>'')'"},
+                  {"PREPARE s FROM \"CREATE USER a IDENTIFIED BY 'x'\"",
+                   "PREPARE s FROM \"CREATE USER a IDENTIFIED BY '<redacted>'\""},
+                  // Read as a connection string, password = ? is one pair too.
+                  {"PREPARE s FROM 'SELECT ? FROM t WHERE password = ?'",
+                   "PREPARE s FROM 'SELECT ? FROM t WHERE password = <redacted>'"},
+              });
 }
 
 TEST_CASE("redact: MySQL and MariaDB", "[sql][redact]") {
@@ -238,7 +266,10 @@ TEST_CASE("redact: MySQL and MariaDB", "[sql][redact]") {
            "SELECT 1; SET PASSWORD = PASSWORD('<redacted>'); SELECT 2"},
           {"CREATE USER a IDENTIFIED BY 'abc", "CREATE USER a IDENTIFIED BY '<redacted>'"},
           // A marker never runs into a neighbouring quote (found by fuzz: sql_redact).
-          {"SELECT 'u'\"password='y'\"", "SELECT 'u' '<redacted>'"},
+          {"SELECT 'u'\"password='y'\"", "SELECT 'u'\"password='<redacted>'\""},
+          {"SELECT 'u'\"password=\"", "SELECT 'u'\"password=\""},
+          {"SELECT 'u'\"password='y\"", "SELECT 'u'\"password='<redacted>'\""},
+          {"CREATE USER a IDENTIFIED BY\"x\"'y'", "CREATE USER a IDENTIFIED BY '<redacted>' 'y'"},
           {"START SLAVE USER='u'PASSWORD=\"y\"'z'",
            "START SLAVE USER='u'PASSWORD='<redacted>' 'z'"},
           // Not credentials.
