@@ -43,16 +43,22 @@
 // What replaces it: a whole literal (or the token standing for one) becomes
 // kRedactedLiteral, '<redacted>'; a password inside a connection string or
 // URI becomes kRedactedValue, <redacted>, and the rest of the literal stays; a
-// connection-string password that is itself quoted (password='a b') takes the
-// whole literal with it (in a bound value, just itself with its quotes). A
-// secret bound parameter becomes kRedactedValue.
-// Nothing else changes: the text keeps its tokens, so its normalised form and
-// fingerprint are those of the original (sql/normalize.h: every literal is ?).
-// `ALTER ROLE bob CONNECTION LIMIT 5` keeps its text.
+// connection-string password that is itself quoted (password=''a b'') is
+// found by reading the literal as SQL, else it takes the whole literal with
+// it (in a bound value or message: just itself with its quotes). A secret
+// bound parameter becomes kRedactedValue.
+// Nothing else changes but a space where a marker would run into a
+// neighbouring quote or word: the text keeps its tokens, so its normalised
+// form and fingerprint are those of the original (sql/normalize.h: every
+// literal is ?), except where the secret was not a literal (PASSWORD hunter2,
+// a syntax error): then the marker makes it one, and another such password
+// still gives the same fingerprint. `ALTER ROLE bob CONNECTION LIMIT 5` keeps
+// its text.
 //
-// Not covered: secrets in comments, a quoted literal in a quoted literal in
-// a quoted literal, values computed by expressions (IDENTIFIED BY CONCAT(..),
-// format('.. PASSWORD %L', ..)), user variables (IDENTIFIED BY @pw).
+// Not covered: secrets in comments, SQL in a quoted literal inside a quoted
+// literal (only its connection strings are looked at), values computed by
+// expressions (IDENTIFIED BY CONCAT(..), format('.. PASSWORD %L', ..)), user
+// variables (IDENTIFIED BY @pw).
 #pragma once
 
 #include <cstdint>
