@@ -152,13 +152,20 @@ struct Range {
   size_t begin, end;
 };
 
-// Credentials inside `s`, a literal's content (`raw` false: still in its SQL
-// quoting) or a bound value or message (`raw` true): the ranges to replace
-// with kRedactedValue are appended to `ranges`. A quoted connection-string
-// password (password='a b') runs to its closing quote in raw text; inside a
-// literal its quotes are the SQL's escapes too, so there the function returns
-// false instead: all of `s` must go.
-bool find_in_literal(std::string_view s, std::vector<Range>& ranges, bool raw) {
+// Where find_in_literal() looks.
+enum class Source : uint8_t {
+  kLiteral,  // a quoted literal's content, still in its SQL quoting
+  kRaw,      // a bound value or a server message
+  kBody,     // a dollar-quoted body: raw text, but SQL around the values
+};
+
+// Credentials inside `s`: the ranges to replace with kRedactedValue are
+// appended to `ranges`. A quoted connection-string password (password='a b')
+// runs to its closing quote in raw text; inside a literal its quotes are the
+// SQL's escapes too, so there the function returns false instead: all of `s`
+// must go. In a body an unquoted value also ends at a quote, ')' or ';' (the
+// SQL around it; a literal there is also read on its own, whole).
+bool find_in_literal(std::string_view s, std::vector<Range>& ranges, Source source) {
   const size_t n = s.size();
   // libpq key=value (https://www.postgresql.org/docs/current/libpq-connect.html
   // #LIBPQ-CONNSTRING-KEYWORD-VALUE): spaces may surround '='; a URI query
@@ -172,16 +179,23 @@ bool find_in_literal(std::string_view s, std::vector<Range>& ranges, bool raw) {
     const bool query = key > 0 && (s[key - 1] == '?' || s[key - 1] == '&');
     size_t v = eq + 1;
     while (v < n && is_space(static_cast<unsigned char>(s[v]))) ++v;
-    if (v < n && (s[v] == '\'' || s[v] == '"' || s[v] == '\\')) {
-      if (!raw) return false;
-      size_t e = v + 1;  // libpq: backslash escapes the next byte inside quotes
-      while (e < n && s[e] != s[v]) e += s[e] == '\\' ? 2 : 1;
-      ranges.push_back({v, std::min(e + 1, n)});
-      continue;
-    }
+    const bool body = source == Source::kBody;
     size_t e = v;
+    if (v < n && (s[v] == '\'' || s[v] == '"' || s[v] == '\\')) {
+      if (source == Source::kLiteral) return false;
+      e = v + 1;  // libpq: backslash escapes the next byte inside quotes
+      while (e < n && s[e] != s[v]) e += s[e] == '\\' ? 2 : 1;
+      e = std::min(e + 1, n);
+      // In a body, what is glued to the closing quote goes too: the marker
+      // then reads as an unquoted value, which a second pass ends alike.
+      if (!body) {
+        ranges.push_back({v, e});
+        continue;
+      }
+    }
     while (e < n && !is_space(static_cast<unsigned char>(s[e])) &&
-           !(query && (s[e] == '&' || s[e] == '#'))) {
+           !(query && (s[e] == '&' || s[e] == '#')) &&
+           !(body && (s[e] == '\'' || s[e] == '"' || s[e] == ')' || s[e] == ';'))) {
       ++e;
     }
     if (e > v) ranges.push_back({v, e});
@@ -241,8 +255,13 @@ bool Redactor::find(Dialect dialect, const MysqlMode& mode, std::string_view tex
   floor_ = 0;
   scan(dialect, mode, text, tokens, 0, 0, false, out);
   if (edits_.empty()) return out.any();
-  std::sort(edits_.begin(), edits_.end(),
-            [](const Edit& a, const Edit& b) { return a.begin < b.begin; });
+  // By position; of edits at one place the widest, and a literal's marker
+  // before a value's, so that the one applied keeps the text's quoting.
+  std::sort(edits_.begin(), edits_.end(), [](const Edit& a, const Edit& b) {
+    if (a.begin != b.begin) return a.begin < b.begin;
+    if (a.end != b.end) return a.end > b.end;
+    return a.marker > b.marker;
+  });
   out.text.reserve(text.size() + edits_.size() * (kRedactedLiteral.size() + 4));
   size_t pos = 0;
   for (const Edit& e : edits_) {
@@ -301,7 +320,7 @@ void Redactor::scan_literal(Dialect dialect, const MysqlMode& mode, std::string_
   }
   thread_local std::vector<Range> ranges;
   ranges.clear();
-  if (!find_in_literal(content, ranges, false)) {
+  if (!find_in_literal(content, ranges, Source::kLiteral)) {
     mark_token(text, t, base, out);
     return;
   }
@@ -483,20 +502,28 @@ void Redactor::scan(Dialect dialect, const MysqlMode& mode, std::string_view tex
         break;
       case TokenKind::kDollarString: {
         if (i == marked) break;
-        // A DO block or function body is SQL too; if it holds nothing as
-        // SQL, it may still be a connection string ($$host=.. password=..$$).
-        const size_t before = edits_.size();
+        // A DO block or function body is SQL; it may also be a connection
+        // string ($$host=.. password=..$$) or hold one outside any literal
+        // (a comment). Both looks, always: which one finds a secret must not
+        // depend on what the other already redacted (a second pass over the
+        // redacted text changes nothing).
+        size_t offset = 0;
+        const std::string_view body = literal_content(text, t, &offset);
+        const size_t at = base + t.begin + offset;
         if (dialect == Dialect::kPostgresql && depth < kMaxDepth) {
-          size_t offset = 0;
-          const std::string_view body = literal_content(text, t, &offset);
           std::vector<Token>& inner = nested_[depth];
           tokenize(dialect, mode, body, inner);
-          if (may_hold(body, inner)) {
-            scan(dialect, mode, body, inner, base + t.begin + offset, depth + 1, in_string, out);
-          }
+          if (may_hold(body, inner))
+            scan(dialect, mode, body, inner, at, depth + 1, in_string, out);
         }
-        if (edits_.size() == before) {
-          scan_literal(dialect, mode, text, t, base, depth, in_string, out);
+        if (literal_may_hold(body)) {
+          thread_local std::vector<Range> ranges;
+          ranges.clear();
+          find_in_literal(body, ranges, Source::kBody);
+          for (const Range& r : ranges) {
+            edits_.push_back({at + r.begin, at + r.end, Marker::kValue, false, false});
+            out.secrets.emplace_back(body.substr(r.begin, r.end - r.begin));
+          }
         }
         break;
       }
@@ -528,7 +555,7 @@ bool redact_credentials(Dialect dialect, std::string_view in, std::string& out,
 bool redact_parameter(std::string_view value, std::string& out, std::vector<std::string>* secrets) {
   if (!literal_may_hold(value)) return false;
   std::vector<Range> ranges;
-  find_in_literal(value, ranges, true);
+  find_in_literal(value, ranges, Source::kRaw);
   if (ranges.empty()) return false;
   if (secrets != nullptr) {
     for (const Range& r : ranges) secrets->emplace_back(value.substr(r.begin, r.end - r.begin));
