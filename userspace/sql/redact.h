@@ -34,7 +34,9 @@
 //   `sslpassword=..`), and the password of a URI's user information
 //   (`postgresql://user:pw@host`, `mysql://user:pw@host`, any scheme).
 //   The body of a dollar-quoted literal (PostgreSQL: DO blocks, function
-//   bodies) is redacted as SQL too, two levels deep, and so is a quoted
+//   bodies) is redacted as SQL too, two levels deep, besides the connection
+//   string look over all of its bytes (there an unquoted value also ends at a
+//   quote, ')' or ';', the SQL around it), and so is a quoted
 //   literal that holds a quote and PASSWORD or IDENTIFIED (EXECUTE 'ALTER ROLE
 //   a PASSWORD ''x''' in a DO body, MySQL PREPARE s FROM '..'), one level
 //   deep: there the marker is written with the literal's own escaping,
