@@ -148,7 +148,8 @@ class FactReader {
       }
     }
     if (i < e_ && tk_[i].kind == TokenKind::kWord && keyword_shaped(tk_[i].text(text_))) {
-      append_upper(tk_[i].text(text_), type);
+      // MySQL reads DROP TABLES and RENAME TABLES as DROP/RENAME TABLE.
+      append_upper(word_at(i, "TABLES") ? std::string_view("TABLE") : tk_[i].text(text_), type);
       return i + 1;
     }
     return i;

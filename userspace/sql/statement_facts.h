@@ -11,7 +11,8 @@
 //                    ONLINE, IGNORE, MySQL's DEFINER = user, ALGORITHM = x,
 //                    SQL SECURITY x): "TABLE", "ROLE", "USER", "INDEX",
 //                    "MATERIALIZED VIEW", "USER MAPPING", "DEFAULT PRIVILEGES",
-//                    ...; TRUNCATE: "TABLE"; otherwise "".
+//                    ...; MySQL's TABLES reads as "TABLE"; TRUNCATE: "TABLE";
+//                    otherwise "".
 //   alter_table_drop ALTER TABLE whose action list (after the table name and
 //                    after each ',' outside parentheses) has an action that
 //                    starts with DROP: DROP [COLUMN] c, DROP CONSTRAINT,

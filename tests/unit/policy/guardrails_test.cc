@@ -71,6 +71,7 @@ TEST_CASE("guardrails: DROP and TRUNCATE of tables", "[policy][guardrails]") {
       {kMy, "DROP TABLE `orders`", kDrop},
       {kMy, "DROP TABLE IF EXISTS shop.orders, shop.items", kDrop},
       {kMy, "DROP TEMPORARY TABLE IF EXISTS tmp_report", kDrop},
+      {kMy, "DROP TABLES orders, items", kDrop},
       {kMy, "TRUNCATE TABLE shop.orders", kDrop},
       {kMy, "truncate orders", kDrop},
       {kMy, "/*!40101 DROP TABLE t */", kDrop},

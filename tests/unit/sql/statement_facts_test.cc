@@ -49,6 +49,8 @@ TEST_CASE("statement facts: object type of CREATE/ALTER/DROP/RENAME/TRUNCATE", "
       {kPg, "DROP TABLE accounts", "DROP", "TABLE"},
       {kPg, "drop table if exists public.accounts, b cascade", "DROP", "TABLE"},
       {kMy, "DROP TEMPORARY TABLE IF EXISTS tmp_x", "DROP", "TABLE"},
+      {kMy, "DROP TABLES a, b", "DROP", "TABLE"},
+      {kMy, "RENAME TABLES a TO b", "RENAME", "TABLE"},
       {kPg, "TRUNCATE accounts", "TRUNCATE", "TABLE"},
       {kMy, "TRUNCATE TABLE accounts", "TRUNCATE", "TABLE"},
       {kPg, "CREATE OR REPLACE TEMP VIEW v AS SELECT 1", "CREATE", "VIEW"},
