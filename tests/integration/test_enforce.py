@@ -26,6 +26,7 @@ into a failure.
 
 import argparse
 import json
+import threading
 import os
 import pwd
 import signal
@@ -34,8 +35,12 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "clients"))
 import pg_cluster  # noqa: E402
+from syscall_capture_test import (REMOTE_HOST_ADDR, allow_host, delete_netns,  # noqa: E402
+                                  make_netns)
 from pg_cluster import (Agent, PgCluster, log, read_audit, skip_or_fail, start_agent,  # noqa: E402
                         stop_agent, verdict)
 from mariadb_server import APP_PASSWORD, APP_USER, TEST_DB, MariaDB  # noqa: E402
@@ -262,6 +267,82 @@ def check_bypass(cluster, failures):
         failures.append(f"bypass: 127.0.0.2 gave {e!r}, not a refusal")
 
 
+def check_remote_client(cluster, netns, failures):
+    """A client in another network namespace (a remote host, over a veth pair) connecting to
+    the server's address on that link is steered too."""
+    r = subprocess.run(["ip", "netns", "exec", netns, "psql", "-X", "-v", "ON_ERROR_STOP=0",
+                        "-At", "-h", REMOTE_HOST_ADDR[0], "-p", str(cluster.port), "-U",
+                        "postgres", "postgres"],
+                       input="DROP TABLE guard_t;\nSELECT 'remote-after-block';\n", text=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    if "ERROR" not in r.stderr or "remote-after-block" not in r.stdout:
+        failures.append(f"remote client via {REMOTE_HOST_ADDR[0]}: not steered or the session "
+                        f"did not go on: {r.stdout.strip()} {r.stderr.strip()[:300]}")
+
+
+def check_reload(agent, cluster, policy, failures):
+    """SIGHUP applies an edited policy at once; a broken file keeps the running one."""
+    def reloads(result):
+        text = agent.scrape()
+        for line in text.splitlines():
+            if line.startswith(f'dbwarden_config_reloads_total{{result="{result}"}}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    def sighup_and_wait(result):
+        before = reloads(result)
+        os.kill(agent.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and reloads(result) <= before:
+            time.sleep(0.1)
+        return reloads(result) > before
+
+    with open(policy) as f:
+        original = f.read()
+    probe = "SELECT * FROM reload_probe_t"
+    rule = ("  - name: reload-probe\n    match: {collections: [reload_probe_t]}\n"
+            "    action: block\n    message: \"dbwarden: reload probe\"\n")
+    try:
+        with open(policy, "w") as f:
+            f.write(original.replace("rules:\n", "rules:\n" + rule, 1))
+        if not sighup_and_wait("ok"):
+            failures.append("reload: SIGHUP with a good policy was not counted ok")
+        r = cluster.psql(["-c", probe], check=False, tcp=True)
+        if "reload probe" not in r.stderr:
+            failures.append(f"reload: the reloaded rule does not block: {r.stderr.strip()}")
+        with open(policy, "w") as f:
+            f.write("rules:\n  - name: [broken\n")
+        if not sighup_and_wait("failed"):
+            failures.append("reload: a broken policy file was not counted as a failed reload")
+        r = cluster.psql(["-c", probe], check=False, tcp=True)
+        if "reload probe" not in r.stderr:
+            failures.append("reload: a broken policy file replaced the running policy")
+    finally:
+        with open(policy, "w") as f:
+            f.write(original)
+        sighup_and_wait("ok")
+
+
+def check_cancel(cluster, failures):
+    """A CancelRequest (a connection of its own) reaches the right backend through the proxy."""
+    conn = psycopg2.connect(host="127.0.0.1", port=cluster.port, user="postgres",
+                            dbname="postgres", connect_timeout=10)
+    timer = threading.Timer(1.0, conn.cancel)
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        conn.cursor().execute("SELECT pg_sleep(30)")
+        failures.append("cancel: pg_sleep(30) was not cancelled")
+    except psycopg2.Error as e:
+        if e.pgcode != "57014":
+            failures.append(f"cancel: expected SQLSTATE 57014, got {e.pgcode}: {e}")
+    took = time.monotonic() - t0
+    timer.join()
+    conn.close()
+    if took > 10:
+        failures.append(f"cancel: took {took:.1f}s")
+
+
 def check_records(records, failures):
     for where in ("tcp", "unix"):
         text = f"SELECT 'after-block-{where}'"
@@ -307,6 +388,33 @@ def pgbench_kill_phase(args, cluster, workdir, policy, mysql_port, fail_mode, fa
     os.kill(agent.pid, signal.SIGKILL)
     killed_at = time.monotonic()
     agent.proc.wait()
+    dead_at = time.monotonic()  # the kernel has torn the process down (sanitizer builds: slow)
+    log(f"fail {fail_mode}: the agent exited {(dead_at - killed_at) * 1000:.1f} ms after kill -9")
+    # How long until the fail mode holds: the first new connection after the exit.
+    for where, family, address in (("tcp", socket.AF_INET, ("127.0.0.1", cluster.port)),
+                                   ("unix", socket.AF_UNIX,
+                                    os.path.join(cluster.socket_dir, f".s.PGSQL.{cluster.port}"))):
+        deadline = dead_at + 5
+        outcome = None
+        while time.monotonic() < deadline:
+            s = socket.socket(family, socket.SOCK_STREAM)
+            s.settimeout(1)
+            try:
+                s.connect(address)
+                outcome = "connected"
+            except ConnectionRefusedError:
+                outcome = "refused"
+            except OSError as e:
+                outcome = f"error {e.errno}"
+            finally:
+                s.close()
+            if outcome == ("refused" if fail_mode == "closed" else "connected"):
+                break
+        took_ms = (time.monotonic() - dead_at) * 1000
+        log(f"fail {fail_mode} {where}: {outcome} {took_ms:.2f} ms after the agent's exit")
+        if outcome != ("refused" if fail_mode == "closed" else "connected"):
+            failures.append(f"fail {fail_mode} {where}: first connections after the kill "
+                            f"gave {outcome}")
     try:
         bench.communicate(timeout=60)
     except subprocess.TimeoutExpired:
@@ -356,7 +464,19 @@ def main():
     failures = []
     policy = write_policy(workdir)
     hba = [("local", "peer", "nobody")]
-    with PgCluster(extra_conf={"listen_addresses": "'127.0.0.1,::1'"},
+    try:
+        netns, host_if = make_netns()
+    except (subprocess.CalledProcessError, FileNotFoundError) as e:
+        return skip_or_fail(f"cannot make a network namespace with a veth pair: {e}")
+    try:
+        return run(args, workdir, policy, hba, netns, failures)
+    finally:
+        delete_netns(netns, host_if)
+
+
+def run(args, workdir, policy, hba, netns, failures):
+    listen = f"'127.0.0.1,::1,{REMOTE_HOST_ADDR[0]}'"
+    with PgCluster(extra_conf={"listen_addresses": listen},
                    hba_rules=hba) as cluster, MariaDB() as server:
         cluster.setup_sql("CREATE TABLE guard_t (id int, v int); INSERT INTO guard_t "
                           "VALUES (1, 1); CREATE ROLE nobody LOGIN")
@@ -366,10 +486,13 @@ def main():
         server.setup_sql(f"CREATE TABLE {TEST_DB}.guard_t (id int, v int); "
                          f"INSERT INTO {TEST_DB}.guard_t VALUES (1, 1); "
                          "CREATE USER nobody@localhost IDENTIFIED VIA unix_socket")
-        # IPv6 loopback clients too (the harness's pg_hba names 127.0.0.1 only).
-        with open(os.path.join(cluster.data_dir, "pg_hba.conf"), "a") as f:
-            f.write("host all all ::1/128 trust\n")
-        cluster.setup_sql("SELECT pg_reload_conf()")
+        # IPv6 loopback and the namespace's link too (the harness's pg_hba names 127.0.0.1).
+        allow_host(cluster, "::1/128")
+        allow_host(cluster, REMOTE_HOST_ADDR[0].rsplit(".", 1)[0] + ".0/24")
+        # Open before enforcement: cannot be steered; listed, counted, still observed.
+        early = psycopg2.connect(host="127.0.0.1", port=cluster.port, user="postgres",
+                                 dbname="postgres", connect_timeout=10)
+        early.autocommit = True
         subprocess.run(["pgbench", "-i", "-s", "1", "-q", "-h", cluster.socket_dir, "-p",
                         str(cluster.port), "-U", "postgres", "postgres"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -395,10 +518,19 @@ def main():
             attempt("psycopg2", check_psycopg2, cluster, failures)
             attempt("identity", check_identity, cluster, server, failures)
             attempt("bypass", check_bypass, cluster, failures)
+            attempt("remote client", check_remote_client, cluster, netns, failures)
+            attempt("cancel", check_cancel, cluster, failures)
+            attempt("reload", check_reload, agent, cluster, policy, failures)
+            early.cursor().execute("SELECT 'opened-before-enforcement'")
+            early.close()
+            time.sleep(1.5)  # metrics are published once a second
             agent.wait_audit_settled(timeout=30, quiet=1.5)
             metrics = agent.scrape()
             if agent.metric_sum("dbwarden_policy_decisions_total", metrics) in (None, 0):
                 failures.append("metrics: no dbwarden_policy_decisions_total")
+            if 'dbwarden_enforcement_state{state="unsteered_connections"} 1' not in metrics:
+                failures.append("metrics: the connection opened before enforcement is not "
+                                "counted as unsteered")
         finally:
             if stop_agent(agent) is not None:
                 failures.append("the enforcing agent did not stop cleanly")
@@ -410,6 +542,10 @@ def main():
         records, bad = read_audit(audit)
         failures += bad
         check_records(records, failures)
+        early_records = records_with(records, "SELECT 'opened-before-enforcement'")
+        if len(early_records) != 1 or "dbwarden.policy.action" in early_records[0]:
+            failures.append(f"the connection opened before enforcement: expected one observed "
+                            f"record without a decision, got {early_records}")
         log(f"{len(records)} audit records")
         for mode in ("closed", "open"):
             pgbench_kill_phase(args, cluster, workdir, policy, server.port, mode, failures)

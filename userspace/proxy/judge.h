@@ -46,6 +46,9 @@ class Judge {
   // whole (the policy's on_unparsed decides then). `backslash_escapes`: MySQL sql_mode.
   virtual void judge(const ConnectionInfo& who, Dialect dialect, std::string_view sql,
                      bool complete, bool backslash_escapes, MessageVerdict* out) = 0;
+  // Changes whenever the answers may change (a policy reload): a prepared statement judged
+  // under another generation is judged again when it is executed.
+  virtual uint64_t generation() const = 0;
 };
 
 }  // namespace dbwarden::proxy

@@ -101,11 +101,9 @@ bool MysqlRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
     if (command == mysql::kComQuery || command == mysql::kComStmtPrepare) {
       return judged_command(in, length, out, now_ns);
     }
+    if (command == mysql::kComStmtExecute) return execute_command(in, length, out, now_ns);
   }
-  pass(header, /*to_server=*/true, out, now_ns);
-  in.consume(header.size());
-  stream_left_ = length;
-  return true;
+  return pass_packet(in, length, out, now_ns);
 }
 
 bool MysqlRelay::judged_command(ByteBuffer& in, uint32_t length, RelayOutput& out,
@@ -118,20 +116,58 @@ bool MysqlRelay::judged_command(ByteBuffer& in, uint32_t length, RelayOutput& ou
   const std::string_view text(reinterpret_cast<const char*>(text_bytes.data()), text_bytes.size());
   judge_.judge(info_, Dialect::kMysql, text, whole, session_.backslash_escapes(), &verdict_);
   for (const auto& s : verdict_.statements) decisions_.remember(s);
-  if (!verdict_.decisive.block) {
-    const auto header = in.data().first(mysql::kHeaderSize);
-    pass(header, /*to_server=*/true, out, now_ns);
-    in.consume(header.size());
-    stream_left_ = length;
-    return true;
-  }
-  ++blocked_;
+  if (!verdict_.decisive.block) return pass_packet(in, length, out, now_ns);
   if (!whole) {
     // Its continuation packets cannot be told from commands without reading them all.
+    ++blocked_;
     refuse(verdict_.decisive.mysql_errno, verdict_.decisive.sqlstate.c_str(),
            verdict_.decisive.message, 1, out, now_ns);
     return false;
   }
+  return block(in, total, out, now_ns);
+}
+
+bool MysqlRelay::execute_command(ByteBuffer& in, uint32_t length, RelayOutput& out,
+                                 uint64_t now_ns) {
+  // COM_STMT_EXECUTE: int<1> 0x17, int<4> statement id, then flags and parameters.
+  if (length < 5) return pass_packet(in, length, out, now_ns);
+  if (in.size() < mysql::kHeaderSize + 5) return false;
+  const auto id_bytes = in.data().subspan(mysql::kHeaderSize + 1, 4);
+  const uint32_t id = uint32_t{id_bytes[0]} | (uint32_t{id_bytes[1]} << 8) |
+                      (uint32_t{id_bytes[2]} << 16) | (uint32_t{id_bytes[3]} << 24);
+  const std::string* text = session_.prepared_text(id);
+  auto it = judged_at_.find(id);
+  if (text != nullptr && (it == judged_at_.end() || it->second != judge_.generation())) {
+    judge_.judge(info_, Dialect::kMysql, *text, true, session_.backslash_escapes(), &verdict_);
+    for (const auto& s : verdict_.statements) decisions_.remember(s);
+    if (judged_at_.size() >= 4096) judged_at_.clear();  // bounded: they are judged again
+    judged_at_[id] = judge_.generation();
+    if (verdict_.decisive.block) {
+      const size_t total = mysql::kHeaderSize + size_t{length};
+      if (length >= mysql::kMaxPacket || total > limits_.max_judged_bytes) {
+        ++blocked_;
+        refuse(verdict_.decisive.mysql_errno, verdict_.decisive.sqlstate.c_str(),
+               verdict_.decisive.message, 1, out, now_ns);
+        return false;
+      }
+      if (in.size() < total) return false;
+      return block(in, total, out, now_ns);
+    }
+  }
+  return pass_packet(in, length, out, now_ns);
+}
+
+bool MysqlRelay::pass_packet(ByteBuffer& in, uint32_t length, RelayOutput& out,
+                             uint64_t now_ns) {
+  const auto header = in.data().first(mysql::kHeaderSize);
+  pass(header, /*to_server=*/true, out, now_ns);
+  in.consume(header.size());
+  stream_left_ = length;
+  return true;
+}
+
+bool MysqlRelay::block(ByteBuffer& in, size_t total, RelayOutput& out, uint64_t now_ns) {
+  ++blocked_;
   held_packet_.assign(in.data().begin(), in.data().begin() + static_cast<std::ptrdiff_t>(total));
   in.consume(total);
   holding_ = true;

@@ -13,12 +13,13 @@
 //   COM_STMT_PREPARE are read whole (up to max_judged_bytes) and judged before any byte of
 //   them is sent: allowed, sent on; blocked, answered by the proxy with an ERR packet (the
 //   rule's errno and SQLSTATE) once the server has answered everything before it. The
-//   session goes on. Statements prepared before a policy reload are judged again when the
-//   record is written (annotator.h); judging COM_STMT_EXECUTE again is the next step.
+//   session goes on. COM_STMT_EXECUTE of a statement judged under another policy (a reload
+//   since its prepare), or not yet judged for its id, judges the prepared text again.
 // - Everything else (login exchange, LOCAL INFILE content, other commands) streams through.
 #pragma once
 
 #include <cstdint>
+#include <unordered_map>
 #include <vector>
 
 #include "protocol/mysql/session.h"
@@ -49,6 +50,10 @@ class MysqlRelay final : public Relay {
  private:
   bool step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns);
   bool judged_command(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
+  bool execute_command(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
+  bool pass_packet(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
+  // The whole packet at the front of `in` was blocked (verdict_): hold it for the answer.
+  bool block(ByteBuffer& in, size_t total, RelayOutput& out, uint64_t now_ns);
   void pass(std::span<const uint8_t> bytes, bool to_server, RelayOutput& out, uint64_t now_ns);
   void answer(const std::vector<uint8_t>& reply, RelayOutput& out, uint64_t now_ns);
   void release_held(RelayOutput& out, uint64_t now_ns);
@@ -71,6 +76,7 @@ class MysqlRelay final : public Relay {
   MessageVerdict verdict_;
   std::vector<uint8_t> scratch_;
   uint64_t blocked_ = 0;
+  std::unordered_map<uint32_t, uint64_t> judged_at_;  // statement id -> judge generation
 };
 
 }  // namespace dbwarden::proxy

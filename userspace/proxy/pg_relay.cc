@@ -41,7 +41,10 @@ void PgRelay::on_upstream_failed(std::string_view why, ByteBuffer& in, RelayOutp
   out.close_after_flush();
 }
 
-void PgRelay::on_close(uint64_t now_ns) { session_.on_close(now_ns); }
+void PgRelay::on_close(uint64_t now_ns) {
+  if (!session_error_.empty()) session_.on_data(Direction::kBackend, session_error_, now_ns);
+  session_.on_close(now_ns);
+}
 
 bool PgRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
   if (stream_left_ > 0) {
@@ -61,6 +64,7 @@ bool PgRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
   if ((h.type == 'Q' || h.type == 'P') && !skip_to_sync_) {
     return judged_message(in, h.type, h.length, out, now_ns);
   }
+  if (h.type == 'B' && !skip_to_sync_) return bind_message(in, h.length, out, now_ns);
   const auto header = in.data().first(pgsql::kTypedHeaderSize);
   if (skip_to_sync_ && h.type == 'S') {
     // The Sync that ends the blocked group: the server never saw the group, the proxy
@@ -68,6 +72,8 @@ bool PgRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
     pass(header, /*to_server=*/false, out, now_ns);
     in.consume(header.size());
     skip_to_sync_ = false;
+    session_.on_data(Direction::kBackend, session_error_, now_ns);
+    session_error_.clear();
     scratch_.clear();
     pgsql::AppendReadyForQuery(session_.transaction_status(), &scratch_);
     answer(scratch_, out, now_ns);
@@ -140,12 +146,7 @@ bool PgRelay::judged_message(ByteBuffer& in, uint8_t type, uint32_t length, Rela
       return true;
     }
     ++blocked_;
-    scratch_.clear();
-    pgsql::AppendErrorResponse("FATAL", verdict_.decisive.sqlstate, verdict_.decisive.message,
-                               &scratch_);
-    answer(scratch_, out, now_ns);
-    closing_ = true;
-    out.close_after_flush();
+    end_connection(verdict_.decisive, out, now_ns);
     return false;
   }
   if (in.size() < total) return false;
@@ -158,31 +159,83 @@ bool PgRelay::judged_message(ByteBuffer& in, uint8_t type, uint32_t length, Rela
   }
   judge_.judge(info_, Dialect::kPostgresql, text, /*complete=*/true, false, &verdict_);
   for (const auto& s : verdict_.statements) decisions_.remember(s);
+  if (type == 'P') {
+    if (judged_at_.size() >= 4096) judged_at_.clear();  // bounded: they are judged again
+    judged_at_[std::string(name)] = judge_.generation();
+  }
   if (!verdict_.decisive.block) {
     pass(message, /*to_server=*/true, out, now_ns);
     in.consume(message.size());
     return true;
   }
+  return block(in, message.size(), type, out, now_ns);
+}
+
+bool PgRelay::bind_message(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns) {
+  // Bind: String portal, String statement, then formats and values; only the names are
+  // needed (each at most NAMEDATALEN on the server, 1 KiB here is plenty).
+  const uint64_t total = 1ull + length;
+  const size_t names = static_cast<size_t>(std::min<uint64_t>(total, 5 + 2048));
+  if (in.size() < names) return false;
+  pgsql::BodyReader r(in.data().subspan(pgsql::kTypedHeaderSize, names - 5));
+  std::string_view portal, name;
+  if (!r.cstring(&portal) || !r.cstring(&name)) {
+    protocol_error("malformed Bind message", out, now_ns);
+    return false;
+  }
+  const std::string* text = session_.prepared_text(name);
+  name_.assign(name);
+  auto it = judged_at_.find(name_);
+  const bool current = it != judged_at_.end() && it->second == judge_.generation();
+  if (text != nullptr && !current) {
+    judge_.judge(info_, Dialect::kPostgresql, *text, /*complete=*/true, false, &verdict_);
+    for (const auto& s : verdict_.statements) decisions_.remember(s);
+    if (judged_at_.size() >= 4096) judged_at_.clear();
+    judged_at_[name_] = judge_.generation();
+    if (verdict_.decisive.block) {
+      if (total > limits_.max_judged_bytes) {
+        ++blocked_;
+        end_connection(verdict_.decisive, out, now_ns);
+        return false;
+      }
+      if (in.size() < total) return false;
+      return block(in, total, 'B', out, now_ns);
+    }
+  }
+  const auto header = in.data().first(pgsql::kTypedHeaderSize);
+  pass(header, /*to_server=*/true, out, now_ns);
+  in.consume(header.size());
+  stream_left_ = length - 4;
+  stream_drop_ = false;
+  return true;
+}
+
+bool PgRelay::block(ByteBuffer& in, size_t total, uint8_t type, RelayOutput& out,
+                    uint64_t now_ns) {
   ++blocked_;
-  const Verdict& v = verdict_.decisive;
-  if (type == 'P' && session_.sync_pending()) {
+  const auto message = in.data().first(total);
+  if (type != 'Q' && session_.sync_pending()) {
     // Earlier messages of this Sync group are at the server: answering in place would let
     // the client's Sync commit them. Ending the connection rolls them back.
     pass(message, /*to_server=*/false, out, now_ns);
-    in.consume(message.size());
-    scratch_.clear();
-    pgsql::AppendErrorResponse("FATAL", v.sqlstate, v.message, &scratch_);
-    answer(scratch_, out, now_ns);
-    closing_ = true;
-    out.close_after_flush();
+    in.consume(total);
+    end_connection(verdict_.decisive, out, now_ns);
     return false;
   }
   held_message_.assign(message.begin(), message.end());
-  in.consume(message.size());
+  in.consume(total);
   held_is_query_ = type == 'Q';
   holding_ = true;
   release_held(out, now_ns);
   return !holding_;
+}
+
+void PgRelay::end_connection(const Verdict& v, RelayOutput& out, uint64_t now_ns) {
+  scratch_.clear();
+  pgsql::AppendErrorResponse("FATAL", v.sqlstate, v.message, &scratch_);
+  answer(scratch_, out, now_ns);
+  closing_ = true;
+  out.close_after_flush();
 }
 
 void PgRelay::release_held(RelayOutput& out, uint64_t now_ns) {
@@ -207,10 +260,16 @@ void PgRelay::release_held(RelayOutput& out, uint64_t now_ns) {
   pgsql::AppendErrorResponse("ERROR", v.sqlstate, v.message, &held_reply_);
   if (held_is_query_) {
     pgsql::AppendReadyForQuery(session_.transaction_status(), &held_reply_);
-  } else {
-    skip_to_sync_ = true;  // the server would skip to Sync after an error: so does the proxy
+    answer(held_reply_, out, now_ns);
+    return;
   }
-  answer(held_reply_, out, now_ns);
+  // The server would skip to Sync after an error: so does the proxy. The decoder hears of
+  // the error once it has seen the group up to that Sync, as it would from a server that
+  // got the whole group: it then gives the error to the group's Execute, whatever message
+  // of the group was blocked.
+  skip_to_sync_ = true;
+  out.to_client(held_reply_);
+  session_error_ = held_reply_;
 }
 
 void PgRelay::pass(std::span<const uint8_t> bytes, bool to_server, RelayOutput& out,

@@ -18,6 +18,8 @@
 //   of them ran), or for a Parse everything up to the next Sync is dropped (the server
 //   would skip it after an error) and that Sync is answered ReadyForQuery. Nothing of the
 //   blocked message reaches the server; the session goes on.
+// - Bind of a prepared statement judged under another policy (a reload since its Parse), or
+//   never judged: its text is judged again, and a block is answered as for its Parse.
 // - A Parse blocked after other extended-protocol messages of the same Sync group were
 //   already sent cannot be answered in place without the server committing those on the
 //   next Sync: the connection is ended with a FATAL error, so the server rolls them back.
@@ -27,6 +29,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "protocol/pgsql/session.h"
@@ -66,6 +70,10 @@ class PgRelay final : public Relay {
   bool startup_packet(ByteBuffer& in, RelayOutput& out, uint64_t now_ns);
   bool judged_message(ByteBuffer& in, uint8_t type, uint32_t length, RelayOutput& out,
                       uint64_t now_ns);
+  bool bind_message(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
+  // The whole message at the front of `in` was blocked (verdict_): hold it for the answer.
+  bool block(ByteBuffer& in, size_t total, uint8_t type, RelayOutput& out, uint64_t now_ns);
+  void end_connection(const Verdict& v, RelayOutput& out, uint64_t now_ns);
   void pass(std::span<const uint8_t> bytes, bool to_server, RelayOutput& out, uint64_t now_ns);
   void answer(const std::vector<uint8_t>& reply, RelayOutput& out, uint64_t now_ns);
   void release_held(RelayOutput& out, uint64_t now_ns);
@@ -86,10 +94,15 @@ class PgRelay final : public Relay {
   bool closing_ = false;
   std::vector<uint8_t> held_message_;  // its bytes, fed to the session on release
   std::vector<uint8_t> held_reply_;    // the proxy's answer
+  std::vector<uint8_t> session_error_;  // a blocked group's error, for the decoder at Sync
   bool held_is_query_ = false;
   MessageVerdict verdict_;
   std::vector<uint8_t> scratch_;
   uint64_t blocked_ = 0;
+  // The judge's generation each prepared statement was last judged under: a Bind of one
+  // judged under another (the policy was reloaded since) judges its text again.
+  std::unordered_map<std::string, uint64_t> judged_at_;
+  std::string name_;  // reused for lookups
 };
 
 }  // namespace dbwarden::proxy

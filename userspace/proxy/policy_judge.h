@@ -38,6 +38,7 @@ class PolicyJudge final : public Judge {
   explicit PolicyJudge(const PolicySource& source) : source_(source) {}
   void judge(const ConnectionInfo& who, Dialect dialect, std::string_view sql, bool complete,
              bool backslash_escapes, MessageVerdict* out) override;
+  uint64_t generation() const override { return source_.generation(); }
 
  private:
   const PolicySource& source_;

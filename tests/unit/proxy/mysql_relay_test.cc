@@ -132,3 +132,23 @@ TEST_CASE("mysql relay: packets that are not commands stream through (LOCAL INFI
   const std::string content = Packet(2, "\x03" "DROP TABLE t") + Packet(3, "");
   CHECK(f.client(content) == content);
 }
+
+TEST_CASE("mysql relay: a prepared statement is judged again at execute after a policy reload",
+          "[proxy][mysql]") {
+  MyFixture f;
+  f.login();
+  const std::string prepare = Command(0x16, "DELETE FROM t WHERE id = ?");
+  CHECK(f.client(prepare) == prepare);
+  f.server(PrepareOk(1, 7, 0, 1, false));
+  // COM_STMT_EXECUTE: id 7, flags 0, iteration count 1, null bitmap, new-params flag, types.
+  const std::string execute =
+      Command(0x17, U32(7) + '\0' + U32(1) + '\0' + '\1' + U16(3) + U32(1));
+  CHECK(f.client(execute) == execute);
+  f.server(Ok(1, 1));
+  f.judged.source.set(proxytest::LoadPolicy(
+      "rules:\n  - {name: no-delete, match: {operation: DELETE}, action: block}\n"));
+  CHECK(f.client(execute).empty());
+  CHECK(f.out.take_client().substr(4, 1) == "\xff");
+  REQUIRE(f.sink.got.size() == 2);
+  CHECK(f.sink.got[1].policy_rule == "no-delete");
+}

@@ -228,3 +228,28 @@ TEST_CASE("pg relay: a query too large to judge whole falls under on_unparsed",
     CHECK(f.client(q) == q);
   }
 }
+
+TEST_CASE("pg relay: a prepared statement is judged again at Bind after a policy reload",
+          "[proxy][pgsql]") {
+  PgFixture f;
+  f.login();
+  const std::string prepare = Parse("s1", "DELETE FROM t WHERE id = $1") + Sync();
+  CHECK(f.client(prepare) == prepare);
+  f.server(ParseComplete() + Ready());
+  const std::string run = Bind("", "s1", "1") + Execute("") + Sync();
+  CHECK(f.client(run) == run);
+  f.server(BindComplete() + Complete("DELETE 1") + Ready());
+  // The policy now forbids every DELETE: the statement prepared before is blocked at Bind.
+  f.judged.source.set(proxytest::LoadPolicy(
+      "rules:\n  - {name: no-delete, match: {operation: DELETE}, action: block}\n"));
+  CHECK(f.client(run).empty());
+  const std::string told = f.out.take_client();
+  CHECK(told.find("C42501") != std::string::npos);
+  CHECK(told.substr(told.size() - 6) == Ready('I'));
+  REQUIRE(f.sink.got.size() == 2);
+  CHECK(f.sink.got[1].policy_rule == "no-delete");
+  CHECK(f.sink.got[1].policy_action == "block");
+  // Unchanged policy: the next Bind is not judged again, and passes.
+  f.judged.source.set(proxytest::LoadPolicy("rules: []\n"));
+  CHECK(f.client(run) == run);
+}

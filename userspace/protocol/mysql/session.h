@@ -123,6 +123,12 @@ class Session final : private FrameHandler {
   // Logged in and every command fed so far has its whole answer (LOCAL INFILE included):
   // an answer of the proxy's own goes next.
   bool idle() const { return phase_ == Phase::kCommand && ops_.empty() && !infile_; }
+  // The text of prepared statement `id` (known once the server answered its prepare), or
+  // null when unknown.
+  const std::string* prepared_text(uint32_t id) const {
+    auto it = prepared_.find(id);
+    return it == prepared_.end() ? nullptr : &it->second->text;
+  }
   // How a COM_QUERY's text is split and lexed (sql_mode NO_BACKSLASH_ESCAPES, multi-statements).
   bool backslash_escapes() const { return backslash_escapes_; }
   bool multi_statements() const { return multi_statements_; }

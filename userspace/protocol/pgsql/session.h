@@ -115,6 +115,12 @@ class Session final : private FrameHandler {
   // Extended-protocol messages were sent since the last Sync: the server holds their
   // answers until a Sync (or Flush) and would roll them back on an error.
   bool sync_pending() const;
+  // The text of the prepared statement `name` ("" the unnamed one) as its Parse gave it, or
+  // null when unknown (never seen, closed, or beyond the limits).
+  const std::string* prepared_text(std::string_view name) const {
+    auto it = prepared_.find(std::string(name));
+    return it == prepared_.end() ? nullptr : &it->second->text;
+  }
   // The transaction status of the last ReadyForQuery: 'I', 'T' or 'E'.
   uint8_t transaction_status() const { return transaction_status_; }
 
