@@ -102,7 +102,8 @@ po::options_description settings() {
       ("proxy-tls-key-file", po::value<std::string>(), "key for --proxy-tls-cert-file")
       ("record", po::value<std::string>(),
        "also write every raw capture record to this new file (replay it with `dbwarden "
-       "replay`); it holds statement text: protect it like the audit log");
+       "replay`), created 0600; it holds statement text as captured, before redaction, "
+       "so passwords too: protect it more than the audit log");
   return d;
 }
 

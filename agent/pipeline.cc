@@ -60,7 +60,20 @@ void Pipeline::on_statement(const Statement& statement) {
   const sql::Dialect dialect = sql::dialect_of(
       statement.connection != nullptr ? std::string_view(statement.connection->db_system)
                                       : std::string_view());
-  const sql::Analysis& a = analyzer_.analyze(dialect, scratch_.text);
+  // Credentials go first, before any output or log line sees the statement:
+  // found in the analyser's own token pass, so a statement without any pays
+  // one look per token (sql/redact.h).
+  const sql::Analysis& a = analyzer_.analyze(dialect, scratch_.text, redaction_);
+  // Only what was removed counts: PASSWORD(?) prepared without values is not.
+  scratch_.redacted = redaction_.text_redacted;
+  if (redaction_.text_redacted) scratch_.text.swap(redaction_.text);
+  if (!scratch_.parameters.empty() && sql::redact_parameters(redaction_, scratch_.parameters)) {
+    scratch_.redacted = true;
+  }
+  if (!scratch_.error_message.empty() && sql::scrub_secrets(redaction_, scratch_.error_message)) {
+    scratch_.redacted = true;
+  }
+  if (scratch_.redacted) ++redacted_;
   // Assignments reuse scratch_'s capacity: no allocation once it has grown.
   scratch_.operation = a.operation;
   scratch_.summary = a.summary;

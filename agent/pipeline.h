@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// Where decoded statements go: the SQL analyser fills in what the wire does not
-// say (operation, summary, fingerprint, tables, unbounded write), then every
-// output (audit log, metrics, later policy) receives the same record.
+// Where decoded statements go: credentials are cut out of the text, bound
+// values and error message (sql/redact.h), the SQL analyser fills in what the
+// wire does not say (operation, summary, fingerprint, tables, unbounded
+// write), then every output (audit log, metrics, later policy) receives the
+// same record. No output ever sees the statement before redaction.
 #pragma once
 
 #include <vector>
@@ -10,6 +12,7 @@
 #include "agent/parameter_policy.h"
 #include "protocol/statement.h"
 #include "sql/analyzer.h"
+#include "sql/redact.h"
 
 namespace dbwarden::agent {
 
@@ -22,14 +25,17 @@ class Pipeline : public StatementSink {
       : outputs_(std::move(outputs)), parameters_(parameters) {}
   void on_statement(const Statement& statement) override;
   uint64_t statements() const { return statements_; }
+  uint64_t redacted() const { return redacted_; }  // statements that had a credential
   const sql::Analyzer& analyzer() const { return analyzer_; }
 
  private:
   std::vector<StatementSink*> outputs_;
   const ParameterPolicy* parameters_;
   sql::Analyzer analyzer_;
-  Statement scratch_;  // reused: copy-assignment keeps its string capacity
+  sql::Redaction redaction_;  // reused: keeps its buffers' capacity
+  Statement scratch_;         // reused: copy-assignment keeps its string capacity
   uint64_t statements_ = 0;
+  uint64_t redacted_ = 0;
 };
 
 }  // namespace dbwarden::agent

@@ -149,7 +149,8 @@ void publish_shipping(metrics::Exporter& m, const shipping::StdoutShipper* out,
 // TLS capture: hooks libssl files that appeared since the last scan, logs
 // what it found, and logs the counters whenever one that means loss changes
 // (unknown SSL*, unhooked libraries, connections whose TLS was not captured).
-void publish_sql(metrics::Exporter& m, const sql::Analyzer& analyzer) {
+void publish_sql(metrics::Exporter& m, const Pipeline& pipeline) {
+  const sql::Analyzer& analyzer = pipeline.analyzer();
   const sql::AnalyzerCounters a = analyzer.counters();
   metrics::SqlCounters s;
   s.cache_hits = a.cache_hits;
@@ -158,6 +159,7 @@ void publish_sql(metrics::Exporter& m, const sql::Analyzer& analyzer) {
   s.parse_failures = a.parse_failures;
   s.parses_skipped = a.parses_skipped;
   s.cache_entries = analyzer.cache_entries();
+  s.redacted = pipeline.redacted();
   m.publish_sql(s);
 }
 
@@ -405,7 +407,7 @@ int run(const Config& config) {
       }
       rescan_tls(*capture.value(), observer, *exporter.value(), tls_report);
       publish(*exporter.value(), *capture.value(), observer, *audit.value());
-      publish_sql(*exporter.value(), pipeline.analyzer());
+      publish_sql(*exporter.value(), pipeline);
       publish_identity(*exporter.value(), observer, resolver);
       exporter.value()->publish_fingerprints();
       publish_shipping(*exporter.value(), to_stdout.get(), to_syslog.get());
@@ -483,7 +485,7 @@ int replay(const ReplayConfig& config) {
     return kExitError;
   }
   if (exporter) {
-    publish_sql(*exporter, pipeline.analyzer());
+    publish_sql(*exporter, pipeline);
     exporter->publish_fingerprints();
     if (!config.metrics_file.empty()) {
       if (Status s = write_metrics(*exporter, config.metrics_file); !s.ok()) {

@@ -254,7 +254,8 @@ class Agent:
     """
 
     def __init__(self, exe, audit_file, pg_ports, metrics_port=None, config=None,
-                 extra_args=None, ready_timeout=120.0, pin_dir=None, keep_pins=False):
+                 extra_args=None, ready_timeout=120.0, pin_dir=None, keep_pins=False,
+                 stdout_path=None):
         self.exe = exe
         self.pin_dir = pin_dir or private_pin_dir()
         self.keep_pins = keep_pins
@@ -264,6 +265,7 @@ class Agent:
         self.config = config
         self.extra_args = list(extra_args or [])
         self.ready_timeout = ready_timeout
+        self.stdout_path = stdout_path  # the agent's stdout goes here (else nowhere)
         self.proc = None
         self.returncode = None
         self._stderr = []
@@ -326,8 +328,15 @@ class Agent:
     def start(self):
         cmd = self.command()
         log("starting agent: " + " ".join(cmd))
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, errors="replace")
+        out = subprocess.DEVNULL
+        if self.stdout_path:
+            out = open(self.stdout_path, "ab")  # noqa: SIM115 (the child keeps it open)
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.PIPE, text=True, errors="replace")
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
         if not self._ready.wait(self.ready_timeout):

@@ -26,6 +26,8 @@
 //   dbwarden.capture_gap        only when true
 //   dbwarden.statement_unresolved only when true
 //   dbwarden.unbounded_write    only when true
+//   dbwarden.redacted           only when true: a credential was cut out of the
+//                               text, a parameter or error.message (sql/redact.h)
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "capture/records.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
@@ -55,9 +58,14 @@ bool dispatch(const void* data, size_t size, EventHandler& h) {
 }
 
 Result<std::unique_ptr<RecordingWriter>> RecordingWriter::Create(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "wbx");
+  // 0600 from the start: a recording holds statement text as captured, before
+  // redaction, so passwords too (README "Other commands").
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  std::FILE* f = fd < 0 ? nullptr : ::fdopen(fd, "wb");
   if (!f) {
-    return Status::Error("cannot create recording " + path + ": " + std::strerror(errno) +
+    const int err = errno;
+    if (fd >= 0) ::close(fd);
+    return Status::Error("cannot create recording " + path + ": " + std::strerror(err) +
                          " (it must not exist yet)");
   }
   std::fwrite(kMagic, 1, sizeof(kMagic), f);

@@ -129,6 +129,7 @@ struct Exporter::Impl {
   Counter* sql_parsed = nullptr;
   Counter* sql_parse_failed = nullptr;
   Counter* sql_parse_skipped = nullptr;
+  Counter* sql_redacted = nullptr;
   Gauge* sql_cache_entries = nullptr;
   SqlCounters last_sql;
   Counter* identity_sources[3] = {};
@@ -296,6 +297,13 @@ struct Exporter::Impl {
     sql_parsed = &parses.Add({{"result", "parsed"}});
     sql_parse_failed = &parses.Add({{"result", "failed"}});
     sql_parse_skipped = &parses.Add({{"result", "skipped"}});
+    sql_redacted = &prometheus::BuildCounter()
+                        .Name("dbwarden_sql_redacted_statements_total")
+                        .Help(
+                            "Statements a credential (password, hash, connection-string "
+                            "password) was cut out of before any output saw them.")
+                        .Register(*registry)
+                        .Add({});
     sql_cache_entries = &prometheus::BuildGauge()
                              .Name("dbwarden_sql_cache_entries")
                              .Help("Normalised statements in the analysis cache.")
@@ -631,6 +639,7 @@ void Exporter::publish_sql(const SqlCounters& sql) {
   add(m.sql_parsed, sql.parsed, l.parsed);
   add(m.sql_parse_failed, sql.parse_failures, l.parse_failures);
   add(m.sql_parse_skipped, sql.parses_skipped, l.parses_skipped);
+  add(m.sql_redacted, sql.redacted, l.redacted);
   m.sql_cache_entries->Set(static_cast<double>(sql.cache_entries));
 }
 

@@ -23,6 +23,7 @@
 //   dbwarden_sql_analyses_total{result}     cache_hit|cache_miss
 //   dbwarden_sql_parses_total{result}       parsed|failed|skipped (libpg_query on a miss)
 //   dbwarden_sql_cache_entries              gauge
+//   dbwarden_sql_redacted_statements_total  statements a credential was cut out of (sql/redact.h)
 //   dbwarden_audit_records_total, dbwarden_audit_bytes_total,
 //   dbwarden_audit_write_errors_total, dbwarden_audit_dropped_total
 //   dbwarden_metrics_label_overflow_total   statements counted under "__other__"
@@ -78,6 +79,7 @@ struct SqlCounters {
   uint64_t cache_hits = 0, cache_misses = 0;
   uint64_t parsed = 0, parse_failures = 0, parses_skipped = 0;
   uint64_t cache_entries = 0;
+  uint64_t redacted = 0;  // statements a credential was cut out of
 };
 
 inline constexpr size_t kMaxStatementLabelSets = 1000;

@@ -77,6 +77,9 @@ struct Statement {
   std::vector<std::string> collections;
   // UPDATE/DELETE without a WHERE clause (dbwarden.unbounded_write).
   bool unbounded_write = false;
+  // Set by the pipeline: a credential was cut out of the text, a bound value
+  // or the error message (sql/redact.h; dbwarden.redacted).
+  bool redacted = false;
 
   // Enforcement mode: the policy's decision on this statement (dbwarden.policy.rule,
   // dbwarden.policy.action), set by the proxy; empty in observe mode.
@@ -107,6 +110,7 @@ struct Statement {
     fingerprint.clear();
     collections.clear();
     unbounded_write = false;
+    redacted = false;
     policy_rule.clear();
     policy_action.clear();
   }

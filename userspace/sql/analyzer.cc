@@ -19,6 +19,24 @@ Analyzer::Analyzer(const AnalyzerOptions& options) : options_(options), cache_(o
 const Analysis& Analyzer::analyze(Dialect dialect, std::string_view text) {
   ++statements_;
   const bool unterminated = tokenize(dialect, options_.mysql, text, tokens_);
+  return analyze_tokens(dialect, text, unterminated);
+}
+
+const Analysis& Analyzer::analyze(Dialect dialect, std::string_view text, Redaction& redaction) {
+  ++statements_;
+  bool unterminated = tokenize(dialect, options_.mysql, text, tokens_);
+  if (redactor_.find(dialect, options_.mysql, text, tokens_, redaction) &&
+      redaction.text_redacted) {
+    // Rare (a credential statement): tokenise the redacted text anew rather
+    // than map the secrets' tokens onto it.
+    text = redaction.text;
+    unterminated = tokenize(dialect, options_.mysql, text, tokens_);
+  }
+  return analyze_tokens(dialect, text, unterminated);
+}
+
+const Analysis& Analyzer::analyze_tokens(Dialect dialect, std::string_view text,
+                                         bool unterminated) {
   normalize_tokens(dialect, text, tokens_, normalized_);
   const uint64_t fp = fingerprint64(normalized_);
   uint64_t key = dialect == Dialect::kMysql ? fp ^ kMysqlKeySalt : fp;

@@ -23,6 +23,7 @@
 #include "sql/dialect.h"
 #include "sql/lexer.h"
 #include "sql/pg_parse.h"
+#include "sql/redact.h"
 
 namespace dbwarden::sql {
 
@@ -48,17 +49,24 @@ class Analyzer {
 
   // The analysis of `text`; valid until the next call.
   const Analysis& analyze(Dialect dialect, std::string_view text);
+  // The same, with credentials looked for in the same token pass
+  // (sql/redact.h) and their findings put in `redaction`. When the text had
+  // any, the analysis is that of redaction.text: nothing derived from the
+  // secrets (normalised text, tables, summary) is ever cached or returned.
+  const Analysis& analyze(Dialect dialect, std::string_view text, Redaction& redaction);
 
   AnalyzerCounters counters() const;
   size_t cache_entries() const { return cache_.entries(); }
   size_t cache_bytes() const { return cache_.bytes(); }
 
  private:
+  const Analysis& analyze_tokens(Dialect dialect, std::string_view text, bool unterminated);
   void classify_miss(Dialect dialect, std::string_view text);
 
   AnalyzerOptions options_;
   AnalysisCache cache_;
   std::vector<Token> tokens_;
+  Redactor redactor_;
   std::string normalized_;
   Analysis scratch_;      // a miss is built here, then copied into the cache
   std::string nul_text_;  // libpg_query wants a NUL-terminated copy

@@ -16,6 +16,10 @@
 //
 // Usage: my_stmt_client (--socket PATH | --port N) --user U --password P
 //                       --database D --session NAME --table T
+//        my_stmt_client (--socket PATH | --port N) --user U --password P
+//                       --database D --exec SQL [--param VALUE ...]
+// The second form prepares SQL, binds each VALUE as a string, executes once
+// and prints its outcome (tests/integration/test_redaction.py).
 #include <mysql.h>
 
 #include <cstdio>
@@ -27,7 +31,8 @@
 namespace {
 
 struct Args {
-  std::string socket, user, password, database, session, table;
+  std::string socket, user, password, database, session, table, exec;
+  std::vector<std::string> params;
   unsigned port = 0;
 };
 
@@ -119,6 +124,27 @@ void Execute(MYSQL_STMT* st) {
   Outcome("00000", rows);
 }
 
+// Prepares `sql`, binds `params` as strings, executes once; prints the outcome.
+void ExecOnce(MYSQL* db, const std::string& sql, const std::vector<std::string>& params) {
+  MYSQL_STMT* st = Prepare(db, sql);
+  if (!st) return;
+  std::vector<MYSQL_BIND> in(params.size());
+  std::vector<unsigned long> lengths(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    std::memset(&in[i], 0, sizeof(in[i]));
+    lengths[i] = params[i].size();
+    in[i].buffer_type = MYSQL_TYPE_STRING;
+    in[i].buffer = const_cast<char*>(params[i].data());
+    in[i].buffer_length = lengths[i];
+    in[i].length = &lengths[i];
+  }
+  if (!in.empty() && mysql_stmt_bind_param(st, in.data()) != 0) {
+    Die("bind_param", mysql_stmt_error(st));
+  }
+  Execute(st);
+  mysql_stmt_close(st);
+}
+
 Args Parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -138,12 +164,17 @@ Args Parse(int argc, char** argv) {
       a.session = v;
     } else if (k == "--table") {
       a.table = v;
+    } else if (k == "--exec") {
+      a.exec = v;
+    } else if (k == "--param") {
+      a.params.emplace_back(v);
     } else {
       Die("usage", ("unknown option " + k).c_str());
     }
   }
-  if (a.table.empty() || a.session.empty() || (a.socket.empty() && a.port == 0)) {
-    Die("usage", "need --table, --session and --socket or --port");
+  if ((a.exec.empty() && (a.table.empty() || a.session.empty())) ||
+      (a.socket.empty() && a.port == 0)) {
+    Die("usage", "need --exec or --table and --session, and --socket or --port");
   }
   return a;
 }
@@ -163,6 +194,11 @@ int main(int argc, char** argv) {
                           a.password.c_str(), a.database.c_str(), a.port,
                           a.socket.empty() ? nullptr : a.socket.c_str(), 0)) {
     Die("connect", mysql_error(db));
+  }
+  if (!a.exec.empty()) {
+    ExecOnce(db, a.exec, a.params);
+    mysql_close(db);
+    return 0;
   }
   const std::string& t = a.table;
   Query(db,

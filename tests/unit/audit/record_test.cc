@@ -227,3 +227,14 @@ TEST_CASE("record: worst-case growth, appended after what the buffer holds", "[a
     CHECK(alone == line);
   }
 }
+
+TEST_CASE("record: a redacted statement says so, others do not", "[audit][record][redact]") {
+  const ConnectionInfo c = tcp_connection();
+  Statement s = full_statement(&c);
+  CHECK_FALSE(format(s, 0).contains("dbwarden.redacted"));
+  s.text = "ALTER ROLE bob PASSWORD '<redacted>'";
+  s.redacted = true;
+  const auto j = format(s, 0);
+  CHECK(j["dbwarden.redacted"] == true);
+  CHECK(j["db.query.text"] == "ALTER ROLE bob PASSWORD '<redacted>'");
+}

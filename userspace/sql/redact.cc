@@ -1,0 +1,469 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "sql/redact.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "sql/char_class.h"
+#include "sql/normalize.h"
+
+namespace dbwarden::sql {
+namespace {
+
+using chars::is_ident_cont;
+using chars::is_space;
+
+constexpr size_t kNone = static_cast<size_t>(-1);
+
+// Eight ASCII bytes as one little-endian word, to compare with a folded load.
+constexpr uint64_t word8(const char (&s)[9]) {
+  uint64_t w = 0;
+  for (int i = 7; i >= 0; --i) w = (w << 8) | static_cast<unsigned char>(s[i]);
+  return w;
+}
+constexpr uint64_t kPassword = word8("password");
+constexpr uint64_t kIdentifi = word8("identifi");
+
+uint64_t load8(const char* p) {
+  uint64_t w;
+  std::memcpy(&w, p, sizeof(w));
+  return w;
+}
+
+// PASSWORD, MASTER_PASSWORD, sslpassword, user_password ... in any case.
+bool ends_with_password(std::string_view w) {
+  return w.size() >= 8 && chars::fold_lower8(load8(w.data() + w.size() - 8)) == kPassword;
+}
+
+bool is_identified(std::string_view w) {
+  return w.size() == 10 && chars::fold_lower8(load8(w.data())) == kIdentifi &&
+         (w[8] | 0x20) == 'e' && (w[9] | 0x20) == 'd';
+}
+
+bool is_value(TokenKind k) {
+  return k == TokenKind::kString || k == TokenKind::kDollarString || k == TokenKind::kParam;
+}
+
+bool is_word(const Token& t, std::string_view text, std::string_view upper) {
+  return t.kind == TokenKind::kWord && keyword_equals(t.text(text), upper);
+}
+
+// The bytes between a literal's (or quoted identifier's) delimiters: after
+// the prefix and opening quote (E'..', U&'..', $tag$..), before the closing
+// one unless the token ran to the end unterminated. `offset` is where they
+// start inside the token.
+std::string_view literal_content(std::string_view text, const Token& t, size_t* offset) {
+  const std::string_view s = t.text(text);
+  size_t open = 0, close = 1;
+  if (t.kind == TokenKind::kDollarString) {
+    const size_t second = s.find('$', 1);
+    open = second == std::string_view::npos ? s.size() : second + 1;
+    close = open;
+  } else {
+    while (open < s.size() && s[open] != '\'' && s[open] != '"' && s[open] != '`') ++open;
+    open = std::min(open + 1, s.size());
+  }
+  size_t end = s.size();
+  if (!t.unterminated) end = end >= open + close ? end - close : open;
+  *offset = open;
+  return s.substr(open, end - open);
+}
+
+// A literal that may hold a connection string ('=') or URI ("://").
+bool literal_may_hold(std::string_view s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '=') return true;
+    if (c == ':' && i + 2 < s.size() && s[i + 1] == '/' && s[i + 2] == '/') return true;
+  }
+  return false;
+}
+
+// One look per token: nothing here means nothing for scan() to find.
+bool may_hold(std::string_view text, const std::vector<Token>& tokens) {
+  for (const Token& t : tokens) {
+    switch (t.kind) {
+      case TokenKind::kWord: {
+        const std::string_view w = t.text(text);
+        if (ends_with_password(w) || is_identified(w)) return true;
+        break;
+      }
+      case TokenKind::kQuotedIdent:
+        // Up to the closing quote: "password", `password`.
+        if (t.end - t.begin > 9 && ends_with_password(text.substr(t.begin, t.end - t.begin - 1))) {
+          return true;
+        }
+        break;
+      case TokenKind::kString:
+        if (literal_may_hold(t.text(text))) return true;
+        break;
+      case TokenKind::kDollarString:
+        return true;  // a body: look inside
+      default:
+        break;
+    }
+  }
+  return false;
+}
+
+struct Range {
+  size_t begin, end;
+};
+
+// Credentials inside `s`, a literal's content (`raw` false: still in its SQL
+// quoting) or a bound value or message (`raw` true): the ranges to replace
+// with kRedactedValue are appended to `ranges`. A quoted connection-string
+// password (password='a b') runs to its closing quote in raw text; inside a
+// literal its quotes are the SQL's escapes too, so there the function returns
+// false instead: all of `s` must go.
+bool find_in_literal(std::string_view s, std::vector<Range>& ranges, bool raw) {
+  const size_t n = s.size();
+  // libpq key=value (https://www.postgresql.org/docs/current/libpq-connect.html
+  // #LIBPQ-CONNSTRING-KEYWORD-VALUE): spaces may surround '='; a URI query
+  // (?password=..&..) ends the value at '&' or '#' too.
+  for (size_t eq = s.find('='); eq != std::string_view::npos; eq = s.find('=', eq + 1)) {
+    size_t k = eq;
+    while (k > 0 && is_space(static_cast<unsigned char>(s[k - 1]))) --k;
+    if (!ends_with_password(s.substr(0, k))) continue;
+    size_t key = k - 8;
+    while (key > 0 && is_ident_cont(static_cast<unsigned char>(s[key - 1]))) --key;
+    const bool query = key > 0 && (s[key - 1] == '?' || s[key - 1] == '&');
+    size_t v = eq + 1;
+    while (v < n && is_space(static_cast<unsigned char>(s[v]))) ++v;
+    if (v < n && (s[v] == '\'' || s[v] == '"' || s[v] == '\\')) {
+      if (!raw) return false;
+      size_t e = v + 1;  // libpq: backslash escapes the next byte inside quotes
+      while (e < n && s[e] != s[v]) e += s[e] == '\\' ? 2 : 1;
+      ranges.push_back({v, std::min(e + 1, n)});
+      continue;
+    }
+    size_t e = v;
+    while (e < n && !is_space(static_cast<unsigned char>(s[e])) &&
+           !(query && (s[e] == '&' || s[e] == '#'))) {
+      ++e;
+    }
+    if (e > v) ranges.push_back({v, e});
+  }
+  // scheme://user:password@host (RFC 3986 user information). The last '@'
+  // before a space ends it, so a password with '@' or '/' in it goes whole;
+  // a ':' after a '/' is in a path, not user information.
+  for (size_t p = s.find("://"); p != std::string_view::npos; p = s.find("://", p + 3)) {
+    const size_t a = p + 3;
+    size_t stop = a;
+    while (stop < n && !is_space(static_cast<unsigned char>(s[stop]))) ++stop;
+    const std::string_view authority = s.substr(a, stop - a);
+    const size_t at = authority.rfind('@');
+    if (at == std::string_view::npos) continue;
+    const size_t colon = authority.find(':');
+    if (colon == std::string_view::npos || colon > at) continue;
+    if (authority.substr(0, colon).find('/') != std::string_view::npos) continue;
+    if (colon + 1 < at) ranges.push_back({a + colon + 1, a + at});
+  }
+  return true;
+}
+
+// Applies `ranges` (offsets in `s`, any order, may overlap) into `out`.
+void apply_ranges(std::string_view s, std::vector<Range>& ranges, std::string& out) {
+  std::sort(ranges.begin(), ranges.end(),
+            [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  out.clear();
+  size_t pos = 0;
+  for (const Range& r : ranges) {
+    if (r.end <= pos) continue;
+    out.append(s.substr(pos, std::max(r.begin, pos) - pos));
+    if (r.begin >= pos) out.append(kRedactedValue);
+    pos = r.end;
+  }
+  out.append(s.substr(pos));
+}
+
+// A bound parameter's 0-based index: $n in PostgreSQL (kNone for $0 or an
+// absurd n), the running count of '?' in MySQL.
+size_t parameter_index(Dialect dialect, std::string_view token, uint32_t ordinal) {
+  if (dialect == Dialect::kMysql) return ordinal;
+  size_t n = 0;
+  for (size_t i = 1; i < token.size(); ++i) {
+    n = n * 10 + static_cast<size_t>(token[i] - '0');
+    if (n > 65535) return kNone;
+  }
+  return n == 0 ? kNone : n - 1;
+}
+
+}  // namespace
+
+bool Redactor::find(Dialect dialect, const MysqlMode& mode, std::string_view text,
+                    const std::vector<Token>& tokens, Redaction& out) {
+  out.clear();
+  if (!may_hold(text, tokens)) return false;
+  edits_.clear();
+  scan(dialect, mode, text, tokens, 0, 0, out);
+  if (edits_.empty()) return out.any();
+  std::sort(edits_.begin(), edits_.end(),
+            [](const Edit& a, const Edit& b) { return a.begin < b.begin; });
+  out.text.reserve(text.size() + edits_.size() * kRedactedLiteral.size());
+  size_t pos = 0;
+  for (const Edit& e : edits_) {
+    if (e.end <= pos) continue;  // inside one already applied
+    out.text.append(text.substr(pos, std::max(e.begin, pos) - pos));
+    // A marker must not run into its neighbours where the secret did not:
+    // 'u'"x" (MySQL) would become the one string 'u''<redacted>', x"y" the hex
+    // literal x'<redacted>', PASSWORD "x"'y' the string '<redacted>''y'.
+    if (e.whole && e.begin > 0 && text[e.begin] != '\'' && e.begin >= pos &&
+        (text[e.begin - 1] == '\'' ||
+         is_ident_cont(static_cast<unsigned char>(text[e.begin - 1])))) {
+      out.text.push_back(' ');
+    }
+    if (e.begin >= pos) out.text.append(e.whole ? kRedactedLiteral : kRedactedValue);
+    if (e.whole && e.end < text.size() && text[e.end] == '\'') out.text.push_back(' ');
+    pos = e.end;
+  }
+  out.text.append(text.substr(pos));
+  out.text_redacted = true;
+  return true;
+}
+
+// A token standing for a whole secret. A bound parameter is only noted: its
+// value is redacted by redact_parameters().
+void Redactor::mark_token(std::string_view text, const Token& t, size_t base, Redaction& out) {
+  if (!edits_.empty() && edits_.back().end > base + t.begin) return;  // marked already
+  edits_.push_back({base + t.begin, base + t.end, true});
+  std::string_view secret = t.text(text);
+  if (t.kind == TokenKind::kString || t.kind == TokenKind::kDollarString ||
+      t.kind == TokenKind::kQuotedIdent) {
+    size_t offset = 0;
+    secret = literal_content(text, t, &offset);
+  }
+  if (!secret.empty()) out.secrets.emplace_back(secret);
+}
+
+void Redactor::scan_literal(std::string_view text, const Token& t, size_t base, Redaction& out) {
+  size_t offset = 0;
+  const std::string_view content = literal_content(text, t, &offset);
+  if (!literal_may_hold(content)) return;
+  thread_local std::vector<Range> ranges;
+  ranges.clear();
+  if (!find_in_literal(content, ranges, false)) {
+    mark_token(text, t, base, out);
+    return;
+  }
+  const size_t at = base + t.begin + offset;
+  for (const Range& r : ranges) {
+    edits_.push_back({at + r.begin, at + r.end, false});
+    out.secrets.emplace_back(content.substr(r.begin, r.end - r.begin));
+  }
+}
+
+void Redactor::scan(Dialect dialect, const MysqlMode& mode, std::string_view text,
+                    const std::vector<Token>& tokens, size_t base, int depth, Redaction& out) {
+  const size_t n = tokens.size();
+  bool at_start = true;
+  bool role = false;          // PostgreSQL CREATE|ALTER ROLE|USER|GROUP
+  bool set_password = false;  // MySQL SET PASSWORD
+  bool set_password_eq = false;
+  bool identified = false;  // after IDENTIFIED, up to ',' or ';'
+  int parens = 0;
+  uint32_t ordinal = 0;  // '?' seen so far (MySQL)
+  size_t marked = kNone;
+
+  // The value a secret keyword introduces at `j`: bound parameters are
+  // statement parameters only at the top level (in a function body $1 is an
+  // argument).
+  auto mark = [&](size_t j) {
+    const Token& v = tokens[j];
+    if (v.kind == TokenKind::kParam) {
+      if (depth > 0) return;
+      const size_t index = parameter_index(dialect, v.text(text), ordinal);
+      if (index != kNone) out.secret_parameters.push_back(static_cast<uint32_t>(index));
+      return;
+    }
+    mark_token(text, v, base, out);
+    marked = j;
+  };
+
+  for (size_t i = 0; i < n; ++i) {
+    const Token& t = tokens[i];
+    if (at_start) {
+      at_start = false;
+      const bool verb = is_word(t, text, "CREATE") || is_word(t, text, "ALTER");
+      role = dialect == Dialect::kPostgresql && verb && i + 1 < n &&
+             (is_word(tokens[i + 1], text, "ROLE") || is_word(tokens[i + 1], text, "GROUP") ||
+              (is_word(tokens[i + 1], text, "USER") &&
+               !(i + 2 < n && is_word(tokens[i + 2], text, "MAPPING"))));
+      set_password = dialect == Dialect::kMysql && is_word(t, text, "SET") && i + 1 < n &&
+                     tokens[i + 1].kind == TokenKind::kWord &&
+                     keyword_equals(tokens[i + 1].text(text), "PASSWORD");
+      set_password_eq = false;
+      identified = false;
+      parens = 0;
+    }
+    switch (t.kind) {
+      case TokenKind::kPunct: {
+        const std::string_view p = t.text(text);
+        if (p == ";") {
+          at_start = true;
+        } else if (p == "(") {
+          ++parens;
+        } else if (p == ")") {
+          parens = parens > 0 ? parens - 1 : 0;
+        } else if (p == "," && parens == 0) {
+          identified = false;  // the next user of CREATE USER a .., b ..
+        }
+        break;
+      }
+      case TokenKind::kOperator:
+        if (set_password && !set_password_eq && parens == 0 && t.text(text) == "=") {
+          set_password_eq = true;
+          if (i + 1 < n && is_value(tokens[i + 1].kind)) mark(i + 1);
+        }
+        break;
+      case TokenKind::kParam:
+        if (dialect == Dialect::kMysql) ++ordinal;
+        break;
+      case TokenKind::kWord:
+      case TokenKind::kQuotedIdent: {
+        std::string_view w = t.text(text);
+        if (t.kind == TokenKind::kQuotedIdent) {
+          size_t offset = 0;
+          w = literal_content(text, t, &offset);
+        }
+        if (ends_with_password(w)) {
+          size_t j = i + 1;
+          if (j < n && tokens[j].kind == TokenKind::kOperator &&
+              (tokens[j].text(text) == "=" || tokens[j].text(text) == ":=")) {
+            ++j;
+          }
+          if (j < n && tokens[j].is_punct(text, '(')) ++j;
+          if (j >= n) break;
+          const Token& v = tokens[j];
+          if (is_value(v.kind)) {
+            mark(j);
+          } else if (role && j == i + 1 && t.kind == TokenKind::kWord && w.size() == 8 &&
+                     (v.kind == TokenKind::kQuotedIdent || v.kind == TokenKind::kNumber ||
+                      (v.kind == TokenKind::kWord && !keyword_equals(v.text(text), "NULL")))) {
+            mark(j);  // PASSWORD secret / PASSWORD "secret": a syntax error, still a secret
+          }
+          break;
+        }
+        if (t.kind != TokenKind::kWord || i + 1 >= n) break;
+        if (is_identified(w)) {
+          identified = true;
+        } else if (identified && (keyword_equals(w, "BY") || keyword_equals(w, "AS") ||
+                                  keyword_equals(w, "USING"))) {
+          const Token& v = tokens[i + 1];
+          if (is_value(v.kind) || v.kind == TokenKind::kQuotedIdent ||
+              v.kind == TokenKind::kNumber ||
+              (v.kind == TokenKind::kWord && !keyword_equals(v.text(text), "RANDOM") &&
+               !keyword_equals(v.text(text), "PASSWORD"))) {
+            mark(i + 1);
+          }
+        } else if ((identified || set_password) && keyword_equals(w, "REPLACE") &&
+                   is_value(tokens[i + 1].kind)) {
+          mark(i + 1);  // ALTER USER .. IDENTIFIED BY 'new' REPLACE 'current'
+        }
+        break;
+      }
+      case TokenKind::kString:
+        if (i != marked) scan_literal(text, t, base, out);
+        break;
+      case TokenKind::kDollarString: {
+        if (i == marked) break;
+        // A DO block or function body is SQL too; if it holds nothing as
+        // SQL, it may still be a connection string ($$host=.. password=..$$).
+        const size_t before = edits_.size();
+        if (dialect == Dialect::kPostgresql && depth < kMaxDepth) {
+          size_t offset = 0;
+          const std::string_view body = literal_content(text, t, &offset);
+          std::vector<Token>& inner = nested_[depth];
+          tokenize(dialect, mode, body, inner);
+          if (may_hold(body, inner)) {
+            scan(dialect, mode, body, inner, base + t.begin + offset, depth + 1, out);
+          }
+        }
+        if (edits_.size() == before) scan_literal(text, t, base, out);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
+
+bool redact_credentials(Dialect dialect, std::string_view in, Redaction& out,
+                        const MysqlMode& mode) {
+  thread_local std::vector<Token> tokens;
+  thread_local Redactor redactor;
+  tokenize(dialect, mode, in, tokens);
+  return redactor.find(dialect, mode, in, tokens, out);
+}
+
+bool redact_credentials(Dialect dialect, std::string_view in, std::string& out,
+                        const MysqlMode& mode) {
+  thread_local Redaction r;
+  if (!redact_credentials(dialect, in, r, mode) || !r.text_redacted) {
+    out.assign(in);
+    return false;
+  }
+  out.swap(r.text);
+  return true;
+}
+
+bool redact_parameter(std::string_view value, std::string& out, std::vector<std::string>* secrets) {
+  if (!literal_may_hold(value)) return false;
+  std::vector<Range> ranges;
+  find_in_literal(value, ranges, true);
+  if (ranges.empty()) return false;
+  if (secrets != nullptr) {
+    for (const Range& r : ranges) secrets->emplace_back(value.substr(r.begin, r.end - r.begin));
+  }
+  apply_ranges(value, ranges, out);
+  return true;
+}
+
+bool redact_parameters(Redaction& redaction, std::vector<std::optional<std::string>>& values) {
+  bool changed = false;
+  std::string redacted;
+  for (size_t i = 0; i < values.size(); ++i) {
+    std::optional<std::string>& v = values[i];
+    if (!v.has_value()) continue;
+    const bool secret =
+        std::find(redaction.secret_parameters.begin(), redaction.secret_parameters.end(), i) !=
+        redaction.secret_parameters.end();
+    if (secret) {
+      if (!v->empty()) redaction.secrets.push_back(*v);
+      v->assign(kRedactedValue);
+      changed = true;
+    } else if (redact_parameter(*v, redacted, &redaction.secrets)) {
+      v->swap(redacted);
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+bool scrub_secrets(const Redaction& redaction, std::string& message) {
+  if (message.empty()) return false;
+  bool changed = false;
+  for (const std::string& s : redaction.secrets) {
+    if (s.empty()) continue;
+    const size_t head = std::min<size_t>(s.size(), 4);
+    size_t pos = 0;
+    while ((pos = message.find(s.data(), pos, head)) != std::string::npos) {
+      size_t length = head;
+      while (length < s.size() && pos + length < message.size() &&
+             message[pos + length] == s[length]) {
+        ++length;
+      }
+      message.replace(pos, length, kRedactedValue);
+      pos += kRedactedValue.size();
+      changed = true;
+    }
+  }
+  std::string redacted;
+  if (redact_parameter(message, redacted)) {
+    message.swap(redacted);
+    changed = true;
+  }
+  return changed;
+}
+
+}  // namespace dbwarden::sql

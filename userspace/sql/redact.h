@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Credential redaction: passwords, password hashes and connection-string
+// passwords are cut out of statement text, bound parameter values and server
+// messages before any output (audit record, shipper, metrics label, log line,
+// proxy decision or approval request) sees them. It works on the tokens of the
+// dialect's own lexer (sql/lexer.h, sql/mysql_lexer.h), not on a grammar, so
+// it also covers statements that fail, that do not parse, that are cut short,
+// or that come several to a text.
+//
+// What counts as a secret (a "value" is a string or dollar-quoted literal or a
+// bound parameter $n / ?; comments between tokens are skipped):
+//   any word ending in PASSWORD (PASSWORD, MASTER_PASSWORD, SOURCE_PASSWORD,
+//   OLD_PASSWORD, sslpassword, a column user_password...) or a quoted
+//   identifier "password" followed by a value, by '=' or ':=' and a value, or
+//   by '(' and a value:
+//     CREATE|ALTER ROLE|USER|GROUP .. [ENCRYPTED] PASSWORD '..'   (PostgreSQL)
+//     .. OPTIONS (user 'u', password '..')   (user mappings, servers)
+//     PASSWORD('..')  OLD_PASSWORD('..')  SET PASSWORD = '..'
+//     CHANGE MASTER TO MASTER_PASSWORD = '..', SOURCE_PASSWORD = '..'
+//     START SLAVE|REPLICA .. PASSWORD = '..'
+//     UPDATE users SET password = '..'   (a password column too)
+//   In CREATE|ALTER ROLE|USER|GROUP (PostgreSQL) the token after PASSWORD is a
+//   secret whatever its kind (an unquoted or double-quoted password is a
+//   syntax error the server still receives), except NULL.
+//   After IDENTIFIED (MySQL), up to the next ',' or ';': the value after BY,
+//   AS or USING (an unquoted word too, except RANDOM and PASSWORD) and after
+//   REPLACE: IDENTIFIED BY '..', IDENTIFIED WITH plugin BY|AS '..',
+//   IDENTIFIED VIA plugin USING '..', GRANT .. IDENTIFIED BY '..'.
+//   SET PASSWORD [FOR user] = '..' [REPLACE '..'] (MySQL): the value after the
+//   statement's first '=' and after REPLACE.
+//   Inside any string or dollar-quoted literal, and inside any bound value: a
+//   libpq connection string's key ending in password (`password=..`,
+//   `sslpassword=..`), and the password of a URI's user information
+//   (`postgresql://user:pw@host`, `mysql://user:pw@host`, any scheme).
+//   The body of a dollar-quoted literal (PostgreSQL: DO blocks, function
+//   bodies) is redacted as SQL too, two levels deep.
+//
+// What replaces it: a whole literal (or the token standing for one) becomes
+// kRedactedLiteral, '<redacted>'; a password inside a connection string or
+// URI becomes kRedactedValue, <redacted>, and the rest of the literal stays; a
+// connection-string password that is itself quoted (password='a b') takes the
+// whole literal with it (in a bound value, just itself with its quotes). A
+// secret bound parameter becomes kRedactedValue.
+// Nothing else changes: the text keeps its tokens, so its normalised form and
+// fingerprint are those of the original (sql/normalize.h: every literal is ?).
+// `ALTER ROLE bob CONNECTION LIMIT 5` keeps its text.
+//
+// Not covered: secrets in comments, SQL nested in a quoted string literal
+// (PREPARE s FROM '..', EXECUTE '..'), values computed by expressions
+// (IDENTIFIED BY CONCAT(..)), user variables (IDENTIFIED BY @pw).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sql/dialect.h"
+#include "sql/lexer.h"
+
+namespace dbwarden::sql {
+
+inline constexpr std::string_view kRedactedLiteral = "'<redacted>'";
+inline constexpr std::string_view kRedactedValue = "<redacted>";
+
+// What redaction found in one statement text.
+struct Redaction {
+  bool text_redacted = false;
+  std::string text;  // the redacted text; meaningful only when text_redacted
+  // Bound parameters (0-based: $1 and the first ? are 0) that sit where a
+  // secret goes, e.g. PASSWORD($1), IDENTIFIED BY ?.
+  std::vector<uint32_t> secret_parameters;
+  // The removed bytes, as written, for scrub_secrets(); never output them.
+  std::vector<std::string> secrets;
+
+  bool any() const { return text_redacted || !secret_parameters.empty(); }
+  // Keeps the buffers' capacity.
+  void clear() {
+    text_redacted = false;
+    text.clear();
+    secret_parameters.clear();
+    secrets.clear();
+  }
+};
+
+// The redaction pass over tokens the analyser already has. A text without a
+// word ending in PASSWORD, without IDENTIFIED and without a literal holding
+// '=', "://" or a dollar-quoted body costs one look at each token and no
+// allocation. Not thread-safe: one per thread.
+class Redactor {
+ public:
+  // `tokens` are tokenize(dialect, mode, text)'s. Fills `out` (cleared
+  // first); returns out.any().
+  bool find(Dialect dialect, const MysqlMode& mode, std::string_view text,
+            const std::vector<Token>& tokens, Redaction& out);
+
+ private:
+  struct Edit {
+    size_t begin, end;
+    bool whole;  // kRedactedLiteral, else kRedactedValue
+  };
+  static constexpr int kMaxDepth = 2;
+
+  void scan(Dialect dialect, const MysqlMode& mode, std::string_view text,
+            const std::vector<Token>& tokens, size_t base, int depth, Redaction& out);
+  void mark_token(std::string_view text, const Token& t, size_t base, Redaction& out);
+  void scan_literal(std::string_view text, const Token& t, size_t base, Redaction& out);
+
+  std::vector<Edit> edits_;
+  std::vector<Token> nested_[kMaxDepth];
+};
+
+// For callers without the analyser's tokens (the enforcement proxy): `in`
+// with every credential redacted into `out`. Returns whether anything was
+// redacted; `out` is then the text to use, else it is `in` unchanged.
+// `parameters`, when given, receives the bound parameters in a secret's
+// place (see Redaction::secret_parameters) for redact_parameters().
+bool redact_credentials(Dialect dialect, std::string_view in, std::string& out,
+                        const MysqlMode& mode = {});
+bool redact_credentials(Dialect dialect, std::string_view in, Redaction& out,
+                        const MysqlMode& mode = {});
+
+// One bound parameter value on its own: a connection string or URI password in
+// it is redacted (a quoted one up to its closing quote). Returns
+// whether anything was; `out` then holds the value to use. `secrets`, when
+// given, receives what was removed.
+bool redact_parameter(std::string_view value, std::string& out,
+                      std::vector<std::string>* secrets = nullptr);
+
+// Bound values of the statement `redaction` was found in: those at
+// secret_parameters become kRedactedValue, every other one goes through
+// redact_parameter(). What was removed is added to redaction.secrets (for
+// scrub_secrets). Returns whether any value changed.
+bool redact_parameters(Redaction& redaction, std::vector<std::optional<std::string>>& values);
+
+// A server message about the statement (error text, which may quote the
+// statement: MySQL's "near '...'", PostgreSQL's "at or near \"...\""): every
+// occurrence of a removed secret, and of its first four or more bytes (a
+// server cuts quoted text short), becomes kRedactedValue, and a connection
+// string or URI password in it is redacted as in a literal. Returns whether
+// the message changed.
+bool scrub_secrets(const Redaction& redaction, std::string& message);
+
+}  // namespace dbwarden::sql
