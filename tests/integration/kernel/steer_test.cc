@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/steering_cmd.h"
 #include "common/unique_fd.h"
 #include "steering/steering.h"
 
@@ -700,6 +701,29 @@ TEST_CASE_METHOD(Protected,
   CHECK(accept_within(u.server.get(), 2000).get() >= 0);
   CHECK(unix_peer(cu.get()) == u.server_path);
   CHECK_FALSE(Steering::open_pinned(env.pin_dir).ok());
+}
+
+TEST_CASE_METHOD(Protected, "dbwarden steering: mark-down takes a living proxy out; detach",
+                 "[kernel]") {
+  auto cmd = [this](const char* command) {
+    const char* argv[] = {"steering", command, "--steer-pin-dir", env.pin_dir.c_str()};
+    return agent::steering_main(4, argv);
+  };
+  CHECK(cmd("status") == 0);
+  REQUIRE(cmd("mark-down") == 0);
+  auto st = env.steering->state();
+  REQUIRE(st.ok());
+  CHECK_FALSE(st->proxy_alive);
+  CHECK(st->life_socket);  // the proxy still runs
+  int err = -1;
+  UniqueFd c = tcp_client(dst, &err);
+  CHECK(err == ECONNREFUSED);
+  CHECK(proxy->idle());
+  CHECK(cmd("bogus") == 2);
+  REQUIRE(cmd("detach") == 0);
+  CHECK_FALSE(std::filesystem::exists(env.pin_dir));
+  CHECK(cmd("mark-down") == 0);  // nothing attached: nothing to mark down (ExecStopPost=)
+  CHECK(cmd("status") == 1);
 }
 
 TEST_CASE("existing connections are listed, and terminated on request", "[kernel]") {
