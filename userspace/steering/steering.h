@@ -49,6 +49,11 @@ enum class FailMode { kClosed, kOpen };
 Result<FailMode> parse_fail_mode(std::string_view text);
 const char* fail_mode_name(FailMode mode);
 
+// `enforce-existing`: what happens to connections open before steering began.
+enum class ExistingPolicy { kKeep, kTerminate };
+// "keep" or "terminate".
+Result<ExistingPolicy> parse_enforce_existing(std::string_view text);
+
 // A TCP address and port. addr holds the address in network order (4 bytes
 // for AF_INET, rest zero); all zero is the family's wildcard address.
 struct Endpoint {
@@ -187,6 +192,7 @@ struct ExistingConnection {
   Endpoint server, client;  // TCP: the server-side socket's two ends
   std::string path;         // unix: the protected path the server socket serves
   uint64_t inode = 0;       // the server-side socket
+  uint64_t peer_inode = 0;  // unix: the client's socket (the proxy knows its own)
   uint64_t cookie = 0;      // its socket cookie (TCP)
   std::string to_string() const;
 };

@@ -326,6 +326,16 @@ TEST_CASE("tcp: every address the server listens on is steered; other addresses 
     check_steered(proxy, ep(host, port));
     CHECK(accept_within(host[0] == ':' ? s6.get() : s4.get(), 0).get() < 0);
   }
+  {
+    // An IPv6 socket dialling the v4-mapped address sends IPv4: steered too.
+    int err = -1;
+    UniqueFd c = tcp_client(ep("::ffff:127.0.0.1", port), &err);
+    REQUIRE(err == 0);
+    UniqueFd accepted = proxy.accept_for(ep("127.0.0.1", port));
+    REQUIRE(accepted.valid());
+    CHECK(sockname(accepted.get()) == ep("127.0.0.1", port));
+    CHECK(accept_within(s4.get(), 0).get() < 0);
+  }
   if (net.ok) {
     CHECK(net.connect_from(ep(net.host_addr, port)) == 0);
     UniqueFd accepted = proxy.accept_for(ep(net.host_addr, port));
@@ -333,7 +343,7 @@ TEST_CASE("tcp: every address the server listens on is steered; other addresses 
     CHECK(sockname(accepted.get()) == ep(net.host_addr, port));
     CHECK(accept_within(s_veth.get(), 0).get() < 0);
   }
-  CHECK(env.counters().tcp_steered == (net.ok ? 3u : 2u));
+  CHECK(env.counters().tcp_steered == (net.ok ? 4u : 3u));
 
   // An address the server does not listen on is not protected: refused.
   int err = -1;
@@ -756,6 +766,8 @@ TEST_CASE("existing connections are listed, and terminated on request", "[kernel
   REQUIRE(fstat(served_u.get(), &st) == 0);
   CHECK(unixes->front().inode == st.st_ino);
   CHECK(unixes->front().path == u.server_path);
+  REQUIRE(fstat(cu.get(), &st) == 0);
+  CHECK(unixes->front().peer_inode == st.st_ino);
 
   REQUIRE(terminate(tcp->front()).ok());
   char b;
@@ -767,19 +779,6 @@ TEST_CASE("existing connections are listed, and terminated on request", "[kernel
   auto after = list_existing_tcp({dst});
   REQUIRE(after.ok());
   CHECK(after->empty());
-}
-
-TEST_CASE("settings are parsed as the config spells them", "[kernel]") {
-  CHECK(*parse_fail_mode("closed") == FailMode::kClosed);
-  CHECK(*parse_fail_mode("open") == FailMode::kOpen);
-  CHECK_FALSE(parse_fail_mode("fail-open").ok());
-  auto aliases = unix_path_aliases("/var/run/postgresql/.s.PGSQL.5432");
-  CHECK(aliases.front() == "/var/run/postgresql/.s.PGSQL.5432");
-  char real[PATH_MAX];
-  if (realpath("/var/run", real) && std::string(real) == "/run") {
-    CHECK(std::find(aliases.begin(), aliases.end(), "/run/postgresql/.s.PGSQL.5432") !=
-          aliases.end());
-  }
 }
 
 }  // namespace
