@@ -280,6 +280,7 @@ Result<std::unique_ptr<Steering>> Steering::open_pinned(const std::string& pin_d
 }
 
 Status Steering::open_maps(const std::string& pin_dir) {
+  pin_dir_ = pin_dir;
   struct {
     int* fd;
     const char* name;
@@ -396,6 +397,27 @@ Result<Counters> Steering::counters() const {
   c.unix_fail_closed = sum[DBW_STEER_UNIX_FAIL_CLOSED];
   c.unix_rewrite_error = sum[DBW_STEER_UNIX_REWRITE_ERROR];
   return c;
+}
+
+Result<std::vector<ProgramStats>> Steering::program_stats() const {
+  std::vector<ProgramStats> out;
+  for (const std::string& name : link_names()) {
+    const std::string path = pin_dir_ + "/" + name;
+    UniqueFd link(bpf_obj_get(path.c_str()));
+    bpf_link_info li{};
+    uint32_t len = sizeof(li);
+    if (!link.valid() || bpf_obj_get_info_by_fd(link.get(), &li, &len) != 0) {
+      return Status::Error("cannot read " + path + ": " + errno_text(errno));
+    }
+    UniqueFd prog(bpf_prog_get_fd_by_id(li.prog_id));
+    bpf_prog_info pi{};
+    len = sizeof(pi);
+    if (!prog.valid() || bpf_obj_get_info_by_fd(prog.get(), &pi, &len) != 0) {
+      return Status::Error("cannot read the program of " + path + ": " + errno_text(errno));
+    }
+    out.push_back({name, pi.run_cnt, pi.run_time_ns});
+  }
+  return out;
 }
 
 Status Steering::protect_tcp(const Endpoint& server, uint32_t slot) {

@@ -105,6 +105,13 @@ struct Counters {
            unix_rewrite_error = 0;
 };
 
+// Run counts and time of one steering program (time counts only while BPF
+// run-time statistics are enabled: kernel.bpf_stats_enabled or BPF_ENABLE_STATS).
+struct ProgramStats {
+  std::string name;  // the link's pin name: link_tcp, link_unix_connect, ...
+  uint64_t run_count = 0, run_time_ns = 0;
+};
+
 class Steering;
 
 // An exemption of one upstream connect from steering, for as long as the
@@ -150,6 +157,7 @@ class Steering {
   Status set_proxy_alive(bool alive);
   Result<State> state() const;
   Result<Counters> counters() const;
+  Result<std::vector<ProgramStats>> program_stats() const;
 
   // TCP: connections for `server` go to the socket in `slot` (1..63).
   Status protect_tcp(const Endpoint& server, uint32_t slot);
@@ -184,6 +192,7 @@ class Steering {
       origin_fd_ = -1, state_fd_ = -1, stats_fd_ = -1;
   bool resumed_ = false;
   std::string replaced_reason_;
+  std::string pin_dir_;
 };
 
 // Connections open before steering began: they cannot be moved to the proxy.

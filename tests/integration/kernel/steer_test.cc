@@ -689,6 +689,10 @@ TEST_CASE_METHOD(Protected,
   auto again = Steering::attach(Options{env.pin_dir, "", "/proc/self/ns/net"});
   REQUIRE(again.ok());
   CHECK((*again)->resumed());
+  auto programs = (*again)->program_stats();
+  REQUIRE(programs.ok());
+  REQUIRE(programs->size() == 3);
+  CHECK(programs->front().name == "link_tcp");
   auto tcp = (*again)->protected_tcp();
   REQUIRE(tcp.ok());
   CHECK(*tcp == std::vector<Endpoint>{dst});
