@@ -174,11 +174,13 @@ class Steering {
   Status unprotect_unix(const std::string& server_path);
   Result<std::vector<std::string>> protected_unix() const;
 
-  // The proxy's upstream connects. TCP: `fd` is an unconnected socket;
-  // it is bound to (the destination's address, an ephemeral port) without
-  // SO_REUSEADDR/SO_REUSEPORT, so no other socket can take that source while
-  // it is held, and that source is exempt. unix: `fd`'s socket cookie is
-  // exempt. Neither looks at the uid.
+  // The proxy's upstream connects. TCP: `fd` is an unconnected socket
+  // without SO_REUSEADDR/SO_REUSEPORT, bound by the caller to the source of
+  // its choice (a local address, a port: 0 is fine) or, when not bound, here
+  // to (the destination's address, an ephemeral port). No other socket can
+  // take that source while `fd` holds it, and that source is exempt. unix:
+  // `fd`'s socket cookie is exempt. Neither looks at the uid. Call before
+  // connect(); keep the Exemption until connect() completes.
   Result<Exemption> exempt_tcp(int fd, const Endpoint& destination);
   Result<Exemption> exempt_unix(int fd);
 

@@ -440,6 +440,31 @@ TEST_CASE("tcp: the proxy's exemption reaches the server, cannot be forged, igno
   CHECK(proxy.accept_for(dst).get() >= 0);
   CHECK(accept_within(server.get(), 0).get() < 0);
 
+  // A source the proxy bound itself is used as it is.
+  {
+    UniqueFd own(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    socklen_t len = 0;
+    sockaddr_storage a = ep("127.0.0.9", 0).to_sockaddr(&len);
+    REQUIRE(bind(own.get(), reinterpret_cast<sockaddr*>(&a), len) == 0);
+    auto own_ex = env.steering->exempt_tcp(own.get(), dst);
+    REQUIRE(own_ex.ok());
+    CHECK(tcp_connect(own.get(), dst) == 0);
+    UniqueFd got = accept_within(server.get(), 2000);
+    REQUIRE(got.valid());
+    sockaddr_storage pa{};
+    socklen_t plen = sizeof(pa);
+    REQUIRE(getpeername(got.get(), reinterpret_cast<sockaddr*>(&pa), &plen) == 0);
+    CHECK(Endpoint::from_sockaddr_unmapped(pa).addr == ep("127.0.0.9", 0).addr);
+    CHECK(proxy.idle());
+  }
+  // A socket with SO_REUSEADDR cannot be exempt: others could share its source.
+  {
+    UniqueFd shared(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    int on = 1;
+    REQUIRE(setsockopt(shared.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == 0);
+    CHECK_FALSE(env.steering->exempt_tcp(shared.get(), dst).ok());
+  }
+
   // Released, and the source freed: the same tuple is an ordinary client.
   // (The server closes first, so the source is not held in TIME_WAIT.)
   ex->release();
