@@ -25,6 +25,22 @@
 //
 // Nothing here needs the proxy: the agent or `ExecStopPost=` can open_pinned()
 // and set_proxy_alive(false) to take an unhealthy but living proxy out.
+//
+// A proxy's start (and restart: the same calls, the pins are reused):
+//   auto s = Steering::attach(options);               // clears stale exemptions
+//   s->set_fail_mode(mode);
+//   listeners: one per family (a socket bound to ::1 takes IPv6 only), e.g.
+//     127.0.0.1:0 in slot 1 and [::1]:0 in slot 2; set_proxy_socket() each,
+//     and set_proxy_socket(kLifeSlot, <one of them>)
+//   for each port P: for (e : tcp_listen_endpoints(P)) s->protect_tcp(e, slot of e.family)
+//   for each server socket S: one proxy socket path Q(S); for (a : unix_path_aliases(S))
+//     s->protect_unix(a, Q(S))
+//   list_existing_tcp/unix(...): log and count; `terminate` them after the grace period
+//   s->set_proxy_alive(true);
+// Per TCP client: accept; getsockname = the server endpoint the client dialled
+// (Endpoint::from_sockaddr_unmapped: a v4 client on a v6 socket is v4-mapped).
+// Per unix client: the listener it came in on names the server socket.
+// Upstream: ex = s->exempt_tcp(fd, dst) or s->exempt_unix(fd); connect(); ex.release().
 #pragma once
 
 #include <sys/socket.h>

@@ -765,6 +765,26 @@ TEST_CASE_METHOD(Protected, "dbwarden steering: mark-down takes a living proxy o
   CHECK(cmd("status") == 1);
 }
 
+TEST_CASE("pins: an incomplete set is replaced, not reused", "[kernel]") {
+  Env env;
+  REQUIRE(env.steering->protect_tcp(ep("127.0.0.1", 1), Proxy::kSlot4).ok());
+  env.steering.reset();
+  REQUIRE(unlink((env.pin_dir + "/steer_unix").c_str()) == 0);
+  auto again = Steering::attach(Options{env.pin_dir, "", "/proc/self/ns/net"});
+  REQUIRE(again.ok());
+  CHECK_FALSE((*again)->resumed());
+  CHECK((*again)->replaced_reason() == "steer_unix is not pinned");
+  auto tcp = (*again)->protected_tcp();
+  REQUIRE(tcp.ok());
+  CHECK(tcp->empty());  // fresh maps
+  // And it steers.
+  UniqueFd server = tcp_listen(ep("127.0.0.1", 0));
+  const Endpoint dst = ep("127.0.0.1", local_port(server.get()));
+  Proxy proxy(**again);
+  REQUIRE((*again)->protect_tcp(dst, Proxy::slot(dst)).ok());
+  check_steered(proxy, dst);
+}
+
 TEST_CASE("existing connections are listed, and terminated on request", "[kernel]") {
   Env env;
   UniqueFd server = tcp_listen(ep("127.0.0.1", 0));
