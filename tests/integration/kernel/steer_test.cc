@@ -830,6 +830,35 @@ TEST_CASE("existing connections are listed, and terminated on request", "[kernel
   CHECK(after->empty());
 }
 
+TEST_CASE("existing connections of a dual-stack server: IPv4 clients listed and terminated",
+          "[kernel]") {
+  UniqueFd any = tcp_listen(ep("::", 0), /*dual_stack=*/true);
+  const uint16_t port = local_port(any.get());
+  auto servers = tcp_listen_endpoints(port);
+  REQUIRE(servers.ok());
+  int err = -1;
+  UniqueFd c4 = tcp_client(ep("127.0.0.1", port), &err);
+  REQUIRE(err == 0);
+  UniqueFd c6 = tcp_client(ep("::1", port), &err);
+  REQUIRE(err == 0);
+  UniqueFd s1 = accept_within(any.get(), 2000), s2 = accept_within(any.get(), 2000);
+  REQUIRE((s1.valid() && s2.valid()));
+  auto existing = list_existing_tcp(*servers);
+  REQUIRE(existing.ok());
+  REQUIRE(existing->size() == 2);
+  for (const ExistingConnection& c : *existing) {
+    INFO(c.to_string());
+    // The IPv4 client shows as IPv4, though the server's socket is IPv6.
+    CHECK((c.client == sockname(c4.get()) || c.client == sockname(c6.get())));
+    REQUIRE(terminate(c).ok());
+  }
+  char b;
+  for (int fd : {c4.get(), c6.get()}) {
+    CHECK(recv(fd, &b, 1, 0) == -1);
+    CHECK(errno == ECONNRESET);
+  }
+}
+
 }  // namespace
 }  // namespace dbwarden::steering
 
