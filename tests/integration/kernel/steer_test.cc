@@ -143,7 +143,12 @@ int as_uid(uid_t uid, Fn fn) {
   REQUIRE(pid >= 0);
   if (pid == 0) {
     if (setresgid(uid, uid, uid) != 0 || setresuid(uid, uid, uid) != 0) _exit(100);
-    _exit(fn());
+    // A failed REQUIRE throws: the child must not go on to run the other tests.
+    try {
+      _exit(fn());
+    } catch (...) {
+      _exit(201);
+    }
   }
   int status = 0;
   REQUIRE(waitpid(pid, &status, 0) == pid);
@@ -666,13 +671,18 @@ TEST_CASE_METHOD(Protected,
   pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
-    auto s = Steering::open_pinned(env.pin_dir);
-    if (!s.ok()) _exit(1);
-    Proxy child(**s);
-    UniqueFd ul = unix_listen(u.proxy_path);
-    if (write(ready[1], "r", 1) != 1) _exit(2);
-    for (;;) pause();
+    try {
+      auto s = Steering::open_pinned(env.pin_dir);
+      if (!s.ok()) _exit(1);
+      Proxy child(**s);
+      UniqueFd ul = unix_listen(u.proxy_path);
+      if (write(ready[1], "r", 1) != 1) _exit(2);
+      for (;;) pause();
+    } catch (...) {
+      _exit(3);  // a failed REQUIRE: not on to the other tests
+    }
   }
+  close(ready[1]);  // a child that fails before it is ready ends the read
   char r;
   REQUIRE(read(ready[0], &r, 1) == 1);
   int err = -1;
@@ -693,7 +703,6 @@ TEST_CASE_METHOD(Protected,
   CHECK(accept_within(server.get(), 0).get() < 0);
   CHECK(accept_within(u.server.get(), 0).get() < 0);
   close(ready[0]);
-  close(ready[1]);
 }
 
 TEST_CASE_METHOD(Protected,
