@@ -118,10 +118,10 @@ pid_t start_proxy(const Setup& s) {
     if (write(ready[1], "r", 1) != 1) _exit(3);
     for (;;) pause();
   }
+  close(ready[1]);  // a child that fails before it is ready ends the read
   char r;
   if (read(ready[0], &r, 1) != 1) die("proxy did not start");
   close(ready[0]);
-  close(ready[1]);
   return pid;
 }
 
