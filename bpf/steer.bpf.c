@@ -41,6 +41,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
+#define SOCK_STREAM 1
 #define ECONNREFUSED 111
 
 /* Kernel 6.7 kfuncs (commit 53e380d21441, "bpf: Add bpf_sock_addr_set_sun_path()
@@ -268,7 +269,8 @@ int dbw_steer_unix_connect(struct bpf_sock_addr *ctx)
 	__u64 cookie;
 	__u32 plen;
 
-	if (ctx->user_family != AF_UNIX || read_sun_path(sa, &key))
+	/* Database sockets are stream sockets; a datagram connect is not ours. */
+	if (ctx->user_family != AF_UNIX || ctx->type != SOCK_STREAM || read_sun_path(sa, &key))
 		return 1;
 	target = bpf_map_lookup_elem(&steer_unix, &key);
 	if (!target)

@@ -199,7 +199,7 @@ Result<std::vector<ExistingConnection>> list_existing_unix(const std::vector<std
   unix_diag_req req{};
   req.sdiag_family = AF_UNIX;
   req.udiag_states = 1u << TCP_ESTABLISHED;
-  req.udiag_show = UDIAG_SHOW_NAME;
+  req.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER;
   std::set<std::string> wanted(paths.begin(), paths.end());
   std::vector<ExistingConnection> out;
   Status st = sock_diag(SOCK_DIAG_BY_FAMILY, req, "sock_diag unix dump", [&](const nlmsghdr* h) {
@@ -207,21 +207,27 @@ Result<std::vector<ExistingConnection>> list_existing_unix(const std::vector<std
       return;
     const auto* m = static_cast<const unix_diag_msg*>(NLMSG_DATA(h));
     if (m->udiag_type != SOCK_STREAM) return;
+    std::string path;
+    uint32_t peer = 0;
     int attr_len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
     for (auto* a = reinterpret_cast<const rtattr*>(m + 1); RTA_OK(a, attr_len);
          a = RTA_NEXT(a, attr_len)) {
-      if (a->rta_type != UNIX_DIAG_NAME) continue;
-      // An accepted socket carries its listener's name: a server-side socket.
-      const char* name = static_cast<const char*>(RTA_DATA(a));
-      std::string path(name, strnlen(name, RTA_PAYLOAD(a)));
-      if (!wanted.count(path)) continue;
-      ExistingConnection c;
-      c.unix_socket = true;
-      c.path = path;
-      c.inode = m->udiag_ino;
-      c.cookie = cookie_of(m->udiag_cookie);
-      out.push_back(c);
+      if (a->rta_type == UNIX_DIAG_NAME) {
+        // An accepted socket carries its listener's name: a server-side socket.
+        const char* name = static_cast<const char*>(RTA_DATA(a));
+        path.assign(name, strnlen(name, RTA_PAYLOAD(a)));
+      } else if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= sizeof(peer)) {
+        std::memcpy(&peer, RTA_DATA(a), sizeof(peer));
+      }
     }
+    if (path.empty() || !wanted.count(path)) return;
+    ExistingConnection c;
+    c.unix_socket = true;
+    c.path = path;
+    c.inode = m->udiag_ino;
+    c.peer_inode = peer;
+    c.cookie = cookie_of(m->udiag_cookie);
+    out.push_back(c);
   });
   if (!st.ok()) return st;
   return out;

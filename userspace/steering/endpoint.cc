@@ -18,6 +18,13 @@ Result<FailMode> parse_fail_mode(std::string_view text) {
   return Status::Error("fail-mode must be 'closed' or 'open', not '" + std::string(text) + "'");
 }
 
+Result<ExistingPolicy> parse_enforce_existing(std::string_view text) {
+  if (text == "keep") return ExistingPolicy::kKeep;
+  if (text == "terminate") return ExistingPolicy::kTerminate;
+  return Status::Error("enforce-existing must be 'keep' or 'terminate', not '" + std::string(text) +
+                       "'");
+}
+
 const char* fail_mode_name(FailMode mode) { return mode == FailMode::kOpen ? "open" : "closed"; }
 
 Result<Endpoint> Endpoint::parse(const std::string& host, uint16_t port) {

@@ -75,16 +75,6 @@ Result<Exemption> Steering::exempt_tcp(int fd, const Endpoint& destination) {
     return Status::Error("exempt_tcp: destination " + destination.to_string() +
                          " is a wildcard; connect to the address the client dialled");
   }
-  // Source: the destination's own address (it is local: the server listens
-  // on it), an ephemeral port chosen by bind().
-  Endpoint source = destination;
-  source.port = 0;
-  socklen_t len = 0;
-  sockaddr_storage ss = source.to_sockaddr(&len);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
-    return Status::Error("exempt_tcp: cannot bind the upstream socket to " + source.to_string() +
-                         ": " + errno_text(errno));
-  }
   int reuse = 0;
   socklen_t optlen = sizeof(reuse);
   for (int opt : {SO_REUSEADDR, SO_REUSEPORT}) {
@@ -94,9 +84,25 @@ Result<Exemption> Steering::exempt_tcp(int fd, const Endpoint& destination) {
           "process could bind the same source and share its exemption");
     }
   }
-  len = sizeof(ss);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
     return Status::Error("exempt_tcp: getsockname: " + errno_text(errno));
+  }
+  if (Endpoint::from_sockaddr_unmapped(ss).port == 0) {
+    // Not bound yet: the destination's own address (it is local: the server
+    // listens on it), an ephemeral port chosen by bind().
+    Endpoint source = destination;
+    source.port = 0;
+    ss = source.to_sockaddr(&len);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+      return Status::Error("exempt_tcp: cannot bind the upstream socket to " + source.to_string() +
+                           ": " + errno_text(errno));
+    }
+    len = sizeof(ss);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+      return Status::Error("exempt_tcp: getsockname: " + errno_text(errno));
+    }
   }
   const Endpoint bound = Endpoint::from_sockaddr_unmapped(ss);
   dbw_steer_endpoint key{};

@@ -8,6 +8,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -141,10 +142,6 @@ Status load_and_pin(const Options& o, uint64_t id) {
     return Status::Error("cannot initialise steer_state: " + errno_text(errno));
   }
 
-  if (mkdir(o.pin_dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return Status::Error("cannot create pin directory " + o.pin_dir + ": " + errno_text(errno) +
-                         " (is bpffs mounted at /sys/fs/bpf?)");
-  }
   // Maps first: a link pinned without its maps would steer with nothing to
   // resume from.
   bpf_object* obj = skel.s->obj;
@@ -240,10 +237,45 @@ Status clear_map(int fd) {
   return Status::Error("clearing a steering map: entries keep coming");
 }
 
+// Detaches and unpins everything, leaving the (locked) directory in place.
+// `removed` (optional) counts the pins removed.
+Status unpin_all(const std::string& pin_dir, int* removed) {
+  // Links first: the programs stop before the maps they read go away. An
+  // unpinned link is freed only after an RCU grace period; detaching it
+  // explicitly makes steering stop before this returns.
+  for (const std::string& name : link_names()) {
+    UniqueFd link(bpf_obj_get((pin_dir + "/" + name).c_str()));
+    if (link.valid() && bpf_link_detach(link.get()) != 0 && errno != EINVAL) {
+      return Status::Error("cannot detach " + pin_dir + "/" + name + ": " + errno_text(errno));
+    }
+  }
+  for (const auto* names : {&link_names(), &map_names()}) {
+    for (const std::string& name : *names) {
+      std::string path = pin_dir + "/" + name;
+      if (unlink(path.c_str()) == 0) {
+        if (removed) (*removed)++;
+      } else if (errno != ENOENT) {
+        return Status::Error("cannot remove " + path + ": " + errno_text(errno));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Steering>> Steering::attach(const Options& options) {
   const uint64_t id = object_identifier();
+  // Two attach() at once (two proxies starting) would take each other's
+  // half-made pins for stale ones: the pin directory is locked meanwhile.
+  if (mkdir(options.pin_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Status::Error("cannot create pin directory " + options.pin_dir + ": " +
+                         errno_text(errno) + " (is bpffs mounted at /sys/fs/bpf?)");
+  }
+  UniqueFd lock(open(options.pin_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!lock.valid() || flock(lock.get(), LOCK_EX) != 0) {
+    return Status::Error("cannot lock pin directory " + options.pin_dir + ": " + errno_text(errno));
+  }
   std::unique_ptr<Steering> s(new Steering());
   std::string reason;
   switch (check_pins(options.pin_dir, id, &reason)) {
@@ -254,11 +286,11 @@ Result<std::unique_ptr<Steering>> Steering::attach(const Options& options) {
       // Replacing pins leaves a moment without steering; it only happens
       // after an upgrade or a half-finished attach.
       s->replaced_reason_ = reason;
-      if (Status st = detach(options.pin_dir); !st.ok()) return st;
+      if (Status st = unpin_all(options.pin_dir, nullptr); !st.ok()) return st;
       [[fallthrough]];
     case Pins::kAbsent:
       if (Status st = load_and_pin(options, id); !st.ok()) {
-        detach(options.pin_dir);  // nothing half-attached stays behind
+        unpin_all(options.pin_dir, nullptr);  // nothing half-attached stays behind
         return st;
       }
       break;
@@ -280,6 +312,7 @@ Result<std::unique_ptr<Steering>> Steering::open_pinned(const std::string& pin_d
 }
 
 Status Steering::open_maps(const std::string& pin_dir) {
+  pin_dir_ = pin_dir;
   struct {
     int* fd;
     const char* name;
@@ -311,25 +344,7 @@ Steering::~Steering() {
 
 Status Steering::detach(const std::string& pin_dir, int* removed) {
   int n = 0;
-  // Links first: the programs stop before the maps they read go away. An
-  // unpinned link is freed only after an RCU grace period; detaching it
-  // explicitly makes steering stop before detach() returns.
-  for (const std::string& name : link_names()) {
-    UniqueFd link(bpf_obj_get((pin_dir + "/" + name).c_str()));
-    if (link.get() >= 0 && bpf_link_detach(link.get()) != 0 && errno != EINVAL) {
-      return Status::Error("cannot detach " + pin_dir + "/" + name + ": " + errno_text(errno));
-    }
-  }
-  for (const auto* names : {&link_names(), &map_names()}) {
-    for (const std::string& name : *names) {
-      std::string path = pin_dir + "/" + name;
-      if (unlink(path.c_str()) == 0) {
-        n++;
-      } else if (errno != ENOENT) {
-        return Status::Error("cannot remove " + path + ": " + errno_text(errno));
-      }
-    }
-  }
+  if (Status st = unpin_all(pin_dir, &n); !st.ok()) return st;
   if (rmdir(pin_dir.c_str()) != 0 && errno != ENOENT) {
     return Status::Error("cannot remove " + pin_dir + ": " + errno_text(errno) +
                          (errno == ENOTEMPTY ? " (it holds files dbwarden did not pin)" : ""));
@@ -396,6 +411,27 @@ Result<Counters> Steering::counters() const {
   c.unix_fail_closed = sum[DBW_STEER_UNIX_FAIL_CLOSED];
   c.unix_rewrite_error = sum[DBW_STEER_UNIX_REWRITE_ERROR];
   return c;
+}
+
+Result<std::vector<ProgramStats>> Steering::program_stats() const {
+  std::vector<ProgramStats> out;
+  for (const std::string& name : link_names()) {
+    const std::string path = pin_dir_ + "/" + name;
+    UniqueFd link(bpf_obj_get(path.c_str()));
+    bpf_link_info li{};
+    uint32_t len = sizeof(li);
+    if (!link.valid() || bpf_obj_get_info_by_fd(link.get(), &li, &len) != 0) {
+      return Status::Error("cannot read " + path + ": " + errno_text(errno));
+    }
+    UniqueFd prog(bpf_prog_get_fd_by_id(li.prog_id));
+    bpf_prog_info pi{};
+    len = sizeof(pi);
+    if (!prog.valid() || bpf_obj_get_info_by_fd(prog.get(), &pi, &len) != 0) {
+      return Status::Error("cannot read the program of " + path + ": " + errno_text(errno));
+    }
+    out.push_back({name, pi.run_cnt, pi.run_time_ns});
+  }
+  return out;
 }
 
 Status Steering::protect_tcp(const Endpoint& server, uint32_t slot) {

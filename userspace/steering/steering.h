@@ -25,6 +25,22 @@
 //
 // Nothing here needs the proxy: the agent or `ExecStopPost=` can open_pinned()
 // and set_proxy_alive(false) to take an unhealthy but living proxy out.
+//
+// A proxy's start (and restart: the same calls, the pins are reused):
+//   auto s = Steering::attach(options);               // clears stale exemptions
+//   s->set_fail_mode(mode);
+//   listeners: one per family (a socket bound to ::1 takes IPv6 only), e.g.
+//     127.0.0.1:0 in slot 1 and [::1]:0 in slot 2; set_proxy_socket() each,
+//     and set_proxy_socket(kLifeSlot, <one of them>)
+//   for each port P: for (e : tcp_listen_endpoints(P)) s->protect_tcp(e, slot of e.family)
+//   for each server socket S: one proxy socket path Q(S); for (a : unix_path_aliases(S))
+//     s->protect_unix(a, Q(S))
+//   list_existing_tcp/unix(...): log and count; `terminate` them after the grace period
+//   s->set_proxy_alive(true);
+// Per TCP client: accept; getsockname = the server endpoint the client dialled
+// (Endpoint::from_sockaddr_unmapped: a v4 client on a v6 socket is v4-mapped).
+// Per unix client: the listener it came in on names the server socket.
+// Upstream: ex = s->exempt_tcp(fd, dst) or s->exempt_unix(fd); connect(); ex.release().
 #pragma once
 
 #include <sys/socket.h>
@@ -48,6 +64,11 @@ enum class FailMode { kClosed, kOpen };
 // "closed" or "open" (the `fail-mode` config key).
 Result<FailMode> parse_fail_mode(std::string_view text);
 const char* fail_mode_name(FailMode mode);
+
+// `enforce-existing`: what happens to connections open before steering began.
+enum class ExistingPolicy { kKeep, kTerminate };
+// "keep" or "terminate".
+Result<ExistingPolicy> parse_enforce_existing(std::string_view text);
 
 // A TCP address and port. addr holds the address in network order (4 bytes
 // for AF_INET, rest zero); all zero is the family's wildcard address.
@@ -100,6 +121,13 @@ struct Counters {
            unix_rewrite_error = 0;
 };
 
+// Run counts and time of one steering program (time counts only while BPF
+// run-time statistics are enabled: kernel.bpf_stats_enabled or BPF_ENABLE_STATS).
+struct ProgramStats {
+  std::string name;  // the link's pin name: link_tcp, link_unix_connect, ...
+  uint64_t run_count = 0, run_time_ns = 0;
+};
+
 class Steering;
 
 // An exemption of one upstream connect from steering, for as long as the
@@ -145,6 +173,7 @@ class Steering {
   Status set_proxy_alive(bool alive);
   Result<State> state() const;
   Result<Counters> counters() const;
+  Result<std::vector<ProgramStats>> program_stats() const;
 
   // TCP: connections for `server` go to the socket in `slot` (1..63).
   Status protect_tcp(const Endpoint& server, uint32_t slot);
@@ -161,11 +190,13 @@ class Steering {
   Status unprotect_unix(const std::string& server_path);
   Result<std::vector<std::string>> protected_unix() const;
 
-  // The proxy's upstream connects. TCP: `fd` is an unconnected socket;
-  // it is bound to (the destination's address, an ephemeral port) without
-  // SO_REUSEADDR/SO_REUSEPORT, so no other socket can take that source while
-  // it is held, and that source is exempt. unix: `fd`'s socket cookie is
-  // exempt. Neither looks at the uid.
+  // The proxy's upstream connects. TCP: `fd` is an unconnected socket
+  // without SO_REUSEADDR/SO_REUSEPORT, bound by the caller to the source of
+  // its choice (a local address, a port: 0 is fine) or, when not bound, here
+  // to (the destination's address, an ephemeral port). No other socket can
+  // take that source while `fd` holds it, and that source is exempt. unix:
+  // `fd`'s socket cookie is exempt. Neither looks at the uid. Call before
+  // connect(); keep the Exemption until connect() completes.
   Result<Exemption> exempt_tcp(int fd, const Endpoint& destination);
   Result<Exemption> exempt_unix(int fd);
 
@@ -179,6 +210,7 @@ class Steering {
       origin_fd_ = -1, state_fd_ = -1, stats_fd_ = -1;
   bool resumed_ = false;
   std::string replaced_reason_;
+  std::string pin_dir_;
 };
 
 // Connections open before steering began: they cannot be moved to the proxy.
@@ -187,6 +219,7 @@ struct ExistingConnection {
   Endpoint server, client;  // TCP: the server-side socket's two ends
   std::string path;         // unix: the protected path the server socket serves
   uint64_t inode = 0;       // the server-side socket
+  uint64_t peer_inode = 0;  // unix: the client's socket (the proxy knows its own)
   uint64_t cookie = 0;      // its socket cookie (TCP)
   std::string to_string() const;
 };

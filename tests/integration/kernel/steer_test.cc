@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/steering_cmd.h"
 #include "common/unique_fd.h"
 #include "steering/steering.h"
 
@@ -142,7 +143,12 @@ int as_uid(uid_t uid, Fn fn) {
   REQUIRE(pid >= 0);
   if (pid == 0) {
     if (setresgid(uid, uid, uid) != 0 || setresuid(uid, uid, uid) != 0) _exit(100);
-    _exit(fn());
+    // A failed REQUIRE throws: the child must not go on to run the other tests.
+    try {
+      _exit(fn());
+    } catch (...) {
+      _exit(201);
+    }
   }
   int status = 0;
   REQUIRE(waitpid(pid, &status, 0) == pid);
@@ -325,6 +331,16 @@ TEST_CASE("tcp: every address the server listens on is steered; other addresses 
     check_steered(proxy, ep(host, port));
     CHECK(accept_within(host[0] == ':' ? s6.get() : s4.get(), 0).get() < 0);
   }
+  {
+    // An IPv6 socket dialling the v4-mapped address sends IPv4: steered too.
+    int err = -1;
+    UniqueFd c = tcp_client(ep("::ffff:127.0.0.1", port), &err);
+    REQUIRE(err == 0);
+    UniqueFd accepted = proxy.accept_for(ep("127.0.0.1", port));
+    REQUIRE(accepted.valid());
+    CHECK(sockname(accepted.get()) == ep("127.0.0.1", port));
+    CHECK(accept_within(s4.get(), 0).get() < 0);
+  }
   if (net.ok) {
     CHECK(net.connect_from(ep(net.host_addr, port)) == 0);
     UniqueFd accepted = proxy.accept_for(ep(net.host_addr, port));
@@ -332,7 +348,7 @@ TEST_CASE("tcp: every address the server listens on is steered; other addresses 
     CHECK(sockname(accepted.get()) == ep(net.host_addr, port));
     CHECK(accept_within(s_veth.get(), 0).get() < 0);
   }
-  CHECK(env.counters().tcp_steered == (net.ok ? 3u : 2u));
+  CHECK(env.counters().tcp_steered == (net.ok ? 4u : 3u));
 
   // An address the server does not listen on is not protected: refused.
   int err = -1;
@@ -428,6 +444,31 @@ TEST_CASE("tcp: the proxy's exemption reaches the server, cannot be forged, igno
         }) == 0);
   CHECK(proxy.accept_for(dst).get() >= 0);
   CHECK(accept_within(server.get(), 0).get() < 0);
+
+  // A source the proxy bound itself is used as it is.
+  {
+    UniqueFd own(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    socklen_t len = 0;
+    sockaddr_storage a = ep("127.0.0.9", 0).to_sockaddr(&len);
+    REQUIRE(bind(own.get(), reinterpret_cast<sockaddr*>(&a), len) == 0);
+    auto own_ex = env.steering->exempt_tcp(own.get(), dst);
+    REQUIRE(own_ex.ok());
+    CHECK(tcp_connect(own.get(), dst) == 0);
+    UniqueFd got = accept_within(server.get(), 2000);
+    REQUIRE(got.valid());
+    sockaddr_storage pa{};
+    socklen_t plen = sizeof(pa);
+    REQUIRE(getpeername(got.get(), reinterpret_cast<sockaddr*>(&pa), &plen) == 0);
+    CHECK(Endpoint::from_sockaddr_unmapped(pa).addr == ep("127.0.0.9", 0).addr);
+    CHECK(proxy.idle());
+  }
+  // A socket with SO_REUSEADDR cannot be exempt: others could share its source.
+  {
+    UniqueFd shared(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    int on = 1;
+    REQUIRE(setsockopt(shared.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == 0);
+    CHECK_FALSE(env.steering->exempt_tcp(shared.get(), dst).ok());
+  }
 
   // Released, and the source freed: the same tuple is an ordinary client.
   // (The server closes first, so the source is not held in TIME_WAIT.)
@@ -630,13 +671,18 @@ TEST_CASE_METHOD(Protected,
   pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
-    auto s = Steering::open_pinned(env.pin_dir);
-    if (!s.ok()) _exit(1);
-    Proxy child(**s);
-    UniqueFd ul = unix_listen(u.proxy_path);
-    if (write(ready[1], "r", 1) != 1) _exit(2);
-    for (;;) pause();
+    try {
+      auto s = Steering::open_pinned(env.pin_dir);
+      if (!s.ok()) _exit(1);
+      Proxy child(**s);
+      UniqueFd ul = unix_listen(u.proxy_path);
+      if (write(ready[1], "r", 1) != 1) _exit(2);
+      for (;;) pause();
+    } catch (...) {
+      _exit(3);  // a failed REQUIRE: not on to the other tests
+    }
   }
+  close(ready[1]);  // a child that fails before it is ready ends the read
   char r;
   REQUIRE(read(ready[0], &r, 1) == 1);
   int err = -1;
@@ -657,7 +703,6 @@ TEST_CASE_METHOD(Protected,
   CHECK(accept_within(server.get(), 0).get() < 0);
   CHECK(accept_within(u.server.get(), 0).get() < 0);
   close(ready[0]);
-  close(ready[1]);
 }
 
 TEST_CASE_METHOD(Protected,
@@ -678,6 +723,10 @@ TEST_CASE_METHOD(Protected,
   auto again = Steering::attach(Options{env.pin_dir, "", "/proc/self/ns/net"});
   REQUIRE(again.ok());
   CHECK((*again)->resumed());
+  auto programs = (*again)->program_stats();
+  REQUIRE(programs.ok());
+  REQUIRE(programs->size() == 3);
+  CHECK(programs->front().name == "link_tcp");
   auto tcp = (*again)->protected_tcp();
   REQUIRE(tcp.ok());
   CHECK(*tcp == std::vector<Endpoint>{dst});
@@ -700,6 +749,49 @@ TEST_CASE_METHOD(Protected,
   CHECK(accept_within(u.server.get(), 2000).get() >= 0);
   CHECK(unix_peer(cu.get()) == u.server_path);
   CHECK_FALSE(Steering::open_pinned(env.pin_dir).ok());
+}
+
+TEST_CASE_METHOD(Protected, "dbwarden steering: mark-down takes a living proxy out; detach",
+                 "[kernel]") {
+  auto cmd = [this](const char* command) {
+    const char* argv[] = {"steering", command, "--steer-pin-dir", env.pin_dir.c_str()};
+    return agent::steering_main(4, argv);
+  };
+  CHECK(cmd("status") == 0);
+  REQUIRE(cmd("mark-down") == 0);
+  auto st = env.steering->state();
+  REQUIRE(st.ok());
+  CHECK_FALSE(st->proxy_alive);
+  CHECK(st->life_socket);  // the proxy still runs
+  int err = -1;
+  UniqueFd c = tcp_client(dst, &err);
+  CHECK(err == ECONNREFUSED);
+  CHECK(proxy->idle());
+  CHECK(cmd("bogus") == 2);
+  REQUIRE(cmd("detach") == 0);
+  CHECK_FALSE(std::filesystem::exists(env.pin_dir));
+  CHECK(cmd("mark-down") == 0);  // nothing attached: nothing to mark down (ExecStopPost=)
+  CHECK(cmd("status") == 1);
+}
+
+TEST_CASE("pins: an incomplete set is replaced, not reused", "[kernel]") {
+  Env env;
+  REQUIRE(env.steering->protect_tcp(ep("127.0.0.1", 1), Proxy::kSlot4).ok());
+  env.steering.reset();
+  REQUIRE(unlink((env.pin_dir + "/steer_unix").c_str()) == 0);
+  auto again = Steering::attach(Options{env.pin_dir, "", "/proc/self/ns/net"});
+  REQUIRE(again.ok());
+  CHECK_FALSE((*again)->resumed());
+  CHECK((*again)->replaced_reason() == "steer_unix is not pinned");
+  auto tcp = (*again)->protected_tcp();
+  REQUIRE(tcp.ok());
+  CHECK(tcp->empty());  // fresh maps
+  // And it steers.
+  UniqueFd server = tcp_listen(ep("127.0.0.1", 0));
+  const Endpoint dst = ep("127.0.0.1", local_port(server.get()));
+  Proxy proxy(**again);
+  REQUIRE((*again)->protect_tcp(dst, Proxy::slot(dst)).ok());
+  check_steered(proxy, dst);
 }
 
 TEST_CASE("existing connections are listed, and terminated on request", "[kernel]") {
@@ -732,6 +824,8 @@ TEST_CASE("existing connections are listed, and terminated on request", "[kernel
   REQUIRE(fstat(served_u.get(), &st) == 0);
   CHECK(unixes->front().inode == st.st_ino);
   CHECK(unixes->front().path == u.server_path);
+  REQUIRE(fstat(cu.get(), &st) == 0);
+  CHECK(unixes->front().peer_inode == st.st_ino);
 
   REQUIRE(terminate(tcp->front()).ok());
   char b;
@@ -745,16 +839,32 @@ TEST_CASE("existing connections are listed, and terminated on request", "[kernel
   CHECK(after->empty());
 }
 
-TEST_CASE("settings are parsed as the config spells them", "[kernel]") {
-  CHECK(*parse_fail_mode("closed") == FailMode::kClosed);
-  CHECK(*parse_fail_mode("open") == FailMode::kOpen);
-  CHECK_FALSE(parse_fail_mode("fail-open").ok());
-  auto aliases = unix_path_aliases("/var/run/postgresql/.s.PGSQL.5432");
-  CHECK(aliases.front() == "/var/run/postgresql/.s.PGSQL.5432");
-  char real[PATH_MAX];
-  if (realpath("/var/run", real) && std::string(real) == "/run") {
-    CHECK(std::find(aliases.begin(), aliases.end(), "/run/postgresql/.s.PGSQL.5432") !=
-          aliases.end());
+TEST_CASE("existing connections of a dual-stack server: IPv4 clients listed and terminated",
+          "[kernel]") {
+  UniqueFd any = tcp_listen(ep("::", 0), /*dual_stack=*/true);
+  const uint16_t port = local_port(any.get());
+  auto servers = tcp_listen_endpoints(port);
+  REQUIRE(servers.ok());
+  int err = -1;
+  UniqueFd c4 = tcp_client(ep("127.0.0.1", port), &err);
+  REQUIRE(err == 0);
+  UniqueFd c6 = tcp_client(ep("::1", port), &err);
+  REQUIRE(err == 0);
+  UniqueFd s1 = accept_within(any.get(), 2000), s2 = accept_within(any.get(), 2000);
+  REQUIRE((s1.valid() && s2.valid()));
+  auto existing = list_existing_tcp(*servers);
+  REQUIRE(existing.ok());
+  REQUIRE(existing->size() == 2);
+  for (const ExistingConnection& c : *existing) {
+    INFO(c.to_string());
+    // The IPv4 client shows as IPv4, though the server's socket is IPv6.
+    CHECK((c.client == sockname(c4.get()) || c.client == sockname(c6.get())));
+    REQUIRE(terminate(c).ok());
+  }
+  char b;
+  for (int fd : {c4.get(), c6.get()}) {
+    CHECK(recv(fd, &b, 1, 0) == -1);
+    CHECK(errno == ECONNRESET);
   }
 }
 
