@@ -68,7 +68,9 @@ struct Rule;  // policy/rule.h
 
 class Policy {
  public:
-  // Immutable after load; shared as std::shared_ptr<const Policy>. Errors name
+  // Immutable after load; shared as std::shared_ptr<const Policy> (decide()
+  // and explain() are const and safe from any number of threads: RE2 matching
+  // is thread-safe), so a reload swaps the pointer. Errors name
   // every problem found, one per line, as "path:line:column: message".
   static Result<std::shared_ptr<const Policy>> load_file(const std::string& path);
   static Result<std::shared_ptr<const Policy>> load_string(std::string_view yaml,
