@@ -28,6 +28,7 @@ std::string join(const std::vector<std::string>& items) {
 template <typename T, typename F>
 std::vector<std::string> texts(const std::vector<T>& items, F&& f) {
   std::vector<std::string> out;
+  out.reserve(items.size());
   for (const T& t : items) out.push_back(f(t));
   return out;
 }
