@@ -95,6 +95,9 @@ class Policy {
   OnUnparsed on_unparsed() const { return on_unparsed_; }
   size_t rule_count() const { return rules_.size(); }
   const std::string& name() const { return name_; }
+  // Things that load but are almost certainly mistakes, as "path:line:column:
+  // warning: ..." (a rule no statement can reach).
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
   Policy(const Policy&) = delete;
   Policy& operator=(const Policy&) = delete;
@@ -108,6 +111,7 @@ class Policy {
   std::string name_;
   OnUnparsed on_unparsed_ = OnUnparsed::kBlock;
   std::vector<std::unique_ptr<Rule>> rules_;
+  std::vector<std::string> warnings_;
 };
 
 // The statement counts as unparsed for on_unparsed (see Policy::decide).

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "../support/temp_dir.h"
 #include "policy/policy.h"
@@ -286,4 +287,28 @@ TEST_CASE("policy loader: untrusted input stays bounded", "[policy][loader]") {
   const std::string all = load_error(bad);
   CHECK(std::count(all.begin(), all.end(), '\n') == 50);
   CHECK_THAT(all, Catch::EndsWith("\np.yaml: 10 more errors"));
+}
+
+TEST_CASE("policy loader: a rule behind a catch-all is reported", "[policy][loader]") {
+  auto p = Policy::load_string(R"(rules:
+  - {name: narrow, match: {user: a}, action: allow}
+  - name: everything
+    action: log
+  - {name: late, match: {operation: DROP}, action: block}
+  - {name: later, action: block}
+)",
+                               "p.yaml");
+  REQUIRE(p.ok());
+  CHECK(p.value()->warnings() ==
+        std::vector<std::string>{
+            "p.yaml:5:5: warning: rule `late` is never reached: rule `everything` (line 3) has "
+            "no conditions and decides every statement first",
+            "p.yaml:6:5: warning: rule `later` is never reached: rule `everything` (line 3) has "
+            "no conditions and decides every statement first"});
+  auto fine = Policy::load_string(
+      "rules: [{name: a, match: {user: a}, action: allow}, "
+      "{name: rest, action: block}]\n",
+      "p.yaml");
+  REQUIRE(fine.ok());
+  CHECK(fine.value()->warnings().empty());
 }
