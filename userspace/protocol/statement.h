@@ -78,6 +78,11 @@ struct Statement {
   // UPDATE/DELETE without a WHERE clause (dbwarden.unbounded_write).
   bool unbounded_write = false;
 
+  // Enforcement mode: the policy's decision on this statement (dbwarden.policy.rule,
+  // dbwarden.policy.action), set by the proxy; empty in observe mode.
+  std::string policy_rule;
+  std::string policy_action;
+
   // Back to the default values, keeping the strings' and vectors' capacity:
   // a decoder that refills one Statement per statement then allocates nothing
   // once the buffers have grown.
@@ -102,6 +107,8 @@ struct Statement {
     fingerprint.clear();
     collections.clear();
     unbounded_write = false;
+    policy_rule.clear();
+    policy_action.clear();
   }
 };
 

@@ -117,6 +117,16 @@ class Session final : private FrameHandler {
   // NULL as "NULL") right before its record goes to the sink.
   void set_parameter_observer(ParameterObserver observer) { observer_ = std::move(observer); }
 
+  // For the enforcement proxy, which feeds a session exactly the bytes the client sent
+  // and saw. The login is done: a client packet with sequence id 0 is a command.
+  bool in_command_phase() const { return phase_ == Phase::kCommand; }
+  // Logged in and every command fed so far has its whole answer (LOCAL INFILE included):
+  // an answer of the proxy's own goes next.
+  bool idle() const { return phase_ == Phase::kCommand && ops_.empty() && !infile_; }
+  // How a COM_QUERY's text is split and lexed (sql_mode NO_BACKSLASH_ESCAPES, multi-statements).
+  bool backslash_escapes() const { return backslash_escapes_; }
+  bool multi_statements() const { return multi_statements_; }
+
  private:
   enum class Phase : uint8_t { kStart, kAuth, kCommand, kStopped };
   enum class Resp : uint8_t {
