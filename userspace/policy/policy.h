@@ -78,7 +78,9 @@ class Policy {
 
   // One statement: `who` is its connection, `analysis` what sql::Analyzer said
   // of its text (the proxy splits multi-statement messages first). `text` is
-  // the statement as sent; rules read the analysis (its normalised text).
+  // the statement as sent; rules read the analysis (its normalised text). A
+  // statement that runs another one (EXPLAIN ANALYZE x, MariaDB's ANALYZE x:
+  // policy/inner_statement.h) is blocked when x is, else judged itself.
   //
   // An empty statement (no tokens: "", a comment) is allowed without a rule.
   // A statement the analyser could not parse (PostgreSQL text libpg_query
@@ -106,7 +108,12 @@ class Policy {
  private:
   Policy();
   friend class Loader;
-  Decision judge(const ConnectionInfo& who, const sql::Analysis& analysis, std::string* why) const;
+  Decision judge(const ConnectionInfo& who, const sql::Analysis& analysis, std::string_view text,
+                 std::string* why) const;
+  Decision judge_one(const ConnectionInfo& who, const sql::Analysis& analysis,
+                     std::string* why) const;
+  Decision judge_running(const ConnectionInfo& who, const sql::Analysis& analysis,
+                         std::string_view inner, std::string* why) const;
 
   std::string name_;
   OnUnparsed on_unparsed_ = OnUnparsed::kBlock;
