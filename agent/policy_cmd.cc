@@ -55,6 +55,7 @@ int check(int argc, const char* const* argv, std::ostream& out, std::ostream& er
     return kBad;
   }
   const auto& p = *policy.value();
+  for (const std::string& w : p.warnings()) err << w << "\n";
   out << argv[1] << ": OK, " << p.rule_count() << (p.rule_count() == 1 ? " rule" : " rules")
       << ", on_unparsed: " << (p.on_unparsed() == policy::OnUnparsed::kBlock ? "block" : "allow")
       << "\n";

@@ -25,6 +25,7 @@ constexpr const char* kStatements[] = {
     "SELECT * FROM orders o JOIN items i ON i.o = o.id WHERE o.id = 1",
     "GRANT SELECT ON t TO PUBLIC",
     "ALTER TABLE t DROP COLUMN c",
+    "EXPLAIN ANALYZE DELETE FROM t",
     "SELEC 1",
     "",
 };

@@ -61,6 +61,15 @@ def main():
     expect("check `rules: []`: exit 0", code == 0 and out == "%s: OK, 0 rules, on_unparsed: block\n"
            % empty, out + err)
 
+    # check: a rule nothing can reach is valid, with a warning on stderr.
+    shadow = write("shadow.yaml", "rules:\n  - {name: all, action: log}\n"
+                   "  - {name: drops, match: {operation: DROP}, action: block}\n")
+    code, out, err = run(agent, "check", shadow)
+    expect("check unreachable rule: exit 0 with a located warning",
+           code == 0 and out == "%s: OK, 2 rules, on_unparsed: block\n" % shadow and
+           err == "%s:3:5: warning: rule `drops` is never reached: rule `all` (line 2) has no "
+           "conditions and decides every statement first\n" % shadow, out + err)
+
     # check: every error of a bad file, each with file:line:column, exit 2.
     bad = write("bad.yaml", """rules:
   - name: ok

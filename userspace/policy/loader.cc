@@ -166,6 +166,20 @@ class Loader {
       names.push_back(rule.get());
       policy.rules_.push_back(std::move(rule));
     }
+    // First match wins: nothing after a rule without conditions is ever tried.
+    for (size_t i = 0; i + 1 < policy.rules_.size(); ++i) {
+      const Rule& all = *policy.rules_[i];
+      if (!all.matches_everything()) continue;
+      for (size_t k = i + 1; k < policy.rules_.size(); ++k) {
+        const Rule& r = *policy.rules_[k];
+        policy.warnings_.push_back(std::string(name_) + ":" + std::to_string(r.line) + ":" +
+                                   std::to_string(r.column) + ": warning: rule " + quoted(r.name) +
+                                   " is never reached: rule " + quoted(all.name) + " (line " +
+                                   std::to_string(all.line) +
+                                   ") has no conditions and decides every statement first");
+      }
+      break;
+    }
   }
 
   std::unique_ptr<Rule> read_rule(const Node& n) {
@@ -176,6 +190,7 @@ class Loader {
     }
     auto rule = std::make_unique<Rule>();
     rule->line = n.line;
+    rule->column = n.column;
     name_node_ = nullptr;
     const Node* action = nullptr;
     const Node* message = nullptr;

@@ -10,11 +10,20 @@
 #include <vector>
 
 #include "policy/glob.h"
+#include "policy/inner_statement.h"
 #include "policy/policy.h"
 #include "policy/rule.h"
+#include "sql/analyzer.h"
 
 namespace dbwarden::policy {
 namespace {
+
+const sql::AnalyzerOptions kInnerAnalyzerOptions = [] {
+  sql::AnalyzerOptions o;
+  o.cache.max_entries = 64;
+  o.cache.max_bytes = 256 << 10;
+  return o;
+}();
 
 std::string join(const std::vector<std::string>& items) {
   std::string out;
@@ -28,6 +37,7 @@ std::string join(const std::vector<std::string>& items) {
 template <typename T, typename F>
 std::vector<std::string> texts(const std::vector<T>& items, F&& f) {
   std::vector<std::string> out;
+  out.reserve(items.size());
   for (const T& t : items) out.push_back(f(t));
   return out;
 }
@@ -266,7 +276,41 @@ bool is_unparsed(const sql::Analysis& a) {
   return a.unterminated || a.source == sql::AnalysisSource::kLexerFallback || a.operation.empty();
 }
 
-Decision Policy::judge(const ConnectionInfo& who, const sql::Analysis& a, std::string* why) const {
+Decision Policy::judge(const ConnectionInfo& who, const sql::Analysis& a, std::string_view text,
+                       std::string* why) const {
+  // One character first: most statements then skip the four compares.
+  const char first = a.operation.empty() ? '\0' : a.operation[0];
+  if ((first == 'E' || first == 'A' || first == 'D') &&
+      (a.operation == "EXPLAIN" || a.operation == "ANALYZE" || a.operation == "DESCRIBE" ||
+       a.operation == "DESC")) {
+    if (const std::string_view inner = executed_statement(a.dialect, text); !inner.empty()) {
+      return judge_running(who, a, inner, why);
+    }
+  }
+  return judge_one(who, a, why);
+}
+
+// EXPLAIN ANALYZE x runs x: x must pass the policy too. Kept out of judge()
+// so that the common path stays small.
+Decision Policy::judge_running(const ConnectionInfo& who, const sql::Analysis& a,
+                               std::string_view inner, std::string* why) const {
+  // The policy is shared and const; each thread analyses with its own small
+  // Analyzer (rare statements: a few cached shapes are plenty). The inner
+  // statement never runs another one (inner_statement.h), so no recursion.
+  thread_local sql::Analyzer analyzer(kInnerAnalyzerOptions);
+  std::string inner_why;
+  Decision inner_d = judge_one(who, analyzer.analyze(a.dialect, inner), why ? &inner_why : nullptr);
+  if (why)
+    *why += a.operation + " runs the statement it analyses; judging that first:\n" + inner_why;
+  if (inner_d.action == Action::kBlock) return inner_d;
+  std::string outer_why;
+  Decision d = judge_one(who, a, why ? &outer_why : nullptr);
+  if (why) *why += "then the " + a.operation + " itself:\n" + outer_why;
+  return d;
+}
+
+Decision Policy::judge_one(const ConnectionInfo& who, const sql::Analysis& a,
+                           std::string* why) const {
   Decision d;
   if (a.normalized.empty()) {
     if (why) *why = "an empty statement (no SQL, only whitespace or comments): allowed, no rule\n";
@@ -324,15 +368,15 @@ Decision Policy::judge(const ConnectionInfo& who, const sql::Analysis& a, std::s
 }
 
 Decision Policy::decide(const ConnectionInfo& who, const sql::Analysis& analysis,
-                        std::string_view) const {
-  return judge(who, analysis, nullptr);
+                        std::string_view text) const {
+  return judge(who, analysis, text, nullptr);
 }
 
 Decision Policy::explain(const ConnectionInfo& who, const sql::Analysis& analysis,
-                         std::string_view) const {
+                         std::string_view text) const {
   Decision d;
   std::string why;
-  d = judge(who, analysis, &why);
+  d = judge(who, analysis, text, &why);
   d.why = std::move(why);
   return d;
 }

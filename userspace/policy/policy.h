@@ -68,7 +68,9 @@ struct Rule;  // policy/rule.h
 
 class Policy {
  public:
-  // Immutable after load; shared as std::shared_ptr<const Policy>. Errors name
+  // Immutable after load; shared as std::shared_ptr<const Policy> (decide()
+  // and explain() are const and safe from any number of threads: RE2 matching
+  // is thread-safe), so a reload swaps the pointer. Errors name
   // every problem found, one per line, as "path:line:column: message".
   static Result<std::shared_ptr<const Policy>> load_file(const std::string& path);
   static Result<std::shared_ptr<const Policy>> load_string(std::string_view yaml,
@@ -76,7 +78,9 @@ class Policy {
 
   // One statement: `who` is its connection, `analysis` what sql::Analyzer said
   // of its text (the proxy splits multi-statement messages first). `text` is
-  // the statement as sent; rules read the analysis (its normalised text).
+  // the statement as sent; rules read the analysis (its normalised text). A
+  // statement that runs another one (EXPLAIN ANALYZE x, MariaDB's ANALYZE x:
+  // policy/inner_statement.h) is blocked when x is, else judged itself.
   //
   // An empty statement (no tokens: "", a comment) is allowed without a rule.
   // A statement the analyser could not parse (PostgreSQL text libpg_query
@@ -93,6 +97,9 @@ class Policy {
   OnUnparsed on_unparsed() const { return on_unparsed_; }
   size_t rule_count() const { return rules_.size(); }
   const std::string& name() const { return name_; }
+  // Things that load but are almost certainly mistakes, as "path:line:column:
+  // warning: ..." (a rule no statement can reach).
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
   Policy(const Policy&) = delete;
   Policy& operator=(const Policy&) = delete;
@@ -101,11 +108,17 @@ class Policy {
  private:
   Policy();
   friend class Loader;
-  Decision judge(const ConnectionInfo& who, const sql::Analysis& analysis, std::string* why) const;
+  Decision judge(const ConnectionInfo& who, const sql::Analysis& analysis, std::string_view text,
+                 std::string* why) const;
+  Decision judge_one(const ConnectionInfo& who, const sql::Analysis& analysis,
+                     std::string* why) const;
+  Decision judge_running(const ConnectionInfo& who, const sql::Analysis& analysis,
+                         std::string_view inner, std::string* why) const;
 
   std::string name_;
   OnUnparsed on_unparsed_ = OnUnparsed::kBlock;
   std::vector<std::unique_ptr<Rule>> rules_;
+  std::vector<std::string> warnings_;
 };
 
 // The statement counts as unparsed for on_unparsed (see Policy::decide).

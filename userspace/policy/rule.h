@@ -30,6 +30,7 @@ struct OperationPattern {
 struct Rule {
   std::string name;
   int line = 0;
+  int column = 0;
   Action action = Action::kAllow;
   // Block response; empty sqlstate / unset errno: the dialect's default.
   std::string message;
@@ -51,6 +52,15 @@ struct Rule {
   std::vector<uint64_t> fingerprints;
   std::vector<std::string> fingerprint_texts;  // as written, for explain
   std::vector<std::unique_ptr<re2::RE2>> regexes;
+
+  // No condition at all: the rule matches every statement.
+  bool matches_everything() const {
+    return users.empty() && databases.empty() && application_names.empty() &&
+           client_cidrs.empty() && uids.empty() && login_uids.empty() && executables.empty() &&
+           units.empty() && containers.empty() && dialects.empty() && operations.empty() &&
+           collections.empty() && !has_where && !alter_table_drop && !grant_to_public &&
+           !copy_program && fingerprints.empty() && regexes.empty();
+  }
 };
 
 // The block response defaults: PostgreSQL insufficient_privilege; MySQL

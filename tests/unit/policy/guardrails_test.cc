@@ -97,7 +97,14 @@ TEST_CASE("guardrails: DELETE and UPDATE without WHERE", "[policy][guardrails]")
       {kMy, "DELETE FROM orders LIMIT 1000", kWhere},
       {kMy, "UPDATE orders SET status = 'void'", kWhere},
       {kMy, "UPDATE LOW_PRIORITY orders SET status = 'void' ORDER BY id LIMIT 10", kWhere},
+      // EXPLAIN ANALYZE runs the statement it explains.
+      {kPg, "EXPLAIN ANALYZE DELETE FROM accounts", kWhere},
+      {kPg, "EXPLAIN (ANALYZE, BUFFERS) UPDATE accounts SET balance = 0", kWhere},
+      {kMy, "ANALYZE DELETE FROM orders", kWhere},
       // Near misses.
+      {kPg, "EXPLAIN DELETE FROM accounts", ""},
+      {kPg, "EXPLAIN ANALYZE DELETE FROM accounts WHERE id = 1", ""},
+      {kMy, "ANALYZE TABLE orders", ""},
       {kPg, "DELETE FROM accounts WHERE id = 42", ""},
       {kPg, "UPDATE accounts SET balance = balance - 10 WHERE aid = 7", ""},
       {kPg, "DELETE FROM t USING u WHERE t.id = u.id", ""},

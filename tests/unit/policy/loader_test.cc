@@ -2,9 +2,11 @@
 //
 // Policy loading: every kind of error names its line and column; valid files
 // load with the rules and settings they say.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "../support/temp_dir.h"
 #include "policy/policy.h"
@@ -260,4 +262,53 @@ TEST_CASE("policy loader: files", "[policy][loader]") {
   auto shipped = Policy::load_file(DBW_TEST_DATA_DIR "/../../packaging/policy.yaml");
   if (!shipped.ok()) FAIL(shipped.status().message());
   CHECK(shipped.value()->rule_count() == 6);
+}
+
+TEST_CASE("policy loader: untrusted input stays bounded", "[policy][loader]") {
+  // Over 4 MiB: refused before parsing.
+  const std::string huge = "rules: []\n#" + std::string(4 << 20, 'x') + "\n";
+  CHECK(load_error(huge) ==
+        "p.yaml:1:1: the file is larger than 4194304 bytes; a policy is a few kilobytes");
+  // More nodes than any policy has: refused while parsing, at the node.
+  std::string many = "rules: []\nx: [";
+  for (int i = 0; i < 200001; ++i) many += "1,";
+  many += "1]\n";
+  CHECK_THAT(load_error(many),
+             Catch::StartsWith("p.yaml:2:") && Catch::EndsWith(": more than 200000 YAML nodes"));
+  // Deep block nesting is refused like deep flow nesting.
+  std::string deep = "rules: []\nx:\n";
+  for (int i = 0; i < 20; ++i) deep += std::string(2 * i + 2, ' ') + "- \n";
+  deep.pop_back();
+  deep += "- 1\n";
+  CHECK_THAT(load_error(deep), Catch::Contains("nested deeper than 16 levels"));
+  // Errors are capped; the last line says how many more there were.
+  std::string bad = "rules:\n";
+  for (int i = 0; i < 60; ++i) bad += "  - {name: r" + std::to_string(i) + ", action: no}\n";
+  const std::string all = load_error(bad);
+  CHECK(std::count(all.begin(), all.end(), '\n') == 50);
+  CHECK_THAT(all, Catch::EndsWith("\np.yaml: 10 more errors"));
+}
+
+TEST_CASE("policy loader: a rule behind a catch-all is reported", "[policy][loader]") {
+  auto p = Policy::load_string(R"(rules:
+  - {name: narrow, match: {user: a}, action: allow}
+  - name: everything
+    action: log
+  - {name: late, match: {operation: DROP}, action: block}
+  - {name: later, action: block}
+)",
+                               "p.yaml");
+  REQUIRE(p.ok());
+  CHECK(p.value()->warnings() ==
+        std::vector<std::string>{
+            "p.yaml:5:5: warning: rule `late` is never reached: rule `everything` (line 3) has "
+            "no conditions and decides every statement first",
+            "p.yaml:6:5: warning: rule `later` is never reached: rule `everything` (line 3) has "
+            "no conditions and decides every statement first"});
+  auto fine = Policy::load_string(
+      "rules: [{name: a, match: {user: a}, action: allow}, "
+      "{name: rest, action: block}]\n",
+      "p.yaml");
+  REQUIRE(fine.ok());
+  CHECK(fine.value()->warnings().empty());
 }
