@@ -25,8 +25,6 @@ install(FILES ${_dbw_pkg_dir}/dbwarden.service ${_dbw_pkg_dir}/dbwarden-enforce.
         PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 install(FILES ${_dbw_pkg_dir}/policy.yaml DESTINATION /etc/dbwarden
         PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
-install(FILES ${_dbw_pkg_dir}/policy.yaml DESTINATION /etc/dbwarden
-        PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 install(FILES ${_dbw_pkg_dir}/dbwarden.conf DESTINATION share/doc/dbwarden
         RENAME dbwarden.conf.default
         PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)

@@ -26,6 +26,7 @@ constexpr const char* kStatements[] = {
     "GRANT SELECT ON t TO PUBLIC",
     "ALTER TABLE t DROP COLUMN c",
     "EXPLAIN ANALYZE DELETE FROM t",
+    "WITH d AS (DELETE FROM t RETURNING *) SELECT 1",
     "SELEC 1",
     "",
 };

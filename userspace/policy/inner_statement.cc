@@ -87,4 +87,43 @@ std::string_view executed_statement(sql::Dialect dialect, std::string_view text)
   return {};
 }
 
+void modifying_ctes(std::string_view text, std::vector<std::string_view>& out) {
+  std::vector<Token> tokens;
+  sql::tokenize(sql::Dialect::kPostgresql, sql::MysqlMode{}, text, tokens);
+  const Reader r(text, tokens);
+  if (!r.word(0, "WITH")) return;
+  size_t depth = 0;
+  for (size_t i = 1; i < tokens.size(); ++i) {
+    if (r.punct(i, ')')) {
+      if (depth > 0) --depth;
+      continue;
+    }
+    if (!r.punct(i, '(')) continue;
+    ++depth;
+    if (depth != 1 || !(r.word(i - 1, "AS") || r.word(i - 1, "MATERIALIZED"))) continue;
+    // A CTE body: find its closing parenthesis.
+    size_t k = i + 1, d = 1;
+    for (; k < tokens.size(); ++k) {
+      if (r.punct(k, '(')) ++d;
+      if (r.punct(k, ')') && --d == 0) break;
+    }
+    if (r.word(i + 1, "INSERT") || r.word(i + 1, "UPDATE") || r.word(i + 1, "DELETE") ||
+        r.word(i + 1, "MERGE")) {
+      const size_t begin = tokens[i + 1].begin;
+      const size_t end = k < tokens.size() ? tokens[k].begin : text.size();
+      out.push_back(text.substr(begin, end - begin));
+    }
+    i = k;  // the body's own parentheses are not the WITH list's
+    depth = 0;
+  }
+}
+
+bool may_have_modifying_cte(std::string_view normalized) {
+  if (normalized.substr(0, 5) != "WITH ") return false;
+  for (std::string_view verb : {"(DELETE ", "(UPDATE ", "(INSERT ", "(MERGE "}) {
+    if (normalized.find(verb) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
 }  // namespace dbwarden::policy

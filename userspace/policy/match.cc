@@ -6,6 +6,7 @@
 // down, per rule, the condition that failed or every condition that held.
 #include <re2/re2.h>
 
+#include <span>
 #include <string>
 #include <vector>
 
@@ -284,25 +285,39 @@ Decision Policy::judge(const ConnectionInfo& who, const sql::Analysis& a, std::s
       (a.operation == "EXPLAIN" || a.operation == "ANALYZE" || a.operation == "DESCRIBE" ||
        a.operation == "DESC")) {
     if (const std::string_view inner = executed_statement(a.dialect, text); !inner.empty()) {
-      return judge_running(who, a, inner, why);
+      return judge_running(who, a, {&inner, 1}, "runs the statement it analyses", why);
     }
+  }
+  if (first != 'E' && a.dialect == sql::Dialect::kPostgresql &&
+      may_have_modifying_cte(a.normalized)) {
+    std::vector<std::string_view> parts;
+    modifying_ctes(text, parts);
+    if (!parts.empty())
+      return judge_running(who, a, parts, "runs the writes of its WITH list", why);
   }
   return judge_one(who, a, why);
 }
 
-// EXPLAIN ANALYZE x runs x: x must pass the policy too. Kept out of judge()
-// so that the common path stays small.
+// EXPLAIN ANALYZE x runs x, WITH d AS (DELETE ...) runs the DELETE: each
+// must pass the policy too. Kept out of judge() so that the common path stays
+// small.
 Decision Policy::judge_running(const ConnectionInfo& who, const sql::Analysis& a,
-                               std::string_view inner, std::string* why) const {
+                               std::span<const std::string_view> inner, std::string_view runs,
+                               std::string* why) const {
   // The policy is shared and const; each thread analyses with its own small
-  // Analyzer (rare statements: a few cached shapes are plenty). The inner
-  // statement never runs another one (inner_statement.h), so no recursion.
+  // Analyzer (rare statements: a few cached shapes are plenty). An inner
+  // statement is judged by its rules alone (judge_one), so this never recurses.
   thread_local sql::Analyzer analyzer(kInnerAnalyzerOptions);
-  std::string inner_why;
-  Decision inner_d = judge_one(who, analyzer.analyze(a.dialect, inner), why ? &inner_why : nullptr);
-  if (why)
-    *why += a.operation + " runs the statement it analyses; judging that first:\n" + inner_why;
-  if (inner_d.action == Action::kBlock) return inner_d;
+  for (const std::string_view part : inner) {
+    std::string inner_why;
+    Decision inner_d =
+        judge_one(who, analyzer.analyze(a.dialect, part), why ? &inner_why : nullptr);
+    if (why) {
+      *why += "the " + a.operation + " " + std::string(runs) +
+              ", judged first: " + std::string(part) + "\n" + inner_why;
+    }
+    if (inner_d.action == Action::kBlock) return inner_d;
+  }
   std::string outer_why;
   Decision d = judge_one(who, a, why ? &outer_why : nullptr);
   if (why) *why += "then the " + a.operation + " itself:\n" + outer_why;

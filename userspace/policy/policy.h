@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -79,8 +80,9 @@ class Policy {
   // One statement: `who` is its connection, `analysis` what sql::Analyzer said
   // of its text (the proxy splits multi-statement messages first). `text` is
   // the statement as sent; rules read the analysis (its normalised text). A
-  // statement that runs another one (EXPLAIN ANALYZE x, MariaDB's ANALYZE x:
-  // policy/inner_statement.h) is blocked when x is, else judged itself.
+  // statement that runs others (EXPLAIN ANALYZE x, MariaDB's ANALYZE x, the
+  // INSERT/UPDATE/DELETE parts of a PostgreSQL WITH: policy/inner_statement.h)
+  // is blocked when one of them is, else judged itself.
   //
   // An empty statement (no tokens: "", a comment) is allowed without a rule.
   // A statement the analyser could not parse (PostgreSQL text libpg_query
@@ -113,7 +115,8 @@ class Policy {
   Decision judge_one(const ConnectionInfo& who, const sql::Analysis& analysis,
                      std::string* why) const;
   Decision judge_running(const ConnectionInfo& who, const sql::Analysis& analysis,
-                         std::string_view inner, std::string* why) const;
+                         std::span<const std::string_view> inner, std::string_view runs,
+                         std::string* why) const;
 
   std::string name_;
   OnUnparsed on_unparsed_ = OnUnparsed::kBlock;

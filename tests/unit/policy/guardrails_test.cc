@@ -101,10 +101,13 @@ TEST_CASE("guardrails: DELETE and UPDATE without WHERE", "[policy][guardrails]")
       {kPg, "EXPLAIN ANALYZE DELETE FROM accounts", kWhere},
       {kPg, "EXPLAIN (ANALYZE, BUFFERS) UPDATE accounts SET balance = 0", kWhere},
       {kMy, "ANALYZE DELETE FROM orders", kWhere},
+      // So does a data-modifying WITH.
+      {kPg, "WITH gone AS (DELETE FROM sessions RETURNING id) SELECT count(*) FROM gone", kWhere},
       // Near misses.
       {kPg, "EXPLAIN DELETE FROM accounts", ""},
       {kPg, "EXPLAIN ANALYZE DELETE FROM accounts WHERE id = 1", ""},
       {kMy, "ANALYZE TABLE orders", ""},
+      {kPg, "WITH gone AS (DELETE FROM sessions WHERE expires < now() RETURNING id) SELECT 1", ""},
       {kPg, "DELETE FROM accounts WHERE id = 42", ""},
       {kPg, "UPDATE accounts SET balance = balance - 10 WHERE aid = 7", ""},
       {kPg, "DELETE FROM t USING u WHERE t.id = u.id", ""},

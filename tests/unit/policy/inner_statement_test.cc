@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "policy/policy.h"
 #include "sql/analyzer.h"
@@ -13,6 +14,8 @@
 namespace {
 
 using dbwarden::policy::executed_statement;
+using dbwarden::policy::may_have_modifying_cte;
+using dbwarden::policy::modifying_ctes;
 using dbwarden::sql::Dialect;
 
 constexpr Dialect kPg = Dialect::kPostgresql;
@@ -79,8 +82,56 @@ TEST_CASE("inner statement: the guardrails judge what EXPLAIN ANALYZE runs", "[p
   const auto e = p.explain(app, a, "EXPLAIN ANALYZE DELETE FROM t");
   CHECK(e.rule == "no-unbounded");
   CHECK(e.why ==
-        "EXPLAIN runs the statement it analyses; judging that first:\n"
+        "the EXPLAIN runs the statement it analyses, judged first: DELETE FROM t\n"
         "rule \"admin\" (line 2): no: user \"app\", not admin\n"
         "rule \"no-unbounded\" (line 3): MATCH: operation DELETE is DELETE or UPDATE; has_where "
         "is false\n");
+}
+
+TEST_CASE("inner statement: the writes of a PostgreSQL WITH list", "[policy][inner]") {
+  const auto parts = [](const std::string& sql) {
+    std::vector<std::string_view> out;
+    modifying_ctes(sql, out);
+    return std::vector<std::string>(out.begin(), out.end());
+  };
+  CHECK(parts("WITH d AS (DELETE FROM t RETURNING *) SELECT count(*) FROM d") ==
+        std::vector<std::string>{"DELETE FROM t RETURNING *"});
+  CHECK(parts("with recursive a (x) as (select 1), b as materialized (update t set v = "
+              "f(1, (2)) where id = 3 returning id), c AS NOT MATERIALIZED (INSERT INTO l "
+              "SELECT id FROM b) SELECT * FROM a") ==
+        std::vector<std::string>{"update t set v = f(1, (2)) where id = 3 returning id",
+                                 "INSERT INTO l SELECT id FROM b"});
+  CHECK(parts("WITH x AS (SELECT 1) SELECT * FROM x").empty());
+  CHECK(parts("SELECT * FROM t AS x").empty());
+  CHECK(parts("WITH d AS (DELETE FROM t").size() == 1);  // cut short: runs to the end
+
+  CHECK(may_have_modifying_cte("WITH d AS (DELETE FROM t RETURNING *) SELECT count(*) FROM d"));
+  CHECK_FALSE(may_have_modifying_cte("WITH x AS (SELECT ?) SELECT * FROM x"));
+  CHECK_FALSE(may_have_modifying_cte("SELECT * FROM t WHERE a IN (DELETE )"));
+
+  auto loaded = dbwarden::policy::Policy::load_string(R"(rules:
+  - {name: no-unbounded, match: {operation: [DELETE, UPDATE], has_where: false}, action: block}
+  - {name: writes-to-log, match: {collections: log}, action: block}
+)",
+                                                      "p.yaml");
+  REQUIRE(loaded.ok());
+  dbwarden::ConnectionInfo who;
+  who.user = "app";
+  dbwarden::sql::Analyzer analyzer;
+  const auto decide = [&](const std::string& sql) {
+    return loaded.value()->decide(who, analyzer.analyze(kPg, sql), sql).rule;
+  };
+  CHECK(decide("WITH d AS (DELETE FROM sessions RETURNING *) SELECT count(*) FROM d") ==
+        "no-unbounded");
+  CHECK(decide("WITH d AS (DELETE FROM sessions WHERE exp < now() RETURNING *) SELECT count(*) "
+               "FROM d")
+            .empty());
+  CHECK(decide("WITH u AS (UPDATE a SET v = 1 WHERE id = 2 RETURNING id), w AS (UPDATE b SET "
+               "v = 0 RETURNING id) SELECT 1") == "no-unbounded");
+  CHECK(decide("WITH x AS (SELECT 1) SELECT * FROM x").empty());
+  // MySQL has no data-modifying WITH: its text is not read that way.
+  CHECK(loaded.value()
+            ->decide(who, analyzer.analyze(kMy, "WITH d AS (DELETE FROM t) SELECT 1"),
+                     "WITH d AS (DELETE FROM t) SELECT 1")
+            .rule.empty());
 }
