@@ -3,6 +3,7 @@
 # Thin wrapper over CMake. The two commands a new user needs:
 #   make run    install what is missing, build, start the agent on the local PostgreSQL
 #   make test   install what is missing, build with sanitizers and fuzzers, run every test
+# And: make run-enforce   the same as run, in enforce mode with the shipped guardrails
 # Both need root (BPF); they re-run themselves through sudo when started as a user.
 
 BUILD_DIR ?= build
@@ -17,7 +18,7 @@ else
 AS_ROOT = sudo --preserve-env=DBWARDEN_REQUIRE_KERNEL_TESTS
 endif
 
-.PHONY: all build deps run test clean
+.PHONY: all build deps run run-enforce test clean
 
 all: build
 
@@ -31,6 +32,11 @@ deps:
 run: deps build
 	$(AS_ROOT) scripts/start-local-postgres.sh
 	$(AS_ROOT) $(BUILD_DIR)/agent/dbwarden run --config $(CONFIG)
+
+run-enforce: deps build
+	$(AS_ROOT) scripts/start-local-postgres.sh
+	$(AS_ROOT) $(BUILD_DIR)/agent/dbwarden run --config $(CONFIG) --mode enforce \
+	  --policy packaging/policy.yaml
 
 test: deps
 	cmake -S . -B $(TEST_BUILD_DIR) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Debug \

@@ -78,6 +78,28 @@ po::options_description settings() {
        "bpffs directory where the kernel state is pinned, so that a restarted agent resumes "
        "the connections it was tracking (default /sys/fs/bpf/dbwarden; empty: do not pin). "
        "`dbwarden detach` removes it")
+      ("mode", po::value<std::string>(),
+       "observe (default: watch, change nothing) or enforce (steer client connections "
+       "through the local policy proxy; needs --policy)")
+      ("policy", po::value<std::string>(),
+       "enforce mode: policy file (YAML; `dbwarden policy check FILE` validates it)")
+      ("fail-mode", po::value<std::string>(),
+       "enforce mode, when the proxy is down: closed (default: new connections are refused) "
+       "or open (they reach the server directly, unchecked)")
+      ("enforce-existing", po::value<std::string>(),
+       "enforce mode, connections already open at start (they cannot be steered): keep "
+       "(default: listed and counted) or terminate (after --enforce-existing-grace-seconds)")
+      ("enforce-existing-grace-seconds", po::value<uint64_t>(),
+       "grace period before enforce-existing = terminate ends them (default 60)")
+      ("proxy-socket-dir", po::value<std::string>(),
+       "enforce mode: directory of the proxy's unix sockets (default /run/dbwarden)")
+      ("steer-pin-dir", po::value<std::string>(),
+       "bpffs directory where steering is pinned, so it outlives a proxy restart (default "
+       "/sys/fs/bpf/dbwarden-steer)")
+      ("proxy-tls-cert-file", po::value<std::string>(),
+       "enforce mode: certificate for TLS toward clients (default none: TLS is refused and "
+       "clients continue in plaintext or give up, per their sslmode)")
+      ("proxy-tls-key-file", po::value<std::string>(), "key for --proxy-tls-cert-file")
       ("record", po::value<std::string>(),
        "also write every raw capture record to this new file (replay it with `dbwarden "
        "replay`), created 0600; it holds statement text as captured, before redaction, "
@@ -135,6 +157,29 @@ Status validate(Config& c) {
   }
   if (Status s = capture::validate_bulk_bound(c.bulk_head_bytes, c.bulk_tail_bytes); !s.ok()) {
     return s;
+  }
+  if (c.mode != "observe" && c.mode != "enforce") {
+    return Status::Error("--mode must be observe or enforce, got '" + c.mode + "'");
+  }
+  if (c.fail_mode != "closed" && c.fail_mode != "open") {
+    return Status::Error("--fail-mode must be closed or open, got '" + c.fail_mode + "'");
+  }
+  if (c.enforce_existing != "keep" && c.enforce_existing != "terminate") {
+    return Status::Error("--enforce-existing must be keep or terminate, got '" +
+                         c.enforce_existing + "'");
+  }
+  if (c.mode == "enforce" && c.policy_file.empty()) {
+    return Status::Error("--mode enforce needs --policy FILE (the shipped default: "
+                         "/etc/dbwarden/policy.yaml)");
+  }
+  if (c.proxy_tls_cert_file.empty() != c.proxy_tls_key_file.empty()) {
+    return Status::Error("--proxy-tls-cert-file and --proxy-tls-key-file go together");
+  }
+  if (!c.proxy_tls_cert_file.empty()) {
+    // Said plainly rather than accepted and ignored.
+    return Status::Error("--proxy-tls-cert-file: TLS termination in the proxy is not "
+                         "available in this version; without it clients are told the proxy "
+                         "has no TLS and continue in plaintext (sslmode=prefer) or stop");
   }
   return Status::Ok();
 }
@@ -204,6 +249,15 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
     take("audit-compress-level", c.audit_compress_level);
     take("audit-checkpoint-records", c.audit_checkpoint_records);
     take("audit-checkpoint-interval-seconds", c.audit_checkpoint_interval_seconds);
+    take("mode", c.mode);
+    take("policy", c.policy_file);
+    take("fail-mode", c.fail_mode);
+    take("enforce-existing", c.enforce_existing);
+    take("enforce-existing-grace-seconds", c.enforce_existing_grace_seconds);
+    take("proxy-socket-dir", c.proxy_socket_dir);
+    take("steer-pin-dir", c.steer_pin_dir);
+    take("proxy-tls-cert-file", c.proxy_tls_cert_file);
+    take("proxy-tls-key-file", c.proxy_tls_key_file);
     if (Status s = validate(c); !s.ok()) return s;
     return std::optional<Config>(std::move(c));
   } catch (const po::error& e) {

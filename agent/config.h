@@ -51,6 +51,17 @@ struct Config {
   int audit_compress_level = 1;  // zstd level for rotated files; 0: keep them uncompressed
   uint64_t audit_checkpoint_records = 100000;
   uint64_t audit_checkpoint_interval_seconds = 300;
+  // Enforcement (README "Enforcement"): observe (passive, the default) or enforce (client
+  // connections steered through the local policy proxy).
+  std::string mode = "observe";
+  std::string policy_file;           // enforce: the policy (YAML); required in enforce mode
+  std::string fail_mode = "closed";  // closed | open: the proxy is down
+  std::string enforce_existing = "keep";  // keep | terminate: connections open at start
+  uint64_t enforce_existing_grace_seconds = 60;
+  std::string proxy_socket_dir = "/run/dbwarden";  // the proxy's unix sockets
+  std::string steer_pin_dir = "/sys/fs/bpf/dbwarden-steer";
+  std::string proxy_tls_cert_file;  // TLS toward clients; empty: SSLRequest answered 'N'
+  std::string proxy_tls_key_file;
 };
 
 // Parses `dbwarden run` arguments (argv[0] is "run"). Returns nullopt after

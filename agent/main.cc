@@ -7,21 +7,27 @@
 
 #include "agent/config.h"
 #include "agent/detach.h"
+#include "agent/policy_cmd.h"
 #include "agent/run.h"
+#include "agent/steering_cmd.h"
 #include "agent/verify_audit.h"
 #include "agent/version.h"
 
 namespace {
 
 void usage(std::FILE* out) {
-  std::fprintf(out,
-               "Usage: dbwarden <command> [options]\n\n"
-               "Commands:\n"
-               "  run       observe database traffic on this host (see `dbwarden run --help`)\n"
-               "  replay    decode a recording made with `run --record` into an audit file\n"
-               "  detach    remove the capture programs a stopped agent left pinned\n"
-               "  verify-audit  check the audit trail's hash chain (`dbwarden verify-audit --help`)\n"
-               "  version   print the version\n");
+  std::fprintf(
+      out,
+      "Usage: dbwarden <command> [options]\n\n"
+      "Commands:\n"
+      "  run       observe database traffic on this host (see `dbwarden run --help`)\n"
+      "  replay    decode a recording made with `run --record` into an audit file\n"
+      "  detach    remove the capture programs a stopped agent left pinned\n"
+      "  verify-audit  check the audit trail's hash chain (`dbwarden verify-audit --help`)\n"
+      "  steering  enforce mode's steering: status, mark-down, detach\n"
+      "  policy    check a policy file, or explain its decision on a statement\n"
+      "            (`dbwarden policy --help`)\n"
+      "  version   print the version\n");
 }
 
 }  // namespace
@@ -38,7 +44,9 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
   if (!std::strcmp(argv[1], "detach")) return detach_main(argc - 1, argv + 1);
+  if (!std::strcmp(argv[1], "steering")) return steering_main(argc - 1, argv + 1);
   if (!std::strcmp(argv[1], "verify-audit")) return verify_audit_main(argc - 1, argv + 1);
+  if (!std::strcmp(argv[1], "policy")) return policy_main(argc - 1, argv + 1);
   if (!std::strcmp(argv[1], "replay")) {
     auto config = parse_replay_config(argc - 1, argv + 1, std::cout);
     if (!config.ok()) {

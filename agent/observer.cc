@@ -128,6 +128,7 @@ struct Observer::Connection : StatementSink {
   // Fills identity the startup message did not give us (capture joined late),
   // once per connection, then passes the statement on.
   void on_statement(const Statement& s) override {
+    if (proxied) return;
     if (protocol == Protocol::kPostgresql && info.user.empty() && !title_checked &&
         !client_side && info.server_pid != 0) {
       title_checked = true;
@@ -152,6 +153,7 @@ struct Observer::Connection : StatementSink {
   bool client_side = false;
   bool title_checked = false;
   bool had_gap = false;  // sticky: later statements may lack context (e.g. prepared text)
+  bool proxied = false;  // the enforcement proxy's upstream: the proxy records it
   stream::Reassembler ingress, egress;
   Direction to_server, to_client;
   std::unique_ptr<Decoder> decoder;
@@ -244,6 +246,10 @@ void Observer::resolve_peer(Connection& c, const dbw_conn_event& e) {
     return;
   }
   counters_.peers_resolved++;
+  if (proxy_pid_ != 0 && peer->pid == proxy_pid_) {
+    c.proxied = true;
+    counters_.proxied_connections++;
+  }
   PeerIdentity& p = c.info.peer;
   p.pid = peer->pid;
   p.uid = peer->uid;

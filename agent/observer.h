@@ -26,6 +26,8 @@ struct ObserverCounters {
   uint64_t unknown_connection_records = 0;  // data for a connection whose open was missed
   uint64_t peers_resolved = 0;    // local client process found
   uint64_t peers_unresolved = 0;  // local client, but its process was not found (gone already)
+  // Enforce mode: the proxy's own upstream connections, recorded by the proxy, not here.
+  uint64_t proxied_connections = 0;
 };
 
 enum class Protocol { kPostgresql, kMysql };
@@ -47,6 +49,9 @@ class Observer : public capture::EventHandler {
 
   // Lets the observer drop kernel state for sockets of exited processes.
   void set_capture(capture::BpfCapture* capture) { capture_ = capture; }
+  // Enforce mode: connections whose local client is this process (the proxy's upstream
+  // connections) give no records here: the proxy writes them, with the real client.
+  void set_proxy_pid(uint32_t pid) { proxy_pid_ = pid; }
 
   void on_conn_open(const dbw_conn_event& event) override;
   void on_conn_close(const dbw_conn_event& event) override;
@@ -79,6 +84,7 @@ class Observer : public capture::EventHandler {
   std::vector<uint16_t> mysql_ports_;
   capture::BpfCapture* capture_ = nullptr;
   identity::Resolver* resolver_ = nullptr;
+  uint32_t proxy_pid_ = 0;
   stream::Counters stream_counters_;
   pgsql::Counters pgsql_counters_;
   mysql::Counters mysql_counters_;

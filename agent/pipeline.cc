@@ -29,7 +29,7 @@ void copy_decoded(const Statement& from, Statement& to) {
   // A new Statement field must be copied here (or be an analysis field);
   // this size makes the one who adds it look.
   static_assert(sizeof(Statement) ==
-                    8 * sizeof(std::string) + 4 * sizeof(uint64_t) +
+                    10 * sizeof(std::string) + 4 * sizeof(uint64_t) +
                         sizeof(std::optional<uint64_t>) + 2 * sizeof(std::vector<std::string>) +
                         4 * 8 /* four flags, each padded */ + sizeof(void*) /* connection */,
                 "copy the new Statement field in copy_decoded()");
@@ -48,6 +48,8 @@ void copy_decoded(const Statement& from, Statement& to) {
   to.response_bytes = from.response_bytes;
   to.parameters = from.parameters;
   to.statement_unresolved = from.statement_unresolved;
+  assign(to.policy_rule, from.policy_rule);
+  assign(to.policy_action, from.policy_action);
 }
 
 }  // namespace

@@ -9,9 +9,11 @@
 #include <cstdio>
 #include <string>
 
+#include "agent/enforcer.h"
 #include "agent/log.h"
 #include "agent/observer.h"
 #include "agent/pipeline.h"
+#include "agent/record_queue.h"
 #include "agent/reload.h"
 #include "agent/resume.h"
 #include "agent/server_watcher.h"
@@ -196,6 +198,24 @@ Status write_metrics(const metrics::Exporter& m, const std::string& path) {
   return Status::Ok();
 }
 
+void publish_enforcement(metrics::Exporter& m, const Enforcer& e) {
+  const EnforcerStats s = e.stats();
+  metrics::EnforcementCounters c;
+  c.proxy_accepted = s.proxy_accepted;
+  c.proxy_upstream_failures = s.proxy_upstream_failures;
+  c.proxy_identity_failures = s.proxy_identity_failures;
+  c.proxy_refused = s.proxy_refused;
+  c.proxy_active = s.proxy_active;
+  c.steered_tcp = s.steered_tcp;
+  c.steered_unix = s.steered_unix;
+  c.fail_open = s.fail_open;
+  c.fail_closed = s.fail_closed;
+  c.existing_connections = s.existing_connections - s.existing_terminated;
+  c.proxy_alive = s.proxy_alive;
+  c.fail_open_mode = s.fail_open_mode;
+  m.publish_enforcement(c);
+}
+
 std::string join_ports(const std::vector<uint16_t>& ports) {
   std::string out;
   for (uint16_t p : ports) out += (out.empty() ? "" : ",") + std::to_string(p);
@@ -315,6 +335,19 @@ int run(const Config& config) {
     DBW_LOG(kError, "%s", s.message().c_str());
     return kExitError;
   }
+  // Enforce mode: the proxy's records reach the pipeline through this queue, on this thread.
+  RecordQueue proxy_records;
+  std::unique_ptr<Enforcer> enforcer;
+  if (config.mode == "enforce") {
+    observer.set_proxy_pid(static_cast<uint32_t>(getpid()));
+    auto e = Enforcer::Start(config, proxy_records);
+    if (!e.ok()) {
+      DBW_LOG(kError, "%s", e.status().message().c_str());
+      return e.status().message().rfind("policy ", 0) == 0 ? kExitUsage : kExitError;
+    }
+    enforcer = std::move(e.value());
+    DBW_LOG(kInfo, "%s", enforcer->summary().c_str());
+  }
   std::string tls_report;
   // Before "observing": the probes are live.
   rescan_tls(*capture.value(), observer, *exporter.value(), tls_report);
@@ -342,8 +375,18 @@ int run(const Config& config) {
     if (g_reload) {
       g_reload = 0;
       (void)reloader.reload();  // logged and counted; the running config stays on error
+      if (enforcer) {
+        if (Status s = enforcer->reload_policy(running.policy_file); !s.ok()) {
+          DBW_LOG(kError, "reload: %s; the running policy stays", s.message().c_str());
+          exporter.value()->count_config_reload(false);
+        } else {
+          DBW_LOG(kInfo, "reload: policy %s applied", running.policy_file.c_str());
+        }
+      }
     }
-    auto polled = capture.value()->poll(100);
+    // Enforce mode turns faster: the proxy's records wait in the queue until then.
+    auto polled = capture.value()->poll(enforcer ? 20 : 100);
+    if (enforcer) proxy_records.drain(pipeline);
     if (!polled.ok()) {
       DBW_LOG(kError, "%s", polled.status().message().c_str());
       status = kExitError;
@@ -368,10 +411,17 @@ int run(const Config& config) {
       publish_identity(*exporter.value(), observer, resolver);
       exporter.value()->publish_fingerprints();
       publish_shipping(*exporter.value(), to_stdout.get(), to_syslog.get());
+      if (enforcer) {
+        enforcer->tick(now);
+        publish_enforcement(*exporter.value(), *enforcer);
+      }
     }
   }
 
   systemd.stopping();
+  // The proxy first: its open connections end and their records join the queue.
+  enforcer.reset();
+  proxy_records.drain(pipeline);
   // Drain what the kernel already captured, then end every connection so that
   // statements waiting for a response are still recorded.
   while (true) {

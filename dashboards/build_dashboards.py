@@ -251,6 +251,20 @@ def security():
     L.add(table("Failures in the time range by user and SQLSTATE",
                 "sort_desc(sum by (db_namespace, db_user, status_code) "
                 f"(increase(dbwarden_statements_total{{{STMT}, {ERR}}}[$__range])))"), 12, 8)
+    L.add(timeseries("Enforcement: policy decisions / s by rule and action", [
+        (f"sum by (rule, action) (rate(dbwarden_policy_decisions_total{{{INST}}}[{RI}])) "
+         "or on() vector(0)", "{{rule}} {{action}}")],
+        "reqps", "Enforce mode: statements the policy judged, by the deciding rule (empty: no "
+        "rule matched) and action (allow, block, log). 0 in observe mode"), 12, 8)
+    L.add(timeseries("Enforcement: state and steered connections", [
+        (f"max by (instance, state) (dbwarden_enforcement_state{{{INST}}})",
+         "{{instance}} {{state}}"),
+        (f"sum by (instance, transport, outcome) "
+         f"(rate(dbwarden_steering_connections_total{{{INST}}}[{RI}]))",
+         "{{instance}} {{transport}} {{outcome}} / s")],
+        "short", "enforce_mode, proxy_alive, fail_open_configured, unsteered_connections; and new "
+        "connections steered to the proxy or, with the proxy down, let through (fail_open) "
+        "or refused (fail_closed)"), 12, 8)
     return dashboard("dbwarden-security", "dbwarden / Security",
                      "Failed statements, privilege failures and schema changes", L)
 

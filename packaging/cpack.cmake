@@ -9,7 +9,9 @@
 # Layout of the package:
 #   /usr/sbin/dbwarden
 #   /etc/dbwarden/dbwarden.conf         conffile (local edits survive upgrades)
+#   /etc/dbwarden/policy.yaml           conffile: the default guardrails of enforce mode
 #   /lib/systemd/system/dbwarden.service
+#   /lib/systemd/system/dbwarden-enforce.service   enforce mode (installed, not enabled)
 #   /usr/share/doc/dbwarden/dbwarden.conf.default   the shipped config, for diffing
 
 set(_dbw_pkg_dir ${CMAKE_CURRENT_LIST_DIR})
@@ -18,7 +20,10 @@ set(_dbw_pkg_dir ${CMAKE_CURRENT_LIST_DIR})
 # /lib/systemd/system whatever the install prefix.
 install(FILES ${_dbw_pkg_dir}/dbwarden.conf DESTINATION /etc/dbwarden
         PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
-install(FILES ${_dbw_pkg_dir}/dbwarden.service DESTINATION /lib/systemd/system
+install(FILES ${_dbw_pkg_dir}/dbwarden.service ${_dbw_pkg_dir}/dbwarden-enforce.service
+        DESTINATION /lib/systemd/system
+        PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+install(FILES ${_dbw_pkg_dir}/policy.yaml DESTINATION /etc/dbwarden
         PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 install(FILES ${_dbw_pkg_dir}/dbwarden.conf DESTINATION share/doc/dbwarden
         RENAME dbwarden.conf.default

@@ -25,12 +25,14 @@ using dbwarden::sql::Dialect;
 // (e.g. E'\400' and E'x' normalise alike, only one is valid).
 bool same(const Analysis& a, const Analysis& b) {
   if (a.normalized != b.normalized || a.fingerprint != b.fingerprint ||
-      a.operation != b.operation || a.unterminated != b.unterminated) {
+      a.operation != b.operation || a.unterminated != b.unterminated ||
+      a.object_type != b.object_type || a.alter_table_drop != b.alter_table_drop ||
+      a.grant_to_public != b.grant_to_public || a.copy_program != b.copy_program) {
     return false;
   }
   if (a.source != b.source) return true;
   return a.summary == b.summary && a.collections == b.collections &&
-         a.unbounded_write == b.unbounded_write;
+         a.unbounded_write == b.unbounded_write && a.has_where == b.has_where;
 }
 
 }  // namespace

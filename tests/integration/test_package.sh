@@ -95,12 +95,13 @@ deb=$(ls "$work"/pkg/dbwarden_*.deb 2>/dev/null | head -n 1)
 echo "ok: built $(basename "$deb")"
 
 dpkg-deb -c "$deb" >"$work/contents" || fail "dpkg-deb -c"
-for f in ./usr/sbin/dbwarden ./etc/dbwarden/dbwarden.conf ./lib/systemd/system/$unit_name; do
+for f in ./usr/sbin/dbwarden ./etc/dbwarden/dbwarden.conf ./etc/dbwarden/policy.yaml \
+         ./lib/systemd/system/$unit_name; do
     grep -q " $f\$" "$work/contents" || { cat "$work/contents"; fail "package lacks $f"; }
 done
 grep -q '^-rwxr-xr-x root/root .* ./usr/sbin/dbwarden$' "$work/contents" ||
     fail "/usr/sbin/dbwarden is not root-owned 0755"
-echo "ok: contents: binary, config and unit"
+echo "ok: contents: binary, config, default policy and unit"
 [ "$(dpkg-deb -f "$deb" Package)" = dbwarden ] || fail "package name"
 version=$(sed -n 's/^project(dbwarden VERSION \([0-9.]*\).*/\1/p' "$src/CMakeLists.txt")
 [ "$(dpkg-deb -f "$deb" Version)" = "$version" ] ||
@@ -114,6 +115,7 @@ done
 dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles >"$work/conffiles" ||
     fail "no conffiles in the control archive"
 grep -qx /etc/dbwarden/dbwarden.conf "$work/conffiles" || fail "config is not a conffile"
+grep -qx /etc/dbwarden/policy.yaml "$work/conffiles" || fail "policy is not a conffile"
 echo "ok: control: version $version, Depends: $depends"
 
 # --- the unit, as shipped ------------------------------------------------------------------
@@ -135,6 +137,11 @@ echo "ok: dpkg -i"
 cmp -s /etc/dbwarden/dbwarden.conf "$src/packaging/dbwarden.conf" ||
     fail "installed config differs from packaging/dbwarden.conf"
 cmp -s "$installed_unit" "$src/packaging/$unit_name" || fail "installed unit differs"
+cmp -s /etc/dbwarden/policy.yaml "$src/packaging/policy.yaml" ||
+    fail "installed policy differs from packaging/policy.yaml"
+/usr/sbin/dbwarden policy check /etc/dbwarden/policy.yaml >"$work/policy-check" 2>&1 ||
+    { cat "$work/policy-check"; fail "the installed binary rejects the installed policy"; }
+echo "ok: $(cat "$work/policy-check")"
 for d in /var/log/dbwarden /var/lib/dbwarden; do
     [ "$(stat -c %a "$d")" = 700 ] || fail "$d is not mode 0700"
 done
@@ -301,6 +308,7 @@ echo "ok: installed agent ran with the unit's command line, caps and syscall fil
 [ -e /usr/sbin/dbwarden ] && fail "dpkg -r left /usr/sbin/dbwarden"
 [ -e "$installed_unit" ] && fail "dpkg -r left $installed_unit"
 [ -f /etc/dbwarden/dbwarden.conf ] || fail "dpkg -r removed the conffile (only purge may)"
+[ -f /etc/dbwarden/policy.yaml ] || fail "dpkg -r removed the policy (only purge may)"
 if [ "$had_wants_link" = no ] && [ -e "$wants_link" ]; then fail "prerm left $wants_link"; fi
 left=$(for p in /proc/[0-9]*; do
            [ "$(readlink "$p/exe" 2>/dev/null)" = "/usr/sbin/dbwarden (deleted)" ] && echo "${p#/proc/}"
@@ -310,6 +318,7 @@ left=$(for p in /proc/[0-9]*; do
 echo "ok: dpkg -r: agent stopped, binary and unit gone, pins detached, conffile kept"
 dpkg --purge dbwarden >"$work/purge.log" 2>&1 || { cat "$work/purge.log"; fail "dpkg --purge"; }
 [ -e /etc/dbwarden/dbwarden.conf ] && fail "purge left the conffile"
+[ -e /etc/dbwarden/policy.yaml ] && fail "purge left the policy"
 [ -e /var/lib/dbwarden ] && fail "purge left /var/lib/dbwarden"
 [ -d /var/log/dbwarden ] || fail "purge removed /var/log/dbwarden (audit evidence must stay)"
 echo "ok: dpkg --purge: config and state gone, audit log directory kept"

@@ -340,6 +340,11 @@ void format_record(const Statement& st, int64_t realtime_offset_ns, std::string&
   if (st.statement_unresolved) out.raw(",\"dbwarden.statement_unresolved\":true");
   if (st.unbounded_write) out.raw(",\"dbwarden.unbounded_write\":true");
   if (st.redacted) out.raw(",\"dbwarden.redacted\":true");
+  if (!st.policy_action.empty()) {
+    // An empty rule is a decision too: no rule matched, the default (allow) applied.
+    out.string_field(",\"dbwarden.policy.rule\":", st.policy_rule);
+    out.string_field(",\"dbwarden.policy.action\":", st.policy_action);
+  }
   out.raw("}\n");
 }
 

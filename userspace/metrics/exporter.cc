@@ -144,6 +144,20 @@ struct Exporter::Impl {
   Gauge* audit_queue = nullptr;
   Counter* reloads_ok = nullptr;
   Counter* reloads_failed = nullptr;
+  Family<Counter>* policy_decisions = nullptr;
+  std::unordered_map<std::string, Counter*> policy_series;  // rule \x1f action
+  std::string policy_key;
+  Counter* proxy_connections_total = nullptr;
+  Counter* proxy_upstream_failures = nullptr;
+  Counter* proxy_identity_failures = nullptr;
+  Counter* proxy_refused = nullptr;
+  Gauge* proxy_active = nullptr;
+  Counter* steering_counts[4] = {};
+  Gauge* enforcement_mode = nullptr;
+  Gauge* enforcement_alive = nullptr;
+  Gauge* enforcement_fail_open = nullptr;
+  Gauge* enforcement_existing = nullptr;
+  EnforcementCounters last_enforcement;
   Family<Counter>* ship_sent = nullptr;
   Family<Counter>* ship_dropped = nullptr;
   Family<Counter>* ship_reconnects = nullptr;
@@ -372,6 +386,47 @@ struct Exporter::Impl {
     ship_lag = sink_gauge("dbwarden_shipping_lag_seconds",
                           "Age of the oldest audit record not yet delivered to a destination.");
 
+    policy_decisions = &prometheus::BuildCounter()
+                            .Name("dbwarden_policy_decisions_total")
+                            .Help("Statements judged by the enforcement policy, by deciding rule "
+                                  "(empty: none matched) and action.")
+                            .Register(*registry);
+    proxy_connections_total =
+        counter("dbwarden_proxy_connections_total", "Client connections the proxy accepted.");
+    proxy_upstream_failures = counter("dbwarden_proxy_upstream_failures_total",
+                                      "Proxied clients refused: the server could not be reached.");
+    proxy_identity_failures =
+        counter("dbwarden_proxy_identity_failures_total",
+                "Proxied unix clients refused: their credentials could not be taken upstream.");
+    proxy_refused = counter("dbwarden_proxy_refused_total",
+                            "Connections the proxy refused (connection limit, not steered).");
+    proxy_active = &prometheus::BuildGauge()
+                        .Name("dbwarden_proxy_connections")
+                        .Help("Client connections open through the proxy.")
+                        .Register(*registry)
+                        .Add({});
+    auto& steered = prometheus::BuildCounter()
+                        .Name("dbwarden_steering_connections_total")
+                        .Help("New connections to protected servers seen by steering: handed "
+                              "to the proxy, or with the proxy down let through (fail open) "
+                              "or refused (fail closed).")
+                        .Register(*registry);
+    steering_counts[0] = &steered.Add({{"transport", "tcp"}, {"outcome", "steered"}});
+    steering_counts[1] = &steered.Add({{"transport", "unix"}, {"outcome", "steered"}});
+    steering_counts[2] = &steered.Add({{"transport", "any"}, {"outcome", "fail_open"}});
+    steering_counts[3] = &steered.Add({{"transport", "any"}, {"outcome", "fail_closed"}});
+    auto& enforcement = prometheus::BuildGauge()
+                            .Name("dbwarden_enforcement_state")
+                            .Help("enforce_mode 1 in enforce mode; proxy_alive 1 while the "
+                                  "proxy serves; fail_open_configured 1 when a dead proxy lets "
+                                  "clients through unchecked (fail-mode open); "
+                                  "unsteered_connections: open before enforcement began.")
+                            .Register(*registry);
+    enforcement_mode = &enforcement.Add({{"state", "enforce_mode"}});
+    enforcement_alive = &enforcement.Add({{"state", "proxy_alive"}});
+    enforcement_fail_open = &enforcement.Add({{"state", "fail_open_configured"}});
+    enforcement_existing = &enforcement.Add({{"state", "unsteered_connections"}});
+
     prometheus::BuildGauge()
         .Name("dbwarden_build_info")
         .Help("Always 1; the version label names the running agent.")
@@ -516,6 +571,19 @@ void Exporter::on_statement(const Statement& statement) {
   static const ConnectionInfo kNoConnection;
   const ConnectionInfo& c = statement.connection != nullptr ? *statement.connection : kNoConnection;
   impl_->count_statement(c, statement);
+  if (!statement.policy_action.empty()) {
+    // Rule names come from the policy file, a bounded set.
+    Impl& m = *impl_;
+    m.policy_key.assign(statement.policy_rule).push_back('\x1f');
+    m.policy_key.append(statement.policy_action);
+    auto it = m.policy_series.find(m.policy_key);
+    if (it == m.policy_series.end()) {
+      Counter* counter = &m.policy_decisions->Add({{"rule", label_value(statement.policy_rule)},
+                                                   {"action", statement.policy_action}});
+      it = m.policy_series.emplace(m.policy_key, counter).first;
+    }
+    it->second->Increment();
+  }
   if (!statement.fingerprint.empty()) {
     impl_->top_fingerprints.add(statement.fingerprint, statement.summary);
   }
@@ -629,6 +697,24 @@ void Exporter::publish_shipping(const std::string& sink, const ShippingCounters&
   s.queue->Set(static_cast<double>(c.queue_bytes));
   s.spool->Set(static_cast<double>(c.spool_bytes));
   s.lag->Set(c.lag_seconds);
+}
+
+void Exporter::publish_enforcement(const EnforcementCounters& c) {
+  Impl& m = *impl_;
+  EnforcementCounters& l = m.last_enforcement;
+  add(m.proxy_connections_total, c.proxy_accepted, l.proxy_accepted);
+  add(m.proxy_upstream_failures, c.proxy_upstream_failures, l.proxy_upstream_failures);
+  add(m.proxy_identity_failures, c.proxy_identity_failures, l.proxy_identity_failures);
+  add(m.proxy_refused, c.proxy_refused, l.proxy_refused);
+  add(m.steering_counts[0], c.steered_tcp, l.steered_tcp);
+  add(m.steering_counts[1], c.steered_unix, l.steered_unix);
+  add(m.steering_counts[2], c.fail_open, l.fail_open);
+  add(m.steering_counts[3], c.fail_closed, l.fail_closed);
+  m.proxy_active->Set(static_cast<double>(c.proxy_active));
+  m.enforcement_mode->Set(1);
+  m.enforcement_alive->Set(c.proxy_alive ? 1 : 0);
+  m.enforcement_fail_open->Set(c.fail_open_mode ? 1 : 0);
+  m.enforcement_existing->Set(static_cast<double>(c.existing_connections));
 }
 
 std::string Exporter::serialize() const {

@@ -106,6 +106,18 @@ struct IdentityCounters {
   uint64_t unresolved = 0;         // neither
 };
 
+// Enforce mode (agent/enforcer.h): the proxy and steering. Totals and levels.
+struct EnforcementCounters {
+  uint64_t proxy_accepted = 0, proxy_upstream_failures = 0, proxy_identity_failures = 0,
+           proxy_refused = 0;
+  uint64_t proxy_active = 0;                       // level
+  uint64_t steered_tcp = 0, steered_unix = 0;      // connections handed to the proxy
+  uint64_t fail_open = 0, fail_closed = 0;         // proxy down: passed through / refused
+  uint64_t existing_connections = 0;               // level: open before enforcement
+  bool proxy_alive = false;
+  bool fail_open_mode = false;
+};
+
 class Exporter : public StatementSink {
  public:
   // Serves the registry on `address` ("127.0.0.1:9977", "[::1]:9977"). An
@@ -135,6 +147,10 @@ class Exporter : public StatementSink {
   void publish_identity(const IdentityCounters& identity);
   // Re-ranks the fingerprints and updates dbwarden_fingerprint_statements_total.
   void publish_fingerprints();
+
+  // dbwarden_proxy_*, dbwarden_steering_*, dbwarden_enforcement_*. Policy decisions are
+  // counted per statement (dbwarden_policy_decisions_total{rule,action}) by on_statement.
+  void publish_enforcement(const EnforcementCounters& counters);
 
   // One SIGHUP config reload: applied (ok) or refused, running config kept.
   void count_config_reload(bool ok);

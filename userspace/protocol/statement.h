@@ -81,6 +81,11 @@ struct Statement {
   // or the error message (sql/redact.h; dbwarden.redacted).
   bool redacted = false;
 
+  // Enforcement mode: the policy's decision on this statement (dbwarden.policy.rule,
+  // dbwarden.policy.action), set by the proxy; empty in observe mode.
+  std::string policy_rule;
+  std::string policy_action;
+
   // Back to the default values, keeping the strings' and vectors' capacity:
   // a decoder that refills one Statement per statement then allocates nothing
   // once the buffers have grown.
@@ -106,6 +111,8 @@ struct Statement {
     collections.clear();
     unbounded_write = false;
     redacted = false;
+    policy_rule.clear();
+    policy_action.clear();
   }
 };
 

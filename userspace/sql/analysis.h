@@ -32,6 +32,16 @@ struct Analysis {
   // written; quotes removed (PostgreSQL unquoted names folded to lower case).
   std::vector<std::string> collections;
   bool unbounded_write = false;  // an UPDATE or DELETE without WHERE
+  // Every statement in the text has a WHERE clause at its own level (not only
+  // in a subquery); false for a text with no statement.
+  bool has_where = false;
+  // For policies (sql/statement_facts.h): what a CREATE/ALTER/DROP/RENAME acts
+  // on ("TABLE", "ROLE", "MATERIALIZED VIEW"; TRUNCATE: "TABLE"; else ""), and
+  // the dangerous forms of ALTER TABLE, GRANT and COPY.
+  std::string object_type;
+  bool alter_table_drop = false;  // ALTER TABLE ... DROP <column|constraint|index|...>
+  bool grant_to_public = false;   // GRANT ... TO PUBLIC
+  bool copy_program = false;      // COPY ... TO PROGRAM / FROM PROGRAM
   uint32_t statements = 0;       // ';'-separated statements in the text
   // A string, identifier or comment ran to the end: the text is cut short.
   // Part of the cache key: "SELECT 'a" and "SELECT 'a'" normalise alike but

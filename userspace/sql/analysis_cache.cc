@@ -7,7 +7,7 @@ size_t AnalysisCache::cost(const Analysis& a) {
   // List node + hash node + the strings' heap blocks (short strings live
   // inline: counting their capacity over-estimates, which is the safe side).
   size_t n = sizeof(Entry) + 64 + a.normalized.capacity() + a.operation.capacity() +
-             a.summary.capacity() + a.fingerprint.capacity();
+             a.summary.capacity() + a.fingerprint.capacity() + a.object_type.capacity();
   for (const std::string& c : a.collections) n += sizeof(std::string) + c.capacity();
   return n;
 }

@@ -73,6 +73,7 @@ void Analyzer::classify_miss(Dialect dialect, std::string_view text) {
   scratch_.source = AnalysisSource::kParser;
   scratch_.collections = parsed_.collections;
   scratch_.unbounded_write = parsed_.unbounded_write;
+  scratch_.has_where = parsed_.has_where;
   scratch_.statements = parsed_.statements;
   set_summary(scratch_);
 }

@@ -5,6 +5,7 @@
 
 #include "sql/char_class.h"
 #include "sql/keywords.h"
+#include "sql/statement_facts.h"
 
 namespace dbwarden::sql {
 namespace {
@@ -49,6 +50,7 @@ class StatementClassifier {
   std::vector<Table> tables;
   size_t main_table = SIZE_MAX;  // index into tables
   bool unbounded = false;
+  bool has_where() const { return has_where_; }
 
   void run() {
     find_operation();
@@ -301,6 +303,11 @@ void classify_tokens(Dialect dialect, std::string_view text, const std::vector<T
   out.operation.clear();
   out.collections.clear();
   out.unbounded_write = false;
+  out.has_where = false;
+  out.object_type.clear();
+  out.alter_table_drop = false;
+  out.grant_to_public = false;
+  out.copy_program = false;
   out.statements = 0;
   std::string main_table;
   bool have_main = false;
@@ -316,7 +323,9 @@ void classify_tokens(Dialect dialect, std::string_view text, const std::vector<T
     if (i > begin) {
       StatementClassifier c(dialect, text, tokens, begin, i);
       c.run();
+      out.has_where = (out.statements == 0 || out.has_where) && c.has_where();
       ++out.statements;
+      add_statement_facts(dialect, text, tokens, begin, i, out);
       const bool first = out.operation.empty() && !c.operation.empty();
       if (first) out.operation = c.operation;
       for (size_t k = 0; k < c.tables.size(); ++k) {

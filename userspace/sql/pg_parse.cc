@@ -197,6 +197,7 @@ class TreeSax : public nlohmann::json_sax<nlohmann::json> {
   }
 
   void finish_statement() {
+    out_.has_where = (out_.statements == 0 || out_.has_where) && stmt_has_where_;
     ++out_.statements;
     if ((stmt_type_ == "UpdateStmt" || stmt_type_ == "DeleteStmt") && !stmt_has_where_) {
       out_.unbounded_write = true;

@@ -17,6 +17,7 @@ struct ParsedStatement {
   // each once, "schema.table" where a schema was written; CTE names excluded.
   std::vector<std::string> collections;
   bool unbounded_write = false;  // an UpdateStmt/DeleteStmt without whereClause
+  bool has_where = false;        // every statement node has a whereClause
   uint32_t statements = 0;
 };
 

@@ -11,7 +11,7 @@ using dbwarden::Statement;
 
 TEST_CASE("statement: reset gives the default values back, keeping capacity", "[pgsql]") {
   // A field added to Statement must be reset in reset(); this size moves with it.
-  STATIC_REQUIRE(sizeof(Statement) == 392);
+  STATIC_REQUIRE(sizeof(Statement) == 392 + 2 * sizeof(std::string));
   const ConnectionInfo info;
   Statement s;
   s.connection = &info;
@@ -34,6 +34,8 @@ TEST_CASE("statement: reset gives the default values back, keeping capacity", "[
   s.fingerprint = "0123456789abcdef";
   s.collections = {"t", "u"};
   s.unbounded_write = true;
+  s.policy_rule = "no-drop";
+  s.policy_action = "block";
   const size_t capacity = s.text.capacity();
 
   s.reset();
@@ -58,5 +60,7 @@ TEST_CASE("statement: reset gives the default values back, keeping capacity", "[
   CHECK(s.fingerprint == d.fingerprint);
   CHECK(s.collections == d.collections);
   CHECK(s.unbounded_write == d.unbounded_write);
+  CHECK(s.policy_rule == d.policy_rule);
+  CHECK(s.policy_action == d.policy_action);
   CHECK(s.text.capacity() == capacity);
 }

@@ -2,6 +2,7 @@
 #include "protocol/mysql/messages.h"
 
 #include <cstring>
+#include <string>
 
 namespace dbwarden::mysql {
 
@@ -237,4 +238,53 @@ bool ParsePrepareOk(std::span<const uint8_t> payload, PrepareOk* out) {
          r.u16(&out->params);
 }
 
+void AppendErrPacket(uint8_t seq, uint16_t code, std::string_view sqlstate,
+                     std::string_view message, std::vector<uint8_t>* out) {
+  std::string state(sqlstate.substr(0, 5));
+  state.resize(5, '0');
+  // Keep the packet one packet: a message is never near 16 MiB, but cut to be sure.
+  message = message.substr(0, 65535);
+  const auto length = static_cast<uint32_t>(1 + 2 + 1 + 5 + message.size());
+  out->push_back(static_cast<uint8_t>(length));
+  out->push_back(static_cast<uint8_t>(length >> 8));
+  out->push_back(static_cast<uint8_t>(length >> 16));
+  out->push_back(seq);
+  out->push_back(0xff);
+  out->push_back(static_cast<uint8_t>(code));
+  out->push_back(static_cast<uint8_t>(code >> 8));
+  out->push_back('#');
+  out->insert(out->end(), state.begin(), state.end());
+  out->insert(out->end(), message.begin(), message.end());
+}
+
+void AppendQueryPacket(std::string_view text, std::vector<uint8_t>* out) {
+  text = text.substr(0, kMaxPacket - 2);
+  const auto length = static_cast<uint32_t>(1 + text.size());
+  out->push_back(static_cast<uint8_t>(length));
+  out->push_back(static_cast<uint8_t>(length >> 8));
+  out->push_back(static_cast<uint8_t>(length >> 16));
+  out->push_back(0);
+  out->push_back(kComQuery);
+  out->insert(out->end(), text.begin(), text.end());
+}
+
+bool ClearGreetingCapabilities(std::span<uint8_t> payload, uint32_t mask) {
+  // int<1> 10, string<NUL> version, int<4> id, 8 bytes scramble, 1 filler, int<2> caps
+  // (lower), then int<1> charset, int<2> status, int<2> caps (upper).
+  if (payload.empty() || payload[0] != 10) return false;
+  size_t pos = 1;
+  while (pos < payload.size() && payload[pos] != 0) ++pos;
+  pos += 1 + 4 + 8 + 1;
+  if (pos + 2 > payload.size()) return false;
+  payload[pos] &= static_cast<uint8_t>(~mask);
+  payload[pos + 1] &= static_cast<uint8_t>(~(mask >> 8));
+  const size_t upper = pos + 2 + 1 + 2;
+  if (upper + 2 <= payload.size()) {
+    payload[upper] &= static_cast<uint8_t>(~(mask >> 16));
+    payload[upper + 1] &= static_cast<uint8_t>(~(mask >> 24));
+  }
+  return true;
+}
+
 }  // namespace dbwarden::mysql
+

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <vector>
 
 namespace dbwarden::mysql {
 
@@ -218,4 +219,17 @@ inline bool IsEndOfRows(uint8_t first, uint64_t first_packet_length, bool deprec
          (deprecate_eof ? first_packet_length < kMaxPacket : first_packet_length < 9);
 }
 
+// Encoders, mirroring the readers above, for the enforcement proxy's own answers.
+// ERR packet: header (int<3> payload length, int<1> sequence id), then 0xff, int<2> error
+// code, '#', string[5] SQLSTATE, string<EOF> message (CLIENT_PROTOCOL_41 layout).
+void AppendErrPacket(uint8_t seq, uint16_t code, std::string_view sqlstate,
+                     std::string_view message, std::vector<uint8_t>* out);
+// COM_QUERY packet (sequence id 0): 0x03, string<EOF> text; one packet (text < 16 MiB).
+void AppendQueryPacket(std::string_view text, std::vector<uint8_t>* out);
+// Clears `mask` in a server greeting's capability flags in place (the lower and upper
+// 16 bits; MariaDB's extended capabilities above bit 31 are left alone). False when the
+// payload is no protocol-10 greeting.
+bool ClearGreetingCapabilities(std::span<uint8_t> payload, uint32_t mask);
+
 }  // namespace dbwarden::mysql
+

@@ -117,6 +117,22 @@ class Session final : private FrameHandler {
   // NULL as "NULL") right before its record goes to the sink.
   void set_parameter_observer(ParameterObserver observer) { observer_ = std::move(observer); }
 
+  // For the enforcement proxy, which feeds a session exactly the bytes the client sent
+  // and saw. The login is done: a client packet with sequence id 0 is a command.
+  bool in_command_phase() const { return phase_ == Phase::kCommand; }
+  // Logged in and every command fed so far has its whole answer (LOCAL INFILE included):
+  // an answer of the proxy's own goes next.
+  bool idle() const { return phase_ == Phase::kCommand && ops_.empty() && !infile_; }
+  // The text of prepared statement `id` (known once the server answered its prepare), or
+  // null when unknown.
+  const std::string* prepared_text(uint32_t id) const {
+    auto it = prepared_.find(id);
+    return it == prepared_.end() ? nullptr : &it->second->text;
+  }
+  // How a COM_QUERY's text is split and lexed (sql_mode NO_BACKSLASH_ESCAPES, multi-statements).
+  bool backslash_escapes() const { return backslash_escapes_; }
+  bool multi_statements() const { return multi_statements_; }
+
  private:
   enum class Phase : uint8_t { kStart, kAuth, kCommand, kStopped };
   enum class Resp : uint8_t {

@@ -74,6 +74,8 @@ class Framer {
   // The rest of the stream is opaque (encrypted): ignore it.
   void stop() { mode_ = Mode::kStopped; }
   bool stopped() const { return mode_ == Mode::kStopped; }
+  // Between two messages: the next byte fed starts a new one.
+  bool at_message_boundary() const { return mode_ == Mode::kHeader && header_len_ == 0; }
 
  private:
   enum class Mode : uint8_t { kHeader, kBody, kResync, kAnchor, kStopped };

@@ -203,4 +203,49 @@ bool RowsFromCommandTag(std::string_view tag, uint64_t* rows) {
   return true;
 }
 
+namespace {
+
+void AppendBe32(uint32_t v, std::vector<uint8_t>* out) {
+  for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<uint8_t>(v >> shift));
+}
+
+void AppendField(uint8_t code, std::string_view value, std::vector<uint8_t>* out) {
+  out->push_back(code);
+  // A NUL inside would end the field early on the client: cut there.
+  value = value.substr(0, value.find('\0'));
+  out->insert(out->end(), value.begin(), value.end());
+  out->push_back(0);
+}
+
+}  // namespace
+
+void AppendErrorResponse(std::string_view severity, std::string_view sqlstate,
+                         std::string_view message, std::vector<uint8_t>* out) {
+  const size_t start = out->size();
+  out->push_back('E');
+  AppendBe32(0, out);  // length, patched below
+  AppendField('S', severity, out);
+  AppendField('V', severity, out);
+  AppendField('C', sqlstate, out);
+  AppendField('M', message, out);
+  out->push_back(0);
+  const auto length = static_cast<uint32_t>(out->size() - start - 1);
+  for (int i = 0; i < 4; ++i) (*out)[start + 1 + i] = static_cast<uint8_t>(length >> (24 - 8 * i));
+}
+
+void AppendQuery(std::string_view text, std::vector<uint8_t>* out) {
+  text = text.substr(0, text.find('\0'));
+  out->push_back('Q');
+  AppendBe32(static_cast<uint32_t>(4 + text.size() + 1), out);
+  out->insert(out->end(), text.begin(), text.end());
+  out->push_back(0);
+}
+
+void AppendReadyForQuery(uint8_t status, std::vector<uint8_t>* out) {
+  out->push_back('Z');
+  AppendBe32(5, out);
+  out->push_back(status);
+}
+
 }  // namespace dbwarden::pgsql
+

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <vector>
 
 namespace dbwarden::pgsql {
 
@@ -154,5 +155,16 @@ void ParseErrorFields(std::span<const uint8_t> body, ErrorFields* out);
 // report rows (SELECT n, INSERT oid n, UPDATE n, DELETE n, MERGE n, FETCH n,
 // MOVE n, COPY n); false for tags that carry none (CREATE TABLE, BEGIN, ...).
 bool RowsFromCommandTag(std::string_view tag, uint64_t* rows);
+
+// Encoders, mirroring the readers above, for the enforcement proxy's own answers.
+// ErrorResponse: 'E', Int32 length, then fields (Byte1 code, String value): 'S' and 'V'
+// severity, 'C' SQLSTATE, 'M' message, ended by a zero byte.
+void AppendErrorResponse(std::string_view severity, std::string_view sqlstate,
+                         std::string_view message, std::vector<uint8_t>* out);
+// Query: 'Q', Int32 length, String text.
+void AppendQuery(std::string_view text, std::vector<uint8_t>* out);
+// ReadyForQuery: 'Z', Int32 5, Byte1 transaction status ('I' idle, 'T' in a transaction
+// block, 'E' in a failed one).
+void AppendReadyForQuery(uint8_t status, std::vector<uint8_t>* out);
 
 }  // namespace dbwarden::pgsql

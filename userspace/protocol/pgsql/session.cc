@@ -812,9 +812,16 @@ void Session::on_error(const Frame& f) {
   after_response();
 }
 
+bool Session::sync_pending() const {
+  if (ops_.empty()) return false;
+  const OpKind last = ops_.back().kind;
+  return last != OpKind::kSync && last != OpKind::kQuery && last != OpKind::kFunctionCall;
+}
+
 void Session::on_ready(const Frame& f) {
   // A ReadyForQuery means the server saw our Sync, even if we did not.
   discard_until_sync_ = false;
+  if (!f.body.empty()) transaction_status_ = f.body[0];
   auto end = std::find_if(ops_.begin(), ops_.end(), [](const Op& op) {
     return op.kind == OpKind::kSync || op.kind == OpKind::kQuery ||
            op.kind == OpKind::kFunctionCall;

@@ -107,6 +107,23 @@ class Session final : private FrameHandler {
   // Emits everything still pending (outcome unknown, see above).
   void on_close(uint64_t ts_ns);
 
+  // For the enforcement proxy, which feeds a session exactly the bytes the client sent
+  // and saw. True once the login is done and every request fed so far has its answer
+  // (its last ReadyForQuery included), and the server's stream is between two messages: an
+  // answer of the proxy's own goes next.
+  bool idle() const { return ready_seen_ && ops_.empty() && backend_.at_message_boundary(); }
+  // Extended-protocol messages were sent since the last Sync: the server holds their
+  // answers until a Sync (or Flush) and would roll them back on an error.
+  bool sync_pending() const;
+  // The text of the prepared statement `name` ("" the unnamed one) as its Parse gave it, or
+  // null when unknown (never seen, closed, or beyond the limits).
+  const std::string* prepared_text(std::string_view name) const {
+    auto it = prepared_.find(std::string(name));
+    return it == prepared_.end() ? nullptr : &it->second->text;
+  }
+  // The transaction status of the last ReadyForQuery: 'I', 'T' or 'E'.
+  uint8_t transaction_status() const { return transaction_status_; }
+
  private:
   struct Prepared {
     std::string text;
@@ -229,6 +246,7 @@ class Session final : private FrameHandler {
   std::string key_;                                       // reused for map lookups
 
   bool ready_seen_ = false;          // first ReadyForQuery ends the startup phase
+  uint8_t transaction_status_ = 'I';
   bool startup_seen_ = false;        // a StartupMessage (not a mid-stream join)
   bool tls_pending_ = false;         // 'S' seen: plaintext or ciphertext next?
   bool discard_until_sync_ = false;  // server is skipping to Sync after an error

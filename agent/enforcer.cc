@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/enforcer.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include "agent/log.h"
+#include "capture/discovery.h"
+#include "policy/policy.h"
+#include "proxy/policy_judge.h"
+#include "proxy/proxy.h"
+#include "steering/steering.h"
+
+namespace dbwarden::agent {
+
+namespace {
+
+uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// The proxy's TCP slots in the steering map, one per family (a socket bound to ::1 is
+// IPv6-only, and steering hands a connection only to a socket of its family). Slot
+// kLifeSlot holds the IPv4 one as well: its presence tells the unix program the proxy lives.
+constexpr uint32_t kTcpSlotV4 = 1;
+constexpr uint32_t kTcpSlotV6 = 2;
+
+// Loopback listeners for the proxy: IPv4, and IPv6 where the host has it.
+std::vector<std::string> proxy_listen_addresses() {
+  std::vector<std::string> out{"127.0.0.1"};
+  const int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  if (fd < 0) return out;
+  sockaddr_in6 sa{};
+  sa.sin6_family = AF_INET6;
+  sa.sin6_addr = in6addr_loopback;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0) out.push_back("::1");
+  close(fd);
+  return out;
+}
+
+struct UnixServerSocket {
+  std::string path;
+  uint16_t port = 0;
+  bool mysql = false;
+};
+
+// The unix sockets of the protected servers: PostgreSQL's .s.PGSQL.<port> wherever
+// unix_socket_directories puts them; MySQL's, which is a setting, through the process
+// listening on the MySQL port.
+std::vector<UnixServerSocket> server_unix_sockets(const Config& c) {
+  std::vector<UnixServerSocket> out;
+  if (!c.postgres_ports.empty()) {
+    for (const auto& l : capture::find_listeners(c.postgres_ports).unix) {
+      out.push_back({l.path, l.port, false});
+    }
+  }
+  for (uint16_t port : c.mysql_ports) {
+    const capture::Listeners l = capture::find_listeners({port});
+    std::set<std::string> seen;
+    for (uint32_t pid : capture::distinct_pids(capture::owners_of(l.tcp_inodes))) {
+      for (const auto& u : capture::unix_listeners_of(pid)) {
+        if (seen.insert(u.path).second) out.push_back({u.path, port, true});
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+struct Enforcer::Impl {
+  Config config;
+  std::unique_ptr<steering::Steering> steering;
+  std::unique_ptr<proxy::PolicySource> policy;
+  std::unique_ptr<proxy::Proxy> proxy;
+  std::vector<steering::ExistingConnection> existing;
+  uint64_t terminate_at_ns = 0;
+  uint64_t terminated = 0;
+  bool fail_open = false;
+
+  ~Impl() {
+    // The fail mode takes over before the proxy's sockets close; the pins stay, so
+    // steering resumes when the agent starts again.
+    if (steering) (void)steering->set_proxy_alive(false);
+    proxy.reset();
+  }
+};
+
+Enforcer::Enforcer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Enforcer::~Enforcer() = default;
+
+Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, StatementSink& records) {
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  auto loaded = policy::Policy::load_file(config.policy_file);
+  if (!loaded.ok()) return Status::Error("policy " + loaded.status().message());
+  impl->policy = std::make_unique<proxy::PolicySource>(loaded.value());
+
+  // What to protect: exactly where the servers listen.
+  std::vector<steering::Endpoint> endpoints;
+  std::vector<uint16_t> ports = config.postgres_ports;
+  ports.insert(ports.end(), config.mysql_ports.begin(), config.mysql_ports.end());
+  for (uint16_t port : ports) {
+    auto eps = steering::tcp_listen_endpoints(port);
+    if (!eps.ok()) return Status::Error("enforce: " + eps.status().message());
+    if (eps.value().empty()) {
+      return Status::Error("enforce: no server listens on port " + std::to_string(port) +
+                           " (start the database first: only what it listens on is steered)");
+    }
+    endpoints.insert(endpoints.end(), eps.value().begin(), eps.value().end());
+  }
+  const std::vector<UnixServerSocket> sockets = server_unix_sockets(config);
+
+  steering::Options so;
+  so.pin_dir = config.steer_pin_dir;
+  auto st = steering::Steering::attach(so);
+  if (!st.ok()) return Status::Error("enforce: steering: " + st.status().message());
+  impl->steering = std::move(st.value());
+  steering::Steering& steer = *impl->steering;
+  auto mode = steering::parse_fail_mode(config.fail_mode);
+  if (!mode.ok()) return mode.status();
+  impl->fail_open = mode.value() == steering::FailMode::kOpen;
+  if (Status s = steer.set_fail_mode(mode.value()); !s.ok()) return s;
+
+  // Before the proxy accepts: afterwards its own accepted sockets would look the same.
+  std::vector<std::string> paths;
+  for (const auto& s : sockets) paths.push_back(s.path);
+  if (auto e = steering::list_existing_tcp(endpoints); e.ok()) {
+    impl->existing = std::move(e.value());
+  } else {
+    DBW_LOG(kWarning, "enforce: cannot list open TCP connections: %s",
+            e.status().message().c_str());
+  }
+  if (auto e = steering::list_existing_unix(paths); e.ok()) {
+    impl->existing.insert(impl->existing.end(), e.value().begin(), e.value().end());
+  } else {
+    DBW_LOG(kWarning, "enforce: cannot list open unix connections: %s",
+            e.status().message().c_str());
+  }
+  for (const auto& e : impl->existing) {
+    DBW_LOG(kWarning, "enforce: connection open before enforcement, not steered (%s): %s",
+            config.enforce_existing == "terminate" ? "terminated after the grace period"
+                                                   : "kept, still observed",
+            e.to_string().c_str());
+  }
+  if (config.enforce_existing == "terminate" && !impl->existing.empty()) {
+    impl->terminate_at_ns = monotonic_ns() + config.enforce_existing_grace_seconds * 1'000'000'000ull;
+  }
+
+  proxy::Options po;
+  po.tcp_listen_addresses = proxy_listen_addresses();
+  po.mysql_ports = config.mysql_ports;
+  po.relay.max_judged_bytes = config.max_query_bytes + 4096;
+  po.pgsql.max_query_bytes = config.max_query_bytes;
+  po.mysql.max_query_bytes = config.max_query_bytes;
+  mkdir(config.proxy_socket_dir.c_str(), 0755);
+  for (size_t i = 0; i < sockets.size(); ++i) {
+    proxy::UnixRoute r;
+    r.server_path = sockets[i].path;
+    r.server_port = sockets[i].port;
+    r.protocol = sockets[i].mysql ? proxy::Protocol::kMysql : proxy::Protocol::kPostgresql;
+    r.listen_path = config.proxy_socket_dir + "/" + (sockets[i].mysql ? "mysql-" : "pg-") +
+                    std::to_string(sockets[i].port) + "-" + std::to_string(i) + ".sock";
+    po.unix_routes.push_back(r);
+  }
+  steering::Steering* steer_ptr = &steer;
+  auto guard = [steer_ptr](int fd, const sockaddr* dst,
+                           socklen_t len) -> Result<std::shared_ptr<void>> {
+    Result<steering::Exemption> ex = Status::Error("unset");
+    if (dst != nullptr) {
+      auto ep = steering::Endpoint::from_sockaddr(dst, len);
+      if (!ep.ok()) return ep.status();
+      ex = steer_ptr->exempt_tcp(fd, ep.value());
+    } else {
+      ex = steer_ptr->exempt_unix(fd);
+    }
+    if (!ex.ok()) return ex.status();
+    return std::shared_ptr<void>(std::make_shared<steering::Exemption>(std::move(ex.value())));
+  };
+  auto px = proxy::Proxy::Start(po, std::make_unique<proxy::PolicyJudge>(*impl->policy), records,
+                                guard);
+  if (!px.ok()) return Status::Error("enforce: " + px.status().message());
+  impl->proxy = std::move(px.value());
+
+  // Now steer: the proxy is listening.
+  bool have_v6 = false;
+  for (const proxy::TcpListener& l : impl->proxy->tcp_listeners()) {
+    const uint32_t slot = l.family == AF_INET6 ? kTcpSlotV6 : kTcpSlotV4;
+    have_v6 |= l.family == AF_INET6;
+    if (Status s = steer.set_proxy_socket(slot, l.fd); !s.ok()) return s;
+    if (slot == kTcpSlotV4) {
+      if (Status s = steer.set_proxy_socket(steering::kLifeSlot, l.fd); !s.ok()) return s;
+    }
+  }
+  if (auto old = steer.protected_tcp(); old.ok()) {
+    for (const auto& ep : old.value()) {
+      if (std::find(endpoints.begin(), endpoints.end(), ep) == endpoints.end()) {
+        (void)steer.unprotect_tcp(ep);  // left by an earlier configuration
+      }
+    }
+  }
+  std::string summary = "enforcing policy " + config.policy_file + " (fail mode " +
+                        config.fail_mode + "): TCP";
+  for (const auto& ep : endpoints) {
+    if (ep.family == AF_INET6 && !have_v6) {
+      return Status::Error("enforce: the server listens on " + ep.to_string() +
+                           " but the proxy cannot listen on IPv6 loopback");
+    }
+    if (Status s = steer.protect_tcp(ep, ep.family == AF_INET6 ? kTcpSlotV6 : kTcpSlotV4);
+        !s.ok()) {
+      return s;
+    }
+    summary += " " + ep.to_string();
+  }
+  std::vector<std::string> steered_paths;
+  for (const auto& r : po.unix_routes) {
+    for (const std::string& alias : steering::unix_path_aliases(r.server_path)) {
+      if (Status s = steer.protect_unix(alias, r.listen_path); !s.ok()) return s;
+      steered_paths.push_back(alias);
+    }
+    summary += ", unix " + r.server_path;
+  }
+  if (auto old = steer.protected_unix(); old.ok()) {
+    for (const auto& p : old.value()) {
+      if (std::find(steered_paths.begin(), steered_paths.end(), p) == steered_paths.end()) {
+        (void)steer.unprotect_unix(p);
+      }
+    }
+  }
+  if (Status s = steer.set_proxy_alive(true); !s.ok()) return s;
+  std::unique_ptr<Enforcer> e(new Enforcer(std::move(impl)));
+  e->summary_ = std::move(summary);
+  return e;
+}
+
+Status Enforcer::reload_policy(const std::string& path) {
+  auto loaded = policy::Policy::load_file(path);
+  if (!loaded.ok()) return Status::Error("policy " + loaded.status().message());
+  impl_->policy->set(loaded.value());
+  return Status::Ok();
+}
+
+void Enforcer::tick(uint64_t now_ns) {
+  if (impl_->terminate_at_ns == 0 || now_ns < impl_->terminate_at_ns) return;
+  impl_->terminate_at_ns = 0;
+  for (const auto& c : impl_->existing) {
+    if (Status s = steering::terminate(c); s.ok()) {
+      ++impl_->terminated;
+      DBW_LOG(kInfo, "enforce: terminated connection open before enforcement: %s",
+              c.to_string().c_str());
+    } else {
+      DBW_LOG(kWarning, "enforce: could not terminate %s: %s", c.to_string().c_str(),
+              s.message().c_str());
+    }
+  }
+}
+
+EnforcerStats Enforcer::stats() const {
+  EnforcerStats s;
+  const proxy::Stats p = impl_->proxy->stats();
+  s.proxy_accepted = p.accepted;
+  s.proxy_active = p.active;
+  s.proxy_upstream_failures = p.upstream_failures;
+  s.proxy_identity_failures = p.identity_failures;
+  s.proxy_refused = p.refused_over_limit + p.refused_not_steered;
+  s.existing_connections = impl_->existing.size();
+  s.existing_terminated = impl_->terminated;
+  if (auto c = impl_->steering->counters(); c.ok()) {
+    s.steered_tcp = c.value().tcp_steered;
+    s.steered_unix = c.value().unix_steered;
+    s.fail_open = c.value().tcp_fail_open + c.value().unix_fail_open;
+    s.fail_closed = c.value().tcp_fail_closed + c.value().unix_fail_closed;
+  }
+  if (auto st = impl_->steering->state(); st.ok()) s.proxy_alive = st.value().proxy_alive;
+  s.fail_open_mode = impl_->fail_open;
+  return s;
+}
+
+}  // namespace dbwarden::agent

@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Enforce mode in the running agent: loads the policy, attaches steering
+// (userspace/steering) for every address and unix socket the protected servers listen on,
+// and starts the proxy (userspace/proxy) that those connections now reach. The observer
+// keeps running beside it: it records connections steering could not move (open before
+// enforcement began) and skips the proxy's own upstream connections, which the proxy
+// records with the real client.
+//
+// Order matters for "never unprotected, never a loop": the proxy listens before any
+// address is steered to it; its upstream connections are exempted from steering before
+// they connect; on a clean stop the alive flag goes down first (the fail mode applies from
+// then on) and the pins stay, so a restarted agent resumes steering.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agent/config.h"
+#include "common/status.h"
+#include "protocol/statement.h"
+
+namespace dbwarden::agent {
+
+struct EnforcerStats {
+  uint64_t proxy_accepted = 0, proxy_active = 0, proxy_upstream_failures = 0,
+           proxy_identity_failures = 0, proxy_refused = 0;
+  uint64_t existing_connections = 0;  // open before enforcement: not steered
+  uint64_t existing_terminated = 0;
+  uint64_t steered_tcp = 0, steered_unix = 0, fail_open = 0, fail_closed = 0;
+  bool proxy_alive = false;
+  bool fail_open_mode = false;
+};
+
+class Enforcer {
+ public:
+  // `records` receives the proxy's statements on the proxy's thread (thread-safe sink).
+  static Result<std::unique_ptr<Enforcer>> Start(const Config& config, StatementSink& records);
+  ~Enforcer();
+  Enforcer(const Enforcer&) = delete;
+  Enforcer& operator=(const Enforcer&) = delete;
+
+  // SIGHUP: the policy file again. A file that does not load keeps the running policy.
+  Status reload_policy(const std::string& path);
+  // Called about once a second: enforce-existing = terminate after its grace period.
+  void tick(uint64_t now_ns);
+  EnforcerStats stats() const;
+  // One line for the log: what is steered where.
+  const std::string& summary() const { return summary_; }
+
+ private:
+  struct Impl;
+  explicit Enforcer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  std::string summary_;
+};
+
+}  // namespace dbwarden::agent

@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/policy_cmd.h"
+
+#include <unistd.h>
+
+#include <charconv>
+#include <iostream>
+#include <string>
+#include <string_view>
+
+#include "policy/policy.h"
+#include "sql/analyzer.h"
+
+namespace dbwarden::agent {
+namespace {
+
+constexpr int kOk = 0;
+constexpr int kBad = 2;
+
+constexpr char kUsage[] =
+    "Usage: dbwarden policy check FILE\n"
+    "       dbwarden policy explain FILE --user U --database D [options] --sql \"...\"\n\n"
+    "check    validates FILE as `dbwarden run --policy FILE` would load it; every error\n"
+    "         is printed as FILE:LINE:COLUMN: message. Exit 0 valid, 2 invalid.\n"
+    "explain  prints what the analyser makes of one statement, each rule up to the one\n"
+    "         that decides with the condition that failed or the ones that held, and the\n"
+    "         decision. The client is described by:\n"
+    "  --user U                database user (required)\n"
+    "  --database D            database (required)\n"
+    "  --application-name A    application_name\n"
+    "  --client-address IP     TCP client address (omit: a unix-socket client)\n"
+    "  --uid N                 local client process: uid\n"
+    "  --login-uid N           local client process: audit login uid (the human behind sudo)\n"
+    "  --executable PATH       local client process: executable\n"
+    "  --unit UNIT             local client process: systemd unit\n"
+    "  --container ID          local client process: container id\n"
+    "  --dialect postgresql|mysql   the server's SQL dialect (default postgresql)\n"
+    "  --sql TEXT              the statement (required)\n";
+
+bool parse_u32(const std::string& s, uint32_t& out) {
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return !s.empty() && ec == std::errc() && end == s.data() + s.size();
+}
+
+std::string yes_no(bool b) { return b ? "true" : "false"; }
+
+int check(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  if (argc != 2) {
+    err << "dbwarden policy check: give exactly one FILE\n" << kUsage;
+    return kBad;
+  }
+  auto policy = policy::Policy::load_file(argv[1]);
+  if (!policy.ok()) {
+    err << policy.status().message() << "\n";
+    return kBad;
+  }
+  const auto& p = *policy.value();
+  for (const std::string& w : p.warnings()) err << w << "\n";
+  out << argv[1] << ": OK, " << p.rule_count() << (p.rule_count() == 1 ? " rule" : " rules")
+      << ", on_unparsed: " << (p.on_unparsed() == policy::OnUnparsed::kBlock ? "block" : "allow")
+      << "\n";
+  return kOk;
+}
+
+void print_analysis(const sql::Analysis& a, std::ostream& out) {
+  out << "statement:\n"
+      << "  normalised:       " << a.normalized << "\n"
+      << "  dialect:          " << (a.dialect == sql::Dialect::kMysql ? "mysql" : "postgresql")
+      << "\n"
+      << "  operation:        " << (a.operation.empty() ? "(none)" : a.operation)
+      << (a.object_type.empty() ? "" : " " + a.object_type) << "\n"
+      << "  collections:      ";
+  for (size_t i = 0; i < a.collections.size(); ++i) out << (i ? ", " : "") << a.collections[i];
+  out << (a.collections.empty() ? "(none)" : "") << "\n"
+      << "  has_where:        " << yes_no(a.has_where) << "\n"
+      << "  alter_table_drop: " << yes_no(a.alter_table_drop) << "\n"
+      << "  grant_to_public:  " << yes_no(a.grant_to_public) << "\n"
+      << "  copy_program:     " << yes_no(a.copy_program) << "\n"
+      << "  fingerprint:      " << a.fingerprint << "\n"
+      << "  analysed by:      "
+      << (a.source == sql::AnalysisSource::kParser          ? "the PostgreSQL grammar"
+          : a.source == sql::AnalysisSource::kLexerFallback ? "tokens (the grammar rejected it)"
+                                                            : "tokens")
+      << (a.unterminated ? ", text cut short" : "") << "\n";
+  if (a.statements > 1) {
+    out << "  note: the text holds " << a.statements
+        << " statements; the proxy judges each one on its own\n";
+  }
+}
+
+int explain(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  std::string file, sql_text, dialect = "postgresql";
+  bool have_user = false, have_database = false, have_sql = false;
+  ConnectionInfo who;
+  bool local = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      out << kUsage;
+      return kOk;
+    }
+    if (arg.size() < 2 || arg.compare(0, 2, "--") != 0) {
+      if (!file.empty()) {
+        err << "dbwarden policy explain: unexpected argument '" << arg << "'\n";
+        return kBad;
+      }
+      file = arg;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      err << "dbwarden policy explain: " << arg << " needs a value\n";
+      return kBad;
+    }
+    const std::string value = argv[++i];
+    uint32_t n = 0;
+    if (arg == "--user") {
+      who.user = value;
+      have_user = true;
+    } else if (arg == "--database") {
+      who.database = value;
+      have_database = true;
+    } else if (arg == "--application-name") {
+      who.application_name = value;
+    } else if (arg == "--client-address") {
+      who.client_address = value;
+    } else if (arg == "--uid" || arg == "--login-uid") {
+      if (!parse_u32(value, n)) {
+        err << "dbwarden policy explain: " << arg << " needs a number, got '" << value << "'\n";
+        return kBad;
+      }
+      if (arg == "--uid") {
+        who.peer.uid = n;
+      } else {
+        who.peer.login_uid = n;
+      }
+      local = true;
+    } else if (arg == "--executable") {
+      who.peer.executable = value;
+      local = true;
+    } else if (arg == "--unit") {
+      who.peer.systemd_unit = value;
+      local = true;
+    } else if (arg == "--container") {
+      who.peer.container_id = value;
+      local = true;
+    } else if (arg == "--dialect") {
+      if (value != "postgresql" && value != "mysql") {
+        err << "dbwarden policy explain: --dialect is postgresql or mysql\n";
+        return kBad;
+      }
+      dialect = value;
+    } else if (arg == "--sql") {
+      sql_text = value;
+      have_sql = true;
+    } else {
+      err << "dbwarden policy explain: unknown option '" << arg << "'\n" << kUsage;
+      return kBad;
+    }
+  }
+  if (file.empty() || !have_user || !have_database || !have_sql) {
+    err << "dbwarden policy explain: FILE, --user, --database and --sql are required\n" << kUsage;
+    return kBad;
+  }
+  // The policy matches process conditions only for a client known to be a
+  // local process (peer pid set); any process option describes one.
+  if (local) who.peer.pid = static_cast<uint32_t>(::getpid());
+  who.unix_socket = who.client_address.empty();
+  who.db_system = dialect;
+
+  auto loaded = policy::Policy::load_file(file);
+  if (!loaded.ok()) {
+    err << loaded.status().message() << "\n";
+    return kBad;
+  }
+  const policy::Policy& policy = *loaded.value();
+  sql::Analyzer analyzer;
+  const sql::Analysis& a = analyzer.analyze(sql::dialect_of(dialect), sql_text);
+  print_analysis(a, out);
+  out << "policy " << file << " (" << policy.rule_count() << " rules, on_unparsed: "
+      << (policy.on_unparsed() == policy::OnUnparsed::kBlock ? "block" : "allow") << "):\n";
+  const policy::Decision d = policy.explain(who, a, sql_text);
+  out << d.why;
+  out << "decision: " << policy::action_name(d.action);
+  if (!d.rule.empty()) {
+    out << " by rule \"" << d.rule << "\"";
+  } else {
+    out << " (no rule)";
+  }
+  out << "\n";
+  if (d.action == policy::Action::kBlock) {
+    out << "  the client gets: ";
+    if (a.dialect == sql::Dialect::kMysql) {
+      out << "ERROR " << d.mysql_errno << " (" << d.sqlstate << "): " << d.message << "\n";
+    } else {
+      out << "ERROR:  " << d.message << " (SQLSTATE " << d.sqlstate << ")\n";
+    }
+  }
+  return kOk;
+}
+
+}  // namespace
+
+int policy_main(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  if (argc < 2 || std::string_view(argv[1]) == "-h" || std::string_view(argv[1]) == "--help") {
+    (argc < 2 ? err : out) << kUsage;
+    return argc < 2 ? kBad : kOk;
+  }
+  const std::string_view sub = argv[1];
+  if (sub == "check") return check(argc - 1, argv + 1, out, err);
+  if (sub == "explain") return explain(argc - 1, argv + 1, out, err);
+  err << "dbwarden policy: unknown subcommand '" << sub << "' (check or explain)\n";
+  return kBad;
+}
+
+int policy_main(int argc, const char* const* argv) {
+  return policy_main(argc, argv, std::cout, std::cerr);
+}
+
+}  // namespace dbwarden::agent

@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: Apache-2.0
+// Fuzzes the proxy's MySQL relay with client and server bytes (proxy_fuzz.h); seeds are the
+// decoder's golden captures.
+#include "proxy/mysql_relay.h"
+#include "proxy_fuzz.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 2) return 0;
+  dbwarden::ConnectionInfo info;
+  dbw_fuzz::TouchSink sink;
+  dbwarden::mysql::Counters counters;
+  dbwarden::mysql::Limits limits;
+  limits.max_query_bytes = 256;
+  dbwarden::proxy::RelayLimits relay_limits;
+  relay_limits.max_judged_bytes = 512;
+  dbwarden::proxy::PolicySource source(dbw_fuzz::FuzzPolicy());
+  dbwarden::proxy::PolicyJudge judge(source);
+  dbwarden::proxy::MysqlRelay relay(info, judge, sink, limits, relay_limits, counters);
+  using dbwarden::mysql::Direction;
+  dbw_fuzz::RelayDriver<Direction> driver(relay, Direction::kClient);
+  dbw_fuzz::DriveSession(data, size, driver, 'C', 'S', Direction::kClient, Direction::kServer);
+  return static_cast<int>(sink.sum & 0);
+}

@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: Apache-2.0
+// Fuzzes the proxy's PostgreSQL relay with client and server bytes (proxy_fuzz.h); seeds are
+// the decoder's golden captures.
+#include "proxy/pg_relay.h"
+#include "proxy_fuzz.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 2) return 0;
+  dbwarden::ConnectionInfo info;
+  dbw_fuzz::TouchSink sink;
+  dbwarden::pgsql::Counters counters;
+  dbwarden::pgsql::Limits limits;
+  limits.max_query_bytes = 256;
+  dbwarden::proxy::RelayLimits relay_limits;
+  relay_limits.max_judged_bytes = 512;  // exercise the too-large path
+  dbwarden::proxy::PolicySource source(dbw_fuzz::FuzzPolicy());
+  dbwarden::proxy::PolicyJudge judge(source);
+  dbwarden::proxy::PgRelay relay(info, judge, sink, limits, relay_limits, counters);
+  using dbwarden::pgsql::Direction;
+  dbw_fuzz::RelayDriver<Direction> driver(relay, Direction::kFrontend);
+  dbw_fuzz::DriveSession(data, size, driver, 'F', 'B', Direction::kFrontend, Direction::kBackend);
+  return static_cast<int>(sink.sum & 0);
+}

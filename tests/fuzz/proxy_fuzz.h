@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Shared scaffolding for the proxy relay fuzz targets: drives a relay with the decoder
+// fuzzers' input layout (fuzz_driver.h), under the shipped default guardrails, and checks
+// the relay's promises on every input: it never sends the server a byte after closing, and
+// everything it sent is a prefix-consistent subset of what the client sent.
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <span>
+#include <string>
+
+#include "fuzz_driver.h"
+#include "policy/policy.h"
+#include "proxy/byte_buffer.h"
+#include "proxy/policy_judge.h"
+#include "proxy/relay.h"
+
+namespace dbw_fuzz {
+
+struct CountingOutput : dbwarden::proxy::RelayOutput {
+  uint64_t to_server_bytes = 0, to_client_bytes = 0;
+  bool closed = false;
+  void to_server(std::span<const uint8_t> b) override {
+    if (closed) std::abort();  // nothing may reach the server once the relay gave up
+    to_server_bytes += b.size();
+  }
+  void to_client(std::span<const uint8_t> b) override { to_client_bytes += b.size(); }
+  void close_after_flush() override { closed = true; }
+};
+
+// The policy the fuzzers judge with: blocks and logs, as the shipped guardrails do.
+inline std::shared_ptr<const dbwarden::policy::Policy> FuzzPolicy() {
+  static const auto policy = [] {
+    auto p = dbwarden::policy::Policy::load_string(
+        "rules:\n"
+        "  - {name: no-drop, match: {operation: [DROP TABLE, TRUNCATE]}, action: block}\n"
+        "  - {name: bounded, match: {operation: [DELETE, UPDATE], has_where: false}, "
+        "action: block}\n"
+        "  - {name: inserts, match: {operation: INSERT}, action: log}\n",
+        "fuzz.yaml");
+    if (!p.ok()) std::abort();
+    return p.value();
+  }();
+  return policy;
+}
+
+// Adapts a relay to DriveSession's interface (client bytes, server bytes, close).
+template <typename Direction>
+class RelayDriver {
+ public:
+  RelayDriver(dbwarden::proxy::Relay& relay, Direction client) : relay_(relay), client_(client) {}
+  void on_data(Direction dir, std::span<const uint8_t> bytes, uint64_t ts) {
+    if (out.closed) return;
+    if (dir == client_) {
+      client_bytes_ += bytes.size();
+      in_.append(bytes);
+      relay_.on_client(in_, out, ts);
+    } else {
+      relay_.on_server(bytes, out, ts);
+      relay_.on_client(in_, out, ts);
+    }
+    // The relay never invents bytes toward the server: it passes the client's, or fewer.
+    if (out.to_server_bytes > client_bytes_) std::abort();
+  }
+  void on_gap(Direction, uint64_t, uint64_t) {}  // a proxy sees every byte
+  void on_close(uint64_t ts) { relay_.on_close(ts); }
+
+  CountingOutput out;
+
+ private:
+  dbwarden::proxy::Relay& relay_;
+  Direction client_;
+  dbwarden::proxy::ByteBuffer in_;
+  uint64_t client_bytes_ = 0;
+};
+
+}  // namespace dbw_fuzz

@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Test helpers for the proxy's relays: the real judge (policy_judge.h) over a policy loaded
+// from YAML text, and an output that keeps what the relay sent each way.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "../support/recording_sink.h"
+#include "policy/policy.h"
+#include "proxy/byte_buffer.h"
+#include "proxy/policy_judge.h"
+#include "proxy/relay.h"
+
+namespace proxytest {
+
+struct Output : dbwarden::proxy::RelayOutput {
+  std::string server, client;
+  bool closed = false;
+  void to_server(std::span<const uint8_t> b) override {
+    server.append(reinterpret_cast<const char*>(b.data()), b.size());
+  }
+  void to_client(std::span<const uint8_t> b) override {
+    client.append(reinterpret_cast<const char*>(b.data()), b.size());
+  }
+  void close_after_flush() override { closed = true; }
+  // Hands over (and forgets) what was sent so far.
+  std::string take_server() { return std::exchange(server, {}); }
+  std::string take_client() { return std::exchange(client, {}); }
+};
+
+inline std::shared_ptr<const dbwarden::policy::Policy> LoadPolicy(std::string_view yaml) {
+  auto p = dbwarden::policy::Policy::load_string(yaml, "test.yaml");
+  if (!p.ok()) throw std::runtime_error(p.status().message());
+  return p.value();
+}
+
+// A policy with one blocking rule per listed operation, plus a log rule for INSERT.
+inline constexpr std::string_view kGuardrails = R"(
+rules:
+  - name: no-drop
+    match: {operation: [DROP TABLE, DROP]}
+    action: block
+    message: "dropping tables is not allowed here"
+    sqlstate: "42501"
+    mysql_errno: 1142
+  - name: unbounded-delete
+    match: {operation: DELETE, has_where: false}
+    action: block
+  - name: watch-inserts
+    match: {operation: INSERT}
+    action: log
+)";
+
+struct Judged {
+  explicit Judged(std::string_view yaml = kGuardrails)
+      : source(LoadPolicy(yaml)), judge(source) {}
+  dbwarden::proxy::PolicySource source;
+  dbwarden::proxy::PolicyJudge judge;
+};
+
+inline void Append(dbwarden::proxy::ByteBuffer& in, std::string_view bytes) {
+  in.append(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+}
+inline std::span<const uint8_t> Span(std::string_view bytes) {
+  return {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()};
+}
+
+}  // namespace proxytest

@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Enforcement policy: an ordered list of rules read from YAML, judged per
+// statement. The proxy asks decide() for every statement before it reaches the
+// server; `dbwarden policy check|explain` load and query the same objects.
+//
+//   on_unparsed: block            # or allow; default block
+//   rules:
+//     - name: no-drop-table       # required, unique
+//       match:                    # all keys optional and AND-ed; a list is any-of
+//         operation: [DROP TABLE, TRUNCATE]
+//         user: [app]
+//       action: block             # allow | block | log
+//       message: "tables are dropped by migrations only"
+//       sqlstate: "42501"         # PostgreSQL, and MySQL's SQLSTATE
+//       mysql_errno: 1142
+//
+// The first rule whose match holds decides; no match allows (rule ""). The
+// file format, every match key and its semantics: README "Enforcement ->
+// Policy". Loading validates everything and reports each error as
+// file:line:column: message (YAML is untrusted input: sizes and nesting are
+// bounded, aliases refused).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "protocol/statement.h"
+#include "sql/analysis.h"
+
+namespace dbwarden::policy {
+
+enum class Action : uint8_t {
+  kAllow,
+  kBlock,
+  kLog,              // let it through; the audit record names the rule
+  kMask,             // reserved (masking, next issue): the loader refuses it for now
+  kRequireApproval,  // reserved (approvals): the loader refuses it for now
+};
+
+// "allow", "block", "log", "mask", "require_approval".
+std::string_view action_name(Action action);
+
+// What to do with a statement the analyser could not parse (see decide()).
+enum class OnUnparsed : uint8_t { kBlock, kAllow };
+
+struct Decision {
+  Action action = Action::kAllow;
+  std::string rule;  // the deciding rule's name; "" = no rule matched (default allow)
+  // For kBlock: what the client gets in its error response. sqlstate and
+  // mysql_errno are already the ones for the statement's dialect.
+  std::string message;
+  std::string sqlstate;
+  uint16_t mysql_errno = 0;
+  // Why this decision, rule by rule, for people: filled by explain() only, so
+  // that decide() allocates nothing for a statement no rule matches.
+  std::string why;
+};
+
+// The rule name a Decision carries when on_unparsed blocked the statement.
+inline constexpr std::string_view kOnUnparsedRule = "on_unparsed";
+
+struct Rule;  // policy/rule.h
+
+class Policy {
+ public:
+  // Immutable after load; shared as std::shared_ptr<const Policy> (decide()
+  // and explain() are const and safe from any number of threads: RE2 matching
+  // is thread-safe), so a reload swaps the pointer. Errors name
+  // every problem found, one per line, as "path:line:column: message".
+  static Result<std::shared_ptr<const Policy>> load_file(const std::string& path);
+  static Result<std::shared_ptr<const Policy>> load_string(std::string_view yaml,
+                                                           std::string_view name);
+
+  // One statement: `who` is its connection, `analysis` what sql::Analyzer said
+  // of its text (the proxy splits multi-statement messages first). `text` is
+  // the statement as sent; rules read the analysis (its normalised text). A
+  // statement that runs others (EXPLAIN ANALYZE x, MariaDB's ANALYZE x, the
+  // INSERT/UPDATE/DELETE parts of a PostgreSQL WITH: policy/inner_statement.h)
+  // is blocked when one of them is, else judged itself.
+  //
+  // An empty statement (no tokens: "", a comment) is allowed without a rule.
+  // A statement the analyser could not parse (PostgreSQL text libpg_query
+  // rejects, text cut short, or no operation word) is blocked with rule
+  // "on_unparsed" under on_unparsed: block; under allow it goes through the
+  // rules on what the token classifier made of it.
+  Decision decide(const ConnectionInfo& who, const sql::Analysis& analysis,
+                  std::string_view text) const;
+  // The same decision with `why` filled: each rule up to the deciding one and
+  // the first condition that failed, or every condition that held.
+  Decision explain(const ConnectionInfo& who, const sql::Analysis& analysis,
+                   std::string_view text) const;
+
+  OnUnparsed on_unparsed() const { return on_unparsed_; }
+  size_t rule_count() const { return rules_.size(); }
+  const std::string& name() const { return name_; }
+  // Things that load but are almost certainly mistakes, as "path:line:column:
+  // warning: ..." (a rule no statement can reach).
+  const std::vector<std::string>& warnings() const { return warnings_; }
+
+  Policy(const Policy&) = delete;
+  Policy& operator=(const Policy&) = delete;
+  ~Policy();
+
+ private:
+  Policy();
+  friend class Loader;
+  Decision judge(const ConnectionInfo& who, const sql::Analysis& analysis, std::string_view text,
+                 std::string* why) const;
+  Decision judge_one(const ConnectionInfo& who, const sql::Analysis& analysis,
+                     std::string* why) const;
+  Decision judge_running(const ConnectionInfo& who, const sql::Analysis& analysis,
+                         std::span<const std::string_view> inner, std::string_view runs,
+                         std::string* why) const;
+
+  std::string name_;
+  OnUnparsed on_unparsed_ = OnUnparsed::kBlock;
+  std::vector<std::unique_ptr<Rule>> rules_;
+  std::vector<std::string> warnings_;
+};
+
+// The statement counts as unparsed for on_unparsed (see Policy::decide).
+bool is_unparsed(const sql::Analysis& analysis);
+
+}  // namespace dbwarden::policy

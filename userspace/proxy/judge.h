@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The proxy's question to the policy, once per client message that carries SQL
+// (PostgreSQL Query and Parse, MySQL COM_QUERY and COM_STMT_PREPARE), before any byte of
+// it reaches the server. The relays own no policy logic; policy_judge.h answers with
+// the policy file, and the approvals and masking actions of later issues plug in here as
+// further verdict kinds.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/statement.h"
+
+namespace dbwarden::proxy {
+
+enum class Dialect : uint8_t { kPostgresql, kMysql };
+
+struct Verdict {
+  bool block = false;
+  std::string rule;    // dbwarden.policy.rule: the rule that decided, "" when none matched
+  std::string action;  // dbwarden.policy.action: "allow", "block", "log"
+  // For a block: what the client is told (PostgreSQL SQLSTATE, MySQL errno + SQLSTATE).
+  std::string message;
+  std::string sqlstate;
+  uint16_t mysql_errno = 0;
+};
+
+struct JudgedStatement {
+  std::string text;  // as the decoders will report it (the splitter's piece)
+  Verdict verdict;
+};
+
+struct MessageVerdict {
+  // The first blocking statement's verdict, else the message goes on (`block` false).
+  Verdict decisive;
+  std::vector<JudgedStatement> statements;
+};
+
+class Judge {
+ public:
+  virtual ~Judge() = default;
+  // `sql` is one client message's text; `complete` is false when it was too large to read
+  // whole (the policy's on_unparsed decides then). `backslash_escapes`: MySQL sql_mode.
+  virtual void judge(const ConnectionInfo& who, Dialect dialect, std::string_view sql,
+                     bool complete, bool backslash_escapes, MessageVerdict* out) = 0;
+  // Changes whenever the answers may change (a policy reload): a prepared statement judged
+  // under another generation is judged again when it is executed.
+  virtual uint64_t generation() const = 0;
+};
+
+}  // namespace dbwarden::proxy

@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "proxy/mysql_relay.h"
+
+#include <algorithm>
+#include <string>
+
+#include "protocol/mysql/messages.h"
+
+namespace dbwarden::proxy {
+
+using mysql::Direction;
+
+namespace {
+
+// Packet header: int<3> payload length, int<1> sequence id.
+uint32_t PayloadLength(std::span<const uint8_t> h) {
+  return uint32_t{h[0]} | (uint32_t{h[1]} << 8) | (uint32_t{h[2]} << 16);
+}
+
+// What the proxy cannot inspect, so does not offer.
+constexpr uint32_t kNotOffered = static_cast<uint32_t>(
+    mysql::kClientSsl | mysql::kClientCompress | mysql::kClientZstdCompression);
+
+}  // namespace
+
+MysqlRelay::MysqlRelay(ConnectionInfo& info, Judge& judge, StatementSink& records,
+                       const mysql::Limits& decoder_limits, const RelayLimits& limits,
+                       mysql::Counters& counters)
+    : info_(info),
+      judge_(judge),
+      annotator_(decisions_, judge, Dialect::kMysql, records),
+      session_(info, annotator_, decoder_limits, counters),
+      limits_(limits) {}
+
+void MysqlRelay::on_client(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
+  while (!closing_ && !holding_ && !in.empty() && step(in, out, now_ns)) {
+  }
+}
+
+void MysqlRelay::on_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns) {
+  if (greeting_pending_) {
+    server_hold_.insert(server_hold_.end(), bytes.begin(), bytes.end());
+    if (server_hold_.size() < mysql::kHeaderSize) return;
+    const size_t total = mysql::kHeaderSize + PayloadLength(server_hold_);
+    if (server_hold_.size() < total) return;
+    greeting_pending_ = false;
+    // An ERR instead of a greeting (host blocked, too many connections) passes unchanged.
+    mysql::ClearGreetingCapabilities(
+        std::span<uint8_t>(server_hold_).subspan(mysql::kHeaderSize, total - mysql::kHeaderSize),
+        kNotOffered);
+    std::vector<uint8_t> held;
+    held.swap(server_hold_);
+    out.to_client(held);
+    session_.on_data(Direction::kServer, held, now_ns);
+    return;
+  }
+  out.to_client(bytes);
+  session_.on_data(Direction::kServer, bytes, now_ns);
+  if (holding_) release_held(out, now_ns);
+}
+
+void MysqlRelay::on_upstream_failed(std::string_view why, ByteBuffer& in, RelayOutput& out,
+                                    uint64_t now_ns) {
+  in.consume(in.size());
+  // The server speaks first: an ERR in place of the greeting, as a server refusing a host.
+  refuse(2003, "HY000", "dbwarden: cannot reach the database server: " + std::string(why), 0,
+         out, now_ns);
+}
+
+void MysqlRelay::on_close(uint64_t now_ns) { session_.on_close(now_ns); }
+
+bool MysqlRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
+  if (stream_left_ > 0) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(in.size(), stream_left_));
+    pass(in.data().first(n), /*to_server=*/true, out, now_ns);
+    in.consume(n);
+    stream_left_ -= n;
+    return true;
+  }
+  if (in.size() < mysql::kHeaderSize) return false;
+  const auto header = in.data().first(mysql::kHeaderSize);
+  const uint32_t length = PayloadLength(header);
+  const uint8_t seq = header[3];
+  if (!session_.in_command_phase()) {
+    // The login exchange. A bare SSLRequest (CLIENT_SSL, no user yet) means the client
+    // wants TLS although it was not offered: refuse rather than relay what cannot be read.
+    if (seq == 1 && length == 32 && in.size() >= mysql::kHeaderSize + 32) {
+      mysql::HandshakeResponse r;
+      if (mysql::ParseHandshakeResponse(in.data().subspan(mysql::kHeaderSize, 32), &r) &&
+          r.ssl_request) {
+        refuse(1045, "28000", "dbwarden: TLS to the database is not available through the proxy",
+               2, out, now_ns);
+        return false;
+      }
+    } else if (seq == 1 && length == 32) {
+      return false;  // wait for the whole packet to tell
+    }
+  } else if (seq == 0 && length > 0) {
+    if (in.size() < mysql::kHeaderSize + 1) return false;
+    const uint8_t command = in.data()[mysql::kHeaderSize];
+    if (command == mysql::kComQuery || command == mysql::kComStmtPrepare) {
+      return judged_command(in, length, out, now_ns);
+    }
+    if (command == mysql::kComStmtExecute) return execute_command(in, length, out, now_ns);
+  }
+  return pass_packet(in, length, out, now_ns);
+}
+
+bool MysqlRelay::judged_command(ByteBuffer& in, uint32_t length, RelayOutput& out,
+                                uint64_t now_ns) {
+  const size_t total = mysql::kHeaderSize + size_t{length};
+  const bool whole = length < mysql::kMaxPacket && total <= limits_.max_judged_bytes;
+  const size_t need = whole ? total : limits_.max_judged_bytes;
+  if (in.size() < need) return false;
+  const auto text_bytes = in.data().subspan(mysql::kHeaderSize + 1, need - mysql::kHeaderSize - 1);
+  const std::string_view text(reinterpret_cast<const char*>(text_bytes.data()), text_bytes.size());
+  judge_.judge(info_, Dialect::kMysql, text, whole, session_.backslash_escapes(), &verdict_);
+  for (const auto& s : verdict_.statements) decisions_.remember(s);
+  if (!verdict_.decisive.block) return pass_packet(in, length, out, now_ns);
+  if (!whole) {
+    // Its continuation packets cannot be told from commands without reading them all.
+    ++blocked_;
+    refuse(verdict_.decisive.mysql_errno, verdict_.decisive.sqlstate.c_str(),
+           verdict_.decisive.message, 1, out, now_ns);
+    return false;
+  }
+  return block(in, total, out, now_ns);
+}
+
+bool MysqlRelay::execute_command(ByteBuffer& in, uint32_t length, RelayOutput& out,
+                                 uint64_t now_ns) {
+  // COM_STMT_EXECUTE: int<1> 0x17, int<4> statement id, then flags and parameters.
+  if (length < 5) return pass_packet(in, length, out, now_ns);
+  if (in.size() < mysql::kHeaderSize + 5) return false;
+  const auto id_bytes = in.data().subspan(mysql::kHeaderSize + 1, 4);
+  const uint32_t id = uint32_t{id_bytes[0]} | (uint32_t{id_bytes[1]} << 8) |
+                      (uint32_t{id_bytes[2]} << 16) | (uint32_t{id_bytes[3]} << 24);
+  const std::string* text = session_.prepared_text(id);
+  auto it = judged_at_.find(id);
+  if (text != nullptr && (it == judged_at_.end() || it->second != judge_.generation())) {
+    judge_.judge(info_, Dialect::kMysql, *text, true, session_.backslash_escapes(), &verdict_);
+    for (const auto& s : verdict_.statements) decisions_.remember(s);
+    if (judged_at_.size() >= 4096) judged_at_.clear();  // bounded: they are judged again
+    judged_at_[id] = judge_.generation();
+    if (verdict_.decisive.block) {
+      const size_t total = mysql::kHeaderSize + size_t{length};
+      if (length >= mysql::kMaxPacket || total > limits_.max_judged_bytes) {
+        ++blocked_;
+        refuse(verdict_.decisive.mysql_errno, verdict_.decisive.sqlstate.c_str(),
+               verdict_.decisive.message, 1, out, now_ns);
+        return false;
+      }
+      if (in.size() < total) return false;
+      return block(in, total, out, now_ns);
+    }
+  }
+  return pass_packet(in, length, out, now_ns);
+}
+
+bool MysqlRelay::pass_packet(ByteBuffer& in, uint32_t length, RelayOutput& out,
+                             uint64_t now_ns) {
+  const auto header = in.data().first(mysql::kHeaderSize);
+  pass(header, /*to_server=*/true, out, now_ns);
+  in.consume(header.size());
+  stream_left_ = length;
+  return true;
+}
+
+bool MysqlRelay::block(ByteBuffer& in, size_t total, RelayOutput& out, uint64_t now_ns) {
+  ++blocked_;
+  held_packet_.assign(in.data().begin(), in.data().begin() + static_cast<std::ptrdiff_t>(total));
+  in.consume(total);
+  holding_ = true;
+  release_held(out, now_ns);
+  return !holding_;
+}
+
+void MysqlRelay::release_held(RelayOutput& out, uint64_t now_ns) {
+  if (!session_.idle()) return;
+  holding_ = false;
+  if (verdict_.statements.size() > 1) {
+    // Recorded as the statement that blocked the message (see pg_relay.h).
+    for (const JudgedStatement& s : verdict_.statements) {
+      if (!s.verdict.block) continue;
+      held_packet_.clear();
+      mysql::AppendQueryPacket(s.text, &held_packet_);
+      break;
+    }
+  }
+  pass(held_packet_, /*to_server=*/false, out, now_ns);
+  held_packet_.clear();
+  const Verdict& v = verdict_.decisive;
+  scratch_.clear();
+  mysql::AppendErrPacket(1, v.mysql_errno, v.sqlstate, v.message, &scratch_);
+  answer(scratch_, out, now_ns);
+}
+
+void MysqlRelay::pass(std::span<const uint8_t> bytes, bool to_server, RelayOutput& out,
+                      uint64_t now_ns) {
+  if (bytes.empty()) return;
+  if (to_server) out.to_server(bytes);
+  session_.on_data(Direction::kClient, bytes, now_ns);
+}
+
+void MysqlRelay::answer(const std::vector<uint8_t>& reply, RelayOutput& out, uint64_t now_ns) {
+  out.to_client(reply);
+  session_.on_data(Direction::kServer, reply, now_ns);
+}
+
+void MysqlRelay::refuse(uint16_t code, const char* sqlstate, std::string_view message,
+                        uint8_t seq, RelayOutput& out, uint64_t now_ns) {
+  scratch_.clear();
+  mysql::AppendErrPacket(seq, code, sqlstate, message, &scratch_);
+  out.to_client(scratch_);
+  (void)now_ns;
+  closing_ = true;
+  out.close_after_flush();
+}
+
+}  // namespace dbwarden::proxy

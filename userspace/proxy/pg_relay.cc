@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "proxy/pg_relay.h"
+
+#include <algorithm>
+
+#include "protocol/pgsql/messages.h"
+
+namespace dbwarden::proxy {
+
+using pgsql::Direction;
+
+PgRelay::PgRelay(ConnectionInfo& info, Judge& judge, StatementSink& records,
+                 const pgsql::Limits& decoder_limits, const RelayLimits& limits,
+                 pgsql::Counters& counters)
+    : info_(info),
+      judge_(judge),
+      annotator_(decisions_, judge, Dialect::kPostgresql, records),
+      session_(info, annotator_, decoder_limits, counters),
+      limits_(limits) {}
+
+void PgRelay::on_client(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
+  while (!closing_ && !holding_ && !in.empty() && step(in, out, now_ns)) {
+  }
+}
+
+void PgRelay::on_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns) {
+  out.to_client(bytes);
+  session_.on_data(Direction::kBackend, bytes, now_ns);
+  if (holding_) release_held(out, now_ns);
+}
+
+void PgRelay::on_upstream_failed(std::string_view why, ByteBuffer& in, RelayOutput& out,
+                                 uint64_t now_ns) {
+  scratch_.clear();
+  pgsql::AppendErrorResponse("FATAL", "08006",
+                             "dbwarden: cannot reach the database server: " + std::string(why),
+                             &scratch_);
+  in.consume(in.size());
+  answer(scratch_, out, now_ns);
+  closing_ = true;
+  out.close_after_flush();
+}
+
+void PgRelay::on_close(uint64_t now_ns) {
+  if (!session_error_.empty()) session_.on_data(Direction::kBackend, session_error_, now_ns);
+  session_.on_close(now_ns);
+}
+
+bool PgRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
+  if (stream_left_ > 0) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(in.size(), stream_left_));
+    pass(in.data().first(n), !stream_drop_, out, now_ns);
+    in.consume(n);
+    stream_left_ -= n;
+    return true;
+  }
+  if (startup_) return startup_packet(in, out, now_ns);
+  if (in.size() < pgsql::kTypedHeaderSize) return false;
+  pgsql::Header h;
+  if (pgsql::ParseTypedHeader(Direction::kFrontend, in.data(), &h) != pgsql::ParseState::kSuccess) {
+    protocol_error("invalid frontend message type or length", out, now_ns);
+    return false;
+  }
+  if ((h.type == 'Q' || h.type == 'P') && !skip_to_sync_) {
+    return judged_message(in, h.type, h.length, out, now_ns);
+  }
+  if (h.type == 'B' && !skip_to_sync_) return bind_message(in, h.length, out, now_ns);
+  const auto header = in.data().first(pgsql::kTypedHeaderSize);
+  if (skip_to_sync_ && h.type == 'S') {
+    // The Sync that ends the blocked group: the server never saw the group, the proxy
+    // answers for it with the server's own transaction status.
+    pass(header, /*to_server=*/false, out, now_ns);
+    in.consume(header.size());
+    skip_to_sync_ = false;
+    session_.on_data(Direction::kBackend, session_error_, now_ns);
+    session_error_.clear();
+    scratch_.clear();
+    pgsql::AppendReadyForQuery(session_.transaction_status(), &scratch_);
+    answer(scratch_, out, now_ns);
+    return true;
+  }
+  pass(header, /*to_server=*/!skip_to_sync_, out, now_ns);
+  in.consume(header.size());
+  stream_left_ = h.length - 4;
+  stream_drop_ = skip_to_sync_;
+  return true;
+}
+
+bool PgRelay::startup_packet(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
+  if (in.size() < pgsql::kStartupHeaderSize) return false;
+  pgsql::StartupHeader sh;
+  if (pgsql::ParseStartupHeader(in.data(), &sh) != pgsql::ParseState::kSuccess) {
+    protocol_error("invalid startup packet", out, now_ns);
+    return false;
+  }
+  if (in.size() < sh.length) return false;  // at most kMaxStartupPacket: the parser checks
+  const auto packet = in.data().first(sh.length);
+  switch (sh.kind) {
+    case pgsql::StartupKind::kSsl:
+    case pgsql::StartupKind::kGssEnc: {
+      // No certificate: refuse, as a server without ssl does; the client goes on in
+      // plaintext (sslmode=prefer) or gives up (require).
+      pass(packet, /*to_server=*/false, out, now_ns);
+      in.consume(packet.size());
+      static const std::vector<uint8_t> kRefuse{'N'};
+      answer(kRefuse, out, now_ns);
+      return true;
+    }
+    case pgsql::StartupKind::kCancel:
+      pass(packet, /*to_server=*/true, out, now_ns);
+      in.consume(packet.size());
+      return true;
+    case pgsql::StartupKind::kStartup:
+      pass(packet, /*to_server=*/true, out, now_ns);
+      in.consume(packet.size());
+      startup_ = false;
+      return true;
+    case pgsql::StartupKind::kNone:
+      break;
+  }
+  protocol_error("unsupported startup packet", out, now_ns);
+  return false;
+}
+
+bool PgRelay::judged_message(ByteBuffer& in, uint8_t type, uint32_t length, RelayOutput& out,
+                             uint64_t now_ns) {
+  const uint64_t total = 1ull + length;
+  if (total > limits_.max_judged_bytes) {
+    // Too large to hold whole: judged on what can be read. Allowed, it streams through;
+    // blocked, the rest cannot be skipped in step with the server, so the connection ends.
+    if (in.size() < limits_.max_judged_bytes) return false;
+    pgsql::BodyReader r(in.data().subspan(pgsql::kTypedHeaderSize,
+                                          limits_.max_judged_bytes - pgsql::kTypedHeaderSize));
+    std::string_view name, text;
+    bool terminated = false;
+    if (type == 'P') r.cstring(&name);
+    text = r.until_nul(&terminated);
+    judge_.judge(info_, Dialect::kPostgresql, text, /*complete=*/false, false, &verdict_);
+    for (const auto& s : verdict_.statements) decisions_.remember(s);
+    const auto header = in.data().first(pgsql::kTypedHeaderSize);
+    if (!verdict_.decisive.block) {
+      pass(header, /*to_server=*/true, out, now_ns);
+      in.consume(header.size());
+      stream_left_ = length - 4;
+      stream_drop_ = false;
+      return true;
+    }
+    ++blocked_;
+    end_connection(verdict_.decisive, out, now_ns);
+    return false;
+  }
+  if (in.size() < total) return false;
+  const auto message = in.data().first(total);
+  pgsql::BodyReader r(message.subspan(pgsql::kTypedHeaderSize));
+  std::string_view name, text;
+  if ((type == 'P' && !r.cstring(&name)) || !r.cstring(&text)) {
+    protocol_error("malformed Query or Parse message", out, now_ns);
+    return false;
+  }
+  judge_.judge(info_, Dialect::kPostgresql, text, /*complete=*/true, false, &verdict_);
+  for (const auto& s : verdict_.statements) decisions_.remember(s);
+  if (type == 'P') {
+    if (judged_at_.size() >= 4096) judged_at_.clear();  // bounded: they are judged again
+    judged_at_[std::string(name)] = judge_.generation();
+  }
+  if (!verdict_.decisive.block) {
+    pass(message, /*to_server=*/true, out, now_ns);
+    in.consume(message.size());
+    return true;
+  }
+  return block(in, message.size(), type, out, now_ns);
+}
+
+bool PgRelay::bind_message(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns) {
+  // Bind: String portal, String statement, then formats and values; only the names are
+  // needed (each at most NAMEDATALEN on the server, 1 KiB here is plenty).
+  const uint64_t total = 1ull + length;
+  const size_t names = static_cast<size_t>(std::min<uint64_t>(total, 5 + 2048));
+  if (in.size() < names) return false;
+  pgsql::BodyReader r(in.data().subspan(pgsql::kTypedHeaderSize, names - 5));
+  std::string_view portal, name;
+  if (!r.cstring(&portal) || !r.cstring(&name)) {
+    protocol_error("malformed Bind message", out, now_ns);
+    return false;
+  }
+  const std::string* text = session_.prepared_text(name);
+  name_.assign(name);
+  auto it = judged_at_.find(name_);
+  const bool current = it != judged_at_.end() && it->second == judge_.generation();
+  if (text != nullptr && !current) {
+    judge_.judge(info_, Dialect::kPostgresql, *text, /*complete=*/true, false, &verdict_);
+    for (const auto& s : verdict_.statements) decisions_.remember(s);
+    if (judged_at_.size() >= 4096) judged_at_.clear();
+    judged_at_[name_] = judge_.generation();
+    if (verdict_.decisive.block) {
+      if (total > limits_.max_judged_bytes) {
+        ++blocked_;
+        end_connection(verdict_.decisive, out, now_ns);
+        return false;
+      }
+      if (in.size() < total) return false;
+      return block(in, total, 'B', out, now_ns);
+    }
+  }
+  const auto header = in.data().first(pgsql::kTypedHeaderSize);
+  pass(header, /*to_server=*/true, out, now_ns);
+  in.consume(header.size());
+  stream_left_ = length - 4;
+  stream_drop_ = false;
+  return true;
+}
+
+bool PgRelay::block(ByteBuffer& in, size_t total, uint8_t type, RelayOutput& out,
+                    uint64_t now_ns) {
+  ++blocked_;
+  const auto message = in.data().first(total);
+  if (type != 'Q' && session_.sync_pending()) {
+    // Earlier messages of this Sync group are at the server: answering in place would let
+    // the client's Sync commit them. Ending the connection rolls them back.
+    pass(message, /*to_server=*/false, out, now_ns);
+    in.consume(total);
+    end_connection(verdict_.decisive, out, now_ns);
+    return false;
+  }
+  held_message_.assign(message.begin(), message.end());
+  in.consume(total);
+  held_is_query_ = type == 'Q';
+  holding_ = true;
+  release_held(out, now_ns);
+  return !holding_;
+}
+
+void PgRelay::end_connection(const Verdict& v, RelayOutput& out, uint64_t now_ns) {
+  scratch_.clear();
+  pgsql::AppendErrorResponse("FATAL", v.sqlstate, v.message, &scratch_);
+  answer(scratch_, out, now_ns);
+  closing_ = true;
+  out.close_after_flush();
+}
+
+void PgRelay::release_held(RelayOutput& out, uint64_t now_ns) {
+  // The answer must follow everything the server still owes the client for earlier
+  // messages, and start at a message boundary of the server's stream.
+  if (!session_.idle()) return;
+  holding_ = false;
+  if (held_is_query_ && verdict_.statements.size() > 1) {
+    // A multi-statement message is recorded as the statement that blocked it: none of its
+    // statements ran, and that one is why (the decoder would give the error to the first).
+    for (const JudgedStatement& s : verdict_.statements) {
+      if (!s.verdict.block) continue;
+      held_message_.clear();
+      pgsql::AppendQuery(s.text, &held_message_);
+      break;
+    }
+  }
+  pass(held_message_, /*to_server=*/false, out, now_ns);
+  held_message_.clear();
+  const Verdict& v = verdict_.decisive;
+  held_reply_.clear();
+  pgsql::AppendErrorResponse("ERROR", v.sqlstate, v.message, &held_reply_);
+  if (held_is_query_) {
+    pgsql::AppendReadyForQuery(session_.transaction_status(), &held_reply_);
+    answer(held_reply_, out, now_ns);
+    return;
+  }
+  // The server would skip to Sync after an error: so does the proxy. The decoder hears of
+  // the error once it has seen the group up to that Sync, as it would from a server that
+  // got the whole group: it then gives the error to the group's Execute, whatever message
+  // of the group was blocked.
+  skip_to_sync_ = true;
+  out.to_client(held_reply_);
+  session_error_ = held_reply_;
+}
+
+void PgRelay::pass(std::span<const uint8_t> bytes, bool to_server, RelayOutput& out,
+                   uint64_t now_ns) {
+  if (bytes.empty()) return;
+  if (to_server) out.to_server(bytes);
+  session_.on_data(Direction::kFrontend, bytes, now_ns);
+}
+
+void PgRelay::answer(const std::vector<uint8_t>& reply, RelayOutput& out, uint64_t now_ns) {
+  out.to_client(reply);
+  session_.on_data(Direction::kBackend, reply, now_ns);
+}
+
+void PgRelay::protocol_error(const char* what, RelayOutput& out, uint64_t now_ns) {
+  scratch_.clear();
+  pgsql::AppendErrorResponse("FATAL", "08P01", std::string("dbwarden: ") + what, &scratch_);
+  out.to_client(scratch_);
+  (void)now_ns;  // the session never sees garbage: no record comes of it
+  closing_ = true;
+  out.close_after_flush();
+}
+
+}  // namespace dbwarden::proxy

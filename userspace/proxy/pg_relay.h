@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// PostgreSQL v3 through the proxy. Client messages are read with the decoder's own header
+// readers (protocol/pgsql/messages.h); every byte the client sent and every byte it was
+// sent, the server's and the proxy's own, also goes through one pgsql::Session, the
+// observer's decoder, which writes the audit records and says when the server is idle.
+//
+// Per client message:
+// - Startup phase: SSLRequest and GSSENCRequest are answered 'N' by the proxy (it holds no
+//   certificate yet, so the client's TLS would be opaque); StartupMessage and
+//   CancelRequest go to the server unchanged (the cancel key is the server's own: the
+//   proxy keeps one upstream connection per client and rewrites no keys).
+// - Query 'Q' and Parse 'P' are read whole (up to max_judged_bytes) and judged before any
+//   byte of them is sent. Allowed: sent on. Blocked: held until the server has answered
+//   everything before it (Session::idle), then answered by the proxy: ErrorResponse with
+//   the rule's SQLSTATE and message, and ReadyForQuery with the server's transaction
+//   status (Query; a multi-statement Query is recorded as its blocking statement, since none
+//   of them ran), or for a Parse everything up to the next Sync is dropped (the server
+//   would skip it after an error) and that Sync is answered ReadyForQuery. Nothing of the
+//   blocked message reaches the server; the session goes on.
+// - Bind of a prepared statement judged under another policy (a reload since its Parse), or
+//   never judged: its text is judged again, and a block is answered as for its Parse.
+// - A Parse blocked after other extended-protocol messages of the same Sync group were
+//   already sent cannot be answered in place without the server committing those on the
+//   next Sync: the connection is ended with a FATAL error, so the server rolls them back.
+// - Everything else streams through unchanged, its body never buffered whole.
+// - Bytes that are not PostgreSQL: the client gets a protocol_violation error and only
+//   this connection is closed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "protocol/pgsql/session.h"
+#include "protocol/statement.h"
+#include "proxy/annotator.h"
+#include "proxy/decision_log.h"
+#include "proxy/judge.h"
+#include "proxy/relay.h"
+
+namespace dbwarden::proxy {
+
+struct RelayLimits {
+  // Query/Parse messages up to this size are read whole and judged; a larger one is judged
+  // as unparsed (the policy's on_unparsed decides).
+  size_t max_judged_bytes = (1u << 20) + 4096;
+};
+
+class PgRelay final : public Relay {
+ public:
+  // `info`, `judge`, `records` and `counters` must outlive the relay.
+  PgRelay(ConnectionInfo& info, Judge& judge, StatementSink& records,
+          const pgsql::Limits& decoder_limits, const RelayLimits& limits,
+          pgsql::Counters& counters);
+
+  void on_client(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) override;
+  void on_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns) override;
+  void on_upstream_failed(std::string_view why, ByteBuffer& in, RelayOutput& out,
+                          uint64_t now_ns) override;
+  void on_close(uint64_t now_ns) override;
+  bool wants_client_bytes() const override { return !holding_ && !closing_; }
+
+  uint64_t blocked_messages() const { return blocked_; }
+
+ private:
+  // One step over the front of `in`; false when it needs more bytes or holds.
+  bool step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns);
+  bool startup_packet(ByteBuffer& in, RelayOutput& out, uint64_t now_ns);
+  bool judged_message(ByteBuffer& in, uint8_t type, uint32_t length, RelayOutput& out,
+                      uint64_t now_ns);
+  bool bind_message(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
+  // The whole message at the front of `in` was blocked (verdict_): hold it for the answer.
+  bool block(ByteBuffer& in, size_t total, uint8_t type, RelayOutput& out, uint64_t now_ns);
+  void end_connection(const Verdict& v, RelayOutput& out, uint64_t now_ns);
+  void pass(std::span<const uint8_t> bytes, bool to_server, RelayOutput& out, uint64_t now_ns);
+  void answer(const std::vector<uint8_t>& reply, RelayOutput& out, uint64_t now_ns);
+  void release_held(RelayOutput& out, uint64_t now_ns);
+  void protocol_error(const char* what, RelayOutput& out, uint64_t now_ns);
+
+  ConnectionInfo& info_;
+  Judge& judge_;
+  DecisionLog decisions_;
+  RecordAnnotator annotator_;
+  pgsql::Session session_;
+  RelayLimits limits_;
+
+  bool startup_ = true;        // untyped startup-phase packets until StartupMessage
+  uint64_t stream_left_ = 0;   // body bytes of the current streamed message still to pass
+  bool stream_drop_ = false;   // ...dropped instead (skipping to Sync after a block)
+  bool skip_to_sync_ = false;  // a blocked Parse: drop client messages up to Sync
+  bool holding_ = false;       // a blocked message waits for the server to go idle
+  bool closing_ = false;
+  std::vector<uint8_t> held_message_;  // its bytes, fed to the session on release
+  std::vector<uint8_t> held_reply_;    // the proxy's answer
+  std::vector<uint8_t> session_error_;  // a blocked group's error, for the decoder at Sync
+  bool held_is_query_ = false;
+  MessageVerdict verdict_;
+  std::vector<uint8_t> scratch_;
+  uint64_t blocked_ = 0;
+  // The judge's generation each prepared statement was last judged under: a Bind of one
+  // judged under another (the policy was reloaded since) judges its text again.
+  std::unordered_map<std::string, uint64_t> judged_at_;
+  std::string name_;  // reused for lookups
+};
+
+}  // namespace dbwarden::proxy

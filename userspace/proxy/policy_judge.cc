@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "proxy/policy_judge.h"
+
+#include <string>
+
+#include "protocol/mysql/split.h"
+#include "protocol/pgsql/split.h"
+
+namespace dbwarden::proxy {
+
+PolicySource::PolicySource(std::shared_ptr<const policy::Policy> initial)
+    : current_(std::move(initial)) {}
+
+void PolicySource::set(std::shared_ptr<const policy::Policy> next) {
+  std::lock_guard<std::mutex> lock(mu_);
+  current_ = std::move(next);
+  generation_.fetch_add(1, std::memory_order_release);
+}
+
+std::shared_ptr<const policy::Policy> PolicySource::get() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return current_;
+}
+
+Verdict ToVerdict(const policy::Decision& d, Dialect dialect) {
+  Verdict v;
+  v.block = d.action == policy::Action::kBlock;
+  v.rule = d.rule;
+  v.action = std::string(policy::action_name(d.action));
+  if (!v.block) return v;
+  v.message = d.message.empty() ? "dbwarden: statement blocked by policy rule '" + d.rule + "'"
+                                : d.message;
+  v.sqlstate = d.sqlstate.empty() ? (dialect == Dialect::kMysql ? "42000" : "42501") : d.sqlstate;
+  v.mysql_errno = d.mysql_errno != 0 ? d.mysql_errno : 1142;  // ER_TABLEACCESS_DENIED_ERROR
+  return v;
+}
+
+void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_view sql,
+                        bool complete, bool backslash_escapes, MessageVerdict* out) {
+  if (generation_ != source_.generation()) {
+    generation_ = source_.generation();
+    policy_ = source_.get();
+  }
+  out->decisive = Verdict{};
+  out->decisive.action = "allow";
+  out->statements.clear();
+  const sql::Dialect sd = dialect == Dialect::kMysql ? sql::Dialect::kMysql : sql::Dialect::kPostgresql;
+  if (dialect == Dialect::kMysql) {
+    mysql::SplitStatements(sql, backslash_escapes, &pieces_);
+  } else {
+    pgsql::SplitStatements(sql, &pieces_);
+  }
+  for (const SqlPiece& piece : pieces_) {
+    const std::string_view text = sql.substr(piece.offset, piece.length);
+    policy::Decision d;
+    if (!complete && policy_->on_unparsed() == policy::OnUnparsed::kBlock) {
+      // Too large to read whole: what was not read cannot be judged.
+      d.action = policy::Action::kBlock;
+      d.rule = std::string(policy::kOnUnparsedRule);
+      d.message = "dbwarden: statement too large for policy inspection";
+    } else {
+      d = policy_->decide(who, analyzer_.analyze(sd, text), text);
+    }
+    Verdict v = ToVerdict(d, dialect);
+    if (v.block && !out->decisive.block) out->decisive = v;
+    out->statements.push_back({std::string(text), std::move(v)});
+  }
+}
+
+}  // namespace dbwarden::proxy

@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The Judge the agent runs: each statement of a message through the SQL analyser
+// (sql/analyzer.h, the one the audit pipeline uses) and the policy file
+// (policy/policy.h). A message is split with its protocol's own splitter, the same one the
+// decoders use, so the verdicts are keyed by exactly the texts the records will carry.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "policy/policy.h"
+#include "protocol/sql_text.h"
+#include "proxy/judge.h"
+#include "sql/analyzer.h"
+
+namespace dbwarden::proxy {
+
+// The policy in force, swapped whole on reload (SIGHUP) while the proxy thread reads it.
+class PolicySource {
+ public:
+  explicit PolicySource(std::shared_ptr<const policy::Policy> initial);
+  void set(std::shared_ptr<const policy::Policy> next);
+  std::shared_ptr<const policy::Policy> get() const;
+  // Changes with every set(): a reader re-fetches only then.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const policy::Policy> current_;
+  std::atomic<uint64_t> generation_{1};
+};
+
+class PolicyJudge final : public Judge {
+ public:
+  explicit PolicyJudge(const PolicySource& source) : source_(source) {}
+  void judge(const ConnectionInfo& who, Dialect dialect, std::string_view sql, bool complete,
+             bool backslash_escapes, MessageVerdict* out) override;
+  uint64_t generation() const override { return source_.generation(); }
+
+ private:
+  const PolicySource& source_;
+  std::shared_ptr<const policy::Policy> policy_;
+  uint64_t generation_ = 0;
+  sql::Analyzer analyzer_;
+  std::vector<SqlPiece> pieces_;
+};
+
+// A verdict from a policy decision, with the dialect's defaults for what the policy left
+// unsaid (message, SQLSTATE, MySQL errno).
+Verdict ToVerdict(const policy::Decision& d, Dialect dialect);
+
+}  // namespace dbwarden::proxy

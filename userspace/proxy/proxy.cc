@@ -1,0 +1,631 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "proxy/proxy.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <unordered_map>
+
+#include "identity/identity.h"
+#include "proxy/credentials.h"
+#include "proxy/mysql_relay.h"
+
+namespace dbwarden::proxy {
+
+namespace {
+
+constexpr size_t kReadChunk = 64 * 1024;
+// Proxy connection ids live above the capture's (socket-inode based) ones, so a record's
+// connection_id never names two connections.
+constexpr uint64_t kConnectionIdBase = 1ull << 62;
+
+uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+// Address text and port of an AF_INET/AF_INET6 socket address; IPv4-mapped IPv6 as IPv4.
+std::string address_text(const sockaddr_storage& sa, uint16_t* port) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (sa.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&sa);
+    inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf));
+    *port = ntohs(in->sin_port);
+  } else if (sa.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&sa);
+    *port = ntohs(in6->sin6_port);
+    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+      inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], buf, sizeof(buf));
+    } else {
+      inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof(buf));
+    }
+  }
+  return buf;
+}
+
+// A v4-mapped IPv6 address (an IPv4 client on the dual-stack listener) as plain IPv4, so
+// the upstream socket and steering's exemption are IPv4 as the server sees them.
+void unmap_v4(sockaddr_storage* sa, socklen_t* len) {
+  const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+  if (sa->ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) return;
+  sockaddr_in in{};
+  in.sin_family = AF_INET;
+  in.sin_port = in6->sin6_port;
+  std::memcpy(&in.sin_addr, &in6->sin6_addr.s6_addr[12], 4);
+  *sa = sockaddr_storage{};
+  std::memcpy(sa, &in, sizeof(in));
+  *len = sizeof(in);
+}
+
+bool is_loopback_or_local(const std::string& client, const std::string& server) {
+  return client == server || client.rfind("127.", 0) == 0 || client == "::1";
+}
+
+struct Tag {
+  enum class Kind : uint8_t { kStop, kTcpListener, kUnixListener, kClient, kUpstream };
+  Kind kind;
+  void* conn = nullptr;  // kClient, kUpstream
+  size_t route = 0;      // kTcpListener, kUnixListener: which one
+};
+
+}  // namespace
+
+struct Proxy::Loop {
+  struct Conn final : RelayOutput {
+    Loop* loop = nullptr;
+    int client = -1, upstream = -1;
+    Tag client_tag{Tag::Kind::kClient}, upstream_tag{Tag::Kind::kUpstream};
+    uint32_t client_mask = 0, upstream_mask = 0;
+    ByteBuffer in, out_server, out_client;
+    ConnectionInfo info;
+    std::unique_ptr<Relay> relay;
+    std::shared_ptr<void> guard;  // steering exemption while connecting
+    bool connecting = false, connected = false;
+    bool client_eof = false, upstream_eof = false, close_requested = false;
+    bool dead = false;  // destroyed; freed after the current batch of events
+
+    void to_server(std::span<const uint8_t> b) override { out_server.append(b); }
+    void to_client(std::span<const uint8_t> b) override { out_client.append(b); }
+    void close_after_flush() override { close_requested = true; }
+  };
+
+  Options opt;
+  std::unique_ptr<Judge> judge;
+  StatementSink* records = nullptr;
+  UpstreamGuardFactory guard_factory;
+  int epfd = -1, stopfd = -1;
+  std::vector<TcpListener> tcp;
+  std::vector<int> unix_fds;
+  Tag stop_tag{Tag::Kind::kStop};
+  std::vector<Tag> tcp_tags, unix_tags;
+  identity::Resolver resolver;
+  pgsql::Counters pgsql_counters;
+  mysql::Counters mysql_counters;
+  std::unordered_map<Conn*, std::unique_ptr<Conn>> conns;
+  // Connections ended during a batch of events: a later event of the same batch may still
+  // name them (its other socket), so they are freed once the batch is done.
+  std::vector<std::unique_ptr<Conn>> ended;
+  uint64_t next_id = 0;
+
+  std::atomic<uint64_t> accepted{0}, active{0}, refused_over_limit{0}, refused_not_steered{0},
+      upstream_failures{0}, identity_failures{0}, blocked{0}, bytes_to_server{0},
+      bytes_to_client{0};
+
+  ~Loop() {
+    const uint64_t now = monotonic_ns();
+    for (auto& [p, c] : conns) {
+      c->relay->on_close(now);
+      if (c->client >= 0) close(c->client);
+      if (c->upstream >= 0) close(c->upstream);
+    }
+    conns.clear();
+    for (int fd : unix_fds) close(fd);
+    for (const auto& r : opt.unix_routes) unlink(r.listen_path.c_str());
+    for (const TcpListener& l : tcp) close(l.fd);
+    if (stopfd >= 0) close(stopfd);
+    if (epfd >= 0) close(epfd);
+  }
+
+  Status listen_all();
+  Status listen_tcp(const std::string& address);
+  void run();
+  void accept_tcp(size_t listener);
+  void accept_unix(size_t route);
+  Conn* new_conn(int client_fd, Protocol protocol);
+  void start_tcp_upstream(Conn& c, const sockaddr_storage& dst, socklen_t len);
+  void start_unix_upstream(Conn& c, const UnixRoute& route, const ClientCredentials& cred);
+  void upstream_failed(Conn& c, const std::string& why);
+  void on_event(Tag& tag, uint32_t events);
+  void read_client(Conn& c);
+  void read_upstream(Conn& c);
+  void finish_connect(Conn& c);
+  bool flush(int fd, ByteBuffer& buf, std::atomic<uint64_t>& counter);
+  void drive(Conn& c);  // after any event: pass bytes on, update interest, maybe close
+  void set_interest(int fd, Tag& tag, uint32_t& current, uint32_t wanted);
+  void destroy(Conn& c);
+};
+
+Status Proxy::Loop::listen_tcp(const std::string& address) {
+  sockaddr_storage sa{};
+  socklen_t len = 0;
+  if (inet_pton(AF_INET, address.c_str(), &reinterpret_cast<sockaddr_in*>(&sa)->sin_addr) == 1) {
+    sa.ss_family = AF_INET;
+    len = sizeof(sockaddr_in);
+  } else if (inet_pton(AF_INET6, address.c_str(),
+                       &reinterpret_cast<sockaddr_in6*>(&sa)->sin6_addr) == 1) {
+    sa.ss_family = AF_INET6;
+    len = sizeof(sockaddr_in6);
+  } else {
+    return Status::Error("proxy: listen address '" + address + "' is not an IPv4 or IPv6 address");
+  }
+  TcpListener l;
+  l.family = sa.ss_family;
+  l.fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (l.fd < 0) return Status::Error(errno_text("proxy: socket"));
+  tcp.push_back(l);  // closed by ~Loop from here on
+  const int one = 1;
+  setsockopt(l.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(l.fd, reinterpret_cast<sockaddr*>(&sa), len) != 0 || listen(l.fd, SOMAXCONN) != 0) {
+    return Status::Error(errno_text(("proxy: listen on " + address).c_str()));
+  }
+  sockaddr_storage bound{};
+  socklen_t blen = sizeof(bound);
+  getsockname(l.fd, reinterpret_cast<sockaddr*>(&bound), &blen);
+  address_text(bound, &tcp.back().port);
+  return Status::Ok();
+}
+
+Status Proxy::Loop::listen_all() {
+  epfd = epoll_create1(EPOLL_CLOEXEC);
+  stopfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (epfd < 0 || stopfd < 0) return Status::Error(errno_text("proxy: epoll/eventfd"));
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = &stop_tag;
+  epoll_ctl(epfd, EPOLL_CTL_ADD, stopfd, &ev);
+
+  for (const std::string& address : opt.tcp_listen_addresses) {
+    if (Status s = listen_tcp(address); !s.ok()) return s;
+  }
+  tcp_tags.resize(tcp.size());
+  for (size_t i = 0; i < tcp.size(); ++i) {
+    tcp_tags[i] = Tag{Tag::Kind::kTcpListener, nullptr, i};
+    ev.data.ptr = &tcp_tags[i];
+    epoll_ctl(epfd, EPOLL_CTL_ADD, tcp[i].fd, &ev);
+  }
+
+  unix_tags.resize(opt.unix_routes.size());
+  for (size_t i = 0; i < opt.unix_routes.size(); ++i) {
+    const UnixRoute& r = opt.unix_routes[i];
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    if (r.listen_path.size() >= sizeof(un.sun_path)) {
+      return Status::Error("proxy: socket path too long: " + r.listen_path);
+    }
+    std::memcpy(un.sun_path, r.listen_path.c_str(), r.listen_path.size() + 1);
+    unlink(r.listen_path.c_str());  // a socket left by an earlier proxy
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&un), sizeof(un)) != 0) {
+      if (fd >= 0) close(fd);
+      return Status::Error(errno_text(("proxy: bind " + r.listen_path).c_str()));
+    }
+    // Any local user may connect, as to the server's own socket; the server decides.
+    chmod(r.listen_path.c_str(), 0777);
+    if (listen(fd, SOMAXCONN) != 0) {
+      close(fd);
+      return Status::Error(errno_text(("proxy: listen " + r.listen_path).c_str()));
+    }
+    unix_fds.push_back(fd);
+    unix_tags[i] = Tag{Tag::Kind::kUnixListener, nullptr, i};
+    ev.data.ptr = &unix_tags[i];
+    epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+  }
+  return Status::Ok();
+}
+
+void Proxy::Loop::run() {
+  epoll_event events[64];
+  for (;;) {
+    const int n = epoll_wait(epfd, events, 64, 1000);
+    if (n < 0 && errno != EINTR) return;
+    for (int i = 0; i < n; ++i) {
+      auto* tag = static_cast<Tag*>(events[i].data.ptr);
+      if (tag->kind == Tag::Kind::kStop) return;
+      on_event(*tag, events[i].events);
+    }
+    ended.clear();
+  }
+}
+
+void Proxy::Loop::on_event(Tag& tag, uint32_t events) {
+  switch (tag.kind) {
+    case Tag::Kind::kTcpListener:
+      accept_tcp(tag.route);
+      return;
+    case Tag::Kind::kUnixListener:
+      accept_unix(tag.route);
+      return;
+    case Tag::Kind::kStop:
+      return;
+    case Tag::Kind::kClient:
+    case Tag::Kind::kUpstream:
+      break;
+  }
+  Conn& c = *static_cast<Conn*>(tag.conn);
+  if (c.dead) return;
+  if (tag.kind == Tag::Kind::kClient) {
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_client(c);
+    if (events & EPOLLOUT) flush(c.client, c.out_client, bytes_to_client);
+  } else if (c.connecting) {
+    if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) finish_connect(c);
+  } else {
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_upstream(c);
+    if (events & EPOLLOUT) flush(c.upstream, c.out_server, bytes_to_server);
+  }
+  drive(c);
+}
+
+Proxy::Loop::Conn* Proxy::Loop::new_conn(int client_fd, Protocol protocol) {
+  auto owned = std::make_unique<Conn>();
+  Conn* c = owned.get();
+  c->loop = this;
+  c->client = client_fd;
+  c->client_tag.conn = c;
+  c->upstream_tag.conn = c;
+  c->info.connection_id = kConnectionIdBase + ++next_id;
+  c->info.db_system = protocol == Protocol::kMysql ? "mysql" : "postgresql";
+  if (protocol == Protocol::kMysql) {
+    c->relay = std::make_unique<MysqlRelay>(c->info, *judge, *records, opt.mysql, opt.relay,
+                                            mysql_counters);
+  } else {
+    c->relay = std::make_unique<PgRelay>(c->info, *judge, *records, opt.pgsql, opt.relay,
+                                         pgsql_counters);
+  }
+  conns.emplace(c, std::move(owned));
+  accepted.fetch_add(1, std::memory_order_relaxed);
+  active.fetch_add(1, std::memory_order_relaxed);
+  return c;
+}
+
+void Proxy::Loop::accept_tcp(size_t listener) {
+  for (;;) {
+    sockaddr_storage peer{};
+    socklen_t plen = sizeof(peer);
+    const int fd = accept4(tcp[listener].fd, reinterpret_cast<sockaddr*>(&peer), &plen,
+                           SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;
+    if (conns.size() >= opt.max_connections) {
+      refused_over_limit.fetch_add(1, std::memory_order_relaxed);
+      close(fd);
+      continue;
+    }
+    // The destination the client asked for: sk_lookup steering keeps it as the accepted
+    // socket's local address.
+    sockaddr_storage dst{};
+    socklen_t dlen = sizeof(dst);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&dst), &dlen);
+    unmap_v4(&dst, &dlen);
+    uint16_t dst_port = 0, peer_port = 0;
+    const std::string dst_addr = address_text(dst, &dst_port);
+    const std::string peer_addr = address_text(peer, &peer_port);
+    // A client that reached the listener itself rather than a steered destination.
+    const bool direct = dst_port == tcp[listener].port;
+    if (direct) {
+      if (opt.direct_upstream_port == 0) {
+        refused_not_steered.fetch_add(1, std::memory_order_relaxed);
+        close(fd);
+        continue;
+      }
+      sockaddr_storage up{};
+      socklen_t ulen = 0;
+      if (inet_pton(AF_INET, opt.direct_upstream_address.c_str(),
+                    &reinterpret_cast<sockaddr_in*>(&up)->sin_addr) == 1) {
+        reinterpret_cast<sockaddr_in*>(&up)->sin_family = AF_INET;
+        reinterpret_cast<sockaddr_in*>(&up)->sin_port = htons(opt.direct_upstream_port);
+        ulen = sizeof(sockaddr_in);
+      } else if (inet_pton(AF_INET6, opt.direct_upstream_address.c_str(),
+                           &reinterpret_cast<sockaddr_in6*>(&up)->sin6_addr) == 1) {
+        reinterpret_cast<sockaddr_in6*>(&up)->sin6_family = AF_INET6;
+        reinterpret_cast<sockaddr_in6*>(&up)->sin6_port = htons(opt.direct_upstream_port);
+        ulen = sizeof(sockaddr_in6);
+      }
+      dst = up;
+      dlen = ulen;
+      dst_port = opt.direct_upstream_port;
+    }
+    const bool mysql = std::find(opt.mysql_ports.begin(), opt.mysql_ports.end(), dst_port) !=
+                       opt.mysql_ports.end();
+    Conn* c = new_conn(fd, mysql ? Protocol::kMysql : Protocol::kPostgresql);
+    c->info.client_address = peer_addr;
+    c->info.client_port = peer_port;
+    c->info.server_port = dst_port;
+    if (is_loopback_or_local(peer_addr, dst_addr)) {
+      if (auto p = resolver.tcp_peer(peer_addr, peer_port, dst_addr, dst_port)) {
+        c->info.peer = PeerIdentity{p->pid,          p->uid,          p->user_name,
+                                    p->login_uid,    p->login_user,   p->comm,
+                                    p->executable,   p->systemd_unit, p->container_id};
+      }
+    }
+    set_interest(fd, c->client_tag, c->client_mask, EPOLLIN);
+    start_tcp_upstream(*c, dst, dlen);
+    drive(*c);
+  }
+}
+
+void Proxy::Loop::accept_unix(size_t route_index) {
+  const UnixRoute& route = opt.unix_routes[route_index];
+  for (;;) {
+    const int fd = accept4(unix_fds[route_index], nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;
+    if (conns.size() >= opt.max_connections) {
+      refused_over_limit.fetch_add(1, std::memory_order_relaxed);
+      close(fd);
+      continue;
+    }
+    pid_t pid = 0;
+    ClientCredentials cred;
+    const Status s = PeerCredentials(fd, &pid, &cred);
+    Conn* c = new_conn(fd, route.protocol);
+    c->info.unix_socket = true;
+    c->info.server_port = route.server_port;
+    if (s.ok()) {
+      const identity::PeerProcess p = resolver.describe(static_cast<uint32_t>(pid));
+      c->info.peer = PeerIdentity{p.pid,        p.uid,          p.user_name,
+                                  p.login_uid,  p.login_user,   p.comm,
+                                  p.executable, p.systemd_unit, p.container_id};
+      // SO_PEERCRED is the truth at connect; /proc may describe a process that has changed
+      // its uid since (or is gone).
+      c->info.peer.pid = static_cast<uint32_t>(pid);
+      c->info.peer.uid = cred.uid;
+    }
+    set_interest(fd, c->client_tag, c->client_mask, EPOLLIN);
+    if (!s.ok()) {
+      identity_failures.fetch_add(1, std::memory_order_relaxed);
+      upstream_failed(*c, "cannot read the client's credentials (" + s.message() + ")");
+    } else {
+      start_unix_upstream(*c, route, cred);
+    }
+    drive(*c);
+  }
+}
+
+void Proxy::Loop::start_tcp_upstream(Conn& c, const sockaddr_storage& dst, socklen_t len) {
+  const int fd = socket(dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return upstream_failed(c, errno_text("socket"));
+  c.upstream = fd;
+  if (guard_factory) {
+    auto guard = guard_factory(fd, reinterpret_cast<const sockaddr*>(&dst), len);
+    if (!guard.ok()) return upstream_failed(c, "steering exemption: " + guard.status().message());
+    c.guard = std::move(guard.value());
+  } else {
+    // Bound to the destination's own (local) address, as steering's exemption does, so the
+    // server sees the same source either way.
+    sockaddr_storage src = dst;
+    if (src.ss_family == AF_INET) {
+      reinterpret_cast<sockaddr_in*>(&src)->sin_port = 0;
+    } else {
+      reinterpret_cast<sockaddr_in6*>(&src)->sin6_port = 0;
+    }
+    if (bind(fd, reinterpret_cast<sockaddr*>(&src), len) != 0) {
+      return upstream_failed(c, errno_text("bind"));
+    }
+  }
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&dst), len) != 0 && errno != EINPROGRESS) {
+    return upstream_failed(c, errno_text("connect"));
+  }
+  c.connecting = true;
+  set_interest(fd, c.upstream_tag, c.upstream_mask, EPOLLOUT);
+}
+
+void Proxy::Loop::start_unix_upstream(Conn& c, const UnixRoute& route,
+                                      const ClientCredentials& cred) {
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return upstream_failed(c, errno_text("socket"));
+  c.upstream = fd;
+  if (guard_factory) {
+    auto guard = guard_factory(fd, nullptr, 0);
+    if (!guard.ok()) return upstream_failed(c, "steering exemption: " + guard.status().message());
+    c.guard = std::move(guard.value());
+  }
+  sockaddr_un un{};
+  un.sun_family = AF_UNIX;
+  std::memcpy(un.sun_path, route.server_path.c_str(),
+              std::min(route.server_path.size() + 1, sizeof(un.sun_path) - 1));
+  int rc = 0, err = 0;
+  if (opt.preserve_unix_identity) {
+    auto as_client = ThreadCredentials::Assume(cred);
+    if (!as_client.ok()) {
+      identity_failures.fetch_add(1, std::memory_order_relaxed);
+      return upstream_failed(c, "cannot connect as the client: " + as_client.status().message());
+    }
+    rc = connect(fd, reinterpret_cast<sockaddr*>(&un), sizeof(un));
+    err = errno;
+  } else {
+    rc = connect(fd, reinterpret_cast<sockaddr*>(&un), sizeof(un));
+    err = errno;
+  }
+  if (rc != 0 && err != EINPROGRESS) {
+    errno = err;
+    return upstream_failed(c, errno_text(("connect " + route.server_path).c_str()));
+  }
+  c.connecting = rc != 0;
+  c.connected = rc == 0;
+  if (c.connected) c.guard.reset();
+  set_interest(fd, c.upstream_tag, c.upstream_mask, c.connecting ? EPOLLOUT : EPOLLIN);
+}
+
+void Proxy::Loop::finish_connect(Conn& c) {
+  int err = 0;
+  socklen_t len = sizeof(err);
+  getsockopt(c.upstream, SOL_SOCKET, SO_ERROR, &err, &len);
+  c.connecting = false;
+  c.guard.reset();
+  if (err != 0) {
+    errno = err;
+    return upstream_failed(c, errno_text("connect"));
+  }
+  c.connected = true;
+}
+
+void Proxy::Loop::upstream_failed(Conn& c, const std::string& why) {
+  upstream_failures.fetch_add(1, std::memory_order_relaxed);
+  c.guard.reset();
+  c.connecting = false;
+  c.connected = false;
+  if (c.upstream >= 0) {
+    epoll_ctl(epfd, EPOLL_CTL_DEL, c.upstream, nullptr);
+    close(c.upstream);
+    c.upstream = -1;
+    c.upstream_mask = 0;
+  }
+  c.relay->on_upstream_failed(why, c.in, c, monotonic_ns());
+  c.close_requested = true;
+}
+
+void Proxy::Loop::read_client(Conn& c) {
+  uint8_t* p = c.in.reserve_back(kReadChunk);
+  const ssize_t n = read(c.client, p, kReadChunk);
+  c.in.commit_back(kReadChunk, n > 0 ? static_cast<size_t>(n) : 0);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) c.client_eof = true;
+}
+
+void Proxy::Loop::read_upstream(Conn& c) {
+  uint8_t buf[kReadChunk];
+  const ssize_t n = read(c.upstream, buf, sizeof(buf));
+  if (n > 0) {
+    c.relay->on_server({buf, static_cast<size_t>(n)}, c, monotonic_ns());
+  } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+    c.upstream_eof = true;
+  }
+}
+
+bool Proxy::Loop::flush(int fd, ByteBuffer& buf, std::atomic<uint64_t>& counter) {
+  while (!buf.empty()) {
+    const auto d = buf.data();
+    const ssize_t n = send(fd, d.data(), d.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      buf.consume(static_cast<size_t>(n));
+      counter.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+    return false;  // the peer is gone
+  }
+  buf.shrink_if_idle();
+  return true;
+}
+
+void Proxy::Loop::drive(Conn& c) {
+  const uint64_t now = monotonic_ns();
+  if (c.connected && !c.close_requested) c.relay->on_client(c.in, c, now);
+  bool broken = false;
+  if (c.connected && !c.out_server.empty()) {
+    broken |= !flush(c.upstream, c.out_server, bytes_to_server);
+  }
+  if (!c.out_client.empty()) broken |= !flush(c.client, c.out_client, bytes_to_client);
+
+  // Done: a side is gone and what the other is owed has been written (or cannot be).
+  const bool client_done = c.client_eof;  // nothing more to say to a client that left
+  const bool upstream_done = (c.upstream_eof || c.close_requested) && c.out_client.empty();
+  if (broken || client_done || upstream_done) return destroy(c);
+
+  const size_t high = opt.high_watermark;
+  uint32_t want_client = 0, want_upstream = 0;
+  if (c.relay->wants_client_bytes() && !c.close_requested && c.in.size() < high + opt.relay.max_judged_bytes &&
+      c.out_server.size() < high) {
+    want_client |= EPOLLIN;
+  }
+  if (!c.out_client.empty()) want_client |= EPOLLOUT;
+  if (c.connecting) want_upstream |= EPOLLOUT;
+  if (c.connected) {
+    if (c.out_client.size() < high && !c.upstream_eof) want_upstream |= EPOLLIN;
+    if (!c.out_server.empty()) want_upstream |= EPOLLOUT;
+  }
+  set_interest(c.client, c.client_tag, c.client_mask, want_client);
+  if (c.upstream >= 0) set_interest(c.upstream, c.upstream_tag, c.upstream_mask, want_upstream);
+}
+
+void Proxy::Loop::set_interest(int fd, Tag& tag, uint32_t& current, uint32_t wanted) {
+  if (fd < 0 || current == wanted) return;
+  epoll_event ev{};
+  ev.events = wanted;
+  ev.data.ptr = &tag;
+  // Registered once with an empty mask too, so that MOD always applies.
+  if (current == 0 && epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) != 0) {
+    epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+  } else {
+    epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev);
+  }
+  current = wanted;
+}
+
+void Proxy::Loop::destroy(Conn& c) {
+  c.dead = true;
+  c.relay->on_close(monotonic_ns());
+  if (c.client >= 0) {
+    epoll_ctl(epfd, EPOLL_CTL_DEL, c.client, nullptr);
+    close(c.client);
+  }
+  if (c.upstream >= 0) {
+    epoll_ctl(epfd, EPOLL_CTL_DEL, c.upstream, nullptr);
+    close(c.upstream);
+  }
+  active.fetch_sub(1, std::memory_order_relaxed);
+  auto it = conns.find(&c);
+  ended.push_back(std::move(it->second));
+  conns.erase(it);
+}
+
+Result<std::unique_ptr<Proxy>> Proxy::Start(const Options& options, std::unique_ptr<Judge> judge,
+                                            StatementSink& records, UpstreamGuardFactory guard) {
+  std::unique_ptr<Proxy> p(new Proxy());
+  p->loop_ = std::make_unique<Loop>();
+  Loop& l = *p->loop_;
+  l.opt = options;
+  l.judge = std::move(judge);
+  l.records = &records;
+  l.guard_factory = std::move(guard);
+  if (Status s = l.listen_all(); !s.ok()) return s;
+  p->tcp_ = l.tcp;
+  p->thread_ = std::thread([&l] { l.run(); });
+  return p;
+}
+
+Proxy::~Proxy() {
+  if (thread_.joinable()) {
+    const uint64_t one = 1;
+    (void)!write(loop_->stopfd, &one, sizeof(one));
+    thread_.join();
+  }
+}
+
+Stats Proxy::stats() const {
+  const Loop& l = *loop_;
+  Stats s;
+  s.accepted = l.accepted.load(std::memory_order_relaxed);
+  s.active = l.active.load(std::memory_order_relaxed);
+  s.refused_over_limit = l.refused_over_limit.load(std::memory_order_relaxed);
+  s.refused_not_steered = l.refused_not_steered.load(std::memory_order_relaxed);
+  s.upstream_failures = l.upstream_failures.load(std::memory_order_relaxed);
+  s.identity_failures = l.identity_failures.load(std::memory_order_relaxed);
+  s.blocked_messages = l.blocked.load(std::memory_order_relaxed);
+  s.bytes_to_server = l.bytes_to_server.load(std::memory_order_relaxed);
+  s.bytes_to_client = l.bytes_to_client.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace dbwarden::proxy

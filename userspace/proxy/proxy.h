@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The enforcement proxy: accepts the client connections that steering (userspace/steering)
+// sends it, connects to the real server on the client's behalf, and passes each message
+// through its protocol's relay (pg_relay.h, mysql_relay.h), which asks the Judge before any
+// SQL reaches the server and writes one audit record per statement with the decision.
+//
+// One thread, one epoll loop; per connection two sockets and three bounded buffers. Reading
+// stops on a side whose output is above `high_watermark` and resumes when it drains, so a
+// client reading a 1 GB result slowly holds the server, not the proxy's memory (a
+// connection holds at most about 2 x high_watermark + max_judged_bytes).
+//
+// Upstream connections: to the original destination (getsockname on the steered socket),
+// from a source port bound before connect() so steering can exempt exactly that socket,
+// and for unix-socket clients as the client (credentials.h), so the server's peer and
+// unix_socket authentication see the client, never the proxy.
+//
+// Records are handed to `records` on the proxy's thread: it must be thread-safe.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "protocol/mysql/messages.h"
+#include "protocol/pgsql/messages.h"
+#include "protocol/statement.h"
+#include "proxy/judge.h"
+#include "proxy/pg_relay.h"
+
+namespace dbwarden::proxy {
+
+enum class Protocol : uint8_t { kPostgresql, kMysql };
+
+struct UnixRoute {
+  std::string listen_path;  // the proxy's socket, where steering sends the route's clients
+  std::string server_path;  // the server's own socket
+  uint16_t server_port = 0;  // the port the server's socket stands for (.s.PGSQL.5432: 5432)
+  Protocol protocol = Protocol::kPostgresql;
+};
+
+struct TcpListener {
+  int fd = -1;
+  int family = 0;  // AF_INET or AF_INET6
+  uint16_t port = 0;
+};
+
+struct Options {
+  // TCP listeners, each on a free port, taking every steered (address, port) of its family:
+  // a socket bound to a specific IPv6 address is IPv6-only, and steering can only hand a
+  // connection to a socket of its own family, so there is one per family.
+  std::vector<std::string> tcp_listen_addresses{"127.0.0.1"};
+  // Destination ports that speak MySQL; every other port is PostgreSQL.
+  std::vector<uint16_t> mysql_ports;
+  // A client that connected to the TCP listener itself (not steered) goes here; port 0:
+  // such a client is refused.
+  std::string direct_upstream_address;
+  uint16_t direct_upstream_port = 0;
+  std::vector<UnixRoute> unix_routes;
+  // Connect upstream over unix sockets with the client's uid, gid and groups.
+  bool preserve_unix_identity = true;
+  size_t high_watermark = 256 << 10;
+  size_t max_connections = 16384;
+  RelayLimits relay;
+  pgsql::Limits pgsql;
+  mysql::Limits mysql;
+};
+
+struct Stats {
+  uint64_t accepted = 0;
+  uint64_t active = 0;
+  uint64_t refused_over_limit = 0;   // beyond max_connections
+  uint64_t refused_not_steered = 0;  // reached the listener directly, no direct upstream
+  uint64_t upstream_failures = 0;
+  uint64_t identity_failures = 0;  // could not take the client's credentials: refused
+  uint64_t blocked_messages = 0;
+  uint64_t bytes_to_server = 0;
+  uint64_t bytes_to_client = 0;
+};
+
+// Called with each new upstream socket before connect(): `tcp_destination` is where a TCP
+// socket will connect (null for a unix socket). It exempts the socket from steering (and,
+// for TCP, binds it); what it returns is kept until the connection is established. Without
+// one (tests without steering) the proxy binds TCP sockets itself. A failure refuses the
+// client: an upstream connect that steering would send back to the proxy must not happen.
+using UpstreamGuardFactory =
+    std::function<Result<std::shared_ptr<void>>(int fd, const sockaddr* tcp_destination,
+                                                socklen_t length)>;
+
+class Proxy {
+ public:
+  // Binds the listeners and starts the thread. `judge` is used on the proxy's thread only.
+  static Result<std::unique_ptr<Proxy>> Start(const Options& options, std::unique_ptr<Judge> judge,
+                                              StatementSink& records,
+                                              UpstreamGuardFactory guard = nullptr);
+  ~Proxy();  // stops the thread; open connections are closed and their records written
+  Proxy(const Proxy&) = delete;
+  Proxy& operator=(const Proxy&) = delete;
+
+  const std::vector<TcpListener>& tcp_listeners() const { return tcp_; }
+  Stats stats() const;
+
+ private:
+  struct Loop;
+  Proxy() = default;
+  std::vector<TcpListener> tcp_;
+  std::unique_ptr<Loop> loop_;
+  std::thread thread_;
+};
+
+}  // namespace dbwarden::proxy

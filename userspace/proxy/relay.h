@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// One protocol's logic for one proxied connection (pg_relay.h, mysql_relay.h): which client
+// bytes go to the server, which are answered by the proxy itself, and the audit records.
+// The connection (connection.h) owns the sockets and buffers and calls these.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "proxy/byte_buffer.h"
+
+namespace dbwarden::proxy {
+
+class RelayOutput {
+ public:
+  virtual ~RelayOutput() = default;
+  virtual void to_server(std::span<const uint8_t> bytes) = 0;
+  virtual void to_client(std::span<const uint8_t> bytes) = 0;
+  // End the connection once what is queued for the client has been written.
+  virtual void close_after_flush() = 0;
+};
+
+class Relay {
+ public:
+  virtual ~Relay() = default;
+  // Takes what it can from `in` (client bytes not yet passed on). Stops when a message is
+  // incomplete or while it holds one (a block waiting for the server to go idle).
+  virtual void on_client(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) = 0;
+  // Server bytes, in order; the relay passes them on to the client.
+  virtual void on_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns) = 0;
+  // The server could not be reached: tell the client, in its protocol, and close.
+  virtual void on_upstream_failed(std::string_view why, ByteBuffer& in, RelayOutput& out,
+                                  uint64_t now_ns) = 0;
+  // The connection ends: statements in flight get their records (outcome unknown).
+  virtual void on_close(uint64_t now_ns) = 0;
+  // Whether more client bytes are useful now (false while holding a message).
+  virtual bool wants_client_bytes() const = 0;
+};
+
+}  // namespace dbwarden::proxy
