@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -62,6 +63,9 @@ class Observer : public capture::EventHandler {
   void close_all(uint64_t ts_ns);
 
   size_t active_connections(Protocol protocol) const;
+  // By db.system.name ("postgresql", "mysql", "mariadb"): the label of
+  // dbwarden_connections_active.
+  size_t active_connections(std::string_view db_system) const;
   const stream::Counters& stream_counters() const { return stream_counters_; }
   const pgsql::Counters& pgsql_counters() const { return pgsql_counters_; }
   const mysql::Counters& mysql_counters() const { return mysql_counters_; }

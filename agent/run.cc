@@ -86,9 +86,9 @@ void publish(metrics::Exporter& m, const capture::BpfCapture& cap, const Observe
   dc.parameters_cut = p.parameters_cut;
   dc.parameters_dropped = p.parameters_dropped;
   m.publish(cc, dc);
-  m.set_active_connections("postgresql",
-                           static_cast<int64_t>(obs.active_connections(Protocol::kPostgresql)));
-  m.set_active_connections("mysql", static_cast<int64_t>(obs.active_connections(Protocol::kMysql)));
+  for (const char* system : {"postgresql", "mysql", "mariadb"}) {
+    m.set_active_connections(system, static_cast<int64_t>(obs.active_connections(system)));
+  }
   m.publish_audit(audit.records_written(), audit.bytes_written(), audit.write_errors(),
                   audit.records_dropped());
   m.set_audit_queue_bytes(audit.buffered_bytes());

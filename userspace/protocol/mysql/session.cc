@@ -2,6 +2,7 @@
 #include "protocol/mysql/session.h"
 
 #include <algorithm>
+#include <charconv>
 #include <utility>
 
 namespace dbwarden::mysql {
@@ -26,7 +27,23 @@ std::string QuoteIdentifier(std::string_view name) {
   return out;
 }
 
+// OpenTelemetry's MySQL and MariaDB conventions: db.response.status_code is
+// the error number as a string; the SQLSTATE goes to dbwarden.sqlstate.
+void set_error(Statement& s, const ErrPacket& err) {
+  char number[8];
+  const auto end = std::to_chars(number, number + sizeof(number), err.code).ptr;
+  s.status_code.assign(number, end);
+  s.sqlstate.assign(err.sqlstate);
+  s.error_message.assign(err.message);
+}
+
 }  // namespace
+
+// "5.5.5-10.11.6-MariaDB-0+deb12u1": MariaDB names itself in the version
+// (the "5.5.5-" prefix is for old replication clients); MySQL never does.
+bool IsMariaDbVersion(std::string_view version) {
+  return version.find("MariaDB") != std::string_view::npos;
+}
 
 Session::Session(ConnectionInfo& info, StatementSink& sink, const Limits& limits,
                  Counters& counters)
@@ -547,6 +564,7 @@ void Session::on_greeting(const Frame& f) {
     return;
   }
   server_caps_ = g.capabilities;
+  info_.db_system = IsMariaDbVersion(g.version) ? "mariadb" : "mysql";
   phase_ = Phase::kAuth;
 }
 
@@ -727,8 +745,7 @@ void Session::on_err(Cmd& c, const Frame& f) {
       Statement s = base_statement(c);
       s.end_ns = f.end_ns;
       s.command_tag = tag;
-      s.status_code.assign(err.sqlstate);
-      s.error_message.assign(err.message);
+      set_error(s, err);
       emit(s, &c);
       break;
     }
@@ -904,8 +921,7 @@ void Session::complete_piece(Cmd& c, const Frame& f, std::string_view tag,
   s.command_tag.assign(tag);
   s.returned_rows = rows;
   if (err) {
-    s.status_code.assign(err->sqlstate);
-    s.error_message.assign(err->message);
+    set_error(s, *err);
     c.next = c.pieces.size();  // the rest never ran
     emit(s);
   } else {
