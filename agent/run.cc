@@ -229,7 +229,9 @@ int run(const Config& config) {
     DBW_LOG(kError, "%s", audit.status().message().c_str());
     return kExitError;
   }
-  auto exporter = metrics::Exporter::Start(config.metrics_address, kVersion);
+  // Served only once every probe and watch is live (below): until then a
+  // readiness check gets no answer.
+  auto exporter = metrics::Exporter::Start("", kVersion);
   if (!exporter.ok()) {
     DBW_LOG(kError, "%s", exporter.status().message().c_str());
     return kExitError;
@@ -321,6 +323,15 @@ int run(const Config& config) {
   if (!config.mysql_ports.empty()) {
     watching += (watching.empty() ? "" : " and ") + std::string("MySQL on port(s) ") +
                 join_ports(config.mysql_ports);
+  }
+  // Ready means capturing: the programs are attached, the ports, paths and
+  // servers watched, the libssl probes placed. Only now /metrics answers, the
+  // "observing" line is written and systemd hears READY=1.
+  if (!config.metrics_address.empty()) {
+    if (Status s = exporter.value()->serve(config.metrics_address); !s.ok()) {
+      DBW_LOG(kError, "%s", s.message().c_str());
+      return kExitError;
+    }
   }
   DBW_LOG(kInfo,
           "observing %s: %zu server process(es) found now, new ones picked up as they start; "

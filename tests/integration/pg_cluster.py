@@ -323,13 +323,16 @@ class Agent:
                 self._ready.set()
         self._ready.set()  # EOF: wake the waiter, it checks whether the process died
 
-    def start(self):
+    def start(self, wait_ready=True):
+        """Starts the agent; unless wait_ready is False, waits for its "observing" line."""
         cmd = self.command()
         log("starting agent: " + " ".join(cmd))
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True, errors="replace")
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
+        if not wait_ready:
+            return
         if not self._ready.wait(self.ready_timeout):
             self._terminate()
             raise AgentError(f"agent did not print {AGENT_READY_LINE!r} within "
