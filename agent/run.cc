@@ -311,6 +311,7 @@ int run(const Config& config) {
             config.bpf_pin_dir.c_str());
   }
   ServerWatcher watcher(*capture.value(), config.postgres_ports, config.mysql_ports);
+  observer.set_server_listener([&watcher](const dbw_server_event& e) { watcher.on_kernel_found(e); });
   if (Status s = watcher.start(); !s.ok()) {
     DBW_LOG(kError, "%s", s.message().c_str());
     return kExitError;
@@ -359,6 +360,12 @@ int run(const Config& config) {
       break;
     }
     uint64_t now = monotonic_ns();
+    if (watcher.refresh_pending()) {
+      // The kernel found a server and captures it already; catch up now.
+      if (Status s = watcher.refresh(); !s.ok()) {
+        DBW_LOG(kWarning, "refreshing the server list: %s", s.message().c_str());
+      }
+    }
     audit.value()->flush_if_due(now);
     // The loop turns at least every 100 ms; a stuck loop stops the pets and
     // systemd restarts the agent.
