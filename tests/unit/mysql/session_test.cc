@@ -352,3 +352,29 @@ TEST_CASE("mysql session: a connection joined mid-stream keeps the system it was
   CHECK(run.sink.got[0].status_code == "00000");
   CHECK(run.sink.got[0].sqlstate.empty());
 }
+
+TEST_CASE(
+    "mysql session: a false command header at a mid-stream join does not swallow the "
+    "connection",
+    "[mysql]") {
+  // Capture joined in the middle of a client packet whose bytes happen to read as a command
+  // header: sequence 0, COM_QUERY, length 0x0f0000 (983 KB, a connection's worth of
+  // statements). Before: the framer read on through that length, the server side waited for
+  // a command that never came, and nothing of the connection was ever recorded. The server's
+  // answer proves the guess wrong (it answers only whole commands): the next command counts.
+  Run run;
+  const std::string tail_of_packet = std::string("\x00\x00\x0f\x00\x03junk", 9);
+  Feed(run, {{kC, tail_of_packet, 10},
+             {kS, Ok(1), 11},  // the answer to the packet we joined inside
+             {kC, Query("SELECT 7"), 20},
+             {kS, ResultSet(1, {"7"}, false), 21},
+             {kC, Query("SELECT 8"), 30},
+             {kS, ResultSet(1, {"8"}, false), 31}});
+  REQUIRE(run.sink.got.size() == 2);
+  CHECK(run.sink.got[0].text == "SELECT 7");
+  CHECK(run.sink.got[0].capture_gap);  // bytes were skipped just before it
+  CHECK(run.sink.got[1].text == "SELECT 8");
+  CHECK_FALSE(run.sink.got[1].capture_gap);
+  CHECK(run.sink.got[1].returned_rows == 1);
+  CHECK(run.info.user.empty());  // never seen: left empty, not guessed
+}

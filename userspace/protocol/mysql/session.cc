@@ -63,6 +63,13 @@ void Session::on_data(Direction dir, std::span<const uint8_t> bytes, uint64_t ts
     on_data_after_ssl_request(dir, bytes, ts_ns);
     return;
   }
+  if (dir == Direction::kServer && client_.inside_unconfirmed()) {
+    // The server answers only whole commands: the client message we took to
+    // start here is not one. Look for the next command instead of reading on
+    // through a false length (up to 16 MiB: a connection's worth of statements).
+    ++counters_.invalid_packets;
+    client_.lose();
+  }
   (dir == Direction::kClient ? client_ : server_).feed(bytes, ts_ns);
 }
 
@@ -666,6 +673,13 @@ void Session::on_first(Cmd& c, const Frame& f) {
     server_lost_ = true;
     server_.lose();
     return;
+  }
+  if (!metadata_byte_ && !handshake_seen_ && r.remaining() == 1) {
+    // Joined mid-stream, capabilities unknown: a column count followed by
+    // one more byte is the "metadata follows" flag of MARIADB_CLIENT_CACHE_METADATA
+    // (or CLIENT_OPTIONAL_RESULTSET_METADATA): without it the count is the
+    // whole packet. With the flag 0 no column definitions follow.
+    metadata_byte_ = true;
   }
   if (metadata_byte_) r.u8(&metadata);
   rows_ = 0;

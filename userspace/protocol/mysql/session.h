@@ -79,7 +79,10 @@
 //   rather than a handshake response counts `midstream_joins`; server bytes
 //   before it are skipped. Capabilities are then unknown: multi-statements
 //   are assumed on, and CLIENT_DEPRECATE_EOF is learned from the first result
-//   set (a row where the EOF after the column definitions would be).
+//   set (a row where the EOF after the column definitions would be), and the
+//   metadata flag of MariaDB's cached result set metadata from the first
+//   column count packet that carries one (the binary protocol then omits
+//   column definitions the client already has).
 #pragma once
 
 #include <cstdint>
