@@ -30,7 +30,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define SOCK_STREAM 1
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
-#define SHUT_RDWR 2
 #define EINPROGRESS 115
 
 /* Iovecs per readv/writev/sendmsg/recvmsg, and messages per sendmmsg/recvmmsg,
@@ -52,7 +51,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define NR_recvfrom 45
 #define NR_sendmsg 46
 #define NR_recvmsg 47
-#define NR_shutdown 48
 #define NR_listen 50
 #define NR_accept4 288
 #define NR_recvmmsg 299
@@ -63,7 +61,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 	((1ULL << NR_read) | (1ULL << NR_write) | (1ULL << NR_readv) | (1ULL << NR_writev) | \
 	 (1ULL << NR_connect) | (1ULL << NR_accept) | (1ULL << NR_sendto) |                 \
 	 (1ULL << NR_recvfrom) | (1ULL << NR_sendmsg) | (1ULL << NR_recvmsg) |              \
-	 (1ULL << NR_shutdown) | (1ULL << NR_listen))
+	 (1ULL << NR_listen))
 #else
 #error "dbwarden's syscall capture supports x86_64 only for now"
 #endif
@@ -872,7 +870,10 @@ __noinline int dbw_emit_iov(__u64 conn_id, __u64 iov_ptr, __u64 cnt_dir, __u64 t
 /* TLS plaintext from libssl uprobes; needs emit_data() above. */
 #include "tls.bpf.h"
 
-/* A connection ends: close(2) of its last reference, or shutdown(SHUT_RDWR). */
+/* A connection ends at close(2) of its last reference (or with its process).
+ * Not at shutdown(2): a server shuts its client sockets down to wake the
+ * threads serving them (MariaDB at its own shutdown) and those threads still
+ * read the statement in flight, which belongs to the same connection. */
 static __always_inline void end_connection(__u64 ino, struct dbw_conn_state *st)
 {
 	emit_conn_event(DBW_EV_CONN_CLOSE, ino, NULL, st);
@@ -1131,13 +1132,6 @@ int BPF_PROG(dbw_sys_exit, struct pt_regs *regs, long ret)
 	ino = socket_ino(file);
 	if (!ino)
 		return 0;
-	if (nr == NR_shutdown) {
-		/* SHUT_RD/SHUT_WR leave one direction open: only both end it. */
-		st = regs->si == SHUT_RDWR ? bpf_map_lookup_elem(&conns, &ino) : NULL;
-		if (st)
-			end_connection(ino, st);
-		return 0;
-	}
 	if (ret == 0)
 		return 0;
 	st = bpf_map_lookup_elem(&conns, &ino);

@@ -150,11 +150,20 @@ class PgCluster(PrivateServer):
                 f.write(f"{conn_type} all {role}{where} {method}\n")
             f.write("local all all trust\n")
             f.write("host all all 127.0.0.1/32 trust\n")
+        self._launch()
+
+    def _launch(self):
         self._as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.data_dir, "-w", "-t", "60",
                            "-l", os.path.join(self.base, "pg_ctl.log"), "start"])
         with open(os.path.join(self.data_dir, "postmaster.pid")) as f:
             self.postmaster_pid = int(f.readline())
         log(f"postgres {self.postmaster_pid} on 127.0.0.1:{self.port} and {self.socket_dir}")
+
+    def restart(self):
+        """Stops the server (fast: sessions are ended) and starts it again on the same data
+        directory, port, socket and log."""
+        self._shutdown()
+        self._launch()
 
     def _shutdown(self):
         if self.postmaster_pid is not None:

@@ -531,7 +531,8 @@ TEST_CASE_METHOD(WatchedTcp, "more iovecs than the bound: the rest is a gap of e
 }
 
 TEST_CASE_METHOD(WatchedTcp,
-                 "accept is the earliest sighting; shutdown(SHUT_RDWR) ends the connection",
+                 "accept is the earliest sighting; the last close ends the connection, "
+                 "not shutdown(2)",
                  "[kernel]") {
   drain(*cap);  // accept(2), no I/O yet
   REQUIRE(rec.r.opens.size() == 1);
@@ -544,15 +545,19 @@ TEST_CASE_METHOD(WatchedTcp,
   REQUIRE(shutdown(p.server, SHUT_WR) == 0);  // one direction only: still open
   drain(*cap);
   CHECK(rec.r.closes.empty());
+  // MariaDB shuts its client sockets down at its own shutdown to wake their threads, which
+  // then still read the statement in flight: the same connection, not a new one.
   REQUIRE(shutdown(p.server, SHUT_RDWR) == 0);
+  REQUIRE(read(p.server, buf, sizeof(buf)) == 0);
+  drain(*cap);
+  CHECK(rec.r.closes.empty());
+  close(p.server);
+  p.server = -1;
   drain(*cap);
   REQUIRE(rec.r.closes.size() == 1);
   CHECK(rec.r.closes[0].hdr.conn_id == rec.r.opens[0].hdr.conn_id);
   CHECK(rec.r.closes[0].ingress_bytes == 3);
-  close(p.server);  // no second close record
-  p.server = -1;
-  drain(*cap);
-  CHECK(rec.r.closes.size() == 1);
+  CHECK(rec.r.opens.size() == 1);  // never taken for a new connection
 }
 
 // This process is both ends: connect(2) to a local watched port (in the fixture) must not
