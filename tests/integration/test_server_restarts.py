@@ -6,7 +6,9 @@ is audited.
 Issue 15, acceptance: a private MariaDB and a private PostgreSQL, the real agent started
 before them both, and for each server a pool of clients (two over the unix socket, two over
 TCP: pymysql, psycopg2) that run uniquely tagged statements back to back and reconnect the
-moment a connection fails. Each server is restarted three times under that load. Counted
+moment a connection fails; PostgreSQL also behind a pgbouncer in transaction mode (two
+clients of the bouncer, whose server connections die and come back with each restart). Each
+server is restarted three times under that load. Counted
 against the server's own statement log (MariaDB's general log, PostgreSQL's log_statement):
 audited / logged >= 0.999, at most (clients x restarts) logged statements missing (those in
 flight at the instant of a restart), none audited twice, none audited that the server did not
@@ -21,6 +23,7 @@ import collections
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -29,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
 from mariadb_server import APP_PASSWORD, APP_USER, TEST_DB, MariaDB  # noqa: E402
 from pg_cluster import PgCluster, in_workdir, log, read_audit, skip_or_fail, stop_agent  # noqa: E402
+from private_server import poll_until  # noqa: E402
 
 import psycopg2  # noqa: E402  (Debian python3-psycopg2, under /usr/bin/python3)
 import pymysql  # noqa: E402  (Debian python3-pymysql)
@@ -40,10 +44,10 @@ PACE_SECONDS = 0.001
 TAG_RE = re.compile(r"SELECT 'rs-([a-z]+-[a-z]+-\d+-\d+)'")
 
 
-def pool(connect, kind, stop):
-    """Starts 2 unix + 2 TCP client threads; returns them."""
+def pool(connect, kind, stop, transports=(False, False, True, True)):
+    """Starts a client thread per transport (True: TCP); returns them."""
     threads = []
-    for n, tcp in enumerate((False, False, True, True)):
+    for n, tcp in enumerate(transports):
         name = f"{kind}-{'tcp' if tcp else 'unix'}-{n}"
         t = threading.Thread(target=client, args=(name, lambda tcp=tcp: connect(tcp), stop))
         t.start()
@@ -96,9 +100,67 @@ def connect_my(server, tcp):
     return pymysql.connect(**kw)
 
 
-def under_restarts(server, connect, kind):
+def connect_bouncer(port):
+    conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres",
+                            connect_timeout=5)
+    conn.autocommit = True
+    return conn
+
+
+class PgBouncer:
+    """A pgbouncer in transaction mode in front of `cluster` (over its unix socket), run as
+    the postgres user (it refuses root); stopped by the pid it started."""
+
+    def __init__(self, cluster, workdir):
+        self.port = pg_cluster.free_port()
+        ini = os.path.join(workdir, "pgbouncer.ini")
+        users = os.path.join(workdir, "pgbouncer-users.txt")
+        with open(users, "w") as f:
+            f.write('"postgres" ""\n')
+        with open(ini, "w") as f:
+            f.write(f"""[databases]
+postgres = host={cluster.socket_dir} port={cluster.port} dbname=postgres user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {users}
+pool_mode = transaction
+default_pool_size = 2
+max_client_conn = 20
+server_login_retry = 0
+""")
+        self.proc = subprocess.Popen(["pgbouncer", "-u", pg_cluster.PG_OS_USER, ini],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if poll_until(self._answers, 30) is None:
+            self.stop()
+            raise RuntimeError("pgbouncer did not answer within 30 s")
+        log(f"pgbouncer {self.proc.pid} on 127.0.0.1:{self.port}, transaction pooling")
+
+    def _answers(self):
+        try:
+            connect_bouncer(self.port).close()
+            return True
+        except psycopg2.Error:
+            return None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def under_restarts(server, pools):
+    """Runs every (connect, kind, transports) pool while `server` restarts RESTARTS times."""
     stop = threading.Event()
-    threads = pool(connect, kind, stop)
+    threads = [t for connect, kind, transports in pools
+               for t in pool(connect, kind, stop, transports)]
+    kind = "+".join(p[1] for p in pools)
     try:
         for i in range(RESTARTS):
             time.sleep(SECONDS_BETWEEN)
@@ -131,12 +193,21 @@ def run(agent_exe, workdir):
                                  extra_args=["--mysql-port", str(my.port)])
         agent.start()
         try:
-            under_restarts(my, lambda tcp: connect_my(my, tcp), "my")
-            under_restarts(cluster, lambda tcp: connect_pg(cluster, tcp), "pg")
+            both = (False, False, True, True)
+            under_restarts(my, [(lambda tcp: connect_my(my, tcp), "my", both)])
+            bouncer = PgBouncer(cluster, workdir)
+            try:
+                under_restarts(cluster, [(lambda tcp: connect_pg(cluster, tcp), "pg", both),
+                                         (lambda _: connect_bouncer(bouncer.port), "pgb",
+                                          (True, True))])
+            finally:
+                bouncer.stop()
             logged["my"] = [m.group(1) for e in my.sync_log() if e.command == "Query"
                             for m in [TAG_RE.fullmatch(e.argument)] if m]
-            logged["pg"] = [m.group(1) for e in cluster.sync_log() if e.statement
-                            for m in [TAG_RE.fullmatch(e.statement)] if m]
+            pg_logged = [m.group(1) for e in cluster.sync_log() if e.statement
+                         for m in [TAG_RE.fullmatch(e.statement)] if m]
+            for kind in ("pg", "pgb"):
+                logged[kind] = [t for t in pg_logged if t.split("-")[0] == kind]
             agent.wait_audit_settled(expected=None, timeout=60, quiet=3.0)
             drops = agent.metric_sum("dbwarden_capture_dropped_total")
             log(f"capture drops counted by the agent: {drops}")
@@ -164,8 +235,8 @@ def compare(records, logged):
             kind = m.group(1).split("-")[0]
             audited[kind][m.group(1)] += 1
             users[kind][r.get("db.user")] += 1
-    want_user = {"my": APP_USER, "pg": "postgres"}
-    for kind in ("my", "pg"):
+    want_user = {"my": APP_USER, "pg": "postgres", "pgb": "postgres"}
+    for kind in ("my", "pg", "pgb"):
         logged_set = set(logged[kind])
         got = audited[kind]
         missing = logged_set - set(got)
