@@ -2,6 +2,7 @@
 #include "agent/observer.h"
 
 #include <arpa/inet.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -36,6 +37,20 @@ std::string read_cmdline(uint32_t pid) {
     if (c == '\0') c = ' ';
   }
   return s;
+}
+
+// A MySQL-protocol server process that is MariaDB by its executable's name
+// (mariadbd, or mysqld linked to it names itself mariadbd in /proc). Used
+// only until the connection's greeting says (a connection found already open
+// never shows one).
+bool is_mariadb_process(uint32_t pid) {
+  char target[256];
+  const std::string link = "/proc/" + std::to_string(pid) + "/exe";
+  const ssize_t n = readlink(link.c_str(), target, sizeof(target) - 1);
+  if (n <= 0) return false;
+  const std::string_view exe(target, static_cast<size_t>(n));
+  const std::string_view base = exe.substr(exe.rfind('/') + 1);
+  return base.find("mariadb") != std::string_view::npos;
 }
 
 }  // namespace
@@ -176,6 +191,12 @@ size_t Observer::active_connections(Protocol protocol) const {
   return n;
 }
 
+size_t Observer::active_connections(std::string_view db_system) const {
+  size_t n = 0;
+  for (const auto& [id, conn] : conns_) n += conn->info.db_system == db_system;
+  return n;
+}
+
 Observer::Connection& Observer::get_or_create(uint64_t conn_id, uint32_t pid,
                                               uint16_t server_port) {
   auto it = conns_.find(conn_id);
@@ -203,6 +224,12 @@ void Observer::on_conn_open(const dbw_conn_event& e) {
   c.client_side = e.side == DBW_SIDE_CLIENT;
   // Client side: the server process is on another host; process.pid stays unset.
   if (c.client_side) c.info.server_pid = 0;
+  // Server side, live capture only (a replayed recording's pids are not this
+  // host's): MariaDB by the server's executable, until a greeting says.
+  if (c.protocol == Protocol::kMysql && !c.client_side && capture_ != nullptr &&
+      is_mariadb_process(e.hdr.pid)) {
+    c.info.db_system = "mariadb";
+  }
   c.info.server_port = e.server_port;
   c.info.unix_socket = e.family == DBW_FAMILY_UNIX;
   if (!c.info.unix_socket) {

@@ -7,7 +7,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -57,6 +59,13 @@ class Observer : public capture::EventHandler {
   void on_conn_close(const dbw_conn_event& event) override;
   void on_data(const dbw_data_event& event) override;
   void on_proc_exit(const dbw_proc_event& event) override;
+  void on_server(const dbw_server_event& event) override {
+    if (server_listener_) server_listener_(event);
+  }
+  // Told of each server the kernel found on its own (the agent's ServerWatcher).
+  void set_server_listener(std::function<void(const dbw_server_event&)> listener) {
+    server_listener_ = std::move(listener);
+  }
 
   // Config reload: connections opened from now on use these; open ones keep
   // the decoder (and protocol) they started with.
@@ -67,6 +76,9 @@ class Observer : public capture::EventHandler {
   void close_all(uint64_t ts_ns);
 
   size_t active_connections(Protocol protocol) const;
+  // By db.system.name ("postgresql", "mysql", "mariadb"): the label of
+  // dbwarden_connections_active.
+  size_t active_connections(std::string_view db_system) const;
   const stream::Counters& stream_counters() const { return stream_counters_; }
   const pgsql::Counters& pgsql_counters() const { return pgsql_counters_; }
   const mysql::Counters& mysql_counters() const { return mysql_counters_; }
@@ -89,6 +101,7 @@ class Observer : public capture::EventHandler {
   pgsql::Counters pgsql_counters_;
   mysql::Counters mysql_counters_;
   ObserverCounters counters_;
+  std::function<void(const dbw_server_event&)> server_listener_;
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns_;
 };
 

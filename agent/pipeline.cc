@@ -29,7 +29,7 @@ void copy_decoded(const Statement& from, Statement& to) {
   // A new Statement field must be copied here (or be an analysis field);
   // this size makes the one who adds it look.
   static_assert(sizeof(Statement) ==
-                    10 * sizeof(std::string) + 4 * sizeof(uint64_t) +
+                    11 * sizeof(std::string) + 4 * sizeof(uint64_t) +
                         sizeof(std::optional<uint64_t>) + 2 * sizeof(std::vector<std::string>) +
                         4 * 8 /* four flags, each padded */ + sizeof(void*) /* connection */,
                 "copy the new Statement field in copy_decoded()");
@@ -39,6 +39,7 @@ void copy_decoded(const Statement& from, Statement& to) {
   assign(to.text, from.text);
   to.text_truncated = from.text_truncated;
   assign(to.status_code, from.status_code);
+  assign(to.sqlstate, from.sqlstate);
   assign(to.error_message, from.error_message);
   to.returned_rows = from.returned_rows;
   assign(to.command_tag, from.command_tag);

@@ -88,9 +88,9 @@ void publish(metrics::Exporter& m, const capture::BpfCapture& cap, const Observe
   dc.parameters_cut = p.parameters_cut;
   dc.parameters_dropped = p.parameters_dropped;
   m.publish(cc, dc);
-  m.set_active_connections("postgresql",
-                           static_cast<int64_t>(obs.active_connections(Protocol::kPostgresql)));
-  m.set_active_connections("mysql", static_cast<int64_t>(obs.active_connections(Protocol::kMysql)));
+  for (const char* system : {"postgresql", "mysql", "mariadb"}) {
+    m.set_active_connections(system, static_cast<int64_t>(obs.active_connections(system)));
+  }
   m.publish_audit(audit.records_written(), audit.bytes_written(), audit.write_errors(),
                   audit.records_dropped());
   m.set_audit_queue_bytes(audit.buffered_bytes());
@@ -251,7 +251,9 @@ int run(const Config& config) {
     DBW_LOG(kError, "%s", audit.status().message().c_str());
     return kExitError;
   }
-  auto exporter = metrics::Exporter::Start(config.metrics_address, kVersion);
+  // Served only once every probe and watch is live (below): until then a
+  // readiness check gets no answer.
+  auto exporter = metrics::Exporter::Start("", kVersion);
   if (!exporter.ok()) {
     DBW_LOG(kError, "%s", exporter.status().message().c_str());
     return kExitError;
@@ -331,6 +333,7 @@ int run(const Config& config) {
             config.bpf_pin_dir.c_str());
   }
   ServerWatcher watcher(*capture.value(), config.postgres_ports, config.mysql_ports);
+  observer.set_server_listener([&watcher](const dbw_server_event& e) { watcher.on_kernel_found(e); });
   if (Status s = watcher.start(); !s.ok()) {
     DBW_LOG(kError, "%s", s.message().c_str());
     return kExitError;
@@ -356,6 +359,15 @@ int run(const Config& config) {
   if (!config.mysql_ports.empty()) {
     watching += (watching.empty() ? "" : " and ") + std::string("MySQL on port(s) ") +
                 join_ports(config.mysql_ports);
+  }
+  // Ready means capturing: the programs are attached, the ports, paths and
+  // servers watched, the libssl probes placed. Only now /metrics answers, the
+  // "observing" line is written and systemd hears READY=1.
+  if (!config.metrics_address.empty()) {
+    if (Status s = exporter.value()->serve(config.metrics_address); !s.ok()) {
+      DBW_LOG(kError, "%s", s.message().c_str());
+      return kExitError;
+    }
   }
   DBW_LOG(kInfo,
           "observing %s: %zu server process(es) found now, new ones picked up as they start; "
@@ -393,6 +405,12 @@ int run(const Config& config) {
       break;
     }
     uint64_t now = monotonic_ns();
+    if (watcher.refresh_pending()) {
+      // The kernel found a server and captures it already; catch up now.
+      if (Status s = watcher.refresh(); !s.ok()) {
+        DBW_LOG(kWarning, "refreshing the server list: %s", s.message().c_str());
+      }
+    }
     audit.value()->flush_if_due(now);
     // The loop turns at least every 100 ms; a stuck loop stops the pets and
     // systemd restarts the agent.

@@ -2,6 +2,7 @@
 #include "agent/server_watcher.h"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 
 #include "agent/log.h"
@@ -85,7 +86,23 @@ Status ServerWatcher::set_ports(const std::vector<uint16_t>& postgres_ports,
   return refresh();
 }
 
+void ServerWatcher::on_kernel_found(const dbw_server_event& e) {
+  refresh_pending_ = true;
+  if (e.how == DBW_SERVER_ACCEPT) {
+    DBW_LOG(kInfo, "database server process %u found by the kernel (accepted on port %u)",
+            e.hdr.pid, e.port);
+    return;
+  }
+  const std::string path(e.path, strnlen(e.path, sizeof(e.path)));
+  if (std::find(unix_paths_.begin(), unix_paths_.end(), path) != unix_paths_.end()) return;
+  DBW_LOG(kInfo, "watching unix socket %s (port %u), found by the kernel at its listen by %u",
+          path.c_str(), e.port, e.hdr.pid);
+  unix_paths_.push_back(path);
+  unix_path_ports_[path] = e.port;
+}
+
 Status ServerWatcher::refresh() {
+  refresh_pending_ = false;
   capture::Listeners now = capture::find_listeners(ports_);
   if (!first_ && now == last_) {
     // Same listeners. A server that restarted on the same port gets new

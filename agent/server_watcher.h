@@ -27,6 +27,12 @@ class ServerWatcher {
   // then the first refresh.
   Status start();
   Status refresh();  // cheap when nothing changed: run it every second
+  // The kernel found a server on its own (bpf/dbwarden.bpf.c on_untracked_accept,
+  // on_listen): it captures already; the watcher records a new unix path and
+  // asks for a refresh (children forked before, MySQL's other sockets).
+  void on_kernel_found(const dbw_server_event& event);
+  // A refresh is due now rather than at the next one-second tick.
+  bool refresh_pending() const { return refresh_pending_; }
   // New port lists (config reload): ports no longer listed stop being
   // watched, with their unix sockets; new ones start. Tracked connections stay.
   Status set_ports(const std::vector<uint16_t>& postgres_ports,
@@ -44,6 +50,7 @@ class ServerWatcher {
   std::vector<uint16_t> mysql_ports_;
   capture::Listeners last_;
   bool first_ = true;
+  bool refresh_pending_ = false;
   std::vector<uint32_t> servers_;
   std::vector<std::string> unix_paths_;
   std::map<std::string, uint16_t> unix_path_ports_;  // path -> the port it stands for

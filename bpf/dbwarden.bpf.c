@@ -30,7 +30,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define SOCK_STREAM 1
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
-#define SHUT_RDWR 2
 #define EINPROGRESS 115
 
 /* Iovecs per readv/writev/sendmsg/recvmsg, and messages per sendmmsg/recvmmsg,
@@ -52,7 +51,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define NR_recvfrom 45
 #define NR_sendmsg 46
 #define NR_recvmsg 47
-#define NR_shutdown 48
+#define NR_listen 50
 #define NR_accept4 288
 #define NR_recvmmsg 299
 #define NR_sendmmsg 307
@@ -62,7 +61,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 	((1ULL << NR_read) | (1ULL << NR_write) | (1ULL << NR_readv) | (1ULL << NR_writev) | \
 	 (1ULL << NR_connect) | (1ULL << NR_accept) | (1ULL << NR_sendto) |                 \
 	 (1ULL << NR_recvfrom) | (1ULL << NR_sendmsg) | (1ULL << NR_recvmsg) |              \
-	 (1ULL << NR_shutdown))
+	 (1ULL << NR_listen))
 #else
 #error "dbwarden's syscall capture supports x86_64 only for now"
 #endif
@@ -175,6 +174,29 @@ struct {
 	__type(value, __u8);
 } ignored SEC(".maps");
 
+/* Processes that listen on a watched TCP port -> that port. A unix socket
+ * such a process listens on later is the same server's (MySQL's socket path
+ * is a setting; both servers listen on TCP first, then on unix sockets):
+ * its path is watched from its listen(2) on. Not tracked yet: a process that
+ * listens for another (systemd socket activation) never accepts; tracking
+ * starts at accept. LRU: an entry only matters until the server listens. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u16);
+} listeners SEC(".maps");
+
+/* The agent's own tgid and network namespace (struct dbw_agent). Its own
+ * sockets are never a database server's, even when they carry a watched port
+ * (a proxy the database port is steered to). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dbw_agent);
+} agent SEC(".maps");
+
 /* Scratch space for building records larger than the BPF stack. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -254,22 +276,30 @@ static __always_inline __u64 socket_ino(struct file *file)
 	return inode->i_ino;
 }
 
+/* The header of a record made by the current task (its fields after the
+ * header were zeroed by the caller). */
+static __always_inline void set_header(struct dbw_event_header *h, __u32 kind, __u64 conn_id)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	h->kind = kind;
+	h->pid = pid_tgid >> 32;
+	h->tid = (__u32)pid_tgid;
+	h->ts_ns = bpf_ktime_get_ns();
+	h->conn_id = conn_id;
+}
+
 static __always_inline void emit_conn_event(__u32 kind, __u64 ino, struct sock *sk,
 					    const struct dbw_conn_state *st)
 {
 	struct dbw_conn_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
 	if (!e) {
 		count_drop(DBW_DROP_RINGBUF_FULL);
 		return;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
-	e->hdr.kind = kind;
-	e->hdr.pid = pid_tgid >> 32;
-	e->hdr.tid = (__u32)pid_tgid;
-	e->hdr.ts_ns = bpf_ktime_get_ns();
-	e->hdr.conn_id = st->conn_id;
+	set_header(&e->hdr, kind, st->conn_id);
 	e->sock_ino = ino;
 	e->family = st->family;
 	e->side = st->side;
@@ -411,6 +441,207 @@ static __always_inline struct dbw_conn_state *classify(struct file *file, __u64 
 ignore:
 	bpf_map_update_elem(&ignored, &ino, &one, BPF_ANY);
 	return NULL;
+}
+
+/* Tells userspace that the kernel found a server (enum dbw_server_how). It
+ * wakes the reader: the agent refreshes its view of the servers at once. */
+static __always_inline void emit_server_event(__u8 how, __u8 family, __u16 port,
+					      const struct dbw_unix_path *path)
+{
+	struct dbw_server_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count_drop(DBW_DROP_RINGBUF_FULL);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	set_header(&e->hdr, DBW_EV_SERVER, 0);
+	e->how = how;
+	e->family = family;
+	e->port = port;
+	if (path)
+		__builtin_memcpy(e->path, path->path, sizeof(e->path));
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+}
+
+/* ".../.s.PGSQL.5432" -> 5432 when that port is watched; 0 otherwise. The
+ * name PostgreSQL gives its socket in every unix_socket_directories entry. */
+static __always_inline __u16 pgsql_path_port(const struct dbw_unix_path *k)
+{
+	const char prefix[] = ".s.PGSQL.";
+	const __u32 plen = sizeof(prefix) - 1;
+	__u32 len, digits, port = 0, start, i;
+	__u8 *watched;
+
+	for (len = 0; len < DBW_UNIX_PATH_MAX; len++) {
+		if (!k->path[len])
+			break;
+	}
+	/* The name ends the path: count its digits from the end (1 to 5). */
+	for (digits = 0; digits < 6; digits++) {
+		__u32 at = len - 1 - digits;
+
+		if (digits >= len || at >= DBW_UNIX_PATH_MAX)
+			break;
+		if (k->path[at] < '0' || k->path[at] > '9')
+			break;
+	}
+	if (digits == 0 || digits > 5 || len < plen + digits)
+		return 0;
+	start = len - digits - plen;
+	if (start > 0 && (start - 1 >= DBW_UNIX_PATH_MAX || k->path[start - 1] != '/'))
+		return 0;
+	for (i = 0; i < plen; i++) {
+		if (start + i >= DBW_UNIX_PATH_MAX || k->path[start + i] != prefix[i])
+			return 0;
+	}
+	for (i = 0; i < digits; i++) {
+		__u32 at = start + plen + i;
+
+		if (at >= DBW_UNIX_PATH_MAX)
+			return 0;
+		port = port * 10 + (k->path[at] - '0');
+	}
+	if (port == 0 || port > 65535)
+		return 0;
+	watched = bpf_map_lookup_elem(&ports, &port);
+	return watched && *watched ? port : 0;
+}
+
+static __always_inline int may_discover(__u32 tgid, struct sock *sk)
+{
+	__u32 zero = 0;
+	struct dbw_agent *self = bpf_map_lookup_elem(&agent, &zero);
+
+	if (!self || self->tgid == tgid)
+		return 0;
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) == self->netns_ino;
+}
+
+/*
+ * listen(2) by any process (rare: no cost that matters). A watched TCP port:
+ * remember the process (see `listeners`). A unix socket of such a process, or
+ * one named .s.PGSQL.<watched port>: watch its path, so that connections
+ * accepted on it are captured from their first byte even before userspace
+ * has scanned /proc. A global function: verified once, on its own (its path
+ * loop would otherwise be verified inside every path of the exit program).
+ */
+__noinline int dbw_on_listen(__u64 fd, __u64 ret)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct dbw_unix_path key = {};
+	struct unix_address *addr;
+	struct socket *sock;
+	struct file *file;
+	struct sock *sk;
+	__u16 family, port;
+	__u16 *known;
+
+	if (ret != 0)
+		return 0;
+	file = fd_to_file((int)fd);
+	if (!file || !socket_ino(file))
+		return 0;
+	sock = BPF_CORE_READ(file, private_data);
+	if (!sock || BPF_CORE_READ(sock, type) != SOCK_STREAM)
+		return 0;
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk || !may_discover(tgid, sk))
+		return 0;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family == AF_INET || family == AF_INET6) {
+		__u32 p = BPF_CORE_READ(sk, __sk_common.skc_num);
+		__u8 *watched = bpf_map_lookup_elem(&ports, &p);
+
+		if (watched && *watched) {
+			port = p;
+			bpf_map_update_elem(&listeners, &tgid, &port, BPF_ANY);
+		}
+		return 0;
+	}
+	if (family != AF_UNIX)
+		return 0;
+	addr = BPF_CORE_READ((struct unix_sock *)sk, addr);
+	if (!addr)
+		return 0;
+	bpf_probe_read_kernel_str(key.path, sizeof(key.path), &addr->name[0].sun_path);
+	if (!key.path[0])
+		return 0; /* abstract or unnamed */
+	if (bpf_map_lookup_elem(&unix_paths, &key))
+		return 0; /* watched already (a restart on the same path) */
+	known = bpf_map_lookup_elem(&listeners, &tgid);
+	port = known ? *known : pgsql_path_port(&key);
+	if (!port)
+		return 0;
+	if (bpf_map_update_elem(&unix_paths, &key, &port, BPF_NOEXIST))
+		return 0; /* full (userspace logs what it watches), or raced */
+	emit_server_event(DBW_SERVER_UNIX_PATH, DBW_FAMILY_UNIX, port, &key);
+	return 0;
+}
+
+/* The watched port of a server-side socket accepted on a watched TCP port or
+ * unix path, or 0. Nothing is remembered for other sockets: this runs for
+ * every accept of every untracked process. */
+static __always_inline __u16 watched_server_socket(__u32 tgid, struct file *file,
+						   __u8 *family_out)
+{
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	struct sock *sk;
+	__u16 family, port = 0;
+
+	if (!sock || BPF_CORE_READ(sock, type) != SOCK_STREAM)
+		return 0;
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return 0;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family == AF_INET || family == AF_INET6) {
+		__u32 p = BPF_CORE_READ(sk, __sk_common.skc_num);
+		__u8 *watched = bpf_map_lookup_elem(&ports, &p);
+
+		*family_out = family == AF_INET ? DBW_FAMILY_INET : DBW_FAMILY_INET6;
+		if (watched && *watched)
+			port = p;
+	} else if (family == AF_UNIX) {
+		__u16 *p = watched_unix_path((struct unix_sock *)sk);
+
+		*family_out = DBW_FAMILY_UNIX;
+		if (p)
+			port = *p;
+	}
+	return port && may_discover(tgid, sk) ? port : 0;
+}
+
+/*
+ * accept(2) by a process that is not tracked: a database server that started
+ * after the agent's last look at /proc (a restart, a failover). If the new
+ * socket is on a watched port or path, the process is a server from now on
+ * (its later children through the fork hook), and this connection is
+ * classified now, before its first byte (the startup message) is read.
+ * Userspace learns of it from the ring and catches up (children forked
+ * before, MySQL's unix socket) without the one-second poll. A global
+ * function, verified once on its own.
+ */
+__noinline int dbw_on_untracked_accept(__u64 tgid, __u64 fd)
+{
+	struct file *file = fd_to_file((int)fd);
+	__u8 family = 0;
+	__u16 port;
+	__u64 ino;
+
+	if (!file)
+		return 0;
+	ino = socket_ino(file);
+	if (!ino)
+		return 0;
+	port = watched_server_socket((__u32)tgid, file, &family);
+	if (!port)
+		return 0;
+	track((__u32)tgid, DBW_PID_SERVER, BPF_ANY);
+	emit_server_event(DBW_SERVER_ACCEPT, family, port, NULL);
+	if (!bpf_map_lookup_elem(&conns, &ino))
+		classify(file, ino);
+	return 0;
 }
 
 /* Records are submitted without waking the reader, which polls on a timer:
@@ -639,7 +870,10 @@ __noinline int dbw_emit_iov(__u64 conn_id, __u64 iov_ptr, __u64 cnt_dir, __u64 t
 /* TLS plaintext from libssl uprobes; needs emit_data() above. */
 #include "tls.bpf.h"
 
-/* A connection ends: close(2) of its last reference, or shutdown(SHUT_RDWR). */
+/* A connection ends at close(2) of its last reference (or with its process).
+ * Not at shutdown(2): a server shuts its client sockets down to wake the
+ * threads serving them (MariaDB at its own shutdown) and those threads still
+ * read the statement in flight, which belongs to the same connection. */
 static __always_inline void end_connection(__u64 ino, struct dbw_conn_state *st)
 {
 	emit_conn_event(DBW_EV_CONN_CLOSE, ino, NULL, st);
@@ -872,8 +1106,15 @@ int BPF_PROG(dbw_sys_exit, struct pt_regs *regs, long ret)
 	}
 	if (nr == NR_connect)
 		return on_connect(regs, ret);
-	if (ret < 0 || !is_tracked_process(bpf_get_current_pid_tgid() >> 32))
+	if (nr == NR_listen)
+		return dbw_on_listen(regs->di, ret);
+	if (ret < 0)
 		return 0;
+	if (!is_tracked_process(bpf_get_current_pid_tgid() >> 32)) {
+		if (nr == NR_accept || nr == NR_accept4)
+			return dbw_on_untracked_accept(bpf_get_current_pid_tgid() >> 32, ret);
+		return 0;
+	}
 
 	if (nr == NR_accept || nr == NR_accept4) {
 		/* The earliest sighting of a server-side connection. */
@@ -891,13 +1132,6 @@ int BPF_PROG(dbw_sys_exit, struct pt_regs *regs, long ret)
 	ino = socket_ino(file);
 	if (!ino)
 		return 0;
-	if (nr == NR_shutdown) {
-		/* SHUT_RD/SHUT_WR leave one direction open: only both end it. */
-		st = regs->si == SHUT_RDWR ? bpf_map_lookup_elem(&conns, &ino) : NULL;
-		if (st)
-			end_connection(ino, st);
-		return 0;
-	}
 	if (ret == 0)
 		return 0;
 	st = bpf_map_lookup_elem(&conns, &ino);

@@ -25,6 +25,7 @@ enum dbw_event_kind {
 	DBW_EV_CONN_OPEN = 2, /* struct dbw_conn_event: first sighting of a socket */
 	DBW_EV_CONN_CLOSE = 3, /* struct dbw_conn_event: last reference closed */
 	DBW_EV_PROC_EXIT = 4, /* struct dbw_proc_event: a tracked process exited */
+	DBW_EV_SERVER = 5,    /* struct dbw_server_event: the kernel found a database server */
 };
 
 /* Which end of the connection the capturing process is. Server side: the
@@ -142,6 +143,38 @@ struct dbw_client_info {
 
 struct dbw_proc_event {
 	struct dbw_event_header hdr;
+};
+
+/* How the kernel side found a server without waiting for userspace. */
+enum dbw_server_how {
+	/* An untracked process accepted a connection on a watched TCP port or
+	 * unix path: it is tracked from then on, that connection from its first
+	 * byte. */
+	DBW_SERVER_ACCEPT = 1,
+	/* A process that listens on a watched TCP port (or a unix socket named
+	 * .s.PGSQL.<watched port>) listened on a unix socket: its path is
+	 * watched from then on, standing for `port`. */
+	DBW_SERVER_UNIX_PATH = 2,
+};
+
+struct dbw_server_event {
+	struct dbw_event_header hdr; /* pid: the server process; conn_id 0 */
+	__u8 how;    /* enum dbw_server_how */
+	__u8 family; /* enum dbw_sock_family of the socket */
+	__u16 port;  /* the watched port (a unix path: the port it stands for) */
+	__u32 _pad;
+	char path[DBW_UNIX_PATH_MAX]; /* unix sockets: the path, NUL-padded */
+	__u8 _pad2[4];
+};
+
+/* Value of the one-entry `agent` array map, written by userspace at each
+ * start. The kernel's own server discovery (accept, listen) skips the agent's
+ * own sockets and sockets of other network namespaces (a container's server
+ * is not the one the agent's ports name; /proc/net shows the agent only its
+ * own namespace too). */
+struct dbw_agent {
+	__u32 tgid;
+	__u32 netns_ino; /* inode of the agent's network namespace (/proc/self/ns/net) */
 };
 
 /* Value of the `conns` map, keyed by the socket inode number (__u64). */

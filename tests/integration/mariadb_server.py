@@ -139,6 +139,21 @@ class MariaDB(PrivateServer):
                            timeout=300)
         if r.returncode != 0:
             raise RuntimeError(f"mariadb-install-db failed ({r.returncode}): {r.stdout}")
+        self._launch(timeout)
+        q = APP_PASSWORD.replace("'", "''")
+        self.setup_sql(f"CREATE DATABASE {TEST_DB};"
+                       f"CREATE USER '{APP_USER}'@'%' IDENTIFIED BY '{q}';"
+                       f"CREATE USER '{APP_USER}'@'localhost' IDENTIFIED BY '{q}';"
+                       f"GRANT ALL PRIVILEGES ON {TEST_DB}.* TO '{APP_USER}'@'%';"
+                       f"GRANT ALL PRIVILEGES ON {TEST_DB}.* TO '{APP_USER}'@'localhost';")
+
+    def restart(self, timeout=60.0):
+        """Shuts the server down (sessions are ended) and starts it again on the same data
+        directory, port, socket and general log."""
+        self._shutdown()
+        self._launch(timeout)
+
+    def _launch(self, timeout):
         cmd = [MARIADBD, "--no-defaults", f"--user={MYSQL_OS_USER}",
                f"--datadir={self.data_dir}", f"--socket={self.socket_path}",
                f"--port={self.port}", "--bind-address=127.0.0.1",
@@ -161,12 +176,6 @@ class MariaDB(PrivateServer):
         if poll_until(answers, timeout) is None:
             raise RuntimeError(f"mariadbd did not answer ping within {timeout}s: "
                                f"{self._error_log_tail()}")
-        q = APP_PASSWORD.replace("'", "''")
-        self.setup_sql(f"CREATE DATABASE {TEST_DB};"
-                       f"CREATE USER '{APP_USER}'@'%' IDENTIFIED BY '{q}';"
-                       f"CREATE USER '{APP_USER}'@'localhost' IDENTIFIED BY '{q}';"
-                       f"GRANT ALL PRIVILEGES ON {TEST_DB}.* TO '{APP_USER}'@'%';"
-                       f"GRANT ALL PRIVILEGES ON {TEST_DB}.* TO '{APP_USER}'@'localhost';")
         log(f"mariadbd {self.proc.pid} on 127.0.0.1:{self.port} and {self.socket_path}")
 
     def _shutdown(self):

@@ -150,11 +150,20 @@ class PgCluster(PrivateServer):
                 f.write(f"{conn_type} all {role}{where} {method}\n")
             f.write("local all all trust\n")
             f.write("host all all 127.0.0.1/32 trust\n")
+        self._launch()
+
+    def _launch(self):
         self._as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.data_dir, "-w", "-t", "60",
                            "-l", os.path.join(self.base, "pg_ctl.log"), "start"])
         with open(os.path.join(self.data_dir, "postmaster.pid")) as f:
             self.postmaster_pid = int(f.readline())
         log(f"postgres {self.postmaster_pid} on 127.0.0.1:{self.port} and {self.socket_dir}")
+
+    def restart(self):
+        """Stops the server (fast: sessions are ended) and starts it again on the same data
+        directory, port, socket and log."""
+        self._shutdown()
+        self._launch()
 
     def _shutdown(self):
         if self.postmaster_pid is not None:
@@ -325,7 +334,8 @@ class Agent:
                 self._ready.set()
         self._ready.set()  # EOF: wake the waiter, it checks whether the process died
 
-    def start(self):
+    def start(self, wait_ready=True):
+        """Starts the agent; unless wait_ready is False, waits for its "observing" line."""
         cmd = self.command()
         log("starting agent: " + " ".join(cmd))
         out = subprocess.DEVNULL
@@ -339,6 +349,8 @@ class Agent:
                 out.close()
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
+        if not wait_ready:
+            return
         if not self._ready.wait(self.ready_timeout):
             self._terminate()
             raise AgentError(f"agent did not print {AGENT_READY_LINE!r} within "

@@ -34,7 +34,7 @@ WANT = {  # text -> (rows, SQLSTATE); rows None where not checked
     STATEMENTS[1]: (3, "00000"),
     STATEMENTS[2]: (2, "00000"),
     STATEMENTS[3]: (1, "00000"),
-    STATEMENTS[4]: (None, "42S02"),  # ER_NO_SUCH_TABLE (1146)
+    STATEMENTS[4]: (None, "1146"),  # ER_NO_SUCH_TABLE (SQLSTATE 42S02)
     STATEMENTS[5]: (None, "00000"),
 }
 

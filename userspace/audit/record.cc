@@ -322,7 +322,11 @@ void format_record(const Statement& st, int64_t realtime_offset_ns, std::string&
     out.raw(",\"db.response.status_code\":null");
   } else {
     out.string_field(",\"db.response.status_code\":", st.status_code);
+    // OpenTelemetry: error.type on every failed operation, matching the
+    // status code (a SQLSTATE or a MySQL error number).
+    if (st.status_code != "00000") out.string_field(",\"error.type\":", st.status_code);
   }
+  if (!st.sqlstate.empty()) out.string_field(",\"dbwarden.sqlstate\":", st.sqlstate);
   if (st.returned_rows.has_value()) {
     out.uint_field(",\"db.response.returned_rows\":", *st.returned_rows);
   }

@@ -13,7 +13,11 @@
 //   db.collection.name          the first of collections, only if any
 //   dbwarden.collections        JSON array of strings, only if any
 //   dbwarden.fingerprint        only if non-empty
-//   db.response.status_code
+//   db.response.status_code    "00000" on success; on failure the SQLSTATE
+//                               (PostgreSQL) or the error number (MySQL,
+//                               MariaDB); null when the outcome is unknown
+//   error.type                  the status code, only on failure
+//   dbwarden.sqlstate           MySQL/MariaDB failures: the ERR's SQLSTATE
 //   db.response.returned_rows   only if known
 //   db.statement.name           only if non-empty
 //   db.query.parameter.N        one per bound parameter (N from 0), string or null

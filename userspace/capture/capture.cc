@@ -222,6 +222,23 @@ Result<std::unique_ptr<BpfCapture>> BpfCapture::Open(const Options& options,
                          "); the kernel needs BTF (/sys/kernel/btf/vmlinux) and the agent "
                          "CAP_BPF/CAP_SYS_ADMIN");
   }
+  {
+    // This agent's own sockets are never a server's, nor are other network
+    // namespaces' (bpf/dbwarden.bpf.c `agent`); written before attaching, and
+    // again on a resume (a new agent, a new pid).
+    uint32_t zero = 0;
+    dbw_agent self{};
+    self.tgid = static_cast<uint32_t>(getpid());
+    struct stat ns {};
+    if (stat("/proc/self/ns/net", &ns) != 0) {
+      return Status::Error("reading the agent's network namespace: " + errno_text(errno));
+    }
+    self.netns_ino = static_cast<uint32_t>(ns.st_ino);
+    if (bpf_map__update_elem(impl->skel->maps.agent, &zero, sizeof(zero), &self, sizeof(self),
+                             BPF_ANY)) {
+      return Status::Error("writing the agent map: " + errno_text(errno));
+    }
+  }
   if (!impl->resumed) {
     // Unpinned, the counter starts at 1 too: the meta map is always initialised.
     if (Status s = init_meta(impl->skel, options); !s.ok()) return s;

@@ -39,7 +39,8 @@ const std::vector<std::string>& pinned_map_names() {
   static const std::vector<std::string> names{"pids",      "ports",     "unix_paths",   "conns",
                                               "ignored",   "events",    "drops",        "meta",
                                               ".bss",      "tls_calls", "tls_ssl_sock",
-                                              "tls_stats", "bulk",      "local_clients"};
+                                              "tls_stats", "bulk",      "local_clients",
+                                              "listeners", "agent"};
   return names;
 }
 

@@ -52,6 +52,13 @@ bool dispatch(const void* data, size_t size, EventHandler& h) {
       if (size < sizeof(dbw_proc_event)) return false;
       h.on_proc_exit(*static_cast<const dbw_proc_event*>(data));
       return true;
+    case DBW_EV_SERVER: {
+      if (size < sizeof(dbw_server_event)) return false;
+      const auto* e = static_cast<const dbw_server_event*>(data);
+      if (e->how != DBW_SERVER_ACCEPT && e->how != DBW_SERVER_UNIX_PATH) return false;
+      h.on_server(*e);
+      return true;
+    }
     default:
       return false;
   }

@@ -27,6 +27,9 @@ class EventHandler {
   // at the end were not copied.
   virtual void on_data(const dbw_data_event& event) = 0;
   virtual void on_proc_exit(const dbw_proc_event& event) = 0;
+  // The kernel found a server on its own (accept on a watched port or path by
+  // an untracked process, or a server's new unix socket path).
+  virtual void on_server(const dbw_server_event& event) { (void)event; }
 };
 
 // Validates one record and hands it to `handler`. Returns false (and calls

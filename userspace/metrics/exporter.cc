@@ -551,17 +551,24 @@ struct Exporter::Impl {
 Result<std::unique_ptr<Exporter>> Exporter::Start(const std::string& address,
                                                   const std::string& version,
                                                   size_t max_fingerprints) {
-  auto impl = std::make_unique<Impl>(version, max_fingerprints);
+  auto exporter =
+      std::unique_ptr<Exporter>(new Exporter(std::make_unique<Impl>(version, max_fingerprints)));
   if (!address.empty()) {
-    try {
-      impl->exposer = std::make_unique<prometheus::Exposer>(address);
-    } catch (const std::exception& e) {
-      return Status::Error("metrics: cannot serve on " + address +
-                           " (is the address valid and the port free?): " + e.what());
-    }
-    impl->exposer->RegisterCollectable(impl->registry);
+    if (Status s = exporter->serve(address); !s.ok()) return s;
   }
-  return std::unique_ptr<Exporter>(new Exporter(std::move(impl)));
+  return exporter;
+}
+
+Status Exporter::serve(const std::string& address) {
+  if (impl_->exposer) return Status::Error("metrics: already served");
+  try {
+    impl_->exposer = std::make_unique<prometheus::Exposer>(address);
+  } catch (const std::exception& e) {
+    return Status::Error("metrics: cannot serve on " + address +
+                         " (is the address valid and the port free?): " + e.what());
+  }
+  impl_->exposer->RegisterCollectable(impl_->registry);
+  return Status::Ok();
 }
 
 Exporter::Exporter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -126,6 +126,10 @@ class Exporter : public StatementSink {
                                                  const std::string& version,
                                                  size_t max_fingerprints = kDefaultMaxFingerprints);
   ~Exporter() override;
+  // Starts serving on `address` an exporter started with an empty one: the
+  // agent counts from the start but answers /metrics only once it captures
+  // (a readiness check that gets an answer may rely on being audited).
+  Status serve(const std::string& address);
   Exporter(const Exporter&) = delete;
   Exporter& operator=(const Exporter&) = delete;
 

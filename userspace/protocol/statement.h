@@ -32,7 +32,9 @@ struct PeerIdentity {
 // tell. Filled in by capture (addresses, pid) and by the decoder (startup).
 struct ConnectionInfo {
   uint64_t connection_id = 0;
-  std::string db_system;         // "postgresql", later "mysql"
+  // db.system.name: "postgresql", "mysql", or "mariadb" (MySQL protocol; the
+  // server's greeting names MariaDB in its version string).
+  std::string db_system;
   std::string client_address;    // "127.0.0.1", "::1"; empty for unix sockets
   uint16_t client_port = 0;      // 0 for unix sockets
   uint16_t server_port = 0;      // the database port (also for unix sockets)
@@ -51,7 +53,11 @@ struct Statement {
   uint64_t end_ns = 0;    // CLOCK_MONOTONIC: completion (CommandComplete/Error/...)
   std::string text;       // the statement's SQL, at most Limits::max_query_bytes
   bool text_truncated = false;
-  std::string status_code = "00000";  // SQLSTATE; "00000" on success
+  // db.response.status_code: "00000" on success (every system); on failure
+  // the SQLSTATE for PostgreSQL, the error number for MySQL/MariaDB ("1146").
+  // Empty: the outcome is unknown.
+  std::string status_code = "00000";
+  std::string sqlstate;  // MySQL/MariaDB failures: the ERR's SQLSTATE (dbwarden.sqlstate)
   std::string error_message;          // server's message on failure (never auth data)
   std::optional<uint64_t> returned_rows;
   std::string command_tag;  // e.g. "SELECT 3", "INSERT 0 1"
@@ -96,6 +102,7 @@ struct Statement {
     text.clear();
     text_truncated = false;
     status_code.assign("00000");
+    sqlstate.clear();
     error_message.clear();
     returned_rows.reset();
     command_tag.clear();

@@ -21,7 +21,8 @@ Statement everything(const ConnectionInfo& c) {
   s.end_ns = 22;
   s.text = "UPDATE accounts SET balance = balance + $1 WHERE id = $2";
   s.text_truncated = true;
-  s.status_code = "40001";
+  s.status_code = "1213";
+  s.sqlstate = "40001";
   s.error_message = "could not serialize access";
   s.returned_rows = 7;
   s.command_tag = "UPDATE 7";

@@ -75,7 +75,8 @@ TEST_CASE("record: every field of a TCP statement", "[audit][record]") {
   CHECK(j["error.message"] == "relation \"t\" does not exist");
   CHECK(j["dbwarden.query_truncated"] == true);
   CHECK(j["dbwarden.capture_gap"] == true);
-  CHECK(keys(j).size() == 20);
+  CHECK(j["error.type"] == "42P01");  // failed: error.type is the status code
+  CHECK(keys(j).size() == 21);
 }
 
 TEST_CASE("record: optional fields are omitted; unix socket has no client address",
@@ -152,11 +153,12 @@ TEST_CASE("record: hostile strings in every text field still give valid JSON", "
   s.error_message = hostile;
   s.statement_name = hostile;
   s.status_code = hostile;
+  s.sqlstate = hostile;
   s.operation = hostile;
   const auto j = format(s, 0);
   CHECK(!j.contains("evil"));
   CHECK(j["db.user"].get<std::string>().substr(0, 4) == "\"}\n{");
-  CHECK(keys(j).size() == 20);
+  CHECK(keys(j).size() == 22);  // with error.type and dbwarden.sqlstate
 }
 
 TEST_CASE("record: analysis fields, parameters and unresolved statements", "[audit][record]") {
@@ -237,4 +239,49 @@ TEST_CASE("record: a redacted statement says so, others do not", "[audit][record
   const auto j = format(s, 0);
   CHECK(j["dbwarden.redacted"] == true);
   CHECK(j["db.query.text"] == "ALTER ROLE bob PASSWORD '<redacted>'");
+}
+
+TEST_CASE("record: MySQL and MariaDB failures follow the OpenTelemetry tables", "[audit][record]") {
+  // https://opentelemetry.io/docs/specs/semconv/database/mariadb/ (and mysql/):
+  // db.system.name "mariadb" / "mysql"; db.response.status_code the error
+  // number as a string; error.type on failure; the SQLSTATE is ours.
+  for (const char* system : {"mariadb", "mysql"}) {
+    INFO(system);
+    ConnectionInfo c = tcp_connection();
+    c.db_system = system;
+    c.server_port = 3306;
+    Statement s;
+    s.connection = &c;
+    s.text = "SELECT * FROM nosuch";
+    s.status_code = "1146";
+    s.sqlstate = "42S02";
+    s.error_message = "Table 'shop.nosuch' doesn't exist";
+    const auto j = format(s, 0);
+    CHECK(j["db.system.name"] == system);
+    CHECK(j["db.response.status_code"] == "1146");
+    CHECK(j["error.type"] == "1146");
+    CHECK(j["dbwarden.sqlstate"] == "42S02");
+    CHECK(j["error.message"] == "Table 'shop.nosuch' doesn't exist");
+  }
+}
+
+TEST_CASE("record: error.type only on failure", "[audit][record]") {
+  const ConnectionInfo c = tcp_connection();
+  Statement ok;
+  ok.connection = &c;
+  ok.text = "SELECT 1";
+  const auto j = format(ok, 0);
+  CHECK(j["db.response.status_code"] == "00000");
+  CHECK_FALSE(j.contains("error.type"));
+  CHECK_FALSE(j.contains("dbwarden.sqlstate"));
+  Statement unknown = ok;
+  unknown.status_code.clear();  // no response seen: not known to have failed
+  const auto u = format(unknown, 0);
+  CHECK(u["db.response.status_code"].is_null());
+  CHECK_FALSE(u.contains("error.type"));
+  Statement failed = ok;
+  failed.status_code = "57014";  // PostgreSQL: the SQLSTATE
+  const auto f = format(failed, 0);
+  CHECK(f["error.type"] == "57014");
+  CHECK_FALSE(f.contains("dbwarden.sqlstate"));
 }

@@ -160,7 +160,8 @@ TEST_CASE("mysql commands: execute of an id prepared before capture", "[mysql]")
     CHECK(s.parameters.empty());  // parameter count unknown: values cannot be cut apart
   }
   CHECK(run.sink.got[0].returned_rows == 2);
-  CHECK(run.sink.got[1].status_code == "23000");
+  CHECK(run.sink.got[1].status_code == "1062");
+  CHECK(run.sink.got[1].sqlstate == "23000");
   CHECK(run.counters.unresolved_statements == 2);
   CHECK(run.counters.midstream_joins == 1);
 }
@@ -308,4 +309,39 @@ TEST_CASE("mysql commands: same records at every chunk boundary", "[mysql]") {
     INFO(eof);
     dbw_test::CheckSameRecordsHoweverChunked(LifeCycle(eof), Describe);
   }
+}
+
+TEST_CASE(
+    "mysql commands: joined mid-stream under MariaDB's cached metadata, executes and a later "
+    "prepare are followed",
+    "[mysql]") {
+  // Found in a long-lived libmariadb connection opened before the agent: the client had
+  // negotiated MARIADB_CLIENT_CACHE_METADATA, so a binary result set's column count carries
+  // a "metadata follows" byte, 0 once the client has the definitions (none are sent). Not
+  // knowing the flag, the decoder took rows for column definitions, lost the answers, and
+  // never saw the prepare OK of a statement prepared later: its executes stayed unresolved.
+  Run run;
+  auto cached_rows = [](uint8_t seq, int rows) {
+    Bytes out = Packet(seq++, Lenenc(1) + '\0');  // one column, no metadata follows
+    for (int i = 0; i < rows; ++i) out += Packet(seq++, std::string(2, '\0') + U64(uint64_t(i)));
+    return out + Ok(seq, 0, 2, '\xfe');
+  };
+  Feed(run, {{kC, Query("SELECT 1"), 10},
+             {kS, ResultSet(1, {"1"}, false), 11},  // learns CLIENT_DEPRECATE_EOF
+             {kC, Exec(1, std::string(1, '\0') + '\x01' + U16(8) + U64(7)), 12},
+             {kS, cached_rows(1, 3), 13},
+             {kC, Command(0x19, U32(1)), 14},  // COM_STMT_CLOSE
+             {kC, Command(0x16, "SELECT ? AS n"), 15},
+             {kS, PrepareOk(1, 2, 1, 1, false), 16},
+             {kC, Exec(2, std::string(1, '\0') + '\x01' + U16(8) + U64(9)), 17},
+             {kS, cached_rows(1, 1), 18}});
+  REQUIRE(run.sink.got.size() == 3);
+  CHECK(run.sink.got[1].statement_unresolved);  // prepared before we joined
+  CHECK(run.sink.got[1].returned_rows == 3);
+  CHECK(run.sink.got[2].text == "SELECT ? AS n");
+  CHECK_FALSE(run.sink.got[2].statement_unresolved);
+  CHECK(run.sink.got[2].returned_rows == 1);
+  REQUIRE(run.sink.got[2].parameters.size() == 1);
+  CHECK(run.sink.got[2].parameters[0] == "9");
+  CHECK(run.counters.unmatched_responses == 0);
 }

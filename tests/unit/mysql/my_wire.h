@@ -57,8 +57,9 @@ constexpr uint32_t kBaseCaps = 0x00000008 | 0x00000200 | 0x00008000 | 0x00010000
                                0x00080000 | 0x00800000;  // db, 4.1, secure, multi, plugin, track
 constexpr uint32_t kDeprecateEof = 1u << 24;
 
-inline Bytes Greeting(uint32_t caps = kBaseCaps | kDeprecateEof | 0x800 | 0x20) {
-  std::string p = "\x0a" + CStr("10.11.19-MariaDB") + U32(42) + "abcdefgh" + '\0' +
+inline Bytes Greeting(uint32_t caps = kBaseCaps | kDeprecateEof | 0x800 | 0x20,
+                      std::string_view version = "10.11.19-MariaDB") {
+  std::string p = "\x0a" + CStr(version) + U32(42) + "abcdefgh" + '\0' +
                   U16(uint16_t(caps | 1)) + char(45) + U16(2) + U16(uint16_t(caps >> 16)) +
                   char(21) + std::string(10, '\0') + "ijklmnopqrst" + '\0' +
                   CStr("mysql_native_password");

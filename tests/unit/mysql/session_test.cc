@@ -62,7 +62,8 @@ TEST_CASE("mysql session: multi-statement, multi-result, error stops the rest", 
   CHECK(run.sink.got[1].start_ns == 20);
   CHECK(run.sink.got[1].end_ns == 30);
   CHECK(run.sink.got[2].text == "SELECT x");
-  CHECK(run.sink.got[2].status_code == "42S22");
+  CHECK(run.sink.got[2].status_code == "1054");
+  CHECK(run.sink.got[2].sqlstate == "42S22");
   CHECK(run.sink.got[2].command_tag == "ERR 1054");
   CHECK(run.sink.got[2].error_message == "Unknown column 'x'");
   CHECK(run.counters.unmatched_responses == 0);
@@ -99,7 +100,8 @@ TEST_CASE("mysql session: without CLIENT_MULTI_STATEMENTS the text is one statem
                   {kS, ResultSet(1, {"1"}, true, 2 | 8) + ResultSet(5, {"2"}, true), 60}}));
   REQUIRE(run.sink.got.size() == 3);
   CHECK(run.sink.got[0].text == "SELECT 1; SELECT 2");
-  CHECK(run.sink.got[0].status_code == "42000");
+  CHECK(run.sink.got[0].status_code == "1064");
+  CHECK(run.sink.got[0].sqlstate == "42000");
   CHECK(run.sink.got[1].text == "SELECT 1");
   CHECK(run.sink.got[2].text == "SELECT 2");
 }
@@ -313,4 +315,66 @@ TEST_CASE("mysql session: hostile lengths and truncated fields never crash", "[m
   Feed(run, chunks);
   for (const Statement& s : run.sink.got) CHECK(s.connection == nullptr);
   CHECK(run.sink.got.size() >= 2);
+}
+
+TEST_CASE("mysql session: db.system.name from the greeting's server version", "[mysql]") {
+  // OpenTelemetry: a MariaDB server is "mariadb", a MySQL server "mysql".
+  const std::pair<const char*, const char*> cases[] = {
+      {"5.5.5-10.11.6-MariaDB-0+deb12u1", "mariadb"},
+      {"11.4.2-MariaDB-log", "mariadb"},
+      {"8.0.36-0ubuntu0.22.04.1", "mysql"},
+      {"8.4.0", "mysql"}};
+  for (const auto& [version, system] : cases) {
+    INFO(version);
+    Run run;
+    run.info.db_system = "mysql";  // what the observer starts with
+    Feed(run, {{kS, Greeting(kBaseCaps | kDeprecateEof | 0x800 | 0x20, version), 1},
+               {kC, HandshakeResponse(kBaseCaps, "alice", "shop", kToken), 2},
+               {kS, Ok(2), 3},
+               {kC, Query("SELECT * FROM nosuch"), 10},
+               {kS, Err(1, 1146, "42S02", "Table 'shop.nosuch' doesn't exist"), 20}});
+    CHECK(run.info.db_system == system);
+    REQUIRE(run.sink.got.size() == 1);
+    // db.response.status_code is the error number, the SQLSTATE kept aside.
+    CHECK(run.sink.got[0].status_code == "1146");
+    CHECK(run.sink.got[0].sqlstate == "42S02");
+    CHECK(run.sink.got[0].error_message == "Table 'shop.nosuch' doesn't exist");
+  }
+}
+
+TEST_CASE("mysql session: a connection joined mid-stream keeps the system it was given",
+          "[mysql]") {
+  Run run;
+  run.info.db_system = "mariadb";  // the observer's guess from the server executable
+  Feed(run, {{kC, Query("SELECT 1"), 10}, {kS, ResultSet(1, {"1"}, false), 20}});
+  CHECK(run.info.db_system == "mariadb");
+  REQUIRE(run.sink.got.size() == 1);
+  CHECK(run.sink.got[0].status_code == "00000");
+  CHECK(run.sink.got[0].sqlstate.empty());
+}
+
+TEST_CASE(
+    "mysql session: a false command header at a mid-stream join does not swallow the "
+    "connection",
+    "[mysql]") {
+  // Capture joined in the middle of a client packet whose bytes happen to read as a command
+  // header: sequence 0, COM_QUERY, length 0x0f0000 (983 KB, a connection's worth of
+  // statements). Before: the framer read on through that length, the server side waited for
+  // a command that never came, and nothing of the connection was ever recorded. The server's
+  // answer proves the guess wrong (it answers only whole commands): the next command counts.
+  Run run;
+  const std::string tail_of_packet = std::string("\x00\x00\x0f\x00\x03junk", 9);
+  Feed(run, {{kC, tail_of_packet, 10},
+             {kS, Ok(1), 11},  // the answer to the packet we joined inside
+             {kC, Query("SELECT 7"), 20},
+             {kS, ResultSet(1, {"7"}, false), 21},
+             {kC, Query("SELECT 8"), 30},
+             {kS, ResultSet(1, {"8"}, false), 31}});
+  REQUIRE(run.sink.got.size() == 2);
+  CHECK(run.sink.got[0].text == "SELECT 7");
+  CHECK(run.sink.got[0].capture_gap);  // bytes were skipped just before it
+  CHECK(run.sink.got[1].text == "SELECT 8");
+  CHECK_FALSE(run.sink.got[1].capture_gap);
+  CHECK(run.sink.got[1].returned_rows == 1);
+  CHECK(run.info.user.empty());  // never seen: left empty, not guessed
 }

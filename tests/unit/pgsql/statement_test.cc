@@ -11,7 +11,7 @@ using dbwarden::Statement;
 
 TEST_CASE("statement: reset gives the default values back, keeping capacity", "[pgsql]") {
   // A field added to Statement must be reset in reset(); this size moves with it.
-  STATIC_REQUIRE(sizeof(Statement) == 392 + 2 * sizeof(std::string));
+  STATIC_REQUIRE(sizeof(Statement) == 392 + 3 * sizeof(std::string));
   const ConnectionInfo info;
   Statement s;
   s.connection = &info;
@@ -20,6 +20,7 @@ TEST_CASE("statement: reset gives the default values back, keeping capacity", "[
   s.text = std::string(200, 'q');
   s.text_truncated = true;
   s.status_code = "42P01";
+  s.sqlstate = "42P01";
   s.error_message = "relation does not exist";
   s.returned_rows = 3;
   s.command_tag = "SELECT 3";
@@ -46,6 +47,7 @@ TEST_CASE("statement: reset gives the default values back, keeping capacity", "[
   CHECK(s.text == d.text);
   CHECK(s.text_truncated == d.text_truncated);
   CHECK(s.status_code == d.status_code);
+  CHECK(s.sqlstate == d.sqlstate);
   CHECK(s.error_message == d.error_message);
   CHECK(s.returned_rows == d.returned_rows);
   CHECK(s.command_tag == d.command_tag);

@@ -17,7 +17,7 @@ namespace dbw_test {
 inline std::string DescribeStatement(const dbwarden::Statement& s) {
   std::ostringstream o;
   o << s.start_ns << '|' << s.end_ns << '|' << s.text << '|' << s.text_truncated << '|'
-    << s.status_code << '|' << s.error_message << '|'
+    << s.status_code << '|' << s.sqlstate << '|' << s.error_message << '|'
     << (s.returned_rows ? std::to_string(*s.returned_rows) : "-") << '|' << s.command_tag << '|'
     << s.statement_name << '|' << s.capture_gap << '|' << s.request_bytes << '|'
     << s.response_bytes;

@@ -144,6 +144,7 @@ void Framer::end_packet(std::span<const uint8_t> view, uint64_t ts_ns) {
 
 void Framer::deliver(std::span<const uint8_t> body, uint64_t ts_ns) {
   mode_ = Mode::kHeader;
+  unconfirmed_ = false;
   cur_.body = body;
   cur_.end_ns = ts_ns;
   cur_.body_complete = !cur_.gap && body.size() == cur_.length;
@@ -198,6 +199,7 @@ std::span<const uint8_t> Framer::resync(std::span<const uint8_t> data, uint64_t 
       msg_start_ns_ = ts_ns;
       carry_len_ = 0;
       mode_ = Mode::kHeader;
+      unconfirmed_ = true;
       ++counters_.resyncs;
       return data;
     }
@@ -206,6 +208,7 @@ std::span<const uint8_t> Framer::resync(std::span<const uint8_t> data, uint64_t 
   for (size_t i = 0; i + kCandidate <= data.size(); ++i) {
     if (PlausibleCommandHeader(data.data() + i)) {
       mode_ = Mode::kHeader;
+      unconfirmed_ = true;
       msg_start_ns_ = ts_ns;
       ++counters_.resyncs;
       return data.subspan(i);

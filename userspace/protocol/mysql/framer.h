@@ -70,6 +70,14 @@ class Framer {
   // The rest of the stream is opaque (TLS, compression): ignore it.
   void stop() { mode_ = Mode::kStopped; }
   bool stopped() const { return mode_ == Mode::kStopped; }
+  // Client: inside a message whose start was guessed (the first message of a
+  // connection, or the first after a resync) and not yet confirmed by its
+  // delivery. The server answers only whole commands, so server bytes now
+  // prove the guess wrong: a false header with a long length must not swallow
+  // the connection's next statements.
+  bool inside_unconfirmed() const {
+    return unconfirmed_ && (mode_ == Mode::kBody || header_len_ > 0 || continuation_);
+  }
 
  private:
   enum class Mode : uint8_t { kHeader, kBody, kResync, kWait, kStopped };
@@ -99,6 +107,7 @@ class Framer {
   Keep keep_;
   std::vector<uint8_t> body_;
 
+  bool unconfirmed_ = true;  // see inside_unconfirmed()
   // Client resync: trailing bytes (< 5) whose candidacy as a header is undecided.
   uint8_t carry_[kHeaderSize + 1] = {};
   size_t carry_len_ = 0;

@@ -2,6 +2,7 @@
 #include "protocol/mysql/session.h"
 
 #include <algorithm>
+#include <charconv>
 #include <utility>
 
 namespace dbwarden::mysql {
@@ -26,7 +27,23 @@ std::string QuoteIdentifier(std::string_view name) {
   return out;
 }
 
+// OpenTelemetry's MySQL and MariaDB conventions: db.response.status_code is
+// the error number as a string; the SQLSTATE goes to dbwarden.sqlstate.
+void set_error(Statement& s, const ErrPacket& err) {
+  char number[8];
+  const auto end = std::to_chars(number, number + sizeof(number), err.code).ptr;
+  s.status_code.assign(number, end);
+  s.sqlstate.assign(err.sqlstate);
+  s.error_message.assign(err.message);
+}
+
 }  // namespace
+
+// "5.5.5-10.11.6-MariaDB-0+deb12u1": MariaDB names itself in the version
+// (the "5.5.5-" prefix is for old replication clients); MySQL never does.
+bool IsMariaDbVersion(std::string_view version) {
+  return version.find("MariaDB") != std::string_view::npos;
+}
 
 Session::Session(ConnectionInfo& info, StatementSink& sink, const Limits& limits,
                  Counters& counters)
@@ -45,6 +62,13 @@ void Session::on_data(Direction dir, std::span<const uint8_t> bytes, uint64_t ts
   if (tls_pending_) {
     on_data_after_ssl_request(dir, bytes, ts_ns);
     return;
+  }
+  if (dir == Direction::kServer && client_.inside_unconfirmed()) {
+    // The server answers only whole commands: the client message we took to
+    // start here is not one. Look for the next command instead of reading on
+    // through a false length (up to 16 MiB: a connection's worth of statements).
+    ++counters_.invalid_packets;
+    client_.lose();
   }
   (dir == Direction::kClient ? client_ : server_).feed(bytes, ts_ns);
 }
@@ -547,6 +571,7 @@ void Session::on_greeting(const Frame& f) {
     return;
   }
   server_caps_ = g.capabilities;
+  info_.db_system = IsMariaDbVersion(g.version) ? "mariadb" : "mysql";
   phase_ = Phase::kAuth;
 }
 
@@ -649,6 +674,13 @@ void Session::on_first(Cmd& c, const Frame& f) {
     server_.lose();
     return;
   }
+  if (!metadata_byte_ && !handshake_seen_ && r.remaining() == 1) {
+    // Joined mid-stream, capabilities unknown: a column count followed by
+    // one more byte is the "metadata follows" flag of MARIADB_CLIENT_CACHE_METADATA
+    // (or CLIENT_OPTIONAL_RESULTSET_METADATA): without it the count is the
+    // whole packet. With the flag 0 no column definitions follow.
+    metadata_byte_ = true;
+  }
   if (metadata_byte_) r.u8(&metadata);
   rows_ = 0;
   columns_left_ = metadata ? columns : 0;
@@ -727,8 +759,7 @@ void Session::on_err(Cmd& c, const Frame& f) {
       Statement s = base_statement(c);
       s.end_ns = f.end_ns;
       s.command_tag = tag;
-      s.status_code.assign(err.sqlstate);
-      s.error_message.assign(err.message);
+      set_error(s, err);
       emit(s, &c);
       break;
     }
@@ -904,8 +935,7 @@ void Session::complete_piece(Cmd& c, const Frame& f, std::string_view tag,
   s.command_tag.assign(tag);
   s.returned_rows = rows;
   if (err) {
-    s.status_code.assign(err->sqlstate);
-    s.error_message.assign(err->message);
+    set_error(s, *err);
     c.next = c.pieces.size();  // the rest never ran
     emit(s);
   } else {

@@ -7,7 +7,10 @@
 // Protocol: https://mariadb.com/kb/en/clientserver-protocol/
 //
 // What comes out, and when:
-// - Handshake: the greeting gives the server's capabilities; the client's
+// - Handshake: the greeting gives the server's capabilities and its version:
+//   `info.db_system` becomes "mariadb" when the version names MariaDB,
+//   "mysql" otherwise (a connection joined mid-stream keeps what the caller
+//   set, "mysql" by default); the client's
 //   HandshakeResponse41 gives `info.user` and `info.database` (with
 //   CLIENT_CONNECT_WITH_DB). Authentication data (responses, auth switch,
 //   more-data exchanges, COM_CHANGE_USER's token) is skipped and any copy of
@@ -31,7 +34,9 @@
 //   confirmed record. Results beyond our pieces come out with empty text and
 //   count as `unmatched_responses`.
 //   `returned_rows`: rows of the result set(s), or affected rows of an OK.
-//   `status_code`: "00000", or the SQLSTATE of the ERR; `command_tag`: "OK"
+//   `status_code`: "00000", or the ERR's error number ("1146", as the
+//   OpenTelemetry MySQL/MariaDB conventions say) with its SQLSTATE in
+//   `sqlstate`; `command_tag`: "OK"
 //   / "RESULTSET" / "ERR <code>" (e.g. "ERR 1146"); `error_message`.
 //   First statement starts at the command's first byte, later ones at the
 //   previous result.
@@ -74,7 +79,10 @@
 //   rather than a handshake response counts `midstream_joins`; server bytes
 //   before it are skipped. Capabilities are then unknown: multi-statements
 //   are assumed on, and CLIENT_DEPRECATE_EOF is learned from the first result
-//   set (a row where the EOF after the column definitions would be).
+//   set (a row where the EOF after the column definitions would be), and the
+//   metadata flag of MariaDB's cached result set metadata from the first
+//   column count packet that carries one (the binary protocol then omits
+//   column definitions the client already has).
 #pragma once
 
 #include <cstdint>
@@ -94,6 +102,9 @@
 #include "protocol/statement.h"
 
 namespace dbwarden::mysql {
+
+// True for a greeting's server version that names MariaDB.
+bool IsMariaDbVersion(std::string_view version);
 
 class Session final : private FrameHandler {
  public:
