@@ -215,6 +215,25 @@ void ChainVerifier::accept(const RecordChain& rc, std::string_view line) {
                                prev_file_base_ + "' (renamed?)");
     }
     ++summary_.checkpoints;
+    open_seq_ = cp->reason == "open" ? std::optional<uint64_t>(rc.seq) : std::nullopt;
+  } else if (rc.prefix.find(kRecoveryMarker) != std::string_view::npos) {
+    auto r = parse_recovery(rc.prefix);
+    if (!r) {
+      fail(line_, "malformed recovery record");
+      return;
+    }
+    // It must follow the record it names as the last good one, or the open
+    // checkpoint right after it: a recovery record cannot excuse records
+    // missing before it.
+    const uint64_t after = r->last_good_seq ? *r->last_good_seq + 1 : 0;
+    const bool follows = rc.seq == after || (rc.seq == after + 1 && open_seq_ == after);
+    if (!follows) {
+      fail(line_, "recovery record disagrees with the chain (last good seq " +
+                      (r->last_good_seq ? std::to_string(*r->last_good_seq) : "none") +
+                      ", its own seq " + std::to_string(rc.seq) + ")");
+      return;
+    }
+    summary_.recoveries.push_back({file_, line_, rc.seq, std::move(*r)});
   } else {
     ++summary_.statements;
   }
