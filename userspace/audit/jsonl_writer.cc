@@ -156,15 +156,21 @@ Status JsonlWriter::start() {
     if (state && state->file == base_ && file_bytes_ > 0 && state->file_started_ns > 0) {
       file_started_ns_ = state->file_started_ns;
     }
-    state_says_clean_ = state && state->clean_stop;
+    TrailSyncer::Options so;
+    so.state_path = state_path_;
+    so.fsync_interval = options_.fsync_interval;
+    so.state_interval = options_.state_interval;
+    ChainState head;
+    head.file = base_;
+    head.next_seq = next_seq_;
+    head.chain = chain_;
+    head.file_started_ns = file_started_ns_;
+    syncer_ = std::make_unique<TrailSyncer>(so, fd_, head, state && state->clean_stop);
   }
-  durable_seq_ = next_seq_;
-  durable_chain_ = chain_;
   const uint64_t now = mono_now();
   last_handoff_ns_ = now;
   open_pending_ = true;
   if (!options_.defer_open_checkpoint) append_open(now);
-  state_dirty_ = true;
 
   // Rotated files left uncompressed by an earlier run.
   if (regular_file_ && options_.compress_rotated) {
@@ -265,6 +271,7 @@ JsonlWriter::~JsonlWriter() {
     wake_.notify_one();
     writer_.join();
   }
+  if (syncer_) syncer_->stop(clean_end_);
   if (compressor_.joinable()) {
     {
       std::lock_guard<std::mutex> lk(cmu_);
@@ -344,7 +351,10 @@ Status JsonlWriter::flush() {
   const uint64_t target = ++flush_requested_;
   wake_.notify_one();
   done_.wait(lk, [&] { return flush_completed_ >= target; });
-  return flush_status_;
+  Status written = flush_status_;
+  lk.unlock();
+  if (!written.ok() || !syncer_) return written;
+  return syncer_->sync_now();
 }
 
 void JsonlWriter::writer_main() {
@@ -388,13 +398,7 @@ void JsonlWriter::writer_main() {
     // A write that failed in this round is retried at retry_mono_, not now.
     if (out_written_ < out_.size() && !(failing_ && retry_mono_ > now)) write_out(now);
     timers(now);
-    if (options_.fsync_interval.count() > 0 && unsynced_ &&
-        (stopping || flushing || now - last_sync_mono_ >= to_ns(options_.fsync_interval))) {
-      sync_file();
-      last_sync_mono_ = now;
-    }
-    stopping_ = stopping;
-    update_state(now, stopping || flushing);
+    clean_end_ = stopping && out_written_ == out_.size() && !open_pending_;
     out_pending_.store(out_.size() - out_written_);
 
     lk.lock();
@@ -464,17 +468,6 @@ void JsonlWriter::append_open(uint64_t now_mono) {
   pending_recovery_.reset();
 }
 
-void JsonlWriter::sync_file() {
-  if (!unsynced_ || !regular_file_) return;
-  if (::fdatasync(fd_) != 0) {
-    write_errors_.fetch_add(1);
-    last_error_ = errno_error("sync", options_.path, errno);
-    return;
-  }
-  fsyncs_.fetch_add(1);
-  unsynced_ = false;
-}
-
 void JsonlWriter::append_checkpoint(const char* reason, const std::string& prev_file,
                                     uint64_t now_mono) {
   Checkpoint c;
@@ -510,7 +503,6 @@ bool JsonlWriter::write_out(uint64_t now_mono) {
     }
     out_written_ += static_cast<size_t>(n);
     file_bytes_ += static_cast<uint64_t>(n);
-    unsynced_ = true;
     bytes_written_.fetch_add(static_cast<uint64_t>(n));
     uint64_t statements = 0;
     while (!entries_.empty() && entries_.front().end <= out_written_) {
@@ -522,15 +514,12 @@ bool JsonlWriter::write_out(uint64_t now_mono) {
   out_.clear();
   out_written_ = 0;
   failing_ = false;
-  durable_seq_ = next_seq_;
-  durable_chain_ = chain_;
-  state_dirty_ = true;
+  if (syncer_) syncer_->written(next_seq_, chain_);
   return true;
 }
 
 void JsonlWriter::rotate(uint64_t now_mono) {
   const int64_t now_real = real_now();
-  sync_file();
   std::string rotated;
   for (int64_t t = now_real;; t += 1000) {  // the next free microsecond
     rotated = options_.path + "." + rotation_stamp(t);
@@ -550,6 +539,9 @@ void JsonlWriter::rotate(uint64_t now_mono) {
     rotate_retry_mono_ = now_mono + 1'000'000'000;
     return;
   }
+  // Before the new file's first record: the syncer syncs the renamed file
+  // ahead of any state that names records after it.
+  syncer_->rotated(fd, now_real);
   ::close(fd_);
   fd_ = fd;
   rotations_.fetch_add(1);
@@ -560,7 +552,7 @@ void JsonlWriter::rotate(uint64_t now_mono) {
   // The new file opens with a checkpoint that names its predecessor; its
   // chain field links it to that file's last record.
   append_checkpoint("rotation", rotated.substr(rotated.find_last_of('/') + 1), now_mono);
-  if (write_out(now_mono)) update_state(now_mono, /*force=*/true);
+  write_out(now_mono);
   if (options_.compress_rotated) {
     {
       std::lock_guard<std::mutex> lk(cmu_);
@@ -582,30 +574,6 @@ void JsonlWriter::timers(uint64_t now_mono) {
     append_checkpoint("interval", "", now_mono);
     if (!failing_) write_out(now_mono);
   }
-}
-
-void JsonlWriter::update_state(uint64_t now_mono, bool force) {
-  const bool clean = stopping_ && !open_pending_;
-  if (!regular_file_ || out_written_ < out_.size()) return;
-  if (!state_dirty_ && state_says_clean_ == clean) return;
-  if (!force && now_mono - last_state_mono_ < to_ns(options_.state_interval)) return;
-  last_state_mono_ = now_mono;
-  // The state must never name records that are not on disk yet.
-  sync_file();
-  if (unsynced_) return;
-  ChainState s;
-  s.file = base_;
-  s.next_seq = durable_seq_;
-  s.chain = durable_chain_;
-  s.file_started_ns = file_started_ns_;
-  s.clean_stop = clean;
-  if (Status st = write_state_file(state_path_, s); !st.ok()) {
-    write_errors_.fetch_add(1);
-    last_error_ = st;
-    return;
-  }
-  state_dirty_ = false;
-  state_says_clean_ = clean;
 }
 
 void JsonlWriter::compressor_main() {

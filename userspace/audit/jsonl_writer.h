@@ -6,8 +6,9 @@
 // batch and hands full batches to a bounded queue; it never waits for the
 // disk. A writer thread gives each record its seq and chain fields (see
 // chain.h; hashing has to follow file order, and costs ~1 us a record, so it
-// stays off the decode thread), writes with write(2), rotates files,
-// writes checkpoints and keeps the state file. A third thread zstd-compresses
+// stays off the decode thread), writes with write(2), rotates files and
+// writes checkpoints. A syncer thread (syncer.h) fdatasyncs and keeps the
+// state file, so a slow disk never holds up writing. A fourth zstd-compresses
 // rotated files. While the disk is slow or full, queued plus unwritten bytes
 // stay under about twice max_buffered_bytes (the limit counts queued bytes
 // and unwritten chained bytes; chaining adds ~100 bytes a record): further
@@ -22,12 +23,13 @@
 // "rotation"); the state file <state_dir>/<name>.state keeps the chain head.
 // Rotation and the state file apply to regular files only (not /dev/null).
 //
-// Crashes: the file is fdatasynced every fsync_interval and at rotation; the
-// state file names only synced records. After a crash the writer continues
-// after the file's last complete record, cuts a torn tail and records the
-// crash in a recovery record (recovery.h). What a killed agent loses is what
-// it had not written yet: the current batch (at most flush_interval or
-// flush_bytes of records) and the queue behind the disk.
+// Crashes: the syncer fdatasyncs every fsync_interval (the renamed file too,
+// after a rotation); the state file names only synced records. After a crash
+// the writer continues after the file's last complete record, cuts a torn
+// tail and records the crash in a recovery record (recovery.h). What a
+// killed agent loses is what it had not written yet: the current batch (at
+// most flush_interval or flush_bytes of records) and batches queued for the
+// writer thread (tests/integration/test_crash_restart.py measures it).
 #pragma once
 
 #include <atomic>
@@ -47,6 +49,7 @@
 #include "audit/chain.h"
 #include "audit/chain_state.h"
 #include "audit/recovery.h"
+#include "audit/syncer.h"
 #include "common/status.h"
 #include "protocol/statement.h"
 
@@ -117,11 +120,13 @@ class JsonlWriter : public StatementSink {
   // Counters, readable from any thread.
   uint64_t records_written() const { return records_written_.load(); }  // statements on disk
   uint64_t bytes_written() const { return bytes_written_.load(); }      // all bytes, all files
-  uint64_t write_errors() const { return write_errors_.load(); }  // failed writes/syncs/renames
+  uint64_t write_errors() const {  // failed writes/syncs/renames
+    return write_errors_.load() + (syncer_ ? syncer_->errors() : 0);
+  }
   uint64_t records_dropped() const { return records_dropped_.load(); }
   uint64_t rotations() const { return rotations_.load(); }
   uint64_t compress_errors() const { return compress_errors_.load(); }
-  uint64_t fsyncs() const { return fsyncs_.load(); }
+  uint64_t fsyncs() const { return syncer_ ? syncer_->fsyncs() : 0; }
   // Set by Open: the previous writer crashed (a recovery record was written)
   // and how many bytes of a torn tail were cut off.
   bool recovered() const { return recovered_; }
@@ -154,11 +159,9 @@ class JsonlWriter : public StatementSink {
   void process_batch(const std::string& batch, uint64_t now_mono);
   void append_checkpoint(const char* reason, const std::string& prev_file, uint64_t now_mono);
   void append_open(uint64_t now_mono);  // the open checkpoint, then a pending recovery record
-  void sync_file();
   bool write_out(uint64_t now_mono);  // true when out_ is fully written
   void rotate(uint64_t now_mono);
   void timers(uint64_t now_mono);
-  void update_state(uint64_t now_mono, bool force);
   void compressor_main();
 
   WriterOptions options_;
@@ -193,18 +196,11 @@ class JsonlWriter : public StatementSink {
   std::unique_ptr<ChainHasher> hasher_;
   uint64_t next_seq_ = 0;
   Digest chain_{};
-  uint64_t durable_seq_ = 0;  // chain position of the last record fully written
-  Digest durable_chain_{};
-  bool state_dirty_ = false;
-  bool state_says_clean_ = false;  // what the state file on disk says
-  bool stopping_ = false;          // the final round: the state says clean_stop
-  bool unsynced_ = false;          // written since the last fdatasync
-  uint64_t last_sync_mono_ = 0;
+  bool clean_end_ = false;  // the last round wrote everything: the state says clean_stop
   bool open_pending_ = false;
   std::optional<RecoveryRecord> pending_recovery_;
   std::string cut_file_;  // pending_recovery_'s cut_file points here
   std::vector<std::pair<std::string, uint64_t>> checkpoint_drops_;  // copy for checkpoints
-  uint64_t last_state_mono_ = 0;
   uint64_t file_bytes_ = 0;
   uint64_t file_records_ = 0;
   uint64_t file_statements_ = 0;
@@ -231,10 +227,10 @@ class JsonlWriter : public StatementSink {
   std::atomic<uint64_t> records_dropped_{0};
   std::atomic<uint64_t> rotations_{0};
   std::atomic<uint64_t> compress_errors_{0};
-  std::atomic<uint64_t> fsyncs_{0};
   bool recovered_ = false;
   uint64_t bytes_cut_ = 0;
 
+  std::unique_ptr<TrailSyncer> syncer_;  // regular files only
   std::thread writer_;
   std::thread compressor_;
 };
