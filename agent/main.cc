@@ -5,6 +5,7 @@
 #include <cstring>
 #include <iostream>
 
+#include "agent/audit_cat.h"
 #include "agent/config.h"
 #include "agent/detach.h"
 #include "agent/run.h"
@@ -21,6 +22,7 @@ void usage(std::FILE* out) {
                "  replay    decode a recording made with `run --record` into an audit file\n"
                "  detach    remove the capture programs a stopped agent left pinned\n"
                "  verify-audit  check the audit trail's hash chain (`dbwarden verify-audit --help`)\n"
+               "  audit cat [--follow] [FILE|DIR]  print the audit trail as JSON Lines\n"
                "  version   print the version\n");
 }
 
@@ -39,6 +41,7 @@ int main(int argc, char** argv) {
   }
   if (!std::strcmp(argv[1], "detach")) return detach_main(argc - 1, argv + 1);
   if (!std::strcmp(argv[1], "verify-audit")) return verify_audit_main(argc - 1, argv + 1);
+  if (!std::strcmp(argv[1], "audit")) return audit_main(argc - 1, argv + 1);
   if (!std::strcmp(argv[1], "replay")) {
     auto config = parse_replay_config(argc - 1, argv + 1, std::cout);
     if (!config.ok()) {

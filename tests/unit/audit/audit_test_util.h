@@ -48,11 +48,12 @@ inline bool is_checkpoint(const std::string& line) {
   return line.find("\"dbwarden.record_type\":\"checkpoint\"") != std::string::npos;
 }
 
-// The query texts of the statement records, in file order.
+// The query texts of the statement records (not checkpoints or recovery
+// records), in file order.
 inline std::vector<std::string> statement_texts(const std::vector<std::string>& lines) {
   std::vector<std::string> out;
   for (const std::string& l : lines) {
-    if (is_checkpoint(l)) continue;
+    if (l.find("\"dbwarden.record_type\":") != std::string::npos) continue;  // the trail's own
     out.push_back(nlohmann::json::parse(l)["db.query.text"].get<std::string>());
   }
   return out;

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Reads an audit trail back as JSON Lines, for `dbwarden audit cat` and log
+// shippers: the files in chain order (rotated `.zst` files decoded), then the
+// active file, and with `follow` the active file as it grows and across its
+// rotations (like `tail -F`, but never a partial record).
+//
+// Only complete lines leave the reader: a record the writer is still writing,
+// or one torn by a crash (which the next agent cuts off, see recovery.h), is
+// held back until its '\n' arrives, and dropped at a rotation or the end.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace dbwarden::audit {
+
+using LineSink = std::function<void(std::string_view)>;  // one or more whole lines
+
+// Every complete line of `path` (plain, or .zst decoded). `*end` (optional)
+// receives the offset just past the last complete line of a plain file.
+// `*partial` (optional) the bytes after it (a record still being written).
+Status cat_audit_file(const std::string& path, const LineSink& sink, uint64_t* end = nullptr,
+                      uint64_t* partial = nullptr);
+
+struct FollowOptions {
+  std::chrono::milliseconds poll{200};  // how often to look for growth and rotation
+  std::function<bool()> stop;           // checked every poll; true ends follow_audit_file
+};
+
+// Prints lines appended to the active file `path` from `offset` on, then,
+// when the file is renamed away (rotation), what is left of it and the new
+// file from its start. Returns when options.stop() is true (Ok) or on a read
+// error.
+Status follow_audit_file(const std::string& path, uint64_t offset, const LineSink& sink,
+                         const FollowOptions& options);
+
+}  // namespace dbwarden::audit
