@@ -2,12 +2,15 @@
 #include "agent/audit_cat.h"
 
 #include <signal.h>
+#include <time.h>
 
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "audit/chain.h"
 #include "audit/compress.h"
 #include "audit/trail_reader.h"
 #include "audit/verify.h"
@@ -72,14 +75,20 @@ int audit_cat_main(int argc, const char* const* argv, std::ostream& out, std::os
     err << "dbwarden audit cat: " << files.status().message() << "\n";
     return kUsage;
   }
+  timespec started{};
+  clock_gettime(CLOCK_REALTIME, &started);
+  std::optional<uint64_t> last_seq;  // of the last record printed
   const audit::LineSink sink = [&](std::string_view lines) {
     out.write(lines.data(), static_cast<std::streamsize>(lines.size()));
     if (follow) out.flush();  // a shipper tailing us sees each batch at once
+    const std::string_view last = lines.substr(0, lines.size() - 1);
+    if (const auto rc = audit::parse_record_chain(last.substr(last.find_last_of('\n') + 1))) {
+      last_seq = rc->seq;
+    }
   };
-  uint64_t end = 0;
   for (const std::string& file : files.value()) {
     uint64_t partial = 0;
-    if (Status s = audit::cat_audit_file(file, sink, &end, &partial); !s.ok()) {
+    if (Status s = audit::cat_audit_file(file, sink, &partial); !s.ok()) {
       err << "dbwarden audit cat: " << s.message() << "\n";
       return kReadError;
     }
@@ -91,11 +100,11 @@ int audit_cat_main(int argc, const char* const* argv, std::ostream& out, std::os
   }
   out.flush();
   if (!follow) return out.good() ? kOk : kReadError;
-  const std::string last = files.value().empty() ? "" : files.value().back();
-  const std::string active = active_of(last);
+  const std::string active = active_of(files.value().empty() ? "" : files.value().back());
   audit::FollowOptions options;
   options.stop = [&] { return g_stop != 0 || !out.good() || (stop && stop()); };
-  const Status s = audit::follow_audit_file(active, active == last ? end : 0, sink, options);
+  options.since_unix_ns = static_cast<int64_t>(started.tv_sec) * 1'000'000'000 + started.tv_nsec;
+  const Status s = audit::follow_audit_file(active, last_seq, sink, options);
   if (!s.ok()) {
     err << "dbwarden audit cat: " << s.message() << "\n";
     return kReadError;

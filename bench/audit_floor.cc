@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -35,8 +36,6 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <zstd.h>
 
 #include "audit/chain.h"
 #include "audit/compress.h"
@@ -325,9 +324,10 @@ int main(int argc, char** argv) {
   for (const FrameRow& f : frame_rows) {
     const double fmt = median(f.format) / n, z = median(f.zstd) / n, h = median(f.hash) / n,
                  w = median(f.write) / n, total = fmt + z + h + w;
-    std::printf("  frames, zstd level %3d (x%.1f on disk): seq %4.0f + zstd %5.0f + SHA-256 %4.0f"
-                " + write %4.0f = %5.0f ns/record, %.2f of the per-record floor\n",
-                f.level, f.ratio, fmt, z, h, w, total, total / sum);
+    std::printf(
+        "  frames, zstd level %3d (x%.1f on disk): seq %4.0f + zstd %5.0f + SHA-256 %4.0f"
+        " + write %4.0f = %5.0f ns/record, %.2f of the per-record floor\n",
+        f.level, f.ratio, fmt, z, h, w, total, total / sum);
   }
   std::printf(
       "RESULT {\"records\": %zu, \"minimal\": %s, \"bytes_per_record\": %.1f, \"hash_ns\": %.1f, "

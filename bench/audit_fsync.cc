@@ -100,11 +100,16 @@ int main(int argc, char** argv) {
   int rounds = 4, interval = 200;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--dir") dir = argv[i + 1];
-    else if (a == "--rate") rate = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (a == "--seconds") seconds = std::atof(argv[i + 1]);
-    else if (a == "--rounds") rounds = std::atoi(argv[i + 1]);
-    else if (a == "--interval") interval = std::atoi(argv[i + 1]);
+    if (a == "--dir")
+      dir = argv[i + 1];
+    else if (a == "--rate")
+      rate = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (a == "--seconds")
+      seconds = std::atof(argv[i + 1]);
+    else if (a == "--rounds")
+      rounds = std::atoi(argv[i + 1]);
+    else if (a == "--interval")
+      interval = std::atoi(argv[i + 1]);
   }
   std::printf("JsonlWriter at %llu records/s for %.0f s a round, on %s\n",
               static_cast<unsigned long long>(rate), seconds, dir.c_str());

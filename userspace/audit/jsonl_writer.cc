@@ -206,7 +206,8 @@ Status JsonlWriter::recover(const std::optional<ChainState>& state) {
     const std::string rotated = newest_rotated_file(dir_, base_);
     const int rfd = rotated.empty() ? -1 : ::open(rotated.c_str(), O_RDONLY | O_CLOEXEC);
     struct stat rst {};
-    if (rfd >= 0 && ::fstat(rfd, &rst) == 0) head = scan_tail(rfd, static_cast<uint64_t>(rst.st_size));
+    if (rfd >= 0 && ::fstat(rfd, &rst) == 0)
+      head = scan_tail(rfd, static_cast<uint64_t>(rst.st_size));
     if (rfd >= 0) ::close(rfd);
   }
   const bool ahead = head.found && state && head.seq + 1 > state->next_seq;
@@ -237,8 +238,8 @@ Status JsonlWriter::recover(const std::optional<ChainState>& state) {
     file_bytes_ = tail.good_end;
   } else if (file_bytes_ > 0) {
     char last = '\n';
-    ends_with_newline = ::pread(fd_, &last, 1, static_cast<off_t>(file_bytes_ - 1)) == 1 &&
-                        last == '\n';
+    ends_with_newline =
+        ::pread(fd_, &last, 1, static_cast<off_t>(file_bytes_ - 1)) == 1 && last == '\n';
   }
   // Behind the state or not an audit log's tail: a partial line is ended so
   // new records start on their own line (verify-audit reports the broken one).

@@ -159,7 +159,7 @@ class JsonlWriter : public StatementSink {
   void process_batch(const std::string& batch, uint64_t now_mono);
   void append_checkpoint(const char* reason, const std::string& prev_file, uint64_t now_mono);
   void append_open(uint64_t now_mono);  // the open checkpoint, then a pending recovery record
-  bool write_out(uint64_t now_mono);  // true when out_ is fully written
+  bool write_out(uint64_t now_mono);    // true when out_ is fully written
   void rotate(uint64_t now_mono);
   void timers(uint64_t now_mono);
   void compressor_main();

@@ -92,7 +92,8 @@ Status save_cut_bytes(int fd, uint64_t from, uint64_t to, const std::string& pat
                          std::strerror(errno));
   }
   const int out = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (out < 0) return Status::Error("audit log: cannot create " + path + ": " + std::strerror(errno));
+  if (out < 0)
+    return Status::Error("audit log: cannot create " + path + ": " + std::strerror(errno));
   size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = ::write(out, bytes.data() + done, bytes.size() - done);

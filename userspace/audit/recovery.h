@@ -39,8 +39,8 @@ inline constexpr std::string_view kRecoveryMarker = "\"dbwarden.record_type\":\"
 
 // The last complete record of a file, found from its end.
 struct TailScan {
-  bool found = false;     // a complete record line exists (within the scanned tail)
-  uint64_t seq = 0;       // its seq and chain value
+  bool found = false;  // a complete record line exists (within the scanned tail)
+  uint64_t seq = 0;    // its seq and chain value
   Digest chain{};
   uint64_t good_end = 0;  // file offset just past its '\n'; 0 when !found
 };
@@ -61,7 +61,7 @@ struct RecoveryRecord {
   std::string_view file;                  // the log file's base name
   std::optional<uint64_t> last_good_seq;  // nullopt: no record before it
   uint64_t bytes_cut = 0;
-  std::string_view cut_file;  // base name of the side file; empty when nothing was cut
+  std::string_view cut_file;               // base name of the side file; empty when nothing was cut
   std::optional<uint64_t> state_next_seq;  // nullopt: there was no state file
 };
 // Appends the record's fields without the closing brace (the writer appends

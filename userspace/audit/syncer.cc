@@ -70,8 +70,8 @@ void TrailSyncer::run() {
   Clock::time_point last_sync{}, last_state{};  // epoch: the first round is due at once
   std::unique_lock<std::mutex> lk(mu_);
   while (true) {
-    const auto sync_every = options_.fsync_interval.count() > 0 ? options_.fsync_interval
-                                                                 : options_.state_interval;
+    const auto sync_every =
+        options_.fsync_interval.count() > 0 ? options_.fsync_interval : options_.state_interval;
     // Wake when a sync or a state update falls due, and at least every
     // sync_every to look (written() does not notify: it runs per write).
     auto next = Clock::now() + sync_every;

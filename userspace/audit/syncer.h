@@ -67,12 +67,12 @@ class TrailSyncer {
   const Options options_;
   std::mutex mu_;
   std::condition_variable wake_, done_;
-  int fd_ = -1;                  // the active log (a duplicate)
+  int fd_ = -1;                   // the active log (a duplicate)
   std::vector<int> rotated_fds_;  // renamed logs still to sync (duplicates)
-  ChainState target_;            // the writer's latest position
-  bool dirty_ = false;           // written since the last sync
+  ChainState target_;             // the writer's latest position
+  bool dirty_ = false;            // written since the last sync
   uint64_t requested_ = 0, completed_ = 0;
-  Status status_;                // of the last forced round
+  Status status_;  // of the last forced round
   bool stop_ = false, clean_ = false;
 
   // Syncer thread only.

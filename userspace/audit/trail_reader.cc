@@ -8,13 +8,13 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <ctime>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <optional>
+#include <thread>
 #include <utility>
 #include <vector>
-#include <thread>
 
 #include "audit/chain.h"
 #include "audit/compress.h"
@@ -78,15 +78,13 @@ Status drain(int fd, const std::string& path, LineBuffer& lines, uint64_t* pos, 
 bool pending_still_there(int fd, const std::string& pending, uint64_t pos) {
   if (pending.empty()) return true;
   std::string now(pending.size(), '\0');
-  const ssize_t n =
-      ::pread(fd, now.data(), now.size(), static_cast<off_t>(pos - pending.size()));
+  const ssize_t n = ::pread(fd, now.data(), now.size(), static_cast<off_t>(pos - pending.size()));
   return n == static_cast<ssize_t>(now.size()) && now == pending;
 }
 
 }  // namespace
 
-Status cat_audit_file(const std::string& path, const LineSink& sink, uint64_t* end,
-                      uint64_t* partial) {
+Status cat_audit_file(const std::string& path, const LineSink& sink, uint64_t* partial) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return read_error("open", path);
   std::unique_ptr<char[]> buf(new char[kChunk]);
@@ -114,7 +112,6 @@ Status cat_audit_file(const std::string& path, const LineSink& sink, uint64_t* e
     status = drain(fd, path, lines, &pos, buf.get());
   }
   ::close(fd);
-  if (end != nullptr) *end = pos - lines.pending().size();
   if (partial != nullptr) *partial = lines.pending().size();
   return status;
 }
@@ -124,15 +121,21 @@ namespace {
 // Rotated names: `<name>.YYYYMMDDTHHMMSS.uuuuuuZ[.zst]`; the stamp sorts as text.
 constexpr size_t kStampBytes = 23;
 
-std::string stamp_now() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
+std::string stamp_at(int64_t unix_ns) {
+  timespec ts{static_cast<time_t>(unix_ns / 1'000'000'000),
+              static_cast<long>(unix_ns % 1'000'000'000)};
   struct tm tm {};
   gmtime_r(&ts.tv_sec, &tm);
   char buf[40];
   const size_t n = strftime(buf, sizeof(buf), "%Y%m%dT%H%M%S", &tm);
   std::snprintf(buf + n, sizeof(buf) - n, ".%06ldZ", ts.tv_nsec / 1000);
   return buf;
+}
+
+std::string stamp_now() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return stamp_at(static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec);
 }
 
 // Rotated files of `base` in `dir` stamped at or after `since`, oldest first.
@@ -163,8 +166,8 @@ std::vector<std::string> rotated_since(const std::string& dir, const std::string
 // records it has not printed.
 class SeqFilter {
  public:
-  SeqFilter(const LineSink& sink, std::string dir, std::string base)
-      : sink_(sink), dir_(std::move(dir)), base_(std::move(base)), opened_(stamp_now()) {}
+  SeqFilter(const LineSink& sink, std::string dir, std::string base, std::string since)
+      : sink_(sink), dir_(std::move(dir)), base_(std::move(base)), opened_(std::move(since)) {}
   // The follower (re)opens the active file: files rotated since it opened the
   // previous one (that one included) may hold records it has not seen.
   void reopened() {
@@ -205,32 +208,19 @@ class SeqFilter {
 
 }  // namespace
 
-Status follow_audit_file(const std::string& path, uint64_t offset, const LineSink& sink,
-                         const FollowOptions& options) {
+Status follow_audit_file(const std::string& path, std::optional<uint64_t> printed_up_to,
+                         const LineSink& sink, const FollowOptions& options) {
   const size_t slash = path.find_last_of('/');
   SeqFilter filter(sink, slash == std::string::npos ? "." : path.substr(0, slash),
-                   path.substr(slash == std::string::npos ? 0 : slash + 1));
-  if (offset > 0) {
-    // The last record printed before the follow began: the line ending at `offset`.
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      const uint64_t len = std::min<uint64_t>(offset, 1 << 20);
-      std::string tail(len, '\0');
-      if (::pread(fd, tail.data(), len, static_cast<off_t>(offset - len)) ==
-          static_cast<ssize_t>(len)) {
-        tail.pop_back();  // its '\n'
-        const auto rc = parse_record_chain(tail.substr(tail.find_last_of('\n') + 1));
-        if (rc) filter.printed_up_to(rc->seq);
-      }
-      ::close(fd);
-    }
-  }
+                   path.substr(slash == std::string::npos ? 0 : slash + 1),
+                   options.since_unix_ns > 0 ? stamp_at(options.since_unix_ns) : stamp_now());
+  filter.printed_up_to(printed_up_to);
   const LineSink filtered = [&](std::string_view lines) { filter(lines); };
   std::unique_ptr<char[]> buf(new char[kChunk]);
   LineBuffer lines(filtered);
   int fd = -1;
   ino_t ino = 0;
-  uint64_t pos = offset;
+  uint64_t pos = 0;  // the active file from its start: records printed already are skipped
   auto open_active = [&] {
     fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     struct stat st {};

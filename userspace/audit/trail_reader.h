@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,22 +24,25 @@ namespace dbwarden::audit {
 
 using LineSink = std::function<void(std::string_view)>;  // one or more whole lines
 
-// Every complete line of `path` (plain, or .zst decoded). `*end` (optional)
-// receives the offset just past the last complete line of a plain file.
-// `*partial` (optional) the bytes after it (a record still being written).
-Status cat_audit_file(const std::string& path, const LineSink& sink, uint64_t* end = nullptr,
-                      uint64_t* partial = nullptr);
+// Every complete line of `path` (plain, or .zst decoded). `*partial`
+// (optional) receives the bytes after the last one (a record still being
+// written, or torn).
+Status cat_audit_file(const std::string& path, const LineSink& sink, uint64_t* partial = nullptr);
 
 struct FollowOptions {
   std::chrono::milliseconds poll{200};  // how often to look for growth and rotation
   std::function<bool()> stop;           // checked every poll; true ends follow_audit_file
+  // CLOCK_REALTIME from which on rotated files may hold records not printed
+  // yet (when the caller started reading the trail); 0: now.
+  int64_t since_unix_ns = 0;
 };
 
-// Prints lines appended to the active file `path` from `offset` on, then,
-// when the file is renamed away (rotation), what is left of it and the new
-// file from its start. Returns when options.stop() is true (Ok) or on a read
-// error.
-Status follow_audit_file(const std::string& path, uint64_t offset, const LineSink& sink,
-                         const FollowOptions& options);
+// Prints the records of the active file `path` after seq `printed_up_to`
+// (all when nullopt), as it grows; when it is renamed away (rotation), what is
+// left of it and the new file from its start. Each record once, in seq order:
+// files rotated while the caller or the follower was not looking are found by
+// the gap in seqs. Returns when options.stop() is true (Ok) or on a read error.
+Status follow_audit_file(const std::string& path, std::optional<uint64_t> printed_up_to,
+                         const LineSink& sink, const FollowOptions& options);
 
 }  // namespace dbwarden::audit

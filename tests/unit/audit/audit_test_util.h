@@ -87,8 +87,9 @@ inline void write_statements(const dbwarden::audit::WriterOptions& o, uint64_t f
   CHECK(w->write_errors() == 0);
 }
 
-inline dbwarden::audit::VerifySummary verify(const std::vector<std::string>& files, const std::string& state = "",
-                     const std::string& key = "", bool partial = false) {
+inline dbwarden::audit::VerifySummary verify(const std::vector<std::string>& files,
+                                             const std::string& state = "",
+                                             const std::string& key = "", bool partial = false) {
   dbwarden::audit::VerifyOptions vo;
   vo.hmac_key = key;
   vo.partial = partial;

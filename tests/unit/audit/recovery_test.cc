@@ -68,9 +68,9 @@ std::vector<std::string> recovery_lines(const std::vector<std::string>& lines) {
 
 VerifySummary require_valid(const std::vector<std::string>& files, const std::string& state) {
   auto s = verify(files, state);
-  INFO((s.failure ? s.failure->file + ":" + std::to_string(s.failure->line) + " " +
-                        s.failure->reason
-                  : std::string("valid")));
+  INFO((s.failure
+            ? s.failure->file + ":" + std::to_string(s.failure->line) + " " + s.failure->reason
+            : std::string("valid")));
   REQUIRE(s.valid());
   return s;
 }
@@ -111,7 +111,7 @@ TEST_CASE("recovery: a torn last record is cut off, kept aside and recorded", "[
   CHECK(r.bytes_cut == torn.size());
   REQUIRE(!r.cut_file.empty());
   CHECK(slurp(log.tmp.path + "/" + r.cut_file) == torn);  // the cut bytes are kept
-  CHECK(r.cut_file.front() == '.');  // hidden: not taken for another audit log
+  CHECK(r.cut_file.front() == '.');                       // hidden: not taken for another audit log
   CHECK(dir_files(log.tmp.path).size() == 1);
 }
 
@@ -147,8 +147,7 @@ TEST_CASE("recovery: a clean stop leaves no recovery record; every crash leaves 
   CHECK(require_valid({o.path}, o.path + ".state").recoveries.size() == 1);
 }
 
-TEST_CASE("recovery: a file behind its state file still fails verification",
-          "[audit][recovery]") {
+TEST_CASE("recovery: a file behind its state file still fails verification", "[audit][recovery]") {
   CrashedLog log(10, 0);
   // Records the state had seen synced are gone: removal, not a crash.
   const auto state = read_state_file(log.state).value();

@@ -4,6 +4,8 @@
 // from trails the real writer made (rotated, compressed, crashed and recovered).
 #include "audit/trail_reader.h"
 
+#include <time.h>
+
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -35,8 +37,8 @@ int cat(const std::vector<std::string>& args, std::string& out, std::string& err
   std::vector<const char*> argv{"cat"};
   for (const auto& a : args) argv.push_back(a.c_str());
   std::ostringstream o, e;
-  const int rc = dbwarden::agent::audit_cat_main(static_cast<int>(argv.size()), argv.data(), o, e,
-                                                 stop);
+  const int rc =
+      dbwarden::agent::audit_cat_main(static_cast<int>(argv.size()), argv.data(), o, e, stop);
   out = o.str();
   err = e.str();
   return rc;
@@ -103,7 +105,9 @@ TEST_CASE("audit cat --follow: across rotations and a crash's cut, each record o
   std::atomic<bool> stop{false};
   std::string out, err;
   int rc = -1;
-  std::thread follower([&] { rc = cat({"--follow", tmp.path}, out, err, [&] { return stop.load(); }); });
+  std::thread follower([&] {
+    rc = cat({"--follow", tmp.path}, out, err, [&] { return stop.load(); });
+  });
   ConnectionInfo c;
   {
     auto w = open_writer(o);
@@ -143,4 +147,43 @@ TEST_CASE("audit cat --follow: across rotations and a crash's cut, each record o
   std::string again;
   REQUIRE(cat({tmp.path}, again, err) == 0);
   CHECK(again == out);
+}
+
+TEST_CASE("audit cat --follow: the file printed was rotated before the follow began",
+          "[audit][cat]") {
+  // cat read the active file; before the follower opened it, the writer
+  // rotated it (more than once): the follower continues after the last
+  // record printed, from the rotated files.
+  TempDir tmp;
+  WriterOptions o;
+  o.path = tmp.path + "/audit.jsonl";
+  o.compress_rotated = GENERATE(false, true);
+  write_statements(o, 0, 5);
+  timespec started{};
+  clock_gettime(CLOCK_REALTIME, &started);
+  std::string printed;
+  REQUIRE(cat_audit_file(o.path, [&](std::string_view l) { printed.append(l); }).ok());
+  const auto before = split_lines(printed);
+  const uint64_t last = nlohmann::json::parse(before.back())["dbwarden.seq"].get<uint64_t>();
+  o.rotate_bytes = 3000;
+  write_statements(o, 5, 40);
+  REQUIRE(dir_files(tmp.path).size() >= 4);
+
+  std::string followed;
+  FollowOptions f;
+  f.poll = std::chrono::milliseconds(20);
+  f.since_unix_ns = static_cast<int64_t>(started.tv_sec) * 1'000'000'000 + started.tv_nsec;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  f.stop = [&] { return std::chrono::steady_clock::now() > deadline; };
+  REQUIRE(follow_audit_file(
+              o.path, last, [&](std::string_view l) { followed.append(l); }, f)
+              .ok());
+  auto all = before;
+  for (const auto& l : split_lines(followed)) all.push_back(l);
+  const auto texts = statement_texts(all);
+  REQUIRE(texts.size() == 45);
+  for (size_t i = 0; i < texts.size(); ++i) CHECK(texts[i] == "SELECT " + std::to_string(i));
+  for (size_t i = 0; i < all.size(); ++i) {
+    CHECK(nlohmann::json::parse(all[i])["dbwarden.seq"] == i);
+  }
 }
