@@ -352,6 +352,13 @@ Result<std::vector<std::string>> expand_audit_paths(const std::vector<std::strin
       std::string_view n = name;
       if (n.ends_with(kZstdSuffix)) n.remove_suffix(kZstdSuffix.size());
       if (n.size() > 24 && n[n.size() - 24] == '.' && is_stamp(n.substr(n.size() - 23))) {
+        // A compressor killed between renaming the .zst into place and
+        // removing its source leaves both, with the same records: the next
+        // agent finishes the job; until then the source is read.
+        if (name.ends_with(kZstdSuffix) &&
+            std::find(names.begin(), names.end(), std::string(n)) != names.end()) {
+          continue;
+        }
         families[std::string(n.substr(0, n.size() - 24))].push_back(name);
       } else {
         families[name];
