@@ -56,6 +56,10 @@ po::options_description settings() {
        "write a chain checkpoint every N records (default 100000, 0: only at rotation)")
       ("audit-checkpoint-interval-seconds", po::value<uint64_t>(),
        "... and every N seconds (default 300, 0: never)")
+      ("audit-fsync-interval-ms", po::value<uint64_t>(),
+       "fdatasync the audit log at most this long after a write: what a power loss can take "
+       "(default 200, the flush interval; 0: left to the kernel, the state file still syncs "
+       "what it names once a second)")
       ("audit-stdout", po::value<bool>(),
        "also write every audit record to stdout, one JSON line each (containers, journald); "
        "default false")
@@ -249,6 +253,7 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
     take("audit-compress-level", c.audit_compress_level);
     take("audit-checkpoint-records", c.audit_checkpoint_records);
     take("audit-checkpoint-interval-seconds", c.audit_checkpoint_interval_seconds);
+    take("audit-fsync-interval-ms", c.audit_fsync_interval_ms);
     take("mode", c.mode);
     take("policy", c.policy_file);
     take("fail-mode", c.fail_mode);

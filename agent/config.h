@@ -51,6 +51,7 @@ struct Config {
   int audit_compress_level = 1;  // zstd level for rotated files; 0: keep them uncompressed
   uint64_t audit_checkpoint_records = 100000;
   uint64_t audit_checkpoint_interval_seconds = 300;
+  uint64_t audit_fsync_interval_ms = 200;  // 0: no fdatasync but the state file's
   // Enforcement (README "Enforcement"): observe (passive, the default) or enforce (client
   // connections steered through the local policy proxy).
   std::string mode = "observe";

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <iostream>
 
+#include "agent/audit_cat.h"
 #include "agent/config.h"
 #include "agent/detach.h"
 #include "agent/policy_cmd.h"
@@ -24,6 +25,7 @@ void usage(std::FILE* out) {
       "  replay    decode a recording made with `run --record` into an audit file\n"
       "  detach    remove the capture programs a stopped agent left pinned\n"
       "  verify-audit  check the audit trail's hash chain (`dbwarden verify-audit --help`)\n"
+      "  audit cat [--follow] [FILE|DIR]  print the audit trail as JSON Lines\n"
       "  steering  enforce mode's steering: status, mark-down, detach\n"
       "  policy    check a policy file, or explain its decision on a statement\n"
       "            (`dbwarden policy --help`)\n"
@@ -47,6 +49,7 @@ int main(int argc, char** argv) {
   if (!std::strcmp(argv[1], "steering")) return steering_main(argc - 1, argv + 1);
   if (!std::strcmp(argv[1], "verify-audit")) return verify_audit_main(argc - 1, argv + 1);
   if (!std::strcmp(argv[1], "policy")) return policy_main(argc - 1, argv + 1);
+  if (!std::strcmp(argv[1], "audit")) return audit_main(argc - 1, argv + 1);
   if (!std::strcmp(argv[1], "replay")) {
     auto config = parse_replay_config(argc - 1, argv + 1, std::cout);
     if (!config.ok()) {

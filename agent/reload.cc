@@ -48,6 +48,7 @@ ConfigDiff diff_config(const Config& a, const Config& b) {
   fixed("audit-checkpoint-records", a.audit_checkpoint_records != b.audit_checkpoint_records);
   fixed("audit-checkpoint-interval-seconds",
         a.audit_checkpoint_interval_seconds != b.audit_checkpoint_interval_seconds);
+  fixed("audit-fsync-interval-ms", a.audit_fsync_interval_ms != b.audit_fsync_interval_ms);
   return d;
 }
 

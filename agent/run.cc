@@ -53,8 +53,19 @@ void install_signal_handlers() {
   signal(SIGPIPE, SIG_IGN);
 }
 
+// The kernel's drop counters (pinned: they include what the ring lost while
+// no agent read it), by reason, for the audit checkpoints.
+std::vector<std::pair<std::string, uint64_t>> drops_by_reason(const capture::BpfCapture& cap) {
+  const capture::DropCounts d = cap.drops();
+  std::vector<std::pair<std::string, uint64_t>> out;
+  for (size_t i = 0; i < d.by_reason.size(); i++) {
+    out.emplace_back(capture::drop_reason_name(static_cast<int>(i)), d.by_reason[i]);
+  }
+  return out;
+}
+
 void publish(metrics::Exporter& m, const capture::BpfCapture& cap, const Observer& obs,
-             const audit::JsonlWriter& audit) {
+             audit::JsonlWriter& audit) {
   metrics::CaptureCounters cc;
   cc.events = cap.records();
   cc.bytes = cap.payload_bytes();
@@ -93,6 +104,7 @@ void publish(metrics::Exporter& m, const capture::BpfCapture& cap, const Observe
   }
   m.publish_audit(audit.records_written(), audit.bytes_written(), audit.write_errors(),
                   audit.records_dropped());
+  audit.set_capture_drops(drops_by_reason(cap));
   m.set_audit_queue_bytes(audit.buffered_bytes());
 }
 
@@ -246,10 +258,21 @@ int run(const Config& config) {
   if (wopts.compress_rotated) wopts.zstd_level = config.audit_compress_level;
   wopts.checkpoint_records = config.audit_checkpoint_records;
   wopts.checkpoint_interval = std::chrono::seconds(config.audit_checkpoint_interval_seconds);
+  wopts.fsync_interval = std::chrono::milliseconds(config.audit_fsync_interval_ms);
+  // The open checkpoint waits for the capture's (pinned) drop counters: after
+  // a crash it then says what the ring lost while no agent was reading.
+  wopts.defer_open_checkpoint = true;
   auto audit = audit::JsonlWriter::Open(wopts);
   if (!audit.ok()) {
     DBW_LOG(kError, "%s", audit.status().message().c_str());
     return kExitError;
+  }
+  if (audit.value()->recovered()) {
+    DBW_LOG(kWarning,
+            "audit log %s: the previous agent did not stop cleanly; the chain continues after "
+            "its last complete record (%llu byte(s) of a torn record cut off), recorded in a "
+            "recovery record",
+            config.audit_file.c_str(), static_cast<unsigned long long>(audit.value()->bytes_cut()));
   }
   // Served only once every probe and watch is live (below): until then a
   // readiness check gets no answer.
@@ -317,6 +340,7 @@ int run(const Config& config) {
     return kExitError;
   }
   observer.set_capture(capture.value().get());
+  audit.value()->set_capture_drops(drops_by_reason(*capture.value()));
   if (capture.value()->resumed()) {
     std::vector<uint16_t> all_ports = config.postgres_ports;
     all_ports.insert(all_ports.end(), config.mysql_ports.begin(), config.mysql_ports.end());

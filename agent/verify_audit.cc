@@ -20,6 +20,7 @@ constexpr int kUsage = 2;
 constexpr char kUsageText[] =
     "Usage: dbwarden verify-audit [options] FILE|DIR...\n\n"
     "Checks the audit trail's hash chain and names the first bad record.\n"
+    "Restarts after a crash (recovery records) are listed, not taken for tampering.\n"
     "FILEs are checked in the order given (plain or .zst); a DIR stands for its\n"
     "rotated files (oldest first) and the active file, and its state file.\n\n"
     "Options:\n"
@@ -28,6 +29,27 @@ constexpr char kUsageText[] =
     "  --partial        start at the first file's checkpoint, not at record 0\n"
     "  -h, --help       this text\n\n"
     "Exit status: 0 valid, 1 invalid, 2 usage or read error.\n";
+
+// One line per crash the writer recovered from: where, what it kept and cut.
+void print_recovery(const audit::VerifyRecovery& r, std::ostream& out) {
+  const audit::RecoveryView& v = r.record;
+  out << "recovery: " << r.file << ":" << r.line << ": seq " << r.seq << " at " << v.time
+      << ": the agent restarted after a crash; ";
+  if (v.last_good_seq) {
+    out << "the chain continues after seq " << *v.last_good_seq;
+  } else {
+    out << "no record before it";
+  }
+  if (v.bytes_cut > 0) {
+    out << "; " << v.bytes_cut << " byte(s) of a torn record cut off";
+    if (!v.cut_file.empty()) out << " (kept in " << v.cut_file << ")";
+  }
+  if (v.state_next_seq && v.last_good_seq && *v.last_good_seq + 1 > *v.state_next_seq) {
+    out << "; " << (*v.last_good_seq + 1 - *v.state_next_seq)
+        << " record(s) were written after the last state update";
+  }
+  out << "\n";
+}
 
 }  // namespace
 
@@ -103,6 +125,7 @@ int verify_audit_main(int argc, const char* const* argv, std::ostream& out, std:
   }
   const audit::VerifySummary& s = summary.value();
   for (const std::string& note : s.notes) out << "note: " << note << "\n";
+  for (const audit::VerifyRecovery& r : s.recoveries) print_recovery(r, out);
   if (!s.valid()) {
     const audit::VerifyFailure& f = *s.failure;
     out << "INVALID: " << f.file;
@@ -113,7 +136,9 @@ int verify_audit_main(int argc, const char* const* argv, std::ostream& out, std:
   }
   out << "valid: " << s.records << " records (" << s.statements << " statements, " << s.checkpoints
       << " checkpoints) in " << s.files << " file(s), seq " << s.first_seq << ".."
-      << (s.next_seq - 1) << ", chain head " << audit::to_hex(s.head) << "\n";
+      << (s.next_seq - 1) << ", chain head " << audit::to_hex(s.head);
+  if (!s.recoveries.empty()) out << ", " << s.recoveries.size() << " recovery record(s)";
+  out << "\n";
   return kValid;
 }
 

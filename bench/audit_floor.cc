@@ -14,10 +14,18 @@
 // record is cut down to the keys issue 2 requires (the smallest record the issues allow), to show
 // the floor does not come from optional fields.
 //
-// Usage: audit_floor --records FILE [--minimal] [--level N] [--rounds N]
+// With --frames L1,L2,... it also measures the design of issue 16 on the same
+// records in the same run: records (seq only, no per-record chain) grouped
+// into 256 KiB frames, each zstd-compressed at level L (negative levels
+// included) and then sealed with one SHA-256 over the compressed bytes and
+// the previous link, written compressed. Printed per level with its ratio to
+// the per-record floor above.
+//
+// Usage: audit_floor --records FILE [--minimal] [--level N] [--rounds N] [--frames L,...]
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -130,9 +138,71 @@ double write_file(const std::string& path, const std::string& text) {
   return spent;
 }
 
+// Issue 16's frame: what the writer would have at a flush, at most 256 KiB.
+constexpr size_t kFrameBytes = 256 * 1024;
+
+struct FrameCost {
+  double format_ns = 0, zstd_ns = 0, hash_ns = 0, write_ns = 0;
+  size_t plain_bytes = 0, sealed_bytes = 0, frames = 0;
+};
+
+// Frames the records at `level`: each record gets its seq field (no chain
+// field), a frame is compressed as one zstd frame, and the link is
+// SHA-256(prev link || compressed frame), appended after it (32 bytes, as a
+// skippable frame would hold it). All timed per step over the whole run.
+FrameCost seal_frames(const std::vector<std::string>& bodies, int level, ChainHasher& hasher,
+                      const std::string& path) {
+  FrameCost c;
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+  std::string frame, sealed, out;
+  frame.reserve(kFrameBytes + 64 * 1024);
+  sealed.resize(ZSTD_compressBound(kFrameBytes + 64 * 1024));
+  out.reserve(bodies.size() * 64 + 1024);
+  Digest link{};
+  auto seal = [&] {
+    double t = thread_cpu_ns();
+    const size_t n = ZSTD_compress2(cctx, sealed.data(), sealed.size(), frame.data(), frame.size());
+    c.zstd_ns += thread_cpu_ns() - t;
+    if (ZSTD_isError(n)) {
+      std::fprintf(stderr, "audit_floor: zstd: %s\n", ZSTD_getErrorName(n));
+      std::exit(1);
+    }
+    t = thread_cpu_ns();
+    link = hasher.hash(link, std::string_view(sealed.data(), n), {});
+    c.hash_ns += thread_cpu_ns() - t;
+    out.append(sealed.data(), n);
+    out.append(reinterpret_cast<const char*>(link.data()), link.size());
+    c.plain_bytes += frame.size();
+    ++c.frames;
+    frame.clear();
+  };
+  double t = thread_cpu_ns();
+  for (size_t seq = 0; seq < bodies.size(); ++seq) {
+    frame.append(bodies[seq]);
+    frame.append(dbwarden::audit::kSeqKey);
+    char digits[24];
+    const int len = std::snprintf(digits, sizeof(digits), "%zu}\n", seq);
+    frame.append(digits, static_cast<size_t>(len));
+    if (frame.size() >= kFrameBytes) {
+      c.format_ns += thread_cpu_ns() - t;
+      seal();
+      t = thread_cpu_ns();
+    }
+  }
+  c.format_ns += thread_cpu_ns() - t;
+  if (!frame.empty()) seal();
+  ZSTD_freeCCtx(cctx);
+  c.sealed_bytes = out.size();
+  c.write_ns = write_file(path, out);
+  return c;
+}
+
 [[noreturn]] void usage() {
   std::fprintf(stderr,
-               "usage: audit_floor --records FILE [--minimal] [--level N] [--rounds N]\n"
+               "usage: audit_floor --records FILE [--minimal] [--level N] [--rounds N]"
+               " [--frames L,...]\n"
                "  FILE: plain JSONL audit records (e.g. written during pgbench -S)\n");
   std::exit(2);
 }
@@ -144,6 +214,7 @@ int main(int argc, char** argv) {
   bool minimal = false;
   int level = 1;  // the agent's default --audit-compress-level
   int rounds = 5;
+  std::vector<int> frame_levels;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--records" && i + 1 < argc) {
@@ -152,6 +223,13 @@ int main(int argc, char** argv) {
       minimal = true;
     } else if (a == "--level" && i + 1 < argc) {
       level = std::atoi(argv[++i]);
+    } else if (a == "--frames" && i + 1 < argc) {
+      for (const char* p = argv[++i]; *p != '\0';) {
+        char* end = nullptr;
+        frame_levels.push_back(static_cast<int>(std::strtol(p, &end, 10)));
+        p = *end == ',' ? end + 1 : end;
+        if (end == p && *p != '\0') usage();
+      }
     } else if (a == "--rounds" && i + 1 < argc) {
       rounds = std::max(1, std::atoi(argv[++i]));
     } else {
@@ -207,6 +285,26 @@ int main(int argc, char** argv) {
     if (stat((path + ".zst").c_str(), &sb) == 0) zst_bytes = static_cast<size_t>(sb.st_size);
     unlink((path + ".zst").c_str());
   }
+  // Issue 16's frames, same records, same run.
+  struct FrameRow {
+    int level;
+    std::vector<double> format, zstd, hash, write;
+    double ratio = 0;
+  };
+  std::vector<FrameRow> frame_rows;
+  for (int frame_level : frame_levels) {
+    FrameRow row{frame_level, {}, {}, {}, {}};
+    for (int r = 0; r < rounds; ++r) {
+      const FrameCost fc = seal_frames(bodies, frame_level, **hasher, path);
+      row.format.push_back(fc.format_ns);
+      row.zstd.push_back(fc.zstd_ns);
+      row.hash.push_back(fc.hash_ns);
+      row.write.push_back(fc.write_ns);
+      row.ratio = static_cast<double>(fc.plain_bytes) / static_cast<double>(fc.sealed_bytes);
+    }
+    frame_rows.push_back(std::move(row));
+  }
+  unlink(path.c_str());
   rmdir(dir_tmpl);
 
   const double n = static_cast<double>(bodies.size());
@@ -223,6 +321,14 @@ int main(int argc, char** argv) {
   std::printf("  zstd (rotation)    %7.0f ns/record\n", zs);
   std::printf("  sum                %7.0f ns/record = %.2f of the 1.5 us budget\n", sum,
               sum / kBudgetNs);
+  for (const FrameRow& f : frame_rows) {
+    const double fmt = median(f.format) / n, z = median(f.zstd) / n, h = median(f.hash) / n,
+                 w = median(f.write) / n, total = fmt + z + h + w;
+    std::printf(
+        "  frames, zstd level %3d (x%.1f on disk): seq %4.0f + zstd %5.0f + SHA-256 %4.0f"
+        " + write %4.0f = %5.0f ns/record, %.2f of the per-record floor\n",
+        f.level, f.ratio, fmt, z, h, w, total, total / sum);
+  }
   std::printf(
       "RESULT {\"records\": %zu, \"minimal\": %s, \"bytes_per_record\": %.1f, \"hash_ns\": %.1f, "
       "\"write_ns\": %.1f, \"zstd_ns\": %.1f, \"sum_ns\": %.1f, \"budget_ratio\": %.3f}\n",

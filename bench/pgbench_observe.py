@@ -109,7 +109,8 @@ def bpf_delta(before, after):
 
 # Agent threads by name (pthread_setname_np in the agent): everything else, the
 # decode loop on the main thread included, is "dbwarden".
-THREAD_GROUPS = (("dbw-audit-write", "chain+write"), ("dbw-audit-zstd", "compress"))
+THREAD_GROUPS = (("dbw-audit-write", "chain+write"), ("dbw-audit-sync", "sync"),
+                 ("dbw-audit-zstd", "compress"))
 
 
 def thread_cpu_seconds(pid):
@@ -353,6 +354,7 @@ def main():
         ("  of which agent userspace", f"{summary['agent_us_per_stmt_median']:.2f}", ""),
         ("    decode thread (+ unnamed)", f"{summary['decode_us_per_stmt_median']:.2f}", ""),
         ("    audit chain + write thread", f"{summary['chain+write_us_per_stmt_median']:.2f}", ""),
+        ("    audit sync thread (fdatasync)", f"{summary['sync_us_per_stmt_median']:.2f}", ""),
         ("    audit compression thread", f"{summary['compress_us_per_stmt_median']:.2f}", ""),
         ("BPF ns per program run", f"{summary['bpf_ns_per_program_run_median']:.0f}", ""),
         ("audited / pgbench statements (min)", f"{summary['coverage_min']:.4f}", "1.0"),

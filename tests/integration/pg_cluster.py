@@ -474,8 +474,8 @@ def read_audit(path):
                 except ValueError as e:
                     bad.append(f"audit line {n} is not JSON ({e}): {short(line)}")
                     continue
-                # Chain checkpoints are the audit trail's own records, not statements.
-                if record.get("dbwarden.record_type") != "checkpoint":
+                # Checkpoints and recovery records are the trail's own, not statements.
+                if "dbwarden.record_type" not in record:
                     records.append(record)
     except FileNotFoundError:
         bad.append(f"audit file {path} does not exist")

@@ -34,7 +34,8 @@ std::string format_state(const ChainState& s) {
   append_json_string(s.file, out);
   out += ",\"next_seq\":" + std::to_string(s.next_seq) + ",\"chain\":\"";
   append_hex(s.chain, out);
-  out += "\",\"file_started_ns\":" + std::to_string(s.file_started_ns) + "}\n";
+  out += "\",\"file_started_ns\":" + std::to_string(s.file_started_ns);
+  out += s.clean_stop ? ",\"clean_stop\":true}\n" : ",\"clean_stop\":false}\n";
   return out;
 }
 
@@ -62,6 +63,9 @@ Result<ChainState> parse_state(std::string_view text) {
   }
   if (started != j.end() && started->is_number_integer()) {
     s.file_started_ns = started->get<int64_t>();
+  }
+  if (auto clean = j.find("clean_stop"); clean != j.end() && clean->is_boolean()) {
+    s.clean_stop = clean->get<bool>();
   }
   return s;
 }
@@ -137,6 +141,15 @@ void append_checkpoint_prefix(const Checkpoint& c, std::string& out) {
   out.append("\",\"dbwarden.chain_alg\":");
   append_json_string(c.chain_alg, out);
   out.append(",\"dbwarden.records_dropped\":" + std::to_string(c.records_dropped));
+  if (c.capture_dropped != nullptr && !c.capture_dropped->empty()) {
+    out.append(",\"dbwarden.capture_dropped\":{");
+    for (size_t i = 0; i < c.capture_dropped->size(); ++i) {
+      if (i > 0) out.push_back(',');
+      append_json_string((*c.capture_dropped)[i].first, out);
+      out.append(":" + std::to_string((*c.capture_dropped)[i].second));
+    }
+    out.push_back('}');
+  }
 }
 
 }  // namespace dbwarden::audit

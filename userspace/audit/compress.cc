@@ -122,12 +122,15 @@ Status ZstdDecoder::feed(std::string_view input,
   ZSTD_inBuffer in{input.data(), input.size(), 0};
   while (true) {
     ZSTD_outBuffer out{out_.get(), out_size_, 0};
+    const size_t in_before = in.pos;
     const size_t r = ZSTD_decompressStream(ctx_, &out, &in);
     if (ZSTD_isError(r)) {
       return Status::Error(std::string("corrupt zstd data: ") + ZSTD_getErrorName(r));
     }
     if (out.pos > 0) sink(std::string_view(out_.get(), out.pos));
-    at_frame_end_ = r == 0;
+    // A call that neither read nor wrote (the one after a frame's output
+    // filled the buffer exactly) only says what the next frame would need.
+    if (out.pos > 0 || in.pos > in_before) at_frame_end_ = r == 0;
     // Done once all input is consumed and the output buffer was not filled
     // (a full buffer may mean more output is pending).
     if (in.pos == in.size && out.pos < out.size) break;

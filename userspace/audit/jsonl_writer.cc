@@ -21,8 +21,6 @@
 namespace dbwarden::audit {
 namespace {
 
-// The longest last line read back at open to continue the chain.
-constexpr size_t kMaxTailBytes = 64 * 1024 * 1024;
 // Rotated names: `<name>.YYYYMMDDTHHMMSS.uuuuuuZ`.
 constexpr size_t kStampBytes = 23;
 // The writer thread writes chained records at this size even while more
@@ -87,32 +85,6 @@ bool exists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
-// The last line of the file (without '\n'), and whether the file ends in '\n'.
-struct Tail {
-  std::string line;
-  bool ends_with_newline = true;
-};
-Tail read_tail(int fd, uint64_t size) {
-  Tail tail;
-  if (size == 0) return tail;
-  std::string buf;
-  for (uint64_t window = 64 * 1024;; window *= 4) {
-    const uint64_t len = std::min<uint64_t>({window, size, kMaxTailBytes});
-    buf.resize(len);
-    const ssize_t n = ::pread(fd, buf.data(), len, static_cast<off_t>(size - len));
-    if (n != static_cast<ssize_t>(len)) return tail;
-    tail.ends_with_newline = buf.back() == '\n';
-    const size_t end = tail.ends_with_newline ? len - 1 : len;
-    const size_t nl = std::string_view(buf).substr(0, end).find_last_of('\n');
-    if (nl != std::string::npos || len == size) {
-      const size_t begin = nl == std::string::npos ? 0 : nl + 1;
-      tail.line.assign(buf, begin, end - begin);
-      return tail;
-    }
-    if (len == kMaxTailBytes) return tail;
-  }
-}
-
 // Complete lines in the file: the records it already holds, for the
 // checkpoints' file_records. Bounded by the rotation size.
 uint64_t count_lines(const std::string& path) {
@@ -160,7 +132,8 @@ Status JsonlWriter::start() {
   if (!hasher.ok()) return hasher.status();
   hasher_ = std::move(hasher.value());
 
-  fd_ = ::open(options_.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  // Read-write: recovery reads the tail back and may cut a torn record off.
+  fd_ = ::open(options_.path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (fd_ < 0) return errno_error("open", options_.path, errno);
   struct stat st {};
   if (::fstat(fd_, &st) != 0) return errno_error("stat", options_.path, errno);
@@ -168,11 +141,6 @@ Status JsonlWriter::start() {
   if (regular_file_ && (st.st_mode & 0077) != 0) (void)::fchmod(fd_, 0600);
   file_bytes_ = regular_file_ ? static_cast<uint64_t>(st.st_size) : 0;
 
-  // Continue the chain: the state file says where it ended when last synced;
-  // the file's last record may be newer (written after the last state
-  // update). The file wins only if it is ahead, or level with the same head:
-  // a log whose tail was cut while the agent was down must not become the
-  // new truth, so the chain then continues from the state and the gap shows.
   file_started_ns_ = real_now();
   if (regular_file_) {
     const std::string sdir = options_.state_dir.empty() ? dir_ : options_.state_dir;
@@ -184,32 +152,25 @@ Status JsonlWriter::start() {
       if (!r.ok()) return r.status();
       state = std::move(r.value());
     }
-    const Tail tail = read_tail(fd_, file_bytes_);
-    const auto last = parse_record_chain(tail.line);
-    if (last && tail.ends_with_newline &&
-        (!state || last->seq + 1 > state->next_seq ||
-         (last->seq + 1 == state->next_seq && last->chain == state->chain))) {
-      next_seq_ = last->seq + 1;
-      chain_ = last->chain;
-    } else if (state) {
-      next_seq_ = state->next_seq;
-      chain_ = state->chain;
-    }
+    if (Status s = recover(state); !s.ok()) return s;
     if (state && state->file == base_ && file_bytes_ > 0 && state->file_started_ns > 0) {
       file_started_ns_ = state->file_started_ns;
     }
-    // A crash mid-line left a partial record: end it so new records start on
-    // their own line (verify-audit reports the broken one).
-    if (!tail.ends_with_newline) out_.push_back('\n');
-    file_records_ = count_lines(options_.path) + (tail.ends_with_newline ? 0 : 1);
-    file_statements_ = file_records_;  // only used as "has records" for rotation
+    TrailSyncer::Options so;
+    so.state_path = state_path_;
+    so.fsync_interval = options_.fsync_interval;
+    so.state_interval = options_.state_interval;
+    ChainState head;
+    head.file = base_;
+    head.next_seq = next_seq_;
+    head.chain = chain_;
+    head.file_started_ns = file_started_ns_;
+    syncer_ = std::make_unique<TrailSyncer>(so, fd_, head, state && state->clean_stop);
   }
-  durable_seq_ = next_seq_;
-  durable_chain_ = chain_;
   const uint64_t now = mono_now();
   last_handoff_ns_ = now;
-  append_checkpoint("open", "", now);
-  state_dirty_ = true;
+  open_pending_ = true;
+  if (!options_.defer_open_checkpoint) append_open(now);
 
   // Rotated files left uncompressed by an earlier run.
   if (regular_file_ && options_.compress_rotated) {
@@ -230,6 +191,77 @@ Status JsonlWriter::start() {
   return Status::Ok();
 }
 
+Status JsonlWriter::recover(const std::optional<ChainState>& state) {
+  // Continue the chain: the state file says where it ended when last synced;
+  // the file's last complete record may be newer (written after the last
+  // state update, which lags by design). The file wins only if it is ahead,
+  // or level with the same head: a log whose tail was cut while the agent was
+  // down must not become the new truth, so the chain then continues from the
+  // state and the gap shows.
+  const TailScan tail = scan_tail(fd_, file_bytes_);
+  TailScan head = tail;
+  if (!tail.found) {
+    // Killed mid-rotation: the renamed file holds the newest records and the
+    // new active file is empty or holds only a torn first record.
+    const std::string rotated = newest_rotated_file(dir_, base_);
+    const int rfd = rotated.empty() ? -1 : ::open(rotated.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat rst {};
+    if (rfd >= 0 && ::fstat(rfd, &rst) == 0)
+      head = scan_tail(rfd, static_cast<uint64_t>(rst.st_size));
+    if (rfd >= 0) ::close(rfd);
+  }
+  const bool ahead = head.found && state && head.seq + 1 > state->next_seq;
+  const bool level =
+      head.found && state && head.seq + 1 == state->next_seq && head.chain == state->chain;
+  const bool follow = head.found && (!state || ahead || level);
+  if (follow) {
+    next_seq_ = head.seq + 1;
+    chain_ = head.chain;
+  } else if (state) {
+    next_seq_ = state->next_seq;
+    chain_ = state->chain;
+  }
+  bool ends_with_newline = true;
+  if (file_bytes_ > tail.good_end && follow) {
+    // A record torn by the kill, or pages a power loss never wrote: kept in
+    // a side file, then cut off, so the chain goes on after the last
+    // complete record and the file reads as JSON Lines again.
+    bytes_cut_ = file_bytes_ - tail.good_end;
+    cut_file_ = "." + base_ + ".cut." + rotation_stamp(real_now());
+    if (Status s = save_cut_bytes(fd_, tail.good_end, file_bytes_, dir_ + "/" + cut_file_);
+        !s.ok()) {
+      return s;
+    }
+    if (::ftruncate(fd_, static_cast<off_t>(tail.good_end)) != 0 || ::fdatasync(fd_) != 0) {
+      return errno_error("cut the torn tail of", options_.path, errno);
+    }
+    file_bytes_ = tail.good_end;
+  } else if (file_bytes_ > 0) {
+    char last = '\n';
+    ends_with_newline =
+        ::pread(fd_, &last, 1, static_cast<off_t>(file_bytes_ - 1)) == 1 && last == '\n';
+  }
+  // Behind the state or not an audit log's tail: a partial line is ended so
+  // new records start on their own line (verify-audit reports the broken one).
+  if (!ends_with_newline) out_.push_back('\n');
+  file_records_ = count_lines(options_.path) + (ends_with_newline ? 0 : 1);
+  file_statements_ = file_records_;  // only used as "has records" for rotation
+  // A crash: the previous agent did not stop cleanly, or wrote records its
+  // state never named, or left a torn record.
+  if ((state && (!state->clean_stop || ahead)) || bytes_cut_ > 0) {
+    recovered_ = true;
+    RecoveryRecord r;
+    r.unix_ns = real_now();
+    r.file = base_;
+    if (next_seq_ > 0) r.last_good_seq = next_seq_ - 1;
+    r.bytes_cut = bytes_cut_;
+    r.cut_file = cut_file_;
+    if (state) r.state_next_seq = state->next_seq;
+    pending_recovery_ = r;
+  }
+  return Status::Ok();
+}
+
 JsonlWriter::~JsonlWriter() {
   if (writer_.joinable()) {
     hand_off();
@@ -240,6 +272,7 @@ JsonlWriter::~JsonlWriter() {
     wake_.notify_one();
     writer_.join();
   }
+  if (syncer_) syncer_->stop(clean_end_);
   if (compressor_.joinable()) {
     {
       std::lock_guard<std::mutex> lk(cmu_);
@@ -319,7 +352,10 @@ Status JsonlWriter::flush() {
   const uint64_t target = ++flush_requested_;
   wake_.notify_one();
   done_.wait(lk, [&] { return flush_completed_ >= target; });
-  return flush_status_;
+  Status written = flush_status_;
+  lk.unlock();
+  if (!written.ok() || !syncer_) return written;
+  return syncer_->sync_now();
 }
 
 void JsonlWriter::writer_main() {
@@ -333,9 +369,12 @@ void JsonlWriter::writer_main() {
                       std::max(options_.flush_interval, std::chrono::milliseconds(1));
     wake_.wait_until(lk, tick, [&] {
       return stop_ || flush_requested_ > flush_completed_ ||
-             (!queue_.empty() && out_written_ == out_.size());
+             (!queue_.empty() && out_written_ == out_.size()) ||
+             (open_pending_ && capture_reported_);
     });
     const bool stopping = stop_;
+    checkpoint_drops_ = capture_drops_;
+    const bool release_open = capture_reported_ || stopping || !queue_.empty();
     const uint64_t flush_target = flush_requested_;
     const bool flushing = flush_target > flush_completed_;
     uint64_t now = mono_now();
@@ -351,17 +390,16 @@ void JsonlWriter::writer_main() {
     size_t taken = 0;
     for (const std::string& batch : work) taken += batch.size();
     queued_bytes_.fetch_sub(taken);
+    if (open_pending_ && release_open) append_open(now);
 
     for (std::string& batch : work) {
       process_batch(batch, now);
       batch.clear();
     }
     // A write that failed in this round is retried at retry_mono_, not now.
-    if (!work.empty() && out_written_ < out_.size() && !(failing_ && retry_mono_ > now)) {
-      write_out(now);
-    }
+    if (out_written_ < out_.size() && !(failing_ && retry_mono_ > now)) write_out(now);
     timers(now);
-    update_state(now, stopping || flushing);
+    clean_end_ = stopping && out_written_ == out_.size() && !open_pending_;
     out_pending_.store(out_.size() - out_written_);
 
     lk.lock();
@@ -410,6 +448,27 @@ void JsonlWriter::process_batch(const std::string& batch, uint64_t now_mono) {
   }
 }
 
+void JsonlWriter::set_capture_drops(std::vector<std::pair<std::string, uint64_t>> drops) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    capture_drops_ = std::move(drops);
+    capture_reported_ = true;
+  }
+  wake_.notify_one();
+}
+
+void JsonlWriter::append_open(uint64_t now_mono) {
+  open_pending_ = false;
+  append_checkpoint("open", "", now_mono);
+  if (!pending_recovery_) return;
+  const size_t start = out_.size();
+  append_recovery_prefix(*pending_recovery_, out_);
+  chain_ = append_chain_fields(*hasher_, chain_, next_seq_++, start, out_);
+  entries_.push_back({out_.size(), false});
+  ++file_records_;
+  pending_recovery_.reset();
+}
+
 void JsonlWriter::append_checkpoint(const char* reason, const std::string& prev_file,
                                     uint64_t now_mono) {
   Checkpoint c;
@@ -421,6 +480,7 @@ void JsonlWriter::append_checkpoint(const char* reason, const std::string& prev_
   c.prev_chain = chain_;
   c.chain_alg = hasher_->algorithm();
   c.records_dropped = records_dropped_.load();
+  c.capture_dropped = &checkpoint_drops_;
   const size_t start = out_.size();
   append_checkpoint_prefix(c, out_);
   chain_ = append_chain_fields(*hasher_, chain_, next_seq_++, start, out_);
@@ -455,15 +515,12 @@ bool JsonlWriter::write_out(uint64_t now_mono) {
   out_.clear();
   out_written_ = 0;
   failing_ = false;
-  durable_seq_ = next_seq_;
-  durable_chain_ = chain_;
-  state_dirty_ = true;
+  if (syncer_) syncer_->written(next_seq_, chain_);
   return true;
 }
 
 void JsonlWriter::rotate(uint64_t now_mono) {
   const int64_t now_real = real_now();
-  (void)::fdatasync(fd_);
   std::string rotated;
   for (int64_t t = now_real;; t += 1000) {  // the next free microsecond
     rotated = options_.path + "." + rotation_stamp(t);
@@ -483,6 +540,9 @@ void JsonlWriter::rotate(uint64_t now_mono) {
     rotate_retry_mono_ = now_mono + 1'000'000'000;
     return;
   }
+  // Before the new file's first record: the syncer syncs the renamed file
+  // ahead of any state that names records after it.
+  syncer_->rotated(fd, now_real);
   ::close(fd_);
   fd_ = fd;
   rotations_.fetch_add(1);
@@ -493,7 +553,7 @@ void JsonlWriter::rotate(uint64_t now_mono) {
   // The new file opens with a checkpoint that names its predecessor; its
   // chain field links it to that file's last record.
   append_checkpoint("rotation", rotated.substr(rotated.find_last_of('/') + 1), now_mono);
-  if (write_out(now_mono)) update_state(now_mono, /*force=*/true);
+  write_out(now_mono);
   if (options_.compress_rotated) {
     {
       std::lock_guard<std::mutex> lk(cmu_);
@@ -515,29 +575,6 @@ void JsonlWriter::timers(uint64_t now_mono) {
     append_checkpoint("interval", "", now_mono);
     if (!failing_) write_out(now_mono);
   }
-}
-
-void JsonlWriter::update_state(uint64_t now_mono, bool force) {
-  if (!regular_file_ || !state_dirty_ || out_written_ < out_.size()) return;
-  if (!force && now_mono - last_state_mono_ < to_ns(options_.state_interval)) return;
-  last_state_mono_ = now_mono;
-  // The state must never name records that are not on disk yet.
-  if (::fdatasync(fd_) != 0) {
-    write_errors_.fetch_add(1);
-    last_error_ = errno_error("sync", options_.path, errno);
-    return;
-  }
-  ChainState s;
-  s.file = base_;
-  s.next_seq = durable_seq_;
-  s.chain = durable_chain_;
-  s.file_started_ns = file_started_ns_;
-  if (Status st = write_state_file(state_path_, s); !st.ok()) {
-    write_errors_.fetch_add(1);
-    last_error_ = st;
-    return;
-  }
-  state_dirty_ = false;
 }
 
 void JsonlWriter::compressor_main() {

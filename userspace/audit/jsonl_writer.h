@@ -6,8 +6,9 @@
 // batch and hands full batches to a bounded queue; it never waits for the
 // disk. A writer thread gives each record its seq and chain fields (see
 // chain.h; hashing has to follow file order, and costs ~1 us a record, so it
-// stays off the decode thread), writes with write(2), rotates files,
-// writes checkpoints and keeps the state file. A third thread zstd-compresses
+// stays off the decode thread), writes with write(2), rotates files and
+// writes checkpoints. A syncer thread (syncer.h) fdatasyncs and keeps the
+// state file, so a slow disk never holds up writing. A fourth zstd-compresses
 // rotated files. While the disk is slow or full, queued plus unwritten bytes
 // stay under about twice max_buffered_bytes (the limit counts queued bytes
 // and unwritten chained bytes; chaining adds ~100 bytes a record): further
@@ -21,6 +22,14 @@
 // The first record of every file written is a checkpoint (reason "open" or
 // "rotation"); the state file <state_dir>/<name>.state keeps the chain head.
 // Rotation and the state file apply to regular files only (not /dev/null).
+//
+// Crashes: the syncer fdatasyncs every fsync_interval (the renamed file too,
+// after a rotation); the state file names only synced records. After a crash
+// the writer continues after the file's last complete record, cuts a torn
+// tail and records the crash in a recovery record (recovery.h). What a
+// killed agent loses is what it had not written yet: the current batch (at
+// most flush_interval or flush_bytes of records) and batches queued for the
+// writer thread (tests/integration/test_crash_restart.py measures it).
 #pragma once
 
 #include <atomic>
@@ -31,11 +40,16 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "audit/chain.h"
+#include "audit/chain_state.h"
+#include "audit/recovery.h"
+#include "audit/syncer.h"
 #include "common/status.h"
 #include "protocol/statement.h"
 
@@ -50,6 +64,15 @@ struct WriterOptions {
   std::string hmac_key_file;  // empty: plain SHA-256 chain; the key is never logged
   std::string state_dir;      // empty: the log file's directory
   std::chrono::milliseconds state_interval{1000};  // at most one state update (fsync) per
+  // fdatasync the trail this long after a write (by the writer thread, never
+  // the decode thread): what a power loss can take. 0: never, except at
+  // rotation and for the state file (which names synced records only).
+  std::chrono::milliseconds fsync_interval{200};
+  // Write the "open" checkpoint only once set_capture_drops() reported the
+  // capture's drop counters (or the first statement or stop came first): the
+  // first checkpoint after a restart then says what the kernel dropped while
+  // no agent read the ring.
+  bool defer_open_checkpoint = false;
   // Rotation; 0 disables each trigger.
   uint64_t rotate_bytes = 128ull * 1024 * 1024;
   std::chrono::seconds rotate_age{24 * 3600};
@@ -90,14 +113,24 @@ class JsonlWriter : public StatementSink {
   // rest stays queued (retried later) and the error names the file and errno.
   // For shutdown and tests, not for the decode loop.
   Status flush();
+  // Any thread: the capture's drop counters by reason, carried by every later
+  // checkpoint (and releasing a deferred open checkpoint).
+  void set_capture_drops(std::vector<std::pair<std::string, uint64_t>> drops);
 
   // Counters, readable from any thread.
   uint64_t records_written() const { return records_written_.load(); }  // statements on disk
   uint64_t bytes_written() const { return bytes_written_.load(); }      // all bytes, all files
-  uint64_t write_errors() const { return write_errors_.load(); }  // failed writes/syncs/renames
+  uint64_t write_errors() const {  // failed writes/syncs/renames
+    return write_errors_.load() + (syncer_ ? syncer_->errors() : 0);
+  }
   uint64_t records_dropped() const { return records_dropped_.load(); }
   uint64_t rotations() const { return rotations_.load(); }
   uint64_t compress_errors() const { return compress_errors_.load(); }
+  uint64_t fsyncs() const { return syncer_ ? syncer_->fsyncs() : 0; }
+  // Set by Open: the previous writer crashed (a recovery record was written)
+  // and how many bytes of a torn tail were cut off.
+  bool recovered() const { return recovered_; }
+  uint64_t bytes_cut() const { return bytes_cut_; }
   size_t buffered_bytes() const {
     return batch_bytes_.load() + queued_bytes_.load() + out_pending_.load();
   }
@@ -113,6 +146,8 @@ class JsonlWriter : public StatementSink {
 
   explicit JsonlWriter(WriterOptions options);
   Status start();  // Open's work after construction
+  // start(): finds where the chain continues, cuts a torn tail after a crash.
+  Status recover(const std::optional<ChainState>& state);
   void hand_off();
   // wait_when_full: the record at batch_[record_start..] waits until the
   // writer has room for it (true, the record is back in batch_) or writes are
@@ -123,10 +158,10 @@ class JsonlWriter : public StatementSink {
   void writer_main();
   void process_batch(const std::string& batch, uint64_t now_mono);
   void append_checkpoint(const char* reason, const std::string& prev_file, uint64_t now_mono);
-  bool write_out(uint64_t now_mono);  // true when out_ is fully written
+  void append_open(uint64_t now_mono);  // the open checkpoint, then a pending recovery record
+  bool write_out(uint64_t now_mono);    // true when out_ is fully written
   void rotate(uint64_t now_mono);
   void timers(uint64_t now_mono);
-  void update_state(uint64_t now_mono, bool force);
   void compressor_main();
 
   WriterOptions options_;
@@ -152,6 +187,8 @@ class JsonlWriter : public StatementSink {
   std::atomic<size_t> queued_bytes_{0};  // bytes in queue_
   std::atomic<size_t> out_pending_{0};   // unwritten bytes in out_
   bool failing_now_ = false;             // writes are failing (wait_when_full gives up)
+  std::vector<std::pair<std::string, uint64_t>> capture_drops_;
+  bool capture_reported_ = false;
 
   // Writer thread only (after start()).
   int fd_ = -1;
@@ -159,10 +196,11 @@ class JsonlWriter : public StatementSink {
   std::unique_ptr<ChainHasher> hasher_;
   uint64_t next_seq_ = 0;
   Digest chain_{};
-  uint64_t durable_seq_ = 0;  // chain position of the last record fully written
-  Digest durable_chain_{};
-  bool state_dirty_ = false;
-  uint64_t last_state_mono_ = 0;
+  bool clean_end_ = false;  // the last round wrote everything: the state says clean_stop
+  bool open_pending_ = false;
+  std::optional<RecoveryRecord> pending_recovery_;
+  std::string cut_file_;  // pending_recovery_'s cut_file points here
+  std::vector<std::pair<std::string, uint64_t>> checkpoint_drops_;  // copy for checkpoints
   uint64_t file_bytes_ = 0;
   uint64_t file_records_ = 0;
   uint64_t file_statements_ = 0;
@@ -189,7 +227,10 @@ class JsonlWriter : public StatementSink {
   std::atomic<uint64_t> records_dropped_{0};
   std::atomic<uint64_t> rotations_{0};
   std::atomic<uint64_t> compress_errors_{0};
+  bool recovered_ = false;
+  uint64_t bytes_cut_ = 0;
 
+  std::unique_ptr<TrailSyncer> syncer_;  // regular files only
   std::thread writer_;
   std::thread compressor_;
 };

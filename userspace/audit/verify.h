@@ -4,7 +4,9 @@
 // chain_state.h for checkpoints and the state file): recomputes every chain
 // value in order across files, and names the first bad record with the most
 // likely cause (edited, deleted, reordered, inserted, truncated, a missing
-// file, a missing tail against the state file).
+// file, a missing tail against the state file). Recovery records (a writer
+// that continued after a crash, recovery.h) are valid records: they are
+// listed apart, never taken for tampering.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +18,7 @@
 
 #include "audit/chain.h"
 #include "audit/chain_state.h"
+#include "audit/recovery.h"
 #include "common/status.h"
 
 namespace dbwarden::audit {
@@ -36,6 +39,14 @@ struct VerifyFailure {
   bool needs_key = false;  // the chain is keyed and no (or the wrong kind of) key was given
 };
 
+// A recovery record found in the chain.
+struct VerifyRecovery {
+  std::string file;
+  uint64_t line = 0;
+  uint64_t seq = 0;
+  RecoveryView record;
+};
+
 struct VerifySummary {
   uint64_t files = 0;
   uint64_t records = 0;
@@ -45,6 +56,7 @@ struct VerifySummary {
   uint64_t next_seq = 0;
   Digest head{};
   std::vector<std::string> notes;
+  std::vector<VerifyRecovery> recoveries;
   std::optional<VerifyFailure> failure;
   bool valid() const { return !failure.has_value(); }
 };
@@ -84,6 +96,7 @@ class ChainVerifier {
   uint64_t expect_seq_ = 0;
   Digest prev_{};
   bool state_seen_ = false;
+  std::optional<uint64_t> open_seq_;  // seq of an "open" checkpoint just accepted
   std::string partial_;
   std::unique_ptr<Pending> pending_;
 };

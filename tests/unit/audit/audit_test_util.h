@@ -13,7 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "audit/chain_state.h"
 #include "audit/jsonl_writer.h"
+#include "audit/verify.h"
 #include "protocol/statement.h"
 
 namespace dbw_audit_test {
@@ -46,11 +48,12 @@ inline bool is_checkpoint(const std::string& line) {
   return line.find("\"dbwarden.record_type\":\"checkpoint\"") != std::string::npos;
 }
 
-// The query texts of the statement records, in file order.
+// The query texts of the statement records (not checkpoints or recovery
+// records), in file order.
 inline std::vector<std::string> statement_texts(const std::vector<std::string>& lines) {
   std::vector<std::string> out;
   for (const std::string& l : lines) {
-    if (is_checkpoint(l)) continue;
+    if (l.find("\"dbwarden.record_type\":") != std::string::npos) continue;  // the trail's own
     out.push_back(nlohmann::json::parse(l)["db.query.text"].get<std::string>());
   }
   return out;
@@ -71,6 +74,40 @@ inline std::unique_ptr<dbwarden::audit::JsonlWriter> open_writer(
   auto r = dbwarden::audit::JsonlWriter::Open(o);
   if (!r.ok()) FAIL(r.status().message());
   return std::move(r.value());
+}
+
+// Writes statements first..first+n-1 with a writer of its own, then closes it.
+inline void write_statements(const dbwarden::audit::WriterOptions& o, uint64_t first, uint64_t n) {
+  dbwarden::ConnectionInfo c;
+  c.db_system = "postgresql";
+  c.user = "alice";
+  auto w = open_writer(o);
+  for (uint64_t i = first; i < first + n; ++i) w->on_statement(make_statement(&c, i));
+  REQUIRE(w->flush().ok());
+  CHECK(w->write_errors() == 0);
+}
+
+inline dbwarden::audit::VerifySummary verify(const std::vector<std::string>& files,
+                                             const std::string& state = "",
+                                             const std::string& key = "", bool partial = false) {
+  dbwarden::audit::VerifyOptions vo;
+  vo.hmac_key = key;
+  vo.partial = partial;
+  if (!state.empty()) {
+    auto st = dbwarden::audit::read_state_file(state);
+    REQUIRE(st.ok());
+    vo.state = st.value();
+  }
+  auto r = dbwarden::audit::verify_audit_files(files, vo);
+  if (!r.ok()) FAIL(r.status().message());
+  return r.value();
+}
+
+// A directory's audit files in chain order.
+inline std::vector<std::string> dir_files(const std::string& dir) {
+  auto r = dbwarden::audit::expand_audit_paths({dir}, nullptr);
+  REQUIRE(r.ok());
+  return r.value();
 }
 
 }  // namespace dbw_audit_test

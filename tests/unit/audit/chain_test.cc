@@ -25,37 +25,6 @@ using dbwarden::ConnectionInfo;
 using namespace dbwarden::audit;
 using namespace dbw_audit_test;
 
-void write_statements(const WriterOptions& o, uint64_t first, uint64_t n) {
-  ConnectionInfo c;
-  c.db_system = "postgresql";
-  c.user = "alice";
-  auto w = open_writer(o);
-  for (uint64_t i = first; i < first + n; ++i) w->on_statement(make_statement(&c, i));
-  REQUIRE(w->flush().ok());
-  CHECK(w->write_errors() == 0);
-}
-
-VerifySummary verify(const std::vector<std::string>& files, const std::string& state = "",
-                     const std::string& key = "", bool partial = false) {
-  VerifyOptions vo;
-  vo.hmac_key = key;
-  vo.partial = partial;
-  if (!state.empty()) {
-    auto st = read_state_file(state);
-    REQUIRE(st.ok());
-    vo.state = st.value();
-  }
-  auto r = verify_audit_files(files, vo);
-  if (!r.ok()) FAIL(r.status().message());
-  return r.value();
-}
-
-std::vector<std::string> dir_files(const std::string& dir) {
-  auto r = expand_audit_paths({dir}, nullptr);
-  REQUIRE(r.ok());
-  return r.value();
-}
-
 // Asserts an invalid result at file:line whose reason contains `why`.
 void check_bad(const VerifySummary& s, const std::string& file, uint64_t line,
                const std::string& why) {
