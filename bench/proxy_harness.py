@@ -41,11 +41,11 @@ class BenchAgent(Agent):
 
     def __init__(self, exe, workdir, pg_port, enforce=True, policy=SHIPPED_POLICY,
                  extra_args=None):
-        self.steer_dir = None
+        # Private even in observe mode: `dbwarden detach` without --steer-pin-dir would remove
+        # the default steering directory, which is not the bench's.
+        self.steer_dir = f"/sys/fs/bpf/dbw-steer-bench-{os.getpid()}-{time.monotonic_ns()}"
         args = []
         if enforce:
-            self.steer_dir = (f"/sys/fs/bpf/dbw-steer-bench-{os.getpid()}-"
-                              f"{time.monotonic_ns()}")
             proxy_dir = os.path.join(workdir, "proxy")
             os.makedirs(proxy_dir, exist_ok=True)
             args = ["--mode", "enforce", "--policy", policy, "--fail-mode", "closed",
@@ -54,9 +54,8 @@ class BenchAgent(Agent):
                          extra_args=args + list(extra_args or []))
 
     def detach(self, check=True):
-        cmd = [self.exe, "detach", "--bpf-pin-dir", self.pin_dir]
-        if self.steer_dir:
-            cmd += ["--steer-pin-dir", self.steer_dir]
+        cmd = [self.exe, "detach", "--bpf-pin-dir", self.pin_dir, "--steer-pin-dir",
+               self.steer_dir]
         r = subprocess.run(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            timeout=60)
         if check and r.returncode != 0:

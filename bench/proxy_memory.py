@@ -14,7 +14,8 @@ here (one socket per session, so 1,000 sessions cost this script little):
    session every --tick seconds for --seconds. The agent's VmRSS is sampled every tick;
    reported: its peak growth, per session, against the bound the proxy's design gives
    (userspace/proxy/proxy.h: about 2 x high_watermark + max_judged_bytes a connection), and
-   the bytes the readers received.
+   the bytes the readers received. Then the same readers straight to the server with the
+   agent in observe mode alone, since the enforcing agent's RSS holds its observer too.
 
 The agent's RSS includes the observer beside the proxy (enforce mode always runs it).
 See bench/README.md, "Enforcement proxy". Needs root. Prints its figures and a final
@@ -161,7 +162,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--agent", required=True, help="path to the dbwarden executable")
     ap.add_argument("--sessions", type=int, default=1000)
-    ap.add_argument("--seconds", type=int, default=40, help="duration of the slow-reader phase")
+    ap.add_argument("--seconds", type=int, default=60, help="duration of the slow-reader phase")
     ap.add_argument("--tick", type=float, default=0.2,
                     help="slow readers read once per session every TICK seconds")
     ap.add_argument("--chunk", type=int, default=4096, help="bytes per read of a slow reader")
@@ -204,15 +205,20 @@ def main():
                 agent.stop()
             log(f"proxy idle: {result['proxy_idle']}")
 
-            agent = ph.BenchAgent(args.agent, workdir, cluster.port, extra_args=extra)
-            agent.start()
-            try:
-                agent.wait_audit_settled(timeout=10, quiet=0.5)
-                time.sleep(2)
-                result["proxy_slow_readers"] = slow_reader_phase(
-                    cluster.port, agent.pid, args.sessions, args.seconds, args.tick, args.chunk)
-            finally:
-                agent.stop()
+            # The same load with the observer alone (observe mode, no proxy): the part of the
+            # enforcing agent's growth that is the observer's, not the proxy's.
+            for key, enforce in (("proxy_slow_readers", True), ("observer_slow_readers", False)):
+                agent = ph.BenchAgent(args.agent, workdir, cluster.port, enforce=enforce,
+                                      extra_args=extra)
+                agent.start()
+                try:
+                    agent.wait_audit_settled(timeout=10, quiet=0.5)
+                    time.sleep(2)
+                    result[key] = slow_reader_phase(cluster.port, agent.pid, args.sessions,
+                                                    args.seconds, args.tick, args.chunk)
+                finally:
+                    agent.stop()
+                log(f"{key}: peak VmRSS {result[key]['rss_peak_kib'] / 1024:.1f} MiB")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -232,6 +238,13 @@ def main():
           f"{s['received_bytes'] / 1e6:.1f} MB")
     print("  VmRSS over time (s, MiB): " + ", ".join(
         f"{t:.0f} {kib / 1024:.0f}" for t, kib in s["rss_samples"]))
+    o = result["observer_slow_readers"]
+    print(f"  the same readers straight to the server, agent in observe mode alone: VmRSS "
+          f"{o['rss_before_kib'] / 1024:.1f} -> peak {o['rss_peak_kib'] / 1024:.1f} MiB, "
+          f"{o['kib_per_session']:.1f} KiB per session; readers received "
+          f"{o['received_bytes'] / 1e6:.1f} MB")
+    print("  VmRSS over time (s, MiB): " + ", ".join(
+        f"{t:.0f} {kib / 1024:.0f}" for t, kib in o["rss_samples"]))
     print(f"load average {result['load_start']} at the start: the machine is shared")
     print("RESULT " + json.dumps(nan_to_null(result), sort_keys=True))
     return 0
