@@ -113,16 +113,24 @@ THREAD_GROUPS = (("dbw-audit-write", "chain+write"), ("dbw-audit-sync", "sync"),
                  ("dbw-audit-zstd", "compress"))
 
 
-def thread_cpu_seconds(pid):
-    """utime+stime per thread name of a process, from /proc/<pid>/task/*/."""
+def task_cpu_seconds(pid):
+    """{tid: (thread name, utime+stime seconds)} of a process's threads, from
+    /proc/<pid>/task/*/."""
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/comm") as f:
                 name = f.read().strip()
-            seconds = stat_cpu_seconds(f"/proc/{pid}/task/{tid}/stat")
+            out[int(tid)] = (name, stat_cpu_seconds(f"/proc/{pid}/task/{tid}/stat"))
         except OSError:
             continue  # the thread ended meanwhile
+    return out
+
+
+def thread_cpu_seconds(pid):
+    """utime+stime per thread name of a process."""
+    out = {}
+    for name, seconds in task_cpu_seconds(pid).values():
         out[name] = out.get(name, 0.0) + seconds
     return out
 

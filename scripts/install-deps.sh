@@ -25,9 +25,12 @@ TEST_PACKAGES="catch2 libfuzzer-14-dev libclang-rt-14-dev postgresql postgresql-
 # strip from binutils), systemd-analyze, and strace to check the unit's
 # system-call filter against what the agent really calls.
 PACKAGE_PACKAGES="dpkg-dev file binutils systemd strace"
+# Benchmarks: PgBouncer, the baseline the enforcement proxy is compared with
+# (bench/proxy_pgbench.py, bench/proxy_memory.py).
+BENCH_PACKAGES="pgbouncer"
 
 missing=""
-for pkg in $BUILD_PACKAGES $TEST_PACKAGES $PACKAGE_PACKAGES; do
+for pkg in $BUILD_PACKAGES $TEST_PACKAGES $PACKAGE_PACKAGES $BENCH_PACKAGES; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     missing="$missing $pkg"
   fi

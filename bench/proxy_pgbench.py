@@ -1,0 +1,332 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""pgbench -S -c 8 direct, steered through the enforcing proxy, and through PgBouncer.
+
+Issue 12's throughput check. A private PostgreSQL (statement logging off) is loaded with
+`pgbench -i`; then rounds of four `pgbench -S -M simple -c 8` runs over 127.0.0.1 TCP:
+- direct: no agent, pgbench to the server's port;
+- steered: `dbwarden run --mode enforce` with the shipped default guardrails
+  (packaging/policy.yaml), pgbench to the same port, which steering hands to the proxy;
+- pgbouncer: a private PgBouncer (session mode, same host) in front of the server;
+- observed: `dbwarden run` in observe mode alone (no proxy): the capture that enforce mode
+  runs beside the proxy and cannot switch off, so that steered/observed shows roughly what
+  the proxy costs by itself, and observed/direct what the observer costs;
+- direct-aa: direct again, for the A/A spread (how far two identical setups differ here).
+The order rotates every round so that slow drift cancels; medians over rounds are reported,
+with the ratios steered/direct, pgbouncer/direct, steered/pgbouncer, observed/direct,
+steered/observed and direct-aa/direct.
+
+For agent runs: the agent's utime+stime over the run (and its drain) per transaction, by
+thread (proxy, main = observer + audit pipeline, audit writer); and, since enforce mode also
+runs the observer's capture and has no switch to leave it off, the BPF run time of the
+capture programs (dbw_sys_exit and friends) and of steering (dbw_steer_*) per transaction,
+from kernel.bpf_stats_enabled. For PgBouncer runs, its utime+stime per transaction.
+
+See bench/README.md, "Enforcement proxy". Needs root. Prints one line per round, a summary
+table and a final machine-readable line prefixed with "RESULT ".
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import proxy_harness as ph  # noqa: E402
+from pgbench_observe import (QUIET_SERVER_CONF, BpfStats, dbwarden_programs, median,  # noqa: E402
+                             nan_to_null, task_cpu_seconds)
+from pg_cluster import SETUP_APP, PgCluster, log, proc_cpu_seconds  # noqa: E402
+
+TARGET_STEERED_RATIO = 0.80  # of direct
+SETUPS = ("direct", "steered", "pgbouncer", "observed", "direct-aa")
+AGENT_METRICS = ("dbwarden_audit_records_total", "dbwarden_policy_decisions_total",
+                 "dbwarden_capture_events_total", "dbwarden_capture_ring_bytes_total",
+                 "dbwarden_proxy_connections_total")
+
+
+def run_pgbench(port, args):
+    out = ph.pgbench(port, ["-n", "-S", "-M", "simple", "-c", str(args.clients), "-j",
+                            str(args.jobs), "-T", str(args.seconds)])
+    tps = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
+    tx = re.search(r"number of transactions actually processed: (\d+)", out)
+    if not tps or not tx:
+        raise RuntimeError(f"cannot read pgbench output:\n{out}")
+    return float(tps.group(1)), int(tx.group(1))
+
+
+def bpf_programs():
+    """{id: (name, run_time_ns, run_cnt)} of every loaded dbw_ program."""
+    return {p["id"]: (str(p.get("name", "")), int(p.get("run_time_ns", 0)),
+                      int(p.get("run_cnt", 0))) for p in dbwarden_programs()}
+
+
+def bpf_by_role(ours):
+    """{"capture"|"steering": [run_time_ns, run_cnt]} summed over the programs `ours` (ids)
+    still loaded."""
+    out = {"capture": [0, 0], "steering": [0, 0]}
+    for pid_, (name, ns, cnt) in bpf_programs().items():
+        if pid_ not in ours:
+            continue
+        role = "steering" if name.startswith("dbw_steer") else "capture"
+        out[role][0] += ns
+        out[role][1] += cnt
+    return out
+
+
+def foreign_programs(ours=()):
+    """How many dbw_ programs other than `ours` are loaded: another engineer's test agent
+    taxes every setup of the round, the direct ones too. Counted per run, reported."""
+    return len([i for i in bpf_programs() if i not in ours])
+
+
+def metrics(agent):
+    text = agent.scrape()
+    return {m: agent.metric_sum(m, text) or 0.0 for m in AGENT_METRICS}
+
+
+def direct_run(cluster, args, workdir):
+    foreign = foreign_programs()
+    tps, tx = run_pgbench(cluster.port, args)
+    return {"tps": tps, "transactions": tx, "foreign_bpf_programs": foreign}
+
+
+def pgbouncer_run(cluster, args, workdir):
+    with ph.PgBouncer(workdir, cluster.port, pool_size=args.clients + 4) as bouncer:
+        foreign = foreign_programs()
+        cpu0 = proc_cpu_seconds(bouncer.pid)
+        tps, tx = run_pgbench(bouncer.port, args)
+        cpu = proc_cpu_seconds(bouncer.pid) - cpu0
+    return {"tps": tps, "transactions": tx, "pgbouncer_us_per_stmt": cpu * 1e6 / tx,
+            "foreign_bpf_programs": foreign}
+
+
+def agent_run(cluster, args, workdir, enforce, perf_file=None):
+    agent = ph.BenchAgent(args.agent, workdir, cluster.port, enforce=enforce)
+    before = set(bpf_programs())
+    agent.start()
+    # The agent's programs: those loaded while it started (bpftool here names no holder pids
+    # for pinned programs, so they are told apart by when they appeared).
+    ours = set(bpf_programs()) - before
+    perf = None
+    try:
+        agent.wait_audit_settled(timeout=10, quiet=0.5)  # let start-up work finish
+        foreign = foreign_programs(ours)
+        m0 = metrics(agent)
+        bpf0 = bpf_by_role(ours)
+        cpu0 = proc_cpu_seconds(agent.pid)
+        th0 = task_cpu_seconds(agent.pid)
+        if perf_file:
+            perf = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p", str(agent.pid),
+                                     "-o", perf_file, "--", "sleep", str(args.seconds)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        tps, tx = run_pgbench(cluster.port, args)
+        # The main thread may still be writing the run's records: that CPU counts too.
+        agent.wait_audit_settled(expected=m0["dbwarden_audit_records_total"] + tx, timeout=30,
+                                 quiet=1.0)
+        m1 = metrics(agent)
+        bpf1 = bpf_by_role(ours)
+        cpu = proc_cpu_seconds(agent.pid) - cpu0
+        threads = ph.thread_groups(agent.pid, th0, task_cpu_seconds(agent.pid))
+    finally:
+        if perf is not None:
+            perf.wait()
+        agent.stop()
+    d = {k: m1[k] - m0[k] for k in AGENT_METRICS}
+    per = (lambda v: v / tx) if tx else (lambda v: float("nan"))
+    bpf = {r: (bpf1[r][0] - bpf0[r][0], bpf1[r][1] - bpf0[r][1]) for r in bpf1}
+    if bpf["capture"][1] > 0 and bpf["capture"][0] == 0:
+        log("warning: BPF programs ran but run_time_ns did not grow: statistics are off")
+    return {
+        "tps": tps, "transactions": tx, "foreign_bpf_programs": foreign,
+        "bpf_programs": len(ours),
+        "agent_us_per_stmt": per(cpu * 1e6),
+        **{f"{k}_us_per_stmt": per(v * 1e6) for k, v in threads.items()},
+        "capture_bpf_us_per_stmt": per(bpf["capture"][0] / 1e3),
+        "capture_bpf_runs_per_stmt": per(bpf["capture"][1]),
+        "steering_bpf_us_per_stmt": per(bpf["steering"][0] / 1e3),
+        "records_per_stmt": per(d["dbwarden_audit_records_total"]),
+        "decisions_per_stmt": per(d["dbwarden_policy_decisions_total"]),
+        "capture_events_per_stmt": per(d["dbwarden_capture_events_total"]),
+        "ring_bytes_per_stmt": per(d["dbwarden_capture_ring_bytes_total"]),
+        "proxy_connections": d["dbwarden_proxy_connections_total"],
+    }
+
+
+def steered_run(cluster, args, workdir, perf_file=None):
+    return agent_run(cluster, args, workdir, True, perf_file)
+
+
+def observed_run(cluster, args, workdir):
+    return agent_run(cluster, args, workdir, False)
+
+
+RUNNERS = {"direct": direct_run, "direct-aa": direct_run, "steered": steered_run,
+           "pgbouncer": pgbouncer_run, "observed": observed_run}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--agent", required=True, help="path to the dbwarden executable")
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--seconds", type=int, default=15, help="duration of each pgbench run")
+    ap.add_argument("--scale", type=int, default=10, help="pgbench -i scale factor")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--jobs", type=int, default=None, help="pgbench -j (default: --clients)")
+    ap.add_argument("--quick", action="store_true", help="smoke check: 2 rounds of 4 s")
+    ap.add_argument("--no-bpf-stats", action="store_true",
+                    help="leave BPF run-time statistics off (no BPF figures; stats cost a little)")
+    ap.add_argument("--perf", metavar="FILE",
+                    help="perf record -g the agent during the first steered run into FILE")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    ap.add_argument("--allow-foreign-bpf", action="store_true",
+                    help="run even while other dbw_ BPF programs are loaded (a shared machine); "
+                         "they tax every setup alike and are counted per round")
+    args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.seconds = 2, 4
+    args.jobs = args.jobs or args.clients
+    rc, workdir = ph.begin("proxy_pgbench", args.allow_foreign_bpf)
+    if rc is not None:
+        return rc
+
+    rounds = []
+    load_start = ph.load_average()
+    stats = None if args.no_bpf_stats else BpfStats()
+    try:
+        if stats:
+            stats.__enter__()
+        conf = dict(QUIET_SERVER_CONF, max_connections="100")
+        with PgCluster(extra_conf=conf) as cluster:
+            log(f"pgbench -i -s {args.scale}")
+            cluster.pgbench(["-i", "-q", "-s", str(args.scale)], app=SETUP_APP)
+            log("warm-up run")
+            run_pgbench(cluster.port, argparse.Namespace(**{**vars(args), "seconds": 3}))
+            perf_file = args.perf
+            for i in range(args.rounds):
+                shift = i % len(SETUPS)
+                order = SETUPS[shift:] + SETUPS[:shift]
+                r = {"round": i + 1, "order": "/".join(order)}
+                for kind in order:
+                    if kind == "steered" and perf_file:
+                        r[kind] = steered_run(cluster, args, workdir, perf_file)
+                        perf_file = None
+                    else:
+                        r[kind] = RUNNERS[kind](cluster, args, workdir)
+                    time.sleep(1)
+                d = r["direct"]["tps"]
+                r["steered_ratio"] = r["steered"]["tps"] / d
+                r["pgbouncer_ratio"] = r["pgbouncer"]["tps"] / d
+                r["steered_vs_pgbouncer"] = r["steered"]["tps"] / r["pgbouncer"]["tps"]
+                r["aa_ratio"] = r["direct-aa"]["tps"] / d
+                r["observed_ratio"] = r["observed"]["tps"] / d
+                r["steered_vs_observed"] = r["steered"]["tps"] / r["observed"]["tps"]
+                r["load"] = ph.load_average()
+                r["foreign_bpf_programs"] = max(r[k]["foreign_bpf_programs"] for k in SETUPS)
+                rounds.append(r)
+                s = r["steered"]
+                print(f"round {i + 1:2d} ({r['order']:36s}) direct {d:7.0f}, steered "
+                      f"{s['tps']:7.0f} ({r['steered_ratio']:.3f}), pgbouncer "
+                      f"{r['pgbouncer']['tps']:7.0f} ({r['pgbouncer_ratio']:.3f}), observed "
+                      f"{r['observed']['tps']:7.0f} ({r['observed_ratio']:.3f}), A/A "
+                      f"{r['aa_ratio']:.3f}; agent {s['agent_us_per_stmt']:.2f} us/stmt "
+                      f"(proxy {s['proxy_us_per_stmt']:.2f}), capture BPF "
+                      f"{s['capture_bpf_us_per_stmt']:.2f} us/stmt, pgbouncer "
+                      f"{r['pgbouncer']['pgbouncer_us_per_stmt']:.2f} us/stmt; load {r['load']}"
+                      + (f"; {r['foreign_bpf_programs']} foreign dbw_ BPF programs loaded"
+                         if r["foreign_bpf_programs"] else ""),
+                      flush=True)
+    finally:
+        if stats:
+            stats.__exit__(None, None, None)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    st = [r["steered"] for r in rounds]
+
+    def med(key, rows=st):
+        return median([x[key] for x in rows])
+    aa = [r["aa_ratio"] for r in rounds]
+    summary = {
+        "bench": "proxy_pgbench", "rounds": len(rounds), "seconds": args.seconds,
+        "clients": args.clients, "jobs": args.jobs, "scale": args.scale,
+        "bpf_stats": not args.no_bpf_stats, "load_start": load_start,
+        **{f"{k}_tps_median": median([r[k]["tps"] for r in rounds]) for k in SETUPS},
+        "steered_ratio_median": median([r["steered_ratio"] for r in rounds]),
+        "steered_ratio_range": [min(r["steered_ratio"] for r in rounds),
+                                max(r["steered_ratio"] for r in rounds)],
+        "pgbouncer_ratio_median": median([r["pgbouncer_ratio"] for r in rounds]),
+        "pgbouncer_ratio_range": [min(r["pgbouncer_ratio"] for r in rounds),
+                                  max(r["pgbouncer_ratio"] for r in rounds)],
+        "steered_vs_pgbouncer_median": median([r["steered_vs_pgbouncer"] for r in rounds]),
+        "observed_ratio_median": median([r["observed_ratio"] for r in rounds]),
+        "observed_ratio_range": [min(r["observed_ratio"] for r in rounds),
+                                 max(r["observed_ratio"] for r in rounds)],
+        "steered_vs_observed_median": median([r["steered_vs_observed"] for r in rounds]),
+        "observe_mode_agent_us_per_stmt_median": med("agent_us_per_stmt",
+                                                     [r["observed"] for r in rounds]),
+        "observe_mode_capture_bpf_us_per_stmt_median": med("capture_bpf_us_per_stmt",
+                                                           [r["observed"] for r in rounds]),
+        "aa_ratio_median": median(aa), "aa_ratio_range": [min(aa), max(aa)],
+        "aa_abs_deviation_median": median([abs(1 - a) for a in aa]),
+        **{f"{k}_median": med(k) for k in st[0] if k.endswith("_per_stmt")},
+        "pgbouncer_us_per_stmt_median": med("pgbouncer_us_per_stmt",
+                                            [r["pgbouncer"] for r in rounds]),
+        "rounds_with_foreign_bpf": sum(1 for r in rounds if r["foreign_bpf_programs"]),
+        "target_steered_ratio": TARGET_STEERED_RATIO,
+    }
+    summary["ratio_ok"] = summary["steered_ratio_median"] >= TARGET_STEERED_RATIO
+    summary["pgbouncer_ok"] = summary["steered_vs_pgbouncer_median"] >= 1.0
+    s = summary
+    print()
+    print(f"{'metric':44s} {'value':>16s} {'target':>10s}")
+    rows = [
+        ("direct TPS (median)", f"{s['direct_tps_median']:.0f}", ""),
+        ("steered TPS (median)", f"{s['steered_tps_median']:.0f}", ""),
+        ("pgbouncer TPS (median)", f"{s['pgbouncer_tps_median']:.0f}", ""),
+        ("steered / direct (median)", f"{s['steered_ratio_median']:.3f}",
+         f">= {TARGET_STEERED_RATIO}"),
+        ("  range", "{:.3f}-{:.3f}".format(*s["steered_ratio_range"]), ""),
+        ("pgbouncer / direct (median)", f"{s['pgbouncer_ratio_median']:.3f}", ""),
+        ("  range", "{:.3f}-{:.3f}".format(*s["pgbouncer_ratio_range"]), ""),
+        ("steered / pgbouncer (median of rounds)", f"{s['steered_vs_pgbouncer_median']:.3f}",
+         ">= 1.0"),
+        ("observe mode alone / direct (median)", f"{s['observed_ratio_median']:.3f}", ""),
+        ("  range", "{:.3f}-{:.3f}".format(*s["observed_ratio_range"]), ""),
+        ("steered / observe mode alone (median)", f"{s['steered_vs_observed_median']:.3f}",
+         ""),
+        ("A/A direct / direct (median)", f"{s['aa_ratio_median']:.3f}", ""),
+        ("  range", "{:.3f}-{:.3f}".format(*s["aa_ratio_range"]), ""),
+        ("  median |1 - A/A|", f"{s['aa_abs_deviation_median']:.3f}", ""),
+        ("agent CPU us per statement", f"{s['agent_us_per_stmt_median']:.2f}", ""),
+        ("  proxy thread", f"{s['proxy_us_per_stmt_median']:.2f}", ""),
+        ("  main thread (observer + audit pipeline)", f"{s['main_us_per_stmt_median']:.2f}", ""),
+        ("  audit writer threads", f"{s['audit_us_per_stmt_median']:.2f}", ""),
+        ("  other threads", f"{s['other_us_per_stmt_median']:.2f}", ""),
+        ("capture BPF us per statement (observer)", f"{s['capture_bpf_us_per_stmt_median']:.2f}",
+         ""),
+        ("capture BPF runs per statement", f"{s['capture_bpf_runs_per_stmt_median']:.1f}", ""),
+        ("capture events per statement", f"{s['capture_events_per_stmt_median']:.2f}", ""),
+        ("steering BPF us per statement", f"{s['steering_bpf_us_per_stmt_median']:.3f}", ""),
+        ("audit records per statement", f"{s['records_per_stmt_median']:.4f}", "1.0"),
+        ("pgbouncer CPU us per statement", f"{s['pgbouncer_us_per_stmt_median']:.2f}", ""),
+        ("observe mode alone: agent CPU us per stmt",
+         f"{s['observe_mode_agent_us_per_stmt_median']:.2f}", ""),
+        ("observe mode alone: capture BPF us per stmt",
+         f"{s['observe_mode_capture_bpf_us_per_stmt_median']:.2f}", ""),
+    ]
+    for name, value, target in rows:
+        print(f"{name:44s} {value:>16s} {target:>10s}")
+    verdict = "PASS" if s["ratio_ok"] and s["pgbouncer_ok"] else "MISS"
+    print(f"targets: {verdict} (steered/direct {'ok' if s['ratio_ok'] else 'missed'}, "
+          f"steered vs pgbouncer {'ok' if s['pgbouncer_ok'] else 'missed'}); "
+          f"load average {load_start} at the start: the machine is shared; "
+          f"{s['rounds_with_foreign_bpf']} round(s) ran with another agent's dbw_ programs loaded")
+    print("RESULT " + json.dumps(nan_to_null({**summary, "runs": rounds}), sort_keys=True))
+    return 1 if args.check and verdict != "PASS" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
