@@ -153,6 +153,7 @@ struct Proxy::Loop {
   void read_client(Conn& c);
   void read_upstream(Conn& c);
   void finish_connect(Conn& c);
+  void note_unix_server(Conn& c);
   bool flush(int fd, ByteBuffer& buf, std::atomic<uint64_t>& counter);
   void drive(Conn& c);  // after any event: pass bytes on, update interest, maybe close
   void set_interest(int fd, Tag& tag, uint32_t& current, uint32_t wanted);
@@ -464,7 +465,10 @@ void Proxy::Loop::start_unix_upstream(Conn& c, const UnixRoute& route,
   }
   c.connecting = rc != 0;
   c.connected = rc == 0;
-  if (c.connected) c.guard.reset();
+  if (c.connected) {
+    c.guard.reset();
+    note_unix_server(c);
+  }
   set_interest(fd, c.upstream_tag, c.upstream_mask, c.connecting ? EPOLLOUT : EPOLLIN);
 }
 
@@ -479,6 +483,19 @@ void Proxy::Loop::finish_connect(Conn& c) {
     return upstream_failed(c, errno_text("connect"));
   }
   c.connected = true;
+  if (c.info.unix_socket) note_unix_server(c);
+}
+
+void Proxy::Loop::note_unix_server(Conn& c) {
+  // MySQL serves every connection from one process: the peer of the server's unix socket
+  // (SO_PEERCRED, the process that listens) is the one the capture names in process.pid.
+  // PostgreSQL's is the postmaster, not the backend: its records take BackendKeyData's.
+  if (c.info.db_system != "mysql") return;
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (getsockopt(c.upstream, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 0) {
+    c.info.server_pid = static_cast<uint32_t>(cred.pid);
+  }
 }
 
 void Proxy::Loop::upstream_failed(Conn& c, const std::string& why) {
