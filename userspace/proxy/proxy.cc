@@ -355,7 +355,10 @@ void Proxy::Loop::accept_tcp(size_t listener) {
     c->info.client_port = peer_port;
     c->info.server_port = dst_port;
     if (is_loopback_or_local(peer_addr, dst_addr)) {
-      if (auto p = resolver.tcp_peer(peer_addr, peer_port, dst_addr, dst_port)) {
+      std::optional<identity::SeenConnector> seen;
+      if (opt.tcp_connector) seen = opt.tcp_connector(peer_addr, peer_port, dst_addr, dst_port);
+      if (auto p = resolver.tcp_peer(peer_addr, peer_port, dst_addr, dst_port,
+                                     seen ? &*seen : nullptr)) {
         c->info.peer = PeerIdentity{p->pid,          p->uid,          p->user_name,
                                     p->login_uid,    p->login_user,   p->comm,
                                     p->executable,   p->systemd_unit, p->container_id};
