@@ -98,7 +98,8 @@ struct Enforcer::Impl {
 Enforcer::Enforcer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Enforcer::~Enforcer() = default;
 
-Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, StatementSink& records) {
+Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, StatementSink& records,
+                                                  proxy::ConnectorLookup connectors) {
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   auto loaded = policy::Policy::load_file(config.policy_file);
@@ -159,6 +160,7 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, Statemen
   proxy::Options po;
   po.tcp_listen_addresses = proxy_listen_addresses();
   po.mysql_ports = config.mysql_ports;
+  po.tcp_connector = std::move(connectors);
   po.relay.max_judged_bytes = config.max_query_bytes + 4096;
   po.pgsql.max_query_bytes = config.max_query_bytes;
   po.mysql.max_query_bytes = config.max_query_bytes;

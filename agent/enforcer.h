@@ -21,6 +21,7 @@
 #include "agent/config.h"
 #include "common/status.h"
 #include "protocol/statement.h"
+#include "proxy/proxy.h"
 
 namespace dbwarden::agent {
 
@@ -37,7 +38,9 @@ struct EnforcerStats {
 class Enforcer {
  public:
   // `records` receives the proxy's statements on the proxy's thread (thread-safe sink).
-  static Result<std::unique_ptr<Enforcer>> Start(const Config& config, StatementSink& records);
+  // `connectors` names local TCP clients from the capture's connect hook (may be null).
+  static Result<std::unique_ptr<Enforcer>> Start(const Config& config, StatementSink& records,
+                                                 proxy::ConnectorLookup connectors = nullptr);
   ~Enforcer();
   Enforcer(const Enforcer&) = delete;
   Enforcer& operator=(const Enforcer&) = delete;

@@ -21,16 +21,6 @@ std::string format_address(const uint8_t* addr, uint8_t family) {
   return buf;
 }
 
-identity::SeenConnector seen_connector(const dbw_client_info& info) {
-  identity::SeenConnector s;
-  s.pid = info.tgid;
-  s.uid = info.uid;
-  if (info.loginuid != UINT32_MAX) s.login_uid = info.loginuid;
-  s.comm.assign(info.comm, strnlen(info.comm, sizeof(info.comm)));
-  s.cgroup = capture::cgroup_path(info);
-  return s;
-}
-
 std::string read_cmdline(uint32_t pid) {
   std::string s = read_whole_file("/proc/" + std::to_string(pid) + "/cmdline");
   for (char& c : s) {
@@ -54,6 +44,16 @@ bool is_mariadb_process(uint32_t pid) {
 }
 
 }  // namespace
+
+identity::SeenConnector seen_connector(const dbw_client_info& info) {
+  identity::SeenConnector s;
+  s.pid = info.tgid;
+  s.uid = info.uid;
+  if (info.loginuid != UINT32_MAX) s.login_uid = info.loginuid;
+  s.comm.assign(info.comm, strnlen(info.comm, sizeof(info.comm)));
+  s.cgroup = capture::cgroup_path(info);
+  return s;
+}
 
 bool parse_backend_title(const std::string& title, std::string& user, std::string& database) {
   // ps_status.c: "postgres: [cluster_name: ]user database host activity".

@@ -105,6 +105,10 @@ class Observer : public capture::EventHandler {
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns_;
 };
 
+// The connect(2) hook's note of a local client (capture's local_clients) as the resolver's
+// hint; the enforcer's proxy asks for it too.
+identity::SeenConnector seen_connector(const dbw_client_info& info);
+
 // "postgres: alice shop 127.0.0.1(50312) idle" -> user, database. Used for
 // connections whose startup happened before capture began.
 bool parse_backend_title(const std::string& title, std::string& user, std::string& database);

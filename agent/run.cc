@@ -21,6 +21,7 @@
 #include "agent/version.h"
 #include "audit/jsonl_writer.h"
 #include "capture/capture.h"
+#include "capture/local_client_key.h"
 #include "metrics/exporter.h"
 #include "shipping/stdout_shipper.h"
 #include "shipping/syslog_shipper.h"
@@ -367,7 +368,19 @@ int run(const Config& config) {
   std::unique_ptr<Enforcer> enforcer;
   if (config.mode == "enforce") {
     observer.set_proxy_pid(static_cast<uint32_t>(getpid()));
-    auto e = Enforcer::Start(config, proxy_records);
+    // The proxy names a local TCP client from what the capture's connect hook saw, as the
+    // observer does: without it a process /proc was last scanned before is missed.
+    const capture::BpfCapture* cap = capture.value().get();
+    auto connectors = [cap](const std::string& client, uint16_t client_port,
+                            const std::string& server,
+                            uint16_t server_port) -> std::optional<identity::SeenConnector> {
+      auto key = capture::tcp_client_key(client, client_port, server, server_port);
+      if (!key) return std::nullopt;
+      auto info = cap->local_client(*key);
+      if (!info) return std::nullopt;
+      return seen_connector(*info);
+    };
+    auto e = Enforcer::Start(config, proxy_records, connectors);
     if (!e.ok()) {
       DBW_LOG(kError, "%s", e.status().message().c_str());
       return e.status().message().rfind("policy ", 0) == 0 ? kExitUsage : kExitError;

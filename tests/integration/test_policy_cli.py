@@ -58,7 +58,7 @@ def main():
            "exit %d\n%s%s" % (code, out, err))
     empty = write("empty.yaml", "rules: []\n")
     code, out, err = run(agent, "check", empty)
-    expect("check `rules: []`: exit 0", code == 0 and out == "%s: OK, 0 rules, on_unparsed: block\n"
+    expect("check `rules: []`: exit 0", code == 0 and out == "%s: OK, 0 rules, on_unparsed: allow\n"
            % empty, out + err)
 
     # check: a rule nothing can reach is valid, with a warning on stderr.

@@ -4,6 +4,7 @@
 // which the connect hook noted the client end of a server-side connection.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -16,6 +17,13 @@ namespace dbwarden::capture {
 // inode (peer_ino; nullopt when the kernel did not give one). Client-side
 // connections (to a remote database) have no local client to name.
 std::optional<dbw_client_key> local_client_key(const dbw_conn_event& e);
+// The same key for a TCP client known by its addresses (text, IPv4 or IPv6) and ports, as
+// the proxy knows the clients steered to it; nullopt when an address does not parse or the
+// families differ.
+std::optional<dbw_client_key> tcp_client_key(const std::string& client_address,
+                                             uint16_t client_port,
+                                             const std::string& server_address,
+                                             uint16_t server_port);
 
 // The cgroup names the hook read (innermost first) as a path: "/a/b/c" when it
 // reached the root, ".../b/c" (a suffix) when the cgroup is deeper; "/" for the

@@ -128,10 +128,12 @@ class Loader {
       return;
     }
     const Node* rules = nullptr;
+    bool on_unparsed_given = false;
     each_entry(root, "the policy", [&](const Node& key, const Node& value) {
       if (key.value == "rules") {
         rules = &value;
       } else if (key.value == "on_unparsed") {
+        on_unparsed_given = true;
         if (value.kind == Kind::kScalar && value.value == "block") {
           policy.on_unparsed_ = OnUnparsed::kBlock;
         } else if (value.kind == Kind::kScalar && value.value == "allow") {
@@ -179,6 +181,12 @@ class Loader {
                                    ") has no conditions and decides every statement first");
       }
       break;
+    }
+    // `rules: []` allows everything (the contract), statements the analyser cannot
+    // parse included: on_unparsed defaults to block because rules cannot judge what they
+    // cannot read, and with no rules there is nothing to judge. Given explicitly, it holds.
+    if (!on_unparsed_given && rules->items.empty()) {
+      policy.on_unparsed_ = OnUnparsed::kAllow;
     }
   }
 

@@ -26,6 +26,9 @@ void PgRelay::on_client(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
 void PgRelay::on_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns) {
   out.to_client(bytes);
   session_.on_data(Direction::kBackend, bytes, now_ns);
+  // The upstream socket's peer is the postmaster, not the backend: records name the backend
+  // (process.pid) from its BackendKeyData, as the capture does from the kernel.
+  if (info_.server_pid == 0) info_.server_pid = session_.backend_pid();
   if (holding_) release_held(out, now_ns);
 }
 

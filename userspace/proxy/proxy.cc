@@ -153,6 +153,7 @@ struct Proxy::Loop {
   void read_client(Conn& c);
   void read_upstream(Conn& c);
   void finish_connect(Conn& c);
+  void note_unix_server(Conn& c);
   bool flush(int fd, ByteBuffer& buf, std::atomic<uint64_t>& counter);
   void drive(Conn& c);  // after any event: pass bytes on, update interest, maybe close
   void set_interest(int fd, Tag& tag, uint32_t& current, uint32_t wanted);
@@ -354,7 +355,10 @@ void Proxy::Loop::accept_tcp(size_t listener) {
     c->info.client_port = peer_port;
     c->info.server_port = dst_port;
     if (is_loopback_or_local(peer_addr, dst_addr)) {
-      if (auto p = resolver.tcp_peer(peer_addr, peer_port, dst_addr, dst_port)) {
+      std::optional<identity::SeenConnector> seen;
+      if (opt.tcp_connector) seen = opt.tcp_connector(peer_addr, peer_port, dst_addr, dst_port);
+      if (auto p = resolver.tcp_peer(peer_addr, peer_port, dst_addr, dst_port,
+                                     seen ? &*seen : nullptr)) {
         c->info.peer = PeerIdentity{p->pid,          p->uid,          p->user_name,
                                     p->login_uid,    p->login_user,   p->comm,
                                     p->executable,   p->systemd_unit, p->container_id};
@@ -464,7 +468,10 @@ void Proxy::Loop::start_unix_upstream(Conn& c, const UnixRoute& route,
   }
   c.connecting = rc != 0;
   c.connected = rc == 0;
-  if (c.connected) c.guard.reset();
+  if (c.connected) {
+    c.guard.reset();
+    note_unix_server(c);
+  }
   set_interest(fd, c.upstream_tag, c.upstream_mask, c.connecting ? EPOLLOUT : EPOLLIN);
 }
 
@@ -479,6 +486,19 @@ void Proxy::Loop::finish_connect(Conn& c) {
     return upstream_failed(c, errno_text("connect"));
   }
   c.connected = true;
+  if (c.info.unix_socket) note_unix_server(c);
+}
+
+void Proxy::Loop::note_unix_server(Conn& c) {
+  // MySQL serves every connection from one process: the peer of the server's unix socket
+  // (SO_PEERCRED, the process that listens) is the one the capture names in process.pid.
+  // PostgreSQL's is the postmaster, not the backend: its records take BackendKeyData's.
+  if (c.info.db_system != "mysql") return;
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (getsockopt(c.upstream, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 0) {
+    c.info.server_pid = static_cast<uint32_t>(cred.pid);
+  }
 }
 
 void Proxy::Loop::upstream_failed(Conn& c, const std::string& why) {

@@ -24,11 +24,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/status.h"
+#include "identity/identity.h"
 #include "protocol/mysql/messages.h"
 #include "protocol/pgsql/messages.h"
 #include "protocol/statement.h"
@@ -45,6 +47,13 @@ struct UnixRoute {
   uint16_t server_port = 0;  // the port the server's socket stands for (.s.PGSQL.5432: 5432)
   Protocol protocol = Protocol::kPostgresql;
 };
+
+// Who connect(2)ed to a steered TCP destination, as a kernel hook saw it (the capture's
+// `local_clients`), or nullopt. With it the resolver reads that one process's fds instead of
+// missing a process it has not scanned yet (its full /proc scans are rate-limited).
+using ConnectorLookup = std::function<std::optional<identity::SeenConnector>(
+    const std::string& client_address, uint16_t client_port, const std::string& server_address,
+    uint16_t server_port)>;
 
 struct TcpListener {
   int fd = -1;
@@ -64,6 +73,8 @@ struct Options {
   std::string direct_upstream_address;
   uint16_t direct_upstream_port = 0;
   std::vector<UnixRoute> unix_routes;
+  // Local TCP clients: the connector's hint for the resolver (null: /proc alone).
+  ConnectorLookup tcp_connector;
   // Connect upstream over unix sockets with the client's uid, gid and groups.
   bool preserve_unix_identity = true;
   size_t high_watermark = 256 << 10;

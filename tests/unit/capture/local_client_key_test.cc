@@ -54,6 +54,29 @@ TEST_CASE("local client key: IPv6 ends as they are, an IPv4 client of a dual-sta
   CHECK(std::memcmp(&*a, &*b, sizeof(dbw_client_key)) == 0);
 }
 
+TEST_CASE("local client key: the proxy's TCP key from address text meets the connect hook's") {
+  // The proxy knows a steered client by the addresses of its accepted socket; the hook
+  // wrote the key from the client's socket (issue 12: without it the proxy missed clients).
+  dbw_conn_event v4 = tcp_event(DBW_FAMILY_INET);
+  const __u8 lo[4] = {127, 0, 0, 1};
+  std::memcpy(v4.client_addr, lo, 4);
+  std::memcpy(v4.server_addr, lo, 4);
+  auto hook = local_client_key(v4);
+  auto text = tcp_client_key("127.0.0.1", 40001, "127.0.0.1", 5432);
+  REQUIRE(hook);
+  REQUIRE(text);
+  CHECK(std::memcmp(&*hook, &*text, sizeof(dbw_client_key)) == 0);
+  auto mapped = tcp_client_key("::ffff:127.0.0.1", 40001, "::ffff:127.0.0.1", 5432);
+  REQUIRE(mapped);
+  CHECK(std::memcmp(&*hook, &*mapped, sizeof(dbw_client_key)) == 0);
+  auto v6 = tcp_client_key("::1", 40001, "::1", 5432);
+  REQUIRE(v6);
+  CHECK(v6->client_addr[15] == 1);
+  CHECK(v6->server_port == 5432);
+  CHECK_FALSE(tcp_client_key("127.0.0.1", 1, "::1", 2));  // families differ
+  CHECK_FALSE(tcp_client_key("localhost", 1, "127.0.0.1", 2));
+}
+
 TEST_CASE("local client key: unix sockets by the client socket's inode, none without one") {
   dbw_conn_event e{};
   e.family = DBW_FAMILY_UNIX;

@@ -28,7 +28,15 @@ TEST_CASE("policy loader: valid files", "[policy][loader]") {
   auto empty = Policy::load_string("rules: []\n", "p.yaml");
   REQUIRE(empty.ok());
   CHECK(empty.value()->rule_count() == 0);
-  CHECK(empty.value()->on_unparsed() == OnUnparsed::kBlock);
+  // `rules: []` allows everything, unparsed statements too; on_unparsed given explicitly
+  // holds, and any rule brings back the default (block).
+  CHECK(empty.value()->on_unparsed() == OnUnparsed::kAllow);
+  auto strict_empty = Policy::load_string("on_unparsed: block\nrules: []\n", "p.yaml");
+  REQUIRE(strict_empty.ok());
+  CHECK(strict_empty.value()->on_unparsed() == OnUnparsed::kBlock);
+  auto one_rule = Policy::load_string("rules: [{name: r, action: allow}]\n", "p.yaml");
+  REQUIRE(one_rule.ok());
+  CHECK(one_rule.value()->on_unparsed() == OnUnparsed::kBlock);
 
   auto full = Policy::load_string(R"(
 on_unparsed: allow

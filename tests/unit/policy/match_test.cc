@@ -311,6 +311,17 @@ TEST_CASE("policy: on_unparsed and empty statements", "[policy][match]") {
     d = decide(*lenient, remote("app"), sql);
     CHECK(d.rule == (std::string(sql) == "SELEC 1" ? "bad" : ""));
   }
+  // `rules: []` allows everything: the server answers a syntax error itself (issue 12,
+  // transparency: psql's "SELEC 1" got dbwarden's block instead of the server's 42601).
+  auto no_rules = load("rules: []\n");
+  for (const char* sql : {"SELEC 1", "SELECT 'unterminated", "42"}) {
+    INFO(sql);
+    const Decision d = decide(*no_rules, remote("bob"), sql);
+    CHECK(d.action == Action::kAllow);
+    CHECK(d.rule.empty());
+  }
+  CHECK(decide(*load("on_unparsed: block\nrules: []\n"), remote("bob"), "SELEC 1").rule ==
+        "on_unparsed");
   // MySQL has no grammar here: unparsed means no statement keyword or text cut short.
   CHECK(decide(*strict, remote("bob"), "SELEC 1", Dialect::kMysql).rule.empty());
   CHECK(decide(*strict, remote(), "SELECT 'a", Dialect::kMysql).rule == "on_unparsed");

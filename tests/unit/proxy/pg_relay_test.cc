@@ -67,6 +67,19 @@ TEST_CASE("pg relay: an allowed query passes unchanged and its record says allow
   CHECK(f.info.user == "alice");
 }
 
+TEST_CASE("pg relay: records name the backend from BackendKeyData (process.pid)",
+          "[proxy][pgsql]") {
+  // The proxy's upstream socket tells nothing of the backend that serves it: directly
+  // observed records carried the backend's pid, steered ones 0 (transparency test).
+  PgFixture f;
+  f.login();  // Handshake(): BackendKeyData with pid 42
+  CHECK(f.info.server_pid == 42);
+  f.client(Query("SELECT 1"));
+  f.server(RowDesc() + DataRow("1") + Complete("SELECT 1") + Ready());
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.info.server_pid == 42);
+}
+
 TEST_CASE("pg relay: a blocked query never reaches the server; the client gets the rule's "
           "error and the session goes on",
           "[proxy][pgsql]") {

@@ -65,6 +65,9 @@ size_t Framer::keep_limit(uint8_t type, StartupKind startup, uint32_t body_lengt
       case 'Z':
         limit = 1;
         break;
+      case 'K':  // BackendKeyData: the backend's pid; the cancel key after it is never kept
+        limit = 4;
+        break;
       default:
         limit = 0;
         break;  // includes 'R': authentication is never kept

@@ -550,6 +550,13 @@ void Session::on_backend(const Frame& f) {
     case 'n':
       pop_expected(OpKind::kDescribe);
       break;
+    case 'K':
+      // BackendKeyData: Int32 pid, then the cancel key.
+      if (f.body.size() >= 4) {
+        backend_pid_ = (uint32_t{f.body[0]} << 24) | (uint32_t{f.body[1]} << 16) |
+                       (uint32_t{f.body[2]} << 8) | uint32_t{f.body[3]};
+      }
+      break;
     case 'S': {
       BodyReader r(f.body);
       std::string_view name, value;

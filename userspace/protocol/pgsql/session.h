@@ -123,6 +123,9 @@ class Session final : private FrameHandler {
   }
   // The transaction status of the last ReadyForQuery: 'I', 'T' or 'E'.
   uint8_t transaction_status() const { return transaction_status_; }
+  // The backend's pid from BackendKeyData (0 before it): who serves the connection, for a
+  // reader that cannot ask the kernel (the proxy; the capture knows it from the socket).
+  uint32_t backend_pid() const { return backend_pid_; }
 
  private:
   struct Prepared {
@@ -247,6 +250,7 @@ class Session final : private FrameHandler {
 
   bool ready_seen_ = false;          // first ReadyForQuery ends the startup phase
   uint8_t transaction_status_ = 'I';
+  uint32_t backend_pid_ = 0;
   bool startup_seen_ = false;        // a StartupMessage (not a mid-stream join)
   bool tls_pending_ = false;         // 'S' seen: plaintext or ciphertext next?
   bool discard_until_sync_ = false;  // server is skipping to Sync after an error
