@@ -34,16 +34,9 @@ class ByteBuffer {
       head_ = 0;
     }
   }
-  // Room for `n` more bytes at the back, to read(2) into; commit() what was filled.
-  uint8_t* reserve_back(size_t n) {
-    const size_t used = bytes_.size();
-    bytes_.resize(used + n);
-    return bytes_.data() + used;
-  }
-  void commit_back(size_t reserved, size_t filled) { bytes_.resize(bytes_.size() - reserved + filled); }
   // Gives memory back once a burst is over (an idle connection keeps little).
   void shrink_if_idle() {
-    if (empty() && bytes_.capacity() > 64 * 1024) std::vector<uint8_t>().swap(bytes_);
+    if (empty() && bytes_.capacity() > 16 * 1024) std::vector<uint8_t>().swap(bytes_);
   }
 
  private:
