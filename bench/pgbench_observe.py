@@ -136,7 +136,7 @@ def thread_cpu_seconds(pid):
 
 
 def thread_delta(before, after):
-    """CPU seconds per group: decode (the rest), chain+write, compress."""
+    """CPU seconds per group: decode (the rest), chain+write, sync, compress."""
     delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
     groups = {label: delta.pop(name, 0.0) for name, label in THREAD_GROUPS}
     groups["decode"] = sum(delta.values())
@@ -333,7 +333,7 @@ def main():
         "bpf_us_per_stmt_median": median([o["bpf_us_per_stmt"] for o in obs]),
         "agent_us_per_stmt_median": median([o["agent_us_per_stmt"] for o in obs]),
         **{f"{k}_us_per_stmt_median": median([o[f"{k}_us_per_stmt"] for o in obs])
-           for k in ("decode", "chain+write", "compress")},
+           for k in ("decode", "chain+write", "sync", "compress")},
         "agent_args": args.agent_arg,
         "bpf_ns_per_program_run_median": median([o["bpf_ns_per_run"] for o in obs]),
         "coverage_min": min(o["coverage"] for o in obs),

@@ -167,6 +167,18 @@ TEST_CASE("the shipped default config parses and matches the built-in defaults",
   CHECK(c.audit_rotate_bytes == defaults.audit_rotate_bytes);
   CHECK(c.audit_checkpoint_records == defaults.audit_checkpoint_records);
   CHECK(c.audit_compress_level == defaults.audit_compress_level);
+  CHECK(c.audit_fsync_interval_ms == defaults.audit_fsync_interval_ms);
+}
+
+TEST_CASE("the audit fsync interval: 200 ms by default, 0 leaves it to the kernel",
+          "[agent][config]") {
+  auto d = parse({"--postgres-port", "5432"});
+  REQUIRE(d.ok());
+  CHECK(d.value()->audit_fsync_interval_ms == 200);
+  auto off = parse({"--audit-fsync-interval-ms", "0"});
+  REQUIRE(off.ok());
+  CHECK(off.value()->audit_fsync_interval_ms == 0);
+  CHECK(!parse({"--audit-fsync-interval-ms", "soon"}).ok());
 }
 
 }  // namespace
