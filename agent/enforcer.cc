@@ -134,6 +134,7 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, Statemen
 
   // Before the proxy accepts: afterwards its own accepted sockets would look the same.
   std::vector<std::string> paths;
+  paths.reserve(sockets.size());
   for (const auto& s : sockets) paths.push_back(s.path);
   if (auto e = steering::list_existing_tcp(endpoints); e.ok()) {
     impl->existing = std::move(e.value());

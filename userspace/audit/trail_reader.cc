@@ -157,6 +157,7 @@ std::vector<std::string> rotated_since(const std::string& dir, const std::string
   }
   std::sort(found.begin(), found.end());
   std::vector<std::string> out;
+  out.reserve(found.size());
   for (auto& f : found) out.push_back(std::move(f.second));
   return out;
 }

@@ -131,8 +131,10 @@ std::vector<std::string> unix_path_aliases(const std::string& path) {
   // Debian: /var/run is a symlink to /run; clients use both spellings.
   char var_run[PATH_MAX];
   if (realpath("/var/run", var_run) && std::strcmp(var_run, "/run") == 0) {
-    const std::vector<std::string> snapshot = out;
-    for (const std::string& p : snapshot) {
+    // By index over the paths found so far: add() appends (and may reallocate) as we go.
+    const size_t found = out.size();
+    for (size_t i = 0; i < found; ++i) {
+      const std::string p = out[i];
       if (p.rfind("/run/", 0) == 0) add("/var" + p);
       if (p.rfind("/var/run/", 0) == 0) add(p.substr(4));
     }
