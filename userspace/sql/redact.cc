@@ -314,17 +314,26 @@ void Redactor::scan_literal(Dialect dialect, const MysqlMode& mode, std::string_
   const std::string_view content = literal_content(text, t, &offset);
   if (!literal_may_hold(content)) return;
   const size_t at = base + t.begin + offset;
-  if (!in_string && depth < kMaxDepth &&
-      scan_nested_string(dialect, mode, text, t, offset, at, depth, out)) {
-    return;
-  }
+  // Both looks, always: read as SQL (when it holds a quoted secret), and as
+  // a connection string. Where the SQL look found something, it decides
+  // what it covers: a connection-string range over it, or the whole literal
+  // for a quoted value, would cut the SQL around a secret already cut.
+  const size_t before = edits_.size();
+  const bool nested = !in_string && depth < kMaxDepth &&
+                      scan_nested_string(dialect, mode, text, t, offset, at, depth, out);
+  const size_t nested_end = edits_.size();
   thread_local std::vector<Range> ranges;
   ranges.clear();
-  if (!find_in_literal(content, ranges, Source::kLiteral)) {
+  if (!find_in_literal(content, ranges, Source::kLiteral) && !nested) {
     mark_token(text, t, base, out);
     return;
   }
   for (const Range& r : ranges) {
+    bool over = false;
+    for (size_t k = before; k < nested_end && !over; ++k) {
+      over = edits_[k].begin < at + r.end && at + r.begin < edits_[k].end;
+    }
+    if (over) continue;
     edits_.push_back({at + r.begin, at + r.end, Marker::kValue, false, false});
     out.secrets.emplace_back(content.substr(r.begin, r.end - r.begin));
   }
@@ -346,7 +355,10 @@ bool Redactor::scan_nested_string(Dialect dialect, const MysqlMode& mode, std::s
   const bool backslashes = dialect == Dialect::kMysql ? !mode.no_backslash_escapes : prefix == 'e';
   size_t unused = 0;
   const std::string_view content = literal_content(text, t, &unused);
-  if (!has_secret_word(content)) return false;
+  // A quoted secret inside needs a quote inside.
+  if (content.find_first_of("'\"\\") == std::string_view::npos || !has_secret_word(content)) {
+    return false;
+  }
   std::string& view = views_[depth];
   std::vector<uint32_t>& map = maps_[depth];
   view.clear();
