@@ -473,7 +473,7 @@ def sessions_of(records):
 
 def comparable(record):
     out = {k: v for k, v in record.items() if k not in DECISION_FIELDS | RUN_FIELDS}
-    if record.get("db.system.name") == "mysql":
+    if record.get("db.system.name") in ("mysql", "mariadb"):
         out.pop("db.statement.name", None)  # the server's own counter (see the docstring)
     return out
 
@@ -529,13 +529,13 @@ def compare_records(direct, steered, failures):
     # steered MariaDB TCP connections (see the docstring).
     for run_name, recs in (("direct", direct), ("steered", steered)):
         without = [r for r in recs if not r.get("process.pid") and not (
-            run_name == "steered" and r.get("db.system.name") == "mysql" and
+            run_name == "steered" and r.get("db.system.name") in ("mysql", "mariadb") and
             r.get("network.transport") == "tcp")]
         if without:
             failures.append(f"audit: {len(without)} {run_name} records without process.pid, "
                             f"e.g. {one_line(without[0])}")
     my_pids = {run_name: {r.get("process.pid") for r in recs
-                          if r.get("db.system.name") == "mysql" and
+                          if r.get("db.system.name") in ("mysql", "mariadb") and
                           r.get("network.transport") == "unix"}
                for run_name, recs in (("direct", direct), ("steered", steered))}
     if my_pids["direct"] != my_pids["steered"]:
