@@ -250,6 +250,44 @@ size_t parameter_index(Dialect dialect, std::string_view token, uint32_t ordinal
 bool Redactor::find(Dialect dialect, const MysqlMode& mode, std::string_view text,
                     const std::vector<Token>& tokens, Redaction& out) {
   out.clear();
+  if (!find_once(dialect, mode, text, tokens, out) || !out.text_redacted) return out.any();
+  // A cut can change how the rest of a literal reads: a URI's authority that
+  // lost an '@' or a ':' to a connection-string password ends elsewhere. So
+  // the text is redacted again until a pass changes nothing: what comes out
+  // is a fixpoint, and redacting it again (a record replayed, a proxy's
+  // redacted text observed) changes nothing. Most texts take one more pass.
+  for (int pass = 1; pass < kMaxPasses; ++pass) {
+    tokenize(dialect, mode, out.text, again_tokens_);
+    again_.clear();
+    find_once(dialect, mode, out.text, again_tokens_, again_);
+    for (const uint32_t p : again_.secret_parameters) {
+      if (std::find(out.secret_parameters.begin(), out.secret_parameters.end(), p) ==
+          out.secret_parameters.end()) {
+        out.secret_parameters.push_back(p);
+      }
+    }
+    if (!again_.text_redacted || again_.text == out.text) break;
+    // What a later pass removed, less the markers, for scrub_secrets(); a
+    // piece under four bytes between markers would only shred messages.
+    for (const std::string& s : again_.secrets) {
+      size_t from = 0;
+      while (from <= s.size()) {
+        size_t marker = s.find(kRedactedValue, from);
+        if (marker == std::string::npos) marker = s.size();
+        std::string_view piece = std::string_view(s).substr(from, marker - from);
+        while (!piece.empty() && piece.front() == '\'') piece.remove_prefix(1);
+        while (!piece.empty() && piece.back() == '\'') piece.remove_suffix(1);
+        if (piece.size() >= 4) out.secrets.emplace_back(piece);
+        from = marker + kRedactedValue.size();
+      }
+    }
+    out.text.swap(again_.text);
+  }
+  return true;
+}
+
+bool Redactor::find_once(Dialect dialect, const MysqlMode& mode, std::string_view text,
+                         const std::vector<Token>& tokens, Redaction& out) {
   if (!may_hold(text, tokens)) return false;
   edits_.clear();
   floor_ = 0;

@@ -123,6 +123,11 @@ class Redactor {
     bool space_before, space_after;
   };
   static constexpr int kMaxDepth = 2;
+  static constexpr int kMaxPasses = 8;  // find()'s passes to a fixpoint
+
+  // One pass over `text`: edits found and applied into `out` (not cleared).
+  bool find_once(Dialect dialect, const MysqlMode& mode, std::string_view text,
+                 const std::vector<Token>& tokens, Redaction& out);
 
   void scan(Dialect dialect, const MysqlMode& mode, std::string_view text,
             const std::vector<Token>& tokens, size_t base, int depth, bool in_string,
@@ -138,6 +143,8 @@ class Redactor {
   std::vector<Token> nested_[kMaxDepth];
   std::string views_[kMaxDepth];           // a quoted literal's content, quote escapes undone
   std::vector<uint32_t> maps_[kMaxDepth];  // view offset -> content offset
+  std::vector<Token> again_tokens_;        // find(): the redacted text's, for the next pass
+  Redaction again_;                        // find(): the next pass's result
 };
 
 // For callers without the analyser's tokens (the enforcement proxy): `in`
