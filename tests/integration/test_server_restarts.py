@@ -6,8 +6,11 @@ is audited.
 Issue 15, acceptance: a private MariaDB and a private PostgreSQL, the real agent started
 before them both, and for each server a pool of clients (two over the unix socket, two over
 TCP: pymysql, psycopg2) that run uniquely tagged statements back to back and reconnect the
-moment a connection fails; PostgreSQL also behind a pgbouncer in transaction mode (two
-clients of the bouncer, whose server connections die and come back with each restart). Each
+moment a connection fails; PostgreSQL also under `pgbench -C`-style clients (a new
+connection for every statement, one over the unix socket and one over TCP: each restart
+lands on connections in every phase, handshake included) and behind a pgbouncer in
+transaction mode (two clients of the bouncer, whose server connections die and come back
+with each restart). Each
 server is restarted three times under that load. Counted
 against the server's own statement log (MariaDB's general log, PostgreSQL's log_statement):
 audited / logged >= 0.999, at most (clients x restarts) logged statements missing (those in
@@ -56,7 +59,9 @@ def pool(connect, kind, stop, transports=(False, False, True, True)):
 
 
 def client(name, connect, stop):
-    """Statements back to back; on any failure, reconnect at once (a pool after a restart)."""
+    """Statements back to back; on any failure, reconnect at once (a pool after a restart).
+    A client whose kind ends in "c" connects anew for every statement (pgbench -C)."""
+    per_statement = name.split("-")[0].endswith("c")
     conn, seq = None, 0
     while not stop.is_set():
         try:
@@ -66,6 +71,9 @@ def client(name, connect, stop):
             cur.execute(f"SELECT 'rs-{name}-{seq}'")
             cur.fetchall()
             seq += 1
+            if per_statement:
+                conn.close()
+                conn = None
             # Paced below what the shared test machine's agent drains at once: this test is
             # about restarts, test_saturation.py about saturation.
             time.sleep(PACE_SECONDS)
@@ -198,6 +206,8 @@ def run(agent_exe, workdir):
             bouncer = PgBouncer(cluster, workdir)
             try:
                 under_restarts(cluster, [(lambda tcp: connect_pg(cluster, tcp), "pg", both),
+                                         (lambda tcp: connect_pg(cluster, tcp), "pgc",
+                                          (False, True)),
                                          (lambda _: connect_bouncer(bouncer.port), "pgb",
                                           (True, True))])
             finally:
@@ -206,7 +216,7 @@ def run(agent_exe, workdir):
                             for m in [TAG_RE.fullmatch(e.argument)] if m]
             pg_logged = [m.group(1) for e in cluster.sync_log() if e.statement
                          for m in [TAG_RE.fullmatch(e.statement)] if m]
-            for kind in ("pg", "pgb"):
+            for kind in ("pg", "pgc", "pgb"):
                 logged[kind] = [t for t in pg_logged if t.split("-")[0] == kind]
             agent.wait_audit_settled(expected=None, timeout=60, quiet=3.0)
             drops = agent.metric_sum("dbwarden_capture_dropped_total")
@@ -235,8 +245,10 @@ def compare(records, logged):
             kind = m.group(1).split("-")[0]
             audited[kind][m.group(1)] += 1
             users[kind][r.get("db.user")] += 1
-    want_user = {"my": APP_USER, "pg": "postgres", "pgb": "postgres"}
-    for kind in ("my", "pg", "pgb"):
+    want_user = {"my": APP_USER, "pg": "postgres", "pgc": "postgres", "pgb": "postgres"}
+    # A connection per statement costs a backend start: fewer statements, still real load.
+    least = {"pgc": 200}
+    for kind in ("my", "pg", "pgc", "pgb"):
         logged_set = set(logged[kind])
         got = audited[kind]
         missing = logged_set - set(got)
@@ -246,7 +258,7 @@ def compare(records, logged):
         log(f"{kind}: {len(logged_set)} statements logged by the server, "
             f"{len(logged_set) - len(missing)} audited (ratio {ratio:.5f}), "
             f"{len(missing)} missing, users {dict(users[kind])}")
-        if len(logged_set) < 1000:
+        if len(logged_set) < least.get(kind, 1000):
             problems.append(f"{kind}: only {len(logged_set)} statements logged: no real load")
         if ratio < RATIO:
             problems.append(f"{kind}: audited / logged {ratio:.5f} < {RATIO}")
