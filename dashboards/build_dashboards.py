@@ -22,10 +22,14 @@ STMT = 'instance=~"$instance", db_system=~"$db_system", db_namespace=~"$db_names
        'db_user=~"$db_user"'
 SYS = 'instance=~"$instance", db_system=~"$db_system"'
 INST = 'instance=~"$instance"'
-# A failed statement: SQLSTATE neither success, nor unknown (empty), nor the overflow bucket.
+# A failed statement: status_code (PostgreSQL's SQLSTATE, the MySQL/MariaDB error number, as
+# OpenTelemetry's db.response.status_code) neither success ("00000" on every system), nor
+# unknown (empty), nor the overflow bucket.
 ERR = 'status_code!~"00000||__other__"'
-# insufficient_privilege and class 28 (invalid authorization specification).
-AUTHZ = 'status_code=~"42501|28..."'
+# PostgreSQL: insufficient_privilege and class 28 (invalid authorization specification);
+# MySQL/MariaDB: access denied to a database or user (1044, 1045, 1698), command denied on a
+# table or column (1142, 1143), privilege needed (1227), routine denied (1370).
+AUTHZ = 'status_code=~"42501|28...|1044|1045|1698|1142|1143|1227|1370"'
 DDL = 'operation=~"CREATE|ALTER|DROP|GRANT|REVOKE|TRUNCATE|COMMENT|SECURITY"'
 
 
@@ -171,8 +175,8 @@ def overview():
                "reqps"), 6, 4)
     L.add(stat("Failed statements", f"sum(rate(dbwarden_statements_total{{{STMT}, {ERR}}}[{RI}]))"
                f" / sum(rate(dbwarden_statements_total{{{STMT}}}[{RI}]))", "percentunit",
-               "Share of statements whose SQLSTATE is an error", [(0.01, "orange"),
-                                                                   (0.1, "red")]), 6, 4)
+               "Share of statements that failed (a SQLSTATE other than 00000, a MySQL error "
+               "number)", [(0.01, "orange"), (0.1, "red")]), 6, 4)
     L.add(stat("p99 latency", "histogram_quantile(0.99, sum by (le) (rate("
                f"dbwarden_statement_duration_seconds_bucket{{{SYS}}}[{RI}])))", "s"), 6, 4)
     L.add(stat("Active connections", f"sum(dbwarden_connections_active{{{SYS}}})"), 6, 4)
@@ -181,13 +185,18 @@ def overview():
                      [(f"sum by (db_namespace, operation) (rate(dbwarden_statements_total"
                        f"{{{STMT}}}[{RI}]))", "{{db_namespace}} {{operation}}")],
                      "reqps", stack=True), 12, 8)
-    L.add(timeseries("Errors / s by SQLSTATE class",
+    # A SQLSTATE's class is its first two characters; a MySQL error number is its own class.
+    L.add(timeseries("Errors / s by class",
                      [("sum by (class) (label_replace(rate(dbwarden_statements_total"
-                       f"{{{STMT}, {ERR}}}[{RI}]), \"class\", \"$1\", \"status_code\", "
-                       "\"(..).*\"))", "class {{class}}")],
-                     "reqps", "SQLSTATE class = first two characters, e.g. 42 syntax or "
-                     "access rule violation, 22 data exception, 23 integrity constraint "
-                     "violation", stack=True), 12, 8)
+                       f"{{{STMT}, {ERR}, db_system=\"postgresql\"}}[{RI}]), \"class\", \"$1\", "
+                       "\"status_code\", \"(..).*\") or label_replace(rate("
+                       f"dbwarden_statements_total{{{STMT}, {ERR}, db_system!=\"postgresql\"}}"
+                       f"[{RI}]), \"class\", \"$1\", \"status_code\", \"(.*)\"))",
+                       "class {{class}}")],
+                     "reqps", "PostgreSQL: the SQLSTATE class, e.g. 42 syntax or access rule "
+                     "violation, 22 data exception, 23 integrity constraint violation. MySQL "
+                     "and MariaDB: the error number, e.g. 1146 no such table, 1064 syntax "
+                     "error", stack=True), 12, 8)
     L.row("Latency and connections")
     L.add(timeseries("Statement latency", [
         (f"histogram_quantile({q}, sum by (db_system, le) (rate("
@@ -230,14 +239,16 @@ def databases_users():
 
 def security():
     L = Layout()
-    L.add(timeseries("Failed statements / s by SQLSTATE", [
+    L.add(timeseries("Failed statements / s by status code", [
         (f"sum by (status_code) (rate(dbwarden_statements_total{{{STMT}, {ERR}}}[{RI}]))",
          "{{status_code}}")], "reqps", stack=True), 12, 8)
     L.add(timeseries("Privilege and authorization failures / s by user", [
         (f"sum by (db_namespace, db_user, status_code) (rate(dbwarden_statements_total"
          f"{{{STMT}, {AUTHZ}}}[{RI}]))", "{{db_user}}@{{db_namespace}} {{status_code}}")],
         "reqps", "Statements refused with SQLSTATE 42501 (insufficient_privilege) or class 28 "
-        "(invalid authorization specification). Refused logins are in the next panel"), 12, 8)
+        "(invalid authorization specification); MySQL and MariaDB errors 1044, 1045, 1698 "
+        "(access denied), 1142, 1143 (command denied), 1227 (privilege needed), 1370 (routine "
+        "denied). Refused logins are in the next panel"), 12, 8)
     L.add(timeseries("Failed logins / s by reason", [
         (f"sum by (instance, reason) (rate(dbwarden_login_failures_total{{{INST}}}[{RI}]))",
          "{{instance}} {{reason}}")],
@@ -248,7 +259,7 @@ def security():
         (f"sum by (db_namespace, db_user, operation) (rate(dbwarden_statements_total"
          f"{{{STMT}, {DDL}}}[{RI}]))", "{{db_user}}@{{db_namespace}} {{operation}}")],
         "reqps", "DDL, GRANT and REVOKE statements, successful or not"), 12, 8)
-    L.add(table("Failures in the time range by user and SQLSTATE",
+    L.add(table("Failures in the time range by user and status code",
                 "sort_desc(sum by (db_namespace, db_user, status_code) "
                 f"(increase(dbwarden_statements_total{{{STMT}, {ERR}}}[$__range])))"), 12, 8)
     L.add(timeseries("Enforcement: policy decisions / s by rule and action", [
