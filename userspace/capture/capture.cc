@@ -270,6 +270,11 @@ Result<std::unique_ptr<BpfCapture>> BpfCapture::Open(const Options& options,
   return capture;
 }
 
+// What dispatch() returns when poll()'s budget is spent: libbpf then stores
+// the consumer position past that record and returns this from its poll and
+// consume calls (no record is lost or read twice). No errno of epoll_wait(2).
+constexpr int kBudgetSpent = -ECANCELED;
+
 int BpfCapture::dispatch(void* ctx, void* data, size_t size) {
   auto* self = static_cast<BpfCapture*>(ctx);
   self->records_++;
@@ -280,7 +285,7 @@ int BpfCapture::dispatch(void* ctx, void* data, size_t size) {
   } else if (static_cast<const dbw_event_header*>(data)->kind == DBW_EV_DATA) {
     self->payload_bytes_ += static_cast<const dbw_data_event*>(data)->captured;
   }
-  return 0;
+  return --self->budget_left_ > 0 ? 0 : kBudgetSpent;
 }
 
 Status BpfCapture::watch_port(uint16_t port, bool bulk_bound) {
@@ -375,16 +380,24 @@ void BpfCapture::forget_socket(uint64_t sock_ino) {
 }
 
 Result<int> BpfCapture::poll(int timeout_ms) {
+  // libbpf's ring_buffer__poll() and __consume() read until the ring is empty,
+  // so a producer as fast as this thread would keep them from returning.
+  const uint64_t before = records_;
+  budget_left_ = kPollBudget;
   // The programs submit with BPF_RB_NO_WAKEUP (a wake-up per record would cost
   // more than the capture), so epoll only fires past wakeup_bytes of backlog.
   // Wait for that or the timeout, then consume whatever is there either way.
   int n = ring_buffer__poll(impl_->ring, timeout_ms);
-  if (n < 0 && n != -EINTR) {
+  if (n < 0 && n != -EINTR && n != kBudgetSpent) {
     return Status::Error("reading the ring buffer failed: " + errno_text(n));
   }
-  int m = ring_buffer__consume(impl_->ring);
-  if (m < 0) return Status::Error("reading the ring buffer failed: " + errno_text(m));
-  return (n < 0 ? 0 : n) + m;
+  if (n != kBudgetSpent) {
+    const int m = ring_buffer__consume(impl_->ring);
+    if (m < 0 && m != kBudgetSpent) {
+      return Status::Error("reading the ring buffer failed: " + errno_text(m));
+    }
+  }
+  return static_cast<int>(records_ - before);
 }
 
 TlsAttacher& BpfCapture::tls() { return *impl_->tls; }

@@ -86,7 +86,11 @@ class BpfCapture {
   // Drops the kernel's state for a socket whose owner went away without close(2).
   void forget_socket(uint64_t sock_ino);
 
-  // Consumes ready records, waiting up to timeout_ms. Returns records handled.
+  // Consumes ready records, waiting up to timeout_ms. Returns records handled:
+  // at most kPollBudget, so that under a producer as fast as the consumer the
+  // caller's loop still turns (metrics, watchdog, flushes); the rest waits for
+  // the next call.
+  static constexpr int kPollBudget = 16384;
   Result<int> poll(int timeout_ms);
   DropCounts drops() const;
   BulkCounts bulk() const;
@@ -105,6 +109,7 @@ class BpfCapture {
   Status track(uint32_t pid, uint8_t kind, uint64_t flags);  // kind: enum dbw_pid_kind
   std::unique_ptr<Impl> impl_;
   uint64_t records_ = 0;
+  int budget_left_ = 0;  // of this poll(): dispatch() ends the ring's pass at 0
   uint64_t payload_bytes_ = 0;
   uint64_t ring_bytes_ = 0;
   uint64_t malformed_ = 0;

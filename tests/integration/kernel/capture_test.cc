@@ -280,6 +280,34 @@ TEST_CASE_METHOD(WatchedTcp,
   CHECK(ring_growth[4] < ring_growth[7]);  // 127 bytes < 255 bytes
 }
 
+// A producer as fast as the agent's loop must not keep poll() from returning: the
+// loop also publishes metrics, pets the watchdog and flushes the trail.
+TEST_CASE_METHOD(WatchedTcp, "poll() hands over at most its budget, the rest at the next call",
+                 "[kernel]") {
+  drain(*cap);
+  const size_t before = rec.r.data.size();
+  const int writes = BpfCapture::kPollBudget + 1000;
+  for (int i = 0; i < writes; i++) REQUIRE(write(p.server, "x", 1) == 1);
+  auto first = cap->poll(0);
+  REQUIRE(first.ok());
+  CHECK(first.value() == BpfCapture::kPollBudget);
+  CHECK(rec.r.data.size() - before == static_cast<size_t>(BpfCapture::kPollBudget));
+  int rest = 0;
+  for (int i = 0; i < 5; i++) {
+    auto n = cap->poll(0);
+    REQUIRE(n.ok());
+    rest += n.value();
+  }
+  CHECK(rest == 1000);
+  const std::vector<Recorded::Data> egress(rec.r.data.begin() + static_cast<ptrdiff_t>(before),
+                                           rec.r.data.end());
+  REQUIRE(egress.size() == static_cast<size_t>(writes));
+  const Walk w = walk(egress);
+  CHECK(w.contiguous);
+  CHECK(w.captured == std::string(static_cast<size_t>(writes), 'x'));
+  CHECK(cap->drops().by_reason[DBW_DROP_RINGBUF_FULL] == 0);
+}
+
 TEST_CASE("a port that is not watched produces nothing", "[kernel]") {
   Recorder rec;
   auto cap = open_capture(rec);
