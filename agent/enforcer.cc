@@ -97,13 +97,13 @@ struct Enforcer::Impl {
 
   // Locks `path` again unless the sockets are to stay open (fail mode open with the proxy
   // marked down: a watchdog's mark-down unlocked them, clients must reach the servers).
-  void relock(const std::string& path) {
+  void relock(const std::string& path, bool created) {
     if (fail_open) {
       auto st = steering->state();
       if (!st.ok() || !st.value().proxy_alive) return;
     }
     std::lock_guard<std::mutex> hold(relock_mu);
-    auto locked = steering->lock_unix(path);
+    auto locked = steering->lock_unix(path, created);
     if (locked.ok() && locked.value()) {
       DBW_LOG(kInfo, "enforce: %s locked to its owner again (a new socket, or a new mode)",
               path.c_str());
@@ -310,7 +310,8 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, Statemen
     summary += " (sockets locked to their owners)";
     Impl* raw = impl.get();
     auto watcher = steering::LockWatcher::Start(
-        impl->locked_paths, [raw](const std::string& path) { raw->relock(path); });
+        impl->locked_paths,
+        [raw](const std::string& path, bool created) { raw->relock(path, created); });
     if (!watcher.ok()) return Status::Error("enforce: " + watcher.status().message());
     impl->lock_watcher = std::move(watcher.value());
   }
@@ -327,7 +328,7 @@ Status Enforcer::reload_policy(const std::string& path) {
 }
 
 void Enforcer::relock() {
-  for (const std::string& path : impl_->locked_paths) impl_->relock(path);
+  for (const std::string& path : impl_->locked_paths) impl_->relock(path, false);
 }
 
 void Enforcer::tick(uint64_t now_ns) {

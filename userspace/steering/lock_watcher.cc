@@ -66,18 +66,20 @@ void LockWatcher::run(const Changed& changed) {
     const ssize_t n = read(inotify_, buf, sizeof(buf));
     if (n <= 0) continue;
     // The paths named in this batch, each locked once.
-    std::map<std::string, bool> due;
+    std::map<std::string, bool> due;  // path -> made anew
     for (ssize_t at = 0; at + static_cast<ssize_t>(sizeof(inotify_event)) <= n;) {
       const auto* ev = reinterpret_cast<const inotify_event*>(buf + at);
       at += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
       if (ev->len == 0) continue;
       for (const Watched& w : watched_) {
-        if (w.wd == ev->wd && w.name == ev->name) due[w.path] = true;
+        if (w.wd == ev->wd && w.name == ev->name) {
+          due[w.path] |= (ev->mask & (IN_CREATE | IN_MOVED_TO)) != 0;
+        }
       }
     }
-    for (const auto& [path, unused] : due) {
+    for (const auto& [path, created] : due) {
       ++events_;
-      changed(path);
+      changed(path, created);
     }
   }
 }

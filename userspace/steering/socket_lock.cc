@@ -121,7 +121,7 @@ Result<int> restore_all(int locks_fd) {
 
 }  // namespace
 
-Result<bool> Steering::lock_unix(const std::string& server_path) {
+Result<bool> Steering::lock_unix(const std::string& server_path, bool new_socket) {
   auto key = path_key(server_path);
   if (!key.ok()) return key.status();
   struct stat st {};
@@ -133,7 +133,7 @@ Result<bool> Steering::lock_unix(const std::string& server_path) {
   }
   const uint32_t now = st.st_mode & kPermissionBits;
   dbw_steer_lock l{};
-  if (bpf_map_lookup_elem(locks_fd_, &key.value(), &l) == 0 && same_inode(st, l) &&
+  if (!new_socket && bpf_map_lookup_elem(locks_fd_, &key.value(), &l) == 0 && same_inode(st, l) &&
       now == l.locked_mode) {
     return false;  // locked already (a restarted agent, or nothing changed)
   }

@@ -221,9 +221,12 @@ class Steering {
 
   // Locking (see the top). lock_unix: true when it changed the socket's mode
   // (a new or unlocked inode at `server_path`), false when it was locked
-  // already. unlock_unix puts back the old bits if the lock's bits are still
-  // there (an owner's later chmod is kept) and forgets the lock.
-  Result<bool> lock_unix(const std::string& server_path);
+  // already. A socket is known by (device, inode), and a file system may give
+  // a new socket the number of the one it replaces: `new_socket` (the caller
+  // saw it made) takes its mode as the one to give back whatever its number.
+  // unlock_unix puts back the old bits if the lock's bits are still there (an
+  // owner's later chmod is kept) and forgets the lock.
+  Result<bool> lock_unix(const std::string& server_path, bool new_socket = false);
   Status unlock_unix(const std::string& server_path);
   // Every lock; returns how many sockets got their old bits back.
   Result<int> unlock_all();
@@ -263,7 +266,8 @@ class Steering {
 // and then as well.
 class LockWatcher {
  public:
-  using Changed = std::function<void(const std::string& path)>;
+  // `created`: the socket was made anew (IN_CREATE), not only changed.
+  using Changed = std::function<void(const std::string& path, bool created)>;
   static Result<std::unique_ptr<LockWatcher>> Start(const std::vector<std::string>& paths,
                                                     Changed changed);
   ~LockWatcher();  // stops the thread: no call to `changed` after it
