@@ -20,7 +20,9 @@ Checks, with OS user `nobody` (role `nobody`, pg_hba `peer`):
 - fail closed: a clean stop and a kill -9 keep the lock (aliases stay refused); `steering
   detach` gives the socket its mode back;
 - fail open: after a kill -9, `steering mark-down` (the unit's ExecStopPost=) lifts the lock
-  and nobody reaches the server; a restarted agent locks again; a clean stop unlocks.
+  and nobody reaches the server; a restarted agent locks again; a clean stop unlocks;
+- the proxy's upstream connection is not copied to the ring a second time: ring bytes for
+  2 MB of queries through the proxy vs the same sent directly.
 
 Exit codes: 0 pass, 1 fail, 77 skip (not root). DBWARDEN_REQUIRE_KERNEL_TESTS=1 turns a skip
 into a failure.
@@ -39,6 +41,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import pg_cluster  # noqa: E402
+import psycopg2  # noqa: E402
 from pg_cluster import (Agent, PgCluster, log, skip_or_fail, start_agent,  # noqa: E402
                         stop_agent, verdict)
 
@@ -186,15 +189,17 @@ def restart_and_time_relock(cluster, sock, failures, what):
     stop = threading.Event()
 
     def watch():
+        gone = False  # (ext4 may give the new socket the old one's inode number)
         while not stop.is_set():
             try:
                 st = os.lstat(sock)
             except FileNotFoundError:
+                gone = True
                 time.sleep(0.0002)
                 continue
             now = time.monotonic()
             mode = stat.S_IMODE(st.st_mode)
-            if st.st_ino != old_ino:
+            if gone or st.st_ino != old_ino:
                 seen.setdefault("appeared", (now, mode))
                 if mode & 0o022:
                     seen.setdefault("open", (now, mode))
@@ -213,6 +218,9 @@ def restart_and_time_relock(cluster, sock, failures, what):
         failures.append(f"{what}: the restarted server's socket was not locked again "
                         f"(seen {seen}, mode now {oct(mode_of(sock))})")
         return None
+    if "appeared" not in seen:
+        failures.append(f"{what}: the restart's new socket was never seen")
+        return None
     if "open" not in seen:
         log(f"{what}: the new socket appeared with mode {oct(seen['appeared'][1])} and was "
             f"never seen open to others")
@@ -221,6 +229,53 @@ def restart_and_time_relock(cluster, sock, failures, what):
     log(f"{what}: the new socket was open to others (mode {oct(seen['open'][1])}) for "
         f"{window_ms:.2f} ms before the lock")
     return window_ms
+
+
+def ring_bytes(agent):
+    """dbwarden_capture_ring_bytes_total once the next once-a-second publication is out."""
+    time.sleep(1.5)
+    return agent.metric_sum("dbwarden_capture_ring_bytes_total", agent.scrape()) or 0
+
+
+def big_queries(host, cluster, count=10, size=200_000):
+    """`count` queries of `size` bytes each, client to server (never bounded by the capture),
+    from one psycopg2 connection to `host` (a socket directory). The connection rests first:
+    the agent learns who is at the other end before the bytes flow."""
+    conn = psycopg2.connect(host=host, port=cluster.port, user="postgres", dbname="postgres",
+                            connect_timeout=10)
+    conn.autocommit = True
+    time.sleep(0.5)
+    cur = conn.cursor()
+    literal = "x" * size
+    for _ in range(count):
+        cur.execute(f"SELECT length('{literal}')")
+        if cur.fetchone()[0] != size:
+            raise RuntimeError("wrong answer")
+    conn.close()
+    return count * size
+
+
+def check_proxied_not_copied(agent, cluster, workdir, failures):
+    """The proxy's upstream connection is the server's connection too: the observer used to
+    copy and decode every proxied byte a second time only to drop it. Now the kernel stops
+    copying it. Measured against the same queries sent directly (root reaches the locked
+    socket by another path: a directory symlink, which steering does not match)."""
+    dir_link = os.path.join(workdir, "links", "sockdir")
+    if not os.path.lexists(dir_link):
+        os.symlink(cluster.socket_dir, dir_link)
+    before = ring_bytes(agent)
+    sent = big_queries(cluster.socket_dir, cluster)  # steered through the proxy
+    steered = ring_bytes(agent) - before
+    before = ring_bytes(agent)
+    big_queries(dir_link, cluster)  # direct to the server, observed
+    direct = ring_bytes(agent) - before
+    log(f"ring bytes for {sent} query bytes: steered {steered:.0f}, direct {direct:.0f}")
+    if direct < sent:
+        failures.append(f"proxied capture: the direct run put only {direct:.0f} bytes in the "
+                        f"ring for {sent} bytes of queries (the comparison means nothing)")
+    elif steered > direct / 10:
+        failures.append(f"proxied capture: the proxy's upstream was copied to the ring: "
+                        f"{steered:.0f} bytes steered vs {direct:.0f} direct")
 
 
 def run(args, workdir, cluster, failures):
@@ -261,6 +316,7 @@ def run(args, workdir, cluster, failures):
         status = steering_cmd(args.agent, "status", steer_dir)
         if f"locked unix {sock}: mode 0700 (was {original:04o})" not in status.stdout:
             failures.append(f"steering status does not show the lock: {status.stdout}")
+        check_proxied_not_copied(agent, cluster, workdir, failures)
 
         # A restarted server makes a new socket: locked again.
         restart_and_time_relock(cluster, sock, failures, "server restart")

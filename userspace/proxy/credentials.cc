@@ -71,8 +71,7 @@ Status PeerCredentials(int fd, pid_t* pid, ClientCredentials* out) {
   out->groups.assign(64, 0);
   len = static_cast<socklen_t>(out->groups.size() * sizeof(gid_t));
   if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, out->groups.data(), &len) != 0) {
-    if (errno != ERANGE)
-      return Status::Error(std::string("SO_PEERGROUPS: ") + std::strerror(errno));
+    if (errno != ERANGE) return Status::Error(std::string("SO_PEERGROUPS: ") + std::strerror(errno));
     out->groups.assign(len / sizeof(gid_t), 0);
     if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, out->groups.data(), &len) != 0) {
       return Status::Error(std::string("SO_PEERGROUPS: ") + std::strerror(errno));
