@@ -327,6 +327,7 @@ Status Enforcer::reload_policy(const std::string& path) {
 }
 
 void Enforcer::relock() {
+  if (impl_->lock_watcher) impl_->lock_watcher->rewatch();
   for (const std::string& path : impl_->locked_paths) impl_->relock(path, false);
 }
 

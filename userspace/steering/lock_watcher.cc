@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <mutex>
 
 #include "steering/steering.h"
 
@@ -25,6 +26,8 @@ namespace dbwarden::steering {
 namespace {
 
 std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
+
+constexpr uint32_t kEvents = IN_CREATE | IN_ATTRIB | IN_MOVED_TO;
 
 std::pair<std::string, std::string> split(const std::string& path) {
   const size_t slash = path.rfind('/');
@@ -44,11 +47,11 @@ Result<std::unique_ptr<LockWatcher>> LockWatcher::Start(const std::vector<std::s
   }
   for (const std::string& p : paths) {
     const auto [dir, name] = split(p);
-    const int wd = inotify_add_watch(w->inotify_, dir.c_str(), IN_CREATE | IN_ATTRIB | IN_MOVED_TO);
+    const int wd = inotify_add_watch(w->inotify_, dir.c_str(), kEvents);
     if (wd < 0) {
       return Status::Error("cannot watch " + dir + " (inotify): " + errno_text(errno));
     }
-    w->watched_.push_back({wd, name, p});
+    w->watched_.push_back({wd, dir, name, p});
   }
   w->thread_ = std::thread([raw = w.get(), changed = std::move(changed)] { raw->run(changed); });
   return w;
@@ -67,6 +70,7 @@ void LockWatcher::run(const Changed& changed) {
     if (n <= 0) continue;
     // The paths named in this batch, each locked once.
     std::map<std::string, bool> due;  // path -> made anew
+    std::lock_guard<std::mutex> hold(mu_);
     for (ssize_t at = 0; at + static_cast<ssize_t>(sizeof(inotify_event)) <= n;) {
       const auto* ev = reinterpret_cast<const inotify_event*>(buf + at);
       at += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
@@ -81,6 +85,15 @@ void LockWatcher::run(const Changed& changed) {
       ++events_;
       changed(path, created);
     }
+  }
+}
+
+void LockWatcher::rewatch() {
+  std::lock_guard<std::mutex> hold(mu_);
+  for (Watched& w : watched_) {
+    // The same directory keeps its watch descriptor; one made again gets a new one.
+    const int wd = inotify_add_watch(inotify_, w.dir.c_str(), kEvents);
+    if (wd >= 0) w.wd = wd;
   }
 }
 

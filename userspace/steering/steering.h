@@ -66,6 +66,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -262,8 +263,8 @@ class Steering {
 // Calls `changed(path)` (on its own thread) the moment a server makes one of
 // `paths` anew or its mode changes, so that the caller locks it again
 // (Steering::lock_unix): a thread waits on inotify in their directories. A
-// directory removed and made again is no longer watched: call lock_unix() now
-// and then as well.
+// directory removed and made again (systemd's RuntimeDirectory= of a stopped
+// server) loses its watch: call rewatch() and lock_unix() now and then too.
 class LockWatcher {
  public:
   // `created`: the socket was made anew (IN_CREATE), not only changed.
@@ -274,14 +275,17 @@ class LockWatcher {
   LockWatcher(const LockWatcher&) = delete;
   LockWatcher& operator=(const LockWatcher&) = delete;
   uint64_t events() const { return events_.load(); }
+  // Watches each directory again where it was made anew.
+  void rewatch();
 
  private:
   LockWatcher() = default;
   void run(const Changed& changed);
   struct Watched {
     int wd;
-    std::string name, path;
+    std::string dir, name, path;
   };
+  std::mutex mu_;  // watched_'s descriptors: the thread reads, rewatch() writes
   int inotify_ = -1, wake_ = -1;
   std::vector<Watched> watched_;
   std::atomic<uint64_t> events_{0};

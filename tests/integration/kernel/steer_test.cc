@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -1038,6 +1039,58 @@ TEST_CASE("unix lock: the connector reaches a locked socket as its client, by th
     CHECK(errno == EACCES);
   }
   REQUIRE(chmod(env.dir.c_str(), 0755) == 0);
+}
+
+TEST_CASE("unix lock: the watcher reports a socket made anew and a chmod, also in a directory "
+          "made again",
+          "[kernel]") {
+  char tmpl[] = "/tmp/dbw-watch-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  const std::string dir = std::string(tmpl) + "/run";
+  REQUIRE(mkdir(dir.c_str(), 0755) == 0);
+  const std::string path = dir + "/mysqld.sock";
+  std::mutex mu;
+  std::vector<std::pair<std::string, bool>> seen;
+  auto w = LockWatcher::Start({path}, [&](const std::string& p, bool created) {
+    std::lock_guard<std::mutex> hold(mu);
+    seen.emplace_back(p, created);
+  });
+  REQUIRE(w.ok());
+  auto wait_for = [&](size_t n) {
+    for (int i = 0; i < 400; i++) {
+      {
+        std::lock_guard<std::mutex> hold(mu);
+        if (seen.size() >= n) return true;
+      }
+      usleep(5000);
+    }
+    return false;
+  };
+  auto at = [&](size_t i) {
+    std::lock_guard<std::mutex> hold(mu);
+    return seen.at(i);
+  };
+  {
+    UniqueFd s = unix_listen(path);
+    REQUIRE(wait_for(1));
+    CHECK(at(0) == std::make_pair(path, true));
+    REQUIRE(chmod(path.c_str(), 0777) == 0);
+    REQUIRE(wait_for(2));
+    CHECK(at(1) == std::make_pair(path, false));
+    // Another file in the directory is not reported.
+    UniqueFd other = unix_listen(dir + "/other.sock");
+    usleep(50000);
+    std::lock_guard<std::mutex> hold(mu);
+    CHECK(seen.size() == 2);
+  }
+  // The server's runtime directory is removed and made again.
+  std::filesystem::remove_all(dir);
+  REQUIRE(mkdir(dir.c_str(), 0755) == 0);
+  (*w)->rewatch();
+  UniqueFd again = unix_listen(path);
+  CHECK(wait_for(3));
+  w->reset();
+  std::filesystem::remove_all(tmpl);
 }
 
 }  // namespace
