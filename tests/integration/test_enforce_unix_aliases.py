@@ -278,7 +278,7 @@ def check_proxied_not_copied(agent, cluster, workdir, failures):
                         f"{steered:.0f} bytes steered vs {direct:.0f} direct")
 
 
-def run(args, workdir, cluster, failures):
+def run(args, workdir, cluster, failures, made):
     sock = os.path.join(cluster.socket_dir, f".s.PGSQL.{cluster.port}")
     policy = os.path.join(workdir, "policy.yaml")
     with open(policy, "w") as f:
@@ -286,11 +286,13 @@ def run(args, workdir, cluster, failures):
     os.makedirs(os.path.join(workdir, "proxy"), exist_ok=True)
 
     def agent_for(mode, steer_dir, pin_dir=None):
-        return Agent(args.agent, os.path.join(workdir, f"audit-{mode}.jsonl"), [cluster.port],
-                     pin_dir=pin_dir, keep_pins=True,
-                     extra_args=["--mode", "enforce", "--policy", policy, "--fail-mode", mode,
-                                 "--steer-pin-dir", steer_dir, "--proxy-socket-dir",
-                                 os.path.join(workdir, "proxy")])
+        agent = Agent(args.agent, os.path.join(workdir, f"audit-{mode}.jsonl"), [cluster.port],
+                      pin_dir=pin_dir, keep_pins=True,
+                      extra_args=["--mode", "enforce", "--policy", policy, "--fail-mode", mode,
+                                  "--steer-pin-dir", steer_dir, "--proxy-socket-dir",
+                                  os.path.join(workdir, "proxy")])
+        made.append((agent, steer_dir))  # cleaned up by main() whatever happens
+        return agent
 
     # Without enforcement every alias reaches the server: the probe tells direct apart.
     original = mode_of(sock)
@@ -425,9 +427,16 @@ def main():
         # server's /run/postgresql is 2775).
         for d in (cluster.base, cluster.socket_dir):
             os.chmod(d, 0o755)
+        made = []
         try:
-            return run(args, workdir, cluster, failures)
+            return run(args, workdir, cluster, failures, made)
         finally:
+            for agent, steer_dir in made:
+                if agent.alive():
+                    os.kill(agent.pid, signal.SIGKILL)
+                    agent.proc.wait()
+                steering_cmd(args.agent, "detach", steer_dir)
+                agent.detach(check=False)
             for path in (os.path.join(cluster.base, "hardlink.sock"),):
                 if os.path.lexists(path):
                     os.unlink(path)
