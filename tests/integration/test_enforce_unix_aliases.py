@@ -17,8 +17,9 @@ Checks, with OS user `nobody` (role `nobody`, pg_hba `peer`):
 - the server restarts (a new socket with its own mode): locked again, the window measured;
   a server whose socket is 0770 (group only) refuses nobody through the proxy as it does
   directly: the proxy opens nothing the server's permissions kept shut;
+- MariaDB's socket is locked too: a relative path and a symlink are refused;
 - fail closed: a clean stop and a kill -9 keep the lock (aliases stay refused); `steering
-  detach` gives the socket its mode back;
+  detach` gives the sockets their modes back;
 - fail open: after a kill -9, `steering mark-down` (the unit's ExecStopPost=) lifts the lock
   and nobody reaches the server; a restarted agent locks again; a clean stop unlocks;
 - the proxy's upstream connection is not copied to the ring a second time: ring bytes for
@@ -44,6 +45,7 @@ import pg_cluster  # noqa: E402
 import psycopg2  # noqa: E402
 from pg_cluster import (Agent, PgCluster, log, skip_or_fail, start_agent,  # noqa: E402
                         stop_agent, verdict)
+from mariadb_server import MariaDB  # noqa: E402
 
 PROBE_TABLE = "alias_probe_t"
 PROBE_MESSAGE = "dbwarden: alias probe"
@@ -113,6 +115,36 @@ def probe(path, cwd="", mount=None):
                        timeout=60)
     out = (r.stdout.strip() or f"OTHER rc={r.returncode} {r.stderr.strip()[:300]}")
     return out
+
+
+CONNECT_ONLY = r"""
+import os, socket, sys
+path, cwd = sys.argv[1], sys.argv[2]
+if cwd:
+    os.chdir(cwd)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+try:
+    s.connect(path)
+    print("CONNECTED")
+except OSError as e:
+    print("REFUSED", e.errno)
+"""
+
+
+def check_mariadb_aliases(server, workdir, failures, when, allowed):
+    """MariaDB's socket by a relative path and a symlink, as nobody: connect() only."""
+    link = os.path.join(workdir, "links", "mysql-symlink.sock")
+    if not os.path.lexists(link):
+        os.symlink(server.socket_path, link)
+    for name, path, cwd in (("relative", os.path.basename(server.socket_path), server.base),
+                            ("symlink", link, "")):
+        r = subprocess.run(as_nobody(["/usr/bin/python3", "-c", CONNECT_ONLY, path, cwd]),
+                           text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        out = r.stdout.strip() or f"OTHER {r.stderr.strip()[:200]}"
+        log(f"{when}: mariadb {name} ({path}): {out}")
+        if out not in allowed:
+            failures.append(f"{when}: mariadb {name} gave {out}, expected one of {sorted(allowed)}")
 
 
 def mode_of(path):
@@ -278,7 +310,7 @@ def check_proxied_not_copied(agent, cluster, workdir, failures):
                         f"{steered:.0f} bytes steered vs {direct:.0f} direct")
 
 
-def run(args, workdir, cluster, failures, made):
+def run(args, workdir, cluster, server, failures, made):
     sock = os.path.join(cluster.socket_dir, f".s.PGSQL.{cluster.port}")
     policy = os.path.join(workdir, "policy.yaml")
     with open(policy, "w") as f:
@@ -289,14 +321,16 @@ def run(args, workdir, cluster, failures, made):
         agent = Agent(args.agent, os.path.join(workdir, f"audit-{mode}.jsonl"), [cluster.port],
                       pin_dir=pin_dir, keep_pins=True,
                       extra_args=["--mode", "enforce", "--policy", policy, "--fail-mode", mode,
-                                  "--steer-pin-dir", steer_dir, "--proxy-socket-dir",
-                                  os.path.join(workdir, "proxy")])
+                                  "--mysql-port", str(server.port), "--steer-pin-dir", steer_dir,
+                                  "--proxy-socket-dir", os.path.join(workdir, "proxy")])
         made.append((agent, steer_dir))  # cleaned up by main() whatever happens
         return agent
 
     # Without enforcement every alias reaches the server: the probe tells direct apart.
     original = mode_of(sock)
+    my_original = mode_of(server.socket_path)
     check_aliases(cluster, workdir, failures, "before enforcement", {"DIRECT"})
+    check_mariadb_aliases(server, workdir, failures, "before enforcement", {"CONNECTED"})
 
     # --- fail closed ------------------------------------------------------------------------
     steer_dir = f"/sys/fs/bpf/dbw-steer-alias-{os.getpid()}-closed"
@@ -315,6 +349,10 @@ def run(args, workdir, cluster, failures, made):
         if out != "STEERED":
             failures.append(f"enforcing: the socket's own path gave {out}, not STEERED")
         check_aliases(cluster, workdir, failures, "enforcing", {"REFUSED 13", "STEERED"})
+        if mode_of(server.socket_path) != 0o700:
+            failures.append(f"enforcing: MariaDB's socket mode is "
+                            f"{oct(mode_of(server.socket_path))}, not 0o700")
+        check_mariadb_aliases(server, workdir, failures, "enforcing", {"REFUSED 13"})
         status = steering_cmd(args.agent, "status", steer_dir)
         if f"locked unix {sock}: mode 0700 (was {original:04o})" not in status.stdout:
             failures.append(f"steering status does not show the lock: {status.stdout}")
@@ -360,9 +398,10 @@ def run(args, workdir, cluster, failures, made):
     r = steering_cmd(args.agent, "detach", steer_dir)
     if r.returncode != 0:
         failures.append(f"steering detach failed: {r.stderr.strip()}")
-    if mode_of(sock) != original:
-        failures.append(f"after detach the socket's mode is {oct(mode_of(sock))}, not "
-                        f"{oct(original)}")
+    if mode_of(sock) != original or mode_of(server.socket_path) != my_original:
+        failures.append(f"after detach the sockets' modes are {oct(mode_of(sock))} and "
+                        f"{oct(mode_of(server.socket_path))}, not {oct(original)} and "
+                        f"{oct(my_original)}")
     agent.detach(check=False)
 
     # --- fail open --------------------------------------------------------------------------
@@ -421,15 +460,15 @@ def main():
         return skip_or_fail("needs root (BPF steering, a private server, other OS users)")
     workdir = pg_cluster.make_workdir("dbw-enforce-alias-")
     failures = []
-    with PgCluster(hba_rules=[("local", "peer", "nobody")]) as cluster:
+    with PgCluster(hba_rules=[("local", "peer", "nobody")]) as cluster, MariaDB() as server:
         cluster.setup_sql("CREATE ROLE nobody LOGIN")
-        # Other OS users reach the socket's directory (the test's choice, as a packaged
+        # Other OS users reach the sockets' directories (the test's choice, as a packaged
         # server's /run/postgresql is 2775).
-        for d in (cluster.base, cluster.socket_dir):
+        for d in (cluster.base, cluster.socket_dir, server.base):
             os.chmod(d, 0o755)
         made = []
         try:
-            return run(args, workdir, cluster, failures, made)
+            return run(args, workdir, cluster, server, failures, made)
         finally:
             for agent, steer_dir in made:
                 if agent.alive():
