@@ -59,7 +59,7 @@ POLICY = f"""rules:
 # Run as nobody: connect to argv[1] (after chdir to argv[2] when given), log in as role
 # nobody (peer) and send a query the policy blocks. Prints one word: STEERED (the policy
 # answered), DIRECT (the server answered: the table does not exist), REFUSED <errno>, or
-# OTHER with what came back.
+# OTHER with what came back. With argv[3] "connect": CONNECTED once connect() succeeds.
 PROBE = r"""
 import os, socket, sys
 path, cwd = sys.argv[1], sys.argv[2]
@@ -71,6 +71,9 @@ try:
     s.connect(path)
 except OSError as e:
     print("REFUSED", e.errno)
+    sys.exit(0)
+if sys.argv[3:] == ["connect"]:
+    print("CONNECTED")
     sys.exit(0)
 params = b"user\0nobody\0database\0postgres\0\0"
 s.sendall((len(params) + 8).to_bytes(4, "big") + (3 << 16).to_bytes(4, "big") + params)
@@ -117,21 +120,6 @@ def probe(path, cwd="", mount=None):
     return out
 
 
-CONNECT_ONLY = r"""
-import os, socket, sys
-path, cwd = sys.argv[1], sys.argv[2]
-if cwd:
-    os.chdir(cwd)
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(10)
-try:
-    s.connect(path)
-    print("CONNECTED")
-except OSError as e:
-    print("REFUSED", e.errno)
-"""
-
-
 def check_mariadb_aliases(server, workdir, failures, when, allowed):
     """MariaDB's socket by a relative path and a symlink, as nobody: connect() only."""
     link = os.path.join(workdir, "links", "mysql-symlink.sock")
@@ -139,7 +127,7 @@ def check_mariadb_aliases(server, workdir, failures, when, allowed):
         os.symlink(server.socket_path, link)
     for name, path, cwd in (("relative", os.path.basename(server.socket_path), server.base),
                             ("symlink", link, "")):
-        r = subprocess.run(as_nobody(["/usr/bin/python3", "-c", CONNECT_ONLY, path, cwd]),
+        r = subprocess.run(as_nobody(["/usr/bin/python3", "-c", PROBE, path, cwd, "connect"]),
                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
         out = r.stdout.strip() or f"OTHER {r.stderr.strip()[:200]}"
         log(f"{when}: mariadb {name} ({path}): {out}")
