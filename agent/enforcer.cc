@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <mutex>
 #include <set>
 
 #include "agent/log.h"
@@ -87,10 +88,50 @@ struct Enforcer::Impl {
   uint64_t terminated = 0;
   bool fail_open = false;
 
+  std::vector<std::string> locked_paths;  // the servers' sockets, locked to their owners
+  std::unique_ptr<steering::LockWatcher> lock_watcher;
+  // The watcher's thread and tick() both lock: one at a time, or a lock_unix() that read the
+  // new socket's mode before the server's own chmod could overwrite the one made after it,
+  // and remember the wrong mode to give back.
+  std::mutex relock_mu;
+
+  // Locks `path` again unless the sockets are to stay open (fail mode open with the proxy
+  // marked down: a watchdog's mark-down unlocked them, clients must reach the servers).
+  void relock(const std::string& path, bool created) {
+    if (fail_open) {
+      auto st = steering->state();
+      if (!st.ok() || !st.value().proxy_alive) return;
+    }
+    std::lock_guard<std::mutex> hold(relock_mu);
+    auto locked = steering->lock_unix(path, created);
+    if (locked.ok() && locked.value()) {
+      DBW_LOG(kInfo, "enforce: %s locked to its owner again (a new socket, or a new mode)",
+              path.c_str());
+    } else if (!locked.ok() && access(path.c_str(), F_OK) == 0) {
+      // (A server that is down has no socket: nothing to lock until it is back.)
+      DBW_LOG(kWarning, "enforce: %s", locked.status().message().c_str());
+    }
+  }
+
   ~Impl() {
+    // No relock from here on: the unlock below must stay.
+    lock_watcher.reset();
     // The fail mode takes over before the proxy's sockets close; the pins stay, so
     // steering resumes when the agent starts again.
-    if (steering) (void)steering->set_proxy_alive(false);
+    if (steering) {
+      (void)steering->set_proxy_alive(false);
+      // Fail open: clients go straight to the servers now, so their sockets open up again.
+      // Fail closed keeps the locks: a path steering misses stays refused while the agent is
+      // down, as the steered ones are.
+      if (fail_open) {
+        if (auto n = steering->unlock_all(); n.ok()) {
+          DBW_LOG(kInfo, "enforce: fail mode open: %d server socket(s) unlocked", n.value());
+        } else {
+          DBW_LOG(kWarning, "enforce: cannot unlock the server sockets: %s",
+                  n.status().message().c_str());
+        }
+      }
+    }
     proxy.reset();
   }
 };
@@ -176,6 +217,11 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, Statemen
     po.unix_routes.push_back(r);
   }
   steering::Steering* steer_ptr = &steer;
+  po.socket_lock = [steer_ptr](const std::string& path) -> std::optional<proxy::LockedSocket> {
+    auto lock = steer_ptr->current_lock(path);
+    if (!lock.ok() || !lock.value()) return std::nullopt;
+    return proxy::LockedSocket{lock.value()->uid, lock.value()->gid, lock.value()->mode};
+  };
   auto guard = [steer_ptr](int fd, const sockaddr* dst,
                            socklen_t len) -> Result<std::shared_ptr<void>> {
     Result<steering::Exemption> ex = Status::Error("unset");
@@ -240,6 +286,34 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, Statemen
     }
   }
   if (Status s = steer.set_proxy_alive(true); !s.ok()) return s;
+  // Last, the servers' sockets are narrowed to their owners: a path to them that steering
+  // does not match (relative, symlink, hard link, bind mount) is refused, not a way around.
+  for (const auto& r : po.unix_routes) {
+    auto locked = steer.lock_unix(r.server_path);
+    if (!locked.ok()) {
+      return Status::Error("enforce: " + locked.status().message() +
+                           " (without the lock, local users could reach the server by another "
+                           "path to its socket)");
+    }
+    impl->locked_paths.push_back(r.server_path);
+  }
+  if (auto old = steer.unix_locks(); old.ok()) {
+    for (const auto& l : old.value()) {
+      if (std::find(impl->locked_paths.begin(), impl->locked_paths.end(), l.path) ==
+          impl->locked_paths.end()) {
+        (void)steer.unlock_unix(l.path);  // left by an earlier configuration
+      }
+    }
+  }
+  if (!impl->locked_paths.empty()) {
+    summary += " (sockets locked to their owners)";
+    Impl* raw = impl.get();
+    auto watcher = steering::LockWatcher::Start(
+        impl->locked_paths,
+        [raw](const std::string& path, bool created) { raw->relock(path, created); });
+    if (!watcher.ok()) return Status::Error("enforce: " + watcher.status().message());
+    impl->lock_watcher = std::move(watcher.value());
+  }
   std::unique_ptr<Enforcer> e(new Enforcer(std::move(impl)));
   e->summary_ = std::move(summary);
   return e;
@@ -252,7 +326,13 @@ Status Enforcer::reload_policy(const std::string& path) {
   return Status::Ok();
 }
 
+void Enforcer::relock() {
+  if (impl_->lock_watcher) impl_->lock_watcher->rewatch();
+  for (const std::string& path : impl_->locked_paths) impl_->relock(path, false);
+}
+
 void Enforcer::tick(uint64_t now_ns) {
+  relock();
   if (impl_->terminate_at_ns == 0 || now_ns < impl_->terminate_at_ns) return;
   impl_->terminate_at_ns = 0;
   for (const auto& c : impl_->existing) {

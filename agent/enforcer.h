@@ -10,7 +10,9 @@
 // Order matters for "never unprotected, never a loop": the proxy listens before any
 // address is steered to it; its upstream connections are exempted from steering before
 // they connect; on a clean stop the alive flag goes down first (the fail mode applies from
-// then on) and the pins stay, so a restarted agent resumes steering.
+// then on) and the pins stay, so a restarted agent resumes steering. The servers' unix
+// sockets are locked to their owners while enforcing (steering.h, "Locking"); fail mode
+// open unlocks them on a clean stop.
 #pragma once
 
 #include <cstdint>
@@ -47,6 +49,9 @@ class Enforcer {
 
   // SIGHUP: the policy file again. A file that does not load keeps the running policy.
   Status reload_policy(const std::string& path);
+  // Locks the servers' sockets again where a restarted server made a new one. A watcher
+  // (inotify) does it the moment the socket appears; tick() calls this as a backstop.
+  void relock();
   // Called about once a second: enforce-existing = terminate after its grace period.
   void tick(uint64_t now_ns);
   EnforcerStats stats() const;

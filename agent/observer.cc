@@ -276,6 +276,11 @@ void Observer::resolve_peer(Connection& c, const dbw_conn_event& e) {
   if (proxy_pid_ != 0 && peer->pid == proxy_pid_) {
     c.proxied = true;
     counters_.proxied_connections++;
+    // The kernel stops copying it: every proxied statement would otherwise cross the ring
+    // (and the decoder) a second time only to be dropped here.
+    if (capture_ != nullptr && c.sock_ino != 0 && capture_->mute_socket(c.sock_ino)) {
+      counters_.proxied_muted++;
+    }
   }
   PeerIdentity& p = c.info.peer;
   p.pid = peer->pid;
@@ -295,6 +300,7 @@ void Observer::on_data(const dbw_data_event& e) {
   // A connection whose open record was lost: its port, and so its protocol,
   // is unknown; PostgreSQL is the default until the open record says more.
   Connection& c = it != conns_.end() ? *it->second : get_or_create(e.hdr.conn_id, e.hdr.pid, 0);
+  if (c.proxied) return;  // copied before it was muted: the proxy records it
   c.owner_pid = e.hdr.pid;
   if (!c.client_side) c.info.server_pid = e.hdr.pid;
   std::span<const uint8_t> bytes(e.data, e.captured);

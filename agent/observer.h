@@ -30,6 +30,7 @@ struct ObserverCounters {
   uint64_t peers_unresolved = 0;  // local client, but its process was not found (gone already)
   // Enforce mode: the proxy's own upstream connections, recorded by the proxy, not here.
   uint64_t proxied_connections = 0;
+  uint64_t proxied_muted = 0;  // of those, the kernel stopped copying (capture mute_socket)
 };
 
 enum class Protocol { kPostgresql, kMysql };

@@ -16,8 +16,10 @@ void usage() {
       "Usage: dbwarden steering <status|mark-down|detach> [--steer-pin-dir DIR]\n\n"
       "  status     the proxy-alive flag, the fail mode, what is protected, the counters\n"
       "  mark-down  clear the proxy-alive flag: new connections get the fail mode until the\n"
-      "             proxy sets it again (ExecStopPost=, or a watchdog for a hung proxy)\n"
-      "  detach     remove the steering programs and maps: connections go to the servers\n\n"
+      "             proxy sets it again (ExecStopPost=, or a watchdog for a hung proxy); in\n"
+      "             fail mode open, also give the servers' sockets their permissions back\n"
+      "  detach     remove the steering programs and maps and give the servers' sockets their\n"
+      "             permissions back: connections go to the servers\n\n"
       "DIR defaults to %s.\n",
       steering::kDefaultPinDir);
 }
@@ -41,6 +43,12 @@ int status(const steering::Steering& s, const std::string& dir) {
               st->life_socket ? "held" : "gone", steering::fail_mode_name(st->fail_mode));
   for (const steering::Endpoint& e : *tcp) std::printf("protected tcp %s\n", e.to_string().c_str());
   for (const std::string& p : *unix_paths) std::printf("protected unix %s\n", p.c_str());
+  if (auto locks = s.unix_locks(); locks.ok()) {
+    for (const steering::UnixLock& l : *locks) {
+      std::printf("locked unix %s: mode %04o (was %04o), owner %u\n", l.path.c_str(), l.locked_mode,
+                  l.mode, l.uid);
+    }
+  }
   std::printf(
       "tcp: steered %llu, exempt %llu, fail-open %llu, fail-closed %llu, assign errors %llu\n"
       "unix: steered %llu, exempt %llu, fail-open %llu, fail-closed %llu, rewrite errors %llu\n",
@@ -105,6 +113,17 @@ int steering_main(int argc, const char* const* argv) {
     return kExitError;
   }
   std::printf("dbwarden steering: proxy marked down at %s\n", dir.c_str());
+  // Fail open means clients reach the servers directly: their sockets, locked to their
+  // owners while enforcing, open up again (the agent locks them again when it is back).
+  auto st = (*s)->state();
+  if (st.ok() && st->fail_mode == steering::FailMode::kOpen) {
+    auto n = (*s)->unlock_all();
+    if (!n.ok()) {
+      std::fprintf(stderr, "dbwarden steering: fail mode open: %s\n", n.status().message().c_str());
+      return kExitError;
+    }
+    std::printf("dbwarden steering: fail mode open: %d server socket(s) unlocked\n", *n);
+  }
   return kExitOk;
 }
 

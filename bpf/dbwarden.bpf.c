@@ -1142,6 +1142,8 @@ int BPF_PROG(dbw_sys_exit, struct pt_regs *regs, long ret)
 		if (!st)
 			return 0;
 	}
+	if (st->muted)
+		return 0; /* the enforcement proxy records this connection itself */
 	if (dbw_tls_syscall(ino, st))
 		return 0; /* ciphertext: the plaintext comes from the libssl probes */
 

@@ -189,7 +189,11 @@ struct dbw_conn_state {
 	 * the syscall program, bpf/tls.bpf.h). A byte of its own, so that setting
 	 * it never races with the read-modify-write of `flags`. */
 	__u8 tls;
-	__u8 _pad[2];
+	/* 1: the enforcement proxy's own upstream connection (set by userspace once
+	 * it knows the peer is the proxy): the proxy records its statements with the
+	 * real client, so the programs copy none of its bytes. Was padding. */
+	__u8 muted;
+	__u8 _pad;
 };
 
 /* Bits of dbw_conn_state.flags, copied from the `ports` value at first sighting. */

@@ -25,6 +25,13 @@
  * mode decides: closed refuses at once (TCP: SK_DROP, the SYN gets a RST;
  * unix: connect() fails with ECONNREFUSED), open lets the connection through.
  *
+ * The unix program sees only the path string, so a client that reaches the
+ * server's socket inode by another path (relative, symlink, hard link, bind
+ * mount, /proc/self/root/...) is not rewritten. User space closes that hole:
+ * it narrows the socket's permissions to its owner (`steer_locks` remembers
+ * what they were), so such a connect() fails with EACCES, and the proxy
+ * connects past the lock after checking its client against the old bits.
+ *
  * cgroup/connect_unix and cgroup/getpeername_unix (kernel 6.7) are newer than
  * Debian's libbpf 1.1: the programs are declared as sock_addr programs of a
  * known section and the loader sets their real attach type before load.
@@ -84,6 +91,14 @@ struct {
 	__type(key, __u64); /* socket cookie */
 	__type(value, __u8);
 } steer_exempt_unix SEC(".maps");
+
+/* Locked server sockets (struct dbw_steer_lock): read by user space only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DBW_STEER_MAX_LOCKS);
+	__type(key, struct dbw_steer_path);
+	__type(value, struct dbw_steer_lock);
+} steer_locks SEC(".maps");
 
 /* Proxy path -> the protected path it stands for, for getpeername. */
 struct {

@@ -16,6 +16,7 @@
 #define DBW_STEER_MAX_UNIX 64    /* protected socket paths */
 #define DBW_STEER_MAX_SLOTS 64   /* proxy sockets in the SOCKMAP */
 #define DBW_STEER_MAX_EXEMPT 16384 /* proxy upstream connects in flight */
+#define DBW_STEER_MAX_LOCKS DBW_STEER_MAX_UNIX /* locked server sockets */
 
 /* SOCKMAP slot 0 holds the proxy's life socket: any listening TCP socket the
  * proxy keeps open for as long as it runs. The kernel removes it from the map
@@ -48,6 +49,21 @@ struct dbw_steer_path {
 struct dbw_steer_unix_target {
 	__u32 proxy_len; /* bytes of proxy_path, no NUL */
 	char proxy_path[DBW_STEER_PATH_MAX];
+};
+
+/* `steer_locks` value, keyed by the server's socket path (struct dbw_steer_path):
+ * a server socket whose permissions enforcement narrowed to its owner, so that
+ * a client reaching it by a path steering does not know (relative, symlink,
+ * hard link, bind mount) is refused instead of bypassing the proxy. No program
+ * reads it: it is pinned so that whoever comes next (a restarted agent,
+ * `steering mark-down`, `detach`) can put the permissions back. */
+struct dbw_steer_lock {
+	__u64 dev;         /* the socket inode (st_dev, st_ino) that was locked */
+	__u64 ino;
+	__u32 mode;        /* its permission bits before the lock */
+	__u32 locked_mode; /* the bits the lock set */
+	__u32 uid;         /* its owner and group when locked */
+	__u32 gid;
 };
 
 enum dbw_fail_mode {

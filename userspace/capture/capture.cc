@@ -379,6 +379,16 @@ void BpfCapture::forget_socket(uint64_t sock_ino) {
   bpf_map__delete_elem(impl_->skel->maps.conns, &sock_ino, sizeof(sock_ino), 0);
 }
 
+bool BpfCapture::mute_socket(uint64_t sock_ino) {
+  // Read, set, write back: an offset the programs advance meanwhile is lost, which is
+  // harmless, as nothing of this socket is copied from now on.
+  dbw_conn_state st{};
+  const int fd = bpf_map__fd(impl_->skel->maps.conns);
+  if (bpf_map_lookup_elem(fd, &sock_ino, &st) != 0) return false;
+  st.muted = 1;
+  return bpf_map_update_elem(fd, &sock_ino, &st, BPF_EXIST) == 0;
+}
+
 Result<int> BpfCapture::poll(int timeout_ms) {
   // libbpf's ring_buffer__poll() and __consume() read until the ring is empty,
   // so a producer as fast as this thread would keep them from returning.

@@ -85,6 +85,9 @@ class BpfCapture {
   std::optional<dbw_client_info> local_client(const dbw_client_key& key) const;
   // Drops the kernel's state for a socket whose owner went away without close(2).
   void forget_socket(uint64_t sock_ino);
+  // Stops copying a tracked socket's bytes (the enforcement proxy's upstream, which the
+  // proxy records itself); its open and close still come. False when it is not tracked.
+  bool mute_socket(uint64_t sock_ino);
 
   // Consumes ready records, waiting up to timeout_ms. Returns records handled:
   // at most kPollBudget, so that under a producer as fast as the consumer the

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "proxy/credentials.h"
 
+#include <fcntl.h>
+#include <linux/capability.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -28,7 +31,33 @@ void restore_or_die(uid_t uid, gid_t gid, const std::vector<gid_t>& groups) {
   }
 }
 
+// This thread's capability sets (capget/capset with pid 0 act on the calling thread only).
+struct ThreadCaps {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
+};
+
+bool get_caps(ThreadCaps* c) { return syscall(SYS_capget, &c->header, c->data) == 0; }
+bool set_caps(ThreadCaps* c) { return syscall(SYS_capset, &c->header, c->data) == 0; }
+
+// The directory part of a socket path: search permission on it (and so on every directory
+// above it) is what connect() needs besides write permission on the socket.
+std::string directory_of(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
 }  // namespace
+
+bool MayConnect(const ClientCredentials& c, const LockedSocket& s) {
+  if (c.uid == 0) return true;  // root passes permission checks (CAP_DAC_OVERRIDE)
+  if (c.uid == s.owner) return (s.mode & S_IWUSR) != 0;
+  const bool member =
+      c.gid == s.group || std::find(c.groups.begin(), c.groups.end(), s.group) != c.groups.end();
+  if (member) return (s.mode & S_IWGRP) != 0;
+  return (s.mode & S_IWOTH) != 0;
+}
 
 Status PeerCredentials(int fd, pid_t* pid, ClientCredentials* out) {
   ucred cred{};
@@ -73,11 +102,41 @@ Result<ThreadCredentials> ThreadCredentials::Assume(const ClientCredentials& c) 
     restore_or_die(uid, gid, groups);
     return Status::Error(std::string("setresuid: ") + std::strerror(e));
   }
-  return ThreadCredentials(uid, gid, std::move(groups));
+  return ThreadCredentials(uid, gid, std::move(groups), c);
+}
+
+int ThreadCredentials::connect_unix(int fd, const sockaddr_un& un,
+                                    const LockedSocket* locked) const {
+  const auto* sa = reinterpret_cast<const sockaddr*>(&un);
+  if (locked == nullptr) return connect(fd, sa, sizeof(un));
+  // As the client, with no capability in effect (a non-zero effective uid cleared them):
+  // the kernel's own verdict on the directories, ACLs and all.
+  const std::string path(un.sun_path, strnlen(un.sun_path, sizeof(un.sun_path)));
+  if (syscall(SYS_faccessat2, AT_FDCWD, directory_of(path).c_str(), X_OK, AT_EACCESS) != 0) {
+    return -1;
+  }
+  if (!MayConnect(client_, *locked)) {
+    errno = EACCES;
+    return -1;
+  }
+  ThreadCaps before;
+  if (!get_caps(&before)) return -1;
+  ThreadCaps raised = before;
+  raised.data[CAP_TO_INDEX(CAP_DAC_OVERRIDE)].effective |= CAP_TO_MASK(CAP_DAC_OVERRIDE);
+  if (!set_caps(&raised)) return -1;  // EPERM: not in the permitted set
+  const int rc = connect(fd, sa, sizeof(un));
+  const int err = errno;
+  // Dropped again at once; the uid's return to 0 would restore the whole set anyway.
+  if (!set_caps(&before)) std::abort();
+  errno = err;
+  return rc;
 }
 
 ThreadCredentials::ThreadCredentials(ThreadCredentials&& other) noexcept
-    : uid_(other.uid_), gid_(other.gid_), groups_(std::move(other.groups_)) {
+    : uid_(other.uid_),
+      gid_(other.gid_),
+      groups_(std::move(other.groups_)),
+      client_(std::move(other.client_)) {
   other.active_ = false;
 }
 

@@ -469,7 +469,9 @@ void Proxy::Loop::start_unix_upstream(Conn& c, const UnixRoute& route,
       identity_failures.fetch_add(1, std::memory_order_relaxed);
       return upstream_failed(c, "cannot connect as the client: " + as_client.status().message());
     }
-    rc = connect(fd, reinterpret_cast<sockaddr*>(&un), sizeof(un));
+    std::optional<LockedSocket> locked;
+    if (opt.socket_lock) locked = opt.socket_lock(route.server_path);
+    rc = as_client->connect_unix(fd, un, locked ? &*locked : nullptr);
     err = errno;
   } else {
     rc = connect(fd, reinterpret_cast<sockaddr*>(&un), sizeof(un));

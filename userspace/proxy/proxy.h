@@ -31,6 +31,7 @@
 
 #include "common/status.h"
 #include "identity/identity.h"
+#include "proxy/credentials.h"
 #include "protocol/mysql/messages.h"
 #include "protocol/pgsql/messages.h"
 #include "protocol/statement.h"
@@ -77,6 +78,10 @@ struct Options {
   ConnectorLookup tcp_connector;
   // Connect upstream over unix sockets with the client's uid, gid and groups.
   bool preserve_unix_identity = true;
+  // Enforce mode: the lock of the server socket now at `server_path`, if it is locked
+  // (steering's lock_unix); the proxy then checks its client against the socket's old bits
+  // and connects past the lock (credentials.h). Null: sockets are never locked.
+  std::function<std::optional<LockedSocket>(const std::string& server_path)> socket_lock;
   size_t high_watermark = 256 << 10;
   size_t max_connections = 16384;
   RelayLimits relay;

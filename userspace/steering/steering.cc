@@ -20,6 +20,7 @@
 #include "common/unique_fd.h"
 #include "steer.h"
 #include "steer.skel.h"
+#include "steering/path_key.h"
 
 namespace dbwarden::steering {
 namespace {
@@ -29,7 +30,7 @@ std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
 const std::vector<std::string>& map_names() {
   static const std::vector<std::string> names{"steer_tcp",   "steer_socks",  "steer_exempt_tcp",
                                               "steer_unix",  "steer_origin", "steer_exempt_unix",
-                                              "steer_state", "steer_stats"};
+                                              "steer_state", "steer_stats",  "steer_locks"};
   return names;
 }
 // One pinned link per program: while it is pinned the program stays attached.
@@ -194,16 +195,6 @@ dbw_steer_endpoint endpoint_key(const Endpoint& e) {
   return k;
 }
 
-Result<dbw_steer_path> path_key(const std::string& path) {
-  dbw_steer_path k{};
-  if (path.empty() || path.size() > sizeof(k.path) || path.find('\0') != std::string::npos) {
-    return Status::Error("unix socket path '" + path + "' must be 1 to " +
-                         std::to_string(sizeof(k.path)) + " bytes without NUL");
-  }
-  std::memcpy(k.path, path.data(), path.size());
-  return k;
-}
-
 // Every key of a hash map, walked with BPF_MAP_GET_NEXT_KEY.
 template <typename Key>
 Result<std::vector<Key>> map_keys(int fd, const char* name) {
@@ -286,6 +277,11 @@ Result<std::unique_ptr<Steering>> Steering::attach(const Options& options) {
       // Replacing pins leaves a moment without steering; it only happens
       // after an upgrade or a half-finished attach.
       s->replaced_reason_ = reason;
+      // Sockets the old pins locked get their permissions back first: the new
+      // pins start without locks, and the caller locks again.
+      if (auto un = unlock_pinned(options.pin_dir); !un.ok()) {
+        s->replaced_reason_ += "; " + un.status().message();
+      }
       if (Status st = unpin_all(options.pin_dir, nullptr); !st.ok()) return st;
       [[fallthrough]];
     case Pins::kAbsent:
@@ -323,7 +319,8 @@ Status Steering::open_maps(const std::string& pin_dir) {
               {&exempt_unix_fd_, "steer_exempt_unix"},
               {&origin_fd_, "steer_origin"},
               {&state_fd_, "steer_state"},
-              {&stats_fd_, "steer_stats"}};
+              {&stats_fd_, "steer_stats"},
+              {&locks_fd_, "steer_locks"}};
   for (auto& m : maps) {
     std::string path = pin_dir + "/" + m.name;
     *m.fd = bpf_obj_get(path.c_str());
@@ -337,12 +334,14 @@ Status Steering::open_maps(const std::string& pin_dir) {
 
 Steering::~Steering() {
   for (int fd : {tcp_fd_, socks_fd_, exempt_tcp_fd_, unix_fd_, exempt_unix_fd_, origin_fd_,
-                 state_fd_, stats_fd_}) {
+                 state_fd_, stats_fd_, locks_fd_}) {
     if (fd >= 0) close(fd);
   }
 }
 
 Status Steering::detach(const std::string& pin_dir, int* removed) {
+  // Locked sockets first: without steering a lock would only refuse clients.
+  if (auto un = unlock_pinned(pin_dir); !un.ok()) return un.status();
   int n = 0;
   if (Status st = unpin_all(pin_dir, &n); !st.ok()) return st;
   if (rmdir(pin_dir.c_str()) != 0 && errno != ENOENT) {

@@ -41,15 +41,36 @@
 // (Endpoint::from_sockaddr_unmapped: a v4 client on a v6 socket is v4-mapped).
 // Per unix client: the listener it came in on names the server socket.
 // Upstream: ex = s->exempt_tcp(fd, dst) or s->exempt_unix(fd); connect(); ex.release().
+//
+// Locking (unix). The connect program matches the path string the client
+// passes, so a client reaching the server's socket inode by any other path (a
+// relative one after chdir, a symlink, a hard link, a bind mount,
+// /proc/self/root/...) would reach the server directly. lock_unix() closes that:
+// it narrows the socket's permissions to its owner (0777 -> 0700). connect() on
+// a unix socket needs write permission on the inode, so every unsteered path
+// now fails with EACCES for anyone but the owner (and root), whatever path it
+// takes. The proxy connects past the lock as its client after checking the
+// client against the old bits (current_lock()). The old bits are pinned
+// (`steer_locks`): unlock_unix(), unlock_all() and detach() put them back, also
+// after a crash. A restarted server makes a new socket with its own mode: call
+// lock_unix() again whenever the server (re)listens; it locks the new inode.
+// The fail mode `open` needs the lock lifted while the proxy is down (clients
+// must reach the server): the proxy's clean stop and `steering mark-down` call
+// unlock_all() in that mode.
 #pragma once
 
 #include <sys/socket.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "common/status.h"
@@ -128,6 +149,15 @@ struct ProgramStats {
   uint64_t run_count = 0, run_time_ns = 0;
 };
 
+// A server socket locked by lock_unix(), as pinned.
+struct UnixLock {
+  std::string path;
+  uint64_t dev = 0, ino = 0;  // the inode that was locked
+  uint32_t mode = 0;          // its permission bits before the lock
+  uint32_t locked_mode = 0;   // the bits the lock set (the owner's only)
+  uint32_t uid = 0, gid = 0;  // its owner and group
+};
+
 class Steering;
 
 // An exemption of one upstream connect from steering, for as long as the
@@ -190,6 +220,23 @@ class Steering {
   Status unprotect_unix(const std::string& server_path);
   Result<std::vector<std::string>> protected_unix() const;
 
+  // Locking (see the top). lock_unix: true when it changed the socket's mode
+  // (a new or unlocked inode at `server_path`), false when it was locked
+  // already. A socket is known by (device, inode), and a file system may give
+  // a new socket the number of the one it replaces: `new_socket` (the caller
+  // saw it made) takes its mode as the one to give back whatever its number.
+  // unlock_unix puts back the old bits if the lock's bits are still there (an
+  // owner's later chmod is kept) and forgets the lock.
+  Result<bool> lock_unix(const std::string& server_path, bool new_socket = false);
+  Status unlock_unix(const std::string& server_path);
+  // Every lock; returns how many sockets got their old bits back.
+  Result<int> unlock_all();
+  Result<std::vector<UnixLock>> unix_locks() const;
+  // The lock of the inode now at `server_path`, if that inode is locked.
+  Result<std::optional<UnixLock>> current_lock(const std::string& server_path) const;
+  // unlock_all() on the pins in `pin_dir` (nothing pinned: 0).
+  static Result<int> unlock_pinned(const std::string& pin_dir);
+
   // The proxy's upstream connects. TCP: `fd` is an unconnected socket
   // without SO_REUSEADDR/SO_REUSEPORT, bound by the caller to the source of
   // its choice (a local address, a port: 0 is fine) or, when not bound, here
@@ -207,10 +254,42 @@ class Steering {
                                        const std::string& what);
 
   int tcp_fd_ = -1, socks_fd_ = -1, exempt_tcp_fd_ = -1, unix_fd_ = -1, exempt_unix_fd_ = -1,
-      origin_fd_ = -1, state_fd_ = -1, stats_fd_ = -1;
+      origin_fd_ = -1, state_fd_ = -1, stats_fd_ = -1, locks_fd_ = -1;
   bool resumed_ = false;
   std::string replaced_reason_;
   std::string pin_dir_;
+};
+
+// Calls `changed(path)` (on its own thread) the moment a server makes one of
+// `paths` anew or its mode changes, so that the caller locks it again
+// (Steering::lock_unix): a thread waits on inotify in their directories. A
+// directory removed and made again (systemd's RuntimeDirectory= of a stopped
+// server) loses its watch: call rewatch() and lock_unix() now and then too.
+class LockWatcher {
+ public:
+  // `created`: the socket was made anew (IN_CREATE), not only changed.
+  using Changed = std::function<void(const std::string& path, bool created)>;
+  static Result<std::unique_ptr<LockWatcher>> Start(const std::vector<std::string>& paths,
+                                                    Changed changed);
+  ~LockWatcher();  // stops the thread: no call to `changed` after it
+  LockWatcher(const LockWatcher&) = delete;
+  LockWatcher& operator=(const LockWatcher&) = delete;
+  uint64_t events() const { return events_.load(); }
+  // Watches each directory again where it was made anew.
+  void rewatch();
+
+ private:
+  LockWatcher() = default;
+  void run(const Changed& changed);
+  struct Watched {
+    int wd;
+    std::string dir, name, path;
+  };
+  std::mutex mu_;  // watched_'s descriptors: the thread reads, rewatch() writes
+  int inotify_ = -1, wake_ = -1;
+  std::vector<Watched> watched_;
+  std::atomic<uint64_t> events_{0};
+  std::thread thread_;
 };
 
 // Connections open before steering began: they cannot be moved to the proxy.

@@ -24,11 +24,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "agent/steering_cmd.h"
 #include "common/unique_fd.h"
+#include "proxy/credentials.h"
 #include "steering/steering.h"
 
 namespace dbwarden::steering {
@@ -738,7 +740,7 @@ TEST_CASE_METHOD(Protected,
 
   int removed = 0;
   REQUIRE(Steering::detach(env.pin_dir, &removed).ok());
-  CHECK(removed == 11);
+  CHECK(removed == 12);  // 9 maps, 3 links
   CHECK_FALSE(std::filesystem::exists(env.pin_dir));
   again->reset();  // our own map fds: the last references
   c = tcp_client(dst, &err);
@@ -866,6 +868,229 @@ TEST_CASE("existing connections of a dual-stack server: IPv4 clients listed and 
     CHECK(recv(fd, &b, 1, 0) == -1);
     CHECK(errno == ECONNRESET);
   }
+}
+
+uint32_t mode_of(const std::string& path) {
+  struct stat st {};
+  REQUIRE(lstat(path.c_str(), &st) == 0);
+  return st.st_mode & 07777;
+}
+
+// connect() to `path` as uid kOtherUid after chdir to `cwd` (when not empty): 0 or the errno.
+int other_connect(const std::string& path, const std::string& cwd = "") {
+  return as_uid(kOtherUid, [&] {
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) return 250;
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    return unix_connect(s, path);
+  });
+}
+
+TEST_CASE("unix lock: other paths to a locked socket are refused, the steered one is not",
+          "[kernel]") {
+  Env env;
+  UnixPair u(env);
+  Proxy life(*env.steering);
+  REQUIRE(env.steering->protect_unix(u.server_path, u.proxy_path).ok());
+  REQUIRE(chmod(u.server_path.c_str(), 0777) == 0);  // as PostgreSQL leaves it
+  const std::string link = env.dir + "/alias.sock";
+  REQUIRE(symlink(u.server_path.c_str(), link.c_str()) == 0);
+  // Without the lock another path reaches the server: the hole being closed.
+  CHECK(other_connect(".s.PGSQL.5432", env.dir) == 0);
+  CHECK(accept_within(u.server.get(), 2000).get() >= 0);
+
+  auto locked = env.steering->lock_unix(u.server_path);
+  REQUIRE(locked.ok());
+  CHECK(*locked);
+  CHECK(mode_of(u.server_path) == 0700);
+  auto again = env.steering->lock_unix(u.server_path);
+  REQUIRE(again.ok());
+  CHECK_FALSE(*again);
+  CHECK(other_connect(".s.PGSQL.5432", env.dir) == EACCES);
+  CHECK(other_connect(link) == EACCES);
+  CHECK(other_connect(env.dir + "//.s.PGSQL.5432") == EACCES);
+  CHECK(accept_within(u.server.get(), 0).get() < 0);
+  // The protected path itself is steered, lock or not.
+  CHECK(other_connect(u.server_path) == 0);
+  CHECK(accept_within(u.proxy.get(), 2000).get() >= 0);
+
+  auto current = env.steering->current_lock(u.server_path);
+  REQUIRE(current.ok());
+  REQUIRE(current->has_value());
+  CHECK((*current)->mode == 0777);
+  CHECK((*current)->locked_mode == 0700);
+  auto locks = env.steering->unix_locks();
+  REQUIRE(locks.ok());
+  REQUIRE(locks->size() == 1);
+  CHECK(locks->front().path == u.server_path);
+
+  // detach gives the old bits back, from the pins alone (as after a crash).
+  env.steering.reset();
+  REQUIRE(Steering::detach(env.pin_dir).ok());
+  CHECK(mode_of(u.server_path) == 0777);
+}
+
+TEST_CASE("unix lock: a new socket at the path is locked anew; an owner's chmod is kept",
+          "[kernel]") {
+  Env env;
+  UnixPair u(env);
+  REQUIRE(chmod(u.server_path.c_str(), 0777) == 0);
+  REQUIRE(env.steering->lock_unix(u.server_path).ok());
+  // The server restarts: a new inode, with the server's own mode, not locked yet.
+  u.server.reset();
+  REQUIRE(unlink(u.server_path.c_str()) == 0);
+  u.server = unix_listen(u.server_path);
+  REQUIRE(chmod(u.server_path.c_str(), 0770) == 0);
+  // (ext4 gives the new socket the old one's inode number at once: the watcher, which saw
+  // it made, says so.)
+  auto locked = env.steering->lock_unix(u.server_path, /*new_socket=*/true);
+  REQUIRE(locked.ok());
+  CHECK(*locked);
+  auto current = env.steering->current_lock(u.server_path);
+  REQUIRE(current.ok());
+  REQUIRE(current->has_value());
+  CHECK((*current)->mode == 0770);
+  // Its owner changes the mode while locked: that is the mode from now on.
+  REQUIRE(chmod(u.server_path.c_str(), 0750) == 0);
+  REQUIRE(env.steering->unlock_unix(u.server_path).ok());
+  CHECK(mode_of(u.server_path) == 0750);
+  auto locks = env.steering->unix_locks();
+  REQUIRE(locks.ok());
+  CHECK(locks->empty());
+  // Locks of pins replaced by another build are given back before the replacement.
+  REQUIRE(chmod(u.server_path.c_str(), 0777) == 0);
+  REQUIRE(env.steering->lock_unix(u.server_path).ok());
+  auto n = env.steering->unlock_all();
+  REQUIRE(n.ok());
+  CHECK(*n == 1);
+  CHECK(mode_of(u.server_path) == 0777);
+  // A path that is not a socket is never changed.
+  const std::string file = env.dir + "/plain";
+  UniqueFd f(open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+  CHECK_FALSE(env.steering->lock_unix(file).ok());
+  CHECK(mode_of(file) == 0644);
+}
+
+TEST_CASE("unix lock: the connector reaches a locked socket as its client, by the old bits",
+          "[kernel]") {
+  Env env;
+  UnixPair u(env);
+  Proxy life(*env.steering);
+  REQUIRE(env.steering->protect_unix(u.server_path, u.proxy_path).ok());
+  REQUIRE(chmod(u.server_path.c_str(), 0777) == 0);
+  REQUIRE(env.steering->lock_unix(u.server_path).ok());
+  auto current = env.steering->current_lock(u.server_path);
+  REQUIRE(current.ok());
+  REQUIRE(current->has_value());
+  const proxy::LockedSocket old{(*current)->uid, (*current)->gid, (*current)->mode};
+  proxy::ClientCredentials nobody{kOtherUid, kOtherUid, {}};
+  sockaddr_un a = unix_addr(u.server_path);
+
+  // Allowed by the old bits (0777): connected as the client, SO_PEERCRED says so.
+  UniqueFd up(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  auto ex = env.steering->exempt_unix(up.get());
+  REQUIRE(ex.ok());
+  {
+    auto as = proxy::ThreadCredentials::Assume(nobody);
+    REQUIRE(as.ok());
+    // Without the lock's exception the client itself is refused.
+    UniqueFd plain(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    auto ex2 = env.steering->exempt_unix(plain.get());
+    REQUIRE(ex2.ok());
+    CHECK(as->connect_unix(plain.get(), a, nullptr) == -1);
+    CHECK(errno == EACCES);
+    CHECK(as->connect_unix(up.get(), a, &old) == 0);
+  }
+  CHECK(geteuid() == 0);  // the thread is itself again
+  UniqueFd accepted = accept_within(u.server.get(), 2000);
+  REQUIRE(accepted.get() >= 0);
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  REQUIRE(getsockopt(accepted.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0);
+  CHECK(cred.uid == kOtherUid);
+
+  // Refused by the old bits (0770, not in the group): the proxy opens nothing more.
+  proxy::LockedSocket group_only = old;
+  group_only.mode = 0770;
+  UniqueFd up2(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  auto ex3 = env.steering->exempt_unix(up2.get());
+  REQUIRE(ex3.ok());
+  {
+    auto as = proxy::ThreadCredentials::Assume(nobody);
+    REQUIRE(as.ok());
+    CHECK(as->connect_unix(up2.get(), a, &group_only) == -1);
+    CHECK(errno == EACCES);
+  }
+  // A member of the socket's group is let in by the group bits.
+  proxy::ClientCredentials member{kOtherUid, kOtherUid, {group_only.group}};
+  CHECK(proxy::MayConnect(member, group_only));
+  CHECK_FALSE(proxy::MayConnect(nobody, group_only));
+  // The owner is judged by the owner's bits alone.
+  proxy::ClientCredentials owner{1234, 1234, {}};
+  CHECK_FALSE(proxy::MayConnect(owner, proxy::LockedSocket{1234, 0, 0077}));
+  // The directories are checked as the client, by the kernel: none to search, no connect.
+  REQUIRE(chmod(env.dir.c_str(), 0700) == 0);
+  UniqueFd up3(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  auto ex4 = env.steering->exempt_unix(up3.get());
+  REQUIRE(ex4.ok());
+  {
+    auto as = proxy::ThreadCredentials::Assume(nobody);
+    REQUIRE(as.ok());
+    CHECK(as->connect_unix(up3.get(), a, &old) == -1);
+    CHECK(errno == EACCES);
+  }
+  REQUIRE(chmod(env.dir.c_str(), 0755) == 0);
+}
+
+TEST_CASE("unix lock: the watcher reports a socket made anew and a chmod, also in a directory "
+          "made again",
+          "[kernel]") {
+  char tmpl[] = "/tmp/dbw-watch-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  const std::string dir = std::string(tmpl) + "/run";
+  REQUIRE(mkdir(dir.c_str(), 0755) == 0);
+  const std::string path = dir + "/mysqld.sock";
+  std::mutex mu;
+  std::vector<std::pair<std::string, bool>> seen;
+  auto w = LockWatcher::Start({path}, [&](const std::string& p, bool created) {
+    std::lock_guard<std::mutex> hold(mu);
+    seen.emplace_back(p, created);
+  });
+  REQUIRE(w.ok());
+  auto wait_for = [&](size_t n) {
+    for (int i = 0; i < 400; i++) {
+      {
+        std::lock_guard<std::mutex> hold(mu);
+        if (seen.size() >= n) return true;
+      }
+      usleep(5000);
+    }
+    return false;
+  };
+  auto at = [&](size_t i) {
+    std::lock_guard<std::mutex> hold(mu);
+    return seen.at(i);
+  };
+  {
+    UniqueFd s = unix_listen(path);
+    REQUIRE(wait_for(1));
+    CHECK(at(0) == std::make_pair(path, true));
+    REQUIRE(chmod(path.c_str(), 0777) == 0);
+    REQUIRE(wait_for(2));
+    CHECK(at(1) == std::make_pair(path, false));
+    // Another file in the directory is not reported.
+    UniqueFd other = unix_listen(dir + "/other.sock");
+    usleep(50000);
+    std::lock_guard<std::mutex> hold(mu);
+    CHECK(seen.size() == 2);
+  }
+  // The server's runtime directory is removed and made again.
+  std::filesystem::remove_all(dir);
+  REQUIRE(mkdir(dir.c_str(), 0755) == 0);
+  (*w)->rewatch();
+  UniqueFd again = unix_listen(path);
+  CHECK(wait_for(3));
+  w->reset();
+  std::filesystem::remove_all(tmpl);
 }
 
 }  // namespace
