@@ -143,7 +143,7 @@ int main(int argc, char** argv) {
       const std::string item = kItems[planted++ % (sizeof(kItems) / sizeof(kItems[0]))];
       const size_t at = rng.below(static_cast<uint32_t>(len - std::min(len, item.size()) + 1));
       v = v.substr(0, at) + " " + item + " " + v.substr(at);
-      v.resize(std::max(len, item.size() + 2));
+      v.resize(std::max(len, at + item.size() + 2));  // never cut the item
     }
     bytes += v.size();
     values.push_back(std::move(v));

@@ -17,7 +17,10 @@ std::string_view builtin_pattern(uint8_t id);
 
 // The built-in detectors that may have an item in `text`: a superset of
 // those whose pattern matches, computed in one cheap pass (gate.cc).
+// SSE2 tests 64 positions at once; the scalar form is the portable one (and
+// the stricter: it follows digit runs), kept for other targets and tests.
 DetectorSet builtin_candidates(std::string_view text);
+DetectorSet builtin_candidates_scalar(std::string_view text);
 
 // Validators take the candidate as the pattern matched it.
 bool luhn_ok(std::string_view digits);  // digits only

@@ -167,3 +167,27 @@ TEST_CASE("masking: one scan finds every detector's items, in order", "[masking]
   CHECK(masker().engine_name() == (use_re2_set ? "re2-set" : "hyperscan"));
 #endif
 }
+
+TEST_CASE("masking: the gate lets every item through and stops plain text", "[masking]") {
+  // Items at every offset of long values: the SIMD gate's windows overlap.
+  const char* items[] = {"alice@example.com", "4111 1111 1111 1111", "5555555555554444",
+                         "3782 822463 10005", "DE89370400440532013000", "+14155552671",
+                         "123-45-6789", "AKIAIOSFODNN7EXAMPLE", "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+                         "xoxb-1234567890-abcdef"};
+  const uint8_t ids[] = {kEmail, kPaymentCard, kPaymentCard, kPaymentCard, kIban,
+                         kPhone, kUsSsn,       kToken,       kToken,       kToken};
+  for (size_t k = 0; k < sizeof(items) / sizeof(items[0]); ++k) {
+    for (size_t at = 0; at < 150; ++at) {
+      const std::string v = std::string(at, 'x') + " " + items[k] + " tail";
+      INFO(v);
+      CHECK((builtin_candidates(v) & (DetectorSet{1} << ids[k])) != 0);
+      CHECK((builtin_candidates_scalar(v) & (DetectorSet{1} << ids[k])) != 0);
+    }
+  }
+  for (const char* plain : {"ordinary words and a number 1234 on 2026-01-02, @team",
+                            "Q3 invoice re-sent by C++ x-ray v2.1", ""}) {
+    INFO(plain);
+    CHECK(builtin_candidates(plain) == 0);
+    CHECK(builtin_candidates_scalar(plain) == 0);
+  }
+}
