@@ -129,8 +129,7 @@ inline uint64_t equal(const __m128i v[4], char c) {
   const __m128i b = _mm_set1_epi8(c);
   uint64_t m = 0;
   for (int k = 0; k < 4; ++k) {
-    m |= static_cast<uint64_t>(
-             static_cast<uint16_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v[k], b))))
+    m |= static_cast<uint64_t>(static_cast<uint16_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v[k], b))))
          << (16 * k);
   }
   return m;

@@ -183,7 +183,8 @@ Outcome Masker::mask_content(const Column& column, Style style, DetectorSet dete
 }
 
 Result<std::string> load_hash_key(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO named as the key must not hang the policy load.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return Status::Error(path + ": cannot open: " + std::strerror(errno));
   struct stat st {};
   const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);

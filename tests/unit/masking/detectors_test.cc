@@ -170,10 +170,11 @@ TEST_CASE("masking: one scan finds every detector's items, in order", "[masking]
 
 TEST_CASE("masking: the gate lets every item through and stops plain text", "[masking]") {
   // Items at every offset of long values: the SIMD gate's windows overlap.
-  const char* items[] = {"alice@example.com", "4111 1111 1111 1111", "5555555555554444",
-                         "3782 822463 10005", "DE89370400440532013000", "+14155552671",
-                         "123-45-6789", "AKIAIOSFODNN7EXAMPLE", "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
-                         "xoxb-1234567890-abcdef"};
+  const char* items[] = {
+      "alice@example.com",     "4111 1111 1111 1111",    "5555555555554444",
+      "3782 822463 10005",     "DE89370400440532013000", "+14155552671",
+      "123-45-6789",           "AKIAIOSFODNN7EXAMPLE",   "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+      "xoxb-1234567890-abcdef"};
   const uint8_t ids[] = {kEmail, kPaymentCard, kPaymentCard, kPaymentCard, kIban,
                          kPhone, kUsSsn,       kToken,       kToken,       kToken};
   for (size_t k = 0; k < sizeof(items) / sizeof(items[0]); ++k) {
