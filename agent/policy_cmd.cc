@@ -24,7 +24,8 @@ constexpr char kUsage[] =
     "         is printed as FILE:LINE:COLUMN: message. Exit 0 valid, 2 invalid.\n"
     "explain  prints what the analyser makes of one statement, each rule up to the one\n"
     "         that decides with the condition that failed or the ones that held, and the\n"
-    "         decision. The client is described by:\n"
+    "         decision, then each mask rule and whether it applies to the results.\n"
+    "         The client is described by:\n"
     "  --user U                database user (required)\n"
     "  --database D            database (required)\n"
     "  --application-name A    application_name\n"
@@ -56,8 +57,12 @@ int check(int argc, const char* const* argv, std::ostream& out, std::ostream& er
   }
   const auto& p = *policy.value();
   for (const std::string& w : p.warnings()) err << w << "\n";
-  out << argv[1] << ": OK, " << p.rule_count() << (p.rule_count() == 1 ? " rule" : " rules")
-      << ", on_unparsed: " << (p.on_unparsed() == policy::OnUnparsed::kBlock ? "block" : "allow")
+  out << argv[1] << ": OK, " << p.rule_count() << (p.rule_count() == 1 ? " rule" : " rules");
+  if (p.mask_rule_count() > 0) {
+    out << " (" << p.mask_rule_count() << " mask, detectors on " << p.masker()->engine_name()
+        << ")";
+  }
+  out << ", on_unparsed: " << (p.on_unparsed() == policy::OnUnparsed::kBlock ? "block" : "allow")
       << "\n";
   return kOk;
 }
@@ -194,6 +199,10 @@ int explain(int argc, const char* const* argv, std::ostream& out, std::ostream& 
     } else {
       out << "ERROR:  " << d.message << " (SQLSTATE " << d.sqlstate << ")\n";
     }
+  }
+  // Mask rules do not decide; each that applies masks the results.
+  if (d.action != policy::Action::kBlock && policy.mask_rule_count() > 0) {
+    out << policy.explain_masks(who, a);
   }
   return kOk;
 }

@@ -5,11 +5,13 @@
 // limits, every key's validation and compilation (CIDRs, globs, RE2). A file
 // that loads is then asked for decisions, plain and explained, on a few
 // statements from a few clients, so that compiled conditions run too; the two
-// must agree.
+// must agree; so must the mask rules that apply and what explain says of them.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "policy/policy.h"
 #include "sql/analyzer.h"
@@ -62,6 +64,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const auto e = policy.explain(*who, a, sql);
         if (d.rule != e.rule || d.action != e.action || d.message != e.message) std::abort();
         if (e.why.empty()) std::abort();
+        // Mask rules decide nothing; the ones that apply are those explain
+        // says apply, and the file's masker exists when there are any.
+        if (d.action == dbwarden::policy::Action::kMask) std::abort();
+        std::vector<const dbwarden::policy::MaskRule*> masks;
+        policy.mask_rules_for(*who, a, masks);
+        const std::string why = policy.explain_masks(*who, a);
+        size_t applies = 0;
+        for (size_t at = why.find("): APPLIES"); at != std::string::npos;
+             at = why.find("): APPLIES", at + 1)) {
+          ++applies;
+        }
+        if (applies != masks.size()) std::abort();
+        if (policy.mask_rule_count() > 0 && policy.masker() == nullptr) std::abort();
       }
     }
   }

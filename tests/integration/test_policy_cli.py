@@ -88,8 +88,8 @@ def main():
     code, out, err = run(agent, "check", bad)
     want = [
         "%s:4:15: `sqlstate` must be 5 characters 0-9 A-Z (e.g. \"42501\"), got `4250`" % bad,
-        "%s:7:13: action `mask` is not supported yet (reserved for a later release); use allow, "
-        "block or log" % bad,
+        "%s:5:5: a mask rule needs `columns` (schema.table.column globs), `detectors`, or both"
+        % bad,
         "%s:10:20: `10.0.0.300/8` is not an IPv4 or IPv6 address or network" % bad,
         "%s:11:15: invalid regex `DROP(TABLE` at offset 0 of the pattern: missing ): DROP(TABLE"
         % bad,
@@ -197,6 +197,39 @@ def main():
     expect("explain bad --uid: exit 2", code == 2 and "--uid needs a number" in err, err)
     code, out, err = run(agent, "explain", bad, "--user", "a", "--database", "d", "--sql", "SELECT 1")
     expect("explain with a bad file: exit 2 and its errors", code == 2 and bad + ":4:15:" in err, err)
+
+    # Mask rules (issue 13): check counts them and names the engine; explain lists
+    # each after the decision, applying or not.
+    key = write("mask.key", "0123456789abcdef0123456789abcdef")
+    masks = write("masks.yaml", """masking:
+  hash_key_file: %s
+  detectors: [{name: employee_id, regex: 'EMP-[0-9]{6}'}]
+rules:
+  - name: pii
+    match: {user: analyst}
+    action: mask
+    columns: [crm.customers.email]
+    detectors: [email, employee_id]
+    style: hash
+  - {name: no-drop, match: {operation: DROP TABLE}, action: block}
+""" % key)
+    code, out, err = run(agent, "check", masks)
+    expect("check mask rules: exit 0, counted with their engine",
+           code == 0 and re.match(re.escape(masks) +
+                                  r": OK, 2 rules \(1 mask, detectors on (hyperscan|re2-set)\), "
+                                  r"on_unparsed: block\n$", out), out + err)
+    code, out, err = run(agent, "explain", masks, "--user", "analyst", "--database", "crm",
+                         "--sql", "SELECT email FROM crm.customers")
+    expect("explain mask rule: allowed, then the mask rule applies with what it masks",
+           code == 0 and "decision: allow (no rule)" in out and
+           'mask rule "pii" (line 5): APPLIES: user "analyst" is analyst' in out and
+           "style hash; columns crm.customers.email (on_derived: mask, predicates: block); "
+           "detectors email or employee_id over every text value" in out, out + err)
+    code, out, err = run(agent, "explain", masks, "--user", "app", "--database", "crm",
+                         "--sql", "SELECT 1")
+    expect("explain mask rule for another user: does not apply",
+           code == 0 and 'mask rule "pii" (line 5): does not apply, no: user "app"' in out,
+           out + err)
 
     subprocess.run(["rm", "-rf", work])
     if failures:

@@ -128,10 +128,13 @@ class Loader {
       return;
     }
     const Node* rules = nullptr;
+    const Node* masking = nullptr;
     bool on_unparsed_given = false;
     each_entry(root, "the policy", [&](const Node& key, const Node& value) {
       if (key.value == "rules") {
         rules = &value;
+      } else if (key.value == "masking") {
+        masking = &value;
       } else if (key.value == "on_unparsed") {
         on_unparsed_given = true;
         if (value.kind == Kind::kScalar && value.value == "block") {
@@ -143,9 +146,11 @@ class Loader {
         }
       } else {
         error(key, "unknown key " + quoted(key.value) +
-                       " at the top level (expected `rules` or `on_unparsed`)");
+                       " at the top level (expected `rules`, `on_unparsed` or `masking`)");
       }
     });
+    // Before the rules: they name its detectors.
+    if (masking != nullptr) read_masking(*masking);
     if (rules == nullptr) {
       error(root, "missing `rules:` (a list of rules; `rules: []` allows everything)");
       return;
@@ -166,7 +171,18 @@ class Loader {
         }
       }
       names.push_back(rule.get());
-      policy.rules_.push_back(std::move(rule));
+      (rule->mask ? policy.mask_rules_ : policy.rules_).push_back(std::move(rule));
+    }
+    if (!policy.mask_rules_.empty() && errors_.empty()) {
+      masking::MaskerOptions options;
+      options.custom = custom_;
+      options.hash_key = hash_key_;
+      auto masker = masking::Masker::create(std::move(options));
+      if (masker.ok()) {
+        policy.masker_ = std::move(masker.value());
+      } else {
+        error(masking != nullptr ? *masking : root, masker.status().message());
+      }
     }
     // First match wins: nothing after a rule without conditions is ever tried.
     for (size_t i = 0; i + 1 < policy.rules_.size(); ++i) {
@@ -204,6 +220,7 @@ class Loader {
     const Node* message = nullptr;
     const Node* sqlstate = nullptr;
     const Node* errno_node = nullptr;
+    std::vector<std::pair<const Node*, const Node*>> mask_keys;  // key, value
     const size_t errors_before = errors_.size();
     each_entry(n, "a rule", [&](const Node& key, const Node& value) {
       const std::string& k = key.value;
@@ -220,17 +237,28 @@ class Loader {
         sqlstate = &value;
       } else if (k == "mysql_errno") {
         errno_node = &value;
+      } else if (k == "columns" || k == "detectors" || k == "style" || k == "on_derived" ||
+                 k == "predicates") {
+        mask_keys.emplace_back(&key, &value);
       } else {
         error(key, "unknown key " + quoted(k) +
                        " in a rule (expected name, match, action, message, sqlstate, "
-                       "mysql_errno)");
+                       "mysql_errno; for action: mask columns, detectors, style, on_derived, "
+                       "predicates)");
       }
     });
     if (name_node_ == nullptr) error(n, "a rule needs a `name`");
     if (action == nullptr) {
-      error(n, "a rule needs an `action` (allow, block or log)");
+      error(n, "a rule needs an `action` (allow, block, log or mask)");
     } else {
       read_action(*action, rule->action);
+    }
+    if (rule->action == Action::kMask && action != nullptr) {
+      rule->mask = read_mask(n, mask_keys);
+    } else if (action != nullptr && errors_before == errors_.size()) {
+      for (const auto& [key, value] : mask_keys) {
+        error(*key, "`" + key->value + "` only applies to `action: mask`");
+      }
     }
     const bool block = rule->action == Action::kBlock && action != nullptr;
     for (const Node* extra : {message, sqlstate, errno_node}) {
@@ -243,6 +271,218 @@ class Loader {
     if (errno_node != nullptr) read_errno(*errno_node, rule->mysql_errno);
     if (name_node_ == nullptr || errors_.size() != errors_before) return nullptr;
     return rule;
+  }
+
+  // `masking:` at the top level: the hash key file and user-defined detectors.
+  void read_masking(const Node& m) {
+    if (m.kind != Kind::kMap) {
+      error(m, "`masking` must be a mapping (hash_key_file, detectors), not " +
+                   std::string(kind_name(m)));
+      return;
+    }
+    each_entry(m, "`masking`", [&](const Node& key, const Node& v) {
+      if (key.value == "hash_key_file") {
+        hash_key_node_ = &v;
+        if (v.kind != Kind::kScalar || v.value.empty() || v.value[0] != '/') {
+          error(v, "`hash_key_file` must be an absolute path");
+          return;
+        }
+        auto k = masking::load_hash_key(v.value);
+        if (k.ok()) {
+          hash_key_ = std::move(k.value());
+        } else {
+          error(v, k.status().message());
+        }
+      } else if (key.value == "detectors") {
+        read_custom_detectors(v);
+      } else {
+        error(key, "unknown key " + quoted(key.value) +
+                       " in `masking` (expected hash_key_file, detectors)");
+      }
+    });
+  }
+
+  void read_custom_detectors(const Node& list) {
+    if (list.kind != Kind::kSequence) {
+      error(list,
+            "`detectors` must be a list of {name, regex}, not " + std::string(kind_name(list)));
+      return;
+    }
+    for (const Node& d : list.items) {
+      if (d.kind != Kind::kMap) {
+        error(d,
+              "a detector is a mapping with `name` and `regex`, not " + std::string(kind_name(d)));
+        continue;
+      }
+      const Node* name = nullptr;
+      const Node* regex = nullptr;
+      each_entry(d, "a detector", [&](const Node& key, const Node& v) {
+        if (key.value == "name") {
+          name = &v;
+        } else if (key.value == "regex") {
+          regex = &v;
+        } else {
+          error(key, "unknown key " + quoted(key.value) + " in a detector (expected name, regex)");
+        }
+      });
+      if (name == nullptr || regex == nullptr) {
+        error(d, "a detector needs a `name` and a `regex`");
+        continue;
+      }
+      std::string n;
+      const size_t before = errors_.size();
+      read_name(*name, n);
+      if (errors_.size() != before) continue;
+      if (masking::builtin_detector_id(n) >= 0) {
+        error(*name, "detector name " + quoted(n) + " is a built-in detector's");
+        continue;
+      }
+      bool dup = false;
+      for (const auto& c : custom_) dup = dup || c.name == n;
+      if (dup) {
+        error(*name, "duplicate detector name " + quoted(n));
+        continue;
+      }
+      std::vector<std::unique_ptr<re2::RE2>> compiled;
+      read_regex(*regex, compiled);
+      if (compiled.empty()) continue;
+      if (re2::RE2::PartialMatch("", *compiled[0])) {
+        error(*regex, "detector " + quoted(n) +
+                          ": the regex matches the empty string (it would match everywhere)");
+        continue;
+      }
+      if (custom_.size() >= masking::kMaxCustomDetectors) {
+        error(d, "at most " + std::to_string(masking::kMaxCustomDetectors) +
+                     " user-defined detectors");
+        return;
+      }
+      custom_.push_back({n, regex->value});
+    }
+  }
+
+  // The mask keys of a rule with action: mask.
+  std::unique_ptr<MaskRule> read_mask(
+      const Node& rule, const std::vector<std::pair<const Node*, const Node*>>& keys) {
+    auto m = std::make_unique<MaskRule>();
+    const Node* columns = nullptr;
+    const Node* detectors = nullptr;
+    const Node* style = nullptr;
+    const Node* derived = nullptr;
+    const Node* predicates = nullptr;
+    Node null_at;  // `style`, placed at its word
+    for (const auto& [key, v] : keys) {
+      const std::string& k = key->value;
+      if (k == "columns") {
+        columns = v;
+        for (const Node* s : scalars(*v, k)) read_column(*s, *m);
+      } else if (k == "detectors") {
+        detectors = v;
+        for (const Node* s : scalars(*v, k)) read_detector(*s, *m);
+      } else if (k == "style") {
+        style = v;
+        // YAML reads a plain `null` as no value (the tree points just after
+        // the key): take the word as the style it names, unlike an empty value.
+        bool null_word = false;
+        null_at = *v;
+        style = &null_at;
+        if (v->kind == Kind::kNull && v->offset < text_.size()) {
+          const size_t at = text_.find_first_not_of(' ', v->offset);
+          null_word = at != std::string_view::npos && text_.substr(at, 4) == "null";
+          // Errors about it point at the word.
+          if (null_word) null_at.column += static_cast<int>(at - v->offset);
+        }
+        if (null_word) {
+          m->style = masking::Style::kNull;
+        } else if (v->kind != Kind::kScalar || !masking::parse_style(v->value, m->style)) {
+          error(*v, "`style` must be full, partial, format, hash or null");
+        }
+      } else if (k == "on_derived") {
+        derived = v;
+        if (v->kind == Kind::kScalar && v->value == "mask") {
+          m->on_derived = MaskRule::OnDerived::kMask;
+        } else if (v->kind == Kind::kScalar && v->value == "block") {
+          m->on_derived = MaskRule::OnDerived::kBlock;
+        } else {
+          error(*v, "`on_derived` must be mask or block");
+        }
+      } else {
+        predicates = v;
+        if (v->kind == Kind::kScalar && v->value == "allow") {
+          m->predicates = MaskRule::Predicates::kAllow;
+        } else if (v->kind == Kind::kScalar && v->value == "block") {
+          m->predicates = MaskRule::Predicates::kBlock;
+        } else {
+          error(*v, "`predicates` must be allow or block");
+        }
+      }
+    }
+    if (columns == nullptr && detectors == nullptr) {
+      error(rule, "a mask rule needs `columns` (schema.table.column globs), `detectors`, or both");
+      return m;
+    }
+    // Styles that cannot apply to what the rule names.
+    if (style != nullptr && m->style == masking::Style::kNull && detectors != nullptr) {
+      error(*style,
+            "`style: null` replaces whole values, but `detectors` mask items inside a text "
+            "value: use full, partial, format or hash (or a separate rule for the columns)");
+    }
+    if (style != nullptr && m->style == masking::Style::kHash && hash_key_node_ == nullptr) {
+      error(*style,
+            "`style: hash` needs `masking: {hash_key_file: ...}`: without a fixed key the "
+            "hashes would change at every restart and joins on them would break");
+    }
+    if (columns == nullptr) {
+      for (const Node* only : {derived, predicates}) {
+        if (only != nullptr) {
+          error(*only,
+                "`on_derived` and `predicates` apply to `columns`; this rule has only "
+                "`detectors`");
+        }
+      }
+    }
+    return m;
+  }
+
+  void read_column(const Node& s, MaskRule& m) {
+    std::vector<std::string> parts(1);
+    for (char c : s.value) {
+      if (c == '.') {
+        parts.emplace_back();
+      } else {
+        parts.back().push_back(c);
+      }
+    }
+    bool ok = parts.size() == 3;
+    for (const std::string& p : parts) ok = ok && !p.empty();
+    if (!ok) {
+      error(s, "`columns` entry " + quoted(s.value) +
+                   " must be schema.table.column (each part a glob, e.g. `*.users.email`)");
+      return;
+    }
+    for (const std::string& p : parts) {
+      if (std::string why = glob_error(p); !why.empty()) {
+        error(s, "`columns` entry " + quoted(s.value) + ": " + quoted(p) + " " + why);
+        return;
+      }
+    }
+    m.columns.push_back(std::move(parts));
+    m.column_texts.push_back(s.value);
+  }
+
+  void read_detector(const Node& s, MaskRule& m) {
+    int id = masking::builtin_detector_id(s.value);
+    for (size_t i = 0; id < 0 && i < custom_.size(); ++i) {
+      if (custom_[i].name == s.value) id = static_cast<int>(masking::kFirstCustom + i);
+    }
+    if (id < 0) {
+      std::string known = "email, payment_card, iban, phone, us_ssn, token";
+      for (const auto& c : custom_) known += ", " + c.name;
+      error(s, "unknown detector " + quoted(s.value) + " (known: " + known +
+                   "; declare your own under `masking: detectors:`)");
+      return;
+    }
+    m.detectors |= masking::DetectorSet{1} << id;
+    m.detector_names.push_back(s.value);
   }
 
   void read_name(const Node& v, std::string& out) {
@@ -282,14 +522,18 @@ class Loader {
         out = Action::kLog;
         return;
       }
-      if (v.value == "mask" || v.value == "require_approval") {
+      if (v.value == "mask") {
+        out = Action::kMask;
+        return;
+      }
+      if (v.value == "require_approval") {
         error(v, "action " + quoted(v.value) +
-                     " is not supported yet (reserved for a later release); use allow, block "
-                     "or log");
+                     " is not supported yet (reserved for a later release); use allow, block, "
+                     "log or mask");
         return;
       }
     }
-    error(v, "`action` must be allow, block or log");
+    error(v, "`action` must be allow, block, log or mask");
   }
 
   void read_message(const Node& v, std::string& out) {
@@ -577,6 +821,10 @@ class Loader {
   std::string_view text_;
   std::vector<std::string> errors_;
   const Node* name_node_ = nullptr;
+  // From `masking:`.
+  std::vector<masking::CustomDetector> custom_;
+  std::string hash_key_;
+  const Node* hash_key_node_ = nullptr;
 };
 
 Policy::Policy() = default;

@@ -397,3 +397,63 @@ Decision Policy::explain(const ConnectionInfo& who, const sql::Analysis& analysi
 }
 
 }  // namespace dbwarden::policy
+
+namespace dbwarden::policy {
+
+bool MaskRule::covers(std::string_view schema, std::string_view table,
+                      std::string_view column) const {
+  for (const auto& p : columns) {
+    if (glob_match(p[0], schema, true) && glob_match(p[1], table, true) &&
+        glob_match(p[2], column, true)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void Policy::mask_rules_for(const ConnectionInfo& who, const sql::Analysis& a,
+                            std::vector<const MaskRule*>& out) const {
+  for (const auto& rule : mask_rules_) {
+    if (Check(*rule, who, a, nullptr).holds()) out.push_back(rule->mask.get());
+  }
+}
+
+const std::string& Policy::mask_rule_name(const MaskRule& m) const {
+  static const std::string kNone;
+  for (const auto& rule : mask_rules_) {
+    if (rule->mask.get() == &m) return rule->name;
+  }
+  return kNone;
+}
+
+std::string Policy::explain_masks(const ConnectionInfo& who, const sql::Analysis& a) const {
+  std::string out;
+  for (const auto& rule : mask_rules_) {
+    std::string why;
+    Check check(*rule, who, a, &why);
+    out += "mask rule \"" + rule->name + "\" (line " + std::to_string(rule->line) + "): ";
+    if (!check.holds()) {
+      out += "does not apply, " + why + "\n";
+      continue;
+    }
+    out += "APPLIES: " +
+           (check.reasons().empty() ? std::string("no conditions, every statement")
+                                    : check.reasons()) +
+           "\n";
+    const MaskRule& m = *rule->mask;
+    out += "  style " + std::string(masking::style_name(m.style));
+    if (!m.column_texts.empty()) {
+      out += "; columns " + join(m.column_texts) +
+             " (on_derived: " + (m.on_derived == MaskRule::OnDerived::kMask ? "mask" : "block") +
+             ", predicates: " + (m.predicates == MaskRule::Predicates::kAllow ? "allow" : "block") +
+             ")";
+    }
+    if (!m.detector_names.empty()) {
+      out += "; detectors " + join(m.detector_names) + " over every text value";
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace dbwarden::policy

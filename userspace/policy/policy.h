@@ -14,8 +14,21 @@
 //       message: "tables are dropped by migrations only"
 //       sqlstate: "42501"         # PostgreSQL, and MySQL's SQLSTATE
 //       mysql_errno: 1142
+//     - name: mask-pii            # action: mask: results, not the statement (below)
+//       match: {user: [analyst]}
+//       action: mask
+//       columns: [crm.customers.email, "*.*.ssn"]
+//       detectors: [email, payment_card, employee_id]
+//       style: partial            # full | partial | format | hash | null
+//       on_derived: mask          # mask | block
+//       predicates: block         # allow | block
+//   masking:                      # optional: the mask rules' shared settings
+//     hash_key_file: /etc/dbwarden/mask.key
+//     detectors: [{name: employee_id, regex: 'EMP-[0-9]{6}'}]
 //
-// The first rule whose match holds decides; no match allows (rule ""). The
+// The first allow/block/log rule whose match holds decides; no match allows
+// (rule ""). Mask rules take no part in that: every mask rule whose match
+// holds applies to the statement's results (mask_rules_for()). The
 // file format, every match key and its semantics: README "Enforcement ->
 // Policy". Loading validates everything and reports each error as
 // file:line:column: message (YAML is untrusted input: sizes and nesting are
@@ -30,6 +43,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "masking/masking.h"
 #include "protocol/statement.h"
 #include "sql/analysis.h"
 
@@ -39,7 +53,7 @@ enum class Action : uint8_t {
   kAllow,
   kBlock,
   kLog,              // let it through; the audit record names the rule
-  kMask,             // reserved (masking, next issue): the loader refuses it for now
+  kMask,             // a mask rule: never a Decision's action (see MaskRule)
   kRequireApproval,  // reserved (approvals): the loader refuses it for now
 };
 
@@ -66,6 +80,26 @@ struct Decision {
 inline constexpr std::string_view kOnUnparsedRule = "on_unparsed";
 
 struct Rule;  // policy/rule.h
+
+// What a mask rule asks of a statement's results. The proxy's result relays
+// trace each result column to `columns` (whole values: Masker::mask_value)
+// and run `detectors` over every text value (Masker::mask_content).
+struct MaskRule {
+  enum class OnDerived : uint8_t { kMask, kBlock };
+  enum class Predicates : uint8_t { kAllow, kBlock };
+  // `schema.table.column` globs split at '.': always three parts.
+  std::vector<std::vector<std::string>> columns;
+  std::vector<std::string> column_texts;  // as written
+  masking::DetectorSet detectors = 0;
+  std::vector<std::string> detector_names;  // as written
+  masking::Style style = masking::Style::kFull;
+  OnDerived on_derived = OnDerived::kMask;
+  Predicates predicates = Predicates::kBlock;
+
+  // Does `schema.table.column` fall under `columns`? Each part by glob,
+  // case-insensitively (unquoted SQL names).
+  bool covers(std::string_view schema, std::string_view table, std::string_view column) const;
+};
 
 class Policy {
  public:
@@ -96,8 +130,22 @@ class Policy {
   Decision explain(const ConnectionInfo& who, const sql::Analysis& analysis,
                    std::string_view text) const;
 
+  // The mask rules whose `match` holds for this statement, in file order
+  // (appended to `out`). Their name is rule_name(*r).
+  void mask_rules_for(const ConnectionInfo& who, const sql::Analysis& analysis,
+                      std::vector<const MaskRule*>& out) const;
+  // Each mask rule, whether it applies to this statement and what it masks,
+  // for people (`policy explain`).
+  std::string explain_masks(const ConnectionInfo& who, const sql::Analysis& analysis) const;
+  const std::string& mask_rule_name(const MaskRule& rule) const;
+  size_t mask_rule_count() const { return mask_rules_.size(); }
+  // The engine the mask rules run on: the file's user-defined detectors and
+  // hash key. Null when the file has no mask rule.
+  const masking::Masker* masker() const { return masker_.get(); }
+
   OnUnparsed on_unparsed() const { return on_unparsed_; }
-  size_t rule_count() const { return rules_.size(); }
+  // Every rule, mask rules included.
+  size_t rule_count() const { return rules_.size() + mask_rules_.size(); }
   const std::string& name() const { return name_; }
   // Things that load but are almost certainly mistakes, as "path:line:column:
   // warning: ..." (a rule no statement can reach).
@@ -120,7 +168,9 @@ class Policy {
 
   std::string name_;
   OnUnparsed on_unparsed_ = OnUnparsed::kBlock;
-  std::vector<std::unique_ptr<Rule>> rules_;
+  std::vector<std::unique_ptr<Rule>> rules_;       // allow, block, log: first match decides
+  std::vector<std::unique_ptr<Rule>> mask_rules_;  // mask: each that matches applies
+  std::unique_ptr<const masking::Masker> masker_;
   std::vector<std::string> warnings_;
 };
 

@@ -53,6 +53,9 @@ struct Rule {
   std::vector<std::string> fingerprint_texts;  // as written, for explain
   std::vector<std::unique_ptr<re2::RE2>> regexes;
 
+  // action: mask only.
+  std::unique_ptr<MaskRule> mask;
+
   // No condition at all: the rule matches every statement.
   bool matches_everything() const {
     return users.empty() && databases.empty() && application_names.empty() &&

@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The built-in detectors: each one's pattern (for the multi-pattern engine and,
+// exactly, for locating its items) and its validator (the check a candidate
+// must pass to count: Luhn, mod-97, ...). Exposed for tests.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "masking/masking.h"
+
+namespace dbwarden::masking {
+
+// The pattern of built-in detector `id` (< kBuiltinDetectors).
+std::string_view builtin_pattern(uint8_t id);
+
+// The built-in detectors that may have an item in `text`: a superset of
+// those whose pattern matches, computed in one cheap pass (gate.cc).
+// SSE2 tests 64 positions at once; the scalar form is the portable one (and
+// the stricter: it follows digit runs), kept for other targets and tests.
+DetectorSet builtin_candidates(std::string_view text);
+DetectorSet builtin_candidates_scalar(std::string_view text);
+
+// Validators take the candidate as the pattern matched it.
+bool luhn_ok(std::string_view digits);  // digits only
+bool valid_payment_card(std::string_view candidate);
+bool valid_iban(std::string_view candidate);
+bool valid_phone(std::string_view candidate);
+bool valid_us_ssn(std::string_view candidate);
+bool valid_token(std::string_view candidate);
+bool valid_email(std::string_view candidate);
+
+}  // namespace dbwarden::masking

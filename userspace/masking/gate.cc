@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// builtin_candidates: one cheap pass over a value that rules built-in
+// detectors out before the engine runs. Most values of a result are names,
+// words and small numbers that no built-in pattern can match; for those the
+// engine (whose cost per call and per byte is several times this loop's) is
+// not called at all. Each condition is NECESSARY for its pattern to match
+// (detectors.cc), never sufficient: the engine and the validators decide.
+// The fuzz target checks that against the patterns themselves.
+#include <array>
+#include <cstdint>
+#include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+#include <algorithm>
+
+#include "masking/detectors.h"
+#include "masking/masking.h"
+
+namespace dbwarden::masking {
+namespace {
+
+// Byte classes: most bytes of a value are kPlain and cost one table load and
+// two predictable branches.
+enum : uint8_t { kPlain = 0, kDigit = 1, kTrigger = 2 };
+
+constexpr std::array<uint8_t, 256> kClass = [] {
+  std::array<uint8_t, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = kDigit;
+  for (char c : {'@', '+', '_', 'e', 'x', 'A'}) t[static_cast<unsigned char>(c)] = kTrigger;
+  return t;
+}();
+
+bool is_upper(char c) { return c >= 'A' && c <= 'Z'; }
+
+// A byte that may start a built-in item on its own: '@' (e-mail), "+1".."+9"
+// (phone), '_' (sk_live_, ghp_), "eyJ" (JWT), "xox" (Slack), "AK" "AS" "AB"
+// "AC" (AWS key ids).
+DetectorSet trigger(std::string_view t, size_t i) {
+  const size_t n = t.size();
+  switch (t[i]) {
+    case '@': {  // a local-part character before, a domain character after
+      auto alnum = [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+      };
+      const bool local = i > 0 && (alnum(t[i - 1]) || std::strchr("._%+-", t[i - 1]) != nullptr);
+      const bool domain = i + 1 < n && (alnum(t[i + 1]) || t[i + 1] == '-');
+      return local && domain ? DetectorSet{1} << kEmail : 0;
+    }
+    case '+':
+      return i + 1 < n && t[i + 1] >= '1' && t[i + 1] <= '9' ? DetectorSet{1} << kPhone : 0;
+    case '_':
+      return DetectorSet{1} << kToken;
+    case 'e':
+      return i + 2 < n && t[i + 1] == 'y' && t[i + 2] == 'J' ? DetectorSet{1} << kToken : 0;
+    case 'x':
+      return i + 2 < n && t[i + 1] == 'o' && t[i + 2] == 'x' ? DetectorSet{1} << kToken : 0;
+    default:  // 'A'
+      return i + 3 < n && (t[i + 1] == 'K' || t[i + 1] == 'S' || t[i + 1] == 'B' || t[i + 1] == 'C')
+                 ? DetectorSet{1} << kToken
+                 : 0;
+  }
+}
+
+}  // namespace
+
+DetectorSet builtin_candidates_scalar(std::string_view t) {
+  DetectorSet out = 0;
+  const size_t n = t.size();
+  size_t run = 0;       // digits so far in the current run
+  bool group4 = false;  // the previous run was 4 digits ended by ' ' or '-' (a card group)
+  int ssn = 0;          // 1: "ddd-" just seen; 2: "ddd-dd-" just seen
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t k = kClass[static_cast<unsigned char>(t[i])];
+    if (k == kDigit) {
+      // IBAN: two capitals, then two digits.
+      if (++run == 2 && i >= 3 && is_upper(t[i - 2]) && is_upper(t[i - 3])) {
+        out |= DetectorSet{1} << kIban;
+      }
+      continue;
+    }
+    if (run > 0) {
+      // A digit run ended at t[i]. Cards: 13+ contiguous, or a 4-digit group
+      // followed by another group of 4+ (4-4-4-4, 4-6-5).
+      const char c = t[i];
+      if (run >= 13 || (group4 && run >= 4)) out |= DetectorSet{1} << kPaymentCard;
+      group4 = run == 4 && (c == ' ' || c == '-');
+      // SSN: exactly ddd-dd-dddd.
+      if (ssn == 2 && run == 4) out |= DetectorSet{1} << kUsSsn;
+      ssn = c == '-' ? (run == 3 ? 1 : (ssn == 1 && run == 2 ? 2 : 0)) : 0;
+      run = 0;
+    } else {
+      group4 = false;
+      ssn = 0;
+    }
+    if (k == kTrigger) out |= trigger(t, i);
+  }
+  if (run >= 13 || (group4 && run >= 4)) out |= DetectorSet{1} << kPaymentCard;
+  if (ssn == 2 && run == 4) out |= DetectorSet{1} << kUsSsn;
+  return out;
+}
+
+#if defined(__SSE2__)
+
+namespace {
+
+// Bit i of each mask says something of byte i of a 64-byte window: 64
+// positions tested at once, with windows that overlap by 16 bytes so that
+// every pattern prefix tested here (at most 13 bytes) lies whole in one.
+struct Masks {
+  uint64_t digit = 0, lower = 0, d26 = 0, d19 = 0, sep = 0, dash = 0, upper = 0, at = 0, plus = 0,
+           under = 0, e = 0, y = 0, cap_j = 0, x = 0, o = 0, cap_a = 0, ksbc = 0;
+};
+
+inline uint64_t in_range(const __m128i v[4], char lo, char hi) {
+  // Unsigned range check: (c - lo) <= (hi - lo), via saturating subtraction.
+  const __m128i l = _mm_set1_epi8(lo), span = _mm_set1_epi8(static_cast<char>(hi - lo));
+  uint64_t m = 0;
+  for (int k = 0; k < 4; ++k) {
+    const __m128i d = _mm_sub_epi8(v[k], l);
+    const __m128i le = _mm_cmpeq_epi8(_mm_subs_epu8(d, span), _mm_setzero_si128());
+    m |= static_cast<uint64_t>(static_cast<uint16_t>(_mm_movemask_epi8(le))) << (16 * k);
+  }
+  return m;
+}
+
+inline uint64_t equal(const __m128i v[4], char c) {
+  const __m128i b = _mm_set1_epi8(c);
+  uint64_t m = 0;
+  for (int k = 0; k < 4; ++k) {
+    m |= static_cast<uint64_t>(static_cast<uint16_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v[k], b))))
+         << (16 * k);
+  }
+  return m;
+}
+
+DetectorSet window(const char* p, size_t len) {
+  alignas(16) char buf[64] = {};
+  std::memcpy(buf, p, len);  // past `len`: NUL, which no test below accepts
+  __m128i v[4];
+  for (int k = 0; k < 4; ++k) v[k] = _mm_load_si128(reinterpret_cast<const __m128i*>(buf) + k);
+  Masks m;
+  m.digit = in_range(v, '0', '9');
+  m.d26 = in_range(v, '2', '6');
+  m.d19 = in_range(v, '1', '9');
+  m.sep = equal(v, '-') | equal(v, ' ');
+  m.upper = in_range(v, 'A', 'Z');
+  m.lower = in_range(v, 'a', 'z');
+  m.at = equal(v, '@');
+  m.plus = equal(v, '+');
+  m.under = equal(v, '_');
+  m.dash = equal(v, '-');
+  m.e = equal(v, 'e');
+  m.y = equal(v, 'y');
+  m.cap_j = equal(v, 'J');
+  m.x = equal(v, 'x');
+  m.o = equal(v, 'o');
+  m.cap_a = equal(v, 'A');
+  m.ksbc = equal(v, 'K') | equal(v, 'S') | equal(v, 'B') | equal(v, 'C');
+
+  const uint64_t d = m.digit;
+  const uint64_t run2 = d & (d >> 1), run3 = run2 & (d >> 2), run4 = run2 & (run2 >> 2);
+  const uint64_t run8 = run4 & (run4 >> 4), run12 = run8 & (run4 >> 8);
+  DetectorSet out = 0;
+  // Cards start "[2-6]ddd", then 9+ more digits, or a separator and 4+ digits.
+  if (m.d26 & run4 & ((run12 & (d >> 12)) | ((m.sep >> 4) & (run4 >> 5)))) {
+    out |= DetectorSet{1} << kPaymentCard;
+  }
+  if (run3 & (m.dash >> 3) & (run2 >> 4) & (m.dash >> 6) & (run4 >> 7)) {
+    out |= DetectorSet{1} << kUsSsn;
+  }
+  if (m.upper & (m.upper >> 1) & (run2 >> 2)) out |= DetectorSet{1} << kIban;
+  // E-mail: a local-part character, '@', a domain character ("@team" in
+  // prose is a handle, not an address).
+  const uint64_t alnum = d | m.upper | m.lower;
+  const uint64_t local = alnum | equal(v, '.') | m.under | equal(v, '%') | m.plus | m.dash;
+  if (local & (m.at >> 1) & ((alnum | m.dash) >> 2)) out |= DetectorSet{1} << kEmail;
+  if (m.plus & (m.d19 >> 1)) out |= DetectorSet{1} << kPhone;
+  if (m.under | (m.e & (m.y >> 1) & (m.cap_j >> 2)) | (m.x & (m.o >> 1) & (m.x >> 2)) |
+      (m.cap_a & (m.ksbc >> 1))) {
+    out |= DetectorSet{1} << kToken;
+  }
+  return out;
+}
+
+}  // namespace
+
+DetectorSet builtin_candidates(std::string_view t) {
+  // Windows of 64 bytes every 48: a prefix of up to 16 bytes starting in one
+  // window's first 48 lies whole in it; the last window covers the rest.
+  DetectorSet out = 0;
+  size_t start = 0;
+  for (;;) {
+    const size_t len = std::min<size_t>(64, t.size() - start);
+    out |= window(t.data() + start, len);
+    if (start + 64 >= t.size()) return out;
+    start += 48;
+  }
+}
+
+#else
+
+DetectorSet builtin_candidates(std::string_view t) { return builtin_candidates_scalar(t); }
+
+#endif
+
+}  // namespace dbwarden::masking
