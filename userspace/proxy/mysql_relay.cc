@@ -23,7 +23,7 @@ constexpr uint32_t kNotOffered = static_cast<uint32_t>(
 
 }  // namespace
 
-MysqlRelay::MysqlRelay(ConnectionInfo& info, Judge& judge, StatementSink& records,
+MysqlRelay::MysqlRelay(ConnectionInfo& info, Judge& judge, RecordSink& records,
                        const mysql::Limits& decoder_limits, const RelayLimits& limits,
                        mysql::Counters& counters)
     : info_(info),

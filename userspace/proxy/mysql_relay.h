@@ -34,7 +34,7 @@ namespace dbwarden::proxy {
 
 class MysqlRelay final : public Relay {
  public:
-  MysqlRelay(ConnectionInfo& info, Judge& judge, StatementSink& records,
+  MysqlRelay(ConnectionInfo& info, Judge& judge, RecordSink& records,
              const mysql::Limits& decoder_limits, const RelayLimits& limits,
              mysql::Counters& counters);
 

@@ -9,7 +9,7 @@ namespace dbwarden::proxy {
 
 using pgsql::Direction;
 
-PgRelay::PgRelay(ConnectionInfo& info, Judge& judge, StatementSink& records,
+PgRelay::PgRelay(ConnectionInfo& info, Judge& judge, RecordSink& records,
                  const pgsql::Limits& decoder_limits, const RelayLimits& limits,
                  pgsql::Counters& counters)
     : info_(info),

@@ -51,7 +51,7 @@ struct RelayLimits {
 class PgRelay final : public Relay {
  public:
   // `info`, `judge`, `records` and `counters` must outlive the relay.
-  PgRelay(ConnectionInfo& info, Judge& judge, StatementSink& records,
+  PgRelay(ConnectionInfo& info, Judge& judge, RecordSink& records,
           const pgsql::Limits& decoder_limits, const RelayLimits& limits,
           pgsql::Counters& counters);
 

@@ -115,7 +115,7 @@ struct Proxy::Loop {
 
   Options opt;
   std::unique_ptr<Judge> judge;
-  StatementSink* records = nullptr;
+  RecordSink* records = nullptr;
   UpstreamGuardFactory guard_factory;
   int epfd = -1, stopfd = -1;
   std::vector<TcpListener> tcp;
@@ -304,8 +304,8 @@ Proxy::Loop::Conn* Proxy::Loop::new_conn(int client_fd, Protocol protocol) {
     c->relay = std::make_unique<MysqlRelay>(c->info, *judge, *records, opt.mysql, opt.relay,
                                             mysql_counters);
   } else {
-    c->relay = std::make_unique<PgRelay>(c->info, *judge, *records, opt.pgsql, opt.relay,
-                                         pgsql_counters);
+    c->relay =
+        std::make_unique<PgRelay>(c->info, *judge, *records, opt.pgsql, opt.relay, pgsql_counters);
   }
   conns.emplace(c, std::move(owned));
   accepted.fetch_add(1, std::memory_order_relaxed);
@@ -371,9 +371,9 @@ void Proxy::Loop::accept_tcp(size_t listener) {
       if (opt.tcp_connector) seen = opt.tcp_connector(peer_addr, peer_port, dst_addr, dst_port);
       if (auto p = resolver.tcp_peer(peer_addr, peer_port, dst_addr, dst_port,
                                      seen ? &*seen : nullptr)) {
-        c->info.peer = PeerIdentity{p->pid,          p->uid,          p->user_name,
-                                    p->login_uid,    p->login_user,   p->comm,
-                                    p->executable,   p->systemd_unit, p->container_id};
+        c->info.peer =
+            PeerIdentity{p->pid,  p->uid,        p->user_name,    p->login_uid,   p->login_user,
+                         p->comm, p->executable, p->systemd_unit, p->container_id};
       }
     }
     set_interest(fd, c->client_tag, c->client_mask, EPOLLIN);
@@ -400,9 +400,8 @@ void Proxy::Loop::accept_unix(size_t route_index) {
     c->info.server_port = route.server_port;
     if (s.ok()) {
       const identity::PeerProcess p = resolver.describe(static_cast<uint32_t>(pid));
-      c->info.peer = PeerIdentity{p.pid,        p.uid,          p.user_name,
-                                  p.login_uid,  p.login_user,   p.comm,
-                                  p.executable, p.systemd_unit, p.container_id};
+      c->info.peer = PeerIdentity{p.pid,  p.uid,        p.user_name,    p.login_uid,   p.login_user,
+                                  p.comm, p.executable, p.systemd_unit, p.container_id};
       // SO_PEERCRED is the truth at connect; /proc may describe a process that has changed
       // its uid since (or is gone).
       c->info.peer.pid = static_cast<uint32_t>(pid);
@@ -583,8 +582,8 @@ void Proxy::Loop::drive(Conn& c) {
 
   const size_t high = opt.high_watermark;
   uint32_t want_client = 0, want_upstream = 0;
-  if (c.relay->wants_client_bytes() && !c.close_requested && c.in.size() < high + opt.relay.max_judged_bytes &&
-      c.out_server.size() < high) {
+  if (c.relay->wants_client_bytes() && !c.close_requested &&
+      c.in.size() < high + opt.relay.max_judged_bytes && c.out_server.size() < high) {
     want_client |= EPOLLIN;
   }
   if (!c.out_client.empty()) want_client |= EPOLLOUT;
@@ -629,7 +628,7 @@ void Proxy::Loop::destroy(Conn& c) {
 }
 
 Result<std::unique_ptr<Proxy>> Proxy::Start(const Options& options, std::unique_ptr<Judge> judge,
-                                            StatementSink& records, UpstreamGuardFactory guard) {
+                                            RecordSink& records, UpstreamGuardFactory guard) {
   std::unique_ptr<Proxy> p(new Proxy());
   p->loop_ = std::make_unique<Loop>();
   Loop& l = *p->loop_;
