@@ -22,6 +22,7 @@
 #include "identity/identity.h"
 #include "proxy/credentials.h"
 #include "proxy/mysql_relay.h"
+#include "steering/steering.h"
 
 namespace dbwarden::proxy {
 
@@ -48,37 +49,11 @@ void no_delay(int fd) {
 
 std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
-// Address text and port of an AF_INET/AF_INET6 socket address; IPv4-mapped IPv6 as IPv4.
-std::string address_text(const sockaddr_storage& sa, uint16_t* port) {
+// An endpoint's address as records carry it: "127.0.0.1", "::1" (no port, no brackets).
+std::string host_text(const steering::Endpoint& e) {
   char buf[INET6_ADDRSTRLEN] = {};
-  if (sa.ss_family == AF_INET) {
-    const auto* in = reinterpret_cast<const sockaddr_in*>(&sa);
-    inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf));
-    *port = ntohs(in->sin_port);
-  } else if (sa.ss_family == AF_INET6) {
-    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&sa);
-    *port = ntohs(in6->sin6_port);
-    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-      inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], buf, sizeof(buf));
-    } else {
-      inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof(buf));
-    }
-  }
+  inet_ntop(e.family, e.addr.data(), buf, sizeof(buf));
   return buf;
-}
-
-// A v4-mapped IPv6 address (an IPv4 client on the dual-stack listener) as plain IPv4, so
-// the upstream socket and steering's exemption are IPv4 as the server sees them.
-void unmap_v4(sockaddr_storage* sa, socklen_t* len) {
-  const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
-  if (sa->ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) return;
-  sockaddr_in in{};
-  in.sin_family = AF_INET;
-  in.sin_port = in6->sin6_port;
-  std::memcpy(&in.sin_addr, &in6->sin6_addr.s6_addr[12], 4);
-  *sa = sockaddr_storage{};
-  std::memcpy(sa, &in, sizeof(in));
-  *len = sizeof(in);
 }
 
 bool is_loopback_or_local(const std::string& client, const std::string& server) {
@@ -131,6 +106,8 @@ struct Proxy::Loop {
   std::vector<std::unique_ptr<Conn>> ended;
   uint8_t read_buf[kReadChunk];  // every read lands here first (one thread)
   uint64_t next_id = 0;
+  // Where a client that connected to a TCP listener itself goes (Options), if anywhere.
+  std::optional<steering::Endpoint> direct_upstream;
 
   std::atomic<uint64_t> accepted{0}, active{0}, refused_over_limit{0}, refused_not_steered{0},
       upstream_failures{0}, identity_failures{0}, blocked{0}, bytes_to_server{0},
@@ -157,7 +134,7 @@ struct Proxy::Loop {
   void accept_tcp(size_t listener);
   void accept_unix(size_t route);
   Conn* new_conn(int client_fd, Protocol protocol);
-  void start_tcp_upstream(Conn& c, const sockaddr_storage& dst, socklen_t len);
+  void start_tcp_upstream(Conn& c, const steering::Endpoint& to);
   void start_unix_upstream(Conn& c, const UnixRoute& route, const ClientCredentials& cred);
   void upstream_failed(Conn& c, const std::string& why);
   void on_event(Tag& tag, uint32_t events);
@@ -172,18 +149,10 @@ struct Proxy::Loop {
 };
 
 Status Proxy::Loop::listen_tcp(const std::string& address) {
-  sockaddr_storage sa{};
+  auto ep = steering::Endpoint::parse(address, 0);
+  if (!ep.ok()) return Status::Error("proxy: listen address " + ep.status().message());
   socklen_t len = 0;
-  if (inet_pton(AF_INET, address.c_str(), &reinterpret_cast<sockaddr_in*>(&sa)->sin_addr) == 1) {
-    sa.ss_family = AF_INET;
-    len = sizeof(sockaddr_in);
-  } else if (inet_pton(AF_INET6, address.c_str(),
-                       &reinterpret_cast<sockaddr_in6*>(&sa)->sin6_addr) == 1) {
-    sa.ss_family = AF_INET6;
-    len = sizeof(sockaddr_in6);
-  } else {
-    return Status::Error("proxy: listen address '" + address + "' is not an IPv4 or IPv6 address");
-  }
+  const sockaddr_storage sa = ep.value().to_sockaddr(&len);
   TcpListener l;
   l.family = sa.ss_family;
   l.fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -191,17 +160,23 @@ Status Proxy::Loop::listen_tcp(const std::string& address) {
   tcp.push_back(l);  // closed by ~Loop from here on
   const int one = 1;
   setsockopt(l.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (bind(l.fd, reinterpret_cast<sockaddr*>(&sa), len) != 0 || listen(l.fd, SOMAXCONN) != 0) {
+  if (bind(l.fd, reinterpret_cast<const sockaddr*>(&sa), len) != 0 ||
+      listen(l.fd, SOMAXCONN) != 0) {
     return Status::Error(errno_text(("proxy: listen on " + address).c_str()));
   }
   sockaddr_storage bound{};
   socklen_t blen = sizeof(bound);
   getsockname(l.fd, reinterpret_cast<sockaddr*>(&bound), &blen);
-  address_text(bound, &tcp.back().port);
+  tcp.back().port = steering::Endpoint::from_sockaddr_unmapped(bound).port;
   return Status::Ok();
 }
 
 Status Proxy::Loop::listen_all() {
+  if (opt.direct_upstream_port != 0) {
+    auto up = steering::Endpoint::parse(opt.direct_upstream_address, opt.direct_upstream_port);
+    if (!up.ok()) return Status::Error("proxy: direct upstream " + up.status().message());
+    direct_upstream = up.value();
+  }
   epfd = epoll_create1(EPOLL_CLOEXEC);
   stopfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (epfd < 0 || stopfd < 0) return Status::Error(errno_text("proxy: epoll/eventfd"));
@@ -328,38 +303,26 @@ void Proxy::Loop::accept_tcp(size_t listener) {
     no_delay(fd);
     // The destination the client asked for: sk_lookup steering keeps it as the accepted
     // socket's local address.
-    sockaddr_storage dst{};
-    socklen_t dlen = sizeof(dst);
-    getsockname(fd, reinterpret_cast<sockaddr*>(&dst), &dlen);
-    unmap_v4(&dst, &dlen);
-    uint16_t dst_port = 0, peer_port = 0;
-    const std::string dst_addr = address_text(dst, &dst_port);
-    const std::string peer_addr = address_text(peer, &peer_port);
+    sockaddr_storage dst_sa{};
+    socklen_t dlen = sizeof(dst_sa);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&dst_sa), &dlen);
+    // v4-mapped (an IPv4 client on a dual-stack listener) as plain IPv4, so the upstream
+    // socket and steering's exemption are IPv4 as the server sees them.
+    steering::Endpoint dst = steering::Endpoint::from_sockaddr_unmapped(dst_sa);
+    const steering::Endpoint peer_ep = steering::Endpoint::from_sockaddr_unmapped(peer);
+    const std::string dst_addr = host_text(dst);
+    const std::string peer_addr = host_text(peer_ep);
+    const uint16_t peer_port = peer_ep.port;
     // A client that reached the listener itself rather than a steered destination.
-    const bool direct = dst_port == tcp[listener].port;
-    if (direct) {
-      if (opt.direct_upstream_port == 0) {
+    if (dst.port == tcp[listener].port) {
+      if (!direct_upstream) {
         refused_not_steered.fetch_add(1, std::memory_order_relaxed);
         close(fd);
         continue;
       }
-      sockaddr_storage up{};
-      socklen_t ulen = 0;
-      if (inet_pton(AF_INET, opt.direct_upstream_address.c_str(),
-                    &reinterpret_cast<sockaddr_in*>(&up)->sin_addr) == 1) {
-        reinterpret_cast<sockaddr_in*>(&up)->sin_family = AF_INET;
-        reinterpret_cast<sockaddr_in*>(&up)->sin_port = htons(opt.direct_upstream_port);
-        ulen = sizeof(sockaddr_in);
-      } else if (inet_pton(AF_INET6, opt.direct_upstream_address.c_str(),
-                           &reinterpret_cast<sockaddr_in6*>(&up)->sin6_addr) == 1) {
-        reinterpret_cast<sockaddr_in6*>(&up)->sin6_family = AF_INET6;
-        reinterpret_cast<sockaddr_in6*>(&up)->sin6_port = htons(opt.direct_upstream_port);
-        ulen = sizeof(sockaddr_in6);
-      }
-      dst = up;
-      dlen = ulen;
-      dst_port = opt.direct_upstream_port;
+      dst = *direct_upstream;
     }
+    const uint16_t dst_port = dst.port;
     const bool mysql = std::find(opt.mysql_ports.begin(), opt.mysql_ports.end(), dst_port) !=
                        opt.mysql_ports.end();
     Conn* c = new_conn(fd, mysql ? Protocol::kMysql : Protocol::kPostgresql);
@@ -377,7 +340,7 @@ void Proxy::Loop::accept_tcp(size_t listener) {
       }
     }
     set_interest(fd, c->client_tag, c->client_mask, EPOLLIN);
-    start_tcp_upstream(*c, dst, dlen);
+    start_tcp_upstream(*c, dst);
     drive(*c);
   }
 }
@@ -418,7 +381,9 @@ void Proxy::Loop::accept_unix(size_t route_index) {
   }
 }
 
-void Proxy::Loop::start_tcp_upstream(Conn& c, const sockaddr_storage& dst, socklen_t len) {
+void Proxy::Loop::start_tcp_upstream(Conn& c, const steering::Endpoint& to) {
+  socklen_t len = 0;
+  const sockaddr_storage dst = to.to_sockaddr(&len);
   const int fd = socket(dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return upstream_failed(c, errno_text("socket"));
   c.upstream = fd;
