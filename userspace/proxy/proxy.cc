@@ -81,11 +81,34 @@ struct Proxy::Loop {
     std::shared_ptr<void> guard;  // steering exemption while connecting
     bool connecting = false, connected = false;
     bool client_eof = false, upstream_eof = false, close_requested = false;
-    bool dead = false;  // destroyed; freed after the current batch of events
+    bool dead = false;    // destroyed; freed after the current batch of events
+    bool broken = false;  // a send failed: the peer is gone
 
-    void to_server(std::span<const uint8_t> b) override { out_server.append(b); }
-    void to_client(std::span<const uint8_t> b) override { out_client.append(b); }
+    // Bytes go out at once when nothing waits before them: the peer has them before the
+    // relay decodes them (the record costs no latency) and they are not copied. What the
+    // socket does not take waits in the buffer, flushed by drive().
+    void to_server(std::span<const uint8_t> b) override {
+      if (connected && out_server.empty())
+        b = b.subspan(send_now(upstream, b, loop->bytes_to_server));
+      out_server.append(b);
+    }
+    void to_client(std::span<const uint8_t> b) override {
+      if (out_client.empty()) b = b.subspan(send_now(client, b, loop->bytes_to_client));
+      out_client.append(b);
+    }
     void close_after_flush() override { close_requested = true; }
+    // How much of `b` the socket took (all of it when the peer is gone: nothing is kept).
+    size_t send_now(int fd, std::span<const uint8_t> b, std::atomic<uint64_t>& counter) {
+      if (broken || b.empty()) return b.size();
+      const ssize_t n = send(fd, b.data(), b.size(), MSG_NOSIGNAL);
+      if (n >= 0) {
+        counter.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+        return static_cast<size_t>(n);
+      }
+      if (errno == EAGAIN || errno == EINTR) return 0;
+      broken = true;
+      return b.size();
+    }
   };
 
   Options opt;
@@ -534,7 +557,7 @@ void Proxy::Loop::drive(Conn& c) {
   const uint64_t now = monotonic_ns();
   if (c.connected && !c.close_requested) c.relay->on_client(c.in, c, now);
   c.in.shrink_if_idle();
-  bool broken = false;
+  bool broken = c.broken;
   if (c.connected && !c.out_server.empty()) {
     broken |= !flush(c.upstream, c.out_server, bytes_to_server);
   }
