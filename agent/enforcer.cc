@@ -3,8 +3,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -139,7 +139,7 @@ struct Enforcer::Impl {
 Enforcer::Enforcer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Enforcer::~Enforcer() = default;
 
-Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, StatementSink& records,
+Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::RecordSink& records,
                                                   proxy::ConnectorLookup connectors) {
   auto impl = std::make_unique<Impl>();
   impl->config = config;
@@ -196,7 +196,8 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, Statemen
             e.to_string().c_str());
   }
   if (config.enforce_existing == "terminate" && !impl->existing.empty()) {
-    impl->terminate_at_ns = monotonic_ns() + config.enforce_existing_grace_seconds * 1'000'000'000ull;
+    impl->terminate_at_ns =
+        monotonic_ns() + config.enforce_existing_grace_seconds * 1'000'000'000ull;
   }
 
   proxy::Options po;
@@ -235,8 +236,8 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, Statemen
     if (!ex.ok()) return ex.status();
     return std::shared_ptr<void>(std::make_shared<steering::Exemption>(std::move(ex.value())));
   };
-  auto px = proxy::Proxy::Start(po, std::make_unique<proxy::PolicyJudge>(*impl->policy), records,
-                                guard);
+  auto px =
+      proxy::Proxy::Start(po, std::make_unique<proxy::PolicyJudge>(*impl->policy), records, guard);
   if (!px.ok()) return Status::Error("enforce: " + px.status().message());
   impl->proxy = std::move(px.value());
 
@@ -257,8 +258,8 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, Statemen
       }
     }
   }
-  std::string summary = "enforcing policy " + config.policy_file + " (fail mode " +
-                        config.fail_mode + "): TCP";
+  std::string summary =
+      "enforcing policy " + config.policy_file + " (fail mode " + config.fail_mode + "): TCP";
   for (const auto& ep : endpoints) {
     if (ep.family == AF_INET6 && !have_v6) {
       return Status::Error("enforce: the server listens on " + ep.to_string() +

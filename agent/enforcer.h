@@ -41,7 +41,7 @@ class Enforcer {
  public:
   // `records` receives the proxy's statements on the proxy's thread (thread-safe sink).
   // `connectors` names local TCP clients from the capture's connect hook (may be null).
-  static Result<std::unique_ptr<Enforcer>> Start(const Config& config, StatementSink& records,
+  static Result<std::unique_ptr<Enforcer>> Start(const Config& config, proxy::RecordSink& records,
                                                  proxy::ConnectorLookup connectors = nullptr);
   ~Enforcer();
   Enforcer(const Enforcer&) = delete;

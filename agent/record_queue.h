@@ -5,24 +5,32 @@
 // own. Each record travels with a snapshot of its connection (Statement::connection is
 // only valid during the callback). Bounded: a full queue makes the proxy wait (its
 // clients slow down) rather than lose a record; the waits are counted.
+//
+// The one copy of a statement the proxy's thread makes is the one into the queue, with the
+// policy's decision written in there (proxy/annotator.h). Queue slots are recycled between
+// the two threads, so that copy reuses the strings of a statement drained earlier instead
+// of allocating them.
 #pragma once
 
+#include <array>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "protocol/statement.h"
+#include "proxy/annotator.h"
 
 namespace dbwarden::agent {
 
-class RecordQueue final : public StatementSink {
+class RecordQueue final : public proxy::RecordSink {
  public:
   explicit RecordQueue(size_t max_records = 65536) : max_records_(max_records) {}
 
   // Any thread. Waits while the queue is full.
-  void on_statement(const Statement& statement) override;
+  void on_record(const Statement& statement, std::string_view rule,
+                 std::string_view action) override;
   // The pipeline's thread: hands everything queued to `to`, in order. Returns the count.
   size_t drain(StatementSink& to);
 
@@ -34,14 +42,21 @@ class RecordQueue final : public StatementSink {
     std::shared_ptr<const ConnectionInfo> connection;
   };
 
+  const std::shared_ptr<const ConnectionInfo>& snapshot(const ConnectionInfo& c);
+
   const size_t max_records_;
   mutable std::mutex mu_;
   std::condition_variable room_;
-  std::deque<Item> items_;
-  std::deque<Item> draining_;  // swapped out under the lock, handed on without it
-  // The last connection snapshot, reused while the connection and its names are unchanged
-  // (consecutive statements mostly come from one connection).
-  std::shared_ptr<const ConnectionInfo> last_;
+  // items_[0, count_) are queued; the slots beyond keep their capacity for reuse.
+  std::vector<Item> items_;
+  size_t count_ = 0;
+  static constexpr size_t kKeptSlots = 4096;
+  std::vector<Item> draining_;  // swapped out under the lock, handed on without it
+  // Recent connection snapshots, reused while a connection and its names are unchanged:
+  // statements of a few busy connections interleave, and each snapshot is a dozen strings.
+  static constexpr size_t kSnapshots = 64;
+  std::array<std::shared_ptr<const ConnectionInfo>, kSnapshots> snapshots_;
+  size_t next_snapshot_ = 0;
   uint64_t full_waits_ = 0;
 };
 

@@ -183,8 +183,7 @@ def thread_groups(pid, before, after):
 
     The agent's main thread (tid == pid) runs the observer (ring buffer, decoders) and the
     pipeline that turns the proxy's statements into audit records; the audit writer and
-    compressor threads are named. The proxy's thread carries no name of its own (it inherits
-    "dbwarden"): it is the one other thread of that name that used CPU in the round.
+    compressor threads are named "dbw-audit-*", the proxy's thread "dbw-proxy".
     """
     groups = {"main": 0.0, "proxy": 0.0, "audit": 0.0, "other": 0.0}
     for tid, (name, cpu) in after.items():
@@ -193,7 +192,7 @@ def thread_groups(pid, before, after):
             groups["main"] += d
         elif name.startswith("dbw-audit"):
             groups["audit"] += d
-        elif name == "dbwarden":
+        elif name == "dbw-proxy":
             groups["proxy"] += d
         else:
             groups["other"] += d

@@ -9,7 +9,9 @@ transaction's latency is read from pgbench's log: its elapsed time minus its sch
 (under -R pgbench counts from the scheduled start, so a late start would otherwise count as
 latency). Per run the p50 and p99 of those latencies; per round the added latency at each
 percentile, steered minus direct (and direct-aa minus direct for the A/A); medians over
-rounds. Also the percentiles of all rounds' transactions pooled per setup.
+rounds. Also the percentiles of all rounds' transactions pooled per setup. With
+--baseline-agent BINARY a fourth run per round, steered-base, goes through that other build
+(the one before a change), so a change's effect is read within one run.
 
 See bench/README.md, "Enforcement proxy". Needs root. Prints one line per round, a summary
 table and a final machine-readable line prefixed with "RESULT ".
@@ -72,14 +74,17 @@ def main():
     ap.add_argument("--allow-foreign-bpf", action="store_true",
                     help="run even while other dbw_ BPF programs are loaded (a shared machine); "
                          "they tax every setup alike and are counted per round")
+    ap.add_argument("--baseline-agent", metavar="BINARY",
+                    help="add the setup steered-base: steered through this other dbwarden build")
     args = ap.parse_args()
+    setups = SETUPS + (("steered-base",) if args.baseline_agent else ())
     if args.quick:
         args.rounds, args.seconds = 2, 3
     rc, workdir = ph.begin("proxy_latency", args.allow_foreign_bpf)
     if rc is not None:
         return rc
 
-    rounds, pooled = [], {k: [] for k in SETUPS}
+    rounds, pooled = [], {k: [] for k in setups}
     load_start = ph.load_average()
     try:
         with PgCluster(extra_conf=QUIET_SERVER_CONF) as cluster:
@@ -88,13 +93,14 @@ def main():
             run(cluster.port, argparse.Namespace(**{**vars(args), "seconds": 2}), workdir,
                 "warmup")
             for i in range(args.rounds):
-                shift = i % len(SETUPS)
-                order = SETUPS[shift:] + SETUPS[:shift]
+                shift = i % len(setups)
+                order = setups[shift:] + setups[:shift]
                 r = {"round": i + 1, "order": "/".join(order)}
                 for kind in order:
                     tag = f"{kind}-{i}"
-                    if kind == "steered":
-                        agent = ph.BenchAgent(args.agent, workdir, cluster.port)
+                    if kind in ("steered", "steered-base"):
+                        binary = args.agent if kind == "steered" else args.baseline_agent
+                        agent = ph.BenchAgent(binary, workdir, cluster.port)
                         agent.start()
                         try:
                             agent.wait_audit_settled(timeout=10, quiet=0.5)
@@ -110,13 +116,17 @@ def main():
                 for q in QUANTILES:
                     r[f"added_{q}"] = r["steered"][q] - r["direct"][q]
                     r[f"aa_{q}"] = r["direct-aa"][q] - r["direct"][q]
+                    if args.baseline_agent:
+                        r[f"base_added_{q}"] = r["steered-base"][q] - r["direct"][q]
                 r["load"] = ph.load_average()
                 rounds.append(r)
                 print(f"round {i + 1} ({r['order']:26s}) p50 direct {r['direct']['p50']:.0f} "
                       f"steered {r['steered']['p50']:.0f} us (added {r['added_p50']:+.0f}, A/A "
                       f"{r['aa_p50']:+.0f}); p99 direct {r['direct']['p99']:.0f} steered "
                       f"{r['steered']['p99']:.0f} us (added {r['added_p99']:+.0f}, A/A "
-                      f"{r['aa_p99']:+.0f}); load {r['load']}", flush=True)
+                      f"{r['aa_p99']:+.0f}); load {r['load']}"
+                      + (f"; base build added p50 {r['base_added_p50']:+.0f} p99 "
+                         f"{r['base_added_p99']:+.0f}" if args.baseline_agent else ""), flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -132,7 +142,9 @@ def main():
         summary[f"aa_{q}_median"] = median([r[f"aa_{q}"] for r in rounds])
         summary[f"aa_{q}_range"] = [min(r[f"aa_{q}"] for r in rounds),
                                     max(r[f"aa_{q}"] for r in rounds)]
-        for k in SETUPS:
+        if args.baseline_agent:
+            summary[f"base_added_{q}_median"] = median([r[f"base_added_{q}"] for r in rounds])
+        for k in setups:
             summary[f"{k}_{q}_pooled"] = ph.percentile(pooled[k], v)
         summary[f"added_{q}_pooled"] = summary[f"steered_{q}_pooled"] - summary[f"direct_{q}_pooled"]
     summary["transactions"] = {k: len(v) for k, v in pooled.items()}
@@ -151,6 +163,10 @@ def main():
         print(f"{'  range':34s} {'':29s} "
               f"{'{:+.0f}..{:+.0f}'.format(*s[f'added_{q}_range']):>9s} "
               f"{'{:+.0f}..{:+.0f}'.format(*s[f'aa_{q}_range']):>9s}")
+    if args.baseline_agent:
+        for q in QUANTILES:
+            print(f"{'baseline build: added ' + q + ', median':34s} {'':29s} "
+                  f"{s[f'base_added_{q}_median']:+9.0f}")
     verdict = "PASS" if s["p99_ok"] else "MISS"
     print(f"target: p99 added <= {TARGET_P99_ADDED_US:.0f} us: {verdict} "
           f"({s['added_p99_median']:+.0f} us, median of rounds); load average {load_start} at "

@@ -11,7 +11,13 @@ Issue 12's throughput check. A private PostgreSQL (statement logging off) is loa
 - observed: `dbwarden run` in observe mode alone (no proxy): the capture that enforce mode
   runs beside the proxy and cannot switch off, so that steered/observed shows roughly what
   the proxy costs by itself, and observed/direct what the observer costs;
-- direct-aa: direct again, for the A/A spread (how far two identical setups differ here).
+- direct-aa: direct again, for the A/A spread (how far two identical setups differ here);
+- steered-base (with --baseline-agent BINARY): steered again through another build of the
+  agent (the one before a change), so that a change's effect is read within one run, against
+  rounds taken in the same conditions, rather than across runs on a shared machine;
+- floor (with --floor BINARY, bench/proxy_floor.cc): a bare user-space forwarder of the
+  proxy's shape (one thread, epoll, a socket pair per client) with no decoding, no policy
+  and no records: what any proxy built this way reaches on this host, and its CPU.
 The order rotates every round so that slow drift cancels; medians over rounds are reported,
 with the ratios steered/direct, pgbouncer/direct, steered/pgbouncer, observed/direct,
 steered/observed and direct-aa/direct.
@@ -31,6 +37,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -104,8 +111,8 @@ def pgbouncer_run(cluster, args, workdir):
             "foreign_bpf_programs": foreign}
 
 
-def agent_run(cluster, args, workdir, enforce, perf_file=None):
-    agent = ph.BenchAgent(args.agent, workdir, cluster.port, enforce=enforce)
+def agent_run(cluster, args, workdir, enforce, perf_file=None, binary=None):
+    agent = ph.BenchAgent(binary or args.agent, workdir, cluster.port, enforce=enforce)
     before = set(bpf_programs())
     agent.start()
     # The agent's programs: those loaded while it started (bpftool here names no holder pids
@@ -156,8 +163,37 @@ def agent_run(cluster, args, workdir, enforce, perf_file=None):
     }
 
 
+def floor_run(cluster, args, workdir):
+    port = ph.free_port()
+    proc = subprocess.Popen([args.floor, str(port), str(cluster.port)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the floor forwarder did not listen")
+                time.sleep(0.05)
+        foreign = foreign_programs()
+        cpu0 = proc_cpu_seconds(proc.pid)
+        tps, tx = run_pgbench(port, args)
+        cpu = proc_cpu_seconds(proc.pid) - cpu0
+    finally:
+        proc.kill()  # ours, by pid
+        proc.wait()
+    return {"tps": tps, "transactions": tx, "floor_us_per_stmt": cpu * 1e6 / tx,
+            "foreign_bpf_programs": foreign}
+
+
 def steered_run(cluster, args, workdir, perf_file=None):
     return agent_run(cluster, args, workdir, True, perf_file)
+
+
+def steered_base_run(cluster, args, workdir):
+    return agent_run(cluster, args, workdir, True, binary=args.baseline_agent)
 
 
 def observed_run(cluster, args, workdir):
@@ -165,7 +201,8 @@ def observed_run(cluster, args, workdir):
 
 
 RUNNERS = {"direct": direct_run, "direct-aa": direct_run, "steered": steered_run,
-           "pgbouncer": pgbouncer_run, "observed": observed_run}
+           "pgbouncer": pgbouncer_run, "observed": observed_run, "floor": floor_run,
+           "steered-base": steered_base_run}
 
 
 def main():
@@ -185,7 +222,13 @@ def main():
     ap.add_argument("--allow-foreign-bpf", action="store_true",
                     help="run even while other dbw_ BPF programs are loaded (a shared machine); "
                          "they tax every setup alike and are counted per round")
+    ap.add_argument("--floor", metavar="BINARY",
+                    help="add the bare forwarder setup (bench_proxy_floor, bench/proxy_floor.cc)")
+    ap.add_argument("--baseline-agent", metavar="BINARY",
+                    help="add the setup steered-base: steered through this other dbwarden build")
     args = ap.parse_args()
+    setups = (SETUPS + (("floor",) if args.floor else ()) +
+              (("steered-base",) if args.baseline_agent else ()))
     if args.quick:
         args.rounds, args.seconds = 2, 4
     args.jobs = args.jobs or args.clients
@@ -207,8 +250,8 @@ def main():
             run_pgbench(cluster.port, argparse.Namespace(**{**vars(args), "seconds": 3}))
             perf_file = args.perf
             for i in range(args.rounds):
-                shift = i % len(SETUPS)
-                order = SETUPS[shift:] + SETUPS[:shift]
+                shift = i % len(setups)
+                order = setups[shift:] + setups[:shift]
                 r = {"round": i + 1, "order": "/".join(order)}
                 for kind in order:
                     if kind == "steered" and perf_file:
@@ -225,7 +268,13 @@ def main():
                 r["observed_ratio"] = r["observed"]["tps"] / d
                 r["steered_vs_observed"] = r["steered"]["tps"] / r["observed"]["tps"]
                 r["load"] = ph.load_average()
-                r["foreign_bpf_programs"] = max(r[k]["foreign_bpf_programs"] for k in SETUPS)
+                if args.baseline_agent:
+                    r["steered_vs_base"] = r["steered"]["tps"] / r["steered-base"]["tps"]
+                    r["base_ratio"] = r["steered-base"]["tps"] / d
+                if args.floor:
+                    r["floor_ratio"] = r["floor"]["tps"] / d
+                    r["steered_vs_floor"] = r["steered"]["tps"] / r["floor"]["tps"]
+                r["foreign_bpf_programs"] = max(r[k]["foreign_bpf_programs"] for k in setups)
                 rounds.append(r)
                 s = r["steered"]
                 print(f"round {i + 1:2d} ({r['order']:36s}) direct {d:7.0f}, steered "
@@ -236,6 +285,11 @@ def main():
                       f"(proxy {s['proxy_us_per_stmt']:.2f}), capture BPF "
                       f"{s['capture_bpf_us_per_stmt']:.2f} us/stmt, pgbouncer "
                       f"{r['pgbouncer']['pgbouncer_us_per_stmt']:.2f} us/stmt; load {r['load']}"
+                      + (f"; base build {r['steered-base']['tps']:7.0f} (proxy "
+                         f"{r['steered-base']['proxy_us_per_stmt']:.2f} us/stmt)"
+                         if args.baseline_agent else "")
+                      + (f"; floor {r['floor']['tps']:7.0f} "
+                         f"({r['floor']['floor_us_per_stmt']:.2f} us/stmt)" if args.floor else "")
                       + (f"; {r['foreign_bpf_programs']} foreign dbw_ BPF programs loaded"
                          if r["foreign_bpf_programs"] else ""),
                       flush=True)
@@ -253,7 +307,7 @@ def main():
         "bench": "proxy_pgbench", "rounds": len(rounds), "seconds": args.seconds,
         "clients": args.clients, "jobs": args.jobs, "scale": args.scale,
         "bpf_stats": not args.no_bpf_stats, "load_start": load_start,
-        **{f"{k}_tps_median": median([r[k]["tps"] for r in rounds]) for k in SETUPS},
+        **{f"{k}_tps_median": median([r[k]["tps"] for r in rounds]) for k in setups},
         "steered_ratio_median": median([r["steered_ratio"] for r in rounds]),
         "steered_ratio_range": [min(r["steered_ratio"] for r in rounds),
                                 max(r["steered_ratio"] for r in rounds)],
@@ -277,6 +331,21 @@ def main():
         "rounds_with_foreign_bpf": sum(1 for r in rounds if r["foreign_bpf_programs"]),
         "target_steered_ratio": TARGET_STEERED_RATIO,
     }
+    if args.floor:
+        summary["floor_ratio_median"] = median([r["floor_ratio"] for r in rounds])
+        summary["floor_ratio_range"] = [min(r["floor_ratio"] for r in rounds),
+                                        max(r["floor_ratio"] for r in rounds)]
+        summary["steered_vs_floor_median"] = median([r["steered_vs_floor"] for r in rounds])
+        summary["floor_us_per_stmt_median"] = med("floor_us_per_stmt",
+                                                  [r["floor"] for r in rounds])
+    if args.baseline_agent:
+        base = [r["steered-base"] for r in rounds]
+        summary["base_ratio_median"] = median([r["base_ratio"] for r in rounds])
+        summary["steered_vs_base_median"] = median([r["steered_vs_base"] for r in rounds])
+        summary["steered_vs_base_range"] = [min(r["steered_vs_base"] for r in rounds),
+                                            max(r["steered_vs_base"] for r in rounds)]
+        summary["base_proxy_us_per_stmt_median"] = med("proxy_us_per_stmt", base)
+        summary["base_agent_us_per_stmt_median"] = med("agent_us_per_stmt", base)
     summary["ratio_ok"] = summary["steered_ratio_median"] >= TARGET_STEERED_RATIO
     summary["pgbouncer_ok"] = summary["steered_vs_pgbouncer_median"] >= 1.0
     s = summary
@@ -297,6 +366,20 @@ def main():
         ("  range", "{:.3f}-{:.3f}".format(*s["observed_ratio_range"]), ""),
         ("steered / observe mode alone (median)", f"{s['steered_vs_observed_median']:.3f}",
          ""),
+        *([("bare forwarder (floor) / direct (median)", f"{s['floor_ratio_median']:.3f}", ""),
+           ("  range", "{:.3f}-{:.3f}".format(*s["floor_ratio_range"]), ""),
+           ("steered / bare forwarder (median)", f"{s['steered_vs_floor_median']:.3f}", ""),
+           ("bare forwarder CPU us per statement", f"{s['floor_us_per_stmt_median']:.2f}", "")]
+          if args.floor else []),
+        *([("baseline build steered / direct (median)", f"{s['base_ratio_median']:.3f}", ""),
+           ("steered / baseline build steered (median)", f"{s['steered_vs_base_median']:.3f}",
+            ""),
+           ("  range", "{:.3f}-{:.3f}".format(*s["steered_vs_base_range"]), ""),
+           ("baseline build: proxy thread us per stmt",
+            f"{s['base_proxy_us_per_stmt_median']:.2f}", ""),
+           ("baseline build: agent CPU us per stmt",
+            f"{s['base_agent_us_per_stmt_median']:.2f}", "")]
+          if args.baseline_agent else []),
         ("A/A direct / direct (median)", f"{s['aa_ratio_median']:.3f}", ""),
         ("  range", "{:.3f}-{:.3f}".format(*s["aa_ratio_range"]), ""),
         ("  median |1 - A/A|", f"{s['aa_abs_deviation_median']:.3f}", ""),

@@ -8,6 +8,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
   dbwarden::ConnectionInfo info;
   dbw_fuzz::TouchSink sink;
+  dbwarden::proxy::DecisionWriter records(sink);
   dbwarden::mysql::Counters counters;
   dbwarden::mysql::Limits limits;
   limits.max_query_bytes = 256;
@@ -15,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   relay_limits.max_judged_bytes = 512;
   dbwarden::proxy::PolicySource source(dbw_fuzz::FuzzPolicy());
   dbwarden::proxy::PolicyJudge judge(source);
-  dbwarden::proxy::MysqlRelay relay(info, judge, sink, limits, relay_limits, counters);
+  dbwarden::proxy::MysqlRelay relay(info, judge, records, limits, relay_limits, counters);
   using dbwarden::mysql::Direction;
   dbw_fuzz::RelayDriver<Direction> driver(relay, Direction::kClient);
   dbw_fuzz::DriveSession(data, size, driver, 'C', 'S', Direction::kClient, Direction::kServer);

@@ -3,8 +3,15 @@
 
 namespace dbwarden::proxy {
 
-void RecordAnnotator::on_statement(const Statement& statement) {
+void DecisionWriter::on_record(const Statement& statement, std::string_view rule,
+                               std::string_view action) {
   scratch_ = statement;
+  scratch_.policy_rule.assign(rule);
+  scratch_.policy_action.assign(action);
+  out_.on_statement(scratch_);
+}
+
+void RecordAnnotator::on_statement(const Statement& statement) {
   const Verdict* v = log_.find(statement.text);
   if (v == nullptr && !statement.text.empty() && statement.connection != nullptr) {
     // Judged long ago (a prepared statement executed after many others): the same
@@ -14,15 +21,13 @@ void RecordAnnotator::on_statement(const Statement& statement) {
                  /*backslash_escapes=*/true, &rejudged_);
     if (!rejudged_.statements.empty()) v = &rejudged_.statements.front().verdict;
   }
+  // Without a verdict: nothing the policy judges (an unresolved prepared statement, a
+  // function call).
   if (v != nullptr) {
-    scratch_.policy_rule = v->rule;
-    scratch_.policy_action = v->action;
+    out_.on_record(statement, v->rule, v->action);
   } else {
-    // Nothing the policy judges (an unresolved prepared statement, a function call).
-    scratch_.policy_rule.clear();
-    scratch_.policy_action = "allow";
+    out_.on_record(statement, {}, "allow");
   }
-  out_.on_statement(scratch_);
 }
 
 }  // namespace dbwarden::proxy

@@ -6,13 +6,18 @@
 // message with the same splitter the decoder uses. A prepared statement is judged once and
 // executed many times, so lookups do not consume. Bounded: the oldest entry goes first, and
 // a record whose verdict has gone is judged again by the caller.
+//
+// Every statement passes through here twice (remember, find), so both look at a hash of
+// the text before comparing texts, and the slots are reused: a full log of different texts
+// (pgbench's) costs one pass over 128 integers and no allocation per statement.
 #pragma once
 
 #include <cstddef>
-#include <deque>
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
-#include <utility>
+#include <vector>
 
 #include "proxy/judge.h"
 
@@ -23,26 +28,46 @@ class DecisionLog {
   static constexpr size_t kMaxEntries = 128;
 
   void remember(const JudgedStatement& s) {
-    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-      if (it->text == s.text) {
-        entries_.erase(it);
-        break;
-      }
-    }
-    if (entries_.size() == kMaxEntries) entries_.pop_front();
-    entries_.push_back(s);
+    const uint64_t h = hash(s.text);
+    // An older verdict for the same text goes: the newest one answers, and it takes the
+    // newest slot (the one after the last written, the oldest in the ring).
+    if (const size_t old = lookup(s.text, h); old != kNone) slots_[old].used = false;
+    if (slots_.size() < kMaxEntries) slots_.emplace_back();  // grown as used: idle is empty
+    Slot& slot = slots_[next_];
+    next_ = (next_ + 1) % kMaxEntries;
+    slot.used = true;
+    slot.hash = h;
+    slot.entry = s;  // member-wise: each string keeps its capacity
   }
   // The newest verdict for `text`, or null.
   const Verdict* find(std::string_view text) const {
-    for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) {
-      if (it->text == text) return &it->verdict;
-    }
-    return nullptr;
+    const size_t i = lookup(text, hash(text));
+    return i != kNone ? &slots_[i].entry.verdict : nullptr;
   }
-  void clear() { entries_.clear(); }
+  void clear() {
+    for (Slot& s : slots_) s.used = false;
+  }
 
  private:
-  std::deque<JudgedStatement> entries_;
+  struct Slot {
+    uint64_t hash = 0;
+    bool used = false;
+    JudgedStatement entry;
+  };
+
+  static uint64_t hash(std::string_view text) { return std::hash<std::string_view>{}(text); }
+  // At most one used slot holds a text (remember retires the older one).
+  static constexpr size_t kNone = ~size_t{0};
+  size_t lookup(std::string_view text, uint64_t h) const {
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      const Slot& s = slots_[i];
+      if (s.used && s.hash == h && s.entry.text == text) return i;
+    }
+    return kNone;
+  }
+
+  std::vector<Slot> slots_;
+  size_t next_ = 0;  // the slot remember() writes next: the oldest once all are in use
 };
 
 }  // namespace dbwarden::proxy

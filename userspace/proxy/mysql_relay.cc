@@ -18,24 +18,15 @@ uint32_t PayloadLength(std::span<const uint8_t> h) {
 }
 
 // What the proxy cannot inspect, so does not offer.
-constexpr uint32_t kNotOffered = static_cast<uint32_t>(
-    mysql::kClientSsl | mysql::kClientCompress | mysql::kClientZstdCompression);
+constexpr uint32_t kNotOffered = static_cast<uint32_t>(mysql::kClientSsl | mysql::kClientCompress |
+                                                       mysql::kClientZstdCompression);
 
 }  // namespace
 
-MysqlRelay::MysqlRelay(ConnectionInfo& info, Judge& judge, StatementSink& records,
+MysqlRelay::MysqlRelay(ConnectionInfo& info, Judge& judge, RecordSink& records,
                        const mysql::Limits& decoder_limits, const RelayLimits& limits,
                        mysql::Counters& counters)
-    : info_(info),
-      judge_(judge),
-      annotator_(decisions_, judge, Dialect::kMysql, records),
-      session_(info, annotator_, decoder_limits, counters),
-      limits_(limits) {}
-
-void MysqlRelay::on_client(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
-  while (!closing_ && !holding_ && !in.empty() && step(in, out, now_ns)) {
-  }
-}
+    : RelayBase(info, judge, records, decoder_limits, limits, counters) {}
 
 void MysqlRelay::on_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns) {
   if (greeting_pending_) {
@@ -63,8 +54,8 @@ void MysqlRelay::on_upstream_failed(std::string_view why, ByteBuffer& in, RelayO
                                     uint64_t now_ns) {
   in.consume(in.size());
   // The server speaks first: an ERR in place of the greeting, as a server refusing a host.
-  refuse(2003, "HY000", "dbwarden: cannot reach the database server: " + std::string(why), 0,
-         out, now_ns);
+  refuse(2003, "HY000", "dbwarden: cannot reach the database server: " + std::string(why), 0, out,
+         now_ns);
 }
 
 void MysqlRelay::on_close(uint64_t now_ns) { session_.on_close(now_ns); }
@@ -88,8 +79,8 @@ bool MysqlRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
       mysql::HandshakeResponse r;
       if (mysql::ParseHandshakeResponse(in.data().subspan(mysql::kHeaderSize, 32), &r) &&
           r.ssl_request) {
-        refuse(1045, "28000", "dbwarden: TLS to the database is not available through the proxy",
-               2, out, now_ns);
+        refuse(1045, "28000", "dbwarden: TLS to the database is not available through the proxy", 2,
+               out, now_ns);
         return false;
       }
     } else if (seq == 1 && length == 32) {
@@ -114,17 +105,17 @@ bool MysqlRelay::judged_command(ByteBuffer& in, uint32_t length, RelayOutput& ou
   if (in.size() < need) return false;
   const auto text_bytes = in.data().subspan(mysql::kHeaderSize + 1, need - mysql::kHeaderSize - 1);
   const std::string_view text(reinterpret_cast<const char*>(text_bytes.data()), text_bytes.size());
-  judge_.judge(info_, Dialect::kMysql, text, whole, session_.backslash_escapes(), &verdict_);
-  for (const auto& s : verdict_.statements) decisions_.remember(s);
+  judge(text, whole, session_.backslash_escapes());
   if (!verdict_.decisive.block) return pass_packet(in, length, out, now_ns);
   if (!whole) {
     // Its continuation packets cannot be told from commands without reading them all.
     ++blocked_;
-    refuse(verdict_.decisive.mysql_errno, verdict_.decisive.sqlstate.c_str(),
-           verdict_.decisive.message, 1, out, now_ns);
+    refuse(verdict_.decisive.mysql_errno, verdict_.decisive.sqlstate, verdict_.decisive.message, 1,
+           out, now_ns);
     return false;
   }
-  return block(in, total, out, now_ns);
+  ++blocked_;
+  return hold(in, total, out, now_ns);
 }
 
 bool MysqlRelay::execute_command(ByteBuffer& in, uint32_t length, RelayOutput& out,
@@ -136,43 +127,31 @@ bool MysqlRelay::execute_command(ByteBuffer& in, uint32_t length, RelayOutput& o
   const uint32_t id = uint32_t{id_bytes[0]} | (uint32_t{id_bytes[1]} << 8) |
                       (uint32_t{id_bytes[2]} << 16) | (uint32_t{id_bytes[3]} << 24);
   const std::string* text = session_.prepared_text(id);
-  auto it = judged_at_.find(id);
-  if (text != nullptr && (it == judged_at_.end() || it->second != judge_.generation())) {
-    judge_.judge(info_, Dialect::kMysql, *text, true, session_.backslash_escapes(), &verdict_);
-    for (const auto& s : verdict_.statements) decisions_.remember(s);
-    if (judged_at_.size() >= 4096) judged_at_.clear();  // bounded: they are judged again
-    judged_at_[id] = judge_.generation();
+  if (text != nullptr && !judged_now(id)) {
+    judge(*text, /*complete=*/true, session_.backslash_escapes());
+    note_judged(id);
     if (verdict_.decisive.block) {
       const size_t total = mysql::kHeaderSize + size_t{length};
       if (length >= mysql::kMaxPacket || total > limits_.max_judged_bytes) {
         ++blocked_;
-        refuse(verdict_.decisive.mysql_errno, verdict_.decisive.sqlstate.c_str(),
-               verdict_.decisive.message, 1, out, now_ns);
+        refuse(verdict_.decisive.mysql_errno, verdict_.decisive.sqlstate, verdict_.decisive.message,
+               1, out, now_ns);
         return false;
       }
       if (in.size() < total) return false;
-      return block(in, total, out, now_ns);
+      ++blocked_;
+      return hold(in, total, out, now_ns);
     }
   }
   return pass_packet(in, length, out, now_ns);
 }
 
-bool MysqlRelay::pass_packet(ByteBuffer& in, uint32_t length, RelayOutput& out,
-                             uint64_t now_ns) {
+bool MysqlRelay::pass_packet(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns) {
   const auto header = in.data().first(mysql::kHeaderSize);
   pass(header, /*to_server=*/true, out, now_ns);
   in.consume(header.size());
   stream_left_ = length;
   return true;
-}
-
-bool MysqlRelay::block(ByteBuffer& in, size_t total, RelayOutput& out, uint64_t now_ns) {
-  ++blocked_;
-  held_packet_.assign(in.data().begin(), in.data().begin() + static_cast<std::ptrdiff_t>(total));
-  in.consume(total);
-  holding_ = true;
-  release_held(out, now_ns);
-  return !holding_;
 }
 
 void MysqlRelay::release_held(RelayOutput& out, uint64_t now_ns) {
@@ -182,39 +161,24 @@ void MysqlRelay::release_held(RelayOutput& out, uint64_t now_ns) {
     // Recorded as the statement that blocked the message (see pg_relay.h).
     for (const JudgedStatement& s : verdict_.statements) {
       if (!s.verdict.block) continue;
-      held_packet_.clear();
-      mysql::AppendQueryPacket(s.text, &held_packet_);
+      held_.clear();
+      mysql::AppendQueryPacket(s.text, &held_);
       break;
     }
   }
-  pass(held_packet_, /*to_server=*/false, out, now_ns);
-  held_packet_.clear();
+  pass(held_, /*to_server=*/false, out, now_ns);
+  held_.clear();
   const Verdict& v = verdict_.decisive;
   scratch_.clear();
   mysql::AppendErrPacket(1, v.mysql_errno, v.sqlstate, v.message, &scratch_);
   answer(scratch_, out, now_ns);
 }
 
-void MysqlRelay::pass(std::span<const uint8_t> bytes, bool to_server, RelayOutput& out,
-                      uint64_t now_ns) {
-  if (bytes.empty()) return;
-  if (to_server) out.to_server(bytes);
-  session_.on_data(Direction::kClient, bytes, now_ns);
-}
-
-void MysqlRelay::answer(const std::vector<uint8_t>& reply, RelayOutput& out, uint64_t now_ns) {
-  out.to_client(reply);
-  session_.on_data(Direction::kServer, reply, now_ns);
-}
-
-void MysqlRelay::refuse(uint16_t code, const char* sqlstate, std::string_view message,
+void MysqlRelay::refuse(uint16_t code, std::string_view sqlstate, std::string_view message,
                         uint8_t seq, RelayOutput& out, uint64_t now_ns) {
   scratch_.clear();
   mysql::AppendErrPacket(seq, code, sqlstate, message, &scratch_);
-  out.to_client(scratch_);
-  (void)now_ns;
-  closing_ = true;
-  out.close_after_flush();
+  close_with(scratch_, /*recorded=*/false, out, now_ns);
 }
 
 }  // namespace dbwarden::proxy

@@ -19,64 +19,48 @@
 #pragma once
 
 #include <cstdint>
-#include <unordered_map>
 #include <vector>
 
 #include "protocol/mysql/session.h"
 #include "protocol/statement.h"
-#include "proxy/annotator.h"
-#include "proxy/decision_log.h"
-#include "proxy/judge.h"
-#include "proxy/pg_relay.h"
-#include "proxy/relay.h"
+#include "proxy/relay_base.h"
 
 namespace dbwarden::proxy {
 
-class MysqlRelay final : public Relay {
+struct MysqlProtocol {
+  using Session = mysql::Session;
+  using Limits = mysql::Limits;
+  using Counters = mysql::Counters;
+  using StatementKey = uint32_t;  // the server's statement id
+  static constexpr mysql::Direction kFromClient = mysql::Direction::kClient;
+  static constexpr mysql::Direction kFromServer = mysql::Direction::kServer;
+  static constexpr Dialect kDialect = Dialect::kMysql;
+};
+
+class MysqlRelay final : public RelayBase<MysqlProtocol> {
  public:
-  MysqlRelay(ConnectionInfo& info, Judge& judge, StatementSink& records,
+  MysqlRelay(ConnectionInfo& info, Judge& judge, RecordSink& records,
              const mysql::Limits& decoder_limits, const RelayLimits& limits,
              mysql::Counters& counters);
 
-  void on_client(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) override;
   void on_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns) override;
   void on_upstream_failed(std::string_view why, ByteBuffer& in, RelayOutput& out,
                           uint64_t now_ns) override;
   void on_close(uint64_t now_ns) override;
-  bool wants_client_bytes() const override { return !holding_ && !closing_; }
-
-  uint64_t blocked_messages() const { return blocked_; }
 
  private:
-  bool step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns);
+  bool step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) override;
+  void release_held(RelayOutput& out, uint64_t now_ns) override;
   bool judged_command(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
   bool execute_command(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
   bool pass_packet(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
-  // The whole packet at the front of `in` was blocked (verdict_): hold it for the answer.
-  bool block(ByteBuffer& in, size_t total, RelayOutput& out, uint64_t now_ns);
-  void pass(std::span<const uint8_t> bytes, bool to_server, RelayOutput& out, uint64_t now_ns);
-  void answer(const std::vector<uint8_t>& reply, RelayOutput& out, uint64_t now_ns);
-  void release_held(RelayOutput& out, uint64_t now_ns);
-  void refuse(uint16_t code, const char* sqlstate, std::string_view message, uint8_t seq,
+  // An ERR packet, then the connection ends (see RelayBase::close_with).
+  void refuse(uint16_t code, std::string_view sqlstate, std::string_view message, uint8_t seq,
               RelayOutput& out, uint64_t now_ns);
 
-  ConnectionInfo& info_;
-  Judge& judge_;
-  DecisionLog decisions_;
-  RecordAnnotator annotator_;
-  mysql::Session session_;
-  RelayLimits limits_;
-
-  bool greeting_pending_ = true;        // the server's first packet is still to be rewritten
-  std::vector<uint8_t> server_hold_;    // its bytes until it is whole
-  uint64_t stream_left_ = 0;            // payload bytes of the current packet still to pass
-  bool holding_ = false;
-  bool closing_ = false;
-  std::vector<uint8_t> held_packet_;
-  MessageVerdict verdict_;
-  std::vector<uint8_t> scratch_;
-  uint64_t blocked_ = 0;
-  std::unordered_map<uint32_t, uint64_t> judged_at_;  // statement id -> judge generation
+  bool greeting_pending_ = true;      // the server's first packet is still to be rewritten
+  std::vector<uint8_t> server_hold_;  // its bytes until it is whole
+  uint64_t stream_left_ = 0;          // payload bytes of the current packet still to pass
 };
 
 }  // namespace dbwarden::proxy

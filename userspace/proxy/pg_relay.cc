@@ -9,19 +9,10 @@ namespace dbwarden::proxy {
 
 using pgsql::Direction;
 
-PgRelay::PgRelay(ConnectionInfo& info, Judge& judge, StatementSink& records,
+PgRelay::PgRelay(ConnectionInfo& info, Judge& judge, RecordSink& records,
                  const pgsql::Limits& decoder_limits, const RelayLimits& limits,
                  pgsql::Counters& counters)
-    : info_(info),
-      judge_(judge),
-      annotator_(decisions_, judge, Dialect::kPostgresql, records),
-      session_(info, annotator_, decoder_limits, counters),
-      limits_(limits) {}
-
-void PgRelay::on_client(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
-  while (!closing_ && !holding_ && !in.empty() && step(in, out, now_ns)) {
-  }
-}
+    : RelayBase(info, judge, records, decoder_limits, limits, counters) {}
 
 void PgRelay::on_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns) {
   out.to_client(bytes);
@@ -34,14 +25,9 @@ void PgRelay::on_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64
 
 void PgRelay::on_upstream_failed(std::string_view why, ByteBuffer& in, RelayOutput& out,
                                  uint64_t now_ns) {
-  scratch_.clear();
-  pgsql::AppendErrorResponse("FATAL", "08006",
-                             "dbwarden: cannot reach the database server: " + std::string(why),
-                             &scratch_);
   in.consume(in.size());
-  answer(scratch_, out, now_ns);
-  closing_ = true;
-  out.close_after_flush();
+  fatal("08006", "dbwarden: cannot reach the database server: " + std::string(why),
+        /*recorded=*/true, out, now_ns);
 }
 
 void PgRelay::on_close(uint64_t now_ns) {
@@ -105,7 +91,7 @@ bool PgRelay::startup_packet(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) 
       // plaintext (sslmode=prefer) or gives up (require).
       pass(packet, /*to_server=*/false, out, now_ns);
       in.consume(packet.size());
-      static const std::vector<uint8_t> kRefuse{'N'};
+      static constexpr uint8_t kRefuse[] = {'N'};
       answer(kRefuse, out, now_ns);
       return true;
     }
@@ -138,8 +124,7 @@ bool PgRelay::judged_message(ByteBuffer& in, uint8_t type, uint32_t length, Rela
     bool terminated = false;
     if (type == 'P') r.cstring(&name);
     text = r.until_nul(&terminated);
-    judge_.judge(info_, Dialect::kPostgresql, text, /*complete=*/false, false, &verdict_);
-    for (const auto& s : verdict_.statements) decisions_.remember(s);
+    judge(text, /*complete=*/false, /*backslash_escapes=*/false);
     const auto header = in.data().first(pgsql::kTypedHeaderSize);
     if (!verdict_.decisive.block) {
       pass(header, /*to_server=*/true, out, now_ns);
@@ -160,11 +145,10 @@ bool PgRelay::judged_message(ByteBuffer& in, uint8_t type, uint32_t length, Rela
     protocol_error("malformed Query or Parse message", out, now_ns);
     return false;
   }
-  judge_.judge(info_, Dialect::kPostgresql, text, /*complete=*/true, false, &verdict_);
-  for (const auto& s : verdict_.statements) decisions_.remember(s);
+  judge(text, /*complete=*/true, /*backslash_escapes=*/false);
   if (type == 'P') {
-    if (judged_at_.size() >= 4096) judged_at_.clear();  // bounded: they are judged again
-    judged_at_[std::string(name)] = judge_.generation();
+    name_.assign(name);
+    note_judged(name_);
   }
   if (!verdict_.decisive.block) {
     pass(message, /*to_server=*/true, out, now_ns);
@@ -188,13 +172,9 @@ bool PgRelay::bind_message(ByteBuffer& in, uint32_t length, RelayOutput& out, ui
   }
   const std::string* text = session_.prepared_text(name);
   name_.assign(name);
-  auto it = judged_at_.find(name_);
-  const bool current = it != judged_at_.end() && it->second == judge_.generation();
-  if (text != nullptr && !current) {
-    judge_.judge(info_, Dialect::kPostgresql, *text, /*complete=*/true, false, &verdict_);
-    for (const auto& s : verdict_.statements) decisions_.remember(s);
-    if (judged_at_.size() >= 4096) judged_at_.clear();
-    judged_at_[name_] = judge_.generation();
+  if (text != nullptr && !judged_now(name_)) {
+    judge(*text, /*complete=*/true, /*backslash_escapes=*/false);
+    note_judged(name_);
     if (verdict_.decisive.block) {
       if (total > limits_.max_judged_bytes) {
         ++blocked_;
@@ -213,8 +193,7 @@ bool PgRelay::bind_message(ByteBuffer& in, uint32_t length, RelayOutput& out, ui
   return true;
 }
 
-bool PgRelay::block(ByteBuffer& in, size_t total, uint8_t type, RelayOutput& out,
-                    uint64_t now_ns) {
+bool PgRelay::block(ByteBuffer& in, size_t total, uint8_t type, RelayOutput& out, uint64_t now_ns) {
   ++blocked_;
   const auto message = in.data().first(total);
   if (type != 'Q' && session_.sync_pending()) {
@@ -225,20 +204,15 @@ bool PgRelay::block(ByteBuffer& in, size_t total, uint8_t type, RelayOutput& out
     end_connection(verdict_.decisive, out, now_ns);
     return false;
   }
-  held_message_.assign(message.begin(), message.end());
-  in.consume(total);
   held_is_query_ = type == 'Q';
-  holding_ = true;
-  release_held(out, now_ns);
-  return !holding_;
+  return hold(in, total, out, now_ns);
 }
 
-void PgRelay::end_connection(const Verdict& v, RelayOutput& out, uint64_t now_ns) {
+void PgRelay::fatal(std::string_view sqlstate, std::string_view message, bool recorded,
+                    RelayOutput& out, uint64_t now_ns) {
   scratch_.clear();
-  pgsql::AppendErrorResponse("FATAL", v.sqlstate, v.message, &scratch_);
-  answer(scratch_, out, now_ns);
-  closing_ = true;
-  out.close_after_flush();
+  pgsql::AppendErrorResponse("FATAL", sqlstate, message, &scratch_);
+  close_with(scratch_, recorded, out, now_ns);
 }
 
 void PgRelay::release_held(RelayOutput& out, uint64_t now_ns) {
@@ -251,13 +225,13 @@ void PgRelay::release_held(RelayOutput& out, uint64_t now_ns) {
     // statements ran, and that one is why (the decoder would give the error to the first).
     for (const JudgedStatement& s : verdict_.statements) {
       if (!s.verdict.block) continue;
-      held_message_.clear();
-      pgsql::AppendQuery(s.text, &held_message_);
+      held_.clear();
+      pgsql::AppendQuery(s.text, &held_);
       break;
     }
   }
-  pass(held_message_, /*to_server=*/false, out, now_ns);
-  held_message_.clear();
+  pass(held_, /*to_server=*/false, out, now_ns);
+  held_.clear();
   const Verdict& v = verdict_.decisive;
   held_reply_.clear();
   pgsql::AppendErrorResponse("ERROR", v.sqlstate, v.message, &held_reply_);
@@ -275,25 +249,9 @@ void PgRelay::release_held(RelayOutput& out, uint64_t now_ns) {
   session_error_ = held_reply_;
 }
 
-void PgRelay::pass(std::span<const uint8_t> bytes, bool to_server, RelayOutput& out,
-                   uint64_t now_ns) {
-  if (bytes.empty()) return;
-  if (to_server) out.to_server(bytes);
-  session_.on_data(Direction::kFrontend, bytes, now_ns);
-}
-
-void PgRelay::answer(const std::vector<uint8_t>& reply, RelayOutput& out, uint64_t now_ns) {
-  out.to_client(reply);
-  session_.on_data(Direction::kBackend, reply, now_ns);
-}
-
 void PgRelay::protocol_error(const char* what, RelayOutput& out, uint64_t now_ns) {
-  scratch_.clear();
-  pgsql::AppendErrorResponse("FATAL", "08P01", std::string("dbwarden: ") + what, &scratch_);
-  out.to_client(scratch_);
-  (void)now_ns;  // the session never sees garbage: no record comes of it
-  closing_ = true;
-  out.close_after_flush();
+  // The session never sees garbage: no record comes of it.
+  fatal("08P01", std::string("dbwarden: ") + what, /*recorded=*/false, out, now_ns);
 }
 
 }  // namespace dbwarden::proxy

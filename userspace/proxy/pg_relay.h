@@ -30,78 +30,60 @@
 
 #include <cstdint>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "protocol/pgsql/session.h"
 #include "protocol/statement.h"
-#include "proxy/annotator.h"
-#include "proxy/decision_log.h"
-#include "proxy/judge.h"
-#include "proxy/relay.h"
+#include "proxy/relay_base.h"
 
 namespace dbwarden::proxy {
 
-struct RelayLimits {
-  // Query/Parse messages up to this size are read whole and judged; a larger one is judged
-  // as unparsed (the policy's on_unparsed decides).
-  size_t max_judged_bytes = (1u << 20) + 4096;
+struct PgProtocol {
+  using Session = pgsql::Session;
+  using Limits = pgsql::Limits;
+  using Counters = pgsql::Counters;
+  using StatementKey = std::string;  // the prepared statement's name
+  static constexpr pgsql::Direction kFromClient = pgsql::Direction::kFrontend;
+  static constexpr pgsql::Direction kFromServer = pgsql::Direction::kBackend;
+  static constexpr Dialect kDialect = Dialect::kPostgresql;
 };
 
-class PgRelay final : public Relay {
+class PgRelay final : public RelayBase<PgProtocol> {
  public:
   // `info`, `judge`, `records` and `counters` must outlive the relay.
-  PgRelay(ConnectionInfo& info, Judge& judge, StatementSink& records,
+  PgRelay(ConnectionInfo& info, Judge& judge, RecordSink& records,
           const pgsql::Limits& decoder_limits, const RelayLimits& limits,
           pgsql::Counters& counters);
 
-  void on_client(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) override;
   void on_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns) override;
   void on_upstream_failed(std::string_view why, ByteBuffer& in, RelayOutput& out,
                           uint64_t now_ns) override;
   void on_close(uint64_t now_ns) override;
-  bool wants_client_bytes() const override { return !holding_ && !closing_; }
-
-  uint64_t blocked_messages() const { return blocked_; }
 
  private:
-  // One step over the front of `in`; false when it needs more bytes or holds.
-  bool step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns);
+  bool step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) override;
+  void release_held(RelayOutput& out, uint64_t now_ns) override;
   bool startup_packet(ByteBuffer& in, RelayOutput& out, uint64_t now_ns);
   bool judged_message(ByteBuffer& in, uint8_t type, uint32_t length, RelayOutput& out,
                       uint64_t now_ns);
   bool bind_message(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
   // The whole message at the front of `in` was blocked (verdict_): hold it for the answer.
   bool block(ByteBuffer& in, size_t total, uint8_t type, RelayOutput& out, uint64_t now_ns);
-  void end_connection(const Verdict& v, RelayOutput& out, uint64_t now_ns);
-  void pass(std::span<const uint8_t> bytes, bool to_server, RelayOutput& out, uint64_t now_ns);
-  void answer(const std::vector<uint8_t>& reply, RelayOutput& out, uint64_t now_ns);
-  void release_held(RelayOutput& out, uint64_t now_ns);
+  // A FATAL ErrorResponse, then the connection ends (see RelayBase::close_with).
+  void fatal(std::string_view sqlstate, std::string_view message, bool recorded, RelayOutput& out,
+             uint64_t now_ns);
+  void end_connection(const Verdict& v, RelayOutput& out, uint64_t now_ns) {
+    fatal(v.sqlstate, v.message, /*recorded=*/true, out, now_ns);
+  }
   void protocol_error(const char* what, RelayOutput& out, uint64_t now_ns);
 
-  ConnectionInfo& info_;
-  Judge& judge_;
-  DecisionLog decisions_;
-  RecordAnnotator annotator_;
-  pgsql::Session session_;
-  RelayLimits limits_;
-
-  bool startup_ = true;        // untyped startup-phase packets until StartupMessage
-  uint64_t stream_left_ = 0;   // body bytes of the current streamed message still to pass
-  bool stream_drop_ = false;   // ...dropped instead (skipping to Sync after a block)
-  bool skip_to_sync_ = false;  // a blocked Parse: drop client messages up to Sync
-  bool holding_ = false;       // a blocked message waits for the server to go idle
-  bool closing_ = false;
-  std::vector<uint8_t> held_message_;  // its bytes, fed to the session on release
-  std::vector<uint8_t> held_reply_;    // the proxy's answer
+  bool startup_ = true;                 // untyped startup-phase packets until StartupMessage
+  uint64_t stream_left_ = 0;            // body bytes of the current streamed message still to pass
+  bool stream_drop_ = false;            // ...dropped instead (skipping to Sync after a block)
+  bool skip_to_sync_ = false;           // a blocked Parse: drop client messages up to Sync
+  std::vector<uint8_t> held_reply_;     // the proxy's answer to the held message
   std::vector<uint8_t> session_error_;  // a blocked group's error, for the decoder at Sync
   bool held_is_query_ = false;
-  MessageVerdict verdict_;
-  std::vector<uint8_t> scratch_;
-  uint64_t blocked_ = 0;
-  // The judge's generation each prepared statement was last judged under: a Bind of one
-  // judged under another (the policy was reloaded since) judges its text again.
-  std::unordered_map<std::string, uint64_t> judged_at_;
   std::string name_;  // reused for lookups
 };
 

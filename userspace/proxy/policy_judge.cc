@@ -28,8 +28,8 @@ Verdict ToVerdict(const policy::Decision& d, Dialect dialect) {
   v.rule = d.rule;
   v.action = std::string(policy::action_name(d.action));
   if (!v.block) return v;
-  v.message = d.message.empty() ? "dbwarden: statement blocked by policy rule '" + d.rule + "'"
-                                : d.message;
+  v.message =
+      d.message.empty() ? "dbwarden: statement blocked by policy rule '" + d.rule + "'" : d.message;
   v.sqlstate = d.sqlstate.empty() ? (dialect == Dialect::kMysql ? "42000" : "42501") : d.sqlstate;
   v.mysql_errno = d.mysql_errno != 0 ? d.mysql_errno : 1142;  // ER_TABLEACCESS_DENIED_ERROR
   return v;
@@ -43,15 +43,18 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
   }
   out->decisive = Verdict{};
   out->decisive.action = "allow";
-  out->statements.clear();
-  const sql::Dialect sd = dialect == Dialect::kMysql ? sql::Dialect::kMysql : sql::Dialect::kPostgresql;
+  const sql::Dialect sd =
+      dialect == Dialect::kMysql ? sql::Dialect::kMysql : sql::Dialect::kPostgresql;
   if (dialect == Dialect::kMysql) {
     mysql::SplitStatements(sql, backslash_escapes, &pieces_);
   } else {
     pgsql::SplitStatements(sql, &pieces_);
   }
-  for (const SqlPiece& piece : pieces_) {
-    const std::string_view text = sql.substr(piece.offset, piece.length);
+  // The vector's elements are refilled, not rebuilt: their strings keep their capacity, so
+  // judging a statement allocates nothing once a connection's first few have been judged.
+  out->statements.resize(pieces_.size());
+  for (size_t i = 0; i < pieces_.size(); ++i) {
+    const std::string_view text = sql.substr(pieces_[i].offset, pieces_[i].length);
     policy::Decision d;
     if (!complete && policy_->on_unparsed() == policy::OnUnparsed::kBlock) {
       // Too large to read whole: what was not read cannot be judged.
@@ -61,9 +64,10 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
     } else {
       d = policy_->decide(who, analyzer_.analyze(sd, text), text);
     }
-    Verdict v = ToVerdict(d, dialect);
-    if (v.block && !out->decisive.block) out->decisive = v;
-    out->statements.push_back({std::string(text), std::move(v)});
+    JudgedStatement& s = out->statements[i];
+    s.text.assign(text);
+    s.verdict = ToVerdict(d, dialect);
+    if (s.verdict.block && !out->decisive.block) out->decisive = s.verdict;
   }
 }
 

@@ -22,6 +22,7 @@
 #include "identity/identity.h"
 #include "proxy/credentials.h"
 #include "proxy/mysql_relay.h"
+#include "steering/steering.h"
 
 namespace dbwarden::proxy {
 
@@ -48,37 +49,11 @@ void no_delay(int fd) {
 
 std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
-// Address text and port of an AF_INET/AF_INET6 socket address; IPv4-mapped IPv6 as IPv4.
-std::string address_text(const sockaddr_storage& sa, uint16_t* port) {
+// An endpoint's address as records carry it: "127.0.0.1", "::1" (no port, no brackets).
+std::string host_text(const steering::Endpoint& e) {
   char buf[INET6_ADDRSTRLEN] = {};
-  if (sa.ss_family == AF_INET) {
-    const auto* in = reinterpret_cast<const sockaddr_in*>(&sa);
-    inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf));
-    *port = ntohs(in->sin_port);
-  } else if (sa.ss_family == AF_INET6) {
-    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&sa);
-    *port = ntohs(in6->sin6_port);
-    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-      inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], buf, sizeof(buf));
-    } else {
-      inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof(buf));
-    }
-  }
+  inet_ntop(e.family, e.addr.data(), buf, sizeof(buf));
   return buf;
-}
-
-// A v4-mapped IPv6 address (an IPv4 client on the dual-stack listener) as plain IPv4, so
-// the upstream socket and steering's exemption are IPv4 as the server sees them.
-void unmap_v4(sockaddr_storage* sa, socklen_t* len) {
-  const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
-  if (sa->ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) return;
-  sockaddr_in in{};
-  in.sin_family = AF_INET;
-  in.sin_port = in6->sin6_port;
-  std::memcpy(&in.sin_addr, &in6->sin6_addr.s6_addr[12], 4);
-  *sa = sockaddr_storage{};
-  std::memcpy(sa, &in, sizeof(in));
-  *len = sizeof(in);
 }
 
 bool is_loopback_or_local(const std::string& client, const std::string& server) {
@@ -106,16 +81,39 @@ struct Proxy::Loop {
     std::shared_ptr<void> guard;  // steering exemption while connecting
     bool connecting = false, connected = false;
     bool client_eof = false, upstream_eof = false, close_requested = false;
-    bool dead = false;  // destroyed; freed after the current batch of events
+    bool dead = false;    // destroyed; freed after the current batch of events
+    bool broken = false;  // a send failed: the peer is gone
 
-    void to_server(std::span<const uint8_t> b) override { out_server.append(b); }
-    void to_client(std::span<const uint8_t> b) override { out_client.append(b); }
+    // Bytes go out at once when nothing waits before them: the peer has them before the
+    // relay decodes them (the record costs no latency) and they are not copied. What the
+    // socket does not take waits in the buffer, flushed by drive().
+    void to_server(std::span<const uint8_t> b) override {
+      if (connected && out_server.empty())
+        b = b.subspan(send_now(upstream, b, loop->bytes_to_server));
+      out_server.append(b);
+    }
+    void to_client(std::span<const uint8_t> b) override {
+      if (out_client.empty()) b = b.subspan(send_now(client, b, loop->bytes_to_client));
+      out_client.append(b);
+    }
     void close_after_flush() override { close_requested = true; }
+    // How much of `b` the socket took (all of it when the peer is gone: nothing is kept).
+    size_t send_now(int fd, std::span<const uint8_t> b, std::atomic<uint64_t>& counter) {
+      if (broken || b.empty()) return b.size();
+      const ssize_t n = send(fd, b.data(), b.size(), MSG_NOSIGNAL);
+      if (n >= 0) {
+        counter.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+        return static_cast<size_t>(n);
+      }
+      if (errno == EAGAIN || errno == EINTR) return 0;
+      broken = true;
+      return b.size();
+    }
   };
 
   Options opt;
   std::unique_ptr<Judge> judge;
-  StatementSink* records = nullptr;
+  RecordSink* records = nullptr;
   UpstreamGuardFactory guard_factory;
   int epfd = -1, stopfd = -1;
   std::vector<TcpListener> tcp;
@@ -131,6 +129,8 @@ struct Proxy::Loop {
   std::vector<std::unique_ptr<Conn>> ended;
   uint8_t read_buf[kReadChunk];  // every read lands here first (one thread)
   uint64_t next_id = 0;
+  // Where a client that connected to a TCP listener itself goes (Options), if anywhere.
+  std::optional<steering::Endpoint> direct_upstream;
 
   std::atomic<uint64_t> accepted{0}, active{0}, refused_over_limit{0}, refused_not_steered{0},
       upstream_failures{0}, identity_failures{0}, blocked{0}, bytes_to_server{0},
@@ -157,7 +157,7 @@ struct Proxy::Loop {
   void accept_tcp(size_t listener);
   void accept_unix(size_t route);
   Conn* new_conn(int client_fd, Protocol protocol);
-  void start_tcp_upstream(Conn& c, const sockaddr_storage& dst, socklen_t len);
+  void start_tcp_upstream(Conn& c, const steering::Endpoint& to);
   void start_unix_upstream(Conn& c, const UnixRoute& route, const ClientCredentials& cred);
   void upstream_failed(Conn& c, const std::string& why);
   void on_event(Tag& tag, uint32_t events);
@@ -172,18 +172,10 @@ struct Proxy::Loop {
 };
 
 Status Proxy::Loop::listen_tcp(const std::string& address) {
-  sockaddr_storage sa{};
+  auto ep = steering::Endpoint::parse(address, 0);
+  if (!ep.ok()) return Status::Error("proxy: listen address " + ep.status().message());
   socklen_t len = 0;
-  if (inet_pton(AF_INET, address.c_str(), &reinterpret_cast<sockaddr_in*>(&sa)->sin_addr) == 1) {
-    sa.ss_family = AF_INET;
-    len = sizeof(sockaddr_in);
-  } else if (inet_pton(AF_INET6, address.c_str(),
-                       &reinterpret_cast<sockaddr_in6*>(&sa)->sin6_addr) == 1) {
-    sa.ss_family = AF_INET6;
-    len = sizeof(sockaddr_in6);
-  } else {
-    return Status::Error("proxy: listen address '" + address + "' is not an IPv4 or IPv6 address");
-  }
+  const sockaddr_storage sa = ep.value().to_sockaddr(&len);
   TcpListener l;
   l.family = sa.ss_family;
   l.fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -191,17 +183,23 @@ Status Proxy::Loop::listen_tcp(const std::string& address) {
   tcp.push_back(l);  // closed by ~Loop from here on
   const int one = 1;
   setsockopt(l.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (bind(l.fd, reinterpret_cast<sockaddr*>(&sa), len) != 0 || listen(l.fd, SOMAXCONN) != 0) {
+  if (bind(l.fd, reinterpret_cast<const sockaddr*>(&sa), len) != 0 ||
+      listen(l.fd, SOMAXCONN) != 0) {
     return Status::Error(errno_text(("proxy: listen on " + address).c_str()));
   }
   sockaddr_storage bound{};
   socklen_t blen = sizeof(bound);
   getsockname(l.fd, reinterpret_cast<sockaddr*>(&bound), &blen);
-  address_text(bound, &tcp.back().port);
+  tcp.back().port = steering::Endpoint::from_sockaddr_unmapped(bound).port;
   return Status::Ok();
 }
 
 Status Proxy::Loop::listen_all() {
+  if (opt.direct_upstream_port != 0) {
+    auto up = steering::Endpoint::parse(opt.direct_upstream_address, opt.direct_upstream_port);
+    if (!up.ok()) return Status::Error("proxy: direct upstream " + up.status().message());
+    direct_upstream = up.value();
+  }
   epfd = epoll_create1(EPOLL_CLOEXEC);
   stopfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (epfd < 0 || stopfd < 0) return Status::Error(errno_text("proxy: epoll/eventfd"));
@@ -304,8 +302,8 @@ Proxy::Loop::Conn* Proxy::Loop::new_conn(int client_fd, Protocol protocol) {
     c->relay = std::make_unique<MysqlRelay>(c->info, *judge, *records, opt.mysql, opt.relay,
                                             mysql_counters);
   } else {
-    c->relay = std::make_unique<PgRelay>(c->info, *judge, *records, opt.pgsql, opt.relay,
-                                         pgsql_counters);
+    c->relay =
+        std::make_unique<PgRelay>(c->info, *judge, *records, opt.pgsql, opt.relay, pgsql_counters);
   }
   conns.emplace(c, std::move(owned));
   accepted.fetch_add(1, std::memory_order_relaxed);
@@ -328,38 +326,26 @@ void Proxy::Loop::accept_tcp(size_t listener) {
     no_delay(fd);
     // The destination the client asked for: sk_lookup steering keeps it as the accepted
     // socket's local address.
-    sockaddr_storage dst{};
-    socklen_t dlen = sizeof(dst);
-    getsockname(fd, reinterpret_cast<sockaddr*>(&dst), &dlen);
-    unmap_v4(&dst, &dlen);
-    uint16_t dst_port = 0, peer_port = 0;
-    const std::string dst_addr = address_text(dst, &dst_port);
-    const std::string peer_addr = address_text(peer, &peer_port);
+    sockaddr_storage dst_sa{};
+    socklen_t dlen = sizeof(dst_sa);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&dst_sa), &dlen);
+    // v4-mapped (an IPv4 client on a dual-stack listener) as plain IPv4, so the upstream
+    // socket and steering's exemption are IPv4 as the server sees them.
+    steering::Endpoint dst = steering::Endpoint::from_sockaddr_unmapped(dst_sa);
+    const steering::Endpoint peer_ep = steering::Endpoint::from_sockaddr_unmapped(peer);
+    const std::string dst_addr = host_text(dst);
+    const std::string peer_addr = host_text(peer_ep);
+    const uint16_t peer_port = peer_ep.port;
     // A client that reached the listener itself rather than a steered destination.
-    const bool direct = dst_port == tcp[listener].port;
-    if (direct) {
-      if (opt.direct_upstream_port == 0) {
+    if (dst.port == tcp[listener].port) {
+      if (!direct_upstream) {
         refused_not_steered.fetch_add(1, std::memory_order_relaxed);
         close(fd);
         continue;
       }
-      sockaddr_storage up{};
-      socklen_t ulen = 0;
-      if (inet_pton(AF_INET, opt.direct_upstream_address.c_str(),
-                    &reinterpret_cast<sockaddr_in*>(&up)->sin_addr) == 1) {
-        reinterpret_cast<sockaddr_in*>(&up)->sin_family = AF_INET;
-        reinterpret_cast<sockaddr_in*>(&up)->sin_port = htons(opt.direct_upstream_port);
-        ulen = sizeof(sockaddr_in);
-      } else if (inet_pton(AF_INET6, opt.direct_upstream_address.c_str(),
-                           &reinterpret_cast<sockaddr_in6*>(&up)->sin6_addr) == 1) {
-        reinterpret_cast<sockaddr_in6*>(&up)->sin6_family = AF_INET6;
-        reinterpret_cast<sockaddr_in6*>(&up)->sin6_port = htons(opt.direct_upstream_port);
-        ulen = sizeof(sockaddr_in6);
-      }
-      dst = up;
-      dlen = ulen;
-      dst_port = opt.direct_upstream_port;
+      dst = *direct_upstream;
     }
+    const uint16_t dst_port = dst.port;
     const bool mysql = std::find(opt.mysql_ports.begin(), opt.mysql_ports.end(), dst_port) !=
                        opt.mysql_ports.end();
     Conn* c = new_conn(fd, mysql ? Protocol::kMysql : Protocol::kPostgresql);
@@ -371,13 +357,13 @@ void Proxy::Loop::accept_tcp(size_t listener) {
       if (opt.tcp_connector) seen = opt.tcp_connector(peer_addr, peer_port, dst_addr, dst_port);
       if (auto p = resolver.tcp_peer(peer_addr, peer_port, dst_addr, dst_port,
                                      seen ? &*seen : nullptr)) {
-        c->info.peer = PeerIdentity{p->pid,          p->uid,          p->user_name,
-                                    p->login_uid,    p->login_user,   p->comm,
-                                    p->executable,   p->systemd_unit, p->container_id};
+        c->info.peer =
+            PeerIdentity{p->pid,  p->uid,        p->user_name,    p->login_uid,   p->login_user,
+                         p->comm, p->executable, p->systemd_unit, p->container_id};
       }
     }
     set_interest(fd, c->client_tag, c->client_mask, EPOLLIN);
-    start_tcp_upstream(*c, dst, dlen);
+    start_tcp_upstream(*c, dst);
     drive(*c);
   }
 }
@@ -400,9 +386,8 @@ void Proxy::Loop::accept_unix(size_t route_index) {
     c->info.server_port = route.server_port;
     if (s.ok()) {
       const identity::PeerProcess p = resolver.describe(static_cast<uint32_t>(pid));
-      c->info.peer = PeerIdentity{p.pid,        p.uid,          p.user_name,
-                                  p.login_uid,  p.login_user,   p.comm,
-                                  p.executable, p.systemd_unit, p.container_id};
+      c->info.peer = PeerIdentity{p.pid,  p.uid,        p.user_name,    p.login_uid,   p.login_user,
+                                  p.comm, p.executable, p.systemd_unit, p.container_id};
       // SO_PEERCRED is the truth at connect; /proc may describe a process that has changed
       // its uid since (or is gone).
       c->info.peer.pid = static_cast<uint32_t>(pid);
@@ -419,7 +404,9 @@ void Proxy::Loop::accept_unix(size_t route_index) {
   }
 }
 
-void Proxy::Loop::start_tcp_upstream(Conn& c, const sockaddr_storage& dst, socklen_t len) {
+void Proxy::Loop::start_tcp_upstream(Conn& c, const steering::Endpoint& to) {
+  socklen_t len = 0;
+  const sockaddr_storage dst = to.to_sockaddr(&len);
   const int fd = socket(dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return upstream_failed(c, errno_text("socket"));
   c.upstream = fd;
@@ -572,7 +559,7 @@ void Proxy::Loop::drive(Conn& c) {
   const uint64_t now = monotonic_ns();
   if (c.connected && !c.close_requested) c.relay->on_client(c.in, c, now);
   c.in.shrink_if_idle();
-  bool broken = false;
+  bool broken = c.broken;
   if (c.connected && !c.out_server.empty()) {
     broken |= !flush(c.upstream, c.out_server, bytes_to_server);
   }
@@ -585,8 +572,8 @@ void Proxy::Loop::drive(Conn& c) {
 
   const size_t high = opt.high_watermark;
   uint32_t want_client = 0, want_upstream = 0;
-  if (c.relay->wants_client_bytes() && !c.close_requested && c.in.size() < high + opt.relay.max_judged_bytes &&
-      c.out_server.size() < high) {
+  if (c.relay->wants_client_bytes() && !c.close_requested &&
+      c.in.size() < high + opt.relay.max_judged_bytes && c.out_server.size() < high) {
     want_client |= EPOLLIN;
   }
   if (!c.out_client.empty()) want_client |= EPOLLOUT;
@@ -631,7 +618,7 @@ void Proxy::Loop::destroy(Conn& c) {
 }
 
 Result<std::unique_ptr<Proxy>> Proxy::Start(const Options& options, std::unique_ptr<Judge> judge,
-                                            StatementSink& records, UpstreamGuardFactory guard) {
+                                            RecordSink& records, UpstreamGuardFactory guard) {
   std::unique_ptr<Proxy> p(new Proxy());
   p->loop_ = std::make_unique<Loop>();
   Loop& l = *p->loop_;

@@ -114,7 +114,7 @@ class Proxy {
  public:
   // Binds the listeners and starts the thread. `judge` is used on the proxy's thread only.
   static Result<std::unique_ptr<Proxy>> Start(const Options& options, std::unique_ptr<Judge> judge,
-                                              StatementSink& records,
+                                              RecordSink& records,
                                               UpstreamGuardFactory guard = nullptr);
   ~Proxy();  // stops the thread; open connections are closed and their records written
   Proxy(const Proxy&) = delete;

@@ -23,7 +23,7 @@ namespace {
 constexpr uint32_t kClientCaps = kBaseCaps | kDeprecateEof;
 
 struct MyFixture {
-  MyFixture() : relay(info, judged.judge, sink, Limits{}, RelayLimits{}, counters) {}
+  MyFixture() : relay(info, judged.judge, records, Limits{}, RelayLimits{}, counters) {}
 
   std::string client(std::string_view bytes) {
     Append(in, bytes);
@@ -45,6 +45,7 @@ struct MyFixture {
   dbwarden::ConnectionInfo info;
   Counters counters;
   Recorder sink;
+  dbwarden::proxy::DecisionWriter records{sink};  // the decision written into the record
   proxytest::Judged judged;
   MysqlRelay relay;
   ByteBuffer in;

@@ -21,7 +21,7 @@ namespace {
 
 struct PgFixture {
   explicit PgFixture(RelayLimits limits = {}, std::string_view yaml = proxytest::kGuardrails)
-      : judged(yaml), relay(info, judged.judge, sink, Limits{}, limits, counters) {}
+      : judged(yaml), relay(info, judged.judge, records, Limits{}, limits, counters) {}
 
   // The client sends `bytes`; returns what reached the server.
   std::string client(std::string_view bytes) {
@@ -43,6 +43,7 @@ struct PgFixture {
   dbwarden::ConnectionInfo info;
   Counters counters;
   Recorder sink;
+  dbwarden::proxy::DecisionWriter records{sink};  // the decision written into the record
   proxytest::Judged judged;
   PgRelay relay;
   ByteBuffer in;
