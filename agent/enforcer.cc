@@ -139,12 +139,23 @@ struct Enforcer::Impl {
 Enforcer::Enforcer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Enforcer::~Enforcer() = default;
 
+Status check_enforceable(const policy::Policy& policy, const std::string& path) {
+  if (policy.mask_rule_count() == 0) return Status::Ok();
+  return Status::Error(path + ": " + std::to_string(policy.mask_rule_count()) +
+                       " mask rule(s): this version checks mask rules but its proxy does not "
+                       "apply them to results yet, so enforce mode refuses this policy rather "
+                       "than let results out unmasked; remove the mask rules to enforce the rest");
+}
+
 Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::RecordSink& records,
                                                   proxy::ConnectorLookup connectors) {
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   auto loaded = policy::Policy::load_file(config.policy_file);
   if (!loaded.ok()) return Status::Error("policy " + loaded.status().message());
+  if (Status s = check_enforceable(*loaded.value(), config.policy_file); !s.ok()) {
+    return Status::Error("policy " + s.message());
+  }
   impl->policy = std::make_unique<proxy::PolicySource>(loaded.value());
 
   // What to protect: exactly where the servers listen.
@@ -323,6 +334,9 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
 Status Enforcer::reload_policy(const std::string& path) {
   auto loaded = policy::Policy::load_file(path);
   if (!loaded.ok()) return Status::Error("policy " + loaded.status().message());
+  if (Status s = check_enforceable(*loaded.value(), path); !s.ok()) {
+    return Status::Error("policy " + s.message());
+  }
   impl_->policy->set(loaded.value());
   return Status::Ok();
 }

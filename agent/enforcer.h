@@ -25,6 +25,10 @@
 #include "protocol/statement.h"
 #include "proxy/proxy.h"
 
+namespace dbwarden::policy {
+class Policy;
+}  // namespace dbwarden::policy
+
 namespace dbwarden::agent {
 
 struct EnforcerStats {
@@ -36,6 +40,13 @@ struct EnforcerStats {
   bool proxy_alive = false;
   bool fail_open_mode = false;
 };
+
+// Whether the proxy can enforce everything `policy` asks. Mask rules load and
+// check (issue 13's engine and keys), but the proxy does not apply them to
+// results yet: running with one would let results out unmasked while the
+// operator believes them masked, so enforce mode refuses such a policy (at
+// start, and at a reload, which then keeps the running policy).
+Status check_enforceable(const policy::Policy& policy, const std::string& path);
 
 class Enforcer {
  public:
