@@ -16,7 +16,11 @@ namespace dbwarden::agent {
 
 struct Config {
   std::string config_file;  // empty: none
-  std::string audit_file = "/var/log/dbwarden/audit.jsonl";
+  // The default follows audit_format: audit.jsonl.zst, or audit.jsonl for jsonl.
+  std::string audit_file = "/var/log/dbwarden/audit.jsonl.zst";
+  // "zst": sealed zstd frames (audit/frame.h); "jsonl": plain JSON Lines, a
+  // chain field in every record (audit/chain.h).
+  std::string audit_format = "zst";
   std::string metrics_address = "127.0.0.1:9977";
   std::vector<uint16_t> postgres_ports{5432};
   std::vector<uint16_t> mysql_ports;  // none by default
