@@ -289,6 +289,8 @@ Result<std::optional<ReplayConfig>> parse_replay_config(int argc, const char* co
       ("help,h", "show this help")
       ("recording", po::value<std::string>(), "recording made with `dbwarden run --record`")
       ("audit-file", po::value<std::string>(), "where to write the audit records")
+      ("audit-format", po::value<std::string>(),
+       "jsonl (default: plain JSON Lines) or zst (sealed zstd frames, `dbwarden run`'s default)")
       ("mysql-port", po::value<std::vector<unsigned>>(),
        "MySQL/MariaDB port to watch, repeatable (default none); the unix sockets of the server "
        "listening there are found too")
@@ -314,6 +316,10 @@ Result<std::optional<ReplayConfig>> parse_replay_config(int argc, const char* co
     }
     c.recording = vm["recording"].as<std::string>();
     c.audit_file = vm["audit-file"].as<std::string>();
+    if (vm.count("audit-format")) c.audit_format = vm["audit-format"].as<std::string>();
+    if (c.audit_format != "zst" && c.audit_format != "jsonl") {
+      return Status::Error("--audit-format must be zst or jsonl, got '" + c.audit_format + "'");
+    }
     if (vm.count("max-query-bytes")) c.max_query_bytes = vm["max-query-bytes"].as<uint64_t>();
     if (Status s = take_ports(vm, "mysql-port", c.mysql_ports); !s.ok()) return s;
     c.metrics = vm.count("no-metrics") == 0;

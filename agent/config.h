@@ -78,6 +78,8 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
 struct ReplayConfig {
   std::string recording;
   std::string audit_file;
+  // "jsonl" (default: a plain file to read) or "zst" (the framed trail, as `run`'s default).
+  std::string audit_format = "jsonl";
   uint64_t max_query_bytes = 1u << 20;
   std::vector<uint16_t> mysql_ports;  // as given to `run`: they pick the decoder
   // Statements also go to a metrics exporter (registry only, nothing served),

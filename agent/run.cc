@@ -510,6 +510,7 @@ int run(const Config& config) {
 int replay(const ReplayConfig& config) {
   audit::WriterOptions wopts;
   wopts.path = config.audit_file;
+  if (config.audit_format == "zst") wopts.format = audit::TrailFormat::kFrames;
   wopts.wait_when_full = true;  // offline: every record, however fast the input comes
   auto audit = audit::JsonlWriter::Open(wopts);
   if (!audit.ok()) {
