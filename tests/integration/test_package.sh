@@ -164,7 +164,9 @@ fi
 echo "ok: systemd-analyze verify $installed_unit"
 
 # --- run the installed agent the way the unit does ---------------------------------------
-DBW_INTEGRATION_DIR="$here" python3 - "$installed_unit" "$work" <<'PY' ||
+# Debian's interpreter, like the other integration tests: it has the python3-* packages of
+# scripts/install-deps.sh (python3-zstandard reads the unit's default, framed trail).
+DBW_INTEGRATION_DIR="$here" /usr/bin/python3 - "$installed_unit" "$work" <<'PY' ||
 import json, os, re, shlex, subprocess, sys, time
 
 sys.path.insert(0, os.environ["DBW_INTEGRATION_DIR"])
