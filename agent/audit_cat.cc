@@ -3,6 +3,7 @@
 
 #include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <iostream>
@@ -12,6 +13,7 @@
 
 #include "audit/chain.h"
 #include "audit/compress.h"
+#include "audit/frame.h"
 #include "audit/trail_reader.h"
 #include "audit/verify.h"
 
@@ -25,7 +27,8 @@ constexpr int kUsage = 2;
 constexpr char kUsageText[] =
     "Usage: dbwarden audit cat [--follow] [FILE|DIR]\n\n"
     "Prints the audit trail as JSON Lines, complete records only: a DIR stands for its\n"
-    "rotated files (oldest first, .zst decoded) and the active file; the default is\n"
+    "rotated files (oldest first, .zst decoded) and the active file, plain or framed\n"
+    "(--audit-format zst: records print once their frame is sealed); the default is\n"
     "/var/log/dbwarden.\n\n"
     "Options:\n"
     "  -f, --follow  keep printing records as they are written, across rotations\n"
@@ -34,15 +37,19 @@ constexpr char kUsageText[] =
 volatile sig_atomic_t g_stop = 0;
 void on_stop(int) { g_stop = 1; }
 
-// The active file a rotated name belongs to: `<active>.YYYYMMDDTHHMMSS.uuuuuuZ[.zst]`.
-std::string active_of(std::string path) {
-  if (path.ends_with(audit::kZstdSuffix)) path.resize(path.size() - audit::kZstdSuffix.size());
+// The active file a rotated name belongs to: `<name>.YYYYMMDDTHHMMSS.uuuuuuZ[.zst]` is
+// `<name>` (jsonl) or, when that is not there, `<name>.zst` (a framed trail).
+std::string active_of(const std::string& path) {
+  std::string p = path;
+  if (p.ends_with(audit::kZstdSuffix)) p.resize(p.size() - audit::kZstdSuffix.size());
   constexpr size_t kStamp = 24;  // '.' and the 23-character stamp
-  if (path.size() > kStamp && path.back() == 'Z' && path[path.size() - kStamp] == '.' &&
-      path[path.size() - kStamp + 9] == 'T') {
-    path.resize(path.size() - kStamp);
+  if (p.size() > kStamp && p.back() == 'Z' && p[p.size() - kStamp] == '.' &&
+      p[p.size() - kStamp + 9] == 'T') {
+    p.resize(p.size() - kStamp);
+    const std::string framed = p + std::string(audit::kZstdSuffix);
+    return ::access(p.c_str(), F_OK) != 0 && ::access(framed.c_str(), F_OK) == 0 ? framed : p;
   }
-  return path;
+  return path;  // the active file itself, plain or framed
 }
 
 }  // namespace
@@ -82,8 +89,8 @@ int audit_cat_main(int argc, const char* const* argv, std::ostream& out, std::os
     out.write(lines.data(), static_cast<std::streamsize>(lines.size()));
     if (follow) out.flush();  // a shipper tailing us sees each batch at once
     const std::string_view last = lines.substr(0, lines.size() - 1);
-    if (const auto rc = audit::parse_record_chain(last.substr(last.find_last_of('\n') + 1))) {
-      last_seq = rc->seq;
+    if (const auto seq = audit::record_seq(last.substr(last.find_last_of('\n') + 1))) {
+      last_seq = *seq;
     }
   };
   for (const std::string& file : files.value()) {

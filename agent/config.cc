@@ -17,8 +17,12 @@ namespace {
 po::options_description settings() {
   po::options_description d("Settings (also accepted in the config file as key = value)");
   d.add_options()
-      ("audit-file", po::value<std::string>(), "audit log path, JSON Lines "
-       "(default /var/log/dbwarden/audit.jsonl)")
+      ("audit-file", po::value<std::string>(), "audit log path (default "
+       "/var/log/dbwarden/audit.jsonl.zst, or audit.jsonl with --audit-format jsonl)")
+      ("audit-format", po::value<std::string>(),
+       "zst (default: JSON Lines in sealed zstd frames, read with `dbwarden audit cat` or "
+       "zstdcat) or jsonl (plain JSON Lines, a chain field in every record; costs more CPU "
+       "per record, see bench/README.md)")
       ("metrics-address", po::value<std::string>(),
        "Prometheus endpoint HOST:PORT (default 127.0.0.1:9977; loopback unless you mean it)")
       ("postgres-port", po::value<std::vector<unsigned>>(),
@@ -50,8 +54,8 @@ po::options_description settings() {
       ("audit-rotate-age-seconds", po::value<uint64_t>(),
        "rotate the audit log at this age (default 86400, 0: never)")
       ("audit-compress-level", po::value<int>(),
-       "zstd level for rotated audit logs, 1..19 (default 1: fastest, ~14x on audit JSON), "
-       "0: do not compress")
+       "--audit-format jsonl: zstd level for rotated audit logs, 1..19 (default 1: fastest, "
+       "~14x on audit JSON), 0: do not compress (zst frames are compressed as written)")
       ("audit-checkpoint-records", po::value<uint64_t>(),
        "write a chain checkpoint every N records (default 100000, 0: only at rotation)")
       ("audit-checkpoint-interval-seconds", po::value<uint64_t>(),
@@ -126,6 +130,9 @@ Status take_ports(const po::variables_map& vm, const char* key, std::vector<uint
 
 Status validate(Config& c) {
   if (c.audit_file.empty()) return Status::Error("--audit-file must not be empty");
+  if (c.audit_format != "zst" && c.audit_format != "jsonl") {
+    return Status::Error("--audit-format must be zst or jsonl, got '" + c.audit_format + "'");
+  }
   auto colon = c.metrics_address.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == c.metrics_address.size()) {
     return Status::Error("--metrics-address must be HOST:PORT, got '" + c.metrics_address + "'");
@@ -223,7 +230,12 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
       po::store(po::parse_config_file(file, settings()), vm);
     }
     po::notify(vm);
-    if (vm.count("audit-file")) c.audit_file = vm["audit-file"].as<std::string>();
+    if (vm.count("audit-format")) c.audit_format = vm["audit-format"].as<std::string>();
+    if (vm.count("audit-file")) {
+      c.audit_file = vm["audit-file"].as<std::string>();
+    } else if (c.audit_format == "jsonl") {
+      c.audit_file = "/var/log/dbwarden/audit.jsonl";
+    }
     if (vm.count("metrics-address")) c.metrics_address = vm["metrics-address"].as<std::string>();
     if (Status s = take_ports(vm, "postgres-port", c.postgres_ports); !s.ok()) return s;
     if (Status s = take_ports(vm, "mysql-port", c.mysql_ports); !s.ok()) return s;
@@ -277,6 +289,8 @@ Result<std::optional<ReplayConfig>> parse_replay_config(int argc, const char* co
       ("help,h", "show this help")
       ("recording", po::value<std::string>(), "recording made with `dbwarden run --record`")
       ("audit-file", po::value<std::string>(), "where to write the audit records")
+      ("audit-format", po::value<std::string>(),
+       "jsonl (default: plain JSON Lines) or zst (sealed zstd frames, `dbwarden run`'s default)")
       ("mysql-port", po::value<std::vector<unsigned>>(),
        "MySQL/MariaDB port to watch, repeatable (default none); the unix sockets of the server "
        "listening there are found too")
@@ -302,6 +316,10 @@ Result<std::optional<ReplayConfig>> parse_replay_config(int argc, const char* co
     }
     c.recording = vm["recording"].as<std::string>();
     c.audit_file = vm["audit-file"].as<std::string>();
+    if (vm.count("audit-format")) c.audit_format = vm["audit-format"].as<std::string>();
+    if (c.audit_format != "zst" && c.audit_format != "jsonl") {
+      return Status::Error("--audit-format must be zst or jsonl, got '" + c.audit_format + "'");
+    }
     if (vm.count("max-query-bytes")) c.max_query_bytes = vm["max-query-bytes"].as<uint64_t>();
     if (Status s = take_ports(vm, "mysql-port", c.mysql_ports); !s.ok()) return s;
     c.metrics = vm.count("no-metrics") == 0;

@@ -16,7 +16,11 @@ namespace dbwarden::agent {
 
 struct Config {
   std::string config_file;  // empty: none
-  std::string audit_file = "/var/log/dbwarden/audit.jsonl";
+  // The default follows audit_format: audit.jsonl.zst, or audit.jsonl for jsonl.
+  std::string audit_file = "/var/log/dbwarden/audit.jsonl.zst";
+  // "zst": sealed zstd frames (audit/frame.h); "jsonl": plain JSON Lines, a
+  // chain field in every record (audit/chain.h).
+  std::string audit_format = "zst";
   std::string metrics_address = "127.0.0.1:9977";
   std::vector<uint16_t> postgres_ports{5432};
   std::vector<uint16_t> mysql_ports;  // none by default
@@ -74,6 +78,8 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
 struct ReplayConfig {
   std::string recording;
   std::string audit_file;
+  // "jsonl" (default: a plain file to read) or "zst" (the framed trail, as `run`'s default).
+  std::string audit_format = "jsonl";
   uint64_t max_query_bytes = 1u << 20;
   std::vector<uint16_t> mysql_ports;  // as given to `run`: they pick the decoder
   // Statements also go to a metrics exporter (registry only, nothing served),

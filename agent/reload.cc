@@ -45,6 +45,7 @@ ConfigDiff diff_config(const Config& a, const Config& b) {
   fixed("audit-rotate-bytes", a.audit_rotate_bytes != b.audit_rotate_bytes);
   fixed("audit-rotate-age-seconds", a.audit_rotate_age_seconds != b.audit_rotate_age_seconds);
   fixed("audit-compress-level", a.audit_compress_level != b.audit_compress_level);
+  fixed("audit-format", a.audit_format != b.audit_format);
   fixed("audit-checkpoint-records", a.audit_checkpoint_records != b.audit_checkpoint_records);
   fixed("audit-checkpoint-interval-seconds",
         a.audit_checkpoint_interval_seconds != b.audit_checkpoint_interval_seconds);

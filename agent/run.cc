@@ -251,6 +251,11 @@ int run(const Config& config) {
 
   audit::WriterOptions wopts;
   wopts.path = config.audit_file;
+  if (config.audit_format == "zst") {
+    // A frame holds what the writer has at a flush, at most 100 ms of records.
+    wopts.format = audit::TrailFormat::kFrames;
+    wopts.flush_interval = wopts.frame_interval;
+  }
   wopts.hmac_key_file = config.audit_hmac_key_file;
   wopts.state_dir = config.audit_state_dir;
   wopts.rotate_bytes = config.audit_rotate_bytes;
@@ -505,6 +510,7 @@ int run(const Config& config) {
 int replay(const ReplayConfig& config) {
   audit::WriterOptions wopts;
   wopts.path = config.audit_file;
+  if (config.audit_format == "zst") wopts.format = audit::TrailFormat::kFrames;
   wopts.wait_when_full = true;  // offline: every record, however fast the input comes
   auto audit = audit::JsonlWriter::Open(wopts);
   if (!audit.ok()) {

@@ -19,7 +19,8 @@ constexpr int kUsage = 2;
 
 constexpr char kUsageText[] =
     "Usage: dbwarden verify-audit [options] FILE|DIR...\n\n"
-    "Checks the audit trail's hash chain and names the first bad record.\n"
+    "Checks the audit trail's hash chain and names the first bad record (a framed trail,\n"
+    "--audit-format zst: the first bad frame and the record seqs it holds).\n"
     "Restarts after a crash (recovery records) are listed, not taken for tampering.\n"
     "FILEs are checked in the order given (plain or .zst); a DIR stands for its\n"
     "rotated files (oldest first) and the active file, and its state file.\n\n"
@@ -33,8 +34,8 @@ constexpr char kUsageText[] =
 // One line per crash the writer recovered from: where, what it kept and cut.
 void print_recovery(const audit::VerifyRecovery& r, std::ostream& out) {
   const audit::RecoveryView& v = r.record;
-  out << "recovery: " << r.file << ":" << r.line << ": seq " << r.seq << " at " << v.time
-      << ": the agent restarted after a crash; ";
+  out << "recovery: " << r.file << (r.framed ? ": frame " : ":") << r.line << ": seq " << r.seq
+      << " at " << v.time << ": the agent restarted after a crash; ";
   if (v.last_good_seq) {
     out << "the chain continues after seq " << *v.last_good_seq;
   } else {

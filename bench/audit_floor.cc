@@ -14,18 +14,18 @@
 // record is cut down to the keys issue 2 requires (the smallest record the issues allow), to show
 // the floor does not come from optional fields.
 //
-// With --frames L1,L2,... it also measures the design of issue 16 on the same
-// records in the same run: records (seq only, no per-record chain) grouped
-// into 256 KiB frames, each zstd-compressed at level L (negative levels
-// included) and then sealed with one SHA-256 over the compressed bytes and
-// the previous link, written compressed. Printed per level with its ratio to
-// the per-record floor above.
+// With --frames L1,L2,... it also measures the framed trail (issue 16,
+// --audit-format zst) on the same records in the same run, with the writer's
+// own calls (append_seq_field, FrameSealer::seal): records (seq only, no
+// per-record chain) grouped into 256 KiB frames, each zstd-compressed at level
+// L (negative levels included) and sealed with one SHA-256 over the
+// compressed bytes and the previous link, written compressed. Printed per
+// level with its ratio to the per-record floor (--audit-format jsonl) above.
 //
 // Usage: audit_floor --records FILE [--minimal] [--level N] [--rounds N] [--frames L,...]
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -39,6 +39,9 @@
 
 #include "audit/chain.h"
 #include "audit/compress.h"
+#include "audit/frame.h"
+#include "audit/trail_reader.h"
+#include "audit/verify.h"
 
 namespace {
 
@@ -139,52 +142,52 @@ double write_file(const std::string& path, const std::string& text) {
 }
 
 // Issue 16's frame: what the writer would have at a flush, at most 256 KiB.
-constexpr size_t kFrameBytes = 256 * 1024;
+constexpr size_t kFrameBytes = dbwarden::audit::kFrameMaxBytes;
 
 struct FrameCost {
-  double format_ns = 0, zstd_ns = 0, hash_ns = 0, write_ns = 0;
+  double format_ns = 0, seal_ns = 0, write_ns = 0;
   size_t plain_bytes = 0, sealed_bytes = 0, frames = 0;
 };
 
-// Frames the records at `level`: each record gets its seq field (no chain
-// field), a frame is compressed as one zstd frame, and the link is
-// SHA-256(prev link || compressed frame), appended after it (32 bytes, as a
-// skippable frame would hold it). All timed per step over the whole run.
+// Frames the records at `level` with the writer's own calls (the framed
+// trail, --audit-format zst): each record gets its seq field
+// (append_seq_field), and FrameSealer::seal compresses a frame as one zstd
+// frame and appends its seal, a skippable frame holding the link
+// SHA-256(prev link || seal fields || compressed frame). Timed per step over
+// the whole run; the seal step is zstd and SHA-256 together.
 FrameCost seal_frames(const std::vector<std::string>& bodies, int level, ChainHasher& hasher,
                       const std::string& path) {
   FrameCost c;
-  ZSTD_CCtx* cctx = ZSTD_createCCtx();
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
-  std::string frame, sealed, out;
+  auto sealer = dbwarden::audit::FrameSealer::Create(level);
+  if (!sealer.ok()) {
+    std::fprintf(stderr, "audit_floor: %s\n", sealer.status().message().c_str());
+    std::exit(1);
+  }
+  std::string frame, out;
   frame.reserve(kFrameBytes + 64 * 1024);
-  sealed.resize(ZSTD_compressBound(kFrameBytes + 64 * 1024));
   out.reserve(bodies.size() * 64 + 1024);
   Digest link{};
+  uint64_t first = 0;
+  uint32_t count = 0;
   auto seal = [&] {
-    double t = thread_cpu_ns();
-    const size_t n = ZSTD_compress2(cctx, sealed.data(), sealed.size(), frame.data(), frame.size());
-    c.zstd_ns += thread_cpu_ns() - t;
-    if (ZSTD_isError(n)) {
-      std::fprintf(stderr, "audit_floor: zstd: %s\n", ZSTD_getErrorName(n));
+    const double t = thread_cpu_ns();
+    const auto st = sealer.value()->seal(hasher, frame, first, count, link, out);
+    c.seal_ns += thread_cpu_ns() - t;
+    if (!st.ok()) {
+      std::fprintf(stderr, "audit_floor: %s\n", st.message().c_str());
       std::exit(1);
     }
-    t = thread_cpu_ns();
-    link = hasher.hash(link, std::string_view(sealed.data(), n), {});
-    c.hash_ns += thread_cpu_ns() - t;
-    out.append(sealed.data(), n);
-    out.append(reinterpret_cast<const char*>(link.data()), link.size());
     c.plain_bytes += frame.size();
     ++c.frames;
     frame.clear();
+    first += count;
+    count = 0;
   };
   double t = thread_cpu_ns();
   for (size_t seq = 0; seq < bodies.size(); ++seq) {
     frame.append(bodies[seq]);
-    frame.append(dbwarden::audit::kSeqKey);
-    char digits[24];
-    const int len = std::snprintf(digits, sizeof(digits), "%zu}\n", seq);
-    frame.append(digits, static_cast<size_t>(len));
+    dbwarden::audit::append_seq_field(seq, frame);
+    ++count;
     if (frame.size() >= kFrameBytes) {
       c.format_ns += thread_cpu_ns() - t;
       seal();
@@ -193,7 +196,6 @@ FrameCost seal_frames(const std::vector<std::string>& bodies, int level, ChainHa
   }
   c.format_ns += thread_cpu_ns() - t;
   if (!frame.empty()) seal();
-  ZSTD_freeCCtx(cctx);
   c.sealed_bytes = out.size();
   c.write_ns = write_file(path, out);
   return c;
@@ -288,18 +290,35 @@ int main(int argc, char** argv) {
   // Issue 16's frames, same records, same run.
   struct FrameRow {
     int level;
-    std::vector<double> format, zstd, hash, write;
+    std::vector<double> format, seal, write, verify, cat;  // verify, cat: JSON bytes per ns
     double ratio = 0;
   };
   std::vector<FrameRow> frame_rows;
   for (int frame_level : frame_levels) {
-    FrameRow row{frame_level, {}, {}, {}, {}};
+    FrameRow row{frame_level, {}, {}, {}, {}, {}};
     for (int r = 0; r < rounds; ++r) {
       const FrameCost fc = seal_frames(bodies, frame_level, **hasher, path);
       row.format.push_back(fc.format_ns);
-      row.zstd.push_back(fc.zstd_ns);
-      row.hash.push_back(fc.hash_ns);
+      row.seal.push_back(fc.seal_ns);
       row.write.push_back(fc.write_ns);
+      // Reading it back: verify-audit's and audit cat's own calls, one core.
+      const double plain = static_cast<double>(fc.plain_bytes);
+      double t = thread_cpu_ns();
+      const auto v = dbwarden::audit::verify_audit_files({path}, {});
+      row.verify.push_back(plain / (thread_cpu_ns() - t));
+      if (!v.ok() || !v.value().valid() || v.value().records != bodies.size()) {
+        std::fprintf(stderr, "audit_floor: the framed file does not verify\n");
+        return 1;
+      }
+      size_t printed = 0;
+      t = thread_cpu_ns();
+      const auto st = dbwarden::audit::cat_audit_file(
+          path, [&](std::string_view lines) { printed += lines.size(); });
+      row.cat.push_back(plain / (thread_cpu_ns() - t));
+      if (!st.ok() || printed != fc.plain_bytes) {
+        std::fprintf(stderr, "audit_floor: audit cat does not read the framed file back\n");
+        return 1;
+      }
       row.ratio = static_cast<double>(fc.plain_bytes) / static_cast<double>(fc.sealed_bytes);
     }
     frame_rows.push_back(std::move(row));
@@ -322,12 +341,14 @@ int main(int argc, char** argv) {
   std::printf("  sum                %7.0f ns/record = %.2f of the 1.5 us budget\n", sum,
               sum / kBudgetNs);
   for (const FrameRow& f : frame_rows) {
-    const double fmt = median(f.format) / n, z = median(f.zstd) / n, h = median(f.hash) / n,
-                 w = median(f.write) / n, total = fmt + z + h + w;
+    const double fmt = median(f.format) / n, sl = median(f.seal) / n, w = median(f.write) / n,
+                 total = fmt + sl + w;
     std::printf(
-        "  frames, zstd level %3d (x%.1f on disk): seq %4.0f + zstd %5.0f + SHA-256 %4.0f"
+        "  frames, zstd level %3d (x%.1f on disk): seq %4.0f + seal (zstd + SHA-256) %5.0f"
         " + write %4.0f = %5.0f ns/record, %.2f of the per-record floor\n",
-        f.level, f.ratio, fmt, z, h, w, total, total / sum);
+        f.level, f.ratio, fmt, sl, w, total, total / sum);
+    std::printf("    read back: verify-audit %5.0f MB/s, audit cat %5.0f MB/s of JSON, one core\n",
+                median(f.verify) * 1000, median(f.cat) * 1000);
   }
   std::printf(
       "RESULT {\"records\": %zu, \"minimal\": %s, \"bytes_per_record\": %.1f, \"hash_ns\": %.1f, "

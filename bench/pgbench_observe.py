@@ -109,6 +109,8 @@ def bpf_delta(before, after):
 
 # Agent threads by name (pthread_setname_np in the agent): everything else, the
 # decode loop on the main thread included, is "dbwarden".
+# With --audit-format zst the writer thread also compresses (frames); "compress" is jsonl's
+# rotation compressor.
 THREAD_GROUPS = (("dbw-audit-write", "chain+write"), ("dbw-audit-sync", "sync"),
                  ("dbw-audit-zstd", "compress"))
 
@@ -184,8 +186,10 @@ def baseline_run(cluster, args):
 
 
 def observed_run(cluster, args, workdir):
-    audit = os.path.join(workdir, "audit.jsonl")
-    agent = Agent(args.agent, audit, [cluster.port], extra_args=args.agent_arg)
+    name = "audit.jsonl.zst" if args.audit_format == "zst" else "audit.jsonl"
+    audit = os.path.join(workdir, name)
+    agent = Agent(args.agent, audit, [cluster.port], extra_args=args.agent_arg,
+                  audit_format=args.audit_format)
     agent.start()
     try:
         agent.wait_audit_settled(timeout=10, quiet=0.5)  # let start-up work finish
@@ -246,6 +250,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=20, help="duration of each pgbench run")
     ap.add_argument("--scale", type=int, default=10, help="pgbench -i scale factor")
     ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--audit-format", choices=("zst", "jsonl"), default="zst",
+                    help="the trail's format (default zst, the agent's default: sealed frames)")
     ap.add_argument("--quick", action="store_true", help="smoke check: 3 pairs of 5 s")
     ap.add_argument("--no-bpf-stats", action="store_true",
                     help="do not enable BPF run-time statistics (TPS only; stats cost a little)")
@@ -373,6 +379,7 @@ def main():
     verdict = "PASS" if summary["ratio_ok"] and summary["cpu_ok"] else "MISS"
     print(f"targets: {verdict} (ratio {'ok' if summary['ratio_ok'] else 'missed'}, "
           f"cpu {'ok' if summary['cpu_ok'] else 'missed'})")
+    summary["audit_format"] = args.audit_format
     print("RESULT " + json.dumps(nan_to_null({**summary, "runs": pairs}), sort_keys=True))
     return 1 if args.check and verdict != "PASS" else 0
 

@@ -47,13 +47,14 @@ def record(agent, path, seconds):
             a.wait_audit_settled(timeout=30, quiet=1.0)
 
 
-def replay(agent, recording):
+def replay(agent, recording, audit_format):
     """(CPU seconds of the replay process, statements) for one replay into a fresh dir."""
     out = tempfile.mkdtemp(prefix="dbw-replay-out-")
+    name = "audit.jsonl.zst" if audit_format == "zst" else "audit.jsonl"
     try:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        p = subprocess.run([agent, "replay", recording, "--audit-file",
-                            os.path.join(out, "audit.jsonl")],
+        p = subprocess.run([agent, "replay", recording, "--audit-file", os.path.join(out, name),
+                            "--audit-format", audit_format],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if p.returncode != 0:
@@ -74,7 +75,12 @@ def main():
     ap.add_argument("--seconds", type=int, default=8, help="length of the recorded session")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--recording", help="replay this recording instead of making one")
+    ap.add_argument("--audit-format", action="append", choices=("jsonl", "zst"),
+                    help="the trail's format, repeatable: each agent replays in each format "
+                    "(default jsonl, the replay's own default)")
     args = ap.parse_args()
+    formats = args.audit_format or ["jsonl"]
+    runs = [(a, f) for a in args.agent for f in formats]  # the first is the baseline
 
     workdir = tempfile.mkdtemp(prefix="dbw-replay-")
     try:
@@ -87,22 +93,23 @@ def main():
             recording = os.path.join(workdir, "pgbench-S.rec")
             log(f"recording {args.seconds} s of pgbench -S with {args.agent[0]}")
             record(args.agent[0], recording, args.seconds)
-        per_agent = {a: [] for a in args.agent}
+        per_run = {run: [] for run in runs}
         statements = None
         for r in range(args.rounds):
-            for a in args.agent:
-                cpu, n = replay(a, recording)
+            for a, f in runs:
+                cpu, n = replay(a, recording, f)
                 if statements not in (None, n):
                     raise RuntimeError(f"{a} decoded {n} statements, another agent {statements}")
                 statements = n
-                per_agent[a].append(cpu / n * 1e6)
-                print(f"round {r + 1} {a}: {cpu:.3f} s CPU, {n} statements, "
+                per_run[(a, f)].append(cpu / n * 1e6)
+                print(f"round {r + 1} {a} --audit-format {f}: {cpu:.3f} s CPU, {n} statements, "
                       f"{cpu / n * 1e6:.3f} us/stmt", flush=True)
-        base = statistics.median(per_agent[args.agent[0]])
-        print(f"\n{'agent':60s} {'us/stmt (median)':>17s} {'range':>15s} {'vs first':>9s}")
-        for a, v in per_agent.items():
+        base = statistics.median(per_run[runs[0]])
+        print(f"\n{'agent, format':60s} {'us/stmt (median)':>17s} {'range':>15s} {'vs first':>9s}")
+        for (a, f), v in per_run.items():
             med = statistics.median(v)
-            print(f"{a:60s} {med:17.3f} {min(v):7.3f}-{max(v):<7.3f} {med / base:9.3f}")
+            print(f"{(a + ' ' + f):60s} {med:17.3f} {min(v):7.3f}-{max(v):<7.3f} "
+                  f"{med / base:9.3f}")
         print(f"statements per replay: {statements}")
         return 0
     finally:

@@ -17,10 +17,11 @@ BUILD_PACKAGES="cmake make pkg-config clang llvm libbpf-dev bpftool libelf-dev z
 # clients (psql/pgbench, mariadb), the Python drivers, the MariaDB C API for our own
 # prepared-statement test client, and promtool (package
 # prometheus) to lint the metrics; libpq-dev for the pipeline-mode test client;
-# pgbouncer for the server-restart test (a transaction pool in front of PostgreSQL).
+# pgbouncer for the server-restart test (a transaction pool in front of PostgreSQL);
+# python3-zstandard for the tests that read the framed audit trail (audit.jsonl.zst).
 TEST_PACKAGES="catch2 libfuzzer-14-dev libclang-rt-14-dev postgresql postgresql-contrib
   postgresql-client python3 python3-psycopg2 mariadb-server mariadb-client python3-pymysql
-  libmariadb-dev
+  libmariadb-dev python3-zstandard
   prometheus rsyslog procps iproute2 util-linux libpq-dev pgbouncer"
 # Packaging test: CPack's DEB generator (dpkg-shlibdeps from dpkg-dev, file,
 # strip from binutils), systemd-analyze, and strace to check the unit's

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // Writes an audit log with the real JsonlWriter for test_verify_audit.sh:
-//   audit_log_writer PATH COUNT [ROTATE_BYTES [HMAC_KEY_FILE]]
+//   audit_log_writer [--format jsonl|zst] PATH COUNT [ROTATE_BYTES [HMAC_KEY_FILE]]
+// The format is jsonl (plain JSON Lines) unless --format zst (the framed trail).
 // Statement i has the query text "SELECT i"; a second run continues the chain
 // (numbering restarts at 0, which the script does not rely on).
 #include <cstdio>
@@ -11,11 +12,18 @@
 #include "audit/jsonl_writer.h"
 
 int main(int argc, char** argv) {
+  dbwarden::audit::WriterOptions o;
+  if (argc > 2 && std::string(argv[1]) == "--format") {
+    if (std::string(argv[2]) == "zst") o.format = dbwarden::audit::TrailFormat::kFrames;
+    argc -= 2;
+    argv += 2;
+  }
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s PATH COUNT [ROTATE_BYTES [HMAC_KEY_FILE]]\n", argv[0]);
+    std::fprintf(stderr,
+                 "usage: audit_log_writer [--format jsonl|zst] PATH COUNT "
+                 "[ROTATE_BYTES [HMAC_KEY_FILE]]\n");
     return 2;
   }
-  dbwarden::audit::WriterOptions o;
   o.path = argv[1];
   o.rotate_bytes = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 0;
   o.checkpoint_records = 10;

@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 
-from pg_cluster import short
+from pg_cluster import read_audit_text, short
 
 # RFC 3339 UTC, as the audit record's "time" is written.
 _TIME_RE = re.compile(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z\Z")
@@ -177,8 +177,7 @@ def password_leaks(password, audit_path, texts):
     leaks = []
     audit_bytes = b""
     if os.path.exists(audit_path):
-        with open(audit_path, "rb") as f:
-            audit_bytes = f.read()
+        audit_bytes = read_audit_text(audit_path).encode()
     if password.encode() in audit_bytes:
         leaks.append("the password appears in the audit file")
     for where, text in texts.items():

@@ -256,6 +256,10 @@ class Agent:
     Usage: with Agent(path, audit_file, [port]) as agent: ...; agent.returncode and
     agent.stderr are available after the block. stop() raises AgentError unless it exited 0.
 
+    The audit format is always named on the command line: audit_format="jsonl" (plain JSON
+    Lines, what the tests that read the file were written for) unless a test names "zst"
+    (the agent's default, framed; read_audit and read_audit_text read both).
+
     Every agent pins its kernel state in its own bpffs directory (pin_dir, by default a
     fresh one: concurrent tests must not resume each other's capture) and stop() detaches it,
     unless keep_pins is set (a restart test hands the directory to the next Agent and calls
@@ -264,8 +268,9 @@ class Agent:
 
     def __init__(self, exe, audit_file, pg_ports, metrics_port=None, config=None,
                  extra_args=None, ready_timeout=120.0, pin_dir=None, keep_pins=False,
-                 stdout_path=None):
+                 stdout_path=None, audit_format="jsonl"):
         self.exe = exe
+        self.audit_format = audit_format
         self.pin_dir = pin_dir or private_pin_dir()
         self.keep_pins = keep_pins
         self.audit_file = audit_file
@@ -309,6 +314,7 @@ class Agent:
 
     def command(self):
         cmd = [self.exe, "run", "--audit-file", self.audit_file,
+               "--audit-format", self.audit_format,
                "--metrics-address", f"127.0.0.1:{self.metrics_port}"]
         for p in self.pg_ports:
             cmd += ["--postgres-port", str(p)]
@@ -461,22 +467,45 @@ def short(text, n=160):
     return r if len(r) <= n else f"{r[:n]}...({len(text)} chars)"
 
 
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def read_audit_text(path):
+    """An audit file's JSON Lines as text, whatever its format: plain (--audit-format jsonl),
+    or zstd frames (the framed trail, --audit-format zst, or a rotated file), decoded the way
+    zstdcat does (the seals are skippable frames). Raises FileNotFoundError."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith(ZSTD_MAGIC):
+        import zstandard  # python3-zstandard (scripts/install-deps.sh)
+        out, reader = [], zstandard.ZstdDecompressor()
+        while data:
+            if int.from_bytes(data[:4], "little") & 0xFFFFFFF0 == 0x184D2A50:
+                data = data[8 + int.from_bytes(data[4:8], "little"):]  # a seal: skipped
+                continue
+            obj = reader.decompressobj()
+            out.append(obj.decompress(data))
+            data = obj.unused_data
+        data = b"".join(out)
+    return data.decode("utf-8")
+
+
 def read_audit(path):
     """Statement records of an audit file (checkpoints left out), and problems found."""
     records, bad = [], []
     try:
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError as e:
-                    bad.append(f"audit line {n} is not JSON ({e}): {short(line)}")
-                    continue
-                # Checkpoints and recovery records are the trail's own, not statements.
-                if "dbwarden.record_type" not in record:
-                    records.append(record)
+        text = read_audit_text(path)
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as e:
+                bad.append(f"audit line {n} is not JSON ({e}): {short(line)}")
+                continue
+            # Checkpoints and recovery records are the trail's own, not statements.
+            if "dbwarden.record_type" not in record:
+                records.append(record)
     except FileNotFoundError:
         bad.append(f"audit file {path} does not exist")
     return records, bad

@@ -2,7 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """Crash-safe (issue 19): the agent SIGKILLed under load, restarted at once, three times.
 
-Audit format: plain JSON Lines (`audit.jsonl`, read directly and by `dbwarden verify-audit`).
+Audit format: --audit-format jsonl (plain JSON Lines, `audit.jsonl`, read directly) or, with
+`--audit-format zst`, the framed trail (`audit.jsonl.zst`, each file read with `zstdcat`: a
+torn last frame must have been cut so that it reads whole). Both are checked by `dbwarden
+verify-audit`.
 
 A private PostgreSQL logs every statement (log_statement=all). `pgbench -S -c 4` runs for
 20 s; the agent (its own bpffs pin directory, kept across restarts) is killed with SIGKILL
@@ -47,7 +50,9 @@ from pg_cluster import (Agent, AgentError, PgCluster, log, make_workdir,  # noqa
 CLIENTS = 4
 SECONDS = 20
 KILLS = 3
-FLUSH_INTERVAL = 0.2  # seconds, WriterOptions::flush_interval
+# Seconds, WriterOptions::flush_interval (jsonl); zst: the agent's 100 ms flush_interval plus
+# at most 100 ms in an unsealed frame.
+FLUSH_INTERVAL = 0.2
 SELECT_RE = re.compile(r"\ASELECT abalance FROM pgbench_accounts WHERE aid = \d+\Z")
 
 
@@ -55,13 +60,17 @@ def norm(text):
     return re.sub(r"\s+", " ", text or "").strip().rstrip(";").strip()
 
 
-def trail_records(audit_dir):
+def active_name(audit_format):
+    return "audit.jsonl.zst" if audit_format == "zst" else "audit.jsonl"
+
+
+def trail_records(audit_dir, audit_format):
     """Every record of the trail (rotated .zst files through `zstdcat`, then the active
-    file), in chain order."""
+    file: plain, or through `zstdcat` too when framed), in chain order."""
     files = sorted(glob.glob(os.path.join(audit_dir, "audit.jsonl.*Z.zst")) +
                    glob.glob(os.path.join(audit_dir, "audit.jsonl.*Z")),
                    key=lambda p: p.removesuffix(".zst"))
-    files.append(os.path.join(audit_dir, "audit.jsonl"))
+    files.append(os.path.join(audit_dir, active_name(audit_format)))
     out = []
     for f in files:
         if f.endswith(".zst"):
@@ -134,7 +143,7 @@ def run_scenario(args, name, rotate_bytes, rng, failures):
     app = f"dbw-crash-{name}"
     workdir = make_workdir(f"dbw-crash-{name}-")
     audit_dir = os.path.join(workdir, "audit")
-    audit_path = os.path.join(audit_dir, "audit.jsonl")
+    audit_path = os.path.join(audit_dir, active_name(args.audit_format))
     pin_dir = private_pin_dir()
     extra = ["--audit-rotate-bytes", str(rotate_bytes)] if rotate_bytes else []
     start_times = []
@@ -145,7 +154,7 @@ def run_scenario(args, name, rotate_bytes, rng, failures):
 
     def start():
         a = Agent(args.agent, audit_path, [cluster.port], pin_dir=pin_dir, keep_pins=True,
-                  extra_args=extra)
+                  extra_args=extra, audit_format=args.audit_format)
         t0 = time.monotonic()
         a.start()
         start_times.append(time.monotonic() - t0)
@@ -224,7 +233,7 @@ def run_scenario(args, name, rotate_bytes, rng, failures):
                         f"want {args.kills}")
 
     # --- loss is bounded and counted ----------------------------------------------------------
-    records = trail_records(audit_dir)
+    records = trail_records(audit_dir, args.audit_format)
     opens = [i for i, rec in enumerate(records) if rec.get("dbwarden.reason") == "open"]
     if len(opens) != args.kills + 1:
         failures.append(f"{name}: {len(opens)} open checkpoints, want {args.kills + 1}")
@@ -266,11 +275,12 @@ def main():
     ap.add_argument("--kills", type=int, default=KILLS, help="SIGKILLs per scenario (0: a "
                     "baseline run: the loss without crashes)")
     ap.add_argument("--scenario", choices=("anywhere", "rotating"), action="append")
+    ap.add_argument("--audit-format", choices=("jsonl", "zst"), default="jsonl")
     args = ap.parse_args()
     if os.geteuid() != 0:
         return skip_or_fail("needs root to load BPF programs")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
-    log(f"seed {seed} (--seed {seed} replays the kill moments)")
+    log(f"seed {seed} (--seed {seed} replays the kill moments); audit format {args.audit_format}")
     rng = random.Random(seed)
     failures = []
     for name, rotate in (("anywhere", 0), ("rotating", 4 << 20)):

@@ -379,24 +379,28 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--agent", required=True, help="path to the dbwarden executable")
     ap.add_argument("--keep", action="store_true", help="keep the work dir even on success")
+    ap.add_argument("--audit-format", choices=("jsonl", "zst"), default="jsonl",
+                    help="the trail's format (zst: audit.jsonl.zst, read by read_audit)")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop servers on the way out
 
     if os.geteuid() != 0:
         return skip_or_fail("needs root (CAP_BPF/CAP_SYS_ADMIN) to load BPF programs and to "
                             "run PostgreSQL as the postgres user; run via `sudo make test`")
-    return in_workdir("dbw-integ-", args.keep, lambda workdir: run(args.agent, workdir))
+    return in_workdir("dbw-integ-", args.keep,
+                      lambda workdir: run(args.agent, workdir, args.audit_format))
 
 
-def run(agent_exe, workdir):
-    audit_path = os.path.join(workdir, "audit.jsonl")
+def run(agent_exe, workdir, audit_format="jsonl"):
+    audit_path = os.path.join(workdir, "audit.jsonl.zst" if audit_format == "zst" else
+                              "audit.jsonl")
     # Cleartext password over TCP is the strongest test that authentication messages never
     # leak; SCRAM over the unix socket covers the usual exchange.
     hba = [("host", "password", PW_ROLE), ("local", "scram-sha-256", PW_ROLE)]
     with PgCluster(hba_rules=hba) as cluster:
         setup(cluster)
 
-        agent = pg_cluster.Agent(agent_exe, audit_path, [cluster.port])
+        agent = pg_cluster.Agent(agent_exe, audit_path, [cluster.port], audit_format=audit_format)
         if (rc := start_agent(agent)) is not None:
             return rc
         try:

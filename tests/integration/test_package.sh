@@ -164,11 +164,14 @@ fi
 echo "ok: systemd-analyze verify $installed_unit"
 
 # --- run the installed agent the way the unit does ---------------------------------------
-DBW_INTEGRATION_DIR="$here" python3 - "$installed_unit" "$work" <<'PY' ||
+# Debian's interpreter, like the other integration tests: it has the python3-* packages of
+# scripts/install-deps.sh (python3-zstandard reads the unit's default, framed trail).
+DBW_INTEGRATION_DIR="$here" /usr/bin/python3 - "$installed_unit" "$work" <<'PY' ||
 import json, os, re, shlex, subprocess, sys, time
 
 sys.path.insert(0, os.environ["DBW_INTEGRATION_DIR"])
-from pg_cluster import PgCluster, Agent, AgentError, free_port, log  # noqa: E402
+from pg_cluster import (PgCluster, Agent, AgentError, free_port, log,  # noqa: E402
+                        read_audit_text)
 
 unit_path, work = sys.argv[1], sys.argv[2]
 
@@ -222,7 +225,8 @@ os.environ["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") + ":detect_leak
 # strace outside, setpriv inside: what is traced after setpriv's execve is the agent alone.
 prefix = ["strace", "-f", "-qq", "-s", "0", "-o", strace_out,
           "setpriv", "--no-new-privs", "--inh-caps", "-all", "--bounding-set", bounding, "--"]
-audit = os.path.join(work, "audit", "audit.jsonl")
+# The unit's default audit format (zst: the framed trail), read back through read_audit_text.
+audit = os.path.join(work, "audit", "audit.jsonl.zst")
 state = os.path.join(work, "state")
 log(f"unit ExecStart: {exec_start}; bounding set {bounding}")
 
@@ -273,10 +277,7 @@ with PgCluster() as cluster:
         agent._terminate()
         raise
 
-records = []
-with open(audit) as f:
-    for line in f:
-        records.append(json.loads(line))
+records = [json.loads(line) for line in read_audit_text(audit).splitlines()]
 mine = [r for r in records if tag in json.dumps(r)]
 assert mine, f"statement {tag} not in the audit log ({len(records)} records)"
 exe = mine[0].get("client.process.executable.path", "")

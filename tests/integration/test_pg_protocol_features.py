@@ -28,7 +28,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
 from pg_cluster import (SETUP_APP, PgCluster, in_workdir, log, read_audit,  # noqa: E402
-                        skip_or_fail, start_agent, stop_agent)
+                        read_audit_text, skip_or_fail, start_agent, stop_agent)
 from test_observe_pg import (Expected, compare, logged_statements,  # noqa: E402
                              pgbench_shape, PGBENCH_TX_STATEMENTS)
 
@@ -169,9 +169,8 @@ def run(agent_exe, client_exe, workdir, audit_path):
                 or len(ps) != n or not all(re.fullmatch(r"-?\d+", p or "") for p in ps)):
             problems.append(f"pgbench prepared record: {r}")
             break
-    with open(audit_path, encoding="utf-8") as f:
-        if SECRET_ROW in f.read():
-            problems.append("COPY row data appears in the audit log")
+    if SECRET_ROW in read_audit_text(audit_path):
+        problems.append("COPY row data appears in the audit log")
     cancel = [r for r in by_app.get("dbw-cancel", []) if "pg_sleep" in r.get("db.query.text", "")]
     if len(cancel) != 1 or cancel[0].get("db.response.status_code") != "57014":
         problems.append(f"cancelled query: {cancel}")

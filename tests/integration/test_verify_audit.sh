@@ -110,6 +110,54 @@ expect 0 "^valid: .* 1 recovery record" "$@" "$work/kill"
 sed -i '$d' "$work/kill/audit.jsonl"
 expect 1 "missing tail" "$@" "$work/kill"
 
+# The framed trail (--audit-format zst, issue 16): the same promises at frame granularity.
+# (Edits, deletions, reordering and insertion of single frames: tests/unit/audit/frames_test.cc.)
+zfresh() {
+  rm -rf "${work:?}/$1"
+  "$writer" --format zst "$work/$1/audit.jsonl.zst" 40 ${2:-0} ${3:-} || { echo "writer failed"; exit 1; }
+}
+zfresh zplain
+expect 0 "^valid: 45 records (40 statements" "$@" "$work/zplain/audit.jsonl.zst"
+[ "$(zstdcat "$work/zplain/audit.jsonl.zst" | grep -c '"db.query.text"')" = 40 ] ||
+  { echo "FAIL: zstdcat does not read the framed file as 40 records"; failures=$((failures + 1)); }
+zfresh zrot 700
+"$writer" --format zst "$work/zrot/audit.jsonl.zst" 15 700 || exit 1
+[ "$(ls "$work/zrot" | grep -c 'Z\.zst$')" -ge 2 ] || { echo "FAIL: no rotated framed files"; failures=$((failures + 1)); }
+expect 0 "^valid: .*(55 statements" "$@" "$work/zrot"
+[ "$(cd "$work/zrot" && zstdcat $(ls | grep 'Z\.zst$' | sort) audit.jsonl.zst | grep -c '"db.query.text"')" = 55 ] ||
+  { echo "FAIL: zstdcat does not read the rotated framed trail"; failures=$((failures + 1)); }
+zfresh zedit
+printf 'XXXX' | dd of="$work/zedit/audit.jsonl.zst" bs=1 seek=30 conv=notrunc 2>/dev/null
+expect 1 "audit.jsonl.zst: frame 1 (at byte 0)" "$@" "$work/zedit/audit.jsonl.zst"
+zfresh ztrunc
+size=$(stat -c %s "$work/ztrunc/audit.jsonl.zst")
+dd if=/dev/null of="$work/ztrunc/audit.jsonl.zst" bs=1 seek=$((size - 40)) 2>/dev/null
+expect 1 "frame 1 (at byte 0): truncated" "$@" "$work/ztrunc/audit.jsonl.zst"
+zfresh ztail
+cp "$work/ztail/audit.jsonl.zst" "$work/ztail-copy"
+"$writer" --format zst "$work/ztail/audit.jsonl.zst" 5 || exit 1
+cp "$work/ztail-copy" "$work/ztail/audit.jsonl.zst"
+expect 0 "^valid" "$@" "$work/ztail/audit.jsonl.zst"
+expect 1 "missing tail" "$@" "$work/ztail"
+zfresh zgone 700
+victim=$(ls "$work/zgone" | grep 'Z\.zst$' | sed -n 2p)
+rm "$work/zgone/$victim"
+expect 1 "file missing: '${victim%.zst}'" "$@" "$work/zgone"
+zfresh zkeyed 0 "$work/key"
+expect 0 "^valid" "$@" --hmac-key "$work/key" "$work/zkeyed"
+expect 2 "give the HMAC key" "$@" "$work/zkeyed"
+rm -rf "${work:?}/zkill"
+"$writer" --format zst "$work/zkill/audit.jsonl.zst" 100000000 3000000 &
+pid=$!
+sleep 1.5
+kill -9 "$pid"
+wait "$pid" 2>/dev/null
+"$writer" --format zst "$work/zkill/audit.jsonl.zst" 10 3000000 || { echo "writer failed after the kill"; exit 1; }
+expect 0 "^recovery: .*: frame [0-9]*: seq [0-9]* .*the agent restarted after a crash" "$@" "$work/zkill"
+expect 0 "^valid: .* 1 recovery record" "$@" "$work/zkill"
+zstdcat "$work/zkill/audit.jsonl.zst" >/dev/null ||
+  { echo "FAIL: zstdcat does not read the recovered file whole"; failures=$((failures + 1)); }
+
 # Usage errors.
 expect 2 "Usage" "$@"
 expect 2 "unknown option" "$@" --bogus "$work/plain/audit.jsonl"

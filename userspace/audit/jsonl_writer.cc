@@ -131,6 +131,12 @@ Status JsonlWriter::start() {
   auto hasher = ChainHasher::Create(key);
   if (!hasher.ok()) return hasher.status();
   hasher_ = std::move(hasher.value());
+  if (frames()) {
+    auto sealer = FrameSealer::Create(options_.frame_level);
+    if (!sealer.ok()) return sealer.status();
+    sealer_ = std::move(sealer.value());
+    frame_.reserve(kFrameMaxBytes + 64 * 1024);
+  }
 
   // Read-write: recovery reads the tail back and may cut a torn record off.
   fd_ = ::open(options_.path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
@@ -173,7 +179,7 @@ Status JsonlWriter::start() {
   if (!options_.defer_open_checkpoint) append_open(now);
 
   // Rotated files left uncompressed by an earlier run.
-  if (regular_file_ && options_.compress_rotated) {
+  if (regular_file_ && options_.compress_rotated && !frames()) {
     if (DIR* d = ::opendir(dir_.c_str())) {
       while (dirent* e = ::readdir(d)) {
         const std::string name = e->d_name;
@@ -198,16 +204,19 @@ Status JsonlWriter::recover(const std::optional<ChainState>& state) {
   // or level with the same head: a log whose tail was cut while the agent was
   // down must not become the new truth, so the chain then continues from the
   // state and the gap shows.
-  const TailScan tail = scan_tail(fd_, file_bytes_);
+  auto scan = [&](int fd, uint64_t size) {
+    return frames() ? scan_frame_tail(fd, size) : scan_tail(fd, size);
+  };
+  const TailScan tail = scan(fd_, file_bytes_);
   TailScan head = tail;
   if (!tail.found) {
     // Killed mid-rotation: the renamed file holds the newest records and the
     // new active file is empty or holds only a torn first record.
-    const std::string rotated = newest_rotated_file(dir_, base_);
+    const std::string rotated = frames() ? newest_rotated_file(dir_, stem(), kZstdSuffix)
+                                         : newest_rotated_file(dir_, base_);
     const int rfd = rotated.empty() ? -1 : ::open(rotated.c_str(), O_RDONLY | O_CLOEXEC);
     struct stat rst {};
-    if (rfd >= 0 && ::fstat(rfd, &rst) == 0)
-      head = scan_tail(rfd, static_cast<uint64_t>(rst.st_size));
+    if (rfd >= 0 && ::fstat(rfd, &rst) == 0) head = scan(rfd, static_cast<uint64_t>(rst.st_size));
     if (rfd >= 0) ::close(rfd);
   }
   const bool ahead = head.found && state && head.seq + 1 > state->next_seq;
@@ -221,11 +230,13 @@ Status JsonlWriter::recover(const std::optional<ChainState>& state) {
     next_seq_ = state->next_seq;
     chain_ = state->chain;
   }
+  sealed_seq_ = next_seq_;
   bool ends_with_newline = true;
   if (file_bytes_ > tail.good_end && follow) {
-    // A record torn by the kill, or pages a power loss never wrote: kept in
-    // a side file, then cut off, so the chain goes on after the last
-    // complete record and the file reads as JSON Lines again.
+    // A record (or frame) torn by the kill, or pages a power loss never
+    // wrote: kept in a side file, then cut off, so the chain goes on after
+    // the last complete record and the file reads as JSON Lines (or with
+    // zstdcat) again.
     bytes_cut_ = file_bytes_ - tail.good_end;
     cut_file_ = "." + base_ + ".cut." + rotation_stamp(real_now());
     if (Status s = save_cut_bytes(fd_, tail.good_end, file_bytes_, dir_ + "/" + cut_file_);
@@ -236,7 +247,7 @@ Status JsonlWriter::recover(const std::optional<ChainState>& state) {
       return errno_error("cut the torn tail of", options_.path, errno);
     }
     file_bytes_ = tail.good_end;
-  } else if (file_bytes_ > 0) {
+  } else if (file_bytes_ > 0 && !frames()) {
     char last = '\n';
     ends_with_newline =
         ::pread(fd_, &last, 1, static_cast<off_t>(file_bytes_ - 1)) == 1 && last == '\n';
@@ -244,7 +255,8 @@ Status JsonlWriter::recover(const std::optional<ChainState>& state) {
   // Behind the state or not an audit log's tail: a partial line is ended so
   // new records start on their own line (verify-audit reports the broken one).
   if (!ends_with_newline) out_.push_back('\n');
-  file_records_ = count_lines(options_.path) + (ends_with_newline ? 0 : 1);
+  file_records_ = frames() ? count_frame_records(fd_, file_bytes_)
+                           : count_lines(options_.path) + (ends_with_newline ? 0 : 1);
   file_statements_ = file_records_;  // only used as "has records" for rotation
   // A crash: the previous agent did not stop cleanly, or wrote records its
   // state never named, or left a torn record.
@@ -365,8 +377,10 @@ void JsonlWriter::writer_main() {
   std::unique_lock<std::mutex> lk(mu_);
   std::deque<std::string> work;
   while (true) {
-    const auto tick = std::chrono::steady_clock::now() +
-                      std::max(options_.flush_interval, std::chrono::milliseconds(1));
+    const auto period = frames() ? std::min(options_.flush_interval, options_.frame_interval)
+                                 : options_.flush_interval;
+    const auto tick =
+        std::chrono::steady_clock::now() + std::max(period, std::chrono::milliseconds(1));
     wake_.wait_until(lk, tick, [&] {
       return stop_ || flush_requested_ > flush_completed_ ||
              (!queue_.empty() && out_written_ == out_.size()) ||
@@ -396,10 +410,16 @@ void JsonlWriter::writer_main() {
       process_batch(batch, now);
       batch.clear();
     }
+    // A frame is sealed when it is full (process_batch), when its first
+    // record has waited frame_interval, and for a flush or the stop.
+    if (frames() && frame_records_ > 0 &&
+        (stopping || flushing || now - frame_started_mono_ >= to_ns(options_.frame_interval))) {
+      seal_frame();
+    }
     // A write that failed in this round is retried at retry_mono_, not now.
     if (out_written_ < out_.size() && !(failing_ && retry_mono_ > now)) write_out(now);
     timers(now);
-    clean_end_ = stopping && out_written_ == out_.size() && !open_pending_;
+    clean_end_ = stopping && out_written_ == out_.size() && !open_pending_ && frame_records_ == 0;
     out_pending_.store(out_.size() - out_written_);
 
     lk.lock();
@@ -427,14 +447,24 @@ void JsonlWriter::process_batch(const std::string& batch, uint64_t now_mono) {
     // format_record ends every record with "}\n"; the chain fields go before
     // the brace.
     if (end > pos && batch[end - 1] == '}') {
+      // kFrames counts the unsealed records at a tenth of their size, about
+      // what they compress to.
       if (options_.rotate_bytes > 0 && regular_file_ && file_statements_ > 0 &&
-          file_bytes_ + (out_.size() - out_written_) >= options_.rotate_bytes &&
-          now_mono >= rotate_retry_mono_ && write_out(now_mono)) {
+          file_bytes_ + (out_.size() - out_written_) + frame_.size() / 10 >=
+              options_.rotate_bytes &&
+          now_mono >= rotate_retry_mono_ && drain(now_mono)) {
         rotate(now_mono);
       }
       const std::string_view body(batch.data() + pos, end - 1 - pos);
-      chain_ = append_chained_record(*hasher_, chain_, next_seq_++, body, out_);
-      entries_.push_back({out_.size(), true});
+      if (frames()) {
+        if (frame_records_ == 0) frame_started_mono_ = now_mono;
+        frame_.append(body);
+        chain_record(frame_.size() - body.size(), true);
+        if (frame_.size() >= kFrameMaxBytes) seal_frame();
+      } else {
+        chain_ = append_chained_record(*hasher_, chain_, next_seq_++, body, out_);
+        entries_.push_back({out_.size(), 1});
+      }
       ++file_records_;
       ++file_statements_;
       // A backlog of batches (replay, a burst) goes out in pieces: written
@@ -461,12 +491,39 @@ void JsonlWriter::append_open(uint64_t now_mono) {
   open_pending_ = false;
   append_checkpoint("open", "", now_mono);
   if (!pending_recovery_) return;
-  const size_t start = out_.size();
-  append_recovery_prefix(*pending_recovery_, out_);
-  chain_ = append_chain_fields(*hasher_, chain_, next_seq_++, start, out_);
-  entries_.push_back({out_.size(), false});
+  const size_t start = record_buffer().size();
+  append_recovery_prefix(*pending_recovery_, record_buffer());
+  chain_record(start, false);
   ++file_records_;
   pending_recovery_.reset();
+}
+
+void JsonlWriter::chain_record(size_t start, bool statement) {
+  if (!frames()) {
+    chain_ = append_chain_fields(*hasher_, chain_, next_seq_++, start, out_);
+    entries_.push_back({out_.size(), statement ? 1u : 0u});
+    return;
+  }
+  if (frame_records_ == 0) frame_first_seq_ = next_seq_;
+  append_seq_field(next_seq_++, frame_);
+  ++frame_records_;
+  frame_statements_ += statement ? 1 : 0;
+}
+
+void JsonlWriter::seal_frame() {
+  if (!frames() || frame_records_ == 0) return;
+  if (Status s = sealer_->seal(*hasher_, frame_, frame_first_seq_, frame_records_, chain_, out_);
+      !s.ok()) {
+    // zstd fails only without memory: keep the records and try again later.
+    write_errors_.fetch_add(1);
+    last_error_ = s;
+    return;
+  }
+  entries_.push_back({out_.size(), frame_statements_});
+  sealed_seq_ = next_seq_;
+  frame_.clear();
+  frame_records_ = 0;
+  frame_statements_ = 0;
 }
 
 void JsonlWriter::append_checkpoint(const char* reason, const std::string& prev_file,
@@ -481,10 +538,10 @@ void JsonlWriter::append_checkpoint(const char* reason, const std::string& prev_
   c.chain_alg = hasher_->algorithm();
   c.records_dropped = records_dropped_.load();
   c.capture_dropped = &checkpoint_drops_;
-  const size_t start = out_.size();
-  append_checkpoint_prefix(c, out_);
-  chain_ = append_chain_fields(*hasher_, chain_, next_seq_++, start, out_);
-  entries_.push_back({out_.size(), false});
+  if (frames() && frame_records_ == 0) frame_started_mono_ = now_mono;
+  const size_t start = record_buffer().size();
+  append_checkpoint_prefix(c, record_buffer());
+  chain_record(start, false);
   ++file_records_;
   since_checkpoint_ = 0;
   last_checkpoint_mono_ = now_mono;
@@ -507,7 +564,7 @@ bool JsonlWriter::write_out(uint64_t now_mono) {
     bytes_written_.fetch_add(static_cast<uint64_t>(n));
     uint64_t statements = 0;
     while (!entries_.empty() && entries_.front().end <= out_written_) {
-      statements += entries_.front().statement;
+      statements += entries_.front().statements;
       entries_.pop_front();
     }
     records_written_.fetch_add(statements);
@@ -515,7 +572,8 @@ bool JsonlWriter::write_out(uint64_t now_mono) {
   out_.clear();
   out_written_ = 0;
   failing_ = false;
-  if (syncer_) syncer_->written(next_seq_, chain_);
+  // Everything chained is written (kFrames: everything sealed).
+  if (syncer_) syncer_->written(frames() ? sealed_seq_ : next_seq_, chain_);
   return true;
 }
 
@@ -523,7 +581,8 @@ void JsonlWriter::rotate(uint64_t now_mono) {
   const int64_t now_real = real_now();
   std::string rotated;
   for (int64_t t = now_real;; t += 1000) {  // the next free microsecond
-    rotated = options_.path + "." + rotation_stamp(t);
+    rotated = frames() ? dir_ + "/" + stem() + "." + rotation_stamp(t) + std::string(kZstdSuffix)
+                       : options_.path + "." + rotation_stamp(t);
     if (!exists(rotated) && !exists(rotated + std::string(kZstdSuffix))) break;
   }
   if (::rename(options_.path.c_str(), rotated.c_str()) != 0) {
@@ -552,9 +611,12 @@ void JsonlWriter::rotate(uint64_t now_mono) {
   file_started_ns_ = now_real;
   // The new file opens with a checkpoint that names its predecessor; its
   // chain field links it to that file's last record.
-  append_checkpoint("rotation", rotated.substr(rotated.find_last_of('/') + 1), now_mono);
-  write_out(now_mono);
-  if (options_.compress_rotated) {
+  // (verify-audit names files without their .zst.)
+  std::string prev = rotated.substr(rotated.find_last_of('/') + 1);
+  if (frames()) prev.resize(prev.size() - kZstdSuffix.size());
+  append_checkpoint("rotation", prev, now_mono);
+  drain(now_mono);
+  if (options_.compress_rotated && !frames()) {
     {
       std::lock_guard<std::mutex> lk(cmu_);
       cjobs_.push_back(rotated);
@@ -567,13 +629,13 @@ void JsonlWriter::timers(uint64_t now_mono) {
   if (options_.rotate_age.count() > 0 && regular_file_ && file_statements_ > 0 &&
       now_mono >= rotate_retry_mono_ &&
       real_now() - file_started_ns_ >= static_cast<int64_t>(to_ns(options_.rotate_age)) &&
-      write_out(now_mono)) {
+      drain(now_mono)) {
     rotate(now_mono);
   }
   if (options_.checkpoint_interval.count() > 0 && since_checkpoint_ > 0 &&
       now_mono - last_checkpoint_mono_ >= to_ns(options_.checkpoint_interval)) {
     append_checkpoint("interval", "", now_mono);
-    if (!failing_) write_out(now_mono);
+    if (!failing_) drain(now_mono);
   }
 }
 

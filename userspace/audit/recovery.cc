@@ -2,6 +2,7 @@
 #include "audit/recovery.h"
 
 #include <dirent.h>
+#include <endian.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "audit/frame.h"
 #include "audit/json_escape.h"
 #include "audit/record.h"
 
@@ -70,15 +72,71 @@ TailScan scan_tail(int fd, uint64_t size) {
   }
 }
 
-std::string newest_rotated_file(const std::string& dir, const std::string& base) {
+TailScan scan_frame_tail(int fd, uint64_t size) {
+  TailScan t;
+  // The first 12 bytes of every seal: magic, payload size, tag.
+  char head[12];
+  const uint32_t magic = htole32(kSealMagic), payload = htole32(kSealBytes - 8);
+  std::memcpy(head, &magic, 4);
+  std::memcpy(head + 4, &payload, 4);
+  std::memcpy(head + 8, kSealTag.data(), 4);
+  const std::string_view pattern(head, sizeof(head));
+  std::string buf;
+  for (uint64_t window = 64 * 1024;; window *= 4) {
+    const uint64_t len = std::min<uint64_t>({window, size, kMaxTailBytes});
+    const uint64_t base = size - len;
+    buf.resize(len);
+    if (len == 0 || !pread_full(fd, buf.data(), len, base)) return t;
+    const std::string_view view(buf);
+    size_t at = view.size() < kSealBytes ? std::string_view::npos : view.size() - kSealBytes;
+    while (at != std::string_view::npos) {
+      at = view.rfind(pattern, at);
+      if (at == std::string_view::npos) break;
+      const auto seal = parse_seal(view.substr(at));
+      const uint64_t seal_at = base + at;
+      char magic4[4];
+      // The data frame it seals must start where the seal says.
+      if (seal && seal->data_bytes <= seal_at &&
+          pread_full(fd, magic4, 4, seal_at - seal->data_bytes) &&
+          is_zstd_frame(std::string_view(magic4, 4))) {
+        t.found = true;
+        t.seq = seal->first_seq + seal->records - 1;
+        t.chain = seal->link;
+        t.good_end = seal_at + kSealBytes;
+        return t;
+      }
+      if (at == 0) break;
+      --at;
+    }
+    if (base == 0 || len == kMaxTailBytes) return t;
+  }
+}
+
+uint64_t count_frame_records(int fd, uint64_t end) {
+  uint64_t records = 0;
+  char b[kSealBytes];
+  while (end >= kSealBytes && pread_full(fd, b, kSealBytes, end - kSealBytes)) {
+    const auto seal = parse_seal(std::string_view(b, kSealBytes));
+    if (!seal || seal->data_bytes + kSealBytes > end) break;
+    records += seal->records;
+    end -= kSealBytes + seal->data_bytes;
+  }
+  return records;
+}
+
+std::string newest_rotated_file(const std::string& dir, const std::string& base,
+                                std::string_view suffix) {
   std::string newest;
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) return newest;
   while (dirent* e = ::readdir(d)) {
-    const std::string_view name = e->d_name;
+    std::string_view name = e->d_name;
+    if (!name.ends_with(suffix)) continue;
+    const std::string_view full = name;
+    name.remove_suffix(suffix.size());
     if (name.size() == base.size() + 1 + kStampBytes && name.starts_with(base) &&
-        name[base.size()] == '.' && name.back() == 'Z' && name > std::string_view(newest)) {
-      newest = name;
+        name[base.size()] == '.' && name.back() == 'Z' && full > std::string_view(newest)) {
+      newest = full;
     }
   }
   ::closedir(d);

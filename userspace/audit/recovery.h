@@ -46,12 +46,21 @@ struct TailScan {
 };
 // Reads the file backward from `size` (at most 64 MiB of it).
 TailScan scan_tail(int fd, uint64_t size);
+// The same for a framed file (frame.h): its last complete frame, a data frame
+// followed by its seal; seq is the frame's last record's, chain its link.
+// Bytes after it (a frame torn by a kill) are what recovery cuts off.
+TailScan scan_frame_tail(int fd, uint64_t size);
+// The records in a framed file's frames before `end` (a seal's end), read
+// back seal by seal.
+uint64_t count_frame_records(int fd, uint64_t end);
 
-// The newest rotated, not yet compressed file of the log `base` in `dir`
-// (`<base>.YYYYMMDDTHHMMSS.uuuuuuZ`), or "" when there is none. After a crash
-// during rotation the active file may be missing or empty while this one
-// holds the newest records.
-std::string newest_rotated_file(const std::string& dir, const std::string& base);
+// The newest rotated file of the log `base` in `dir`
+// (`<base>.YYYYMMDDTHHMMSS.uuuuuuZ<suffix>`: suffix "" for a plain file not
+// yet compressed, ".zst" for a framed one), or "" when there is none. After a
+// crash during rotation the active file may be missing or empty while this
+// one holds the newest records.
+std::string newest_rotated_file(const std::string& dir, const std::string& base,
+                                std::string_view suffix = "");
 
 // Copies bytes [from, to) of `fd` into a new file `path` (0600, synced).
 Status save_cut_bytes(int fd, uint64_t from, uint64_t to, const std::string& path);

@@ -18,6 +18,7 @@
 
 #include "audit/chain.h"
 #include "audit/compress.h"
+#include "audit/frame.h"
 
 namespace dbwarden::audit {
 namespace {
@@ -60,8 +61,81 @@ class LineBuffer {
   std::string pending_;
 };
 
+// The same for a framed file (frame.h) as it grows: each sealed frame's
+// records once the seal is there; bytes of a frame still being written (or
+// torn by a crash) are held back.
+class FrameBuffer {
+ public:
+  explicit FrameBuffer(const LineSink& sink) : sink_(sink) {}
+  Status feed(std::string_view bytes) {
+    pending_.append(bytes);
+    std::string_view rest = pending_;
+    Status status;
+    while (status.ok()) {
+      FrameUnit unit;
+      std::string why;
+      const SplitResult r = split_unit(rest, /*at_end=*/false, unit, &why);
+      if (r == SplitResult::kNeedMore) break;
+      if (r == SplitResult::kDamaged) {
+        status = Status::Error("not an audit frame: " + why);
+        break;
+      }
+      if (is_zstd_frame(unit.data)) {
+        status = decoder_.decode(unit.data, records_);
+        if (status.ok() && !records_.empty()) sink_(records_);
+      }
+      rest.remove_prefix(unit.bytes);
+    }
+    pending_.erase(0, pending_.size() - rest.size());
+    if (status.ok() && pending_.size() > kMaxFrameContentBytes) {
+      status = Status::Error("a frame longer than 64 MiB: not an audit log");
+    }
+    return status;
+  }
+  const std::string& pending() const { return pending_; }
+  void drop() { pending_.clear(); }
+
+ private:
+  const LineSink& sink_;
+  std::string pending_;
+  FrameDecoder decoder_;
+  std::string records_;
+};
+
+// A file that may be plain JSON Lines or framed: told apart by its first byte
+// (a record's '{', or the first byte of zstd's magic number).
+class TrailBuffer {
+ public:
+  explicit TrailBuffer(const LineSink& sink) : lines_(sink), frames_(sink) {}
+  Status feed(std::string_view bytes) {
+    if (bytes.empty()) return Status::Ok();
+    if (!decided_) {
+      framed_ = is_zstd_frame(bytes) || static_cast<uint8_t>(bytes[0]) == 0x28;
+      decided_ = true;
+    }
+    return framed_ ? frames_.feed(bytes) : lines_.feed(bytes);
+  }
+  const std::string& pending() const { return framed_ ? frames_.pending() : lines_.pending(); }
+  void drop() {
+    lines_.drop();
+    frames_.drop();
+  }
+  // A new file: its first byte says again what it is.
+  void reset() {
+    drop();
+    decided_ = false;
+  }
+
+ private:
+  LineBuffer lines_;
+  FrameBuffer frames_;
+  bool decided_ = false;
+  bool framed_ = false;
+};
+
 // Reads `fd` to its end into `lines`; `*pos` advances by the bytes read.
-Status drain(int fd, const std::string& path, LineBuffer& lines, uint64_t* pos, char* buf) {
+template <typename Buffer>
+Status drain(int fd, const std::string& path, Buffer& lines, uint64_t* pos, char* buf) {
   while (true) {
     const ssize_t n = ::read(fd, buf, kChunk);
     if (n < 0 && errno == EINTR) continue;
@@ -84,7 +158,50 @@ bool pending_still_there(int fd, const std::string& pending, uint64_t pos) {
 
 }  // namespace
 
+namespace {
+
+// A zstd file, framed (frame.h) or a JSON Lines file compressed whole, a
+// frame at a time from the page cache. A framed file's incomplete or
+// unsealed last frame is held back (*partial), as a plain file's last line.
+Status cat_zstd_file(const std::string& path, std::string_view bytes, const LineSink& sink,
+                     uint64_t* partial) {
+  FrameDecoder decoder;
+  std::string records;
+  bool sealed = false;  // a framed file
+  while (!bytes.empty()) {
+    FrameUnit unit;
+    std::string why;
+    if (split_unit(bytes, /*at_end=*/true, unit, &why) != SplitResult::kUnit ||
+        (sealed && !unit.seal && unit.bytes == bytes.size())) {
+      if ((sealed || why == kSealTruncated) && partial != nullptr) {
+        *partial = bytes.size();
+        return Status::Ok();
+      }
+      return Status::Error(path + ": compressed data is truncated (" + why + ")");
+    }
+    sealed = sealed || unit.seal.has_value();
+    if (is_zstd_frame(unit.data)) {
+      if (Status s = decoder.decode(unit.data, records); !s.ok()) {
+        return Status::Error(path + ": " + s.message());
+      }
+      if (!records.empty()) sink(records);
+    }
+    bytes.remove_prefix(unit.bytes);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status cat_audit_file(const std::string& path, const LineSink& sink, uint64_t* partial) {
+  if (partial != nullptr) *partial = 0;
+  {
+    auto m = MappedFile::Open(path);
+    if (!m.ok()) return m.status();
+    if (is_zstd_frame(m.value()->bytes())) {
+      return cat_zstd_file(path, m.value()->bytes(), sink, partial);
+    }
+  }
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return read_error("open", path);
   std::unique_ptr<char[]> buf(new char[kChunk]);
@@ -92,21 +209,10 @@ Status cat_audit_file(const std::string& path, const LineSink& sink, uint64_t* p
   uint64_t pos = 0;
   Status status;
   if (path.ends_with(kZstdSuffix)) {
-    ZstdDecoder decoder;
-    Status fed;
-    auto to_lines = [&](std::string_view piece) {
-      if (fed.ok()) fed = lines.feed(piece);
-    };
-    while (status.ok()) {
-      const ssize_t n = ::read(fd, buf.get(), kChunk);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) status = read_error("read", path);
-      if (n <= 0) break;
-      status = decoder.feed(std::string_view(buf.get(), static_cast<size_t>(n)), to_lines);
-      if (status.ok()) status = fed;
-    }
-    if (status.ok() && !decoder.at_frame_end()) {
-      status = Status::Error(path + ": compressed data is truncated");
+    // Not a zstd frame (checked above): only an empty .zst is an audit file.
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+      status = Status::Error(path + ": corrupt zstd data: not a zstd frame");
     }
   } else {
     status = drain(fd, path, lines, &pos, buf.get());
@@ -139,8 +245,11 @@ std::string stamp_now() {
 }
 
 // Rotated files of `base` in `dir` stamped at or after `since`, oldest first.
-std::vector<std::string> rotated_since(const std::string& dir, const std::string& base,
+std::vector<std::string> rotated_since(const std::string& dir, const std::string& active,
                                        const std::string& since) {
+  // A framed trail's active `<name>.zst` rotates to `<name>.<stamp>.zst`.
+  const std::string base =
+      active.ends_with(kZstdSuffix) ? active.substr(0, active.size() - kZstdSuffix.size()) : active;
   std::vector<std::pair<std::string, std::string>> found;  // stamp, path
   if (DIR* d = ::opendir(dir.c_str())) {
     while (dirent* e = ::readdir(d)) {
@@ -180,11 +289,11 @@ class SeqFilter {
       const size_t nl = lines.find('\n');
       const std::string_view line = lines.substr(0, nl);
       lines.remove_prefix(nl == std::string_view::npos ? lines.size() : nl + 1);
-      const auto rc = parse_record_chain(line);
-      if (rc && last_ && rc->seq <= *last_) continue;  // printed already
-      if (rc && last_ && rc->seq > *last_ + 1 && !catching_up_) catch_up(rc->seq);
-      if (rc && last_ && rc->seq <= *last_) continue;
-      if (rc) last_ = rc->seq;
+      const auto rc = record_seq(line);
+      if (rc && last_ && *rc <= *last_) continue;  // printed already
+      if (rc && last_ && *rc > *last_ + 1 && !catching_up_) catch_up(*rc);
+      if (rc && last_ && *rc <= *last_) continue;
+      if (rc) last_ = *rc;
       sink_(std::string(line) + "\n");
     }
   }
@@ -218,7 +327,7 @@ Status follow_audit_file(const std::string& path, std::optional<uint64_t> printe
   filter.printed_up_to(printed_up_to);
   const LineSink filtered = [&](std::string_view lines) { filter(lines); };
   std::unique_ptr<char[]> buf(new char[kChunk]);
-  LineBuffer lines(filtered);
+  TrailBuffer lines(filtered);
   int fd = -1;
   ino_t ino = 0;
   uint64_t pos = 0;  // the active file from its start: records printed already are skipped
@@ -256,7 +365,7 @@ Status follow_audit_file(const std::string& path, std::optional<uint64_t> printe
       status = drain(fd, path, lines, &pos, buf.get());
       ::close(fd);
       fd = -1;
-      lines.drop();
+      lines.reset();
       pos = 0;
     }
     if (fd < 0 && present) {

@@ -13,51 +13,15 @@
 #include <nlohmann/json.hpp>
 
 #include "audit/compress.h"
+#include "audit/frame.h"
+#include "audit/verify_parse.h"
 
 namespace dbwarden::audit {
 namespace {
 
-constexpr std::string_view kCheckpointMarker = "\"dbwarden.record_type\":\"checkpoint\"";
-
-std::string base_name(const std::string& path) {
-  std::string b = path.substr(path.find_last_of('/') + 1);
-  if (b.size() > kZstdSuffix.size() && b.ends_with(kZstdSuffix)) {
-    b.resize(b.size() - kZstdSuffix.size());
-  }
-  return b;
-}
-
-// Parses a checkpoint record's canonical JSON (prefix + "}"); nullopt if the
-// line is not a well-formed checkpoint.
-struct CheckpointView {
-  std::string reason, prev_file, chain_alg;
-  uint64_t file_records = 0;
-  Digest prev_chain{};
-};
+std::string base_name(const std::string& path) { return verify_base_name(path); }
 std::optional<CheckpointView> parse_checkpoint(std::string_view prefix) {
-  if (prefix.find(kCheckpointMarker) == std::string_view::npos) return std::nullopt;
-  std::string canonical(prefix);
-  canonical.push_back('}');
-  const auto j = nlohmann::json::parse(canonical, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return std::nullopt;
-  auto str = [&](const char* key, std::string& out) {
-    auto it = j.find(key);
-    if (it == j.end() || !it->is_string()) return false;
-    out = it->get<std::string>();
-    return true;
-  };
-  CheckpointView c;
-  std::string type, prev_chain;
-  if (!str("dbwarden.record_type", type) || type != "checkpoint" ||
-      !str("dbwarden.reason", c.reason) || !str("dbwarden.prev_file", c.prev_file) ||
-      !str("dbwarden.chain_alg", c.chain_alg) || !str("dbwarden.prev_chain", prev_chain) ||
-      !parse_hex(prev_chain, c.prev_chain)) {
-    return std::nullopt;
-  }
-  auto fr = j.find("dbwarden.file_records");
-  if (fr == j.end() || !fr->is_number_unsigned()) return std::nullopt;
-  c.file_records = fr->get<uint64_t>();
-  return c;
+  return parse_checkpoint_view(prefix);
 }
 
 std::string range(uint64_t from, uint64_t to_exclusive) {
@@ -293,25 +257,9 @@ void ChainVerifier::finish() {
   summary_.next_seq = expect_seq_;
   summary_.head = prev_;
   if (failed()) return;
-  if (summary_.records == 0) {
-    fail(0, "no audit records");
-    return;
-  }
-  if (!options_.state) {
-    summary_.notes.push_back(
-        "no state file given: removal of the newest records is not detectable");
-    return;
-  }
-  const ChainState& st = *options_.state;
-  if (st.next_seq > expect_seq_) {
-    fail(line_ + 1, "missing tail: the state file says the chain has " +
-                        std::to_string(st.next_seq) + " records, the log ends after " +
-                        std::to_string(expect_seq_) + " (the newest records were removed)");
-  } else if (st.next_seq > summary_.first_seq && !state_seen_) {
-    fail(0, "the state file's chain head was not found in the log");
-  } else if (st.next_seq < expect_seq_) {
-    summary_.notes.push_back(std::to_string(expect_seq_ - st.next_seq) +
-                             " records were written after the state file's last update");
+  if (auto f = check_chain_end(options_.state, summary_.records, summary_.first_seq, expect_seq_,
+                               state_seen_, summary_.notes)) {
+    fail(f->past_end ? line_ + 1 : 0, f->reason);
   }
 }
 
@@ -348,6 +296,9 @@ Result<std::vector<std::string>> expand_audit_paths(const std::vector<std::strin
       }
       return true;
     };
+    // A framed trail's active file is `<name>.zst` and its rotated files
+    // `<name>.<stamp>.zst`: one family, `<name>`, whose active file is that.
+    std::map<std::string, std::string> actives;
     for (const std::string& name : names) {
       std::string_view n = name;
       if (n.ends_with(kZstdSuffix)) n.remove_suffix(kZstdSuffix.size());
@@ -361,7 +312,8 @@ Result<std::vector<std::string>> expand_audit_paths(const std::vector<std::strin
         }
         families[std::string(n.substr(0, n.size() - 24))].push_back(name);
       } else {
-        families[name];
+        families[std::string(n)];
+        actives[std::string(n)] = name;
       }
     }
     if (families.size() != 1) {
@@ -369,7 +321,8 @@ Result<std::vector<std::string>> expand_audit_paths(const std::vector<std::strin
                                ? "no audit files in " + path
                                : "directory " + path + " holds several audit logs: name the files");
     }
-    auto& [active, rotated] = *families.begin();
+    auto& [family, rotated] = *families.begin();
+    const std::string active = actives.count(family) ? actives[family] : family;
     std::sort(rotated.begin(), rotated.end());
     for (const std::string& name : rotated) files.push_back(path + "/" + name);
     if (std::find(names.begin(), names.end(), active) != names.end()) {
@@ -381,8 +334,27 @@ Result<std::vector<std::string>> expand_audit_paths(const std::vector<std::strin
   return files;
 }
 
+Result<bool> is_framed_trail(const std::vector<std::string>& files) {
+  // An active file named .zst (not a rotated `<stamp>Z.zst`) is a framed
+  // trail's, even when its first frame was damaged.
+  if (!files.empty() && files.back().ends_with(kZstdSuffix) &&
+      !files.back().ends_with("Z" + std::string(kZstdSuffix))) {
+    return true;
+  }
+  for (const std::string& file : files) {
+    auto m = MappedFile::Open(file);
+    if (!m.ok()) return m.status();
+    const std::string_view bytes = m.value()->bytes();
+    if (!bytes.empty()) return starts_with_sealed_frame(bytes);
+  }
+  return false;
+}
+
 Result<VerifySummary> verify_audit_files(const std::vector<std::string>& files,
                                          VerifyOptions options) {
+  auto framed = is_framed_trail(files);
+  if (!framed.ok()) return framed.status();
+  if (framed.value()) return verify_framed_files(files, std::move(options));
   auto v = ChainVerifier::Create(std::move(options));
   if (!v.ok()) return v.status();
   ChainVerifier& verifier = *v.value();

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // Checks an audit trail written by JsonlWriter (see chain.h for the chain,
+// frame.h for a framed trail's,
 // chain_state.h for checkpoints and the state file): recomputes every chain
 // value in order across files, and names the first bad record with the most
 // likely cause (edited, deleted, reordered, inserted, truncated, a missing
@@ -14,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "audit/chain.h"
@@ -42,9 +44,10 @@ struct VerifyFailure {
 // A recovery record found in the chain.
 struct VerifyRecovery {
   std::string file;
-  uint64_t line = 0;
+  uint64_t line = 0;  // framed: the frame's number (1-based)
   uint64_t seq = 0;
   RecoveryView record;
+  bool framed = false;
 };
 
 struct VerifySummary {
@@ -108,8 +111,18 @@ Result<std::vector<std::string>> expand_audit_paths(const std::vector<std::strin
                                                     std::string* state_file);
 
 // Verifies the files in order (plain or .zst). An error Status means a file
-// could not be read at all; a damaged file is a failure in the summary.
+// could not be read at all; a damaged file is a failure in the summary. A
+// trail whose first file starts with a sealed frame is a framed one.
 Result<VerifySummary> verify_audit_files(const std::vector<std::string>& files,
                                          VerifyOptions options);
+// The framed trail's verifier (verify_frames.cc): a failure names the frame
+// (1-based, and its byte offset) and the record seqs its seal claims.
+Result<VerifySummary> verify_framed_files(const std::vector<std::string>& files,
+                                          VerifyOptions options);
+// The same over files already in memory (name, bytes), for the fuzzer.
+Result<VerifySummary> verify_framed_buffers(
+    const std::vector<std::pair<std::string, std::string_view>>& files, VerifyOptions options);
+// True when the first non-empty of `files` is framed (frame.h).
+Result<bool> is_framed_trail(const std::vector<std::string>& files);
 
 }  // namespace dbwarden::audit

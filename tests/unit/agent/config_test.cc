@@ -39,10 +39,27 @@ TEST_CASE("defaults without options", "[agent][config]") {
   REQUIRE(r.ok());
   REQUIRE(r.value().has_value());
   const Config& c = *r.value();
-  CHECK(c.audit_file == "/var/log/dbwarden/audit.jsonl");
+  CHECK(c.audit_file == "/var/log/dbwarden/audit.jsonl.zst");
+  CHECK(c.audit_format == "zst");
   CHECK(c.metrics_address == "127.0.0.1:9977");
   CHECK(c.postgres_ports == std::vector<uint16_t>{5432});
   CHECK(c.max_query_bytes == 1u << 20);
+}
+
+TEST_CASE("audit-format: zst by default, jsonl on request, from the file too", "[agent][config]") {
+  auto j = parse({"--audit-format", "jsonl"});
+  REQUIRE(j.ok());
+  CHECK(j.value()->audit_format == "jsonl");
+  CHECK(j.value()->audit_file == "/var/log/dbwarden/audit.jsonl");  // the default follows
+  auto named = parse({"--audit-format", "jsonl", "--audit-file", "/tmp/x.jsonl"});
+  REQUIRE(named.ok());
+  CHECK(named.value()->audit_file == "/tmp/x.jsonl");
+  TempFile f("audit-format = jsonl\n");
+  auto file = parse({"--config", f.path.c_str()});
+  REQUIRE(file.ok());
+  CHECK(file.value()->audit_format == "jsonl");
+  CHECK_THAT(parse({"--audit-format", "gzip"}).status().message(),
+             Catch::Contains("--audit-format must be zst or jsonl"));
 }
 
 TEST_CASE("the bulk-data bound: defaults, off, and bad values named", "[agent][config]") {

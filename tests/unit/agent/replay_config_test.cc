@@ -21,6 +21,7 @@ TEST_CASE("replay config: metrics are fed by default, as in run", "[agent][confi
   const ReplayConfig& c = *r.value();
   CHECK(c.recording == "rec.bin");
   CHECK(c.audit_file == "a.jsonl");
+  CHECK(c.audit_format == "jsonl");
   CHECK(c.metrics);
   CHECK(c.metrics_file.empty());
   CHECK(c.mysql_ports.empty());

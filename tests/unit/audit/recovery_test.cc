@@ -28,11 +28,6 @@ using dbwarden::ConnectionInfo;
 using namespace dbwarden::audit;
 using namespace dbw_audit_test;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
-
 void put(const std::string& path, const std::string& bytes, bool append = false) {
   std::ofstream(path, std::ios::binary | (append ? std::ios::app : std::ios::trunc)) << bytes;
 }

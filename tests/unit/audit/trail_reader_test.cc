@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "agent/audit_cat.h"
+#include "audit/frame.h"
 #include "audit/recovery.h"
 #include "audit_test_util.h"
 
@@ -95,11 +96,15 @@ TEST_CASE("audit cat: usage and read errors", "[audit][cat]") {
 
 TEST_CASE("audit cat --follow: across rotations and a crash's cut, each record once and whole",
           "[audit][cat]") {
+  const bool framed = GENERATE(false, true);  // format: jsonl, then frames (--audit-format zst)
+  INFO("framed: " << framed);
   TempDir tmp;
   WriterOptions o;
-  o.path = tmp.path + "/audit.jsonl";
-  o.rotate_bytes = 6000;
+  o.path = tmp.path + (framed ? "/audit.jsonl.zst" : "/audit.jsonl");
+  o.format = framed ? TrailFormat::kFrames : TrailFormat::kJsonl;
+  o.rotate_bytes = framed ? 700 : 6000;
   o.flush_interval = std::chrono::milliseconds(20);
+  o.frame_interval = std::chrono::milliseconds(20);
   write_statements(o, 0, 5);  // the active file exists before the follower starts
 
   std::atomic<bool> stop{false};
@@ -121,9 +126,16 @@ TEST_CASE("audit cat --follow: across rotations and a crash's cut, each record o
     REQUIRE(w->flush().ok());
     CHECK(w->rotations() >= 3);
   }
-  // A kill mid-record: the follower holds the torn bytes back; the next agent
-  // cuts them off and continues after the last complete record.
-  std::ofstream(o.path, std::ios::app) << "{\"time\":\"2026-12-06T00:00:00Z\",\"db.query";
+  // A kill mid-record (mid-frame): the follower holds the torn bytes back; the
+  // next agent cuts them off and continues after the last complete record.
+  if (framed) {
+    const std::string whole = slurp(o.path);
+    FrameUnit first;
+    REQUIRE(split_unit(whole, true, first, nullptr) == SplitResult::kUnit);
+    std::ofstream(o.path, std::ios::app) << whole.substr(0, first.bytes / 2);
+  } else {
+    std::ofstream(o.path, std::ios::app) << "{\"time\":\"2026-12-06T00:00:00Z\",\"db.query";
+  }
   std::this_thread::sleep_for(std::chrono::milliseconds(700));
   {
     auto st = read_state_file(o.path + ".state").value();
