@@ -35,14 +35,15 @@ class KeyStream {
 
  private:
   void refill() {
-    std::string msg = "fmt";
-    msg.append(reinterpret_cast<const char*>(&counter_), sizeof(counter_));
-    msg.append(text_);
-    hmac_sha256(key_, msg, block_);
+    msg_.assign("fmt");
+    msg_.append(reinterpret_cast<const char*>(&counter_), sizeof(counter_));
+    msg_.append(text_);
+    hmac_sha256(key_, msg_, block_);
     ++counter_;
     used_ = 0;
   }
   std::string_view key_, text_;
+  std::string msg_;  // refill()'s HMAC input, kept to reuse its buffer
   unsigned char block_[32] = {};
   size_t used_ = sizeof(block_);
   uint32_t counter_ = 0;

@@ -33,8 +33,8 @@ template <class P>
 class RelayBase : public Relay {
  public:
   void on_client(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) final {
-    while (!closing_ && !holding_ && !in.empty() && step(in, out, now_ns)) {
-    }
+    bool more = true;
+    while (more && !closing_ && !holding_ && !in.empty()) more = step(in, out, now_ns);
   }
   bool wants_client_bytes() const final { return !holding_ && !closing_; }
   uint64_t blocked_messages() const { return blocked_; }
