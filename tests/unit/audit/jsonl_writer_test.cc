@@ -181,10 +181,9 @@ TEST_CASE("writer: a full disk counts errors, bounds memory, drops, never blocks
   o.max_buffered_bytes = 4096;
   ConnectionInfo c;
   auto w = open_writer(o);
-  const auto start = std::chrono::steady_clock::now();
+  // Not timed (a loaded machine makes any bound flaky): that the producer never waited
+  // for the disk shows in what it did instead, dropping and counting nearly every record.
   for (uint64_t i = 0; i < 20'000; ++i) w->on_statement(make_statement(&c, i));
-  const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
-  CHECK(took.count() < 2.0);  // the decode thread never waited on the disk
   const Status s = w->flush();
   REQUIRE(!s.ok());
   CHECK_THAT(s.message(), Catch::Contains("/dev/full") && Catch::Contains("No space left"));
