@@ -157,6 +157,15 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
     return Status::Error("policy " + s.message());
   }
   impl->policy = std::make_unique<proxy::PolicySource>(loaded.value());
+  std::shared_ptr<proxy::TlsContext> client_tls;
+  if (!config.proxy_tls_cert_file.empty()) {
+    // Loaded and checked before anything is steered: a bad certificate or key stops the
+    // start, not a client.
+    auto tls = proxy::TlsContext::Load(config.proxy_tls_cert_file, config.proxy_tls_key_file);
+    if (!tls.ok())
+      return Status::Error("enforce: --proxy-tls-cert-file: " + tls.status().message());
+    client_tls = std::move(tls.value());
+  }
 
   // What to protect: exactly where the servers listen.
   std::vector<steering::Endpoint> endpoints;
@@ -212,6 +221,7 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
   }
 
   proxy::Options po;
+  po.client_tls = std::move(client_tls);
   po.tcp_listen_addresses = proxy_listen_addresses();
   po.mysql_ports = config.mysql_ports;
   po.tcp_connector = std::move(connectors);
