@@ -16,6 +16,10 @@ Checks, through the steered path (clients connect to the server's own 127.0.0.1 
   channel_binding=require fails, saying the server offered no channel binding;
 - without a certificate: sslmode=require fails with the server-does-not-support-SSL error,
   sslmode=prefer goes on in plaintext;
+- MariaDB with the certificate: the greeting offers TLS, `mariadb --ssl` (the CLI reports a
+  cipher) and pymysql with ssl log in through the proxy's TLS, a guardrail blocks, records
+  are written; without --ssl the CLI still works; without a certificate `mariadb --ssl`
+  goes on in plaintext, as against a server without SSL;
 - a certificate that does not load, or a key that does not match it, is a clear startup error.
 
 Exit codes: 0 pass, 1 fail, 77 skip (not root). DBWARDEN_REQUIRE_KERNEL_TESTS=1 turns a skip
@@ -35,7 +39,10 @@ from pg_cluster import (Agent, AgentError, PgCluster, read_audit, skip_or_fail, 
                         start_agent, stop_agent)
 from test_enforce import records_with, write_policy  # noqa: E402
 
+from mariadb_server import APP_PASSWORD, APP_USER, TEST_DB, MariaDB  # noqa: E402
+
 import psycopg2  # noqa: E402
+import pymysql  # noqa: E402
 
 SCRAM_USER = "scram_u"
 SCRAM_PASSWORD = "s3cret-pw"
@@ -132,12 +139,54 @@ def check_with_cert(cluster, cert, failures):
                         f"{r.returncode} {r.stderr.strip()}")
 
 
+def check_mariadb_with_cert(server, cert, failures):
+    r = server.cli("SELECT 'my-tls-ok';\n", force=True, tcp=True)
+    if r.returncode != 0 or "my-tls-ok" not in r.stdout:
+        failures.append(f"mariadb without --ssl through a TLS proxy failed: {r.stderr.strip()}")
+    args = server.client_args(tcp=True) + ["--ssl", f"--ssl-ca={cert}", "--batch", "--force"]
+    r = subprocess.run(args + ["-e", "status"], text=True, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60)
+    if "Cipher in use" not in r.stdout:
+        failures.append(f"mariadb --ssl: the CLI does not report TLS: rc {r.returncode} "
+                        f"{r.stderr.strip()} {r.stdout[:600]}")
+    r = subprocess.run(args, input="SELECT 'my-tls-on';\nDROP TABLE my_guard_t;\n"
+                       "SELECT 'my-after-block';\n", text=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    if "my-tls-on" not in r.stdout:
+        failures.append(f"mariadb --ssl did not work: rc {r.returncode} {r.stderr.strip()}")
+    if "ERROR" not in r.stderr or "my-after-block" not in r.stdout:
+        failures.append(f"mariadb --ssl: DROP TABLE not blocked or the session ended: "
+                        f"{r.stderr.strip()[:300]}")
+    conn = pymysql.connect(host="127.0.0.1", port=server.port, user=APP_USER,
+                           password=APP_PASSWORD, database=TEST_DB, connect_timeout=10,
+                           ssl_ca=cert, ssl_verify_cert=True, ssl_verify_identity=False)
+    try:
+        if not getattr(conn._sock, "version", lambda: None)():
+            failures.append("pymysql with ssl: the connection is not TLS")
+        cur = conn.cursor()
+        cur.execute("SELECT 'pymysql-tls'")
+        if cur.fetchone()[0] != "pymysql-tls":
+            failures.append("pymysql over TLS: wrong result")
+        try:
+            cur.execute("DELETE FROM guard_t")
+            failures.append("pymysql over TLS: DELETE without WHERE was not blocked")
+        except pymysql.MySQLError:
+            pass
+        cur.execute("SELECT repeat('y', 300000)")
+        if len(cur.fetchone()[0]) != 300000:
+            failures.append("pymysql over TLS: a 300 kB value came back wrong")
+    finally:
+        conn.close()
+
+
 def check_records(audit, failures):
     records, bad = read_audit(audit)
     failures.extend(bad)
     for text, blocked in (("SELECT 'tls-' || 'ok'", False), ("DROP TABLE guard_t", True),
                           ("SELECT 'plain-' || 'ok'", False), ("SELECT 'psycopg2-tls'", False),
-                          ("SELECT 'scram-' || 'prefer'", False)):
+                          ("SELECT 'scram-' || 'prefer'", False), ("SELECT 'my-tls-on'", False),
+                          ("SELECT 'pymysql-tls'", False), ("DELETE FROM guard_t", True),
+                          ("DROP TABLE my_guard_t", True)):
         got = records_with(records, text)
         if len(got) != 1:
             failures.append(f"records: {text!r}: {len(got)} records, expected 1")
@@ -145,16 +194,17 @@ def check_records(audit, failures):
         r = got[0]
         if blocked != (r.get("dbwarden.policy.action") == "block"):
             failures.append(f"records: {text!r}: wrong decision: {r}")
-        if text.startswith("SELECT 'psycopg2"):
+        if "psycopg2" in text or "pymysql" in text or "DELETE" in text:
             continue
-        if r.get("client.process.command") != "psql" or r.get("db.user") is None:
+        client = "mariadb" if "my-" in text or "my_" in text else "psql"
+        if r.get("client.process.command") != client or r.get("db.user") is None:
             failures.append(f"records: {text!r}: the client's identity is missing: {r}")
 
 
-def check_without_cert(args, cluster, workdir, policy, failures):
+def check_without_cert(args, cluster, server, workdir, policy, failures):
     audit = os.path.join(workdir, "audit-nocert.jsonl")
     agent = Agent(args.agent, audit, [cluster.port],
-                  extra_args=enforce_args(workdir, policy))
+                  extra_args=enforce_args(workdir, policy) + ["--mysql-port", str(server.port)])
     rc = start_agent(agent)
     if rc is not None:
         failures.append("the agent without a certificate did not start")
@@ -167,6 +217,16 @@ def check_without_cert(args, cluster, workdir, policy, failures):
         r = psql(cluster, "SELECT 'prefer-' || 'plain';\n", "prefer")
         if "prefer-plain" not in r.stdout:
             failures.append(f"no certificate: sslmode=prefer did not go on: {r.stderr.strip()}")
+        # TLS is not offered: the MariaDB 10.x CLI's --ssl (no verification) goes on in
+        # plaintext, as against a server without SSL.
+        r = subprocess.run(server.client_args(tcp=True) + ["--ssl", "-e", "status"], text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        if r.returncode != 0 or "Not in use" not in r.stdout:
+            failures.append(f"no certificate: mariadb --ssl did not go on in plaintext: "
+                            f"rc {r.returncode} {r.stderr.strip()} {r.stdout[:400]}")
+        r = server.cli("SELECT 'my-plain';", tcp=True)
+        if "my-plain" not in r.stdout:
+            failures.append(f"no certificate: mariadb without --ssl failed: {r.stderr.strip()}")
     finally:
         if stop_agent(agent) is not None:
             failures.append("the agent without a certificate did not stop cleanly")
@@ -215,17 +275,21 @@ def main():
 
 def run(args, workdir, policy, cert, key, other_key, failures):
     hba = [("host", "scram-sha-256", SCRAM_USER)]
-    with PgCluster(hba_rules=hba) as cluster:
+    with PgCluster(hba_rules=hba) as cluster, MariaDB() as server:
+        server.setup_sql(f"CREATE TABLE {TEST_DB}.guard_t (id int, v int); "
+                         f"INSERT INTO {TEST_DB}.guard_t VALUES (1, 1)")
         cluster.setup_sql("CREATE TABLE guard_t (id int, v int); INSERT INTO guard_t VALUES "
                           f"(1, 1); CREATE ROLE {SCRAM_USER} LOGIN PASSWORD '{SCRAM_PASSWORD}'")
         audit = os.path.join(workdir, "audit.jsonl")
         agent = Agent(args.agent, audit, [cluster.port],
-                      extra_args=enforce_args(workdir, policy, cert, key))
+                      extra_args=enforce_args(workdir, policy, cert, key) +
+                      ["--mysql-port", str(server.port)])
         rc = start_agent(agent)
         if rc is not None:
             return rc
         try:
             check_with_cert(cluster, cert, failures)
+            check_mariadb_with_cert(server, cert, failures)
         except Exception as e:  # noqa: BLE001 (reported, never swallowed)
             failures.append(f"with a certificate: {type(e).__name__}: {e}")
         finally:
@@ -233,8 +297,11 @@ def run(args, workdir, policy, cert, key, other_key, failures):
                 failures.append("the agent with a certificate did not stop cleanly")
             agent.detach(check=False)
         check_records(audit, failures)
-        check_without_cert(args, cluster, workdir, policy, failures)
+        check_without_cert(args, cluster, server, workdir, policy, failures)
         check_bad_files(args, cluster, workdir, policy, cert, key, other_key, failures)
+        # Before the servers stop: fail closed would keep their sockets steered.
+        subprocess.run([args.agent, "steering", "detach", "--steer-pin-dir", steer_dir()],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
     for f in failures:
         print(f"FAIL: {f}")
     if failures:

@@ -113,7 +113,14 @@ struct Proxy::Loop {
     void close_after_flush() override { close_requested = true; }
     bool client_tls_available() const override { return !tls && loop->opt.client_tls; }
     void start_client_tls() override {
-      if (client_tls_available()) tls = std::make_unique<TlsSession>(loop->opt.client_tls);
+      if (!client_tls_available()) return;
+      tls = std::make_unique<TlsSession>(loop->opt.client_tls);
+      // What the client sent after its request is already TLS (a MySQL client starts its
+      // handshake without waiting for an answer): into the session, not the relay.
+      if (in.empty()) return;
+      std::vector<uint8_t> early(in.data().begin(), in.data().end());
+      in.consume(in.size());
+      loop->tls_input(*this, early);
     }
     // How much of `b` the socket took (all of it when the peer is gone: nothing is kept).
     size_t send_now(int fd, std::span<const uint8_t> b, std::atomic<uint64_t>& counter) {
@@ -182,6 +189,7 @@ struct Proxy::Loop {
   void on_event(Tag& tag, uint32_t events);
   void read_client(Conn& c);
   void read_upstream(Conn& c);
+  void tls_input(Conn& c, std::span<const uint8_t> ciphertext);
   void finish_connect(Conn& c);
   void note_unix_server(Conn& c);
   bool flush(int fd, ByteBuffer& buf, std::atomic<uint64_t>& counter);
@@ -542,23 +550,26 @@ void Proxy::Loop::read_client(Conn& c) {
   // chunk there would zero 64 KiB per read and keep it per idle connection.
   const ssize_t n = read(c.client, read_buf, sizeof(read_buf));
   if (n > 0 && c.tls) {
-    // Ciphertext: the plaintext lands in c.in as a plaintext client's bytes would.
-    const bool was_done = c.tls->handshake_done();
-    const TlsSession::State st = c.tls->on_ciphertext({read_buf, static_cast<size_t>(n)}, c.in);
-    c.send_tls_output();  // handshake replies and alerts, failed or not
-    if (!was_done && c.tls->handshake_done()) {
-      tls_handshakes.fetch_add(1, std::memory_order_relaxed);
-    }
-    if (st == TlsSession::State::kFailed) {
-      tls_failures.fetch_add(1, std::memory_order_relaxed);
-      c.close_requested = true;  // after the alert, if the socket takes it
-      c.client_eof = true;
-    } else if (st == TlsSession::State::kClosed) {
-      c.client_eof = true;
-    }
+    tls_input(c, {read_buf, static_cast<size_t>(n)});
   } else if (n > 0) {
     c.in.append({read_buf, static_cast<size_t>(n)});
   } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+    c.client_eof = true;
+  }
+}
+
+void Proxy::Loop::tls_input(Conn& c, std::span<const uint8_t> ciphertext) {
+  // The plaintext lands in c.in as a plaintext client's bytes would.
+  const bool was_done = c.tls->handshake_done();
+  const TlsSession::State st = c.tls->on_ciphertext(ciphertext, c.in);
+  c.send_tls_output();  // handshake replies and alerts, failed or not
+  if (!was_done && c.tls->handshake_done()) {
+    tls_handshakes.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (st == TlsSession::State::kFailed) {
+    tls_failures.fetch_add(1, std::memory_order_relaxed);
+    c.client_eof = true;  // the alert went out with send_tls_output, if the socket took it
+  } else if (st == TlsSession::State::kClosed) {
     c.client_eof = true;
   }
 }
