@@ -378,6 +378,8 @@ EnforcerStats Enforcer::stats() const {
   s.proxy_accepted = p.accepted;
   s.proxy_active = p.active;
   s.proxy_upstream_failures = p.upstream_failures;
+  s.proxy_tls_handshakes = p.tls_handshakes;
+  s.proxy_tls_failures = p.tls_failures;
   s.proxy_identity_failures = p.identity_failures;
   s.proxy_refused = p.refused_over_limit + p.refused_not_steered;
   s.existing_connections = impl_->existing.size();

@@ -28,8 +28,11 @@ into a failure.
 
 import argparse
 import os
+import socket
+import struct
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -179,6 +182,29 @@ def check_mariadb_with_cert(server, cert, failures):
         conn.close()
 
 
+def check_tls_metrics(agent, cluster, failures):
+    # A client that says SSLRequest, gets 'S', then sends no TLS: closed and counted.
+    with socket.create_connection(("127.0.0.1", cluster.port), timeout=10) as s:
+        s.sendall(struct.pack("!ii", 8, 80877103))
+        if s.recv(1) != b"S":
+            failures.append("metrics: SSLRequest was not answered 'S'")
+        s.sendall(b"this is not a TLS record, not at all\r\n")
+        rest = s.recv(4096)  # an alert, then the end
+        while rest:
+            rest = s.recv(4096)
+    deadline = time.monotonic() + 10
+    while True:
+        text = agent.scrape()
+        done = agent.metric_sum("dbwarden_proxy_tls_handshakes_total", text) or 0
+        failed = agent.metric_sum("dbwarden_proxy_tls_failures_total", text) or 0
+        if (done >= 6 and failed >= 1) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if done < 6 or failed < 1:
+        failures.append(f"metrics: {done} TLS handshakes (expected at least 6), {failed} "
+                        "failures (expected at least 1)")
+
+
 def check_records(audit, failures):
     records, bad = read_audit(audit)
     failures.extend(bad)
@@ -290,6 +316,7 @@ def run(args, workdir, policy, cert, key, other_key, failures):
         try:
             check_with_cert(cluster, cert, failures)
             check_mariadb_with_cert(server, cert, failures)
+            check_tls_metrics(agent, cluster, failures)
         except Exception as e:  # noqa: BLE001 (reported, never swallowed)
             failures.append(f"with a certificate: {type(e).__name__}: {e}")
         finally:
