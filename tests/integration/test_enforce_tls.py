@@ -286,7 +286,11 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         return skip_or_fail("needs root (BPF steering, private servers)")
-    workdir = pg_cluster.make_workdir("dbw-enforce-tls-")
+    # The work directory (the test's private keys with it) goes after a pass.
+    return pg_cluster.in_workdir("dbw-enforce-tls-", False, lambda workdir: attempt(args, workdir))
+
+
+def attempt(args, workdir):
     os.makedirs(os.path.join(workdir, "proxy"), exist_ok=True)
     failures = []
     policy = write_policy(workdir)
