@@ -105,8 +105,9 @@ po::options_description settings() {
        "bpffs directory where steering is pinned, so it outlives a proxy restart (default "
        "/sys/fs/bpf/dbwarden-steer)")
       ("proxy-tls-cert-file", po::value<std::string>(),
-       "enforce mode: certificate for TLS toward clients (default none: TLS is refused and "
-       "clients continue in plaintext or give up, per their sslmode)")
+       "enforce mode: PEM certificate (chain) for TLS toward clients, terminated in the proxy "
+       "(default none: TLS is refused and clients continue in plaintext or give up, per their "
+       "sslmode)")
       ("proxy-tls-key-file", po::value<std::string>(), "key for --proxy-tls-cert-file")
       ("record", po::value<std::string>(),
        "also write every raw capture record to this new file (replay it with `dbwarden "
@@ -185,12 +186,6 @@ Status validate(Config& c) {
   }
   if (c.proxy_tls_cert_file.empty() != c.proxy_tls_key_file.empty()) {
     return Status::Error("--proxy-tls-cert-file and --proxy-tls-key-file go together");
-  }
-  if (!c.proxy_tls_cert_file.empty()) {
-    // Said plainly rather than accepted and ignored.
-    return Status::Error("--proxy-tls-cert-file: TLS termination in the proxy is not "
-                         "available in this version; without it clients are told the proxy "
-                         "has no TLS and continue in plaintext (sslmode=prefer) or stop");
   }
   return Status::Ok();
 }

@@ -157,6 +157,15 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
     return Status::Error("policy " + s.message());
   }
   impl->policy = std::make_unique<proxy::PolicySource>(loaded.value());
+  std::shared_ptr<proxy::TlsContext> client_tls;
+  if (!config.proxy_tls_cert_file.empty()) {
+    // Loaded and checked before anything is steered: a bad certificate or key stops the
+    // start, not a client.
+    auto tls = proxy::TlsContext::Load(config.proxy_tls_cert_file, config.proxy_tls_key_file);
+    if (!tls.ok())
+      return Status::Error("enforce: --proxy-tls-cert-file: " + tls.status().message());
+    client_tls = std::move(tls.value());
+  }
 
   // What to protect: exactly where the servers listen.
   std::vector<steering::Endpoint> endpoints;
@@ -212,6 +221,7 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
   }
 
   proxy::Options po;
+  po.client_tls = std::move(client_tls);
   po.tcp_listen_addresses = proxy_listen_addresses();
   po.mysql_ports = config.mysql_ports;
   po.tcp_connector = std::move(connectors);
@@ -368,6 +378,8 @@ EnforcerStats Enforcer::stats() const {
   s.proxy_accepted = p.accepted;
   s.proxy_active = p.active;
   s.proxy_upstream_failures = p.upstream_failures;
+  s.proxy_tls_handshakes = p.tls_handshakes;
+  s.proxy_tls_failures = p.tls_failures;
   s.proxy_identity_failures = p.identity_failures;
   s.proxy_refused = p.refused_over_limit + p.refused_not_steered;
   s.existing_connections = impl_->existing.size();

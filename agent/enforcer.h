@@ -34,6 +34,7 @@ namespace dbwarden::agent {
 struct EnforcerStats {
   uint64_t proxy_accepted = 0, proxy_active = 0, proxy_upstream_failures = 0,
            proxy_identity_failures = 0, proxy_refused = 0;
+  uint64_t proxy_tls_handshakes = 0, proxy_tls_failures = 0;
   uint64_t existing_connections = 0;  // open before enforcement: not steered
   uint64_t existing_terminated = 0;
   uint64_t steered_tcp = 0, steered_unix = 0, fail_open = 0, fail_closed = 0;

@@ -218,6 +218,8 @@ void publish_enforcement(metrics::Exporter& m, const Enforcer& e) {
   c.proxy_upstream_failures = s.proxy_upstream_failures;
   c.proxy_identity_failures = s.proxy_identity_failures;
   c.proxy_refused = s.proxy_refused;
+  c.proxy_tls_handshakes = s.proxy_tls_handshakes;
+  c.proxy_tls_failures = s.proxy_tls_failures;
   c.proxy_active = s.proxy_active;
   c.steered_tcp = s.steered_tcp;
   c.steered_unix = s.steered_unix;

@@ -28,6 +28,14 @@ struct CountingOutput : dbwarden::proxy::RelayOutput {
   }
   void to_client(std::span<const uint8_t> b) override { to_client_bytes += b.size(); }
   void close_after_flush() override { closed = true; }
+  // TLS toward the client (a certificate configured): the relay's side of the switch; the
+  // connection would decrypt, so the relay goes on with the same bytes.
+  bool tls_available = false, tls_started = false;
+  bool client_tls_available() const override { return tls_available && !tls_started; }
+  void start_client_tls() override {
+    if (!client_tls_available()) std::abort();  // only when offered, and once
+    tls_started = true;
+  }
 };
 
 // The policy the fuzzers judge with: blocks and logs, as the shipped guardrails do.

@@ -151,6 +151,8 @@ struct Exporter::Impl {
   Counter* proxy_upstream_failures = nullptr;
   Counter* proxy_identity_failures = nullptr;
   Counter* proxy_refused = nullptr;
+  Counter* proxy_tls_handshakes = nullptr;
+  Counter* proxy_tls_failures = nullptr;
   Gauge* proxy_active = nullptr;
   Counter* steering_counts[4] = {};
   Gauge* enforcement_mode = nullptr;
@@ -400,6 +402,11 @@ struct Exporter::Impl {
                 "Proxied unix clients refused: their credentials could not be taken upstream.");
     proxy_refused = counter("dbwarden_proxy_refused_total",
                             "Connections the proxy refused (connection limit, not steered).");
+    proxy_tls_handshakes = counter("dbwarden_proxy_tls_handshakes_total",
+                                   "Client TLS handshakes the proxy completed (terminated).");
+    proxy_tls_failures =
+        counter("dbwarden_proxy_tls_failures_total",
+                "Client connections closed because their TLS handshake or a record failed.");
     proxy_active = &prometheus::BuildGauge()
                         .Name("dbwarden_proxy_connections")
                         .Help("Client connections open through the proxy.")
@@ -713,6 +720,8 @@ void Exporter::publish_enforcement(const EnforcementCounters& c) {
   add(m.proxy_upstream_failures, c.proxy_upstream_failures, l.proxy_upstream_failures);
   add(m.proxy_identity_failures, c.proxy_identity_failures, l.proxy_identity_failures);
   add(m.proxy_refused, c.proxy_refused, l.proxy_refused);
+  add(m.proxy_tls_handshakes, c.proxy_tls_handshakes, l.proxy_tls_handshakes);
+  add(m.proxy_tls_failures, c.proxy_tls_failures, l.proxy_tls_failures);
   add(m.steering_counts[0], c.steered_tcp, l.steered_tcp);
   add(m.steering_counts[1], c.steered_unix, l.steered_unix);
   add(m.steering_counts[2], c.fail_open, l.fail_open);

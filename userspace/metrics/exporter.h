@@ -110,6 +110,7 @@ struct IdentityCounters {
 struct EnforcementCounters {
   uint64_t proxy_accepted = 0, proxy_upstream_failures = 0, proxy_identity_failures = 0,
            proxy_refused = 0;
+  uint64_t proxy_tls_handshakes = 0, proxy_tls_failures = 0;  // client TLS terminated / failed
   uint64_t proxy_active = 0;                       // level
   uint64_t steered_tcp = 0, steered_unix = 0;      // connections handed to the proxy
   uint64_t fail_open = 0, fail_closed = 0;         // proxy down: passed through / refused

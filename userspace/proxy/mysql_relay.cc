@@ -21,6 +21,18 @@ uint32_t PayloadLength(std::span<const uint8_t> h) {
 constexpr uint32_t kNotOffered = static_cast<uint32_t>(mysql::kClientSsl | mysql::kClientCompress |
                                                        mysql::kClientZstdCompression);
 
+// Sets CLIENT_SSL in a greeting's lower capability flags (the layout in
+// mysql::ClearGreetingCapabilities): the proxy offers TLS it terminates itself.
+bool OfferSsl(std::span<uint8_t> payload) {
+  if (payload.empty() || payload[0] != 10) return false;
+  size_t pos = 1;
+  while (pos < payload.size() && payload[pos] != 0) ++pos;
+  pos += 1 + 4 + 8 + 1;
+  if (pos + 2 > payload.size()) return false;
+  payload[pos + 1] |= static_cast<uint8_t>(mysql::kClientSsl >> 8);
+  return true;
+}
+
 }  // namespace
 
 MysqlRelay::MysqlRelay(ConnectionInfo& info, Judge& judge, RecordSink& records,
@@ -29,6 +41,7 @@ MysqlRelay::MysqlRelay(ConnectionInfo& info, Judge& judge, RecordSink& records,
     : RelayBase(info, judge, records, decoder_limits, limits, counters) {}
 
 void MysqlRelay::on_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns) {
+  if (tls_login_) return shifted_server(bytes, out, now_ns);
   if (greeting_pending_) {
     server_hold_.insert(server_hold_.end(), bytes.begin(), bytes.end());
     if (server_hold_.size() < mysql::kHeaderSize) return;
@@ -36,9 +49,11 @@ void MysqlRelay::on_server(std::span<const uint8_t> bytes, RelayOutput& out, uin
     if (server_hold_.size() < total) return;
     greeting_pending_ = false;
     // An ERR instead of a greeting (host blocked, too many connections) passes unchanged.
-    mysql::ClearGreetingCapabilities(
-        std::span<uint8_t>(server_hold_).subspan(mysql::kHeaderSize, total - mysql::kHeaderSize),
-        kNotOffered);
+    const auto payload =
+        std::span<uint8_t>(server_hold_).subspan(mysql::kHeaderSize, total - mysql::kHeaderSize);
+    mysql::ClearGreetingCapabilities(payload, kNotOffered);
+    // With a certificate the proxy offers TLS itself, whatever the server's own.
+    ssl_offered_ = out.client_tls_available() && OfferSsl(payload);
     std::vector<uint8_t> held;
     held.swap(server_hold_);
     out.to_client(held);
@@ -79,6 +94,16 @@ bool MysqlRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
       mysql::HandshakeResponse r;
       if (mysql::ParseHandshakeResponse(in.data().subspan(mysql::kHeaderSize, 32), &r) &&
           r.ssl_request) {
+        if (ssl_offered_ && out.client_tls_available()) {
+          // Terminated here: the server never hears of it. Every later login packet is one
+          // behind on the server's side (it did not see this one), as shifted_*() correct.
+          pass(in.data().first(mysql::kHeaderSize + 32), /*to_server=*/false, out, now_ns);
+          in.consume(mysql::kHeaderSize + 32);
+          out.start_client_tls();
+          tls_login_ = true;
+          clear_ssl_flag_ = true;
+          return true;
+        }
         refuse(1045, "28000", "dbwarden: TLS to the database is not available through the proxy", 2,
                out, now_ns);
         return false;
@@ -86,6 +111,7 @@ bool MysqlRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
     } else if (seq == 1 && length == 32) {
       return false;  // wait for the whole packet to tell
     }
+    if (tls_login_) return shifted_client(in, length, out, now_ns);
   } else if (seq == 0 && length > 0) {
     if (in.size() < mysql::kHeaderSize + 1) return false;
     const uint8_t command = in.data()[mysql::kHeaderSize];
@@ -144,6 +170,63 @@ bool MysqlRelay::execute_command(ByteBuffer& in, uint32_t length, RelayOutput& o
     }
   }
   return pass_packet(in, length, out, now_ns);
+}
+
+bool MysqlRelay::shifted_client(ByteBuffer& in, uint32_t length, RelayOutput& out,
+                                uint64_t now_ns) {
+  // The HandshakeResponse after the SSL request also loses CLIENT_SSL (in its first
+  // payload bytes): the server's leg is plaintext.
+  const size_t rewritten =
+      mysql::kHeaderSize + (clear_ssl_flag_ ? std::min<uint32_t>(length, 2) : 0);
+  if (in.size() < rewritten) return false;
+  const auto original = in.data().first(rewritten);
+  uint8_t copy[mysql::kHeaderSize + 2];
+  std::copy(original.begin(), original.end(), copy);
+  copy[3] = static_cast<uint8_t>(copy[3] - 1);
+  if (clear_ssl_flag_ && rewritten == sizeof(copy)) {
+    copy[mysql::kHeaderSize + 1] &= static_cast<uint8_t>(~(mysql::kClientSsl >> 8));
+  }
+  clear_ssl_flag_ = false;
+  out.to_server({copy, rewritten});
+  pass(original, /*to_server=*/false, out, now_ns);  // the decoder: the client's own view
+  in.consume(rewritten);
+  stream_left_ = length - (rewritten - mysql::kHeaderSize);
+  return true;
+}
+
+void MysqlRelay::shifted_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns) {
+  // Server packets of the login exchange, one sequence id ahead for the client; the
+  // decoder sees them as the client does. Once it is in the command phase (the login's OK)
+  // ids start at 0 each command on both sides and bytes pass unchanged.
+  while (!bytes.empty()) {
+    if (!tls_login_) {
+      out.to_client(bytes);
+      session_.on_data(Direction::kServer, bytes, now_ns);
+      break;
+    }
+    if (server_left_ == 0) {
+      const size_t n = std::min(bytes.size(), mysql::kHeaderSize - server_header_have_);
+      std::copy_n(bytes.begin(), n, server_header_ + server_header_have_);
+      server_header_have_ += n;
+      bytes = bytes.subspan(n);
+      if (server_header_have_ < mysql::kHeaderSize) break;
+      server_header_have_ = 0;
+      server_header_[3] = static_cast<uint8_t>(server_header_[3] + 1);
+      out.to_client({server_header_, mysql::kHeaderSize});
+      session_.on_data(Direction::kServer, {server_header_, mysql::kHeaderSize}, now_ns);
+      server_left_ = PayloadLength({server_header_, mysql::kHeaderSize});
+    } else {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(bytes.size(), server_left_));
+      out.to_client(bytes.first(n));
+      session_.on_data(Direction::kServer, bytes.first(n), now_ns);
+      bytes = bytes.subspan(n);
+      server_left_ -= n;
+    }
+    if (server_left_ == 0 && server_header_have_ == 0 && session_.in_command_phase()) {
+      tls_login_ = false;
+    }
+  }
+  if (holding_) release_held(out, now_ns);
 }
 
 bool MysqlRelay::pass_packet(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns) {

@@ -5,10 +5,13 @@
 // mysql::Session, the observer's decoder, which writes the audit records and tells the
 // login phase from the command phase.
 //
-// - The server's greeting reaches the client without CLIENT_SSL and the compression
-//   capabilities: the proxy holds no certificate yet and does not inflate, so it offers
-//   neither, and a client that asks for TLS anyway is refused (an opaque session could not
-//   be judged).
+// - The server's greeting reaches the client without the compression capabilities (the
+//   proxy does not inflate) and with CLIENT_SSL only when the proxy has a certificate
+//   (tls.h), whatever the server offers. A client's SSL request is then answered by the
+//   proxy's own TLS handshake and never reaches the server: the plaintext HandshakeResponse
+//   goes on without CLIENT_SSL, and each login packet's sequence id is shifted by one (the
+//   server never saw the SSL request) until the command phase. Without a certificate a
+//   client that asks for TLS anyway is refused (an opaque session could not be judged).
 // - In the command phase a packet with sequence id 0 is a command. COM_QUERY and
 //   COM_STMT_PREPARE are read whole (up to max_judged_bytes) and judged before any byte of
 //   them is sent: allowed, sent on; blocked, answered by the proxy with an ERR packet (the
@@ -54,6 +57,10 @@ class MysqlRelay final : public RelayBase<MysqlProtocol> {
   bool judged_command(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
   bool execute_command(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
   bool pass_packet(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
+  // The login exchange of a TLS client: sequence ids one less toward the server, one more
+  // toward the client.
+  bool shifted_client(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
+  void shifted_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns);
   // An ERR packet, then the connection ends (see RelayBase::close_with).
   void refuse(uint16_t code, std::string_view sqlstate, std::string_view message, uint8_t seq,
               RelayOutput& out, uint64_t now_ns);
@@ -61,6 +68,12 @@ class MysqlRelay final : public RelayBase<MysqlProtocol> {
   bool greeting_pending_ = true;      // the server's first packet is still to be rewritten
   std::vector<uint8_t> server_hold_;  // its bytes until it is whole
   uint64_t stream_left_ = 0;          // payload bytes of the current packet still to pass
+  bool ssl_offered_ = false;          // the greeting offered the proxy's TLS
+  bool tls_login_ = false;            // TLS client in the login exchange: ids shifted
+  bool clear_ssl_flag_ = false;       // the next client packet is the HandshakeResponse
+  uint8_t server_header_[4] = {};     // a server packet header being read (login, TLS)
+  size_t server_header_have_ = 0;
+  uint64_t server_left_ = 0;  // payload bytes of the current server packet still to pass
 };
 
 }  // namespace dbwarden::proxy

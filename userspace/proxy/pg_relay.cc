@@ -86,9 +86,27 @@ bool PgRelay::startup_packet(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) 
   const auto packet = in.data().first(sh.length);
   switch (sh.kind) {
     case pgsql::StartupKind::kSsl:
+      if (out.client_tls_available()) {
+        // Bytes after the SSLRequest, before the 'S', would be plaintext the client sent
+        // unasked that would then count as having come over TLS: refused, as the server
+        // does (CVE-2021-23214).
+        if (in.size() > packet.size()) {
+          protocol_error("unencrypted data after SSLRequest", out, now_ns);
+          return false;
+        }
+        // The decoder sees 'S' and then the plaintext, as from the capture's libssl probes.
+        pass(packet, /*to_server=*/false, out, now_ns);
+        in.consume(packet.size());
+        static constexpr uint8_t kAccept[] = {'S'};
+        answer(kAccept, out, now_ns);
+        out.start_client_tls();
+        return true;
+      }
+      [[fallthrough]];
     case pgsql::StartupKind::kGssEnc: {
-      // No certificate: refuse, as a server without ssl does; the client goes on in
-      // plaintext (sslmode=prefer) or gives up (require).
+      // No certificate (or TLS already on, or GSSAPI, which the proxy never terminates):
+      // refuse, as a server without it does; the client goes on in plaintext
+      // (sslmode=prefer) or gives up (require).
       pass(packet, /*to_server=*/false, out, now_ns);
       in.consume(packet.size());
       static constexpr uint8_t kRefuse[] = {'N'};

@@ -6,8 +6,11 @@
 // observer's decoder, which writes the audit records and says when the server is idle.
 //
 // Per client message:
-// - Startup phase: SSLRequest and GSSENCRequest are answered 'N' by the proxy (it holds no
-//   certificate yet, so the client's TLS would be opaque); StartupMessage and
+// - Startup phase: SSLRequest is answered 'S' when the proxy has a certificate (tls.h): the
+//   connection then decrypts, and the relay goes on with the plaintext; without one, and
+//   for GSSENCRequest always, 'N'. The server sees a plaintext connection: it never offers
+//   SCRAM-SHA-256-PLUS (channel binding to the client's TLS cannot survive termination), so
+//   a client's channel_binding=prefer goes on without it and =require stops. StartupMessage and
 //   CancelRequest go to the server unchanged (the cancel key is the server's own: the
 //   proxy keeps one upstream connection per client and rewrites no keys).
 // - Query 'Q' and Parse 'P' are read whole (up to max_judged_bytes) and judged before any

@@ -81,8 +81,9 @@ struct Proxy::Loop {
     std::shared_ptr<void> guard;  // steering exemption while connecting
     bool connecting = false, connected = false;
     bool client_eof = false, upstream_eof = false, close_requested = false;
-    bool dead = false;    // destroyed; freed after the current batch of events
-    bool broken = false;  // a send failed: the peer is gone
+    bool dead = false;                // destroyed; freed after the current batch of events
+    bool broken = false;              // a send failed: the peer is gone
+    std::unique_ptr<TlsSession> tls;  // the client's TLS, terminated here (null: plaintext)
 
     // Bytes go out at once when nothing waits before them: the peer has them before the
     // relay decodes them (the record costs no latency) and they are not copied. What the
@@ -93,10 +94,34 @@ struct Proxy::Loop {
       out_server.append(b);
     }
     void to_client(std::span<const uint8_t> b) override {
+      if (tls) {
+        tls->write(b);
+        return send_tls_output();
+      }
+      send_client(b);
+    }
+    void send_client(std::span<const uint8_t> b) {
       if (out_client.empty()) b = b.subspan(send_now(client, b, loop->bytes_to_client));
       out_client.append(b);
     }
+    // What the TLS session has for the client: records, handshake, alerts.
+    void send_tls_output() {
+      loop->tls_out.clear();
+      tls->take_output(loop->tls_out);
+      send_client(loop->tls_out);
+    }
     void close_after_flush() override { close_requested = true; }
+    bool client_tls_available() const override { return !tls && loop->opt.client_tls; }
+    void start_client_tls() override {
+      if (!client_tls_available()) return;
+      tls = std::make_unique<TlsSession>(loop->opt.client_tls);
+      // What the client sent after its request is already TLS (a MySQL client starts its
+      // handshake without waiting for an answer): into the session, not the relay.
+      if (in.empty()) return;
+      std::vector<uint8_t> early(in.data().begin(), in.data().end());
+      in.consume(in.size());
+      loop->tls_input(*this, early);
+    }
     // How much of `b` the socket took (all of it when the peer is gone: nothing is kept).
     size_t send_now(int fd, std::span<const uint8_t> b, std::atomic<uint64_t>& counter) {
       if (broken || b.empty()) return b.size();
@@ -128,13 +153,14 @@ struct Proxy::Loop {
   // name them (its other socket), so they are freed once the batch is done.
   std::vector<std::unique_ptr<Conn>> ended;
   uint8_t read_buf[kReadChunk];  // every read lands here first (one thread)
+  std::vector<uint8_t> tls_out;  // ciphertext on its way to a client (one thread)
   uint64_t next_id = 0;
   // Where a client that connected to a TCP listener itself goes (Options), if anywhere.
   std::optional<steering::Endpoint> direct_upstream;
 
   std::atomic<uint64_t> accepted{0}, active{0}, refused_over_limit{0}, refused_not_steered{0},
-      upstream_failures{0}, identity_failures{0}, blocked{0}, bytes_to_server{0},
-      bytes_to_client{0};
+      upstream_failures{0}, identity_failures{0}, blocked{0}, tls_handshakes{0}, tls_failures{0},
+      bytes_to_server{0}, bytes_to_client{0};
 
   ~Loop() {
     const uint64_t now = monotonic_ns();
@@ -163,6 +189,7 @@ struct Proxy::Loop {
   void on_event(Tag& tag, uint32_t events);
   void read_client(Conn& c);
   void read_upstream(Conn& c);
+  void tls_input(Conn& c, std::span<const uint8_t> ciphertext);
   void finish_connect(Conn& c);
   void note_unix_server(Conn& c);
   bool flush(int fd, ByteBuffer& buf, std::atomic<uint64_t>& counter);
@@ -522,9 +549,27 @@ void Proxy::Loop::read_client(Conn& c) {
   // Into the loop's buffer, then only what came into the connection's: reserving a whole
   // chunk there would zero 64 KiB per read and keep it per idle connection.
   const ssize_t n = read(c.client, read_buf, sizeof(read_buf));
-  if (n > 0) {
+  if (n > 0 && c.tls) {
+    tls_input(c, {read_buf, static_cast<size_t>(n)});
+  } else if (n > 0) {
     c.in.append({read_buf, static_cast<size_t>(n)});
   } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+    c.client_eof = true;
+  }
+}
+
+void Proxy::Loop::tls_input(Conn& c, std::span<const uint8_t> ciphertext) {
+  // The plaintext lands in c.in as a plaintext client's bytes would.
+  const bool was_done = c.tls->handshake_done();
+  const TlsSession::State st = c.tls->on_ciphertext(ciphertext, c.in);
+  c.send_tls_output();  // handshake replies and alerts, failed or not
+  if (!was_done && c.tls->handshake_done()) {
+    tls_handshakes.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (st == TlsSession::State::kFailed) {
+    tls_failures.fetch_add(1, std::memory_order_relaxed);
+    c.client_eof = true;  // the alert went out with send_tls_output, if the socket took it
+  } else if (st == TlsSession::State::kClosed) {
     c.client_eof = true;
   }
 }
@@ -653,6 +698,8 @@ Stats Proxy::stats() const {
   s.upstream_failures = l.upstream_failures.load(std::memory_order_relaxed);
   s.identity_failures = l.identity_failures.load(std::memory_order_relaxed);
   s.blocked_messages = l.blocked.load(std::memory_order_relaxed);
+  s.tls_handshakes = l.tls_handshakes.load(std::memory_order_relaxed);
+  s.tls_failures = l.tls_failures.load(std::memory_order_relaxed);
   s.bytes_to_server = l.bytes_to_server.load(std::memory_order_relaxed);
   s.bytes_to_client = l.bytes_to_client.load(std::memory_order_relaxed);
   return s;

@@ -37,6 +37,7 @@
 #include "protocol/statement.h"
 #include "proxy/judge.h"
 #include "proxy/pg_relay.h"
+#include "proxy/tls.h"
 
 namespace dbwarden::proxy {
 
@@ -82,6 +83,9 @@ struct Options {
   // (steering's lock_unix); the proxy then checks its client against the socket's old bits
   // and connects past the lock (credentials.h). Null: sockets are never locked.
   std::function<std::optional<LockedSocket>(const std::string& server_path)> socket_lock;
+  // TLS toward clients (config proxy-tls-cert-file/-key-file); null: a client asking for
+  // TLS is told the server has none (PostgreSQL 'N'; MySQL: CLIENT_SSL not offered).
+  std::shared_ptr<TlsContext> client_tls;
   size_t high_watermark = 256 << 10;
   size_t max_connections = 16384;
   RelayLimits relay;
@@ -97,6 +101,8 @@ struct Stats {
   uint64_t upstream_failures = 0;
   uint64_t identity_failures = 0;  // could not take the client's credentials: refused
   uint64_t blocked_messages = 0;
+  uint64_t tls_handshakes = 0;  // clients whose TLS the proxy terminated
+  uint64_t tls_failures = 0;    // TLS handshakes or records that failed: connection closed
   uint64_t bytes_to_server = 0;
   uint64_t bytes_to_client = 0;
 };

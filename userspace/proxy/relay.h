@@ -20,6 +20,11 @@ class RelayOutput {
   virtual void to_client(std::span<const uint8_t> bytes) = 0;
   // End the connection once what is queued for the client has been written.
   virtual void close_after_flush() = 0;
+  // TLS toward the client (tls.h): whether the proxy can take it on now (a certificate is
+  // configured and the client is not on TLS already), and the switch, after the protocol's
+  // plaintext "yes" has been given to to_client(): every later byte either way is TLS.
+  virtual bool client_tls_available() const { return false; }
+  virtual void start_client_tls() {}
 };
 
 class Relay {

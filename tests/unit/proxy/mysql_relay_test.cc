@@ -82,6 +82,40 @@ TEST_CASE("mysql relay: a client that asks for TLS anyway is refused", "[proxy][
   CHECK(f.out.take_client().find("TLS") != std::string::npos);
 }
 
+TEST_CASE("mysql relay: with a certificate the proxy offers TLS and the login is shifted "
+          "by the SSL request the server never sees",
+          "[proxy][mysql]") {
+  MyFixture f;
+  f.out.tls_available = true;
+  // Offered whatever the server says (here: no CLIENT_SSL of its own).
+  const std::string got = f.server(Greeting(kBaseCaps | kDeprecateEof));
+  CHECK((GreetingCaps(got) & 0x800) != 0);
+  CHECK(f.client(SslRequest(kClientCaps)).empty());
+  CHECK(f.out.tls_started);
+  // The HandshakeResponse (sequence id 2 after the SSL request) reaches the server as its
+  // first answer, id 1, without CLIENT_SSL.
+  std::string response = HandshakeResponse(kClientCaps | 0x800, "app", "shop", "x");
+  response[3] = 2;
+  CHECK(f.client(response) == HandshakeResponse(kClientCaps, "app", "shop", "x"));
+  // An auth switch (server id 2, client 3), the client's answer (3, server 2), the OK.
+  const std::string auth_switch = Packet(2, "þ" + CStr("mysql_native_password") + "abc");
+  std::string for_client = auth_switch;
+  for_client[3] = 3;
+  // Cut inside the header: the id is still shifted.
+  CHECK(f.server(auth_switch.substr(0, 2)) + f.server(auth_switch.substr(2)) == for_client);
+  CHECK(f.client(Packet(4, "token")) == Packet(3, "token"));
+  CHECK(f.server(Ok(4)) == Ok(5));
+  // Command phase: ids start at 0 on both sides, nothing is shifted.
+  CHECK(f.client(Query("SELECT 1")) == Query("SELECT 1"));
+  CHECK(f.server(ResultSet(1, {"1"}, false)) == ResultSet(1, {"1"}, false));
+  CHECK(f.client(Query("DROP TABLE t")).empty());
+  CHECK(f.out.take_client() == Err(1, 1142, "42501", "dropping tables is not allowed here"));
+  REQUIRE(f.sink.got.size() == 2);
+  CHECK(f.sink.got[0].text == "SELECT 1");
+  CHECK(f.sink.got[1].policy_action == "block");
+  CHECK(f.info.user == "app");
+}
+
 TEST_CASE("mysql relay: allowed queries pass, blocked ones get the rule's ERR and the "
           "session goes on",
           "[proxy][mysql]") {

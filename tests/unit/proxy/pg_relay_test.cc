@@ -197,6 +197,38 @@ TEST_CASE("pg relay: SSLRequest and GSSENCRequest are refused by the proxy", "[p
   CHECK(f.client(Startup("bob", "db")) == Startup("bob", "db"));
 }
 
+TEST_CASE("pg relay: with a certificate SSLRequest is answered 'S' and TLS starts",
+          "[proxy][pgsql]") {
+  PgFixture f;
+  f.out.tls_available = true;
+  CHECK(f.client(GssEncRequest()).empty());  // GSSAPI encryption: never terminated here
+  CHECK(f.out.take_client() == "N");
+  CHECK_FALSE(f.out.tls_started);
+  CHECK(f.client(SslRequest()).empty());
+  CHECK(f.out.take_client() == "S");
+  CHECK(f.out.tls_started);
+  // The connection decrypts: the relay goes on with the plaintext, as for any client.
+  CHECK(f.client(SslRequest()).empty());  // a second one, inside TLS: refused
+  CHECK(f.out.take_client() == "N");
+  f.login();
+  CHECK(f.client(Query("SELECT 1")) == Query("SELECT 1"));
+  f.server(RowDesc() + DataRow("1") + Complete("SELECT 1") + Ready());
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].text == "SELECT 1");
+  CHECK(f.info.user == "alice");
+}
+
+TEST_CASE("pg relay: bytes sent after SSLRequest before the answer close the connection",
+          "[proxy][pgsql]") {
+  PgFixture f;
+  f.out.tls_available = true;
+  // Plaintext sent unasked would otherwise be taken as having come over TLS.
+  CHECK(f.client(SslRequest() + Startup("bob", "db")).empty());
+  CHECK_FALSE(f.out.tls_started);
+  CHECK(f.out.closed);
+  CHECK(f.out.take_client().find("C08P01") != std::string::npos);
+}
+
 TEST_CASE("pg relay: a cancel request goes to the server unchanged", "[proxy][pgsql]") {
   PgFixture f;
   CHECK(f.client(CancelRequest()) == CancelRequest());

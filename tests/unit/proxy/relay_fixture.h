@@ -27,6 +27,10 @@ struct Output : dbwarden::proxy::RelayOutput {
     client.append(reinterpret_cast<const char*>(b.data()), b.size());
   }
   void close_after_flush() override { closed = true; }
+  // TLS toward the client: available when the test says so, until it is started.
+  bool tls_available = false, tls_started = false;
+  bool client_tls_available() const override { return tls_available && !tls_started; }
+  void start_client_tls() override { tls_started = client_tls_available(); }
   // Hands over (and forgets) what was sent so far.
   std::string take_server() { return std::exchange(server, {}); }
   std::string take_client() { return std::exchange(client, {}); }
