@@ -378,3 +378,20 @@ TEST_CASE(
   CHECK(run.sink.got[1].returned_rows == 1);
   CHECK(run.info.user.empty());  // never seen: left empty, not guessed
 }
+
+TEST_CASE("mysql session: COM_STATISTICS's bare-string answer ends it; the next query decodes",
+          "[mysql]") {
+  // The mariadb CLI's `status` sends COM_STATISTICS; the answer is a string with no header
+  // byte ("Uptime: ..."), which must not be read as a result set of 'U' columns.
+  Run run;
+  Feed(run, With(Login(kBaseCaps | kDeprecateEof),
+                 {{kC, Command(0x09, ""), 10},
+                  {kS, Packet(1, "Uptime: 1  Threads: 1  Questions: 13  Slow queries: 0"), 20},
+                  {kC, Query("SELECT 1"), 30},
+                  {kS, ResultSet(1, {"1"}, false), 40}}));
+  REQUIRE(run.sink.got.size() == 1);
+  CHECK(run.sink.got[0].text == "SELECT 1");
+  CHECK(run.sink.got[0].returned_rows == 1);
+  CHECK(run.sink.got[0].status_code == "00000");
+  CHECK(run.counters.invalid_packets == 0);
+}

@@ -188,3 +188,14 @@ TEST_CASE("mysql relay: a prepared statement is judged again at execute after a 
   REQUIRE(f.sink.got.size() == 2);
   CHECK(f.sink.got[1].policy_rule == "no-delete");
 }
+
+TEST_CASE("mysql relay: after COM_STATISTICS (the CLI's `status`) a blocked query is answered",
+          "[proxy][mysql]") {
+  MyFixture f;
+  f.login();
+  CHECK(f.client(Command(0x09, "")) == Command(0x09, ""));
+  const Bytes stats = Packet(1, "Uptime: 1  Threads: 1  Questions: 13  Slow queries: 0");
+  CHECK(f.server(stats) == stats);
+  CHECK(f.client(Query("DROP TABLE t")).empty());
+  CHECK(f.out.take_client() == Err(1, 1142, "42501", "dropping tables is not allowed here"));
+}

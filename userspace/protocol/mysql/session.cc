@@ -317,7 +317,11 @@ void Session::on_command(const Frame& f) {
   }
   Reader r(f.body);
   uint8_t command = 0;
-  r.u8(&command);
+  // Commands whose body keep_client() does not keep (COM_STATISTICS, COM_PING,
+  // ...) arrive with an empty body: their command byte is the frame's first.
+  // Read as 0 (COM_SLEEP), COM_STATISTICS's bare-string answer was taken for a
+  // result set of 'U' (85) columns, and the session never came back to idle.
+  if (!r.u8(&command) && f.first >= 0) command = static_cast<uint8_t>(f.first);
   switch (command) {
     case kComQuery:
       on_query(f);
