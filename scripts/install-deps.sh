@@ -28,8 +28,9 @@ TEST_PACKAGES="catch2 libfuzzer-14-dev libclang-rt-14-dev postgresql postgresql-
 # system-call filter against what the agent really calls.
 PACKAGE_PACKAGES="dpkg-dev file binutils systemd strace"
 # Benchmarks: PgBouncer, the baseline the enforcement proxy is compared with
-# (bench/proxy_pgbench.py, bench/proxy_memory.py).
-BENCH_PACKAGES="pgbouncer"
+# (bench/proxy_pgbench.py, bench/proxy_memory.py); pgAudit, the audit a PostgreSQL
+# user has today, which bench/compare_audit.py compares the agent with.
+BENCH_PACKAGES="pgbouncer postgresql-15-pgaudit"
 
 missing=""
 for pkg in $BUILD_PACKAGES $TEST_PACKAGES $PACKAGE_PACKAGES $BENCH_PACKAGES; do

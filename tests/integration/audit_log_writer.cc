@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // Writes an audit log with the real JsonlWriter for test_verify_audit.sh:
-//   audit_log_writer [--format jsonl|zst] PATH COUNT [ROTATE_BYTES [HMAC_KEY_FILE]]
+//   audit_log_writer [--format jsonl|zst] [--checkpoint-records N] PATH COUNT
+//                    [ROTATE_BYTES [HMAC_KEY_FILE]]
 // The format is jsonl (plain JSON Lines) unless --format zst (the framed trail).
+// A checkpoint every 10 records unless --checkpoint-records (bench/audit_read.py
+// writes the agent's default, 100,000).
 // Statement i has the query text "SELECT i"; a second run continues the chain
 // (numbering restarts at 0, which the script does not rely on).
 #include <cstdio>
@@ -13,20 +16,27 @@
 
 int main(int argc, char** argv) {
   dbwarden::audit::WriterOptions o;
-  if (argc > 2 && std::string(argv[1]) == "--format") {
-    if (std::string(argv[2]) == "zst") o.format = dbwarden::audit::TrailFormat::kFrames;
+  o.checkpoint_records = 10;
+  while (argc > 2 && std::string(argv[1]).starts_with("--")) {
+    const std::string flag = argv[1];
+    if (flag == "--format") {
+      if (std::string(argv[2]) == "zst") o.format = dbwarden::audit::TrailFormat::kFrames;
+    } else if (flag == "--checkpoint-records") {
+      o.checkpoint_records = std::strtoull(argv[2], nullptr, 10);
+    } else {
+      break;
+    }
     argc -= 2;
     argv += 2;
   }
   if (argc < 3) {
     std::fprintf(stderr,
-                 "usage: audit_log_writer [--format jsonl|zst] PATH COUNT "
+                 "usage: audit_log_writer [--format jsonl|zst] [--checkpoint-records N] PATH COUNT "
                  "[ROTATE_BYTES [HMAC_KEY_FILE]]\n");
     return 2;
   }
   o.path = argv[1];
   o.rotate_bytes = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 0;
-  o.checkpoint_records = 10;
   if (argc > 4) o.hmac_key_file = argv[4];
   auto w = dbwarden::audit::JsonlWriter::Open(o);
   if (!w.ok()) {
