@@ -14,15 +14,11 @@
 
 #include "audit/compress.h"
 #include "audit/frame.h"
+#include "audit/verify_cursor.h"
 #include "audit/verify_parse.h"
 
 namespace dbwarden::audit {
 namespace {
-
-std::string base_name(const std::string& path) { return verify_base_name(path); }
-std::optional<CheckpointView> parse_checkpoint(std::string_view prefix) {
-  return parse_checkpoint_view(prefix);
-}
 
 std::string range(uint64_t from, uint64_t to_exclusive) {
   if (to_exclusive - from == 1) return "record seq " + std::to_string(from) + " is";
@@ -44,6 +40,8 @@ Result<std::unique_ptr<ChainVerifier>> ChainVerifier::Create(VerifyOptions optio
   auto h = ChainHasher::Create(v->options_.hmac_key);
   if (!h.ok()) return h.status();
   v->hasher_ = std::move(h.value());
+  v->cursor_ = std::make_unique<ChainCursor>(v->options_, *v->hasher_, v->summary_,
+                                             /*framed=*/false);
   return v;
 }
 
@@ -52,17 +50,13 @@ ChainVerifier::~ChainVerifier() = default;
 
 void ChainVerifier::fail(uint64_t line, std::string reason, bool needs_key) {
   if (failed()) return;
-  summary_.failure = VerifyFailure{file_, line, std::move(reason), needs_key};
+  summary_.failure = VerifyFailure{cursor_->file(), line, std::move(reason), needs_key};
 }
 
 void ChainVerifier::begin_file(const std::string& name) {
-  if (!file_base_.empty()) prev_file_base_ = file_base_;
-  file_ = name;
-  file_base_ = base_name(name);
+  cursor_->begin_file(name);
   line_ = 0;
-  file_records_ = 0;
   partial_.clear();
-  ++summary_.files;
 }
 
 void ChainVerifier::feed(std::string_view bytes) {
@@ -103,7 +97,7 @@ void ChainVerifier::end_file(std::optional<std::string> damaged) {
                         " bytes without a newline)");
   }
   if (!failed() && damaged) fail(0, *damaged);
-  if (!failed() && line_ == 0) summary_.notes.push_back(file_ + ": empty file");
+  if (!failed() && line_ == 0) summary_.notes.push_back(cursor_->file() + ": empty file");
   partial_.clear();
 }
 
@@ -121,107 +115,36 @@ void ChainVerifier::on_line(std::string_view line) {
                                "\"dbwarden.seq\" and \"dbwarden.chain\" fields");
     return;
   }
-  if (!anchored_) {
-    anchored_ = true;
-    const auto cp = parse_checkpoint(rc->prefix);
-    if (cp && cp->chain_alg != hasher_->algorithm()) {
-      fail(line_,
-           hasher_->keyed()
-               ? "the chain is plain SHA-256 (" + cp->chain_alg + "), but an HMAC key was given"
-               : "the chain is keyed (" + cp->chain_alg + "): give the HMAC key (--hmac-key)",
-           /*needs_key=*/true);
+  if (!cursor_->anchored()) {
+    if (auto f = cursor_->anchor(rc->seq, parse_checkpoint_view(rc->prefix))) {
+      fail(line_, std::move(f->reason), f->needs_key);
       return;
     }
-    if (options_.partial && rc->seq > 0) {
-      if (!cp) {
-        fail(line_, "cannot start mid-chain here: the first record is not a checkpoint");
-        return;
-      }
-      expect_seq_ = rc->seq;
-      prev_ = cp->prev_chain;
-      summary_.notes.push_back("checked from record seq " + std::to_string(rc->seq) +
-                               " on (the chain before it was not given)");
-    } else if (rc->seq > 0) {
-      fail(line_, "the chain does not start here: the first record has seq " +
-                      std::to_string(rc->seq) + " (" +
-                      (cp && !cp->prev_file.empty() ? "file '" + cp->prev_file + "'"
-                                                    : std::string("earlier records")) +
-                      " missing; --partial checks from this checkpoint on)");
-      return;
-    }
-    summary_.first_seq = expect_seq_;
   }
-  if (rc->seq == expect_seq_ && hasher_->next(prev_, rc->prefix) == rc->chain) {
-    accept(*rc, line);
+  if (rc->seq == cursor_->expect_seq() && hasher_->next(cursor_->prev(), rc->prefix) == rc->chain) {
+    accept(*rc);
     return;
   }
   pending_ = std::make_unique<Pending>(Pending{line_, std::string(line), {}});
   pending_->rc = *parse_record_chain(pending_->text);  // views into the copy
 }
 
-void ChainVerifier::accept(const RecordChain& rc, std::string_view line) {
-  (void)line;
-  if (rc.prefix.find(kCheckpointMarker) != std::string_view::npos) {
-    const auto cp = parse_checkpoint(rc.prefix);
-    if (!cp) {
-      fail(line_, "malformed checkpoint record");
-      return;
-    }
-    if (cp->prev_chain != prev_ || cp->file_records != file_records_) {
-      fail(line_, "checkpoint disagrees with the records before it (file_records " +
-                      std::to_string(cp->file_records) + ", counted " +
-                      std::to_string(file_records_) + ")");
-      return;
-    }
-    if (cp->reason == "rotation" && !prev_file_base_.empty() && file_records_ == 0 &&
-        cp->prev_file != prev_file_base_) {
-      summary_.notes.push_back(file_ + ": follows '" + cp->prev_file + "', given after '" +
-                               prev_file_base_ + "' (renamed?)");
-    }
-    ++summary_.checkpoints;
-    open_seq_ = cp->reason == "open" ? std::optional<uint64_t>(rc.seq) : std::nullopt;
-  } else if (rc.prefix.find(kRecoveryMarker) != std::string_view::npos) {
-    auto r = parse_recovery(rc.prefix);
-    if (!r) {
-      fail(line_, "malformed recovery record");
-      return;
-    }
-    // It must follow the record it names as the last good one, or the open
-    // checkpoint right after it: a recovery record cannot excuse records
-    // missing before it.
-    const uint64_t after = r->last_good_seq ? *r->last_good_seq + 1 : 0;
-    const bool follows = rc.seq == after || (rc.seq == after + 1 && open_seq_ == after);
-    if (!follows) {
-      fail(line_, "recovery record disagrees with the chain (last good seq " +
-                      (r->last_good_seq ? std::to_string(*r->last_good_seq) : "none") +
-                      ", its own seq " + std::to_string(rc.seq) + ")");
-      return;
-    }
-    summary_.recoveries.push_back({file_, line_, rc.seq, std::move(*r)});
-  } else {
-    ++summary_.statements;
+void ChainVerifier::accept(const RecordChain& rc) {
+  if (auto f = cursor_->record(rc.seq, rc.prefix, cursor_->prev(), line_)) {
+    fail(line_, std::move(*f));
+    return;
   }
-  if (options_.state && rc.seq + 1 == options_.state->next_seq) {
-    if (rc.chain != options_.state->chain) {
-      fail(line_, "the state file's chain head for seq " + std::to_string(rc.seq) +
-                      " differs: the log was rewritten");
-      return;
-    }
-    state_seen_ = true;
-  }
-  prev_ = rc.chain;
-  ++expect_seq_;
-  ++file_records_;
-  ++summary_.records;
+  if (auto f = cursor_->advance(rc.seq + 1, rc.chain)) fail(line_, std::move(*f));
 }
 
 void ChainVerifier::finalize_pending(const std::string_view* next) {
   const std::unique_ptr<Pending> p = std::move(pending_);
   const uint64_t s = p->rc.seq;
-  const uint64_t e = expect_seq_;
+  const uint64_t e = cursor_->expect_seq();
+  const std::string& prev_file_base = cursor_->prev_file_base();
   if (next != nullptr) {
     const auto n = parse_record_chain(*next);
-    if (n && n->seq == e && hasher_->next(prev_, n->prefix) == n->chain) {
+    if (n && n->seq == e && hasher_->next(cursor_->prev(), n->prefix) == n->chain) {
       if (s == e + 1 && hasher_->next(n->chain, p->rc.prefix) == p->rc.chain) {
         fail(p->line, "reordered: this record (seq " + std::to_string(s) +
                           ") belongs after the next line's (seq " + std::to_string(e) + ")");
@@ -236,13 +159,13 @@ void ChainVerifier::finalize_pending(const std::string_view* next) {
     fail(p->line,
          "edited: the record does not match its chain value (seq " + std::to_string(s) + ")");
   } else if (s > e) {
-    const auto cp = parse_checkpoint(p->rc.prefix);
-    if (p->line == 1 && cp && cp->reason == "rotation" && cp->prev_file != prev_file_base_) {
+    const auto cp = parse_checkpoint_view(p->rc.prefix);
+    if (p->line == 1 && cp && cp->reason == "rotation" && cp->prev_file != prev_file_base) {
       fail(p->line, "file missing: '" + cp->prev_file + "' comes before this file (" + range(e, s) +
                         " missing)");
     } else if (p->line == 1 && summary_.files > 1) {
       fail(p->line, "deleted: " + range(e, s) + " missing before this file (the end of '" +
-                        prev_file_base_ + "' was removed)");
+                        prev_file_base + "' was removed)");
     } else {
       fail(p->line, "deleted: " + range(e, s) + " missing before this line");
     }
@@ -254,13 +177,7 @@ void ChainVerifier::finalize_pending(const std::string_view* next) {
 
 void ChainVerifier::finish() {
   if (pending_) finalize_pending(nullptr);
-  summary_.next_seq = expect_seq_;
-  summary_.head = prev_;
-  if (failed()) return;
-  if (auto f = check_chain_end(options_.state, summary_.records, summary_.first_seq, expect_seq_,
-                               state_seen_, summary_.notes)) {
-    fail(f->past_end ? line_ + 1 : 0, f->reason);
-  }
+  if (auto f = cursor_->finish()) fail(f->past_end ? line_ + 1 : 0, f->reason);
 }
 
 Result<std::vector<std::string>> expand_audit_paths(const std::vector<std::string>& paths,

@@ -25,6 +25,8 @@
 
 namespace dbwarden::audit {
 
+class ChainCursor;  // verify_cursor.h
+
 struct VerifyOptions {
   std::string hmac_key;  // the key itself (see load_hmac_key); empty: SHA-256
   std::optional<ChainState> state;
@@ -83,23 +85,15 @@ class ChainVerifier {
   struct Pending;
   explicit ChainVerifier(VerifyOptions options);
   void on_line(std::string_view line);
-  void accept(const RecordChain& rc, std::string_view line);
+  void accept(const RecordChain& rc);
   void finalize_pending(const std::string_view* next);
   void fail(uint64_t line, std::string reason, bool needs_key = false);
 
   VerifyOptions options_;
   std::unique_ptr<ChainHasher> hasher_;
   VerifySummary summary_;
-  std::string file_;       // as given
-  std::string file_base_;  // base name without .zst
-  std::string prev_file_base_;
+  std::unique_ptr<ChainCursor> cursor_;
   uint64_t line_ = 0;
-  uint64_t file_records_ = 0;
-  bool anchored_ = false;
-  uint64_t expect_seq_ = 0;
-  Digest prev_{};
-  bool state_seen_ = false;
-  std::optional<uint64_t> open_seq_;  // seq of an "open" checkpoint just accepted
   std::string partial_;
   std::unique_ptr<Pending> pending_;
 };

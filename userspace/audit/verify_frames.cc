@@ -10,15 +10,11 @@
 
 #include "audit/frame.h"
 #include "audit/verify.h"
+#include "audit/verify_cursor.h"
 #include "audit/verify_parse.h"
 
 namespace dbwarden::audit {
 namespace {
-
-// Where a record says what kind it is, if it is the trail's own: right after
-// "time" (chain_state.h, recovery.h); statement records never have the key.
-constexpr std::string_view kRecordTypeKey = "\"dbwarden.record_type\":\"";
-constexpr size_t kRecordTypeWithin = 96;
 
 std::string seq_range(const Seal& s) {
   if (s.records == 1) return "record seq " + std::to_string(s.first_seq);
@@ -34,17 +30,15 @@ std::string missing(uint64_t from, uint64_t to_exclusive) {
 class FrameChainVerifier {
  public:
   FrameChainVerifier(VerifyOptions options, std::unique_ptr<ChainHasher> hasher)
-      : options_(std::move(options)), hasher_(std::move(hasher)) {}
+      : options_(std::move(options)),
+        hasher_(std::move(hasher)),
+        cursor_(options_, *hasher_, summary_, /*framed=*/true) {}
 
   void file(const std::string& name, std::string_view bytes) {
-    if (!file_base_.empty()) prev_file_base_ = file_base_;
-    file_ = name;
-    file_base_ = verify_base_name(name);
+    cursor_.begin_file(name);
     frame_ = 0;
-    file_records_ = 0;
-    ++summary_.files;
     if (bytes.empty()) {
-      summary_.notes.push_back(file_ + ": empty file");
+      summary_.notes.push_back(name + ": empty file");
       return;
     }
     uint64_t offset = 0;
@@ -67,13 +61,7 @@ class FrameChainVerifier {
 
   void finish() {
     if (pending_) finalize_pending(nullptr);
-    summary_.next_seq = expect_seq_;
-    summary_.head = prev_;
-    if (failed()) return;
-    if (auto f = check_chain_end(options_.state, summary_.records, summary_.first_seq, expect_seq_,
-                                 state_seen_, summary_.notes)) {
-      summary_.failure = VerifyFailure{file_, 0, f->reason, false};
-    }
+    if (auto f = cursor_.finish()) summary_.failure = VerifyFailure{cursor_.file(), 0, f->reason};
   }
 
   VerifySummary& summary() { return summary_; }
@@ -90,7 +78,7 @@ class FrameChainVerifier {
   void fail_at(uint64_t frame, uint64_t offset, const std::string& reason, bool needs_key = false) {
     if (failed()) return;
     summary_.failure = VerifyFailure{
-        file_, 0,
+        cursor_.file(), 0,
         "frame " + std::to_string(frame) + " (at byte " + std::to_string(offset) + "): " + reason,
         needs_key};
   }
@@ -116,8 +104,8 @@ class FrameChainVerifier {
       if (failed()) return;
     }
     const Seal& s = *u.seal;
-    if (!anchored_ && !anchor(u)) return;
-    if (continues(s, u.data, expect_seq_, prev_)) {
+    if (!cursor_.anchored() && !anchor(u)) return;
+    if (continues(s, u.data, cursor_.expect_seq(), cursor_.prev())) {
       accept(u);
       return;
     }
@@ -126,8 +114,6 @@ class FrameChainVerifier {
 
   // The first frame: the chain's algorithm, and where it starts.
   bool anchor(const FrameUnit& u) {
-    anchored_ = true;
-    const Seal& s = *u.seal;
     std::optional<CheckpointView> cp;
     if (decoder_.decode(u.data, records_).ok()) {
       const size_t nl = records_.find('\n');
@@ -135,34 +121,10 @@ class FrameChainVerifier {
         cp = parse_checkpoint_view(rs->prefix);
       }
     }
-    if (cp && cp->chain_alg != hasher_->algorithm()) {
-      fail_unit(
-          u, s,
-          hasher_->keyed()
-              ? "the chain is plain SHA-256 (" + cp->chain_alg + "), but an HMAC key was given"
-              : "the chain is keyed (" + cp->chain_alg + "): give the HMAC key (--hmac-key)",
-          /*needs_key=*/true);
+    if (auto f = cursor_.anchor(u.seal->first_seq, cp)) {
+      fail_unit(u, *u.seal, f->reason, f->needs_key);
       return false;
     }
-    if (options_.partial && s.first_seq > 0) {
-      if (!cp) {
-        fail_unit(u, s, "cannot start mid-chain here: the first record is not a checkpoint");
-        return false;
-      }
-      expect_seq_ = s.first_seq;
-      prev_ = cp->prev_chain;
-      summary_.notes.push_back("checked from record seq " + std::to_string(s.first_seq) +
-                               " on (the chain before it was not given)");
-    } else if (s.first_seq > 0) {
-      fail_unit(u, s,
-                "the chain does not start here: the first record has seq " +
-                    std::to_string(s.first_seq) + " (" +
-                    (cp && !cp->prev_file.empty() ? "file '" + cp->prev_file + "'"
-                                                  : std::string("earlier records")) +
-                    " missing; --partial checks from this checkpoint on)");
-      return false;
-    }
-    summary_.first_seq = expect_seq_;
     return true;
   }
 
@@ -173,7 +135,7 @@ class FrameChainVerifier {
       fail_unit(u, s, st.message() + " (yet its seal matches: written damaged)");
       return;
     }
-    const Digest frame_prev = prev_;
+    const Digest frame_prev = cursor_.prev();
     std::string_view rest = records_;
     uint64_t seq = s.first_seq;
     while (!rest.empty()) {
@@ -192,10 +154,11 @@ class FrameChainVerifier {
                           : " does not end in a \"dbwarden.seq\" field"));
         return;
       }
-      if (!check_record(u, s, *rs, frame_prev)) return;
+      if (auto f = cursor_.record(seq, rs->prefix, frame_prev, frame_)) {
+        fail_unit(u, s, "record seq " + std::to_string(seq) + ": " + *f);
+        return;
+      }
       ++seq;
-      ++file_records_;
-      ++summary_.records;
     }
     if (seq - s.first_seq != s.records) {
       fail_unit(u, s,
@@ -203,77 +166,18 @@ class FrameChainVerifier {
                     " records, its seal says " + std::to_string(s.records));
       return;
     }
-    prev_ = s.link;
-    expect_seq_ = seq;
-    if (options_.state && seq == options_.state->next_seq) {
-      if (s.link != options_.state->chain) {
-        fail_unit(u, s,
-                  "the state file's chain head after seq " + std::to_string(seq - 1) +
-                      " differs: the log was rewritten");
-        return;
-      }
-      state_seen_ = true;
-    }
-  }
-
-  // Checkpoints and recovery records (verify.cc's rules, at frame level).
-  bool check_record(const FrameUnit& u, const Seal& s, const RecordSeq& r,
-                    const Digest& frame_prev) {
-    const std::string_view head = r.prefix.substr(0, kRecordTypeWithin);
-    if (head.find(kRecordTypeKey) == std::string_view::npos) {
-      ++summary_.statements;
-      open_seq_.reset();
-      return true;
-    }
-    const std::string where = "record seq " + std::to_string(r.seq) + ": ";
-    if (is_checkpoint(r.prefix)) {
-      const auto cp = parse_checkpoint_view(r.prefix);
-      if (!cp) {
-        fail_unit(u, s, where + "malformed checkpoint record");
-        return false;
-      }
-      if (cp->prev_chain != frame_prev || cp->file_records != file_records_) {
-        fail_unit(u, s,
-                  where + "checkpoint disagrees with the frames before it (file_records " +
-                      std::to_string(cp->file_records) + ", counted " +
-                      std::to_string(file_records_) + ")");
-        return false;
-      }
-      if (cp->reason == "rotation" && !prev_file_base_.empty() && file_records_ == 0 &&
-          cp->prev_file != prev_file_base_) {
-        summary_.notes.push_back(file_ + ": follows '" + cp->prev_file + "', given after '" +
-                                 prev_file_base_ + "' (renamed?)");
-      }
-      ++summary_.checkpoints;
-      open_seq_ = cp->reason == "open" ? std::optional<uint64_t>(r.seq) : std::nullopt;
-      return true;
-    }
-    auto rec = parse_recovery(r.prefix);
-    if (!rec) {
-      fail_unit(u, s, where + "malformed record of the trail's own");
-      return false;
-    }
-    const uint64_t after = rec->last_good_seq ? *rec->last_good_seq + 1 : 0;
-    const bool follows = r.seq == after || (r.seq == after + 1 && open_seq_ == after);
-    if (!follows) {
-      fail_unit(u, s,
-                where + "recovery record disagrees with the chain (last good seq " +
-                    (rec->last_good_seq ? std::to_string(*rec->last_good_seq) : "none") + ")");
-      return false;
-    }
-    summary_.recoveries.push_back({file_, frame_, r.seq, std::move(*rec), true});
-    open_seq_.reset();
-    return true;
+    if (auto f = cursor_.advance(seq, s.link)) fail_unit(u, s, *f);
   }
 
   // A frame whose link did not match, judged once the next frame is known.
   void finalize_pending(const FrameUnit* next) {
     const std::unique_ptr<Pending> p = std::move(pending_);
-    const uint64_t s = p->seal.first_seq, e = expect_seq_;
+    const uint64_t s = p->seal.first_seq, e = cursor_.expect_seq();
+    const std::string& prev_file_base = cursor_.prev_file_base();
     auto fail = [&](const std::string& reason) {
       fail_at(p->frame, p->offset, "holding " + seq_range(p->seal) + ": " + reason);
     };
-    if (next != nullptr && next->seal && continues(*next->seal, next->data, e, prev_)) {
+    if (next != nullptr && next->seal && continues(*next->seal, next->data, e, cursor_.prev())) {
       if (s == e + next->seal->records && continues(p->seal, p->data, s, next->seal->link)) {
         fail("reordered: this frame belongs after the next one (seq " + std::to_string(e) + ")");
       } else {
@@ -296,12 +200,12 @@ class FrameChainVerifier {
         cp = parse_checkpoint_view(rs->prefix);
       }
     }
-    if (cp && cp->reason == "rotation" && cp->prev_file != prev_file_base_) {
+    if (cp && cp->reason == "rotation" && cp->prev_file != prev_file_base) {
       fail("file missing: '" + cp->prev_file + "' comes before this file (" + missing(e, s) +
            " missing)");
     } else if (p->frame == 1 && summary_.files > 1) {
       fail("deleted: " + missing(e, s) + " missing before this file (the end of '" +
-           prev_file_base_ + "' was removed)");
+           prev_file_base + "' was removed)");
     } else {
       fail("deleted: " + missing(e, s) + " missing before this frame");
     }
@@ -310,16 +214,10 @@ class FrameChainVerifier {
   VerifyOptions options_;
   std::unique_ptr<ChainHasher> hasher_;
   VerifySummary summary_;
+  ChainCursor cursor_;
   FrameDecoder decoder_;
   std::string records_;  // the frame being checked, decompressed
-  std::string file_, file_base_, prev_file_base_;
   uint64_t frame_ = 0;
-  uint64_t file_records_ = 0;
-  bool anchored_ = false;
-  uint64_t expect_seq_ = 0;
-  Digest prev_{};
-  bool state_seen_ = false;
-  std::optional<uint64_t> open_seq_;
   std::unique_ptr<Pending> pending_;
 };
 
