@@ -56,7 +56,23 @@ std::vector<uint32_t> all_pids() {
   return out;
 }
 
+std::optional<uint64_t> stat_vsize(uint32_t pid) {
+  return parse_stat_vsize(read_whole_file("/proc/" + std::to_string(pid) + "/stat"));
+}
+
 }  // namespace
+
+std::optional<uint64_t> parse_stat_vsize(std::string_view text) {
+  const size_t paren = text.rfind(')');
+  if (paren == std::string_view::npos) return std::nullopt;
+  size_t pos = paren + 1;
+  std::string_view field;
+  // After the name: field 3 (state) ... field 23 (vsize).
+  for (int i = 3; i <= 23; i++) field = next_field(text, pos);
+  uint64_t v = 0;
+  if (!parse_num(field, 10, v)) return std::nullopt;
+  return v;
+}
 
 std::vector<MappedFile> parse_maps(std::string_view text) {
   // Each line: "start-end perms offset major:minor inode   pathname"
@@ -267,11 +283,21 @@ void TlsAttacher::scan_process(uint32_t pid, std::vector<std::string>& notes) {
 std::vector<std::string> TlsAttacher::rescan() {
   std::vector<std::string> notes;
   bool full = scans_++ % kFullRescanEvery == 0;
-  std::set<uint32_t> now;
+  std::map<uint32_t, std::optional<uint64_t>> now;
   for (uint32_t pid : all_pids()) {
-    now.insert(pid);
-    // Server processes are few and may dlopen: always. Others: when new, or on a full scan.
-    if (full || !seen_pids_.count(pid) || (relevant_ && relevant_(pid))) {
+    const auto seen = seen_pids_.find(pid);
+    const bool is_new = seen == seen_pids_.end();
+    std::optional<uint64_t>& size = now[pid];
+    if (!(relevant_ && relevant_(pid))) {
+      // Others: when new, or on a full scan.
+      if (full || is_new) scan_process(pid, notes);
+      continue;
+    }
+    // Server processes may dlopen at any time: their maps are read again when
+    // their size moved (read before the maps, so a later dlopen moves it
+    // again), when it cannot be read, and on a full scan.
+    size = stat_vsize(pid);
+    if (full || is_new || !size || seen->second != size) {
       scan_process(pid, notes);
     }
   }
