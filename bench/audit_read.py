@@ -9,7 +9,8 @@ trail an agent wrote). Each round runs both commands as separate processes; CPU 
 process's user + system time (os.wait4), so MB/s per core = JSON bytes / CPU seconds. The
 JSON bytes are what `audit cat` prints, counted once. `audit cat` writes to /dev/null, and
 again into a pipe that this script drains (what a log shipper does; the pipe's copy is
-in the command's system time).
+in the command's system time). The floor beside them: zstd's own tool decompressing the
+same files (`zstd -dc`, the seals are skippable frames) to /dev/null.
 
 See bench/README.md. Prints one line per round and a final JSON line prefixed "RESULT ".
 """
@@ -88,12 +89,19 @@ def main():
         on_disk = disk_bytes(trail)
         print(f"trail: {lines} records, {size / 1e6:.1f} MB of JSON ({size / lines:.0f} B a "
               f"record), {on_disk / 1e6:.1f} MB on disk (x{size / on_disk:.1f})", flush=True)
+        # The floor: zstd's own tool decompressing the same files (seals are skippable frames).
+        files = [trail] if os.path.isfile(trail) else sorted(
+            os.path.join(trail, n) for n in os.listdir(trail) if n.endswith(".zst"))
+        zstd_cmd = ["zstd", "-q", "-d", "-c"] + files if shutil.which("zstd") else None
         rounds = []
         with open(os.devnull, "wb") as null:
             for r in range(args.rounds):
                 row = {"round": r + 1}
                 for name, cmd in (("cat", [args.agent, "audit", "cat", trail]),
-                                  ("verify", [args.agent, "verify-audit", trail])):
+                                  ("verify", [args.agent, "verify-audit", trail]),
+                                  ("zstd", zstd_cmd)):
+                    if cmd is None:
+                        continue
                     wall, cpu, rc, err = timed(cmd, null)
                     if rc != 0:
                         raise RuntimeError(f"{' '.join(cmd)} exited {rc}: {err.strip()}")
@@ -107,20 +115,26 @@ def main():
                       f"({row['cat']['cpu_s']:.3f} s CPU, {row['cat']['wall_s']:.3f} s wall), "
                       f"verify-audit {row['verify']['mb_s_per_core']:7.0f} MB/s per core "
                       f"({row['verify']['cpu_s']:.3f} s CPU, {row['verify']['wall_s']:.3f} s wall), "
-                      f"audit cat into a pipe {row['cat_pipe']['mb_s_per_core']:7.0f} MB/s per core",
+                      f"audit cat into a pipe {row['cat_pipe']['mb_s_per_core']:7.0f} MB/s per core"
+                      + (f", zstd -dc {row['zstd']['mb_s_per_core']:7.0f} MB/s per core"
+                         if "zstd" in row else ""),
                       flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     summary = {"bench": "audit_read", "records": lines, "json_bytes": size, "disk_bytes": on_disk,
                "target_mb_s_per_core": TARGET_MB_S}
-    for name in ("cat", "verify", "cat_pipe"):
-        v = [r[name]["mb_s_per_core"] for r in rounds]
+    for name in ("cat", "verify", "cat_pipe", "zstd"):
+        v = [r[name]["mb_s_per_core"] for r in rounds if name in r]
+        if not v:
+            continue
         summary[f"{name}_mb_s_per_core_median"] = statistics.median(v)
         summary[f"{name}_mb_s_per_core_range"] = [min(v), max(v)]
         summary[f"{name}_ok"] = statistics.median(v) >= TARGET_MB_S
     print(f"median: audit cat {summary['cat_mb_s_per_core_median']:.0f} MB/s per core, "
           f"verify-audit {summary['verify_mb_s_per_core_median']:.0f} MB/s per core, "
-          f"audit cat into a pipe {summary['cat_pipe_mb_s_per_core_median']:.0f} MB/s per core "
+          f"audit cat into a pipe {summary['cat_pipe_mb_s_per_core_median']:.0f} MB/s per core, "
+          f"zstd -dc (the floor) {summary.get('zstd_mb_s_per_core_median', float('nan')):.0f} "
+          "MB/s per core "
           f"(target >= {TARGET_MB_S:.0f})")
     print("RESULT " + json.dumps({**summary, "rounds": rounds}, sort_keys=True))
     ok = summary["cat_ok"] and summary["verify_ok"] and summary["cat_pipe_ok"]
