@@ -275,7 +275,10 @@ void Tracer::statement(const Json& node) {
   std::vector<Column> cols;
   if (type == "SelectStmt") {
     cols = select(body, nullptr, nullptr);
-    if (field(body, "intoClause") != nullptr) {
+    // SELECT ... INTO sits on the leftmost arm of a set operation.
+    const Json* leftmost = &body;
+    while (const Json* larg = field(*leftmost, "larg")) leftmost = larg;
+    if (field(*leftmost, "intoClause") != nullptr) {
       // SELECT ... INTO t: the rows go into a new table.
       for (const Column& c : cols) record_stored(c.value.sources);
       cols.clear();

@@ -39,6 +39,8 @@ class Catalog {
     bool is_view = false;
     std::vector<std::string> columns;  // visible columns in attnum order (for *, t.*, whole-row)
     std::string view_definition;       // the view's SELECT (pg_get_viewdef) when is_view
+    // A materialized view stores what its query read: report it with is_view
+    // and its definition too, so that its columns trace to their sources.
   };
   // `schema` empty: resolve by the session's search_path. nullopt: no such relation.
   virtual std::optional<Relation> relation(std::string_view schema, std::string_view name) = 0;

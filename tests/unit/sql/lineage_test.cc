@@ -420,6 +420,10 @@ TEST_CASE("lineage: COPY TO STDOUT, cursors, EXPLAIN, SELECT INTO, CREATE TABLE 
   REQUIRE(l.traced);
   CHECK(l.columns.empty());
   CHECK(keys(l.stored_columns) == sorted({"people.ssn", "people.name"}));
+  l = trace("SELECT ssn INTO t3 FROM people UNION SELECT card FROM accounts");
+  REQUIRE(l.traced);
+  CHECK(l.columns.empty());
+  CHECK(keys(l.stored_columns) == sorted({"people.ssn", "accounts.card"}));
   l = trace("CREATE TABLE t2 AS SELECT * FROM accounts");
   REQUIRE(l.traced);
   CHECK(l.columns.empty());
