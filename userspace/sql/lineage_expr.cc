@@ -458,12 +458,19 @@ int figure(const Json& node, std::string& name) {
       name = "exists";
       return 2;
     }
-    if (kind == "EXPR_SUBLINK" || kind == "ARRAY_SUBLINK") {
-      // The sub-query's one result column's name.
+    if (kind == "ARRAY_SUBLINK") {
+      name = "array";
+      return 2;
+    }
+    if (kind == "EXPR_SUBLINK") {
+      // The sub-query's one result column's name (of its leftmost arm).
       const Json* sub = field(body, "subselect");
-      const Json* tl = sub != nullptr && node_type(*sub) == "SelectStmt"
-                           ? field(node_body(*sub), "targetList")
-                           : nullptr;
+      const Json* select = sub != nullptr && node_type(*sub) == "SelectStmt" ? &node_body(*sub)
+                                                                              : nullptr;
+      while (select != nullptr && field(*select, "larg") != nullptr) {
+        select = field(*select, "larg");
+      }
+      const Json* tl = select != nullptr ? field(*select, "targetList") : nullptr;
       if (tl != nullptr && !tl->empty() && node_type((*tl)[0]) == "ResTarget") {
         const Json& rt = node_body((*tl)[0]);
         const std::string alias = string_field(rt, "name");
@@ -471,13 +478,10 @@ int figure(const Json& node, std::string& name) {
           name = alias;
           return 2;
         }
-        if (const Json* val = field(rt, "val")) {
-          if (const int s = figure(*val, name); s > 0) return s;
-        }
-      }
-      if (kind == "ARRAY_SUBLINK") {
-        name = "array";
-        return 1;
+        // The sub-query's column is named by now, "?column?" included.
+        const Json* val = field(rt, "val");
+        if (val == nullptr || figure(*val, name) == 0) name = "?column?";
+        return 2;
       }
     }
     return 0;
