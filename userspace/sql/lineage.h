@@ -44,6 +44,16 @@ class Catalog {
   };
   // `schema` empty: resolve by the session's search_path. nullopt: no such relation.
   virtual std::optional<Relation> relation(std::string_view schema, std::string_view name) = 0;
+  // Can function `name` (`schema` empty: by search_path) return data that is not
+  // computed from its arguments, i.e. does its body read tables (a SQL or PL
+  // function, an extension's C function)? true makes a statement that calls it
+  // untraced. The default answers false: a catalog that can tell (pg_proc:
+  // prolang not internal, or not in pg_catalog) should. Built-ins that run SQL
+  // text or read a table by name (query_to_xml, table_to_xml, ts_stat, dblink,
+  // pg_read_file, lo_get, ...) are refused whatever this says.
+  virtual bool function_is_opaque(std::string_view /*schema*/, std::string_view /*name*/) {
+    return false;
+  }
 };
 
 enum class Flow : uint8_t {

@@ -76,6 +76,42 @@ std::optional<long long> int_const(const Json& node) {
   return v->get<long long>();
 }
 
+// Built-in functions whose result carries data their arguments do not name:
+// they run SQL given as text, read a table or cursor by name, or read outside
+// the tables (files, large objects, other databases).
+bool reads_by_name(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "query_to_xml",
+      "query_to_xmlschema",
+      "query_to_xml_and_xmlschema",
+      "table_to_xml",
+      "table_to_xmlschema",
+      "table_to_xml_and_xmlschema",
+      "schema_to_xml",
+      "schema_to_xmlschema",
+      "schema_to_xml_and_xmlschema",
+      "database_to_xml",
+      "database_to_xmlschema",
+      "database_to_xml_and_xmlschema",
+      "cursor_to_xml",
+      "cursor_to_xmlschema",
+      "ts_stat",
+      "pg_read_file",
+      "pg_read_binary_file",
+      "lo_get",
+      "loread",
+      "lo_export",
+      "dblink",
+      "dblink_fetch",
+      "dblink_get_result",
+      "dblink_send_query",
+  };
+  for (std::string_view n : kNames) {
+    if (n == name) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 std::optional<Value> Tracer::lookup(const Json& fields, const Scope* scope) {
@@ -186,6 +222,18 @@ Value Tracer::sublink(const Json& body, const Scope* scope, const CteEnv* ctes) 
 }
 
 Value Tracer::func_call(const Json& body, const Scope* scope, const CteEnv* ctes) {
+  const std::vector<std::string> names = string_list(field(body, "funcname"));
+  const std::string schema = names.size() >= 2 ? names[names.size() - 2] : "";
+  const std::string name = names.empty() ? "" : names.back();
+  if ((schema.empty() || schema == "pg_catalog") && reads_by_name(name)) {
+    fail("function " + name + "() reads data by name or query text, which is not followed");
+    return {};
+  }
+  if (catalog_.function_is_opaque(schema, name)) {
+    fail("function " + (schema.empty() ? name : schema + "." + name) +
+         "() may return data its body reads, which is not followed");
+    return {};
+  }
   Value v;
   if (const Json* args = field(body, "args")) collect(*args, v, scope, ctes);
   // count(*) FILTER (WHERE ssn LIKE '1%') counts by the filtered column: a
@@ -465,8 +513,8 @@ int figure(const Json& node, std::string& name) {
     if (kind == "EXPR_SUBLINK") {
       // The sub-query's one result column's name (of its leftmost arm).
       const Json* sub = field(body, "subselect");
-      const Json* select = sub != nullptr && node_type(*sub) == "SelectStmt" ? &node_body(*sub)
-                                                                              : nullptr;
+      const Json* select =
+          sub != nullptr && node_type(*sub) == "SelectStmt" ? &node_body(*sub) : nullptr;
       while (select != nullptr && field(*select, "larg") != nullptr) {
         select = field(*select, "larg");
       }
