@@ -93,6 +93,16 @@ CORPUS = [
     ("SELECT ARRAY(SELECT note FROM orders), EXISTS (SELECT 1 FROM people WHERE ssn LIKE 'PV%')",
      "query"),
     ("SELECT grade, salaries.id FROM hr.salaries", "query"),
+    ("SELECT (p).*, (SELECT q FROM people q LIMIT 1) AS one FROM people p", "query"),
+    ("SELECT jsonb_agg(p), string_agg(format('%s-%s', name, ssn), ','), "
+     "array_agg(email) FILTER (WHERE id > 1) "
+     "FROM people p", "query"),
+    ("SELECT t.* FROM (SELECT ssn, note FROM people, orders) t(a)", "query"),
+    ("SELECT * FROM people_v JOIN people_vv USING (id)", "query"),
+    ("SELECT regexp_matches(ssn, '[0-9]+'), x FROM people p2, LATERAL (SELECT p2) x(p2)",
+     "query"),
+    ("SELECT * FROM people, LATERAL unnest(ARRAY[ssn, name]) WITH ORDINALITY", "query"),
+    ("SELECT * FROM (people p JOIN orders o ON o.person_id = p.id) j", "query"),
     # Default names: PostgreSQL's FigureColname.
     ("SELECT (SELECT 1), (SELECT ssn FROM people LIMIT 1), CASE WHEN true THEN 1 ELSE (SELECT 2) "
      "END, CASE WHEN id > 0 THEN name END, ARRAY(SELECT 1 AS x), 1::text, id::int, -id, "

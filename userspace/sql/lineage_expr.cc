@@ -65,6 +65,21 @@ bool find_unqualified(const Scope* s, std::string_view name, Value& out) {
 
 bool is_star(const Json& node) { return node_type(node) == "A_Star"; }
 
+// The table whose row `(t).*` expands: A_Indirection's arg is a bare name that
+// is no column but a table. nullptr otherwise.
+const NsItem* star_of_row(const Json& indirection, const Scope* scope) {
+  const Json* arg = field(indirection, "arg");
+  const Json* fields =
+      arg != nullptr && node_type(*arg) == "ColumnRef" ? field(node_body(*arg), "fields") : nullptr;
+  if (fields == nullptr || fields->size() != 1 || node_type((*fields)[0]) != "String") {
+    return nullptr;
+  }
+  const std::string name = string_field(node_body((*fields)[0]), "sval");
+  Value ignored;
+  if (find_unqualified(scope, name, ignored)) return nullptr;
+  return find_rel(scope, "", name);
+}
+
 // The integer of an A_Const, if it is one (protobuf JSON leaves out a zero).
 std::optional<long long> int_const(const Json& node) {
   if (node_type(node) != "A_Const") return std::nullopt;
@@ -423,6 +438,23 @@ std::vector<Column> Tracer::targets(const Json* list, const Scope* scope, const 
         }
       }
       continue;
+    }
+    if (node_type(*val) == "A_Indirection") {
+      const Json* ind = field(node_body(*val), "indirection");
+      if (ind != nullptr && !ind->empty() && is_star(ind->back())) {
+        // `(t).*` expands like `t.*` when t names a table's row; the fields of
+        // any other composite value are not known here.
+        const NsItem* item = star_of_row(node_body(*val), scope);
+        if (item == nullptr) {
+          fail("(expression).* over a composite value is not followed");
+          break;
+        }
+        for (const Column& c : item->cols) {
+          record_read(c.value.sources);
+          out.push_back(c);
+        }
+        continue;
+      }
     }
     Column c;
     c.value = expr(*val, scope, ctes);

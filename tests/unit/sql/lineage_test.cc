@@ -173,6 +173,11 @@ TEST_CASE("lineage: SELECT *, t.*, whole-row references", "[sql][lineage]") {
   // A column named like the table wins over the whole row.
   l = trace("SELECT t FROM (SELECT ssn AS t FROM people) t");
   check_column(l, 0, "t", {"people.ssn"}, kCopy);
+  // (t).* is t.*; the fields of another composite value are not known.
+  l = trace("SELECT (p).* FROM people p");
+  REQUIRE(l.columns.size() == 5);
+  check_column(l, 2, "ssn", {"people.ssn"}, kCopy);
+  check_untraced("SELECT (x.p).* FROM (SELECT p FROM people p) x", "(expression).*");
   // (composite).field
   l = trace("SELECT (p).ssn, (x.p).ssn FROM people p, (SELECT p FROM people p) x");
   check_column(l, 0, "ssn", all, kDerived);
