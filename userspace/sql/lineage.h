@@ -87,6 +87,11 @@ struct Lineage {
   std::vector<ColumnRef> stored_columns;
 };
 
+// Sources name the relation the statement (or a view) named: rows a partitioned
+// or inherited table gets from its children are named after the parent, as
+// RowDescription names them, so a rule for such a table names the parent (or a
+// glob over parent and children).
+//
 // One statement (the proxy splits multi-statement Queries first: a text with
 // several statements is not traced). A statement with no result set (DDL, SET,
 // INSERT without RETURNING, ...) traces to zero columns with traced = true.
