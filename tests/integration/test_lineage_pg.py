@@ -110,6 +110,9 @@ CORPUS = [
      "greatest(1, 2), nullif(ssn, ''), current_user, count(*) OVER (), ssn IS NULL, "
      "(ARRAY[email])[1], email COLLATE \"C\", 'a' AS \"Quoted\" FROM people", "query"),
     ("TABLE hr.salaries", "query"),
+    ("SHOW search_path", "query"),
+    ("SHOW ALL", "query"),
+    ("EXPLAIN SELECT ssn FROM people WHERE email LIKE 'PV%'", "query"),
     ("UPDATE orders o SET note = p.ssn FROM people p WHERE p.id = o.person_id "
      "RETURNING o.note, p.email", "rollback"),
     ("INSERT INTO orders (id, person_id, note) SELECT 100 + id, id, name || ssn FROM people "
