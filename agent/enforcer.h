@@ -49,6 +49,10 @@ struct EnforcerStats {
 // start, and at a reload, which then keeps the running policy).
 Status check_enforceable(const policy::Policy& policy, const std::string& path);
 
+// Where learn mode keeps what it learned (learn/learn.h): the audit state directory, else
+// the audit log's directory (where the chain head lives too).
+std::string learn_state_dir(const Config& config);
+
 class Enforcer {
  public:
   // `records` receives the proxy's statements on the proxy's thread (thread-safe sink).
@@ -67,6 +71,8 @@ class Enforcer {
   // Called about once a second: enforce-existing = terminate after its grace period.
   void tick(uint64_t now_ns);
   EnforcerStats stats() const;
+  // The policy in force (the last one loaded without error).
+  std::shared_ptr<const policy::Policy> policy() const;
   // One line for the log: what is steered where.
   const std::string& summary() const { return summary_; }
 
