@@ -462,6 +462,14 @@ EnforcerStats Enforcer::stats() const {
   }
   if (auto st = impl_->steering->state(); st.ok()) s.proxy_alive = st.value().proxy_alive;
   s.fail_open_mode = impl_->fail_open;
+  if (impl_->learn_store) {
+    const learn::Stats l = impl_->learn_store->stats();
+    s.learn_identities = l.identities;
+    s.learn_fingerprints = l.fingerprints;
+    s.learn_capped_identity = l.capped_identity;
+    s.learn_capped_total = l.capped_total;
+    s.learn_write_errors = l.write_errors;
+  }
   return s;
 }
 

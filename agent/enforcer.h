@@ -40,6 +40,9 @@ struct EnforcerStats {
   uint64_t steered_tcp = 0, steered_unix = 0, fail_open = 0, fail_closed = 0;
   bool proxy_alive = false;
   bool fail_open_mode = false;
+  // Learn mode (zero until a policy with a `learn:` section opened the store).
+  uint64_t learn_identities = 0, learn_fingerprints = 0, learn_capped_identity = 0,
+           learn_capped_total = 0, learn_write_errors = 0;
 };
 
 // Whether the proxy can enforce everything `policy` asks. Mask rules load and

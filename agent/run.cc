@@ -231,6 +231,13 @@ void publish_enforcement(metrics::Exporter& m, const Enforcer& e) {
   c.proxy_alive = s.proxy_alive;
   c.fail_open_mode = s.fail_open_mode;
   m.publish_enforcement(c);
+  metrics::LearnCounters l;
+  l.identities = s.learn_identities;
+  l.fingerprints = s.learn_fingerprints;
+  l.capped_identity = s.learn_capped_identity;
+  l.capped_total = s.learn_capped_total;
+  l.write_errors = s.learn_write_errors;
+  m.publish_learn(l);
 }
 
 std::string join_ports(const std::vector<uint16_t>& ports) {

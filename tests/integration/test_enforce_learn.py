@@ -12,7 +12,8 @@
    never ran (but ops did) is blocked with rule learn:novel_fingerprint, and the same
    statement from ops runs; etl's learned statement from another program (psycopg2) is
    another identity and blocked too. The audit records carry the decision.
-4. `dbwarden policy learned prune` of ops while the agent runs: ops's statement is novel
+4. `dbwarden policy explain --state-dir` agrees; the learn metrics count the set.
+5. `dbwarden policy learned prune` of ops while the agent runs: ops's statement is novel
    within seconds.
 
 Exit codes: 0 pass, 1 fail, 77 skip (not root). DBWARDEN_REQUIRE_KERNEL_TESTS=1 turns a skip
@@ -132,6 +133,23 @@ def check_list(args, workdir, failures):
     return ids
 
 
+def check_explain(args, workdir, policy, ids, sql, failures):
+    """`policy explain --state-dir` says what learn mode decides for each identity."""
+    for user, want in (("etl", 'decision: block by rule "learn:novel_fingerprint"'),
+                       ("ops", "was learned for this identity")):
+        if user not in ids:
+            continue
+        cmd = [args.agent, "policy", "explain", policy, "--user", user, "--database", "postgres",
+               "--executable", ids[user][0], "--state-dir", workdir, "--sql", sql]
+        if ids[user][1] != "-":
+            cmd += ["--login-uid", ids[user][1]]
+        r = subprocess.run(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=60)
+        if r.returncode != 0 or want not in r.stdout:
+            failures.append(f"policy explain for {user}: want {want!r} in: {r.stdout[-600:]} "
+                            f"{r.stderr.strip()}")
+
+
 def protect_phase(args, cluster, workdir, steer_dir, ids, failures):
     policy = write_policy(workdir, "protect")
     audit = os.path.join(workdir, "audit-protect.jsonl")
@@ -175,6 +193,14 @@ def protect_phase(args, cluster, workdir, steer_dir, ids, failures):
         except psycopg2.Error as e:
             failures.append(f"protect: psycopg2 could not connect: {e}")
 
+        time.sleep(1.5)  # metrics are published once a second
+        metrics = agent.scrape()
+        for kind, want in (("identities", 2), ("fingerprints", 4)):
+            if f'dbwarden_learn_learned{{kind="{kind}"}} {want}' not in metrics:
+                failures.append(f"metrics: dbwarden_learn_learned {kind} is not {want}")
+        if 'rule="learn:novel_fingerprint"' not in metrics:
+            failures.append("metrics: no decision counted for learn:novel_fingerprint")
+        check_explain(args, workdir, policy, ids, novel_sql, failures)
         # Prune ops while the agent runs: its DELETE is novel now.
         if "ops" in ids:
             program, login_uid, _ = ids["ops"]
