@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <tuple>
 
 #include "learn/learn.h"
 
@@ -88,6 +89,18 @@ std::string hex16(uint64_t v) {
 void append_entry(const std::string& key, const Entry& e, std::string& out) {
   out += "F\t" + key + "\t" + hex16(e.fingerprint) + "\t" + std::to_string(e.first_s) + "\t" +
          std::to_string(e.last_s) + "\t" + std::to_string(e.count) + "\n";
+}
+
+// An identity's three fields as the file holds them.
+bool parse_identity(std::string_view user, std::string_view program, std::string_view login_uid,
+                    Identity& out) {
+  if (!unescape(user, out.user) || !unescape(program, out.program)) return false;
+  out.login_uid.reset();
+  if (login_uid == "-") return true;
+  uint32_t n = 0;
+  if (!parse_num(login_uid, n)) return false;
+  out.login_uid = n;
+  return true;
 }
 
 Status errno_status(const std::string& what) {
@@ -223,23 +236,20 @@ void Store::apply_line(std::string_view line) {
   split_tabs(line, f);
   if (f.size() == 8 && f[0] == "F") {
     Entry e;
-    uint32_t luid = 0;
     if (!parse_num(f[4], e.fingerprint, 16) || f[4].size() != 16 || !parse_num(f[5], e.first_s) ||
-        !parse_num(f[6], e.last_s) || !parse_num(f[7], e.count) ||
-        (f[3] != "-" && !parse_num(f[3], luid))) {
+        !parse_num(f[6], e.last_s) || !parse_num(f[7], e.count)) {
       ++stats_.bad_lines;
       return;
     }
-    std::string key;
-    key.append(f[1]).append("\t").append(f[2]).append("\t").append(f[3]);
+    Identity id;
+    if (!parse_identity(f[1], f[2], f[3], id)) {
+      ++stats_.bad_lines;
+      return;
+    }
+    // Keyed as to_key() writes it: a hand-edited escape or number names the same identity.
+    std::string key = to_key(id);
     auto it = idents_.find(key);
     if (it == idents_.end()) {
-      Identity id;
-      if (!unescape(f[1], id.user) || !unescape(f[2], id.program)) {
-        ++stats_.bad_lines;
-        return;
-      }
-      if (f[3] != "-") id.login_uid = luid;
       if (total_ >= limits_.max_total) {
         ++stats_.capped_total;
         return;
@@ -273,8 +283,12 @@ void Store::apply_line(std::string_view line) {
       ++stats_.bad_lines;
       return;
     }
-    std::string key;
-    key.append(f[1]).append("\t").append(f[2]).append("\t").append(f[3]);
+    Identity id;
+    if (!parse_identity(f[1], f[2], f[3], id)) {
+      ++stats_.bad_lines;
+      return;
+    }
+    const std::string key = to_key(id);
     erase_if(&key, f[4] == "*" ? 0 : fingerprint, 0);
     return;
   }
@@ -342,11 +356,9 @@ Store::Seen Store::observe(const std::string& key, uint64_t fingerprint, int64_t
     std::vector<std::string_view> f;
     split_tabs(key, f);
     Identity id;
-    uint32_t luid = 0;
-    if (f.size() != 3 || !unescape(f[0], id.user) || !unescape(f[1], id.program)) {
+    if (f.size() != 3 || !parse_identity(f[0], f[1], f[2], id)) {
       return Seen::kNovel;  // not a key to_key() made
     }
-    if (f[2] != "-" && parse_num(f[2], luid)) id.login_uid = luid;
     it = idents_.emplace(key, Ident{std::move(id), {}}).first;
   }
   Fp fp;
@@ -516,7 +528,8 @@ std::vector<IdentityEntries> Store::list() const {
     out.push_back(std::move(ie));
   }
   std::sort(out.begin(), out.end(), [](const IdentityEntries& a, const IdentityEntries& b) {
-    return a.identity.to_string() < b.identity.to_string();
+    const Identity &x = a.identity, &y = b.identity;
+    return std::tie(x.user, x.program, x.login_uid) < std::tie(y.user, y.program, y.login_uid);
   });
   return out;
 }
