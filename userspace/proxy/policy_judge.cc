@@ -66,9 +66,13 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
       const sql::Analysis& a = analyzer_.analyze(sd, text);
       d = policy_->decide(who, a, text);
       if (policy_->learn() != nullptr) {
-        if (key_.empty() || who.connection_id != key_connection_ || who.user != key_user_) {
+        // Rebuilt when the connection, its user (MySQL's COM_CHANGE_USER) or its resolved
+        // peer process changes.
+        if (key_.empty() || who.connection_id != key_connection_ || who.user != key_user_ ||
+            who.peer.pid != key_pid_) {
           key_connection_ = who.connection_id;
           key_user_ = who.user;
+          key_pid_ = who.peer.pid;
           key_ = learn::Store::to_key(learn::Identity::of(who));
         }
         learn::apply_learn(*policy_, learn_.load(std::memory_order_acquire), key_, who, a,

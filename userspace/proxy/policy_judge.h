@@ -51,8 +51,9 @@ class PolicyJudge final : public Judge {
   sql::Analyzer analyzer_;
   std::vector<SqlPiece> pieces_;
   std::atomic<learn::Store*> learn_{nullptr};
-  // The learn key of the last connection judged: built once per connection (and user).
+  // The learn key of the last connection judged: built once per connection.
   uint64_t key_connection_ = 0;
+  uint32_t key_pid_ = 0;
   std::string key_user_;
   std::string key_;
 };

@@ -10,6 +10,7 @@
 #include "../support/temp_dir.h"
 #include "learn/learn.h"
 #include "policy/policy.h"
+#include "proxy/policy_judge.h"
 #include "sql/analyzer.h"
 
 namespace {
@@ -200,4 +201,37 @@ TEST_CASE("learn mode: log action, messages, match and the window") {
   CHECK(run(*window, &store, etl, "SELECT now()", 4600).rule == "learn:novel_fingerprint");
   // Without a store nothing is novel.
   CHECK(run(*window, nullptr, etl, "SELECT now()", 4600).action == Action::kAllow);
+}
+
+TEST_CASE("learn mode in the proxy's judge: a multi-statement message with a novel part") {
+  dbw_test::TempDir dir;
+  auto s = Store::Open(dir.path, {}, 1000);
+  REQUIRE(s.ok());
+  dbwarden::proxy::PolicySource source(load("rules: []\nlearn: {mode: learn}\n"));
+  dbwarden::proxy::PolicyJudge judge(source);
+  judge.set_learn_store(s.value().get());
+  const ConnectionInfo etl = client("etl", "/usr/bin/psql", 1000);
+  dbwarden::proxy::MessageVerdict v;
+  judge.judge(etl, dbwarden::proxy::Dialect::kPostgresql,
+              "SELECT 1; UPDATE t SET a = 2 WHERE id = 3", true, false, &v);
+  CHECK_FALSE(v.decisive.block);
+  CHECK(s.value()->stats().fingerprints == 2);
+
+  source.set(load("rules: []\nlearn: {mode: protect}\n"));
+  judge.judge(etl, dbwarden::proxy::Dialect::kPostgresql,
+              "SELECT 7; UPDATE t SET a = 1 WHERE id = 9", true, false, &v);
+  CHECK_FALSE(v.decisive.block);
+  judge.judge(etl, dbwarden::proxy::Dialect::kPostgresql, "SELECT 7; DELETE FROM t WHERE id = 9",
+              true, false, &v);
+  CHECK(v.decisive.block);
+  CHECK(v.decisive.rule == "learn:novel_fingerprint");
+  CHECK(v.decisive.sqlstate == "42501");
+  REQUIRE(v.statements.size() == 2);
+  CHECK(v.statements[0].verdict.action == "allow");
+  CHECK(v.statements[1].verdict.action == "block");
+  // Another peer process on a new connection: another identity.
+  ConnectionInfo other = client("etl", "/usr/bin/python3", 1000);
+  other.connection_id = 2;
+  judge.judge(other, dbwarden::proxy::Dialect::kPostgresql, "SELECT 1", true, false, &v);
+  CHECK(v.decisive.block);
 }
