@@ -21,6 +21,7 @@
 
 #include "agent/log.h"
 #include "masking/masking.h"
+#include "protocol/statement.h"
 
 namespace dbwarden::policy {
 class Policy;
@@ -35,10 +36,18 @@ class ContentScrub final : public log::LineFilter {
   bool active() const { return active_.load(std::memory_order_acquire); }
   // Masks every detected item in `text` in place; returns how many. Thread-safe.
   size_t scrub(std::string& text) const;
+  // The same over a record's text, bound values, error message and summary, with one look
+  // at the policy in force for all of them.
+  size_t scrub(Statement& statement) const;
   void filter(std::string& line) const override { (void)scrub(line); }
   uint64_t items() const { return items_.load(std::memory_order_relaxed); }
 
  private:
+  // The policy in force and its detectors, or null.
+  std::shared_ptr<const policy::Policy> current(masking::DetectorSet& detectors) const;
+  size_t scrub_with(const masking::Masker& masker, masking::DetectorSet detectors,
+                    std::string& text) const;
+
   mutable std::mutex mu_;
   std::shared_ptr<const policy::Policy> policy_;
   masking::DetectorSet detectors_ = 0;

@@ -82,14 +82,7 @@ void Pipeline::on_statement(const Statement& statement) {
   scratch_.unbounded_write = a.unbounded_write;
   // After the analysis: it read the literals (the fingerprint does not depend on them),
   // and no output has seen them yet.
-  if (scrub_ != nullptr && scrub_->active()) {
-    size_t items = scrub_->scrub(scratch_.text) + scrub_->scrub(scratch_.error_message) +
-                   scrub_->scrub(scratch_.summary);
-    for (auto& p : scratch_.parameters) {
-      if (p) items += scrub_->scrub(*p);
-    }
-    if (items != 0) scratch_.redacted = true;
-  }
+  if (scrub_ != nullptr && scrub_->scrub(scratch_) != 0) scratch_.redacted = true;
   if (scratch_.redacted) ++redacted_;
   statements_++;
   for (StatementSink* out : outputs_) out->on_statement(scratch_);
