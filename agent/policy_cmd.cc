@@ -224,18 +224,31 @@ int explain(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   if (policy.learn() != nullptr) {
     out << describe_learn(*policy.learn()) << "\n";
     std::unique_ptr<learn::Store> store;
+    std::string empty_dir;  // nothing learned yet: an empty set, kept out of state_dir
     if (!state_dir.empty()) {
       const std::string path = state_dir + "/" + std::string(learn::Store::kFileName);
       struct stat st {};
+      std::string open_dir = state_dir;
       if (::stat(path.c_str(), &st) != 0) {
         out << "learn: nothing learned in " << state_dir << " (no " << learn::Store::kFileName
-            << ")\n";
-      } else if (auto s = learn::Store::Open(state_dir, {}, std::time(nullptr)); s.ok()) {
-        store = std::move(s.value());
-      } else {
+            << "): every fingerprint is new\n";
+        char tmpl[] = "/tmp/dbwarden-explain-XXXXXX";
+        if (::mkdtemp(tmpl) == nullptr) {
+          err << "dbwarden policy explain: cannot make a temporary directory\n";
+          return kBad;
+        }
+        open_dir = empty_dir = tmpl;
+      }
+      auto s = learn::Store::Open(open_dir, {}, std::time(nullptr));
+      if (!empty_dir.empty()) {
+        ::unlink((empty_dir + "/" + std::string(learn::Store::kFileName)).c_str());
+        ::rmdir(empty_dir.c_str());
+      }
+      if (!s.ok()) {
         err << s.status().message() << "\n";
         return kBad;
       }
+      store = std::move(s.value());
     }
     std::string why;
     learn::apply_learn(policy, store.get(), learn::Store::to_key(learn::Identity::of(who)), who, a,
