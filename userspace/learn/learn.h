@@ -141,6 +141,7 @@ class Store {
   Status append_locked(const std::string& lines);
   Status compact_locked();
   Status write_header_locked();
+  void sync_dir() const;
   size_t erase_if(const std::string* key, uint64_t fingerprint, int64_t cutoff_s);
 
   mutable std::mutex mu_;

@@ -189,7 +189,15 @@ Status Store::write_header_locked() {
       ::fdatasync(fd_) != 0) {
     return errno_status("learn: cannot write " + path_);
   }
+  sync_dir();  // the new file's name survives a crash too
   return Status::Ok();
+}
+
+void Store::sync_dir() const {
+  if (const int d = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); d >= 0) {
+    (void)::fsync(d);
+    ::close(d);
+  }
 }
 
 Status Store::apply_tail_locked() {
@@ -472,10 +480,7 @@ Status Store::compact_locked() {
     ::unlink(tmp.c_str());
     return err;
   }
-  if (const int d = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); d >= 0) {
-    (void)::fsync(d);
-    ::close(d);
-  }
+  sync_dir();
   dirty_.clear();
   // The old file's lock goes with its descriptor; a process waiting on it sees the file
   // replaced and opens the new one.
