@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
-"""Learn mode end to end (issue 13, item 5): real PostgreSQL, psql and psycopg2, real steering.
+"""Learn mode end to end (issue 13, item 5): real PostgreSQL and MariaDB, psql, psycopg2, the
+mariadb CLI and pymysql, real steering.
 
 1. `dbwarden run --mode enforce` with a policy whose `learn:` section is in mode learn: two
    identities (database users etl and ops, both through psql) run their workloads through
@@ -11,7 +12,9 @@
    survive the restart): etl's learned statements run with other literals; a statement etl
    never ran (but ops did) is blocked with rule learn:novel_fingerprint, and the same
    statement from ops runs; etl's learned statement from another program (psycopg2) is
-   another identity and blocked too. The audit records carry the decision.
+   another identity and blocked too. MariaDB likewise: the CLI learned a SELECT, pymysql a
+   DELETE, as the same database user; the CLI's DELETE is blocked, pymysql's runs. The
+   audit records carry the decision.
 4. `dbwarden policy explain --state-dir` agrees; the learn metrics count the set.
 5. `dbwarden policy learned prune` of ops while the agent runs: ops's statement is novel
    within seconds.
@@ -30,10 +33,12 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import pg_cluster  # noqa: E402
+from mariadb_server import APP_PASSWORD, APP_USER, TEST_DB, MariaDB  # noqa: E402
 from pg_cluster import (Agent, PgCluster, log, read_audit, skip_or_fail, start_agent,  # noqa: E402
                         stop_agent, verdict)
 
 import psycopg2  # noqa: E402
+import pymysql  # noqa: E402
 
 NOVEL = "learn:novel_fingerprint"
 
@@ -56,15 +61,36 @@ def write_policy(workdir, mode):
                 "    action: block\n"
                 "learn:\n"
                 f"  mode: {mode}\n"
-                "  match: {user: [etl, ops]}\n"
+                f"  match: {{user: [etl, ops, {APP_USER}]}}\n"
                 "  action: block\n")
     os.rename(path + ".tmp", path)
     return path
 
 
-def enforce_args(workdir, policy, steer_dir):
+def enforce_args(workdir, policy, steer_dir, mysql_port):
     return ["--mode", "enforce", "--policy", policy, "--fail-mode", "closed",
+            "--mysql-port", str(mysql_port),
             "--steer-pin-dir", steer_dir, "--proxy-socket-dir", os.path.join(workdir, "proxy")]
+
+
+def my_cli(server, sql):
+    """The mariadb CLI over TCP; returns (ok, stderr)."""
+    r = server.cli(sql, tcp=True)
+    return r.returncode == 0 and "ERROR" not in r.stderr, r.stderr
+
+
+def my_pymysql(server, sql):
+    """pymysql (another program) over TCP; returns (ok, error text)."""
+    conn = pymysql.connect(host="127.0.0.1", port=server.port, user=APP_USER,
+                           password=APP_PASSWORD, database=TEST_DB, connect_timeout=10,
+                           autocommit=True)
+    try:
+        conn.cursor().execute(sql)
+        return True, ""
+    except pymysql.MySQLError as e:
+        return False, str(e)
+    finally:
+        conn.close()
 
 
 def psql(cluster, user, sql, tcp):
@@ -80,10 +106,10 @@ def learned(agent_exe, workdir, *args):
                           text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
 
 
-def learn_phase(args, cluster, workdir, steer_dir, failures):
+def learn_phase(args, cluster, server, workdir, steer_dir, failures):
     policy = write_policy(workdir, "learn")
     agent = Agent(args.agent, os.path.join(workdir, "audit-learn.jsonl"), [cluster.port],
-                  extra_args=enforce_args(workdir, policy, steer_dir))
+                  extra_args=enforce_args(workdir, policy, steer_dir, server.port))
     rc = start_agent(agent)
     if rc is not None:
         return rc
@@ -97,6 +123,11 @@ def learn_phase(args, cluster, workdir, steer_dir, failures):
                 ok, _, err = psql(cluster, "ops", sql, tcp)
                 if not ok:
                     failures.append(f"learn: ops {sql!r} tcp={tcp} failed: {err.strip()[:200]}")
+        # MariaDB: the same user from the CLI and from pymysql are two identities.
+        for ok, err in (my_cli(server, "SELECT COUNT(*) FROM learn_m WHERE id = 1"),
+                        my_pymysql(server, "DELETE FROM learn_m WHERE id = 10")):
+            if not ok:
+                failures.append(f"learn: mariadb workload failed: {err.strip()[:200]}")
         # A rule's block wins and is not learned.
         ok, _, err = psql(cluster, "etl", "DROP TABLE learn_t", False)
         if ok or "no-drop" not in err:
@@ -150,11 +181,11 @@ def check_explain(args, workdir, policy, ids, sql, failures):
                             f"{r.stderr.strip()}")
 
 
-def protect_phase(args, cluster, workdir, steer_dir, ids, failures):
+def protect_phase(args, cluster, server, workdir, steer_dir, ids, failures):
     policy = write_policy(workdir, "protect")
     audit = os.path.join(workdir, "audit-protect.jsonl")
     agent = Agent(args.agent, audit, [cluster.port],
-                  extra_args=enforce_args(workdir, policy, steer_dir))
+                  extra_args=enforce_args(workdir, policy, steer_dir, server.port))
     rc = start_agent(agent)
     if rc is not None:
         return rc
@@ -193,11 +224,24 @@ def protect_phase(args, cluster, workdir, steer_dir, ids, failures):
         except psycopg2.Error as e:
             failures.append(f"protect: psycopg2 could not connect: {e}")
 
+        # MariaDB: the CLI never ran a DELETE; pymysql did.
+        ok, err = my_cli(server, "SELECT COUNT(*) FROM learn_m WHERE id = 5")
+        if not ok:
+            failures.append(f"protect: mariadb CLI's learned SELECT failed: {err.strip()[:200]}")
+        ok, err = my_cli(server, "DELETE FROM learn_m WHERE id = 11")
+        if ok or NOVEL not in err:
+            failures.append(f"protect: mariadb CLI's novel DELETE not blocked as {NOVEL}: "
+                            f"{err.strip()[:200]}")
+        ok, err = my_pymysql(server, "DELETE FROM learn_m WHERE id = 11")
+        if not ok:
+            failures.append(f"protect: pymysql's learned DELETE failed: {err.strip()[:200]}")
         time.sleep(1.5)  # metrics are published once a second
         metrics = agent.scrape()
-        for kind, want in (("identities", 2), ("fingerprints", 4)):
-            if f'dbwarden_learn_learned{{kind="{kind}"}} {want}' not in metrics:
-                failures.append(f"metrics: dbwarden_learn_learned {kind} is not {want}")
+        # psql as etl and ops, the mariadb CLI and pymysql as the app user.
+        m = re.search(r'^dbwarden_learn_learned\{kind="identities"\} (\S+)$', metrics, re.M)
+        if not m or float(m.group(1)) != 4:
+            failures.append(f"metrics: dbwarden_learn_learned identities is "
+                            f"{m.group(1) if m else 'missing'}, want 4")
         if 'rule="learn:novel_fingerprint"' not in metrics:
             failures.append("metrics: no decision counted for learn:novel_fingerprint")
         check_explain(args, workdir, policy, ids, novel_sql, failures)
@@ -246,18 +290,20 @@ def main():
     steer_dir = f"/sys/fs/bpf/dbw-steer-learn-{os.getpid()}"
     failures = []
     try:
-        with PgCluster() as cluster:
+        with PgCluster() as cluster, MariaDB() as server:
+            server.setup_sql(f"CREATE TABLE {TEST_DB}.learn_m (id int, v text); "
+                             f"INSERT INTO {TEST_DB}.learn_m VALUES (1, 'a'), (10, 'b')")
             cluster.setup_sql("CREATE TABLE learn_t (id int, v text); "
                               "INSERT INTO learn_t VALUES (1, 'a'), (2, 'b'); "
                               "CREATE ROLE etl LOGIN; CREATE ROLE ops LOGIN; "
                               "GRANT ALL ON learn_t TO etl, ops")
-            rc = learn_phase(args, cluster, workdir, steer_dir, failures)
+            rc = learn_phase(args, cluster, server, workdir, steer_dir, failures)
             if rc is not None:
                 return rc
             if not os.path.exists(os.path.join(workdir, "learned.log")):
                 failures.append("no learned.log in the state directory after the learn phase")
             ids = check_list(args, workdir, failures)
-            rc = protect_phase(args, cluster, workdir, steer_dir, ids, failures)
+            rc = protect_phase(args, cluster, server, workdir, steer_dir, ids, failures)
             if rc is not None:
                 return rc
     finally:
