@@ -90,7 +90,9 @@ po::options_description settings() {
        "observe (default: watch, change nothing) or enforce (steer client connections "
        "through the local policy proxy; needs --policy)")
       ("policy", po::value<std::string>(),
-       "enforce mode: policy file (YAML; `dbwarden policy check FILE` validates it)")
+       "policy file (YAML; `dbwarden policy check FILE` validates it): the rules in enforce "
+       "mode; in both modes its mask rules' content detectors mask values in audit records, "
+       "metrics labels and log lines")
       ("fail-mode", po::value<std::string>(),
        "enforce mode, when the proxy is down: closed (default: new connections are refused) "
        "or open (they reach the server directly, unchecked)")

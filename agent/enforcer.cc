@@ -14,6 +14,7 @@
 
 #include "agent/log.h"
 #include "capture/discovery.h"
+#include "learn/learn.h"
 #include "policy/policy.h"
 #include "proxy/policy_judge.h"
 #include "proxy/proxy.h"
@@ -78,10 +79,22 @@ std::vector<UnixServerSocket> server_unix_sockets(const Config& c) {
 
 }  // namespace
 
+std::string learn_state_dir(const Config& c) {
+  if (!c.audit_state_dir.empty()) return c.audit_state_dir;
+  const auto slash = c.audit_file.rfind('/');
+  return slash == std::string::npos ? "." : c.audit_file.substr(0, slash);
+}
+
 struct Enforcer::Impl {
   Config config;
   std::unique_ptr<steering::Steering> steering;
   std::unique_ptr<proxy::PolicySource> policy;
+  // Learn mode's store: opened when a policy first has a `learn:` section, kept until the
+  // end (declared before the proxy, so it outlives the judge that writes into it).
+  std::unique_ptr<learn::Store> learn_store;
+  proxy::PolicyJudge* judge = nullptr;  // owned by the proxy
+  uint64_t learn_counts_flushed_ns = 0;
+  uint64_t learn_capped_logged = 0;
   std::unique_ptr<proxy::Proxy> proxy;
   std::vector<steering::ExistingConnection> existing;
   uint64_t terminate_at_ns = 0;
@@ -133,6 +146,55 @@ struct Enforcer::Impl {
       }
     }
     proxy.reset();
+    if (learn_store) {
+      if (Status s = learn_store->flush(true); !s.ok()) {
+        DBW_LOG(kWarning, "enforce: %s", s.message().c_str());
+      }
+    }
+  }
+
+  // The store for a policy with a `learn:` section, opened the first time one needs it.
+  Status open_learn(const policy::Policy& p) {
+    const policy::LearnSettings* l = p.learn();
+    if (l == nullptr) return Status::Ok();
+    const learn::Limits limits{l->max_per_identity, l->max_total};
+    if (learn_store) {
+      learn_store->set_limits(limits);
+      return Status::Ok();
+    }
+    const std::string dir = learn_state_dir(config);
+    mkdir(dir.c_str(), 0700);
+    auto store = learn::Store::Open(dir, limits, static_cast<int64_t>(::time(nullptr)));
+    if (!store.ok()) return store.status();
+    learn_store = std::move(store.value());
+    const learn::Stats st = learn_store->stats();
+    DBW_LOG(kInfo, "learn: %s: %llu fingerprint(s) of %llu identit%s loaded",
+            learn_store->path().c_str(), static_cast<unsigned long long>(st.fingerprints),
+            static_cast<unsigned long long>(st.identities), st.identities == 1 ? "y" : "ies");
+    if (judge != nullptr) judge->set_learn_store(learn_store.get());
+    return Status::Ok();
+  }
+
+  void flush_learn(uint64_t now_ns) {
+    if (!learn_store) return;
+    // New fingerprints every tick; counts and last-seen times once a minute (they only
+    // serve listing and pruning), so a busy identity is not a write per second.
+    const bool counts = now_ns - learn_counts_flushed_ns >= 60'000'000'000ull;
+    if (counts) learn_counts_flushed_ns = now_ns;
+    if (Status s = learn_store->flush(counts); !s.ok()) {
+      DBW_LOG(kWarning, "enforce: %s (kept in memory, retried)", s.message().c_str());
+    }
+    const learn::Stats st = learn_store->stats();
+    const uint64_t capped = st.capped_identity + st.capped_total;
+    if (capped != learn_capped_logged) {
+      DBW_LOG(kWarning,
+              "learn: %llu fingerprint(s) not learned so far: cap reached (%llu per identity, "
+              "%llu in total; raise max_fingerprints_per_identity / max_fingerprints)",
+              static_cast<unsigned long long>(capped),
+              static_cast<unsigned long long>(st.capped_identity),
+              static_cast<unsigned long long>(st.capped_total));
+      learn_capped_logged = capped;
+    }
   }
 };
 
@@ -157,6 +219,7 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
     return Status::Error("policy " + s.message());
   }
   impl->policy = std::make_unique<proxy::PolicySource>(loaded.value());
+  if (Status s = impl->open_learn(*loaded.value()); !s.ok()) return s;
   std::shared_ptr<proxy::TlsContext> client_tls;
   if (!config.proxy_tls_cert_file.empty()) {
     // Loaded and checked before anything is steered: a bad certificate or key stops the
@@ -257,8 +320,10 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
     if (!ex.ok()) return ex.status();
     return std::shared_ptr<void>(std::make_shared<steering::Exemption>(std::move(ex.value())));
   };
-  auto px =
-      proxy::Proxy::Start(po, std::make_unique<proxy::PolicyJudge>(*impl->policy), records, guard);
+  auto judge = std::make_unique<proxy::PolicyJudge>(*impl->policy);
+  judge->set_learn_store(impl->learn_store.get());
+  impl->judge = judge.get();
+  auto px = proxy::Proxy::Start(po, std::move(judge), records, guard);
   if (!px.ok()) return Status::Error("enforce: " + px.status().message());
   impl->proxy = std::move(px.value());
 
@@ -347,6 +412,8 @@ Status Enforcer::reload_policy(const std::string& path) {
   if (Status s = check_enforceable(*loaded.value(), path); !s.ok()) {
     return Status::Error("policy " + s.message());
   }
+  // Before the swap: the judge must find the store once the policy asks for learning.
+  if (Status s = impl_->open_learn(*loaded.value()); !s.ok()) return s;
   impl_->policy->set(loaded.value());
   return Status::Ok();
 }
@@ -358,6 +425,7 @@ void Enforcer::relock() {
 
 void Enforcer::tick(uint64_t now_ns) {
   relock();
+  impl_->flush_learn(now_ns);
   if (impl_->terminate_at_ns == 0 || now_ns < impl_->terminate_at_ns) return;
   impl_->terminate_at_ns = 0;
   for (const auto& c : impl_->existing) {
@@ -371,6 +439,8 @@ void Enforcer::tick(uint64_t now_ns) {
     }
   }
 }
+
+std::shared_ptr<const policy::Policy> Enforcer::policy() const { return impl_->policy->get(); }
 
 EnforcerStats Enforcer::stats() const {
   EnforcerStats s;
@@ -392,6 +462,14 @@ EnforcerStats Enforcer::stats() const {
   }
   if (auto st = impl_->steering->state(); st.ok()) s.proxy_alive = st.value().proxy_alive;
   s.fail_open_mode = impl_->fail_open;
+  if (impl_->learn_store) {
+    const learn::Stats l = impl_->learn_store->stats();
+    s.learn_identities = l.identities;
+    s.learn_fingerprints = l.fingerprints;
+    s.learn_capped_identity = l.capped_identity;
+    s.learn_capped_total = l.capped_total;
+    s.learn_write_errors = l.write_errors;
+  }
   return s;
 }
 

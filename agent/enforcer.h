@@ -40,6 +40,9 @@ struct EnforcerStats {
   uint64_t steered_tcp = 0, steered_unix = 0, fail_open = 0, fail_closed = 0;
   bool proxy_alive = false;
   bool fail_open_mode = false;
+  // Learn mode (zero until a policy with a `learn:` section opened the store).
+  uint64_t learn_identities = 0, learn_fingerprints = 0, learn_capped_identity = 0,
+           learn_capped_total = 0, learn_write_errors = 0;
 };
 
 // Whether the proxy can enforce everything `policy` asks. Mask rules load and
@@ -48,6 +51,10 @@ struct EnforcerStats {
 // operator believes them masked, so enforce mode refuses such a policy (at
 // start, and at a reload, which then keeps the running policy).
 Status check_enforceable(const policy::Policy& policy, const std::string& path);
+
+// Where learn mode keeps what it learned (learn/learn.h): the audit state directory, else
+// the audit log's directory (where the chain head lives too).
+std::string learn_state_dir(const Config& config);
 
 class Enforcer {
  public:
@@ -67,6 +74,8 @@ class Enforcer {
   // Called about once a second: enforce-existing = terminate after its grace period.
   void tick(uint64_t now_ns);
   EnforcerStats stats() const;
+  // The policy in force (the last one loaded without error).
+  std::shared_ptr<const policy::Policy> policy() const;
   // One line for the log: what is steered where.
   const std::string& summary() const { return summary_; }
 

@@ -13,6 +13,7 @@ namespace dbwarden::agent::log {
 namespace {
 
 std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
+std::atomic<const LineFilter*> g_filter{nullptr};
 
 // systemd sets JOURNAL_STREAM to "DEV:INODE" of the stream it connected to
 // stderr; only then are priority prefixes understood rather than printed.
@@ -41,6 +42,8 @@ const char* level_word(Level level) {
 
 }  // namespace
 
+void set_filter(const LineFilter* filter) { g_filter.store(filter, std::memory_order_release); }
+
 void set_level(Level level) { g_level.store(static_cast<int>(level)); }
 
 bool enabled(Level level) { return static_cast<int>(level) <= g_level.load(); }
@@ -64,7 +67,9 @@ void write(Level level, const char* format, ...) {
   if (stderr_is_journal()) line = "<" + std::to_string(static_cast<int>(level)) + ">";
   line += "dbwarden: ";
   line += level_word(level);
-  line += message;
+  std::string text = message;
+  if (const LineFilter* f = g_filter.load(std::memory_order_acquire)) f->filter(text);
+  line += text;
   line += '\n';
   std::fwrite(line.data(), 1, line.size(), stderr);  // one write: lines from threads stay whole
 }

@@ -74,13 +74,16 @@ void Pipeline::on_statement(const Statement& statement) {
   if (!scratch_.error_message.empty() && sql::scrub_secrets(redaction_, scratch_.error_message)) {
     scratch_.redacted = true;
   }
-  if (scratch_.redacted) ++redacted_;
   // Assignments reuse scratch_'s capacity: no allocation once it has grown.
   scratch_.operation = a.operation;
   scratch_.summary = a.summary;
   scratch_.fingerprint = a.fingerprint;
   scratch_.collections = a.collections;
   scratch_.unbounded_write = a.unbounded_write;
+  // After the analysis: it read the literals (the fingerprint does not depend on them),
+  // and no output has seen them yet.
+  if (scrub_ != nullptr && scrub_->scrub(scratch_) != 0) scratch_.redacted = true;
+  if (scratch_.redacted) ++redacted_;
   statements_++;
   for (StatementSink* out : outputs_) out->on_statement(scratch_);
 }

@@ -9,6 +9,7 @@
 
 #include <vector>
 
+#include "agent/content_scrub.h"
 #include "agent/parameter_policy.h"
 #include "protocol/statement.h"
 #include "sql/analyzer.h"
@@ -24,13 +25,18 @@ class Pipeline : public StatementSink {
                     const ParameterPolicy* parameters = nullptr)
       : outputs_(std::move(outputs)), parameters_(parameters) {}
   void on_statement(const Statement& statement) override;
+  // The policy's content detectors (agent/content_scrub.h), run over text, bound values,
+  // error message and summary after the credentials are cut; null: none. Must outlive it.
+  void set_scrub(const ContentScrub* scrub) { scrub_ = scrub; }
   uint64_t statements() const { return statements_; }
-  uint64_t redacted() const { return redacted_; }  // statements that had a credential
+  // Statements that had a credential, or an item a content detector masked.
+  uint64_t redacted() const { return redacted_; }
   const sql::Analyzer& analyzer() const { return analyzer_; }
 
  private:
   std::vector<StatementSink*> outputs_;
   const ParameterPolicy* parameters_;
+  const ContentScrub* scrub_ = nullptr;
   sql::Analyzer analyzer_;
   sql::Redaction redaction_;  // reused: keeps its buffers' capacity
   Statement scratch_;         // reused: copy-assignment keeps its string capacity

@@ -1,13 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "agent/policy_cmd.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
 #include <iostream>
 #include <string>
 #include <string_view>
 
+#include "learn/learn.h"
 #include "policy/policy.h"
 #include "sql/analyzer.h"
 
@@ -19,7 +24,10 @@ constexpr int kBad = 2;
 
 constexpr char kUsage[] =
     "Usage: dbwarden policy check FILE\n"
-    "       dbwarden policy explain FILE --user U --database D [options] --sql \"...\"\n\n"
+    "       dbwarden policy explain FILE --user U --database D [options] --sql \"...\"\n"
+    "       dbwarden policy learned [--state-dir D] [list]\n"
+    "       dbwarden policy learned [--state-dir D] prune --user U [--program P]\n"
+    "                               [--login-uid N] | --older-than DURATION\n\n"
     "check    validates FILE as `dbwarden run --policy FILE` would load it; every error\n"
     "         is printed as FILE:LINE:COLUMN: message. Exit 0 valid, 2 invalid.\n"
     "explain  prints what the analyser makes of one statement, each rule up to the one\n"
@@ -36,7 +44,16 @@ constexpr char kUsage[] =
     "  --unit UNIT             local client process: systemd unit\n"
     "  --container ID          local client process: container id\n"
     "  --dialect postgresql|mysql   the server's SQL dialect (default postgresql)\n"
-    "  --sql TEXT              the statement (required)\n";
+    "  --sql TEXT              the statement (required)\n"
+    "  --state-dir D           with a `learn:` section: look the fingerprint up in what was\n"
+    "                          learned in D (read only)\n"
+    "learned  lists what learn mode learned in the state directory D (default\n"
+    "         /var/lib/dbwarden, the agent's audit-state-dir): each identity (database\n"
+    "         user, program = systemd unit or executable, login uid) and its fingerprints\n"
+    "         with count and first/last seen; or prunes one identity (all three given as\n"
+    "         `list` prints them; --program and --login-uid omitted mean none), or every\n"
+    "         fingerprint last seen longer ago than DURATION (30d, 12h, 90m, 2w). A prune\n"
+    "         reaches a running agent within a second.\n";
 
 bool parse_u32(const std::string& s, uint32_t& out) {
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
@@ -44,6 +61,22 @@ bool parse_u32(const std::string& s, uint32_t& out) {
 }
 
 std::string yes_no(bool b) { return b ? "true" : "false"; }
+
+std::string when(int64_t unix_s);
+
+std::string describe_learn(const policy::LearnSettings& l) {
+  std::string s = std::string("learn: mode ") +
+                  (l.mode == policy::LearnSettings::Mode::kLearn ? "learn" : "protect");
+  if (l.until_s != 0) s += " until " + when(l.until_s) + ", then protect";
+  if (l.duration_s != 0) {
+    s += " for " + std::to_string(l.duration_s) + " s from the first start, then protect";
+  }
+  s += "; a novel fingerprint in protect mode: " + std::string(policy::action_name(l.action)) +
+       " (rule " + std::string(policy::kNovelFingerprintRule) + "); caps " +
+       std::to_string(l.max_per_identity) + " per identity, " + std::to_string(l.max_total) +
+       " in total";
+  return s;
+}
 
 int check(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
   if (argc != 2) {
@@ -64,6 +97,7 @@ int check(int argc, const char* const* argv, std::ostream& out, std::ostream& er
   }
   out << ", on_unparsed: " << (p.on_unparsed() == policy::OnUnparsed::kBlock ? "block" : "allow")
       << "\n";
+  if (const policy::LearnSettings* l = p.learn()) out << describe_learn(*l) << "\n";
   return kOk;
 }
 
@@ -94,7 +128,7 @@ void print_analysis(const sql::Analysis& a, std::ostream& out) {
 }
 
 int explain(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
-  std::string file, sql_text, dialect = "postgresql";
+  std::string file, sql_text, dialect = "postgresql", state_dir;
   bool have_user = false, have_database = false, have_sql = false;
   ConnectionInfo who;
   bool local = false;
@@ -157,6 +191,8 @@ int explain(int argc, const char* const* argv, std::ostream& out, std::ostream& 
     } else if (arg == "--sql") {
       sql_text = value;
       have_sql = true;
+    } else if (arg == "--state-dir") {
+      state_dir = value;
     } else {
       err << "dbwarden policy explain: unknown option '" << arg << "'\n" << kUsage;
       return kBad;
@@ -183,8 +219,42 @@ int explain(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   print_analysis(a, out);
   out << "policy " << file << " (" << policy.rule_count() << " rules, on_unparsed: "
       << (policy.on_unparsed() == policy::OnUnparsed::kBlock ? "block" : "allow") << "):\n";
-  const policy::Decision d = policy.explain(who, a, sql_text);
+  policy::Decision d = policy.explain(who, a, sql_text);
   out << d.why;
+  if (policy.learn() != nullptr) {
+    out << describe_learn(*policy.learn()) << "\n";
+    std::unique_ptr<learn::Store> store;
+    std::string empty_dir;  // nothing learned yet: an empty set, kept out of state_dir
+    if (!state_dir.empty()) {
+      const std::string path = state_dir + "/" + std::string(learn::Store::kFileName);
+      struct stat st {};
+      std::string open_dir = state_dir;
+      if (::stat(path.c_str(), &st) != 0) {
+        out << "learn: nothing learned in " << state_dir << " (no " << learn::Store::kFileName
+            << "): every fingerprint is new\n";
+        char tmpl[] = "/tmp/dbwarden-explain-XXXXXX";
+        if (::mkdtemp(tmpl) == nullptr) {
+          err << "dbwarden policy explain: cannot make a temporary directory\n";
+          return kBad;
+        }
+        open_dir = empty_dir = tmpl;
+      }
+      auto s = learn::Store::Open(open_dir, {}, std::time(nullptr));
+      if (!empty_dir.empty()) {
+        ::unlink((empty_dir + "/" + std::string(learn::Store::kFileName)).c_str());
+        ::rmdir(empty_dir.c_str());
+      }
+      if (!s.ok()) {
+        err << s.status().message() << "\n";
+        return kBad;
+      }
+      store = std::move(s.value());
+    }
+    std::string why;
+    learn::apply_learn(policy, store.get(), learn::Store::to_key(learn::Identity::of(who)), who, a,
+                       std::time(nullptr), d, &why, /*dry_run=*/true);
+    out << why;
+  }
   out << "decision: " << policy::action_name(d.action);
   if (!d.rule.empty()) {
     out << " by rule \"" << d.rule << "\"";
@@ -207,6 +277,120 @@ int explain(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   return kOk;
 }
 
+std::string when(int64_t unix_s) {
+  char buf[32];
+  const time_t t = static_cast<time_t>(unix_s);
+  tm parts{};
+  gmtime_r(&t, &parts);
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &parts);
+  return buf;
+}
+
+int learned(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  std::string dir = "/var/lib/dbwarden", verb = "list", older;
+  learn::Identity id;
+  bool have_user = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      out << kUsage;
+      return kOk;
+    }
+    if (arg == "list" || arg == "prune") {
+      verb = arg;
+      continue;
+    }
+    if (i + 1 >= argc || arg.compare(0, 2, "--") != 0) {
+      err << "dbwarden policy learned: unexpected argument '" << arg << "'\n" << kUsage;
+      return kBad;
+    }
+    const std::string value = argv[++i];
+    uint32_t n = 0;
+    if (arg == "--state-dir") {
+      dir = value;
+    } else if (arg == "--user") {
+      id.user = value;
+      have_user = true;
+    } else if (arg == "--program") {
+      id.program = value == "-" ? "" : value;
+    } else if (arg == "--login-uid") {
+      if (value != "-" && !parse_u32(value, n)) {
+        err << "dbwarden policy learned: --login-uid needs a number or -\n";
+        return kBad;
+      }
+      if (value != "-") id.login_uid = n;
+    } else if (arg == "--older-than") {
+      older = value;
+    } else {
+      err << "dbwarden policy learned: unknown option '" << arg << "'\n" << kUsage;
+      return kBad;
+    }
+  }
+  const std::string path = dir + "/" + std::string(learn::Store::kFileName);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (verb == "list") {
+      out << "nothing learned in " << dir << " (no " << learn::Store::kFileName << ")\n";
+      return kOk;
+    }
+    err << "dbwarden policy learned: nothing learned in " << dir << "\n";
+    return kBad;
+  }
+  const int64_t now = std::time(nullptr);
+  auto opened = learn::Store::Open(dir, {UINT64_MAX, UINT64_MAX}, now);
+  if (!opened.ok()) {
+    err << opened.status().message() << "\n";
+    return kBad;
+  }
+  learn::Store& store = *opened.value();
+  if (verb == "list") {
+    const auto all = store.list();
+    for (const auto& ie : all) {
+      out << "identity --user " << (ie.identity.user.empty() ? "''" : ie.identity.user)
+          << " --program " << (ie.identity.program.empty() ? "-" : ie.identity.program)
+          << " --login-uid "
+          << (ie.identity.login_uid ? std::to_string(*ie.identity.login_uid) : "-") << " ("
+          << ie.entries.size() << " fingerprint" << (ie.entries.size() == 1 ? "" : "s") << ")\n";
+      for (const learn::Entry& e : ie.entries) {
+        char fp[17];
+        std::snprintf(fp, sizeof(fp), "%016llx", static_cast<unsigned long long>(e.fingerprint));
+        out << "  " << fp << "  count " << e.count << "  first " << when(e.first_s) << "  last "
+            << when(e.last_s) << "\n";
+      }
+    }
+    const learn::Stats s = store.stats();
+    out << s.identities << " identit" << (s.identities == 1 ? "y" : "ies") << ", " << s.fingerprints
+        << " fingerprint" << (s.fingerprints == 1 ? "" : "s") << ", learning since "
+        << when(store.created_s());
+    if (s.bad_lines != 0) out << ", " << s.bad_lines << " unreadable line(s) skipped";
+    out << "\n";
+    return kOk;
+  }
+  if (have_user == !older.empty()) {
+    err << "dbwarden policy learned prune: give --user U [--program P] [--login-uid N], or "
+           "--older-than DURATION\n";
+    return kBad;
+  }
+  Result<size_t> n = Status::Error("unset");
+  if (have_user) {
+    n = store.prune_identity(id);
+  } else {
+    uint64_t secs = 0;
+    if (!policy::parse_duration(older, secs)) {
+      err << "dbwarden policy learned prune: --older-than needs a duration such as 30d, got '"
+          << older << "'\n";
+      return kBad;
+    }
+    n = store.prune_older_than(now - static_cast<int64_t>(secs));
+  }
+  if (!n.ok()) {
+    err << n.status().message() << "\n";
+    return kBad;
+  }
+  out << "pruned " << n.value() << " fingerprint" << (n.value() == 1 ? "" : "s") << "\n";
+  return kOk;
+}
+
 }  // namespace
 
 int policy_main(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
@@ -217,7 +401,8 @@ int policy_main(int argc, const char* const* argv, std::ostream& out, std::ostre
   const std::string_view sub = argv[1];
   if (sub == "check") return check(argc - 1, argv + 1, out, err);
   if (sub == "explain") return explain(argc - 1, argv + 1, out, err);
-  err << "dbwarden policy: unknown subcommand '" << sub << "' (check or explain)\n";
+  if (sub == "learned") return learned(argc - 1, argv + 1, out, err);
+  err << "dbwarden policy: unknown subcommand '" << sub << "' (check, explain or learned)\n";
   return kBad;
 }
 

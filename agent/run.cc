@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <string>
 
+#include "agent/content_scrub.h"
 #include "agent/enforcer.h"
 #include "agent/log.h"
 #include "agent/observer.h"
@@ -23,6 +24,7 @@
 #include "capture/capture.h"
 #include "capture/local_client_key.h"
 #include "metrics/exporter.h"
+#include "policy/policy.h"
 #include "shipping/stdout_shipper.h"
 #include "shipping/syslog_shipper.h"
 #include "sql/analyzer.h"
@@ -229,6 +231,13 @@ void publish_enforcement(metrics::Exporter& m, const Enforcer& e) {
   c.proxy_alive = s.proxy_alive;
   c.fail_open_mode = s.fail_open_mode;
   m.publish_enforcement(c);
+  metrics::LearnCounters l;
+  l.identities = s.learn_identities;
+  l.fingerprints = s.learn_fingerprints;
+  l.capped_identity = s.learn_capped_identity;
+  l.capped_total = s.learn_capped_total;
+  l.write_errors = s.learn_write_errors;
+  m.publish_learn(l);
 }
 
 std::string join_ports(const std::vector<uint16_t>& ports) {
@@ -330,6 +339,22 @@ int run(const Config& config) {
   }
   const auto parameter_policy = MakeParameterPolicy(config.record_parameters);
   Pipeline pipeline(outputs, parameter_policy.get());
+  // The policy's content detectors over records and log lines (observe mode too when a
+  // policy is given; none: nothing changes). Cleared from the log before it goes.
+  ContentScrub scrub;
+  struct ClearLogFilter {
+    ~ClearLogFilter() { log::set_filter(nullptr); }
+  } clear_log_filter;
+  if (config.mode != "enforce" && !config.policy_file.empty()) {
+    auto p = policy::Policy::load_file(config.policy_file);
+    if (!p.ok()) {
+      DBW_LOG(kError, "policy %s", p.status().message().c_str());
+      return kExitUsage;
+    }
+    scrub.set(p.value());
+  }
+  pipeline.set_scrub(&scrub);
+  log::set_filter(&scrub);
   DecoderLimits limits;
   limits.pgsql.max_query_bytes = config.max_query_bytes;
   limits.mysql.max_query_bytes = config.max_query_bytes;
@@ -393,6 +418,7 @@ int run(const Config& config) {
       return e.status().message().rfind("policy ", 0) == 0 ? kExitUsage : kExitError;
     }
     enforcer = std::move(e.value());
+    scrub.set(enforcer->policy());
     DBW_LOG(kInfo, "%s", enforcer->summary().c_str());
   }
   std::string tls_report;
@@ -436,7 +462,19 @@ int run(const Config& config) {
           DBW_LOG(kError, "reload: %s; the running policy stays", s.message().c_str());
           exporter.value()->count_config_reload(false);
         } else {
+          scrub.set(enforcer->policy());
           DBW_LOG(kInfo, "reload: policy %s applied", running.policy_file.c_str());
+        }
+      } else if (!running.policy_file.empty()) {
+        // Observe mode: the policy serves the content detectors only.
+        if (auto p = policy::Policy::load_file(running.policy_file); p.ok()) {
+          scrub.set(p.value());
+          DBW_LOG(kInfo, "reload: policy %s applied (content detectors)",
+                  running.policy_file.c_str());
+        } else {
+          DBW_LOG(kError, "reload: policy %s; the running policy stays",
+                  p.status().message().c_str());
+          exporter.value()->count_config_reload(false);
         }
       }
     }

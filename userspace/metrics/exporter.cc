@@ -160,6 +160,12 @@ struct Exporter::Impl {
   Gauge* enforcement_fail_open = nullptr;
   Gauge* enforcement_existing = nullptr;
   EnforcementCounters last_enforcement;
+  Gauge* learn_identities = nullptr;
+  Gauge* learn_fingerprints = nullptr;
+  Counter* learn_capped_identity = nullptr;
+  Counter* learn_capped_total = nullptr;
+  Counter* learn_write_errors = nullptr;
+  LearnCounters last_learn;
   Family<Counter>* ship_sent = nullptr;
   Family<Counter>* ship_dropped = nullptr;
   Family<Counter>* ship_reconnects = nullptr;
@@ -433,6 +439,23 @@ struct Exporter::Impl {
     enforcement_alive = &enforcement.Add({{"state", "proxy_alive"}});
     enforcement_fail_open = &enforcement.Add({{"state", "fail_open_configured"}});
     enforcement_existing = &enforcement.Add({{"state", "unsteered_connections"}});
+    auto& learned = prometheus::BuildGauge()
+                        .Name("dbwarden_learn_learned")
+                        .Help("Learn mode's learned set: identities, and fingerprints over all "
+                              "identities.")
+                        .Register(*registry);
+    learn_identities = &learned.Add({{"kind", "identities"}});
+    learn_fingerprints = &learned.Add({{"kind", "fingerprints"}});
+    auto& not_learned = prometheus::BuildCounter()
+                            .Name("dbwarden_learn_not_learned_total")
+                            .Help("New fingerprints learn mode refused to keep: a cap was "
+                                  "reached (max_fingerprints_per_identity, max_fingerprints).")
+                            .Register(*registry);
+    learn_capped_identity = &not_learned.Add({{"cap", "per_identity"}});
+    learn_capped_total = &not_learned.Add({{"cap", "total"}});
+    learn_write_errors = counter("dbwarden_learn_write_errors_total",
+                                 "Flushes of the learned set to the state directory that failed "
+                                 "(what was learned stays in memory and is retried).");
 
     prometheus::BuildGauge()
         .Name("dbwarden_build_info")
@@ -731,6 +754,16 @@ void Exporter::publish_enforcement(const EnforcementCounters& c) {
   m.enforcement_alive->Set(c.proxy_alive ? 1 : 0);
   m.enforcement_fail_open->Set(c.fail_open_mode ? 1 : 0);
   m.enforcement_existing->Set(static_cast<double>(c.existing_connections));
+}
+
+void Exporter::publish_learn(const LearnCounters& c) {
+  Impl& m = *impl_;
+  LearnCounters& l = m.last_learn;
+  add(m.learn_capped_identity, c.capped_identity, l.capped_identity);
+  add(m.learn_capped_total, c.capped_total, l.capped_total);
+  add(m.learn_write_errors, c.write_errors, l.write_errors);
+  m.learn_identities->Set(static_cast<double>(c.identities));
+  m.learn_fingerprints->Set(static_cast<double>(c.fingerprints));
 }
 
 std::string Exporter::serialize() const {

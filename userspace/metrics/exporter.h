@@ -119,6 +119,13 @@ struct EnforcementCounters {
   bool fail_open_mode = false;
 };
 
+// Learn mode (learn/learn.h): the learned set and what could not be learned. Totals and
+// levels; novel fingerprints are policy decisions (rule learn:novel_fingerprint).
+struct LearnCounters {
+  uint64_t identities = 0, fingerprints = 0;   // levels
+  uint64_t capped_identity = 0, capped_total = 0, write_errors = 0;
+};
+
 class Exporter : public StatementSink {
  public:
   // Serves the registry on `address` ("127.0.0.1:9977", "[::1]:9977"). An
@@ -156,6 +163,7 @@ class Exporter : public StatementSink {
   // dbwarden_proxy_*, dbwarden_steering_*, dbwarden_enforcement_*. Policy decisions are
   // counted per statement (dbwarden_policy_decisions_total{rule,action}) by on_statement.
   void publish_enforcement(const EnforcementCounters& counters);
+  void publish_learn(const LearnCounters& counters);
 
   // One SIGHUP config reload: applied (ok) or refused, running config kept.
   void count_config_reload(bool ok);

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -45,6 +46,24 @@ std::string quoted(std::string_view s) {
 }
 
 }  // namespace
+
+bool parse_duration(std::string_view s, uint64_t& out) {
+  uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  const std::string_view unit(end, static_cast<size_t>(s.data() + s.size() - end));
+  uint64_t scale = 0;
+  if (unit.empty() || unit == "s") scale = 1;
+  if (unit == "m") scale = 60;
+  if (unit == "h") scale = 3600;
+  if (unit == "d") scale = 86400;
+  if (unit == "w") scale = 7 * 86400;
+  if (s.empty() || ec != std::errc() || end == s.data() || scale == 0 || n == 0 ||
+      n > (uint64_t{10} * 365 * 86400) / scale) {
+    return false;
+  }
+  out = n * scale;
+  return true;
+}
 
 class Loader {
  public:
@@ -129,12 +148,15 @@ class Loader {
     }
     const Node* rules = nullptr;
     const Node* masking = nullptr;
+    const Node* learn = nullptr;
     bool on_unparsed_given = false;
     each_entry(root, "the policy", [&](const Node& key, const Node& value) {
       if (key.value == "rules") {
         rules = &value;
       } else if (key.value == "masking") {
         masking = &value;
+      } else if (key.value == "learn") {
+        learn = &value;
       } else if (key.value == "on_unparsed") {
         on_unparsed_given = true;
         if (value.kind == Kind::kScalar && value.value == "block") {
@@ -146,9 +168,10 @@ class Loader {
         }
       } else {
         error(key, "unknown key " + quoted(key.value) +
-                       " at the top level (expected `rules`, `on_unparsed` or `masking`)");
+                       " at the top level (expected `rules`, `on_unparsed`, `masking` or `learn`)");
       }
     });
+    if (learn != nullptr) read_learn(*learn, policy);
     // Before the rules: they name its detectors.
     if (masking != nullptr) read_masking(*masking);
     if (rules == nullptr) {
@@ -271,6 +294,139 @@ class Loader {
     if (errno_node != nullptr) read_errno(*errno_node, rule->mysql_errno);
     if (name_node_ == nullptr || errors_.size() != errors_before) return nullptr;
     return rule;
+  }
+
+  // `learn:` at the top level: learn mode's settings (policy.h, LearnSettings).
+  void read_learn(const Node& n, Policy& policy) {
+    if (n.kind != Kind::kMap) {
+      error(n, "`learn` must be a mapping (mode, match, until or duration, action, ...), not " +
+                   std::string(kind_name(n)));
+      return;
+    }
+    auto l = std::make_unique<LearnSettings>();
+    l->line = n.line;
+    l->column = n.column;
+    auto match = std::make_unique<Rule>();
+    const Node* mode = nullptr;
+    const Node* until = nullptr;
+    const Node* duration = nullptr;
+    const Node* action = nullptr;
+    const Node* block_keys[3] = {nullptr, nullptr, nullptr};  // message, sqlstate, mysql_errno
+    const size_t errors_before = errors_.size();
+    each_entry(n, "`learn`", [&](const Node& key, const Node& v) {
+      const std::string& k = key.value;
+      if (k == "mode") {
+        mode = &v;
+      } else if (k == "match") {
+        read_match(v, *match);
+        learn_identity_only(v);
+      } else if (k == "until") {
+        until = &v;
+      } else if (k == "duration") {
+        duration = &v;
+      } else if (k == "action") {
+        action = &v;
+      } else if (k == "message") {
+        block_keys[0] = &v;
+        read_message(v, l->message);
+      } else if (k == "sqlstate") {
+        block_keys[1] = &v;
+        read_sqlstate(v, l->sqlstate);
+      } else if (k == "mysql_errno") {
+        block_keys[2] = &v;
+        read_errno(v, l->mysql_errno);
+      } else if (k == "max_fingerprints_per_identity" || k == "max_fingerprints") {
+        if (auto m = read_uint(v, k)) {
+          if (*m < 1 || *m > 10'000'000) {
+            error(v, "`" + k + "` must be 1-10000000");
+          } else {
+            (k == "max_fingerprints" ? l->max_total : l->max_per_identity) = *m;
+          }
+        }
+      } else {
+        error(key, "unknown key " + quoted(k) +
+                       " in `learn` (expected mode, match, until, duration, action, message, "
+                       "sqlstate, mysql_errno, max_fingerprints_per_identity, max_fingerprints)");
+      }
+    });
+    if (mode == nullptr) {
+      error(n, "`learn` needs a `mode` (learn or protect)");
+    } else if (mode->kind == Kind::kScalar && mode->value == "learn") {
+      l->mode = LearnSettings::Mode::kLearn;
+    } else if (mode->kind == Kind::kScalar && mode->value == "protect") {
+      l->mode = LearnSettings::Mode::kProtect;
+    } else {
+      error(*mode, "`mode` must be learn or protect");
+    }
+    if (until != nullptr && duration != nullptr) {
+      error(*duration, "give `until` or `duration`, not both");
+    } else if (until != nullptr) {
+      read_until(*until, l->until_s);
+    } else if (duration != nullptr) {
+      read_duration(*duration, l->duration_s);
+    }
+    if (action != nullptr) {
+      if (action->kind == Kind::kScalar && action->value == "block") {
+        l->action = Action::kBlock;
+      } else if (action->kind == Kind::kScalar && action->value == "log") {
+        l->action = Action::kLog;
+      } else if (action->kind == Kind::kScalar && action->value == "require_approval") {
+        error(*action,
+              "learn action `require_approval` is not supported yet (reserved for approvals); "
+              "use log or block");
+      } else {
+        error(*action, "learn `action` must be log or block");
+      }
+    }
+    for (const Node* b : block_keys) {
+      if (b != nullptr && l->action != Action::kBlock && errors_.size() == errors_before) {
+        error(*b, "`message`, `sqlstate` and `mysql_errno` only apply to `action: block`");
+      }
+    }
+    if (errors_.size() != errors_before) return;
+    policy.learn_ = std::move(l);
+    policy.learn_match_ = std::move(match);
+  }
+
+  // The learn section picks identities, not statements: statement keys there would make
+  // "what this identity runs" depend on what it runs.
+  void learn_identity_only(const Node& m) {
+    if (m.kind != Kind::kMap) return;  // read_match said so
+    static constexpr std::string_view kStatementKeys[] = {
+        "operation",       "collections",  "has_where",   "alter_table_drop",
+        "grant_to_public", "copy_program", "fingerprint", "regex"};
+    for (size_t i = 0; i + 1 < m.items.size(); i += 2) {
+      const Node& key = m.items[i];
+      for (std::string_view s : kStatementKeys) {
+        if (key.value == s) {
+          error(key, "`" + key.value +
+                         "` is a statement condition: learn `match` takes identity keys only "
+                         "(user, database, application_name, client_cidr, uid, login_uid, "
+                         "executable, unit, container, dialect)");
+        }
+      }
+    }
+  }
+
+  // "2027-01-31T00:00:00Z": UTC only, so that the file means the same on every host.
+  void read_until(const Node& v, int64_t& out) {
+    const std::string& s = v.value;
+    tm t{};
+    const char* end =
+        v.kind == Kind::kScalar ? strptime(s.c_str(), "%Y-%m-%dT%H:%M:%SZ", &t) : nullptr;
+    if (end == nullptr || *end != '\0') {
+      error(v, "`until` must be a UTC time as YYYY-MM-DDTHH:MM:SSZ, e.g. \"2027-01-31T00:00:00Z\"");
+      return;
+    }
+    out = static_cast<int64_t>(timegm(&t));
+  }
+
+  void read_duration(const Node& v, uint64_t& out) {
+    if (v.kind != Kind::kScalar || !parse_duration(v.value, out)) {
+      error(v,
+            "`duration` must be a positive number with s, m, h, d or w (e.g. 7d), at most "
+            "10 years");
+    }
   }
 
   // `masking:` at the top level: the hash key file and user-defined detectors.
@@ -503,6 +659,10 @@ class Loader {
     }
     if (v.value == kOnUnparsedRule) {
       error(v, "`name: on_unparsed` is reserved for the on_unparsed decision");
+      return;
+    }
+    if (v.value.starts_with("learn:")) {
+      error(v, "rule names starting with `learn:` are reserved for learn mode's decisions");
       return;
     }
     out = v.value;

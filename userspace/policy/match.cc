@@ -457,3 +457,24 @@ std::string Policy::explain_masks(const ConnectionInfo& who, const sql::Analysis
 }
 
 }  // namespace dbwarden::policy
+
+namespace dbwarden::policy {
+
+void Policy::all_mask_rules(std::vector<const MaskRule*>& out) const {
+  for (const auto& r : mask_rules_) out.push_back(r->mask.get());
+}
+
+bool Policy::learn_covers(const ConnectionInfo& who, const sql::Analysis& a,
+                          std::string* why) const {
+  if (!learn_) return false;
+  if (!learn_match_ || learn_match_->matches_everything()) {
+    if (why) *why += "every identity (no `match`)";
+    return true;
+  }
+  Check check(*learn_match_, who, a, why);
+  const bool held = check.holds();
+  if (held && why) *why += check.reasons();
+  return held;
+}
+
+}  // namespace dbwarden::policy

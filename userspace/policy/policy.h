@@ -22,6 +22,11 @@
 //       style: partial            # full | partial | format | hash | null
 //       on_derived: mask          # mask | block
 //       predicates: block         # allow | block
+//   learn:                        # optional: learn mode (README "Learn mode")
+//     mode: protect               # learn | protect
+//     match: {user: [etl]}        # identity keys only; omit: every identity
+//     duration: 7d                # or until: "2027-01-31T00:00:00Z" (learn -> protect)
+//     action: block               # log | block (for a fingerprint never learned)
 //   masking:                      # optional: the mask rules' shared settings
 //     hash_key_file: /etc/dbwarden/mask.key
 //     detectors: [{name: employee_id, regex: 'EMP-[0-9]{6}'}]
@@ -37,6 +42,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -80,6 +86,43 @@ struct Decision {
 inline constexpr std::string_view kOnUnparsedRule = "on_unparsed";
 
 struct Rule;  // policy/rule.h
+
+// The rule name a Decision carries when learn mode (protect) met a fingerprint the
+// statement's identity never ran while learning.
+inline constexpr std::string_view kNovelFingerprintRule = "learn:novel_fingerprint";
+
+// The file's `learn:` section. Learning itself (the store of what each identity ran, and
+// the decision) lives in userspace/learn; the policy only says when and for whom.
+struct LearnSettings {
+  enum class Mode : uint8_t { kLearn, kProtect };
+  Mode mode = Mode::kLearn;
+  // The learning window's end, Unix seconds; 0: none. `until` is absolute; `duration` counts
+  // from the learned set's creation (the store's first start), so a restart does not extend
+  // the window.
+  int64_t until_s = 0;
+  uint64_t duration_s = 0;
+  // What a novel fingerprint gets in protect mode: kLog or kBlock (kRequireApproval is the
+  // seam for approvals: refused by the loader until they exist).
+  Action action = Action::kBlock;
+  std::string message;
+  std::string sqlstate;
+  std::optional<uint16_t> mysql_errno;
+  // Bounds on what is kept: past them nothing new is learned (and each refusal is counted).
+  uint64_t max_per_identity = 10000;
+  uint64_t max_total = 200000;
+  int line = 0, column = 0;
+
+  // Learn or protect at `now_s` for a store created at `created_s`: a learn window past its
+  // end protects.
+  Mode mode_at(int64_t now_s, int64_t created_s) const {
+    if (mode == Mode::kProtect) return mode;
+    if (until_s != 0 && now_s >= until_s) return Mode::kProtect;
+    if (duration_s != 0 && now_s >= created_s + static_cast<int64_t>(duration_s)) {
+      return Mode::kProtect;
+    }
+    return Mode::kLearn;
+  }
+};
 
 // What a mask rule asks of a statement's results. The proxy's result relays
 // trace each result column to `columns` (whole values: Masker::mask_value)
@@ -138,10 +181,19 @@ class Policy {
   // for people (`policy explain`).
   std::string explain_masks(const ConnectionInfo& who, const sql::Analysis& analysis) const;
   const std::string& mask_rule_name(const MaskRule& rule) const;
+  // Every mask rule, whatever its match (the audit trail's scrub: agent/content_scrub.h).
+  void all_mask_rules(std::vector<const MaskRule*>& out) const;
   size_t mask_rule_count() const { return mask_rules_.size(); }
   // The engine the mask rules run on: the file's user-defined detectors and
   // hash key. Null when the file has no mask rule.
   const masking::Masker* masker() const { return masker_.get(); }
+
+  // The `learn:` section, or null.
+  const LearnSettings* learn() const { return learn_.get(); }
+  // Does the learn section's `match` cover this connection (its identity keys only)?
+  // `why` (optional) receives the conditions that held or the one that failed.
+  bool learn_covers(const ConnectionInfo& who, const sql::Analysis& analysis,
+                    std::string* why = nullptr) const;
 
   OnUnparsed on_unparsed() const { return on_unparsed_; }
   // Every rule, mask rules included.
@@ -171,8 +223,14 @@ class Policy {
   std::vector<std::unique_ptr<Rule>> rules_;       // allow, block, log: first match decides
   std::vector<std::unique_ptr<Rule>> mask_rules_;  // mask: each that matches applies
   std::unique_ptr<const masking::Masker> masker_;
+  std::unique_ptr<LearnSettings> learn_;
+  std::unique_ptr<Rule> learn_match_;  // identity conditions only
   std::vector<std::string> warnings_;
 };
+
+// "90m", "12h", "7d", "2w" or plain seconds -> seconds; false for anything else, zero, or
+// more than 10 years. The `learn: duration` key and `policy learned prune --older-than`.
+bool parse_duration(std::string_view text, uint64_t& seconds);
 
 // The statement counts as unparsed for on_unparsed (see Policy::decide).
 bool is_unparsed(const sql::Analysis& analysis);

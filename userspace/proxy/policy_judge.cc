@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "proxy/policy_judge.h"
 
+#include <ctime>
 #include <string>
 
 #include "protocol/mysql/split.h"
@@ -62,7 +63,21 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
       d.rule = std::string(policy::kOnUnparsedRule);
       d.message = "dbwarden: statement too large for policy inspection";
     } else {
-      d = policy_->decide(who, analyzer_.analyze(sd, text), text);
+      const sql::Analysis& a = analyzer_.analyze(sd, text);
+      d = policy_->decide(who, a, text);
+      if (policy_->learn() != nullptr) {
+        // Rebuilt when the connection, its user (MySQL's COM_CHANGE_USER) or its resolved
+        // peer process changes.
+        if (key_.empty() || who.connection_id != key_connection_ || who.user != key_user_ ||
+            who.peer.pid != key_pid_) {
+          key_connection_ = who.connection_id;
+          key_user_ = who.user;
+          key_pid_ = who.peer.pid;
+          key_ = learn::Store::to_key(learn::Identity::of(who));
+        }
+        learn::apply_learn(*policy_, learn_.load(std::memory_order_acquire), key_, who, a,
+                           static_cast<int64_t>(::time(nullptr)), d);
+      }
     }
     JudgedStatement& s = out->statements[i];
     s.text.assign(text);

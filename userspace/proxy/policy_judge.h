@@ -11,6 +11,7 @@
 #include <mutex>
 #include <vector>
 
+#include "learn/learn.h"
 #include "policy/policy.h"
 #include "protocol/sql_text.h"
 #include "proxy/judge.h"
@@ -36,6 +37,9 @@ class PolicySource {
 class PolicyJudge final : public Judge {
  public:
   explicit PolicyJudge(const PolicySource& source) : source_(source) {}
+  // Learn mode's store (learn/learn.h); null until a policy with a `learn:` section needs
+  // it. Set from another thread; the store outlives the judge.
+  void set_learn_store(learn::Store* store) { learn_.store(store, std::memory_order_release); }
   void judge(const ConnectionInfo& who, Dialect dialect, std::string_view sql, bool complete,
              bool backslash_escapes, MessageVerdict* out) override;
   uint64_t generation() const override { return source_.generation(); }
@@ -46,6 +50,12 @@ class PolicyJudge final : public Judge {
   uint64_t generation_ = 0;
   sql::Analyzer analyzer_;
   std::vector<SqlPiece> pieces_;
+  std::atomic<learn::Store*> learn_{nullptr};
+  // The learn key of the last connection judged: built once per connection.
+  uint64_t key_connection_ = 0;
+  uint32_t key_pid_ = 0;
+  std::string key_user_;
+  std::string key_;
 };
 
 // A verdict from a policy decision, with the dialect's defaults for what the policy left

@@ -89,8 +89,8 @@ TEST_CASE("policy loader: YAML syntax and structure errors", "[policy][loader]")
   CHECK(load_error("rules: {a: 1}\n") ==
         "p.yaml:1:8: `rules` must be a list of rules, not a mapping");
   CHECK(load_error("rules: []\nrule: []\n") ==
-        "p.yaml:2:1: unknown key `rule` at the top level (expected `rules`, `on_unparsed` or "
-        "`masking`)");
+        "p.yaml:2:1: unknown key `rule` at the top level (expected `rules`, `on_unparsed`, "
+        "`masking` or `learn`)");
   CHECK(load_error("rules: []\nrules: []\n") ==
         "p.yaml:2:1: duplicate key `rules` in the policy (first at line 1)");
   CHECK(load_error("rules: []\non_unparsed: warn\n") ==
