@@ -3,12 +3,15 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 
@@ -76,6 +79,24 @@ std::vector<UnixServerSocket> server_unix_sockets(const Config& c) {
   return out;
 }
 
+// The pid listening on a MySQL port, as the capture names the server in process.pid. Found
+// once per port and again only when that process is gone (a restarted server): the lookup
+// scans /proc, the check is one kill(pid, 0).
+std::function<uint32_t(uint16_t)> mysql_server_pids(const std::vector<uint16_t>& ports) {
+  auto known = std::make_shared<std::map<uint16_t, uint32_t>>();
+  auto find = [](uint16_t port) -> uint32_t {
+    const capture::Listeners l = capture::find_listeners({port});
+    const std::vector<uint32_t> pids = capture::distinct_pids(capture::owners_of(l.tcp_inodes));
+    return pids.empty() ? 0 : pids.front();
+  };
+  for (uint16_t port : ports) (*known)[port] = find(port);
+  return [known, find](uint16_t port) -> uint32_t {
+    uint32_t& pid = (*known)[port];
+    if (pid == 0 || kill(static_cast<pid_t>(pid), 0) != 0) pid = find(port);
+    return pid;
+  };
+}
+
 }  // namespace
 
 struct Enforcer::Impl {
@@ -86,6 +107,7 @@ struct Enforcer::Impl {
   std::vector<steering::ExistingConnection> existing;
   uint64_t terminate_at_ns = 0;
   uint64_t terminated = 0;
+  uint64_t tls_reload_failures = 0;
   bool fail_open = false;
 
   std::vector<std::string> locked_paths;  // the servers' sockets, locked to their owners
@@ -145,6 +167,13 @@ Status check_enforceable(const policy::Policy& policy, const std::string& path) 
                        " mask rule(s): this version checks mask rules but its proxy does not "
                        "apply them to results yet, so enforce mode refuses this policy rather "
                        "than let results out unmasked; remove the mask rules to enforce the rest");
+}
+
+Result<int> leave_enforcement(const std::string& steer_pin_dir) {
+  if (steer_pin_dir.empty()) return 0;
+  int removed = 0;
+  if (Status s = steering::Steering::detach(steer_pin_dir, &removed); !s.ok()) return s;
+  return removed;
 }
 
 Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::RecordSink& records,
@@ -209,10 +238,12 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
     DBW_LOG(kWarning, "enforce: cannot list open unix connections: %s",
             e.status().message().c_str());
   }
+  const char* fate = config.enforce_existing == "terminate" ? "terminated after the grace period"
+                     : config.enforce_observer == "off"
+                         ? "kept, NOT audited: enforce-observer is off"
+                         : "kept, still observed";
   for (const auto& e : impl->existing) {
-    DBW_LOG(kWarning, "enforce: connection open before enforcement, not steered (%s): %s",
-            config.enforce_existing == "terminate" ? "terminated after the grace period"
-                                                   : "kept, still observed",
+    DBW_LOG(kWarning, "enforce: connection open before enforcement, not steered (%s): %s", fate,
             e.to_string().c_str());
   }
   if (config.enforce_existing == "terminate" && !impl->existing.empty()) {
@@ -225,6 +256,7 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
   po.tcp_listen_addresses = proxy_listen_addresses();
   po.mysql_ports = config.mysql_ports;
   po.tcp_connector = std::move(connectors);
+  if (!config.mysql_ports.empty()) po.tcp_server_pid = mysql_server_pids(config.mysql_ports);
   po.relay.max_judged_bytes = config.max_query_bytes + 4096;
   po.pgsql.max_query_bytes = config.max_query_bytes;
   po.mysql.max_query_bytes = config.max_query_bytes;
@@ -351,6 +383,18 @@ Status Enforcer::reload_policy(const std::string& path) {
   return Status::Ok();
 }
 
+Status Enforcer::reload_tls() {
+  const Config& c = impl_->config;
+  if (c.proxy_tls_cert_file.empty()) return Status::Ok();
+  auto tls = proxy::TlsContext::Load(c.proxy_tls_cert_file, c.proxy_tls_key_file);
+  Status s = tls.ok() ? impl_->proxy->set_client_tls(std::move(tls.value())) : tls.status();
+  if (!s.ok()) {
+    ++impl_->tls_reload_failures;
+    return Status::Error("proxy TLS certificate " + c.proxy_tls_cert_file + ": " + s.message());
+  }
+  return Status::Ok();
+}
+
 void Enforcer::relock() {
   if (impl_->lock_watcher) impl_->lock_watcher->rewatch();
   for (const std::string& path : impl_->locked_paths) impl_->relock(path, false);
@@ -380,6 +424,7 @@ EnforcerStats Enforcer::stats() const {
   s.proxy_upstream_failures = p.upstream_failures;
   s.proxy_tls_handshakes = p.tls_handshakes;
   s.proxy_tls_failures = p.tls_failures;
+  s.tls_reload_failures = impl_->tls_reload_failures;
   s.proxy_identity_failures = p.identity_failures;
   s.proxy_refused = p.refused_over_limit + p.refused_not_steered;
   s.existing_connections = impl_->existing.size();
