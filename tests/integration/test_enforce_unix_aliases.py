@@ -247,7 +247,10 @@ def restart_and_time_relock(cluster, sock, failures, what):
 
 
 def ring_bytes(agent):
-    """dbwarden_capture_ring_bytes_total once the next once-a-second publication is out."""
+    """dbwarden_capture_ring_bytes_total once what was sent is read and recorded (a sanitizer
+    build at high load can take seconds over 2 MB) and the next once-a-second publication is
+    out."""
+    agent.wait_audit_settled(timeout=60, quiet=2.0)
     time.sleep(1.5)
     return agent.metric_sum("dbwarden_capture_ring_bytes_total", agent.scrape()) or 0
 
