@@ -81,19 +81,26 @@ std::vector<UnixServerSocket> server_unix_sockets(const Config& c) {
 
 // The pid listening on a MySQL port, as the capture names the server in process.pid. Found
 // once per port and again only when that process is gone (a restarted server): the lookup
-// scans /proc, the check is one kill(pid, 0).
+// scans /proc (on the proxy's thread, so at most once a second per port), the check is one
+// kill(pid, 0).
 std::function<uint32_t(uint16_t)> mysql_server_pids(const std::vector<uint16_t>& ports) {
-  auto known = std::make_shared<std::map<uint16_t, uint32_t>>();
-  auto find = [](uint16_t port) -> uint32_t {
+  struct Known {
+    uint32_t pid = 0;
+    uint64_t looked_at_ns = 0;
+  };
+  auto known = std::make_shared<std::map<uint16_t, Known>>();
+  auto find = [](uint16_t port, Known& k) {
     const capture::Listeners l = capture::find_listeners({port});
     const std::vector<uint32_t> pids = capture::distinct_pids(capture::owners_of(l.tcp_inodes));
-    return pids.empty() ? 0 : pids.front();
+    k.pid = pids.empty() ? 0 : pids.front();
+    k.looked_at_ns = monotonic_ns();
   };
-  for (uint16_t port : ports) (*known)[port] = find(port);
+  for (uint16_t port : ports) find(port, (*known)[port]);
   return [known, find](uint16_t port) -> uint32_t {
-    uint32_t& pid = (*known)[port];
-    if (pid == 0 || kill(static_cast<pid_t>(pid), 0) != 0) pid = find(port);
-    return pid;
+    Known& k = (*known)[port];
+    const bool gone = k.pid == 0 || kill(static_cast<pid_t>(k.pid), 0) != 0;
+    if (gone && monotonic_ns() - k.looked_at_ns >= 1'000'000'000ull) find(port, k);
+    return gone && k.pid != 0 && kill(static_cast<pid_t>(k.pid), 0) != 0 ? 0 : k.pid;
   };
 }
 
