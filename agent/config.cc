@@ -111,6 +111,10 @@ po::options_description settings() {
        "(default none: TLS is refused and clients continue in plaintext or give up, per their "
        "sslmode)")
       ("proxy-tls-key-file", po::value<std::string>(), "key for --proxy-tls-cert-file")
+      ("enforce-observer", po::value<std::string>(),
+       "enforce mode: on (default: the observer's syscall capture runs beside the proxy and "
+       "audits connections that are not steered, e.g. those open before enforcement) or off "
+       "(the proxy alone records every steered statement; nothing else is audited)")
       ("record", po::value<std::string>(),
        "also write every raw capture record to this new file (replay it with `dbwarden "
        "replay`), created 0600; it holds statement text as captured, before redaction, "
@@ -181,6 +185,13 @@ Status validate(Config& c) {
   if (c.enforce_existing != "keep" && c.enforce_existing != "terminate") {
     return Status::Error("--enforce-existing must be keep or terminate, got '" +
                          c.enforce_existing + "'");
+  }
+  if (c.enforce_observer != "on" && c.enforce_observer != "off") {
+    return Status::Error("--enforce-observer must be on or off, got '" + c.enforce_observer + "'");
+  }
+  if (c.mode != "enforce" && c.enforce_observer == "off") {
+    return Status::Error("--enforce-observer off needs --mode enforce (observe mode is the "
+                         "observer)");
   }
   if (c.mode == "enforce" && c.policy_file.empty()) {
     return Status::Error("--mode enforce needs --policy FILE (the shipped default: "
@@ -272,6 +283,7 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
     take("steer-pin-dir", c.steer_pin_dir);
     take("proxy-tls-cert-file", c.proxy_tls_cert_file);
     take("proxy-tls-key-file", c.proxy_tls_key_file);
+    take("enforce-observer", c.enforce_observer);
     if (Status s = validate(c); !s.ok()) return s;
     return std::optional<Config>(std::move(c));
   } catch (const po::error& e) {

@@ -67,6 +67,10 @@ struct Config {
   std::string steer_pin_dir = "/sys/fs/bpf/dbwarden-steer";
   std::string proxy_tls_cert_file;  // TLS toward clients; empty: SSLRequest answered 'N'
   std::string proxy_tls_key_file;
+  // enforce: on (default) keeps the observer's syscall capture beside the proxy, so that
+  // connections steering cannot move (open before enforcement) are audited too; off runs the
+  // proxy alone, with no capture program attached (README "Enforcement", "Observer off").
+  std::string enforce_observer = "on";
 };
 
 // Parses `dbwarden run` arguments (argv[0] is "run"). Returns nullopt after

@@ -3,12 +3,15 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 
@@ -77,6 +80,31 @@ std::vector<UnixServerSocket> server_unix_sockets(const Config& c) {
   return out;
 }
 
+// The pid listening on a MySQL port, as the capture names the server in process.pid. Found
+// once per port and again only when that process is gone (a restarted server): the lookup
+// scans /proc (on the proxy's thread, so at most once a second per port), the check is one
+// kill(pid, 0).
+std::function<uint32_t(uint16_t)> mysql_server_pids(const std::vector<uint16_t>& ports) {
+  struct Known {
+    uint32_t pid = 0;
+    uint64_t looked_at_ns = 0;
+  };
+  auto known = std::make_shared<std::map<uint16_t, Known>>();
+  auto find = [](uint16_t port, Known& k) {
+    const capture::Listeners l = capture::find_listeners({port});
+    const std::vector<uint32_t> pids = capture::distinct_pids(capture::owners_of(l.tcp_inodes));
+    k.pid = pids.empty() ? 0 : pids.front();
+    k.looked_at_ns = monotonic_ns();
+  };
+  for (uint16_t port : ports) find(port, (*known)[port]);
+  return [known, find](uint16_t port) -> uint32_t {
+    Known& k = (*known)[port];
+    const bool gone = k.pid == 0 || kill(static_cast<pid_t>(k.pid), 0) != 0;
+    if (gone && monotonic_ns() - k.looked_at_ns >= 1'000'000'000ull) find(port, k);
+    return gone && k.pid != 0 && kill(static_cast<pid_t>(k.pid), 0) != 0 ? 0 : k.pid;
+  };
+}
+
 }  // namespace
 
 std::string learn_state_dir(const Config& c) {
@@ -99,6 +127,7 @@ struct Enforcer::Impl {
   std::vector<steering::ExistingConnection> existing;
   uint64_t terminate_at_ns = 0;
   uint64_t terminated = 0;
+  uint64_t tls_reload_failures = 0;
   bool fail_open = false;
 
   std::vector<std::string> locked_paths;  // the servers' sockets, locked to their owners
@@ -209,6 +238,13 @@ Status check_enforceable(const policy::Policy& policy, const std::string& path) 
                        "than let results out unmasked; remove the mask rules to enforce the rest");
 }
 
+Result<int> leave_enforcement(const std::string& steer_pin_dir) {
+  if (steer_pin_dir.empty()) return 0;
+  int removed = 0;
+  if (Status s = steering::Steering::detach(steer_pin_dir, &removed); !s.ok()) return s;
+  return removed;
+}
+
 Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::RecordSink& records,
                                                   proxy::ConnectorLookup connectors) {
   auto impl = std::make_unique<Impl>();
@@ -272,10 +308,12 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
     DBW_LOG(kWarning, "enforce: cannot list open unix connections: %s",
             e.status().message().c_str());
   }
+  const char* fate = config.enforce_existing == "terminate" ? "terminated after the grace period"
+                     : config.enforce_observer == "off"
+                         ? "kept, NOT audited: enforce-observer is off"
+                         : "kept, still observed";
   for (const auto& e : impl->existing) {
-    DBW_LOG(kWarning, "enforce: connection open before enforcement, not steered (%s): %s",
-            config.enforce_existing == "terminate" ? "terminated after the grace period"
-                                                   : "kept, still observed",
+    DBW_LOG(kWarning, "enforce: connection open before enforcement, not steered (%s): %s", fate,
             e.to_string().c_str());
   }
   if (config.enforce_existing == "terminate" && !impl->existing.empty()) {
@@ -288,6 +326,7 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
   po.tcp_listen_addresses = proxy_listen_addresses();
   po.mysql_ports = config.mysql_ports;
   po.tcp_connector = std::move(connectors);
+  if (!config.mysql_ports.empty()) po.tcp_server_pid = mysql_server_pids(config.mysql_ports);
   po.relay.max_judged_bytes = config.max_query_bytes + 4096;
   po.pgsql.max_query_bytes = config.max_query_bytes;
   po.mysql.max_query_bytes = config.max_query_bytes;
@@ -418,6 +457,18 @@ Status Enforcer::reload_policy(const std::string& path) {
   return Status::Ok();
 }
 
+Status Enforcer::reload_tls() {
+  const Config& c = impl_->config;
+  if (c.proxy_tls_cert_file.empty()) return Status::Ok();
+  auto tls = proxy::TlsContext::Load(c.proxy_tls_cert_file, c.proxy_tls_key_file);
+  Status s = tls.ok() ? impl_->proxy->set_client_tls(std::move(tls.value())) : tls.status();
+  if (!s.ok()) {
+    ++impl_->tls_reload_failures;
+    return Status::Error("proxy TLS certificate " + c.proxy_tls_cert_file + ": " + s.message());
+  }
+  return Status::Ok();
+}
+
 void Enforcer::relock() {
   if (impl_->lock_watcher) impl_->lock_watcher->rewatch();
   for (const std::string& path : impl_->locked_paths) impl_->relock(path, false);
@@ -450,6 +501,7 @@ EnforcerStats Enforcer::stats() const {
   s.proxy_upstream_failures = p.upstream_failures;
   s.proxy_tls_handshakes = p.tls_handshakes;
   s.proxy_tls_failures = p.tls_failures;
+  s.tls_reload_failures = impl_->tls_reload_failures;
   s.proxy_identity_failures = p.identity_failures;
   s.proxy_refused = p.refused_over_limit + p.refused_not_steered;
   s.existing_connections = impl_->existing.size();

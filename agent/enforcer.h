@@ -35,6 +35,7 @@ struct EnforcerStats {
   uint64_t proxy_accepted = 0, proxy_active = 0, proxy_upstream_failures = 0,
            proxy_identity_failures = 0, proxy_refused = 0;
   uint64_t proxy_tls_handshakes = 0, proxy_tls_failures = 0;
+  uint64_t tls_reload_failures = 0;   // SIGHUP: certificate/key not loaded, the old pair kept
   uint64_t existing_connections = 0;  // open before enforcement: not steered
   uint64_t existing_terminated = 0;
   uint64_t steered_tcp = 0, steered_unix = 0, fail_open = 0, fail_closed = 0;
@@ -56,6 +57,13 @@ Status check_enforceable(const policy::Policy& policy, const std::string& path);
 // the audit log's directory (where the chain head lives too).
 std::string learn_state_dir(const Config& config);
 
+// Observe mode after an enforce run: steering and the socket locks are pinned so that they
+// outlive the agent (fail mode closed keeps refusing while it is down), but an agent that now
+// starts in observe mode has no proxy to steer to. It removes them, as `dbwarden detach`
+// does, so that clients reach the servers directly and the sockets get their modes back.
+// Returns the number of steering pins removed (0: there were none).
+Result<int> leave_enforcement(const std::string& steer_pin_dir);
+
 class Enforcer {
  public:
   // `records` receives the proxy's statements on the proxy's thread (thread-safe sink).
@@ -68,6 +76,10 @@ class Enforcer {
 
   // SIGHUP: the policy file again. A file that does not load keeps the running policy.
   Status reload_policy(const std::string& path);
+  // SIGHUP: the proxy's certificate and key (proxy-tls-cert-file/-key-file) again, for TLS
+  // clients from now on (a renewed certificate needs no restart). A pair that does not load
+  // keeps the running one and is counted. Without TLS configured: nothing to do.
+  Status reload_tls();
   // Locks the servers' sockets again where a restarted server made a new one. A watcher
   // (inotify) does it the moment the socket appears; tick() calls this as a backstop.
   void relock();

@@ -49,6 +49,8 @@ ConfigDiff diff_config(const Config& a, const Config& b) {
   fixed("audit-checkpoint-records", a.audit_checkpoint_records != b.audit_checkpoint_records);
   fixed("audit-checkpoint-interval-seconds",
         a.audit_checkpoint_interval_seconds != b.audit_checkpoint_interval_seconds);
+  fixed("mode", a.mode != b.mode);
+  fixed("enforce-observer", a.enforce_observer != b.enforce_observer);
   fixed("audit-fsync-interval-ms", a.audit_fsync_interval_ms != b.audit_fsync_interval_ms);
   return d;
 }
@@ -72,10 +74,14 @@ Status Reloader::reload() {
   } else {
     Config& n = next.value();
     ConfigDiff d = diff_config(config_, n);
-    if (d.ports) {
-      if (Status s = watcher_.set_ports(n.postgres_ports, n.mysql_ports); !s.ok()) {
+    if (d.ports && watcher_ == nullptr) {
+      // Enforce mode with the observer off: the proxy's routes are set at start.
+      d.needs_restart.emplace_back("postgres-port/mysql-port");
+      d.ports = false;
+    } else if (d.ports) {
+      if (Status s = watcher_->set_ports(n.postgres_ports, n.mysql_ports); !s.ok()) {
         // Partly applied ports are worse than either set: go back to the old.
-        (void)watcher_.set_ports(config_.postgres_ports, config_.mysql_ports);
+        (void)watcher_->set_ports(config_.postgres_ports, config_.mysql_ports);
         result = Status::Error("config reload failed applying the ports (" + s.message() +
                                "), running config kept");
       } else {

@@ -33,7 +33,8 @@ Result<Config> reparse_config(const Config& running);
 
 class Reloader {
  public:
-  Reloader(Config& config, ServerWatcher& watcher, Observer& observer, metrics::Exporter* metrics)
+  // `watcher` null: no capture (enforce mode, observer off); port changes need a restart.
+  Reloader(Config& config, ServerWatcher* watcher, Observer& observer, metrics::Exporter* metrics)
       : config_(config), watcher_(watcher), observer_(observer), metrics_(metrics) {}
 
   // Reads and applies the config; logs what changed and what needs a restart.
@@ -42,7 +43,7 @@ class Reloader {
 
  private:
   Config& config_;
-  ServerWatcher& watcher_;
+  ServerWatcher* watcher_;
   Observer& observer_;
   metrics::Exporter* metrics_;
 };

@@ -67,6 +67,12 @@ std::vector<std::pair<std::string, uint64_t>> drops_by_reason(const capture::Bpf
   return out;
 }
 
+void publish_audit(metrics::Exporter& m, const audit::JsonlWriter& audit) {
+  m.publish_audit(audit.records_written(), audit.bytes_written(), audit.write_errors(),
+                  audit.records_dropped());
+  m.set_audit_queue_bytes(audit.buffered_bytes());
+}
+
 void publish(metrics::Exporter& m, const capture::BpfCapture& cap, const Observer& obs,
              audit::JsonlWriter& audit) {
   metrics::CaptureCounters cc;
@@ -105,10 +111,8 @@ void publish(metrics::Exporter& m, const capture::BpfCapture& cap, const Observe
   for (const char* system : {"postgresql", "mysql", "mariadb"}) {
     m.set_active_connections(system, static_cast<int64_t>(obs.active_connections(system)));
   }
-  m.publish_audit(audit.records_written(), audit.bytes_written(), audit.write_errors(),
-                  audit.records_dropped());
+  publish_audit(m, audit);
   audit.set_capture_drops(drops_by_reason(cap));
-  m.set_audit_queue_bytes(audit.buffered_bytes());
 }
 
 void publish_identity(metrics::Exporter& m, const Observer& obs,
@@ -222,6 +226,7 @@ void publish_enforcement(metrics::Exporter& m, const Enforcer& e) {
   c.proxy_refused = s.proxy_refused;
   c.proxy_tls_handshakes = s.proxy_tls_handshakes;
   c.proxy_tls_failures = s.proxy_tls_failures;
+  c.proxy_tls_reload_failures = s.tls_reload_failures;
   c.proxy_active = s.proxy_active;
   c.steered_tcp = s.steered_tcp;
   c.steered_unix = s.steered_unix;
@@ -246,6 +251,55 @@ std::string join_ports(const std::vector<uint16_t>& ports) {
   return out;
 }
 
+// The observer's syscall capture (bpf/dbwarden.bpf.c), resumed from its pins when a previous
+// agent left them.
+Result<std::unique_ptr<capture::BpfCapture>> open_capture(const Config& config, Observer& observer,
+                                                          audit::JsonlWriter& audit) {
+  capture::Options copts;
+  copts.ringbuf_bytes = config.ringbuf_bytes;
+  copts.bulk_head_bytes = config.bulk_head_bytes;
+  copts.bulk_tail_bytes = config.bulk_tail_bytes;
+  copts.record_path = config.record_file;
+  copts.pin_dir = config.bpf_pin_dir;
+  auto capture = capture::BpfCapture::Open(copts, observer);
+  if (!capture.ok()) return capture.status();
+  observer.set_capture(capture.value().get());
+  audit.set_capture_drops(drops_by_reason(*capture.value()));
+  if (capture.value()->resumed()) {
+    std::vector<uint16_t> all_ports = config.postgres_ports;
+    all_ports.insert(all_ports.end(), config.mysql_ports.begin(), config.mysql_ports.end());
+    if (Status s = unwatch_stale_ports(*capture.value(), all_ports); !s.ok()) {
+      DBW_LOG(kWarning, "%s", s.message().c_str());
+    }
+    size_t n = resume_connections(*capture.value(), observer);
+    DBW_LOG(kInfo, "resumed the capture pinned at %s: %zu connection(s) carried over",
+            config.bpf_pin_dir.c_str(), n);
+  } else if (!config.bpf_pin_dir.empty()) {
+    DBW_LOG(kInfo,
+            "capture pinned at %s: it stays attached across restarts (`dbwarden detach` "
+            "removes it)",
+            config.bpf_pin_dir.c_str());
+  }
+  return capture;
+}
+
+// enforce-observer = off: no capture program may stay attached, not even one an earlier
+// agent pinned (its tracepoints would tax every syscall of the host for nothing).
+void leave_capture_off(const Config& config) {
+  int removed = 0;
+  if (!config.bpf_pin_dir.empty()) {
+    if (Status s = capture::remove_pins(config.bpf_pin_dir, &removed); !s.ok()) {
+      DBW_LOG(kWarning, "enforce-observer off: cannot remove the capture pinned at %s: %s",
+              config.bpf_pin_dir.c_str(), s.message().c_str());
+    }
+  }
+  DBW_LOG(kInfo,
+          "enforce-observer off: no syscall capture%s; the proxy records every steered "
+          "statement, connections that are not steered (open before enforcement) are not "
+          "audited",
+          removed > 0 ? " (the capture an earlier agent pinned is removed)" : "");
+}
+
 }  // namespace
 
 int run(const Config& config) {
@@ -259,6 +313,20 @@ int run(const Config& config) {
     return kExitNoPrivilege;
   }
   install_signal_handlers();
+  if (config.mode == "observe") {
+    if (auto left = leave_enforcement(config.steer_pin_dir); !left.ok()) {
+      DBW_LOG(kError,
+              "observe mode: cannot remove the steering an enforce run left at %s: %s "
+              "(clients may still be steered to a proxy that is gone; `dbwarden detach`)",
+              config.steer_pin_dir.c_str(), left.status().message().c_str());
+      return kExitError;
+    } else if (left.value() > 0) {
+      DBW_LOG(kWarning,
+              "observe mode: removed the steering an enforce run left at %s (%d pin(s)); the "
+              "servers' sockets have their modes back and clients reach the servers directly",
+              config.steer_pin_dir.c_str(), left.value());
+    }
+  }
 
   audit::WriterOptions wopts;
   wopts.path = config.audit_file;
@@ -276,9 +344,11 @@ int run(const Config& config) {
   wopts.checkpoint_records = config.audit_checkpoint_records;
   wopts.checkpoint_interval = std::chrono::seconds(config.audit_checkpoint_interval_seconds);
   wopts.fsync_interval = std::chrono::milliseconds(config.audit_fsync_interval_ms);
+  // Enforce mode with the observer off: no syscall capture at all, the proxy records alone.
+  const bool observing = config.mode != "enforce" || config.enforce_observer == "on";
   // The open checkpoint waits for the capture's (pinned) drop counters: after
   // a crash it then says what the ring lost while no agent was reading.
-  wopts.defer_open_checkpoint = true;
+  wopts.defer_open_checkpoint = observing;
   auto audit = audit::JsonlWriter::Open(wopts);
   if (!audit.ok()) {
     DBW_LOG(kError, "%s", audit.status().message().c_str());
@@ -361,39 +431,24 @@ int run(const Config& config) {
   identity::Resolver resolver;
   Observer observer(pipeline, limits, config.mysql_ports, &resolver);
 
-  capture::Options copts;
-  copts.ringbuf_bytes = config.ringbuf_bytes;
-  copts.bulk_head_bytes = config.bulk_head_bytes;
-  copts.bulk_tail_bytes = config.bulk_tail_bytes;
-  copts.record_path = config.record_file;
-  copts.pin_dir = config.bpf_pin_dir;
-  auto capture = capture::BpfCapture::Open(copts, observer);
-  if (!capture.ok()) {
-    DBW_LOG(kError, "%s", capture.status().message().c_str());
-    return kExitError;
-  }
-  observer.set_capture(capture.value().get());
-  audit.value()->set_capture_drops(drops_by_reason(*capture.value()));
-  if (capture.value()->resumed()) {
-    std::vector<uint16_t> all_ports = config.postgres_ports;
-    all_ports.insert(all_ports.end(), config.mysql_ports.begin(), config.mysql_ports.end());
-    if (Status s = unwatch_stale_ports(*capture.value(), all_ports); !s.ok()) {
-      DBW_LOG(kWarning, "%s", s.message().c_str());
+  std::unique_ptr<capture::BpfCapture> capture;
+  std::unique_ptr<ServerWatcher> watcher;
+  if (observing) {
+    auto opened = open_capture(config, observer, *audit.value());
+    if (!opened.ok()) {
+      DBW_LOG(kError, "%s", opened.status().message().c_str());
+      return kExitError;
     }
-    size_t n = resume_connections(*capture.value(), observer);
-    DBW_LOG(kInfo, "resumed the capture pinned at %s: %zu connection(s) carried over",
-            config.bpf_pin_dir.c_str(), n);
-  } else if (!config.bpf_pin_dir.empty()) {
-    DBW_LOG(kInfo,
-            "capture pinned at %s: it stays attached across restarts (`dbwarden detach` "
-            "removes it)",
-            config.bpf_pin_dir.c_str());
-  }
-  ServerWatcher watcher(*capture.value(), config.postgres_ports, config.mysql_ports);
-  observer.set_server_listener([&watcher](const dbw_server_event& e) { watcher.on_kernel_found(e); });
-  if (Status s = watcher.start(); !s.ok()) {
-    DBW_LOG(kError, "%s", s.message().c_str());
-    return kExitError;
+    capture = std::move(opened.value());
+    watcher = std::make_unique<ServerWatcher>(*capture, config.postgres_ports, config.mysql_ports);
+    ServerWatcher* w = watcher.get();
+    observer.set_server_listener([w](const dbw_server_event& e) { w->on_kernel_found(e); });
+    if (Status s = watcher->start(); !s.ok()) {
+      DBW_LOG(kError, "%s", s.message().c_str());
+      return kExitError;
+    }
+  } else {
+    leave_capture_off(config);
   }
   // Enforce mode: the proxy's records reach the pipeline through this queue, on this thread.
   RecordQueue proxy_records;
@@ -401,17 +456,20 @@ int run(const Config& config) {
   if (config.mode == "enforce") {
     observer.set_proxy_pid(static_cast<uint32_t>(getpid()));
     // The proxy names a local TCP client from what the capture's connect hook saw, as the
-    // observer does: without it a process /proc was last scanned before is missed.
-    const capture::BpfCapture* cap = capture.value().get();
-    auto connectors = [cap](const std::string& client, uint16_t client_port,
-                            const std::string& server,
-                            uint16_t server_port) -> std::optional<identity::SeenConnector> {
-      auto key = capture::tcp_client_key(client, client_port, server, server_port);
-      if (!key) return std::nullopt;
-      auto info = cap->local_client(*key);
-      if (!info) return std::nullopt;
-      return seen_connector(*info);
-    };
+    // observer does: without it a process /proc was last scanned before is missed. With the
+    // observer off it has /proc alone (read at accept, while the client waits for its login).
+    const capture::BpfCapture* cap = capture.get();
+    proxy::ConnectorLookup connectors;
+    if (cap != nullptr) {
+      connectors = [cap](const std::string& client, uint16_t client_port, const std::string& server,
+                         uint16_t server_port) -> std::optional<identity::SeenConnector> {
+        auto key = capture::tcp_client_key(client, client_port, server, server_port);
+        if (!key) return std::nullopt;
+        auto info = cap->local_client(*key);
+        if (!info) return std::nullopt;
+        return seen_connector(*info);
+      };
+    }
     auto e = Enforcer::Start(config, proxy_records, connectors);
     if (!e.ok()) {
       DBW_LOG(kError, "%s", e.status().message().c_str());
@@ -423,7 +481,7 @@ int run(const Config& config) {
   }
   std::string tls_report;
   // Before "observing": the probes are live.
-  rescan_tls(*capture.value(), observer, *exporter.value(), tls_report);
+  if (capture) rescan_tls(*capture, observer, *exporter.value(), tls_report);
   std::string watching = "PostgreSQL on port(s) " + join_ports(config.postgres_ports);
   if (config.postgres_ports.empty()) watching = "";
   if (!config.mysql_ports.empty()) {
@@ -442,14 +500,14 @@ int run(const Config& config) {
   DBW_LOG(kInfo,
           "observing %s: %zu server process(es) found now, new ones picked up as they start; "
           "audit log %s; metrics http://%s/metrics",
-          watching.c_str(), watcher.server_processes(), config.audit_file.c_str(),
+          watching.c_str(), watcher ? watcher->server_processes() : 0, config.audit_file.c_str(),
           config.metrics_address.c_str());
   SystemdNotifier systemd = SystemdNotifier::FromEnvironment();
   systemd.ready("observing " + watching);
   uint64_t last_watchdog = 0;
 
   Config running = config;
-  Reloader reloader(running, watcher, observer, exporter.value().get());
+  Reloader reloader(running, watcher.get(), observer, exporter.value().get());
 
   uint64_t last_tick = 0;
   int status = kExitOk;
@@ -465,6 +523,12 @@ int run(const Config& config) {
           scrub.set(enforcer->policy());
           DBW_LOG(kInfo, "reload: policy %s applied", running.policy_file.c_str());
         }
+        if (Status s = enforcer->reload_tls(); !s.ok()) {
+          DBW_LOG(kError, "reload: %s; the running certificate and key stay", s.message().c_str());
+        } else if (!config.proxy_tls_cert_file.empty()) {
+          DBW_LOG(kInfo, "reload: proxy TLS certificate %s loaded for new clients",
+                  config.proxy_tls_cert_file.c_str());
+        }
       } else if (!running.policy_file.empty()) {
         // Observe mode: the policy serves the content detectors only.
         if (auto p = policy::Policy::load_file(running.policy_file); p.ok()) {
@@ -479,7 +543,13 @@ int run(const Config& config) {
       }
     }
     // Enforce mode turns faster: the proxy's records wait in the queue until then.
-    auto polled = capture.value()->poll(enforcer ? 20 : 100);
+    Result<int> polled = 0;
+    if (capture) {
+      polled = capture->poll(enforcer ? 20 : 100);
+    } else {
+      const timespec turn{0, 20'000'000};
+      nanosleep(&turn, nullptr);  // a signal ends it early
+    }
     if (enforcer) proxy_records.drain(pipeline);
     if (!polled.ok()) {
       DBW_LOG(kError, "%s", polled.status().message().c_str());
@@ -487,9 +557,9 @@ int run(const Config& config) {
       break;
     }
     uint64_t now = monotonic_ns();
-    if (watcher.refresh_pending()) {
+    if (watcher && watcher->refresh_pending()) {
       // The kernel found a server and captures it already; catch up now.
-      if (Status s = watcher.refresh(); !s.ok()) {
+      if (Status s = watcher->refresh(); !s.ok()) {
         DBW_LOG(kWarning, "refreshing the server list: %s", s.message().c_str());
       }
     }
@@ -502,11 +572,17 @@ int run(const Config& config) {
     }
     if (now - last_tick >= 1'000'000'000ull) {
       last_tick = now;
-      if (Status s = watcher.refresh(); !s.ok()) {
-        DBW_LOG(kWarning, "refreshing the server list: %s", s.message().c_str());
+      if (watcher) {
+        if (Status s = watcher->refresh(); !s.ok()) {
+          DBW_LOG(kWarning, "refreshing the server list: %s", s.message().c_str());
+        }
       }
-      rescan_tls(*capture.value(), observer, *exporter.value(), tls_report);
-      publish(*exporter.value(), *capture.value(), observer, *audit.value());
+      if (capture) {
+        rescan_tls(*capture, observer, *exporter.value(), tls_report);
+        publish(*exporter.value(), *capture, observer, *audit.value());
+      } else {
+        publish_audit(*exporter.value(), *audit.value());
+      }
       publish_sql(*exporter.value(), pipeline);
       publish_identity(*exporter.value(), observer, resolver);
       exporter.value()->publish_fingerprints();
@@ -524,13 +600,13 @@ int run(const Config& config) {
   proxy_records.drain(pipeline);
   // Drain what the kernel already captured, then end every connection so that
   // statements waiting for a response are still recorded.
-  while (true) {
-    auto n = capture.value()->poll(0);
+  while (capture) {
+    auto n = capture->poll(0);
     if (!n.ok() || n.value() == 0) break;
   }
   observer.close_all(monotonic_ns());
   tls_report.clear();  // the TLS counters once more, whatever changed
-  rescan_tls(*capture.value(), observer, *exporter.value(), tls_report);
+  if (capture) rescan_tls(*capture, observer, *exporter.value(), tls_report);
   if (Status s = audit.value()->flush(); !s.ok()) {
     DBW_LOG(kError, "final audit flush failed: %s", s.message().c_str());
     status = kExitError;

@@ -35,33 +35,24 @@ class BenchAgent(Agent):
 
     While an enforcing agent runs, every connection to the cluster's port (TCP and its unix
     socket) goes through the proxy; once stopped and detached, clients reach the server
-    directly again. The observer's capture runs beside the proxy: enforce mode has no switch
-    to leave it off. enforce=False runs observe mode alone, to show what that capture costs.
+    directly again. observer: --enforce-observer "on" (the observer's capture beside the
+    proxy, the default) or "off" (the proxy alone; the issue's setting for its targets); None
+    passes nothing (a build without the switch). enforce=False runs observe mode alone.
+    Steering and capture pins are private (pg_cluster.Agent) and go with stop().
     """
 
     def __init__(self, exe, workdir, pg_port, enforce=True, policy=SHIPPED_POLICY,
-                 extra_args=None):
-        # Private even in observe mode: `dbwarden detach` without --steer-pin-dir would remove
-        # the default steering directory, which is not the bench's.
-        self.steer_dir = f"/sys/fs/bpf/dbw-steer-bench-{os.getpid()}-{time.monotonic_ns()}"
+                 extra_args=None, observer="off"):
         args = []
         if enforce:
             proxy_dir = os.path.join(workdir, "proxy")
             os.makedirs(proxy_dir, exist_ok=True)
             args = ["--mode", "enforce", "--policy", policy, "--fail-mode", "closed",
-                    "--steer-pin-dir", self.steer_dir, "--proxy-socket-dir", proxy_dir]
+                    "--proxy-socket-dir", proxy_dir]
+            if observer is not None:
+                args += ["--enforce-observer", observer]
         super().__init__(exe, os.path.join(workdir, "audit.jsonl"), [pg_port],
                          extra_args=args + list(extra_args or []))
-
-    def detach(self, check=True):
-        cmd = [self.exe, "detach", "--bpf-pin-dir", self.pin_dir, "--steer-pin-dir",
-               self.steer_dir]
-        r = subprocess.run(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=60)
-        if check and r.returncode != 0:
-            raise pg_cluster.AgentError(f"dbwarden detach failed: {r.stderr.strip()}",
-                                        r.returncode, r.stderr)
-        return r
 
     def stop(self):
         try:

@@ -4,7 +4,8 @@
 
 Issue 12's latency check. Rounds of three runs of `pgbench -n -S -M simple -c 1 -R 1000
 --log` over 127.0.0.1 TCP, order rotating every round: direct (no agent), steered
-(`dbwarden run --mode enforce`, shipped default guardrails), and direct again (A/A). Each
+(`dbwarden run --mode enforce --enforce-observer off`, shipped default guardrails: the proxy
+alone, as the issue's targets ask), and direct again (A/A). Each
 transaction's latency is read from pgbench's log: its elapsed time minus its schedule lag
 (under -R pgbench counts from the scheduled start, so a late start would otherwise count as
 latency). Per run the p50 and p99 of those latencies; per round the added latency at each

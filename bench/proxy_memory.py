@@ -17,7 +17,8 @@ here (one socket per session, so 1,000 sessions cost this script little):
    the bytes the readers received. Then the same readers straight to the server with the
    agent in observe mode alone, since the enforcing agent's RSS holds its observer too.
 
-The agent's RSS includes the observer beside the proxy (enforce mode always runs it).
+The enforcing agent runs with --enforce-observer off (proxy_harness.BenchAgent's default):
+its RSS is the proxy's and the audit pipeline's, not the observer's ring and decoders.
 See bench/README.md, "Enforcement proxy". Needs root. Prints its figures and a final
 machine-readable line prefixed with "RESULT ".
 """

@@ -5,12 +5,12 @@
 Issue 12's throughput check. A private PostgreSQL (statement logging off) is loaded with
 `pgbench -i`; then rounds of four `pgbench -S -M simple -c 8` runs over 127.0.0.1 TCP:
 - direct: no agent, pgbench to the server's port;
-- steered: `dbwarden run --mode enforce` with the shipped default guardrails
+- steered: `dbwarden run --mode enforce --enforce-observer off` (the issue's "observer off
+  in every case": no syscall capture, the proxy alone) with the shipped default guardrails
   (packaging/policy.yaml), pgbench to the same port, which steering hands to the proxy;
 - pgbouncer: a private PgBouncer (session mode, same host) in front of the server;
-- observed: `dbwarden run` in observe mode alone (no proxy): the capture that enforce mode
-  runs beside the proxy and cannot switch off, so that steered/observed shows roughly what
-  the proxy costs by itself, and observed/direct what the observer costs;
+- steered-obs: enforce mode as it runs by default, the observer's capture beside the proxy
+  (`--enforce-observer on`): steered/steered-obs is what switching the observer off buys;
 - direct-aa: direct again, for the A/A spread (how far two identical setups differ here);
 - steered-base (with --baseline-agent BINARY): steered again through another build of the
   agent (the one before a change), so that a change's effect is read within one run, against
@@ -19,14 +19,13 @@ Issue 12's throughput check. A private PostgreSQL (statement logging off) is loa
   proxy's shape (one thread, epoll, a socket pair per client) with no decoding, no policy
   and no records: what any proxy built this way reaches on this host, and its CPU.
 The order rotates every round so that slow drift cancels; medians over rounds are reported,
-with the ratios steered/direct, pgbouncer/direct, steered/pgbouncer, observed/direct,
-steered/observed and direct-aa/direct.
+with the ratios steered/direct, pgbouncer/direct, steered/pgbouncer, steered-obs/direct,
+steered/steered-obs and direct-aa/direct.
 
 For agent runs: the agent's utime+stime over the run (and its drain) per transaction, by
-thread (proxy, main = observer + audit pipeline, audit writer); and, since enforce mode also
-runs the observer's capture and has no switch to leave it off, the BPF run time of the
-capture programs (dbw_sys_exit and friends) and of steering (dbw_steer_*) per transaction,
-from kernel.bpf_stats_enabled. For PgBouncer runs, its utime+stime per transaction.
+thread (proxy, main = audit pipeline (+ observer), audit writer); and the BPF run time of
+the capture programs (dbw_sys_exit and friends: none with the observer off) and of steering
+(dbw_steer_*) per transaction, from kernel.bpf_stats_enabled. For PgBouncer runs, its utime+stime per transaction.
 
 See bench/README.md, "Enforcement proxy". Needs root. Prints one line per round, a summary
 table and a final machine-readable line prefixed with "RESULT ".
@@ -49,7 +48,7 @@ from pgbench_observe import (QUIET_SERVER_CONF, BpfStats, dbwarden_programs, med
 from pg_cluster import SETUP_APP, PgCluster, log, proc_cpu_seconds  # noqa: E402
 
 TARGET_STEERED_RATIO = 0.80  # of direct
-SETUPS = ("direct", "steered", "pgbouncer", "observed", "direct-aa")
+SETUPS = ("direct", "steered", "pgbouncer", "steered-obs", "direct-aa")
 AGENT_METRICS = ("dbwarden_audit_records_total", "dbwarden_policy_decisions_total",
                  "dbwarden_capture_events_total", "dbwarden_capture_ring_bytes_total",
                  "dbwarden_proxy_connections_total")
@@ -111,8 +110,8 @@ def pgbouncer_run(cluster, args, workdir):
             "foreign_bpf_programs": foreign}
 
 
-def agent_run(cluster, args, workdir, enforce, perf_file=None, binary=None):
-    agent = ph.BenchAgent(binary or args.agent, workdir, cluster.port, enforce=enforce)
+def agent_run(cluster, args, workdir, observer, perf_file=None, binary=None):
+    agent = ph.BenchAgent(binary or args.agent, workdir, cluster.port, observer=observer)
     before = set(bpf_programs())
     agent.start()
     # The agent's programs: those loaded while it started (bpftool here names no holder pids
@@ -189,19 +188,20 @@ def floor_run(cluster, args, workdir):
 
 
 def steered_run(cluster, args, workdir, perf_file=None):
-    return agent_run(cluster, args, workdir, True, perf_file)
+    return agent_run(cluster, args, workdir, "off", perf_file)
 
 
 def steered_base_run(cluster, args, workdir):
-    return agent_run(cluster, args, workdir, True, binary=args.baseline_agent)
+    # An older build may not know --enforce-observer: it runs as it did (observer on).
+    return agent_run(cluster, args, workdir, args.baseline_observer, binary=args.baseline_agent)
 
 
-def observed_run(cluster, args, workdir):
-    return agent_run(cluster, args, workdir, False)
+def steered_obs_run(cluster, args, workdir):
+    return agent_run(cluster, args, workdir, "on")
 
 
 RUNNERS = {"direct": direct_run, "direct-aa": direct_run, "steered": steered_run,
-           "pgbouncer": pgbouncer_run, "observed": observed_run, "floor": floor_run,
+           "pgbouncer": pgbouncer_run, "steered-obs": steered_obs_run, "floor": floor_run,
            "steered-base": steered_base_run}
 
 
@@ -226,6 +226,8 @@ def main():
                     help="add the bare forwarder setup (bench_proxy_floor, bench/proxy_floor.cc)")
     ap.add_argument("--baseline-agent", metavar="BINARY",
                     help="add the setup steered-base: steered through this other dbwarden build")
+    ap.add_argument("--baseline-observer", choices=("on", "off"), default=None,
+                    help="--enforce-observer for the baseline build (default: not passed)")
     args = ap.parse_args()
     setups = (SETUPS + (("floor",) if args.floor else ()) +
               (("steered-base",) if args.baseline_agent else ()))
@@ -265,8 +267,8 @@ def main():
                 r["pgbouncer_ratio"] = r["pgbouncer"]["tps"] / d
                 r["steered_vs_pgbouncer"] = r["steered"]["tps"] / r["pgbouncer"]["tps"]
                 r["aa_ratio"] = r["direct-aa"]["tps"] / d
-                r["observed_ratio"] = r["observed"]["tps"] / d
-                r["steered_vs_observed"] = r["steered"]["tps"] / r["observed"]["tps"]
+                r["steered_obs_ratio"] = r["steered-obs"]["tps"] / d
+                r["steered_vs_steered_obs"] = r["steered"]["tps"] / r["steered-obs"]["tps"]
                 r["load"] = ph.load_average()
                 if args.baseline_agent:
                     r["steered_vs_base"] = r["steered"]["tps"] / r["steered-base"]["tps"]
@@ -279,8 +281,8 @@ def main():
                 s = r["steered"]
                 print(f"round {i + 1:2d} ({r['order']:36s}) direct {d:7.0f}, steered "
                       f"{s['tps']:7.0f} ({r['steered_ratio']:.3f}), pgbouncer "
-                      f"{r['pgbouncer']['tps']:7.0f} ({r['pgbouncer_ratio']:.3f}), observed "
-                      f"{r['observed']['tps']:7.0f} ({r['observed_ratio']:.3f}), A/A "
+                      f"{r['pgbouncer']['tps']:7.0f} ({r['pgbouncer_ratio']:.3f}), observer on "
+                      f"{r['steered-obs']['tps']:7.0f} ({r['steered_obs_ratio']:.3f}), A/A "
                       f"{r['aa_ratio']:.3f}; agent {s['agent_us_per_stmt']:.2f} us/stmt "
                       f"(proxy {s['proxy_us_per_stmt']:.2f}), capture BPF "
                       f"{s['capture_bpf_us_per_stmt']:.2f} us/stmt, pgbouncer "
@@ -315,14 +317,16 @@ def main():
         "pgbouncer_ratio_range": [min(r["pgbouncer_ratio"] for r in rounds),
                                   max(r["pgbouncer_ratio"] for r in rounds)],
         "steered_vs_pgbouncer_median": median([r["steered_vs_pgbouncer"] for r in rounds]),
-        "observed_ratio_median": median([r["observed_ratio"] for r in rounds]),
-        "observed_ratio_range": [min(r["observed_ratio"] for r in rounds),
-                                 max(r["observed_ratio"] for r in rounds)],
-        "steered_vs_observed_median": median([r["steered_vs_observed"] for r in rounds]),
-        "observe_mode_agent_us_per_stmt_median": med("agent_us_per_stmt",
-                                                     [r["observed"] for r in rounds]),
-        "observe_mode_capture_bpf_us_per_stmt_median": med("capture_bpf_us_per_stmt",
-                                                           [r["observed"] for r in rounds]),
+        "steered_obs_ratio_median": median([r["steered_obs_ratio"] for r in rounds]),
+        "steered_obs_ratio_range": [min(r["steered_obs_ratio"] for r in rounds),
+                                    max(r["steered_obs_ratio"] for r in rounds)],
+        "steered_vs_steered_obs_median": median([r["steered_vs_steered_obs"] for r in rounds]),
+        "steered_obs_agent_us_per_stmt_median": med("agent_us_per_stmt",
+                                                    [r["steered-obs"] for r in rounds]),
+        "steered_obs_proxy_us_per_stmt_median": med("proxy_us_per_stmt",
+                                                    [r["steered-obs"] for r in rounds]),
+        "steered_obs_capture_bpf_us_per_stmt_median": med("capture_bpf_us_per_stmt",
+                                                          [r["steered-obs"] for r in rounds]),
         "aa_ratio_median": median(aa), "aa_ratio_range": [min(aa), max(aa)],
         "aa_abs_deviation_median": median([abs(1 - a) for a in aa]),
         **{f"{k}_median": med(k) for k in st[0] if k.endswith("_per_stmt")},
@@ -362,10 +366,10 @@ def main():
         ("  range", "{:.3f}-{:.3f}".format(*s["pgbouncer_ratio_range"]), ""),
         ("steered / pgbouncer (median of rounds)", f"{s['steered_vs_pgbouncer_median']:.3f}",
          ">= 1.0"),
-        ("observe mode alone / direct (median)", f"{s['observed_ratio_median']:.3f}", ""),
-        ("  range", "{:.3f}-{:.3f}".format(*s["observed_ratio_range"]), ""),
-        ("steered / observe mode alone (median)", f"{s['steered_vs_observed_median']:.3f}",
+        ("observer on: steered-obs / direct (median)", f"{s['steered_obs_ratio_median']:.3f}",
          ""),
+        ("  range", "{:.3f}-{:.3f}".format(*s["steered_obs_ratio_range"]), ""),
+        ("steered / steered-obs (median)", f"{s['steered_vs_steered_obs_median']:.3f}", ""),
         *([("bare forwarder (floor) / direct (median)", f"{s['floor_ratio_median']:.3f}", ""),
            ("  range", "{:.3f}-{:.3f}".format(*s["floor_ratio_range"]), ""),
            ("steered / bare forwarder (median)", f"{s['steered_vs_floor_median']:.3f}", ""),
@@ -385,20 +389,22 @@ def main():
         ("  median |1 - A/A|", f"{s['aa_abs_deviation_median']:.3f}", ""),
         ("agent CPU us per statement", f"{s['agent_us_per_stmt_median']:.2f}", ""),
         ("  proxy thread", f"{s['proxy_us_per_stmt_median']:.2f}", ""),
-        ("  main thread (observer + audit pipeline)", f"{s['main_us_per_stmt_median']:.2f}", ""),
+        ("  main thread (audit pipeline)", f"{s['main_us_per_stmt_median']:.2f}", ""),
         ("  audit writer threads", f"{s['audit_us_per_stmt_median']:.2f}", ""),
         ("  other threads", f"{s['other_us_per_stmt_median']:.2f}", ""),
-        ("capture BPF us per statement (observer)", f"{s['capture_bpf_us_per_stmt_median']:.2f}",
+        ("capture BPF us per statement (none: off)", f"{s['capture_bpf_us_per_stmt_median']:.2f}",
          ""),
         ("capture BPF runs per statement", f"{s['capture_bpf_runs_per_stmt_median']:.1f}", ""),
         ("capture events per statement", f"{s['capture_events_per_stmt_median']:.2f}", ""),
         ("steering BPF us per statement", f"{s['steering_bpf_us_per_stmt_median']:.3f}", ""),
         ("audit records per statement", f"{s['records_per_stmt_median']:.4f}", "1.0"),
         ("pgbouncer CPU us per statement", f"{s['pgbouncer_us_per_stmt_median']:.2f}", ""),
-        ("observe mode alone: agent CPU us per stmt",
-         f"{s['observe_mode_agent_us_per_stmt_median']:.2f}", ""),
-        ("observe mode alone: capture BPF us per stmt",
-         f"{s['observe_mode_capture_bpf_us_per_stmt_median']:.2f}", ""),
+        ("observer on: agent CPU us per stmt",
+         f"{s['steered_obs_agent_us_per_stmt_median']:.2f}", ""),
+        ("observer on: proxy thread us per stmt",
+         f"{s['steered_obs_proxy_us_per_stmt_median']:.2f}", ""),
+        ("observer on: capture BPF us per stmt",
+         f"{s['steered_obs_capture_bpf_us_per_stmt_median']:.2f}", ""),
     ]
     for name, value, target in rows:
         print(f"{name:44s} {value:>16s} {target:>10s}")

@@ -263,12 +263,14 @@ class Agent:
     Every agent pins its kernel state in its own bpffs directory (pin_dir, by default a
     fresh one: concurrent tests must not resume each other's capture) and stop() detaches it,
     unless keep_pins is set (a restart test hands the directory to the next Agent and calls
-    detach() itself at the end).
+    detach() itself at the end). Its steering pins (enforce mode; an observe-mode agent
+    removes what an enforce run left there) have a private directory too, steer_dir, or the
+    one given as --steer-pin-dir in extra_args; detach() removes both.
     """
 
     def __init__(self, exe, audit_file, pg_ports, metrics_port=None, config=None,
                  extra_args=None, ready_timeout=120.0, pin_dir=None, keep_pins=False,
-                 stdout_path=None, audit_format="jsonl"):
+                 stdout_path=None, audit_format="jsonl", steer_dir=None):
         self.exe = exe
         self.audit_format = audit_format
         self.pin_dir = pin_dir or private_pin_dir()
@@ -278,6 +280,10 @@ class Agent:
         self.metrics_port = metrics_port or free_port()
         self.config = config
         self.extra_args = list(extra_args or [])
+        given = [self.extra_args[i + 1] for i, a in enumerate(self.extra_args[:-1])
+                 if a == "--steer-pin-dir"]
+        self.steer_dir = (given[-1] if given else
+                          steer_dir or private_pin_dir().replace("dbw-test-", "dbw-steer-test-"))
         self.ready_timeout = ready_timeout
         self.stdout_path = stdout_path  # the agent's stdout goes here (else nowhere)
         self.proc = None
@@ -322,11 +328,15 @@ class Agent:
             cmd += ["--config", self.config]
         if not any(a.startswith("--bpf-pin-dir") for a in self.extra_args):
             cmd += ["--bpf-pin-dir", self.pin_dir]
+        if "--steer-pin-dir" not in self.extra_args:
+            cmd += ["--steer-pin-dir", self.steer_dir]
         return cmd + self.extra_args
 
     def detach(self, check=True):
-        """`dbwarden detach` for this agent's pin directory; returns the CompletedProcess."""
-        r = subprocess.run([self.exe, "detach", "--bpf-pin-dir", self.pin_dir], text=True,
+        """`dbwarden detach` for this agent's pin directories (capture and steering); returns
+        the CompletedProcess."""
+        r = subprocess.run([self.exe, "detach", "--bpf-pin-dir", self.pin_dir,
+                            "--steer-pin-dir", self.steer_dir], text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
         if check and r.returncode != 0:
             raise AgentError(f"dbwarden detach failed: {r.stderr.strip()}", r.returncode,

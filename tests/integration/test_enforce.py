@@ -44,6 +44,7 @@ from syscall_capture_test import (REMOTE_HOST_ADDR, allow_host, delete_netns,  #
 from pg_cluster import (Agent, PgCluster, log, read_audit, skip_or_fail, start_agent,  # noqa: E402
                         stop_agent, verdict)
 from mariadb_server import APP_PASSWORD, APP_USER, TEST_DB, MariaDB  # noqa: E402
+from enforce_harness import EnforceAgent  # noqa: E402
 
 import psycopg2  # noqa: E402
 import pymysql  # noqa: E402
@@ -89,13 +90,6 @@ def write_policy(workdir):
     with open(path, "w") as f:
         f.write(text)
     return path
-
-
-def enforce_args(workdir, policy, mysql_port, fail_mode="closed", steer_dir=None):
-    return ["--mode", "enforce", "--policy", policy, "--fail-mode", fail_mode,
-            "--mysql-port", str(mysql_port),
-            "--steer-pin-dir", steer_dir or f"/sys/fs/bpf/dbw-steer-test-{os.getpid()}",
-            "--proxy-socket-dir", os.path.join(workdir, "proxy")]
 
 
 def records_with(records, text):
@@ -371,12 +365,80 @@ def check_records(records, failures):
         failures.append(f"records: {len(agent_named)} records name the agent as the client")
 
 
+def check_observer_off(args, cluster, workdir, policy, mysql_port, failures):
+    """--enforce-observer off: no capture program is pinned or reads anything; the proxy
+    alone writes one record per steered statement, with the client and the decision; a
+    connection open before enforcement is logged as not audited, and is not."""
+    early = psycopg2.connect(host="127.0.0.1", port=cluster.port, user="postgres",
+                             dbname="postgres", connect_timeout=10)
+    early.autocommit = True
+    audit = os.path.join(workdir, "audit-observer-off.jsonl")
+    agent = EnforceAgent(args.agent, audit, [cluster.port], workdir, policy,
+                         mysql_port=mysql_port, observer="off")
+    if start_agent(agent) is not None:
+        failures.append("observer off: the agent did not start")
+        early.close()
+        return
+    try:
+        if "enforce-observer off: no syscall capture" not in agent.stderr:
+            failures.append("observer off: the start-up log does not say the capture is off")
+        if "kept, NOT audited: enforce-observer is off" not in agent.stderr:
+            failures.append("observer off: the connection open before enforcement is not "
+                            "logged as not audited")
+        if os.path.exists(agent.pin_dir):
+            failures.append(f"observer off: a capture is pinned at {agent.pin_dir}")
+        early.cursor().execute("SELECT 'observer-off-early'")
+        for tcp in (True, False):
+            where = "tcp" if tcp else "unix"
+            r = psql_script(cluster, f"SELECT 'observer-off-{where}';\nDROP TABLE guard_t;\n"
+                            f"SELECT 'observer-off-after-{where}';\n", tcp)
+            if f"observer-off-after-{where}" not in r.stdout or "ERROR" not in r.stderr:
+                failures.append(f"observer off {where}: not blocked, or the session did not go "
+                                f"on: {r.stdout.strip()} {r.stderr.strip()[:300]}")
+        agent.wait_audit_settled(timeout=30, quiet=1.5)
+        events = agent.metric_sum("dbwarden_capture_events_total")
+        if events:
+            failures.append(f"observer off: the capture read {events} events")
+    finally:
+        early.close()
+        if stop_agent(agent) is not None:
+            failures.append("observer off: the agent did not stop cleanly")
+        agent.teardown()
+    records, bad = read_audit(audit)
+    failures.extend(bad)
+    for text, action in (("SELECT 'observer-off-tcp'", "allow"),
+                         ("SELECT 'observer-off-unix'", "allow"),
+                         ("SELECT 'observer-off-after-tcp'", "allow"),
+                         ("SELECT 'observer-off-after-unix'", "allow")):
+        got = records_with(records, text)
+        if len(got) != 1 or got[0].get("dbwarden.policy.action") != action or \
+                got[0].get("client.process.command") != "psql":
+            failures.append(f"observer off: {text!r}: expected one {action} record from psql, "
+                            f"got {got}")
+    drops = records_with(records, "DROP TABLE guard_t")
+    if len(drops) != 2 or any(r.get("dbwarden.policy.action") != "block" for r in drops):
+        failures.append(f"observer off: expected 2 blocked DROP TABLE records, got {drops}")
+    if records_with(records, "SELECT 'observer-off-early'"):
+        failures.append("observer off: a connection open before enforcement was audited")
+
+
+def check_mariadb_pids(records, mariadbd_pid, failures):
+    """Steered MariaDB records name the server process in process.pid, over the unix socket
+    (SO_PEERCRED) and over TCP (the listener's pid, from discovery) alike."""
+    for transport in ("tcp", "unix"):
+        mine = [r for r in records if r.get("db.system.name") in ("mysql", "mariadb") and
+                r.get("network.transport") == transport and "dbwarden.policy.action" in r]
+        pids = {r.get("process.pid") for r in mine}
+        if not mine or pids != {mariadbd_pid}:
+            failures.append(f"records: steered MariaDB {transport}: process.pid {pids} in "
+                            f"{len(mine)} records, expected {{{mariadbd_pid}}} (mariadbd)")
+
+
 def pgbench_kill_phase(args, cluster, workdir, policy, mysql_port, fail_mode, failures):
     """pgbench -c 8 through the proxy; kill -9 the agent; the fail mode must apply at once."""
-    steer_dir = f"/sys/fs/bpf/dbw-steer-test-{os.getpid()}-{fail_mode}"
     audit = os.path.join(workdir, f"audit-{fail_mode}.jsonl")
-    agent = Agent(args.agent, audit, [cluster.port], keep_pins=True,
-                  extra_args=enforce_args(workdir, policy, mysql_port, fail_mode, steer_dir))
+    agent = EnforceAgent(args.agent, audit, [cluster.port], workdir, policy, fail_mode,
+                         mysql_port, keep_pins=True)
     rc = start_agent(agent)
     if rc is not None:
         failures.append(f"{fail_mode}: agent did not start")
@@ -385,9 +447,8 @@ def pgbench_kill_phase(args, cluster, workdir, policy, mysql_port, fail_mode, fa
                               "-p", str(cluster.port), "-U", "postgres", "postgres"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(2)
-    os.kill(agent.pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    agent.proc.wait()
+    agent.kill()
     dead_at = time.monotonic()  # the kernel has torn the process down (sanitizer builds: slow)
     log(f"fail {fail_mode}: the agent exited {(dead_at - killed_at) * 1000:.1f} ms after kill -9")
     # How long until the fail mode holds: the first new connection after the exit.
@@ -435,8 +496,9 @@ def pgbench_kill_phase(args, cluster, workdir, policy, mysql_port, fail_mode, fa
         if fail_mode == "open" and r.returncode != 0:
             failures.append(f"fail open {where}: client refused with the proxy dead: {r.stderr}")
     # Restart: steering resumes from its pins.
-    agent2 = Agent(args.agent, audit, [cluster.port], pin_dir=agent.pin_dir, keep_pins=True,
-                   extra_args=enforce_args(workdir, policy, mysql_port, fail_mode, steer_dir))
+    agent2 = EnforceAgent(args.agent, audit, [cluster.port], workdir, policy, fail_mode,
+                          mysql_port, pin_dir=agent.pin_dir, steer_dir=agent.steer_dir,
+                          keep_pins=True)
     if start_agent(agent2) is not None:
         failures.append(f"{fail_mode}: restarted agent did not start")
     else:
@@ -448,9 +510,56 @@ def pgbench_kill_phase(args, cluster, workdir, policy, mysql_port, fail_mode, fa
             failures.append(f"{fail_mode}: after restart unix clients fail: {r.stderr.strip()}")
         if stop_agent(agent2) is not None:
             failures.append(f"{fail_mode}: restarted agent did not stop cleanly")
-    agent2.detach(check=False)
-    subprocess.run([args.agent, "detach", "--bpf-pin-dir", agent.pin_dir, "--steer-pin-dir",
-                    steer_dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            check_observe_after_enforce(args, cluster, workdir, agent2, fail_mode, failures)
+    agent2.teardown()
+
+
+def check_observe_after_enforce(args, cluster, workdir, enforcer, fail_mode, failures):
+    """`dbwarden run --mode observe` on the pins an enforce run left (stopped cleanly: fail
+    closed keeps refusing, the sockets stay locked) removes steering and the locks: clients
+    reach the server directly again, and the socket has its mode back."""
+    sock = os.path.join(cluster.socket_dir, f".s.PGSQL.{cluster.port}")
+    locked_mode = os.stat(sock).st_mode & 0o777
+    if fail_mode == "closed":
+        r = cluster.psql(["-At", "-c", "SELECT 1"], check=False, tcp=True)
+        if r.returncode == 0:
+            failures.append("closed: a client reached the server after a clean stop")
+        if locked_mode != 0o700:
+            failures.append(f"closed: the socket is {oct(locked_mode)} after a clean stop, "
+                            "not locked to its owner")
+    observer = Agent(args.agent, os.path.join(workdir, f"audit-observe-{fail_mode}.jsonl"),
+                     [cluster.port], steer_dir=enforcer.steer_dir)
+    if start_agent(observer) is not None:
+        failures.append(f"{fail_mode}: the observe-mode agent did not start on enforce pins")
+        return
+    try:
+        if "removed the steering an enforce run left" not in observer.stderr:
+            failures.append(f"{fail_mode}: observe mode did not say it removed the steering: "
+                            f"{observer.stderr[-600:]}")
+        if os.path.exists(enforcer.steer_dir):
+            failures.append(f"{fail_mode}: observe mode left {enforcer.steer_dir}")
+        mode = os.stat(sock).st_mode & 0o777
+        setting = cluster.psql(["-At", "-c", "SHOW unix_socket_permissions"], check=False)
+        if setting.returncode != 0 or mode != int(setting.stdout.strip() or "0", 8):
+            failures.append(f"{fail_mode}: observe mode left the socket {oct(mode)}, the server "
+                            f"made it {setting.stdout.strip()} {setting.stderr.strip()}")
+        for tcp in (True, False):
+            r = cluster.psql(["-At", "-c", "SELECT 'observed-after-enforce'"], check=False,
+                             tcp=tcp)
+            if r.returncode != 0:
+                failures.append(f"{fail_mode}: in observe mode after enforce, tcp={tcp} "
+                                f"clients fail: {r.stderr.strip()}")
+        observer.wait_audit_settled(timeout=30, quiet=1.5)
+    finally:
+        if stop_agent(observer) is not None:
+            failures.append(f"{fail_mode}: the observe-mode agent did not stop cleanly")
+    records, bad = read_audit(observer.audit_file)
+    failures.extend(bad)
+    got = records_with(records, "SELECT 'observed-after-enforce'")
+    if len(got) != 2 or any("dbwarden.policy.action" in r for r in got):
+        failures.append(f"{fail_mode}: observe mode after enforce: expected 2 observed records "
+                        f"without a decision, got {len(got)}")
 
 
 def main():
@@ -497,9 +606,8 @@ def run(args, workdir, policy, hba, netns, failures):
                         str(cluster.port), "-U", "postgres", "postgres"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         audit = os.path.join(workdir, "audit.jsonl")
-        steer_dir = f"/sys/fs/bpf/dbw-steer-test-{os.getpid()}"
-        agent = Agent(args.agent, audit, [cluster.port],
-                      extra_args=enforce_args(workdir, policy, server.port, "closed", steer_dir))
+        agent = EnforceAgent(args.agent, audit, [cluster.port], workdir, policy,
+                             mysql_port=server.port)
         rc = start_agent(agent)
         if rc is not None:
             return rc
@@ -536,17 +644,17 @@ def run(args, workdir, policy, hba, netns, failures):
                 failures.append("the enforcing agent did not stop cleanly")
             if failures:
                 print("agent stderr:\n" + agent.stderr)
-            subprocess.run([args.agent, "detach", "--bpf-pin-dir", agent.pin_dir,
-                            "--steer-pin-dir", steer_dir], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+            agent.teardown()
         records, bad = read_audit(audit)
         failures += bad
         check_records(records, failures)
+        check_mariadb_pids(records, server.proc.pid, failures)
         early_records = records_with(records, "SELECT 'opened-before-enforcement'")
         if len(early_records) != 1 or "dbwarden.policy.action" in early_records[0]:
             failures.append(f"the connection opened before enforcement: expected one observed "
                             f"record without a decision, got {early_records}")
         log(f"{len(records)} audit records")
+        check_observer_off(args, cluster, workdir, policy, server.port, failures)
         for mode in ("closed", "open"):
             pgbench_kill_phase(args, cluster, workdir, policy, server.port, mode, failures)
     return verdict(failures, workdir)

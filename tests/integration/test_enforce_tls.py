@@ -20,6 +20,9 @@ Checks, through the steered path (clients connect to the server's own 127.0.0.1 
   cipher) and pymysql with ssl log in through the proxy's TLS, a guardrail blocks, records
   are written; without --ssl the CLI still works; without a certificate `mariadb --ssl`
   goes on in plaintext, as against a server without SSL;
+- SIGHUP reloads the certificate and key: a pair that does not match keeps the running one
+  (new clients still get it, logged, dbwarden_proxy_tls_reload_failures_total counts it); a
+  good new pair is served to the next client;
 - a certificate that does not load, or a key that does not match it, is a clear startup error.
 
 Exit codes: 0 pass, 1 fail, 77 skip (not root). DBWARDEN_REQUIRE_KERNEL_TESTS=1 turns a skip
@@ -28,7 +31,10 @@ into a failure.
 
 import argparse
 import os
+import shutil
+import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -38,9 +44,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import pg_cluster  # noqa: E402
-from pg_cluster import (Agent, AgentError, PgCluster, read_audit, skip_or_fail,  # noqa: E402
+from pg_cluster import (AgentError, PgCluster, log, read_audit, skip_or_fail,  # noqa: E402
                         start_agent, stop_agent)
 from test_enforce import records_with, write_policy  # noqa: E402
+from enforce_harness import EnforceAgent  # noqa: E402
 
 from mariadb_server import APP_PASSWORD, APP_USER, TEST_DB, MariaDB  # noqa: E402
 
@@ -51,24 +58,16 @@ SCRAM_USER = "scram_u"
 SCRAM_PASSWORD = "s3cret-pw"
 
 
-def steer_dir():
-    return f"/sys/fs/bpf/dbw-steer-tls-test-{os.getpid()}"
-
-
-def enforce_args(workdir, policy, *tls):
-    args = ["--mode", "enforce", "--policy", policy, "--fail-mode", "closed",
-            "--steer-pin-dir", steer_dir(),
-            "--proxy-socket-dir", os.path.join(workdir, "proxy")]
-    if tls:
-        args += ["--proxy-tls-cert-file", tls[0], "--proxy-tls-key-file", tls[1]]
-    return args
+def self_signed(workdir, name, cn):
+    cert, key = os.path.join(workdir, f"{name}.crt"), os.path.join(workdir, f"{name}.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", f"/CN={cn}", "-keyout", key, "-out", cert], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cert, key
 
 
 def make_cert(workdir):
-    cert, key = os.path.join(workdir, "proxy.crt"), os.path.join(workdir, "proxy.key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=localhost", "-keyout", key, "-out", cert], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cert, key = self_signed(workdir, "proxy", "localhost")
     other_key = os.path.join(workdir, "other.key")
     subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-out", other_key], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -207,6 +206,71 @@ def check_tls_metrics(agent, cluster, failures):
                         "failures (expected at least 1)")
 
 
+def served_certificate(cluster):
+    """The certificate the proxy shows a new PostgreSQL client (SSLRequest, then a handshake
+    that verifies nothing), DER."""
+    with socket.create_connection(("127.0.0.1", cluster.port), timeout=10) as s:
+        s.sendall(struct.pack("!ii", 8, 80877103))
+        if s.recv(1) != b"S":
+            raise RuntimeError("SSLRequest was not answered 'S'")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with ctx.wrap_socket(s) as t:
+            return t.getpeercert(binary_form=True)
+
+
+def der_of(path):
+    with open(path) as f:
+        return ssl.PEM_cert_to_DER_cert(f.read())
+
+
+def wait_served(cluster, want, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = served_certificate(cluster)
+        if got == want or time.monotonic() > deadline:
+            return got == want
+        time.sleep(0.2)
+
+
+def check_reload(agent, cluster, live, workdir, failures):
+    """SIGHUP with a mismatched pair keeps the running one; with a good new pair the next
+    client gets the new certificate."""
+    live_cert, live_key = live
+    first = der_of(live_cert)
+    if served_certificate(cluster) != first:
+        failures.append("reload: the proxy does not serve its configured certificate")
+        return
+    new_cert, new_key = self_signed(workdir, "renewed", "renewed.localhost")
+    shutil.copyfile(new_cert, live_cert)  # the key still the old one: a bad pair
+    os.kill(agent.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if (agent.metric_sum("dbwarden_proxy_tls_reload_failures_total") or 0) >= 1:
+            break
+        time.sleep(0.3)
+    else:
+        failures.append("reload: a mismatched pair was not counted in "
+                        "dbwarden_proxy_tls_reload_failures_total")
+    if "the running certificate and key stay" not in agent.stderr:
+        failures.append("reload: a mismatched pair was not logged")
+    if served_certificate(cluster) != first:
+        failures.append("reload: after a bad pair the proxy no longer serves the running one")
+    r = psql(cluster, "SELECT 'after-bad-' || 'reload';\n", "require")
+    if "after-bad-reload" not in r.stdout:
+        failures.append(f"reload: TLS clients fail after a bad pair: {r.stderr.strip()}")
+    shutil.copyfile(new_key, live_key)
+    os.kill(agent.pid, signal.SIGHUP)
+    if not wait_served(cluster, der_of(new_cert)):
+        failures.append("reload: the renewed certificate is not served after SIGHUP")
+    r = psql(cluster, "SELECT 'after-good-' || 'reload';\n", "require", sslrootcert=new_cert)
+    if "after-good-reload" not in r.stdout:
+        failures.append(f"reload: verify-ca against the renewed certificate failed: "
+                        f"{r.stderr.strip()}")
+    log("reload: a bad pair kept the running certificate, a good one replaced it")
+
+
 def check_records(audit, failures):
     records, bad = read_audit(audit)
     failures.extend(bad)
@@ -231,8 +295,8 @@ def check_records(audit, failures):
 
 def check_without_cert(args, cluster, server, workdir, policy, failures):
     audit = os.path.join(workdir, "audit-nocert.jsonl")
-    agent = Agent(args.agent, audit, [cluster.port],
-                  extra_args=enforce_args(workdir, policy) + ["--mysql-port", str(server.port)])
+    agent = EnforceAgent(args.agent, audit, [cluster.port], workdir, policy,
+                         mysql_port=server.port)
     rc = start_agent(agent)
     if rc is not None:
         failures.append("the agent without a certificate did not start")
@@ -269,9 +333,8 @@ def check_bad_files(args, cluster, workdir, policy, cert, key, other_key, failur
              ("garbage certificate", garbage, key, "garbage.pem"),
              ("key of another certificate", cert, other_key, "does not match")]
     for name, c, k, expect in cases:
-        agent = Agent(args.agent, os.path.join(workdir, "audit-bad.jsonl"), [cluster.port],
-                      extra_args=enforce_args(workdir, policy, c, k),
-                      ready_timeout=60)
+        agent = EnforceAgent(args.agent, os.path.join(workdir, "audit-bad.jsonl"),
+                             [cluster.port], workdir, policy, tls=(c, k), ready_timeout=60)
         try:
             agent.start()
             failures.append(f"{name}: the agent started")
@@ -293,16 +356,10 @@ def main():
 
 
 def attempt(args, workdir):
-    os.makedirs(os.path.join(workdir, "proxy"), exist_ok=True)
     failures = []
     policy = write_policy(workdir)
     cert, key, other_key = make_cert(workdir)
-    try:
-        return run(args, workdir, policy, cert, key, other_key, failures)
-    finally:
-        # Fail closed keeps steering after a clean stop: the test's own pins go.
-        subprocess.run([args.agent, "steering", "detach", "--steer-pin-dir", steer_dir()],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    return run(args, workdir, policy, cert, key, other_key, failures)
 
 
 def run(args, workdir, policy, cert, key, other_key, failures):
@@ -313,9 +370,12 @@ def run(args, workdir, policy, cert, key, other_key, failures):
         cluster.setup_sql("CREATE TABLE guard_t (id int, v int); INSERT INTO guard_t VALUES "
                           f"(1, 1); CREATE ROLE {SCRAM_USER} LOGIN PASSWORD '{SCRAM_PASSWORD}'")
         audit = os.path.join(workdir, "audit.jsonl")
-        agent = Agent(args.agent, audit, [cluster.port],
-                      extra_args=enforce_args(workdir, policy, cert, key) +
-                      ["--mysql-port", str(server.port)])
+        # The files the agent reads, replaced by the reload check (a renewal).
+        live = (os.path.join(workdir, "live.crt"), os.path.join(workdir, "live.key"))
+        shutil.copyfile(cert, live[0])
+        shutil.copyfile(key, live[1])
+        agent = EnforceAgent(args.agent, audit, [cluster.port], workdir, policy, tls=live,
+                             mysql_port=server.port)
         rc = start_agent(agent)
         if rc is not None:
             return rc
@@ -323,18 +383,16 @@ def run(args, workdir, policy, cert, key, other_key, failures):
             check_with_cert(cluster, cert, failures)
             check_mariadb_with_cert(server, cert, failures)
             check_tls_metrics(agent, cluster, failures)
+            check_reload(agent, cluster, live, workdir, failures)
         except Exception as e:  # noqa: BLE001 (reported, never swallowed)
             failures.append(f"with a certificate: {type(e).__name__}: {e}")
         finally:
             if stop_agent(agent) is not None:
                 failures.append("the agent with a certificate did not stop cleanly")
-            agent.detach(check=False)
+            agent.teardown()
         check_records(audit, failures)
         check_without_cert(args, cluster, server, workdir, policy, failures)
         check_bad_files(args, cluster, workdir, policy, cert, key, other_key, failures)
-        # Before the servers stop: fail closed would keep their sockets steered.
-        subprocess.run([args.agent, "steering", "detach", "--steer-pin-dir", steer_dir()],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
     for f in failures:
         print(f"FAIL: {f}")
     if failures:

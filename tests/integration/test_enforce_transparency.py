@@ -50,9 +50,8 @@ records in the same order, and each pair of records must agree on every field ex
 - client.process.pid: the client process, a new one in every run for the CLI clients;
 - process.pid: the server process; PostgreSQL forks a new backend for every connection, so
   it differs between runs by nature (checked on its own: present in every record of both
-  runs). MariaDB's is one process for both runs: compared for its unix-socket connections;
-  over TCP the proxy has no cheap way to know it (no SO_PEERCRED on TCP; only a /proc scan
-  of the server's fds per connection), so steered MariaDB TCP records may lack it;
+  runs). MariaDB's is one process for both runs: compared, for its unix-socket (the proxy
+  reads SO_PEERCRED) and its TCP connections (the listener's pid from discovery);
 - db.statement.name of MySQL records: the statement id the server assigned at
   COM_STMT_PREPARE, from a server-wide counter that the first run has moved on (PostgreSQL
   statement names come from the client and are compared);
@@ -92,7 +91,7 @@ import pg_cluster  # noqa: E402
 from pg_cluster import (SETUP_APP, Agent, PgCluster, log, read_audit, skip_or_fail,  # noqa: E402
                         start_agent, stop_agent, verdict)
 from mariadb_server import APP_PASSWORD, APP_USER, TEST_DB, MariaDB  # noqa: E402
-from test_enforce import enforce_args  # noqa: E402
+from enforce_harness import EnforceAgent  # noqa: E402
 
 import psycopg2  # noqa: E402
 import pymysql  # noqa: E402
@@ -525,22 +524,20 @@ def compare_records(direct, steered, failures):
                                 f"{cb.get(k, '<absent>')!r}" for k in fields))
     log(f"client process not resolved from /proc: {unresolved[0]} direct records, "
         f"{unresolved[1]} steered records (their client.process.* not compared)")
-    # The server pid: present in both runs (PostgreSQL's backends differ by nature), but for
-    # steered MariaDB TCP connections (see the docstring).
+    # The server pid: present in both runs (PostgreSQL's backends differ by nature).
     for run_name, recs in (("direct", direct), ("steered", steered)):
-        without = [r for r in recs if not r.get("process.pid") and not (
-            run_name == "steered" and r.get("db.system.name") in ("mysql", "mariadb") and
-            r.get("network.transport") == "tcp")]
+        without = [r for r in recs if not r.get("process.pid")]
         if without:
             failures.append(f"audit: {len(without)} {run_name} records without process.pid, "
                             f"e.g. {one_line(without[0])}")
-    my_pids = {run_name: {r.get("process.pid") for r in recs
-                          if r.get("db.system.name") in ("mysql", "mariadb") and
-                          r.get("network.transport") == "unix"}
-               for run_name, recs in (("direct", direct), ("steered", steered))}
-    if my_pids["direct"] != my_pids["steered"]:
-        failures.append(f"audit: MariaDB's process.pid (unix socket) differs: direct "
-                        f"{my_pids['direct']}, steered {my_pids['steered']}")
+    for transport in ("unix", "tcp"):
+        my_pids = {run_name: {r.get("process.pid") for r in recs
+                              if r.get("db.system.name") in ("mysql", "mariadb") and
+                              r.get("network.transport") == transport}
+                   for run_name, recs in (("direct", direct), ("steered", steered))}
+        if my_pids["direct"] != my_pids["steered"]:
+            failures.append(f"audit: MariaDB's process.pid ({transport}) differs: direct "
+                            f"{my_pids['direct']}, steered {my_pids['steered']}")
     # The proxy names every local client as it connects: SO_PEERCRED (unix), the capture's
     # connect hook and /proc (TCP).
     anonymous = [r for r in steered if not resolved(r)]
@@ -584,14 +581,15 @@ def one_run(args, cluster, server, workdir, mode, failures):
     clients' outputs and the run's audit records (None on a failure to start)."""
     reset_state(cluster, server)
     audit = os.path.join(workdir, f"audit-{mode}.jsonl")
-    steer_dir = f"/sys/fs/bpf/dbw-steer-transp-{os.getpid()}"
-    extra = ["--mysql-port", str(server.port)]
     if mode == "enforce":
         policy = os.path.join(workdir, "empty-policy.yaml")
         with open(policy, "w") as f:
             f.write("rules: []\n")
-        extra = enforce_args(workdir, policy, server.port, "closed", steer_dir)
-    agent = Agent(args.agent, audit, [cluster.port], extra_args=extra)
+        agent = EnforceAgent(args.agent, audit, [cluster.port], workdir, policy,
+                             mysql_port=server.port)
+    else:
+        agent = Agent(args.agent, audit, [cluster.port],
+                      extra_args=["--mysql-port", str(server.port)])
     if (rc := start_agent(agent)) is not None:
         failures.append(f"{mode}: the agent did not start (exit {rc})")
         return None, None
@@ -602,10 +600,6 @@ def one_run(args, cluster, server, workdir, mode, failures):
         if stop_agent(agent) is not None:
             failures.append(f"{mode}: the agent did not stop cleanly")
             print(f"agent stderr ({mode}):\n{agent.stderr}")
-        if mode == "enforce":
-            subprocess.run([args.agent, "detach", "--bpf-pin-dir", agent.pin_dir,
-                            "--steer-pin-dir", steer_dir], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
     records, bad = read_audit(audit)
     failures.extend(f"{mode}: {b}" for b in bad)
     log(f"{mode}: {len(records)} audit records, {len(outputs)} client outputs")

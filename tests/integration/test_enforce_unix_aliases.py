@@ -32,7 +32,6 @@ into a failure.
 import argparse
 import os
 import pwd
-import signal
 import stat
 import subprocess
 import sys
@@ -43,9 +42,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import pg_cluster  # noqa: E402
 import psycopg2  # noqa: E402
-from pg_cluster import (Agent, PgCluster, log, skip_or_fail, start_agent,  # noqa: E402
-                        stop_agent, verdict)
+from pg_cluster import (PgCluster, log, skip_or_fail, start_agent, stop_agent,  # noqa: E402
+                        verdict)
 from mariadb_server import MariaDB  # noqa: E402
+from enforce_harness import EnforceAgent  # noqa: E402
 
 PROBE_TABLE = "alias_probe_t"
 PROBE_MESSAGE = "dbwarden: alias probe"
@@ -184,11 +184,6 @@ def nobody_psql(cluster):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
 
 
-def steering_cmd(agent_exe, command, steer_dir):
-    return subprocess.run([agent_exe, "steering", command, "--steer-pin-dir", steer_dir],
-                          text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-
-
 def wait_mode(path, mode, timeout=5.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -252,7 +247,10 @@ def restart_and_time_relock(cluster, sock, failures, what):
 
 
 def ring_bytes(agent):
-    """dbwarden_capture_ring_bytes_total once the next once-a-second publication is out."""
+    """dbwarden_capture_ring_bytes_total once what was sent is read and recorded (a sanitizer
+    build at high load can take seconds over 2 MB) and the next once-a-second publication is
+    out."""
+    agent.wait_audit_settled(timeout=60, quiet=2.0)
     time.sleep(1.5)
     return agent.metric_sum("dbwarden_capture_ring_bytes_total", agent.scrape()) or 0
 
@@ -303,15 +301,14 @@ def run(args, workdir, cluster, server, failures, made):
     policy = os.path.join(workdir, "policy.yaml")
     with open(policy, "w") as f:
         f.write(POLICY)
-    os.makedirs(os.path.join(workdir, "proxy"), exist_ok=True)
 
-    def agent_for(mode, steer_dir, pin_dir=None):
-        agent = Agent(args.agent, os.path.join(workdir, f"audit-{mode}.jsonl"), [cluster.port],
-                      pin_dir=pin_dir, keep_pins=True,
-                      extra_args=["--mode", "enforce", "--policy", policy, "--fail-mode", mode,
-                                  "--mysql-port", str(server.port), "--steer-pin-dir", steer_dir,
-                                  "--proxy-socket-dir", os.path.join(workdir, "proxy")])
-        made.append((agent, steer_dir))  # cleaned up by main() whatever happens
+    def agent_for(mode, before=None):
+        """An enforcing agent in fail mode `mode`; after `before` (a restart): on its pins."""
+        resume = {"pin_dir": before.pin_dir, "steer_dir": before.steer_dir} if before else {}
+        agent = EnforceAgent(args.agent, os.path.join(workdir, f"audit-{mode}.jsonl"),
+                             [cluster.port], workdir, policy, mode, server.port,
+                             keep_pins=True, **resume)
+        made.append(agent)  # torn down by main() whatever happens
         return agent
 
     # Without enforcement every alias reaches the server: the probe tells direct apart.
@@ -321,8 +318,7 @@ def run(args, workdir, cluster, server, failures, made):
     check_mariadb_aliases(server, workdir, failures, "before enforcement", {"CONNECTED"})
 
     # --- fail closed ------------------------------------------------------------------------
-    steer_dir = f"/sys/fs/bpf/dbw-steer-alias-{os.getpid()}-closed"
-    agent = agent_for("closed", steer_dir)
+    agent = agent_for("closed")
     rc = start_agent(agent)
     if rc is not None:
         return rc
@@ -341,7 +337,7 @@ def run(args, workdir, cluster, server, failures, made):
             failures.append(f"enforcing: MariaDB's socket mode is "
                             f"{oct(mode_of(server.socket_path))}, not 0o700")
         check_mariadb_aliases(server, workdir, failures, "enforcing", {"REFUSED 13"})
-        status = steering_cmd(args.agent, "status", steer_dir)
+        status = agent.steering("status")
         if f"locked unix {sock}: mode 0700 (was {original:04o})" not in status.stdout:
             failures.append(f"steering status does not show the lock: {status.stdout}")
         check_proxied_not_copied(agent, cluster, workdir, failures)
@@ -353,7 +349,7 @@ def run(args, workdir, cluster, server, failures, made):
         # A socket open to its group only: nobody is refused through the proxy as directly.
         cluster.setup_sql("ALTER SYSTEM SET unix_socket_permissions = '0770'")
         restart_and_time_relock(cluster, sock, failures, "server restart, socket 0770")
-        status = steering_cmd(args.agent, "status", steer_dir)
+        status = agent.steering("status")
         if f"locked unix {sock}: mode 0700 (was 0770)" not in status.stdout:
             failures.append(f"socket 0770: the lock does not remember 0770: {status.stdout}")
         r = nobody_psql(cluster)
@@ -375,15 +371,14 @@ def run(args, workdir, cluster, server, failures, made):
         failures.append(f"fail closed, clean stop: mode {oct(mode_of(sock))}, lock lost")
     check_aliases(cluster, workdir, failures, "fail closed, agent stopped", {"REFUSED 13"})
     # A crash keeps it too; the restarted agent resumes with it.
-    agent2 = agent_for("closed", steer_dir, pin_dir=agent.pin_dir)
+    agent2 = agent_for("closed", before=agent)
     if start_agent(agent2) is not None:
         failures.append("fail closed: the restarted agent did not start")
     else:
-        os.kill(agent2.pid, signal.SIGKILL)
-        agent2.proc.wait()
+        agent2.kill()
         if mode_of(sock) != 0o700:
             failures.append(f"fail closed, kill -9: mode {oct(mode_of(sock))}, lock lost")
-    r = steering_cmd(args.agent, "detach", steer_dir)
+    r = agent.steering("detach")
     if r.returncode != 0:
         failures.append(f"steering detach failed: {r.stderr.strip()}")
     if mode_of(sock) != original or mode_of(server.socket_path) != my_original:
@@ -393,8 +388,7 @@ def run(args, workdir, cluster, server, failures, made):
     agent.detach(check=False)
 
     # --- fail open --------------------------------------------------------------------------
-    steer_dir = f"/sys/fs/bpf/dbw-steer-alias-{os.getpid()}-open"
-    agent = agent_for("open", steer_dir)
+    agent = agent_for("open")
     if start_agent(agent) is not None:
         failures.append("fail open: the agent did not start")
         return verdict(failures, workdir)
@@ -403,11 +397,10 @@ def run(args, workdir, cluster, server, failures, made):
             failures.append(f"fail open, enforcing: mode {oct(mode_of(sock))}, not locked")
         check_aliases(cluster, workdir, failures, "fail open, enforcing",
                       {"REFUSED 13", "STEERED"})
-        os.kill(agent.pid, signal.SIGKILL)
-        agent.proc.wait()
+        agent.kill()
         # What the unit's ExecStopPost= runs once the agent is gone.
         dead = time.monotonic()
-        r = steering_cmd(args.agent, "mark-down", steer_dir)
+        r = agent.steering("mark-down")
         lifted_ms = (time.monotonic() - dead) * 1000
         log(f"fail open: mark-down after kill -9: {r.stdout.strip()} ({lifted_ms:.1f} ms for "
             f"the command, from the agent's exit)")
@@ -418,7 +411,7 @@ def run(args, workdir, cluster, server, failures, made):
         if r.returncode != 0 or r.stdout.strip() != "nobody":
             failures.append(f"fail open, proxy dead: nobody did not reach the server: "
                             f"{r.stderr.strip()}")
-        agent2 = agent_for("open", steer_dir, pin_dir=agent.pin_dir)
+        agent2 = agent_for("open", before=agent)
         if start_agent(agent2) is not None:
             failures.append("fail open: the restarted agent did not start")
         else:
@@ -435,8 +428,7 @@ def run(args, workdir, cluster, server, failures, made):
     finally:
         if agent.alive():
             stop_agent(agent)
-        steering_cmd(args.agent, "detach", steer_dir)
-        agent.detach(check=False)
+        agent.teardown()
     return verdict(failures, workdir)
 
 
@@ -458,12 +450,8 @@ def main():
         try:
             return run(args, workdir, cluster, server, failures, made)
         finally:
-            for agent, steer_dir in made:
-                if agent.alive():
-                    os.kill(agent.pid, signal.SIGKILL)
-                    agent.proc.wait()
-                steering_cmd(args.agent, "detach", steer_dir)
-                agent.detach(check=False)
+            for agent in made:
+                agent.teardown()
             for path in (os.path.join(cluster.base, "hardlink.sock"),):
                 if os.path.lexists(path):
                     os.unlink(path)

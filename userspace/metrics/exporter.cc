@@ -153,6 +153,7 @@ struct Exporter::Impl {
   Counter* proxy_refused = nullptr;
   Counter* proxy_tls_handshakes = nullptr;
   Counter* proxy_tls_failures = nullptr;
+  Counter* proxy_tls_reload_failures = nullptr;
   Gauge* proxy_active = nullptr;
   Counter* steering_counts[4] = {};
   Gauge* enforcement_mode = nullptr;
@@ -413,6 +414,9 @@ struct Exporter::Impl {
     proxy_tls_failures =
         counter("dbwarden_proxy_tls_failures_total",
                 "Client connections closed because their TLS handshake or a record failed.");
+    proxy_tls_reload_failures =
+        counter("dbwarden_proxy_tls_reload_failures_total",
+                "Certificate/key reloads (SIGHUP) that failed; the running pair stays in use.");
     proxy_active = &prometheus::BuildGauge()
                         .Name("dbwarden_proxy_connections")
                         .Help("Client connections open through the proxy.")
@@ -745,6 +749,7 @@ void Exporter::publish_enforcement(const EnforcementCounters& c) {
   add(m.proxy_refused, c.proxy_refused, l.proxy_refused);
   add(m.proxy_tls_handshakes, c.proxy_tls_handshakes, l.proxy_tls_handshakes);
   add(m.proxy_tls_failures, c.proxy_tls_failures, l.proxy_tls_failures);
+  add(m.proxy_tls_reload_failures, c.proxy_tls_reload_failures, l.proxy_tls_reload_failures);
   add(m.steering_counts[0], c.steered_tcp, l.steered_tcp);
   add(m.steering_counts[1], c.steered_unix, l.steered_unix);
   add(m.steering_counts[2], c.fail_open, l.fail_open);

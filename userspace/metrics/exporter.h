@@ -111,6 +111,8 @@ struct EnforcementCounters {
   uint64_t proxy_accepted = 0, proxy_upstream_failures = 0, proxy_identity_failures = 0,
            proxy_refused = 0;
   uint64_t proxy_tls_handshakes = 0, proxy_tls_failures = 0;  // client TLS terminated / failed
+  // SIGHUP: certificate/key reloads that did not load (the running pair stays).
+  uint64_t proxy_tls_reload_failures = 0;
   uint64_t proxy_active = 0;                       // level
   uint64_t steered_tcp = 0, steered_unix = 0;      // connections handed to the proxy
   uint64_t fail_open = 0, fail_closed = 0;         // proxy down: passed through / refused

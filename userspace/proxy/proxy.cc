@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <unordered_map>
 
 #include "identity/identity.h"
@@ -111,10 +112,10 @@ struct Proxy::Loop {
       send_client(loop->tls_out);
     }
     void close_after_flush() override { close_requested = true; }
-    bool client_tls_available() const override { return !tls && loop->opt.client_tls; }
+    bool client_tls_available() const override { return !tls && loop->tls_configured; }
     void start_client_tls() override {
       if (!client_tls_available()) return;
-      tls = std::make_unique<TlsSession>(loop->opt.client_tls);
+      tls = std::make_unique<TlsSession>(loop->current_tls());
       // What the client sent after its request is already TLS (a MySQL client starts its
       // handshake without waiting for an answer): into the session, not the relay.
       if (in.empty()) return;
@@ -176,6 +177,15 @@ struct Proxy::Loop {
     if (stopfd >= 0) close(stopfd);
     if (epfd >= 0) close(epfd);
   }
+
+  // The certificate and key for new TLS clients: opt.client_tls until a reload replaced it
+  // (set_client_tls, another thread); sessions already open keep theirs.
+  std::shared_ptr<TlsContext> current_tls() {
+    std::lock_guard<std::mutex> hold(tls_mu);
+    return opt.client_tls;
+  }
+  std::mutex tls_mu;
+  bool tls_configured = false;  // fixed at start: a reload swaps the context, never adds one
 
   Status listen_all();
   Status listen_tcp(const std::string& address);
@@ -379,6 +389,7 @@ void Proxy::Loop::accept_tcp(size_t listener) {
     c->info.client_address = peer_addr;
     c->info.client_port = peer_port;
     c->info.server_port = dst_port;
+    if (mysql && opt.tcp_server_pid) c->info.server_pid = opt.tcp_server_pid(dst_port);
     if (is_loopback_or_local(peer_addr, dst_addr)) {
       std::optional<identity::SeenConnector> seen;
       if (opt.tcp_connector) seen = opt.tcp_connector(peer_addr, peer_port, dst_addr, dst_port);
@@ -668,6 +679,7 @@ Result<std::unique_ptr<Proxy>> Proxy::Start(const Options& options, std::unique_
   p->loop_ = std::make_unique<Loop>();
   Loop& l = *p->loop_;
   l.opt = options;
+  l.tls_configured = options.client_tls != nullptr;
   l.judge = std::move(judge);
   l.records = &records;
   l.guard_factory = std::move(guard);
@@ -686,6 +698,17 @@ Proxy::~Proxy() {
     (void)!write(loop_->stopfd, &one, sizeof(one));
     thread_.join();
   }
+}
+
+Status Proxy::set_client_tls(std::shared_ptr<TlsContext> context) {
+  Loop& l = *loop_;
+  if (context == nullptr) return Status::Error("proxy: no certificate to switch to");
+  std::lock_guard<std::mutex> hold(l.tls_mu);
+  if (!l.tls_configured) {
+    return Status::Error("proxy: started without TLS: adding it needs a restart");
+  }
+  l.opt.client_tls = std::move(context);
+  return Status::Ok();
 }
 
 Stats Proxy::stats() const {

@@ -77,6 +77,10 @@ struct Options {
   std::vector<UnixRoute> unix_routes;
   // Local TCP clients: the connector's hint for the resolver (null: /proc alone).
   ConnectorLookup tcp_connector;
+  // MySQL over TCP: the pid of the server process listening on a port, for its records'
+  // process.pid (one process serves every connection; over a unix socket SO_PEERCRED names
+  // it). Called on the proxy's thread at each accept; null or 0: unknown.
+  std::function<uint32_t(uint16_t port)> tcp_server_pid;
   // Connect upstream over unix sockets with the client's uid, gid and groups.
   bool preserve_unix_identity = true;
   // Enforce mode: the lock of the server socket now at `server_path`, if it is locked
@@ -127,6 +131,9 @@ class Proxy {
   Proxy& operator=(const Proxy&) = delete;
 
   const std::vector<TcpListener>& tcp_listeners() const { return tcp_; }
+  // SIGHUP: the certificate and key for TLS clients from now on (sessions already open keep
+  // theirs). Any thread. Only a proxy started with TLS toward clients takes one.
+  Status set_client_tls(std::shared_ptr<TlsContext> context);
   Stats stats() const;
 
  private:

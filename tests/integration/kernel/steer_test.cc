@@ -970,6 +970,24 @@ TEST_CASE("unix lock: a new socket at the path is locked anew; an owner's chmod 
   CHECK(mode_of(file) == 0644);
 }
 
+// The proxy's connector for `who`: a new socket exempted from steering, connected to `to` with
+// the thread's credentials switched to the client's, past `lock` when given.
+struct LockedConnect {
+  UniqueFd fd;
+  int error = 0;  // 0: connected; else the errno
+};
+LockedConnect connect_as(Steering& steering, const proxy::ClientCredentials& who,
+                         const sockaddr_un& to, const proxy::LockedSocket* lock) {
+  LockedConnect out;
+  out.fd = UniqueFd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  auto exempt = steering.exempt_unix(out.fd.get());
+  REQUIRE(exempt.ok());
+  auto as = proxy::ThreadCredentials::Assume(who);
+  REQUIRE(as.ok());
+  if (as->connect_unix(out.fd.get(), to, lock) != 0) out.error = errno;
+  return out;
+}
+
 TEST_CASE("unix lock: the connector reaches a locked socket as its client, by the old bits",
           "[kernel]") {
   Env env;
@@ -985,21 +1003,11 @@ TEST_CASE("unix lock: the connector reaches a locked socket as its client, by th
   proxy::ClientCredentials nobody{kOtherUid, kOtherUid, {}};
   sockaddr_un a = unix_addr(u.server_path);
 
-  // Allowed by the old bits (0777): connected as the client, SO_PEERCRED says so.
-  UniqueFd up(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  auto ex = env.steering->exempt_unix(up.get());
-  REQUIRE(ex.ok());
-  {
-    auto as = proxy::ThreadCredentials::Assume(nobody);
-    REQUIRE(as.ok());
-    // Without the lock's exception the client itself is refused.
-    UniqueFd plain(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    auto ex2 = env.steering->exempt_unix(plain.get());
-    REQUIRE(ex2.ok());
-    CHECK(as->connect_unix(plain.get(), a, nullptr) == -1);
-    CHECK(errno == EACCES);
-    CHECK(as->connect_unix(up.get(), a, &old) == 0);
-  }
+  // Allowed by the old bits (0777): connected as the client, SO_PEERCRED says so. Without
+  // the lock's exception the client itself is refused.
+  CHECK(connect_as(*env.steering, nobody, a, nullptr).error == EACCES);
+  LockedConnect up = connect_as(*env.steering, nobody, a, &old);
+  CHECK(up.error == 0);
   CHECK(geteuid() == 0);  // the thread is itself again
   UniqueFd accepted = accept_within(u.server.get(), 2000);
   REQUIRE(accepted.get() >= 0);
@@ -1011,15 +1019,7 @@ TEST_CASE("unix lock: the connector reaches a locked socket as its client, by th
   // Refused by the old bits (0770, not in the group): the proxy opens nothing more.
   proxy::LockedSocket group_only = old;
   group_only.mode = 0770;
-  UniqueFd up2(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  auto ex3 = env.steering->exempt_unix(up2.get());
-  REQUIRE(ex3.ok());
-  {
-    auto as = proxy::ThreadCredentials::Assume(nobody);
-    REQUIRE(as.ok());
-    CHECK(as->connect_unix(up2.get(), a, &group_only) == -1);
-    CHECK(errno == EACCES);
-  }
+  CHECK(connect_as(*env.steering, nobody, a, &group_only).error == EACCES);
   // A member of the socket's group is let in by the group bits.
   proxy::ClientCredentials member{kOtherUid, kOtherUid, {group_only.group}};
   CHECK(proxy::MayConnect(member, group_only));
@@ -1029,15 +1029,7 @@ TEST_CASE("unix lock: the connector reaches a locked socket as its client, by th
   CHECK_FALSE(proxy::MayConnect(owner, proxy::LockedSocket{1234, 0, 0077}));
   // The directories are checked as the client, by the kernel: none to search, no connect.
   REQUIRE(chmod(env.dir.c_str(), 0700) == 0);
-  UniqueFd up3(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  auto ex4 = env.steering->exempt_unix(up3.get());
-  REQUIRE(ex4.ok());
-  {
-    auto as = proxy::ThreadCredentials::Assume(nobody);
-    REQUIRE(as.ok());
-    CHECK(as->connect_unix(up3.get(), a, &old) == -1);
-    CHECK(errno == EACCES);
-  }
+  CHECK(connect_as(*env.steering, nobody, a, &old).error == EACCES);
   REQUIRE(chmod(env.dir.c_str(), 0755) == 0);
 }
 

@@ -86,6 +86,27 @@ TEST_CASE("the bulk-data bound: defaults, off, and bad values named", "[agent][c
   CHECK_THAT(head_only.status().message(), Catch::Contains("both to 0"));
 }
 
+TEST_CASE("enforce-observer: on by default, off only in enforce mode, from the file too",
+          "[agent][config]") {
+  auto r = parse({"--mode", "enforce", "--policy", "/etc/dbwarden/policy.yaml"});
+  REQUIRE(r.ok());
+  CHECK(r.value()->enforce_observer == "on");
+  r = parse({"--mode", "enforce", "--policy", "p.yaml", "--enforce-observer", "off"});
+  REQUIRE(r.ok());
+  CHECK(r.value()->enforce_observer == "off");
+  TempFile f("mode = enforce\npolicy = p.yaml\nenforce-observer = off\n");
+  r = parse({"--config", f.path.c_str()});
+  REQUIRE(r.ok());
+  CHECK(r.value()->enforce_observer == "off");
+  r = parse({"--mode", "enforce", "--policy", "p.yaml", "--enforce-observer", "no"});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().message().find("--enforce-observer must be on or off") != std::string::npos);
+  // Observe mode is the observer: it cannot be switched off there.
+  r = parse({"--enforce-observer", "off"});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().message().find("needs --mode enforce") != std::string::npos);
+}
+
 TEST_CASE("options on the command line", "[agent][config]") {
   auto r = parse({"--audit-file", "/tmp/a.jsonl", "--metrics-address", "127.0.0.1:19000",
                   "--postgres-port", "5433", "--postgres-port", "6000", "--max-query-bytes",

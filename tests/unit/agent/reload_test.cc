@@ -69,6 +69,14 @@ TEST_CASE("diff_config: live settings are told apart from restart-only ones") {
   }
 }
 
+TEST_CASE("diff_config: mode and enforce-observer need a restart") {
+  Config a, b;
+  b.mode = "enforce";
+  b.enforce_observer = "off";
+  ConfigDiff d = diff_config(a, b);
+  CHECK(d.needs_restart == std::vector<std::string>{"mode", "enforce-observer"});
+}
+
 TEST_CASE("reparse_config reads the changed config file, the command line still wins") {
   TempConfig file("postgres-port = 5432\nmax-query-bytes = 1000\n");
   Config running = parse({"--config", file.path.c_str(), "--log-level", "warning"});
