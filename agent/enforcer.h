@@ -42,12 +42,14 @@ struct EnforcerStats {
   bool fail_open_mode = false;
 };
 
-// Whether the proxy can enforce everything `policy` asks. Mask rules load and
-// check (issue 13's engine and keys), but the proxy does not apply them to
-// results yet: running with one would let results out unmasked while the
-// operator believes them masked, so enforce mode refuses such a policy (at
-// start, and at a reload, which then keeps the running policy).
-Status check_enforceable(const policy::Policy& policy, const std::string& path);
+// Whether the proxy can enforce everything `policy` asks. The PostgreSQL relay
+// applies mask rules to results; the MySQL/MariaDB relay does not yet: while
+// MySQL/MariaDB ports are protected (`mysql_protected`), running with a mask
+// rule would let those results out unmasked while the operator believes them
+// masked, so enforce mode refuses such a policy (at start, and at a reload,
+// which then keeps the running policy).
+Status check_enforceable(const policy::Policy& policy, const std::string& path,
+                         bool mysql_protected);
 
 class Enforcer {
  public:

@@ -53,8 +53,13 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
   // The vector's elements are refilled, not rebuilt: their strings keep their capacity, so
   // judging a statement allocates nothing once a connection's first few have been judged.
   out->statements.resize(pieces_.size());
+  out->policy = policy_;
   for (size_t i = 0; i < pieces_.size(); ++i) {
     const std::string_view text = sql.substr(pieces_[i].offset, pieces_[i].length);
+    JudgedStatement& s = out->statements[i];
+    s.masks.clear();
+    s.tables.clear();
+    s.fingerprint = 0;
     policy::Decision d;
     if (!complete && policy_->on_unparsed() == policy::OnUnparsed::kBlock) {
       // Too large to read whole: what was not read cannot be judged.
@@ -62,9 +67,16 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
       d.rule = std::string(policy::kOnUnparsedRule);
       d.message = "dbwarden: statement too large for policy inspection";
     } else {
-      d = policy_->decide(who, analyzer_.analyze(sd, text), text);
+      const sql::Analysis& a = analyzer_.analyze(sd, text);
+      d = policy_->decide(who, a, text);
+      if (policy_->mask_rule_count() > 0 && d.action != policy::Action::kBlock) {
+        policy_->mask_rules_for(who, a, s.masks);
+        if (!s.masks.empty()) {
+          s.tables = a.collections;
+          s.fingerprint = a.fingerprint_value;
+        }
+      }
     }
-    JudgedStatement& s = out->statements[i];
     s.text.assign(text);
     s.verdict = ToVerdict(d, dialect);
     if (s.verdict.block && !out->decisive.block) out->decisive = s.verdict;
