@@ -139,27 +139,12 @@ struct Enforcer::Impl {
 Enforcer::Enforcer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Enforcer::~Enforcer() = default;
 
-Status check_enforceable(const policy::Policy& policy, const std::string& path,
-                         bool mysql_protected) {
-  if (policy.mask_rule_count() == 0 || !mysql_protected) return Status::Ok();
-  return Status::Error(path + ": " + std::to_string(policy.mask_rule_count()) +
-                       " mask rule(s): this version masks PostgreSQL results but not yet "
-                       "MySQL/MariaDB ones, so enforce mode refuses this policy while MySQL/"
-                       "MariaDB ports are protected rather than let results out unmasked; "
-                       "remove the mask rules or the MySQL/MariaDB ports to enforce the rest");
-}
-
 Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::RecordSink& records,
                                                   proxy::ConnectorLookup connectors) {
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   auto loaded = policy::Policy::load_file(config.policy_file);
   if (!loaded.ok()) return Status::Error("policy " + loaded.status().message());
-  if (Status s =
-          check_enforceable(*loaded.value(), config.policy_file, !config.mysql_ports.empty());
-      !s.ok()) {
-    return Status::Error("policy " + s.message());
-  }
   impl->policy = std::make_unique<proxy::PolicySource>(loaded.value());
   std::shared_ptr<proxy::TlsContext> client_tls;
   if (!config.proxy_tls_cert_file.empty()) {
@@ -348,10 +333,6 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
 Status Enforcer::reload_policy(const std::string& path) {
   auto loaded = policy::Policy::load_file(path);
   if (!loaded.ok()) return Status::Error("policy " + loaded.status().message());
-  if (Status s = check_enforceable(*loaded.value(), path, !impl_->config.mysql_ports.empty());
-      !s.ok()) {
-    return Status::Error("policy " + s.message());
-  }
   impl_->policy->set(loaded.value());
   return Status::Ok();
 }

@@ -42,15 +42,6 @@ struct EnforcerStats {
   bool fail_open_mode = false;
 };
 
-// Whether the proxy can enforce everything `policy` asks. The PostgreSQL relay
-// applies mask rules to results; the MySQL/MariaDB relay does not yet: while
-// MySQL/MariaDB ports are protected (`mysql_protected`), running with a mask
-// rule would let those results out unmasked while the operator believes them
-// masked, so enforce mode refuses such a policy (at start, and at a reload,
-// which then keeps the running policy).
-Status check_enforceable(const policy::Policy& policy, const std::string& path,
-                         bool mysql_protected);
-
 class Enforcer {
  public:
   // `records` receives the proxy's statements on the proxy's thread (thread-safe sink).

@@ -125,7 +125,7 @@ bool MysqlCatalogLookup::query(const std::vector<std::string>& schemas,
       "SELECT t.TABLE_SCHEMA, t.TABLE_NAME, t.TABLE_TYPE, v.VIEW_DEFINITION "
       "FROM information_schema.TABLES t LEFT JOIN information_schema.VIEWS v "
       "ON v.TABLE_SCHEMA = t.TABLE_SCHEMA AND v.TABLE_NAME = t.TABLE_NAME "
-      "WHERE t.TABLE_SCHEMA IN (" + in + ") LIMIT " + std::to_string(MysqlCatalog::kMaxTables);
+      "WHERE LOWER(t.TABLE_SCHEMA) IN (" + in + ") LIMIT " + std::to_string(MysqlCatalog::kMaxTables);
   packet.clear();
   mysql::AppendQueryPacket(sql, &packet);
   return true;

@@ -67,20 +67,11 @@ struct TestPlanner : MysqlResultPlanner {
   }
 };
 
-// A column definition: type, flags, character set, origin (org_name "" = expression).
+// A column of shop.customers (org_name "" = an expression).
 Bytes Def(uint8_t seq, std::string_view org_name, uint8_t type = 253, uint16_t flags = 0,
           uint16_t charset = 45) {
-  const std::string_view name = org_name.empty() ? "expr" : org_name;
-  return Packet(seq, LenStr("def") + LenStr("shop") + LenStr("c") +
-                         LenStr(org_name.empty() ? "" : "customers") + LenStr(name) +
-                         LenStr(org_name) + Lenenc(12) + U16(charset) + U32(64) + char(type) +
-                         U16(flags) + char(0) + U16(0));
-}
-
-Bytes TextRow(uint8_t seq, const std::vector<std::optional<std::string>>& values) {
-  std::string p;
-  for (const auto& v : values) p += v ? LenStr(*v) : std::string("\xfb");
-  return Packet(seq, p);
+  return ColumnDefOf(seq, "shop", org_name.empty() ? "" : "customers", org_name, type, flags,
+                     charset);
 }
 
 // End of rows: EOF, or OK with header 0xfe under CLIENT_DEPRECATE_EOF.
