@@ -284,3 +284,22 @@ TEST_CASE("mysql results: a row over the limit is refused in its place",
   CHECK(got.client.find("larger than") != std::string::npos);
   CHECK(m.state() == MysqlResultMasker::State::kDone);
 }
+
+TEST_CASE("mysql results: column definitions with MariaDB's extended metadata are read",
+          "[proxy][mysql][masking]") {
+  // Found with the real server: the CLI asks for extended metadata, which MariaDB puts
+  // between org_name and the fixed fields (here: type name "json").
+  const std::string ext = std::string(1, '\0') + LenStr("json");
+  const std::string payload = LenStr("def") + LenStr("shop") + LenStr("c") + LenStr("customers") +
+                              LenStr("profile") + LenStr("profile") + Lenenc(ext.size()) + ext +
+                              Lenenc(12) + U16(45) + U32(64) + char(252) + U16(0x10) + char(0) +
+                              U16(0);
+  dbwarden::mysql::ColumnDefinition def;
+  REQUIRE(dbwarden::mysql::ParseColumnDefinition(
+      {reinterpret_cast<const uint8_t*>(payload.data()), payload.size()}, &def));
+  CHECK(def.org_table == "customers");
+  CHECK(def.org_name == "profile");
+  CHECK(def.type == 252);
+  CHECK(def.flags == 0x10);
+  CHECK(def.charset == 45);
+}

@@ -297,11 +297,21 @@ bool ParseColumnDefinition(std::span<const uint8_t> payload, ColumnDefinition* o
   std::string_view catalog;
   uint64_t fixed = 0;
   uint32_t length = 0;
-  return r.lenenc_string(&catalog) && r.lenenc_string(&out->schema) &&
-         r.lenenc_string(&out->table) && r.lenenc_string(&out->org_table) &&
-         r.lenenc_string(&out->name) && r.lenenc_string(&out->org_name) && r.lenenc(&fixed) &&
-         fixed >= 0x0c && r.u16(&out->charset) && r.u32(&length) && r.u8(&out->type) &&
-         r.u16(&out->flags);
+  if (!r.lenenc_string(&catalog) || !r.lenenc_string(&out->schema) ||
+      !r.lenenc_string(&out->table) || !r.lenenc_string(&out->org_table) ||
+      !r.lenenc_string(&out->name) || !r.lenenc_string(&out->org_name) || !r.lenenc(&fixed)) {
+    return false;
+  }
+  // The fixed fields take exactly 12 bytes. Anything else is MariaDB's extended metadata
+  // (MARIADB_CLIENT_EXTENDED_METADATA: int<lenenc> length, then (int<1> kind,
+  // string<lenenc> value)*), skipped, before them.
+  if (fixed != 0x0c || r.remaining() != 0x0c) {
+    if (fixed > r.remaining() || !r.skip(static_cast<size_t>(fixed)) || !r.lenenc(&fixed) ||
+        fixed != 0x0c) {
+      return false;
+    }
+  }
+  return r.u16(&out->charset) && r.u32(&length) && r.u8(&out->type) && r.u16(&out->flags);
 }
 
 void AppendLenenc(uint64_t v, std::vector<uint8_t>* out) {

@@ -277,8 +277,9 @@ bool ClearGreetingCapabilities(std::span<uint8_t> payload, uint64_t mask);
 //   string<lenenc> catalog ("def"), schema, table (alias), org_table, name (alias),
 //   org_name, int<lenenc> 0x0c, int<2> charset, int<4> length, int<1> type,
 //   int<2> flags, int<1> decimals, int<2> 0
-// org_table / org_name are empty for an expression. MariaDB may append extended
-// metadata (type name, format) after the fixed fields: ignored.
+// org_table / org_name are empty for an expression. MariaDB puts its extended metadata
+// (type name such as "json", format) between org_name and the fixed fields when the client
+// asked for it (MARIADB_CLIENT_EXTENDED_METADATA): skipped.
 struct ColumnDefinition {
   std::string_view schema, table, org_table, name, org_name;
   uint16_t charset = 0;
