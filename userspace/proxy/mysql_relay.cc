@@ -302,6 +302,7 @@ bool MysqlRelay::masked_command(ByteBuffer& in, uint32_t length, const MessageVe
       results_.start(lookup_planner_, /*binary=*/false, session_.deprecate_eof(),
                      session_.metadata_flag());
       lookup_ = true;
+      lookup_bytes_ += scratch_.size();
       out.to_server(scratch_);
       return false;  // the command goes once the answer is in (drive() comes back)
     }

@@ -71,6 +71,7 @@ class MysqlRelay final : public RelayBase<MysqlProtocol> {
   void on_upstream_failed(std::string_view why, ByteBuffer& in, RelayOutput& out,
                           uint64_t now_ns) override;
   void on_close(uint64_t now_ns) override;
+  uint64_t own_server_bytes() const override { return lookup_bytes_; }
 
  private:
   bool step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) override;
@@ -109,6 +110,7 @@ class MysqlRelay final : public RelayBase<MysqlProtocol> {
   MysqlCatalog catalog_;
   MysqlCatalogLookup lookup_planner_;
   bool lookup_ = false;  // the server's answer is the proxy's own catalog lookup
+  uint64_t lookup_bytes_ = 0;
   MysqlMaskPlanner planner_;
   MysqlResultMasker results_;
   bool masking_ = false;  // the server's answer is read by results_
