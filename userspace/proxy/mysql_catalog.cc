@@ -98,9 +98,8 @@ namespace {
 
 bool PlainName(std::string_view s) {
   if (s.empty() || s.size() > 64) return false;
-  return std::all_of(s.begin(), s.end(), [](unsigned char c) {
-    return std::isalnum(c) || c == '_' || c == '$';
-  });
+  return std::all_of(s.begin(), s.end(),
+                     [](unsigned char c) { return std::isalnum(c) || c == '_' || c == '$'; });
 }
 
 }  // namespace
@@ -125,7 +124,8 @@ bool MysqlCatalogLookup::query(const std::vector<std::string>& schemas,
       "SELECT t.TABLE_SCHEMA, t.TABLE_NAME, t.TABLE_TYPE, v.VIEW_DEFINITION "
       "FROM information_schema.TABLES t LEFT JOIN information_schema.VIEWS v "
       "ON v.TABLE_SCHEMA = t.TABLE_SCHEMA AND v.TABLE_NAME = t.TABLE_NAME "
-      "WHERE LOWER(t.TABLE_SCHEMA) IN (" + in + ") LIMIT " + std::to_string(MysqlCatalog::kMaxTables);
+      "WHERE LOWER(t.TABLE_SCHEMA) IN (" +
+      in + ") LIMIT " + std::to_string(MysqlCatalog::kMaxTables);
   packet.clear();
   mysql::AppendQueryPacket(sql, &packet);
   return true;
@@ -141,11 +141,20 @@ masking::Outcome MysqlCatalogLookup::value(size_t index, const masking::Column&,
   if (index == 0 && have_row_) flush_row();
   have_row_ = true;
   switch (index) {
-    case 0: row_.schema.assign(in); break;
-    case 1: row_.table.assign(in); break;
-    case 2: row_.type.assign(in); break;
-    case 3: row_.definition.assign(in); break;
-    default: break;
+    case 0:
+      row_.schema.assign(in);
+      break;
+    case 1:
+      row_.table.assign(in);
+      break;
+    case 2:
+      row_.type.assign(in);
+      break;
+    case 3:
+      row_.definition.assign(in);
+      break;
+    default:
+      break;
   }
   return masking::Outcome::kUnchanged;
 }

@@ -81,7 +81,8 @@ std::string MysqlMaskPlanner::prepare(std::span<const JudgedStatement> statement
   if (into_file) {
     rule = policy_->mask_rule_name(*rules_.front());
     return "dbwarden: SELECT ... INTO OUTFILE/DUMPFILE cannot be masked and is refused (mask "
-           "rule '" + rule + "')";
+           "rule '" +
+           rule + "')";
   }
   // What the text decides already (predicates: block): before any byte reaches the server.
   const MaskPlan early = build_mask_plan(rules_, *policy_, origins_, 0);

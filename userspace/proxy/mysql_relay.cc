@@ -227,7 +227,26 @@ bool MysqlRelay::execute_command(ByteBuffer& in, uint32_t length, RelayOutput& o
   const uint32_t id = uint32_t{head[1]} | (uint32_t{head[2]} << 8) | (uint32_t{head[3]} << 16) |
                       (uint32_t{head[4]} << 24);
   const std::string* text = session_.prepared_text(id);
-  if (text == nullptr) return pass_packet(in, length, out, now_ns);
+  if (text == nullptr) {
+    // Not kept (beyond the decoder's bounds): what it reads is unknown. Under mask rules
+    // it is refused rather than answered unmasked.
+    judge({}, /*complete=*/true, session_.backslash_escapes());
+    if (verdict_.policy == nullptr || verdict_.policy->mask_rule_count() == 0) {
+      return pass_packet(in, length, out, now_ns);
+    }
+    if (length >= mysql::kMaxPacket ||
+        mysql::kHeaderSize + size_t{length} > limits_.max_judged_bytes) {
+      ++blocked_;
+      refuse(kMaskErrno, kMaskSqlstate, "dbwarden: statement too large for masking", 1, out,
+             now_ns);
+      return false;
+    }
+    if (in.size() < mysql::kHeaderSize + size_t{length}) return false;
+    return refuse_masked(in, length, verdict_, "",
+                         "dbwarden: a prepared statement the proxy does not know cannot be "
+                         "masked and is refused",
+                         out, now_ns);
+  }
   // Id 0xffffffff names whichever statement was prepared last: never taken from the map.
   auto it = executed_.find(id);
   if (id == 0xffffffffu || !judged_now(id) || it == executed_.end()) {

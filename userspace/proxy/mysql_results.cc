@@ -337,8 +337,7 @@ void MysqlResultMasker::rewrite_binary_row(std::vector<uint8_t>& out) {
       case mysql::BinaryLayout::kNone:
         break;
       case mysql::BinaryLayout::kUnknown:
-        return refuse("dbwarden: a masked result has a column of an unknown type", msg_seq_,
-                      out);
+        return refuse("dbwarden: a masked result has a column of an unknown type", msg_seq_, out);
     }
     if (pos + prefix > row.size() || n > row.size() - pos - prefix) {
       return refuse(kMalformed, msg_seq_, out);

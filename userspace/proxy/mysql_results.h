@@ -107,24 +107,24 @@ class MysqlResultMasker {
   // The packet being read.
   uint8_t header_[mysql::kHeaderSize] = {};
   size_t header_have_ = 0;
-  uint32_t left_ = 0;          // payload bytes of the current packet still to come
+  uint32_t left_ = 0;  // payload bytes of the current packet still to come
   bool in_payload_ = false;
-  bool continued_ = false;     // the next header continues the message
-  uint8_t msg_seq_ = 0;        // sequence id of the message's first packet
+  bool continued_ = false;  // the next header continues the message
+  uint8_t msg_seq_ = 0;     // sequence id of the message's first packet
   uint32_t msg_packets_ = 0;
   uint32_t first_length_ = 0;  // payload length of the message's first packet
   uint64_t msg_length_ = 0;
-  bool overflow_ = false;      // longer than max_message_bytes: only a prefix kept
-  std::vector<uint8_t> msg_;   // the message's payload (or a prefix of it)
-  int seq_shift_ = 0;          // packets added (or saved) by rewritten messages so far
+  bool overflow_ = false;     // longer than max_message_bytes: only a prefix kept
+  std::vector<uint8_t> msg_;  // the message's payload (or a prefix of it)
+  int seq_shift_ = 0;         // packets added (or saved) by rewritten messages so far
 
   // The result set being read.
   uint64_t columns_left_ = 0;
-  uint8_t count_seq_ = 0;  // the column count's sequence id (an ERR in its place)
+  uint8_t count_seq_ = 0;      // the column count's sequence id (an ERR in its place)
   std::vector<uint8_t> held_;  // the column count and definitions, until the last
   std::vector<masking::Column> columns_;
   std::vector<uint8_t> types_;  // each column's type byte (binary value layout)
-  bool any_mask_ = false;  // the planner said kMask for this result
+  bool any_mask_ = false;       // the planner said kMask for this result
 
   std::string repl_;
   std::vector<uint8_t> row_;

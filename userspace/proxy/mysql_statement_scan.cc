@@ -84,13 +84,12 @@ void ScanMysqlStatement(std::string_view sql, bool backslash_escapes, MysqlState
     }
     if (depth == 0 && Is(sql, t, "SELECT")) with = false;
     if (predicate_depth >= 0 && depth == predicate_depth &&
-        (Is(sql, t, "SELECT") || Is(sql, t, "FROM") || Is(sql, t, "JOIN") ||
-         Is(sql, t, "UNION") || Is(sql, t, "LIMIT") || Is(sql, t, "INTO") ||
-         Is(sql, t, "WINDOW"))) {
+        (Is(sql, t, "SELECT") || Is(sql, t, "FROM") || Is(sql, t, "JOIN") || Is(sql, t, "UNION") ||
+         Is(sql, t, "LIMIT") || Is(sql, t, "INTO") || Is(sql, t, "WINDOW"))) {
       predicate_depth = -1;
     }
-    if (predicate_depth < 0 && (Is(sql, t, "WHERE") || Is(sql, t, "ON") ||
-                                Is(sql, t, "USING") || Is(sql, t, "HAVING") || Is(sql, t, "BY"))) {
+    if (predicate_depth < 0 && (Is(sql, t, "WHERE") || Is(sql, t, "ON") || Is(sql, t, "USING") ||
+                                Is(sql, t, "HAVING") || Is(sql, t, "BY"))) {
       predicate_depth = depth;
     } else if (predicate_depth >= 0 && ident) {
       AddOnce(out.predicate_names, Name(t.text(sql), t.kind == sql::TokenKind::kQuotedIdent));
@@ -104,8 +103,7 @@ bool IsMysqlDdl(std::string_view sql, bool backslash_escapes) {
   mode.no_backslash_escapes = !backslash_escapes;
   sql::MysqlLexer lexer(sql, mode);
   const sql::Token t = lexer.next_significant();
-  return Is(sql, t, "CREATE") || Is(sql, t, "ALTER") || Is(sql, t, "DROP") ||
-         Is(sql, t, "RENAME");
+  return Is(sql, t, "CREATE") || Is(sql, t, "ALTER") || Is(sql, t, "DROP") || Is(sql, t, "RENAME");
 }
 
 }  // namespace dbwarden::proxy

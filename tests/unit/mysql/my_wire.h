@@ -60,10 +60,9 @@ constexpr uint32_t kDeprecateEof = 1u << 24;
 
 inline Bytes Greeting(uint32_t caps = kBaseCaps | kDeprecateEof | 0x800 | 0x20,
                       std::string_view version = "10.11.19-MariaDB") {
-  std::string p = "\x0a" + CStr(version) + U32(42) + "abcdefgh" + '\0' +
-                  U16(uint16_t(caps | 1)) + char(45) + U16(2) + U16(uint16_t(caps >> 16)) +
-                  char(21) + std::string(10, '\0') + "ijklmnopqrst" + '\0' +
-                  CStr("mysql_native_password");
+  std::string p = "\x0a" + CStr(version) + U32(42) + "abcdefgh" + '\0' + U16(uint16_t(caps | 1)) +
+                  char(45) + U16(2) + U16(uint16_t(caps >> 16)) + char(21) + std::string(10, '\0') +
+                  "ijklmnopqrst" + '\0' + CStr("mysql_native_password");
   return Packet(0, p);
 }
 inline Bytes HandshakeResponse(uint32_t caps, std::string_view user, std::string_view db,

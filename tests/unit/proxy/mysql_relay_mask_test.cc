@@ -87,9 +87,10 @@ Bytes CustomersResult(uint8_t seq, const std::string& ssn, const std::string& na
 
 }  // namespace
 
-TEST_CASE("mysql relay masking: a lookup first, then the statement; its masked column is "
-          "rewritten, the other passes, the record counts it",
-          "[proxy][mysql][masking]") {
+TEST_CASE(
+    "mysql relay masking: a lookup first, then the statement; its masked column is "
+    "rewritten, the other passes, the record counts it",
+    "[proxy][mysql][masking]") {
   MaskFixture f;
   const std::string sent = f.client(Query("SELECT ssn, name FROM customers"));
   REQUIRE(sent.find("information_schema.TABLES") != std::string::npos);
@@ -110,13 +111,15 @@ TEST_CASE("mysql relay masking: a lookup first, then the statement; its masked c
   }
 }
 
-TEST_CASE("mysql relay masking: a view over the masked table is masked whole; without the "
-          "catalog's answer every column of an unknown table fails closed",
-          "[proxy][mysql][masking]") {
+TEST_CASE(
+    "mysql relay masking: a view over the masked table is masked whole; without the "
+    "catalog's answer every column of an unknown table fails closed",
+    "[proxy][mysql][masking]") {
   MaskFixture f;
   f.client(Query("SELECT * FROM v"));
   f.server(MaskFixture::LookupAnswer(
-      {{"customers", ""}, {"v", "select `shop`.`customers`.`ssn` AS `s2` from `shop`.`customers`"}}));
+      {{"customers", ""},
+       {"v", "select `shop`.`customers`.`ssn` AS `s2` from `shop`.`customers`"}}));
   f.out.take_server();
   const Bytes view = Packet(1, Lenenc(1)) + ColumnDefOf(2, "shop", "v", "s2") +
                      TextRow(3, {std::string("123-45-6789")}) + Ok(4, 0, 2, '\xfe');
@@ -151,9 +154,10 @@ TEST_CASE("mysql relay masking: a command pipelined behind a masked one waits fo
   CHECK(f.server(ResultSet(1, {"2"}, false)) == ResultSet(1, {"2"}, false));
 }
 
-TEST_CASE("mysql relay masking: INTO OUTFILE and a masked column in WHERE are refused before "
-          "the server; the session goes on",
-          "[proxy][mysql][masking]") {
+TEST_CASE(
+    "mysql relay masking: INTO OUTFILE and a masked column in WHERE are refused before "
+    "the server; the session goes on",
+    "[proxy][mysql][masking]") {
   MaskFixture f;
   for (const std::string_view sql : {"SELECT ssn FROM customers INTO OUTFILE '/tmp/x'",
                                      "SELECT name FROM customers WHERE ssn LIKE '1%'"}) {
@@ -169,9 +173,10 @@ TEST_CASE("mysql relay masking: INTO OUTFILE and a masked column in WHERE are re
   CHECK(f.sink.got[0].policy_rule == "pii");
 }
 
-TEST_CASE("mysql relay masking: binary rows of a prepared statement's execute; a cursor is "
-          "refused",
-          "[proxy][mysql][masking]") {
+TEST_CASE(
+    "mysql relay masking: binary rows of a prepared statement's execute; a cursor is "
+    "refused",
+    "[proxy][mysql][masking]") {
   MaskFixture f;
   const std::string sql = "SELECT id, ssn FROM customers";
   CHECK(f.client(Command(0x16, sql)) == Command(0x16, sql));  // a prepare's answer has no rows
@@ -191,4 +196,15 @@ TEST_CASE("mysql relay masking: binary rows of a prepared statement's execute; a
   CHECK(f.client(cursor).empty());
   CHECK(f.out.take_client()[4] == '\xff');
   CHECK(f.client(Query("SELECT 4")) == Query("SELECT 4"));
+}
+
+TEST_CASE(
+    "mysql relay masking: an execute of a statement the proxy does not know is refused "
+    "under mask rules",
+    "[proxy][mysql][masking]") {
+  MaskFixture f;
+  const std::string execute = Command(0x17, U32(99) + std::string(1, '\0') + U32(1));
+  CHECK(f.client(execute).empty());
+  CHECK(f.out.take_client()[4] == '\xff');
+  CHECK(f.client(Query("SELECT 5")) == Query("SELECT 5"));
 }

@@ -103,8 +103,7 @@ Fed FeedAll(MysqlResultMasker& m, std::string_view bytes, size_t piece = 0) {
   size_t at = 0;
   while (at < bytes.size() && m.state() == MysqlResultMasker::State::kRunning) {
     const size_t n = piece ? std::min(piece, bytes.size() - at) : bytes.size() - at;
-    const size_t used =
-        m.feed({reinterpret_cast<const uint8_t*>(bytes.data()) + at, n}, out);
+    const size_t used = m.feed({reinterpret_cast<const uint8_t*>(bytes.data()) + at, n}, out);
     at += used;
     if (used < n) break;
   }
@@ -115,9 +114,10 @@ Fed FeedAll(MysqlResultMasker& m, std::string_view bytes, size_t piece = 0) {
 
 }  // namespace
 
-TEST_CASE("mysql results: text rows get their masked values with new lengths, NULLs kept, "
-          "sequence ids untouched, with and without DEPRECATE_EOF",
-          "[proxy][mysql][masking]") {
+TEST_CASE(
+    "mysql results: text rows get their masked values with new lengths, NULLs kept, "
+    "sequence ids untouched, with and without DEPRECATE_EOF",
+    "[proxy][mysql][masking]") {
   for (const bool deprecate_eof : {true, false}) {
     for (const size_t piece : {size_t{0}, size_t{1}, size_t{7}}) {
       CAPTURE(deprecate_eof, piece);
@@ -134,9 +134,10 @@ TEST_CASE("mysql results: text rows get their masked values with new lengths, NU
   }
 }
 
-TEST_CASE("mysql results: a result no rule touches passes byte for byte, and bytes after the "
-          "answer are not taken",
-          "[proxy][mysql][masking]") {
+TEST_CASE(
+    "mysql results: a result no rule touches passes byte for byte, and bytes after the "
+    "answer are not taken",
+    "[proxy][mysql][masking]") {
   TestPlanner p;
   MysqlResultMasker m;
   m.start(p, false, true, false);
@@ -207,8 +208,8 @@ TEST_CASE("mysql results: binary rows keep fixed widths, NULL bitmap and length 
     MysqlResultMasker m;
     m.start(p, /*binary=*/true, true, false);
     const Fed got = FeedAll(m, in, 5);
-    const std::string want1 = std::string(1, '\0') + std::string(1, char((1 << 3) | (1 << 4))) +
-                              U32(0) + LenStr("0");
+    const std::string want1 =
+        std::string(1, '\0') + std::string(1, char((1 << 3) | (1 << 4))) + U32(0) + LenStr("0");
     const std::string want2 = want1;
     CHECK(got.client == result(want1, want2));
   }
@@ -221,15 +222,16 @@ TEST_CASE("mysql results: binary rows keep fixed widths, NULL bitmap and length 
     const std::string epoch = std::string("\x04") + U16(1970) + char(1) + char(1);
     const std::string want1 = std::string(1, '\0') + std::string(1, '\0') + U32(42) +
                               LenStr("****") + epoch + LenStr("1234.50");
-    const std::string want2 = std::string(1, '\0') + std::string(1, char(1 << 3)) + U32(7) +
-                              epoch + LenStr("99.00");
+    const std::string want2 =
+        std::string(1, '\0') + std::string(1, char(1 << 3)) + U32(7) + epoch + LenStr("99.00");
     CHECK(got.client == result(want1, want2));
   }
 }
 
-TEST_CASE("mysql results: a refused result is one ERR in place of the result set and the "
-          "rest is swallowed",
-          "[proxy][mysql][masking]") {
+TEST_CASE(
+    "mysql results: a refused result is one ERR in place of the result set and the "
+    "rest is swallowed",
+    "[proxy][mysql][masking]") {
   for (const bool deprecate_eof : {true, false}) {
     CAPTURE(deprecate_eof);
     TestPlanner p;

@@ -24,9 +24,10 @@ bool Has(const std::vector<std::string>& v, std::string_view name) {
 
 }  // namespace
 
-TEST_CASE("mysql statement scan: names in WHERE, ON, ORDER BY, GROUP BY, HAVING count, the "
-          "select list and a derived table's do not",
-          "[proxy][mysql][masking]") {
+TEST_CASE(
+    "mysql statement scan: names in WHERE, ON, ORDER BY, GROUP BY, HAVING count, the "
+    "select list and a derived table's do not",
+    "[proxy][mysql][masking]") {
   CHECK(Has(Scan("SELECT id FROM c WHERE ssn LIKE '123%'").predicate_names, "ssn"));
   CHECK(Has(Scan("SELECT id FROM c WHERE c.`SSN` = 1").predicate_names, "ssn"));
   CHECK(Has(Scan("SELECT id FROM c ORDER BY card").predicate_names, "card"));
@@ -46,9 +47,10 @@ TEST_CASE("mysql statement scan: names in WHERE, ON, ORDER BY, GROUP BY, HAVING 
   CHECK_FALSE(Has(Scan("SELECT 1 FROM c WHERE x = 'ssn' /* ssn */").predicate_names, "ssn"));
 }
 
-TEST_CASE("mysql statement scan: CTE names, INTO OUTFILE, statements that read what they do "
-          "not name, DDL",
-          "[proxy][mysql][masking]") {
+TEST_CASE(
+    "mysql statement scan: CTE names, INTO OUTFILE, statements that read what they do "
+    "not name, DDL",
+    "[proxy][mysql][masking]") {
   const auto w = Scan("WITH RECURSIVE w (a) AS (SELECT 1), `V2` AS (SELECT 2) SELECT * FROM w");
   CHECK(w.cte_names == std::vector<std::string>{"w", "v2"});
   CHECK(Scan("SELECT ssn FROM c INTO OUTFILE '/tmp/x'").into_file);

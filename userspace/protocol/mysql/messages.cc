@@ -287,7 +287,8 @@ bool ClearGreetingCapabilities(std::span<uint8_t> payload, uint64_t mask) {
   // int<1> scramble length and byte<6> filler.
   const size_t ext = upper + 2 + 1 + 6;
   if ((payload[pos] & 1) == 0 && ext + 4 <= payload.size()) {
-    for (size_t i = 0; i < 4; ++i) payload[ext + i] &= static_cast<uint8_t>(~(mask >> (32 + 8 * i)));
+    for (size_t i = 0; i < 4; ++i)
+      payload[ext + i] &= static_cast<uint8_t>(~(mask >> (32 + 8 * i)));
   }
   return true;
 }
@@ -339,4 +340,3 @@ void AppendLenencString(std::string_view s, std::vector<uint8_t>* out) {
 }
 
 }  // namespace dbwarden::mysql
-

@@ -293,4 +293,3 @@ void AppendLenenc(uint64_t v, std::vector<uint8_t>* out);
 void AppendLenencString(std::string_view s, std::vector<uint8_t>* out);
 
 }  // namespace dbwarden::mysql
-
