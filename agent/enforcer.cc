@@ -230,14 +230,6 @@ struct Enforcer::Impl {
 Enforcer::Enforcer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Enforcer::~Enforcer() = default;
 
-Status check_enforceable(const policy::Policy& policy, const std::string& path) {
-  if (policy.mask_rule_count() == 0) return Status::Ok();
-  return Status::Error(path + ": " + std::to_string(policy.mask_rule_count()) +
-                       " mask rule(s): this version checks mask rules but its proxy does not "
-                       "apply them to results yet, so enforce mode refuses this policy rather "
-                       "than let results out unmasked; remove the mask rules to enforce the rest");
-}
-
 Result<int> leave_enforcement(const std::string& steer_pin_dir) {
   if (steer_pin_dir.empty()) return 0;
   int removed = 0;
@@ -251,9 +243,6 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
   impl->config = config;
   auto loaded = policy::Policy::load_file(config.policy_file);
   if (!loaded.ok()) return Status::Error("policy " + loaded.status().message());
-  if (Status s = check_enforceable(*loaded.value(), config.policy_file); !s.ok()) {
-    return Status::Error("policy " + s.message());
-  }
   impl->policy = std::make_unique<proxy::PolicySource>(loaded.value());
   if (Status s = impl->open_learn(*loaded.value()); !s.ok()) return s;
   std::shared_ptr<proxy::TlsContext> client_tls;
@@ -448,9 +437,6 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
 Status Enforcer::reload_policy(const std::string& path) {
   auto loaded = policy::Policy::load_file(path);
   if (!loaded.ok()) return Status::Error("policy " + loaded.status().message());
-  if (Status s = check_enforceable(*loaded.value(), path); !s.ok()) {
-    return Status::Error("policy " + s.message());
-  }
   // Before the swap: the judge must find the store once the policy asks for learning.
   if (Status s = impl_->open_learn(*loaded.value()); !s.ok()) return s;
   impl_->policy->set(loaded.value());

@@ -46,13 +46,6 @@ struct EnforcerStats {
            learn_capped_total = 0, learn_write_errors = 0;
 };
 
-// Whether the proxy can enforce everything `policy` asks. Mask rules load and
-// check (issue 13's engine and keys), but the proxy does not apply them to
-// results yet: running with one would let results out unmasked while the
-// operator believes them masked, so enforce mode refuses such a policy (at
-// start, and at a reload, which then keeps the running policy).
-Status check_enforceable(const policy::Policy& policy, const std::string& path);
-
 // Where learn mode keeps what it learned (learn/learn.h): the audit state directory, else
 // the audit log's directory (where the chain head lives too).
 std::string learn_state_dir(const Config& config);

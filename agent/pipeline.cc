@@ -31,7 +31,8 @@ void copy_decoded(const Statement& from, Statement& to) {
   static_assert(sizeof(Statement) ==
                     11 * sizeof(std::string) + 4 * sizeof(uint64_t) +
                         sizeof(std::optional<uint64_t>) + 2 * sizeof(std::vector<std::string>) +
-                        4 * 8 /* four flags, each padded */ + sizeof(void*) /* connection */,
+                        4 * 8 /* four flags, each padded */ + sizeof(void*) /* connection */ +
+                        2 * sizeof(uint32_t) /* masked_* */ + sizeof(std::vector<MaskedCount>),
                 "copy the new Statement field in copy_decoded()");
   to.connection = from.connection;
   to.start_ns = from.start_ns;
@@ -51,6 +52,9 @@ void copy_decoded(const Statement& from, Statement& to) {
   to.statement_unresolved = from.statement_unresolved;
   assign(to.policy_rule, from.policy_rule);
   assign(to.policy_action, from.policy_action);
+  to.masked_columns = from.masked_columns;
+  to.masked_values = from.masked_values;
+  to.masked_by = from.masked_by;
 }
 
 }  // namespace

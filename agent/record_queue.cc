@@ -28,7 +28,7 @@ const std::shared_ptr<const ConnectionInfo>& RecordQueue::snapshot(const Connect
 }
 
 void RecordQueue::on_record(const Statement& statement, std::string_view rule,
-                            std::string_view action) {
+                            std::string_view action, const proxy::MaskTally* masks) {
   std::unique_lock<std::mutex> lock(mu_);
   if (count_ >= max_records_) {
     ++full_waits_;
@@ -39,6 +39,7 @@ void RecordQueue::on_record(const Statement& statement, std::string_view rule,
   item.statement = statement;  // member-wise: the slot's strings keep their capacity
   item.statement.policy_rule.assign(rule);
   item.statement.policy_action.assign(action);
+  if (masks != nullptr) masks->add_to(item.statement);
   item.connection.reset();
   if (statement.connection != nullptr) item.connection = snapshot(*statement.connection);
   item.statement.connection = item.connection.get();

@@ -29,8 +29,8 @@ class RecordQueue final : public proxy::RecordSink {
   explicit RecordQueue(size_t max_records = 65536) : max_records_(max_records) {}
 
   // Any thread. Waits while the queue is full.
-  void on_record(const Statement& statement, std::string_view rule,
-                 std::string_view action) override;
+  void on_record(const Statement& statement, std::string_view rule, std::string_view action,
+                 const proxy::MaskTally* masks) override;
   // The pipeline's thread: hands everything queued to `to`, in order. Returns the count.
   size_t drain(StatementSink& to);
 

@@ -349,6 +349,10 @@ void format_record(const Statement& st, int64_t realtime_offset_ns, std::string&
     out.string_field(",\"dbwarden.policy.rule\":", st.policy_rule);
     out.string_field(",\"dbwarden.policy.action\":", st.policy_action);
   }
+  if (st.masked_values != 0) {
+    out.uint_field(",\"dbwarden.masked_columns\":", st.masked_columns);
+    out.uint_field(",\"dbwarden.masked_values\":", st.masked_values);
+  }
   out.raw("}\n");
 }
 

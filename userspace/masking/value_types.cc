@@ -7,11 +7,13 @@
 //   types' *send functions (date: int32 days since 2000-01-01; timestamp:
 //   int64 microseconds since 2000-01-01; numeric: int16 ndigits, weight,
 //   sign, dscale, then digits; jsonb: version byte 1, then text).
-//   MySQL: https://dev.mysql.com/doc/dev/mysql-server/latest/field__types_8h.html
+//   MySQL: type codes named in protocol/mysql/messages.h (ColumnType);
 //   and the binary protocol's value layouts (binary_protocol_value.html):
 //   integers little-endian by width, DATE/DATETIME as year(2) month day
 //   [hour minute second], TIME of length 0 = 00:00:00, DECIMAL as a string.
 #include "masking/value_types.h"
+
+#include "protocol/mysql/messages.h"
 
 namespace dbwarden::masking {
 
@@ -59,48 +61,48 @@ ValueType pg_value_type(uint32_t oid) {
 }
 
 ValueType mysql_value_type(uint8_t type, uint16_t flags, uint16_t charset) {
-  constexpr uint16_t kBinaryCharset = 63;
+  using namespace mysql;
   switch (type) {
-    case 0:    // DECIMAL
-    case 246:  // NEWDECIMAL
+    case kTypeDecimal:
+    case kTypeNewDecimal:
       return ValueType::kNumeric;
-    case 1:
+    case kTypeTiny:
       return ValueType::kInt1;
-    case 2:
+    case kTypeShort:
       return ValueType::kInt2;
-    case 3:  // LONG
-    case 9:  // INT24
+    case kTypeLong:
+    case kTypeInt24:
       return ValueType::kInt4;
-    case 4:
+    case kTypeFloat:
       return ValueType::kFloat4;
-    case 5:
+    case kTypeDouble:
       return ValueType::kFloat8;
-    case 8:
+    case kTypeLongLong:
       return ValueType::kInt8;
-    case 10:  // DATE
-    case 14:  // NEWDATE
+    case kTypeDate:
+    case kTypeNewDate:
       return ValueType::kDate;
-    case 11:  // TIME
-    case 19:  // TIME2
+    case kTypeTime:
+    case kTypeTime2:
       return ValueType::kTime;
-    case 7:   // TIMESTAMP
-    case 12:  // DATETIME
-    case 17:  // TIMESTAMP2
-    case 18:  // DATETIME2
+    case kTypeTimestamp:
+    case kTypeDatetime:
+    case kTypeTimestamp2:
+    case kTypeDatetime2:
       return ValueType::kTimestamp;
-    case 13:
+    case kTypeYear:
       return ValueType::kYear;
-    case 245:
+    case kTypeJson:
       return ValueType::kJson;
-    case 15:   // VARCHAR
-    case 247:  // ENUM
-    case 248:  // SET
-    case 249:  // TINY_BLOB
-    case 250:  // MEDIUM_BLOB
-    case 251:  // LONG_BLOB
-    case 252:  // BLOB
-    case 253:  // VAR_STRING
-    case 254:  // STRING
+    case kTypeVarchar:
+    case kTypeEnum:
+    case kTypeSet:
+    case kTypeTinyBlob:
+    case kTypeMediumBlob:
+    case kTypeLongBlob:
+    case kTypeBlob:
+    case kTypeVarString:
+    case kTypeString:
       // ENUM/SET columns come as STRING with a flag; a substitute string need
       // not be a member for the client to read it.
       (void)flags;

@@ -147,6 +147,23 @@ struct Exporter::Impl {
   Family<Counter>* policy_decisions = nullptr;
   std::unordered_map<std::string, Counter*> policy_series;  // rule \x1f action
   std::string policy_key;
+  Family<Counter>* masked_values = nullptr;
+  std::unordered_map<std::string, Counter*> masked_series;  // rule \x1f detector
+
+  // The series of `family` labelled {name_a="a", name_b="b"}, found by a key of both values
+  // (both values bounded by label_value()).
+  Counter* pair_series(Family<Counter>& family, std::unordered_map<std::string, Counter*>& series,
+                       const char* name_a, std::string_view a, const char* name_b,
+                       std::string_view b) {
+    policy_key.assign(a).push_back('\x1f');
+    policy_key.append(b);
+    auto it = series.find(policy_key);
+    if (it == series.end()) {
+      Counter* counter = &family.Add({{name_a, label_value(a)}, {name_b, label_value(b)}});
+      it = series.emplace(policy_key, counter).first;
+    }
+    return it->second;
+  }
   Counter* proxy_connections_total = nullptr;
   Counter* proxy_upstream_failures = nullptr;
   Counter* proxy_identity_failures = nullptr;
@@ -400,6 +417,12 @@ struct Exporter::Impl {
                             .Help("Statements judged by the enforcement policy, by deciding rule "
                                   "(empty: none matched) and action.")
                             .Register(*registry);
+    masked_values = &prometheus::BuildCounter()
+                         .Name("dbwarden_masked_values_total")
+                         .Help(
+                             "Result values the proxy masked, by mask rule and detector "
+                             "(\"column\": a whole value under the rule's columns).")
+                         .Register(*registry);
     proxy_connections_total =
         counter("dbwarden_proxy_connections_total", "Client connections the proxy accepted.");
     proxy_upstream_failures = counter("dbwarden_proxy_upstream_failures_total",
@@ -614,16 +637,18 @@ void Exporter::on_statement(const Statement& statement) {
   impl_->count_statement(c, statement);
   if (!statement.policy_action.empty()) {
     // Rule names come from the policy file, a bounded set.
-    Impl& m = *impl_;
-    m.policy_key.assign(statement.policy_rule).push_back('\x1f');
-    m.policy_key.append(statement.policy_action);
-    auto it = m.policy_series.find(m.policy_key);
-    if (it == m.policy_series.end()) {
-      Counter* counter = &m.policy_decisions->Add({{"rule", label_value(statement.policy_rule)},
-                                                   {"action", statement.policy_action}});
-      it = m.policy_series.emplace(m.policy_key, counter).first;
-    }
-    it->second->Increment();
+    impl_
+        ->pair_series(*impl_->policy_decisions, impl_->policy_series, "rule", statement.policy_rule,
+                      "action", statement.policy_action)
+        ->Increment();
+  }
+  for (const MaskedCount& mc : statement.masked_by) {
+    // Rule names come from the policy file, detectors from its built-ins and its own list
+    // (at most 64): bounded.
+    impl_
+        ->pair_series(*impl_->masked_values, impl_->masked_series, "rule", mc.rule, "detector",
+                      mc.detector)
+        ->Increment(mc.values);
   }
   if (!statement.fingerprint.empty()) {
     impl_->top_fingerprints.add(statement.fingerprint, statement.summary);

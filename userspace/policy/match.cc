@@ -411,6 +411,17 @@ bool MaskRule::covers(std::string_view schema, std::string_view table,
   return false;
 }
 
+bool MaskRule::could_cover(std::string_view schema, std::string_view table,
+                           std::string_view column) const {
+  const auto part = [](const std::string& pattern, std::string_view name) {
+    return name.empty() || glob_match(pattern, name, true);
+  };
+  for (const auto& p : columns) {
+    if (part(p[0], schema) && part(p[1], table) && part(p[2], column)) return true;
+  }
+  return false;
+}
+
 void Policy::mask_rules_for(const ConnectionInfo& who, const sql::Analysis& a,
                             std::vector<const MaskRule*>& out) const {
   for (const auto& rule : mask_rules_) {

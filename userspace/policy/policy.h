@@ -142,6 +142,9 @@ struct MaskRule {
   // Does `schema.table.column` fall under `columns`? Each part by glob,
   // case-insensitively (unquoted SQL names).
   bool covers(std::string_view schema, std::string_view table, std::string_view column) const;
+  // As covers(), where an empty part is unknown and could be anything: whether a column
+  // the caller cannot name exactly may fall under `columns` (failing closed).
+  bool could_cover(std::string_view schema, std::string_view table, std::string_view column) const;
 };
 
 class Policy {

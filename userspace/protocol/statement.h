@@ -47,6 +47,14 @@ struct ConnectionInfo {
   PeerIdentity peer;
 };
 
+// Values masked in one statement's results by one mask rule and one detector
+// ("column" for the rule's column list): dbwarden_masked_values_total{rule,detector}.
+struct MaskedCount {
+  std::string rule;
+  std::string detector;
+  uint32_t values = 0;
+};
+
 struct Statement {
   const ConnectionInfo* connection = nullptr;  // valid for the duration of the callback
   uint64_t start_ns = 0;  // CLOCK_MONOTONIC: first request byte
@@ -91,6 +99,12 @@ struct Statement {
   // dbwarden.policy.action), set by the proxy; empty in observe mode.
   std::string policy_rule;
   std::string policy_action;
+  // Masking (issue 13), set by the proxy: result columns with at least one masked value
+  // (dbwarden.masked_columns) and values masked (dbwarden.masked_values), whole or in part,
+  // and the values by rule and detector (metrics only).
+  uint32_t masked_columns = 0;
+  uint32_t masked_values = 0;
+  std::vector<MaskedCount> masked_by;
 
   // Back to the default values, keeping the strings' and vectors' capacity:
   // a decoder that refills one Statement per statement then allocates nothing
@@ -120,6 +134,9 @@ struct Statement {
     redacted = false;
     policy_rule.clear();
     policy_action.clear();
+    masked_columns = 0;
+    masked_values = 0;
+    masked_by.clear();
   }
 };
 

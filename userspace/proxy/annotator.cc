@@ -4,10 +4,11 @@
 namespace dbwarden::proxy {
 
 void DecisionWriter::on_record(const Statement& statement, std::string_view rule,
-                               std::string_view action) {
+                               std::string_view action, const MaskTally* masks) {
   scratch_ = statement;
   scratch_.policy_rule.assign(rule);
   scratch_.policy_action.assign(action);
+  if (masks != nullptr) masks->add_to(scratch_);
   out_.on_statement(scratch_);
 }
 
@@ -23,10 +24,11 @@ void RecordAnnotator::on_statement(const Statement& statement) {
   }
   // Without a verdict: nothing the policy judges (an unresolved prepared statement, a
   // function call).
+  const MaskTally* masks = tallies_ != nullptr ? tallies_->take(statement.text) : nullptr;
   if (v != nullptr) {
-    out_.on_record(statement, v->rule, v->action);
+    out_.on_record(statement, v->rule, v->action, masks);
   } else {
-    out_.on_record(statement, {}, "allow");
+    out_.on_record(statement, {}, "allow", masks);
   }
 }
 

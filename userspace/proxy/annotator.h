@@ -14,6 +14,7 @@
 #include "protocol/statement.h"
 #include "proxy/decision_log.h"
 #include "proxy/judge.h"
+#include "proxy/mask_plan.h"
 
 namespace dbwarden::proxy {
 
@@ -21,17 +22,18 @@ class RecordSink {
  public:
   virtual ~RecordSink() = default;
   // `statement` and its connection are valid for the call only; `rule` and `action` are
-  // what its policy_rule and policy_action say in the record.
-  virtual void on_record(const Statement& statement, std::string_view rule,
-                         std::string_view action) = 0;
+  // what its policy_rule and policy_action say in the record; `masks` (null: none) what
+  // its masked_* fields say.
+  virtual void on_record(const Statement& statement, std::string_view rule, std::string_view action,
+                         const MaskTally* masks) = 0;
 };
 
 // For a sink of whole statements (tests, fuzzing): the decision written into a copy.
 class DecisionWriter final : public RecordSink {
  public:
   explicit DecisionWriter(StatementSink& out) : out_(out) {}
-  void on_record(const Statement& statement, std::string_view rule,
-                 std::string_view action) override;
+  void on_record(const Statement& statement, std::string_view rule, std::string_view action,
+                 const MaskTally* masks) override;
 
  private:
   StatementSink& out_;
@@ -42,6 +44,8 @@ class RecordAnnotator final : public StatementSink {
  public:
   RecordAnnotator(DecisionLog& log, Judge& judge, Dialect dialect, RecordSink& out)
       : log_(log), judge_(judge), dialect_(dialect), out_(out) {}
+  // The relay's masked-value counts, taken by each record's text (null: none).
+  void set_tallies(MaskTallies* tallies) { tallies_ = tallies; }
 
   void on_statement(const Statement& statement) override;
 
@@ -50,6 +54,7 @@ class RecordAnnotator final : public StatementSink {
   Judge& judge_;
   Dialect dialect_;
   RecordSink& out_;
+  MaskTallies* tallies_ = nullptr;
   MessageVerdict rejudged_;
 };
 

@@ -8,10 +8,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "policy/policy.h"
 #include "protocol/statement.h"
 
 namespace dbwarden::proxy {
@@ -31,12 +33,21 @@ struct Verdict {
 struct JudgedStatement {
   std::string text;  // as the decoders will report it (the splitter's piece)
   Verdict verdict;
+  // The mask rules that apply to its results (Policy::mask_rules_for, file order), owned
+  // by MessageVerdict::policy; empty: its results pass untouched.
+  std::vector<const policy::MaskRule*> masks;
+  // With masks: the tables it names (sql::Analysis::collections), for failing closed when
+  // a result column cannot be traced; and its fingerprint (plans are cached by it).
+  std::vector<std::string> tables;
+  uint64_t fingerprint = 0;
 };
 
 struct MessageVerdict {
   // The first blocking statement's verdict, else the message goes on (`block` false).
   Verdict decisive;
   std::vector<JudgedStatement> statements;
+  // The policy the verdicts come from: keeps the statements' mask rules alive.
+  std::shared_ptr<const policy::Policy> policy;
 };
 
 class Judge {

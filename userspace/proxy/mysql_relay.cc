@@ -5,6 +5,7 @@
 #include <string>
 
 #include "protocol/mysql/messages.h"
+#include "proxy/mysql_statement_scan.h"
 
 namespace dbwarden::proxy {
 
@@ -17,9 +18,16 @@ uint32_t PayloadLength(std::span<const uint8_t> h) {
   return uint32_t{h[0]} | (uint32_t{h[1]} << 8) | (uint32_t{h[2]} << 16);
 }
 
-// What the proxy cannot inspect, so does not offer.
-constexpr uint32_t kNotOffered = static_cast<uint32_t>(mysql::kClientSsl | mysql::kClientCompress |
-                                                       mysql::kClientZstdCompression);
+// What the proxy cannot inspect, so does not offer; and result-metadata caching, which
+// would leave a masked result without the column definitions it is masked by.
+constexpr uint64_t kNotOffered = mysql::kClientSsl | mysql::kClientCompress |
+                                 mysql::kClientZstdCompression | mysql::kClientOptionalMetadata |
+                                 mysql::kMariaDbCacheMetadata;
+// ER_COLUMNACCESS_DENIED_ERROR: the refusals of masking.
+constexpr uint16_t kMaskErrno = 1143;
+constexpr std::string_view kMaskSqlstate = "42000";
+// COM_STMT_EXECUTE flags: any cursor type.
+constexpr uint8_t kCursorFlags = 0x07;
 
 // Sets CLIENT_SSL in a greeting's lower capability flags (the layout in
 // mysql::ClearGreetingCapabilities): the proxy offers TLS it terminates itself.
@@ -38,7 +46,10 @@ bool OfferSsl(std::span<uint8_t> payload) {
 MysqlRelay::MysqlRelay(ConnectionInfo& info, Judge& judge, RecordSink& records,
                        const mysql::Limits& decoder_limits, const RelayLimits& limits,
                        mysql::Counters& counters)
-    : RelayBase(info, judge, records, decoder_limits, limits, counters) {}
+    : RelayBase(info, judge, records, decoder_limits, limits, counters),
+      results_(MysqlResultLimits{limits.max_masked_message_bytes}) {
+  annotator_.set_tallies(&planner_.tallies());
+}
 
 void MysqlRelay::on_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns) {
   if (tls_login_) return shifted_server(bytes, out, now_ns);
@@ -59,6 +70,47 @@ void MysqlRelay::on_server(std::span<const uint8_t> bytes, RelayOutput& out, uin
     out.to_client(held);
     session_.on_data(Direction::kServer, held, now_ns);
     return;
+  }
+  if (lookup_) {
+    masked_out_.clear();
+    const size_t used = results_.feed(bytes, masked_out_);  // the proxy's own: dropped
+    if (results_.state() == MysqlResultMasker::State::kRunning) return;
+    lookup_ = false;
+    if (results_.state() == MysqlResultMasker::State::kBroken) {
+      closing_ = true;
+      out.close_after_flush();
+      return;
+    }
+    lookup_planner_.fill(catalog_, results_.state() == MysqlResultMasker::State::kDone &&
+                                       results_.refusal().empty());
+    bytes = bytes.subspan(used);
+    if (bytes.empty()) return;
+  }
+  if (masking_) {
+    masked_out_.clear();
+    const size_t used = results_.feed(bytes, masked_out_);
+    if (!masked_out_.empty()) {
+      out.to_client(masked_out_);
+      session_.on_data(Direction::kServer, masked_out_, now_ns);
+    }
+    switch (results_.state()) {
+      case MysqlResultMasker::State::kRunning:
+        return;  // every byte taken
+      case MysqlResultMasker::State::kBroken:
+        // Its framing is lost: nothing more of it may reach the client.
+        masking_ = false;
+        closing_ = true;
+        out.close_after_flush();
+        return;
+      default:  // done, or a LOCAL INFILE exchange that streams on
+        masking_ = false;
+        break;
+    }
+    bytes = bytes.subspan(used);
+    if (bytes.empty()) {
+      if (holding_) release_held(out, now_ns);
+      return;
+    }
   }
   out.to_client(bytes);
   session_.on_data(Direction::kServer, bytes, now_ns);
@@ -113,12 +165,17 @@ bool MysqlRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
     }
     if (tls_login_) return shifted_client(in, length, out, now_ns);
   } else if (seq == 0 && length > 0) {
+    // A masked answer (or the proxy's lookup) is read packet by packet: the next command
+    // waits for its end.
+    if (masking_ || lookup_) return false;
     if (in.size() < mysql::kHeaderSize + 1) return false;
     const uint8_t command = in.data()[mysql::kHeaderSize];
     if (command == mysql::kComQuery || command == mysql::kComStmtPrepare) {
       return judged_command(in, length, out, now_ns);
     }
-    if (command == mysql::kComStmtExecute) return execute_command(in, length, out, now_ns);
+    if (command == mysql::kComStmtExecute || command == mysql::kComStmtBulkExecute) {
+      return execute_command(in, length, out, now_ns);
+    }
   }
   return pass_packet(in, length, out, now_ns);
 }
@@ -132,7 +189,22 @@ bool MysqlRelay::judged_command(ByteBuffer& in, uint32_t length, RelayOutput& ou
   const auto text_bytes = in.data().subspan(mysql::kHeaderSize + 1, need - mysql::kHeaderSize - 1);
   const std::string_view text(reinterpret_cast<const char*>(text_bytes.data()), text_bytes.size());
   judge(text, whole, session_.backslash_escapes());
-  if (!verdict_.decisive.block) return pass_packet(in, length, out, now_ns);
+  if (!verdict_.decisive.block) {
+    for (const JudgedStatement& s : verdict_.statements) {
+      if (IsMysqlDdl(s.text, session_.backslash_escapes())) catalog_.clear();
+    }
+    // A prepare's answer carries no rows: its executes are masked.
+    if (in.data()[mysql::kHeaderSize] != mysql::kComStmtPrepare && has_masks(verdict_)) {
+      if (!whole) {
+        ++blocked_;
+        refuse(kMaskErrno, kMaskSqlstate, "dbwarden: statement too large for masking", 1, out,
+               now_ns);
+        return false;
+      }
+      return masked_command(in, length, verdict_, /*binary=*/false, {}, out, now_ns);
+    }
+    return pass_packet(in, length, out, now_ns);
+  }
   if (!whole) {
     // Its continuation packets cannot be told from commands without reading them all.
     ++blocked_;
@@ -146,30 +218,138 @@ bool MysqlRelay::judged_command(ByteBuffer& in, uint32_t length, RelayOutput& ou
 
 bool MysqlRelay::execute_command(ByteBuffer& in, uint32_t length, RelayOutput& out,
                                  uint64_t now_ns) {
-  // COM_STMT_EXECUTE: int<1> 0x17, int<4> statement id, then flags and parameters.
-  if (length < 5) return pass_packet(in, length, out, now_ns);
-  if (in.size() < mysql::kHeaderSize + 5) return false;
-  const auto id_bytes = in.data().subspan(mysql::kHeaderSize + 1, 4);
-  const uint32_t id = uint32_t{id_bytes[0]} | (uint32_t{id_bytes[1]} << 8) |
-                      (uint32_t{id_bytes[2]} << 16) | (uint32_t{id_bytes[3]} << 24);
+  // COM_STMT_EXECUTE: int<1> 0x17, int<4> statement id, int<1> flags, then parameters.
+  // MariaDB's COM_STMT_BULK_EXECUTE: int<1> 0xfa, int<4> statement id, int<2> flags, ...
+  if (length < 6) return pass_packet(in, length, out, now_ns);
+  if (in.size() < mysql::kHeaderSize + 6) return false;
+  const auto head = in.data().subspan(mysql::kHeaderSize, 6);
+  const bool bulk = head[0] == mysql::kComStmtBulkExecute;
+  const uint32_t id = uint32_t{head[1]} | (uint32_t{head[2]} << 8) | (uint32_t{head[3]} << 16) |
+                      (uint32_t{head[4]} << 24);
   const std::string* text = session_.prepared_text(id);
-  if (text != nullptr && !judged_now(id)) {
+  if (text == nullptr) {
+    // Not kept (beyond the decoder's bounds): what it reads is unknown. Under mask rules
+    // it is refused rather than answered unmasked.
+    judge({}, /*complete=*/true, session_.backslash_escapes());
+    if (verdict_.policy == nullptr || verdict_.policy->mask_rule_count() == 0) {
+      return pass_packet(in, length, out, now_ns);
+    }
+    if (length >= mysql::kMaxPacket ||
+        mysql::kHeaderSize + size_t{length} > limits_.max_judged_bytes) {
+      ++blocked_;
+      refuse(kMaskErrno, kMaskSqlstate, "dbwarden: statement too large for masking", 1, out,
+             now_ns);
+      return false;
+    }
+    if (in.size() < mysql::kHeaderSize + size_t{length}) return false;
+    return refuse_masked(in, length, verdict_, "",
+                         "dbwarden: a prepared statement the proxy does not know cannot be "
+                         "masked and is refused",
+                         out, now_ns);
+  }
+  // Id 0xffffffff names whichever statement was prepared last: never taken from the map.
+  auto it = executed_.find(id);
+  if (id == 0xffffffffu || !judged_now(id) || it == executed_.end()) {
     judge(*text, /*complete=*/true, session_.backslash_escapes());
     note_judged(id);
-    if (verdict_.decisive.block) {
-      const size_t total = mysql::kHeaderSize + size_t{length};
-      if (length >= mysql::kMaxPacket || total > limits_.max_judged_bytes) {
-        ++blocked_;
-        refuse(verdict_.decisive.mysql_errno, verdict_.decisive.sqlstate, verdict_.decisive.message,
-               1, out, now_ns);
-        return false;
+    if (executed_.size() >= 4096) executed_.clear();  // bounded: they are judged again
+    it = executed_.insert_or_assign(id, verdict_).first;
+  } else {
+    verdict_ = it->second;  // for the hold's answer below
+  }
+  const MessageVerdict& v = it->second;
+  const size_t total = mysql::kHeaderSize + size_t{length};
+  const bool whole = length < mysql::kMaxPacket && total <= limits_.max_judged_bytes;
+  if (v.decisive.block) {
+    ++blocked_;
+    if (!whole) {
+      refuse(v.decisive.mysql_errno, v.decisive.sqlstate, v.decisive.message, 1, out, now_ns);
+      return false;
+    }
+    if (in.size() < total) return false;
+    return hold(in, total, out, now_ns);
+  }
+  if (!has_masks(v)) return pass_packet(in, length, out, now_ns);
+  if (!whole) {
+    ++blocked_;
+    refuse(kMaskErrno, kMaskSqlstate, "dbwarden: statement too large for masking", 1, out, now_ns);
+    return false;
+  }
+  if (bulk || (head[5] & kCursorFlags) != 0) {
+    return masked_command(in, length, v, /*binary=*/true,
+                          "dbwarden: a cursor or bulk execute of a masked statement is refused",
+                          out, now_ns);
+  }
+  return masked_command(in, length, v, /*binary=*/true, {}, out, now_ns);
+}
+
+bool MysqlRelay::has_masks(const MessageVerdict& v) {
+  for (const JudgedStatement& s : v.statements) {
+    if (!s.masks.empty()) return true;
+  }
+  return false;
+}
+
+bool MysqlRelay::masked_command(ByteBuffer& in, uint32_t length, const MessageVerdict& v,
+                                bool binary, std::string_view refusal, RelayOutput& out,
+                                uint64_t now_ns) {
+  const size_t total = mysql::kHeaderSize + size_t{length};
+  if (in.size() < total) return false;  // read whole (callers checked it fits)
+  std::string rule;
+  std::string why = planner_.prepare(v.statements, v.policy, info_.database,
+                                     session_.backslash_escapes(), catalog_, rule);
+  if (!refusal.empty() && why.empty()) {
+    why.assign(refusal);
+    rule = v.policy ? v.policy->mask_rule_name(*v.statements.front().masks.front()) : "";
+  }
+  if (!why.empty()) return refuse_masked(in, length, v, rule, why, out, now_ns);
+  // No detector, and no masked column among what it reads: the cheap path.
+  if (!planner_.needs_results()) return pass_packet(in, length, out, now_ns);
+  // Its answer must start at the server's next byte.
+  if (!session_.idle()) return false;
+  if (!planner_.unknown_tables().empty() && !session_.in_transaction()) {
+    std::vector<std::string> schemas;
+    for (const MysqlTableName& t : planner_.unknown_tables()) {
+      if (std::find(schemas.begin(), schemas.end(), t.schema) == schemas.end()) {
+        schemas.push_back(t.schema);
       }
-      if (in.size() < total) return false;
-      ++blocked_;
-      return hold(in, total, out, now_ns);
+    }
+    // Asked once until the next DDL: what the answer does not list stays unknown.
+    for (const std::string& s : schemas) catalog_.add_schema(s);
+    scratch_.clear();
+    if (lookup_planner_.query(schemas, scratch_)) {
+      results_.start(lookup_planner_, /*binary=*/false, session_.deprecate_eof(),
+                     session_.metadata_flag());
+      lookup_ = true;
+      lookup_bytes_ += scratch_.size();
+      out.to_server(scratch_);
+      return false;  // the command goes once the answer is in (drive() comes back)
     }
   }
+  results_.start(planner_, binary, session_.deprecate_eof(), session_.metadata_flag());
+  masking_ = true;
   return pass_packet(in, length, out, now_ns);
+}
+
+bool MysqlRelay::refuse_masked(ByteBuffer& in, uint32_t length, const MessageVerdict& v,
+                               std::string_view rule, std::string_view message, RelayOutput& out,
+                               uint64_t now_ns) {
+  const MessageVerdict judged = v;  // `v` may be verdict_ itself
+  verdict_ = judged;
+  Verdict& d = verdict_.decisive;
+  d.block = true;
+  d.rule.assign(rule);
+  d.action = "block";
+  d.message.assign(message);
+  d.sqlstate.assign(kMaskSqlstate);
+  d.mysql_errno = kMaskErrno;
+  for (JudgedStatement& s : verdict_.statements) {
+    if (s.masks.empty()) continue;
+    s.verdict = d;
+    decisions_.remember(s);
+  }
+  ++blocked_;
+  return hold(in, mysql::kHeaderSize + size_t{length}, out, now_ns);
 }
 
 bool MysqlRelay::shifted_client(ByteBuffer& in, uint32_t length, RelayOutput& out,

@@ -18,14 +18,35 @@
 //   rule's errno and SQLSTATE) once the server has answered everything before it. The
 //   session goes on. COM_STMT_EXECUTE of a statement judged under another policy (a reload
 //   since its prepare), or not yet judged for its id, judges the prepared text again.
+// - Masking: a command whose statements have mask rules (Judge: JudgedStatement::masks;
+//   for COM_STMT_EXECUTE those of its prepared text) waits until the server has answered
+//   everything before it, so that the server's next byte starts its answer; what the text
+//   alone refuses (mysql_mask_planner.h) is answered like a block. Its answer is framed and
+//   rewritten by a MysqlResultMasker (mysql_results.h) and no later command goes to the
+//   server until that answer has ended. Every other answer streams through untouched. A
+//   cursor (COM_STMT_EXECUTE with a cursor flag) or a bulk execute of a masked statement
+//   is refused: their rows would come by commands whose answers are not framed.
+//   Column origins (mysql_mask_planner.h) need to know base tables from views: before a
+//   masked command whose tables the connection's catalog (mysql_catalog.h) does not know
+//   yet, the proxy sends its own information_schema query on the client's session, while
+//   it is idle outside a transaction; its answer reaches neither the client nor the
+//   records, and the client's next statement (the masked one, reading tables) resets
+//   ROW_COUNT(), FOUND_ROWS() and the warnings the lookup touched. Inside a transaction an
+//   unknown table fails closed instead. DDL the proxy relays clears the catalog.
+//   The greeting never offers result-metadata caching (MariaDB) or optional metadata
+//   (MySQL): a masked result needs its column definitions every time.
 // - Everything else (login exchange, LOCAL INFILE content, other commands) streams through.
 #pragma once
 
 #include <cstdint>
+#include <unordered_map>
 #include <vector>
 
 #include "protocol/mysql/session.h"
 #include "protocol/statement.h"
+#include "proxy/mysql_catalog.h"
+#include "proxy/mysql_mask_planner.h"
+#include "proxy/mysql_results.h"
 #include "proxy/relay_base.h"
 
 namespace dbwarden::proxy {
@@ -50,6 +71,7 @@ class MysqlRelay final : public RelayBase<MysqlProtocol> {
   void on_upstream_failed(std::string_view why, ByteBuffer& in, RelayOutput& out,
                           uint64_t now_ns) override;
   void on_close(uint64_t now_ns) override;
+  uint64_t own_server_bytes() const override { return lookup_bytes_; }
 
  private:
   bool step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) override;
@@ -64,6 +86,16 @@ class MysqlRelay final : public RelayBase<MysqlProtocol> {
   // An ERR packet, then the connection ends (see RelayBase::close_with).
   void refuse(uint16_t code, std::string_view sqlstate, std::string_view message, uint8_t seq,
               RelayOutput& out, uint64_t now_ns);
+  // Masking.
+  static bool has_masks(const MessageVerdict& v);
+  // Sends the command whose statements `v` judged with mask rules, its answer masked; or
+  // refuses it (held until the server is idle, as a block) when the text decides so.
+  bool masked_command(ByteBuffer& in, uint32_t length, const MessageVerdict& v, bool binary,
+                      std::string_view refusal, RelayOutput& out, uint64_t now_ns);
+  // A block of the relay's own (masking), for the message's statements' records.
+  bool refuse_masked(ByteBuffer& in, uint32_t length, const MessageVerdict& v,
+                     std::string_view rule, std::string_view message, RelayOutput& out,
+                     uint64_t now_ns);
 
   bool greeting_pending_ = true;      // the server's first packet is still to be rewritten
   std::vector<uint8_t> server_hold_;  // its bytes until it is whole
@@ -74,6 +106,18 @@ class MysqlRelay final : public RelayBase<MysqlProtocol> {
   uint8_t server_header_[4] = {};     // a server packet header being read (login, TLS)
   size_t server_header_have_ = 0;
   uint64_t server_left_ = 0;  // payload bytes of the current server packet still to pass
+
+  MysqlCatalog catalog_;
+  MysqlCatalogLookup lookup_planner_;
+  bool lookup_ = false;  // the server's answer is the proxy's own catalog lookup
+  uint64_t lookup_bytes_ = 0;
+  MysqlMaskPlanner planner_;
+  MysqlResultMasker results_;
+  bool masking_ = false;  // the server's answer is read by results_
+  std::vector<uint8_t> masked_out_;
+  // The verdicts (with their mask rules) of each prepared statement, by statement id, as
+  // last judged (judged_now() says whether under the policy in force).
+  std::unordered_map<uint32_t, MessageVerdict> executed_;
 };
 
 }  // namespace dbwarden::proxy

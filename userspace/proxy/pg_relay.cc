@@ -12,15 +12,8 @@ using pgsql::Direction;
 PgRelay::PgRelay(ConnectionInfo& info, Judge& judge, RecordSink& records,
                  const pgsql::Limits& decoder_limits, const RelayLimits& limits,
                  pgsql::Counters& counters)
-    : RelayBase(info, judge, records, decoder_limits, limits, counters) {}
-
-void PgRelay::on_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns) {
-  out.to_client(bytes);
-  session_.on_data(Direction::kBackend, bytes, now_ns);
-  // The upstream socket's peer is the postmaster, not the backend: records name the backend
-  // (process.pid) from its BackendKeyData, as the capture does from the kernel.
-  if (info_.server_pid == 0) info_.server_pid = session_.backend_pid();
-  if (holding_) release_held(out, now_ns);
+    : RelayBase(info, judge, records, decoder_limits, limits, counters) {
+  annotator_.set_tallies(&tallies_);
 }
 
 void PgRelay::on_upstream_failed(std::string_view why, ByteBuffer& in, RelayOutput& out,
@@ -54,6 +47,13 @@ bool PgRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
     return judged_message(in, h.type, h.length, out, now_ns);
   }
   if (h.type == 'B' && !skip_to_sync_) return bind_message(in, h.length, out, now_ns);
+  if ((h.type == 'E' || h.type == 'D') && !armed_ && verdict_.policy &&
+      verdict_.policy->mask_rule_count() > 0) {
+    // An Execute or Describe of a portal bound earlier (in another Sync group): its
+    // statement is not named here, so the results are framed and the RowDescription's
+    // statement decides.
+    armed_ = true;
+  }
   const auto header = in.data().first(pgsql::kTypedHeaderSize);
   if (skip_to_sync_ && h.type == 'S') {
     // The Sync that ends the blocked group: the server never saw the group, the proxy
@@ -164,6 +164,7 @@ bool PgRelay::judged_message(ByteBuffer& in, uint8_t type, uint32_t length, Rela
     return false;
   }
   judge(text, /*complete=*/true, /*backslash_escapes=*/false);
+  note_masks();
   if (type == 'P') {
     name_.assign(name);
     note_judged(name_);
@@ -192,6 +193,7 @@ bool PgRelay::bind_message(ByteBuffer& in, uint32_t length, RelayOutput& out, ui
   name_.assign(name);
   if (text != nullptr && !judged_now(name_)) {
     judge(*text, /*complete=*/true, /*backslash_escapes=*/false);
+    note_masks();
     note_judged(name_);
     if (verdict_.decisive.block) {
       if (total > limits_.max_judged_bytes) {
@@ -203,6 +205,7 @@ bool PgRelay::bind_message(ByteBuffer& in, uint32_t length, RelayOutput& out, ui
       return block(in, total, 'B', out, now_ns);
     }
   }
+  if (text != nullptr) arm_for(*text);
   const auto header = in.data().first(pgsql::kTypedHeaderSize);
   pass(header, /*to_server=*/true, out, now_ns);
   in.consume(header.size());

@@ -27,16 +27,28 @@
 //   already sent cannot be answered in place without the server committing those on the
 //   next Sync: the connection is ended with a FATAL error, so the server rolls them back.
 // - Everything else streams through unchanged, its body never buffered whole.
+//
+// Masking (pg_relay_results.cc): a statement that mask rules apply to (its judge verdict
+// names them) arms the server side. While armed, the server's messages are framed: a
+// RowDescription sets the mask plan (mask_plan.h) of the statement the server is answering
+// (the decoder's answering_text()), DataRows and the CopyData rows of a COPY TO STDOUT are
+// rewritten value by value with their lengths, and each completion hands its counts to
+// the statement's record. Unarmed, the server's bytes stream through untouched and only
+// their message headers are followed (so that arming starts at a message boundary).
 // - Bytes that are not PostgreSQL: the client gets a protocol_violation error and only
 //   this connection is closed.
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "protocol/pgsql/session.h"
 #include "protocol/statement.h"
+#include "proxy/mask_plan.h"
 #include "proxy/relay_base.h"
 
 namespace dbwarden::proxy {
@@ -79,6 +91,56 @@ class PgRelay final : public RelayBase<PgProtocol> {
     fatal(v.sqlstate, v.message, /*recorded=*/true, out, now_ns);
   }
   void protocol_error(const char* what, RelayOutput& out, uint64_t now_ns);
+
+  // Masking (pg_relay_results.cc).
+  struct MaskEntry {
+    std::shared_ptr<const policy::Policy> policy;
+    std::vector<const policy::MaskRule*> rules;
+    std::vector<std::string> tables;
+  };
+  struct ResultColumn {
+    uint32_t type_oid = 0;
+    int16_t format = 0;
+    masking::Column mask;
+  };
+  // After judge(): remembers the mask rules of each statement of verdict_ and arms the
+  // server side; a statement whose plan blocks becomes the decisive block.
+  void note_masks();
+  // Arms for the results of `text` (a prepared statement being bound or described) if
+  // mask rules apply to it.
+  void arm_for(std::string_view text);
+  // A statement's mask rules, judged again when forgotten; null: none apply.
+  const MaskEntry* masks_for(std::string_view text);
+  void on_server_framed(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns);
+  // One whole server message at the front of srv_buf_.
+  void server_message(std::span<const uint8_t> message, RelayOutput& out, uint64_t now_ns);
+  void row_description(std::span<const uint8_t> body);
+  void copy_out_response(std::span<const uint8_t> body);
+  // kRewritten: the rewritten DataRow / CopyData is in row_.
+  enum class Rewrite : uint8_t { kUnchanged, kRewritten, kMalformed };
+  Rewrite rewrite_data_row(std::span<const uint8_t> body);
+  Rewrite rewrite_copy_row(std::span<const uint8_t> body);
+  void forward_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns);
+  void finish_statement();
+
+  std::unordered_map<std::string, MaskEntry> masks_;  // by statement text, bounded
+  bool armed_ = false;
+  // Server-side framing: body bytes of the current message still to pass, a header cut
+  // between reads, a message gathered whole for inspection.
+  uint64_t srv_left_ = 0;
+  uint8_t srv_header_[pgsql::kTypedHeaderSize] = {};
+  size_t srv_header_n_ = 0;
+  std::vector<uint8_t> srv_message_;
+  bool srv_gather_ = false;
+  // The result being answered: its plan (null: untouched) and its columns.
+  std::optional<MaskPlan> plan_;
+  std::vector<ResultColumn> columns_;
+  bool copy_csv_ = false;
+  bool copy_binary_ = false;
+  MaskTally tally_;
+  MaskTallies tallies_;
+  std::vector<uint8_t> row_;
+  std::string value_;
 
   bool startup_ = true;                 // untyped startup-phase packets until StartupMessage
   uint64_t stream_left_ = 0;            // body bytes of the current streamed message still to pass

@@ -54,8 +54,13 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
   // The vector's elements are refilled, not rebuilt: their strings keep their capacity, so
   // judging a statement allocates nothing once a connection's first few have been judged.
   out->statements.resize(pieces_.size());
+  out->policy = policy_;
   for (size_t i = 0; i < pieces_.size(); ++i) {
     const std::string_view text = sql.substr(pieces_[i].offset, pieces_[i].length);
+    JudgedStatement& s = out->statements[i];
+    s.masks.clear();
+    s.tables.clear();
+    s.fingerprint = 0;
     policy::Decision d;
     if (!complete && policy_->on_unparsed() == policy::OnUnparsed::kBlock) {
       // Too large to read whole: what was not read cannot be judged.
@@ -78,8 +83,14 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
         learn::apply_learn(*policy_, learn_.load(std::memory_order_acquire), key_, who, a,
                            static_cast<int64_t>(::time(nullptr)), d);
       }
+      if (policy_->mask_rule_count() > 0 && d.action != policy::Action::kBlock) {
+        policy_->mask_rules_for(who, a, s.masks);
+        if (!s.masks.empty()) {
+          s.tables = a.collections;
+          s.fingerprint = a.fingerprint_value;
+        }
+      }
     }
-    JudgedStatement& s = out->statements[i];
     s.text.assign(text);
     s.verdict = ToVerdict(d, dialect);
     if (s.verdict.block && !out->decisive.block) out->decisive = s.verdict;

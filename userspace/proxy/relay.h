@@ -42,6 +42,9 @@ class Relay {
   virtual void on_close(uint64_t now_ns) = 0;
   // Whether more client bytes are useful now (false while holding a message).
   virtual bool wants_client_bytes() const = 0;
+  // Bytes the relay sent the server of its own (the MySQL relay's catalog lookups), beside
+  // the client's.
+  virtual uint64_t own_server_bytes() const { return 0; }
 };
 
 }  // namespace dbwarden::proxy

@@ -27,6 +27,9 @@ struct RelayLimits {
   // Query/Parse messages up to this size are read whole and judged; a larger one is judged
   // as unparsed (the policy's on_unparsed decides).
   size_t max_judged_bytes = (1u << 20) + 4096;
+  // A result message (row) that masking must rewrite is held whole up to this size; a
+  // larger one ends the connection rather than leave unmasked.
+  size_t max_masked_message_bytes = 64u << 20;
 };
 
 template <class P>

@@ -17,11 +17,14 @@
 // Usage: my_stmt_client (--socket PATH | --port N) --user U --password P
 //                       --database D --session NAME --table T
 //        my_stmt_client (--socket PATH | --port N) --user U --password P
-//                       --database D --exec SQL [--param VALUE ...]
+//                       --database D --exec SQL [--param VALUE ...] [--print 1]
 // The second form prepares SQL, binds each VALUE as a string, executes once
-// and prints its outcome (tests/integration/test_redaction.py).
+// and prints its outcome (tests/integration/test_redaction.py); with --print 1 it
+// also prints each row of the binary result set first, every column converted to text
+// by the client library ("NULL" for NULL), tab-separated (test_enforce_mask_mariadb.py).
 #include <mysql.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -34,6 +37,7 @@ struct Args {
   std::string socket, user, password, database, session, table, exec;
   std::vector<std::string> params;
   unsigned port = 0;
+  bool print = false;
 };
 
 [[noreturn]] void Die(const std::string& what, const char* why) {
@@ -124,8 +128,57 @@ void Execute(MYSQL_STMT* st) {
   Outcome("00000", rows);
 }
 
+// Executes and prints every row, each column fetched as a string (the library converts
+// the binary protocol's integers, dates and decimals), then the outcome.
+void ExecutePrint(MYSQL_STMT* st) {
+  if (mysql_stmt_execute(st) != 0) {
+    Outcome(mysql_stmt_sqlstate(st), -1);
+    return;
+  }
+  MYSQL_RES* meta = mysql_stmt_result_metadata(st);
+  if (!meta) {
+    Outcome("00000", static_cast<long long>(mysql_stmt_affected_rows(st)));
+    return;
+  }
+  const unsigned columns = mysql_num_fields(meta);
+  constexpr size_t kWidth = 1024;
+  std::vector<char> buffers(columns * kWidth);
+  std::vector<unsigned long> lengths(columns);
+  std::vector<my_bool> nulls(columns);
+  std::vector<MYSQL_BIND> out(columns);
+  for (unsigned i = 0; i < columns; ++i) {
+    std::memset(&out[i], 0, sizeof(out[i]));
+    out[i].buffer_type = MYSQL_TYPE_STRING;
+    out[i].buffer = buffers.data() + i * kWidth;
+    out[i].buffer_length = kWidth;
+    out[i].length = &lengths[i];
+    out[i].is_null = &nulls[i];
+  }
+  if (mysql_stmt_bind_result(st, out.data()) != 0) Die("bind_result", mysql_stmt_error(st));
+  long long rows = 0;
+  int rc = 0;
+  while ((rc = mysql_stmt_fetch(st)) == 0 || rc == MYSQL_DATA_TRUNCATED) {
+    for (unsigned i = 0; i < columns; ++i) {
+      if (i > 0) std::printf("\t");
+      if (nulls[i]) {
+        std::printf("NULL");
+      } else {
+        std::printf("%.*s", static_cast<int>(std::min<unsigned long>(lengths[i], kWidth)),
+                    buffers.data() + i * kWidth);
+      }
+    }
+    std::printf("\n");
+    ++rows;
+  }
+  if (rc != MYSQL_NO_DATA) Die("fetch", mysql_stmt_error(st));
+  mysql_free_result(meta);
+  mysql_stmt_free_result(st);
+  Outcome("00000", rows);
+}
+
 // Prepares `sql`, binds `params` as strings, executes once; prints the outcome.
-void ExecOnce(MYSQL* db, const std::string& sql, const std::vector<std::string>& params) {
+void ExecOnce(MYSQL* db, const std::string& sql, const std::vector<std::string>& params,
+              bool print) {
   MYSQL_STMT* st = Prepare(db, sql);
   if (!st) return;
   std::vector<MYSQL_BIND> in(params.size());
@@ -141,7 +194,11 @@ void ExecOnce(MYSQL* db, const std::string& sql, const std::vector<std::string>&
   if (!in.empty() && mysql_stmt_bind_param(st, in.data()) != 0) {
     Die("bind_param", mysql_stmt_error(st));
   }
-  Execute(st);
+  if (print) {
+    ExecutePrint(st);
+  } else {
+    Execute(st);
+  }
   mysql_stmt_close(st);
 }
 
@@ -168,6 +225,8 @@ Args Parse(int argc, char** argv) {
       a.exec = v;
     } else if (k == "--param") {
       a.params.emplace_back(v);
+    } else if (k == "--print") {
+      a.print = std::string(v) == "1";
     } else {
       Die("usage", ("unknown option " + k).c_str());
     }
@@ -196,7 +255,7 @@ int main(int argc, char** argv) {
     Die("connect", mysql_error(db));
   }
   if (!a.exec.empty()) {
-    ExecOnce(db, a.exec, a.params);
+    ExecOnce(db, a.exec, a.params, a.print);
     mysql_close(db);
     return 0;
   }

@@ -44,7 +44,7 @@ TEST_CASE("record queue: decision written in, connections kept apart, slots reus
         s.error_message = "boom";
         s.parameters.emplace_back("p");
       }
-      q.on_record(s, i == 1 ? "no-drop" : "", i == 1 ? "block" : "allow");
+      q.on_record(s, i == 1 ? "no-drop" : "", i == 1 ? "block" : "allow", nullptr);
     }
     if (round == 1) {
       // Names change mid-connection: later records carry the new ones.

@@ -285,3 +285,14 @@ TEST_CASE("record: error.type only on failure", "[audit][record]") {
   CHECK(f["error.type"] == "57014");
   CHECK_FALSE(f.contains("dbwarden.sqlstate"));
 }
+
+TEST_CASE("record: masked counts appear when something was masked", "[audit][record][masking]") {
+  const ConnectionInfo c = tcp_connection();
+  Statement s = full_statement(&c);
+  CHECK_FALSE(format(s, 0).contains("dbwarden.masked_values"));
+  s.masked_columns = 2;
+  s.masked_values = 9;
+  const auto j = format(s, 0);
+  CHECK(j["dbwarden.masked_columns"] == 2);
+  CHECK(j["dbwarden.masked_values"] == 9);
+}

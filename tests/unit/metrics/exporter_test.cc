@@ -294,3 +294,19 @@ TEST_CASE("exporter: a busy port is a clear error", "[metrics]") {
   REQUIRE(!r.ok());
   CHECK_THAT(r.status().message(), Catch::Contains(address));
 }
+
+TEST_CASE("metrics: masked values are counted by rule and detector", "[metrics][masking]") {
+  auto exporter = make_exporter();
+  const ConnectionInfo c = pg_connection("analyst");
+  Statement s = statement(&c, "SELECT", 1000);
+  s.masked_columns = 2;
+  s.masked_values = 5;
+  s.masked_by = {{"pii", "column", 3}, {"pii", "email", 2}};
+  exporter->on_statement(s);
+  s.masked_by = {{"pii", "email", 4}};
+  exporter->on_statement(s);
+  const std::string text = exporter->serialize();
+  CHECK(value_of(text, R"(dbwarden_masked_values_total{detector="column",rule="pii"})") == 3);
+  CHECK(value_of(text, R"(dbwarden_masked_values_total{detector="email",rule="pii"})") == 6);
+  CHECK(count_series(text, "dbwarden_masked_values_total") == 2);
+}

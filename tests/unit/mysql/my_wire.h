@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -59,10 +60,9 @@ constexpr uint32_t kDeprecateEof = 1u << 24;
 
 inline Bytes Greeting(uint32_t caps = kBaseCaps | kDeprecateEof | 0x800 | 0x20,
                       std::string_view version = "10.11.19-MariaDB") {
-  std::string p = "\x0a" + CStr(version) + U32(42) + "abcdefgh" + '\0' +
-                  U16(uint16_t(caps | 1)) + char(45) + U16(2) + U16(uint16_t(caps >> 16)) +
-                  char(21) + std::string(10, '\0') + "ijklmnopqrst" + '\0' +
-                  CStr("mysql_native_password");
+  std::string p = "\x0a" + CStr(version) + U32(42) + "abcdefgh" + '\0' + U16(uint16_t(caps | 1)) +
+                  char(45) + U16(2) + U16(uint16_t(caps >> 16)) + char(21) + std::string(10, '\0') +
+                  "ijklmnopqrst" + '\0' + CStr("mysql_native_password");
   return Packet(0, p);
 }
 inline Bytes HandshakeResponse(uint32_t caps, std::string_view user, std::string_view db,
@@ -94,6 +94,22 @@ inline Bytes ColumnDef(uint8_t seq, std::string_view name) {
   return Packet(seq, LenStr("def") + LenStr("shop") + LenStr("t") + LenStr("t") + LenStr(name) +
                          LenStr(name) + Lenenc(12) + U16(45) + U32(11) + char(3) + U16(0) +
                          char(0) + U16(0));
+}
+// A column definition with its origin (org_table / org_name "" for an expression), type,
+// flags and character set.
+inline Bytes ColumnDefOf(uint8_t seq, std::string_view schema, std::string_view org_table,
+                         std::string_view org_name, uint8_t type = 253, uint16_t flags = 0,
+                         uint16_t charset = 45) {
+  const std::string_view name = org_name.empty() ? "expr" : org_name;
+  return Packet(seq, LenStr("def") + LenStr(schema) + LenStr(org_table.empty() ? "" : "c") +
+                         LenStr(org_table) + LenStr(name) + LenStr(org_name) + Lenenc(12) +
+                         U16(charset) + U32(64) + char(type) + U16(flags) + char(0) + U16(0));
+}
+// One text row: string<lenenc> per value, 0xfb for NULL.
+inline Bytes TextRow(uint8_t seq, const std::vector<std::optional<std::string>>& values) {
+  std::string p;
+  for (const auto& v : values) p += v ? LenStr(*v) : std::string("\xfb");
+  return Packet(seq, p);
 }
 // A text result set with one column; `eof` false = CLIENT_DEPRECATE_EOF.
 inline Bytes ResultSet(uint8_t seq, const std::vector<std::string>& rows, bool eof,

@@ -11,7 +11,8 @@ using dbwarden::Statement;
 
 TEST_CASE("statement: reset gives the default values back, keeping capacity", "[pgsql]") {
   // A field added to Statement must be reset in reset(); this size moves with it.
-  STATIC_REQUIRE(sizeof(Statement) == 392 + 3 * sizeof(std::string));
+  STATIC_REQUIRE(sizeof(Statement) == 392 + 3 * sizeof(std::string) + 2 * sizeof(uint32_t) +
+                                          sizeof(std::vector<dbwarden::MaskedCount>));
   const ConnectionInfo info;
   Statement s;
   s.connection = &info;
@@ -37,6 +38,9 @@ TEST_CASE("statement: reset gives the default values back, keeping capacity", "[
   s.unbounded_write = true;
   s.policy_rule = "no-drop";
   s.policy_action = "block";
+  s.masked_columns = 2;
+  s.masked_values = 7;
+  s.masked_by = {dbwarden::MaskedCount{"pii", "email", 7}};
   const size_t capacity = s.text.capacity();
 
   s.reset();
@@ -64,5 +68,8 @@ TEST_CASE("statement: reset gives the default values back, keeping capacity", "[
   CHECK(s.unbounded_write == d.unbounded_write);
   CHECK(s.policy_rule == d.policy_rule);
   CHECK(s.policy_action == d.policy_action);
+  CHECK(s.masked_columns == d.masked_columns);
+  CHECK(s.masked_values == d.masked_values);
+  CHECK(s.masked_by.empty());
   CHECK(s.text.capacity() == capacity);
 }

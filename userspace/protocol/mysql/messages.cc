@@ -268,7 +268,7 @@ void AppendQueryPacket(std::string_view text, std::vector<uint8_t>* out) {
   out->insert(out->end(), text.begin(), text.end());
 }
 
-bool ClearGreetingCapabilities(std::span<uint8_t> payload, uint32_t mask) {
+bool ClearGreetingCapabilities(std::span<uint8_t> payload, uint64_t mask) {
   // int<1> 10, string<NUL> version, int<4> id, 8 bytes scramble, 1 filler, int<2> caps
   // (lower), then int<1> charset, int<2> status, int<2> caps (upper).
   if (payload.empty() || payload[0] != 10) return false;
@@ -283,8 +283,60 @@ bool ClearGreetingCapabilities(std::span<uint8_t> payload, uint32_t mask) {
     payload[upper] &= static_cast<uint8_t>(~(mask >> 16));
     payload[upper + 1] &= static_cast<uint8_t>(~(mask >> 24));
   }
+  // MariaDB: CLIENT_LONG_PASSWORD (bit 0) clear says int<4> extended capabilities follow
+  // int<1> scramble length and byte<6> filler.
+  const size_t ext = upper + 2 + 1 + 6;
+  if ((payload[pos] & 1) == 0 && ext + 4 <= payload.size()) {
+    for (size_t i = 0; i < 4; ++i)
+      payload[ext + i] &= static_cast<uint8_t>(~(mask >> (32 + 8 * i)));
+  }
   return true;
 }
 
-}  // namespace dbwarden::mysql
+bool ParseColumnDefinition(std::span<const uint8_t> payload, ColumnDefinition* out) {
+  Reader r(payload);
+  std::string_view catalog;
+  uint64_t fixed = 0;
+  uint32_t length = 0;
+  if (!r.lenenc_string(&catalog) || !r.lenenc_string(&out->schema) ||
+      !r.lenenc_string(&out->table) || !r.lenenc_string(&out->org_table) ||
+      !r.lenenc_string(&out->name) || !r.lenenc_string(&out->org_name) || !r.lenenc(&fixed)) {
+    return false;
+  }
+  // The fixed fields take exactly 12 bytes. Anything else is MariaDB's extended metadata
+  // (MARIADB_CLIENT_EXTENDED_METADATA: int<lenenc> length, then (int<1> kind,
+  // string<lenenc> value)*), skipped, before them.
+  if (fixed != 0x0c || r.remaining() != 0x0c) {
+    if (fixed > r.remaining() || !r.skip(static_cast<size_t>(fixed)) || !r.lenenc(&fixed) ||
+        fixed != 0x0c) {
+      return false;
+    }
+  }
+  return r.u16(&out->charset) && r.u32(&length) && r.u8(&out->type) && r.u16(&out->flags);
+}
 
+void AppendLenenc(uint64_t v, std::vector<uint8_t>* out) {
+  size_t n = 0;
+  if (v < 0xfb) {
+    out->push_back(static_cast<uint8_t>(v));
+    return;
+  }
+  if (v <= 0xffff) {
+    out->push_back(0xfc);
+    n = 2;
+  } else if (v <= 0xffffff) {
+    out->push_back(0xfd);
+    n = 3;
+  } else {
+    out->push_back(0xfe);
+    n = 8;
+  }
+  for (size_t i = 0; i < n; ++i) out->push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+void AppendLenencString(std::string_view s, std::vector<uint8_t>* out) {
+  AppendLenenc(s.size(), out);
+  out->insert(out->end(), s.begin(), s.end());
+}
+
+}  // namespace dbwarden::mysql

@@ -70,7 +70,49 @@ inline constexpr uint64_t kClientQueryAttributes = 1u << 27;   // MySQL 8
 // MariaDB extended capabilities (sent in otherwise reserved bytes): bit 32+n.
 inline constexpr uint64_t kMariaDbCacheMetadata = 1ull << 36;
 
+// Column types: a column definition's type byte and a binary value's type
+// (include/field_types.h, enum_field_types). The *2 types are internal to the
+// server and its replication events, but named so a value is never misread.
+enum ColumnType : uint8_t {
+  kTypeDecimal = 0,
+  kTypeTiny = 1,
+  kTypeShort = 2,
+  kTypeLong = 3,
+  kTypeFloat = 4,
+  kTypeDouble = 5,
+  kTypeNull = 6,
+  kTypeTimestamp = 7,
+  kTypeLongLong = 8,
+  kTypeInt24 = 9,
+  kTypeDate = 10,
+  kTypeTime = 11,
+  kTypeDatetime = 12,
+  kTypeYear = 13,
+  kTypeNewDate = 14,
+  kTypeVarchar = 15,
+  kTypeBit = 16,
+  kTypeTimestamp2 = 17,
+  kTypeDatetime2 = 18,
+  kTypeTime2 = 19,
+  kTypeJson = 245,  // MySQL; MariaDB sends JSON as a LONG_BLOB with a utf8 charset
+  kTypeNewDecimal = 246,
+  kTypeEnum = 247,
+  kTypeSet = 248,
+  kTypeTinyBlob = 249,
+  kTypeMediumBlob = 250,
+  kTypeLongBlob = 251,
+  kTypeBlob = 252,
+  kTypeVarString = 253,
+  kTypeString = 254,
+  kTypeGeometry = 255,
+};
+// Column definition flags and the character set that means "binary bytes".
+inline constexpr uint16_t kFlagNotNull = 0x0001;
+inline constexpr uint16_t kFlagUnsigned = 0x0020;
+inline constexpr uint16_t kBinaryCharset = 63;
+
 // Server status flags (OK / EOF packets).
+inline constexpr uint16_t kStatusInTransaction = 0x0001;
 inline constexpr uint16_t kStatusMoreResults = 0x0008;
 inline constexpr uint16_t kStatusCursorExists = 0x0040;
 inline constexpr uint16_t kStatusNoBackslashEscapes = 0x0200;
@@ -227,9 +269,27 @@ void AppendErrPacket(uint8_t seq, uint16_t code, std::string_view sqlstate,
 // COM_QUERY packet (sequence id 0): 0x03, string<EOF> text; one packet (text < 16 MiB).
 void AppendQueryPacket(std::string_view text, std::vector<uint8_t>* out);
 // Clears `mask` in a server greeting's capability flags in place (the lower and upper
-// 16 bits; MariaDB's extended capabilities above bit 31 are left alone). False when the
-// payload is no protocol-10 greeting.
-bool ClearGreetingCapabilities(std::span<uint8_t> payload, uint32_t mask);
+// 16 bits, and MariaDB's extended capabilities above bit 31 where the greeting carries
+// them). False when the payload is no protocol-10 greeting.
+bool ClearGreetingCapabilities(std::span<uint8_t> payload, uint64_t mask);
+
+// Column definition (protocol 4.1, ColumnDefinition41):
+//   string<lenenc> catalog ("def"), schema, table (alias), org_table, name (alias),
+//   org_name, int<lenenc> 0x0c, int<2> charset, int<4> length, int<1> type,
+//   int<2> flags, int<1> decimals, int<2> 0
+// org_table / org_name are empty for an expression. MariaDB puts its extended metadata
+// (type name such as "json", format) between org_name and the fixed fields when the client
+// asked for it (MARIADB_CLIENT_EXTENDED_METADATA): skipped.
+struct ColumnDefinition {
+  std::string_view schema, table, org_table, name, org_name;
+  uint16_t charset = 0;
+  uint8_t type = 0;
+  uint16_t flags = 0;
+};
+bool ParseColumnDefinition(std::span<const uint8_t> payload, ColumnDefinition* out);
+
+// Appends a length-encoded integer / string (the Reader's lenenc in reverse).
+void AppendLenenc(uint64_t v, std::vector<uint8_t>* out);
+void AppendLenencString(std::string_view s, std::vector<uint8_t>* out);
 
 }  // namespace dbwarden::mysql
-

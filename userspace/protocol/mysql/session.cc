@@ -775,6 +775,7 @@ void Session::on_err(Cmd& c, const Frame& f) {
 }
 
 void Session::result(Cmd& c, const Frame& f, bool rowset, uint64_t rows, uint16_t status) {
+  last_status_ = status;
   const bool more = (status & kStatusMoreResults) != 0;
   switch (c.command) {
     case kComQuery: {

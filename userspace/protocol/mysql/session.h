@@ -136,13 +136,21 @@ class Session final : private FrameHandler {
   bool idle() const { return phase_ == Phase::kCommand && ops_.empty() && !infile_; }
   // The text of prepared statement `id` (known once the server answered its prepare), or
   // null when unknown.
+  // Id 0xffffffff is MariaDB's "the statement prepared last" (a pipelined prepare).
   const std::string* prepared_text(uint32_t id) const {
+    if (id == 0xffffffffu) return last_prepared_ ? &last_prepared_->text : nullptr;
     auto it = prepared_.find(id);
     return it == prepared_.end() ? nullptr : &it->second->text;
   }
   // How a COM_QUERY's text is split and lexed (sql_mode NO_BACKSLASH_ESCAPES, multi-statements).
   bool backslash_escapes() const { return backslash_escapes_; }
   bool multi_statements() const { return multi_statements_; }
+  // How result sets are framed: an OK (0xfe) instead of EOF packets; a metadata flag after
+  // each column count (MariaDB's cache-metadata, MySQL's optional metadata).
+  bool deprecate_eof() const { return deprecate_eof_; }
+  bool metadata_flag() const { return metadata_byte_; }
+  // SERVER_STATUS_IN_TRANS in the last OK / EOF the server sent.
+  bool in_transaction() const { return (last_status_ & kStatusInTransaction) != 0; }
 
  private:
   enum class Phase : uint8_t { kStart, kAuth, kCommand, kStopped };
@@ -257,6 +265,7 @@ class Session final : private FrameHandler {
   bool backslash_escapes_ = true;
   bool deprecate_eof_ = false;
   bool metadata_byte_ = false;  // column count packets carry a metadata flag
+  uint16_t last_status_ = 0;    // of the last OK / EOF
 
   std::deque<Cmd> ops_;
   std::unordered_map<uint32_t, std::shared_ptr<Prepared>> prepared_;

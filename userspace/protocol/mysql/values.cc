@@ -77,40 +77,82 @@ bool ParseExecuteHeader(std::span<const uint8_t> payload, ExecuteHeader* out) {
          r.u32(&iterations);
 }
 
+BinaryLayout BinaryLayoutOf(uint8_t type) {
+  switch (type) {
+    case kTypeNull:
+      return {BinaryLayout::kNone, 0};
+    case kTypeTiny:
+      return {BinaryLayout::kFixed, 1};
+    case kTypeShort:
+    case kTypeYear:
+      return {BinaryLayout::kFixed, 2};
+    case kTypeLong:
+    case kTypeInt24:
+    case kTypeFloat:
+      return {BinaryLayout::kFixed, 4};
+    case kTypeLongLong:
+    case kTypeDouble:
+      return {BinaryLayout::kFixed, 8};
+    case kTypeTimestamp:
+    case kTypeDate:
+    case kTypeDatetime:
+    case kTypeNewDate:
+    case kTypeTime:
+      return {BinaryLayout::kLengthByte, 0};
+    case kTypeDecimal:
+    case kTypeVarchar:
+    case kTypeBit:
+    case kTypeJson:
+    case kTypeNewDecimal:
+    case kTypeEnum:
+    case kTypeSet:
+    case kTypeTinyBlob:
+    case kTypeMediumBlob:
+    case kTypeLongBlob:
+    case kTypeBlob:
+    case kTypeVarString:
+    case kTypeString:
+    case kTypeGeometry:
+      return {BinaryLayout::kLenenc, 0};
+    default:
+      return {BinaryLayout::kUnknown, 0};
+  }
+}
+
 bool DecodeBinaryValue(Reader& r, uint8_t type, bool is_unsigned, size_t max_bytes,
                        std::string* out) {
   out->clear();
   switch (type) {
-    case 6:  // MYSQL_TYPE_NULL
+    case kTypeNull:
       out->assign("NULL");
       return true;
-    case 1: {  // TINY
+    case kTypeTiny: {
       uint8_t v = 0;
       if (!r.u8(&v)) return false;
       is_unsigned ? AppendNumber(v, out) : AppendNumber(static_cast<int8_t>(v), out);
       return true;
     }
-    case 2:     // SHORT
-    case 13: {  // YEAR
+    case kTypeShort:
+    case kTypeYear: {
       uint16_t v = 0;
       if (!r.u16(&v)) return false;
       is_unsigned ? AppendNumber(v, out) : AppendNumber(static_cast<int16_t>(v), out);
       return true;
     }
-    case 3:    // LONG
-    case 9: {  // INT24
+    case kTypeLong:
+    case kTypeInt24: {
       uint32_t v = 0;
       if (!r.u32(&v)) return false;
       is_unsigned ? AppendNumber(v, out) : AppendNumber(static_cast<int32_t>(v), out);
       return true;
     }
-    case 8: {  // LONGLONG
+    case kTypeLongLong: {
       uint64_t v = 0;
       if (!r.u64(&v)) return false;
       is_unsigned ? AppendNumber(v, out) : AppendNumber(static_cast<int64_t>(v), out);
       return true;
     }
-    case 4: {  // FLOAT
+    case kTypeFloat: {
       uint32_t bits = 0;
       if (!r.u32(&bits)) return false;
       float f;
@@ -118,7 +160,7 @@ bool DecodeBinaryValue(Reader& r, uint8_t type, bool is_unsigned, size_t max_byt
       AppendNumber(f, out);
       return true;
     }
-    case 5: {  // DOUBLE
+    case kTypeDouble: {
       uint64_t bits = 0;
       if (!r.u64(&bits)) return false;
       double d;
@@ -126,27 +168,16 @@ bool DecodeBinaryValue(Reader& r, uint8_t type, bool is_unsigned, size_t max_byt
       AppendNumber(d, out);
       return true;
     }
-    case 7:   // TIMESTAMP
-    case 10:  // DATE
-    case 12:  // DATETIME
-    case 14:  // NEWDATE
+    case kTypeTimestamp:
+    case kTypeDate:
+    case kTypeDatetime:
+    case kTypeNewDate:
       return DecodeDateTime(r, out);
-    case 11:  // TIME
+    case kTypeTime:
       return DecodeTime(r, out);
-    case 0:      // DECIMAL
-    case 15:     // VARCHAR
-    case 16:     // BIT
-    case 245:    // JSON (MySQL)
-    case 246:    // NEWDECIMAL
-    case 247:    // ENUM
-    case 248:    // SET
-    case 249:    // TINY_BLOB
-    case 250:    // MEDIUM_BLOB
-    case 251:    // LONG_BLOB
-    case 252:    // BLOB
-    case 253:    // VAR_STRING
-    case 254:    // STRING
-    case 255: {  // GEOMETRY
+    default: {
+      // Strings, decimals, blobs, JSON, BIT, GEOMETRY: string<lenenc>.
+      if (BinaryLayoutOf(type).kind != BinaryLayout::kLenenc) return false;
       uint64_t n = 0;
       if (!r.lenenc(&n)) return false;
       std::string_view v;
@@ -162,8 +193,6 @@ bool DecodeBinaryValue(Reader& r, uint8_t type, bool is_unsigned, size_t max_byt
       if (n > keep) r.skip(static_cast<size_t>(n - keep));
       return true;
     }
-    default:
-      return false;
   }
 }
 

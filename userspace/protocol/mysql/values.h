@@ -30,6 +30,16 @@ struct ExecuteHeader {
 };
 bool ParseExecuteHeader(std::span<const uint8_t> payload, ExecuteHeader* out);
 
+// How a binary-protocol value of a type is laid out: fixed-width little-endian
+// (`width` bytes), int<1> length then that many bytes (DATE, DATETIME,
+// TIMESTAMP, TIME), or a length-encoded string (strings, decimals, blobs, JSON,
+// BIT, GEOMETRY). NULL has no bytes (its bit in the row's NULL bitmap).
+struct BinaryLayout {
+  enum Kind : uint8_t { kFixed, kLengthByte, kLenenc, kNone, kUnknown } kind = kUnknown;
+  uint8_t width = 0;
+};
+BinaryLayout BinaryLayoutOf(uint8_t type);
+
 // Renders one binary-protocol value of `type` as text: integers and floats
 // in decimal, DATE/DATETIME/TIMESTAMP as "YYYY-MM-DD[ hh:mm:ss[.ffffff]]",
 // TIME as "[-]hh:mm:ss[.ffffff]", strings/decimals/blobs as their bytes, cut

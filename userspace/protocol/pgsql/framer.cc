@@ -47,6 +47,7 @@ size_t Framer::keep_limit(uint8_t type, StartupKind startup, uint32_t body_lengt
         break;
       case 'E':
       case 'C':
+      case 'D':  // Describe: which statement (the proxy's masking asks)
         limit = kNameBytes;
         break;
       default:

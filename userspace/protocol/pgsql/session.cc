@@ -252,7 +252,7 @@ void Session::on_frontend(const Frame& f) {
       break;
     case 'D':
       open_group(f);
-      push(OpKind::kDescribe, f);
+      on_describe(f, push(OpKind::kDescribe, f));
       break;
     case 'S':
       push(OpKind::kSync, f);
@@ -376,8 +376,8 @@ void Session::on_bind(const Frame& f) {
     if (st != prepared_.end()) types = st->second->types;
     auto values = std::make_shared<ParameterValues>();
     ParameterStats stats;
-    ReadParameterValues(f.body, portal.size() + statement.size() + 2, f.length - 4, types,
-                        limits_, values.get(), &stats);
+    ReadParameterValues(f.body, portal.size() + statement.size() + 2, f.length - 4, types, limits_,
+                        values.get(), &stats);
     counters_.parameters_cut += stats.cut_values;
     counters_.parameters_dropped += stats.dropped_values;
     size_t bytes = 0;
@@ -468,6 +468,37 @@ void Session::on_execute(const Frame& f) {
   if (it == prepared_.end()) return;
   op.prepared = it->second;
   op.unresolved = false;
+}
+
+void Session::on_describe(const Frame& f, Op& op) {
+  // Describe: Byte1 'S' (statement) or 'P' (portal), String name. Only which statement
+  // it describes is kept (answering_text()).
+  BodyReader r(f.body);
+  uint8_t what = 0;
+  std::string_view name;
+  if (!r.byte(&what) || !r.cstring(&name)) return;
+  key_.assign(name);
+  if (what == 'P') {
+    auto bound = portals_.find(key_);
+    if (bound == portals_.end()) return;
+    key_ = bound->second.statement;
+  }
+  auto it = prepared_.find(key_);
+  if (it != prepared_.end()) op.prepared = it->second;
+}
+
+std::string_view Session::answering_text() const {
+  if (ops_.empty()) return {};
+  const Op& op = ops_.front();
+  if (op.kind == OpKind::kQuery) {
+    const QueryState& q = *op.query;
+    if (q.next >= q.pieces.size()) return {};
+    return std::string_view(q.text).substr(q.pieces[q.next].offset, q.pieces[q.next].length);
+  }
+  if ((op.kind == OpKind::kExecute || op.kind == OpKind::kDescribe) && op.prepared) {
+    return op.prepared->text;
+  }
+  return {};
 }
 
 void Session::on_close_message(const Frame& f) {

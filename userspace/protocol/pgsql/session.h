@@ -121,6 +121,11 @@ class Session final : private FrameHandler {
     auto it = prepared_.find(std::string(name));
     return it == prepared_.end() ? nullptr : &it->second->text;
   }
+  // The text of the statement the server's next message answers: a simple Query's current
+  // statement, or the prepared statement of the Execute or Describe being answered; empty
+  // when there is none or it is unknown. For the proxy's masking, which asks before it
+  // feeds that message (valid until the next on_data).
+  std::string_view answering_text() const;
   // The transaction status of the last ReadyForQuery: 'I', 'T' or 'E'.
   uint8_t transaction_status() const { return transaction_status_; }
   // The backend's pid from BackendKeyData (0 before it): who serves the connection, for a
@@ -180,7 +185,7 @@ class Session final : private FrameHandler {
     bool gap = false;
     uint64_t start_ns = 0;
     uint64_t request_bytes = 0;
-    std::shared_ptr<const Prepared> prepared;  // kParse, kExecute
+    std::shared_ptr<const Prepared> prepared;  // kParse, kExecute, kDescribe
     std::string statement_name;                // kParse, kExecute
     bool unresolved = false;                   // kExecute: its Parse (or Bind) was never seen
     std::shared_ptr<const ParameterValues> parameters;  // kExecute, kFunctionCall
@@ -197,6 +202,7 @@ class Session final : private FrameHandler {
   void mark_gap(Direction dir);
 
   void on_startup(const Frame& f);
+  void on_describe(const Frame& f, Op& op);
   void on_frontend(const Frame& f);
   void on_query(const Frame& f);
   void on_parse(const Frame& f);

@@ -1,0 +1,304 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The PostgreSQL relay under mask rules: DataRows and COPY rows rewritten with correct
+// lengths (text and binary formats, NULLs, several rows, bytes split across reads), the
+// results of statements no rule touches left byte for byte, blocks decided before the
+// statement runs, and the masked counts in the records. Wire helpers: tests/unit/pgsql.
+#include <catch2/catch.hpp>
+#include <optional>
+#include <vector>
+
+#include "../pgsql/pg_wire.h"
+#include "proxy/pg_relay.h"
+#include "relay_fixture.h"
+
+using namespace pgtest;
+using dbwarden::proxy::ByteBuffer;
+using dbwarden::proxy::PgRelay;
+using dbwarden::proxy::RelayLimits;
+using proxytest::Append;
+using proxytest::Output;
+using proxytest::Span;
+
+namespace {
+
+constexpr std::string_view kPolicy = R"(
+rules:
+  - name: no-drop
+    match: {operation: DROP}
+    action: block
+  - name: ssn
+    action: mask
+    columns: ["*.people.ssn", "*.people.born", "*.people.id"]
+    style: full
+  - name: cards
+    action: mask
+    columns: ["*.cards.*"]
+    on_derived: block
+)";
+
+constexpr std::string_view kContentPolicy = R"(
+rules:
+  - name: pii
+    action: mask
+    detectors: [email, us_ssn]
+)";
+
+struct Fixture {
+  explicit Fixture(std::string_view yaml = kPolicy)
+      : judged(yaml), relay(info, judged.judge, records, Limits{}, RelayLimits{}, counters) {
+    REQUIRE(client(Startup("alice", "shop")) == Startup("alice", "shop"));
+    REQUIRE(server(Handshake()) == Handshake());
+  }
+  std::string client(std::string_view bytes) {
+    Append(in, bytes);
+    relay.on_client(in, out, ++now);
+    return out.take_server();
+  }
+  // The server answers `bytes` in pieces of at most `piece` bytes (0: whole).
+  std::string server(std::string_view bytes, size_t piece = 0) {
+    if (piece == 0) piece = bytes.size();
+    for (size_t at = 0; at < bytes.size(); at += piece) {
+      relay.on_server(Span(bytes.substr(at, piece)), out, ++now);
+      relay.on_client(in, out, ++now);
+    }
+    return out.take_client();
+  }
+
+  dbwarden::ConnectionInfo info;
+  Counters counters;
+  Recorder sink;
+  dbwarden::proxy::DecisionWriter records{sink};
+  proxytest::Judged judged;
+  PgRelay relay;
+  ByteBuffer in;
+  Output out;
+  uint64_t now = 0;
+};
+
+struct Field {
+  std::string name;
+  uint32_t type = 25;  // text
+  uint16_t format = 0;
+};
+
+Bytes RowDescOf(const std::vector<Field>& fields) {
+  std::string body = I16(static_cast<uint16_t>(fields.size()));
+  for (const Field& f : fields) {
+    body += CStr(f.name) + I32(16384) + I16(1) + I32(f.type) + I16(0xffff) + I32(0xffffffff) +
+            I16(f.format);
+  }
+  return Typed('T', body);
+}
+
+using Values = std::vector<std::optional<std::string>>;
+
+Bytes Row(const Values& values) {
+  std::string body = I16(static_cast<uint16_t>(values.size()));
+  for (const auto& v : values) {
+    body += v ? I32(static_cast<uint32_t>(v->size())) + *v : I32(0xffffffff);
+  }
+  return Typed('D', body);
+}
+
+uint32_t Be32(std::string_view s, size_t at) {
+  return (uint32_t{uint8_t(s[at])} << 24) | (uint32_t{uint8_t(s[at + 1])} << 16) |
+         (uint32_t{uint8_t(s[at + 2])} << 8) | uint8_t(s[at + 3]);
+}
+
+// The client's stream cut into messages by their lengths: each must fit exactly.
+std::vector<std::string> Messages(std::string_view s) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at < s.size()) {
+    REQUIRE(s.size() - at >= 5);
+    const uint32_t len = Be32(s, at + 1);
+    REQUIRE(s.size() - at >= 1 + len);
+    out.emplace_back(s.substr(at, 1 + len));
+    at += 1 + len;
+  }
+  return out;
+}
+
+// A DataRow's values; its count and every length must add up to the message's length.
+Values RowValues(std::string_view m) {
+  REQUIRE(m[0] == 'D');
+  const size_t n = (size_t{uint8_t(m[5])} << 8) | uint8_t(m[6]);
+  size_t at = 7;
+  Values out;
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t len = Be32(m, at);
+    at += 4;
+    if (len == 0xffffffff) {
+      out.emplace_back(std::nullopt);
+      continue;
+    }
+    out.emplace_back(std::string(m.substr(at, len)));
+    at += len;
+  }
+  CHECK(at == m.size());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("pg mask relay: text rows of a masked table, NULLs and lengths", "[proxy][masking]") {
+  Fixture f;
+  const std::string q = Query("SELECT name, ssn FROM people");
+  REQUIRE(f.client(q) == q);
+  const std::string answer = RowDescOf({{"name"}, {"ssn"}}) + Row({"ann", "123-45-6789"}) +
+                             Row({"bob", std::nullopt}) + Row({std::nullopt, "987-65-4321"}) +
+                             Complete("SELECT 3") + Ready();
+  const size_t piece = GENERATE(size_t{0}, size_t{1}, size_t{7});
+  INFO("piece " << piece);
+  const std::string told = f.server(answer, piece);
+  CHECK(told.find("123-45-6789") == std::string::npos);
+  CHECK(told.find("987-65-4321") == std::string::npos);
+  const auto m = Messages(told);
+  REQUIRE(m.size() == 6);
+  CHECK(m[0] == RowDescOf({{"name"}, {"ssn"}}));
+  // No lineage yet for this statement: every column of the masked table fails closed.
+  CHECK(RowValues(m[1])[1] == "****");
+  CHECK(RowValues(m[2])[1] == std::nullopt);  // NULL stays NULL
+  CHECK(RowValues(m[3])[0] == std::nullopt);
+  CHECK(RowValues(m[3])[1] == "****");
+  CHECK(m[4] == Complete("SELECT 3"));
+  CHECK(m[5] == Ready());
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].masked_values >= 2);
+  CHECK(f.sink.got[0].masked_columns >= 1);
+  CHECK(f.sink.got[0].returned_rows == 3);
+}
+
+TEST_CASE("pg mask relay: binary results keep the type's width", "[proxy][masking]") {
+  Fixture f;
+  // Extended protocol with binary results: Parse, Bind (result format 1), Describe the
+  // portal, Execute, Sync.
+  const std::string msgs = Parse("", "SELECT id, born FROM people WHERE id = 1") + Bind("", "") +
+                           Describe('P', "") + Execute("") + Sync();
+  REQUIRE(f.client(msgs) == msgs);
+  const std::string id(std::string("\0\0\x30\x39", 4));    // int4 12345
+  const std::string born(std::string("\0\0\x1f\x40", 4));  // date, binary
+  const std::string answer = ParseComplete() + BindComplete() +
+                             RowDescOf({{"id", 23, 1}, {"born", 1082, 1}}) + Row({id, born}) +
+                             Complete("SELECT 1") + Ready();
+  const auto m = Messages(f.server(answer));
+  REQUIRE(m.size() == 6);
+  const Values v = RowValues(m[3]);
+  REQUIRE(v[0].has_value());
+  CHECK(v[0]->size() == 4);  // int4: four bytes, the fixed substitute 0
+  CHECK(*v[0] == std::string(4, '\0'));
+  REQUIRE(v[1].has_value());
+  CHECK(v[1]->size() == 4);
+  CHECK(*v[1] != born);
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].masked_values == 2);
+  CHECK(f.sink.got[0].masked_columns == 2);
+}
+
+TEST_CASE("pg mask relay: a statement no rule touches streams through byte for byte",
+          "[proxy][masking]") {
+  Fixture f;
+  const std::string q = Query("SELECT aid, abalance FROM pgbench_accounts WHERE aid = 7");
+  REQUIRE(f.client(q) == q);
+  const std::string answer =
+      RowDescOf({{"aid", 23}, {"abalance", 23}}) + Row({"7", "0"}) + Complete("SELECT 1") + Ready();
+  CHECK(f.server(answer, 3) == answer);
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].masked_values == 0);
+  // A masked statement after it is still masked: the framing starts at a message boundary.
+  const std::string q2 = Query("SELECT ssn FROM people");
+  REQUIRE(f.client(q2) == q2);
+  const std::string told =
+      f.server(RowDescOf({{"ssn"}}) + Row({"123-45-6789"}) + Complete("SELECT 1") + Ready(), 5);
+  CHECK(told.find("123-45-6789") == std::string::npos);
+}
+
+TEST_CASE("pg mask relay: content detectors over every text value", "[proxy][masking]") {
+  Fixture f(kContentPolicy);
+  const std::string q = Query("SELECT note FROM tickets; SELECT 2");
+  REQUIRE(f.client(q) == q);
+  const std::string answer = RowDescOf({{"note"}}) + Row({"mail ann@example.com now"}) +
+                             Row({"nothing"}) + Complete("SELECT 2") + RowDescOf({{"n", 23}}) +
+                             Row({"2"}) + Complete("SELECT 1") + Ready();
+  const auto m = Messages(f.server(answer));
+  REQUIRE(m.size() == 8);
+  const auto v = RowValues(m[1]);
+  REQUIRE(v[0].has_value());
+  CHECK(v[0]->find("ann@example.com") == std::string::npos);
+  CHECK(v[0]->find("mail ") == 0);
+  CHECK(m[2] == Row({"nothing"}));
+  CHECK(m[5] == Row({"2"}));
+  // Each statement's record has its own counts.
+  REQUIRE(f.sink.got.size() == 2);
+  CHECK(f.sink.got[0].masked_values == 1);
+  CHECK(f.sink.got[0].masked_by.size() == 1);
+  CHECK(f.sink.got[0].masked_by[0].detector == "email");
+  CHECK(f.sink.got[1].masked_values == 0);
+}
+
+TEST_CASE("pg mask relay: on_derived block refuses the statement before it runs",
+          "[proxy][masking]") {
+  Fixture f;
+  CHECK(f.client(Query("SELECT upper(number) FROM cards")).empty());
+  const std::string told = f.out.take_client();
+  CHECK(told.find("C42501") != std::string::npos);
+  CHECK(told.find("cards") != std::string::npos);
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].policy_rule == "cards");
+  CHECK(f.sink.got[0].policy_action == "block");
+  // The session goes on.
+  const std::string q = Query("SELECT 1 FROM pgbench_branches");
+  CHECK(f.client(q) == q);
+}
+
+TEST_CASE("pg mask relay: COPY TO STDOUT rows, text and CSV", "[proxy][masking]") {
+  Fixture f;
+  SECTION("text") {
+    const std::string q = Query("COPY people TO STDOUT");
+    REQUIRE(f.client(q) == q);
+    const std::string answer = Typed('H', std::string(1, '\0') + I16(2) + I16(0) + I16(0)) +
+                               CopyData("ann\t123-45-6789\n") + CopyData("bob\t\\N\n") +
+                               CopyDone() + Complete("COPY 2") + Ready();
+    const auto m = Messages(f.server(answer, 4));
+    REQUIRE(m.size() == 6);
+    CHECK(m[1] == CopyData("****\t****\n"));
+    CHECK(m[2] == CopyData("****\t\\N\n"));
+    REQUIRE(f.sink.got.size() == 1);
+    CHECK(f.sink.got[0].masked_values == 3);
+  }
+  SECTION("csv") {
+    const std::string q = Query("COPY (SELECT name, ssn FROM people) TO STDOUT WITH (FORMAT csv)");
+    REQUIRE(f.client(q) == q);
+    const std::string answer = Typed('H', std::string(1, '\0') + I16(2) + I16(0) + I16(0)) +
+                               CopyData("\"a,\"\"n\",123-45-6789\n") + CopyData("bob,\n") +
+                               CopyDone() + Complete("COPY 2") + Ready();
+    const auto m = Messages(f.server(answer));
+    REQUIRE(m.size() == 6);
+    CHECK(m[1] == CopyData("\"****\",\"****\"\n"));
+    CHECK(m[2] == CopyData("\"****\",\n"));  // the NULL (unquoted empty) stays
+  }
+}
+
+TEST_CASE("pg mask relay: FETCH from a cursor fails closed", "[proxy][masking]") {
+  Fixture f;
+  const std::string q = Query("FETCH 2 FROM c");
+  REQUIRE(f.client(q) == q);
+  const auto m = Messages(
+      f.server(RowDescOf({{"ssn"}}) + Row({"123-45-6789"}) + Complete("FETCH 1") + Ready()));
+  REQUIRE(m.size() == 4);
+  CHECK(RowValues(m[1])[0] == "****");
+}
+
+TEST_CASE("pg mask relay: a malformed DataRow under a plan ends the connection",
+          "[proxy][masking]") {
+  Fixture f;
+  const std::string q = Query("SELECT ssn FROM people");
+  REQUIRE(f.client(q) == q);
+  // Claims 11 bytes, carries 3.
+  const std::string bad = Typed('D', I16(1) + I32(11) + "123");
+  const std::string told = f.server(RowDescOf({{"ssn"}}) + bad);
+  CHECK(told.find("123") == std::string::npos);
+  CHECK(told.find("08P01") != std::string::npos);
+  CHECK(f.out.closed);
+}
