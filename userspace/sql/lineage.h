@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// PostgreSQL column lineage: which base-table columns each result column of a
+// statement comes from, and which columns the statement reads in predicates.
+// The enforcement proxy's masking (issue 13) uses it to mask a result column
+// whose value comes from a masked column, however the statement dressed it up:
+// aliases, casts, functions, sub-queries, CTEs, set operations, `*`, whole-row
+// references, views, RETURNING, COPY and cursors.
+//
+// It parses with libpg_query (PostgreSQL's own grammar) and resolves names the
+// way PostgreSQL's parse analysis does (namespace items, join USING merges,
+// LATERAL, correlated sub-queries, CTE shadowing), asking a Catalog for tables
+// and views. It never guesses: anything it cannot follow makes the whole
+// statement untraced, and the caller fails closed. Where a rule is uncertain it
+// adds sources rather than dropping one.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dbwarden::sql {
+
+// A base-table column, as the catalog names it (lower-case unless quoted).
+struct ColumnRef {
+  std::string schema, table, column;
+  friend bool operator==(const ColumnRef&, const ColumnRef&) = default;
+};
+
+// What the tracer needs from the database; the proxy implements it (cached),
+// tests with fixed tables.
+class Catalog {
+ public:
+  virtual ~Catalog() = default;
+  struct Relation {
+    std::string schema, name;  // what it resolved to
+    bool is_view = false;
+    std::vector<std::string> columns;  // visible columns in attnum order (for *, t.*, whole-row)
+    std::string view_definition;       // the view's SELECT (pg_get_viewdef) when is_view
+    // A materialized view stores what its query read: report it with is_view
+    // and its definition too, so that its columns trace to their sources.
+  };
+  // `schema` empty: resolve by the session's search_path. nullopt: no such relation.
+  virtual std::optional<Relation> relation(std::string_view schema, std::string_view name) = 0;
+};
+
+enum class Flow : uint8_t {
+  kCopy,     // the value IS a source value: column, alias, parentheses, cast,
+             // sub-query/CTE/UNION/view passthrough
+  kDerived,  // computed from sources: function, operator, concatenation, CASE, aggregate,
+             // comparison, whole-row (t::text, row_to_json(t))
+};
+
+struct OutputColumn {
+  std::string name;  // as RowDescription names it (alias, or PostgreSQL's default)
+  std::vector<ColumnRef>
+      sources;  // every base column whose value flows into it (empty: a constant)
+  Flow flow = Flow::kCopy;
+};
+
+struct Lineage {
+  bool traced = false;  // false: `why` says what could not be followed; the caller fails closed
+  std::string why;
+  std::vector<OutputColumn> columns;  // one per result column, in order
+  // Read in WHERE, JOIN ON/USING, HAVING, ORDER BY, GROUP BY, DISTINCT ON, window
+  // clauses, aggregate FILTER/ORDER BY, LIMIT/OFFSET (of the statement and its
+  // sub-queries; a view's own WHERE is the view owner's, not the client's: it
+  // counts in read_columns only).
+  std::vector<ColumnRef> predicate_columns;
+  std::vector<ColumnRef> read_columns;  // every base column read anywhere (incl. sub-queries)
+  // Base columns whose values the statement writes somewhere a client can read
+  // later without this result's masking: a table (SELECT INTO, CREATE TABLE AS,
+  // INSERT ... SELECT, UPDATE ... SET, MERGE) or a server file or program
+  // (COPY ... TO 'file'). The laundering path around masking; policy decides.
+  std::vector<ColumnRef> stored_columns;
+};
+
+// One statement (the proxy splits multi-statement Queries first: a text with
+// several statements is not traced). A statement with no result set (DDL, SET,
+// INSERT without RETURNING, ...) traces to zero columns with traced = true.
+// FETCH, EXECUTE, CALL and DO are not traced: their rows come from elsewhere
+// (the cursor's DECLARE, the PREPARE, a procedure's body).
+Lineage trace_pg_lineage(const std::string& sql, Catalog& catalog);
+
+}  // namespace dbwarden::sql
