@@ -28,6 +28,7 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -210,12 +211,27 @@ def check_binary_prepared(cluster, failures):
         failures.append(f"binary prepared statement: unexpected reply {reply[:300]!r}")
 
 
+EXPECTED_SERIES = (
+    'dbwarden_masked_values_total{detector="column",rule="people-columns"}',
+    'dbwarden_masked_values_total{detector="email",rule="pii-content"}',
+)
+
+
 def read_metrics(agent, failures):
-    try:
-        return urllib.request.urlopen(agent.metrics_url, timeout=10).read().decode()
-    except OSError as e:
-        failures.append(f"metrics unreadable: {e}")
-        return ""
+    """The exposition once the records of the statements above have reached the exporter
+    (they pass through the agent's record queue: polled, at most 20 s)."""
+    text = ""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            text = urllib.request.urlopen(agent.metrics_url, timeout=10).read().decode()
+        except OSError as e:
+            failures.append(f"metrics unreadable: {e}")
+            return ""
+        if all(series in text for series in EXPECTED_SERIES):
+            break
+        time.sleep(0.2)
+    return text
 
 
 def check_outputs(agent, audit, metrics, failures):
@@ -229,8 +245,7 @@ def check_outputs(agent, audit, metrics, failures):
         failures.append("no audit record carries dbwarden.masked_values")
     if planted_in(metrics):
         failures.append(f"the metrics hold planted values: {planted_in(metrics)}")
-    for series in ('dbwarden_masked_values_total{detector="column",rule="people-columns"}',
-                   'dbwarden_masked_values_total{detector="email",rule="pii-content"}'):
+    for series in EXPECTED_SERIES:
         if series not in metrics:
             failures.append(f"metrics: no {series}")
     if planted_in(agent.stderr):
