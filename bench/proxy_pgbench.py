@@ -111,8 +111,9 @@ def pgbouncer_run(cluster, args, workdir):
             "foreign_bpf_programs": foreign}
 
 
-def agent_run(cluster, args, workdir, enforce, perf_file=None, binary=None):
-    agent = ph.BenchAgent(binary or args.agent, workdir, cluster.port, enforce=enforce)
+def agent_run(cluster, args, workdir, enforce, perf_file=None, binary=None, policy=None):
+    agent = ph.BenchAgent(binary or args.agent, workdir, cluster.port, enforce=enforce,
+                          policy=policy or ph.SHIPPED_POLICY)
     before = set(bpf_programs())
     agent.start()
     # The agent's programs: those loaded while it started (bpftool here names no holder pids
