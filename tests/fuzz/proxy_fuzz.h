@@ -54,6 +54,23 @@ inline std::shared_ptr<const dbwarden::policy::Policy> FuzzPolicy() {
   return policy;
 }
 
+// The same with mask rules (issue 13): every result rewritten, statements naming a `t*` table
+// blocked as derived, content detectors over every text value.
+inline std::shared_ptr<const dbwarden::policy::Policy> FuzzMaskPolicy() {
+  static const auto policy = [] {
+    auto p = dbwarden::policy::Policy::load_string(
+        "rules:\n"
+        "  - {name: no-drop, match: {operation: [DROP TABLE, TRUNCATE]}, action: block}\n"
+        "  - {name: t-block, action: mask, columns: ['*.t*.*'], on_derived: block}\n"
+        "  - {name: all, action: mask, columns: ['*.*.*'], style: partial}\n"
+        "  - {name: text, action: mask, detectors: [email, us_ssn, payment_card]}\n",
+        "fuzz-mask.yaml");
+    if (!p.ok()) std::abort();
+    return p.value();
+  }();
+  return policy;
+}
+
 // Adapts a relay to DriveSession's interface (client bytes, server bytes, close).
 template <typename Direction>
 class RelayDriver {
