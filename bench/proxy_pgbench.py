@@ -110,8 +110,9 @@ def pgbouncer_run(cluster, args, workdir):
             "foreign_bpf_programs": foreign}
 
 
-def agent_run(cluster, args, workdir, observer, perf_file=None, binary=None):
-    agent = ph.BenchAgent(binary or args.agent, workdir, cluster.port, observer=observer)
+def agent_run(cluster, args, workdir, observer, perf_file=None, binary=None, policy=None):
+    agent = ph.BenchAgent(binary or args.agent, workdir, cluster.port, observer=observer,
+                          policy=policy or ph.SHIPPED_POLICY)
     before = set(bpf_programs())
     agent.start()
     # The agent's programs: those loaded while it started (bpftool here names no holder pids

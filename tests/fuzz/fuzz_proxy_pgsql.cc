@@ -14,7 +14,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_query_bytes = 256;
   dbwarden::proxy::RelayLimits relay_limits;
   relay_limits.max_judged_bytes = 512;  // exercise the too-large path
-  dbwarden::proxy::PolicySource source(dbw_fuzz::FuzzPolicy());
+  // Half the inputs under mask rules: the server side is then framed and rewritten.
+  dbwarden::proxy::PolicySource source((data[0] & 0x40) != 0 ? dbw_fuzz::FuzzMaskPolicy()
+                                                             : dbw_fuzz::FuzzPolicy());
   dbwarden::proxy::PolicyJudge judge(source);
   dbwarden::proxy::PgRelay relay(info, judge, records, limits, relay_limits, counters);
   using dbwarden::pgsql::Direction;

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "fuzz_driver.h"
 #include "policy/policy.h"
@@ -38,19 +39,36 @@ struct CountingOutput : dbwarden::proxy::RelayOutput {
   }
 };
 
+// A policy from YAML the fuzzers trust to load (abort otherwise).
+inline std::shared_ptr<const dbwarden::policy::Policy> LoadFuzzPolicy(std::string_view yaml,
+                                                                     std::string_view name) {
+  auto p = dbwarden::policy::Policy::load_string(yaml, name);
+  if (!p.ok()) std::abort();
+  return p.value();
+}
+
 // The policy the fuzzers judge with: blocks and logs, as the shipped guardrails do.
 inline std::shared_ptr<const dbwarden::policy::Policy> FuzzPolicy() {
-  static const auto policy = [] {
-    auto p = dbwarden::policy::Policy::load_string(
-        "rules:\n"
-        "  - {name: no-drop, match: {operation: [DROP TABLE, TRUNCATE]}, action: block}\n"
-        "  - {name: bounded, match: {operation: [DELETE, UPDATE], has_where: false}, "
-        "action: block}\n"
-        "  - {name: inserts, match: {operation: INSERT}, action: log}\n",
-        "fuzz.yaml");
-    if (!p.ok()) std::abort();
-    return p.value();
-  }();
+  static const auto policy = LoadFuzzPolicy(
+      "rules:\n"
+      "  - {name: no-drop, match: {operation: [DROP TABLE, TRUNCATE]}, action: block}\n"
+      "  - {name: bounded, match: {operation: [DELETE, UPDATE], has_where: false}, "
+      "action: block}\n"
+      "  - {name: inserts, match: {operation: INSERT}, action: log}\n",
+      "fuzz.yaml");
+  return policy;
+}
+
+// The same with mask rules (issue 13): every result rewritten, statements naming a `t*` table
+// blocked as derived, content detectors over every text value.
+inline std::shared_ptr<const dbwarden::policy::Policy> FuzzMaskPolicy() {
+  static const auto policy = LoadFuzzPolicy(
+      "rules:\n"
+      "  - {name: no-drop, match: {operation: [DROP TABLE, TRUNCATE]}, action: block}\n"
+      "  - {name: t-block, action: mask, columns: ['*.t*.*'], on_derived: block}\n"
+      "  - {name: all, action: mask, columns: ['*.*.*'], style: partial}\n"
+      "  - {name: text, action: mask, detectors: [email, us_ssn, payment_card]}\n",
+      "fuzz-mask.yaml");
   return policy;
 }
 

@@ -106,24 +106,45 @@ bool may_read_masked(const policy::MaskRule& rule, const StatementOrigins& origi
 
 }  // namespace
 
+namespace {
+
+std::string_view unquoted(std::string_view part) {
+  if (part.size() >= 2 && part.front() == '"' && part.back() == '"') {
+    return part.substr(1, part.size() - 2);
+  }
+  return part;
+}
+
+}  // namespace
+
+bool may_need_masking(std::span<const policy::MaskRule* const> rules,
+                      std::span<const std::string> tables) {
+  for (const policy::MaskRule* rule : rules) {
+    if (rule->detectors != 0) return true;
+    if (rule->columns.empty()) continue;
+    if (tables.empty()) return true;
+    for (const std::string& t : tables) {
+      const std::string_view name(t);
+      const size_t dot = name.rfind('.');
+      const std::string_view schema = dot == std::string_view::npos ? "" : name.substr(0, dot);
+      const std::string_view table = dot == std::string_view::npos ? name : name.substr(dot + 1);
+      if (rule->could_cover(unquoted(schema), unquoted(table), "")) return true;
+    }
+  }
+  return false;
+}
+
 StatementOrigins origins_from_tables(std::span<const std::string> tables) {
   StatementOrigins o;
   o.reads_unknown = tables.empty();
   for (const std::string& t : tables) {
     SourceRef& r = o.may_read.emplace_back();
-    const size_t dot = t.rfind('.');
-    if (dot == std::string::npos) {
-      r.table = t;  // schema unknown: the search_path decides
-    } else {
-      r.schema = t.substr(0, dot);
-      r.table = t.substr(dot + 1);
-    }
-    // Quoted names keep their case; unquoted ones are folded by covers() anyway.
-    for (std::string* part : {&r.schema, &r.table}) {
-      if (part->size() >= 2 && part->front() == '"' && part->back() == '"') {
-        *part = part->substr(1, part->size() - 2);
-      }
-    }
+    const std::string_view name(t);
+    const size_t dot = name.rfind('.');
+    // No schema: unknown, the search_path decides. Quoted names keep their case; unquoted
+    // ones are folded by covers() anyway.
+    if (dot != std::string_view::npos) r.schema = unquoted(name.substr(0, dot));
+    r.table = unquoted(dot == std::string_view::npos ? name : name.substr(dot + 1));
   }
   return o;
 }

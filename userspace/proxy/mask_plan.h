@@ -149,6 +149,13 @@ class MaskPlan {
 // or "table"); a statement naming none may read anything (a function, a cursor's FETCH).
 StatementOrigins origins_from_tables(std::span<const std::string> tables);
 
+// Whether `rules` can touch the results of a statement naming `tables` (as
+// origins_from_tables reads them): a content rule always can, a column rule when one of
+// the tables may hold a column it names or when there are none (it may read anything).
+// Allocates nothing: the judge asks it of every statement before keeping any rule.
+bool may_need_masking(std::span<const policy::MaskRule* const> rules,
+                      std::span<const std::string> tables);
+
 // The plan for a statement `rules` apply to (Policy::mask_rules_for, in file order; they
 // belong to `policy`, whose masker() runs them), whose result has `column_count` columns
 // traced as `origins` says. A column covered by several rules takes the first one's style.

@@ -143,6 +143,7 @@ bool PgRelay::judged_message(ByteBuffer& in, uint8_t type, uint32_t length, Rela
     if (type == 'P') r.cstring(&name);
     text = r.until_nul(&terminated);
     judge(text, /*complete=*/false, /*backslash_escapes=*/false);
+    note_masks();
     const auto header = in.data().first(pgsql::kTypedHeaderSize);
     if (!verdict_.decisive.block) {
       pass(header, /*to_server=*/true, out, now_ns);

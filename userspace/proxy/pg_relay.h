@@ -115,6 +115,8 @@ class PgRelay final : public RelayBase<PgProtocol> {
   // One whole server message at the front of srv_buf_.
   void server_message(std::span<const uint8_t> message, RelayOutput& out, uint64_t now_ns);
   void row_description(std::span<const uint8_t> body);
+  // A DataRow with no RowDescription in this result: the plan from the statement alone.
+  void undescribed_rows(std::span<const uint8_t> body);
   void copy_out_response(std::span<const uint8_t> body);
   // kRewritten: the rewritten DataRow / CopyData is in row_.
   enum class Rewrite : uint8_t { kUnchanged, kRewritten, kMalformed };
@@ -137,6 +139,7 @@ class PgRelay final : public RelayBase<PgProtocol> {
   std::vector<ResultColumn> columns_;
   bool copy_csv_ = false;
   bool copy_binary_ = false;
+  bool described_ = false;  // a RowDescription or CopyOutResponse began this result
   MaskTally tally_;
   MaskTallies tallies_;
   std::vector<uint8_t> row_;

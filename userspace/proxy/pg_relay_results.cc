@@ -195,6 +195,10 @@ void PgRelay::on_server_framed(std::span<const uint8_t> bytes, RelayOutput& out,
         inspect = true;
         break;
       case 'D':
+        // Rows with no RowDescription before them (a portal executed without a Describe
+        // in its group) are inspected too: the statement being executed decides.
+        inspect = described_ ? plan_.has_value() && !plan_->empty() : true;
+        break;
       case 'd':
         inspect = plan_.has_value() && !plan_->empty();
         break;
@@ -241,6 +245,8 @@ void PgRelay::server_message(std::span<const uint8_t> message, RelayOutput& out,
       }
       break;
     case 'D':
+      if (!described_) undescribed_rows(body);
+      [[fallthrough]];
     case 'd':
       switch (type == 'D' ? rewrite_data_row(body) : rewrite_copy_row(body)) {
         case Rewrite::kUnchanged:
@@ -263,11 +269,13 @@ void PgRelay::server_message(std::span<const uint8_t> message, RelayOutput& out,
       if (type != 's') {
         plan_.reset();
         columns_.clear();
+        described_ = false;
       }
       break;
     case 'Z':
       plan_.reset();
       columns_.clear();
+      described_ = false;
       forward_server(message, out, now_ns);
       // Every answer is in: nothing more to mask until a statement with rules comes.
       if (session_.idle()) {
@@ -283,7 +291,25 @@ void PgRelay::server_message(std::span<const uint8_t> message, RelayOutput& out,
 
 void PgRelay::finish_statement() { tallies_.finish(session_.answering_text(), tally_); }
 
+void PgRelay::undescribed_rows(std::span<const uint8_t> body) {
+  // The column types and formats (Bind's result format codes) are not known here: every
+  // column the plan masks whole becomes NULL, valid in any type and format; the others are
+  // scanned as text (the content detectors find nothing in binary numbers).
+  described_ = true;
+  plan_.reset();
+  columns_.clear();
+  const MaskEntry* e = masks_for(session_.answering_text());
+  if (e == nullptr || body.size() < 2) return;
+  columns_.resize(ReadBe16(body.data()));
+  const StatementOrigins origins = origins_from_tables(e->tables);
+  plan_.emplace(build_mask_plan(e->rules, *e->policy, origins, columns_.size()));
+  for (size_t i = 0; i < columns_.size(); ++i) {
+    if (plan_->column(i).on) columns_[i].mask.type = masking::ValueType::kOther;
+  }
+}
+
 void PgRelay::row_description(std::span<const uint8_t> body) {
+  described_ = true;
   plan_.reset();
   columns_.clear();
   const MaskEntry* e = masks_for(session_.answering_text());
@@ -310,6 +336,7 @@ void PgRelay::row_description(std::span<const uint8_t> body) {
 }
 
 void PgRelay::copy_out_response(std::span<const uint8_t> body) {
+  described_ = true;
   plan_.reset();
   columns_.clear();
   copy_csv_ = false;

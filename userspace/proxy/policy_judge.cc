@@ -6,6 +6,7 @@
 
 #include "protocol/mysql/split.h"
 #include "protocol/pgsql/split.h"
+#include "proxy/mask_plan.h"
 
 namespace dbwarden::proxy {
 
@@ -54,7 +55,12 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
   // The vector's elements are refilled, not rebuilt: their strings keep their capacity, so
   // judging a statement allocates nothing once a connection's first few have been judged.
   out->statements.resize(pieces_.size());
-  out->policy = policy_;
+  // Kept only where mask rules may need it (a reference count touched per message else).
+  if (policy_->mask_rule_count() > 0) {
+    out->policy = policy_;
+  } else {
+    out->policy.reset();
+  }
   for (size_t i = 0; i < pieces_.size(); ++i) {
     const std::string_view text = sql.substr(pieces_[i].offset, pieces_[i].length);
     JudgedStatement& s = out->statements[i];
@@ -85,7 +91,11 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
       }
       if (policy_->mask_rule_count() > 0 && d.action != policy::Action::kBlock) {
         policy_->mask_rules_for(who, a, s.masks);
-        if (!s.masks.empty()) {
+        // Rules that cannot touch this statement's results are dropped here, before
+        // anything is copied: a statement on an untouched table streams through untouched.
+        if (!may_need_masking(s.masks, a.collections)) {
+          s.masks.clear();
+        } else {
           s.tables = a.collections;
           s.fingerprint = a.fingerprint_value;
         }

@@ -185,6 +185,22 @@ TEST_CASE("mask plan: untraced columns fail closed when the statement may read a
   }
 }
 
+TEST_CASE("mask plan: may_need_masking tells untouched tables apart without a plan",
+          "[proxy][masking]") {
+  Rules r;
+  const std::vector<const MaskRule*> columns_only = {r.rules[0], r.rules[1]};
+  using V = std::vector<std::string>;
+  CHECK_FALSE(dbwarden::proxy::may_need_masking(columns_only, V{"pgbench_accounts"}));
+  CHECK_FALSE(dbwarden::proxy::may_need_masking(columns_only, V{"shop.orders", "x"}));
+  CHECK(dbwarden::proxy::may_need_masking(columns_only, V{"orders", "public.people"}));
+  CHECK(dbwarden::proxy::may_need_masking(columns_only, V{"\"payments\""}));
+  CHECK(dbwarden::proxy::may_need_masking(columns_only, V{"people"}));  // schema unknown
+  CHECK_FALSE(dbwarden::proxy::may_need_masking(columns_only, V{"other.people"}));
+  CHECK(dbwarden::proxy::may_need_masking(columns_only, V{}));               // FETCH, EXECUTE, f()
+  CHECK(dbwarden::proxy::may_need_masking(r.rules, V{"pgbench_accounts"}));  // content
+  CHECK_FALSE(dbwarden::proxy::may_need_masking({}, V{}));
+}
+
 TEST_CASE("mask plan: no rules is an empty plan", "[proxy][masking]") {
   Rules r;
   StatementOrigins o;

@@ -302,3 +302,20 @@ TEST_CASE("pg mask relay: a malformed DataRow under a plan ends the connection",
   CHECK(told.find("08P01") != std::string::npos);
   CHECK(f.out.closed);
 }
+
+TEST_CASE("pg mask relay: rows of a portal executed without a Describe are masked as NULL",
+          "[proxy][masking]") {
+  Fixture f;
+  // A named statement and portal: the first group describes it, the second only executes.
+  const std::string prepare = Parse("s1", "SELECT ssn FROM people") + Sync();
+  REQUIRE(f.client(prepare) == prepare);
+  f.server(ParseComplete() + Ready());
+  const std::string run = Bind("", "s1") + Execute("") + Sync();
+  REQUIRE(f.client(run) == run);
+  const auto m =
+      Messages(f.server(BindComplete() + Row({"123-45-6789"}) + Complete("SELECT 1") + Ready(), 3));
+  REQUIRE(m.size() == 4);
+  CHECK(RowValues(m[1])[0] == std::nullopt);
+  REQUIRE(f.sink.got.size() >= 1);
+  CHECK(f.sink.got.back().masked_values == 1);
+}
