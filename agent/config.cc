@@ -109,6 +109,12 @@ po::options_description settings() {
        "(default none: TLS is refused and clients continue in plaintext or give up, per their "
        "sslmode)")
       ("proxy-tls-key-file", po::value<std::string>(), "key for --proxy-tls-cert-file")
+      ("approvals-socket", po::value<std::string>(),
+       "enforce mode: the approvers' socket for `dbwarden approvals` (default "
+       "<proxy-socket-dir>/approvals.sock)")
+      ("approvals-group", po::value<std::string>(),
+       "enforce mode: unix group whose members may connect to the approvals socket (default "
+       "none: root only)")
       ("record", po::value<std::string>(),
        "also write every raw capture record to this new file (replay it with `dbwarden "
        "replay`), created 0600; it holds statement text as captured, before redaction, "
@@ -270,6 +276,9 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
     take("steer-pin-dir", c.steer_pin_dir);
     take("proxy-tls-cert-file", c.proxy_tls_cert_file);
     take("proxy-tls-key-file", c.proxy_tls_key_file);
+    take("approvals-socket", c.approvals_socket);
+    take("approvals-group", c.approvals_group);
+    if (c.approvals_socket.empty()) c.approvals_socket = c.proxy_socket_dir + "/approvals.sock";
     if (Status s = validate(c); !s.ok()) return s;
     return std::optional<Config>(std::move(c));
   } catch (const po::error& e) {

@@ -67,6 +67,8 @@ struct Config {
   std::string steer_pin_dir = "/sys/fs/bpf/dbwarden-steer";
   std::string proxy_tls_cert_file;  // TLS toward clients; empty: SSLRequest answered 'N'
   std::string proxy_tls_key_file;
+  std::string approvals_socket;  // approvers' CLI socket; empty: <proxy_socket_dir>/approvals.sock
+  std::string approvals_group;   // unix group that may connect to it; empty: root only
 };
 
 // Parses `dbwarden run` arguments (argv[0] is "run"). Returns nullopt after

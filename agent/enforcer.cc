@@ -12,6 +12,7 @@
 #include <mutex>
 #include <set>
 
+#include "agent/approvals_server.h"
 #include "agent/log.h"
 #include "capture/discovery.h"
 #include "policy/policy.h"
@@ -82,7 +83,11 @@ struct Enforcer::Impl {
   Config config;
   std::unique_ptr<steering::Steering> steering;
   std::unique_ptr<proxy::PolicySource> policy;
+  // Statements held for approval wait in the broker; approvers reach it by the socket.
+  // Declared before the proxy, which holds a pointer to it, so it is destroyed after it.
+  std::unique_ptr<approvals::Broker> broker;
   std::unique_ptr<proxy::Proxy> proxy;
+  std::unique_ptr<ApprovalsServer> approvals_server;
   std::vector<steering::ExistingConnection> existing;
   uint64_t terminate_at_ns = 0;
   uint64_t terminated = 0;
@@ -132,6 +137,10 @@ struct Enforcer::Impl {
         }
       }
     }
+    // Pending requests survive nothing: denied (and recorded) before the proxy closes their
+    // connections.
+    approvals_server.reset();
+    if (broker) broker->deny_all("the agent stopped", monotonic_ns());
     proxy.reset();
   }
 };
@@ -148,7 +157,8 @@ Status check_enforceable(const policy::Policy& policy, const std::string& path) 
 }
 
 Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::RecordSink& records,
-                                                  proxy::ConnectorLookup connectors) {
+                                                  proxy::ConnectorLookup connectors,
+                                                  approvals::EventSink* approval_events) {
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   auto loaded = policy::Policy::load_file(config.policy_file);
@@ -221,6 +231,8 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
   }
 
   proxy::Options po;
+  impl->broker = std::make_unique<approvals::Broker>(approval_events);
+  po.approvals = impl->broker.get();
   po.client_tls = std::move(client_tls);
   po.tcp_listen_addresses = proxy_listen_addresses();
   po.mysql_ports = config.mysql_ports;
@@ -261,6 +273,11 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
       proxy::Proxy::Start(po, std::make_unique<proxy::PolicyJudge>(*impl->policy), records, guard);
   if (!px.ok()) return Status::Error("enforce: " + px.status().message());
   impl->proxy = std::move(px.value());
+  auto approvals_server =
+      ApprovalsServer::Start(config.approvals_socket, config.approvals_group, *impl->broker);
+  if (!approvals_server.ok())
+    return Status::Error("enforce: " + approvals_server.status().message());
+  impl->approvals_server = std::move(approvals_server.value());
 
   // Now steer: the proxy is listening.
   bool have_v6 = false;

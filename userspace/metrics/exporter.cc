@@ -586,14 +586,17 @@ void Exporter::on_statement(const Statement& statement) {
   const ConnectionInfo& c = statement.connection != nullptr ? *statement.connection : kNoConnection;
   impl_->count_statement(c, statement);
   if (!statement.policy_action.empty()) {
-    // Rule names come from the policy file, a bounded set.
+    // Rule names come from the policy file, a bounded set; an approval's action names its
+    // request ("approved:7"): the label keeps the outcome only.
     Impl& m = *impl_;
+    const std::string_view action =
+        std::string_view(statement.policy_action).substr(0, statement.policy_action.find(':'));
     m.policy_key.assign(statement.policy_rule).push_back('\x1f');
-    m.policy_key.append(statement.policy_action);
+    m.policy_key.append(action);
     auto it = m.policy_series.find(m.policy_key);
     if (it == m.policy_series.end()) {
       Counter* counter = &m.policy_decisions->Add({{"rule", label_value(statement.policy_rule)},
-                                                   {"action", statement.policy_action}});
+                                                   {"action", std::string(action)}});
       it = m.policy_series.emplace(m.policy_key, counter).first;
     }
     it->second->Increment();

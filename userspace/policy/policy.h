@@ -22,6 +22,14 @@
 //       style: partial            # full | partial | format | hash | null
 //       on_derived: mask          # mask | block
 //       predicates: block         # allow | block
+//     - name: big-deletes         # held until approved (README "Approvals")
+//       match: {operation: [DELETE]}
+//       action: require_approval
+//       approvers: [dba]          # approver group names (required)
+//       approvals: 2              # distinct approvers needed, default 1
+//       timeout: 10m              # s, m or h; default 5m; then denied
+//   approver_groups:              # group -> user names (the approvers' login names)
+//     dba: [alice, bob]
 //   masking:                      # optional: the mask rules' shared settings
 //     hash_key_file: /etc/dbwarden/mask.key
 //     detectors: [{name: employee_id, regex: 'EMP-[0-9]{6}'}]
@@ -54,7 +62,21 @@ enum class Action : uint8_t {
   kBlock,
   kLog,              // let it through; the audit record names the rule
   kMask,             // a mask rule: never a Decision's action (see MaskRule)
-  kRequireApproval,  // reserved (approvals): the loader refuses it for now
+  kRequireApproval,  // hold the statement until approved (approvals/broker.h)
+};
+
+// What a require_approval rule asks: approvals from `approvals` distinct members of the
+// named approver groups within `timeout_ms`, else the statement is denied.
+struct ApprovalRule {
+  std::vector<std::string> groups;  // approver group names, as written
+  uint32_t approvals = 1;
+  uint64_t timeout_ms = 5 * 60 * 1000;
+};
+
+// `approver_groups:` of the file: group name -> user names (sorted, unique).
+struct ApproverGroup {
+  std::string name;
+  std::vector<std::string> users;
 };
 
 // "allow", "block", "log", "mask", "require_approval".
@@ -71,6 +93,9 @@ struct Decision {
   std::string message;
   std::string sqlstate;
   uint16_t mysql_errno = 0;
+  // For kRequireApproval: the deciding rule's approval settings (owned by the policy,
+  // which outlives the decision while the caller holds its shared_ptr).
+  const ApprovalRule* approval = nullptr;
   // Why this decision, rule by rule, for people: filled by explain() only, so
   // that decide() allocates nothing for a statement no rule matches.
   std::string why;
@@ -143,6 +168,10 @@ class Policy {
   // hash key. Null when the file has no mask rule.
   const masking::Masker* masker() const { return masker_.get(); }
 
+  // The user names allowed to approve under `rule` (the union of its groups, sorted).
+  std::vector<std::string> approvers_of(const ApprovalRule& rule) const;
+  const std::vector<ApproverGroup>& approver_groups() const { return approver_groups_; }
+
   OnUnparsed on_unparsed() const { return on_unparsed_; }
   // Every rule, mask rules included.
   size_t rule_count() const { return rules_.size() + mask_rules_.size(); }
@@ -172,6 +201,7 @@ class Policy {
   std::vector<std::unique_ptr<Rule>> mask_rules_;  // mask: each that matches applies
   std::unique_ptr<const masking::Masker> masker_;
   std::vector<std::string> warnings_;
+  std::vector<ApproverGroup> approver_groups_;
 };
 
 // The statement counts as unparsed for on_unparsed (see Policy::decide).

@@ -132,6 +132,11 @@ bool MysqlRelay::judged_command(ByteBuffer& in, uint32_t length, RelayOutput& ou
   const auto text_bytes = in.data().subspan(mysql::kHeaderSize + 1, need - mysql::kHeaderSize - 1);
   const std::string_view text(reinterpret_cast<const char*>(text_bytes.data()), text_bytes.size());
   judge(text, whole, session_.backslash_escapes());
+  if (whole && verdict_.decisive.approvals != 0) {
+    const auto asked = ask_approval(in, total, now_ns);
+    if (asked == Approval::kPass) return pass_packet(in, length, out, now_ns);
+    if (asked == Approval::kHeld) return false;
+  }
   if (!verdict_.decisive.block) return pass_packet(in, length, out, now_ns);
   if (!whole) {
     // Its continuation packets cannot be told from commands without reading them all.
@@ -165,6 +170,11 @@ bool MysqlRelay::execute_command(ByteBuffer& in, uint32_t length, RelayOutput& o
         return false;
       }
       if (in.size() < total) return false;
+      if (verdict_.decisive.approvals != 0) {
+        const auto asked = ask_approval(in, total, now_ns);
+        if (asked == Approval::kPass) return pass_packet(in, length, out, now_ns);
+        if (asked == Approval::kHeld) return false;
+      }
       ++blocked_;
       return hold(in, total, out, now_ns);
     }
@@ -243,7 +253,7 @@ void MysqlRelay::release_held(RelayOutput& out, uint64_t now_ns) {
   if (verdict_.statements.size() > 1) {
     // Recorded as the statement that blocked the message (see pg_relay.h).
     for (const JudgedStatement& s : verdict_.statements) {
-      if (!s.verdict.block) continue;
+      if (!decides(s.verdict)) continue;
       held_.clear();
       mysql::AppendQueryPacket(s.text, &held_);
       break;
@@ -255,6 +265,12 @@ void MysqlRelay::release_held(RelayOutput& out, uint64_t now_ns) {
   scratch_.clear();
   mysql::AppendErrPacket(1, v.mysql_errno, v.sqlstate, v.message, &scratch_);
   answer(scratch_, out, now_ns);
+}
+
+void MysqlRelay::deny_held(std::vector<uint8_t> message, RelayOutput& out, uint64_t now_ns) {
+  held_ = std::move(message);
+  holding_ = true;
+  release_held(out, now_ns);
 }
 
 void MysqlRelay::refuse(uint16_t code, std::string_view sqlstate, std::string_view message,

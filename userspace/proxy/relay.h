@@ -42,6 +42,11 @@ class Relay {
   virtual void on_close(uint64_t now_ns) = 0;
   // Whether more client bytes are useful now (false while holding a message).
   virtual bool wants_client_bytes() const = 0;
+  // A message waits for the approvals broker (approvals/broker.h); the connection still
+  // reads the client, so that a client that goes away withdraws its request.
+  virtual bool awaiting_approval() const { return false; }
+  // The broker decided something: if it was this relay's request, act on it.
+  virtual void on_approval_decided(RelayOutput& /*out*/, uint64_t /*now_ns*/) {}
 };
 
 }  // namespace dbwarden::proxy
