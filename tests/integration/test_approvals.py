@@ -95,8 +95,9 @@ def start_psql(cluster, user=None):
 
 
 def feed(p, script):
+    """Sends `script`; psql goes on reading (communicate() ends its input)."""
     p.stdin.write(script)
-    p.stdin.close()
+    p.stdin.flush()
 
 
 def scalar(cluster, sql):
