@@ -73,7 +73,10 @@ void MysqlRelay::on_upstream_failed(std::string_view why, ByteBuffer& in, RelayO
          now_ns);
 }
 
-void MysqlRelay::on_close(uint64_t now_ns) { session_.on_close(now_ns); }
+void MysqlRelay::on_close(uint64_t now_ns) {
+  withdraw_request();
+  session_.on_close(now_ns);
+}
 
 bool MysqlRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
   if (stream_left_ > 0) {

@@ -229,4 +229,11 @@ TEST_CASE("approvals, mysql: held, approved and sent; denied answered with an ER
         Err(1, 1142, "42000", "dbwarden: approval request " + std::to_string(id2) + " denied: no"));
   CHECK(f.sink.got.back().policy_action == "denied:" + std::to_string(id2));
   CHECK(f.client(Query("SELECT 1")) == Query("SELECT 1"));
+  f.server(ResultSet(1, {"1"}, false));
+  // A client that goes away withdraws its request.
+  CHECK(f.client(Query("DELETE FROM t WHERE id = 3")).empty());
+  const uint64_t id3 = f.pending_id();
+  f.relay.on_close(f.now);
+  CHECK_FALSE(f.broker.state(id3, nullptr).has_value());
+  CHECK(f.broker.pending() == 0);
 }
