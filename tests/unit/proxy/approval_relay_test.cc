@@ -108,7 +108,7 @@ void my_login(MyFixture& f) {
 
 }  // namespace
 
-TEST_CASE("approvals, pg: held until approved, then sent; later messages wait behind it",
+TEST_CASE("approvals, pg: held until approved, then sent, and later messages wait behind it",
           "[proxy][approvals]") {
   using namespace pgtest;
   PgFixture f;
@@ -136,8 +136,8 @@ TEST_CASE("approvals, pg: held until approved, then sent; later messages wait be
 }
 
 TEST_CASE(
-    "approvals, pg: denied or expired, the client gets an error naming the request; "
-    "the session goes on",
+    "approvals, pg: denied or expired, the client gets an error naming the request, "
+    "and the session goes on",
     "[proxy][approvals]") {
   using namespace pgtest;
   PgFixture f;
@@ -166,7 +166,7 @@ TEST_CASE(
   CHECK(f.sink.got.back().policy_action == "expired:" + std::to_string(id2));
 }
 
-TEST_CASE("approvals, pg: a held Parse; a JIT grant; a block beats an approval",
+TEST_CASE("approvals, pg: a held Parse, a JIT grant, and a block beats an approval",
           "[proxy][approvals]") {
   using namespace pgtest;
   PgFixture f;
@@ -190,7 +190,8 @@ TEST_CASE("approvals, pg: a held Parse; a JIT grant; a block beats an approval",
   CHECK(f.out.take_client().find("C42501") != std::string::npos);
 }
 
-TEST_CASE("approvals, pg: a closed connection withdraws; no broker blocks", "[proxy][approvals]") {
+TEST_CASE("approvals, pg: a closed connection withdraws, and no broker blocks",
+          "[proxy][approvals]") {
   using namespace pgtest;
   {
     PgFixture f;
@@ -209,7 +210,7 @@ TEST_CASE("approvals, pg: a closed connection withdraws; no broker blocks", "[pr
   CHECK(f.sink.got.back().policy_action == "require_approval");
 }
 
-TEST_CASE("approvals, mysql: held, approved and sent; denied answered with an ERR",
+TEST_CASE("approvals, mysql: held, approved and sent, denied answered with an ERR, withdrawn",
           "[proxy][approvals]") {
   using namespace mytest;
   MyFixture f;
