@@ -115,6 +115,12 @@ po::options_description settings() {
        "enforce mode: on (default: the observer's syscall capture runs beside the proxy and "
        "audits connections that are not steered, e.g. those open before enforcement) or off "
        "(the proxy alone records every steered statement; nothing else is audited)")
+      ("approvals-socket", po::value<std::string>(),
+       "enforce mode: the approvers' socket for `dbwarden approvals` (default "
+       "<proxy-socket-dir>/approvals.sock)")
+      ("approvals-group", po::value<std::string>(),
+       "enforce mode: unix group whose members may connect to the approvals socket (default "
+       "none: root only)")
       ("record", po::value<std::string>(),
        "also write every raw capture record to this new file (replay it with `dbwarden "
        "replay`), created 0600; it holds statement text as captured, before redaction, "
@@ -284,6 +290,9 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
     take("proxy-tls-cert-file", c.proxy_tls_cert_file);
     take("proxy-tls-key-file", c.proxy_tls_key_file);
     take("enforce-observer", c.enforce_observer);
+    take("approvals-socket", c.approvals_socket);
+    take("approvals-group", c.approvals_group);
+    if (c.approvals_socket.empty()) c.approvals_socket = c.proxy_socket_dir + "/approvals.sock";
     if (Status s = validate(c); !s.ok()) return s;
     return std::optional<Config>(std::move(c));
   } catch (const po::error& e) {

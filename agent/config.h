@@ -71,6 +71,8 @@ struct Config {
   // connections steering cannot move (open before enforcement) are audited too; off runs the
   // proxy alone, with no capture program attached (README "Enforcement", "Observer off").
   std::string enforce_observer = "on";
+  std::string approvals_socket;  // approvers' CLI socket; empty: <proxy_socket_dir>/approvals.sock
+  std::string approvals_group;   // unix group that may connect to it; empty: root only
 };
 
 // Parses `dbwarden run` arguments (argv[0] is "run"). Returns nullopt after

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <set>
 
+#include "agent/approvals_server.h"
 #include "agent/log.h"
 #include "capture/discovery.h"
 #include "learn/learn.h"
@@ -123,7 +124,11 @@ struct Enforcer::Impl {
   proxy::PolicyJudge* judge = nullptr;  // owned by the proxy
   uint64_t learn_counts_flushed_ns = 0;
   uint64_t learn_capped_logged = 0;
+  // Statements held for approval wait in the broker; approvers reach it by the socket.
+  // Declared before the proxy, which holds a pointer to it, so it is destroyed after it.
+  std::unique_ptr<approvals::Broker> broker;
   std::unique_ptr<proxy::Proxy> proxy;
+  std::unique_ptr<ApprovalsServer> approvals_server;
   std::vector<steering::ExistingConnection> existing;
   uint64_t terminate_at_ns = 0;
   uint64_t terminated = 0;
@@ -174,6 +179,10 @@ struct Enforcer::Impl {
         }
       }
     }
+    // Pending requests survive nothing: denied (and recorded) before the proxy closes their
+    // connections.
+    approvals_server.reset();
+    if (broker) broker->deny_all("the agent stopped", monotonic_ns());
     proxy.reset();
     if (learn_store) {
       if (Status s = learn_store->flush(true); !s.ok()) {
@@ -238,7 +247,8 @@ Result<int> leave_enforcement(const std::string& steer_pin_dir) {
 }
 
 Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::RecordSink& records,
-                                                  proxy::ConnectorLookup connectors) {
+                                                  proxy::ConnectorLookup connectors,
+                                                  approvals::EventSink* approval_events) {
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   auto loaded = policy::Policy::load_file(config.policy_file);
@@ -311,6 +321,8 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
   }
 
   proxy::Options po;
+  impl->broker = std::make_unique<approvals::Broker>(approval_events);
+  po.approvals = impl->broker.get();
   po.client_tls = std::move(client_tls);
   po.tcp_listen_addresses = proxy_listen_addresses();
   po.mysql_ports = config.mysql_ports;
@@ -354,6 +366,11 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
   auto px = proxy::Proxy::Start(po, std::move(judge), records, guard);
   if (!px.ok()) return Status::Error("enforce: " + px.status().message());
   impl->proxy = std::move(px.value());
+  auto approvals_server =
+      ApprovalsServer::Start(config.approvals_socket, config.approvals_group, *impl->broker);
+  if (!approvals_server.ok())
+    return Status::Error("enforce: " + approvals_server.status().message());
+  impl->approvals_server = std::move(approvals_server.value());
 
   // Now steer: the proxy is listening.
   bool have_v6 = false;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "agent/config.h"
+#include "approvals/broker.h"
 #include "common/status.h"
 #include "protocol/statement.h"
 #include "proxy/proxy.h"
@@ -61,8 +62,10 @@ class Enforcer {
  public:
   // `records` receives the proxy's statements on the proxy's thread (thread-safe sink).
   // `connectors` names local TCP clients from the capture's connect hook (may be null).
+  // `approval_events` receives every approval step for the audit trail (may be null).
   static Result<std::unique_ptr<Enforcer>> Start(const Config& config, proxy::RecordSink& records,
-                                                 proxy::ConnectorLookup connectors = nullptr);
+                                                 proxy::ConnectorLookup connectors = nullptr,
+                                                 approvals::EventSink* approval_events = nullptr);
   ~Enforcer();
   Enforcer(const Enforcer&) = delete;
   Enforcer& operator=(const Enforcer&) = delete;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <iostream>
 
+#include "agent/approvals_cmd.h"
 #include "agent/audit_cat.h"
 #include "agent/config.h"
 #include "agent/detach.h"
@@ -29,6 +30,7 @@ void usage(std::FILE* out) {
       "  steering  enforce mode's steering: status, mark-down, detach\n"
       "  policy    check a policy file, or explain its decision on a statement\n"
       "            (`dbwarden policy --help`)\n"
+      "  approvals list, show, approve or deny held statements (`dbwarden approvals --help`)\n"
       "  version   print the version\n");
 }
 
@@ -49,6 +51,7 @@ int main(int argc, char** argv) {
   if (!std::strcmp(argv[1], "steering")) return steering_main(argc - 1, argv + 1);
   if (!std::strcmp(argv[1], "verify-audit")) return verify_audit_main(argc - 1, argv + 1);
   if (!std::strcmp(argv[1], "policy")) return policy_main(argc - 1, argv + 1);
+  if (!std::strcmp(argv[1], "approvals")) return approvals_main(argc - 1, argv + 1);
   if (!std::strcmp(argv[1], "audit")) return audit_main(argc - 1, argv + 1);
   if (!std::strcmp(argv[1], "replay")) {
     auto config = parse_replay_config(argc - 1, argv + 1, std::cout);

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "agent/content_scrub.h"
+#include "agent/approval_events.h"
 #include "agent/enforcer.h"
 #include "agent/log.h"
 #include "agent/observer.h"
@@ -452,6 +453,7 @@ int run(const Config& config) {
   }
   // Enforce mode: the proxy's records reach the pipeline through this queue, on this thread.
   RecordQueue proxy_records;
+  ApprovalEvents approval_events;  // the approvals broker's steps, for the audit trail
   std::unique_ptr<Enforcer> enforcer;
   if (config.mode == "enforce") {
     observer.set_proxy_pid(static_cast<uint32_t>(getpid()));
@@ -470,7 +472,7 @@ int run(const Config& config) {
         return seen_connector(*info);
       };
     }
-    auto e = Enforcer::Start(config, proxy_records, connectors);
+    auto e = Enforcer::Start(config, proxy_records, connectors, &approval_events);
     if (!e.ok()) {
       DBW_LOG(kError, "%s", e.status().message().c_str());
       return e.status().message().rfind("policy ", 0) == 0 ? kExitUsage : kExitError;
@@ -550,7 +552,10 @@ int run(const Config& config) {
       const timespec turn{0, 20'000'000};
       nanosleep(&turn, nullptr);  // a signal ends it early
     }
-    if (enforcer) proxy_records.drain(pipeline);
+    if (enforcer) {
+      proxy_records.drain(pipeline);
+      approval_events.drain(*audit.value());
+    }
     if (!polled.ok()) {
       DBW_LOG(kError, "%s", polled.status().message().c_str());
       status = kExitError;
@@ -598,6 +603,7 @@ int run(const Config& config) {
   // The proxy first: its open connections end and their records join the queue.
   enforcer.reset();
   proxy_records.drain(pipeline);
+  approval_events.drain(*audit.value());
   // Drain what the kernel already captured, then end every connection so that
   // statements waiting for a response are still recorded.
   while (capture) {

@@ -42,6 +42,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   dbwarden::proxy::MysqlRelay relay(info, judge, records, limits, relay_limits, counters);
   using dbwarden::mysql::Direction;
   dbw_fuzz::RelayDriver<Direction> driver(relay, Direction::kClient);
+  relay.set_approvals(&driver.broker);
   driver.out.tls_available = (data[0] & 0x80) != 0;  // with a certificate or without
   dbw_fuzz::DriveSession(data, size, driver, 'C', 'S', Direction::kClient, Direction::kServer);
   return static_cast<int>(sink.sum & 0);

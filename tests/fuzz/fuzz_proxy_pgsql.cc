@@ -21,6 +21,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   dbwarden::proxy::PgRelay relay(info, judge, records, limits, relay_limits, counters);
   using dbwarden::pgsql::Direction;
   dbw_fuzz::RelayDriver<Direction> driver(relay, Direction::kFrontend);
+  relay.set_approvals(&driver.broker);
   driver.out.tls_available = (data[0] & 0x80) != 0;  // with a certificate or without
   dbw_fuzz::DriveSession(data, size, driver, 'F', 'B', Direction::kFrontend, Direction::kBackend);
   return static_cast<int>(sink.sum & 0);

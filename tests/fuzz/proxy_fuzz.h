@@ -3,7 +3,9 @@
 // Shared scaffolding for the proxy relay fuzz targets: drives a relay with the decoder
 // fuzzers' input layout (fuzz_driver.h), under the shipped default guardrails, and checks
 // the relay's promises on every input: it never sends the server a byte after closing, and
-// everything it sent is a prefix-consistent subset of what the client sent.
+// everything it sent is a prefix-consistent subset of what the client sent. Statements an
+// approval rule holds are decided by the input itself (the timestamp's low bits: approve,
+// approve with a JIT grant, deny, expire, or leave pending).
 #pragma once
 
 #include <cstdint>
@@ -12,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "approvals/broker.h"
 #include "fuzz_driver.h"
 #include "policy/policy.h"
 #include "proxy/byte_buffer.h"
@@ -54,7 +57,10 @@ inline std::shared_ptr<const dbwarden::policy::Policy> FuzzPolicy() {
       "  - {name: no-drop, match: {operation: [DROP TABLE, TRUNCATE]}, action: block}\n"
       "  - {name: bounded, match: {operation: [DELETE, UPDATE], has_where: false}, "
       "action: block}\n"
-      "  - {name: inserts, match: {operation: INSERT}, action: log}\n",
+      "  - {name: inserts, match: {operation: INSERT}, action: log}\n"
+      "  - {name: held, match: {operation: [DELETE, UPDATE, ALTER TABLE]}, "
+      "action: require_approval, approvers: [dba]}\n"
+      "approver_groups: {dba: [alice]}\n",
       "fuzz.yaml");
   return policy;
 }
@@ -87,6 +93,7 @@ class RelayDriver {
       relay_.on_server(bytes, out, ts);
       relay_.on_client(in_, out, ts);
     }
+    if (relay_.awaiting_approval()) decide(ts);
     // The relay never invents bytes toward the server: it passes the client's, or fewer,
     // beside the queries it sends of its own.
     if (out.to_server_bytes > client_bytes_ + relay_.own_server_bytes()) std::abort();
@@ -95,8 +102,36 @@ class RelayDriver {
   void on_close(uint64_t ts) { relay_.on_close(ts); }
 
   CountingOutput out;
+  dbwarden::approvals::Broker broker{nullptr};
 
  private:
+  void decide(uint64_t ts) {
+    dbwarden::approvals::Approver alice;
+    alice.name = "alice";
+    alice.uid = 2000;
+    for (const auto& r : broker.list()) {
+      switch (ts & 7) {
+        case 0:
+        case 1:
+          (void)broker.approve(r.id, alice, "", 0, ts);
+          break;
+        case 2:
+          (void)broker.approve(r.id, alice, "", 1'000'000'000, ts);
+          break;
+        case 3:
+          (void)broker.deny(r.id, alice, "no", ts);
+          break;
+        case 4:
+          broker.expire(r.deadline_ns);
+          break;
+        default:
+          break;  // stays pending: later bytes wait
+      }
+    }
+    relay_.on_approval_decided(out, ts);
+    relay_.on_client(in_, out, ts);
+  }
+
   dbwarden::proxy::Relay& relay_;
   Direction client_;
   dbwarden::proxy::ByteBuffer in_;

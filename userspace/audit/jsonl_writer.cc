@@ -299,6 +299,17 @@ JsonlWriter::~JsonlWriter() {
 void JsonlWriter::on_statement(const Statement& statement) {
   const size_t before = batch_.size();
   format_record(statement, realtime_offset_ns_, batch_);
+  keep_or_drop(before);
+}
+
+void JsonlWriter::on_other_record(std::string_view json_object) {
+  const size_t before = batch_.size();
+  batch_.append(json_object);
+  batch_.push_back('\n');
+  keep_or_drop(before);
+}
+
+void JsonlWriter::keep_or_drop(size_t before) {
   if (batch_.size() + queued_bytes_.load(std::memory_order_relaxed) +
           out_pending_.load(std::memory_order_relaxed) >
       options_.max_buffered_bytes) {

@@ -128,6 +128,10 @@ class JsonlWriter : public StatementSink {
   // Decode thread: formats the record into the current batch (dropping it
   // when the bound is reached); hands the batch over at flush_bytes.
   void on_statement(const Statement& statement) override;
+  // Decode thread: a record of another kind (an approval step, approvals/broker.h), one
+  // JSON object without its line end, starting {"time":...,"dbwarden.record_type":"...".
+  // Bounded and chained as a statement's record is.
+  void on_other_record(std::string_view json_object);
   // Decode thread: hands the batch over when flush_interval has passed since
   // the last hand-over. Never waits for the disk. now_mono_ns is
   // CLOCK_MONOTONIC.
@@ -177,6 +181,9 @@ class JsonlWriter : public StatementSink {
   // writer has room for it (true, the record is back in batch_) or writes are
   // failing (false, the record is no longer in batch_).
   bool wait_for_room(size_t record_start);
+  // The record formatted at batch_[before, end): kept within the bound, else dropped and
+  // counted.
+  void keep_or_drop(size_t before);
 
   // Writer thread.
   void writer_main();

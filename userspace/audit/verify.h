@@ -57,6 +57,7 @@ struct VerifySummary {
   uint64_t records = 0;
   uint64_t statements = 0;
   uint64_t checkpoints = 0;
+  uint64_t approvals = 0;  // approval steps (requested, approved, denied, ...)
   uint64_t first_seq = 0;
   uint64_t next_seq = 0;
   Digest head{};

@@ -70,6 +70,10 @@ std::optional<std::string> ChainCursor::record(uint64_t seq, std::string_view pr
     }
     ++summary_.checkpoints;
     open_seq_ = cp->reason == "open" ? std::optional<uint64_t>(seq) : std::nullopt;
+  } else if (is_approval(prefix)) {
+    // A step of the approvals path (agent/approval_events.h): chained like a statement.
+    ++summary_.approvals;
+    open_seq_.reset();
   } else {
     auto r = parse_recovery(prefix);
     if (!r) return "malformed record of the trail's own (neither checkpoint nor recovery)";

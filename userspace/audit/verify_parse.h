@@ -29,6 +29,11 @@ std::optional<CheckpointView> parse_checkpoint_view(std::string_view prefix);
 inline bool is_checkpoint(std::string_view prefix) {
   return prefix.find(kCheckpointMarker) != std::string_view::npos;
 }
+// A record of an approval step (agent/approval_events.h) names its type right after time.
+inline constexpr std::string_view kApprovalMarker = "\"dbwarden.record_type\":\"approval\"";
+inline bool is_approval(std::string_view prefix) {
+  return prefix.substr(0, 96).find(kApprovalMarker) != std::string_view::npos;
+}
 
 // The end of a verified chain against the state file (or the note that
 // there is none): a failure, or nullopt with `notes` added to. `past_end`: the

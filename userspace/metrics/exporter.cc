@@ -636,10 +636,13 @@ void Exporter::on_statement(const Statement& statement) {
   const ConnectionInfo& c = statement.connection != nullptr ? *statement.connection : kNoConnection;
   impl_->count_statement(c, statement);
   if (!statement.policy_action.empty()) {
-    // Rule names come from the policy file, a bounded set.
+    // Rule names come from the policy file, a bounded set; an approval's action names its
+    // request ("approved:7"): the label keeps the outcome only.
+    const std::string_view action =
+        std::string_view(statement.policy_action).substr(0, statement.policy_action.find(':'));
     impl_
         ->pair_series(*impl_->policy_decisions, impl_->policy_series, "rule", statement.policy_rule,
-                      "action", statement.policy_action)
+                      "action", action)
         ->Increment();
   }
   for (const MaskedCount& mc : statement.masked_by) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/read_file.h"
+#include "policy/approval_keys.h"
 #include "policy/glob.h"
 #include "policy/policy.h"
 #include "policy/rule.h"
@@ -149,6 +150,7 @@ class Loader {
     const Node* rules = nullptr;
     const Node* masking = nullptr;
     const Node* learn = nullptr;
+    const Node* groups = nullptr;
     bool on_unparsed_given = false;
     each_entry(root, "the policy", [&](const Node& key, const Node& value) {
       if (key.value == "rules") {
@@ -157,6 +159,8 @@ class Loader {
         masking = &value;
       } else if (key.value == "learn") {
         learn = &value;
+      } else if (key.value == "approver_groups") {
+        groups = &value;
       } else if (key.value == "on_unparsed") {
         on_unparsed_given = true;
         if (value.kind == Kind::kScalar && value.value == "block") {
@@ -168,12 +172,16 @@ class Loader {
         }
       } else {
         error(key, "unknown key " + quoted(key.value) +
-                       " at the top level (expected `rules`, `on_unparsed`, `masking` or `learn`)");
+                       " at the top level (expected `rules`, `on_unparsed`, `masking`, `learn` or "
+                       "`approver_groups`)");
       }
     });
     if (learn != nullptr) read_learn(*learn, policy);
     // Before the rules: they name its detectors.
     if (masking != nullptr) read_masking(*masking);
+    const YamlError approval_error = [this](const Node& at, const std::string& m) { error(at, m); };
+    if (groups != nullptr) read_approver_groups(*groups, policy.approver_groups_, approval_error);
+    approval_groups_ = &policy.approver_groups_;
     if (rules == nullptr) {
       error(root, "missing `rules:` (a list of rules; `rules: []` allows everything)");
       return;
@@ -244,6 +252,7 @@ class Loader {
     const Node* sqlstate = nullptr;
     const Node* errno_node = nullptr;
     std::vector<std::pair<const Node*, const Node*>> mask_keys;  // key, value
+    std::vector<std::pair<const Node*, const Node*>> approval_keys;
     const size_t errors_before = errors_.size();
     each_entry(n, "a rule", [&](const Node& key, const Node& value) {
       const std::string& k = key.value;
@@ -263,16 +272,18 @@ class Loader {
       } else if (k == "columns" || k == "detectors" || k == "style" || k == "on_derived" ||
                  k == "predicates") {
         mask_keys.emplace_back(&key, &value);
+      } else if (is_approval_key(k)) {
+        approval_keys.emplace_back(&key, &value);
       } else {
         error(key, "unknown key " + quoted(k) +
                        " in a rule (expected name, match, action, message, sqlstate, "
                        "mysql_errno; for action: mask columns, detectors, style, on_derived, "
-                       "predicates)");
+                       "predicates; for action: require_approval approvers, approvals, timeout)");
       }
     });
     if (name_node_ == nullptr) error(n, "a rule needs a `name`");
     if (action == nullptr) {
-      error(n, "a rule needs an `action` (allow, block, log or mask)");
+      error(n, "a rule needs an `action` (allow, block, log, mask or require_approval)");
     } else {
       read_action(*action, rule->action);
     }
@@ -281,6 +292,21 @@ class Loader {
     } else if (action != nullptr && errors_before == errors_.size()) {
       for (const auto& [key, value] : mask_keys) {
         error(*key, "`" + key->value + "` only applies to `action: mask`");
+      }
+    }
+    if (rule->action == Action::kRequireApproval && action != nullptr) {
+      const YamlError e = [this](const Node& at, const std::string& m) { error(at, m); };
+      const Node* approvers = &n;
+      for (const auto& [key, value] : approval_keys) {
+        read_approval_key(*key, *value, rule->approval, e);
+        if (key->value == "approvers") approvers = value;
+      }
+      if (errors_before == errors_.size()) {
+        check_approval_rule(*approvers, rule->approval, *approval_groups_, e);
+      }
+    } else if (action != nullptr && errors_before == errors_.size()) {
+      for (const auto& [key, value] : approval_keys) {
+        error(*key, "`" + key->value + "` only applies to `action: require_approval`");
       }
     }
     const bool block = rule->action == Action::kBlock && action != nullptr;
@@ -687,13 +713,11 @@ class Loader {
         return;
       }
       if (v.value == "require_approval") {
-        error(v, "action " + quoted(v.value) +
-                     " is not supported yet (reserved for a later release); use allow, block, "
-                     "log or mask");
+        out = Action::kRequireApproval;
         return;
       }
     }
-    error(v, "`action` must be allow, block, log or mask");
+    error(v, "`action` must be allow, block, log, mask or require_approval");
   }
 
   void read_message(const Node& v, std::string& out) {
@@ -981,6 +1005,7 @@ class Loader {
   std::string_view text_;
   std::vector<std::string> errors_;
   const Node* name_node_ = nullptr;
+  const std::vector<ApproverGroup>* approval_groups_ = nullptr;
   // From `masking:`.
   std::vector<masking::CustomDetector> custom_;
   std::string hash_key_;
@@ -989,6 +1014,17 @@ class Loader {
 
 Policy::Policy() = default;
 Policy::~Policy() = default;
+
+std::vector<std::string> Policy::approvers_of(const ApprovalRule& rule) const {
+  std::vector<std::string> users;
+  for (const ApproverGroup& g : approver_groups_) {
+    if (std::find(rule.groups.begin(), rule.groups.end(), g.name) == rule.groups.end()) continue;
+    users.insert(users.end(), g.users.begin(), g.users.end());
+  }
+  std::sort(users.begin(), users.end());
+  users.erase(std::unique(users.begin(), users.end()), users.end());
+  return users;
+}
 
 Result<std::shared_ptr<const Policy>> Policy::load_string(std::string_view yaml,
                                                           std::string_view name) {

@@ -316,7 +316,9 @@ Decision Policy::judge_running(const ConnectionInfo& who, const sql::Analysis& a
       *why += "the " + a.operation + " " + std::string(runs) +
               ", judged first: " + std::string(part) + "\n" + inner_why;
     }
-    if (inner_d.action == Action::kBlock) return inner_d;
+    if (inner_d.action == Action::kBlock || inner_d.action == Action::kRequireApproval) {
+      return inner_d;
+    }
   }
   std::string outer_why;
   Decision d = judge_one(who, a, why ? &outer_why : nullptr);
@@ -375,6 +377,8 @@ Decision Policy::judge_one(const ConnectionInfo& who, const sql::Analysis& a,
                      ? "dbwarden: statement blocked by policy rule \"" + rule->name + "\""
                      : rule->message,
                  rule->sqlstate, rule->mysql_errno);
+    } else if (rule->action == Action::kRequireApproval) {
+      d.approval = &rule->approval;
     }
     return d;
   }

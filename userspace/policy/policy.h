@@ -22,6 +22,14 @@
 //       style: partial            # full | partial | format | hash | null
 //       on_derived: mask          # mask | block
 //       predicates: block         # allow | block
+//     - name: big-deletes         # held until approved (README "Approvals")
+//       match: {operation: [DELETE]}
+//       action: require_approval
+//       approvers: [dba]          # approver group names (required)
+//       approvals: 2              # distinct approvers needed, default 1
+//       timeout: 10m              # s, m or h; default 5m; then denied
+//   approver_groups:              # group -> user names (the approvers' login names)
+//     dba: [alice, bob]
 //   learn:                        # optional: learn mode (README "Learn mode")
 //     mode: protect               # learn | protect
 //     match: {user: [etl]}        # identity keys only; omit: every identity
@@ -60,7 +68,21 @@ enum class Action : uint8_t {
   kBlock,
   kLog,              // let it through; the audit record names the rule
   kMask,             // a mask rule: never a Decision's action (see MaskRule)
-  kRequireApproval,  // reserved (approvals): the loader refuses it for now
+  kRequireApproval,  // hold the statement until approved (approvals/broker.h)
+};
+
+// What a require_approval rule asks: approvals from `approvals` distinct members of the
+// named approver groups within `timeout_ms`, else the statement is denied.
+struct ApprovalRule {
+  std::vector<std::string> groups;  // approver group names, as written
+  uint32_t approvals = 1;
+  uint64_t timeout_ms = 5 * 60 * 1000;
+};
+
+// `approver_groups:` of the file: group name -> user names (sorted, unique).
+struct ApproverGroup {
+  std::string name;
+  std::vector<std::string> users;
 };
 
 // "allow", "block", "log", "mask", "require_approval".
@@ -77,6 +99,9 @@ struct Decision {
   std::string message;
   std::string sqlstate;
   uint16_t mysql_errno = 0;
+  // For kRequireApproval: the deciding rule's approval settings (owned by the policy,
+  // which outlives the decision while the caller holds its shared_ptr).
+  const ApprovalRule* approval = nullptr;
   // Why this decision, rule by rule, for people: filled by explain() only, so
   // that decide() allocates nothing for a statement no rule matches.
   std::string why;
@@ -197,6 +222,9 @@ class Policy {
   // `why` (optional) receives the conditions that held or the one that failed.
   bool learn_covers(const ConnectionInfo& who, const sql::Analysis& analysis,
                     std::string* why = nullptr) const;
+  // The user names allowed to approve under `rule` (the union of its groups, sorted).
+  std::vector<std::string> approvers_of(const ApprovalRule& rule) const;
+  const std::vector<ApproverGroup>& approver_groups() const { return approver_groups_; }
 
   OnUnparsed on_unparsed() const { return on_unparsed_; }
   // Every rule, mask rules included.
@@ -229,6 +257,7 @@ class Policy {
   std::unique_ptr<LearnSettings> learn_;
   std::unique_ptr<Rule> learn_match_;  // identity conditions only
   std::vector<std::string> warnings_;
+  std::vector<ApproverGroup> approver_groups_;
 };
 
 // "90m", "12h", "7d", "2w" or plain seconds -> seconds; false for anything else, zero, or

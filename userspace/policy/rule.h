@@ -55,6 +55,8 @@ struct Rule {
 
   // action: mask only.
   std::unique_ptr<MaskRule> mask;
+  // action: require_approval only.
+  ApprovalRule approval;
 
   // No condition at all: the rule matches every statement.
   bool matches_everything() const {

@@ -23,11 +23,18 @@ enum class Dialect : uint8_t { kPostgresql, kMysql };
 struct Verdict {
   bool block = false;
   std::string rule;    // dbwarden.policy.rule: the rule that decided, "" when none matched
-  std::string action;  // dbwarden.policy.action: "allow", "block", "log"
+  std::string action;  // dbwarden.policy.action: "allow", "block", "log", "require_approval"
   // For a block: what the client is told (PostgreSQL SQLSTATE, MySQL errno + SQLSTATE).
+  // A require_approval decision is a block (with `approval` set) until the relays hold such
+  // a statement for the approvals broker (approvals/broker.h): fail closed.
   std::string message;
   std::string sqlstate;
   uint16_t mysql_errno = 0;
+  uint32_t approvals = 0;  // require_approval: distinct approvers needed (0: not one)
+  uint64_t approval_timeout_ms = 0;
+  std::vector<std::string> approvers;  // require_approval: who may approve (user names)
+  uint64_t fingerprint = 0;            // require_approval: for the request and JIT grants
+  std::string operation;
 };
 
 struct JudgedStatement {

@@ -125,7 +125,10 @@ void MysqlRelay::on_upstream_failed(std::string_view why, ByteBuffer& in, RelayO
          now_ns);
 }
 
-void MysqlRelay::on_close(uint64_t now_ns) { session_.on_close(now_ns); }
+void MysqlRelay::on_close(uint64_t now_ns) {
+  withdraw_request();
+  session_.on_close(now_ns);
+}
 
 bool MysqlRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
   if (stream_left_ > 0) {
@@ -189,10 +192,16 @@ bool MysqlRelay::judged_command(ByteBuffer& in, uint32_t length, RelayOutput& ou
   const auto text_bytes = in.data().subspan(mysql::kHeaderSize + 1, need - mysql::kHeaderSize - 1);
   const std::string_view text(reinterpret_cast<const char*>(text_bytes.data()), text_bytes.size());
   judge(text, whole, session_.backslash_escapes());
+  // DDL clears the catalog even when it is then held or blocked: a lookup again costs little.
+  for (const JudgedStatement& s : verdict_.statements) {
+    if (IsMysqlDdl(s.text, session_.backslash_escapes())) catalog_.clear();
+  }
+  if (whole && verdict_.decisive.approvals != 0) {
+    const auto asked = ask_approval(in, total, now_ns);
+    if (asked == Approval::kPass) return pass_packet(in, length, out, now_ns);
+    if (asked == Approval::kHeld) return false;
+  }
   if (!verdict_.decisive.block) {
-    for (const JudgedStatement& s : verdict_.statements) {
-      if (IsMysqlDdl(s.text, session_.backslash_escapes())) catalog_.clear();
-    }
     // A prepare's answer carries no rows: its executes are masked.
     if (in.data()[mysql::kHeaderSize] != mysql::kComStmtPrepare && has_masks(verdict_)) {
       if (!whole) {
@@ -261,12 +270,18 @@ bool MysqlRelay::execute_command(ByteBuffer& in, uint32_t length, RelayOutput& o
   const size_t total = mysql::kHeaderSize + size_t{length};
   const bool whole = length < mysql::kMaxPacket && total <= limits_.max_judged_bytes;
   if (v.decisive.block) {
-    ++blocked_;
     if (!whole) {
+      ++blocked_;
       refuse(v.decisive.mysql_errno, v.decisive.sqlstate, v.decisive.message, 1, out, now_ns);
       return false;
     }
     if (in.size() < total) return false;
+    if (verdict_.decisive.approvals != 0) {
+      const auto asked = ask_approval(in, total, now_ns);
+      if (asked == Approval::kPass) return pass_packet(in, length, out, now_ns);
+      if (asked == Approval::kHeld) return false;
+    }
+    ++blocked_;
     return hold(in, total, out, now_ns);
   }
   if (!has_masks(v)) return pass_packet(in, length, out, now_ns);
@@ -423,7 +438,7 @@ void MysqlRelay::release_held(RelayOutput& out, uint64_t now_ns) {
   if (verdict_.statements.size() > 1) {
     // Recorded as the statement that blocked the message (see pg_relay.h).
     for (const JudgedStatement& s : verdict_.statements) {
-      if (!s.verdict.block) continue;
+      if (!decides(s.verdict)) continue;
       held_.clear();
       mysql::AppendQueryPacket(s.text, &held_);
       break;
@@ -435,6 +450,12 @@ void MysqlRelay::release_held(RelayOutput& out, uint64_t now_ns) {
   scratch_.clear();
   mysql::AppendErrPacket(1, v.mysql_errno, v.sqlstate, v.message, &scratch_);
   answer(scratch_, out, now_ns);
+}
+
+void MysqlRelay::deny_held(std::vector<uint8_t> message, RelayOutput& out, uint64_t now_ns) {
+  held_ = std::move(message);
+  holding_ = true;
+  release_held(out, now_ns);
 }
 
 void MysqlRelay::refuse(uint16_t code, std::string_view sqlstate, std::string_view message,

@@ -16,8 +16,11 @@
 //   COM_STMT_PREPARE are read whole (up to max_judged_bytes) and judged before any byte of
 //   them is sent: allowed, sent on; blocked, answered by the proxy with an ERR packet (the
 //   rule's errno and SQLSTATE) once the server has answered everything before it. The
-//   session goes on. COM_STMT_EXECUTE of a statement judged under another policy (a reload
-//   since its prepare), or not yet judged for its id, judges the prepared text again.
+//   session goes on. A require_approval verdict holds the whole command, none of it sent,
+//   for the approvals broker: approved, it goes on; denied or expired, it is answered as a
+//   blocked one naming the request id and the reason (pg_relay.h). COM_STMT_EXECUTE of a statement
+//   judged under another policy (a reload since its prepare), or not yet judged for its id, judges
+//   the prepared text again.
 // - Masking: a command whose statements have mask rules (Judge: JudgedStatement::masks;
 //   for COM_STMT_EXECUTE those of its prepared text) waits until the server has answered
 //   everything before it, so that the server's next byte starts its answer; what the text
@@ -76,6 +79,7 @@ class MysqlRelay final : public RelayBase<MysqlProtocol> {
  private:
   bool step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) override;
   void release_held(RelayOutput& out, uint64_t now_ns) override;
+  void deny_held(std::vector<uint8_t> message, RelayOutput& out, uint64_t now_ns) override;
   bool judged_command(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
   bool execute_command(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
   bool pass_packet(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);

@@ -24,6 +24,7 @@ void PgRelay::on_upstream_failed(std::string_view why, ByteBuffer& in, RelayOutp
 }
 
 void PgRelay::on_close(uint64_t now_ns) {
+  withdraw_request();
   if (!session_error_.empty()) session_.on_data(Direction::kBackend, session_error_, now_ns);
   session_.on_close(now_ns);
 }
@@ -170,12 +171,42 @@ bool PgRelay::judged_message(ByteBuffer& in, uint8_t type, uint32_t length, Rela
     name_.assign(name);
     note_judged(name_);
   }
+  if (verdict_.decisive.approvals != 0) return approval(in, message.size(), type, out, now_ns);
   if (!verdict_.decisive.block) {
     pass(message, /*to_server=*/true, out, now_ns);
     in.consume(message.size());
     return true;
   }
   return block(in, message.size(), type, out, now_ns);
+}
+
+bool PgRelay::approval(ByteBuffer& in, size_t total, uint8_t type, RelayOutput& out,
+                       uint64_t now_ns) {
+  switch (ask_approval(in, total, now_ns)) {
+    case Approval::kPass:
+      pass(in.data().first(total), /*to_server=*/true, out, now_ns);
+      in.consume(total);
+      return true;
+    case Approval::kHeld:
+      return false;
+    case Approval::kBlock:
+      break;
+  }
+  return block(in, total, type, out, now_ns);
+}
+
+void PgRelay::deny_held(std::vector<uint8_t> message, RelayOutput& out, uint64_t now_ns) {
+  const uint8_t type = message.front();
+  if (type != 'Q' && session_.sync_pending()) {
+    // As block(): earlier messages of the group reached the server before this one.
+    pass(message, /*to_server=*/false, out, now_ns);
+    end_connection(verdict_.decisive, out, now_ns);
+    return;
+  }
+  held_is_query_ = type == 'Q';
+  held_ = std::move(message);
+  holding_ = true;
+  release_held(out, now_ns);
 }
 
 bool PgRelay::bind_message(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns) {
@@ -203,6 +234,7 @@ bool PgRelay::bind_message(ByteBuffer& in, uint32_t length, RelayOutput& out, ui
         return false;
       }
       if (in.size() < total) return false;
+      if (verdict_.decisive.approvals != 0) return approval(in, total, 'B', out, now_ns);
       return block(in, total, 'B', out, now_ns);
     }
   }
@@ -246,7 +278,7 @@ void PgRelay::release_held(RelayOutput& out, uint64_t now_ns) {
     // A multi-statement message is recorded as the statement that blocked it: none of its
     // statements ran, and that one is why (the decoder would give the error to the first).
     for (const JudgedStatement& s : verdict_.statements) {
-      if (!s.verdict.block) continue;
+      if (!decides(s.verdict)) continue;
       held_.clear();
       pgsql::AppendQuery(s.text, &held_);
       break;

@@ -21,6 +21,10 @@
 //   of them ran), or for a Parse everything up to the next Sync is dropped (the server
 //   would skip it after an error) and that Sync is answered ReadyForQuery. Nothing of the
 //   blocked message reaches the server; the session goes on.
+// - A require_approval verdict (approvals/broker.h): the whole message is held, none of it
+//   sent, until the broker decides; later client messages wait behind it. Approved, it goes
+//   to the server as if just sent; denied or expired, it is answered as a blocked one with
+//   the request id and the reason. A JIT grant lets it through at once.
 // - Bind of a prepared statement judged under another policy (a reload since its Parse), or
 //   never judged: its text is judged again, and a block is answered as for its Parse.
 // - A Parse blocked after other extended-protocol messages of the same Sync group were
@@ -84,6 +88,10 @@ class PgRelay final : public RelayBase<PgProtocol> {
   bool bind_message(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
   // The whole message at the front of `in` was blocked (verdict_): hold it for the answer.
   bool block(ByteBuffer& in, size_t total, uint8_t type, RelayOutput& out, uint64_t now_ns);
+  // The whole message at the front of `in` needs approval (verdict_): passed on under a
+  // JIT grant, held for the broker, or blocked when there is none.
+  bool approval(ByteBuffer& in, size_t total, uint8_t type, RelayOutput& out, uint64_t now_ns);
+  void deny_held(std::vector<uint8_t> message, RelayOutput& out, uint64_t now_ns) override;
   // A FATAL ErrorResponse, then the connection ends (see RelayBase::close_with).
   void fatal(std::string_view sqlstate, std::string_view message, bool recorded, RelayOutput& out,
              uint64_t now_ns);

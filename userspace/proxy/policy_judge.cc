@@ -26,12 +26,18 @@ std::shared_ptr<const policy::Policy> PolicySource::get() const {
 
 Verdict ToVerdict(const policy::Decision& d, Dialect dialect) {
   Verdict v;
-  v.block = d.action == policy::Action::kBlock;
+  v.block = d.action == policy::Action::kBlock || d.action == policy::Action::kRequireApproval;
   v.rule = d.rule;
   v.action = std::string(policy::action_name(d.action));
   if (!v.block) return v;
-  v.message =
-      d.message.empty() ? "dbwarden: statement blocked by policy rule '" + d.rule + "'" : d.message;
+  if (d.action == policy::Action::kRequireApproval && d.approval != nullptr) {
+    v.approvals = d.approval->approvals;
+    v.approval_timeout_ms = d.approval->timeout_ms;
+  }
+  v.message = !d.message.empty() ? d.message
+              : v.approvals != 0
+                  ? "dbwarden: statement requires approval by policy rule '" + d.rule + "'"
+                  : "dbwarden: statement blocked by policy rule '" + d.rule + "'";
   v.sqlstate = d.sqlstate.empty() ? (dialect == Dialect::kMysql ? "42000" : "42501") : d.sqlstate;
   v.mysql_errno = d.mysql_errno != 0 ? d.mysql_errno : 1142;  // ER_TABLEACCESS_DENIED_ERROR
   return v;
@@ -68,13 +74,15 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
     s.tables.clear();
     s.fingerprint = 0;
     policy::Decision d;
+    const sql::Analysis* analysis = nullptr;
     if (!complete && policy_->on_unparsed() == policy::OnUnparsed::kBlock) {
       // Too large to read whole: what was not read cannot be judged.
       d.action = policy::Action::kBlock;
       d.rule = std::string(policy::kOnUnparsedRule);
       d.message = "dbwarden: statement too large for policy inspection";
     } else {
-      const sql::Analysis& a = analyzer_.analyze(sd, text);
+      analysis = &analyzer_.analyze(sd, text);
+      const sql::Analysis& a = *analysis;
       d = policy_->decide(who, a, text);
       if (policy_->learn() != nullptr) {
         // Rebuilt when the connection, its user (MySQL's COM_CHANGE_USER) or its resolved
@@ -103,7 +111,27 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
     }
     s.text.assign(text);
     s.verdict = ToVerdict(d, dialect);
-    if (s.verdict.block && !out->decisive.block) out->decisive = s.verdict;
+    if (d.approval != nullptr && analysis != nullptr) {
+      s.verdict.approvers = policy_->approvers_of(*d.approval);
+      s.verdict.fingerprint = analysis->fingerprint_value;
+      s.verdict.operation = analysis->operation;
+    }
+    // A plain block decides over an approval: a message with both is blocked outright.
+    const bool harder = out->decisive.approvals != 0 && s.verdict.approvals == 0;
+    if (s.verdict.block && (!out->decisive.block || harder)) out->decisive = s.verdict;
+  }
+  if (out->decisive.approvals != 0) {
+    // A held message is released by the approvals path, which does not arm result masking
+    // yet: a message that needs approval and has masked results is refused instead of
+    // letting its results out unmasked.
+    for (const JudgedStatement& s : out->statements) {
+      if (s.masks.empty()) continue;
+      out->decisive.approvals = 0;
+      out->decisive.message =
+          "dbwarden: statement needs approval and has masked results; approving such a "
+          "statement is not supported yet";
+      break;
+    }
   }
 }
 

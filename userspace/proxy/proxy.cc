@@ -62,7 +62,14 @@ bool is_loopback_or_local(const std::string& client, const std::string& server) 
 }
 
 struct Tag {
-  enum class Kind : uint8_t { kStop, kTcpListener, kUnixListener, kClient, kUpstream };
+  enum class Kind : uint8_t {
+    kStop,
+    kTcpListener,
+    kUnixListener,
+    kClient,
+    kUpstream,
+    kApprovals,
+  };
   Kind kind;
   void* conn = nullptr;  // kClient, kUpstream
   size_t route = 0;      // kTcpListener, kUnixListener: which one
@@ -145,6 +152,8 @@ struct Proxy::Loop {
   std::vector<TcpListener> tcp;
   std::vector<int> unix_fds;
   Tag stop_tag{Tag::Kind::kStop};
+  Tag approvals_tag{Tag::Kind::kApprovals};
+  uint64_t next_expiry_check = 0;
   std::vector<Tag> tcp_tags, unix_tags;
   identity::Resolver resolver;
   pgsql::Counters pgsql_counters;
@@ -206,6 +215,8 @@ struct Proxy::Loop {
   void drive(Conn& c);  // after any event: pass bytes on, update interest, maybe close
   void set_interest(int fd, Tag& tag, uint32_t& current, uint32_t wanted);
   void destroy(Conn& c);
+  void approvals_decided();
+  void expire_approvals(uint64_t now);
 };
 
 Status Proxy::Loop::listen_tcp(const std::string& address) {
@@ -244,6 +255,11 @@ Status Proxy::Loop::listen_all() {
   ev.events = EPOLLIN;
   ev.data.ptr = &stop_tag;
   epoll_ctl(epfd, EPOLL_CTL_ADD, stopfd, &ev);
+
+  if (opt.approvals != nullptr) {
+    ev.data.ptr = &approvals_tag;
+    epoll_ctl(epfd, EPOLL_CTL_ADD, opt.approvals->wake_fd(), &ev);
+  }
 
   for (const std::string& address : opt.tcp_listen_addresses) {
     if (Status s = listen_tcp(address); !s.ok()) return s;
@@ -294,6 +310,7 @@ void Proxy::Loop::run() {
       if (tag->kind == Tag::Kind::kStop) return;
       on_event(*tag, events[i].events);
     }
+    if (opt.approvals != nullptr) expire_approvals(monotonic_ns());
     ended.clear();
   }
 }
@@ -307,6 +324,9 @@ void Proxy::Loop::on_event(Tag& tag, uint32_t events) {
       accept_unix(tag.route);
       return;
     case Tag::Kind::kStop:
+      return;
+    case Tag::Kind::kApprovals:
+      approvals_decided();
       return;
     case Tag::Kind::kClient:
     case Tag::Kind::kUpstream:
@@ -336,11 +356,15 @@ Proxy::Loop::Conn* Proxy::Loop::new_conn(int client_fd, Protocol protocol) {
   c->info.connection_id = kConnectionIdBase + ++next_id;
   c->info.db_system = protocol == Protocol::kMysql ? "mysql" : "postgresql";
   if (protocol == Protocol::kMysql) {
-    c->relay = std::make_unique<MysqlRelay>(c->info, *judge, *records, opt.mysql, opt.relay,
-                                            mysql_counters);
+    auto r = std::make_unique<MysqlRelay>(c->info, *judge, *records, opt.mysql, opt.relay,
+                                          mysql_counters);
+    r->set_approvals(opt.approvals);
+    c->relay = std::move(r);
   } else {
-    c->relay =
+    auto r =
         std::make_unique<PgRelay>(c->info, *judge, *records, opt.pgsql, opt.relay, pgsql_counters);
+    r->set_approvals(opt.approvals);
+    c->relay = std::move(r);
   }
   conns.emplace(c, std::move(owned));
   accepted.fetch_add(1, std::memory_order_relaxed);
@@ -628,8 +652,11 @@ void Proxy::Loop::drive(Conn& c) {
 
   const size_t high = opt.high_watermark;
   uint32_t want_client = 0, want_upstream = 0;
-  if (c.relay->wants_client_bytes() && !c.close_requested &&
-      c.in.size() < high + opt.relay.max_judged_bytes && c.out_server.size() < high) {
+  // While a message waits for approval the client is still read (up to the same bound):
+  // its end must be seen to withdraw the request.
+  const bool reading = c.relay->wants_client_bytes() || c.relay->awaiting_approval();
+  if (reading && !c.close_requested && c.in.size() < high + opt.relay.max_judged_bytes &&
+      c.out_server.size() < high) {
     want_client |= EPOLLIN;
   }
   if (!c.out_client.empty()) want_client |= EPOLLOUT;
@@ -640,6 +667,30 @@ void Proxy::Loop::drive(Conn& c) {
   }
   set_interest(c.client, c.client_tag, c.client_mask, want_client);
   if (c.upstream >= 0) set_interest(c.upstream, c.upstream_tag, c.upstream_mask, want_upstream);
+}
+
+void Proxy::Loop::approvals_decided() {
+  uint64_t n = 0;
+  (void)!read(opt.approvals->wake_fd(), &n, sizeof n);
+  // Every held connection asks the broker about its own request: a few map lookups per
+  // decision, and there are as many held connections as pending requests at most.
+  std::vector<Conn*> waiting;
+  for (auto& [p, c] : conns) {
+    if (!c->dead && c->relay->awaiting_approval()) waiting.push_back(p);
+  }
+  const uint64_t now = monotonic_ns();
+  for (Conn* c : waiting) {
+    if (c->dead) continue;
+    c->relay->on_approval_decided(*c, now);
+    drive(*c);
+  }
+}
+
+void Proxy::Loop::expire_approvals(uint64_t now) {
+  // At most ten times a second; the epoll timeout (1 s) bounds how late a timeout fires.
+  if (now < next_expiry_check) return;
+  next_expiry_check = now + 100'000'000ull;
+  opt.approvals->expire(now);  // a request it expires wakes approvals_decided()
 }
 
 void Proxy::Loop::set_interest(int fd, Tag& tag, uint32_t& current, uint32_t wanted) {

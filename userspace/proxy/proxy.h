@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "approvals/broker.h"
 #include "common/status.h"
 #include "identity/identity.h"
 #include "proxy/credentials.h"
@@ -90,6 +91,9 @@ struct Options {
   // TLS toward clients (config proxy-tls-cert-file/-key-file); null: a client asking for
   // TLS is told the server has none (PostgreSQL 'N'; MySQL: CLIENT_SSL not offered).
   std::shared_ptr<TlsContext> client_tls;
+  // Where require_approval statements wait (must outlive the proxy); null: they are
+  // blocked.
+  approvals::Broker* approvals = nullptr;
   size_t high_watermark = 256 << 10;
   size_t max_connections = 16384;
   RelayLimits relay;

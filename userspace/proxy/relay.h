@@ -45,6 +45,11 @@ class Relay {
   // Bytes the relay sent the server of its own (the MySQL relay's catalog lookups), beside
   // the client's.
   virtual uint64_t own_server_bytes() const { return 0; }
+  // A message waits for the approvals broker (approvals/broker.h); the connection still
+  // reads the client, so that a client that goes away withdraws its request.
+  virtual bool awaiting_approval() const { return false; }
+  // The broker decided something: if it was this relay's request, act on it.
+  virtual void on_approval_decided(RelayOutput& /*out*/, uint64_t /*now_ns*/) {}
 };
 
 }  // namespace dbwarden::proxy

@@ -14,12 +14,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include "approvals/broker.h"
 #include "protocol/statement.h"
 #include "proxy/annotator.h"
 #include "proxy/byte_buffer.h"
 #include "proxy/decision_log.h"
 #include "proxy/judge.h"
 #include "proxy/relay.h"
+#include "sql/redact.h"
 
 namespace dbwarden::proxy {
 
@@ -37,10 +39,39 @@ class RelayBase : public Relay {
  public:
   void on_client(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) final {
     bool more = true;
-    while (more && !closing_ && !holding_ && !in.empty()) more = step(in, out, now_ns);
+    while (more && !closing_ && !holding_ && request_ == 0 && !in.empty()) {
+      more = step(in, out, now_ns);
+    }
   }
-  bool wants_client_bytes() const final { return !holding_ && !closing_; }
+  bool wants_client_bytes() const final { return !holding_ && !closing_ && request_ == 0; }
   uint64_t blocked_messages() const { return blocked_; }
+  // Statements a require_approval rule holds go to `broker` (null: they are blocked).
+  void set_approvals(approvals::Broker* broker) { broker_ = broker; }
+  bool awaiting_approval() const final { return request_ != 0; }
+  void on_approval_decided(RelayOutput& out, uint64_t now_ns) final {
+    if (request_ == 0) return;
+    std::string reason;
+    const auto state = broker_->state(request_, &reason);
+    if (state == approvals::State::kPending) return;
+    const uint64_t id = request_;
+    request_ = 0;
+    broker_->forget(id);
+    std::vector<uint8_t> message = std::move(approval_held_);
+    approval_held_.clear();
+    if (state == approvals::State::kApproved) {
+      mark_statements("approved:" + std::to_string(id), /*block=*/false);
+      pass(message, /*to_server=*/true, out, now_ns);
+      return;
+    }
+    const std::string_view what = state ? approvals::state_name(*state) : "withdrawn";
+    Verdict& v = verdict_.decisive;
+    v.message = "dbwarden: approval request " + std::to_string(id) + " " + std::string(what) +
+                (reason.empty() ? "" : ": " + reason);
+    mark_statements(std::string(what == "expired" ? "expired:" : "denied:") + std::to_string(id),
+                    /*block=*/true);
+    ++blocked_;
+    deny_held(std::move(message), out, now_ns);
+  }
 
  protected:
   RelayBase(ConnectionInfo& info, Judge& judge, RecordSink& records,
@@ -57,6 +88,104 @@ class RelayBase : public Relay {
   // Called while holding, after the server's bytes: answers the held message once the
   // server has answered everything before it.
   virtual void release_held(RelayOutput& out, uint64_t now_ns) = 0;
+
+  // The held message was denied (verdict_.decisive says how to answer): answer it as a
+  // blocked one, never sending it.
+  virtual void deny_held(std::vector<uint8_t> message, RelayOutput& out, uint64_t now_ns) = 0;
+
+  enum class Approval { kPass, kHeld, kBlock };
+  // verdict_.decisive asks for approval of the whole message, the first `total` bytes of
+  // `in`. kPass: a JIT grant covers every statement of it (the caller passes it on);
+  // kHeld: it waits for the broker (taken from `in`); kBlock: no broker, or the broker is
+  // full: the caller blocks it with verdict_.decisive (its message says why).
+  Approval ask_approval(ByteBuffer& in, size_t total, uint64_t now_ns) {
+    Verdict& v = verdict_.decisive;
+    if (broker_ == nullptr) {
+      v.message += " (approvals are not enabled: blocked)";
+      return Approval::kBlock;
+    }
+    const std::string identity = identity_key();
+    bool all_granted = true;
+    for (const JudgedStatement& s : verdict_.statements) {
+      if (s.verdict.approvals == 0) continue;
+      all_granted = all_granted && broker_->granted(s.verdict.fingerprint, identity, now_ns);
+    }
+    if (all_granted) {
+      mark_statements("granted", /*block=*/false);
+      return Approval::kPass;
+    }
+    approvals::RequestSpec spec;
+    spec.rule = v.rule;
+    const auto message = in.data().first(total);
+    // Reviewers and the audit trail see the statement with its credentials cut out, as
+    // every record does (sql/redact.h).
+    const sql::Dialect sd =
+        P::kDialect == Dialect::kMysql ? sql::Dialect::kMysql : sql::Dialect::kPostgresql;
+    std::string redacted;
+    for (const JudgedStatement& s : verdict_.statements) {
+      if (!spec.text.empty()) spec.text += "; ";
+      spec.text += sql::redact_credentials(sd, s.text, redacted) ? redacted : s.text;
+    }
+    spec.operation = v.operation;
+    spec.fingerprint = v.fingerprint;
+    spec.identity = identity;
+    spec.approvers = v.approvers;
+    spec.approvals = v.approvals;
+    spec.timeout_ns = v.approval_timeout_ms * 1'000'000ull;
+    spec.who.db_user = info_.user;
+    spec.who.database = info_.database;
+    spec.who.application_name = info_.application_name;
+    spec.who.client_address = info_.client_address;
+    if (info_.peer.pid != 0) {
+      spec.who.pid = info_.peer.pid;
+      spec.who.uid = info_.peer.uid;
+      spec.who.executable = info_.peer.executable;
+      if (info_.peer.login_uid) spec.who.login_uid = *info_.peer.login_uid;
+    }
+    auto id = broker_->submit(std::move(spec), now_ns);
+    if (!id.ok()) {
+      v.message = "dbwarden: statement needs approval, and " + id.status().message();
+      return Approval::kBlock;
+    }
+    request_ = id.value();
+    approval_held_.assign(message.begin(), message.end());
+    in.consume(total);
+    mark_statements("require_approval:" + std::to_string(request_), /*block=*/true);
+    return Approval::kHeld;
+  }
+  // The JIT grant's identity: the same database user and database from the same local
+  // process owner (uid, login uid) or client address.
+  std::string identity_key() const {
+    std::string k = info_.user + "@" + info_.database;
+    if (info_.peer.pid != 0) {
+      k += " uid=" + std::to_string(info_.peer.uid);
+      if (info_.peer.login_uid) k += " login_uid=" + std::to_string(*info_.peer.login_uid);
+    } else {
+      k += " from " + info_.client_address;
+    }
+    return k;
+  }
+  // Whether `v` is the kind of verdict that decided the message (verdict_.decisive): a
+  // block, or an approval that was denied or could not be asked for.
+  bool decides(const Verdict& v) const {
+    return v.block && (v.approvals != 0) == (verdict_.decisive.approvals != 0);
+  }
+  // The held message's statements get `action` in their records (the request id with it).
+  void mark_statements(const std::string& action, bool block) {
+    for (JudgedStatement& s : verdict_.statements) {
+      if (s.verdict.approvals == 0) continue;
+      s.verdict.action = action;
+      s.verdict.block = block;
+      decisions_.remember(s);
+    }
+    verdict_.decisive.action = action;
+  }
+  // The client went away: its request is withdrawn.
+  void withdraw_request() {
+    if (request_ == 0) return;
+    broker_->withdraw(request_, 0);
+    request_ = 0;
+  }
 
   // Judges one message's text into verdict_ and keeps each statement's verdict for its
   // record.
@@ -120,6 +249,9 @@ class RelayBase : public Relay {
   MessageVerdict verdict_;
   std::vector<uint8_t> scratch_;
   uint64_t blocked_ = 0;
+  approvals::Broker* broker_ = nullptr;
+  uint64_t request_ = 0;                // the approval request the held message waits on
+  std::vector<uint8_t> approval_held_;  // its bytes, none yet sent
 
  private:
   // The judge's generation each prepared statement was last judged under: one judged under

@@ -90,7 +90,7 @@ TEST_CASE("policy loader: YAML syntax and structure errors", "[policy][loader]")
         "p.yaml:1:8: `rules` must be a list of rules, not a mapping");
   CHECK(load_error("rules: []\nrule: []\n") ==
         "p.yaml:2:1: unknown key `rule` at the top level (expected `rules`, `on_unparsed`, "
-        "`masking` or `learn`)");
+        "`masking`, `learn` or `approver_groups`)");
   CHECK(load_error("rules: []\nrules: []\n") ==
         "p.yaml:2:1: duplicate key `rules` in the policy (first at line 1)");
   CHECK(load_error("rules: []\non_unparsed: warn\n") ==
@@ -126,19 +126,19 @@ TEST_CASE("policy loader: rule errors name line and column", "[policy][loader]")
         "p.yaml:4:12: duplicate rule name `a` (first at line 2)");
   // action
   CHECK(load_error("rules:\n  - name: r\n") ==
-        "p.yaml:2:5: a rule needs an `action` (allow, block, log or mask)");
+        "p.yaml:2:5: a rule needs an `action` (allow, block, log, mask or require_approval)");
   CHECK(load_error("rules:\n  - name: r\n    action: deny\n") ==
-        "p.yaml:3:13: `action` must be allow, block, log or mask");
+        "p.yaml:3:13: `action` must be allow, block, log, mask or require_approval");
   // action: mask is valid with its own keys (mask_rules_test.cc).
   CHECK(load_error("rules:\n  - name: r\n    action: mask\n    detectors: email\n").empty());
+  // action: require_approval is valid with its own keys (approval_rules_test.cc).
   CHECK(load_error("rules:\n  - name: r\n    action: require_approval\n") ==
-        "p.yaml:3:13: action `require_approval` is not supported yet (reserved for a later "
-        "release); use allow, block, log or mask");
+        "p.yaml:2:5: `action: require_approval` needs `approvers:` (approver group names)");
   // keys of a rule
   CHECK(load_error(head + "    matches: {}\n") ==
         "p.yaml:4:5: unknown key `matches` in a rule (expected name, match, action, message, "
         "sqlstate, mysql_errno; for action: mask columns, detectors, style, on_derived, "
-        "predicates)");
+        "predicates; for action: require_approval approvers, approvals, timeout)");
   CHECK(load_error(head + "    action: log\n") ==
         "p.yaml:4:5: duplicate key `action` in a rule (first at line 3)");
   CHECK(load_error("rules:\n  - name: r\n    action: allow\n    message: hi\n") ==
@@ -249,7 +249,7 @@ TEST_CASE("policy loader: every error is reported, not just the first", "[policy
     action: allow
 )");
   CHECK(all ==
-        "p.yaml:3:13: `action` must be allow, block, log or mask\n"
+        "p.yaml:3:13: `action` must be allow, block, log, mask or require_approval\n"
         "p.yaml:5:19: `user: []` never matches anything; remove the key to match any value\n"
         "p.yaml:5:34: `has_where` must be true or false");
 }
@@ -260,7 +260,8 @@ TEST_CASE("policy loader: files", "[policy][loader]") {
   std::ofstream(path) << "rules:\n  - name: r\n    action: deny\n";
   auto bad = Policy::load_file(path);
   REQUIRE_FALSE(bad.ok());
-  CHECK(bad.status().message() == path + ":3:13: `action` must be allow, block, log or mask");
+  CHECK(bad.status().message() ==
+        path + ":3:13: `action` must be allow, block, log, mask or require_approval");
   auto missing = Policy::load_file(dir.path + "/nope.yaml");
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.status().message() ==

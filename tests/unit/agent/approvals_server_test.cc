@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The approvals socket's requests (agent/approvals_server.h) against a real broker, the
+// socket itself with SO_PEERCRED, and the approval records (agent/approval_events.h).
+#include "agent/approvals_server.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <string>
+
+#include "agent/approval_events.h"
+#include "approvals/broker.h"
+
+using dbwarden::agent::ApprovalEvents;
+using dbwarden::agent::ApproverOfPeer;
+using dbwarden::agent::HandleApprovalsRequest;
+using dbwarden::approvals::Approver;
+using dbwarden::approvals::Broker;
+using dbwarden::approvals::RequestSpec;
+
+namespace {
+
+RequestSpec spec() {
+  RequestSpec s;
+  s.rule = "big-deletes";
+  s.text = "DELETE FROM t WHERE id = 1";
+  s.operation = "DELETE";
+  s.approvers = {"alice"};
+  s.who.db_user = "app";
+  s.who.database = "shop";
+  s.who.uid = 1000;
+  s.timeout_ns = 60'000'000'000ull;
+  return s;
+}
+
+Approver alice() {
+  Approver a;
+  a.name = "alice";
+  a.uid = 2000;
+  a.channel = "cli";
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("approvals socket: list, show, approve, deny", "[approvals][agent]") {
+  Broker b(nullptr);
+  const uint64_t id = b.submit(spec(), 0).value();
+  const std::string list = HandleApprovalsRequest(b, alice(), "list\t\t\t\n", 5'000'000'000ull);
+  CHECK(list == "ok\n1\t5s\tbig-deletes\tapp@shop\t0/1\tDELETE FROM t WHERE id = 1\n");
+  const std::string show = HandleApprovalsRequest(b, alice(), "show\t1\t\t", 5'000'000'000ull);
+  CHECK(show.rfind("ok\nrequest:    1\nstate:      pending\n", 0) == 0);
+  CHECK(show.find("statement:  DELETE FROM t WHERE id = 1\n") != std::string::npos);
+  CHECK(HandleApprovalsRequest(b, alice(), "show\tx", 0) == "error: give a request id\n");
+  CHECK(HandleApprovalsRequest(b, alice(), "show\t9", 0) == "error: no request 9\n");
+  CHECK(HandleApprovalsRequest(b, alice(), "launch\t1", 0) == "error: unknown request `launch`\n");
+  Approver mallory = alice();
+  mallory.name = "mallory";
+  CHECK(HandleApprovalsRequest(b, mallory, "approve\t1\t\t", 0) ==
+        "error: user 'mallory' is not an approver of rule 'big-deletes' (not in its approver "
+        "groups)\n");
+  CHECK(HandleApprovalsRequest(b, alice(), "approve\t1\t1800\tticket 9", 0) ==
+        "ok\nrequest 1 approved (and granted for 1800s)\n");
+  CHECK(b.show(id)->reason == "ticket 9");
+  const uint64_t id2 = b.submit(spec(), 0).value();
+  CHECK(HandleApprovalsRequest(b, alice(), "deny\t" + std::to_string(id2) + "\t\tno", 0) ==
+        "ok\nrequest 2 denied\n");
+}
+
+TEST_CASE("approvals socket: the caller is who the kernel says", "[approvals][agent]") {
+  int fds[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+  auto who = ApproverOfPeer(fds[0]);
+  close(fds[0]);
+  close(fds[1]);
+  REQUIRE(who.ok());
+  CHECK(who.value().uid == static_cast<int64_t>(getuid()));
+  CHECK_FALSE(who.value().name.empty());
+  CHECK(who.value().channel == "cli");
+}
+
+TEST_CASE("approval records: one JSON object per step, chained as records", "[approvals][agent]") {
+  const RequestSpec s = spec();
+  dbwarden::approvals::Event e;
+  e.kind = "approved";
+  e.id = 7;
+  e.rule = "big-deletes";
+  e.by = "alice";
+  e.reason = "ticket \"9\"";
+  e.channel = "cli";
+  e.grant_ns = 1800'000'000'000ull;
+  e.request = &s;
+  CHECK(ApprovalEvents::format(e, 0) ==
+        "{\"time\":\"1970-01-01T00:00:00.000000000Z\",\"dbwarden.record_type\":\"approval\","
+        "\"dbwarden.approval.event\":\"approved\",\"dbwarden.approval.request_id\":7,"
+        "\"dbwarden.policy.rule\":\"big-deletes\",\"dbwarden.approval.by\":\"alice\","
+        "\"dbwarden.approval.reason\":\"ticket \\\"9\\\"\",\"dbwarden.approval.channel\":\"cli\","
+        "\"dbwarden.approval.grant_seconds\":1800,\"db.user\":\"app\",\"db.namespace\":\"shop\"}");
+  e.kind = "requested";
+  const std::string req = ApprovalEvents::format(e, 0);
+  CHECK(req.find("\"db.query.text\":\"DELETE FROM t WHERE id = 1\"") != std::string::npos);
+  CHECK(req.find("\"dbwarden.approval.needed\":1") != std::string::npos);
+  ApprovalEvents queue(1);
+  queue.on_approval_event(e);
+  queue.on_approval_event(e);
+  CHECK(queue.dropped() == 1);  // bounded, and counted
+}

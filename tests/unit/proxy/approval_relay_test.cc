@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The relays' approval path with the real judge and the real broker: a held message sends
+// nothing until approved; denied or expired it is answered like a blocked one, naming the
+// request; later messages wait behind it; a JIT grant lets it through; a closed connection
+// withdraws; without a broker it is blocked (fail closed).
+#include <catch2/catch.hpp>
+
+#include "../mysql/my_wire.h"
+#include "../pgsql/pg_wire.h"
+#include "approvals/broker.h"
+#include "proxy/mysql_relay.h"
+#include "proxy/pg_relay.h"
+#include "relay_fixture.h"
+
+using dbwarden::approvals::Approver;
+using dbwarden::approvals::Broker;
+using dbwarden::approvals::State;
+using dbwarden::proxy::ByteBuffer;
+using dbwarden::proxy::RelayLimits;
+using proxytest::Append;
+using proxytest::Output;
+using proxytest::Span;
+
+namespace {
+
+constexpr std::string_view kPolicy = R"(
+approver_groups: {dba: [alice, bob]}
+rules:
+  - name: no-drop
+    match: {operation: [DROP TABLE]}
+    action: block
+  - name: hold-deletes
+    match: {operation: DELETE}
+    action: require_approval
+    approvers: [dba]
+    timeout: 1m
+)";
+
+constexpr uint64_t kSecond = 1'000'000'000ull;
+
+Approver alice() {
+  Approver a;
+  a.name = "alice";
+  a.uid = 2000;
+  a.channel = "cli";
+  return a;
+}
+
+template <class Relay, class Limits, class Counters>
+struct Fixture {
+  explicit Fixture(bool with_broker = true)
+      : judged(kPolicy), relay(info, judged.judge, records, Limits{}, RelayLimits{}, counters) {
+    info.client_address = "10.0.0.7";
+    if (with_broker) relay.set_approvals(&broker);
+  }
+  std::string client(std::string_view bytes) {
+    Append(in, bytes);
+    relay.on_client(in, out, now += kSecond);
+    return out.take_server();
+  }
+  std::string server(std::string_view bytes) {
+    relay.on_server(Span(bytes), out, now += kSecond);
+    relay.on_client(in, out, now);
+    return out.take_client();
+  }
+  // The proxy's loop after the broker's wake-up: the relay acts, then reads on.
+  std::string decided() {
+    relay.on_approval_decided(out, now += kSecond);
+    relay.on_client(in, out, now);
+    return out.take_server();
+  }
+  uint64_t pending_id() {
+    auto l = broker.list();
+    REQUIRE(l.size() == 1);
+    return l[0].id;
+  }
+
+  dbwarden::ConnectionInfo info;
+  Counters counters;
+  dbw_test::RecordingSink sink;
+  dbwarden::proxy::DecisionWriter records{sink};
+  proxytest::Judged judged;
+  Broker broker{nullptr};
+  Relay relay;
+  ByteBuffer in;
+  Output out;
+  uint64_t now = 0;
+};
+
+using PgFixture =
+    Fixture<dbwarden::proxy::PgRelay, dbwarden::pgsql::Limits, dbwarden::pgsql::Counters>;
+using MyFixture =
+    Fixture<dbwarden::proxy::MysqlRelay, dbwarden::mysql::Limits, dbwarden::mysql::Counters>;
+
+void pg_login(PgFixture& f) {
+  REQUIRE(f.client(pgtest::Startup("app", "shop")) == pgtest::Startup("app", "shop"));
+  REQUIRE(f.server(pgtest::Handshake()) == pgtest::Handshake());
+}
+
+void my_login(MyFixture& f) {
+  constexpr uint32_t caps = mytest::kBaseCaps | mytest::kDeprecateEof;
+  f.server(mytest::Greeting());
+  REQUIRE(f.client(mytest::HandshakeResponse(caps, "app", "shop", "12345678901234567890")) ==
+          mytest::HandshakeResponse(caps, "app", "shop", "12345678901234567890"));
+  REQUIRE(f.server(mytest::Ok(2)) == mytest::Ok(2));
+}
+
+}  // namespace
+
+TEST_CASE("approvals, pg: held until approved, then sent, and later messages wait behind it",
+          "[proxy][approvals]") {
+  using namespace pgtest;
+  PgFixture f;
+  pg_login(f);
+  const std::string del = Query("DELETE FROM t WHERE id = 1");
+  CHECK(f.client(del + Query("SELECT 2")).empty());
+  CHECK(f.out.take_client().empty());  // the client waits
+  CHECK(f.relay.awaiting_approval());
+  CHECK_FALSE(f.relay.wants_client_bytes());
+  const uint64_t id = f.pending_id();
+  CHECK(f.broker.show(id)->spec.text == "DELETE FROM t WHERE id = 1");
+  CHECK(f.broker.show(id)->spec.rule == "hold-deletes");
+  CHECK(f.broker.show(id)->spec.approvers == std::vector<std::string>{"alice", "bob"});
+  CHECK(f.broker.show(id)->spec.who.client_address == "10.0.0.7");
+  CHECK(f.decided().empty());  // still pending: nothing moves
+  REQUIRE(f.broker.approve(id, alice(), "ok", 0, f.now).ok());
+  CHECK(f.decided() == del + Query("SELECT 2"));  // and the message that waited behind it
+  CHECK_FALSE(f.relay.awaiting_approval());
+  f.server(Complete("DELETE 1") + Ready());
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].text == "DELETE FROM t WHERE id = 1");
+  CHECK(f.sink.got[0].policy_rule == "hold-deletes");
+  CHECK(f.sink.got[0].policy_action == "approved:" + std::to_string(id));
+  CHECK_FALSE(f.broker.state(id, nullptr).has_value());  // forgotten once acted on
+}
+
+TEST_CASE(
+    "approvals, pg: denied or expired, the client gets an error naming the request, "
+    "and the session goes on",
+    "[proxy][approvals]") {
+  using namespace pgtest;
+  PgFixture f;
+  pg_login(f);
+  CHECK(f.client(Query("DELETE FROM t WHERE id = 1")).empty());
+  const uint64_t id = f.pending_id();
+  REQUIRE(f.broker.deny(id, alice(), "not now", f.now).ok());
+  CHECK(f.decided().empty());  // never sent
+  const std::string told = f.out.take_client();
+  CHECK(told.find("C42501") != std::string::npos);
+  CHECK(told.find("Mdbwarden: approval request " + std::to_string(id) + " denied: not now") !=
+        std::string::npos);
+  CHECK(told.substr(told.size() - 6) == Ready('I'));
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].status_code == "42501");
+  CHECK(f.sink.got[0].policy_action == "denied:" + std::to_string(id));
+  // The session goes on; the next one times out.
+  CHECK(f.client(Query("SELECT 1")) == Query("SELECT 1"));
+  f.server(Complete("SELECT 1") + Ready());
+  CHECK(f.client(Query("DELETE FROM t WHERE id = 2")).empty());
+  const uint64_t id2 = f.pending_id();
+  f.broker.expire(f.now + 120 * kSecond);
+  f.decided();
+  CHECK(f.out.take_client().find("approval request " + std::to_string(id2) + " expired") !=
+        std::string::npos);
+  CHECK(f.sink.got.back().policy_action == "expired:" + std::to_string(id2));
+}
+
+TEST_CASE("approvals, pg: a held Parse, a JIT grant, and a block beats an approval",
+          "[proxy][approvals]") {
+  using namespace pgtest;
+  PgFixture f;
+  pg_login(f);
+  // Extended protocol: the Parse is held, the rest of the group waits behind it.
+  const std::string parse = Parse("", "DELETE FROM t WHERE id = $1");
+  const std::string rest = Bind("", "", "1") + Execute("") + Sync();
+  CHECK(f.client(parse + rest).empty());
+  const uint64_t id = f.pending_id();
+  REQUIRE(f.broker.approve(id, alice(), "", 60 * kSecond, f.now).ok());
+  CHECK(f.decided() == parse + rest);
+  f.server(ParseComplete() + BindComplete() + Complete("DELETE 1") + Ready());
+  // Granted: the same fingerprint from the same identity passes at once.
+  CHECK(f.client(Query("DELETE FROM t WHERE id = 9")) == Query("DELETE FROM t WHERE id = 9"));
+  CHECK(f.broker.list().empty());
+  f.server(Complete("DELETE 1") + Ready());
+  CHECK(f.sink.got.back().policy_action == "granted");
+  // A plain block in the same message wins: no request at all.
+  CHECK(f.client(Query("DELETE FROM t WHERE id = 3; DROP TABLE t")).empty());
+  CHECK(f.broker.list().empty());
+  CHECK(f.out.take_client().find("C42501") != std::string::npos);
+}
+
+TEST_CASE("approvals, pg: a closed connection withdraws, and no broker blocks",
+          "[proxy][approvals]") {
+  using namespace pgtest;
+  {
+    PgFixture f;
+    pg_login(f);
+    CHECK(f.client(Query("DELETE FROM t WHERE id = 1")).empty());
+    const uint64_t id = f.pending_id();
+    f.relay.on_close(f.now);
+    CHECK_FALSE(f.broker.state(id, nullptr).has_value());
+    CHECK(f.broker.pending() == 0);
+  }
+  PgFixture f(/*with_broker=*/false);
+  pg_login(f);
+  CHECK(f.client(Query("DELETE FROM t WHERE id = 1")).empty());
+  const std::string told = f.out.take_client();
+  CHECK(told.find("approvals are not enabled") != std::string::npos);
+  CHECK(f.sink.got.back().policy_action == "require_approval");
+}
+
+TEST_CASE("approvals, mysql: held, approved and sent, denied answered with an ERR, withdrawn",
+          "[proxy][approvals]") {
+  using namespace mytest;
+  MyFixture f;
+  my_login(f);
+  CHECK(f.client(Query("DELETE FROM t WHERE id = 1")).empty());
+  const uint64_t id = f.pending_id();
+  REQUIRE(f.broker.approve(id, alice(), "", 0, f.now).ok());
+  CHECK(f.decided() == Query("DELETE FROM t WHERE id = 1"));
+  f.server(Ok(1, 1));
+  CHECK(f.sink.got.back().policy_action == "approved:" + std::to_string(id));
+
+  CHECK(f.client(Query("DELETE FROM t WHERE id = 2")).empty());
+  const uint64_t id2 = f.pending_id();
+  REQUIRE(f.broker.deny(id2, alice(), "no", f.now).ok());
+  CHECK(f.decided().empty());
+  CHECK(f.out.take_client() ==
+        Err(1, 1142, "42000", "dbwarden: approval request " + std::to_string(id2) + " denied: no"));
+  CHECK(f.sink.got.back().policy_action == "denied:" + std::to_string(id2));
+  CHECK(f.client(Query("SELECT 1")) == Query("SELECT 1"));
+  f.server(ResultSet(1, {"1"}, false));
+  // A client that goes away withdraws its request.
+  CHECK(f.client(Query("DELETE FROM t WHERE id = 3")).empty());
+  const uint64_t id3 = f.pending_id();
+  f.relay.on_close(f.now);
+  CHECK_FALSE(f.broker.state(id3, nullptr).has_value());
+  CHECK(f.broker.pending() == 0);
+}

@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The approvals broker (issue 14): statements a `require_approval` rule holds wait here
+// for people to decide. The proxy thread submits a request and polls its state; the
+// approvers' channels (the CLI's unix socket today; the HTTP API, web inbox and webhook
+// later) list, approve and deny. Thread-safe: one mutex, held only for map updates.
+//
+// Rules it keeps, whatever the channel:
+// - Nobody approves or denies their own request: an approver whose uid or login uid is the
+//   requesting process's uid or login uid is refused.
+// - Only the rule's approvers (the user names of its approver groups) may decide.
+// - `approvals: N` needs N distinct approvers; one deny decides.
+// - A request not decided within its rule's timeout expires (denied); a client that goes
+//   away withdraws it; deny_all() ends every pending request (agent start and stop).
+// - approve(..., for_ns) also grants just in time: the request's fingerprint x identity
+//   runs without a request until the window ends (granted()).
+// Every step is an Event for the audit trail (EventSink); the proxy's wake_fd() becomes
+// readable when a request it waits on was decided, so its event loop never blocks.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "common/unique_fd.h"
+
+namespace dbwarden::approvals {
+
+inline constexpr int64_t kUnknownId = -1;  // uid / login uid not known (TCP from elsewhere)
+
+// Who asked: the held statement's connection, as a reviewer must see it.
+struct Requester {
+  std::string db_user, database, application_name, client_address, executable;
+  uint32_t pid = 0;
+  int64_t uid = kUnknownId;
+  int64_t login_uid = kUnknownId;
+};
+
+struct RequestSpec {
+  std::string rule;  // the rule that fired
+  std::string text;  // the statement (masked by the caller where the policy says so)
+  std::string operation;
+  uint64_t fingerprint = 0;
+  std::string identity;  // the JIT grant's identity key (db user, database, uid, login uid)
+  std::vector<std::string> approvers;  // user names allowed to decide
+  uint32_t approvals = 1;
+  uint64_t timeout_ns = 300'000'000'000ull;
+  Requester who;
+};
+
+enum class State : uint8_t { kPending, kApproved, kDenied, kExpired, kWithdrawn };
+std::string_view state_name(State s);
+
+// The person deciding, as the channel authenticated them.
+struct Approver {
+  int64_t uid = kUnknownId;
+  int64_t login_uid = kUnknownId;
+  std::string name;     // mapped from the login uid (else uid): compared with the groups
+  std::string channel;  // "cli"
+};
+
+// One audit record of the approval path.
+struct Event {
+  std::string kind;  // requested, approved, denied, expired, withdrawn
+  uint64_t id = 0;
+  std::string rule;
+  std::string by;  // approver name ("" for expired/withdrawn/requested)
+  std::string reason;
+  std::string channel;
+  uint64_t grant_ns = 0;       // approved with --for: the window's length
+  const RequestSpec* request;  // the request as submitted
+};
+
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  // Called with the broker's lock held: must not call back into the broker.
+  virtual void on_approval_event(const Event& e) = 0;
+};
+
+struct RequestView {
+  uint64_t id = 0;
+  RequestSpec spec;
+  State state = State::kPending;
+  uint64_t created_ns = 0;
+  uint64_t deadline_ns = 0;
+  std::vector<std::string> approved_by;
+  std::string decided_by;
+  std::string reason;
+};
+
+struct BrokerOptions {
+  size_t max_pending = 1024;  // more is refused: the statement is denied at once
+  size_t max_grants = 4096;
+};
+
+class Broker {
+ public:
+  explicit Broker(EventSink* events, BrokerOptions options = {});
+
+  // Proxy side. A new request's id; an error when too many are pending.
+  Result<uint64_t> submit(RequestSpec spec, uint64_t now_ns);
+  // The request's state and, once decided, the reason given; nullopt when unknown.
+  std::optional<State> state(uint64_t id, std::string* reason) const;
+  // The held client went away before a decision.
+  void withdraw(uint64_t id, uint64_t now_ns);
+  // The proxy has acted on a decided request: it is forgotten.
+  void forget(uint64_t id);
+  // Pending requests past their deadline expire. Returns the time of the next deadline
+  // (UINT64_MAX: none), for the event loop's timeout.
+  uint64_t expire(uint64_t now_ns);
+  // A JIT grant covers this fingerprint x identity now.
+  bool granted(uint64_t fingerprint, std::string_view identity, uint64_t now_ns) const;
+  // Readable (eventfd) after a decision; read() it to re-arm.
+  int wake_fd() const { return wake_.get(); }
+
+  // Approver side.
+  Result<State> approve(uint64_t id, const Approver& who, std::string reason, uint64_t for_ns,
+                        uint64_t now_ns);
+  Result<State> deny(uint64_t id, const Approver& who, std::string reason, uint64_t now_ns);
+  std::vector<RequestView> list() const;  // pending requests, oldest first
+  std::optional<RequestView> show(uint64_t id) const;
+  // Every pending request denied with `reason` (agent start or stop: pending requests
+  // survive nothing).
+  void deny_all(const std::string& reason, uint64_t now_ns);
+  size_t pending() const;
+
+ private:
+  struct Grant {
+    uint64_t fingerprint;
+    std::string identity;
+    uint64_t until_ns;
+  };
+  Status may_decide(const RequestView& r, const Approver& who) const;
+  void decide(RequestView& r, State s, std::string by, std::string reason,
+              const std::string& channel, const char* kind, uint64_t grant_ns);
+  void emit(const RequestView& r, const char* kind, const std::string& by,
+            const std::string& reason, const std::string& channel, uint64_t grant_ns);
+  void wake();
+
+  EventSink* events_;
+  BrokerOptions options_;
+  UniqueFd wake_;
+  mutable std::mutex mu_;
+  uint64_t next_id_ = 1;
+  std::map<uint64_t, RequestView> requests_;  // pending, and decided until forgotten
+  std::vector<Grant> grants_;
+};
+
+}  // namespace dbwarden::approvals
