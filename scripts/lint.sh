@@ -15,6 +15,15 @@ cppcheck --std=c++20 --enable=warning,performance,portability --quiet --inline-s
   --suppress=cppcheckError:userspace/metrics/exporter.cc --error-exitcode=1 agent userspace
 echo "lint: cppcheck clean"
 
+# Catch2 test names: ctest's test discovery splits a name at ';', so such a test would be
+# registered under a fragment that matches no test case and "pass" without running.
+bad="$(grep -rn -E 'TEST_CASE\("[^"]*;' tests/unit || true)"
+if [ -n "$bad" ]; then
+  echo "$bad"
+  echo "lint: a TEST_CASE name holds ';' (ctest would run nothing for it)"
+  exit 1
+fi
+
 # clang-tidy: bugprone and performance checks, less those that flag the
 # project's deliberate idioms: parallel branches in protocol state machines
 # (branch-clone), int constants multiplied into size_t (implicit-widening),

@@ -119,7 +119,7 @@ TEST_CASE("options on the command line", "[agent][config]") {
   CHECK(c.max_query_bytes == 4096);
 }
 
-TEST_CASE("the config file takes the same keys; the command line wins", "[agent][config]") {
+TEST_CASE("the config file takes the same keys, the command line wins", "[agent][config]") {
   TempFile f("# comment\naudit-file = /tmp/from-file.jsonl\npostgres-port = 7000\n"
              "postgres-port = 7001\nmetrics-address = 127.0.0.1:9100\n");
   auto r = parse({"--config", f.path.c_str(), "--metrics-address", "127.0.0.1:9200"});

@@ -260,7 +260,7 @@ TEST_CASE("frames: each kind of tampering is named at the first bad frame", "[au
   }
 }
 
-TEST_CASE("frames: rotation and restarts form one chain; a file removed is named",
+TEST_CASE("frames: rotation and restarts form one chain, a file removed is named",
           "[audit][frames]") {
   TempDir tmp;  // format: frames
   auto o = framed(tmp.path);

@@ -284,7 +284,7 @@ TEST_CASE("writer: partial writes keep whole records in order", "[audit][writer]
   CHECK(statement_texts(read_lines(o.path)) == expected_texts(50));
 }
 
-TEST_CASE("writer: a backlog is written in pieces; a failure among them loses and repeats nothing",
+TEST_CASE("writer: a backlog is written in pieces, a failure among them loses and repeats nothing",
           "[audit][writer]") {
   // One batch of ~1.9 MB goes out in several write(2)s of about 256 KiB. The
   // file may not grow past ~700 KB at first (RLIMIT_FSIZE): a piece is cut short

@@ -79,7 +79,7 @@ TEST_CASE("record: every field of a TCP statement", "[audit][record]") {
   CHECK(keys(j).size() == 21);
 }
 
-TEST_CASE("record: optional fields are omitted; unix socket has no client address",
+TEST_CASE("record: optional fields are omitted, unix socket has no client address",
           "[audit][record]") {
   ConnectionInfo c = tcp_connection();
   c.unix_socket = true;

@@ -121,7 +121,7 @@ TEST_CASE("recovery: pages a power loss never wrote (zeros) are cut off", "[audi
   CHECK(s.recoveries[0].record.bytes_cut == 8192);
 }
 
-TEST_CASE("recovery: a clean stop leaves no recovery record; every crash leaves one",
+TEST_CASE("recovery: a clean stop leaves no recovery record, every crash leaves one",
           "[audit][recovery]") {
   TempDir tmp;
   WriterOptions o;

@@ -69,7 +69,7 @@ TEST_CASE("mysql session: multi-statement, multi-result, error stops the rest", 
   CHECK(run.counters.unmatched_responses == 0);
 }
 
-TEST_CASE("mysql session: CALL collects its result sets; compound text merged", "[mysql]") {
+TEST_CASE("mysql session: CALL collects its result sets, compound text merged", "[mysql]") {
   Run run;
   Feed(run, With(Login(kBaseCaps),
                  {{kC, Query("CALL p(); SELECT 1"), 10},
@@ -379,7 +379,7 @@ TEST_CASE(
   CHECK(run.info.user.empty());  // never seen: left empty, not guessed
 }
 
-TEST_CASE("mysql session: COM_STATISTICS's bare-string answer ends it; the next query decodes",
+TEST_CASE("mysql session: COM_STATISTICS's bare-string answer ends it, the next query decodes",
           "[mysql]") {
   // The mariadb CLI's `status` sends COM_STATISTICS; the answer is a string with no header
   // byte ("Uptime: ..."), which must not be read as a result set of 'U' columns.

@@ -89,7 +89,7 @@ TEST_CASE("pgsql features: COPY FROM STDIN counts rows, data is neither kept nor
   CheckEveryBoundary(chunks);
 }
 
-TEST_CASE("pgsql features: COPY TO STDOUT counts rows; CopyFail gives the error", "[pgsql]") {
+TEST_CASE("pgsql features: COPY TO STDOUT counts rows, CopyFail gives the error", "[pgsql]") {
   const auto chunks = With(
       Login(),
       {{kF, Query("COPY t TO STDOUT"), 10},

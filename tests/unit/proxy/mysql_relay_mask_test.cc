@@ -88,7 +88,7 @@ Bytes CustomersResult(uint8_t seq, const std::string& ssn, const std::string& na
 }  // namespace
 
 TEST_CASE(
-    "mysql relay masking: a lookup first, then the statement; its masked column is "
+    "mysql relay masking: a lookup first, then the statement, its masked column is "
     "rewritten, the other passes, the record counts it",
     "[proxy][mysql][masking]") {
   MaskFixture f;
@@ -112,7 +112,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "mysql relay masking: a view over the masked table is masked whole; without the "
+    "mysql relay masking: a view over the masked table is masked whole, without the "
     "catalog's answer every column of an unknown table fails closed",
     "[proxy][mysql][masking]") {
   MaskFixture f;
@@ -156,7 +156,7 @@ TEST_CASE("mysql relay masking: a command pipelined behind a masked one waits fo
 
 TEST_CASE(
     "mysql relay masking: INTO OUTFILE and a masked column in WHERE are refused before "
-    "the server; the session goes on",
+    "the server, the session goes on",
     "[proxy][mysql][masking]") {
   MaskFixture f;
   for (const std::string_view sql : {"SELECT ssn FROM customers INTO OUTFILE '/tmp/x'",
@@ -174,7 +174,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "mysql relay masking: binary rows of a prepared statement's execute; a cursor is "
+    "mysql relay masking: binary rows of a prepared statement's execute, a cursor is "
     "refused",
     "[proxy][mysql][masking]") {
   MaskFixture f;

@@ -252,7 +252,7 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("mysql results: OK, ERR and LOCAL INFILE answers pass; an unreadable count breaks",
+TEST_CASE("mysql results: OK, ERR and LOCAL INFILE answers pass, an unreadable count breaks",
           "[proxy][mysql][masking]") {
   TestPlanner p;
   MysqlResultMasker m;

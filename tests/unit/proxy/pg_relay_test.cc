@@ -81,7 +81,7 @@ TEST_CASE("pg relay: records name the backend from BackendKeyData (process.pid)"
   CHECK(f.info.server_pid == 42);
 }
 
-TEST_CASE("pg relay: a blocked query never reaches the server; the client gets the rule's "
+TEST_CASE("pg relay: a blocked query never reaches the server, the client gets the rule's "
           "error and the session goes on",
           "[proxy][pgsql]") {
   PgFixture f;

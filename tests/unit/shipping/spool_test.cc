@@ -39,7 +39,7 @@ size_t segment_files(const std::string& dir) {
 
 }  // namespace
 
-TEST_CASE("spool: records come back in order across segments; delivered segments go",
+TEST_CASE("spool: records come back in order across segments, delivered segments go",
           "[shipping][spool]") {
   TempDir tmp;
   const std::string dir = tmp.path + "/spool";
@@ -116,7 +116,7 @@ TEST_CASE("spool: full refuses the newest record, byte-exact", "[shipping][spool
   CHECK(spool->append(frame(0), 7) == Spool::Append::kOk);  // room again
 }
 
-TEST_CASE("spool: a new run resumes undelivered records; a torn tail is cut and counted",
+TEST_CASE("spool: a new run resumes undelivered records, a torn tail is cut and counted",
           "[shipping][spool]") {
   TempDir tmp;
   const std::string dir = tmp.path + "/s";

@@ -158,7 +158,7 @@ class TlsCollector {
 
 }  // namespace
 
-TEST_CASE("syslog shipper over TLS: verified delivery; a wrong name is refused",
+TEST_CASE("syslog shipper over TLS: verified delivery, a wrong name is refused",
           "[shipping][syslog][tls]") {
   TempDir tmp;
   const std::string cert = tmp.path + "/cert.pem";

@@ -67,7 +67,7 @@ TEST_CASE("analyzer: cache is bounded in entries and evicts the least recent", "
   CHECK(analyzer.counters().cache_hits == hits + 2);  // b was evicted
 }
 
-TEST_CASE("analyzer: cache is bounded in bytes; an oversized text is analysed, not cached",
+TEST_CASE("analyzer: cache is bounded in bytes, an oversized text is analysed, not cached",
           "[sql][analyzer]") {
   AnalyzerOptions options;
   options.cache.max_bytes = 4096;
