@@ -88,7 +88,8 @@ class Store {
   static constexpr std::string_view kFileName = "learned.log";
 
   // Opens (creating the directory's file when missing) and loads `dir`/learned.log.
-  static Result<std::unique_ptr<Store>> Open(const std::string& dir, Limits limits, int64_t now_s);
+  static Result<std::unique_ptr<Store>> Open(const std::string& dir, const Limits& limits,
+                                             int64_t now_s);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -120,7 +121,7 @@ class Store {
   std::vector<IdentityEntries> list() const;
   Stats stats() const;
   int64_t created_s() const { return created_s_; }
-  void set_limits(Limits limits);
+  void set_limits(const Limits& limits);
   const std::string& path() const { return path_; }
 
  private:

@@ -135,7 +135,8 @@ std::string Store::to_key(const Identity& identity) {
   return key;
 }
 
-Result<std::unique_ptr<Store>> Store::Open(const std::string& dir, Limits limits, int64_t now_s) {
+Result<std::unique_ptr<Store>> Store::Open(const std::string& dir, const Limits& limits,
+                                           int64_t now_s) {
   std::unique_ptr<Store> s(new Store());
   s->dir_ = dir;
   s->path_ = dir + "/" + std::string(kFileName);
@@ -547,7 +548,7 @@ Stats Store::stats() const {
   return s;
 }
 
-void Store::set_limits(Limits limits) {
+void Store::set_limits(const Limits& limits) {
   std::lock_guard<std::mutex> hold(mu_);
   limits_ = limits;
 }
