@@ -392,7 +392,7 @@ Status Store::append_locked(const std::string& lines) {
     const ssize_t n = ::write(fd_, lines.data() + done, lines.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      const Status err = errno_status("learn: cannot append to " + path_);
+      Status err = errno_status("learn: cannot append to " + path_);
       // Whole lines or nothing: a part written would glue onto the next append.
       (void)::ftruncate(fd_, static_cast<off_t>(offset_));
       return err;
@@ -477,7 +477,7 @@ Status Store::compact_locked() {
   ok = ok && ::fsync(out) == 0;
   ::close(out);
   if (!ok || ::rename(tmp.c_str(), path_.c_str()) != 0) {
-    const Status err = errno_status("learn: cannot rewrite " + path_);
+    Status err = errno_status("learn: cannot rewrite " + path_);
     ::unlink(tmp.c_str());
     return err;
   }

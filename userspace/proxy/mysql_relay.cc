@@ -349,8 +349,7 @@ bool MysqlRelay::masked_command(ByteBuffer& in, uint32_t length, const MessageVe
 bool MysqlRelay::refuse_masked(ByteBuffer& in, uint32_t length, const MessageVerdict& v,
                                std::string_view rule, std::string_view message, RelayOutput& out,
                                uint64_t now_ns) {
-  const MessageVerdict judged = v;  // `v` may be verdict_ itself
-  verdict_ = judged;
+  if (&v != &verdict_) verdict_ = v;  // `v` may be verdict_ itself
   Verdict& d = verdict_.decisive;
   d.block = true;
   d.rule.assign(rule);

@@ -99,9 +99,11 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
       }
       if (policy_->mask_rule_count() > 0 && d.action != policy::Action::kBlock) {
         policy_->mask_rules_for(who, a, s.masks);
-        // Rules that cannot touch this statement's results are dropped here, before
-        // anything is copied: a statement on an untouched table streams through untouched.
-        if (!may_need_masking(s.masks, a.collections)) {
+        // PostgreSQL: rules that cannot touch this statement's results are dropped here,
+        // before anything is copied: a statement on an untouched table streams through
+        // untouched. Not MySQL: its relay follows views to their tables (mysql_catalog.h),
+        // so a rule on a table can touch a statement that names only a view.
+        if (dialect == Dialect::kPostgresql && !may_need_masking(s.masks, a.collections)) {
           s.masks.clear();
         } else {
           s.tables = a.collections;
