@@ -498,32 +498,33 @@ std::shared_ptr<const policy::Policy> Enforcer::policy() const { return impl_->p
 
 EnforcerStats Enforcer::stats() const {
   EnforcerStats s;
+  metrics::EnforcementCounters& c = s.enforcement;
   const proxy::Stats p = impl_->proxy->stats();
-  s.proxy_accepted = p.accepted;
-  s.proxy_active = p.active;
-  s.proxy_upstream_failures = p.upstream_failures;
-  s.proxy_tls_handshakes = p.tls_handshakes;
-  s.proxy_tls_failures = p.tls_failures;
-  s.tls_reload_failures = impl_->tls_reload_failures;
-  s.proxy_identity_failures = p.identity_failures;
-  s.proxy_refused = p.refused_over_limit + p.refused_not_steered;
-  s.existing_connections = impl_->existing.size();
-  s.existing_terminated = impl_->terminated;
-  if (auto c = impl_->steering->counters(); c.ok()) {
-    s.steered_tcp = c.value().tcp_steered;
-    s.steered_unix = c.value().unix_steered;
-    s.fail_open = c.value().tcp_fail_open + c.value().unix_fail_open;
-    s.fail_closed = c.value().tcp_fail_closed + c.value().unix_fail_closed;
+  c.proxy_accepted = p.accepted;
+  c.proxy_active = p.active;
+  c.proxy_upstream_failures = p.upstream_failures;
+  c.proxy_tls_handshakes = p.tls_handshakes;
+  c.proxy_tls_failures = p.tls_failures;
+  c.proxy_tls_reload_failures = impl_->tls_reload_failures;
+  c.proxy_identity_failures = p.identity_failures;
+  c.proxy_refused = p.refused_over_limit + p.refused_not_steered;
+  // A level: open before enforcement and not (yet) terminated.
+  c.existing_connections = impl_->existing.size() - impl_->terminated;
+  if (auto k = impl_->steering->counters(); k.ok()) {
+    c.steered_tcp = k.value().tcp_steered;
+    c.steered_unix = k.value().unix_steered;
+    c.fail_open = k.value().tcp_fail_open + k.value().unix_fail_open;
+    c.fail_closed = k.value().tcp_fail_closed + k.value().unix_fail_closed;
   }
-  if (auto st = impl_->steering->state(); st.ok()) s.proxy_alive = st.value().proxy_alive;
-  s.fail_open_mode = impl_->fail_open;
+  if (auto st = impl_->steering->state(); st.ok()) c.proxy_alive = st.value().proxy_alive;
+  c.fail_open_mode = impl_->fail_open;
   if (impl_->learn_store) {
     const learn::Stats l = impl_->learn_store->stats();
-    s.learn_identities = l.identities;
-    s.learn_fingerprints = l.fingerprints;
-    s.learn_capped_identity = l.capped_identity;
-    s.learn_capped_total = l.capped_total;
-    s.learn_write_errors = l.write_errors;
+    s.learn.identities = l.identities;
+    s.learn.fingerprints = l.fingerprints;
+    s.learn.capped_identity = l.capped_identity;
+    s.learn.capped_total = l.capped_total;
+    s.learn.write_errors = l.write_errors;
   }
   return s;
 }

@@ -23,6 +23,7 @@
 #include "agent/config.h"
 #include "approvals/broker.h"
 #include "common/status.h"
+#include "metrics/exporter.h"
 #include "protocol/statement.h"
 #include "proxy/proxy.h"
 
@@ -32,19 +33,10 @@ class Policy;
 
 namespace dbwarden::agent {
 
+// What the enforcer publishes, in the exporter's own shapes: one copy, no field-by-field relay.
 struct EnforcerStats {
-  uint64_t proxy_accepted = 0, proxy_active = 0, proxy_upstream_failures = 0,
-           proxy_identity_failures = 0, proxy_refused = 0;
-  uint64_t proxy_tls_handshakes = 0, proxy_tls_failures = 0;
-  uint64_t tls_reload_failures = 0;   // SIGHUP: certificate/key not loaded, the old pair kept
-  uint64_t existing_connections = 0;  // open before enforcement: not steered
-  uint64_t existing_terminated = 0;
-  uint64_t steered_tcp = 0, steered_unix = 0, fail_open = 0, fail_closed = 0;
-  bool proxy_alive = false;
-  bool fail_open_mode = false;
-  // Learn mode (zero until a policy with a `learn:` section opened the store).
-  uint64_t learn_identities = 0, learn_fingerprints = 0, learn_capped_identity = 0,
-           learn_capped_total = 0, learn_write_errors = 0;
+  metrics::EnforcementCounters enforcement;
+  metrics::LearnCounters learn;  // zero until a policy with a `learn:` section opened the store
 };
 
 // Where learn mode keeps what it learned (learn/learn.h): the audit state directory, else

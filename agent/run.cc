@@ -220,30 +220,8 @@ Status write_metrics(const metrics::Exporter& m, const std::string& path) {
 
 void publish_enforcement(metrics::Exporter& m, const Enforcer& e) {
   const EnforcerStats s = e.stats();
-  metrics::EnforcementCounters c;
-  c.proxy_accepted = s.proxy_accepted;
-  c.proxy_upstream_failures = s.proxy_upstream_failures;
-  c.proxy_identity_failures = s.proxy_identity_failures;
-  c.proxy_refused = s.proxy_refused;
-  c.proxy_tls_handshakes = s.proxy_tls_handshakes;
-  c.proxy_tls_failures = s.proxy_tls_failures;
-  c.proxy_tls_reload_failures = s.tls_reload_failures;
-  c.proxy_active = s.proxy_active;
-  c.steered_tcp = s.steered_tcp;
-  c.steered_unix = s.steered_unix;
-  c.fail_open = s.fail_open;
-  c.fail_closed = s.fail_closed;
-  c.existing_connections = s.existing_connections - s.existing_terminated;
-  c.proxy_alive = s.proxy_alive;
-  c.fail_open_mode = s.fail_open_mode;
-  m.publish_enforcement(c);
-  metrics::LearnCounters l;
-  l.identities = s.learn_identities;
-  l.fingerprints = s.learn_fingerprints;
-  l.capped_identity = s.learn_capped_identity;
-  l.capped_total = s.learn_capped_total;
-  l.write_errors = s.learn_write_errors;
-  m.publish_learn(l);
+  m.publish_enforcement(s.enforcement);
+  m.publish_learn(s.learn);
 }
 
 std::string join_ports(const std::vector<uint16_t>& ports) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/read_file.h"
 #include "policy/policy.h"
 #include "proxy/policy_judge.h"
 
@@ -24,14 +25,9 @@ using dbwarden::proxy::MessageVerdict;
 using dbwarden::proxy::PolicyJudge;
 using dbwarden::proxy::PolicySource;
 
+// The policy under test; a bench without it measures nothing.
 std::string read_file(const char* path) {
-  std::string out;
-  if (FILE* f = std::fopen(path, "rb")) {
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-    std::fclose(f);
-  }
+  std::string out = dbwarden::read_whole_file(path);
   if (out.empty()) {
     std::fprintf(stderr, "cannot read %s\n", path);
     std::exit(1);

@@ -34,7 +34,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import pg_cluster  # noqa: E402
 from mariadb_server import APP_PASSWORD, APP_USER, TEST_DB, MariaDB  # noqa: E402
-from pg_cluster import (Agent, PgCluster, log, read_audit, skip_or_fail, start_agent,  # noqa: E402
+from enforce_harness import EnforceAgent  # noqa: E402
+from pg_cluster import (PgCluster, log, read_audit, skip_or_fail, start_agent,  # noqa: E402
                         stop_agent, verdict)
 
 import psycopg2  # noqa: E402
@@ -65,12 +66,6 @@ def write_policy(workdir, mode):
                 "  action: block\n")
     os.rename(path + ".tmp", path)
     return path
-
-
-def enforce_args(workdir, policy, steer_dir, mysql_port):
-    return ["--mode", "enforce", "--policy", policy, "--fail-mode", "closed",
-            "--mysql-port", str(mysql_port),
-            "--steer-pin-dir", steer_dir, "--proxy-socket-dir", os.path.join(workdir, "proxy")]
 
 
 def my_cli(server, sql):
@@ -106,10 +101,10 @@ def learned(agent_exe, workdir, *args):
                           text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
 
 
-def learn_phase(args, cluster, server, workdir, steer_dir, failures):
+def learn_phase(args, cluster, server, workdir, failures):
     policy = write_policy(workdir, "learn")
-    agent = Agent(args.agent, os.path.join(workdir, "audit-learn.jsonl"), [cluster.port],
-                  extra_args=enforce_args(workdir, policy, steer_dir, server.port))
+    agent = EnforceAgent(args.agent, os.path.join(workdir, "audit-learn.jsonl"), [cluster.port],
+                         workdir, policy, mysql_port=server.port)
     rc = start_agent(agent)
     if rc is not None:
         return rc
@@ -136,6 +131,7 @@ def learn_phase(args, cluster, server, workdir, steer_dir, failures):
     finally:
         if stop_agent(agent) is not None:
             failures.append("learn: the agent did not stop cleanly")
+        agent.teardown()
         if failures:
             print("agent stderr:\n" + agent.stderr)
     return None
@@ -181,11 +177,11 @@ def check_explain(args, workdir, policy, ids, sql, failures):
                             f"{r.stderr.strip()}")
 
 
-def protect_phase(args, cluster, server, workdir, steer_dir, ids, failures):
+def protect_phase(args, cluster, server, workdir, ids, failures):
     policy = write_policy(workdir, "protect")
     audit = os.path.join(workdir, "audit-protect.jsonl")
-    agent = Agent(args.agent, audit, [cluster.port],
-                  extra_args=enforce_args(workdir, policy, steer_dir, server.port))
+    agent = EnforceAgent(args.agent, audit, [cluster.port], workdir, policy,
+                         mysql_port=server.port)
     rc = start_agent(agent)
     if rc is not None:
         return rc
@@ -266,6 +262,7 @@ def protect_phase(args, cluster, server, workdir, steer_dir, ids, failures):
     finally:
         if stop_agent(agent) is not None:
             failures.append("protect: the agent did not stop cleanly")
+        agent.teardown()
         if failures:
             print("agent stderr:\n" + agent.stderr)
     records, bad = read_audit(audit)
@@ -286,29 +283,23 @@ def main():
     if os.geteuid() != 0:
         return skip_or_fail("needs root (BPF steering, private servers)")
     workdir = pg_cluster.make_workdir("dbw-learn-")
-    os.makedirs(os.path.join(workdir, "proxy"), exist_ok=True)
-    steer_dir = f"/sys/fs/bpf/dbw-steer-learn-{os.getpid()}"
     failures = []
-    try:
-        with PgCluster() as cluster, MariaDB() as server:
-            server.setup_sql(f"CREATE TABLE {TEST_DB}.learn_m (id int, v text); "
-                             f"INSERT INTO {TEST_DB}.learn_m VALUES (1, 'a'), (10, 'b')")
-            cluster.setup_sql("CREATE TABLE learn_t (id int, v text); "
-                              "INSERT INTO learn_t VALUES (1, 'a'), (2, 'b'); "
-                              "CREATE ROLE etl LOGIN; CREATE ROLE ops LOGIN; "
-                              "GRANT ALL ON learn_t TO etl, ops")
-            rc = learn_phase(args, cluster, server, workdir, steer_dir, failures)
-            if rc is not None:
-                return rc
-            if not os.path.exists(os.path.join(workdir, "learned.log")):
-                failures.append("no learned.log in the state directory after the learn phase")
-            ids = check_list(args, workdir, failures)
-            rc = protect_phase(args, cluster, server, workdir, steer_dir, ids, failures)
-            if rc is not None:
-                return rc
-    finally:
-        subprocess.run([args.agent, "detach", "--steer-pin-dir", steer_dir],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with PgCluster() as cluster, MariaDB() as server:
+        server.setup_sql(f"CREATE TABLE {TEST_DB}.learn_m (id int, v text); "
+                         f"INSERT INTO {TEST_DB}.learn_m VALUES (1, 'a'), (10, 'b')")
+        cluster.setup_sql("CREATE TABLE learn_t (id int, v text); "
+                          "INSERT INTO learn_t VALUES (1, 'a'), (2, 'b'); "
+                          "CREATE ROLE etl LOGIN; CREATE ROLE ops LOGIN; "
+                          "GRANT ALL ON learn_t TO etl, ops")
+        rc = learn_phase(args, cluster, server, workdir, failures)
+        if rc is not None:
+            return rc
+        if not os.path.exists(os.path.join(workdir, "learned.log")):
+            failures.append("no learned.log in the state directory after the learn phase")
+        ids = check_list(args, workdir, failures)
+        rc = protect_phase(args, cluster, server, workdir, ids, failures)
+        if rc is not None:
+            return rc
     return verdict(failures, workdir)
 
 

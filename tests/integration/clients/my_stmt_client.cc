@@ -89,17 +89,36 @@ MYSQL_STMT* Prepare(MYSQL* db, const std::string& sql) {
   return st;
 }
 
-// Executes and, for a result set, fetches every row (binary protocol).
-void Execute(MYSQL_STMT* st) {
+// Executes; prints the outcome and returns null unless the statement returned a result set.
+MYSQL_RES* ExecuteForRows(MYSQL_STMT* st) {
   if (mysql_stmt_execute(st) != 0) {
     Outcome(mysql_stmt_sqlstate(st), -1);
-    return;
+    return nullptr;
   }
   MYSQL_RES* meta = mysql_stmt_result_metadata(st);
-  if (!meta) {
-    Outcome("00000", static_cast<long long>(mysql_stmt_affected_rows(st)));
-    return;
+  if (!meta) Outcome("00000", static_cast<long long>(mysql_stmt_affected_rows(st)));
+  return meta;
+}
+
+// Fetches every row into the bound buffers, calling on_row after each; then prints the outcome.
+template <typename OnRow>
+void FetchAll(MYSQL_STMT* st, MYSQL_RES* meta, OnRow on_row) {
+  long long rows = 0;
+  int rc = 0;
+  while ((rc = mysql_stmt_fetch(st)) == 0 || rc == MYSQL_DATA_TRUNCATED) {
+    on_row();
+    ++rows;
   }
+  if (rc != MYSQL_NO_DATA) Die("fetch", mysql_stmt_error(st));
+  mysql_free_result(meta);
+  mysql_stmt_free_result(st);
+  Outcome("00000", rows);
+}
+
+// Executes and, for a result set, fetches every row (binary protocol).
+void Execute(MYSQL_STMT* st) {
+  MYSQL_RES* meta = ExecuteForRows(st);
+  if (!meta) return;
   // Bind one LONGLONG output column (the id); the rest are fetched unbound.
   long long id = 0;
   MYSQL_BIND out[4];
@@ -119,27 +138,14 @@ void Execute(MYSQL_STMT* st) {
     }
   }
   if (mysql_stmt_bind_result(st, out) != 0) Die("bind_result", mysql_stmt_error(st));
-  long long rows = 0;
-  int rc = 0;
-  while ((rc = mysql_stmt_fetch(st)) == 0 || rc == MYSQL_DATA_TRUNCATED) ++rows;
-  if (rc != MYSQL_NO_DATA) Die("fetch", mysql_stmt_error(st));
-  mysql_free_result(meta);
-  mysql_stmt_free_result(st);
-  Outcome("00000", rows);
+  FetchAll(st, meta, [] {});
 }
 
 // Executes and prints every row, each column fetched as a string (the library converts
 // the binary protocol's integers, dates and decimals), then the outcome.
 void ExecutePrint(MYSQL_STMT* st) {
-  if (mysql_stmt_execute(st) != 0) {
-    Outcome(mysql_stmt_sqlstate(st), -1);
-    return;
-  }
-  MYSQL_RES* meta = mysql_stmt_result_metadata(st);
-  if (!meta) {
-    Outcome("00000", static_cast<long long>(mysql_stmt_affected_rows(st)));
-    return;
-  }
+  MYSQL_RES* meta = ExecuteForRows(st);
+  if (!meta) return;
   const unsigned columns = mysql_num_fields(meta);
   constexpr size_t kWidth = 1024;
   std::vector<char> buffers(columns * kWidth);
@@ -155,9 +161,7 @@ void ExecutePrint(MYSQL_STMT* st) {
     out[i].is_null = &nulls[i];
   }
   if (mysql_stmt_bind_result(st, out.data()) != 0) Die("bind_result", mysql_stmt_error(st));
-  long long rows = 0;
-  int rc = 0;
-  while ((rc = mysql_stmt_fetch(st)) == 0 || rc == MYSQL_DATA_TRUNCATED) {
+  FetchAll(st, meta, [&] {
     for (unsigned i = 0; i < columns; ++i) {
       if (i > 0) std::printf("\t");
       if (nulls[i]) {
@@ -168,12 +172,7 @@ void ExecutePrint(MYSQL_STMT* st) {
       }
     }
     std::printf("\n");
-    ++rows;
-  }
-  if (rc != MYSQL_NO_DATA) Die("fetch", mysql_stmt_error(st));
-  mysql_free_result(meta);
-  mysql_stmt_free_result(st);
-  Outcome("00000", rows);
+  });
 }
 
 // Prepares `sql`, binds `params` as strings, executes once; prints the outcome.
