@@ -160,6 +160,46 @@ class PgBouncer:
         return False
 
 
+class FloorForwarder:
+    """bench_proxy_floor (bench/proxy_floor.cc), a bare user-space forwarder of the proxy's
+    shape, on a free 127.0.0.1 port in front of the cluster's TCP port: what any proxy built
+    this way reaches on this host. Started and ended by its pid."""
+
+    def __init__(self, binary, pg_port):
+        self.binary = binary
+        self.pg_port = pg_port
+        self.port = free_port()
+        self.proc = None
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([self.binary, str(self.port), str(self.pg_port)],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+        def listening():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the floor forwarder exited with {self.proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return None
+        if not poll_until(listening, 10):
+            self.__exit__()
+            raise RuntimeError("the floor forwarder did not listen within 10 s")
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            self.proc.kill()  # ours, by pid
+            self.proc.wait()
+            self.proc = None
+        return False
+
+
 def status_kib(pid, field):
     """A memory line of /proc/<pid>/status (VmRSS, VmHWM, RssAnon ...) in KiB."""
     with open(f"/proc/{pid}/status") as f:

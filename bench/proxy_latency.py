@@ -11,8 +11,11 @@ transaction's latency is read from pgbench's log: its elapsed time minus its sch
 latency). Per run the p50 and p99 of those latencies; per round the added latency at each
 percentile, steered minus direct (and direct-aa minus direct for the A/A); medians over
 rounds. Also the percentiles of all rounds' transactions pooled per setup. With
---baseline-agent BINARY a fourth run per round, steered-base, goes through that other build
-(the one before a change), so a change's effect is read within one run.
+--baseline-agent BINARY a further run per round, steered-base, goes through that other build
+(the one before a change), so a change's effect is read within one run. With --pgbouncer a
+run through PgBouncer (session mode, same host), and with --floor BINARY one through the bare
+forwarder (bench_proxy_floor, bench/proxy_floor.cc): what any user-space proxy hop costs
+here, the floor under the steered figure.
 
 See bench/README.md, "Enforcement proxy". Needs root. Prints one line per round, a summary
 table and a final machine-readable line prefixed with "RESULT ".
@@ -77,8 +80,14 @@ def main():
                          "they tax every setup alike and are counted per round")
     ap.add_argument("--baseline-agent", metavar="BINARY",
                     help="add the setup steered-base: steered through this other dbwarden build")
+    ap.add_argument("--pgbouncer", action="store_true",
+                    help="add the setup pgbouncer: through PgBouncer in session mode")
+    ap.add_argument("--floor", metavar="BINARY",
+                    help="add the setup floor: through the bare forwarder (bench_proxy_floor)")
     args = ap.parse_args()
-    setups = SETUPS + (("steered-base",) if args.baseline_agent else ())
+    setups = (SETUPS + (("steered-base",) if args.baseline_agent else ()) +
+              (("pgbouncer",) if args.pgbouncer else ()) + (("floor",) if args.floor else ()))
+    hops = [k for k in setups if k not in ("direct", "direct-aa")]
     if args.quick:
         args.rounds, args.seconds = 2, 3
     rc, workdir = ph.begin("proxy_latency", args.allow_foreign_bpf)
@@ -108,6 +117,12 @@ def main():
                             lat = run(cluster.port, args, workdir, tag)
                         finally:
                             agent.stop()
+                    elif kind == "pgbouncer":
+                        with ph.PgBouncer(workdir, cluster.port, pool_size=4) as bouncer:
+                            lat = run(bouncer.port, args, workdir, tag)
+                    elif kind == "floor":
+                        with ph.FloorForwarder(args.floor, cluster.port) as floor:
+                            lat = run(floor.port, args, workdir, tag)
                     else:
                         lat = run(cluster.port, args, workdir, tag)
                     pooled[kind] += lat
@@ -119,6 +134,8 @@ def main():
                     r[f"aa_{q}"] = r["direct-aa"][q] - r["direct"][q]
                     if args.baseline_agent:
                         r[f"base_added_{q}"] = r["steered-base"][q] - r["direct"][q]
+                    for k in hops:
+                        r[f"{k}_added_{q}"] = r[k][q] - r["direct"][q]
                 r["load"] = ph.load_average()
                 rounds.append(r)
                 print(f"round {i + 1} ({r['order']:26s}) p50 direct {r['direct']['p50']:.0f} "
@@ -127,7 +144,11 @@ def main():
                       f"{r['steered']['p99']:.0f} us (added {r['added_p99']:+.0f}, A/A "
                       f"{r['aa_p99']:+.0f}); load {r['load']}"
                       + (f"; base build added p50 {r['base_added_p50']:+.0f} p99 "
-                         f"{r['base_added_p99']:+.0f}" if args.baseline_agent else ""), flush=True)
+                         f"{r['base_added_p99']:+.0f}" if args.baseline_agent else "")
+                      + "".join(f"; {k} added p50 {r[f'{k}_added_p50']:+.0f} p99 "
+                                f"{r[f'{k}_added_p99']:+.0f}"
+                                for k in hops if k not in ("steered", "steered-base")),
+                      flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -145,6 +166,10 @@ def main():
                                     max(r[f"aa_{q}"] for r in rounds)]
         if args.baseline_agent:
             summary[f"base_added_{q}_median"] = median([r[f"base_added_{q}"] for r in rounds])
+        for k in hops:
+            summary[f"{k}_added_{q}_median"] = median([r[f"{k}_added_{q}"] for r in rounds])
+            summary[f"{k}_added_{q}_range"] = [min(r[f"{k}_added_{q}"] for r in rounds),
+                                               max(r[f"{k}_added_{q}"] for r in rounds)]
         for k in setups:
             summary[f"{k}_{q}_pooled"] = ph.percentile(pooled[k], v)
         summary[f"added_{q}_pooled"] = summary[f"steered_{q}_pooled"] - summary[f"direct_{q}_pooled"]
@@ -168,6 +193,13 @@ def main():
         for q in QUANTILES:
             print(f"{'baseline build: added ' + q + ', median':34s} {'':29s} "
                   f"{s[f'base_added_{q}_median']:+9.0f}")
+    for k in hops:
+        if k in ("steered", "steered-base"):
+            continue
+        for q in QUANTILES:
+            print(f"{k + ': added ' + q + ', median':34s} {'':29s} "
+                  f"{s[f'{k}_added_{q}_median']:+9.0f} "
+                  f"({'{:+.0f}..{:+.0f}'.format(*s[f'{k}_added_{q}_range'])})")
     verdict = "PASS" if s["p99_ok"] else "MISS"
     print(f"target: p99 added <= {TARGET_P99_ADDED_US:.0f} us: {verdict} "
           f"({s['added_p99_median']:+.0f} us, median of rounds); load average {load_start} at "

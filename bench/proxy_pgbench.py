@@ -36,7 +36,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -164,26 +163,11 @@ def agent_run(cluster, args, workdir, observer, perf_file=None, binary=None, pol
 
 
 def floor_run(cluster, args, workdir):
-    port = ph.free_port()
-    proc = subprocess.Popen([args.floor, str(port), str(cluster.port)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the floor forwarder did not listen")
-                time.sleep(0.05)
+    with ph.FloorForwarder(args.floor, cluster.port) as floor:
         foreign = foreign_programs()
-        cpu0 = proc_cpu_seconds(proc.pid)
-        tps, tx = run_pgbench(port, args)
-        cpu = proc_cpu_seconds(proc.pid) - cpu0
-    finally:
-        proc.kill()  # ours, by pid
-        proc.wait()
+        cpu0 = proc_cpu_seconds(floor.pid)
+        tps, tx = run_pgbench(floor.port, args)
+        cpu = proc_cpu_seconds(floor.pid) - cpu0
     return {"tps": tps, "transactions": tx, "floor_us_per_stmt": cpu * 1e6 / tx,
             "foreign_bpf_programs": foreign}
 
