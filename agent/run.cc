@@ -244,6 +244,11 @@ Result<std::unique_ptr<capture::BpfCapture>> open_capture(const Config& config, 
   if (!capture.ok()) return capture.status();
   observer.set_capture(capture.value().get());
   audit.set_capture_drops(drops_by_reason(*capture.value()));
+  if (capture.value()->data_hooks() == capture::DataHooks::kSyscall) {
+    DBW_LOG(kInfo,
+            "capture: this kernel has no socket tracepoints (Linux < 6.3): data calls are "
+            "hooked per system call, so every read and write on the host starts a program");
+  }
   if (capture.value()->resumed()) {
     std::vector<uint16_t> all_ports = config.postgres_ports;
     all_ports.insert(all_ports.end(), config.mysql_ports.begin(), config.mysql_ports.end());

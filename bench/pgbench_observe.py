@@ -96,15 +96,21 @@ def bpf_snapshot(agent_pid):
         pids = prog.get("pids")
         if pids is not None and agent_pid not in {p.get("pid") for p in pids}:
             continue
-        snap[prog["id"]] = (int(prog.get("run_time_ns", 0)), int(prog.get("run_cnt", 0)))
+        snap[prog["id"]] = (int(prog.get("run_time_ns", 0)), int(prog.get("run_cnt", 0)),
+                            str(prog.get("name", "")))
     return snap
 
 
 def bpf_delta(before, after):
-    """(run_time_ns, run_cnt, programs) grown between two snapshots, over programs in both."""
+    """(run_time_ns, run_cnt, programs, {name: (ns, runs)}) grown between two snapshots, over
+    programs in both."""
     ids = before.keys() & after.keys()
+    by_name = {}
+    for i in ids:
+        ns, runs = by_name.get(after[i][2], (0, 0))
+        by_name[after[i][2]] = (ns + after[i][0] - before[i][0], runs + after[i][1] - before[i][1])
     return (sum(after[i][0] - before[i][0] for i in ids),
-            sum(after[i][1] - before[i][1] for i in ids), len(ids))
+            sum(after[i][1] - before[i][1] for i in ids), len(ids), by_name)
 
 
 # Agent threads by name (pthread_setname_np in the agent): everything else, the
@@ -196,13 +202,15 @@ def observed_run(cluster, args, workdir):
         rec0 = agent.metric_sum("dbwarden_audit_records_total") or 0.0
         drop0 = agent.metric_sum("dbwarden_capture_dropped_total") or 0.0
         bpf_before = bpf_snapshot(agent.pid)
+        load0 = os.getloadavg()[0]
         cpu0 = proc_cpu_seconds(agent.pid)
         threads0 = thread_cpu_seconds(agent.pid)
         tps, tx = run_pgbench(cluster, args)
         # The agent may still be draining its ring buffer: its CPU for that counts too.
         rec1 = agent.wait_audit_settled(expected=rec0 + tx, timeout=30, quiet=1.0) or 0.0
         wait_rotated_compressed(audit)  # the zstd thread's CPU for this run counts too
-        bpf_ns, bpf_runs, nprogs = bpf_delta(bpf_before, bpf_snapshot(agent.pid))
+        bpf_ns, bpf_runs, nprogs, by_prog = bpf_delta(bpf_before, bpf_snapshot(agent.pid))
+        load1 = os.getloadavg()[0]
         cpu1 = proc_cpu_seconds(agent.pid)
         threads = thread_delta(threads0, thread_cpu_seconds(agent.pid))
         drop1 = agent.metric_sum("dbwarden_capture_dropped_total") or 0.0
@@ -224,6 +232,14 @@ def observed_run(cluster, args, workdir):
         "us_per_stmt": per(bpf_ns + agent_ns),
         **{f"{k}_us_per_stmt": per(v * 1e9) for k, v in threads.items()},
         "bpf_ns_per_run": bpf_ns / bpf_runs if bpf_runs > 0 else float("nan"),
+        # Program starts per statement: the hooks' selectivity, apart from each run's cost.
+        "bpf_runs_per_stmt": bpf_runs / audited if audited > 0 else float("nan"),
+        "bpf_by_program": {name: {"us_per_stmt": per(ns), "runs_per_stmt":
+                                  runs / audited if audited > 0 else float("nan")}
+                           for name, (ns, runs) in sorted(by_prog.items())},
+        # 1-minute load average before and after the run: BPF time counts other processes'
+        # socket calls that reach a hook, and the machine is shared.
+        "load_avg": [load0, load1],
     }
 
 
@@ -318,8 +334,9 @@ def main():
                       f"{pair['baseline']['tps']:9.0f} tps, observed {o['tps']:9.0f} tps, "
                       f"ratio {pair['ratio']:.3f}; "
                       f"{o['us_per_stmt']:.2f} us/stmt (bpf {o['bpf_us_per_stmt']:.2f} + agent "
-                      f"{o['agent_us_per_stmt']:.2f}), audited {o['audited']}/{o['transactions']}"
-                      f", dropped {o['dropped']}", flush=True)
+                      f"{o['agent_us_per_stmt']:.2f}, {o['bpf_runs_per_stmt']:.1f} runs), "
+                      f"audited {o['audited']}/{o['transactions']}, dropped {o['dropped']}, "
+                      f"load {o['load_avg'][0]:.1f}-{o['load_avg'][1]:.1f}", flush=True)
     finally:
         if stats:
             stats.__exit__(None, None, None)
@@ -342,6 +359,9 @@ def main():
            for k in ("decode", "chain+write", "sync", "compress")},
         "agent_args": args.agent_arg,
         "bpf_ns_per_program_run_median": median([o["bpf_ns_per_run"] for o in obs]),
+        "bpf_runs_per_stmt_median": median([o["bpf_runs_per_stmt"] for o in obs]),
+        "load_avg_range": [min(min(o["load_avg"]) for o in obs),
+                           max(max(o["load_avg"]) for o in obs)],
         "coverage_min": min(o["coverage"] for o in obs),
         "dropped_total": sum(o["dropped"] for o in obs),
         "bpf_programs_min": min(o["bpf_programs"] for o in obs),
@@ -371,6 +391,8 @@ def main():
         ("    audit sync thread (fdatasync)", f"{summary['sync_us_per_stmt_median']:.2f}", ""),
         ("    audit compression thread", f"{summary['compress_us_per_stmt_median']:.2f}", ""),
         ("BPF ns per program run", f"{summary['bpf_ns_per_program_run_median']:.0f}", ""),
+        ("BPF program runs per statement", f"{summary['bpf_runs_per_stmt_median']:.1f}", ""),
+        ("load average (1 min) range", "{:.1f}-{:.1f}".format(*summary["load_avg_range"]), ""),
         ("audited / pgbench statements (min)", f"{summary['coverage_min']:.4f}", "1.0"),
         ("capture drops", f"{summary['dropped_total']}", "0"),
     ]

@@ -3,11 +3,12 @@
  * dbwarden capture programs: copy the bytes database server processes read
  * from and write to their client sockets into a ring buffer.
  *
- * Cost model. Every syscall of every process on the host passes through the
- * sys_exit hook, so the common path must reject in a few instructions:
- *   1. syscall number not one that moves socket data  -> return
- *   2. the calling process is not a tracked server     -> return (one hash lookup)
- *   3. fd -> file -> inode; the inode is looked up in `conns` (tracked sockets)
+ * Cost model. The hooks (io_hooks.bpf.h) fire only for socket sends and
+ * receives and for the few system calls that matter (accept, connect,
+ * listen, close, the mmsg calls), never for other syscalls, and the common
+ * path must still reject in a few instructions:
+ *   1. the calling process is not a tracked server     -> return (a bit test)
+ *   2. fd -> file -> inode; the inode is looked up in `conns` (tracked sockets)
  *      and `ignored` (sockets of the server we decided not to audit).
  * Only the first I/O on a socket pays for classifying it (ports, unix path).
  *
@@ -55,13 +56,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define NR_accept4 288
 #define NR_recvmmsg 299
 #define NR_sendmmsg 307
-/* The syscalls below 64 that the exit program handles, as one bit each: the
- * rejection of every other syscall is one shift and one test. */
-#define DBW_NR_MASK                                                                    \
-	((1ULL << NR_read) | (1ULL << NR_write) | (1ULL << NR_readv) | (1ULL << NR_writev) | \
-	 (1ULL << NR_connect) | (1ULL << NR_accept) | (1ULL << NR_sendto) |                 \
-	 (1ULL << NR_recvfrom) | (1ULL << NR_sendmsg) | (1ULL << NR_recvmsg) |              \
-	 (1ULL << NR_listen))
 #else
 #error "dbwarden's syscall capture supports x86_64 only for now"
 #endif
@@ -1060,130 +1054,9 @@ static __always_inline void emit_mmsg(struct dbw_conn_state *st, __u8 dir, __u64
 		emit_gap(st->conn_id, dir, rest, __sync_fetch_and_add(&st->offset[dir], rest));
 }
 
-/* One program for the exit of every syscall: cheaper than entry+exit pairs
- * (no map to carry arguments from entry to exit), since the saved user
- * registers still hold the arguments at exit. Rejection order: syscall
- * number (a bit test), then the tracked-process lookup. */
-/* TS_COMPAT (arch/x86/include/asm/thread_info.h): the current syscall is a
- * 32-bit one, whatever the process's bitness (the kernel's in_ia32_syscall). */
-#define DBW_TS_COMPAT 0x0002
-
-static __always_inline int in_compat_syscall(void)
-{
-#if defined(__TARGET_ARCH_x86)
-	struct task_struct *task = bpf_get_current_task_btf();
-
-	if (bpf_core_field_exists(task->thread_info.status))
-		return (task->thread_info.status & DBW_TS_COMPAT) != 0;
-#endif
-	return 0;
-}
-
-SEC("tp_btf/sys_exit")
-int BPF_PROG(dbw_sys_exit, struct pt_regs *regs, long ret)
-{
-	struct dbw_conn_state *st;
-	struct file *file;
-	long nr = regs->orig_ax;
-	__u8 dir;
-	__u64 ino;
-
-	/* First, before the number means anything: a 32-bit syscall (int 0x80,
-	 * or a 32-bit process) has other numbers and argument registers than
-	 * the x86-64 ones decoded here (its 4 is write, 64-bit 4 is stat). Never
-	 * misread it; count it when the process is one we capture, since it may
-	 * have moved database bytes. One load from the current task. */
-	if (in_compat_syscall()) {
-		if (is_tracked_process(bpf_get_current_pid_tgid() >> 32))
-			count_drop(DBW_DROP_COMPAT_SYSCALL);
-		return 0;
-	}
-	if ((__u64)nr < 64) {
-		if (!((DBW_NR_MASK >> nr) & 1))
-			return 0;
-	} else if (nr != NR_accept4 && nr != NR_recvmmsg && nr != NR_sendmmsg) {
-		return 0;
-	}
-	if (nr == NR_connect)
-		return on_connect(regs, ret);
-	if (nr == NR_listen)
-		return dbw_on_listen(regs->di, ret);
-	if (ret < 0)
-		return 0;
-	if (!is_tracked_process(bpf_get_current_pid_tgid() >> 32)) {
-		if (nr == NR_accept || nr == NR_accept4)
-			return dbw_on_untracked_accept(bpf_get_current_pid_tgid() >> 32, ret);
-		return 0;
-	}
-
-	if (nr == NR_accept || nr == NR_accept4) {
-		/* The earliest sighting of a server-side connection. */
-		file = fd_to_file((int)ret);
-		if (!file)
-			return 0;
-		ino = socket_ino(file);
-		if (ino && !bpf_map_lookup_elem(&conns, &ino) && !bpf_map_lookup_elem(&ignored, &ino))
-			classify(file, ino);
-		return 0;
-	}
-	file = fd_to_file((int)regs->di);
-	if (!file)
-		return 0;
-	ino = socket_ino(file);
-	if (!ino)
-		return 0;
-	if (ret == 0)
-		return 0;
-	st = bpf_map_lookup_elem(&conns, &ino);
-	if (!st) {
-		if (bpf_map_lookup_elem(&ignored, &ino))
-			return 0;
-		st = classify(file, ino);
-		if (!st)
-			return 0;
-	}
-	if (st->muted)
-		return 0; /* the enforcement proxy records this connection itself */
-	if (dbw_tls_syscall(ino, st))
-		return 0; /* ciphertext: the plaintext comes from the libssl probes */
-
-	switch (nr) {
-	case NR_read:
-	case NR_recvfrom:
-		dir = DBW_DIR_INGRESS;
-		break;
-	case NR_write:
-	case NR_sendto:
-		dir = DBW_DIR_EGRESS;
-		break;
-	case NR_readv:
-	case NR_writev: {
-		__u8 d = ((nr == NR_readv ? DBW_DIR_INGRESS : DBW_DIR_EGRESS) ^ st->side) & 1;
-		__u64 off = __sync_fetch_and_add(&st->offset[d], (__u64)ret);
-
-		dbw_emit_iov(st->conn_id, regs->si, IOV_CNT_DIR(regs->dx, d), (__u64)ret, off);
-		return 0;
-	}
-	case NR_recvmsg:
-	case NR_sendmsg: {
-		__u8 d = ((nr == NR_recvmsg ? DBW_DIR_INGRESS : DBW_DIR_EGRESS) ^ st->side) & 1;
-		struct user_msghdr h;
-		__u64 off = __sync_fetch_and_add(&st->offset[d], (__u64)ret);
-
-		if (bpf_probe_read_user(&h, sizeof(h), (void *)regs->si))
-			__builtin_memset(&h, 0, sizeof(h)); /* all of it becomes a gap */
-		dbw_emit_iov(st->conn_id, (__u64)h.msg_iov, IOV_CNT_DIR(h.msg_iovlen, d), (__u64)ret,
-			     off);
-		return 0;
-	}
-	default: /* NR_recvmmsg, NR_sendmmsg: ret is a message count */
-		emit_mmsg(st, ((nr == NR_recvmmsg ? DBW_DIR_INGRESS : DBW_DIR_EGRESS) ^ st->side) & 1,
-			  regs->si, (__u64)ret);
-		return 0;
-	}
-	emit_data(st, dir, (const char *)regs->si, (__u64)ret);
-	return 0;
-}
+/* The hooks that start the programs above (socket tracepoints, per-syscall
+ * exits); they need everything before this point. */
+#include "io_hooks.bpf.h"
 
 static __always_inline int is_last_reference(struct file *file)
 {

@@ -39,7 +39,11 @@ BENCH_APP = "dbw-restart-bench"
 CLIENTS = 4
 TRANSACTIONS = 600  # per client
 RATE = 400          # transactions per second, all clients together: ~6 s of load
-PROGRAMS = ("dbw_sys_exit", "dbw_close", "dbw_fork", "dbw_exit")
+# The programs attached on this kernel (socket tracepoints for the data calls: see
+# bpf/io_hooks.bpf.h), each with a pinned link.
+PROGRAMS = ("dbw_sock_send", "dbw_sock_recv", "dbw_sys_recvmmsg", "dbw_sys_sendmmsg",
+            "dbw_sys_accept", "dbw_sys_accept4", "dbw_sys_connect", "dbw_sys_listen",
+            "dbw_close", "dbw_fork", "dbw_exit")
 
 
 def connect(cluster, tcp):

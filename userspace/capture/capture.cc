@@ -2,6 +2,7 @@
 #include "capture/capture.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <iterator>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -28,10 +30,14 @@ int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
   return vfprintf(stderr, fmt, args);
 }
 
-Status ensure_tracefs() {
+bool path_exists(const std::string& path) {
   struct stat st {};
-  if (stat("/sys/kernel/tracing/events", &st) == 0 ||
-      stat("/sys/kernel/debug/tracing/events", &st) == 0) {
+  return stat(path.c_str(), &st) == 0;
+}
+
+Status ensure_tracefs() {
+  if (path_exists("/sys/kernel/tracing/events") ||
+      path_exists("/sys/kernel/debug/tracing/events")) {
     return Status::Ok();
   }
   return Status::Error(
@@ -47,22 +53,86 @@ bool is_uprobe(bpf_program* p) {
   return section.rfind("uprobe", 0) == 0 || section.rfind("uretprobe", 0) == 0;
 }
 
-// The programs the skeleton attaches, whose links are pinned.
+// The programs the skeleton attaches, whose links are pinned (choose_programs
+// turned the others off).
 std::vector<std::string> pinned_program_names(bpf_object* obj) {
   std::vector<std::string> out;
   bpf_program* p = nullptr;
   while ((p = bpf_object__next_program(obj, p))) {
-    if (!is_uprobe(p)) out.emplace_back(bpf_program__name(p));
+    if (!is_uprobe(p) && bpf_program__autoload(p)) out.emplace_back(bpf_program__name(p));
   }
   return out;
 }
 
-uint64_t identifier(const Options& options) {
+uint64_t identifier(const Options& options, DataHooks hooks) {
   size_t size = 0;
   const void* elf = dbwarden_bpf__elf_bytes(&size);
-  return object_identifier(std::span(static_cast<const uint8_t*>(elf), size),
-                           options.ringbuf_bytes, options.wakeup_bytes, options.bulk_head_bytes,
-                           options.bulk_tail_bytes);
+  return object_identifier(std::span(static_cast<const uint8_t*>(elf), size), options.ringbuf_bytes,
+                           options.wakeup_bytes, options.bulk_head_bytes, options.bulk_tail_bytes,
+                           static_cast<uint32_t>(hooks));
+}
+
+// Whether the running kernel has a raw tracepoint (tp_btf programs attach by
+// its BTF type; a missing one fails the whole object's load).
+bool kernel_has_raw_tracepoint(const char* name) {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (!vmlinux) return false;
+  const bool found = btf__find_by_name_kind(vmlinux, (std::string("btf_trace_") + name).c_str(),
+                                            BTF_KIND_TYPEDEF) > 0;
+  btf__free(vmlinux);
+  return found;
+}
+
+// The per-syscall data programs the socket tracepoints make redundant.
+bool is_syscall_data_fallback(std::string_view name) {
+  for (const char* n :
+       {"dbw_sys_read", "dbw_sys_write", "dbw_sys_readv", "dbw_sys_writev", "dbw_sys_recvfrom",
+        "dbw_sys_sendto", "dbw_sys_recvmsg", "dbw_sys_sendmsg"}) {
+    if (name == n) return true;
+  }
+  return false;
+}
+
+// Before load: the data hooks (bpf/io_hooks.bpf.h) for this kernel, and no
+// program for a syscall tracepoint the kernel does not have (its attach would
+// fail the agent's start; the calls it would see are named on stderr instead).
+Result<DataHooks> choose_programs(dbwarden_bpf* skel, DataHooks wanted) {
+  const bool socket_tps = kernel_has_raw_tracepoint("sock_send_length") &&
+                          kernel_has_raw_tracepoint("sock_recv_length");
+  if (wanted == DataHooks::kSocket && !socket_tps) {
+    return Status::Error(
+        "the kernel has no sock_send_length/sock_recv_length tracepoints (Linux >= 6.3 with "
+        "BTF): use the per-syscall data hooks");
+  }
+  const DataHooks hooks =
+      wanted == DataHooks::kSyscall || !socket_tps ? DataHooks::kSyscall : DataHooks::kSocket;
+  const std::string events = path_exists("/sys/kernel/tracing/events")
+                                 ? "/sys/kernel/tracing/events/"
+                                 : "/sys/kernel/debug/tracing/events/";
+  bpf_program* p = nullptr;
+  while ((p = bpf_object__next_program(skel->obj, p))) {
+    const std::string_view name = bpf_program__name(p);
+    const std::string_view section = bpf_program__section_name(p);
+    bool load = true;
+    if (hooks == DataHooks::kSocket) {
+      load = !is_syscall_data_fallback(name);
+    } else if (section.rfind("tp_btf/sock_", 0) == 0) {
+      load = false;
+    }
+    constexpr std::string_view kTracepoint = "tracepoint/";
+    if (load && section.rfind(kTracepoint, 0) == 0) {
+      const std::string event(section.substr(kTracepoint.size()));
+      if (!path_exists(events + event)) {
+        std::fprintf(stderr,
+                     "dbwarden: this kernel has no tracepoint %s: those system calls are not "
+                     "captured\n",
+                     event.c_str());
+        load = false;
+      }
+    }
+    if (!load) bpf_program__set_autoload(p, false);
+  }
+  return hooks;
 }
 
 // Before load: decide between resuming and starting fresh, and point libbpf's
@@ -70,10 +140,10 @@ uint64_t identifier(const Options& options) {
 // resuming, the programs are not loaded at all: the pinned ones run on.
 enum class PinMode { kUnpinned, kFresh, kResume };
 
-Result<PinMode> prepare_pins(dbwarden_bpf* skel, const Options& options) {
+Result<PinMode> prepare_pins(dbwarden_bpf* skel, const Options& options, DataHooks hooks) {
   const std::string& dir = options.pin_dir;
   std::vector<std::string> programs = pinned_program_names(skel->obj);
-  PinCheck check = check_pins(dir, identifier(options), programs);
+  PinCheck check = check_pins(dir, identifier(options, hooks), programs);
   if (check.state == PinState::kStale) {
     std::fprintf(stderr, "dbwarden: removing stale BPF pins in %s: %s\n", dir.c_str(),
                  check.reason.c_str());
@@ -107,10 +177,10 @@ Result<PinMode> prepare_pins(dbwarden_bpf* skel, const Options& options) {
 
 // A fresh start: stamp the pins with the object's identifier and start
 // connection ids at 1, before any program can run.
-Status init_meta(dbwarden_bpf* skel, const Options& options) {
+Status init_meta(dbwarden_bpf* skel, const Options& options, DataHooks hooks) {
   uint32_t zero = 0;
   dbw_meta meta{};
-  meta.object_id = identifier(options);
+  meta.object_id = identifier(options, hooks);
   meta.next_conn_id = 1;
   if (bpf_map__update_elem(skel->maps.meta, &zero, sizeof(zero), &meta, sizeof(meta), BPF_ANY)) {
     return Status::Error("writing the meta map: " + errno_text(errno));
@@ -170,9 +240,22 @@ const char* drop_reason_name(int reason) {
   }
 }
 
+const char* data_hooks_name(DataHooks hooks) {
+  switch (hooks) {
+    case DataHooks::kAuto:
+      return "auto";
+    case DataHooks::kSocket:
+      return "socket";
+    case DataHooks::kSyscall:
+      return "syscall";
+  }
+  return "unknown";
+}
+
 struct BpfCapture::Impl {
   dbwarden_bpf* skel = nullptr;
   bool resumed = false;
+  DataHooks hooks = DataHooks::kAuto;
   ring_buffer* ring = nullptr;
   EventHandler* handler = nullptr;
   std::unique_ptr<TlsAttacher> tls;
@@ -210,9 +293,12 @@ Result<std::unique_ptr<BpfCapture>> BpfCapture::Open(const Options& options,
   if (int err = bpf_map__set_max_entries(impl->skel->maps.events, options.ringbuf_bytes)) {
     return Status::Error("sizing the ring buffer failed: " + errno_text(err));
   }
+  auto hooks = choose_programs(impl->skel, options.data_hooks);
+  if (!hooks.ok()) return hooks.status();
+  impl->hooks = hooks.value();
   bool pinned = false;
   if (!options.pin_dir.empty()) {
-    auto mode = prepare_pins(impl->skel, options);
+    auto mode = prepare_pins(impl->skel, options, impl->hooks);
     if (!mode.ok()) return mode.status();
     impl->resumed = mode.value() == PinMode::kResume;
     pinned = mode.value() != PinMode::kUnpinned;
@@ -241,7 +327,7 @@ Result<std::unique_ptr<BpfCapture>> BpfCapture::Open(const Options& options,
   }
   if (!impl->resumed) {
     // Unpinned, the counter starts at 1 too: the meta map is always initialised.
-    if (Status s = init_meta(impl->skel, options); !s.ok()) return s;
+    if (Status s = init_meta(impl->skel, options, impl->hooks); !s.ok()) return s;
     if (int err = dbwarden_bpf__attach(impl->skel)) {
       return Status::Error("attaching the BPF programs failed: " + errno_text(err));
     }
@@ -370,6 +456,8 @@ Result<std::vector<uint16_t>> BpfCapture::watched_ports() const {
 }
 
 bool BpfCapture::resumed() const { return impl_->resumed; }
+
+DataHooks BpfCapture::data_hooks() const { return impl_->hooks; }
 
 Result<std::vector<TrackedSocket>> BpfCapture::tracked_sockets() const {
   return read_tracked_sockets(bpf_map__fd(impl_->skel->maps.conns));

@@ -20,7 +20,16 @@
 
 namespace dbwarden::capture {
 
+// Which kernel hooks see the data system calls (bpf/io_hooks.bpf.h).
+enum class DataHooks {
+  kAuto,     // the socket tracepoints where the kernel has them (>= 6.3), else per syscall
+  kSocket,   // sock_send_length/sock_recv_length: start only for socket I/O; fails without
+  kSyscall,  // syscalls:sys_exit_{read,write,...}: start for every such call of any file
+};
+const char* data_hooks_name(DataHooks hooks);
+
 struct Options {
+  DataHooks data_hooks = DataHooks::kAuto;
   uint32_t ringbuf_bytes = 16u << 20;  // power of two
   uint32_t wakeup_bytes = 256u << 10;  // backlog that wakes the reader early
   // The bulk-data bound (bpf/dbwarden.bpf.c bulk_head_bytes): server-to-client
@@ -70,6 +79,8 @@ class BpfCapture {
   Result<std::vector<uint16_t>> watched_ports() const;
   // True when Open reused the pins of a previous agent (programs already attached).
   bool resumed() const;
+  // The data hooks loaded (kSocket or kSyscall; a resumed agent: those it would load).
+  DataHooks data_hooks() const;
   // The connections the kernel tracks now (after a resume: the previous agent's).
   Result<std::vector<TrackedSocket>> tracked_sockets() const;
   // A database server process: its sockets on watched ports are captured server side.

@@ -52,14 +52,14 @@ std::string link_pin_name(const std::string& program) { return "link_" + program
 
 uint64_t object_identifier(std::span<const uint8_t> elf, uint32_t ringbuf_bytes,
                            uint32_t wakeup_bytes, uint32_t bulk_head_bytes,
-                           uint32_t bulk_tail_bytes) {
+                           uint32_t bulk_tail_bytes, uint32_t hook_set) {
   uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a 64 offset basis
   auto mix = [&h](uint8_t b) {
     h ^= b;
     h *= 0x100000001b3ull;  // FNV-1a 64 prime
   };
   for (uint8_t b : elf) mix(b);
-  for (uint32_t v : {ringbuf_bytes, wakeup_bytes, bulk_head_bytes, bulk_tail_bytes}) {
+  for (uint32_t v : {ringbuf_bytes, wakeup_bytes, bulk_head_bytes, bulk_tail_bytes, hook_set}) {
     for (int i = 0; i < 4; i++) mix(static_cast<uint8_t>(v >> (8 * i)));
   }
   return h;

@@ -32,11 +32,12 @@ std::string map_pin_name(const std::string& map);
 std::string link_pin_name(const std::string& program);
 
 // Identifies the BPF object and every setting fixed at load (ring buffer
-// size, wake-up mark): pins carrying another identifier cannot be reused.
+// size, wake-up mark, which data hooks are loaded): pins carrying another
+// identifier cannot be reused.
 // FNV-1a 64: a change detector, not a security boundary (bpffs is root-only).
 uint64_t object_identifier(std::span<const uint8_t> elf, uint32_t ringbuf_bytes,
                            uint32_t wakeup_bytes, uint32_t bulk_head_bytes = 0,
-                           uint32_t bulk_tail_bytes = 0);
+                           uint32_t bulk_tail_bytes = 0, uint32_t hook_set = 0);
 
 enum class PinState {
   kAbsent,     // no pin directory, or an empty one: start fresh

@@ -145,6 +145,8 @@ TEST_CASE("object_identifier changes with the object and with every load setting
   CHECK(base != capture::object_identifier(elf, 1u << 24, 1u << 18, 1024, 1024));
   CHECK(capture::object_identifier(elf, 1u << 24, 1u << 18, 1024, 1024) !=
         capture::object_identifier(elf, 1u << 24, 1u << 18, 1024, 2048));
+  CHECK(capture::object_identifier(elf, 1u << 24, 1u << 18, 1024, 1024, 0) !=
+        capture::object_identifier(elf, 1u << 24, 1u << 18, 1024, 1024, 1));
   elf[2] = 9;
   CHECK(base != capture::object_identifier(elf, 1u << 24, 1u << 18));
 }

@@ -1,0 +1,273 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Where the capture enters the kernel: the hooks that start the programs of
+ * dbwarden.bpf.c, included by it (they share its maps and helpers).
+ *
+ * Cost model. A hook that fires for every system call of every process (the
+ * raw `sys_exit` tracepoint this replaced) starts the program 26-106 times per
+ * `pgbench -S` statement on a busy host instead of ~11, and each start is
+ * counted as BPF time even when it leaves at once. So each hook here fires
+ * only for the operations it handles:
+ *   - data: the socket layer's own tracepoints, `sock_send_length` and
+ *     `sock_recv_length` (kernel >= 6.3), fire once per send or receive on a
+ *     socket, whichever system call made it; a read of a file or a pipe never
+ *     starts a program. The system call's arguments (fd, buffer, iovecs) are
+ *     read from the task's saved user registers, and the fd's socket must be
+ *     the one the tracepoint names, so the buffer is that call's;
+ *   - recvmmsg/sendmmsg (one socket event per message: the whole vector is
+ *     read once at the call's exit), accept, accept4, connect, listen: their
+ *     own `syscalls:sys_exit_*` tracepoints, which the kernel skips for every
+ *     other system call with one bit test before any program runs;
+ *   - close: `syscalls:sys_enter_close` (dbwarden.bpf.c).
+ * Kernels without the socket tracepoints get per-system-call exit programs
+ * for read, write, readv, writev, recvfrom, sendto, recvmsg and sendmsg
+ * instead (userspace chooses before load: capture.cc's choose_programs).
+ *
+ * 32-bit (compat) system calls: x86 syscall tracepoints never report them
+ * (the kernel's ARCH_TRACE_IGNORE_COMPAT_SYSCALLS), but the socket
+ * tracepoints do, from inside the call: one of a tracked process is counted
+ * (DBW_DROP_COMPAT_SYSCALL), never decoded with the 64-bit table.
+ */
+#ifndef DBWARDEN_BPF_IO_HOOKS_BPF_H
+#define DBWARDEN_BPF_IO_HOOKS_BPF_H
+
+#define DBW_MSG_PEEK 0x2
+#define DBW_MSG_ERRQUEUE 0x2000
+/* include/linux/sched.h: no system call of its own behind the socket call. */
+#define DBW_PF_IO_WORKER 0x00000010
+#define DBW_PF_KTHREAD 0x00200000
+
+/* TS_COMPAT (arch/x86/include/asm/thread_info.h): the current syscall is a
+ * 32-bit one, whatever the process's bitness (the kernel's in_ia32_syscall). */
+#define DBW_TS_COMPAT 0x0002
+
+static __always_inline int in_compat_syscall(void)
+{
+#if defined(__TARGET_ARCH_x86)
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	if (bpf_core_field_exists(task->thread_info.status))
+		return (task->thread_info.status & DBW_TS_COMPAT) != 0;
+#endif
+	return 0;
+}
+
+/* The user registers saved at system call entry: orig_ax is the call's
+ * number, di/si/dx its first arguments (unchanged until the return to user
+ * space, which comes after every hook here). */
+static __always_inline struct pt_regs *syscall_regs(void)
+{
+	return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+}
+
+/*
+ * The data path. The current task, a tracked process, is in system call `nr`
+ * (read ... sendmmsg), which moved `ret` > 0 bytes (messages, for the mmsg
+ * calls) on the socket of its fd argument. `want_ino`: the inode of the
+ * socket the socket tracepoint reported, which must be the fd's (0: a syscall
+ * tracepoint, where the fd is the call's by construction). A global function
+ * (scalar arguments only): verified once, whichever hooks call it.
+ */
+__noinline int dbw_on_data(__u64 nr, __u64 ret, __u64 want_ino)
+{
+	struct pt_regs *regs = syscall_regs();
+	struct dbw_conn_state *st;
+	struct file *file;
+	__u8 dir;
+	__u64 ino;
+
+	/* A peek is read again (the socket tracepoint has the flags too). */
+	if (((nr == NR_recvfrom || nr == NR_recvmmsg) && (regs->r10 & DBW_MSG_PEEK)) ||
+	    (nr == NR_recvmsg && (regs->dx & DBW_MSG_PEEK)))
+		return 0; /* flags: 4th argument, recvmsg's 3rd */
+	file = fd_to_file((int)regs->di);
+	if (!file)
+		return 0;
+	ino = socket_ino(file);
+	if (!ino || (want_ino && ino != want_ino))
+		return 0; /* not a socket, or a socket call made on the way by something else */
+	st = bpf_map_lookup_elem(&conns, &ino);
+	if (!st) {
+		if (bpf_map_lookup_elem(&ignored, &ino))
+			return 0;
+		st = classify(file, ino);
+		if (!st)
+			return 0;
+	}
+	if (st->muted)
+		return 0; /* the enforcement proxy records this connection itself */
+	if (dbw_tls_syscall(ino, st))
+		return 0; /* ciphertext: the plaintext comes from the libssl probes */
+
+	switch (nr) {
+	case NR_read:
+	case NR_recvfrom:
+		dir = DBW_DIR_INGRESS;
+		break;
+	case NR_write:
+	case NR_sendto:
+		dir = DBW_DIR_EGRESS;
+		break;
+	case NR_readv:
+	case NR_writev: {
+		__u8 d = ((nr == NR_readv ? DBW_DIR_INGRESS : DBW_DIR_EGRESS) ^ st->side) & 1;
+		__u64 off = __sync_fetch_and_add(&st->offset[d], ret);
+
+		dbw_emit_iov(st->conn_id, regs->si, IOV_CNT_DIR(regs->dx, d), ret, off);
+		return 0;
+	}
+	case NR_recvmsg:
+	case NR_sendmsg: {
+		__u8 d = ((nr == NR_recvmsg ? DBW_DIR_INGRESS : DBW_DIR_EGRESS) ^ st->side) & 1;
+		struct user_msghdr h;
+		__u64 off = __sync_fetch_and_add(&st->offset[d], ret);
+
+		if (bpf_probe_read_user(&h, sizeof(h), (void *)regs->si))
+			__builtin_memset(&h, 0, sizeof(h)); /* all of it becomes a gap */
+		dbw_emit_iov(st->conn_id, (__u64)h.msg_iov, IOV_CNT_DIR(h.msg_iovlen, d), ret, off);
+		return 0;
+	}
+	case NR_recvmmsg:
+	case NR_sendmmsg: /* ret is a message count */
+		emit_mmsg(st, ((nr == NR_recvmmsg ? DBW_DIR_INGRESS : DBW_DIR_EGRESS) ^ st->side) & 1,
+			  regs->si, ret);
+		return 0;
+	default:
+		return 0;
+	}
+	emit_data(st, dir, (const char *)regs->si, ret);
+	return 0;
+}
+
+/* A send or receive of `ret` bytes on `sk`, from inside whatever system call
+ * made it. Rejection order: the result, the tracked-process bit, then the
+ * call: only the calls decoded here go on (the mmsg calls at their exit). */
+static __always_inline int on_socket_io(struct sock *sk, int ret)
+{
+	struct task_struct *task;
+	__u64 nr, ino;
+
+	if (ret <= 0 || !is_tracked_process(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	task = bpf_get_current_task_btf();
+	if (task->flags & (DBW_PF_KTHREAD | DBW_PF_IO_WORKER))
+		return 0; /* an io_uring worker: its registers are no system call's */
+	/* Before the number means anything: a 32-bit syscall has other numbers
+	 * and argument registers (its 4 is write, 64-bit 4 is stat). */
+	if (in_compat_syscall()) {
+		count_drop(DBW_DROP_COMPAT_SYSCALL);
+		return 0;
+	}
+	nr = syscall_regs()->orig_ax;
+	switch (nr) {
+	case NR_read:
+	case NR_write:
+	case NR_readv:
+	case NR_writev:
+	case NR_recvfrom:
+	case NR_sendto:
+	case NR_recvmsg:
+	case NR_sendmsg:
+		/* Typed loads (a faulting one reads 0): no helper call. */
+		ino = sk->sk_socket->file->f_inode->i_ino;
+		return ino ? dbw_on_data(nr, (__u64)ret, ino) : 0;
+	default:
+		return 0; /* mmsg (at exit), or no data call (io_uring, sendfile) */
+	}
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(dbw_sock_send, struct sock *sk, int ret, int flags)
+{
+	return on_socket_io(sk, ret);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(dbw_sock_recv, struct sock *sk, int ret, int flags)
+{
+	if (flags & (DBW_MSG_PEEK | DBW_MSG_ERRQUEUE))
+		return 0; /* not stream bytes: a peek is read again, errors are no data */
+	return on_socket_io(sk, ret);
+}
+
+/* A data system call's exit, for calls whose own tracepoint starts the
+ * program: the mmsg calls always, the others only without socket
+ * tracepoints. x86 never reports a 32-bit call here; tested anyway, since a
+ * misread would decode other registers. */
+static __always_inline int on_data_exit(__u64 nr, long ret)
+{
+	if (ret <= 0 || !is_tracked_process(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	if (in_compat_syscall()) {
+		count_drop(DBW_DROP_COMPAT_SYSCALL);
+		return 0;
+	}
+	return dbw_on_data(nr, (__u64)ret, 0);
+}
+
+#define DBW_DATA_EXIT(name)                                            \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                     \
+	int dbw_sys_##name(struct trace_event_raw_sys_exit *ctx)       \
+	{                                                              \
+		return on_data_exit(NR_##name, ctx->ret);              \
+	}
+
+DBW_DATA_EXIT(recvmmsg)
+DBW_DATA_EXIT(sendmmsg)
+/* Without socket tracepoints only (userspace turns them off otherwise). */
+DBW_DATA_EXIT(read)
+DBW_DATA_EXIT(write)
+DBW_DATA_EXIT(readv)
+DBW_DATA_EXIT(writev)
+DBW_DATA_EXIT(recvfrom)
+DBW_DATA_EXIT(sendto)
+DBW_DATA_EXIT(recvmsg)
+DBW_DATA_EXIT(sendmsg)
+
+/* accept(2)/accept4(2) returned the fd of a new connection: the earliest
+ * sighting of a server-side connection (by an untracked process: perhaps a
+ * server that started after the agent's last look). */
+static __always_inline int on_accept_exit(long ret)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct file *file;
+	__u64 ino;
+
+	if (ret < 0)
+		return 0;
+	if (!is_tracked_process(tgid))
+		return dbw_on_untracked_accept(tgid, ret);
+	file = fd_to_file((int)ret);
+	if (!file)
+		return 0;
+	ino = socket_ino(file);
+	if (ino && !bpf_map_lookup_elem(&conns, &ino) && !bpf_map_lookup_elem(&ignored, &ino))
+		classify(file, ino);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int dbw_sys_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_accept_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int dbw_sys_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_accept_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int dbw_sys_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_connect(syscall_regs(), ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_listen")
+int dbw_sys_listen(struct trace_event_raw_sys_exit *ctx)
+{
+	return dbw_on_listen(syscall_regs()->di, ctx->ret);
+}
+
+#endif /* DBWARDEN_BPF_IO_HOOKS_BPF_H */
