@@ -19,6 +19,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                                              : dbw_fuzz::FuzzPolicy());
   dbwarden::proxy::PolicyJudge judge(source);
   dbwarden::proxy::PgRelay relay(info, judge, records, limits, relay_limits, counters);
+  // Some with the catalog: the relay then sends lookups of its own and reads their answers
+  // from the server bytes.
+  dbwarden::proxy::PgCatalogCache catalog;
+  if ((data[0] & 0x20) != 0) relay.set_catalog(&catalog);
   using dbwarden::pgsql::Direction;
   dbw_fuzz::RelayDriver<Direction> driver(relay, Direction::kFrontend);
   relay.set_approvals(&driver.broker);

@@ -10,11 +10,15 @@ columns (int, numeric, date, uuid, json, bytea) under a column rule.
 Checks:
 - a bypass corpus (alias, function, cast, concatenation, sub-query, CTE, UNION, SELECT *,
   whole-row, RETURNING, COPY TO STDOUT text and CSV, cursor FETCH, prepared statement with
-  binary results, extended protocol through psycopg2's server-side cursor): no result
+  binary results, extended protocol through psycopg2's server-side cursor, views, a view
+  that renames the masked column, a view inside a transaction block): no result
   carries a planted value, through psql and psycopg2, over TCP and the unix socket;
 - masked int, numeric, date, uuid, json and bytea columns still parse in psycopg2;
 - a near-miss (16 digits failing Luhn) is left alone;
 - on_derived: block refuses a derived column with an error, and the session goes on;
+- column lineage through the proxy's catalog: `SELECT name, ssn` masks ssn only;
+  predicates: block refuses a masked column in WHERE / ORDER BY / GROUP BY (42501, also
+  through a view), predicates: allow runs;
 - a table no rule names streams through unchanged;
 - audit records carry dbwarden.masked_columns / masked_values, the metrics
   dbwarden_masked_values_total{rule,detector}; no planted value in the audit trail, the
@@ -44,7 +48,9 @@ SSN = "123-45-6789"
 CARD = "4111111111111111"
 EMAIL = "planted.person@example.com"
 NEAR_MISS = "4111111111111112"  # fails Luhn: not a card
-PLANTED = [SECRET, SSN, CARD, EMAIL, "4111 1111 1111 1111", "12345.67", "1987-06-05",
+STAFF_SSN = "STAFF-SSN-PLANTED-9X"  # no detector knows it: only the column rule hides it
+STAFF_NAME = "staff-name-visible"
+PLANTED = [SECRET, STAFF_SSN, SSN, CARD, EMAIL, "4111 1111 1111 1111", "12345.67", "1987-06-05",
            "9f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b", "planted-json-value", "706c616e746564"]
 
 POLICY = """rules:
@@ -62,6 +68,10 @@ POLICY = """rules:
   - name: pii-content
     action: mask
     detectors: [email, payment_card, us_ssn]
+  - name: staff-ssn
+    action: mask
+    columns: ["public.staff.ssn"]
+    predicates: block
 """
 
 SETUP = f"""
@@ -78,6 +88,12 @@ CREATE TABLE plain_t (a int, b text);
 INSERT INTO plain_t VALUES (1, 'plain-value');
 CREATE TABLE notes_t (note text);
 INSERT INTO notes_t VALUES ('near {NEAR_MISS} real {CARD} mail {EMAIL}');
+CREATE TABLE staff (name text, ssn text);
+INSERT INTO staff VALUES ('{STAFF_NAME}', '{STAFF_SSN}');
+CREATE VIEW people_view AS SELECT id, secret, note FROM people;
+CREATE VIEW renamed_view AS SELECT secret AS alias_col, note AS n FROM people;
+CREATE VIEW staff_view AS SELECT name AS who, ssn AS hidden FROM staff;
+CREATE VIEW tx_view AS SELECT name AS who, ssn AS hidden FROM staff;
 """
 
 # The bypass corpus: each statement reads a planted value some way.
@@ -97,6 +113,12 @@ CORPUS = [
     ("returning", "UPDATE people SET note = note WHERE id = 1 RETURNING secret, note"),
     ("copy text", "COPY people TO STDOUT"),
     ("copy csv", "COPY (SELECT * FROM people) TO STDOUT WITH (FORMAT csv)"),
+    # Through the catalog: views followed to their tables.
+    ("view", "SELECT * FROM people_view"),
+    ("renaming view", "SELECT alias_col, n FROM renamed_view"),
+    ("view of a view's column", "SELECT upper(hidden) FROM staff_view"),
+    ("view in a transaction", "BEGIN; SELECT * FROM staff_view; COMMIT"),
+    ("staff", "SELECT name, ssn FROM staff"),
 ]
 
 
@@ -168,8 +190,59 @@ def check_psycopg2(cluster, failures):
         cur.execute("SELECT a, b FROM plain_t")
         if cur.fetchall() != [(1, "plain-value")]:
             failures.append("a table no rule names did not come through unchanged")
+        check_lineage(cur, failures)
     finally:
         conn.close()
+
+
+def check_lineage(cur, failures):
+    """What the catalog-backed column lineage decides: the masked column only, predicates
+    block and allow, views."""
+    cur.execute("SELECT name, ssn FROM staff")
+    rows = cur.fetchall()
+    log(f"staff: {rows!r}")
+    if rows[0][0] != STAFF_NAME:
+        failures.append(f"SELECT name, ssn: name was masked too: {rows!r}")
+    if STAFF_SSN in repr(rows):
+        failures.append(f"SELECT name, ssn: ssn leaked: {rows!r}")
+    cur.execute("SELECT who FROM staff_view")
+    if cur.fetchall() != [(STAFF_NAME,)]:
+        failures.append("a view's unmasked column did not come through unchanged")
+    # predicates: block (staff.ssn): refused with 42501, through a view too; the session
+    # goes on.
+    for sql in ("SELECT name FROM staff WHERE ssn LIKE 'STAFF%'",
+                "SELECT who FROM staff_view ORDER BY hidden",
+                "SELECT count(*) FROM staff GROUP BY ssn"):
+        try:
+            cur.execute(sql)
+            failures.append(f"predicates: block did not refuse {sql!r}: {cur.fetchall()!r}")
+        except psycopg2.Error as e:
+            log(f"predicate refused: {e.pgcode} {str(e).strip()[:120]}")
+            if e.pgcode != "42501":
+                failures.append(f"{sql!r}: SQLSTATE {e.pgcode}, expected 42501")
+    # predicates: allow (people-columns): it runs.
+    cur.execute("SELECT id FROM people WHERE secret LIKE 'PLANTED%' ORDER BY id")
+    if len(cur.fetchall()) != 1:
+        failures.append("predicates: allow: the statement did not run")
+    # A view that renames the masked column, sorted by it (people-columns allows that).
+    cur.execute("SELECT alias_col, n FROM renamed_view ORDER BY alias_col")
+    text = repr(cur.fetchall())
+    if planted_in(text):
+        failures.append(f"renamed view leaked: {text[:300]}")
+    # A view first met inside a transaction block: no lookup there, so it fails closed
+    # (every column masked); after the COMMIT the catalog learns it.
+    cur.execute("BEGIN")
+    cur.execute("SELECT who, hidden FROM tx_view")
+    rows = cur.fetchall()
+    cur.execute("COMMIT")
+    log(f"tx_view in a transaction: {rows!r}")
+    if STAFF_SSN in repr(rows) or STAFF_NAME in repr(rows):
+        failures.append(f"a view first met in a transaction was not masked whole: {rows!r}")
+    cur.execute("SELECT who, hidden FROM tx_view")
+    rows = cur.fetchall()
+    log(f"tx_view after it: {rows!r}")
+    if rows[0][0] != STAFF_NAME or STAFF_SSN in repr(rows):
+        failures.append(f"tx_view once known: {rows!r}")
 
 
 def check_binary_prepared(cluster, failures):
@@ -198,12 +271,18 @@ def check_binary_prepared(cluster, failures):
         return buf
 
     until_ready()
-    sql = b"SELECT id, secret, amount, born, uid, blob, note FROM people\0"
+    for sql in (b"SELECT id, secret, amount, born, uid, blob, note FROM people\0",
+                b"SELECT id, secret, note FROM people_view\0"):
+        binary_round(s, msg, until_ready, sql, failures)
+    s.close()
+
+
+def binary_round(s, msg, until_ready, sql, failures):
+    """Parse, Bind (result format 1 for all), Describe portal, Execute, Sync."""
     s.sendall(msg(b"P", b"\0" + sql + b"\0\0") +
               msg(b"B", b"\0\0" + b"\0\0" + b"\0\0" + b"\0\x01\0\x01") +
               msg(b"D", b"P\0") + msg(b"E", b"\0\0\0\0\0") + msg(b"S", b""))
     reply = until_ready()
-    s.close()
     leaked = [p for p in PLANTED + ["planted"] if p.encode() in reply]
     if leaked:
         failures.append(f"binary prepared statement leaked {leaked}")

@@ -43,6 +43,10 @@ struct JudgedStatement {
   // The mask rules that apply to its results (Policy::mask_rules_for, file order), owned
   // by MessageVerdict::policy; empty: its results pass untouched.
   std::vector<const policy::MaskRule*> masks;
+  // PostgreSQL: rules that cover none of the tables the statement names, so that only a
+  // view among them could bring a masked column in; the relay's catalog decides
+  // (pg_catalog.h). With them: `fingerprint`.
+  std::vector<const policy::MaskRule*> view_masks;
   // With masks: the tables it names (sql::Analysis::collections), for failing closed when
   // a result column cannot be traced; and its fingerprint (plans are cached by it).
   std::vector<std::string> tables;

@@ -30,6 +30,8 @@ void PgRelay::on_close(uint64_t now_ns) {
 }
 
 bool PgRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
+  now_ns_ = now_ns;
+  if (looking_up_) return false;  // the proxy's own catalog lookup is being answered
   if (stream_left_ > 0) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(in.size(), stream_left_));
     pass(in.data().first(n), !stream_drop_, out, now_ns);
@@ -144,7 +146,7 @@ bool PgRelay::judged_message(ByteBuffer& in, uint8_t type, uint32_t length, Rela
     if (type == 'P') r.cstring(&name);
     text = r.until_nul(&terminated);
     judge(text, /*complete=*/false, /*backslash_escapes=*/false);
-    note_masks();
+    note_masks(nullptr, now_ns);
     const auto header = in.data().first(pgsql::kTypedHeaderSize);
     if (!verdict_.decisive.block) {
       pass(header, /*to_server=*/true, out, now_ns);
@@ -166,7 +168,9 @@ bool PgRelay::judged_message(ByteBuffer& in, uint8_t type, uint32_t length, Rela
     return false;
   }
   judge(text, /*complete=*/true, /*backslash_escapes=*/false);
-  note_masks();
+  // A catalog lookup first (pg_relay_lineage.cc): the message is judged again after it.
+  if (note_masks(&out, now_ns)) return false;
+  lookup_rounds_ = 0;
   if (type == 'P') {
     name_.assign(name);
     note_judged(name_);
@@ -225,7 +229,7 @@ bool PgRelay::bind_message(ByteBuffer& in, uint32_t length, RelayOutput& out, ui
   name_.assign(name);
   if (text != nullptr && !judged_now(name_)) {
     judge(*text, /*complete=*/true, /*backslash_escapes=*/false);
-    note_masks();
+    note_masks(nullptr, now_ns);  // never between Bind and Execute: no lookup
     note_judged(name_);
     if (verdict_.decisive.block) {
       if (total > limits_.max_judged_bytes) {

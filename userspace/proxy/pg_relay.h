@@ -53,6 +53,7 @@
 #include "protocol/pgsql/session.h"
 #include "protocol/statement.h"
 #include "proxy/mask_plan.h"
+#include "proxy/pg_catalog.h"
 #include "proxy/relay_base.h"
 
 namespace dbwarden::proxy {
@@ -78,6 +79,11 @@ class PgRelay final : public RelayBase<PgProtocol> {
   void on_upstream_failed(std::string_view why, ByteBuffer& in, RelayOutput& out,
                           uint64_t now_ns) override;
   void on_close(uint64_t now_ns) override;
+  // The catalog the relay traces result columns with (pg_catalog.h), shared by the
+  // proxy's connections; null (the default): no tracing, every column of a statement that
+  // names a masked table is masked (failing closed), and views are not followed.
+  void set_catalog(PgCatalogCache* catalog) { catalog_ = catalog; }
+  uint64_t own_server_bytes() const override { return lookup_bytes_; }
 
  private:
   bool step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) override;
@@ -104,7 +110,8 @@ class PgRelay final : public RelayBase<PgProtocol> {
   struct MaskEntry {
     std::shared_ptr<const policy::Policy> policy;
     std::vector<const policy::MaskRule*> rules;
-    std::vector<std::string> tables;
+    StatementOrigins origins;
+    bool traced = false;  // origins from the lineage tracer (else from the named tables)
   };
   struct ResultColumn {
     uint32_t type_oid = 0;
@@ -112,8 +119,10 @@ class PgRelay final : public RelayBase<PgProtocol> {
     masking::Column mask;
   };
   // After judge(): remembers the mask rules of each statement of verdict_ and arms the
-  // server side; a statement whose plan blocks becomes the decisive block.
-  void note_masks();
+  // server side; a statement whose plan blocks becomes the decisive block. True when it
+  // sent a catalog lookup instead, or waits for the server to go idle to send one (only
+  // with `out`): the message stays in the input and is judged again afterwards.
+  bool note_masks(RelayOutput* out, uint64_t now_ns);
   // Arms for the results of `text` (a prepared statement being bound or described) if
   // mask rules apply to it.
   void arm_for(std::string_view text);
@@ -133,6 +142,32 @@ class PgRelay final : public RelayBase<PgProtocol> {
   void forward_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns);
   void finish_statement();
 
+  // Column lineage (pg_relay_lineage.cc).
+  enum class Trace : uint8_t {
+    kUntouched,  // no rule can touch its results: they stream through
+    kTraced,     // `origins` from the tracer
+    kUntraced,   // `origins` from the named tables, failing closed
+    kLookup,     // the catalog lacks names (now in wanted_)
+  };
+  Trace trace(const JudgedStatement& s, const policy::Policy& policy, StatementOrigins& origins,
+              uint64_t now_ns);
+  // Origins when the tracer cannot answer: every column unknown, and what it may read.
+  StatementOrigins untraced_origins(const JudgedStatement& s);
+  PgCatalogCache::Scope* scope(uint64_t now_ns);
+  // Catalog bookkeeping for one statement the client sent (DDL, search_path changes).
+  void catalog_watch(std::string_view text);
+  enum class LookupChance : uint8_t { kNow, kWait, kNever };
+  LookupChance lookup_chance() const;
+  void start_lookup(RelayOutput& out);
+  // Server bytes while the lookup's answer comes; returns those after its end.
+  std::span<const uint8_t> lookup_answer(std::span<const uint8_t> bytes, RelayOutput& out,
+                                         uint64_t now_ns);
+  // RowDescription's table OIDs and attribute numbers against the lineage: a column of a
+  // known table gets it as a source, one of an unknown table becomes unknown.
+  void confirm_origins(std::span<const uint8_t> body, StatementOrigins& origins,
+                       uint64_t now_ns);
+  // The lookup's answer ended: the catalog learns what it said.
+  void lookup_done(uint64_t now_ns);
   std::unordered_map<std::string, MaskEntry> masks_;  // by statement text, bounded
   bool armed_ = false;
   // Server-side framing: body bytes of the current message still to pass, a header cut
@@ -161,6 +196,19 @@ class PgRelay final : public RelayBase<PgProtocol> {
   std::vector<uint8_t> session_error_;  // a blocked group's error, for the decoder at Sync
   bool held_is_query_ = false;
   std::string name_;  // reused for lookups
+
+  PgCatalogCache* catalog_ = nullptr;
+  std::string scope_key_;  // the session's scope as its last lookup said; "": unknown
+  PgCatalogCache::Scope* scope_ = nullptr;
+  uint64_t scope_generation_ = 0;
+  PgCatalogLookup lookup_;
+  bool looking_up_ = false;             // the server is answering the proxy's lookup
+  std::vector<uint8_t> lookup_buf_;     // its answer's current message
+  std::vector<PgLookupName> wanted_;    // names to look up at the next chance (bounded)
+  uint32_t lookup_rounds_ = 0;          // lookups for the message at the front of the input
+  uint64_t lookup_bytes_ = 0;
+  bool ddl_in_transaction_ = false;
+  uint64_t now_ns_ = 0;  // the latest event's time     // DDL relayed: the catalog is forgotten again at its end
 };
 
 }  // namespace dbwarden::proxy

@@ -55,14 +55,62 @@ bool contains_ci(std::string_view text, std::string_view word) {
 
 }  // namespace
 
-void PgRelay::note_masks() {
-  if (!verdict_.policy || verdict_.policy->mask_rule_count() == 0) return;
-  for (JudgedStatement& s : verdict_.statements) {
-    if (s.masks.empty() || s.verdict.block) continue;
-    const StatementOrigins origins = origins_from_tables(s.tables);
+bool PgRelay::note_masks(RelayOutput* out, uint64_t now_ns) {
+  if (!verdict_.policy || verdict_.policy->mask_rule_count() == 0) return false;
+  // What each statement's results look like (pg_relay_lineage.cc); a catalog lookup first
+  // when the tracer lacks names and the session allows one.
+  StatementOrigins traced[4];
+  Trace how[4];
+  const size_t n = verdict_.statements.size();
+  bool lookup = false;
+  for (size_t i = 0; i < n; ++i) {
+    JudgedStatement& s = verdict_.statements[i];
+    catalog_watch(s.text);
+    if (i >= 4 || s.verdict.block) continue;
+    how[i] = trace(s, *verdict_.policy, traced[i], now_ns);
+    lookup = lookup || how[i] == Trace::kLookup;
+  }
+  // Names wanted earlier (inside a transaction) are looked up at the first chance too.
+  if ((lookup || !wanted_.empty()) && out != nullptr) {
+    const LookupChance chance = lookup_chance();
+    if (chance == LookupChance::kNow) {
+      start_lookup(*out);
+      return true;
+    }
+    if (chance == LookupChance::kWait && lookup) return true;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    JudgedStatement& s = verdict_.statements[i];
+    if (s.verdict.block) continue;
+    StatementOrigins origins;
+    const Trace t = i < 4 ? how[i] : trace(s, *verdict_.policy, origins, now_ns);
+    if (i < 4) origins = std::move(traced[i]);
+    if (t == Trace::kUntouched) {
+      s.masks.clear();
+      continue;
+    }
+    if (t != Trace::kTraced) origins = untraced_origins(s);
+    // Rules kept for a view among the statement's relations (the judge found no named
+    // table they cover) apply now that the catalog says a view, or nothing, is there.
+    if (s.masks.empty() && catalog_ != nullptr) s.masks.swap(s.view_masks);
+    if (s.masks.empty()) continue;
+    if (s.verdict.approvals != 0) {
+      // As the judge does for named tables: approved statements' results are not masked.
+      s.verdict.block = true;
+      s.verdict.approvals = 0;
+      s.verdict.message =
+          "dbwarden: statement needs approval and has masked results; approving such a "
+          "statement is not supported yet";
+      decisions_.remember(s);
+      if (!verdict_.decisive.block || verdict_.decisive.approvals != 0) {
+        verdict_.decisive = s.verdict;
+      }
+      continue;
+    }
     // What the plan decides before the statement runs: a block (on_derived: block over a
-    // column that cannot be followed) is answered as any other block.
-    const MaskPlan plan = build_mask_plan(s.masks, *verdict_.policy, origins, 1);
+    // column that cannot be followed, predicates: block) is answered as any other block.
+    const MaskPlan plan = build_mask_plan(s.masks, *verdict_.policy, origins,
+                                          std::max<size_t>(origins.columns.size(), 1));
     if (plan.blocked()) {
       s.verdict.block = true;
       s.verdict.rule = plan.block_rule();
@@ -90,9 +138,11 @@ void PgRelay::note_masks() {
     MaskEntry& e = masks_[s.text];
     e.policy = verdict_.policy;
     e.rules = s.masks;
-    e.tables = s.tables;
+    e.origins = std::move(origins);
+    e.traced = t == Trace::kTraced;
     armed_ = true;
   }
+  return false;
 }
 
 const PgRelay::MaskEntry* PgRelay::masks_for(std::string_view text) {
@@ -103,12 +153,22 @@ const PgRelay::MaskEntry* PgRelay::masks_for(std::string_view text) {
   MessageVerdict v;
   judge_.judge(info_, Dialect::kPostgresql, text, /*complete=*/true, /*backslash_escapes=*/false,
                &v);
-  if (!v.policy || v.statements.empty() || v.statements.front().masks.empty()) return nullptr;
+  if (!v.policy || v.statements.empty()) return nullptr;
+  JudgedStatement& s = v.statements.front();
+  StatementOrigins origins;
+  const Trace t = s.masks.empty() && (s.view_masks.empty() || catalog_ == nullptr)
+                      ? Trace::kUntouched
+                      : trace(s, *v.policy, origins, now_ns_);
+  if (t == Trace::kUntouched) return nullptr;
+  if (t != Trace::kTraced) origins = untraced_origins(s);
+  if (s.masks.empty() && catalog_ != nullptr) s.masks.swap(s.view_masks);
+  if (s.masks.empty()) return nullptr;
   if (masks_.size() >= 1024) masks_.clear();
   MaskEntry& e = masks_[std::string(text)];
   e.policy = v.policy;
-  e.rules = v.statements.front().masks;
-  e.tables = v.statements.front().tables;
+  e.rules = s.masks;
+  e.origins = std::move(origins);
+  e.traced = t == Trace::kTraced;
   return &e;
 }
 
@@ -119,6 +179,11 @@ void PgRelay::arm_for(std::string_view text) {
 }
 
 void PgRelay::on_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns) {
+  now_ns_ = now_ns;
+  if (looking_up_) {
+    bytes = lookup_answer(bytes, out, now_ns);  // the proxy's own: pg_relay_lineage.cc
+    if (bytes.empty() || closing_) return;
+  }
   if (armed_ || srv_gather_) {
     on_server_framed(bytes, out, now_ns);
   } else {
@@ -301,8 +366,7 @@ void PgRelay::undescribed_rows(std::span<const uint8_t> body) {
   const MaskEntry* e = masks_for(session_.answering_text());
   if (e == nullptr || body.size() < 2) return;
   columns_.resize(ReadBe16(body.data()));
-  const StatementOrigins origins = origins_from_tables(e->tables);
-  plan_.emplace(build_mask_plan(e->rules, *e->policy, origins, columns_.size()));
+  plan_.emplace(build_mask_plan(e->rules, *e->policy, e->origins, columns_.size()));
   for (size_t i = 0; i < columns_.size(); ++i) {
     if (plan_->column(i).on) columns_[i].mask.type = masking::ValueType::kOther;
   }
@@ -331,7 +395,12 @@ void PgRelay::row_description(std::span<const uint8_t> body) {
     pos += 18;
   }
   if (e == nullptr) return;
-  const StatementOrigins origins = origins_from_tables(e->tables);
+  if (!e->traced) {
+    plan_.emplace(build_mask_plan(e->rules, *e->policy, e->origins, columns_.size()));
+    return;
+  }
+  StatementOrigins origins = e->origins;
+  confirm_origins(body, origins, now_ns_);
   plan_.emplace(build_mask_plan(e->rules, *e->policy, origins, columns_.size()));
 }
 
@@ -354,8 +423,7 @@ void PgRelay::copy_out_response(std::span<const uint8_t> body) {
   if (e == nullptr) return;
   copy_csv_ = contains_ci(text, "csv");
   copy_binary_ = body[0] != 0;
-  const StatementOrigins origins = origins_from_tables(e->tables);
-  plan_.emplace(build_mask_plan(e->rules, *e->policy, origins, columns_.size()));
+  plan_.emplace(build_mask_plan(e->rules, *e->policy, e->origins, columns_.size()));
 }
 
 PgRelay::Rewrite PgRelay::rewrite_data_row(std::span<const uint8_t> body) {

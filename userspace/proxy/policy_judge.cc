@@ -71,6 +71,7 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
     const std::string_view text = sql.substr(pieces_[i].offset, pieces_[i].length);
     JudgedStatement& s = out->statements[i];
     s.masks.clear();
+    s.view_masks.clear();
     s.tables.clear();
     s.fingerprint = 0;
     policy::Decision d;
@@ -99,12 +100,14 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
       }
       if (policy_->mask_rule_count() > 0 && d.action != policy::Action::kBlock) {
         policy_->mask_rules_for(who, a, s.masks);
-        // PostgreSQL: rules that cannot touch this statement's results are dropped here,
-        // before anything is copied: a statement on an untouched table streams through
-        // untouched. Not MySQL: its relay follows views to their tables (mysql_catalog.h),
-        // so a rule on a table can touch a statement that names only a view.
+        // PostgreSQL: rules that cover none of the tables the statement names are set
+        // aside, before anything is copied: only a view among them could let them touch
+        // its results, which the relay's catalog tells (pg_catalog.h, cached by
+        // fingerprint). Not MySQL: its relay follows views to their tables
+        // (mysql_catalog.h) with every rule kept.
         if (dialect == Dialect::kPostgresql && !may_need_masking(s.masks, a.collections)) {
-          s.masks.clear();
+          s.view_masks.swap(s.masks);
+          s.fingerprint = a.fingerprint_value;
         } else {
           s.tables = a.collections;
           s.fingerprint = a.fingerprint_value;

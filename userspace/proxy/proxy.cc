@@ -158,6 +158,8 @@ struct Proxy::Loop {
   identity::Resolver resolver;
   pgsql::Counters pgsql_counters;
   mysql::Counters mysql_counters;
+  // What PostgreSQL connections learnt of the servers' relations (column lineage).
+  PgCatalogCache pg_catalog;
   std::unordered_map<Conn*, std::unique_ptr<Conn>> conns;
   // Connections ended during a batch of events: a later event of the same batch may still
   // name them (its other socket), so they are freed once the batch is done.
@@ -364,6 +366,7 @@ Proxy::Loop::Conn* Proxy::Loop::new_conn(int client_fd, Protocol protocol) {
     auto r =
         std::make_unique<PgRelay>(c->info, *judge, *records, opt.pgsql, opt.relay, pgsql_counters);
     r->set_approvals(opt.approvals);
+    r->set_catalog(&pg_catalog);
     c->relay = std::move(r);
   }
   conns.emplace(c, std::move(owned));

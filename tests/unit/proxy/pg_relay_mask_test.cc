@@ -319,3 +319,193 @@ TEST_CASE("pg mask relay: rows of a portal executed without a Describe are maske
   REQUIRE(f.sink.got.size() >= 1);
   CHECK(f.sink.got.back().masked_values == 1);
 }
+
+// --- column lineage through the relay's catalog (pg_catalog.h, pg_relay_lineage.cc) ---
+
+namespace {
+
+// A RowDescription whose columns name their table OID and attribute number.
+struct Origin {
+  std::string name;
+  uint32_t table = 0;
+  uint16_t attnum = 0;
+  uint32_t type = 25;
+};
+Bytes RowDescFrom(const std::vector<Origin>& fields) {
+  std::string body = I16(static_cast<uint16_t>(fields.size()));
+  for (const Origin& f : fields) {
+    body += CStr(f.name) + I32(f.table) + I16(f.attnum) + I32(f.type) + I16(0xffff) +
+            I32(0xffffffff) + I16(0);
+  }
+  return Typed('T', body);
+}
+
+// The server's answer to the proxy's catalog lookup: its 7 text columns, then `rows`.
+Bytes LookupAnswer(const std::vector<Values>& rows) {
+  std::string desc = I16(7);
+  for (int i = 0; i < 7; ++i) {
+    desc += CStr("c") + I32(0) + I16(0) + I32(25) + I16(0xffff) + I32(0xffffffff) + I16(0);
+  }
+  Bytes out = Typed('T', desc);
+  out += Row({"s", "-1", "shop", "public,pg_catalog", std::nullopt, std::nullopt, std::nullopt});
+  for (const Values& r : rows) out += Row(r);
+  return out + Complete("SELECT 1") + Ready();
+}
+
+Values TableRow(const char* index, const char* oid, const char* name) {
+  return {"r", index, oid, "public", name, "r", std::nullopt};
+}
+Values ViewRow(const char* index, const char* oid, const char* name, const char* def) {
+  return {"r", index, oid, "public", name, "v", def};
+}
+Values ColumnRow(const char* index, const char* attnum, const char* name) {
+  return {"c", index, attnum, name, std::nullopt, std::nullopt, std::nullopt};
+}
+
+constexpr std::string_view kLineagePolicy = R"(
+rules:
+  - name: ssn
+    action: mask
+    columns: ["public.people.ssn"]
+    style: full
+  - name: ssn-where
+    action: mask
+    columns: ["public.secrets.code"]
+    predicates: allow
+)";
+
+struct LineageFixture : Fixture {
+  explicit LineageFixture(std::string_view yaml = kLineagePolicy) : Fixture(yaml) {
+    relay.set_catalog(&catalog);
+  }
+  // The client's message: the proxy looks `rounds` answers up first, then sends it on.
+  void lookup_then(const std::string& message, const std::vector<Bytes>& answers) {
+    std::string sent = client(message);
+    for (const Bytes& a : answers) {
+      REQUIRE(sent.rfind("Q", 0) == 0);
+      REQUIRE(sent.find("dbwarden catalog lookup") != std::string::npos);
+      REQUIRE(server(a).empty());  // the lookup's answer is the proxy's own
+      sent = out.take_server();
+    }
+    REQUIRE(sent == message);
+  }
+  dbwarden::proxy::PgCatalogCache catalog;
+};
+
+Bytes PeopleAnswer(const char* index = "0") {
+  return LookupAnswer({TableRow(index, "16400", "people"), ColumnRow(index, "1", "name"),
+                       ColumnRow(index, "2", "ssn")});
+}
+
+}  // namespace
+
+TEST_CASE("pg lineage relay: only the masked column of a table is masked",
+          "[proxy][masking][lineage]") {
+  LineageFixture f;
+  const std::string q = Query("SELECT name, ssn FROM people");
+  // The lookup goes first, on the client's session; its bytes reach neither side's record.
+  const std::string sent = f.client(q);
+  REQUIRE(sent.find("dbwarden catalog lookup") != std::string::npos);
+  CHECK(f.relay.own_server_bytes() == sent.size());
+  CHECK(f.server(PeopleAnswer()).empty());
+  CHECK(f.out.take_server() == q);
+  const std::string told = f.server(RowDescFrom({{"name", 16400, 1}, {"ssn", 16400, 2}}) +
+                                    Row({"ann", "123-45-6789"}) + Complete("SELECT 1") + Ready());
+  const auto m = Messages(told);
+  REQUIRE(m.size() == 4);
+  CHECK(RowValues(m[1])[0] == "ann");
+  CHECK(RowValues(m[1])[1] == "****");
+  REQUIRE(f.sink.got.size() == 1);  // the client's statement only
+  CHECK(f.sink.got[0].masked_columns == 1);
+  // Cached: the same statement again goes straight on.
+  CHECK(f.client(q) == q);
+}
+
+TEST_CASE("pg lineage relay: a view, and a view that renames the column, are followed",
+          "[proxy][masking][lineage]") {
+  LineageFixture f;
+  const std::string q = Query("SELECT * FROM people_v");
+  // Round 1 finds the view, round 2 the table its definition reads.
+  REQUIRE(f.client(q).find("dbwarden catalog lookup") != std::string::npos);
+  f.server(LookupAnswer({ViewRow("0", "16500", "people_v",
+                                 " SELECT people.name AS who,\n    people.ssn AS x\n   FROM "
+                                 "people;"),
+                         ColumnRow("0", "1", "who"), ColumnRow("0", "2", "x")}));
+  REQUIRE(f.out.take_server().find("dbwarden catalog lookup") != std::string::npos);
+  f.server(PeopleAnswer());
+  REQUIRE(f.out.take_server() == q);
+  const auto m = Messages(f.server(RowDescFrom({{"who", 16500, 1}, {"x", 16500, 2}}) +
+                                   Row({"ann", "123-45-6789"}) + Complete("SELECT 1") + Ready()));
+  REQUIRE(m.size() == 4);
+  CHECK(RowValues(m[1])[0] == "ann");
+  CHECK(RowValues(m[1])[1] == "****");
+}
+
+TEST_CASE("pg lineage relay: predicates block refuses, allow lets it run",
+          "[proxy][masking][lineage]") {
+  LineageFixture f;
+  const std::string q = Query("SELECT name FROM people WHERE ssn LIKE '123%'");
+  REQUIRE(f.client(q).find("dbwarden catalog lookup") != std::string::npos);
+  CHECK(f.server(PeopleAnswer()).empty());
+  CHECK(f.out.take_server().empty());  // never reaches the server
+  const std::string told = f.out.take_client();
+  CHECK(told.find("C42501") != std::string::npos);
+  CHECK(told.find("condition") != std::string::npos);
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].policy_rule == "ssn");
+  // predicates: allow.
+  const std::string q2 = Query("SELECT note FROM secrets WHERE code = 'x'");
+  REQUIRE(f.client(q2).find("dbwarden catalog lookup") != std::string::npos);
+  f.server(LookupAnswer({TableRow("0", "16600", "secrets"), ColumnRow("0", "1", "code"),
+                         ColumnRow("0", "2", "note")}));
+  CHECK(f.out.take_server() == q2);
+}
+
+TEST_CASE("pg lineage relay: inside a transaction a view not yet known fails closed",
+          "[proxy][masking][lineage]") {
+  LineageFixture f;
+  const std::string begin = Query("BEGIN");
+  REQUIRE(f.client(begin) == begin);
+  f.server(Complete("BEGIN") + Ready('T'));
+  const std::string q = Query("SELECT * FROM people_v");
+  CHECK(f.client(q) == q);  // no lookup inside a transaction
+  const auto m = Messages(f.server(RowDescFrom({{"who", 16500, 1}, {"x", 16500, 2}}) +
+                                   Row({"ann", "123-45-6789"}) + Complete("SELECT 1") +
+                                   Ready('T')));
+  REQUIRE(m.size() == 4);
+  CHECK(RowValues(m[1])[0] == "****");  // may read anything: every column
+  CHECK(RowValues(m[1])[1] == "****");
+  const std::string commit = Query("COMMIT");
+  REQUIRE(f.client(commit) == commit);
+  f.server(Complete("COMMIT") + Ready('I'));
+  // The next message finds the session idle: the names wanted go first.
+  const std::string next = Query("SELECT 1");
+  CHECK(f.client(next).find("dbwarden catalog lookup") != std::string::npos);
+}
+
+TEST_CASE("pg lineage relay: a column of a relation the trace did not see is unknown",
+          "[proxy][masking][lineage]") {
+  LineageFixture f;
+  const std::string q = Query("SELECT name, ssn FROM people");
+  f.lookup_then(q, {PeopleAnswer()});
+  // The server says column 1 comes from a table OID the lookup never named (stale
+  // catalog): failing closed, it is masked too.
+  const auto m = Messages(f.server(RowDescFrom({{"name", 99999, 1}, {"ssn", 16400, 2}}) +
+                                   Row({"ann", "123-45-6789"}) + Complete("SELECT 1") + Ready()));
+  REQUIRE(m.size() == 4);
+  CHECK(RowValues(m[1])[0] == "****");
+  CHECK(RowValues(m[1])[1] == "****");
+}
+
+TEST_CASE("pg lineage relay: DDL forgets the catalog", "[proxy][masking][lineage]") {
+  LineageFixture f;
+  const std::string q = Query("SELECT name FROM people");
+  f.lookup_then(q, {PeopleAnswer()});
+  f.server(RowDescFrom({{"name", 16400, 1}}) + Row({"ann"}) + Complete("SELECT 1") + Ready());
+  CHECK(f.client(q) == q);  // known: no lookup
+  f.server(RowDescFrom({{"name", 16400, 1}}) + Row({"ann"}) + Complete("SELECT 1") + Ready());
+  const std::string ddl = Query("ALTER TABLE people RENAME COLUMN name TO nm");
+  CHECK(f.client(ddl) == ddl);
+  f.server(Complete("ALTER TABLE") + Ready());
+  CHECK(f.client(q).find("dbwarden catalog lookup") != std::string::npos);
+}

@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// What the PostgreSQL relay knows of the server's relations and functions, for the column
+// lineage tracer (sql/lineage.h): a relation by the name a statement used (resolved by the
+// session's search_path when unqualified), table or view, its visible columns in attnum
+// order, a view's definition (pg_get_viewdef); whether a function may read tables.
+//
+// The proxy stores no credentials: the relay asks on the client's own session, only while
+// it is idle outside a transaction, with a query of its own (PgCatalogLookup) whose bytes
+// and answer never reach the client or the decoder (so no audit record comes of it; the
+// observer's capture mutes the proxy's upstream sockets). Answers are kept per scope, a
+// database and the session's effective search_path (current_schemas(true), which also
+// expands "$user" and names the session's temporary schema), shared by every connection
+// of the proxy, and forgotten:
+// - on DDL any steered session relays (CREATE, ALTER, DROP, COMMENT, ...: IsPgCatalogChange),
+//   and again when that session's transaction ends (another session may have looked up the
+//   old state meanwhile);
+// - after a TTL (DDL the proxy does not see: a function's body, a superuser on an unsteered
+//   path), and the oldest scope past a bound. RowDescription's table OIDs are checked
+//   against what is known, so a stale entry fails closed for plain columns.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "proxy/mask_plan.h"
+#include "sql/lineage.h"
+
+namespace dbwarden::proxy {
+
+struct PgRelation {
+  uint32_t oid = 0;
+  std::string schema, name;
+  bool is_view = false;  // relkind 'v' or 'm'
+  std::vector<std::string> columns;  // visible, in attnum order
+  std::vector<int16_t> attnums;      // of `columns`
+  std::string view_definition;
+};
+
+// A name the tracer asked for that the cache could not answer.
+struct PgLookupName {
+  bool function = false;
+  std::string schema, name;  // schema empty: by search_path
+  bool operator==(const PgLookupName&) const = default;
+};
+
+class PgCatalogCache {
+ public:
+  struct Limits {
+    size_t max_scopes = 64;
+    size_t max_names_per_scope = 8192;  // relations and functions asked by name
+    size_t max_fingerprints_per_scope = 16384;
+    size_t max_view_definition = 256 * 1024;  // longer: kept empty, so not followed
+    uint64_t ttl_ns = 60'000'000'000ull;
+  };
+  class Scope {
+   public:
+    // Null: never asked. Pointing to null: the server said there is none.
+    const std::shared_ptr<const PgRelation>* relation(std::string_view schema,
+                                                      std::string_view name) const;
+    const bool* function_opaque(std::string_view schema, std::string_view name) const;
+    const PgRelation* by_oid(uint32_t oid) const;
+    // Statements (by fingerprint) that no column rule can touch under this scope.
+    bool untouched(uint64_t fingerprint) const { return untouched_.count(fingerprint) != 0; }
+    void set_untouched(uint64_t fingerprint);
+    void add_relation(std::string_view schema, std::string_view name,
+                      std::shared_ptr<const PgRelation> rel);
+    void add_function(std::string_view schema, std::string_view name, bool opaque);
+    uint64_t created_ns() const { return created_ns_; }
+    uint64_t generation() const { return generation_; }
+
+   private:
+    friend class PgCatalogCache;
+    static std::string key(std::string_view schema, std::string_view name);
+    std::unordered_map<std::string, std::shared_ptr<const PgRelation>> relations_;
+    std::unordered_map<std::string, bool> functions_;
+    std::unordered_map<uint32_t, std::shared_ptr<const PgRelation>> by_oid_;
+    std::unordered_set<uint64_t> untouched_;
+    uint64_t created_ns_ = 0;
+    uint64_t generation_ = 0;
+    Limits limits_;
+  };
+
+  PgCatalogCache() = default;
+  explicit PgCatalogCache(const Limits& limits) : limits_(limits) {}
+  // The scope `key` (PgCatalogLookup::scope_key) if known and younger than the TTL.
+  Scope* find(std::string_view key, uint64_t now_ns);
+  // The scope `key`, made empty if it was not there (the oldest goes past max_scopes).
+  Scope& get(std::string_view key, uint64_t now_ns);
+  // DDL: everything is forgotten.
+  void invalidate();
+  uint64_t generation() const { return generation_; }
+  size_t scopes() const { return scopes_.size(); }
+  const Limits& limits() const { return limits_; }
+
+ private:
+  Limits limits_;
+  std::unordered_map<std::string, std::unique_ptr<Scope>> scopes_;
+  uint64_t generation_ = 1;
+};
+
+// The tracer's Catalog over one scope (null: nothing known yet). A name the scope has not
+// answered is noted in missing(): a relation then fails the trace (nullopt), a function is
+// taken as not opaque so that the trace goes on and notes more names; a trace with
+// anything missing is thrown away and run again once they have been looked up.
+class PgScopeCatalog final : public sql::Catalog {
+ public:
+  explicit PgScopeCatalog(const PgCatalogCache::Scope* scope) : scope_(scope) {}
+  std::optional<Relation> relation(std::string_view schema, std::string_view name) override;
+  bool function_is_opaque(std::string_view schema, std::string_view name) override;
+  const std::vector<PgLookupName>& missing() const { return missing_; }
+
+ private:
+  const PgCatalogCache::Scope* scope_;
+  std::vector<PgLookupName> missing_;
+};
+
+// One lookup: the Query message, then the server's answer message by message.
+class PgCatalogLookup {
+ public:
+  static constexpr size_t kMaxNames = 64;
+  static constexpr size_t kMaxNameBytes = 128;
+  // The Query message asking for `names` (at most kMaxNames; longer names are skipped) and
+  // the scope key; false when none can be asked.
+  bool query(std::span<const PgLookupName> names, std::vector<uint8_t>& message);
+  enum class State : uint8_t { kRunning, kDone, kFailed };
+  // One whole server message (type, body without the header). kDone after ReadyForQuery
+  // of an answer read whole; kFailed after ReadyForQuery of one that was not (an error:
+  // nothing of it is kept). Messages the lookup does not own (ParameterStatus,
+  // NotificationResponse) return kRunning with `forward` set: they belong to the client.
+  State on_message(uint8_t type, std::span<const uint8_t> body, bool* forward);
+  State state() const { return state_; }
+  // After kDone: the scope the session is in ("database/schema,schema,...").
+  const std::string& scope_key() const { return scope_key_; }
+  // After kDone: what the answer listed, for every asked name (not found included).
+  void fill(PgCatalogCache::Scope& scope, size_t max_view_definition) const;
+
+ private:
+  void row(std::span<const uint8_t> body);
+  std::vector<PgLookupName> names_;
+  struct Found {
+    bool listed = false;
+    PgRelation rel;
+    bool found = false;
+    std::vector<std::pair<int16_t, std::string>> columns;
+    bool opaque = true;
+  };
+  std::vector<Found> found_;
+  std::string scope_key_;
+  bool error_ = false;
+  bool shape_ok_ = false;
+  State state_ = State::kRunning;
+};
+
+// The relay's view of one traced statement: where each result column comes from, what it
+// reads in predicates and at all.
+StatementOrigins origins_from_lineage(const sql::Lineage& lineage);
+
+// What a statement may change for the catalog, by its first word (and `into` after SELECT,
+// `set_config` anywhere). Cheap: the relay asks it of every statement while the policy
+// has mask rules.
+enum PgCatalogEffect : uint8_t {
+  // Relations or functions created, altered, dropped or renamed (CREATE, ALTER, DROP,
+  // COMMENT, SELECT INTO, IMPORT FOREIGN SCHEMA; DO and CALL, which may run any of these).
+  kPgCatalogChange = 1,
+  // The session's search_path or role may change (SET, RESET, DISCARD, set_config()).
+  kPgScopeChange = 2,
+  // A transaction ends (COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION).
+  kPgTransactionEnd = 4,
+};
+uint8_t PgCatalogEffects(std::string_view text);
+
+}  // namespace dbwarden::proxy

@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// PgRelay's column lineage: each masked statement is traced (sql/lineage.h) against the
+// catalog the proxy shares between its connections (pg_catalog.h), which the relay fills
+// with lookups of its own on the client's session:
+// - only while that session is idle outside a transaction (ReadyForQuery 'I', nothing of
+//   an extended-protocol group sent): a Query or a Parse that opens a group waits for the
+//   server to answer what is before it, then the lookup goes, and the message is judged
+//   again once its answer is in; never for a Bind (between Parse and Execute), never
+//   inside a transaction block: there the statement fails closed, and the names it lacked
+//   are looked up before the client's next message that finds the session idle;
+// - the lookup's bytes and its answer reach neither the client nor the decoder (so no
+//   record), except ParameterStatus and notifications, which are the client's;
+// - a few rounds per message at most (a view names tables the next round finds).
+// Statements no rule can touch are remembered per scope by fingerprint and the rules that
+// applied: the next ones cost one hash lookup.
+#include <algorithm>
+
+#include "protocol/pgsql/messages.h"
+#include "proxy/pg_relay.h"
+
+namespace dbwarden::proxy {
+
+namespace {
+
+constexpr uint32_t kMaxLookupRounds = 4;
+// A message of the lookup's answer larger than this ends the connection (its framing
+// could not be kept otherwise); a view definition is cut far below it (pg_catalog.h).
+constexpr uint32_t kMaxLookupMessage = 16u << 20;
+
+uint64_t RulesKey(uint64_t fingerprint, std::span<const policy::MaskRule* const> rules) {
+  uint64_t h = fingerprint;
+  for (const policy::MaskRule* r : rules) {
+    h = (h ^ static_cast<uint64_t>(reinterpret_cast<uintptr_t>(r))) * 0x9E3779B97F4A7C15ull;
+  }
+  return h;
+}
+
+std::string_view Unquoted(std::string_view part, bool* quoted) {
+  *quoted = part.size() >= 2 && part.front() == '"' && part.back() == '"';
+  return *quoted ? part.substr(1, part.size() - 2) : part;
+}
+
+std::string Folded(std::string_view part) {
+  bool quoted = false;
+  const std::string_view bare = Unquoted(part, &quoted);
+  std::string out(bare);
+  if (!quoted) {
+    for (char& c : out) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+PgCatalogCache::Scope* PgRelay::scope(uint64_t now_ns) {
+  if (catalog_ == nullptr || scope_key_.empty()) return nullptr;
+  if (scope_ != nullptr && scope_generation_ == catalog_->generation() &&
+      now_ns - scope_->created_ns() < catalog_->limits().ttl_ns) {
+    return scope_;
+  }
+  scope_ = catalog_->find(scope_key_, now_ns);
+  scope_generation_ = catalog_->generation();
+  return scope_;
+}
+
+void PgRelay::catalog_watch(std::string_view text) {
+  if (catalog_ == nullptr) return;
+  if (ddl_in_transaction_ && session_.idle() && session_.transaction_status() == 'I') {
+    // The transaction that ran DDL has ended: what other sessions looked up meanwhile
+    // may be the old state.
+    catalog_->invalidate();
+    ddl_in_transaction_ = false;
+  }
+  const uint8_t effects = PgCatalogEffects(text);
+  if (effects == 0) return;
+  if ((effects & kPgCatalogChange) != 0 ||
+      ((effects & kPgTransactionEnd) != 0 && ddl_in_transaction_)) {
+    catalog_->invalidate();
+    ddl_in_transaction_ = true;
+  }
+  if ((effects & kPgScopeChange) != 0) {
+    scope_key_.clear();  // the next lookup says where the session is
+    scope_ = nullptr;
+  }
+}
+
+PgRelay::Trace PgRelay::trace(const JudgedStatement& s, const policy::Policy& policy,
+                              StatementOrigins& origins, uint64_t now_ns) {
+  const bool view_only = s.masks.empty();
+  if (view_only && (s.view_masks.empty() || catalog_ == nullptr)) return Trace::kUntouched;
+  if (catalog_ == nullptr) return Trace::kUntraced;
+  const std::vector<const policy::MaskRule*>& rules = view_only ? s.view_masks : s.masks;
+  PgCatalogCache::Scope* sc = scope(now_ns);
+  const uint64_t key = s.fingerprint != 0 ? RulesKey(s.fingerprint, rules) : 0;
+  if (sc != nullptr && key != 0 && sc->untouched(key)) return Trace::kUntouched;
+  PgScopeCatalog catalog(sc);
+  const sql::Lineage lineage = sql::trace_pg_lineage(std::string(s.text), catalog);
+  if (!catalog.missing().empty()) {
+    for (const PgLookupName& n : catalog.missing()) {
+      if (wanted_.size() >= PgCatalogLookup::kMaxNames) break;
+      if (std::find(wanted_.begin(), wanted_.end(), n) == wanted_.end()) wanted_.push_back(n);
+    }
+    return Trace::kLookup;
+  }
+  if (!lineage.traced) return Trace::kUntraced;
+  origins = origins_from_lineage(lineage);
+  const MaskPlan plan =
+      build_mask_plan(rules, policy, origins, std::max<size_t>(origins.columns.size(), 1));
+  if (plan.empty() && !plan.blocked()) {
+    if (sc != nullptr && key != 0) sc->set_untouched(key);
+    return Trace::kUntouched;
+  }
+  return Trace::kTraced;
+}
+
+StatementOrigins PgRelay::untraced_origins(const JudgedStatement& s) {
+  StatementOrigins o = origins_from_tables(s.tables);
+  if (s.masks.empty()) {
+    o.reads_unknown = true;  // a view among its relations may read anything
+    return o;
+  }
+  // A named relation the catalog does not know as a table may be a view over another
+  // masked table: the statement may read anything.
+  PgCatalogCache::Scope* sc = catalog_ != nullptr ? scope(now_ns_) : nullptr;
+  if (catalog_ == nullptr) return o;
+  for (const std::string& t : s.tables) {
+    const std::string_view name(t);
+    const size_t dot = name.rfind('.');
+    const std::string schema = dot == std::string_view::npos ? "" : Folded(name.substr(0, dot));
+    const std::string table = Folded(dot == std::string_view::npos ? name : name.substr(dot + 1));
+    const std::shared_ptr<const PgRelation>* rel =
+        sc != nullptr ? sc->relation(schema, table) : nullptr;
+    if (rel == nullptr || *rel == nullptr || (*rel)->is_view) {
+      o.reads_unknown = true;
+      break;
+    }
+  }
+  return o;
+}
+
+PgRelay::LookupChance PgRelay::lookup_chance() const {
+  if (catalog_ == nullptr || looking_up_ || holding_ || skip_to_sync_ || closing_ ||
+      lookup_rounds_ >= kMaxLookupRounds || session_.sync_pending()) {
+    return LookupChance::kNever;
+  }
+  if (!session_.idle()) return LookupChance::kWait;  // answers still due: the next is ours
+  return session_.transaction_status() == 'I' ? LookupChance::kNow : LookupChance::kNever;
+}
+
+void PgRelay::start_lookup(RelayOutput& out) {
+  scratch_.clear();
+  lookup_.query(wanted_, scratch_);
+  wanted_.clear();
+  ++lookup_rounds_;
+  looking_up_ = true;
+  lookup_buf_.clear();
+  lookup_bytes_ += scratch_.size();
+  out.to_server(scratch_);  // not to the decoder: no record of it
+}
+
+std::span<const uint8_t> PgRelay::lookup_answer(std::span<const uint8_t> bytes,
+                                                RelayOutput& out, uint64_t now_ns) {
+  size_t pos = 0;
+  while (pos < bytes.size() && looking_up_) {
+    const auto take = [&](size_t upto) {
+      const size_t n = std::min(upto - lookup_buf_.size(), bytes.size() - pos);
+      lookup_buf_.insert(lookup_buf_.end(), bytes.begin() + static_cast<std::ptrdiff_t>(pos),
+                         bytes.begin() + static_cast<std::ptrdiff_t>(pos + n));
+      pos += n;
+    };
+    if (lookup_buf_.size() < pgsql::kTypedHeaderSize) {
+      take(pgsql::kTypedHeaderSize);
+      if (lookup_buf_.size() < pgsql::kTypedHeaderSize) continue;
+    }
+    const uint32_t length = pgsql::ReadBe32(lookup_buf_.data() + 1);
+    if (length < 4 || length > kMaxLookupMessage) {
+      looking_up_ = false;
+      fatal("08P01", "dbwarden: the server's answer to the proxy's catalog lookup is invalid",
+            /*recorded=*/false, out, now_ns);
+      return {};
+    }
+    take(1 + size_t{length});
+    if (lookup_buf_.size() < 1 + size_t{length}) continue;
+    bool forward = false;
+    const auto body = std::span<const uint8_t>(lookup_buf_).subspan(pgsql::kTypedHeaderSize);
+    const PgCatalogLookup::State state = lookup_.on_message(lookup_buf_[0], body, &forward);
+    if (forward) forward_server(lookup_buf_, out, now_ns);
+    lookup_buf_.clear();
+    if (state != PgCatalogLookup::State::kRunning) {
+      looking_up_ = false;
+      lookup_done(now_ns);
+    }
+  }
+  return bytes.subspan(pos);
+}
+
+void PgRelay::lookup_done(uint64_t now_ns) {
+  if (lookup_.state() != PgCatalogLookup::State::kDone) {
+    // Refused (an error: nothing of it is kept): no more rounds for this message, which
+    // fails closed.
+    lookup_rounds_ = kMaxLookupRounds;
+    return;
+  }
+  scope_key_ = lookup_.scope_key();
+  PgCatalogCache::Scope& sc = catalog_->get(scope_key_, now_ns);
+  lookup_.fill(sc, catalog_->limits().max_view_definition);
+  scope_ = &sc;
+  scope_generation_ = catalog_->generation();
+}
+
+void PgRelay::confirm_origins(std::span<const uint8_t> body, StatementOrigins& origins,
+                              uint64_t now_ns) {
+  if (body.size() < 2) return;
+  const size_t n = static_cast<size_t>((body[0] << 8) | body[1]);
+  if (n != origins.columns.size()) {
+    origins.columns.clear();  // not the traced shape: every column unknown
+    return;
+  }
+  PgCatalogCache::Scope* sc = scope(now_ns);
+  size_t pos = 2;
+  for (size_t i = 0; i < n; ++i) {
+    // name, then table OID (Int32), attribute number (Int16), and 12 more bytes.
+    const auto nul = std::find(body.begin() + static_cast<std::ptrdiff_t>(pos), body.end(), 0);
+    if (nul == body.end()) return;
+    pos = static_cast<size_t>(nul - body.begin()) + 1;
+    if (body.size() - pos < 18) return;
+    const uint32_t oid = pgsql::ReadBe32(body.data() + pos);
+    const auto attnum = static_cast<int16_t>((body[pos + 4] << 8) | body[pos + 5]);
+    pos += 18;
+    if (oid == 0) continue;  // not a plain column: the lineage says what it is
+    ColumnOrigin& c = origins.columns[i];
+    const PgRelation* rel = sc != nullptr ? sc->by_oid(oid) : nullptr;
+    if (rel == nullptr) {
+      c.kind = ColumnOrigin::Kind::kUnknown;  // a relation the trace did not see
+      continue;
+    }
+    if (rel->is_view) continue;  // the view's column: traced through its definition
+    const auto at = std::find(rel->attnums.begin(), rel->attnums.end(), attnum);
+    if (at == rel->attnums.end()) {
+      c.kind = ColumnOrigin::Kind::kUnknown;
+      continue;
+    }
+    SourceRef ref{rel->schema, rel->name,
+                  rel->columns[static_cast<size_t>(at - rel->attnums.begin())]};
+    const bool have = std::any_of(c.sources.begin(), c.sources.end(), [&](const SourceRef& r) {
+      return r.schema == ref.schema && r.table == ref.table && r.column == ref.column;
+    });
+    if (!have) c.sources.push_back(std::move(ref));
+  }
+}
+
+}  // namespace dbwarden::proxy
