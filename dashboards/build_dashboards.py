@@ -31,6 +31,8 @@ ERR = 'status_code!~"00000||__other__"'
 # table or column (1142, 1143), privilege needed (1227), routine denied (1370).
 AUTHZ = 'status_code=~"42501|28...|1044|1045|1698|1142|1143|1227|1370"'
 DDL = 'operation=~"CREATE|ALTER|DROP|GRANT|REVOKE|TRUNCATE|COMMENT|SECURITY"'
+# The rule a learn-mode decision names (policy/policy.h kNovelFingerprintRule).
+NOVEL = "learn:novel_fingerprint"
 
 
 def label_var(name, label, metric, flt, doc):
@@ -276,8 +278,38 @@ def security():
         "short", "enforce_mode, proxy_alive, fail_open_configured, unsteered_connections; and new "
         "connections steered to the proxy or, with the proxy down, let through (fail_open) "
         "or refused (fail_closed)"), 12, 8)
+    L.row("Masking and learn mode")
+    L.add(timeseries("Masked values / s by rule and detector", [
+        (f"sum by (rule, detector) (rate(dbwarden_masked_values_total{{{INST}}}[{RI}]))",
+         "{{rule}} {{detector}}")],
+        "ops", "Result values the proxy masked (dbwarden_masked_values_total), by mask rule and "
+        "detector: email, payment_card, iban, phone, us_ssn, token, a user-defined detector, or "
+        "column (a whole value under the rule's columns)", stack=True), 12, 8)
+    L.add(table("Masked values in the time range by rule and detector",
+                "sort_desc(sum by (rule, detector) "
+                f"(increase(dbwarden_masked_values_total{{{INST}}}[$__range])))",
+                "Which rules and detectors masked how many values; a detector that never "
+                "fires is not listed"), 12, 8)
+    L.add(timeseries("Learn mode: novel fingerprints / s by action", [
+        (f"sum by (instance, action) (rate(dbwarden_policy_decisions_total{{{INST}, "
+         f"rule=\"{NOVEL}\"}}[{RI}]))", "{{instance}} {{action}}")],
+        "reqps", "Protect mode: statements whose fingerprint their identity never ran while "
+        "learning (decisions of rule learn:novel_fingerprint), blocked or logged"), 8, 8)
+    L.add(timeseries("Learn mode: learned identities and fingerprints", [
+        (f"max by (instance, kind) (dbwarden_learn_learned{{{INST}}})", "{{instance}} {{kind}}")],
+        "short", "The learned set (dbwarden_learn_learned): identities, and fingerprints over "
+        "all identities; flat once learning has ended"), 8, 8)
+    L.add(timeseries("Learn mode: fingerprints not learned and write errors / s", [
+        (f"sum by (instance, cap) (rate(dbwarden_learn_not_learned_total{{{INST}}}[{RI}]))",
+         "{{instance}} cap {{cap}}"),
+        (f"sum by (instance) (rate(dbwarden_learn_write_errors_total{{{INST}}}[{RI}]))",
+         "{{instance}} write errors")],
+        "ops", "New fingerprints refused because a cap was reached (max_fingerprints_per_identity, "
+        "max_fingerprints), and failed flushes of the learned set to the state directory: "
+        "anything above zero means the learned set is incomplete"), 8, 8)
     return dashboard("dbwarden-security", "dbwarden / Security",
-                     "Failed statements, privilege failures and schema changes", L)
+                     "Failed statements, privilege failures, schema changes, enforcement, "
+                     "masking and learn mode", L)
 
 
 def agent_health():

@@ -10,10 +10,15 @@
    loaded; all on loopback, Prometheus's TSDB in the work dir.
 3. A workload: pgbench over TCP, and over the unix socket a session that keeps running
    failing statements (division by zero, a table it has no privilege on, a syntax error)
-   and DDL.
+   and DDL. Beside it, for the masking and learn-mode panels, a second private PostgreSQL
+   guarded by a second agent in enforce mode (scraped as a second target of the same job):
+   its policy masks e-mail addresses in results and runs learn mode until a few seconds
+   into the workload, then protects (action log), while a session keeps reading a table
+   of e-mail addresses and, once learning has ended, runs a statement it never ran before.
 4. Through Prometheus's HTTP API: every panel target of every dashboard, with the
    template variables replaced once by ".*" (All) and once by the workload's concrete
-   values, as an instant query (/api/v1/query) and, for graph targets, a range query; every
+   values (the instance: the enforcing agent for panels of its metrics, ENFORCE_METRICS,
+   the observing agent for the others), as an instant query (/api/v1/query) and, for graph targets, a range query; every
    template variable's label_values() query; every rule Prometheus loaded, by its own
    expression; every recording rule's recorded series. Panels, variables and recording rules
    must return at least one series; alert expressions only have to evaluate. Rules must be
@@ -61,6 +66,11 @@ WORKLOAD_SECONDS = 20
 TIME_VARS = {"__rate_interval": "15s", "__interval": "5s", "__range": "1m"}
 LABEL_VARS = ("instance", "db_system", "db_namespace", "db_user")
 SCHEMA_VERSION_MIN = 36
+# Panels on these series are checked, with a concrete instance, against the enforcing agent.
+ENFORCE_METRICS = ("dbwarden_masked_values_total", "dbwarden_learn_", "learn:novel_fingerprint")
+GUARDED_TABLE = "dbw_dash_contacts"
+NOVEL_SQL = f"SELECT count(*) FROM {GUARDED_TABLE} WHERE note LIKE '%call%'"
+LEARN_SECONDS = 6  # the enforcing agent learns this long into the workload, then protects
 
 
 # --- static checks ---------------------------------------------------------------------------
@@ -150,11 +160,13 @@ def substitute(expr, values):
 # --- Prometheus ------------------------------------------------------------------------------
 
 class Prometheus:
-    """A private Prometheus scraping one target as job "dbwarden", stopped by its pid."""
+    """A private Prometheus scraping targets as job "dbwarden", stopped by its pid; `target`
+    is the first."""
 
-    def __init__(self, workdir, target):
+    def __init__(self, workdir, targets):
         self.workdir = workdir
-        self.target = target
+        self.targets = list(targets)
+        self.target = self.targets[0]
         self.port = free_port()
         self.proc = None
         self.log_path = os.path.join(workdir, "prometheus.log")
@@ -173,7 +185,8 @@ class Prometheus:
                     f"rule_files:\n  - {json.dumps(RULES_FILE)}\n"
                     "scrape_configs:\n"
                     "  - job_name: dbwarden\n"
-                    f"    static_configs:\n      - targets: [{json.dumps(self.target)}]\n")
+                    "    static_configs:\n"
+                    f"      - targets: [{', '.join(json.dumps(t) for t in self.targets)}]\n")
         tsdb = os.path.join(self.workdir, "tsdb")
         os.mkdir(tsdb)
         cmd = [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tsdb}",
@@ -274,6 +287,66 @@ def setup(cluster):
                       dbname=DB)
 
 
+def guarded_setup(cluster):
+    cluster.setup_sql(f"CREATE ROLE {APP_ROLE} LOGIN")
+    cluster.setup_sql(f"CREATE DATABASE {DB} OWNER {APP_ROLE}")
+    cluster.setup_sql(f"CREATE TABLE {GUARDED_TABLE} (id int, note text); "
+                      f"INSERT INTO {GUARDED_TABLE} SELECT g, 'call ann' || g || "
+                      "'@example.com back' FROM generate_series(1, 5) g; "
+                      f"ALTER TABLE {GUARDED_TABLE} OWNER TO {APP_ROLE}", dbname=DB)
+
+
+def enforce_policy(workdir, until):
+    """Masks e-mail addresses in every result; learns until `until` (UTC, epoch seconds),
+    then logs statements never learned."""
+    path = os.path.join(workdir, "policy-enforce.yaml")
+    with open(path, "w") as f:
+        f.write("rules:\n"
+                "  - name: dash-pii\n"
+                "    action: mask\n"
+                "    detectors: [email]\n"
+                "learn:\n"
+                "  mode: learn\n"
+                f"  until: \"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(until))}\"\n"
+                "  action: log\n")
+    return path
+
+
+class GuardedSession(threading.Thread):
+    """Over TCP through the enforcing agent's proxy: reads the e-mail table (masked), and
+    once learning has ended (`until`) a statement it never ran while learning."""
+
+    def __init__(self, cluster, until):
+        super().__init__(daemon=True)
+        self.cluster = cluster
+        self.until = until
+        self.stop_event = threading.Event()
+        self.masked_rows = self.novel = 0
+        self.error = None
+
+    def run(self):
+        try:
+            conn = psycopg2.connect(host="127.0.0.1", port=self.cluster.port, user=APP_ROLE,
+                                    dbname=DB, application_name="dbw-dash-guarded",
+                                    connect_timeout=10)
+            conn.autocommit = True
+            cur = conn.cursor()
+            while not self.stop_event.is_set():
+                cur.execute(f"SELECT id, note FROM {GUARDED_TABLE} ORDER BY id")
+                for _, note in cur.fetchall():
+                    if "@example.com" in note:
+                        raise RuntimeError(f"an e-mail address left unmasked: {note!r}")
+                    self.masked_rows += 1
+                if time.time() > self.until + 1:
+                    cur.execute(NOVEL_SQL)  # logged, not blocked
+                    cur.fetchall()
+                    self.novel += 1
+                self.stop_event.wait(0.2)
+            conn.close()
+        except Exception as e:  # reported by the main thread
+            self.error = e
+
+
 class FailingSession(threading.Thread):
     """Over the unix socket: statements that fail in several SQLSTATE classes, and DDL."""
 
@@ -328,14 +401,15 @@ def wait_for(what, predicate, timeout):
     return False
 
 
-def check_dashboards(prom, dashboards, values, tag, failures, empty):
+def check_dashboards(prom, dashboards, values, tag, failures, empty, enforce_values=None):
     n = 0
     for name, d in dashboards.items():
         for p in all_panels(d.get("panels", [])):
             for t in p.get("targets", []):
                 if "expr" not in t:
                     continue
-                expr = substitute(t["expr"], values)
+                enforced = enforce_values and any(m in t["expr"] for m in ENFORCE_METRICS)
+                expr = substitute(t["expr"], enforce_values if enforced else values)
                 where = f"{name} / {p.get('title')!r} / {t.get('refId')} [{tag}]"
                 n += 1
                 data, err = prom.query(expr)
@@ -413,22 +487,43 @@ def recording_rules_evaluated(prom):
 
 def run(agent_exe, workdir, dashboards, rule_count):
     failures, empty = [], []
-    with PgCluster() as cluster:
+    with PgCluster() as cluster, PgCluster() as guarded:
         setup(cluster)
+        guarded_setup(guarded)
         agent = Agent(agent_exe, os.path.join(workdir, "audit.jsonl"), [cluster.port],
                       extra_args=["--audit-stdout", "true"])  # a shipping destination
         if (rc := start_agent(agent)) is not None:
             return rc
-        prom = Prometheus(workdir, f"127.0.0.1:{agent.metrics_port}")
+        # Its own directory: the learned set lives beside its audit log.
+        enforce_dir = os.path.join(workdir, "enforce")
+        os.makedirs(os.path.join(enforce_dir, "proxy"))
+        until = time.time() + 60  # rewritten below, once both agents are up
+        policy = enforce_policy(enforce_dir, until)
+        enforcer = Agent(agent_exe, os.path.join(enforce_dir, "audit.jsonl"), [guarded.port],
+                         extra_args=["--mode", "enforce", "--policy", policy, "--fail-mode",
+                                     "closed", "--enforce-observer", "off",
+                                     "--proxy-socket-dir", os.path.join(enforce_dir, "proxy")])
+        if (rc := start_agent(enforcer)) is not None:
+            agent.stop()
+            return rc
+        prom = Prometheus(workdir, [f"127.0.0.1:{agent.metrics_port}",
+                                    f"127.0.0.1:{enforcer.metrics_port}"])
         failing = FailingSession(cluster)
+        guarded_session = None
         pgbench = None
         try:
             prom.start()
-            if not wait_for("the agent's target to be up",
-                            lambda: (prom.query('up{job="dbwarden"} == 1')[0] or {})
-                            .get("result"), 30):
-                failures.append(f"prometheus never scraped the agent: {prom.log_tail()}")
+            if not wait_for("both agents' targets to be up",
+                            lambda: len((prom.query('up{job="dbwarden"} == 1')[0] or {})
+                                        .get("result", [])) == 2, 30):
+                failures.append(f"prometheus never scraped the agents: {prom.log_tail()}")
                 raise RuntimeError("no scrape")
+            # Learning ends a few seconds into the workload: the policy is reloaded with it.
+            until = time.time() + LEARN_SECONDS
+            enforce_policy(enforce_dir, until)
+            enforcer.proc.send_signal(signal.SIGHUP)
+            guarded_session = GuardedSession(guarded, until)
+            guarded_session.start()
             failing.start()
             pgbench = subprocess.Popen(
                 ["pgbench", "-n", "-T", str(WORKLOAD_SECONDS), "-c", "2", "-M", "extended"],
@@ -447,27 +542,39 @@ def run(agent_exe, workdir, dashboards, rule_count):
             values_all = {v: ".*" for v in LABEL_VARS}
             values_one = {"instance": prom.target, "db_system": "postgresql",
                           "db_namespace": DB, "db_user": APP_ROLE}
+            values_enforcer = dict(values_one, instance=prom.targets[1])
             n = 0
             for tag, values in (("all", values_all), ("concrete", values_one)):
-                n += check_dashboards(prom, dashboards, values, tag, failures, empty)
+                n += check_dashboards(prom, dashboards, values, tag, failures, empty,
+                                      values_enforcer if tag == "concrete" else None)
             log(f"{n} dashboard queries evaluated")
             check_rules(prom, rule_count, failures, empty)
             if failing.error:
                 failures.append(f"failing-statement session broke: {failing.error}")
+            if guarded_session.error:
+                failures.append(f"the guarded session broke: {guarded_session.error}")
+            log(f"guarded session: {guarded_session.masked_rows} masked rows read, "
+                f"{guarded_session.novel} novel statements after learning")
+            if guarded_session.novel == 0:
+                failures.append("the guarded session ran no statement after learning ended")
         except RuntimeError as e:
             if not failures:
                 failures.append(str(e))
         finally:
             failing.stop_event.set()
             failing.join(timeout=30)
+            if guarded_session is not None:
+                guarded_session.stop_event.set()
+                guarded_session.join(timeout=30)
             if pgbench is not None and pgbench.poll() is None:
                 pgbench.kill()
                 pgbench.wait()
             prom.stop()
-            try:
-                agent.stop()
-            except AgentError as e:
-                failures.append(f"{e}\nagent stderr:\n{e.stderr}")
+            for a in (agent, enforcer):
+                try:
+                    a.stop()
+                except AgentError as e:
+                    failures.append(f"{e}\nagent stderr:\n{e.stderr}")
 
     for e in empty:
         print(f"EMPTY  {e}")
