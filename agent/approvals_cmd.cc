@@ -11,6 +11,7 @@
 #include <iostream>
 #include <string>
 
+#include "agent/approvals_token_cmd.h"
 #include "common/unique_fd.h"
 #include "policy/approval_keys.h"
 
@@ -27,6 +28,7 @@ constexpr char kUsage[] =
     "       dbwarden approvals show ID\n"
     "       dbwarden approvals approve ID [--for DURATION] [--reason TEXT]\n"
     "       dbwarden approvals deny ID --reason TEXT\n"
+    "       dbwarden approvals token add|remove NAME | list   (the HTTP API's tokens)\n"
     "Options: --socket PATH   the agent's approvals socket (default /run/dbwarden/approvals.sock)\n"
     "You act as your uid; nobody approves their own request. --for 30m also lets the same\n"
     "statement shape from the same identity run without a request for 30 minutes.\n";
@@ -42,6 +44,9 @@ std::string field(std::string s) {
 }  // namespace
 
 int approvals_main(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  if (argc >= 2 && std::string(argv[1]) == "token") {
+    return approvals_token_main(argc - 1, argv + 1, out, err);
+  }
   std::string verb, id, reason, socket_path = kDefaultSocket;
   uint64_t for_ms = 0;
   bool have_reason = false;

@@ -121,6 +121,20 @@ po::options_description settings() {
       ("approvals-group", po::value<std::string>(),
        "enforce mode: unix group whose members may connect to the approvals socket (default "
        "none: root only)")
+      ("approvals-tokens", po::value<std::string>(),
+       "enforce mode: the approvers' token file (NAME and SHA-256 of the token, a line each; "
+       "`dbwarden approvals token add NAME` writes it). Given, the agent serves the approvals "
+       "HTTP API and web inbox on --approvals-listen (default: not served)")
+      ("approvals-listen", po::value<std::string>(),
+       "where the approvals API and inbox listen, HOST:PORT or [IPv6]:PORT (default "
+       "127.0.0.1:9978; loopback unless you mean it)")
+      ("approvals-tls-cert-file", po::value<std::string>(),
+       "PEM certificate (chain): the approvals API and inbox over HTTPS only (default: HTTP)")
+      ("approvals-tls-key-file", po::value<std::string>(), "key for --approvals-tls-cert-file")
+      ("approvals-url", po::value<std::string>(),
+       "the inbox's origin as approvers' browsers reach it, e.g. https://db1.example.com:9978 "
+       "(default: the listen address; required when listening on all addresses): requests for "
+       "another Host or from another Origin are refused")
       ("record", po::value<std::string>(),
        "also write every raw capture record to this new file (replay it with `dbwarden "
        "replay`), created 0600; it holds statement text as captured, before redaction, "
@@ -205,6 +219,14 @@ Status validate(Config& c) {
   }
   if (c.proxy_tls_cert_file.empty() != c.proxy_tls_key_file.empty()) {
     return Status::Error("--proxy-tls-cert-file and --proxy-tls-key-file go together");
+  }
+  if (c.approvals_tls_cert_file.empty() != c.approvals_tls_key_file.empty()) {
+    return Status::Error("--approvals-tls-cert-file and --approvals-tls-key-file go together");
+  }
+  if (c.approvals_tokens.empty() &&
+      (!c.approvals_tls_cert_file.empty() || !c.approvals_url.empty())) {
+    return Status::Error("--approvals-tls-cert-file and --approvals-url need --approvals-tokens "
+                         "(the approvals API is served only for approvers with tokens)");
   }
   return Status::Ok();
 }
@@ -292,6 +314,11 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
     take("enforce-observer", c.enforce_observer);
     take("approvals-socket", c.approvals_socket);
     take("approvals-group", c.approvals_group);
+    take("approvals-tokens", c.approvals_tokens);
+    take("approvals-listen", c.approvals_listen);
+    take("approvals-tls-cert-file", c.approvals_tls_cert_file);
+    take("approvals-tls-key-file", c.approvals_tls_key_file);
+    take("approvals-url", c.approvals_url);
     if (c.approvals_socket.empty()) c.approvals_socket = c.proxy_socket_dir + "/approvals.sock";
     if (Status s = validate(c); !s.ok()) return s;
     return std::optional<Config>(std::move(c));

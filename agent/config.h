@@ -73,6 +73,13 @@ struct Config {
   std::string enforce_observer = "on";
   std::string approvals_socket;  // approvers' CLI socket; empty: <proxy_socket_dir>/approvals.sock
   std::string approvals_group;   // unix group that may connect to it; empty: root only
+  // The approvals HTTP API and web inbox (agent/approvals_http_server.h): served when a
+  // tokens file is given.
+  std::string approvals_tokens;  // NAME SHA-256 lines (`dbwarden approvals token add`)
+  std::string approvals_listen = "127.0.0.1:9978";
+  std::string approvals_tls_cert_file;  // both set: HTTPS
+  std::string approvals_tls_key_file;
+  std::string approvals_url;  // the inbox's origin as browsers reach it; empty: the listen address
 };
 
 // Parses `dbwarden run` arguments (argv[0] is "run"). Returns nullopt after

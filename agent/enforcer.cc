@@ -15,6 +15,8 @@
 #include <mutex>
 #include <set>
 
+#include "agent/approval_history.h"
+#include "agent/approvals_http_server.h"
 #include "agent/approvals_server.h"
 #include "agent/log.h"
 #include "capture/discovery.h"
@@ -125,10 +127,13 @@ struct Enforcer::Impl {
   uint64_t learn_counts_flushed_ns = 0;
   uint64_t learn_capped_logged = 0;
   // Statements held for approval wait in the broker; approvers reach it by the socket.
-  // Declared before the proxy, which holds a pointer to it, so it is destroyed after it.
+  // Declared before the proxy, which holds a pointer to it, so it is destroyed after it;
+  // the history (the inbox's recent decisions, and the way to the audit trail) outlives both.
+  std::unique_ptr<ApprovalHistory> approval_history;
   std::unique_ptr<approvals::Broker> broker;
   std::unique_ptr<proxy::Proxy> proxy;
   std::unique_ptr<ApprovalsServer> approvals_server;
+  std::unique_ptr<ApprovalsHttpServer> approvals_http;  // with approvals-tokens only
   std::vector<steering::ExistingConnection> existing;
   uint64_t terminate_at_ns = 0;
   uint64_t terminated = 0;
@@ -182,6 +187,7 @@ struct Enforcer::Impl {
     // Pending requests survive nothing: denied (and recorded) before the proxy closes their
     // connections.
     approvals_server.reset();
+    approvals_http.reset();
     if (broker) broker->deny_all("the agent stopped", monotonic_ns());
     proxy.reset();
     if (learn_store) {
@@ -321,7 +327,8 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
   }
 
   proxy::Options po;
-  impl->broker = std::make_unique<approvals::Broker>(approval_events);
+  impl->approval_history = std::make_unique<ApprovalHistory>(approval_events);
+  impl->broker = std::make_unique<approvals::Broker>(impl->approval_history.get());
   po.approvals = impl->broker.get();
   po.client_tls = std::move(client_tls);
   po.tcp_listen_addresses = proxy_listen_addresses();
@@ -371,6 +378,17 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
   if (!approvals_server.ok())
     return Status::Error("enforce: " + approvals_server.status().message());
   impl->approvals_server = std::move(approvals_server.value());
+  if (!config.approvals_tokens.empty()) {
+    ApprovalsHttpOptions ho;
+    ho.listen = config.approvals_listen;
+    ho.tokens_file = config.approvals_tokens;
+    ho.tls_cert_file = config.approvals_tls_cert_file;
+    ho.tls_key_file = config.approvals_tls_key_file;
+    ho.url = config.approvals_url;
+    auto http = ApprovalsHttpServer::Start(ho, *impl->broker, *impl->approval_history);
+    if (!http.ok()) return Status::Error("enforce: " + http.status().message());
+    impl->approvals_http = std::move(http.value());
+  }
 
   // Now steer: the proxy is listening.
   bool have_v6 = false;

@@ -9,20 +9,25 @@ set -eu
 # Build: compilers, CMake, BPF toolchain (clang -target bpf, bpftool for
 # vmlinux.h and skeletons, libbpf), and the libraries the agent links
 # (libyaml-cpp-dev and libre2-dev: the enforcement policy file and its regexes;
-# libhyperscan-dev: the masking detectors' multi-pattern engine).
+# libhyperscan-dev: the masking detectors' multi-pattern engine; libcpp-httplib-dev: the
+# approvals HTTP API and web inbox, HTTPS through the OpenSSL it is built with).
 BUILD_PACKAGES="cmake make pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   libssl-dev prometheus-cpp-dev libboost-program-options-dev nlohmann-json3-dev libzstd-dev
-  libpg-query-dev libcapstone-dev libyaml-cpp-dev libre2-dev libhyperscan-dev"
+  libpg-query-dev libcapstone-dev libyaml-cpp-dev libre2-dev libhyperscan-dev
+  libcpp-httplib-dev"
 # Tests: Catch2, libFuzzer, real PostgreSQL and MariaDB servers with their
 # clients (psql/pgbench, mariadb), the Python drivers, the MariaDB C API for our own
 # prepared-statement test client, and promtool (package
 # prometheus) to lint the metrics; libpq-dev for the pipeline-mode test client;
 # pgbouncer for the server-restart test (a transaction pool in front of PostgreSQL);
-# python3-zstandard for the tests that read the framed audit trail (audit.jsonl.zst).
+# python3-zstandard for the tests that read the framed audit trail (audit.jsonl.zst);
+# chromium, chromium-driver and python3-selenium: the approvals web inbox driven in a real
+# headless browser.
 TEST_PACKAGES="catch2 libfuzzer-14-dev libclang-rt-14-dev postgresql postgresql-contrib
   postgresql-client python3 python3-psycopg2 mariadb-server mariadb-client python3-pymysql
   libmariadb-dev python3-zstandard
-  prometheus rsyslog procps iproute2 util-linux libpq-dev pgbouncer"
+  prometheus rsyslog procps iproute2 util-linux libpq-dev pgbouncer
+  chromium chromium-driver python3-selenium"
 # Packaging test: CPack's DEB generator (dpkg-shlibdeps from dpkg-dev, file,
 # strip from binutils), systemd-analyze, and strace to check the unit's
 # system-call filter against what the agent really calls.
