@@ -371,7 +371,9 @@ uint8_t PgCatalogEffects(std::string_view text) {
   const std::string_view rest = text.substr(j);
   const auto has = [&](std::string_view lower) {
     return std::search(rest.begin(), rest.end(), lower.begin(), lower.end(),
-                       [](char a, char b) { return (a | 0x20) == b; }) != rest.end();
+                       [](char a, char b) {
+                         return (a >= 'A' && a <= 'Z' ? static_cast<char>(a + 32) : a) == b;
+                       }) != rest.end();
   };
   uint8_t effects = has("set_config") ? kPgScopeChange : 0;
   for (const char* w : {"create", "alter", "drop", "do", "call", "import", "comment", "security",
