@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <iterator>
 #include <span>
 #include <string>
@@ -72,13 +73,16 @@ uint64_t identifier(const Options& options, DataHooks hooks) {
                            static_cast<uint32_t>(hooks));
 }
 
-// Whether the running kernel has a raw tracepoint (tp_btf programs attach by
-// its BTF type; a missing one fails the whole object's load).
-bool kernel_has_raw_tracepoint(const char* name) {
+// Whether the running kernel has the raw tracepoints `names` (tp_btf programs
+// attach by their BTF type; a missing one fails the whole object's load).
+bool kernel_has_raw_tracepoints(std::initializer_list<const char*> names) {
   btf* vmlinux = btf__load_vmlinux_btf();
   if (!vmlinux) return false;
-  const bool found = btf__find_by_name_kind(vmlinux, (std::string("btf_trace_") + name).c_str(),
+  bool found = true;
+  for (const char* name : names) {
+    found = found && btf__find_by_name_kind(vmlinux, (std::string("btf_trace_") + name).c_str(),
                                             BTF_KIND_TYPEDEF) > 0;
+  }
   btf__free(vmlinux);
   return found;
 }
@@ -97,8 +101,7 @@ bool is_syscall_data_fallback(std::string_view name) {
 // program for a syscall tracepoint the kernel does not have (its attach would
 // fail the agent's start; the calls it would see are named on stderr instead).
 Result<DataHooks> choose_programs(dbwarden_bpf* skel, DataHooks wanted) {
-  const bool socket_tps = kernel_has_raw_tracepoint("sock_send_length") &&
-                          kernel_has_raw_tracepoint("sock_recv_length");
+  const bool socket_tps = kernel_has_raw_tracepoints({"sock_send_length", "sock_recv_length"});
   if (wanted == DataHooks::kSocket && !socket_tps) {
     return Status::Error(
         "the kernel has no sock_send_length/sock_recv_length tracepoints (Linux >= 6.3 with "
