@@ -231,7 +231,7 @@ TEST_CASE("approvals web: sessions, CSRF and origins", "[approvals][http]") {
   CHECK_FALSE(OriginPolicy::Make("127.0.0.1", 9978, false, "ftp://x").ok());
 }
 
-TEST_CASE("approvals API: list, show, approve, deny by token; refusals recorded",
+TEST_CASE("approvals API: list, show, approve, deny by token, refusals recorded",
           "[approvals][http]") {
   Fixture f;
   const uint64_t id = f.broker.submit(spec(1000), 0).value();
