@@ -86,6 +86,37 @@ approvals::Approver approver_for(const std::string& name, const char* channel) {
   return a;
 }
 
+// The rest of the identity chain and the reviewer's details, where the broker's request
+// carries them (the request-details work adds these fields; templates, so that each is
+// compiled only where it exists).
+template <typename Who>
+void identity_details(const Who& w, JsonObject& o) {
+  if constexpr (requires { w.client_port; }) {
+    if (w.client_port != 0) o.num("client_port", w.client_port);
+  }
+  if constexpr (requires { w.command; }) {
+    if (!w.command.empty()) o.str("command", w.command);
+  }
+  if constexpr (requires { w.unit; }) {
+    if (!w.unit.empty()) o.str("unit", w.unit);
+  }
+  if constexpr (requires { w.container; }) {
+    if (!w.container.empty()) o.str("container", w.container);
+  }
+}
+
+template <typename Spec>
+void request_details(const Spec& s, JsonObject& o) {
+  if constexpr (requires { s.tables; }) o.raw("tables", json_strings(s.tables));
+  if constexpr (requires { s.why; }) {
+    if (!s.why.empty()) o.str("why", s.why);
+  }
+  if constexpr (requires { s.ran_before; }) {
+    if (s.ran_before >= 0) o.raw("ran_before", s.ran_before ? "true" : "false");
+  }
+  if constexpr (requires { s.approved_before; }) o.num("approved_before", s.approved_before);
+}
+
 std::string request_json(const approvals::RequestView& r, uint64_t now_ns) {
   std::string out;
   JsonObject o(out);
@@ -117,8 +148,10 @@ std::string request_json(const approvals::RequestView& r, uint64_t now_ns) {
   if (w.login_uid != approvals::kUnknownId) {
     wo.num("login_uid", w.login_uid).str("login_user", user_name(w.login_uid));
   }
+  identity_details(w, wo);
   wo.close();
   o.raw("who", who);
+  request_details(r.spec, o);
   o.close();
   return out;
 }

@@ -65,13 +65,15 @@
     const parts = [];
     parts.push(`${w.db_user}@${w.database}`);
     if (w.application_name) parts.push(`application ${w.application_name}`);
-    if (w.client_address) parts.push(`from ${w.client_address}`);
+    if (w.client_address) {
+      parts.push(`from ${w.client_address}` + (w.client_port ? `:${w.client_port}` : ''));
+    }
     return parts.join(', ');
   }
 
   function processLine(w) {
     if (!w.pid) return 'not a local process';
-    let s = `pid ${w.pid} ${w.executable || ''}`;
+    let s = `pid ${w.pid} ${w.executable || ''}` + (w.command ? ` (${w.command})` : '');
     if (w.uid !== undefined) s += `, uid ${w.uid}${w.user ? ' (' + w.user + ')' : ''}`;
     if (w.login_uid !== undefined) {
       s += `, login uid ${w.login_uid}${w.login_user ? ' (' + w.login_user + ')' : ''}`;
@@ -99,11 +101,17 @@
     row(dl, 'rule', r.rule);
     row(dl, 'operation', r.operation);
     if (Array.isArray(r.tables) && r.tables.length) row(dl, 'tables', r.tables.join(', '));
+    if (r.why) row(dl, 'why', r.why);
     const blast = blastText(r.blast_radius);
     if (blast !== null) row(dl, 'blast radius', blast, 'blast');
     row(dl, 'requester', identity(r.who));
     row(dl, 'process', processLine(r.who));
     row(dl, 'fingerprint', r.fingerprint);
+    if (r.ran_before !== undefined || r.approved_before !== undefined) {
+      const ran = r.ran_before === undefined ? 'not known' : (r.ran_before ? 'yes' : 'no');
+      row(dl, 'seen before', `ran this before: ${ran}; approved before: ` +
+          `${r.approved_before === undefined ? 'not known' : r.approved_before} time(s)`);
+    }
     row(dl, 'approvals', `${r.approved_by.length} of ${r.approvals_needed}` +
         (r.approved_by.length ? ' by ' + r.approved_by.join(', ') : ''));
     row(dl, 'approvers', r.approvers.join(', '));
@@ -178,7 +186,8 @@
     body.replaceChildren(...list.map((h) => el('tr', { 'data-id': String(h.id), class: h.event },
       el('td', {}, new Date(h.time_unix_ms).toLocaleString()),
       el('td', {}, String(h.id)),
-      el('td', { class: 'event' }, h.event + (h.grant_seconds ? ` (+${h.grant_seconds}s grant)` : '')),
+      el('td', { class: 'event' },
+         h.event + (h.grant_seconds ? ` (+${h.grant_seconds}s grant)` : '')),
       el('td', {}, h.by),
       el('td', {}, h.channel),
       el('td', {}, h.rule),

@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
 """Approvals over HTTP (issue 14, items 3 and the acceptance list): the agent's JSON API and
-its web inbox, over TLS, driven by a real client (http.client, verifying the certificate) and
-a real headless browser (Debian chromium + chromium-driver through python3-selenium), while
-real psql clients are held by the steered proxy.
+its web inbox, over TLS (or plain HTTP with --plain), driven by a real client (http.client,
+verifying the certificate) and a real headless browser (Debian chromium + chromium-driver
+through python3-selenium), while real psql clients are held by the steered proxy.
 
 A private PostgreSQL; `dbwarden run --mode enforce` with a policy whose DELETEs on appr_t
 need one approval from the group `dba: [daemon, nobody]`; tokens made with the real
@@ -17,8 +17,9 @@ Checks:
 - API deny with a reason: the held psql gets the error naming it, its session goes on;
   API approve: the held psql's statement runs and its result arrives;
 - the inbox: served with a strict Content-Security-Policy; log in with a token (the session
-  cookie HttpOnly, SameSite=Strict, Secure); the pending request appears by itself (polling)
-  with its statement and requester (and its blast radius when the request carries one);
+  cookie HttpOnly, SameSite=Strict, and Secure and __Host- under TLS); the pending request
+  appears by itself (polling) with its statement and requester (and its blast radius when
+  the request carries one);
   Approve clicked -> the held psql completes; Deny without a reason is refused in the page,
   with one -> the client gets the error; the history lists the decisions;
 - the trail: approved/denied records with channel api / web and the approver's name;
@@ -58,15 +59,22 @@ rules:
 
 
 class Api:
-    """The agent's approvals API over HTTPS, the certificate verified."""
+    """The agent's approvals API over HTTPS, the certificate verified (cafile), or over plain
+    HTTP (cafile None: the default, loopback)."""
 
     def __init__(self, port, cafile):
         self.port = port
-        self.ctx = ssl.create_default_context(cafile=cafile)
-        self.origin = f"https://127.0.0.1:{port}"
+        self.ctx = ssl.create_default_context(cafile=cafile) if cafile else None
+        self.tls = cafile is not None
+        self.origin = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
+        self.cookie = "__Host-dbw_session" if self.tls else "dbw_session"
 
     def call(self, method, path, token=None, body=None, headers=None):
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
+        if self.tls:
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx,
+                                               timeout=30)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         h = dict(headers or {})
         if token:
             h["Authorization"] = f"Bearer {token}"
@@ -176,7 +184,7 @@ def check_session_replay(cluster, api, tok, workdir, failures, ids):
                                      headers=web)
     cookie = next((v for k, v in headers if k.lower() == "set-cookie"), "")
     if status != 200 or "HttpOnly" not in cookie or "SameSite=Strict" not in cookie or \
-            "Secure" not in cookie or not cookie.startswith("__Host-"):
+            ("Secure" in cookie) != api.tls or not cookie.startswith(api.cookie + "="):
         failures.append(f"session: login: HTTP {status}, cookie {cookie!r}")
         p.kill()
         p.communicate()
@@ -232,8 +240,9 @@ def check_inbox(cluster, api, tok, workdir, failures, ids):
         driver.find_element(By.ID, "login").click()
         wait_for(lambda: driver.find_element(By.ID, "me").text == "nobody", "the login")
         cookies = {c["name"]: c for c in driver.get_cookies()}
-        c = cookies.get("__Host-dbw_session")
-        if not c or not c.get("httpOnly") or not c.get("secure") or c.get("sameSite") != "Strict":
+        c = cookies.get(api.cookie)
+        if not c or not c.get("httpOnly") or c.get("secure") != api.tls or \
+                c.get("sameSite") != "Strict":
             failures.append(f"inbox: session cookie {c}")
 
         # Approve by clicking: the request appears by itself, the held psql completes.
@@ -329,7 +338,8 @@ def check_trail(args, audit, ids, failures):
     failures += bad
     executed = [r for r in records
                 if r.get("db.query.text", "").startswith("DELETE FROM appr_t WHERE id = 3")]
-    if not executed or executed[0].get("dbwarden.policy.action") != f"approved:{ids['web_approve']}":
+    want = f"approved:{ids['web_approve']}"
+    if not executed or executed[0].get("dbwarden.policy.action") != want:
         failures.append(f"trail: the inbox-approved DELETE's record: {executed}")
     v = subprocess.run([args.agent, "verify-audit", audit], text=True, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT)
@@ -340,6 +350,8 @@ def check_trail(args, audit, ids, failures):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--agent", required=True)
+    ap.add_argument("--plain", action="store_true",
+                    help="plain HTTP (the default of approvals-listen) instead of HTTPS")
     args = ap.parse_args()
     if os.geteuid() != 0:
         return skip_or_fail("needs root (BPF steering, private servers, other OS users)")
@@ -352,6 +364,8 @@ def main():
     with open(policy, "w") as f:
         f.write(POLICY)
     cert, key = make_cert(workdir)
+    tls_args = [] if args.plain else ["--approvals-tls-cert-file", cert,
+                                      "--approvals-tls-key-file", key]
     tokens_file = os.path.join(workdir, "approval-tokens")
     tok = {name: add_token(args.agent, tokens_file, name)
            for name in ("daemon", "nobody", "operator")}
@@ -364,14 +378,13 @@ def main():
         audit = os.path.join(workdir, "audit.jsonl")
         agent = EnforceAgent(args.agent, audit, [cluster.port], workdir, policy,
                              extra_args=["--approvals-tokens", tokens_file,
-                                         "--approvals-listen", f"127.0.0.1:{port}",
-                                         "--approvals-tls-cert-file", cert,
-                                         "--approvals-tls-key-file", key])
+                                         "--approvals-listen", f"127.0.0.1:{port}"]
+                             + tls_args)
         os.chmod(os.path.join(workdir, "proxy"), 0o755)
         rc = start_agent(agent)
         if rc is not None:
             return rc
-        api = Api(port, cert)
+        api = Api(port, None if args.plain else cert)
         try:
             for name, check in (("api", check_api), ("session", check_session_replay),
                                 ("inbox", check_inbox)):

@@ -16,7 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "agent/approvals_http_server.h"
 #include "agent/approvals_token_cmd.h"
+#include "agent/config.h"
 #include "common/read_file.h"
 
 using namespace dbwarden::agent;
@@ -231,7 +233,7 @@ TEST_CASE("approvals web: sessions, CSRF and origins", "[approvals][http]") {
   CHECK_FALSE(OriginPolicy::Make("127.0.0.1", 9978, false, "ftp://x").ok());
 }
 
-TEST_CASE("approvals API: list, show, approve, deny by token; refusals recorded",
+TEST_CASE("approvals API: list, show, approve, deny by token, refusals recorded",
           "[approvals][http]") {
   Fixture f;
   const uint64_t id = f.broker.submit(spec(1000), 0).value();
@@ -401,4 +403,41 @@ TEST_CASE("approvals API: a flood of refusals is recorded at a bounded rate", "[
   for (int i = 0; i < 200; ++i) f.call("GET", "/api/requests", "dbwa_guess");
   CHECK(f.events.refusals.size() == 50);
   CHECK(f.api.refusals_unrecorded() == 150);
+}
+
+TEST_CASE("approvals API settings: keys, defaults and the listen address",
+          "[approvals][http][config]") {
+  auto parse = [](std::vector<const char*> args) {
+    args.insert(args.begin(), "run");
+    std::ostringstream out;
+    return parse_run_config(static_cast<int>(args.size()), args.data(), out);
+  };
+  auto d = parse({});
+  REQUIRE(d.ok());
+  CHECK(d.value()->approvals_tokens.empty());  // nothing served by default
+  CHECK(d.value()->approvals_listen == "127.0.0.1:9978");
+  auto c = parse({"--approvals-tokens", "/etc/t", "--approvals-listen", "[::1]:9443",
+                  "--approvals-tls-cert-file", "/c", "--approvals-tls-key-file", "/k",
+                  "--approvals-url", "https://db1:9443"});
+  REQUIRE(c.ok());
+  CHECK(c.value()->approvals_tokens == "/etc/t");
+  CHECK(c.value()->approvals_listen == "[::1]:9443");
+  CHECK(c.value()->approvals_tls_key_file == "/k");
+  CHECK(c.value()->approvals_url == "https://db1:9443");
+  auto half = parse({"--approvals-tokens", "/etc/t", "--approvals-tls-cert-file", "/c"});
+  REQUIRE_FALSE(half.ok());
+  CHECK(half.status().message().find("go together") != std::string::npos);
+  CHECK_FALSE(parse({"--approvals-url", "https://db1"}).ok());  // without tokens: nothing to serve
+
+  std::string host;
+  uint16_t port = 0;
+  REQUIRE(split_listen_address("[::1]:9443", &host, &port).ok());
+  CHECK(host == "::1");
+  CHECK(port == 9443);
+  REQUIRE(split_listen_address("127.0.0.1:9978", &host, &port).ok());
+  CHECK(host == "127.0.0.1");
+  CHECK_FALSE(split_listen_address("::1:9443", &host, &port).ok());
+  CHECK_FALSE(split_listen_address("127.0.0.1:0", &host, &port).ok());
+  CHECK_FALSE(split_listen_address("127.0.0.1", &host, &port).ok());
+  CHECK_FALSE(split_listen_address("[::1:9443", &host, &port).ok());
 }
