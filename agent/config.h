@@ -73,6 +73,9 @@ struct Config {
   std::string enforce_observer = "on";
   std::string approvals_socket;  // approvers' CLI socket; empty: <proxy_socket_dir>/approvals.sock
   std::string approvals_group;   // unix group that may connect to it; empty: root only
+  // Each new approval request is POSTed here (agent/approval_webhook.h); empty: no webhook.
+  std::string approvals_webhook_url;
+  std::string approvals_webhook_secret_file;  // HMAC key for X-Dbwarden-Signature; empty: none
 };
 
 // Parses `dbwarden run` arguments (argv[0] is "run"). Returns nullopt after

@@ -218,7 +218,7 @@ Status write_metrics(const metrics::Exporter& m, const std::string& path) {
   return Status::Ok();
 }
 
-void publish_enforcement(metrics::Exporter& m, const Enforcer& e) {
+void publish_enforcement(metrics::Exporter& m, const Enforcer& e, const ApprovalEvents& events) {
   const EnforcerStats s = e.stats();
   metrics::EnforcementCounters c;
   c.proxy_accepted = s.proxy_accepted;
@@ -244,6 +244,10 @@ void publish_enforcement(metrics::Exporter& m, const Enforcer& e) {
   l.capped_total = s.learn_capped_total;
   l.write_errors = s.learn_write_errors;
   m.publish_learn(l);
+  metrics::ApprovalCounters a;
+  e.approval_counters(monotonic_ns(), a);
+  a.records_dropped = events.dropped();
+  m.publish_approvals(a);
 }
 
 std::string join_ports(const std::vector<uint16_t>& ports) {
@@ -594,7 +598,7 @@ int run(const Config& config) {
       publish_shipping(*exporter.value(), to_stdout.get(), to_syslog.get());
       if (enforcer) {
         enforcer->tick(now);
-        publish_enforcement(*exporter.value(), *enforcer);
+        publish_enforcement(*exporter.value(), *enforcer, approval_events);
       }
     }
   }
