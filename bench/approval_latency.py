@@ -45,7 +45,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import proxy_harness as ph  # noqa: E402
 from pgbench_observe import QUIET_SERVER_CONF  # noqa: E402
-from pg_cluster import PgCluster, log  # noqa: E402
+from pg_cluster import PgCluster  # noqa: E402
 
 TARGET_P99_MS = 5.0
 APPROVER_USER = "daemon"
