@@ -134,7 +134,7 @@ std::string url_origin(const std::string& url) {
   size_t end = url.find_first_of("/?#", scheme + 3);
   std::string origin = url.substr(0, end);
   if (const size_t at = origin.find('@', scheme + 3); at != std::string::npos) {
-    origin = origin.substr(0, scheme + 3) + origin.substr(at + 1);
+    origin.erase(scheme + 3, at + 1 - (scheme + 3));  // user:password@
   }
   return origin;
 }
