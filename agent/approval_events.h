@@ -11,7 +11,8 @@
 //    "dbwarden.approval.channel":"cli","dbwarden.approval.grant_seconds":1800,
 //    "db.user":"app","db.namespace":"shop","client.user.id":1000, ...}
 // A "requested" record also carries the statement (db.query.text), its operation,
-// fingerprint, the approvals needed and the timeout.
+// fingerprint, the approvals needed and the timeout. The webhook (approval_webhook.h) adds
+// "notified" and "notify_failed" records (channel "webhook", the reason says what happened).
 //
 // The statement's own record carries the request id in dbwarden.policy.action
 // ("approved:7", "denied:7", "expired:7", "granted" under a JIT grant).

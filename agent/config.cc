@@ -135,6 +135,12 @@ po::options_description settings() {
        "the inbox's origin as approvers' browsers reach it, e.g. https://db1.example.com:9978 "
        "(default: the listen address; required when listening on all addresses): requests for "
        "another Host or from another Origin are refused")
+      ("approvals-webhook-url", po::value<std::string>(),
+       "enforce mode: POST each new approval request as JSON (with a Slack-compatible `text`) "
+       "to this http:// or https:// URL, retried with backoff (default none)")
+      ("approvals-webhook-secret-file", po::value<std::string>(),
+       "file holding the key (16-4096 bytes) that signs each webhook POST: "
+       "X-Dbwarden-Signature: sha256=HMAC(key, X-Dbwarden-Timestamp + \".\" + body)")
       ("record", po::value<std::string>(),
        "also write every raw capture record to this new file (replay it with `dbwarden "
        "replay`), created 0600; it holds statement text as captured, before redaction, "
@@ -205,6 +211,13 @@ Status validate(Config& c) {
   if (c.enforce_existing != "keep" && c.enforce_existing != "terminate") {
     return Status::Error("--enforce-existing must be keep or terminate, got '" +
                          c.enforce_existing + "'");
+  }
+  if (!c.approvals_webhook_url.empty() && c.approvals_webhook_url.rfind("http://", 0) != 0 &&
+      c.approvals_webhook_url.rfind("https://", 0) != 0) {
+    return Status::Error("--approvals-webhook-url must start with http:// or https://");
+  }
+  if (!c.approvals_webhook_secret_file.empty() && c.approvals_webhook_url.empty()) {
+    return Status::Error("--approvals-webhook-secret-file needs --approvals-webhook-url");
   }
   if (c.enforce_observer != "on" && c.enforce_observer != "off") {
     return Status::Error("--enforce-observer must be on or off, got '" + c.enforce_observer + "'");
@@ -319,6 +332,8 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
     take("approvals-tls-cert-file", c.approvals_tls_cert_file);
     take("approvals-tls-key-file", c.approvals_tls_key_file);
     take("approvals-url", c.approvals_url);
+    take("approvals-webhook-url", c.approvals_webhook_url);
+    take("approvals-webhook-secret-file", c.approvals_webhook_secret_file);
     if (c.approvals_socket.empty()) c.approvals_socket = c.proxy_socket_dir + "/approvals.sock";
     if (Status s = validate(c); !s.ok()) return s;
     return std::optional<Config>(std::move(c));

@@ -80,6 +80,9 @@ struct Config {
   std::string approvals_tls_cert_file;  // both set: HTTPS
   std::string approvals_tls_key_file;
   std::string approvals_url;  // the inbox's origin as browsers reach it; empty: the listen address
+  // Each new approval request is POSTed here (agent/approval_webhook.h); empty: no webhook.
+  std::string approvals_webhook_url;
+  std::string approvals_webhook_secret_file;  // HMAC key for X-Dbwarden-Signature; empty: none
 };
 
 // Parses `dbwarden run` arguments (argv[0] is "run"). Returns nullopt after

@@ -16,6 +16,8 @@
 #include <set>
 
 #include "agent/approval_history.h"
+#include "agent/approval_tally.h"
+#include "agent/approval_webhook.h"
 #include "agent/approvals_http_server.h"
 #include "agent/approvals_server.h"
 #include "agent/log.h"
@@ -126,6 +128,11 @@ struct Enforcer::Impl {
   proxy::PolicyJudge* judge = nullptr;  // owned by the proxy
   uint64_t learn_counts_flushed_ns = 0;
   uint64_t learn_capped_logged = 0;
+  // The broker's events go to the trail, the metrics tally and the webhook: declared before
+  // the broker, which calls them until it is gone.
+  ApprovalTally approval_tally{monotonic_ns};
+  std::unique_ptr<ApprovalWebhook> webhook;
+  ApprovalFanOut approval_sinks;
   // Statements held for approval wait in the broker; approvers reach it by the socket.
   // Declared before the proxy, which holds a pointer to it, so it is destroyed after it;
   // the history (the inbox's recent decisions, and the way to the audit trail) outlives both.
@@ -270,6 +277,20 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
       return Status::Error("enforce: --proxy-tls-cert-file: " + tls.status().message());
     client_tls = std::move(tls.value());
   }
+  if (!config.approvals_webhook_url.empty()) {
+    // Before anything is steered too: a secret file that does not load stops the start.
+    WebhookOptions wo;
+    wo.url = config.approvals_webhook_url;
+    if (!config.approvals_webhook_secret_file.empty()) {
+      auto secret = load_webhook_secret(config.approvals_webhook_secret_file);
+      if (!secret.ok()) return Status::Error("enforce: " + secret.status().message());
+      wo.secret = std::move(secret.value());
+    }
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) == 0) wo.host = host;
+    impl->webhook = std::make_unique<ApprovalWebhook>(std::move(wo), approval_events);
+    if (Status s = impl->webhook->start(); !s.ok()) return Status::Error("enforce: " + s.message());
+  }
 
   // What to protect: exactly where the servers listen.
   std::vector<steering::Endpoint> endpoints;
@@ -327,7 +348,10 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
   }
 
   proxy::Options po;
-  impl->approval_history = std::make_unique<ApprovalHistory>(approval_events);
+  impl->approval_sinks.add(approval_events);
+  impl->approval_sinks.add(&impl->approval_tally);
+  impl->approval_sinks.add(impl->webhook.get());
+  impl->approval_history = std::make_unique<ApprovalHistory>(&impl->approval_sinks);
   impl->broker = std::make_unique<approvals::Broker>(impl->approval_history.get());
   po.approvals = impl->broker.get();
   po.client_tls = std::move(client_tls);
@@ -513,6 +537,18 @@ void Enforcer::tick(uint64_t now_ns) {
 }
 
 std::shared_ptr<const policy::Policy> Enforcer::policy() const { return impl_->policy->get(); }
+
+void Enforcer::approval_counters(uint64_t now_ns, metrics::ApprovalCounters& out) const {
+  impl_->approval_tally.snapshot(now_ns, out);
+  if (!impl_->webhook) return;
+  const WebhookStats w = impl_->webhook->stats();
+  out.webhook_delivered = w.delivered;
+  out.webhook_failures = w.failures;
+  out.webhook_gave_up = w.gave_up;
+  out.webhook_dropped = w.dropped;
+  out.webhook_decided_first = w.decided_first;
+  out.webhook_queued = w.queued;
+}
 
 EnforcerStats Enforcer::stats() const {
   EnforcerStats s;

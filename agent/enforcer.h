@@ -76,6 +76,9 @@ class Enforcer {
   EnforcerStats stats() const;
   // The policy in force (the last one loaded without error).
   std::shared_ptr<const policy::Policy> policy() const;
+  // The approval path's numbers at `now_ns` (CLOCK_MONOTONIC): requests, decisions, the
+  // webhook. The trail's dropped approval records are the caller's (ApprovalEvents).
+  void approval_counters(uint64_t now_ns, metrics::ApprovalCounters& out) const;
   // One line for the log: what is steered where.
   const std::string& summary() const { return summary_; }
 

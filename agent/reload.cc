@@ -52,6 +52,9 @@ ConfigDiff diff_config(const Config& a, const Config& b) {
   fixed("mode", a.mode != b.mode);
   fixed("enforce-observer", a.enforce_observer != b.enforce_observer);
   fixed("audit-fsync-interval-ms", a.audit_fsync_interval_ms != b.audit_fsync_interval_ms);
+  fixed("approvals-webhook-url", a.approvals_webhook_url != b.approvals_webhook_url);
+  fixed("approvals-webhook-secret-file",
+        a.approvals_webhook_secret_file != b.approvals_webhook_secret_file);
   return d;
 }
 

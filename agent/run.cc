@@ -218,10 +218,14 @@ Status write_metrics(const metrics::Exporter& m, const std::string& path) {
   return Status::Ok();
 }
 
-void publish_enforcement(metrics::Exporter& m, const Enforcer& e) {
+void publish_enforcement(metrics::Exporter& m, const Enforcer& e, const ApprovalEvents& events) {
   const EnforcerStats s = e.stats();
   m.publish_enforcement(s.enforcement);
   m.publish_learn(s.learn);
+  metrics::ApprovalCounters a;
+  e.approval_counters(monotonic_ns(), a);
+  a.records_dropped = events.dropped();
+  m.publish_approvals(a);
 }
 
 std::string join_ports(const std::vector<uint16_t>& ports) {
@@ -577,7 +581,7 @@ int run(const Config& config) {
       publish_shipping(*exporter.value(), to_stdout.get(), to_syslog.get());
       if (enforcer) {
         enforcer->tick(now);
-        publish_enforcement(*exporter.value(), *enforcer);
+        publish_enforcement(*exporter.value(), *enforcer, approval_events);
       }
     }
   }

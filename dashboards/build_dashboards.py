@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Writes the Grafana dashboards in dashboards/grafana/ (the JSON files are committed).
 
-The panels are declared here once so that the four dashboards share one datasource variable,
+The panels are declared here once so that the dashboards share one datasource variable,
 one set of label variables and one style; edit this file and run it, then commit both.
 `--check` exits 1 when a committed file differs from what this script would write.
 Stdlib only (Debian /usr/bin/python3).
@@ -396,11 +396,55 @@ def agent_health():
                      statement_vars=False)
 
 
+def approvals():
+    L = Layout()
+    L.add(timeseries("Pending requests", [
+        (f"max by (instance) (dbwarden_approvals_pending{{{INST}}})", "{{instance}} pending")],
+        "short", "Statements held for a person's decision now (enforce mode; 0 otherwise). "
+        "Each holds its client until approved, denied or timed out"), 8, 8)
+    L.add(timeseries("Oldest pending request's wait", [
+        (f"max by (instance) (dbwarden_approvals_oldest_pending_seconds{{{INST}}})",
+         "{{instance}}")],
+        "s", "How long the oldest pending request has waited; alert "
+        "DbwardenApprovalPendingTooLong fires past 2 minutes"), 8, 8)
+    L.add(timeseries("Decisions / s by outcome", [
+        (f"sum by (outcome) (rate(dbwarden_approvals_decisions_total{{{INST}}}[{RI}]))",
+         "{{outcome}}")],
+        "reqps", "approved, denied (by a person, or as the agent stopped), expired (the rule's "
+        "timeout), withdrawn (the client went away)", stack=True), 8, 8)
+    L.add(timeseries("Time to decision by outcome", [
+        (f"histogram_quantile({q}, sum by (outcome, le) (rate("
+         f"dbwarden_approvals_decision_seconds_bucket{{{INST}}}[{RI}])))",
+         f"p{int(q * 100)} {{{{outcome}}}}") for q in (0.5, 0.95)], "s",
+        "From the request to its decision; empty while nothing is decided"), 12, 8)
+    L.add(timeseries("Webhook notifications and failures / s", [
+        (f"sum by (outcome) (rate(dbwarden_approvals_webhook_notifications_total{{{INST}}}"
+         f"[{RI}]))", "{{outcome}}"),
+        (f"sum(rate(dbwarden_approvals_webhook_failures_total{{{INST}}}[{RI}]))",
+         "failed attempts")],
+        "reqps", "New requests announced to the approvals webhook: delivered, gave_up, dropped "
+        "(queue full), decided_first; and failed delivery attempts (each retried with backoff)"),
+        12, 8)
+    L.add(timeseries("Held statements / s by rule and fate", [
+        (f"sum by (rule, action) (rate(dbwarden_policy_decisions_total{{{INST}, "
+         f"action=~\"require_approval|approved|denied|expired|granted\"}}[{RI}])) "
+         "or on() vector(0)", "{{rule}} {{action}}")],
+        "reqps", "Statements of require_approval rules, by what became of them: require_approval "
+        "(held; the client went away before a decision), approved (ran), denied, expired, or "
+        "granted (a just-in-time grant let it through without a request). 0 in observe mode"),
+        24, 8)
+    return dashboard("dbwarden-approvals", "dbwarden / Approvals",
+                     "Statements held for a person's decision (require_approval): pending "
+                     "requests, decisions, time to decision, the approvals webhook", L,
+                     statement_vars=False)
+
+
 DASHBOARDS = {
     "dbwarden-overview.json": overview,
     "dbwarden-databases-users.json": databases_users,
     "dbwarden-security.json": security,
     "dbwarden-agent-health.json": agent_health,
+    "dbwarden-approvals.json": approvals,
 }
 
 

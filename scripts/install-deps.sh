@@ -10,11 +10,12 @@ set -eu
 # vmlinux.h and skeletons, libbpf), and the libraries the agent links
 # (libyaml-cpp-dev and libre2-dev: the enforcement policy file and its regexes;
 # libhyperscan-dev: the masking detectors' multi-pattern engine; libcpp-httplib-dev: the
-# approvals HTTP API and web inbox, HTTPS through the OpenSSL it is built with).
+# approvals HTTP API and web inbox, HTTPS through the OpenSSL it is built with;
+# libcurl4-openssl-dev: the approvals webhook's HTTP(S) client).
 BUILD_PACKAGES="cmake make pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   libssl-dev prometheus-cpp-dev libboost-program-options-dev nlohmann-json3-dev libzstd-dev
   libpg-query-dev libcapstone-dev libyaml-cpp-dev libre2-dev libhyperscan-dev
-  libcpp-httplib-dev"
+  libcpp-httplib-dev libcurl4-openssl-dev"
 # Tests: Catch2, libFuzzer, real PostgreSQL and MariaDB servers with their
 # clients (psql/pgbench, mariadb), the Python drivers, the MariaDB C API for our own
 # prepared-statement test client, and promtool (package

@@ -56,6 +56,15 @@ import psycopg2  # noqa: E402  (Debian python3-psycopg2, under /usr/bin/python3)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DASHBOARD_DIR = os.path.join(REPO, "dashboards", "grafana")
 RULES_FILE = os.path.join(REPO, "dashboards", "prometheus", "dbwarden-rules.yml")
+# promtool's unit tests of the alerts (they load dbwarden-rules.yml from their own folder).
+RULES_TEST_FILE = os.path.join(REPO, "dashboards", "prometheus", "dbwarden-rules.test.yml")
+# Alerts an issue asks for (issue 14: a request pending too long, webhook failures).
+REQUIRED_ALERTS = ("DbwardenApprovalPendingTooLong", "DbwardenApprovalWebhookFailures",
+                   "DbwardenApprovalNotificationsLost")
+# Metrics an issue asks a panel for: each must appear in some dashboard's queries.
+REQUIRED_PANEL_METRICS = ("dbwarden_approvals_pending", "dbwarden_approvals_decisions_total",
+                          "dbwarden_approvals_decision_seconds_bucket",
+                          "dbwarden_approvals_webhook_failures_total")
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
 
@@ -76,7 +85,8 @@ LEARN_SECONDS = 6  # the enforcing agent learns this long into the workload, the
 # --- static checks ---------------------------------------------------------------------------
 
 def promtool_check():
-    """Runs promtool check rules; returns (problems, rule count)."""
+    """Runs promtool check rules, and promtool test rules on the alerts' unit tests next to
+    the rules file (RULES_TEST_FILE, when there); returns (problems, rule count)."""
     r = subprocess.run([PROMTOOL, "check", "rules", RULES_FILE], capture_output=True, text=True,
                        timeout=60)
     out = (r.stdout + r.stderr).strip()
@@ -84,7 +94,21 @@ def promtool_check():
     m = re.search(r"SUCCESS: (\d+) rules found", out)
     if r.returncode != 0 or not m:
         return [f"promtool check rules failed ({r.returncode}): {out}"], 0
-    return [], int(m.group(1))
+    problems = []
+    if os.path.exists(RULES_TEST_FILE):
+        t = subprocess.run([PROMTOOL, "test", "rules", os.path.basename(RULES_TEST_FILE)],
+                           capture_output=True, text=True, timeout=120,
+                           cwd=os.path.dirname(RULES_TEST_FILE))
+        out = (t.stdout + t.stderr).strip()
+        log(f"promtool test rules: {out.splitlines()[-1] if out else ''}")
+        if t.returncode != 0 or "SUCCESS" not in out:
+            problems.append(f"promtool test rules {RULES_TEST_FILE} failed ({t.returncode}): "
+                            f"{out}")
+    for alert in REQUIRED_ALERTS:
+        with open(RULES_FILE) as f:
+            if f"alert: {alert}\n" not in f.read():
+                problems.append(f"{RULES_FILE}: no alert {alert}")
+    return problems, int(m.group(1))
 
 
 def all_panels(panels):
@@ -141,6 +165,11 @@ def static_checks(dashboards):
                                     f"{sorted(unknown)}")
         if targets == 0:
             problems.append(f"{name}: no panel queries")
+    exprs = " ".join(t.get("expr", "") for d in dashboards.values()
+                     for p in all_panels(d.get("panels", [])) for t in p.get("targets", []))
+    for metric in REQUIRED_PANEL_METRICS:
+        if not re.search(rf"\b{metric}\b", exprs):
+            problems.append(f"no dashboard panel queries {metric}")
     return problems
 
 
@@ -588,7 +617,7 @@ def run(agent_exe, workdir, dashboards, rule_count):
 
 
 def main():
-    global DASHBOARD_DIR, RULES_FILE
+    global DASHBOARD_DIR, RULES_FILE, RULES_TEST_FILE
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--agent", required=True, help="path to the dbwarden executable")
     ap.add_argument("--keep", action="store_true", help="keep the work dir even on success")
@@ -596,6 +625,7 @@ def main():
     ap.add_argument("--rules", default=RULES_FILE, help="Prometheus rules file")
     args = ap.parse_args()
     DASHBOARD_DIR, RULES_FILE = os.path.abspath(args.dashboards), os.path.abspath(args.rules)
+    RULES_TEST_FILE = os.path.join(os.path.dirname(RULES_FILE), "dbwarden-rules.test.yml")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop servers on the way out
 
     problems, rule_count = promtool_check()

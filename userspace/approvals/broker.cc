@@ -47,6 +47,8 @@ void Broker::emit(const RequestView& r, const char* kind, const std::string& by,
   e.channel = channel;
   e.grant_ns = grant_ns;
   e.request = &r.spec;
+  e.state = r.state;
+  e.created_ns = r.created_ns;
   events_->on_approval_event(e);
 }
 

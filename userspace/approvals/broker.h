@@ -74,6 +74,8 @@ struct Event {
   std::string channel;
   uint64_t grant_ns = 0;       // approved with --for: the window's length
   const RequestSpec* request;  // the request as submitted
+  State state = State::kPending;  // the request's state after this step
+  uint64_t created_ns = 0;        // when it was submitted (the broker's clock)
 };
 
 class EventSink {

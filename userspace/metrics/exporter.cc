@@ -11,9 +11,11 @@
 
 #include <cstring>
 #include <exception>
+#include <iterator>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "metrics/label_value.h"
 #include "metrics/top_fingerprints.h"
@@ -184,6 +186,64 @@ struct Exporter::Impl {
   Counter* learn_capped_total = nullptr;
   Counter* learn_write_errors = nullptr;
   LearnCounters last_learn;
+  Gauge* approvals_pending = nullptr;
+  Gauge* approvals_oldest = nullptr;
+  Gauge* approvals_webhook_queue = nullptr;
+  Counter* approvals_requests = nullptr;
+  Counter* approvals_decisions[kApprovalOutcomes] = {};
+  Histogram* approvals_decision_seconds[kApprovalOutcomes] = {};
+  Counter* approvals_webhook_failures = nullptr;
+  Counter* approvals_webhook_outcomes[4] = {};  // delivered, gave_up, dropped, decided_first
+  Counter* approvals_records_dropped = nullptr;
+  ApprovalCounters last_approvals;
+
+  void register_approvals() {
+    auto gauge = [&](const char* name, const char* help) {
+      return &prometheus::BuildGauge().Name(name).Help(help).Register(*registry).Add({});
+    };
+    approvals_pending =
+        gauge("dbwarden_approvals_pending", "Approval requests waiting for a decision.");
+    approvals_oldest = gauge("dbwarden_approvals_oldest_pending_seconds",
+                             "How long the oldest pending approval request has waited (0: none).");
+    approvals_requests = counter("dbwarden_approvals_requests_total",
+                                 "Statements held for approval (requests made).");
+    auto& decisions = prometheus::BuildCounter()
+                          .Name("dbwarden_approvals_decisions_total")
+                          .Help(
+                              "Approval requests decided, by outcome: approved, denied (by a "
+                              "person, or as the agent stopped), expired (the rule's timeout), "
+                              "withdrawn (the client went away).")
+                          .Register(*registry);
+    auto& seconds = prometheus::BuildHistogram()
+                        .Name("dbwarden_approvals_decision_seconds")
+                        .Help("Time from an approval request to its decision, by outcome.")
+                        .Register(*registry);
+    const Histogram::BucketBoundaries bounds(std::begin(kApprovalDecisionBuckets),
+                                             std::end(kApprovalDecisionBuckets));
+    for (size_t i = 0; i < kApprovalOutcomes; ++i) {
+      approvals_decisions[i] = &decisions.Add({{"outcome", kApprovalOutcomeNames[i]}});
+      approvals_decision_seconds[i] = &seconds.Add({{"outcome", kApprovalOutcomeNames[i]}}, bounds);
+    }
+    approvals_webhook_failures =
+        counter("dbwarden_approvals_webhook_failures_total",
+                "Webhook deliveries of approval requests that failed (no connection, timeout, "
+                "an answer other than 2xx), each attempt counted.");
+    auto& outcomes = prometheus::BuildCounter()
+                         .Name("dbwarden_approvals_webhook_notifications_total")
+                         .Help(
+                             "Approval requests the webhook was to announce, by outcome: "
+                             "delivered, gave_up (attempts, deadline or refusal), dropped "
+                             "(queue full), decided_first (decided before delivery).")
+                         .Register(*registry);
+    const char* const names[4] = {"delivered", "gave_up", "dropped", "decided_first"};
+    for (size_t i = 0; i < 4; ++i)
+      approvals_webhook_outcomes[i] = &outcomes.Add({{"outcome", names[i]}});
+    approvals_webhook_queue = gauge("dbwarden_approvals_webhook_queue",
+                                    "Approval notifications waiting for their (next) attempt.");
+    approvals_records_dropped =
+        counter("dbwarden_approvals_records_dropped_total",
+                "Approval steps not written to the audit trail: its queue was full.");
+  }
   Family<Counter>* ship_sent = nullptr;
   Family<Counter>* ship_dropped = nullptr;
   Family<Counter>* ship_reconnects = nullptr;
@@ -483,6 +543,8 @@ struct Exporter::Impl {
     learn_write_errors = counter("dbwarden_learn_write_errors_total",
                                  "Flushes of the learned set to the state directory that failed "
                                  "(what was learned stays in memory and is retried).");
+
+    register_approvals();
 
     prometheus::BuildGauge()
         .Name("dbwarden_build_info")
@@ -797,6 +859,34 @@ void Exporter::publish_learn(const LearnCounters& c) {
   add(m.learn_write_errors, c.write_errors, l.write_errors);
   m.learn_identities->Set(static_cast<double>(c.identities));
   m.learn_fingerprints->Set(static_cast<double>(c.fingerprints));
+}
+
+void Exporter::publish_approvals(const ApprovalCounters& c) {
+  Impl& m = *impl_;
+  ApprovalCounters& l = m.last_approvals;
+  m.approvals_pending->Set(static_cast<double>(c.pending));
+  m.approvals_oldest->Set(c.oldest_pending_seconds);
+  m.approvals_webhook_queue->Set(static_cast<double>(c.webhook_queued));
+  add(m.approvals_requests, c.requests, l.requests);
+  for (size_t i = 0; i < kApprovalOutcomes; ++i) {
+    add(m.approvals_decisions[i], c.decisions[i], l.decisions[i]);
+    std::vector<double> increments(kApprovalDecisionBucketCount + 1);
+    bool any = false;
+    for (size_t b = 0; b <= kApprovalDecisionBucketCount; ++b) {
+      increments[b] =
+          static_cast<double>(delta(c.decision_buckets[i][b], l.decision_buckets[i][b]));
+      any |= increments[b] != 0;
+    }
+    const double sum = c.decision_seconds[i] - l.decision_seconds[i];
+    l.decision_seconds[i] = c.decision_seconds[i];
+    if (any) m.approvals_decision_seconds[i]->ObserveMultiple(increments, sum > 0 ? sum : 0);
+  }
+  add(m.approvals_webhook_failures, c.webhook_failures, l.webhook_failures);
+  add(m.approvals_webhook_outcomes[0], c.webhook_delivered, l.webhook_delivered);
+  add(m.approvals_webhook_outcomes[1], c.webhook_gave_up, l.webhook_gave_up);
+  add(m.approvals_webhook_outcomes[2], c.webhook_dropped, l.webhook_dropped);
+  add(m.approvals_webhook_outcomes[3], c.webhook_decided_first, l.webhook_decided_first);
+  add(m.approvals_records_dropped, c.records_dropped, l.records_dropped);
 }
 
 std::string Exporter::serialize() const {

@@ -30,6 +30,13 @@
 //   dbwarden_fingerprint_statements_total{fingerprint,summary}
 //                                           per statement fingerprint (sql/normalize.h)
 //   dbwarden_build_info{version}            gauge, always 1
+//   dbwarden_approvals_pending, dbwarden_approvals_oldest_pending_seconds   gauges
+//   dbwarden_approvals_requests_total, dbwarden_approvals_decisions_total{outcome}
+//   dbwarden_approvals_decision_seconds{outcome}  histogram, 0.1 s .. 7 d (time to decision)
+//   dbwarden_approvals_webhook_failures_total     failed webhook attempts (retried or not)
+//   dbwarden_approvals_webhook_notifications_total{outcome}
+//                                           delivered|gave_up|dropped|decided_first
+//   dbwarden_approvals_webhook_queue, dbwarden_approvals_records_dropped_total
 //
 // Cardinality is bounded: at most kMaxStatementLabelSets distinct label sets
 // for dbwarden_statements_total; statements beyond that are counted with every
@@ -128,6 +135,33 @@ struct LearnCounters {
   uint64_t capped_identity = 0, capped_total = 0, write_errors = 0;
 };
 
+// Approvals (issue 14): the broker's requests and decisions, and the webhook that tells
+// approvers of new requests. Totals and levels.
+inline constexpr size_t kApprovalOutcomes = 4;  // approved, denied, expired, withdrawn
+inline constexpr const char* kApprovalOutcomeNames[kApprovalOutcomes] = {"approved", "denied",
+                                                                         "expired", "withdrawn"};
+// Time to decision, seconds: a script approving at once, a person in minutes, a rule's
+// timeout of up to 7 days.
+inline constexpr double kApprovalDecisionBuckets[] = {
+    0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 14400, 86400, 604800};
+inline constexpr size_t kApprovalDecisionBucketCount =
+    sizeof(kApprovalDecisionBuckets) / sizeof(kApprovalDecisionBuckets[0]);
+struct ApprovalCounters {
+  uint64_t pending = 0;               // level: requests waiting for a decision
+  double oldest_pending_seconds = 0;  // level: how long the oldest has waited (0: none)
+  uint64_t requests = 0;              // total
+  uint64_t decisions[kApprovalOutcomes] = {};
+  // Time to decision per outcome: decisions per bucket (not cumulative; the last one is
+  // above every bound) and the sum of the seconds.
+  uint64_t decision_buckets[kApprovalOutcomes][kApprovalDecisionBucketCount + 1] = {};
+  double decision_seconds[kApprovalOutcomes] = {};
+  // The webhook (agent/approval_webhook.h).
+  uint64_t webhook_delivered = 0, webhook_failures = 0, webhook_gave_up = 0, webhook_dropped = 0,
+           webhook_decided_first = 0;
+  uint64_t webhook_queued = 0;   // level
+  uint64_t records_dropped = 0;  // approval records lost (the trail's queue was full)
+};
+
 class Exporter : public StatementSink {
  public:
   // Serves the registry on `address` ("127.0.0.1:9977", "[::1]:9977"). An
@@ -166,6 +200,8 @@ class Exporter : public StatementSink {
   // counted per statement (dbwarden_policy_decisions_total{rule,action}) by on_statement.
   void publish_enforcement(const EnforcementCounters& counters);
   void publish_learn(const LearnCounters& counters);
+  // dbwarden_approvals_*: present (at zero) from the start, in observe mode too.
+  void publish_approvals(const ApprovalCounters& counters);
 
   // One SIGHUP config reload: applied (ok) or refused, running config kept.
   void count_config_reload(bool ok);

@@ -219,5 +219,25 @@ TEST_CASE("the audit fsync interval: 200 ms by default, 0 leaves it to the kerne
   CHECK(!parse({"--audit-fsync-interval-ms", "soon"}).ok());
 }
 
+TEST_CASE("the approvals webhook: an http(s) URL, a secret file only with it",
+          "[agent][config][approvals]") {
+  auto none = parse({});
+  REQUIRE(none.ok());
+  CHECK(none.value()->approvals_webhook_url.empty());
+  TempFile conf(
+      "approvals-webhook-url = https://hooks.example.net/services/T0/B0/x\n"
+      "approvals-webhook-secret-file = /etc/dbwarden/webhook.key\n");
+  auto r = parse({"--config", conf.path.c_str()});
+  REQUIRE(r.ok());
+  CHECK(r.value()->approvals_webhook_url == "https://hooks.example.net/services/T0/B0/x");
+  CHECK(r.value()->approvals_webhook_secret_file == "/etc/dbwarden/webhook.key");
+  auto ftp = parse({"--approvals-webhook-url", "ftp://example.net/x"});
+  REQUIRE_FALSE(ftp.ok());
+  CHECK(ftp.status().message().find("http:// or https://") != std::string::npos);
+  auto alone = parse({"--approvals-webhook-secret-file", "/etc/dbwarden/webhook.key"});
+  REQUIRE_FALSE(alone.ok());
+  CHECK(alone.status().message().find("needs --approvals-webhook-url") != std::string::npos);
+}
+
 }  // namespace
 }  // namespace dbwarden::agent
