@@ -58,7 +58,9 @@ bool contains_ci(std::string_view text, std::string_view word) {
 void PgRelay::note_masks() {
   if (!verdict_.policy || verdict_.policy->mask_rule_count() == 0) return;
   for (JudgedStatement& s : verdict_.statements) {
-    if (s.masks.empty() || s.verdict.block) continue;
+    // A statement held for approval is planned as an allowed one: what would block it
+    // unheld blocks it before anyone is asked, and it is armed for when it is released.
+    if (s.masks.empty() || (s.verdict.block && s.verdict.approvals == 0)) continue;
     const StatementOrigins origins = origins_from_tables(s.tables);
     // What the plan decides before the statement runs: a block (on_derived: block over a
     // column that cannot be followed) is answered as any other block.
@@ -69,8 +71,7 @@ void PgRelay::note_masks() {
       s.verdict.action = "block";
       s.verdict.message = plan.block_message();
       s.verdict.sqlstate = "42501";
-      decisions_.remember(s);
-      if (!verdict_.decisive.block) verdict_.decisive = s.verdict;
+      block_masked(s);
       continue;
     }
     if (!plan.blocked() && !plan.empty() && starts_with_ci(s.text, "copy") &&
@@ -81,8 +82,7 @@ void PgRelay::note_masks() {
       s.verdict.action = "block";
       s.verdict.message = "dbwarden: binary COPY of masked results is not supported";
       s.verdict.sqlstate = "0A000";
-      decisions_.remember(s);
-      if (!verdict_.decisive.block) verdict_.decisive = s.verdict;
+      block_masked(s);
       continue;
     }
     if (plan.empty()) continue;                 // an untouched table: results stream through
@@ -93,6 +93,13 @@ void PgRelay::note_masks() {
     e.tables = s.tables;
     armed_ = true;
   }
+}
+
+void PgRelay::block_masked(JudgedStatement& s) {
+  // A plain block now, which decides over any approval (policy_judge.cc).
+  s.verdict.approvals = 0;
+  decisions_.remember(s);
+  if (!verdict_.decisive.block || verdict_.decisive.approvals != 0) verdict_.decisive = s.verdict;
 }
 
 const PgRelay::MaskEntry* PgRelay::masks_for(std::string_view text) {
