@@ -40,14 +40,22 @@ std::string ApprovalEvents::format(const approvals::Event& e, int64_t unix_ns) {
     if (!w.application_name.empty()) {
       field("db.client.application_name", w.application_name, out);
     }
-    if (!w.client_address.empty()) field("client.address", w.client_address, out);
+    if (!w.client_address.empty()) {
+      field("client.address", w.client_address, out);
+      if (w.client_port != 0) out.append(",\"client.port\":" + std::to_string(w.client_port));
+    }
     if (w.pid != 0) {
       out.append(",\"client.process.pid\":" + std::to_string(w.pid));
+      if (!w.command.empty()) field("client.process.command", w.command, out);
       field("client.process.executable.path", w.executable, out);
       out.append(",\"client.user.id\":" + std::to_string(w.uid));
+      if (!w.user_name.empty()) field("client.user.name", w.user_name, out);
       if (w.login_uid != approvals::kUnknownId) {
         out.append(",\"dbwarden.login_uid\":" + std::to_string(w.login_uid));
+        if (!w.login_user.empty()) field("dbwarden.login_user", w.login_user, out);
       }
+      if (!w.unit.empty()) field("dbwarden.client.systemd_unit", w.unit, out);
+      if (!w.container.empty()) field("container.id", w.container, out);
     }
     if (e.kind == "requested") {
       field("db.query.text", r.text, out);
@@ -58,8 +66,24 @@ std::string ApprovalEvents::format(const approvals::Event& e, int64_t unix_ns) {
       out.append(",\"dbwarden.approval.needed\":" + std::to_string(r.approvals));
       out.append(",\"dbwarden.approval.timeout_seconds\":" +
                  std::to_string(r.timeout_ns / 1'000'000'000));
+      if (!r.tables.empty()) {
+        out.append(",\"dbwarden.collections\":[");
+        for (size_t i = 0; i < r.tables.size(); ++i) {
+          if (i) out.push_back(',');
+          audit::append_json_string(r.tables[i], out);
+        }
+        out.push_back(']');
+      }
+      if (!r.why.empty()) field("dbwarden.approval.why", r.why, out);
+      if (r.ran_before >= 0) {
+        out.append(",\"dbwarden.approval.ran_before\":");
+        out.append(r.ran_before ? "true" : "false");
+      }
+      out.append(",\"dbwarden.approval.approved_before\":" + std::to_string(r.approved_before));
     }
   }
+  if (!e.status_code.empty()) field("db.response.status_code", e.status_code, out);
+  if (e.rows >= 0) out.append(",\"db.response.returned_rows\":" + std::to_string(e.rows));
   out.push_back('}');
   return out;
 }

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/content_scrub.h"
 #include "approvals/broker.h"
 #include "audit/jsonl_writer.h"
 
@@ -32,6 +33,11 @@ class ApprovalEvents final : public approvals::EventSink {
  public:
   explicit ApprovalEvents(size_t max_queued = 65536) : max_queued_(max_queued) {}
   void on_approval_event(const approvals::Event& e) override;
+  // Requests' statement texts go through `scrub` (content_scrub.h; null: kept as they are).
+  void set_scrub(const ContentScrub* scrub) { scrub_ = scrub; }
+  void scrub_text(std::string& text) const override {
+    if (scrub_ != nullptr) (void)scrub_->scrub(text);
+  }
   // The pipeline's thread: everything queued, in order, into the audit trail.
   void drain(audit::JsonlWriter& to);
   uint64_t dropped() const;
@@ -41,6 +47,7 @@ class ApprovalEvents final : public approvals::EventSink {
 
  private:
   const size_t max_queued_;
+  const ContentScrub* scrub_ = nullptr;
   mutable std::mutex mu_;
   std::vector<std::string> queued_, draining_;
   uint64_t dropped_ = 0;

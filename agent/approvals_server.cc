@@ -48,11 +48,22 @@ bool parse_u64(std::string_view s, uint64_t& out) {
 std::string identity_line(const approvals::Requester& w) {
   std::string s = "db user " + w.db_user + ", database " + w.database;
   if (!w.application_name.empty()) s += ", application_name " + w.application_name;
-  if (!w.client_address.empty()) s += ", client " + w.client_address;
+  if (!w.client_address.empty()) {
+    s += ", client " + w.client_address;
+    if (w.client_port != 0) s += " port " + std::to_string(w.client_port);
+  }
   if (w.pid != 0) {
     s +=
         ", process " + std::to_string(w.pid) + " " + w.executable + " uid " + std::to_string(w.uid);
-    if (w.login_uid != approvals::kUnknownId) s += " login uid " + std::to_string(w.login_uid);
+    if (!w.user_name.empty()) s += " (" + w.user_name + ")";
+    if (w.login_uid != approvals::kUnknownId) {
+      s += " login uid " + std::to_string(w.login_uid);
+      if (!w.login_user.empty()) s += " (" + w.login_user + ")";
+    }
+    if (!w.unit.empty()) s += ", unit " + w.unit;
+    if (!w.container.empty()) s += ", container " + w.container;
+  } else if (w.client_address.empty()) {
+    s += ", local client process unknown";
   }
   return s;
 }
@@ -76,8 +87,21 @@ std::string details(const approvals::RequestView& r, uint64_t now_ns) {
       std::to_string(r.deadline_ns > now_ns ? (r.deadline_ns - now_ns) / kNsPerSecond : 0) + "s)\n";
   s += "rule:       " + r.spec.rule + "\n";
   s += "operation:  " + r.spec.operation + "\n";
+  char fp[17];
+  snprintf(fp, sizeof fp, "%016llx", static_cast<unsigned long long>(r.spec.fingerprint));
+  s += "fingerprint: " + std::string(fp) + "\n";
   s += "statement:  " + r.spec.text + "\n";
+  s += "tables:     ";
+  for (size_t i = 0; i < r.spec.tables.size(); ++i) s += (i ? ", " : "") + r.spec.tables[i];
+  s += "\n";
+  if (!r.spec.why.empty()) s += "why:        " + r.spec.why + "\n";
   s += "who:        " + identity_line(r.spec.who) + "\n";
+  s += "history:    " +
+       std::string(r.spec.ran_before == 1   ? "this identity ran this statement shape before"
+                   : r.spec.ran_before == 0 ? "this identity never ran this statement shape"
+                                            : "not known (learn mode does not cover it)") +
+       "; approved " + std::to_string(r.spec.approved_before) + " time" +
+       (r.spec.approved_before == 1 ? "" : "s") + " before\n";
   s += "approvals:  " + std::to_string(r.approved_by.size()) + " of " +
        std::to_string(r.spec.approvals);
   for (size_t i = 0; i < r.approved_by.size(); ++i) s += (i ? ", " : " by ") + r.approved_by[i];

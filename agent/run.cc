@@ -440,7 +440,8 @@ int run(const Config& config) {
   }
   // Enforce mode: the proxy's records reach the pipeline through this queue, on this thread.
   RecordQueue proxy_records;
-  ApprovalEvents approval_events;  // the approvals broker's steps, for the audit trail
+  ApprovalEvents approval_events;     // the approvals broker's steps, for the audit trail
+  approval_events.set_scrub(&scrub);  // requests' texts: no detected value in them
   std::unique_ptr<Enforcer> enforcer;
   if (config.mode == "enforce") {
     observer.set_proxy_pid(static_cast<uint32_t>(getpid()));

@@ -74,6 +74,15 @@ class Cli:
             raise RuntimeError(f"approvals list failed: {r.stderr.strip()}")
         return [line.split("\t") for line in r.stdout.splitlines() if line.strip()]
 
+    def wait_gone(self, rid, timeout=10):
+        """True once request `rid` is no longer pending."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if not any(int(r[0]) == rid for r in self.pending()):
+                return True
+            time.sleep(0.1)
+        return False
+
     def wait_pending(self, rule, timeout=20):
         """The id of the one pending request of `rule`, once it is there."""
         deadline = time.time() + timeout
@@ -233,10 +242,7 @@ def check_withdraw(cluster, cli, failures):
     rid = cli.wait_pending("approve-deletes")
     p.kill()
     p.communicate()
-    deadline = time.time() + 10
-    while time.time() < deadline and any(int(r[0]) == rid for r in cli.pending()):
-        time.sleep(0.1)
-    if any(int(r[0]) == rid for r in cli.pending()):
+    if not cli.wait_gone(rid):
         failures.append(f"withdraw: request {rid} still pending after its client went away")
     return rid
 
@@ -281,19 +287,26 @@ def check_trail(args, audit, ids, failures):
         failures.append(f"trail: verify-audit failed: {v.stdout.strip()}")
 
 
+def approvals_workdir(prefix, policy_text):
+    """A fresh work directory with the proxy's socket directory (readable by the approvers)
+    and the policy file: (workdir, proxy_dir, policy path)."""
+    workdir = pg_cluster.make_workdir(prefix)
+    proxy_dir = os.path.join(workdir, "proxy")
+    os.makedirs(proxy_dir, exist_ok=True)
+    os.chmod(proxy_dir, 0o755)
+    policy = os.path.join(workdir, "policy.yaml")
+    with open(policy, "w") as f:
+        f.write(policy_text)
+    return workdir, proxy_dir, policy
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--agent", required=True)
     args = ap.parse_args()
     if os.geteuid() != 0:
         return skip_or_fail("needs root (BPF steering, private servers, other OS users)")
-    workdir = pg_cluster.make_workdir("dbw-approvals-")
-    proxy_dir = os.path.join(workdir, "proxy")
-    os.makedirs(proxy_dir, exist_ok=True)
-    os.chmod(proxy_dir, 0o755)
-    policy = os.path.join(workdir, "policy.yaml")
-    with open(policy, "w") as f:
-        f.write(POLICY)
+    workdir, proxy_dir, policy = approvals_workdir("dbw-approvals-", POLICY)
     failures = []
     with PgCluster() as cluster:
         cluster.setup_sql("CREATE TABLE appr_t (id int); "

@@ -60,11 +60,14 @@ Result<uint64_t> Broker::submit(RequestSpec spec, uint64_t now_ns) {
     return Status::Error("too many approval requests pending (" +
                          std::to_string(options_.max_pending) + ")");
   }
+  if (events_ != nullptr) events_->scrub_text(spec.text);
   RequestView r;
   r.id = next_id_++;
   r.created_ns = now_ns;
   r.deadline_ns = now_ns + spec.timeout_ns;
   r.spec = std::move(spec);
+  const auto seen = approved_counts_.find({r.spec.fingerprint, r.spec.identity});
+  r.spec.approved_before = seen != approved_counts_.end() ? seen->second : 0;
   auto [it, inserted] = requests_.emplace(r.id, std::move(r));
   emit(it->second, "requested", "", "", "", 0);
   return it->first;
@@ -122,10 +125,20 @@ uint64_t Broker::expire(uint64_t now_ns) {
 }
 
 bool Broker::granted(uint64_t fingerprint, std::string_view identity, uint64_t now_ns) const {
+  return grant_of(fingerprint, identity, now_ns) != 0;
+}
+
+uint64_t Broker::grant_of(uint64_t fingerprint, std::string_view identity, uint64_t now_ns) const {
   std::lock_guard<std::mutex> lock(mu_);
-  return std::any_of(grants_.begin(), grants_.end(), [&](const Grant& g) {
+  const auto it = std::find_if(grants_.rbegin(), grants_.rend(), [&](const Grant& g) {
     return g.fingerprint == fingerprint && g.identity == identity && now_ns < g.until_ns;
   });
+  return it != grants_.rend() ? it->request_id : 0;
+}
+
+void Broker::record(const Event& e) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (events_ != nullptr) events_->on_approval_event(e);
 }
 
 Status Broker::may_decide(const RequestView& r, const Approver& who) const {
@@ -169,8 +182,10 @@ Result<State> Broker::approve(uint64_t id, const Approver& who, std::string reas
   }
   if (for_ns > 0) {
     if (grants_.size() >= options_.max_grants) grants_.erase(grants_.begin());
-    grants_.push_back(Grant{r.spec.fingerprint, r.spec.identity, now_ns + for_ns});
+    grants_.push_back(Grant{r.spec.fingerprint, r.spec.identity, now_ns + for_ns, r.id});
   }
+  if (approved_counts_.size() >= options_.max_grants) approved_counts_.clear();
+  ++approved_counts_[{r.spec.fingerprint, r.spec.identity}];
   decide(r, State::kApproved, who.name, std::move(reason), who.channel, "approved", for_ns);
   return State::kApproved;
 }

@@ -39,6 +39,11 @@ struct Requester {
   uint32_t pid = 0;
   int64_t uid = kUnknownId;
   int64_t login_uid = kUnknownId;
+  // The rest of the identity chain (empty / 0 when not known): the client's TCP port, the
+  // local process's user and login user names (passwd), its comm, its systemd unit or
+  // container.
+  uint16_t client_port = 0;
+  std::string user_name, login_user, command, unit, container;
 };
 
 struct RequestSpec {
@@ -51,6 +56,14 @@ struct RequestSpec {
   uint32_t approvals = 1;
   uint64_t timeout_ns = 300'000'000'000ull;
   Requester who;
+  // For the reviewer: the tables the statement names, why the rule matched it, whether
+  // this identity ran this fingerprint before (learn mode: 1 yes, 0 no, -1 not known), and
+  // how often requests of this fingerprint x identity were approved before (the broker
+  // fills it at submit, counted since the agent started).
+  std::vector<std::string> tables;
+  std::string why;
+  int ran_before = -1;
+  uint32_t approved_before = 0;
 };
 
 enum class State : uint8_t { kPending, kApproved, kDenied, kExpired, kWithdrawn };
@@ -72,10 +85,15 @@ struct Event {
   std::string by;  // approver name ("" for expired/withdrawn/requested)
   std::string reason;
   std::string channel;
-  uint64_t grant_ns = 0;       // approved with --for: the window's length
-  const RequestSpec* request;  // the request as submitted
-  State state = State::kPending;  // the request's state after this step
-  uint64_t created_ns = 0;        // when it was submitted (the broker's clock)
+  uint64_t grant_ns = 0;                 // approved with --for: the window's length
+  const RequestSpec* request = nullptr;  // the request as submitted
+  State state = State::kPending;         // the request's state after this step
+  uint64_t created_ns = 0;               // when it was submitted (the broker's clock)
+  // "executed" (a released statement completed) and "grant_used" (a statement a JIT grant
+  // let through completed; `id` names the request that granted it): its outcome as the
+  // server gave it. rows < 0: not known.
+  int64_t rows = -1;
+  std::string status_code;
 };
 
 class EventSink {
@@ -83,6 +101,9 @@ class EventSink {
   virtual ~EventSink() = default;
   // Called with the broker's lock held: must not call back into the broker.
   virtual void on_approval_event(const Event& e) = 0;
+  // A new request's statement text, before anyone sees it (reviewers, the trail): values
+  // the policy calls sensitive are masked here (the agent's content scrub). Default: kept.
+  virtual void scrub_text(std::string& /*text*/) const {}
 };
 
 struct RequestView {
@@ -118,6 +139,11 @@ class Broker {
   uint64_t expire(uint64_t now_ns);
   // A JIT grant covers this fingerprint x identity now.
   bool granted(uint64_t fingerprint, std::string_view identity, uint64_t now_ns) const;
+  // The request whose approval granted it (the newest such grant), 0: none.
+  uint64_t grant_of(uint64_t fingerprint, std::string_view identity, uint64_t now_ns) const;
+  // Steps the proxy sees itself (executed, grant_used) go to the same trail, in order with
+  // the broker's own.
+  void record(const Event& e);
   // Readable (eventfd) after a decision; read() it to re-arm.
   int wake_fd() const { return wake_.get(); }
 
@@ -137,6 +163,7 @@ class Broker {
     uint64_t fingerprint;
     std::string identity;
     uint64_t until_ns;
+    uint64_t request_id;
   };
   Status may_decide(const RequestView& r, const Approver& who) const;
   void decide(RequestView& r, State s, std::string by, std::string reason,
@@ -152,6 +179,8 @@ class Broker {
   uint64_t next_id_ = 1;
   std::map<uint64_t, RequestView> requests_;  // pending, and decided until forgotten
   std::vector<Grant> grants_;
+  // Approved requests by fingerprint x identity (RequestSpec::approved_before); bounded.
+  std::map<std::pair<uint64_t, std::string>, uint32_t> approved_counts_;
 };
 
 }  // namespace dbwarden::approvals

@@ -35,6 +35,12 @@ struct Verdict {
   std::vector<std::string> approvers;  // require_approval: who may approve (user names)
   uint64_t fingerprint = 0;            // require_approval: for the request and JIT grants
   std::string operation;
+  // require_approval, for the reviewer: the tables it names, why the rule matched, and
+  // whether this identity ran this fingerprint before (learn mode's store: 1 yes, 0 no,
+  // -1 not known: no store, or the identity is not one learn mode covers).
+  std::vector<std::string> tables;
+  std::string why;
+  int8_t ran_before = -1;
 };
 
 struct JudgedStatement {

@@ -196,14 +196,20 @@ bool MysqlRelay::judged_command(ByteBuffer& in, uint32_t length, RelayOutput& ou
   for (const JudgedStatement& s : verdict_.statements) {
     if (IsMysqlDdl(s.text, session_.backslash_escapes())) catalog_.clear();
   }
+  const bool prepare = in.data()[mysql::kHeaderSize] == mysql::kComStmtPrepare;
   if (whole && verdict_.decisive.approvals != 0) {
-    const auto asked = ask_approval(in, total, now_ns);
-    if (asked == Approval::kPass) return pass_packet(in, length, out, now_ns);
-    if (asked == Approval::kHeld) return false;
+    if (prepare) {
+      // Preparing runs nothing: each execute is held instead (execute_command), under the
+      // rule and the grants in force then.
+      verdict_.decisive.block = false;
+    } else if (ask_approval(in, total, now_ns) == Approval::kHeld) {
+      return false;
+    }
+    // Passed (approved or granted): on as an allowed statement, masked as one; else blocked.
   }
   if (!verdict_.decisive.block) {
     // A prepare's answer carries no rows: its executes are masked.
-    if (in.data()[mysql::kHeaderSize] != mysql::kComStmtPrepare && has_masks(verdict_)) {
+    if (!prepare && has_masks(verdict_)) {
       if (!whole) {
         ++blocked_;
         refuse(kMaskErrno, kMaskSqlstate, "dbwarden: statement too large for masking", 1, out,
@@ -264,9 +270,9 @@ bool MysqlRelay::execute_command(ByteBuffer& in, uint32_t length, RelayOutput& o
     if (executed_.size() >= 4096) executed_.clear();  // bounded: they are judged again
     it = executed_.insert_or_assign(id, verdict_).first;
   } else {
-    verdict_ = it->second;  // for the hold's answer below
+    verdict_ = it->second;  // the verdict this execute goes by (held, blocked, masked)
   }
-  const MessageVerdict& v = it->second;
+  const MessageVerdict& v = verdict_;  // it->second, as decided for this execute
   const size_t total = mysql::kHeaderSize + size_t{length};
   const bool whole = length < mysql::kMaxPacket && total <= limits_.max_judged_bytes;
   if (v.decisive.block) {
@@ -276,13 +282,15 @@ bool MysqlRelay::execute_command(ByteBuffer& in, uint32_t length, RelayOutput& o
       return false;
     }
     if (in.size() < total) return false;
-    if (verdict_.decisive.approvals != 0) {
-      const auto asked = ask_approval(in, total, now_ns);
-      if (asked == Approval::kPass) return pass_packet(in, length, out, now_ns);
-      if (asked == Approval::kHeld) return false;
+    // Each execute asks again: the grants in force now decide, and an approval covers
+    // this one execute. Passed, it goes on as an allowed one (masked as one).
+    const Approval asked =
+        v.decisive.approvals != 0 ? ask_approval(in, total, now_ns) : Approval::kBlock;
+    if (asked == Approval::kHeld) return false;
+    if (asked == Approval::kBlock) {
+      ++blocked_;
+      return hold(in, total, out, now_ns);
     }
-    ++blocked_;
-    return hold(in, total, out, now_ns);
   }
   if (!has_masks(v)) return pass_packet(in, length, out, now_ns);
   if (!whole) {

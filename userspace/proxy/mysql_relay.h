@@ -17,8 +17,10 @@
 //   them is sent: allowed, sent on; blocked, answered by the proxy with an ERR packet (the
 //   rule's errno and SQLSTATE) once the server has answered everything before it. The
 //   session goes on. A require_approval verdict holds the whole command, none of it sent,
-//   for the approvals broker: approved, it goes on; denied or expired, it is answered as a
-//   blocked one naming the request id and the reason (pg_relay.h). COM_STMT_EXECUTE of a statement
+//   for the approvals broker: approved, it is stepped again as if just sent (masked as an
+//   unheld one); denied or expired, it is answered as a blocked one naming the request id and
+//   the reason (pg_relay.h). A COM_STMT_PREPARE that needs approval goes on: each
+//   COM_STMT_EXECUTE of it is held instead. COM_STMT_EXECUTE of a statement
 //   judged under another policy (a reload since its prepare), or not yet judged for its id, judges
 //   the prepared text again.
 // - Masking: a command whose statements have mask rules (Judge: JudgedStatement::masks;

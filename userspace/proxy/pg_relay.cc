@@ -58,6 +58,7 @@ bool PgRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
     armed_ = true;
   }
   const auto header = in.data().first(pgsql::kTypedHeaderSize);
+  if (h.type == 'S') group_pass_.clear();  // an approval covers its own Sync group only
   if (skip_to_sync_ && h.type == 'S') {
     // The Sync that ends the blocked group: the server never saw the group, the proxy
     // answers for it with the server's own transaction status.
@@ -174,6 +175,7 @@ bool PgRelay::judged_message(ByteBuffer& in, uint8_t type, uint32_t length, Rela
   if (type == 'P') {
     name_.assign(name);
     note_judged(name_);
+    note_approval(name_);
   }
   if (verdict_.decisive.approvals != 0) return approval(in, message.size(), type, out, now_ns);
   if (!verdict_.decisive.block) {
@@ -184,10 +186,35 @@ bool PgRelay::judged_message(ByteBuffer& in, uint8_t type, uint32_t length, Rela
   return block(in, message.size(), type, out, now_ns);
 }
 
+void PgRelay::note_approval(const std::string& name) {
+  bool held = false;
+  for (const JudgedStatement& s : verdict_.statements) held = held || s.verdict.approvals != 0;
+  if (held) {
+    if (held_statements_.size() >= 4096) held_statements_.clear();  // judged again at Bind
+    held_statements_.insert(name);
+  } else if (!held_statements_.empty()) {
+    held_statements_.erase(name);
+  }
+}
+
 bool PgRelay::approval(ByteBuffer& in, size_t total, uint8_t type, RelayOutput& out,
                        uint64_t now_ns) {
+  if (type == 'B' && !group_pass_.empty() && verdict_.statements.size() == 1 &&
+      verdict_.statements.front().text == group_text_) {
+    // Its Parse (or an earlier Bind of it) in this Sync group was approved or granted: the
+    // group is what the approver saw held.
+    mark_statements(group_pass_, /*block=*/false);
+    verdict_.decisive.block = false;
+    pass(in.data().first(total), /*to_server=*/true, out, now_ns);
+    in.consume(total);
+    return true;
+  }
   switch (ask_approval(in, total, now_ns)) {
     case Approval::kPass:
+      if (type != 'Q' && verdict_.statements.size() == 1) {
+        group_pass_ = verdict_.decisive.action;
+        group_text_ = verdict_.statements.front().text;
+      }
       pass(in.data().first(total), /*to_server=*/true, out, now_ns);
       in.consume(total);
       return true;
@@ -227,10 +254,14 @@ bool PgRelay::bind_message(ByteBuffer& in, uint32_t length, RelayOutput& out, ui
   }
   const std::string* text = session_.prepared_text(name);
   name_.assign(name);
-  if (text != nullptr && !judged_now(name_)) {
+  // A statement that needs approval is asked for at each Bind (each execution), under the
+  // policy and the grants in force then.
+  const bool held = !held_statements_.empty() && held_statements_.contains(name_);
+  if (text != nullptr && (held || !judged_now(name_))) {
     judge(*text, /*complete=*/true, /*backslash_escapes=*/false);
     note_masks(nullptr, now_ns);  // never between Bind and Execute: no lookup
     note_judged(name_);
+    note_approval(name_);
     if (verdict_.decisive.block) {
       if (total > limits_.max_judged_bytes) {
         ++blocked_;

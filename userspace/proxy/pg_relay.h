@@ -22,9 +22,12 @@
 //   would skip it after an error) and that Sync is answered ReadyForQuery. Nothing of the
 //   blocked message reaches the server; the session goes on.
 // - A require_approval verdict (approvals/broker.h): the whole message is held, none of it
-//   sent, until the broker decides; later client messages wait behind it. Approved, it goes
-//   to the server as if just sent; denied or expired, it is answered as a blocked one with
-//   the request id and the reason. A JIT grant lets it through at once.
+//   sent, until the broker decides; later client messages wait behind it. Approved, it is
+//   stepped again as if just sent (judged, its mask rules armed) and goes on; denied or
+//   expired, it is answered as a blocked one with the request id and the reason. A JIT
+//   grant lets it through at once. An approved or granted Parse covers the Binds of its
+//   statement in the same Sync group; every later Bind of a prepared statement that needs
+//   approval asks again (held_statements_).
 // - Bind of a prepared statement judged under another policy (a reload since its Parse), or
 //   never judged: its text is judged again, and a block is answered as for its Parse.
 // - A Parse blocked after other extended-protocol messages of the same Sync group were
@@ -48,6 +51,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "protocol/pgsql/session.h"
@@ -97,6 +101,8 @@ class PgRelay final : public RelayBase<PgProtocol> {
   // The whole message at the front of `in` needs approval (verdict_): passed on under a
   // JIT grant, held for the broker, or blocked when there is none.
   bool approval(ByteBuffer& in, size_t total, uint8_t type, RelayOutput& out, uint64_t now_ns);
+  // After judging prepared statement `name` (verdict_): whether its Binds must ask.
+  void note_approval(const std::string& name);
   void deny_held(std::vector<uint8_t> message, RelayOutput& out, uint64_t now_ns) override;
   // A FATAL ErrorResponse, then the connection ends (see RelayBase::close_with).
   void fatal(std::string_view sqlstate, std::string_view message, bool recorded, RelayOutput& out,
@@ -123,6 +129,8 @@ class PgRelay final : public RelayBase<PgProtocol> {
   // sent a catalog lookup instead, or waits for the server to go idle to send one (only
   // with `out`): the message stays in the input and is judged again afterwards.
   bool note_masks(RelayOutput* out, uint64_t now_ns);
+  // `s`, refused by its mask plan, becomes a block (and the decisive one).
+  void block_masked(JudgedStatement& s);
   // Arms for the results of `text` (a prepared statement being bound or described) if
   // mask rules apply to it.
   void arm_for(std::string_view text);
@@ -207,8 +215,14 @@ class PgRelay final : public RelayBase<PgProtocol> {
   std::vector<PgLookupName> wanted_;    // names to look up at the next chance (bounded)
   uint32_t lookup_rounds_ = 0;          // lookups for the message at the front of the input
   uint64_t lookup_bytes_ = 0;
-  bool ddl_in_transaction_ = false;
-  uint64_t now_ns_ = 0;  // the latest event's time     // DDL relayed: the catalog is forgotten again at its end
+  bool ddl_in_transaction_ = false;  // DDL relayed: the catalog is forgotten again at its end
+  uint64_t now_ns_ = 0;  // the latest event's time
+  // Prepared statements whose last judgment needed approval: each Bind asks (bounded).
+  std::unordered_set<std::string> held_statements_;
+  // The current Sync group's approval ("approved:ID", "granted"): its Binds of held
+  // statements go on under it; empty outside one.
+  std::string group_pass_;
+  std::string group_text_;  // the statement it approved
 };
 
 }  // namespace dbwarden::proxy

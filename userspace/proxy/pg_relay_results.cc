@@ -66,7 +66,9 @@ bool PgRelay::note_masks(RelayOutput* out, uint64_t now_ns) {
   for (size_t i = 0; i < n; ++i) {
     JudgedStatement& s = verdict_.statements[i];
     catalog_watch(s.text);
-    if (i >= 4 || s.verdict.block) continue;
+    // A statement held for approval is planned as an allowed one: what would block it
+    // unheld blocks it before anyone is asked, and it is armed for when it is released.
+    if (i >= 4 || (s.verdict.block && s.verdict.approvals == 0)) continue;
     how[i] = trace(s, *verdict_.policy, traced[i], now_ns);
     lookup = lookup || how[i] == Trace::kLookup;
   }
@@ -81,7 +83,7 @@ bool PgRelay::note_masks(RelayOutput* out, uint64_t now_ns) {
   }
   for (size_t i = 0; i < n; ++i) {
     JudgedStatement& s = verdict_.statements[i];
-    if (s.verdict.block) continue;
+    if (s.verdict.block && s.verdict.approvals == 0) continue;
     StatementOrigins origins;
     const Trace t = i < 4 ? how[i] : trace(s, *verdict_.policy, origins, now_ns);
     if (i < 4) origins = std::move(traced[i]);
@@ -94,19 +96,6 @@ bool PgRelay::note_masks(RelayOutput* out, uint64_t now_ns) {
     // table they cover) apply now that the catalog says a view, or nothing, is there.
     if (s.masks.empty() && catalog_ != nullptr) s.masks.swap(s.view_masks);
     if (s.masks.empty()) continue;
-    if (s.verdict.approvals != 0) {
-      // As the judge does for named tables: approved statements' results are not masked.
-      s.verdict.block = true;
-      s.verdict.approvals = 0;
-      s.verdict.message =
-          "dbwarden: statement needs approval and has masked results; approving such a "
-          "statement is not supported yet";
-      decisions_.remember(s);
-      if (!verdict_.decisive.block || verdict_.decisive.approvals != 0) {
-        verdict_.decisive = s.verdict;
-      }
-      continue;
-    }
     // What the plan decides before the statement runs: a block (on_derived: block over a
     // column that cannot be followed, predicates: block) is answered as any other block.
     const MaskPlan plan = build_mask_plan(s.masks, *verdict_.policy, origins,
@@ -117,8 +106,7 @@ bool PgRelay::note_masks(RelayOutput* out, uint64_t now_ns) {
       s.verdict.action = "block";
       s.verdict.message = plan.block_message();
       s.verdict.sqlstate = "42501";
-      decisions_.remember(s);
-      if (!verdict_.decisive.block) verdict_.decisive = s.verdict;
+      block_masked(s);
       continue;
     }
     if (!plan.blocked() && !plan.empty() && starts_with_ci(s.text, "copy") &&
@@ -129,8 +117,7 @@ bool PgRelay::note_masks(RelayOutput* out, uint64_t now_ns) {
       s.verdict.action = "block";
       s.verdict.message = "dbwarden: binary COPY of masked results is not supported";
       s.verdict.sqlstate = "0A000";
-      decisions_.remember(s);
-      if (!verdict_.decisive.block) verdict_.decisive = s.verdict;
+      block_masked(s);
       continue;
     }
     if (plan.empty()) continue;                 // an untouched table: results stream through
@@ -143,6 +130,13 @@ bool PgRelay::note_masks(RelayOutput* out, uint64_t now_ns) {
     armed_ = true;
   }
   return false;
+}
+
+void PgRelay::block_masked(JudgedStatement& s) {
+  // A plain block now, which decides over any approval (policy_judge.cc).
+  s.verdict.approvals = 0;
+  decisions_.remember(s);
+  if (!verdict_.decisive.block || verdict_.decisive.approvals != 0) verdict_.decisive = s.verdict;
 }
 
 const PgRelay::MaskEntry* PgRelay::masks_for(std::string_view text) {

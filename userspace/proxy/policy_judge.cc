@@ -24,6 +24,30 @@ std::shared_ptr<const policy::Policy> PolicySource::get() const {
   return current_;
 }
 
+namespace {
+
+// The deciding rule's line of `policy explain` (what held): for the reviewer of a held
+// statement. Rare (approvals only), so the explaining pass is affordable.
+std::string match_reason(const policy::Policy& policy, const ConnectionInfo& who,
+                         const sql::Analysis& a, std::string_view text, const std::string& rule) {
+  const policy::Decision e = policy.explain(who, a, text);
+  const std::string head = "rule \"" + rule + "\"";
+  size_t at = 0;
+  while (at < e.why.size()) {
+    size_t end = e.why.find('\n', at);
+    if (end == std::string::npos) end = e.why.size();
+    const std::string_view line(e.why.data() + at, end - at);
+    if (line.starts_with(head)) {
+      const size_t colon = line.find("MATCH");
+      return std::string(colon == std::string_view::npos ? line : line.substr(colon));
+    }
+    at = end + 1;
+  }
+  return {};
+}
+
+}  // namespace
+
 Verdict ToVerdict(const policy::Decision& d, Dialect dialect) {
   Verdict v;
   v.block = d.action == policy::Action::kBlock || d.action == policy::Action::kRequireApproval;
@@ -76,6 +100,7 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
     s.fingerprint = 0;
     policy::Decision d;
     const sql::Analysis* analysis = nullptr;
+    int8_t ran_before = -1;
     if (!complete && policy_->on_unparsed() == policy::OnUnparsed::kBlock) {
       // Too large to read whole: what was not read cannot be judged.
       d.action = policy::Action::kBlock;
@@ -94,6 +119,11 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
           key_user_ = who.user;
           key_pid_ = who.peer.pid;
           key_ = learn::Store::to_key(learn::Identity::of(who));
+        }
+        learn::Store* store = learn_.load(std::memory_order_acquire);
+        if (d.approval != nullptr && store != nullptr && policy_->learn_covers(who, a, nullptr)) {
+          // Asked before learn mode may learn it now.
+          ran_before = store->known(key_, a.fingerprint_value) ? 1 : 0;
         }
         learn::apply_learn(*policy_, learn_.load(std::memory_order_acquire), key_, who, a,
                            static_cast<int64_t>(::time(nullptr)), d);
@@ -120,23 +150,13 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
       s.verdict.approvers = policy_->approvers_of(*d.approval);
       s.verdict.fingerprint = analysis->fingerprint_value;
       s.verdict.operation = analysis->operation;
+      s.verdict.tables = analysis->collections;
+      s.verdict.why = match_reason(*policy_, who, *analysis, text, d.rule);
+      s.verdict.ran_before = ran_before;
     }
     // A plain block decides over an approval: a message with both is blocked outright.
     const bool harder = out->decisive.approvals != 0 && s.verdict.approvals == 0;
     if (s.verdict.block && (!out->decisive.block || harder)) out->decisive = s.verdict;
-  }
-  if (out->decisive.approvals != 0) {
-    // A held message is released by the approvals path, which does not arm result masking
-    // yet: a message that needs approval and has masked results is refused instead of
-    // letting its results out unmasked.
-    for (const JudgedStatement& s : out->statements) {
-      if (s.masks.empty()) continue;
-      out->decisive.approvals = 0;
-      out->decisive.message =
-          "dbwarden: statement needs approval and has masked results; approving such a "
-          "statement is not supported yet";
-      break;
-    }
   }
 }
 

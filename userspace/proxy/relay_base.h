@@ -8,8 +8,11 @@
 // directions, its dialect and how it names a prepared statement.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <span>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -34,19 +37,86 @@ struct RelayLimits {
   size_t max_masked_message_bytes = 64u << 20;
 };
 
+// Who is asking, as a reviewer sees it: the connection's whole identity chain.
+inline approvals::Requester requester_of(const ConnectionInfo& c) {
+  approvals::Requester w;
+  w.db_user = c.user;
+  w.database = c.database;
+  w.application_name = c.application_name;
+  w.client_address = c.client_address;
+  w.client_port = c.client_port;
+  if (c.peer.pid != 0) {
+    w.pid = c.peer.pid;
+    w.uid = c.peer.uid;
+    w.executable = c.peer.executable;
+    w.user_name = c.peer.user_name;
+    w.command = c.peer.command;
+    w.unit = c.peer.systemd_unit;
+    w.container = c.peer.container_id;
+    if (c.peer.login_uid) {
+      w.login_uid = *c.peer.login_uid;
+      w.login_user = c.peer.login_user;
+    }
+  }
+  return w;
+}
+
+// Between the records' annotator and the agent's sink: a statement an approval released
+// (action "approved:ID") or a JIT grant let through ("granted") also leaves an approval
+// record with its real outcome (rows, status) once it completed.
+class ApprovalOutcomes final : public RecordSink {
+ public:
+  explicit ApprovalOutcomes(RecordSink& next) : next_(next) {}
+  void on_record(const Statement& statement, std::string_view rule, std::string_view action,
+                 const MaskTally* masks) override {
+    next_.on_record(statement, rule, action, masks);
+    if (broker == nullptr || statement.connection == nullptr) return;
+    approvals::Event e;
+    constexpr std::string_view kApproved = "approved:";
+    if (action.starts_with(kApproved)) {
+      e.kind = "executed";
+      e.id = std::strtoull(std::string(action.substr(kApproved.size())).c_str(), nullptr, 10);
+    } else if (action == "granted") {
+      e.kind = "grant_used";
+      e.id = grant_id;
+    } else {
+      return;
+    }
+    approvals::RequestSpec spec;
+    spec.rule.assign(rule);
+    spec.who = requester_of(*statement.connection);
+    e.rule = spec.rule;
+    e.request = &spec;
+    if (statement.returned_rows) e.rows = static_cast<int64_t>(*statement.returned_rows);
+    e.status_code = statement.status_code;
+    broker->record(e);
+  }
+
+  approvals::Broker* broker = nullptr;
+  uint64_t grant_id = 0;  // the request whose JIT grant let the last granted message through
+
+ private:
+  RecordSink& next_;
+};
+
 template <class P>
 class RelayBase : public Relay {
  public:
   void on_client(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) final {
+    // An approved message goes first: it came before anything the client sent since.
+    step_released(out, now_ns);
     bool more = true;
-    while (more && !closing_ && !holding_ && request_ == 0 && !in.empty()) {
+    while (more && released_.empty() && stepping() && !in.empty()) {
       more = step(in, out, now_ns);
     }
   }
   bool wants_client_bytes() const final { return !holding_ && !closing_ && request_ == 0; }
   uint64_t blocked_messages() const { return blocked_; }
   // Statements a require_approval rule holds go to `broker` (null: they are blocked).
-  void set_approvals(approvals::Broker* broker) { broker_ = broker; }
+  void set_approvals(approvals::Broker* broker) {
+    broker_ = broker;
+    outcomes_.broker = broker;
+  }
   bool awaiting_approval() const final { return request_ != 0; }
   void on_approval_decided(RelayOutput& out, uint64_t now_ns) final {
     if (request_ == 0) return;
@@ -59,8 +129,12 @@ class RelayBase : public Relay {
     std::vector<uint8_t> message = std::move(approval_held_);
     approval_held_.clear();
     if (state == approvals::State::kApproved) {
-      mark_statements("approved:" + std::to_string(id), /*block=*/false);
-      pass(message, /*to_server=*/true, out, now_ns);
+      // Stepped again as if just sent: judged by the policy in force now (a reload that
+      // blocks it since blocks it), its mask rules armed and its results masked exactly as
+      // an unheld statement's; ask_approval() lets it through as approved.
+      released_.append(message);
+      approved_id_ = id;
+      step_released(out, now_ns);
       return;
     }
     const std::string_view what = state ? approvals::state_name(*state) : "withdrawn";
@@ -79,7 +153,8 @@ class RelayBase : public Relay {
             typename P::Counters& counters)
       : info_(info),
         judge_(judge),
-        annotator_(decisions_, judge, P::kDialect, records),
+        outcomes_(records),
+        annotator_(decisions_, judge, P::kDialect, outcomes_),
         session_(info, annotator_, decoder_limits, counters),
         limits_(limits) {}
 
@@ -100,18 +175,28 @@ class RelayBase : public Relay {
   // full: the caller blocks it with verdict_.decisive (its message says why).
   Approval ask_approval(ByteBuffer& in, size_t total, uint64_t now_ns) {
     Verdict& v = verdict_.decisive;
+    if (approved_id_ != 0 && &in == &released_) {
+      mark_statements("approved:" + std::to_string(approved_id_), /*block=*/false);
+      v.block = false;
+      return Approval::kPass;
+    }
     if (broker_ == nullptr) {
       v.message += " (approvals are not enabled: blocked)";
       return Approval::kBlock;
     }
     const std::string identity = identity_key();
     bool all_granted = true;
+    uint64_t grant = 0;
     for (const JudgedStatement& s : verdict_.statements) {
       if (s.verdict.approvals == 0) continue;
-      all_granted = all_granted && broker_->granted(s.verdict.fingerprint, identity, now_ns);
+      const uint64_t g = broker_->grant_of(s.verdict.fingerprint, identity, now_ns);
+      all_granted = all_granted && g != 0;
+      if (grant == 0) grant = g;
     }
     if (all_granted) {
+      outcomes_.grant_id = grant;
       mark_statements("granted", /*block=*/false);
+      v.block = false;
       return Approval::kPass;
     }
     approvals::RequestSpec spec;
@@ -127,21 +212,28 @@ class RelayBase : public Relay {
       spec.text += sql::redact_credentials(sd, s.text, redacted) ? redacted : s.text;
     }
     spec.operation = v.operation;
+    bool first = true;
+    for (const JudgedStatement& s : verdict_.statements) {
+      if (s.verdict.approvals == 0) continue;
+      for (const std::string& t : s.verdict.tables) {
+        if (std::find(spec.tables.begin(), spec.tables.end(), t) == spec.tables.end()) {
+          spec.tables.push_back(t);
+        }
+      }
+      if (spec.why.empty()) spec.why = s.verdict.why;
+      // Ran before only when every held statement did; unknown when any is.
+      const int ran = s.verdict.ran_before;
+      spec.ran_before = first                                ? ran
+                        : spec.ran_before == -1 || ran == -1 ? -1
+                                                             : std::min(spec.ran_before, ran);
+      first = false;
+    }
     spec.fingerprint = v.fingerprint;
     spec.identity = identity;
     spec.approvers = v.approvers;
     spec.approvals = v.approvals;
     spec.timeout_ns = v.approval_timeout_ms * 1'000'000ull;
-    spec.who.db_user = info_.user;
-    spec.who.database = info_.database;
-    spec.who.application_name = info_.application_name;
-    spec.who.client_address = info_.client_address;
-    if (info_.peer.pid != 0) {
-      spec.who.pid = info_.peer.pid;
-      spec.who.uid = info_.peer.uid;
-      spec.who.executable = info_.peer.executable;
-      if (info_.peer.login_uid) spec.who.login_uid = *info_.peer.login_uid;
-    }
+    spec.who = requester_of(info_);
     auto id = broker_->submit(std::move(spec), now_ns);
     if (!id.ok()) {
       v.message = "dbwarden: statement needs approval, and " + id.status().message();
@@ -153,6 +245,13 @@ class RelayBase : public Relay {
     mark_statements("require_approval:" + std::to_string(request_), /*block=*/true);
     return Approval::kHeld;
   }
+  // Steps the released (approved) message until it is through or must wait.
+  void step_released(RelayOutput& out, uint64_t now_ns) {
+    bool more = true;
+    while (more && stepping() && !released_.empty()) more = step(released_, out, now_ns);
+    if (released_.empty()) approved_id_ = 0;
+  }
+  bool stepping() const { return !closing_ && !holding_ && request_ == 0; }
   // The JIT grant's identity: the same database user and database from the same local
   // process owner (uid, login uid) or client address.
   std::string identity_key() const {
@@ -239,6 +338,7 @@ class RelayBase : public Relay {
   ConnectionInfo& info_;
   Judge& judge_;
   DecisionLog decisions_;
+  ApprovalOutcomes outcomes_;
   RecordAnnotator annotator_;
   typename P::Session session_;
   RelayLimits limits_;
@@ -252,6 +352,10 @@ class RelayBase : public Relay {
   approvals::Broker* broker_ = nullptr;
   uint64_t request_ = 0;                // the approval request the held message waits on
   std::vector<uint8_t> approval_held_;  // its bytes, none yet sent
+  // An approved message, stepped again before any later client bytes; approved_id_ is its
+  // request while any of it is left.
+  ByteBuffer released_;
+  uint64_t approved_id_ = 0;
 
  private:
   // The judge's generation each prepared statement was last judged under: one judged under

@@ -107,3 +107,66 @@ TEST_CASE("approval records: one JSON object per step, chained as records", "[ap
   queue.on_approval_event(e);
   CHECK(queue.dropped() == 1);  // bounded, and counted
 }
+
+TEST_CASE(
+    "approvals socket: show names the whole identity chain, the tables, why, and the "
+    "history",
+    "[approvals][agent]") {
+  Broker b(nullptr);
+  RequestSpec s = spec();
+  s.fingerprint = 0x3f2a9c0d11e7b845;
+  s.identity = "app@shop uid=1000";
+  s.tables = {"t", "shop.u"};
+  s.why = "MATCH: operation DELETE is DELETE";
+  s.ran_before = 1;
+  s.who.client_address = "127.0.0.1";
+  s.who.client_port = 40000;
+  s.who.pid = 4242;
+  s.who.executable = "/usr/bin/psql";
+  s.who.user_name = "carol";
+  s.who.login_uid = 1001;
+  s.who.login_user = "dave";
+  s.who.unit = "deploy.service";
+  const uint64_t id = b.submit(s, 0).value();
+  // Approved once: the next request of the same shape and identity says so.
+  REQUIRE(b.approve(id, alice(), "", 0, 0).ok());
+  b.submit(s, 0);
+  const std::string show = HandleApprovalsRequest(b, alice(), "show\t2\t\t", 0);
+  CHECK(show.find("fingerprint: 3f2a9c0d11e7b845\n") != std::string::npos);
+  CHECK(show.find("tables:     t, shop.u\n") != std::string::npos);
+  CHECK(show.find("why:        MATCH: operation DELETE is DELETE\n") != std::string::npos);
+  CHECK(show.find("who:        db user app, database shop, client 127.0.0.1 port 40000, "
+                  "process 4242 /usr/bin/psql uid 1000 (carol) login uid 1001 (dave), "
+                  "unit deploy.service\n") != std::string::npos);
+  CHECK(show.find("history:    this identity ran this statement shape before; approved 1 "
+                  "time before\n") != std::string::npos);
+}
+
+TEST_CASE("approval records: a released statement's outcome, and the reviewer's context",
+          "[approvals][agent]") {
+  RequestSpec s = spec();
+  s.tables = {"t"};
+  s.why = "MATCH: x";
+  s.ran_before = 0;
+  s.who.pid = 7;
+  s.who.executable = "/usr/bin/psql";
+  s.who.unit = "a.service";
+  dbwarden::approvals::Event e;
+  e.kind = "requested";
+  e.id = 3;
+  e.rule = "big-deletes";
+  e.request = &s;
+  const std::string req = ApprovalEvents::format(e, 0);
+  CHECK(req.find(R"("dbwarden.collections":["t"])") != std::string::npos);
+  CHECK(req.find(R"("dbwarden.approval.why":"MATCH: x")") != std::string::npos);
+  CHECK(req.find(R"("dbwarden.approval.ran_before":false)") != std::string::npos);
+  CHECK(req.find(R"("dbwarden.client.systemd_unit":"a.service")") != std::string::npos);
+  e.kind = "executed";
+  e.rows = 4;
+  e.status_code = "00000";
+  const std::string done = ApprovalEvents::format(e, 0);
+  CHECK(done.find(R"("dbwarden.approval.event":"executed")") != std::string::npos);
+  CHECK(done.find(R"("db.response.returned_rows":4)") != std::string::npos);
+  CHECK(done.find(R"("db.response.status_code":"00000")") != std::string::npos);
+  CHECK(done.find("db.query.text") == std::string::npos);  // the statement's record has it
+}

@@ -209,3 +209,43 @@ TEST_CASE("broker: pending requests are bounded and denied all at once at shutdo
   CHECK(ev.kinds.back() == "denied:dbwarden");
   CHECK(b.submit(spec(), 2).ok());  // decided ones do not count against the bound
 }
+
+TEST_CASE("broker: a grant names its request; approvals of a shape are counted for reviewers",
+          "[approvals]") {
+  Events events;
+  Broker b(&events);
+  const RequestSpec s = spec();
+  const uint64_t id = b.submit(s, 0).value();
+  CHECK(b.show(id)->spec.approved_before == 0);
+  REQUIRE(b.approve(id, person("alice", 2000), "", 10 * kSecond, kSecond).ok());
+  CHECK(b.grant_of(s.fingerprint, s.identity, 2 * kSecond) == id);
+  CHECK(b.grant_of(s.fingerprint, "other@shop uid=7", 2 * kSecond) == 0);
+  CHECK(b.grant_of(s.fingerprint, s.identity, 20 * kSecond) == 0);
+  // The next request of the same shape and identity says it was approved once before; one
+  // from another identity does not.
+  const uint64_t id2 = b.submit(s, 30 * kSecond).value();
+  CHECK(b.show(id2)->spec.approved_before == 1);
+  RequestSpec other = spec();
+  other.identity = "other@shop uid=7";
+  CHECK(b.show(b.submit(other, 30 * kSecond).value())->spec.approved_before == 0);
+  // The proxy's own steps go to the same sink.
+  Event e;
+  e.kind = "executed";
+  e.id = id;
+  b.record(e);
+  CHECK(events.kinds.back() == "executed");
+}
+
+TEST_CASE("broker: a new request's text goes through the sink's scrub first", "[approvals]") {
+  struct Scrubbing : Events {
+    void scrub_text(std::string& text) const override {
+      const size_t at = text.find("4111111111111111");
+      if (at != std::string::npos) text.replace(at, 16, "[masked:payment_card]");
+    }
+  } events;
+  Broker b(&events);
+  RequestSpec s = spec();
+  s.text = "DELETE FROM cards WHERE number = '4111111111111111'";
+  const uint64_t id = b.submit(s, 0).value();
+  CHECK(b.show(id)->spec.text == "DELETE FROM cards WHERE number = '[masked:payment_card]'");
+}

@@ -37,7 +37,31 @@ rules:
     timeout: 1m
 )";
 
+// Held SELECTs of a masked table; an on_derived: block rule over another.
+constexpr std::string_view kMaskPolicy = R"(
+approver_groups: {dba: [alice, bob]}
+rules:
+  - name: hold-people
+    match: {collections: [people, cards]}
+    action: require_approval
+    approvers: [dba]
+  - name: ssn
+    action: mask
+    columns: ["*.people.ssn"]
+    style: full
+  - name: cards
+    action: mask
+    columns: ["*.cards.*"]
+    on_derived: block
+)";
+
 constexpr uint64_t kSecond = 1'000'000'000ull;
+
+// The approval records, as the agent's trail gets them.
+struct Events final : dbwarden::approvals::EventSink {
+  void on_approval_event(const dbwarden::approvals::Event& e) override { got.push_back(e); }
+  std::vector<dbwarden::approvals::Event> got;
+};
 
 Approver alice() {
   Approver a;
@@ -49,8 +73,8 @@ Approver alice() {
 
 template <class Relay, class Limits, class Counters>
 struct Fixture {
-  explicit Fixture(bool with_broker = true)
-      : judged(kPolicy), relay(info, judged.judge, records, Limits{}, RelayLimits{}, counters) {
+  explicit Fixture(bool with_broker = true, std::string_view yaml = kPolicy)
+      : judged(yaml), relay(info, judged.judge, records, Limits{}, RelayLimits{}, counters) {
     info.client_address = "10.0.0.7";
     if (with_broker) relay.set_approvals(&broker);
   }
@@ -81,7 +105,8 @@ struct Fixture {
   dbw_test::RecordingSink sink;
   dbwarden::proxy::DecisionWriter records{sink};
   proxytest::Judged judged;
-  Broker broker{nullptr};
+  Events events;
+  Broker broker{&events};
   Relay relay;
   ByteBuffer in;
   Output out;
@@ -237,4 +262,140 @@ TEST_CASE("approvals, mysql: held, approved and sent, denied answered with an ER
   f.relay.on_close(f.now);
   CHECK_FALSE(f.broker.state(id3, nullptr).has_value());
   CHECK(f.broker.pending() == 0);
+}
+
+TEST_CASE("approvals, pg: an approved statement's results are masked as an unheld one's",
+          "[proxy][approvals][masking]") {
+  using namespace pgtest;
+  PgFixture f(/*with_broker=*/true, kMaskPolicy);
+  pg_login(f);
+  // A statement before it is answered while it waits: that answer's ReadyForQuery must not
+  // leave the released statement unarmed.
+  const std::string held = Query("SELECT ssn FROM people");
+  CHECK(f.client(Query("SELECT name FROM towns") + held) == Query("SELECT name FROM towns"));
+  const uint64_t id = f.pending_id();
+  CHECK(f.server(RowDesc() + DataRow("1") + Complete("SELECT 1") + Ready()) ==
+        RowDesc() + DataRow("1") + Complete("SELECT 1") + Ready());
+  REQUIRE(f.broker.approve(id, alice(), "", 0, f.now).ok());
+  CHECK(f.decided() == held);
+  const std::string told =
+      f.server(RowDesc() + DataRow("123456789") + Complete("SELECT 1") + Ready());
+  CHECK(told.find("123456789") == std::string::npos);
+  CHECK(told == RowDesc() + DataRow("0") + Complete("SELECT 1") + Ready());
+  REQUIRE(f.sink.got.size() == 2);
+  CHECK(f.sink.got[1].policy_action == "approved:" + std::to_string(id));
+  CHECK(f.sink.got[1].masked_values == 1);
+  // Its outcome is an approval record too.
+  REQUIRE_FALSE(f.events.got.empty());
+  const auto& e = f.events.got.back();
+  CHECK(e.kind == "executed");
+  CHECK(e.id == id);
+  CHECK(e.rule == "hold-people");
+  CHECK(e.rows == 1);
+  CHECK(e.status_code == "00000");
+  REQUIRE(e.request != nullptr);
+  CHECK(e.request->who.db_user == "app");
+
+  // Under a JIT grant, too; and each statement it lets through is recorded as its use.
+  CHECK(f.client(held).empty());
+  const uint64_t id2 = f.pending_id();
+  REQUIRE(f.broker.approve(id2, alice(), "", 60 * kSecond, f.now).ok());
+  CHECK(f.decided() == held);
+  f.server(RowDesc() + DataRow("5") + Complete("SELECT 1") + Ready());
+  CHECK(f.client(held) == held);
+  CHECK(f.server(RowDesc() + DataRow("987654321") + Complete("SELECT 1") + Ready()) ==
+        RowDesc() + DataRow("0") + Complete("SELECT 1") + Ready());
+  CHECK(f.sink.got.back().policy_action == "granted");
+  CHECK(f.events.got.back().kind == "grant_used");
+  CHECK(f.events.got.back().id == id2);
+  CHECK(f.events.got.back().rows == 1);
+}
+
+TEST_CASE("approvals, pg: a held statement its mask plan refuses is blocked without a request",
+          "[proxy][approvals][masking]") {
+  using namespace pgtest;
+  PgFixture f(/*with_broker=*/true, kMaskPolicy);
+  pg_login(f);
+  CHECK(f.client(Query("SELECT number FROM cards")).empty());
+  CHECK(f.broker.list().empty());
+  const std::string told = f.out.take_client();
+  CHECK(told.find("C42501") != std::string::npos);
+  CHECK(told.find("approval request") == std::string::npos);
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].policy_rule == "cards");
+  CHECK(f.sink.got[0].policy_action == "block");
+}
+
+TEST_CASE("approvals, mysql: prepared once, each execute is held; a JIT grant covers executes",
+          "[proxy][approvals]") {
+  using namespace mytest;
+  MyFixture f;
+  my_login(f);
+  const std::string prepare = Command(0x16, "DELETE FROM t WHERE id = ?");
+  CHECK(f.client(prepare) == prepare);  // preparing runs nothing
+  CHECK(f.broker.list().empty());
+  f.server(PrepareOk(1, 7, 0, 1, false));
+  const std::string execute = Command(0x17, U32(7) + '\0' + U32(1) + '\0' + '\1' + U16(3) + U32(1));
+  CHECK(f.client(execute).empty());
+  const uint64_t id = f.pending_id();
+  REQUIRE(f.broker.approve(id, alice(), "", 10 * kSecond, f.now).ok());
+  CHECK(f.decided() == execute);
+  f.server(Ok(1, 1));
+  CHECK(f.sink.got.back().policy_action == "approved:" + std::to_string(id));
+  CHECK(f.events.got.back().kind == "executed");
+  CHECK(f.events.got.back().rows == 1);
+  // Within the grant's window the next execute goes at once.
+  CHECK(f.client(execute) == execute);
+  f.server(Ok(1, 1));
+  CHECK(f.sink.got.back().policy_action == "granted");
+  CHECK(f.events.got.back().kind == "grant_used");
+  // Once it lapsed, the next execute is held again.
+  f.now += 20 * kSecond;
+  CHECK(f.client(execute).empty());
+  const uint64_t id2 = f.pending_id();
+  CHECK(id2 != id);
+  REQUIRE(f.broker.deny(id2, alice(), "no", f.now).ok());
+  CHECK(f.decided().empty());
+  CHECK(f.out.take_client() ==
+        Err(1, 1142, "42000", "dbwarden: approval request " + std::to_string(id2) + " denied: no"));
+}
+
+TEST_CASE("approvals, pg: a named prepared statement is asked for at each Bind",
+          "[proxy][approvals]") {
+  using namespace pgtest;
+  PgFixture f;
+  pg_login(f);
+  // First use: the Parse is held with its group; approved, the group's Bind goes with it.
+  const std::string parse = Parse("del", "DELETE FROM t WHERE id = $1");
+  const std::string run = Bind("", "del", "1") + Execute("") + Sync();
+  CHECK(f.client(parse + run).empty());
+  const uint64_t id = f.pending_id();
+  REQUIRE(f.broker.approve(id, alice(), "", 0, f.now).ok());
+  CHECK(f.decided() == parse + run);
+  CHECK(f.broker.list().empty());
+  f.server(ParseComplete() + BindComplete() + Complete("DELETE 1") + Ready());
+  CHECK(f.sink.got.back().policy_action == "approved:" + std::to_string(id));
+  // A later execution of the same prepared statement is held again, by itself.
+  CHECK(f.client(run).empty());
+  const uint64_t id2 = f.pending_id();
+  CHECK(id2 != id);
+  REQUIRE(f.broker.deny(id2, alice(), "not again", f.now).ok());
+  CHECK(f.decided().empty());  // never sent, and the session goes on
+  const std::string told = f.out.take_client();
+  CHECK(told.find("approval request " + std::to_string(id2) + " denied: not again") !=
+        std::string::npos);
+  CHECK(told.substr(told.size() - 6) == Ready('I'));
+  CHECK_FALSE(f.out.closed);
+  // Granted, later executions go at once until the window ends.
+  CHECK(f.client(run).empty());
+  const uint64_t id3 = f.pending_id();
+  REQUIRE(f.broker.approve(id3, alice(), "", 30 * kSecond, f.now).ok());
+  CHECK(f.decided() == run);
+  f.server(BindComplete() + Complete("DELETE 1") + Ready());
+  CHECK(f.client(run) == run);
+  f.server(BindComplete() + Complete("DELETE 1") + Ready());
+  CHECK(f.sink.got.back().policy_action == "granted");
+  f.now += 60 * kSecond;
+  CHECK(f.client(run).empty());
+  CHECK(f.broker.list().size() == 1);
 }

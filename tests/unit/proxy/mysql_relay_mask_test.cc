@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include "../mysql/my_wire.h"
+#include "approvals/broker.h"
 #include "proxy/mysql_relay.h"
 #include "relay_fixture.h"
 
@@ -36,8 +37,8 @@ rules:
 )";
 
 struct MaskFixture {
-  MaskFixture()
-      : judged(kMaskPolicy), relay(info, judged.judge, records, Limits{}, RelayLimits{}, counters) {
+  explicit MaskFixture(std::string_view yaml = kMaskPolicy)
+      : judged(yaml), relay(info, judged.judge, records, Limits{}, RelayLimits{}, counters) {
     server(Greeting());
     client(HandshakeResponse(kClientCaps, "app", "shop", "x"));
     server(Ok(2));
@@ -207,4 +208,41 @@ TEST_CASE(
   CHECK(f.client(execute).empty());
   CHECK(f.out.take_client()[4] == '\xff');
   CHECK(f.client(Query("SELECT 5")) == Query("SELECT 5"));
+}
+
+TEST_CASE(
+    "mysql relay masking: a statement held for approval, once approved, is looked up and "
+    "masked as an unheld one",
+    "[proxy][mysql][masking][approvals]") {
+  MaskFixture f(R"(
+approver_groups: {dba: [alice]}
+rules:
+  - name: hold-customers
+    match: {collections: customers}
+    action: require_approval
+    approvers: [dba]
+  - name: pii
+    action: mask
+    columns: [shop.customers.ssn]
+    style: full
+)");
+  dbwarden::approvals::Broker broker(nullptr);
+  f.relay.set_approvals(&broker);
+  CHECK(f.client(Query("SELECT ssn, name FROM customers")).empty());  // held: nothing sent
+  const auto pending = broker.list();
+  REQUIRE(pending.size() == 1);
+  dbwarden::approvals::Approver alice;
+  alice.name = "alice";
+  alice.uid = 2000;
+  REQUIRE(broker.approve(pending[0].id, alice, "", 0, f.now).ok());
+  f.relay.on_approval_decided(f.out, ++f.now);
+  f.relay.on_client(f.in, f.out, f.now);
+  // Released: the catalog lookup first, as for any masked statement, then the statement.
+  CHECK(f.out.take_server().find("information_schema.TABLES") != std::string::npos);
+  CHECK(f.server(MaskFixture::LookupAnswer({{"customers", ""}})).empty());
+  CHECK(f.out.take_server() == Query("SELECT ssn, name FROM customers"));
+  CHECK(f.server(CustomersResult(1, "123-45-6789", "Ann")) == CustomersResult(1, "****", "Ann"));
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].policy_action == "approved:" + std::to_string(pending[0].id));
+  CHECK(f.sink.got[0].masked_values == 1);
 }
