@@ -4,20 +4,9 @@
 #include <time.h>
 
 namespace dbwarden::agent {
-namespace {
-
-// The next sink's scrub_text, where EventSink has one (a template, so that the call is
-// compiled only then).
-template <typename Sink>
-void forward_scrub(const Sink* next, std::string& text) {
-  if constexpr (requires { next->scrub_text(text); }) {
-    if (next != nullptr) next->scrub_text(text);
-  }
+void ApprovalHistory::scrub_text(std::string& text) const {
+  if (next_ != nullptr) next_->scrub_text(text);
 }
-
-}  // namespace
-
-void ApprovalHistory::scrub_text(std::string& text) const { forward_scrub(next_, text); }
 
 void ApprovalHistory::on_approval_event(const approvals::Event& e) {
   if (next_ != nullptr) next_->on_approval_event(e);

@@ -28,13 +28,10 @@ class ApprovalHistory final : public approvals::EventSink {
  public:
   explicit ApprovalHistory(approvals::EventSink* next, size_t keep = 200)
       : next_(next), keep_(keep) {}
-  // Neither is marked `override`: scrub_text overrides the sink's hook that masks a new
-  // request's text (added to EventSink by the request-details work) wherever the base has
-  // it, and a class that marks one override must mark all (-Winconsistent-missing-override).
-  void on_approval_event(const approvals::Event& e);  // NOLINT(modernize-use-override)
+  void on_approval_event(const approvals::Event& e) override;
   // Passes the text on to the next sink, so that the trail's masking happens as without
   // this sink in between.
-  void scrub_text(std::string& text) const;  // NOLINT(modernize-use-override)
+  void scrub_text(std::string& text) const override;
   std::vector<HistoryEntry> recent() const;  // newest first
 
  private:

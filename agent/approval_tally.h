@@ -44,6 +44,10 @@ class ApprovalFanOut final : public approvals::EventSink {
   void on_approval_event(const approvals::Event& e) override {
     for (approvals::EventSink* s : sinks_) s->on_approval_event(e);
   }
+  // Each sink's masking of a new request's text (the trail's sink masks; the others keep).
+  void scrub_text(std::string& text) const override {
+    for (const approvals::EventSink* s : sinks_) s->scrub_text(text);
+  }
 
  private:
   std::vector<approvals::EventSink*> sinks_;
