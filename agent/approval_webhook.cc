@@ -299,8 +299,12 @@ void ApprovalWebhook::on_approval_event(const approvals::Event& e) {
   Item item;
   item.id = e.id;
   item.body = webhook_payload(e, options_.host, unix_ns());
-  item.spec = *e.request;
-  item.spec.text.clear();  // the records need the requester, not the statement again
+  // The records name the rule and the requester; the statement (up to max-query-bytes) is
+  // in the body already and is not copied again.
+  item.spec.rule = e.request->rule;
+  item.spec.operation = e.request->operation;
+  item.spec.fingerprint = e.request->fingerprint;
+  item.spec.who = e.request->who;
   const uint64_t now = mono_ns();
   item.due_ns = now;
   item.deadline_ns = (e.created_ns != 0 ? e.created_ns : now) + e.request->timeout_ns;
