@@ -19,8 +19,18 @@ std::string_view builtin_pattern(uint8_t id);
 // those whose pattern matches, computed in one cheap pass (gate.cc).
 // SSE2 tests 64 positions at once; the scalar form is the portable one (and
 // the stricter: it follows digit runs), kept for other targets and tests.
+// On x86-64 it runs AVX-512BW where the CPU has it, else SSE2: the same tests
+// either way (builtin_candidates_sse2 is exposed so that tests compare them).
 DetectorSet builtin_candidates(std::string_view text);
 DetectorSet builtin_candidates_scalar(std::string_view text);
+#if defined(__SSE2__)
+DetectorSet builtin_candidates_sse2(std::string_view text);
+#endif
+// The same for every part of `text` at once: a superset of builtin_candidates(p) for each
+// substring p. The SSE2 gate tests only for the presence of byte patterns, so it is one;
+// the scalar gate follows runs that a longer text may extend, so without SSE2 this
+// rules nothing out.
+DetectorSet builtin_candidates_within(std::string_view text);
 
 // Validators take the candidate as the pattern matched it.
 bool luhn_ok(std::string_view digits);  // digits only

@@ -12,6 +12,7 @@
 #include <cstring>
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#include <immintrin.h>
 #endif
 #include <algorithm>
 
@@ -108,57 +109,57 @@ namespace {
 // Bit i of each mask says something of byte i of a 64-byte window: 64
 // positions tested at once, with windows that overlap by 16 bytes so that
 // every pattern prefix tested here (at most 13 bytes) lies whole in one.
+// The first group every test starts from; the rest refine one of them and are
+// filled only when it is not empty (a run of 4 digits, an '@', a '+', a 'J',
+// an 'x', an 'A'): most windows of text have few of those. A mask left 0 is
+// only ever ANDed with the one it refines, so leaving it out changes nothing.
 struct Masks {
-  uint64_t digit = 0, lower = 0, d26 = 0, d19 = 0, sep = 0, dash = 0, upper = 0, at = 0, plus = 0,
-           under = 0, e = 0, y = 0, cap_j = 0, x = 0, o = 0, cap_a = 0, ksbc = 0;
+  uint64_t digit = 0, upper = 0, at = 0, plus = 0, under = 0, cap_j = 0, x = 0, cap_a = 0;
+  uint64_t d26 = 0, sep = 0, dash = 0;  // run4
+  uint64_t lower = 0, dot_pct = 0;      // at (and dash)
+  uint64_t d19 = 0;                     // plus
+  uint64_t e = 0, y = 0;                // cap_j
+  uint64_t o = 0;                       // x
+  uint64_t ksbc = 0;                    // cap_a
 };
 
-inline uint64_t in_range(const __m128i v[4], char lo, char hi) {
-  // Unsigned range check: (c - lo) <= (hi - lo), via saturating subtraction.
-  const __m128i l = _mm_set1_epi8(lo), span = _mm_set1_epi8(static_cast<char>(hi - lo));
-  uint64_t m = 0;
-  for (int k = 0; k < 4; ++k) {
-    const __m128i d = _mm_sub_epi8(v[k], l);
-    const __m128i le = _mm_cmpeq_epi8(_mm_subs_epu8(d, span), _mm_setzero_si128());
-    m |= static_cast<uint64_t>(static_cast<uint16_t>(_mm_movemask_epi8(le))) << (16 * k);
-  }
-  return m;
+inline uint64_t run4_of(uint64_t d) {
+  const uint64_t run2 = d & (d >> 1);
+  return run2 & (run2 >> 2);
 }
 
-inline uint64_t equal(const __m128i v[4], char c) {
-  const __m128i b = _mm_set1_epi8(c);
-  uint64_t m = 0;
-  for (int k = 0; k < 4; ++k) {
-    m |= static_cast<uint64_t>(static_cast<uint16_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v[k], b))))
-         << (16 * k);
-  }
-  return m;
-}
-
-DetectorSet window(const char* p, size_t len) {
-  alignas(16) char buf[64] = {};
-  std::memcpy(buf, p, len);  // past `len`: NUL, which no test below accepts
-  __m128i v[4];
-  for (int k = 0; k < 4; ++k) v[k] = _mm_load_si128(reinterpret_cast<const __m128i*>(buf) + k);
+// The masks of one window, from a source `v` of eq(c) and range(lo, hi).
+template <class V>
+__attribute__((always_inline)) inline Masks fill(const V& v) {
   Masks m;
-  m.digit = in_range(v, '0', '9');
-  m.d26 = in_range(v, '2', '6');
-  m.d19 = in_range(v, '1', '9');
-  m.sep = equal(v, '-') | equal(v, ' ');
-  m.upper = in_range(v, 'A', 'Z');
-  m.lower = in_range(v, 'a', 'z');
-  m.at = equal(v, '@');
-  m.plus = equal(v, '+');
-  m.under = equal(v, '_');
-  m.dash = equal(v, '-');
-  m.e = equal(v, 'e');
-  m.y = equal(v, 'y');
-  m.cap_j = equal(v, 'J');
-  m.x = equal(v, 'x');
-  m.o = equal(v, 'o');
-  m.cap_a = equal(v, 'A');
-  m.ksbc = equal(v, 'K') | equal(v, 'S') | equal(v, 'B') | equal(v, 'C');
+  m.digit = v.range('0', '9');
+  m.upper = v.range('A', 'Z');
+  m.at = v.eq('@');
+  m.plus = v.eq('+');
+  m.under = v.eq('_');
+  m.cap_j = v.eq('J');
+  m.x = v.eq('x');
+  m.cap_a = v.eq('A');
+  if (run4_of(m.digit) != 0 || m.at != 0) m.dash = v.eq('-');
+  if (run4_of(m.digit) != 0) {
+    m.d26 = v.range('2', '6');
+    m.sep = m.dash | v.eq(' ');
+  }
+  if (m.at != 0) {
+    m.lower = v.range('a', 'z');
+    m.dot_pct = v.eq('.') | v.eq('%');
+  }
+  if (m.plus != 0) m.d19 = v.range('1', '9');
+  if (m.cap_j != 0) {
+    m.e = v.eq('e');
+    m.y = v.eq('y');
+  }
+  if (m.x != 0) m.o = v.eq('o');
+  if (m.cap_a != 0) m.ksbc = v.eq('K') | v.eq('S') | v.eq('B') | v.eq('C');
+  return m;
+}
 
+__attribute__((always_inline)) inline DetectorSet classify(const Masks& m) {
   const uint64_t d = m.digit;
   const uint64_t run2 = d & (d >> 1), run3 = run2 & (d >> 2), run4 = run2 & (run2 >> 2);
   const uint64_t run8 = run4 & (run4 >> 4), run12 = run8 & (run4 >> 8);
@@ -174,7 +175,7 @@ DetectorSet window(const char* p, size_t len) {
   // E-mail: a local-part character, '@', a domain character ("@team" in
   // prose is a handle, not an address).
   const uint64_t alnum = d | m.upper | m.lower;
-  const uint64_t local = alnum | equal(v, '.') | m.under | equal(v, '%') | m.plus | m.dash;
+  const uint64_t local = alnum | m.dot_pct | m.under | m.plus | m.dash;
   if (local & (m.at >> 1) & ((alnum | m.dash) >> 2)) out |= DetectorSet{1} << kEmail;
   if (m.plus & (m.d19 >> 1)) out |= DetectorSet{1} << kPhone;
   if (m.under | (m.e & (m.y >> 1) & (m.cap_j >> 2)) | (m.x & (m.o >> 1) & (m.x >> 2)) |
@@ -184,24 +185,107 @@ DetectorSet window(const char* p, size_t len) {
   return out;
 }
 
+struct Sse2Window {
+  __m128i v[4];
+  uint64_t range(char lo, char hi) const {
+    // Unsigned range check: (c - lo) <= (hi - lo), via saturating subtraction.
+    const __m128i l = _mm_set1_epi8(lo), span = _mm_set1_epi8(static_cast<char>(hi - lo));
+    uint64_t m = 0;
+    for (int k = 0; k < 4; ++k) {
+      const __m128i d = _mm_sub_epi8(v[k], l);
+      const __m128i le = _mm_cmpeq_epi8(_mm_subs_epu8(d, span), _mm_setzero_si128());
+      m |= static_cast<uint64_t>(static_cast<uint16_t>(_mm_movemask_epi8(le))) << (16 * k);
+    }
+    return m;
+  }
+  uint64_t eq(char c) const {
+    const __m128i b = _mm_set1_epi8(c);
+    uint64_t m = 0;
+    for (int k = 0; k < 4; ++k) {
+      m |= static_cast<uint64_t>(static_cast<uint16_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v[k], b))))
+           << (16 * k);
+    }
+    return m;
+  }
+};
+
+DetectorSet window_sse2(const char* p, size_t len) {
+  Sse2Window w;
+  if (len == 64) {
+    for (int k = 0; k < 4; ++k) w.v[k] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p) + k);
+  } else {
+    alignas(16) char buf[64] = {};
+    std::memcpy(buf, p, len);  // past `len`: NUL, which no test above accepts
+    for (int k = 0; k < 4; ++k) w.v[k] = _mm_load_si128(reinterpret_cast<const __m128i*>(buf) + k);
+  }
+  return classify(fill(w));
+}
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#define DBW_GATE_AVX512 1
+// AVX-512BW, where the CPU has it (chosen at run time): one compare gives a
+// whole window's mask, and the window's tail is a masked load.
+#define DBW_AVX512 __attribute__((target("avx512f,avx512bw")))
+
+struct Avx512Window {
+  __m512i v;
+  DBW_AVX512 uint64_t range(char lo, char hi) const {
+    return _mm512_cmple_epu8_mask(_mm512_sub_epi8(v, _mm512_set1_epi8(lo)),
+                                  _mm512_set1_epi8(static_cast<char>(hi - lo)));
+  }
+  DBW_AVX512 uint64_t eq(char c) const { return _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(c)); }
+};
+
+DBW_AVX512 DetectorSet candidates_avx512(std::string_view t) {
+  DetectorSet out = 0;
+  size_t start = 0;
+  for (;;) {
+    const size_t len = t.size() - start < 64 ? t.size() - start : 64;
+    Avx512Window w;
+    // Past `len`: NUL, which no test accepts.
+    w.v = _mm512_maskz_loadu_epi8(len == 64 ? ~__mmask64{0} : (__mmask64{1} << len) - 1,
+                                  t.data() + start);
+    out |= classify(fill(w));
+    if (start + 64 >= t.size() || out == kAllBuiltins) return out;
+    start += 48;
+  }
+}
+
+bool have_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512bw") != 0;
+  return yes;
+}
+#endif
+
 }  // namespace
 
-DetectorSet builtin_candidates(std::string_view t) {
+DetectorSet builtin_candidates_sse2(std::string_view t) {
   // Windows of 64 bytes every 48: a prefix of up to 16 bytes starting in one
   // window's first 48 lies whole in it; the last window covers the rest.
   DetectorSet out = 0;
   size_t start = 0;
   for (;;) {
     const size_t len = std::min<size_t>(64, t.size() - start);
-    out |= window(t.data() + start, len);
-    if (start + 64 >= t.size()) return out;
+    out |= window_sse2(t.data() + start, len);
+    if (start + 64 >= t.size() || out == kAllBuiltins) return out;
     start += 48;
   }
 }
 
+DetectorSet builtin_candidates(std::string_view t) {
+#ifdef DBW_GATE_AVX512
+  if (have_avx512()) return candidates_avx512(t);
+#endif
+  return builtin_candidates_sse2(t);
+}
+
+DetectorSet builtin_candidates_within(std::string_view t) { return builtin_candidates(t); }
+
 #else
 
 DetectorSet builtin_candidates(std::string_view t) { return builtin_candidates_scalar(t); }
+
+DetectorSet builtin_candidates_within(std::string_view /*t*/) { return kAllBuiltins; }
 
 #endif
 

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "masking/detectors.h"
+
 namespace dbwarden::proxy {
 
 void MaskTally::count(size_t column, std::string_view rule, std::string_view detector,
@@ -60,6 +62,15 @@ const MaskTally* MaskTallies::take(std::string_view text) {
     return &taken_.tally;
   }
   return nullptr;
+}
+
+bool MaskPlan::may_change(std::string_view row) const {
+  if (any_whole_) return true;
+  masking::DetectorSet wanted = 0;
+  for (const ContentPass& p : content_) wanted |= p.detectors;
+  // User patterns are unknown to the gate: a row is ruled out for built-in detectors only.
+  if ((wanted & ~masking::kAllBuiltins) != 0) return true;
+  return wanted != 0 && !row.empty() && (masking::builtin_candidates_within(row) & wanted) != 0;
 }
 
 masking::Outcome MaskPlan::apply(size_t column, const masking::Column& type, std::string_view in,

@@ -122,6 +122,12 @@ class MaskPlan {
   bool has_content() const { return !content_.empty(); }
   const std::vector<std::string>& rule_names() const { return rule_names_; }
 
+  // False when no value of a row whose bytes (values and framing together) are `row` can
+  // change: no column is masked whole, and no content pass's detectors may occur anywhere
+  // in it (masking::builtin_candidates_within; a user-defined detector keeps every row).
+  // Most rows of a scanned result are ruled out this way at once, without a call per value.
+  bool may_change(std::string_view row) const;
+
   // One value of result column `column` (its type and wire encoding in `type`; `in` the
   // payload without the protocol's framing). kUnchanged: `out` untouched. Columns past
   // column_count() get the content passes only.

@@ -148,6 +148,11 @@ class PgRelay final : public RelayBase<PgProtocol> {
   Rewrite rewrite_data_row(std::span<const uint8_t> body);
   Rewrite rewrite_copy_row(std::span<const uint8_t> body);
   void forward_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns);
+  // Framed results leave in batches (srv_out_), one send per read rather than per row;
+  // flushed before anything that reads the decoder's state, and at the end of each read.
+  void queue_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns);
+  void flush_server(RelayOutput& out, uint64_t now_ns);
+  static constexpr size_t kServerBatch = 64 * 1024;
   void finish_statement();
 
   // Column lineage (pg_relay_lineage.cc).
@@ -194,6 +199,7 @@ class PgRelay final : public RelayBase<PgProtocol> {
   MaskTally tally_;
   MaskTallies tallies_;
   std::vector<uint8_t> row_;
+  std::vector<uint8_t> srv_out_;  // queued for the client and the decoder (queue_server)
   std::string value_;
 
   bool startup_ = true;                 // untyped startup-phase packets until StartupMessage

@@ -180,6 +180,7 @@ void PgRelay::on_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64
   }
   if (armed_ || srv_gather_) {
     on_server_framed(bytes, out, now_ns);
+    flush_server(out, now_ns);
   } else {
     // Untouched: only the message boundaries are followed.
     size_t pos = 0;
@@ -210,13 +211,27 @@ void PgRelay::forward_server(std::span<const uint8_t> bytes, RelayOutput& out, u
   session_.on_data(Direction::kBackend, bytes, now_ns);
 }
 
+void PgRelay::queue_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns) {
+  if (srv_out_.size() + bytes.size() > kServerBatch) flush_server(out, now_ns);
+  if (bytes.size() > kServerBatch) return forward_server(bytes, out, now_ns);
+  srv_out_.insert(srv_out_.end(), bytes.begin(), bytes.end());
+}
+
+void PgRelay::flush_server(RelayOutput& out, uint64_t now_ns) {
+  if (srv_out_.empty()) return;
+  forward_server(srv_out_, out, now_ns);
+  srv_out_.clear();
+}
+
 void PgRelay::on_server_framed(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns) {
   size_t pos = 0;
+  // Where the current message's header began in `bytes` (npos: in an earlier read).
+  size_t header_at = std::string_view::npos;
   while (pos < bytes.size() && !closing_) {
     if (srv_left_ > 0 && !srv_gather_) {
       // A message that is not inspected: streamed through.
       const size_t n = static_cast<size_t>(std::min<uint64_t>(bytes.size() - pos, srv_left_));
-      forward_server(bytes.subspan(pos, n), out, now_ns);
+      queue_server(bytes.subspan(pos, n), out, now_ns);
       pos += n;
       srv_left_ -= n;
       continue;
@@ -232,12 +247,14 @@ void PgRelay::on_server_framed(std::span<const uint8_t> bytes, RelayOutput& out,
       srv_message_.clear();
       continue;
     }
+    if (srv_header_n_ == 0) header_at = pos;
     srv_header_[srv_header_n_++] = bytes[pos++];
     if (srv_header_n_ < pgsql::kTypedHeaderSize) continue;
     srv_header_n_ = 0;
     const uint8_t type = srv_header_[0];
     const uint32_t length = pgsql::ReadBe32(srv_header_ + 1);
     if (length < 4) {
+      flush_server(out, now_ns);
       protocol_error("invalid message from the server", out, now_ns);
       return;
     }
@@ -267,13 +284,22 @@ void PgRelay::on_server_framed(std::span<const uint8_t> bytes, RelayOutput& out,
     if (inspect && srv_left_ > limits_.max_masked_message_bytes) {
       if (type == 'D' || type == 'd') {
         // Cannot be held whole to mask: the connection ends rather than let it out.
+        flush_server(out, now_ns);
         fatal("54000", "dbwarden: a result row too large to mask", /*recorded=*/true, out, now_ns);
         return;
       }
       inspect = false;
     }
     if (!inspect) {
-      forward_server({srv_header_, pgsql::kTypedHeaderSize}, out, now_ns);
+      queue_server({srv_header_, pgsql::kTypedHeaderSize}, out, now_ns);
+      continue;
+    }
+    if (header_at != std::string_view::npos && bytes.size() - pos >= srv_left_) {
+      // Whole in this read: inspected where it lies, not gathered.
+      const auto message = bytes.subspan(header_at, pgsql::kTypedHeaderSize + srv_left_);
+      pos += srv_left_;
+      srv_left_ = 0;
+      server_message(message, out, now_ns);
       continue;
     }
     srv_message_.assign(srv_header_, srv_header_ + pgsql::kTypedHeaderSize);
@@ -289,6 +315,10 @@ void PgRelay::on_server_framed(std::span<const uint8_t> bytes, RelayOutput& out,
 void PgRelay::server_message(std::span<const uint8_t> message, RelayOutput& out, uint64_t now_ns) {
   const uint8_t type = message[0];
   const auto body = message.subspan(pgsql::kTypedHeaderSize);
+  // Only rows may stay queued while a message is handled: every other message reads or
+  // changes what the decoder knows of the statement being answered (and so does a row with
+  // no RowDescription), and the decoder must have seen every byte before it first.
+  if ((type != 'D' && type != 'd') || !described_) flush_server(out, now_ns);
   switch (type) {
     case 'T':
       row_description(body);
@@ -311,11 +341,12 @@ void PgRelay::server_message(std::span<const uint8_t> message, RelayOutput& out,
         case Rewrite::kUnchanged:
           break;
         case Rewrite::kRewritten:
-          forward_server(row_, out, now_ns);
+          queue_server(row_, out, now_ns);
           return;
         case Rewrite::kMalformed:
           // Not what the RowDescription / COPY announced: nothing of it can be masked
           // with certainty, so none of it goes out.
+          flush_server(out, now_ns);
           protocol_error("a malformed result row from the server", out, now_ns);
           return;
       }
@@ -340,12 +371,13 @@ void PgRelay::server_message(std::span<const uint8_t> message, RelayOutput& out,
       if (session_.idle()) {
         armed_ = false;
         tallies_.clear();
+        if (srv_out_.capacity() > 4096) std::vector<uint8_t>().swap(srv_out_);
       }
       return;
     default:
       break;
   }
-  forward_server(message, out, now_ns);
+  queue_server(message, out, now_ns);
 }
 
 void PgRelay::finish_statement() { tallies_.finish(session_.answering_text(), tally_); }
@@ -424,6 +456,19 @@ PgRelay::Rewrite PgRelay::rewrite_data_row(std::span<const uint8_t> body) {
   if (!plan_ || plan_->empty()) return Rewrite::kUnchanged;
   if (body.size() < 2) return Rewrite::kMalformed;
   const size_t n = ReadBe16(body.data());
+  if (!plan_->may_change({reinterpret_cast<const char*>(body.data()), body.size()})) {
+    // Nothing in it can be masked: only its shape is checked, as below.
+    size_t at = 2;
+    for (size_t i = 0; i < n; ++i) {
+      if (body.size() - at < 4) return Rewrite::kMalformed;
+      const int32_t len = static_cast<int32_t>(pgsql::ReadBe32(body.data() + at));
+      at += 4;
+      if (len < 0) continue;
+      if (body.size() - at < static_cast<size_t>(len)) return Rewrite::kMalformed;
+      at += static_cast<size_t>(len);
+    }
+    return at == body.size() ? Rewrite::kUnchanged : Rewrite::kMalformed;
+  }
   row_.clear();
   row_.push_back('D');
   AppendBe32(0, row_);

@@ -183,6 +183,22 @@ TEST_CASE("masking: the gate lets every item through and stops plain text", "[ma
       INFO(v);
       CHECK((builtin_candidates(v) & (DetectorSet{1} << ids[k])) != 0);
       CHECK((builtin_candidates_scalar(v) & (DetectorSet{1} << ids[k])) != 0);
+#if defined(__SSE2__)
+      CHECK(builtin_candidates(v) == builtin_candidates_sse2(v));  // AVX-512BW where it runs
+#endif
+    }
+  }
+  // A whole row at once: an item among other values and their binary framing (lengths
+  // whose bytes are digits or capitals) is still let through.
+  const std::string frames[] = {
+      std::string("\0\0\0\x34", 4), std::string("\0\0\0\x41", 4), "4444", "AB12", "+1", "x@"};
+  for (size_t k = 0; k < sizeof(items) / sizeof(items[0]); ++k) {
+    for (const std::string& frame : frames) {
+      for (size_t at = 0; at < 70; ++at) {
+        const std::string row = std::string(at, 'w') + frame + items[k] + frame + "9 tail";
+        INFO(row);
+        CHECK((builtin_candidates_within(row) & (DetectorSet{1} << ids[k])) != 0);
+      }
     }
   }
   for (const char* plain : {"ordinary words and a number 1234 on 2026-01-02, @team",
@@ -190,5 +206,8 @@ TEST_CASE("masking: the gate lets every item through and stops plain text", "[ma
     INFO(plain);
     CHECK(builtin_candidates(plain) == 0);
     CHECK(builtin_candidates_scalar(plain) == 0);
+#if defined(__SSE2__)
+    CHECK(builtin_candidates_within(plain) == 0);
+#endif
   }
 }

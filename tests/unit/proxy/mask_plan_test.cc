@@ -201,6 +201,25 @@ TEST_CASE("mask plan: may_need_masking tells untouched tables apart without a pl
   CHECK_FALSE(dbwarden::proxy::may_need_masking({}, V{}));
 }
 
+TEST_CASE("mask plan: may_change rules out a whole row only when nothing in it can change",
+          "[proxy][masking]") {
+  Rules r;
+  StatementOrigins o;
+  o.may_read.push_back(SourceRef{"public", "tickets", ""});
+  // Content only (pii-text): a row is ruled out by its bytes, framing included.
+  const MaskPlan content = r.plan(o, 2);
+  REQUIRE(content.has_content());
+  const std::string framing("\0\2\0\0\0\x34", 6);
+  CHECK_FALSE(content.may_change(framing + "ordinary words, order 1234 on 2026-01-02"));
+  CHECK(content.may_change(framing + "write to ann@example.com" + framing + "x"));
+  // The item split by framing is not an item, but whatever spans a value is seen.
+  CHECK(content.may_change("ann@example.com"));
+  // A column masked whole: every row may change.
+  StatementOrigins people;
+  people.columns = {Copy("public", "people", "ssn")};
+  CHECK(r.plan(people, 1).may_change("nothing here"));
+}
+
 TEST_CASE("mask plan: no rules is an empty plan", "[proxy][masking]") {
   Rules r;
   StatementOrigins o;

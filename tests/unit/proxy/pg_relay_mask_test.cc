@@ -303,6 +303,48 @@ TEST_CASE("pg mask relay: a malformed DataRow under a plan ends the connection",
   CHECK(f.out.closed);
 }
 
+TEST_CASE("pg mask relay: a scanned result leaves in a few sends, not one per row",
+          "[proxy][masking]") {
+  Fixture f(kContentPolicy);
+  const std::string q = Query("SELECT note, who FROM tickets");
+  REQUIRE(f.client(q) == q);
+  std::string rows;
+  for (int i = 0; i < 200; ++i) {
+    rows += i % 10 == 3 ? Row({"mail ann" + std::to_string(i) + "@example.com now", "x"})
+                        : Row({"nothing to see, order " + std::to_string(1000 + i), std::nullopt});
+  }
+  const std::string answer =
+      RowDescOf({{"note"}, {"who"}}) + rows + Complete("SELECT 200") + Ready();
+  f.out.client_writes = 0;
+  const auto m = Messages(f.server(answer));
+  CHECK(f.out.client_writes <= 4);
+  REQUIRE(m.size() == 203);
+  for (int i = 0; i < 200; ++i) {
+    INFO(i);
+    if (i % 10 == 3) {
+      const auto v = RowValues(m[1 + i]);
+      CHECK(*v[0] == "mail **** now");
+      CHECK(*v[1] == "x");
+    } else {
+      CHECK(m[1 + i] == Row({"nothing to see, order " + std::to_string(1000 + i), std::nullopt}));
+    }
+  }
+  CHECK(m[201] == Complete("SELECT 200"));
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].masked_values == 20);
+  // In pieces too, and a malformed row after plain ones: what came before it goes out, then
+  // the error, and nothing of the bad row.
+  const std::string q2 = Query("SELECT note FROM tickets");
+  REQUIRE(f.client(q2) == q2);
+  const std::string bad = Typed('D', I16(1) + I32(40) + "short");
+  const std::string told =
+      f.server(RowDescOf({{"note"}}) + Row({"plain one"}) + Row({"plain two"}) + bad, 7);
+  CHECK(told.find(Row({"plain one"}) + Row({"plain two"})) != std::string::npos);
+  CHECK(told.find("short") == std::string::npos);
+  CHECK(told.find("08P01") != std::string::npos);
+  CHECK(f.out.closed);
+}
+
 TEST_CASE("pg mask relay: rows of a portal executed without a Describe are masked as NULL",
           "[proxy][masking]") {
   Fixture f;

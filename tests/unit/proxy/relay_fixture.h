@@ -25,7 +25,9 @@ struct Output : dbwarden::proxy::RelayOutput {
   }
   void to_client(std::span<const uint8_t> b) override {
     client.append(reinterpret_cast<const char*>(b.data()), b.size());
+    ++client_writes;
   }
+  size_t client_writes = 0;  // calls (each is a send on a real connection)
   void close_after_flush() override { closed = true; }
   // TLS toward the client: available when the test says so, until it is started.
   bool tls_available = false, tls_started = false;
@@ -60,8 +62,7 @@ rules:
 )";
 
 struct Judged {
-  explicit Judged(std::string_view yaml = kGuardrails)
-      : source(LoadPolicy(yaml)), judge(source) {}
+  explicit Judged(std::string_view yaml = kGuardrails) : source(LoadPolicy(yaml)), judge(source) {}
   dbwarden::proxy::PolicySource source;
   dbwarden::proxy::PolicyJudge judge;
 };
