@@ -65,7 +65,6 @@ bool PgRelay::note_masks(RelayOutput* out, uint64_t now_ns) {
   bool lookup = false;
   for (size_t i = 0; i < n; ++i) {
     JudgedStatement& s = verdict_.statements[i];
-    catalog_watch(s.text);
     if (i >= 4 || s.verdict.block) continue;
     how[i] = trace(s, *verdict_.policy, traced[i], now_ns);
     lookup = lookup || how[i] == Trace::kLookup;
@@ -79,6 +78,7 @@ bool PgRelay::note_masks(RelayOutput* out, uint64_t now_ns) {
     }
     if (chance == LookupChance::kWait && lookup) return true;
   }
+  catalog_watch(verdict_.statements);
   for (size_t i = 0; i < n; ++i) {
     JudgedStatement& s = verdict_.statements[i];
     if (s.verdict.block) continue;
