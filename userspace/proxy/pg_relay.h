@@ -167,8 +167,8 @@ class PgRelay final : public RelayBase<PgProtocol> {
   // Origins when the tracer cannot answer: every column unknown, and what it may read.
   StatementOrigins untraced_origins(const JudgedStatement& s);
   PgCatalogCache::Scope* scope(uint64_t now_ns);
-  // Catalog bookkeeping for one statement the client sent (DDL, search_path changes).
-  void catalog_watch(std::string_view text);
+  // Catalog bookkeeping for a message that goes on (DDL, search_path changes).
+  void catalog_watch(std::span<const JudgedStatement> statements);
   enum class LookupChance : uint8_t { kNow, kWait, kNever };
   LookupChance lookup_chance() const;
   void start_lookup(RelayOutput& out);

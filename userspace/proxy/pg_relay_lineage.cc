@@ -66,7 +66,7 @@ PgCatalogCache::Scope* PgRelay::scope(uint64_t now_ns) {
   return scope_;
 }
 
-void PgRelay::catalog_watch(std::string_view text) {
+void PgRelay::catalog_watch(std::span<const JudgedStatement> statements) {
   if (catalog_ == nullptr) return;
   if (ddl_in_transaction_ && session_.idle() && session_.transaction_status() == 'I') {
     // The transaction that ran DDL has ended: what other sessions looked up meanwhile
@@ -74,8 +74,11 @@ void PgRelay::catalog_watch(std::string_view text) {
     catalog_->invalidate();
     ddl_in_transaction_ = false;
   }
-  const uint8_t effects = PgCatalogEffects(text);
+  uint8_t effects = 0;
+  for (const JudgedStatement& s : statements) effects |= PgCatalogEffects(s.text);
   if (effects == 0) return;
+  // The message was traced against the catalog before it runs (CREATE TABLE AS reads the
+  // tables as they are); what it changes is forgotten now that it goes.
   if ((effects & kPgCatalogChange) != 0 ||
       ((effects & kPgTransactionEnd) != 0 && ddl_in_transaction_)) {
     catalog_->invalidate();

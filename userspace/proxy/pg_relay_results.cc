@@ -65,7 +65,6 @@ bool PgRelay::note_masks(RelayOutput* out, uint64_t now_ns) {
   bool lookup = false;
   for (size_t i = 0; i < n; ++i) {
     JudgedStatement& s = verdict_.statements[i];
-    catalog_watch(s.text);
     // A statement held for approval is planned as an allowed one: what would block it
     // unheld blocks it before anyone is asked, and it is armed for when it is released.
     if (i >= 4 || (s.verdict.block && s.verdict.approvals == 0)) continue;
@@ -81,6 +80,7 @@ bool PgRelay::note_masks(RelayOutput* out, uint64_t now_ns) {
     }
     if (chance == LookupChance::kWait && lookup) return true;
   }
+  catalog_watch(verdict_.statements);
   for (size_t i = 0; i < n; ++i) {
     JudgedStatement& s = verdict_.statements[i];
     if (s.verdict.block && s.verdict.approvals == 0) continue;
