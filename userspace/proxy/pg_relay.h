@@ -82,6 +82,7 @@ class PgRelay final : public RelayBase<PgProtocol> {
   void on_upstream_failed(std::string_view why, ByteBuffer& in, RelayOutput& out,
                           uint64_t now_ns) override;
   void on_close(uint64_t now_ns) override;
+  bool cancel_approval(std::span<const uint8_t> key) override;
 
  private:
   bool step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) override;
@@ -175,6 +176,10 @@ class PgRelay final : public RelayBase<PgProtocol> {
   // statements go on under it; empty outside one.
   std::string group_pass_;
   std::string group_text_;  // the statement it approved
+  // BackendKeyData's pid and key, read from the server's stream (unarmed path) at login:
+  // a CancelRequest carrying it withdraws a held statement of this connection.
+  std::vector<uint8_t> backend_key_;
+  size_t key_left_ = 0;
 };
 
 }  // namespace dbwarden::proxy
