@@ -29,6 +29,16 @@ void PgRelay::on_close(uint64_t now_ns) {
   session_.on_close(now_ns);
 }
 
+bool PgRelay::cancel_approval(std::span<const uint8_t> key) {
+  const auto& mine = backend_key_;
+  if (!awaiting_approval() || key_left_ > 0 || mine.empty() ||
+      !std::equal(mine.begin(), mine.end(), key.begin(), key.end())) {
+    return false;
+  }
+  cancel_held();
+  return true;
+}
+
 bool PgRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
   now_ns_ = now_ns;
   if (looking_up_) return false;  // the proxy's own catalog lookup is being answered
@@ -118,6 +128,8 @@ bool PgRelay::startup_packet(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) 
       return true;
     }
     case pgsql::StartupKind::kCancel:
+      // A statement held for approval never reached the server: the proxy withdraws it.
+      out.cancel_request(packet.subspan(pgsql::kStartupHeaderSize));
       pass(packet, /*to_server=*/true, out, now_ns);
       in.consume(packet.size());
       return true;

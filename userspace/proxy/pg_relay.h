@@ -88,6 +88,7 @@ class PgRelay final : public RelayBase<PgProtocol> {
   // names a masked table is masked (failing closed), and views are not followed.
   void set_catalog(PgCatalogCache* catalog) { catalog_ = catalog; }
   uint64_t own_server_bytes() const override { return lookup_bytes_; }
+  bool cancel_approval(std::span<const uint8_t> key) override;
 
  private:
   bool step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) override;
@@ -229,6 +230,10 @@ class PgRelay final : public RelayBase<PgProtocol> {
   // statements go on under it; empty outside one.
   std::string group_pass_;
   std::string group_text_;  // the statement it approved
+  // BackendKeyData's pid and key, read from the server's stream (unarmed path) at login:
+  // a CancelRequest carrying it withdraws a held statement of this connection.
+  std::vector<uint8_t> backend_key_;
+  size_t key_left_ = 0;
 };
 
 }  // namespace dbwarden::proxy

@@ -187,6 +187,13 @@ void PgRelay::on_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64
     while (pos < bytes.size()) {
       if (srv_left_ > 0) {
         const size_t n = static_cast<size_t>(std::min<uint64_t>(bytes.size() - pos, srv_left_));
+        if (key_left_ > 0) {
+          // BackendKeyData's body: kept by the relay alone (the decoder never keeps the
+          // cancel key), to match a CancelRequest to this connection.
+          const size_t k = std::min<size_t>(n, key_left_);
+          backend_key_.insert(backend_key_.end(), bytes.begin() + pos, bytes.begin() + pos + k);
+          key_left_ -= k;
+        }
         pos += n;
         srv_left_ -= n;
         continue;
@@ -195,6 +202,10 @@ void PgRelay::on_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64
       if (srv_header_n_ == pgsql::kTypedHeaderSize) {
         srv_header_n_ = 0;
         srv_left_ = pgsql::ReadBe32(srv_header_ + 1) - 4;
+        // Pid and key: 8 bytes (protocol 3.0) up to 260 (3.2). Once per connection.
+        if (srv_header_[0] == 'K' && backend_key_.empty() && srv_left_ >= 8 && srv_left_ <= 260) {
+          key_left_ = static_cast<size_t>(srv_left_);
+        }
       }
     }
     forward_server(bytes, out, now_ns);

@@ -119,6 +119,7 @@ struct Proxy::Loop {
       send_client(loop->tls_out);
     }
     void close_after_flush() override { close_requested = true; }
+    void cancel_request(std::span<const uint8_t> key) override { loop->cancel_held(key); }
     bool client_tls_available() const override { return !tls && loop->tls_configured; }
     void start_client_tls() override {
       if (!client_tls_available()) return;
@@ -219,6 +220,7 @@ struct Proxy::Loop {
   void destroy(Conn& c);
   void approvals_decided();
   void expire_approvals(uint64_t now);
+  void cancel_held(std::span<const uint8_t> key);
 };
 
 Status Proxy::Loop::listen_tcp(const std::string& address) {
@@ -686,6 +688,13 @@ void Proxy::Loop::approvals_decided() {
     if (c->dead) continue;
     c->relay->on_approval_decided(*c, now);
     drive(*c);
+  }
+}
+
+void Proxy::Loop::cancel_held(std::span<const uint8_t> key) {
+  // Only held connections are asked; the key names one connection at most.
+  for (auto& [p, c] : conns) {
+    if (!c->dead && c->relay->awaiting_approval() && c->relay->cancel_approval(key)) return;
   }
 }
 

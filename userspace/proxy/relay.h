@@ -25,6 +25,9 @@ class RelayOutput {
   // plaintext "yes" has been given to to_client(): every later byte either way is TLS.
   virtual bool client_tls_available() const { return false; }
   virtual void start_client_tls() {}
+  // A PostgreSQL CancelRequest arrived on this connection with `key` (pid and secret, as
+  // BackendKeyData gave them): a held statement of the connection it names is withdrawn.
+  virtual void cancel_request(std::span<const uint8_t> /*key*/) {}
 };
 
 class Relay {
@@ -50,6 +53,10 @@ class Relay {
   virtual bool awaiting_approval() const { return false; }
   // The broker decided something: if it was this relay's request, act on it.
   virtual void on_approval_decided(RelayOutput& /*out*/, uint64_t /*now_ns*/) {}
+  // A client's cancel with `key` (RelayOutput::cancel_request): if it names this
+  // connection and a message waits for approval, its request is withdrawn (the broker then
+  // wakes the proxy, and on_approval_decided answers the client). True if it did.
+  virtual bool cancel_approval(std::span<const uint8_t> /*key*/) { return false; }
 };
 
 }  // namespace dbwarden::proxy

@@ -139,9 +139,20 @@ class RelayBase : public Relay {
     }
     const std::string_view what = state ? approvals::state_name(*state) : "withdrawn";
     Verdict& v = verdict_.decisive;
+    if (canceled_) {
+      // The client's own cancel: answered as the server answers one.
+      canceled_ = false;
+      reason = "canceled by the client";
+      // PostgreSQL query_canceled; MySQL ER_QUERY_INTERRUPTED.
+      v.sqlstate = P::kDialect == Dialect::kMysql ? "70100" : "57014";
+      v.mysql_errno = 1317;
+    }
     v.message = "dbwarden: approval request " + std::to_string(id) + " " + std::string(what) +
                 (reason.empty() ? "" : ": " + reason);
-    mark_statements(std::string(what == "expired" ? "expired:" : "denied:") + std::to_string(id),
+    mark_statements(std::string(what == "expired"     ? "expired:"
+                                : what == "withdrawn" ? "withdrawn:"
+                                                      : "denied:") +
+                        std::to_string(id),
                     /*block=*/true);
     ++blocked_;
     deny_held(std::move(message), out, now_ns);
@@ -279,6 +290,13 @@ class RelayBase : public Relay {
     }
     verdict_.decisive.action = action;
   }
+  // The client canceled its statement: the request is withdrawn, and answered when the
+  // broker's wake-up comes back (on_approval_decided).
+  void cancel_held() {
+    if (request_ == 0 || canceled_) return;
+    canceled_ = true;
+    broker_->withdraw(request_, 0);
+  }
   // The client went away: its request is withdrawn.
   void withdraw_request() {
     if (request_ == 0) return;
@@ -356,6 +374,7 @@ class RelayBase : public Relay {
   // request while any of it is left.
   ByteBuffer released_;
   uint64_t approved_id_ = 0;
+  bool canceled_ = false;  // the held message's client canceled it
 
  private:
   // The judge's generation each prepared statement was last judged under: one judged under

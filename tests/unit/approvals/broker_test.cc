@@ -210,7 +210,7 @@ TEST_CASE("broker: pending requests are bounded and denied all at once at shutdo
   CHECK(b.submit(spec(), 2).ok());  // decided ones do not count against the bound
 }
 
-TEST_CASE("broker: a grant names its request; approvals of a shape are counted for reviewers",
+TEST_CASE("broker: a grant names its request, and approvals of a shape are counted for reviewers",
           "[approvals]") {
   Events events;
   Broker b(&events);

@@ -326,7 +326,7 @@ TEST_CASE("approvals, pg: a held statement its mask plan refuses is blocked with
   CHECK(f.sink.got[0].policy_action == "block");
 }
 
-TEST_CASE("approvals, mysql: prepared once, each execute is held; a JIT grant covers executes",
+TEST_CASE("approvals, mysql: prepared once, each execute is held, a JIT grant covers executes",
           "[proxy][approvals]") {
   using namespace mytest;
   MyFixture f;
@@ -398,4 +398,33 @@ TEST_CASE("approvals, pg: a named prepared statement is asked for at each Bind",
   f.now += 60 * kSecond;
   CHECK(f.client(run).empty());
   CHECK(f.broker.list().size() == 1);
+}
+
+TEST_CASE("approvals, pg: the client's CancelRequest withdraws its held statement",
+          "[proxy][approvals]") {
+  using namespace pgtest;
+  PgFixture f;
+  pg_login(f);  // BackendKeyData: pid 42, key 7
+  CHECK(f.client(Query("DELETE FROM t WHERE id = 1")).empty());
+  const uint64_t id = f.pending_id();
+  CHECK_FALSE(f.relay.cancel_approval(Span(I32(42) + I32(8))));  // another connection's key
+  CHECK(f.broker.pending() == 1);
+  CHECK(f.relay.cancel_approval(Span(I32(42) + I32(7))));
+  CHECK(f.broker.pending() == 0);
+  CHECK(f.decided().empty());  // never sent
+  const std::string told = f.out.take_client();
+  CHECK(told.find("C57014") != std::string::npos);
+  CHECK(told.find("approval request " + std::to_string(id) +
+                  " withdrawn: canceled by the client") != std::string::npos);
+  CHECK(told.substr(told.size() - 6) == Ready('I'));
+  CHECK(f.sink.got.back().policy_action == "withdrawn:" + std::to_string(id));
+  CHECK(f.events.got.back().kind == "withdrawn");
+  // The session goes on.
+  CHECK(f.client(Query("SELECT 1")) == Query("SELECT 1"));
+
+  // The cancel itself arrives on a connection of its own: the relay hands its key to the
+  // proxy (which asks every held connection) and passes it on to the server as before.
+  PgFixture g;
+  CHECK(g.client(CancelRequest()) == CancelRequest());
+  CHECK(g.out.cancel_key == I32(1234) + I32(0x5ec7e7));
 }

@@ -33,6 +33,10 @@ struct Output : dbwarden::proxy::RelayOutput {
   bool tls_available = false, tls_started = false;
   bool client_tls_available() const override { return tls_available && !tls_started; }
   void start_client_tls() override { tls_started = client_tls_available(); }
+  std::string cancel_key;  // the last CancelRequest's key
+  void cancel_request(std::span<const uint8_t> key) override {
+    cancel_key.assign(reinterpret_cast<const char*>(key.data()), key.size());
+  }
   // Hands over (and forgets) what was sent so far.
   std::string take_server() { return std::exchange(server, {}); }
   std::string take_client() { return std::exchange(client, {}); }
