@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "common/read_file.h"
 #include "policy/policy.h"
+#include "policy_file.h"
 #include "proxy/policy_judge.h"
 
 namespace {
@@ -26,16 +26,6 @@ using dbwarden::ConnectionInfo;
 using dbwarden::proxy::MessageVerdict;
 using dbwarden::proxy::PolicyJudge;
 using dbwarden::proxy::PolicySource;
-
-// The policy under test; a bench without it measures nothing.
-std::string read_file(const char* path) {
-  std::string out = dbwarden::read_whole_file(path);
-  if (out.empty()) {
-    std::fprintf(stderr, "cannot read %s\n", path);
-    std::exit(1);
-  }
-  return out;
-}
 
 std::shared_ptr<const dbwarden::policy::Policy> load(const std::string& yaml) {
   auto p = dbwarden::policy::Policy::load_string(yaml, "bench.yaml");
@@ -62,7 +52,7 @@ double median(std::vector<double> v) {
 int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 9;
   const long n = argc > 2 ? std::atol(argv[2]) : 300000;
-  const std::string guardrails = read_file(DBW_POLICY_FILE);
+  const std::string guardrails = dbwarden::bench::read_policy_file(DBW_POLICY_FILE);
   const std::string masked = guardrails +
                              "  - name: untouched-column\n    action: mask\n"
                              "    columns: [public.bench_untouched.secret]\n";

@@ -22,8 +22,8 @@
 #include <string>
 #include <vector>
 
-#include "common/read_file.h"
 #include "policy/policy.h"
+#include "policy_file.h"
 #include "sql/analyzer.h"
 
 namespace {
@@ -82,16 +82,6 @@ std::shared_ptr<const Policy> load(const std::string& yaml, const char* name) {
   return p.value();
 }
 
-// The policy under test; a bench without it measures nothing.
-std::string read_file(const char* path) {
-  std::string out = dbwarden::read_whole_file(path);
-  if (out.empty()) {
-    std::fprintf(stderr, "cannot read %s\n", path);
-    std::exit(1);
-  }
-  return out;
-}
-
 std::string large_policy(const std::string& guardrails) {
   std::string y = "rules:\n";
   for (int i = 0; i < 40; ++i) {
@@ -135,7 +125,7 @@ double median(std::vector<double> v) {
 int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 9;
   const long n = argc > 2 ? std::atol(argv[2]) : 2000000;
-  const std::string guardrails_yaml = read_file(DBW_POLICY_FILE);
+  const std::string guardrails_yaml = dbwarden::bench::read_policy_file(DBW_POLICY_FILE);
   struct Config {
     const char* name;
     std::shared_ptr<const Policy> policy;

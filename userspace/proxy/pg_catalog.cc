@@ -129,9 +129,9 @@ PgCatalogCache::Scope* PgCatalogCache::find(std::string_view key, uint64_t now_n
 PgCatalogCache::Scope& PgCatalogCache::get(std::string_view key, uint64_t now_ns) {
   if (Scope* s = find(key, now_ns)) return *s;
   if (scopes_.size() >= limits_.max_scopes) {
-    auto oldest = std::min_element(scopes_.begin(), scopes_.end(), [](const auto& a, const auto& b) {
-      return a.second->created_ns_ < b.second->created_ns_;
-    });
+    auto oldest = std::min_element(
+        scopes_.begin(), scopes_.end(),
+        [](const auto& a, const auto& b) { return a.second->created_ns_ < b.second->created_ns_; });
     scopes_.erase(oldest);
     ++generation_;
   }
@@ -370,14 +370,15 @@ uint8_t PgCatalogEffects(std::string_view text) {
   const std::string_view word = text.substr(i, j - i);
   const std::string_view rest = text.substr(j);
   const auto has = [&](std::string_view lower) {
-    return std::search(rest.begin(), rest.end(), lower.begin(), lower.end(),
-                       [](char a, char b) {
-                         return (a >= 'A' && a <= 'Z' ? static_cast<char>(a + 32) : a) == b;
-                       }) != rest.end();
+    return std::search(rest.begin(), rest.end(), lower.begin(), lower.end(), [](char a, char b) {
+             return (a >= 'A' && a <= 'Z' ? static_cast<char>(a + 32) : a) == b;
+           }) != rest.end();
   };
-  uint8_t effects = has("set_config") ? kPgScopeChange : 0;
-  for (const char* w : {"create", "alter", "drop", "do", "call", "import", "comment", "security",
-                        "refresh"}) {
+  // set_config() is a call: only a text with a parenthesis is scanned for it (memchr).
+  uint8_t effects =
+      rest.find('(') != std::string_view::npos && has("set_config") ? kPgScopeChange : 0;
+  for (const char* w :
+       {"create", "alter", "drop", "do", "call", "import", "comment", "security", "refresh"}) {
     if (EqualsCi(word, w)) return effects | kPgCatalogChange;
   }
   for (const char* w : {"set", "reset", "discard"}) {
@@ -387,7 +388,11 @@ uint8_t PgCatalogEffects(std::string_view text) {
     if (EqualsCi(word, w)) return effects | kPgTransactionEnd;
   }
   // SELECT ... INTO t creates a table.
-  if ((EqualsCi(word, "select") || EqualsCi(word, "with")) && has("into")) {
+  // (A cheap first look for the letters in either case: a missed mixed-case INTO leaves a
+  // stale "no such table" behind, which fails closed until the TTL.)
+  if ((EqualsCi(word, "select") || EqualsCi(word, "with")) &&
+      (rest.find("into") != std::string_view::npos || rest.find("INTO") != std::string_view::npos ||
+       rest.find("Into") != std::string_view::npos)) {
     effects |= kPgCatalogChange;
   }
   return effects;

@@ -38,7 +38,7 @@ namespace dbwarden::proxy {
 struct PgRelation {
   uint32_t oid = 0;
   std::string schema, name;
-  bool is_view = false;  // relkind 'v' or 'm'
+  bool is_view = false;              // relkind 'v' or 'm'
   std::vector<std::string> columns;  // visible, in attnum order
   std::vector<int16_t> attnums;      // of `columns`
   std::string view_definition;

@@ -178,8 +178,7 @@ class PgRelay final : public RelayBase<PgProtocol> {
                                          uint64_t now_ns);
   // RowDescription's table OIDs and attribute numbers against the lineage: a column of a
   // known table gets it as a source, one of an unknown table becomes unknown.
-  void confirm_origins(std::span<const uint8_t> body, StatementOrigins& origins,
-                       uint64_t now_ns);
+  void confirm_origins(std::span<const uint8_t> body, StatementOrigins& origins, uint64_t now_ns);
   // The lookup's answer ended: the catalog learns what it said.
   void lookup_done(uint64_t now_ns);
   std::unordered_map<std::string, MaskEntry> masks_;  // by statement text, bounded
@@ -217,10 +216,10 @@ class PgRelay final : public RelayBase<PgProtocol> {
   PgCatalogCache::Scope* scope_ = nullptr;
   uint64_t scope_generation_ = 0;
   PgCatalogLookup lookup_;
-  bool looking_up_ = false;             // the server is answering the proxy's lookup
-  std::vector<uint8_t> lookup_buf_;     // its answer's current message
-  std::vector<PgLookupName> wanted_;    // names to look up at the next chance (bounded)
-  uint32_t lookup_rounds_ = 0;          // lookups for the message at the front of the input
+  bool looking_up_ = false;           // the server is answering the proxy's lookup
+  std::vector<uint8_t> lookup_buf_;   // its answer's current message
+  std::vector<PgLookupName> wanted_;  // names to look up at the next chance (bounded)
+  uint32_t lookup_rounds_ = 0;        // lookups for the message at the front of the input
   uint64_t lookup_bytes_ = 0;
   bool ddl_in_transaction_ = false;  // DDL relayed: the catalog is forgotten again at its end
   uint64_t now_ns_ = 0;  // the latest event's time

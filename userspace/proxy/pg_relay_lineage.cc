@@ -164,8 +164,8 @@ void PgRelay::start_lookup(RelayOutput& out) {
   out.to_server(scratch_);  // not to the decoder: no record of it
 }
 
-std::span<const uint8_t> PgRelay::lookup_answer(std::span<const uint8_t> bytes,
-                                                RelayOutput& out, uint64_t now_ns) {
+std::span<const uint8_t> PgRelay::lookup_answer(std::span<const uint8_t> bytes, RelayOutput& out,
+                                                uint64_t now_ns) {
   size_t pos = 0;
   while (pos < bytes.size() && looking_up_) {
     const auto take = [&](size_t upto) {

@@ -4,13 +4,14 @@
 // answer read message by message (relations, columns in attnum order, views, functions,
 // the scope), errors keeping nothing, the cache's scopes, TTL, bounds and invalidation,
 // and the tracer's view of it.
+#include "proxy/pg_catalog.h"
+
 #include <catch2/catch.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "../pgsql/pg_wire.h"
-#include "proxy/pg_catalog.h"
 
 using namespace pgtest;
 using dbwarden::proxy::PgCatalogCache;
@@ -45,8 +46,7 @@ PgCatalogLookup::State Feed(PgCatalogLookup& lookup,
   for (const auto& [type, body] : messages) {
     bool forward = false;
     st = lookup.on_message(static_cast<uint8_t>(type),
-                           {reinterpret_cast<const uint8_t*>(body.data()), body.size()},
-                           &forward);
+                           {reinterpret_cast<const uint8_t*>(body.data()), body.size()}, &forward);
     if (forward && forwarded != nullptr) ++*forwarded;
   }
   return st;
@@ -92,23 +92,24 @@ TEST_CASE("pg catalog: an answer fills the scope: tables, views, columns, functi
                                            {true, "", "get_ssn"}};
   REQUIRE(lookup.query(names, message));
   int forwarded = 0;
-  const auto st = Feed(
-      lookup,
-      {{'T', LookupDesc()},
-       {'D', Body({"s", "-1", "shop", "\"$user\",public,pg_catalog", {}, {}, {}})},
-       {'D', Body({"r", "0", "16400", "public", "people", "r", {}})},
-       // Columns in any order: kept in attnum order (a dropped column leaves a gap).
-       {'D', Body({"c", "0", "3", "ssn", {}, {}, {}})},
-       {'D', Body({"c", "0", "1", "id", {}, {}, {}})},
-       {'S', ParamStatus("TimeZone", "UTC").substr(5)},
-       {'D', Body({"r", "1", "16410", "public", "people_v", "v", " SELECT people.ssn AS s\n FROM people;"})},
-       {'D', Body({"c", "1", "1", "s", {}, {}, {}})},
-       {'D', Body({"r", "2", {}, {}, {}, {}, {}})},
-       {'D', Body({"f", "3", "f", {}, {}, {}, {}})},
-       {'D', Body({"f", "4", "t", {}, {}, {}, {}})},
-       {'C', CStr("SELECT 9")},
-       {'Z', "I"}},
-      &forwarded);
+  const auto st =
+      Feed(lookup,
+           {{'T', LookupDesc()},
+            {'D', Body({"s", "-1", "shop", "\"$user\",public,pg_catalog", {}, {}, {}})},
+            {'D', Body({"r", "0", "16400", "public", "people", "r", {}})},
+            // Columns in any order: kept in attnum order (a dropped column leaves a gap).
+            {'D', Body({"c", "0", "3", "ssn", {}, {}, {}})},
+            {'D', Body({"c", "0", "1", "id", {}, {}, {}})},
+            {'S', ParamStatus("TimeZone", "UTC").substr(5)},
+            {'D', Body({"r", "1", "16410", "public", "people_v", "v",
+                        " SELECT people.ssn AS s\n FROM people;"})},
+            {'D', Body({"c", "1", "1", "s", {}, {}, {}})},
+            {'D', Body({"r", "2", {}, {}, {}, {}, {}})},
+            {'D', Body({"f", "3", "f", {}, {}, {}, {}})},
+            {'D', Body({"f", "4", "t", {}, {}, {}, {}})},
+            {'C', CStr("SELECT 9")},
+            {'Z', "I"}},
+           &forwarded);
   REQUIRE(st == PgCatalogLookup::State::kDone);
   CHECK(forwarded == 1);  // the ParameterStatus is the client's
   CHECK(lookup.scope_key() == "shop/\"$user\",public,pg_catalog");
@@ -173,8 +174,7 @@ TEST_CASE("pg catalog: an error, a wrong shape or a cut row keeps nothing", "[pr
   CHECK(scope.relation("", "people") == nullptr);
 }
 
-TEST_CASE("pg catalog: a view definition too long to keep is not followed",
-          "[proxy][catalog]") {
+TEST_CASE("pg catalog: a view definition too long to keep is not followed", "[proxy][catalog]") {
   PgCatalogLookup lookup;
   std::vector<uint8_t> message;
   const std::vector<PgLookupName> names = {{false, "", "v"}};

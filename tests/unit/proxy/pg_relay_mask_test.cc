@@ -510,9 +510,9 @@ TEST_CASE("pg lineage relay: inside a transaction a view not yet known fails clo
   f.server(Complete("BEGIN") + Ready('T'));
   const std::string q = Query("SELECT * FROM people_v");
   CHECK(f.client(q) == q);  // no lookup inside a transaction
-  const auto m = Messages(f.server(RowDescFrom({{"who", 16500, 1}, {"x", 16500, 2}}) +
-                                   Row({"ann", "123-45-6789"}) + Complete("SELECT 1") +
-                                   Ready('T')));
+  const auto m =
+      Messages(f.server(RowDescFrom({{"who", 16500, 1}, {"x", 16500, 2}}) +
+                        Row({"ann", "123-45-6789"}) + Complete("SELECT 1") + Ready('T')));
   REQUIRE(m.size() == 4);
   CHECK(RowValues(m[1])[0] == "****");  // may read anything: every column
   CHECK(RowValues(m[1])[1] == "****");
