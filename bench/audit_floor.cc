@@ -42,8 +42,12 @@
 #include "audit/frame.h"
 #include "audit/trail_reader.h"
 #include "audit/verify.h"
+#include "thread_cpu.h"
 
 namespace {
+
+using dbwarden::bench::thread_cpu_ns;
+using dbwarden::bench::median;
 
 using dbwarden::audit::ChainHasher;
 using dbwarden::audit::Digest;
@@ -63,17 +67,6 @@ const char* const kRequiredKeys[] = {"time",
                                      "client.port",
                                      "server.port",
                                      "process.pid"};
-
-double thread_cpu_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 // A statement record's body as the writer receives it: the line without its
 // seq and chain fields and without the closing brace. "" for anything else

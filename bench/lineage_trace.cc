@@ -19,8 +19,11 @@
 #include "../tests/unit/support/lineage_catalog.h"
 #include "sql/lineage.h"
 #include "sql/pg_parse.h"
+#include "thread_cpu.h"
 
 namespace {
+
+using dbwarden::bench::thread_cpu_seconds;
 
 struct Shape {
   const char* label;
@@ -42,22 +45,16 @@ constexpr Shape kShapes[] = {
      "RETURNING id, card"},
 };
 
-double cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
 // ns per call of f, over at least `seconds` of CPU time.
 template <typename F>
 double ns_per_call(double seconds, F&& f) {
   size_t done = 0;
-  const double start = cpu_seconds();
+  const double start = thread_cpu_seconds();
   double took = 0;
   do {
     for (int i = 0; i < 100; ++i) f();
     done += 100;
-    took = cpu_seconds() - start;
+    took = thread_cpu_seconds() - start;
   } while (took < seconds);
   return took * 1e9 / static_cast<double>(done);
 }

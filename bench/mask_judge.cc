@@ -19,8 +19,12 @@
 #include "policy/policy.h"
 #include "policy_file.h"
 #include "proxy/policy_judge.h"
+#include "thread_cpu.h"
 
 namespace {
+
+using dbwarden::bench::thread_cpu_ns;
+using dbwarden::bench::median;
 
 using dbwarden::ConnectionInfo;
 using dbwarden::proxy::MessageVerdict;
@@ -34,17 +38,6 @@ std::shared_ptr<const dbwarden::policy::Policy> load(const std::string& yaml) {
     std::exit(1);
   }
   return p.value();
-}
-
-double now_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 }  // namespace
@@ -82,14 +75,14 @@ int main(int argc, char** argv) {
   for (int r = 0; r < rounds; ++r) {
     for (int j = 0; j < kJudges; ++j) {
       const int k = (r + j) % kJudges;  // rotate the order every round
-      const double t0 = now_ns();
+      const double t0 = thread_cpu_ns();
       for (long i = 0; i < n; ++i) {
         judges[k]->judge(who, dbwarden::proxy::Dialect::kPostgresql,
                          texts[static_cast<size_t>(i) % texts.size()], true, false, &v);
         kept += v.statements.front().masks.size();
         held += v.decisive.approvals != 0;
       }
-      t[k].push_back((now_ns() - t0) / static_cast<double>(n));
+      t[k].push_back((thread_cpu_ns() - t0) / static_cast<double>(n));
     }
   }
   if (kept != 0) {

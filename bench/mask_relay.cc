@@ -20,8 +20,12 @@
 #include "policy_file.h"
 #include "proxy/pg_relay.h"
 #include "proxy/policy_judge.h"
+#include "thread_cpu.h"
 
 namespace {
+
+using dbwarden::bench::thread_cpu_ns;
+using dbwarden::bench::median;
 
 using Bytes = std::string;
 
@@ -56,12 +60,6 @@ struct Out : dbwarden::proxy::RelayOutput {
   uint64_t server = 0, client = 0;
   bool closed = false;
 };
-
-double now_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
-}
 
 // One connection: a relay over `policy`, logged in, the catalog lookup (if any) answered.
 struct Conn {
@@ -145,22 +143,18 @@ int main(int argc, char** argv) {
     for (int j = 0; j < 3; ++j) {
       const int k = (r + j) % 3;  // rotate the order every round
       Conn& c = *conns[k];
-      const double t0 = now_ns();
+      const double t0 = thread_cpu_ns();
       for (long i = 0; i < n; ++i) {
         c.in_bytes(queries[static_cast<size_t>(i) % queries.size()]);
         c.relay.on_server(Span(answer), c.out, ++c.now);
       }
-      t[k].push_back((now_ns() - t0) / static_cast<double>(n));
+      t[k].push_back((thread_cpu_ns() - t0) / static_cast<double>(n));
     }
   }
   if (mask.relay.own_server_bytes() != lookups || mask.out.closed || plain.out.closed) {
     std::fprintf(stderr, "more lookups were sent, or a connection closed\n");
     return 1;
   }
-  const auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
   const double base = median(t[0]);
   std::printf(
       "PgRelay, pgbench -S's Query and its answer, ns of thread CPU per statement, median of "

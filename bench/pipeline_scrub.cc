@@ -24,8 +24,12 @@
 #include "agent/content_scrub.h"
 #include "agent/pipeline.h"
 #include "policy/policy.h"
+#include "thread_cpu.h"
 
 namespace {
+
+using dbwarden::bench::thread_cpu_ns;
+using dbwarden::bench::median;
 
 using dbwarden::ConnectionInfo;
 using dbwarden::Statement;
@@ -35,12 +39,6 @@ class NullSink : public dbwarden::StatementSink {
   void on_statement(const Statement& s) override { bytes += s.text.size(); }
   size_t bytes = 0;
 };
-
-double thread_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
-}
 
 std::vector<Statement> mix(const ConnectionInfo* c) {
   std::vector<Statement> out;
@@ -72,11 +70,6 @@ std::vector<Statement> mix(const ConnectionInfo* c) {
   return out;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -104,9 +97,9 @@ int main(int argc, char** argv) {
   for (int r = 0; r < rounds; ++r) {
     for (int which = 0; which < 2; ++which) {
       pipeline.set_scrub(which == 0 ? &off : &on);
-      const double t0 = thread_ns();
+      const double t0 = thread_cpu_ns();
       for (size_t i = 0; i < per_round; ++i) pipeline.on_statement(records[i % records.size()]);
-      const double per = (thread_ns() - t0) / static_cast<double>(per_round);
+      const double per = (thread_cpu_ns() - t0) / static_cast<double>(per_round);
       (which == 0 ? off_ns : on_ns).push_back(per);
     }
   }

@@ -25,8 +25,12 @@
 #include "policy/policy.h"
 #include "policy_file.h"
 #include "sql/analyzer.h"
+#include "thread_cpu.h"
 
 namespace {
+
+using dbwarden::bench::thread_cpu_ns;
+using dbwarden::bench::median;
 
 using dbwarden::ConnectionInfo;
 using dbwarden::policy::Action;
@@ -97,27 +101,16 @@ std::string large_policy(const std::string& guardrails) {
   return y + guardrails.substr(guardrails.find("rules:\n") + 7);
 }
 
-double now_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
-}
-
 // ns per decision of `policy` over `statements`, cycled `n` times in all.
 double per_decision(const Policy& policy, const ConnectionInfo& who,
                     const std::vector<Statement>& statements, long n, unsigned& sink) {
-  const double t0 = now_ns();
+  const double t0 = thread_cpu_ns();
   for (long i = 0; i < n; ++i) {
     const Statement& s = statements[static_cast<size_t>(i) % statements.size()];
     const auto d = policy.decide(who, s.analysis, s.text);
     sink += static_cast<unsigned>(d.action) + static_cast<unsigned>(d.rule.size());
   }
-  return (now_ns() - t0) / static_cast<double>(n);
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  return (thread_cpu_ns() - t0) / static_cast<double>(n);
 }
 
 }  // namespace
