@@ -300,6 +300,28 @@ def approvals_workdir(prefix, policy_text):
     return workdir, proxy_dir, policy
 
 
+def run_checks(cases, failures):
+    """Runs each (name, call) in turn and returns {name: what it returned}; a call that
+    raises is a failure named after its case (reported, never swallowed), and the next
+    case still runs."""
+    results = {}
+    for name, call in cases:
+        try:
+            results[name] = call()
+        except Exception as e:  # noqa: BLE001 (reported, never swallowed)
+            failures.append(f"{name}: {type(e).__name__}: {e}")
+    return results
+
+
+def stop_reporting(agent, failures):
+    """Stops the enforcing agent: a stop that fails is a failure, and when anything failed
+    the agent's stderr is printed."""
+    if stop_agent(agent) is not None:
+        failures.append("the enforcing agent did not stop cleanly")
+    if failures:
+        print("agent stderr:\n" + agent.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--agent", required=True)
@@ -328,19 +350,15 @@ def main():
             if st.st_mode & 0o777 != 0o660 or st.st_gid != 1:
                 failures.append(f"socket: mode {oct(st.st_mode & 0o777)} gid {st.st_gid}, "
                                 "expected 0660 root:daemon")
-            for name, check in (("approve", check_approve), ("deny", check_deny),
-                                ("timeout", check_timeout), ("self", check_self_approval),
-                                ("jit", check_jit), ("withdraw", check_withdraw)):
-                try:
-                    ids[name] = check(cluster, cli, failures)
-                except Exception as e:  # noqa: BLE001 (reported, never swallowed)
-                    failures.append(f"{name}: {type(e).__name__}: {e}")
+            ids.update(run_checks(
+                [(name, lambda check=check: check(cluster, cli, failures))
+                 for name, check in (("approve", check_approve), ("deny", check_deny),
+                                     ("timeout", check_timeout), ("self", check_self_approval),
+                                     ("jit", check_jit), ("withdraw", check_withdraw))],
+                failures))
             agent.wait_audit_settled(timeout=30, quiet=1.5)
         finally:
-            if stop_agent(agent) is not None:
-                failures.append("the enforcing agent did not stop cleanly")
-            if failures:
-                print("agent stderr:\n" + agent.stderr)
+            stop_reporting(agent, failures)
             subprocess.run([args.agent, "detach", "--bpf-pin-dir", agent.pin_dir,
                             "--steer-pin-dir", steer_dir], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)

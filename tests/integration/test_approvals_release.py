@@ -41,8 +41,9 @@ sys.path.insert(0, HERE)
 from enforce_harness import EnforceAgent  # noqa: E402
 from mariadb_server import TEST_DB, MariaDB  # noqa: E402
 from pg_cluster import (PgCluster, log, read_audit, read_audit_text,  # noqa: E402
-                        skip_or_fail, start_agent, stop_agent, verdict)
-from test_approvals import Cli, approvals_workdir, feed, start_psql  # noqa: E402
+                        skip_or_fail, start_agent, verdict)
+from test_approvals import (Cli, approvals_workdir, feed, run_checks,  # noqa: E402
+                            start_psql, stop_reporting)
 
 PLANTED = ["123-45-6789", "987-65-4329"]
 
@@ -373,23 +374,19 @@ def main():
         cli = Cli(args.agent, os.path.join(proxy_dir, "approvals.sock"))
         ids = {}
         try:
-            for name, check, target in (("pg", check_pg_masked, cluster),
-                                        ("my", check_my_masked, server),
-                                        ("my_deny", check_my_deny, server),
-                                        ("my_withdraw", check_my_withdraw, server),
-                                        ("pg_cancel", check_pg_cancel, cluster),
-                                        ("jit", check_jit, cluster),
-                                        ("hundred", check_hundred, cluster)):
-                try:
-                    ids[name] = check(target, cli, failures)
-                except Exception as e:  # noqa: BLE001 (reported, never swallowed)
-                    failures.append(f"{name}: {type(e).__name__}: {e}")
+            ids.update(run_checks(
+                [(name, lambda check=check, target=target: check(target, cli, failures))
+                 for name, check, target in (("pg", check_pg_masked, cluster),
+                                             ("my", check_my_masked, server),
+                                             ("my_deny", check_my_deny, server),
+                                             ("my_withdraw", check_my_withdraw, server),
+                                             ("pg_cancel", check_pg_cancel, cluster),
+                                             ("jit", check_jit, cluster),
+                                             ("hundred", check_hundred, cluster))],
+                failures))
             agent.wait_audit_settled(timeout=30, quiet=1.5)
         finally:
-            if stop_agent(agent) is not None:
-                failures.append("the enforcing agent did not stop cleanly")
-            if failures:
-                print("agent stderr:\n" + agent.stderr)
+            stop_reporting(agent, failures)
             agent.teardown()
         if len(ids) == 7:
             check_trail(args, audit, ids, failures)

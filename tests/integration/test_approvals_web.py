@@ -43,8 +43,8 @@ sys.path.insert(0, HERE)
 import pg_cluster  # noqa: E402
 from enforce_harness import EnforceAgent  # noqa: E402
 from pg_cluster import (PgCluster, free_port, log, read_audit, read_audit_text,  # noqa: E402
-                        skip_or_fail, start_agent, stop_agent, verdict)
-from test_approvals import feed, scalar, start_psql  # noqa: E402
+                        skip_or_fail, start_agent, verdict)
+from test_approvals import feed, run_checks, scalar, start_psql, stop_reporting  # noqa: E402
 
 POLICY = """\
 approver_groups:
@@ -386,18 +386,14 @@ def main():
             return rc
         api = Api(port, None if args.plain else cert)
         try:
-            for name, check in (("api", check_api), ("session", check_session_replay),
-                                ("inbox", check_inbox)):
-                try:
-                    check(cluster, api, tok, workdir, failures, ids)
-                except Exception as e:  # noqa: BLE001 (reported, never swallowed)
-                    failures.append(f"{name}: {type(e).__name__}: {e}")
+            # Each check notes the request ids it made in `ids` itself.
+            run_checks([(name, lambda check=check: check(cluster, api, tok, workdir, failures, ids))
+                        for name, check in (("api", check_api), ("session", check_session_replay),
+                                            ("inbox", check_inbox))],
+                       failures)
             agent.wait_audit_settled(timeout=30, quiet=1.5)
         finally:
-            if stop_agent(agent) is not None:
-                failures.append("the enforcing agent did not stop cleanly")
-            if failures:
-                print("agent stderr:\n" + agent.stderr)
+            stop_reporting(agent, failures)
             agent.teardown()
         if all(k in ids for k in ("api_deny", "api_self", "replay", "web_approve", "web_deny")):
             check_trail(args, audit, ids, failures)

@@ -43,8 +43,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import pg_cluster  # noqa: E402
 from pg_cluster import (Agent, PgCluster, free_port, log, read_audit_text,  # noqa: E402
-                        skip_or_fail, start_agent, stop_agent, verdict)
-from test_approvals import Cli, feed, start_psql  # noqa: E402
+                        skip_or_fail, start_agent, verdict)
+from test_approvals import Cli, feed, run_checks, start_psql, stop_reporting  # noqa: E402
 
 SECRET = "webhook-secret-for-the-test-0123456789"
 FAILING_FIRST = 2
@@ -330,21 +330,17 @@ def main():
             return rc
         cli = Cli(args.agent, os.path.join(proxy_dir, "approvals.sock"))
         try:
-            for name, check in (("approve", check_notified_and_approved),
-                                ("deny", check_notified_and_denied),
-                                ("expire", check_refused_and_expired)):
-                try:
-                    ids[name] = check(agent, cli, receiver, failures)
-                except Exception as e:  # noqa: BLE001 (reported, never swallowed)
-                    failures.append(f"{name}: {type(e).__name__}: {e}")
+            ids.update(run_checks(
+                [(name, lambda check=check: check(agent, cli, receiver, failures))
+                 for name, check in (("approve", check_notified_and_approved),
+                                     ("deny", check_notified_and_denied),
+                                     ("expire", check_refused_and_expired))],
+                failures))
             if len(ids) == 3:
                 check_metrics(agent, failures)
             agent.wait_audit_settled(timeout=30, quiet=1.5)
         finally:
-            if stop_agent(agent) is not None:
-                failures.append("the enforcing agent did not stop cleanly")
-            if failures:
-                print("agent stderr:\n" + agent.stderr)
+            stop_reporting(agent, failures)
         if len(ids) == 3:
             check_trail(args, audit, ids, failures)
         log(f"approval ids: {ids}; receiver saw {len(receiver.posts)} POSTs")
