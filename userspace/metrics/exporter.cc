@@ -67,6 +67,23 @@ void append_key_part(std::string_view part, std::string& key) {
 
 struct Exporter::Impl {
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  // One metric family each, registered under its name and help; the unlabelled
+  // counter()/gauge() below add its single series.
+  Family<Counter>& counter_family(const std::string& name, const std::string& help) {
+    return prometheus::BuildCounter().Name(name).Help(help).Register(*registry);
+  }
+  Family<Gauge>& gauge_family(const std::string& name, const std::string& help) {
+    return prometheus::BuildGauge().Name(name).Help(help).Register(*registry);
+  }
+  Family<Histogram>& histogram_family(const std::string& name, const std::string& help) {
+    return prometheus::BuildHistogram().Name(name).Help(help).Register(*registry);
+  }
+  Counter* counter(const std::string& name, const std::string& help) {
+    return &counter_family(name, help).Add({});
+  }
+  Gauge* gauge(const std::string& name, const std::string& help) {
+    return &gauge_family(name, help).Add({});
+  }
   std::unique_ptr<prometheus::Exposer> exposer;
 
   Family<Counter>* statements = nullptr;
@@ -198,26 +215,19 @@ struct Exporter::Impl {
   ApprovalCounters last_approvals;
 
   void register_approvals() {
-    auto gauge = [&](const char* name, const char* help) {
-      return &prometheus::BuildGauge().Name(name).Help(help).Register(*registry).Add({});
-    };
     approvals_pending =
         gauge("dbwarden_approvals_pending", "Approval requests waiting for a decision.");
     approvals_oldest = gauge("dbwarden_approvals_oldest_pending_seconds",
                              "How long the oldest pending approval request has waited (0: none).");
     approvals_requests = counter("dbwarden_approvals_requests_total",
                                  "Statements held for approval (requests made).");
-    auto& decisions = prometheus::BuildCounter()
-                          .Name("dbwarden_approvals_decisions_total")
-                          .Help(
-                              "Approval requests decided, by outcome: approved, denied (by a "
-                              "person, or as the agent stopped), expired (the rule's timeout), "
-                              "withdrawn (the client went away).")
-                          .Register(*registry);
-    auto& seconds = prometheus::BuildHistogram()
-                        .Name("dbwarden_approvals_decision_seconds")
-                        .Help("Time from an approval request to its decision, by outcome.")
-                        .Register(*registry);
+    auto& decisions =
+        counter_family("dbwarden_approvals_decisions_total",
+                       "Approval requests decided, by outcome: approved, denied (by a "
+                       "person, or as the agent stopped), expired (the rule's timeout), "
+                       "withdrawn (the client went away).");
+    auto& seconds = histogram_family("dbwarden_approvals_decision_seconds",
+                                     "Time from an approval request to its decision, by outcome.");
     const Histogram::BucketBoundaries bounds(std::begin(kApprovalDecisionBuckets),
                                              std::end(kApprovalDecisionBuckets));
     for (size_t i = 0; i < kApprovalOutcomes; ++i) {
@@ -228,13 +238,10 @@ struct Exporter::Impl {
         counter("dbwarden_approvals_webhook_failures_total",
                 "Webhook deliveries of approval requests that failed (no connection, timeout, "
                 "an answer other than 2xx), each attempt counted.");
-    auto& outcomes = prometheus::BuildCounter()
-                         .Name("dbwarden_approvals_webhook_notifications_total")
-                         .Help(
-                             "Approval requests the webhook was to announce, by outcome: "
-                             "delivered, gave_up (attempts, deadline or refusal), dropped "
-                             "(queue full), decided_first (decided before delivery).")
-                         .Register(*registry);
+    auto& outcomes = counter_family("dbwarden_approvals_webhook_notifications_total",
+                                    "Approval requests the webhook was to announce, by outcome: "
+                                    "delivered, gave_up (attempts, deadline or refusal), dropped "
+                                    "(queue full), decided_first (decided before delivery).");
     const char* const names[4] = {"delivered", "gave_up", "dropped", "decided_first"};
     for (size_t i = 0; i < 4; ++i)
       approvals_webhook_outcomes[i] = &outcomes.Add({{"outcome", names[i]}});
@@ -268,49 +275,34 @@ struct Exporter::Impl {
   Gauge *tls_hooked = nullptr, *tls_unhooked = nullptr, *tls_failed = nullptr;
   Gauge *tls_at_sites = nullptr, *tls_on_uretprobe = nullptr;
 
-  Counter* counter(const std::string& name, const std::string& help) {
-    return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry).Add({});
-  }
-
   Impl(const std::string& version, size_t fingerprint_limit)
       : max_fingerprints(fingerprint_limit), top_fingerprints(10 * fingerprint_limit) {
-    statements = &prometheus::BuildCounter()
-                      .Name("dbwarden_statements_total")
-                      .Help("SQL statements observed, by database, user, operation and SQLSTATE.")
-                      .Register(*registry);
-    fingerprints = &prometheus::BuildCounter()
-                        .Name("dbwarden_fingerprint_statements_total")
-                        .Help(
-                            "SQL statements observed, by statement fingerprint (literals "
-                            "replaced) and summary: the most frequent fingerprints only "
-                            "(space-saving counts, exact for clear leaders).")
-                        .Register(*registry);
-    durations = &prometheus::BuildHistogram()
-                     .Name("dbwarden_statement_duration_seconds")
-                     .Help("Time from a statement's first request byte to its completion.")
-                     .Register(*registry);
-    connections = &prometheus::BuildGauge()
-                       .Name("dbwarden_connections_active")
-                       .Help("Database connections currently tracked.")
-                       .Register(*registry);
+    statements =
+        &counter_family("dbwarden_statements_total",
+                        "SQL statements observed, by database, user, operation and SQLSTATE.");
+    fingerprints = &counter_family("dbwarden_fingerprint_statements_total",
+                                   "SQL statements observed, by statement fingerprint (literals "
+                                   "replaced) and summary: the most frequent fingerprints only "
+                                   "(space-saving counts, exact for clear leaders).");
+    durations = &histogram_family("dbwarden_statement_duration_seconds",
+                                  "Time from a statement's first request byte to its completion.");
+    connections =
+        &gauge_family("dbwarden_connections_active", "Database connections currently tracked.");
     label_overflow = counter("dbwarden_metrics_label_overflow_total",
                              "Statements counted under __other__ labels because "
                              "dbwarden_statements_total reached its label-set limit.");
 
-    auto& reloads = prometheus::BuildCounter()
-                        .Name("dbwarden_config_reloads_total")
-                        .Help("Config reloads on SIGHUP, by result (failed: running config kept).")
-                        .Register(*registry);
+    auto& reloads =
+        counter_family("dbwarden_config_reloads_total",
+                       "Config reloads on SIGHUP, by result (failed: running config kept).");
     reloads_ok = &reloads.Add({{"result", "ok"}});
     reloads_failed = &reloads.Add({{"result", "failed"}});
 
     capture_events =
         counter("dbwarden_capture_events_total", "Capture events read from the kernel.");
     capture_bytes = counter("dbwarden_capture_bytes_total", "Payload bytes captured.");
-    auto& dropped = prometheus::BuildCounter()
-                        .Name("dbwarden_capture_dropped_total")
-                        .Help("Capture events lost, by reason.")
-                        .Register(*registry);
+    auto& dropped =
+        counter_family("dbwarden_capture_dropped_total", "Capture events lost, by reason.");
     for (int i = 0; i < 5; ++i) capture_drops[i] = &dropped.Add({{"reason", kDropReasons[i]}});
     capture_gaps = counter("dbwarden_capture_gaps_total", "Stream gaps: bytes the capture missed.");
     capture_gap_bytes = counter("dbwarden_capture_gap_bytes_total", "Bytes missed in stream gaps.");
@@ -319,32 +311,24 @@ struct Exporter::Impl {
     capture_bulk_skipped_bytes =
         counter("dbwarden_capture_bulk_skipped_bytes_total",
                 "Server-to-client bytes left out on purpose by the bulk-data bound.");
-    auto& recoveries = prometheus::BuildCounter()
-                           .Name("dbwarden_decoder_bulk_recoveries_total")
-                           .Help(
-                               "Message boundaries found again after a bulk-data skip: "
-                               "anchored, or mismatched (completions lost in the skip).")
-                           .Register(*registry);
+    auto& recoveries = counter_family("dbwarden_decoder_bulk_recoveries_total",
+                                      "Message boundaries found again after a bulk-data skip: "
+                                      "anchored, or mismatched (completions lost in the skip).");
     bulk_anchored = &recoveries.Add({{"outcome", "anchored"}});
     bulk_mismatched = &recoveries.Add({{"outcome", "mismatched"}});
 
     decoder_messages = counter("dbwarden_decoder_messages_total", "Protocol messages decoded.");
-    auto& errors = prometheus::BuildCounter()
-                       .Name("dbwarden_decoder_errors_total")
-                       .Help("Protocol decoding errors, by kind.")
-                       .Register(*registry);
+    auto& errors =
+        counter_family("dbwarden_decoder_errors_total", "Protocol decoding errors, by kind.");
     decoder_invalid = &errors.Add({{"kind", "invalid_message"}});
     decoder_resyncs = &errors.Add({{"kind", "resync"}});
     decoder_truncated = counter("dbwarden_decoder_truncated_queries_total",
                                 "Statements whose text was cut to the configured maximum.");
     decoder_encrypted = counter("dbwarden_decoder_encrypted_connections_total",
                                 "Connections that switched to TLS the agent could not read.");
-    auto& logins = prometheus::BuildCounter()
-                       .Name("dbwarden_login_failures_total")
-                       .Help(
-                           "Logins the server refused: authentication (SQLSTATE class 28) "
-                           "or other (unknown database, too many connections, ...).")
-                       .Register(*registry);
+    auto& logins = counter_family("dbwarden_login_failures_total",
+                                  "Logins the server refused: authentication (SQLSTATE class 28) "
+                                  "or other (unknown database, too many connections, ...).");
     login_failures_auth = &logins.Add({{"reason", "authentication"}});
     login_failures_other = &logins.Add({{"reason", "other"}});
     decoder_midstream = counter("dbwarden_decoder_midstream_joins_total",
@@ -360,50 +344,35 @@ struct Exporter::Impl {
     decoder_tls_not_captured =
         counter("dbwarden_decoder_tls_not_captured_total",
                 "Connections that switched to TLS whose plaintext was not captured.");
-    auto& bounded = prometheus::BuildCounter()
-                        .Name("dbwarden_decoder_parameters_bounded_total")
-                        .Help(
-                            "Bound parameter values cut to the per-value bound, or dropped "
-                            "beyond the per-statement bounds.")
-                        .Register(*registry);
+    auto& bounded = counter_family("dbwarden_decoder_parameters_bounded_total",
+                                   "Bound parameter values cut to the per-value bound, or dropped "
+                                   "beyond the per-statement bounds.");
     parameters_cut = &bounded.Add({{"outcome", "cut"}});
     parameters_dropped = &bounded.Add({{"outcome", "dropped"}});
-    auto& analyses = prometheus::BuildCounter()
-                         .Name("dbwarden_sql_analyses_total")
-                         .Help("Statements analysed, by whether their normalised text was cached.")
-                         .Register(*registry);
+    auto& analyses =
+        counter_family("dbwarden_sql_analyses_total",
+                       "Statements analysed, by whether their normalised text was cached.");
     sql_hits = &analyses.Add({{"result", "cache_hit"}});
     sql_misses = &analyses.Add({{"result", "cache_miss"}});
-    auto& parses = prometheus::BuildCounter()
-                       .Name("dbwarden_sql_parses_total")
-                       .Help(
-                           "PostgreSQL cache misses by grammar use: parsed by libpg_query, "
-                           "failed (classified by tokens), skipped (token answer certain).")
-                       .Register(*registry);
+    auto& parses = counter_family("dbwarden_sql_parses_total",
+                                  "PostgreSQL cache misses by grammar use: parsed by libpg_query, "
+                                  "failed (classified by tokens), skipped (token answer certain).");
     sql_parsed = &parses.Add({{"result", "parsed"}});
     sql_parse_failed = &parses.Add({{"result", "failed"}});
     sql_parse_skipped = &parses.Add({{"result", "skipped"}});
-    sql_redacted = &prometheus::BuildCounter()
-                        .Name("dbwarden_sql_redacted_statements_total")
-                        .Help(
-                            "Statements a credential (password, hash, connection-string "
-                            "password) was cut out of before any output saw them.")
-                        .Register(*registry)
+    sql_redacted = &counter_family("dbwarden_sql_redacted_statements_total",
+                                   "Statements a credential (password, hash, connection-string "
+                                   "password) was cut out of before any output saw them.")
                         .Add({});
-    sql_cache_entries = &prometheus::BuildGauge()
-                             .Name("dbwarden_sql_cache_entries")
-                             .Help("Normalised statements in the analysis cache.")
-                             .Register(*registry)
-                             .Add({});
+    sql_cache_entries =
+        &gauge_family("dbwarden_sql_cache_entries", "Normalised statements in the analysis cache.")
+             .Add({});
 
-    auto& identity = prometheus::BuildCounter()
-                         .Name("dbwarden_identity_local_clients_total")
-                         .Help(
-                             "Connections from processes on this host, by how the client "
-                             "process was named: from /proc while it ran, from the connect "
-                             "hook alone (it had exited: no executable or unit), or not at "
-                             "all.")
-                         .Register(*registry);
+    auto& identity = counter_family("dbwarden_identity_local_clients_total",
+                                    "Connections from processes on this host, by how the client "
+                                    "process was named: from /proc while it ran, from the connect "
+                                    "hook alone (it had exited: no executable or unit), or not at "
+                                    "all.");
     identity_sources[0] = &identity.Add({{"source", "proc"}});
     identity_sources[1] = &identity.Add({{"source", "connect_hook"}});
     identity_sources[2] = &identity.Add({{"source", "unresolved"}});
@@ -414,48 +383,35 @@ struct Exporter::Impl {
     audit_dropped = counter("dbwarden_audit_dropped_total",
                             "Audit records dropped because the write buffer was full.");
 
-    auto& tls = prometheus::BuildCounter()
-                    .Name("dbwarden_tls_events_total")
-                    .Help(
-                        "TLS capture events, by kind: connections found to carry TLS, "
-                        "plaintext SSL_read/SSL_write results emitted, ciphertext syscalls "
-                        "suppressed, libssl calls on an SSL* of no tracked socket, server "
-                        "libssl calls the kernel had no memory to note.")
-                    .Register(*registry);
+    auto& tls = counter_family("dbwarden_tls_events_total",
+                               "TLS capture events, by kind: connections found to carry TLS, "
+                               "plaintext SSL_read/SSL_write results emitted, ciphertext syscalls "
+                               "suppressed, libssl calls on an SSL* of no tracked socket, server "
+                               "libssl calls the kernel had no memory to note.");
     tls_events[0] = &tls.Add({{"kind", "connection"}});
     tls_events[1] = &tls.Add({{"kind", "plaintext_call"}});
     tls_events[2] = &tls.Add({{"kind", "ciphertext_suppressed"}});
     tls_events[3] = &tls.Add({{"kind", "unknown_ssl"}});
     tls_events[4] = &tls.Add({{"kind", "call_not_recorded"}});
-    auto& libs = prometheus::BuildGauge()
-                     .Name("dbwarden_tls_libraries")
-                     .Help(
-                         "TLS library files seen: libssl hooked, other TLS libraries not "
-                         "hooked, libssl files that could not be hooked.")
-                     .Register(*registry);
+    auto& libs = gauge_family("dbwarden_tls_libraries",
+                              "TLS library files seen: libssl hooked, other TLS libraries not "
+                              "hooked, libssl files that could not be hooked.");
     tls_hooked = &libs.Add({{"state", "hooked"}});
     tls_unhooked = &libs.Add({{"state", "unhooked"}});
     tls_failed = &libs.Add({{"state", "attach_failed"}});
-    auto& placed = prometheus::BuildGauge()
-                       .Name("dbwarden_tls_probed_functions")
-                       .Help(
-                           "libssl functions hooked, by probe placement: on emulated "
-                           "instructions (sites) or entry + uretprobe (single-stepped).")
-                       .Register(*registry);
+    auto& placed = gauge_family("dbwarden_tls_probed_functions",
+                                "libssl functions hooked, by probe placement: on emulated "
+                                "instructions (sites) or entry + uretprobe (single-stepped).");
     tls_at_sites = &placed.Add({{"placement", "sites"}});
     tls_on_uretprobe = &placed.Add({{"placement", "uretprobe"}});
 
-    audit_queue = &prometheus::BuildGauge()
-                       .Name("dbwarden_audit_queue_bytes")
-                       .Help("Audit bytes formatted and waiting for the writer thread.")
-                       .Register(*registry)
+    audit_queue = &gauge_family("dbwarden_audit_queue_bytes",
+                                "Audit bytes formatted and waiting for the writer thread.")
                        .Add({});
     auto sink_counter = [&](const char* name, const char* help) {
-      return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry);
+      return &counter_family(name, help);
     };
-    auto sink_gauge = [&](const char* name, const char* help) {
-      return &prometheus::BuildGauge().Name(name).Help(help).Register(*registry);
-    };
+    auto sink_gauge = [&](const char* name, const char* help) { return &gauge_family(name, help); };
     ship_sent = sink_counter("dbwarden_shipping_sent_total",
                              "Audit records delivered to a shipping destination.");
     ship_dropped =
@@ -472,17 +428,13 @@ struct Exporter::Impl {
     ship_lag = sink_gauge("dbwarden_shipping_lag_seconds",
                           "Age of the oldest audit record not yet delivered to a destination.");
 
-    policy_decisions = &prometheus::BuildCounter()
-                            .Name("dbwarden_policy_decisions_total")
-                            .Help("Statements judged by the enforcement policy, by deciding rule "
-                                  "(empty: none matched) and action.")
-                            .Register(*registry);
-    masked_values = &prometheus::BuildCounter()
-                         .Name("dbwarden_masked_values_total")
-                         .Help(
-                             "Result values the proxy masked, by mask rule and detector "
-                             "(\"column\": a whole value under the rule's columns).")
-                         .Register(*registry);
+    policy_decisions =
+        &counter_family("dbwarden_policy_decisions_total",
+                        "Statements judged by the enforcement policy, by deciding rule "
+                        "(empty: none matched) and action.");
+    masked_values = &counter_family("dbwarden_masked_values_total",
+                                    "Result values the proxy masked, by mask rule and detector "
+                                    "(\"column\": a whole value under the rule's columns).");
     proxy_connections_total =
         counter("dbwarden_proxy_connections_total", "Client connections the proxy accepted.");
     proxy_upstream_failures = counter("dbwarden_proxy_upstream_failures_total",
@@ -500,44 +452,35 @@ struct Exporter::Impl {
     proxy_tls_reload_failures =
         counter("dbwarden_proxy_tls_reload_failures_total",
                 "Certificate/key reloads (SIGHUP) that failed; the running pair stays in use.");
-    proxy_active = &prometheus::BuildGauge()
-                        .Name("dbwarden_proxy_connections")
-                        .Help("Client connections open through the proxy.")
-                        .Register(*registry)
-                        .Add({});
-    auto& steered = prometheus::BuildCounter()
-                        .Name("dbwarden_steering_connections_total")
-                        .Help("New connections to protected servers seen by steering: handed "
-                              "to the proxy, or with the proxy down let through (fail open) "
-                              "or refused (fail closed).")
-                        .Register(*registry);
+    proxy_active =
+        &gauge_family("dbwarden_proxy_connections", "Client connections open through the proxy.")
+             .Add({});
+    auto& steered = counter_family("dbwarden_steering_connections_total",
+                                   "New connections to protected servers seen by steering: handed "
+                                   "to the proxy, or with the proxy down let through (fail open) "
+                                   "or refused (fail closed).");
     steering_counts[0] = &steered.Add({{"transport", "tcp"}, {"outcome", "steered"}});
     steering_counts[1] = &steered.Add({{"transport", "unix"}, {"outcome", "steered"}});
     steering_counts[2] = &steered.Add({{"transport", "any"}, {"outcome", "fail_open"}});
     steering_counts[3] = &steered.Add({{"transport", "any"}, {"outcome", "fail_closed"}});
-    auto& enforcement = prometheus::BuildGauge()
-                            .Name("dbwarden_enforcement_state")
-                            .Help("enforce_mode 1 in enforce mode; proxy_alive 1 while the "
-                                  "proxy serves; fail_open_configured 1 when a dead proxy lets "
-                                  "clients through unchecked (fail-mode open); "
-                                  "unsteered_connections: open before enforcement began.")
-                            .Register(*registry);
+    auto& enforcement = gauge_family("dbwarden_enforcement_state",
+                                     "enforce_mode 1 in enforce mode; proxy_alive 1 while the "
+                                     "proxy serves; fail_open_configured 1 when a dead proxy lets "
+                                     "clients through unchecked (fail-mode open); "
+                                     "unsteered_connections: open before enforcement began.");
     enforcement_mode = &enforcement.Add({{"state", "enforce_mode"}});
     enforcement_alive = &enforcement.Add({{"state", "proxy_alive"}});
     enforcement_fail_open = &enforcement.Add({{"state", "fail_open_configured"}});
     enforcement_existing = &enforcement.Add({{"state", "unsteered_connections"}});
-    auto& learned = prometheus::BuildGauge()
-                        .Name("dbwarden_learn_learned")
-                        .Help("Learn mode's learned set: identities, and fingerprints over all "
-                              "identities.")
-                        .Register(*registry);
+    auto& learned = gauge_family("dbwarden_learn_learned",
+                                 "Learn mode's learned set: identities, and fingerprints over all "
+                                 "identities.");
     learn_identities = &learned.Add({{"kind", "identities"}});
     learn_fingerprints = &learned.Add({{"kind", "fingerprints"}});
-    auto& not_learned = prometheus::BuildCounter()
-                            .Name("dbwarden_learn_not_learned_total")
-                            .Help("New fingerprints learn mode refused to keep: a cap was "
-                                  "reached (max_fingerprints_per_identity, max_fingerprints).")
-                            .Register(*registry);
+    auto& not_learned =
+        counter_family("dbwarden_learn_not_learned_total",
+                       "New fingerprints learn mode refused to keep: a cap was "
+                       "reached (max_fingerprints_per_identity, max_fingerprints).");
     learn_capped_identity = &not_learned.Add({{"cap", "per_identity"}});
     learn_capped_total = &not_learned.Add({{"cap", "total"}});
     learn_write_errors = counter("dbwarden_learn_write_errors_total",
@@ -546,10 +489,7 @@ struct Exporter::Impl {
 
     register_approvals();
 
-    prometheus::BuildGauge()
-        .Name("dbwarden_build_info")
-        .Help("Always 1; the version label names the running agent.")
-        .Register(*registry)
+    gauge_family("dbwarden_build_info", "Always 1; the version label names the running agent.")
         .Add({{"version", label_value(version)}})
         .Set(1);
   }
@@ -642,8 +582,8 @@ struct Exporter::Impl {
         exported_fingerprints.erase(it);
       }
       if (x.counter == nullptr) {
-        x.counter = &fingerprints->Add({{"fingerprint", label_value(e.fingerprint)},
-                                        {"summary", label_value(e.summary)}});
+        x.counter = &fingerprints->Add(
+            {{"fingerprint", label_value(e.fingerprint)}, {"summary", label_value(e.summary)}});
       }
       if (e.count > x.count) x.counter->Increment(static_cast<double>(e.count - x.count));
       x.count = e.count;
