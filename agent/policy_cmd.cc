@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "agent/catalog_columns.h"
 #include "learn/learn.h"
 #include "policy/policy.h"
 #include "sql/analyzer.h"
@@ -23,13 +24,19 @@ constexpr int kOk = 0;
 constexpr int kBad = 2;
 
 constexpr char kUsage[] =
-    "Usage: dbwarden policy check FILE\n"
+    "Usage: dbwarden policy check FILE [--postgres TARGET] [--mysql SOCKET]\n"
     "       dbwarden policy explain FILE --user U --database D [options] --sql \"...\"\n"
     "       dbwarden policy learned [--state-dir D] [list]\n"
     "       dbwarden policy learned [--state-dir D] prune --user U [--program P]\n"
     "                               [--login-uid N] | --older-than DURATION\n\n"
     "check    validates FILE as `dbwarden run --policy FILE` would load it; every error\n"
     "         is printed as FILE:LINE:COLUMN: message. Exit 0 valid, 2 invalid.\n"
+    "         With a live server, also the mask rules' styles against the types of the\n"
+    "         columns they name (connecting as the invoking OS user over the unix socket:\n"
+    "         peer / unix_socket authentication, no password):\n"
+    "  --postgres TARGET       a socket directory, a .s.PGSQL.N socket, or\n"
+    "                          \"host=DIR port=N dbname=D user=U\" (default database: the user's)\n"
+    "  --mysql SOCKET          a MySQL/MariaDB server's unix socket\n"
     "explain  prints what the analyser makes of one statement, each rule up to the one\n"
     "         that decides with the condition that failed or the ones that held, and the\n"
     "         decision, then each mask rule and whether it applies to the results.\n"
@@ -78,19 +85,58 @@ std::string describe_learn(const policy::LearnSettings& l) {
   return s;
 }
 
+// `policy check --postgres/--mysql`: the mask rules' styles against a live server's column
+// types (agent/catalog_columns.h). False when the rules do not fit the columns, or when the
+// server could not be read.
+bool check_types(const policy::Policy& p, const std::string& postgres, const std::string& mysql,
+                 std::ostream& out, std::ostream& err) {
+  bool ok = true;
+  for (const auto& [name, target] : {std::pair{"postgres", postgres}, std::pair{"mysql", mysql}}) {
+    if (target.empty()) continue;
+    const Result<std::vector<policy::DbColumn>> cols =
+        std::string_view(name) == "postgres" ? read_pg_columns(target) : read_mysql_columns(target);
+    if (!cols.ok()) {
+      err << "dbwarden policy check: --" << name << ": " << cols.status().message() << "\n";
+      ok = false;
+      continue;
+    }
+    const policy::ColumnTypeReport r = p.check_column_types(cols.value());
+    for (const std::string& e : r.errors) err << e << "\n";
+    for (const std::string& w : r.warnings) err << w << "\n";
+    out << "column types (--" << name << " " << target << "): " << cols.value().size()
+        << " columns read, " << r.columns_checked << " named by mask rules, " << r.errors.size()
+        << (r.errors.size() == 1 ? " error" : " errors") << "\n";
+    ok = ok && r.errors.empty();
+  }
+  return ok;
+}
+
 int check(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
-  if (argc != 2) {
+  std::string file, postgres, mysql;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if ((a == "--postgres" || a == "--mysql") && i + 1 < argc) {
+      (a == "--postgres" ? postgres : mysql) = argv[++i];
+    } else if (file.empty() && !a.starts_with("--")) {
+      file = a;
+    } else {
+      err << "dbwarden policy check: unexpected `" << a << "`\n" << kUsage;
+      return kBad;
+    }
+  }
+  if (file.empty()) {
     err << "dbwarden policy check: give exactly one FILE\n" << kUsage;
     return kBad;
   }
-  auto policy = policy::Policy::load_file(argv[1]);
+  auto policy = policy::Policy::load_file(file);
   if (!policy.ok()) {
     err << policy.status().message() << "\n";
     return kBad;
   }
   const auto& p = *policy.value();
   for (const std::string& w : p.warnings()) err << w << "\n";
-  out << argv[1] << ": OK, " << p.rule_count() << (p.rule_count() == 1 ? " rule" : " rules");
+  if (!check_types(p, postgres, mysql, out, err)) return kBad;
+  out << file << ": OK, " << p.rule_count() << (p.rule_count() == 1 ? " rule" : " rules");
   if (p.mask_rule_count() > 0) {
     out << " (" << p.mask_rule_count() << " mask, detectors on " << p.masker()->engine_name()
         << ")";
@@ -98,6 +144,10 @@ int check(int argc, const char* const* argv, std::ostream& out, std::ostream& er
   out << ", on_unparsed: " << (p.on_unparsed() == policy::OnUnparsed::kBlock ? "block" : "allow")
       << "\n";
   if (const policy::LearnSettings* l = p.learn()) out << describe_learn(*l) << "\n";
+  if (postgres.empty() && mysql.empty() && p.mask_rule_count() > 0) {
+    out << "column types: not checked (give --postgres or --mysql to check the mask rules' "
+           "styles against a live server's columns)\n";
+  }
   return kOk;
 }
 

@@ -6,7 +6,7 @@
 // expansion sees hostile definitions too. Checks what the contract promises:
 // a traced answer names only columns the catalog has, reads every column it
 // names, and traces the same way twice; an untraced one says why and has no
-// columns.
+// columns. pg_named_objects() runs over the same text.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -77,6 +77,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fz = fz.c_str();
   FuzzCatalog catalog(fz);
   const Lineage l = dbwarden::sql::trace_pg_lineage(sql, catalog);
+  // The names walk (the proxy's reach check) reads every text the tracer reads.
+  const dbwarden::sql::NamedObjects named = dbwarden::sql::pg_named_objects(sql);
+  if (l.traced && !named.parsed) std::abort();
   if (!l.traced) {
     if (l.why.empty() || !l.columns.empty()) std::abort();
     return 0;

@@ -172,6 +172,22 @@ struct MaskRule {
   bool could_cover(std::string_view schema, std::string_view table, std::string_view column) const;
 };
 
+// A column of a live database, as `policy check --postgres/--mysql` reads it from the
+// server's catalog (agent/catalog_columns.h).
+struct DbColumn {
+  std::string schema, table, column;
+  std::string type;   // as the server names it: "integer", "character varying(40)", "int(11)"
+  bool text = false;  // the masker treats its values as text (masking::is_text_type)
+  bool not_null = false;
+};
+
+// What check_column_types() found, each as "path:line:column: message" at the mask rule.
+struct ColumnTypeReport {
+  std::vector<std::string> errors;    // a style that cannot apply to a column it names
+  std::vector<std::string> warnings;  // a `columns` entry that names no column
+  size_t columns_checked = 0;         // columns some entry names
+};
+
 class Policy {
  public:
   // Immutable after load; shared as std::shared_ptr<const Policy> (decide()
@@ -211,6 +227,11 @@ class Policy {
   const std::string& mask_rule_name(const MaskRule& rule) const;
   // Every mask rule, whatever its match (the audit trail's scrub: agent/content_scrub.h).
   void all_mask_rules(std::vector<const MaskRule*>& out) const;
+  // Each mask rule's `columns` against a database's columns (`policy check --postgres`):
+  // `partial`, `format` and `hash` on a column that is not text, and `null` on a NOT NULL
+  // column, are errors (the column would get its type's fixed substitute, not what the
+  // style says); an entry that matches no column is a warning (policy/column_types.cc).
+  ColumnTypeReport check_column_types(std::span<const DbColumn> columns) const;
   size_t mask_rule_count() const { return mask_rules_.size(); }
   // The engine the mask rules run on: the file's user-defined detectors and
   // hash key. Null when the file has no mask rule.

@@ -5,12 +5,18 @@
 #include <charconv>
 
 #include "protocol/pgsql/messages.h"
+#include "sql/lineage.h"
 
 namespace dbwarden::proxy {
 
 namespace {
 
 uint16_t ReadBe16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+
+constexpr size_t npos = std::string_view::npos;
+
+// pg_temp, or a session's pg_temp_N / pg_toast_temp_N written out.
+bool TempSchema(std::string_view schema) { return schema.starts_with("pg_temp"); }
 
 bool EqualsCi(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -36,13 +42,14 @@ void AppendLiteral(std::string_view s, std::string& sql) {
 // table is named in pg_catalog: the client's search_path (and what it may have put in
 // front of pg_catalog) must not change what the lookup says.
 constexpr std::string_view kLookupHead =
-    "/* dbwarden catalog lookup */ WITH q(i, k, s, n) AS (VALUES ";
-constexpr std::string_view kLookupTail =
+    "/* dbwarden catalog lookup */ WITH RECURSIVE q(i, k, s, n) AS (VALUES ";
+constexpr std::string_view kLookupNames =
     "), r AS (SELECT q.i, pg_catalog.to_regclass(CASE WHEN q.s OPERATOR(pg_catalog.=) '' "
     "THEN pg_catalog.quote_ident(q.n) ELSE pg_catalog.quote_ident(q.s) "
     "OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(q.n) END)"
-    "::pg_catalog.oid AS o FROM q WHERE q.k OPERATOR(pg_catalog.=) 'r') "
-    "SELECT 's', -1, pg_catalog.current_database()::pg_catalog.text, "
+    "::pg_catalog.oid AS o FROM q WHERE q.k OPERATOR(pg_catalog.=) 'r')";
+constexpr std::string_view kLookupSelect =
+    " SELECT 's', -1, pg_catalog.current_database()::pg_catalog.text, "
     "(SELECT pg_catalog.string_agg(pg_catalog.quote_ident(x::pg_catalog.text), ',') "
     "FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) AS x), "
     "NULL::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.text "
@@ -63,6 +70,51 @@ constexpr std::string_view kLookupTail =
     "OPERATOR(pg_catalog.=) q.s END AND NOT (pn.nspname OPERATOR(pg_catalog.=) 'pg_catalog' "
     "AND p.prolang OPERATOR(pg_catalog.=) 12)) THEN 't' ELSE 'f' END, NULL, NULL, NULL, NULL "
     "FROM q WHERE q.k OPERATOR(pg_catalog.=) 'f'";
+// The reach set (pg_catalog.h), after the names' CTEs: g holds the rules' patterns; seed the
+// relations with a column they match; rr those and every view or materialized view whose
+// rewrite rule depends on one, transitively (UNION: each relation once, so it ends); su the
+// other relations those views read. Rows: 'R'/'U' (flag: visible by the bare name) with
+// the 'r' row's values, 'a' columns of those (oid, attnum, name), 'F' functions that may
+// read tables (flag: their schema is on the path; schema, name), then 'e' marking the end.
+// Each list is cut one past its bound, so that an overflow shows.
+constexpr std::string_view kReachCtes =
+    "), seed AS (SELECT DISTINCT a.attrelid AS o FROM pg_catalog.pg_attribute a JOIN "
+    "pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid JOIN "
+    "pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace JOIN g ON "
+    "n.nspname::pg_catalog.text OPERATOR(pg_catalog.~~*) g.s AND c.relname::pg_catalog.text "
+    "OPERATOR(pg_catalog.~~*) g.t AND a.attname::pg_catalog.text OPERATOR(pg_catalog.~~*) g.c "
+    "WHERE a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped), "
+    "rr(o) AS (SELECT seed.o FROM seed UNION SELECT w.ev_class FROM rr JOIN pg_catalog.pg_depend "
+    "d ON d.refobjid OPERATOR(pg_catalog.=) rr.o AND d.refclassid OPERATOR(pg_catalog.=) "
+    "'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid AND d.classid "
+    "OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass::pg_catalog.oid JOIN "
+    "pg_catalog.pg_rewrite w ON w.oid OPERATOR(pg_catalog.=) d.objid), "
+    "su(o) AS (SELECT DISTINCT d.refobjid FROM rr JOIN pg_catalog.pg_rewrite w ON w.ev_class "
+    "OPERATOR(pg_catalog.=) rr.o JOIN pg_catalog.pg_depend d ON d.objid OPERATOR(pg_catalog.=) "
+    "w.oid AND d.classid OPERATOR(pg_catalog.=) "
+    "'pg_catalog.pg_rewrite'::pg_catalog.regclass::pg_catalog.oid AND d.refclassid "
+    "OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid WHERE "
+    "NOT EXISTS (SELECT 1 FROM rr x WHERE x.o OPERATOR(pg_catalog.=) d.refobjid)), "
+    "rl(o, k) AS (SELECT * FROM (SELECT rr.o, 'R'::pg_catalog.text FROM rr UNION ALL SELECT "
+    "su.o, 'U'::pg_catalog.text FROM su) x LIMIT 4097)";
+constexpr std::string_view kReachSelect =
+    " UNION ALL SELECT rl.k, CASE WHEN pg_catalog.pg_table_is_visible(c.oid) THEN 1 ELSE 0 "
+    "END, c.oid::pg_catalog.text, n.nspname::pg_catalog.text, c.relname::pg_catalog.text, "
+    "c.relkind::pg_catalog.text, CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'v' OR c.relkind "
+    "OPERATOR(pg_catalog.=) 'm' THEN pg_catalog.pg_get_viewdef(c.oid) END FROM rl JOIN "
+    "pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) rl.o JOIN pg_catalog.pg_namespace n "
+    "ON n.oid OPERATOR(pg_catalog.=) c.relnamespace "
+    "UNION ALL SELECT 'a', -1, a.attrelid::pg_catalog.text, a.attnum::pg_catalog.text, "
+    "a.attname::pg_catalog.text, NULL, NULL FROM rl JOIN pg_catalog.pg_attribute a ON "
+    "a.attrelid OPERATOR(pg_catalog.=) rl.o AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT "
+    "a.attisdropped "
+    "UNION ALL (SELECT 'F', CASE WHEN pn.nspname OPERATOR(pg_catalog.=) ANY "
+    "(pg_catalog.current_schemas(true)) THEN 1 ELSE 0 END, pn.nspname::pg_catalog.text, "
+    "p.proname::pg_catalog.text, NULL, NULL, NULL FROM pg_catalog.pg_proc p JOIN "
+    "pg_catalog.pg_namespace pn ON pn.oid OPERATOR(pg_catalog.=) p.pronamespace WHERE NOT "
+    "(pn.nspname OPERATOR(pg_catalog.=) 'pg_catalog' AND p.prolang OPERATOR(pg_catalog.=) 12) "
+    "GROUP BY pn.nspname, p.proname LIMIT 32769) "
+    "UNION ALL SELECT 'e', -1, NULL, NULL, NULL, NULL, NULL";
 constexpr size_t kColumns = 7;
 
 }  // namespace
@@ -100,13 +152,19 @@ void PgCatalogCache::Scope::set_untouched(uint64_t fingerprint) {
   untouched_.insert(fingerprint);
 }
 
-void PgCatalogCache::Scope::add_relation(std::string_view schema, std::string_view name,
+bool PgCatalogCache::Scope::add_relation(std::string_view schema, std::string_view name,
                                          std::shared_ptr<const PgRelation> rel) {
   // Past the bound nothing more is kept: what is not known is looked up again, and a
   // statement still not traced after a few lookups fails closed.
-  if (relations_.size() + functions_.size() >= limits_.max_names_per_scope) return;
+  if (relations_.size() + functions_.size() >= limits_.max_names_per_scope) return false;
   if (rel != nullptr) by_oid_[rel->oid] = rel;
   relations_[key(schema, name)] = std::move(rel);
+  return true;
+}
+
+bool PgCatalogCache::Scope::reach_function_opaque(std::string_view schema,
+                                                  std::string_view name) const {
+  return reach_opaque_.count(key(schema, name)) != 0;
 }
 
 void PgCatalogCache::Scope::add_function(std::string_view schema, std::string_view name,
@@ -144,6 +202,15 @@ PgCatalogCache::Scope& PgCatalogCache::get(std::string_view key, uint64_t now_ns
   return s;
 }
 
+PgCatalogCache::Scope& PgCatalogCache::renew(std::string_view key, uint64_t now_ns) {
+  auto it = scopes_.find(std::string(key));
+  if (it != scopes_.end()) {
+    scopes_.erase(it);
+    ++generation_;  // a relay's pointer to it is no longer valid
+  }
+  return get(key, now_ns);
+}
+
 void PgCatalogCache::invalidate() {
   if (scopes_.empty()) return;
   scopes_.clear();
@@ -158,9 +225,9 @@ std::optional<sql::Catalog::Relation> PgScopeCatalog::relation(std::string_view 
       scope_ != nullptr ? scope_->relation(schema, name) : nullptr;
   if (found == nullptr) {
     PgLookupName n{false, std::string(schema), std::string(name)};
-    if (std::find(missing_.begin(), missing_.end(), n) == missing_.end()) {
-      missing_.push_back(std::move(n));
-    }
+    std::vector<PgLookupName>& list =
+        scope_ != nullptr && scope_->reach_known() && !TempSchema(schema) ? outside_ : missing_;
+    if (std::find(list.begin(), list.end(), n) == list.end()) list.push_back(std::move(n));
     return std::nullopt;
   }
   if (*found == nullptr) return std::nullopt;
@@ -175,8 +242,14 @@ std::optional<sql::Catalog::Relation> PgScopeCatalog::relation(std::string_view 
 }
 
 bool PgScopeCatalog::function_is_opaque(std::string_view schema, std::string_view name) {
+  // The lookup knows the temporary schema by its real name (pg_temp_N), never as pg_temp:
+  // a function there may read anything.
+  if (TempSchema(schema)) return true;
   const bool* opaque = scope_ != nullptr ? scope_->function_opaque(schema, name) : nullptr;
   if (opaque != nullptr) return *opaque;
+  if (scope_ != nullptr && scope_->reach_known()) {
+    return scope_->reach_function_opaque(schema, name);
+  }
   PgLookupName n{true, std::string(schema), std::string(name)};
   if (std::find(missing_.begin(), missing_.end(), n) == missing_.end()) {
     missing_.push_back(std::move(n));
@@ -184,12 +257,81 @@ bool PgScopeCatalog::function_is_opaque(std::string_view schema, std::string_vie
   return false;  // the trace goes on to note more names; it is thrown away
 }
 
+bool PgOutsideReach(const std::string& text, const PgCatalogCache::Scope& scope) {
+  if (!scope.reach_known()) return false;
+  const sql::NamedObjects named = sql::pg_named_objects(text);
+  if (!named.parsed || named.runs_elsewhere) return false;
+  for (const sql::QualifiedName& r : named.relations) {
+    if (TempSchema(r.schema)) return false;
+    // Not known: outside the reach set, whose relations are all known (pg_catalog.h).
+    const std::shared_ptr<const PgRelation>* rel = scope.relation(r.schema, r.name);
+    if (rel != nullptr && *rel != nullptr && scope.in_reach((*rel)->oid)) return false;
+  }
+  for (const sql::QualifiedName& f : named.functions) {
+    if (TempSchema(f.schema)) return false;
+    const bool* opaque = scope.function_opaque(f.schema, f.name);
+    if (opaque != nullptr ? *opaque : scope.reach_function_opaque(f.schema, f.name)) return false;
+  }
+  return true;
+}
+
+// --- the reach set's patterns ---
+
+std::string GlobToLike(std::string_view glob) {
+  std::string out;
+  for (size_t i = 0; i < glob.size(); ++i) {
+    const char c = glob[i];
+    if (c == '*' || c == '?') {
+      out += '%';
+    } else if (c == '[') {
+      // A class is one byte of a glob; a LIKE '_' is one character: '%' covers both.
+      size_t k = i + 1;
+      if (k < glob.size() && (glob[k] == '!' || glob[k] == '^')) ++k;
+      if (k < glob.size() && glob[k] == ']') ++k;
+      while (k < glob.size() && glob[k] != ']') {
+        if (glob[k] == '\\') ++k;
+        ++k;
+      }
+      out += '%';
+      i = k;
+    } else {
+      char lit = c;
+      if (c == '\\' && i + 1 < glob.size()) lit = glob[++i];
+      if (lit == '%' || lit == '_' || lit == '\\') out += '\\';
+      out += lit;
+    }
+  }
+  return out;
+}
+
+std::vector<ReachPattern> ReachPatterns(const policy::Policy& policy) {
+  std::vector<const policy::MaskRule*> rules;
+  policy.all_mask_rules(rules);
+  std::vector<ReachPattern> out;
+  for (const policy::MaskRule* r : rules) {
+    for (const std::vector<std::string>& parts : r->columns) {
+      if (parts.size() != 3) continue;
+      ReachPattern p{GlobToLike(parts[0]), GlobToLike(parts[1]), GlobToLike(parts[2])};
+      if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(std::move(p));
+    }
+  }
+  return out;
+}
+
 // --- the lookup ---
 
-bool PgCatalogLookup::query(std::span<const PgLookupName> names, std::vector<uint8_t>& message) {
+bool PgCatalogLookup::query(std::span<const PgLookupName> names, std::vector<uint8_t>& message,
+                            std::span<const ReachPattern> reach) {
   names_.clear();
   found_.clear();
   scope_key_.clear();
+  reach_rels_.clear();
+  reach_columns_.clear();
+  reach_column_count_ = 0;
+  reach_functions_.clear();
+  reach_function_on_path_.clear();
+  reach_asked_ = !reach.empty();
+  reach_end_ = reach_overflow_ = false;
   error_ = shape_ok_ = false;
   state_ = State::kRunning;
   std::string sql(kLookupHead);
@@ -209,7 +351,22 @@ bool PgCatalogLookup::query(std::span<const PgLookupName> names, std::vector<uin
   }
   // With no name the scope alone is asked (a placeholder row that finds nothing).
   if (names_.empty()) sql += "(-1, '', E'', E'')";
-  sql += kLookupTail;
+  sql += kLookupNames;
+  if (reach_asked_) {
+    sql += ", g(s, t, c) AS (VALUES ";
+    for (size_t i = 0; i < reach.size(); ++i) {
+      sql += i == 0 ? "(" : ", (";
+      AppendLiteral(reach[i].schema, sql);
+      sql += ", ";
+      AppendLiteral(reach[i].table, sql);
+      sql += ", ";
+      AppendLiteral(reach[i].column, sql);
+      sql += ')';
+    }
+    sql += kReachCtes;
+  }
+  sql += kLookupSelect;
+  if (reach_asked_) sql += kReachSelect;
   found_.resize(names_.size());
   message.clear();
   pgsql::AppendQuery(sql, &message);
@@ -278,6 +435,10 @@ void PgCatalogLookup::row(std::span<const uint8_t> body) {
     scope_key_.append(v[3]);
     return;
   }
+  if (reach_asked_ && v[0].size() == 1 && std::string_view("RUaFe").find(v[0]) != npos) {
+    reach_row(v[0], index, v, null);
+    return;
+  }
   if (index < 0 || static_cast<size_t>(index) >= found_.size()) return;
   Found& f = found_[static_cast<size_t>(index)];
   if (v[0] == "r") {
@@ -301,8 +462,81 @@ void PgCatalogLookup::row(std::span<const uint8_t> body) {
   }
 }
 
+void PgCatalogLookup::reach_row(std::string_view kind, long flag, const std::string_view* v,
+                                const bool* null) {
+  if (kind == "e") {
+    reach_end_ = true;
+    return;
+  }
+  if (kind == "F") {
+    if (reach_functions_.size() >= kMaxReachFunctions) {
+      reach_overflow_ = true;
+      return;
+    }
+    reach_functions_.emplace_back(std::string(v[2]), std::string(v[3]));
+    reach_function_on_path_.push_back(flag == 1);
+    return;
+  }
+  uint32_t oid = 0;
+  std::from_chars(v[2].data(), v[2].data() + v[2].size(), oid);
+  if (kind == "a") {
+    // By OID: the rows of a UNION ALL come in no promised order.
+    if (reach_column_count_ >= kMaxReachColumns) {
+      reach_overflow_ = true;
+      return;
+    }
+    int attnum = 0;
+    std::from_chars(v[3].data(), v[3].data() + v[3].size(), attnum);
+    reach_columns_[oid].emplace_back(static_cast<int16_t>(attnum), v[4]);
+    ++reach_column_count_;
+    return;
+  }
+  if (null[2]) return;  // dropped meanwhile
+  if (reach_rels_.size() >= kMaxReachRelations) {
+    reach_overflow_ = true;
+    return;
+  }
+  ReachRelation& r = reach_rels_.emplace_back();
+  r.rel.oid = oid;
+  r.rel.schema.assign(v[3]);
+  r.rel.name.assign(v[4]);
+  r.rel.is_view = v[5] == "v" || v[5] == "m";
+  r.rel.view_definition.assign(v[6]);
+  r.in_reach = kind == "R";
+  r.visible = flag == 1;
+}
+
+void PgCatalogLookup::fill_reach(PgCatalogCache::Scope& scope, size_t max_view_definition) const {
+  for (const ReachRelation& r : reach_rels_) {
+    auto rel = std::make_shared<PgRelation>(r.rel);
+    auto found = reach_columns_.find(rel->oid);
+    auto cols = found != reach_columns_.end() ? found->second
+                                              : std::vector<std::pair<int16_t, std::string>>{};
+    std::sort(cols.begin(), cols.end());
+    for (auto& [attnum, name] : cols) {
+      rel->attnums.push_back(attnum);
+      rel->columns.push_back(std::move(name));
+    }
+    if (rel->view_definition.size() > max_view_definition) rel->view_definition.clear();
+    // A relation the bound leaves out would later pass for one outside the set: then the
+    // scope does not know its reach set at all.
+    if (!scope.add_relation(rel->schema, rel->name, rel)) return;
+    if (r.visible && !scope.add_relation("", rel->name, rel)) return;
+    if (r.in_reach) scope.reach_.insert(rel->oid);
+  }
+  for (size_t i = 0; i < reach_functions_.size(); ++i) {
+    const auto& [schema, name] = reach_functions_[i];
+    scope.reach_opaque_.insert(PgCatalogCache::Scope::key(schema, name));
+    if (reach_function_on_path_[i]) {
+      scope.reach_opaque_.insert(PgCatalogCache::Scope::key("", name));
+    }
+  }
+  scope.reach_known_ = true;
+}
+
 void PgCatalogLookup::fill(PgCatalogCache::Scope& scope, size_t max_view_definition) const {
   if (state_ != State::kDone) return;
+  if (reach_listed()) fill_reach(scope, max_view_definition);
   for (size_t i = 0; i < names_.size(); ++i) {
     const PgLookupName& n = names_[i];
     const Found& f = found_[i];

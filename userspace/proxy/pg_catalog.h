@@ -18,6 +18,20 @@
 // - after a TTL (DDL the proxy does not see: a function's body, a superuser on an unsteered
 //   path), and the oldest scope past a bound. RowDescription's table OIDs are checked
 //   against what is known, so a stale entry fails closed for plain columns.
+//
+// The reach set. Inside a transaction block nothing can be looked up, so each scope also
+// learns, at a lookup while the session is idle outside one, every relation that can reach a
+// column some `columns` rule names: the relations holding such a column (matched by the
+// rules' globs, loosened to LIKE patterns that match at least as much: ReachPatterns), every
+// view and materialized view that depends on one of them, transitively (pg_depend through
+// pg_rewrite), with their columns and definitions, and the relations those views also read
+// (so that their definitions trace); and the functions that may read tables. A relation the
+// scope does not know then provably reads no masked column: each relation of the reach set
+// is known by its schema-qualified name, and by its bare name where the session's
+// search_path finds it (pg_table_is_visible). A relation created since, or a search_path
+// changed since, went through the proxy as DDL or SET and made the scope be forgotten, so
+// the reach set never vouches for what it did not see (short of DDL on a path the proxy does
+// not steer: the TTL bounds that, as it does for every entry).
 #pragma once
 
 #include <cstdint>
@@ -30,6 +44,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "policy/policy.h"
 #include "proxy/mask_plan.h"
 #include "sql/lineage.h"
 
@@ -43,6 +58,17 @@ struct PgRelation {
   std::vector<int16_t> attnums;      // of `columns`
   std::string view_definition;
 };
+
+// One `columns` glob (schema, table, column) as LIKE patterns ('\\' escapes) that match every
+// name the glob matches, and maybe more: `?` and `[...]` (one byte in a glob, which may be
+// part of a character) become `%`. Over-matching only makes the reach set larger.
+struct ReachPattern {
+  std::string schema, table, column;
+  bool operator==(const ReachPattern&) const = default;
+};
+std::string GlobToLike(std::string_view glob);
+// The patterns of every `columns` entry of every mask rule of `policy`, each once.
+std::vector<ReachPattern> ReachPatterns(const policy::Policy& policy);
 
 // A name the tracer asked for that the cache could not answer.
 struct PgLookupName {
@@ -70,19 +96,29 @@ class PgCatalogCache {
     // Statements (by fingerprint) that no column rule can touch under this scope.
     bool untouched(uint64_t fingerprint) const { return untouched_.count(fingerprint) != 0; }
     void set_untouched(uint64_t fingerprint);
-    void add_relation(std::string_view schema, std::string_view name,
+    // False past the bound (nothing kept).
+    bool add_relation(std::string_view schema, std::string_view name,
                       std::shared_ptr<const PgRelation> rel);
     void add_function(std::string_view schema, std::string_view name, bool opaque);
+    // The reach set (above): whether it is known, whether `oid` is in it, and whether a
+    // function not asked by name may read tables by the reach lookup's list of them.
+    bool reach_known() const { return reach_known_; }
+    bool in_reach(uint32_t oid) const { return reach_.count(oid) != 0; }
+    bool reach_function_opaque(std::string_view schema, std::string_view name) const;
     uint64_t created_ns() const { return created_ns_; }
     uint64_t generation() const { return generation_; }
 
    private:
     friend class PgCatalogCache;
+    friend class PgCatalogLookup;
     static std::string key(std::string_view schema, std::string_view name);
     std::unordered_map<std::string, std::shared_ptr<const PgRelation>> relations_;
     std::unordered_map<std::string, bool> functions_;
     std::unordered_map<uint32_t, std::shared_ptr<const PgRelation>> by_oid_;
     std::unordered_set<uint64_t> untouched_;
+    bool reach_known_ = false;
+    std::unordered_set<uint32_t> reach_;
+    std::unordered_set<std::string> reach_opaque_;  // key(schema, name); schema "": on the path
     uint64_t created_ns_ = 0;
     uint64_t generation_ = 0;
     Limits limits_;
@@ -94,6 +130,8 @@ class PgCatalogCache {
   Scope* find(std::string_view key, uint64_t now_ns);
   // The scope `key`, made empty if it was not there (the oldest goes past max_scopes).
   Scope& get(std::string_view key, uint64_t now_ns);
+  // The scope `key` made anew, empty (a reach lookup renews an old one: see PgRelay).
+  Scope& renew(std::string_view key, uint64_t now_ns);
   // DDL: everything is forgotten.
   void invalidate();
   uint64_t generation() const { return generation_; }
@@ -109,27 +147,46 @@ class PgCatalogCache {
 // The tracer's Catalog over one scope (null: nothing known yet). A name the scope has not
 // answered is noted in missing(): a relation then fails the trace (nullopt), a function is
 // taken as not opaque so that the trace goes on and notes more names; a trace with
-// anything missing is thrown away and run again once they have been looked up.
+// anything missing is thrown away and run again once they have been looked up. Where the
+// scope knows its reach set, a relation it has not answered is outside that set, noted in
+// outside() instead (still nullopt: its columns are not known), and a function is answered
+// from the reach lookup's list. A name in a temporary schema (`pg_temp.x`) is never taken
+// as outside, and a function there is opaque: the cache knows that schema by its real name.
 class PgScopeCatalog final : public sql::Catalog {
  public:
   explicit PgScopeCatalog(const PgCatalogCache::Scope* scope) : scope_(scope) {}
   std::optional<Relation> relation(std::string_view schema, std::string_view name) override;
   bool function_is_opaque(std::string_view schema, std::string_view name) override;
   const std::vector<PgLookupName>& missing() const { return missing_; }
+  const std::vector<PgLookupName>& outside() const { return outside_; }
 
  private:
   const PgCatalogCache::Scope* scope_;
   std::vector<PgLookupName> missing_;
+  std::vector<PgLookupName> outside_;
 };
+
+// Whether statement `text` provably reads no column some `columns` rule names, under a scope
+// that knows its reach set: it parses, runs nothing elsewhere (FETCH, EXECUTE, CALL, DO, a
+// built-in reading by name), names no relation of the reach set and no temporary-schema
+// name, and calls no function that may read tables (sql::pg_named_objects).
+bool PgOutsideReach(const std::string& text, const PgCatalogCache::Scope& scope);
 
 // One lookup: the Query message, then the server's answer message by message.
 class PgCatalogLookup {
  public:
   static constexpr size_t kMaxNames = 64;
   static constexpr size_t kMaxNameBytes = 128;
+  static constexpr size_t kMaxReachRelations = 4096;
+  static constexpr size_t kMaxReachFunctions = 32768;
+  static constexpr size_t kMaxReachColumns = 262144;
   // The Query message asking for `names` (at most kMaxNames; longer names are skipped) and
-  // the scope key; false when none can be asked.
-  bool query(std::span<const PgLookupName> names, std::vector<uint8_t>& message);
+  // the scope key, and with `reach` (ReachPatterns) the reach set too; false when none can
+  // be asked.
+  bool query(std::span<const PgLookupName> names, std::vector<uint8_t>& message,
+             std::span<const ReachPattern> reach = {});
+  // After kDone: whether the answer held the reach set whole (asked, within the bounds).
+  bool reach_listed() const { return reach_end_ && !reach_overflow_; }
   enum class State : uint8_t { kRunning, kDone, kFailed };
   // One whole server message (type, body without the header). kDone after ReadyForQuery
   // of an answer read whole; kFailed after ReadyForQuery of one that was not (an error:
@@ -139,11 +196,14 @@ class PgCatalogLookup {
   State state() const { return state_; }
   // After kDone: the scope the session is in ("database/schema,schema,...").
   const std::string& scope_key() const { return scope_key_; }
-  // After kDone: what the answer listed, for every asked name (not found included).
+  // After kDone: what the answer listed, for every asked name (not found included), and
+  // the reach set when reach_listed().
   void fill(PgCatalogCache::Scope& scope, size_t max_view_definition) const;
 
  private:
   void row(std::span<const uint8_t> body);
+  void reach_row(std::string_view kind, long flag, const std::string_view* v, const bool* null);
+  void fill_reach(PgCatalogCache::Scope& scope, size_t max_view_definition) const;
   std::vector<PgLookupName> names_;
   struct Found {
     bool listed = false;
@@ -153,6 +213,17 @@ class PgCatalogLookup {
     bool opaque = true;
   };
   std::vector<Found> found_;
+  // The reach set's relations ('R' in it, 'U' read by a view in it) and functions.
+  struct ReachRelation {
+    PgRelation rel;
+    bool in_reach = false, visible = false;
+  };
+  std::vector<ReachRelation> reach_rels_;
+  std::unordered_map<uint32_t, std::vector<std::pair<int16_t, std::string>>> reach_columns_;
+  size_t reach_column_count_ = 0;
+  std::vector<std::pair<std::string, std::string>> reach_functions_;
+  std::vector<bool> reach_function_on_path_;
+  bool reach_asked_ = false, reach_end_ = false, reach_overflow_ = false;
   std::string scope_key_;
   bool error_ = false;
   bool shape_ok_ = false;

@@ -170,6 +170,11 @@ class PgRelay final : public RelayBase<PgProtocol> {
   PgCatalogCache::Scope* scope(uint64_t now_ns);
   // Catalog bookkeeping for a message that goes on (DDL, search_path changes).
   void catalog_watch(std::span<const JudgedStatement> statements);
+  // The transaction that ran DDL has ended: the catalog is forgotten (again).
+  void catalog_settle();
+  // Whether the next lookup should also ask for the scope's reach set (pg_catalog.h): the
+  // policy has `columns` rules and the scope's set is unknown or half its TTL old.
+  bool want_reach(uint64_t now_ns);
   enum class LookupChance : uint8_t { kNow, kWait, kNever };
   LookupChance lookup_chance() const;
   void start_lookup(RelayOutput& out);
@@ -222,6 +227,13 @@ class PgRelay final : public RelayBase<PgProtocol> {
   uint32_t lookup_rounds_ = 0;        // lookups for the message at the front of the input
   uint64_t lookup_bytes_ = 0;
   bool ddl_in_transaction_ = false;  // DDL relayed: the catalog is forgotten again at its end
+  // The reach set: the policy's patterns, and the last lookup that asked for it.
+  std::shared_ptr<const policy::Policy> reach_policy_;
+  std::vector<ReachPattern> reach_patterns_;
+  bool reach_asked_ = false;  // by the lookup under way
+  uint64_t reach_tried_ns_ = 0;
+  uint64_t reach_tried_generation_ = 0;
+  std::string reach_tried_key_;
   uint64_t now_ns_ = 0;  // the latest event's time
   // Prepared statements whose last judgment needed approval: each Bind asks (bounded).
   std::unordered_set<std::string> held_statements_;

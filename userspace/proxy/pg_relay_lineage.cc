@@ -66,14 +66,19 @@ PgCatalogCache::Scope* PgRelay::scope(uint64_t now_ns) {
   return scope_;
 }
 
-void PgRelay::catalog_watch(std::span<const JudgedStatement> statements) {
+void PgRelay::catalog_settle() {
   if (catalog_ == nullptr) return;
   if (ddl_in_transaction_ && session_.idle() && session_.transaction_status() == 'I') {
     // The transaction that ran DDL has ended: what other sessions looked up meanwhile
-    // may be the old state.
+    // may be the old state. Before this message's lookup, not after: that one is new.
     catalog_->invalidate();
     ddl_in_transaction_ = false;
   }
+}
+
+void PgRelay::catalog_watch(std::span<const JudgedStatement> statements) {
+  if (catalog_ == nullptr) return;
+  catalog_settle();
   uint8_t effects = 0;
   for (const JudgedStatement& s : statements) effects |= PgCatalogEffects(s.text);
   if (effects == 0) return;
@@ -101,15 +106,33 @@ PgRelay::Trace PgRelay::trace(const JudgedStatement& s, const policy::Policy& po
   if (sc != nullptr && key != 0 && sc->untouched(key)) return Trace::kUntouched;
   PgScopeCatalog catalog(sc);
   const sql::Lineage lineage = sql::trace_pg_lineage(std::string(s.text), catalog);
-  if (!catalog.missing().empty()) {
-    for (const PgLookupName& n : catalog.missing()) {
+  const auto want = [&](const std::vector<PgLookupName>& names) {
+    for (const PgLookupName& n : names) {
       if (wanted_.size() >= PgCatalogLookup::kMaxNames) break;
       if (std::find(wanted_.begin(), wanted_.end(), n) == wanted_.end()) wanted_.push_back(n);
     }
+  };
+  if (!catalog.missing().empty()) {
+    want(catalog.missing());
     return Trace::kLookup;
   }
-  if (!lineage.traced) return Trace::kUntraced;
-  origins = origins_from_lineage(lineage);
+  if (!lineage.traced && !catalog.outside().empty()) {
+    // Relations outside the reach set: they hold no masked column and no view over one.
+    // Where no lookup can go (inside a transaction block) and nothing else the statement
+    // names can read one either, no column rule touches its results (content rules still
+    // scan them): psycopg2's count(*) of an unmasked table came back masked, 0, before.
+    // Where a lookup can go, it does: its answer is exact and as new as the statement,
+    // while the reach set may be up to a TTL old (DDL on a path the proxy does not steer).
+    // Else inside a transaction it fails closed.
+    if (lookup_chance() != LookupChance::kNever || !PgOutsideReach(s.text, *sc)) {
+      want(catalog.outside());
+      return Trace::kLookup;
+    }
+    origins = StatementOrigins{};  // every column unknown, and it reads nothing masked
+  } else {
+    if (!lineage.traced) return Trace::kUntraced;
+    origins = origins_from_lineage(lineage);
+  }
   const MaskPlan plan =
       build_mask_plan(rules, policy, origins, std::max<size_t>(origins.columns.size(), 1));
   if (plan.empty() && !plan.blocked()) {
@@ -153,9 +176,30 @@ PgRelay::LookupChance PgRelay::lookup_chance() const {
   return session_.transaction_status() == 'I' ? LookupChance::kNow : LookupChance::kNever;
 }
 
+bool PgRelay::want_reach(uint64_t now_ns) {
+  if (catalog_ == nullptr || !verdict_.policy) return false;
+  if (reach_policy_ != verdict_.policy) {
+    reach_policy_ = verdict_.policy;
+    reach_patterns_ = ReachPatterns(*reach_policy_);
+  }
+  if (reach_patterns_.empty()) return false;
+  // Renewed at half the TTL, so that a transaction block that begins on a known reach set
+  // keeps it for at least that long.
+  const uint64_t half_ttl = catalog_->limits().ttl_ns / 2;
+  const PgCatalogCache::Scope* sc = scope(now_ns);
+  if (sc != nullptr && sc->reach_known() && now_ns - sc->created_ns() < half_ttl) return false;
+  // Asked for this scope already and the catalog has not changed since: not again before
+  // half a TTL (an answer without it, a refused lookup, a set past its bounds).
+  return reach_tried_ns_ == 0 || reach_tried_generation_ != catalog_->generation() ||
+         reach_tried_key_ != scope_key_ || now_ns - reach_tried_ns_ >= half_ttl;
+}
+
 void PgRelay::start_lookup(RelayOutput& out) {
   scratch_.clear();
-  lookup_.query(wanted_, scratch_);
+  reach_asked_ = want_reach(now_ns_);
+  lookup_.query(wanted_, scratch_,
+                reach_asked_ ? std::span<const ReachPattern>(reach_patterns_)
+                             : std::span<const ReachPattern>());
   wanted_.clear();
   ++lookup_rounds_;
   looking_up_ = true;
@@ -201,17 +245,29 @@ std::span<const uint8_t> PgRelay::lookup_answer(std::span<const uint8_t> bytes, 
 }
 
 void PgRelay::lookup_done(uint64_t now_ns) {
+  if (reach_asked_) reach_tried_ns_ = now_ns;
   if (lookup_.state() != PgCatalogLookup::State::kDone) {
     // Refused (an error: nothing of it is kept): no more rounds for this message, which
     // fails closed.
     lookup_rounds_ = kMaxLookupRounds;
+    reach_tried_generation_ = catalog_->generation();
+    reach_tried_key_ = scope_key_;
     return;
   }
   scope_key_ = lookup_.scope_key();
-  PgCatalogCache::Scope& sc = catalog_->get(scope_key_, now_ns);
+  // A reach set replaces an old scope whole: what it knew is as old as its reach set.
+  const PgCatalogCache::Scope* old = catalog_->find(scope_key_, now_ns);
+  const bool renew = lookup_.reach_listed() && old != nullptr &&
+                     now_ns - old->created_ns() >= catalog_->limits().ttl_ns / 2;
+  PgCatalogCache::Scope& sc =
+      renew ? catalog_->renew(scope_key_, now_ns) : catalog_->get(scope_key_, now_ns);
   lookup_.fill(sc, catalog_->limits().max_view_definition);
   scope_ = &sc;
   scope_generation_ = catalog_->generation();
+  if (reach_asked_) {
+    reach_tried_generation_ = catalog_->generation();
+    reach_tried_key_ = scope_key_;
+  }
 }
 
 void PgRelay::confirm_origins(std::span<const uint8_t> body, StatementOrigins& origins,

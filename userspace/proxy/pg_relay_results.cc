@@ -59,6 +59,7 @@ bool PgRelay::note_masks(RelayOutput* out, uint64_t now_ns) {
   if (!verdict_.policy || verdict_.policy->mask_rule_count() == 0) return false;
   // What each statement's results look like (pg_relay_lineage.cc); a catalog lookup first
   // when the tracer lacks names and the session allows one.
+  catalog_settle();  // before anything is traced or looked up for this message
   StatementOrigins traced[4];
   Trace how[4];
   const size_t n = verdict_.statements.size();
@@ -71,8 +72,11 @@ bool PgRelay::note_masks(RelayOutput* out, uint64_t now_ns) {
     how[i] = trace(s, *verdict_.policy, traced[i], now_ns);
     lookup = lookup || how[i] == Trace::kLookup;
   }
-  // Names wanted earlier (inside a transaction) are looked up at the first chance too.
-  if ((lookup || !wanted_.empty()) && out != nullptr) {
+  // Names wanted earlier (inside a transaction) are looked up at the first chance too, and
+  // the scope's reach set at the first idle moment (ReadyForQuery 'I': after the startup,
+  // after a COMMIT, before psycopg2's BEGIN) once it is unknown or old, so that a
+  // transaction block that follows needs no lookup for relations outside it.
+  if ((lookup || !wanted_.empty() || (out != nullptr && want_reach(now_ns))) && out != nullptr) {
     const LookupChance chance = lookup_chance();
     if (chance == LookupChance::kNow) {
       start_lookup(*out);

@@ -99,4 +99,23 @@ struct Lineage {
 // (the cursor's DECLARE, the PREPARE, a procedure's body).
 Lineage trace_pg_lineage(const std::string& sql, Catalog& catalog);
 
+// Every relation and function a statement names, anywhere in it (sub-queries, CTEs, DML
+// targets, COPY), read from the parse tree without a catalog. The proxy asks it of a
+// statement the tracer could not follow for want of a relation's columns (inside a
+// transaction block, where it cannot look them up): when none of the names can reach a
+// masked column, neither can the statement, whatever it does with them.
+struct QualifiedName {
+  std::string schema, name;  // schema empty: not written (the search_path resolves it)
+  friend bool operator==(const QualifiedName&, const QualifiedName&) = default;
+};
+struct NamedObjects {
+  bool parsed = false;  // false: libpg_query rejected it, or it holds several statements
+  // Its rows come from elsewhere or by name: FETCH/MOVE, EXECUTE, CALL, DO, or a built-in
+  // that reads a table, cursor or query text by name (query_to_xml, ...).
+  bool runs_elsewhere = false;
+  std::vector<QualifiedName> relations;  // RangeVars, each once; CTE names included
+  std::vector<QualifiedName> functions;  // function calls, each once
+};
+NamedObjects pg_named_objects(const std::string& sql);
+
 }  // namespace dbwarden::sql

@@ -91,6 +91,8 @@ std::optional<long long> int_const(const Json& node) {
   return v->get<long long>();
 }
 
+}  // namespace
+
 // Built-in functions whose result carries data their arguments do not name:
 // they run SQL given as text, read a table or cursor by name, or read outside
 // the tables (files, large objects, other databases).
@@ -126,8 +128,6 @@ bool reads_by_name(std::string_view name) {
   }
   return false;
 }
-
-}  // namespace
 
 std::optional<Value> Tracer::lookup(const Json& fields, const Scope* scope) {
   std::vector<std::string> names;

@@ -82,6 +82,8 @@ std::string_view node_type(const Json& node);                // "" when not a wr
 const Json& node_body(const Json& node);                     // the wrapped node's fields
 std::string string_field(const Json& obj, const char* key);  // "" when absent
 std::vector<std::string> string_list(const Json* list);      // a list of String nodes
+// A built-in (pg_catalog) function that reads data by name or query text (lineage_expr.cc).
+bool reads_by_name(std::string_view name);
 
 class Tracer {
  public:

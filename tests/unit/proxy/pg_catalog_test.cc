@@ -251,3 +251,185 @@ TEST_CASE("pg catalog: which statements change the catalog or the scope", "[prox
   CHECK(PgCatalogEffects("INSERT INTO t VALUES (1)") == 0);
   CHECK(PgCatalogEffects("") == 0);
 }
+
+// --- the reach set (pg_catalog.h): what a transaction block may trust without a lookup ---
+
+namespace {
+
+using dbwarden::proxy::GlobToLike;
+using dbwarden::proxy::PgOutsideReach;
+using dbwarden::proxy::ReachPattern;
+
+// An answer with the reach set: people (holds the masked column), people_v over it (and
+// over plain_t, which it also reads), hidden.people (same name, not on the path), and the
+// functions that may read tables.
+std::vector<std::pair<char, std::string>> ReachAnswer(bool with_end = true) {
+  std::vector<std::pair<char, std::string>> m = {
+      {'T', LookupDesc()},
+      {'D', Body({"s", "-1", "shop", "public,pg_catalog", {}, {}, {}})},
+      {'D', Body({"R", "1", "16400", "public", "people", "r", {}})},
+      {'D', Body({"a", "-1", "16400", "2", "ssn", {}, {}})},
+      {'D', Body({"a", "-1", "16400", "1", "name", {}, {}})},
+      {'D', Body({"R", "1", "16410", "public", "people_v", "v",
+                  " SELECT people.ssn, plain_t.b\n   FROM people, plain_t;"})},
+      {'D', Body({"a", "-1", "16410", "1", "ssn", {}, {}})},
+      {'D', Body({"a", "-1", "16410", "2", "b", {}, {}})},
+      {'D', Body({"R", "0", "16420", "hidden", "people", "r", {}})},
+      {'D', Body({"a", "-1", "16420", "1", "ssn", {}, {}})},
+      {'D', Body({"U", "1", "16430", "public", "plain_t", "r", {}})},
+      {'D', Body({"a", "-1", "16430", "1", "a", {}, {}})},
+      {'D', Body({"a", "-1", "16430", "2", "b", {}, {}})},
+      {'D', Body({"F", "1", "public", "get_ssn", {}, {}, {}})},
+      {'D', Body({"F", "0", "hidden", "leak", {}, {}, {}})},
+  };
+  if (with_end) m.push_back({'D', Body({"e", "-1", {}, {}, {}, {}, {}})});
+  m.push_back({'C', CStr("SELECT 14")});
+  m.push_back({'Z', "I"});
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("pg catalog: column globs become LIKE patterns that match at least as much",
+          "[proxy][catalog][reach]") {
+  CHECK(GlobToLike("people") == "people");
+  CHECK(GlobToLike("*") == "%");
+  CHECK(GlobToLike("ssn_?") == "ssn\\_%");  // a LIKE '_' is literal here
+  CHECK(GlobToLike("a[!x-z]b") == "a%b");
+  CHECK(GlobToLike("a[]x]b") == "a%b");
+  CHECK(GlobToLike("100\\%") == "100\\%");
+  CHECK(GlobToLike("back\\\\slash") == "back\\\\slash");
+  auto policy = dbwarden::policy::Policy::load_string(R"(
+rules:
+  - {name: a, action: mask, columns: ["public.people.ssn", "*.cards.*", "public.people.ssn"]}
+  - {name: b, action: mask, detectors: [email]}
+)",
+                                                      "p.yaml");
+  REQUIRE(policy.ok());
+  const auto patterns = dbwarden::proxy::ReachPatterns(*policy.value());
+  REQUIRE(patterns.size() == 2);
+  CHECK(patterns[0] == ReachPattern{"public", "people", "ssn"});
+  CHECK(patterns[1] == ReachPattern{"%", "cards", "%"});
+}
+
+TEST_CASE("pg catalog: a lookup with the reach set asks pg_depend and fills the scope",
+          "[proxy][catalog][reach]") {
+  PgCatalogLookup lookup;
+  std::vector<uint8_t> message;
+  const std::vector<ReachPattern> reach = {{"public", "people", "ssn"}, {"%", "o'x", "%"}};
+  REQUIRE(lookup.query({}, message, reach));
+  const std::string q = Text(message);
+  CHECK(q.find("(E'public', E'people', E'ssn'), (E'%', E'o\\'x', E'%')") != std::string::npos);
+  CHECK(q.find("pg_catalog.pg_depend") != std::string::npos);
+  CHECK(q.find("pg_catalog.pg_table_is_visible(") != std::string::npos);
+  CHECK(q.find(" = ") == std::string::npos);
+  CHECK(q.find("::text") == std::string::npos);
+  REQUIRE(Feed(lookup, ReachAnswer()) == PgCatalogLookup::State::kDone);
+  CHECK(lookup.reach_listed());
+  PgCatalogCache cache;
+  PgCatalogCache::Scope& scope = cache.get(lookup.scope_key(), 1);
+  lookup.fill(scope, 1 << 20);
+  REQUIRE(scope.reach_known());
+  CHECK(scope.in_reach(16400));
+  CHECK(scope.in_reach(16410));
+  CHECK(scope.in_reach(16420));
+  CHECK_FALSE(scope.in_reach(16430));  // read by a view of the set, holds nothing masked
+
+  PgScopeCatalog catalog(&scope);
+  // By the bare name where the path finds it, by the qualified name always.
+  const auto people = catalog.relation("", "people");
+  REQUIRE(people.has_value());
+  CHECK(people->schema == "public");
+  CHECK(people->columns == std::vector<std::string>{"name", "ssn"});
+  REQUIRE(catalog.relation("hidden", "people").has_value());
+  REQUIRE(catalog.relation("", "plain_t").has_value());
+  // A relation the scope does not know is outside the set, not missing; a temporary
+  // schema's name is missing.
+  CHECK_FALSE(catalog.relation("", "hold_t").has_value());
+  CHECK_FALSE(catalog.relation("pg_temp", "t").has_value());
+  REQUIRE(catalog.outside().size() == 1);
+  CHECK(catalog.outside()[0] == PgLookupName{false, "", "hold_t"});
+  REQUIRE(catalog.missing().size() == 1);
+  CHECK(catalog.missing()[0] == PgLookupName{false, "pg_temp", "t"});
+  // Functions from the list: by the bare name when their schema is on the path.
+  CHECK_FALSE(catalog.function_is_opaque("", "count"));
+  CHECK(catalog.function_is_opaque("", "get_ssn"));
+  CHECK(catalog.function_is_opaque("public", "get_ssn"));
+  CHECK_FALSE(catalog.function_is_opaque("", "leak"));
+  CHECK(catalog.function_is_opaque("hidden", "leak"));
+  CHECK(catalog.function_is_opaque("pg_temp", "anything"));
+  CHECK(catalog.missing().size() == 1);  // functions were all answered
+}
+
+TEST_CASE("pg catalog: a reach set cut short or past its bound is not trusted",
+          "[proxy][catalog][reach]") {
+  PgCatalogLookup lookup;
+  std::vector<uint8_t> message;
+  const std::vector<ReachPattern> reach = {{"public", "people", "ssn"}};
+  SECTION("no end row") {
+    REQUIRE(lookup.query({}, message, reach));
+    REQUIRE(Feed(lookup, ReachAnswer(false)) == PgCatalogLookup::State::kDone);
+  }
+  SECTION("not asked") {
+    REQUIRE(lookup.query({}, message));
+    REQUIRE(Feed(lookup, ReachAnswer()) == PgCatalogLookup::State::kDone);
+  }
+  SECTION("more functions than the bound") {
+    REQUIRE(lookup.query({}, message, reach));
+    auto answer = ReachAnswer();
+    std::vector<std::pair<char, std::string>> more(answer.begin(), answer.end() - 3);
+    for (size_t i = 0; i <= PgCatalogLookup::kMaxReachFunctions; ++i) {
+      more.push_back({'D', Body({"F", "1", "public", "f" + std::to_string(i), {}, {}, {}})});
+    }
+    more.insert(more.end(), answer.end() - 3, answer.end());
+    REQUIRE(Feed(lookup, more) == PgCatalogLookup::State::kDone);
+  }
+  CHECK_FALSE(lookup.reach_listed());
+  PgCatalogCache cache;
+  PgCatalogCache::Scope& scope = cache.get(lookup.scope_key(), 1);
+  lookup.fill(scope, 1 << 20);
+  CHECK_FALSE(scope.reach_known());
+  PgScopeCatalog catalog(&scope);
+  CHECK_FALSE(catalog.relation("", "hold_t").has_value());
+  CHECK(catalog.outside().empty());
+  CHECK(catalog.missing().size() == 1);  // looked up, or failing closed, as before
+}
+
+TEST_CASE("pg catalog: a statement outside the reach set reads no masked column",
+          "[proxy][catalog][reach]") {
+  PgCatalogLookup lookup;
+  std::vector<uint8_t> message;
+  const std::vector<ReachPattern> reach = {{"public", "people", "ssn"}};
+  REQUIRE(lookup.query({}, message, reach));
+  REQUIRE(Feed(lookup, ReachAnswer()) == PgCatalogLookup::State::kDone);
+  PgCatalogCache cache;
+  PgCatalogCache::Scope& scope = cache.get(lookup.scope_key(), 1);
+  PgCatalogCache::Scope unknown_reach;
+  CHECK_FALSE(PgOutsideReach("SELECT count(*) FROM hold_t", unknown_reach));
+  lookup.fill(scope, 1 << 20);
+  for (const char* sql : {
+           "SELECT count(*) FROM hold_t",
+           "SELECT * FROM hold_t h JOIN other.t o USING (id) WHERE h.x > 1",
+           "WITH c AS (SELECT a FROM hold_t) SELECT upper(a) FROM c",
+           "SELECT a, b FROM plain_t",              // read by a view of the set, holds nothing
+           "SELECT * FROM hidden_schema.people_v",  // not the set's public.people_v
+           "INSERT INTO hold_t SELECT * FROM hold_t RETURNING *",
+           "SELECT leak()",  // hidden.leak is not on the path
+       }) {
+    INFO(sql);
+    CHECK(PgOutsideReach(sql, scope));
+  }
+  for (const char* sql : {
+           "SELECT count(*) FROM people",
+           "SELECT h.x FROM hold_t h WHERE h.id IN (SELECT 1 FROM people_v)",
+           "SELECT * FROM hidden.people", "SELECT get_ssn() FROM hold_t",
+           "SELECT hidden.leak() FROM hold_t", "SELECT * FROM pg_temp.t",
+           "SELECT pg_temp.f() FROM hold_t",
+           "SELECT query_to_xml('select ssn from people', true, true, '')", "FETCH ALL FROM c",
+           "EXECUTE p", "CALL proc()", "DO $$ BEGIN PERFORM 1; END $$",
+           "SELECT FROM WHERE",  // does not parse
+       }) {
+    INFO(sql);
+    CHECK_FALSE(PgOutsideReach(sql, scope));
+  }
+}

@@ -490,3 +490,40 @@ TEST_CASE("lineage: a view is looked up once per statement", "[sql][lineage]") {
   // Three references and one inner `people`: the expansion is reused.
   CHECK(catalog.lookups == 4);
 }
+
+TEST_CASE("lineage: pg_named_objects lists every relation and function a statement names",
+          "[sql][lineage]") {
+  using dbwarden::sql::pg_named_objects;
+  using dbwarden::sql::QualifiedName;
+  const auto n = pg_named_objects(
+      "WITH c AS (SELECT upper(a) FROM s.t1) INSERT INTO t2 SELECT count(*) FROM c, "
+      "(SELECT pg_catalog.lower(x) FROM t3 WHERE EXISTS (SELECT 1 FROM t1)) q "
+      "RETURNING (SELECT max(y) FROM other.t4)");
+  REQUIRE(n.parsed);
+  CHECK_FALSE(n.runs_elsewhere);
+  const auto has = [](const std::vector<QualifiedName>& v, QualifiedName q) {
+    return std::find(v.begin(), v.end(), q) != v.end();
+  };
+  CHECK(has(n.relations, {"s", "t1"}));
+  CHECK(has(n.relations, {"", "t1"}));
+  CHECK(has(n.relations, {"", "t2"}));  // the INSERT's target, a bare RangeVar
+  CHECK(has(n.relations, {"", "t3"}));
+  CHECK(has(n.relations, {"other", "t4"}));
+  CHECK(has(n.relations, {"", "c"}));  // a CTE's name counts too: over-counting is safe
+  CHECK(has(n.functions, {"", "upper"}));
+  CHECK(has(n.functions, {"", "count"}));
+  CHECK(has(n.functions, {"pg_catalog", "lower"}));
+  CHECK(has(n.functions, {"", "max"}));
+  for (const char* sql :
+       {"FETCH ALL FROM c", "EXECUTE p(1)", "CALL p()", "DO $$ BEGIN END $$",
+        "SELECT query_to_xml('select 1', true, true, '')",
+        "SELECT * FROM pg_catalog.pg_read_file('/etc/passwd')", "EXPLAIN ANALYZE EXECUTE p"}) {
+    INFO(sql);
+    const auto e = pg_named_objects(sql);
+    CHECK(e.parsed);
+    CHECK(e.runs_elsewhere);
+  }
+  CHECK_FALSE(pg_named_objects("SELECT FROM WHERE").parsed);
+  CHECK_FALSE(pg_named_objects("SELECT 1; SELECT 2").parsed);
+  CHECK(pg_named_objects("").parsed);
+}
