@@ -16,84 +16,20 @@
 #include <string>
 #include <vector>
 
-#include "policy/policy.h"
+#include "pg_relay_conn.h"
 #include "policy_file.h"
-#include "proxy/pg_relay.h"
-#include "proxy/policy_judge.h"
 #include "thread_cpu.h"
 
 namespace {
 
-using dbwarden::bench::thread_cpu_ns;
+using dbwarden::bench::Bytes;
+using dbwarden::bench::Cells;
+using dbwarden::bench::Conn;
+using dbwarden::bench::Desc;
 using dbwarden::bench::median;
-
-using Bytes = std::string;
-
-Bytes I16(uint16_t v) { return {char(v >> 8), char(v & 0xff)}; }
-Bytes I32(uint32_t v) { return {char(v >> 24), char(v >> 16), char(v >> 8), char(v & 0xff)}; }
-Bytes Typed(char t, const Bytes& body) { return t + I32(uint32_t(body.size() + 4)) + body; }
-Bytes Cells(const std::vector<const char*>& cells) {
-  Bytes b = I16(uint16_t(cells.size()));
-  for (const char* c : cells) b += c == nullptr ? I32(~0u) : I32(uint32_t(strlen(c))) + c;
-  return b;
-}
-Bytes Desc(const std::vector<const char*>& names, uint32_t table) {
-  Bytes b = I16(uint16_t(names.size()));
-  for (size_t i = 0; i < names.size(); ++i) {
-    b += Bytes(names[i]) + '\0' + I32(table) + I16(uint16_t(i + 1)) + I32(25) + I16(0xffff) +
-         I32(~0u) + I16(0);
-  }
-  return Typed('T', b);
-}
-std::span<const uint8_t> Span(const Bytes& b) {
-  return {reinterpret_cast<const uint8_t*>(b.data()), b.size()};
-}
-
-struct Sink : dbwarden::StatementSink {
-  void on_statement(const dbwarden::Statement&) override { ++n; }
-  uint64_t n = 0;
-};
-struct Out : dbwarden::proxy::RelayOutput {
-  void to_server(std::span<const uint8_t> b) override { server += b.size(); }
-  void to_client(std::span<const uint8_t> b) override { client += b.size(); }
-  void close_after_flush() override { closed = true; }
-  uint64_t server = 0, client = 0;
-  bool closed = false;
-};
-
-// One connection: a relay over `policy`, logged in, the catalog lookup (if any) answered.
-struct Conn {
-  explicit Conn(const std::string& yaml)
-      : source(Load(yaml)),
-        judge(source),
-        relay(info, judge, records, limits, dbwarden::proxy::RelayLimits{}, counters) {
-    relay.set_catalog(&catalog);
-    const Bytes params = Bytes("user\0bench\0database\0bench\0\0", 27);
-    in_bytes(I32(uint32_t(params.size() + 8)) + I32(3u << 16) + params);
-    relay.on_server(Span(Typed('R', I32(0)) + Typed('Z', "I")), out, ++now);
-  }
-  static std::shared_ptr<const dbwarden::policy::Policy> Load(const std::string& yaml) {
-    auto p = dbwarden::policy::Policy::load_string(yaml, "bench.yaml");
-    if (!p.ok()) std::exit((std::fprintf(stderr, "%s\n", p.status().message().c_str()), 1));
-    return p.value();
-  }
-  void in_bytes(const Bytes& b) {
-    in.append(Span(b));
-    relay.on_client(in, out, ++now);
-  }
-  dbwarden::ConnectionInfo info;
-  dbwarden::pgsql::Counters counters;
-  dbwarden::pgsql::Limits limits;
-  Sink sink;
-  dbwarden::proxy::DecisionWriter records{sink};
-  dbwarden::proxy::PolicySource source;
-  dbwarden::proxy::PolicyJudge judge;
-  dbwarden::proxy::PgCatalogCache catalog;
-  dbwarden::proxy::PgRelay relay;
-  dbwarden::proxy::ByteBuffer in;
-  Out out;
-  uint64_t now = 0;
-};
+using dbwarden::bench::Span;
+using dbwarden::bench::thread_cpu_ns;
+using dbwarden::bench::Typed;
 
 }  // namespace
 
@@ -104,7 +40,7 @@ int main(int argc, char** argv) {
   const std::string masked = guardrails +
                              "  - name: untouched-column\n    action: mask\n"
                              "    columns: [public.bench_untouched.secret]\n";
-  Conn plain(guardrails), aa(guardrails), mask(masked);
+  Conn plain(guardrails, true), aa(guardrails, true), mask(masked, true);
   Conn* conns[] = {&plain, &aa, &mask};
   std::vector<Bytes> queries;
   for (int i = 0; i < 100000; ++i) {

@@ -133,27 +133,40 @@ def value(rng, item=None):
 
 
 def table_copy_text(rows, seed):
-    """COPY text for `rows` rows of COLUMNS values; (text, planted items)."""
+    """COPY text for `rows` rows of COLUMNS values; (text, [(row, column, item)])."""
     rng = random.Random(seed)
     n = rows * COLUMNS
     planted = set(rng.sample(range(n), n // 100))
     out = io.StringIO()
-    k = 0
+    items = []
     for r in range(rows):
         vals = []
         for c in range(COLUMNS):
             i = r * COLUMNS + c
             if i in planted:
-                vals.append(value(rng, planted_item(rng, k)))
-                k += 1
+                item = planted_item(rng, len(items))
+                vals.append(value(rng, item))
+                items.append((r, c, item))
             else:
                 vals.append(value(rng))
         out.write("\t".join(vals) + "\n")
-    return out.getvalue(), k
+    return out.getvalue(), items
+
+
+def write_table(path, rows, seed):
+    """The table as COPY text at `path` and its planted items at `path`.planted (row, column,
+    item; tab-separated), for bench_mask_relay_rows: the relay fed the same bytes."""
+    text, items = table_copy_text(rows, seed)
+    with open(path, "w") as f:
+        f.write(text)
+    with open(path + ".planted", "w") as f:
+        f.writelines(f"{r}\t{c}\t{item}\n" for r, c, item in items)
+    print(f"{path}: {rows} rows, {len(items)} planted items")
 
 
 def load_table(cluster, rows, seed):
-    text, planted = table_copy_text(rows, seed)
+    text, items = table_copy_text(rows, seed)
+    planted = len(items)
     conn = psycopg2.connect(host=cluster.socket_dir, port=cluster.port, user="postgres",
                             dbname="postgres", application_name=SETUP_APP)
     conn.autocommit = True
@@ -241,7 +254,8 @@ def agent_run(cluster, args, workdir, payload, policy, binary=None, perf_file=No
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--agent", required=True, help="path to the dbwarden executable")
+    ap.add_argument("--agent", help="path to the dbwarden executable (required but with "
+                    "--write-table)")
     ap.add_argument("--baseline-agent", help="a further setup, steered-mask-base, through "
                     "this build (the one before a change)")
     ap.add_argument("--rounds", type=int, default=5)
@@ -253,7 +267,15 @@ def main():
     ap.add_argument("--check", action="store_true", help="exit 1 when the target is missed")
     ap.add_argument("--allow-foreign-bpf", action="store_true",
                     help="run although other dbw_ BPF programs are loaded (a shared host)")
+    ap.add_argument("--write-table", metavar="FILE",
+                    help="only write the table (COPY text) to FILE and its planted items to "
+                    "FILE.planted, for bench_mask_relay_rows, and exit (no root needed)")
     args = ap.parse_args()
+    if args.write_table:
+        write_table(args.write_table, args.rows, args.seed)
+        return 0
+    if not args.agent:
+        ap.error("--agent is required")
     rc, workdir = ph.begin("proxy_mask_throughput", args.allow_foreign_bpf)
     if rc is not None:
         return rc

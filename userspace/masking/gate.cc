@@ -107,21 +107,29 @@ DetectorSet builtin_candidates_scalar(std::string_view t) {
 namespace {
 
 // Bit i of each mask says something of byte i of a 64-byte window: 64
-// positions tested at once, with windows that overlap by 16 bytes so that
-// every pattern prefix tested here (at most 13 bytes) lies whole in one.
+// positions tested at once, with windows that overlap by kLookahead bytes so
+// that every pattern prefix tested here (at most 14 bytes: classify looks at
+// most 13 bytes past a start) lies whole in one.
 // The first group every test starts from; the rest refine one of them and are
 // filled only when it is not empty (a run of 4 digits, an '@', a '+', a 'J',
 // an 'x', an 'A'): most windows of text have few of those. A mask left 0 is
 // only ever ANDed with the one it refines, so leaving it out changes nothing.
 struct Masks {
   uint64_t digit = 0, upper = 0, at = 0, plus = 0, under = 0, cap_j = 0, x = 0, cap_a = 0;
-  uint64_t d26 = 0, sep = 0, dash = 0;  // run4
-  uint64_t lower = 0, dot_pct = 0;      // at (and dash)
-  uint64_t d19 = 0;                     // plus
-  uint64_t e = 0, y = 0;                // cap_j
-  uint64_t o = 0;                       // x
-  uint64_t ksbc = 0;                    // cap_a
+  uint64_t d26 = 0, three = 0, sep = 0, dash = 0;  // run4
+  uint64_t lower = 0, dot_pct = 0;                 // at (and dash)
+  uint64_t d19 = 0;                                // plus
+  uint64_t e = 0, y = 0;                           // cap_j
+  uint64_t o = 0;                                  // x
+  uint64_t ksbc = 0;                               // cap_a
 };
+
+// How far past a start position classify() looks (a card's third group, `run4 >> 10`), and so
+// the stride of the windows: a start in a window's first kStride bytes has all the bytes
+// its tests read inside that window. Every test is an AND of byte classes, so a start
+// tested again in a window that cuts its bytes off (NUL past the cut) adds nothing.
+constexpr size_t kLookahead = 13;
+constexpr size_t kStride = 64 - kLookahead;
 
 inline uint64_t run4_of(uint64_t d) {
   const uint64_t run2 = d & (d >> 1);
@@ -140,22 +148,26 @@ __attribute__((always_inline)) inline Masks fill(const V& v) {
   m.cap_j = v.eq('J');
   m.x = v.eq('x');
   m.cap_a = v.eq('A');
-  if (run4_of(m.digit) != 0 || m.at != 0) m.dash = v.eq('-');
-  if (run4_of(m.digit) != 0) {
+  // Where a compare is one instruction (AVX-512), every mask is computed in every window:
+  // the branches that would spare them cost more than the compares, mispredicted (a run
+  // of 4 digits is in most windows of prose, dates and numbers, and not in the others).
+  if (V::kEager || run4_of(m.digit) != 0 || m.at != 0) m.dash = v.eq('-');
+  if (V::kEager || run4_of(m.digit) != 0) {
     m.d26 = v.range('2', '6');
+    m.three = v.eq('3');
     m.sep = m.dash | v.eq(' ');
   }
-  if (m.at != 0) {
+  if (V::kEager || m.at != 0) {
     m.lower = v.range('a', 'z');
     m.dot_pct = v.eq('.') | v.eq('%');
   }
-  if (m.plus != 0) m.d19 = v.range('1', '9');
-  if (m.cap_j != 0) {
+  if (V::kEager || m.plus != 0) m.d19 = v.range('1', '9');
+  if (V::kEager || m.cap_j != 0) {
     m.e = v.eq('e');
     m.y = v.eq('y');
   }
-  if (m.x != 0) m.o = v.eq('o');
-  if (m.cap_a != 0) m.ksbc = v.eq('K') | v.eq('S') | v.eq('B') | v.eq('C');
+  if (V::kEager || m.x != 0) m.o = v.eq('o');
+  if (V::kEager || m.cap_a != 0) m.ksbc = v.eq('K') | v.eq('S') | v.eq('B') | v.eq('C');
   return m;
 }
 
@@ -164,8 +176,13 @@ __attribute__((always_inline)) inline DetectorSet classify(const Masks& m) {
   const uint64_t run2 = d & (d >> 1), run3 = run2 & (d >> 2), run4 = run2 & (run2 >> 2);
   const uint64_t run8 = run4 & (run4 >> 4), run12 = run8 & (run4 >> 8);
   DetectorSet out = 0;
-  // Cards start "[2-6]ddd", then 9+ more digits, or a separator and 4+ digits.
-  if (m.d26 & run4 & ((run12 & (d >> 12)) | ((m.sep >> 4) & (run4 >> 5)))) {
+  // Cards start "[2-6]ddd", then 9+ more digits, or are grouped: 4-4-4 (the 4-4-4-4 forms)
+  // or "3ddd dddddd " (4-6-5, 4-6-4). Not just "dddd dddd": a 4-digit number before a
+  // date or another number is common in prose.
+  const uint64_t sep = m.sep;
+  const uint64_t grouped = (sep >> 4) & (run4 >> 5) &
+                           (((sep >> 9) & (run4 >> 10)) | (m.three & (run2 >> 9) & (sep >> 11)));
+  if (m.d26 & run4 & ((run12 & (d >> 12)) | grouped)) {
     out |= DetectorSet{1} << kPaymentCard;
   }
   if (run3 & (m.dash >> 3) & (run2 >> 4) & (m.dash >> 6) & (run4 >> 7)) {
@@ -186,6 +203,7 @@ __attribute__((always_inline)) inline DetectorSet classify(const Masks& m) {
 }
 
 struct Sse2Window {
+  static constexpr bool kEager = false;
   __m128i v[4];
   uint64_t range(char lo, char hi) const {
     // Unsigned range check: (c - lo) <= (hi - lo), via saturating subtraction.
@@ -228,6 +246,7 @@ DetectorSet window_sse2(const char* p, size_t len) {
 #define DBW_AVX512 __attribute__((target("avx512f,avx512bw")))
 
 struct Avx512Window {
+  static constexpr bool kEager = true;
   __m512i v;
   DBW_AVX512 uint64_t range(char lo, char hi) const {
     return _mm512_cmple_epu8_mask(_mm512_sub_epi8(v, _mm512_set1_epi8(lo)),
@@ -247,7 +266,7 @@ DBW_AVX512 DetectorSet candidates_avx512(std::string_view t) {
                                   t.data() + start);
     out |= classify(fill(w));
     if (start + 64 >= t.size() || out == kAllBuiltins) return out;
-    start += 48;
+    start += kStride;
   }
 }
 
@@ -260,15 +279,16 @@ bool have_avx512() {
 }  // namespace
 
 DetectorSet builtin_candidates_sse2(std::string_view t) {
-  // Windows of 64 bytes every 48: a prefix of up to 16 bytes starting in one
-  // window's first 48 lies whole in it; the last window covers the rest.
+  // Windows of 64 bytes every kStride: a prefix of up to kLookahead + 1 bytes
+  // starting in one window's first kStride lies whole in it; the last window
+  // covers the rest.
   DetectorSet out = 0;
   size_t start = 0;
   for (;;) {
     const size_t len = std::min<size_t>(64, t.size() - start);
     out |= window_sse2(t.data() + start, len);
     if (start + 64 >= t.size() || out == kAllBuiltins) return out;
-    start += 48;
+    start += kStride;
   }
 }
 

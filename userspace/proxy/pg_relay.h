@@ -138,8 +138,9 @@ class PgRelay final : public RelayBase<PgProtocol> {
   // A statement's mask rules, judged again when forgotten; null: none apply.
   const MaskEntry* masks_for(std::string_view text);
   void on_server_framed(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns);
-  // One whole server message at the front of srv_buf_.
-  void server_message(std::span<const uint8_t> message, RelayOutput& out, uint64_t now_ns);
+  // One whole server message: in the current read (`in_read`), or gathered in srv_message_.
+  void server_message(std::span<const uint8_t> message, bool in_read, RelayOutput& out,
+                      uint64_t now_ns);
   void row_description(std::span<const uint8_t> body);
   // A DataRow with no RowDescription in this result: the plan from the statement alone.
   void undescribed_rows(std::span<const uint8_t> body);
@@ -149,9 +150,13 @@ class PgRelay final : public RelayBase<PgProtocol> {
   Rewrite rewrite_data_row(std::span<const uint8_t> body);
   Rewrite rewrite_copy_row(std::span<const uint8_t> body);
   void forward_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns);
-  // Framed results leave in batches (srv_out_), one send per read rather than per row;
-  // flushed before anything that reads the decoder's state, and at the end of each read.
-  void queue_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns);
+  // Framed results leave in batches (srv_pieces_), one send per read rather than per row;
+  // flushed before anything that reads the decoder's state, and at the end of each read
+  // (so a piece that lies in the read, `in_read`, is never kept past it). Unchanged
+  // stretches of the read are queued where they lie; other bytes (rewritten rows, messages
+  // gathered across reads) are copied to srv_own_.
+  void queue_server(std::span<const uint8_t> bytes, bool in_read, RelayOutput& out,
+                    uint64_t now_ns);
   void flush_server(RelayOutput& out, uint64_t now_ns);
   static constexpr size_t kServerBatch = 64 * 1024;
   void finish_statement();
@@ -204,7 +209,17 @@ class PgRelay final : public RelayBase<PgProtocol> {
   MaskTally tally_;
   MaskTallies tallies_;
   std::vector<uint8_t> row_;
-  std::vector<uint8_t> srv_out_;  // queued for the client and the decoder (queue_server)
+  // Queued for the client and the decoder (queue_server): pieces in the current read
+  // (`at`) or in srv_own_ (`at` null: from `off`), in order, contiguous ones joined.
+  struct Piece {
+    const uint8_t* at = nullptr;
+    size_t off = 0;
+    size_t len = 0;
+  };
+  std::vector<Piece> srv_pieces_;
+  std::vector<uint8_t> srv_own_;
+  size_t srv_queued_ = 0;                            // bytes in srv_pieces_
+  std::vector<std::span<const uint8_t>> srv_spans_;  // flush_server's scratch
   std::string value_;
 
   bool startup_ = true;                 // untyped startup-phase packets until StartupMessage

@@ -226,16 +226,41 @@ void PgRelay::forward_server(std::span<const uint8_t> bytes, RelayOutput& out, u
   session_.on_data(Direction::kBackend, bytes, now_ns);
 }
 
-void PgRelay::queue_server(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns) {
-  if (srv_out_.size() + bytes.size() > kServerBatch) flush_server(out, now_ns);
+void PgRelay::queue_server(std::span<const uint8_t> bytes, bool in_read, RelayOutput& out,
+                           uint64_t now_ns) {
+  if (bytes.empty()) return;
+  if (srv_queued_ + bytes.size() > kServerBatch) flush_server(out, now_ns);
   if (bytes.size() > kServerBatch) return forward_server(bytes, out, now_ns);
-  srv_out_.insert(srv_out_.end(), bytes.begin(), bytes.end());
+  srv_queued_ += bytes.size();
+  Piece* last = srv_pieces_.empty() ? nullptr : &srv_pieces_.back();
+  if (in_read) {
+    if (last != nullptr && last->at != nullptr && last->at + last->len == bytes.data()) {
+      last->len += bytes.size();
+    } else {
+      srv_pieces_.push_back({bytes.data(), 0, bytes.size()});
+    }
+    return;
+  }
+  const size_t off = srv_own_.size();
+  srv_own_.insert(srv_own_.end(), bytes.begin(), bytes.end());
+  if (last != nullptr && last->at == nullptr && last->off + last->len == off) {
+    last->len += bytes.size();
+  } else {
+    srv_pieces_.push_back({nullptr, off, bytes.size()});
+  }
 }
 
 void PgRelay::flush_server(RelayOutput& out, uint64_t now_ns) {
-  if (srv_out_.empty()) return;
-  forward_server(srv_out_, out, now_ns);
-  srv_out_.clear();
+  if (srv_pieces_.empty()) return;
+  srv_spans_.clear();
+  for (const Piece& p : srv_pieces_) {
+    srv_spans_.emplace_back(p.at != nullptr ? p.at : srv_own_.data() + p.off, p.len);
+  }
+  out.to_client_gather(srv_spans_);
+  for (const auto& s : srv_spans_) session_.on_data(Direction::kBackend, s, now_ns);
+  srv_pieces_.clear();
+  srv_own_.clear();
+  srv_queued_ = 0;
 }
 
 void PgRelay::on_server_framed(std::span<const uint8_t> bytes, RelayOutput& out, uint64_t now_ns) {
@@ -246,7 +271,7 @@ void PgRelay::on_server_framed(std::span<const uint8_t> bytes, RelayOutput& out,
     if (srv_left_ > 0 && !srv_gather_) {
       // A message that is not inspected: streamed through.
       const size_t n = static_cast<size_t>(std::min<uint64_t>(bytes.size() - pos, srv_left_));
-      queue_server(bytes.subspan(pos, n), out, now_ns);
+      queue_server(bytes.subspan(pos, n), /*in_read=*/true, out, now_ns);
       pos += n;
       srv_left_ -= n;
       continue;
@@ -258,7 +283,7 @@ void PgRelay::on_server_framed(std::span<const uint8_t> bytes, RelayOutput& out,
       srv_left_ -= n;
       if (srv_left_ > 0) continue;
       srv_gather_ = false;
-      server_message(srv_message_, out, now_ns);
+      server_message(srv_message_, /*in_read=*/false, out, now_ns);
       srv_message_.clear();
       continue;
     }
@@ -306,7 +331,12 @@ void PgRelay::on_server_framed(std::span<const uint8_t> bytes, RelayOutput& out,
       inspect = false;
     }
     if (!inspect) {
-      queue_server({srv_header_, pgsql::kTypedHeaderSize}, out, now_ns);
+      if (header_at != std::string_view::npos) {
+        queue_server(bytes.subspan(header_at, pgsql::kTypedHeaderSize), /*in_read=*/true, out,
+                     now_ns);
+      } else {  // cut between reads: the earlier part is not in this one
+        queue_server({srv_header_, pgsql::kTypedHeaderSize}, /*in_read=*/false, out, now_ns);
+      }
       continue;
     }
     if (header_at != std::string_view::npos && bytes.size() - pos >= srv_left_) {
@@ -314,20 +344,21 @@ void PgRelay::on_server_framed(std::span<const uint8_t> bytes, RelayOutput& out,
       const auto message = bytes.subspan(header_at, pgsql::kTypedHeaderSize + srv_left_);
       pos += srv_left_;
       srv_left_ = 0;
-      server_message(message, out, now_ns);
+      server_message(message, /*in_read=*/true, out, now_ns);
       continue;
     }
     srv_message_.assign(srv_header_, srv_header_ + pgsql::kTypedHeaderSize);
     srv_gather_ = true;
     if (srv_left_ == 0) {
       srv_gather_ = false;
-      server_message(srv_message_, out, now_ns);
+      server_message(srv_message_, /*in_read=*/false, out, now_ns);
       srv_message_.clear();
     }
   }
 }
 
-void PgRelay::server_message(std::span<const uint8_t> message, RelayOutput& out, uint64_t now_ns) {
+void PgRelay::server_message(std::span<const uint8_t> message, bool in_read, RelayOutput& out,
+                             uint64_t now_ns) {
   const uint8_t type = message[0];
   const auto body = message.subspan(pgsql::kTypedHeaderSize);
   // Only rows may stay queued while a message is handled: every other message reads or
@@ -356,7 +387,7 @@ void PgRelay::server_message(std::span<const uint8_t> message, RelayOutput& out,
         case Rewrite::kUnchanged:
           break;
         case Rewrite::kRewritten:
-          queue_server(row_, out, now_ns);
+          queue_server(row_, /*in_read=*/false, out, now_ns);
           return;
         case Rewrite::kMalformed:
           // Not what the RowDescription / COPY announced: nothing of it can be masked
@@ -386,13 +417,13 @@ void PgRelay::server_message(std::span<const uint8_t> message, RelayOutput& out,
       if (session_.idle()) {
         armed_ = false;
         tallies_.clear();
-        if (srv_out_.capacity() > 4096) std::vector<uint8_t>().swap(srv_out_);
+        if (srv_own_.capacity() > 4096) std::vector<uint8_t>().swap(srv_own_);
       }
       return;
     default:
       break;
   }
-  queue_server(message, out, now_ns);
+  queue_server(message, in_read, out, now_ns);
 }
 
 void PgRelay::finish_statement() { tallies_.finish(session_.answering_text(), tally_); }

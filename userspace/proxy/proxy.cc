@@ -10,6 +10,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -92,6 +93,7 @@ struct Proxy::Loop {
     bool dead = false;                // destroyed; freed after the current batch of events
     bool broken = false;              // a send failed: the peer is gone
     std::unique_ptr<TlsSession> tls;  // the client's TLS, terminated here (null: plaintext)
+    static constexpr size_t kMaxGather = 256;  // pieces per sendmsg (IOV_MAX is 1024)
 
     // Bytes go out at once when nothing waits before them: the peer has them before the
     // relay decodes them (the record costs no latency) and they are not copied. What the
@@ -111,6 +113,42 @@ struct Proxy::Loop {
     void send_client(std::span<const uint8_t> b) {
       if (out_client.empty()) b = b.subspan(send_now(client, b, loop->bytes_to_client));
       out_client.append(b);
+    }
+    // One sendmsg for the pieces (a read's unchanged stretches and rewritten rows, from
+    // where they lie); what the socket does not take waits in the buffer, as above.
+    void to_client_gather(std::span<const std::span<const uint8_t>> pieces) override {
+      if (tls) {
+        for (const auto& p : pieces) tls->write(p);
+        return send_tls_output();
+      }
+      size_t taken = 0;
+      if (out_client.empty() && !broken && pieces.size() <= kMaxGather) {
+        iovec iov[kMaxGather];
+        size_t total = 0;
+        for (size_t i = 0; i < pieces.size(); ++i) {
+          iov[i] = {const_cast<uint8_t*>(pieces[i].data()), pieces[i].size()};
+          total += pieces[i].size();
+        }
+        msghdr msg{};
+        msg.msg_iov = iov;
+        msg.msg_iovlen = pieces.size();
+        const ssize_t n = sendmsg(client, &msg, MSG_NOSIGNAL);
+        if (n >= 0) {
+          taken = static_cast<size_t>(n);
+          loop->bytes_to_client.fetch_add(taken, std::memory_order_relaxed);
+        } else if (errno != EAGAIN && errno != EINTR) {
+          broken = true;
+          taken = total;
+        }
+      } else if (out_client.empty() && !broken) {
+        for (const auto& p : pieces) send_client(p);
+        return;
+      }
+      for (const auto& p : pieces) {
+        const size_t skip = std::min(taken, p.size());
+        taken -= skip;
+        if (!broken) out_client.append(p.subspan(skip));
+      }
     }
     // What the TLS session has for the client: records, handshake, alerts.
     void send_tls_output() {

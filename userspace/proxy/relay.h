@@ -18,6 +18,12 @@ class RelayOutput {
   virtual ~RelayOutput() = default;
   virtual void to_server(std::span<const uint8_t> bytes) = 0;
   virtual void to_client(std::span<const uint8_t> bytes) = 0;
+  // The pieces in order, as to_client of each would (the proxy hands them to one sendmsg:
+  // a relay passes the stretches of a read it did not change from where they lie, without
+  // copying them together first).
+  virtual void to_client_gather(std::span<const std::span<const uint8_t>> pieces) {
+    for (const auto& p : pieces) to_client(p);
+  }
   // End the connection once what is queued for the client has been written.
   virtual void close_after_flush() = 0;
   // TLS toward the client (tls.h): whether the proxy can take it on now (a certificate is
