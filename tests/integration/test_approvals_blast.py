@@ -96,7 +96,7 @@ def check_pg(cluster, cli, failures):
     rid = ids["pg_delete"] = cli.wait_pending("approve-blast")
     line, column = blast_of(cli, rid, failures, "pg delete")
     real = int(scalar(cluster, "SELECT count(*) FROM blast_t WHERE id <= 100"))
-    estimated(line, column, real, "pg delete", failures)
+    deleted = estimated(line, column, real, "pg delete", failures)
     if scalar(cluster, "SELECT count(*) FROM blast_t") != "1000":
         failures.append("pg delete: rows went before any decision")
     cli.run(["deny", str(rid), "--reason", "too wide"], user="daemon")
@@ -116,7 +116,7 @@ def check_pg(cluster, cli, failures):
         if scalar(cluster, "SELECT count(*) FROM blast_t WHERE v = 'changed'") != "1000":
             failures.append(f"pg update: the approved UPDATE did not change 1000 rows: "
                             f"{out!r} {err!r}")
-    log(f"pg: DELETE <= 100 estimated {line!r}; UPDATE all estimated {n} of 1000")
+    log(f"pg: DELETE of {real} rows estimated {deleted}; UPDATE of 1000 estimated {n}")
     # Inside a transaction: no EXPLAIN, the reason.
     p = start_psql(cluster)
     feed(p, "BEGIN;\nDELETE FROM blast_t WHERE id = 5;\n")
@@ -144,7 +144,7 @@ def check_mariadb(server, cli, failures):
     rid = ids["my_delete"] = cli.wait_pending("approve-blast")
     line, column = blast_of(cli, rid, failures, "mariadb delete")
     real = int(my_scalar(server, "SELECT count(*) FROM blast_t WHERE id <= 100"))
-    estimated(line, column, real, "mariadb delete", failures)
+    deleted = estimated(line, column, real, "mariadb delete", failures)
     if my_scalar(server, "SELECT count(*) FROM blast_t") != "1000":
         failures.append("mariadb delete: rows went before any decision")
     cli.run(["deny", str(rid), "--reason", "too wide"], user="daemon")
@@ -163,7 +163,7 @@ def check_mariadb(server, cli, failures):
     if "rows=1000" not in out:
         failures.append(f"mariadb update: ROW_COUNT() after the approved UPDATE is not 1000: "
                         f"{out!r} {err!r}")
-    log(f"mariadb: DELETE <= 100 estimated {line!r}; UPDATE all estimated {n} of 1000")
+    log(f"mariadb: DELETE of {real} rows estimated {deleted}; UPDATE of 1000 estimated {n}")
     p = start_mariadb(server, "BEGIN;\nDELETE FROM blast_t WHERE id = 5;\n")
     rid = ids["my_txn"] = cli.wait_pending("approve-blast")
     line, _ = blast_of(cli, rid, failures, "mariadb transaction")
@@ -236,7 +236,7 @@ def main():
         server.setup_sql(f"CREATE TABLE {TEST_DB}.blast_t (id int PRIMARY KEY, v varchar(20)) "
                          "ENGINE=InnoDB; "
                          f"INSERT INTO {TEST_DB}.blast_t SELECT seq, CONCAT('v', seq) "
-                         "FROM seq_1_to_1000; "
+                         f"FROM {TEST_DB}.seq_1_to_1000; "
                          f"ANALYZE TABLE {TEST_DB}.blast_t;")
         os.chmod(server.base, 0o755)
         audit = os.path.join(workdir, "audit.jsonl")
