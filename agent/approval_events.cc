@@ -3,6 +3,7 @@
 
 #include <time.h>
 
+#include "agent/approval_blast.h"
 #include "audit/json_escape.h"
 #include "audit/record.h"
 
@@ -80,6 +81,12 @@ std::string ApprovalEvents::format(const approvals::Event& e, int64_t unix_ns) {
         out.append(r.ran_before ? "true" : "false");
       }
       out.append(",\"dbwarden.approval.approved_before\":" + std::to_string(r.approved_before));
+      if (r.blast_rows >= 0) {
+        out.append(",\"dbwarden.approval.blast_radius.rows\":" + std::to_string(r.blast_rows));
+        if (!r.blast_via.empty()) field("dbwarden.approval.blast_radius.via", r.blast_via, out);
+      } else if (!r.blast_unavailable.empty()) {
+        field("dbwarden.approval.blast_radius.unavailable", r.blast_unavailable, out);
+      }
     }
   }
   if (!e.status_code.empty()) field("db.response.status_code", e.status_code, out);

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "agent/approval_blast.h"
 #include "agent/log.h"
 #include "agent/version.h"
 #include "audit/json_escape.h"
@@ -113,6 +114,7 @@ std::string slack_text(const approvals::Event& e, std::string_view host) {
        ", held by rule *" + slack_escape(r.rule) + "*:\n```" +
        slack_escape(utf8_prefix(r.text, kTextStatementBytes)) +
        (r.text.size() > kTextStatementBytes ? " ..." : "") + "```\n";
+  if (has_blast_radius(r)) t += "Blast radius: " + slack_escape(blast_line(r)) + "\n";
   t += "Needs " + std::to_string(r.approvals) + " approval" + (r.approvals == 1 ? "" : "s") +
        " within " + duration_text(r.timeout_ns) + ", else it is denied. `dbwarden approvals show " +
        id + "`, `dbwarden approvals approve " + id + "`, `dbwarden approvals deny " + id +
@@ -172,6 +174,10 @@ std::string webhook_payload(const approvals::Event& e, std::string_view host,
   }
   out.push_back(']');
   number("timeout_seconds", static_cast<int64_t>(r.timeout_ns / kNsPerSecond), out);
+  if (const std::string blast = blast_json(r); !blast.empty()) {
+    out.append(",\"blast_radius\":");
+    out.append(blast);
+  }
   std::string at;
   audit::append_rfc3339_nanos(requested_unix_ns, at);
   field("requested_at", at, out);

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "agent/approval_blast.h"
 #include "agent/web_assets.h"
 #include "audit/json_escape.h"
 #include "policy/approval_keys.h"
@@ -115,6 +116,9 @@ void request_details(const Spec& s, JsonObject& o) {
     if (s.ran_before >= 0) o.raw("ran_before", s.ran_before ? "true" : "false");
   }
   if constexpr (requires { s.approved_before; }) o.num("approved_before", s.approved_before);
+  if constexpr (requires { s.blast_rows; }) {
+    if (const std::string blast = blast_json(s); !blast.empty()) o.raw("blast_radius", blast);
+  }
 }
 
 std::string request_json(const approvals::RequestView& r, uint64_t now_ns) {

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <vector>
 
+#include "agent/approval_blast.h"
 #include "agent/log.h"
 
 namespace dbwarden::agent {
@@ -76,7 +77,7 @@ std::string one_line(const approvals::RequestView& r, uint64_t now_ns) {
   return std::to_string(r.id) + "\t" + std::to_string((now_ns - r.created_ns) / kNsPerSecond) +
          "s\t" + r.spec.rule + "\t" + r.spec.who.db_user + "@" + r.spec.who.database + "\t" +
          std::to_string(r.approved_by.size()) + "/" + std::to_string(r.spec.approvals) + "\t" +
-         text + "\n";
+         blast_column(r.spec) + "\t" + text + "\n";
 }
 
 std::string details(const approvals::RequestView& r, uint64_t now_ns) {
@@ -95,6 +96,7 @@ std::string details(const approvals::RequestView& r, uint64_t now_ns) {
   for (size_t i = 0; i < r.spec.tables.size(); ++i) s += (i ? ", " : "") + r.spec.tables[i];
   s += "\n";
   if (!r.spec.why.empty()) s += "why:        " + r.spec.why + "\n";
+  if (has_blast_radius(r.spec)) s += "blast radius: " + blast_line(r.spec) + "\n";
   s += "who:        " + identity_line(r.spec.who) + "\n";
   s += "history:    " +
        std::string(r.spec.ran_before == 1   ? "this identity ran this statement shape before"

@@ -18,8 +18,8 @@ Checks:
   API approve: the held psql's statement runs and its result arrives;
 - the inbox: served with a strict Content-Security-Policy; log in with a token (the session
   cookie HttpOnly, SameSite=Strict, and Secure and __Host- under TLS); the pending request
-  appears by itself (polling) with its statement and requester (and its blast radius when
-  the request carries one);
+  appears by itself (polling) with its statement, requester and blast radius (the rows the
+  DELETE would touch, as EXPLAIN on the client's session estimates them);
   Approve clicked -> the held psql completes; Deny without a reason is refused in the page,
   with one -> the client gets the error; the history lists the decisions;
 - the trail: approved/denied records with channel api / web and the approver's name;
@@ -259,10 +259,17 @@ def check_inbox(cluster, api, tok, workdir, failures, ids):
                      "DELETE"):
             if want not in text:
                 failures.append(f"inbox: request {rid} does not show {want!r}: {text!r}")
-        if "blast_radius" in req:
-            blast = card.find_element(By.CSS_SELECTOR, ".blast").text
-            if not blast:
-                failures.append(f"inbox: request {rid} carries a blast radius the page omits")
+        # A DELETE: its blast radius, EXPLAINed on the client's idle session, is in the
+        # request and on its card.
+        blast = req.get("blast_radius") or {}
+        if not isinstance(blast.get("rows"), int) or \
+                blast.get("via") != "explain on the client's session":
+            failures.append(f"inbox: the DELETE's request carries no blast radius: {req}")
+        else:
+            shown = card.find_element(By.CSS_SELECTOR, ".blast").text
+            if f"{blast['rows']} row(s) estimated" not in shown:
+                failures.append(f"inbox: request {rid}'s blast radius {blast} is not on the "
+                                f"page: {shown!r}")
         card.find_element(By.CSS_SELECTOR, "input.reason").send_keys("checked in the inbox")
         card.find_element(By.CSS_SELECTOR, "button.approve").click()
         out, err = p.communicate(timeout=30)

@@ -182,6 +182,13 @@ def check_notified_and_approved(agent, cli, receiver, failures):
     if f"approval request {rid} on" not in body.get("text", "") or \
             "DELETE FROM hook_t" not in body.get("text", ""):
         failures.append(f"notify: Slack text lacks the request: {body.get('text')!r}")
+    # A DELETE: its blast radius (EXPLAIN on the client's session), in the body and the text.
+    blast = body.get("blast_radius", {})
+    if not isinstance(blast.get("rows"), int) or \
+            blast.get("via") != "explain on the client's session" or \
+            f"Blast radius: about {blast.get('rows')} row" not in body.get("text", ""):
+        failures.append(f"notify: no blast radius in the body and text: {blast!r} "
+                        f"{body.get('text')!r}")
     ts = headers.get("X-Dbwarden-Timestamp", "")
     want_sig = "sha256=" + hmac.new(SECRET.encode(), ts.encode() + b"." + raw,
                                     hashlib.sha256).hexdigest()

@@ -60,7 +60,10 @@ Result<uint64_t> Broker::submit(RequestSpec spec, uint64_t now_ns) {
     return Status::Error("too many approval requests pending (" +
                          std::to_string(options_.max_pending) + ")");
   }
-  if (events_ != nullptr) events_->scrub_text(spec.text);
+  if (events_ != nullptr) {
+    events_->scrub_text(spec.text);
+    events_->scrub_text(spec.blast_unavailable);  // a server's error may quote values
+  }
   RequestView r;
   r.id = next_id_++;
   r.created_ns = now_ns;

@@ -64,6 +64,13 @@ struct RequestSpec {
   std::string why;
   int ran_before = -1;
   uint32_t approved_before = 0;
+  // The blast radius (UPDATE, DELETE, MERGE, INSERT/REPLACE ... SELECT): the rows it would
+  // touch as EXPLAIN estimates them (never executed), and how that was obtained; or why
+  // there is no estimate (blast_unavailable, shown as "estimate unavailable: ..."). All
+  // empty (blast_rows < 0): not a data-changing statement, nothing to show.
+  int64_t blast_rows = -1;
+  std::string blast_via;
+  std::string blast_unavailable;
 };
 
 enum class State : uint8_t { kPending, kApproved, kDenied, kExpired, kWithdrawn };

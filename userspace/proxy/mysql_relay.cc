@@ -71,6 +71,10 @@ void MysqlRelay::on_server(std::span<const uint8_t> bytes, RelayOutput& out, uin
     session_.on_data(Direction::kServer, held, now_ns);
     return;
   }
+  if (explain_running_) {
+    bytes = explain_answer(bytes, out, now_ns);
+    if (bytes.empty() || closing_) return;
+  }
   if (lookup_) {
     masked_out_.clear();
     const size_t used = results_.feed(bytes, masked_out_);  // the proxy's own: dropped
@@ -170,7 +174,7 @@ bool MysqlRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
   } else if (seq == 0 && length > 0) {
     // A masked answer (or the proxy's lookup) is read packet by packet: the next command
     // waits for its end.
-    if (masking_ || lookup_) return false;
+    if (masking_ || lookup_ || explain_running_) return false;
     if (in.size() < mysql::kHeaderSize + 1) return false;
     const uint8_t command = in.data()[mysql::kHeaderSize];
     if (command == mysql::kComQuery || command == mysql::kComStmtPrepare) {
@@ -202,7 +206,7 @@ bool MysqlRelay::judged_command(ByteBuffer& in, uint32_t length, RelayOutput& ou
       // Preparing runs nothing: each execute is held instead (execute_command), under the
       // rule and the grants in force then.
       verdict_.decisive.block = false;
-    } else if (ask_approval(in, total, now_ns) == Approval::kHeld) {
+    } else if (ask_approval(in, total, out, now_ns) == Approval::kHeld) {
       return false;
     }
     // Passed (approved or granted): on as an allowed statement, masked as one; else blocked.
@@ -285,7 +289,7 @@ bool MysqlRelay::execute_command(ByteBuffer& in, uint32_t length, RelayOutput& o
     // Each execute asks again: the grants in force now decide, and an approval covers
     // this one execute. Passed, it goes on as an allowed one (masked as one).
     const Approval asked =
-        v.decisive.approvals != 0 ? ask_approval(in, total, now_ns) : Approval::kBlock;
+        v.decisive.approvals != 0 ? ask_approval(in, total, out, now_ns) : Approval::kBlock;
     if (asked == Approval::kHeld) return false;
     if (asked == Approval::kBlock) {
       ++blocked_;
@@ -457,6 +461,60 @@ void MysqlRelay::release_held(RelayOutput& out, uint64_t now_ns) {
   scratch_.clear();
   mysql::AppendErrPacket(1, v.mysql_errno, v.sqlstate, v.message, &scratch_);
   answer(scratch_, out, now_ns);
+}
+
+bool MysqlRelay::start_explain(std::string_view text, std::span<const uint8_t> message,
+                               const ByteBuffer& /*in*/, RelayOutput& out,
+                               std::string& unavailable) {
+  if (closing_ || masking_ || lookup_ || explain_running_ || holding_) {
+    unavailable = "the proxy was busy on the session";
+    return false;
+  }
+  if (session_.in_transaction()) {
+    unavailable = "the session is inside a transaction";
+    return false;
+  }
+  if (!session_.idle()) {
+    unavailable = "the session was still answering earlier statements";
+    return false;
+  }
+  if (message.size() <= mysql::kHeaderSize || message[mysql::kHeaderSize] != mysql::kComQuery) {
+    // COM_STMT_EXECUTE: its parameters are bound in the binary protocol by types an earlier
+    // execute may have sent; not built yet.
+    unavailable = "not estimated for a prepared statement's execution on MySQL";
+    return false;
+  }
+  if (!explain_.query(text, info_.db_system == "mariadb", scratch_, unavailable)) {
+    return false;
+  }
+  results_.start(explain_, /*binary=*/false, session_.deprecate_eof(), session_.metadata_flag());
+  explain_running_ = true;
+  explain_out_.clear();
+  lookup_bytes_ += scratch_.size();
+  out.to_server(scratch_);  // not to the decoder: no record of it
+  return true;
+}
+
+std::span<const uint8_t> MysqlRelay::explain_answer(std::span<const uint8_t> bytes,
+                                                    RelayOutput& out, uint64_t now_ns) {
+  masked_out_.clear();
+  const size_t used = results_.feed(bytes, masked_out_);  // the proxy's own: dropped
+  // Kept only to find an ERR in it (small): a plan's rows past the bound are not needed.
+  if (explain_out_.size() + masked_out_.size() <= 2 * kMaxExplainJson) {
+    explain_out_.insert(explain_out_.end(), masked_out_.begin(), masked_out_.end());
+  }
+  if (results_.state() == MysqlResultMasker::State::kRunning) return {};
+  explain_running_ = false;
+  if (results_.state() == MysqlResultMasker::State::kBroken) {
+    closing_ = true;
+    out.close_after_flush();
+    return {};
+  }
+  const BlastEstimate e =
+      explain_.result(explain_out_, results_.state() == MysqlResultMasker::State::kDone);
+  explain_out_.clear();
+  explained(e, out, now_ns);
+  return bytes.subspan(used);
 }
 
 void MysqlRelay::deny_held(std::vector<uint8_t> message, RelayOutput& out, uint64_t now_ns) {

@@ -38,6 +38,13 @@
 //   records, and the client's next statement (the masked one, reading tables) resets
 //   ROW_COUNT(), FOUND_ROWS() and the warnings the lookup touched. Inside a transaction an
 //   unknown table fails closed instead. DDL the proxy relays clears the catalog.
+//   The blast radius of a held statement (explain_estimate.h, mysql_explain.h) is read the
+//   same way: an EXPLAIN of a held COM_QUERY on the idle session outside a transaction,
+//   before its request goes to the broker. It leaves the server's ROW_COUNT() at -1,
+//   FOUND_ROWS() and the warnings as an EXPLAIN leaves them; the client cannot tell: the
+//   held statement itself is the next thing it runs when approved (and sets all three
+//   anew), and denied it gets the proxy's error, after which the server's diagnostics are
+//   the EXPLAIN's, not those of the client's earlier statement (as after any block).
 //   The greeting never offers result-metadata caching (MariaDB) or optional metadata
 //   (MySQL): a masked result needs its column definitions every time.
 // - Everything else (login exchange, LOCAL INFILE content, other commands) streams through.
@@ -50,6 +57,7 @@
 #include "protocol/mysql/session.h"
 #include "protocol/statement.h"
 #include "proxy/mysql_catalog.h"
+#include "proxy/mysql_explain.h"
 #include "proxy/mysql_mask_planner.h"
 #include "proxy/mysql_results.h"
 #include "proxy/relay_base.h"
@@ -82,6 +90,12 @@ class MysqlRelay final : public RelayBase<MysqlProtocol> {
   bool step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) override;
   void release_held(RelayOutput& out, uint64_t now_ns) override;
   void deny_held(std::vector<uint8_t> message, RelayOutput& out, uint64_t now_ns) override;
+  // The blast radius's EXPLAIN (mysql_explain.h), sent and read as a catalog lookup is.
+  bool start_explain(std::string_view text, std::span<const uint8_t> message, const ByteBuffer& in,
+                     RelayOutput& out, std::string& unavailable) override;
+  // Server bytes while the EXPLAIN's answer comes; returns those after its end.
+  std::span<const uint8_t> explain_answer(std::span<const uint8_t> bytes, RelayOutput& out,
+                                          uint64_t now_ns);
   bool judged_command(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
   bool execute_command(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
   bool pass_packet(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
@@ -116,6 +130,9 @@ class MysqlRelay final : public RelayBase<MysqlProtocol> {
   MysqlCatalog catalog_;
   MysqlCatalogLookup lookup_planner_;
   bool lookup_ = false;  // the server's answer is the proxy's own catalog lookup
+  MysqlExplainLookup explain_;
+  bool explain_running_ = false;      // ... or its EXPLAIN of a held statement
+  std::vector<uint8_t> explain_out_;  // what its answer would have given the client (bounded)
   uint64_t lookup_bytes_ = 0;
   MysqlMaskPlanner planner_;
   MysqlResultMasker results_;

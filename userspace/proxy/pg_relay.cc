@@ -221,7 +221,7 @@ bool PgRelay::approval(ByteBuffer& in, size_t total, uint8_t type, RelayOutput& 
     in.consume(total);
     return true;
   }
-  switch (ask_approval(in, total, now_ns)) {
+  switch (ask_approval(in, total, out, now_ns)) {
     case Approval::kPass:
       if (type != 'Q' && verdict_.statements.size() == 1) {
         group_pass_ = verdict_.decisive.action;

@@ -58,6 +58,7 @@
 #include "protocol/statement.h"
 #include "proxy/mask_plan.h"
 #include "proxy/pg_catalog.h"
+#include "proxy/pg_explain.h"
 #include "proxy/relay_base.h"
 
 namespace dbwarden::proxy {
@@ -105,6 +106,9 @@ class PgRelay final : public RelayBase<PgProtocol> {
   // After judging prepared statement `name` (verdict_): whether its Binds must ask.
   void note_approval(const std::string& name);
   void deny_held(std::vector<uint8_t> message, RelayOutput& out, uint64_t now_ns) override;
+  // The blast radius's EXPLAIN (pg_relay_explain.cc), sent and answered as a lookup is.
+  bool start_explain(std::string_view text, std::span<const uint8_t> message, const ByteBuffer& in,
+                     RelayOutput& out, std::string& unavailable) override;
   // A FATAL ErrorResponse, then the connection ends (see RelayBase::close_with).
   void fatal(std::string_view sqlstate, std::string_view message, bool recorded, RelayOutput& out,
              uint64_t now_ns);
@@ -237,6 +241,8 @@ class PgRelay final : public RelayBase<PgProtocol> {
   uint64_t scope_generation_ = 0;
   PgCatalogLookup lookup_;
   bool looking_up_ = false;           // the server is answering the proxy's lookup
+  PgExplainLookup explain_;           // ... the blast radius's EXPLAIN, when explain_lookup_
+  bool explain_lookup_ = false;
   std::vector<uint8_t> lookup_buf_;   // its answer's current message
   std::vector<PgLookupName> wanted_;  // names to look up at the next chance (bounded)
   uint32_t lookup_rounds_ = 0;        // lookups for the message at the front of the input

@@ -233,12 +233,20 @@ std::span<const uint8_t> PgRelay::lookup_answer(std::span<const uint8_t> bytes, 
     if (lookup_buf_.size() < 1 + size_t{length}) continue;
     bool forward = false;
     const auto body = std::span<const uint8_t>(lookup_buf_).subspan(pgsql::kTypedHeaderSize);
-    const PgCatalogLookup::State state = lookup_.on_message(lookup_buf_[0], body, &forward);
+    // The blast radius's EXPLAIN (pg_explain.h) is framed here too.
+    const bool ended = explain_lookup_ ? explain_.on_message(lookup_buf_[0], body, &forward)
+                                       : lookup_.on_message(lookup_buf_[0], body, &forward) !=
+                                             PgCatalogLookup::State::kRunning;
     if (forward) forward_server(lookup_buf_, out, now_ns);
     lookup_buf_.clear();
-    if (state != PgCatalogLookup::State::kRunning) {
+    if (ended) {
       looking_up_ = false;
-      lookup_done(now_ns);
+      if (explain_lookup_) {
+        explain_lookup_ = false;
+        explained(explain_.result(), out, now_ns);
+      } else {
+        lookup_done(now_ns);
+      }
     }
   }
   return bytes.subspan(pos);

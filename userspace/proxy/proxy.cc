@@ -401,11 +401,13 @@ Proxy::Loop::Conn* Proxy::Loop::new_conn(int client_fd, Protocol protocol) {
     auto r = std::make_unique<MysqlRelay>(c->info, *judge, *records, opt.mysql, opt.relay,
                                           mysql_counters);
     r->set_approvals(opt.approvals);
+    r->set_blast_radius(true);
     c->relay = std::move(r);
   } else {
     auto r =
         std::make_unique<PgRelay>(c->info, *judge, *records, opt.pgsql, opt.relay, pgsql_counters);
     r->set_approvals(opt.approvals);
+    r->set_blast_radius(true);
     r->set_catalog(&pg_catalog);
     c->relay = std::move(r);
   }

@@ -22,6 +22,7 @@
 #include "proxy/annotator.h"
 #include "proxy/byte_buffer.h"
 #include "proxy/decision_log.h"
+#include "proxy/explain_estimate.h"
 #include "proxy/judge.h"
 #include "proxy/relay.h"
 #include "sql/redact.h"
@@ -110,14 +111,21 @@ class RelayBase : public Relay {
       more = step(in, out, now_ns);
     }
   }
-  bool wants_client_bytes() const final { return !holding_ && !closing_ && request_ == 0; }
+  bool wants_client_bytes() const final {
+    return !holding_ && !closing_ && request_ == 0 && !explaining_;
+  }
   uint64_t blocked_messages() const { return blocked_; }
   // Statements a require_approval rule holds go to `broker` (null: they are blocked).
   void set_approvals(approvals::Broker* broker) {
     broker_ = broker;
     outcomes_.broker = broker;
   }
-  bool awaiting_approval() const final { return request_ != 0; }
+  // Before a held data-changing statement's request goes to the broker, its blast radius is
+  // estimated by an EXPLAIN on the client's own session (explain_estimate.h); off: requests
+  // carry none.
+  void set_blast_radius(bool on) { blast_radius_ = on; }
+  // While the EXPLAIN runs the client is read too, so that one that goes away is noticed.
+  bool awaiting_approval() const final { return request_ != 0 || explaining_; }
   void on_approval_decided(RelayOutput& out, uint64_t now_ns) final {
     if (request_ == 0) return;
     std::string reason;
@@ -184,7 +192,9 @@ class RelayBase : public Relay {
   // `in`. kPass: a JIT grant covers every statement of it (the caller passes it on);
   // kHeld: it waits for the broker (taken from `in`); kBlock: no broker, or the broker is
   // full: the caller blocks it with verdict_.decisive (its message says why).
-  Approval ask_approval(ByteBuffer& in, size_t total, uint64_t now_ns) {
+  // kHeld also while the EXPLAIN of its blast radius runs: the request goes to the broker
+  // once that is answered (explained()).
+  Approval ask_approval(ByteBuffer& in, size_t total, RelayOutput& out, uint64_t now_ns) {
     Verdict& v = verdict_.decisive;
     if (approved_id_ != 0 && &in == &released_) {
       mark_statements("approved:" + std::to_string(approved_id_), /*block=*/false);
@@ -245,6 +255,14 @@ class RelayBase : public Relay {
     spec.approvals = v.approvals;
     spec.timeout_ns = v.approval_timeout_ms * 1'000'000ull;
     spec.who = requester_of(info_);
+    if (blast_radius_ && estimate(spec, in, total, out)) {
+      // The request goes to the broker with the EXPLAIN's answer (explained()).
+      explain_spec_ = std::move(spec);
+      explaining_ = true;
+      approval_held_.assign(message.begin(), message.end());
+      in.consume(total);
+      return Approval::kHeld;
+    }
     auto id = broker_->submit(std::move(spec), now_ns);
     if (!id.ok()) {
       v.message = "dbwarden: statement needs approval, and " + id.status().message();
@@ -256,13 +274,63 @@ class RelayBase : public Relay {
     mark_statements("require_approval:" + std::to_string(request_), /*block=*/true);
     return Approval::kHeld;
   }
+  // The blast radius of the held message (the first `total` bytes of `in`): true when an
+  // EXPLAIN went to the server (its answer comes to explained()); else `spec` says why there
+  // is no estimate, or nothing when no held statement changes data.
+  bool estimate(approvals::RequestSpec& spec, ByteBuffer& in, size_t total, RelayOutput& out) {
+    const JudgedStatement* target = nullptr;
+    size_t changing = 0;
+    for (const JudgedStatement& s : verdict_.statements) {
+      if (s.verdict.approvals == 0 || !WantsBlastRadius(s.text)) continue;
+      target = &s;
+      ++changing;
+    }
+    if (changing == 0) return false;
+    if (changing > 1) {
+      spec.blast_unavailable = "the message holds several data-changing statements";
+      return false;
+    }
+    return start_explain(target->text, in.data().first(total), in, out, spec.blast_unavailable);
+  }
+  // Sends the EXPLAIN of `text`, a statement of the held `message` (still at the front of
+  // `in`, which may hold what follows it), or says in `unavailable` why it cannot.
+  virtual bool start_explain(std::string_view text, std::span<const uint8_t> message,
+                             const ByteBuffer& in, RelayOutput& out, std::string& unavailable) = 0;
+  // The EXPLAIN's answer ended: the request goes to the broker with its estimate (or why
+  // there is none). Refused (too many pending), the held message is answered as denied.
+  void explained(const BlastEstimate& e, RelayOutput& out, uint64_t now_ns) {
+    explaining_ = false;
+    approvals::RequestSpec spec = std::move(explain_spec_);
+    explain_spec_ = {};
+    if (e.ok) {
+      spec.blast_rows = static_cast<int64_t>(std::min<uint64_t>(e.rows, INT64_MAX));
+      spec.blast_via.assign(kBlastViaClientSession);
+    } else {
+      spec.blast_unavailable = e.failure;
+    }
+    auto id = broker_->submit(std::move(spec), now_ns);
+    if (!id.ok()) {
+      verdict_.decisive.message =
+          "dbwarden: statement needs approval, and " + id.status().message();
+      ++blocked_;
+      canceled_ = false;
+      std::vector<uint8_t> message = std::move(approval_held_);
+      approval_held_.clear();
+      deny_held(std::move(message), out, now_ns);
+      return;
+    }
+    request_ = id.value();
+    mark_statements("require_approval:" + std::to_string(request_), /*block=*/true);
+    // Canceled by its client meanwhile: the broker's wake-up answers it (on_approval_decided).
+    if (canceled_) broker_->withdraw(request_, 0);
+  }
   // Steps the released (approved) message until it is through or must wait.
   void step_released(RelayOutput& out, uint64_t now_ns) {
     bool more = true;
     while (more && stepping() && !released_.empty()) more = step(released_, out, now_ns);
     if (released_.empty()) approved_id_ = 0;
   }
-  bool stepping() const { return !closing_ && !holding_ && request_ == 0; }
+  bool stepping() const { return !closing_ && !holding_ && request_ == 0 && !explaining_; }
   // The JIT grant's identity: the same database user and database from the same local
   // process owner (uid, login uid) or client address.
   std::string identity_key() const {
@@ -293,9 +361,10 @@ class RelayBase : public Relay {
   // The client canceled its statement: the request is withdrawn, and answered when the
   // broker's wake-up comes back (on_approval_decided).
   void cancel_held() {
-    if (request_ == 0 || canceled_) return;
+    if ((request_ == 0 && !explaining_) || canceled_) return;
     canceled_ = true;
-    broker_->withdraw(request_, 0);
+    // Still explaining: withdrawn as soon as the request is made (explained()).
+    if (request_ != 0) broker_->withdraw(request_, 0);
   }
   // The client went away: its request is withdrawn.
   void withdraw_request() {
@@ -375,6 +444,10 @@ class RelayBase : public Relay {
   ByteBuffer released_;
   uint64_t approved_id_ = 0;
   bool canceled_ = false;  // the held message's client canceled it
+  bool blast_radius_ = false;
+  // The held message's EXPLAIN runs (estimate()); its request, to submit once answered.
+  bool explaining_ = false;
+  approvals::RequestSpec explain_spec_;
 
  private:
   // The judge's generation each prepared statement was last judged under: one judged under

@@ -426,3 +426,25 @@ TEST_CASE("approvals webhook: the secret file holds 16 to 4096 bytes, its line e
   REQUIRE_FALSE(gone.ok());
   CHECK(gone.status().message().find("cannot read") != std::string::npos);
 }
+
+TEST_CASE("approvals webhook: the blast radius in the body and the Slack text",
+          "[approvals][agent][blast]") {
+  RequestSpec spec = request();
+  spec.blast_rows = 1;
+  spec.blast_via = "explain on the client's session";
+  auto j = nlohmann::json::parse(dbwarden::agent::webhook_payload(requested(7, spec), "db1", 0));
+  CHECK(j["blast_radius"] ==
+        nlohmann::json({{"rows", 1}, {"via", "explain on the client's session"}}));
+  CHECK(j["text"].get<std::string>().find(
+            "Blast radius: about 1 row (explain on the client's session)\n") != std::string::npos);
+  spec.blast_rows = -1;
+  spec.blast_unavailable = "timed out <2 s>";
+  j = nlohmann::json::parse(dbwarden::agent::webhook_payload(requested(7, spec), "db1", 0));
+  CHECK(j["blast_radius"] == nlohmann::json({{"unavailable", "timed out <2 s>"}}));
+  CHECK(j["text"].get<std::string>().find(
+            "Blast radius: estimate unavailable: timed out &lt;2 s&gt;\n") != std::string::npos);
+  spec.blast_unavailable.clear();
+  j = nlohmann::json::parse(dbwarden::agent::webhook_payload(requested(7, spec), "db1", 0));
+  CHECK_FALSE(j.contains("blast_radius"));
+  CHECK(j["text"].get<std::string>().find("Blast radius") == std::string::npos);
+}

@@ -441,3 +441,23 @@ TEST_CASE("approvals API settings: keys, defaults and the listen address",
   CHECK_FALSE(split_listen_address("127.0.0.1", &host, &port).ok());
   CHECK_FALSE(split_listen_address("[::1:9443", &host, &port).ok());
 }
+
+TEST_CASE("approvals API: a request's blast radius, as the inbox renders it", "[approvals][http]") {
+  Fixture f;
+  RequestSpec s = spec(1000);
+  s.blast_rows = 42;
+  s.blast_via = "explain on the client's session";
+  const uint64_t id = f.broker.submit(s, 0).value();
+  RequestSpec t = spec(1000);
+  t.blast_unavailable = "the session is inside a transaction";
+  const uint64_t id2 = f.broker.submit(t, 0).value();
+  const uint64_t id3 = f.broker.submit(spec(1000), 0).value();
+  const auto get = [&](uint64_t n) {
+    return nlohmann::json::parse(f.call("GET", "/api/requests/" + std::to_string(n), kAlice).body);
+  };
+  CHECK(get(id)["blast_radius"] ==
+        nlohmann::json({{"rows", 42}, {"via", "explain on the client's session"}}));
+  CHECK(get(id2)["blast_radius"] ==
+        nlohmann::json({{"unavailable", "the session is inside a transaction"}}));
+  CHECK_FALSE(get(id3).contains("blast_radius"));
+}

@@ -49,7 +49,7 @@ TEST_CASE("approvals socket: list, show, approve, deny", "[approvals][agent]") {
   Broker b(nullptr);
   const uint64_t id = b.submit(spec(), 0).value();
   const std::string list = HandleApprovalsRequest(b, alice(), "list\t\t\t\n", 5'000'000'000ull);
-  CHECK(list == "ok\n1\t5s\tbig-deletes\tapp@shop\t0/1\tDELETE FROM t WHERE id = 1\n");
+  CHECK(list == "ok\n1\t5s\tbig-deletes\tapp@shop\t0/1\t-\tDELETE FROM t WHERE id = 1\n");
   const std::string show = HandleApprovalsRequest(b, alice(), "show\t1\t\t", 5'000'000'000ull);
   CHECK(show.rfind("ok\nrequest:    1\nstate:      pending\n", 0) == 0);
   CHECK(show.find("statement:  DELETE FROM t WHERE id = 1\n") != std::string::npos);
@@ -169,4 +169,47 @@ TEST_CASE("approval records: a released statement's outcome, and the reviewer's 
   CHECK(done.find(R"("db.response.returned_rows":4)") != std::string::npos);
   CHECK(done.find(R"("db.response.status_code":"00000")") != std::string::npos);
   CHECK(done.find("db.query.text") == std::string::npos);  // the statement's record has it
+}
+
+TEST_CASE("approvals: the blast radius in show, list and the requested record",
+          "[approvals][agent][blast]") {
+  // A secret the content scrub must take out of a server's error text (content_scrub.h).
+  struct Scrub final : dbwarden::approvals::EventSink {
+    void on_approval_event(const dbwarden::approvals::Event& e) override {
+      if (e.kind == "requested") records.push_back(ApprovalEvents::format(e, 0));
+    }
+    void scrub_text(std::string& text) const override {
+      for (size_t at; (at = text.find("4111111111111111")) != std::string::npos;) {
+        text.replace(at, 16, "****");
+      }
+    }
+    std::vector<std::string> records;
+  } events;
+  Broker b(&events);
+  RequestSpec s = spec();
+  s.blast_rows = 1200;
+  s.blast_via = "explain on the client's session";
+  b.submit(s, 0);
+  RequestSpec t = spec();
+  t.blast_unavailable = "EXPLAIN failed: 22P02 invalid input syntax: \"4111111111111111\"";
+  b.submit(t, 0);
+  const std::string list = HandleApprovalsRequest(b, alice(), "list", 0);
+  CHECK(list.find("\t0/1\t1200 rows\tDELETE") != std::string::npos);
+  CHECK(list.find("\t0/1\tunknown\tDELETE") != std::string::npos);
+  CHECK(HandleApprovalsRequest(b, alice(), "show\t1", 0)
+            .find("blast radius: about 1200 rows (explain on the client's session)\n") !=
+        std::string::npos);
+  const std::string show2 = HandleApprovalsRequest(b, alice(), "show\t2", 0);
+  CHECK(show2.find("blast radius: estimate unavailable: EXPLAIN failed: 22P02 invalid input "
+                   "syntax: \"****\"\n") != std::string::npos);
+  REQUIRE(events.records.size() == 2);
+  CHECK(events.records[0].find(R"("dbwarden.approval.blast_radius.rows":1200,)"
+                               R"("dbwarden.approval.blast_radius.via":"explain on the )"
+                               R"(client's session")") != std::string::npos);
+  CHECK(events.records[1].find("4111111111111111") == std::string::npos);
+  CHECK(events.records[1].find(R"("dbwarden.approval.blast_radius.unavailable":"EXPLAIN failed)") !=
+        std::string::npos);
+  // Not a data-changing statement: no line at all.
+  b.submit(spec(), 0);
+  CHECK(HandleApprovalsRequest(b, alice(), "show\t3", 0).find("blast radius") == std::string::npos);
 }

@@ -428,3 +428,179 @@ TEST_CASE("approvals, pg: the client's CancelRequest withdraws its held statemen
   CHECK(g.client(CancelRequest()) == CancelRequest());
   CHECK(g.out.cancel_key == I32(1234) + I32(0x5ec7e7));
 }
+
+namespace {
+
+// PostgreSQL's answer to the blast radius's EXPLAIN (pg_explain.h): set_config's group with
+// the plan, then the Closes' group.
+std::string PgExplainAnswer(uint32_t rows) {
+  using namespace pgtest;
+  const std::string plan =
+      R"json([{"Plan": {"Node Type": "ModifyTable", "Operation": "Delete", "Plan Rows": 0, )json"
+      R"json("Plans": [{"Node Type": "Seq Scan", "Parent Relationship": "Outer", )json"
+      R"json("Plan Rows": )json" +
+      std::to_string(rows) + R"json(, "Filter": "(id < 9)"}]}}])json";
+  return ParseComplete() + BindComplete() + DataRow("2000") + Complete("SELECT 1") +
+         ParseComplete() + BindComplete() + DataRow(plan) + Complete("EXPLAIN") + Ready() +
+         CloseComplete() + CloseComplete() + Ready();
+}
+
+}  // namespace
+
+TEST_CASE("approvals, pg: the blast radius, EXPLAINed on the client's idle session first",
+          "[proxy][approvals][blast]") {
+  using namespace pgtest;
+  PgFixture f;
+  f.relay.set_blast_radius(true);
+  pg_login(f);
+  const std::string del = Query("DELETE FROM t WHERE id < 9");
+  const std::string sent = f.client(del + Query("SELECT 2"));
+  // The EXPLAIN in the extended protocol (one statement per Parse), with its time limit,
+  // and nothing of the client's.
+  REQUIRE_FALSE(sent.empty());
+  CHECK(sent[0] == 'P');
+  CHECK(sent.find("set_config('statement_timeout', '2000', true)") != std::string::npos);
+  CHECK(sent.find(CStr("EXPLAIN (FORMAT JSON) DELETE FROM t WHERE id < 9")) != std::string::npos);
+  CHECK(sent.find("ANALYZE") == std::string::npos);
+  CHECK(sent.find(del) == std::string::npos);
+  CHECK(f.broker.list().empty());  // asked once the estimate is in
+  CHECK(f.relay.awaiting_approval());
+  CHECK_FALSE(f.relay.wants_client_bytes());
+  // Its answer reaches neither the client nor the records; a ParameterStatus in it does.
+  CHECK(f.server(ParamStatus("TimeZone", "UTC") + PgExplainAnswer(8)) ==
+        ParamStatus("TimeZone", "UTC"));
+  CHECK(f.sink.got.empty());
+  const uint64_t id = f.pending_id();
+  CHECK(f.broker.show(id)->spec.blast_rows == 8);
+  CHECK(f.broker.show(id)->spec.blast_via == "explain on the client's session");
+  CHECK(f.broker.show(id)->spec.blast_unavailable.empty());
+  CHECK(f.relay.own_server_bytes() == sent.size());
+  REQUIRE(f.broker.approve(id, alice(), "ok", 0, f.now).ok());
+  CHECK(f.decided() == del + Query("SELECT 2"));
+  f.server(Complete("DELETE 8") + Ready() + RowDesc() + DataRow("2") + Complete("SELECT 1") +
+           Ready());
+  REQUIRE(f.sink.got.size() == 2);  // the client's two statements, no EXPLAIN
+  CHECK(f.sink.got[0].text == "DELETE FROM t WHERE id < 9");
+  CHECK(f.sink.got[0].policy_action == "approved:" + std::to_string(id));
+
+  // EXPLAIN refused: the request goes out with the server's reason.
+  CHECK_FALSE(f.client(Query("DELETE FROM nope")).empty());
+  f.server(ParseComplete() + BindComplete() + DataRow("2000") + Complete("SELECT 1") +
+           Error("42P01", "relation \"nope\" does not exist") + Ready() + CloseComplete() +
+           CloseComplete() + Ready());
+  const uint64_t id2 = f.pending_id();
+  CHECK(f.broker.show(id2)->spec.blast_unavailable ==
+        "EXPLAIN failed: 42P01 relation \"nope\" does not exist");
+  CHECK(f.broker.show(id2)->spec.blast_rows == -1);
+  REQUIRE(f.broker.deny(id2, alice(), "no", f.now).ok());
+  f.decided();
+  CHECK(f.out.take_client().find("denied: no") != std::string::npos);
+
+  // Inside a transaction: no EXPLAIN, the reason at once.
+  CHECK(f.client(Query("BEGIN")) == Query("BEGIN"));
+  f.server(Complete("BEGIN") + Ready('T'));
+  CHECK(f.client(Query("DELETE FROM t WHERE id = 1")).empty());
+  const uint64_t id3 = f.pending_id();
+  CHECK(f.broker.show(id3)->spec.blast_unavailable == "the session is inside a transaction");
+  // Not a data-changing statement: none at all.
+  PgFixture g(true, kMaskPolicy);
+  g.relay.set_blast_radius(true);
+  pg_login(g);
+  CHECK(g.client(Query("SELECT name FROM people")).empty());
+  const auto view = g.broker.show(g.pending_id());
+  REQUIRE(view);
+  CHECK(view->spec.blast_rows == -1);
+  CHECK(view->spec.blast_unavailable.empty());
+}
+
+TEST_CASE("approvals, pg: a held Parse is EXPLAINed with the values its Bind carries",
+          "[proxy][approvals][blast]") {
+  using namespace pgtest;
+  PgFixture f;
+  f.relay.set_blast_radius(true);
+  pg_login(f);
+  const std::string parse = ParseTyped("", "DELETE FROM t WHERE id < $1", {23});
+  const std::string run = BindValues("", "", {{"9", 0}}) + Execute("") + Sync();
+  const std::string sent = f.client(parse + run);
+  // The EXPLAIN's Parse keeps the type, its Bind the client's format and value.
+  CHECK(sent.find(CStr("EXPLAIN (FORMAT JSON) DELETE FROM t WHERE id < $1") + I16(1) + I32(23)) !=
+        std::string::npos);
+  CHECK(sent.find(CStr("dbwarden_blast") + I16(1) + I16(0) + I16(1) + I32(1) + "9" + I16(0)) !=
+        std::string::npos);
+  f.server(PgExplainAnswer(3));
+  const uint64_t id = f.pending_id();
+  CHECK(f.broker.show(id)->spec.blast_rows == 3);
+  REQUIRE(f.broker.approve(id, alice(), "", 0, f.now).ok());
+  CHECK(f.decided() == parse + run);
+  // Its parameters not sent with it: no guess.
+  PgFixture g;
+  g.relay.set_blast_radius(true);
+  pg_login(g);
+  CHECK(g.client(ParseTyped("", "DELETE FROM t WHERE id < $1", {23})).empty());
+  CHECK(g.broker.show(g.pending_id())->spec.blast_unavailable ==
+        "its parameter values had not arrived with it");
+}
+
+TEST_CASE("approvals, pg: a client's cancel while its EXPLAIN runs withdraws the request",
+          "[proxy][approvals][blast]") {
+  using namespace pgtest;
+  PgFixture f;
+  f.relay.set_blast_radius(true);
+  pg_login(f);
+  CHECK_FALSE(f.client(Query("DELETE FROM t WHERE id = 1")).empty());
+  CHECK(f.relay.cancel_approval(Span(I32(42) + I32(7))));
+  f.server(PgExplainAnswer(1));
+  CHECK(f.broker.pending() == 0);
+  CHECK(f.decided().empty());
+  CHECK(f.out.take_client().find("withdrawn: canceled by the client") != std::string::npos);
+}
+
+TEST_CASE("approvals, mysql: the blast radius, EXPLAINed on the client's idle session first",
+          "[proxy][approvals][blast]") {
+  using namespace mytest;
+  MyFixture f;
+  f.relay.set_blast_radius(true);
+  my_login(f);
+  const std::string del = Query("DELETE FROM t WHERE id < 9");
+  const std::string sent = f.client(del);
+  // mytest's greeting names MariaDB: its time limit by SET STATEMENT.
+  const std::string limit = "SET STATEMENT max_statement_time=2, lock_wait_timeout=2 FOR ";
+  CHECK(sent == Query(limit + "EXPLAIN FORMAT=JSON DELETE FROM t WHERE id < 9"));
+  CHECK(f.broker.list().empty());
+  const std::string plan = R"({"query_block": {"select_id": 1, "table": {"delete": 1, )"
+                           R"("table_name": "t", "rows": 40, "filtered": 20}}})";
+  CHECK(f.server(ResultSet(1, {plan}, false)).empty());
+  CHECK(f.sink.got.empty());
+  const uint64_t id = f.pending_id();
+  CHECK(f.broker.show(id)->spec.blast_rows == 8);
+  CHECK(f.broker.show(id)->spec.blast_via == "explain on the client's session");
+  REQUIRE(f.broker.approve(id, alice(), "", 0, f.now).ok());
+  CHECK(f.decided() == del);
+  f.server(Ok(1, 8));
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].text == "DELETE FROM t WHERE id < 9");
+  // Refused by the server: its reason.
+  CHECK(f.client(Query("DELETE FROM nope")) ==
+        Query(limit + "EXPLAIN FORMAT=JSON DELETE FROM nope"));
+  CHECK(f.server(Err(1, 1146, "42S02", "Table 'shop.nope' doesn't exist")).empty());
+  const uint64_t id2 = f.pending_id();
+  CHECK(f.broker.show(id2)->spec.blast_unavailable ==
+        "EXPLAIN failed: 42S02 Table 'shop.nope' doesn't exist");
+  REQUIRE(f.broker.deny(id2, alice(), "no", f.now).ok());
+  f.decided();
+  f.out.take_client();
+  // A ';' in the text: never sent (the EXPLAIN must be one statement).
+  CHECK(f.client(Query("DELETE FROM t WHERE name = 'a;b'")).empty());
+  const uint64_t id3 = f.pending_id();
+  CHECK(f.broker.show(id3)->spec.blast_unavailable ==
+        "the statement holds a ';', and the EXPLAIN must be one statement");
+  REQUIRE(f.broker.deny(id3, alice(), "no", f.now).ok());
+  f.decided();
+  f.out.take_client();
+  // Inside a transaction: the reason at once.
+  CHECK(f.client(Query("BEGIN")) == Query("BEGIN"));
+  f.server(Ok(1, 0, 3));  // SERVER_STATUS_IN_TRANS | AUTOCOMMIT
+  CHECK(f.client(Query("DELETE FROM t WHERE id = 1")).empty());
+  CHECK(f.broker.show(f.pending_id())->spec.blast_unavailable ==
+        "the session is inside a transaction");
+}

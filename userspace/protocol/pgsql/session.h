@@ -121,6 +121,11 @@ class Session final : private FrameHandler {
     auto it = prepared_.find(std::string(name));
     return it == prepared_.end() ? nullptr : &it->second->text;
   }
+  // Its parameter type OIDs as its Parse gave them (0: unspecified), or null when unknown.
+  const std::vector<uint32_t>* prepared_types(std::string_view name) const {
+    auto it = prepared_.find(std::string(name));
+    return it == prepared_.end() ? nullptr : &it->second->types;
+  }
   // The text of the statement the server's next message answers: a simple Query's current
   // statement, or the prepared statement of the Execute or Describe being answered; empty
   // when there is none or it is unknown. For the proxy's masking, which asks before it

@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Fuzzes the blast radius's readers of a server's EXPLAIN answer (proxy/explain_estimate.h,
+// pg_explain.h, mysql_explain.h): the first byte picks the reader, the rest is the answer.
+// Checks what they promise: an estimate or a fixed reason, never both, never a reason
+// empty; the PostgreSQL answer's framing (DataRows, errors, ReadyForQuery) read message by
+// message as the relay frames them.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/pgsql/messages.h"
+#include "proxy/explain_estimate.h"
+#include "proxy/mysql_explain.h"
+#include "proxy/pg_explain.h"
+
+namespace {
+
+void Check(const dbwarden::proxy::BlastEstimate& e) {
+  if (e.ok == e.failure.empty()) return;
+  std::abort();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1) return 0;
+  const std::string_view text(reinterpret_cast<const char*>(data + 1), size - 1);
+  switch (data[0] % 4) {
+    case 0:
+      Check(dbwarden::proxy::ReadPgExplain(text));
+      break;
+    case 1:
+      Check(dbwarden::proxy::ReadMysqlExplain(text));
+      break;
+    case 2: {
+      // Server messages, framed as lookup_answer() frames them.
+      dbwarden::proxy::PgExplainLookup lookup;
+      std::vector<uint8_t> out;
+      std::string why;
+      lookup.query("DELETE FROM t", {}, {}, out, why);
+      const std::span<const uint8_t> bytes(data + 1, size - 1);
+      size_t pos = 0;
+      bool ended = false;
+      while (!ended && bytes.size() - pos >= dbwarden::pgsql::kTypedHeaderSize) {
+        const uint32_t length = dbwarden::pgsql::ReadBe32(bytes.data() + pos + 1);
+        if (length < 4 || bytes.size() - pos - 1 < length) break;
+        bool forward = false;
+        ended = lookup.on_message(bytes[pos], bytes.subspan(pos + 5, length - 4), &forward);
+        pos += 1 + length;
+      }
+      if (ended) Check(lookup.result());
+      break;
+    }
+    default: {
+      // A MySQL answer as the relay keeps it: the packets an ERR may be among.
+      dbwarden::proxy::MysqlExplainLookup lookup;
+      Check(lookup.result({data + 1, size - 1}, (data[0] & 0x10) != 0));
+      break;
+    }
+  }
+  return 0;
+}

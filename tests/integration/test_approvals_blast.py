@@ -1,0 +1,265 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""The blast radius of a held statement (issue 14, item 2), end to end: real psql and mariadb
+clients held by the steered proxy, the request's estimate read with the real `dbwarden
+approvals` CLI and checked against the tables' real counts.
+
+A private PostgreSQL and a private MariaDB, each with `blast_t` of 1000 rows (analyzed);
+UPDATE and DELETE of it need an approval (group dba: [daemon, nobody]).
+
+Checks:
+- PostgreSQL and MariaDB: a held DELETE of 100 rows and a held UPDATE of all 1000: `approvals
+  show` says "blast radius: about N rows (explain on the client's session)" with N near the
+  real count (within a factor of 2: the server's own estimate), `approvals list` has it in
+  its column; nothing ran before the approval (the count is unchanged); approved, the
+  statement's real row count (psql's "UPDATE 1000", MariaDB's ROW_COUNT() right after it,
+  which the EXPLAIN did not disturb) is the real count;
+- the same inside a transaction (BEGIN first): "estimate unavailable: the session is inside
+  a transaction";
+- a DELETE the server refuses (no such column): "estimate unavailable: EXPLAIN failed: 42703
+  ..." with the server's message, and the request still goes out;
+- the trail: each requested record carries dbwarden.approval.blast_radius.rows or
+  .unavailable; no record of any statement holds the EXPLAIN (it ran on the client's session
+  but is never recorded as the client's statement); MariaDB's general log shows the EXPLAIN
+  ran on the client's own connection, with its time limit; `verify-audit` passes.
+
+Exit codes: 0 pass, 1 fail, 77 skip (not root). DBWARDEN_REQUIRE_KERNEL_TESTS=1 turns a skip
+into a failure.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from enforce_harness import EnforceAgent  # noqa: E402
+from mariadb_server import TEST_DB, MariaDB  # noqa: E402
+from pg_cluster import (PgCluster, log, read_audit, read_audit_text,  # noqa: E402
+                        skip_or_fail, start_agent, verdict)
+from test_approvals import (Cli, approvals_workdir, feed, run_checks, scalar,  # noqa: E402
+                            start_psql, stop_reporting)
+from test_approvals_release import start_mariadb  # noqa: E402
+
+POLICY = """\
+approver_groups:
+  dba: [daemon, nobody]
+rules:
+  - name: approve-blast
+    match: {operation: [DELETE, UPDATE], collections: [blast_t]}
+    action: require_approval
+    approvers: [dba]
+    timeout: 60s
+"""
+
+VIA = "explain on the client's session"
+
+
+def my_scalar(server, sql):
+    return server.cli(sql, check=True, user="root", password=None,
+                      database=TEST_DB).stdout.splitlines()[-1].strip()
+
+
+def blast_of(cli, rid, failures, what):
+    """The `approvals show` blast radius line of request `rid` and the list's column."""
+    show = cli.run(["show", str(rid)]).stdout
+    m = re.search(r"^blast radius: (.*)$", show, re.M)
+    if not m:
+        failures.append(f"{what}: `approvals show {rid}` has no blast radius: {show!r}")
+        return "", ""
+    column = next((r[5] for r in cli.pending() if int(r[0]) == rid and len(r) > 6), "")
+    return m.group(1), column
+
+
+def estimated(line, column, real, what, failures):
+    """The estimate in `line` is near `real` (a factor of 2), said the same in the list."""
+    m = re.fullmatch(r"about (\d+) rows? \((.*)\)", line)
+    if not m or m.group(2) != VIA:
+        failures.append(f"{what}: blast radius {line!r}, expected 'about N rows ({VIA})'")
+        return None
+    n = int(m.group(1))
+    if not real / 2 <= n <= real * 2:
+        failures.append(f"{what}: estimated {n} rows, the real count is {real}")
+    if column != f"{n} rows":
+        failures.append(f"{what}: `approvals list` column {column!r}, expected '{n} rows'")
+    return n
+
+
+def check_pg(cluster, cli, failures):
+    ids = {}
+    # A DELETE of 100 rows: estimated, then denied (nothing ran, before or after).
+    p = start_psql(cluster)
+    feed(p, "DELETE FROM blast_t WHERE id <= 100;\nSELECT 'after-deny';\n")
+    rid = ids["pg_delete"] = cli.wait_pending("approve-blast")
+    line, column = blast_of(cli, rid, failures, "pg delete")
+    real = int(scalar(cluster, "SELECT count(*) FROM blast_t WHERE id <= 100"))
+    deleted = estimated(line, column, real, "pg delete", failures)
+    if scalar(cluster, "SELECT count(*) FROM blast_t") != "1000":
+        failures.append("pg delete: rows went before any decision")
+    cli.run(["deny", str(rid), "--reason", "too wide"], user="daemon")
+    out, err = p.communicate(timeout=30)
+    if "after-deny" not in out or "denied: too wide" not in err:
+        failures.append(f"pg delete: deny did not reach the client: {out!r} {err!r}")
+    # An UPDATE of every row: estimated, approved, and the real count is the client's.
+    p = start_psql(cluster)
+    feed(p, "\\echo start\nUPDATE blast_t SET v = 'changed';\n")
+    rid = ids["pg_update"] = cli.wait_pending("approve-blast")
+    line, column = blast_of(cli, rid, failures, "pg update")
+    n = estimated(line, column, 1000, "pg update", failures)
+    cli.run(["approve", str(rid)], user="nobody")
+    out, err = p.communicate(timeout=30)
+    if "UPDATE 1000" not in out + err:
+        # psql -At prints no command tags; the count in the table says what ran.
+        if scalar(cluster, "SELECT count(*) FROM blast_t WHERE v = 'changed'") != "1000":
+            failures.append(f"pg update: the approved UPDATE did not change 1000 rows: "
+                            f"{out!r} {err!r}")
+    log(f"pg: DELETE of {real} rows estimated {deleted}; UPDATE of 1000 estimated {n}")
+    # Inside a transaction: no EXPLAIN, the reason.
+    p = start_psql(cluster)
+    feed(p, "BEGIN;\nDELETE FROM blast_t WHERE id = 5;\n")
+    rid = ids["pg_txn"] = cli.wait_pending("approve-blast")
+    line, _ = blast_of(cli, rid, failures, "pg transaction")
+    if line != "estimate unavailable: the session is inside a transaction":
+        failures.append(f"pg transaction: blast radius {line!r}")
+    cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
+    p.communicate(timeout=30)
+    # A statement the server refuses: the EXPLAIN fails, the request still goes out.
+    p = start_psql(cluster)
+    feed(p, "DELETE FROM blast_t WHERE nosuch = 1;\n")
+    rid = ids["pg_refused_explain"] = cli.wait_pending("approve-blast")
+    line, _ = blast_of(cli, rid, failures, "pg refused explain")
+    if line != 'estimate unavailable: EXPLAIN failed: 42703 column "nosuch" does not exist':
+        failures.append(f"pg refused explain: blast radius {line!r}")
+    cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
+    p.communicate(timeout=30)
+    return ids
+
+
+def check_mariadb(server, cli, failures):
+    ids = {}
+    p = start_mariadb(server, "DELETE FROM blast_t WHERE id <= 100;\nSELECT 'after-deny';\n")
+    rid = ids["my_delete"] = cli.wait_pending("approve-blast")
+    line, column = blast_of(cli, rid, failures, "mariadb delete")
+    real = int(my_scalar(server, "SELECT count(*) FROM blast_t WHERE id <= 100"))
+    deleted = estimated(line, column, real, "mariadb delete", failures)
+    if my_scalar(server, "SELECT count(*) FROM blast_t") != "1000":
+        failures.append("mariadb delete: rows went before any decision")
+    cli.run(["deny", str(rid), "--reason", "too wide"], user="daemon")
+    out, err = p.communicate(timeout=30)
+    if "after-deny" not in out:
+        failures.append(f"mariadb delete: the session did not go on: {out!r} {err!r}")
+    # Approved: ROW_COUNT() right after it is the UPDATE's own (the EXPLAIN before it left
+    # nothing the client sees).
+    p = start_mariadb(server, "UPDATE blast_t SET v = 'changed';\n"
+                              "SELECT CONCAT('rows=', ROW_COUNT());\n")
+    rid = ids["my_update"] = cli.wait_pending("approve-blast")
+    line, column = blast_of(cli, rid, failures, "mariadb update")
+    n = estimated(line, column, 1000, "mariadb update", failures)
+    cli.run(["approve", str(rid)], user="nobody")
+    out, err = p.communicate(timeout=30)
+    if "rows=1000" not in out:
+        failures.append(f"mariadb update: ROW_COUNT() after the approved UPDATE is not 1000: "
+                        f"{out!r} {err!r}")
+    log(f"mariadb: DELETE of {real} rows estimated {deleted}; UPDATE of 1000 estimated {n}")
+    p = start_mariadb(server, "BEGIN;\nDELETE FROM blast_t WHERE id = 5;\n")
+    rid = ids["my_txn"] = cli.wait_pending("approve-blast")
+    line, _ = blast_of(cli, rid, failures, "mariadb transaction")
+    if line != "estimate unavailable: the session is inside a transaction":
+        failures.append(f"mariadb transaction: blast radius {line!r}")
+    cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
+    p.communicate(timeout=30)
+    # The EXPLAIN ran on the client's own connection (the general log's thread id), with
+    # its time limit, and the client's DELETE was never sent.
+    server.sync_log()
+    entries = server.read_log()
+    explains = [e for e in entries if "EXPLAIN FORMAT=JSON DELETE FROM blast_t WHERE id <= 100"
+                in e.argument]
+    if not explains or "max_statement_time=2" not in explains[0].argument:
+        failures.append(f"mariadb: no time-limited EXPLAIN in the general log: {explains}")
+    else:
+        mine = [e for e in entries if e.thread_id == explains[0].thread_id]
+        if not any(e.argument.startswith("SELECT 'after-deny'") for e in mine):
+            failures.append("mariadb: the EXPLAIN did not run on the client's connection")
+    if any(e.argument.startswith("DELETE FROM blast_t WHERE id <= 100") for e in entries):
+        failures.append("mariadb: the denied DELETE reached the server")
+    return ids
+
+
+def check_trail(args, audit, ids, failures):
+    requested = {}
+    for line in read_audit_text(audit).splitlines():
+        if '"dbwarden.record_type":"approval"' not in line:
+            continue
+        e = json.loads(line)
+        if e.get("dbwarden.approval.event") == "requested":
+            requested[e["dbwarden.approval.request_id"]] = e
+    for name in ("pg_delete", "pg_update", "my_delete", "my_update"):
+        e = requested.get(ids.get(name), {})
+        if not isinstance(e.get("dbwarden.approval.blast_radius.rows"), int) or \
+                e.get("dbwarden.approval.blast_radius.via") != VIA:
+            failures.append(f"trail: the requested record of {name} lacks its estimate: {e}")
+    for name in ("pg_txn", "my_txn"):
+        e = requested.get(ids.get(name), {})
+        if e.get("dbwarden.approval.blast_radius.unavailable") != \
+                "the session is inside a transaction":
+            failures.append(f"trail: the requested record of {name} lacks its reason: {e}")
+    records, bad = read_audit(audit)
+    failures += bad
+    leaked = [r.get("db.query.text") for r in records
+              if "EXPLAIN" in r.get("db.query.text", "") or
+              "set_config" in r.get("db.query.text", "")]
+    if leaked:
+        failures.append(f"trail: the proxy's EXPLAIN recorded as a client's statement: {leaked}")
+    if not any(r.get("db.query.text", "").startswith("UPDATE blast_t") for r in records):
+        failures.append("trail: the approved UPDATE has no record")
+    v = subprocess.run([args.agent, "verify-audit", audit], text=True, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT)
+    if v.returncode != 0:
+        failures.append(f"trail: verify-audit failed: {v.stdout.strip()}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--agent", required=True)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        return skip_or_fail("needs root (BPF steering, private servers, other OS users)")
+    workdir, proxy_dir, policy = approvals_workdir("dbw-approvals-blast-", POLICY)
+    failures = []
+    with PgCluster() as cluster, MariaDB() as server:
+        cluster.setup_sql("CREATE TABLE blast_t (id int PRIMARY KEY, v text); "
+                          "INSERT INTO blast_t SELECT g, 'v' || g FROM generate_series(1, 1000) g; "
+                          "ANALYZE blast_t")
+        server.setup_sql(f"CREATE TABLE {TEST_DB}.blast_t (id int PRIMARY KEY, v varchar(20)) "
+                         "ENGINE=InnoDB; "
+                         f"INSERT INTO {TEST_DB}.blast_t SELECT seq, CONCAT('v', seq) "
+                         f"FROM {TEST_DB}.seq_1_to_1000; "
+                         f"ANALYZE TABLE {TEST_DB}.blast_t;")
+        os.chmod(server.base, 0o755)
+        audit = os.path.join(workdir, "audit.jsonl")
+        agent = EnforceAgent(args.agent, audit, [cluster.port], workdir, policy,
+                             mysql_port=server.port, extra_args=["--approvals-group", "daemon"])
+        rc = start_agent(agent)
+        if rc is not None:
+            return rc
+        cli = Cli(args.agent, os.path.join(proxy_dir, "approvals.sock"))
+        ids = {}
+        try:
+            for got in run_checks([("pg", lambda: check_pg(cluster, cli, failures)),
+                                   ("mariadb", lambda: check_mariadb(server, cli, failures))],
+                                  failures).values():
+                ids.update(got or {})
+            agent.wait_audit_settled(timeout=30, quiet=1.5)
+        finally:
+            stop_reporting(agent, failures)
+            agent.teardown()
+        check_trail(args, audit, ids, failures)
+        log(f"approval ids: {ids}")
+    return verdict(failures, workdir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
