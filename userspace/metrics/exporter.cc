@@ -195,6 +195,7 @@ struct Exporter::Impl {
   Counter* approvals_webhook_failures = nullptr;
   Counter* approvals_webhook_outcomes[4] = {};  // delivered, gave_up, dropped, decided_first
   Counter* approvals_records_dropped = nullptr;
+  Counter* approvals_refused[kApprovalChannels][kApprovalRefusalReasons] = {};
   ApprovalCounters last_approvals;
 
   void register_approvals() {
@@ -243,6 +244,18 @@ struct Exporter::Impl {
     approvals_records_dropped =
         counter("dbwarden_approvals_records_dropped_total",
                 "Approval steps not written to the audit trail: its queue was full.");
+    auto& refused = prometheus::BuildCounter()
+                        .Name("dbwarden_approvals_refused_total")
+                        .Help(
+                            "Approvers' requests refused (each also an approval record "
+                            "`refused`, rate-bounded), by channel (cli, api, web) and reason.")
+                        .Register(*registry);
+    for (size_t c = 0; c < kApprovalChannels; ++c) {
+      for (size_t r = 0; r < kApprovalRefusalReasons; ++r) {
+        approvals_refused[c][r] = &refused.Add(
+            {{"channel", kApprovalChannelNames[c]}, {"reason", kApprovalRefusalReasonNames[r]}});
+      }
+    }
   }
   Family<Counter>* ship_sent = nullptr;
   Family<Counter>* ship_dropped = nullptr;
@@ -474,8 +487,9 @@ struct Exporter::Impl {
 
     policy_decisions = &prometheus::BuildCounter()
                             .Name("dbwarden_policy_decisions_total")
-                            .Help("Statements judged by the enforcement policy, by deciding rule "
-                                  "(empty: none matched) and action.")
+                            .Help(
+                                "Statements judged by the enforcement policy, by deciding rule "
+                                "(empty: none matched) and action.")
                             .Register(*registry);
     masked_values = &prometheus::BuildCounter()
                          .Name("dbwarden_masked_values_total")
@@ -507,9 +521,10 @@ struct Exporter::Impl {
                         .Add({});
     auto& steered = prometheus::BuildCounter()
                         .Name("dbwarden_steering_connections_total")
-                        .Help("New connections to protected servers seen by steering: handed "
-                              "to the proxy, or with the proxy down let through (fail open) "
-                              "or refused (fail closed).")
+                        .Help(
+                            "New connections to protected servers seen by steering: handed "
+                            "to the proxy, or with the proxy down let through (fail open) "
+                            "or refused (fail closed).")
                         .Register(*registry);
     steering_counts[0] = &steered.Add({{"transport", "tcp"}, {"outcome", "steered"}});
     steering_counts[1] = &steered.Add({{"transport", "unix"}, {"outcome", "steered"}});
@@ -517,10 +532,11 @@ struct Exporter::Impl {
     steering_counts[3] = &steered.Add({{"transport", "any"}, {"outcome", "fail_closed"}});
     auto& enforcement = prometheus::BuildGauge()
                             .Name("dbwarden_enforcement_state")
-                            .Help("enforce_mode 1 in enforce mode; proxy_alive 1 while the "
-                                  "proxy serves; fail_open_configured 1 when a dead proxy lets "
-                                  "clients through unchecked (fail-mode open); "
-                                  "unsteered_connections: open before enforcement began.")
+                            .Help(
+                                "enforce_mode 1 in enforce mode; proxy_alive 1 while the "
+                                "proxy serves; fail_open_configured 1 when a dead proxy lets "
+                                "clients through unchecked (fail-mode open); "
+                                "unsteered_connections: open before enforcement began.")
                             .Register(*registry);
     enforcement_mode = &enforcement.Add({{"state", "enforce_mode"}});
     enforcement_alive = &enforcement.Add({{"state", "proxy_alive"}});
@@ -528,15 +544,17 @@ struct Exporter::Impl {
     enforcement_existing = &enforcement.Add({{"state", "unsteered_connections"}});
     auto& learned = prometheus::BuildGauge()
                         .Name("dbwarden_learn_learned")
-                        .Help("Learn mode's learned set: identities, and fingerprints over all "
-                              "identities.")
+                        .Help(
+                            "Learn mode's learned set: identities, and fingerprints over all "
+                            "identities.")
                         .Register(*registry);
     learn_identities = &learned.Add({{"kind", "identities"}});
     learn_fingerprints = &learned.Add({{"kind", "fingerprints"}});
     auto& not_learned = prometheus::BuildCounter()
                             .Name("dbwarden_learn_not_learned_total")
-                            .Help("New fingerprints learn mode refused to keep: a cap was "
-                                  "reached (max_fingerprints_per_identity, max_fingerprints).")
+                            .Help(
+                                "New fingerprints learn mode refused to keep: a cap was "
+                                "reached (max_fingerprints_per_identity, max_fingerprints).")
                             .Register(*registry);
     learn_capped_identity = &not_learned.Add({{"cap", "per_identity"}});
     learn_capped_total = &not_learned.Add({{"cap", "total"}});
@@ -642,8 +660,8 @@ struct Exporter::Impl {
         exported_fingerprints.erase(it);
       }
       if (x.counter == nullptr) {
-        x.counter = &fingerprints->Add({{"fingerprint", label_value(e.fingerprint)},
-                                        {"summary", label_value(e.summary)}});
+        x.counter = &fingerprints->Add(
+            {{"fingerprint", label_value(e.fingerprint)}, {"summary", label_value(e.summary)}});
       }
       if (e.count > x.count) x.counter->Increment(static_cast<double>(e.count - x.count));
       x.count = e.count;
@@ -887,6 +905,11 @@ void Exporter::publish_approvals(const ApprovalCounters& c) {
   add(m.approvals_webhook_outcomes[2], c.webhook_dropped, l.webhook_dropped);
   add(m.approvals_webhook_outcomes[3], c.webhook_decided_first, l.webhook_decided_first);
   add(m.approvals_records_dropped, c.records_dropped, l.records_dropped);
+  for (size_t ch = 0; ch < kApprovalChannels; ++ch) {
+    for (size_t r = 0; r < kApprovalRefusalReasons; ++r) {
+      add(m.approvals_refused[ch][r], c.refused[ch][r], l.refused[ch][r]);
+    }
+  }
 }
 
 std::string Exporter::serialize() const {

@@ -139,13 +139,17 @@ class RelayBase : public Relay {
     }
     const std::string_view what = state ? approvals::state_name(*state) : "withdrawn";
     Verdict& v = verdict_.decisive;
+    const bool end_connection = cancel_ends_connection_;
     if (canceled_) {
       // The client's own cancel: answered as the server answers one.
       canceled_ = false;
-      reason = "canceled by the client";
-      // PostgreSQL query_canceled; MySQL ER_QUERY_INTERRUPTED.
+      cancel_ends_connection_ = false;
+      reason = std::move(cancel_reason_);
+      cancel_reason_.clear();
+      // PostgreSQL query_canceled; MySQL ER_QUERY_INTERRUPTED, or ER_CONNECTION_KILLED for
+      // a KILL CONNECTION.
       v.sqlstate = P::kDialect == Dialect::kMysql ? "70100" : "57014";
-      v.mysql_errno = 1317;
+      v.mysql_errno = end_connection ? 1927 : 1317;
     }
     v.message = "dbwarden: approval request " + std::to_string(id) + " " + std::string(what) +
                 (reason.empty() ? "" : ": " + reason);
@@ -156,6 +160,11 @@ class RelayBase : public Relay {
                     /*block=*/true);
     ++blocked_;
     deny_held(std::move(message), out, now_ns);
+    if (end_connection) {
+      // KILL CONNECTION: the server ends the thread's session; the client has its error.
+      closing_ = true;
+      out.close_after_flush();
+    }
   }
 
  protected:
@@ -292,10 +301,14 @@ class RelayBase : public Relay {
   }
   // The client canceled its statement: the request is withdrawn, and answered when the
   // broker's wake-up comes back (on_approval_decided).
-  void cancel_held() {
+  // `reason` (default "canceled by the client") goes to the client's error; `end_connection`
+  // closes the connection after it (a MySQL KILL CONNECTION).
+  void cancel_held(std::string reason = {}, bool end_connection = false) {
     if (request_ == 0 || canceled_) return;
     canceled_ = true;
-    broker_->withdraw(request_, 0);
+    cancel_reason_ = reason.empty() ? "canceled by the client" : std::move(reason);
+    cancel_ends_connection_ = end_connection;
+    broker_->withdraw(request_, 0, cancel_reason_);
   }
   // The client went away: its request is withdrawn.
   void withdraw_request() {
@@ -374,7 +387,9 @@ class RelayBase : public Relay {
   // request while any of it is left.
   ByteBuffer released_;
   uint64_t approved_id_ = 0;
-  bool canceled_ = false;  // the held message's client canceled it
+  bool canceled_ = false;                // the held message's client canceled it
+  std::string cancel_reason_;            // ... why, for its error ("": the client's cancel)
+  bool cancel_ends_connection_ = false;  // ... and the connection ends (KILL CONNECTION)
 
  private:
   // The judge's generation each prepared statement was last judged under: one judged under
