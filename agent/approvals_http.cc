@@ -16,7 +16,6 @@ namespace dbwarden::agent {
 namespace {
 
 constexpr uint64_t kNsPerSecond = 1'000'000'000ull;
-constexpr double kBucketSize = 50, kBucketPerSecond = 10;
 
 // A JSON object written in one pass; values are escaped by the audit trail's escaper, so
 // any bytes a statement holds come out as valid JSON.
@@ -207,11 +206,11 @@ void secure(HttpResponse& r, bool tls) {
 }  // namespace
 
 ApprovalsHttp::ApprovalsHttp(approvals::Broker& broker, TokenFile& tokens,
-                             approvals::EventSink& events, const ApprovalHistory& history,
+                             ApprovalRefusals& refusals, const ApprovalHistory& history,
                              OriginPolicy origins, bool tls)
     : broker_(broker),
       tokens_(tokens),
-      events_(events),
+      refusals_(refusals),
       history_(history),
       origins_(std::move(origins)),
       tls_(tls) {}
@@ -222,10 +221,7 @@ std::string ApprovalsHttp::session_cookie_name() const {
   return tls_ ? "__Host-dbw_session" : "dbw_session";
 }
 
-uint64_t ApprovalsHttp::refusals_unrecorded() const {
-  std::lock_guard<std::mutex> lock(bucket_mu_);
-  return unrecorded_;
-}
+uint64_t ApprovalsHttp::refusals_unrecorded() const { return refusals_.unrecorded(); }
 
 HttpResponse ApprovalsHttp::handle(const HttpRequest& r, uint64_t now_ns) {
   HttpResponse out = route(r, now_ns);
@@ -233,44 +229,12 @@ HttpResponse ApprovalsHttp::handle(const HttpRequest& r, uint64_t now_ns) {
   return out;
 }
 
-HttpResponse ApprovalsHttp::refuse(int status, const std::string& why, const HttpRequest& r,
-                                   const std::string& by, const char* channel, uint64_t id,
-                                   uint64_t now_ns) {
+HttpResponse ApprovalsHttp::refuse(int status, RefusalReason reason, const std::string& why,
+                                   const HttpRequest& r, const std::string& by, const char* channel,
+                                   uint64_t id, uint64_t now_ns) {
   if (id == 0) id = id_in_path(r.path);  // refused before the path was read: still named
-  uint64_t carried = 0;
-  bool record = false;
-  {
-    std::lock_guard<std::mutex> lock(bucket_mu_);
-    if (bucket_ns_ != 0 && now_ns > bucket_ns_) {
-      bucket_ = std::min(kBucketSize, bucket_ + static_cast<double>(now_ns - bucket_ns_) /
-                                                    kNsPerSecond * kBucketPerSecond);
-    }
-    bucket_ns_ = now_ns;
-    if (bucket_ >= 1) {
-      bucket_ -= 1;
-      record = true;
-      carried = unrecorded_since_;
-      unrecorded_since_ = 0;
-    } else {
-      ++unrecorded_;
-      ++unrecorded_since_;
-    }
-  }
-  if (record) {
-    approvals::Event e;
-    e.kind = "refused";
-    e.id = id;
-    e.by = by;
-    e.reason = r.method + " " + r.path.substr(0, 200) + " from " + r.peer + ": " + why;
-    if (carried)
-      e.reason += " (and " + std::to_string(carried) + " refusal(s) before not recorded)";
-    e.channel = channel;
-    std::optional<approvals::RequestView> view;
-    if (id != 0) view = broker_.show(id);
-    e.rule = view ? view->spec.rule : "";
-    e.request = view ? &view->spec : nullptr;
-    events_.on_approval_event(e);
-  }
+  refusals_.refuse(channel, reason, id, by,
+                   r.method + " " + r.path.substr(0, 200) + " from " + r.peer + ": " + why, now_ns);
   HttpResponse out = json(status, error_json(why));
   if (status == 401) out.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"dbwarden\"");
   return out;
@@ -280,10 +244,12 @@ HttpResponse ApprovalsHttp::login(const HttpRequest& r, uint64_t now_ns) {
   auto body = nlohmann::json::parse(r.body, nullptr, false);
   if (body.is_discarded() || !body.is_object() || !body.contains("token") ||
       !body["token"].is_string()) {
-    return refuse(400, "give {\"token\": \"...\"}", r, "", "web", 0, now_ns);
+    return refuse(400, RefusalReason::kBadRequest, "give {\"token\": \"...\"}", r, "", "web", 0,
+                  now_ns);
   }
   auto owner = tokens_.find(body["token"].get<std::string>());
-  if (!owner) return refuse(401, "wrong token", r, "", "web", 0, now_ns);
+  if (!owner)
+    return refuse(401, RefusalReason::kWrongToken, "wrong token", r, "", "web", 0, now_ns);
   auto s = sessions_.create(owner->name, owner->hash, now_ns);
   if (!s.ok()) return json(500, error_json(s.status().message()));
   HttpResponse out;
@@ -299,34 +265,37 @@ HttpResponse ApprovalsHttp::decide(const HttpRequest& r, const Principal& p, uin
   auto view = broker_.show(id);
   if (!view) {
     // The proxy forgets a request once it has acted on the decision; the history has not.
-    for (const HistoryEntry& h : history_.recent()) {
-      if (h.id == id) {
-        return refuse(409, "request " + std::to_string(id) + " is already " + h.kind, r, p.name,
-                      p.channel, id, now_ns);
-      }
+    if (const std::string kind = refusals_.decided_as(id); !kind.empty()) {
+      return refuse(409, RefusalReason::kAlreadyDecided,
+                    "request " + std::to_string(id) + " is already " + kind, r, p.name, p.channel,
+                    id, now_ns);
     }
-    return refuse(404, "no request " + std::to_string(id), r, p.name, p.channel, id, now_ns);
+    return refuse(404, RefusalReason::kUnknownRequest, "no request " + std::to_string(id), r,
+                  p.name, p.channel, id, now_ns);
   }
   if (view->state != approvals::State::kPending) {
     // A decided request decided again: a replay, or a second look too late.
-    return refuse(409,
+    return refuse(409, RefusalReason::kAlreadyDecided,
                   "request " + std::to_string(id) + " is already " +
                       std::string(approvals::state_name(view->state)),
                   r, p.name, p.channel, id, now_ns);
   }
   auto body = nlohmann::json::parse(r.body.empty() ? std::string("{}") : r.body, nullptr, false);
   if (body.is_discarded() || !body.is_object()) {
-    return refuse(400, "the body must be a JSON object", r, p.name, p.channel, id, now_ns);
+    return refuse(400, RefusalReason::kBadRequest, "the body must be a JSON object", r, p.name,
+                  p.channel, id, now_ns);
   }
   std::string reason;
   if (body.contains("reason")) {
     if (!body["reason"].is_string()) {
-      return refuse(400, "\"reason\" must be a string", r, p.name, p.channel, id, now_ns);
+      return refuse(400, RefusalReason::kBadRequest, "\"reason\" must be a string", r, p.name,
+                    p.channel, id, now_ns);
     }
     reason = body["reason"].get<std::string>();
   }
   if (reason.size() > kMaxReasonBytes) {
-    return refuse(400, "the reason is longer than 1000 bytes", r, p.name, p.channel, id, now_ns);
+    return refuse(400, RefusalReason::kBadRequest, "the reason is longer than 1000 bytes", r,
+                  p.name, p.channel, id, now_ns);
   }
   uint64_t for_ms = 0;
   if (body.contains("for")) {
@@ -340,7 +309,7 @@ HttpResponse ApprovalsHttp::decide(const HttpRequest& r, const Principal& p, uin
       ok = true;
     }
     if (!ok || for_ms < 1000 || !approve) {
-      return refuse(400,
+      return refuse(400, RefusalReason::kBadRequest,
                     approve ? "\"for\" takes a duration such as \"90s\", \"30m\" or \"2h\", or "
                               "seconds"
                             : "\"for\" goes with approve only",
@@ -348,9 +317,12 @@ HttpResponse ApprovalsHttp::decide(const HttpRequest& r, const Principal& p, uin
     }
   }
   const approvals::Approver who = approver_for(p.name, p.channel);
-  auto s = approve ? broker_.approve(id, who, reason, for_ms * 1'000'000, now_ns)
-                   : broker_.deny(id, who, reason, now_ns);
-  if (!s.ok()) return refuse(403, s.status().message(), r, p.name, p.channel, id, now_ns);
+  approvals::Refusal why = approvals::Refusal::kNone;
+  auto s = approve ? broker_.approve(id, who, reason, for_ms * 1'000'000, now_ns, &why)
+                   : broker_.deny(id, who, reason, now_ns, &why);
+  if (!s.ok()) {
+    return refuse(403, reason_of(why), s.status().message(), r, p.name, p.channel, id, now_ns);
+  }
   HttpResponse out;
   std::string message = "request " + std::to_string(id) + " ";
   if (s.value() == approvals::State::kPending) {
@@ -401,10 +373,12 @@ HttpResponse ApprovalsHttp::route(const HttpRequest& r, uint64_t now_ns) {
   if (post) {
     // Cross-site first: a forged request is refused whatever credentials it carries.
     if (std::string why = origins_.check_write(r.origin, r.sec_fetch_site, !bearer); !why.empty()) {
-      return refuse(403, why, r, bearer || !session ? "" : session->name, channel, 0, now_ns);
+      return refuse(403, RefusalReason::kCrossSite, why, r, bearer || !session ? "" : session->name,
+                    channel, 0, now_ns);
     }
     if (r.content_type.rfind("application/json", 0) != 0) {
-      return refuse(415, "POST bodies are application/json", r, "", channel, 0, now_ns);
+      return refuse(415, RefusalReason::kBadRequest, "POST bodies are application/json", r, "",
+                    channel, 0, now_ns);
     }
   }
   if (r.path == "/api/login") {
@@ -425,7 +399,8 @@ HttpResponse ApprovalsHttp::route(const HttpRequest& r, uint64_t now_ns) {
     if (r.authorization.size() > kScheme.size() && r.authorization.rfind(kScheme, 0) == 0) {
       owner = tokens_.find(std::string_view(r.authorization).substr(kScheme.size()));
     }
-    if (!owner) return refuse(401, "wrong token", r, "", "api", 0, now_ns);
+    if (!owner)
+      return refuse(401, RefusalReason::kWrongToken, "wrong token", r, "", "api", 0, now_ns);
     p.name = owner->name;
     p.token_hash = owner->hash;
     p.channel = "api";
@@ -435,10 +410,11 @@ HttpResponse ApprovalsHttp::route(const HttpRequest& r, uint64_t now_ns) {
     p.channel = "web";
     p.session = session;
     if (post && !csrf_matches(*session, r.csrf)) {
-      return refuse(403, "missing or wrong CSRF token", r, p.name, "web", 0, now_ns);
+      return refuse(403, RefusalReason::kCsrf, "missing or wrong CSRF token", r, p.name, "web", 0,
+                    now_ns);
     }
   } else {
-    return refuse(401,
+    return refuse(401, RefusalReason::kNoToken,
                   r.cookie.empty() ? "no token" : "no token (the session has ended: log in again)",
                   r, "", channel, 0, now_ns);
   }

@@ -18,18 +18,17 @@
 // An API caller sends `Authorization: Bearer TOKEN` (channel "api"); the inbox's page uses
 // its session cookie and the session's CSRF token in X-CSRF-Token (channel "web"). POSTs
 // take application/json only. Every refused request of the API (no or wrong token, a
-// cross-site or replayed request, a broker refusal) is a "refused" approval record in the
-// audit trail, at most a burst of 50 and 10 a second (the rest counted, and the count
-// carried in the next record), so that a flood cannot flood the trail.
+// cross-site or replayed request, a broker refusal) is counted and recorded by
+// ApprovalRefusals (approval_refusals.h: a "refused" approval record, rate-bounded).
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "agent/approval_history.h"
+#include "agent/approval_refusals.h"
 #include "agent/approval_tokens.h"
 #include "agent/approvals_web_auth.h"
 #include "approvals/broker.h"
@@ -56,8 +55,8 @@ inline constexpr size_t kMaxReasonBytes = 1000;
 
 class ApprovalsHttp {
  public:
-  // `events` receives the refusals (the history passes them on to the audit trail).
-  ApprovalsHttp(approvals::Broker& broker, TokenFile& tokens, approvals::EventSink& events,
+  // `refusals` counts and records every refusal.
+  ApprovalsHttp(approvals::Broker& broker, TokenFile& tokens, ApprovalRefusals& refusals,
                 const ApprovalHistory& history, OriginPolicy origins, bool tls);
   HttpResponse handle(const HttpRequest& r, uint64_t now_ns);
   uint64_t refusals_unrecorded() const;
@@ -73,22 +72,18 @@ class ApprovalsHttp {
   HttpResponse login(const HttpRequest& r, uint64_t now_ns);
   HttpResponse decide(const HttpRequest& r, const Principal& p, uint64_t id, bool approve,
                       uint64_t now_ns);
-  HttpResponse refuse(int status, const std::string& why, const HttpRequest& r,
-                      const std::string& by, const char* channel, uint64_t id, uint64_t now_ns);
+  HttpResponse refuse(int status, RefusalReason reason, const std::string& why,
+                      const HttpRequest& r, const std::string& by, const char* channel, uint64_t id,
+                      uint64_t now_ns);
   std::string session_cookie_name() const;
 
   approvals::Broker& broker_;
   TokenFile& tokens_;
-  approvals::EventSink& events_;
+  ApprovalRefusals& refusals_;
   const ApprovalHistory& history_;
   OriginPolicy origins_;
   const bool tls_;
   WebSessions sessions_;
-  mutable std::mutex bucket_mu_;
-  double bucket_ = 50;
-  uint64_t bucket_ns_ = 0;
-  uint64_t unrecorded_ = 0;        // refusals past the bucket, all time
-  uint64_t unrecorded_since_ = 0;  // ... since the last recorded one
 };
 
 }  // namespace dbwarden::agent

@@ -70,7 +70,8 @@ ApprovalsHttpServer::~ApprovalsHttpServer() {
 std::string ApprovalsHttpServer::url() const { return impl_->url; }
 
 Result<std::unique_ptr<ApprovalsHttpServer>> ApprovalsHttpServer::Start(
-    const ApprovalsHttpOptions& o, approvals::Broker& broker, ApprovalHistory& history) {
+    const ApprovalsHttpOptions& o, approvals::Broker& broker, ApprovalHistory& history,
+    ApprovalRefusals& refusals) {
   auto impl = std::make_unique<Impl>();
   std::string host;
   uint16_t port = 0;
@@ -96,7 +97,7 @@ Result<std::unique_ptr<ApprovalsHttpServer>> ApprovalsHttpServer::Start(
   } else {
     impl->server = std::make_unique<httplib::Server>();
   }
-  impl->api = std::make_unique<ApprovalsHttp>(broker, *impl->tokens, history, history,
+  impl->api = std::make_unique<ApprovalsHttp>(broker, *impl->tokens, refusals, history,
                                               std::move(origins.value()), tls);
   httplib::Server& srv = *impl->server;
   srv.new_task_queue = [] { return new httplib::ThreadPool(kThreads); };

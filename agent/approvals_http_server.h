@@ -12,6 +12,7 @@
 #include <string>
 
 #include "agent/approval_history.h"
+#include "agent/approval_refusals.h"
 #include "approvals/broker.h"
 #include "common/status.h"
 
@@ -31,7 +32,8 @@ class ApprovalsHttpServer {
  public:
   static Result<std::unique_ptr<ApprovalsHttpServer>> Start(const ApprovalsHttpOptions& o,
                                                             approvals::Broker& broker,
-                                                            ApprovalHistory& history);
+                                                            ApprovalHistory& history,
+                                                            ApprovalRefusals& refusals);
   ~ApprovalsHttpServer();
   ApprovalsHttpServer(const ApprovalsHttpServer&) = delete;
   ApprovalsHttpServer& operator=(const ApprovalsHttpServer&) = delete;

@@ -115,7 +115,8 @@ std::string details(const approvals::RequestView& r, uint64_t now_ns) {
 }  // namespace
 
 std::string HandleApprovalsRequest(approvals::Broker& broker, const approvals::Approver& who,
-                                   std::string_view line, uint64_t now_ns) {
+                                   std::string_view line, uint64_t now_ns,
+                                   ApprovalRefusals* refusals) {
   while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
   const auto f = split_tabs(line);
   const std::string_view verb = f[0];
@@ -124,33 +125,64 @@ std::string HandleApprovalsRequest(approvals::Broker& broker, const approvals::A
     for (const auto& r : broker.list()) out += one_line(r, now_ns);
     return out;
   }
+  const bool deciding = verb == "approve" || verb == "deny";
+  // A refused decision (or a malformed request) is counted and recorded as the API's are.
+  auto refused = [&](RefusalReason reason, uint64_t id, const std::string& why) {
+    if (refusals != nullptr) {
+      std::string caller = "uid " + std::to_string(who.uid);
+      if (who.login_uid != approvals::kUnknownId) {
+        caller += " (login uid " + std::to_string(who.login_uid) + ")";
+      }
+      refusals->refuse("cli", reason, id, who.name,
+                       std::string(verb.substr(0, 20)) + (id ? " " + std::to_string(id) : "") +
+                           " by " + caller + ": " + why,
+                       now_ns);
+    }
+    return "error: " + why + "\n";
+  };
   uint64_t id = 0;
-  if (f.size() < 2 || !parse_u64(f[1], id)) return "error: give a request id\n";
+  if (f.size() < 2 || !parse_u64(f[1], id)) {
+    if (!deciding && verb != "show") {
+      return refused(RefusalReason::kBadRequest, 0,
+                     "unknown request `" + std::string(verb.substr(0, 20)) + "`");
+    }
+    return deciding ? refused(RefusalReason::kBadRequest, 0, "give a request id")
+                    : "error: give a request id\n";
+  }
   if (verb == "show") {
     auto r = broker.show(id);
     if (!r) return "error: no request " + std::to_string(id) + "\n";
     return "ok\n" + details(*r, now_ns);
   }
+  if (!deciding) {
+    return refused(RefusalReason::kBadRequest, 0,
+                   "unknown request `" + std::string(verb.substr(0, 20)) + "`");
+  }
   uint64_t for_seconds = 0;
   if (f.size() >= 3 && !f[2].empty() && !parse_u64(f[2], for_seconds)) {
-    return "error: bad grant window\n";
+    return refused(RefusalReason::kBadRequest, id, "bad grant window");
   }
   const std::string reason(f.size() >= 4 ? f[3] : "");
-  if (verb == "approve") {
-    auto s = broker.approve(id, who, reason, for_seconds * kNsPerSecond, now_ns);
-    if (!s.ok()) return "error: " + s.status().message() + "\n";
-    if (s.value() == approvals::State::kPending) {
-      return "ok\nrequest " + std::to_string(id) + ": your approval is recorded; it needs more\n";
+  approvals::Refusal why = approvals::Refusal::kNone;
+  auto s = verb == "approve"
+               ? broker.approve(id, who, reason, for_seconds * kNsPerSecond, now_ns, &why)
+               : broker.deny(id, who, reason, now_ns, &why);
+  if (!s.ok()) {
+    if (why == approvals::Refusal::kUnknownRequest && refusals != nullptr) {
+      // The proxy forgets a request once it has acted on its decision; the history has not.
+      if (const std::string kind = refusals->decided_as(id); !kind.empty()) {
+        return refused(RefusalReason::kAlreadyDecided, id,
+                       "request " + std::to_string(id) + " is already " + kind);
+      }
     }
-    return "ok\nrequest " + std::to_string(id) + " approved" +
-           (for_seconds ? " (and granted for " + std::to_string(for_seconds) + "s)" : "") + "\n";
+    return refused(reason_of(why), id, s.status().message());
   }
-  if (verb == "deny") {
-    auto s = broker.deny(id, who, reason, now_ns);
-    if (!s.ok()) return "error: " + s.status().message() + "\n";
-    return "ok\nrequest " + std::to_string(id) + " denied\n";
+  if (verb == "deny") return "ok\nrequest " + std::to_string(id) + " denied\n";
+  if (s.value() == approvals::State::kPending) {
+    return "ok\nrequest " + std::to_string(id) + ": your approval is recorded; it needs more\n";
   }
-  return "error: unknown request `" + std::string(verb.substr(0, 20)) + "`\n";
+  return "ok\nrequest " + std::to_string(id) + " approved" +
+         (for_seconds ? " (and granted for " + std::to_string(for_seconds) + "s)" : "") + "\n";
 }
 
 Result<approvals::Approver> ApproverOfPeer(int fd) {
@@ -182,8 +214,9 @@ Result<approvals::Approver> ApproverOfPeer(int fd) {
 
 Result<std::unique_ptr<ApprovalsServer>> ApprovalsServer::Start(const std::string& path,
                                                                 const std::string& group,
-                                                                approvals::Broker& broker) {
-  std::unique_ptr<ApprovalsServer> s(new ApprovalsServer(broker));
+                                                                approvals::Broker& broker,
+                                                                ApprovalRefusals* refusals) {
+  std::unique_ptr<ApprovalsServer> s(new ApprovalsServer(broker, refusals));
   s->path_ = path;
   sockaddr_un un{};
   un.sun_family = AF_UNIX;
@@ -199,7 +232,9 @@ Result<std::unique_ptr<ApprovalsServer>> ApprovalsServer::Start(const std::strin
     }
     gid = found->gr_gid;
   }
-  s->listen_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  // Non-blocking: the workers all wait for it, and those that lose the race for a
+  // connection must not block in accept().
+  s->listen_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   s->stop_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!s->listen_.valid() || !s->stop_.valid()) {
     return Status::Error(std::string("approvals socket: ") + std::strerror(errno));
@@ -220,15 +255,16 @@ Result<std::unique_ptr<ApprovalsServer>> ApprovalsServer::Start(const std::strin
     return Status::Error("approvals socket " + path + ": " + std::strerror(errno));
   }
   ApprovalsServer* raw = s.get();
-  s->thread_ = std::thread([raw] { raw->run(); });
+  for (size_t i = 0; i < kApprovalsWorkers; ++i) s->workers_.emplace_back([raw] { raw->run(); });
   return s;
 }
 
 ApprovalsServer::~ApprovalsServer() {
-  if (thread_.joinable()) {
+  if (!workers_.empty()) {
+    // Never read: it stays readable, and every worker sees it.
     const uint64_t one = 1;
     (void)!write(stop_.get(), &one, sizeof one);
-    thread_.join();
+    for (std::thread& t : workers_) t.join();
   }
   if (!path_.empty()) unlink(path_.c_str());
 }
@@ -243,6 +279,7 @@ void ApprovalsServer::run() {
     }
     if (p[1].revents) return;
     if (!(p[0].revents & POLLIN)) continue;
+    // Blocking (no SOCK_NONBLOCK), read and written under serve()'s timeouts.
     UniqueFd c(accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (c.valid()) serve(c.get());
   }
@@ -268,7 +305,7 @@ void ApprovalsServer::serve(int fd) {
     reply = "error: incomplete request\n";
   } else {
     line.resize(line.find('\n'));
-    reply = HandleApprovalsRequest(broker_, who.value(), line, mono_ns());
+    reply = HandleApprovalsRequest(broker_, who.value(), line, mono_ns(), refusals_);
   }
   size_t off = 0;
   while (off < reply.size()) {

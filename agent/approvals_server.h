@@ -11,7 +11,8 @@
 //
 // One request per connection, one line: VERB \t ID \t FOR_SECONDS \t REASON \n, VERB one of
 // list, show, approve, deny. The reply's first line is "ok" or "error: <why>", then text
-// for people.
+// for people. kApprovalsWorkers connections are served at once, each given two seconds to
+// send its line: a slow or stuck caller holds one worker, never every approver.
 #pragma once
 
 #include <atomic>
@@ -19,16 +20,22 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
+#include "agent/approval_refusals.h"
 #include "approvals/broker.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
 
 namespace dbwarden::agent {
 
-// One request line from `who`: the whole reply.
+inline constexpr size_t kApprovalsWorkers = 4;
+
+// One request line from `who`: the whole reply. A refused approve or deny (or a malformed
+// request) goes to `refusals` (may be null): counted, and recorded in the trail.
 std::string HandleApprovalsRequest(approvals::Broker& broker, const approvals::Approver& who,
-                                   std::string_view line, uint64_t now_ns);
+                                   std::string_view line, uint64_t now_ns,
+                                   ApprovalRefusals* refusals = nullptr);
 
 // The caller of a connected unix socket, as the kernel and the passwd database name it.
 Result<approvals::Approver> ApproverOfPeer(int fd);
@@ -38,20 +45,23 @@ class ApprovalsServer {
   // `group`: a unix group name, or "" (root only).
   static Result<std::unique_ptr<ApprovalsServer>> Start(const std::string& path,
                                                         const std::string& group,
-                                                        approvals::Broker& broker);
+                                                        approvals::Broker& broker,
+                                                        ApprovalRefusals* refusals = nullptr);
   ~ApprovalsServer();
   ApprovalsServer(const ApprovalsServer&) = delete;
   ApprovalsServer& operator=(const ApprovalsServer&) = delete;
 
  private:
-  ApprovalsServer(approvals::Broker& broker) : broker_(broker) {}
+  ApprovalsServer(approvals::Broker& broker, ApprovalRefusals* refusals)
+      : broker_(broker), refusals_(refusals) {}
   void run();
   void serve(int fd);
 
   approvals::Broker& broker_;
+  ApprovalRefusals* refusals_;
   std::string path_;
   UniqueFd listen_, stop_;
-  std::thread thread_;
+  std::vector<std::thread> workers_;
 };
 
 }  // namespace dbwarden::agent

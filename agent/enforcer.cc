@@ -16,11 +16,13 @@
 #include <set>
 
 #include "agent/approval_history.h"
+#include "agent/approval_refusals.h"
 #include "agent/approval_tally.h"
 #include "agent/approval_webhook.h"
 #include "agent/approvals_http_server.h"
 #include "agent/approvals_server.h"
 #include "agent/log.h"
+#include "approvals/journal.h"
 #include "capture/discovery.h"
 #include "learn/learn.h"
 #include "policy/policy.h"
@@ -112,6 +114,8 @@ std::function<uint32_t(uint16_t)> mysql_server_pids(const std::vector<uint16_t>&
 
 }  // namespace
 
+const char kApprovalsJournal[] = "approvals-pending.journal";
+
 std::string learn_state_dir(const Config& c) {
   if (!c.audit_state_dir.empty()) return c.audit_state_dir;
   const auto slash = c.audit_file.rfind('/');
@@ -137,7 +141,13 @@ struct Enforcer::Impl {
   // Declared before the proxy, which holds a pointer to it, so it is destroyed after it;
   // the history (the inbox's recent decisions, and the way to the audit trail) outlives both.
   std::unique_ptr<ApprovalHistory> approval_history;
+  // The pending requests written down, so that a crashed agent's are denied at the next
+  // start (approvals/journal.h); outlives the broker that writes it.
+  std::unique_ptr<approvals::Journal> journal;
+  uint64_t journal_errors = 0;  // write errors logged so far
   std::unique_ptr<approvals::Broker> broker;
+  // Approvers' refused requests, from the socket and the HTTP API alike: counted, recorded.
+  std::unique_ptr<ApprovalRefusals> refusals;
   std::unique_ptr<proxy::Proxy> proxy;
   std::unique_ptr<ApprovalsServer> approvals_server;
   std::unique_ptr<ApprovalsHttpServer> approvals_http;  // with approvals-tokens only
@@ -352,7 +362,28 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
   impl->approval_sinks.add(&impl->approval_tally);
   impl->approval_sinks.add(impl->webhook.get());
   impl->approval_history = std::make_unique<ApprovalHistory>(&impl->approval_sinks);
-  impl->broker = std::make_unique<approvals::Broker>(impl->approval_history.get());
+  {
+    const std::string dir = learn_state_dir(config);
+    mkdir(dir.c_str(), 0700);
+    std::vector<approvals::RequestView> left;
+    auto journal = approvals::Journal::Open(dir + "/" + kApprovalsJournal, &left);
+    if (!journal.ok()) return Status::Error("enforce: " + journal.status().message());
+    impl->journal = std::move(journal.value());
+    approvals::BrokerOptions bo;
+    bo.journal = impl->journal.get();
+    impl->broker = std::make_unique<approvals::Broker>(impl->approval_history.get(), bo);
+    if (!left.empty()) {
+      // Their clients' connections died with the previous agent: nobody can still be
+      // waiting for them, and nobody may decide them now.
+      DBW_LOG(kWarning,
+              "approvals: %zu request(s) left pending by an agent that did not stop cleanly: "
+              "denied (agent_restart)",
+              left.size());
+      impl->broker->recover(left, "agent_restart");
+    }
+  }
+  impl->refusals = std::make_unique<ApprovalRefusals>(*impl->broker, *impl->approval_history,
+                                                      impl->approval_history.get());
   po.approvals = impl->broker.get();
   po.client_tls = std::move(client_tls);
   po.tcp_listen_addresses = proxy_listen_addresses();
@@ -397,8 +428,8 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
   auto px = proxy::Proxy::Start(po, std::move(judge), records, guard);
   if (!px.ok()) return Status::Error("enforce: " + px.status().message());
   impl->proxy = std::move(px.value());
-  auto approvals_server =
-      ApprovalsServer::Start(config.approvals_socket, config.approvals_group, *impl->broker);
+  auto approvals_server = ApprovalsServer::Start(config.approvals_socket, config.approvals_group,
+                                                 *impl->broker, impl->refusals.get());
   if (!approvals_server.ok())
     return Status::Error("enforce: " + approvals_server.status().message());
   impl->approvals_server = std::move(approvals_server.value());
@@ -409,7 +440,8 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
     ho.tls_cert_file = config.approvals_tls_cert_file;
     ho.tls_key_file = config.approvals_tls_key_file;
     ho.url = config.approvals_url;
-    auto http = ApprovalsHttpServer::Start(ho, *impl->broker, *impl->approval_history);
+    auto http =
+        ApprovalsHttpServer::Start(ho, *impl->broker, *impl->approval_history, *impl->refusals);
     if (!http.ok()) return Status::Error("enforce: " + http.status().message());
     impl->approvals_http = std::move(http.value());
   }
@@ -522,6 +554,13 @@ void Enforcer::relock() {
 void Enforcer::tick(uint64_t now_ns) {
   relock();
   impl_->flush_learn(now_ns);
+  if (const uint64_t errors = impl_->journal->write_errors(); errors != impl_->journal_errors) {
+    impl_->journal_errors = errors;
+    DBW_LOG(kWarning,
+            "approvals: %llu write(s) to %s failed so far (new requests are refused while it "
+            "cannot be written)",
+            static_cast<unsigned long long>(errors), impl_->journal->path().c_str());
+  }
   if (impl_->terminate_at_ns == 0 || now_ns < impl_->terminate_at_ns) return;
   impl_->terminate_at_ns = 0;
   for (const auto& c : impl_->existing) {
@@ -540,6 +579,7 @@ std::shared_ptr<const policy::Policy> Enforcer::policy() const { return impl_->p
 
 void Enforcer::approval_counters(uint64_t now_ns, metrics::ApprovalCounters& out) const {
   impl_->approval_tally.snapshot(now_ns, out);
+  impl_->refusals->snapshot(out);
   if (!impl_->webhook) return;
   const WebhookStats w = impl_->webhook->stats();
   out.webhook_delivered = w.delivered;

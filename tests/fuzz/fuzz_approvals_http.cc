@@ -22,8 +22,9 @@ struct World {
   ApprovalHistory history{nullptr};
   dbwarden::approvals::Broker broker{&history};
   TokenFile tokens{{TokenEntry{"nobody", hash_token(kToken)}}};
+  ApprovalRefusals refusals{broker, history, &history};
   ApprovalsHttp api{
-      broker, tokens, history, history, OriginPolicy::Make("127.0.0.1", 9978, false, "").value(),
+      broker, tokens, refusals, history, OriginPolicy::Make("127.0.0.1", 9978, false, "").value(),
       false};
   std::string cookie, csrf;
   World() {

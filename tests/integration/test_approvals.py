@@ -3,7 +3,8 @@
 """Approvals end to end (issue 14, first slice): a real psql held by the steered proxy, decided
 with the real `dbwarden approvals` CLI over the agent's unix socket, run by other OS users.
 
-A private PostgreSQL; `dbwarden run --mode enforce` with a policy whose DELETEs on two tables
+A private PostgreSQL; `dbwarden run --mode enforce` (enforce_harness.EnforceAgent: private
+steering and capture pins, torn down whatever happens) with a policy whose DELETEs on two tables
 need an approval from the group `dba: [daemon, nobody]` (appr_t: timeout 60s; slow_t: 2s).
 The approvals socket is 0660 root:daemon (--approvals-group daemon); the approvers run the CLI
 as daemon or nobody with daemon as their group (setpriv).
@@ -36,7 +37,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import pg_cluster  # noqa: E402
-from pg_cluster import (Agent, PgCluster, log, read_audit, read_audit_text,  # noqa: E402
+from enforce_harness import EnforceAgent  # noqa: E402
+from pg_cluster import (PgCluster, log, read_audit, read_audit_text,  # noqa: E402
                         skip_or_fail, start_agent, stop_agent, verdict)
 
 POLICY = """\
@@ -335,11 +337,8 @@ def main():
                           "INSERT INTO appr_t SELECT generate_series(1, 9); "
                           "CREATE TABLE slow_t (id int); INSERT INTO slow_t VALUES (1)")
         audit = os.path.join(workdir, "audit.jsonl")
-        steer_dir = f"/sys/fs/bpf/dbw-steer-appr-{os.getpid()}"
-        agent = Agent(args.agent, audit, [cluster.port],
-                      extra_args=["--mode", "enforce", "--policy", policy,
-                                  "--steer-pin-dir", steer_dir, "--proxy-socket-dir", proxy_dir,
-                                  "--approvals-group", "daemon"])
+        agent = EnforceAgent(args.agent, audit, [cluster.port], workdir, policy,
+                             extra_args=["--approvals-group", "daemon"])
         rc = start_agent(agent)
         if rc is not None:
             return rc
@@ -359,9 +358,7 @@ def main():
             agent.wait_audit_settled(timeout=30, quiet=1.5)
         finally:
             stop_reporting(agent, failures)
-            subprocess.run([args.agent, "detach", "--bpf-pin-dir", agent.pin_dir,
-                            "--steer-pin-dir", steer_dir], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+            agent.teardown()
         if len(ids) == 6:
             check_trail(args, audit, ids, failures)
         log(f"approval ids: {ids}")

@@ -64,7 +64,8 @@ REQUIRED_ALERTS = ("DbwardenApprovalPendingTooLong", "DbwardenApprovalWebhookFai
 # Metrics an issue asks a panel for: each must appear in some dashboard's queries.
 REQUIRED_PANEL_METRICS = ("dbwarden_approvals_pending", "dbwarden_approvals_decisions_total",
                           "dbwarden_approvals_decision_seconds_bucket",
-                          "dbwarden_approvals_webhook_failures_total")
+                          "dbwarden_approvals_webhook_failures_total",
+                          "dbwarden_approvals_refused_total")
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
 

@@ -25,7 +25,9 @@ std::string_view state_name(State s) {
 }
 
 Broker::Broker(EventSink* events, BrokerOptions options)
-    : events_(events), options_(options), wake_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+    : events_(events), options_(options), wake_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+  if (options_.journal != nullptr) next_id_ = std::max<uint64_t>(1, options_.journal->next_id());
+}
 
 void Broker::wake() {
   if (!wake_.valid()) return;
@@ -71,6 +73,9 @@ Result<uint64_t> Broker::submit(RequestSpec spec, uint64_t now_ns) {
   r.spec = std::move(spec);
   const auto seen = approved_counts_.find({r.spec.fingerprint, r.spec.identity});
   r.spec.approved_before = seen != approved_counts_.end() ? seen->second : 0;
+  if (options_.journal != nullptr) {
+    if (Status s = options_.journal->add(r); !s.ok()) return s;
+  }
   auto [it, inserted] = requests_.emplace(r.id, std::move(r));
   emit(it->second, "requested", "", "", "", 0);
   return it->first;
@@ -89,16 +94,17 @@ void Broker::decide(RequestView& r, State s, std::string by, std::string reason,
   r.state = s;
   r.decided_by = std::move(by);
   r.reason = std::move(reason);
+  if (options_.journal != nullptr) options_.journal->remove(r.id);
   emit(r, kind, r.decided_by, r.reason, channel, grant_ns);
   wake();
 }
 
-void Broker::withdraw(uint64_t id, uint64_t /*now_ns*/) {
+void Broker::withdraw(uint64_t id, uint64_t /*now_ns*/, std::string reason) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
   if (it->second.state == State::kPending) {
-    decide(it->second, State::kWithdrawn, "", "the client went away", "", "withdrawn", 0);
+    decide(it->second, State::kWithdrawn, "", std::move(reason), "", "withdrawn", 0);
   }
   requests_.erase(it);
 }
@@ -144,8 +150,11 @@ void Broker::record(const Event& e) {
   if (events_ != nullptr) events_->on_approval_event(e);
 }
 
-Status Broker::may_decide(const RequestView& r, const Approver& who) const {
+Status Broker::may_decide(const RequestView& r, const Approver& who, Refusal* why) const {
+  Refusal ignored;
+  Refusal& out = why != nullptr ? *why : ignored;
   if (r.state != State::kPending) {
+    out = Refusal::kAlreadyDecided;
     return Status::Error("request " + std::to_string(r.id) + " is already " +
                          std::string(state_name(r.state)));
   }
@@ -153,6 +162,7 @@ Status Broker::may_decide(const RequestView& r, const Approver& who) const {
   for (int64_t mine : {who.uid, who.login_uid}) {
     if (mine == kUnknownId) continue;
     if (mine == q.uid || mine == q.login_uid) {
+      out = Refusal::kOwnRequest;
       return Status::Error("request " + std::to_string(r.id) +
                            " was made by you (uid or login uid " + std::to_string(mine) +
                            "): nobody decides their own request");
@@ -160,6 +170,7 @@ Status Broker::may_decide(const RequestView& r, const Approver& who) const {
   }
   const auto& names = r.spec.approvers;
   if (who.name.empty() || std::find(names.begin(), names.end(), who.name) == names.end()) {
+    out = Refusal::kNotApprover;
     return Status::Error("user '" + who.name + "' is not an approver of rule '" + r.spec.rule +
                          "' (not in its approver groups)");
   }
@@ -167,13 +178,17 @@ Status Broker::may_decide(const RequestView& r, const Approver& who) const {
 }
 
 Result<State> Broker::approve(uint64_t id, const Approver& who, std::string reason, uint64_t for_ns,
-                              uint64_t now_ns) {
+                              uint64_t now_ns, Refusal* why) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = requests_.find(id);
-  if (it == requests_.end()) return Status::Error("no request " + std::to_string(id));
+  if (it == requests_.end()) {
+    if (why != nullptr) *why = Refusal::kUnknownRequest;
+    return Status::Error("no request " + std::to_string(id));
+  }
   RequestView& r = it->second;
-  if (Status s = may_decide(r, who); !s.ok()) return s;
+  if (Status s = may_decide(r, who, why); !s.ok()) return s;
   if (std::find(r.approved_by.begin(), r.approved_by.end(), who.name) != r.approved_by.end()) {
+    if (why != nullptr) *why = Refusal::kAlreadyApproved;
     return Status::Error("you already approved request " + std::to_string(id) + "; it needs " +
                          std::to_string(r.spec.approvals) + " distinct approvers");
   }
@@ -194,13 +209,19 @@ Result<State> Broker::approve(uint64_t id, const Approver& who, std::string reas
 }
 
 Result<State> Broker::deny(uint64_t id, const Approver& who, std::string reason,
-                           uint64_t /*now_ns*/) {
+                           uint64_t /*now_ns*/, Refusal* why) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = requests_.find(id);
-  if (it == requests_.end()) return Status::Error("no request " + std::to_string(id));
+  if (it == requests_.end()) {
+    if (why != nullptr) *why = Refusal::kUnknownRequest;
+    return Status::Error("no request " + std::to_string(id));
+  }
   RequestView& r = it->second;
-  if (Status s = may_decide(r, who); !s.ok()) return s;
-  if (reason.empty()) return Status::Error("a deny needs a reason (--reason)");
+  if (Status s = may_decide(r, who, why); !s.ok()) return s;
+  if (reason.empty()) {
+    if (why != nullptr) *why = Refusal::kNoReason;
+    return Status::Error("a deny needs a reason (--reason)");
+  }
   decide(r, State::kDenied, who.name, std::move(reason), who.channel, "denied", 0);
   return State::kDenied;
 }
@@ -224,7 +245,24 @@ std::optional<RequestView> Broker::show(uint64_t id) const {
 void Broker::deny_all(const std::string& reason, uint64_t /*now_ns*/) {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [id, r] : requests_) {
-    if (r.state == State::kPending) decide(r, State::kDenied, "dbwarden", reason, "", "denied", 0);
+    if (r.state == State::kPending) {
+      decide(r, State::kDenied, "dbwarden", reason, "system", "denied", 0);
+    }
+  }
+}
+
+void Broker::recover(const std::vector<RequestView>& left, const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const RequestView& old : left) {
+    RequestView r = old;
+    next_id_ = std::max(next_id_, r.id + 1);
+    r.state = State::kDenied;
+    r.decided_by = "dbwarden";
+    r.reason = reason;
+    if (options_.journal != nullptr) options_.journal->remove(r.id);
+    // Nobody waits on it any more (its client's connection died with the agent): recorded,
+    // never kept.
+    emit(r, "denied", r.decided_by, r.reason, "system", 0);
   }
 }
 

@@ -11,7 +11,8 @@
 // - Only the rule's approvers (the user names of its approver groups) may decide.
 // - `approvals: N` needs N distinct approvers; one deny decides.
 // - A request not decided within its rule's timeout expires (denied); a client that goes
-//   away withdraws it; deny_all() ends every pending request (agent start and stop).
+//   away withdraws it; deny_all() ends every pending request (agent stop), and recover()
+//   those a crashed agent left in the journal (journal.h) at the next start.
 // - approve(..., for_ns) also grants just in time: the request's fingerprint x identity
 //   runs without a request until the window ends (granted()).
 // Every step is an Event for the audit trail (EventSink); the proxy's wake_fd() becomes
@@ -124,9 +125,35 @@ struct RequestView {
   std::string reason;
 };
 
+// Where pending requests are written down so that a crash cannot forget them (journal.h).
+// Called with the broker's lock held.
+class PendingJournal {
+ public:
+  virtual ~PendingJournal() = default;
+  // Before the request is visible to anyone; an error refuses the request (the statement
+  // is denied at once: a request a crash could forget is not made).
+  virtual Status add(const RequestView& r) = 0;
+  // The request was decided (or withdrawn, or expired).
+  virtual void remove(uint64_t id) = 0;
+  // One above every request id it has seen: ids go on across restarts.
+  virtual uint64_t next_id() const = 0;
+};
+
 struct BrokerOptions {
   size_t max_pending = 1024;  // more is refused: the statement is denied at once
   size_t max_grants = 4096;
+  PendingJournal* journal = nullptr;  // none: pending requests live in memory only
+};
+
+// Why an approver was refused (the broker's own rules; for the refusals' metric).
+enum class Refusal : uint8_t {
+  kNone,
+  kUnknownRequest,
+  kAlreadyDecided,
+  kOwnRequest,
+  kNotApprover,
+  kAlreadyApproved,
+  kNoReason,
 };
 
 class Broker {
@@ -137,8 +164,9 @@ class Broker {
   Result<uint64_t> submit(RequestSpec spec, uint64_t now_ns);
   // The request's state and, once decided, the reason given; nullopt when unknown.
   std::optional<State> state(uint64_t id, std::string* reason) const;
-  // The held client went away before a decision.
-  void withdraw(uint64_t id, uint64_t now_ns);
+  // The held client went away (or canceled its statement) before a decision: `reason` for
+  // the record.
+  void withdraw(uint64_t id, uint64_t now_ns, std::string reason = "the client went away");
   // The proxy has acted on a decided request: it is forgotten.
   void forget(uint64_t id);
   // Pending requests past their deadline expire. Returns the time of the next deadline
@@ -155,14 +183,19 @@ class Broker {
   int wake_fd() const { return wake_.get(); }
 
   // Approver side.
+  // A refusal says why in `why` too (when given).
   Result<State> approve(uint64_t id, const Approver& who, std::string reason, uint64_t for_ns,
-                        uint64_t now_ns);
-  Result<State> deny(uint64_t id, const Approver& who, std::string reason, uint64_t now_ns);
+                        uint64_t now_ns, Refusal* why = nullptr);
+  Result<State> deny(uint64_t id, const Approver& who, std::string reason, uint64_t now_ns,
+                     Refusal* why = nullptr);
   std::vector<RequestView> list() const;  // pending requests, oldest first
   std::optional<RequestView> show(uint64_t id) const;
-  // Every pending request denied with `reason` (agent start or stop: pending requests
-  // survive nothing).
+  // Every pending request denied with `reason` (agent stop: pending requests survive
+  // nothing). By "dbwarden", channel "system".
   void deny_all(const std::string& reason, uint64_t now_ns);
+  // The requests a previous run left pending (Journal::Open), each denied with `reason`
+  // and recorded as such (by "dbwarden", channel "system"), then gone from the journal.
+  void recover(const std::vector<RequestView>& left, const std::string& reason);
   size_t pending() const;
 
  private:
@@ -172,7 +205,7 @@ class Broker {
     uint64_t until_ns;
     uint64_t request_id;
   };
-  Status may_decide(const RequestView& r, const Approver& who) const;
+  Status may_decide(const RequestView& r, const Approver& who, Refusal* why) const;
   void decide(RequestView& r, State s, std::string by, std::string reason,
               const std::string& channel, const char* kind, uint64_t grant_ns);
   void emit(const RequestView& r, const char* kind, const std::string& by,

@@ -212,6 +212,7 @@ struct Exporter::Impl {
   Counter* approvals_webhook_failures = nullptr;
   Counter* approvals_webhook_outcomes[4] = {};  // delivered, gave_up, dropped, decided_first
   Counter* approvals_records_dropped = nullptr;
+  Counter* approvals_refused[kApprovalChannels][kApprovalRefusalReasons] = {};
   ApprovalCounters last_approvals;
 
   void register_approvals() {
@@ -250,6 +251,16 @@ struct Exporter::Impl {
     approvals_records_dropped =
         counter("dbwarden_approvals_records_dropped_total",
                 "Approval steps not written to the audit trail: its queue was full.");
+    auto& refused =
+        counter_family("dbwarden_approvals_refused_total",
+                       "Approvers' requests refused (each also an approval record "
+                       "`refused`, rate-bounded), by channel (cli, api, web) and reason.");
+    for (size_t c = 0; c < kApprovalChannels; ++c) {
+      for (size_t r = 0; r < kApprovalRefusalReasons; ++r) {
+        approvals_refused[c][r] = &refused.Add(
+            {{"channel", kApprovalChannelNames[c]}, {"reason", kApprovalRefusalReasonNames[r]}});
+      }
+    }
   }
   Family<Counter>* ship_sent = nullptr;
   Family<Counter>* ship_dropped = nullptr;
@@ -827,6 +838,11 @@ void Exporter::publish_approvals(const ApprovalCounters& c) {
   add(m.approvals_webhook_outcomes[2], c.webhook_dropped, l.webhook_dropped);
   add(m.approvals_webhook_outcomes[3], c.webhook_decided_first, l.webhook_decided_first);
   add(m.approvals_records_dropped, c.records_dropped, l.records_dropped);
+  for (size_t ch = 0; ch < kApprovalChannels; ++ch) {
+    for (size_t r = 0; r < kApprovalRefusalReasons; ++r) {
+      add(m.approvals_refused[ch][r], c.refused[ch][r], l.refused[ch][r]);
+    }
+  }
 }
 
 std::string Exporter::serialize() const {

@@ -37,6 +37,8 @@
 //   dbwarden_approvals_webhook_notifications_total{outcome}
 //                                           delivered|gave_up|dropped|decided_first
 //   dbwarden_approvals_webhook_queue, dbwarden_approvals_records_dropped_total
+//   dbwarden_approvals_refused_total{channel,reason}   approvers' requests refused
+//                                           (cli|api|web x kApprovalRefusalReasonNames)
 //
 // Cardinality is bounded: at most kMaxStatementLabelSets distinct label sets
 // for dbwarden_statements_total; statements beyond that are counted with every
@@ -120,10 +122,10 @@ struct EnforcementCounters {
   uint64_t proxy_tls_handshakes = 0, proxy_tls_failures = 0;  // client TLS terminated / failed
   // SIGHUP: certificate/key reloads that did not load (the running pair stays).
   uint64_t proxy_tls_reload_failures = 0;
-  uint64_t proxy_active = 0;                       // level
-  uint64_t steered_tcp = 0, steered_unix = 0;      // connections handed to the proxy
-  uint64_t fail_open = 0, fail_closed = 0;         // proxy down: passed through / refused
-  uint64_t existing_connections = 0;               // level: open before enforcement
+  uint64_t proxy_active = 0;                   // level
+  uint64_t steered_tcp = 0, steered_unix = 0;  // connections handed to the proxy
+  uint64_t fail_open = 0, fail_closed = 0;     // proxy down: passed through / refused
+  uint64_t existing_connections = 0;           // level: open before enforcement
   bool proxy_alive = false;
   bool fail_open_mode = false;
 };
@@ -131,7 +133,7 @@ struct EnforcementCounters {
 // Learn mode (learn/learn.h): the learned set and what could not be learned. Totals and
 // levels; novel fingerprints are policy decisions (rule learn:novel_fingerprint).
 struct LearnCounters {
-  uint64_t identities = 0, fingerprints = 0;   // levels
+  uint64_t identities = 0, fingerprints = 0;  // levels
   uint64_t capped_identity = 0, capped_total = 0, write_errors = 0;
 };
 
@@ -146,6 +148,14 @@ inline constexpr double kApprovalDecisionBuckets[] = {
     0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 14400, 86400, 604800};
 inline constexpr size_t kApprovalDecisionBucketCount =
     sizeof(kApprovalDecisionBuckets) / sizeof(kApprovalDecisionBuckets[0]);
+// Refused approvers' requests (agent/approval_refusals.h): by channel and reason.
+inline constexpr size_t kApprovalChannels = 3;
+inline constexpr const char* kApprovalChannelNames[kApprovalChannels] = {"cli", "api", "web"};
+inline constexpr size_t kApprovalRefusalReasons = 11;
+inline constexpr const char* kApprovalRefusalReasonNames[kApprovalRefusalReasons] = {
+    "no_token",        "wrong_token",      "cross_site",   "csrf",
+    "bad_request",     "own_request",      "not_approver", "unknown_request",
+    "already_decided", "already_approved", "no_reason"};
 struct ApprovalCounters {
   uint64_t pending = 0;               // level: requests waiting for a decision
   double oldest_pending_seconds = 0;  // level: how long the oldest has waited (0: none)
@@ -160,6 +170,7 @@ struct ApprovalCounters {
            webhook_decided_first = 0;
   uint64_t webhook_queued = 0;   // level
   uint64_t records_dropped = 0;  // approval records lost (the trail's queue was full)
+  uint64_t refused[kApprovalChannels][kApprovalRefusalReasons] = {};  // totals
 };
 
 class Exporter : public StatementSink {

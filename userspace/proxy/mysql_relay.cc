@@ -62,6 +62,7 @@ void MysqlRelay::on_server(std::span<const uint8_t> bytes, RelayOutput& out, uin
     // An ERR instead of a greeting (host blocked, too many connections) passes unchanged.
     const auto payload =
         std::span<uint8_t>(server_hold_).subspan(mysql::kHeaderSize, total - mysql::kHeaderSize);
+    if (mysql::Greeting g; mysql::ParseGreeting(payload, &g)) thread_id_ = g.connection_id;
     mysql::ClearGreetingCapabilities(payload, kNotOffered);
     // With a certificate the proxy offers TLS itself, whatever the server's own.
     ssl_offered_ = out.client_tls_available() && OfferSsl(payload);
@@ -75,6 +76,7 @@ void MysqlRelay::on_server(std::span<const uint8_t> bytes, RelayOutput& out, uin
     bytes = explain_answer(bytes, out, now_ns);
     if (bytes.empty() || closing_) return;
   }
+  if (kill_) watch_kill(bytes, out);
   if (lookup_) {
     masked_out_.clear();
     const size_t used = results_.feed(bytes, masked_out_);  // the proxy's own: dropped
@@ -132,6 +134,33 @@ void MysqlRelay::on_upstream_failed(std::string_view why, ByteBuffer& in, RelayO
 void MysqlRelay::on_close(uint64_t now_ns) {
   withdraw_request();
   session_.on_close(now_ns);
+}
+
+void MysqlRelay::watch_kill(std::span<const uint8_t> bytes, RelayOutput& out) {
+  const size_t n = std::min(bytes.size(), sizeof kill_peek_ - kill_have_);
+  std::copy_n(bytes.begin(), n, kill_peek_ + kill_have_);
+  kill_have_ += n;
+  if (kill_have_ < sizeof kill_peek_) return;
+  const MysqlKill k = *kill_;
+  kill_.reset();
+  // OK (0x00): the server found the thread and this user may kill it. ERR: it did not.
+  if (kill_peek_[mysql::kHeaderSize] == 0x00) {
+    out.kill_request(info_.server_port, k.thread_id, k.connection, thread_id_);
+  }
+}
+
+bool MysqlRelay::kill_approval(uint16_t server_port, uint32_t thread_id, bool connection,
+                               uint32_t by_thread) {
+  if (!awaiting_approval() || thread_id_ == 0 || thread_id != thread_id_ ||
+      server_port != info_.server_port) {
+    return false;
+  }
+  // The statement never reached the server, so the server's KILL found the thread idle (a
+  // no-op there): the proxy ends the wait as the server would have ended the statement.
+  cancel_held(std::string("canceled by KILL ") + (connection ? "CONNECTION" : "QUERY") +
+                  " from connection " + std::to_string(by_thread),
+              connection);
+  return true;
 }
 
 bool MysqlRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
@@ -221,6 +250,13 @@ bool MysqlRelay::judged_command(ByteBuffer& in, uint32_t length, RelayOutput& ou
         return false;
       }
       return masked_command(in, length, verdict_, /*binary=*/false, {}, out, now_ns);
+    }
+    MysqlKill kill;
+    if (!prepare && whole && session_.idle() &&
+        ParseMysqlKill(text, session_.backslash_escapes(), &kill)) {
+      // Its answer is the server's next packet: watched (watch_kill).
+      kill_ = kill;
+      kill_have_ = 0;
     }
     return pass_packet(in, length, out, now_ns);
   }

@@ -51,6 +51,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -60,6 +61,7 @@
 #include "proxy/mysql_explain.h"
 #include "proxy/mysql_mask_planner.h"
 #include "proxy/mysql_results.h"
+#include "proxy/mysql_statement_scan.h"
 #include "proxy/relay_base.h"
 
 namespace dbwarden::proxy {
@@ -84,6 +86,8 @@ class MysqlRelay final : public RelayBase<MysqlProtocol> {
   void on_upstream_failed(std::string_view why, ByteBuffer& in, RelayOutput& out,
                           uint64_t now_ns) override;
   void on_close(uint64_t now_ns) override;
+  bool kill_approval(uint16_t server_port, uint32_t thread_id, bool connection,
+                     uint32_t by_thread) override;
   uint64_t own_server_bytes() const override { return lookup_bytes_; }
 
  private:
@@ -117,7 +121,16 @@ class MysqlRelay final : public RelayBase<MysqlProtocol> {
                      std::string_view rule, std::string_view message, RelayOutput& out,
                      uint64_t now_ns);
 
-  bool greeting_pending_ = true;      // the server's first packet is still to be rewritten
+  // A KILL this connection sent, on to the server while it was idle: its answer's first
+  // packet says whether the server allowed it (OK), and then a held statement of the thread
+  // it names is withdrawn (RelayOutput::kill_request).
+  void watch_kill(std::span<const uint8_t> bytes, RelayOutput& out);
+
+  bool greeting_pending_ = true;   // the server's first packet is still to be rewritten
+  uint32_t thread_id_ = 0;         // the server's connection id (its greeting), 0: unknown
+  std::optional<MysqlKill> kill_;  // a KILL whose answer is awaited
+  uint8_t kill_peek_[5] = {};      // that answer's header and first payload byte
+  size_t kill_have_ = 0;
   std::vector<uint8_t> server_hold_;  // its bytes until it is whole
   uint64_t stream_left_ = 0;          // payload bytes of the current packet still to pass
   bool ssl_offered_ = false;          // the greeting offered the proxy's TLS

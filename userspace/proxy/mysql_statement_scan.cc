@@ -106,4 +106,35 @@ bool IsMysqlDdl(std::string_view sql, bool backslash_escapes) {
   return Is(sql, t, "CREATE") || Is(sql, t, "ALTER") || Is(sql, t, "DROP") || Is(sql, t, "RENAME");
 }
 
+bool ParseMysqlKill(std::string_view sql, bool backslash_escapes, MysqlKill* out) {
+  sql::MysqlMode mode;
+  mode.no_backslash_escapes = !backslash_escapes;
+  sql::MysqlLexer lexer(sql, mode);
+  sql::Token t = lexer.next_significant();
+  if (!Is(sql, t, "KILL")) return false;
+  t = lexer.next_significant();
+  if (Is(sql, t, "HARD") || Is(sql, t, "SOFT")) t = lexer.next_significant();
+  MysqlKill k;
+  if (Is(sql, t, "CONNECTION")) {
+    t = lexer.next_significant();
+  } else if (Is(sql, t, "QUERY")) {
+    k.connection = false;
+    t = lexer.next_significant();
+  }
+  if (t.kind != sql::TokenKind::kNumber) return false;
+  const std::string_view digits = t.text(sql);
+  uint64_t id = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return false;
+    id = id * 10 + static_cast<uint64_t>(c - '0');
+    if (id > UINT32_MAX) return false;
+  }
+  t = lexer.next_significant();
+  if (t.is_punct(sql, ';')) t = lexer.next_significant();
+  if (t.kind != sql::TokenKind::kEnd) return false;
+  k.thread_id = static_cast<uint32_t>(id);
+  *out = k;
+  return true;
+}
+
 }  // namespace dbwarden::proxy

@@ -12,6 +12,7 @@
 //   - EXECUTE, CALL and user variables: what they read is not in the text
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,5 +33,15 @@ void ScanMysqlStatement(std::string_view sql, bool backslash_escapes, MysqlState
 
 // CREATE, ALTER, DROP or RENAME: what the catalog (mysql_catalog.h) knows may change.
 bool IsMysqlDdl(std::string_view sql, bool backslash_escapes);
+
+// KILL [HARD | SOFT] [CONNECTION | QUERY] <thread id> [;], alone in its text: the statement
+// a client's cancel sends (the mariadb and mysql clients' Ctrl-C send `KILL QUERY <id>` on a
+// connection of their own). `KILL QUERY ID <query id>` and `KILL USER <name>` name no
+// thread: not matched.
+struct MysqlKill {
+  uint32_t thread_id = 0;
+  bool connection = true;  // KILL [CONNECTION] ends the connection; KILL QUERY its statement
+};
+bool ParseMysqlKill(std::string_view sql, bool backslash_escapes, MysqlKill* out);
 
 }  // namespace dbwarden::proxy

@@ -158,6 +158,10 @@ struct Proxy::Loop {
     }
     void close_after_flush() override { close_requested = true; }
     void cancel_request(std::span<const uint8_t> key) override { loop->cancel_held(key); }
+    void kill_request(uint16_t server_port, uint32_t thread_id, bool connection,
+                      uint32_t by_thread) override {
+      loop->kill_held(server_port, thread_id, connection, by_thread);
+    }
     bool client_tls_available() const override { return !tls && loop->tls_configured; }
     void start_client_tls() override {
       if (!client_tls_available()) return;
@@ -259,6 +263,7 @@ struct Proxy::Loop {
   void approvals_decided();
   void expire_approvals(uint64_t now);
   void cancel_held(std::span<const uint8_t> key);
+  void kill_held(uint16_t server_port, uint32_t thread_id, bool connection, uint32_t by_thread);
 };
 
 Status Proxy::Loop::listen_tcp(const std::string& address) {
@@ -735,6 +740,17 @@ void Proxy::Loop::cancel_held(std::span<const uint8_t> key) {
   // Only held connections are asked; the key names one connection at most.
   for (auto& [p, c] : conns) {
     if (!c->dead && c->relay->awaiting_approval() && c->relay->cancel_approval(key)) return;
+  }
+}
+
+void Proxy::Loop::kill_held(uint16_t server_port, uint32_t thread_id, bool connection,
+                            uint32_t by_thread) {
+  // As cancel_held: a server thread id names one connection at most (per server port).
+  for (auto& [p, c] : conns) {
+    if (!c->dead && c->relay->awaiting_approval() &&
+        c->relay->kill_approval(server_port, thread_id, connection, by_thread)) {
+      return;
+    }
   }
 }
 

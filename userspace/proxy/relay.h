@@ -34,6 +34,11 @@ class RelayOutput {
   // A PostgreSQL CancelRequest arrived on this connection with `key` (pid and secret, as
   // BackendKeyData gave them): a held statement of the connection it names is withdrawn.
   virtual void cancel_request(std::span<const uint8_t> /*key*/) {}
+  // A MySQL `KILL [QUERY|CONNECTION] thread_id` sent on this connection, which the server
+  // (listening on `server_port`) answered with OK: it allowed it. A statement of that
+  // thread's connection held for approval is withdrawn. `by_thread`: this connection's own.
+  virtual void kill_request(uint16_t /*server_port*/, uint32_t /*thread_id*/, bool /*connection*/,
+                            uint32_t /*by_thread*/) {}
 };
 
 class Relay {
@@ -63,6 +68,13 @@ class Relay {
   // connection and a message waits for approval, its request is withdrawn (the broker then
   // wakes the proxy, and on_approval_decided answers the client). True if it did.
   virtual bool cancel_approval(std::span<const uint8_t> /*key*/) { return false; }
+  // A MySQL KILL the server allowed (RelayOutput::kill_request): if it names this
+  // connection's server thread and a message waits for approval, its request is withdrawn,
+  // and with `connection` the connection ends once the client has its error. True if it did.
+  virtual bool kill_approval(uint16_t /*server_port*/, uint32_t /*thread_id*/, bool /*connection*/,
+                             uint32_t /*by_thread*/) {
+    return false;
+  }
 };
 
 }  // namespace dbwarden::proxy

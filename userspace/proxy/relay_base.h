@@ -147,13 +147,17 @@ class RelayBase : public Relay {
     }
     const std::string_view what = state ? approvals::state_name(*state) : "withdrawn";
     Verdict& v = verdict_.decisive;
+    const bool end_connection = cancel_ends_connection_;
     if (canceled_) {
       // The client's own cancel: answered as the server answers one.
       canceled_ = false;
-      reason = "canceled by the client";
-      // PostgreSQL query_canceled; MySQL ER_QUERY_INTERRUPTED.
+      cancel_ends_connection_ = false;
+      reason = std::move(cancel_reason_);
+      cancel_reason_.clear();
+      // PostgreSQL query_canceled; MySQL ER_QUERY_INTERRUPTED, or ER_CONNECTION_KILLED for
+      // a KILL CONNECTION.
       v.sqlstate = P::kDialect == Dialect::kMysql ? "70100" : "57014";
-      v.mysql_errno = 1317;
+      v.mysql_errno = end_connection ? 1927 : 1317;
     }
     v.message = "dbwarden: approval request " + std::to_string(id) + " " + std::string(what) +
                 (reason.empty() ? "" : ": " + reason);
@@ -164,6 +168,11 @@ class RelayBase : public Relay {
                     /*block=*/true);
     ++blocked_;
     deny_held(std::move(message), out, now_ns);
+    if (end_connection) {
+      // KILL CONNECTION: the server ends the thread's session; the client has its error.
+      closing_ = true;
+      out.close_after_flush();
+    }
   }
 
  protected:
@@ -322,7 +331,7 @@ class RelayBase : public Relay {
     request_ = id.value();
     mark_statements("require_approval:" + std::to_string(request_), /*block=*/true);
     // Canceled by its client meanwhile: the broker's wake-up answers it (on_approval_decided).
-    if (canceled_) broker_->withdraw(request_, 0);
+    if (canceled_) broker_->withdraw(request_, 0, cancel_reason_);
   }
   // Steps the released (approved) message until it is through or must wait.
   void step_released(RelayOutput& out, uint64_t now_ns) {
@@ -360,11 +369,15 @@ class RelayBase : public Relay {
   }
   // The client canceled its statement: the request is withdrawn, and answered when the
   // broker's wake-up comes back (on_approval_decided).
-  void cancel_held() {
+  // `reason` (default "canceled by the client") goes to the client's error; `end_connection`
+  // closes the connection after it (a MySQL KILL CONNECTION).
+  void cancel_held(std::string reason = {}, bool end_connection = false) {
     if ((request_ == 0 && !explaining_) || canceled_) return;
     canceled_ = true;
+    cancel_reason_ = reason.empty() ? "canceled by the client" : std::move(reason);
+    cancel_ends_connection_ = end_connection;
     // Still explaining: withdrawn as soon as the request is made (explained()).
-    if (request_ != 0) broker_->withdraw(request_, 0);
+    if (request_ != 0) broker_->withdraw(request_, 0, cancel_reason_);
   }
   // The client went away: its request is withdrawn.
   void withdraw_request() {
@@ -443,7 +456,9 @@ class RelayBase : public Relay {
   // request while any of it is left.
   ByteBuffer released_;
   uint64_t approved_id_ = 0;
-  bool canceled_ = false;  // the held message's client canceled it
+  bool canceled_ = false;                // the held message's client canceled it
+  std::string cancel_reason_;            // ... why, for its error ("": the client's cancel)
+  bool cancel_ends_connection_ = false;  // ... and the connection ends (KILL CONNECTION)
   bool blast_radius_ = false;
   // The held message's EXPLAIN runs (estimate()); its request, to submit once answered.
   bool explaining_ = false;

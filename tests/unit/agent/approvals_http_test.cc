@@ -66,8 +66,9 @@ struct Fixture {
                     TokenEntry{"daemon", hash_token(kDaemon)},
                     TokenEntry{"nobody", hash_token(kNobody)},
                     TokenEntry{"mallory", hash_token("dbwa_mallory")}}};
+  ApprovalRefusals refusals{broker, history, &history};
   ApprovalsHttp api{
-      broker, tokens, history, history, OriginPolicy::Make("127.0.0.1", 9978, false, "").value(),
+      broker, tokens, refusals, history, OriginPolicy::Make("127.0.0.1", 9978, false, "").value(),
       false};
 
   HttpResponse call(const std::string& method, const std::string& path,
@@ -403,6 +404,11 @@ TEST_CASE("approvals API: a flood of refusals is recorded at a bounded rate", "[
   for (int i = 0; i < 200; ++i) f.call("GET", "/api/requests", "dbwa_guess");
   CHECK(f.events.refusals.size() == 50);
   CHECK(f.api.refusals_unrecorded() == 150);
+  // Counted, every one, for dbwarden_approvals_refused_total{channel="api",reason=...}.
+  dbwarden::metrics::ApprovalCounters c;
+  f.refusals.snapshot(c);
+  CHECK(c.refused[1][static_cast<size_t>(RefusalReason::kWrongToken)] == 200);
+  CHECK(c.refused[0][static_cast<size_t>(RefusalReason::kWrongToken)] == 0);
 }
 
 TEST_CASE("approvals API settings: keys, defaults and the listen address",

@@ -4,13 +4,19 @@
 // socket itself with SO_PEERCRED, and the approval records (agent/approval_events.h).
 #include "agent/approvals_server.h"
 
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "agent/approval_events.h"
+#include "agent/approval_history.h"
+#include "agent/approval_refusals.h"
 #include "approvals/broker.h"
 
 using dbwarden::agent::ApprovalEvents;
@@ -212,4 +218,105 @@ TEST_CASE("approvals: the blast radius in show, list and the requested record",
   // Not a data-changing statement: no line at all.
   b.submit(spec(), 0);
   CHECK(HandleApprovalsRequest(b, alice(), "show\t3", 0).find("blast radius") == std::string::npos);
+}
+
+TEST_CASE("approvals socket: every refused decision is recorded and counted, as the API's are",
+          "[approvals][agent]") {
+  struct Refused : dbwarden::approvals::EventSink {
+    void on_approval_event(const dbwarden::approvals::Event& e) override {
+      if (e.kind == "refused") {
+        lines.push_back(e.channel + "|" + e.by + "|" + std::to_string(e.id) + "|" + e.rule + "|" +
+                        e.reason);
+      }
+    }
+    std::vector<std::string> lines;
+  } refused;
+  dbwarden::agent::ApprovalHistory history(&refused);
+  Broker b(&history);
+  dbwarden::agent::ApprovalRefusals refusals(b, history, &history);
+  const uint64_t id = b.submit(spec(), 0).value();
+  Approver self = alice();
+  self.uid = 1000;  // the requester's own uid
+  CHECK(HandleApprovalsRequest(b, self, "approve\t" + std::to_string(id) + "\t\t", 1, &refusals)
+            .find("nobody decides their own request") != std::string::npos);
+  Approver mallory = alice();
+  mallory.name = "mallory";
+  mallory.uid = 3000;
+  mallory.login_uid = 3001;
+  CHECK(HandleApprovalsRequest(b, mallory, "deny\t" + std::to_string(id) + "\t\tno", 2, &refusals)
+            .find("is not an approver") != std::string::npos);
+  CHECK(HandleApprovalsRequest(b, alice(), "approve\t99\t\t", 3, &refusals) ==
+        "error: no request 99\n");
+  CHECK(HandleApprovalsRequest(b, alice(), "launch\t1", 4, &refusals) ==
+        "error: unknown request `launch`\n");
+  // Decided, acted on and forgotten by the proxy: the history still tells what it was.
+  REQUIRE(HandleApprovalsRequest(b, alice(), "deny\t" + std::to_string(id) + "\t\tnot now", 5,
+                                 &refusals)
+              .rfind("ok\n", 0) == 0);
+  b.forget(id);
+  CHECK(
+      HandleApprovalsRequest(b, alice(), "approve\t" + std::to_string(id) + "\t\t", 6, &refusals) ==
+      "error: request " + std::to_string(id) + " is already denied\n");
+  // Reading is no refusal.
+  CHECK(HandleApprovalsRequest(b, alice(), "show\t98", 7, &refusals) == "error: no request 98\n");
+  REQUIRE(refused.lines.size() == 5);
+  CHECK(refused.lines[0] ==
+        "cli|alice|1|big-deletes|approve 1 by uid 1000: request 1 was made "
+        "by you (uid or login uid 1000): nobody decides their own request");
+  CHECK(refused.lines[1].rfind("cli|mallory|1|big-deletes|deny 1 by uid 3000 (login uid 3001): "
+                               "user 'mallory' is not an approver",
+                               0) == 0);
+  CHECK(refused.lines[2] == "cli|alice|99||approve 99 by uid 2000: no request 99");
+  CHECK(refused.lines[3] == "cli|alice|0||launch by uid 2000: unknown request `launch`");
+  CHECK(refused.lines[4] == "cli|alice|1||approve 1 by uid 2000: request 1 is already denied");
+  dbwarden::metrics::ApprovalCounters c;
+  refusals.snapshot(c);
+  using dbwarden::agent::RefusalReason;
+  auto count = [&](RefusalReason r) { return c.refused[0][static_cast<size_t>(r)]; };
+  CHECK(count(RefusalReason::kOwnRequest) == 1);
+  CHECK(count(RefusalReason::kNotApprover) == 1);
+  CHECK(count(RefusalReason::kUnknownRequest) == 1);
+  CHECK(count(RefusalReason::kBadRequest) == 1);
+  CHECK(count(RefusalReason::kAlreadyDecided) == 1);
+  CHECK(c.refused[1][static_cast<size_t>(RefusalReason::kOwnRequest)] == 0);  // not the API's
+}
+
+TEST_CASE("approvals socket: a stuck caller does not hold up the others", "[approvals][agent]") {
+  char tmpl[] = "/tmp/dbw-approvals-sock-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  const std::string path = std::string(tmpl) + "/approvals.sock";
+  Broker b(nullptr);
+  REQUIRE(b.submit(spec(), 0).ok());
+  auto server = dbwarden::agent::ApprovalsServer::Start(path, "", b);
+  REQUIRE(server.ok());
+  auto dial = [&] {
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    std::memcpy(un.sun_path, path.c_str(), path.size() + 1);
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&un), sizeof un) == 0);
+    return fd;
+  };
+  // Callers that connect and send nothing (each holds a worker for its 2 s)...
+  std::vector<int> stuck;
+  for (size_t i = 0; i + 1 < dbwarden::agent::kApprovalsWorkers; ++i) stuck.push_back(dial());
+  // ... while another's request is answered.
+  const int fd = dial();
+  const std::string line = "list\t\t\t\n";
+  REQUIRE(write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()));
+  std::string reply;
+  char buf[512];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) reply.append(buf, static_cast<size_t>(n));
+  close(fd);
+  CHECK(reply.rfind("ok\n1\t", 0) == 0);
+  // The stuck callers were still waiting when it was answered (one worker at a time would
+  // have answered and closed each of them first).
+  for (int s : stuck) {
+    pollfd p{s, POLLIN, 0};
+    CHECK(poll(&p, 1, 0) == 0);
+    close(s);
+  }
+  server.value().reset();
+  rmdir(tmpl);
 }

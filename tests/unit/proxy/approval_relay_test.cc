@@ -604,3 +604,66 @@ TEST_CASE("approvals, mysql: the blast radius, EXPLAINed on the client's idle se
   CHECK(f.broker.show(f.pending_id())->spec.blast_unavailable ==
         "the session is inside a transaction");
 }
+
+TEST_CASE("approvals, mysql: a KILL the server allows withdraws the held statement of its thread",
+          "[proxy][approvals]") {
+  using namespace mytest;
+  MyFixture held;
+  my_login(held);  // the greeting's connection id: 42
+  CHECK(held.client(Query("DELETE FROM t WHERE id = 1")).empty());
+  const uint64_t id = held.pending_id();
+
+  // The mariadb client's Ctrl-C: KILL QUERY on a connection of its own, sent on as it came.
+  MyFixture killer;
+  my_login(killer);
+  CHECK(killer.client(Query("KILL QUERY 42")) == Query("KILL QUERY 42"));
+  // The server refuses it (another user's thread, no privilege): nothing is withdrawn.
+  const Bytes refused = Err(1, 1095, "HY000", "You are not owner of thread 42");
+  CHECK(killer.server(refused) == refused);
+  CHECK(killer.out.kills.empty());
+  // Allowed, its OK in two pieces: acted on once the packet's first byte is in.
+  CHECK(killer.client(Query("kill /* ctrl-c */ query 42;")) ==
+        Query("kill /* ctrl-c */ query 42;"));
+  const Bytes ok = Ok(1);
+  CHECK(killer.server(ok.substr(0, 3)) == ok.substr(0, 3));
+  CHECK(killer.out.kills.empty());
+  CHECK(killer.server(ok.substr(3)) == ok.substr(3));
+  REQUIRE(killer.out.kills.size() == 1);
+  CHECK(killer.out.kills[0] == "0 42 query by 42");
+  // Statements that name no thread are never watched.
+  for (const char* other :
+       {"KILL QUERY ID 42", "KILL USER app", "KILL 42; SELECT 1", "SELECT 'KILL QUERY 42'"}) {
+    CHECK(killer.client(Query(other)) == Query(other));
+    killer.server(Ok(1));
+  }
+  CHECK(killer.out.kills.size() == 1);
+
+  // The proxy asks each held connection: only the one of that server's thread 42 acts.
+  CHECK_FALSE(held.relay.kill_approval(0, 43, false, 7));
+  CHECK_FALSE(held.relay.kill_approval(3307, 42, false, 7));
+  CHECK(held.broker.pending() == 1);
+  CHECK(held.relay.kill_approval(0, 42, false, 7));
+  CHECK(held.broker.pending() == 0);
+  CHECK(held.decided().empty());  // never sent
+  CHECK(held.out.take_client() == Err(1, 1317, "70100",
+                                      "dbwarden: approval request " + std::to_string(id) +
+                                          " withdrawn: canceled by KILL QUERY from connection 7"));
+  CHECK(held.events.got.back().kind == "withdrawn");
+  CHECK(held.events.got.back().reason == "canceled by KILL QUERY from connection 7");
+  CHECK(held.sink.got.back().policy_action == "withdrawn:" + std::to_string(id));
+  CHECK_FALSE(held.out.closed);
+  // The session goes on.
+  CHECK(held.client(Query("SELECT 1")) == Query("SELECT 1"));
+  held.server(ResultSet(1, {"1"}, false));
+
+  // KILL CONNECTION: withdrawn too, answered ER_CONNECTION_KILLED, and the connection ends.
+  CHECK(held.client(Query("DELETE FROM t WHERE id = 2")).empty());
+  const uint64_t id2 = held.pending_id();
+  CHECK(held.relay.kill_approval(0, 42, true, 7));
+  CHECK(held.decided().empty());
+  CHECK(held.out.take_client() ==
+        Err(1, 1927, "70100",
+            "dbwarden: approval request " + std::to_string(id2) +
+                " withdrawn: canceled by KILL CONNECTION from connection 7"));
+  CHECK(held.out.closed);
+}

@@ -64,3 +64,25 @@ TEST_CASE(
   CHECK(IsMysqlDdl("DROP TABLE t", true));
   CHECK_FALSE(IsMysqlDdl("SELECT 1", true));
 }
+
+TEST_CASE("mysql scan: KILL statements that name a thread (a client's cancel)", "[proxy][mysql]") {
+  using dbwarden::proxy::MysqlKill;
+  using dbwarden::proxy::ParseMysqlKill;
+  MysqlKill k;
+  REQUIRE(ParseMysqlKill("KILL QUERY 42", true, &k));
+  CHECK(k.thread_id == 42);
+  CHECK_FALSE(k.connection);
+  REQUIRE(ParseMysqlKill("kill 7;", true, &k));
+  CHECK(k.thread_id == 7);
+  CHECK(k.connection);
+  REQUIRE(ParseMysqlKill("KILL HARD CONNECTION 9", true, &k));
+  CHECK((k.thread_id == 9 && k.connection));
+  REQUIRE(ParseMysqlKill("/* c */ KILL SOFT QUERY\n 4294967295 ; ", true, &k));
+  CHECK((k.thread_id == 4294967295u && !k.connection));
+  for (const char* no : {"KILL QUERY ID 42", "KILL USER app", "KILL 42; SELECT 1", "KILL",
+                         "KILL QUERY", "KILL 4294967296", "KILL 1.5", "KILL 0x2a",
+                         "SELECT 'KILL 42'", "KILL CONNECTION QUERY 3", "KILL -1"}) {
+    CAPTURE(no);
+    CHECK_FALSE(ParseMysqlKill(no, true, &k));
+  }
+}

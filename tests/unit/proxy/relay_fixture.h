@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "../support/recording_sink.h"
 #include "policy/policy.h"
@@ -36,6 +37,11 @@ struct Output : dbwarden::proxy::RelayOutput {
   std::string cancel_key;  // the last CancelRequest's key
   void cancel_request(std::span<const uint8_t> key) override {
     cancel_key.assign(reinterpret_cast<const char*>(key.data()), key.size());
+  }
+  std::vector<std::string> kills;  // each kill_request: "PORT THREAD query|connection by ID"
+  void kill_request(uint16_t port, uint32_t thread, bool connection, uint32_t by) override {
+    kills.push_back(std::to_string(port) + " " + std::to_string(thread) +
+                    (connection ? " connection" : " query") + " by " + std::to_string(by));
   }
   // Hands over (and forgets) what was sent so far.
   std::string take_server() { return std::exchange(server, {}); }
