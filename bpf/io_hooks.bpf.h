@@ -86,6 +86,7 @@ __noinline int dbw_on_data(__u64 nr, __u64 ret, __u64 want_ino)
 	ino = socket_ino(file);
 	if (!ino || (want_ino && ino != want_ino))
 		return 0; /* not a socket, or a socket call made on the way by something else */
+	DBW_PROF_STEP(DBW_PROF_STEP_FD);
 	st = bpf_map_lookup_elem(&conns, &ino);
 	if (!st) {
 		if (bpf_map_lookup_elem(&ignored, &ino))
@@ -96,8 +97,10 @@ __noinline int dbw_on_data(__u64 nr, __u64 ret, __u64 want_ino)
 	}
 	if (st->muted)
 		return 0; /* the enforcement proxy records this connection itself */
+	DBW_PROF_STEP(DBW_PROF_STEP_CONN);
 	if (dbw_tls_syscall(ino, st))
 		return 0; /* ciphertext: the plaintext comes from the libssl probes */
+	DBW_PROF_STEP(DBW_PROF_STEP_TLS);
 
 	switch (nr) {
 	case NR_read:
@@ -147,6 +150,7 @@ static __always_inline int on_socket_io(struct sock *sk, int ret)
 	struct task_struct *task;
 	__u64 nr, ino;
 
+	DBW_PROF_BEGIN();
 	if (ret <= 0 || !is_tracked_process(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 	task = bpf_get_current_task_btf();
@@ -170,6 +174,8 @@ static __always_inline int on_socket_io(struct sock *sk, int ret)
 	case NR_sendmsg:
 		/* Typed loads (a faulting one reads 0): no helper call. */
 		ino = sk->sk_socket->file->f_inode->i_ino;
+		DBW_PROF_STEP(DBW_PROF_STEP_FILTER);
+		DBW_PROF_STEP(DBW_PROF_STEP_CLOCK);
 		return ino ? dbw_on_data(nr, (__u64)ret, ino) : 0;
 	default:
 		return 0; /* mmsg (at exit), or no data call (io_uring, sendfile) */

@@ -201,6 +201,7 @@ static __always_inline int tls_exit(long ret)
 		return 0;
 	}
 	tls_count(DBW_TLS_STAT_PLAINTEXT_CALLS);
+	DBW_PROF_BEGIN(); /* the emit steps of a TLS record count from here */
 	/* Seen from the server: what it reads came from the client. */
 	emit_data(st, op == DBW_TLS_OP_READ ? DBW_DIR_INGRESS : DBW_DIR_EGRESS, (const char *)buf,
 		  n);
