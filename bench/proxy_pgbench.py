@@ -24,7 +24,8 @@ steered/steered-obs and direct-aa/direct.
 
 For agent runs: the agent's utime+stime over the run (and its drain) per transaction, by
 thread (proxy, main = audit pipeline (+ observer), audit writer); and the BPF run time of
-the capture programs (dbw_sys_exit and friends: none with the observer off) and of steering
+the capture programs (dbw_sock_send, dbw_sock_recv and the other dbw_* programs: none with
+the observer off) and of steering
 (dbw_steer_*) per transaction, from kernel.bpf_stats_enabled. For PgBouncer runs, its utime+stime per transaction.
 
 See bench/README.md, "Enforcement proxy". Needs root. Prints one line per round, a summary

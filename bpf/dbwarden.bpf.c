@@ -22,6 +22,7 @@
 #include <bpf/bpf_tracing.h>
 
 #include "dbwarden.h"
+#include "step_profile.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -690,16 +691,20 @@ static __always_inline void emit_sized(__u64 conn_id, __u8 dir, const char *buf,
 		count_drop(DBW_DROP_RINGBUF_FULL);
 		return;
 	}
+	DBW_PROF_STEP(DBW_PROF_STEP_RESERVE);
 	fill_header(e, conn_id, dir);
 	e->offset = offset;
 	e->length = len;
 	e->captured = len;
+	DBW_PROF_STEP(DBW_PROF_STEP_HEADER);
 	barrier_var(len); /* keep the bound check below visible to the verifier */
 	if (len > size || bpf_probe_read_user(e->data, len, buf)) {
 		count_drop(DBW_DROP_READ_FAILED);
 		e->captured = 0;
 	}
+	DBW_PROF_STEP(DBW_PROF_STEP_COPY);
 	bpf_ringbuf_submit(e, ringbuf_flags(record_bytes));
+	DBW_PROF_STEP(DBW_PROF_STEP_SUBMIT);
 }
 
 static __always_inline void emit_small(__u64 conn_id, __u8 dir, const char *buf, __u32 len,
@@ -817,6 +822,7 @@ static __always_inline void emit_data(struct dbw_conn_state *st, __u8 dir, const
 			head = 0;
 		}
 	}
+	DBW_PROF_STEP(DBW_PROF_STEP_OFFSET);
 	if (dir != DBW_DIR_EGRESS || !(st->flags & DBW_CONN_BULK_BOUND) || tail == 0 ||
 	    head > DBW_BULK_MAX_BYTES || tail > DBW_BULK_MAX_BYTES || len <= head + tail) {
 		emit_range(st->conn_id, dir, buf, len, offset);

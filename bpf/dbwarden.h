@@ -251,4 +251,20 @@ struct dbw_meta {
 	__u64 next_conn_id; /* next connection id (atomic add in the programs) */
 };
 
+/* Steps of the data path timed by the opt-in step profile (bpf/step_profile.bpf.h, built
+ * with -DDBW_STEP_PROFILE only): index into its per-CPU `step_prof` map. */
+enum dbw_prof_step {
+	DBW_PROF_STEP_CLOCK = 0,   /* two marks back to back: one clock read's share of a step */
+	DBW_PROF_STEP_FILTER = 1,  /* hook entry to a data call of a tracked process */
+	DBW_PROF_STEP_FD = 2,      /* the syscall's fd -> file -> socket inode */
+	DBW_PROF_STEP_CONN = 3,    /* the `conns` lookup (and classify on a miss) */
+	DBW_PROF_STEP_TLS = 4,     /* the TLS check */
+	DBW_PROF_STEP_OFFSET = 5,  /* stream offset and the bulk-data bound's bookkeeping */
+	DBW_PROF_STEP_RESERVE = 6, /* bpf_ringbuf_reserve */
+	DBW_PROF_STEP_HEADER = 7,  /* the record header: pid, time, conn id */
+	DBW_PROF_STEP_COPY = 8,    /* bpf_probe_read_user of the payload */
+	DBW_PROF_STEP_SUBMIT = 9,  /* wake-up decision and bpf_ringbuf_submit */
+	DBW_PROF_STEPS = 10,
+};
+
 #endif /* DBWARDEN_BPF_DBWARDEN_H */

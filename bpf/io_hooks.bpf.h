@@ -11,9 +11,9 @@
  *   - data: the socket layer's own tracepoints, `sock_send_length` and
  *     `sock_recv_length` (kernel >= 6.3), fire once per send or receive on a
  *     socket, whichever system call made it; a read of a file or a pipe never
- *     starts a program. The system call's arguments (fd, buffer, iovecs) are
- *     read from the task's saved user registers, and the fd's socket must be
- *     the one the tracepoint names, so the buffer is that call's;
+ *     starts a program. The system call's arguments (buffer, iovecs) are read
+ *     from the task's saved user registers; the socket is the tracepoint's
+ *     (dbw_on_data says why the fd table is read only at a first sighting);
  *   - recvmmsg/sendmmsg (one socket event per message: the whole vector is
  *     read once at the call's exit), accept, accept4, connect, listen: their
  *     own `syscalls:sys_exit_*` tracepoints, which the kernel skips for every
@@ -63,41 +63,46 @@ static __always_inline struct pt_regs *syscall_regs(void)
 /*
  * The data path. The current task, a tracked process, is in system call `nr`
  * (read ... sendmmsg), which moved `ret` > 0 bytes (messages, for the mmsg
- * calls) on the socket of its fd argument. `want_ino`: the inode of the
- * socket the socket tracepoint reported, which must be the fd's (0: a syscall
- * tracepoint, where the fd is the call's by construction). A global function
- * (scalar arguments only): verified once, whichever hooks call it.
+ * calls) on the socket whose inode is `ino`; `buf` and `arg3` are the call's
+ * second and third arguments (the buffer, iovec array, msghdr or mmsghdr
+ * vector; the iovec count of readv/writev). A global function (scalar
+ * arguments only): verified once, whichever hooks call it.
+ *
+ * The caller found `ino`: a syscall exit program from the call's fd, a socket
+ * tracepoint from the socket it reports. The latter is not checked against
+ * the fd table on every call (that walk was ~15 % of a captured call's BPF
+ * time, bench/README.md): the socket a send or receive of these calls reports
+ * is the one its fd names, unless the kernel itself moves bytes on a
+ * user-space socket inside another file's read or write (an NBD or 9p
+ * transport socket), and such a socket is never a tracked database
+ * connection. A socket's first sighting, which decides whether it is one, is
+ * still checked against the fd.
  */
-__noinline int dbw_on_data(__u64 nr, __u64 ret, __u64 want_ino)
+__noinline int dbw_on_data(__u64 nr, __u64 ret, __u64 ino, __u64 buf, __u64 arg3)
 {
-	struct pt_regs *regs = syscall_regs();
 	struct dbw_conn_state *st;
-	struct file *file;
 	__u8 dir;
-	__u64 ino;
 
-	/* A peek is read again (the socket tracepoint has the flags too). */
-	if (((nr == NR_recvfrom || nr == NR_recvmmsg) && (regs->r10 & DBW_MSG_PEEK)) ||
-	    (nr == NR_recvmsg && (regs->dx & DBW_MSG_PEEK)))
-		return 0; /* flags: 4th argument, recvmsg's 3rd */
-	file = fd_to_file((int)regs->di);
-	if (!file)
-		return 0;
-	ino = socket_ino(file);
-	if (!ino || (want_ino && ino != want_ino))
-		return 0; /* not a socket, or a socket call made on the way by something else */
+	DBW_PROF_STEP(DBW_PROF_STEP_FD);
 	st = bpf_map_lookup_elem(&conns, &ino);
 	if (!st) {
+		struct file *file;
+
 		if (bpf_map_lookup_elem(&ignored, &ino))
 			return 0;
+		file = fd_to_file((int)syscall_regs()->di);
+		if (!file || socket_ino(file) != ino)
+			return 0; /* a socket call made on the way by something else */
 		st = classify(file, ino);
 		if (!st)
 			return 0;
 	}
 	if (st->muted)
 		return 0; /* the enforcement proxy records this connection itself */
+	DBW_PROF_STEP(DBW_PROF_STEP_CONN);
 	if (dbw_tls_syscall(ino, st))
 		return 0; /* ciphertext: the plaintext comes from the libssl probes */
+	DBW_PROF_STEP(DBW_PROF_STEP_TLS);
 
 	switch (nr) {
 	case NR_read:
@@ -113,7 +118,7 @@ __noinline int dbw_on_data(__u64 nr, __u64 ret, __u64 want_ino)
 		__u8 d = ((nr == NR_readv ? DBW_DIR_INGRESS : DBW_DIR_EGRESS) ^ st->side) & 1;
 		__u64 off = __sync_fetch_and_add(&st->offset[d], ret);
 
-		dbw_emit_iov(st->conn_id, regs->si, IOV_CNT_DIR(regs->dx, d), ret, off);
+		dbw_emit_iov(st->conn_id, buf, IOV_CNT_DIR(arg3, d), ret, off);
 		return 0;
 	}
 	case NR_recvmsg:
@@ -122,7 +127,7 @@ __noinline int dbw_on_data(__u64 nr, __u64 ret, __u64 want_ino)
 		struct user_msghdr h;
 		__u64 off = __sync_fetch_and_add(&st->offset[d], ret);
 
-		if (bpf_probe_read_user(&h, sizeof(h), (void *)regs->si))
+		if (bpf_probe_read_user(&h, sizeof(h), (void *)buf))
 			__builtin_memset(&h, 0, sizeof(h)); /* all of it becomes a gap */
 		dbw_emit_iov(st->conn_id, (__u64)h.msg_iov, IOV_CNT_DIR(h.msg_iovlen, d), ret, off);
 		return 0;
@@ -130,12 +135,12 @@ __noinline int dbw_on_data(__u64 nr, __u64 ret, __u64 want_ino)
 	case NR_recvmmsg:
 	case NR_sendmmsg: /* ret is a message count */
 		emit_mmsg(st, ((nr == NR_recvmmsg ? DBW_DIR_INGRESS : DBW_DIR_EGRESS) ^ st->side) & 1,
-			  regs->si, ret);
+			  buf, ret);
 		return 0;
 	default:
 		return 0;
 	}
-	emit_data(st, dir, (const char *)regs->si, ret);
+	emit_data(st, dir, (const char *)buf, ret);
 	return 0;
 }
 
@@ -145,8 +150,10 @@ __noinline int dbw_on_data(__u64 nr, __u64 ret, __u64 want_ino)
 static __always_inline int on_socket_io(struct sock *sk, int ret)
 {
 	struct task_struct *task;
+	struct pt_regs *regs;
 	__u64 nr, ino;
 
+	DBW_PROF_BEGIN();
 	if (ret <= 0 || !is_tracked_process(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 	task = bpf_get_current_task_btf();
@@ -158,7 +165,8 @@ static __always_inline int on_socket_io(struct sock *sk, int ret)
 		count_drop(DBW_DROP_COMPAT_SYSCALL);
 		return 0;
 	}
-	nr = syscall_regs()->orig_ax;
+	regs = syscall_regs();
+	nr = regs->orig_ax;
 	switch (nr) {
 	case NR_read:
 	case NR_write:
@@ -170,7 +178,10 @@ static __always_inline int on_socket_io(struct sock *sk, int ret)
 	case NR_sendmsg:
 		/* Typed loads (a faulting one reads 0): no helper call. */
 		ino = sk->sk_socket->file->f_inode->i_ino;
-		return ino ? dbw_on_data(nr, (__u64)ret, ino) : 0;
+		DBW_PROF_STEP(DBW_PROF_STEP_FILTER);
+		DBW_PROF_STEP(DBW_PROF_STEP_CLOCK);
+		/* 0: a kernel socket (no file), never a tracked process's connection. */
+		return ino ? dbw_on_data(nr, (__u64)ret, ino, regs->si, regs->dx) : 0;
 	default:
 		return 0; /* mmsg (at exit), or no data call (io_uring, sendfile) */
 	}
@@ -196,13 +207,24 @@ int BPF_PROG(dbw_sock_recv, struct sock *sk, int ret, int flags)
  * misread would decode other registers. */
 static __always_inline int on_data_exit(__u64 nr, long ret)
 {
+	struct pt_regs *regs;
+	struct file *file;
+	__u64 ino;
+
 	if (ret <= 0 || !is_tracked_process(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 	if (in_compat_syscall()) {
 		count_drop(DBW_DROP_COMPAT_SYSCALL);
 		return 0;
 	}
-	return dbw_on_data(nr, (__u64)ret, 0);
+	regs = syscall_regs();
+	/* A peek is read again (the socket tracepoint has the flags itself). */
+	if (((nr == NR_recvfrom || nr == NR_recvmmsg) && (regs->r10 & DBW_MSG_PEEK)) ||
+	    (nr == NR_recvmsg && (regs->dx & DBW_MSG_PEEK)))
+		return 0; /* flags: 4th argument, recvmsg's 3rd */
+	file = fd_to_file((int)regs->di);
+	ino = file ? socket_ino(file) : 0;
+	return ino ? dbw_on_data(nr, (__u64)ret, ino, regs->si, regs->dx) : 0;
 }
 
 #define DBW_DATA_EXIT(name)                                            \

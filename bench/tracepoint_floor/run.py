@@ -5,8 +5,9 @@
 Three conditions, rotated in every round so that drift cancels, pgbench -S (4 clients,
 127.0.0.1 TCP, simple protocol) against one private PostgreSQL:
   none   no BPF program attached;
-  floor  floor.bpf.c's empty program on tp_btf/sys_exit (the hook dbwarden's capture uses
-         for every syscall): what no capture built on syscall tracepoints can go below;
+  floor  floor.bpf.c's empty program on tp_btf/sys_exit (the hook dbwarden's capture used
+         for every syscall until it moved to sock_send_length/sock_recv_length): what no
+         capture built on a hook at every syscall's exit can go below;
   agent  `dbwarden run` observing the server.
 Prints each round and the median TPS ratios floor/none and agent/none (bench/README.md,
 "The syscall hook's floor"). Needs root.

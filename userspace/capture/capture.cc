@@ -533,4 +533,41 @@ BulkCounts BpfCapture::bulk() const {
   return out;
 }
 
+std::vector<ProgramStats> BpfCapture::program_stats() const {
+  std::vector<ProgramStats> out;
+  bpf_program* p = nullptr;
+  while ((p = bpf_object__next_program(impl_->skel->obj, p))) {
+    const int fd = bpf_program__fd(p);
+    if (fd < 0) continue;  // not loaded: another kernel's hook, or a resume
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) continue;
+    out.push_back({bpf_program__name(p), info.run_cnt, info.run_time_ns});
+  }
+  return out;
+}
+
+std::optional<BpfCapture::StepProfile> BpfCapture::step_profile() const {
+  bpf_map* map = bpf_object__find_map_by_name(impl_->skel->obj, "step_prof");
+  const int ncpu = libbpf_num_possible_cpus();
+  if (!map || ncpu <= 0) return std::nullopt;
+  // The map's value per CPU: the last mark, then ns[] and count[] (step_profile.bpf.h).
+  constexpr size_t kWords = 1 + 2 * DBW_PROF_STEPS;
+  std::vector<uint64_t> values(static_cast<size_t>(ncpu) * kWords);
+  uint32_t zero = 0;
+  if (bpf_map__lookup_elem(map, &zero, sizeof(zero), values.data(),
+                           values.size() * sizeof(uint64_t), 0) != 0) {
+    return std::nullopt;
+  }
+  StepProfile out;
+  for (size_t cpu = 0; cpu < static_cast<size_t>(ncpu); cpu++) {
+    const uint64_t* v = &values[cpu * kWords];
+    for (size_t i = 0; i < DBW_PROF_STEPS; i++) {
+      out.ns[i] += v[1 + i];
+      out.count[i] += v[1 + DBW_PROF_STEPS + i];
+    }
+  }
+  return out;
+}
+
 }  // namespace dbwarden::capture

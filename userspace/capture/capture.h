@@ -60,6 +60,13 @@ Status validate_bulk_bound(uint32_t head_bytes, uint32_t tail_bytes);
 
 const char* drop_reason_name(int reason);
 
+// One loaded program's run-time statistics. run_time_ns only grows while the kernel keeps
+// statistics on (kernel.bpf_stats_enabled, or a BPF_ENABLE_STATS fd someone holds).
+struct ProgramStats {
+  std::string name;  // the program's name in bpf/: dbw_sock_recv, dbw_ssl_exit, ...
+  uint64_t run_count = 0, run_time_ns = 0;
+};
+
 class BpfCapture {
  public:
   // Loads and attaches the programs. Fails with an actionable message (missing
@@ -108,6 +115,14 @@ class BpfCapture {
   Result<int> poll(int timeout_ms);
   DropCounts drops() const;
   BulkCounts bulk() const;
+  // The programs this agent loaded (none after a resume: the pinned ones are not its own).
+  std::vector<ProgramStats> program_stats() const;
+  // A measuring build's step profile (bpf/step_profile.bpf.h), summed over CPUs: ns and
+  // count per enum dbw_prof_step. Empty when the programs were built without it.
+  struct StepProfile {
+    std::array<uint64_t, DBW_PROF_STEPS> ns{}, count{};
+  };
+  std::optional<StepProfile> step_profile() const;
   // libssl uprobes (bpf/tls.bpf.h): the agent calls tls().rescan() periodically.
   TlsAttacher& tls();
   uint64_t records() const { return records_; }

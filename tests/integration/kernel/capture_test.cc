@@ -7,6 +7,8 @@
 #define CATCH_CONFIG_RUNNER
 #include "capture/capture.h"
 
+#include <bpf/bpf.h>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -307,6 +309,32 @@ TEST_CASE_METHOD(WatchedTcp, "poll() hands over at most its budget, the rest at 
   CHECK(w.contiguous);
   CHECK(w.captured == std::string(static_cast<size_t>(writes), 'x'));
   CHECK(cap->drops().by_reason[DBW_DROP_RINGBUF_FULL] == 0);
+}
+
+// bench_bpf_io_cost reads per-program run counts and times through program_stats().
+TEST_CASE_METHOD(WatchedTcp, "program statistics count each socket hook's runs", "[kernel]") {
+  const int stats = bpf_enable_stats(BPF_STATS_RUN_TIME);  // counted only while held
+  REQUIRE(stats >= 0);
+  auto runs = [&](const std::string& name) -> std::optional<uint64_t> {
+    for (const ProgramStats& s : cap->program_stats()) {
+      if (s.name == name) return s.run_count;
+    }
+    return std::nullopt;
+  };
+  // Writes start the socket hook, or write(2)'s own exit program on kernels without it.
+  const bool socket_hooks = cap->data_hooks() == DataHooks::kSocket;
+  const std::string sends = socket_hooks ? "dbw_sock_send" : "dbw_sys_write";
+  const auto sends0 = runs(sends);
+  REQUIRE(sends0.has_value());
+  // The other set of data hooks is not loaded: it has no statistics.
+  CHECK_FALSE(runs(socket_hooks ? "dbw_sys_write" : "dbw_sock_send").has_value());
+  for (int i = 0; i < 3; i++) echo_exchange(p, "ping");
+  close(stats);
+  // Both ends are this process: 6 writes at least (other processes' socket calls start
+  // the same program).
+  CHECK(*runs(sends) - *sends0 >= 6);
+  drain(*cap);
+  CHECK(ingress(rec.r, rec.r.opens.at(0).hdr.conn_id) == "pingpingping");
 }
 
 TEST_CASE("a port that is not watched produces nothing", "[kernel]") {
