@@ -99,6 +99,8 @@ class FrameSealer {
  private:
   FrameSealer() = default;
   ::ZSTD_CCtx_s* cctx_ = nullptr;
+  std::unique_ptr<char[]> scratch_;  // a compressed frame, before it joins `out`
+  size_t scratch_bytes_ = 0;
 };
 
 // One unit of a framed file: a zstd frame and, when the next frame is a seal,

@@ -18,12 +18,17 @@ Analyzer::Analyzer(const AnalyzerOptions& options) : options_(options), cache_(o
 
 const Analysis& Analyzer::analyze(Dialect dialect, std::string_view text) {
   ++statements_;
+  if (const Analysis* known = known_shape(dialect, text)) return *known;
   const bool unterminated = tokenize(dialect, options_.mysql, text, tokens_);
   return analyze_tokens(dialect, text, unterminated);
 }
 
 const Analysis& Analyzer::analyze(Dialect dialect, std::string_view text, Redaction& redaction) {
   ++statements_;
+  if (const Analysis* known = known_shape(dialect, text)) {
+    redaction.clear();  // the memo holds only shapes the redaction pass has nothing to look at
+    return *known;
+  }
   bool unterminated = tokenize(dialect, options_.mysql, text, tokens_);
   if (redactor_.find(dialect, options_.mysql, text, tokens_, redaction) &&
       redaction.text_redacted) {
@@ -41,7 +46,14 @@ const Analysis& Analyzer::analyze_tokens(Dialect dialect, std::string_view text,
   const uint64_t fp = fingerprint64(normalized_);
   uint64_t key = dialect == Dialect::kMysql ? fp ^ kMysqlKeySalt : fp;
   if (unterminated) key ^= kUnterminatedKeySalt;
-  if (const Analysis* hit = cache_.find(key, dialect, unterminated, normalized_)) return *hit;
+  if (const Analysis* hit = cache_.find(key, dialect, unterminated, normalized_)) {
+    // A shape is remembered at its second sighting: a text seen once is no
+    // reason to keep a copy of it.
+    if (dialect == Dialect::kPostgresql && options_.shape_memo) {
+      shapes_.remember(text, tokens_, *hit);
+    }
+    return *hit;
+  }
 
   scratch_.dialect = dialect;
   scratch_.unterminated = unterminated;
@@ -82,7 +94,8 @@ AnalyzerCounters Analyzer::counters() const {
   const CacheCounters& c = cache_.counters();
   AnalyzerCounters out;
   out.statements = statements_;
-  out.cache_hits = c.hits;
+  out.cache_hits = c.hits + shapes_.hits();
+  out.shape_hits = shapes_.hits();
   out.cache_misses = c.misses;
   out.cache_evictions = c.evictions;
   out.cache_rejected = c.rejected;

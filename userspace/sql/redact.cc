@@ -247,6 +247,12 @@ size_t parameter_index(Dialect dialect, std::string_view token, uint32_t ordinal
 
 }  // namespace
 
+bool may_hold_credentials(std::string_view text, const std::vector<Token>& tokens) {
+  return may_hold(text, tokens);
+}
+
+bool literal_may_hold_credentials(std::string_view content) { return literal_may_hold(content); }
+
 bool Redactor::find(Dialect dialect, const MysqlMode& mode, std::string_view text,
                     const std::vector<Token>& tokens, Redaction& out) {
   out.clear();

@@ -147,6 +147,14 @@ class Redactor {
   Redaction again_;                        // find(): the next pass's result
 };
 
+// Redactor::find()'s first look, on its own: false when `text` (tokenised as
+// `tokens`) holds nothing the pass would look into (see Redactor), so it has
+// no credential. For sql/shape_memo.h, which must know that a text's bytes
+// that vary (its literals) cannot turn one up.
+bool may_hold_credentials(std::string_view text, const std::vector<Token>& tokens);
+// The same look at one string literal's content (the bytes between its quotes).
+bool literal_may_hold_credentials(std::string_view content);
+
 // For callers without the analyser's tokens (the enforcement proxy): `in`
 // with every credential redacted into `out`. Returns whether anything was
 // redacted; `out` is then the text to use, else it is `in` unchanged.

@@ -83,7 +83,7 @@ void Framer::feed(std::span<const uint8_t> data, uint64_t ts_ns) {
       case Mode::kStopped:
         return;
       case Mode::kHeader:
-        data = read_header(data, ts_ns);
+        data = read_whole(data, ts_ns);
         break;
       case Mode::kBody:
         data = read_body(data, ts_ns);
@@ -103,6 +103,26 @@ void Framer::leave_startup_phase() {
   // that is already running. Whatever header bytes we hold are typed traffic.
   untyped_ = false;
   ++counters_.midstream_joins;
+}
+
+// The common case, a typed message whose header and whole body are in this
+// chunk (a statement's messages come whole, several to a chunk): delivered as
+// a view straight from the chunk. Anything else (a header or body split over
+// chunks, the startup phase, an answer to SSLRequest, an invalid header) goes
+// the general way, which also counts and handles what is invalid.
+std::span<const uint8_t> Framer::read_whole(std::span<const uint8_t> data, uint64_t ts_ns) {
+  Header h;
+  if (header_len_ != 0 || untyped_ || answer_for_ != StartupKind::kNone ||
+      data.size() < kTypedHeaderSize ||
+      ParseTypedHeader(dir_, data.first(kTypedHeaderSize), &h) != ParseState::kSuccess ||
+      data.size() - kTypedHeaderSize < h.length - 4) {
+    return read_header(data, ts_ns);
+  }
+  msg_start_ns_ = ts_ns;
+  begin(h.type, StartupKind::kNone, h.length, h.length - 4);
+  remaining_ = 0;
+  deliver(data.subspan(kTypedHeaderSize, keep_), ts_ns);
+  return data.subspan(kTypedHeaderSize + (h.length - 4));
 }
 
 std::span<const uint8_t> Framer::read_header(std::span<const uint8_t> data, uint64_t ts_ns) {

@@ -80,6 +80,7 @@ class Framer {
  private:
   enum class Mode : uint8_t { kHeader, kBody, kResync, kAnchor, kStopped };
 
+  std::span<const uint8_t> read_whole(std::span<const uint8_t> data, uint64_t ts_ns);
   std::span<const uint8_t> read_header(std::span<const uint8_t> data, uint64_t ts_ns);
   std::span<const uint8_t> read_body(std::span<const uint8_t> data, uint64_t ts_ns);
   std::span<const uint8_t> resync(std::span<const uint8_t> data, uint64_t ts_ns);
