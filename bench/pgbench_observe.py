@@ -91,18 +91,46 @@ def dbwarden_programs():
             if str(p.get("name", "")).startswith(BPF_PROG_PREFIX)]
 
 
-def bpf_snapshot(agent_pid):
+def pinned_program_ids(pin_dir):
+    """Ids of the programs behind the BPF links pinned in `pin_dir` (the agent's own)."""
+    ids = set()
+    try:
+        names = os.listdir(pin_dir)
+    except OSError:
+        return ids
+    for name in names:
+        if not name.startswith("link_"):
+            continue
+        r = subprocess.run(["bpftool", "-j", "link", "show", "pinned", os.path.join(pin_dir, name)],
+                           text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            ids.add(int(json.loads(r.stdout)["prog_id"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return ids
+
+
+def bpf_snapshot(agent_pid, pin_dir=None):
     """{prog id: (run_time_ns, run_cnt)} for the agent's BPF programs.
 
-    A program is the agent's when its name starts with dbw_ and, where bpftool can tell which
-    processes hold it (the "pids" field; not every bpftool build fills it in), the agent is
-    one of them. Programs of other dbwarden instances are refused before the run starts
-    (main), since they would also tax the baseline.
+    A program is the agent's when its name starts with dbw_ and either its link is pinned in
+    the agent's own pin directory or the agent is among the processes bpftool says hold it
+    (the "pids" field). Another dbwarden on the host (another engineer's test, a stopped
+    agent's pins) has its own pin directory and processes, so its run time is not summed
+    with this agent's even when it appears in the middle of a run; one present before the
+    run starts is refused anyway (main), since it would also tax the baseline.
     """
+    pinned = pinned_program_ids(pin_dir) if pin_dir else set()
     snap = {}
     for prog in dbwarden_programs():
         pids = prog.get("pids")
-        if pids is not None and agent_pid not in {p.get("pid") for p in pids}:
+        held = pids is not None and agent_pid in {p.get("pid") for p in pids}
+        # Without pin information (no pin dir, or bpftool without link support) fall back to
+        # the holder test alone, and to the name alone where bpftool cannot tell holders.
+        if pinned:
+            if prog["id"] not in pinned and not held:
+                continue
+        elif pids is not None and not held:
             continue
         snap[prog["id"]] = (int(prog.get("run_time_ns", 0)), int(prog.get("run_cnt", 0)),
                             str(prog.get("name", "")))
@@ -209,7 +237,7 @@ def observed_run(cluster, args, workdir):
         agent.wait_audit_settled(timeout=10, quiet=0.5)  # let start-up work finish
         rec0 = agent.metric_sum("dbwarden_audit_records_total") or 0.0
         drop0 = agent.metric_sum("dbwarden_capture_dropped_total") or 0.0
-        bpf_before = bpf_snapshot(agent.pid)
+        bpf_before = bpf_snapshot(agent.pid, agent.pin_dir)
         load0 = os.getloadavg()[0]
         cpu0 = proc_cpu_seconds(agent.pid)
         threads0 = thread_cpu_seconds(agent.pid)
@@ -217,7 +245,7 @@ def observed_run(cluster, args, workdir):
         # The agent may still be draining its ring buffer: its CPU for that counts too.
         rec1 = agent.wait_audit_settled(expected=rec0 + tx, timeout=30, quiet=1.0) or 0.0
         wait_rotated_compressed(audit)  # the zstd thread's CPU for this run counts too
-        bpf_ns, bpf_runs, nprogs, by_prog = bpf_delta(bpf_before, bpf_snapshot(agent.pid))
+        bpf_ns, bpf_runs, nprogs, by_prog = bpf_delta(bpf_before, bpf_snapshot(agent.pid, agent.pin_dir))
         load1 = os.getloadavg()[0]
         cpu1 = proc_cpu_seconds(agent.pid)
         threads = thread_delta(threads0, thread_cpu_seconds(agent.pid))
