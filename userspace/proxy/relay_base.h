@@ -118,6 +118,10 @@ class RelayBase : public Relay {
     outcomes_.broker = broker;
   }
   bool awaiting_approval() const final { return request_ != 0; }
+  void on_upstream_closed() final {
+    // The client is told if it is still there when the broker's wake-up comes back.
+    cancel_held("the server ended the connection", /*end_connection=*/true);
+  }
   void on_approval_decided(RelayOutput& out, uint64_t now_ns) final {
     if (request_ == 0) return;
     std::string reason;
