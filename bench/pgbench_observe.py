@@ -2,13 +2,16 @@
 # SPDX-License-Identifier: Apache-2.0
 """pgbench -S throughput with dbwarden observing vs not, and CPU per audited statement.
 
-Issue 2's performance check. A private PostgreSQL (statement logging off) is loaded with
-`pgbench -i`; then pairs of `pgbench -S -M simple` runs over 127.0.0.1 TCP alternate
-between "agent stopped" (baseline) and "agent observing", the order flipping every pair so
-that slow drift (page cache, thermal, neighbours) cancels. Reports the median TPS ratio
-observed/baseline and, for observed runs, CPU per audited statement: BPF run time of the
-agent's programs (kernel.bpf_stats_enabled, programs named dbw_*) plus the agent's own
-utime+stime, divided by the growth of dbwarden_audit_records_total.
+Issue 16's performance check. A private PostgreSQL (statement logging off) is loaded with
+`pgbench -i`; then rounds of `pgbench -S -M simple` runs over 127.0.0.1 TCP: "agent
+stopped" (baseline), "agent observing", and "agent stopped" again (A/A), the order rotating
+every round so that slow drift (page cache, thermal, neighbours) cancels. The pass/fail
+figures are CPU per audited statement (the TPS ratio moves by +-0.1 between runs of one
+binary here): BPF run time of the agent's programs (kernel.bpf_stats_enabled, programs named
+dbw_*) plus the agent's own utime+stime by thread, divided by the growth of
+dbwarden_audit_records_total; targets total <= 2.5 us (4.5 with --tls), BPF <= 1.0, decode +
+format <= 1.0, trail (chain, write, sync, compression) <= 0.5. The median TPS ratio
+observed/baseline is reported beside the A/A ratio (baseline-aa/baseline) of the same rounds.
 
 See bench/README.md. Needs root. Prints one line per pair, a summary table and a final
 machine-readable JSON line prefixed with "RESULT ".
@@ -34,8 +37,13 @@ import pg_cluster  # noqa: E402
 from pg_cluster import (SETUP_APP, Agent, PgCluster, log, proc_cpu_seconds,  # noqa: E402
                         stat_cpu_seconds)
 
-TARGET_RATIO = 0.95
-TARGET_US_PER_STATEMENT = 1.5
+# Issue 16's targets, in us per audited statement (the TPS ratio is reported, not judged).
+TARGET_US_PER_STATEMENT = 2.5
+TARGET_US_PER_STATEMENT_TLS = 4.5
+TARGET_BPF_US = 1.0
+TARGET_DECODE_US = 1.0
+TARGET_TRAIL_US = 0.5
+TRAIL_THREADS = ("chain+write", "sync", "compress")
 BPF_STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
 BPF_PROG_PREFIX = "dbw_"
 # bpf(2): BPF_ENABLE_STATS (cmd 32, union bpf_attr.enable_stats.type = BPF_STATS_RUN_TIME 0)
@@ -262,13 +270,14 @@ def nan_to_null(v):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--agent", required=True, help="path to the dbwarden executable")
-    ap.add_argument("--pairs", type=int, default=9)
+    ap.add_argument("--pairs", type=int, default=9,
+                    help="rounds of baseline, observed and A/A baseline (default 9)")
     ap.add_argument("--seconds", type=int, default=20, help="duration of each pgbench run")
     ap.add_argument("--scale", type=int, default=10, help="pgbench -i scale factor")
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--audit-format", choices=("zst", "jsonl"), default="zst",
                     help="the trail's format (default zst, the agent's default: sealed frames)")
-    ap.add_argument("--quick", action="store_true", help="smoke check: 3 pairs of 5 s")
+    ap.add_argument("--quick", action="store_true", help="smoke check: 3 rounds of 5 s")
     ap.add_argument("--no-bpf-stats", action="store_true",
                     help="do not enable BPF run-time statistics (TPS only; stats cost a little)")
     ap.add_argument("--tls", action="store_true",
@@ -320,19 +329,21 @@ def main():
             log("warm-up run")
             run_pgbench(cluster, argparse.Namespace(**{**vars(args),
                                                         "seconds": min(args.seconds, 5)}))
+            kinds = ("baseline", "observed", "baseline-aa")
             for i in range(args.pairs):
-                order = ("baseline", "observed") if i % 2 == 0 else ("observed", "baseline")
+                order = kinds[i % 3:] + kinds[:i % 3]
                 pair = {"pair": i + 1, "order": "/".join(order)}
                 for kind in order:
-                    pair[kind] = (baseline_run(cluster, args) if kind == "baseline"
-                                  else observed_run(cluster, args, workdir))
+                    pair[kind] = (observed_run(cluster, args, workdir) if kind == "observed"
+                                  else baseline_run(cluster, args))
                     time.sleep(1)
                 pair["ratio"] = pair["observed"]["tps"] / pair["baseline"]["tps"]
+                pair["aa_ratio"] = pair["baseline-aa"]["tps"] / pair["baseline"]["tps"]
                 pairs.append(pair)
                 o = pair["observed"]
-                print(f"pair {i + 1:2d} ({pair['order']:17s}) baseline "
+                print(f"round {i + 1:2d} ({pair['order']:29s}) baseline "
                       f"{pair['baseline']['tps']:9.0f} tps, observed {o['tps']:9.0f} tps, "
-                      f"ratio {pair['ratio']:.3f}; "
+                      f"ratio {pair['ratio']:.3f} (A/A {pair['aa_ratio']:.3f}); "
                       f"{o['us_per_stmt']:.2f} us/stmt (bpf {o['bpf_us_per_stmt']:.2f} + agent "
                       f"{o['agent_us_per_stmt']:.2f}, {o['bpf_runs_per_stmt']:.1f} runs), "
                       f"audited {o['audited']}/{o['transactions']}, dropped {o['dropped']}, "
@@ -352,6 +363,11 @@ def main():
         "tps_ratio_median": median([p["ratio"] for p in pairs]),
         "tps_ratio_min": min(p["ratio"] for p in pairs),
         "tps_ratio_max": max(p["ratio"] for p in pairs),
+        "aa_ratio_median": median([p["aa_ratio"] for p in pairs]),
+        "aa_ratio_min": min(p["aa_ratio"] for p in pairs),
+        "aa_ratio_max": max(p["aa_ratio"] for p in pairs),
+        "trail_us_per_stmt_median": median([sum(o[f"{k}_us_per_stmt"] for k in TRAIL_THREADS)
+                                            for o in obs]),
         "us_per_stmt_median": median([o["us_per_stmt"] for o in obs]),
         "bpf_us_per_stmt_median": median([o["bpf_us_per_stmt"] for o in obs]),
         "agent_us_per_stmt_median": median([o["agent_us_per_stmt"] for o in obs]),
@@ -365,28 +381,34 @@ def main():
         "coverage_min": min(o["coverage"] for o in obs),
         "dropped_total": sum(o["dropped"] for o in obs),
         "bpf_programs_min": min(o["bpf_programs"] for o in obs),
-        "target_tps_ratio": TARGET_RATIO, "target_us_per_stmt": TARGET_US_PER_STATEMENT,
     }
-    summary["ratio_ok"] = summary["tps_ratio_median"] >= TARGET_RATIO
+    target_total = TARGET_US_PER_STATEMENT_TLS if args.tls else TARGET_US_PER_STATEMENT
+    targets = {"us_per_stmt": target_total, "bpf_us_per_stmt": TARGET_BPF_US,
+               "decode_us_per_stmt": TARGET_DECODE_US, "trail_us_per_stmt": TARGET_TRAIL_US}
+    summary["targets_us"] = targets
+    summary["target_ok"] = {k: summary[f"{k}_median"] <= v for k, v in targets.items()}
     # Without the agent's programs in view the BPF share would read as zero: no verdict then.
-    summary["cpu_ok"] = (summary["bpf_programs_min"] > 0 and
-                         summary["us_per_stmt_median"] <= TARGET_US_PER_STATEMENT)
+    summary["cpu_ok"] = summary["bpf_programs_min"] > 0 and all(summary["target_ok"].values())
     if summary["bpf_programs_min"] == 0:
         print(f"warning: no BPF programs named {BPF_PROG_PREFIX}* held by the agent were seen; "
               "the CPU figure leaves out BPF time", file=sys.stderr)
     print()
-    print(f"{'metric':36s} {'value':>12s} {'target':>10s}")
+    print(f"{'metric':40s} {'value':>12s} {'target':>10s}")
     rows = [
         ("baseline TPS (median)", f"{summary['baseline_tps_median']:.0f}", ""),
         ("observed TPS (median)", f"{summary['observed_tps_median']:.0f}", ""),
-        ("TPS ratio observed/baseline (median)", f"{summary['tps_ratio_median']:.3f}",
-         f">= {TARGET_RATIO}"),
+        ("TPS ratio observed/baseline (median)", f"{summary['tps_ratio_median']:.3f}", ""),
         ("TPS ratio range", f"{summary['tps_ratio_min']:.3f}-{summary['tps_ratio_max']:.3f}", ""),
+        ("A/A ratio baseline-aa/baseline (median)", f"{summary['aa_ratio_median']:.3f}", ""),
+        ("A/A ratio range", f"{summary['aa_ratio_min']:.3f}-{summary['aa_ratio_max']:.3f}", ""),
         ("CPU us per audited statement", f"{summary['us_per_stmt_median']:.2f}",
-         f"<= {TARGET_US_PER_STATEMENT}"),
-        ("  of which BPF", f"{summary['bpf_us_per_stmt_median']:.2f}", ""),
+         f"<= {target_total}"),
+        ("  of which BPF", f"{summary['bpf_us_per_stmt_median']:.2f}", f"<= {TARGET_BPF_US}"),
         ("  of which agent userspace", f"{summary['agent_us_per_stmt_median']:.2f}", ""),
-        ("    decode thread (+ unnamed)", f"{summary['decode_us_per_stmt_median']:.2f}", ""),
+        ("    decode thread (+ unnamed)", f"{summary['decode_us_per_stmt_median']:.2f}",
+         f"<= {TARGET_DECODE_US}"),
+        ("    trail (the three below)", f"{summary['trail_us_per_stmt_median']:.2f}",
+         f"<= {TARGET_TRAIL_US}"),
         ("    audit chain + write thread", f"{summary['chain+write_us_per_stmt_median']:.2f}", ""),
         ("    audit sync thread (fdatasync)", f"{summary['sync_us_per_stmt_median']:.2f}", ""),
         ("    audit compression thread", f"{summary['compress_us_per_stmt_median']:.2f}", ""),
@@ -397,10 +419,10 @@ def main():
         ("capture drops", f"{summary['dropped_total']}", "0"),
     ]
     for name, value, target in rows:
-        print(f"{name:36s} {value:>12s} {target:>10s}")
-    verdict = "PASS" if summary["ratio_ok"] and summary["cpu_ok"] else "MISS"
-    print(f"targets: {verdict} (ratio {'ok' if summary['ratio_ok'] else 'missed'}, "
-          f"cpu {'ok' if summary['cpu_ok'] else 'missed'})")
+        print(f"{name:40s} {value:>12s} {target:>10s}")
+    verdict = "PASS" if summary["cpu_ok"] else "MISS"
+    missed = [k for k, ok in summary["target_ok"].items() if not ok]
+    print(f"CPU targets: {verdict}" + (f" (missed: {', '.join(missed)})" if missed else ""))
     summary["audit_format"] = args.audit_format
     print("RESULT " + json.dumps(nan_to_null({**summary, "runs": pairs}), sort_keys=True))
     return 1 if args.check and verdict != "PASS" else 0
