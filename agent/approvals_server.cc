@@ -309,7 +309,8 @@ void ApprovalsServer::serve(int fd) {
   }
   size_t off = 0;
   while (off < reply.size()) {
-    const ssize_t n = write(fd, reply.data() + off, reply.size() - off);
+    // A caller that left before its answer must not end the agent (SIGPIPE).
+    const ssize_t n = send(fd, reply.data() + off, reply.size() - off, MSG_NOSIGNAL);
     if (n <= 0) break;
     off += static_cast<size_t>(n);
   }

@@ -433,6 +433,13 @@ def approvals():
         "(held; the client went away before a decision), approved (ran), denied, expired, or "
         "granted (a just-in-time grant let it through without a request). 0 in observe mode"),
         24, 8)
+    L.add(timeseries("Refused approvers' requests / s by channel and reason", [
+        (f"sum by (channel, reason) (rate(dbwarden_approvals_refused_total{{{INST}}}[{RI}]))",
+         "{{channel}} {{reason}}")],
+        "reqps", "Approvers' requests refused, by channel (cli: the approvals socket, api, web: "
+        "the inbox) and reason (own_request, not_approver, unknown_request, already_decided, "
+        "no_token, wrong_token, cross_site, csrf, bad_request, ...). Each is also a `refused` "
+        "approval record in the audit trail (rate-bounded)"), 24, 8)
     return dashboard("dbwarden-approvals", "dbwarden / Approvals",
                      "Statements held for a person's decision (require_approval): pending "
                      "requests, decisions, time to decision, the approvals webhook", L,

@@ -55,7 +55,7 @@ void Broker::emit(const RequestView& r, const char* kind, const std::string& by,
 }
 
 Result<uint64_t> Broker::submit(RequestSpec spec, uint64_t now_ns) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   size_t pending = 0;
   for (const auto& [id, r] : requests_) pending += r.state == State::kPending;
   if (pending >= options_.max_pending) {
@@ -74,7 +74,13 @@ Result<uint64_t> Broker::submit(RequestSpec spec, uint64_t now_ns) {
   const auto seen = approved_counts_.find({r.spec.fingerprint, r.spec.identity});
   r.spec.approved_before = seen != approved_counts_.end() ? seen->second : 0;
   if (options_.journal != nullptr) {
-    if (Status s = options_.journal->add(r); !s.ok()) return s;
+    // The request is on disk before anyone can see it, but the broker is not held while the
+    // disk syncs: approvers, time-outs and other connections' requests go on meanwhile (its
+    // id is taken, and nothing can name it before it is inserted below).
+    lock.unlock();
+    Status s = options_.journal->add(r);
+    lock.lock();
+    if (!s.ok()) return s;
   }
   auto [it, inserted] = requests_.emplace(r.id, std::move(r));
   emit(it->second, "requested", "", "", "", 0);

@@ -2,6 +2,7 @@
 #include "approvals/journal.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -151,8 +152,9 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& path,
   std::string text;
   {
     UniqueFd in(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!in.valid() && errno != ENOENT)
+    if (!in.valid() && errno != ENOENT) {
       return Status::Error(errno_text("approvals journal " + path));
+    }
     char buf[65536];
     for (ssize_t n; in.valid() && (n = read(in.get(), buf, sizeof buf)) != 0;) {
       if (n < 0 && errno == EINTR) continue;
@@ -167,26 +169,45 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& path,
     if (left != nullptr) left->push_back(std::move(r));
   }
   // Rewritten at once: what a crash tore or left dead goes, and the file is ours to append.
-  if (Status s = j->compact(); !s.ok()) return s;
+  if (Status s = j->replace(j->compacted()); !s.ok()) return s;
+  Journal* raw = j.get();
+  j->writer_ = std::thread([raw] { raw->run(); });
   return j;
 }
 
-Status Journal::append(const std::string& line) {
-  if (!fd_.valid()) return Status::Error("approvals journal " + path_ + " is not open");
-  const std::string bytes = line + "\n";
-  if (!write_all(fd_.get(), bytes) || fdatasync(fd_.get()) != 0) {
-    ++write_errors_;
-    return Status::Error(errno_text("approvals journal " + path_));
+Journal::~Journal() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
   }
-  return Status::Ok();
+  wake_.notify_one();
+  if (writer_.joinable()) writer_.join();
 }
 
-Status Journal::compact() {
+uint64_t Journal::next_id() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return next_id_;
+}
+
+size_t Journal::live() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return live_.size();
+}
+
+std::string Journal::compacted() const {
+  std::string bytes = next_line(next_id_) + "\n";
+  for (const auto& [id, line] : live_) bytes += line + "\n";
+  return bytes;
+}
+
+bool Journal::append(const std::string& bytes) {
+  return fd_.valid() && write_all(fd_.get(), bytes) && fdatasync(fd_.get()) == 0;
+}
+
+Status Journal::replace(const std::string& bytes) {
   const std::string tmp = path_ + ".new";
   UniqueFd out(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!out.valid()) return Status::Error(errno_text("approvals journal " + tmp));
-  std::string bytes = next_line(next_id_) + "\n";
-  for (const auto& [id, line] : live_) bytes += line + "\n";
   if (!write_all(out.get(), bytes) || fdatasync(out.get()) != 0 ||
       rename(tmp.c_str(), path_.c_str()) != 0) {
     const Status s = Status::Error(errno_text("approvals journal " + path_));
@@ -202,27 +223,76 @@ Status Journal::compact() {
   UniqueFd appended(open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
   if (!appended.valid()) return Status::Error(errno_text("approvals journal " + path_));
   fd_ = std::move(appended);
-  dead_ = 0;
   return Status::Ok();
+}
+
+void Journal::run() {
+  pthread_setname_np(pthread_self(), "dbw-appr-journal");
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    wake_.wait(lock, [&] { return stop_ || !queued_.empty() || !waiters_.empty(); });
+    if (queued_.empty() && waiters_.empty()) return;  // stopped, and everything is written
+    std::string bytes;
+    bytes.swap(queued_);
+    std::vector<Waiter*> waiters;
+    waiters.swap(waiters_);
+    lock.unlock();
+    const bool ok = bytes.empty() || append(bytes);
+    const std::string error = ok ? "" : errno_text("approvals journal " + path_);
+    lock.lock();
+    if (!ok) {
+      write_errors_.fetch_add(1, std::memory_order_relaxed);
+      last_error_ = error;
+    }
+    for (Waiter* w : waiters) {
+      w->ok = ok;
+      w->done = true;
+    }
+    written_.notify_all();
+    if (dead_ >= kCompactAfter && dead_ > live_.size()) {
+      // Lines queued meanwhile go to the new file: an add twice or a done of a request the
+      // new file no longer has reads the same.
+      const std::string bytes_now = compacted();
+      dead_ = 0;
+      lock.unlock();
+      const bool replaced = replace(bytes_now).ok();
+      lock.lock();
+      if (!replaced) write_errors_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
 }
 
 Status Journal::add(const RequestView& r) {
   std::string line = JournalAddLine(r);
-  if (Status s = append(line); !s.ok()) return s;
-  next_id_ = std::max(next_id_, r.id + 1);
+  Waiter w;
+  std::unique_lock<std::mutex> lock(mu_);
+  queued_ += line + "\n";
   live_[r.id] = std::move(line);
+  next_id_ = std::max(next_id_, r.id + 1);
+  waiters_.push_back(&w);
+  wake_.notify_one();
+  written_.wait(lock, [&] { return w.done; });
+  if (!w.ok) {
+    live_.erase(r.id);
+    return Status::Error(last_error_);
+  }
   return Status::Ok();
 }
 
 void Journal::remove(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
   if (live_.erase(id) == 0) return;
-  // A lost "done" costs a needless deny record after a crash, never a lost request: the
-  // error is counted and the decision stands.
-  (void)append("{\"op\":\"done\",\"id\":" + std::to_string(id) + "}");
+  queued_ += "{\"op\":\"done\",\"id\":" + std::to_string(id) + "}\n";
   dead_ += 2;
-  if (dead_ >= kCompactAfter && dead_ > live_.size()) {
-    if (!compact().ok()) ++write_errors_;
-  }
+  wake_.notify_one();
+}
+
+void Journal::flush() {
+  Waiter w;
+  std::unique_lock<std::mutex> lock(mu_);
+  waiters_.push_back(&w);
+  wake_.notify_one();
+  written_.wait(lock, [&] { return w.done; });
 }
 
 }  // namespace dbwarden::approvals

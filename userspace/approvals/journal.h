@@ -19,11 +19,14 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "approvals/broker.h"
@@ -48,6 +51,10 @@ JournalContents ParseJournal(std::string_view text);
 // One request as its journal line (without the line end).
 std::string JournalAddLine(const RequestView& r);
 
+// All file I/O is on a writer thread of its own, a batch per sync (group commit): add()
+// waits until its line is synced (a request is never visible before it is on disk), remove()
+// does not (a lost "done" costs a needless deny record after a crash, never a lost request),
+// so neither an approver nor the broker's lock waits for the disk at a decision.
 class Journal final : public PendingJournal {
  public:
   // Opens (creating, mode 0600) the journal at `path`. `left` receives the requests the
@@ -55,25 +62,44 @@ class Journal final : public PendingJournal {
   // Broker::recover() has denied them.
   static Result<std::unique_ptr<Journal>> Open(const std::string& path,
                                                std::vector<RequestView>* left);
+  ~Journal() override;  // writes and syncs what is queued, then stops
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
   Status add(const RequestView& r) override;
   void remove(uint64_t id) override;
-  uint64_t next_id() const override { return next_id_; }
+  uint64_t next_id() const override;
+  // Waits until everything queued so far is written and synced.
+  void flush();
 
   const std::string& path() const { return path_; }
   uint64_t write_errors() const { return write_errors_.load(std::memory_order_relaxed); }
-  size_t live() const { return live_.size(); }
+  size_t live() const;
 
  private:
+  struct Waiter {
+    bool done = false;
+    bool ok = false;
+  };
   explicit Journal(std::string path) : path_(std::move(path)) {}
-  Status append(const std::string& line);
-  Status compact();
+  void run();                                // the writer thread
+  bool append(const std::string& bytes);     // write + fdatasync (writer thread)
+  Status replace(const std::string& bytes);  // a new file, synced, renamed over the old one
+  std::string compacted() const;             // the live lines, under mu_
 
-  std::string path_;
-  UniqueFd fd_;
+  const std::string path_;
+  UniqueFd fd_;  // the writer thread's (and Open's before it starts)
+  mutable std::mutex mu_;
+  std::condition_variable wake_, written_;
+  std::string queued_;            // lines not written yet
+  std::vector<Waiter*> waiters_;  // add()s and flush()es waiting for the next sync
+  bool stop_ = false;
+  std::string last_error_;                // why the last batch did not sync
   std::map<uint64_t, std::string> live_;  // pending ids -> their add lines
   uint64_t next_id_ = 1;
   size_t dead_ = 0;  // lines in the file that no longer describe a pending request
   std::atomic<uint64_t> write_errors_{0};  // read by the agent's main thread
+  std::thread writer_;
 };
 
 }  // namespace dbwarden::approvals

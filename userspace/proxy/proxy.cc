@@ -666,6 +666,7 @@ void Proxy::Loop::read_upstream(Conn& c) {
     c.relay->on_server({buf, static_cast<size_t>(n)}, c, monotonic_ns());
   } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
     c.upstream_eof = true;
+    c.relay->on_upstream_closed();
   }
 }
 

@@ -54,6 +54,9 @@ class Relay {
                                   uint64_t now_ns) = 0;
   // The connection ends: statements in flight get their records (outcome unknown).
   virtual void on_close(uint64_t now_ns) = 0;
+  // The server closed its side (a MySQL KILL CONNECTION of this session's thread, a
+  // terminated backend, a restart): a held statement's request is withdrawn, saying so.
+  virtual void on_upstream_closed() {}
   // Whether more client bytes are useful now (false while holding a message).
   virtual bool wants_client_bytes() const = 0;
   // Bytes the relay sent the server of its own (the MySQL relay's catalog lookups), beside

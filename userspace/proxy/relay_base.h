@@ -126,6 +126,10 @@ class RelayBase : public Relay {
   void set_blast_radius(bool on) { blast_radius_ = on; }
   // While the EXPLAIN runs the client is read too, so that one that goes away is noticed.
   bool awaiting_approval() const final { return request_ != 0 || explaining_; }
+  void on_upstream_closed() final {
+    // The client is told if it is still there when the broker's wake-up comes back.
+    cancel_held("the server ended the connection", /*end_connection=*/true);
+  }
   void on_approval_decided(RelayOutput& out, uint64_t now_ns) final {
     if (request_ == 0) return;
     std::string reason;

@@ -666,4 +666,18 @@ TEST_CASE("approvals, mysql: a KILL the server allows withdraws the held stateme
             "dbwarden: approval request " + std::to_string(id2) +
                 " withdrawn: canceled by KILL CONNECTION from connection 7"));
   CHECK(held.out.closed);
+  // The server ends the session first (it closes a killed thread's socket before it answers
+  // the KILL): withdrawn all the same, and said so.
+  MyFixture gone;
+  my_login(gone);
+  CHECK(gone.client(Query("DELETE FROM t WHERE id = 3")).empty());
+  const uint64_t id3 = gone.pending_id();
+  gone.relay.on_upstream_closed();
+  CHECK(gone.broker.pending() == 0);
+  CHECK(gone.events.got.back().reason == "the server ended the connection");
+  CHECK(gone.decided().empty());
+  CHECK(gone.out.take_client() == Err(1, 1927, "70100",
+                                      "dbwarden: approval request " + std::to_string(id3) +
+                                          " withdrawn: the server ended the connection"));
+  CHECK(gone.out.closed);
 }
