@@ -8,8 +8,9 @@
  * listen, close, the mmsg calls), never for other syscalls, and the common
  * path must still reject in a few instructions:
  *   1. the calling process is not a tracked server     -> return (a bit test)
- *   2. fd -> file -> inode; the inode is looked up in `conns` (tracked sockets)
- *      and `ignored` (sockets of the server we decided not to audit).
+ *   2. the socket's inode (the socket hooks' own socket; fd -> file at a
+ *      syscall exit) is looked up in `conns` (tracked sockets) and `ignored`
+ *      (sockets of the server we decided not to audit).
  * Only the first I/O on a socket pays for classifying it (ports, unix path).
  *
  * Connections are keyed by the socket's inode number, not (pid, fd): the
