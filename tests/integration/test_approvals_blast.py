@@ -16,6 +16,9 @@ Checks:
   which the EXPLAIN did not disturb) is the real count;
 - the same inside a transaction (BEGIN first): "estimate unavailable: the session is inside
   a transaction";
+- a DELETE of a table another session holds locked: the EXPLAIN's own time limit (2 s:
+  PostgreSQL's statement_timeout, MariaDB's lock_wait_timeout) answers, "estimate
+  unavailable: timed out (EXPLAIN's limit is 2 s)", and the request still goes out;
 - a DELETE the server refuses (no such column): "estimate unavailable: EXPLAIN failed: 42703
   ..." with the server's message, and the request still goes out;
 - the trail: each requested record carries dbwarden.approval.blast_radius.rows or
@@ -33,6 +36,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -61,6 +65,22 @@ VIA = "explain on the client's session"
 def my_scalar(server, sql):
     return server.cli(sql, check=True, user="root", password=None,
                       database=TEST_DB).stdout.splitlines()[-1].strip()
+
+
+def table_locks(server):
+    """In_use of blast_t: the table locks held or asked for on it."""
+    last = server.cli(f"SHOW OPEN TABLES FROM {TEST_DB} LIKE 'blast_t'", check=True,
+                      user="root", password=None, database=None).stdout.splitlines()[-1]
+    parts = last.split("\t")
+    return int(parts[2]) if len(parts) == 4 and parts[2].isdigit() else 0
+
+
+def wait_locked(probe, timeout=20):
+    deadline = time.time() + timeout
+    while not probe():
+        if time.time() > deadline:
+            raise RuntimeError("the locking session did not get its lock")
+        time.sleep(0.1)
 
 
 def blast_of(cli, rid, failures, what):
@@ -126,6 +146,22 @@ def check_pg(cluster, cli, failures):
         failures.append(f"pg transaction: blast radius {line!r}")
     cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
     p.communicate(timeout=30)
+    # A lock the EXPLAIN must wait for: its time limit answers, and the request goes out.
+    locker = start_psql(cluster)
+    feed(locker, "BEGIN;\nLOCK TABLE blast_t IN ACCESS EXCLUSIVE MODE;\n")
+    wait_locked(lambda: scalar(cluster, "SELECT count(*) FROM pg_locks WHERE mode = "
+                                        "'AccessExclusiveLock' AND granted AND "
+                                        "relation = 'blast_t'::regclass") == "1")
+    p = start_psql(cluster)
+    feed(p, "DELETE FROM blast_t WHERE id = 7;\n")
+    rid = ids["pg_timeout"] = cli.wait_pending("approve-blast")
+    line, _ = blast_of(cli, rid, failures, "pg lock wait")
+    if line != "estimate unavailable: timed out (EXPLAIN's limit is 2 s)":
+        failures.append(f"pg lock wait: blast radius {line!r}")
+    cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
+    p.communicate(timeout=30)
+    feed(locker, "ROLLBACK;\n")
+    locker.communicate(timeout=30)
     # A statement the server refuses: the EXPLAIN fails, the request still goes out.
     p = start_psql(cluster)
     feed(p, "DELETE FROM blast_t WHERE nosuch = 1;\n")
@@ -164,6 +200,17 @@ def check_mariadb(server, cli, failures):
         failures.append(f"mariadb update: ROW_COUNT() after the approved UPDATE is not 1000: "
                         f"{out!r} {err!r}")
     log(f"mariadb: DELETE of {real} rows estimated {deleted}; UPDATE of 1000 estimated {n}")
+    # A table another session holds locked: lock_wait_timeout (2 s) answers the EXPLAIN.
+    locker = start_mariadb(server, "LOCK TABLES blast_t WRITE;\n")
+    wait_locked(lambda: table_locks(server) > 0)
+    p = start_mariadb(server, "DELETE FROM blast_t WHERE id = 7;\n")
+    rid = ids["my_timeout"] = cli.wait_pending("approve-blast")
+    line, _ = blast_of(cli, rid, failures, "mariadb lock wait")
+    if line != "estimate unavailable: timed out (EXPLAIN's limit is 2 s)":
+        failures.append(f"mariadb lock wait: blast radius {line!r}")
+    cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
+    p.communicate(timeout=30)
+    locker.communicate(timeout=30)
     p = start_mariadb(server, "BEGIN;\nDELETE FROM blast_t WHERE id = 5;\n")
     rid = ids["my_txn"] = cli.wait_pending("approve-blast")
     line, _ = blast_of(cli, rid, failures, "mariadb transaction")
