@@ -60,6 +60,8 @@ rules:
 """
 
 VIA = "explain on the client's session"
+IN_TXN = "the session is inside a transaction"
+TIMED_OUT = "timed out (EXPLAIN's limit is 2 s)"
 
 
 def my_scalar(server, sql):
@@ -108,6 +110,18 @@ def estimated(line, column, real, what, failures):
     return n
 
 
+def unavailable(p, cli, want, what, failures):
+    """Client `p` (fed a held statement) waits on a request whose blast radius is
+    "estimate unavailable: `want`"; the request is denied and the client ends. Its id."""
+    rid = cli.wait_pending("approve-blast")
+    line, _ = blast_of(cli, rid, failures, what)
+    if line != f"estimate unavailable: {want}":
+        failures.append(f"{what}: blast radius {line!r}")
+    cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
+    p.communicate(timeout=30)
+    return rid
+
+
 def check_pg(cluster, cli, failures):
     ids = {}
     # A DELETE of 100 rows: estimated, then denied (nothing ran, before or after).
@@ -140,12 +154,7 @@ def check_pg(cluster, cli, failures):
     # Inside a transaction: no EXPLAIN, the reason.
     p = start_psql(cluster)
     feed(p, "BEGIN;\nDELETE FROM blast_t WHERE id = 5;\n")
-    rid = ids["pg_txn"] = cli.wait_pending("approve-blast")
-    line, _ = blast_of(cli, rid, failures, "pg transaction")
-    if line != "estimate unavailable: the session is inside a transaction":
-        failures.append(f"pg transaction: blast radius {line!r}")
-    cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
-    p.communicate(timeout=30)
+    ids["pg_txn"] = unavailable(p, cli, IN_TXN, "pg transaction", failures)
     # A lock the EXPLAIN must wait for: its time limit answers, and the request goes out.
     locker = start_psql(cluster)
     feed(locker, "BEGIN;\nLOCK TABLE blast_t IN ACCESS EXCLUSIVE MODE;\n")
@@ -154,23 +163,15 @@ def check_pg(cluster, cli, failures):
                                         "relation = 'blast_t'::regclass") == "1")
     p = start_psql(cluster)
     feed(p, "DELETE FROM blast_t WHERE id = 7;\n")
-    rid = ids["pg_timeout"] = cli.wait_pending("approve-blast")
-    line, _ = blast_of(cli, rid, failures, "pg lock wait")
-    if line != "estimate unavailable: timed out (EXPLAIN's limit is 2 s)":
-        failures.append(f"pg lock wait: blast radius {line!r}")
-    cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
-    p.communicate(timeout=30)
+    ids["pg_timeout"] = unavailable(p, cli, TIMED_OUT, "pg lock wait", failures)
     feed(locker, "ROLLBACK;\n")
     locker.communicate(timeout=30)
     # A statement the server refuses: the EXPLAIN fails, the request still goes out.
     p = start_psql(cluster)
     feed(p, "DELETE FROM blast_t WHERE nosuch = 1;\n")
-    rid = ids["pg_refused_explain"] = cli.wait_pending("approve-blast")
-    line, _ = blast_of(cli, rid, failures, "pg refused explain")
-    if line != 'estimate unavailable: EXPLAIN failed: 42703 column "nosuch" does not exist':
-        failures.append(f"pg refused explain: blast radius {line!r}")
-    cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
-    p.communicate(timeout=30)
+    ids["pg_refused_explain"] = unavailable(
+        p, cli, 'EXPLAIN failed: 42703 column "nosuch" does not exist', "pg refused explain",
+        failures)
     return ids
 
 
@@ -204,20 +205,10 @@ def check_mariadb(server, cli, failures):
     locker = start_mariadb(server, "LOCK TABLES blast_t WRITE;\n")
     wait_locked(lambda: table_locks(server) > 0)
     p = start_mariadb(server, "DELETE FROM blast_t WHERE id = 7;\n")
-    rid = ids["my_timeout"] = cli.wait_pending("approve-blast")
-    line, _ = blast_of(cli, rid, failures, "mariadb lock wait")
-    if line != "estimate unavailable: timed out (EXPLAIN's limit is 2 s)":
-        failures.append(f"mariadb lock wait: blast radius {line!r}")
-    cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
-    p.communicate(timeout=30)
+    ids["my_timeout"] = unavailable(p, cli, TIMED_OUT, "mariadb lock wait", failures)
     locker.communicate(timeout=30)
     p = start_mariadb(server, "BEGIN;\nDELETE FROM blast_t WHERE id = 5;\n")
-    rid = ids["my_txn"] = cli.wait_pending("approve-blast")
-    line, _ = blast_of(cli, rid, failures, "mariadb transaction")
-    if line != "estimate unavailable: the session is inside a transaction":
-        failures.append(f"mariadb transaction: blast radius {line!r}")
-    cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
-    p.communicate(timeout=30)
+    ids["my_txn"] = unavailable(p, cli, IN_TXN, "mariadb transaction", failures)
     # The EXPLAIN ran on the client's own connection (the general log's thread id), with
     # its time limit, and the client's DELETE was never sent.
     server.sync_log()
@@ -250,8 +241,7 @@ def check_trail(args, audit, ids, failures):
             failures.append(f"trail: the requested record of {name} lacks its estimate: {e}")
     for name in ("pg_txn", "my_txn"):
         e = requested.get(ids.get(name), {})
-        if e.get("dbwarden.approval.blast_radius.unavailable") != \
-                "the session is inside a transaction":
+        if e.get("dbwarden.approval.blast_radius.unavailable") != IN_TXN:
             failures.append(f"trail: the requested record of {name} lacks its reason: {e}")
     records, bad = read_audit(audit)
     failures += bad
