@@ -16,6 +16,9 @@ Checks:
   which the EXPLAIN did not disturb) is the real count;
 - the same inside a transaction (BEGIN first): "estimate unavailable: the session is inside
   a transaction";
+- a DELETE of a table another session holds locked: the EXPLAIN's own time limit (2 s:
+  PostgreSQL's statement_timeout, MariaDB's lock_wait_timeout) answers, "estimate
+  unavailable: timed out (EXPLAIN's limit is 2 s)", and the request still goes out;
 - a DELETE the server refuses (no such column): "estimate unavailable: EXPLAIN failed: 42703
   ..." with the server's message, and the request still goes out;
 - the trail: each requested record carries dbwarden.approval.blast_radius.rows or
@@ -33,6 +36,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -56,11 +60,29 @@ rules:
 """
 
 VIA = "explain on the client's session"
+IN_TXN = "the session is inside a transaction"
+TIMED_OUT = "timed out (EXPLAIN's limit is 2 s)"
 
 
 def my_scalar(server, sql):
     return server.cli(sql, check=True, user="root", password=None,
                       database=TEST_DB).stdout.splitlines()[-1].strip()
+
+
+def table_locks(server):
+    """In_use of blast_t: the table locks held or asked for on it."""
+    last = server.cli(f"SHOW OPEN TABLES FROM {TEST_DB} LIKE 'blast_t'", check=True,
+                      user="root", password=None, database=None).stdout.splitlines()[-1]
+    parts = last.split("\t")
+    return int(parts[2]) if len(parts) == 4 and parts[2].isdigit() else 0
+
+
+def wait_locked(probe, timeout=20):
+    deadline = time.time() + timeout
+    while not probe():
+        if time.time() > deadline:
+            raise RuntimeError("the locking session did not get its lock")
+        time.sleep(0.1)
 
 
 def blast_of(cli, rid, failures, what):
@@ -86,6 +108,18 @@ def estimated(line, column, real, what, failures):
     if column != f"{n} rows":
         failures.append(f"{what}: `approvals list` column {column!r}, expected '{n} rows'")
     return n
+
+
+def unavailable(p, cli, want, what, failures):
+    """Client `p` (fed a held statement) waits on a request whose blast radius is
+    "estimate unavailable: `want`"; the request is denied and the client ends. Its id."""
+    rid = cli.wait_pending("approve-blast")
+    line, _ = blast_of(cli, rid, failures, what)
+    if line != f"estimate unavailable: {want}":
+        failures.append(f"{what}: blast radius {line!r}")
+    cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
+    p.communicate(timeout=30)
+    return rid
 
 
 def check_pg(cluster, cli, failures):
@@ -120,21 +154,24 @@ def check_pg(cluster, cli, failures):
     # Inside a transaction: no EXPLAIN, the reason.
     p = start_psql(cluster)
     feed(p, "BEGIN;\nDELETE FROM blast_t WHERE id = 5;\n")
-    rid = ids["pg_txn"] = cli.wait_pending("approve-blast")
-    line, _ = blast_of(cli, rid, failures, "pg transaction")
-    if line != "estimate unavailable: the session is inside a transaction":
-        failures.append(f"pg transaction: blast radius {line!r}")
-    cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
-    p.communicate(timeout=30)
+    ids["pg_txn"] = unavailable(p, cli, IN_TXN, "pg transaction", failures)
+    # A lock the EXPLAIN must wait for: its time limit answers, and the request goes out.
+    locker = start_psql(cluster)
+    feed(locker, "BEGIN;\nLOCK TABLE blast_t IN ACCESS EXCLUSIVE MODE;\n")
+    wait_locked(lambda: scalar(cluster, "SELECT count(*) FROM pg_locks WHERE mode = "
+                                        "'AccessExclusiveLock' AND granted AND "
+                                        "relation = 'blast_t'::regclass") == "1")
+    p = start_psql(cluster)
+    feed(p, "DELETE FROM blast_t WHERE id = 7;\n")
+    ids["pg_timeout"] = unavailable(p, cli, TIMED_OUT, "pg lock wait", failures)
+    feed(locker, "ROLLBACK;\n")
+    locker.communicate(timeout=30)
     # A statement the server refuses: the EXPLAIN fails, the request still goes out.
     p = start_psql(cluster)
     feed(p, "DELETE FROM blast_t WHERE nosuch = 1;\n")
-    rid = ids["pg_refused_explain"] = cli.wait_pending("approve-blast")
-    line, _ = blast_of(cli, rid, failures, "pg refused explain")
-    if line != 'estimate unavailable: EXPLAIN failed: 42703 column "nosuch" does not exist':
-        failures.append(f"pg refused explain: blast radius {line!r}")
-    cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
-    p.communicate(timeout=30)
+    ids["pg_refused_explain"] = unavailable(
+        p, cli, 'EXPLAIN failed: 42703 column "nosuch" does not exist', "pg refused explain",
+        failures)
     return ids
 
 
@@ -164,13 +201,14 @@ def check_mariadb(server, cli, failures):
         failures.append(f"mariadb update: ROW_COUNT() after the approved UPDATE is not 1000: "
                         f"{out!r} {err!r}")
     log(f"mariadb: DELETE of {real} rows estimated {deleted}; UPDATE of 1000 estimated {n}")
+    # A table another session holds locked: lock_wait_timeout (2 s) answers the EXPLAIN.
+    locker = start_mariadb(server, "LOCK TABLES blast_t WRITE;\n")
+    wait_locked(lambda: table_locks(server) > 0)
+    p = start_mariadb(server, "DELETE FROM blast_t WHERE id = 7;\n")
+    ids["my_timeout"] = unavailable(p, cli, TIMED_OUT, "mariadb lock wait", failures)
+    locker.communicate(timeout=30)
     p = start_mariadb(server, "BEGIN;\nDELETE FROM blast_t WHERE id = 5;\n")
-    rid = ids["my_txn"] = cli.wait_pending("approve-blast")
-    line, _ = blast_of(cli, rid, failures, "mariadb transaction")
-    if line != "estimate unavailable: the session is inside a transaction":
-        failures.append(f"mariadb transaction: blast radius {line!r}")
-    cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
-    p.communicate(timeout=30)
+    ids["my_txn"] = unavailable(p, cli, IN_TXN, "mariadb transaction", failures)
     # The EXPLAIN ran on the client's own connection (the general log's thread id), with
     # its time limit, and the client's DELETE was never sent.
     server.sync_log()
@@ -203,8 +241,7 @@ def check_trail(args, audit, ids, failures):
             failures.append(f"trail: the requested record of {name} lacks its estimate: {e}")
     for name in ("pg_txn", "my_txn"):
         e = requested.get(ids.get(name), {})
-        if e.get("dbwarden.approval.blast_radius.unavailable") != \
-                "the session is inside a transaction":
+        if e.get("dbwarden.approval.blast_radius.unavailable") != IN_TXN:
             failures.append(f"trail: the requested record of {name} lacks its reason: {e}")
     records, bad = read_audit(audit)
     failures += bad

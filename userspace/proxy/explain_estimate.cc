@@ -204,9 +204,11 @@ BlastEstimate ReadMysqlExplain(std::string_view json) {
 
 std::string ExplainFailure(std::string_view sqlstate, std::string_view message) {
   // PostgreSQL's statement_timeout (57014, "... due to statement timeout"), MariaDB's
-  // max_statement_time (1969, 70100), MySQL's max_execution_time (3024).
+  // max_statement_time (1969, 70100) and lock_wait_timeout (1205), MySQL's
+  // max_execution_time (3024).
   const bool timeout = message.find("statement timeout") != std::string_view::npos ||
                        message.find("max_statement_time") != std::string_view::npos ||
+                       message.find("Lock wait timeout exceeded") != std::string_view::npos ||
                        message.find("maximum statement execution time") != std::string_view::npos;
   if (timeout) {
     return "timed out (EXPLAIN's limit is " + std::to_string(kExplainTimeoutMs / 1000) + " s)";

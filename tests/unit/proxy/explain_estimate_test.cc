@@ -192,6 +192,8 @@ TEST_CASE("blast radius: failures a reviewer reads", "[proxy][blast]") {
         "timed out (EXPLAIN's limit is 2 s)");
   CHECK(ExplainFailure("70100", "Query execution was interrupted (max_statement_time exceeded)") ==
         "timed out (EXPLAIN's limit is 2 s)");
+  CHECK(ExplainFailure("HY000", "Lock wait timeout exceeded; try restarting transaction") ==
+        "timed out (EXPLAIN's limit is 2 s)");
   CHECK(ExplainFailure("42P01", "relation \"nope\" does not exist") ==
         "EXPLAIN failed: 42P01 relation \"nope\" does not exist");
   CHECK(ExplainFailure("", "two\nlines") == "EXPLAIN failed: two");
