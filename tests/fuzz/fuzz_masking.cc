@@ -4,7 +4,8 @@
 // result value. The first byte picks the style, the encoding and the
 // nullability; the rest is the value. Checks what masking promises:
 //   - the gate that spares values the built-in scan (builtin_candidates,
-//     SSE2 and scalar) never rules out a detector whose pattern matches;
+//     SSE2 and scalar) never rules out a detector whose pattern matches, and
+//     the range it gives a row holds every built-in item's start;
 //   - Hyperscan and RE2::Set find exactly the same items (the engine is only
 //     a first pass; the items come from the same exact search), in order, not
 //     overlapping, inside the value, each one passing its validator again;
@@ -111,6 +112,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   hs->scan_text(value, all, a);
   re2->scan_text(value, all, b);
   if (a.size() != b.size()) std::abort();
+  // Every built-in item meets the range the gate gives (the relay scans only the values of
+  // a row that meet it): each pattern's tested position lies inside its item.
+  size_t gate_begin = 0, gate_end = 0;
+  const DetectorSet within = builtin_candidates_within(value, &gate_begin, &gate_end);
+  for (const Span& s : a) {
+    if (s.detector >= kBuiltinDetectors) continue;
+    if (!(within & (DetectorSet{1} << s.detector))) std::abort();
+    if (s.begin >= gate_end || s.end <= gate_begin) std::abort();
+  }
   for (size_t i = 0; i < a.size(); ++i) {
     if (a[i].begin != b[i].begin || a[i].end != b[i].end || a[i].detector != b[i].detector) {
       std::abort();

@@ -5,6 +5,7 @@
 // must pass to count: Luhn, mod-97, ...). Exposed for tests.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -31,6 +32,11 @@ DetectorSet builtin_candidates_sse2(std::string_view text);
 // the scalar gate follows runs that a longer text may extend, so without SSE2 this
 // rules nothing out.
 DetectorSet builtin_candidates_within(std::string_view text);
+// The same, and where: every position its tests let through lies in [*begin, *end) (empty
+// when none; the whole text where the gate cannot say). Each pattern's tested position lies
+// inside its item (a card's first digit, the byte before an e-mail's '@', ...), so every
+// item meets that range: a part of `text` that does not meet it holds no built-in item.
+DetectorSet builtin_candidates_within(std::string_view text, size_t* begin, size_t* end);
 
 // Validators take the candidate as the pattern matched it.
 bool luhn_ok(std::string_view digits);  // digits only

@@ -131,6 +131,19 @@ struct Masks {
 constexpr size_t kLookahead = 13;
 constexpr size_t kStride = 64 - kLookahead;
 
+// Where the windows that let a start through lie: [*lo, *hi) grows to cover each.
+inline void note_window(DetectorSet found, size_t start, size_t len, size_t* lo, size_t* hi) {
+  if (found == 0) return;
+  *lo = std::min(*lo, start);
+  *hi = start + len;
+}
+
+// Every detector found before the end: the rest is not looked at, so it may hold items.
+inline DetectorSet everything(std::string_view t, size_t* hi) {
+  *hi = t.size();
+  return kAllBuiltins;
+}
+
 inline uint64_t run4_of(uint64_t d) {
   const uint64_t run2 = d & (d >> 1);
   return run2 & (run2 >> 2);
@@ -255,7 +268,7 @@ struct Avx512Window {
   DBW_AVX512 uint64_t eq(char c) const { return _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(c)); }
 };
 
-DBW_AVX512 DetectorSet candidates_avx512(std::string_view t) {
+DBW_AVX512 DetectorSet candidates_avx512(std::string_view t, size_t* lo, size_t* hi) {
   DetectorSet out = 0;
   size_t start = 0;
   for (;;) {
@@ -264,8 +277,11 @@ DBW_AVX512 DetectorSet candidates_avx512(std::string_view t) {
     // Past `len`: NUL, which no test accepts.
     w.v = _mm512_maskz_loadu_epi8(len == 64 ? ~__mmask64{0} : (__mmask64{1} << len) - 1,
                                   t.data() + start);
-    out |= classify(fill(w));
-    if (start + 64 >= t.size() || out == kAllBuiltins) return out;
+    const DetectorSet found = classify(fill(w));
+    note_window(found, start, len, lo, hi);
+    out |= found;
+    if (start + 64 >= t.size()) return out;
+    if (out == kAllBuiltins) return everything(t, hi);
     start += kStride;
   }
 }
@@ -278,34 +294,65 @@ bool have_avx512() {
 
 }  // namespace
 
-DetectorSet builtin_candidates_sse2(std::string_view t) {
-  // Windows of 64 bytes every kStride: a prefix of up to kLookahead + 1 bytes
-  // starting in one window's first kStride lies whole in it; the last window
-  // covers the rest.
+namespace {
+
+// Windows of 64 bytes every kStride: a prefix of up to kLookahead + 1 bytes
+// starting in one window's first kStride lies whole in it; the last window
+// covers the rest. [*lo, *hi): the windows that let a start through.
+DetectorSet candidates_sse2(std::string_view t, size_t* lo, size_t* hi) {
   DetectorSet out = 0;
   size_t start = 0;
   for (;;) {
     const size_t len = std::min<size_t>(64, t.size() - start);
-    out |= window_sse2(t.data() + start, len);
-    if (start + 64 >= t.size() || out == kAllBuiltins) return out;
+    const DetectorSet found = window_sse2(t.data() + start, len);
+    note_window(found, start, len, lo, hi);
+    out |= found;
+    if (start + 64 >= t.size()) return out;
+    if (out == kAllBuiltins) return everything(t, hi);
     start += kStride;
   }
 }
 
-DetectorSet builtin_candidates(std::string_view t) {
+DetectorSet candidates(std::string_view t, size_t* lo, size_t* hi) {
+  *lo = t.size();
+  *hi = 0;
 #ifdef DBW_GATE_AVX512
-  if (have_avx512()) return candidates_avx512(t);
+  if (have_avx512()) return candidates_avx512(t, lo, hi);
 #endif
-  return builtin_candidates_sse2(t);
+  return candidates_sse2(t, lo, hi);
+}
+
+}  // namespace
+
+DetectorSet builtin_candidates_sse2(std::string_view t) {
+  size_t lo = t.size(), hi = 0;
+  return candidates_sse2(t, &lo, &hi);
+}
+
+DetectorSet builtin_candidates(std::string_view t) {
+  size_t lo, hi;
+  return candidates(t, &lo, &hi);
 }
 
 DetectorSet builtin_candidates_within(std::string_view t) { return builtin_candidates(t); }
+
+DetectorSet builtin_candidates_within(std::string_view t, size_t* begin, size_t* end) {
+  const DetectorSet out = candidates(t, begin, end);
+  if (out == 0) *begin = *end = 0;
+  return out;
+}
 
 #else
 
 DetectorSet builtin_candidates(std::string_view t) { return builtin_candidates_scalar(t); }
 
 DetectorSet builtin_candidates_within(std::string_view /*t*/) { return kAllBuiltins; }
+
+DetectorSet builtin_candidates_within(std::string_view t, size_t* begin, size_t* end) {
+  *begin = 0;
+  *end = t.size();
+  return kAllBuiltins;
+}
 
 #endif
 

@@ -65,12 +65,20 @@ const MaskTally* MaskTallies::take(std::string_view text) {
 }
 
 bool MaskPlan::may_change(std::string_view row) const {
+  size_t begin = 0, end = 0;
+  return may_change(row, &begin, &end);
+}
+
+bool MaskPlan::may_change(std::string_view row, size_t* begin, size_t* end) const {
+  *begin = 0;
+  *end = row.size();
   if (any_whole_) return true;
   masking::DetectorSet wanted = 0;
   for (const ContentPass& p : content_) wanted |= p.detectors;
   // User patterns are unknown to the gate: a row is ruled out for built-in detectors only.
   if ((wanted & ~masking::kAllBuiltins) != 0) return true;
-  return wanted != 0 && !row.empty() && (masking::builtin_candidates_within(row) & wanted) != 0;
+  return wanted != 0 && !row.empty() &&
+         (masking::builtin_candidates_within(row, begin, end) & wanted) != 0;
 }
 
 masking::Outcome MaskPlan::apply(size_t column, const masking::Column& type, std::string_view in,

@@ -127,6 +127,11 @@ class MaskPlan {
   // in it (masking::builtin_candidates_within; a user-defined detector keeps every row).
   // Most rows of a scanned result are ruled out this way at once, without a call per value.
   bool may_change(std::string_view row) const;
+  // The same, and where: a value of the row that does not meet [*begin, *end) cannot change
+  // (no item of the content passes can lie in it: builtin_candidates_within), so a row
+  // holding one item has only the values around it scanned. The whole row where the plan
+  // cannot say (a column masked whole, a user-defined detector).
+  bool may_change(std::string_view row, size_t* begin, size_t* end) const;
 
   // One value of result column `column` (its type and wire encoding in `type`; `in` the
   // payload without the protocol's framing). kUnchanged: `out` untouched. Columns past

@@ -502,7 +502,10 @@ PgRelay::Rewrite PgRelay::rewrite_data_row(std::span<const uint8_t> body) {
   if (!plan_ || plan_->empty()) return Rewrite::kUnchanged;
   if (body.size() < 2) return Rewrite::kMalformed;
   const size_t n = ReadBe16(body.data());
-  if (!plan_->may_change({reinterpret_cast<const char*>(body.data()), body.size()})) {
+  // Values outside [scan_begin, scan_end) hold nothing the plan masks (MaskPlan::may_change).
+  size_t scan_begin = 0, scan_end = body.size();
+  if (!plan_->may_change({reinterpret_cast<const char*>(body.data()), body.size()}, &scan_begin,
+                         &scan_end)) {
     // Nothing in it can be masked: only its shape is checked, as below.
     size_t at = 2;
     for (size_t i = 0; i < n; ++i) {
@@ -532,11 +535,12 @@ PgRelay::Rewrite PgRelay::rewrite_data_row(std::span<const uint8_t> body) {
     if (body.size() - pos < static_cast<size_t>(len)) return Rewrite::kMalformed;
     const std::string_view in(reinterpret_cast<const char*>(body.data() + pos),
                               static_cast<size_t>(len));
+    const bool scan = pos < scan_end && pos + in.size() > scan_begin;
     pos += static_cast<size_t>(len);
     // A column past the RowDescription's (or without one): text, masked as unknown.
     static const masking::Column kUnknown{};
     const masking::Column& type = i < columns_.size() ? columns_[i].mask : kUnknown;
-    switch (plan_->apply(i, type, in, value_, tally_)) {
+    switch (scan ? plan_->apply(i, type, in, value_, tally_) : masking::Outcome::kUnchanged) {
       case masking::Outcome::kUnchanged:
         AppendBe32(static_cast<uint32_t>(len), row_);
         row_.insert(row_.end(), in.begin(), in.end());

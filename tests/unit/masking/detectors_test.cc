@@ -5,6 +5,7 @@
 #include "masking/detectors.h"
 
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -238,6 +239,13 @@ TEST_CASE("masking: the gate lets every item through and stops plain text", "[ma
         const std::string row = std::string(at, 'w') + frame + items[k] + frame + "9 tail";
         INFO(row);
         CHECK((builtin_candidates_within(row) & (DetectorSet{1} << ids[k])) != 0);
+        // And where: the item meets the range the gate gives (the relay scans only the
+        // values that meet it).
+        size_t begin = 0, end = 0;
+        CHECK((builtin_candidates_within(row, &begin, &end) & (DetectorSet{1} << ids[k])) != 0);
+        const size_t item_at = at + frame.size();
+        CHECK(item_at < end);
+        CHECK(item_at + std::strlen(items[k]) > begin);
       }
     }
   }
@@ -248,6 +256,9 @@ TEST_CASE("masking: the gate lets every item through and stops plain text", "[ma
     CHECK(builtin_candidates_scalar(plain) == 0);
 #if defined(__SSE2__)
     CHECK(builtin_candidates_within(plain) == 0);
+    size_t begin = 1, end = 2;
+    CHECK(builtin_candidates_within(plain, &begin, &end) == 0);
+    CHECK(begin == end);
 #endif
   }
 }

@@ -6,6 +6,7 @@
 #include "proxy/mask_plan.h"
 
 #include <catch2/catch.hpp>
+#include <cstring>
 
 #include "relay_fixture.h"
 
@@ -218,6 +219,21 @@ TEST_CASE("mask plan: may_change rules out a whole row only when nothing in it c
   StatementOrigins people;
   people.columns = {Copy("public", "people", "ssn")};
   CHECK(r.plan(people, 1).may_change("nothing here"));
+  // And where: the values that may change are those that meet the range; the whole row
+  // when a column is masked whole.
+  const std::string filler(150, 'w');
+  const std::string row =
+      framing + filler + framing + "write to ann@example.com" + framing + filler;
+  size_t begin = 0, end = 0;
+  REQUIRE(content.may_change(row, &begin, &end));
+  const size_t item_at = row.find("ann@");
+  CHECK(item_at < end);
+  CHECK(item_at + std::strlen("ann@example.com") > begin);
+  CHECK(begin > 0);         // the first value is ruled out
+  CHECK(end < row.size());  // and the last
+  REQUIRE(r.plan(people, 1).may_change(row, &begin, &end));
+  CHECK(begin == 0);
+  CHECK(end == row.size());
 }
 
 TEST_CASE("mask plan: no rules is an empty plan", "[proxy][masking]") {

@@ -28,6 +28,11 @@ struct Output : dbwarden::proxy::RelayOutput {
     client.append(reinterpret_cast<const char*>(b.data()), b.size());
     ++client_writes;
   }
+  // The pieces of one gather are one sendmsg on a real connection: one write.
+  void to_client_gather(std::span<const std::span<const uint8_t>> pieces) override {
+    for (const auto& p : pieces) client.append(reinterpret_cast<const char*>(p.data()), p.size());
+    ++client_writes;
+  }
   size_t client_writes = 0;  // calls (each is a send on a real connection)
   void close_after_flush() override { closed = true; }
   // TLS toward the client: available when the test says so, until it is started.
