@@ -24,7 +24,7 @@ std::string_view state_name(State s) {
   return "?";
 }
 
-Broker::Broker(EventSink* events, BrokerOptions options)
+Broker::Broker(EventSink* events, const BrokerOptions& options)
     : events_(events), options_(options), wake_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
   if (options_.journal != nullptr) next_id_ = std::max<uint64_t>(1, options_.journal->next_id());
 }
@@ -157,7 +157,7 @@ void Broker::record(const Event& e) {
 }
 
 Status Broker::may_decide(const RequestView& r, const Approver& who, Refusal* why) const {
-  Refusal ignored;
+  Refusal ignored = Refusal::kNone;
   Refusal& out = why != nullptr ? *why : ignored;
   if (r.state != State::kPending) {
     out = Refusal::kAlreadyDecided;

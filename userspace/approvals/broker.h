@@ -158,7 +158,7 @@ enum class Refusal : uint8_t {
 
 class Broker {
  public:
-  explicit Broker(EventSink* events, BrokerOptions options = {});
+  explicit Broker(EventSink* events, const BrokerOptions& options = {});
 
   // Proxy side. A new request's id; an error when too many are pending.
   Result<uint64_t> submit(RequestSpec spec, uint64_t now_ns);
