@@ -22,9 +22,10 @@
 //               SELECT set_config('search_path', <the client's>, true);
 //               EXPLAIN (FORMAT JSON) <statement>  -- with the Bind's types and values
 //               ROLLBACK
-//   MariaDB     SET SESSION TRANSACTION READ ONLY (once per connection); USE <database>;
-//               SET STATEMENT max_statement_time=2, lock_wait_timeout=2 FOR
+//   MariaDB     USE <database>; SET STATEMENT max_statement_time=2, lock_wait_timeout=2 FOR
 //               EXPLAIN FORMAT=JSON <statement>  (MySQL: no SET STATEMENT, mysql_explain.h)
+//               Not in a READ ONLY transaction: MariaDB refuses EXPLAIN UPDATE / DELETE in
+//               one (25006). The text holds no ';', so the server runs the EXPLAIN alone.
 // Never ANALYZE. The plan goes through the same readers as on the client's session
 // (explain_estimate.h). One connection per (server socket, database) is kept, closed after
 // `idle_close_ms` unused, at most `max_connections` (the least recently used goes first).
