@@ -157,8 +157,24 @@ def role_estimated(p, cli, real, via, what, failures):
     return rid
 
 
-def check_pg(cluster, cli, failures):
+def check_pg(cluster, cli, failures, client=None):
     ids = {}
+    if client:
+        # A prepared DELETE inside a transaction (libpq: Parse and Bind together, $1 = 100 as
+        # a binary int4): the role's EXPLAIN is bound with the same types, formats and value.
+        p = subprocess.Popen([client, "held-delete"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env=cluster.client_env(tcp=True))
+        rid = ids["pg_prepared_txn"] = cli.wait_pending("approve-blast")
+        line, column = blast_of(cli, rid, failures, "pg prepared in a transaction")
+        n = estimated(line, column, 100, "pg prepared in a transaction", failures, via=PG_VIA)
+        cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
+        out, err = p.communicate(timeout=30)
+        if "delete: PGRES_FATAL_ERROR 42501" not in out:
+            failures.append(f"pg prepared in a transaction: the deny did not reach the "
+                            f"client: {out!r} {err!r}")
+        log(f"pg: prepared DELETE of 100 rows (binary $1) in a transaction estimated {n} by "
+            f"the agent's role")
     # A DELETE of 100 rows: estimated, then denied (nothing ran, before or after).
     p = start_psql(cluster)
     feed(p, "DELETE FROM blast_t WHERE id <= 100;\nSELECT 'after-deny';\n")
@@ -334,6 +350,7 @@ def check_trail(args, audit, ids, failures):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--agent", required=True)
+    ap.add_argument("--client", help="pg_features_client (libpq): the prepared DELETE check")
     args = ap.parse_args()
     if os.geteuid() != 0:
         return skip_or_fail("needs root (BPF steering, private servers, other OS users)")
@@ -375,7 +392,8 @@ def main():
         cli = Cli(args.agent, os.path.join(proxy_dir, "approvals.sock"))
         ids = {}
         try:
-            for got in run_checks([("pg", lambda: check_pg(cluster, cli, failures)),
+            for got in run_checks([("pg", lambda: check_pg(cluster, cli, failures,
+                                                           args.client)),
                                    ("mariadb", lambda: check_mariadb(server, cli, failures))],
                                   failures).values():
                 ids.update(got or {})
