@@ -22,6 +22,9 @@ Checks:
   N near the real count; the servers' own logs show it ran as that role, in a READ ONLY
   transaction (PostgreSQL; MariaDB refuses EXPLAIN DELETE in one) and with its time limit,
   on a connection of its own;
+- with --client (libpq): a prepared DELETE inside a transaction, $1 a binary int4: the
+  role's EXPLAIN is bound with the client's type, format and value (the estimate is near
+  the real count);
 - a table the role has no grant on, inside a transaction: "estimate unavailable: EXPLAIN
   through the agent's role failed: 42501 permission denied ..." (MariaDB: 42000 ... command
   denied), and the request still goes out;
