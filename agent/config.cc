@@ -3,7 +3,9 @@
 
 #include <boost/program_options.hpp>
 #include <algorithm>
+#include <cctype>
 #include <fstream>
+#include <tuple>
 #include <type_traits>
 #include <ostream>
 
@@ -141,6 +143,15 @@ po::options_description settings() {
       ("approvals-webhook-secret-file", po::value<std::string>(),
        "file holding the key (16-4096 bytes) that signs each webhook POST: "
        "X-Dbwarden-Signature: sha256=HMAC(key, X-Dbwarden-Timestamp + \".\" + body)")
+      ("approvals-blast-radius-postgres-role", po::value<std::string>(),
+       "enforce mode: when a held statement's own session cannot run the EXPLAIN of its blast "
+       "radius (inside a transaction), the agent runs it as this PostgreSQL role, over the "
+       "server's unix socket with peer authentication (a pg_ident map from the agent's OS user "
+       "to the role; no password anywhere). Default none: \"estimate unavailable\"")
+      ("approvals-blast-radius-mysql-user", po::value<std::string>(),
+       "enforce mode: the same for MySQL/MariaDB, as this account over the server's unix socket "
+       "with unix_socket authentication: an OS user of the same name must exist (the agent "
+       "connects as it). Default none")
       ("record", po::value<std::string>(),
        "also write every raw capture record to this new file (replay it with `dbwarden "
        "replay`), created 0600; it holds statement text as captured, before redaction, "
@@ -235,6 +246,24 @@ Status validate(Config& c) {
   }
   if (c.approvals_tls_cert_file.empty() != c.approvals_tls_key_file.empty()) {
     return Status::Error("--approvals-tls-cert-file and --approvals-tls-key-file go together");
+  }
+  for (const auto& [key, name, max] :
+       {std::tuple<const char*, const std::string*, size_t>{
+            "approvals-blast-radius-postgres-role", &c.approvals_blast_radius_postgres_role, 63},
+        {"approvals-blast-radius-mysql-user", &c.approvals_blast_radius_mysql_user, 32}}) {
+    if (name->empty()) continue;
+    if (c.mode != "enforce") {
+      return Status::Error(std::string("--") + key +
+                           " needs --mode enforce (the blast radius is estimated for statements "
+                           "the proxy holds)");
+    }
+    const bool bad_char = std::any_of(name->begin(), name->end(), [](char ch) {
+      return !std::isalnum(static_cast<unsigned char>(ch)) && ch != '_' && ch != '-' && ch != '.';
+    });
+    if (name->size() > max || bad_char) {
+      return Status::Error(std::string("--") + key + " must be 1-" + std::to_string(max) +
+                           " letters, digits, '_', '-' or '.', got '" + *name + "'");
+    }
   }
   if (c.approvals_tokens.empty() &&
       (!c.approvals_tls_cert_file.empty() || !c.approvals_url.empty())) {
@@ -334,6 +363,8 @@ Result<std::optional<Config>> parse_run_config(int argc, const char* const* argv
     take("approvals-url", c.approvals_url);
     take("approvals-webhook-url", c.approvals_webhook_url);
     take("approvals-webhook-secret-file", c.approvals_webhook_secret_file);
+    take("approvals-blast-radius-postgres-role", c.approvals_blast_radius_postgres_role);
+    take("approvals-blast-radius-mysql-user", c.approvals_blast_radius_mysql_user);
     if (c.approvals_socket.empty()) c.approvals_socket = c.proxy_socket_dir + "/approvals.sock";
     if (Status s = validate(c); !s.ok()) return s;
     return std::optional<Config>(std::move(c));

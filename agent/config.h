@@ -83,6 +83,12 @@ struct Config {
   // Each new approval request is POSTed here (agent/approval_webhook.h); empty: no webhook.
   std::string approvals_webhook_url;
   std::string approvals_webhook_secret_file;  // HMAC key for X-Dbwarden-Signature; empty: none
+  // The blast radius's middle fallback (proxy/explain_worker.h): when the held client's
+  // session cannot run the EXPLAIN, the agent runs it on a connection of its own, as this
+  // PostgreSQL role (peer authentication, a pg_ident map from the agent's OS user) and this
+  // MySQL / MariaDB account (unix_socket authentication: the OS user of that name). Empty: off.
+  std::string approvals_blast_radius_postgres_role;
+  std::string approvals_blast_radius_mysql_user;
 };
 
 // Parses `dbwarden run` arguments (argv[0] is "run"). Returns nullopt after

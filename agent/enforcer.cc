@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -148,6 +149,9 @@ struct Enforcer::Impl {
   std::unique_ptr<approvals::Broker> broker;
   // Approvers' refused requests, from the socket and the HTTP API alike: counted, recorded.
   std::unique_ptr<ApprovalRefusals> refusals;
+  // The blast radius's EXPLAIN through the agent's own role (approvals-blast-radius-*):
+  // declared before the proxy, which holds a pointer to it.
+  std::unique_ptr<proxy::ExplainWorker> explain_worker;
   std::unique_ptr<proxy::Proxy> proxy;
   std::unique_ptr<ApprovalsServer> approvals_server;
   std::unique_ptr<ApprovalsHttpServer> approvals_http;  // with approvals-tokens only
@@ -385,6 +389,26 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
   impl->refusals = std::make_unique<ApprovalRefusals>(*impl->broker, *impl->approval_history,
                                                       impl->approval_history.get());
   po.approvals = impl->broker.get();
+  if (!config.approvals_blast_radius_postgres_role.empty() ||
+      !config.approvals_blast_radius_mysql_user.empty()) {
+    proxy::ExplainWorkerOptions xo;
+    xo.pg_role = config.approvals_blast_radius_postgres_role;
+    xo.mysql_user = config.approvals_blast_radius_mysql_user;
+    if (!xo.mysql_user.empty() && getpwnam(xo.mysql_user.c_str()) == nullptr) {
+      return Status::Error("enforce: --approvals-blast-radius-mysql-user " + xo.mysql_user +
+                           ": no OS user of that name (unix_socket authentication names the "
+                           "account by the OS user the agent connects as)");
+    }
+    // The first socket of each server: the agent's own connection goes to the server the
+    // held statement was going to.
+    for (const UnixServerSocket& u : sockets) {
+      (u.mysql ? xo.mysql_sockets : xo.pg_sockets).emplace(u.port, u.path);
+    }
+    auto worker = proxy::ExplainWorker::Start(std::move(xo));
+    if (!worker.ok()) return Status::Error("enforce: " + worker.status().message());
+    impl->explain_worker = std::move(worker.value());
+    po.explain_worker = impl->explain_worker.get();
+  }
   po.client_tls = std::move(client_tls);
   po.tcp_listen_addresses = proxy_listen_addresses();
   po.mysql_ports = config.mysql_ports;
@@ -580,6 +604,12 @@ std::shared_ptr<const policy::Policy> Enforcer::policy() const { return impl_->p
 void Enforcer::approval_counters(uint64_t now_ns, metrics::ApprovalCounters& out) const {
   impl_->approval_tally.snapshot(now_ns, out);
   impl_->refusals->snapshot(out);
+  if (impl_->explain_worker) {
+    const proxy::ExplainWorkerStats x = impl_->explain_worker->stats();
+    out.blast_role_answered = x.answered;
+    out.blast_role_timed_out = x.timed_out;
+    out.blast_role_dropped = x.dropped;
+  }
   if (!impl_->webhook) return;
   const WebhookStats w = impl_->webhook->stats();
   out.webhook_delivered = w.delivered;

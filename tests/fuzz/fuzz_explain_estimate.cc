@@ -4,10 +4,13 @@
 // pg_explain.h, mysql_explain.h): the first byte picks the reader, the rest is the answer.
 // Checks what they promise: an estimate or a fixed reason, never both, never a reason
 // empty; the PostgreSQL answer's framing (DataRows, errors, ReadyForQuery) read message by
-// message as the relay frames them.
+// message as the relay frames them; a client's Bind body read into the values the agent's
+// own role binds its EXPLAIN with (PgBindParameters, then PgBindValues): every value within
+// the body, one format per value.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -30,7 +33,7 @@ void Check(const dbwarden::proxy::BlastEstimate& e) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   const std::string_view text(reinterpret_cast<const char*>(data + 1), size - 1);
-  switch (data[0] % 4) {
+  switch (data[0] % 5) {
     case 0:
       Check(dbwarden::proxy::ReadPgExplain(text));
       break;
@@ -54,6 +57,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         pos += 1 + length;
       }
       if (ended) Check(lookup.result());
+      break;
+    }
+    case 4: {
+      std::string_view statement;
+      std::span<const uint8_t> parameters;
+      if (!dbwarden::proxy::PgBindParameters({data + 1, size - 1}, &statement, &parameters)) break;
+      std::vector<std::optional<std::string>> values;
+      std::vector<int> formats;
+      if (!dbwarden::proxy::PgBindValues(parameters, values, formats)) break;
+      size_t bytes = 0;
+      for (const auto& v : values) bytes += v ? v->size() : 0;
+      if (values.size() != formats.size() || bytes > parameters.size()) std::abort();
       break;
     }
     default: {

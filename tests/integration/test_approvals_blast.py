@@ -14,8 +14,20 @@ Checks:
   its column; nothing ran before the approval (the count is unchanged); approved, the
   statement's real row count (psql's "UPDATE 1000", MariaDB's ROW_COUNT() right after it,
   which the EXPLAIN did not disturb) is the real count;
-- the same inside a transaction (BEGIN first): "estimate unavailable: the session is inside
-  a transaction";
+- the same inside a transaction (BEGIN first): the agent's own connection runs the EXPLAIN
+  as its configured role (approvals-blast-radius-postgres-role: a role reached by `peer`
+  authentication through a pg_ident map from root; approvals-blast-radius-mysql-user: the
+  MariaDB account `bin` IDENTIFIED VIA unix_socket, the OS user the agent connects as),
+  "about N rows (explain through the agent's role ..., which sees committed data only)" with
+  N near the real count; the servers' own logs show it ran as that role, in a READ ONLY
+  transaction (PostgreSQL; MariaDB refuses EXPLAIN DELETE in one) and with its time limit,
+  on a connection of its own;
+- with --client (libpq): a prepared DELETE inside a transaction, $1 a binary int4: the
+  role's EXPLAIN is bound with the client's type, format and value (the estimate is near
+  the real count);
+- a table the role has no grant on, inside a transaction: "estimate unavailable: EXPLAIN
+  through the agent's role failed: 42501 permission denied ..." (MariaDB: 42000 ... command
+  denied), and the request still goes out;
 - a DELETE of a table another session holds locked: the EXPLAIN's own time limit (2 s:
   PostgreSQL's statement_timeout, MariaDB's lock_wait_timeout) answers, "estimate
   unavailable: timed out (EXPLAIN's limit is 2 s)", and the request still goes out;
@@ -23,7 +35,9 @@ Checks:
   ..." with the server's message, and the request still goes out;
 - the trail: each requested record carries dbwarden.approval.blast_radius.rows or
   .unavailable; no record of any statement holds the EXPLAIN (it ran on the client's session
-  but is never recorded as the client's statement); MariaDB's general log shows the EXPLAIN
+  or the agent's own connection, and is never recorded as a client's statement), and no
+  record is of the agent's role (its connection is neither steered through the proxy nor
+  captured by the observer); MariaDB's general log shows the EXPLAIN
   ran on the client's own connection, with its time limit; `verify-audit` passes.
 
 Exit codes: 0 pass, 1 fail, 77 skip (not root). DBWARDEN_REQUIRE_KERNEL_TESTS=1 turns a skip
@@ -53,14 +67,23 @@ approver_groups:
   dba: [daemon, nobody]
 rules:
   - name: approve-blast
-    match: {operation: [DELETE, UPDATE], collections: [blast_t]}
+    match: {operation: [DELETE, UPDATE], collections: [blast_t, blast_nogrant]}
     action: require_approval
     approvers: [dba]
     timeout: 60s
 """
 
 VIA = "explain on the client's session"
-IN_TXN = "the session is inside a transaction"
+# The agent's own EXPLAIN connection: a PostgreSQL role reached by peer authentication
+# (pg_ident maps the agent's OS user, root, to it) and a MariaDB account the agent logs in
+# to as the OS user of the same name (unix_socket).
+PG_ROLE = "dbwarden_explain"
+MY_USER = "bin"
+PG_VIA = f"explain through the agent's role {PG_ROLE}, which sees committed data only"
+MY_VIA = f"explain through the agent's role {MY_USER}, which sees committed data only"
+PG_DENIED = ("EXPLAIN through the agent's role failed: 42501 permission denied for table "
+             "blast_nogrant")
+MY_DENIED = "EXPLAIN through the agent's role failed: 42000 DELETE command denied to user"
 TIMED_OUT = "timed out (EXPLAIN's limit is 2 s)"
 
 
@@ -96,11 +119,11 @@ def blast_of(cli, rid, failures, what):
     return m.group(1), column
 
 
-def estimated(line, column, real, what, failures):
+def estimated(line, column, real, what, failures, via=VIA):
     """The estimate in `line` is near `real` (a factor of 2), said the same in the list."""
     m = re.fullmatch(r"about (\d+) rows? \((.*)\)", line)
-    if not m or m.group(2) != VIA:
-        failures.append(f"{what}: blast radius {line!r}, expected 'about N rows ({VIA})'")
+    if not m or m.group(2) != via:
+        failures.append(f"{what}: blast radius {line!r}, expected 'about N rows ({via})'")
         return None
     n = int(m.group(1))
     if not real / 2 <= n <= real * 2:
@@ -110,20 +133,51 @@ def estimated(line, column, real, what, failures):
     return n
 
 
-def unavailable(p, cli, want, what, failures):
+def unavailable(p, cli, want, what, failures, prefix=False):
     """Client `p` (fed a held statement) waits on a request whose blast radius is
-    "estimate unavailable: `want`"; the request is denied and the client ends. Its id."""
+    "estimate unavailable: `want`" (or starts so, with `prefix`); the request is denied and
+    the client ends. Its id."""
     rid = cli.wait_pending("approve-blast")
     line, _ = blast_of(cli, rid, failures, what)
-    if line != f"estimate unavailable: {want}":
+    expected = f"estimate unavailable: {want}"
+    if line != expected and not (prefix and line.startswith(expected)):
         failures.append(f"{what}: blast radius {line!r}")
     cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
     p.communicate(timeout=30)
     return rid
 
 
-def check_pg(cluster, cli, failures):
+def role_estimated(p, cli, real, via, what, failures):
+    """Client `p` (fed a held statement inside a transaction) waits on a request whose
+    estimate, near `real`, came through the agent's role (`via`); denied, the client ends.
+    Its id."""
+    rid = cli.wait_pending("approve-blast")
+    line, column = blast_of(cli, rid, failures, what)
+    n = estimated(line, column, real, what, failures, via=via)
+    cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
+    p.communicate(timeout=30)
+    log(f"{what}: {real} rows estimated {n} by the agent's role")
+    return rid
+
+
+def check_pg(cluster, cli, failures, client=None):
     ids = {}
+    if client:
+        # A prepared DELETE inside a transaction (libpq: Parse and Bind together, $1 = 100 as
+        # a binary int4): the role's EXPLAIN is bound with the same types, formats and value.
+        p = subprocess.Popen([client, "held-delete"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env=cluster.client_env(tcp=True))
+        rid = ids["pg_prepared_txn"] = cli.wait_pending("approve-blast")
+        line, column = blast_of(cli, rid, failures, "pg prepared in a transaction")
+        n = estimated(line, column, 100, "pg prepared in a transaction", failures, via=PG_VIA)
+        cli.run(["deny", str(rid), "--reason", "no"], user="daemon")
+        out, err = p.communicate(timeout=30)
+        if "delete: PGRES_FATAL_ERROR 42501" not in out:
+            failures.append(f"pg prepared in a transaction: the deny did not reach the "
+                            f"client: {out!r} {err!r}")
+        log(f"pg: prepared DELETE of 100 rows (binary $1) in a transaction estimated {n} by "
+            f"the agent's role")
     # A DELETE of 100 rows: estimated, then denied (nothing ran, before or after).
     p = start_psql(cluster)
     feed(p, "DELETE FROM blast_t WHERE id <= 100;\nSELECT 'after-deny';\n")
@@ -151,10 +205,25 @@ def check_pg(cluster, cli, failures):
             failures.append(f"pg update: the approved UPDATE did not change 1000 rows: "
                             f"{out!r} {err!r}")
     log(f"pg: DELETE of {real} rows estimated {deleted}; UPDATE of 1000 estimated {n}")
-    # Inside a transaction: no EXPLAIN, the reason.
+    # Inside a transaction: the agent's own role EXPLAINs it, the estimate says so.
     p = start_psql(cluster)
-    feed(p, "BEGIN;\nDELETE FROM blast_t WHERE id = 5;\n")
-    ids["pg_txn"] = unavailable(p, cli, IN_TXN, "pg transaction", failures)
+    feed(p, "BEGIN;\nDELETE FROM blast_t WHERE id <= 100;\n")
+    ids["pg_txn"] = role_estimated(p, cli, 100, PG_VIA, "pg transaction", failures)
+    # ... and a table the role may not touch: the server's refusal, the request goes out.
+    p = start_psql(cluster)
+    feed(p, "BEGIN;\nDELETE FROM blast_nogrant WHERE id = 1;\n")
+    ids["pg_role_denied"] = unavailable(p, cli, PG_DENIED, "pg role without grant", failures)
+    # The server's log: the role's EXPLAIN, in a READ ONLY transaction of its own.
+    entries = cluster.sync_log()
+    mine = [e for e in entries if e.user_name == PG_ROLE and e.statement]
+    if not any("EXPLAIN (FORMAT JSON) DELETE FROM blast_t WHERE id <= 100" in e.statement
+               for e in mine):
+        failures.append(f"pg: the role's EXPLAIN is not in the server's log: "
+                        f"{[e.statement for e in mine]}")
+    if not any(e.statement.startswith("BEGIN READ ONLY") for e in mine):
+        failures.append("pg: the role's EXPLAIN did not run in a READ ONLY transaction")
+    if any("ANALYZE" in e.statement for e in mine):
+        failures.append("pg: the role ran an EXPLAIN ANALYZE")
     # A lock the EXPLAIN must wait for: its time limit answers, and the request goes out.
     locker = start_psql(cluster)
     feed(locker, "BEGIN;\nLOCK TABLE blast_t IN ACCESS EXCLUSIVE MODE;\n")
@@ -207,8 +276,12 @@ def check_mariadb(server, cli, failures):
     p = start_mariadb(server, "DELETE FROM blast_t WHERE id = 7;\n")
     ids["my_timeout"] = unavailable(p, cli, TIMED_OUT, "mariadb lock wait", failures)
     locker.communicate(timeout=30)
-    p = start_mariadb(server, "BEGIN;\nDELETE FROM blast_t WHERE id = 5;\n")
-    ids["my_txn"] = unavailable(p, cli, IN_TXN, "mariadb transaction", failures)
+    # Inside a transaction: the agent's own account EXPLAINs it.
+    p = start_mariadb(server, "BEGIN;\nDELETE FROM blast_t WHERE id <= 100;\n")
+    ids["my_txn"] = role_estimated(p, cli, 100, MY_VIA, "mariadb transaction", failures)
+    p = start_mariadb(server, "BEGIN;\nDELETE FROM blast_nogrant WHERE id = 1;\n")
+    ids["my_role_denied"] = unavailable(p, cli, MY_DENIED, "mariadb role without grant",
+                                        failures, prefix=True)
     # The EXPLAIN ran on the client's own connection (the general log's thread id), with
     # its time limit, and the client's DELETE was never sent.
     server.sync_log()
@@ -223,6 +296,16 @@ def check_mariadb(server, cli, failures):
             failures.append("mariadb: the EXPLAIN did not run on the client's connection")
     if any(e.argument.startswith("DELETE FROM blast_t WHERE id <= 100") for e in entries):
         failures.append("mariadb: the denied DELETE reached the server")
+    # The role's EXPLAIN: on a connection of its own, logged in as the account over the
+    # socket, with its time limit.
+    role_threads = {e.thread_id for e in entries if e.command == "Connect" and e.user == MY_USER}
+    role = [e for e in entries if e.thread_id in role_threads]
+    if not role_threads:
+        failures.append("mariadb: no connection of the agent's role in the general log")
+    elif not any("max_statement_time=2" in e.argument and
+                 "EXPLAIN FORMAT=JSON DELETE FROM blast_t WHERE id <= 100" in e.argument
+                 for e in role):
+        failures.append(f"mariadb: the role's time-limited EXPLAIN is not in the log: {role}")
     return ids
 
 
@@ -239,9 +322,15 @@ def check_trail(args, audit, ids, failures):
         if not isinstance(e.get("dbwarden.approval.blast_radius.rows"), int) or \
                 e.get("dbwarden.approval.blast_radius.via") != VIA:
             failures.append(f"trail: the requested record of {name} lacks its estimate: {e}")
-    for name in ("pg_txn", "my_txn"):
+    for name, via in (("pg_txn", PG_VIA), ("my_txn", MY_VIA)):
         e = requested.get(ids.get(name), {})
-        if e.get("dbwarden.approval.blast_radius.unavailable") != IN_TXN:
+        if not isinstance(e.get("dbwarden.approval.blast_radius.rows"), int) or \
+                e.get("dbwarden.approval.blast_radius.via") != via:
+            failures.append(f"trail: the requested record of {name} lacks the role's "
+                            f"estimate: {e}")
+    for name, want in (("pg_role_denied", PG_DENIED), ("my_role_denied", MY_DENIED)):
+        e = requested.get(ids.get(name), {})
+        if not e.get("dbwarden.approval.blast_radius.unavailable", "").startswith(want):
             failures.append(f"trail: the requested record of {name} lacks its reason: {e}")
     records, bad = read_audit(audit)
     failures += bad
@@ -250,6 +339,9 @@ def check_trail(args, audit, ids, failures):
               "set_config" in r.get("db.query.text", "")]
     if leaked:
         failures.append(f"trail: the proxy's EXPLAIN recorded as a client's statement: {leaked}")
+    roles = [r for r in records if r.get("db.user") in (PG_ROLE, MY_USER)]
+    if roles:
+        failures.append(f"trail: the agent's own connection was recorded: {roles[:3]}")
     if not any(r.get("db.query.text", "").startswith("UPDATE blast_t") for r in records):
         failures.append("trail: the approved UPDATE has no record")
     v = subprocess.run([args.agent, "verify-audit", audit], text=True, stdout=subprocess.PIPE,
@@ -261,31 +353,50 @@ def check_trail(args, audit, ids, failures):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--agent", required=True)
+    ap.add_argument("--client", help="pg_features_client (libpq): the prepared DELETE check")
     args = ap.parse_args()
     if os.geteuid() != 0:
         return skip_or_fail("needs root (BPF steering, private servers, other OS users)")
     workdir, proxy_dir, policy = approvals_workdir("dbw-approvals-blast-", POLICY)
     failures = []
-    with PgCluster() as cluster, MariaDB() as server:
+    # The role logs in only over the socket, by peer authentication mapped from root (the
+    # agent's OS user): no password anywhere.
+    with PgCluster(hba_rules=[("local", "peer map=dbwarden", PG_ROLE)]) as cluster, \
+            MariaDB() as server:
+        with open(os.path.join(cluster.data_dir, "pg_ident.conf"), "a") as f:
+            f.write(f"dbwarden root {PG_ROLE}\n")
         cluster.setup_sql("CREATE TABLE blast_t (id int PRIMARY KEY, v text); "
                           "INSERT INTO blast_t SELECT g, 'v' || g FROM generate_series(1, 1000) g; "
-                          "ANALYZE blast_t")
+                          "ANALYZE blast_t; "
+                          "CREATE TABLE blast_nogrant (id int PRIMARY KEY); "
+                          f"CREATE ROLE {PG_ROLE} LOGIN; "
+                          # EXPLAIN checks the statement's own privileges (README).
+                          f"GRANT SELECT, UPDATE, DELETE ON blast_t TO {PG_ROLE}; "
+                          "SELECT pg_reload_conf()")
         server.setup_sql(f"CREATE TABLE {TEST_DB}.blast_t (id int PRIMARY KEY, v varchar(20)) "
                          "ENGINE=InnoDB; "
                          f"INSERT INTO {TEST_DB}.blast_t SELECT seq, CONCAT('v', seq) "
                          f"FROM {TEST_DB}.seq_1_to_1000; "
-                         f"ANALYZE TABLE {TEST_DB}.blast_t;")
+                         f"ANALYZE TABLE {TEST_DB}.blast_t; "
+                         f"CREATE TABLE {TEST_DB}.blast_nogrant (id int PRIMARY KEY); "
+                         f"CREATE USER {MY_USER}@localhost IDENTIFIED VIA unix_socket; "
+                         f"GRANT SELECT, UPDATE, DELETE ON {TEST_DB}.blast_t TO "
+                         f"{MY_USER}@localhost;")
         os.chmod(server.base, 0o755)
         audit = os.path.join(workdir, "audit.jsonl")
         agent = EnforceAgent(args.agent, audit, [cluster.port], workdir, policy,
-                             mysql_port=server.port, extra_args=["--approvals-group", "daemon"])
+                             mysql_port=server.port,
+                             extra_args=["--approvals-group", "daemon",
+                                         "--approvals-blast-radius-postgres-role", PG_ROLE,
+                                         "--approvals-blast-radius-mysql-user", MY_USER])
         rc = start_agent(agent)
         if rc is not None:
             return rc
         cli = Cli(args.agent, os.path.join(proxy_dir, "approvals.sock"))
         ids = {}
         try:
-            for got in run_checks([("pg", lambda: check_pg(cluster, cli, failures)),
+            for got in run_checks([("pg", lambda: check_pg(cluster, cli, failures,
+                                                           args.client)),
                                    ("mariadb", lambda: check_mariadb(server, cli, failures))],
                                   failures).values():
                 ids.update(got or {})

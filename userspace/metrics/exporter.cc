@@ -212,6 +212,7 @@ struct Exporter::Impl {
   Counter* approvals_webhook_failures = nullptr;
   Counter* approvals_webhook_outcomes[4] = {};  // delivered, gave_up, dropped, decided_first
   Counter* approvals_records_dropped = nullptr;
+  Counter* approvals_blast_role[3] = {};  // answered, timed_out, dropped
   Counter* approvals_refused[kApprovalChannels][kApprovalRefusalReasons] = {};
   ApprovalCounters last_approvals;
 
@@ -251,6 +252,15 @@ struct Exporter::Impl {
     approvals_records_dropped =
         counter("dbwarden_approvals_records_dropped_total",
                 "Approval steps not written to the audit trail: its queue was full.");
+    auto& role = counter_family(
+        "dbwarden_approvals_blast_role_explains_total",
+        "EXPLAINs of held statements' blast radius run through the agent's own role (the "
+        "client's session was inside a transaction), by outcome: answered (with an estimate "
+        "or a reason), timed_out (of those answered), dropped (its queue was full: the "
+        "request went out with the estimate unavailable).");
+    const char* const role_outcomes[3] = {"answered", "timed_out", "dropped"};
+    for (size_t i = 0; i < 3; ++i)
+      approvals_blast_role[i] = &role.Add({{"outcome", role_outcomes[i]}});
     auto& refused =
         counter_family("dbwarden_approvals_refused_total",
                        "Approvers' requests refused (each also an approval record "
@@ -838,6 +848,9 @@ void Exporter::publish_approvals(const ApprovalCounters& c) {
   add(m.approvals_webhook_outcomes[2], c.webhook_dropped, l.webhook_dropped);
   add(m.approvals_webhook_outcomes[3], c.webhook_decided_first, l.webhook_decided_first);
   add(m.approvals_records_dropped, c.records_dropped, l.records_dropped);
+  add(m.approvals_blast_role[0], c.blast_role_answered, l.blast_role_answered);
+  add(m.approvals_blast_role[1], c.blast_role_timed_out, l.blast_role_timed_out);
+  add(m.approvals_blast_role[2], c.blast_role_dropped, l.blast_role_dropped);
   for (size_t ch = 0; ch < kApprovalChannels; ++ch) {
     for (size_t r = 0; r < kApprovalRefusalReasons; ++r) {
       add(m.approvals_refused[ch][r], c.refused[ch][r], l.refused[ch][r]);

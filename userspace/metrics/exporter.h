@@ -170,6 +170,9 @@ struct ApprovalCounters {
            webhook_decided_first = 0;
   uint64_t webhook_queued = 0;   // level
   uint64_t records_dropped = 0;  // approval records lost (the trail's queue was full)
+  // The blast radius's EXPLAIN through the agent's role (proxy/explain_worker.h): answered,
+  // timed out (of those answered), dropped (its queue was full).
+  uint64_t blast_role_answered = 0, blast_role_timed_out = 0, blast_role_dropped = 0;
   uint64_t refused[kApprovalChannels][kApprovalRefusalReasons] = {};  // totals
 };
 

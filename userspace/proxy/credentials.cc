@@ -119,17 +119,24 @@ int ThreadCredentials::connect_unix(int fd, const sockaddr_un& un,
     errno = EACCES;
     return -1;
   }
+  int rc = -1;
+  // EPERM: not in the permitted set.
+  if (!run_with_dac_override([&] { rc = connect(fd, sa, sizeof(un)); })) return -1;
+  return rc;
+}
+
+bool ThreadCredentials::run_with_dac_override(const std::function<void()>& f) const {
   ThreadCaps before;
-  if (!get_caps(&before)) return -1;
+  if (!get_caps(&before)) return false;
   ThreadCaps raised = before;
   raised.data[CAP_TO_INDEX(CAP_DAC_OVERRIDE)].effective |= CAP_TO_MASK(CAP_DAC_OVERRIDE);
-  if (!set_caps(&raised)) return -1;  // EPERM: not in the permitted set
-  const int rc = connect(fd, sa, sizeof(un));
+  if (!set_caps(&raised)) return false;
+  f();
   const int err = errno;
   // Dropped again at once; the uid's return to 0 would restore the whole set anyway.
   if (!set_caps(&before)) std::abort();
   errno = err;
-  return rc;
+  return true;
 }
 
 ThreadCredentials::ThreadCredentials(ThreadCredentials&& other) noexcept

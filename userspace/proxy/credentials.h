@@ -23,6 +23,7 @@
 #include <sys/types.h>
 #include <sys/un.h>
 
+#include <functional>
 #include <vector>
 
 #include "common/status.h"
@@ -63,6 +64,10 @@ class ThreadCredentials {
   // state before its lock, checked first (see the top). Returns what connect() returns, with
   // errno set: EACCES when the client may not, EPERM when the thread lacks CAP_DAC_OVERRIDE.
   int connect_unix(int fd, const sockaddr_un& un, const LockedSocket* locked) const;
+  // Runs `f` with CAP_DAC_OVERRIDE in effect: the agent's own connect (a library's, which
+  // cannot be handed a socket) to a server socket locked to its owner. No client check: the
+  // agent connects for itself. False (errno EPERM) when the capability is not permitted.
+  bool run_with_dac_override(const std::function<void()>& f) const;
 
  private:
   ThreadCredentials(uid_t uid, gid_t gid, std::vector<gid_t> groups, ClientCredentials client)

@@ -213,6 +213,12 @@ std::string ExplainFailure(std::string_view sqlstate, std::string_view message) 
   if (timeout) {
     return "timed out (EXPLAIN's limit is " + std::to_string(kExplainTimeoutMs / 1000) + " s)";
   }
+  std::string out = "EXPLAIN failed: ";
+  if (!sqlstate.empty()) out += std::string(sqlstate) + " ";
+  return out + ExplainMessageLine(message);
+}
+
+std::string ExplainMessageLine(std::string_view message) {
   std::string line(message.substr(0, std::min(message.find('\n'), message.size())));
   if (line.size() > 160) {
     // Cut at a character boundary (UTF-8 continuation bytes are 10xxxxxx).
@@ -221,9 +227,7 @@ std::string ExplainFailure(std::string_view sqlstate, std::string_view message) 
     line.resize(cut);
     line += "...";
   }
-  std::string out = "EXPLAIN failed: ";
-  if (!sqlstate.empty()) out += std::string(sqlstate) + " ";
-  return out + line;
+  return line;
 }
 
 }  // namespace dbwarden::proxy

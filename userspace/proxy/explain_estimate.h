@@ -52,6 +52,9 @@ BlastEstimate ReadMysqlExplain(std::string_view json);
 // server's error text, cut to a line of at most 160 bytes); a statement timeout (57014,
 // MariaDB 1969, MySQL 3024) is "timed out".
 std::string ExplainFailure(std::string_view sqlstate, std::string_view message);
+// A server's or a library's message as a reviewer is shown it: its first line, at most 160
+// bytes (cut at a character boundary, "..." after the cut).
+std::string ExplainMessageLine(std::string_view message);
 
 // How the estimates are obtained, as RequestSpec::blast_via says it.
 inline constexpr std::string_view kBlastViaClientSession = "explain on the client's session";

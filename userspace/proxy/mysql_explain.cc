@@ -23,25 +23,30 @@ bool HasSemicolon(std::string_view& text) {
 
 }  // namespace
 
-bool MysqlExplainLookup::query(std::string_view text, bool mariadb, std::vector<uint8_t>& packet,
-                               std::string& why) {
-  shape_ok_ = too_large_ = false;
-  json_.clear();
-  if (text.size() > kMaxStatementBytes) {
+bool MysqlExplainSql(std::string_view text, bool mariadb, std::string& sql, std::string& why) {
+  if (text.size() > MysqlExplainLookup::kMaxStatementBytes) {
     why = "the statement is too long to EXPLAIN (over " +
-          std::to_string(kMaxStatementBytes / 1024) + " KiB)";
+          std::to_string(MysqlExplainLookup::kMaxStatementBytes / 1024) + " KiB)";
     return false;
   }
   if (HasSemicolon(text)) {
     why = "the statement holds a ';', and the EXPLAIN must be one statement";
     return false;
   }
-  std::string sql =
-      mariadb ? "SET STATEMENT max_statement_time=" + std::to_string(kExplainTimeoutMs / 1000) +
-                    ", lock_wait_timeout=" + std::to_string(kExplainTimeoutMs / 1000) + " FOR "
-              : std::string();
+  sql = mariadb ? "SET STATEMENT max_statement_time=" + std::to_string(kExplainTimeoutMs / 1000) +
+                      ", lock_wait_timeout=" + std::to_string(kExplainTimeoutMs / 1000) + " FOR "
+                : std::string();
   sql += "EXPLAIN FORMAT=JSON ";
   sql += text;
+  return true;
+}
+
+bool MysqlExplainLookup::query(std::string_view text, bool mariadb, std::vector<uint8_t>& packet,
+                               std::string& why) {
+  shape_ok_ = too_large_ = false;
+  json_.clear();
+  std::string sql;
+  if (!MysqlExplainSql(text, mariadb, sql, why)) return false;
   packet.clear();
   mysql::AppendQueryPacket(sql, &packet);
   return true;

@@ -28,6 +28,10 @@
 
 namespace dbwarden::proxy {
 
+// The text of the EXPLAIN of `text` (MariaDB's form when `mariadb`), into `sql`; false with
+// `why` when it cannot be asked. Used on the client's session and the agent's own.
+bool MysqlExplainSql(std::string_view text, bool mariadb, std::string& sql, std::string& why);
+
 class MysqlExplainLookup final : public MysqlResultPlanner {
  public:
   static constexpr size_t kMaxStatementBytes = 256 * 1024;

@@ -500,24 +500,27 @@ void MysqlRelay::release_held(RelayOutput& out, uint64_t now_ns) {
 }
 
 bool MysqlRelay::start_explain(std::string_view text, std::span<const uint8_t> message,
-                               const ByteBuffer& /*in*/, RelayOutput& out,
-                               std::string& unavailable) {
-  if (closing_ || masking_ || lookup_ || explain_running_ || holding_) {
-    unavailable = "the proxy was busy on the session";
-    return false;
-  }
-  if (session_.in_transaction()) {
-    unavailable = "the session is inside a transaction";
-    return false;
-  }
-  if (!session_.idle()) {
-    unavailable = "the session was still answering earlier statements";
-    return false;
-  }
+                               const ByteBuffer& /*in*/, RelayOutput& out, std::string& unavailable,
+                               ExplainJob& role) {
   if (message.size() <= mysql::kHeaderSize || message[mysql::kHeaderSize] != mysql::kComQuery) {
     // COM_STMT_EXECUTE: its parameters are bound in the binary protocol by types an earlier
     // execute may have sent; not built yet.
     unavailable = "not estimated for a prepared statement's execution on MySQL";
+    return false;
+  }
+  // Why the session cannot run it now: the agent's role may instead.
+  if (closing_ || masking_ || lookup_ || explain_running_ || holding_) {
+    unavailable = "the proxy was busy on the session";
+  } else if (session_.in_transaction()) {
+    unavailable = "the session is inside a transaction";
+  } else if (!session_.idle()) {
+    unavailable = "the session was still answering earlier statements";
+  }
+  if (!unavailable.empty()) {
+    role.text.assign(text);
+    role.mariadb = info_.db_system == "mariadb";
+    role.server_port = info_.server_port;
+    role.database = info_.database;
     return false;
   }
   if (!explain_.query(text, info_.db_system == "mariadb", scratch_, unavailable)) {

@@ -96,7 +96,7 @@ class MysqlRelay final : public RelayBase<MysqlProtocol> {
   void deny_held(std::vector<uint8_t> message, RelayOutput& out, uint64_t now_ns) override;
   // The blast radius's EXPLAIN (mysql_explain.h), sent and read as a catalog lookup is.
   bool start_explain(std::string_view text, std::span<const uint8_t> message, const ByteBuffer& in,
-                     RelayOutput& out, std::string& unavailable) override;
+                     RelayOutput& out, std::string& unavailable, ExplainJob& role) override;
   // Server bytes while the EXPLAIN's answer comes; returns those after its end.
   std::span<const uint8_t> explain_answer(std::span<const uint8_t> bytes, RelayOutput& out,
                                           uint64_t now_ns);

@@ -122,6 +122,39 @@ bool PgBindParameters(std::span<const uint8_t> body, std::string_view* statement
   return true;
 }
 
+bool PgBindValues(std::span<const uint8_t> p, std::vector<std::optional<std::string>>& values,
+                  std::vector<int>& formats) {
+  values.clear();
+  formats.clear();
+  size_t pos = 0;
+  const auto need = [&](size_t n) { return p.size() - pos >= n; };
+  if (!need(2)) return p.empty();  // no parameters at all
+  const size_t nf = Be16(p.data());
+  pos = 2;
+  if (!need(2 * nf + 2)) return false;
+  std::vector<int> codes;
+  for (size_t i = 0; i < nf; ++i) codes.push_back(Be16(p.data() + pos + 2 * i));
+  pos += 2 * nf;
+  const size_t n = Be16(p.data() + pos);
+  pos += 2;
+  if (nf > 1 && nf != n) return false;
+  for (size_t i = 0; i < n; ++i) {
+    if (!need(4)) return false;
+    const auto length = static_cast<int32_t>(pgsql::ReadBe32(p.data() + pos));
+    pos += 4;
+    formats.push_back(nf == 0 ? 0 : codes[nf == 1 ? 0 : i]);
+    if (length < 0) {
+      values.emplace_back(std::nullopt);
+      continue;
+    }
+    if (!need(static_cast<size_t>(length))) return false;
+    values.emplace_back(
+        std::string(reinterpret_cast<const char*>(p.data() + pos), static_cast<size_t>(length)));
+    pos += static_cast<size_t>(length);
+  }
+  return true;
+}
+
 bool PgExplainLookup::query(std::string_view text, std::span<const uint32_t> types,
                             std::span<const uint8_t> parameters, std::vector<uint8_t>& out,
                             std::string& why) {

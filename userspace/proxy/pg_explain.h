@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -39,6 +40,12 @@ bool PgParseParameterTypes(std::span<const uint8_t> parse_body, std::vector<uint
 // it binds; false when malformed.
 bool PgBindParameters(std::span<const uint8_t> bind_body, std::string_view* statement,
                       std::span<const uint8_t>* parameters);
+
+// The values of a Bind's parameters (the bytes PgBindParameters gives): each value (nullopt:
+// NULL) and its format (0 text, 1 binary: a Bind's one code applies to all, none means
+// text); false when malformed.
+bool PgBindValues(std::span<const uint8_t> parameters,
+                  std::vector<std::optional<std::string>>& values, std::vector<int>& formats);
 
 class PgExplainLookup {
  public:

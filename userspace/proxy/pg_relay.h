@@ -108,7 +108,7 @@ class PgRelay final : public RelayBase<PgProtocol> {
   void deny_held(std::vector<uint8_t> message, RelayOutput& out, uint64_t now_ns) override;
   // The blast radius's EXPLAIN (pg_relay_explain.cc), sent and answered as a lookup is.
   bool start_explain(std::string_view text, std::span<const uint8_t> message, const ByteBuffer& in,
-                     RelayOutput& out, std::string& unavailable) override;
+                     RelayOutput& out, std::string& unavailable, ExplainJob& role) override;
   // A FATAL ErrorResponse, then the connection ends (see RelayBase::close_with).
   void fatal(std::string_view sqlstate, std::string_view message, bool recorded, RelayOutput& out,
              uint64_t now_ns);

@@ -26,19 +26,21 @@ bool NamesParameter(std::string_view text) {
 }  // namespace
 
 bool PgRelay::start_explain(std::string_view text, std::span<const uint8_t> message,
-                            const ByteBuffer& in, RelayOutput& out, std::string& unavailable) {
+                            const ByteBuffer& in, RelayOutput& out, std::string& unavailable,
+                            ExplainJob& role) {
+  // Why the session cannot run it now (the agent's role may instead).
+  std::string busy;
   if (closing_ || looking_up_ || holding_ || skip_to_sync_) {
-    unavailable = "the proxy was busy on the session";
-    return false;
+    busy = "the proxy was busy on the session";
+  } else if (session_.transaction_status() != 'I') {
+    busy = "the session is inside a transaction";
+  } else if (!session_.idle() || session_.sync_pending()) {
+    busy = "the session was still answering earlier statements";
   }
-  if (session_.transaction_status() != 'I') {
-    unavailable = "the session is inside a transaction";
+  const auto fail = [&](std::string why) {
+    unavailable = busy.empty() ? std::move(why) : busy + ", and " + why;
     return false;
-  }
-  if (!session_.idle() || session_.sync_pending()) {
-    unavailable = "the session was still answering earlier statements";
-    return false;
-  }
+  };
   const uint8_t type = message[0];
   const auto body = message.subspan(pgsql::kTypedHeaderSize);
   std::vector<uint32_t> types;
@@ -48,8 +50,7 @@ bool PgRelay::start_explain(std::string_view text, std::span<const uint8_t> mess
     std::string_view name;
     pgsql::BodyReader r(body);
     if (!r.cstring(&name) || !PgParseParameterTypes(body, types)) {
-      unavailable = "the Parse message is malformed";
-      return false;
+      return fail("the Parse message is malformed");
     }
     // Its Bind, when the client sent it with the Parse (drivers send the group at once).
     const auto rest = in.data().subspan(message.size());
@@ -63,17 +64,25 @@ bool PgRelay::start_explain(std::string_view text, std::span<const uint8_t> mess
       }
     }
     if (parameters.empty() && (!types.empty() || NamesParameter(text))) {
-      unavailable = "its parameter values had not arrived with it";
-      return false;
+      return fail("its parameter values had not arrived with it");
     }
   } else if (type == 'B') {
-    if (!PgBindParameters(body, &bound, &parameters)) {
-      unavailable = "the Bind message is malformed";
-      return false;
-    }
+    if (!PgBindParameters(body, &bound, &parameters)) return fail("the Bind message is malformed");
     // The types the statement was prepared with; none given: the server infers them, as
     // it did for the client's Parse.
     if (const auto* prepared = session_.prepared_types(bound)) types = *prepared;
+  }
+  if (!busy.empty()) {
+    if (!PgBindValues(parameters, role.values, role.formats)) {
+      return fail("the Bind message is malformed");
+    }
+    unavailable = std::move(busy);
+    role.text.assign(text);
+    role.types = std::move(types);
+    role.server_port = info_.server_port;
+    role.database = info_.database;
+    role.client_user = info_.user;
+    return false;
   }
   if (!explain_.query(text, types, parameters, scratch_, unavailable)) return false;
   looking_up_ = true;

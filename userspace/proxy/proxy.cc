@@ -70,6 +70,7 @@ struct Tag {
     kClient,
     kUpstream,
     kApprovals,
+    kExplain,
   };
   Kind kind;
   void* conn = nullptr;  // kClient, kUpstream
@@ -196,6 +197,7 @@ struct Proxy::Loop {
   std::vector<int> unix_fds;
   Tag stop_tag{Tag::Kind::kStop};
   Tag approvals_tag{Tag::Kind::kApprovals};
+  Tag explain_tag{Tag::Kind::kExplain};
   uint64_t next_expiry_check = 0;
   std::vector<Tag> tcp_tags, unix_tags;
   identity::Resolver resolver;
@@ -261,6 +263,7 @@ struct Proxy::Loop {
   void set_interest(int fd, Tag& tag, uint32_t& current, uint32_t wanted);
   void destroy(Conn& c);
   void approvals_decided();
+  void role_explained();
   void expire_approvals(uint64_t now);
   void cancel_held(std::span<const uint8_t> key);
   void kill_held(uint16_t server_port, uint32_t thread_id, bool connection, uint32_t by_thread);
@@ -306,6 +309,10 @@ Status Proxy::Loop::listen_all() {
   if (opt.approvals != nullptr) {
     ev.data.ptr = &approvals_tag;
     epoll_ctl(epfd, EPOLL_CTL_ADD, opt.approvals->wake_fd(), &ev);
+  }
+  if (opt.explain_worker != nullptr) {
+    ev.data.ptr = &explain_tag;
+    epoll_ctl(epfd, EPOLL_CTL_ADD, opt.explain_worker->wake_fd(), &ev);
   }
 
   for (const std::string& address : opt.tcp_listen_addresses) {
@@ -375,6 +382,9 @@ void Proxy::Loop::on_event(Tag& tag, uint32_t events) {
     case Tag::Kind::kApprovals:
       approvals_decided();
       return;
+    case Tag::Kind::kExplain:
+      role_explained();
+      return;
     case Tag::Kind::kClient:
     case Tag::Kind::kUpstream:
       break;
@@ -407,12 +417,14 @@ Proxy::Loop::Conn* Proxy::Loop::new_conn(int client_fd, Protocol protocol) {
                                           mysql_counters);
     r->set_approvals(opt.approvals);
     r->set_blast_radius(true);
+    r->set_explain_worker(opt.explain_worker);
     c->relay = std::move(r);
   } else {
     auto r =
         std::make_unique<PgRelay>(c->info, *judge, *records, opt.pgsql, opt.relay, pgsql_counters);
     r->set_approvals(opt.approvals);
     r->set_blast_radius(true);
+    r->set_explain_worker(opt.explain_worker);
     r->set_catalog(&pg_catalog);
     c->relay = std::move(r);
   }
@@ -734,6 +746,21 @@ void Proxy::Loop::approvals_decided() {
     if (c->dead) continue;
     c->relay->on_approval_decided(*c, now);
     drive(*c);
+  }
+}
+
+void Proxy::Loop::role_explained() {
+  // Each answer names the held connection that asked (by its ticket), if it is still there:
+  // only connections awaiting approval are asked, as for the broker's wake-up.
+  const uint64_t now = monotonic_ns();
+  for (const ExplainAnswer& a : opt.explain_worker->take_answers()) {
+    for (auto& [p, c] : conns) {
+      if (c->dead || !c->relay->awaiting_approval()) continue;
+      if (c->relay->on_role_explained(a.ticket, a.estimate, *c, now)) {
+        drive(*c);
+        break;
+      }
+    }
   }
 }
 

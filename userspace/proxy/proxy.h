@@ -33,6 +33,7 @@
 #include "common/status.h"
 #include "identity/identity.h"
 #include "proxy/credentials.h"
+#include "proxy/explain_worker.h"
 #include "protocol/mysql/messages.h"
 #include "protocol/pgsql/messages.h"
 #include "protocol/statement.h"
@@ -94,6 +95,9 @@ struct Options {
   // Where require_approval statements wait (must outlive the proxy); null: they are
   // blocked.
   approvals::Broker* approvals = nullptr;
+  // The blast radius's EXPLAIN through the agent's own role when the client's session cannot
+  // run it (must outlive the proxy); null: none (explain_worker.h).
+  ExplainWorker* explain_worker = nullptr;
   size_t high_watermark = 256 << 10;
   size_t max_connections = 16384;
   RelayLimits relay;

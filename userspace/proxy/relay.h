@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "proxy/byte_buffer.h"
+#include "proxy/explain_estimate.h"
 
 namespace dbwarden::proxy {
 
@@ -65,6 +66,12 @@ class Relay {
   // A message waits for the approvals broker (approvals/broker.h); the connection still
   // reads the client, so that a client that goes away withdraws its request.
   virtual bool awaiting_approval() const { return false; }
+  // The agent's role answered the EXPLAIN with `ticket` (explain_worker.h): if this relay
+  // asked it, its request goes to the broker with the estimate. True if it did.
+  virtual bool on_role_explained(uint64_t /*ticket*/, const BlastEstimate& /*e*/,
+                                 RelayOutput& /*out*/, uint64_t /*now_ns*/) {
+    return false;
+  }
   // The broker decided something: if it was this relay's request, act on it.
   virtual void on_approval_decided(RelayOutput& /*out*/, uint64_t /*now_ns*/) {}
   // A client's cancel with `key` (RelayOutput::cancel_request): if it names this

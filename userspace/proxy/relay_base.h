@@ -23,6 +23,7 @@
 #include "proxy/byte_buffer.h"
 #include "proxy/decision_log.h"
 #include "proxy/explain_estimate.h"
+#include "proxy/explain_worker.h"
 #include "proxy/judge.h"
 #include "proxy/relay.h"
 #include "sql/redact.h"
@@ -124,6 +125,16 @@ class RelayBase : public Relay {
   // estimated by an EXPLAIN on the client's own session (explain_estimate.h); off: requests
   // carry none.
   void set_blast_radius(bool on) { blast_radius_ = on; }
+  // When the client's session cannot run that EXPLAIN (inside a transaction, busy), the
+  // agent's own connection as a configured role runs it (explain_worker.h); null: none.
+  void set_explain_worker(ExplainWorker* worker) { worker_ = worker; }
+  bool on_role_explained(uint64_t ticket, const BlastEstimate& e, RelayOutput& out,
+                         uint64_t now_ns) final {
+    if (!explaining_ || role_ticket_ == 0 || ticket != role_ticket_) return false;
+    role_ticket_ = 0;
+    explained(e, out, now_ns, BlastViaRole(worker_->role(P::kDialect == Dialect::kMysql)));
+    return true;
+  }
   // While the EXPLAIN runs the client is read too, so that one that goes away is noticed.
   bool awaiting_approval() const final { return request_ != 0 || explaining_; }
   void on_upstream_closed() final {
@@ -288,8 +299,10 @@ class RelayBase : public Relay {
     return Approval::kHeld;
   }
   // The blast radius of the held message (the first `total` bytes of `in`): true when an
-  // EXPLAIN went to the server (its answer comes to explained()); else `spec` says why there
-  // is no estimate, or nothing when no held statement changes data.
+  // EXPLAIN went to the server on the client's session, or to the agent's role when the
+  // session could not run it (its answer comes to explained()); else `spec` says why there
+  // is no estimate (the reason of the last way tried), or nothing when no held statement
+  // changes data.
   bool estimate(approvals::RequestSpec& spec, ByteBuffer& in, size_t total, RelayOutput& out) {
     const JudgedStatement* target = nullptr;
     size_t changing = 0;
@@ -303,21 +316,49 @@ class RelayBase : public Relay {
       spec.blast_unavailable = "the message holds several data-changing statements";
       return false;
     }
-    return start_explain(target->text, in.data().first(total), in, out, spec.blast_unavailable);
+    ExplainJob job;
+    std::string& why = spec.blast_unavailable;
+    if (start_explain(target->text, in.data().first(total), in, out, why, job)) return true;
+    if (job.text.empty()) return false;  // the statement's own reason: no other way helps
+    const bool mysql = P::kDialect == Dialect::kMysql;
+    if (worker_ == nullptr || worker_->role(mysql).empty()) {
+      why += ", and the agent's role is not configured";
+      return false;
+    }
+    if (job.text.size() > kMaxRoleStatementBytes || job.text.find('\0') != std::string::npos) {
+      why += ", and the statement cannot be sent in an EXPLAIN of the agent's role";
+      return false;
+    }
+    job.mysql = mysql;
+    job.ticket = worker_->next_ticket();
+    const uint64_t ticket = job.ticket;
+    if (!worker_->submit(std::move(job))) {
+      why += ", and the agent's role has too many EXPLAINs waiting";
+      return false;
+    }
+    why.clear();
+    role_ticket_ = ticket;
+    return true;
   }
+  static constexpr size_t kMaxRoleStatementBytes = 256 * 1024;
   // Sends the EXPLAIN of `text`, a statement of the held `message` (still at the front of
-  // `in`, which may hold what follows it), or says in `unavailable` why it cannot.
+  // `in`, which may hold what follows it), or says in `unavailable` why it cannot. When the
+  // reason is the session's state (not the statement), `role` gets what the agent's role
+  // needs to run it instead (its text and parameters); else its text stays empty.
   virtual bool start_explain(std::string_view text, std::span<const uint8_t> message,
-                             const ByteBuffer& in, RelayOutput& out, std::string& unavailable) = 0;
+                             const ByteBuffer& in, RelayOutput& out, std::string& unavailable,
+                             ExplainJob& role) = 0;
   // The EXPLAIN's answer ended: the request goes to the broker with its estimate (or why
-  // there is none). Refused (too many pending), the held message is answered as denied.
-  void explained(const BlastEstimate& e, RelayOutput& out, uint64_t now_ns) {
+  // there is none), obtained as `via` says. Refused (too many pending), the held message is
+  // answered as denied.
+  void explained(const BlastEstimate& e, RelayOutput& out, uint64_t now_ns,
+                 std::string_view via = kBlastViaClientSession) {
     explaining_ = false;
     approvals::RequestSpec spec = std::move(explain_spec_);
     explain_spec_ = {};
     if (e.ok) {
       spec.blast_rows = static_cast<int64_t>(std::min<uint64_t>(e.rows, INT64_MAX));
-      spec.blast_via.assign(kBlastViaClientSession);
+      spec.blast_via.assign(via);
     } else {
       spec.blast_unavailable = e.failure;
     }
@@ -467,6 +508,8 @@ class RelayBase : public Relay {
   // The held message's EXPLAIN runs (estimate()); its request, to submit once answered.
   bool explaining_ = false;
   approvals::RequestSpec explain_spec_;
+  ExplainWorker* worker_ = nullptr;
+  uint64_t role_ticket_ = 0;  // the agent's role runs the EXPLAIN: the answer's ticket
 
  private:
   // The judge's generation each prepared statement was last judged under: one judged under

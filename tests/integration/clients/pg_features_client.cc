@@ -11,6 +11,9 @@
 //             twice and prints "done".
 //   cancel    runs pg_sleep(30), sends a CancelRequest after 1 s (PQcancel, a
 //             connection of its own) and prints the SQLSTATE it got.
+//   held-delete  BEGIN, then DELETE FROM blast_t WHERE id <= $1 with $1 = 100 as a binary
+//             int4 (Parse and Bind in one write), which an approval rule holds
+//             (test_approvals_blast.py); prints its result status and SQLSTATE.
 // Exit code 0 when everything went as the mode expects, 1 otherwise.
 #include <arpa/inet.h>
 #include <libpq-fe.h>
@@ -123,9 +126,24 @@ int Cancel(PGconn* c) {
 
 }  // namespace
 
+int HeldDelete(PGconn* c) {
+  if (!Expect(PQexec(c, "BEGIN"), PGRES_COMMAND_OK, "begin")) return 1;
+  const Oid types[1] = {kInt4};
+  const uint32_t hundred = htonl(100);
+  const char* values[1] = {reinterpret_cast<const char*>(&hundred)};
+  const int lengths[1] = {4};
+  const int formats[1] = {1};
+  std::printf("sent\n");
+  std::fflush(stdout);
+  Expect(PQexecParams(c, "DELETE FROM blast_t WHERE id <= $1", 1, types, values, lengths,
+                      formats, 0),
+         PGRES_COMMAND_OK, "delete");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s pipeline|prepared|cancel\n", argv[0]);
+    std::fprintf(stderr, "usage: %s pipeline|prepared|cancel|held-delete\n", argv[0]);
     return 2;
   }
   PGconn* c = PQconnectdb("");
@@ -139,6 +157,7 @@ int main(int argc, char** argv) {
   if (mode == "pipeline") rc = Pipeline(c);
   if (mode == "prepared") rc = Prepared(c);
   if (mode == "cancel") rc = Cancel(c);
+  if (mode == "held-delete") rc = HeldDelete(c);
   PQfinish(c);
   return rc;
 }

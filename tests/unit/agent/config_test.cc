@@ -239,5 +239,41 @@ TEST_CASE("the approvals webhook: an http(s) URL, a secret file only with it",
   CHECK(alone.status().message().find("needs --approvals-webhook-url") != std::string::npos);
 }
 
+TEST_CASE("the blast radius's own role: off by default, enforce mode only, names checked",
+          "[agent][config][approvals]") {
+  auto none = parse({});
+  REQUIRE(none.ok());
+  CHECK(none.value()->approvals_blast_radius_postgres_role.empty());
+  CHECK(none.value()->approvals_blast_radius_mysql_user.empty());
+  TempFile conf(
+      "mode = enforce\n"
+      "policy = /etc/dbwarden/policy.yaml\n"
+      "approvals-blast-radius-postgres-role = dbwarden_explain\n"
+      "approvals-blast-radius-mysql-user = dbwarden-explain\n");
+  auto r = parse({"--config", conf.path.c_str()});
+  REQUIRE(r.ok());
+  CHECK(r.value()->approvals_blast_radius_postgres_role == "dbwarden_explain");
+  CHECK(r.value()->approvals_blast_radius_mysql_user == "dbwarden-explain");
+  // The command line wins over the file, as for every key.
+  auto over =
+      parse({"--config", conf.path.c_str(), "--approvals-blast-radius-postgres-role", "reader"});
+  REQUIRE(over.ok());
+  CHECK(over.value()->approvals_blast_radius_postgres_role == "reader");
+  auto observe = parse({"--approvals-blast-radius-postgres-role", "dbwarden_explain"});
+  REQUIRE_FALSE(observe.ok());
+  CHECK(observe.status().message() ==
+        "--approvals-blast-radius-postgres-role needs --mode enforce (the blast radius is "
+        "estimated for statements the proxy holds)");
+  auto quoted = parse({"--mode", "enforce", "--policy", "p.yaml",
+                       "--approvals-blast-radius-postgres-role", "x\"; DROP"});
+  REQUIRE_FALSE(quoted.ok());
+  CHECK(quoted.status().message().find("must be 1-63 letters, digits") != std::string::npos);
+  auto long_user = parse({"--mode", "enforce", "--policy", "p.yaml",
+                          "--approvals-blast-radius-mysql-user", std::string(33, 'u').c_str()});
+  REQUIRE_FALSE(long_user.ok());
+  CHECK(long_user.status().message().find("--approvals-blast-radius-mysql-user must be 1-32") !=
+        std::string::npos);
+}
+
 }  // namespace
 }  // namespace dbwarden::agent

@@ -4,11 +4,14 @@
 // nothing until approved; denied or expired it is answered like a blocked one, naming the
 // request; later messages wait behind it; a JIT grant lets it through; a closed connection
 // withdraws; without a broker it is blocked (fail closed).
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 
 #include "../mysql/my_wire.h"
 #include "../pgsql/pg_wire.h"
 #include "approvals/broker.h"
+#include "proxy/explain_worker.h"
 #include "proxy/mysql_relay.h"
 #include "proxy/pg_relay.h"
 #include "relay_fixture.h"
@@ -501,7 +504,8 @@ TEST_CASE("approvals, pg: the blast radius, EXPLAINed on the client's idle sessi
   f.server(Complete("BEGIN") + Ready('T'));
   CHECK(f.client(Query("DELETE FROM t WHERE id = 1")).empty());
   const uint64_t id3 = f.pending_id();
-  CHECK(f.broker.show(id3)->spec.blast_unavailable == "the session is inside a transaction");
+  CHECK(f.broker.show(id3)->spec.blast_unavailable ==
+        "the session is inside a transaction, and the agent's role is not configured");
   // Not a data-changing statement: none at all.
   PgFixture g(true, kMaskPolicy);
   g.relay.set_blast_radius(true);
@@ -602,7 +606,7 @@ TEST_CASE("approvals, mysql: the blast radius, EXPLAINed on the client's idle se
   f.server(Ok(1, 0, 3));  // SERVER_STATUS_IN_TRANS | AUTOCOMMIT
   CHECK(f.client(Query("DELETE FROM t WHERE id = 1")).empty());
   CHECK(f.broker.show(f.pending_id())->spec.blast_unavailable ==
-        "the session is inside a transaction");
+        "the session is inside a transaction, and the agent's role is not configured");
 }
 
 TEST_CASE("approvals, mysql: a KILL the server allows withdraws the held statement of its thread",
@@ -680,4 +684,88 @@ TEST_CASE("approvals, mysql: a KILL the server allows withdraws the held stateme
                                       "dbwarden: approval request " + std::to_string(id3) +
                                           " withdrawn: the server ended the connection"));
   CHECK(gone.out.closed);
+}
+
+namespace {
+
+// The proxy's loop after the worker's wake-up: its answers, each to the relay that asked.
+std::vector<dbwarden::proxy::ExplainAnswer> WorkerAnswers(dbwarden::proxy::ExplainWorker& w,
+                                                          size_t want) {
+  std::vector<dbwarden::proxy::ExplainAnswer> got;
+  for (int i = 0; i < 500 && got.size() < want; ++i) {
+    for (auto& a : w.take_answers()) got.push_back(std::move(a));
+    if (got.size() < want) usleep(10'000);
+  }
+  return got;
+}
+
+}  // namespace
+
+TEST_CASE("approvals, pg: inside a transaction the agent's role EXPLAINs instead",
+          "[proxy][approvals][blast]") {
+  using namespace pgtest;
+  // A role, and no socket for the client's server: the worker answers why at once.
+  dbwarden::proxy::ExplainWorkerOptions o;
+  o.pg_role = "dbwarden_explain";
+  auto worker = dbwarden::proxy::ExplainWorker::Start(o);
+  REQUIRE(worker.ok());
+  PgFixture f;
+  f.info.server_port = 5999;
+  f.relay.set_blast_radius(true);
+  f.relay.set_explain_worker(worker.value().get());
+  pg_login(f);
+  CHECK(f.client(Query("BEGIN")) == Query("BEGIN"));
+  f.server(Complete("BEGIN") + Ready('T'));
+  // Nothing goes to the client's session, and the request waits for the role's answer.
+  CHECK(f.client(Query("DELETE FROM t WHERE id = 1")).empty());
+  CHECK(f.broker.list().empty());
+  CHECK(f.relay.awaiting_approval());
+  auto answers = WorkerAnswers(*worker.value(), 1);
+  REQUIRE(answers.size() == 1);
+  CHECK_FALSE(answers[0].estimate.ok);
+  // An answer for another request changes nothing; its own sends the request.
+  CHECK_FALSE(f.relay.on_role_explained(answers[0].ticket + 1, answers[0].estimate, f.out, f.now));
+  CHECK(f.broker.list().empty());
+  CHECK(f.relay.on_role_explained(answers[0].ticket, answers[0].estimate, f.out, f.now));
+  const uint64_t id = f.pending_id();
+  CHECK(f.broker.show(id)->spec.blast_unavailable ==
+        "EXPLAIN through the agent's role failed: no unix socket known for the server on port "
+        "5999");
+  REQUIRE(f.broker.deny(id, alice(), "no", f.now).ok());
+  f.decided();
+  CHECK(f.out.take_client().find("denied: no") != std::string::npos);
+  // An estimate, said to come from the role and to see committed data only.
+  CHECK(f.client(Query("DELETE FROM t WHERE id = 2")).empty());
+  answers = WorkerAnswers(*worker.value(), 1);
+  REQUIRE(answers.size() == 1);
+  dbwarden::proxy::BlastEstimate e;
+  e.ok = true;
+  e.rows = 12;
+  CHECK(f.relay.on_role_explained(answers[0].ticket, e, f.out, f.now));
+  const uint64_t id2 = f.pending_id();
+  CHECK(f.broker.show(id2)->spec.blast_rows == 12);
+  CHECK(f.broker.show(id2)->spec.blast_via ==
+        "explain through the agent's role dbwarden_explain, which sees committed data only");
+  CHECK(f.out.take_server().empty());
+  for (const auto& r : f.sink.got) CHECK(r.text.find("EXPLAIN") == std::string::npos);
+  CHECK(worker.value()->stats().answered == 2);
+}
+
+TEST_CASE("approvals, mysql: the agent's role not configured for MySQL: the reason says so",
+          "[proxy][approvals][blast]") {
+  using namespace mytest;
+  dbwarden::proxy::ExplainWorkerOptions o;
+  o.pg_role = "dbwarden_explain";  // PostgreSQL only
+  auto worker = dbwarden::proxy::ExplainWorker::Start(o);
+  REQUIRE(worker.ok());
+  MyFixture f;
+  f.relay.set_blast_radius(true);
+  f.relay.set_explain_worker(worker.value().get());
+  my_login(f);
+  CHECK(f.client(Query("BEGIN")) == Query("BEGIN"));
+  f.server(Ok(1, 0, 3));
+  CHECK(f.client(Query("DELETE FROM t WHERE id = 1")).empty());
+  CHECK(f.broker.show(f.pending_id())->spec.blast_unavailable ==
+        "the session is inside a transaction, and the agent's role is not configured");
+  CHECK(worker.value()->stats().submitted == 0);
 }

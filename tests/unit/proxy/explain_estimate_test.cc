@@ -7,7 +7,12 @@
 #include "proxy/explain_estimate.h"
 
 #include <catch2/catch.hpp>
+#include <optional>
+#include <span>
 #include <string>
+#include <vector>
+
+#include "proxy/pg_explain.h"
 
 using dbwarden::proxy::ExplainFailure;
 using dbwarden::proxy::ReadMysqlExplain;
@@ -200,4 +205,56 @@ TEST_CASE("blast radius: failures a reviewer reads", "[proxy][blast]") {
   const std::string long_utf8 = std::string(159, 'a') + "\xc3\xa9" + std::string(50, 'b');
   const std::string cut = ExplainFailure("XX000", long_utf8);
   CHECK(cut == "EXPLAIN failed: XX000 " + std::string(159, 'a') + "...");
+}
+
+TEST_CASE("blast radius, pg: a Bind's values for the agent's role's EXPLAIN", "[proxy][blast]") {
+  using dbwarden::proxy::PgBindParameters;
+  using dbwarden::proxy::PgBindValues;
+  // A Bind body (portal "", statement "s"): its format codes, its values by length (-1:
+  // NULL) cut from `values`, no result formats.
+  const auto bind = [](uint16_t formats, std::initializer_list<uint16_t> codes,
+                       std::initializer_list<int32_t> lengths, std::string values) {
+    std::string b = std::string("\0s\0", 3);
+    const auto put16 = [&b](uint16_t v) {
+      b += static_cast<char>(v >> 8);
+      b += static_cast<char>(v);
+    };
+    put16(formats);
+    for (const uint16_t c : codes) put16(c);
+    put16(static_cast<uint16_t>(lengths.size()));
+    size_t at = 0;
+    for (const int32_t n : lengths) {
+      for (int shift = 24; shift >= 0; shift -= 8) b += static_cast<char>(n >> shift);
+      if (n > 0) {
+        b += values.substr(at, static_cast<size_t>(n));
+        at += static_cast<size_t>(n);
+      }
+    }
+    put16(0);  // result formats
+    return b;
+  };
+  const auto read = [](const std::string& body, std::vector<std::optional<std::string>>& v,
+                       std::vector<int>& f) {
+    std::string_view statement;
+    std::span<const uint8_t> parameters;
+    const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(body.data()),
+                                         body.size());
+    return PgBindParameters(bytes, &statement, &parameters) && statement == "s" &&
+           PgBindValues(parameters, v, f);
+  };
+  std::vector<std::optional<std::string>> values;
+  std::vector<int> formats;
+  REQUIRE(read(bind(2, {0, 1}, {1, -1}, "9"), values, formats));
+  REQUIRE(values.size() == 2);
+  CHECK(values[0] == "9");
+  CHECK_FALSE(values[1].has_value());
+  CHECK(formats == std::vector<int>{0, 1});
+  // One code for all; none: text.
+  REQUIRE(read(bind(1, {1}, {2, 1}, "abc"), values, formats));
+  CHECK(formats == std::vector<int>{1, 1});
+  CHECK(values[1] == "c");
+  REQUIRE(read(bind(0, {}, {3}, "xyz"), values, formats));
+  CHECK(formats == std::vector<int>{0});
+  // Two codes for three values: malformed, as the server would say.
+  CHECK_FALSE(read(bind(2, {0, 0}, {1, 1, 1}, "abc"), values, formats));
 }
