@@ -11,6 +11,12 @@
 //             twice and prints "done".
 //   cancel    runs pg_sleep(30), sends a CancelRequest after 1 s (PQcancel, a
 //             connection of its own) and prints the SQLSTATE it got.
+//   split SQL VALUE
+//             pipeline mode, the unnamed statement: the Parse of SQL (one int4
+//             parameter) written alone (PQflush), then after 0.5 s the Bind with
+//             VALUE, Describe, Execute and Sync in a second write; prints each
+//             result's status and, for the statement, its command tag
+//             ("tag: DELETE 100"). Exit 0 when both succeeded.
 // Exit code 0 when everything went as the mode expects, 1 otherwise.
 #include <arpa/inet.h>
 #include <libpq-fe.h>
@@ -121,11 +127,40 @@ int Cancel(PGconn* c) {
   return ok ? 0 : 1;
 }
 
+// A Parse and its Bind in separate writes (a driver that writes message by message).
+int Split(PGconn* c, const char* sql, const char* value) {
+  if (PQenterPipelineMode(c) != 1) return 1;
+  const Oid types[1] = {kInt4};
+  if (PQsendPrepare(c, "", sql, 1, types) != 1 || PQflush(c) != 0) return 1;
+  usleep(500 * 1000);
+  const char* values[1] = {value};
+  if (PQsendQueryPrepared(c, "", 1, values, nullptr, nullptr, 0) != 1) return 1;
+  if (PQpipelineSync(c) != 1) return 1;
+  bool ok = Expect(PQgetResult(c), PGRES_COMMAND_OK, "parse");
+  if (PGresult* end = PQgetResult(c)) {
+    PQclear(end);
+    ok = false;
+  }
+  PGresult* r = PQgetResult(c);
+  if (r != nullptr && PQresultStatus(r) == PGRES_COMMAND_OK) {
+    std::printf("tag: %s\n", PQcmdStatus(r));
+  }
+  ok = Expect(r, PGRES_COMMAND_OK, "execute") && ok;
+  if (PGresult* end = PQgetResult(c)) {
+    PQclear(end);
+    ok = false;
+  }
+  ok = Expect(PQgetResult(c), PGRES_PIPELINE_SYNC, "sync") && ok;
+  if (PQexitPipelineMode(c) != 1) ok = false;
+  return ok ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s pipeline|prepared|cancel\n", argv[0]);
+  const bool split = argc == 4 && std::string(argv[1]) == "split";
+  if (argc != 2 && !split) {
+    std::fprintf(stderr, "usage: %s pipeline|prepared|cancel|split SQL VALUE\n", argv[0]);
     return 2;
   }
   PGconn* c = PQconnectdb("");
@@ -139,6 +174,7 @@ int main(int argc, char** argv) {
   if (mode == "pipeline") rc = Pipeline(c);
   if (mode == "prepared") rc = Prepared(c);
   if (mode == "cancel") rc = Cancel(c);
+  if (split) rc = Split(c, argv[2], argv[3]);
   PQfinish(c);
   return rc;
 }
