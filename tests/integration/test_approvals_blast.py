@@ -122,6 +122,18 @@ def unavailable(p, cli, want, what, failures):
     return rid
 
 
+def make_blast_tables(cluster, server):
+    """`blast_t` of 1000 rows (id 1..1000, v), analyzed, on both servers."""
+    cluster.setup_sql("CREATE TABLE blast_t (id int PRIMARY KEY, v text); "
+                      "INSERT INTO blast_t SELECT g, 'v' || g FROM generate_series(1, 1000) g; "
+                      "ANALYZE blast_t")
+    server.setup_sql(f"CREATE TABLE {TEST_DB}.blast_t (id int PRIMARY KEY, v varchar(20)) "
+                     "ENGINE=InnoDB; "
+                     f"INSERT INTO {TEST_DB}.blast_t SELECT seq, CONCAT('v', seq) "
+                     f"FROM {TEST_DB}.seq_1_to_1000; "
+                     f"ANALYZE TABLE {TEST_DB}.blast_t;")
+
+
 def check_pg(cluster, cli, failures):
     ids = {}
     # A DELETE of 100 rows: estimated, then denied (nothing ran, before or after).
@@ -267,14 +279,7 @@ def main():
     workdir, proxy_dir, policy = approvals_workdir("dbw-approvals-blast-", POLICY)
     failures = []
     with PgCluster() as cluster, MariaDB() as server:
-        cluster.setup_sql("CREATE TABLE blast_t (id int PRIMARY KEY, v text); "
-                          "INSERT INTO blast_t SELECT g, 'v' || g FROM generate_series(1, 1000) g; "
-                          "ANALYZE blast_t")
-        server.setup_sql(f"CREATE TABLE {TEST_DB}.blast_t (id int PRIMARY KEY, v varchar(20)) "
-                         "ENGINE=InnoDB; "
-                         f"INSERT INTO {TEST_DB}.blast_t SELECT seq, CONCAT('v', seq) "
-                         f"FROM {TEST_DB}.seq_1_to_1000; "
-                         f"ANALYZE TABLE {TEST_DB}.blast_t;")
+        make_blast_tables(cluster, server)
         os.chmod(server.base, 0o755)
         audit = os.path.join(workdir, "audit.jsonl")
         agent = EnforceAgent(args.agent, audit, [cluster.port], workdir, policy,
