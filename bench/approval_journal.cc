@@ -150,9 +150,9 @@ int main(int argc, char** argv) {
               pending, dir.c_str());
   std::printf("%-10s %-8s %9s %9s %9s\n", "setting", "step", "p50", "p99", "max");
   for (const auto& [name, t] : {std::pair{"memory", &base}, std::pair{"journal", &journaled}}) {
-    for (const auto& [step, v] : {std::pair{"submit", &t->submit},
-                                  std::pair{"visible", &t->visible},
-                                  std::pair{"decide", &t->decide}}) {
+    for (const auto& [step, v] :
+         {std::pair{"submit", &t->submit}, std::pair{"visible", &t->visible},
+          std::pair{"decide", &t->decide}}) {
       std::printf("%-10s %-8s %9.4f %9.4f %9.4f\n", name, step, pct(*v, 0.5), pct(*v, 0.99),
                   pct(*v, 1.0));
     }
@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
   std::printf("added by the journal to the request (visible + decide): p50 %.3f ms, p99 %.3f ms\n",
               pct(journaled.visible, 0.5) + pct(journaled.decide, 0.5) - pct(base.visible, 0.5) -
                   pct(base.decide, 0.5),
-              pct(journaled.visible, 0.99) + pct(journaled.decide, 0.99) -
-                  pct(base.visible, 0.99) - pct(base.decide, 0.99));
+              pct(journaled.visible, 0.99) + pct(journaled.decide, 0.99) - pct(base.visible, 0.99) -
+                  pct(base.decide, 0.99));
   return 0;
 }

@@ -23,7 +23,6 @@ bool HasSemicolon(std::string_view& text) {
   return text.find(';') != std::string_view::npos;
 }
 
-
 // The EXPLAIN's text for `text`, or false with `why`.
 bool ExplainSql(std::string_view text, bool mariadb, std::string& sql, std::string& why) {
   if (text.size() > MysqlExplainLookup::kMaxStatementBytes) {
@@ -199,8 +198,7 @@ size_t MysqlExplainLookup::prepare_answer(std::span<const uint8_t> bytes) {
     if (!prep_head_.empty() && prep_head_[0] == 0x00 && mysql::ParsePrepareOk(prep_head_, &prep_)) {
       prepared_ = true;
       const uint64_t groups = uint64_t{prep_.params > 0} + uint64_t{prep_.columns > 0};
-      prep_defs_left_ =
-          uint64_t{prep_.params} + prep_.columns + (deprecate_eof_ ? 0 : groups);
+      prep_defs_left_ = uint64_t{prep_.params} + prep_.columns + (deprecate_eof_ ? 0 : groups);
     }
     prep_done_ = prep_defs_left_ == 0;  // an ERR (or anything else) is the whole answer
   }
@@ -209,8 +207,8 @@ size_t MysqlExplainLookup::prepare_answer(std::span<const uint8_t> bytes) {
 
 bool MysqlExplainLookup::execute(std::vector<uint8_t>& packet, BlastEstimate& failed) const {
   if (!prepared_) {
-    failed = prep_head_.size() >= 3 && prep_head_[0] == 0xff ? ErrFailure(prep_head_)
-                                                                : BlastEstimate{};
+    failed =
+        prep_head_.size() >= 3 && prep_head_[0] == 0xff ? ErrFailure(prep_head_) : BlastEstimate{};
     if (failed.failure.empty()) failed.failure = "EXPLAIN gave no plan";
     return false;
   }

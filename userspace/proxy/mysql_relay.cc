@@ -524,8 +524,7 @@ bool MysqlRelay::start_explain(std::string_view text, std::span<const uint8_t> m
     explain_execute_ = true;
   } else if (command == mysql::kComQuery) {
     if (!explain_.query(text, mariadb, scratch_, unavailable)) return false;
-    results_.start(explain_, /*binary=*/false, session_.deprecate_eof(),
-                   session_.metadata_flag());
+    results_.start(explain_, /*binary=*/false, session_.deprecate_eof(), session_.metadata_flag());
     explain_execute_ = false;
   } else {
     unavailable = "not estimated for a bulk execute (COM_STMT_BULK_EXECUTE)";
@@ -563,8 +562,8 @@ bool MysqlRelay::prepare_explain(std::string_view text, std::span<const uint8_t>
   }
   std::vector<uint8_t> execute;
   if (!RebindExecute(payload, params.count, *params.types, 0, execute, unavailable)) return false;
-  return explain_.prepare(text, mariadb, session_.deprecate_eof(), params.count,
-                          std::move(execute), scratch_, unavailable);
+  return explain_.prepare(text, mariadb, session_.deprecate_eof(), params.count, std::move(execute),
+                          scratch_, unavailable);
 }
 
 std::span<const uint8_t> MysqlRelay::explain_answer(std::span<const uint8_t> bytes,

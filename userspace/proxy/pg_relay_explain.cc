@@ -71,16 +71,16 @@ bool WantsBind(std::string_view text, std::span<const uint8_t> body, std::string
 
 bool PgRelay::awaiting_bind(const ByteBuffer& in, size_t total) {
   // An approved Parse (stepped again from released_) waits for nothing.
-  if (&in == &released_ || !blast_radius_ || broker_ == nullptr || verdict_.statements.size() != 1 ||
-      !WantsBlastRadius(verdict_.statements.front().text)) {
+  if (&in == &released_ || !blast_radius_ || broker_ == nullptr ||
+      verdict_.statements.size() != 1 || !WantsBlastRadius(verdict_.statements.front().text)) {
     return false;
   }
   const auto message = in.data().first(total);
   std::string_view name;
   std::vector<uint32_t> types;
   std::span<const uint8_t> body;
-  if (!WantsBind(verdict_.statements.front().text, message.subspan(pgsql::kTypedHeaderSize),
-                 &name, types)) {
+  if (!WantsBind(verdict_.statements.front().text, message.subspan(pgsql::kTypedHeaderSize), &name,
+                 types)) {
     return false;
   }
   // Bounded: the Parse and what follows it up to the size a judged message may have (the

@@ -180,8 +180,8 @@ void ExecutePrint(MYSQL_STMT* st) {
 }
 
 // Prepares `sql`, binds `params` as strings, executes `repeat` times; prints each outcome.
-void ExecOnce(MYSQL* db, const std::string& sql, const std::vector<std::string>& params,
-              bool print, int repeat) {
+void ExecOnce(MYSQL* db, const std::string& sql, const std::vector<std::string>& params, bool print,
+              int repeat) {
   MYSQL_STMT* st = Prepare(db, sql);
   if (!st) return;
   std::vector<MYSQL_BIND> in(params.size());

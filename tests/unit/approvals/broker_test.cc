@@ -331,8 +331,7 @@ TEST_CASE("broker: a request is seen only once its journal has it, and its submi
   const uint64_t last = b.submit(spec(), 0).value();
   CHECK(slow.waiting.size() == 2);
   slow.write(dbwarden::Status::Ok());
-  CHECK(events.kinds ==
-        std::vector<std::string>{"requested", "denied:dbwarden", "requested"});
+  CHECK(events.kinds == std::vector<std::string>{"requested", "denied:dbwarden", "requested"});
   CHECK(b.list().size() == 1);
   CHECK(b.list()[0].id == last);
 }

@@ -547,8 +547,8 @@ TEST_CASE("approvals, pg: a held Parse is EXPLAINed with the values its Bind car
   CHECK(g.broker.list().empty());
   const std::string rest = bind.substr(7) + Execute("") + Sync();
   const std::string explained = g.client(rest);
-  CHECK(explained.find(CStr("dbwarden_blast") + I16(1) + I16(0) + I16(1) + I32(1) + "9" +
-                       I16(0)) != std::string::npos);
+  CHECK(explained.find(CStr("dbwarden_blast") + I16(1) + I16(0) + I16(1) + I32(1) + "9" + I16(0)) !=
+        std::string::npos);
   g.server(PgExplainAnswer(3));
   const uint64_t gid = g.pending_id();
   CHECK(g.broker.show(gid)->spec.blast_rows == 3);
@@ -646,9 +646,10 @@ std::string MyBinaryPlan(std::string_view plan) {
 
 }  // namespace
 
-TEST_CASE("approvals, mysql: a held execute is EXPLAINed by a prepare of the proxy's own, "
-          "with the client's parameters",
-          "[proxy][approvals][blast]") {
+TEST_CASE(
+    "approvals, mysql: a held execute is EXPLAINed by a prepare of the proxy's own, "
+    "with the client's parameters",
+    "[proxy][approvals][blast]") {
   using namespace mytest;
   MyFixture f;
   f.relay.set_blast_radius(true);
@@ -660,8 +661,7 @@ TEST_CASE("approvals, mysql: a held execute is EXPLAINed by a prepare of the pro
   f.server(PrepareOk(1, 7, 0, 1, false));
   // The first execute binds its types (LONGLONG, signed) and the value 9.
   const std::string value9 = U32(9) + U32(0);
-  const std::string execute =
-      Command(0x17, U32(7) + '\0' + U32(1) + '\0' + '\1' + U16(8) + value9);
+  const std::string execute = Command(0x17, U32(7) + '\0' + U32(1) + '\0' + '\1' + U16(8) + value9);
   // The EXPLAIN is prepared with the statement's own marker: no value in its text.
   CHECK(f.client(execute) == Command(0x16, explain));
   CHECK(f.broker.list().empty());
@@ -709,8 +709,9 @@ TEST_CASE("approvals, mysql: a held execute is EXPLAINed by a prepare of the pro
 
   // The prepare refused: nothing to close.
   CHECK(f.client(again) == Command(0x16, explain));
-  CHECK(f.server(Err(1, 1295, "HY000", "This command is not supported in the prepared "
-                                       "statement protocol yet"))
+  CHECK(f.server(Err(1, 1295, "HY000",
+                     "This command is not supported in the prepared "
+                     "statement protocol yet"))
             .empty());
   CHECK(f.out.take_server().empty());
   const uint64_t id3 = f.pending_id();
@@ -743,8 +744,7 @@ TEST_CASE("approvals, mysql: a held execute is EXPLAINed by a prepare of the pro
   REQUIRE(f.broker.deny(id5, alice(), "no", f.now).ok());
   f.decided();
   f.out.take_client();
-  CHECK(f.client(Command(0x17, U32(0xffffffffu) + '\0' + U32(1) + '\0' + '\1' + U16(8) +
-                                   value5))
+  CHECK(f.client(Command(0x17, U32(0xffffffffu) + '\0' + U32(1) + '\0' + '\1' + U16(8) + value5))
             .empty());
   CHECK(f.broker.show(f.pending_id())->spec.blast_unavailable ==
         "not estimated for a direct execute (statement id -1)");

@@ -475,8 +475,8 @@ bool Session::prepared_params(uint32_t id, PreparedParams* out) const {
   const Prepared& p = *it->second;
   out->count = p.params;
   out->types = &p.bound.types;
-  out->long_data = std::find(p.has_long_data.begin(), p.has_long_data.end(), true) !=
-                   p.has_long_data.end();
+  out->long_data =
+      std::find(p.has_long_data.begin(), p.has_long_data.end(), true) != p.has_long_data.end();
   return true;
 }
 
