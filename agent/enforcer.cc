@@ -17,6 +17,7 @@
 #include <set>
 
 #include "agent/approval_history.h"
+#include "agent/approval_recovery.h"
 #include "agent/approval_refusals.h"
 #include "agent/approval_tally.h"
 #include "agent/approval_webhook.h"
@@ -114,8 +115,6 @@ std::function<uint32_t(uint16_t)> mysql_server_pids(const std::vector<uint16_t>&
 }
 
 }  // namespace
-
-const char kApprovalsJournal[] = "approvals-pending.journal";
 
 std::string learn_state_dir(const Config& c) {
   if (!c.audit_state_dir.empty()) return c.audit_state_dir;
@@ -370,7 +369,7 @@ Result<std::unique_ptr<Enforcer>> Enforcer::Start(const Config& config, proxy::R
     const std::string dir = learn_state_dir(config);
     mkdir(dir.c_str(), 0700);
     std::vector<approvals::RequestView> left;
-    auto journal = approvals::Journal::Open(dir + "/" + kApprovalsJournal, &left);
+    auto journal = approvals::Journal::Open(approvals_journal_path(config), &left);
     if (!journal.ok()) return Status::Error("enforce: " + journal.status().message());
     impl->journal = std::move(journal.value());
     approvals::BrokerOptions bo;

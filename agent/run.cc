@@ -11,6 +11,7 @@
 
 #include "agent/content_scrub.h"
 #include "agent/approval_events.h"
+#include "agent/approval_recovery.h"
 #include "agent/enforcer.h"
 #include "agent/log.h"
 #include "agent/observer.h"
@@ -468,6 +469,19 @@ int run(const Config& config) {
     enforcer = std::move(e.value());
     scrub.set(enforcer->policy());
     DBW_LOG(kInfo, "%s", enforcer->summary().c_str());
+  } else {
+    // Requests an enforcing agent held when it died are denied and recorded now, whatever
+    // this run does (approval_recovery.h); enforce mode does it in Enforcer::Start.
+    const std::string journal = approvals_journal_path(config);
+    if (auto n = recover_pending_approvals(journal, &approval_events); !n.ok()) {
+      DBW_LOG(kWarning, "approvals: %s", n.status().message().c_str());
+    } else if (n.value() > 0) {
+      DBW_LOG(kWarning,
+              "approvals: %zu request(s) left pending by an agent that did not stop cleanly: "
+              "denied (agent_restart)",
+              n.value());
+      approval_events.drain(*audit.value());
+    }
   }
   std::string tls_report;
   // Before "observing": the probes are live.

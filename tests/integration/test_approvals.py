@@ -250,18 +250,10 @@ def check_withdraw(cluster, cli, failures):
 
 
 def check_trail(args, audit, ids, failures):
-    events = []
-    for line in read_audit_text(audit).splitlines():
-        if '"dbwarden.record_type":"approval"' in line:
-            events.append(json.loads(line))
+    events = approval_records(audit)
+
     def has(kind, rid, **fields):
-        for e in events:
-            if e.get("dbwarden.approval.event") == kind and \
-               e.get("dbwarden.approval.request_id") == rid and \
-               all(e.get(k) == v for k, v in fields.items()):
-                return True
-        failures.append(f"trail: no {kind} record for request {rid} with {fields}")
-        return False
+        find_record(events, kind, rid, failures, **fields)
     has("requested", ids["approve"], **{"db.query.text":
         "DELETE FROM appr_t WHERE id = 1 RETURNING 'deleted-' || id"})
     has("approved", ids["approve"], **{"dbwarden.approval.by": "daemon",
@@ -272,8 +264,7 @@ def check_trail(args, audit, ids, failures):
     has("expired", ids["timeout"])
     has("withdrawn", ids["withdraw"])
     has("approved", ids["self"], **{"dbwarden.approval.by": "nobody"})
-    records, bad = read_audit(audit)
-    failures += bad
+    records = verify_trail(args.agent, audit, failures)
     executed = [r for r in records
                 if r.get("db.query.text", "").startswith("DELETE FROM appr_t WHERE id = 1")]
     if not executed or executed[0].get("dbwarden.policy.action") != f"approved:{ids['approve']}":
@@ -283,10 +274,6 @@ def check_trail(args, audit, ids, failures):
                if r.get("db.query.text", "").startswith("DELETE FROM appr_t WHERE id = 5")]
     if not granted or granted[0].get("dbwarden.policy.action") != "granted":
         failures.append(f"trail: the JIT-granted DELETE's record is not 'granted': {granted}")
-    v = subprocess.run([args.agent, "verify-audit", audit], text=True, stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT)
-    if v.returncode != 0:
-        failures.append(f"trail: verify-audit failed: {v.stdout.strip()}")
 
 
 def approvals_workdir(prefix, policy_text):
@@ -300,6 +287,53 @@ def approvals_workdir(prefix, policy_text):
     with open(policy, "w") as f:
         f.write(policy_text)
     return workdir, proxy_dir, policy
+
+
+def enforcing_agent(agent_exe, workdir, policy, cluster, server=None, **kw):
+    """Starts the approvals tests' enforcing agent: on the cluster's port (and the MariaDB
+    `server`'s, whose directory approvers must reach), the trail in `workdir`/audit.jsonl,
+    the approvals socket 0660 root:daemon. Returns (agent, Cli on its socket), or (None, the
+    exit code the test ends with) when it did not start."""
+    if server is not None:
+        os.chmod(server.base, 0o755)
+    extra = ["--approvals-group", "daemon"] + kw.pop("extra_args", [])
+    agent = EnforceAgent(agent_exe, os.path.join(workdir, "audit.jsonl"), [cluster.port],
+                         workdir, policy, mysql_port=server.port if server else None,
+                         extra_args=extra, **kw)
+    rc = start_agent(agent)
+    if rc is not None:
+        return None, rc
+    return agent, Cli(agent_exe, os.path.join(workdir, "proxy", "approvals.sock"))
+
+
+def approval_records(audit):
+    """The trail's approval records, in order."""
+    return [json.loads(line) for line in read_audit_text(audit).splitlines()
+            if '"dbwarden.record_type":"approval"' in line]
+
+
+def find_record(events, kind, rid, failures, **fields):
+    """The first of `events` (approval records) of `kind` for request `rid` with `fields`;
+    a failure, and None, when there is none."""
+    for e in events:
+        if e.get("dbwarden.approval.event") == kind and \
+           e.get("dbwarden.approval.request_id") == rid and \
+           all(e.get(k) == v for k, v in fields.items()):
+            return e
+    failures.append(f"trail: no {kind} record for request {rid} with {fields}")
+    return None
+
+
+def verify_trail(agent_exe, audit, failures):
+    """What every approvals test asks of its whole trail: every record reads, and
+    `dbwarden verify-audit` passes. Returns the records."""
+    records, bad = read_audit(audit)
+    failures += bad
+    v = subprocess.run([agent_exe, "verify-audit", audit], text=True, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT)
+    if v.returncode != 0:
+        failures.append(f"trail: verify-audit failed: {v.stdout.strip()}")
+    return records
 
 
 def run_checks(cases, failures):
@@ -330,19 +364,16 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         return skip_or_fail("needs root (BPF steering, private servers, other OS users)")
-    workdir, proxy_dir, policy = approvals_workdir("dbw-approvals-", POLICY)
+    workdir, _, policy = approvals_workdir("dbw-approvals-", POLICY)
     failures = []
     with PgCluster() as cluster:
         cluster.setup_sql("CREATE TABLE appr_t (id int); "
                           "INSERT INTO appr_t SELECT generate_series(1, 9); "
                           "CREATE TABLE slow_t (id int); INSERT INTO slow_t VALUES (1)")
-        audit = os.path.join(workdir, "audit.jsonl")
-        agent = EnforceAgent(args.agent, audit, [cluster.port], workdir, policy,
-                             extra_args=["--approvals-group", "daemon"])
-        rc = start_agent(agent)
-        if rc is not None:
-            return rc
-        cli = Cli(args.agent, os.path.join(proxy_dir, "approvals.sock"))
+        agent, cli = enforcing_agent(args.agent, workdir, policy, cluster)
+        if agent is None:
+            return cli
+        audit = agent.audit_file
         ids = {}
         try:
             st = os.stat(cli.socket)

@@ -160,6 +160,18 @@ def role_estimated(p, cli, real, via, what, failures):
     return rid
 
 
+def make_blast_tables(cluster, server):
+    """`blast_t` of 1000 rows (id 1..1000, v), analyzed, on both servers."""
+    cluster.setup_sql("CREATE TABLE blast_t (id int PRIMARY KEY, v text); "
+                      "INSERT INTO blast_t SELECT g, 'v' || g FROM generate_series(1, 1000) g; "
+                      "ANALYZE blast_t")
+    server.setup_sql(f"CREATE TABLE {TEST_DB}.blast_t (id int PRIMARY KEY, v varchar(20)) "
+                     "ENGINE=InnoDB; "
+                     f"INSERT INTO {TEST_DB}.blast_t SELECT seq, CONCAT('v', seq) "
+                     f"FROM {TEST_DB}.seq_1_to_1000; "
+                     f"ANALYZE TABLE {TEST_DB}.blast_t;")
+
+
 def check_pg(cluster, cli, failures, client=None):
     ids = {}
     if client:
@@ -365,20 +377,13 @@ def main():
             MariaDB() as server:
         with open(os.path.join(cluster.data_dir, "pg_ident.conf"), "a") as f:
             f.write(f"dbwarden root {PG_ROLE}\n")
-        cluster.setup_sql("CREATE TABLE blast_t (id int PRIMARY KEY, v text); "
-                          "INSERT INTO blast_t SELECT g, 'v' || g FROM generate_series(1, 1000) g; "
-                          "ANALYZE blast_t; "
-                          "CREATE TABLE blast_nogrant (id int PRIMARY KEY); "
+        make_blast_tables(cluster, server)
+        cluster.setup_sql("CREATE TABLE blast_nogrant (id int PRIMARY KEY); "
                           f"CREATE ROLE {PG_ROLE} LOGIN; "
                           # EXPLAIN checks the statement's own privileges (README).
                           f"GRANT SELECT, UPDATE, DELETE ON blast_t TO {PG_ROLE}; "
                           "SELECT pg_reload_conf()")
-        server.setup_sql(f"CREATE TABLE {TEST_DB}.blast_t (id int PRIMARY KEY, v varchar(20)) "
-                         "ENGINE=InnoDB; "
-                         f"INSERT INTO {TEST_DB}.blast_t SELECT seq, CONCAT('v', seq) "
-                         f"FROM {TEST_DB}.seq_1_to_1000; "
-                         f"ANALYZE TABLE {TEST_DB}.blast_t; "
-                         f"CREATE TABLE {TEST_DB}.blast_nogrant (id int PRIMARY KEY); "
+        server.setup_sql(f"CREATE TABLE {TEST_DB}.blast_nogrant (id int PRIMARY KEY); "
                          f"CREATE USER {MY_USER}@localhost IDENTIFIED VIA unix_socket; "
                          f"GRANT SELECT, UPDATE, DELETE ON {TEST_DB}.blast_t TO "
                          f"{MY_USER}@localhost;")

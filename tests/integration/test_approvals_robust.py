@@ -42,9 +42,10 @@ sys.path.insert(0, HERE)
 from enforce_harness import EnforceAgent  # noqa: E402
 from mariadb_server import APP_PASSWORD, APP_USER, TEST_DB, MariaDB  # noqa: E402
 from pg_cluster import PgCluster, log, skip_or_fail, start_agent, verdict  # noqa: E402
-from test_approvals import (Cli, approvals_workdir, feed, run_checks,  # noqa: E402
-                            start_psql, stop_reporting)
-from test_approvals_release import approval_events, start_mariadb  # noqa: E402
+from test_approvals import (approval_records, approvals_workdir, enforcing_agent,  # noqa: E402
+                            feed, find_record, run_checks, start_psql, stop_reporting,
+                            verify_trail)
+from test_approvals_release import start_mariadb  # noqa: E402
 
 POLICY = """\
 approver_groups:
@@ -283,16 +284,10 @@ def restart_after_crash(args, cluster, server, cli, agent, workdir, policy, audi
 
 
 def check_trail(args, audit, ids, failures):
-    events = approval_events(audit)
+    events = approval_records(audit)
 
     def find(kind, rid, **fields):
-        for e in events:
-            if e.get("dbwarden.approval.event") == kind and \
-               e.get("dbwarden.approval.request_id") == rid and \
-               all(e.get(k) == v for k, v in fields.items()):
-                return e
-        failures.append(f"trail: no {kind} record for request {rid} with {fields}")
-        return None
+        return find_record(events, kind, rid, failures, **fields)
 
     find("expired", ids["my_timeout"])
     find("withdrawn", ids["my_kill"])
@@ -321,11 +316,7 @@ def check_trail(args, audit, ids, failures):
     if new is not None:
         find("approved", new, **{"dbwarden.approval.by": "daemon"})
         find("executed", new)
-    v = subprocess.run([args.agent, "verify-audit", audit], text=True, stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT)
-    if v.returncode != 0:
-        failures.append(f"trail: verify-audit failed: {v.stdout.strip()}")
-    log(f"verify-audit: {v.stdout.strip()[-300:]}")
+    verify_trail(args.agent, audit, failures)
 
 
 def main():
@@ -334,7 +325,7 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         return skip_or_fail("needs root (BPF steering, private servers, other OS users)")
-    workdir, proxy_dir, policy = approvals_workdir("dbw-approvals-rob-", POLICY)
+    workdir, _, policy = approvals_workdir("dbw-approvals-rob-", POLICY)
     failures = []
     with PgCluster() as cluster, MariaDB() as server:
         cluster.setup_sql("CREATE TABLE rob_t (id int); "
@@ -345,15 +336,11 @@ def main():
                          f"INSERT INTO {TEST_DB}.slow_t VALUES (1); "
                          f"CREATE USER '{WEAK_USER}'@'%' IDENTIFIED BY '{WEAK_PASSWORD}'; "
                          f"GRANT SELECT ON {TEST_DB}.* TO '{WEAK_USER}'@'%';")
-        os.chmod(server.base, 0o755)
-        audit = os.path.join(workdir, "audit.jsonl")
-        agent = EnforceAgent(args.agent, audit, [cluster.port], workdir, policy,
-                             mysql_port=server.port, extra_args=["--approvals-group", "daemon"],
-                             keep_pins=True)
-        rc = start_agent(agent)
-        if rc is not None:
-            return rc
-        cli = Cli(args.agent, os.path.join(proxy_dir, "approvals.sock"))
+        agent, cli = enforcing_agent(args.agent, workdir, policy, cluster, server,
+                                     keep_pins=True)
+        if agent is None:
+            return cli
+        audit = agent.audit_file
         ids = {}
         second = None
         try:

@@ -42,9 +42,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import pg_cluster  # noqa: E402
 from enforce_harness import EnforceAgent  # noqa: E402
-from pg_cluster import (PgCluster, free_port, log, read_audit, read_audit_text,  # noqa: E402
-                        skip_or_fail, start_agent, verdict)
-from test_approvals import feed, run_checks, scalar, start_psql, stop_reporting  # noqa: E402
+from pg_cluster import PgCluster, free_port, log, skip_or_fail, start_agent, verdict  # noqa: E402
+from test_approvals import (approval_records, feed, run_checks, scalar,  # noqa: E402
+                            start_psql, stop_reporting, verify_trail)
 
 POLICY = """\
 approver_groups:
@@ -308,8 +308,7 @@ def check_inbox(cluster, api, tok, workdir, failures, ids):
 
 
 def check_trail(args, audit, ids, failures):
-    events = [json.loads(line) for line in read_audit_text(audit).splitlines()
-              if '"dbwarden.record_type":"approval"' in line]
+    events = approval_records(audit)
     refused = [e for e in events if e.get("dbwarden.approval.event") == "refused"]
 
     def has(kind, rid=None, reason_part="", **fields):
@@ -341,17 +340,12 @@ def check_trail(args, audit, ids, failures):
         **{"dbwarden.approval.by": "nobody", "dbwarden.approval.channel": "web"})
     has("denied", ids["web_deny"], "too wide, narrow it",
         **{"dbwarden.approval.by": "nobody", "dbwarden.approval.channel": "web"})
-    records, bad = read_audit(audit)
-    failures += bad
+    records = verify_trail(args.agent, audit, failures)
     executed = [r for r in records
                 if r.get("db.query.text", "").startswith("DELETE FROM appr_t WHERE id = 3")]
     want = f"approved:{ids['web_approve']}"
     if not executed or executed[0].get("dbwarden.policy.action") != want:
         failures.append(f"trail: the inbox-approved DELETE's record: {executed}")
-    v = subprocess.run([args.agent, "verify-audit", audit], text=True, stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT)
-    if v.returncode != 0:
-        failures.append(f"trail: verify-audit failed: {v.stdout.strip()}")
 
 
 def main():

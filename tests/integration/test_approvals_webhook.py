@@ -34,7 +34,6 @@ import http.server
 import json
 import os
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -42,9 +41,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import pg_cluster  # noqa: E402
-from pg_cluster import (Agent, PgCluster, free_port, log, read_audit_text,  # noqa: E402
-                        skip_or_fail, start_agent, verdict)
-from test_approvals import Cli, feed, run_checks, start_psql, stop_reporting  # noqa: E402
+from pg_cluster import (Agent, PgCluster, free_port, log, skip_or_fail,  # noqa: E402
+                        start_agent, verdict)
+from test_approvals import (Cli, approval_records, feed, run_checks, start_psql,  # noqa: E402
+                            stop_reporting, verify_trail)
 
 SECRET = "webhook-secret-for-the-test-0123456789"
 FAILING_FIRST = 2
@@ -280,8 +280,7 @@ def check_metrics(agent, failures):
 
 
 def check_trail(args, audit, ids, failures):
-    events = [json.loads(line) for line in read_audit_text(audit).splitlines()
-              if '"dbwarden.record_type":"approval"' in line]
+    events = approval_records(audit)
 
     def find(kind, rid):
         return [e for e in events if e.get("dbwarden.approval.event") == kind and
@@ -298,10 +297,7 @@ def check_trail(args, audit, ids, failures):
         failures.append(f"trail: notify_failed record of request {ids['expire']}: {got}")
     if find("notified", ids["expire"]):
         failures.append("trail: the refused notification was recorded as notified")
-    v = subprocess.run([args.agent, "verify-audit", audit], text=True, stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT)
-    if v.returncode != 0:
-        failures.append(f"trail: verify-audit failed: {v.stdout.strip()}")
+    verify_trail(args.agent, audit, failures)
 
 
 def main():

@@ -29,6 +29,11 @@ Broker::Broker(EventSink* events, const BrokerOptions& options)
   if (options_.journal != nullptr) next_id_ = std::max<uint64_t>(1, options_.journal->next_id());
 }
 
+Broker::~Broker() {
+  // The journal's thread calls back with each request it was given: done before this goes.
+  if (options_.journal != nullptr) options_.journal->flush();
+}
+
 void Broker::wake() {
   if (!wake_.valid()) return;
   const uint64_t one = 1;
@@ -73,18 +78,60 @@ Result<uint64_t> Broker::submit(RequestSpec spec, uint64_t now_ns) {
   r.spec = std::move(spec);
   const auto seen = approved_counts_.find({r.spec.fingerprint, r.spec.identity});
   r.spec.approved_before = seen != approved_counts_.end() ? seen->second : 0;
-  if (options_.journal != nullptr) {
-    // The request is on disk before anyone can see it, but the broker is not held while the
-    // disk syncs: approvers, time-outs and other connections' requests go on meanwhile (its
-    // id is taken, and nothing can name it before it is inserted below).
-    lock.unlock();
-    Status s = options_.journal->add(r);
-    lock.lock();
-    if (!s.ok()) return s;
+  const uint64_t id = r.id;
+  if (options_.journal == nullptr) {
+    auto [it, inserted] = requests_.emplace(id, std::move(r));
+    emit(it->second, "requested", "", "", "", 0);
+    return id;
   }
-  auto [it, inserted] = requests_.emplace(r.id, std::move(r));
-  emit(it->second, "requested", "", "", "", 0);
-  return it->first;
+  // The request is on disk before anyone can see it (journalled()), but neither the caller
+  // (the proxy's thread, with every other connection of it) nor the broker waits while the
+  // disk syncs.
+  writing_[id] = Writing{};
+  requests_.emplace(id, r);
+  lock.unlock();
+  options_.journal->add(r, [this, id](const Status& written) { journalled(id, written); });
+  return id;
+}
+
+void Broker::journalled(uint64_t id, const Status& written) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto w = writing_.find(id);
+  if (w == writing_.end()) return;
+  const Writing was = w->second;
+  writing_.erase(w);
+  const auto it = requests_.find(id);
+  if (it == requests_.end()) return;
+  RequestView& r = it->second;
+  if (!written.ok()) {
+    // Never seen by anyone, and a crash could forget it: denied at once.
+    if (r.state == State::kPending) {
+      r.state = State::kDenied;
+      r.decided_by = "dbwarden";
+      r.reason = written.message();
+      emit(r, "denied", r.decided_by, r.reason, "system", 0);
+      wake();
+    } else if (was.kind != nullptr) {
+      emit(r, was.kind, r.decided_by, r.reason, was.channel, 0);
+    }
+  } else {
+    // Now it is made: the webhook, the trail and the approvers see it. A decision that came
+    // while it was written goes on record right after it.
+    const State now = r.state;
+    r.state = State::kPending;
+    emit(r, "requested", "", "", "", 0);
+    r.state = now;
+    if (now != State::kPending && was.kind != nullptr) {
+      options_.journal->remove(id);
+      emit(r, was.kind, r.decided_by, r.reason, was.channel, 0);
+    }
+  }
+  if (was.erase) requests_.erase(it);
+}
+
+RequestView* Broker::visible(uint64_t id) {
+  auto it = requests_.find(id);
+  return it == requests_.end() || writing_.contains(id) ? nullptr : &it->second;
 }
 
 std::optional<State> Broker::state(uint64_t id, std::string* reason) const {
@@ -100,6 +147,13 @@ void Broker::decide(RequestView& r, State s, std::string by, std::string reason,
   r.state = s;
   r.decided_by = std::move(by);
   r.reason = std::move(reason);
+  if (const auto w = writing_.find(r.id); w != writing_.end()) {
+    // Still being written down: recorded once it is (journalled()); the proxy acts now.
+    w->second.kind = kind;
+    w->second.channel = channel;
+    wake();
+    return;
+  }
   if (options_.journal != nullptr) options_.journal->remove(r.id);
   emit(r, kind, r.decided_by, r.reason, channel, grant_ns);
   wake();
@@ -112,20 +166,29 @@ void Broker::withdraw(uint64_t id, uint64_t /*now_ns*/, std::string reason) {
   if (it->second.state == State::kPending) {
     decide(it->second, State::kWithdrawn, "", std::move(reason), "", "withdrawn", 0);
   }
+  if (const auto w = writing_.find(id); w != writing_.end()) {
+    w->second.erase = true;  // its records first (journalled())
+    return;
+  }
   requests_.erase(it);
 }
 
 void Broker::forget(uint64_t id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = requests_.find(id);
-  if (it != requests_.end() && it->second.state != State::kPending) requests_.erase(it);
+  if (it == requests_.end() || it->second.state == State::kPending) return;
+  if (const auto w = writing_.find(id); w != writing_.end()) {
+    w->second.erase = true;
+    return;
+  }
+  requests_.erase(it);
 }
 
 uint64_t Broker::expire(uint64_t now_ns) {
   std::lock_guard<std::mutex> lock(mu_);
   uint64_t next = UINT64_MAX;
   for (auto& [id, r] : requests_) {
-    if (r.state != State::kPending) continue;
+    if (r.state != State::kPending || writing_.contains(id)) continue;  // its clock runs once seen
     if (now_ns >= r.deadline_ns) {
       decide(r, State::kExpired, "",
              "no decision within the rule's timeout of " +
@@ -186,12 +249,12 @@ Status Broker::may_decide(const RequestView& r, const Approver& who, Refusal* wh
 Result<State> Broker::approve(uint64_t id, const Approver& who, std::string reason, uint64_t for_ns,
                               uint64_t now_ns, Refusal* why) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = requests_.find(id);
-  if (it == requests_.end()) {
+  RequestView* found = visible(id);
+  if (found == nullptr) {
     if (why != nullptr) *why = Refusal::kUnknownRequest;
     return Status::Error("no request " + std::to_string(id));
   }
-  RequestView& r = it->second;
+  RequestView& r = *found;
   if (Status s = may_decide(r, who, why); !s.ok()) return s;
   if (std::find(r.approved_by.begin(), r.approved_by.end(), who.name) != r.approved_by.end()) {
     if (why != nullptr) *why = Refusal::kAlreadyApproved;
@@ -217,12 +280,12 @@ Result<State> Broker::approve(uint64_t id, const Approver& who, std::string reas
 Result<State> Broker::deny(uint64_t id, const Approver& who, std::string reason,
                            uint64_t /*now_ns*/, Refusal* why) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = requests_.find(id);
-  if (it == requests_.end()) {
+  RequestView* found = visible(id);
+  if (found == nullptr) {
     if (why != nullptr) *why = Refusal::kUnknownRequest;
     return Status::Error("no request " + std::to_string(id));
   }
-  RequestView& r = it->second;
+  RequestView& r = *found;
   if (Status s = may_decide(r, who, why); !s.ok()) return s;
   if (reason.empty()) {
     if (why != nullptr) *why = Refusal::kNoReason;
@@ -236,7 +299,7 @@ std::vector<RequestView> Broker::list() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<RequestView> out;
   for (const auto& [id, r] : requests_) {
-    if (r.state == State::kPending) out.push_back(r);
+    if (r.state == State::kPending && !writing_.contains(id)) out.push_back(r);
   }
   return out;
 }
@@ -244,7 +307,7 @@ std::vector<RequestView> Broker::list() const {
 std::optional<RequestView> Broker::show(uint64_t id) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = requests_.find(id);
-  if (it == requests_.end()) return std::nullopt;
+  if (it == requests_.end() || writing_.contains(id)) return std::nullopt;
   return it->second;
 }
 

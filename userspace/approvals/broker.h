@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -126,17 +127,21 @@ struct RequestView {
 };
 
 // Where pending requests are written down so that a crash cannot forget them (journal.h).
-// Called with the broker's lock held.
 class PendingJournal {
  public:
+  using Done = std::function<void(const Status&)>;
   virtual ~PendingJournal() = default;
-  // Before the request is visible to anyone; an error refuses the request (the statement
-  // is denied at once: a request a crash could forget is not made).
-  virtual Status add(const RequestView& r) = 0;
-  // The request was decided (or withdrawn, or expired).
+  // Writes a new request down; `done` is called once it is on disk, or with why it could
+  // not be (the request is then denied: a request a crash could forget is not made). Called
+  // without the broker's lock; `done` comes later from the journal's own thread, or before
+  // add() returns, never with a lock of the journal's held.
+  virtual void add(const RequestView& r, Done done) = 0;
+  // The request was decided (or withdrawn, or expired). Called with the broker's lock held.
   virtual void remove(uint64_t id) = 0;
   // One above every request id it has seen: ids go on across restarts.
   virtual uint64_t next_id() const = 0;
+  // Returns once every add() before it has had its `done` called.
+  virtual void flush() = 0;
 };
 
 struct BrokerOptions {
@@ -159,8 +164,17 @@ enum class Refusal : uint8_t {
 class Broker {
  public:
   explicit Broker(EventSink* events, const BrokerOptions& options = {});
+  ~Broker();  // after the journal's answers to every request it was given
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
 
-  // Proxy side. A new request's id; an error when too many are pending.
+  // Proxy side. A new request's id; an error when too many are pending. With a journal the
+  // request is written down by the journal's thread and the caller returns at once: it is
+  // pending from now on (state()), but nobody sees it (list, show, approve, deny, the
+  // `requested` event that the webhook and the trail get) until it is on disk; a journal
+  // that cannot take it denies it ("approvals journal: ...", a `denied` record by dbwarden)
+  // and wakes the proxy. A withdraw or a deny_all() meanwhile is recorded after the
+  // `requested` record, once the request is on disk.
   Result<uint64_t> submit(RequestSpec spec, uint64_t now_ns);
   // The request's state and, once decided, the reason given; nullopt when unknown.
   std::optional<State> state(uint64_t id, std::string* reason) const;
@@ -205,6 +219,10 @@ class Broker {
     uint64_t until_ns;
     uint64_t request_id;
   };
+  // The journal's answer to request `id`'s add (PendingJournal::Done).
+  void journalled(uint64_t id, const Status& written);
+  // The request, unless it is still being written down (then nobody may see it).
+  RequestView* visible(uint64_t id);
   Status may_decide(const RequestView& r, const Approver& who, Refusal* why) const;
   void decide(RequestView& r, State s, std::string by, std::string reason,
               const std::string& channel, const char* kind, uint64_t grant_ns);
@@ -218,6 +236,14 @@ class Broker {
   mutable std::mutex mu_;
   uint64_t next_id_ = 1;
   std::map<uint64_t, RequestView> requests_;  // pending, and decided until forgotten
+  // Requests the journal is writing down, by id: a decision meanwhile (withdrawn, denied at
+  // stop) waits here to be recorded after them, and one the proxy is done with goes then.
+  struct Writing {
+    const char* kind = nullptr;  // the decision's event, once decided
+    std::string channel;
+    bool erase = false;
+  };
+  std::map<uint64_t, Writing> writing_;
   std::vector<Grant> grants_;
   // Approved requests by fingerprint x identity (RequestSpec::approved_before); bounded.
   std::map<std::pair<uint64_t, std::string>, uint32_t> approved_counts_;

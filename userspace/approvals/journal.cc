@@ -236,6 +236,8 @@ void Journal::run() {
     bytes.swap(queued_);
     std::vector<Waiter*> waiters;
     waiters.swap(waiters_);
+    std::vector<std::pair<uint64_t, Done>> added;
+    added.swap(added_);
     lock.unlock();
     const bool ok = bytes.empty() || append(bytes);
     const std::string error = ok ? "" : errno_text("approvals journal " + path_);
@@ -243,7 +245,14 @@ void Journal::run() {
     if (!ok) {
       write_errors_.fetch_add(1, std::memory_order_relaxed);
       last_error_ = error;
+      for (const auto& [id, done] : added) live_.erase(id);  // refused: never made
     }
+    // The broker hears of its adds without this lock (it calls remove() under its own), and
+    // before the flush()es of the same batch return.
+    lock.unlock();
+    const Status written = ok ? Status::Ok() : Status::Error(error);
+    for (const auto& [id, done] : added) done(written);
+    lock.lock();
     for (Waiter* w : waiters) {
       w->ok = ok;
       w->done = true;
@@ -262,24 +271,14 @@ void Journal::run() {
   }
 }
 
-Status Journal::add(const RequestView& r) {
+void Journal::add(const RequestView& r, Done done) {
   std::string line = JournalAddLine(r);
-  Waiter w;
-  std::unique_lock<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   queued_ += line + "\n";
   live_[r.id] = std::move(line);
   next_id_ = std::max(next_id_, r.id + 1);
-  // The writer takes `w` out of waiters_ (swaps the list) before it sets w.done, and this
-  // returns only after that: the pointer never outlives `w`.
-  // cppcheck-suppress danglingLifetime
-  waiters_.push_back(&w);
+  added_.emplace_back(r.id, std::move(done));
   wake_.notify_one();
-  written_.wait(lock, [&] { return w.done; });
-  if (!w.ok) {
-    live_.erase(r.id);
-    return Status::Error(last_error_);
-  }
-  return Status::Ok();
 }
 
 void Journal::remove(uint64_t id) {
@@ -293,7 +292,8 @@ void Journal::remove(uint64_t id) {
 void Journal::flush() {
   Waiter w;
   std::unique_lock<std::mutex> lock(mu_);
-  // As in add(): out of waiters_ before it is done.
+  // The writer takes `w` out of waiters_ (swaps the list) before it sets w.done, and this
+  // returns only after that: the pointer never outlives `w`.
   // cppcheck-suppress danglingLifetime
   waiters_.push_back(&w);
   wake_.notify_one();

@@ -27,6 +27,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "approvals/broker.h"
@@ -52,9 +53,11 @@ JournalContents ParseJournal(std::string_view text);
 std::string JournalAddLine(const RequestView& r);
 
 // All file I/O is on a writer thread of its own, a batch per sync (group commit): add()
-// waits until its line is synced (a request is never visible before it is on disk), remove()
-// does not (a lost "done" costs a needless deny record after a crash, never a lost request),
-// so neither an approver nor the broker's lock waits for the disk at a decision.
+// queues its line and returns; the writer calls its `done` once the batch is synced (the
+// broker then makes the request visible: never before it is on disk), so the proxy's thread
+// that submits never waits for the disk. remove() is not waited for by anyone (a lost "done"
+// costs a needless deny record after a crash, never a lost request), so neither an approver
+// nor the broker's lock waits for the disk at a decision.
 class Journal final : public PendingJournal {
  public:
   // Opens (creating, mode 0600) the journal at `path`. `left` receives the requests the
@@ -66,11 +69,12 @@ class Journal final : public PendingJournal {
   Journal(const Journal&) = delete;
   Journal& operator=(const Journal&) = delete;
 
-  Status add(const RequestView& r) override;
+  void add(const RequestView& r, Done done) override;
   void remove(uint64_t id) override;
   uint64_t next_id() const override;
-  // Waits until everything queued so far is written and synced.
-  void flush();
+  // Waits until everything queued so far is written and synced, and each add()'s `done` so
+  // far has been called.
+  void flush() override;
 
   const std::string& path() const { return path_; }
   uint64_t write_errors() const { return write_errors_.load(std::memory_order_relaxed); }
@@ -92,7 +96,9 @@ class Journal final : public PendingJournal {
   mutable std::mutex mu_;
   std::condition_variable wake_, written_;
   std::string queued_;            // lines not written yet
-  std::vector<Waiter*> waiters_;  // add()s and flush()es waiting for the next sync
+  std::vector<Waiter*> waiters_;  // flush()es waiting for the next sync
+  // The adds among queued_: their ids and whom to tell once they are synced (or not).
+  std::vector<std::pair<uint64_t, Done>> added_;
   bool stop_ = false;
   std::string last_error_;                // why the last batch did not sync
   std::map<uint64_t, std::string> live_;  // pending ids -> their add lines

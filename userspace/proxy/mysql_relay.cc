@@ -502,13 +502,14 @@ void MysqlRelay::release_held(RelayOutput& out, uint64_t now_ns) {
 bool MysqlRelay::start_explain(std::string_view text, std::span<const uint8_t> message,
                                const ByteBuffer& /*in*/, RelayOutput& out, std::string& unavailable,
                                ExplainJob& role) {
-  if (message.size() <= mysql::kHeaderSize || message[mysql::kHeaderSize] != mysql::kComQuery) {
-    // COM_STMT_EXECUTE: its parameters are bound in the binary protocol by types an earlier
-    // execute may have sent; not built yet.
-    unavailable = "not estimated for a prepared statement's execution on MySQL";
+  const uint8_t command = message.size() > mysql::kHeaderSize ? message[mysql::kHeaderSize] : 0;
+  const bool mariadb = info_.db_system == "mariadb";
+  if (command != mysql::kComQuery && command != mysql::kComStmtExecute) {
+    unavailable = "not estimated for a bulk execute (COM_STMT_BULK_EXECUTE)";
     return false;
   }
-  // Why the session cannot run it now: the agent's role may instead.
+  // Why the session cannot run it now: the agent's role may instead, for a text statement
+  // (a prepared execution's values are bound on the client's session only).
   if (closing_ || masking_ || lookup_ || explain_running_ || holding_) {
     unavailable = "the proxy was busy on the session";
   } else if (session_.in_transaction()) {
@@ -517,16 +518,25 @@ bool MysqlRelay::start_explain(std::string_view text, std::span<const uint8_t> m
     unavailable = "the session was still answering earlier statements";
   }
   if (!unavailable.empty()) {
-    role.text.assign(text);
-    role.mariadb = info_.db_system == "mariadb";
-    role.server_port = info_.server_port;
-    role.database = info_.database;
+    if (command == mysql::kComQuery) {
+      role.text.assign(text);
+      role.mariadb = mariadb;
+      role.server_port = info_.server_port;
+      role.database = info_.database;
+    }
     return false;
   }
-  if (!explain_.query(text, info_.db_system == "mariadb", scratch_, unavailable)) {
-    return false;
+  if (command == mysql::kComStmtExecute) {
+    if (!prepare_explain(text, message.subspan(mysql::kHeaderSize), mariadb, unavailable)) {
+      return false;
+    }
+    // The prepare's answer comes first (explain_answer()), then the execute's rows.
+    explain_execute_ = true;
+  } else {
+    if (!explain_.query(text, mariadb, scratch_, unavailable)) return false;
+    results_.start(explain_, /*binary=*/false, session_.deprecate_eof(), session_.metadata_flag());
+    explain_execute_ = false;
   }
-  results_.start(explain_, /*binary=*/false, session_.deprecate_eof(), session_.metadata_flag());
   explain_running_ = true;
   explain_out_.clear();
   lookup_bytes_ += scratch_.size();
@@ -534,8 +544,50 @@ bool MysqlRelay::start_explain(std::string_view text, std::span<const uint8_t> m
   return true;
 }
 
+bool MysqlRelay::prepare_explain(std::string_view text, std::span<const uint8_t> payload,
+                                 bool mariadb, std::string& unavailable) {
+  const uint32_t id = uint32_t{payload[1]} | (uint32_t{payload[2]} << 8) |
+                      (uint32_t{payload[3]} << 16) | (uint32_t{payload[4]} << 24);
+  mysql::Session::PreparedParams params;
+  if (id == 0xffffffffu) {
+    // MariaDB's "the statement prepared last": the EXPLAIN's own prepare would become that.
+    unavailable = "not estimated for a direct execute (statement id -1)";
+    return false;
+  }
+  if (session_.query_attributes()) {
+    unavailable = "not estimated for an execute with query attributes (MySQL)";
+    return false;
+  }
+  if (!session_.prepared_params(id, &params)) {
+    unavailable = "the prepared statement's parameters are not known to the proxy";
+    return false;
+  }
+  if (params.long_data) {
+    // Its value waits in the client's statement on the server, not in the execute.
+    unavailable = "a parameter value was sent as long data (COM_STMT_SEND_LONG_DATA)";
+    return false;
+  }
+  std::vector<uint8_t> execute;
+  if (!RebindExecute(payload, params.count, *params.types, 0, execute, unavailable)) return false;
+  return explain_.prepare(text, mariadb, session_.deprecate_eof(), params.count, std::move(execute),
+                          scratch_, unavailable);
+}
+
 std::span<const uint8_t> MysqlRelay::explain_answer(std::span<const uint8_t> bytes,
                                                     RelayOutput& out, uint64_t now_ns) {
+  if (explain_execute_ && !explain_.prepare_done()) {
+    bytes = bytes.subspan(explain_.prepare_answer(bytes));
+    if (!explain_.prepare_done()) return {};
+    BlastEstimate failed;
+    if (!explain_.execute(scratch_, failed)) {
+      finish_explain(failed, out, now_ns);
+      return bytes;
+    }
+    results_.start(explain_, /*binary=*/true, session_.deprecate_eof(), session_.metadata_flag());
+    lookup_bytes_ += scratch_.size();
+    out.to_server(scratch_);
+    if (bytes.empty()) return {};
+  }
   masked_out_.clear();
   const size_t used = results_.feed(bytes, masked_out_);  // the proxy's own: dropped
   // Kept only to find an ERR in it (small): a plan's rows past the bound are not needed.
@@ -543,8 +595,8 @@ std::span<const uint8_t> MysqlRelay::explain_answer(std::span<const uint8_t> byt
     explain_out_.insert(explain_out_.end(), masked_out_.begin(), masked_out_.end());
   }
   if (results_.state() == MysqlResultMasker::State::kRunning) return {};
-  explain_running_ = false;
   if (results_.state() == MysqlResultMasker::State::kBroken) {
+    explain_running_ = false;
     closing_ = true;
     out.close_after_flush();
     return {};
@@ -552,8 +604,20 @@ std::span<const uint8_t> MysqlRelay::explain_answer(std::span<const uint8_t> byt
   const BlastEstimate e =
       explain_.result(explain_out_, results_.state() == MysqlResultMasker::State::kDone);
   explain_out_.clear();
-  explained(e, out, now_ns);
+  finish_explain(e, out, now_ns);
   return bytes.subspan(used);
+}
+
+void MysqlRelay::finish_explain(const BlastEstimate& e, RelayOutput& out, uint64_t now_ns) {
+  explain_running_ = false;
+  // The EXPLAIN's own prepared statement goes (COM_STMT_CLOSE has no answer), before any
+  // command of the client's.
+  if (explain_execute_ && explain_.close(scratch_)) {
+    lookup_bytes_ += scratch_.size();
+    out.to_server(scratch_);
+  }
+  explain_execute_ = false;
+  explained(e, out, now_ns);
 }
 
 void MysqlRelay::deny_held(std::vector<uint8_t> message, RelayOutput& out, uint64_t now_ns) {

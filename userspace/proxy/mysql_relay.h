@@ -40,11 +40,16 @@
 //   unknown table fails closed instead. DDL the proxy relays clears the catalog.
 //   The blast radius of a held statement (explain_estimate.h, mysql_explain.h) is read the
 //   same way: an EXPLAIN of a held COM_QUERY on the idle session outside a transaction,
-//   before its request goes to the broker. It leaves the server's ROW_COUNT() at -1,
-//   FOUND_ROWS() and the warnings as an EXPLAIN leaves them; the client cannot tell: the
-//   held statement itself is the next thing it runs when approved (and sets all three
-//   anew), and denied it gets the proxy's error, after which the server's diagnostics are
-//   the EXPLAIN's, not those of the client's earlier statement (as after any block).
+//   before its request goes to the broker; for a held COM_STMT_EXECUTE, the EXPLAIN of its
+//   prepared text prepared by the proxy, executed with the client's parameter block and
+//   closed (three commands, two answers). It leaves the server's ROW_COUNT() at -1,
+//   FOUND_ROWS() and the warnings as an EXPLAIN leaves them (COM_STMT_CLOSE touches none of
+//   them); the client cannot tell: the held statement itself is the next thing it runs when
+//   approved (and sets all three anew), and denied it gets the proxy's error, after which
+//   the server's diagnostics are the EXPLAIN's, not those of the client's earlier statement
+//   (as after any block). The proxy's prepared statement takes a statement id of the
+//   server's that the client never learns, and is closed before any command of the
+//   client's; a client's "last prepared statement" (id -1, MariaDB) is never explained.
 //   The greeting never offers result-metadata caching (MariaDB) or optional metadata
 //   (MySQL): a masked result needs its column definitions every time.
 // - Everything else (login exchange, LOCAL INFILE content, other commands) streams through.
@@ -97,9 +102,14 @@ class MysqlRelay final : public RelayBase<MysqlProtocol> {
   // The blast radius's EXPLAIN (mysql_explain.h), sent and read as a catalog lookup is.
   bool start_explain(std::string_view text, std::span<const uint8_t> message, const ByteBuffer& in,
                      RelayOutput& out, std::string& unavailable, ExplainJob& role) override;
+  // A held COM_STMT_EXECUTE (`payload`): the COM_STMT_PREPARE of its EXPLAIN into scratch_.
+  bool prepare_explain(std::string_view text, std::span<const uint8_t> payload, bool mariadb,
+                       std::string& unavailable);
   // Server bytes while the EXPLAIN's answer comes; returns those after its end.
   std::span<const uint8_t> explain_answer(std::span<const uint8_t> bytes, RelayOutput& out,
                                           uint64_t now_ns);
+  // The EXPLAIN's answer ended: its statement closed (an execute's), the request made.
+  void finish_explain(const BlastEstimate& e, RelayOutput& out, uint64_t now_ns);
   bool judged_command(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
   bool execute_command(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
   bool pass_packet(ByteBuffer& in, uint32_t length, RelayOutput& out, uint64_t now_ns);
@@ -145,6 +155,7 @@ class MysqlRelay final : public RelayBase<MysqlProtocol> {
   bool lookup_ = false;  // the server's answer is the proxy's own catalog lookup
   MysqlExplainLookup explain_;
   bool explain_running_ = false;      // ... or its EXPLAIN of a held statement
+  bool explain_execute_ = false;      // ... of a held execute: prepared, executed, closed
   std::vector<uint8_t> explain_out_;  // what its answer would have given the client (bounded)
   uint64_t lookup_bytes_ = 0;
   MysqlMaskPlanner planner_;

@@ -221,6 +221,8 @@ bool PgRelay::approval(ByteBuffer& in, size_t total, uint8_t type, RelayOutput& 
     in.consume(total);
     return true;
   }
+  // A Parse whose Bind has not come yet: read on (it is held either way).
+  if (type == 'P' && awaiting_bind(in, total)) return false;
   switch (ask_approval(in, total, out, now_ns)) {
     case Approval::kPass:
       if (type != 'Q' && verdict_.statements.size() == 1) {

@@ -106,6 +106,9 @@ class PgRelay final : public RelayBase<PgProtocol> {
   // After judging prepared statement `name` (verdict_): whether its Binds must ask.
   void note_approval(const std::string& name);
   void deny_held(std::vector<uint8_t> message, RelayOutput& out, uint64_t now_ns) override;
+  // Whether the held Parse (the first `total` bytes of `in`, judged into verdict_) waits for
+  // its Bind, whose values its blast radius's EXPLAIN needs (pg_relay_explain.cc).
+  bool awaiting_bind(const ByteBuffer& in, size_t total);
   // The blast radius's EXPLAIN (pg_relay_explain.cc), sent and answered as a lookup is.
   bool start_explain(std::string_view text, std::span<const uint8_t> message, const ByteBuffer& in,
                      RelayOutput& out, std::string& unavailable, ExplainJob& role) override;

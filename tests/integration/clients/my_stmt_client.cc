@@ -18,10 +18,13 @@
 //                       --database D --session NAME --table T
 //        my_stmt_client (--socket PATH | --port N) --user U --password P
 //                       --database D --exec SQL [--param VALUE ...] [--print 1]
+//                       [--repeat N]
 // The second form prepares SQL, binds each VALUE as a string, executes once
 // and prints its outcome (tests/integration/test_redaction.py); with --print 1 it
 // also prints each row of the binary result set first, every column converted to text
 // by the client library ("NULL" for NULL), tab-separated (test_enforce_mask_mariadb.py).
+// --repeat N executes it N times, bound once: the library sends the parameters' types
+// with the first execute only (test_approvals_gaps.py).
 #include <mysql.h>
 
 #include <algorithm>
@@ -38,6 +41,7 @@ struct Args {
   std::vector<std::string> params;
   unsigned port = 0;
   bool print = false;
+  int repeat = 1;
 };
 
 [[noreturn]] void Die(const std::string& what, const char* why) {
@@ -175,9 +179,9 @@ void ExecutePrint(MYSQL_STMT* st) {
   });
 }
 
-// Prepares `sql`, binds `params` as strings, executes once; prints the outcome.
-void ExecOnce(MYSQL* db, const std::string& sql, const std::vector<std::string>& params,
-              bool print) {
+// Prepares `sql`, binds `params` as strings, executes `repeat` times; prints each outcome.
+void ExecOnce(MYSQL* db, const std::string& sql, const std::vector<std::string>& params, bool print,
+              int repeat) {
   MYSQL_STMT* st = Prepare(db, sql);
   if (!st) return;
   std::vector<MYSQL_BIND> in(params.size());
@@ -193,10 +197,13 @@ void ExecOnce(MYSQL* db, const std::string& sql, const std::vector<std::string>&
   if (!in.empty() && mysql_stmt_bind_param(st, in.data()) != 0) {
     Die("bind_param", mysql_stmt_error(st));
   }
-  if (print) {
-    ExecutePrint(st);
-  } else {
-    Execute(st);
+  for (int i = 0; i < repeat; ++i) {
+    if (print) {
+      ExecutePrint(st);
+    } else {
+      Execute(st);
+    }
+    std::fflush(stdout);
   }
   mysql_stmt_close(st);
 }
@@ -226,6 +233,8 @@ Args Parse(int argc, char** argv) {
       a.params.emplace_back(v);
     } else if (k == "--print") {
       a.print = std::string(v) == "1";
+    } else if (k == "--repeat") {
+      a.repeat = std::max(1, std::atoi(v));
     } else {
       Die("usage", ("unknown option " + k).c_str());
     }
@@ -254,7 +263,7 @@ int main(int argc, char** argv) {
     Die("connect", mysql_error(db));
   }
   if (!a.exec.empty()) {
-    ExecOnce(db, a.exec, a.params, a.print);
+    ExecOnce(db, a.exec, a.params, a.print, a.repeat);
     mysql_close(db);
     return 0;
   }

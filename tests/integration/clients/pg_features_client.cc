@@ -14,6 +14,12 @@
 //   held-delete  BEGIN, then DELETE FROM blast_t WHERE id <= $1 with $1 = 100 as a binary
 //             int4 (Parse and Bind in one write), which an approval rule holds
 //             (test_approvals_blast.py); prints its result status and SQLSTATE.
+//   split SQL VALUE
+//             pipeline mode, the unnamed statement: the Parse of SQL (one int4
+//             parameter) written alone (PQflush), then after 0.5 s the Bind with
+//             VALUE, Describe, Execute and Sync in a second write; prints each
+//             result's status and, for the statement, its command tag
+//             ("tag: DELETE 100"). Exit 0 when both succeeded.
 // Exit code 0 when everything went as the mode expects, 1 otherwise.
 #include <arpa/inet.h>
 #include <libpq-fe.h>
@@ -124,6 +130,34 @@ int Cancel(PGconn* c) {
   return ok ? 0 : 1;
 }
 
+// A Parse and its Bind in separate writes (a driver that writes message by message).
+int Split(PGconn* c, const char* sql, const char* value) {
+  if (PQenterPipelineMode(c) != 1) return 1;
+  const Oid types[1] = {kInt4};
+  if (PQsendPrepare(c, "", sql, 1, types) != 1 || PQflush(c) != 0) return 1;
+  usleep(500 * 1000);
+  const char* values[1] = {value};
+  if (PQsendQueryPrepared(c, "", 1, values, nullptr, nullptr, 0) != 1) return 1;
+  if (PQpipelineSync(c) != 1) return 1;
+  bool ok = Expect(PQgetResult(c), PGRES_COMMAND_OK, "parse");
+  if (PGresult* end = PQgetResult(c)) {
+    PQclear(end);
+    ok = false;
+  }
+  PGresult* r = PQgetResult(c);
+  if (r != nullptr && PQresultStatus(r) == PGRES_COMMAND_OK) {
+    std::printf("tag: %s\n", PQcmdStatus(r));
+  }
+  ok = Expect(r, PGRES_COMMAND_OK, "execute") && ok;
+  if (PGresult* end = PQgetResult(c)) {
+    PQclear(end);
+    ok = false;
+  }
+  ok = Expect(PQgetResult(c), PGRES_PIPELINE_SYNC, "sync") && ok;
+  if (PQexitPipelineMode(c) != 1) ok = false;
+  return ok ? 0 : 1;
+}
+
 }  // namespace
 
 int HeldDelete(PGconn* c) {
@@ -142,8 +176,10 @@ int HeldDelete(PGconn* c) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s pipeline|prepared|cancel|held-delete\n", argv[0]);
+  const bool split = argc == 4 && std::string(argv[1]) == "split";
+  if (argc != 2 && !split) {
+    std::fprintf(stderr, "usage: %s pipeline|prepared|cancel|held-delete|split SQL VALUE\n",
+                 argv[0]);
     return 2;
   }
   PGconn* c = PQconnectdb("");
@@ -158,6 +194,7 @@ int main(int argc, char** argv) {
   if (mode == "prepared") rc = Prepared(c);
   if (mode == "cancel") rc = Cancel(c);
   if (mode == "held-delete") rc = HeldDelete(c);
+  if (split) rc = Split(c, argv[2], argv[3]);
   PQfinish(c);
   return rc;
 }

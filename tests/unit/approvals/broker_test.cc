@@ -249,3 +249,89 @@ TEST_CASE("broker: a new request's text goes through the sink's scrub first", "[
   const uint64_t id = b.submit(s, 0).value();
   CHECK(b.show(id)->spec.text == "DELETE FROM cards WHERE number = '[masked:payment_card]'");
 }
+
+TEST_CASE("broker: a request is seen only once its journal has it, and its submit never waits",
+          "[approvals]") {
+  // A journal whose writes complete when the test says so (the real one's thread: journal.h).
+  struct Slow : dbwarden::approvals::PendingJournal {
+    void add(const dbwarden::approvals::RequestView& r, Done done) override {
+      waiting.emplace_back(r.id, std::move(done));
+    }
+    void remove(uint64_t id) override { removed.push_back(id); }
+    uint64_t next_id() const override { return 1; }
+    void flush() override { write(dbwarden::Status::Ok()); }
+    // The oldest add is on disk (or not).
+    void write(const dbwarden::Status& s) {
+      while (!waiting.empty()) {
+        auto [id, done] = std::move(waiting.front());
+        waiting.erase(waiting.begin());
+        done(s);
+      }
+    }
+    std::vector<std::pair<uint64_t, Done>> waiting;
+    std::vector<uint64_t> removed;
+  } slow;
+  Events events;
+  dbwarden::approvals::BrokerOptions o;
+  o.journal = &slow;
+  Broker b(&events, o);
+  const Approver alice = person("alice", 2000);
+  // Submitted: pending for the proxy, unseen by anyone else, nothing recorded yet.
+  const uint64_t id = b.submit(spec(), 0).value();
+  CHECK(b.state(id, nullptr) == State::kPending);
+  CHECK(b.list().empty());
+  CHECK_FALSE(b.show(id));
+  dbwarden::approvals::Refusal why{};
+  CHECK_FALSE(b.approve(id, alice, "", 0, 0, &why).ok());
+  CHECK(why == dbwarden::approvals::Refusal::kUnknownRequest);
+  CHECK_FALSE(b.deny(id, alice, "no", 0).ok());
+  CHECK(b.expire(3600 * kSecond) == UINT64_MAX);  // its clock is not the proxy's to end yet
+  CHECK(events.kinds.empty());
+  CHECK(b.pending() == 1);
+  // On disk: requested, seen, decided as any other.
+  slow.write(dbwarden::Status::Ok());
+  CHECK(events.kinds == std::vector<std::string>{"requested"});
+  REQUIRE(b.list().size() == 1);
+  REQUIRE(b.approve(id, alice, "", 0, 0).ok());
+  CHECK(woken(b));
+  b.forget(id);
+
+  // Withdrawn while written: the proxy hears at once; the trail gets it after its request.
+  events.kinds.clear();
+  const uint64_t gone = b.submit(spec(), 0).value();
+  b.withdraw(gone, 0, "the client went away");
+  CHECK(woken(b));
+  CHECK(b.state(gone, nullptr) == State::kWithdrawn);
+  CHECK(events.kinds.empty());
+  slow.write(dbwarden::Status::Ok());
+  CHECK(events.kinds == std::vector<std::string>{"requested", "withdrawn"});
+  CHECK(slow.removed.back() == gone);  // its "done" follows its add
+  CHECK_FALSE(b.state(gone, nullptr));
+
+  // The journal cannot take it: denied, recorded, the proxy woken; no request was made.
+  events.kinds.clear();
+  const uint64_t refused = b.submit(spec(), 0).value();
+  slow.write(dbwarden::Status::Error("approvals journal: No space left on device"));
+  std::string reason;
+  CHECK(b.state(refused, &reason) == State::kDenied);
+  CHECK(reason == "approvals journal: No space left on device");
+  CHECK(events.kinds == std::vector<std::string>{"denied:dbwarden"});
+  CHECK(events.channels.back() == "system");
+  CHECK(woken(b));
+  CHECK(slow.removed.back() != refused);
+  b.forget(refused);
+
+  // The agent stops while one is written: denied for the proxy now, recorded after it.
+  events.kinds.clear();
+  const uint64_t stopping = b.submit(spec(), 0).value();
+  b.deny_all("the agent stopped", 0);
+  CHECK(b.state(stopping, nullptr) == State::kDenied);
+  CHECK(events.kinds.empty());
+  // The broker's end waits for the journal's answers (flush), so none comes after it.
+  const uint64_t last = b.submit(spec(), 0).value();
+  CHECK(slow.waiting.size() == 2);
+  slow.write(dbwarden::Status::Ok());
+  CHECK(events.kinds == std::vector<std::string>{"requested", "denied:dbwarden", "requested"});
+  CHECK(b.list().size() == 1);
+  CHECK(b.list()[0].id == last);
+}

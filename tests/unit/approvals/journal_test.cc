@@ -98,6 +98,7 @@ TEST_CASE("journal: a crashed broker's pending requests are denied at the next s
     Broker b(&ev, o);
     held = b.submit(spec(), 0).value();
     decided = b.submit(spec("other"), 0).value();
+    j.value()->flush();  // written: now approvers see them
     dbwarden::approvals::Approver alice;
     alice.name = "alice";
     alice.uid = 2000;
@@ -118,22 +119,24 @@ TEST_CASE("journal: a crashed broker's pending requests are denied at the next s
   CHECK(left[0].spec.who.client_port == 40000);
   CHECK(left[0].spec.who.login_uid == 1001);
   CHECK(left[0].spec.who.executable == "/usr/bin/psql");
-  Events ev;
-  BrokerOptions o;
-  o.journal = j.value().get();
-  Broker b(&ev, o);
-  b.recover(left, "agent_restart");
-  REQUIRE(ev.events.size() == 1);
-  CHECK(ev.events[0].kind == "denied");
-  CHECK(ev.events[0].id == held);
-  CHECK(ev.events[0].reason == "agent_restart");
-  CHECK(ev.events[0].channel == "system");
-  CHECK(ev.events[0].by == "dbwarden");
-  CHECK(ev.events[0].state == State::kDenied);
-  CHECK(ev.who[0] == "app");
-  CHECK(b.pending() == 0);
-  // Ids go on past the dead agent's: a trail never names two requests by one id.
-  CHECK(b.submit(spec(), 0).value() == decided + 1);
+  {
+    Events ev;
+    BrokerOptions o;
+    o.journal = j.value().get();
+    Broker b(&ev, o);
+    b.recover(left, "agent_restart");
+    REQUIRE(ev.events.size() == 1);
+    CHECK(ev.events[0].kind == "denied");
+    CHECK(ev.events[0].id == held);
+    CHECK(ev.events[0].reason == "agent_restart");
+    CHECK(ev.events[0].channel == "system");
+    CHECK(ev.events[0].by == "dbwarden");
+    CHECK(ev.events[0].state == State::kDenied);
+    CHECK(ev.who[0] == "app");
+    CHECK(b.pending() == 0);
+    // Ids go on past the dead agent's: a trail never names two requests by one id.
+    CHECK(b.submit(spec(), 0).value() == decided + 1);
+  }  // the broker's end waits for the journal's answer to it
   // Recovered once: a third start finds only the new request.
   j.value().reset();
   std::vector<RequestView> again;
@@ -154,6 +157,7 @@ TEST_CASE("journal: a clean stop leaves nothing to recover", "[approvals]") {
     o.journal = j.value().get();
     Broker b(&ev, o);
     for (int i = 0; i < 5; ++i) REQUIRE(b.submit(spec(), 0).ok());
+    j.value()->flush();
     b.deny_all("the agent stopped", kSecond);
     CHECK(ev.events.back().channel == "system");
   }
@@ -200,9 +204,13 @@ TEST_CASE("journal: long fields are cut, and the file is compacted as requests e
   RequestSpec big = spec(std::string(10000, 'u'));
   const uint64_t keep = b.submit(big, 0).value();
   for (int i = 0; i < 1000; ++i) b.withdraw(b.submit(spec(), 0).value(), 0);
-  CHECK(j.value()->live() == 1);
-  // 1001 adds and 1000 dones were written; compaction keeps the file near its live size.
+  // Each withdrawn one's "done" is queued once its add is written (the first flush), and
+  // written by the next.
   j.value()->flush();
+  j.value()->flush();
+  CHECK(j.value()->live() == 1);
+  CHECK(b.list().size() == 1);
+  // 1001 adds and 1000 dones were written; compaction keeps the file near its live size.
   const std::string text = slurp(dir.file());
   CHECK(text.size() < 64 * 1024);
   auto c = ParseJournal(text);
@@ -217,13 +225,14 @@ TEST_CASE("journal: long fields are cut, and the file is compacted as requests e
 
 TEST_CASE("journal: a request the journal cannot take is refused, not made", "[approvals]") {
   // The broker's side of the contract (a full disk is not made on demand here): a failed
-  // add refuses the request before anyone sees it.
+  // add denies the request before anyone sees it.
   struct Full : dbwarden::approvals::PendingJournal {
-    dbwarden::Status add(const RequestView&) override {
-      return dbwarden::Status::Error("approvals journal: No space left on device");
+    void add(const RequestView&, Done done) override {
+      done(dbwarden::Status::Error("approvals journal: No space left on device"));
     }
     void remove(uint64_t) override { ++removed; }
     uint64_t next_id() const override { return 40; }
+    void flush() override {}
     int removed = 0;
   } full;
   Events ev;
@@ -231,9 +240,15 @@ TEST_CASE("journal: a request the journal cannot take is refused, not made", "[a
   o.journal = &full;
   Broker b(&ev, o);
   auto id = b.submit(spec(), 0);
-  REQUIRE_FALSE(id.ok());
-  CHECK(id.status().message() == "approvals journal: No space left on device");
-  CHECK(ev.events.empty());
+  REQUIRE(id.ok());
+  CHECK(id.value() == 40);
+  std::string reason;
+  CHECK(b.state(id.value(), &reason) == State::kDenied);
+  CHECK(reason == "approvals journal: No space left on device");
+  REQUIRE(ev.events.size() == 1);
+  CHECK(ev.events[0].kind == "denied");
+  CHECK(ev.events[0].by == "dbwarden");
+  CHECK(b.list().empty());
   CHECK(b.pending() == 0);
   CHECK(full.removed == 0);
 }

@@ -536,13 +536,37 @@ TEST_CASE("approvals, pg: a held Parse is EXPLAINed with the values its Bind car
   CHECK(f.broker.show(id)->spec.blast_rows == 3);
   REQUIRE(f.broker.approve(id, alice(), "", 0, f.now).ok());
   CHECK(f.decided() == parse + run);
-  // Its parameters not sent with it: no guess.
+  // The Bind in a later read (a Describe before it): the Parse waits for it, no request yet.
   PgFixture g;
   g.relay.set_blast_radius(true);
   pg_login(g);
-  CHECK(g.client(ParseTyped("", "DELETE FROM t WHERE id < $1", {23})).empty());
-  CHECK(g.broker.show(g.pending_id())->spec.blast_unavailable ==
-        "its parameter values had not arrived with it");
+  CHECK(g.client(parse).empty());
+  CHECK(g.broker.list().empty());
+  CHECK(g.relay.wants_client_bytes());
+  const std::string describe = Describe('S', "");
+  CHECK(g.client(describe).empty());
+  CHECK(g.broker.list().empty());
+  const std::string bind = BindValues("", "", {{"9", 0}});
+  CHECK(g.client(bind.substr(0, 7)).empty());  // half a Bind: still waiting
+  CHECK(g.broker.list().empty());
+  const std::string rest = bind.substr(7) + Execute("") + Sync();
+  const std::string explained = g.client(rest);
+  CHECK(explained.find(CStr("dbwarden_blast") + I16(1) + I16(0) + I16(1) + I32(1) + "9" + I16(0)) !=
+        std::string::npos);
+  g.server(PgExplainAnswer(3));
+  const uint64_t gid = g.pending_id();
+  CHECK(g.broker.show(gid)->spec.blast_rows == 3);
+  REQUIRE(g.broker.approve(gid, alice(), "", 0, g.now).ok());
+  CHECK(g.decided() == parse + describe + bind + Execute("") + Sync());
+  g.server(ParseComplete() + Typed('t', I16(1) + I32(23)) + NoData() + BindComplete() +
+           Complete("DELETE 3") + Ready());
+  // No Bind of it before its Sync (a PQprepare): no guess.
+  PgFixture h;
+  h.relay.set_blast_radius(true);
+  pg_login(h);
+  CHECK(h.client(parse + Sync()).empty());
+  CHECK(h.broker.show(h.pending_id())->spec.blast_unavailable ==
+        "its parameter values did not come with it (no Bind of it before Sync or Flush)");
 }
 
 TEST_CASE("approvals, pg: a client's cancel while its EXPLAIN runs withdraws the request",
@@ -559,6 +583,14 @@ TEST_CASE("approvals, pg: a client's cancel while its EXPLAIN runs withdraws the
   CHECK(f.out.take_client().find("withdrawn: canceled by the client") != std::string::npos);
 }
 
+namespace {
+
+// MySQL's plan of a DELETE of 40 x 20% = 8 rows.
+constexpr std::string_view kMyPlan = R"({"query_block": {"select_id": 1, "table": {"delete": 1, )"
+                                     R"("table_name": "t", "rows": 40, "filtered": 20}}})";
+
+}  // namespace
+
 TEST_CASE("approvals, mysql: the blast radius, EXPLAINed on the client's idle session first",
           "[proxy][approvals][blast]") {
   using namespace mytest;
@@ -571,9 +603,7 @@ TEST_CASE("approvals, mysql: the blast radius, EXPLAINed on the client's idle se
   const std::string limit = "SET STATEMENT max_statement_time=2, lock_wait_timeout=2 FOR ";
   CHECK(sent == Query(limit + "EXPLAIN FORMAT=JSON DELETE FROM t WHERE id < 9"));
   CHECK(f.broker.list().empty());
-  const std::string plan = R"({"query_block": {"select_id": 1, "table": {"delete": 1, )"
-                           R"("table_name": "t", "rows": 40, "filtered": 20}}})";
-  CHECK(f.server(ResultSet(1, {plan}, false)).empty());
+  CHECK(f.server(ResultSet(1, {std::string(kMyPlan)}, false)).empty());
   CHECK(f.sink.got.empty());
   const uint64_t id = f.pending_id();
   CHECK(f.broker.show(id)->spec.blast_rows == 8);
@@ -607,6 +637,121 @@ TEST_CASE("approvals, mysql: the blast radius, EXPLAINed on the client's idle se
   CHECK(f.client(Query("DELETE FROM t WHERE id = 1")).empty());
   CHECK(f.broker.show(f.pending_id())->spec.blast_unavailable ==
         "the session is inside a transaction, and the agent's role is not configured");
+}
+
+namespace {
+
+// The binary-protocol answer to the EXPLAIN's execute: one VAR_STRING column, one row.
+std::string MyBinaryPlan(std::string_view plan) {
+  using namespace mytest;
+  return Packet(1, Lenenc(1)) + ColumnDefOf(2, "", "", "", 253) +
+         Packet(3, std::string(2, '\0') + LenStr(plan)) + Ok(4, 0, 2, '\xfe');
+}
+
+}  // namespace
+
+TEST_CASE(
+    "approvals, mysql: a held execute is EXPLAINed by a prepare of the proxy's own, "
+    "with the client's parameters",
+    "[proxy][approvals][blast]") {
+  using namespace mytest;
+  MyFixture f;
+  f.relay.set_blast_radius(true);
+  my_login(f);
+  const std::string limit = "SET STATEMENT max_statement_time=2, lock_wait_timeout=2 FOR ";
+  const std::string explain = limit + "EXPLAIN FORMAT=JSON DELETE FROM t WHERE id < ?";
+  const std::string prepare = Command(0x16, "DELETE FROM t WHERE id < ?");
+  CHECK(f.client(prepare) == prepare);
+  f.server(PrepareOk(1, 7, 0, 1, false));
+  // The first execute binds its types (LONGLONG, signed) and the value 9.
+  const std::string value9 = U32(9) + U32(0);
+  const std::string execute = Command(0x17, U32(7) + '\0' + U32(1) + '\0' + '\1' + U16(8) + value9);
+  // The EXPLAIN is prepared with the statement's own marker: no value in its text.
+  CHECK(f.client(execute) == Command(0x16, explain));
+  CHECK(f.broker.list().empty());
+  CHECK(f.relay.awaiting_approval());
+  // Prepared (id 21): executed with the client's NULL bitmap, types and value, no cursor.
+  CHECK(f.server(PrepareOk(1, 21, 1, 1, false)).empty());
+  CHECK(f.out.take_server() ==
+        Command(0x17, U32(21) + '\0' + U32(1) + '\0' + '\1' + U16(8) + value9));
+  CHECK(f.broker.list().empty());
+  // Its rows reach neither the client nor the records; its statement is closed at once.
+  CHECK(f.server(MyBinaryPlan(kMyPlan)).empty());
+  CHECK(f.out.take_server() == Command(0x19, U32(21)));
+  CHECK(f.sink.got.empty());
+  const uint64_t id = f.pending_id();
+  CHECK(f.broker.show(id)->spec.blast_rows == 8);
+  CHECK(f.broker.show(id)->spec.blast_via == "explain on the client's session");
+  REQUIRE(f.broker.approve(id, alice(), "", 0, f.now).ok());
+  CHECK(f.decided() == execute);
+  f.server(Ok(1, 8));
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].policy_action == "approved:" + std::to_string(id));
+
+  // A later execute leaves its types out (new-params-bound 0): those of the first are sent,
+  // and the whole answer may come in pieces.
+  const std::string value5 = U32(5) + U32(0);
+  const std::string again = Command(0x17, U32(7) + '\0' + U32(1) + '\0' + '\0' + value5);
+  CHECK(f.client(again) == Command(0x16, explain));
+  const std::string prepared = PrepareOk(1, 22, 1, 1, false);
+  CHECK(f.server(prepared.substr(0, 2)).empty());
+  CHECK(f.out.take_server().empty());
+  CHECK(f.server(prepared.substr(2, 11)).empty());
+  CHECK(f.server(prepared.substr(13)).empty());
+  CHECK(f.out.take_server() ==
+        Command(0x17, U32(22) + '\0' + U32(1) + '\0' + '\1' + U16(8) + value5));
+  // The execute refused: closed all the same, and the server's reason.
+  CHECK(f.server(Err(1, 1146, "42S02", "Table 'shop.t' doesn't exist")).empty());
+  CHECK(f.out.take_server() == Command(0x19, U32(22)));
+  const uint64_t id2 = f.pending_id();
+  CHECK(f.broker.show(id2)->spec.blast_unavailable ==
+        "EXPLAIN failed: 42S02 Table 'shop.t' doesn't exist");
+  REQUIRE(f.broker.deny(id2, alice(), "no", f.now).ok());
+  CHECK(f.decided().empty());
+  CHECK(f.out.take_client() ==
+        Err(1, 1142, "42000", "dbwarden: approval request " + std::to_string(id2) + " denied: no"));
+
+  // The prepare refused: nothing to close.
+  CHECK(f.client(again) == Command(0x16, explain));
+  CHECK(f.server(Err(1, 1295, "HY000",
+                     "This command is not supported in the prepared "
+                     "statement protocol yet"))
+            .empty());
+  CHECK(f.out.take_server().empty());
+  const uint64_t id3 = f.pending_id();
+  CHECK(f.broker.show(id3)->spec.blast_unavailable ==
+        "EXPLAIN failed: HY000 This command is not supported in the prepared statement "
+        "protocol yet");
+  REQUIRE(f.broker.deny(id3, alice(), "no", f.now).ok());
+  f.decided();
+  f.out.take_client();
+
+  // A parameter sent as long data lives in the client's statement only: no EXPLAIN.
+  const std::string long_data = Command(0x18, U32(7) + U16(0) + "12");
+  CHECK(f.client(long_data) == long_data);
+  CHECK(f.client(again).empty());
+  const uint64_t id4 = f.pending_id();
+  CHECK(f.broker.show(id4)->spec.blast_unavailable ==
+        "a parameter value was sent as long data (COM_STMT_SEND_LONG_DATA)");
+  REQUIRE(f.broker.deny(id4, alice(), "no", f.now).ok());
+  f.decided();
+  f.out.take_client();
+
+  // Types never seen (a first execute that leaves them out), and MariaDB's id -1: no guess.
+  const std::string prepare8 = Command(0x16, "DELETE FROM t WHERE id > ?");
+  CHECK(f.client(prepare8) == prepare8);
+  f.server(PrepareOk(1, 8, 0, 1, false));
+  CHECK(f.client(Command(0x17, U32(8) + '\0' + U32(1) + '\0' + '\0' + value5)).empty());
+  const uint64_t id5 = f.pending_id();
+  CHECK(f.broker.show(id5)->spec.blast_unavailable ==
+        "its parameters' types were bound by an execute the proxy did not read");
+  REQUIRE(f.broker.deny(id5, alice(), "no", f.now).ok());
+  f.decided();
+  f.out.take_client();
+  CHECK(f.client(Command(0x17, U32(0xffffffffu) + '\0' + U32(1) + '\0' + '\1' + U16(8) + value5))
+            .empty());
+  CHECK(f.broker.show(f.pending_id())->spec.blast_unavailable ==
+        "not estimated for a direct execute (statement id -1)");
 }
 
 TEST_CASE("approvals, mysql: a KILL the server allows withdraws the held statement of its thread",

@@ -469,6 +469,17 @@ void Session::on_statement_id_command(const Frame& f) {
   push(cmd, f);  // COM_STMT_RESET: OK / ERR
 }
 
+bool Session::prepared_params(uint32_t id, PreparedParams* out) const {
+  const auto it = prepared_.find(id);
+  if (it == prepared_.end() || !it->second->known) return false;
+  const Prepared& p = *it->second;
+  out->count = p.params;
+  out->types = &p.bound.types;
+  out->long_data =
+      std::find(p.has_long_data.begin(), p.has_long_data.end(), true) != p.has_long_data.end();
+  return true;
+}
+
 void Session::remember(const std::shared_ptr<Prepared>& p) {
   if (auto it = prepared_.find(p->id); it != prepared_.end()) {
     prepared_bytes_ -= it->second->text.size();

@@ -142,6 +142,20 @@ class Session final : private FrameHandler {
     auto it = prepared_.find(id);
     return it == prepared_.end() ? nullptr : &it->second->text;
   }
+  // What the proxy needs to send prepared statement `id`'s parameters again (the blast
+  // radius's EXPLAIN of a held execute, proxy/mysql_explain.h): its parameter count, the
+  // types its executes bound so far (type | 0x8000 if unsigned; empty: none yet; a client
+  // sends them with its first execute and may leave them out of later ones), and whether
+  // long data (COM_STMT_SEND_LONG_DATA) waits for its next execute. False when its
+  // prepare's answer is not known (id 0xffffffff included).
+  struct PreparedParams {
+    uint16_t count = 0;
+    const std::vector<uint16_t>* types = nullptr;
+    bool long_data = false;
+  };
+  bool prepared_params(uint32_t id, PreparedParams* out) const;
+  // CLIENT_QUERY_ATTRIBUTES (MySQL 8): an execute's parameter block carries a count and names.
+  bool query_attributes() const { return (caps_ & kClientQueryAttributes) != 0; }
   // How a COM_QUERY's text is split and lexed (sql_mode NO_BACKSLASH_ESCAPES, multi-statements).
   bool backslash_escapes() const { return backslash_escapes_; }
   bool multi_statements() const { return multi_statements_; }
