@@ -825,3 +825,27 @@ TEST_CASE("pg lineage relay: renewal at half the TTL is one lookup; DDL renews i
   b.now = a.now;
   CHECK(IsReachLookup(b.client(begin)));
 }
+
+TEST_CASE("pg lineage relay: a policy with other columns does not take a set made for these",
+          "[proxy][masking][lineage][share]") {
+  PgCatalogCache catalog;
+  const std::string begin = Query("BEGIN");
+  SharedFixture a(catalog);
+  REQUIRE(IsReachLookup(a.client(begin)));
+  a.server(StartReachAnswer());
+  REQUIRE(a.out.take_server() == begin);
+  // Same start, same server, but the rules name another column (a reload in between): the
+  // set above would call its relations outside, so this connection asks for its own.
+  constexpr std::string_view kOtherColumns = R"(
+rules:
+  - name: cards
+    action: mask
+    columns: ["public.cards.number"]
+)";
+  Fixture b(kOtherColumns, &catalog, "tcp 127.0.0.1 5432");
+  b.now = a.now;
+  const std::string sent = b.client(begin);
+  CHECK(IsReachLookup(sent));
+  CHECK(sent.find("E'cards'") != std::string::npos);
+  CHECK(catalog.counters().reach_hits == 0);
+}
