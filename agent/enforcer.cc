@@ -631,6 +631,10 @@ EnforcerStats Enforcer::stats() const {
   c.proxy_tls_reload_failures = impl_->tls_reload_failures;
   c.proxy_identity_failures = p.identity_failures;
   c.proxy_refused = p.refused_over_limit + p.refused_not_steered;
+  c.pg_reach_hits = p.pg_reach_hits;
+  c.pg_reach_misses = p.pg_reach_misses;
+  c.pg_reach_waits = p.pg_reach_waits;
+  c.pg_catalog_evictions = p.pg_catalog_evictions;
   // A level: open before enforcement and not (yet) terminated.
   c.existing_connections = impl_->existing.size() - impl_->terminated;
   if (auto k = impl_->steering->counters(); k.ok()) {

@@ -20,6 +20,10 @@ Checks:
   predicates: block refuses a masked column in WHERE / ORDER BY / GROUP BY (42501, also
   through a view), predicates: allow runs;
 - a table no rule names streams through unchanged;
+- the reach set is shared: after DDL, of four new psycopg2 connections of the same start
+  only the first asks the server for it (counted per backend in the server's log), the
+  others mask the same without a query; DDL from one connection renews it for an open one,
+  which then masks a view made by that DDL inside its transaction;
 - audit records carry dbwarden.masked_columns / masked_values, the metrics
   dbwarden_masked_values_total{rule,detector}; no planted value in the audit trail, the
   metrics or the agent's log.
@@ -306,6 +310,86 @@ def check_transactions(cluster, failures):
         conn.close()
 
 
+def reach_lookups_by_pid(cluster):
+    """The proxy's reach-set lookups in the server's log (log_statement=all), by backend."""
+    counts = {}
+    for e in cluster.sync_log():
+        if e.statement and "dbwarden catalog lookup" in e.statement and \
+                "pg_depend" in e.statement:
+            counts[e.pid] = counts.get(e.pid, 0) + 1
+    return counts
+
+
+def check_shared_reach(cluster, failures):
+    """New connections of one start (user, database, the same server) share the scope's
+    reach set: one asks, the others take it without a query and mask the same."""
+    def connect(autocommit=False):
+        conn = psycopg2.connect(host=cluster.socket_dir, port=cluster.port, user="postgres",
+                                dbname="postgres", application_name="reach-share")
+        conn.autocommit = autocommit
+        return conn
+
+    def masks_staff(cur, what):
+        cur.execute("SELECT count(*) FROM plain_t")
+        got = cur.fetchall()
+        cur.execute("SELECT name, ssn FROM staff")
+        rows = cur.fetchall()
+        if got != [(1,)] or rows[0][0] != STAFF_NAME or STAFF_SSN in repr(rows):
+            failures.append(f"shared reach set, {what}: count {got!r}, staff {rows!r}")
+
+    # DDL through the proxy first: what earlier checks taught it is forgotten.
+    reset = connect(autocommit=True)
+    reset.cursor().execute("CREATE TABLE reach_reset (x int)")
+    reset.close()
+    pids = []
+    for i in range(4):
+        conn = connect()
+        pids.append(conn.get_backend_pid())
+        masks_staff(conn.cursor(), f"connection {i + 1}")
+        conn.commit()
+        conn.close()
+    counts = reach_lookups_by_pid(cluster)
+    got = [counts.get(p, 0) for p in pids]
+    log(f"reach-set lookups of four new connections: {got}")
+    if got != [1, 0, 0, 0]:
+        failures.append(f"reach-set lookups of four new connections of one start: {got}, "
+                        "expected [1, 0, 0, 0]")
+    # DDL from another connection renews the set for an open one: its next transaction asks
+    # again, and a view the DDL made over the masked table is masked inside it.
+    x = connect()
+    x_pid = x.get_backend_pid()
+    cur = x.cursor()
+    masks_staff(cur, "the open connection")
+    x.commit()
+    y = connect(autocommit=True)
+    y.cursor().execute("CREATE VIEW staff_view2 AS SELECT name AS n, ssn AS s FROM staff")
+    y.close()
+    cur.execute("SELECT n, s FROM staff_view2")
+    rows = cur.fetchall()
+    x.commit()
+    x.close()
+    log(f"after DDL elsewhere, in a transaction, staff_view2: {rows!r}")
+    if rows[0][0] != STAFF_NAME or STAFF_SSN in repr(rows):
+        failures.append(f"after DDL elsewhere, a view it made: {rows!r}")
+    later = []
+    for i in range(2):
+        conn = connect()
+        later.append(conn.get_backend_pid())
+        cur = conn.cursor()
+        cur.execute("SELECT n, s FROM staff_view2")
+        rows = cur.fetchall()
+        if rows[0][0] != STAFF_NAME or STAFF_SSN in repr(rows):
+            failures.append(f"after DDL, new connection {i + 1}, staff_view2: {rows!r}")
+        conn.commit()
+        conn.close()
+    counts = reach_lookups_by_pid(cluster)
+    got = [counts.get(x_pid, 0)] + [counts.get(p, 0) for p in later]
+    log(f"reach-set lookups after DDL (open connection, two new ones): {got}")
+    if got != [1, 1, 0]:
+        failures.append(f"reach-set lookups after DDL (open connection, two new ones): {got}, "
+                        "expected [1, 1, 0]")
+
+
 def check_binary_prepared(cluster, failures):
     """Extended protocol with binary results, spoken by hand over the unix socket: Parse,
     Bind (result format 1 for all), Describe portal, Execute, Sync."""
@@ -388,6 +472,14 @@ def check_outputs(agent, audit, metrics, failures):
     for series in EXPECTED_SERIES:
         if series not in metrics:
             failures.append(f"metrics: no {series}")
+    # The shared reach set's counters (check_shared_reach: at least three hits, a miss).
+    for line in metrics.splitlines():
+        for result, least in (("hit", 3), ("miss", 1)):
+            if line.startswith(f'dbwarden_proxy_pg_reach_sets_total{{result="{result}"}} '):
+                if float(line.split()[-1]) < least:
+                    failures.append(f"metrics: {line}, expected at least {least}")
+    if 'dbwarden_proxy_pg_reach_sets_total{result="hit"}' not in metrics:
+        failures.append("metrics: no dbwarden_proxy_pg_reach_sets_total{result=\"hit\"}")
     if planted_in(agent.stderr):
         failures.append(f"the agent's log holds planted values: {planted_in(agent.stderr)}")
 
@@ -413,6 +505,7 @@ def run(args, workdir, failures):
             check_corpus_psql(cluster, failures)
             check_psycopg2(cluster, failures)
             check_transactions(cluster, failures)
+            check_shared_reach(cluster, failures)
             check_binary_prepared(cluster, failures)
             metrics = read_metrics(agent, failures)
         finally:

@@ -191,6 +191,8 @@ struct Exporter::Impl {
   Counter* proxy_tls_failures = nullptr;
   Counter* proxy_tls_reload_failures = nullptr;
   Gauge* proxy_active = nullptr;
+  Counter* pg_reach_sets[3] = {};  // hit, miss, wait
+  Counter* pg_catalog_evictions = nullptr;
   Counter* steering_counts[4] = {};
   Gauge* enforcement_mode = nullptr;
   Gauge* enforcement_alive = nullptr;
@@ -476,6 +478,18 @@ struct Exporter::Impl {
     proxy_active =
         &gauge_family("dbwarden_proxy_connections", "Client connections open through the proxy.")
              .Add({});
+    auto& reach = counter_family(
+        "dbwarden_proxy_pg_reach_sets_total",
+        "PostgreSQL connections that needed their scope's reach set (masking inside "
+        "transactions): taken from another connection's lookup without a query (hit), asked "
+        "of the server (miss), or waited for another connection's lookup (wait).");
+    pg_reach_sets[0] = &reach.Add({{"result", "hit"}});
+    pg_reach_sets[1] = &reach.Add({{"result", "miss"}});
+    pg_reach_sets[2] = &reach.Add({{"result", "wait"}});
+    pg_catalog_evictions =
+        counter("dbwarden_proxy_pg_catalog_evictions_total",
+                "PostgreSQL catalog scopes and startup keys the proxy dropped past their bounds "
+                "(least recently used first).");
     auto& steered = counter_family("dbwarden_steering_connections_total",
                                    "New connections to protected servers seen by steering: handed "
                                    "to the proxy, or with the proxy down let through (fail open) "
@@ -801,6 +815,10 @@ void Exporter::publish_enforcement(const EnforcementCounters& c) {
   add(m.proxy_tls_handshakes, c.proxy_tls_handshakes, l.proxy_tls_handshakes);
   add(m.proxy_tls_failures, c.proxy_tls_failures, l.proxy_tls_failures);
   add(m.proxy_tls_reload_failures, c.proxy_tls_reload_failures, l.proxy_tls_reload_failures);
+  add(m.pg_reach_sets[0], c.pg_reach_hits, l.pg_reach_hits);
+  add(m.pg_reach_sets[1], c.pg_reach_misses, l.pg_reach_misses);
+  add(m.pg_reach_sets[2], c.pg_reach_waits, l.pg_reach_waits);
+  add(m.pg_catalog_evictions, c.pg_catalog_evictions, l.pg_catalog_evictions);
   add(m.steering_counts[0], c.steered_tcp, l.steered_tcp);
   add(m.steering_counts[1], c.steered_unix, l.steered_unix);
   add(m.steering_counts[2], c.fail_open, l.fail_open);

@@ -128,6 +128,8 @@ struct EnforcementCounters {
   uint64_t existing_connections = 0;           // level: open before enforcement
   bool proxy_alive = false;
   bool fail_open_mode = false;
+  // PostgreSQL reach sets shared between connections (proxy/pg_catalog.h).
+  uint64_t pg_reach_hits = 0, pg_reach_misses = 0, pg_reach_waits = 0, pg_catalog_evictions = 0;
 };
 
 // Learn mode (learn/learn.h): the learned set and what could not be learned. Totals and

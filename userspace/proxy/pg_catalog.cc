@@ -38,9 +38,57 @@ void AppendLiteral(std::string_view s, std::string& sql) {
 }
 
 // The answer's columns: kind ('s' scope, 'r' relation, 'c' column, 'f' function), the
-// asked name's index, then five text values by kind. Every function, type, operator and
+// asked name's index, then five text values by kind. The scope row: the database, the
+// effective search_path, whether the session is at its start (search_path at its reset
+// value, no SET ROLE: PgStartKey's scope), the session user. Every function, type, operator and
 // table is named in pg_catalog: the client's search_path (and what it may have put in
 // front of pg_catalog) must not change what the lookup says.
+// Settings that change neither the search_path nor the role (nor which schemas the role may
+// use): a connection pool's members differ in these at most, and drivers set them on connect
+// (pgJDBC: extra_float_digits, application_name; psycopg2: DateStyle).
+bool NeutralSetting(std::string_view name) {
+  static constexpr std::string_view kNeutral[] = {"application_name", "fallback_application_name",
+                                                  "client_encoding",  "datestyle",
+                                                  "timezone",         "extra_float_digits",
+                                                  "intervalstyle",    "lc_messages",
+                                                  "lc_monetary",      "lc_numeric",
+                                                  "lc_time",          "bytea_output",
+                                                  "statement_timeout"};
+  for (const std::string_view n : kNeutral) {
+    if (EqualsCi(name, n)) return true;
+  }
+  return false;
+}
+
+// `SET [SESSION | LOCAL] name {TO | =} ...` (`rest`: after SET) of a NeutralSetting.
+bool SetsNeutral(std::string_view rest) {
+  const auto word = [&rest]() {
+    size_t i = 0;
+    while (i < rest.size() &&
+           (rest[i] == ' ' || rest[i] == '\t' || rest[i] == '\n' || rest[i] == '\r')) {
+      ++i;
+    }
+    size_t j = i;
+    while (j < rest.size() && (((rest[j] | 0x20) >= 'a' && (rest[j] | 0x20) <= 'z') ||
+                               rest[j] == '_' || (rest[j] >= '0' && rest[j] <= '9'))) {
+      ++j;
+    }
+    const std::string_view w = rest.substr(i, j - i);
+    rest.remove_prefix(j);
+    return w;
+  };
+  std::string_view name = word();
+  if (EqualsCi(name, "session") || EqualsCi(name, "local")) name = word();
+  if (!NeutralSetting(name)) return false;
+  // Then TO or '=': anything else (a quoted or dotted name, SET SESSION AUTHORIZATION) is
+  // not this form.
+  while (!rest.empty() &&
+         (rest[0] == ' ' || rest[0] == '\t' || rest[0] == '\n' || rest[0] == '\r')) {
+    rest.remove_prefix(1);
+  }
+  return rest.starts_with("=") || EqualsCi(word(), "to");
+}
+
 constexpr std::string_view kLookupHead =
     "/* dbwarden catalog lookup */ WITH RECURSIVE q(i, k, s, n) AS (VALUES ";
 constexpr std::string_view kLookupNames =
@@ -52,7 +100,10 @@ constexpr std::string_view kLookupSelect =
     " SELECT 's', -1, pg_catalog.current_database()::pg_catalog.text, "
     "(SELECT pg_catalog.string_agg(pg_catalog.quote_ident(x::pg_catalog.text), ',') "
     "FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) AS x), "
-    "NULL::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.text "
+    "CASE WHEN pg_catalog.current_setting('search_path') OPERATOR(pg_catalog.=) (SELECT "
+    "st.reset_val FROM pg_catalog.pg_settings st WHERE st.name OPERATOR(pg_catalog.=) "
+    "'search_path') AND CURRENT_USER OPERATOR(pg_catalog.=) SESSION_USER THEN 't' ELSE 'f' END, "
+    "SESSION_USER::pg_catalog.text, NULL::pg_catalog.text "
     "UNION ALL SELECT 'r', r.i, c.oid::pg_catalog.text, n.nspname::pg_catalog.text, "
     "c.relname::pg_catalog.text, c.relkind::pg_catalog.text, CASE WHEN c.relkind "
     "OPERATOR(pg_catalog.=) 'v' OR c.relkind OPERATOR(pg_catalog.=) 'm' THEN "
@@ -181,20 +232,23 @@ PgCatalogCache::Scope* PgCatalogCache::find(std::string_view key, uint64_t now_n
     ++generation_;  // a relay's pointer to it is no longer valid
     return nullptr;
   }
+  it->second->used_ns_ = now_ns;
   return it->second.get();
 }
 
 PgCatalogCache::Scope& PgCatalogCache::get(std::string_view key, uint64_t now_ns) {
   if (Scope* s = find(key, now_ns)) return *s;
   if (scopes_.size() >= limits_.max_scopes) {
-    auto oldest = std::min_element(
-        scopes_.begin(), scopes_.end(),
-        [](const auto& a, const auto& b) { return a.second->created_ns_ < b.second->created_ns_; });
-    scopes_.erase(oldest);
+    auto lru = std::min_element(scopes_.begin(), scopes_.end(), [](const auto& a, const auto& b) {
+      return a.second->used_ns_ < b.second->used_ns_;
+    });
+    scopes_.erase(lru);
     ++generation_;
+    evictions_.fetch_add(1, std::memory_order_relaxed);
   }
   auto scope = std::make_unique<Scope>();
   scope->created_ns_ = now_ns;
+  scope->used_ns_ = now_ns;
   scope->generation_ = generation_;
   scope->limits_ = limits_;
   Scope& s = *scope;
@@ -212,9 +266,175 @@ PgCatalogCache::Scope& PgCatalogCache::renew(std::string_view key, uint64_t now_
 }
 
 void PgCatalogCache::invalidate() {
+  // Claims stay: a lookup in flight still ends, and its waiters are still woken.
+  starts_.clear();
   if (scopes_.empty()) return;
   scopes_.clear();
   ++generation_;
+}
+
+const std::string* PgCatalogCache::start_scope(std::string_view start, uint64_t now_ns,
+                                               uint64_t* age_ns) {
+  auto it = starts_.find(std::string(start));
+  if (it == starts_.end()) return nullptr;
+  if (now_ns - it->second.learnt_ns >= limits_.ttl_ns) {
+    starts_.erase(it);
+    return nullptr;
+  }
+  it->second.used_ns = now_ns;
+  *age_ns = now_ns - it->second.learnt_ns;
+  return &it->second.scope;
+}
+
+void PgCatalogCache::learn_start(std::string_view start, std::string_view scope, uint64_t now_ns) {
+  if (start.empty() || limits_.max_starts == 0) return;
+  auto it = starts_.find(std::string(start));
+  if (it == starts_.end()) {
+    if (starts_.size() >= limits_.max_starts) {
+      auto lru = std::min_element(starts_.begin(), starts_.end(), [](const auto& a, const auto& b) {
+        return a.second.used_ns < b.second.used_ns;
+      });
+      starts_.erase(lru);
+      evictions_.fetch_add(1, std::memory_order_relaxed);
+    }
+    it = starts_.emplace(std::string(start), Start{}).first;
+  }
+  it->second.scope.assign(scope);
+  it->second.learnt_ns = now_ns;
+  it->second.used_ns = now_ns;
+}
+
+bool PgCatalogCache::claim(std::string_view key, const void* owner) {
+  Claim& c = claims_[std::string(key)];
+  if (c.owner != nullptr && c.owner != owner) return false;
+  c.owner = owner;
+  return true;
+}
+
+bool PgCatalogCache::claimed_by_other(std::string_view key, const void* owner) const {
+  auto it = claims_.find(std::string(key));
+  return it != claims_.end() && it->second.owner != nullptr && it->second.owner != owner;
+}
+
+void PgCatalogCache::wait(std::string_view key, const void* waiter) {
+  auto it = claims_.find(std::string(key));
+  if (it == claims_.end() || it->second.owner == nullptr || it->second.owner == waiter ||
+      waiting_.count(waiter) != 0) {
+    return;
+  }
+  it->second.waiters.push_back(waiter);
+  waiting_.emplace(waiter, std::string(key));
+}
+
+void PgCatalogCache::release(const void* owner) {
+  for (auto it = claims_.begin(); it != claims_.end();) {
+    if (it->second.owner != owner) {
+      ++it;
+      continue;
+    }
+    for (const void* w : it->second.waiters) {
+      waiting_.erase(w);
+      woken_.push_back(w);
+    }
+    it = claims_.erase(it);
+  }
+}
+
+void PgCatalogCache::forget(const void* relay) {
+  release(relay);
+  auto w = waiting_.find(relay);
+  if (w != waiting_.end()) {
+    auto c = claims_.find(w->second);
+    if (c != claims_.end()) std::erase(c->second.waiters, relay);
+    waiting_.erase(w);
+  }
+  std::erase(woken_, relay);
+}
+
+std::vector<const void*> PgCatalogCache::take_woken() {
+  std::vector<const void*> out;
+  out.swap(woken_);
+  return out;
+}
+
+PgCatalogCache::Counters PgCatalogCache::counters() const {
+  Counters c;
+  c.reach_hits = hits_.load(std::memory_order_relaxed);
+  c.reach_misses = misses_.load(std::memory_order_relaxed);
+  c.reach_waits = waits_.load(std::memory_order_relaxed);
+  c.evictions = evictions_.load(std::memory_order_relaxed);
+  return c;
+}
+
+// --- the keys ---
+
+std::string ReachTag(std::span<const ReachPattern> patterns) {
+  // Each part NUL-terminated: no pattern holds a NUL (policy names are YAML strings, and a
+  // NUL could never name a PostgreSQL object), so the text is unambiguous.
+  std::string tag;
+  for (const ReachPattern& p : patterns) {
+    for (const std::string* part : {&p.schema, &p.table, &p.column}) {
+      tag += *part;
+      tag.push_back('\0');
+    }
+  }
+  return tag;
+}
+
+std::string PgScopeKey(std::string_view server, std::string_view scope, std::string_view tag) {
+  std::string key;
+  key.reserve(server.size() + scope.size() + tag.size() + 2);
+  // NUL between the parts: no server name, database or schema name holds one.
+  key.append(server);
+  key.push_back('\0');
+  key.append(scope);
+  key.push_back('\0');
+  key.append(tag);
+  return key;
+}
+
+std::string PgStartKey(std::string_view server, std::span<const uint8_t> packet) {
+  // StartupMessage: Int32 length, Int32 protocol version, then (String name, String value)
+  // pairs ending with a lone NUL.
+  // https://www.postgresql.org/docs/current/protocol-message-formats.html
+  if (packet.size() < 9) return {};
+  const auto text = [&](size_t from, size_t* end) -> std::optional<std::string_view> {
+    for (size_t i = from; i < packet.size(); ++i) {
+      if (packet[i] == 0) {
+        *end = i + 1;
+        return std::string_view(reinterpret_cast<const char*>(packet.data() + from), i - from);
+      }
+    }
+    return std::nullopt;
+  };
+  std::vector<std::pair<std::string_view, std::string_view>> kept;
+  size_t pos = 8;
+  for (;;) {
+    if (pos >= packet.size()) return {};
+    if (packet[pos] == 0) break;
+    size_t end = 0;
+    const auto name = text(pos, &end);
+    if (!name) return {};
+    const auto value = text(end, &pos);
+    if (!value) return {};
+    if (!NeutralSetting(*name)) kept.emplace_back(*name, *value);
+    if (kept.size() > 64) return {};
+  }
+  std::sort(kept.begin(), kept.end());
+  std::string key(server);
+  for (const auto& [name, value] : kept) {
+    key.push_back('\0');
+    key.append(name);
+    key.push_back('=');
+    key.append(value);
+  }
+  return key;
+}
+
+bool PgScopeHasTemp(std::string_view scope) {
+  // current_schemas names it pg_temp_N (quote_ident leaves that bare). Anywhere in the text:
+  // a database or schema whose name holds it only costs the sharing.
+  return scope.find("pg_temp") != npos;
 }
 
 // --- the tracer's catalog ---
@@ -325,6 +545,8 @@ bool PgCatalogLookup::query(std::span<const PgLookupName> names, std::vector<uin
   names_.clear();
   found_.clear();
   scope_key_.clear();
+  at_start_ = false;
+  session_user_.clear();
   reach_rels_.clear();
   reach_columns_.clear();
   reach_column_count_ = 0;
@@ -433,6 +655,8 @@ void PgCatalogLookup::row(std::span<const uint8_t> body) {
     scope_key_.assign(v[2]);
     scope_key_ += '/';
     scope_key_.append(v[3]);
+    at_start_ = v[4] == "t";
+    session_user_.assign(v[5]);
     return;
   }
   if (reach_asked_ && v[0].size() == 1 && std::string_view("RUaFe").find(v[0]) != npos) {
@@ -615,6 +839,9 @@ uint8_t PgCatalogEffects(std::string_view text) {
        {"create", "alter", "drop", "do", "call", "import", "comment", "security", "refresh"}) {
     if (EqualsCi(word, w)) return effects | kPgCatalogChange;
   }
+  // A setting drivers make on connect that cannot move the search_path or the role keeps
+  // the session's scope (and its start: pg_catalog.h).
+  if (EqualsCi(word, "set") && effects == 0 && SetsNeutral(rest)) return 0;
   for (const char* w : {"set", "reset", "discard"}) {
     if (EqualsCi(word, w)) return effects | kPgScopeChange;
   }

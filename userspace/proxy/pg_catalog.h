@@ -32,8 +32,24 @@
 // changed since, went through the proxy as DDL or SET and made the scope be forgotten, so
 // the reach set never vouches for what it did not see (short of DDL on a path the proxy does
 // not steer: the TTL bounds that, as it does for every entry).
+//
+// Sharing it (PgScopeKey, PgStartKey). What a scope holds depends on the server (its
+// catalog), the database, the session's effective search_path (current_schemas(true):
+// which names are visible; it already folds in the role, through "$user" and the USAGE
+// checks, and the temporary schema) and, for the reach set, the rules' patterns: those four
+// are the scope's key. A new connection does not know its search_path before it asks, so
+// the cache also remembers where a fresh session of each *start* lands (PgStartKey: the
+// server, and the startup parameters that can change the search_path or the role: user,
+// database, options, any other GUC the client set, but not application_name and the like),
+// as learnt by the first lookup of an earlier such session, one the server said runs at its
+// starting search_path and role; a new session of that start takes that scope, and its
+// reach set, without a query while both are under half the TTL old (the renewal rule), or
+// up to the TTL while another connection renews them. One lookup is in flight per scope and
+// per start (claim()): a connection that would ask the same waits for it (once) and is
+// woken when it ends (take_woken()); DDL forgets the starts with the scopes.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -85,6 +101,14 @@ class PgCatalogCache {
     size_t max_fingerprints_per_scope = 16384;
     size_t max_view_definition = 256 * 1024;  // longer: kept empty, so not followed
     uint64_t ttl_ns = 60'000'000'000ull;
+    size_t max_starts = 1024;  // startup keys whose scope is known (LRU past it)
+  };
+  // Totals since the proxy started (read from another thread: atomics inside).
+  struct Counters {
+    uint64_t reach_hits = 0;    // a connection took a shared reach set instead of asking
+    uint64_t reach_misses = 0;  // a lookup asked the server for the reach set
+    uint64_t reach_waits = 0;   // a connection waited for another's lookup of its set
+    uint64_t evictions = 0;     // scopes and starts dropped by their bounds (LRU)
   };
   class Scope {
    public:
@@ -107,6 +131,8 @@ class PgCatalogCache {
     bool reach_function_opaque(std::string_view schema, std::string_view name) const;
     uint64_t created_ns() const { return created_ns_; }
     uint64_t generation() const { return generation_; }
+    // A relay that keeps a pointer to the scope says when it used it (LRU).
+    void note_used(uint64_t now_ns) { used_ns_ = now_ns; }
 
    private:
     friend class PgCatalogCache;
@@ -120,6 +146,7 @@ class PgCatalogCache {
     std::unordered_set<uint32_t> reach_;
     std::unordered_set<std::string> reach_opaque_;  // key(schema, name); schema "": on the path
     uint64_t created_ns_ = 0;
+    uint64_t used_ns_ = 0;
     uint64_t generation_ = 0;
     Limits limits_;
   };
@@ -128,21 +155,75 @@ class PgCatalogCache {
   explicit PgCatalogCache(const Limits& limits) : limits_(limits) {}
   // The scope `key` (PgCatalogLookup::scope_key) if known and younger than the TTL.
   Scope* find(std::string_view key, uint64_t now_ns);
-  // The scope `key`, made empty if it was not there (the oldest goes past max_scopes).
+  // The scope `key`, made empty if it was not there (the least recently used goes past
+  // max_scopes).
   Scope& get(std::string_view key, uint64_t now_ns);
   // The scope `key` made anew, empty (a reach lookup renews an old one: see PgRelay).
   Scope& renew(std::string_view key, uint64_t now_ns);
-  // DDL: everything is forgotten.
+  // DDL: everything is forgotten (the starts too).
   void invalidate();
   uint64_t generation() const { return generation_; }
   size_t scopes() const { return scopes_.size(); }
   const Limits& limits() const { return limits_; }
 
+  // Where a fresh session of start `start` (PgStartKey) lands: the scope as its lookup said
+  // it ("database/schemas"), if learnt since the last DDL and younger than the TTL (`age_ns`:
+  // how old); null otherwise.
+  const std::string* start_scope(std::string_view start, uint64_t now_ns, uint64_t* age_ns);
+  void learn_start(std::string_view start, std::string_view scope, uint64_t now_ns);
+  size_t starts() const { return starts_.size(); }
+
+  // One lookup in flight per key (a scope key, or a start key): `owner` claims it (false:
+  // another holds it); another relay may wait() for it; release() ends every claim of
+  // `owner` and wakes those waiting on them; forget() drops a relay that goes away (its
+  // claims released too). Bounded by the relays: each holds two claims and one wait at most.
+  bool claim(std::string_view key, const void* owner);
+  bool claimed_by_other(std::string_view key, const void* owner) const;
+  void wait(std::string_view key, const void* waiter);
+  bool waiting(const void* waiter) const { return waiting_.count(waiter) != 0; }
+  void release(const void* owner);
+  void forget(const void* relay);
+  // The relays woken since the last call (the proxy drives their connections again).
+  std::vector<const void*> take_woken();
+
+  void count_hit() { hits_.fetch_add(1, std::memory_order_relaxed); }
+  void count_miss() { misses_.fetch_add(1, std::memory_order_relaxed); }
+  void count_wait() { waits_.fetch_add(1, std::memory_order_relaxed); }
+  Counters counters() const;
+
  private:
+  struct Start {
+    std::string scope;
+    uint64_t learnt_ns = 0;
+    uint64_t used_ns = 0;
+  };
+  struct Claim {
+    const void* owner = nullptr;
+    std::vector<const void*> waiters;
+  };
   Limits limits_;
   std::unordered_map<std::string, std::unique_ptr<Scope>> scopes_;
+  std::unordered_map<std::string, Start> starts_;
+  std::unordered_map<std::string, Claim> claims_;
+  std::unordered_map<const void*, std::string> waiting_;  // waiter -> the key it waits on
+  std::vector<const void*> woken_;
   uint64_t generation_ = 1;
+  std::atomic<uint64_t> hits_{0}, misses_{0}, waits_{0}, evictions_{0};
 };
+
+// The cache key of a scope: the server (the proxy's own name for the upstream it connects
+// to: "tcp 127.0.0.1:5432", "unix /run/postgresql/.s.PGSQL.5432"), what the lookup said
+// (database and current_schemas(true)) and the reach patterns it was asked with
+// (ReachTag): a policy whose `columns` change does not take a set made for other columns.
+std::string ReachTag(std::span<const ReachPattern> patterns);
+std::string PgScopeKey(std::string_view server, std::string_view scope, std::string_view tag);
+// The start key of a StartupMessage (`packet`: the whole packet, length and version
+// included) to `server`; "" when it is malformed. Parameters that cannot change the
+// search_path or the role are left out (application_name, client_encoding, DateStyle,
+// TimeZone, ...); the others are kept, sorted, whatever they are.
+std::string PgStartKey(std::string_view server, std::span<const uint8_t> packet);
+// Whether a scope ("database/schemas") may name a temporary schema: a fresh session has none.
+bool PgScopeHasTemp(std::string_view scope);
 
 // The tracer's Catalog over one scope (null: nothing known yet). A name the scope has not
 // answered is noted in missing(): a relation then fails the trace (nullopt), a function is
@@ -196,6 +277,10 @@ class PgCatalogLookup {
   State state() const { return state_; }
   // After kDone: the scope the session is in ("database/schema,schema,...").
   const std::string& scope_key() const { return scope_key_; }
+  // After kDone: whether the server said the session runs at its starting search_path
+  // (equal to its reset value) as its session user (no SET ROLE), and that user.
+  bool at_start() const { return at_start_; }
+  const std::string& session_user() const { return session_user_; }
   // After kDone: what the answer listed, for every asked name (not found included), and
   // the reach set when reach_listed().
   void fill(PgCatalogCache::Scope& scope, size_t max_view_definition) const;
@@ -225,6 +310,8 @@ class PgCatalogLookup {
   std::vector<bool> reach_function_on_path_;
   bool reach_asked_ = false, reach_end_ = false, reach_overflow_ = false;
   std::string scope_key_;
+  bool at_start_ = false;
+  std::string session_user_;
   bool error_ = false;
   bool shape_ok_ = false;
   State state_ = State::kRunning;

@@ -25,6 +25,8 @@ void PgRelay::on_upstream_failed(std::string_view why, ByteBuffer& in, RelayOutp
 
 void PgRelay::on_close(uint64_t now_ns) {
   withdraw_request();
+  // Its lookup will not end here: whoever waits for it is woken (and asks itself).
+  if (catalog_ != nullptr) catalog_->forget(token_);
   if (!session_error_.empty()) session_.on_data(Direction::kBackend, session_error_, now_ns);
   session_.on_close(now_ns);
 }
@@ -42,6 +44,11 @@ bool PgRelay::cancel_approval(std::span<const uint8_t> key) {
 bool PgRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
   now_ns_ = now_ns;
   if (looking_up_) return false;  // the proxy's own catalog lookup is being answered
+  if (waiting_reach_) {
+    // Another connection's lookup of this session's reach set: until it ends.
+    if (catalog_->waiting(token_)) return false;
+    waiting_reach_ = false;
+  }
   if (stream_left_ > 0) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(in.size(), stream_left_));
     pass(in.data().first(n), !stream_drop_, out, now_ns);
@@ -59,6 +66,9 @@ bool PgRelay::step(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) {
   if ((h.type == 'Q' || h.type == 'P') && !skip_to_sync_) {
     return judged_message(in, h.type, h.length, out, now_ns);
   }
+  // Past the authentication (PasswordMessage and SASL are 'p'), the session may leave its
+  // start: pristine_ ends with the first such message the server gets.
+  if (h.type != 'p') pristine_ = false;
   if (h.type == 'B' && !skip_to_sync_) return bind_message(in, h.length, out, now_ns);
   if ((h.type == 'E' || h.type == 'D') && !armed_ && verdict_.policy &&
       verdict_.policy->mask_rule_count() > 0) {
@@ -134,6 +144,8 @@ bool PgRelay::startup_packet(ByteBuffer& in, RelayOutput& out, uint64_t now_ns) 
       in.consume(packet.size());
       return true;
     case pgsql::StartupKind::kStartup:
+      if (catalog_ != nullptr) start_key_ = PgStartKey(server_, packet);
+      if (!start_key_.empty()) start_claim_ = std::string("\1start") + start_key_;
       pass(packet, /*to_server=*/true, out, now_ns);
       in.consume(packet.size());
       startup_ = false;
@@ -160,6 +172,7 @@ bool PgRelay::judged_message(ByteBuffer& in, uint8_t type, uint32_t length, Rela
     text = r.until_nul(&terminated);
     judge(text, /*complete=*/false, /*backslash_escapes=*/false);
     note_masks(nullptr, now_ns);
+    pristine_ = false;
     const auto header = in.data().first(pgsql::kTypedHeaderSize);
     if (!verdict_.decisive.block) {
       pass(header, /*to_server=*/true, out, now_ns);
@@ -184,6 +197,7 @@ bool PgRelay::judged_message(ByteBuffer& in, uint8_t type, uint32_t length, Rela
   // A catalog lookup first (pg_relay_lineage.cc): the message is judged again after it.
   if (note_masks(&out, now_ns)) return false;
   lookup_rounds_ = 0;
+  pristine_ = false;  // passed, blocked or held from here on
   if (type == 'P') {
     name_.assign(name);
     note_judged(name_);

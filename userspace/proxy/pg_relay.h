@@ -87,7 +87,15 @@ class PgRelay final : public RelayBase<PgProtocol> {
   // The catalog the relay traces result columns with (pg_catalog.h), shared by the
   // proxy's connections; null (the default): no tracing, every column of a statement that
   // names a masked table is masked (failing closed), and views are not followed.
-  void set_catalog(PgCatalogCache* catalog) { catalog_ = catalog; }
+  // `token` names this relay in the catalog's claims and wake-ups (take_woken(): the proxy
+  // passes its connection; null: the relay itself).
+  void set_catalog(PgCatalogCache* catalog, const void* token = nullptr) {
+    catalog_ = catalog;
+    token_ = token != nullptr ? token : this;
+  }
+  // The upstream server as the proxy names it (PgScopeKey): scopes of different servers are
+  // never shared. Before the client's first byte.
+  void set_server(std::string server) { server_ = std::move(server); }
   uint64_t own_server_bytes() const override { return lookup_bytes_; }
   bool cancel_approval(std::span<const uint8_t> key) override;
 
@@ -185,11 +193,19 @@ class PgRelay final : public RelayBase<PgProtocol> {
   // The transaction that ran DDL has ended: the catalog is forgotten (again).
   void catalog_settle();
   // Whether the next lookup should also ask for the scope's reach set (pg_catalog.h): the
-  // policy has `columns` rules and the scope's set is unknown or half its TTL old.
-  bool want_reach(uint64_t now_ns);
+  // policy has `columns` rules and the scope's set is unknown or half its TTL old, and no
+  // other connection is asking for it (kWait: wait for that one's answer instead).
+  enum class ReachNeed : uint8_t { kNone, kAsk, kWait };
+  ReachNeed reach_need(uint64_t now_ns);
+  // The policy's reach patterns and their tag (PgScopeKey), kept current.
+  void reach_policy();
+  // A new session takes the scope an earlier one of the same start learnt (pg_catalog.h).
+  void adopt_start_scope(uint64_t now_ns);
+  // The scope the session is in, as a lookup said it ("": unknown).
+  void set_scope(std::string_view scope);
   enum class LookupChance : uint8_t { kNow, kWait, kNever };
   LookupChance lookup_chance() const;
-  void start_lookup(RelayOutput& out);
+  void start_lookup(RelayOutput& out, bool reach);
   // Server bytes while the lookup's answer comes; returns those after its end.
   std::span<const uint8_t> lookup_answer(std::span<const uint8_t> bytes, RelayOutput& out,
                                          uint64_t now_ns);
@@ -239,12 +255,22 @@ class PgRelay final : public RelayBase<PgProtocol> {
   std::string name_;  // reused for lookups
 
   PgCatalogCache* catalog_ = nullptr;
-  std::string scope_key_;  // the session's scope as its last lookup said; "": unknown
+  const void* token_ = nullptr;
+  std::string server_;
+  // The session's start (PgStartKey) and its claim key; pristine_ until a client message
+  // past the authentication reached the server (then the session may be elsewhere).
+  std::string start_key_, start_claim_;
+  bool pristine_ = true;
+  bool lookup_pristine_ = false;  // the lookup under way was sent while pristine_
+  bool waiting_reach_ = false;    // for another connection's lookup (PgCatalogCache::wait)
+  bool reach_waited_ = false;     // ... once already for this want: it asks itself next
+  std::string scope_raw_;         // the session's scope as its last lookup said; "": unknown
+  std::string scope_key_;         // ... as the cache's key (PgScopeKey)
   PgCatalogCache::Scope* scope_ = nullptr;
   uint64_t scope_generation_ = 0;
   PgCatalogLookup lookup_;
-  bool looking_up_ = false;           // the server is answering the proxy's lookup
-  PgExplainLookup explain_;           // ... the blast radius's EXPLAIN, when explain_lookup_
+  bool looking_up_ = false;  // the server is answering the proxy's lookup
+  PgExplainLookup explain_;  // ... the blast radius's EXPLAIN, when explain_lookup_
   bool explain_lookup_ = false;
   std::vector<uint8_t> lookup_buf_;   // its answer's current message
   std::vector<PgLookupName> wanted_;  // names to look up at the next chance (bounded)
@@ -254,6 +280,7 @@ class PgRelay final : public RelayBase<PgProtocol> {
   // The reach set: the policy's patterns, and the last lookup that asked for it.
   std::shared_ptr<const policy::Policy> reach_policy_;
   std::vector<ReachPattern> reach_patterns_;
+  std::string reach_tag_;
   bool reach_asked_ = false;  // by the lookup under way
   uint64_t reach_tried_ns_ = 0;
   uint64_t reach_tried_generation_ = 0;

@@ -59,6 +59,7 @@ PgCatalogCache::Scope* PgRelay::scope(uint64_t now_ns) {
   if (catalog_ == nullptr || scope_key_.empty()) return nullptr;
   if (scope_ != nullptr && scope_generation_ == catalog_->generation() &&
       now_ns - scope_->created_ns() < catalog_->limits().ttl_ns) {
+    scope_->note_used(now_ns);
     return scope_;
   }
   scope_ = catalog_->find(scope_key_, now_ns);
@@ -90,8 +91,8 @@ void PgRelay::catalog_watch(std::span<const JudgedStatement> statements) {
     ddl_in_transaction_ = true;
   }
   if ((effects & kPgScopeChange) != 0) {
-    scope_key_.clear();  // the next lookup says where the session is
-    scope_ = nullptr;
+    set_scope("");  // the next lookup says where the session is
+    pristine_ = false;
   }
 }
 
@@ -176,27 +177,93 @@ PgRelay::LookupChance PgRelay::lookup_chance() const {
   return session_.transaction_status() == 'I' ? LookupChance::kNow : LookupChance::kNever;
 }
 
-bool PgRelay::want_reach(uint64_t now_ns) {
-  if (catalog_ == nullptr || !verdict_.policy) return false;
-  if (reach_policy_ != verdict_.policy) {
-    reach_policy_ = verdict_.policy;
-    reach_patterns_ = ReachPatterns(*reach_policy_);
+void PgRelay::set_scope(std::string_view scope) {
+  scope_raw_.assign(scope);
+  scope_key_ = scope_raw_.empty() ? std::string() : PgScopeKey(server_, scope_raw_, reach_tag_);
+  scope_ = nullptr;
+}
+
+void PgRelay::reach_policy() {
+  if (reach_policy_ == verdict_.policy) return;
+  reach_policy_ = verdict_.policy;
+  std::vector<ReachPattern> patterns = ReachPatterns(*reach_policy_);
+  if (patterns == reach_patterns_) return;
+  reach_patterns_ = std::move(patterns);
+  reach_tag_ = ReachTag(reach_patterns_);
+  set_scope(scope_raw_);  // a set made for other columns is another scope's
+}
+
+void PgRelay::adopt_start_scope(uint64_t now_ns) {
+  if (catalog_ == nullptr || !verdict_.policy || !scope_key_.empty() || !pristine_ ||
+      start_key_.empty()) {
+    return;
   }
-  if (reach_patterns_.empty()) return false;
+  reach_policy();
+  uint64_t age = 0;
+  const std::string* raw = catalog_->start_scope(start_key_, now_ns, &age);
+  if (raw == nullptr) return;
+  // Under half the TTL old, as a reach set is; older (but within the TTL), while another
+  // connection asks again for this start or for that scope (it renews them).
+  const uint64_t half_ttl = catalog_->limits().ttl_ns / 2;
+  if (age >= half_ttl && !catalog_->claimed_by_other(start_claim_, token_) &&
+      !catalog_->claimed_by_other(PgScopeKey(server_, *raw, reach_tag_), token_)) {
+    return;
+  }
+  set_scope(*raw);
+  // A new connection with a fresh reach set, and no query (one being renewed by another
+  // connection is counted by reach_need).
+  const PgCatalogCache::Scope* sc = scope(now_ns);
+  if (!reach_patterns_.empty() && sc != nullptr && sc->reach_known() &&
+      now_ns - sc->created_ns() < half_ttl) {
+    catalog_->count_hit();
+  }
+}
+
+PgRelay::ReachNeed PgRelay::reach_need(uint64_t now_ns) {
+  if (catalog_ == nullptr || !verdict_.policy) return ReachNeed::kNone;
+  reach_policy();
+  if (reach_patterns_.empty()) return ReachNeed::kNone;
   // Renewed at half the TTL, so that a transaction block that begins on a known reach set
   // keeps it for at least that long.
   const uint64_t half_ttl = catalog_->limits().ttl_ns / 2;
   const PgCatalogCache::Scope* sc = scope(now_ns);
-  if (sc != nullptr && sc->reach_known() && now_ns - sc->created_ns() < half_ttl) return false;
+  if (sc != nullptr && sc->reach_known() && now_ns - sc->created_ns() < half_ttl) {
+    reach_waited_ = false;
+    return ReachNeed::kNone;
+  }
   // Asked for this scope already and the catalog has not changed since: not again before
   // half a TTL (an answer without it, a refused lookup, a set past its bounds).
-  return reach_tried_ns_ == 0 || reach_tried_generation_ != catalog_->generation() ||
-         reach_tried_key_ != scope_key_ || now_ns - reach_tried_ns_ >= half_ttl;
+  if (reach_tried_ns_ != 0 && reach_tried_generation_ == catalog_->generation() &&
+      reach_tried_key_ == scope_key_ && now_ns - reach_tried_ns_ < half_ttl) {
+    return ReachNeed::kNone;
+  }
+  // Another connection asks for this scope's set (or, before this session knows its scope,
+  // for a fresh session of its start): the set it renews is still within its TTL (scope()
+  // says so), else this one waits for its answer, once.
+  const bool other = !scope_key_.empty()
+                         ? catalog_->claimed_by_other(scope_key_, token_)
+                         : pristine_ && catalog_->claimed_by_other(start_claim_, token_);
+  if (other) {
+    if (sc != nullptr && sc->reach_known()) {
+      catalog_->count_hit();
+      return ReachNeed::kNone;
+    }
+    if (!reach_waited_) return ReachNeed::kWait;
+  }
+  return ReachNeed::kAsk;
 }
 
-void PgRelay::start_lookup(RelayOutput& out) {
+void PgRelay::start_lookup(RelayOutput& out, bool reach) {
   scratch_.clear();
-  reach_asked_ = want_reach(now_ns_);
+  reach_asked_ = reach;
+  if (reach) {
+    catalog_->count_miss();
+    // One lookup of a set in flight: others of the scope, or fresh sessions of this start,
+    // wait for it or keep the set they have (reach_need).
+    if (!scope_key_.empty()) catalog_->claim(scope_key_, token_);
+    if (pristine_ && !start_claim_.empty()) catalog_->claim(start_claim_, token_);
+  }
+  lookup_pristine_ = pristine_;
   lookup_.query(wanted_, scratch_,
                 reach_asked_ ? std::span<const ReachPattern>(reach_patterns_)
                              : std::span<const ReachPattern>());
@@ -254,6 +321,9 @@ std::span<const uint8_t> PgRelay::lookup_answer(std::span<const uint8_t> bytes, 
 
 void PgRelay::lookup_done(uint64_t now_ns) {
   if (reach_asked_) reach_tried_ns_ = now_ns;
+  // Those waiting for this answer look again once it is in the cache (the proxy drives
+  // them after this read).
+  catalog_->release(token_);
   if (lookup_.state() != PgCatalogLookup::State::kDone) {
     // Refused (an error: nothing of it is kept): no more rounds for this message, which
     // fails closed.
@@ -262,7 +332,13 @@ void PgRelay::lookup_done(uint64_t now_ns) {
     reach_tried_key_ = scope_key_;
     return;
   }
-  scope_key_ = lookup_.scope_key();
+  set_scope(lookup_.scope_key());
+  // Where a fresh session of this start lands, when this one asked before anything of its
+  // client's ran and the server says it is still at its start, as its startup user.
+  if (lookup_pristine_ && lookup_.at_start() && lookup_.session_user() == info_.user &&
+      !PgScopeHasTemp(scope_raw_)) {
+    catalog_->learn_start(start_key_, scope_raw_, now_ns);
+  }
   // A reach set replaces an old scope whole: what it knew is as old as its reach set.
   const PgCatalogCache::Scope* old = catalog_->find(scope_key_, now_ns);
   const bool renew = lookup_.reach_listed() && old != nullptr &&

@@ -59,7 +59,8 @@ bool PgRelay::note_masks(RelayOutput* out, uint64_t now_ns) {
   if (!verdict_.policy || verdict_.policy->mask_rule_count() == 0) return false;
   // What each statement's results look like (pg_relay_lineage.cc); a catalog lookup first
   // when the tracer lacks names and the session allows one.
-  catalog_settle();  // before anything is traced or looked up for this message
+  catalog_settle();           // before anything is traced or looked up for this message
+  adopt_start_scope(now_ns);  // a new session: the scope of its start, if known
   StatementOrigins traced[4];
   Trace how[4];
   const size_t n = verdict_.statements.size();
@@ -76,13 +77,24 @@ bool PgRelay::note_masks(RelayOutput* out, uint64_t now_ns) {
   // the scope's reach set at the first idle moment (ReadyForQuery 'I': after the startup,
   // after a COMMIT, before psycopg2's BEGIN) once it is unknown or old, so that a
   // transaction block that follows needs no lookup for relations outside it.
-  if ((lookup || !wanted_.empty() || (out != nullptr && want_reach(now_ns))) && out != nullptr) {
+  const ReachNeed need = out != nullptr ? reach_need(now_ns) : ReachNeed::kNone;
+  if ((lookup || !wanted_.empty() || need == ReachNeed::kAsk) && out != nullptr) {
     const LookupChance chance = lookup_chance();
     if (chance == LookupChance::kNow) {
-      start_lookup(*out);
+      start_lookup(*out, need == ReachNeed::kAsk);
       return true;
     }
     if (chance == LookupChance::kWait && lookup) return true;
+  } else if (need == ReachNeed::kWait && lookup_chance() == LookupChance::kNow) {
+    // Another connection is asking for this session's reach set: its answer, shared, comes
+    // in a few milliseconds; this message waits for it rather than ask the same again.
+    catalog_->wait(!scope_key_.empty() ? scope_key_ : start_claim_, token_);
+    if (catalog_->waiting(token_)) {
+      catalog_->count_wait();
+      waiting_reach_ = true;
+      reach_waited_ = true;
+      return true;
+    }
   }
   catalog_watch(verdict_.statements);
   for (size_t i = 0; i < n; ++i) {

@@ -248,7 +248,10 @@ struct Proxy::Loop {
   void run();
   void accept_tcp(size_t listener);
   void accept_unix(size_t route);
-  Conn* new_conn(int client_fd, Protocol protocol);
+  // `server`: the upstream as PostgreSQL catalog scopes name it (PgScopeKey).
+  Conn* new_conn(int client_fd, Protocol protocol, std::string server);
+  // Connections whose relay waited for another's catalog lookup, which has ended.
+  void wake_catalog_waiters();
   void start_tcp_upstream(Conn& c, const steering::Endpoint& to);
   void start_unix_upstream(Conn& c, const UnixRoute& route, const ClientCredentials& cred);
   void upstream_failed(Conn& c, const std::string& why);
@@ -364,6 +367,7 @@ void Proxy::Loop::run() {
       if (tag->kind == Tag::Kind::kStop) return;
       on_event(*tag, events[i].events);
     }
+    wake_catalog_waiters();
     if (opt.approvals != nullptr) expire_approvals(monotonic_ns());
     ended.clear();
   }
@@ -403,7 +407,7 @@ void Proxy::Loop::on_event(Tag& tag, uint32_t events) {
   drive(c);
 }
 
-Proxy::Loop::Conn* Proxy::Loop::new_conn(int client_fd, Protocol protocol) {
+Proxy::Loop::Conn* Proxy::Loop::new_conn(int client_fd, Protocol protocol, std::string server) {
   auto owned = std::make_unique<Conn>();
   Conn* c = owned.get();
   c->loop = this;
@@ -425,7 +429,8 @@ Proxy::Loop::Conn* Proxy::Loop::new_conn(int client_fd, Protocol protocol) {
     r->set_approvals(opt.approvals);
     r->set_blast_radius(true);
     r->set_explain_worker(opt.explain_worker);
-    r->set_catalog(&pg_catalog);
+    r->set_catalog(&pg_catalog, c);
+    r->set_server(std::move(server));
     c->relay = std::move(r);
   }
   conns.emplace(c, std::move(owned));
@@ -471,7 +476,8 @@ void Proxy::Loop::accept_tcp(size_t listener) {
     const uint16_t dst_port = dst.port;
     const bool mysql = std::find(opt.mysql_ports.begin(), opt.mysql_ports.end(), dst_port) !=
                        opt.mysql_ports.end();
-    Conn* c = new_conn(fd, mysql ? Protocol::kMysql : Protocol::kPostgresql);
+    Conn* c = new_conn(fd, mysql ? Protocol::kMysql : Protocol::kPostgresql,
+                       "tcp " + host_text(dst) + " " + std::to_string(dst_port));
     c->info.client_address = peer_addr;
     c->info.client_port = peer_port;
     c->info.server_port = dst_port;
@@ -505,7 +511,7 @@ void Proxy::Loop::accept_unix(size_t route_index) {
     pid_t pid = 0;
     ClientCredentials cred;
     const Status s = PeerCredentials(fd, &pid, &cred);
-    Conn* c = new_conn(fd, route.protocol);
+    Conn* c = new_conn(fd, route.protocol, "unix " + route.server_path);
     c->info.unix_socket = true;
     c->info.server_port = route.server_port;
     if (s.ok()) {
@@ -764,6 +770,17 @@ void Proxy::Loop::role_explained() {
   }
 }
 
+void Proxy::Loop::wake_catalog_waiters() {
+  // A woken relay may end its connection, which wakes others in turn: until none is left.
+  for (std::vector<const void*> woken = pg_catalog.take_woken(); !woken.empty();
+       woken = pg_catalog.take_woken()) {
+    for (const void* token : woken) {
+      auto it = conns.find(static_cast<Conn*>(const_cast<void*>(token)));
+      if (it != conns.end() && !it->second->dead) drive(*it->second);
+    }
+  }
+}
+
 void Proxy::Loop::cancel_held(std::span<const uint8_t> key) {
   // Only held connections are asked; the key names one connection at most.
   for (auto& [p, c] : conns) {
@@ -872,6 +889,11 @@ Stats Proxy::stats() const {
   s.tls_failures = l.tls_failures.load(std::memory_order_relaxed);
   s.bytes_to_server = l.bytes_to_server.load(std::memory_order_relaxed);
   s.bytes_to_client = l.bytes_to_client.load(std::memory_order_relaxed);
+  const PgCatalogCache::Counters pg = l.pg_catalog.counters();  // atomics: any thread
+  s.pg_reach_hits = pg.reach_hits;
+  s.pg_reach_misses = pg.reach_misses;
+  s.pg_reach_waits = pg.reach_waits;
+  s.pg_catalog_evictions = pg.evictions;
   return s;
 }
 

@@ -117,6 +117,10 @@ struct Stats {
   uint64_t tls_failures = 0;    // TLS handshakes or records that failed: connection closed
   uint64_t bytes_to_server = 0;
   uint64_t bytes_to_client = 0;
+  // PostgreSQL reach sets (pg_catalog.h) shared between connections: taken without a query,
+  // asked of the server, waited for; catalog scopes and starts dropped by their bounds.
+  uint64_t pg_reach_hits = 0, pg_reach_misses = 0, pg_reach_waits = 0;
+  uint64_t pg_catalog_evictions = 0;
 };
 
 // Called with each new upstream socket before connect(): `tcp_destination` is where a TCP

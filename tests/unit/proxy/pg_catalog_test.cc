@@ -246,6 +246,16 @@ TEST_CASE("pg catalog: which statements change the catalog or the scope", "[prox
   CHECK(PgCatalogEffects("SET search_path = evil, public") == kPgScopeChange);
   CHECK(PgCatalogEffects("reset all") == kPgScopeChange);
   CHECK(PgCatalogEffects("SELECT set_config('search_path', 'x', false)") == kPgScopeChange);
+  // What drivers set on connect cannot move the search_path or the role: the scope stays.
+  CHECK(PgCatalogEffects("SET extra_float_digits = 3") == 0);
+  CHECK(PgCatalogEffects("SET application_name = 'PostgreSQL JDBC Driver'") == 0);
+  CHECK(PgCatalogEffects("set session DateStyle TO 'ISO'") == 0);
+  CHECK(PgCatalogEffects("SET LOCAL statement_timeout=0") == 0);
+  CHECK(PgCatalogEffects("SET role app") == kPgScopeChange);
+  CHECK(PgCatalogEffects("SET SESSION AUTHORIZATION app") == kPgScopeChange);
+  CHECK(PgCatalogEffects("SET LOCAL search_path TO evil") == kPgScopeChange);
+  CHECK(PgCatalogEffects("SET application_name.x = 1") == kPgScopeChange);
+  CHECK(PgCatalogEffects("SET \"search_path\" = evil") == kPgScopeChange);
   CHECK(PgCatalogEffects("COMMIT") == kPgTransactionEnd);
   CHECK(PgCatalogEffects("SELECT abalance FROM pgbench_accounts WHERE aid = 1") == 0);
   CHECK(PgCatalogEffects("INSERT INTO t VALUES (1)") == 0);
@@ -432,4 +442,172 @@ TEST_CASE("pg catalog: a statement outside the reach set reads no masked column"
     INFO(sql);
     CHECK_FALSE(PgOutsideReach(sql, scope));
   }
+}
+
+// --- sharing the scope between connections (pg_catalog.h, "Sharing it") ---
+
+namespace {
+
+using dbwarden::proxy::PgScopeHasTemp;
+using dbwarden::proxy::PgScopeKey;
+using dbwarden::proxy::PgStartKey;
+using dbwarden::proxy::ReachTag;
+
+// A StartupMessage with `params` (name, value) in this order.
+std::vector<uint8_t> StartupOf(const std::vector<std::pair<std::string, std::string>>& params) {
+  std::string body = I32(3u << 16);
+  for (const auto& [name, value] : params) body += CStr(name) + CStr(value);
+  body += '\0';
+  const std::string packet = I32(static_cast<uint32_t>(body.size() + 4)) + body;
+  return {packet.begin(), packet.end()};
+}
+
+}  // namespace
+
+TEST_CASE("pg catalog: a start key keeps what can move the search_path, in any order",
+          "[proxy][catalog][share]") {
+  const auto key = [](const std::string& server,
+                      const std::vector<std::pair<std::string, std::string>>& params) {
+    return PgStartKey(server, StartupOf(params));
+  };
+  const std::string base = key("tcp 127.0.0.1 5432", {{"user", "app"}, {"database", "shop"}});
+  REQUIRE_FALSE(base.empty());
+  // Order, and settings that change neither the search_path nor the role, do not count.
+  CHECK(key("tcp 127.0.0.1 5432", {{"application_name", "worker-7"},
+                                   {"database", "shop"},
+                                   {"client_encoding", "UTF8"},
+                                   {"DateStyle", "ISO"},
+                                   {"user", "app"}}) == base);
+  // Everything else does: the user, the database, options, a GUC given directly, the server.
+  CHECK(key("tcp 127.0.0.1 5432", {{"user", "other"}, {"database", "shop"}}) != base);
+  CHECK(key("tcp 127.0.0.1 5432", {{"user", "app"}, {"database", "stock"}}) != base);
+  CHECK(key("tcp 127.0.0.1 5432",
+            {{"user", "app"}, {"database", "shop"}, {"options", "-c search_path=evil"}}) != base);
+  CHECK(key("tcp 127.0.0.1 5432",
+            {{"user", "app"}, {"database", "shop"}, {"search_path", "evil,public"}}) != base);
+  CHECK(key("tcp 127.0.0.1 5433", {{"user", "app"}, {"database", "shop"}}) != base);
+  // Malformed: no key (the connection then never shares a start).
+  std::vector<uint8_t> cut = StartupOf({{"user", "app"}});
+  cut.resize(cut.size() - 3);
+  CHECK(PgStartKey("s", cut).empty());
+  CHECK(PgStartKey("s", std::vector<uint8_t>(4, 0)).empty());
+}
+
+TEST_CASE("pg catalog: the scope key names the server, the scope and the reach patterns",
+          "[proxy][catalog][share]") {
+  const std::vector<ReachPattern> a = {{"public", "people", "ssn"}};
+  const std::vector<ReachPattern> b = {{"public", "people", "ssn"}, {"%", "cards", "%"}};
+  const std::vector<ReachPattern> c = {{"public", "peoples", "sn"}};
+  CHECK(ReachTag(a) != ReachTag(b));
+  CHECK(ReachTag(a) != ReachTag(c));  // parts are delimited
+  const std::string k = PgScopeKey("tcp 127.0.0.1 5432", "shop/public", ReachTag(a));
+  CHECK(k == PgScopeKey("tcp 127.0.0.1 5432", "shop/public", ReachTag(a)));
+  CHECK(k != PgScopeKey("tcp 127.0.0.1 5433", "shop/public", ReachTag(a)));
+  CHECK(k != PgScopeKey("tcp 127.0.0.1 5432", "shop/evil,public", ReachTag(a)));
+  CHECK(k != PgScopeKey("tcp 127.0.0.1 5432", "shop/public", ReachTag(b)));
+  CHECK(PgScopeHasTemp("shop/pg_temp_3,public,pg_catalog"));
+  CHECK_FALSE(PgScopeHasTemp("shop/public,pg_catalog"));
+}
+
+TEST_CASE("pg catalog: the scope row says whether the session is at its start",
+          "[proxy][catalog][share]") {
+  PgCatalogLookup lookup;
+  std::vector<uint8_t> message;
+  REQUIRE(lookup.query({}, message));
+  const std::string q = Text(message);
+  CHECK(q.find("pg_catalog.pg_settings") != std::string::npos);
+  CHECK(q.find("reset_val") != std::string::npos);
+  CHECK(q.find("CURRENT_USER OPERATOR(pg_catalog.=) SESSION_USER") != std::string::npos);
+  REQUIRE(Feed(lookup, {{'T', LookupDesc()},
+                        {'D', Body({"s", "-1", "shop", "public", "t", "app", {}})},
+                        {'C', CStr("SELECT 1")},
+                        {'Z', "I"}}) == PgCatalogLookup::State::kDone);
+  CHECK(lookup.at_start());
+  CHECK(lookup.session_user() == "app");
+  REQUIRE(lookup.query({}, message));
+  REQUIRE(Feed(lookup, {{'T', LookupDesc()},
+                        {'D', Body({"s", "-1", "shop", "evil,public", "f", "app", {}})},
+                        {'C', CStr("SELECT 1")},
+                        {'Z', "I"}}) == PgCatalogLookup::State::kDone);
+  CHECK_FALSE(lookup.at_start());
+}
+
+TEST_CASE("pg catalog: starts are learnt, expire, are bounded and forgotten on DDL",
+          "[proxy][catalog][share]") {
+  PgCatalogCache::Limits limits;
+  limits.ttl_ns = 1000;
+  limits.max_starts = 2;
+  PgCatalogCache cache(limits);
+  uint64_t age = 0;
+  CHECK(cache.start_scope("s1", 10, &age) == nullptr);
+  cache.learn_start("s1", "shop/public", 10);
+  const std::string* scope = cache.start_scope("s1", 300, &age);
+  REQUIRE(scope != nullptr);
+  CHECK(*scope == "shop/public");
+  CHECK(age == 290);
+  CHECK(cache.start_scope("s1", 1010, &age) == nullptr);  // the TTL
+  // Bounded, the least recently used goes.
+  cache.learn_start("a", "x/a", 2000);
+  cache.learn_start("b", "x/b", 2001);
+  CHECK(cache.start_scope("a", 2002, &age) != nullptr);  // used: b is the older now
+  cache.learn_start("c", "x/c", 2003);
+  CHECK(cache.starts() == 2);
+  CHECK(cache.start_scope("b", 2004, &age) == nullptr);
+  CHECK(cache.start_scope("a", 2004, &age) != nullptr);
+  CHECK(cache.counters().evictions == 1);
+  // DDL: forgotten with the scopes.
+  cache.invalidate();
+  CHECK(cache.starts() == 0);
+}
+
+TEST_CASE("pg catalog: scopes past the bound go least recently used first",
+          "[proxy][catalog][share]") {
+  PgCatalogCache::Limits limits;
+  limits.max_scopes = 2;
+  PgCatalogCache cache(limits);
+  cache.get("a", 10);
+  cache.get("b", 20);
+  REQUIRE(cache.find("a", 30) != nullptr);  // a is used again: b is now the least recent
+  cache.get("c", 40);
+  CHECK(cache.find("b", 50) == nullptr);
+  CHECK(cache.find("a", 50) != nullptr);
+  CHECK(cache.find("c", 50) != nullptr);
+  // A relay holding a pointer says so without a find.
+  cache.find("c", 60)->note_used(100);
+  cache.find("a", 70);
+  cache.get("d", 80);  // a (70) goes, c (100) stays
+  CHECK(cache.find("c", 90) != nullptr);
+  CHECK(cache.find("a", 90) == nullptr);
+  CHECK(cache.counters().evictions == 2);
+}
+
+TEST_CASE("pg catalog: one lookup in flight per key; its waiters are woken when it ends",
+          "[proxy][catalog][share]") {
+  PgCatalogCache cache;
+  int r1 = 0, r2 = 0, r3 = 0;
+  CHECK(cache.claim("k", &r1));
+  CHECK(cache.claim("k", &r1));  // its own again
+  CHECK_FALSE(cache.claim("k", &r2));
+  CHECK(cache.claimed_by_other("k", &r2));
+  CHECK_FALSE(cache.claimed_by_other("k", &r1));
+  CHECK_FALSE(cache.claimed_by_other("other", &r2));
+  cache.wait("k", &r2);
+  cache.wait("k", &r3);
+  cache.wait("other", &r3);  // nothing in flight there, and r3 already waits: no effect
+  CHECK(cache.waiting(&r2));
+  CHECK(cache.waiting(&r3));
+  CHECK(cache.take_woken().empty());
+  // r3 goes away while waiting: it is never woken.
+  cache.forget(&r3);
+  CHECK_FALSE(cache.waiting(&r3));
+  cache.release(&r1);
+  CHECK_FALSE(cache.waiting(&r2));
+  CHECK(cache.take_woken() == std::vector<const void*>{&r2});
+  CHECK_FALSE(cache.claimed_by_other("k", &r2));
+  // The owner goes away mid-lookup: its waiters are woken too (and ask themselves).
+  CHECK(cache.claim("k", &r2));
+  cache.wait("k", &r1);
+  cache.forget(&r2);
+  CHECK(cache.take_woken() == std::vector<const void*>{&r1});
+  CHECK(cache.claim("k", &r1));
 }

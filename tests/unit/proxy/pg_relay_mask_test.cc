@@ -45,9 +45,17 @@ rules:
 )";
 
 struct Fixture {
-  explicit Fixture(std::string_view yaml = kPolicy)
+  // With `catalog`, the relay has it (and `upstream` as its server) from its first byte.
+  explicit Fixture(std::string_view yaml = kPolicy,
+                   dbwarden::proxy::PgCatalogCache* catalog = nullptr,
+                   const std::string& upstream = "",
+                   const Bytes& startup = Startup("alice", "shop"))
       : judged(yaml), relay(info, judged.judge, records, Limits{}, RelayLimits{}, counters) {
-    REQUIRE(client(Startup("alice", "shop")) == Startup("alice", "shop"));
+    if (catalog != nullptr) {
+      relay.set_catalog(catalog);
+      relay.set_server(upstream);
+    }
+    REQUIRE(client(startup) == startup);
     REQUIRE(server(Handshake()) == Handshake());
   }
   std::string client(std::string_view bytes) {
@@ -517,6 +525,24 @@ Bytes ReachLookupAnswer() {
                        {"e", "-1", no, no, no, no, no}});
 }
 
+// Inside a transaction whose reach set is known: a table outside the set passes byte for
+// byte (no lookup), and the view over the masked table has its masked column masked only.
+void OutsidePassesViewMasked(Fixture& f) {
+  const std::string count = Query("SELECT count(*) FROM hold_t");
+  CHECK(f.client(count) == count);
+  const Bytes rows =
+      RowDescFrom({{"count", 0, 0, 20}}) + Row({"3"}) + Complete("SELECT 1") + Ready('T');
+  CHECK(f.server(rows) == rows);
+  const std::string view = Query("SELECT * FROM people_v");
+  CHECK(f.client(view) == view);
+  const auto m =
+      Messages(f.server(RowDescFrom({{"who", 16500, 1}, {"x", 16500, 2}}) +
+                        Row({"ann", "123-45-6789"}) + Complete("SELECT 1") + Ready('T')));
+  REQUIRE(m.size() == 4);
+  CHECK(RowValues(m[1])[0] == "ann");
+  CHECK(RowValues(m[1])[1] == "****");
+}
+
 }  // namespace
 
 TEST_CASE("pg lineage relay: inside a transaction, relations outside the reach set pass",
@@ -532,26 +558,18 @@ TEST_CASE("pg lineage relay: inside a transaction, relations outside the reach s
   REQUIRE(f.out.take_server() == begin);
   f.server(Complete("BEGIN") + Ready('T'));
   // A table no rule can reach, with a built-in aggregate: no lookup, byte for byte (it
-  // came back masked, 0, before: the bug).
+  // came back masked, 0, before: the bug); the view over the masked table, traced from the
+  // reach set, its masked column only.
+  OutsidePassesViewMasked(f);
   const std::string count = Query("SELECT count(*) FROM hold_t");
-  CHECK(f.client(count) == count);
   const Bytes rows =
       RowDescFrom({{"count", 0, 0, 20}}) + Row({"3"}) + Complete("SELECT 1") + Ready('T');
-  CHECK(f.server(rows) == rows);
-  // The view over the masked table: traced from the reach set, its masked column only.
-  const std::string view = Query("SELECT * FROM people_v");
-  CHECK(f.client(view) == view);
-  auto m = Messages(f.server(RowDescFrom({{"who", 16500, 1}, {"x", 16500, 2}}) +
-                             Row({"ann", "123-45-6789"}) + Complete("SELECT 1") + Ready('T')));
-  REQUIRE(m.size() == 4);
-  CHECK(RowValues(m[1])[0] == "ann");
-  CHECK(RowValues(m[1])[1] == "****");
   // The masked table itself, and a statement joining it with a relation outside the set,
   // which fails closed (the outside relation's columns cannot be looked up here).
   const std::string table = Query("SELECT name, ssn FROM people");
   CHECK(f.client(table) == table);
-  m = Messages(f.server(RowDescFrom({{"name", 16400, 1}, {"ssn", 16400, 2}}) +
-                        Row({"ann", "123-45-6789"}) + Complete("SELECT 1") + Ready('T')));
+  auto m = Messages(f.server(RowDescFrom({{"name", 16400, 1}, {"ssn", 16400, 2}}) +
+                             Row({"ann", "123-45-6789"}) + Complete("SELECT 1") + Ready('T')));
   CHECK(RowValues(m[1])[0] == "ann");
   CHECK(RowValues(m[1])[1] == "****");
   const std::string join = Query("SELECT h.x, p.name FROM hold_t h JOIN people p USING (id)");
@@ -636,4 +654,198 @@ TEST_CASE("pg lineage relay: DDL forgets the catalog", "[proxy][masking][lineage
   CHECK(f.client(ddl) == ddl);
   f.server(Complete("ALTER TABLE") + Ready());
   CHECK(f.client(q).find("dbwarden catalog lookup") != std::string::npos);
+}
+
+// --- the reach set shared between connections (pg_catalog.h, "Sharing it") ---
+
+namespace {
+
+using dbwarden::proxy::PgCatalogCache;
+
+// A connection of its own on a catalog shared with others, to `upstream`, as `startup`.
+struct SharedFixture : Fixture {
+  explicit SharedFixture(PgCatalogCache& shared, const std::string& upstream = "tcp 127.0.0.1 5432",
+                         const Bytes& startup = Startup("alice", "shop"))
+      : Fixture(kLineagePolicy, &shared, upstream, startup) {}
+};
+
+// ReachLookupAnswer's set, from a session the server says is at its start, as alice.
+Bytes StartReachAnswer(const char* at_start = "t") {
+  const std::nullopt_t no = std::nullopt;
+  std::string desc = I16(7);
+  for (int i = 0; i < 7; ++i) {
+    desc += CStr("c") + I32(0) + I16(0) + I32(25) + I16(0xffff) + I32(0xffffffff) + I16(0);
+  }
+  return Typed('T', desc) + Row({"s", "-1", "shop", "public,pg_catalog", at_start, "alice", no}) +
+         Row({"R", "1", "16400", "public", "people", "r", no}) +
+         Row({"a", "-1", "16400", "1", "name", no, no}) +
+         Row({"a", "-1", "16400", "2", "ssn", no, no}) +
+         Row({"R", "1", "16500", "public", "people_v", "v",
+              " SELECT people.name AS who,\n    people.ssn AS x\n   FROM people;"}) +
+         Row({"a", "-1", "16500", "1", "who", no, no}) +
+         Row({"a", "-1", "16500", "2", "x", no, no}) + Row({"e", "-1", no, no, no, no, no}) +
+         Complete("SELECT 8") + Ready();
+}
+
+bool IsReachLookup(const std::string& sent) {
+  return sent.find("dbwarden catalog lookup") != std::string::npos &&
+         sent.find("pg_depend") != std::string::npos;
+}
+
+// `f` begins a transaction, its reach set known: no lookup, and it masks as a connection
+// that asked would.
+void UsesSharedSet(Fixture& f) {
+  const std::string begin = Query("BEGIN");
+  CHECK(f.client(begin) == begin);
+  f.server(Complete("BEGIN") + Ready('T'));
+  OutsidePassesViewMasked(f);
+}
+
+}  // namespace
+
+TEST_CASE("pg lineage relay: a new connection of the same start takes the shared reach set",
+          "[proxy][masking][lineage][share]") {
+  PgCatalogCache catalog;
+  const std::string begin = Query("BEGIN");
+  SharedFixture a(catalog);
+  REQUIRE(IsReachLookup(a.client(begin)));
+  CHECK(a.server(StartReachAnswer()).empty());
+  REQUIRE(a.out.take_server() == begin);
+  a.server(Complete("BEGIN") + Ready('T'));
+  // Another connection of the same start (another application_name does not matter): no
+  // query of the proxy's own at all, and it masks as the first would.
+  SharedFixture b(catalog, "tcp 127.0.0.1 5432", Startup("alice", "shop", "worker-2"));
+  b.now = a.now;  // one clock, as the proxy's
+  UsesSharedSet(b);
+  auto c = catalog.counters();
+  CHECK(c.reach_misses == 1);
+  CHECK(c.reach_hits == 1);
+  CHECK(c.reach_waits == 0);
+  // Another user, another database or another server: a scope of its own, asked for.
+  SharedFixture bob(catalog, "tcp 127.0.0.1 5432", Startup("bob", "shop"));
+  CHECK(IsReachLookup(bob.client(begin)));
+  SharedFixture stock(catalog, "tcp 127.0.0.1 5432", Startup("alice", "stock"));
+  CHECK(IsReachLookup(stock.client(begin)));
+  SharedFixture other(catalog, "tcp 127.0.0.1 5433");
+  CHECK(IsReachLookup(other.client(begin)));
+  CHECK(catalog.counters().reach_misses == 4);
+}
+
+TEST_CASE("pg lineage relay: a session the server says left its start teaches no start",
+          "[proxy][masking][lineage][share]") {
+  PgCatalogCache catalog;
+  const std::string begin = Query("BEGIN");
+  SharedFixture a(catalog);
+  REQUIRE(IsReachLookup(a.client(begin)));
+  // search_path not at its reset value (ALTER ROLE ... SET role, a function's set_config):
+  // its scope is not what a fresh session of the start lands in.
+  CHECK(a.server(StartReachAnswer("f")).empty());
+  REQUIRE(a.out.take_server() == begin);
+  SharedFixture b(catalog);
+  b.now = a.now;
+  CHECK(IsReachLookup(b.client(begin)));
+  CHECK(catalog.starts() == 0);
+}
+
+TEST_CASE("pg lineage relay: one lookup in flight; the same start waits for it",
+          "[proxy][masking][lineage][share]") {
+  PgCatalogCache catalog;
+  const std::string begin = Query("BEGIN");
+  SharedFixture a(catalog);
+  SharedFixture b(catalog);
+  REQUIRE(IsReachLookup(a.client(begin)));
+  // b's first idle moment while a's lookup is out: b sends nothing and waits.
+  CHECK(b.client(begin).empty());
+  CHECK(b.client("").empty());  // more client bytes do not end the wait
+  CHECK(catalog.counters().reach_waits == 1);
+  CHECK(catalog.take_woken().empty());
+  CHECK(a.server(StartReachAnswer()).empty());
+  REQUIRE(a.out.take_server() == begin);
+  // a's answer wakes b (the proxy drives its connection), which goes on with the shared set.
+  REQUIRE(catalog.take_woken() == std::vector<const void*>{&b.relay});
+  CHECK(b.client("") == begin);
+  b.server(Complete("BEGIN") + Ready('T'));
+  OutsidePassesViewMasked(b);
+  const auto c = catalog.counters();
+  CHECK(c.reach_misses == 1);
+  CHECK(c.reach_hits == 1);
+}
+
+TEST_CASE("pg lineage relay: a refused lookup wakes its waiters, who ask themselves",
+          "[proxy][masking][lineage][share]") {
+  PgCatalogCache catalog;
+  const std::string begin = Query("BEGIN");
+  SharedFixture a(catalog);
+  SharedFixture b(catalog);
+  REQUIRE(IsReachLookup(a.client(begin)));
+  CHECK(b.client(begin).empty());
+  CHECK(a.server(Error("42501", "permission denied") + Ready('I')).empty());
+  REQUIRE(catalog.take_woken() == std::vector<const void*>{&b.relay});
+  CHECK(IsReachLookup(b.client("")));
+  // The owner going away mid-lookup wakes them too.
+  SharedFixture c(catalog);
+  CHECK(c.client(begin).empty());  // waits for b's
+  c.relay.on_close(++c.now);       // never woken once gone
+  b.relay.on_close(++b.now);
+  CHECK(catalog.take_woken().empty());
+}
+
+TEST_CASE("pg lineage relay: renewal at half the TTL is one lookup; DDL renews it for all",
+          "[proxy][masking][lineage][share]") {
+  PgCatalogCache::Limits limits;
+  limits.ttl_ns = 1'000'000;
+  PgCatalogCache catalog(limits);
+  const std::string begin = Query("BEGIN");
+  const std::string commit = Query("COMMIT");
+  SharedFixture a(catalog);
+  REQUIRE(IsReachLookup(a.client(begin)));
+  a.server(StartReachAnswer());
+  REQUIRE(a.out.take_server() == begin);
+  a.server(Complete("BEGIN") + Ready('T'));
+  REQUIRE(a.client(commit) == commit);
+  a.server(Complete("COMMIT") + Ready('I'));
+  // Half the TTL later a renews at its next idle moment...
+  a.now += 600'000;
+  const std::string one = Query("SELECT 1");
+  REQUIRE(IsReachLookup(a.client(one)));
+  // ...while a new connection of the same start keeps the previous set, still in its TTL.
+  SharedFixture b(catalog);
+  b.now = a.now;
+  UsesSharedSet(b);
+  CHECK(catalog.counters().reach_misses == 2);
+  a.server(StartReachAnswer());
+  REQUIRE(a.out.take_server() == one);
+  a.server(RowDescFrom({{"?column?", 0, 0, 23}}) + Row({"1"}) + Complete("SELECT 1") + Ready());
+  b.client(commit);
+  b.server(Complete("COMMIT") + Ready('I'));
+  // DDL by a: the catalog, reach sets included, is forgotten; b's next idle moment asks.
+  const std::string ddl = Query("ALTER TABLE people ADD COLUMN extra text");
+  REQUIRE(a.client(ddl) == ddl);
+  a.server(Complete("ALTER TABLE") + Ready());
+  b.now = a.now;
+  CHECK(IsReachLookup(b.client(begin)));
+}
+
+TEST_CASE("pg lineage relay: a policy with other columns does not take a set made for these",
+          "[proxy][masking][lineage][share]") {
+  PgCatalogCache catalog;
+  const std::string begin = Query("BEGIN");
+  SharedFixture a(catalog);
+  REQUIRE(IsReachLookup(a.client(begin)));
+  a.server(StartReachAnswer());
+  REQUIRE(a.out.take_server() == begin);
+  // Same start, same server, but the rules name another column (a reload in between): the
+  // set above would call its relations outside, so this connection asks for its own.
+  constexpr std::string_view kOtherColumns = R"(
+rules:
+  - name: cards
+    action: mask
+    columns: ["public.cards.number"]
+)";
+  Fixture b(kOtherColumns, &catalog, "tcp 127.0.0.1 5432");
+  b.now = a.now;
+  const std::string sent = b.client(begin);
+  CHECK(IsReachLookup(sent));
+  CHECK(sent.find("E'cards'") != std::string::npos);
+  CHECK(catalog.counters().reach_hits == 0);
 }
