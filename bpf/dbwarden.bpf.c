@@ -663,13 +663,14 @@ static __always_inline __u64 ringbuf_flags(__u64 record_bytes)
  * bpf_ringbuf_output (two copies, exact size). */
 #define DBW_SMALL_BYTES 256
 
-static __always_inline void fill_header(struct dbw_data_event *e, __u64 conn_id, __u8 dir)
+/* `who`: the current task's pid_tgid (tgid << 32 | tid), which a caller that
+ * holds the task reads from it without a helper call. */
+static __always_inline void fill_header(struct dbw_data_event *e, __u64 conn_id, __u64 who,
+					__u8 dir)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-
 	e->hdr.kind = DBW_EV_DATA;
-	e->hdr.pid = pid_tgid >> 32;
-	e->hdr.tid = (__u32)pid_tgid;
+	e->hdr.pid = who >> 32;
+	e->hdr.tid = (__u32)who;
 	e->hdr._pad = 0;
 	e->hdr.ts_ns = bpf_ktime_get_ns();
 	e->hdr.conn_id = conn_id;
@@ -681,8 +682,8 @@ static __always_inline void fill_header(struct dbw_data_event *e, __u64 conn_id,
  * `len` is 64-bit so that the bound check and the copy use one register: a
  * 32-bit length is compared on a zero-extended copy whose bound the verifier
  * does not carry over to the register passed to the copy. */
-static __always_inline void emit_sized(__u64 conn_id, __u8 dir, const char *buf, __u64 len,
-				       __u64 offset, const __u32 size)
+static __always_inline void emit_sized(__u64 conn_id, __u64 who, __u8 dir, const char *buf,
+				       __u64 len, __u64 offset, const __u32 size)
 {
 	const __u64 record_bytes = offsetof(struct dbw_data_event, data) + size;
 	struct dbw_data_event *e;
@@ -693,7 +694,7 @@ static __always_inline void emit_sized(__u64 conn_id, __u8 dir, const char *buf,
 		return;
 	}
 	DBW_PROF_STEP(DBW_PROF_STEP_RESERVE);
-	fill_header(e, conn_id, dir);
+	fill_header(e, conn_id, who, dir);
 	e->offset = offset;
 	e->length = len;
 	e->captured = len;
@@ -708,21 +709,21 @@ static __always_inline void emit_sized(__u64 conn_id, __u8 dir, const char *buf,
 	DBW_PROF_STEP(DBW_PROF_STEP_SUBMIT);
 }
 
-static __always_inline void emit_small(__u64 conn_id, __u8 dir, const char *buf, __u32 len,
-				       __u64 offset)
+static __always_inline void emit_small(__u64 conn_id, __u64 who, __u8 dir, const char *buf,
+				       __u32 len, __u64 offset)
 {
 	if (len <= 64)
-		emit_sized(conn_id, dir, buf, len, offset, 64);
+		emit_sized(conn_id, who, dir, buf, len, offset, 64);
 	else if (len <= 128)
-		emit_sized(conn_id, dir, buf, len, offset, 128);
+		emit_sized(conn_id, who, dir, buf, len, offset, 128);
 	else
-		emit_sized(conn_id, dir, buf, len, offset, DBW_SMALL_BYTES);
+		emit_sized(conn_id, who, dir, buf, len, offset, DBW_SMALL_BYTES);
 }
 
 /* `len` bytes at `offset` that are not copied: a record with no payload, so
  * that userspace knows exactly what it misses; `flags` says why (0: a loss). */
-static __always_inline void emit_no_payload(__u64 conn_id, __u8 dir, __u64 len, __u64 offset,
-					    __u8 flags)
+static __always_inline void emit_no_payload(__u64 conn_id, __u64 who, __u8 dir, __u64 len,
+					    __u64 offset, __u8 flags)
 {
 	struct dbw_data_event *e;
 
@@ -731,7 +732,7 @@ static __always_inline void emit_no_payload(__u64 conn_id, __u8 dir, __u64 len, 
 		count_drop(DBW_DROP_RINGBUF_FULL);
 		return;
 	}
-	fill_header(e, conn_id, dir);
+	fill_header(e, conn_id, who, dir);
 	e->flags = flags;
 	e->offset = offset;
 	e->length = len > 0xffffffffULL ? 0xffffffffU : (__u32)len;
@@ -740,28 +741,28 @@ static __always_inline void emit_no_payload(__u64 conn_id, __u8 dir, __u64 len, 
 }
 
 /* `len` bytes beyond the per-syscall bound: lost, and counted as such. */
-static __always_inline void emit_gap(__u64 conn_id, __u8 dir, __u64 len, __u64 offset)
+static __always_inline void emit_gap(__u64 conn_id, __u64 who, __u8 dir, __u64 len, __u64 offset)
 {
 	count_drop(DBW_DROP_TRUNCATED);
-	emit_no_payload(conn_id, dir, len, offset, 0);
+	emit_no_payload(conn_id, who, dir, len, offset, 0);
 }
 
 /* `len` bytes of the user buffer `buf`, which sit at `offset` of the stream. */
-static __always_inline void emit_range(__u64 conn_id, __u8 dir, const char *buf, __u64 len,
-				       __u64 offset)
+static __always_inline void emit_range(__u64 conn_id, __u64 who, __u8 dir, const char *buf,
+				       __u64 len, __u64 offset)
 {
 	__u32 zero = 0;
 	struct dbw_data_event *e;
 	__u64 done = 0;
 
 	if (len <= DBW_SMALL_BYTES) {
-		emit_small(conn_id, dir, buf, (__u32)len, offset);
+		emit_small(conn_id, who, dir, buf, (__u32)len, offset);
 		return;
 	}
 	e = bpf_map_lookup_elem(&scratch, &zero);
 	if (!e)
 		return;
-	fill_header(e, conn_id, dir);
+	fill_header(e, conn_id, who, dir);
 
 	for (int i = 0; i < DBW_MAX_CHUNKS; i++) {
 		__u64 left = len - done;
@@ -783,12 +784,12 @@ static __always_inline void emit_range(__u64 conn_id, __u8 dir, const char *buf,
 		done += e->length;
 	}
 	if (done < len) /* too large for DBW_MAX_CHUNKS */
-		emit_gap(conn_id, dir, len - done, offset + done);
+		emit_gap(conn_id, who, dir, len - done, offset + done);
 }
 
 /* `len` bytes at `offset` left out by the bulk-data bound on purpose: a record
  * with no payload and DBW_DATA_BULK_SKIPPED, counted in `bulk`, not `drops`. */
-static __always_inline void emit_skip(__u64 conn_id, __u8 dir, __u64 len, __u64 offset)
+static __always_inline void emit_skip(__u64 conn_id, __u64 who, __u8 dir, __u64 len, __u64 offset)
 {
 	__u32 key = DBW_BULK_SKIPPED_BYTES;
 	__u64 *v = bpf_map_lookup_elem(&bulk, &key);
@@ -799,13 +800,13 @@ static __always_inline void emit_skip(__u64 conn_id, __u8 dir, __u64 len, __u64 
 	v = bpf_map_lookup_elem(&bulk, &key);
 	if (v)
 		*v += 1;
-	emit_no_payload(conn_id, dir, len, offset, DBW_DATA_BULK_SKIPPED);
+	emit_no_payload(conn_id, who, dir, len, offset, DBW_DATA_BULK_SKIPPED);
 }
 
 /* `dir` is seen from the process that moved the bytes; a client-side
  * connection flips it, so records are always seen from the server. */
-static __always_inline void emit_data(struct dbw_conn_state *st, __u8 dir, const char *buf,
-				      __u64 len)
+static __always_inline void emit_data(struct dbw_conn_state *st, __u64 who, __u8 dir,
+				      const char *buf, __u64 len)
 {
 	__u64 head = bulk_head_bytes, tail = bulk_tail_bytes, offset;
 
@@ -826,15 +827,15 @@ static __always_inline void emit_data(struct dbw_conn_state *st, __u8 dir, const
 	DBW_PROF_STEP(DBW_PROF_STEP_OFFSET);
 	if (dir != DBW_DIR_EGRESS || !(st->flags & DBW_CONN_BULK_BOUND) || tail == 0 ||
 	    head > DBW_BULK_MAX_BYTES || tail > DBW_BULK_MAX_BYTES || len <= head + tail) {
-		emit_range(st->conn_id, dir, buf, len, offset);
+		emit_range(st->conn_id, who, dir, buf, len, offset);
 		return;
 	}
 	/* A length above 4 GiB cannot be written in one call; the skip record's
 	 * 32-bit length would saturate (emit_gap does the same). */
 	if (head)
-		emit_range(st->conn_id, dir, buf, head, offset);
-	emit_skip(st->conn_id, dir, len - head - tail, offset + head);
-	emit_range(st->conn_id, dir, buf + len - tail, tail, offset + len - tail);
+		emit_range(st->conn_id, who, dir, buf, head, offset);
+	emit_skip(st->conn_id, who, dir, len - head - tail, offset + head);
+	emit_range(st->conn_id, who, dir, buf + len - tail, tail, offset + len - tail);
 }
 
 /* An iovec array (readv/writev, the iov of a msghdr) that moved `total` bytes
@@ -846,6 +847,7 @@ __noinline int dbw_emit_iov(__u64 conn_id, __u64 iov_ptr, __u64 cnt_dir, __u64 t
 			    __u64 offset)
 {
 	const struct iovec *iov = (const struct iovec *)iov_ptr;
+	__u64 who = bpf_get_current_pid_tgid();
 	__u64 iovcnt = cnt_dir >> 1;
 	__u8 dir = cnt_dir & 1;
 	__u64 done = 0;
@@ -860,11 +862,11 @@ __noinline int dbw_emit_iov(__u64 conn_id, __u64 iov_ptr, __u64 cnt_dir, __u64 t
 			break;
 		n = v.iov_len < total - done ? v.iov_len : total - done;
 		if (n)
-			emit_range(conn_id, dir, (const char *)v.iov_base, n, offset + done);
+			emit_range(conn_id, who, dir, (const char *)v.iov_base, n, offset + done);
 		done += n;
 	}
 	if (done < total)
-		emit_gap(conn_id, dir, total - done, offset + done);
+		emit_gap(conn_id, who, dir, total - done, offset + done);
 	return 0;
 }
 
@@ -1029,8 +1031,8 @@ static __always_inline int on_connect(struct pt_regs *regs, long ret)
 }
 
 /* sendmmsg/recvmmsg: `count` messages, each an iovec array and msg_len bytes. */
-static __always_inline void emit_mmsg(struct dbw_conn_state *st, __u8 dir, __u64 vec,
-				      __u64 count)
+static __always_inline void emit_mmsg(struct dbw_conn_state *st, __u64 who, __u8 dir,
+				      __u64 vec, __u64 count)
 {
 	const struct mmsghdr *m = (const struct mmsghdr *)vec;
 	__u64 rest = 0;
@@ -1058,7 +1060,7 @@ static __always_inline void emit_mmsg(struct dbw_conn_state *st, __u8 dir, __u64
 		rest += len;
 	}
 	if (rest)
-		emit_gap(st->conn_id, dir, rest, __sync_fetch_and_add(&st->offset[dir], rest));
+		emit_gap(st->conn_id, who, dir, rest, __sync_fetch_and_add(&st->offset[dir], rest));
 }
 
 /* The hooks that start the programs above (socket tracepoints, per-syscall

@@ -73,10 +73,9 @@ struct {
 	__type(value, struct dbw_tls_call);
 } tls_calls SEC(".maps");
 
-/* The current thread's call, or NULL when it is in none. */
-static __always_inline struct dbw_tls_call *tls_current_call(void)
+/* The call `task` (the current thread) is in, or NULL when it is in none. */
+static __always_inline struct dbw_tls_call *tls_task_call(struct task_struct *task)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct dbw_tls_call *call;
 
 	/* A thread no program gave local storage (none of its threads ever
@@ -87,6 +86,11 @@ static __always_inline struct dbw_tls_call *tls_current_call(void)
 		return NULL;
 	call = bpf_task_storage_get(&tls_calls, task, 0, 0);
 	return call && call->active ? call : NULL;
+}
+
+static __always_inline struct dbw_tls_call *tls_current_call(void)
+{
+	return tls_task_call(bpf_get_current_task_btf());
 }
 
 /* (tgid, SSL*) -> socket inode, learned from the syscalls under SSL calls.
@@ -118,7 +122,8 @@ static __always_inline void tls_count(__u32 stat)
  * Called by the syscall program for every syscall moving bytes on a tracked
  * connection. Returns 1 when the bytes are ciphertext and must not be emitted.
  */
-static __always_inline int dbw_tls_syscall(__u64 ino, struct dbw_conn_state *st)
+static __always_inline int dbw_tls_syscall(struct task_struct *task, __u64 ino,
+					   struct dbw_conn_state *st)
 {
 	struct dbw_tls_call *call;
 
@@ -126,11 +131,10 @@ static __always_inline int dbw_tls_syscall(__u64 ino, struct dbw_conn_state *st)
 		tls_count(DBW_TLS_STAT_CIPHERTEXT_SUPPRESSED);
 		return 1;
 	}
-	call = tls_current_call();
+	call = tls_task_call(task);
 	if (!call)
 		return 0;
-	struct dbw_tls_ssl_key key = { .ssl = call->ssl,
-				       .tgid = bpf_get_current_pid_tgid() >> 32 };
+	struct dbw_tls_ssl_key key = { .ssl = call->ssl, .tgid = task->tgid };
 
 	/* A plain byte store: the connection's other flags are not touched. */
 	st->tls = 1;
@@ -210,8 +214,8 @@ static __always_inline int tls_exit(long ret)
 	tls_count(DBW_TLS_STAT_PLAINTEXT_CALLS);
 	DBW_PROF_BEGIN(); /* the emit steps of a TLS record count from here */
 	/* Seen from the server: what it reads came from the client. */
-	emit_data(st, op == DBW_TLS_OP_READ ? DBW_DIR_INGRESS : DBW_DIR_EGRESS, (const char *)buf,
-		  n);
+	emit_data(st, pid_tgid, op == DBW_TLS_OP_READ ? DBW_DIR_INGRESS : DBW_DIR_EGRESS,
+		  (const char *)buf, n);
 	return 0;
 }
 

@@ -30,6 +30,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace dbwarden::capture {
@@ -335,6 +336,53 @@ TEST_CASE_METHOD(WatchedTcp, "program statistics count each socket hook's runs",
   CHECK(*runs(sends) - *sends0 >= 6);
   drain(*cap);
   CHECK(ingress(rec.r, rec.r.opens.at(0).hdr.conn_id) == "pingpingping");
+}
+
+// The socket hooks take the record's pid and tid from the task they already hold (no
+// helper call): a thread other than the main one must be named as itself.
+TEST_CASE_METHOD(WatchedTcp, "a record names the process and the thread that moved the bytes",
+                 "[kernel]") {
+  uint32_t tid = 0;
+  std::thread worker([&] {
+    tid = static_cast<uint32_t>(gettid());
+    echo_exchange(p, "from a thread");
+  });
+  worker.join();
+  drain(*cap);
+  REQUIRE(rec.r.data.size() == 2);
+  REQUIRE(tid != static_cast<uint32_t>(getpid()));
+  for (const auto& d : rec.r.data) {
+    CHECK(d.hdr.pid == static_cast<uint32_t>(getpid()));
+    CHECK(d.hdr.tid == tid);
+    CHECK(d.bytes == "from a thread");
+  }
+}
+
+// The enforcement proxy's upstream connection (Observer mutes it): no byte of it is
+// copied by any data call, its close still ends it.
+TEST_CASE_METHOD(WatchedTcp, "a muted connection copies nothing, and its close still comes",
+                 "[kernel]") {
+  echo_exchange(p, "before");
+  drain(*cap);
+  REQUIRE(rec.r.opens.size() == 1);
+  REQUIRE(rec.r.data.size() == 2);
+  CHECK_FALSE(cap->mute_socket(inode_of(p.client)));  // not a tracked connection
+  REQUIRE(cap->mute_socket(inode_of(p.server)));
+  echo_exchange(p, "read and write");
+  char buf[32];
+  REQUIRE(send(p.client, "sendto", 6, 0) == 6);
+  REQUIRE(recvfrom(p.server, buf, sizeof(buf), 0, nullptr, nullptr) == 6);
+  REQUIRE(sendto(p.server, "recvfrom", 8, 0, nullptr, 0) == 8);
+  REQUIRE(recv(p.client, buf, 8, MSG_WAITALL) == 8);
+  iovec v{const_cast<char*>("writev"), 6};
+  REQUIRE(writev(p.server, &v, 1) == 6);
+  REQUIRE(recv(p.client, buf, 6, MSG_WAITALL) == 6);
+  close(p.server);
+  p.server = -1;
+  drain(*cap);
+  CHECK(rec.r.data.size() == 2);
+  REQUIRE(rec.r.closes.size() == 1);
+  CHECK(rec.r.closes[0].hdr.conn_id == rec.r.opens[0].hdr.conn_id);
 }
 
 TEST_CASE("a port that is not watched produces nothing", "[kernel]") {
