@@ -110,27 +110,52 @@ def pinned_program_ids(pin_dir):
     return ids
 
 
+def held_program_ids(pid):
+    """Ids of the programs process `pid` holds a descriptor of (a program's or a link's:
+    each one's fdinfo names its prog_id). bpftool tells holders only when built with
+    skeleton support, which Debian 12's is not; the libssl uprobes' links are held, not
+    pinned, so without this they were left out of the --tls figures."""
+    ids = set()
+    fd_dir = f"/proc/{pid}/fdinfo"
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return ids
+    for fd in fds:
+        try:
+            with open(os.path.join(fd_dir, fd)) as f:
+                for line in f:
+                    if line.startswith("prog_id:"):
+                        ids.add(int(line.split()[1]))
+                        break
+        except (OSError, ValueError, IndexError):
+            continue
+    return ids
+
+
 def bpf_snapshot(agent_pid, pin_dir=None):
     """{prog id: (run_time_ns, run_cnt)} for the agent's BPF programs.
 
     A program is the agent's when its name starts with dbw_ and either its link is pinned in
-    the agent's own pin directory or the agent is among the processes bpftool says hold it
-    (the "pids" field). Another dbwarden on the host (another engineer's test, a stopped
+    the agent's own pin directory or the agent holds a descriptor of it or of its link
+    (its /proc fdinfo, or bpftool's "pids" field). Another dbwarden on the host (another engineer's test, a stopped
     agent's pins) has its own pin directory and processes, so its run time is not summed
     with this agent's even when it appears in the middle of a run; one present before the
     run starts is refused anyway (main), since it would also tax the baseline.
     """
     pinned = pinned_program_ids(pin_dir) if pin_dir else set()
+    by_fd = held_program_ids(agent_pid)
     snap = {}
     for prog in dbwarden_programs():
         pids = prog.get("pids")
-        held = pids is not None and agent_pid in {p.get("pid") for p in pids}
+        held = prog["id"] in by_fd or (pids is not None and
+                                       agent_pid in {p.get("pid") for p in pids})
         # Without pin information (no pin dir, or bpftool without link support) fall back to
         # the holder test alone, and to the name alone where bpftool cannot tell holders.
         if pinned:
             if prog["id"] not in pinned and not held:
                 continue
-        elif pids is not None and not held:
+        elif (pids is not None or by_fd) and not held:
             continue
         snap[prog["id"]] = (int(prog.get("run_time_ns", 0)), int(prog.get("run_cnt", 0)),
                             str(prog.get("name", "")))
