@@ -99,7 +99,7 @@ TEST_CASE("explain worker: a server that never answers: the deadline answers, co
   CHECK(s.connect_failures == 1);
 }
 
-TEST_CASE("explain worker: the queue is bounded; what does not fit is refused and counted",
+TEST_CASE("explain worker: the queue is bounded, and what does not fit is refused and counted",
           "[proxy][blast][explain_worker]") {
   SilentServer silent;
   ExplainWorkerOptions o = Options(silent.path, 100);

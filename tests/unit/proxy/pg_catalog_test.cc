@@ -581,7 +581,7 @@ TEST_CASE("pg catalog: scopes past the bound go least recently used first",
   CHECK(cache.counters().evictions == 2);
 }
 
-TEST_CASE("pg catalog: one lookup in flight per key; its waiters are woken when it ends",
+TEST_CASE("pg catalog: one lookup in flight per key, and its waiters are woken when it ends",
           "[proxy][catalog][share]") {
   PgCatalogCache cache;
   int r1 = 0, r2 = 0, r3 = 0;

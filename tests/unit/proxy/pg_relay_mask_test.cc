@@ -747,7 +747,7 @@ TEST_CASE("pg lineage relay: a session the server says left its start teaches no
   CHECK(catalog.starts() == 0);
 }
 
-TEST_CASE("pg lineage relay: one lookup in flight; the same start waits for it",
+TEST_CASE("pg lineage relay: one lookup in flight, and the same start waits for it",
           "[proxy][masking][lineage][share]") {
   PgCatalogCache catalog;
   const std::string begin = Query("BEGIN");
@@ -790,7 +790,7 @@ TEST_CASE("pg lineage relay: a refused lookup wakes its waiters, who ask themsel
   CHECK(catalog.take_woken().empty());
 }
 
-TEST_CASE("pg lineage relay: renewal at half the TTL is one lookup; DDL renews it for all",
+TEST_CASE("pg lineage relay: renewal at half the TTL is one lookup, and DDL renews it for all",
           "[proxy][masking][lineage][share]") {
   PgCatalogCache::Limits limits;
   limits.ttl_ns = 1'000'000;
