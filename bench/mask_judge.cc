@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
       const double t0 = thread_cpu_ns();
       for (long i = 0; i < n; ++i) {
         judges[k]->judge(who, dbwarden::proxy::Dialect::kPostgresql,
-                         texts[static_cast<size_t>(i) % texts.size()], true, false, &v);
+                         texts[static_cast<size_t>(i) % texts.size()], true, false, nullptr, &v);
         kept += v.statements.front().masks.size();
         held += v.decisive.approvals != 0;
       }

@@ -19,7 +19,7 @@ void RecordAnnotator::on_statement(const Statement& statement) {
     // question again gives the same answer unless the policy was reloaded since, and then
     // the newer answer is the one the statement ran under.
     judge_.judge(*statement.connection, dialect_, statement.text, !statement.text_truncated,
-                 /*backslash_escapes=*/true, &rejudged_);
+                 /*backslash_escapes=*/true, /*prepared=*/nullptr, &rejudged_);
     if (!rejudged_.statements.empty()) v = &rejudged_.statements.front().verdict;
   }
   // Without a verdict: nothing the policy judges (an unresolved prepared statement, a

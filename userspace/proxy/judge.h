@@ -15,6 +15,7 @@
 
 #include "policy/policy.h"
 #include "protocol/statement.h"
+#include "proxy/sql_prepared.h"
 
 namespace dbwarden::proxy {
 
@@ -41,6 +42,9 @@ struct Verdict {
   std::vector<std::string> tables;
   std::string why;
   int8_t ran_before = -1;
+  // An SQL EXECUTE judged as the prepared statement it runs: that statement's text (the
+  // tables, operation and fingerprint above are its), for the reviewer.
+  std::string runs;
 };
 
 struct JudgedStatement {
@@ -72,8 +76,13 @@ class Judge {
   virtual ~Judge() = default;
   // `sql` is one client message's text; `complete` is false when it was too large to read
   // whole (the policy's on_unparsed decides then). `backslash_escapes`: MySQL sql_mode.
+  // `prepared`: the session's SQL-level prepared statements (sql_prepared.h), so that a
+  // PREPARE is judged by the statement it prepares and an EXECUTE as the one it runs; its
+  // PREPAREs and DEALLOCATEs are staged for the relay to commit when it sends the message.
+  // Null: each is judged by its own text (a record judged again, long after).
   virtual void judge(const ConnectionInfo& who, Dialect dialect, std::string_view sql,
-                     bool complete, bool backslash_escapes, MessageVerdict* out) = 0;
+                     bool complete, bool backslash_escapes, SqlPrepared* prepared,
+                     MessageVerdict* out) = 0;
   // Changes whenever the answers may change (a policy reload): a prepared statement judged
   // under another generation is judged again when it is executed.
   virtual uint64_t generation() const = 0;

@@ -249,8 +249,10 @@ bool MysqlRelay::judged_command(ByteBuffer& in, uint32_t length, RelayOutput& ou
                now_ns);
         return false;
       }
+      // Its SQL PREPAREs stay unknown (not committed): it may yet be refused.
       return masked_command(in, length, verdict_, /*binary=*/false, {}, out, now_ns);
     }
+    if (whole && !prepare) sent_judged();
     MysqlKill kill;
     if (!prepare && whole && session_.idle() &&
         ParseMysqlKill(text, session_.backslash_escapes(), &kill)) {

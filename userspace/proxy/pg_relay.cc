@@ -205,6 +205,7 @@ bool PgRelay::judged_message(ByteBuffer& in, uint8_t type, uint32_t length, Rela
   }
   if (verdict_.decisive.approvals != 0) return approval(in, message.size(), type, out, now_ns);
   if (!verdict_.decisive.block) {
+    if (type == 'Q') sent_judged();
     pass(message, /*to_server=*/true, out, now_ns);
     in.consume(message.size());
     return true;
@@ -243,6 +244,7 @@ bool PgRelay::approval(ByteBuffer& in, size_t total, uint8_t type, RelayOutput& 
         group_pass_ = verdict_.decisive.action;
         group_text_ = verdict_.statements.front().text;
       }
+      if (type == 'Q') sent_judged();
       pass(in.data().first(total), /*to_server=*/true, out, now_ns);
       in.consume(total);
       return true;

@@ -162,7 +162,7 @@ const PgRelay::MaskEntry* PgRelay::masks_for(std::string_view text) {
   // Forgotten (bounded) or never judged here: the same question again.
   MessageVerdict v;
   judge_.judge(info_, Dialect::kPostgresql, text, /*complete=*/true, /*backslash_escapes=*/false,
-               &v);
+               /*prepared=*/nullptr, &v);
   if (!v.policy || v.statements.empty()) return nullptr;
   JudgedStatement& s = v.statements.front();
   StatementOrigins origins;

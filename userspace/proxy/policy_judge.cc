@@ -4,6 +4,8 @@
 #include <ctime>
 #include <string>
 
+#include "policy/inner_statement.h"
+#include "policy/sql_prepare.h"
 #include "protocol/mysql/split.h"
 #include "protocol/pgsql/split.h"
 #include "proxy/mask_plan.h"
@@ -46,6 +48,21 @@ std::string match_reason(const policy::Policy& policy, const ConnectionInfo& who
   return {};
 }
 
+// How strongly a decision stops a statement: a block over an approval over anything else.
+int strictness(const policy::Decision& d) {
+  if (d.action == policy::Action::kRequireApproval && d.approval != nullptr) return 1;
+  return d.action == policy::Action::kBlock || d.action == policy::Action::kRequireApproval ? 2 : 0;
+}
+
+// Under on_unparsed: block, a statement whose effect the proxy cannot know is blocked.
+void unknown_statement(const policy::Policy& policy, std::string message, policy::Decision& d) {
+  if (policy.on_unparsed() != policy::OnUnparsed::kBlock) return;
+  d = policy::Decision{};
+  d.action = policy::Action::kBlock;
+  d.rule = std::string(policy::kOnUnparsedRule);
+  d.message = std::move(message);
+}
+
 }  // namespace
 
 Verdict ToVerdict(const policy::Decision& d, Dialect dialect) {
@@ -67,8 +84,103 @@ Verdict ToVerdict(const policy::Decision& d, Dialect dialect) {
   return v;
 }
 
+// `d` is the decision on `text` itself. A PREPARE is blocked when the statement it prepares
+// is (preparing runs nothing: an approval is asked at each EXECUTE), and an EXECUTE (also
+// under EXPLAIN ANALYZE) decided by the statement it runs when that blocks or needs
+// approval. True when `d` is then that statement's approval, `runs` its reviewer's fields.
+bool PolicyJudge::judge_sql_prepared(const ConnectionInfo& who, sql::Dialect dialect,
+                                     std::string_view op, std::string_view text,
+                                     bool backslash_escapes, SqlPrepared& prepared,
+                                     policy::Decision& d, Verdict& runs) {
+  const bool explains = op == "EXPLAIN" || op == "ANALYZE";
+  const std::string_view stmt = explains ? policy::executed_statement(dialect, text) : text;
+  if (stmt.empty()) return false;
+  const policy::SqlPrepare p = policy::read_sql_prepare(dialect, stmt, backslash_escapes);
+  const bool mysql = dialect == sql::Dialect::kMysql;
+  if (explains && p.kind != policy::SqlPrepareKind::kExecute) return false;
+  switch (p.kind) {
+    case policy::SqlPrepareKind::kNone:
+      return false;
+    case policy::SqlPrepareKind::kDeallocate:
+      prepared.stage_forget(p.name);
+      return false;
+    case policy::SqlPrepareKind::kDeallocateAll:
+      prepared.stage_forget_all();
+      return false;
+    case policy::SqlPrepareKind::kPrepare: {
+      prepared.stage_prepare(p.name, p.text, p.text_known, /*replace=*/mysql);
+      if (strictness(d) == 2) return false;
+      if (!p.text_known) {
+        unknown_statement(*policy_,
+                          "dbwarden: PREPARE " + p.name +
+                              " from text the proxy cannot read (a user variable): the "
+                              "statement it prepares cannot be judged",
+                          d);
+        return false;
+      }
+      const sql::Analysis& a = prepared_analyzer_.analyze(dialect, p.text);
+      policy::Decision inner = policy_->decide(who, a, p.text);
+      if (strictness(inner) == 2) d = std::move(inner);
+      return false;
+    }
+    case policy::SqlPrepareKind::kExecuteImmediate:
+      if (strictness(d) == 2) return false;
+      if (!p.text_known) {
+        unknown_statement(*policy_,
+                          "dbwarden: EXECUTE IMMEDIATE of text the proxy cannot read (a user "
+                          "variable, an expression): the statement it runs cannot be judged",
+                          d);
+        return false;
+      }
+      entry_.texts.assign(1, p.text);
+      return judge_runs("EXECUTE IMMEDIATE", who, dialect, d, runs);
+    case policy::SqlPrepareKind::kExecute:
+      break;
+  }
+  if (strictness(d) == 2) return false;
+  if (!prepared.find(p.name, entry_) || entry_.texts.empty()) {
+    unknown_statement(*policy_,
+                      "dbwarden: EXECUTE " + p.name +
+                          ": the statement it runs is not known to the proxy (not prepared "
+                          "through it, prepared from a user variable, or beyond its bounds)",
+                      d);
+    return false;
+  }
+  return judge_runs("EXECUTE " + p.name, who, dialect, d, runs);
+}
+
+// The statement(s) in entry_ that `what` runs: the strictest decides over `d` when it blocks
+// or needs approval (PostgreSQL may hold either of several texts under one name).
+bool PolicyJudge::judge_runs(const std::string& what, const ConnectionInfo& who,
+                             sql::Dialect dialect, policy::Decision& d, Verdict& runs) {
+  int best = strictness(d);
+  bool by_inner = false;
+  for (const std::string& t : entry_.texts) {
+    const sql::Analysis& a = prepared_analyzer_.analyze(dialect, t);
+    policy::Decision inner = policy_->decide(who, a, t);
+    const int k = strictness(inner);
+    if (k == 0 || k <= best) continue;
+    best = k;
+    by_inner = k == 1;
+    if (by_inner) {
+      runs = Verdict{};
+      runs.fingerprint = a.fingerprint_value;
+      runs.operation = a.operation;
+      runs.tables = a.collections;
+      runs.why = what + " runs " + t + ": " + match_reason(*policy_, who, a, t, inner.rule);
+      runs.runs = t;
+    }
+    d = std::move(inner);
+  }
+  return by_inner;
+}
+
 void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_view sql,
-                        bool complete, bool backslash_escapes, MessageVerdict* out) {
+                        bool complete, bool backslash_escapes, SqlPrepared* prepared,
+                        MessageVerdict* out) {
+  // What an earlier message staged and the relay did not send (blocked, denied) never
+  // happened on the server.
+  if (prepared != nullptr) prepared->discard();
   if (generation_ != source_.generation()) {
     generation_ = source_.generation();
     policy_ = source_.get();
@@ -99,6 +211,7 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
     s.tables.clear();
     s.fingerprint = 0;
     policy::Decision d;
+    bool by_prepared = false;  // d is the approval of the statement an EXECUTE runs
     const sql::Analysis* analysis = nullptr;
     int8_t ran_before = -1;
     if (!complete && policy_->on_unparsed() == policy::OnUnparsed::kBlock) {
@@ -110,6 +223,11 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
       analysis = &analyzer_.analyze(sd, text);
       const sql::Analysis& a = *analysis;
       d = policy_->decide(who, a, text);
+      if (prepared != nullptr && (policy::may_be_sql_prepare(a.operation) ||
+                                  a.operation == "EXPLAIN" || a.operation == "ANALYZE")) {
+        by_prepared =
+            judge_sql_prepared(who, sd, a.operation, text, backslash_escapes, *prepared, d, runs_);
+      }
       if (policy_->learn() != nullptr) {
         // Rebuilt when the connection, its user (MySQL's COM_CHANGE_USER) or its resolved
         // peer process changes.
@@ -146,7 +264,14 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
     }
     s.text.assign(text);
     s.verdict = ToVerdict(d, dialect);
-    if (d.approval != nullptr && analysis != nullptr) {
+    if (d.approval != nullptr && by_prepared) {
+      s.verdict.approvers = policy_->approvers_of(*d.approval);
+      s.verdict.fingerprint = runs_.fingerprint;
+      s.verdict.operation = std::move(runs_.operation);
+      s.verdict.tables = std::move(runs_.tables);
+      s.verdict.why = std::move(runs_.why);
+      s.verdict.runs = std::move(runs_.runs);
+    } else if (d.approval != nullptr && analysis != nullptr) {
       s.verdict.approvers = policy_->approvers_of(*d.approval);
       s.verdict.fingerprint = analysis->fingerprint_value;
       s.verdict.operation = analysis->operation;

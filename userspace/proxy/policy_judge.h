@@ -41,14 +41,24 @@ class PolicyJudge final : public Judge {
   // it. Set from another thread; the store outlives the judge.
   void set_learn_store(learn::Store* store) { learn_.store(store, std::memory_order_release); }
   void judge(const ConnectionInfo& who, Dialect dialect, std::string_view sql, bool complete,
-             bool backslash_escapes, MessageVerdict* out) override;
+             bool backslash_escapes, SqlPrepared* prepared, MessageVerdict* out) override;
   uint64_t generation() const override { return source_.generation(); }
 
  private:
   const PolicySource& source_;
   std::shared_ptr<const policy::Policy> policy_;
   uint64_t generation_ = 0;
+  // An SQL PREPARE's or EXECUTE's statement (policy/sql_prepare.h): judged with the
+  // statement itself, so that it must not evict the analysis being judged.
+  bool judge_sql_prepared(const ConnectionInfo& who, sql::Dialect dialect,
+                          std::string_view operation, std::string_view text, bool backslash_escapes,
+                          SqlPrepared& prepared, policy::Decision& d, Verdict& runs);
+  bool judge_runs(const std::string& what, const ConnectionInfo& who, sql::Dialect dialect,
+                  policy::Decision& d, Verdict& runs);
   sql::Analyzer analyzer_;
+  sql::Analyzer prepared_analyzer_;
+  SqlPrepared::Entry entry_;
+  Verdict runs_;
   std::vector<SqlPiece> pieces_;
   std::atomic<learn::Store*> learn_{nullptr};
   // The learn key of the last connection judged: built once per connection.

@@ -255,6 +255,12 @@ class RelayBase : public Relay {
     for (const JudgedStatement& s : verdict_.statements) {
       if (!spec.text.empty()) spec.text += "; ";
       spec.text += sql::redact_credentials(sd, s.text, redacted) ? redacted : s.text;
+      if (!s.verdict.runs.empty()) {
+        // An SQL EXECUTE: the reviewer sees the statement it runs too.
+        spec.text += " -- runs: ";
+        spec.text +=
+            sql::redact_credentials(sd, s.verdict.runs, redacted) ? redacted : s.verdict.runs;
+      }
     }
     spec.operation = v.operation;
     bool first = true;
@@ -307,6 +313,12 @@ class RelayBase : public Relay {
     const JudgedStatement* target = nullptr;
     size_t changing = 0;
     for (const JudgedStatement& s : verdict_.statements) {
+      if (s.verdict.approvals != 0 && !s.verdict.runs.empty() && WantsBlastRadius(s.verdict.runs)) {
+        // Its EXPLAIN would need the EXECUTE's values bound as the server binds them.
+        spec.blast_unavailable =
+            "the statement runs through an SQL prepared statement (EXECUTE): not estimated";
+        return false;
+      }
       if (s.verdict.approvals == 0 || !WantsBlastRadius(s.text)) continue;
       target = &s;
       ++changing;
@@ -434,9 +446,11 @@ class RelayBase : public Relay {
   // Judges one message's text into verdict_ and keeps each statement's verdict for its
   // record.
   void judge(std::string_view text, bool complete, bool backslash_escapes) {
-    judge_.judge(info_, P::kDialect, text, complete, backslash_escapes, &verdict_);
+    judge_.judge(info_, P::kDialect, text, complete, backslash_escapes, &sql_prepared_, &verdict_);
     for (const auto& s : verdict_.statements) decisions_.remember(s);
   }
+  // The judged message goes to the server: its SQL PREPAREs and DEALLOCATEs take effect.
+  void sent_judged() { sql_prepared_.commit(); }
   // Whether prepared statement `key` was judged under the policy in force.
   bool judged_now(const typename P::StatementKey& key) const {
     auto it = judged_at_.find(key);
@@ -492,6 +506,7 @@ class RelayBase : public Relay {
   bool closing_ = false;
   std::vector<uint8_t> held_;  // its bytes, fed to the decoder on release
   MessageVerdict verdict_;
+  SqlPrepared sql_prepared_;  // the session's SQL-level prepared statements, by name
   std::vector<uint8_t> scratch_;
   uint64_t blocked_ = 0;
   approvals::Broker* broker_ = nullptr;

@@ -213,16 +213,16 @@ TEST_CASE("learn mode in the proxy's judge: a multi-statement message with a nov
   const ConnectionInfo etl = client("etl", "/usr/bin/psql", 1000);
   dbwarden::proxy::MessageVerdict v;
   judge.judge(etl, dbwarden::proxy::Dialect::kPostgresql,
-              "SELECT 1; UPDATE t SET a = 2 WHERE id = 3", true, false, &v);
+              "SELECT 1; UPDATE t SET a = 2 WHERE id = 3", true, false, nullptr, &v);
   CHECK_FALSE(v.decisive.block);
   CHECK(s.value()->stats().fingerprints == 2);
 
   source.set(load("rules: []\nlearn: {mode: protect}\n"));
   judge.judge(etl, dbwarden::proxy::Dialect::kPostgresql,
-              "SELECT 7; UPDATE t SET a = 1 WHERE id = 9", true, false, &v);
+              "SELECT 7; UPDATE t SET a = 1 WHERE id = 9", true, false, nullptr, &v);
   CHECK_FALSE(v.decisive.block);
   judge.judge(etl, dbwarden::proxy::Dialect::kPostgresql, "SELECT 7; DELETE FROM t WHERE id = 9",
-              true, false, &v);
+              true, false, nullptr, &v);
   CHECK(v.decisive.block);
   CHECK(v.decisive.rule == "learn:novel_fingerprint");
   CHECK(v.decisive.sqlstate == "42501");
@@ -232,6 +232,6 @@ TEST_CASE("learn mode in the proxy's judge: a multi-statement message with a nov
   // Another peer process on a new connection: another identity.
   ConnectionInfo other = client("etl", "/usr/bin/python3", 1000);
   other.connection_id = 2;
-  judge.judge(other, dbwarden::proxy::Dialect::kPostgresql, "SELECT 1", true, false, &v);
+  judge.judge(other, dbwarden::proxy::Dialect::kPostgresql, "SELECT 1", true, false, nullptr, &v);
   CHECK(v.decisive.block);
 }

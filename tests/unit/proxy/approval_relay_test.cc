@@ -914,3 +914,69 @@ TEST_CASE("approvals, mysql: the agent's role not configured for MySQL: the reas
         "the session is inside a transaction, and the agent's role is not configured");
   CHECK(worker.value()->stats().submitted == 0);
 }
+
+TEST_CASE("approvals, mysql: an SQL EXECUTE is held as the DELETE it runs",
+          "[proxy][approvals][sqlprepare]") {
+  using namespace mytest;
+  MyFixture f;
+  my_login(f);
+  f.relay.set_blast_radius(true);
+  // Preparing runs nothing: it goes on, and the proxy remembers what `s` is.
+  const std::string prep = Query("PREPARE s FROM 'DELETE FROM t WHERE id < 100'");
+  CHECK(f.client(prep) == prep);
+  f.server(Ok(1));
+  CHECK(f.client(Query("EXECUTE s")).empty());
+  const uint64_t id = f.pending_id();
+  const auto shown = f.broker.show(id);
+  REQUIRE(shown);
+  const auto& spec = shown->spec;
+  CHECK(spec.text == "EXECUTE s -- runs: DELETE FROM t WHERE id < 100");
+  CHECK(spec.operation == "DELETE");
+  CHECK(spec.tables == std::vector<std::string>{"t"});
+  CHECK(spec.rule == "hold-deletes");
+  CHECK(spec.blast_unavailable ==
+        "the statement runs through an SQL prepared statement (EXECUTE): not estimated");
+  REQUIRE(f.broker.approve(id, alice(), "", 0, f.now).ok());
+  CHECK(f.decided() == Query("EXECUTE s"));
+  f.server(Ok(1, 3));
+  CHECK(f.sink.got.back().policy_action == "approved:" + std::to_string(id));
+  // Denied: an ERR naming the request, and the session goes on.
+  CHECK(f.client(Query("EXECUTE s")).empty());
+  const uint64_t id2 = f.pending_id();
+  REQUIRE(f.broker.deny(id2, alice(), "no", f.now).ok());
+  CHECK(f.decided().empty());
+  CHECK(f.out.take_client() ==
+        Err(1, 1142, "42000", "dbwarden: approval request " + std::to_string(id2) + " denied: no"));
+  CHECK(f.client(Query("SELECT 1")) == Query("SELECT 1"));
+  f.server(ResultSet(1, {"1"}, false));
+  // A block rule blocks the PREPARE itself; `s` stays the DELETE on the server.
+  CHECK(f.client(Query("PREPARE s FROM 'DROP TABLE t'")).empty());
+  CHECK(f.out.take_client() ==
+        Err(1, 1142, "42000", "dbwarden: statement blocked by policy rule \"no-drop\""));
+  CHECK(f.client(Query("EXECUTE s")).empty());
+  CHECK(f.broker.pending() == 1);
+}
+
+TEST_CASE("approvals, pg: an SQL EXECUTE is held as the DELETE it runs",
+          "[proxy][approvals][sqlprepare]") {
+  using namespace pgtest;
+  PgFixture f;
+  pg_login(f);
+  const std::string prep = Query("PREPARE del(int) AS DELETE FROM t WHERE id < $1");
+  CHECK(f.client(prep) == prep);
+  f.server(Complete("PREPARE") + Ready());
+  CHECK(f.client(Query("EXECUTE del(100)")).empty());
+  const uint64_t id = f.pending_id();
+  CHECK(f.broker.show(id)->spec.text == "EXECUTE del(100) -- runs: DELETE FROM t WHERE id < $1");
+  CHECK(f.broker.show(id)->spec.operation == "DELETE");
+  REQUIRE(f.broker.approve(id, alice(), "ok", 0, f.now).ok());
+  CHECK(f.decided() == Query("EXECUTE del(100)"));
+  f.server(Complete("DELETE 3") + Ready());
+  CHECK(f.sink.got.back().policy_action == "approved:" + std::to_string(id));
+  // Deallocated through the proxy: an EXECUTE of it is not known (blocked: on_unparsed).
+  CHECK(f.client(Query("DEALLOCATE del")) == Query("DEALLOCATE del"));
+  f.server(Complete("DEALLOCATE") + Ready());
+  CHECK(f.client(Query("EXECUTE del(1)")).empty());
+  CHECK(f.broker.pending() == 0);
+  CHECK(f.out.take_client().find("not known to the proxy") != std::string::npos);
+}
