@@ -14,6 +14,8 @@ PgRelay::PgRelay(ConnectionInfo& info, Judge& judge, RecordSink& records,
                  pgsql::Counters& counters)
     : RelayBase(info, judge, records, decoder_limits, limits, counters) {
   annotator_.set_tallies(&tallies_);
+  // One namespace: an SQL EXECUTE may run a statement a Parse prepared.
+  sql_prepared_.set_fallback([this](std::string_view n) { return session_.prepared_text(n); });
 }
 
 void PgRelay::on_upstream_failed(std::string_view why, ByteBuffer& in, RelayOutput& out,
@@ -287,11 +289,24 @@ bool PgRelay::bind_message(ByteBuffer& in, uint32_t length, RelayOutput& out, ui
   // A statement that needs approval is asked for at each Bind (each execution), under the
   // policy and the grants in force then.
   const bool held = !held_statements_.empty() && held_statements_.contains(name_);
+  bool judged = false;
   if (text != nullptr && (held || !judged_now(name_))) {
     judge(*text, /*complete=*/true, /*backslash_escapes=*/false);
     note_masks(nullptr, now_ns);  // never between Bind and Execute: no lookup
     note_judged(name_);
     note_approval(name_);
+    judged = true;
+  } else if (text == nullptr && !name_.empty() && sql_prepared_.find(name_, sql_entry_)) {
+    // Prepared by an SQL PREPARE (one namespace with Parse): judged at each Bind as the
+    // EXECUTE of it that it is, under the policy and the grants in force then.
+    sql_execute_.assign("EXECUTE \"");
+    for (char c : name_) sql_execute_.append(c == '"' ? 2 : 1, c);
+    sql_execute_ += '"';
+    judge(sql_execute_, /*complete=*/true, /*backslash_escapes=*/false);
+    note_masks(nullptr, now_ns);
+    judged = true;
+  }
+  if (judged) {
     if (verdict_.decisive.block) {
       if (total > limits_.max_judged_bytes) {
         ++blocked_;

@@ -286,6 +286,9 @@ class PgRelay final : public RelayBase<PgProtocol> {
   uint64_t reach_tried_generation_ = 0;
   std::string reach_tried_key_;
   uint64_t now_ns_ = 0;  // the latest event's time
+  // A Bind of a statement an SQL PREPARE made: what it runs, and the EXECUTE it is judged as.
+  SqlPrepared::Entry sql_entry_;
+  std::string sql_execute_;
   // Prepared statements whose last judgment needed approval: each Bind asks (bounded).
   std::unordered_set<std::string> held_statements_;
   // The current Sync group's approval ("approved:ID", "granted"): its Binds of held

@@ -59,8 +59,18 @@ bool SqlPrepared::find(std::string_view name, Entry& out) const {
   bool found = it != map_.end();
   out.texts.clear();
   if (found) out.texts = it->second.texts;
+  bool touched = found;
   for (const Staged& s : staged_) {
-    if (s.op == Op::kForgetAll || s.name == key) step(s, found, out);
+    if (s.op == Op::kForgetAll || s.name == key) {
+      step(s, found, out);
+      touched = true;
+    }
+  }
+  if (!touched && fallback_) {
+    if (const std::string* text = fallback_(name); text != nullptr) {
+      out.texts.assign(1, *text);
+      found = true;
+    }
   }
   return found;
 }

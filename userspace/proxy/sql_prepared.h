@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -49,6 +50,13 @@ class SqlPrepared {
   void commit();
   void discard() { staged_.clear(); }
 
+  // PostgreSQL: SQL and protocol-level prepared statements share one namespace, so a name
+  // neither prepared nor deallocated here is looked up in the protocol decoder's statements
+  // (a Parse's text), which outlive this store.
+  void set_fallback(std::function<const std::string*(std::string_view)> fallback) {
+    fallback_ = std::move(fallback);
+  }
+
   size_t names() const { return map_.size(); }
   size_t bytes() const { return bytes_; }
 
@@ -67,6 +75,7 @@ class SqlPrepared {
   std::unordered_map<std::string, Entry> map_;
   std::vector<Staged> staged_;
   size_t bytes_ = 0;
+  std::function<const std::string*(std::string_view)> fallback_;
 };
 
 }  // namespace dbwarden::proxy

@@ -980,3 +980,34 @@ TEST_CASE("approvals, pg: an SQL EXECUTE is held as the DELETE it runs",
   CHECK(f.broker.pending() == 0);
   CHECK(f.out.take_client().find("not known to the proxy") != std::string::npos);
 }
+
+TEST_CASE("approvals, pg: SQL and protocol prepared statements share their names",
+          "[proxy][approvals][sqlprepare]") {
+  using namespace pgtest;
+  PgFixture f;
+  pg_login(f);
+  // A Bind of a statement an SQL PREPARE made is held as the DELETE it runs.
+  const std::string prep = Query("PREPARE del AS DELETE FROM t WHERE id < 100");
+  CHECK(f.client(prep) == prep);
+  f.server(Complete("PREPARE") + Ready());
+  const std::string run = Bind("", "del") + Execute("") + Sync();
+  CHECK(f.client(run).empty());
+  const uint64_t id = f.pending_id();
+  CHECK(f.broker.show(id)->spec.operation == "DELETE");
+  REQUIRE(f.broker.deny(id, alice(), "no", f.now).ok());
+  CHECK(f.decided().empty());
+  CHECK(f.out.take_client().find("approval request " + std::to_string(id) + " denied: no") !=
+        std::string::npos);
+  // An SQL EXECUTE of a statement a Parse made is judged as its text.
+  const std::string parse = Parse("sel", "SELECT 1") + Sync();
+  CHECK(f.client(parse) == parse);
+  f.server(ParseComplete() + Ready());
+  CHECK(f.client(Query("EXECUTE sel")) == Query("EXECUTE sel"));
+  f.server(Complete("SELECT 1") + Ready());
+  // ... under the rules in force at the EXECUTE.
+  f.judged.source.set(proxytest::LoadPolicy(
+      "rules: [{name: no-select, match: {operation: SELECT}, action: block}]\n"));
+  CHECK(f.client(Query("EXECUTE sel")).empty());
+  CHECK(f.sink.got.back().policy_rule == "no-select");
+  CHECK(f.out.take_client().find("no-select") != std::string::npos);
+}
