@@ -110,6 +110,8 @@ bool may_be_sql_prepare(std::string_view operation) {
     case 'D':
       return operation.starts_with("DEALLOCATE") || operation.starts_with("DROP") ||
              operation.starts_with("DISCARD");
+    case 'C':
+      return operation.starts_with("CREATE");  // PostgreSQL CREATE TABLE ... AS EXECUTE
     default:
       return false;
   }
@@ -183,6 +185,22 @@ SqlPrepare read_sql_prepare(sql::Dialect dialect, std::string_view text, bool ba
     if (i + 1 == tk.size() && read_name(dialect, text, tk[i], out.name)) {
       out.kind = SqlPrepareKind::kDeallocate;
     }
+    return out;
+  }
+  if (!mysql && word(0, "CREATE")) {
+    // PostgreSQL: CREATE [...] TABLE name [(columns)] AS EXECUTE p [(args)] [WITH ...]
+    // runs p. Only outside parentheses: a column list or a subquery holds no EXECUTE.
+    size_t depth = 0;
+    for (size_t i = 1; i + 2 < tk.size(); ++i) {
+      if (tk[i].is_punct(text, '(')) ++depth;
+      if (tk[i].is_punct(text, ')') && depth > 0) --depth;
+      if (depth == 0 && word(i, "AS") && word(i + 1, "EXECUTE") &&
+          read_name(dialect, text, tk[i + 2], out.name)) {
+        out.kind = SqlPrepareKind::kExecute;
+        return out;
+      }
+    }
+    out.name.clear();
     return out;
   }
   if (!mysql && word(0, "DISCARD") && word(1, "ALL") && tk.size() == 2) {

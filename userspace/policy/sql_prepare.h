@@ -20,7 +20,7 @@ namespace dbwarden::policy {
 enum class SqlPrepareKind : uint8_t {
   kNone,              // any other statement
   kPrepare,           // `name` prepared as `text` (or from text the proxy cannot read)
-  kExecute,           // runs `name`
+  kExecute,           // runs `name` (PostgreSQL: also CREATE TABLE ... AS EXECUTE name)
   kExecuteImmediate,  // MariaDB EXECUTE IMMEDIATE: runs `text` (no name)
   kDeallocate,        // forgets `name`
   kDeallocateAll,     // forgets every name (PostgreSQL DEALLOCATE ALL, DISCARD ALL)
@@ -45,7 +45,7 @@ struct SqlPrepare {
 SqlPrepare read_sql_prepare(sql::Dialect dialect, std::string_view text, bool backslash_escapes);
 
 // A cheap test on the analyser's operation before read_sql_prepare tokenises: PREPARE,
-// EXECUTE, DEALLOCATE, DROP or DISCARD.
+// EXECUTE, DEALLOCATE, DROP, DISCARD or CREATE.
 bool may_be_sql_prepare(std::string_view operation);
 
 }  // namespace dbwarden::policy

@@ -101,6 +101,14 @@ TEST_CASE("sql prepare: PostgreSQL PREPARE AS, EXECUTE, DEALLOCATE", "[policy][s
   CHECK(pg("EXECUTE Del(1)").name == "del");
   CHECK(pg("EXECUTE del").kind == SqlPrepareKind::kExecute);
   CHECK(pg("EXECUTE del USING 1").kind == SqlPrepareKind::kNone);
+  // CREATE TABLE ... AS EXECUTE runs it too.
+  CHECK(pg("CREATE TEMP TABLE x (a) AS EXECUTE Sel(1) WITH NO DATA").kind ==
+        SqlPrepareKind::kExecute);
+  CHECK(pg("CREATE TABLE x AS EXECUTE sel").name == "sel");
+  CHECK(pg("CREATE TABLE x AS SELECT 1").kind == SqlPrepareKind::kNone);
+  CHECK(pg("CREATE TABLE x AS SELECT 1").name.empty());
+  CHECK(pg("CREATE FUNCTION f() RETURNS int AS $$ SELECT 1 $$ LANGUAGE sql").kind ==
+        SqlPrepareKind::kNone);
 
   CHECK(pg("DEALLOCATE del").kind == SqlPrepareKind::kDeallocate);
   CHECK(pg("DEALLOCATE PREPARE \"Del\"").name == "Del");
@@ -113,7 +121,7 @@ TEST_CASE("sql prepare: PostgreSQL PREPARE AS, EXECUTE, DEALLOCATE", "[policy][s
 
 TEST_CASE("sql prepare: the operation pre-check", "[policy][sqlprepare]") {
   for (std::string_view op :
-       {"PREPARE", "EXECUTE", "DEALLOCATE", "DROP", "DROP TABLE", "DISCARD"}) {
+       {"PREPARE", "EXECUTE", "DEALLOCATE", "DROP", "DROP TABLE", "DISCARD", "CREATE"}) {
     CHECK(may_be_sql_prepare(op));
   }
   for (std::string_view op : {"", "SELECT", "DELETE", "EXPLAIN"}) {

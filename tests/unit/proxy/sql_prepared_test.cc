@@ -184,8 +184,10 @@ TEST_CASE("sql prepared: PostgreSQL PREPARE AS and EXECUTE", "[proxy][sqlprepare
   const MessageVerdict& v = f.run(kPg, "EXECUTE del(100)");
   CHECK(v.decisive.approvals == 1);
   CHECK(v.statements.front().verdict.runs == "DELETE FROM t WHERE id < $1");
-  // EXPLAIN ANALYZE runs it too.
+  // EXPLAIN ANALYZE runs it too, and so does CREATE TABLE AS EXECUTE.
   CHECK(f.run(kPg, "EXPLAIN ANALYZE EXECUTE del(1)").decisive.approvals == 1);
+  CHECK(f.run(kPg, "CREATE TABLE x AS EXECUTE del(1)").decisive.approvals == 1);
+  CHECK_FALSE(f.run(kPg, "CREATE TABLE x AS SELECT 1").decisive.block);
   CHECK_FALSE(f.run(kPg, "EXPLAIN EXECUTE del(1)").decisive.block);
   // Not a statement PostgreSQL prepares: unparsed, as the server refuses it too.
   CHECK(f.run(kPg, "PREPARE d AS DROP TABLE t").decisive.rule == "on_unparsed");
