@@ -90,7 +90,7 @@ Verdict ToVerdict(const policy::Decision& d, Dialect dialect) {
 // approval. True when `d` is then that statement's approval, `runs` its reviewer's fields.
 bool PolicyJudge::judge_sql_prepared(const ConnectionInfo& who, sql::Dialect dialect,
                                      std::string_view op, std::string_view text,
-                                     bool backslash_escapes, SqlPrepared& prepared,
+                                     bool backslash_escapes, bool first, SqlPrepared& prepared,
                                      policy::Decision& d, Verdict& runs) {
   const bool explains = op == "EXPLAIN" || op == "ANALYZE";
   const std::string_view stmt = explains ? policy::executed_statement(dialect, text) : text;
@@ -108,7 +108,10 @@ bool PolicyJudge::judge_sql_prepared(const ConnectionInfo& who, sql::Dialect dia
       prepared.stage_forget_all();
       return false;
     case policy::SqlPrepareKind::kPrepare: {
-      prepared.stage_prepare(p.name, p.text, p.text_known, /*replace=*/mysql);
+      // MySQL replaces a statement of the same name (even when the new one fails to
+      // prepare), but a statement after the first of a message does not run when one before
+      // it fails: there the old one may stay, and both are kept.
+      prepared.stage_prepare(p.name, p.text, p.text_known, /*replace=*/mysql && first);
       if (strictness(d) == 2) return false;
       if (!p.text_known) {
         unknown_statement(*policy_,
@@ -226,7 +229,8 @@ void PolicyJudge::judge(const ConnectionInfo& who, Dialect dialect, std::string_
       if (prepared != nullptr && (policy::may_be_sql_prepare(a.operation) ||
                                   a.operation == "EXPLAIN" || a.operation == "ANALYZE")) {
         by_prepared =
-            judge_sql_prepared(who, sd, a.operation, text, backslash_escapes, *prepared, d, runs_);
+            judge_sql_prepared(who, sd, a.operation, text, backslash_escapes, i == 0, *prepared, d,
+                               runs_);
       }
       if (policy_->learn() != nullptr) {
         // Rebuilt when the connection, its user (MySQL's COM_CHANGE_USER) or its resolved

@@ -52,7 +52,7 @@ class PolicyJudge final : public Judge {
   // statement itself, so that it must not evict the analysis being judged.
   bool judge_sql_prepared(const ConnectionInfo& who, sql::Dialect dialect,
                           std::string_view operation, std::string_view text, bool backslash_escapes,
-                          SqlPrepared& prepared, policy::Decision& d, Verdict& runs);
+                          bool first, SqlPrepared& prepared, policy::Decision& d, Verdict& runs);
   bool judge_runs(const std::string& what, const ConnectionInfo& who, sql::Dialect dialect,
                   policy::Decision& d, Verdict& runs);
   sql::Analyzer analyzer_;

@@ -14,7 +14,9 @@
 // - PostgreSQL refuses a PREPARE of a name that exists and keeps the old statement, while
 //   a protocol-level Close (or a failed DEALLOCATE) may have dropped it without the proxy
 //   knowing: a PREPARE of a known name keeps both texts, and an EXECUTE is judged as the
-//   stricter. MySQL replaces the old statement (even when the new one fails to prepare).
+//   stricter. MySQL replaces the old statement (even when the new one fails to prepare),
+//   but a PREPARE after the first statement of a multi-statement message may not run at all
+//   (the server stops at an error): there both are kept too.
 #pragma once
 
 #include <cstddef>

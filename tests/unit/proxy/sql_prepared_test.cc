@@ -172,6 +172,13 @@ TEST_CASE("sql prepared: staged until the message is sent", "[proxy][sqlprepare]
   CHECK(v.statements[1].verdict.approvals == 1);
   // Not sent (held, then denied): the next judgment forgets what it staged.
   CHECK(f.run(kMy, "EXECUTE s").decisive.rule == "on_unparsed");
+  // A PREPARE after a message's first statement may not run (MySQL stops at an error):
+  // the old statement is kept with the new, and the stricter decides.
+  CHECK(f.run(kMy, "PREPARE s FROM 'DELETE FROM t'").decisive.approvals == 0);
+  CHECK_FALSE(f.run(kMy, "SELECT nope FROM nowhere; PREPARE s FROM 'SELECT 1'").decisive.block);
+  CHECK(f.run(kMy, "EXECUTE s").decisive.approvals == 1);
+  CHECK_FALSE(f.run(kMy, "PREPARE s FROM 'SELECT 1'").decisive.block);  // first: replaced
+  CHECK_FALSE(f.run(kMy, "EXECUTE s").decisive.block);
   // A blocked message's DEALLOCATE never happened either.
   CHECK_FALSE(f.run(kMy, "PREPARE s FROM 'SELECT 1'").decisive.block);
   CHECK(f.run(kMy, "DEALLOCATE PREPARE s; DROP TABLE t").decisive.block);
