@@ -7,7 +7,10 @@
 // may_need_masking drops it for an untouched table). ns of thread CPU per judged statement,
 // medians of alternated rounds; the A/A line is the guardrails against themselves. A fourth
 // policy adds one require_approval rule on a table the workload never touches (issue 14's
-// "<= 0.2 us added proxy CPU per statement" for statements that need no approval).
+// "<= 0.2 us added proxy CPU per statement" for statements that need no approval). A fifth
+// judges with the guardrails and a session's SQL prepared-statement store, as the relays
+// judge (proxy/sql_prepared.h: what SQL PREPARE / EXECUTE tracking adds to a statement that
+// is neither).
 #include <time.h>
 
 #include <algorithm>
@@ -19,6 +22,7 @@
 #include "policy/policy.h"
 #include "policy_file.h"
 #include "proxy/policy_judge.h"
+#include "proxy/sql_prepared.h"
 #include "thread_cpu.h"
 
 namespace {
@@ -55,10 +59,13 @@ int main(int argc, char** argv) {
                                "    action: require_approval\n    approvers: [dba]\n"
                                "approver_groups:\n  dba: [alice]\n";
   PolicySource plain_source(load(guardrails)), aa_source(load(guardrails)),
-      mask_source(load(masked)), approval_source(load(approval));
-  PolicyJudge plain(plain_source), aa(aa_source), mask(mask_source), approve(approval_source);
-  constexpr int kJudges = 4;
-  PolicyJudge* judges[kJudges] = {&plain, &aa, &mask, &approve};
+      mask_source(load(masked)), approval_source(load(approval)), store_source(load(guardrails));
+  PolicyJudge plain(plain_source), aa(aa_source), mask(mask_source), approve(approval_source),
+      with_store(store_source);
+  dbwarden::proxy::SqlPrepared store;
+  constexpr int kJudges = 5;
+  PolicyJudge* judges[kJudges] = {&plain, &aa, &mask, &approve, &with_store};
+  dbwarden::proxy::SqlPrepared* stores[kJudges] = {nullptr, nullptr, nullptr, nullptr, &store};
   ConnectionInfo who;
   who.db_system = "postgresql";
   who.user = "bench";
@@ -78,7 +85,8 @@ int main(int argc, char** argv) {
       const double t0 = thread_cpu_ns();
       for (long i = 0; i < n; ++i) {
         judges[k]->judge(who, dbwarden::proxy::Dialect::kPostgresql,
-                         texts[static_cast<size_t>(i) % texts.size()], true, false, nullptr, &v);
+                         texts[static_cast<size_t>(i) % texts.size()], true, false, stores[k],
+                         &v);
         kept += v.statements.front().masks.size();
         held += v.decisive.approvals != 0;
       }
@@ -105,5 +113,7 @@ int main(int argc, char** argv) {
               median(t[2]) - base);
   std::printf("guardrails + other-table approval rule %7.1f  (%+.1f ns)\n", median(t[3]),
               median(t[3]) - base);
+  std::printf("guardrails, SQL prepared-statement store %7.1f  (%+.1f ns)\n", median(t[4]),
+              median(t[4]) - base);
   return 0;
 }
