@@ -16,6 +16,8 @@ Checks, for each client:
 - A PREPARE of a blocked statement is blocked by its rule (MariaDB: `PREPARE d FROM 'DROP
   TABLE prep_t'`; psql: `PREPARE d AS UPDATE prep_t ...`, UPDATE of prep_t being blocked).
 - `PREPARE u FROM @q` (MariaDB: text the proxy cannot read) is blocked by on_unparsed.
+- The trail: each EXECUTE's record has action `approved:<id>` / `denied:<id>` under the
+  DELETE's rule, each blocked PREPARE's `block`; `verify-audit` passes.
 
 Exit codes: 0 pass, 1 fail, 77 skip (not root). DBWARDEN_REQUIRE_KERNEL_TESTS=1 turns a skip
 into a failure.
@@ -105,6 +107,22 @@ def check_client(what, start, count, cli, prepare, prepare2, block, block_rule, 
     return {f"{what}_approved": rid, f"{what}_denied": rid2}
 
 
+def check_records(records, ids, failures):
+    """Each EXECUTE's own record says what became of it: approved or denied, by request id,
+    under the DELETE's rule; the blocked PREPAREs' records say blocked."""
+    def actions(prefix):
+        return [r.get("dbwarden.policy.action") for r in records
+                if r.get("db.query.text", "").startswith(prefix) and
+                r.get("dbwarden.policy.rule") in (RULE, "no-drop", "no-update")]
+    for client in ("mariadb", "psql"):
+        for outcome in ("approved", "denied"):
+            rid = ids.get(f"{client}_{outcome}")
+            if rid is not None and f"{outcome}:{rid}" not in actions("EXECUTE s"):
+                failures.append(f"trail: no EXECUTE s record with action {outcome}:{rid}")
+    if actions("PREPARE d").count("block") != 2:
+        failures.append(f"trail: the blocked PREPAREs' records: {actions('PREPARE d')}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--agent", required=True)
@@ -150,7 +168,8 @@ def main():
         finally:
             stop_reporting(agent, failures)
             agent.teardown()
-        verify_trail(args.agent, audit, failures)
+        records = verify_trail(args.agent, audit, failures)
+        check_records(records, ids, failures)
         log(f"approval ids: {ids}")
     return verdict(failures, workdir)
 
