@@ -1011,3 +1011,27 @@ TEST_CASE("approvals, pg: SQL and protocol prepared statements share their names
   CHECK(f.sink.got.back().policy_rule == "no-select");
   CHECK(f.out.take_client().find("no-select") != std::string::npos);
 }
+
+TEST_CASE("approvals, mysql: a JIT grant of an EXECUTE covers the DELETE it runs, and back",
+          "[proxy][approvals][sqlprepare]") {
+  using namespace mytest;
+  MyFixture f;
+  my_login(f);
+  const std::string prep = Query("PREPARE s FROM 'DELETE FROM t WHERE id < 100'");
+  CHECK(f.client(prep) == prep);
+  f.server(Ok(1));
+  CHECK(f.client(Query("EXECUTE s")).empty());
+  REQUIRE(f.broker.approve(f.pending_id(), alice(), "", 30 * kSecond, f.now).ok());
+  CHECK(f.decided() == Query("EXECUTE s"));
+  f.server(Ok(1, 3));
+  // The same fingerprint sent as itself, and the EXECUTE again: both granted.
+  CHECK(f.client(Query("DELETE FROM t WHERE id < 7")) == Query("DELETE FROM t WHERE id < 7"));
+  f.server(Ok(1, 1));
+  CHECK(f.sink.got.back().policy_action == "granted");
+  CHECK(f.client(Query("EXECUTE s")) == Query("EXECUTE s"));
+  f.server(Ok(1, 0));
+  CHECK(f.sink.got.back().policy_action == "granted");
+  // Another DELETE shape is not covered.
+  CHECK(f.client(Query("DELETE FROM t WHERE name = 'x'")).empty());
+  CHECK(f.broker.list().size() == 1);
+}
