@@ -249,7 +249,9 @@ bool MysqlRelay::judged_command(ByteBuffer& in, uint32_t length, RelayOutput& ou
                now_ns);
         return false;
       }
-      // Its SQL PREPAREs stay unknown (not committed): it may yet be refused.
+      // It may yet be refused (its mask plan): a PREPARE in it keeps the statement it would
+      // replace beside the new one.
+      sent_judged(/*sure=*/false);
       return masked_command(in, length, verdict_, /*binary=*/false, {}, out, now_ns);
     }
     if (whole && !prepare) sent_judged();

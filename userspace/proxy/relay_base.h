@@ -450,7 +450,8 @@ class RelayBase : public Relay {
     for (const auto& s : verdict_.statements) decisions_.remember(s);
   }
   // The judged message goes to the server: its SQL PREPAREs and DEALLOCATEs take effect.
-  void sent_judged() { sql_prepared_.commit(); }
+  // `sure` false: it may yet be refused (sql_prepared.h).
+  void sent_judged(bool sure = true) { sql_prepared_.commit(sure); }
   // Whether prepared statement `key` was judged under the policy in force.
   bool judged_now(const typename P::StatementKey& key) const {
     auto it = judged_at_.find(key);

@@ -27,7 +27,7 @@ void SqlPrepared::stage_forget(std::string_view name) {
 void SqlPrepared::stage_forget_all() { staged_.push_back(Staged{Op::kForgetAll, false, {}, {}}); }
 
 // One staged change to the entry of its name: `found` says whether the name is prepared.
-void SqlPrepared::step(const Staged& s, bool& found, Entry& e) {
+void SqlPrepared::step(const Staged& s, bool replace, bool& found, Entry& e) {
   switch (s.op) {
     case Op::kForgetAll:
     case Op::kForget:
@@ -39,7 +39,7 @@ void SqlPrepared::step(const Staged& s, bool& found, Entry& e) {
       e.texts.clear();
       return;
     case Op::kPrepare:
-      if (!found || s.replace) {
+      if (!found || replace) {
         e.texts.assign(1, s.text);
       } else if (!e.texts.empty() &&
                  std::find(e.texts.begin(), e.texts.end(), s.text) == e.texts.end()) {
@@ -62,7 +62,7 @@ bool SqlPrepared::find(std::string_view name, Entry& out) const {
   bool touched = found;
   for (const Staged& s : staged_) {
     if (s.op == Op::kForgetAll || s.name == key) {
-      step(s, found, out);
+      step(s, s.replace, found, out);
       touched = true;
     }
   }
@@ -91,7 +91,7 @@ void SqlPrepared::erase(const std::string& name) {
   map_.erase(it);
 }
 
-void SqlPrepared::commit() {
+void SqlPrepared::commit(bool sure) {
   for (const Staged& s : staged_) {
     switch (s.op) {
       case Op::kForgetAll:
@@ -103,7 +103,7 @@ void SqlPrepared::commit() {
         bool found = it != map_.end();
         Entry e;
         if (found) e.texts = it->second.texts;
-        step(s, found, e);
+        step(s, s.replace && sure, found, e);
         if (found) {
           put(s.name, std::move(e));
         } else {

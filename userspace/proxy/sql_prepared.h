@@ -49,7 +49,9 @@ class SqlPrepared {
   // the proxy could not read.
   bool find(std::string_view name, Entry& out) const;
 
-  void commit();
+  // `sure`: the message certainly reaches the server. Not sure (it may yet be refused), a
+  // PREPARE keeps the statement it would replace beside the new one.
+  void commit(bool sure = true);
   void discard() { staged_.clear(); }
 
   // PostgreSQL: SQL and protocol-level prepared statements share one namespace, so a name
@@ -70,7 +72,7 @@ class SqlPrepared {
     std::string name;
     std::string text;
   };
-  static void step(const Staged& s, bool& found, Entry& e);
+  static void step(const Staged& s, bool replace, bool& found, Entry& e);
   void put(const std::string& name, Entry e);
   void erase(const std::string& name);
 

@@ -231,6 +231,13 @@ TEST_CASE("sql prepared: the store's semantics and bounds", "[proxy][sqlprepare]
   REQUIRE(p.find("s", e));
   CHECK(e.texts == std::vector<std::string>{"SELECT 2"});
   p.discard();
+  // Not sure the message reaches the server: the replaced statement is kept beside.
+  p.stage_prepare("s", "SELECT 2", true, true);
+  p.commit(/*sure=*/false);
+  REQUIRE(p.find("s", e));
+  CHECK(e.texts == std::vector<std::string>{"SELECT 1", "SELECT 2"});
+  p.stage_prepare("s", "SELECT 1", true, true);
+  p.commit();
   for (int i = 2; i <= 4; ++i) p.stage_prepare("s", "SELECT " + std::to_string(i), true, false);
   p.commit();
   REQUIRE(p.find("s", e));
