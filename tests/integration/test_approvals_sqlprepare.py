@@ -16,6 +16,7 @@ Checks, for each client:
 - A PREPARE of a blocked statement is blocked by its rule (MariaDB: `PREPARE d FROM 'DROP
   TABLE prep_t'`; psql: `PREPARE d AS UPDATE prep_t ...`, UPDATE of prep_t being blocked).
 - `PREPARE u FROM @q` (MariaDB: text the proxy cannot read) is blocked by on_unparsed.
+- MariaDB's `EXECUTE IMMEDIATE 'DELETE ...'` is held as that DELETE; denied, its row stays.
 - The trail: each EXECUTE's record has action `approved:<id>` / `denied:<id>` under the
   DELETE's rule, each blocked PREPARE's `block`; `verify-audit` passes.
 
@@ -107,6 +108,23 @@ def check_client(what, start, count, cli, prepare, prepare2, block, block_rule, 
     return {f"{what}_approved": rid, f"{what}_denied": rid2}
 
 
+def check_immediate(server, cli, failures):
+    """MariaDB's EXECUTE IMMEDIATE '<DELETE>' is held as that DELETE; denied, rows stay."""
+    p = start_mariadb(server, "EXECUTE IMMEDIATE 'DELETE FROM prep_t WHERE id = 9';\n"
+                              "SELECT 'after-immediate';\n")
+    rid = cli.wait_pending(RULE)
+    show = cli.run(["show", str(rid)]).stdout
+    if "runs: DELETE FROM prep_t WHERE id = 9" not in show:
+        failures.append(f"execute immediate: request {rid} does not show the DELETE: {show!r}")
+    cli.run(["deny", str(rid), "--reason", "no"], user="nobody")
+    out, err = p.communicate(timeout=30)
+    if f"approval request {rid} denied: no" not in err or "after-immediate" not in out:
+        failures.append(f"execute immediate: not denied, or the session stopped: {out!r} {err!r}")
+    if my_scalar(server, "SELECT count(*) FROM prep_t WHERE id = 9") != "1":
+        failures.append("execute immediate: the denied DELETE ran")
+    return {"mariadb_immediate": rid}
+
+
 def check_records(records, ids, failures):
     """Each EXECUTE's own record says what became of it: approved or denied, by request id,
     under the DELETE's rule; the blocked PREPAREs' records say blocked."""
@@ -161,7 +179,8 @@ def main():
                          "PREPARE s AS DELETE FROM prep_t WHERE id < 4",
                          "PREPARE s AS DELETE FROM prep_t WHERE id > 7",
                          "PREPARE d AS UPDATE prep_t SET id = 0", "no-update", None,
-                         failures))],
+                         failures)),
+                     ("mariadb immediate", lambda: check_immediate(server, cli, failures))],
                     failures).values():
                 ids.update(got or {})
             agent.wait_audit_settled(timeout=30, quiet=1.0)
