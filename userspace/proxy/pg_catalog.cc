@@ -11,7 +11,7 @@ namespace dbwarden::proxy {
 
 namespace {
 
-uint16_t ReadBe16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+using pgsql::ReadBe16;
 
 constexpr size_t npos = std::string_view::npos;
 

@@ -10,6 +10,7 @@
 #include "proxy/pg_explain.h"
 
 #include "protocol/pgsql/messages.h"
+#include "protocol/pgsql/parameters.h"
 
 namespace dbwarden::proxy {
 
@@ -17,8 +18,6 @@ namespace {
 
 constexpr std::string_view kTimeoutName = "dbwarden_blast_t";
 constexpr std::string_view kExplainName = "dbwarden_blast";
-
-uint16_t Be16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
 
 void Put16(uint16_t v, std::vector<uint8_t>& out) {
   out.push_back(static_cast<uint8_t>(v >> 8));
@@ -84,15 +83,7 @@ void Sync(std::vector<uint8_t>& out) { Finish(Begin('S', out), out); }
 }  // namespace
 
 bool PgParseParameterTypes(std::span<const uint8_t> body, std::vector<uint32_t>& types) {
-  pgsql::BodyReader r(body);
-  std::string_view name, text;
-  if (!r.cstring(&name) || !r.cstring(&text)) return false;
-  const size_t at = name.size() + 1 + text.size() + 1;
-  if (body.size() - at < 2) return body.size() == at;  // no count: no types
-  const size_t n = Be16(body.data() + at);
-  if (body.size() - at - 2 < 4 * n) return false;
-  for (size_t i = 0; i < n; ++i) types.push_back(pgsql::ReadBe32(body.data() + at + 2 + 4 * i));
-  return true;
+  return pgsql::ReadParseParameterTypes(body, &types);
 }
 
 bool PgBindParameters(std::span<const uint8_t> body, std::string_view* statement,
@@ -101,22 +92,12 @@ bool PgBindParameters(std::span<const uint8_t> body, std::string_view* statement
   std::string_view portal;
   if (!r.cstring(&portal) || !r.cstring(statement)) return false;
   const size_t start = portal.size() + 1 + statement->size() + 1;
-  size_t pos = start;
-  const auto need = [&](size_t n) { return body.size() - pos >= n; };
-  if (!need(2)) return false;
-  const size_t formats = Be16(body.data() + pos);
-  pos += 2;
-  if (!need(2 * formats + 2)) return false;
-  pos += 2 * formats;
-  const size_t values = Be16(body.data() + pos);
-  pos += 2;
-  for (size_t i = 0; i < values; ++i) {
-    if (!need(4)) return false;
-    const auto length = static_cast<int32_t>(pgsql::ReadBe32(body.data() + pos));
-    pos += 4;
-    if (length < 0) continue;  // NULL
-    if (!need(static_cast<size_t>(length))) return false;
-    pos += static_cast<size_t>(length);
+  pgsql::ParameterLayout layout;
+  if (!pgsql::ReadParameterLayout(body, start, &layout)) return false;
+  size_t pos = layout.values_at;
+  std::optional<std::span<const uint8_t>> value;
+  for (size_t i = 0; i < layout.value_count; ++i) {
+    if (!pgsql::NextParameterValue(body, &pos, &value)) return false;
   }
   *parameters = body.subspan(start, pos - start);
   return true;
@@ -126,31 +107,19 @@ bool PgBindValues(std::span<const uint8_t> p, std::vector<std::optional<std::str
                   std::vector<int>& formats) {
   values.clear();
   formats.clear();
-  size_t pos = 0;
-  const auto need = [&](size_t n) { return p.size() - pos >= n; };
-  if (!need(2)) return p.empty();  // no parameters at all
-  const size_t nf = Be16(p.data());
-  pos = 2;
-  if (!need(2 * nf + 2)) return false;
-  std::vector<int> codes;
-  for (size_t i = 0; i < nf; ++i) codes.push_back(Be16(p.data() + pos + 2 * i));
-  pos += 2 * nf;
-  const size_t n = Be16(p.data() + pos);
-  pos += 2;
-  if (nf > 1 && nf != n) return false;
-  for (size_t i = 0; i < n; ++i) {
-    if (!need(4)) return false;
-    const auto length = static_cast<int32_t>(pgsql::ReadBe32(p.data() + pos));
-    pos += 4;
-    formats.push_back(nf == 0 ? 0 : codes[nf == 1 ? 0 : i]);
-    if (length < 0) {
+  if (p.empty()) return true;  // no parameters at all
+  pgsql::ParameterLayout layout;
+  if (!pgsql::ReadParameterLayout(p, 0, &layout)) return false;
+  size_t pos = layout.values_at;
+  std::optional<std::span<const uint8_t>> value;
+  for (size_t i = 0; i < layout.value_count; ++i) {
+    if (!pgsql::NextParameterValue(p, &pos, &value)) return false;
+    formats.push_back(layout.format(i));
+    if (value) {
+      values.emplace_back(std::string(reinterpret_cast<const char*>(value->data()), value->size()));
+    } else {
       values.emplace_back(std::nullopt);
-      continue;
     }
-    if (!need(static_cast<size_t>(length))) return false;
-    values.emplace_back(
-        std::string(reinterpret_cast<const char*>(p.data() + pos), static_cast<size_t>(length)));
-    pos += static_cast<size_t>(length);
   }
   return true;
 }
@@ -193,7 +162,7 @@ bool PgExplainLookup::on_message(uint8_t type, std::span<const uint8_t> body, bo
     case 'D': {
       if (completes_ != 1 || readies_ != 0) break;  // set_config's row, or not ours
       // One column: Int16 1, Int32 length, the plan's JSON.
-      if (body.size() < 6 || Be16(body.data()) != 1) {
+      if (body.size() < 6 || pgsql::ReadBe16(body.data()) != 1) {
         no_plan_ = true;
         break;
       }

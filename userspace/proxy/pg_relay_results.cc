@@ -19,7 +19,7 @@ using pgsql::Direction;
 
 namespace {
 
-uint16_t ReadBe16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+using pgsql::ReadBe16;
 
 void PutBe32(uint32_t v, uint8_t* p) {
   p[0] = static_cast<uint8_t>(v >> 24);

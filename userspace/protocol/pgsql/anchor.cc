@@ -12,8 +12,6 @@ namespace {
 // The server's limit on result columns (MaxTupleAttributeNumber).
 constexpr uint32_t kMaxColumns = 1664;
 
-uint16_t ReadBe16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
-
 // A body cursor that fails instead of reading past the end.
 struct Cursor {
   const uint8_t* p;

@@ -87,6 +87,10 @@ inline constexpr uint32_t kMaxMessageLength = 1u << 30;
 inline constexpr size_t kTypedHeaderSize = 5;
 inline constexpr size_t kStartupHeaderSize = 8;
 
+inline uint16_t ReadBe16(const uint8_t* p) {
+  return static_cast<uint16_t>((uint16_t{p[0]} << 8) | p[1]);
+}
+
 inline uint32_t ReadBe32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
 }

@@ -13,8 +13,6 @@ namespace {
 constexpr std::string_view kEllipsis = "\xE2\x80\xA6";     // U+2026, starts the cut marker
 constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
 
-uint16_t ReadBe16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
-
 uint64_t ReadBe64(const uint8_t* p) {
   return (uint64_t{ReadBe32(p)} << 32) | ReadBe32(p + 4);
 }
@@ -144,37 +142,67 @@ std::string FormatParameter(bool binary, uint32_t type_oid, std::string_view byt
   return out;
 }
 
-std::vector<uint32_t> ParseParameterTypes(std::span<const uint8_t> parse_body) {
+bool ReadParseParameterTypes(std::span<const uint8_t> parse_body, std::vector<uint32_t>* types) {
   BodyReader r(parse_body);
   std::string_view name, query;
-  std::vector<uint32_t> types;
-  if (!r.cstring(&name) || !r.cstring(&query)) return types;
+  if (!r.cstring(&name) || !r.cstring(&query)) return false;
   const size_t at = name.size() + 1 + query.size() + 1;
-  if (parse_body.size() < at + 2) return types;
+  if (parse_body.size() - at < 2) return parse_body.size() == at;  // no count: no types
   const uint16_t n = ReadBe16(parse_body.data() + at);
-  if (parse_body.size() < at + 2 + size_t{n} * 4) return types;  // cut: types unknown
-  types.reserve(n);
-  for (uint16_t i = 0; i < n; ++i) types.push_back(ReadBe32(parse_body.data() + at + 2 + 4 * i));
+  if (parse_body.size() - at - 2 < size_t{n} * 4) return false;
+  types->reserve(types->size() + n);
+  for (uint16_t i = 0; i < n; ++i) types->push_back(ReadBe32(parse_body.data() + at + 2 + 4 * i));
+  return true;
+}
+
+std::vector<uint32_t> ParseParameterTypes(std::span<const uint8_t> parse_body) {
+  std::vector<uint32_t> types;
+  if (!ReadParseParameterTypes(parse_body, &types)) types.clear();  // cut: types unknown
   return types;
+}
+
+uint16_t ParameterLayout::format(size_t i) const {
+  if (formats.empty()) return 0;
+  return ReadBe16(formats.data() + (formats.size() == 2 ? 0 : 2 * i));
+}
+
+bool ReadParameterLayout(std::span<const uint8_t> body, size_t offset, ParameterLayout* out) {
+  if (offset > body.size() || body.size() - offset < 2) return false;
+  const uint16_t nformats = ReadBe16(body.data() + offset);
+  size_t pos = offset + 2;
+  if (body.size() - pos < size_t{nformats} * 2 + 2) return false;
+  out->formats = body.subspan(pos, size_t{nformats} * 2);
+  pos += out->formats.size();
+  out->value_count = ReadBe16(body.data() + pos);
+  out->values_at = pos + 2;
+  return nformats <= 1 || nformats == out->value_count;  // else the server rejects the Bind
+}
+
+bool NextParameterValue(std::span<const uint8_t> body, size_t* pos,
+                        std::optional<std::span<const uint8_t>>* value) {
+  if (*pos > body.size() || body.size() - *pos < 4) return false;
+  const auto length = static_cast<int32_t>(ReadBe32(body.data() + *pos));
+  if (length == -1) {
+    value->reset();
+    *pos += 4;
+    return true;
+  }
+  if (length < 0 || body.size() - *pos - 4 < static_cast<size_t>(length)) return false;
+  *value = body.subspan(*pos + 4, static_cast<size_t>(length));
+  *pos += 4 + static_cast<size_t>(length);
+  return true;
 }
 
 bool ReadParameterValues(std::span<const uint8_t> body, size_t offset, uint32_t body_length,
                          std::span<const uint32_t> types, const Limits& limits,
                          ParameterValues* out, ParameterStats* stats) {
   out->clear();
-  size_t pos = offset;
+  ParameterLayout layout;
+  if (!ReadParameterLayout(body, offset, &layout)) return false;
+  size_t pos = layout.values_at;
   auto have = [&](size_t n) { return pos + n <= body.size(); };
-  if (!have(2)) return false;
-  const uint16_t nformats = ReadBe16(body.data() + pos);
-  pos += 2;
-  if (!have(size_t{nformats} * 2 + 2)) return false;
-  const uint8_t* formats = body.data() + pos;
-  pos += size_t{nformats} * 2;
-  const uint16_t nvalues = ReadBe16(body.data() + pos);
-  pos += 2;
-  if (nformats > 1 && nformats != nvalues) return false;  // the server rejects this Bind
-  const size_t keep = std::min<size_t>(nvalues, limits.max_parameters);
-  stats->dropped_values += nvalues - keep;
+  const size_t keep = std::min<size_t>(layout.value_count, limits.max_parameters);
+  stats->dropped_values += layout.value_count - keep;
   out->reserve(keep);
   for (size_t i = 0; i < keep; ++i) {
     if (!have(4)) {
@@ -194,14 +222,14 @@ bool ReadParameterValues(std::span<const uint8_t> body, size_t offset, uint32_t 
       continue;
     }
     if (length < 0 || pos + static_cast<uint64_t>(length) > body_length) return false;
+    // A value may run past the kept prefix: what was captured of it is formatted.
     const size_t got = std::min<size_t>(static_cast<size_t>(length), body.size() - pos);
-    const uint16_t format =
-        nformats == 0 ? 0 : ReadBe16(formats + 2 * (nformats == 1 ? 0 : i));
     const uint32_t type = i < types.size() ? types[i] : 0;
     const std::string_view bytes(reinterpret_cast<const char*>(body.data() + pos), got);
     bool cut = false;
-    out->emplace_back(FormatParameter(format == 1, type, bytes, static_cast<uint64_t>(length),
-                                      limits.max_parameter_bytes, &cut));
+    out->emplace_back(FormatParameter(layout.format(i) == 1, type, bytes,
+                                      static_cast<uint64_t>(length), limits.max_parameter_bytes,
+                                      &cut));
     if (cut) ++stats->cut_values;
     pos += static_cast<size_t>(length);
   }

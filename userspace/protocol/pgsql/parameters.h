@@ -48,6 +48,31 @@ inline constexpr uint32_t kBool = 16, kBytea = 17, kName = 19, kInt8 = 20, kInt2
 // Reads Parse's parameter type OIDs after the name and query strings. Empty
 // when they were not captured (a cut body) or none were given.
 std::vector<uint32_t> ParseParameterTypes(std::span<const uint8_t> parse_body);
+// The same, strict: appends the OIDs to `types`; false when the body ends inside
+// them (a body that ends right after the query has none).
+bool ReadParseParameterTypes(std::span<const uint8_t> parse_body, std::vector<uint32_t>* types);
+
+// The head of <values>: its format codes and value count. Every reader of a
+// Bind's values starts here, so that they agree on what a Bind the server
+// would reject is.
+struct ParameterLayout {
+  std::span<const uint8_t> formats;  // Int16 codes as on the wire
+  uint16_t value_count = 0;
+  size_t values_at = 0;  // offset of the first value's Int32 length
+
+  // Value i's format: 0 text, 1 binary (one code applies to all; none: text).
+  uint16_t format(size_t i) const;
+};
+
+// Reads <values>' head at `offset` of `body`; false when it is not all there or
+// has a format count other than 0, 1 or the value count.
+bool ReadParameterLayout(std::span<const uint8_t> body, size_t offset, ParameterLayout* out);
+
+// Steps over one value whose length word starts at `*pos`: `*value` is its bytes,
+// nullopt for NULL. False when the value is not wholly in `body` or its length
+// is below -1; `*pos` then stays.
+bool NextParameterValue(std::span<const uint8_t> body, size_t* pos,
+                        std::optional<std::span<const uint8_t>>* value);
 
 struct ParameterStats {
   uint64_t cut_values = 0;      // values cut at max_parameter_bytes or not captured
