@@ -113,6 +113,14 @@ struct {
 #define DBW_PID_WORDS (1u << 16)
 __u64 pid_bits[DBW_PID_WORDS];
 
+/* Where a task's saved user registers sit above its kernel stack's base
+ * (task_pt_regs(): the stack's top less its padding and the registers), the
+ * same for every task of a kernel: learned from bpf_task_pt_regs at the first
+ * socket call that needs them (io_hooks.bpf.h user_regs), then found with two
+ * loads instead of a helper call on every call (each call pays the return
+ * thunk, bench/README.md). 0: not learned yet. */
+__u64 regs_offset;
+
 /* Local TCP ports the database listens on: index = port, value != 0 (enum
  * dbw_port_flags). */
 struct {
