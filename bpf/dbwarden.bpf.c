@@ -24,6 +24,7 @@
 
 #include "dbwarden.h"
 #include "step_profile.bpf.h"
+#include "user_regs.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -112,14 +113,6 @@ struct {
  * .bss), so concurrent updates of neighbouring pids are never lost. */
 #define DBW_PID_WORDS (1u << 16)
 __u64 pid_bits[DBW_PID_WORDS];
-
-/* Where a task's saved user registers sit above its kernel stack's base
- * (task_pt_regs(): the stack's top less its padding and the registers), the
- * same for every task of a kernel: learned from bpf_task_pt_regs at the first
- * socket call that needs them (io_hooks.bpf.h user_regs), then found with two
- * loads instead of a helper call on every call (each call pays the return
- * thunk, bench/README.md). 0: not learned yet. */
-__u64 regs_offset;
 
 /* Local TCP ports the database listens on: index = port, value != 0 (enum
  * dbw_port_flags). */
@@ -218,13 +211,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct dbw_meta);
 } meta SEC(".maps");
-
-/* Turns a kernel pointer obtained by a probe read into a BTF-typed pointer, so
- * that its fields are read with plain (fault-safe) loads instead of one helper
- * call each. Kernel 6.2+ (commit a35b9af4ec2c, "bpf: Add a kfunc for generic
- * type cast"). */
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
-#define as_btf(type, ptr) ((type *)bpf_rdonly_cast((ptr), bpf_core_type_id_kernel(type)))
 
 /* Kernels before 6.13 count file references in f_count; 6.13 replaced it with
  * file_ref_t f_ref (commit 90ee6ed776c0, "fs: port files to file_ref"). */

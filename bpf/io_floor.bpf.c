@@ -8,7 +8,8 @@
  * the socket call must do, so that the bench can say how much of a captured
  * call's time is the design's and how much is the capture's own:
  *   minimal        the result, the tracked-pid bit, the call's buffer from the
- *                  saved user registers, a ring reservation of fixed size, a
+ *                  saved user registers (user_regs.bpf.h, as the capture reads
+ *                  them), a ring reservation of fixed size, a
  *                  header of length and time stamp, bpf_probe_read_user of
  *                  the payload, submit (no wake-up);
  *   minimal_nots   the same without the time stamp;
@@ -17,10 +18,12 @@
  * thread test. Userspace loads one pair (autoload) per condition.
  */
 #include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
 #include "io_floor.h"
+#include "user_regs.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -49,7 +52,7 @@ static __always_inline int floor_copy(int ret, const int stamp)
 	tgid = task->tgid;
 	if (!((floor_pid_bits[(tgid >> 6) & (DBW_FLOOR_PID_WORDS - 1)] >> (tgid & 63)) & 1))
 		return 0;
-	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	regs = user_regs(task); /* as the capture finds them */
 	e = bpf_ringbuf_reserve(&floor_events, sizeof(*e), 0);
 	if (!e)
 		return 0; /* the bench checks the bytes the ring carried */

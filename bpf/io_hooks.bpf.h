@@ -58,24 +58,6 @@ static __always_inline struct pt_regs *syscall_regs(void)
 	return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 }
 
-/* The same registers for the socket hooks' fast path, from `task` at hand:
- * the stack's base plus the learned offset, read through a read-only typed
- * pointer (bpf_rdonly_cast, inlined by the verifier; a faulting load reads
- * 0), so no helper call once the offset is known. */
-static __always_inline struct pt_regs *user_regs(struct task_struct *task)
-{
-	char *stack = task->stack;
-	__u64 off = regs_offset;
-
-	if (!off) {
-		/* A pointer difference: a number the verifier lets a privileged
-		 * program keep (the agent runs as root). */
-		off = (char *)bpf_task_pt_regs(task) - stack;
-		regs_offset = off; /* every CPU learns the same value */
-	}
-	return as_btf(struct pt_regs, stack + off);
-}
-
 /*
  * A socket of a tracked process seen for the first time (no `conns` entry):
  * whether it is a database connection, decided once (classify) and
