@@ -7,13 +7,14 @@
  * `sock_recv_length`), with the least any program that copies every byte at
  * the socket call must do, so that the bench can say how much of a captured
  * call's time is the design's and how much is the capture's own:
- *   minimal        the result, the tracked-pid bit, the call's buffer from the
- *                  saved user registers (user_regs.bpf.h, as the capture reads
- *                  them), a ring reservation of fixed size, a
- *                  header of length and time stamp, bpf_probe_read_user of
+ *   floor_min_*    ("minimal") the result, the tracked-pid bit, the call's
+ *                  buffer from the saved user registers (user_regs.bpf.h, as
+ *                  the capture reads them), a ring reservation of fixed size,
+ *                  a header of length and time stamp, bpf_probe_read_user of
  *                  the payload, submit (no wake-up);
- *   minimal_nots   the same without the time stamp;
- *   empty          return 0: the tracepoint's and the statistics' own cost.
+ *   floor_nots_*   ("min-nots") the same without the time stamp;
+ *   floor_empty_*  ("empty") return 0: the tracepoint's and the statistics'
+ *                  own cost.
  * No connection table, no stream offsets, no TLS check, no compat or kernel
  * thread test. Userspace loads one pair (autoload) per condition.
  */
