@@ -13,7 +13,15 @@
 //   server     the server process tracked (the agent's case: its reads and writes of
 //              the connection are copied into the ring);
 //   both       the client process tracked too (a tracked local client: its calls go as
-//              far as finding that its socket is no database connection).
+//              far as finding that its socket is no database connection);
+// and the floor under `server` (bpf/io_floor.bpf.c: the server tracked, the capture not
+// loaded, one pair of programs on the same two tracepoints instead):
+//   empty      programs that return at once (the tracepoint's and the statistics' cost);
+//   min-nots   the tracked-pid bit, the registers, a fixed-size ring reservation, the
+//              length, bpf_probe_read_user of the payload (up to 128 bytes), submit;
+//   minimal    the same with a time stamp (bpf_ktime_get_ns): what any program that copies
+//              every byte at the socket call spends. `x minimal` is each condition's BPF ns
+//              per exchange over the same round's `minimal`.
 // Per condition, medians over the rounds: each program's run_time_ns / run_count (the
 // kernel's BPF statistics, switched on for the run through BPF_ENABLE_STATS), program runs
 // and BPF ns per exchange, and each process's thread CPU per exchange (syscalls, hooks and
@@ -24,6 +32,7 @@
 // Needs root (exit 77 otherwise). bench/README.md, "Issue 16: BPF time per audited
 // statement", has figures and the command.
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -34,7 +43,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <bpf/bpf.h>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -47,11 +55,13 @@
 #include <thread>
 #include <vector>
 
+#include "bpf_floor.h"
 #include "capture/capture.h"
 #include "thread_cpu.h"
 
 namespace {
 
+using dbwarden::bench::FloorCapture;
 using dbwarden::bench::median;
 using dbwarden::bench::thread_cpu_ns;
 namespace cap = dbwarden::capture;
@@ -115,18 +125,41 @@ struct Capture {
     stop = true;
     consumer.join();
   }
-  // Waits until the ring is drained: the consumer saw `bytes` payload bytes, or 3 s.
-  void settle(uint64_t bytes) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
-    while (counter.bytes.load() < bytes && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));  // anything more comes now
+};
+
+// Waits until a ring is drained: its consumer counted `want` payload bytes, or 3 s.
+void settle(const std::atomic<uint64_t>& bytes, uint64_t want) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (bytes.load() < want && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  std::map<std::string, cap::ProgramStats> stats() const {
-    std::map<std::string, cap::ProgramStats> out;
-    for (auto& p : capture->program_stats()) out[p.name] = p;
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));  // anything more comes now
+}
+
+// What a condition runs under: the capture, the floor programs, or neither.
+struct Loaded {
+  Capture* capture = nullptr;
+  FloorCapture* floor = nullptr;
+
+  // name -> (runs, ns) of every loaded program.
+  std::map<std::string, std::pair<uint64_t, uint64_t>> stats() const {
+    std::map<std::string, std::pair<uint64_t, uint64_t>> out;
+    if (capture) {
+      for (auto& p : capture->capture->program_stats()) out[p.name] = {p.run_count, p.run_time_ns};
+    }
+    if (floor) {
+      for (auto& [name, v] : floor->stats()) out[name] = v;
+    }
     return out;
+  }
+  const std::atomic<uint64_t>* bytes() const {
+    return capture ? &capture->counter.bytes : floor ? &floor->bytes : nullptr;
+  }
+  uint64_t gaps() const {
+    return capture ? capture->counter.gaps.load() : floor ? floor->gaps.load() : 0;
+  }
+  double consumer_cpu_ns() const {
+    return capture ? capture->consumer_cpu_ns.load() : floor ? floor->consumer_cpu_ns.load() : 0.0;
   }
 };
 
@@ -184,8 +217,9 @@ enum class Role { kServer, kClient };
   _exit(0);
 }
 
-enum Condition { kNone, kUntracked, kServer, kBoth, kConditions };
-const char* const kConditionName[kConditions] = {"none", "untracked", "server", "both"};
+enum Condition { kNone, kUntracked, kServer, kBoth, kEmpty, kMinNoTs, kMinimal, kConditions };
+const char* const kConditionName[kConditions] = {"none",  "untracked", "server", "both",
+                                                 "empty", "min-nots",  "minimal"};
 
 struct Sample {
   double server_ns = 0, client_ns = 0;  // thread CPU per exchange
@@ -213,8 +247,9 @@ Connection connect_pair(int listener, uint16_t port) {
   return c;
 }
 
-Sample run_condition(Condition cond, Capture* capture, int listener, uint16_t port,
+Sample run_condition(Condition cond, const Loaded& loaded, int listener, uint16_t port,
                      const Settings& s, char* buf) {
+  Capture* capture = loaded.capture;
   Sample out;
   Connection c = connect_pair(listener, port);
   int go[2], report[2][2];
@@ -237,17 +272,13 @@ Sample run_condition(Condition cond, Capture* capture, int listener, uint16_t po
   if (cond == kBoth) {
     if (!capture->capture->track_process(static_cast<uint32_t>(client)).ok()) die("track");
   }
-  std::map<std::string, cap::ProgramStats> before;
+  if (loaded.floor) loaded.floor->track(static_cast<uint32_t>(server));
+  const auto before = loaded.stats();
   std::optional<cap::BpfCapture::StepProfile> steps0;
-  uint64_t bytes0 = 0, gaps0 = 0;
-  double consumer0 = 0;
-  if (capture) {
-    before = capture->stats();
-    steps0 = capture->capture->step_profile();
-    bytes0 = capture->counter.bytes.load();
-    gaps0 = capture->counter.gaps.load();
-    consumer0 = capture->consumer_cpu_ns.load();
-  }
+  if (capture) steps0 = capture->capture->step_profile();
+  const uint64_t bytes0 = loaded.bytes() ? loaded.bytes()->load() : 0;
+  const uint64_t gaps0 = loaded.gaps();
+  const double consumer0 = loaded.consumer_cpu_ns();
   if (write(go[1], "gg", 2) != 2) die("go");
   double ns[2];
   for (int side = 0; side < 2; side++) {
@@ -260,16 +291,24 @@ Sample run_condition(Condition cond, Capture* capture, int listener, uint16_t po
   out.server_ns = ns[0] / s.exchanges;
   out.client_ns = ns[1] / s.exchanges;
   const uint64_t total = static_cast<uint64_t>(s.warmup + s.exchanges);
-  out.expected_bytes = cond == kServer || cond == kBoth ? total * (s.request + s.reply) : 0;
-  if (capture) {
-    capture->settle(bytes0 + out.expected_bytes);
-    out.ring_bytes = capture->counter.bytes.load() - bytes0;
-    out.gaps = capture->counter.gaps.load() - gaps0;
-    out.consumer_ns = (capture->consumer_cpu_ns.load() - consumer0) / static_cast<double>(total);
-    for (auto& [name, after] : capture->stats()) {
-      const auto& b = before[name];
-      out.progs[name] = {after.run_count - b.run_count, after.run_time_ns - b.run_time_ns};
+  const size_t floor_slot = DBW_FLOOR_BYTES;
+  out.expected_bytes =
+      cond == kServer || cond == kBoth ? total * (s.request + s.reply)
+      : cond == kMinNoTs || cond == kMinimal
+          ? total * (std::min(s.request, floor_slot) + std::min(s.reply, floor_slot))
+          : 0;
+  if (loaded.bytes()) {
+    settle(*loaded.bytes(), bytes0 + out.expected_bytes);
+    out.ring_bytes = loaded.bytes()->load() - bytes0;
+    out.gaps = loaded.gaps() - gaps0;
+    out.consumer_ns = (loaded.consumer_cpu_ns() - consumer0) / static_cast<double>(total);
+    for (auto& [name, after] : loaded.stats()) {
+      auto it = before.find(name);
+      const auto b = it == before.end() ? std::pair<uint64_t, uint64_t>{} : it->second;
+      out.progs[name] = {after.first - b.first, after.second - b.second};
     }
+  }
+  if (capture) {
     if (auto steps1 = capture->capture->step_profile(); steps0 && steps1) {
       for (size_t i = 0; i < DBW_PROF_STEPS; i++) {
         out.step_ns[i] = steps1->ns[i] - steps0->ns[i];
@@ -357,20 +396,29 @@ int main(int argc, char** argv) {
 
   std::vector<Sample> samples[kConditions];
   for (int r = 0; r < s.rounds; r++) {
-    // `none` first or last, alternately; the capture's conditions rotate among themselves.
+    // Five loads per round in a rotating order: nothing, the capture (whose three
+    // conditions rotate among themselves) and each floor pair.
     std::vector<Condition> order{kUntracked, kServer, kBoth};
     std::rotate(order.begin(), order.begin() + r % 3, order.end());
-    if (r % 2 == 0) {
-      samples[kNone].push_back(run_condition(kNone, nullptr, listener, port, s, buf.data()));
-    }
-    {
-      Capture capture(port, s);
-      for (Condition c : order) {
-        samples[c].push_back(run_condition(c, &capture, listener, port, s, buf.data()));
+    std::vector<Condition> units{kNone, kUntracked, kEmpty, kMinNoTs, kMinimal};
+    std::rotate(units.begin(), units.begin() + r % units.size(), units.end());
+    for (Condition unit : units) {
+      if (unit == kNone) {
+        samples[kNone].push_back(run_condition(kNone, {}, listener, port, s, buf.data()));
+      } else if (unit == kUntracked) {
+        Capture capture(port, s);
+        for (Condition c : order) {
+          samples[c].push_back(
+              run_condition(c, {&capture, nullptr}, listener, port, s, buf.data()));
+        }
+      } else {
+        FloorCapture floor(unit == kEmpty     ? FloorCapture::Kind::kEmpty
+                           : unit == kMinNoTs ? FloorCapture::Kind::kMinimalNoTimestamp
+                                              : FloorCapture::Kind::kMinimal,
+                           s.ring_bytes);
+        samples[unit].push_back(
+            run_condition(unit, {nullptr, &floor}, listener, port, s, buf.data()));
       }
-    }
-    if (r % 2 == 1) {
-      samples[kNone].push_back(run_condition(kNone, nullptr, listener, port, s, buf.data()));
     }
     std::fprintf(stderr, "round %d/%d done\n", r + 1, s.rounds);
   }
@@ -382,14 +430,24 @@ int main(int argc, char** argv) {
               "%s server reads, ring %u bytes, wake-up past %u), medians\n\n",
               s.rounds, s.exchanges, s.request, s.reply,
               s.blocking_server ? "blocking" : "non-blocking", s.ring_bytes, s.wakeup_bytes);
-  std::printf("%-10s %10s %10s %10s %10s %12s %12s %10s\n", "condition", "server ns",
-              "client ns", "consumer", "BPF runs", "BPF ns/exch", "x untracked", "ring ok");
+  std::printf("%-10s %10s %10s %10s %10s %12s %12s %10s %10s\n", "condition", "server ns",
+              "client ns", "consumer", "BPF runs", "BPF ns/exch", "x untracked", "x minimal",
+              "ring ok");
   std::string json = "{\"bench\": \"bpf_io_cost\", \"rounds\": " + std::to_string(s.rounds) +
                      ", \"exchanges\": " + std::to_string(s.exchanges) + ", \"conditions\": {";
   for (int c = 0; c < kConditions; c++) {
     const auto& v = samples[c];
     bool ok = true;
-    for (const Sample& x : v) ok = ok && x.ring_bytes == x.expected_bytes && x.gaps == 0;
+    for (const Sample& x : v) {
+      if (x.ring_bytes == x.expected_bytes && x.gaps == 0) continue;
+      ok = false;
+      std::fprintf(stderr,
+                   "bench_bpf_io_cost: %s: the ring carried %llu bytes (%llu gaps), "
+                   "%llu expected\n",
+                   kConditionName[c], static_cast<unsigned long long>(x.ring_bytes),
+                   static_cast<unsigned long long>(x.gaps),
+                   static_cast<unsigned long long>(x.expected_bytes));
+    }
     exact = exact && ok;
     const double server = median_of(v, [](const Sample& x) { return x.server_ns; });
     const double client = median_of(v, [](const Sample& x) { return x.client_ns; });
@@ -402,14 +460,24 @@ int main(int argc, char** argv) {
       ratio.push_back(v[i].server_ns / samples[kUntracked][i].server_ns);
     }
     const double rmed = ratio.empty() ? 0 : median(ratio);
-    std::printf("%-10s %10.0f %10.0f %10.0f %10.2f %12.0f %12.3f %10s\n", kConditionName[c],
-                server, client, consumer, runs, bpf, rmed, c >= kServer ? (ok ? "yes" : "NO") : "-");
-    json += std::string(c ? ", " : "") + "\"" + kConditionName[c] + "\": {\"server_cpu_ns\": " +
-            std::to_string(server) + ", \"client_cpu_ns\": " + std::to_string(client) +
+    // BPF ns per exchange over the same round's minimal floor.
+    std::vector<double> vs_min;
+    for (size_t i = 0; i < v.size() && i < samples[kMinimal].size(); i++) {
+      const double m = bpf_per_exchange(samples[kMinimal][i], s).first;
+      if (m > 0) vs_min.push_back(bpf_per_exchange(v[i], s).first / m);
+    }
+    const double mmed = vs_min.empty() ? 0 : median(vs_min);
+    std::printf("%-10s %10.0f %10.0f %10.0f %10.2f %12.0f %12.3f %10.3f %10s\n", kConditionName[c],
+                server, client, consumer, runs, bpf, rmed, mmed,
+                c >= kServer ? (ok ? "yes" : "NO") : "-");
+    json += std::string(c ? ", " : "") + "\"" + kConditionName[c] +
+            "\": {\"server_cpu_ns\": " + std::to_string(server) +
+            ", \"client_cpu_ns\": " + std::to_string(client) +
             ", \"consumer_cpu_ns\": " + std::to_string(consumer) +
             ", \"bpf_runs_per_exchange\": " + std::to_string(runs) +
             ", \"bpf_ns_per_exchange\": " + std::to_string(bpf) +
-            ", \"server_cpu_vs_untracked\": " + std::to_string(rmed) + ", \"programs\": {";
+            ", \"server_cpu_vs_untracked\": " + std::to_string(rmed) +
+            ", \"bpf_vs_minimal\": " + std::to_string(mmed) + ", \"programs\": {";
     // Per program: runs per exchange and ns per run, where it ran.
     std::map<std::string, int> names;
     for (const Sample& x : v) {

@@ -24,6 +24,7 @@
 
 #include "dbwarden.h"
 #include "step_profile.bpf.h"
+#include "user_regs.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -210,13 +211,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct dbw_meta);
 } meta SEC(".maps");
-
-/* Turns a kernel pointer obtained by a probe read into a BTF-typed pointer, so
- * that its fields are read with plain (fault-safe) loads instead of one helper
- * call each. Kernel 6.2+ (commit a35b9af4ec2c, "bpf: Add a kfunc for generic
- * type cast"). */
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
-#define as_btf(type, ptr) ((type *)bpf_rdonly_cast((ptr), bpf_core_type_id_kernel(type)))
 
 /* Kernels before 6.13 count file references in f_count; 6.13 replaced it with
  * file_ref_t f_ref (commit 90ee6ed776c0, "fs: port files to file_ref"). */

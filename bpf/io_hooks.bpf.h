@@ -236,7 +236,7 @@ static __always_inline int on_socket_io(struct sock *sk, int ret)
 		count_drop(DBW_DROP_COMPAT_SYSCALL);
 		return 0;
 	}
-	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	regs = user_regs(task);
 	nr = regs->orig_ax;
 	/* Typed loads (a faulting one reads 0): no helper call. 0: a kernel
 	 * socket (no file), never a tracked process's connection. */
