@@ -516,7 +516,7 @@ void JsonlWriter::chain_record(size_t start, bool statement) {
     return;
   }
   if (frame_records_ == 0) frame_first_seq_ = next_seq_;
-  append_seq_field(next_seq_++, frame_);
+  seq_field_.append(next_seq_++, frame_);
   ++frame_records_;
   frame_statements_ += statement ? 1 : 0;
 }

@@ -273,6 +273,7 @@ class JsonlWriter : public StatementSink {
   // kFrames: records not yet sealed, and the chain's head at the last seal.
   std::unique_ptr<FrameSealer> sealer_;
   std::string frame_;
+  SeqFieldWriter seq_field_;
   uint64_t frame_first_seq_ = 0;
   uint32_t frame_records_ = 0;
   uint32_t frame_statements_ = 0;

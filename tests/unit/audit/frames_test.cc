@@ -427,6 +427,26 @@ TEST_CASE("frames: scan_frame_tail and count_frame_records", "[audit][frames]") 
   ::close(fd);
 }
 
+TEST_CASE("frames: SeqFieldWriter writes what append_seq_field writes, for any seq",
+          "[audit][frames]") {
+  // Counted up in place for consecutive seqs (carries, one digit more at 9 -> 10), formatted
+  // anew for any other: every field byte for byte as append_seq_field makes it.
+  SeqFieldWriter w;
+  std::vector<uint64_t> seqs;
+  for (uint64_t s = 0; s < 20'000; ++s) seqs.push_back(s);  // 9, 99, 999, 9999 carries
+  for (uint64_t s : {5ull, 6ull, 100ull, 99ull, 100ull, 9ull, 10ull, 999'999ull, 1'000'000ull,
+                     1'000'001ull, 1'000'000ull, 42ull, 18'446'744'073'709'551'614ull,
+                     18'446'744'073'709'551'615ull, 0ull, 1ull, 19ull, 20ull, 3ull}) {
+    seqs.push_back(s);
+  }
+  std::string got = "{", want = "{";
+  for (uint64_t s : seqs) {
+    w.append(s, got);
+    append_seq_field(s, want);
+  }
+  CHECK(got == want);
+}
+
 TEST_CASE("frames: parse_record_seq takes exactly the writer's suffix", "[audit][frames]") {
   std::string line = "{\"a\":1";
   append_seq_field(42, line);
