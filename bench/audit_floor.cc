@@ -16,7 +16,7 @@
 //
 // With --frames L1,L2,... it also measures the framed trail (issue 16,
 // --audit-format zst) on the same records in the same run, with the writer's
-// own calls (append_seq_field, FrameSealer::seal): records (seq only, no
+// own calls (SeqFieldWriter, FrameSealer::seal): records (seq only, no
 // per-record chain) grouped into 256 KiB frames, each zstd-compressed at level
 // L (negative levels included) and sealed with one SHA-256 over the
 // compressed bytes and the previous link, written compressed. Printed per
@@ -144,7 +144,7 @@ struct FrameCost {
 
 // Frames the records at `level` with the writer's own calls (the framed
 // trail, --audit-format zst): each record gets its seq field
-// (append_seq_field), and FrameSealer::seal compresses a frame as one zstd
+// (SeqFieldWriter), and FrameSealer::seal compresses a frame as one zstd
 // frame and appends its seal, a skippable frame holding the link
 // SHA-256(prev link || seal fields || compressed frame). Timed per step over
 // the whole run; the seal step is zstd and SHA-256 together.
@@ -176,10 +176,11 @@ FrameCost seal_frames(const std::vector<std::string>& bodies, int level, ChainHa
     first += count;
     count = 0;
   };
+  dbwarden::audit::SeqFieldWriter seq_field;  // the writer's own
   double t = thread_cpu_ns();
   for (size_t seq = 0; seq < bodies.size(); ++seq) {
     frame.append(bodies[seq]);
-    dbwarden::audit::append_seq_field(seq, frame);
+    seq_field.append(seq, frame);
     ++count;
     if (frame.size() >= kFrameBytes) {
       c.format_ns += thread_cpu_ns() - t;

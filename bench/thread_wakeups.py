@@ -6,7 +6,8 @@ What `pgbench_observe.py` does not show: how often each thread of the agent bloc
 wakes (voluntary context switches, /proc/PID/task/TID/status) during one `pgbench -S -c 4`
 run, beside its scheduler run time (schedstat) per audited statement. A change that is
 meant to save the audit writer's or the syncer's wake-ups is judged by the first figure,
-which the machine's load moves much less than CPU time. One private PostgreSQL for all
+which the machine's load moves much less than CPU time; and the trail's bytes on disk per
+statement (what a cheaper zstd level costs in space). One private PostgreSQL for all
 runs; each run starts a fresh agent (framed trail, the default) in a fresh directory.
 
     sudo /usr/bin/python3 bench/thread_wakeups.py --agent A/dbwarden --agent B/dbwarden \\
@@ -72,6 +73,10 @@ def main():
                         after = threads(agent.pid)
                     finally:
                         agent.stop()
+                    # The trail on disk (every file of the run), per statement: what a
+                    # cheaper zstd level costs in bytes.
+                    disk = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp)
+                               if f.startswith("audit.jsonl"))
                 n = max(rec1 - rec0, 1.0)
                 cols = []
                 for group in sorted(after):
@@ -79,7 +84,8 @@ def main():
                     wakes = after[group][1] - before.get(group, [0, 0])[1]
                     cols.append(f"{group} {ns / n:.0f} ns/stmt {wakes} wake-ups "
                                 f"({1000.0 * wakes / n:.2f}/1k stmts)")
-                print(f"round {r} {exe}: {tps:.0f} tps, {n:.0f} statements, load "
+                print(f"round {r} {exe}: {tps:.0f} tps, {n:.0f} statements, "
+                      f"{disk / n:.1f} trail bytes/stmt, load "
                       f"{os.getloadavg()[0]:.1f} | " + " | ".join(cols), flush=True)
     return 0
 

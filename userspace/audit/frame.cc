@@ -90,6 +90,32 @@ void append_seq_field(uint64_t seq, std::string& out) {
   out.append(buf, static_cast<size_t>(r.ptr + 2 - buf));
 }
 
+void SeqFieldWriter::format(uint64_t seq) {
+  std::memcpy(buf_, kSeqKey.data(), kSeqKey.size());
+  auto r = std::to_chars(buf_ + kSeqKey.size(), buf_ + sizeof(buf_) - 2, seq);
+  std::memcpy(r.ptr, "}\n", 2);
+  bytes_ = static_cast<size_t>(r.ptr + 2 - buf_);
+}
+
+void SeqFieldWriter::append(uint64_t seq, std::string& out) {
+  if (bytes_ == 0 || seq != last_ + 1 || seq == 0) {
+    format(seq);
+  } else {
+    // Count up the digits in place; a carry out of the first digit makes the number
+    // one digit longer (9 -> 10), formatted anew.
+    char* d = buf_ + bytes_ - 3;  // the last digit
+    char* const first = buf_ + kSeqKey.size();
+    while (d >= first && *d == '9') *d-- = '0';
+    if (d >= first) {
+      ++*d;
+    } else {
+      format(seq);
+    }
+  }
+  last_ = seq;
+  out.append(buf_, bytes_);
+}
+
 std::optional<RecordSeq> parse_record_seq(std::string_view line) {
   // `...,"dbwarden.seq":N}`: the digits back from the brace, then the key.
   if (line.size() < kSeqKey.size() + 3 || line.back() != '}') return std::nullopt;

@@ -116,7 +116,7 @@ JsonlWriter::JsonlWriter(WriterOptions options)
   const size_t slash = options_.path.find_last_of('/');
   dir_ = slash == std::string::npos ? "." : (slash == 0 ? "/" : options_.path.substr(0, slash));
   base_ = slash == std::string::npos ? options_.path : options_.path.substr(slash + 1);
-  batch_.reserve(std::min(options_.flush_bytes + 4096, options_.max_buffered_bytes));
+  batch_.bytes.reserve(std::min(options_.flush_bytes + 4096, options_.max_buffered_bytes));
 }
 
 Status JsonlWriter::start() {
@@ -297,38 +297,39 @@ JsonlWriter::~JsonlWriter() {
 }
 
 void JsonlWriter::on_statement(const Statement& statement) {
-  const size_t before = batch_.size();
-  format_record(statement, realtime_offset_ns_, batch_);
+  const size_t before = batch_.bytes.size();
+  format_record(statement, realtime_offset_ns_, batch_.bytes);
   keep_or_drop(before);
 }
 
 void JsonlWriter::on_other_record(std::string_view json_object) {
-  const size_t before = batch_.size();
-  batch_.append(json_object);
-  batch_.push_back('\n');
+  const size_t before = batch_.bytes.size();
+  batch_.bytes.append(json_object);
+  batch_.bytes.push_back('\n');
   keep_or_drop(before);
 }
 
 void JsonlWriter::keep_or_drop(size_t before) {
-  if (batch_.size() + queued_bytes_.load(std::memory_order_relaxed) +
+  if (batch_.bytes.size() + queued_bytes_.load(std::memory_order_relaxed) +
           out_pending_.load(std::memory_order_relaxed) >
       options_.max_buffered_bytes) {
     // wait_for_room keeps the record unless writes are failing; otherwise it
     // has already taken the record out of batch_.
-    if (!options_.wait_when_full) batch_.resize(before);
+    if (!options_.wait_when_full) batch_.bytes.resize(before);
     if (!options_.wait_when_full || !wait_for_room(before)) {
       records_dropped_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
   }
-  batch_bytes_.store(batch_.size(), std::memory_order_relaxed);
-  if (batch_.size() >= options_.flush_bytes) hand_off();
+  batch_.ends.push_back(batch_.bytes.size());
+  batch_bytes_.store(batch_.bytes.size(), std::memory_order_relaxed);
+  if (batch_.bytes.size() >= options_.flush_bytes) hand_off();
 }
 
 bool JsonlWriter::wait_for_room(size_t record_start) {
   // The record waits aside while the records before it go to the writer.
-  std::string record = batch_.substr(record_start);
-  batch_.resize(record_start);
+  std::string record = batch_.bytes.substr(record_start);
+  batch_.bytes.resize(record_start);
   hand_off();
   bool room = false;
   {
@@ -340,28 +341,28 @@ bool JsonlWriter::wait_for_room(size_t record_start) {
     });
     room = !stop_ && !failing_now_;
   }
-  if (room) batch_.append(record);
+  if (room) batch_.bytes.append(record);
   return room;
 }
 
 void JsonlWriter::flush_if_due(uint64_t now_mono_ns) {
   if (now_mono_ns - last_handoff_ns_ < to_ns(options_.flush_interval)) return;
   last_handoff_ns_ = now_mono_ns;
-  if (!batch_.empty()) hand_off();
+  if (!batch_.bytes.empty()) hand_off();
 }
 
 void JsonlWriter::hand_off() {
-  if (batch_.empty()) return;
+  if (batch_.bytes.empty()) return;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    queued_bytes_.fetch_add(batch_.size());
+    queued_bytes_.fetch_add(batch_.bytes.size());
     queue_.push_back(std::move(batch_));
     if (!spare_.empty()) {
       batch_ = std::move(spare_.back());
       spare_.pop_back();
     } else {
-      batch_ = std::string();
-      batch_.reserve(options_.flush_bytes + 4096);
+      batch_ = Batch();
+      batch_.bytes.reserve(options_.flush_bytes + 4096);
     }
   }
   batch_.clear();
@@ -386,7 +387,7 @@ void JsonlWriter::writer_main() {
   // the chain and the disk from decoding.
   pthread_setname_np(pthread_self(), "dbw-audit-write");
   std::unique_lock<std::mutex> lk(mu_);
-  std::deque<std::string> work;
+  std::deque<Batch> work;
   while (true) {
     const auto period = frames() ? std::min(options_.flush_interval, options_.frame_interval)
                                  : options_.flush_interval;
@@ -413,11 +414,11 @@ void JsonlWriter::writer_main() {
     if (out_written_ == out_.size() || stopping) work.swap(queue_);
     lk.unlock();
     size_t taken = 0;
-    for (const std::string& batch : work) taken += batch.size();
+    for (const Batch& batch : work) taken += batch.bytes.size();
     queued_bytes_.fetch_sub(taken);
     if (open_pending_ && release_open) append_open(now);
 
-    for (std::string& batch : work) {
+    for (Batch& batch : work) {
       process_batch(batch, now);
       batch.clear();
     }
@@ -434,7 +435,7 @@ void JsonlWriter::writer_main() {
     out_pending_.store(out_.size() - out_written_);
 
     lk.lock();
-    for (std::string& batch : work) {
+    for (Batch& batch : work) {
       if (spare_.size() < 4) spare_.push_back(std::move(batch));
     }
     work.clear();
@@ -449,15 +450,14 @@ void JsonlWriter::writer_main() {
   }
 }
 
-void JsonlWriter::process_batch(const std::string& batch, uint64_t now_mono) {
+void JsonlWriter::process_batch(const Batch& batch, uint64_t now_mono) {
+  const std::string& bytes = batch.bytes;
   size_t pos = 0;
-  while (pos < batch.size()) {
-    const char* nl =
-        static_cast<const char*>(std::memchr(batch.data() + pos, '\n', batch.size() - pos));
-    const size_t end = nl == nullptr ? batch.size() : static_cast<size_t>(nl - batch.data());
+  for (const size_t next : batch.ends) {
+    const size_t end = next - 1;  // the record's '\n'
     // format_record ends every record with "}\n"; the chain fields go before
     // the brace.
-    if (end > pos && batch[end - 1] == '}') {
+    if (end > pos && bytes[end] == '\n' && bytes[end - 1] == '}') {
       // kFrames counts the unsealed records at a tenth of their size, about
       // what they compress to.
       if (options_.rotate_bytes > 0 && regular_file_ && file_statements_ > 0 &&
@@ -466,7 +466,7 @@ void JsonlWriter::process_batch(const std::string& batch, uint64_t now_mono) {
           now_mono >= rotate_retry_mono_ && drain(now_mono)) {
         rotate(now_mono);
       }
-      const std::string_view body(batch.data() + pos, end - 1 - pos);
+      const std::string_view body(bytes.data() + pos, end - 1 - pos);
       if (frames()) {
         if (frame_records_ == 0) frame_started_mono_ = now_mono;
         frame_.append(body);
@@ -485,7 +485,7 @@ void JsonlWriter::process_batch(const std::string& batch, uint64_t now_mono) {
         append_checkpoint("interval", "", now_mono);
       }
     }
-    pos = end + 1;
+    pos = next;
   }
 }
 
@@ -516,7 +516,7 @@ void JsonlWriter::chain_record(size_t start, bool statement) {
     return;
   }
   if (frame_records_ == 0) frame_first_seq_ = next_seq_;
-  append_seq_field(next_seq_++, frame_);
+  seq_field_.append(next_seq_++, frame_);
   ++frame_records_;
   frame_statements_ += statement ? 1 : 0;
 }

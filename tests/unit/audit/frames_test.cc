@@ -161,6 +161,61 @@ TEST_CASE("frames: the writer seals frames that zstd reads as JSON Lines", "[aud
   CHECK(st.value().clean_stop);
 }
 
+TEST_CASE("frames: records of both kinds share hand-offs and keep their ends, drops too",
+          "[audit][frames]") {
+  // The decode thread hands each batch over with its records' ends (the writer no longer
+  // looks for them): statements and other records interleaved, hand-offs every few
+  // records, and records dropped at a small bound in between (their bytes taken back
+  // out of the batch), must still come out whole, each with the next seq.
+  TempDir tmp;
+  WriterOptions o = framed(tmp.path);
+  o.flush_bytes = 700;           // a hand-off every few records, mid-sequence
+  o.max_buffered_bytes = 2'500;  // and drops while the writer lags
+  ConnectionInfo c;
+  c.db_system = "postgresql";
+  auto w = open_writer(o);
+  constexpr uint64_t kRecords = 3'000;
+  for (uint64_t i = 0; i < kRecords; ++i) {
+    if (i % 3 == 1) {
+      w->on_other_record(R"({"time":"2026-12-07T00:00:00Z","dbwarden.record_type":"approval",)"
+                         R"("n":)" +
+                         std::to_string(i) + "}");
+    } else {
+      w->on_statement(make_statement(&c, i));
+    }
+  }
+  REQUIRE(w->flush().ok());
+  CHECK(w->write_errors() == 0);
+  const uint64_t dropped = w->records_dropped();
+  const uint64_t written = w->records_written();  // records handed over, of both kinds
+  w.reset();
+  const auto lines = cat(o.path);
+  uint64_t seq = 0, others = 0, last = 0;
+  for (const std::string& line : lines) {
+    const auto j = nlohmann::json::parse(line);  // whole: no record cut or glued to another
+    REQUIRE(j["dbwarden.seq"] == seq++);
+    uint64_t n = 0;
+    if (j.contains("n")) {
+      n = j["n"].get<uint64_t>();
+      ++others;
+    } else if (j.contains("db.query.text")) {
+      const std::string text = j["db.query.text"];
+      n = std::stoull(text.substr(text.rfind(' ') + 1));
+    } else {
+      continue;  // a checkpoint
+    }
+    CHECK((n == 0 || n > last));  // in order, each once
+    last = n;
+  }
+  CHECK(statement_texts(lines).size() + others == written);
+  CHECK(written + dropped == kRecords);
+  CHECK(dropped > 0);
+  CHECK(others > 0);
+  auto s = verify({o.path}, o.path + ".state");
+  INFO((s.failure ? s.failure->reason : ""));
+  CHECK(s.valid());
+}
+
 TEST_CASE("frames: a frame is sealed at 256 KiB of records", "[audit][frames]") {
   TempDir tmp;  // format: frames
   auto o = framed(tmp.path);
@@ -370,6 +425,26 @@ TEST_CASE("frames: scan_frame_tail and count_frame_records", "[audit][frames]") 
     CHECK(tail.good_end == whole.size() - units.back().size());
   }
   ::close(fd);
+}
+
+TEST_CASE("frames: SeqFieldWriter writes what append_seq_field writes, for any seq",
+          "[audit][frames]") {
+  // Counted up in place for consecutive seqs (carries, one digit more at 9 -> 10), formatted
+  // anew for any other: every field byte for byte as append_seq_field makes it.
+  SeqFieldWriter w;
+  std::vector<uint64_t> seqs;
+  for (uint64_t s = 0; s < 20'000; ++s) seqs.push_back(s);  // 9, 99, 999, 9999 carries
+  for (uint64_t s : {5ull, 6ull, 100ull, 99ull, 100ull, 9ull, 10ull, 999'999ull, 1'000'000ull,
+                     1'000'001ull, 1'000'000ull, 42ull, 18'446'744'073'709'551'614ull,
+                     18'446'744'073'709'551'615ull, 0ull, 1ull, 19ull, 20ull, 3ull}) {
+    seqs.push_back(s);
+  }
+  std::string got = "{", want = "{";
+  for (uint64_t s : seqs) {
+    w.append(s, got);
+    append_seq_field(s, want);
+  }
+  CHECK(got == want);
 }
 
 TEST_CASE("frames: parse_record_seq takes exactly the writer's suffix", "[audit][frames]") {
