@@ -12,9 +12,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -35,6 +33,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "../../unit/support/self_signed.h"
 
 namespace dbwarden::capture {
 namespace {
@@ -361,28 +361,6 @@ TEST_CASE_METHOD(WatchedTcp, "a record names the process and the thread that mov
   }
 }
 
-// A self-signed certificate (P-256) for a TLS server in this process, kept in memory.
-struct SelfSigned {
-  EVP_PKEY* key = EVP_EC_gen("P-256");
-  X509* cert = X509_new();
-  SelfSigned() {
-    REQUIRE(key != nullptr);
-    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-    X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-    X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
-    X509_set_pubkey(cert, key);
-    X509_NAME* name = X509_get_subject_name(cert);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                               reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
-    X509_set_issuer_name(cert, name);
-    REQUIRE(X509_sign(cert, key, EVP_sha256()) > 0);
-  }
-  ~SelfSigned() {
-    X509_free(cert);
-    EVP_PKEY_free(key);
-  }
-};
-
 // bpf/tls.bpf.h finds an SSL*'s connection through the tie the thread that made its
 // handshake keeps, and through tls_ssl_sock for any other thread (a thread pool). Both
 // ends of the connection are this process's; the client's end is a local peer's
@@ -392,7 +370,7 @@ TEST_CASE_METHOD(WatchedTcp,
                  "[kernel][tls]") {
   cap->tls().rescan();  // hooks the libssl this binary maps
   REQUIRE(cap->tls().stats().libraries_hooked >= 1);
-  SelfSigned id;
+  testing::SelfSigned id;
   SSL_CTX* sctx = SSL_CTX_new(TLS_server_method());
   SSL_CTX* cctx = SSL_CTX_new(TLS_client_method());  // verifies nothing by default
   REQUIRE(SSL_CTX_use_certificate(sctx, id.cert) == 1);
