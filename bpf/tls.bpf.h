@@ -56,7 +56,7 @@ struct dbw_tls_call {
 	 * `conns` entry had conn_id tie_conn. A thread serves one connection
 	 * at a time (a PostgreSQL backend, a MariaDB connection thread), so the
 	 * exit probe finds the connection here instead of in the tls_ssl_sock
-	 * hash (bench/README.md, "TLS probes: ..."). tie_conn tells a socket
+	 * hash (bench/README.md, "the libssl probes' share"). tie_conn tells a socket
 	 * inode that was closed and reused by another connection. */
 	__u64 tie_ssl;
 	__u64 tie_ino;
