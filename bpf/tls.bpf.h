@@ -15,7 +15,8 @@
  *      and the connection is marked (dbw_conn_state.tls). Every syscall byte
  *      of a marked connection is ciphertext and is not emitted;
  *   3. the exit probes of SSL_read/SSL_write emit the plaintext through
- *      emit_data() on the connection found via SSL* -> inode, with the
+ *      emit_data() on the connection found via SSL* -> inode (the thread's
+ *      own tie in tls_calls first, tls_ssl_sock for another thread's), with the
  *      connection's own stream offsets: the plaintext continues exactly where
  *      the plaintext SSLRequest / 'S' exchange stopped, same conn_id, same
  *      record layout. An SSL_read served from OpenSSL's buffer (no syscall
@@ -45,13 +46,23 @@ enum dbw_tls_op {
 	DBW_TLS_OP_WRITE = 2,
 };
 
-/* What a thread is doing inside libssl, from the entry probe to the exit. */
+/* What a thread is doing inside libssl, from the entry probe to the exit,
+ * and the connection of the SSL* it last worked on (the "tie"). */
 struct dbw_tls_call {
 	__u64 ssl;     /* SSL* in the caller's address space */
 	__u64 buf;     /* plaintext buffer (read/write) */
 	__u64 len_ptr; /* size_t* readbytes/written of the _ex variants, else 0 */
-	__u8 op;       /* enum dbw_tls_op */
-	__u8 active;   /* 1 from the entry probe to the exit probe */
+	/* The tie: SSL* tie_ssl moved the ciphertext of socket tie_ino, whose
+	 * `conns` entry had conn_id tie_conn. A thread serves one connection
+	 * at a time (a PostgreSQL backend, a MariaDB connection thread), so the
+	 * exit probe finds the connection here instead of in the tls_ssl_sock
+	 * hash (bench/README.md, "the libssl probes' share"). tie_conn tells a socket
+	 * inode that was closed and reused by another connection. */
+	__u64 tie_ssl;
+	__u64 tie_ino;
+	__u64 tie_conn;
+	__u8 op;     /* enum dbw_tls_op */
+	__u8 active; /* 1 from the entry probe to the exit probe */
 	__u8 _pad[6];
 };
 
@@ -118,6 +129,16 @@ static __always_inline void tls_count(__u32 stat)
 		*v += 1;
 }
 
+/* Remembers in the thread's call that `call->ssl` is the connection of socket
+ * `ino` (`st`). */
+static __always_inline void tls_tie(struct dbw_tls_call *call, __u64 ino,
+				    const struct dbw_conn_state *st)
+{
+	call->tie_ssl = call->ssl;
+	call->tie_ino = ino;
+	call->tie_conn = st->conn_id;
+}
+
 /*
  * Called by the syscall program for every syscall moving bytes on a tracked
  * connection. Returns 1 when the bytes are ciphertext and must not be emitted.
@@ -139,17 +160,21 @@ static __always_inline int dbw_tls_syscall(struct task_struct *task, __u64 ino,
 	/* A plain byte store: the connection's other flags are not touched. */
 	st->tls = 1;
 	tls_count(DBW_TLS_STAT_CONNECTIONS);
+	/* The hash serves the other threads of the process (a thread pool
+	 * moving the connection between threads); this thread has the tie. */
 	bpf_map_update_elem(&tls_ssl_sock, &key, &ino, BPF_ANY);
+	tls_tie(call, ino, st);
 	tls_count(DBW_TLS_STAT_CIPHERTEXT_SUPPRESSED);
 	return 1;
 }
 
-/* Starts the current thread's libssl call; the caller checked that the
- * process is tracked. A call whose exit was missed is simply replaced. */
-static __always_inline int tls_begin(__u8 op, __u64 ssl, __u64 buf, __u64 len_ptr)
+/* Starts the libssl call of `task` (the current thread, of a tracked
+ * process). A call whose exit was missed is simply replaced; the tie stays. */
+static __always_inline int tls_begin(struct task_struct *task, __u8 op, __u64 ssl, __u64 buf,
+				     __u64 len_ptr)
 {
-	struct dbw_tls_call *call = bpf_task_storage_get(
-		&tls_calls, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	struct dbw_tls_call *call =
+		bpf_task_storage_get(&tls_calls, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 
 	if (!call) {
 		/* No memory for the thread's slot: its syscalls would not be
@@ -165,11 +190,43 @@ static __always_inline int tls_begin(__u8 op, __u64 ssl, __u64 buf, __u64 len_pt
 	return 0;
 }
 
+/* Every libssl user on the host comes here: the current task is fetched once
+ * (one helper call, where the pid/tgid helper and then the task were two) and
+ * a process that is not tracked leaves at the pid bitmap. */
 static __always_inline int tls_enter(__u8 op, __u64 ssl, __u64 buf, __u64 len_ptr)
 {
-	if (!is_tracked_process(bpf_get_current_pid_tgid() >> 32))
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	if (!is_tracked_process(task->tgid))
 		return 0;
-	return tls_begin(op, ssl, buf, len_ptr);
+	return tls_begin(task, op, ssl, buf, len_ptr);
+}
+
+/* The connection whose plaintext the call moved: the thread's tie when it
+ * names the call's SSL* and its connection is still open, else the SSL* as
+ * another thread tied it (tls_ssl_sock), which then becomes this thread's
+ * tie. NULL: an SSL* never seen moving a tracked connection's bytes. */
+static __always_inline struct dbw_conn_state *tls_call_conn(struct task_struct *task,
+							    struct dbw_tls_call *call)
+{
+	struct dbw_tls_ssl_key key = { .ssl = call->ssl, .tgid = task->tgid };
+	struct dbw_conn_state *st;
+	__u64 ino, *found;
+
+	if (call->tie_ssl == call->ssl) {
+		ino = call->tie_ino;
+		st = bpf_map_lookup_elem(&conns, &ino);
+		if (st && st->conn_id == call->tie_conn)
+			return st;
+	}
+	found = bpf_map_lookup_elem(&tls_ssl_sock, &key);
+	if (!found)
+		return NULL;
+	ino = *found;
+	st = bpf_map_lookup_elem(&conns, &ino);
+	if (st)
+		tls_tie(call, ino, st);
+	return st;
 }
 
 /* ret: the function's return value. For SSL_read/SSL_write it is the byte
@@ -177,23 +234,18 @@ static __always_inline int tls_enter(__u8 op, __u64 ssl, __u64 buf, __u64 len_pt
  * *len_ptr. */
 static __always_inline int tls_exit(long ret)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct dbw_tls_ssl_key key = {};
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct dbw_tls_call *call;
 	struct dbw_conn_state *st;
-	__u64 *ino, n = 0;
-	__u8 op;
-	__u64 buf;
+	__u64 n = 0;
 
 	/* Every libssl user on the host comes here (clients too); only a
-	 * thread of a tracked process has a call recorded. */
-	call = tls_current_call();
+	 * thread of a tracked process has a call recorded, and a thread that
+	 * never entered a call of a tracked process has no local storage at
+	 * all: one load sends it away. */
+	call = tls_task_call(task);
 	if (!call)
 		return 0;
-	op = call->op;
-	buf = call->buf;
-	key.ssl = call->ssl;
-	key.tgid = pid_tgid >> 32;
 	if (call->len_ptr) {
 		if (ret == 1)
 			bpf_probe_read_user(&n, sizeof(n), (void *)call->len_ptr);
@@ -201,10 +253,9 @@ static __always_inline int tls_exit(long ret)
 		n = (__u64)ret;
 	}
 	call->active = 0;
-	if (op == DBW_TLS_OP_HANDSHAKE || n == 0)
+	if (call->op == DBW_TLS_OP_HANDSHAKE || n == 0)
 		return 0;
-	ino = bpf_map_lookup_elem(&tls_ssl_sock, &key);
-	st = ino ? bpf_map_lookup_elem(&conns, ino) : NULL;
+	st = tls_call_conn(task, call);
 	if (!st) {
 		/* Not a tracked connection (another TLS peer of a server process,
 		 * or a connection whose handshake predates the probes). */
@@ -213,9 +264,11 @@ static __always_inline int tls_exit(long ret)
 	}
 	tls_count(DBW_TLS_STAT_PLAINTEXT_CALLS);
 	DBW_PROF_BEGIN(); /* the emit steps of a TLS record count from here */
-	/* Seen from the server: what it reads came from the client. */
-	emit_data(st, pid_tgid, op == DBW_TLS_OP_READ ? DBW_DIR_INGRESS : DBW_DIR_EGRESS,
-		  (const char *)buf, n);
+	/* Seen from the server: what it reads came from the client. pid and
+	 * tid from the task at hand: no helper call. */
+	emit_data(st, (__u64)task->tgid << 32 | (__u32)task->pid,
+		  call->op == DBW_TLS_OP_READ ? DBW_DIR_INGRESS : DBW_DIR_EGRESS,
+		  (const char *)call->buf, n);
 	return 0;
 }
 
@@ -250,11 +303,13 @@ int BPF_KPROBE(dbw_ssl_write_ex_enter, void *ssl, const void *buf, __u64 num, __
 SEC("uprobe")
 int BPF_KPROBE(dbw_ssl_handshake_enter, void *ssl)
 {
-	if (!is_tracked_process(bpf_get_current_pid_tgid() >> 32))
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	if (!is_tracked_process(task->tgid))
 		return 0;
-	if (tls_current_call())
+	if (tls_task_call(task))
 		return 0;
-	return tls_begin(DBW_TLS_OP_HANDSHAKE, (__u64)ssl, 0, 0);
+	return tls_begin(task, DBW_TLS_OP_HANDSHAKE, (__u64)ssl, 0, 0);
 }
 
 /* Ends only a handshake call: the nested case above leaves the outer read or

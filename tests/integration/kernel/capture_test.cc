@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -32,6 +33,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "../../unit/support/self_signed.h"
 
 namespace dbwarden::capture {
 namespace {
@@ -356,6 +359,89 @@ TEST_CASE_METHOD(WatchedTcp, "a record names the process and the thread that mov
     CHECK(d.hdr.tid == tid);
     CHECK(d.bytes == "from a thread");
   }
+}
+
+// bpf/tls.bpf.h finds an SSL*'s connection through the tie the thread that made its
+// handshake keeps, and through tls_ssl_sock for any other thread (a thread pool). Both
+// ends of the connection are this process's; the client's end is a local peer's
+// (ignored), so only the server's SSL* has a connection and its plaintext is recorded.
+TEST_CASE_METHOD(WatchedTcp,
+                 "TLS plaintext goes to its connection whichever thread uses the SSL*",
+                 "[kernel][tls]") {
+  cap->tls().rescan();  // hooks the libssl this binary maps
+  REQUIRE(cap->tls().stats().libraries_hooked >= 1);
+  testing::SelfSigned id;
+  SSL_CTX* sctx = SSL_CTX_new(TLS_server_method());
+  SSL_CTX* cctx = SSL_CTX_new(TLS_client_method());  // verifies nothing by default
+  REQUIRE(SSL_CTX_use_certificate(sctx, id.cert) == 1);
+  REQUIRE(SSL_CTX_use_PrivateKey(sctx, id.key) == 1);
+  SSL* server = SSL_new(sctx);
+  SSL* client = SSL_new(cctx);
+  SSL_set_fd(server, p.server);
+  SSL_set_fd(client, p.client);
+
+  auto read_some = [](SSL* ssl, size_t want) {
+    std::string out;
+    char buf[256];
+    while (out.size() < want) {
+      int n = SSL_read(ssl, buf, sizeof(buf));
+      if (n <= 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+    return out;
+  };
+  // The handshake and a first read on one thread (its tie), the client on another.
+  uint32_t tid_a = 0, tid_b = 0;
+  std::string got_a, got_b;
+  bool peer_ok = false, answered = false;
+  std::thread peer([&] {
+    peer_ok = SSL_connect(client) == 1 && SSL_write(client, "first query", 11) == 11;
+  });
+  std::thread a([&] {
+    tid_a = static_cast<uint32_t>(gettid());
+    if (SSL_accept(server) == 1) got_a = read_some(server, 11);
+  });
+  a.join();
+  peer.join();
+  REQUIRE(peer_ok);
+  REQUIRE(got_a == "first query");
+  // Then another thread that never saw the handshake reads and answers.
+  REQUIRE(SSL_write(client, "second", 6) == 6);
+  std::thread b([&] {
+    tid_b = static_cast<uint32_t>(gettid());
+    got_b = read_some(server, 6);
+    answered = got_b == "second" && SSL_write(server, "answer from b", 13) == 13;
+  });
+  b.join();
+  REQUIRE(got_b == "second");
+  REQUIRE(answered);
+  REQUIRE(read_some(client, 13) == "answer from b");
+  drain(*cap);
+
+  REQUIRE(rec.r.opens.size() == 1);
+  const uint64_t conn = rec.r.opens[0].hdr.conn_id;
+  CHECK(rec.r.opens[0].sock_ino == inode_of(p.server));
+  // Plaintext only, in order, each record naming the thread that moved it.
+  REQUIRE(rec.r.data.size() == 3);
+  const Walk in = walk({rec.r.data[0], rec.r.data[1]});
+  CHECK(in.contiguous);
+  CHECK(in.captured == "first querysecond");
+  CHECK(rec.r.data[2].offset == 0);
+  CHECK(rec.r.data[0].hdr.tid == tid_a);
+  CHECK(rec.r.data[1].hdr.tid == tid_b);
+  CHECK(rec.r.data[2].direction == DBW_DIR_EGRESS);
+  CHECK(rec.r.data[2].bytes == "answer from b");
+  CHECK(rec.r.data[2].hdr.tid == tid_b);
+  for (const auto& d : rec.r.data) CHECK(d.hdr.conn_id == conn);
+  TlsStats st = cap->tls().stats();
+  CHECK(st.connections == 1);
+  CHECK(st.plaintext_calls == 3);
+  CHECK(st.ciphertext_suppressed > 0);
+
+  SSL_free(server);
+  SSL_free(client);
+  SSL_CTX_free(sctx);
+  SSL_CTX_free(cctx);
 }
 
 // The enforcement proxy's upstream connection (Observer mutes it): no byte of it is

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "../support/self_signed.h"
+
 using dbwarden::proxy::ByteBuffer;
 using dbwarden::proxy::TlsContext;
 using dbwarden::proxy::TlsSession;
@@ -35,29 +37,16 @@ struct CertFiles {
     cert = dir + "/c.pem";
     key = dir + "/k.pem";
     other_key = dir + "/o.pem";
-    EVP_PKEY* pkey = EVP_EC_gen("P-256");
+    dbwarden::testing::SelfSigned id;
     EVP_PKEY* other = EVP_EC_gen("P-256");
-    REQUIRE(pkey != nullptr);
     REQUIRE(other != nullptr);
-    X509* x = X509_new();
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    X509_gmtime_adj(X509_getm_notBefore(x), 0);
-    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-    X509_set_pubkey(x, pkey);
-    X509_NAME* name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                               reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
-    X509_set_issuer_name(x, name);
-    REQUIRE(X509_sign(x, pkey, EVP_sha256()) > 0);
-    write(cert, [&](FILE* f) { return PEM_write_X509(f, x); });
+    write(cert, [&](FILE* f) { return PEM_write_X509(f, id.cert); });
     write(key, [&](FILE* f) {
-      return PEM_write_PrivateKey(f, pkey, nullptr, nullptr, 0, nullptr, nullptr);
+      return PEM_write_PrivateKey(f, id.key, nullptr, nullptr, 0, nullptr, nullptr);
     });
     write(other_key, [&](FILE* f) {
       return PEM_write_PrivateKey(f, other, nullptr, nullptr, 0, nullptr, nullptr);
     });
-    X509_free(x);
-    EVP_PKEY_free(pkey);
     EVP_PKEY_free(other);
   }
   ~CertFiles() { std::filesystem::remove_all(dir); }
