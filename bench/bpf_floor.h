@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // The floor programs of bpf/io_floor.bpf.c, loaded for one of bench_bpf_io_cost's floor
-// conditions: one pair of programs on the capture's two socket tracepoints, its ring and a
-// consumer thread that drains it like the agent (poll every 100 ms) and counts what it
-// carried, so the bench can check the ring against the bytes exchanged.
+// conditions (or bench_bpf_floor_live's): one pair of programs on the capture's two socket
+// tracepoints, its ring and a consumer thread that drains it like the agent (poll every
+// 100 ms) and counts what it carried, so the bench can check the ring against the bytes
+// exchanged.
 #pragma once
 
 #include <bpf/bpf.h>
@@ -72,6 +73,11 @@ class FloorCapture {
   void track(uint32_t tgid) {
     __atomic_fetch_or(&skel_->bss->floor_pid_bits[(tgid >> 6) & 0xffffu], 1ULL << (tgid & 63),
                       __ATOMIC_SEQ_CST);
+  }
+  // Clears it (bench_bpf_floor_live: a tracked process ended, its pid may be reused).
+  void untrack(uint32_t tgid) {
+    __atomic_fetch_and(&skel_->bss->floor_pid_bits[(tgid >> 6) & 0xffffu], ~(1ULL << (tgid & 63)),
+                       __ATOMIC_SEQ_CST);
   }
 
   // (name, run count, run time ns) of the loaded programs.
