@@ -15,7 +15,8 @@
 // /proc/PID/task/PID/children, bits set and cleared through the skeleton's .bss), drains
 // the ring like the agent (poll every 100 ms) and counts what it carried. Prints "READY"
 // once attached; on SIGTERM or SIGINT prints one line
-//   FLOOR {"condition": ..., "run_cnt": ..., "run_time_ns": ..., "records": ..., ...}
+//   FLOOR {"condition": ..., "run_cnt": ..., "run_time_ns": ..., "records": ..., ...,
+//          "programs": {NAME: [run_cnt, run_time_ns], ...}}
 // where run_cnt and run_time_ns are the pair's totals (the kernel's BPF statistics,
 // switched on through BPF_ENABLE_STATS for the process's life) since attaching: every
 // socket call on the host that reached a tracepoint, tracked or not, as in the agent's
@@ -142,9 +143,12 @@ int main(int argc, char** argv) {
       refresh();
     }
     uint64_t runs = 0, ns = 0;
+    std::string programs;  // "name": [runs, ns] of each program of the pair
     for (auto& [name, v] : floor.stats()) {
       runs += v.first;
       ns += v.second;
+      programs += std::string(programs.empty() ? "" : ", ") + "\"" + name + "\": [" +
+                  std::to_string(v.first) + ", " + std::to_string(v.second) + "]";
     }
     // Let the consumer's next poll (every 100 ms) drain what the last calls left.
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
@@ -153,7 +157,7 @@ int main(int argc, char** argv) {
          << ", \"run_time_ns\": " << ns << ", \"records\": " << floor.records.load()
          << ", \"bytes\": " << floor.bytes.load() << ", \"gaps\": " << floor.gaps.load()
          << ", \"tracked_processes\": " << tracked_ever << ", \"ring_bytes\": " << ring_bytes
-         << "}";
+         << ", \"programs\": {" << programs << "}}";
     std::printf("%s\n", line.str().c_str());
     std::fflush(stdout);
   }

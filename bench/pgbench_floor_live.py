@@ -71,6 +71,8 @@ def floor_run(cluster, args, condition):
         "bpf_ns_per_run": f["run_time_ns"] / f["run_cnt"] if f["run_cnt"] else float("nan"),
         "records_per_stmt": per(f["records"]), "bytes_per_stmt": per(f["bytes"]),
         "gaps": f["gaps"], "tracked_processes": f["tracked_processes"],
+        "bpf_by_program": {name: {"us_per_stmt": per(ns) / 1000.0, "runs_per_stmt": per(runs)}
+                           for name, (runs, ns) in sorted(f["programs"].items())},
         "load_avg": [load0, load1],
     }
 
@@ -132,6 +134,9 @@ def main():
                     r[kind] = (obs.observed_run(cluster, args, workdir) if kind == "agent"
                                else floor_run(cluster, args, kind.split()[1]))
                     x = r[kind]
+                    # Another test's agent attached meanwhile runs on the same calls (its time
+                    # is not in these figures, but it shares the caches): say so.
+                    x["foreign_dbw_programs_after"] = len(obs.dbwarden_programs())
                     extra = (f", {x['records_per_stmt']:.2f} records and "
                              f"{x['bytes_per_stmt']:.0f} bytes in the ring, gaps {x['gaps']}"
                              if kind != "agent" else
@@ -140,7 +145,8 @@ def main():
                     print(f"round {i + 1} {kind:11s} {x['tps']:8.0f} tps, BPF "
                           f"{x['bpf_us_per_stmt']:.3f} us/stmt ({x['bpf_runs_per_stmt']:.2f} "
                           f"runs x {x['bpf_ns_per_run']:.0f} ns){extra}, load "
-                          f"{x['load_avg'][0]:.1f}-{x['load_avg'][1]:.1f}", flush=True)
+                          f"{x['load_avg'][0]:.1f}-{x['load_avg'][1]:.1f}, foreign dbw_ programs after "
+                          f"{x['foreign_dbw_programs_after']}", flush=True)
                     time.sleep(1)
                 if "floor min" in r and r["floor min"]["bpf_us_per_stmt"] > 0:
                     r["agent_vs_min"] = (r["agent"]["bpf_us_per_stmt"] /
@@ -170,10 +176,19 @@ def main():
             c["records_per_stmt"] = obs.median([x["records_per_stmt"] for x in xs])
             c["bytes_per_stmt"] = obs.median([x["bytes_per_stmt"] for x in xs])
             c["gaps_total"] = sum(x["gaps"] for x in xs)
+        # Per program, where it ran: the agent's socket hooks beside the floor's pair.
+        c["by_program"] = {n: {k: obs.median([x["bpf_by_program"][n][k] for x in xs])
+                               for k in ("us_per_stmt", "runs_per_stmt")}
+                           for n in sorted(xs[0]["bpf_by_program"])
+                           if all(x["bpf_by_program"].get(n, {}).get("runs_per_stmt", 0) > 0.01
+                                  for x in xs)}
         summary["conditions"][kind] = c
         ratio = f"{c['vs_floor_min']:.2f}" if kind == "agent" else ""
         print(f"{kind:11s} {c['tps']:8.0f} {c['bpf_us_per_stmt']:12.3f} "
               f"{c['bpf_runs_per_stmt']:10.2f} {c['bpf_ns_per_run']:8.0f} {ratio:>12s}")
+        for n, p in c.get("by_program", {}).items():
+            print(f"  {n:19s} {'':8s} {p['us_per_stmt']:12.3f} {p['runs_per_stmt']:10.2f} "
+                  f"{p['us_per_stmt'] * 1000 / p['runs_per_stmt']:8.0f}")
     if "floor min" in summary["conditions"]:
         floor = summary["conditions"]["floor min"]["bpf_us_per_stmt"]
         summary["floor_min_within_target"] = floor <= obs.TARGET_BPF_US
