@@ -54,8 +54,7 @@ void on_signal(int) { g_stop = true; }
 // backend from its main thread). Empty once the postmaster is gone.
 std::set<uint32_t> children_of(uint32_t pid) {
   std::set<uint32_t> out;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) +
-                   "/children");
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
   uint32_t child = 0;
   while (in >> child) out.insert(child);
   return out;
